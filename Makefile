@@ -1,0 +1,37 @@
+# The two commands a new user types: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench-api bench-start bench-proxy clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/notebooks up
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+bench-api: $(STAMP)
+	$(PY) bench/api.py
+
+bench-start: $(STAMP)
+	$(PY) bench/start.py
+
+bench-proxy: $(STAMP)
+	$(PY) bench/proxy.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

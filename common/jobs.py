@@ -1,0 +1,42 @@
+"""The queue contract between the API and the reconciler workers.
+
+A `reconcile` job carries only the notebook id (level-triggered). The dedupe
+key is per notebook, so a burst of changes queues one job; a change made while
+that job runs is caught by the run itself (generation check) and by the sweep.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+from pgqueuer import Queries
+
+RECONCILE = "reconcile"
+SWEEP = "sweep"
+
+
+def reconcile_dedupe_key(notebook_id: str) -> str:
+    return f"reconcile:{notebook_id}"
+
+
+async def enqueue_reconcile(
+    conn: psycopg.AsyncConnection,
+    notebook_ids: list[str],
+    *,
+    delay: timedelta | None = None,
+) -> None:
+    """Enqueue reconciles on `conn` (autocommit connection, usually inside the
+    caller's transaction so the job commits or rolls back with the row)."""
+    if not notebook_ids:
+        return
+    queries = Queries.from_psycopg_connection(conn)
+    n = len(notebook_ids)
+    await queries.enqueue(
+        [RECONCILE] * n,
+        [nid.encode() for nid in notebook_ids],
+        [0] * n,
+        [delay] * n,
+        [reconcile_dedupe_key(nid) for nid in notebook_ids],
+        on_conflict="skip",
+    )

@@ -1,0 +1,127 @@
+"""One frozen settings object per process, read from the environment once.
+
+Every knob is an environment variable (12-factor); defaults suit one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def parse_signing_keys(raw: str) -> tuple[tuple[str, str], ...]:
+    """`kid1:secret1,kid2:secret2` → ((kid, secret), ...); the first signs."""
+    keys = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        kid, sep, secret = part.partition(":")
+        if not sep or not kid or len(secret) < 32:
+            raise SettingsError(
+                "NOTEBOOKS_SIGNING_KEYS must be kid:secret pairs, secrets at least 32 characters"
+            )
+        keys.append((kid, secret))
+    return tuple(keys)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    data_dir: Path = Path(".data")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int = 8081
+    api_public_url: str = "http://127.0.0.1:8080"
+    proxy_public_url: str = "http://127.0.0.1:8081"
+    runtime: str = "local"
+    # JWT keys for proxy login tokens: first signs, all verify (rotation).
+    signing_keys: tuple[tuple[str, str], ...] = ()
+    # HMAC key for pagination markers.
+    secret_key: str = ""
+    cookie_secure: bool = True
+    frame_ancestors: str = "'self'"
+    allow_terminal: bool = False
+    log_format: str = "auto"
+    log_level: str = "info"
+    presence_window_seconds: int = 150
+    start_deadline_seconds: int = 120
+    sweep_interval_seconds: int = 10
+    stop_grace_seconds: int = 10
+    worker_concurrency: int = 16
+    heartbeat_timeout_seconds: int = 15
+    db_pool_max: int = 10
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        database_url = env.get("DATABASE_URL", "")
+        if not database_url:
+            raise SettingsError("DATABASE_URL is not set")
+        api_port = _int(env, "NOTEBOOKS_API_PORT", 8080)
+        proxy_port = _int(env, "NOTEBOOKS_PROXY_PORT", 8081)
+        api_host = env.get("NOTEBOOKS_API_HOST", "127.0.0.1")
+        proxy_host = env.get("NOTEBOOKS_PROXY_HOST", "127.0.0.1")
+        runtime = env.get("NOTEBOOKS_RUNTIME", "local")
+        if runtime not in ("local", "kubernetes"):
+            raise SettingsError("NOTEBOOKS_RUNTIME must be local or kubernetes")
+        secret_key = env.get("NOTEBOOKS_SECRET_KEY", "")
+        if len(secret_key) < 32:
+            raise SettingsError("NOTEBOOKS_SECRET_KEY must be at least 32 characters")
+        signing_keys = parse_signing_keys(env.get("NOTEBOOKS_SIGNING_KEYS", ""))
+        if not signing_keys:
+            raise SettingsError("NOTEBOOKS_SIGNING_KEYS is not set")
+        return cls(
+            database_url=database_url,
+            data_dir=Path(env.get("NOTEBOOKS_DATA_DIR", ".data")).resolve(),
+            api_host=api_host,
+            api_port=api_port,
+            proxy_host=proxy_host,
+            proxy_port=proxy_port,
+            api_public_url=env.get(
+                "NOTEBOOKS_API_PUBLIC_URL", f"http://{api_host}:{api_port}"
+            ).rstrip("/"),
+            proxy_public_url=env.get(
+                "NOTEBOOKS_PROXY_PUBLIC_URL", f"http://{proxy_host}:{proxy_port}"
+            ).rstrip("/"),
+            runtime=runtime,
+            signing_keys=signing_keys,
+            secret_key=secret_key,
+            cookie_secure=_bool(env, "NOTEBOOKS_COOKIE_SECURE", True),
+            frame_ancestors=env.get("NOTEBOOKS_FRAME_ANCESTORS", "'self'"),
+            allow_terminal=_bool(env, "NOTEBOOKS_ALLOW_TERMINAL", False),
+            log_format=env.get("NOTEBOOKS_LOG_FORMAT", "auto"),
+            log_level=env.get("NOTEBOOKS_LOG_LEVEL", "info"),
+            presence_window_seconds=_int(env, "NOTEBOOKS_PRESENCE_WINDOW_SECONDS", 150),
+            start_deadline_seconds=_int(env, "NOTEBOOKS_START_DEADLINE_SECONDS", 120),
+            sweep_interval_seconds=_int(env, "NOTEBOOKS_SWEEP_INTERVAL_SECONDS", 10),
+            stop_grace_seconds=_int(env, "NOTEBOOKS_STOP_GRACE_SECONDS", 10),
+            worker_concurrency=_int(env, "NOTEBOOKS_WORKER_CONCURRENCY", 16),
+            heartbeat_timeout_seconds=_int(env, "NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", 15),
+            db_pool_max=_int(env, "NOTEBOOKS_DB_POOL_MAX", 10),
+        )

@@ -1,0 +1,28 @@
+"""Notebook statuses and desired states (DESIGN §4), shared by every process."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    IDLE = "idle"
+    DETACHED = "detached"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+class Desired(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+
+
+# Where each member-facing action is allowed (anything else is a 409).
+STARTABLE = frozenset({Status.STOPPED, Status.FAILED})
+STOPPABLE = frozenset({Status.STARTING, Status.RUNNING, Status.IDLE, Status.DETACHED})
+PROVISIONED = frozenset({Status.RUNNING, Status.IDLE, Status.DETACHED})  # open, ping
+CONFIG_CHANGEABLE = frozenset({Status.STOPPED, Status.FAILED})

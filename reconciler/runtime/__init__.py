@@ -1,0 +1,1 @@
+"""Runtime backends (`local`, `kubernetes`) behind one small interface."""

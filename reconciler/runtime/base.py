@@ -1,0 +1,94 @@
+"""The contract every runtime backend satisfies: observe, ensure running,
+ensure stopped, delete. All idempotent; reads never have effects. What to do
+is decided by the pure `plan()`, never here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class Phase(StrEnum):
+    """What one component (Sail or Marimo) of a notebook is doing right now."""
+
+    ABSENT = "absent"  # nothing there
+    STARTING = "starting"  # exists, not yet healthy
+    READY = "ready"  # answers its health check
+    FAILED = "failed"  # exited / crash-looping / unschedulable: `detail` says why
+
+
+@dataclass(frozen=True)
+class Component:
+    phase: Phase
+    detail: str = ""  # the real reason on failure: exit code, last log lines, pod reason
+    terminal: bool = False  # retrying cannot help (image pull error, bad config)
+
+
+ABSENT = Component(Phase.ABSENT)
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    image: str = ""
+    cpu: str = ""
+    memory: str = ""
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """The parts of a workload config a runtime needs."""
+
+    mode: str = "standalone"  # standalone | cluster
+    workers: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    sail: ResourceSpec = ResourceSpec()
+    marimo: ResourceSpec = ResourceSpec()
+    node_selector: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """One start of one notebook: everything a backend needs to provision it."""
+
+    notebook_id: str
+    session_id: str
+    session_token: str  # Marimo's token; only the proxy learns it
+    workload: WorkloadSpec
+    base_url: str  # "/notebooks/{id}/" without the trailing slash for Marimo's --base-url
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What really runs for a notebook, as the backend sees it now."""
+
+    session_id: str | None  # the session the running components belong to
+    sail: Component = ABSENT
+    marimo: Component = ABSENT
+    marimo_url: str | None = None  # where the proxy reaches Marimo (http://host:port)
+    sail_url: str | None = None  # sc://host:port
+    executing: bool = False  # the kernel is running a cell right now
+    runtime_state: dict[str, object] = field(default_factory=dict)  # persisted handle
+
+    @property
+    def nothing_left(self) -> bool:
+        return self.sail.phase is Phase.ABSENT and self.marimo.phase is Phase.ABSENT
+
+
+class Runtime(Protocol):
+    async def observe(self, notebook_id: str) -> Observation: ...
+
+    async def ensure_running(self, spec: SessionSpec) -> Observation:
+        """Create whatever of `spec` is missing (adopting what already runs for
+        the same session); returns at once, without waiting for readiness."""
+        ...
+
+    async def ensure_stopped(self, notebook_id: str) -> None:
+        """Tear down Sail and Marimo (graceful, then forced); keep the notebook file."""
+        ...
+
+    async def delete(self, notebook_id: str) -> None:
+        """Stop and remove everything, the notebook's storage included."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,33 @@
+-- Status changes: the only writers of notebooks.status. Each records an event
+-- (from, to, reason, actor) in the same statement, so no change goes unrecorded.
+
+-- name: set_status
+with old as (
+    select id, organization_id, status from notebooks where id = %(id)s for update
+), changed as (
+    update notebooks n
+       set status = %(status)s,
+           status_message = %(status_message)s,
+           status_changed_at = case when n.status <> %(status)s then %(now)s else n.status_changed_at end,
+           updated_at = %(now)s
+      from old
+     where n.id = old.id
+    returning n.id
+), event as (
+    insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason, actor, created_at)
+    select old.id, old.organization_id, old.status, %(status)s, %(status_message)s, %(actor)s, %(now)s
+      from old
+     where old.status <> %(status)s
+    returning id
+)
+select (select count(*) from changed) as updated, (select count(*) from event) as events;
+
+-- name: record_event
+insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason, actor)
+values (%(notebook_id)s, %(organization_id)s, %(from_status)s, %(to_status)s, %(reason)s, %(actor)s);
+
+-- name: list_events
+select id, notebook_id, from_status, to_status, reason, actor, created_at
+  from notebook_events
+ where notebook_id = %(notebook_id)s
+ order by id;
