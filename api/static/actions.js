@@ -1,0 +1,225 @@
+// Start, stop, edit, delete: the per-notebook actions shared by the list
+// and the detail view, and the dialogs behind them.
+
+import { api } from "./api.js";
+import { $, announce, h, setBusy, showError } from "./dom.js";
+import { PROVISIONED, STARTABLE, STOPPABLE, configName, state } from "./store.js";
+
+// Turn a describe/list entry into the notebook plus its team ids.
+export function joinItem(item, included) {
+  const nb = (included.notebooks || []).find((n) => n.id === item.notebookId);
+  return nb ? { ...nb, teamIds: item.teamIds || [], workloadConfigId: item.workloadConfigId || nb.workloadConfigId } : null;
+}
+
+// Keep focus on "the same" control when a region is re-rendered by polling.
+export function preserveFocus(root, render) {
+  const active = document.activeElement;
+  const key = active && root.contains(active) ? active.dataset.focusKey : null;
+  render();
+  if (key) {
+    const again = root.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
+    if (again) again.focus();
+  }
+}
+
+// The buttons for what this member may do now; `ctx.errorEl` receives errors
+// and `ctx.changed(nb?)` is called after a successful change.
+export function actionButtons(nb, ctx, { compact = false } = {}) {
+  const label = (verb) => (compact ? `${verb} ${nb.name}` : null);
+  const buttons = [];
+  const add = (verb, cls, onclick) =>
+    buttons.push(
+      h("button", {
+        type: "button",
+        class: cls,
+        "aria-label": label(verb),
+        dataset: { focusKey: `${nb.id}:${verb}`, action: verb.toLowerCase() },
+        onclick,
+        text: verb,
+      }),
+    );
+  if (PROVISIONED.has(nb.status)) {
+    add("Open", "primary", () => {
+      location.hash = `#/notebooks/${nb.id}/open`;
+    });
+  }
+  if (STARTABLE.has(nb.status)) {
+    add("Start", "primary", (ev) => run(ev.currentTarget, () => api.startNotebook(nb.id), `Starting ${nb.name}`, ctx, "Could not start"));
+  }
+  if (STOPPABLE.has(nb.status)) {
+    add("Stop", "secondary", (ev) => run(ev.currentTarget, () => api.stopNotebook(nb.id), `Stopping ${nb.name}`, ctx, "Could not stop"));
+  }
+  add("Edit", "secondary", (ev) => openEdit(nb, ctx, ev.currentTarget));
+  add("Delete", "danger-outline", (ev) => confirmDelete(nb, ctx, ev.currentTarget));
+  return buttons;
+}
+
+async function run(button, call, message, ctx, failure) {
+  setBusy(button, true);
+  showError(ctx.errorEl, null);
+  try {
+    await call();
+    announce(message);
+    ctx.changed();
+  } catch (err) {
+    showError(ctx.errorEl, err, failure);
+    delete ctx.errorEl.dataset.source;
+    setBusy(button, false);
+  }
+}
+
+// ---- dialogs -------------------------------------------------------------
+
+function wireDialog(dialog, returnFocus) {
+  dialog.querySelectorAll("[data-close]").forEach((b) => {
+    b.onclick = () => dialog.close();
+  });
+  dialog.addEventListener(
+    "close",
+    () => {
+      if (returnFocus && returnFocus.isConnected) returnFocus.focus();
+    },
+    { once: true },
+  );
+}
+
+const minutes = (seconds) => (seconds == null ? "" : String(Math.round(seconds / 60)));
+const seconds = (input) => (input.value === "" ? undefined : Math.round(Number(input.value) * 60));
+
+export async function fillConfigSelect(select, selected) {
+  const { items } = await api.listConfigs();
+  select.replaceChildren(
+    ...items.map((c) => {
+      state.configs.set(c.id, c);
+      return h("option", { value: c.id, selected: c.id === selected, text: c.name });
+    }),
+  );
+  return items.length;
+}
+
+export async function openCreate(trigger, onCreated) {
+  const dialog = $("#create-dialog");
+  const form = $("#create-form");
+  const error = $("#create-error");
+  form.reset();
+  showError(error, null);
+  wireDialog(dialog, trigger);
+  dialog.showModal();
+  try {
+    const count = await fillConfigSelect($("#nb-config"));
+    if (count === 0) {
+      showError(error, { detail: "There is no workload config yet: create one under Workload configs first." });
+    }
+    const { items: teams } = await api.listTeams();
+    teams.forEach((t) => state.teams.set(t.id, t));
+    $("#nb-team-choices").replaceChildren(
+      ...teams.map((t) =>
+        h("label", { class: "check" }, h("input", { type: "checkbox", name: "teamIds", value: t.id }), ` ${t.name}`),
+      ),
+    );
+    $("#nb-teams-field").hidden = teams.length === 0;
+  } catch (err) {
+    showError(error, err);
+  }
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    const body = {
+      name: form.name.value.trim(),
+      description: form.description.value,
+      workloadConfigId: form.workloadConfigId.value,
+      idleTimeoutSeconds: seconds(form.idle),
+      detachedTimeoutSeconds: seconds(form.detached),
+    };
+    const teamIds = [...form.querySelectorAll("input[name=teamIds]:checked")].map((c) => c.value);
+    if (teamIds.length) body.teamIds = teamIds;
+    const submit = $("#create-submit");
+    setBusy(submit, true);
+    try {
+      const created = await api.createNotebook(body);
+      dialog.close();
+      announce(`Notebook ${body.name} created`);
+      onCreated(created);
+    } catch (err) {
+      showError(error, err);
+    } finally {
+      setBusy(submit, false);
+    }
+  };
+}
+
+async function openEdit(nb, ctx, trigger) {
+  const dialog = $("#edit-dialog");
+  const form = $("#edit-form");
+  const error = $("#edit-error");
+  showError(error, null);
+  form.name.value = nb.name;
+  form.description.value = nb.description || "";
+  form.idle.value = minutes(nb.idleTimeoutSeconds);
+  form.detached.value = minutes(nb.detachedTimeoutSeconds);
+  const select = $("#edit-config");
+  select.replaceChildren(h("option", { value: nb.workloadConfigId, text: configName(nb.workloadConfigId) }));
+  select.disabled = !STARTABLE.has(nb.status);
+  wireDialog(dialog, trigger);
+  dialog.showModal();
+  form.name.select();
+  if (!select.disabled) {
+    fillConfigSelect(select, nb.workloadConfigId).catch((err) => showError(error, err));
+  }
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    const patch = {};
+    if (form.name.value.trim() !== nb.name) patch.name = form.name.value.trim();
+    if (form.description.value !== (nb.description || "")) patch.description = form.description.value;
+    const idle = seconds(form.idle);
+    const detached = seconds(form.detached);
+    if (idle !== undefined && idle !== nb.idleTimeoutSeconds) patch.idleTimeoutSeconds = idle;
+    if (detached !== undefined && detached !== nb.detachedTimeoutSeconds) patch.detachedTimeoutSeconds = detached;
+    if (!select.disabled && select.value && select.value !== nb.workloadConfigId) {
+      patch.workloadConfigId = select.value;
+    }
+    if (Object.keys(patch).length === 0) {
+      dialog.close();
+      return;
+    }
+    const submit = $("#edit-submit");
+    setBusy(submit, true);
+    try {
+      await api.updateNotebook(nb.id, patch);
+      dialog.close();
+      announce(`Notebook ${patch.name || nb.name} saved`);
+      ctx.changed();
+    } catch (err) {
+      showError(error, err);
+    } finally {
+      setBusy(submit, false);
+    }
+  };
+}
+
+function confirmDelete(nb, ctx, trigger) {
+  const dialog = $("#delete-dialog");
+  const error = $("#delete-error");
+  showError(error, null);
+  $("#delete-title").textContent = `Delete “${nb.name}”?`;
+  $("#delete-text").textContent =
+    "The notebook and its file are removed for everyone it is shared with. " +
+    (PROVISIONED.has(nb.status) || nb.status === "starting" ? "It is running and will be stopped first. " : "") +
+    "This cannot be undone.";
+  wireDialog(dialog, trigger);
+  dialog.showModal();
+  $("#delete-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const submit = $("#delete-submit");
+    setBusy(submit, true);
+    try {
+      await api.deleteNotebook(nb.id);
+      dialog.close();
+      announce(`Notebook ${nb.name} deleted`);
+      ctx.changed({ deleted: nb.id });
+    } catch (err) {
+      showError(error, err);
+    } finally {
+      setBusy(submit, false);
+    }
+  };
+}

@@ -1,0 +1,107 @@
+// A thin client for the public REST API (DESIGN §5), same origin as the page.
+// Every failure becomes an ApiError carrying the API's own problem+json
+// `detail`, so callers can show it verbatim instead of a generic message.
+
+const BASE = "/api/v1";
+const TOKEN_KEY = "notebooks.token";
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    const detail = problem.detail || problem.title || `HTTP ${status}`;
+    super(detail);
+    this.status = status;
+    this.code = problem.code || "";
+    this.title = problem.title || "";
+    this.detail = detail;
+  }
+}
+
+export const token = {
+  get: () => sessionStorage.getItem(TOKEN_KEY),
+  set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
+  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+};
+
+// Listeners told about a 401 (the console then asks for a token again).
+const unauthorizedListeners = [];
+export function onUnauthorized(fn) {
+  unauthorizedListeners.push(fn);
+}
+
+async function problemFrom(response) {
+  const text = await response.text();
+  try {
+    const body = JSON.parse(text);
+    if (body && typeof body === "object") return body;
+  } catch {
+    // Not JSON (a proxy or server page): fall through and show the text itself.
+  }
+  return { detail: text.trim().slice(0, 500) || `${response.status} ${response.statusText}` };
+}
+
+export async function request(method, path, body, { tokenOverride } = {}) {
+  const headers = { Accept: "application/json, application/problem+json" };
+  const bearer = tokenOverride ?? token.get();
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(BASE + path, init);
+  } catch (err) {
+    throw new ApiError(0, { detail: `Cannot reach the API: ${err.message}` });
+  }
+  if (!response.ok) {
+    const error = new ApiError(response.status, await problemFrom(response));
+    if (response.status === 401 && tokenOverride === undefined) {
+      unauthorizedListeners.forEach((fn) => fn(error));
+    }
+    throw error;
+  }
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+const enc = encodeURIComponent;
+
+// Follow `marker` until the last page: the console shows whole lists.
+async function all(path) {
+  const items = [];
+  const included = { notebooks: [], teams: [], workloadConfigs: [], members: [] };
+  let marker = null;
+  do {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await request("GET", marker ? `${path}${sep}marker=${enc(marker)}` : path);
+    items.push(...(page.items || []));
+    for (const [kind, list] of Object.entries(page.included || {})) {
+      included[kind] = (included[kind] || []).concat(list);
+    }
+    marker = page.marker || null;
+  } while (marker);
+  return { items, included };
+}
+
+export const api = {
+  me: (tokenOverride) => request("GET", "/me", undefined, { tokenOverride }),
+  listNotebooks: () => all("/workloads/notebooks"),
+  describeNotebook: (id) => request("GET", `/workloads/notebooks/${enc(id)}`),
+  createNotebook: (body) => request("POST", "/workloads/notebooks", body),
+  updateNotebook: (id, body) => request("PATCH", `/workloads/notebooks/${enc(id)}`, body),
+  deleteNotebook: (id) => request("DELETE", `/workloads/notebooks/${enc(id)}`),
+  startNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/start`),
+  stopNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/stop`),
+  openNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/open`),
+  pingNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/ping`),
+  notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),
+  addNotebookTeams: (id, teamIds) =>
+    request("POST", `/workloads/notebooks/${enc(id)}/teams`, { teamIds }),
+  removeNotebookTeam: (id, teamId) =>
+    request("DELETE", `/workloads/notebooks/${enc(id)}/teams/${enc(teamId)}`),
+  listTeams: () => all("/teams"),
+  listMembers: () => all("/members"),
+  listConfigs: () => all("/workloads/configs"),
+  createConfig: (body) => request("POST", "/workloads/configs", body),
+};
