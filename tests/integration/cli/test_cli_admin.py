@@ -1,0 +1,175 @@
+"""`notebooks admin ...` against a real, migrated database, output parsed from --json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from cli.main import main
+
+
+class Admin:
+    def __init__(self, url: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.env = {"DATABASE_URL": url, "NOTEBOOKS_DATA_DIR": str(data_dir)}
+        self.capsys = capsys
+
+    def run(self, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(["admin", *argv], environ=self.env)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def ok(self, *argv: str) -> Any:
+        code, out, err = self.run(*argv, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+    def fails(self, *argv: str) -> str:
+        code, out, err = self.run(*argv, "--json")
+        assert code == 1, (out, err)
+        assert out == ""
+        return err
+
+
+@pytest.fixture
+def admin(database_url_for_test: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Admin:
+    return Admin(database_url_for_test, tmp_path / "data", capsys)
+
+
+@pytest.fixture
+def org(admin: Admin) -> str:
+    return str(admin.ok("org", "create", "--name", "Acme")["id"])
+
+
+def test_without_an_organization_commands_say_what_to_do(admin: Admin) -> None:
+    assert "no organization yet" in admin.fails("member", "list")
+
+
+def test_members_are_created_and_listed(admin: Admin, org: str) -> None:
+    ann = admin.ok("member", "create", "--email", "ann@acme.test", "--name", "Ann", "--org-admin")
+    bob = admin.ok("member", "create", "--email", "bob@acme.test", "--name", "Bob")
+    assert ann["organizationId"] == org and ann["organizationAdmin"] is True
+    assert bob["organizationAdmin"] is False and bob["disabledAt"] is None
+    assert len(ann["id"]) == 12 and ann["id"].isalnum() and ann["id"].isupper()
+    listed = admin.ok("member", "list")
+    assert [(m["id"], m["email"]) for m in listed] == [
+        (ann["id"], "ann@acme.test"), (bob["id"], "bob@acme.test"),
+    ]
+
+
+def test_teams_and_memberships_with_roles(admin: Admin, org: str) -> None:
+    member = admin.ok("member", "create", "--email", "c@acme.test", "--name", "C")["id"]
+    team = admin.ok("team", "create", "--name", "data")
+    assert team["name"] == "data" and team["organizationId"] == org
+    assert admin.ok("team", "list") == [team]
+    first = admin.ok("membership", "set", team["id"], member, "--role", "editor")
+    assert (first["teamId"], first["memberId"], first["role"]) == (team["id"], member, "editor")
+    # setting again changes the role instead of failing
+    admin.ok("membership", "set", team["id"], member, "--role", "viewer")
+    listed = admin.ok("membership", "list", "--team", team["id"])
+    assert [(m["memberId"], m["role"]) for m in listed] == [(member, "viewer")]
+
+
+def test_tokens_are_shown_once_and_stored_hashed(
+    admin: Admin, org: str, database_url_for_test: str
+) -> None:
+    member = admin.ok("member", "create", "--email", "d@acme.test", "--name", "D")["id"]
+    created = admin.ok("token", "create", member, "--name", "laptop")
+    token = created["token"]
+    assert token.startswith("nbk_") and created["prefix"] == token[:12]
+    assert created["memberId"] == member and created["name"] == "laptop"
+    with psycopg.connect(database_url_for_test) as conn:
+        row = conn.execute(
+            "select secret_hash from api_tokens where id = %s", (created["id"],)
+        ).fetchone()
+    assert row is not None and bytes(row[0]) == hashlib.sha256(token.encode()).digest()
+    listed = admin.ok("token", "list", "--member", member)
+    assert [t["id"] for t in listed] == [created["id"]]
+    assert token not in json.dumps(listed)  # the secret is never listed
+
+
+def test_workload_configs_with_env(admin: Admin, org: str) -> None:
+    config = admin.ok(
+        "config", "create", "--name", "big", "--mode", "cluster", "--workers", "4",
+        "--env", "SPARK_CONF=a=b", "--env", "TZ=UTC", "--description", "four workers",
+    )
+    assert config["mode"] == "cluster" and config["workers"] == 4
+    assert config["env"] == {"SPARK_CONF": "a=b", "TZ": "UTC"}
+    assert config["description"] == "four workers"
+    plain = admin.ok("config", "create", "--name", "small")
+    assert (plain["mode"], plain["workers"], plain["env"]) == ("standalone", 1, {})
+    assert [c["name"] for c in admin.ok("config", "list")] == ["big", "small"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("membership", "set", "bad-id", "ABC", "--role", "editor"), "is not an id"),
+        (("membership", "set", "ABC", "DEF", "--role", "owner"), "must be one of admin, editor"),
+        (("membership", "set", "ABC", "DEF", "--role", "editor"), "team ABC not found"),
+        (("token", "create", "x" * 21), "is not an id"),
+        (("token", "create", "NOSUCHMEMBER"), "member NOSUCHMEMBER not found"),
+        (("member", "create", "--email", "nope", "--name", "N"), "not an email address"),
+        (("member", "create", "--email", "a@b.c", "--name", "  "), "name must not be empty"),
+        (("team", "create", "--name", "t" * 129), "longer than 128"),
+        (("config", "create", "--name", "c", "--workers", "0"), "workers must be between 1"),
+        (("config", "create", "--name", "c", "--mode", "huge"), "mode 'huge' must be one of"),
+        (("config", "create", "--name", "c", "--env", "1BAD=x"), "expected KEY=VALUE"),
+        (("config", "create", "--name", "c", "--env", "NOEQUALS"), "expected KEY=VALUE"),
+        (("member", "list", "--org", "NOSUCHORG"), "organization NOSUCHORG does not exist"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(
+    admin: Admin, org: str, argv: tuple[str, ...], message: str
+) -> None:
+    assert message in admin.fails(*argv)
+
+
+def test_duplicates_are_refused_and_nothing_is_half_written(admin: Admin, org: str) -> None:
+    admin.ok("member", "create", "--email", "e@acme.test", "--name", "E")
+    assert "already exists" in admin.fails(
+        "member", "create", "--email", "e@acme.test", "--name", "E2"
+    )
+    assert len(admin.ok("member", "list")) == 1
+
+
+def test_other_organizations_are_out_of_reach(admin: Admin, org: str) -> None:
+    other = admin.ok("org", "create", "--name", "Other")["id"]
+    # two organizations: which one must be said
+    assert "2 organizations: pass --org" in admin.fails("team", "list")
+    stranger = admin.ok("member", "create", "--org", other, "--email", "s@o.test", "--name", "S")
+    team = admin.ok("team", "create", "--org", org, "--name", "mine")
+    err = admin.fails("membership", "set", "--org", org, team["id"], stranger["id"],
+                      "--role", "viewer")
+    assert f"member {stranger['id']} not found in organization {org}" in err
+    assert admin.ok("membership", "list", "--org", org) == []
+
+
+def test_the_credentials_file_chooses_the_default_organization(admin: Admin, org: str) -> None:
+    other = admin.ok("org", "create", "--name", "Other")["id"]
+    data_dir = Path(admin.env["NOTEBOOKS_DATA_DIR"])
+    data_dir.mkdir(parents=True)
+    (data_dir / "credentials.json").write_text(json.dumps({"organizationId": other}))
+    assert admin.ok("team", "create", "--name", "t")["organizationId"] == other
+
+
+def test_the_installed_command_prints_json(database_url_for_test: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": database_url_for_test, "NOTEBOOKS_DATA_DIR": str(tmp_path),
+           "PATH": "/usr/bin:/bin"}
+    notebooks = str(Path(sys.executable).parent / "notebooks")
+    done = subprocess.run([notebooks, "admin", "org", "create", "--name", "X", "--json"],
+                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    org = json.loads(done.stdout)
+    done = subprocess.run([notebooks, "admin", "org", "list"],
+                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert org["id"] in done.stdout and "X" in done.stdout  # the human-readable table
+    bad = subprocess.run([notebooks, "admin", "token", "create", "lower"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "is not an id" in bad.stderr
