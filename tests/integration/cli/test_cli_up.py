@@ -1,0 +1,192 @@
+"""`notebooks up` as a new user runs it: a real subprocess on OS-chosen ports
+with its own data directory and embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from common.tokens import hash_token
+
+NOTEBOOKS = str(Path(sys.executable).parent / "notebooks")
+CREDENTIAL_FIELDS = {"apiUrl", "proxyUrl", "databaseUrl", "organizationId", "memberId", "token"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stack_processes(data_dir: Path) -> list[int]:
+    """Live processes started for this data directory (the supervised children
+    carry it in their environment; PostgreSQL in its command line)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            in_cmdline = any(str(data_dir) in part for part in proc.info["cmdline"] or [])
+            in_env = proc.environ().get("NOTEBOOKS_DATA_DIR") == str(data_dir)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if in_cmdline or in_env:
+            found.append(proc.pid)
+    return found
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
+class Stack:
+    def __init__(self, tmp_path: Path) -> None:
+        self.data_dir = tmp_path / "data"
+        self.logs = tmp_path
+        env = {k: v for k, v in os.environ.items()
+               if k != "DATABASE_URL" and not k.startswith("NOTEBOOKS_")}
+        self.api_port, self.proxy_port = free_port(), free_port()
+        env.update(
+            NOTEBOOKS_DATA_DIR=str(self.data_dir),
+            NOTEBOOKS_API_PORT=str(self.api_port),
+            NOTEBOOKS_PROXY_PORT=str(self.proxy_port),
+            NOTEBOOKS_WORKER_METRICS_PORT=str(free_port()),
+            NOTEBOOKS_LOG_FORMAT="json",
+            NOTEBOOKS_STOP_GRACE_SECONDS="5",
+        )
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        self.out = self.logs / f"up{self.runs}.out"
+        self.err = self.logs / f"up{self.runs}.err"
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.proc = subprocess.Popen([NOTEBOOKS, "up"], env=self.env, stdout=out, stderr=err)
+        wait_for(self.is_up, 90, f"the banner (stderr: {self.err})")
+
+    def is_up(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"notebooks up exited: {self.err.read_text()[-3000:]}")
+        return "notebooks is up" in self.out.read_text()
+
+    def stop(self, sig: signal.Signals) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+    def credentials(self) -> dict[str, str]:
+        return json.loads((self.data_dir / "credentials.json").read_text())
+
+    def kill_leftovers(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=30)
+            if self.proc.poll() is None:
+                self.proc.kill()
+        for pid in stack_processes(self.data_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.kill_leftovers()
+
+
+def assert_everything_stopped(stack: Stack, postmaster: int) -> None:
+    wait_for(lambda: not alive(postmaster), 30, "PostgreSQL to stop")
+    wait_for(lambda: not stack_processes(stack.data_dir), 30, "no process left")
+
+
+def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) -> None:
+    stack.start()
+    creds = stack.credentials()
+    assert set(creds) == CREDENTIAL_FIELDS
+    assert creds["apiUrl"] == f"http://127.0.0.1:{stack.api_port}"
+    assert creds["proxyUrl"] == f"http://127.0.0.1:{stack.proxy_port}"
+    assert str(stack.data_dir / "pg") in creds["databaseUrl"]
+    # secrets are the owner's only
+    for name in ("credentials.json", "secrets.json"):
+        assert stat.S_IMODE((stack.data_dir / name).stat().st_mode) == 0o600
+    keys = json.loads((stack.data_dir / "secrets.json").read_text())
+    assert len(keys["NOTEBOOKS_SECRET_KEY"]) >= 32 and ":" in keys["NOTEBOOKS_SIGNING_KEYS"]
+    # the banner shows the URLs and the token
+    banner = stack.out.read_text()
+    assert creds["token"] in banner and f"127.0.0.1:{stack.api_port}/api/v1" in banner
+
+    # the embedded PostgreSQL runs, migrated, with the org admin and their token
+    postmaster = postmaster_pid(stack.data_dir)
+    assert postmaster is not None and alive(postmaster)
+    with psycopg.connect(creds["databaseUrl"]) as conn:
+        row = conn.execute(
+            "select m.organization_id, m.organization_admin from api_tokens t"
+            " join members m on m.id = t.member_id where t.secret_hash = %s",
+            (hash_token(creds["token"]),),
+        ).fetchone()
+        configs = conn.execute("select count(*) from workload_configs").fetchone()
+    assert row == (creds["organizationId"], True)
+    assert configs == (1,)  # a default workload config to start from
+
+    # the supervised processes run with the settled environment
+    wait_for(lambda: len(psutil.Process(stack.proc.pid).children()) >= 3, 30, "3 children")
+    child_env = psutil.Process(stack.proc.pid).children()[0].environ()
+    assert child_env["DATABASE_URL"] == creds["databaseUrl"]
+    assert child_env["NOTEBOOKS_COOKIE_SECURE"] == "false"
+    assert child_env["NOTEBOOKS_SECRET_KEY"] == keys["NOTEBOOKS_SECRET_KEY"]
+
+    # Ctrl-C stops everything: children, PostgreSQL; nothing is left behind
+    assert stack.stop(signal.SIGINT) == 0
+    assert_everything_stopped(stack, postmaster)
+
+    # The second run reuses the organization, the member and the token.
+    stack.start()
+    assert stack.credentials() == creds
+    assert creds["token"] in stack.out.read_text()
+    assert json.loads((stack.data_dir / "secrets.json").read_text()) == keys
+    postmaster = postmaster_pid(stack.data_dir)
+    assert postmaster is not None and alive(postmaster)
+    with psycopg.connect(creds["databaseUrl"]) as conn:
+        assert conn.execute("select count(*) from organizations").fetchone() == (1,)
+        assert conn.execute("select count(*) from api_tokens").fetchone() == (1,)
+    # SIGTERM (what a service manager sends) stops it as cleanly as Ctrl-C
+    assert stack.stop(signal.SIGTERM) == 0
+    assert_everything_stopped(stack, postmaster)
