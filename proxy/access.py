@@ -1,0 +1,110 @@
+"""Who may reach which notebook's Marimo, looked up in Postgres and cached.
+
+The cache is keyed by (member, notebook) and dropped on NOTIFY from the
+triggers of migration 0003; a short TTL bounds staleness even if the LISTEN
+connection is down (it reconnects in the background)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import psycopg
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from sql import query
+
+log = structlog.get_logger("proxy.access")
+
+SERVING = frozenset({"running", "idle", "detached"})
+MANAGING_TEAM_ROLES = frozenset({"admin", "editor"})
+
+
+@dataclass(frozen=True)
+class Target:
+    notebook_id: str
+    status: str
+    session_id: str | None
+    session_token: str | None
+    marimo_url: str | None
+    can_view: bool
+    can_edit: bool
+
+    @property
+    def serving(self) -> bool:
+        return self.status in SERVING and bool(self.marimo_url) and bool(self.session_token)
+
+
+def target_from_row(row: dict[str, object]) -> Target:
+    roles = set(row["team_roles"] or [])  # type: ignore[call-overload]
+    member_ok = bool(row["member_ok"])
+    owner_or_admin = member_ok and (bool(row["is_owner"]) or bool(row["is_org_admin"]))
+    return Target(
+        notebook_id=str(row["notebook_id"]),
+        status=str(row["status"]),
+        session_id=row["session_id"],  # type: ignore[arg-type]
+        session_token=row["session_token"],  # type: ignore[arg-type]
+        marimo_url=row["marimo_url"],  # type: ignore[arg-type]
+        can_view=owner_or_admin or (member_ok and bool(roles)),
+        can_edit=owner_or_admin or (member_ok and bool(roles & MANAGING_TEAM_ROLES)),
+    )
+
+
+class AccessCache:
+    def __init__(self, pool: AsyncConnectionPool, *, ttl: float = 5.0) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[float, Target | None]] = {}
+
+    async def lookup(self, member_id: str, notebook_id: str, *, fresh: bool = False
+                     ) -> Target | None:
+        key = (member_id, notebook_id)
+        hit = self._entries.get(key)
+        if hit is not None and not fresh and time.monotonic() - hit[0] < self._ttl:
+            return hit[1]
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                query("proxy_target"), {"member_id": member_id, "notebook_id": notebook_id}
+            )
+            row = await cur.fetchone()
+        target = target_from_row(row) if row else None
+        self._entries[key] = (time.monotonic(), target)
+        return target
+
+    def invalidate(self, payload: str) -> None:
+        kind, _, ident = payload.partition(":")
+        index = 1 if kind == "notebook" else 0 if kind == "member" else None
+        if index is None:
+            self._entries.clear()
+            return
+        for key in [k for k in self._entries if k[index] == ident]:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+async def listen(dsn: str, on_notify: Callable[[str], Awaitable[None]],
+                 ready: asyncio.Event | None = None) -> None:
+    """Follow NOTIFY notebooks_proxy forever, reconnecting after failures.
+    After a reconnect `on_notify('*')` runs, since changes may have been missed."""
+    first = True
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                await conn.execute(query("proxy_listen"))  # type: ignore[arg-type]
+                if not first:
+                    await on_notify("*")
+                first = False
+                if ready is not None:
+                    ready.set()
+                async for note in conn.notifies():
+                    await on_notify(note.payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure: log, back off, retry
+            log.warning("proxy.listen_failed", error=str(exc))
+            await asyncio.sleep(1.0)

@@ -1,0 +1,214 @@
+"""The session proxy process: `create_app(settings)` and `main(settings)`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from urllib.parse import unquote
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from common.clock import Clock, SystemClock
+from common.db import open_pool
+from common.ids import is_valid_id
+from common.logging import configure_logging
+from common.metrics import metrics_response, observe_pool
+from common.settings import Settings
+from proxy import metrics, pages
+from proxy.access import AccessCache, listen
+from proxy.cookie import COOKIE_NAME, unseal
+from proxy.forward import Proxy, forward_http, forward_websocket
+from proxy.headers import security_headers
+from proxy.live import refusal
+from proxy.login import LoginRefused, check_login, login_response, refused_response
+from proxy.policy import decide, normalize
+from sql import query
+
+log = structlog.get_logger("proxy")
+
+PROXY = web.AppKey("proxy", Proxy)
+CACHE = web.AppKey("cache", AccessCache)
+POOL = web.AppKey("pool", object)
+LISTENING = web.AppKey("listening", asyncio.Event)
+
+_PAGE_STATUS = {"access": 403, "session": 401, "status": 503}
+_PAGE_TEXT = {
+    "access": "You no longer have access to this notebook.",
+    "session": "This notebook session has ended; open the notebook again.",
+    "status": "The notebook is not running (it may be stopped or still starting).",
+}
+
+
+def _outcome(status: int) -> str:
+    return {401: "unauthenticated", 403: "forbidden", 503: "unavailable"}.get(status, "bad_path")
+
+
+async def handle_open(request: web.Request) -> web.StreamResponse:
+    notebook_id = request.match_info["id"]
+    proxy = request.app[PROXY]
+    now = proxy.clock.now()
+    try:
+        session = await check_login(
+            request.query.get("token"), notebook_id, settings=proxy.settings,
+            pool=request.app[POOL], cache=request.app[CACHE], now=now,  # type: ignore[arg-type]
+        )
+    except LoginRefused as exc:
+        log.info("proxy.login", notebook_id=notebook_id, outcome=exc.reason)
+        return refused_response(exc)
+    metrics.LOGINS.labels("ok").inc()
+    log.info("proxy.login", notebook_id=notebook_id, member_id=session.member_id,
+             mode=session.mode, outcome="ok")
+    return login_response(session, proxy.settings, now)
+
+
+async def handle_notebook(request: web.Request) -> web.StreamResponse:
+    notebook_id = request.match_info["id"]
+    proxy = request.app[PROXY]
+    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+    kind = "websocket" if websocket else "http"
+    prefix = f"/notebooks/{notebook_id}"
+    relative = normalize(unquote(request.raw_path.partition("?")[0])[len(prefix):])
+    if relative is None:
+        metrics.REQUESTS.labels(kind, "bad_path").inc()
+        return pages.page(400, "Bad path", "That path is not allowed.")
+    if relative == "/_open":
+        return await handle_open(request)
+
+    session = unseal(request.cookies.get(COOKIE_NAME, ""), proxy.settings.secret_key)
+    if session is None or session.notebook_id != notebook_id:
+        metrics.REQUESTS.labels(kind, "unauthenticated").inc()
+        return pages.unauthorized("Open this notebook from the platform to sign in.")
+    target = await request.app[CACHE].lookup(session.member_id, notebook_id)
+    why = refusal(session, target, proxy.clock.now())
+    if why is not None or target is None:
+        status = _PAGE_STATUS[why or "access"]
+        metrics.REQUESTS.labels(kind, _outcome(status)).inc()
+        return pages.page(status, "Cannot open this notebook", _PAGE_TEXT[why or "access"],
+                          headers={"Retry-After": "5"} if status == 503 else None)
+    decision = decide(request.method, relative, mode=session.mode, websocket=websocket,
+                      allow_terminal=proxy.settings.allow_terminal)
+    if not decision.allowed:
+        metrics.REQUESTS.labels(kind, "forbidden").inc()
+        return pages.forbidden(decision.reason)
+    if websocket:
+        return await forward_websocket(proxy, request, session, target, relative)
+    return await forward_http(proxy, request, session, target)
+
+
+async def handle_bare_notebook(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect(f"/notebooks/{request.match_info['id']}/")
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@web.middleware
+async def valid_notebook_id(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    nid = request.match_info.get("id")
+    if nid is not None and not is_valid_id(nid):
+        return pages.not_found()
+    return await handler(request)
+
+
+def _on_prepare(frame_ancestors: str):  # type: ignore[no-untyped-def]
+    extra = security_headers(frame_ancestors)
+
+    async def on_prepare(_: web.Request, response: web.StreamResponse) -> None:
+        response.headers.popall("Server", None)
+        for key, value in extra.items():
+            if key == "Content-Security-Policy":
+                response.headers.add(key, value)  # beside any upstream CSP; both apply
+            else:
+                response.headers[key] = value
+
+    return on_prepare
+
+
+async def _recheck(app: web.Application, payload: str) -> None:
+    """End live connections whose access, session or status changed."""
+    proxy, cache = app[PROXY], app[CACHE]
+    lives = proxy.registry.matching(payload)
+    targets = {}
+    for key in {(x.session.member_id, x.session.notebook_id) for x in lives}:
+        targets[key] = await cache.lookup(*key, fresh=True)
+    now = proxy.clock.now()
+    for live in lives:
+        why = refusal(live.session, targets[(live.session.member_id, live.session.notebook_id)],
+                      now)
+        if why is not None:
+            log.info("proxy.revoked", notebook_id=live.session.notebook_id,
+                     member_id=live.session.member_id, reason=why)
+            live.stop(why)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None,
+               recheck_seconds: float = 3.0) -> web.Application:
+    app = web.Application(middlewares=[valid_notebook_id], client_max_size=0)
+    app.on_response_prepare.append(_on_prepare(settings.frame_ancestors))
+    app[LISTENING] = asyncio.Event()
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        pool = await open_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
+        # One process-wide client: no total timeout (long streams), no cookies
+        # of its own, bodies passed through still compressed.
+        client = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+        )
+        app[POOL] = pool
+        app[CACHE] = AccessCache(pool)
+        app[PROXY] = Proxy(settings=settings, clock=clock or SystemClock(), client=client)
+
+        async def on_notify(payload: str) -> None:
+            app[CACHE].invalidate(payload)
+            try:
+                await _recheck(app, payload)
+            except Exception as exc:  # noqa: BLE001 - the listener must survive
+                log.warning("proxy.recheck_failed", error=repr(exc))
+
+        async def periodic() -> None:
+            # A safety net under NOTIFY: bounded staleness even if it is lost.
+            while True:
+                await asyncio.sleep(recheck_seconds)
+                observe_pool("proxy", pool)
+                try:
+                    await _recheck(app, "*")
+                    async with pool.connection() as conn, conn.transaction():
+                        await conn.execute(query("proxy_forget_used_tokens"), {
+                            "before": app[PROXY].clock.now() - timedelta(hours=1)})
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("proxy.recheck_failed", error=repr(exc))
+
+        tasks = [asyncio.create_task(listen(settings.database_url, on_notify, app[LISTENING])),
+                 asyncio.create_task(periodic())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await client.close()
+            await pool.close()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_response)
+    app.router.add_route("*", "/notebooks/{id}", handle_bare_notebook)
+    app.router.add_route("*", "/notebooks/{id}/{tail:.*}", handle_notebook)
+    return app
+
+
+def main(settings: Settings) -> None:
+    configure_logging(settings.log_format, settings.log_level)
+    log.info("proxy.starting", host=settings.proxy_host, port=settings.proxy_port)
+    web.run_app(create_app(settings), host=settings.proxy_host, port=settings.proxy_port,
+                access_log=None, print=None)

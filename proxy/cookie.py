@@ -1,0 +1,75 @@
+"""The proxy's own session cookie: an HMAC-signed record of who logged in
+to which notebook session, in which mode, until when.
+
+It is not a JWT on purpose: nothing but this proxy ever reads it, so the
+smallest format with one fixed MAC (no algorithm header to confuse) wins.
+The key is derived from `settings.secret_key` with a purpose label, so the
+same secret signing something else can never produce a valid cookie.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+COOKIE_NAME = "notebooks_proxy_session"
+LIFETIME = timedelta(hours=12)
+_PURPOSE = b"notebooks-proxy-cookie-v1"
+
+
+@dataclass(frozen=True)
+class ProxySession:
+    member_id: str
+    notebook_id: str
+    session_id: str
+    mode: str
+    expires_at: int  # unix seconds
+
+    def expired(self, now: datetime) -> bool:
+        return int(now.timestamp()) >= self.expires_at
+
+
+def _key(secret: str) -> bytes:
+    return hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def seal(session: ProxySession, secret: str) -> str:
+    body = json.dumps(
+        {"m": session.member_id, "n": session.notebook_id, "s": session.session_id,
+         "o": session.mode, "e": session.expires_at},
+        separators=(",", ":"),
+    ).encode()
+    payload = _b64(body)
+    mac = hmac.new(_key(secret), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{_b64(mac)}"
+
+
+def unseal(value: str, secret: str) -> ProxySession | None:
+    """The session in a cookie value, or None when it is forged or garbled."""
+    payload, sep, mac = value.partition(".")
+    if not sep:
+        return None
+    expected = hmac.new(_key(secret), payload.encode(), hashlib.sha256).digest()
+    try:
+        if not hmac.compare_digest(expected, _unb64(mac)):
+            return None
+        data = json.loads(_unb64(payload))
+        session = ProxySession(
+            member_id=str(data["m"]), notebook_id=str(data["n"]), session_id=str(data["s"]),
+            mode=str(data["o"]), expires_at=int(data["e"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    return session if session.mode in ("edit", "view") else None

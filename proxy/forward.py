@@ -1,0 +1,235 @@
+"""Streaming HTTP and WebSocket traffic to a notebook's Marimo.
+
+Bodies are streamed both ways (never buffered); WebSockets connect upstream
+first, then accept the client with the subprotocol upstream chose, pump both
+directions under `asyncio.wait(FIRST_COMPLETED)` and close each side with the
+peer's code."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import WSMsgType, web
+from yarl import URL
+
+from common.clock import Clock
+from common.settings import Settings
+from proxy import metrics, pages
+from proxy.access import Target
+from proxy.cookie import COOKIE_NAME, ProxySession
+from proxy.headers import downstream_response_headers, upstream_request_headers
+from proxy.live import Live, Registry
+from proxy.policy import MAIN_WS, force_kiosk
+
+log = structlog.get_logger("proxy")
+
+CHUNK = 64 * 1024
+REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconnect
+
+
+@dataclass
+class Proxy:
+    settings: Settings
+    clock: Clock
+    client: aiohttp.ClientSession
+    registry: Registry = field(default_factory=Registry)
+
+
+def _upstream_url(target: Target, request: web.Request, query: str | None = None,
+                  *, websocket: bool = False) -> URL:
+    base = str(target.marimo_url).rstrip("/")
+    if websocket:
+        base = "ws" + base[len("http"):] if base.startswith("http") else base
+    path, _, raw_query = request.raw_path.partition("?")
+    q = raw_query if query is None else query
+    return URL(f"{base}{path}" + (f"?{q}" if q else ""), encoded=True)
+
+
+def _forward_headers(proxy: Proxy, request: web.Request, target: Target, *, websocket: bool
+                     ) -> Any:
+    return upstream_request_headers(
+        request.headers,
+        cookie_name=COOKIE_NAME,
+        marimo_token=str(target.session_token),
+        client_ip=request.remote,
+        proto=request.scheme,
+        host=request.host,
+        websocket=websocket,
+    )
+
+
+def _count_upstream_error(exc: BaseException) -> None:
+    kind = "timeout" if isinstance(exc, TimeoutError) else (
+        "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "other")
+    metrics.UPSTREAM_ERRORS_TOTAL.labels(kind).inc()
+
+
+async def _request_body(request: web.Request) -> AsyncIterator[bytes]:
+    sent = metrics.BYTES.labels("to_upstream", "http")
+    async for chunk in request.content.iter_chunked(CHUNK):
+        sent.inc(len(chunk))
+        yield chunk
+
+
+async def forward_http(proxy: Proxy, request: web.Request, session: ProxySession,
+                       target: Target) -> web.StreamResponse:
+    url = _upstream_url(target, request)
+    headers = _forward_headers(proxy, request, target, websocket=False)
+    body = _request_body(request) if request.body_exists else None
+    revoked: list[str] = []
+    upstream: list[aiohttp.ClientResponse] = []
+
+    def stop(reason: str) -> None:
+        revoked.append(reason)
+        for up in upstream:
+            up.close()
+
+    live = proxy.registry.add(Live(session, stop))
+    started = time.perf_counter()
+    try:
+        try:
+            up = await proxy.client.request(
+                request.method, url, headers=headers, data=body, allow_redirects=False,
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            _count_upstream_error(exc)
+            metrics.REQUESTS.labels("http", "upstream_error").inc()
+            log.warning("proxy.upstream_error", notebook_id=session.notebook_id, error=repr(exc))
+            return pages.bad_gateway("The notebook's server did not answer; try again shortly.")
+        upstream.append(up)
+        metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - started)
+        async with up:
+            resp = web.StreamResponse(status=up.status, reason=up.reason,
+                                      headers=downstream_response_headers(up.headers))
+            await resp.prepare(request)
+            received = metrics.BYTES.labels("to_client", "http")
+            try:
+                async for chunk in up.content.iter_any():
+                    received.inc(len(chunk))
+                    await resp.write(chunk)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if not revoked:
+                    _count_upstream_error(exc)
+                if request.transport is not None:
+                    request.transport.close()  # the client must see a broken body
+                return resp
+            if revoked:
+                if request.transport is not None:
+                    request.transport.close()
+                return resp
+            await resp.write_eof()
+            metrics.REQUESTS.labels("http", "proxied").inc()
+            return resp
+    finally:
+        proxy.registry.discard(live)
+
+
+def origin_allowed(proxy: Proxy, request: web.Request) -> bool:
+    """Browsers always send Origin on WebSockets; only our own page may connect."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    public = URL(proxy.settings.proxy_public_url)
+    allowed = {f"{public.scheme}://{public.raw_authority}", f"{request.scheme}://{request.host}"}
+    return origin.rstrip("/") in allowed
+
+
+async def forward_websocket(proxy: Proxy, request: web.Request, session: ProxySession,
+                            target: Target, relative: str) -> web.StreamResponse:
+    if not origin_allowed(proxy, request):
+        metrics.REQUESTS.labels("websocket", "forbidden").inc()
+        return pages.forbidden("This WebSocket came from a page of another origin.")
+    query = None
+    if session.mode == "view" and relative.rstrip("/") == MAIN_WS:
+        query = force_kiosk(request.query_string)
+    url = _upstream_url(target, request, query, websocket=True)
+    headers = _forward_headers(proxy, request, target, websocket=True)
+    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+                 if p.strip()]
+    try:
+        up = await proxy.client.ws_connect(url, headers=headers, protocols=protocols,
+                                           autoping=True, max_msg_size=0)
+    except aiohttp.WSServerHandshakeError as exc:
+        metrics.REQUESTS.labels("websocket", "upstream_error").inc()
+        metrics.UPSTREAM_ERRORS_TOTAL.labels("other").inc()
+        return pages.page(exc.status if exc.status >= 400 else 502, "Notebook refused",
+                          "The notebook's server refused this connection.")
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        _count_upstream_error(exc)
+        metrics.REQUESTS.labels("websocket", "upstream_error").inc()
+        return pages.bad_gateway("The notebook's server did not answer; try again shortly.")
+
+    client = web.WebSocketResponse(protocols=[up.protocol] if up.protocol else (),
+                                   autoping=True, max_msg_size=0)
+    stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def stop(reason: str) -> None:
+        if not stopped.done():
+            stopped.set_result(reason)
+
+    live = proxy.registry.add(Live(session, stop))
+    gauge = metrics.WEBSOCKETS_ACTIVE.labels(session.mode)
+    gauge.inc()
+    started = time.monotonic()
+    counts = {"to_upstream": 0, "to_client": 0}
+    close_code: int | None = None
+    ended_by = "client"
+    try:
+        await client.prepare(request)
+        metrics.REQUESTS.labels("websocket", "proxied").inc()
+        to_up = asyncio.ensure_future(_pump(client, up, counts, "to_upstream"))
+        to_client = asyncio.ensure_future(_pump(up, client, counts, "to_client"))
+        try:
+            done, _ = await asyncio.wait({to_up, to_client, stopped},
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (to_up, to_client):
+                task.cancel()
+            await asyncio.gather(to_up, to_client, return_exceptions=True)
+        if stopped in done:
+            ended_by = f"revoked:{stopped.result()}"
+            metrics.REVOKED.labels(stopped.result()).inc()
+            close_code = REVOKED_CLOSE_CODE
+            await up.close()
+            await client.close(code=close_code, message=b"access ended")
+        elif to_client in done:
+            ended_by = "upstream"
+            close_code = up.close_code or 1000
+            await client.close(code=close_code)
+        else:
+            close_code = client.close_code or 1000
+            await up.close(code=close_code)
+    finally:
+        stop("done")
+        proxy.registry.discard(live)
+        gauge.dec()
+        if not up.closed:
+            await up.close()
+        if not client.closed:
+            await client.close()
+        log.info("proxy.session", notebook_id=session.notebook_id, member_id=session.member_id,
+                 mode=session.mode, path=relative, duration_s=round(time.monotonic() - started, 3),
+                 bytes_to_upstream=counts["to_upstream"], bytes_to_client=counts["to_client"],
+                 close_code=close_code, ended_by=ended_by)
+    return client
+
+
+async def _pump(source: Any, sink: Any, counts: dict[str, int], direction: str) -> None:
+    counter = metrics.BYTES.labels(direction, "websocket")
+    async for msg in source:
+        if msg.type == WSMsgType.TEXT:
+            size = len(msg.data.encode())
+            await sink.send_str(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            size = len(msg.data)
+            await sink.send_bytes(msg.data)
+        else:  # CLOSE/CLOSING/ERROR end the loop inside aiohttp
+            break
+        counts[direction] += size
+        counter.inc(size)

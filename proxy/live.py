@@ -1,0 +1,56 @@
+"""Proxied connections that are still open, so that a change of access,
+session or status (NOTIFY, or the periodic re-check) can end them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from proxy.access import Target
+from proxy.cookie import ProxySession
+
+
+@dataclass(eq=False)
+class Live:
+    session: ProxySession
+    stop: Callable[[str], None]  # called once with the reason ("access" | "session" | "status")
+
+
+def refusal(session: ProxySession, target: Target | None, now: datetime) -> str | None:
+    """Why `session` may no longer reach its notebook, or None if it may."""
+    if target is None or not target.can_view:
+        return "access"
+    if session.mode == "edit" and not target.can_edit:
+        return "access"
+    if session.expired(now):
+        return "session"
+    if not target.serving:
+        return "status"
+    if target.session_id != session.session_id:
+        return "session"
+    return None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._live: set[Live] = set()
+
+    def add(self, live: Live) -> Live:
+        self._live.add(live)
+        return live
+
+    def discard(self, live: Live) -> None:
+        self._live.discard(live)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def matching(self, payload: str) -> list[Live]:
+        """Connections a NOTIFY payload ('notebook:X', 'member:Y', '*') concerns."""
+        kind, _, ident = payload.partition(":")
+        if kind == "notebook":
+            return [x for x in self._live if x.session.notebook_id == ident]
+        if kind == "member":
+            return [x for x in self._live if x.session.member_id == ident]
+        return list(self._live)

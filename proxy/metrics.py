@@ -1,0 +1,62 @@
+"""The proxy's Prometheus metrics; every label value is created up front so
+each series exists from the first scrape."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LOGIN_OUTCOMES = (
+    "ok", "missing", "malformed", "algorithm", "unknown_key", "signature", "audience",
+    "issuer", "expired", "reused", "wrong_notebook", "stale_session", "not_running",
+    "no_access",
+)
+REQUEST_OUTCOMES = (
+    "proxied", "unauthenticated", "forbidden", "unavailable", "upstream_error", "bad_path",
+)
+DIRECTIONS = ("to_upstream", "to_client")
+KINDS = ("http", "websocket")
+MODES = ("edit", "view")
+UPSTREAM_ERRORS = ("connect", "timeout", "other")
+REVOKE_REASONS = ("access", "session", "status")
+
+LOGINS = Counter(
+    "notebooks_proxy_logins_total", "Proxy logins by outcome (reason when refused).",
+    ["outcome"],
+)
+REQUESTS = Counter(
+    "notebooks_proxy_requests_total", "Requests under /notebooks/ by kind and outcome.",
+    ["kind", "outcome"],
+)
+BYTES = Counter(
+    "notebooks_proxy_bytes_total", "Bytes streamed through the proxy by direction and kind.",
+    ["direction", "kind"],
+)
+WEBSOCKETS_ACTIVE = Gauge(
+    "notebooks_proxy_websockets_active", "Open proxied WebSockets by mode.", ["mode"],
+)
+UPSTREAM_ERRORS_TOTAL = Counter(
+    "notebooks_proxy_upstream_errors_total", "Failures talking to Marimo.", ["kind"],
+)
+REVOKED = Counter(
+    "notebooks_proxy_connections_revoked_total",
+    "Proxied connections ended because access, session or status changed.", ["reason"],
+)
+UPSTREAM_SECONDS = Histogram(
+    "notebooks_proxy_upstream_response_seconds",
+    "Time from forwarding a request to Marimo's response headers.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+
+for _o in LOGIN_OUTCOMES:
+    LOGINS.labels(_o)
+for _k in KINDS:
+    for _o in REQUEST_OUTCOMES:
+        REQUESTS.labels(_k, _o)
+    for _d in DIRECTIONS:
+        BYTES.labels(_d, _k)
+for _m in MODES:
+    WEBSOCKETS_ACTIVE.labels(_m)
+for _e in UPSTREAM_ERRORS:
+    UPSTREAM_ERRORS_TOTAL.labels(_e)
+for _r in REVOKE_REASONS:
+    REVOKED.labels(_r)

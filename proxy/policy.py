@@ -1,0 +1,95 @@
+"""What a `view` (read-only) session may reach, and what nobody may.
+
+Marimo 0.25 enforces read-only only partly (a viewer that sends the editor's
+session id can run cells; `/api/kernel/takeover` is open to anyone), so the
+proxy allowlists. The list is written against Marimo's own route table
+(`marimo._server.api.router.build_routes`); a unit test walks that table and
+fails when Marimo grows a route this module has not classified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
+
+# Read-only API routes a viewer needs to watch a notebook (GET/HEAD).
+VIEW_GET_API = frozenset({"/api/version", "/api/status/connections"})
+# Widget interaction: Marimo itself lets kiosk consumers do these (its
+# `read` role), and they cannot change code.
+VIEW_POST_API = frozenset(
+    {
+        "/api/kernel/set_ui_element_value",
+        "/api/kernel/set_model_value",
+        "/api/kernel/function_call",
+    }
+)
+# Open to everyone, without the session, in Marimo; harmless to a viewer.
+VIEW_GET_OPEN = frozenset({"/health", "/healthz"})
+# Route prefixes that are never static pages: a GET under them that is not
+# allowlisted is refused for viewers rather than falling through to assets.
+_NON_STATIC_PREFIXES = ("/api/", "/auth/", "/terminal/", "/ws", "/sse", "/og/")
+MAIN_WS = "/ws"
+TERMINAL_WS = "/terminal/ws"
+WEBSOCKETS = frozenset({MAIN_WS, "/ws_sync", TERMINAL_WS})
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+ALLOW = Decision(True)
+
+
+def normalize(relative: str) -> str | None:
+    """`relative` is the decoded path after `/notebooks/{id}`; None when it
+    tries to leave the prefix or hides a route behind dot segments."""
+    if not relative.startswith("/"):
+        relative = "/" + relative
+    segments = relative.split("/")
+    if any(s in (".", "..") for s in segments):
+        return None
+    if "\\" in relative or "\x00" in relative:
+        return None
+    return relative
+
+
+def decide(method: str, relative: str, *, mode: str, websocket: bool,
+           allow_terminal: bool) -> Decision:
+    """May a session in `mode` send `method relative` to Marimo?"""
+    path = relative.rstrip("/") or "/"
+    if path == TERMINAL_WS or path.startswith("/terminal/"):
+        if not allow_terminal:
+            return Decision(False, "The terminal is disabled on this service.")
+        if mode != "edit":
+            return Decision(False, "Read-only sessions cannot open a terminal.")
+        return ALLOW
+    if mode == "edit":
+        return ALLOW
+    return _decide_view(method.upper(), path, websocket=websocket)
+
+
+def _decide_view(method: str, path: str, *, websocket: bool) -> Decision:
+    refused = Decision(False, "This notebook is open read-only; that action is not allowed.")
+    if websocket:
+        return ALLOW if path == MAIN_WS else refused
+    if path in WEBSOCKETS:
+        return refused
+    if method in ("GET", "HEAD"):
+        if path in VIEW_GET_API or path in VIEW_GET_OPEN:
+            return ALLOW
+        if any(path == p.rstrip("/") or path.startswith(p) for p in _NON_STATIC_PREFIXES):
+            return refused
+        return ALLOW  # pages and assets (`/`, `/assets/*`, `/@file/*`, `/public/*`)
+    if method == "POST" and path in VIEW_POST_API:
+        return ALLOW
+    return refused
+
+
+def force_kiosk(query_string: str) -> str:
+    """A viewer's `/ws` always asks Marimo for a kiosk (read-only) consumer."""
+    pairs = [(k, v) for k, v in parse_qsl(query_string, keep_blank_values=True)
+             if k != "kiosk"]
+    pairs.append(("kiosk", "true"))
+    return urlencode(pairs)

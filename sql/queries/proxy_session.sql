@@ -1,0 +1,37 @@
+-- Session proxy: login bookkeeping and the per-request access check.
+
+-- name: proxy_consume_jti
+-- Single use across every proxy replica: the first insert wins.
+insert into used_proxy_tokens (jti, notebook_id, member_id, expires_at, used_at)
+values (%(jti)s, %(notebook_id)s, %(member_id)s, %(expires_at)s, %(now)s)
+on conflict (jti) do nothing
+returning jti;
+
+-- name: proxy_forget_used_tokens
+-- A jti only needs remembering until its token would have expired anyway.
+delete from used_proxy_tokens where expires_at < %(before)s;
+
+-- name: proxy_target
+-- Where a member's request goes and whether they may still send it: the
+-- notebook's live session plus the member's current right to view / edit
+-- (owner, org admin, or a team shared on the notebook; DESIGN §5).
+select n.id as notebook_id,
+       n.status,
+       n.session_id,
+       n.session_token,
+       n.runtime_state ->> 'marimo_url' as marimo_url,
+       m.id is not null and m.disabled_at is null and m.organization_id = n.organization_id
+           as member_ok,
+       coalesce(n.member_id = m.id, false) as is_owner,
+       coalesce(m.organization_admin, false) as is_org_admin,
+       coalesce((select array_agg(tm.role order by tm.role)
+                   from notebook_teams nt
+                   join team_memberships tm on tm.team_id = nt.team_id
+                  where nt.notebook_id = n.id and tm.member_id = m.id), '{}') as team_roles
+  from notebooks n
+  left join members m on m.id = %(member_id)s
+ where n.id = %(notebook_id)s
+   and n.deleted_at is null;
+
+-- name: proxy_listen
+listen notebooks_proxy;

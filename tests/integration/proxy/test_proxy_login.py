@@ -1,0 +1,181 @@
+"""Proxy login: every bad token is refused with 401, a short page saying why
+and no cookie; a good one sets the cookie once and redirects."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import jwt
+import pytest
+from proxy_helpers import ProxyUnderTest, sql, wait_listening
+
+from common.session_token import AUDIENCE, ISSUER
+
+
+async def _get(p: ProxyUnderTest, url: str) -> tuple[int, str, list[str], dict[str, str]]:
+    async with p.client() as c, c.get(url, allow_redirects=False) as resp:
+        return resp.status, await resp.text(), resp.headers.getall("Set-Cookie", []), dict(
+            resp.headers)
+
+
+async def test_good_token_sets_scoped_cookie_and_redirects(proxy: ProxyUnderTest) -> None:
+    status, _, cookies, headers = await _get(proxy, proxy.open_url(proxy.token(proxy.world.owner)))
+    assert status == 303
+    assert headers["Location"] == f"/notebooks/{proxy.world.notebook}/"
+    assert len(cookies) == 1
+    attrs = [a.strip().lower() for a in cookies[0].split(";")]
+    assert attrs[0].startswith("notebooks_proxy_session=")
+    assert f"path=/notebooks/{proxy.world.notebook.lower()}/" in attrs
+    assert "httponly" in attrs
+    assert "samesite=lax" in attrs
+    assert "secure" not in attrs  # cookie_secure=False in the test settings
+
+
+async def test_cookie_is_secure_unless_switched_off(settings, marimo) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from proxy_helpers import insert_world, serve_proxy
+
+    world = insert_world(settings.database_url, marimo.url, marimo.token)
+    server, p = await serve_proxy(replace(settings, cookie_secure=True), world)
+    try:
+        _, _, cookies, _ = await _get(p, p.open_url(p.token(world.owner)))
+        assert "secure" in [a.strip().lower() for a in cookies[0].split(";")]
+    finally:
+        await server.close()
+
+
+def _refused(status: int, body: str, cookies: list[str], words: str) -> None:
+    assert status == 401, body
+    assert not cookies
+    assert words in body.lower()
+    assert "<html" in body.lower()
+
+
+async def test_expired_token(proxy: ProxyUnderTest) -> None:
+    token = proxy.token(proxy.world.owner)
+    proxy.clock.advance(301)
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "expired")
+
+
+async def test_reused_token(proxy: ProxyUnderTest) -> None:
+    token = proxy.token(proxy.world.owner)
+    assert (await _get(proxy, proxy.open_url(token)))[0] == 303
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "already used")
+
+
+async def test_tampered_token(proxy: ProxyUnderTest) -> None:
+    header, payload, sig = proxy.token(proxy.world.viewer, "view").split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["mode"] = "edit"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    _refused(*(await _get(proxy, proxy.open_url(f"{header}.{forged}.{sig}")))[:3], "signature")
+
+
+def _claims(p: ProxyUnderTest, **over: object) -> dict[str, object]:
+    now = int(p.clock.now().timestamp())
+    claims: dict[str, object] = {
+        "iss": ISSUER, "aud": AUDIENCE, "sub": p.world.owner, "nbk": p.world.notebook,
+        "sid": p.world.session_id, "mode": "edit", "iat": now, "exp": now + 300, "jti": "j1",
+    }
+    claims.update(over)
+    return claims
+
+
+async def test_alg_none_token(proxy: ProxyUnderTest) -> None:
+    token = jwt.encode(_claims(proxy), None, algorithm="none", headers={"kid": "k2"})
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "refused algorithm")
+
+
+async def test_other_algorithm_with_the_right_key(proxy: ProxyUnderTest) -> None:
+    token = jwt.encode(_claims(proxy), "s" * 40, algorithm="HS512", headers={"kid": "k2"})
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "refused algorithm")
+
+
+async def test_wrong_audience(proxy: ProxyUnderTest) -> None:
+    token = jwt.encode(_claims(proxy, aud="someone-else"), "s" * 40, algorithm="HS256",
+                       headers={"kid": "k2"})
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "not meant for this proxy")
+
+
+async def test_unknown_key_id(proxy: ProxyUnderTest) -> None:
+    token = jwt.encode(_claims(proxy), "s" * 40, algorithm="HS256", headers={"kid": "k9"})
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "unknown key")
+
+
+async def test_previous_key_still_accepted(proxy: ProxyUnderTest) -> None:
+    token = jwt.encode(_claims(proxy, jti="rotated"), "r" * 40, algorithm="HS256",
+                       headers={"kid": "k1"})
+    assert (await _get(proxy, proxy.open_url(token)))[0] == 303
+
+
+async def test_token_for_another_notebook(proxy: ProxyUnderTest) -> None:
+    token = proxy.token(proxy.world.owner, notebook="OTHERNOTEBOOK")
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "another notebook")
+
+
+async def test_token_of_an_earlier_session(proxy: ProxyUnderTest) -> None:
+    token = proxy.token(proxy.world.owner, session_id="OLDSESSION")
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "earlier session")
+
+
+async def test_missing_and_garbage_tokens(proxy: ProxyUnderTest) -> None:
+    _refused(*(await _get(proxy, proxy.url("/_open")))[:3], "no token")
+    _refused(*(await _get(proxy, proxy.open_url("not.a.jwt")))[:3], "not a valid token")
+
+
+async def test_member_without_access(proxy: ProxyUnderTest) -> None:
+    token = proxy.token(proxy.world.outsider, "view")
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "do not have access")
+
+
+async def test_edit_token_for_a_team_viewer_is_refused(proxy: ProxyUnderTest) -> None:
+    token = proxy.token(proxy.world.viewer, "edit")
+    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "do not have access")
+
+
+async def test_jti_is_recorded_in_postgres(proxy: ProxyUnderTest) -> None:
+    import psycopg
+
+    assert (await _get(proxy, proxy.open_url(proxy.token(proxy.world.owner))))[0] == 303
+    with psycopg.connect(proxy.settings.database_url) as conn:
+        rows = conn.execute("select notebook_id, member_id from used_proxy_tokens").fetchall()
+    assert rows == [(proxy.world.notebook, proxy.world.owner)]
+
+
+@pytest.mark.parametrize("status", ["stopped", "starting", "stopping"])
+async def test_notebook_not_running_gets_503(proxy: ProxyUnderTest, status: str) -> None:
+    session = await proxy.login(proxy.world.owner)
+    try:
+        async with session.get(proxy.url("/health")) as resp:
+            assert resp.status == 200  # cached as running
+        await wait_listening(proxy)
+        sql(proxy.settings.database_url, "update notebooks set status = %s", (status,))
+        # NOTIFY drops the cached row; wait for it rather than sleeping.
+        deadline = time.monotonic() + 5
+        while True:
+            async with session.get(proxy.url("/")) as resp:
+                status, body, retry = resp.status, await resp.text(), resp.headers.get(
+                    "Retry-After")
+            if status == 503 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert status == 503
+        assert "not running" in body
+        assert retry
+    finally:
+        await session.close()
+
+
+async def test_requests_without_a_valid_cookie_are_refused(proxy: ProxyUnderTest) -> None:
+    async with proxy.client() as c:
+        async with c.get(proxy.url("/")) as resp:
+            assert resp.status == 401
+            assert "open this notebook from the platform" in (await resp.text()).lower()
+        c.cookie_jar.update_cookies({"notebooks_proxy_session": "eyJtIjoi.forged"})
+        async with c.get(proxy.url("/")) as resp:
+            assert resp.status == 401
+
