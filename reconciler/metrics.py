@@ -1,0 +1,46 @@
+"""The reconciler's metrics, in one place; label values created up front so
+every series exists from the first scrape."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from common.statuses import Status
+
+OUTCOMES = (
+    "noop", "starting", "ready", "running", "idle", "detached", "stopping", "stopped",
+    "failed", "deadline", "repair", "auto_stop", "deleted", "cleanup", "replace_session",
+    "gone", "conflict", "error",
+)
+AUTO_STOP_REASONS = ("idle", "detached")
+
+RECONCILES = Counter(
+    "notebooks_reconciles_completed_total", "Reconcile passes by outcome.", ["outcome"]
+)
+RECONCILE_SECONDS = Histogram(
+    "notebooks_reconcile_duration_seconds",
+    "Time one reconcile pass took.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+START_TO_RUNNING = Histogram(
+    "notebooks_start_running_seconds",
+    "From a start request to status running.",
+    buckets=(0.5, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120),
+)
+AUTO_STOPS = Counter("notebooks_autostops_triggered_total", "Auto-stops by reason.", ["reason"])
+QUEUE_DEPTH = Gauge("notebooks_queue_jobs_queued", "Reconcile jobs waiting in the queue.")
+QUEUE_OLDEST = Gauge(
+    "notebooks_queue_oldest_age_seconds", "Age of the oldest queued reconcile job."
+)
+BY_STATUS = Gauge("notebooks_status_current_count", "Notebooks by status.", ["status"])
+SWEEPS = Counter("notebooks_sweeps_completed_total", "Sweeps run by this worker.")
+SWEEP_ENQUEUED = Counter(
+    "notebooks_sweep_enqueued_total", "Reconciles the sweep asked for."
+)
+
+for _o in OUTCOMES:
+    RECONCILES.labels(_o)
+for _r in AUTO_STOP_REASONS:
+    AUTO_STOPS.labels(_r)
+for _s in Status:
+    BY_STATUS.labels(_s.value)

@@ -1,0 +1,248 @@
+"""Deciding what to do, apart from doing it (kopf / controller-runtime style).
+
+`plan(desired, observed, now)` is pure: it reads the notebook's row (as
+`NotebookState`) and what the runtime observed, and returns the actions to
+apply, the status to show and when to look again. No I/O, no clock: `now`
+comes in. Every status × observation is covered by the table-driven tests in
+tests/unit/reconciler/test_plan.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import assert_never
+
+from common.statuses import PROVISIONED, Desired, Status
+from reconciler.runtime.base import Component, Observation, Phase
+
+# How soon to look again while a start or stop is under way (seconds). Short:
+# readiness of Sail is ~0.15 s and Marimo ~1 s after spawn.
+POLL_SECONDS = 0.1
+
+
+class Action(StrEnum):
+    ENSURE_RUNNING = "ensure_running"  # create what is missing of the session (adopting the rest)
+    ENSURE_STOPPED = "ensure_stopped"  # tear down (keep the notebook file)
+    DELETE = "delete"  # tear down and remove storage, then the row
+    AUTO_STOP = "auto_stop"  # set desired_state=stopped (the reconciler's own decision)
+    EXTEND_DEADLINE = "extend_deadline"  # a repair restarts the start clock
+
+
+@dataclass(frozen=True)
+class NotebookState:
+    """The parts of a notebook row that decisions depend on."""
+
+    id: str
+    desired: Desired
+    status: Status
+    status_message: str
+    generation: int
+    session_id: str | None
+    start_deadline_at: datetime | None
+    last_active_at: datetime | None
+    last_seen_at: datetime | None  # newest presence ping of any member
+    executing: bool
+    idle_timeout_seconds: int
+    detached_timeout_seconds: int
+    presence_window_seconds: int = 150
+    # A start counts as presence for one window: whoever started it is opening it.
+    start_requested_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    status: Status
+    status_message: str
+    requeue_after: float | None = None  # seconds; None: nothing to wait for (the sweep looks)
+    executing: bool = False
+    touch_last_active: bool = False  # set last_active_at = now (detached work ended)
+    outcome: str = "noop"  # metrics/log label: what this pass decided
+    auto_stop_reason: str | None = None  # "idle" | "detached" when auto-stopping
+
+
+def _keep(nb: NotebookState, observed: Observation, outcome: str = "noop") -> Plan:
+    return Plan((), nb.status, nb.status_message, executing=observed.executing, outcome=outcome)
+
+
+def _describe(name: str, c: Component) -> str:
+    return f"{name}: {c.detail}" if c.detail else f"{name} {c.phase.value}"
+
+
+def _failure(observed: Observation) -> str | None:
+    """The real reason a component failed, or None."""
+    reasons = [
+        _describe(name, c)
+        for name, c in (("Sail", observed.sail), ("Marimo", observed.marimo))
+        if c.phase is Phase.FAILED
+    ]
+    return "; ".join(reasons) or None
+
+
+def _both_ready(observed: Observation) -> bool:
+    return observed.sail.phase is Phase.READY and observed.marimo.phase is Phase.READY
+
+
+def _progress(observed: Observation) -> str:
+    if observed.sail.phase is not Phase.READY:
+        return "starting Sail"
+    return "waiting for Marimo"
+
+
+def plan(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
+    match nb.desired:
+        case Desired.DELETED:
+            return Plan(
+                (Action.DELETE,), Status.STOPPING, "deleting", outcome="deleted"
+            )
+        case Desired.STOPPED:
+            return _plan_stopped(nb, observed)
+        case Desired.RUNNING:
+            return _plan_running(nb, observed, now)
+        case _:
+            assert_never(nb.desired)
+
+
+def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
+    if not observed.nothing_left:
+        message = nb.status_message if nb.status is Status.STOPPING else "stopping"
+        return Plan(
+            (Action.ENSURE_STOPPED,),
+            Status.STOPPING,
+            message or "stopping",
+            requeue_after=0,
+            outcome="stopping",
+        )
+    if nb.status is Status.STOPPED:
+        return _keep(nb, observed)
+    if nb.status is Status.FAILED:
+        return _keep(nb, observed)  # a failed start stays failed until the next start
+    # Everything is gone: stopped. The reason (e.g. "idle for 3600 s") stays in the event log.
+    message = nb.status_message if nb.status is Status.STOPPING else ""
+    return Plan((), Status.STOPPED, message, outcome="stopped")
+
+
+def _plan_running(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
+    if nb.status is Status.FAILED:
+        # Failed starts stay failed (with their reason) until a member starts
+        # again; anything left over is torn down.
+        if observed.nothing_left:
+            return _keep(nb, observed)
+        return Plan(
+            (Action.ENSURE_STOPPED,), nb.status, nb.status_message, outcome="cleanup"
+        )
+    if observed.session_id is not None and observed.session_id != nb.session_id:
+        # Leftovers of an older session: remove them before starting this one.
+        return Plan(
+            (Action.ENSURE_STOPPED,),
+            Status.STARTING if nb.status is not Status.STARTING else nb.status,
+            "stopping the previous session",
+            requeue_after=0,
+            outcome="replace_session",
+        )
+    match nb.status:
+        case Status.STARTING | Status.STOPPED | Status.STOPPING:
+            return _plan_starting(nb, observed, now)
+        case Status.RUNNING | Status.IDLE | Status.DETACHED:
+            return _plan_provisioned(nb, observed, now)
+        case Status.FAILED:  # handled above
+            raise AssertionError("unreachable")
+        case _:
+            assert_never(nb.status)
+
+
+def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
+    if (reason := _failure(observed)) is not None:
+        return Plan((Action.ENSURE_STOPPED,), Status.FAILED, reason, outcome="failed")
+    if _both_ready(observed):
+        return Plan((), Status.RUNNING, "", executing=observed.executing, outcome="ready")
+    if nb.start_deadline_at is not None and now >= nb.start_deadline_at:
+        waiting = "; ".join(
+            _describe(name, c)
+            for name, c in (("Sail", observed.sail), ("Marimo", observed.marimo))
+            if c.phase is not Phase.READY
+        )
+        return Plan(
+            (Action.ENSURE_STOPPED,),
+            Status.FAILED,
+            f"start deadline passed ({waiting})",
+            outcome="deadline",
+        )
+    actions: tuple[Action, ...] = ()
+    if Phase.ABSENT in (observed.sail.phase, observed.marimo.phase):
+        actions = (Action.ENSURE_RUNNING,)
+    return Plan(
+        actions,
+        Status.STARTING,
+        _progress(observed),
+        requeue_after=POLL_SECONDS,
+        outcome="starting",
+    )
+
+
+def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
+    assert nb.status in PROVISIONED
+    if not _both_ready(observed):
+        # Never `running` with a component down: back to starting, repaired
+        # within a fresh deadline (same session, same token, same file). A
+        # component that fails again during that start ends in `failed`.
+        broken = [
+            _describe(name, c)
+            for name, c in (("Sail", observed.sail), ("Marimo", observed.marimo))
+            if c.phase is not Phase.READY
+        ]
+        terminal = any(
+            c.terminal for c in (observed.sail, observed.marimo) if c.phase is Phase.FAILED
+        )
+        if terminal:
+            return Plan(
+                (Action.ENSURE_STOPPED,), Status.FAILED, "; ".join(broken), outcome="failed"
+            )
+        return Plan(
+            (Action.ENSURE_RUNNING, Action.EXTEND_DEADLINE),
+            Status.STARTING,
+            "restarting after " + "; ".join(broken),
+            requeue_after=POLL_SECONDS,
+            outcome="repair",
+        )
+    window = timedelta(seconds=nb.presence_window_seconds)
+    present = any(
+        t is not None and now - t < window for t in (nb.last_seen_at, nb.start_requested_at)
+    )
+    if present:
+        return Plan(
+            (), Status.RUNNING, "", executing=observed.executing, outcome=_moved(nb, "running")
+        )
+    last_active = nb.last_active_at or now
+    if observed.executing:
+        timeout = nb.detached_timeout_seconds
+        if timeout and now - last_active >= timedelta(seconds=timeout):
+            return _auto_stop(f"detached for {timeout} s", "detached", observed)
+        return Plan(
+            (), Status.DETACHED, "", executing=True, outcome=_moved(nb, "detached")
+        )
+    # Idle: the timer counts from the last ping, or from when detached work ended.
+    if nb.status is Status.DETACHED:
+        return Plan((), Status.IDLE, "", touch_last_active=True, outcome="idle")
+    timeout = nb.idle_timeout_seconds
+    if timeout and now - last_active >= timedelta(seconds=timeout):
+        return _auto_stop(f"idle for {timeout} s", "idle", observed)
+    return Plan((), Status.IDLE, "", outcome=_moved(nb, "idle"))
+
+
+def _moved(nb: NotebookState, to: str) -> str:
+    return "noop" if nb.status.value == to else to
+
+
+def _auto_stop(message: str, reason: str, observed: Observation) -> Plan:
+    return Plan(
+        (Action.AUTO_STOP, Action.ENSURE_STOPPED),
+        Status.STOPPING,
+        message,
+        requeue_after=0,
+        executing=observed.executing,
+        outcome="auto_stop",
+        auto_stop_reason=reason,
+    )

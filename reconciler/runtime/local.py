@@ -1,0 +1,243 @@
+"""The `local` runtime: per notebook, a `sail spark server` and a
+`marimo edit --headless` child process on loopback ports.
+
+Layout under the data directory:
+  notebooks/{id}/notebook.py   the notebook (kept across stop/start; removed on delete)
+  run/{id}/state.json          pids, ports, create times and session id of what runs
+  run/{id}/token               Marimo's token (0600), outside the directory Marimo serves
+  run/{id}/{sail,marimo}.log   the processes' output: the failure reason comes from here
+
+Both processes run in their own process groups (start_new_session), so they
+outlive a worker; a new worker reads state.json, checks each pid against its
+create time and command line, and adopts what still runs instead of starting
+duplicates. Children get a small allow-listed environment (never the worker's
+DATABASE_URL or keys) plus the workload config's env.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from reconciler.runtime import probes, procs
+from reconciler.runtime.base import ABSENT, Component, Observation, Phase, SessionSpec
+from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
+
+_ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+
+
+def _bin(name: str) -> str:
+    """The console script next to this interpreter (the venv's), else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+class LocalRuntime:
+    def __init__(self, data_dir: Path, *, stop_grace_seconds: float = 10) -> None:
+        self.data_dir = Path(data_dir)
+        self.stop_grace = float(stop_grace_seconds)
+        self._http: aiohttp.ClientSession | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- paths and state ---------------------------------------------------
+
+    def notebook_dir(self, notebook_id: str) -> Path:
+        return self.data_dir / "notebooks" / notebook_id
+
+    def run_dir(self, notebook_id: str) -> Path:
+        return self.data_dir / "run" / notebook_id
+
+    def _read_state(self, notebook_id: str) -> dict[str, object] | None:
+        try:
+            raw = json.loads((self.run_dir(notebook_id) / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return raw if isinstance(raw, dict) else None
+
+    def _write_state(self, notebook_id: str, state: dict[str, object]) -> None:
+        path = self.run_dir(notebook_id) / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)  # atomic: a reader never sees half a state
+
+    def _lock(self, notebook_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(notebook_id, asyncio.Lock())
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    # -- observe -----------------------------------------------------------
+
+    async def observe(self, notebook_id: str) -> Observation:
+        state = self._read_state(notebook_id)
+        if state is None:
+            return Observation(session_id=None)
+        sail = procs.Proc.from_json(state.get("sail"))
+        marimo = procs.Proc.from_json(state.get("marimo"))
+        base_url = str(state.get("base_url", f"/notebooks/{notebook_id}"))
+
+        async def component(name: str, proc: procs.Proc | None) -> Component:
+            if proc is None:
+                return ABSENT
+            if not procs.is_alive(proc):
+                return Component(Phase.FAILED, procs.death_reason(name, proc))
+            healthy = (
+                await probes.sail_healthy(proc.port)
+                if name == "Sail"
+                else await probes.marimo_healthy(self._client(), proc.port, base_url)
+            )
+            return Component(Phase.READY if healthy else Phase.STARTING)
+
+        sail_c, marimo_c = await asyncio.gather(
+            component("Sail", sail), component("Marimo", marimo)
+        )
+        executing = False
+        if marimo is not None and marimo_c.phase is Phase.READY:
+            token = self._token(notebook_id)
+            if token:
+                executing = await probes.marimo_executing(
+                    self._client(), marimo.port, base_url, token
+                )
+        marimo_url = f"http://127.0.0.1:{marimo.port}" if marimo else None
+        sail_url = f"sc://127.0.0.1:{sail.port}" if sail else None
+        runtime_state: dict[str, object] = {"runtime": "local"}
+        if marimo_url:
+            runtime_state |= {"marimo_url": marimo_url, "marimo_pid": marimo.pid if marimo else 0}
+        if sail_url:
+            runtime_state |= {"sail_url": sail_url, "sail_pid": sail.pid if sail else 0}
+        return Observation(
+            session_id=str(state.get("session_id") or "") or None,
+            sail=sail_c,
+            marimo=marimo_c,
+            marimo_url=marimo_url,
+            sail_url=sail_url,
+            executing=executing,
+            runtime_state=runtime_state,
+        )
+
+    def _token(self, notebook_id: str) -> str:
+        try:
+            return (self.run_dir(notebook_id) / "token").read_text().strip()
+        except OSError:
+            return ""
+
+    # -- ensure running ----------------------------------------------------
+
+    async def ensure_running(self, spec: SessionSpec) -> Observation:
+        nid = spec.notebook_id
+        async with self._lock(nid):
+            state = self._read_state(nid)
+            if state is not None and state.get("session_id") != spec.session_id:
+                await self._stop_locked(nid)
+                state = None
+            run_dir = self.run_dir(nid)
+            nb_dir = self.notebook_dir(nid)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            nb_dir.mkdir(parents=True, exist_ok=True)
+            notebook = nb_dir / NOTEBOOK_FILE
+            if not notebook.exists():
+                notebook.write_text(TEMPLATE)
+            token_file = run_dir / "token"
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(spec.session_token)
+            state = state or {"session_id": spec.session_id, "notebook_id": nid}
+            state["base_url"] = spec.base_url
+            sail = procs.Proc.from_json(state.get("sail"))
+            marimo = procs.Proc.from_json(state.get("marimo"))
+            env = self._env(spec)
+            if sail is None or not procs.is_alive(sail):
+                # Restart on the same port when possible, so a live Marimo's
+                # SPARK_REMOTE stays right; otherwise Marimo must follow.
+                port = sail.port if sail and procs.port_is_free(sail.port) else procs.free_port()
+                if sail is not None and port != sail.port and marimo is not None:
+                    await procs.stop(marimo, signal.SIGTERM, self.stop_grace)
+                    marimo = None
+                sail = procs.spawn(
+                    self._sail_argv(port), env=self._sail_env(spec, env), cwd=nb_dir,
+                    log=run_dir / "sail.log", port=port,
+                )
+                state["sail"] = sail.to_json()
+                if marimo is None:
+                    state.pop("marimo", None)
+                self._write_state(nid, state)
+            if marimo is None or not procs.is_alive(marimo):
+                reuse = marimo is not None and procs.port_is_free(marimo.port)
+                port = marimo.port if marimo is not None and reuse else procs.free_port()
+                marimo_env = {**env, "SPARK_REMOTE": f"sc://127.0.0.1:{sail.port}"}
+                marimo = procs.spawn(
+                    self._marimo_argv(port, spec.base_url, token_file),
+                    env=marimo_env, cwd=nb_dir, log=run_dir / "marimo.log", port=port,
+                )
+                state["marimo"] = marimo.to_json()
+                self._write_state(nid, state)
+        return await self.observe(nid)
+
+    def _env(self, spec: SessionSpec) -> dict[str, str]:
+        env = {k: v for k in _ENV_ALLOW if (v := os.environ.get(k)) is not None}
+        env.update(spec.workload.env)
+        return env
+
+    @staticmethod
+    def _sail_env(spec: SessionSpec, env: dict[str, str]) -> dict[str, str]:
+        if spec.workload.mode == "cluster":
+            workers = str(max(1, spec.workload.workers))
+            return {
+                **env,
+                "SAIL_MODE": "local-cluster",
+                "SAIL_CLUSTER__WORKER_INITIAL_COUNT": workers,
+                "SAIL_CLUSTER__WORKER_MAX_COUNT": workers,
+            }
+        return env
+
+    @staticmethod
+    def _sail_argv(port: int) -> list[str]:
+        return [_bin("sail"), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)]
+
+    @staticmethod
+    def _marimo_argv(port: int, base_url: str, token_file: Path) -> list[str]:
+        return [
+            _bin("marimo"), "edit", NOTEBOOK_FILE, "--headless", "--host", "127.0.0.1",
+            "--port", str(port), "--base-url", base_url.rstrip("/"),
+            "--token-password-file", str(token_file), "--skip-update-check", "--no-sandbox",
+        ]
+
+    # -- stop / delete -----------------------------------------------------
+
+    async def ensure_stopped(self, notebook_id: str) -> None:
+        async with self._lock(notebook_id):
+            await self._stop_locked(notebook_id)
+
+    async def _stop_locked(self, notebook_id: str) -> None:
+        state = self._read_state(notebook_id)
+        if state is None:
+            return
+        sail = procs.Proc.from_json(state.get("sail"))
+        marimo = procs.Proc.from_json(state.get("marimo"))
+        # Sail's graceful stop is SIGINT (SIGTERM kills it at once); Marimo's is SIGTERM.
+        await asyncio.gather(
+            procs.stop(sail, signal.SIGINT, self.stop_grace) if sail else asyncio.sleep(0),
+            procs.stop(marimo, signal.SIGTERM, self.stop_grace) if marimo else asyncio.sleep(0),
+        )
+        run_dir = self.run_dir(notebook_id)
+        for name in ("state.json", "token"):
+            (run_dir / name).unlink(missing_ok=True)
+
+    async def delete(self, notebook_id: str) -> None:
+        await self.ensure_stopped(notebook_id)
+        shutil.rmtree(self.notebook_dir(notebook_id), ignore_errors=True)
+        shutil.rmtree(self.run_dir(notebook_id), ignore_errors=True)
+        self._locks.pop(notebook_id, None)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()

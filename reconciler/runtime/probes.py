@@ -1,0 +1,70 @@
+"""Readiness and activity probes for the local runtime.
+
+- Sail: `grpc.health.v1.Health/Check` with an empty request; SERVING is the
+  reply bytes 08 01 (field 1 = 1), so no generated stubs are needed.
+- Marimo: `GET {base}/health` (open, no token).
+- Executing: Marimo's own view of its kernels. `GET {base}/api/sessions`
+  (token) lists the editor sessions; `GET {base}/api/kernel/status` with a
+  session's `Marimo-Session-Id` says `running` when any cell of that session
+  is queued or running (marimo/_server/api/endpoints/execution.py). This sees
+  a cell waiting on a long Spark job too, which a CPU heuristic would miss.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import grpc
+
+_SERVING = b"\x08\x01"
+
+
+async def sail_healthy(port: int, timeout: float = 1.0) -> bool:
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            check = channel.unary_unary(
+                "/grpc.health.v1.Health/Check",
+                request_serializer=lambda b: b,
+                response_deserializer=lambda b: b,
+            )
+            reply = await check(b"", timeout=timeout)
+            return bool(reply == _SERVING)
+    except (TimeoutError, grpc.RpcError, OSError):
+        return False
+
+
+async def marimo_healthy(
+    http: aiohttp.ClientSession, port: int, base_url: str, timeout: float = 1.0
+) -> bool:
+    try:
+        async with http.get(
+            f"http://127.0.0.1:{port}{base_url}/health",
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as resp:
+            return resp.status == 200
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        return False
+
+
+async def marimo_executing(
+    http: aiohttp.ClientSession, port: int, base_url: str, token: str, timeout: float = 2.0
+) -> bool:
+    """True when any kernel of this Marimo has a cell queued or running."""
+    root = f"http://127.0.0.1:{port}{base_url}"
+    auth = {"Authorization": f"Bearer {token}"}
+    limit = aiohttp.ClientTimeout(total=timeout)
+    try:
+        async with http.get(f"{root}/api/sessions", headers=auth, timeout=limit) as resp:
+            if resp.status != 200:
+                return False
+            sessions = await resp.json()
+        for session_id in sessions:
+            headers = {**auth, "Marimo-Session-Id": session_id}
+            async with http.get(
+                f"{root}/api/kernel/status", headers=headers, timeout=limit
+            ) as resp:
+                if resp.status == 200 and (await resp.json()).get("state") == "running":
+                    return True
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+        return False
+    return False

@@ -1,0 +1,164 @@
+"""Child processes that outlive the worker: spawn in their own process group,
+recognise them again later (pid + create time + cmdline), read why they died,
+and stop them gracefully then forcefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+# Popen handles of the processes this worker spawned, so it can reap them and
+# learn their exit codes. Adopted processes (spawned by a dead worker) are not
+# our children: their exit code is unknown, their log still tells why.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    port: int
+    create_time: float
+    log: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: object) -> Proc | None:
+        if not isinstance(raw, dict):
+            return None
+        try:
+            pid, port = int(raw["pid"]), int(raw["port"])
+            return cls(pid, port, float(raw["create_time"]), str(raw["log"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def free_port() -> int:
+    """A port the OS says is free now (bind 0). Racy by nature; a clash shows
+    up as a failed start with the process's own "address in use" log line."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: int) -> Proc:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: survives the worker, killed as a group
+        )
+    _CHILDREN[popen.pid] = popen
+    try:
+        created = psutil.Process(popen.pid).create_time()
+    except psutil.NoSuchProcess:
+        created = 0.0
+    return Proc(popen.pid, port, created, str(log))
+
+
+def exit_code(proc: Proc) -> int | None:
+    """The exit code if we are its parent and it has exited, else None."""
+    popen = _CHILDREN.get(proc.pid)
+    return None if popen is None else popen.poll()
+
+
+def is_alive(proc: Proc) -> bool:
+    """Alive and really the process we started (pids get reused)."""
+    popen = _CHILDREN.get(proc.pid)
+    if popen is not None and popen.poll() is not None:
+        return False
+    try:
+        p = psutil.Process(proc.pid)
+        if abs(p.create_time() - proc.create_time) > 0.05:
+            return False
+        return p.status() != psutil.STATUS_ZOMBIE and str(proc.port) in p.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def tail(path: str | Path, lines: int = 8, max_bytes: int = 16_384) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    kept = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def death_reason(name: str, proc: Proc) -> str:
+    code = exit_code(proc)
+    how = f"exited with code {code}" if code is not None else "exited"
+    last = tail(proc.log)
+    return f"{name} {how}" + (f": {last}" if last else "")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A reaped-later zombie leader still counts; reap our own child if it is done.
+    popen = _CHILDREN.get(pgid)
+    if popen is not None and popen.poll() is not None:
+        # The leader is gone; are other members of the group left?
+        return any(_pgid(p) == pgid for p in psutil.process_iter(["pid"]))
+    return True
+
+
+def _pgid(p: psutil.Process) -> int | None:
+    try:
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return os.getpgid(p.pid)
+    except (psutil.Error, ProcessLookupError, PermissionError):
+        return None
+
+
+async def stop(proc: Proc, first: signal.Signals, grace: float) -> None:
+    """Send `first` to the process group, wait up to `grace` s, then SIGKILL it."""
+    if not is_alive(proc) and not _group_alive(proc.pid):
+        _CHILDREN.pop(proc.pid, None)
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, first)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while loop.time() < deadline and _group_alive(proc.pid):  # noqa: ASYNC110 - polling a pid
+        await asyncio.sleep(0.05)
+    if _group_alive(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        deadline = loop.time() + 5
+        while loop.time() < deadline and _group_alive(proc.pid):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    popen = _CHILDREN.pop(proc.pid, None)
+    if popen is not None:
+        popen.poll()

@@ -1,0 +1,67 @@
+"""The periodic sweep: repairs whatever no job announced.
+
+Every worker runs the loop; a transaction-scoped advisory lock lets one sweep
+run at a time across all workers (the others skip that round). A sweep only
+enqueues reconciles (deduplicated per notebook); the reconcile pass itself
+checks health, presence (running↔idle↔detached) and the idle/detached timers.
+It also refreshes the gauges: notebooks by status, queue depth and age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from common.jobs import enqueue_reconcile
+from reconciler import metrics
+from sql import query
+
+log = structlog.get_logger("sweep")
+
+SWEEP_LOCK_KEY = 7_310_003  # constant, arbitrary: one sweeper at a time
+BATCH = 1000
+
+
+async def sweep_once(pool: AsyncConnectionPool) -> int | None:
+    """Enqueue reconciles for notebooks that need a look; None if another
+    worker holds the sweep lock."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(query("reconciler_try_sweep_lock"), {"key": SWEEP_LOCK_KEY})
+        row = await cur.fetchone()
+        if not row or not row["locked"]:
+            return None
+        cur = await conn.execute(query("reconciler_sweep_candidates"), {"limit": BATCH})
+        ids = [r["id"] for r in await cur.fetchall()]
+        await enqueue_reconcile(conn, ids)
+    metrics.SWEEPS.inc()
+    metrics.SWEEP_ENQUEUED.inc(len(ids))
+    return len(ids)
+
+
+async def refresh_gauges(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(query("reconciler_status_counts"))
+        counts = {r["status"]: r["n"] for r in await cur.fetchall()}
+        for status in metrics.BY_STATUS._metrics:  # noqa: SLF001 - label tuples created up front
+            metrics.BY_STATUS.labels(*status).set(counts.get(status[0], 0))
+        cur = await conn.execute(query("reconciler_queue_stats"))
+        stats = await cur.fetchone()
+        if stats:
+            metrics.QUEUE_DEPTH.set(stats["queued"])
+            metrics.QUEUE_OLDEST.set(stats["oldest_seconds"])
+
+
+async def sweep_loop(pool: AsyncConnectionPool, interval: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            n = await sweep_once(pool)
+            if n:
+                log.debug("sweep", enqueued=n)
+            await refresh_gauges(pool)
+        except Exception:  # the next round tries again; a sweep must never kill the worker
+            log.exception("sweep failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

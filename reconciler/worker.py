@@ -1,0 +1,177 @@
+"""A reconciler worker process: a pgqueuer consumer (asyncpg driver), the
+periodic sweep, the runtime's watch (if it has one) and /metrics.
+
+Any number of workers may run against one database. A `reconcile` job carries
+only the notebook id; the handler runs reconcile passes until the notebook
+needs no quick second look (short waits, e.g. for readiness, are done inside
+the job so a start is not slowed by queue round trips), then either finishes
+or asks pgqueuer to run it again later (`RetryRequested(delay)`: the same job
+row is requeued, so a duplicate enqueue is still deduplicated). Transient
+errors are retried with capped exponential backoff.
+
+pgqueuer's heartbeat timeout is set from the settings, so a job held by a
+SIGKILLed worker is taken again by another (handlers are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pgqueuer
+import structlog
+from aiohttp import web
+from pgqueuer import PgQueuer
+from pgqueuer.errors import RetryRequested
+from pgqueuer.models import Job
+
+from common.clock import Clock, SystemClock
+from common.db import open_pool
+from common.jobs import RECONCILE, enqueue_reconcile
+from common.logging import configure_logging
+from common.metrics import metrics_response, observe_pool
+from common.settings import Settings
+from reconciler.reconcile import Deps, reconcile_once
+from reconciler.runtime.base import Runtime
+from reconciler.runtime.factory import make_runtime
+from reconciler.sweep import sweep_loop
+
+log = structlog.get_logger("worker")
+
+# Passes asking to look again within this many seconds run inside the same job.
+INLINE_REQUEUE_SECONDS = 1.0
+# ...but one job holds a notebook at most this long before going back to the queue.
+JOB_SLICE_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def backoff(attempts: int) -> float:
+    return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempts, 10)))
+
+
+async def handle_reconcile(deps: Deps, job: Job) -> None:
+    notebook_id = (job.payload or b"").decode()
+    loop = asyncio.get_running_loop()
+    until = loop.time() + JOB_SLICE_SECONDS
+    while True:
+        try:
+            result = await reconcile_once(deps, notebook_id)
+        except Exception as exc:  # transient: database blip, runtime hiccup
+            delay = backoff(job.attempts)
+            log.warning(
+                "reconcile error, retrying", notebook_id=notebook_id, error=repr(exc),
+                attempts=job.attempts, retry_in=delay,
+            )
+            raise RetryRequested(timedelta(seconds=delay), reason=repr(exc)) from exc
+        if result.requeue_after is None:
+            return
+        if result.requeue_after <= INLINE_REQUEUE_SECONDS and loop.time() < until:
+            await asyncio.sleep(result.requeue_after)
+            continue
+        raise RetryRequested(timedelta(seconds=result.requeue_after), reason=result.outcome)
+
+
+def _asyncpg_dsn(dsn: str) -> str:
+    # asyncpg understands libpq URLs, including ?host=/socket/dir.
+    return dsn
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    metrics_port: int | None = None,
+    stop: asyncio.Event | None = None,
+    clock: Clock | None = None,
+    runtime: Runtime | None = None,
+) -> None:
+    """Run until `stop` is set."""
+    stop = stop or asyncio.Event()
+    pool = await open_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
+    rt = runtime or make_runtime(settings)
+    deps = Deps(
+        pool=pool,
+        runtime=rt,
+        clock=clock or SystemClock(),
+        presence_window_seconds=settings.presence_window_seconds,
+        start_deadline_seconds=settings.start_deadline_seconds,
+    )
+
+    @contextlib.asynccontextmanager
+    async def factory() -> AsyncIterator[PgQueuer]:
+        conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
+        pgq = PgQueuer.from_asyncpg_connection(conn)
+
+        @pgq.entrypoint(RECONCILE)
+        async def reconcile(job: Job) -> None:
+            await handle_reconcile(deps, job)
+
+        try:
+            yield pgq
+        finally:
+            await conn.close()
+
+    tasks = [asyncio.create_task(sweep_loop(pool, settings.sweep_interval_seconds, stop))]
+    run_watch = getattr(rt, "run_watch", None)
+    if run_watch is not None:
+
+        async def on_change(notebook_id: str) -> None:
+            async with pool.connection() as conn, conn.transaction():
+                await enqueue_reconcile(conn, [notebook_id])
+
+        tasks.append(asyncio.create_task(run_watch(on_change)))
+    runner = await _serve_metrics(metrics_port, pool) if metrics_port is not None else None
+    batch = max(1, settings.worker_concurrency // 2)
+    heartbeat = timedelta(seconds=settings.heartbeat_timeout_seconds)
+    log.info("worker started", runtime=settings.runtime, metrics_port=metrics_port)
+    try:
+        await pgqueuer.run(
+            factory,
+            dequeue_timeout=min(timedelta(seconds=5), heartbeat),
+            batch_size=batch,
+            max_concurrent_tasks=2 * batch,
+            heartbeat_timeout=heartbeat,
+            shutdown=stop,
+        )
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
+        if runtime is None:
+            await rt.close()
+        await pool.close()
+        log.info("worker stopped")
+
+
+async def _serve_metrics(port: int, pool: object) -> web.AppRunner:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        observe_pool("worker", pool)  # type: ignore[arg-type]
+        return await metrics_response(request)
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+def main(settings: Settings, metrics_port: int | None = None) -> int:
+    """Entry point of `notebooks worker`: runs until SIGTERM/SIGINT."""
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, metrics_port=metrics_port, stop=stop)
+
+    asyncio.run(_main())
+    return 0

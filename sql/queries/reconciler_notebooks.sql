@@ -1,0 +1,62 @@
+-- The reconciler's reads and writes of notebooks. Status itself changes only
+-- through `set_status` (status.sql), which records the event.
+
+-- name: reconciler_get_notebook
+select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.generation,
+       n.session_id, n.session_token, n.start_requested_at, n.start_deadline_at,
+       n.last_active_at, n.executing, n.idle_timeout_seconds, n.detached_timeout_seconds,
+       n.runtime_state, n.deleted_at,
+       c.mode, c.workers, c.env, c.sail, c.marimo,
+       (select max(p.last_seen_at) from notebook_presence p where p.notebook_id = n.id)
+           as last_seen_at
+  from notebooks n
+  join workload_configs c on c.id = n.workload_config_id
+ where n.id = %(id)s;
+
+-- name: reconciler_lock_generation
+select generation from notebooks where id = %(id)s for update;
+
+-- name: reconciler_update_observed
+update notebooks
+   set runtime_state = %(runtime_state)s,
+       executing = %(executing)s,
+       last_active_at = case when %(touch)s then %(now)s else last_active_at end,
+       start_deadline_at = coalesce(%(start_deadline_at)s, start_deadline_at),
+       session_id = case when %(clear_session)s then null else session_id end,
+       session_token = case when %(clear_session)s then null else session_token end
+ where id = %(id)s;
+
+-- name: reconciler_auto_stop
+-- The reconciler's own decision to stop (idle/detached timeout): desired
+-- state moves, so generation moves; only if nobody changed it meanwhile.
+update notebooks
+   set desired_state = 'stopped', generation = generation + 1, updated_at = %(now)s
+ where id = %(id)s and generation = %(generation)s and desired_state = 'running'
+returning generation;
+
+-- name: reconciler_delete_notebook
+delete from notebooks where id = %(id)s and desired_state = 'deleted';
+
+-- name: reconciler_sweep_candidates
+-- Notebooks whose status disagrees with their desired state, whose start
+-- deadline passed, or that are provisioned (health check, presence and
+-- idle/detached timers are due every sweep).
+select id from notebooks
+ where desired_state = 'deleted'
+    or (desired_state = 'running' and status in ('stopped', 'starting', 'stopping'))
+    or (desired_state = 'stopped' and status not in ('stopped', 'failed'))
+    or status in ('running', 'idle', 'detached')
+ order by status_changed_at
+ limit %(limit)s;
+
+-- name: reconciler_try_sweep_lock
+select pg_try_advisory_xact_lock(%(key)s) as locked;
+
+-- name: reconciler_status_counts
+select status, count(*) as n from notebooks where deleted_at is null group by status;
+
+-- name: reconciler_queue_stats
+select count(*) as queued,
+       coalesce(extract(epoch from now() - min(created)), 0)::float8 as oldest_seconds
+  from pgqueuer
+ where status = 'queued' and entrypoint = 'reconcile' and execute_after <= now();

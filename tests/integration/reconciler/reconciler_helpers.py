@@ -1,0 +1,45 @@
+"""Helpers for the reconciler tests: find the processes started for notebooks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+
+
+def processes_under(root: Path | str) -> list[psutil.Process]:
+    """Live processes whose working directory or command line is under `root`."""
+    root = str(root)
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if p.cwd().startswith(root) or any(root in a for a in p.cmdline()):
+                found.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def processes_for(data_dir: Path, notebook_id: str) -> list[psutil.Process]:
+    """Sail, Marimo and the kernel of one notebook (all run in its directory)."""
+    return processes_under(data_dir / "notebooks" / notebook_id)
+
+
+def kinds(procs: list[psutil.Process]) -> list[str]:
+    """'sail' / 'marimo' for each group leader (kernels and helpers ignored)."""
+    out = []
+    for p in procs:
+        try:
+            if p.pid != os.getpgid(p.pid):
+                continue
+            cmd = " ".join(p.cmdline())
+        except (psutil.Error, OSError):
+            continue
+        if "spark server" in cmd:
+            out.append("sail")
+        elif "marimo" in cmd and " edit " in f" {cmd} ":
+            out.append("marimo")
+    return sorted(out)

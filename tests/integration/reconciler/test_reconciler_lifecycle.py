@@ -1,0 +1,94 @@
+"""The main lifecycle with a real worker, real Sail and real Marimo:
+create → start → running (a Spark query through the notebook's SPARK_REMOTE)
+→ stop → stopped with no process left; and delete of a running notebook."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from reconciler_helpers import processes_for
+
+from common.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+SPARK_QUERY = (
+    "import os\n"
+    "from pyspark.sql import SparkSession\n"
+    "spark = SparkSession.builder.remote(os.environ['SPARK_REMOTE']).getOrCreate()\n"
+    "print(spark.range(1000).selectExpr('sum(id) as s').collect()[0]['s'])\n"
+)
+
+
+async def spark_sum(spark_remote: str, tmp: Path) -> str:
+    # A script file, not `python -c`: pyspark then goes looking for SPARK_HOME.
+    script = tmp / "query.py"
+    script.write_text(SPARK_QUERY)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script),
+        env={"SPARK_REMOTE": spark_remote, "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return out.decode().strip().splitlines()[-1]
+
+
+async def test_start_runs_sail_and_marimo_and_stop_leaves_nothing(
+    rows, worker, rsettings: Settings, tmp_path: Path
+):
+    nid = await rows.notebook()
+    await worker()
+    await rows.start(nid)
+
+    row = await rows.wait_status(nid, "running", "failed", timeout=60)
+    assert row["status"] == "running", row["status_message"]
+    state = row["runtime_state"]
+    assert state["marimo_url"].startswith("http://127.0.0.1:")
+    assert state["sail_url"].startswith("sc://127.0.0.1:")
+
+    # Marimo got the session token, the base URL and SPARK_REMOTE pointing at its Sail.
+    marimo = psutil.Process(state["marimo_pid"])
+    assert marimo.environ()["SPARK_REMOTE"] == state["sail_url"]
+    assert "--base-url" in marimo.cmdline() and f"/notebooks/{nid}" in marimo.cmdline()
+    assert "DATABASE_URL" not in marimo.environ()
+    assert await spark_sum(marimo.environ()["SPARK_REMOTE"], tmp_path) == "499500"
+    assert (rsettings.data_dir / "notebooks" / nid / "notebook.py").exists()
+    messages = [e["to_status"] for e in await rows.events(nid)]
+    assert messages[-2:] == ["starting", "running"]
+
+    await rows.stop(nid)
+    row = await rows.wait_status(nid, "stopped", timeout=30)
+    assert processes_for(rsettings.data_dir, nid) == []
+    assert row["runtime_state"] == {}
+    assert row["session_id"] is None
+    # The notebook file is kept across stop.
+    assert (rsettings.data_dir / "notebooks" / nid / "notebook.py").exists()
+
+
+async def test_delete_of_running_notebook_leaves_no_process_directory_or_row(
+    rows, worker, rsettings: Settings
+):
+    nid = await rows.notebook()
+    await worker()
+    await rows.start(nid)
+    row = await rows.wait_status(nid, "running", "failed", timeout=60)
+    assert row["status"] == "running", row["status_message"]
+    assert processes_for(rsettings.data_dir, nid)
+
+    await rows.delete(nid)
+    await rows.wait_for(nid, lambda r: r is None, timeout=30)
+    assert processes_for(rsettings.data_dir, nid) == []
+    assert not (rsettings.data_dir / "notebooks" / nid).exists()
+    assert not (rsettings.data_dir / "run" / nid).exists()
+    # The history stays.
+    assert [e["to_status"] for e in await rows.events(nid)][-1] == "stopping"
