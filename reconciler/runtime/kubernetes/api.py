@@ -1,0 +1,104 @@
+"""A thin async face over the official (synchronous) `kubernetes` client:
+every call runs in a thread (asyncio.to_thread), with a request timeout, and
+reads raw JSON so the pure code sees what the API server sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Kind:
+    api: str  # attribute of KubeApi holding the client class instance
+    suffix: str  # create_namespaced_<suffix>, list_…, delete_…
+
+
+KINDS: dict[str, Kind] = {
+    "Pod": Kind("core", "pod"),
+    "Service": Kind("core", "service"),
+    "Secret": Kind("core", "secret"),
+    "PersistentVolumeClaim": Kind("core", "persistent_volume_claim"),
+    "ServiceAccount": Kind("core", "service_account"),
+    "NetworkPolicy": Kind("networking", "network_policy"),
+    "Role": Kind("rbac", "role"),
+    "RoleBinding": Kind("rbac", "role_binding"),
+}
+
+
+def default_api_client() -> client.ApiClient:
+    """In-cluster service account when running in a pod, else ~/.kube/config."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class KubeApi:
+    def __init__(self, api_client: client.ApiClient, namespace: str, timeout: float) -> None:
+        self.api_client = api_client
+        self.namespace = namespace
+        self.timeout = timeout
+        self.core = client.CoreV1Api(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
+        self.rbac = client.RbacAuthorizationV1Api(api_client)
+
+    def _fn(self, verb: str, kind: str) -> Any:
+        k = KINDS[kind]
+        return getattr(getattr(self, k.api), f"{verb}_namespaced_{k.suffix}")
+
+    async def create(self, obj: Obj) -> bool:
+        """Create; False if it already exists (a racing worker or a retry got
+        there first, which is what we wanted anyway)."""
+        fn = self._fn("create", obj["kind"])
+        try:
+            await asyncio.to_thread(
+                fn, self.namespace, obj, _request_timeout=self.timeout, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def list(self, kind: str, label_selector: str) -> list[Obj]:
+        fn = self._fn("list", kind)
+        resp = await asyncio.to_thread(
+            fn,
+            self.namespace,
+            label_selector=label_selector,
+            _request_timeout=self.timeout,
+            _preload_content=False,
+        )
+        return list(json.loads(resp.data).get("items") or [])
+
+    async def delete(self, kind: str, name: str) -> bool:
+        """Delete; False if it was already gone."""
+        fn = self._fn("delete", kind)
+        try:
+            await asyncio.to_thread(
+                fn, name, self.namespace, _request_timeout=self.timeout, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def delete_matching(self, kind: str, label_selector: str) -> int:
+        deleted = 0
+        for obj in await self.list(kind, label_selector):
+            if obj["metadata"].get("deletionTimestamp"):
+                continue  # already on its way out
+            deleted += await self.delete(kind, obj["metadata"]["name"])
+        return deleted

@@ -1,0 +1,404 @@
+"""Pure builders of a notebook's Kubernetes objects, from one `SessionSpec`
+and the runtime's `KubernetesSettings`. Plain JSON-shaped dicts: what the API
+server receives, what tests assert on, what the schema validator checks.
+No I/O here."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from reconciler.runtime.base import ResourceSpec, SessionSpec
+from reconciler.runtime.kubernetes import names as n
+from reconciler.runtime.kubernetes.settings import KubernetesSettings
+
+Obj = dict[str, Any]
+
+# A new notebook's file: its first cell reaches Sail through SPARK_REMOTE.
+TEMPLATE = '''import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import os
+
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
+    return (spark,)
+
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+# Seeds the PVC with the template unless the notebook already has a file.
+_SEED = (
+    "import os, sys\n"
+    "p = sys.argv[1]\n"
+    "if not os.path.exists(p):\n"
+    "    open(p, 'w').write(os.environ['NOTEBOOK_TEMPLATE'])\n"
+)
+
+
+def _meta(name: str, labels: dict[str, str], ks: KubernetesSettings) -> Obj:
+    return {"name": name, "namespace": ks.namespace, "labels": dict(labels)}
+
+
+def _resources(res: ResourceSpec, ks: KubernetesSettings) -> Obj:
+    cpu = res.cpu or ks.default_cpu
+    memory = res.memory or ks.default_memory
+    # No CPU limit (throttling hurts Spark more than it saves); memory is capped.
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+
+
+def _env(user: dict[str, str], ours: dict[str, str]) -> list[Obj]:
+    merged = {**user, **ours}  # ours win: SPARK_REMOTE, SAIL_MODE… are not the user's to change
+    return [{"name": k, "value": v} for k, v in sorted(merged.items())]
+
+
+def _container_security(ks: KubernetesSettings) -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": ks.run_as_user,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_spec(ks: KubernetesSettings, spec: SessionSpec, service_account: str | None) -> Obj:
+    pod: Obj = {
+        "restartPolicy": "Always",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": service_account is not None,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": ks.run_as_user,
+            "runAsGroup": ks.run_as_user,
+            "fsGroup": ks.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": 10,
+    }
+    if service_account is not None:
+        pod["serviceAccountName"] = service_account
+    if spec.workload.node_selector:
+        pod["nodeSelector"] = dict(spec.workload.node_selector)
+    if ks.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in ks.image_pull_secrets]
+    return pod
+
+
+def _tmp_volume() -> tuple[Obj, Obj]:
+    # The root filesystem is read-only; scratch space (HOME, spills) lives here.
+    return {"name": "tmp", "emptyDir": {}}, {"name": "tmp", "mountPath": "/tmp"}
+
+
+def cluster_mode(spec: SessionSpec) -> bool:
+    return spec.workload.mode == "cluster"
+
+
+def token_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
+    name = n.token_secret_name(spec.notebook_id, spec.session_id)
+    token = base64.b64encode(spec.session_token.encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(name, n.session_labels(spec.notebook_id, spec.session_id, "token"), ks),
+        "type": "Opaque",
+        "immutable": True,
+        "data": {n.TOKEN_KEY: token},
+    }
+
+
+def pvc(notebook_id: str, ks: KubernetesSettings) -> Obj:
+    spec: Obj = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": ks.storage_size}},
+    }
+    if ks.storage_class:
+        spec["storageClassName"] = ks.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(n.pvc_name(notebook_id), n.notebook_labels(notebook_id), ks),
+        "spec": spec,
+    }
+
+
+def _worker_template(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
+    """PodTemplateSpec Sail uses for its worker pods: our labels (so the
+    NetworkPolicy and teardown find them), same resources and hardening."""
+    tmp_vol, tmp_mount = _tmp_volume()
+    labels = {
+        **ks.extra_pod_labels,
+        **n.session_labels(spec.notebook_id, spec.session_id, n.SAIL_WORKER),
+    }
+    pod = _pod_spec(ks, spec, None)
+    pod["restartPolicy"] = "Never"
+    pod["containers"] = [
+        {
+            "name": "worker",
+            "image": spec.workload.sail.image or ks.sail_image,
+            "resources": _resources(spec.workload.sail, ks),
+            "securityContext": _container_security(ks),
+            "env": _env(spec.workload.env, {"HOME": "/tmp"}),
+            "volumeMounts": [tmp_mount],
+        }
+    ]
+    pod["volumes"] = [tmp_vol]
+    return {"metadata": {"labels": labels}, "spec": pod}
+
+
+def sail_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
+    nid, sid = spec.notebook_id, spec.session_id
+    name = n.pod_name(nid, sid, n.SAIL)
+    image = spec.workload.sail.image or ks.sail_image
+    ours = {"HOME": "/tmp"}
+    env_refs: list[Obj] = []
+    service_account = None
+    if cluster_mode(spec):
+        service_account = n.rbac_name(nid)
+        ours |= {
+            "SAIL_MODE": "kubernetes-cluster",
+            "SAIL_KUBERNETES__IMAGE": image,
+            "SAIL_KUBERNETES__IMAGE_PULL_POLICY": ks.image_pull_policy,
+            "SAIL_KUBERNETES__NAMESPACE": ks.namespace,
+            "SAIL_KUBERNETES__DRIVER_POD_NAME": name,
+            "SAIL_KUBERNETES__WORKER_POD_NAME_PREFIX": n.worker_pod_prefix(nid, sid),
+            "SAIL_KUBERNETES__WORKER_SERVICE_ACCOUNT_NAME": "default",
+            "SAIL_KUBERNETES__WORKER_POD_TEMPLATE": json.dumps(
+                _worker_template(spec, ks), sort_keys=True
+            ),
+            "SAIL_CLUSTER__WORKER_INITIAL_COUNT": str(max(spec.workload.workers, 1)),
+            "SAIL_CLUSTER__DRIVER_LISTEN_HOST": "0.0.0.0",
+            "SAIL_CLUSTER__WORKER_LISTEN_HOST": "0.0.0.0",
+        }
+        # Workers dial the driver back on its pod IP.
+        env_refs.append(
+            {
+                "name": "SAIL_CLUSTER__DRIVER_EXTERNAL_HOST",
+                "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+            }
+        )
+    tmp_vol, tmp_mount = _tmp_volume()
+    pod = _pod_spec(ks, spec, service_account)
+    pod["containers"] = [
+        {
+            "name": "sail",
+            "image": image,
+            "imagePullPolicy": ks.image_pull_policy,
+            "command": ["sail", "spark", "server", "--ip", "0.0.0.0", "--port", str(n.SAIL_PORT)],
+            "ports": [{"name": "spark-connect", "containerPort": n.SAIL_PORT}],
+            "env": _env(spec.workload.env, ours) + env_refs,
+            "resources": _resources(spec.workload.sail, ks),
+            "securityContext": _container_security(ks),
+            # Sail implements grpc.health.v1, so the kubelet's gRPC probe works.
+            "readinessProbe": {
+                "grpc": {"port": n.SAIL_PORT},
+                "periodSeconds": 2,
+                "failureThreshold": 3,
+            },
+            "volumeMounts": [tmp_mount],
+        }
+    ]
+    pod["volumes"] = [tmp_vol]
+    labels = {**ks.extra_pod_labels, **n.session_labels(nid, sid, n.SAIL)}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, labels, ks), "spec": pod}
+
+
+def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
+    nid, sid = spec.notebook_id, spec.session_id
+    image = spec.workload.marimo.image or ks.marimo_image
+    path = f"{n.DATA_DIR}/{n.NOTEBOOK_FILE}"
+    base_url = spec.base_url.rstrip("/")
+    ours = {
+        "HOME": "/tmp",
+        "SPARK_REMOTE": n.sail_url(nid, ks.namespace),
+        "MARIMO_SKIP_UPDATE_CHECK": "1",
+    }
+    tmp_vol, tmp_mount = _tmp_volume()
+    data_mount = {"name": "data", "mountPath": n.DATA_DIR}
+    pod = _pod_spec(ks, spec, None)
+    pod["initContainers"] = [
+        {
+            "name": "seed",
+            "image": image,
+            "imagePullPolicy": ks.image_pull_policy,
+            "command": ["python", "-c", _SEED, path],
+            "env": [{"name": "NOTEBOOK_TEMPLATE", "value": TEMPLATE}],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                          "limits": {"memory": "128Mi"}},
+            "securityContext": _container_security(ks),
+            "volumeMounts": [data_mount],
+        }
+    ]
+    pod["containers"] = [
+        {
+            "name": "marimo",
+            "image": image,
+            "imagePullPolicy": ks.image_pull_policy,
+            "command": [
+                "marimo", "edit", path, "--headless",
+                "--host", "0.0.0.0", "--port", str(n.MARIMO_PORT),
+                "--base-url", base_url,
+                "--token-password-file", f"{n.TOKEN_DIR}/{n.TOKEN_KEY}",
+                "--skip-update-check",
+            ],
+            "ports": [{"name": "http", "containerPort": n.MARIMO_PORT}],
+            "env": _env(spec.workload.env, ours),
+            "resources": _resources(spec.workload.marimo, ks),
+            "securityContext": _container_security(ks),
+            # /health answers without the token (measured).
+            "readinessProbe": {
+                "httpGet": {"path": f"{base_url}/health", "port": n.MARIMO_PORT},
+                "periodSeconds": 2,
+                "failureThreshold": 3,
+            },
+            "volumeMounts": [
+                tmp_mount,
+                data_mount,
+                {"name": "token", "mountPath": n.TOKEN_DIR, "readOnly": True},
+            ],
+        }
+    ]
+    pod["volumes"] = [
+        tmp_vol,
+        {"name": "data", "persistentVolumeClaim": {"claimName": n.pvc_name(nid)}},
+        {
+            "name": "token",
+            "secret": {"secretName": n.token_secret_name(nid, sid), "defaultMode": 0o440},
+        },
+    ]
+    labels = {**ks.extra_pod_labels, **n.session_labels(nid, sid, n.MARIMO)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _meta(n.pod_name(nid, sid, n.MARIMO), labels, ks),
+        "spec": pod,
+    }
+
+
+def service(notebook_id: str, component: str, ks: KubernetesSettings) -> Obj:
+    port = n.SAIL_PORT if component == n.SAIL else n.MARIMO_PORT
+    spec: Obj = {
+        "selector": {n.NOTEBOOK: notebook_id, n.COMPONENT: component},
+        "ports": [{"name": "main", "port": port, "targetPort": port, "protocol": "TCP"}],
+    }
+    if component == n.MARIMO:
+        spec["clusterIP"] = "None"  # headless: the proxy dials the pod itself
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(
+            n.service_name(notebook_id, component), n.notebook_labels(notebook_id), ks
+        ),
+        "spec": spec,
+    }
+
+
+def _peer(labels: dict[str, str]) -> Obj:
+    return {"podSelector": {"matchLabels": dict(labels)}}
+
+
+def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
+    """Marimo only from proxy pods; Sail (driver and workers) only from this
+    notebook's Marimo and its own Sail pods. Egress is left to the cluster's
+    defaults (Sail reads data sources the operator decides on)."""
+    sail_pods = {
+        "matchExpressions": [
+            {"key": n.NOTEBOOK, "operator": "In", "values": [notebook_id]},
+            {"key": n.COMPONENT, "operator": "In", "values": [n.SAIL, n.SAIL_WORKER]},
+        ]
+    }
+    marimo = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(
+            n.policy_name(notebook_id, n.MARIMO), n.notebook_labels(notebook_id), ks
+        ),
+        "spec": {
+            "podSelector": {"matchLabels": {n.NOTEBOOK: notebook_id, n.COMPONENT: n.MARIMO}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [_peer(ks.proxy_pod_labels)],
+                    "ports": [{"protocol": "TCP", "port": n.MARIMO_PORT}],
+                }
+            ],
+        },
+    }
+    sail = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(n.policy_name(notebook_id, n.SAIL), n.notebook_labels(notebook_id), ks),
+        "spec": {
+            "podSelector": sail_pods,
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        _peer({n.NOTEBOOK: notebook_id, n.COMPONENT: n.MARIMO}),
+                        {"podSelector": sail_pods},
+                    ]
+                }
+            ],
+        },
+    }
+    return [marimo, sail]
+
+
+def driver_rbac(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
+    """What a cluster-mode Sail driver needs to run its worker pods: pods in
+    its own namespace, nothing else."""
+    name = n.rbac_name(notebook_id)
+    labels = n.notebook_labels(notebook_id)
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(name, labels, ks),
+            "automountServiceAccountToken": True,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(name, labels, ks),
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods"],
+                    "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(name, labels, ks),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ks.namespace}],
+        },
+    ]
+
+
+def session_objects(spec: SessionSpec, ks: KubernetesSettings) -> list[Obj]:
+    """Everything one session needs, in creation order (what a pod mounts or
+    runs as exists before the pod)."""
+    nid = spec.notebook_id
+    objs: list[Obj] = [token_secret(spec, ks), pvc(nid, ks)]
+    objs += network_policies(nid, ks)
+    if cluster_mode(spec):
+        objs += driver_rbac(nid, ks)
+    objs += [
+        service(nid, n.SAIL, ks),
+        service(nid, n.MARIMO, ks),
+        sail_pod(spec, ks),
+        marimo_pod(spec, ks),
+    ]
+    return objs

@@ -1,0 +1,139 @@
+"""The `kubernetes` runtime: per notebook a Sail pod and a Marimo pod with
+their Services, a token Secret per session, a PVC for the notebook file and
+NetworkPolicies; observed by listing pods, woken by a pod watch.
+
+Reads never have effects; every write is idempotent (409 on create and 404 on
+delete are success), so two workers racing on one notebook converge."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from kubernetes import client
+
+from reconciler.runtime.base import Component, Observation, SessionSpec
+from reconciler.runtime.kubernetes import names as n
+from reconciler.runtime.kubernetes import objects
+from reconciler.runtime.kubernetes.api import KubeApi, Obj, default_api_client
+from reconciler.runtime.kubernetes.settings import KubernetesSettings
+from reconciler.runtime.kubernetes.status import component_of
+from reconciler.runtime.kubernetes.watch import PodWatcher
+
+log = structlog.get_logger(__name__)
+
+# Per-session objects removed on stop (the PVC stays until delete).
+_STOP_KINDS = (
+    "Pod",
+    "Secret",
+    "Service",
+    "NetworkPolicy",
+    "RoleBinding",
+    "Role",
+    "ServiceAccount",
+)
+
+
+def _created(obj: Obj) -> str:
+    return str(obj["metadata"].get("creationTimestamp") or "")
+
+
+def pick_session(pods: list[Obj]) -> str | None:
+    """The session the notebook's pods belong to now: the newest among the
+    pods not being deleted, else the newest of all."""
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    pool = live or pods
+    if not pool:
+        return None
+    newest = max(pool, key=_created)
+    return str(newest["metadata"]["labels"].get(n.SESSION) or "") or None
+
+
+def observation_of(notebook_id: str, pods: list[Obj], namespace: str) -> Observation:
+    """Pure: a notebook's pods → Observation."""
+    session = pick_session(pods)
+    if session is None:
+        return Observation(session_id=None)
+    mine = [p for p in pods if p["metadata"]["labels"].get(n.SESSION) == session]
+
+    def comp(component: str) -> Component:
+        found = [p for p in mine if p["metadata"]["labels"].get(n.COMPONENT) == component]
+        return component_of(max(found, key=_created) if found else None)
+
+    marimo_url = n.marimo_url(notebook_id, namespace)
+    sail_url = n.sail_url(notebook_id, namespace)
+    return Observation(
+        session_id=session,
+        sail=comp(n.SAIL),
+        marimo=comp(n.MARIMO),
+        marimo_url=marimo_url,
+        sail_url=sail_url,
+        runtime_state={
+            "marimo_url": marimo_url,
+            "sail_url": sail_url,
+            "namespace": namespace,
+            "session_id": session,
+        },
+    )
+
+
+class KubernetesRuntime:
+    def __init__(
+        self,
+        settings: KubernetesSettings,
+        api_client: client.ApiClient | None = None,
+        *,
+        reconnect_backoff: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0),
+    ) -> None:
+        self.settings = settings
+        self._client = api_client or default_api_client()
+        self.api = KubeApi(self._client, settings.namespace, settings.request_timeout_seconds)
+        self.watcher = PodWatcher(
+            self.api,
+            n.selector(n.managed()),
+            watch_timeout_seconds=settings.watch_timeout_seconds,
+            resync_seconds=settings.resync_seconds,
+            backoff=reconnect_backoff,
+        )
+
+    async def _pods(self, notebook_id: str) -> list[Obj]:
+        return await self.api.list("Pod", n.selector(n.notebook_labels(notebook_id)))
+
+    async def observe(self, notebook_id: str) -> Observation:
+        return observation_of(notebook_id, await self._pods(notebook_id), self.settings.namespace)
+
+    async def ensure_running(self, spec: SessionSpec) -> Observation:
+        nid = spec.notebook_id
+        # Pods and token of an older session go first (their names differ, so
+        # the new ones never wait for them).
+        stale = f"{n.selector(n.notebook_labels(nid))},{n.SESSION}!={spec.session_id}"
+        for kind in ("Pod", "Secret"):
+            await self.api.delete_matching(kind, stale)
+        created = []
+        for obj in objects.session_objects(spec, self.settings):
+            if await self.api.create(obj):
+                created.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        if created:
+            log.info("k8s_created", notebook_id=nid, session_id=spec.session_id, objects=created)
+        return await self.observe(nid)
+
+    async def ensure_stopped(self, notebook_id: str) -> None:
+        sel = n.selector(n.notebook_labels(notebook_id))
+        removed: dict[str, int] = {}
+        for kind in _STOP_KINDS:
+            removed[kind] = await self.api.delete_matching(kind, sel)
+        if any(removed.values()):
+            log.info("k8s_stopped", notebook_id=notebook_id, removed=removed)
+
+    async def delete(self, notebook_id: str) -> None:
+        await self.ensure_stopped(notebook_id)
+        if await self.api.delete("PersistentVolumeClaim", n.pvc_name(notebook_id)):
+            log.info("k8s_storage_removed", notebook_id=notebook_id)
+
+    async def run_watch(self, on_change: Callable[[str], Awaitable[None]]) -> None:
+        await self.watcher.run(on_change)
+
+    async def close(self) -> None:
+        self.watcher.stop()
+        self._client.close()
+

@@ -1,0 +1,88 @@
+"""Settings of the Kubernetes runtime: where and how notebook pods run.
+
+Read from the environment once per worker process (`NOTEBOOKS_K8S_*`); tests
+build the dataclass directly."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+
+class KubernetesSettingsError(ValueError):
+    pass
+
+
+def _labels(raw: str) -> dict[str, str]:
+    """`a=b,c=d` → {"a": "b", "c": "d"}."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise KubernetesSettingsError(f"expected key=value pairs, got {part!r}")
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    namespace: str = "notebooks"
+    sail_image: str = "ghcr.io/example/notebooks-kernel:latest"
+    marimo_image: str = "ghcr.io/example/notebooks-kernel:latest"
+    image_pull_policy: str = "IfNotPresent"
+    # Pods of the session proxy: the only ones allowed to reach Marimo.
+    proxy_pod_labels: dict[str, str] = field(
+        default_factory=lambda: {"app.kubernetes.io/name": "notebooks-proxy"}
+    )
+    storage_class: str | None = None  # None: the cluster's default class
+    storage_size: str = "1Gi"
+    # Defaults when the workload config leaves cpu/memory empty.
+    default_cpu: str = "500m"
+    default_memory: str = "1Gi"
+    # Pods run as this (non-root) user; the kernel image must allow it.
+    run_as_user: int = 1000
+    # Pods of one notebook may be pulled from a private registry.
+    image_pull_secrets: tuple[str, ...] = ()
+    # How long one watch request lasts before it is re-opened, and how often a
+    # full relist re-announces every notebook (the watch's safety net).
+    watch_timeout_seconds: int = 300
+    resync_seconds: int = 600
+    request_timeout_seconds: float = 30.0
+    extra_pod_labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> KubernetesSettings:
+        env = dict(os.environ if environ is None else environ)
+        d = cls()
+
+        def get(name: str, default: str) -> str:
+            return env.get(f"NOTEBOOKS_K8S_{name}", "") or default
+
+        try:
+            return cls(
+                namespace=get("NAMESPACE", d.namespace),
+                sail_image=get("SAIL_IMAGE", d.sail_image),
+                marimo_image=get("MARIMO_IMAGE", d.marimo_image),
+                image_pull_policy=get("IMAGE_PULL_POLICY", d.image_pull_policy),
+                proxy_pod_labels=_labels(get("PROXY_POD_LABELS", ""))
+                or dict(d.proxy_pod_labels),
+                storage_class=get("STORAGE_CLASS", "") or None,
+                storage_size=get("STORAGE_SIZE", d.storage_size),
+                default_cpu=get("DEFAULT_CPU", d.default_cpu),
+                default_memory=get("DEFAULT_MEMORY", d.default_memory),
+                run_as_user=int(get("RUN_AS_USER", str(d.run_as_user))),
+                image_pull_secrets=tuple(
+                    filter(None, get("IMAGE_PULL_SECRETS", "").split(","))
+                ),
+                watch_timeout_seconds=int(
+                    get("WATCH_TIMEOUT_SECONDS", str(d.watch_timeout_seconds))
+                ),
+                resync_seconds=int(get("RESYNC_SECONDS", str(d.resync_seconds))),
+                request_timeout_seconds=float(
+                    get("REQUEST_TIMEOUT_SECONDS", str(d.request_timeout_seconds))
+                ),
+                extra_pod_labels=json.loads(get("EXTRA_POD_LABELS", "{}")),
+            )
+        except ValueError as exc:
+            raise KubernetesSettingsError(str(exc)) from None

@@ -1,0 +1,104 @@
+"""Pod → Component: what a pod's status says about one notebook component.
+Pure, over the raw JSON of a pod, so the watch, the observer and the tests
+read the same thing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.runtime.base import ABSENT, Component, Phase
+
+# Waiting reasons a retry will not fix: the start fails at once, with the reason.
+TERMINAL_WAITING = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+TERMINAL_TERMINATED = frozenset({"OOMKilled", "Error", "ContainerCannotRun"})
+
+
+def _why(reason: str, message: str | None, container: str) -> str:
+    text = f"{container}: {reason}"
+    return f"{text}: {message}" if message else text
+
+
+def _container_failure(statuses: list[dict[str, Any]]) -> Component | None:
+    for cs in statuses:
+        name = cs.get("name", "?")
+        state = cs.get("state") or {}
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        waiting = state.get("waiting") or {}
+        terminated = state.get("terminated") or {}
+        # An OOM kill is terminal even while the kubelet restarts the container.
+        for term in (terminated, last):
+            if term.get("reason") == "OOMKilled":
+                return Component(
+                    Phase.FAILED, _why("OOMKilled", _exit(term), name), terminal=True
+                )
+        if waiting.get("reason") in TERMINAL_WAITING:
+            detail = _why(waiting["reason"], waiting.get("message"), name)
+            if waiting["reason"] == "CrashLoopBackOff" and last:
+                detail += f" (last exit: {_exit(last)})"
+            return Component(Phase.FAILED, detail, terminal=True)
+        if terminated.get("reason") in TERMINAL_TERMINATED:
+            return Component(
+                Phase.FAILED,
+                _why(terminated["reason"], _exit(terminated), name),
+                terminal=True,
+            )
+    return None
+
+
+def _exit(term: dict[str, Any]) -> str:
+    code = term.get("exitCode")
+    msg = term.get("message")
+    parts = [f"exit code {code}" if code is not None else "", msg or ""]
+    return "; ".join(p for p in parts if p)
+
+
+def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any]:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return {}
+
+
+def component_of(pod: dict[str, Any] | None) -> Component:
+    if pod is None:
+        return ABSENT
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        # Going away: not usable, not yet gone (teardown waits for ABSENT).
+        return Component(Phase.STARTING, "terminating")
+    phase = status.get("phase") or "Pending"
+    containers = list(status.get("initContainerStatuses") or []) + list(
+        status.get("containerStatuses") or []
+    )
+    failure = _container_failure(containers)
+    if failure is not None:
+        return failure
+    if phase in ("Failed", "Succeeded"):
+        reason = status.get("reason") or phase
+        return Component(Phase.FAILED, f"pod {reason}: {status.get('message') or ''}".rstrip(": "))
+    scheduled = _condition(pod, "PodScheduled")
+    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        return Component(
+            Phase.FAILED, _why("Unschedulable", scheduled.get("message"), "pod"), terminal=True
+        )
+    if phase == "Running" and _condition(pod, "Ready").get("status") == "True":
+        return Component(Phase.READY)
+    waiting = [
+        (cs.get("state") or {}).get("waiting", {}).get("reason")
+        for cs in containers
+        if (cs.get("state") or {}).get("waiting")
+    ]
+    detail = next((w for w in waiting if w), "") or phase.lower()
+    return Component(Phase.STARTING, detail)

@@ -1,0 +1,206 @@
+"""Pod watch: every change to a managed pod announces its notebook.
+
+List, then watch from the list's resourceVersion; a watch that ends (server
+timeout) or breaks (connection dropped, API error) is re-opened from the last
+resourceVersion seen; 410 Gone (history compacted) means relist. Every relist
+(at start, after 410, and every `resync_seconds`) announces every notebook
+seen, including those whose pods vanished while nobody watched, so a missed
+event costs latency, never correctness (the sweep is the last net).
+
+The official client is synchronous: each watch request runs in a daemon
+thread that feeds lines to the event loop; stopping closes its socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+from kubernetes.watch.watch import iter_resp_lines
+
+from reconciler.runtime.kubernetes import names as n
+
+log = structlog.get_logger(__name__)
+
+OnChange = Callable[[str], Awaitable[None]]
+
+
+class WatchGone(Exception):
+    """The resourceVersion we resume from is no longer in the server's history."""
+
+
+class PodWatcher:
+    def __init__(
+        self,
+        api: Any,  # KubeApi (typed loosely to keep this module free of the client's types)
+        label_selector: str,
+        *,
+        watch_timeout_seconds: int,
+        resync_seconds: float,
+        backoff: tuple[float, ...],
+    ) -> None:
+        self._api = api
+        self._selector = label_selector
+        self._watch_timeout = watch_timeout_seconds
+        self._resync = resync_seconds
+        self._backoff = backoff or (1.0,)
+        self._known: set[str] = set()
+        self._responses: set[Any] = set()
+        self._stopped = False
+        # Counters tests and metrics read.
+        self.lists = 0
+        self.watches = 0
+        self.breaks = 0
+        self.resource_version: str | None = None
+
+    def stop(self) -> None:
+        self._stopped = True
+        for resp in list(self._responses):
+            _shutdown(resp)
+
+    async def run(self, on_change: OnChange) -> None:
+        failures = 0
+        listed_at = 0.0
+        self._stopped = False
+        while not self._stopped:
+            try:
+                if self.resource_version is None or time.monotonic() - listed_at >= self._resync:
+                    self.resource_version = await self._relist(on_change)
+                    listed_at = time.monotonic()
+                async for event in self._stream(self.resource_version):
+                    failures = 0
+                    await self._handle(event, on_change)
+            except WatchGone:
+                log.info("k8s_watch_gone", resource_version=self.resource_version)
+                self.resource_version = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broken watch or list: resume after a pause
+                self.breaks += 1
+                delay = self._backoff[min(failures, len(self._backoff) - 1)]
+                failures += 1
+                log.warning(
+                    "k8s_watch_broken",
+                    error=repr(exc)[:300],
+                    resource_version=self.resource_version,
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _relist(self, on_change: OnChange) -> str:
+        resp = await asyncio.to_thread(
+            self._api.core.list_namespaced_pod,
+            self._api.namespace,
+            label_selector=self._selector,
+            _request_timeout=self._api.timeout,
+            _preload_content=False,
+        )
+        body = json.loads(resp.data)
+        self.lists += 1
+        now = {
+            nid
+            for pod in body.get("items") or []
+            if (nid := (pod["metadata"].get("labels") or {}).get(n.NOTEBOOK))
+        }
+        for nid in sorted(now | self._known):
+            await _announce(on_change, nid)
+        self._known = now
+        return str(body["metadata"]["resourceVersion"])
+
+    async def _handle(self, event: dict[str, Any], on_change: OnChange) -> None:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise WatchGone(obj.get("message", ""))
+            raise RuntimeError(f"watch error: {obj.get('code')} {obj.get('message')}")
+        meta = obj.get("metadata") or {}
+        if meta.get("resourceVersion"):
+            self.resource_version = str(meta["resourceVersion"])
+        if kind == "BOOKMARK":
+            return
+        nid = (meta.get("labels") or {}).get(n.NOTEBOOK)
+        if nid:
+            self._known.add(nid)
+            await _announce(on_change, nid)
+
+    async def _stream(self, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+        """One watch request: yields decoded events until the server ends it.
+        Raises what broke it."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        holder: dict[str, Any] = {}
+
+        def put(item: tuple[str, Any]) -> None:
+            # RuntimeError: the loop is gone; nobody is listening any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def pump() -> None:
+            try:
+                resp = self._api.core.list_namespaced_pod(
+                    self._api.namespace,
+                    label_selector=self._selector,
+                    watch=True,
+                    resource_version=resource_version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=self._watch_timeout,
+                    _preload_content=False,
+                    # Read timeout beyond the server's own: a silent half-open
+                    # connection is noticed, never waited on forever.
+                    _request_timeout=(self._api.timeout, self._watch_timeout + 30),
+                )
+                holder["resp"] = resp
+                self._responses.add(resp)
+                if self._stopped:
+                    _shutdown(resp)
+                for line in iter_resp_lines(resp):
+                    if line:
+                        put(("line", line))
+                put(("end", None))
+            except BaseException as exc:  # handed to the loop, raised there
+                put(("error", exc))
+            finally:
+                resp = holder.get("resp")
+                if resp is not None:
+                    self._responses.discard(resp)
+                    resp.release_conn()
+
+        self.watches += 1
+        threading.Thread(target=pump, name="k8s-pod-watch", daemon=True).start()
+        try:
+            while True:
+                what, value = await queue.get()
+                if what == "end":
+                    return
+                if what == "error":
+                    raise value
+                yield json.loads(value)
+        finally:
+            if "resp" in holder:
+                _shutdown(holder["resp"])
+
+
+async def _announce(on_change: OnChange, notebook_id: str) -> None:
+    try:
+        await on_change(notebook_id)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # one failed enqueue must not end the watch
+        log.warning("k8s_watch_on_change_failed", notebook_id=notebook_id, error=repr(exc))
+
+
+def _shutdown(resp: Any) -> None:
+    """Unblock a thread reading this response (the client's Watch.stop trick)."""
+    try:
+        sock = getattr(getattr(resp, "connection", None), "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -1,0 +1,277 @@
+"""A stateful Kubernetes API server for tests, built on kmock's HTTP plumbing
+and request parsing (kmock.KubernetesScaffold), speaking the real REST
+protocol to the official client.
+
+kmock 0.8's own KubernetesEmulator serves CRUD but no resourceVersions, no
+label selectors and no watch events the client can read; this one keeps a
+store with a global resourceVersion counter, an event history, label
+selectors, and watch streams (resume from a resourceVersion, 410 Gone once
+the history is compacted, server-side `timeoutSeconds`), plus test knobs:
+drop every open watch mid-stream, compact the history, fail the next N
+requests of a kind."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+from kmock._internal.k8s import KubernetesError
+
+from . import selectors
+
+Obj = dict[str, Any]
+Key = tuple[str, str, str, str]  # group, plural, namespace, name
+
+
+class ApiError(KubernetesError):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.details = {}
+
+
+@dataclass(eq=False)
+class _Watch:
+    group: str
+    plural: str
+    namespace: str | None
+    match: selectors.Match
+    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+
+
+@dataclass(frozen=True)
+class Call:
+    action: str
+    plural: str
+    params: dict[str, str]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _merge(target: Obj, patch: Obj) -> Obj:
+    """RFC 7386 JSON merge patch (the emulator's stand-in for strategic merge)."""
+    out = copy.deepcopy(target)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+_DROP = object()
+
+
+@attrs.define(kw_only=True)
+class KubeEmulator(kmock.KubernetesScaffold):
+    history_limit: int = 1000
+    objects: dict[Key, Obj] = attrs.field(factory=dict, init=False)
+    history: list[tuple[int, str, str, Obj]] = attrs.field(factory=list, init=False)
+    calls: list[Call] = attrs.field(factory=list, init=False)
+    # Fault injection: plural → how many upcoming LIST/WATCH requests fail with 500.
+    fail_next: dict[str, int] = attrs.field(factory=dict, init=False)
+    _rv: int = attrs.field(default=0, init=False)
+    _watches: set[_Watch] = attrs.field(factory=set, init=False)  # type: ignore[var-annotated]
+    _listeners: list[Callable[[str, Obj], None]] = attrs.field(factory=list, init=False)
+
+    # ---------------------------------------------------------------- state
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    def _emit(self, kind: str, group: str, plural: str, obj: Obj) -> None:
+        self.history.append((self._rv, group, plural, {"type": kind, "object": copy.deepcopy(obj)}))
+        del self.history[: -self.history_limit]
+        for w in list(self._watches):
+            if w.group == group and w.plural == plural and self._visible(w, obj):
+                w.queue.put_nowait({"type": kind, "object": copy.deepcopy(obj)})
+        for listener in list(self._listeners):
+            listener(kind, copy.deepcopy(obj))
+
+    @staticmethod
+    def _visible(w: _Watch, obj: Obj) -> bool:
+        meta = obj.get("metadata", {})
+        ns_ok = w.namespace is None or meta.get("namespace") == w.namespace
+        return ns_ok and w.match(meta.get("labels") or {})
+
+    def put(self, group: str, plural: str, obj: Obj, *, event: str = "MODIFIED") -> Obj:
+        """Store a new version of an object (bumps resourceVersion, notifies)."""
+        self._rv += 1
+        obj = copy.deepcopy(obj)
+        meta = obj["metadata"]
+        meta["resourceVersion"] = str(self._rv)
+        self.objects[(group, plural, meta["namespace"], meta["name"])] = obj
+        self._emit(event, group, plural, obj)
+        return obj
+
+    def remove(self, group: str, plural: str, namespace: str, name: str) -> Obj:
+        obj = self.objects.pop((group, plural, namespace, name))
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        self._emit("DELETED", group, plural, obj)
+        return obj
+
+    def get(self, plural: str, namespace: str, name: str, group: str = "") -> Obj | None:
+        return copy.deepcopy(self.objects.get((group, plural, namespace, name)))
+
+    def names(self, plural: str, group: str = "") -> list[str]:
+        return sorted(k[3] for k in self.objects if k[0] == group and k[1] == plural)
+
+    def listen(self, fn: Callable[[str, Obj], None]) -> None:
+        """Synchronous in-process subscription (the fake kubelet uses it)."""
+        self._listeners.append(fn)
+
+    # ---------------------------------------------------------- test knobs
+    def drop_watches(self) -> int:
+        """Cut every open watch connection mid-stream (no clean end)."""
+        for w in list(self._watches):
+            w.queue.put_nowait(_DROP)
+        return len(self._watches)
+
+    def compact(self) -> None:
+        """Forget the event history, as etcd compaction does: resuming from
+        any older resourceVersion now answers 410 Gone."""
+        self.history.clear()
+        self._compacted_at = self._rv
+
+    _compacted_at: int = attrs.field(default=0, init=False)
+
+    @property
+    def open_watches(self) -> int:
+        return len(self._watches)
+
+    # ------------------------------------------------------------- serving
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        res = request.resource
+        if res is None or request.action is None or request.subresource:
+            return await super()._handle(request)
+        group, plural = res.group or "", res.plural or ""
+        action = str(request.action.value).lower()
+        self.calls.append(Call(action, plural, dict(request.params)))
+        if action in ("list", "watch") and self.fail_next.get(plural):
+            self.fail_next[plural] -= 1
+            raise ApiError(500, "InternalError", "injected failure")
+        ns = request.namespace
+        if action == "create":
+            return self._create(group, plural, ns, request.data)
+        if action == "list":
+            return self._list(group, plural, ns, request.params)
+        if action == "watch":
+            return await self._watch(request, group, plural, ns)
+        key = (group, plural, ns or "", request.name or "")
+        if key not in self.objects:
+            raise ApiError(404, "NotFound", f'{plural} "{request.name}" not found')
+        if action == "fetch":
+            return aiohttp.web.json_response(self.objects[key])
+        if action == "update":
+            return aiohttp.web.json_response(
+                self.put(group, plural, _merge(self.objects[key], request.data or {}))
+            )
+        if action == "delete":
+            return aiohttp.web.json_response(self.remove(*key))
+        raise ApiError(405, "MethodNotAllowed", action)
+
+    def _create(self, group: str, plural: str, ns: str | None, body: Obj) -> aiohttp.web.Response:
+        meta = body.setdefault("metadata", {})
+        meta["namespace"] = ns or meta.get("namespace") or "default"
+        key = (group, plural, meta["namespace"], meta.get("name", ""))
+        if key in self.objects:
+            raise ApiError(409, "AlreadyExists", f'{plural} "{key[3]}" already exists')
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now())
+        if plural == "pods":
+            body.setdefault("status", {"phase": "Pending"})
+        return aiohttp.web.json_response(self.put(group, plural, body, event="ADDED"), status=201)
+
+    def _select(self, group: str, plural: str, ns: str | None, params: dict[str, str]) -> list[Obj]:
+        match = selectors.parse(params.get("labelSelector"))
+        w = _Watch(group, plural, ns, match)
+        return [
+            copy.deepcopy(o)
+            for (g, p, _, _), o in sorted(self.objects.items())
+            if g == group and p == plural and self._visible(w, o)
+        ]
+
+    def _list(self, group: str, plural: str, ns: str | None, params: dict[str, str]) -> Any:
+        return aiohttp.web.json_response(
+            {
+                "kind": "List",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": str(self._rv)},
+                "items": self._select(group, plural, ns, params),
+            }
+        )
+
+    async def _watch(
+        self, request: kmock.Request, group: str, plural: str, ns: str | None
+    ) -> aiohttp.web.StreamResponse:
+        raw = request._raw_request
+        params = dict(request.params)
+        w = _Watch(group, plural, ns, selectors.parse(params.get("labelSelector")))
+        since = params.get("resourceVersion") or ""
+        if since in ("", "0"):
+            current = self._select(group, plural, ns, params)
+            backlog = [{"type": "ADDED", "object": o} for o in current]
+        elif int(since) < self._compacted_at:
+            backlog = [
+                {
+                    "type": "ERROR",
+                    "object": {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "reason": "Expired",
+                        "code": 410,
+                        "message": f"too old resource version: {since} ({self._rv})",
+                    },
+                }
+            ]
+        else:
+            backlog = [
+                copy.deepcopy(ev)
+                for rv, g, p, ev in self.history
+                if rv > int(since) and g == group and p == plural and self._visible(w, ev["object"])
+            ]
+        resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(raw)
+        timeout = float(params.get("timeoutSeconds") or 3600)
+        deadline = asyncio.get_running_loop().time() + timeout
+        self._watches.add(w)
+        try:
+            for ev in backlog:
+                await resp.write(json.dumps(ev).encode() + b"\n")
+                if ev["type"] == "ERROR":
+                    return resp
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    ev = await asyncio.wait_for(w.queue.get(), left)
+                except TimeoutError:
+                    break
+                if ev is _DROP:
+                    assert raw.transport is not None
+                    raw.transport.abort()  # mid-stream, no terminating chunk
+                    return resp
+                await resp.write(json.dumps(ev).encode() + b"\n")
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client went away
+        finally:
+            self._watches.discard(w)
+        return resp
