@@ -1,0 +1,157 @@
+"""The API process: `create_app(settings)` builds the aiohttp application,
+`main(settings)` serves it until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import psycopg
+import structlog
+from aiohttp import web
+from psycopg.conninfo import make_conninfo
+
+from api import metrics
+from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
+from api.errors import ApiError, problem_response, to_response
+from api.markers import Markers
+from api.openapi import build_document
+from api.routes import BASE, OPS
+from common.clock import Clock, SystemClock
+from common.db import open_pool
+from common.logging import configure_logging
+from common.metrics import metrics_response, observe_pool
+from common.settings import Settings
+from sql.migrate import is_current
+
+log = structlog.get_logger("api")
+STATIC_DIR = Path(__file__).parent / "static"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def canonical_request(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Request id, problem+json for every error, one log line and metrics."""
+    started = time.perf_counter()
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    error_code = None
+    try:
+        response = await handler(request)
+    except ApiError as err:
+        response, error_code = to_response(err), err.code
+    except web.HTTPException as err:
+        error_code = _HTTP_CODES.get(err.status, "http_error")
+        response = problem_response(err.status, error_code, err.reason, err.reason)
+        if err.status == 405:
+            response.headers["Allow"] = err.headers.get("Allow", "")
+    except psycopg.errors.UniqueViolation:
+        # A concurrent request created the same name first.
+        error_code = "already_exists"
+        response = problem_response(409, error_code, "Conflict",
+                                    "A concurrent request created the same resource.")
+    except Exception:
+        log.exception("unhandled")
+        error_code = "internal_error"
+        response = problem_response(500, error_code, "Internal error",
+                                    f"Unexpected error; request id {request_id}.")
+    elapsed = time.perf_counter() - started
+    route = _route_of(request)
+    metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
+    metrics.REQUEST_DURATION.labels(route, request.method).observe(elapsed)
+    response.headers["X-Request-Id"] = request_id
+    fields = {"method": request.method, "route": route, "path": request.path,
+              "status": response.status, "duration_ms": round(elapsed * 1000, 2)}
+    if MEMBER_ID in request:
+        fields["member_id"] = request[MEMBER_ID]
+    if "id" in request.match_info:
+        fields["notebook_id"] = request.match_info["id"]
+    if error_code:
+        fields["code"] = error_code
+    log.info("request", **fields)
+    return response
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        async with request.app[POOL].connection(timeout=2) as conn:
+            current = await is_current(conn)
+    except Exception as err:  # any failure to reach the database means not ready
+        return web.json_response({"status": "unavailable", "detail": str(err)}, status=503)
+    if not current:
+        return web.json_response({"status": "migrations_pending"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    observe_pool("api", request.app[POOL])
+    return await metrics_response(request)
+
+
+def _openapi_handler() -> Callable[[web.Request], Awaitable[web.Response]]:
+    body = json.dumps(build_document())
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.Response(text=body, content_type="application/json")
+
+    return openapi
+
+
+async def index(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    app = web.Application(middlewares=[canonical_request], client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    app[MARKERS] = Markers(settings.secret_key)
+
+    async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
+        # Times render as RFC 3339 UTC from PostgreSQL's JSON functions.
+        dsn = make_conninfo(settings.database_url, options="-c TimeZone=UTC")
+        pool = await open_pool(dsn, min_size=2, max_size=settings.db_pool_max)
+        app[POOL] = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app.cleanup_ctx.append(pool_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get(BASE + "/openapi.json", _openapi_handler())
+    for op in OPS:
+        app.router.add_route(op.method, BASE + op.path, endpoint(op.handler))
+    if STATIC_DIR.is_dir():
+        app.router.add_get("/", index)
+        app.router.add_static("/static/", STATIC_DIR)
+    metrics.create_series([(BASE + op.path, op.method) for op in OPS])
+    return app
+
+
+def main(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM (aiohttp's run_app handles both cleanly)."""
+    configure_logging(settings.log_format, settings.log_level)
+    log.info("api_starting", host=settings.api_host, port=settings.api_port)
+    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port,
+                access_log=None, print=None, handle_signals=True)

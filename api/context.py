@@ -1,0 +1,117 @@
+"""The per-request context handlers receive: who is calling, on which
+connection (inside the request's transaction), at what time."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from api.errors import Unauthorized
+from api.markers import Markers
+from common.clock import Clock
+from common.settings import Settings
+from common.tokens import hash_token
+from sql import query
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", AsyncConnectionPool)
+CLOCK = web.AppKey("clock", Clock)  # type: ignore[type-abstract]
+MARKERS = web.AppKey("markers", Markers)
+MEMBER_ID = web.RequestKey("member_id", str)
+
+# last_used_at is written at most once per this interval per token.
+TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Principal:
+    member_id: str
+    organization_id: str
+    organization_admin: bool
+    token_id: str
+
+
+@dataclass
+class Ctx:
+    request: web.Request
+    conn: psycopg.AsyncConnection[Any]
+    me: Principal
+    now: datetime
+    settings: Settings
+    markers: Markers
+
+    async def one(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        cur = await self.conn.execute(query(name), params)  # type: ignore[arg-type]
+        return await cur.fetchone()  # type: ignore[return-value]
+
+    async def all(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        cur = await self.conn.execute(query(name), params)  # type: ignore[arg-type]
+        return await cur.fetchall()  # type: ignore[return-value]
+
+    async def run(self, name: str, params: dict[str, Any]) -> int:
+        cur = await self.conn.execute(query(name), params)  # type: ignore[arg-type]
+        return cur.rowcount
+
+    def mine(self, **params: Any) -> dict[str, Any]:
+        """Params every query of the caller's org needs, plus `params`."""
+        return {"org_id": self.me.organization_id, "member_id": self.me.member_id,
+                "now": self.now, **params}
+
+
+Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 256:
+        raise Unauthorized("Send an API token as 'Authorization: Bearer <token>'.",
+                           code="unauthorized")
+    return token
+
+
+async def authenticate(
+    conn: psycopg.AsyncConnection[Any], token: str, now: datetime
+) -> Principal:
+    cur = await conn.execute(
+        query("api_authenticate"), {"secret_hash": hash_token(token)}  # type: ignore[arg-type]
+    )
+    row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
+    if row is None:
+        raise Unauthorized("The API token is unknown, revoked, or its member is disabled.",
+                           code="invalid_token")
+    last = row["last_used_at"]
+    if last is None or now - last >= TOKEN_TOUCH_INTERVAL:
+        await conn.execute(query("api_touch_token"),  # type: ignore[arg-type]
+                           {"id": row["token_id"], "now": now})
+    return Principal(row["member_id"], row["organization_id"], row["organization_admin"],
+                     row["token_id"])
+
+
+def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wrap a handler: authenticate, then run it in one transaction (reads
+    that are a single statement run without an explicit one)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        app = request.app
+        token = bearer_token(request)
+        now = app[CLOCK].now()
+        async with app[POOL].connection() as conn:
+            me = await authenticate(conn, token, now)
+            request[MEMBER_ID] = me.member_id
+            ctx = Ctx(request, conn, me, now, app[SETTINGS], app[MARKERS])
+            if request.method in ("GET", "HEAD"):
+                return await handler(ctx)
+            async with conn.transaction():
+                return await handler(ctx)
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped

@@ -1,0 +1,92 @@
+"""Domain errors. Handlers raise these; one middleware maps them to RFC 9457
+problem+json. None of them is an HTTP exception."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+PROBLEM_TYPE_BASE = "https://notebooks.invalid/problems/"
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal_error"
+    title = "Internal error"
+
+    def __init__(self, detail: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.field = field
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "validation_failed"
+    title = "Invalid request"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class PreconditionFailed(ApiError):
+    status = 412
+    code = "precondition_failed"
+    title = "Precondition failed"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+def problem_response(
+    status: int, code: str, title: str, detail: str, field: str | None = None
+) -> web.Response:
+    body: dict[str, object] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if field is not None:
+        body["field"] = field
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/problem+json"
+    )
+
+
+def to_response(err: ApiError) -> web.Response:
+    return problem_response(err.status, err.code, err.title, err.detail, err.field)

@@ -1,0 +1,99 @@
+"""Members, their API tokens, and /me (supporting endpoints)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from api.context import Ctx
+from api.errors import Conflict, Forbidden, NotFound
+from api.responses import no_content, page_params, plain_list, raw_json
+from api.teams import require_org_admin
+from api.validation import name_schema, obj, path_id, read_body
+from common.ids import new_id
+from common.tokens import hash_token, new_token, token_prefix
+
+EMAIL_SCHEMA = {"type": "string", "minLength": 3, "maxLength": 254,
+                "pattern": r"^[^@\s\u0000]+@[^@\s\u0000]+$"}
+MEMBER_SCHEMA = obj(
+    {"email": EMAIL_SCHEMA, "name": name_schema(128), "organizationAdmin": {"type": "boolean"}},
+    required=("email", "name"),
+)
+TOKEN_SCHEMA = obj({"name": name_schema(128)}, required=("name",))
+
+
+async def member_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
+    base = {"member_id": None, "limit": 100, "fetch": 101, "after_at": None, "after_id": None}
+    row = await ctx.one("api_member_page", {**ctx.mine(), **base, **params})
+    assert row is not None
+    return row
+
+
+async def me(ctx: Ctx) -> web.Response:
+    row = await ctx.one("api_me", {"member_id": ctx.me.member_id})
+    assert row is not None
+    return raw_json(row["body"])
+
+
+async def list_members(ctx: Ctx) -> web.Response:
+    require_org_admin(ctx)
+    scope = f"members:{ctx.me.organization_id}"
+    row = await member_page(ctx, **page_params(ctx, scope))
+    return plain_list(ctx, scope, row)
+
+
+async def create_member(ctx: Ctx) -> web.Response:
+    body = await read_body(ctx.request, MEMBER_SCHEMA)
+    require_org_admin(ctx)
+    member_id = new_id()
+    inserted = await ctx.one("api_insert_member", {
+        **ctx.mine(), "id": member_id, "email": body["email"], "name": body["name"],
+        "organization_admin": body.get("organizationAdmin", False)})
+    if inserted is None:
+        raise Conflict("A member with that email exists.", code="member_exists", field="email")
+    row = await member_page(ctx, member_id=member_id, limit=1, fetch=1)
+    return raw_json(row["items"][1:-1], 201)
+
+
+async def disable_member(ctx: Ctx) -> web.Response:
+    member_id = path_id(ctx.request, "member")
+    require_org_admin(ctx)
+    if member_id == ctx.me.member_id:
+        raise Conflict("An admin cannot disable themselves.", code="cannot_disable_self",
+                       field="member")
+    if await ctx.one("api_disable_member", {**ctx.mine(), "member_id": member_id}) is None:
+        raise NotFound("No such member.", field="member")
+    return no_content()
+
+
+async def _token_owner(ctx: Ctx) -> str:
+    member_id = path_id(ctx.request, "member")
+    if member_id != ctx.me.member_id and not ctx.me.organization_admin:
+        raise Forbidden("Only the member and org admins manage a member's tokens.")
+    if await ctx.one("api_active_member", {**ctx.mine(), "member_id": member_id}) is None:
+        raise NotFound("No such member.", field="member")
+    return member_id
+
+
+async def create_token(ctx: Ctx) -> web.Response:
+    body = await read_body(ctx.request, TOKEN_SCHEMA)
+    member_id = await _token_owner(ctx)
+    secret = new_token()
+    row = await ctx.one("api_insert_token", {
+        "id": new_id(), "member_id": member_id, "name": body["name"],
+        "prefix": token_prefix(secret), "secret_hash": hash_token(secret), "now": ctx.now})
+    assert row is not None
+    out = json.loads(row["body"])
+    out["token"] = secret  # shown once; only its hash is stored
+    return raw_json(json.dumps(out), 201)
+
+
+async def revoke_token(ctx: Ctx) -> web.Response:
+    member_id = await _token_owner(ctx)
+    token_id = path_id(ctx.request, "token")
+    if await ctx.one("api_revoke_token", {"token_id": token_id, "member_id": member_id,
+                                          "now": ctx.now}) is None:
+        raise NotFound("No such token.", field="token")
+    return no_content()

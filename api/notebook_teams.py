@@ -1,0 +1,73 @@
+"""Sharing: which teams a notebook is shared with, and a team's notebooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from api.context import Ctx
+from api.errors import Forbidden, NotFound
+from api.notebooks import (
+    ADMINISTER,
+    TEAM_IDS_SCHEMA,
+    VIEW,
+    check_teams,
+    list_scope,
+    locked,
+    notebook_page,
+)
+from api.responses import no_content, normalized_list, page_params, plain_list
+from api.validation import obj, path_id, read_body
+
+LINK_SCHEMA = obj({"teamIds": TEAM_IDS_SCHEMA}, required=("teamIds",))
+
+
+async def team_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
+    base = {"notebook_id": None, "team_id": None, "limit": 100, "fetch": 101,
+            "after_at": None, "after_id": None}
+    row = await ctx.one("api_team_page", ctx.mine(**{**base, **params}))
+    assert row is not None
+    return row
+
+
+async def list_notebook_teams(ctx: Ctx) -> web.Response:
+    notebook_id = path_id(ctx.request, "id")
+    await locked(ctx, notebook_id, VIEW)
+    scope = f"notebook-teams:{notebook_id}"
+    row = await team_page(ctx, notebook_id=notebook_id, **page_params(ctx, scope))
+    return plain_list(ctx, scope, row)
+
+
+async def add_notebook_teams(ctx: Ctx) -> web.Response:
+    notebook_id = path_id(ctx.request, "id")
+    body = await read_body(ctx.request, LINK_SCHEMA)
+    await locked(ctx, notebook_id, ADMINISTER)
+    team_ids = await check_teams(ctx, body["teamIds"])
+    if team_ids:
+        await ctx.run("api_link_teams", ctx.mine(notebook_id=notebook_id, team_ids=team_ids))
+    scope = f"notebook-teams:{notebook_id}"
+    row = await team_page(ctx, notebook_id=notebook_id)
+    return plain_list(ctx, scope, row)
+
+
+async def remove_notebook_team(ctx: Ctx) -> web.Response:
+    notebook_id = path_id(ctx.request, "id")
+    team_id = path_id(ctx.request, "team")
+    await locked(ctx, notebook_id, ADMINISTER)
+    if await ctx.one("api_unlink_team", {"notebook_id": notebook_id, "team_id": team_id}) is None:
+        raise NotFound("The notebook is not shared with that team.", field="team")
+    return no_content()
+
+
+async def list_team_notebooks(ctx: Ctx) -> web.Response:
+    team_id = path_id(ctx.request, "team")
+    team = await ctx.one("api_team_role", ctx.mine(team_id=team_id))
+    if team is None:
+        raise NotFound("No such team.", field="team")
+    if team["role"] is None and not ctx.me.organization_admin:
+        raise Forbidden("Only the team's members and org admins list its notebooks.")
+    scope = list_scope(ctx, team_id)
+    # A team's members see every notebook shared with it.
+    row = await notebook_page(ctx, team_id=team_id, see_all=True, **page_params(ctx, scope))
+    return normalized_list(ctx, scope, row)

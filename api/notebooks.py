@@ -1,0 +1,216 @@
+"""Notebook endpoints (DESIGN §5): list, create, describe, update, delete,
+start, stop. open/ping live in sessions.py, team links in notebook_teams.py.
+
+Writes lock the row (SELECT ... FOR UPDATE) so concurrent start/stop
+serialize: the first wins and the rest see the new status and get a 409."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from api.context import Ctx
+from api.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
+from api.responses import describe, etag_of, no_content, normalized_list, page_params
+from api.validation import (
+    ID_SCHEMA,
+    TIMEOUT_SCHEMA,
+    name_schema,
+    obj,
+    path_id,
+    read_body,
+    text_schema,
+)
+from common.ids import new_id
+from common.jobs import enqueue_reconcile
+from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOPPABLE
+from sql import query
+
+TEAM_IDS_SCHEMA = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
+CREATE_SCHEMA = obj(
+    {
+        "name": name_schema(128),
+        "description": text_schema(2000),
+        "workloadConfigId": ID_SCHEMA,
+        "idleTimeoutSeconds": TIMEOUT_SCHEMA,
+        "detachedTimeoutSeconds": TIMEOUT_SCHEMA,
+        "teamIds": TEAM_IDS_SCHEMA,
+    },
+    required=("name", "workloadConfigId"),
+)
+UPDATE_SCHEMA = obj(
+    {
+        "name": name_schema(128),
+        "description": text_schema(2000),
+        "workloadConfigId": ID_SCHEMA,
+        "idleTimeoutSeconds": TIMEOUT_SCHEMA,
+        "detachedTimeoutSeconds": TIMEOUT_SCHEMA,
+    }
+)
+
+VIEW = frozenset({"owner", "org_admin", "admin", "editor", "viewer"})
+MANAGE = frozenset({"owner", "org_admin", "admin", "editor"})
+ADMINISTER = frozenset({"owner", "org_admin", "admin"})  # delete, share
+
+
+def list_scope(ctx: Ctx, team_id: str | None = None) -> str:
+    return f"notebooks:{ctx.me.member_id}:{team_id or ''}"
+
+
+async def notebook_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
+    base = {"see_all": ctx.me.organization_admin, "team_id": None, "notebook_id": None,
+            "limit": 1, "fetch": 1, "after_at": None, "after_id": None}
+    row = await ctx.one("api_notebook_page", ctx.mine(**{**base, **params}))
+    assert row is not None  # an aggregate always returns one row
+    return row
+
+
+async def describe_notebook(ctx: Ctx, notebook_id: str, status: int = 200) -> web.Response:
+    row = await notebook_page(ctx, notebook_id=notebook_id)
+    if row["total"] == 0:
+        raise NotFound("No such notebook.", field="id")
+    return describe(row, status)
+
+
+async def locked(ctx: Ctx, notebook_id: str, allowed: frozenset[str]) -> dict[str, Any]:
+    """The notebook row, locked; 404 if the caller may not see it, 403 if it
+    may see it but not do this."""
+    row = await ctx.one("api_notebook_access", ctx.mine(id=notebook_id,
+                                                       org_admin=ctx.me.organization_admin))
+    if row is None or row["access"] is None:
+        raise NotFound("No such notebook.", field="id")
+    if row["access"] not in allowed:
+        raise Forbidden(f"A team {row['access']} may not do this to the notebook.")
+    return row
+
+
+async def check_config(ctx: Ctx, config_id: str) -> None:
+    if await ctx.one("api_config_in_org", ctx.mine(id=config_id)) is None:
+        raise BadRequest("workloadConfigId is not a workload config of this organization.",
+                         code="unknown_reference", field="workloadConfigId")
+
+
+async def check_teams(ctx: Ctx, team_ids: list[str]) -> list[str]:
+    unique = list(dict.fromkeys(team_ids))
+    found = {r["id"] for r in await ctx.all("api_teams_in_org", ctx.mine(ids=unique))}
+    for i, team_id in enumerate(team_ids):
+        if team_id not in found:
+            raise BadRequest("teamIds names a team that is not in this organization.",
+                             code="unknown_reference", field=f"teamIds[{i}]")
+    return unique
+
+
+async def enqueue(ctx: Ctx, notebook_id: str) -> None:
+    await enqueue_reconcile(ctx.conn, [notebook_id])
+
+
+async def set_status(ctx: Ctx, notebook_id: str, status: str, message: str) -> None:
+    await ctx.conn.execute(query("set_status"), {  # type: ignore[arg-type]
+        "id": notebook_id, "status": status, "status_message": message,
+        "actor": ctx.me.member_id, "now": ctx.now})
+
+
+async def list_notebooks(ctx: Ctx) -> web.Response:
+    scope = list_scope(ctx)
+    row = await notebook_page(ctx, **page_params(ctx, scope))
+    return normalized_list(ctx, scope, row)
+
+
+async def create_notebook(ctx: Ctx) -> web.Response:
+    body = await read_body(ctx.request, CREATE_SCHEMA)
+    await check_config(ctx, body["workloadConfigId"])
+    team_ids = await check_teams(ctx, body.get("teamIds", []))
+    notebook_id = new_id()
+    await ctx.run("api_insert_notebook", ctx.mine(
+        id=notebook_id,
+        workload_config_id=body["workloadConfigId"],
+        name=body["name"],
+        description=body.get("description", ""),
+        idle_timeout_seconds=body.get("idleTimeoutSeconds", 3600),
+        detached_timeout_seconds=body.get("detachedTimeoutSeconds", 14400),
+    ))
+    if team_ids:
+        await ctx.run("api_link_teams", ctx.mine(notebook_id=notebook_id, team_ids=team_ids))
+    return await describe_notebook(ctx, notebook_id, 201)
+
+
+async def get_notebook(ctx: Ctx) -> web.Response:
+    response = await describe_notebook(ctx, path_id(ctx.request, "id"))
+    if_none_match = ctx.request.headers.get("If-None-Match")
+    if if_none_match is not None and if_none_match == response.headers["ETag"]:
+        return web.Response(status=304, headers={"ETag": response.headers["ETag"]})
+    return response
+
+
+async def update_notebook(ctx: Ctx) -> web.Response:
+    notebook_id = path_id(ctx.request, "id")
+    body = await read_body(ctx.request, UPDATE_SCHEMA)
+    row = await locked(ctx, notebook_id, MANAGE)
+    if_match = ctx.request.headers.get("If-Match")
+    if if_match is not None and if_match.strip() != "*":
+        current = await notebook_page(ctx, notebook_id=notebook_id)
+
+        if etag_of(current) not in [t.strip() for t in if_match.split(",")]:
+            raise PreconditionFailed("The notebook changed since that ETag was read.",
+                                     code="etag_mismatch", field="If-Match")
+    config_id = body.get("workloadConfigId")
+    if config_id is not None and config_id != row["workload_config_id"]:
+        if row["status"] not in CONFIG_CHANGEABLE:
+            raise Conflict("The workload config can change only while the notebook is "
+                           "stopped or failed.", code="notebook_not_stopped")
+        await check_config(ctx, config_id)
+    await ctx.run("api_update_notebook", ctx.mine(
+        id=notebook_id,
+        name=body.get("name"),
+        description=body.get("description"),
+        idle_timeout_seconds=body.get("idleTimeoutSeconds"),
+        detached_timeout_seconds=body.get("detachedTimeoutSeconds"),
+        workload_config_id=config_id,
+    ))
+    # Timeouts and config are desired state the reconciler acts on.
+    if any(k in body for k in ("workloadConfigId", "idleTimeoutSeconds",
+                               "detachedTimeoutSeconds")):
+        await enqueue(ctx, notebook_id)
+    return await describe_notebook(ctx, notebook_id)
+
+
+async def delete_notebook(ctx: Ctx) -> web.Response:
+    notebook_id = path_id(ctx.request, "id")
+    await locked(ctx, notebook_id, ADMINISTER)
+    await ctx.run("api_request_delete", ctx.mine(id=notebook_id))
+    await enqueue(ctx, notebook_id)
+    return no_content()
+
+
+async def start_notebook(ctx: Ctx) -> web.Response:
+    notebook_id = path_id(ctx.request, "id")
+    await read_body(ctx.request, obj({}))
+    row = await locked(ctx, notebook_id, MANAGE)
+    if row["status"] not in STARTABLE:
+        raise Conflict(f"A {row['status']} notebook cannot be started; start works from "
+                       "stopped or failed.", code="notebook_not_startable")
+    await ctx.run("api_request_start", ctx.mine(
+        id=notebook_id,
+        session_id=new_id(),
+        session_token=secrets.token_urlsafe(32),
+        deadline=ctx.now + timedelta(seconds=ctx.settings.start_deadline_seconds),
+    ))
+    await set_status(ctx, notebook_id, "starting", "Start requested")
+    await enqueue(ctx, notebook_id)
+    return await describe_notebook(ctx, notebook_id, 202)
+
+
+async def stop_notebook(ctx: Ctx) -> web.Response:
+    notebook_id = path_id(ctx.request, "id")
+    await read_body(ctx.request, obj({}))
+    row = await locked(ctx, notebook_id, MANAGE)
+    if row["status"] not in STOPPABLE:
+        raise Conflict(f"A {row['status']} notebook cannot be stopped; stop works from "
+                       "starting, running, idle or detached.", code="notebook_not_stoppable")
+    await ctx.run("api_request_stop", ctx.mine(id=notebook_id))
+    await set_status(ctx, notebook_id, "stopping", "Stop requested")
+    await enqueue(ctx, notebook_id)
+    return await describe_notebook(ctx, notebook_id, 202)

@@ -1,0 +1,182 @@
+"""The OpenAPI 3.1 document, built from the route table and the very schemas
+request bodies are validated against."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from api.routes import BASE, OPS, Op
+from api.validation import ID_SCHEMA, Schema
+
+STATUSES = ["stopped", "starting", "running", "idle", "detached", "stopping", "failed"]
+TIME: Schema = {"type": "string", "format": "date-time"}
+NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
+ID: Schema = {"type": "string", "pattern": ID_SCHEMA["pattern"]}
+NULLABLE_ID: Schema = {"type": ["string", "null"], "pattern": ID_SCHEMA["pattern"]}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def closed(props: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
+    return {"type": "object", "properties": props,
+            "required": [k for k in props if k not in optional],
+            "additionalProperties": False}
+
+
+def plain_list(item: str) -> Schema:
+    return closed({"total": {"type": "integer", "minimum": 0},
+                   "items": {"type": "array", "items": ref(item)},
+                   "marker": {"type": "string"}}, optional=("marker",))
+
+
+INCLUDED = closed({
+    "notebooks": {"type": "array", "items": ref("Notebook")},
+    "teams": {"type": "array", "items": ref("Team")},
+    "workloadConfigs": {"type": "array", "items": ref("WorkloadConfig")},
+    "members": {"type": "array", "items": ref("MemberSummary")},
+})
+RESOURCES = closed({"image": {"type": "string"}, "cpu": {"type": "string"},
+                    "memory": {"type": "string"}}, optional=("image", "cpu", "memory"))
+
+COMPONENTS: dict[str, Schema] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details; `field` names the offending input.",
+        "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                       "status": {"type": "integer"}, "detail": {"type": "string"},
+                       "code": {"type": "string"}, "field": {"type": "string"}},
+        "required": ["type", "title", "status", "detail", "code"],
+    },
+    "Notebook": closed({
+        "id": ID, "organizationId": ID, "memberId": ID, "workloadConfigId": ID,
+        "name": {"type": "string"}, "description": {"type": "string"},
+        "status": {"type": "string", "enum": STATUSES}, "statusMessage": {"type": "string"},
+        "idleTimeoutSeconds": {"type": "integer"}, "detachedTimeoutSeconds": {"type": "integer"},
+        "lastActiveAt": NULLABLE_TIME, "sessionId": NULLABLE_ID,
+        "createdAt": TIME, "createdBy": ID, "updatedAt": TIME, "updatedBy": ID,
+    }),
+    "NotebookRef": closed({"notebookId": ID, "teamIds": {"type": "array", "items": ID},
+                           "workloadConfigId": ID}),
+    "Included": INCLUDED,
+    "NotebookList": closed({
+        "total": {"type": "integer", "minimum": 0},
+        "items": {"type": "array", "items": ref("NotebookRef")},
+        "included": ref("Included"), "marker": {"type": "string"},
+    }, optional=("marker",)),
+    "NotebookDescribe": closed({"item": ref("NotebookRef"), "included": ref("Included")}),
+    "OpenResult": closed({"url": {"type": "string"}, "expiresAt": TIME,
+                          "mode": {"type": "string", "enum": ["edit", "view"]}}),
+    "Team": closed({"id": ID, "organizationId": ID, "name": {"type": "string"},
+                    "createdAt": TIME, "createdBy": NULLABLE_ID}),
+    "TeamList": plain_list("Team"),
+    "TeamMembership": closed({"teamId": ID, "memberId": ID,
+                              "role": {"type": "string", "enum": ["admin", "editor", "viewer"]}}),
+    "MemberSummary": closed({"id": ID, "organizationId": ID, "email": {"type": "string"},
+                             "name": {"type": "string"}, "organizationAdmin": {"type": "boolean"}}),
+    "Member": closed({"id": ID, "organizationId": ID, "email": {"type": "string"},
+                      "name": {"type": "string"}, "organizationAdmin": {"type": "boolean"},
+                      "createdAt": TIME}),
+    "MemberList": plain_list("Member"),
+    "Me": closed({
+        "id": ID, "organizationId": ID, "email": {"type": "string"}, "name": {"type": "string"},
+        "organizationAdmin": {"type": "boolean"},
+        "teams": {"type": "array", "items": closed({
+            "teamId": ID, "role": {"type": "string", "enum": ["admin", "editor", "viewer"]}})},
+    }),
+    "NewToken": closed({"id": ID, "name": {"type": "string"}, "token": {"type": "string"},
+                        "prefix": {"type": "string"}, "createdAt": TIME}),
+    "WorkloadConfig": closed({
+        "id": ID, "organizationId": ID, "name": {"type": "string"},
+        "description": {"type": "string"},
+        "mode": {"type": "string", "enum": ["standalone", "cluster"]},
+        "sail": RESOURCES, "marimo": RESOURCES, "workers": {"type": "integer"},
+        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        "createdAt": TIME, "createdBy": NULLABLE_ID, "updatedAt": TIME,
+        "updatedBy": NULLABLE_ID,
+    }),
+    "WorkloadConfigList": plain_list("WorkloadConfig"),
+}
+
+ERROR_TEXT = {
+    400: "Bad input (field named in `field`)", 401: "Missing, unknown or revoked token",
+    403: "Visible but not allowed", 404: "Not found or not visible",
+    409: "State conflict (stable `code`)", 412: "If-Match does not match the ETag",
+    415: "Body is not application/json",
+}
+
+
+def _operation(op: Op) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": dict(ID_SCHEMA)}
+        for name in re.findall(r"{(\w+)}", op.path)
+    ]
+    if op.paginated:
+        params += [
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 0, "maximum": 100, "default": 100}},
+            {"name": "marker", "in": "query", "required": False,
+             "description": "Opaque marker from the previous page.",
+             "schema": {"type": "string"}},
+        ]
+    if op.method == "PATCH" and op.path.endswith("{id}"):
+        params.append({"name": "If-Match", "in": "header", "required": False,
+                       "schema": {"type": "string"}})
+    responses: dict[str, Any] = {}
+    success: dict[str, Any] = {"description": op.summary}
+    if op.response:
+        success["content"] = {"application/json": {"schema": ref(op.response)}}
+    if op.response == "NotebookDescribe":
+        success["headers"] = {"ETag": {"schema": {"type": "string"}}}
+    responses[str(op.status)] = success
+    codes = {400, 401, *op.errors}
+    if params and any(p["in"] == "path" for p in params):
+        codes.add(404)
+    for code in sorted(codes):
+        if code == 304:
+            responses["304"] = {"description": "Not modified (If-None-Match matched)"}
+            continue
+        responses[str(code)] = {"description": ERROR_TEXT[code], "content": {
+            "application/problem+json": {"schema": ref("Problem")}}}
+    out: dict[str, Any] = {
+        "operationId": op.handler.__name__.replace("_", " ").title().replace(" ", ""),
+        "summary": op.summary, "tags": [op.tag], "parameters": params, "responses": responses,
+    }
+    if op.body is not None:
+        out["requestBody"] = {"required": op.body_required,
+                              "content": {"application/json": {"schema": op.body}}}
+    return out
+
+
+def build_document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPS:
+        paths.setdefault(BASE + op.path, {})[op.method.lower()] = _operation(op)
+    plain = {"security": [], "tags": ["operations"]}
+    paths["/healthz"] = {"get": {**plain, "operationId": "Healthz", "summary": "Liveness",
+                                 "responses": {"200": {"description": "Alive"}}}}
+    paths["/readyz"] = {"get": {**plain, "operationId": "Readyz",
+                                "summary": "Database reachable and migrations current",
+                                "responses": {"200": {"description": "Ready"},
+                                              "503": {"description": "Not ready"}}}}
+    paths["/metrics"] = {"get": {**plain, "operationId": "Metrics",
+                                 "summary": "Prometheus metrics",
+                                 "responses": {"200": {"description": "Exposition text"}}}}
+    paths[BASE + "/openapi.json"] = {"get": {
+        **plain, "operationId": "OpenApi", "summary": "This document",
+        "responses": {"200": {"description": "OpenAPI 3.1",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Notebooks API", "version": "1",
+                 "description": "Hosted Marimo notebooks backed by Sail. See docs/api.md."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": COMPONENTS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

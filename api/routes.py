@@ -1,0 +1,100 @@
+"""The route table: every /api/v1 endpoint with what the OpenAPI document
+needs to describe it. The app registers routes from this table and the
+document is built from it, so the two cannot disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api import configs, members, notebook_teams, notebooks, sessions, teams
+from api.context import Handler
+from api.validation import Schema, obj
+
+BASE = "/api/v1"
+EMPTY = obj({})
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    path: str  # under BASE
+    handler: Handler
+    summary: str
+    status: int  # success status
+    response: str | None  # component schema name of the success body
+    body: Schema | None = None
+    body_required: bool = False
+    paginated: bool = False
+    errors: tuple[int, ...] = ()  # beyond 400/401 (and 404 when the path has ids)
+    tag: str = "notebooks"
+
+
+NB = "/workloads/notebooks"
+OPS: list[Op] = [
+    Op("GET", NB, notebooks.list_notebooks, "List the notebooks the caller can see", 200,
+       "NotebookList", paginated=True),
+    Op("POST", NB, notebooks.create_notebook, "Create a notebook (status stopped)", 201,
+       "NotebookDescribe", body=notebooks.CREATE_SCHEMA, body_required=True, errors=(415,)),
+    Op("GET", NB + "/{id}", notebooks.get_notebook, "Describe a notebook", 200,
+       "NotebookDescribe", errors=(304,)),
+    Op("PATCH", NB + "/{id}", notebooks.update_notebook, "Update a notebook", 200,
+       "NotebookDescribe", body=notebooks.UPDATE_SCHEMA, errors=(403, 409, 412, 415)),
+    Op("DELETE", NB + "/{id}", notebooks.delete_notebook, "Delete a notebook", 204, None,
+       errors=(403,)),
+    Op("POST", NB + "/{id}/start", notebooks.start_notebook, "Start a notebook", 202,
+       "NotebookDescribe", body=EMPTY, errors=(403, 409, 415)),
+    Op("POST", NB + "/{id}/stop", notebooks.stop_notebook, "Stop a notebook", 202,
+       "NotebookDescribe", body=EMPTY, errors=(403, 409, 415)),
+    Op("POST", NB + "/{id}/open", sessions.open_notebook,
+       "Get a short-lived single-use URL that opens the notebook", 200, "OpenResult",
+       body=EMPTY, errors=(409, 415)),
+    Op("POST", NB + "/{id}/ping", sessions.ping_notebook,
+       "Record that the caller has the notebook open", 204, None, body=EMPTY,
+       errors=(409, 415)),
+    Op("GET", NB + "/{id}/teams", notebook_teams.list_notebook_teams,
+       "List the teams a notebook is shared with", 200, "TeamList", paginated=True),
+    Op("POST", NB + "/{id}/teams", notebook_teams.add_notebook_teams,
+       "Share a notebook with teams (idempotent)", 200, "TeamList",
+       body=notebook_teams.LINK_SCHEMA, body_required=True, errors=(403, 415)),
+    Op("DELETE", NB + "/{id}/teams/{team}", notebook_teams.remove_notebook_team,
+       "Stop sharing a notebook with a team", 204, None, errors=(403,)),
+    Op("GET", "/workloads/teams/{team}/notebooks", notebook_teams.list_team_notebooks,
+       "List the notebooks shared with a team", 200, "NotebookList", paginated=True,
+       errors=(403,)),
+    Op("GET", "/me", members.me, "The calling member", 200, "Me", tag="members"),
+    Op("GET", "/members", members.list_members, "List the organization's members", 200,
+       "MemberList", paginated=True, errors=(403,), tag="members"),
+    Op("POST", "/members", members.create_member, "Add a member", 201, "Member",
+       body=members.MEMBER_SCHEMA, body_required=True, errors=(403, 409, 415),
+       tag="members"),
+    Op("DELETE", "/members/{member}", members.disable_member,
+       "Disable a member (its tokens stop working at once)", 204, None, errors=(403, 409),
+       tag="members"),
+    Op("POST", "/members/{member}/tokens", members.create_token,
+       "Create an API token (the secret is shown once)", 201, "NewToken",
+       body=members.TOKEN_SCHEMA, body_required=True, errors=(403, 415), tag="members"),
+    Op("DELETE", "/members/{member}/tokens/{token}", members.revoke_token,
+       "Revoke an API token", 204, None, errors=(403,), tag="members"),
+    Op("GET", "/teams", teams.list_teams, "List the organization's teams", 200, "TeamList",
+       paginated=True, tag="teams"),
+    Op("POST", "/teams", teams.create_team, "Create a team", 201, "Team",
+       body=teams.TEAM_SCHEMA, body_required=True, errors=(403, 409, 415), tag="teams"),
+    Op("PUT", "/teams/{team}/members/{member}", teams.put_team_member,
+       "Add a member to a team or change its role", 200, "TeamMembership",
+       body=teams.ROLE_SCHEMA, body_required=True, errors=(403, 415), tag="teams"),
+    Op("DELETE", "/teams/{team}/members/{member}", teams.delete_team_member,
+       "Remove a member from a team", 204, None, errors=(403,), tag="teams"),
+    Op("GET", "/workloads/configs", configs.list_configs, "List workload configs", 200,
+       "WorkloadConfigList", paginated=True, tag="configs"),
+    Op("POST", "/workloads/configs", configs.create_config, "Create a workload config", 201,
+       "WorkloadConfig", body=configs.CREATE_SCHEMA, body_required=True,
+       errors=(403, 409, 415), tag="configs"),
+    Op("GET", "/workloads/configs/{config}", configs.get_config, "Describe a workload config",
+       200, "WorkloadConfig", tag="configs"),
+    Op("PATCH", "/workloads/configs/{config}", configs.update_config,
+       "Update a workload config (applies at each notebook's next start)", 200,
+       "WorkloadConfig", body=configs.UPDATE_SCHEMA, errors=(403, 409, 415), tag="configs"),
+    Op("DELETE", "/workloads/configs/{config}", configs.delete_config,
+       "Delete a workload config not used by any notebook", 204, None, errors=(403, 409),
+       tag="configs"),
+]

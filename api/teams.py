@@ -1,0 +1,68 @@
+"""Teams and team memberships (supporting endpoints)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.context import Ctx
+from api.errors import Conflict, Forbidden, NotFound
+from api.notebook_teams import team_page
+from api.responses import json_response, no_content, page_params, plain_list, raw_json
+from api.validation import name_schema, obj, path_id, read_body
+from common.ids import new_id
+
+TEAM_SCHEMA = obj({"name": name_schema(128)}, required=("name",))
+ROLE_SCHEMA = obj({"role": {"type": "string", "enum": ["admin", "editor", "viewer"]}},
+                  required=("role",))
+
+
+def require_org_admin(ctx: Ctx) -> None:
+    if not ctx.me.organization_admin:
+        raise Forbidden("Only organization admins may do this.")
+
+
+async def create_team(ctx: Ctx) -> web.Response:
+    body = await read_body(ctx.request, TEAM_SCHEMA)
+    require_org_admin(ctx)
+    team_id = new_id()
+    if await ctx.one("api_insert_team", ctx.mine(id=team_id, name=body["name"])) is None:
+        raise Conflict("A team with that name exists.", code="team_name_taken", field="name")
+    row = await team_page(ctx, team_id=team_id, limit=1, fetch=1)
+    return raw_json(row["items"][1:-1], 201)
+
+
+async def list_teams(ctx: Ctx) -> web.Response:
+    scope = f"teams:{ctx.me.organization_id}"
+    row = await team_page(ctx, **page_params(ctx, scope))
+    return plain_list(ctx, scope, row)
+
+
+async def _team_admin(ctx: Ctx) -> tuple[str, str]:
+    team_id = path_id(ctx.request, "team")
+    member_id = path_id(ctx.request, "member")
+    team = await ctx.one("api_team_role", ctx.mine(team_id=team_id))
+    if team is None:
+        raise NotFound("No such team.", field="team")
+    if not ctx.me.organization_admin and team["role"] != "admin":
+        raise Forbidden("Only org admins and the team's admins manage its members.")
+    return team_id, member_id
+
+
+async def put_team_member(ctx: Ctx) -> web.Response:
+    body = await read_body(ctx.request, ROLE_SCHEMA)
+    team_id, member_id = await _team_admin(ctx)
+    if await ctx.one("api_active_member", ctx.mine(member_id=member_id)) is None:
+        raise NotFound("No such member.", field="member")
+    row = await ctx.one("api_put_team_member", {"team_id": team_id, "member_id": member_id,
+                                                "role": body["role"], "now": ctx.now})
+    assert row is not None
+    return json_response({"teamId": row["team_id"], "memberId": row["member_id"],
+                          "role": row["role"]})
+
+
+async def delete_team_member(ctx: Ctx) -> web.Response:
+    team_id, member_id = await _team_admin(ctx)
+    if await ctx.one("api_delete_team_member",
+                     {"team_id": team_id, "member_id": member_id}) is None:
+        raise NotFound("That member is not in the team.", field="member")
+    return no_content()

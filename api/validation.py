@@ -1,0 +1,189 @@
+"""Request input: JSON bodies checked against small JSON Schemas (the same
+schemas the OpenAPI document publishes, so the two cannot drift), query
+parameters and path ids. Every failure names the field and has a stable code."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from api.errors import BadRequest, UnsupportedMediaType
+from common.ids import is_valid_id
+
+Schema = dict[str, Any]
+
+# Text fields refuse NUL (PostgreSQL cannot store it) and must hold a visible character.
+NAME_PATTERN = r"^[^\u0000]*\S[^\u0000]*$"
+TEXT_PATTERN = r"^[^\u0000]*$"
+ID_SCHEMA: Schema = {"type": "string", "pattern": "^[A-Z0-9]{1,20}$"}
+TIMEOUT_SCHEMA: Schema = {
+    "type": "integer",
+    "anyOf": [{"const": 0}, {"minimum": 300, "maximum": 604800}],
+    "description": "0 (never) or 300..604800 seconds",
+}
+
+
+def name_schema(max_length: int = 128) -> Schema:
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": NAME_PATTERN}
+
+
+def text_schema(max_length: int) -> Schema:
+    return {"type": "string", "maxLength": max_length, "pattern": TEXT_PATTERN}
+
+
+def obj(properties: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def _type_ok(value: object, type_name: str) -> bool:
+    if type_name in ("integer", "number") and isinstance(value, bool):
+        return False
+    if type_name == "integer" and isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, _JSON_TYPES[type_name])
+
+
+def check(value: object, schema: Schema, field: str) -> None:
+    """Validate `value` against the supported subset of JSON Schema."""
+    if "type" in schema and not _type_ok(value, schema["type"]):
+        raise BadRequest(f"{field} must be of type {schema['type']}.", code="wrong_type",
+                         field=field)
+    if "anyOf" in schema:
+        for option in schema["anyOf"]:
+            try:
+                check(value, option, field)
+                break
+            except BadRequest:
+                continue
+        else:
+            raise BadRequest(f"{field} is out of range ({schema.get('description', '')}).",
+                             code="out_of_range", field=field)
+    if "const" in schema and value != schema["const"]:
+        raise BadRequest(f"{field} must be {schema['const']!r}.", code="out_of_range",
+                         field=field)
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(map(str, schema["enum"]))
+        raise BadRequest(f"{field} must be one of: {allowed}.", code="invalid_value", field=field)
+    if isinstance(value, str):
+        _check_string(value, schema, field)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise BadRequest(f"{field} must be at least {schema['minimum']}.",
+                             code="out_of_range", field=field)
+        if "maximum" in schema and value > schema["maximum"]:
+            raise BadRequest(f"{field} must be at most {schema['maximum']}.",
+                             code="out_of_range", field=field)
+    elif isinstance(value, list):
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise BadRequest(f"{field} has more than {schema['maxItems']} items.",
+                             code="out_of_range", field=field)
+        for i, item in enumerate(value):
+            check(item, schema.get("items", {}), f"{field}[{i}]")
+    elif isinstance(value, dict):
+        _check_object(value, schema, field)
+
+
+def _check_string(value: str, schema: Schema, field: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadRequest(f"{field} is not valid Unicode text.", code="invalid_value",
+                         field=field) from None
+    if len(value) < schema.get("minLength", 0):
+        raise BadRequest(f"{field} must not be empty." if schema["minLength"] == 1 else
+                         f"{field} is shorter than {schema['minLength']}.",
+                         code="invalid_length", field=field)
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        raise BadRequest(f"{field} is longer than {schema['maxLength']} characters.",
+                         code="invalid_length", field=field)
+    if "pattern" in schema and not _compiled(schema["pattern"]).search(value):
+        if schema is ID_SCHEMA or schema.get("pattern") == ID_SCHEMA["pattern"]:
+            raise BadRequest(f"{field} is not a valid id.", code="invalid_id", field=field)
+        raise BadRequest(f"{field} has an invalid format.", code="invalid_value", field=field)
+
+
+def _check_object(value: dict[str, Any], schema: Schema, field: str) -> None:
+    props: dict[str, Schema] = schema.get("properties", {})
+    extra = schema.get("additionalProperties", True)
+    prefix = f"{field}." if field else ""
+    for key, item in value.items():
+        if key in props:
+            check(item, props[key], prefix + key)
+        elif extra is False:
+            raise BadRequest(f"Unknown field {prefix + key}.", code="unknown_field",
+                             field=prefix + key)
+        elif isinstance(extra, dict):
+            if "propertyNames" in schema:
+                check(key, schema["propertyNames"], prefix + key)
+            check(item, extra, prefix + key)
+    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+        raise BadRequest(f"{field} has more than {schema['maxProperties']} entries.",
+                         code="out_of_range", field=field)
+    for key in schema.get("required", ()):
+        if key not in value:
+            raise BadRequest(f"{prefix + key} is required.", code="missing_field",
+                             field=prefix + key)
+
+
+_patterns: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    if pattern not in _patterns:
+        _patterns[pattern] = re.compile(pattern)
+    return _patterns[pattern]
+
+
+async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """The request's JSON object, validated; an absent body counts as `{}`."""
+    raw = await request.read()
+    if not raw.strip():
+        value: object = {}
+    else:
+        ctype = request.content_type
+        if not (ctype == "application/json" or
+                (ctype.startswith("application/") and ctype.endswith("+json"))):
+            raise UnsupportedMediaType(
+                "Send the body as application/json.", field="Content-Type")
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadRequest("The body is not valid JSON.", code="malformed_json",
+                             field="body") from None
+    if not isinstance(value, dict):
+        raise BadRequest("The body must be a JSON object.", code="wrong_type", field="body")
+    check(value, schema, "")
+    return value
+
+
+def path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not is_valid_id(value):
+        raise BadRequest(f"{name} is not a valid id.", code="invalid_id", field=name)
+    return value
+
+
+def query_limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return 100
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or int(raw) > 100:
+        raise BadRequest("limit must be an integer from 0 to 100.", code="out_of_range",
+                         field="limit")
+    return int(raw)

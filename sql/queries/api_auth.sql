@@ -1,0 +1,16 @@
+-- API token authentication. Revocation and member disabling are checked in
+-- the same lookup, so they take effect on the very next request.
+
+-- name: api_authenticate
+select t.id as token_id, t.last_used_at, m.id as member_id, m.organization_id,
+       m.organization_admin
+  from api_tokens t
+  join members m on m.id = t.member_id
+ where t.secret_hash = %(secret_hash)s
+   and t.revoked_at is null
+   and m.disabled_at is null;
+
+-- name: api_touch_token
+-- Coalesced: the caller only runs this when last_used_at is stale.
+update api_tokens set last_used_at = %(now)s
+ where id = %(id)s and (last_used_at is null or last_used_at < %(now)s);

@@ -1,0 +1,65 @@
+-- Workload configs for the REST API.
+
+-- name: api_config_page
+with visible as (
+    select c.* from workload_configs c
+     where c.organization_id = %(org_id)s
+       and (%(config_id)s::text is null or c.id = %(config_id)s::text)
+), keys as (
+    select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
+      from visible v
+     where %(after_at)s::timestamptz is null
+        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
+     order by v.created_at desc, v.id desc
+     limit %(fetch)s
+), rows as (select * from keys where rn <= %(limit)s)
+select
+    (select count(*) from visible) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select id from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'id', r.id, 'organizationId', r.organization_id, 'name', r.name,
+        'description', r.description, 'mode', r.mode, 'sail', r.sail, 'marimo', r.marimo,
+        'workers', r.workers, 'env', r.env,
+        'createdAt', r.created_at, 'createdBy', r.created_by,
+        'updatedAt', r.updated_at, 'updatedBy', r.updated_by
+    ) order by r.rn) from rows r), '[]')::text as items;
+
+-- name: api_insert_config
+insert into workload_configs (id, organization_id, name, description, mode, sail, marimo,
+                              workers, env, created_at, created_by, updated_at, updated_by)
+values (%(id)s, %(org_id)s, %(name)s, %(description)s, %(mode)s, %(sail)s, %(marimo)s,
+        %(workers)s, %(env)s, %(now)s, %(member_id)s, %(now)s, %(member_id)s)
+on conflict (organization_id, name) do nothing
+returning id;
+
+-- name: api_lock_config
+select id, name from workload_configs
+ where id = %(config_id)s and organization_id = %(org_id)s
+   for update;
+
+-- name: api_config_name_taken
+select exists (select 1 from workload_configs
+                where organization_id = %(org_id)s and name = %(name)s
+                  and id <> %(config_id)s) as taken;
+
+-- name: api_update_config
+update workload_configs
+   set name = coalesce(%(name)s, name),
+       description = coalesce(%(description)s, description),
+       mode = coalesce(%(mode)s, mode),
+       sail = coalesce(%(sail)s, sail),
+       marimo = coalesce(%(marimo)s, marimo),
+       workers = coalesce(%(workers)s, workers),
+       env = coalesce(%(env)s, env),
+       updated_at = %(now)s,
+       updated_by = %(member_id)s
+ where id = %(config_id)s;
+
+-- name: api_config_in_use
+-- Soft-deleted notebooks still reference their config until torn down.
+select exists (select 1 from notebooks where workload_config_id = %(config_id)s) as in_use;
+
+-- name: api_delete_config
+delete from workload_configs where id = %(config_id)s;

@@ -1,0 +1,61 @@
+-- Members and their API tokens for the REST API.
+
+-- name: api_member_page
+-- Active members of the org (optionally only `member_id`), newest first.
+with visible as (
+    select m.* from members m
+     where m.organization_id = %(org_id)s and m.disabled_at is null
+       and (%(member_id)s::text is null or m.id = %(member_id)s::text)
+), keys as (
+    select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
+      from visible v
+     where %(after_at)s::timestamptz is null
+        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
+     order by v.created_at desc, v.id desc
+     limit %(fetch)s
+), rows as (select * from keys where rn <= %(limit)s)
+select
+    (select count(*) from visible) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select id from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'id', r.id, 'organizationId', r.organization_id, 'email', r.email, 'name', r.name,
+        'organizationAdmin', r.organization_admin, 'createdAt', r.created_at
+    ) order by r.rn) from rows r), '[]')::text as items;
+
+-- name: api_me
+select json_build_object(
+    'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
+    'organizationAdmin', m.organization_admin,
+    'teams', coalesce((select json_agg(json_build_object('teamId', tm.team_id, 'role', tm.role)
+                                       order by tm.team_id)
+                         from team_memberships tm where tm.member_id = m.id), '[]')
+)::text as body
+  from members m where m.id = %(member_id)s;
+
+-- name: api_active_member
+select id from members
+ where id = %(member_id)s and organization_id = %(org_id)s and disabled_at is null;
+
+-- name: api_insert_member
+insert into members (id, organization_id, email, name, organization_admin, created_at)
+values (%(id)s, %(org_id)s, %(email)s, %(name)s, %(organization_admin)s, %(now)s)
+on conflict (organization_id, email) do nothing
+returning id;
+
+-- name: api_disable_member
+update members set disabled_at = %(now)s
+ where id = %(member_id)s and organization_id = %(org_id)s and disabled_at is null
+returning id;
+
+-- name: api_insert_token
+insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at)
+values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s)
+returning json_build_object('id', id, 'name', name, 'prefix', prefix,
+                            'createdAt', created_at)::text as body;
+
+-- name: api_revoke_token
+update api_tokens set revoked_at = %(now)s
+ where id = %(token_id)s and member_id = %(member_id)s and revoked_at is null
+returning id;

@@ -1,0 +1,179 @@
+-- Notebooks as the REST API sees them. Reads build the response JSON in
+-- PostgreSQL (one statement per page), so the API process does little work.
+
+-- name: api_notebook_page
+-- One page of the notebooks `member_id` may see (all of the org when
+-- see_all), optionally only those shared with `team_id` or only `notebook_id`.
+-- Keyset order: newest first, (created_at, id) descending. Fetches limit + 1
+-- keys: the extra one only says whether there is a next page.
+with visible as (
+    select n.id, n.created_at
+      from notebooks n
+     where n.organization_id = %(org_id)s
+       and n.deleted_at is null
+       and (%(see_all)s
+            or n.member_id = %(member_id)s
+            or exists (select 1
+                         from notebook_teams nt
+                         join team_memberships tm on tm.team_id = nt.team_id
+                        where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+       and (%(team_id)s::text is null
+            or exists (select 1 from notebook_teams nt
+                        where nt.notebook_id = n.id and nt.team_id = %(team_id)s::text))
+       and (%(notebook_id)s::text is null or n.id = %(notebook_id)s::text)
+), keys as (
+    select v.id, v.created_at, row_number() over (order by v.created_at desc, v.id desc) as rn
+      from visible v
+     where %(after_at)s::timestamptz is null
+        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
+     order by v.created_at desc, v.id desc
+     limit %(fetch)s
+), rows as (
+    select n.*, k.rn,
+           array(select nt.team_id from notebook_teams nt
+                  where nt.notebook_id = n.id order by nt.team_id) as team_ids
+      from keys k
+      join notebooks n on n.id = k.id
+     where k.rn <= %(limit)s
+)
+select
+    (select count(*) from visible) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select id from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'notebookId', r.id, 'teamIds', r.team_ids, 'workloadConfigId', r.workload_config_id
+    ) order by r.rn) from rows r), '[]')::text as items,
+    coalesce((select json_agg(json_build_object(
+        'id', r.id,
+        'organizationId', r.organization_id,
+        'memberId', r.member_id,
+        'workloadConfigId', r.workload_config_id,
+        'name', r.name,
+        'description', r.description,
+        'status', r.status,
+        'statusMessage', r.status_message,
+        'idleTimeoutSeconds', r.idle_timeout_seconds,
+        'detachedTimeoutSeconds', r.detached_timeout_seconds,
+        'lastActiveAt', r.last_active_at,
+        'sessionId', case when r.status in ('stopped', 'failed') then null else r.session_id end,
+        'createdAt', r.created_at,
+        'createdBy', r.created_by,
+        'updatedAt', r.updated_at,
+        'updatedBy', r.updated_by
+    ) order by r.rn) from rows r), '[]')::text as notebooks,
+    coalesce((select json_agg(json_build_object(
+        'id', t.id, 'organizationId', t.organization_id, 'name', t.name,
+        'createdAt', t.created_at, 'createdBy', t.created_by
+    ) order by t.id) from teams t
+     where t.id in (select unnest(r.team_ids) from rows r)), '[]')::text as teams,
+    coalesce((select json_agg(json_build_object(
+        'id', c.id, 'organizationId', c.organization_id, 'name', c.name,
+        'description', c.description, 'mode', c.mode, 'sail', c.sail, 'marimo', c.marimo,
+        'workers', c.workers, 'env', c.env,
+        'createdAt', c.created_at, 'createdBy', c.created_by,
+        'updatedAt', c.updated_at, 'updatedBy', c.updated_by
+    ) order by c.id) from workload_configs c
+     where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
+    coalesce((select json_agg(json_build_object(
+        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
+        'organizationAdmin', m.organization_admin
+    ) order by m.id) from members m
+     where m.id in (select r.member_id from rows r
+                    union select r.created_by from rows r
+                    union select r.updated_by from rows r)), '[]')::text as members;
+
+-- name: api_notebook_access
+-- The notebook with what `member_id` may do to it ('owner', 'org_admin',
+-- 'admin', 'editor', 'viewer'; null = may not see it), locked for the
+-- request's transaction so concurrent start/stop serialize.
+select n.id, n.status, n.desired_state, n.member_id, n.session_id, n.workload_config_id,
+       n.generation,
+       case when n.member_id = %(member_id)s then 'owner'
+            when %(org_admin)s then 'org_admin'
+            else (select case max(case tm.role when 'admin' then 3
+                                               when 'editor' then 2 else 1 end)
+                           when 3 then 'admin' when 2 then 'editor' when 1 then 'viewer' end
+                    from notebook_teams nt
+                    join team_memberships tm on tm.team_id = nt.team_id
+                   where nt.notebook_id = n.id and tm.member_id = %(member_id)s)
+       end as access
+  from notebooks n
+ where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null
+   for update of n;
+
+-- name: api_insert_notebook
+insert into notebooks (id, organization_id, member_id, workload_config_id, name, description,
+                       idle_timeout_seconds, detached_timeout_seconds,
+                       created_at, created_by, updated_at, updated_by, status_changed_at)
+values (%(id)s, %(org_id)s, %(member_id)s, %(workload_config_id)s, %(name)s, %(description)s,
+        %(idle_timeout_seconds)s, %(detached_timeout_seconds)s,
+        %(now)s, %(member_id)s, %(now)s, %(member_id)s, %(now)s);
+
+-- name: api_update_notebook
+-- Only the fields passed as non-null change; a config change bumps generation.
+update notebooks
+   set name = coalesce(%(name)s, name),
+       description = coalesce(%(description)s, description),
+       idle_timeout_seconds = coalesce(%(idle_timeout_seconds)s, idle_timeout_seconds),
+       detached_timeout_seconds = coalesce(%(detached_timeout_seconds)s, detached_timeout_seconds),
+       workload_config_id = coalesce(%(workload_config_id)s, workload_config_id),
+       generation = generation
+                    + case when %(workload_config_id)s::text is not null
+                            and %(workload_config_id)s::text <> workload_config_id
+                           then 1 else 0 end,
+       updated_at = %(now)s,
+       updated_by = %(member_id)s
+ where id = %(id)s;
+
+-- name: api_request_start
+update notebooks
+   set desired_state = 'running',
+       generation = generation + 1,
+       session_id = %(session_id)s,
+       session_token = %(session_token)s,
+       start_requested_at = %(now)s,
+       start_deadline_at = %(deadline)s,
+       last_active_at = %(now)s,
+       runtime_state = '{}',
+       updated_at = %(now)s,
+       updated_by = %(member_id)s
+ where id = %(id)s;
+
+-- name: api_request_stop
+update notebooks
+   set desired_state = 'stopped',
+       generation = generation + 1,
+       updated_at = %(now)s,
+       updated_by = %(member_id)s
+ where id = %(id)s;
+
+-- name: api_request_delete
+update notebooks
+   set desired_state = 'deleted',
+       generation = generation + 1,
+       deleted_at = %(now)s,
+       deleted_by = %(member_id)s,
+       updated_at = %(now)s,
+       updated_by = %(member_id)s
+ where id = %(id)s;
+
+-- name: api_owner_present
+select exists (select 1 from notebook_presence p
+                 join notebooks n on n.id = p.notebook_id and n.member_id = p.member_id
+                where p.notebook_id = %(id)s and p.last_seen_at >= %(since)s) as present;
+
+-- name: api_record_presence
+-- Coalesced: at most one write per member and notebook per `coalesce` window.
+insert into notebook_presence (notebook_id, member_id, last_seen_at)
+values (%(id)s, %(member_id)s, %(now)s)
+on conflict (notebook_id, member_id) do update
+   set last_seen_at = excluded.last_seen_at
+ where notebook_presence.last_seen_at < %(stale_before)s;
+
+-- name: api_touch_notebook_activity
+update notebooks set last_active_at = %(now)s
+ where id = %(id)s and (last_active_at is null or last_active_at < %(stale_before)s);
+
+-- name: api_config_in_org
+select id from workload_configs where id = %(id)s and organization_id = %(org_id)s;

@@ -1,0 +1,66 @@
+-- Teams, team memberships and notebook <-> team links for the REST API.
+-- Pages return JSON text built here (total, more, last key, items).
+
+-- name: api_team_page
+-- Teams of the org, optionally only those linked to `notebook_id` or only `team_id`.
+with visible as (
+    select t.* from teams t
+     where t.organization_id = %(org_id)s
+       and (%(notebook_id)s::text is null
+            or exists (select 1 from notebook_teams nt
+                        where nt.team_id = t.id and nt.notebook_id = %(notebook_id)s::text))
+       and (%(team_id)s::text is null or t.id = %(team_id)s::text)
+), keys as (
+    select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
+      from visible v
+     where %(after_at)s::timestamptz is null
+        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
+     order by v.created_at desc, v.id desc
+     limit %(fetch)s
+), rows as (select * from keys where rn <= %(limit)s)
+select
+    (select count(*) from visible) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select id from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'id', r.id, 'organizationId', r.organization_id, 'name', r.name,
+        'createdAt', r.created_at, 'createdBy', r.created_by
+    ) order by r.rn) from rows r), '[]')::text as items;
+
+-- name: api_team_role
+-- The team (if in the org) and the caller's role in it (null if none).
+select t.id,
+       (select tm.role from team_memberships tm
+         where tm.team_id = t.id and tm.member_id = %(member_id)s) as role
+  from teams t
+ where t.id = %(team_id)s and t.organization_id = %(org_id)s;
+
+-- name: api_insert_team
+insert into teams (id, organization_id, name, created_at, created_by)
+values (%(id)s, %(org_id)s, %(name)s, %(now)s, %(member_id)s)
+on conflict (organization_id, name) do nothing
+returning id;
+
+-- name: api_put_team_member
+insert into team_memberships (team_id, member_id, role, created_at)
+values (%(team_id)s, %(member_id)s, %(role)s, %(now)s)
+on conflict (team_id, member_id) do update set role = excluded.role
+returning team_id, member_id, role;
+
+-- name: api_delete_team_member
+delete from team_memberships where team_id = %(team_id)s and member_id = %(member_id)s
+returning team_id;
+
+-- name: api_teams_in_org
+-- Which of `ids` are teams of the org (to name the first foreign one).
+select id from teams where organization_id = %(org_id)s and id = any(%(ids)s);
+
+-- name: api_link_teams
+insert into notebook_teams (notebook_id, team_id, created_at, created_by)
+select %(notebook_id)s, unnest(%(team_ids)s::text[]), %(now)s, %(member_id)s
+on conflict do nothing;
+
+-- name: api_unlink_team
+delete from notebook_teams where notebook_id = %(notebook_id)s and team_id = %(team_id)s
+returning team_id;
