@@ -1,0 +1,176 @@
+"""plan() over every desired state × status × observation: an explicit table
+for what each case must decide, and invariants checked over the whole product."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from common.statuses import Desired, Status
+from reconciler.plan import Action, NotebookState, plan
+from reconciler.runtime.base import ABSENT, Component, Observation, Phase
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+S = "SESSION1"
+
+READY = Component(Phase.READY)
+STARTING = Component(Phase.STARTING)
+DEAD = Component(Phase.FAILED, "exited with code 1: boom")
+BAD = Component(Phase.FAILED, "image pull failed", terminal=True)
+
+OBS = {
+    "nothing": Observation(session_id=None),
+    "starting": Observation(S, sail=STARTING, marimo=STARTING),
+    "sail_ready": Observation(S, sail=READY, marimo=STARTING),
+    "marimo_absent": Observation(S, sail=READY, marimo=ABSENT),
+    "ready": Observation(S, sail=READY, marimo=READY),
+    "executing": Observation(S, sail=READY, marimo=READY, executing=True),
+    "sail_dead": Observation(S, sail=DEAD, marimo=READY),
+    "marimo_dead": Observation(S, sail=READY, marimo=DEAD),
+    "terminal": Observation(S, sail=BAD, marimo=READY),
+    "old_session": Observation("OLD", sail=READY, marimo=READY),
+}
+
+
+def nb(desired: Desired, status: Status, **kw: object) -> NotebookState:
+    base = NotebookState(
+        id="NB",
+        desired=desired,
+        status=status,
+        status_message="",
+        generation=3,
+        session_id=S,
+        start_deadline_at=NOW + timedelta(seconds=60),
+        last_active_at=NOW - timedelta(seconds=10),
+        last_seen_at=NOW - timedelta(seconds=10),
+        executing=False,
+        idle_timeout_seconds=3600,
+        detached_timeout_seconds=14400,
+        presence_window_seconds=150,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+R, ST, D = Desired.RUNNING, Desired.STOPPED, Desired.DELETED
+E_RUN, E_STOP, E_DEL = Action.ENSURE_RUNNING, Action.ENSURE_STOPPED, Action.DELETE
+
+# (desired, status, observation) -> (actions, status, message contains)
+TABLE = [
+    # starting
+    (R, Status.STARTING, "nothing", (E_RUN,), Status.STARTING, "starting Sail"),
+    (R, Status.STARTING, "starting", (), Status.STARTING, "starting Sail"),
+    (R, Status.STARTING, "sail_ready", (), Status.STARTING, "waiting for Marimo"),
+    (R, Status.STARTING, "marimo_absent", (E_RUN,), Status.STARTING, "waiting for Marimo"),
+    (R, Status.STARTING, "ready", (), Status.RUNNING, ""),
+    (R, Status.STARTING, "sail_dead", (E_STOP,), Status.FAILED, "exited with code 1: boom"),
+    (R, Status.STARTING, "marimo_dead", (E_STOP,), Status.FAILED, "Marimo: exited with code 1"),
+    (R, Status.STARTING, "old_session", (E_STOP,), Status.STARTING, "previous session"),
+    # provisioned and present
+    (R, Status.RUNNING, "ready", (), Status.RUNNING, ""),
+    (R, Status.IDLE, "ready", (), Status.RUNNING, ""),
+    (R, Status.DETACHED, "executing", (), Status.RUNNING, ""),
+    # provisioned and broken: repaired within a fresh deadline, or failed if hopeless
+    (R, Status.RUNNING, "marimo_dead", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING,
+     "restarting after Marimo"),
+    (R, Status.IDLE, "sail_dead", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING,
+     "restarting after Sail"),
+    (R, Status.RUNNING, "starting", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING, "restart"),
+    (R, Status.RUNNING, "nothing", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING, "restart"),
+    (R, Status.RUNNING, "terminal", (E_STOP,), Status.FAILED, "image pull failed"),
+    # failed stays failed; leftovers are removed
+    (R, Status.FAILED, "nothing", (), Status.FAILED, ""),
+    (R, Status.FAILED, "marimo_dead", (E_STOP,), Status.FAILED, ""),
+    # stop
+    (ST, Status.STOPPING, "ready", (E_STOP,), Status.STOPPING, ""),
+    (ST, Status.STOPPING, "nothing", (), Status.STOPPED, ""),
+    (ST, Status.STARTING, "starting", (E_STOP,), Status.STOPPING, "stopping"),
+    (ST, Status.STOPPED, "nothing", (), Status.STOPPED, ""),
+    (ST, Status.RUNNING, "nothing", (), Status.STOPPED, ""),
+    (ST, Status.FAILED, "nothing", (), Status.FAILED, ""),
+    # delete: always tear down and remove
+    (D, Status.RUNNING, "ready", (E_DEL,), Status.STOPPING, "deleting"),
+    (D, Status.STOPPED, "nothing", (E_DEL,), Status.STOPPING, "deleting"),
+]
+
+
+@pytest.mark.parametrize(("desired", "status", "obs", "actions", "to", "message"), TABLE)
+def test_plan_table(desired, status, obs, actions, to, message) -> None:
+    p = plan(nb(desired, status), OBS[obs], NOW)
+    assert p.actions == actions
+    assert p.status is to
+    assert message in p.status_message
+
+
+@pytest.mark.parametrize(
+    ("desired", "status", "obs"), list(itertools.product(Desired, Status, OBS))
+)
+def test_plan_invariants_over_every_case(desired: Desired, status: Status, obs: str) -> None:
+    o = OBS[obs]
+    p = plan(nb(desired, status), o, NOW)
+    both_ready = o.sail.phase is Phase.READY and o.marimo.phase is Phase.READY
+    # Never running (or idle/detached) with a component down.
+    if p.status in (Status.RUNNING, Status.IDLE, Status.DETACHED):
+        assert both_ready and not p.actions
+    if desired is Desired.DELETED:
+        assert p.actions == (Action.DELETE,)
+    if desired is Desired.STOPPED:
+        assert Action.ENSURE_RUNNING not in p.actions
+        assert p.status in (Status.STOPPING, Status.STOPPED, Status.FAILED)
+    if p.status is Status.FAILED and status is not Status.FAILED:
+        assert p.status_message and Action.ENSURE_STOPPED in p.actions  # reason, torn down
+    if p.status is Status.STARTING:
+        assert p.requeue_after is not None and p.requeue_after <= 1
+
+
+def test_start_deadline_fails_and_tears_down_with_what_was_not_ready() -> None:
+    late = nb(R, Status.STARTING, start_deadline_at=NOW - timedelta(seconds=1))
+    p = plan(late, OBS["sail_ready"], NOW)
+    assert p.status is Status.FAILED
+    assert p.actions == (Action.ENSURE_STOPPED,)
+    assert "start deadline" in p.status_message and "Marimo" in p.status_message
+
+
+def test_no_ping_within_window_goes_idle_then_auto_stops_after_idle_timeout() -> None:
+    gone = NOW - timedelta(seconds=151)
+    p = plan(nb(R, Status.RUNNING, last_seen_at=gone, last_active_at=gone), OBS["ready"], NOW)
+    assert (p.status, p.actions) == (Status.IDLE, ())
+    stale = NOW - timedelta(seconds=3600)
+    p = plan(nb(R, Status.IDLE, last_seen_at=stale, last_active_at=stale), OBS["ready"], NOW)
+    assert p.status is Status.STOPPING
+    assert p.actions == (Action.AUTO_STOP, Action.ENSURE_STOPPED)
+    assert p.status_message == "idle for 3600 s" and p.auto_stop_reason == "idle"
+
+
+def test_idle_timeout_zero_never_auto_stops() -> None:
+    old = NOW - timedelta(days=30)
+    p = plan(
+        nb(R, Status.IDLE, last_seen_at=old, last_active_at=old, idle_timeout_seconds=0),
+        OBS["ready"], NOW,
+    )
+    assert (p.status, p.actions) == (Status.IDLE, ())
+
+
+def test_executing_without_presence_is_detached_and_ending_work_restarts_idle_timer() -> None:
+    gone = NOW - timedelta(seconds=500)
+    p = plan(nb(R, Status.IDLE, last_seen_at=gone, last_active_at=gone), OBS["executing"], NOW)
+    assert p.status is Status.DETACHED and p.executing
+    p = plan(nb(R, Status.DETACHED, last_seen_at=gone, last_active_at=gone), OBS["ready"], NOW)
+    assert p.status is Status.IDLE and p.touch_last_active
+
+
+def test_detached_auto_stops_after_detached_timeout() -> None:
+    old = NOW - timedelta(seconds=14400)
+    p = plan(nb(R, Status.DETACHED, last_seen_at=old, last_active_at=old), OBS["executing"], NOW)
+    assert p.status is Status.STOPPING and p.status_message == "detached for 14400 s"
+    assert p.auto_stop_reason == "detached"
+
+
+def test_a_fresh_start_counts_as_presence_for_one_window() -> None:
+    p = plan(
+        nb(R, Status.RUNNING, last_seen_at=None, start_requested_at=NOW - timedelta(seconds=5)),
+        OBS["ready"], NOW,
+    )
+    assert p.status is Status.RUNNING
