@@ -156,8 +156,10 @@ class Kubelet:
         emulator.listen(self._on_event)
 
     def _on_event(self, kind: str, obj: Obj) -> None:
-        if kind != "ADDED" or obj.get("kind", "Pod") != "Pod" or "containers" not in obj.get(
-            "spec", {}
+        if (
+            kind != "ADDED"
+            or obj.get("kind", "Pod") != "Pod"
+            or "containers" not in obj.get("spec", {})
         ):
             return
         # Asynchronously, as a node would: the API write returns first.

@@ -16,7 +16,7 @@ from reconciler.runtime.kubernetes.settings import KubernetesSettings
 Obj = dict[str, Any]
 
 # A new notebook's file: its first cell reaches Sail through SPARK_REMOTE.
-TEMPLATE = '''import marimo
+TEMPLATE = """import marimo
 
 app = marimo.App()
 
@@ -33,7 +33,7 @@ def _():
 
 if __name__ == "__main__":
     app.run()
-'''
+"""
 
 # Seeds the PVC with the template unless the notebook already has a file.
 _SEED = (
@@ -232,8 +232,10 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             "imagePullPolicy": ks.image_pull_policy,
             "command": ["python", "-c", _SEED, path],
             "env": [{"name": "NOTEBOOK_TEMPLATE", "value": TEMPLATE}],
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                          "limits": {"memory": "128Mi"}},
+            "resources": {
+                "requests": {"cpu": "50m", "memory": "64Mi"},
+                "limits": {"memory": "128Mi"},
+            },
             "securityContext": _container_security(ks),
             "volumeMounts": [data_mount],
         }
@@ -244,10 +246,18 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             "image": image,
             "imagePullPolicy": ks.image_pull_policy,
             "command": [
-                "marimo", "edit", path, "--headless",
-                "--host", "0.0.0.0", "--port", str(n.MARIMO_PORT),
-                "--base-url", base_url,
-                "--token-password-file", f"{n.TOKEN_DIR}/{n.TOKEN_KEY}",
+                "marimo",
+                "edit",
+                path,
+                "--headless",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(n.MARIMO_PORT),
+                "--base-url",
+                base_url,
+                "--token-password-file",
+                f"{n.TOKEN_DIR}/{n.TOKEN_KEY}",
                 "--skip-update-check",
             ],
             "ports": [{"name": "http", "containerPort": n.MARIMO_PORT}],
@@ -319,9 +329,7 @@ def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
     marimo = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(
-            n.policy_name(notebook_id, n.MARIMO), n.notebook_labels(notebook_id), ks
-        ),
+        "metadata": _meta(n.policy_name(notebook_id, n.MARIMO), n.notebook_labels(notebook_id), ks),
         "spec": {
             "podSelector": {"matchLabels": {n.NOTEBOOK: notebook_id, n.COMPONENT: n.MARIMO}},
             "policyTypes": ["Ingress"],

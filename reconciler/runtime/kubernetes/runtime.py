@@ -136,4 +136,3 @@ class KubernetesRuntime:
     async def close(self) -> None:
         self.watcher.stop()
         self._client.close()
-

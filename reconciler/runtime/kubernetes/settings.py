@@ -65,16 +65,13 @@ class KubernetesSettings:
                 sail_image=get("SAIL_IMAGE", d.sail_image),
                 marimo_image=get("MARIMO_IMAGE", d.marimo_image),
                 image_pull_policy=get("IMAGE_PULL_POLICY", d.image_pull_policy),
-                proxy_pod_labels=_labels(get("PROXY_POD_LABELS", ""))
-                or dict(d.proxy_pod_labels),
+                proxy_pod_labels=_labels(get("PROXY_POD_LABELS", "")) or dict(d.proxy_pod_labels),
                 storage_class=get("STORAGE_CLASS", "") or None,
                 storage_size=get("STORAGE_SIZE", d.storage_size),
                 default_cpu=get("DEFAULT_CPU", d.default_cpu),
                 default_memory=get("DEFAULT_MEMORY", d.default_memory),
                 run_as_user=int(get("RUN_AS_USER", str(d.run_as_user))),
-                image_pull_secrets=tuple(
-                    filter(None, get("IMAGE_PULL_SECRETS", "").split(","))
-                ),
+                image_pull_secrets=tuple(filter(None, get("IMAGE_PULL_SECRETS", "").split(","))),
                 watch_timeout_seconds=int(
                     get("WATCH_TIMEOUT_SECONDS", str(d.watch_timeout_seconds))
                 ),

@@ -39,9 +39,7 @@ def _container_failure(statuses: list[dict[str, Any]]) -> Component | None:
         # An OOM kill is terminal even while the kubelet restarts the container.
         for term in (terminated, last):
             if term.get("reason") == "OOMKilled":
-                return Component(
-                    Phase.FAILED, _why("OOMKilled", _exit(term), name), terminal=True
-                )
+                return Component(Phase.FAILED, _why("OOMKilled", _exit(term), name), terminal=True)
         if waiting.get("reason") in TERMINAL_WAITING:
             detail = _why(waiting["reason"], waiting.get("message"), name)
             if waiting["reason"] == "CrashLoopBackOff" and last:

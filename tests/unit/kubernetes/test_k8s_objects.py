@@ -1,0 +1,235 @@
+"""The object builders are pure: what they return is what the cluster gets."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from reconciler.runtime.base import ResourceSpec, SessionSpec, WorkloadSpec
+from reconciler.runtime.kubernetes import names as n
+from reconciler.runtime.kubernetes import objects
+from reconciler.runtime.kubernetes.settings import KubernetesSettings
+
+KS = KubernetesSettings(
+    namespace="nbs",
+    sail_image="reg/sail:1",
+    marimo_image="reg/kernel:1",
+    proxy_pod_labels={"app.kubernetes.io/name": "notebooks-proxy"},
+    storage_class="fast",
+    storage_size="2Gi",
+)
+
+
+def spec(**workload: object) -> SessionSpec:
+    return SessionSpec(
+        notebook_id="NB1",
+        session_id="SESS1",
+        session_token="secret-token",
+        workload=WorkloadSpec(**workload),  # type: ignore[arg-type]
+        base_url="/notebooks/NB1",
+    )
+
+
+def by_kind(objs: list[dict], kind: str) -> list[dict]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_standalone_session_has_pods_services_secret_pvc_and_policies() -> None:
+    objs = objects.session_objects(spec(), KS)
+    kinds = [o["kind"] for o in objs]
+    assert kinds == [
+        "Secret",
+        "PersistentVolumeClaim",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "Service",
+        "Service",
+        "Pod",
+        "Pod",
+    ]
+    for o in objs:
+        labels = o["metadata"]["labels"]
+        assert labels[n.MANAGED_BY] == "notebooks"
+        assert labels[n.NOTEBOOK] == "NB1"
+        assert o["metadata"]["namespace"] == "nbs"
+    for pod in by_kind(objs, "Pod"):
+        assert pod["metadata"]["labels"][n.SESSION] == "SESS1"
+    # nothing cluster-mode in standalone
+    assert not by_kind(objs, "Role") and not by_kind(objs, "ServiceAccount")
+
+
+def test_sail_pod_runs_spark_connect_server_with_grpc_readiness() -> None:
+    pod = objects.sail_pod(spec(), KS)
+    c = pod["spec"]["containers"][0]
+    assert c["command"] == ["sail", "spark", "server", "--ip", "0.0.0.0", "--port", "50051"]
+    assert c["image"] == "reg/sail:1"
+    assert c["readinessProbe"]["grpc"] == {"port": 50051}
+    assert pod["metadata"]["name"] == "nb-nb1-sess1-sail"
+    assert "SAIL_MODE" not in env_of(c)
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+def test_marimo_pod_serves_under_base_url_with_token_file_and_spark_remote() -> None:
+    pod = objects.marimo_pod(spec(), KS)
+    c = pod["spec"]["containers"][0]
+    cmd = c["command"]
+    assert cmd[:4] == ["marimo", "edit", "/data/notebook.py", "--headless"]
+    assert cmd[cmd.index("--base-url") + 1] == "/notebooks/NB1"
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    token_file = cmd[cmd.index("--token-password-file") + 1]
+    assert token_file == "/var/run/secrets/notebooks/token"
+    assert env_of(c)["SPARK_REMOTE"] == "sc://nb-nb1-sail.nbs.svc:50051"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/notebooks/NB1/health", "port": 2718}
+    vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert vols["data"]["persistentVolumeClaim"]["claimName"] == "nb-nb1-data"
+    assert vols["token"]["secret"]["secretName"] == "nb-nb1-sess1-token"
+    # the file is seeded from the template only when missing
+    seed = pod["spec"]["initContainers"][0]
+    assert "os.path.exists" in seed["command"][2]
+    assert "SparkSession.builder.remote" in seed["env"][0]["value"]
+
+
+def test_token_secret_holds_the_session_token_only() -> None:
+    secret = objects.token_secret(spec(), KS)
+    assert secret["metadata"]["name"] == "nb-nb1-sess1-token"
+    assert base64.b64decode(secret["data"]["token"]).decode() == "secret-token"
+    assert secret["immutable"] is True
+    # the token never appears in a pod spec
+    assert "secret-token" not in json.dumps(objects.session_objects(spec(), KS)[1:])
+
+
+def test_pvc_is_per_notebook_with_storage_class() -> None:
+    pvc = objects.pvc("NB1", KS)
+    assert pvc["metadata"]["name"] == "nb-nb1-data"
+    assert n.SESSION not in pvc["metadata"]["labels"]  # outlives sessions
+    assert pvc["spec"]["storageClassName"] == "fast"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    default_class = objects.pvc("NB1", KubernetesSettings())
+    assert "storageClassName" not in default_class["spec"]
+
+
+def test_marimo_service_is_headless_and_sail_service_is_not() -> None:
+    marimo = objects.service("NB1", n.MARIMO, KS)
+    sail = objects.service("NB1", n.SAIL, KS)
+    assert marimo["spec"]["clusterIP"] == "None"
+    assert "clusterIP" not in sail["spec"]
+    assert marimo["spec"]["ports"][0]["port"] == 2718
+    assert sail["spec"]["ports"][0]["port"] == 50051
+    assert sail["spec"]["selector"] == {n.NOTEBOOK: "NB1", n.COMPONENT: "sail"}
+
+
+def test_network_policies_admit_proxy_to_marimo_and_only_this_marimo_to_sail() -> None:
+    marimo, sail = objects.network_policies("NB1", KS)
+    assert marimo["spec"]["podSelector"]["matchLabels"] == {
+        n.NOTEBOOK: "NB1",
+        n.COMPONENT: "marimo",
+    }
+    (rule,) = marimo["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": KS.proxy_pod_labels}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 2718}]
+    sources = sail["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {n.NOTEBOOK: "NB1", n.COMPONENT: "marimo"}}} in sources
+    # every source is scoped to this notebook: no other notebook's Marimo gets in
+    for src in sources:
+        sel = src["podSelector"]
+        assert sel.get("matchLabels", {}).get(n.NOTEBOOK) == "NB1" or any(
+            e["key"] == n.NOTEBOOK and e["values"] == ["NB1"] for e in sel["matchExpressions"]
+        )
+    assert sail["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_workload_resources_image_node_selector_and_env_reach_the_pods() -> None:
+    s = spec(
+        sail=ResourceSpec(image="custom/sail:2", cpu="2", memory="4Gi"),
+        marimo=ResourceSpec(cpu="250m", memory="512Mi"),
+        node_selector={"pool": "notebooks"},
+        env={"AWS_REGION": "eu-west-1", "SPARK_REMOTE": "sc://evil:1"},
+    )
+    sail = objects.sail_pod(s, KS)
+    marimo = objects.marimo_pod(s, KS)
+    sc, mc = sail["spec"]["containers"][0], marimo["spec"]["containers"][0]
+    assert sc["image"] == "custom/sail:2"
+    assert mc["image"] == "reg/kernel:1"  # the config left it empty: the default
+    assert sc["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"memory": "4Gi"},
+    }
+    assert mc["resources"]["requests"] == {"cpu": "250m", "memory": "512Mi"}
+    assert sail["spec"]["nodeSelector"] == {"pool": "notebooks"}
+    assert marimo["spec"]["nodeSelector"] == {"pool": "notebooks"}
+    assert env_of(sc)["AWS_REGION"] == "eu-west-1"
+    # the user's env cannot redirect the kernel to another Spark server
+    assert env_of(mc)["SPARK_REMOTE"] == "sc://nb-nb1-sail.nbs.svc:50051"
+    defaults = objects.sail_pod(spec(), KS)["spec"]["containers"][0]["resources"]
+    assert defaults["requests"] == {"cpu": KS.default_cpu, "memory": KS.default_memory}
+
+
+def test_every_container_is_non_root_read_only_without_escalation() -> None:
+    s = spec(mode="cluster", workers=2)
+    pods = by_kind(objects.session_objects(s, KS), "Pod")
+    env = env_of(objects.sail_pod(s, KS)["spec"]["containers"][0])
+    pods.append(json.loads(env["SAIL_KUBERNETES__WORKER_POD_TEMPLATE"]))
+    for pod in pods:
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+        # a writable /tmp because the root filesystem is not
+        assert {"name": "tmp", "emptyDir": {}} in pod["spec"]["volumes"]
+
+
+def test_cluster_mode_runs_sail_as_kubernetes_driver_with_rbac() -> None:
+    s = spec(mode="cluster", workers=3)
+    objs = objects.session_objects(s, KS)
+    sa, role, binding = (
+        by_kind(objs, "ServiceAccount")[0],
+        by_kind(objs, "Role")[0],
+        by_kind(objs, "RoleBinding")[0],
+    )
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["pods"],
+            "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"],
+        }
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "nbs"}
+    ]
+    driver = objects.sail_pod(s, KS)
+    assert driver["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+    assert driver["spec"]["automountServiceAccountToken"] is True
+    env = env_of(driver["spec"]["containers"][0])
+    assert env["SAIL_MODE"] == "kubernetes-cluster"
+    assert env["SAIL_KUBERNETES__NAMESPACE"] == "nbs"
+    assert env["SAIL_KUBERNETES__DRIVER_POD_NAME"] == driver["metadata"]["name"]
+    assert env["SAIL_CLUSTER__WORKER_INITIAL_COUNT"] == "3"
+    assert env["SAIL_CLUSTER__DRIVER_EXTERNAL_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    template = json.loads(env["SAIL_KUBERNETES__WORKER_POD_TEMPLATE"])
+    labels = template["metadata"]["labels"]
+    assert labels[n.NOTEBOOK] == "NB1" and labels[n.COMPONENT] == n.SAIL_WORKER
+    assert labels[n.SESSION] == "SESS1"
+
+
+def test_settings_from_env() -> None:
+    ks = KubernetesSettings.from_env(
+        {
+            "NOTEBOOKS_K8S_NAMESPACE": "prod-nb",
+            "NOTEBOOKS_K8S_PROXY_POD_LABELS": "app=proxy,tier=edge",
+            "NOTEBOOKS_K8S_STORAGE_CLASS": "ssd",
+            "NOTEBOOKS_K8S_RESYNC_SECONDS": "60",
+        }
+    )
+    assert ks.namespace == "prod-nb"
+    assert ks.proxy_pod_labels == {"app": "proxy", "tier": "edge"}
+    assert ks.storage_class == "ssd"
+    assert ks.resync_seconds == 60
+    assert KubernetesSettings.from_env({}).storage_class is None
