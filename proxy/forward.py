@@ -209,10 +209,14 @@ async def forward_websocket(proxy: Proxy, request: web.Request, session: ProxySe
         stop("done")
         proxy.registry.discard(live)
         gauge.dec()
+        # Also reached on cancellation (the server cancels a handler whose
+        # client went away): still hand the client's code to upstream.
+        if close_code is None:
+            close_code = client.close_code or up.close_code or 1000
         if not up.closed:
-            await up.close()
+            await up.close(code=close_code)
         if not client.closed:
-            await client.close()
+            await client.close(code=close_code)
         log.info("proxy.session", notebook_id=session.notebook_id, member_id=session.member_id,
                  mode=session.mode, path=relative, duration_s=round(time.monotonic() - started, 3),
                  bytes_to_upstream=counts["to_upstream"], bytes_to_client=counts["to_client"],
