@@ -68,7 +68,9 @@ def _keep(nb: NotebookState, observed: Observation, outcome: str = "noop") -> Pl
 
 
 def _describe(name: str, c: Component) -> str:
-    return f"{name}: {c.detail}" if c.detail else f"{name} {c.phase.value}"
+    if not c.detail:
+        return f"{name} {c.phase.value}"
+    return c.detail if c.detail.startswith(name) else f"{name}: {c.detail}"
 
 
 def _failure(observed: Observation) -> str | None:

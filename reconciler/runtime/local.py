@@ -89,7 +89,8 @@ class LocalRuntime:
             if proc is None:
                 return ABSENT
             if not procs.is_alive(proc):
-                return Component(Phase.FAILED, procs.death_reason(name, proc))
+                reason = procs.death_reason(name, proc, (self._token(notebook_id),))
+                return Component(Phase.FAILED, reason)
             healthy = (
                 await probes.sail_healthy(proc.port)
                 if name == "Sail"

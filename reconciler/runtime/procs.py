@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -111,10 +112,21 @@ def tail(path: str | Path, lines: int = 8, max_bytes: int = 16_384) -> str:
     return "\n".join(kept[-lines:])
 
 
-def death_reason(name: str, proc: Proc) -> str:
+_SECRET_PARAM = re.compile(r"(access_token|token)=[^\s&\"']+", re.IGNORECASE)
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Status messages are shown to members: never a token (Marimo logs its URL with one)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _SECRET_PARAM.sub(r"\1=***", text)
+
+
+def death_reason(name: str, proc: Proc, secrets: tuple[str, ...] = ()) -> str:
     code = exit_code(proc)
     how = f"exited with code {code}" if code is not None else "exited"
-    last = tail(proc.log)
+    last = redact(tail(proc.log), secrets)
     return f"{name} {how}" + (f": {last}" if last else "")
 
 

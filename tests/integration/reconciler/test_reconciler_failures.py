@@ -1,0 +1,124 @@
+"""Failure paths with real processes: a start that fails with its real
+reason, a worker SIGKILLed mid-start, Marimo killed while running, and a stop
+that arrives while the notebook is still starting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from reconciler_helpers import kinds, processes_for
+
+from common.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).parent
+
+
+async def test_start_failure_reports_exit_code_and_log_and_leaves_nothing(
+    rows, worker, rsettings: Settings
+):
+    config = await rows.config(env={"SAIL_MODE": "no-such-mode"})
+    nid = await rows.notebook(config)
+    await worker()
+    await rows.start(nid)
+
+    row = await rows.wait_status(nid, "failed", "running", timeout=60)
+    assert row["status"] == "failed"
+    message = row["status_message"]
+    assert "Sail exited with code" in message, message
+    assert "MODE" in message, message  # Sail's own complaint from its log
+    assert processes_for(rsettings.data_dir, nid) == []
+    events = await rows.events(nid)
+    assert events[-1]["to_status"] == "failed" and events[-1]["reason"] == message
+    assert events[-1]["actor"] == "reconciler"
+
+
+async def test_stop_while_starting_ends_stopped_with_nothing_left(
+    rows, worker, rsettings: Settings
+):
+    nid = await rows.notebook()
+    await worker()
+    await rows.start(nid)
+    # As soon as the processes exist (the start is under way), stop.
+    run_state = rsettings.data_dir / "run" / nid / "state.json"
+    await rows.wait_for(nid, lambda r: run_state.exists(), timeout=30)
+    await rows.stop(nid)
+
+    await rows.wait_status(nid, "stopped", timeout=30)
+    assert processes_for(rsettings.data_dir, nid) == []
+    statuses = [e["to_status"] for e in await rows.events(nid)]
+    assert statuses[-2:] == ["stopping", "stopped"]
+
+
+async def test_marimo_killed_while_running_is_noticed_and_restarted_in_same_session(
+    rows, worker, rsettings: Settings
+):
+    nid = await rows.notebook()
+    await worker()
+    await rows.start(nid)
+    row = await rows.wait_status(nid, "running", "failed", timeout=60)
+    assert row["status"] == "running", row["status_message"]
+    old_pid, session = row["runtime_state"]["marimo_pid"], row["session_id"]
+
+    os.killpg(old_pid, signal.SIGKILL)
+
+    def restarted(r: dict | None) -> bool:
+        return (
+            r is not None and r["status"] == "running"
+            and r["runtime_state"].get("marimo_pid") not in (None, old_pid)
+        )
+
+    row = await rows.wait_for(nid, restarted, timeout=60)
+    assert row is not None and row["session_id"] == session
+    reasons = [(e["to_status"], e["reason"]) for e in await rows.events(nid)]
+    assert any(
+        s == "starting" and "restarting after Marimo exited with code -9" in r for s, r in reasons
+    ), reasons
+    # Marimo logs its URL with the token; members must never see it in a status message.
+    assert all(row["session_token"] not in r for _, r in reasons)
+    assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
+
+
+async def test_worker_killed_mid_start_is_replaced_and_processes_are_adopted(
+    rows, worker, rsettings: Settings
+):
+    nid = await rows.notebook()
+    raw = {**rsettings.__dict__, "data_dir": str(rsettings.data_dir), "extra": {}}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "reconciler_worker_proc.py"), json.dumps(raw),
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await rows.start(nid)
+        run_state = rsettings.data_dir / "run" / nid / "state.json"
+
+        def marimo_spawned(_: object) -> bool:
+            return run_state.exists() and "marimo" in json.loads(run_state.read_text())
+
+        await rows.wait_for(nid, marimo_spawned, timeout=60)
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(proc.wait(), 10)
+        assert (await rows.get(nid))["status"] == "starting"  # type: ignore[index]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.wait(), 10)
+    state_before = json.loads(run_state.read_text())
+
+    await worker()  # a new worker takes the job over after the heartbeat timeout
+    row = await rows.wait_status(nid, "running", "failed", timeout=60)
+    assert row["status"] == "running", row["status_message"]
+    # Adopted, not duplicated: the same pids, exactly one Sail and one Marimo.
+    state_after = json.loads(run_state.read_text())
+    assert state_after["sail"]["pid"] == state_before["sail"]["pid"]
+    assert state_after["marimo"]["pid"] == state_before["marimo"]["pid"]
+    assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
+    await asyncio.sleep(0)  # let the teardown stop the worker; leftovers are killed there
