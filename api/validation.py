@@ -16,7 +16,7 @@ from common.ids import is_valid_id
 Schema = dict[str, Any]
 
 # Text fields refuse NUL (PostgreSQL cannot store it) and must hold a visible character.
-NAME_PATTERN = r"^[^\u0000]*\S[^\u0000]*$"
+NAME_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 TEXT_PATTERN = r"^[^\u0000]*$"
 ID_SCHEMA: Schema = {"type": "string", "pattern": "^[A-Z0-9]{1,20}$"}
 TIMEOUT_SCHEMA: Schema = {
