@@ -88,6 +88,9 @@ const seconds = (input) => (input.value === "" ? undefined : Math.round(Number(i
 
 export async function fillConfigSelect(select, selected) {
   const { items } = await api.listConfigs();
+  // A new notebook gets the config named "default" (what `make run` creates)
+  // when there is one, rather than whichever config is newest.
+  if (!selected) selected = (items.find((c) => c.name === "default") || items[0])?.id;
   select.replaceChildren(
     ...items.map((c) => {
       state.configs.set(c.id, c);

@@ -24,6 +24,8 @@ async function ping() {
   try {
     await api.pingNotebook(open.id);
     if ($("#open-error").dataset.source === "ping") showError($("#open-error"), null);
+    // A ping turns an idle notebook back to running: show it now.
+    open.poller?.now();
   } catch (err) {
     showError($("#open-error"), err, "Could not record that this notebook is open");
     $("#open-error").dataset.source = "ping";

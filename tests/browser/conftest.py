@@ -1,0 +1,252 @@
+"""Browser-test fixtures, shared by every test under tests/browser:
+
+- `browser`: Debian's headless Chromium driven by Playwright's Python package
+  (never `playwright install`; /usr/bin/chromium or $NOTEBOOKS_CHROMIUM).
+- `stack`: the whole service as `make run` runs it, api, worker and proxy as
+  child processes of `python -m cli` with the local runtime, on OS-chosen
+  ports, against the test's own database (the `settings` fixture), plus a
+  first organization admin and its token (the same bootstrap `notebooks up`
+  does, so the default workload config exists).
+
+Everything started here is stopped at teardown, even after a failure: the
+notebooks are stopped through the API, then the three processes get SIGTERM,
+and any Sail or Marimo child left under the test's data directory is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = os.environ.get("NOTEBOOKS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+READY_SECONDS = 60.0
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # noqa: BLE001 - not ready yet; report the last error
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """A running api + worker + proxy and a signed-in admin's token."""
+
+    api_url: str
+    proxy_url: str
+    token: str
+    member_id: str
+    organization_id: str
+    data_dir: Path
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def call(self, method: str, path: str, body: object | None = None,
+             token: str | None = None) -> tuple[int, Any]:
+        """One REST call (status, parsed JSON or None); errors are returned, not raised."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.api_url + "/api/v1" + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token if token is None else token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            return err.code, json.loads(raw) if raw else None
+
+    def log_tails(self, lines: int = 40) -> str:
+        out = []
+        for name, path in self.logs.items():
+            text = path.read_text(errors="replace").splitlines() if path.exists() else []
+            out.append(f"----- {name} ({path}) -----\n" + "\n".join(text[-lines:]))
+        return "\n".join(out)
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.status == 200
+
+
+def _stack_env(settings: Any, api_port: int, proxy_port: int, metrics_port: int) -> dict[str, str]:
+    api_url = f"http://127.0.0.1:{api_port}"
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": settings.database_url,
+        "NOTEBOOKS_DATA_DIR": str(settings.data_dir),
+        "NOTEBOOKS_RUNTIME": "local",
+        "NOTEBOOKS_API_PORT": str(api_port),
+        "NOTEBOOKS_PROXY_PORT": str(proxy_port),
+        "NOTEBOOKS_WORKER_METRICS_PORT": str(metrics_port),
+        "NOTEBOOKS_SECRET_KEY": settings.secret_key,
+        "NOTEBOOKS_SIGNING_KEYS": ",".join(f"{k}:{s}" for k, s in settings.signing_keys),
+        "NOTEBOOKS_COOKIE_SECURE": "false",
+        # The console (API origin) embeds notebooks served by the proxy.
+        "NOTEBOOKS_FRAME_ANCESTORS": api_url,
+        "NOTEBOOKS_LOG_FORMAT": "console",
+        "NOTEBOOKS_SWEEP_INTERVAL_SECONDS": "2",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _kill_leftovers(data_dir: Path) -> None:
+    """Sail and Marimo run in their own process groups (they outlive a worker
+    on purpose); kill any that still work under this test's data directory."""
+    marker = str(data_dir)
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if marker in cmdline or (proc.info["cwd"] or "").startswith(marker):
+                proc.kill()
+
+
+def _stop_notebooks(stack: Stack) -> None:
+    status, page = stack.call("GET", "/workloads/notebooks")
+    if status != 200:
+        return
+    busy = [n["id"] for n in page["included"]["notebooks"] if n["status"] != "stopped"]
+    for nb_id in busy:
+        stack.call("POST", f"/workloads/notebooks/{nb_id}/stop")
+
+    def settled() -> bool:
+        code, body = stack.call("GET", "/workloads/notebooks")
+        return code == 200 and all(
+            n["status"] in ("stopped", "failed") for n in body["included"]["notebooks"])
+
+    with contextlib.suppress(AssertionError):
+        wait_for(settled, 30, "notebooks to stop", interval=0.5)
+
+
+@pytest.fixture
+def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
+    from cli.bootstrap import ensure_first_admin
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    admin = ensure_first_admin(settings.database_url, None)
+    api_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
+    env = _stack_env(settings, api_port, proxy_port, metrics_port)
+    st = Stack(
+        api_url=f"http://127.0.0.1:{api_port}",
+        proxy_url=f"http://127.0.0.1:{proxy_port}",
+        token=admin.token,
+        member_id=admin.member_id,
+        organization_id=admin.organization_id,
+        data_dir=settings.data_dir,
+    )
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name in ("api", "proxy", "worker"):
+            log_path = tmp_path / f"{name}.log"
+            st.logs[name] = log_path
+            with log_path.open("wb") as log:
+                procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "cli", name], cwd=ROOT, env=env,
+                    stdout=log, stderr=subprocess.STDOUT,
+                )
+        for name, url in (("api", f"{st.api_url}/healthz"),
+                          ("proxy", f"{st.proxy_url}/healthz"),
+                          ("worker", f"http://127.0.0.1:{metrics_port}/metrics")):
+            def ready(name: str = name, url: str = url) -> bool:
+                code = procs[name].poll()
+                if code is not None:
+                    raise AssertionError(f"{name} exited with {code}:\n{st.log_tails()}")
+                return _http_ok(url)
+            try:
+                wait_for(ready, READY_SECONDS, f"{name} at {url}", interval=0.2)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{st.log_tails()}") from None
+        yield st
+    finally:
+        if "api" in procs and procs["api"].poll() is None and "worker" in procs:
+            _stop_notebooks(st)
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        _kill_leftovers(settings.data_dir)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which(CHROMIUM) or CHROMIUM
+    if not Path(path).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    return path
+
+
+@pytest.fixture
+def browser(chromium_path: str) -> Iterator[Any]:
+    # Per test: Playwright's sync API owns an event loop while it runs, which
+    # must not outlive the test into pytest-asyncio's async tests.
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def wait() -> Callable[..., Any]:
+    """`wait_for` for test modules (conftest modules are not importable by name)."""
+    return wait_for
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where tests leave screenshots for review (git-ignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
