@@ -67,10 +67,18 @@ def cmd_api(args: argparse.Namespace, env: dict[str, str]) -> int:
     return _call(_entry("api.app"), _settings(env))
 
 
+def metrics_port(flag: str | None, env: dict[str, str]) -> int | None:
+    """--metrics-port, else NOTEBOOKS_WORKER_METRICS_PORT, else 8082; `off` serves none."""
+    raw = (flag or env.get("NOTEBOOKS_WORKER_METRICS_PORT") or "8082").strip().lower()
+    if raw == "off":
+        return None
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise CliError(f"metrics port must be a port number or 'off', got {raw!r}")
+    return int(raw)
+
+
 def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
-    port = args.metrics_port
-    if port is None:
-        port = int(env.get("NOTEBOOKS_WORKER_METRICS_PORT") or 8082)
+    port = metrics_port(args.metrics_port, env)
     return _call(_entry("reconciler.worker"), _settings(env), metrics_port=port)
 
 
@@ -101,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("api", help="run the REST API").set_defaults(func=cmd_api)
     worker = sub.add_parser("worker", help="run a reconciler worker")
     worker.add_argument(
-        "--metrics-port", type=int, default=None,
-        help="Prometheus port (default NOTEBOOKS_WORKER_METRICS_PORT or 8082)",
+        "--metrics-port", default=None, metavar="PORT|off",
+        help="Prometheus port (default NOTEBOOKS_WORKER_METRICS_PORT or 8082; off: none)",
     )
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("proxy", help="run the session proxy").set_defaults(func=cmd_proxy)

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,6 +41,23 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def answers(url: str) -> bool:
+    return get(url)[0] == 200
 
 
 def alive(pid: int) -> bool:
@@ -78,12 +97,12 @@ class Stack:
         self.logs = tmp_path
         env = {k: v for k, v in os.environ.items()
                if k != "DATABASE_URL" and not k.startswith("NOTEBOOKS_")}
-        self.api_port, self.proxy_port = free_port(), free_port()
+        self.api_port, self.proxy_port, self.metrics_port = free_port(), free_port(), free_port()
         env.update(
             NOTEBOOKS_DATA_DIR=str(self.data_dir),
             NOTEBOOKS_API_PORT=str(self.api_port),
             NOTEBOOKS_PROXY_PORT=str(self.proxy_port),
-            NOTEBOOKS_WORKER_METRICS_PORT=str(free_port()),
+            NOTEBOOKS_WORKER_METRICS_PORT=str(self.metrics_port),
             NOTEBOOKS_LOG_FORMAT="json",
             NOTEBOOKS_STOP_GRACE_SECONDS="5",
         )
@@ -180,6 +199,21 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
     assert child_env["DATABASE_URL"] == creds["databaseUrl"]
     assert child_env["NOTEBOOKS_COOKIE_SECURE"] == "false"
     assert child_env["NOTEBOOKS_SECRET_KEY"] == keys["NOTEBOOKS_SECRET_KEY"]
+
+    # api, proxy and worker serve on the configured ports, and the printed
+    # token works on the API
+    api = creds["apiUrl"]
+    wait_for(lambda: answers(f"{api}/healthz"), 60, "the API's /healthz")
+    status, body = get(f"{api}/api/v1/me", creds["token"])
+    assert status == 200, body
+    me = json.loads(body)
+    assert (me["id"], me["organizationId"], me["organizationAdmin"]) == (
+        creds["memberId"], creds["organizationId"], True,
+    )
+    assert get(f"{api}/api/v1/me", "nbk_not_a_token")[0] == 401
+    wait_for(lambda: answers(f"{creds['proxyUrl']}/healthz"), 60, "the proxy's /healthz")
+    metrics = f"http://127.0.0.1:{stack.metrics_port}/metrics"
+    wait_for(lambda: answers(metrics), 60, "the worker's /metrics")
 
     # Ctrl-C stops everything: children, PostgreSQL; nothing is left behind
     assert stack.stop(signal.SIGINT) == 0
