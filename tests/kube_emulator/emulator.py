@@ -32,13 +32,14 @@ Obj = dict[str, Any]
 Key = tuple[str, str, str, str]  # group, plural, namespace, name
 
 
+@attrs.frozen
 class ApiError(KubernetesError):
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.details = {}
+    """Rendered by kmock as a Kubernetes `Status` body with this code/reason."""
+
+    status: int = 500
+    reason: str = "InternalError"
+    message: str = ""
+    details: dict[str, Any] = attrs.field(factory=dict)
 
 
 @dataclass(eq=False)

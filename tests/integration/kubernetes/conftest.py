@@ -1,0 +1,56 @@
+"""Fixtures: the kmock-based Kubernetes API emulator on a loopback port, a
+fake kubelet driving pod phases, and runtimes talking to it through the
+official client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import kmock
+import pytest
+from kube_emulator import KubeEmulator, Kubelet
+from kubernetes import client
+
+from reconciler.runtime.kubernetes import KubernetesRuntime, KubernetesSettings
+
+NAMESPACE = "notebooks-test"
+
+
+@dataclass
+class Kube:
+    emulator: KubeEmulator
+    kubelet: Kubelet
+    url: str
+    runtimes: list[KubernetesRuntime] = field(default_factory=list)
+
+    def runtime(self, **overrides: object) -> KubernetesRuntime:
+        settings = KubernetesSettings(
+            namespace=NAMESPACE,
+            sail_image="sail:test",
+            marimo_image="kernel:test",
+            request_timeout_seconds=10,
+            **overrides,  # type: ignore[arg-type]
+        )
+        cfg = client.Configuration()
+        cfg.host = self.url
+        rt = KubernetesRuntime(settings, client.ApiClient(cfg), reconnect_backoff=(0.0, 0.05))
+        self.runtimes.append(rt)
+        return rt
+
+    def pods(self) -> list[str]:
+        return self.emulator.names("pods")
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[Kube]:
+    emulator = KubeEmulator()
+    async with emulator, kmock.Server(emulator) as server:
+        kubelet = Kubelet(emulator)
+        k = Kube(emulator, kubelet, str(server.url).rstrip("/"))
+        try:
+            yield k
+        finally:
+            for rt in k.runtimes:
+                await rt.close()
+            await kubelet.close()

@@ -1,0 +1,185 @@
+"""The Kubernetes runtime against the API emulator, through the official
+client, with a fake kubelet moving pods as a node would."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conftest import NAMESPACE, Kube
+from kube_emulator import eventually, kubelet
+
+from reconciler.runtime.base import Phase, ResourceSpec, SessionSpec, WorkloadSpec
+from reconciler.runtime.kubernetes import names as n
+
+
+def spec(
+    nid: str = "NB1",
+    sid: str = "S1",
+    *,
+    sail_image: str = "",
+    marimo_image: str = "",
+    mode: str = "standalone",
+) -> SessionSpec:
+    return SessionSpec(
+        notebook_id=nid,
+        session_id=sid,
+        session_token="tok-" + sid,
+        workload=WorkloadSpec(
+            mode=mode,
+            sail=ResourceSpec(image=sail_image),
+            marimo=ResourceSpec(image=marimo_image),
+        ),
+        base_url=f"/notebooks/{nid}",
+    )
+
+
+async def test_start_reaches_ready_with_urls_and_all_objects(kube: Kube) -> None:
+    rt = kube.runtime()
+    kube.kubelet.default = kubelet.PENDING  # scheduled, containers being created
+    first = await rt.ensure_running(spec())
+    assert first.session_id == "S1"
+
+    async def creating() -> bool:
+        obs = await rt.observe("NB1")
+        return obs.sail.detail == obs.marimo.detail == "ContainerCreating"
+
+    await eventually(creating)
+    obs = await rt.observe("NB1")
+    assert obs.sail.phase is obs.marimo.phase is Phase.STARTING
+    assert kube.kubelet.apply(NAMESPACE, "nb-nb1-s1-sail", kubelet.RUN)
+    obs = await rt.observe("NB1")
+    assert obs.sail.phase is Phase.READY and obs.marimo.phase is Phase.STARTING
+    assert kube.kubelet.apply(NAMESPACE, "nb-nb1-s1-marimo", kubelet.RUN)
+    obs = await rt.observe("NB1")
+    assert obs.marimo_url == f"http://nb-nb1-marimo.{NAMESPACE}.svc:2718"
+    assert obs.sail_url == f"sc://nb-nb1-sail.{NAMESPACE}.svc:50051"
+    assert obs.runtime_state["marimo_url"] == obs.marimo_url
+    emu = kube.emulator
+    assert kube.pods() == ["nb-nb1-s1-marimo", "nb-nb1-s1-sail"]
+    assert emu.names("services") == ["nb-nb1-marimo", "nb-nb1-sail"]
+    assert emu.names("secrets") == ["nb-nb1-s1-token"]
+    assert emu.names("persistentvolumeclaims") == ["nb-nb1-data"]
+    assert emu.names("networkpolicies", "networking.k8s.io") == ["nb-nb1-marimo", "nb-nb1-sail"]
+    # ensure_running again is a no-op that reports the same state
+    again = await rt.ensure_running(spec())
+    assert again.sail.phase is Phase.READY and kube.pods() == ["nb-nb1-s1-marimo", "nb-nb1-s1-sail"]
+
+
+async def _failed(kube: Kube, s: SessionSpec, component: str) -> str:
+    rt = kube.runtime()
+    await rt.ensure_running(s)
+
+    async def failed() -> bool:
+        obs = await rt.observe(s.notebook_id)
+        return getattr(obs, component).phase is Phase.FAILED
+
+    await eventually(failed)
+    c = getattr(await rt.observe(s.notebook_id), component)
+    assert c.terminal, c
+    return c.detail
+
+
+async def test_image_pull_failure_is_terminal_with_reason(kube: Kube) -> None:
+    kube.kubelet.behaviour["registry/missing:9"] = kubelet.IMAGE_PULL
+    detail = await _failed(kube, spec(sail_image="registry/missing:9"), "sail")
+    assert "ImagePullBackOff" in detail and "registry/missing:9" in detail
+
+
+async def test_crash_loop_is_terminal_with_reason(kube: Kube) -> None:
+    kube.kubelet.behaviour["kernel:broken"] = kubelet.CRASH_LOOP
+    detail = await _failed(kube, spec(marimo_image="kernel:broken"), "marimo")
+    assert "CrashLoopBackOff" in detail and "exit code 2" in detail
+
+
+async def test_unschedulable_is_terminal_with_reason(kube: Kube) -> None:
+    kube.kubelet.behaviour["sail:huge"] = kubelet.UNSCHEDULABLE
+    detail = await _failed(kube, spec(sail_image="sail:huge"), "sail")
+    assert "Unschedulable" in detail and "Insufficient memory" in detail
+
+
+async def test_oom_kill_is_terminal_with_reason(kube: Kube) -> None:
+    kube.kubelet.behaviour["sail:hungry"] = kubelet.OOM
+    detail = await _failed(kube, spec(sail_image="sail:hungry"), "sail")
+    assert "OOMKilled" in detail
+
+
+async def test_pod_deleted_under_running_notebook_is_absent_then_repaired(kube: Kube) -> None:
+    rt = kube.runtime()
+    await rt.ensure_running(spec())
+
+    async def both_ready() -> bool:
+        obs = await rt.observe("NB1")
+        return obs.sail.phase is Phase.READY and obs.marimo.phase is Phase.READY
+
+    await eventually(both_ready)
+    kube.emulator.remove("", "pods", NAMESPACE, "nb-nb1-s1-marimo")  # evicted, node lost…
+    obs = await rt.observe("NB1")
+    assert obs.marimo.phase is Phase.ABSENT and obs.sail.phase is Phase.READY
+    await rt.ensure_running(spec())  # the repair: only the missing pod is created
+    await eventually(both_ready)
+
+
+async def test_two_runtimes_racing_create_each_object_once(kube: Kube) -> None:
+    a, b = kube.runtime(), kube.runtime()
+    s = spec(mode="cluster")
+    obs_a, obs_b = await asyncio.gather(a.ensure_running(s), b.ensure_running(s))
+    assert obs_a.session_id == obs_b.session_id == "S1"
+    creates = [c for c in kube.emulator.calls if c.action == "create"]
+    conflicts = [e for e in kube.emulator.errors if getattr(e, "status", None) == 409]
+    # both tried every object (11 in cluster mode); the loser took 409 as success
+    assert len(creates) == 22 and len(conflicts) == 11
+    assert kube.pods() == ["nb-nb1-s1-marimo", "nb-nb1-s1-sail"]
+    assert kube.emulator.names("roles", "rbac.authorization.k8s.io") == ["nb-nb1-sail-driver"]
+    assert kube.emulator.names("serviceaccounts") == ["nb-nb1-sail-driver"]
+
+
+async def test_new_session_replaces_pods_and_token_of_the_old_one(kube: Kube) -> None:
+    rt = kube.runtime()
+    await rt.ensure_running(spec(sid="S1"))
+    obs = await rt.ensure_running(spec(sid="S2"))
+    assert obs.session_id == "S2"
+    assert kube.pods() == ["nb-nb1-s2-marimo", "nb-nb1-s2-sail"]
+    assert kube.emulator.names("secrets") == ["nb-nb1-s2-token"]
+
+
+async def test_stop_keeps_storage_and_delete_removes_it(kube: Kube) -> None:
+    rt = kube.runtime()
+    other = spec(nid="OTHER")
+    await rt.ensure_running(other)
+    await rt.ensure_running(spec(sid="S1", mode="cluster"))
+    pvc_uid = kube.emulator.get("persistentvolumeclaims", NAMESPACE, "nb-nb1-data")["metadata"][
+        "uid"
+    ]
+    await rt.ensure_stopped("NB1")
+    obs = await rt.observe("NB1")
+    assert obs.nothing_left and obs.session_id is None
+    emu = kube.emulator
+    assert kube.pods() == ["nb-other-s1-marimo", "nb-other-s1-sail"]  # the other notebook stays
+    assert emu.names("persistentvolumeclaims") == ["nb-nb1-data", "nb-other-data"]
+    assert "nb-nb1-sail" not in emu.names("services")
+    assert emu.names("roles", "rbac.authorization.k8s.io") == []
+    # a new start mounts the same claim: the notebook file survived the stop
+    await rt.ensure_running(spec(sid="S2"))
+    assert emu.get("persistentvolumeclaims", NAMESPACE, "nb-nb1-data")["metadata"]["uid"] == pvc_uid
+    await rt.delete("NB1")
+    await rt.delete("NB1")  # idempotent
+    left = [k for k in emu.objects if (k[3].startswith("nb-nb1-"))]
+    assert left == []
+    assert emu.names("persistentvolumeclaims") == ["nb-other-data"]
+
+
+async def test_observe_never_writes(kube: Kube) -> None:
+    rt = kube.runtime()
+    await rt.ensure_running(spec())
+    before = (kube.emulator.resource_version, len(kube.emulator.objects))
+    kube.kubelet.default = kubelet.PENDING
+    calls = len(kube.emulator.calls)
+    await rt.observe("NB1")
+    assert all(c.action in ("list", "watch") for c in kube.emulator.calls[calls:])
+    assert len(kube.emulator.objects) == before[1]
+
+
+def test_labels_select_one_notebook() -> None:
+    assert n.selector(n.notebook_labels("A")) == (
+        "app.kubernetes.io/managed-by=notebooks,notebooks.example.com/notebook-id=A"
+    )

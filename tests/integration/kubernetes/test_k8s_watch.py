@@ -1,0 +1,138 @@
+"""The pod watch: every change announces its notebook; a dropped watch
+resumes from the last resourceVersion; 410 Gone relists and announces
+notebooks whose pods vanished meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import NAMESPACE, Kube
+from kube_emulator import Changes, eventually, kubelet
+
+from reconciler.runtime.base import SessionSpec, WorkloadSpec
+from reconciler.runtime.kubernetes import KubernetesRuntime
+
+
+def spec(nid: str, sid: str = "S1") -> SessionSpec:
+    return SessionSpec(nid, sid, "tok", WorkloadSpec(), f"/notebooks/{nid}")
+
+
+class Watching:
+    def __init__(self, rt: KubernetesRuntime) -> None:
+        self.rt = rt
+        self.changes = Changes()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.rt.run_watch(self.changes))
+
+    async def stop(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+@pytest.fixture
+async def watching(kube: Kube) -> AsyncIterator[Watching]:
+    w = Watching(kube.runtime(watch_timeout_seconds=60, resync_seconds=3600))
+    w.start()
+    yield w
+    if w.task is not None and not w.task.done():
+        await w.stop()
+
+
+def watch_calls(kube: Kube) -> list[dict[str, str]]:
+    return [c.params for c in kube.emulator.calls if c.action == "watch"]
+
+
+async def test_every_pod_change_announces_its_notebook(kube: Kube, watching: Watching) -> None:
+    await eventually(lambda: _true(kube.emulator.open_watches == 1))
+    kube.kubelet.default = kubelet.PENDING
+    rt = kube.runtime()
+    await rt.ensure_running(spec("NB1"))
+    # two pods created, each moved to ContainerCreating: four announcements
+    await eventually(lambda: _true(watching.changes.count("NB1") >= 4))
+    before = watching.changes.count("NB1")
+    kube.kubelet.apply(NAMESPACE, "nb-nb1-s1-sail", kubelet.CRASH_LOOP)
+    await eventually(lambda: _true(watching.changes.count("NB1") == before + 1))
+    # pods not ours (no managed-by label) are not watched
+    kube.emulator.put(
+        "",
+        "pods",
+        {"metadata": {"name": "x", "namespace": NAMESPACE, "labels": {}}},
+        event="ADDED",
+    )
+    await rt.delete("NB1")
+    await eventually(lambda: _true(watching.changes.count("NB1") == before + 3))
+    assert set(watching.changes.calls) == {"NB1"}
+    assert watching.rt.watcher.lists == 1 and watching.rt.watcher.breaks == 0
+
+
+async def test_dropped_watch_resumes_from_last_resource_version(
+    kube: Kube, watching: Watching
+) -> None:
+    kube.kubelet.default = kubelet.PENDING
+    await kube.runtime().ensure_running(spec("NB1"))
+    await eventually(lambda: _true(watching.changes.count("NB1") >= 4))
+    last_seen = watching.rt.watcher.resource_version
+    assert last_seen == str(kube.emulator.resource_version)
+    # cut the connection mid-stream, and change a pod before the watch is back
+    assert kube.emulator.drop_watches() == 1
+    kube.kubelet.apply(NAMESPACE, "nb-nb1-s1-marimo", kubelet.RUN)
+    count = watching.changes.count("NB1")
+    await eventually(lambda: _true(watching.changes.count("NB1") == count + 1))
+    watcher = watching.rt.watcher
+    assert watcher.breaks == 1
+    assert watcher.lists == 1  # resumed, not relisted
+    calls = watch_calls(kube)
+    assert len(calls) == 2 and calls[1]["resourceVersion"] == last_seen
+    assert watcher.resource_version == str(kube.emulator.resource_version)
+
+
+async def test_gone_resource_version_relists_and_announces_vanished_notebooks(
+    kube: Kube, watching: Watching
+) -> None:
+    rt = kube.runtime()
+    await rt.ensure_running(spec("NB1"))
+    await rt.ensure_running(spec("NB2"))
+    await eventually(lambda: _true({"NB1", "NB2"} <= set(watching.changes.calls)))
+    await watching.stop()
+    # while nobody watched: NB1's pods vanished and the history was compacted
+    for pod in ("nb-nb1-s1-sail", "nb-nb1-s1-marimo"):
+        kube.emulator.remove("", "pods", NAMESPACE, pod)
+    kube.emulator.compact()
+    watching.changes.calls.clear()
+    lists = watching.rt.watcher.lists
+    watching.start()  # resumes from the old resourceVersion: 410 Gone
+    await eventually(lambda: _true(watching.rt.watcher.lists == lists + 1))
+    await eventually(lambda: _true({"NB1", "NB2"} <= set(watching.changes.calls)))
+    assert watch_calls(kube)[-2]["resourceVersion"] != watch_calls(kube)[-1]["resourceVersion"]
+
+
+async def test_failed_list_is_retried(kube: Kube) -> None:
+    kube.emulator.fail_next["pods"] = 2
+    w = Watching(kube.runtime())
+    w.start()
+    try:
+        await eventually(lambda: _true(w.rt.watcher.lists == 1))
+        assert w.rt.watcher.breaks == 2
+    finally:
+        await w.stop()
+
+
+async def test_server_side_timeout_reopens_the_watch(kube: Kube) -> None:
+    w = Watching(kube.runtime(watch_timeout_seconds=1, resync_seconds=3600))
+    w.start()
+    try:
+        await eventually(lambda: _true(len(watch_calls(kube)) >= 2), timeout=5)
+        assert w.rt.watcher.breaks == 0 and w.rt.watcher.lists == 1
+        assert watch_calls(kube)[0]["timeoutSeconds"] == "1"
+    finally:
+        await w.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
