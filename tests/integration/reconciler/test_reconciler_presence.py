@@ -1,0 +1,187 @@
+"""running ↔ idle ↔ detached and auto-stop, driven by an injected clock, on a
+real database. The runtime here is a fake named by its behaviour (always
+healthy; `executing` set by the test): what is under test is the reconcile
+pass, its status writes, events and the sweep that enqueues it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from psycopg_pool import AsyncConnectionPool
+
+from common.clock import FakeClock
+from common.db import open_pool
+from common.settings import Settings
+from reconciler.reconcile import Deps, reconcile_once
+from reconciler.runtime.base import Component, Observation, Phase, SessionSpec
+from reconciler.sweep import sweep_once
+
+
+class HealthyRuntime:
+    """Sail and Marimo always ready; tests flip `executing` and watch stops."""
+
+    def __init__(self) -> None:
+        self.executing = False
+        self.up = True
+        self.stopped: list[str] = []
+
+    async def observe(self, notebook_id: str) -> Observation:
+        if not self.up:
+            return Observation(session_id=None)
+        ready = Component(Phase.READY)
+        return Observation(
+            session_id=self.session, sail=ready, marimo=ready, executing=self.executing,
+            marimo_url="http://127.0.0.1:1", sail_url="sc://127.0.0.1:2",
+            runtime_state={"marimo_url": "http://127.0.0.1:1", "sail_url": "sc://127.0.0.1:2"},
+        )
+
+    async def ensure_running(self, spec: SessionSpec) -> Observation:
+        self.up = True
+        return await self.observe(spec.notebook_id)
+
+    async def ensure_stopped(self, notebook_id: str) -> None:
+        self.up = False
+        self.stopped.append(notebook_id)
+
+    async def delete(self, notebook_id: str) -> None:
+        await self.ensure_stopped(notebook_id)
+
+    async def close(self) -> None:
+        pass
+
+    session: str | None = None
+
+
+async def _setup(rows, rsettings: Settings, clock: FakeClock, **cols):  # type: ignore[no-untyped-def]
+    nid = await rows.notebook(**cols)
+    await rows.start(nid, now=clock.now())
+    row = await rows.get(nid)
+    runtime = HealthyRuntime()
+    runtime.session = row["session_id"]
+    pool: AsyncConnectionPool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
+    deps = Deps(pool=pool, runtime=runtime, clock=clock, presence_window_seconds=150)
+    return nid, runtime, deps
+
+
+async def test_presence_moves_running_idle_detached_and_idle_timer_auto_stops(
+    rows, rsettings: Settings
+):
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock)
+    try:
+        assert (await reconcile_once(deps, nid)).outcome == "ready"
+        assert (await rows.get(nid))["status"] == "running"
+
+        # No ping within the presence window (the start counted as one) → idle.
+        clock.advance(151)
+        await reconcile_once(deps, nid)
+        assert (await rows.get(nid))["status"] == "idle"
+
+        # A ping → running again.
+        await rows.ping(nid, clock.now())
+        await reconcile_once(deps, nid)
+        assert (await rows.get(nid))["status"] == "running"
+
+        # Nobody there but a cell is executing → detached.
+        clock.advance(151)
+        runtime.executing = True
+        await reconcile_once(deps, nid)
+        row = await rows.get(nid)
+        assert (row["status"], row["executing"]) == ("detached", True)
+
+        # Work ends → idle; the idle timer counts from then.
+        clock.advance(1000)
+        runtime.executing = False
+        await reconcile_once(deps, nid)
+        row = await rows.get(nid)
+        assert row["status"] == "idle" and row["last_active_at"] == clock.now()
+
+        clock.advance(3599)
+        await reconcile_once(deps, nid)
+        assert (await rows.get(nid))["status"] == "idle"
+
+        # Idle for the whole timeout → auto-stop with the reason, then stopped.
+        clock.advance(1)
+        result = await reconcile_once(deps, nid)
+        assert result.outcome == "auto_stop" and runtime.stopped == [nid]
+        row = await rows.get(nid)
+        assert (row["status"], row["desired_state"]) == ("stopping", "stopped")
+        assert row["status_message"] == "idle for 3600 s"
+        await reconcile_once(deps, nid)
+        row = await rows.get(nid)
+        assert row["status"] == "stopped" and row["session_id"] is None
+
+        events = [(e["to_status"], e["reason"], e["actor"]) for e in await rows.events(nid)]
+        assert [e[0] for e in events] == [
+            "starting", "running", "idle", "running", "detached", "idle", "stopping", "stopped"
+        ]
+        assert ("stopping", "idle for 3600 s", "reconciler") in events
+    finally:
+        await deps.pool.close()
+
+
+async def test_detached_timer_auto_stops_unattended_work(rows, rsettings: Settings):
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock, detached_timeout_seconds=600)
+    try:
+        await reconcile_once(deps, nid)
+        runtime.executing = True
+        clock.advance(151)
+        await reconcile_once(deps, nid)
+        assert (await rows.get(nid))["status"] == "detached"
+        clock.advance(600 - 151)
+        await reconcile_once(deps, nid)
+        row = await rows.get(nid)
+        assert (row["status"], row["status_message"]) == ("stopping", "detached for 600 s")
+    finally:
+        await deps.pool.close()
+
+
+async def test_sweep_enqueues_unsettled_and_provisioned_notebooks_only(
+    rows, db, rsettings: Settings
+):
+    stopped = await rows.notebook()
+    starting = await rows.notebook()
+    await rows.start(starting)
+    running = await rows.notebook(status="running", desired_state="running")
+    await db.execute("delete from pgqueuer")
+    pool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
+    try:
+        assert await sweep_once(pool) == 2
+        cur = await db.execute("select convert_from(payload, 'utf8') as id from pgqueuer")
+        queued = {r["id"] for r in await cur.fetchall()}
+        assert queued == {starting, running} and stopped not in queued
+        # One sweeper at a time: while another holds the lock, this round is skipped.
+        async with pool.connection() as other, other.transaction():
+            await other.execute("select pg_advisory_xact_lock(7310003)")
+            assert await sweep_once(pool) is None
+    finally:
+        await pool.close()
+
+
+async def test_start_deadline_fails_and_tears_down(rows, rsettings: Settings):
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock)
+
+    class NeverReady(HealthyRuntime):
+        async def observe(self, notebook_id: str) -> Observation:
+            if not self.up:
+                return Observation(session_id=None)
+            return Observation(
+                session_id=self.session, sail=Component(Phase.READY),
+                marimo=Component(Phase.STARTING),
+            )
+
+    slow = NeverReady()
+    slow.session = runtime.session
+    deps = Deps(pool=deps.pool, runtime=slow, clock=clock)
+    try:
+        assert (await reconcile_once(deps, nid)).outcome == "starting"
+        assert (await rows.get(nid))["status_message"] == "waiting for Marimo"
+        clock.advance(timedelta(seconds=60).total_seconds())
+        assert (await reconcile_once(deps, nid)).outcome == "deadline"
+        row = await rows.get(nid)
+        assert row["status"] == "failed" and "start deadline passed" in row["status_message"]
+        assert slow.stopped == [nid]
+    finally:
+        await deps.pool.close()
