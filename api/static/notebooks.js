@@ -26,7 +26,7 @@ const list = {
 
 function rowFor(nb, ctx) {
   const message = nb.statusMessage
-    ? h("div", { class: `status-message small status-text-${nb.status}`, text: nb.statusMessage })
+    ? h("div", { class: `status-message small status-text-${nb.status}`, title: nb.statusMessage, text: nb.statusMessage })
     : null;
   return h(
     "tr",

@@ -42,15 +42,17 @@ def row(page: Any, name: str) -> Any:
 
 
 def create_notebook(page: Any, wait: Any, name: str, description: str = "",
-                    teams: tuple[str, ...] = ()) -> str:
+                    teams: tuple[str, ...] = (), config: str | None = None) -> str:
     page.get_by_role("button", name="New notebook").click()
     dialog = page.get_by_role("dialog", name="New notebook")
     dialog.get_by_label("Name").fill(name)
     dialog.get_by_label("Description").fill(description)
     # The default workload config made by the bootstrap is offered and chosen.
-    config = dialog.get_by_label("Workload config")
-    wait(lambda: config.input_value(), 10, "workload configs in the form")
-    assert config.locator("option:checked").inner_text() == "default"
+    select = dialog.get_by_label("Workload config")
+    wait(lambda: select.input_value(), 10, "workload configs in the form")
+    assert select.locator("option:checked").inner_text() == "default"
+    if config:
+        select.select_option(label=config)
     for team in teams:
         dialog.get_by_label(team).check()
     dialog.get_by_role("button", name="Create notebook").click()
@@ -193,13 +195,16 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     assert page.locator("#config-form-error").inner_text() == bad["detail"]
     page.locator("#cfg-sail-cpu").fill("2")
     page.locator("#cfg-sail-memory").fill("4Gi")
-    page.locator("#cfg-env").fill("FOO=bar")
+    # An environment Sail refuses to start with: used below for a failed start.
+    page.locator("#cfg-env").fill("SAIL_MODE=no-such-mode")
     form.get_by_role("button", name="Create workload config").click()
     big = page.locator("#configs-body tr", has_text="big")
     big.wait_for()
-    assert "2 CPU, 4Gi memory" in big.inner_text() and "FOO" in big.inner_text()
+    assert "2 CPU, 4Gi memory" in big.inner_text() and "SAIL_MODE" in big.inner_text()
     _, configs = stack.call("GET", "/workloads/configs")
     assert {c["name"] for c in configs["items"]} == {"default", "big"}
+    assert [c["env"] for c in configs["items"] if c["name"] == "big"] == [
+        {"SAIL_MODE": "no-such-mode"}]
 
     # A notebook shared with a team at creation, then renamed.
     teams = {}
@@ -242,6 +247,21 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     assert page.locator("#edit-error").inner_text() == gone["detail"]
     dialog.get_by_role("button", name="Cancel").click()
     row(page, "Scratch").wait_for(state="detached", timeout=15_000)
+
+    # A failed start shows the reconciler's real reason, and Start again.
+    failing_id = create_notebook(page, wait, "Doomed", config="big")
+    failing = row(page, "Doomed")
+    failing.get_by_role("button", name="Start Doomed").click()
+    failing.locator(".status-failed").wait_for(timeout=START_SECONDS * 1000)
+    _, described = stack.call("GET", f"/workloads/notebooks/{failing_id}")
+    reason = described["included"]["notebooks"][0]["statusMessage"]
+    assert "Sail exited" in reason and "MODE" in reason, reason
+    assert failing.locator(".status-message").text_content() == reason
+    failing.get_by_role("button", name="Start Doomed").wait_for()
+    failing.get_by_role("link", name="Doomed").click()
+    page.get_by_role("heading", name="Doomed").wait_for()
+    assert page.locator("#nb-message").text_content() == reason
+    page.get_by_role("link", name="All notebooks").click()
 
     # Phone width: no sideways scrolling, rows become cards.
     page.set_viewport_size(PHONE)
