@@ -1,5 +1,6 @@
 """Run a reconciler worker in its own process for tests that SIGKILL it.
-Settings come as JSON in argv[1] (the test builds them directly)."""
+Settings come as JSON in argv[1] (the test builds them directly); argv[2]
+is an optional metrics port."""
 
 from __future__ import annotations
 
@@ -14,4 +15,5 @@ if __name__ == "__main__":
     raw = json.loads(sys.argv[1])
     raw["data_dir"] = Path(raw["data_dir"])
     raw["signing_keys"] = tuple(tuple(k) for k in raw["signing_keys"])
-    sys.exit(main(Settings(**raw)))
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    sys.exit(main(Settings(**raw), metrics_port=port))

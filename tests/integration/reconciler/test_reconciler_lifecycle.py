@@ -46,7 +46,7 @@ async def spark_sum(spark_remote: str, tmp: Path) -> str:
 async def test_start_runs_sail_and_marimo_and_stop_leaves_nothing(
     rows, worker, rsettings: Settings, tmp_path: Path
 ):
-    nid = await rows.notebook()
+    nid = await rows.notebook(await rows.config(env={"TEAM_BUCKET": "s3://b"}))
     await worker()
     await rows.start(nid)
 
@@ -61,6 +61,9 @@ async def test_start_runs_sail_and_marimo_and_stop_leaves_nothing(
     assert marimo.environ()["SPARK_REMOTE"] == state["sail_url"]
     assert "--base-url" in marimo.cmdline() and f"/notebooks/{nid}" in marimo.cmdline()
     assert "DATABASE_URL" not in marimo.environ()
+    # The workload config's env reaches both Sail and Marimo (whose kernel inherits it).
+    sail = psutil.Process(state["sail_pid"])
+    assert marimo.environ()["TEAM_BUCKET"] == sail.environ()["TEAM_BUCKET"] == "s3://b"
     assert await spark_sum(marimo.environ()["SPARK_REMOTE"], tmp_path) == "499500"
     assert (rsettings.data_dir / "notebooks" / nid / "notebook.py").exists()
     messages = [e["to_status"] for e in await rows.events(nid)]
