@@ -147,7 +147,11 @@ async def _recheck(app: web.Application, payload: str) -> None:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
-               recheck_seconds: float = 3.0) -> web.Application:
+               recheck_seconds: float = 3.0, listen_for_changes: bool = True
+               ) -> web.Application:
+    """The proxy app. Access is re-checked on NOTIFY (immediately) and every
+    `recheck_seconds` (the safety net); `listen_for_changes=False` leaves only
+    the latter, for tests of it."""
     app = web.Application(middlewares=[valid_notebook_id], client_max_size=0)
     app.on_response_prepare.append(_on_prepare(settings.frame_ancestors))
     app[LISTENING] = asyncio.Event()
@@ -186,8 +190,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                 except Exception as exc:  # noqa: BLE001
                     log.warning("proxy.recheck_failed", error=repr(exc))
 
-        tasks = [asyncio.create_task(listen(settings.database_url, on_notify, app[LISTENING])),
-                 asyncio.create_task(periodic())]
+        tasks = [asyncio.create_task(periodic())]
+        if listen_for_changes:
+            tasks.append(asyncio.create_task(
+                listen(settings.database_url, on_notify, app[LISTENING])))
         try:
             yield
         finally:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from proxy_helpers import (
     NOTEBOOK_ID,
     Marimo,
     ProxyUnderTest,
+    free_port,
     insert_world,
     serve_proxy,
     start_marimo,
@@ -18,9 +20,12 @@ from proxy_helpers import (
 from common.settings import Settings
 
 
-@pytest.fixture(scope="session")
-def marimo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Marimo]:
-    proc, info = start_marimo(tmp_path_factory.mktemp("marimo"), NOTEBOOK_ID)
+@pytest.fixture
+def marimo(tmp_path: Path) -> Iterator[Marimo]:
+    """A fresh Marimo per test: Marimo 0.25 refuses to resume once several
+    editing sessions piled up in one server ("Only one session should exist
+    while editing"), so tests do not share one."""
+    proc, info = start_marimo(tmp_path / "marimo", NOTEBOOK_ID)
     try:
         yield info
     finally:
@@ -30,6 +35,17 @@ def marimo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Marimo]:
 @pytest.fixture
 async def proxy(settings: Settings, marimo: Marimo) -> AsyncIterator[ProxyUnderTest]:
     world = insert_world(settings.database_url, marimo.url, marimo.token)
+    server, under_test = await serve_proxy(settings, world)
+    try:
+        yield under_test
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def login_proxy(settings: Settings) -> AsyncIterator[ProxyUnderTest]:
+    """The proxy in front of nothing: login checks never reach upstream."""
+    world = insert_world(settings.database_url, f"http://127.0.0.1:{free_port()}", "unused")
     server, under_test = await serve_proxy(settings, world)
     try:
         yield under_test

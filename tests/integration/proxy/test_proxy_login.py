@@ -21,7 +21,8 @@ async def _get(p: ProxyUnderTest, url: str) -> tuple[int, str, list[str], dict[s
             resp.headers)
 
 
-async def test_good_token_sets_scoped_cookie_and_redirects(proxy: ProxyUnderTest) -> None:
+async def test_good_token_sets_scoped_cookie_and_redirects(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     status, _, cookies, headers = await _get(proxy, proxy.open_url(proxy.token(proxy.world.owner)))
     assert status == 303
     assert headers["Location"] == f"/notebooks/{proxy.world.notebook}/"
@@ -34,12 +35,12 @@ async def test_good_token_sets_scoped_cookie_and_redirects(proxy: ProxyUnderTest
     assert "secure" not in attrs  # cookie_secure=False in the test settings
 
 
-async def test_cookie_is_secure_unless_switched_off(settings, marimo) -> None:  # type: ignore[no-untyped-def]
+async def test_cookie_is_secure_unless_switched_off(settings) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
-    from proxy_helpers import insert_world, serve_proxy
+    from proxy_helpers import free_port, insert_world, serve_proxy
 
-    world = insert_world(settings.database_url, marimo.url, marimo.token)
+    world = insert_world(settings.database_url, f"http://127.0.0.1:{free_port()}", "unused")
     server, p = await serve_proxy(replace(settings, cookie_secure=True), world)
     try:
         _, _, cookies, _ = await _get(p, p.open_url(p.token(world.owner)))
@@ -55,19 +56,22 @@ def _refused(status: int, body: str, cookies: list[str], words: str) -> None:
     assert "<html" in body.lower()
 
 
-async def test_expired_token(proxy: ProxyUnderTest) -> None:
+async def test_expired_token(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = proxy.token(proxy.world.owner)
     proxy.clock.advance(301)
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "expired")
 
 
-async def test_reused_token(proxy: ProxyUnderTest) -> None:
+async def test_reused_token(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = proxy.token(proxy.world.owner)
     assert (await _get(proxy, proxy.open_url(token)))[0] == 303
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "already used")
 
 
-async def test_tampered_token(proxy: ProxyUnderTest) -> None:
+async def test_tampered_token(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     header, payload, sig = proxy.token(proxy.world.viewer, "view").split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["mode"] = "edit"
@@ -85,59 +89,70 @@ def _claims(p: ProxyUnderTest, **over: object) -> dict[str, object]:
     return claims
 
 
-async def test_alg_none_token(proxy: ProxyUnderTest) -> None:
+async def test_alg_none_token(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = jwt.encode(_claims(proxy), None, algorithm="none", headers={"kid": "k2"})
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "refused algorithm")
 
 
-async def test_other_algorithm_with_the_right_key(proxy: ProxyUnderTest) -> None:
+async def test_other_algorithm_with_the_right_key(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = jwt.encode(_claims(proxy), "s" * 40, algorithm="HS512", headers={"kid": "k2"})
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "refused algorithm")
 
 
-async def test_wrong_audience(proxy: ProxyUnderTest) -> None:
+async def test_wrong_audience(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = jwt.encode(_claims(proxy, aud="someone-else"), "s" * 40, algorithm="HS256",
                        headers={"kid": "k2"})
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "not meant for this proxy")
 
 
-async def test_unknown_key_id(proxy: ProxyUnderTest) -> None:
+async def test_unknown_key_id(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = jwt.encode(_claims(proxy), "s" * 40, algorithm="HS256", headers={"kid": "k9"})
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "unknown key")
 
 
-async def test_previous_key_still_accepted(proxy: ProxyUnderTest) -> None:
+async def test_previous_key_still_accepted(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = jwt.encode(_claims(proxy, jti="rotated"), "r" * 40, algorithm="HS256",
                        headers={"kid": "k1"})
     assert (await _get(proxy, proxy.open_url(token)))[0] == 303
 
 
-async def test_token_for_another_notebook(proxy: ProxyUnderTest) -> None:
+async def test_token_for_another_notebook(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = proxy.token(proxy.world.owner, notebook="OTHERNOTEBOOK")
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "another notebook")
 
 
-async def test_token_of_an_earlier_session(proxy: ProxyUnderTest) -> None:
+async def test_token_of_an_earlier_session(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = proxy.token(proxy.world.owner, session_id="OLDSESSION")
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "earlier session")
 
 
-async def test_missing_and_garbage_tokens(proxy: ProxyUnderTest) -> None:
+async def test_missing_and_garbage_tokens(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     _refused(*(await _get(proxy, proxy.url("/_open")))[:3], "no token")
     _refused(*(await _get(proxy, proxy.open_url("not.a.jwt")))[:3], "not a valid token")
 
 
-async def test_member_without_access(proxy: ProxyUnderTest) -> None:
+async def test_member_without_access(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = proxy.token(proxy.world.outsider, "view")
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "do not have access")
 
 
-async def test_edit_token_for_a_team_viewer_is_refused(proxy: ProxyUnderTest) -> None:
+async def test_edit_token_for_a_team_viewer_is_refused(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     token = proxy.token(proxy.world.viewer, "edit")
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "do not have access")
 
 
-async def test_jti_is_recorded_in_postgres(proxy: ProxyUnderTest) -> None:
+async def test_jti_is_recorded_in_postgres(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     import psycopg
 
     assert (await _get(proxy, proxy.open_url(proxy.token(proxy.world.owner))))[0] == 303
@@ -147,11 +162,12 @@ async def test_jti_is_recorded_in_postgres(proxy: ProxyUnderTest) -> None:
 
 
 @pytest.mark.parametrize("status", ["stopped", "starting", "stopping"])
-async def test_notebook_not_running_gets_503(proxy: ProxyUnderTest, status: str) -> None:
+async def test_notebook_not_running_gets_503(login_proxy: ProxyUnderTest, status: str) -> None:
+    proxy = login_proxy
     session = await proxy.login(proxy.world.owner)
     try:
         async with session.get(proxy.url("/health")) as resp:
-            assert resp.status == 200  # cached as running
+            assert resp.status == 502  # cached as running; nothing listens upstream
         await wait_listening(proxy)
         sql(proxy.settings.database_url, "update notebooks set status = %s", (status,))
         # NOTIFY drops the cached row; wait for it rather than sleeping.
@@ -170,7 +186,8 @@ async def test_notebook_not_running_gets_503(proxy: ProxyUnderTest, status: str)
         await session.close()
 
 
-async def test_requests_without_a_valid_cookie_are_refused(proxy: ProxyUnderTest) -> None:
+async def test_requests_without_a_valid_cookie_are_refused(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
     async with proxy.client() as c:
         async with c.get(proxy.url("/")) as resp:
             assert resp.status == 401

@@ -11,7 +11,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from proxy_helpers import ProxyUnderTest, free_port, insert_world, serve_proxy
+from proxy_helpers import (
+    ProxyUnderTest,
+    free_port,
+    insert_world,
+    serve_proxy,
+    sql,
+    wait_listening,
+)
 from yarl import URL
 
 from common.settings import Settings
@@ -27,6 +34,7 @@ class Upstream:
         self.upload_first = asyncio.Event()
         self.ws_close_codes: list[int | None] = []
         self.last_headers: dict[str, str] = {}
+        self.last_query = ""
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -66,6 +74,7 @@ class Upstream:
 
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
         self.last_headers = dict(request.headers)
+        self.last_query = request.query_string
         ws = web.WebSocketResponse(protocols=("marimo-test",))
         await ws.prepare(request)
         async for msg in ws:
@@ -233,3 +242,34 @@ async def test_bare_notebook_path_redirects_and_bad_ids_404(echo) -> None:  # ty
             assert resp.headers["Location"] == f"/notebooks/{NB}/"
         async with c.get(f"{p.base}/notebooks/bad-id/x") as resp:
             assert resp.status == 404
+
+
+async def test_view_sessions_websocket_is_forced_to_kiosk(echo) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = echo
+    session = await p.login(p.world.viewer, "view")
+    try:
+        async with session.ws_connect(p.url("/ws?session_id=abc&kiosk=false&kiosk=0"),
+                                      origin=p.origin) as ws:
+            await ws.send_str("x")
+            await ws.receive_str(timeout=5)
+        assert upstream.last_query == "session_id=abc&kiosk=true"
+    finally:
+        await session.close()
+
+
+async def test_revoking_access_ends_a_streaming_response(echo) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = echo
+    await wait_listening(p)
+    session = await p.login(p.world.editor)
+    try:
+        async with session.get(p.url("/stream")) as resp:
+            assert await asyncio.wait_for(resp.content.readexactly(6), 10) == b"first;"
+            sql(p.settings.database_url, "delete from notebook_teams where team_id = %s",
+                (p.world.team,))
+            # Upstream never sends more; the proxy must cut the body itself.
+            with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
+                                asyncio.IncompleteReadError)):
+                await asyncio.wait_for(resp.content.read(), 10)
+    finally:
+        upstream.client_got_first.set()
+        await session.close()

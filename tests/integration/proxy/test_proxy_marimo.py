@@ -1,0 +1,211 @@
+"""Against a real Marimo: the editor loads and runs through the proxy, a view
+session is forced to kiosk and refused every route outside the allowlist,
+and revoking access or stopping the notebook ends live connections."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import aiohttp
+import pytest
+from proxy_helpers import ProxyUnderTest, insert_world, serve_proxy, sql, wait_listening
+
+from proxy.policy import VIEW_GET_API, VIEW_GET_OPEN, VIEW_POST_API, WEBSOCKETS
+from proxy.policy_routes import marimo_routes
+
+
+async def _page(session: aiohttp.ClientSession, p: ProxyUnderTest) -> str:
+    async with session.get(p.url("/")) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/html")
+        assert "Server" not in resp.headers
+        return await resp.text()
+
+
+def _server_token(html: str) -> str:
+    match = re.search(r'"serverToken":\s*"([^"]+)"', html)
+    assert match, "Marimo's page carries its server token"
+    return match.group(1)
+
+
+async def _first_message(ws: aiohttp.ClientWebSocketResponse) -> dict:  # type: ignore[type-arg]
+    msg = await ws.receive(timeout=30)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return json.loads(msg.data)
+
+
+async def _kernel_ready(ws: aiohttp.ClientWebSocketResponse) -> dict:  # type: ignore[type-arg]
+    """Marimo may replay earlier messages around kernel-ready; find it."""
+    for _ in range(20):
+        message = await _first_message(ws)
+        if message["op"] == "kernel-ready":
+            return message
+    raise AssertionError("no kernel-ready")
+
+
+async def test_editor_loads_connects_and_runs_a_cell(proxy: ProxyUnderTest) -> None:
+    editor = await proxy.login(proxy.world.owner)
+    try:
+        token = _server_token(await _page(editor, proxy))
+        sid = f"s_{uuid.uuid4().hex[:8]}"
+        async with editor.ws_connect(proxy.url(f"/ws?session_id={sid}"), origin=proxy.origin) as ws:
+            ready = await _kernel_ready(ws)
+            cell = ready["data"]["cell_ids"][0]
+            async with editor.post(proxy.url("/api/kernel/run"), json={
+                "cellIds": [cell], "codes": ["answer = 6 * 7\nanswer"],
+            }, headers={"Marimo-Session-Id": sid, "Marimo-Server-Token": token}) as resp:
+                assert resp.status == 200, await resp.text()
+            deadline = time.monotonic() + 30
+            seen = ""
+            while "42" not in seen and time.monotonic() < deadline:
+                seen = (await ws.receive(timeout=30)).data or ""
+            assert "42" in seen
+    finally:
+        await editor.close()
+
+
+async def test_viewer_using_the_editors_session_id_is_kiosk_and_cannot_run(
+    proxy: ProxyUnderTest,
+) -> None:
+    editor = await proxy.login(proxy.world.owner)
+    viewer = await proxy.login(proxy.world.viewer, "view")
+    try:
+        token = _server_token(await _page(editor, proxy))
+        _server_token(await _page(viewer, proxy))  # the viewer loads the page too
+        sid = f"s_{uuid.uuid4().hex[:8]}"
+        async with editor.ws_connect(proxy.url(f"/ws?session_id={sid}"), origin=proxy.origin) as e:
+            await _kernel_ready(e)
+            # The measured bypass: a viewer that presents the editor's session id.
+            async with viewer.ws_connect(proxy.url(f"/ws?session_id={sid}&kiosk=false"),
+                                         origin=proxy.origin) as v:
+                ready = await _kernel_ready(v)
+                assert ready["data"]["kiosk"] is True
+            for path in ("/api/kernel/run", "/api/kernel/takeover", "/api/kernel/save"):
+                async with viewer.post(proxy.url(path), json={"cellIds": [], "codes": []},
+                                       headers={"Marimo-Session-Id": sid,
+                                                "Marimo-Server-Token": token}) as resp:
+                    assert resp.status == 403, path
+                    assert "read-only" in await resp.text()
+    finally:
+        await editor.close()
+        await viewer.close()
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+async def test_every_route_outside_the_allowlist_is_refused_to_viewers(
+    proxy: ProxyUnderTest,
+) -> None:
+    viewer = await proxy.login(proxy.world.viewer, "view")
+    allowed_seen = 0
+    try:
+        for route in marimo_routes():
+            path = _concrete(route.path)
+            if route.websocket:
+                if path == "/ws":
+                    continue  # allowed, as a kiosk: see the test above
+                async with viewer.get(proxy.url(path), headers={
+                    "Connection": "Upgrade", "Upgrade": "websocket", "Origin": proxy.origin,
+                    "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                }) as resp:
+                    assert resp.status == 403, path
+                    assert "<h1>Not allowed</h1>" in await resp.text()
+                continue
+            for method in route.methods:
+                if method == "HEAD":
+                    continue
+                async with viewer.request(method, proxy.url(path), json={}) as resp:
+                    allowed = (
+                        (method == "GET" and path in VIEW_GET_API | VIEW_GET_OPEN)
+                        or (method == "POST" and path in VIEW_POST_API)
+                        or (method == "GET" and not path.startswith(
+                            ("/api/", "/auth/", "/terminal/", "/ws", "/sse", "/og/")))
+                    )
+                    if allowed:
+                        allowed_seen += 1
+                        assert resp.status != 403, (method, path)
+                    else:
+                        assert resp.status == 403, (method, path)
+                        assert "read-only" in await resp.text()
+    finally:
+        await viewer.close()
+    assert allowed_seen >= len(VIEW_GET_API) + len(VIEW_POST_API)
+
+
+async def test_terminal_is_refused_even_to_the_owner(proxy: ProxyUnderTest) -> None:
+    owner = await proxy.login(proxy.world.owner)
+    try:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await owner.ws_connect(proxy.url("/terminal/ws"), origin=proxy.origin)
+        assert err.value.status == 403
+        assert "/terminal/ws" in WEBSOCKETS
+    finally:
+        await owner.close()
+
+
+async def _wait_closed(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> int | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        msg = await ws.receive(timeout=deadline - time.monotonic())
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.ERROR):
+            return ws.close_code
+    raise AssertionError("connection still open")
+
+
+async def test_removing_the_members_team_ends_their_websocket(proxy: ProxyUnderTest) -> None:
+    await wait_listening(proxy)
+    editor = await proxy.login(proxy.world.editor)
+    try:
+        async with editor.ws_connect(proxy.url(f"/ws?session_id=r_{uuid.uuid4().hex[:6]}"),
+                                     origin=proxy.origin) as ws:
+            await _first_message(ws)
+            started = time.monotonic()
+            sql(proxy.settings.database_url,
+                "delete from team_memberships where member_id = %s", (proxy.world.editor,))
+            assert await _wait_closed(ws, 10) == 4403
+            assert time.monotonic() - started < 10
+        async with editor.get(proxy.url("/")) as resp:
+            assert resp.status == 403
+    finally:
+        await editor.close()
+
+
+async def test_stopping_the_notebook_ends_websockets(proxy: ProxyUnderTest) -> None:
+    await wait_listening(proxy)
+    owner = await proxy.login(proxy.world.owner)
+    try:
+        async with owner.ws_connect(proxy.url(f"/ws?session_id=t_{uuid.uuid4().hex[:6]}"),
+                                    origin=proxy.origin) as ws:
+            await _first_message(ws)
+            sql(proxy.settings.database_url,
+                "update notebooks set status = 'stopping', desired_state = 'stopped'")
+            assert await _wait_closed(ws, 10) == 4403
+        async with owner.get(proxy.url("/")) as resp:
+            assert resp.status == 503
+    finally:
+        await owner.close()
+
+
+async def test_periodic_recheck_ends_access_without_notify(settings, marimo) -> None:  # type: ignore[no-untyped-def]
+    """The safety net under NOTIFY: with no listener at all, the periodic
+    re-check still ends a connection whose session changed."""
+    world = insert_world(settings.database_url, marimo.url, marimo.token)
+    server, p = await serve_proxy(settings, world, recheck_seconds=0.5, listen_for_changes=False)
+    try:
+        editor = await p.login(world.editor)
+        async with editor.ws_connect(p.url(f"/ws?session_id=p_{uuid.uuid4().hex[:6]}"),
+                                     origin=p.origin) as ws:
+            await _first_message(ws)
+            sql(settings.database_url, "update notebooks set session_id = 'NEWSESSION'")
+            assert await _wait_closed(ws, 10) == 4403
+        async with editor.get(p.url("/")) as resp:
+            assert resp.status == 401
+        await editor.close()
+    finally:
+        await server.close()
