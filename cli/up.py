@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from cli.bootstrap import (
     read_json,
     write_credentials,
 )
-from cli.database import data_dir_from_env, embedded
+from cli.database import CliError, data_dir_from_env, embedded
 from cli.supervisor import Backoff, Supervisor, specs_from_procfile
 from common.logging import configure_logging
 from common.settings import Settings
@@ -50,6 +51,13 @@ def _database(env: dict[str, str], data_dir: Path) -> Iterator[str]:
             log.info("embedded_postgres_stopping")
 
 
+def stack_env_preview(base: dict[str, str]) -> dict[str, str]:
+    """Enough of the environment to read the listen addresses before set-up."""
+    placeholder = "x" * 32
+    return {"DATABASE_URL": "unused", "NOTEBOOKS_SECRET_KEY": placeholder,
+            "NOTEBOOKS_SIGNING_KEYS": f"k:{placeholder}", **base}
+
+
 def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[str, str]:
     """The environment the children run with: the caller's, plus what `up` settled."""
     env = dict(base)
@@ -62,6 +70,23 @@ def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[s
     # Children log to the same terminal; make their Python unbuffered.
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def check_ports_free(settings: Settings) -> None:
+    """Fail before starting anything when a port is taken (often: another
+    `notebooks up`), instead of letting the child crash-loop."""
+    wanted = [("NOTEBOOKS_API_PORT", settings.api_host, settings.api_port),
+              ("NOTEBOOKS_PROXY_PORT", settings.proxy_host, settings.proxy_port)]
+    for variable, host, port in wanted:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                raise CliError(
+                    f"{host}:{port} is not available ({e.strerror}); is another `notebooks up` "
+                    f"running? Set {variable} to use another port"
+                ) from None
 
 
 def banner(settings: Settings, token: str, credentials: Path) -> str:
@@ -97,6 +122,7 @@ def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
     configure_logging(base_env.get("NOTEBOOKS_LOG_FORMAT", "auto"),
                       base_env.get("NOTEBOOKS_LOG_LEVEL", "info"))
     specs = specs_from_procfile(procfile, PROCESSES)
+    check_ports_free(Settings.from_env(stack_env_preview(base_env)))
     # SIGTERM during set-up should unwind (and stop PostgreSQL) like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -259,3 +259,15 @@ def test_a_killed_up_leaves_no_children_and_the_next_run_adopts_its_database(
     # the dead run's handle on the database does not keep it running at the end
     assert stack.stop(signal.SIGINT) == 0
     assert_everything_stopped(stack, postmaster)
+
+
+def test_a_taken_port_is_refused_before_anything_starts(stack: Stack) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", stack.proxy_port))
+        taken.listen()
+        done = subprocess.run([NOTEBOOKS, "up"], env=stack.env, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"127.0.0.1:{stack.proxy_port} is not available" in done.stderr
+    assert "NOTEBOOKS_PROXY_PORT" in done.stderr
+    assert not (stack.data_dir / "pg").exists()  # no database was started
