@@ -1,0 +1,103 @@
+"""The read-only policy, checked against Marimo's own route table."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.policy import (
+    VIEW_GET_API,
+    VIEW_POST_API,
+    decide,
+    force_kiosk,
+    normalize,
+)
+from proxy.policy_routes import marimo_routes, missing_allowlisted
+
+# What a viewer may reach, as (method, Marimo route). Reviewed by hand: when
+# Marimo adds or renames a route, this test fails until someone decides.
+EXPECTED_VIEW_ALLOWED = {
+    ("GET", "/api/version"),
+    ("GET", "/api/status/connections"),
+    ("GET", "/health"),
+    ("GET", "/healthz"),
+    ("GET", "/"),
+    ("GET", "/@file/{filename_and_length:path}"),
+    ("GET", "/public-files-sw.js"),
+    ("GET", "/public/{filepath:path}"),
+    ("GET", "/{path:path}"),
+    ("POST", "/api/kernel/set_ui_element_value"),
+    ("POST", "/api/kernel/set_model_value"),
+    ("POST", "/api/kernel/function_call"),
+    ("WS", "/ws"),
+}
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{filename_and_length:path}", "x.png").replace(
+        "{filepath:path}", "a.css").replace("{path:path}", "assets/index.js")
+
+
+def _view_allowed() -> set[tuple[str, str]]:
+    allowed = set()
+    for route in marimo_routes():
+        methods = ("WS",) if route.websocket else tuple(m for m in route.methods if m != "HEAD")
+        for method in methods:
+            if decide("GET" if method == "WS" else method, _concrete(route.path), mode="view",
+                      websocket=method == "WS", allow_terminal=True).allowed:
+                allowed.add((method, route.path))
+    return allowed
+
+
+def test_marimo_route_table_is_what_the_policy_was_written_against() -> None:
+    routes = marimo_routes()
+    assert len(routes) == 106
+    assert missing_allowlisted(VIEW_GET_API | VIEW_POST_API) == set()
+
+
+def test_viewers_reach_exactly_the_allowlist() -> None:
+    assert _view_allowed() == EXPECTED_VIEW_ALLOWED
+
+
+def test_editors_reach_everything_but_the_terminal() -> None:
+    for route in marimo_routes():
+        decision = decide("POST", _concrete(route.path), mode="edit", websocket=route.websocket,
+                          allow_terminal=False)
+        assert decision.allowed == (route.path != "/terminal/ws"), route.path
+
+
+@pytest.mark.parametrize("mode", ["edit", "view"])
+def test_terminal_only_when_enabled_and_only_for_editors(mode: str) -> None:
+    assert not decide("GET", "/terminal/ws", mode=mode, websocket=True,
+                      allow_terminal=False).allowed
+    assert decide("GET", "/terminal/ws", mode=mode, websocket=True,
+                  allow_terminal=True).allowed == (mode == "edit")
+
+
+@pytest.mark.parametrize("path", [
+    "/api/kernel/run/", "/api/kernel//run", "/ws_sync", "/sse", "/api/kernel/takeover",
+    "/api/files/list_files", "/api/packages/add", "/auth/login", "/og/thumbnail",
+])
+def test_view_refusals_with_variants(path: str) -> None:
+    assert not decide("POST", path, mode="view", websocket=False, allow_terminal=False).allowed
+    if not path.startswith("/api/kernel/run"):
+        assert not decide("GET", path, mode="view", websocket=False,
+                          allow_terminal=False).allowed
+
+
+def test_view_websockets_other_than_main_are_refused() -> None:
+    for path in ("/ws_sync", "/terminal/ws", "/api/version", "/"):
+        assert not decide("GET", path, mode="view", websocket=True, allow_terminal=True).allowed
+
+
+def test_force_kiosk_replaces_any_kiosk_parameter() -> None:
+    assert force_kiosk("session_id=a&kiosk=false&file=nb.py&kiosk=") == (
+        "session_id=a&file=nb.py&kiosk=true")
+    assert force_kiosk("") == "kiosk=true"
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("/", "/"), ("/api/version", "/api/version"), ("api/x", "/api/x"),
+    ("/../OTHER/", None), ("/a/./b", None), ("/a/..", None), ("/a\\..\\b", None),
+])
+def test_normalize_rejects_dot_segments(path: str, expected: str | None) -> None:
+    assert normalize(path) == expected
