@@ -91,13 +91,24 @@ def share_with_viewer(stack: Any, nb_id: str) -> str:
     return str(tok["token"])
 
 
+def is_ping(response: Any) -> bool:
+    return bool(response.request.method == "POST" and response.url.endswith("/ping"))
+
+
+def set_visibility(page: Any, state: str) -> None:
+    """What the browser does when the member switches tabs (headless never does)."""
+    page.evaluate("""state => {
+        Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""", state)
+
+
 def test_paste_token_create_start_open_run_spark_stop(
     browser: Any, stack: Any, wait: Any, artifacts: Path
 ) -> None:
     page = browser.new_page(viewport=LAPTOP)
-    pings: list[int] = []
-    page.on("response", lambda r: pings.append(r.status)
-            if r.request.method == "POST" and r.url.endswith("/ping") else None)
+    pings: list[int] = []  # statuses of every ping answered, in order
+    page.on("response", lambda r: pings.append(r.status) if is_ping(r) else None)
     sign_in(page, stack.api_url, stack.token)
     nb_id = create_notebook(page, wait, "Spark demo", "Sums numbers on Sail")
     nb = row(page, "Spark demo")
@@ -123,7 +134,9 @@ def test_paste_token_create_start_open_run_spark_stop(
 
     # Open: Marimo in the iframe through the proxy, and a presence ping at once
     # (which makes the notebook `running`).
-    nb.get_by_role("button", name="Open Spark demo").click()
+    with page.expect_response(is_ping) as first_ping:
+        nb.get_by_role("button", name="Open Spark demo").click()
+    assert first_ping.value.status == 204
     page.get_by_role("heading", name="Spark demo").wait_for()
     frame_el = page.locator("#open-frame")
     frame_el.wait_for(state="visible")
@@ -131,7 +144,6 @@ def test_paste_token_create_start_open_run_spark_stop(
                     frame_el.get_attribute("src") or "")
     assert page.locator("#open-mode").inner_text() == "Editing"
     page.frame_locator("#open-frame").locator(".cm-editor").first.wait_for(timeout=60_000)
-    wait(lambda: 204 in pings, 10, "a presence ping")
     page.locator("#open-status .status-running").wait_for(timeout=15_000)
 
     run_spark_cell(page)
@@ -152,9 +164,25 @@ def test_paste_token_create_start_open_run_spark_stop(
     assert "readers" in nb.inner_text()
     page.screenshot(path=str(artifacts / "console-list.png"))
 
-    # Open again (a fresh single-use URL) and stop from the notebook view.
-    nb.get_by_role("button", name="Open Spark demo").click()
+    # Open again (a fresh single-use URL); then, on a controlled clock, the
+    # ping comes every 60 s only while the tab is visible, and at once when
+    # the member comes back after a minute away.
+    page.clock.install()
+    with page.expect_response(is_ping):
+        nb.get_by_role("button", name="Open Spark demo").click()
     page.frame_locator("#open-frame").locator(".cm-editor").first.wait_for(timeout=60_000)
+    with page.expect_response(is_ping):
+        page.clock.fast_forward(61_000)
+    before = len(pings)
+    set_visibility(page, "hidden")
+    page.clock.fast_forward(121_000)
+    page.wait_for_timeout(1000)  # a ping, if one were (wrongly) sent, has time to arrive
+    assert len(pings) == before, "pinged while the tab was hidden"
+    with page.expect_response(is_ping):
+        set_visibility(page, "visible")
+    assert set(pings) == {204}, pings
+
+    # Stop from the notebook view.
     page.get_by_role("button", name="Stop notebook").click()
     page.locator("#nb-status .status-stopped").wait_for(timeout=60_000)
     code, described = stack.call("GET", f"/workloads/notebooks/{nb_id}")
