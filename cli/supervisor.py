@@ -20,7 +20,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,10 +166,10 @@ class Supervisor:
         log.info("process_stopped", process=name, pid=proc.pid, returncode=proc.returncode)
 
 
-async def _first(exit_wait: object, stop_wait: object) -> bool:
+async def _first(exit_wait: Awaitable[int], stop_wait: Awaitable[bool]) -> bool:
     """Wait for the process to exit or for stop; True when the process exited."""
-    exited = asyncio.ensure_future(exit_wait)  # type: ignore[arg-type]
-    stopping = asyncio.ensure_future(stop_wait)  # type: ignore[arg-type]
+    exited = asyncio.ensure_future(exit_wait)
+    stopping = asyncio.ensure_future(stop_wait)
     try:
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
