@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from kubernetes import client
 
+from common.settings import Settings
 from reconciler.runtime.base import Component, Observation, SessionSpec
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
@@ -95,6 +96,13 @@ class KubernetesRuntime:
             resync_seconds=settings.resync_seconds,
             backoff=reconnect_backoff,
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KubernetesRuntime:
+        """What the runtime factory calls: the common settings pick the
+        backend; the Kubernetes knobs come from NOTEBOOKS_K8S_* variables."""
+        del settings  # nothing of the common settings is needed here yet
+        return cls(KubernetesSettings.from_env())
 
     async def _pods(self, notebook_id: str) -> list[Obj]:
         return await self.api.list("Pod", n.selector(n.notebook_labels(notebook_id)))

@@ -1,0 +1,219 @@
+"""The real worker (pgqueuer consumer, reconcile passes, plan) driving the
+Kubernetes runtime against the API emulator, with the sweep pushed out of
+reach: after the start job, only the pod watch (watch → on_change →
+enqueue → reconcile) can wake the reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import NAMESPACE, Kube
+from kube_emulator import eventually, kubelet
+from psycopg.rows import dict_row
+
+from common.ids import new_id
+from common.jobs import enqueue_reconcile
+from common.settings import Settings
+from reconciler.worker import run_worker
+from sql import query
+
+
+class Db:
+    """Rows written the way the API writes them (trivial SQL, test-only)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        self.conn = conn
+        self.org, self.member = new_id(), new_id()
+
+    async def setup(self) -> None:
+        await self.conn.execute(
+            "insert into organizations (id, name) values (%s, 'org')", (self.org,)
+        )
+        await self.conn.execute(
+            "insert into members (id, organization_id, email, name, organization_admin)"
+            " values (%s, %s, 'a@example.com', 'A', true)",
+            (self.member, self.org),
+        )
+
+    async def notebook(self, *, sail_image: str = "") -> str:
+        cid, nid = new_id(), new_id()
+        await self.conn.execute(
+            "insert into workload_configs (id, organization_id, name, sail)"
+            " values (%s, %s, %s, %s)",
+            (cid, self.org, f"cfg-{cid}", json.dumps({"image": sail_image} if sail_image else {})),
+        )
+        await self.conn.execute(
+            "insert into notebooks (id, organization_id, member_id, workload_config_id, name,"
+            " created_by, updated_by) values (%s, %s, %s, %s, 'nb', %s, %s)",
+            (nid, self.org, self.member, cid, self.member, self.member),
+        )
+        return nid
+
+    async def start(self, nid: str) -> str:
+        now, sid = datetime.now(UTC), new_id()
+        async with self.conn.transaction():
+            await self.conn.execute(
+                "update notebooks set desired_state = 'running', generation = generation + 1,"
+                " session_id = %s, session_token = %s, start_requested_at = %s,"
+                " start_deadline_at = %s, last_active_at = %s where id = %s",
+                (sid, secrets.token_urlsafe(32), now, now + timedelta(hours=1), now, nid),
+            )
+            await self.conn.execute(
+                query("set_status"),
+                {
+                    "id": nid,
+                    "status": "starting",
+                    "status_message": "",
+                    "actor": self.member,
+                    "now": now,
+                },
+            )
+            await enqueue_reconcile(self.conn, [nid])
+        return sid
+
+    async def delete(self, nid: str) -> None:
+        async with self.conn.transaction():
+            await self.conn.execute(
+                "update notebooks set desired_state = 'deleted', generation = generation + 1,"
+                " deleted_at = now(), deleted_by = %s where id = %s",
+                (self.member, nid),
+            )
+            await enqueue_reconcile(self.conn, [nid])
+
+    async def row(self, nid: str) -> dict[str, Any] | None:
+        cur = await self.conn.execute("select * from notebooks where id = %s", (nid,))
+        return await cur.fetchone()
+
+    async def transitions(self, nid: str) -> list[str]:
+        cur = await self.conn.execute(query("list_events"), {"notebook_id": nid})
+        return [r["to_status"] for r in await cur.fetchall()]
+
+    async def wait_queue_empty(self, nid: str) -> None:
+        async def empty() -> bool:
+            cur = await self.conn.execute(
+                "select count(*) as n from pgqueuer where dedupe_key = %s", (f"reconcile:{nid}",)
+            )
+            row = await cur.fetchone()
+            return row is not None and row["n"] == 0
+
+        await eventually(empty)
+
+    async def wait_status(self, nid: str, status: str, timeout: float = 20) -> dict[str, Any]:
+        async def reached() -> bool:
+            row = await self.row(nid)
+            return row is not None and row["status"] == status
+
+        await eventually(reached, timeout)
+        row = await self.row(nid)
+        assert row is not None
+        return row
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Db]:
+    conn = await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True, row_factory=dict_row
+    )
+    d = Db(conn)
+    await d.setup()
+    yield d
+    await conn.close()
+
+
+@pytest.fixture
+async def worker(settings: Settings, kube: Kube) -> AsyncIterator[Kube]:
+    """A real worker using the Kubernetes runtime; the sweep never runs."""
+    s = Settings(
+        **{
+            **settings.__dict__,
+            "runtime": "kubernetes",
+            "sweep_interval_seconds": 3600,
+            "heartbeat_timeout_seconds": 4,
+            "start_deadline_seconds": 3600,
+            "worker_concurrency": 4,
+        }
+    )
+    rt = kube.runtime(watch_timeout_seconds=60, resync_seconds=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(s, stop=stop, runtime=rt))
+    yield kube
+    stop.set()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(task, 20)
+
+
+async def test_start_runs_and_a_lost_pod_is_repaired_through_the_watch(
+    db: Db, worker: Kube
+) -> None:
+    nid = await db.notebook()
+    sid = await db.start(nid)
+    row = await db.wait_status(nid, "running")
+    pod = f"nb-{nid.lower()}-{sid.lower()}-marimo"
+    assert row["runtime_state"]["marimo_url"] == (
+        f"http://nb-{nid.lower()}-marimo.{NAMESPACE}.svc:2718"
+    )
+    # pgqueuer drops an enqueue while the same key's job is still picked, so
+    # wait for the start job to be done (the sweep covers that gap in production)
+    await db.wait_queue_empty(nid)
+    # the Marimo pod disappears under the running notebook (node lost, evicted)
+    worker.kubelet.default = kubelet.PENDING
+    worker.emulator.remove("", "pods", NAMESPACE, pod)
+
+    async def recreated() -> bool:
+        return pod in worker.pods()
+
+    await eventually(recreated)  # only the watch could have woken the reconciler
+    row = await db.wait_status(nid, "starting")
+    assert "Marimo" in row["status_message"]  # never `running` with Marimo down
+    worker.kubelet.apply(NAMESPACE, pod, kubelet.RUN)
+    await db.wait_status(nid, "running")
+    assert await db.transitions(nid) == ["starting", "running", "starting", "running"]
+
+
+async def test_image_pull_failure_fails_the_start_at_once_with_the_reason(
+    db: Db, worker: Kube
+) -> None:
+    worker.kubelet.behaviour["registry/nope:1"] = kubelet.IMAGE_PULL
+    nid = await db.notebook(sail_image="registry/nope:1")
+    await db.start(nid)
+    row = await db.wait_status(nid, "failed")  # the deadline is an hour away
+    assert "ImagePullBackOff" in row["status_message"]
+    assert "registry/nope:1" in row["status_message"]
+
+    async def torn_down() -> bool:
+        return not [p for p in worker.pods() if nid.lower() in p]
+
+    await eventually(torn_down)
+    # the notebook file's claim stays for the next start
+    assert f"nb-{nid.lower()}-data" in worker.emulator.names("persistentvolumeclaims")
+
+
+async def test_crash_loop_after_running_reports_failed(db: Db, worker: Kube) -> None:
+    nid = await db.notebook()
+    sid = await db.start(nid)
+    await db.wait_status(nid, "running")
+    await db.wait_queue_empty(nid)
+    worker.kubelet.apply(NAMESPACE, f"nb-{nid.lower()}-{sid.lower()}-sail", kubelet.CRASH_LOOP)
+    row = await db.wait_status(nid, "failed")
+    assert "CrashLoopBackOff" in row["status_message"]
+
+
+async def test_delete_removes_pods_storage_and_row(db: Db, worker: Kube) -> None:
+    nid = await db.notebook()
+    await db.start(nid)
+    await db.wait_status(nid, "running")
+    await db.delete(nid)
+
+    async def gone() -> bool:
+        return await db.row(nid) is None
+
+    await eventually(gone)
+    assert [k for k in worker.emulator.objects if nid.lower() in k[3]] == []
