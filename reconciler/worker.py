@@ -39,6 +39,7 @@ from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Runtime
 from reconciler.runtime.factory import make_runtime
 from reconciler.sweep import sweep_loop
+from sql import query
 
 log = structlog.get_logger("worker")
 
@@ -53,7 +54,8 @@ def backoff(attempts: int) -> float:
     return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempts, 10)))
 
 
-async def handle_reconcile(deps: Deps, job: Job) -> None:
+async def handle_reconcile(deps: Deps, job: Job) -> int | None:
+    """Run passes for the job's notebook; returns the generation the last pass saw."""
     notebook_id = (job.payload or b"").decode()
     loop = asyncio.get_running_loop()
     until = loop.time() + JOB_SLICE_SECONDS
@@ -68,11 +70,39 @@ async def handle_reconcile(deps: Deps, job: Job) -> None:
             )
             raise RetryRequested(timedelta(seconds=delay), reason=repr(exc)) from exc
         if result.requeue_after is None:
-            return
+            return result.generation
         if result.requeue_after <= INLINE_REQUEUE_SECONDS and loop.time() < until:
             await asyncio.sleep(result.requeue_after)
             continue
         raise RetryRequested(timedelta(seconds=result.requeue_after), reason=result.outcome)
+
+
+async def recheck_after_release(deps: Deps, job: Job, generation: int | None) -> None:
+    """Catch a change made in the gap between our last pass and pgqueuer
+    marking the job done (an enqueue then is skipped as a duplicate of the
+    still-picked job): once the job is released, compare the generation."""
+    notebook_id = (job.payload or b"").decode()
+    try:
+        await _recheck(deps, job, notebook_id, generation)
+    except Exception:  # the sweep repairs whatever this misses
+        log.exception("recheck failed", notebook_id=notebook_id)
+
+
+async def _recheck(deps: Deps, job: Job, notebook_id: str, generation: int | None) -> None:
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 5
+    async with deps.pool.connection() as conn:
+        while loop.time() < until:
+            cur = await conn.execute(query("reconciler_job_held"), {"job_id": int(job.id)})
+            row = await cur.fetchone()
+            if not row or not row["held"]:
+                break
+            await asyncio.sleep(0.02)
+        cur = await conn.execute(query("reconciler_get_generation"), {"id": notebook_id})
+        row = await cur.fetchone()
+        if row is not None and row["generation"] != generation:
+            async with conn.transaction():
+                await enqueue_reconcile(conn, [notebook_id])
 
 
 def _asyncpg_dsn(dsn: str) -> str:
@@ -107,13 +137,17 @@ async def run_worker(
 
         @pgq.entrypoint(RECONCILE)
         async def reconcile(job: Job) -> None:
-            await handle_reconcile(deps, job)
+            generation = await handle_reconcile(deps, job)
+            task = asyncio.create_task(recheck_after_release(deps, job, generation))
+            rechecks.add(task)
+            task.add_done_callback(rechecks.discard)
 
         try:
             yield pgq
         finally:
             await conn.close()
 
+    rechecks: set[asyncio.Task[None]] = set()
     tasks = [asyncio.create_task(sweep_loop(pool, settings.sweep_interval_seconds, stop))]
     run_watch = getattr(rt, "run_watch", None)
     if run_watch is not None:
@@ -138,9 +172,9 @@ async def run_worker(
         )
     finally:
         stop.set()
-        for task in tasks:
+        for task in [*tasks, *rechecks]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *rechecks, return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
         if runtime is None:

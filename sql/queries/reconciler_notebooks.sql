@@ -60,3 +60,10 @@ select count(*) as queued,
        coalesce(extract(epoch from now() - min(created)), 0)::float8 as oldest_seconds
   from pgqueuer
  where status = 'queued' and entrypoint = 'reconcile' and execute_after <= now();
+
+-- name: reconciler_job_held
+-- Is this reconcile job still held (picked) by its worker?
+select exists (select 1 from pgqueuer where id = %(job_id)s and status = 'picked') as held;
+
+-- name: reconciler_get_generation
+select generation from notebooks where id = %(id)s;

@@ -1,0 +1,233 @@
+"""Start-to-running latency through the system vs the floor, and
+commit-to-pickup latency of a reconcile job.
+
+- system: a start written the way the API writes it (row update + status +
+  transactional enqueue, one commit) → queue → worker → Sail + Marimo →
+  status `running` in the row. Measured from the commit to the row reading
+  `running` (polled every 5 ms).
+- floor: the same Sail and Marimo command lines spawned directly by this
+  script, in parallel, polled for health every 5 ms until both answer.
+- pickup: an enqueue committed → the worker's reconcile handler entered, on
+  an idle worker (LISTEN/NOTIFY, asyncpg driver). Target p99 ≤ 50 ms.
+
+Usage: python bench/start.py [--runs 5] [--pickups 200]
+Runs its own embedded PostgreSQL and a worker in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import shutil
+import signal
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+
+import reconciler.worker as worker_mod
+from common.embedded_db import database_url, start_embedded
+from common.ids import new_id
+from common.jobs import enqueue_reconcile
+from common.logging import configure_logging
+from common.settings import Settings
+from reconciler.runtime import probes, procs
+from reconciler.runtime.local import LocalRuntime
+from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
+from sql import query
+from sql.migrate import migrate
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+async def floor_once(root: Path) -> float:
+    """Sail and Marimo started directly, in parallel, until both are healthy."""
+    nb_dir = root / "floor"
+    nb_dir.mkdir(parents=True, exist_ok=True)
+    (nb_dir / NOTEBOOK_FILE).write_text(TEMPLATE)
+    token = nb_dir / "token"
+    token.write_text("t" * 40)
+    sail_port, marimo_port = procs.free_port(), procs.free_port()
+    base = "/notebooks/FLOOR"
+    t0 = time.monotonic()
+    sail = procs.spawn(LocalRuntime._sail_argv(sail_port), env=_env(), cwd=nb_dir,
+                       log=nb_dir / "sail.log", port=sail_port)
+    marimo = procs.spawn(
+        LocalRuntime._marimo_argv(marimo_port, base, token),
+        env={**_env(), "SPARK_REMOTE": f"sc://127.0.0.1:{sail_port}"}, cwd=nb_dir,
+        log=nb_dir / "marimo.log", port=marimo_port,
+    )
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        while True:
+            ok = await asyncio.gather(
+                probes.sail_healthy(sail_port), probes.marimo_healthy(http, marimo_port, base)
+            )
+            if all(ok):
+                break
+            await asyncio.sleep(0.005)
+    took = time.monotonic() - t0
+    await asyncio.gather(procs.stop(sail, signal.SIGINT, 5), procs.stop(marimo, signal.SIGTERM, 5))
+    return took
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k in ("PATH", "HOME", "LANG") if (v := os.environ.get(k))}
+
+
+class Bench:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.org, self.member, self.config = new_id(), new_id(), new_id()
+
+    async def setup(self, conn: psycopg.AsyncConnection) -> None:
+        await conn.execute("insert into organizations (id, name) values (%s, 'bench')", (self.org,))
+        await conn.execute(
+            "insert into members (id, organization_id, email, name) values (%s, %s, 'b@x', 'B')",
+            (self.member, self.org),
+        )
+        await conn.execute(
+            "insert into workload_configs (id, organization_id, name) values (%s, %s, 'b')",
+            (self.config, self.org),
+        )
+
+    async def notebook(self, conn: psycopg.AsyncConnection) -> str:
+        nid = new_id()
+        await conn.execute(
+            "insert into notebooks (id, organization_id, member_id, workload_config_id, name,"
+            " created_by, updated_by) values (%s, %s, %s, %s, 'nb', %s, %s)",
+            (nid, self.org, self.member, self.config, self.member, self.member),
+        )
+        return nid
+
+    async def start(self, conn: psycopg.AsyncConnection, nid: str) -> None:
+        now = datetime.now(UTC)
+        async with conn.transaction():  # what the API's start does, in one commit
+            await conn.execute(
+                "update notebooks set desired_state='running', generation=generation+1,"
+                " session_id=%s, session_token=%s, start_requested_at=%s,"
+                " start_deadline_at=%s, last_active_at=%s where id=%s",
+                (new_id(), secrets.token_urlsafe(32), now, now + timedelta(seconds=120), now,
+                 nid),
+            )
+            await conn.execute(query("set_status"), {
+                "id": nid, "status": "starting", "status_message": "", "actor": self.member,
+                "now": now,
+            })
+            await enqueue_reconcile(conn, [nid])
+
+    async def stop(self, conn: psycopg.AsyncConnection, nid: str) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                "update notebooks set desired_state='stopped', generation=generation+1"
+                " where id=%s", (nid,),
+            )
+            await conn.execute(query("set_status"), {
+                "id": nid, "status": "stopping", "status_message": "", "actor": self.member,
+                "now": datetime.now(UTC),
+            })
+            await enqueue_reconcile(conn, [nid])
+
+    @staticmethod
+    async def wait_status(conn: psycopg.AsyncConnection, nid: str, status: str) -> None:
+        while True:
+            cur = await conn.execute("select status, status_message from notebooks where id=%s",
+                                     (nid,))
+            row = await cur.fetchone()
+            if row and row["status"] == status:
+                return
+            if row and row["status"] == "failed":
+                raise RuntimeError(f"start failed: {row['status_message']}")
+            await asyncio.sleep(0.005)
+
+
+async def run(runs: int, pickups: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="bench-start-"))
+    server = start_embedded(root / "pg", cleanup="stop")
+    try:
+        dsn = database_url(server)
+        await migrate(dsn)
+        settings = Settings(
+            database_url=dsn, data_dir=root / "data", signing_keys=(("k", "s" * 40),),
+            secret_key="m" * 40, log_level="warning", sweep_interval_seconds=10,
+        )
+        configure_logging("console", "warning")
+        picked: dict[str, float] = {}
+        original = worker_mod.reconcile_once
+
+        async def timed(deps, notebook_id):  # type: ignore[no-untyped-def]
+            picked.setdefault(notebook_id, time.monotonic())
+            return await original(deps, notebook_id)
+
+        worker_mod.reconcile_once = timed  # type: ignore[assignment]
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker_mod.run_worker(settings, stop=stop))
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)
+        bench = Bench(dsn)
+        await bench.setup(conn)
+        await asyncio.sleep(1)  # let the worker connect and LISTEN
+
+        # Commit-to-pickup on an idle worker: ids that have no row (a no-op reconcile).
+        lat = []
+        for _ in range(pickups):
+            nid = "P" + new_id()
+            async with conn.transaction():
+                await enqueue_reconcile(conn, [nid])
+            t0 = time.monotonic()
+            while nid not in picked:  # noqa: ASYNC110 - timing a handler in this loop
+                await asyncio.sleep(0.0005)
+            lat.append((picked[nid] - t0) * 1000)
+            await asyncio.sleep(0.01)
+
+        system, floor, stops = [], [], []
+        for i in range(runs):
+            nid = await bench.notebook(conn)
+            t0 = time.monotonic()
+            await bench.start(conn, nid)
+            await bench.wait_status(conn, nid, "running")
+            system.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            await bench.stop(conn, nid)
+            await bench.wait_status(conn, nid, "stopped")
+            stops.append(time.monotonic() - t0)
+            floor.append(await floor_once(root / f"floor{i}"))
+
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await conn.close()
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(f"start-to-running over {runs} runs (seconds)")
+    print(f"  system  median {statistics.median(system):.3f}  p95 {pct(system, 95):.3f}")
+    print(f"  floor   median {statistics.median(floor):.3f}  p95 {pct(floor, 95):.3f}")
+    print(f"  ratio   median {statistics.median(system) / statistics.median(floor):.2f}x"
+          f"  p95 {pct(system, 95) / pct(floor, 95):.2f}x   (target <= 1.2x)")
+    print(f"  stop-to-stopped median {statistics.median(stops):.3f}  max {max(stops):.3f}")
+    print(f"commit-to-pickup over {pickups} jobs (ms)")
+    print(f"  median {statistics.median(lat):.1f}  p95 {pct(lat, 95):.1f}"
+          f"  p99 {pct(lat, 99):.1f}  max {max(lat):.1f}   (target p99 <= 50 ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--pickups", type=int, default=200)
+    args = parser.parse_args()
+    asyncio.run(run(args.runs, args.pickups))
+
+
+if __name__ == "__main__":
+    main()
