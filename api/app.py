@@ -75,7 +75,8 @@ async def canonical_request(
     metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
     metrics.REQUEST_DURATION.labels(route, request.method).observe(elapsed)
     response.headers["X-Request-Id"] = request_id
-    fields = {"method": request.method, "route": route, "path": request.path,
+    fields = {"request_id": request_id, "method": request.method, "route": route,
+              "path": request.path,
               "status": response.status, "duration_ms": round(elapsed * 1000, 2)}
     if MEMBER_ID in request:
         fields["member_id"] = request[MEMBER_ID]

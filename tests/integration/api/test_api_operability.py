@@ -1,0 +1,62 @@
+"""Operability: health and readiness, Prometheus metrics by route and status
+with pool usage, and one canonical structured log line per request."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient
+from api_factories import Factory, World, body_of
+from structlog.testing import capture_logs
+
+NB = "/api/v1/workloads/notebooks"
+
+
+async def test_healthz_and_readyz(client: TestClient, factory: Factory) -> None:
+    assert (await client.get("/healthz")).status == 200
+    resp = await client.get("/readyz")
+    assert resp.status == 200 and (await body_of(resp))["status"] == "ready"
+    factory.conn.execute("delete from schema_migrations where version ="
+                         " (select max(version) from schema_migrations)")
+    resp = await client.get("/readyz")
+    assert resp.status == 503 and (await body_of(resp))["status"] == "migrations_pending"
+
+
+async def test_metrics_count_requests_by_route_and_status(
+    client: TestClient, world: World
+) -> None:
+    await client.get(NB, headers=world.owner.auth)
+    await client.get(f"{NB}/NOSUCH", headers=world.owner.auth)
+    text = await (await client.get("/metrics")).text()
+    lines = text.splitlines()
+
+    def value(prefix: str) -> float:
+        (line,) = [ln for ln in lines if ln.startswith(prefix)]
+        return float(line.rsplit(" ", 1)[1])
+
+    assert value('notebooks_api_requests_total{method="GET",route="/api/v1/workloads/'
+                 'notebooks/{id}",status="404"}') >= 1
+    assert value('notebooks_api_requests_total{method="GET",route="/api/v1/workloads/'
+                 'notebooks",status="200"}') >= 1
+    assert value('notebooks_api_request_duration_seconds_count{method="GET",'
+                 'route="/api/v1/workloads/notebooks"}') >= 1
+    assert value('notebooks_db_pool_connections{process="api",state="size"}') >= 1
+    # Every route's series exists from the start.
+    assert 'route="/api/v1/workloads/configs/{config}"' in text
+
+
+async def test_one_canonical_log_line_per_request_with_request_id(
+    client: TestClient, world: World
+) -> None:
+    with capture_logs() as logs:
+        resp = await client.post(f"{NB}/{world.notebook}/start",
+                                 headers={**world.owner.auth, "X-Request-Id": "abc-123"})
+        assert resp.status == 202
+        resp2 = await client.get(f"{NB}/{world.notebook}", headers=world.stranger.auth)
+    assert resp.headers["X-Request-Id"] == "abc-123"
+    lines = [e for e in logs if e["event"] == "request"]
+    assert len(lines) == 2
+    first, second = lines
+    assert first["status"] == 202 and first["route"] == "/api/v1/workloads/notebooks/{id}/start"
+    assert first["member_id"] == world.owner.id and first["notebook_id"] == world.notebook
+    assert first["duration_ms"] >= 0
+    assert second["status"] == 404 and second["code"] == "not_found"
+    assert second["request_id"] == resp2.headers["X-Request-Id"] != "abc-123"
