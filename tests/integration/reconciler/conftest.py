@@ -198,15 +198,16 @@ async def rows(db: psycopg.AsyncConnection[dict[str, Any]]) -> Rows:
 
 
 @pytest.fixture
-async def worker(rsettings: Settings) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+async def worker(rsettings: Settings) -> AsyncIterator[Callable[..., Awaitable[None]]]:
     """Start an in-process worker (call the returned function); stopped at the end."""
     from reconciler.worker import run_worker
 
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start() -> None:
+    async def start(**overrides: Any) -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(run_worker(rsettings, stop=stop))
+        settings = Settings(**{**rsettings.__dict__, **overrides})
+        task = asyncio.create_task(run_worker(settings, stop=stop))
         stops.append((stop, task))
 
     yield start

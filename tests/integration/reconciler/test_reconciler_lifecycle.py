@@ -47,7 +47,9 @@ async def test_start_runs_sail_and_marimo_and_stop_leaves_nothing(
     rows, worker, rsettings: Settings, tmp_path: Path
 ):
     nid = await rows.notebook(await rows.config(env={"TEAM_BUCKET": "s3://b"}))
-    await worker()
+    # No sweep during the test: every transition must come from the jobs themselves
+    # (the stop below lands right after `running`, while that job may still be held).
+    await worker(sweep_interval_seconds=300)
     await rows.start(nid)
 
     row = await rows.wait_status(nid, "running", "failed", timeout=60)
@@ -70,7 +72,7 @@ async def test_start_runs_sail_and_marimo_and_stop_leaves_nothing(
     assert messages[-2:] == ["starting", "running"]
 
     await rows.stop(nid)
-    row = await rows.wait_status(nid, "stopped", timeout=30)
+    row = await rows.wait_status(nid, "stopped", timeout=15)
     assert processes_for(rsettings.data_dir, nid) == []
     assert row["runtime_state"] == {}
     assert row["session_id"] is None
