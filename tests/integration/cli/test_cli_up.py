@@ -115,7 +115,9 @@ class Stack:
         self.out = self.logs / f"up{self.runs}.out"
         self.err = self.logs / f"up{self.runs}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.proc = subprocess.Popen([NOTEBOOKS, "up"], env=self.env, stdout=out, stderr=err)
+            # a session of its own, like a shell's foreground job: Ctrl-C goes to its group
+            self.proc = subprocess.Popen([NOTEBOOKS, "up"], env=self.env, stdout=out, stderr=err,
+                                         start_new_session=True)
         wait_for(self.is_up, 90, f"the banner (stderr: {self.err})")
 
     def is_up(self) -> bool:
@@ -128,6 +130,25 @@ class Stack:
         assert self.proc is not None
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=60)
+
+    def ctrl_c(self) -> int:
+        """What a terminal does on Ctrl-C: SIGINT to the whole foreground group."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout=60)
+
+    def log_events(self) -> list[dict[str, object]]:
+        events = []
+        for line in self.err.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    events.append(event)
+        return events
+
+    def stopped_cleanly(self) -> set[str]:
+        return {str(e["process"]) for e in self.log_events()
+                if e.get("event") == "process_stopped" and e.get("returncode") == 0}
 
     def credentials(self) -> dict[str, str]:
         return json.loads((self.data_dir / "credentials.json").read_text())
@@ -216,8 +237,10 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
     wait_for(lambda: answers(metrics), 60, "the worker's /metrics")
 
     # Ctrl-C stops everything: children, PostgreSQL; nothing is left behind
-    assert stack.stop(signal.SIGINT) == 0
+    assert stack.ctrl_c() == 0
     assert_everything_stopped(stack, postmaster)
+    # each process stopped on SIGTERM by itself (no SIGKILL after the grace)
+    assert stack.stopped_cleanly() == {"api", "worker", "proxy"}
 
     # The second run reuses the organization, the member and the token.
     stack.start()
