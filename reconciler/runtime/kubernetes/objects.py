@@ -316,6 +316,16 @@ def _peer(labels: dict[str, str]) -> Obj:
     return {"podSelector": {"matchLabels": dict(labels)}}
 
 
+def _proxy_peer(ks: KubernetesSettings) -> Obj:
+    peer = _peer(ks.proxy_pod_labels)
+    if ks.proxy_namespace:
+        # A podSelector alone matches only this namespace's pods.
+        peer["namespaceSelector"] = {
+            "matchLabels": {"kubernetes.io/metadata.name": ks.proxy_namespace}
+        }
+    return peer
+
+
 def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
     """Marimo only from proxy pods; Sail (driver and workers) only from this
     notebook's Marimo and its own Sail pods. Egress is left to the cluster's
@@ -335,7 +345,7 @@ def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [_peer(ks.proxy_pod_labels)],
+                    "from": [_proxy_peer(ks)],
                     "ports": [{"protocol": "TCP", "port": n.MARIMO_PORT}],
                 }
             ],

@@ -131,6 +131,12 @@ def test_network_policies_admit_proxy_to_marimo_and_only_this_marimo_to_sail() -
     (rule,) = marimo["spec"]["ingress"]
     assert rule["from"] == [{"podSelector": {"matchLabels": KS.proxy_pod_labels}}]
     assert rule["ports"] == [{"protocol": "TCP", "port": 2718}]
+    other_ns = KubernetesSettings(proxy_namespace="notebooks")
+    (peer,) = objects.network_policies("NB1", other_ns)[0]["spec"]["ingress"][0]["from"]
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "notebooks"}
+    }
+    assert peer["podSelector"] == {"matchLabels": other_ns.proxy_pod_labels}
     sources = sail["spec"]["ingress"][0]["from"]
     assert {"podSelector": {"matchLabels": {n.NOTEBOOK: "NB1", n.COMPONENT: "marimo"}}} in sources
     # every source is scoped to this notebook: no other notebook's Marimo gets in

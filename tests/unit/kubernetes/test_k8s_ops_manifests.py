@@ -1,0 +1,234 @@
+"""ops/ and the runtime's objects, validated against the Kubernetes OpenAPI
+JSON schemas (the `kubernetes-validate` package: schemas generated from the
+Kubernetes OpenAPI spec, strict mode = unknown fields are errors), for the
+oldest and newest Kubernetes versions we claim: 1.28 and 1.37."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from reconciler.runtime.base import ResourceSpec, SessionSpec, WorkloadSpec
+from reconciler.runtime.kubernetes import objects
+from reconciler.runtime.kubernetes.settings import KubernetesSettings
+
+ROOT = Path(__file__).resolve().parents[3]
+BASE = ROOT / "ops" / "k8s" / "base"
+OVERLAY = ROOT / "ops" / "k8s" / "overlays" / "example"
+VERSIONS = ("1.28.0", "1.37.0")
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+
+
+def validate(doc: dict[str, Any]) -> None:
+    for version in VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            name = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+            raise AssertionError(
+                f"{name} invalid for {version}: {exc.message} at {exc.path}"
+            ) from None
+
+
+def base_documents() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    docs: list[dict[str, Any]] = []
+    for name in kustomization["resources"]:
+        docs += [d for d in yaml.safe_load_all((BASE / name).read_text()) if d]
+    return docs
+
+
+def rendered_overlay() -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(OVERLAY)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": "/dev/null"},
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_validator_rejects_what_it_should() -> None:
+    """The schemas are really applied: an unknown field and a wrong type fail."""
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "x"},
+        "spec": {"containers": [{"name": "c", "image": "i", "readinessprobe": {}}]},
+    }
+    with pytest.raises(AssertionError):
+        validate(bad)
+    bad = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"replicas": "two", "selector": {}, "template": {}},
+    }
+    with pytest.raises(AssertionError):
+        validate(bad)
+
+
+def test_base_manifests_are_valid() -> None:
+    docs = base_documents()
+    kinds = {d["kind"] for d in docs}
+    assert {
+        "Namespace",
+        "ConfigMap",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Job",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+    } <= kinds
+    for doc in docs:
+        validate(doc)
+
+
+def test_kustomize_overlay_renders_offline_and_is_valid() -> None:
+    docs = rendered_overlay()
+    for doc in docs:
+        validate(doc)
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"notebooks-api", "notebooks-worker", "notebooks-proxy"}
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    for dep in deployments.values():
+        pod = dep["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        assert c["image"] == "registry.example.com/notebooks:0.1.0"
+        assert c["args"] in (["api"], ["worker"], ["proxy"])
+        assert c["readinessProbe"] and c["livenessProbe"] and c["resources"]["requests"]
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        # the generated (hash-suffixed) Secret is the one referenced
+        refs = [e.get("secretRef", {}).get("name") for e in c["envFrom"]]
+        assert secret["metadata"]["name"] in refs
+    job = next(d for d in docs if d["kind"] == "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    for kind in ("PodDisruptionBudget", "HorizontalPodAutoscaler"):
+        targets = {d["metadata"]["name"] for d in docs if d["kind"] == kind}
+        assert targets == set(deployments)
+
+
+def test_commands_are_the_procfile_processes() -> None:
+    procfile = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
+    )
+    commands = {k.strip(): v.split() for k, v in procfile.items()}
+    docs = base_documents()
+    for d in docs:
+        if d["kind"] in ("Deployment", "Job"):
+            (c,) = d["spec"]["template"]["spec"]["containers"]
+            assert ["notebooks", *c["args"]] in commands.values()
+    dockerfile = (ROOT / "ops" / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["notebooks"]' in dockerfile
+
+
+def test_worker_role_is_least_privilege_and_covers_what_the_runtime_creates() -> None:
+    docs = base_documents()
+    role = next(
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "notebooks-worker"
+    )
+    assert role["metadata"]["namespace"] == "notebooks-sessions"
+    allowed = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert not any("*" in x for x in allowed)
+    assert not {r for _, r, _ in allowed} & {"nodes", "clusterroles", "clusterrolebindings"}
+    spec = SessionSpec("NB", "S", "t", WorkloadSpec(mode="cluster"), "/notebooks/NB")
+    plural = {
+        "Pod": ("", "pods"),
+        "Service": ("", "services"),
+        "Secret": ("", "secrets"),
+        "PersistentVolumeClaim": ("", "persistentvolumeclaims"),
+        "ServiceAccount": ("", "serviceaccounts"),
+        "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+        "Role": ("rbac.authorization.k8s.io", "roles"),
+        "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
+    }
+    for obj in objects.session_objects(spec, KubernetesSettings()):
+        group, resource = plural[obj["kind"]]
+        for verb in ("create", "list", "delete"):
+            assert (group, resource, verb) in allowed, (obj["kind"], verb)
+    assert ("", "pods", "watch") in allowed
+    # RBAC forbids granting what one does not hold: the driver Role must be a subset
+    (driver_role,) = [
+        o for o in objects.driver_rbac("NB", KubernetesSettings()) if o["kind"] == "Role"
+    ]
+    for rule in driver_role["rules"]:
+        for verb in rule["verbs"]:
+            assert ("", "pods", verb) in allowed
+
+
+def test_runtime_objects_are_valid_for_every_mode() -> None:
+    ks = KubernetesSettings(
+        storage_class="fast", proxy_namespace="notebooks", image_pull_secrets=("regcred",)
+    )
+    for mode in ("standalone", "cluster"):
+        spec = SessionSpec(
+            "NB1",
+            "S1",
+            "tok",
+            WorkloadSpec(
+                mode=mode,
+                workers=2,
+                env={"A": "b"},
+                sail=ResourceSpec("img", "1", "2Gi"),
+                node_selector={"pool": "nb"},
+            ),
+            "/notebooks/NB1",
+        )
+        for obj in objects.session_objects(spec, ks):
+            validate(obj)
+        if mode == "cluster":
+            env = {
+                e["name"]: e.get("value")
+                for e in objects.sail_pod(spec, ks)["spec"]["containers"][0]["env"]
+            }
+            template = json.loads(env["SAIL_KUBERNETES__WORKER_POD_TEMPLATE"])
+            validate(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PodTemplate",
+                    "metadata": {"name": "w"},
+                    "template": template,
+                }
+            )
+
+
+def test_settings_env_names_exist_in_the_code() -> None:
+    """Every NOTEBOOKS_* name in the ConfigMap and the example Secret is read
+    somewhere in the code (no silently ignored setting)."""
+    sources = "".join(
+        p.read_text()
+        for pkg in ("common", "reconciler", "api", "proxy", "cli")
+        for p in (ROOT / pkg).rglob("*.py")
+    )
+    config = next(d for d in base_documents() if d["kind"] == "ConfigMap")
+    names = set(config["data"])
+    names |= {
+        line.split("=", 1)[0]
+        for line in (OVERLAY / "secrets.env.example").read_text().splitlines()
+        if line
+    }
+    for name in names:
+        key = name.removeprefix("NOTEBOOKS_K8S_")
+        assert name in sources or (name != key and f'"{key}"' in sources), name
