@@ -236,6 +236,16 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
     metrics = f"http://127.0.0.1:{stack.metrics_port}/metrics"
     wait_for(lambda: answers(metrics), 60, "the worker's /metrics")
 
+    # `notebooks admin` without DATABASE_URL joins the running embedded server
+    # (and leaves it running when done)
+    done = subprocess.run(
+        [NOTEBOOKS, "admin", "member", "create", "--email", "b@x.test", "--name", "B", "--json"],
+        env=stack.env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["organizationId"] == creds["organizationId"]
+    assert alive(postmaster) and get(f"{api}/api/v1/me", creds["token"])[0] == 200
+
     # Ctrl-C stops everything: children, PostgreSQL; nothing is left behind
     assert stack.ctrl_c() == 0
     assert_everything_stopped(stack, postmaster)
@@ -294,3 +304,40 @@ def test_a_taken_port_is_refused_before_anything_starts(stack: Stack) -> None:
     assert f"127.0.0.1:{stack.proxy_port} is not available" in done.stderr
     assert "NOTEBOOKS_PROXY_PORT" in done.stderr
     assert not (stack.data_dir / "pg").exists()  # no database was started
+
+
+def test_admin_without_a_running_stack_starts_and_stops_the_embedded_database(
+    stack: Stack,
+) -> None:
+    def admin(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([NOTEBOOKS, "admin", *argv, "--json"], env=stack.env,
+                              capture_output=True, text=True, timeout=120)
+
+    missing = admin("org", "list")
+    assert missing.returncode == 1 and "no database" in missing.stderr
+    assert not (stack.data_dir / "pg").exists()
+    migrated = subprocess.run([NOTEBOOKS, "migrate"], env=stack.env, capture_output=True,
+                              text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stderr
+    # the server was created, and stopped again after the command
+    assert (stack.data_dir / "pg" / "PG_VERSION").exists()
+    assert postmaster_pid(stack.data_dir) is None
+    created = admin("org", "create", "--name", "Solo")
+    assert created.returncode == 0, created.stderr
+    listed = admin("org", "list")
+    assert [o["id"] for o in json.loads(listed.stdout)] == [json.loads(created.stdout)["id"]]
+    assert not stack_processes(stack.data_dir)
+
+
+def test_up_with_database_url_uses_that_database(
+    stack: Stack, database_url_for_test: str
+) -> None:
+    stack.env["DATABASE_URL"] = database_url_for_test
+    stack.start()
+    creds = stack.credentials()
+    assert creds["databaseUrl"] == database_url_for_test
+    assert not (stack.data_dir / "pg").exists()
+    with psycopg.connect(database_url_for_test) as conn:
+        assert conn.execute("select count(*) from members").fetchone() == (1,)
+    assert stack.ctrl_c() == 0
+    wait_for(lambda: not stack_processes(stack.data_dir), 30, "no process left")
