@@ -153,6 +153,7 @@ def test_paste_token_create_start_open_run_spark_stop(
     viewer_token = share_with_viewer(stack, nb_id)
     viewer = browser.new_page(viewport=LAPTOP)
     sign_in(viewer, stack.api_url, viewer_token)
+    assert "Admin" in row(viewer, "Spark demo").inner_text()  # the owner, by name
     row(viewer, "Spark demo").get_by_role("button", name="Open Spark demo").click()
     viewer.locator("#open-mode", has_text="Read-only").wait_for()
     viewer.frame_locator("#open-frame").locator(".cm-editor").first.wait_for(timeout=60_000)
@@ -310,4 +311,14 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     confirm.get_by_role("button", name="Delete notebook").click()
     row(page, "Quarterly report v2").wait_for(state="detached")
     assert stack.call("GET", f"/workloads/notebooks/{nb_id}")[0] == 404
+
+    # More notebooks than one page of the API (100): the list follows `marker`.
+    config_id = next(c["id"] for c in configs["items"] if c["name"] == "default")
+    for i in range(101):
+        code, _ = stack.call("POST", "/workloads/notebooks",
+                             {"name": f"bulk {i:03}", "workloadConfigId": config_id})
+        assert code == 201
+    page.reload()  # the token survives a reload (sessionStorage): no sign-in page
+    row(page, "bulk 000").wait_for()
+    assert page.locator("#notebooks-body tr").count() == 102  # and "Doomed"
     page.close()
