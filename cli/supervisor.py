@@ -102,6 +102,8 @@ class Supervisor:
     backoff: Backoff = field(default_factory=Backoff)
     grace_seconds: float = 10.0
     monotonic: Callable[[], float] = time.monotonic
+    # Set on a second Ctrl-C: do not wait out the grace period.
+    hurry: asyncio.Event = field(default_factory=asyncio.Event)
     # Observable state, for logs and tests.
     pids: dict[str, int] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
@@ -155,9 +157,10 @@ class Supervisor:
     async def _terminate(self, name: str, proc: asyncio.subprocess.Process) -> None:
         if proc.returncode is None:
             _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(proc.wait()), self.grace_seconds)
-            except TimeoutError:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.grace_seconds):
+                    await _first(proc.wait(), self.hurry.wait())
+            if proc.returncode is None:
                 log.warning("process_killed", process=name, pid=proc.pid,
                             grace_seconds=self.grace_seconds)
                 _signal_group(proc.pid, signal.SIGKILL)

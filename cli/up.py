@@ -107,8 +107,17 @@ def banner(settings: Settings, token: str, credentials: Path) -> str:
 async def _supervise(supervisor: Supervisor) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("stopping_now", reason="second signal: no grace period")
+            supervisor.hurry.set()
+        else:
+            log.info("stopping", grace_seconds=supervisor.grace_seconds)
+            stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await supervisor.run(stop)
     finally:

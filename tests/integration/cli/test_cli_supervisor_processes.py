@@ -130,3 +130,25 @@ async def test_children_run_in_sessions_of_their_own() -> None:
         assert os.getpgid(child) == child != os.getpgid(0)
         assert os.getsid(child) == child
     assert not alive(child)
+
+
+async def test_hurry_skips_the_grace_period(tmp_path: Path) -> None:
+    # a second Ctrl-C: a child ignoring SIGTERM is killed at once, not after 60 s
+    ready = tmp_path / "ready"
+    stubborn = py("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                  f"open({str(ready)!r}, 'w').write('1'); time.sleep(600)")
+    supervisor = Supervisor([ProcessSpec("stubborn", stubborn)], env=dict(os.environ),
+                            grace_seconds=60.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(supervisor.run(stop))
+    try:
+        await wait_for(ready.exists)  # its SIGTERM handler is in place
+        child = supervisor.pids["stubborn"]
+        stop.set()
+        supervisor.hurry.set()
+        await asyncio.wait_for(task, 10)
+        assert not alive(child)
+    finally:
+        stop.set()
+        supervisor.hurry.set()
+        await asyncio.wait_for(task, 30)
