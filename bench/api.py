@@ -1,0 +1,204 @@
+"""API throughput and latency: describe and list (100 visible notebooks) at a
+fixed concurrency against one running API process.
+
+It starts its own embedded PostgreSQL, migrates and seeds it (one org, one
+member with a token, one config, N notebooks owned by the member plus a
+few shared through a team), starts `notebooks api` as a separate process on a
+free port, and drives it from this process with aiohttp at the given
+concurrency. Prints the command line and a table of req/s, p50, p99.
+
+Usage: python bench/api.py [--seconds 10] [--concurrency 16] [--notebooks 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+import psycopg
+
+from common.embedded_db import database_url, start_embedded
+from common.ids import new_id
+from common.tokens import hash_token, new_token, token_prefix
+from sql.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def seed(dsn: str, notebooks: int) -> tuple[str, str]:
+    """Rows for the bench; returns (token, one notebook id)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        org, member, other, config, team = (new_id() for _ in range(5))
+        conn.execute("insert into organizations (id, name) values (%s, 'bench')", (org,))
+        for m in (member, other):
+            conn.execute("insert into members (id, organization_id, email, name)"
+                         " values (%s, %s, %s, 'bench')", (m, org, f"{m}@example.com"))
+        token = new_token()
+        conn.execute("insert into api_tokens (id, member_id, name, prefix, secret_hash)"
+                     " values (%s, %s, 'bench', %s, %s)",
+                     (new_id(), member, token_prefix(token), hash_token(token)))
+        conn.execute("insert into workload_configs (id, organization_id, name)"
+                     " values (%s, %s, 'default')", (config, org))
+        conn.execute("insert into teams (id, organization_id, name) values (%s, %s, 't')",
+                     (team, org))
+        conn.execute("insert into team_memberships (team_id, member_id, role)"
+                     " values (%s, %s, 'editor')", (team, member))
+        ids = []
+        for i in range(notebooks):
+            # Most owned by the caller, every tenth shared with it through the team.
+            owner = other if i % 10 == 0 else member
+            nb = new_id()
+            ids.append(nb)
+            conn.execute(
+                "insert into notebooks (id, organization_id, member_id, workload_config_id,"
+                " name, created_by, updated_by) values (%s, %s, %s, %s, %s, %s, %s)",
+                (nb, org, owner, config, f"notebook {i}", owner, owner))
+            if owner == other:
+                conn.execute("insert into notebook_teams (notebook_id, team_id)"
+                             " values (%s, %s)", (nb, team))
+        # Noise the query must skip: another member's unshared notebooks.
+        for i in range(notebooks):
+            conn.execute(
+                "insert into notebooks (id, organization_id, member_id, workload_config_id,"
+                " name, created_by, updated_by) values (%s, %s, %s, %s, %s, %s, %s)",
+                (new_id(), org, other, config, f"hidden {i}", other, other))
+        return token, ids[0]
+
+
+async def wait_ready(url: str, deadline: float) -> None:
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("API did not become ready")
+
+
+async def drive(url: str, headers: dict[str, str], concurrency: int,
+                seconds: float) -> tuple[int, list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.monotonic() < stop_at:
+                t0 = time.perf_counter()
+                async with session.get(url) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        errors += 1
+                latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return len(latencies), latencies, errors
+
+
+async def run(args: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    server = start_embedded(root / "pg", cleanup="stop")
+    api = None
+    try:
+        dsn = database_url(server)
+        await migrate(dsn)
+        token, notebook = seed(dsn, args.notebooks)
+        port = free_port()
+        env = {**os.environ, "DATABASE_URL": dsn, "NOTEBOOKS_API_PORT": str(port),
+               "NOTEBOOKS_SECRET_KEY": "b" * 40, "NOTEBOOKS_SIGNING_KEYS": "k1:" + "s" * 40,
+               "NOTEBOOKS_DATA_DIR": str(root / "data"), "NOTEBOOKS_LOG_FORMAT": "json",
+               "NOTEBOOKS_DB_POOL_MAX": str(args.pool)}
+        api = await asyncio.create_subprocess_exec(
+            sys.executable, "-c",
+            "from common.settings import Settings; from api.app import main;"
+            " main(Settings.from_env())",
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        await wait_ready(base, time.monotonic() + 30)
+        headers = {"Authorization": f"Bearer {token}"}
+        targets = [
+            ("describe", f"{base}/api/v1/workloads/notebooks/{notebook}"),
+            ("list (100 visible)", f"{base}/api/v1/workloads/notebooks?limit=100"),
+        ]
+        rows = []
+        pg_root = psutil.Process(server.get_pid())
+        me, api_proc = psutil.Process(), psutil.Process(api.pid)
+        for name, url in targets:
+            await drive(url, headers, args.concurrency, 1.0)  # warm-up
+            groups = [[api_proc], [pg_root, *pg_root.children(recursive=True)], [me]]
+            before = [cpu_seconds(g) for g in groups]
+            count, lat, errors = await drive(url, headers, args.concurrency, args.seconds)
+            used = [(cpu_seconds(g) - b) / args.seconds for g, b in zip(groups, before,
+                                                                         strict=True)]
+            rows.append((name, count / args.seconds, pct(lat, 50) * 1000, pct(lat, 99) * 1000,
+                         errors, used))
+        print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+        print(f"concurrency {args.concurrency}, {args.seconds:g} s per endpoint, one API "
+              f"process, pool max {args.pool}, {os.cpu_count()} CPUs")
+        print("load average before:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
+        print(f"{'endpoint':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+              f"  CPU cores used: api / postgres / load generator")
+        for name, rps, p50, p99, errors, used in rows:
+            cpu = " / ".join(f"{u:.2f}" for u in used)
+            print(f"{name:<20} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}  {cpu}")
+    finally:
+        if api is not None and api.returncode is None:
+            api.terminate()
+            try:
+                await asyncio.wait_for(api.wait(), timeout=10)
+            except TimeoutError:
+                api.kill()
+                await api.wait()
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--notebooks", type=int, default=100)
+    parser.add_argument("--pool", type=int, default=10)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
