@@ -225,6 +225,9 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
     # token works on the API
     api = creds["apiUrl"]
     wait_for(lambda: answers(f"{api}/healthz"), 60, "the API's /healthz")
+    # ready: the database is reachable and `up` applied every migration
+    status, body = get(f"{api}/readyz")
+    assert status == 200 and json.loads(body)["status"] == "ready", body
     status, body = get(f"{api}/api/v1/me", creds["token"])
     assert status == 200, body
     me = json.loads(body)
