@@ -19,7 +19,7 @@ from reconciler.runtime.base import Component, Observation, Phase
 
 # How soon to look again while a start or stop is under way (seconds). Short:
 # readiness of Sail is ~0.15 s and Marimo ~1 s after spawn.
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.05
 
 
 class Action(StrEnum):

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from common.clock import Clock
 from common.statuses import Desired, Status
 from reconciler import metrics
+from reconciler.db import fetchone
 from reconciler.plan import Action, NotebookState, Plan, plan
 from reconciler.runtime.base import Observation, ResourceSpec, Runtime, SessionSpec, WorkloadSpec
 from sql import query
@@ -98,13 +99,13 @@ def session_spec(row: dict[str, Any]) -> SessionSpec:
 
 async def _read(deps: Deps, notebook_id: str) -> dict[str, Any] | None:
     async with deps.pool.connection() as conn:
-        cur = await conn.execute(query("reconciler_get_notebook"), {"id": notebook_id})
-        return await cur.fetchone()  # type: ignore[return-value]
+        return await fetchone(conn, "reconciler_get_notebook", {"id": notebook_id})
 
 
 async def reconcile_once(deps: Deps, notebook_id: str) -> Result:
     started = time.monotonic()
     row = await _read(deps, notebook_id)
+    actions: tuple[Action, ...]
     if row is None:
         result, actions = Result("gone", None), ()
     else:
@@ -181,8 +182,7 @@ async def _write(
     now = deps.clock.now()
     expected = row["generation"] + (1 if auto_stopped else 0)
     async with deps.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(query("reconciler_lock_generation"), {"id": row["id"]})
-        locked = await cur.fetchone()
+        locked = await fetchone(conn, "reconciler_lock_generation", {"id": row["id"]})
         if locked is None or locked["generation"] != expected:
             return False  # intent moved while we worked: plan again, write nothing stale
         if (p.status.value, p.status_message) != (row["status"], row["status_message"]):

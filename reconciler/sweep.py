@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.jobs import enqueue_reconcile
 from reconciler import metrics
-from sql import query
+from reconciler.db import fetchall, fetchone
 
 log = structlog.get_logger("sweep")
 
@@ -29,12 +29,11 @@ async def sweep_once(pool: AsyncConnectionPool) -> int | None:
     """Enqueue reconciles for notebooks that need a look; None if another
     worker holds the sweep lock."""
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(query("reconciler_try_sweep_lock"), {"key": SWEEP_LOCK_KEY})
-        row = await cur.fetchone()
+        row = await fetchone(conn, "reconciler_try_sweep_lock", {"key": SWEEP_LOCK_KEY})
         if not row or not row["locked"]:
             return None
-        cur = await conn.execute(query("reconciler_sweep_candidates"), {"limit": BATCH})
-        ids = [r["id"] for r in await cur.fetchall()]
+        candidates = await fetchall(conn, "reconciler_sweep_candidates", {"limit": BATCH})
+        ids = [r["id"] for r in candidates]
         await enqueue_reconcile(conn, ids)
     metrics.SWEEPS.inc()
     metrics.SWEEP_ENQUEUED.inc(len(ids))
@@ -43,12 +42,10 @@ async def sweep_once(pool: AsyncConnectionPool) -> int | None:
 
 async def refresh_gauges(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
-        cur = await conn.execute(query("reconciler_status_counts"))
-        counts = {r["status"]: r["n"] for r in await cur.fetchall()}
+        counts = {r["status"]: r["n"] for r in await fetchall(conn, "reconciler_status_counts")}
         for status in metrics.BY_STATUS._metrics:  # noqa: SLF001 - label tuples created up front
             metrics.BY_STATUS.labels(*status).set(counts.get(status[0], 0))
-        cur = await conn.execute(query("reconciler_queue_stats"))
-        stats = await cur.fetchone()
+        stats = await fetchone(conn, "reconciler_queue_stats")
         if stats:
             metrics.QUEUE_DEPTH.set(stats["queued"])
             metrics.QUEUE_OLDEST.set(stats["oldest_seconds"])

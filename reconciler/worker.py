@@ -35,11 +35,11 @@ from common.jobs import RECONCILE, enqueue_reconcile
 from common.logging import configure_logging
 from common.metrics import metrics_response, observe_pool
 from common.settings import Settings
+from reconciler.db import fetchone
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Runtime
 from reconciler.runtime.factory import make_runtime
 from reconciler.sweep import sweep_loop
-from sql import query
 
 log = structlog.get_logger("worker")
 
@@ -93,13 +93,11 @@ async def _recheck(deps: Deps, job: Job, notebook_id: str, generation: int | Non
     until = loop.time() + 5
     async with deps.pool.connection() as conn:
         while loop.time() < until:
-            cur = await conn.execute(query("reconciler_job_held"), {"job_id": int(job.id)})
-            row = await cur.fetchone()
+            row = await fetchone(conn, "reconciler_job_held", {"job_id": int(job.id)})
             if not row or not row["held"]:
                 break
             await asyncio.sleep(0.02)
-        cur = await conn.execute(query("reconciler_get_generation"), {"id": notebook_id})
-        row = await cur.fetchone()
+        row = await fetchone(conn, "reconciler_get_generation", {"id": notebook_id})
         if row is not None and row["generation"] != generation:
             async with conn.transaction():
                 await enqueue_reconcile(conn, [notebook_id])

@@ -198,17 +198,25 @@ async def rows(db: psycopg.AsyncConnection[dict[str, Any]]) -> Rows:
 
 
 @pytest.fixture
-async def worker(rsettings: Settings) -> AsyncIterator[Callable[..., Awaitable[None]]]:
+async def worker(
+    rsettings: Settings,
+) -> AsyncIterator[Callable[..., Awaitable[Callable[[], Awaitable[None]]]]]:
     """Start an in-process worker (call the returned function); stopped at the end."""
     from reconciler.worker import run_worker
 
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(**overrides: Any) -> None:
+    async def start(**overrides: Any) -> Callable[[], Awaitable[None]]:
         stop = asyncio.Event()
         settings = Settings(**{**rsettings.__dict__, **overrides})
         task = asyncio.create_task(run_worker(settings, stop=stop))
         stops.append((stop, task))
+
+        async def shutdown() -> None:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+
+        return shutdown
 
     yield start
     for stop, _ in stops:

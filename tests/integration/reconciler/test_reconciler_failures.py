@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from reconciler_helpers import kinds, processes_for
 
 from common.settings import Settings
@@ -122,3 +123,34 @@ async def test_worker_killed_mid_start_is_replaced_and_processes_are_adopted(
     assert state_after["marimo"]["pid"] == state_before["marimo"]["pid"]
     assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
     await asyncio.sleep(0)  # let the teardown stop the worker; leftovers are killed there
+
+
+async def test_a_restarted_worker_adopts_running_notebooks_without_restarting_them(
+    rows, worker, rsettings: Settings
+):
+    nid = await rows.notebook()
+    shutdown = await worker()
+    await rows.start(nid)
+    row = await rows.wait_status(nid, "running", "failed", timeout=60)
+    assert row["status"] == "running", row["status_message"]
+    pids = (row["runtime_state"]["sail_pid"], row["runtime_state"]["marimo_pid"])
+    await shutdown()  # e.g. a deploy: the processes keep running without a worker
+    assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
+    events_before = len(await rows.events(nid))
+
+    def noops() -> float:
+        sample = REGISTRY.get_sample_value(
+            "notebooks_reconciles_completed_total", {"outcome": "noop"}
+        )
+        return sample or 0.0
+
+    seen = noops()
+    await worker()
+    # The new worker's sweep has the notebook observed: healthy, nothing to do.
+    await rows.wait_for(nid, lambda r: noops() > seen, timeout=30)
+    run_state = rsettings.data_dir / "run" / nid / "state.json"
+    state = json.loads(run_state.read_text())
+    assert (state["sail"]["pid"], state["marimo"]["pid"]) == pids
+    assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
+    assert len(await rows.events(nid)) == events_before
+    assert (await rows.get(nid))["status"] == "running"  # type: ignore[index]
