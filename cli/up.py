@@ -94,6 +94,7 @@ def banner(settings: Settings, token: str, credentials: Path) -> str:
         "",
         "notebooks is up",
         f"  API:          {settings.api_public_url}/api/v1",
+        f"  web console:  {settings.api_public_url}/  (sign in with the token)",
         f"  proxy:        {settings.proxy_public_url}",
         f"  token:        {token}",
         f"  credentials:  {credentials}",
