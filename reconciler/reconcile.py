@@ -23,16 +23,19 @@ from common.statuses import Desired, Status
 from reconciler import metrics
 from reconciler.db import fetchone
 from reconciler.plan import Action, NotebookState, Plan, plan
-from reconciler.runtime.base import Observation, ResourceSpec, Runtime, SessionSpec, WorkloadSpec
+from reconciler.runtime.base import (
+    Observation,
+    ResourceSpec,
+    Runtime,
+    SessionSpec,
+    TerminalError,
+    WorkloadSpec,
+)
 from sql import query
 
 log = structlog.get_logger("reconciler")
 
 ACTOR = "reconciler"
-
-
-class TerminalError(Exception):
-    """Retrying cannot help: the notebook goes to `failed` with this reason."""
 
 
 @dataclass(frozen=True)

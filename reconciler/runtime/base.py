@@ -9,6 +9,12 @@ from enum import StrEnum
 from typing import Protocol
 
 
+class TerminalError(Exception):
+    """Retrying cannot help (a missing binary, a bad spec): the notebook goes
+    to `failed` with this message as the reason. Any other exception from a
+    backend is treated as transient and retried with backoff."""
+
+
 class Phase(StrEnum):
     """What one component (Sail or Marimo) of a notebook is doing right now."""
 

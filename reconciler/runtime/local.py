@@ -27,7 +27,14 @@ from pathlib import Path
 import aiohttp
 
 from reconciler.runtime import probes, procs
-from reconciler.runtime.base import ABSENT, Component, Observation, Phase, SessionSpec
+from reconciler.runtime.base import (
+    ABSENT,
+    Component,
+    Observation,
+    Phase,
+    SessionSpec,
+    TerminalError,
+)
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
 
 _ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
@@ -134,6 +141,13 @@ class LocalRuntime:
     # -- ensure running ----------------------------------------------------
 
     async def ensure_running(self, spec: SessionSpec) -> Observation:
+        try:
+            return await self._ensure_running(spec)
+        except (FileNotFoundError, PermissionError) as exc:
+            # A missing or unusable sail/marimo executable: no retry will help.
+            raise TerminalError(f"cannot start: {exc}") from exc
+
+    async def _ensure_running(self, spec: SessionSpec) -> Observation:
         nid = spec.notebook_id
         async with self._lock(nid):
             state = self._read_state(nid)

@@ -63,6 +63,7 @@ def port_is_free(port: int) -> bool:
 def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: int) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
+        out.write(b"\n")  # a restart's lines start on their own line
         popen = subprocess.Popen(
             argv,
             env=env,

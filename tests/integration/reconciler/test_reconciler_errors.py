@@ -1,0 +1,75 @@
+"""Errors: terminal ones end in `failed` with the reason and are not retried;
+transient ones go back to the queue with capped exponential backoff."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from pgqueuer.errors import RetryRequested
+
+from common.clock import FakeClock
+from common.db import open_pool
+from common.settings import Settings
+from reconciler.reconcile import Deps, reconcile_once
+from reconciler.runtime.base import Observation, SessionSpec, TerminalError
+from reconciler.worker import MAX_BACKOFF_SECONDS, backoff, handle_reconcile
+
+
+class BrokenRuntime:
+    """Nothing runs; starting raises `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.stopped = 0
+
+    async def observe(self, notebook_id: str) -> Observation:
+        return Observation(session_id=None)
+
+    async def ensure_running(self, spec: SessionSpec) -> Observation:
+        raise self.error
+
+    async def ensure_stopped(self, notebook_id: str) -> None:
+        self.stopped += 1
+
+    async def delete(self, notebook_id: str) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_terminal_error_fails_the_start_with_its_reason(rows, rsettings: Settings):
+    clock = FakeClock()
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+    runtime = BrokenRuntime(TerminalError("cannot start: no such file: sail"))
+    pool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
+    try:
+        result = await reconcile_once(Deps(pool=pool, runtime=runtime, clock=clock), nid)
+        assert (result.outcome, result.requeue_after) == ("failed", None)
+        row = await rows.get(nid)
+        assert row["status"] == "failed"
+        assert row["status_message"] == "cannot start: no such file: sail"
+        assert runtime.stopped == 1
+    finally:
+        await pool.close()
+
+
+async def test_transient_error_is_requeued_with_capped_backoff(rows, rsettings: Settings):
+    clock = FakeClock()
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+    runtime = BrokenRuntime(ConnectionResetError("blip"))
+    pool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
+    try:
+        deps = Deps(pool=pool, runtime=runtime, clock=clock)
+        job = SimpleNamespace(payload=nid.encode(), attempts=2, id=1)
+        with pytest.raises(RetryRequested) as caught:
+            await handle_reconcile(deps, job)  # type: ignore[arg-type]
+        assert caught.value.delay == timedelta(seconds=backoff(2)) == timedelta(seconds=2)
+        assert (await rows.get(nid))["status"] == "starting"  # not failed: it may pass
+    finally:
+        await pool.close()
+    assert backoff(50) == MAX_BACKOFF_SECONDS
