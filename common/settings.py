@@ -96,6 +96,9 @@ class Settings:
         signing_keys = parse_signing_keys(env.get("NOTEBOOKS_SIGNING_KEYS", ""))
         if not signing_keys:
             raise SettingsError("NOTEBOOKS_SIGNING_KEYS is not set")
+        api_public_url = env.get(
+            "NOTEBOOKS_API_PUBLIC_URL", f"http://{api_host}:{api_port}"
+        ).rstrip("/")
         return cls(
             database_url=database_url,
             data_dir=Path(env.get("NOTEBOOKS_DATA_DIR", ".data")).resolve(),
@@ -103,9 +106,7 @@ class Settings:
             api_port=api_port,
             proxy_host=proxy_host,
             proxy_port=proxy_port,
-            api_public_url=env.get(
-                "NOTEBOOKS_API_PUBLIC_URL", f"http://{api_host}:{api_port}"
-            ).rstrip("/"),
+            api_public_url=api_public_url,
             proxy_public_url=env.get(
                 "NOTEBOOKS_PROXY_PUBLIC_URL", f"http://{proxy_host}:{proxy_port}"
             ).rstrip("/"),
@@ -113,7 +114,8 @@ class Settings:
             signing_keys=signing_keys,
             secret_key=secret_key,
             cookie_secure=_bool(env, "NOTEBOOKS_COOKIE_SECURE", True),
-            frame_ancestors=env.get("NOTEBOOKS_FRAME_ANCESTORS", "'self'"),
+            # The console (served by the API) embeds notebooks, so its origin may frame them.
+            frame_ancestors=env.get("NOTEBOOKS_FRAME_ANCESTORS", f"'self' {api_public_url}"),
             allow_terminal=_bool(env, "NOTEBOOKS_ALLOW_TERMINAL", False),
             log_format=env.get("NOTEBOOKS_LOG_FORMAT", "auto"),
             log_level=env.get("NOTEBOOKS_LOG_LEVEL", "info"),

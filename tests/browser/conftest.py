@@ -114,7 +114,6 @@ def _http_ok(url: str) -> bool:
 
 
 def _stack_env(settings: Any, api_port: int, proxy_port: int, metrics_port: int) -> dict[str, str]:
-    api_url = f"http://127.0.0.1:{api_port}"
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": settings.database_url,
@@ -126,8 +125,6 @@ def _stack_env(settings: Any, api_port: int, proxy_port: int, metrics_port: int)
         "NOTEBOOKS_SECRET_KEY": settings.secret_key,
         "NOTEBOOKS_SIGNING_KEYS": ",".join(f"{k}:{s}" for k, s in settings.signing_keys),
         "NOTEBOOKS_COOKIE_SECURE": "false",
-        # The console (API origin) embeds notebooks served by the proxy.
-        "NOTEBOOKS_FRAME_ANCESTORS": api_url,
         "NOTEBOOKS_LOG_FORMAT": "console",
         "NOTEBOOKS_SWEEP_INTERVAL_SECONDS": "2",
         "PYTHONUNBUFFERED": "1",
