@@ -82,6 +82,18 @@ class KubeApi:
         )
         return list(json.loads(resp.data).get("items") or [])
 
+    async def get(self, kind: str, name: str) -> Obj | None:
+        fn = self._fn("read", kind)
+        try:
+            resp = await asyncio.to_thread(
+                fn, name, self.namespace, _request_timeout=self.timeout, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(json.loads(resp.data))
+
     async def delete(self, kind: str, name: str) -> bool:
         """Delete; False if it was already gone."""
         fn = self._fn("delete", kind)

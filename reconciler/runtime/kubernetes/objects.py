@@ -316,20 +316,19 @@ def _peer(labels: dict[str, str]) -> Obj:
     return {"podSelector": {"matchLabels": dict(labels)}}
 
 
-def _proxy_peer(ks: KubernetesSettings) -> Obj:
-    peer = _peer(ks.proxy_pod_labels)
-    if ks.proxy_namespace:
+def _service_peer(labels: dict[str, str], namespace: str | None) -> Obj:
+    peer = _peer(labels)
+    if namespace:
         # A podSelector alone matches only this namespace's pods.
-        peer["namespaceSelector"] = {
-            "matchLabels": {"kubernetes.io/metadata.name": ks.proxy_namespace}
-        }
+        peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
     return peer
 
 
 def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
-    """Marimo only from proxy pods; Sail (driver and workers) only from this
-    notebook's Marimo and its own Sail pods. Egress is left to the cluster's
-    defaults (Sail reads data sources the operator decides on)."""
+    """Marimo only from the proxy pods (and the reconciler workers, which read
+    its kernel status with the session token); Sail (driver and workers) only
+    from this notebook's Marimo and its own Sail pods. Egress is left to the
+    cluster's defaults (Sail reads data sources the operator decides on)."""
     sail_pods = {
         "matchExpressions": [
             {"key": n.NOTEBOOK, "operator": "In", "values": [notebook_id]},
@@ -345,7 +344,10 @@ def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [_proxy_peer(ks)],
+                    "from": [
+                        _service_peer(ks.proxy_pod_labels, ks.proxy_namespace),
+                        _service_peer(ks.worker_pod_labels, ks.worker_namespace),
+                    ],
                     "ports": [{"protocol": "TCP", "port": n.MARIMO_PORT}],
                 }
             ],

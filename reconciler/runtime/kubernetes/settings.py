@@ -37,6 +37,11 @@ class KubernetesSettings:
     )
     # Namespace of the proxy pods when it is not the notebooks' own namespace.
     proxy_namespace: str | None = None
+    # Reconciler workers read Marimo's kernel status (for `detached`).
+    worker_pod_labels: dict[str, str] = field(
+        default_factory=lambda: {"app.kubernetes.io/name": "notebooks-worker"}
+    )
+    worker_namespace: str | None = None
     storage_class: str | None = None  # None: the cluster's default class
     storage_size: str = "1Gi"
     # Defaults when the workload config leaves cpu/memory empty.
@@ -69,6 +74,9 @@ class KubernetesSettings:
                 image_pull_policy=get("IMAGE_PULL_POLICY", d.image_pull_policy),
                 proxy_pod_labels=_labels(get("PROXY_POD_LABELS", "")) or dict(d.proxy_pod_labels),
                 proxy_namespace=get("PROXY_NAMESPACE", "") or None,
+                worker_pod_labels=_labels(get("WORKER_POD_LABELS", ""))
+                or dict(d.worker_pod_labels),
+                worker_namespace=get("WORKER_NAMESPACE", "") or None,
                 storage_class=get("STORAGE_CLASS", "") or None,
                 storage_size=get("STORAGE_SIZE", d.storage_size),
                 default_cpu=get("DEFAULT_CPU", d.default_cpu),

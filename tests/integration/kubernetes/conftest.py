@@ -4,6 +4,7 @@ official client."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ class Kube:
     emulator: KubeEmulator
     kubelet: Kubelet
     url: str
+    # Where runtimes reach Marimo: by default a port that refuses connections
+    # (the emulator runs no containers); a test may serve a fake Marimo there.
+    marimo_root: str = ""
     runtimes: list[KubernetesRuntime] = field(default_factory=list)
 
     def runtime(self, **overrides: object) -> KubernetesRuntime:
@@ -34,7 +38,12 @@ class Kube:
         )
         cfg = client.Configuration()
         cfg.host = self.url
-        rt = KubernetesRuntime(settings, client.ApiClient(cfg), reconnect_backoff=(0.0, 0.05))
+        rt = KubernetesRuntime(
+            settings,
+            client.ApiClient(cfg),
+            reconnect_backoff=(0.0, 0.05),
+            marimo_root=lambda _nid: self.marimo_root,
+        )
         self.runtimes.append(rt)
         return rt
 
@@ -45,12 +54,16 @@ class Kube:
 @pytest.fixture
 async def kube() -> AsyncIterator[Kube]:
     emulator = KubeEmulator()
+    refusing = socket.socket()  # bound, never listening: connections are refused
+    refusing.bind(("127.0.0.1", 0))
     async with emulator, kmock.Server(emulator) as server:
         kubelet = Kubelet(emulator)
         k = Kube(emulator, kubelet, str(server.url).rstrip("/"))
+        k.marimo_root = f"http://127.0.0.1:{refusing.getsockname()[1]}"
         try:
             yield k
         finally:
             for rt in k.runtimes:
                 await rt.close()
             await kubelet.close()
+            refusing.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from conftest import NAMESPACE, Kube
 from kube_emulator import eventually, kubelet
 
@@ -175,8 +177,42 @@ async def test_observe_never_writes(kube: Kube) -> None:
     kube.kubelet.default = kubelet.PENDING
     calls = len(kube.emulator.calls)
     await rt.observe("NB1")
-    assert all(c.action in ("list", "watch") for c in kube.emulator.calls[calls:])
+    assert all(c.action in ("list", "watch", "fetch") for c in kube.emulator.calls[calls:])
     assert len(kube.emulator.objects) == before[1]
+
+
+async def test_executing_is_read_from_marimo_with_the_session_token(kube: Kube) -> None:
+    state = {"running": False}
+    seen_tokens: list[str] = []
+
+    async def sessions(request: web.Request) -> web.Response:
+        seen_tokens.append(request.headers.get("Authorization", ""))
+        return web.json_response(["client-1"])
+
+    async def status(request: web.Request) -> web.Response:
+        assert request.headers["Marimo-Session-Id"] == "client-1"
+        return web.json_response({"state": "running" if state["running"] else "idle"})
+
+    app = web.Application()
+    app.router.add_get("/notebooks/NB1/api/sessions", sessions)
+    app.router.add_get("/notebooks/NB1/api/kernel/status", status)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        kube.marimo_root = str(server.make_url("/")).rstrip("/")
+        rt = kube.runtime()
+        await rt.ensure_running(spec())
+
+        async def ready() -> bool:
+            return (await rt.observe("NB1")).marimo.phase is Phase.READY
+
+        await eventually(ready)
+        assert (await rt.observe("NB1")).executing is False
+        state["running"] = True
+        assert (await rt.observe("NB1")).executing is True
+        assert seen_tokens[-1] == "Bearer tok-S1"  # from the session's Secret
+    finally:
+        await server.close()
 
 
 def test_labels_select_one_notebook() -> None:

@@ -129,10 +129,14 @@ def test_network_policies_admit_proxy_to_marimo_and_only_this_marimo_to_sail() -
         n.COMPONENT: "marimo",
     }
     (rule,) = marimo["spec"]["ingress"]
-    assert rule["from"] == [{"podSelector": {"matchLabels": KS.proxy_pod_labels}}]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": KS.proxy_pod_labels}},
+        {"podSelector": {"matchLabels": KS.worker_pod_labels}},
+    ]
     assert rule["ports"] == [{"protocol": "TCP", "port": 2718}]
     other_ns = KubernetesSettings(proxy_namespace="notebooks")
-    (peer,) = objects.network_policies("NB1", other_ns)[0]["spec"]["ingress"][0]["from"]
+    peer, worker = objects.network_policies("NB1", other_ns)[0]["spec"]["ingress"][0]["from"]
+    assert "namespaceSelector" not in worker
     assert peer["namespaceSelector"] == {
         "matchLabels": {"kubernetes.io/metadata.name": "notebooks"}
     }
