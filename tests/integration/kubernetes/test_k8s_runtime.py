@@ -7,8 +7,8 @@ import asyncio
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from conftest import NAMESPACE, Kube
 from kube_emulator import eventually, kubelet
+from kube_emulator.cluster import NAMESPACE, Kube
 
 from reconciler.runtime.base import Phase, ResourceSpec, SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import names as n

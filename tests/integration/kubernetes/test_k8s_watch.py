@@ -8,8 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import NAMESPACE, Kube
 from kube_emulator import Changes, eventually, kubelet
+from kube_emulator.cluster import NAMESPACE, Kube
 
 from reconciler.runtime.base import SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import KubernetesRuntime

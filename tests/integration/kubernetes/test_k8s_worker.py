@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import NAMESPACE, Kube
 from kube_emulator import eventually, kubelet
+from kube_emulator.cluster import NAMESPACE, Kube
 from psycopg.rows import dict_row
 
 from common.ids import new_id
