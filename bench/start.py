@@ -76,7 +76,9 @@ async def floor_once(root: Path) -> float:
                 break
             await asyncio.sleep(0.005)
     took = time.monotonic() - t0
-    await asyncio.gather(procs.stop(sail, signal.SIGINT, 5), procs.stop(marimo, signal.SIGTERM, 5))
+    await asyncio.gather(
+        procs.stop(sail, signal.SIGINT, 5, nb_dir), procs.stop(marimo, signal.SIGTERM, 5, nb_dir)
+    )
     return took
 
 

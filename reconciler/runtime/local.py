@@ -175,7 +175,7 @@ class LocalRuntime:
                 # SPARK_REMOTE stays right; otherwise Marimo must follow.
                 port = sail.port if sail and procs.port_is_free(sail.port) else procs.free_port()
                 if sail is not None and port != sail.port and marimo is not None:
-                    await procs.stop(marimo, signal.SIGTERM, self.stop_grace)
+                    await procs.stop(marimo, signal.SIGTERM, self.stop_grace, nb_dir)
                     marimo = None
                 sail = procs.spawn(
                     self._sail_argv(port), env=self._sail_env(spec, env), cwd=nb_dir,
@@ -239,9 +239,10 @@ class LocalRuntime:
         sail = procs.Proc.from_json(state.get("sail"))
         marimo = procs.Proc.from_json(state.get("marimo"))
         # Sail's graceful stop is SIGINT (SIGTERM kills it at once); Marimo's is SIGTERM.
+        cwd, grace = self.notebook_dir(notebook_id), self.stop_grace
         await asyncio.gather(
-            procs.stop(sail, signal.SIGINT, self.stop_grace) if sail else asyncio.sleep(0),
-            procs.stop(marimo, signal.SIGTERM, self.stop_grace) if marimo else asyncio.sleep(0),
+            procs.stop(sail, signal.SIGINT, grace, cwd) if sail else asyncio.sleep(0),
+            procs.stop(marimo, signal.SIGTERM, grace, cwd) if marimo else asyncio.sleep(0),
         )
         run_dir = self.run_dir(notebook_id)
         for name in ("state.json", "token"):

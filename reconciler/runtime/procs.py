@@ -131,47 +131,52 @@ def death_reason(name: str, proc: Proc, secrets: tuple[str, ...] = ()) -> str:
     return f"{name} {how}" + (f": {last}" if last else "")
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A reaped-later zombie leader still counts; reap our own child if it is done.
-    popen = _CHILDREN.get(pgid)
-    if popen is not None and popen.poll() is not None:
-        # The leader is gone; are other members of the group left?
-        return any(_pgid(p) == pgid for p in psutil.process_iter(["pid"]))
-    return True
+def members(proc: Proc, cwd: Path) -> list[psutil.Process]:
+    """Live processes of `proc`'s group that are really ours: the leader if
+    it is verified (pid, create time, cmdline), and group members working in
+    the notebook's directory (Marimo's kernel, Sail's workers). A pid reused
+    by an unrelated process group is never matched."""
+    if (popen := _CHILDREN.get(proc.pid)) is not None:
+        popen.poll()  # reap our own child, so a dead leader is not a zombie
+    leader_ok = is_alive(proc)
+    root = str(cwd)
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(p.pid) != proc.pid or p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if (p.pid == proc.pid and leader_ok) or p.cwd().startswith(root):
+                found.append(p)
+        except (psutil.Error, ProcessLookupError, PermissionError, OSError):
+            continue
+    return found
 
 
-def _pgid(p: psutil.Process) -> int | None:
-    try:
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return os.getpgid(p.pid)
-    except (psutil.Error, ProcessLookupError, PermissionError):
-        return None
+def _signal(procs: list[psutil.Process], sig: signal.Signals) -> None:
+    for p in procs:
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            p.send_signal(sig)
 
 
-async def stop(proc: Proc, first: signal.Signals, grace: float) -> None:
-    """Send `first` to the process group, wait up to `grace` s, then SIGKILL it."""
-    if not is_alive(proc) and not _group_alive(proc.pid):
-        _CHILDREN.pop(proc.pid, None)
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, first)
+async def stop(proc: Proc, first: signal.Signals, grace: float, cwd: Path) -> None:
+    """Send `first` to the process group, wait up to `grace` s, then SIGKILL
+    whatever of it is left (only processes verified as ours, see `members`)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    while loop.time() < deadline and _group_alive(proc.pid):  # noqa: ASYNC110 - polling a pid
-        await asyncio.sleep(0.05)
-    if _group_alive(proc.pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        deadline = loop.time() + 5
-        while loop.time() < deadline and _group_alive(proc.pid):  # noqa: ASYNC110
+    left = members(proc, cwd)
+    if left:
+        # The leader first (Sail's graceful stop is its own SIGINT handler);
+        # the rest of the group gets the same signal.
+        _signal(left, first)
+        deadline = loop.time() + grace
+        while left and loop.time() < deadline:
             await asyncio.sleep(0.05)
+            left = members(proc, cwd)
+        if left:
+            _signal(left, signal.SIGKILL)
+            deadline = loop.time() + 5
+            while left and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+                left = members(proc, cwd)
     popen = _CHILDREN.pop(proc.pid, None)
     if popen is not None:
         popen.poll()

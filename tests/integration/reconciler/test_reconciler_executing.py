@@ -10,6 +10,7 @@ import re
 
 import aiohttp
 import pytest
+from reconciler_helpers import processes_for
 
 from common.clock import FakeClock
 from common.db import open_pool
@@ -109,6 +110,9 @@ async def test_long_cell_without_presence_is_detached_then_idle_when_it_ends(
                 assert (row["status"], row["executing"]) == ("idle", False)
             finally:
                 await ws.close()
+        # Stop takes Marimo's kernel down with it (same process group, same directory).
+        await runtime.ensure_stopped(nid)
+        assert processes_for(rsettings.data_dir, nid) == []
     finally:
         await runtime.ensure_stopped(nid)
         await runtime.close()
