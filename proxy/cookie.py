@@ -73,3 +73,26 @@ def unseal(value: str, secret: str) -> ProxySession | None:
     except (ValueError, KeyError, TypeError):
         return None
     return session if session.mode in ("edit", "view") else None
+
+
+class CookieCache:
+    """Unsealing costs an HMAC and a JSON parse; a browser sends the same
+    value on every request, so remember the last few thousand verdicts."""
+
+    def __init__(self, secret: str, size: int = 4096) -> None:
+        self._secret = secret
+        self._size = size
+        self._seen: dict[str, ProxySession | None] = {}
+
+    def unseal(self, value: str) -> ProxySession | None:
+        if not value:
+            return None
+        try:
+            return self._seen[value]
+        except KeyError:
+            pass
+        session = unseal(value, self._secret)
+        if len(self._seen) >= self._size:
+            self._seen.pop(next(iter(self._seen)))
+        self._seen[value] = session
+        return session

@@ -71,7 +71,7 @@ def _count_upstream_error(exc: BaseException) -> None:
 
 
 async def _request_body(request: web.Request) -> AsyncIterator[bytes]:
-    sent = metrics.BYTES.labels("to_upstream", "http")
+    sent = metrics.HTTP_TO_UPSTREAM
     async for chunk in request.content.iter_chunked(CHUNK):
         sent.inc(len(chunk))
         yield chunk
@@ -108,7 +108,7 @@ async def forward_http(proxy: Proxy, request: web.Request, session: ProxySession
             resp = web.StreamResponse(status=up.status, reason=up.reason,
                                       headers=downstream_response_headers(up.headers))
             await resp.prepare(request)
-            received = metrics.BYTES.labels("to_client", "http")
+            received = metrics.HTTP_TO_CLIENT
             try:
                 async for chunk in up.content.iter_any():
                     received.inc(len(chunk))
@@ -124,7 +124,7 @@ async def forward_http(proxy: Proxy, request: web.Request, session: ProxySession
                     request.transport.close()
                 return resp
             await resp.write_eof()
-            metrics.REQUESTS.labels("http", "proxied").inc()
+            metrics.HTTP_PROXIED.inc()
             return resp
     finally:
         proxy.registry.discard(live)

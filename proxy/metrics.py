@@ -60,3 +60,8 @@ for _e in UPSTREAM_ERRORS:
     UPSTREAM_ERRORS_TOTAL.labels(_e)
 for _r in REVOKE_REASONS:
     REVOKED.labels(_r)
+
+# Children used on every proxied request, bound once.
+HTTP_PROXIED = REQUESTS.labels("http", "proxied")
+HTTP_TO_UPSTREAM = BYTES.labels("to_upstream", "http")
+HTTP_TO_CLIENT = BYTES.labels("to_client", "http")
