@@ -6,6 +6,7 @@ configs from a shell, straight to the database (no API needed).
     notebooks admin membership set TEAM MEMBER --role editor
     notebooks admin token create MEMBER [--name laptop]   # the secret is printed once
     notebooks admin config create --name big --mode cluster --workers 4 --env K=V ...
+    notebooks admin token revoke TOKEN / member disable MEMBER
     notebooks admin {org,member,team,membership,token,config} list
 
 `--json` prints JSON (an object for create, a list for list); errors go to
@@ -186,6 +187,17 @@ def member_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
     })
 
 
+def member_disable(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    member_id = _id(args.member, "member")
+    org = _organization(conn, args, env)
+    row = conn.execute(
+        query("admin_disable_member"), {"id": member_id, "organization_id": org}
+    ).fetchone()
+    if row is None:
+        raise CliError(f"member {member_id} not found in organization {org}")
+    return row
+
+
 def member_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     return conn.execute(
         query("admin_list_members"), {"organization_id": _organization(conn, args, env)}
@@ -236,6 +248,17 @@ def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> A
         "prefix": tokens.token_prefix(secret), "secret_hash": tokens.hash_token(secret),
     })
     return {**row, "token": secret}  # shown this once; only its hash is stored
+
+
+def token_revoke(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    token_id = _id(args.token, "token")
+    org = _organization(conn, args, env)
+    row = conn.execute(
+        query("admin_revoke_token"), {"id": token_id, "organization_id": org}
+    ).fetchone()
+    if row is None:
+        raise CliError(f"token {token_id} not found in organization {org}")
+    return row
 
 
 def token_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -293,6 +316,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--org-admin", action="store_true", help="make an organization admin")
     verb(member, "list", member_list, "list members")
+    p = verb(member, "disable", member_disable, "disable a member: their tokens stop working")
+    p.add_argument("member")
 
     team = nouns.add_parser("team", help="teams").add_subparsers(dest="verb", required=True)
     verb(team, "create", team_create, "create a team").add_argument("--name", required=True)
@@ -311,6 +336,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("member")
     p.add_argument("--name", default="cli")
     verb(token, "list", token_list, "list tokens (never the secrets)").add_argument("--member")
+    verb(token, "revoke", token_revoke, "revoke a token").add_argument("token")
 
     config = nouns.add_parser("config", help="workload configs").add_subparsers(
         dest="verb", required=True)

@@ -86,3 +86,14 @@ returning id, organization_id, name, description, mode, sail, marimo, workers, e
 select id, organization_id, name, description, mode, sail, marimo, workers, env, created_at
 from workload_configs where organization_id = %(organization_id)s
 order by created_at, id;
+
+-- name: admin_revoke_token
+update api_tokens t set revoked_at = coalesce(t.revoked_at, now())
+from members m
+where t.id = %(id)s and m.id = t.member_id and m.organization_id = %(organization_id)s
+returning t.id, t.member_id, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at;
+
+-- name: admin_disable_member
+update members set disabled_at = coalesce(disabled_at, now())
+where id = %(id)s and organization_id = %(organization_id)s
+returning id, organization_id, email, name, organization_admin, disabled_at, created_at;

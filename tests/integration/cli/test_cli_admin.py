@@ -173,3 +173,20 @@ def test_the_installed_command_prints_json(database_url_for_test: str, tmp_path:
     bad = subprocess.run([notebooks, "admin", "token", "create", "lower"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "is not an id" in bad.stderr
+
+
+def test_tokens_are_revoked_and_members_disabled(admin: Admin, org: str) -> None:
+    member = admin.ok("member", "create", "--email", "f@acme.test", "--name", "F")["id"]
+    token = admin.ok("token", "create", member)
+    revoked = admin.ok("token", "revoke", token["id"])
+    assert revoked["id"] == token["id"] and revoked["revokedAt"] is not None
+    # revoking again keeps the first time
+    assert admin.ok("token", "revoke", token["id"])["revokedAt"] == revoked["revokedAt"]
+    assert admin.ok("token", "list")[0]["revokedAt"] == revoked["revokedAt"]
+    assert "token NOSUCHTOKEN not found" in admin.fails("token", "revoke", "NOSUCHTOKEN")
+
+    disabled = admin.ok("member", "disable", member)
+    assert disabled["disabledAt"] is not None
+    assert "is disabled" in admin.fails("token", "create", member)
+    other = admin.ok("org", "create", "--name", "Other")["id"]
+    assert "not found in organization" in admin.fails("member", "disable", "--org", other, member)
