@@ -1,33 +1,33 @@
 """Start-to-running latency through the system vs the floor, and
 commit-to-pickup latency of a reconcile job.
 
-- system: a start written the way the API writes it (row update + status +
-  transactional enqueue, one commit) → queue → worker → Sail + Marimo →
-  status `running` in the row. Measured from the commit to the row reading
-  `running` (polled every 5 ms).
+- system: `POST /api/v1/workloads/notebooks/{id}/start` on the real API app
+  (row update + status + transactional enqueue, one commit) → queue → worker →
+  Sail + Marimo → status `running` in the row. Measured from sending the
+  request to the row reading `running` (polled every 5 ms).
 - floor: the same Sail and Marimo command lines spawned directly by this
   script, in parallel, polled for health every 5 ms until both answer.
 - pickup: an enqueue committed → the worker's reconcile handler entered, on
   an idle worker (LISTEN/NOTIFY, asyncpg driver). Target p99 ≤ 50 ms.
 
 Usage: python bench/start.py [--runs 5] [--pickups 200]
-Runs its own embedded PostgreSQL and a worker in this process.
+Runs its own embedded PostgreSQL, the API app and a worker in this process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import shutil
 import signal
 import statistics
+import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from aiohttp.test_utils import TestClient, TestServer
 from psycopg.rows import dict_row
 
 import reconciler.worker as worker_mod
@@ -36,11 +36,21 @@ from common.ids import new_id
 from common.jobs import enqueue_reconcile
 from common.logging import configure_logging
 from common.settings import Settings
+from common.tokens import hash_token, new_token, token_prefix
 from reconciler.runtime import probes, procs
 from reconciler.runtime.local import LocalRuntime
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
-from sql import query
 from sql.migrate import migrate
+
+
+def _create_app():  # type: ignore[no-untyped-def]
+    # `python bench/start.py` puts bench/ first on sys.path, where bench/api.py
+    # would shadow the api package.
+    here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
+    from api.app import create_app
+
+    return create_app
 
 
 def pct(values: list[float], p: float) -> float:
@@ -92,6 +102,7 @@ class Bench:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.org, self.member, self.config = new_id(), new_id(), new_id()
+        self.auth: dict[str, str] = {}
 
     async def setup(self, conn: psycopg.AsyncConnection) -> None:
         await conn.execute("insert into organizations (id, name) values (%s, 'bench')", (self.org,))
@@ -103,6 +114,13 @@ class Bench:
             "insert into workload_configs (id, organization_id, name) values (%s, %s, 'b')",
             (self.config, self.org),
         )
+        token = new_token()
+        await conn.execute(
+            "insert into api_tokens (id, member_id, name, prefix, secret_hash)"
+            " values (%s, %s, 'bench', %s, %s)",
+            (new_id(), self.member, token_prefix(token), hash_token(token)),
+        )
+        self.auth = {"Authorization": f"Bearer {token}"}
 
     async def notebook(self, conn: psycopg.AsyncConnection) -> str:
         nid = new_id()
@@ -113,33 +131,16 @@ class Bench:
         )
         return nid
 
-    async def start(self, conn: psycopg.AsyncConnection, nid: str) -> None:
-        now = datetime.now(UTC)
-        async with conn.transaction():  # what the API's start does, in one commit
-            await conn.execute(
-                "update notebooks set desired_state='running', generation=generation+1,"
-                " session_id=%s, session_token=%s, start_requested_at=%s,"
-                " start_deadline_at=%s, last_active_at=%s where id=%s",
-                (new_id(), secrets.token_urlsafe(32), now, now + timedelta(seconds=120), now,
-                 nid),
-            )
-            await conn.execute(query("set_status"), {
-                "id": nid, "status": "starting", "status_message": "", "actor": self.member,
-                "now": now,
-            })
-            await enqueue_reconcile(conn, [nid])
+    async def start(self, api: TestClient, nid: str) -> None:
+        # Through the real API app: its start writes the row and enqueues in one commit.
+        resp = await api.post(f"/api/v1/workloads/notebooks/{nid}/start", headers=self.auth)
+        if resp.status != 202:
+            raise RuntimeError(f"start: {resp.status} {await resp.text()}")
 
-    async def stop(self, conn: psycopg.AsyncConnection, nid: str) -> None:
-        async with conn.transaction():
-            await conn.execute(
-                "update notebooks set desired_state='stopped', generation=generation+1"
-                " where id=%s", (nid,),
-            )
-            await conn.execute(query("set_status"), {
-                "id": nid, "status": "stopping", "status_message": "", "actor": self.member,
-                "now": datetime.now(UTC),
-            })
-            await enqueue_reconcile(conn, [nid])
+    async def stop(self, api: TestClient, nid: str) -> None:
+        resp = await api.post(f"/api/v1/workloads/notebooks/{nid}/stop", headers=self.auth)
+        if resp.status != 202:
+            raise RuntimeError(f"stop: {resp.status} {await resp.text()}")
 
     @staticmethod
     async def wait_status(conn: psycopg.AsyncConnection, nid: str, status: str) -> None:
@@ -178,6 +179,8 @@ async def run(runs: int, pickups: int) -> None:
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)
         bench = Bench(dsn)
         await bench.setup(conn)
+        api = TestClient(TestServer(_create_app()(settings)))
+        await api.start_server()
         await asyncio.sleep(1)  # let the worker connect and LISTEN
 
         # Commit-to-pickup on an idle worker: ids that have no row (a no-op reconcile).
@@ -196,15 +199,16 @@ async def run(runs: int, pickups: int) -> None:
         for i in range(runs):
             nid = await bench.notebook(conn)
             t0 = time.monotonic()
-            await bench.start(conn, nid)
+            await bench.start(api, nid)
             await bench.wait_status(conn, nid, "running")
             system.append(time.monotonic() - t0)
             t0 = time.monotonic()
-            await bench.stop(conn, nid)
+            await bench.stop(api, nid)
             await bench.wait_status(conn, nid, "stopped")
             stops.append(time.monotonic() - t0)
             floor.append(await floor_once(root / f"floor{i}"))
 
+        await api.close()
         stop.set()
         await asyncio.wait_for(task, 30)
         await conn.close()
