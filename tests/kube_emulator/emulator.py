@@ -81,6 +81,9 @@ _DROP = object()
 @attrs.define(kw_only=True)
 class KubeEmulator(kmock.KubernetesScaffold):
     history_limit: int = 1000
+    # Pods, as on a real cluster, only get a deletionTimestamp on DELETE; the
+    # kubelet removes them once their containers stopped (Kubelet.finish).
+    graceful_pods: bool = False
     objects: dict[Key, Obj] = attrs.field(factory=dict, init=False)
     history: list[tuple[int, str, str, Obj]] = attrs.field(factory=list, init=False)
     calls: list[Call] = attrs.field(factory=list, init=False)
@@ -184,8 +187,19 @@ class KubeEmulator(kmock.KubernetesScaffold):
                 self.put(group, plural, _merge(self.objects[key], request.data or {}))
             )
         if action == "delete":
+            if plural == "pods" and self.graceful_pods:
+                return aiohttp.web.json_response(self._terminate(key))
             return aiohttp.web.json_response(self.remove(*key))
         raise ApiError(405, "MethodNotAllowed", action)
+
+    def _terminate(self, key: Key) -> Obj:
+        obj = self.objects[key]
+        if obj["metadata"].get("deletionTimestamp"):
+            return obj  # already terminating
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["deletionTimestamp"] = _now()
+        obj["metadata"]["deletionGracePeriodSeconds"] = 30
+        return self.put(key[0], key[1], obj)
 
     def _create(self, group: str, plural: str, ns: str | None, body: Obj) -> aiohttp.web.Response:
         meta = body.setdefault("metadata", {})

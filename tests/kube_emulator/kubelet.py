@@ -152,6 +152,9 @@ class Kubelet:
         self.emulator = emulator
         self.behaviour: dict[str, str] = {}  # image → behaviour
         self.default = RUN
+        # With emulator.graceful_pods: remove terminating pods at once (True)
+        # or leave them for the test to finish (False).
+        self.finish_terminations = True
         self._tasks: set[asyncio.Task[None]] = set()
         emulator.listen(self._on_event)
 
@@ -163,9 +166,23 @@ class Kubelet:
         ):
             return
         # Asynchronously, as a node would: the API write returns first.
-        task = asyncio.get_running_loop().create_task(self._drive(obj))
+        self._spawn(self._drive(obj))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, namespace: str, name: str) -> None:
+        await asyncio.sleep(0)
+        self.finish(namespace, name)
+
+    def finish(self, namespace: str, name: str) -> bool:
+        """A terminating pod's containers are gone: remove the pod."""
+        if self.emulator.get("pods", namespace, name) is None:
+            return False
+        self.emulator.remove("", "pods", namespace, name)
+        return True
 
     async def _drive(self, pod: Obj) -> None:
         meta = pod["metadata"]

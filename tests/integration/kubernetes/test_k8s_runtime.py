@@ -170,6 +170,35 @@ async def test_stop_keeps_storage_and_delete_removes_it(kube: Kube) -> None:
     assert emu.names("persistentvolumeclaims") == ["nb-other-data"]
 
 
+async def test_terminating_pods_are_not_gone_until_the_kubelet_finishes(kube: Kube) -> None:
+    kube.emulator.graceful_pods = True
+    kube.kubelet.finish_terminations = False
+    rt = kube.runtime()
+    await rt.ensure_running(spec(sid="S1"))
+    await rt.ensure_stopped("NB1")
+    obs = await rt.observe("NB1")
+    assert not obs.nothing_left
+    assert obs.sail.detail == obs.marimo.detail == "terminating"
+    deletes = sum(c.action == "delete" for c in kube.emulator.calls)
+    await rt.ensure_stopped("NB1")  # pods already terminating are not deleted again
+    assert sum(c.action == "delete" for c in kube.emulator.calls) == deletes
+    # a new session starts at once beside the old pods still terminating
+    obs = await rt.ensure_running(spec(sid="S2"))
+    assert obs.session_id == "S2"
+    assert kube.pods() == [
+        "nb-nb1-s1-marimo",
+        "nb-nb1-s1-sail",
+        "nb-nb1-s2-marimo",
+        "nb-nb1-s2-sail",
+    ]
+    for pod in ("nb-nb1-s1-marimo", "nb-nb1-s1-sail"):
+        assert kube.kubelet.finish(NAMESPACE, pod)
+    await rt.ensure_stopped("NB1")
+    for pod in ("nb-nb1-s2-marimo", "nb-nb1-s2-sail"):
+        assert kube.kubelet.finish(NAMESPACE, pod)
+    assert (await rt.observe("NB1")).nothing_left
+
+
 async def test_observe_never_writes(kube: Kube) -> None:
     rt = kube.runtime()
     await rt.ensure_running(spec())

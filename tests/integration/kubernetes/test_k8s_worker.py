@@ -79,6 +79,25 @@ class Db:
             await enqueue_reconcile(self.conn, [nid])
         return sid
 
+    async def stop(self, nid: str) -> None:
+        async with self.conn.transaction():
+            await self.conn.execute(
+                "update notebooks set desired_state = 'stopped', generation = generation + 1"
+                " where id = %s",
+                (nid,),
+            )
+            await self.conn.execute(
+                query("set_status"),
+                {
+                    "id": nid,
+                    "status": "stopping",
+                    "status_message": "",
+                    "actor": self.member,
+                    "now": datetime.now(UTC),
+                },
+            )
+            await enqueue_reconcile(self.conn, [nid])
+
     async def delete(self, nid: str) -> None:
         async with self.conn.transaction():
             await self.conn.execute(
@@ -204,6 +223,33 @@ async def test_crash_loop_after_running_reports_failed(db: Db, worker: Kube) -> 
     worker.kubelet.apply(NAMESPACE, f"nb-{nid.lower()}-{sid.lower()}-sail", kubelet.CRASH_LOOP)
     row = await db.wait_status(nid, "failed")
     assert "CrashLoopBackOff" in row["status_message"]
+
+
+async def test_stop_waits_for_pods_to_terminate(db: Db, worker: Kube) -> None:
+    nid = await db.notebook()
+    await db.start(nid)
+    await db.wait_status(nid, "running")
+    worker.emulator.graceful_pods = True
+    worker.kubelet.finish_terminations = False
+    await db.stop(nid)
+
+    async def terminating() -> bool:
+        pods = [worker.emulator.get("pods", NAMESPACE, p) for p in worker.pods()]
+        return len(pods) == 2 and all(p and p["metadata"].get("deletionTimestamp") for p in pods)
+
+    await eventually(terminating)
+    passes = sum(c.action == "list" for c in worker.emulator.calls)
+
+    async def looked_again() -> bool:  # the reconciler saw the terminating pods
+        return sum(c.action == "list" for c in worker.emulator.calls) > passes + 2
+
+    await eventually(looked_again)
+    assert (await db.row(nid) or {})["status"] == "stopping"  # not stopped while pods remain
+    for pod in worker.pods():
+        worker.kubelet.finish(NAMESPACE, pod)
+    row = await db.wait_status(nid, "stopped")
+    assert row["runtime_state"] in ({}, None) or "marimo_url" not in row["runtime_state"]
+    assert f"nb-{nid.lower()}-data" in worker.emulator.names("persistentvolumeclaims")
 
 
 async def test_delete_removes_pods_storage_and_row(db: Db, worker: Kube) -> None:
