@@ -137,6 +137,15 @@ class Stack:
         os.killpg(self.proc.pid, signal.SIGINT)
         return self.proc.wait(timeout=60)
 
+    def child(self, name: str) -> int:
+        """Pid of the supervised process `name` (0 while there is none)."""
+        assert self.proc is not None
+        for child in psutil.Process(self.proc.pid).children():
+            with contextlib.suppress(psutil.Error):
+                if child.cmdline()[-2:] == ["cli", name] and child.status() != "zombie":
+                    return int(child.pid)
+        return 0
+
     def log_events(self) -> list[dict[str, object]]:
         events = []
         for line in self.err.read_text().splitlines():
@@ -248,6 +257,17 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["organizationId"] == creds["organizationId"]
     assert alive(postmaster) and get(f"{api}/api/v1/me", creds["token"])[0] == 200
+
+    # a crashed process is restarted (after a logged exit) and serves again
+    api_pid = stack.child("api")
+    os.kill(api_pid, signal.SIGKILL)
+    wait_for(lambda: stack.child("api") not in (0, api_pid), 30, "a new api process")
+    wait_for(lambda: answers(f"{api}/healthz"), 60, "the restarted API")
+    exits = [e for e in stack.log_events() if e.get("event") == "process_exited"]
+    assert [(e["process"], e["pid"], e["returncode"]) for e in exits] == [
+        ("api", api_pid, -signal.SIGKILL)
+    ]
+    assert exits[0]["restart_in_seconds"] == 1.0
 
     # Ctrl-C stops everything: children, PostgreSQL; nothing is left behind
     assert stack.ctrl_c() == 0
