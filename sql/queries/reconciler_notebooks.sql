@@ -17,14 +17,20 @@ select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.g
 select generation from notebooks where id = %(id)s for update;
 
 -- name: reconciler_update_observed
+-- Skipped when nothing changes: the sweep looks at every provisioned notebook.
 update notebooks
    set runtime_state = %(runtime_state)s,
        executing = %(executing)s,
        last_active_at = case when %(touch)s then %(now)s else last_active_at end,
-       start_deadline_at = coalesce(%(start_deadline_at)s, start_deadline_at),
+       start_deadline_at = coalesce(%(start_deadline_at)s::timestamptz, start_deadline_at),
        session_id = case when %(clear_session)s then null else session_id end,
        session_token = case when %(clear_session)s then null else session_token end
- where id = %(id)s;
+ where id = %(id)s
+   and (runtime_state is distinct from %(runtime_state)s
+        or executing is distinct from %(executing)s
+        or %(touch)s
+        or %(start_deadline_at)s::timestamptz is not null
+        or (%(clear_session)s and (session_id is not null or session_token is not null)));
 
 -- name: reconciler_auto_stop
 -- The reconciler's own decision to stop (idle/detached timeout): desired
