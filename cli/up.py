@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import structlog
 
 from cli.bootstrap import (
@@ -127,12 +128,12 @@ async def _supervise(supervisor: Supervisor) -> None:
 
 
 def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
-    data_dir = data_dir_from_env(base_env)
-    data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(base_env.get("NOTEBOOKS_LOG_FORMAT", "auto"),
                       base_env.get("NOTEBOOKS_LOG_LEVEL", "info"))
     specs = specs_from_procfile(procfile, PROCESSES)
     check_ports_free(Settings.from_env(stack_env_preview(base_env)))
+    data_dir = data_dir_from_env(base_env)
+    data_dir.mkdir(parents=True, exist_ok=True)
     # SIGTERM during set-up should unwind (and stop PostgreSQL) like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -159,9 +160,15 @@ def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
             )
             asyncio.run(_supervise(supervisor))
             log.info("stack_stopped")
+            # Let PostgreSQL stop in peace (a fraction of a second).
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
     except KeyboardInterrupt:
         log.info("interrupted")
+    except psycopg.OperationalError as e:
+        raise CliError(f"cannot use the database: {e}") from None
     finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return 0
 
