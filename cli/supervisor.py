@@ -123,12 +123,21 @@ class Supervisor:
         self.restarts.setdefault(spec.name, 0)
         while not stop.is_set():
             started = self.monotonic()
-            proc = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                env=dict(self.env),
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *spec.argv,
+                    env=dict(self.env),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as e:  # e.g. a Procfile command that does not exist
+                failures, delay = self.backoff.after_exit(failures, 0.0)
+                self.restarts[spec.name] += 1
+                log.error("process_spawn_failed", process=spec.name, error=str(e),
+                          consecutive_failures=failures, restart_in_seconds=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                continue
             self.pids[spec.name] = proc.pid
             log.info("process_started", process=spec.name, pid=proc.pid)
             try:

@@ -152,3 +152,17 @@ async def test_hurry_skips_the_grace_period(tmp_path: Path) -> None:
         stop.set()
         supervisor.hurry.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_command_that_cannot_start_is_retried_without_stopping_the_others(
+    tmp_path: Path,
+) -> None:
+    supervisor = Supervisor(
+        [ProcessSpec("missing", (str(tmp_path / "no-such-program"),)),
+         ProcessSpec("steady", py("import time; time.sleep(600)"))],
+        env=dict(os.environ),
+        backoff=Backoff(initial=0.05, maximum=0.1),
+    )
+    async with running(supervisor):
+        await wait_for(lambda: supervisor.restarts.get("missing", 0) >= 3)
+        assert alive(supervisor.pids["steady"])
