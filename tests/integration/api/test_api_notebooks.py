@@ -118,14 +118,20 @@ async def test_delete_hides_at_once_and_enqueues(client: TestClient, world: Worl
     assert (await client.delete(url, headers=world.owner.auth)).status == 404
 
 
-async def test_enqueue_rolls_back_with_a_failed_request(
-    client: TestClient, world: World, factory: Factory
+async def test_a_failure_after_the_row_write_leaves_nothing_written(
+    client: TestClient, world: World, factory: Factory, monkeypatch
 ) -> None:
-    # A validation failure after the lock leaves neither a row change nor a job.
-    resp = await client.patch(f"{NB}/{world.notebook}",
-                              json={"name": "x", "workloadConfigId": "NOSUCHCONFIG"},
-                              headers=world.owner.auth)
-    assert resp.status == 400
-    assert factory.value("select name from notebooks where id = %s", world.notebook) \
-        != "x"
+    # Fault injected after the row and status writes, at the enqueue: the whole
+    # request rolls back (row, event, job) and the client gets a problem, not a hang.
+    async def broken(conn, ids):  # type: ignore[no-untyped-def]
+        raise RuntimeError("queue unavailable")
+
+    monkeypatch.setattr("api.notebooks.enqueue_reconcile", broken)
+    resp = await client.post(f"{NB}/{world.notebook}/start", headers=world.owner.auth)
+    assert resp.status == 500
+    assert (await body_of(resp))["code"] == "internal_error"
+    assert factory.value("select status || '/' || desired_state || '/' || generation"
+                         " from notebooks where id = %s", world.notebook) == "stopped/stopped/1"
+    assert factory.value("select count(*) from notebook_events where notebook_id = %s",
+                         world.notebook) == 0
     assert factory.jobs(world.notebook) == 0
