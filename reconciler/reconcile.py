@@ -52,6 +52,7 @@ class Result:
     outcome: str
     requeue_after: float | None
     generation: int | None = None
+    actions: tuple[Action, ...] = ()
 
 
 def _state(row: dict[str, Any], presence_window: int) -> NotebookState:
@@ -122,15 +123,16 @@ async def reconcile_once(deps: Deps, notebook_id: str) -> Result:
     duration = time.monotonic() - started
     metrics.RECONCILES.labels(result.outcome).inc()
     metrics.RECONCILE_SECONDS.observe(duration)
-    log.info(
-        "reconcile",
+    # One line per pass at debug; the job's canonical line is logged by the worker.
+    log.debug(
+        "reconcile pass",
         notebook_id=notebook_id,
         generation=result.generation,
         action=",".join(a.value for a in actions) or "none",
         outcome=result.outcome,
         duration_ms=round(duration * 1000, 1),
     )
-    return result
+    return Result(result.outcome, result.requeue_after, result.generation, actions)
 
 
 async def _pass(deps: Deps, row: dict[str, Any]) -> tuple[Result, tuple[Action, ...]]:

@@ -58,23 +58,39 @@ async def handle_reconcile(deps: Deps, job: Job) -> int | None:
     """Run passes for the job's notebook; returns the generation the last pass saw."""
     notebook_id = (job.payload or b"").decode()
     loop = asyncio.get_running_loop()
-    until = loop.time() + JOB_SLICE_SECONDS
-    while True:
-        try:
-            result = await reconcile_once(deps, notebook_id)
-        except Exception as exc:  # transient: database blip, runtime hiccup
-            delay = backoff(job.attempts)
-            log.warning(
-                "reconcile error, retrying", notebook_id=notebook_id, error=repr(exc),
-                attempts=job.attempts, retry_in=delay,
-            )
-            raise RetryRequested(timedelta(seconds=delay), reason=repr(exc)) from exc
-        if result.requeue_after is None:
-            return result.generation
-        if result.requeue_after <= INLINE_REQUEUE_SECONDS and loop.time() < until:
-            await asyncio.sleep(result.requeue_after)
-            continue
-        raise RetryRequested(timedelta(seconds=result.requeue_after), reason=result.outcome)
+    started = loop.time()
+    until = started + JOB_SLICE_SECONDS
+    passes, actions, outcome, generation = 0, [], "error", None
+    try:
+        while True:
+            try:
+                result = await reconcile_once(deps, notebook_id)
+            except Exception as exc:  # transient: database blip, runtime hiccup
+                delay = backoff(job.attempts)
+                outcome = f"error, retry in {delay:g} s: {exc!r}"
+                raise RetryRequested(timedelta(seconds=delay), reason=repr(exc)) from exc
+            passes += 1
+            outcome, generation = result.outcome, result.generation
+            actions += [a.value for a in result.actions if a.value not in actions]
+            if result.requeue_after is None:
+                return result.generation
+            if result.requeue_after <= INLINE_REQUEUE_SECONDS and loop.time() < until:
+                await asyncio.sleep(result.requeue_after)
+                continue
+            outcome = f"{outcome}, requeued in {result.requeue_after:g} s"
+            raise RetryRequested(timedelta(seconds=result.requeue_after), reason=result.outcome)
+    finally:
+        # The canonical line: one per reconcile job.
+        log.info(
+            "reconcile",
+            notebook_id=notebook_id,
+            generation=generation,
+            action=",".join(actions) or "none",
+            outcome=outcome,
+            passes=passes,
+            attempts=job.attempts,
+            duration_ms=round((loop.time() - started) * 1000, 1),
+        )
 
 
 async def recheck_after_release(deps: Deps, job: Job, generation: int | None) -> None:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+import structlog.testing
 from pgqueuer.errors import RetryRequested
 
 from common.clock import FakeClock
@@ -73,3 +74,22 @@ async def test_transient_error_is_requeued_with_capped_backoff(rows, rsettings: 
     finally:
         await pool.close()
     assert backoff(50) == MAX_BACKOFF_SECONDS
+
+
+async def test_one_canonical_log_line_per_reconcile_job(rows, rsettings: Settings):
+    nid = await rows.notebook()  # stopped, nothing runs: one pass, nothing to do
+    pool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
+    try:
+        deps = Deps(pool=pool, runtime=BrokenRuntime(ConnectionResetError()), clock=FakeClock())
+        job = SimpleNamespace(payload=nid.encode(), attempts=0, id=1)
+        with structlog.testing.capture_logs() as logs:
+            assert await handle_reconcile(deps, job) == 1  # type: ignore[arg-type]
+        lines = [entry for entry in logs if entry["event"] == "reconcile"]
+        assert len(lines) == 1
+        line = lines[0]
+        assert (line["notebook_id"], line["generation"], line["action"], line["outcome"]) == (
+            nid, 1, "none", "noop"
+        )
+        assert line["passes"] == 1 and line["duration_ms"] >= 0
+    finally:
+        await pool.close()
