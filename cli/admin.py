@@ -181,10 +181,17 @@ def org_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
 def member_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     email, name = _email(args.email), _text(args.name, "name", 128)
     org = _organization(conn, args, env)
-    return _one(conn, "admin_create_member", {
-        "id": new_id(), "organization_id": org, "email": email, "name": name,
-        "organization_admin": args.org_admin,
-    })
+    return _one(
+        conn,
+        "admin_create_member",
+        {
+            "id": new_id(),
+            "organization_id": org,
+            "email": email,
+            "name": name,
+            "organization_admin": args.org_admin,
+        },
+    )
 
 
 def member_disable(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -223,8 +230,11 @@ def membership_set(conn: Conn, args: argparse.Namespace, env: dict[str, str]) ->
     org = _organization(conn, args, env)
     _team(conn, org, team_id)
     _member(conn, org, member_id)
-    return _one(conn, "admin_set_membership",
-                {"team_id": team_id, "member_id": member_id, "role": args.role})
+    return _one(
+        conn,
+        "admin_set_membership",
+        {"team_id": team_id, "member_id": member_id, "role": args.role},
+    )
 
 
 def membership_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -243,10 +253,17 @@ def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> A
     if member["disabled_at"] is not None:
         raise CliError(f"member {member_id} is disabled")
     secret = tokens.new_token()
-    row = _one(conn, "admin_create_token", {
-        "id": new_id(), "member_id": member_id, "name": name,
-        "prefix": tokens.token_prefix(secret), "secret_hash": tokens.hash_token(secret),
-    })
+    row = _one(
+        conn,
+        "admin_create_token",
+        {
+            "id": new_id(),
+            "member_id": member_id,
+            "name": name,
+            "prefix": tokens.token_prefix(secret),
+            "secret_hash": tokens.hash_token(secret),
+        },
+    )
     return {**row, "token": secret}  # shown this once; only its hash is stored
 
 
@@ -278,10 +295,19 @@ def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
         raise CliError(f"workers must be between 1 and 64, got {args.workers}")
     pairs = _env_pairs(args.env)
     org = _organization(conn, args, env)
-    return _one(conn, "admin_create_workload_config", {
-        "id": new_id(), "organization_id": org, "name": name, "description": description,
-        "mode": args.mode, "workers": args.workers, "env": Jsonb(pairs),
-    })
+    return _one(
+        conn,
+        "admin_create_workload_config",
+        {
+            "id": new_id(),
+            "organization_id": org,
+            "name": name,
+            "description": description,
+            "mode": args.mode,
+            "workers": args.workers,
+            "env": Jsonb(pairs),
+        },
+    )
 
 
 def config_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -297,8 +323,9 @@ def add_parser(sub: Any) -> None:
     admin = sub.add_parser("admin", help="manage members, teams, tokens, configs")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON")
-    common.add_argument("--org", help="organization id (default: the credentials file's, "
-                        "or the only one)")
+    common.add_argument(
+        "--org", help="organization id (default: the credentials file's, or the only one)"
+    )
     nouns = admin.add_subparsers(dest="noun", required=True, metavar="NOUN")
 
     def verb(noun: Any, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
@@ -324,7 +351,8 @@ def add_parser(sub: Any) -> None:
     verb(team, "list", team_list, "list teams")
 
     ms = nouns.add_parser("membership", help="team memberships").add_subparsers(
-        dest="verb", required=True)
+        dest="verb", required=True
+    )
     p = verb(ms, "set", membership_set, "add a member to a team, or change its role")
     p.add_argument("team")
     p.add_argument("member")
@@ -339,7 +367,8 @@ def add_parser(sub: Any) -> None:
     verb(token, "revoke", token_revoke, "revoke a token").add_argument("token")
 
     config = nouns.add_parser("config", help="workload configs").add_subparsers(
-        dest="verb", required=True)
+        dest="verb", required=True
+    )
     p = verb(config, "create", config_create, "create a workload config")
     p.add_argument("--name", required=True)
     p.add_argument("--description", default="")
@@ -350,9 +379,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run_admin(args: argparse.Namespace, env: dict[str, str]) -> int:
-    with database_for(env) as url, psycopg.connect(
-        url, autocommit=True, row_factory=dict_row
-    ) as conn:
+    with (
+        database_for(env) as url,
+        psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn,
+    ):
         try:
             with conn.transaction():
                 result = args.handler(conn, args, env)
@@ -361,4 +391,3 @@ def run_admin(args: argparse.Namespace, env: dict[str, str]) -> int:
             raise CliError(f"already exists ({what})") from None
     _emit(result, args.json)
     return 0
-

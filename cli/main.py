@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("api", help="run the REST API").set_defaults(func=cmd_api)
     worker = sub.add_parser("worker", help="run a reconciler worker")
     worker.add_argument(
-        "--metrics-port", default=None, metavar="PORT|off",
+        "--metrics-port",
+        default=None,
+        metavar="PORT|off",
         help="Prometheus port (default NOTEBOOKS_WORKER_METRICS_PORT or 8082; off: none)",
     )
     worker.set_defaults(func=cmd_worker)

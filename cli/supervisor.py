@@ -133,8 +133,13 @@ class Supervisor:
             except OSError as e:  # e.g. a Procfile command that does not exist
                 failures, delay = self.backoff.after_exit(failures, 0.0)
                 self.restarts[spec.name] += 1
-                log.error("process_spawn_failed", process=spec.name, error=str(e),
-                          consecutive_failures=failures, restart_in_seconds=delay)
+                log.error(
+                    "process_spawn_failed",
+                    process=spec.name,
+                    error=str(e),
+                    consecutive_failures=failures,
+                    restart_in_seconds=delay,
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 continue
@@ -170,8 +175,9 @@ class Supervisor:
                 async with asyncio.timeout(self.grace_seconds):
                     await _first(proc.wait(), self.hurry.wait())
             if proc.returncode is None:
-                log.warning("process_killed", process=name, pid=proc.pid,
-                            grace_seconds=self.grace_seconds)
+                log.warning(
+                    "process_killed", process=name, pid=proc.pid, grace_seconds=self.grace_seconds
+                )
                 _signal_group(proc.pid, signal.SIGKILL)
                 await proc.wait()
         _signal_group(proc.pid, signal.SIGKILL)

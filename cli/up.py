@@ -55,8 +55,12 @@ def _database(env: dict[str, str], data_dir: Path) -> Iterator[str]:
 def stack_env_preview(base: dict[str, str]) -> dict[str, str]:
     """Enough of the environment to read the listen addresses before set-up."""
     placeholder = "x" * 32
-    return {"DATABASE_URL": "unused", "NOTEBOOKS_SECRET_KEY": placeholder,
-            "NOTEBOOKS_SIGNING_KEYS": f"k:{placeholder}", **base}
+    return {
+        "DATABASE_URL": "unused",
+        "NOTEBOOKS_SECRET_KEY": placeholder,
+        "NOTEBOOKS_SIGNING_KEYS": f"k:{placeholder}",
+        **base,
+    }
 
 
 def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[str, str]:
@@ -76,8 +80,10 @@ def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[s
 def check_ports_free(settings: Settings) -> None:
     """Fail before starting anything when a port is taken (often: another
     `notebooks up`), instead of letting the child crash-loop."""
-    wanted = [("NOTEBOOKS_API_PORT", settings.api_host, settings.api_port),
-              ("NOTEBOOKS_PROXY_PORT", settings.proxy_host, settings.proxy_port)]
+    wanted = [
+        ("NOTEBOOKS_API_PORT", settings.api_host, settings.api_port),
+        ("NOTEBOOKS_PROXY_PORT", settings.proxy_host, settings.proxy_port),
+    ]
     for variable, host, port in wanted:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -91,19 +97,21 @@ def check_ports_free(settings: Settings) -> None:
 
 
 def banner(settings: Settings, token: str, credentials: Path) -> str:
-    return "\n".join([
-        "",
-        "notebooks is up",
-        f"  API:          {settings.api_public_url}/api/v1",
-        f"  web console:  {settings.api_public_url}/  (sign in with the token)",
-        f"  proxy:        {settings.proxy_public_url}",
-        f"  token:        {token}",
-        f"  credentials:  {credentials}",
-        f"  try:          curl -H 'Authorization: Bearer {token}' "
-        f"{settings.api_public_url}/api/v1/me",
-        "  stop with Ctrl-C",
-        "",
-    ])
+    return "\n".join(
+        [
+            "",
+            "notebooks is up",
+            f"  API:          {settings.api_public_url}/api/v1",
+            f"  web console:  {settings.api_public_url}/  (sign in with the token)",
+            f"  proxy:        {settings.proxy_public_url}",
+            f"  token:        {token}",
+            f"  credentials:  {credentials}",
+            f"  try:          curl -H 'Authorization: Bearer {token}' "
+            f"{settings.api_public_url}/api/v1/me",
+            "  stop with Ctrl-C",
+            "",
+        ]
+    )
 
 
 async def _supervise(supervisor: Supervisor) -> None:
@@ -128,8 +136,9 @@ async def _supervise(supervisor: Supervisor) -> None:
 
 
 def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
-    configure_logging(base_env.get("NOTEBOOKS_LOG_FORMAT", "auto"),
-                      base_env.get("NOTEBOOKS_LOG_LEVEL", "info"))
+    configure_logging(
+        base_env.get("NOTEBOOKS_LOG_FORMAT", "auto"), base_env.get("NOTEBOOKS_LOG_LEVEL", "info")
+    )
     specs = specs_from_procfile(procfile, PROCESSES)
     check_ports_free(Settings.from_env(stack_env_preview(base_env)))
     data_dir = data_dir_from_env(base_env)

@@ -60,7 +60,8 @@ def test_members_are_created_and_listed(admin: Admin, org: str) -> None:
     assert len(ann["id"]) == 12 and ann["id"].isalnum() and ann["id"].isupper()
     listed = admin.ok("member", "list")
     assert [(m["id"], m["email"]) for m in listed] == [
-        (ann["id"], "ann@acme.test"), (bob["id"], "bob@acme.test"),
+        (ann["id"], "ann@acme.test"),
+        (bob["id"], "bob@acme.test"),
     ]
 
 
@@ -97,8 +98,20 @@ def test_tokens_are_shown_once_and_stored_hashed(
 
 def test_workload_configs_with_env(admin: Admin, org: str) -> None:
     config = admin.ok(
-        "config", "create", "--name", "big", "--mode", "cluster", "--workers", "4",
-        "--env", "SPARK_CONF=a=b", "--env", "TZ=UTC", "--description", "four workers",
+        "config",
+        "create",
+        "--name",
+        "big",
+        "--mode",
+        "cluster",
+        "--workers",
+        "4",
+        "--env",
+        "SPARK_CONF=a=b",
+        "--env",
+        "TZ=UTC",
+        "--description",
+        "four workers",
     )
     assert config["mode"] == "cluster" and config["workers"] == 4
     assert config["env"] == {"SPARK_CONF": "a=b", "TZ": "UTC"}
@@ -146,8 +159,9 @@ def test_other_organizations_are_out_of_reach(admin: Admin, org: str) -> None:
     assert "2 organizations: pass --org" in admin.fails("team", "list")
     stranger = admin.ok("member", "create", "--org", other, "--email", "s@o.test", "--name", "S")
     team = admin.ok("team", "create", "--org", org, "--name", "mine")
-    err = admin.fails("membership", "set", "--org", org, team["id"], stranger["id"],
-                      "--role", "viewer")
+    err = admin.fails(
+        "membership", "set", "--org", org, team["id"], stranger["id"], "--role", "viewer"
+    )
     assert f"member {stranger['id']} not found in organization {org}" in err
     assert admin.ok("membership", "list", "--org", org) == []
 
@@ -161,17 +175,37 @@ def test_the_credentials_file_chooses_the_default_organization(admin: Admin, org
 
 
 def test_the_installed_command_prints_json(database_url_for_test: str, tmp_path: Path) -> None:
-    env = {"DATABASE_URL": database_url_for_test, "NOTEBOOKS_DATA_DIR": str(tmp_path),
-           "PATH": "/usr/bin:/bin"}
+    env = {
+        "DATABASE_URL": database_url_for_test,
+        "NOTEBOOKS_DATA_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
     notebooks = str(Path(sys.executable).parent / "notebooks")
-    done = subprocess.run([notebooks, "admin", "org", "create", "--name", "X", "--json"],
-                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [notebooks, "admin", "org", "create", "--name", "X", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     org = json.loads(done.stdout)
-    done = subprocess.run([notebooks, "admin", "org", "list"],
-                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [notebooks, "admin", "org", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert org["id"] in done.stdout and "X" in done.stdout  # the human-readable table
-    bad = subprocess.run([notebooks, "admin", "token", "create", "lower"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [notebooks, "admin", "token", "create", "lower"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1 and "is not an id" in bad.stderr
 
 

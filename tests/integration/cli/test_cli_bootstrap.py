@@ -15,10 +15,13 @@ from common.tokens import hash_token
 
 def works(url: str, token: str) -> bool:
     with psycopg.connect(url) as conn:
-        return conn.execute(
-            "select 1 from api_tokens where secret_hash = %s and revoked_at is null",
-            (hash_token(token),),
-        ).fetchone() is not None
+        return (
+            conn.execute(
+                "select 1 from api_tokens where secret_hash = %s and revoked_at is null",
+                (hash_token(token),),
+            ).fetchone()
+            is not None
+        )
 
 
 def test_first_run_creates_then_later_runs_reuse(database_url_for_test: str) -> None:
@@ -41,9 +44,9 @@ def test_first_run_creates_then_later_runs_reuse(database_url_for_test: str) -> 
     with psycopg.connect(url) as conn:
         assert conn.execute("select count(*) from organizations").fetchone() == (1,)
         assert conn.execute("select count(*) from members").fetchone() == (1,)
-        assert conn.execute(
-            "select name, mode, workers from workload_configs"
-        ).fetchall() == [("default", "standalone", 1)]
+        assert conn.execute("select name, mode, workers from workload_configs").fetchall() == [
+            ("default", "standalone", 1)
+        ]
 
 
 def test_keys_are_generated_once_and_the_environment_wins(tmp_path: Path) -> None:
@@ -62,11 +65,19 @@ def test_credentials_file_has_exactly_the_documented_fields(
     tmp_path: Path, database_url_for_test: str
 ) -> None:
     admin = ensure_first_admin(database_url_for_test, None)
-    path = write_credentials(tmp_path, api_url="http://127.0.0.1:1", proxy_url="http://h:2",
-                             database_url=database_url_for_test, admin=admin)
+    path = write_credentials(
+        tmp_path,
+        api_url="http://127.0.0.1:1",
+        proxy_url="http://h:2",
+        database_url=database_url_for_test,
+        admin=admin,
+    )
     assert json.loads(path.read_text()) == {
-        "apiUrl": "http://127.0.0.1:1", "proxyUrl": "http://h:2",
-        "databaseUrl": database_url_for_test, "organizationId": admin.organization_id,
-        "memberId": admin.member_id, "token": admin.token,
+        "apiUrl": "http://127.0.0.1:1",
+        "proxyUrl": "http://h:2",
+        "databaseUrl": database_url_for_test,
+        "organizationId": admin.organization_id,
+        "memberId": admin.member_id,
+        "token": admin.token,
     }
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -53,8 +53,9 @@ async def running(supervisor: Supervisor) -> AsyncIterator[asyncio.Event]:
 
 async def test_a_crashing_child_is_restarted_with_growing_delays(tmp_path: Path) -> None:
     starts = tmp_path / "starts"
-    crasher = py(f"import time; open({str(starts)!r}, 'a').write(f'{{time.time()}}\\n'); "
-                 "raise SystemExit(3)")
+    crasher = py(
+        f"import time; open({str(starts)!r}, 'a').write(f'{{time.time()}}\\n'); raise SystemExit(3)"
+    )
     steady = py("import time; time.sleep(600)")
     supervisor = Supervisor(
         [ProcessSpec("crasher", crasher), ProcessSpec("steady", steady)],
@@ -90,8 +91,9 @@ async def test_stop_terminates_children_kills_stubborn_ones_and_leaves_no_orphan
         f"open({str(notebook_pid)!r}, 'w').write(str(n.pid))\n"
         "time.sleep(600)\n"
     )
-    stubborn = py("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                  "time.sleep(600)")
+    stubborn = py(
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    )
     supervisor = Supervisor(
         [ProcessSpec("parent", parent), ProcessSpec("stubborn", stubborn)],
         env=dict(os.environ),
@@ -102,8 +104,11 @@ async def test_stop_terminates_children_kills_stubborn_ones_and_leaves_no_orphan
     try:
         async with running(supervisor):
             await wait_for(lambda: bool(lines(helper_pid)) and bool(lines(notebook_pid)))
-            pids = [supervisor.pids["parent"], supervisor.pids["stubborn"],
-                    int(lines(helper_pid)[0])]
+            pids = [
+                supervisor.pids["parent"],
+                supervisor.pids["stubborn"],
+                int(lines(helper_pid)[0]),
+            ]
             notebook = int(lines(notebook_pid)[0])
             assert all(alive(p) for p in [*pids, notebook])
         # run() returned: every supervised process and its helpers are gone ...
@@ -135,10 +140,13 @@ async def test_children_run_in_sessions_of_their_own() -> None:
 async def test_hurry_skips_the_grace_period(tmp_path: Path) -> None:
     # a second Ctrl-C: a child ignoring SIGTERM is killed at once, not after 60 s
     ready = tmp_path / "ready"
-    stubborn = py("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                  f"open({str(ready)!r}, 'w').write('1'); time.sleep(600)")
-    supervisor = Supervisor([ProcessSpec("stubborn", stubborn)], env=dict(os.environ),
-                            grace_seconds=60.0)
+    stubborn = py(
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"open({str(ready)!r}, 'w').write('1'); time.sleep(600)"
+    )
+    supervisor = Supervisor(
+        [ProcessSpec("stubborn", stubborn)], env=dict(os.environ), grace_seconds=60.0
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(supervisor.run(stop))
     try:
@@ -158,8 +166,10 @@ async def test_a_command_that_cannot_start_is_retried_without_stopping_the_other
     tmp_path: Path,
 ) -> None:
     supervisor = Supervisor(
-        [ProcessSpec("missing", (str(tmp_path / "no-such-program"),)),
-         ProcessSpec("steady", py("import time; time.sleep(600)"))],
+        [
+            ProcessSpec("missing", (str(tmp_path / "no-such-program"),)),
+            ProcessSpec("steady", py("import time; time.sleep(600)")),
+        ],
         env=dict(os.environ),
         backoff=Backoff(initial=0.05, maximum=0.1),
     )

@@ -95,8 +95,11 @@ class Stack:
     def __init__(self, tmp_path: Path) -> None:
         self.data_dir = tmp_path / "data"
         self.logs = tmp_path
-        env = {k: v for k, v in os.environ.items()
-               if k != "DATABASE_URL" and not k.startswith("NOTEBOOKS_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k != "DATABASE_URL" and not k.startswith("NOTEBOOKS_")
+        }
         self.api_port, self.proxy_port, self.metrics_port = free_port(), free_port(), free_port()
         env.update(
             NOTEBOOKS_DATA_DIR=str(self.data_dir),
@@ -116,8 +119,9 @@ class Stack:
         self.err = self.logs / f"up{self.runs}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
             # a session of its own, like a shell's foreground job: Ctrl-C goes to its group
-            self.proc = subprocess.Popen([NOTEBOOKS, "up"], env=self.env, stdout=out, stderr=err,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [NOTEBOOKS, "up"], env=self.env, stdout=out, stderr=err, start_new_session=True
+            )
         wait_for(self.is_up, 90, f"the banner (stderr: {self.err})")
 
     def is_up(self) -> bool:
@@ -156,8 +160,11 @@ class Stack:
         return events
 
     def stopped_cleanly(self) -> set[str]:
-        return {str(e["process"]) for e in self.log_events()
-                if e.get("event") == "process_stopped" and e.get("returncode") == 0}
+        return {
+            str(e["process"])
+            for e in self.log_events()
+            if e.get("event") == "process_stopped" and e.get("returncode") == 0
+        }
 
     def credentials(self) -> dict[str, str]:
         return json.loads((self.data_dir / "credentials.json").read_text())
@@ -241,7 +248,9 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
     assert status == 200, body
     me = json.loads(body)
     assert (me["id"], me["organizationId"], me["organizationAdmin"]) == (
-        creds["memberId"], creds["organizationId"], True,
+        creds["memberId"],
+        creds["organizationId"],
+        True,
     )
     assert get(f"{api}/api/v1/me", "nbk_not_a_token")[0] == 401
     wait_for(lambda: answers(f"{creds['proxyUrl']}/healthz"), 60, "the proxy's /healthz")
@@ -252,7 +261,10 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
     # (and leaves it running when done)
     done = subprocess.run(
         [NOTEBOOKS, "admin", "member", "create", "--email", "b@x.test", "--name", "B", "--json"],
-        env=stack.env, capture_output=True, text=True, timeout=60,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["organizationId"] == creds["organizationId"]
@@ -321,8 +333,9 @@ def test_a_taken_port_is_refused_before_anything_starts(stack: Stack) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", stack.proxy_port))
         taken.listen()
-        done = subprocess.run([NOTEBOOKS, "up"], env=stack.env, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            [NOTEBOOKS, "up"], env=stack.env, capture_output=True, text=True, timeout=60
+        )
     assert done.returncode == 1
     assert f"127.0.0.1:{stack.proxy_port} is not available" in done.stderr
     assert "NOTEBOOKS_PROXY_PORT" in done.stderr
@@ -333,14 +346,20 @@ def test_admin_without_a_running_stack_starts_and_stops_the_embedded_database(
     stack: Stack,
 ) -> None:
     def admin(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([NOTEBOOKS, "admin", *argv, "--json"], env=stack.env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [NOTEBOOKS, "admin", *argv, "--json"],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     missing = admin("org", "list")
     assert missing.returncode == 1 and "no database" in missing.stderr
     assert not (stack.data_dir / "pg").exists()
-    migrated = subprocess.run([NOTEBOOKS, "migrate"], env=stack.env, capture_output=True,
-                              text=True, timeout=120)
+    migrated = subprocess.run(
+        [NOTEBOOKS, "migrate"], env=stack.env, capture_output=True, text=True, timeout=120
+    )
     assert migrated.returncode == 0, migrated.stderr
     # the server was created, and stopped again after the command
     assert (stack.data_dir / "pg" / "PG_VERSION").exists()
@@ -352,9 +371,7 @@ def test_admin_without_a_running_stack_starts_and_stops_the_embedded_database(
     assert not stack_processes(stack.data_dir)
 
 
-def test_up_with_database_url_uses_that_database(
-    stack: Stack, database_url_for_test: str
-) -> None:
+def test_up_with_database_url_uses_that_database(stack: Stack, database_url_for_test: str) -> None:
     stack.env["DATABASE_URL"] = database_url_for_test
     stack.start()
     creds = stack.credentials()

@@ -45,7 +45,9 @@ def test_after_exit_table(failures: int, ran_for: float, expected: tuple[int, fl
 def test_procfile_lines_parse_and_notebooks_runs_with_this_interpreter(tmp_path: Path) -> None:
     text = "# comment\n\nrelease: notebooks migrate\napi: notebooks api\nother: echo hi there\n"
     assert parse_procfile(text) == {
-        "release": "notebooks migrate", "api": "notebooks api", "other": "echo hi there",
+        "release": "notebooks migrate",
+        "api": "notebooks api",
+        "other": "echo hi there",
     }
     path = tmp_path / "Procfile"
     path.write_text(text)
