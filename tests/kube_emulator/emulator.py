@@ -183,6 +183,10 @@ class KubeEmulator(kmock.KubernetesScaffold):
         if action == "fetch":
             return aiohttp.web.json_response(self.objects[key])
         if action == "update":
+            want = ((request.data or {}).get("metadata") or {}).get("resourceVersion")
+            have = self.objects[key]["metadata"]["resourceVersion"]
+            if want is not None and want != have:
+                raise ApiError(409, "Conflict", f"the object has been modified ({want} != {have})")
             return aiohttp.web.json_response(
                 self.put(group, plural, _merge(self.objects[key], request.data or {}))
             )

@@ -22,6 +22,7 @@ from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.api import KubeApi, Obj, default_api_client
 from reconciler.runtime.kubernetes.executing import marimo_executing
+from reconciler.runtime.kubernetes.pool import WarmPool, poolable
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 from reconciler.runtime.kubernetes.status import component_of
 from reconciler.runtime.kubernetes.watch import PodWatcher
@@ -98,6 +99,7 @@ class KubernetesRuntime:
         self._http: aiohttp.ClientSession | None = None
         self._client = api_client or default_api_client()
         self.api = KubeApi(self._client, settings.namespace, settings.request_timeout_seconds)
+        self.pool = WarmPool(self.api, settings)
         self.watcher = PodWatcher(
             self.api,
             n.selector(n.managed()),
@@ -143,13 +145,31 @@ class KubernetesRuntime:
         stale = f"{n.selector(n.notebook_labels(nid))},{n.SESSION}!={spec.session_id}"
         for kind in ("Pod", "Secret"):
             await self.api.delete_matching(kind, stale)
+        todo = objects.session_objects(spec, self.settings)
+        pooled = self.pool.enabled and poolable(spec.workload)
+        if pooled and not await self._has_sail(spec) and await self.pool.claim(spec):
+            todo = [o for o in todo if o["metadata"]["labels"].get(n.COMPONENT) != n.SAIL]
         created = []
-        for obj in objects.session_objects(spec, self.settings):
+        for obj in todo:
             if await self.api.create(obj):
                 created.append(f"{obj['kind']}/{obj['metadata']['name']}")
         if created:
             log.info("k8s_created", notebook_id=nid, session_id=spec.session_id, objects=created)
+        if pooled:
+            await self.pool.refill(spec.workload)
         return await self.observe(nid)
+
+    async def _has_sail(self, spec: SessionSpec) -> bool:
+        """This session already has a live Sail pod (created or claimed)."""
+        for pod in await self._pods(spec.notebook_id):
+            labels = pod["metadata"].get("labels") or {}
+            if (
+                labels.get(n.SESSION) == spec.session_id
+                and labels.get(n.COMPONENT) == n.SAIL
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
+                return True
+        return False
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         sel = n.selector(n.notebook_labels(notebook_id))

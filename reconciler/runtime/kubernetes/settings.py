@@ -57,6 +57,8 @@ class KubernetesSettings:
     resync_seconds: int = 600
     request_timeout_seconds: float = 30.0
     extra_pod_labels: dict[str, str] = field(default_factory=dict)
+    # Warm start: pre-started Sail pods kept per workload shape (0 = off).
+    warm_pool_size: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> KubernetesSettings:
@@ -91,6 +93,7 @@ class KubernetesSettings:
                     get("REQUEST_TIMEOUT_SECONDS", str(d.request_timeout_seconds))
                 ),
                 extra_pod_labels=json.loads(get("EXTRA_POD_LABELS", "{}")),
+                warm_pool_size=int(get("WARM_POOL_SIZE", "0")),
             )
         except ValueError as exc:
             raise KubernetesSettingsError(str(exc)) from None

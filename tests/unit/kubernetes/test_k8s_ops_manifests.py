@@ -18,6 +18,7 @@ import yaml
 
 from reconciler.runtime.base import ResourceSpec, SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import objects
+from reconciler.runtime.kubernetes.pool import warm_pod
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -169,6 +170,7 @@ def test_worker_role_is_least_privilege_and_covers_what_the_runtime_creates() ->
         for verb in ("create", "list", "delete"):
             assert (group, resource, verb) in allowed, (obj["kind"], verb)
     assert ("", "pods", "watch") in allowed
+    assert ("", "pods", "patch") in allowed  # claiming a warm pod
     # RBAC forbids granting what one does not hold: the driver Role must be a subset
     (driver_role,) = [
         o for o in objects.driver_rbac("NB", KubernetesSettings()) if o["kind"] == "Role"
@@ -198,6 +200,8 @@ def test_runtime_objects_are_valid_for_every_mode() -> None:
         )
         for obj in objects.session_objects(spec, ks):
             validate(obj)
+        if mode == "standalone":
+            validate(warm_pod(spec.workload, ks, "abc123"))
         if mode == "cluster":
             env = {
                 e["name"]: e.get("value")

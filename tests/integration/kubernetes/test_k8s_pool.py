@@ -1,0 +1,106 @@
+"""Warm start: pre-started Sail pods per workload shape, claimed by a start
+(relabelled, guarded by resourceVersion) and refilled in the same call."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kube_emulator import eventually
+from kube_emulator.cluster import Kube
+
+from reconciler.runtime.base import Phase, ResourceSpec, SessionSpec, WorkloadSpec
+from reconciler.runtime.kubernetes import names as n
+from reconciler.runtime.kubernetes.pool import POOL
+
+
+def spec(nid: str, *, image: str = "", mode: str = "standalone") -> SessionSpec:
+    workload = WorkloadSpec(mode=mode, sail=ResourceSpec(image=image))
+    return SessionSpec(nid, "S1", "tok", workload, f"/notebooks/{nid}")
+
+
+def labels(kube: Kube, pod: str) -> dict[str, str]:
+    obj = kube.emulator.get("pods", "notebooks-test", pod)
+    assert obj is not None
+    return dict(obj["metadata"]["labels"])
+
+
+def warm(kube: Kube) -> list[str]:
+    """Pods in the pool (a claimed pod keeps its name but leaves the pool)."""
+    return [p for p in kube.pods() if POOL in labels(kube, p)]
+
+
+async def warm_ready(kube: Kube, count: int) -> None:
+    async def check() -> bool:
+        pods = [kube.emulator.get("pods", "notebooks-test", p) for p in warm(kube)]
+        ready = [p for p in pods if p and p.get("status", {}).get("phase") == "Running"]
+        return len(ready) == count
+
+    await eventually(check)
+
+
+async def test_pool_is_off_by_default(kube: Kube) -> None:
+    await kube.runtime().ensure_running(spec("NB1"))
+    assert warm(kube) == []
+
+
+async def test_start_claims_a_ready_warm_pod_and_the_pool_refills(kube: Kube) -> None:
+    rt = kube.runtime(warm_pool_size=2)
+    await rt.ensure_running(spec("NB1"))  # the shape's first start: nothing to claim yet
+    assert "nb-nb1-s1-sail" in kube.pods()
+    await warm_ready(kube, 2)
+    before = set(warm(kube))
+    obs = await rt.ensure_running(spec("NB2"))
+    # Sail is ready the moment the start returns: no pod created, scheduled or pulled
+    assert obs.sail.phase is Phase.READY
+    assert "nb-nb2-s1-sail" not in kube.pods()
+    (claimed,) = before - set(warm(kube))
+    got = labels(kube, claimed)
+    assert got[n.NOTEBOOK] == "NB2" and got[n.SESSION] == "S1" and got[n.COMPONENT] == "sail"
+    assert POOL not in got
+    assert len(warm(kube)) == 2  # refilled
+    # the claimed pod is the notebook's from now on: stop removes it, not the pool
+    await rt.ensure_stopped("NB2")
+    assert claimed not in kube.pods() and len(warm(kube)) == 2
+
+
+async def test_warm_pods_serve_only_their_own_shape(kube: Kube) -> None:
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1", image="sail:a"))
+    await warm_ready(kube, 1)
+    await rt.ensure_running(spec("NB2", image="sail:b"))
+    assert "nb-nb2-s1-sail" in kube.pods()  # sail:b had no warm pod
+    await rt.ensure_running(spec("NB3", mode="cluster", image="sail:a"))
+    assert "nb-nb3-s1-sail" in kube.pods()  # cluster mode is never pooled
+    assert rt.pool.claims == 0
+
+
+async def test_two_workers_racing_for_one_warm_pod_claim_it_once(kube: Kube) -> None:
+    seed = kube.runtime(warm_pool_size=1)
+    await seed.ensure_running(spec("NB0"))
+    await warm_ready(kube, 1)
+    (only,) = warm(kube)
+    a, b = kube.runtime(warm_pool_size=1), kube.runtime(warm_pool_size=1)
+    await asyncio.gather(a.ensure_running(spec("NB1")), b.ensure_running(spec("NB2")))
+    assert a.pool.claims + b.pool.claims == 1
+    winner = labels(kube, only)[n.NOTEBOOK]
+    loser = "NB2" if winner == "NB1" else "NB1"
+    assert f"nb-{loser.lower()}-s1-sail" in kube.pods()
+    assert f"nb-{winner.lower()}-s1-sail" not in kube.pods()
+    for nid in ("NB1", "NB2"):
+        sails = [
+            p
+            for p in kube.pods()
+            if labels(kube, p).get(n.NOTEBOOK) == nid and labels(kube, p)[n.COMPONENT] == "sail"
+        ]
+        assert len(sails) == 1, (nid, sails)
+
+
+async def test_repair_after_a_lost_sail_pod_claims_from_the_pool(kube: Kube) -> None:
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1"))
+    await warm_ready(kube, 1)
+    kube.emulator.remove("", "pods", "notebooks-test", "nb-nb1-s1-sail")
+    obs = await rt.ensure_running(spec("NB1"))
+    assert obs.sail.phase is Phase.READY and rt.pool.claims == 1
+    await rt.ensure_running(spec("NB1"))  # already has its Sail: claims nothing more
+    assert rt.pool.claims == 1
