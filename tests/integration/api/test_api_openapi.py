@@ -63,11 +63,23 @@ async def test_schemathesis_finds_no_5xx_or_schema_violation(
         # Real ids so generated requests reach the handlers' logic, not just 404s.
         running = factory.notebook(world.owner, world.config, status="running",
                                    teams=(world.team,))
+        # Destructive operations get their own victims so the shared ids live on.
+        victim_nb = factory.notebook(world.owner, world.config)
+        victim_member = factory.member(world.org).id
+        victim_config = factory.config(world.org)
         config = tmp_path / "schemathesis.toml"
         config.write_text(
             "[parameters]\n"
             f'"path.id" = "{running}"\n"path.team" = "{world.team}"\n'
-            f'"path.member" = "{world.viewer.id}"\n"path.config" = "{world.config}"\n')
+            f'"path.member" = "{world.viewer.id}"\n"path.config" = "{world.config}"\n'
+            + "".join(
+                f'[[operations]]\ninclude-name = "{name}"\nparameters = {{ "{k}" = "{v}" }}\n'
+                for name, k, v in (
+                    ("DELETE /api/v1/workloads/notebooks/{id}", "path.id", victim_nb),
+                    ("DELETE /api/v1/members/{member}", "path.member", victim_member),
+                    ("DELETE /api/v1/workloads/configs/{config}", "path.config",
+                     victim_config),
+                )))
         st = Path(sys.executable).parent / "st"
         proc = await asyncio.create_subprocess_exec(
             str(st), "--config-file", str(config), "run", str(schema),

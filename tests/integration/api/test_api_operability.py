@@ -60,3 +60,12 @@ async def test_one_canonical_log_line_per_request_with_request_id(
     assert first["duration_ms"] >= 0
     assert second["status"] == 404 and second["code"] == "not_found"
     assert second["request_id"] == resp2.headers["X-Request-Id"] != "abc-123"
+
+
+async def test_console_is_served_from_static(client: TestClient) -> None:
+    resp = await client.get("/")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    assert "<html" in (await resp.text()).lower()
+    resp = await client.get("/static/api.js")
+    assert resp.status == 200
+    assert (await client.get("/static/../app.py")).status == 404
