@@ -178,7 +178,9 @@ async def run(args: argparse.Namespace) -> None:
               f"  CPU cores used: api / postgres / load generator")
         for name, rps, p50, p99, errors, used in rows:
             cpu = " / ".join(f"{u:.2f}" for u in used)
-            print(f"{name:<20} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}  {cpu}")
+            per = " / ".join(f"{u / rps * 1000:.2f}" for u in used)
+            print(f"{name:<20} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}  {cpu}"
+                  f"  (CPU ms per request: {per})")
     finally:
         if api is not None and api.returncode is None:
             api.terminate()
