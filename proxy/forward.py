@@ -113,18 +113,19 @@ async def forward_http(proxy: Proxy, request: web.Request, session: ProxySession
                 async for chunk in up.content.iter_any():
                     received.inc(len(chunk))
                     await resp.write(chunk)
+                if not revoked:
+                    await resp.write_eof()
+                    metrics.HTTP_PROXIED.inc()
+                    return resp
+            except ConnectionResetError:  # the browser went away: nothing to tell it
+                return resp
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if not revoked:
                     _count_upstream_error(exc)
-                if request.transport is not None:
-                    request.transport.close()  # the client must see a broken body
-                return resp
-            if revoked:
-                if request.transport is not None:
-                    request.transport.close()
-                return resp
-            await resp.write_eof()
-            metrics.HTTP_PROXIED.inc()
+            # Upstream failed mid-body or access was revoked: the client must
+            # see a broken body, not a complete-looking short one.
+            if request.transport is not None:
+                request.transport.close()
             return resp
     finally:
         proxy.registry.discard(live)

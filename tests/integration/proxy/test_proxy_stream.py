@@ -273,3 +273,31 @@ async def test_revoking_access_ends_a_streaming_response(echo) -> None:  # type:
     finally:
         upstream.client_got_first.set()
         await session.close()
+
+
+async def test_client_leaving_mid_body_frees_the_connection(echo) -> None:  # type: ignore[no-untyped-def]
+    from proxy import metrics
+    from proxy.app import PROXY
+
+    upstream, p = echo
+    errors_before = sum(metrics.UPSTREAM_ERRORS_TOTAL.labels(k)._value.get()
+                        for k in metrics.UPSTREAM_ERRORS)
+    session = await p.login(p.world.owner)
+    try:
+        resp = await session.get(p.url("/stream"))
+        assert await asyncio.wait_for(resp.content.readexactly(6), 10) == b"first;"
+        resp.close()  # drop the connection mid-body
+        upstream.client_got_first.set()
+        registry = p.server.app[PROXY].registry
+        for _ in range(200):
+            if len(registry) == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert len(registry) == 0
+        async with session.get(p.url("/echo")) as again:
+            assert again.status == 200
+    finally:
+        await session.close()
+    errors_after = sum(metrics.UPSTREAM_ERRORS_TOTAL.labels(k)._value.get()
+                       for k in metrics.UPSTREAM_ERRORS)
+    assert errors_after == errors_before  # a browser leaving is not Marimo's fault
