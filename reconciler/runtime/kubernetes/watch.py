@@ -158,11 +158,12 @@ class PodWatcher:
                 )
                 holder["resp"] = resp
                 self._responses.add(resp)
-                if self._stopped:
-                    _shutdown(resp)
+                if self._stopped or holder.get("abandoned"):
+                    _shutdown(resp)  # nobody reads this stream any more
                 for line in iter_resp_lines(resp):
                     if line:
                         put(("line", line))
+                holder["clean"] = True
                 put(("end", None))
             except BaseException as exc:  # handed to the loop, raised there
                 put(("error", exc))
@@ -170,6 +171,8 @@ class PodWatcher:
                 resp = holder.get("resp")
                 if resp is not None:
                     self._responses.discard(resp)
+                    if not holder.get("clean"):
+                        resp.close()  # never hand a half-read connection back to the pool
                     resp.release_conn()
 
         self.watches += 1
@@ -183,6 +186,9 @@ class PodWatcher:
                     raise value
                 yield json.loads(value)
         finally:
+            # Cancelled or done: end the thread's request now (or as soon as
+            # it has one), not at the server's timeout.
+            holder["abandoned"] = True
             if "resp" in holder:
                 _shutdown(holder["resp"])
 

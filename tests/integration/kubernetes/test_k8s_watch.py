@@ -5,6 +5,7 @@ notebooks whose pods vanished meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -136,3 +137,17 @@ async def test_server_side_timeout_reopens_the_watch(kube: Kube) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_cancelled_watch_ends_its_request_thread_at_once(kube: Kube) -> None:
+    w = Watching(kube.runtime(watch_timeout_seconds=300, resync_seconds=3600))
+    w.start()
+    await eventually(lambda: _true(kube.emulator.open_watches == 1))
+    await eventually(lambda: _true(_watch_threads() == 1))
+    await w.stop()  # cancels run_watch (the worker does this on shutdown)
+    # not after the 300 s server timeout: the socket was shut down
+    await eventually(lambda: _true(_watch_threads() == 0), timeout=5)
+
+
+def _watch_threads() -> int:
+    return sum(t.name == "k8s-pod-watch" and t.is_alive() for t in threading.enumerate())
