@@ -169,7 +169,11 @@ async def _pass(deps: Deps, row: dict[str, Any]) -> tuple[Result, tuple[Action, 
 async def _auto_stop(deps: Deps, nb: NotebookState, now: datetime) -> bool:
     async with deps.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            query("reconciler_auto_stop"), {"id": nb.id, "generation": nb.generation, "now": now}
+            query("reconciler_auto_stop"),
+            {
+                "id": nb.id, "generation": nb.generation, "now": now,
+                "last_active_at": nb.last_active_at,
+            },
         )
         return await cur.fetchone() is not None
 
@@ -190,6 +194,8 @@ async def _write(
         locked = await fetchone(conn, "reconciler_lock_generation", {"id": row["id"]})
         if locked is None or locked["generation"] != expected:
             return False  # intent moved while we worked: plan again, write nothing stale
+        if locked["status"] != row["status"] and not auto_stopped:
+            return False  # e.g. a ping moved idle → running meanwhile: plan again
         if (p.status.value, p.status_message) != (row["status"], row["status_message"]):
             await conn.execute(
                 query("set_status"),

@@ -14,7 +14,7 @@ select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.g
  where n.id = %(id)s;
 
 -- name: reconciler_lock_generation
-select generation from notebooks where id = %(id)s for update;
+select generation, status from notebooks where id = %(id)s for update;
 
 -- name: reconciler_update_observed
 -- Skipped when nothing changes: the sweep looks at every provisioned notebook.
@@ -38,6 +38,7 @@ update notebooks
 update notebooks
    set desired_state = 'stopped', generation = generation + 1, updated_at = %(now)s
  where id = %(id)s and generation = %(generation)s and desired_state = 'running'
+   and last_active_at is not distinct from %(last_active_at)s  -- no ping meanwhile
 returning generation;
 
 -- name: reconciler_delete_notebook

@@ -185,3 +185,35 @@ async def test_start_deadline_fails_and_tears_down(rows, rsettings: Settings):
         assert slow.stopped == [nid]
     finally:
         await deps.pool.close()
+
+
+async def test_a_ping_landing_during_a_pass_is_not_overwritten(rows, rsettings: Settings):
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock)
+    try:
+        await reconcile_once(deps, nid)
+        clock.advance(151)
+        await reconcile_once(deps, nid)
+        assert (await rows.get(nid))["status"] == "idle"
+
+        class PingDuringObserve(HealthyRuntime):
+            async def observe(self, notebook_id: str) -> Observation:
+                if not self.pinged:
+                    # What the API's ping does: presence, activity, idle → running.
+                    self.pinged = True
+                    await rows.ping(nid, clock.now())
+                    await rows._status(nid, "running", clock.now())
+                return await super().observe(notebook_id)
+
+            pinged = False
+
+        racing = PingDuringObserve()
+        racing.session = runtime.session
+        racing.executing = True  # the pass would otherwise decide `detached`
+        deps = Deps(pool=deps.pool, runtime=racing, clock=clock)
+        assert (await reconcile_once(deps, nid)).outcome == "conflict"
+        assert (await rows.get(nid))["status"] == "running"
+        await reconcile_once(deps, nid)  # the next pass sees the ping
+        assert (await rows.get(nid))["status"] == "running"
+    finally:
+        await deps.pool.close()
