@@ -43,8 +43,14 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
-def get(url: str, token: str | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url)
+def get(
+    url: str, token: str | None = None, method: str = "GET", body: object = None
+) -> tuple[int, bytes]:
+    """One HTTP request: (status, body); status 0 when nothing answers."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -77,9 +83,10 @@ def stack_processes(data_dir: Path) -> list[int]:
                 continue
             in_cmdline = any(str(data_dir) in part for part in proc.info["cmdline"] or [])
             in_env = proc.environ().get("NOTEBOOKS_DATA_DIR") == str(data_dir)
+            in_dir = proc.cwd().startswith(str(data_dir))  # a notebook's Sail or Marimo
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        if in_cmdline or in_env:
+        if in_cmdline or in_env or in_dir:
             found.append(proc.pid)
     return found
 
@@ -381,3 +388,54 @@ def test_up_with_database_url_uses_that_database(stack: Stack, database_url_for_
         assert conn.execute("select count(*) from members").fetchone() == (1,)
     assert stack.ctrl_c() == 0
     wait_for(lambda: not stack_processes(stack.data_dir), 30, "no process left")
+
+
+def notebook_processes(data_dir: Path) -> list[int]:
+    out = []
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.cwd().startswith(str(data_dir / "notebooks")) and proc.status() != "zombie":
+                out.append(proc.pid)
+    return out
+
+
+@pytest.mark.slow
+def test_notebooks_left_running_are_adopted_by_the_next_run(stack: Stack) -> None:
+    stack.start()
+    creds = stack.credentials()
+    api, token = creds["apiUrl"] + "/api/v1", creds["token"]
+    wait_for(lambda: answers(creds["apiUrl"] + "/healthz"), 60, "the API")
+    configs = json.loads(get(f"{api}/workloads/configs", token)[1])
+    status, body = get(
+        f"{api}/workloads/notebooks",
+        token,
+        "POST",
+        {"name": "kept", "workloadConfigId": configs["items"][0]["id"]},
+    )
+    assert status == 201, body
+    nb = json.loads(body)["item"]["notebookId"]
+
+    def notebook() -> dict[str, object]:
+        return json.loads(get(f"{api}/workloads/notebooks/{nb}", token)[1])["included"][
+            "notebooks"
+        ][0]
+
+    assert get(f"{api}/workloads/notebooks/{nb}/start", token, "POST")[0] == 202
+    wait_for(lambda: notebook()["status"] == "running", 180, "the notebook to run")
+    session = notebook()["sessionId"]
+    kept = notebook_processes(stack.data_dir)
+    assert len(kept) >= 2  # Sail and Marimo
+
+    assert stack.ctrl_c() == 0
+    # the stack is down, the notebook's processes are not
+    assert all(alive(pid) for pid in kept)
+
+    stack.start()
+    wait_for(lambda: answers(creds["apiUrl"] + "/healthz"), 60, "the API again")
+    assert notebook()["sessionId"] == session
+    assert notebook()["status"] in ("running", "idle")
+    # the new worker owns them: stopping the notebook ends those very processes
+    assert get(f"{api}/workloads/notebooks/{nb}/stop", token, "POST")[0] == 202
+    wait_for(lambda: notebook()["status"] == "stopped", 120, "the notebook to stop")
+    wait_for(lambda: not any(alive(pid) for pid in kept), 30, "the notebook's processes to end")
+    assert stack.ctrl_c() == 0
