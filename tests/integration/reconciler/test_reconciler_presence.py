@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 
 from common.clock import FakeClock
@@ -15,6 +16,10 @@ from common.settings import Settings
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Component, Observation, Phase, SessionSpec
 from reconciler.sweep import sweep_once
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 class HealthyRuntime:
@@ -69,7 +74,9 @@ async def test_presence_moves_running_idle_detached_and_idle_timer_auto_stops(
     clock = FakeClock()
     nid, runtime, deps = await _setup(rows, rsettings, clock)
     try:
+        started_before = _sample("notebooks_start_running_seconds_count")
         assert (await reconcile_once(deps, nid)).outcome == "ready"
+        assert _sample("notebooks_start_running_seconds_count") == started_before + 1
         assert (await rows.get(nid))["status"] == "running"
 
         # No ping within the presence window (the start counted as one) → idle.
@@ -102,7 +109,9 @@ async def test_presence_moves_running_idle_detached_and_idle_timer_auto_stops(
 
         # Idle for the whole timeout → auto-stop with the reason, then stopped.
         clock.advance(1)
+        stops_before = _sample("notebooks_autostops_triggered_total", reason="idle")
         result = await reconcile_once(deps, nid)
+        assert _sample("notebooks_autostops_triggered_total", reason="idle") == stops_before + 1
         assert result.outcome == "auto_stop" and runtime.stopped == [nid]
         row = await rows.get(nid)
         assert (row["status"], row["desired_state"]) == ("stopping", "stopped")
