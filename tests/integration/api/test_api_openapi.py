@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from api_factories import Factory, World, body_of
+from jsonschema import Draft202012Validator
 
 from api.app import create_app
 from api.openapi import build_document
@@ -45,9 +46,14 @@ async def test_document_describes_exactly_the_served_routes(
     assert doc["openapi"].startswith("3.1")
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert documented == served_routes(create_app(settings))
+    for schema in doc["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             assert op["responses"], (method, path)
+            if "requestBody" in op:
+                Draft202012Validator.check_schema(
+                    op["requestBody"]["content"]["application/json"]["schema"])
             for name in [s for s in path.split("/") if s.startswith("{")]:
                 assert name[1:-1] in {p["name"] for p in op["parameters"]}, (method, path)
 
