@@ -48,7 +48,7 @@ def _bin(name: str) -> str:
 
 class LocalRuntime:
     def __init__(self, data_dir: Path, *, stop_grace_seconds: float = 10) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()  # process cwds are compared to it
         self.stop_grace = float(stop_grace_seconds)
         self._http: aiohttp.ClientSession | None = None
         self._locks: dict[str, asyncio.Lock] = {}
