@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psutil
+import structlog.testing
 
 from cli.supervisor import Backoff, ProcessSpec, Supervisor
 
@@ -176,3 +177,21 @@ async def test_a_command_that_cannot_start_is_retried_without_stopping_the_other
     async with running(supervisor):
         await wait_for(lambda: supervisor.restarts.get("missing", 0) >= 3)
         assert alive(supervisor.pids["steady"])
+
+
+async def test_the_injected_clock_decides_what_counts_as_a_healthy_run() -> None:
+    # Every run looks an hour long to the supervisor, so each exit is treated
+    # as the first failure after a healthy run: no growing backoff.
+    ticks = iter(range(0, 10**9, 3600))
+    supervisor = Supervisor(
+        [ProcessSpec("crasher", py("raise SystemExit(1)"))],
+        env=dict(os.environ),
+        backoff=Backoff(initial=0.05, factor=2.0, healthy_after=30.0),
+        monotonic=lambda: float(next(ticks)),
+    )
+    with structlog.testing.capture_logs() as logs:
+        async with running(supervisor):
+            await wait_for(lambda: supervisor.restarts.get("crasher", 0) >= 4)
+    exits = [e for e in logs if e["event"] == "process_exited"]
+    assert len(exits) >= 4
+    assert {(e["consecutive_failures"], e["restart_in_seconds"]) for e in exits} == {(1, 0.05)}
