@@ -4,13 +4,22 @@ client, with a fake kubelet moving pods as a node would."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from pathlib import Path
 
+import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from kube_emulator import eventually, kubelet
 from kube_emulator.cluster import NAMESPACE, Kube
+from kubernetes import client
+from kubernetes.config import kube_config
 
+from common.settings import Settings
 from reconciler.runtime.base import Phase, ResourceSpec, SessionSpec, WorkloadSpec
+from reconciler.runtime.factory import make_runtime
+from reconciler.runtime.kubernetes import KubernetesRuntime
 from reconciler.runtime.kubernetes import names as n
 
 
@@ -248,3 +257,35 @@ def test_labels_select_one_notebook() -> None:
     assert n.selector(n.notebook_labels("A")) == (
         "app.kubernetes.io/managed-by=notebooks,notebooks.example.com/notebook-id=A"
     )
+
+
+async def test_runtime_factory_builds_it_from_env_and_kubeconfig(
+    kube: Kube, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emu", "cluster": {"server": kube.url}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "u"}}],
+                "current-context": "emu",
+            }
+        )
+    )
+    # The client reads KUBECONFIG once, at import: set where it keeps it.
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    monkeypatch.setenv("NOTEBOOKS_K8S_NAMESPACE", "from-env")
+    default = client.Configuration._default  # load_kube_config sets the global default
+    try:
+        rt = make_runtime(replace(settings, runtime="kubernetes"))
+        assert isinstance(rt, KubernetesRuntime)
+        kube.runtimes.append(rt)
+        obs = await rt.ensure_running(spec())
+        assert obs.session_id == "S1"
+        assert obs.marimo_url == "http://nb-nb1-marimo.from-env.svc:2718"
+        assert kube.emulator.get("pods", "from-env", "nb-nb1-s1-sail") is not None
+    finally:
+        client.Configuration._default = default
