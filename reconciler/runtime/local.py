@@ -17,11 +17,14 @@ DATABASE_URL or keys) plus the workload config's env.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -74,8 +77,25 @@ class LocalRuntime:
         tmp.write_text(json.dumps(state))
         os.replace(tmp, path)  # atomic: a reader never sees half a state
 
-    def _lock(self, notebook_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(notebook_id, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _lock(self, notebook_id: str) -> AsyncIterator[None]:
+        """One operation per notebook at a time: an asyncio lock within this
+        worker, an flock across workers on this host (released by the kernel
+        if a worker dies, so never stale)."""
+        async with self._locks.setdefault(notebook_id, asyncio.Lock()):
+            locks = self.data_dir / "run" / ".locks"
+            locks.mkdir(parents=True, exist_ok=True)
+            fd = os.open(locks / notebook_id, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(0.05)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
 
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -249,9 +269,11 @@ class LocalRuntime:
             (run_dir / name).unlink(missing_ok=True)
 
     async def delete(self, notebook_id: str) -> None:
-        await self.ensure_stopped(notebook_id)
-        shutil.rmtree(self.notebook_dir(notebook_id), ignore_errors=True)
-        shutil.rmtree(self.run_dir(notebook_id), ignore_errors=True)
+        async with self._lock(notebook_id):
+            await self._stop_locked(notebook_id)
+            shutil.rmtree(self.notebook_dir(notebook_id), ignore_errors=True)
+            shutil.rmtree(self.run_dir(notebook_id), ignore_errors=True)
+            (self.data_dir / "run" / ".locks" / notebook_id).unlink(missing_ok=True)
         self._locks.pop(notebook_id, None)
 
     async def close(self) -> None:

@@ -60,3 +60,18 @@ def test_death_reason_has_exit_code_and_log_tail_without_tokens(tmp_path: Path) 
     assert reason.startswith("Sail exited with code 3: ")
     assert "fatal: ***" in reason and "access_token=***" in reason
     assert "SECRET1" not in reason and "SECRET2" not in reason
+
+
+async def test_two_runtimes_on_one_host_take_turns_on_a_notebook(tmp_path: Path) -> None:
+    from reconciler.runtime.local import LocalRuntime
+
+    first, second = LocalRuntime(tmp_path), LocalRuntime(tmp_path)  # as two workers would
+    order: list[str] = []
+    async with first._lock("NB"):
+        waiting = asyncio.create_task(second.ensure_stopped("NB"))
+        waiting.add_done_callback(lambda _: order.append("second"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # held off by the first one's flock
+        order.append("first")
+    await asyncio.wait_for(waiting, 5)
+    assert order == ["first", "second"]
