@@ -236,3 +236,56 @@ def test_settings_env_names_exist_in_the_code() -> None:
     for name in names:
         key = name.removeprefix("NOTEBOOKS_K8S_")
         assert name in sources or (name != key and f'"{key}"' in sources), name
+
+
+def _pod_specs() -> list[tuple[str, dict[str, Any]]]:
+    pods = []
+    for d in base_documents():
+        if d["kind"] in ("Deployment", "Job"):
+            pods.append((d["metadata"]["name"], d["spec"]["template"]["spec"]))
+    for mode in ("standalone", "cluster"):
+        spec = SessionSpec("NB1", "S1", "t", WorkloadSpec(mode=mode), "/notebooks/NB1")
+        for obj in objects.session_objects(spec, KubernetesSettings()):
+            if obj["kind"] == "Pod":
+                pods.append((obj["metadata"]["name"], obj["spec"]))
+        env = {
+            e["name"]: e.get("value")
+            for e in objects.sail_pod(spec, KubernetesSettings())["spec"]["containers"][0]["env"]
+        }
+        if "SAIL_KUBERNETES__WORKER_POD_TEMPLATE" in env:
+            template = json.loads(env["SAIL_KUBERNETES__WORKER_POD_TEMPLATE"])
+            pods.append(("sail-worker", template["spec"]))
+    return pods
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
+    """Both namespaces enforce `restricted`; a pod that does not meet it is
+    refused by the API server, which the emulator would not tell us."""
+    allowed_volumes = {"emptyDir", "persistentVolumeClaim", "secret", "configMap", "projected"}
+    for name, pod in _pod_specs():
+        psc = pod.get("securityContext", {})
+        assert psc.get("runAsNonRoot") is True, name
+        assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+        for vol in pod.get("volumes", []):
+            assert set(vol) - {"name"} <= allowed_volumes, (name, vol)
+        for c in pod["containers"] + pod.get("initContainers", []):
+            sc = c.get("securityContext", {})
+            assert sc.get("allowPrivilegeEscalation") is False, (name, c["name"])
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], (name, c["name"])
+            assert not sc.get("privileged"), (name, c["name"])
+            assert sc.get("runAsUser", psc.get("runAsUser")) != 0, (name, c["name"])
+            assert not any("hostPort" in p for p in c.get("ports", [])), (name, c["name"])
+
+
+def test_dockerfiles_copy_what_exists_and_pin_what_the_project_pins() -> None:
+    dockerfile = (ROOT / "ops" / "Dockerfile").read_text()
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            *sources, _dest = line.split()[1:]
+            for src in sources:
+                assert (ROOT / src).exists(), src
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for req in (ROOT / "ops" / "kernel" / "requirements.txt").read_text().splitlines():
+        if "==" in req and not req.startswith("#"):
+            assert f'"{req.strip()}"' in pyproject, req
