@@ -6,6 +6,7 @@ configs from a shell, straight to the database (no API needed).
     notebooks admin membership set TEAM MEMBER --role editor
     notebooks admin token create MEMBER [--name laptop]   # the secret is printed once
     notebooks admin config create --name big --mode cluster --workers 4 --env K=V ...
+        [--sail-image I --sail-cpu 2 --sail-memory 4Gi --marimo-cpu 500m ...]
     notebooks admin token revoke TOKEN / member disable MEMBER
     notebooks admin {org,member,team,membership,token,config} list
 
@@ -26,6 +27,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from api.configs import CREATE_SCHEMA
+from api.errors import BadRequest
+from api.validation import check
 from cli.bootstrap import CREDENTIALS_FILE, read_json
 from cli.database import CliError, data_dir_from_env, database_for
 from common import tokens
@@ -286,6 +290,14 @@ def token_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any
     ).fetchall()
 
 
+def _resources(args: argparse.Namespace, component: str) -> dict[str, str]:
+    return {
+        key: value
+        for key in ("image", "cpu", "memory")
+        if (value := getattr(args, f"{component}_{key}")) is not None
+    }
+
+
 def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     name = _text(args.name, "name", 128)
     description = _text(args.description, "description", 2000, allow_empty=True)
@@ -293,21 +305,26 @@ def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
         raise CliError(f"mode {args.mode!r} must be one of {', '.join(MODES)}")
     if not 1 <= args.workers <= 64:
         raise CliError(f"workers must be between 1 and 64, got {args.workers}")
-    pairs = _env_pairs(args.env)
+    body: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "mode": args.mode,
+        "workers": args.workers,
+        "env": _env_pairs(args.env),
+        "sail": _resources(args, "sail"),
+        "marimo": _resources(args, "marimo"),
+    }
+    # The API's own rules for a workload config (image, cpu and memory formats,
+    # env limits): one definition of what a valid config is.
+    try:
+        check(body, CREATE_SCHEMA, "")
+    except BadRequest as e:
+        raise CliError(e.detail) from None
     org = _organization(conn, args, env)
-    return _one(
-        conn,
-        "admin_create_workload_config",
-        {
-            "id": new_id(),
-            "organization_id": org,
-            "name": name,
-            "description": description,
-            "mode": args.mode,
-            "workers": args.workers,
-            "env": Jsonb(pairs),
-        },
-    )
+    params = {"id": new_id(), "organization_id": org, **body}
+    for key in ("env", "sail", "marimo"):
+        params[key] = Jsonb(body[key])
+    return _one(conn, "admin_create_workload_config", params)
 
 
 def config_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -375,6 +392,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--mode", default="standalone", help="standalone or cluster")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    for component in ("sail", "marimo"):
+        p.add_argument(f"--{component}-image", metavar="IMAGE", help="kubernetes runtime")
+        p.add_argument(f"--{component}-cpu", metavar="CPU", help="e.g. 500m or 2")
+        p.add_argument(f"--{component}-memory", metavar="MEMORY", help="e.g. 2Gi")
     verb(config, "list", config_list, "list workload configs")
 
 

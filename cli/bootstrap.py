@@ -126,6 +126,8 @@ def ensure_first_admin(database_url: str, credentials: dict[str, object] | None)
                     "name": "default",
                     "description": "Sail standalone, created by `notebooks up`",
                     "mode": "standalone",
+                    "sail": Jsonb({}),
+                    "marimo": Jsonb({}),
                     "workers": 1,
                     "env": Jsonb({}),
                 },

@@ -78,8 +78,10 @@ where t.organization_id = %(organization_id)s
 order by tm.created_at, tm.team_id, tm.member_id;
 
 -- name: admin_create_workload_config
-insert into workload_configs (id, organization_id, name, description, mode, workers, env)
-values (%(id)s, %(organization_id)s, %(name)s, %(description)s, %(mode)s, %(workers)s, %(env)s)
+insert into workload_configs
+    (id, organization_id, name, description, mode, sail, marimo, workers, env)
+values (%(id)s, %(organization_id)s, %(name)s, %(description)s, %(mode)s, %(sail)s, %(marimo)s,
+        %(workers)s, %(env)s)
 returning id, organization_id, name, description, mode, sail, marimo, workers, env, created_at;
 
 -- name: admin_list_workload_configs

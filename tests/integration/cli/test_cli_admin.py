@@ -116,9 +116,26 @@ def test_workload_configs_with_env(admin: Admin, org: str) -> None:
     assert config["mode"] == "cluster" and config["workers"] == 4
     assert config["env"] == {"SPARK_CONF": "a=b", "TZ": "UTC"}
     assert config["description"] == "four workers"
+    assert (config["sail"], config["marimo"]) == ({}, {})
+    sized = admin.ok(
+        "config",
+        "create",
+        "--name",
+        "sized",
+        "--sail-cpu",
+        "2",
+        "--sail-memory",
+        "4Gi",
+        "--marimo-image",
+        "registry.test/kernel:1",
+        "--marimo-cpu",
+        "500m",
+    )
+    assert sized["sail"] == {"cpu": "2", "memory": "4Gi"}
+    assert sized["marimo"] == {"image": "registry.test/kernel:1", "cpu": "500m"}
     plain = admin.ok("config", "create", "--name", "small")
     assert (plain["mode"], plain["workers"], plain["env"]) == ("standalone", 1, {})
-    assert [c["name"] for c in admin.ok("config", "list")] == ["big", "small"]
+    assert [c["name"] for c in admin.ok("config", "list")] == ["big", "sized", "small"]
 
 
 @pytest.mark.parametrize(
@@ -137,6 +154,9 @@ def test_workload_configs_with_env(admin: Admin, org: str) -> None:
         (("config", "create", "--name", "c", "--env", "1BAD=x"), "expected KEY=VALUE"),
         (("config", "create", "--name", "c", "--env", "NOEQUALS"), "expected KEY=VALUE"),
         (("member", "list", "--org", "NOSUCHORG"), "organization NOSUCHORG does not exist"),
+        (("config", "create", "--name", "c", "--sail-cpu", "lots"), "sail.cpu"),
+        (("config", "create", "--name", "c", "--marimo-memory", "2 GB"), "marimo.memory"),
+        (("config", "create", "--name", "c", "--sail-image", "a b"), "sail.image"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(
