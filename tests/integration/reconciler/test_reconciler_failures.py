@@ -154,3 +154,29 @@ async def test_a_restarted_worker_adopts_running_notebooks_without_restarting_th
     assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
     assert len(await rows.events(nid)) == events_before
     assert (await rows.get(nid))["status"] == "running"  # type: ignore[index]
+
+
+async def test_sail_killed_while_running_is_restarted_on_its_port_for_the_same_marimo(
+    rows, worker, rsettings: Settings
+):
+    nid = await rows.notebook()
+    await worker()
+    await rows.start(nid)
+    row = await rows.wait_status(nid, "running", "failed", timeout=60)
+    assert row["status"] == "running", row["status_message"]
+    state = row["runtime_state"]
+
+    os.killpg(state["sail_pid"], signal.SIGKILL)
+
+    def restarted(r: dict | None) -> bool:
+        return (
+            r is not None and r["status"] == "running"
+            and r["runtime_state"].get("sail_pid") not in (None, state["sail_pid"])
+        )
+
+    row = await rows.wait_for(nid, restarted, timeout=60)
+    assert row is not None
+    # Same port, so the Marimo that kept running still points at its Sail.
+    assert row["runtime_state"]["sail_url"] == state["sail_url"]
+    assert row["runtime_state"]["marimo_pid"] == state["marimo_pid"]
+    assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
