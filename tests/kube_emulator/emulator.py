@@ -288,6 +288,17 @@ class KubeEmulator(kmock.KubernetesScaffold):
                     raw.transport.abort()  # mid-stream, no terminating chunk
                     return resp
                 await resp.write(json.dumps(ev).encode() + b"\n")
+            if params.get("allowWatchBookmarks") == "true":
+                # As the API server does: tell the client how far it is now,
+                # so a quiet watch resumes from a fresh resourceVersion.
+                bookmark = {
+                    "kind": "Pod",
+                    "apiVersion": "v1",
+                    "metadata": {"resourceVersion": str(self._rv)},
+                }
+                await resp.write(
+                    json.dumps({"type": "BOOKMARK", "object": bookmark}).encode() + b"\n"
+                )
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass  # the client went away

@@ -151,3 +151,31 @@ async def test_cancelled_watch_ends_its_request_thread_at_once(kube: Kube) -> No
 
 def _watch_threads() -> int:
     return sum(t.name == "k8s-pod-watch" and t.is_alive() for t in threading.enumerate())
+
+
+async def test_bookmarks_move_the_resume_point_without_announcing(kube: Kube) -> None:
+    w = Watching(kube.runtime(watch_timeout_seconds=1, resync_seconds=3600))
+    w.start()
+    try:
+        await eventually(lambda: _true(kube.emulator.open_watches == 1))
+        # objects the watch does not select move the cluster's resourceVersion
+        kube.emulator.put("", "secrets", {"metadata": {"name": "s", "namespace": NAMESPACE}})
+        target = str(kube.emulator.resource_version)
+        await eventually(lambda: _true(w.rt.watcher.resource_version == target), timeout=5)
+        await eventually(lambda: _true(watch_calls(kube)[-1]["resourceVersion"] == target))
+        assert w.changes.calls == [] and w.rt.watcher.lists == 1
+    finally:
+        await w.stop()
+
+
+async def test_resync_relists_and_announces_every_notebook(kube: Kube) -> None:
+    rt = kube.runtime()
+    await rt.ensure_running(spec("NB1"))
+    await rt.ensure_running(spec("NB2"))
+    w = Watching(kube.runtime(watch_timeout_seconds=1, resync_seconds=0))
+    w.start()
+    try:
+        await eventually(lambda: _true(w.rt.watcher.lists >= 2), timeout=5)
+        assert w.changes.count("NB1") >= 2 and w.changes.count("NB2") >= 2
+    finally:
+        await w.stop()
