@@ -27,9 +27,6 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from api.configs import CREATE_SCHEMA
-from api.errors import BadRequest
-from api.validation import check
 from cli.bootstrap import CREDENTIALS_FILE, read_json
 from cli.database import CliError, data_dir_from_env, database_for
 from common import tokens
@@ -315,7 +312,12 @@ def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
         "marimo": _resources(args, "marimo"),
     }
     # The API's own rules for a workload config (image, cpu and memory formats,
-    # env limits): one definition of what a valid config is.
+    # env limits): one definition of what a valid config is. Imported here so
+    # the rest of the command line never depends on the api package.
+    from api.configs import CREATE_SCHEMA
+    from api.errors import BadRequest
+    from api.validation import check
+
     try:
         check(body, CREATE_SCHEMA, "")
     except BadRequest as e:
