@@ -62,7 +62,9 @@ def port_is_free(port: int) -> bool:
 
 def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: int) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    # 0600: Marimo prints its URL with the session token into this log.
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as out:
         out.write(b"\n")  # a restart's lines start on their own line
         popen = subprocess.Popen(
             argv,

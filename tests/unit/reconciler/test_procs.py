@@ -56,6 +56,7 @@ def test_death_reason_has_exit_code_and_log_tail_without_tokens(tmp_path: Path) 
         env={}, cwd=tmp_path, log=tmp_path / "d.log", port=port,
     )
     procs._CHILDREN[proc.pid].wait(10)
+    assert (tmp_path / "d.log").stat().st_mode & 0o077 == 0  # holds tokens: owner only
     reason = procs.death_reason("Sail", proc, ("SECRET2",))
     assert reason.startswith("Sail exited with code 3: ")
     assert "fatal: ***" in reason and "access_token=***" in reason
