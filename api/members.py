@@ -90,6 +90,15 @@ async def create_token(ctx: Ctx) -> web.Response:
     return raw_json(json.dumps(out), 201)
 
 
+async def list_tokens(ctx: Ctx) -> web.Response:
+    member_id = await _token_owner(ctx)
+    scope = f"tokens:{member_id}"
+    row = await ctx.one("api_token_page", {"member_id": member_id,
+                                           **page_params(ctx, scope)})
+    assert row is not None
+    return plain_list(ctx, scope, row)
+
+
 async def revoke_token(ctx: Ctx) -> web.Response:
     member_id = await _token_owner(ctx)
     token_id = path_id(ctx.request, "token")

@@ -88,6 +88,10 @@ COMPONENTS: dict[str, Schema] = {
     }),
     "NewToken": closed({"id": ID, "name": {"type": "string"}, "token": {"type": "string"},
                         "prefix": {"type": "string"}, "createdAt": TIME}),
+    "Token": closed({"id": ID, "name": {"type": "string"}, "prefix": {"type": "string"},
+                     "createdAt": TIME, "lastUsedAt": NULLABLE_TIME}),
+    "TokenList": plain_list("Token"),
+    "TeamMembershipList": plain_list("TeamMembership"),
     "WorkloadConfig": closed({
         "id": ID, "organizationId": ID, "name": {"type": "string"},
         "description": {"type": "string"},

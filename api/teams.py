@@ -37,6 +37,17 @@ async def list_teams(ctx: Ctx) -> web.Response:
     return plain_list(ctx, scope, row)
 
 
+async def list_team_members(ctx: Ctx) -> web.Response:
+    team_id = path_id(ctx.request, "team")
+    if await ctx.one("api_team_role", ctx.mine(team_id=team_id)) is None:
+        raise NotFound("No such team.", field="team")
+    scope = f"team-members:{team_id}"
+    row = await ctx.one("api_team_member_page", {"team_id": team_id,
+                                                 **page_params(ctx, scope)})
+    assert row is not None
+    return plain_list(ctx, scope, row)
+
+
 async def _team_admin(ctx: Ctx) -> tuple[str, str]:
     team_id = path_id(ctx.request, "team")
     member_id = path_id(ctx.request, "member")

@@ -59,3 +59,26 @@ returning json_build_object('id', id, 'name', name, 'prefix', prefix,
 update api_tokens set revoked_at = %(now)s
  where id = %(token_id)s and member_id = %(member_id)s and revoked_at is null
 returning id;
+
+-- name: api_token_page
+-- A member's live (unrevoked) tokens, newest first; never the secret.
+with visible as (
+    select t.* from api_tokens t
+     where t.member_id = %(member_id)s and t.revoked_at is null
+), keys as (
+    select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
+      from visible v
+     where %(after_at)s::timestamptz is null
+        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
+     order by v.created_at desc, v.id desc
+     limit %(fetch)s
+), rows as (select * from keys where rn <= %(limit)s)
+select
+    (select count(*) from visible) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select id from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'id', r.id, 'name', r.name, 'prefix', r.prefix, 'createdAt', r.created_at,
+        'lastUsedAt', r.last_used_at
+    ) order by r.rn) from rows r), '[]')::text as items;

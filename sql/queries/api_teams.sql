@@ -64,3 +64,24 @@ on conflict do nothing;
 -- name: api_unlink_team
 delete from notebook_teams where notebook_id = %(notebook_id)s and team_id = %(team_id)s
 returning team_id;
+
+-- name: api_team_member_page
+-- A team's memberships, newest first.
+with visible as (
+    select tm.* from team_memberships tm where tm.team_id = %(team_id)s
+), keys as (
+    select v.*, row_number() over (order by v.created_at desc, v.member_id desc) as rn
+      from visible v
+     where %(after_at)s::timestamptz is null
+        or (v.created_at, v.member_id) < (%(after_at)s::timestamptz, %(after_id)s::text)
+     order by v.created_at desc, v.member_id desc
+     limit %(fetch)s
+), rows as (select * from keys where rn <= %(limit)s)
+select
+    (select count(*) from visible) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select member_id from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'teamId', r.team_id, 'memberId', r.member_id, 'role', r.role
+    ) order by r.rn) from rows r), '[]')::text as items;

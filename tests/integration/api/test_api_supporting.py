@@ -140,3 +140,24 @@ async def test_notebook_team_links(client: TestClient, world: World, factory: Fa
     assert (await client.delete(f"{url}/{world.team}", headers=world.owner.auth)).status == 204
     assert (await client.get(f"{V1}/workloads/notebooks/{world.notebook}",
                              headers=world.viewer.auth)).status == 404
+
+
+async def test_token_and_team_member_listings(client: TestClient, world: World) -> None:
+    url = f"{V1}/members/{world.editor.id}/tokens"
+    made = await body_of(await client.post(url, json={"name": "ci"}, headers=world.editor.auth))
+    listed = await body_of(await client.get(url, headers=world.editor.auth))
+    assert listed["total"] == 2 and all("token" not in t for t in listed["items"])
+    (mine,) = [t for t in listed["items"] if t["id"] == made["id"]]
+    assert mine["prefix"] == made["prefix"] and mine["lastUsedAt"] is None
+    assert (await client.get(url, headers=world.admin.auth)).status == 200
+    assert (await client.get(url, headers=world.viewer.auth)).status == 403
+    assert (await client.get(url, headers=world.stranger.auth)).status == 404
+    await client.delete(f"{url}/{made['id']}", headers=world.editor.auth)
+    assert (await body_of(await client.get(url, headers=world.editor.auth)))["total"] == 1
+    members = await body_of(await client.get(f"{V1}/teams/{world.team}/members",
+                                             headers=world.outsider.auth))
+    assert sorted((m["memberId"], m["role"]) for m in members["items"]) == sorted(
+        [(world.team_admin.id, "admin"), (world.editor.id, "editor"),
+         (world.viewer.id, "viewer")])
+    assert (await client.get(f"{V1}/teams/{world.team}/members",
+                             headers=world.stranger.auth)).status == 404
