@@ -144,3 +144,23 @@ async def test_supporting_lists_paginate(client: TestClient, world: World,
             break
     assert len(teams) == len(set(teams)) == 5
     assert teams[-1] == world.team  # oldest last
+
+
+async def test_concurrent_deletes_never_duplicate_or_skip_survivors(
+    client: TestClient, world: World, factory: Factory, clock
+) -> None:
+    expected = seed(factory, world, 30, clock)
+    doomed = expected[3::4]
+
+    async def delete_some() -> None:
+        for nb in doomed:
+            resp = await client.delete(f"{NB}/{nb}", headers=world.owner.auth)
+            assert resp.status == 204
+
+    deleter = asyncio.create_task(delete_some())
+    walked = await walk(client, world.owner, NB, limit=3)
+    await deleter
+    assert len(walked) == len(set(walked))
+    survivors = [nb for nb in expected if nb not in doomed]
+    assert [nb for nb in walked if nb in survivors] == survivors  # all, in order
+    assert set(walked) <= set(expected)
