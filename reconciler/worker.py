@@ -171,7 +171,11 @@ async def run_worker(
                 await enqueue_reconcile(conn, [notebook_id])
 
         tasks.append(asyncio.create_task(run_watch(on_change)))
-    runner = await _serve_metrics(metrics_port, pool) if metrics_port is not None else None
+    runner = (
+        await _serve_metrics(settings.worker_metrics_host, metrics_port, pool)
+        if metrics_port is not None
+        else None
+    )
     batch = max(1, settings.worker_concurrency // 2)
     heartbeat = timedelta(seconds=settings.heartbeat_timeout_seconds)
     log.info("worker started", runtime=settings.runtime, metrics_port=metrics_port)
@@ -197,7 +201,7 @@ async def run_worker(
         log.info("worker stopped")
 
 
-async def _serve_metrics(port: int, pool: object) -> web.AppRunner:
+async def _serve_metrics(host: str, port: int, pool: object) -> web.AppRunner:
     async def handler(request: web.Request) -> web.StreamResponse:
         observe_pool("worker", pool)  # type: ignore[arg-type]
         return await metrics_response(request)
@@ -206,7 +210,7 @@ async def _serve_metrics(port: int, pool: object) -> web.AppRunner:
     app.router.add_get("/metrics", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, host, port).start()
     return runner
 
 

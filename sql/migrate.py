@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import psycopg
 from pgqueuer import Queries
+from psycopg.rows import tuple_row
 
 from sql import migration_files
 
@@ -15,12 +16,13 @@ _LOCK_KEY = 7_310_001  # arbitrary, constant: serializes concurrent migrators
 
 
 async def applied_versions(conn: psycopg.AsyncConnection) -> set[int]:
-    cur = await conn.execute("select to_regclass('schema_migrations') is not null")
-    row = await cur.fetchone()
-    if not row or not row[0]:
-        return set()
-    cur = await conn.execute("select version from schema_migrations")
-    return {r[0] for r in await cur.fetchall()}
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute("select to_regclass('schema_migrations') is not null")
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            return set()
+        await cur.execute("select version from schema_migrations")
+        return {r[0] for r in await cur.fetchall()}
 
 
 async def migrate(dsn: str) -> list[int]:
@@ -39,7 +41,7 @@ async def migrate(dsn: str) -> list[int]:
                 if version in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(path.read_text())  # type: ignore[arg-type]
+                    await conn.execute(path.read_text())
                     await conn.execute(
                         "insert into schema_migrations (version, name) values (%s, %s)",
                         (version, name),
