@@ -3,9 +3,12 @@ with pool usage, and one canonical structured log line per request."""
 
 from __future__ import annotations
 
+import structlog
 from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of
 from structlog.testing import capture_logs
+
+import api.app
 
 NB = "/api/v1/workloads/notebooks"
 
@@ -44,9 +47,11 @@ async def test_metrics_count_requests_by_route_and_status(
 
 
 async def test_one_canonical_log_line_per_request_with_request_id(
-    client: TestClient, world: World
+    client: TestClient, world: World, monkeypatch
 ) -> None:
     with capture_logs() as logs:
+        # A fresh logger, in case an earlier test configured structlog to cache loggers.
+        monkeypatch.setattr(api.app, "log", structlog.get_logger("api"))
         resp = await client.post(f"{NB}/{world.notebook}/start",
                                  headers={**world.owner.auth, "X-Request-Id": "abc-123"})
         assert resp.status == 202
