@@ -77,6 +77,8 @@ class Settings:
     db_pool_max: int = 10
     # Loopback unless configured (a pod sets 0.0.0.0 so Prometheus can scrape).
     worker_metrics_host: str = "127.0.0.1"
+    # Pre-started Sail servers per workload shape in the local runtime (0 = off).
+    local_warm_pool_size: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -129,4 +131,5 @@ class Settings:
             heartbeat_timeout_seconds=_int(env, "NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", 15),
             db_pool_max=_int(env, "NOTEBOOKS_DB_POOL_MAX", 10),
             worker_metrics_host=env.get("NOTEBOOKS_WORKER_METRICS_HOST", "127.0.0.1"),
+            local_warm_pool_size=_int(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0),
         )
