@@ -12,7 +12,11 @@ from reconciler.runtime.local import LocalRuntime
 
 def make_runtime(settings: Settings) -> Runtime:
     if settings.runtime == "local":
-        return LocalRuntime(settings.data_dir, stop_grace_seconds=settings.stop_grace_seconds)
+        return LocalRuntime(
+            settings.data_dir,
+            stop_grace_seconds=settings.stop_grace_seconds,
+            warm_pool_size=settings.local_warm_pool_size,
+        )
     if settings.runtime == "kubernetes":
         # Imported lazily: the kubernetes client is heavy and unused locally.
         mod: Any = importlib.import_module("reconciler.runtime.kubernetes")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -37,7 +38,10 @@ from reconciler.runtime.base import (
     Phase,
     SessionSpec,
     TerminalError,
+    WorkloadSpec,
 )
+from reconciler.runtime.local_pool import LocalPool
+from reconciler.runtime.local_pool import read as read_proc
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
 
 _ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
@@ -50,11 +54,19 @@ def _bin(name: str) -> str:
 
 
 class LocalRuntime:
-    def __init__(self, data_dir: Path, *, stop_grace_seconds: float = 10) -> None:
+    def __init__(
+        self, data_dir: Path, *, stop_grace_seconds: float = 10, warm_pool_size: int = 0
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()  # process cwds are compared to it
         self.stop_grace = float(stop_grace_seconds)
         self._http: aiohttp.ClientSession | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        # Warm Sails per workload shape (local_pool.py); None = off.
+        self.pool = (
+            LocalPool(self.data_dir / "pool", warm_pool_size, self._sail_argv)
+            if warm_pool_size > 0
+            else None
+        )
 
     # -- paths and state ---------------------------------------------------
 
@@ -142,6 +154,7 @@ class LocalRuntime:
             runtime_state |= {"marimo_url": marimo_url, "marimo_pid": marimo.pid if marimo else 0}
         if sail_url:
             runtime_state |= {"sail_url": sail_url, "sail_pid": sail.pid if sail else 0}
+            runtime_state["sail_warm"] = bool(state.get("sail_warm"))
         return Observation(
             session_id=str(state.get("session_id") or "") or None,
             sail=sail_c,
@@ -174,6 +187,7 @@ class LocalRuntime:
             if state is not None and state.get("session_id") != spec.session_id:
                 await self._stop_locked(nid)
                 state = None
+            await self._reap_claim(nid, state)
             run_dir = self.run_dir(nid)
             nb_dir = self.notebook_dir(nid)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -190,6 +204,12 @@ class LocalRuntime:
             sail = procs.Proc.from_json(state.get("sail"))
             marimo = procs.Proc.from_json(state.get("marimo"))
             env = self._env(spec)
+            need_sail = sail is None or not procs.is_alive(sail)
+            if need_sail and self.pool and (marimo is None or not procs.is_alive(marimo)):
+                # No live Marimo depends on Sail's port, so a warm one will do.
+                claimed = await self._claim(spec, state)
+                if claimed is not None:
+                    sail = claimed
             if sail is None or not procs.is_alive(sail):
                 # Restart on the same port when possible, so a live Marimo's
                 # SPARK_REMOTE stays right; otherwise Marimo must follow.
@@ -202,6 +222,7 @@ class LocalRuntime:
                     log=run_dir / "sail.log", port=port,
                 )
                 state["sail"] = sail.to_json()
+                state["sail_warm"] = False
                 if marimo is None:
                     state.pop("marimo", None)
                 self._write_state(nid, state)
@@ -215,7 +236,52 @@ class LocalRuntime:
                 )
                 state["marimo"] = marimo.to_json()
                 self._write_state(nid, state)
+            if self.pool:
+                # Top the shape up (also fills it on its first start). Spawning
+                # does not wait for readiness, so this start is not held up.
+                await self.pool.refill(spec.workload, self._sail_env(spec, env))
         return await self.observe(nid)
+
+    async def warm_up(self, workload: WorkloadSpec) -> int:
+        """Fill a shape's pool now rather than at its first start (what an
+        operator's warm-up or a benchmark calls); returns Sails spawned."""
+        if self.pool is None:
+            return 0
+        spec = SessionSpec("", "", "", workload, "")
+        return await self.pool.refill(workload, self._sail_env(spec, self._env(spec)))
+
+    async def _claim(self, spec: SessionSpec, state: dict[str, object]) -> procs.Proc | None:
+        """Take a warm Sail into this notebook's state (under its lock)."""
+        assert self.pool is not None
+        run_dir = self.run_dir(spec.notebook_id)
+        claim_file = run_dir / "sail.claim"
+        proc = await self.pool.claim(spec.workload, claim_file)
+        if proc is None:
+            return None
+        # Its output continues in this notebook's sail.log (the fd follows the rename).
+        log_file = run_dir / "sail.log"
+        with contextlib.suppress(OSError):
+            os.replace(proc.log, log_file)
+            proc = dataclasses.replace(proc, log=str(log_file))
+        state["sail"] = proc.to_json()
+        state["sail_warm"] = True
+        state.pop("marimo", None)  # a dead Marimo's port is reused if free, not needed
+        self._write_state(spec.notebook_id, state)
+        claim_file.unlink(missing_ok=True)  # state.json owns it now
+        return proc
+
+    async def _reap_claim(self, notebook_id: str, state: dict[str, object] | None) -> None:
+        """A worker that died between claiming a warm Sail and recording it
+        in state.json left `sail.claim`: stop that Sail unless state owns it."""
+        claim_file = self.run_dir(notebook_id) / "sail.claim"
+        proc = read_proc(claim_file)
+        if proc is None:
+            claim_file.unlink(missing_ok=True)
+            return
+        owned = procs.Proc.from_json((state or {}).get("sail"))
+        if owned is None or owned.pid != proc.pid:
+            await procs.stop(proc, signal.SIGINT, self.stop_grace, Path(proc.cwd))
+        claim_file.unlink(missing_ok=True)
 
     def _env(self, spec: SessionSpec) -> dict[str, str]:
         env = {k: v for k in _ENV_ALLOW if (v := os.environ.get(k)) is not None}
@@ -254,14 +320,17 @@ class LocalRuntime:
 
     async def _stop_locked(self, notebook_id: str) -> None:
         state = self._read_state(notebook_id)
+        await self._reap_claim(notebook_id, state)
         if state is None:
             return
         sail = procs.Proc.from_json(state.get("sail"))
         marimo = procs.Proc.from_json(state.get("marimo"))
         # Sail's graceful stop is SIGINT (SIGTERM kills it at once); Marimo's is SIGTERM.
         cwd, grace = self.notebook_dir(notebook_id), self.stop_grace
+        # A claimed warm Sail keeps the working directory it was started in.
+        sail_cwd = Path(sail.cwd) if sail and sail.cwd else cwd
         await asyncio.gather(
-            procs.stop(sail, signal.SIGINT, grace, cwd) if sail else asyncio.sleep(0),
+            procs.stop(sail, signal.SIGINT, grace, sail_cwd) if sail else asyncio.sleep(0),
             procs.stop(marimo, signal.SIGTERM, grace, cwd) if marimo else asyncio.sleep(0),
         )
         run_dir = self.run_dir(notebook_id)
@@ -277,5 +346,7 @@ class LocalRuntime:
         self._locks.pop(notebook_id, None)
 
     async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
         if self._http is not None:
             await self._http.close()

@@ -28,6 +28,9 @@ class Proc:
     port: int
     create_time: float
     log: str
+    # Its working directory, where its helpers run (`members` matches them by
+    # it); "" in records written before it was kept: the notebook directory.
+    cwd: str = ""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -38,7 +41,8 @@ class Proc:
             return None
         try:
             pid, port = int(raw["pid"]), int(raw["port"])
-            return cls(pid, port, float(raw["create_time"]), str(raw["log"]))
+            cwd = str(raw.get("cwd") or "")
+            return cls(pid, port, float(raw["create_time"]), str(raw["log"]), cwd)
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -80,7 +84,7 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: i
         created = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:
         created = 0.0
-    return Proc(popen.pid, port, created, str(log))
+    return Proc(popen.pid, port, created, str(log), str(cwd))
 
 
 def exit_code(proc: Proc) -> int | None:

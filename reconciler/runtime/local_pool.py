@@ -1,0 +1,207 @@
+"""Warm start for the local runtime: pre-started `sail spark server`
+processes per workload shape, claimed by a start.
+
+A start that needs a Sail takes a warm one of its shape (so it waits only for
+Marimo) and the same `ensure_running` call then tops the shape up again. The
+shape is everything a Sail process depends on (mode, workers, env), so a
+claimed Sail is exactly the process a cold start would have spawned, except
+its working directory (below).
+
+Layout under `{data_dir}/pool/`:
+  {shape}/{wid}.json   one warm Sail: its `procs.Proc` record
+  {shape}/{wid}.log    its output
+  {shape}/work/        the warm Sails' working directory
+  {shape}/.refill      flock: one refill of a shape at a time on this host
+  .workers             flock held shared by every open runtime using the pool
+
+Claiming is rename(2) of `{wid}.json` to a path owned by the claiming
+notebook: atomic on one filesystem, so of two workers racing for one warm
+Sail exactly one finds the file. Warm Sails run in their own process groups,
+like notebook processes; a new worker finds them by these files and checks
+each pid (create time, command line) as it does for notebooks, so they are
+adopted after a worker restart. The last runtime on the host to close stops
+them (see `close`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import structlog
+
+from reconciler.runtime import probes, procs
+from reconciler.runtime.base import WorkloadSpec
+
+log = structlog.get_logger(__name__)
+
+
+def shape(workload: WorkloadSpec) -> str:
+    """What a local Sail process depends on, as a short digest."""
+    key = {"mode": workload.mode, "workers": workload.workers, "env": workload.env}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def take(entry: Path, dest: Path) -> bool:
+    """The atomic claim: only one of any number of racers renames `entry`
+    away; the others find it gone. `dest` must be the claimer's own path."""
+    try:
+        os.rename(entry, dest)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def read(path: Path) -> procs.Proc | None:
+    try:
+        return procs.Proc.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.asynccontextmanager
+async def _flock(path: Path, how: int = fcntl.LOCK_EX) -> AsyncIterator[int]:
+    """An flock without blocking the event loop (released by the kernel if
+    the holder dies, so never stale)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, how | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class LocalPool:
+    def __init__(self, root: Path, size: int, sail_argv: Callable[[int], list[str]]) -> None:
+        self.root = root
+        self.size = size
+        self._argv = sail_argv
+        self._workers_fd: int | None = None
+
+    def shape_dir(self, workload: WorkloadSpec) -> Path:
+        return self.root / shape(workload)
+
+    async def _attach(self) -> None:
+        """Hold `.workers` shared while this runtime is open (see `close`)."""
+        if self._workers_fd is not None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".workers", os.O_RDWR | os.O_CREAT, 0o600)
+        while True:  # waits only while a closing runtime drains
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+        self._workers_fd = fd
+
+    def members(self, workload: WorkloadSpec) -> list[tuple[Path, procs.Proc]]:
+        """This shape's warm Sails that are alive, oldest first."""
+        return [
+            (p, proc) for p, proc in self._entries(self.shape_dir(workload)) if procs.is_alive(proc)
+        ]
+
+    @staticmethod
+    def _entries(directory: Path) -> list[tuple[Path, procs.Proc]]:
+        found = []
+        for path in directory.glob("*.json"):
+            proc = read(path)
+            if proc is not None:
+                found.append((path, proc))
+        return sorted(found, key=lambda e: e[1].create_time)
+
+    async def claim(self, workload: WorkloadSpec, dest: Path) -> procs.Proc | None:
+        """Take a warm Sail of this shape for the caller, whose own record
+        `dest` it becomes; None if there is none to be had."""
+        await self._attach()
+        live = self.members(workload)
+        ready = await asyncio.gather(*(probes.sail_healthy(p.port, 0.5) for _, p in live))
+        # Ready ones first (the whole Sail start saved); a starting one still saves some.
+        for _, (path, proc) in sorted(zip(ready, live, strict=True), key=lambda r: not r[0]):
+            if not take(path, dest):
+                continue  # another worker took it first
+            if procs.is_alive(proc):
+                log.info("local_warm_claimed", pid=proc.pid, port=proc.port)
+                return proc
+            await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))  # died meanwhile
+            dest.unlink(missing_ok=True)
+        return None
+
+    async def refill(self, workload: WorkloadSpec, env: dict[str, str]) -> int:
+        """Spawn warm Sails until the shape has `size` alive (dead ones are
+        removed, not counted); returns how many were spawned. Does not wait
+        for them to be ready."""
+        if self.size <= 0:
+            return 0
+        await self._attach()
+        directory = self.shape_dir(workload)
+        work = directory / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        spawned = 0
+        async with _flock(directory / ".refill"):
+            alive = 0
+            for path, proc in self._entries(directory):
+                if procs.is_alive(proc):
+                    alive += 1
+                    continue
+                await procs.stop(proc, signal.SIGKILL, 0, work)  # leftovers of its group
+                path.unlink(missing_ok=True)
+                Path(proc.log).unlink(missing_ok=True)
+            for _ in range(self.size - alive):
+                wid = secrets.token_hex(4)
+                port = procs.free_port()
+                proc = procs.spawn(
+                    self._argv(port), env=env, cwd=work, log=directory / f"{wid}.log", port=port
+                )
+                tmp = directory / f".{wid}.tmp"  # not *.json: never seen half-written
+                tmp.write_text(json.dumps(proc.to_json()))
+                os.replace(tmp, directory / f"{wid}.json")
+                spawned += 1
+        if spawned:
+            log.info("local_warm_refilled", shape=directory.name, spawned=spawned)
+        return spawned
+
+    async def drain(self) -> int:
+        """Stop every warm Sail of every shape; returns how many."""
+        stopped = 0
+        for directory in self.root.glob("*/"):
+            for path, proc in self._entries(directory):
+                if take(path, path.with_suffix(".draining")):  # not claimable any more
+                    await procs.stop(proc, signal.SIGINT, 5, Path(proc.cwd or directory))
+                    path.with_suffix(".draining").unlink(missing_ok=True)
+                    Path(proc.log).unlink(missing_ok=True)
+                    stopped += 1
+        return stopped
+
+    async def close(self) -> None:
+        """Warm Sails serve nobody yet: when the last runtime using the pool
+        on this host closes (a `make run` ended, the only worker stopped),
+        they are stopped rather than left holding memory with no worker to
+        hand them out. While another worker is open they stay for it. A
+        worker that dies without closing leaves them to be adopted."""
+        fd, self._workers_fd = self._workers_fd, None
+        if fd is None:
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another runtime still uses the pool
+            drained = await self.drain()
+            if drained:
+                log.info("local_warm_drained", stopped=drained)
+        finally:
+            os.close(fd)

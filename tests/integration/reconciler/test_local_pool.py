@@ -1,0 +1,177 @@
+"""The local runtime's warm Sail pool, with real Sail and Marimo: a start
+claims a pre-started Sail and spawns only Marimo, the pool is refilled, a
+shape's pool serves only that shape, two claims racing for one warm Sail
+have one winner, and the last runtime to close stops the pool (nothing is
+left behind)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from reconciler_helpers import processes_under
+from test_reconciler_lifecycle import spark_sum
+
+from common.ids import new_id
+from common.settings import Settings
+from reconciler.runtime import probes
+from reconciler.runtime.base import Observation, Phase, SessionSpec, WorkloadSpec
+from reconciler.runtime.local import LocalRuntime
+
+pytestmark = pytest.mark.slow
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def warm_pids(rt: LocalRuntime, workload: WorkloadSpec, *, ready: bool = True) -> list[int]:
+    """The shape's warm Sails, once all of them answer health (if `ready`)."""
+    assert rt.pool is not None
+    members = rt.pool.members(workload)
+    if ready:
+        await until(lambda: _all_healthy([p.port for _, p in rt.pool.members(workload)]))
+        members = rt.pool.members(workload)
+    return [p.pid for _, p in members]
+
+
+async def _all_healthy(ports: list[int]) -> bool:
+    return all(await asyncio.gather(*(probes.sail_healthy(p) for p in ports)))
+
+
+def spec_for(workload: WorkloadSpec) -> SessionSpec:
+    nid = new_id()
+    return SessionSpec(nid, new_id(), secrets.token_urlsafe(32), workload, f"/notebooks/{nid}")
+
+
+async def test_start_claims_a_warm_sail_and_the_pool_is_refilled(
+    rows, worker, rsettings: Settings, tmp_path: Path
+):
+    workload = WorkloadSpec(env={"TEAM": "a"})
+    nid = await rows.notebook(await rows.config(env={"TEAM": "a"}))
+    # Warm Sails pre-started by another runtime on this host (as by a worker
+    # that has since restarted): the worker adopts them through the pool's files.
+    other = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    try:
+        assert await other.warm_up(workload) == 1
+        [warm] = await warm_pids(other, workload)
+
+        shutdown = await worker(sweep_interval_seconds=300, local_warm_pool_size=1)
+        await rows.start(nid)
+        row = await rows.wait_status(nid, "running", "failed", timeout=60)
+        assert row["status"] == "running", row["status_message"]
+        state = row["runtime_state"]
+        assert state["sail_pid"] == warm and state["sail_warm"] is True
+        # Marimo was started pointed at the warm Sail, which serves queries.
+        marimo = psutil.Process(state["marimo_pid"])
+        assert marimo.environ()["SPARK_REMOTE"] == state["sail_url"]
+        assert psutil.Process(warm).environ()["TEAM"] == "a"
+        assert await spark_sum(state["sail_url"], tmp_path) == "499500"
+
+        # Refilled: a new warm Sail of the shape, not the claimed one.
+        refilled = await warm_pids(other, workload)
+        assert len(refilled) == 1 and refilled != [warm]
+
+        await rows.stop(nid)
+        await rows.wait_status(nid, "stopped", timeout=15)
+        assert not psutil.pid_exists(warm) or psutil.Process(warm).status() == "zombie"
+        # The worker closing is not the last user of the pool: the warm Sail stays.
+        await shutdown()
+        assert await warm_pids(other, workload) == refilled
+    finally:
+        await other.close()  # the last user: stops the pool
+    assert processes_under(rsettings.data_dir) == []
+    assert other.pool is not None and other.pool.members(workload) == []
+
+
+async def test_a_shape_pool_is_not_used_by_another_shape(rsettings: Settings):
+    team_a, team_b = WorkloadSpec(env={"TEAM": "a"}), WorkloadSpec(env={"TEAM": "b"})
+    cluster = WorkloadSpec(mode="cluster", workers=1, env={"TEAM": "a"})
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    try:
+        await rt.warm_up(team_a)
+        [warm_a] = await warm_pids(rt, team_a)
+        spec = spec_for(team_b)
+        obs = await rt.ensure_running(spec)
+        assert obs.runtime_state["sail_pid"] != warm_a
+        assert obs.runtime_state["sail_warm"] is False
+        assert psutil.Process(int(obs.runtime_state["sail_pid"])).environ()["TEAM"] == "b"
+        # A's warm Sail is still A's; the start filled B's own pool.
+        assert await warm_pids(rt, team_a, ready=False) == [warm_a]
+        [warm_b] = await warm_pids(rt, team_b, ready=False)
+        assert warm_b not in (warm_a, obs.runtime_state["sail_pid"])
+        # Same env, other mode: another shape too.
+        assert rt.pool is not None and rt.pool.members(cluster) == []
+        await rt.ensure_stopped(spec.notebook_id)
+    finally:
+        await rt.close()
+    assert processes_under(rsettings.data_dir) == []
+
+
+async def test_two_workers_racing_for_one_warm_sail_only_one_wins(rsettings: Settings):
+    workload = WorkloadSpec(env={"TEAM": "race"})
+    # Two runtimes on one data directory, as two workers on one host.
+    first = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    second = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    specs = [spec_for(workload), spec_for(workload)]
+    try:
+        await first.warm_up(workload)
+        [warm] = await warm_pids(first, workload)
+
+        def start(rt: LocalRuntime, spec: SessionSpec) -> Observation:
+            # Each worker on its own thread and event loop: a real race.
+            async def go() -> Observation:
+                try:
+                    return await rt.ensure_running(spec)
+                finally:
+                    if rt._http is not None:  # bound to this thread's loop
+                        await rt._http.close()
+                        rt._http = None
+
+            return asyncio.run(go())
+
+        observed = await asyncio.gather(
+            asyncio.to_thread(start, first, specs[0]),
+            asyncio.to_thread(start, second, specs[1]),
+        )
+        sail_pids = [o.runtime_state["sail_pid"] for o in observed]
+        assert sail_pids.count(warm) == 1, sail_pids
+        assert sorted(o.runtime_state["sail_warm"] for o in observed) == [False, True]
+        assert len(set(sail_pids)) == 2
+        # Both starts complete; the refills did not overshoot the pool size.
+        for spec in specs:
+            await until(lambda s=spec: _running(first, s.notebook_id), timeout=60)
+        assert len(await warm_pids(first, workload)) == 1
+        for spec in specs:
+            await first.ensure_stopped(spec.notebook_id)
+    finally:
+        await second.close()
+        await first.close()
+    assert processes_under(rsettings.data_dir) == []
+
+
+async def _running(rt: LocalRuntime, notebook_id: str) -> bool:
+    obs = await rt.observe(notebook_id)
+    return obs.sail.phase is Phase.READY and obs.marimo.phase is Phase.READY
+
+
+async def test_pool_off_starts_cold_and_keeps_no_pool(rsettings: Settings):
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5)
+    spec = spec_for(WorkloadSpec())
+    try:
+        assert rt.pool is None and await rt.warm_up(spec.workload) == 0
+        obs = await rt.ensure_running(spec)
+        assert obs.runtime_state["sail_warm"] is False
+        assert not (rsettings.data_dir / "pool").exists()
+        await rt.ensure_stopped(spec.notebook_id)
+    finally:
+        await rt.close()
+    assert processes_under(rsettings.data_dir) == []
