@@ -61,8 +61,7 @@ def run_upstream(port: int) -> None:
     app = web.Application()
     app.router.add_get(f"/notebooks/{NB}/page", page)
     app.router.add_get(f"/notebooks/{NB}/ws", echo)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None,
-                loop=new_loop())
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=new_loop())
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -104,8 +103,10 @@ def ensure_chp() -> Path | None:
     if shutil.which("npm") is None:
         return None
     CHP_DIR.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["npm", "install", "--silent", "--prefix", str(CHP_DIR),
-                    "configurable-http-proxy"], check=True)
+    subprocess.run(
+        ["npm", "install", "--silent", "--prefix", str(CHP_DIR), "configurable-http-proxy"],
+        check=True,
+    )
     return binary if binary.exists() else None
 
 
@@ -114,10 +115,14 @@ def seed(dsn: str, marimo_url: str) -> None:
 
     with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
         conn.execute("insert into organizations (id, name) values ('ORGX', 'bench')")
-        conn.execute("insert into members (id, organization_id, email, name) values "
-                     "('MEMBERX', 'ORGX', 'bench@example.com', 'bench')")
-        conn.execute("insert into workload_configs (id, organization_id, name) values "
-                     "('WCX', 'ORGX', 'default')")
+        conn.execute(
+            "insert into members (id, organization_id, email, name) values "
+            "('MEMBERX', 'ORGX', 'bench@example.com', 'bench')"
+        )
+        conn.execute(
+            "insert into workload_configs (id, organization_id, name) values "
+            "('WCX', 'ORGX', 'default')"
+        )
         conn.execute(
             "insert into notebooks (id, organization_id, member_id, workload_config_id, name,"
             " desired_state, status, session_id, session_token, runtime_state, created_by,"
@@ -202,12 +207,16 @@ async def compare(targets: list[Target], seconds: float, rounds: int) -> None:
     print(f"  {'path':<28}{'c=1':>10}{'c=16':>10}{'x direct c=1':>14}{'c=16':>8}")
     for t in targets:
         r1, r16 = rps[(t.name, 1)], rps[(t.name, 16)]
-        print(f"  {t.name:<28}{r1:>10.0f}{r16:>10.0f}"
-              f"{r1 / rps[('direct', 1)]:>13.2f}x{r16 / rps[('direct', 16)]:>7.2f}x")
+        print(
+            f"  {t.name:<28}{r1:>10.0f}{r16:>10.0f}"
+            f"{r1 / rps[('direct', 1)]:>13.2f}x{r16 / rps[('direct', 16)]:>7.2f}x"
+        )
 
     print(f"\nWebSocket echo round trip, ms ({rounds} rounds of {seconds:.0f} s, pooled)")
-    print(f"  {'path':<28}{'c=1 p50':>9}{'p99':>8}{'c=16 p50':>10}{'p99':>8}"
-          f"{'p50 overhead c=1':>19}{'c=16':>8}")
+    print(
+        f"  {'path':<28}{'c=1 p50':>9}{'p99':>8}{'c=16 p50':>10}{'p99':>8}"
+        f"{'p50 overhead c=1':>19}{'c=16':>8}"
+    )
     lat: dict[tuple[str, int], list[float]] = {}
     for c in (1, 16):
         for _ in range(rounds):
@@ -217,8 +226,10 @@ async def compare(targets: list[Target], seconds: float, rounds: int) -> None:
         a, b = lat[(t.name, 1)], lat[(t.name, 16)]
         o1 = pct(a, 0.5) - pct(lat[("direct", 1)], 0.5)
         o16 = pct(b, 0.5) - pct(lat[("direct", 16)], 0.5)
-        print(f"  {t.name:<28}{pct(a, .5):>9.3f}{pct(a, .99):>8.3f}{pct(b, .5):>10.3f}"
-              f"{pct(b, .99):>8.3f}{o1:>19.3f}{o16:>8.3f}")
+        print(
+            f"  {t.name:<28}{pct(a, 0.5):>9.3f}{pct(a, 0.99):>8.3f}{pct(b, 0.5):>10.3f}"
+            f"{pct(b, 0.99):>8.3f}{o1:>19.3f}{o16:>8.3f}"
+        )
 
 
 async def soak(t: Target, proxy_pid: int, seconds: float, sockets: int) -> None:
@@ -242,8 +253,10 @@ async def soak(t: Target, proxy_pid: int, seconds: float, sockets: int) -> None:
     def sample() -> tuple[float, int]:
         return proc.memory_info().rss / 2**20, proc.num_fds()
 
-    print(f"\nSoak: {sockets} WebSockets through our proxy for {seconds:.0f} s "
-          "(1 echo/s each, 10 replaced every 10 s, 50 HTTP GETs every 10 s)")
+    print(
+        f"\nSoak: {sockets} WebSockets through our proxy for {seconds:.0f} s "
+        "(1 echo/s each, 10 replaced every 10 s, 50 HTTP GETs every 10 s)"
+    )
     base_rss, base_fds = sample()
     print(f"  before: rss {base_rss:.1f} MiB, fds {base_fds}")
     generation = [0] * sockets
@@ -279,26 +292,42 @@ async def soak(t: Target, proxy_pid: int, seconds: float, sockets: int) -> None:
 # ---------------------------------------------------------------- main
 
 
-async def run(args: argparse.Namespace, ports: dict[str, int], proxy_pid: int,
-              settings_keys: tuple[tuple[str, str], ...], chp: bool) -> None:
+async def run(
+    args: argparse.Namespace,
+    ports: dict[str, int],
+    proxy_pid: int,
+    settings_keys: tuple[tuple[str, str], ...],
+    chp: bool,
+) -> None:
     from datetime import UTC, datetime
 
     from common.session_token import mint
 
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector,
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        token, _ = mint(settings_keys, member_id="MEMBERX", notebook_id=NB,
-                        session_id="SESSIONX", mode="edit", now=datetime.now(UTC))
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as session:
+        token, _ = mint(
+            settings_keys,
+            member_id="MEMBERX",
+            notebook_id=NB,
+            session_id="SESSIONX",
+            mode="edit",
+            now=datetime.now(UTC),
+        )
         ours = f"http://127.0.0.1:{ports['proxy']}"
-        async with session.get(f"{ours}/notebooks/{NB}/_open?token={token}",
-                               allow_redirects=False) as resp:
+        async with session.get(
+            f"{ours}/notebooks/{NB}/_open?token={token}", allow_redirects=False
+        ) as resp:
             assert resp.status == 303, await resp.text()
-        targets = [Target("direct", f"http://127.0.0.1:{ports['upstream']}", session),
-                   Target("our proxy", ours, session)]
+        targets = [
+            Target("direct", f"http://127.0.0.1:{ports['upstream']}", session),
+            Target("our proxy", ours, session),
+        ]
         if chp:
-            targets.append(Target("configurable-http-proxy",
-                                  f"http://127.0.0.1:{ports['chp']}", session))
+            targets.append(
+                Target("configurable-http-proxy", f"http://127.0.0.1:{ports['chp']}", session)
+            )
         await compare(targets, args.seconds, args.rounds)
         if args.soak_seconds > 0:
             await soak(targets[1], proxy_pid, args.soak_seconds, args.soak_sockets)
@@ -330,12 +359,19 @@ def main() -> None:
         ports = {"upstream": free_port(), "proxy": free_port(), "chp": free_port()}
         seed(dsn, f"http://127.0.0.1:{ports['upstream']}")
         keys = (("bench", "b" * 40),)
-        procs.append(subprocess.Popen([sys.executable, __file__, "--upstream",
-                                       str(ports["upstream"])]))
-        env = {**os.environ, "DATABASE_URL": dsn, "NOTEBOOKS_PROXY_PORT": str(ports["proxy"]),
-               "NOTEBOOKS_SECRET_KEY": "k" * 40, "NOTEBOOKS_SIGNING_KEYS": "bench:" + "b" * 40,
-               "NOTEBOOKS_COOKIE_SECURE": "false", "NOTEBOOKS_LOG_LEVEL": "warning",
-               "PYTHONPATH": str(ROOT)}
+        procs.append(
+            subprocess.Popen([sys.executable, __file__, "--upstream", str(ports["upstream"])])
+        )
+        env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "NOTEBOOKS_PROXY_PORT": str(ports["proxy"]),
+            "NOTEBOOKS_SECRET_KEY": "k" * 40,
+            "NOTEBOOKS_SIGNING_KEYS": "bench:" + "b" * 40,
+            "NOTEBOOKS_COOKIE_SECURE": "false",
+            "NOTEBOOKS_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+        }
         command = [sys.executable, "-m", "proxy"]
         if args.profile:  # cProfile the proxy process (written when it stops)
             command[1:1] = ["-m", "cProfile", "-o", args.profile]
@@ -343,17 +379,32 @@ def main() -> None:
         procs.append(proxy)
         chp_bin = None if args.no_chp else ensure_chp()
         if chp_bin is not None:
-            procs.append(subprocess.Popen(
-                [str(chp_bin), "--ip", "127.0.0.1", "--port", str(ports["chp"]),
-                 "--api-port", str(free_port()), "--default-target",
-                 f"http://127.0.0.1:{ports['upstream']}", "--log-level", "warn"],
-                env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": "bench"}))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(chp_bin),
+                        "--ip",
+                        "127.0.0.1",
+                        "--port",
+                        str(ports["chp"]),
+                        "--api-port",
+                        str(free_port()),
+                        "--default-target",
+                        f"http://127.0.0.1:{ports['upstream']}",
+                        "--log-level",
+                        "warn",
+                    ],
+                    env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": "bench"},
+                )
+            )
             wait_port(ports["chp"], procs[-1])
         wait_port(ports["upstream"], procs[0])
         wait_port(ports["proxy"], proxy)
-        print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, "
-              f"{os.cpu_count()} cores; configurable-http-proxy: "
-              f"{'yes' if chp_bin else 'not available'}")
+        print(
+            f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, "
+            f"{os.cpu_count()} cores; configurable-http-proxy: "
+            f"{'yes' if chp_bin else 'not available'}"
+        )
         with asyncio.Runner(loop_factory=new_loop) as runner:
             runner.run(run(args, ports, proxy.pid, keys, chp_bin is not None))
     finally:

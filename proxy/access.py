@@ -59,8 +59,9 @@ class AccessCache:
         self._ttl = ttl
         self._entries: dict[tuple[str, str], tuple[float, Target | None]] = {}
 
-    async def lookup(self, member_id: str, notebook_id: str, *, fresh: bool = False
-                     ) -> Target | None:
+    async def lookup(
+        self, member_id: str, notebook_id: str, *, fresh: bool = False
+    ) -> Target | None:
         key = (member_id, notebook_id)
         hit = self._entries.get(key)
         if hit is not None and not fresh and time.monotonic() - hit[0] < self._ttl:
@@ -87,8 +88,9 @@ class AccessCache:
         self._entries.clear()
 
 
-async def listen(dsn: str, on_notify: Callable[[str], Awaitable[None]],
-                 ready: asyncio.Event | None = None) -> None:
+async def listen(
+    dsn: str, on_notify: Callable[[str], Awaitable[None]], ready: asyncio.Event | None = None
+) -> None:
     """Follow NOTIFY notebooks_proxy forever, reconnecting after failures.
     After a reconnect `on_notify('*')` runs, since changes may have been missed."""
     first = True

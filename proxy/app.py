@@ -56,15 +56,24 @@ async def handle_open(request: web.Request) -> web.StreamResponse:
     now = proxy.clock.now()
     try:
         session = await check_login(
-            request.query.get("token"), notebook_id, settings=proxy.settings,
-            pool=request.app[POOL], cache=request.app[CACHE], now=now,  # type: ignore[arg-type]
+            request.query.get("token"),
+            notebook_id,
+            settings=proxy.settings,
+            pool=request.app[POOL],
+            cache=request.app[CACHE],
+            now=now,  # type: ignore[arg-type]
         )
     except LoginRefused as exc:
         log.info("proxy.login", notebook_id=notebook_id, outcome=exc.reason)
         return refused_response(exc)
     metrics.LOGINS.labels("ok").inc()
-    log.info("proxy.login", notebook_id=notebook_id, member_id=session.member_id,
-             mode=session.mode, outcome="ok")
+    log.info(
+        "proxy.login",
+        notebook_id=notebook_id,
+        member_id=session.member_id,
+        mode=session.mode,
+        outcome="ok",
+    )
     return login_response(session, proxy.settings, now)
 
 
@@ -76,7 +85,7 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     kind = "websocket" if websocket else "http"
     prefix = f"/notebooks/{notebook_id}"
-    relative = normalize(unquote(request.raw_path.partition("?")[0])[len(prefix):])
+    relative = normalize(unquote(request.raw_path.partition("?")[0])[len(prefix) :])
     if relative is None:
         metrics.REQUESTS.labels(kind, "bad_path").inc()
         return pages.page(400, "Bad path", "That path is not allowed.")
@@ -92,10 +101,19 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
     if why is not None or target is None:
         status = _PAGE_STATUS[why or "access"]
         metrics.REQUESTS.labels(kind, _outcome(status)).inc()
-        return pages.page(status, "Cannot open this notebook", _PAGE_TEXT[why or "access"],
-                          headers={"Retry-After": "5"} if status == 503 else None)
-    decision = decide(request.method, relative, mode=session.mode, websocket=websocket,
-                      allow_terminal=proxy.settings.allow_terminal)
+        return pages.page(
+            status,
+            "Cannot open this notebook",
+            _PAGE_TEXT[why or "access"],
+            headers={"Retry-After": "5"} if status == 503 else None,
+        )
+    decision = decide(
+        request.method,
+        relative,
+        mode=session.mode,
+        websocket=websocket,
+        allow_terminal=proxy.settings.allow_terminal,
+    )
     if not decision.allowed:
         metrics.REQUESTS.labels(kind, "forbidden").inc()
         return pages.forbidden(decision.reason)
@@ -137,17 +155,26 @@ async def _recheck(app: web.Application, payload: str) -> None:
         targets[key] = await cache.lookup(*key, fresh=True)
     now = proxy.clock.now()
     for live in lives:
-        why = refusal(live.session, targets[(live.session.member_id, live.session.notebook_id)],
-                      now)
+        why = refusal(
+            live.session, targets[(live.session.member_id, live.session.notebook_id)], now
+        )
         if why is not None:
-            log.info("proxy.revoked", notebook_id=live.session.notebook_id,
-                     member_id=live.session.member_id, reason=why)
+            log.info(
+                "proxy.revoked",
+                notebook_id=live.session.notebook_id,
+                member_id=live.session.member_id,
+                reason=why,
+            )
             live.stop(why)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None,
-               recheck_seconds: float = 3.0, listen_for_changes: bool = True
-               ) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    recheck_seconds: float = 3.0,
+    listen_for_changes: bool = True,
+) -> web.Application:
     """The proxy app. Access is re-checked on NOTIFY (immediately) and every
     `recheck_seconds` (the safety net); `listen_for_changes=False` leaves only
     the latter, for tests of it."""
@@ -189,15 +216,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                     if time.monotonic() - last_cleanup > CLEANUP_SECONDS:
                         last_cleanup = time.monotonic()
                         async with pool.connection() as conn, conn.transaction():
-                            await conn.execute(query("proxy_forget_used_tokens"), {
-                                "before": app[PROXY].clock.now() - timedelta(hours=1)})
+                            await conn.execute(
+                                query("proxy_forget_used_tokens"),
+                                {"before": app[PROXY].clock.now() - timedelta(hours=1)},
+                            )
                 except Exception as exc:  # noqa: BLE001
                     log.warning("proxy.recheck_failed", error=repr(exc))
 
         tasks = [asyncio.create_task(periodic())]
         if listen_for_changes:
-            tasks.append(asyncio.create_task(
-                listen(settings.database_url, on_notify, app[LISTENING])))
+            tasks.append(
+                asyncio.create_task(listen(settings.database_url, on_notify, app[LISTENING]))
+            )
         try:
             yield
         finally:
@@ -226,5 +256,11 @@ def main(settings: Settings) -> None:
         loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
-    web.run_app(create_app(settings), host=settings.proxy_host, port=settings.proxy_port,
-                access_log=None, print=None, loop=loop)
+    web.run_app(
+        create_app(settings),
+        host=settings.proxy_host,
+        port=settings.proxy_port,
+        access_log=None,
+        print=None,
+        loop=loop,
+    )

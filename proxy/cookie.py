@@ -47,8 +47,13 @@ def _unb64(text: str) -> bytes:
 
 def seal(session: ProxySession, secret: str) -> str:
     body = json.dumps(
-        {"m": session.member_id, "n": session.notebook_id, "s": session.session_id,
-         "o": session.mode, "e": session.expires_at},
+        {
+            "m": session.member_id,
+            "n": session.notebook_id,
+            "s": session.session_id,
+            "o": session.mode,
+            "e": session.expires_at,
+        },
         separators=(",", ":"),
     ).encode()
     payload = _b64(body)
@@ -67,8 +72,11 @@ def unseal(value: str, secret: str) -> ProxySession | None:
             return None
         data = json.loads(_unb64(payload))
         session = ProxySession(
-            member_id=str(data["m"]), notebook_id=str(data["n"]), session_id=str(data["s"]),
-            mode=str(data["o"]), expires_at=int(data["e"]),
+            member_id=str(data["m"]),
+            notebook_id=str(data["n"]),
+            session_id=str(data["s"]),
+            mode=str(data["o"]),
+            expires_at=int(data["e"]),
         )
     except (ValueError, KeyError, TypeError):
         return None

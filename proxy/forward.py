@@ -41,18 +41,18 @@ class Proxy:
     registry: Registry = field(default_factory=Registry)
 
 
-def _upstream_url(target: Target, request: web.Request, query: str | None = None,
-                  *, websocket: bool = False) -> URL:
+def _upstream_url(
+    target: Target, request: web.Request, query: str | None = None, *, websocket: bool = False
+) -> URL:
     base = str(target.marimo_url).rstrip("/")
     if websocket:
-        base = "ws" + base[len("http"):] if base.startswith("http") else base
+        base = "ws" + base[len("http") :] if base.startswith("http") else base
     path, _, raw_query = request.raw_path.partition("?")
     q = raw_query if query is None else query
     return URL(f"{base}{path}" + (f"?{q}" if q else ""), encoded=True)
 
 
-def _forward_headers(proxy: Proxy, request: web.Request, target: Target, *, websocket: bool
-                     ) -> Any:
+def _forward_headers(proxy: Proxy, request: web.Request, target: Target, *, websocket: bool) -> Any:
     return upstream_request_headers(
         request.headers,
         cookie_name=COOKIE_NAME,
@@ -65,8 +65,11 @@ def _forward_headers(proxy: Proxy, request: web.Request, target: Target, *, webs
 
 
 def _count_upstream_error(exc: BaseException) -> None:
-    kind = "timeout" if isinstance(exc, TimeoutError) else (
-        "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "other")
+    kind = (
+        "timeout"
+        if isinstance(exc, TimeoutError)
+        else ("connect" if isinstance(exc, aiohttp.ClientConnectorError) else "other")
+    )
     metrics.UPSTREAM_ERRORS_TOTAL.labels(kind).inc()
 
 
@@ -77,8 +80,9 @@ async def _request_body(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def forward_http(proxy: Proxy, request: web.Request, session: ProxySession,
-                       target: Target) -> web.StreamResponse:
+async def forward_http(
+    proxy: Proxy, request: web.Request, session: ProxySession, target: Target
+) -> web.StreamResponse:
     url = _upstream_url(target, request)
     headers = _forward_headers(proxy, request, target, websocket=False)
     body = _request_body(request) if request.body_exists else None
@@ -95,7 +99,11 @@ async def forward_http(proxy: Proxy, request: web.Request, session: ProxySession
     try:
         try:
             up = await proxy.client.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False,
+                request.method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             _count_upstream_error(exc)
@@ -105,8 +113,9 @@ async def forward_http(proxy: Proxy, request: web.Request, session: ProxySession
         upstream.append(up)
         metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - started)
         async with up:
-            resp = web.StreamResponse(status=up.status, reason=up.reason,
-                                      headers=downstream_response_headers(up.headers))
+            resp = web.StreamResponse(
+                status=up.status, reason=up.reason, headers=downstream_response_headers(up.headers)
+            )
             await resp.prepare(request)
             received = metrics.HTTP_TO_CLIENT
             try:
@@ -141,8 +150,9 @@ def origin_allowed(proxy: Proxy, request: web.Request) -> bool:
     return origin.rstrip("/") in allowed
 
 
-async def forward_websocket(proxy: Proxy, request: web.Request, session: ProxySession,
-                            target: Target, relative: str) -> web.StreamResponse:
+async def forward_websocket(
+    proxy: Proxy, request: web.Request, session: ProxySession, target: Target, relative: str
+) -> web.StreamResponse:
     if not origin_allowed(proxy, request):
         metrics.REQUESTS.labels("websocket", "forbidden").inc()
         return pages.forbidden("This WebSocket came from a page of another origin.")
@@ -151,23 +161,29 @@ async def forward_websocket(proxy: Proxy, request: web.Request, session: ProxySe
         query = force_kiosk(request.query_string)
     url = _upstream_url(target, request, query, websocket=True)
     headers = _forward_headers(proxy, request, target, websocket=True)
-    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-                 if p.strip()]
+    protocols = [
+        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+    ]
     try:
-        up = await proxy.client.ws_connect(url, headers=headers, protocols=protocols,
-                                           autoping=True, max_msg_size=0)
+        up = await proxy.client.ws_connect(
+            url, headers=headers, protocols=protocols, autoping=True, max_msg_size=0
+        )
     except aiohttp.WSServerHandshakeError as exc:
         metrics.REQUESTS.labels("websocket", "upstream_error").inc()
         metrics.UPSTREAM_ERRORS_TOTAL.labels("other").inc()
-        return pages.page(exc.status if exc.status >= 400 else 502, "Notebook refused",
-                          "The notebook's server refused this connection.")
+        return pages.page(
+            exc.status if exc.status >= 400 else 502,
+            "Notebook refused",
+            "The notebook's server refused this connection.",
+        )
     except (TimeoutError, aiohttp.ClientError) as exc:
         _count_upstream_error(exc)
         metrics.REQUESTS.labels("websocket", "upstream_error").inc()
         return pages.bad_gateway("The notebook's server did not answer; try again shortly.")
 
-    client = web.WebSocketResponse(protocols=[up.protocol] if up.protocol else (),
-                                   autoping=True, max_msg_size=0)
+    client = web.WebSocketResponse(
+        protocols=[up.protocol] if up.protocol else (), autoping=True, max_msg_size=0
+    )
     stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     def stop(reason: str) -> None:
@@ -187,8 +203,9 @@ async def forward_websocket(proxy: Proxy, request: web.Request, session: ProxySe
         to_up = asyncio.ensure_future(_pump(client, up, counts, "to_upstream"))
         to_client = asyncio.ensure_future(_pump(up, client, counts, "to_client"))
         try:
-            done, _ = await asyncio.wait({to_up, to_client, stopped},
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {to_up, to_client, stopped}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for task in (to_up, to_client):
                 task.cancel()
@@ -218,10 +235,18 @@ async def forward_websocket(proxy: Proxy, request: web.Request, session: ProxySe
             await up.close(code=close_code)
         if not client.closed:
             await client.close(code=close_code)
-        log.info("proxy.session", notebook_id=session.notebook_id, member_id=session.member_id,
-                 mode=session.mode, path=relative, duration_s=round(time.monotonic() - started, 3),
-                 bytes_to_upstream=counts["to_upstream"], bytes_to_client=counts["to_client"],
-                 close_code=close_code, ended_by=ended_by)
+        log.info(
+            "proxy.session",
+            notebook_id=session.notebook_id,
+            member_id=session.member_id,
+            mode=session.mode,
+            path=relative,
+            duration_s=round(time.monotonic() - started, 3),
+            bytes_to_upstream=counts["to_upstream"],
+            bytes_to_client=counts["to_client"],
+            close_code=close_code,
+            ended_by=ended_by,
+        )
     return client
 
 

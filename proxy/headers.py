@@ -34,12 +34,19 @@ WEBSOCKET_HANDSHAKE = frozenset(
 )
 # Never forwarded upstream: the browser's credentials for us, and what the
 # client library sets for the upstream connection itself.
-_REQUEST_DROP = frozenset({"authorization", "host", "x-forwarded-for",
-                           "x-forwarded-proto", "x-forwarded-host", "forwarded"})
+_REQUEST_DROP = frozenset(
+    {
+        "authorization",
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+    }
+)
 # Upstream identity is ours to hide; nosniff is set by us. An upstream CSP is
 # kept: ours is added beside it and browsers enforce both.
-_RESPONSE_DROP = frozenset({"server", "x-powered-by",
-                            "x-content-type-options"})
+_RESPONSE_DROP = frozenset({"server", "x-powered-by", "x-content-type-options"})
 
 
 def connection_tokens(headers: Mapping[str, str] | CIMultiDictProxy[str]) -> set[str]:

@@ -20,8 +20,10 @@ log = structlog.get_logger("proxy.login")
 
 _REFUSALS = {
     "access": ("no_access", "You do not have access to this notebook."),
-    "session": ("stale_session",
-                "This link belongs to an earlier session of the notebook; open it again."),
+    "session": (
+        "stale_session",
+        "This link belongs to an earlier session of the notebook; open it again.",
+    ),
     "status": ("not_running", "The notebook is not running; start it and open it again."),
 }
 
@@ -33,19 +35,32 @@ class LoginRefused(Exception):
         self.detail = detail
 
 
-async def _consume_jti(pool: AsyncConnectionPool, claims: session_token.SessionClaims,
-                       now: datetime) -> bool:
+async def _consume_jti(
+    pool: AsyncConnectionPool, claims: session_token.SessionClaims, now: datetime
+) -> bool:
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(query("proxy_consume_jti"), {
-            "jti": claims.jti, "notebook_id": claims.notebook_id, "member_id": claims.member_id,
-            "expires_at": claims.expires_at, "now": now,
-        })
+        cur = await conn.execute(
+            query("proxy_consume_jti"),
+            {
+                "jti": claims.jti,
+                "notebook_id": claims.notebook_id,
+                "member_id": claims.member_id,
+                "expires_at": claims.expires_at,
+                "now": now,
+            },
+        )
         return await cur.fetchone() is not None
 
 
-async def check_login(token: str | None, notebook_id: str, *, settings: Settings,
-                      pool: AsyncConnectionPool, cache: AccessCache, now: datetime
-                      ) -> ProxySession:
+async def check_login(
+    token: str | None,
+    notebook_id: str,
+    *,
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    cache: AccessCache,
+    now: datetime,
+) -> ProxySession:
     """The session a valid login token grants, or LoginRefused saying why."""
     if not token:
         raise LoginRefused("missing", "The link has no token; open the notebook again.")
@@ -61,8 +76,13 @@ async def check_login(token: str | None, notebook_id: str, *, settings: Settings
     if not await _consume_jti(pool, claims, now):
         raise LoginRefused("reused", "The link was already used; open the notebook again.")
     expires = min(int((now + LIFETIME).timestamp()), 2**62)
-    session = ProxySession(member_id=claims.member_id, notebook_id=notebook_id,
-                           session_id=claims.session_id, mode=claims.mode, expires_at=expires)
+    session = ProxySession(
+        member_id=claims.member_id,
+        notebook_id=notebook_id,
+        session_id=claims.session_id,
+        mode=claims.mode,
+        expires_at=expires,
+    )
     target = await cache.lookup(claims.member_id, notebook_id, fresh=True)
     why = refusal(session, target, now)
     if why is not None:
@@ -88,8 +108,7 @@ def login_response(session: ProxySession, settings: Settings, now: datetime) -> 
 
 
 def refused_response(exc: LoginRefused) -> web.Response:
-    metrics.LOGINS.labels(exc.reason if exc.reason in metrics.LOGIN_OUTCOMES else "malformed"
-                          ).inc()
+    metrics.LOGINS.labels(exc.reason if exc.reason in metrics.LOGIN_OUTCOMES else "malformed").inc()
     if exc.reason == "not_running":
         return pages.unavailable(exc.detail)
     return pages.unauthorized(exc.detail)

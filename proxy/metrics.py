@@ -6,12 +6,28 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 LOGIN_OUTCOMES = (
-    "ok", "missing", "malformed", "algorithm", "unknown_key", "signature", "audience",
-    "issuer", "expired", "reused", "wrong_notebook", "stale_session", "not_running",
+    "ok",
+    "missing",
+    "malformed",
+    "algorithm",
+    "unknown_key",
+    "signature",
+    "audience",
+    "issuer",
+    "expired",
+    "reused",
+    "wrong_notebook",
+    "stale_session",
+    "not_running",
     "no_access",
 )
 REQUEST_OUTCOMES = (
-    "proxied", "unauthenticated", "forbidden", "unavailable", "upstream_error", "bad_path",
+    "proxied",
+    "unauthenticated",
+    "forbidden",
+    "unavailable",
+    "upstream_error",
+    "bad_path",
 )
 DIRECTIONS = ("to_upstream", "to_client")
 KINDS = ("http", "websocket")
@@ -20,26 +36,34 @@ UPSTREAM_ERRORS = ("connect", "timeout", "other")
 REVOKE_REASONS = ("access", "session", "status")
 
 LOGINS = Counter(
-    "notebooks_proxy_logins_total", "Proxy logins by outcome (reason when refused).",
+    "notebooks_proxy_logins_total",
+    "Proxy logins by outcome (reason when refused).",
     ["outcome"],
 )
 REQUESTS = Counter(
-    "notebooks_proxy_requests_total", "Requests under /notebooks/ by kind and outcome.",
+    "notebooks_proxy_requests_total",
+    "Requests under /notebooks/ by kind and outcome.",
     ["kind", "outcome"],
 )
 BYTES = Counter(
-    "notebooks_proxy_bytes_total", "Bytes streamed through the proxy by direction and kind.",
+    "notebooks_proxy_bytes_total",
+    "Bytes streamed through the proxy by direction and kind.",
     ["direction", "kind"],
 )
 WEBSOCKETS_ACTIVE = Gauge(
-    "notebooks_proxy_websockets_active", "Open proxied WebSockets by mode.", ["mode"],
+    "notebooks_proxy_websockets_active",
+    "Open proxied WebSockets by mode.",
+    ["mode"],
 )
 UPSTREAM_ERRORS_TOTAL = Counter(
-    "notebooks_proxy_upstream_errors_total", "Failures talking to Marimo.", ["kind"],
+    "notebooks_proxy_upstream_errors_total",
+    "Failures talking to Marimo.",
+    ["kind"],
 )
 REVOKED = Counter(
     "notebooks_proxy_connections_revoked_total",
-    "Proxied connections ended because access, session or status changed.", ["reason"],
+    "Proxied connections ended because access, session or status changed.",
+    ["reason"],
 )
 UPSTREAM_SECONDS = Histogram(
     "notebooks_proxy_upstream_response_seconds",

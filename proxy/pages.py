@@ -13,8 +13,9 @@ _TEMPLATE = """<!doctype html>
 """
 
 
-def page(status: int, title: str, detail: str, *, headers: dict[str, str] | None = None
-         ) -> web.Response:
+def page(
+    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None
+) -> web.Response:
     body = _TEMPLATE.format(title=html.escape(title), detail=html.escape(detail))
     resp = web.Response(status=status, text=body, content_type="text/html", headers=headers)
     resp.headers["Cache-Control"] = "no-store"

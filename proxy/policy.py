@@ -55,8 +55,9 @@ def normalize(relative: str) -> str | None:
     return relative
 
 
-def decide(method: str, relative: str, *, mode: str, websocket: bool,
-           allow_terminal: bool) -> Decision:
+def decide(
+    method: str, relative: str, *, mode: str, websocket: bool, allow_terminal: bool
+) -> Decision:
     """May a session in `mode` send `method relative` to Marimo?"""
     path = relative.rstrip("/") or "/"
     if path == TERMINAL_WS or path.startswith("/terminal/"):
@@ -89,7 +90,6 @@ def _decide_view(method: str, path: str, *, websocket: bool) -> Decision:
 
 def force_kiosk(query_string: str) -> str:
     """A viewer's `/ws` always asks Marimo for a kiosk (read-only) consumer."""
-    pairs = [(k, v) for k, v in parse_qsl(query_string, keep_blank_values=True)
-             if k != "kiosk"]
+    pairs = [(k, v) for k, v in parse_qsl(query_string, keep_blank_values=True) if k != "kiosk"]
     pairs.append(("kiosk", "true"))
     return urlencode(pairs)

@@ -28,8 +28,9 @@ def marimo_routes() -> tuple[MarimoRoute, ...]:
             elif isinstance(route, WebSocketRoute):
                 out.append(MarimoRoute(prefix + route.path, (), True))
             elif isinstance(route, Route):
-                out.append(MarimoRoute(prefix + route.path,
-                                       tuple(sorted(route.methods or ())), False))
+                out.append(
+                    MarimoRoute(prefix + route.path, tuple(sorted(route.methods or ())), False)
+                )
 
     walk(build_routes(""), "")
     return tuple(out)

@@ -41,7 +41,7 @@ BIN = Path(sys.executable).parent
 NOTEBOOK = "NBBROWSER1"
 # sum(0..9) = 45, so 45007 can only come from Sail having run the query.
 SPARK_ANSWER = "45007"
-NOTEBOOK_SOURCE = '''import marimo
+NOTEBOOK_SOURCE = """import marimo
 
 app = marimo.App()
 
@@ -60,7 +60,7 @@ def _():
 
 if __name__ == "__main__":
     app.run()
-'''
+"""
 PLATFORM_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Platform</title></head>
 <body><h1>Platform</h1><p id="mode">{mode}</p>
@@ -120,9 +120,15 @@ class Platform:
     pings: list[tuple[str, int]] = field(default_factory=list)
 
     def api(self, method: str, path: str, member: str) -> tuple[int, Any]:
-        req = urllib.request.Request(f"{self.api_url}/api/v1{path}", data=b"{}", method=method,
-                                     headers={"Authorization": f"Bearer {self.tokens[member]}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.api_url}/api/v1{path}",
+            data=b"{}",
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.tokens[member]}",
+                "Content-Type": "application/json",
+            },
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 raw = resp.read()
@@ -170,27 +176,36 @@ def _seed(dsn: str, marimo_url: str, sail_url: str, marimo_token: str) -> dict[s
     with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
         conn.execute("insert into organizations (id, name) values ('ORGB', 'org')")
         for member in ("OWNERB", "VIEWERB"):
-            conn.execute("insert into members (id, organization_id, email, name) values "
-                         "(%s, 'ORGB', %s, %s)", (member, f"{member}@example.com", member))
+            conn.execute(
+                "insert into members (id, organization_id, email, name) values "
+                "(%s, 'ORGB', %s, %s)",
+                (member, f"{member}@example.com", member),
+            )
         for member, token in (("OWNERB", tokens["owner"]), ("VIEWERB", tokens["viewer"])):
-            conn.execute("insert into api_tokens (id, member_id, name, prefix, secret_hash) "
-                         "values (%s, %s, 't', %s, %s)",
-                         (f"T{member}", member, token_prefix(token), hash_token(token)))
+            conn.execute(
+                "insert into api_tokens (id, member_id, name, prefix, secret_hash) "
+                "values (%s, %s, 't', %s, %s)",
+                (f"T{member}", member, token_prefix(token), hash_token(token)),
+            )
         conn.execute("insert into teams (id, organization_id, name) values ('TEAMB', 'ORGB', 'v')")
-        conn.execute("insert into team_memberships (team_id, member_id, role) values "
-                     "('TEAMB', 'VIEWERB', 'viewer')")
-        conn.execute("insert into workload_configs (id, organization_id, name) values "
-                     "('WCB', 'ORGB', 'default')")
+        conn.execute(
+            "insert into team_memberships (team_id, member_id, role) values "
+            "('TEAMB', 'VIEWERB', 'viewer')"
+        )
+        conn.execute(
+            "insert into workload_configs (id, organization_id, name) values "
+            "('WCB', 'ORGB', 'default')"
+        )
         conn.execute(
             "insert into notebooks (id, organization_id, member_id, workload_config_id, name,"
             " desired_state, status, session_id, session_token, runtime_state, last_active_at,"
             " created_by, updated_by) values (%s, 'ORGB', 'OWNERB', 'WCB', 'spark', 'running',"
             " 'running', 'SESSIONB', %s, %s::jsonb, now(), 'OWNERB', 'OWNERB')",
-            (NOTEBOOK, marimo_token,
-             json.dumps({"marimo_url": marimo_url, "sail_url": sail_url})),
+            (NOTEBOOK, marimo_token, json.dumps({"marimo_url": marimo_url, "sail_url": sail_url})),
         )
-        conn.execute("insert into notebook_teams (notebook_id, team_id) values (%s, 'TEAMB')",
-                     (NOTEBOOK,))
+        conn.execute(
+            "insert into notebook_teams (notebook_id, team_id) values (%s, 'TEAMB')", (NOTEBOOK,)
+        )
     return tokens
 
 
@@ -201,44 +216,81 @@ def platform(settings: Any, tmp_path: Path) -> Iterator[Platform]:
     logs = tmp_path / "logs"
     logs.mkdir()
 
-    def spawn(name: str, args: list[str], env: dict[str, str], cwd: Path = ROOT
-              ) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(args, cwd=cwd, env=env, start_new_session=True,
-                                stdout=(logs / f"{name}.log").open("wb"),
-                                stderr=subprocess.STDOUT)
+    def spawn(
+        name: str, args: list[str], env: dict[str, str], cwd: Path = ROOT
+    ) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            stdout=(logs / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         procs.append(proc)
         return proc
 
     try:
         sail_port, marimo_port = _free_port(), _free_port()
         api_port, proxy_port = _free_port(), _free_port()
-        spawn("sail", [str(BIN / "sail"), "spark", "server", "--ip", "127.0.0.1",
-                       "--port", str(sail_port)], dict(os.environ))
+        spawn(
+            "sail",
+            [str(BIN / "sail"), "spark", "server", "--ip", "127.0.0.1", "--port", str(sail_port)],
+            dict(os.environ),
+        )
         work = tmp_path / "nb"
         work.mkdir()
         (work / "notebook.py").write_text(NOTEBOOK_SOURCE)
         marimo_token = secrets.token_urlsafe(24)
-        spawn("marimo", [str(BIN / "marimo"), "edit", "notebook.py", "--headless", "--host",
-                         "127.0.0.1", "--port", str(marimo_port), "--base-url",
-                         f"/notebooks/{NOTEBOOK}", "--token-password", marimo_token,
-                         "--skip-update-check"],
-              {**os.environ, "SPARK_REMOTE": f"sc://127.0.0.1:{sail_port}"}, cwd=work)
+        spawn(
+            "marimo",
+            [
+                str(BIN / "marimo"),
+                "edit",
+                "notebook.py",
+                "--headless",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(marimo_port),
+                "--base-url",
+                f"/notebooks/{NOTEBOOK}",
+                "--token-password",
+                marimo_token,
+                "--skip-update-check",
+            ],
+            {**os.environ, "SPARK_REMOTE": f"sc://127.0.0.1:{sail_port}"},
+            cwd=work,
+        )
         marimo_url = f"http://127.0.0.1:{marimo_port}"
-        tokens = _seed(settings.database_url, marimo_url, f"sc://127.0.0.1:{sail_port}",
-                       marimo_token)
-        p = Platform(api_url=f"http://127.0.0.1:{api_port}",
-                     proxy_url=f"http://127.0.0.1:{proxy_port}", tokens=tokens)
+        tokens = _seed(
+            settings.database_url, marimo_url, f"sc://127.0.0.1:{sail_port}", marimo_token
+        )
+        p = Platform(
+            api_url=f"http://127.0.0.1:{api_port}",
+            proxy_url=f"http://127.0.0.1:{proxy_port}",
+            tokens=tokens,
+        )
         server = _serve_platform(p)
-        env = {**os.environ, "DATABASE_URL": settings.database_url,
-               "NOTEBOOKS_API_PORT": str(api_port), "NOTEBOOKS_PROXY_PORT": str(proxy_port),
-               "NOTEBOOKS_SECRET_KEY": settings.secret_key,
-               "NOTEBOOKS_SIGNING_KEYS": ",".join(f"{k}:{s}" for k, s in settings.signing_keys),
-               "NOTEBOOKS_COOKIE_SECURE": "false", "NOTEBOOKS_FRAME_ANCESTORS": p.url,
-               "NOTEBOOKS_DATA_DIR": str(settings.data_dir), "NOTEBOOKS_LOG_FORMAT": "console"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "NOTEBOOKS_API_PORT": str(api_port),
+            "NOTEBOOKS_PROXY_PORT": str(proxy_port),
+            "NOTEBOOKS_SECRET_KEY": settings.secret_key,
+            "NOTEBOOKS_SIGNING_KEYS": ",".join(f"{k}:{s}" for k, s in settings.signing_keys),
+            "NOTEBOOKS_COOKIE_SECURE": "false",
+            "NOTEBOOKS_FRAME_ANCESTORS": p.url,
+            "NOTEBOOKS_DATA_DIR": str(settings.data_dir),
+            "NOTEBOOKS_LOG_FORMAT": "console",
+        }
         spawn("api", [sys.executable, "-m", "cli", "api"], env)
         spawn("proxy", [sys.executable, "-m", "cli", "proxy"], env)
-        for url in (f"{marimo_url}/notebooks/{NOTEBOOK}/health", f"{p.api_url}/healthz",
-                    f"{p.proxy_url}/healthz"):
+        for url in (
+            f"{marimo_url}/notebooks/{NOTEBOOK}/health",
+            f"{p.api_url}/healthz",
+            f"{p.proxy_url}/healthz",
+        ):
             _wait(lambda url=url: _http_ok(url), 60, url)
         _wait(lambda: socket.create_connection(("127.0.0.1", sail_port), timeout=1), 30, "sail")
         yield p
@@ -293,8 +345,12 @@ def test_editor_runs_spark_in_the_iframe_and_a_viewer_only_watches(
               body: JSON.stringify({cellIds: [], codes: []})})).status"""
     )
     assert status == 403
-    assert inner.evaluate(
-        "async () => (await fetch('./api/kernel/takeover', {method: 'POST'})).status") == 403
+    assert (
+        inner.evaluate(
+            "async () => (await fetch('./api/kernel/takeover', {method: 'POST'})).status"
+        )
+        == 403
+    )
     _wait(lambda: ("viewer", 204) in platform.pings, 10, "the viewer's first ping")
     viewer.close()
     owner.close()

@@ -26,7 +26,7 @@ from common.settings import Settings
 from proxy.app import LISTENING, create_app
 
 NOTEBOOK_ID = "NBPROXYTEST1"
-NOTEBOOK_SOURCE = '''import marimo
+NOTEBOOK_SOURCE = """import marimo
 
 app = marimo.App()
 
@@ -40,7 +40,7 @@ def _():
 
 if __name__ == "__main__":
     app.run()
-'''
+"""
 
 
 def free_port() -> int:
@@ -56,19 +56,35 @@ class Marimo:
     notebook_id: str
 
 
-def start_marimo(workdir: Path, notebook_id: str, env: dict[str, str] | None = None
-                 ) -> tuple[subprocess.Popen[bytes], Marimo]:
+def start_marimo(
+    workdir: Path, notebook_id: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Marimo]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "nb.py").write_text(NOTEBOOK_SOURCE)
     port = free_port()
     token = secrets.token_urlsafe(24)
     marimo_bin = Path(sys.executable).parent / "marimo"
     proc = subprocess.Popen(
-        [str(marimo_bin), "edit", "nb.py", "--headless", "--host", "127.0.0.1",
-         "--port", str(port), "--base-url", f"/notebooks/{notebook_id}",
-         "--token-password", token, "--skip-update-check"],
-        cwd=workdir, env={**os.environ, **(env or {})}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=(workdir / "marimo.log").open("wb"),
+        [
+            str(marimo_bin),
+            "edit",
+            "nb.py",
+            "--headless",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--base-url",
+            f"/notebooks/{notebook_id}",
+            "--token-password",
+            token,
+            "--skip-update-check",
+        ],
+        cwd=workdir,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "marimo.log").open("wb"),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -108,11 +124,20 @@ class World:
     session_id: str
 
 
-def insert_world(dsn: str, marimo_url: str, marimo_token: str, notebook_id: str = NOTEBOOK_ID
-                 ) -> World:
-    w = World(org="ORG1", owner="OWNER1", editor="EDITOR1", viewer="VIEWER1",
-              outsider="OUTSIDER1", team="TEAMED1", viewer_team="TEAMVW1",
-              notebook=notebook_id, session_id="SESSION1")
+def insert_world(
+    dsn: str, marimo_url: str, marimo_token: str, notebook_id: str = NOTEBOOK_ID
+) -> World:
+    w = World(
+        org="ORG1",
+        owner="OWNER1",
+        editor="EDITOR1",
+        viewer="VIEWER1",
+        outsider="OUTSIDER1",
+        team="TEAMED1",
+        viewer_team="TEAMVW1",
+        notebook=notebook_id,
+        session_id="SESSION1",
+    )
     with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
         conn.execute("insert into organizations (id, name) values (%s, 'org')", (w.org,))
         for m in (w.owner, w.editor, w.viewer, w.outsider):
@@ -120,26 +145,43 @@ def insert_world(dsn: str, marimo_url: str, marimo_token: str, notebook_id: str 
                 "insert into members (id, organization_id, email, name) values (%s, %s, %s, %s)",
                 (m, w.org, f"{m.lower()}@example.com", m),
             )
-        conn.execute("insert into teams (id, organization_id, name) values (%s, %s, 'eds')",
-                     (w.team, w.org))
-        conn.execute("insert into teams (id, organization_id, name) values (%s, %s, 'vws')",
-                     (w.viewer_team, w.org))
-        conn.execute("insert into team_memberships (team_id, member_id, role) values "
-                     "(%s, %s, 'editor'), (%s, %s, 'viewer')",
-                     (w.team, w.editor, w.viewer_team, w.viewer))
-        conn.execute("insert into workload_configs (id, organization_id, name) values "
-                     "('WC1', %s, 'default')", (w.org,))
+        conn.execute(
+            "insert into teams (id, organization_id, name) values (%s, %s, 'eds')", (w.team, w.org)
+        )
+        conn.execute(
+            "insert into teams (id, organization_id, name) values (%s, %s, 'vws')",
+            (w.viewer_team, w.org),
+        )
+        conn.execute(
+            "insert into team_memberships (team_id, member_id, role) values "
+            "(%s, %s, 'editor'), (%s, %s, 'viewer')",
+            (w.team, w.editor, w.viewer_team, w.viewer),
+        )
+        conn.execute(
+            "insert into workload_configs (id, organization_id, name) values "
+            "('WC1', %s, 'default')",
+            (w.org,),
+        )
         conn.execute(
             "insert into notebooks (id, organization_id, member_id, workload_config_id, name,"
             " desired_state, status, session_id, session_token, runtime_state, created_by,"
             " updated_by) values (%s, %s, %s, 'WC1', 'nb', 'running', 'running', %s, %s,"
             " %s::jsonb, %s, %s)",
-            (w.notebook, w.org, w.owner, w.session_id, marimo_token,
-             f'{{"marimo_url": "{marimo_url}", "sail_url": "sc://127.0.0.1:1"}}',
-             w.owner, w.owner),
+            (
+                w.notebook,
+                w.org,
+                w.owner,
+                w.session_id,
+                marimo_token,
+                f'{{"marimo_url": "{marimo_url}", "sail_url": "sc://127.0.0.1:1"}}',
+                w.owner,
+                w.owner,
+            ),
         )
-        conn.execute("insert into notebook_teams (notebook_id, team_id) values (%s, %s), "
-                     "(%s, %s)", (w.notebook, w.team, w.notebook, w.viewer_team))
+        conn.execute(
+            "insert into notebook_teams (notebook_id, team_id) values (%s, %s), (%s, %s)",
+            (w.notebook, w.team, w.notebook, w.viewer_team),
+        )
     return w
 
 
@@ -149,8 +191,9 @@ def sql(dsn: str, statement: str, params: tuple[object, ...] = ()) -> None:
 
 
 class ProxyUnderTest:
-    def __init__(self, server: TestServer, settings: Settings, clock: FakeClock,
-                 world: World) -> None:
+    def __init__(
+        self, server: TestServer, settings: Settings, clock: FakeClock, world: World
+    ) -> None:
         self.server = server
         self.settings = settings
         self.clock = clock
@@ -158,12 +201,22 @@ class ProxyUnderTest:
         self.base = f"http://127.0.0.1:{server.port}"
         self.origin = self.base
 
-    def token(self, member: str, mode: str = "edit", *, notebook: str | None = None,
-              session_id: str | None = None) -> str:
-        token, _ = mint(self.settings.signing_keys, member_id=member,
-                        notebook_id=notebook or self.world.notebook,
-                        session_id=session_id or self.world.session_id, mode=mode,
-                        now=self.clock.now())
+    def token(
+        self,
+        member: str,
+        mode: str = "edit",
+        *,
+        notebook: str | None = None,
+        session_id: str | None = None,
+    ) -> str:
+        token, _ = mint(
+            self.settings.signing_keys,
+            member_id=member,
+            notebook_id=notebook or self.world.notebook,
+            session_id=session_id or self.world.session_id,
+            mode=mode,
+            now=self.clock.now(),
+        )
         return token
 
     def open_url(self, token: str, notebook: str | None = None) -> str:
@@ -174,8 +227,9 @@ class ProxyUnderTest:
 
     async def login(self, member: str, mode: str = "edit") -> aiohttp.ClientSession:
         session = self.client()
-        async with session.get(self.open_url(self.token(member, mode)),
-                               allow_redirects=False) as resp:
+        async with session.get(
+            self.open_url(self.token(member, mode)), allow_redirects=False
+        ) as resp:
             assert resp.status == 303, await resp.text()
         return session
 
@@ -183,8 +237,9 @@ class ProxyUnderTest:
         return f"{self.base}/notebooks/{self.world.notebook}{path}"
 
 
-async def serve_proxy(settings: Settings, world: World, **kwargs: object
-                      ) -> tuple[TestServer, ProxyUnderTest]:
+async def serve_proxy(
+    settings: Settings, world: World, **kwargs: object
+) -> tuple[TestServer, ProxyUnderTest]:
     clock = FakeClock(datetime.now(UTC))
     app = create_app(settings, clock=clock, **kwargs)  # type: ignore[arg-type]
     server = TestServer(app, host="127.0.0.1", port=free_port())

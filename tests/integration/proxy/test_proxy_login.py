@@ -17,8 +17,12 @@ from common.session_token import AUDIENCE, ISSUER
 
 async def _get(p: ProxyUnderTest, url: str) -> tuple[int, str, list[str], dict[str, str]]:
     async with p.client() as c, c.get(url, allow_redirects=False) as resp:
-        return resp.status, await resp.text(), resp.headers.getall("Set-Cookie", []), dict(
-            resp.headers)
+        return (
+            resp.status,
+            await resp.text(),
+            resp.headers.getall("Set-Cookie", []),
+            dict(resp.headers),
+        )
 
 
 async def test_good_token_sets_scoped_cookie_and_redirects(login_proxy: ProxyUnderTest) -> None:
@@ -82,8 +86,15 @@ async def test_tampered_token(login_proxy: ProxyUnderTest) -> None:
 def _claims(p: ProxyUnderTest, **over: object) -> dict[str, object]:
     now = int(p.clock.now().timestamp())
     claims: dict[str, object] = {
-        "iss": ISSUER, "aud": AUDIENCE, "sub": p.world.owner, "nbk": p.world.notebook,
-        "sid": p.world.session_id, "mode": "edit", "iat": now, "exp": now + 300, "jti": "j1",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": p.world.owner,
+        "nbk": p.world.notebook,
+        "sid": p.world.session_id,
+        "mode": "edit",
+        "iat": now,
+        "exp": now + 300,
+        "jti": "j1",
     }
     claims.update(over)
     return claims
@@ -103,8 +114,9 @@ async def test_other_algorithm_with_the_right_key(login_proxy: ProxyUnderTest) -
 
 async def test_wrong_audience(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
-    token = jwt.encode(_claims(proxy, aud="someone-else"), "s" * 40, algorithm="HS256",
-                       headers={"kid": "k2"})
+    token = jwt.encode(
+        _claims(proxy, aud="someone-else"), "s" * 40, algorithm="HS256", headers={"kid": "k2"}
+    )
     _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "not meant for this proxy")
 
 
@@ -116,8 +128,9 @@ async def test_unknown_key_id(login_proxy: ProxyUnderTest) -> None:
 
 async def test_previous_key_still_accepted(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
-    token = jwt.encode(_claims(proxy, jti="rotated"), "r" * 40, algorithm="HS256",
-                       headers={"kid": "k1"})
+    token = jwt.encode(
+        _claims(proxy, jti="rotated"), "r" * 40, algorithm="HS256", headers={"kid": "k1"}
+    )
     assert (await _get(proxy, proxy.open_url(token)))[0] == 303
 
 
@@ -174,8 +187,11 @@ async def test_notebook_not_running_gets_503(login_proxy: ProxyUnderTest, status
         deadline = time.monotonic() + 5
         while True:
             async with session.get(proxy.url("/")) as resp:
-                status, body, retry = resp.status, await resp.text(), resp.headers.get(
-                    "Retry-After")
+                status, body, retry = (
+                    resp.status,
+                    await resp.text(),
+                    resp.headers.get("Retry-After"),
+                )
             if status == 503 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
@@ -195,4 +211,3 @@ async def test_requests_without_a_valid_cookie_are_refused(login_proxy: ProxyUnd
         c.cookie_jar.update_cookies({"notebooks_proxy_session": "eyJtIjoi.forged"})
         async with c.get(proxy.url("/")) as resp:
             assert resp.status == 401
-

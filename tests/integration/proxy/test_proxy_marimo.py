@@ -54,9 +54,14 @@ async def test_editor_loads_connects_and_runs_a_cell(proxy: ProxyUnderTest) -> N
         async with editor.ws_connect(proxy.url(f"/ws?session_id={sid}"), origin=proxy.origin) as ws:
             ready = await _kernel_ready(ws)
             cell = ready["data"]["cell_ids"][0]
-            async with editor.post(proxy.url("/api/kernel/run"), json={
-                "cellIds": [cell], "codes": ["answer = 6 * 7\nanswer"],
-            }, headers={"Marimo-Session-Id": sid, "Marimo-Server-Token": token}) as resp:
+            async with editor.post(
+                proxy.url("/api/kernel/run"),
+                json={
+                    "cellIds": [cell],
+                    "codes": ["answer = 6 * 7\nanswer"],
+                },
+                headers={"Marimo-Session-Id": sid, "Marimo-Server-Token": token},
+            ) as resp:
                 assert resp.status == 200, await resp.text()
             deadline = time.monotonic() + 30
             seen = ""
@@ -79,14 +84,17 @@ async def test_viewer_using_the_editors_session_id_is_kiosk_and_cannot_run(
         async with editor.ws_connect(proxy.url(f"/ws?session_id={sid}"), origin=proxy.origin) as e:
             await _kernel_ready(e)
             # The measured bypass: a viewer that presents the editor's session id.
-            async with viewer.ws_connect(proxy.url(f"/ws?session_id={sid}&kiosk=false"),
-                                         origin=proxy.origin) as v:
+            async with viewer.ws_connect(
+                proxy.url(f"/ws?session_id={sid}&kiosk=false"), origin=proxy.origin
+            ) as v:
                 ready = await _kernel_ready(v)
                 assert ready["data"]["kiosk"] is True
             for path in ("/api/kernel/run", "/api/kernel/takeover", "/api/kernel/save"):
-                async with viewer.post(proxy.url(path), json={"cellIds": [], "codes": []},
-                                       headers={"Marimo-Session-Id": sid,
-                                                "Marimo-Server-Token": token}) as resp:
+                async with viewer.post(
+                    proxy.url(path),
+                    json={"cellIds": [], "codes": []},
+                    headers={"Marimo-Session-Id": sid, "Marimo-Server-Token": token},
+                ) as resp:
                     assert resp.status == 403, path
                     assert "read-only" in await resp.text()
     finally:
@@ -109,10 +117,16 @@ async def test_every_route_outside_the_allowlist_is_refused_to_viewers(
             if route.websocket:
                 if path == "/ws":
                     continue  # allowed, as a kiosk: see the test above
-                async with viewer.get(proxy.url(path), headers={
-                    "Connection": "Upgrade", "Upgrade": "websocket", "Origin": proxy.origin,
-                    "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                }) as resp:
+                async with viewer.get(
+                    proxy.url(path),
+                    headers={
+                        "Connection": "Upgrade",
+                        "Upgrade": "websocket",
+                        "Origin": proxy.origin,
+                        "Sec-WebSocket-Version": "13",
+                        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                    },
+                ) as resp:
                     assert resp.status == 403, path
                     assert "<h1>Not allowed</h1>" in await resp.text()
                 continue
@@ -123,8 +137,12 @@ async def test_every_route_outside_the_allowlist_is_refused_to_viewers(
                     allowed = (
                         (method == "GET" and path in VIEW_GET_API | VIEW_GET_OPEN)
                         or (method == "POST" and path in VIEW_POST_API)
-                        or (method == "GET" and not path.startswith(
-                            ("/api/", "/auth/", "/terminal/", "/ws", "/sse", "/og/")))
+                        or (
+                            method == "GET"
+                            and not path.startswith(
+                                ("/api/", "/auth/", "/terminal/", "/ws", "/sse", "/og/")
+                            )
+                        )
                     )
                     if allowed:
                         allowed_seen += 1
@@ -152,8 +170,7 @@ async def _wait_closed(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> i
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         msg = await ws.receive(timeout=deadline - time.monotonic())
-        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                        aiohttp.WSMsgType.ERROR):
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
             return ws.close_code
     raise AssertionError("connection still open")
 
@@ -162,12 +179,16 @@ async def test_removing_the_members_team_ends_their_websocket(proxy: ProxyUnderT
     await wait_listening(proxy)
     editor = await proxy.login(proxy.world.editor)
     try:
-        async with editor.ws_connect(proxy.url(f"/ws?session_id=r_{uuid.uuid4().hex[:6]}"),
-                                     origin=proxy.origin) as ws:
+        async with editor.ws_connect(
+            proxy.url(f"/ws?session_id=r_{uuid.uuid4().hex[:6]}"), origin=proxy.origin
+        ) as ws:
             await _first_message(ws)
             started = time.monotonic()
-            sql(proxy.settings.database_url,
-                "delete from team_memberships where member_id = %s", (proxy.world.editor,))
+            sql(
+                proxy.settings.database_url,
+                "delete from team_memberships where member_id = %s",
+                (proxy.world.editor,),
+            )
             assert await _wait_closed(ws, 10) == 4403
             assert time.monotonic() - started < 10
         async with editor.get(proxy.url("/")) as resp:
@@ -180,11 +201,14 @@ async def test_stopping_the_notebook_ends_websockets(proxy: ProxyUnderTest) -> N
     await wait_listening(proxy)
     owner = await proxy.login(proxy.world.owner)
     try:
-        async with owner.ws_connect(proxy.url(f"/ws?session_id=t_{uuid.uuid4().hex[:6]}"),
-                                    origin=proxy.origin) as ws:
+        async with owner.ws_connect(
+            proxy.url(f"/ws?session_id=t_{uuid.uuid4().hex[:6]}"), origin=proxy.origin
+        ) as ws:
             await _first_message(ws)
-            sql(proxy.settings.database_url,
-                "update notebooks set status = 'stopping', desired_state = 'stopped'")
+            sql(
+                proxy.settings.database_url,
+                "update notebooks set status = 'stopping', desired_state = 'stopped'",
+            )
             assert await _wait_closed(ws, 10) == 4403
         async with owner.get(proxy.url("/")) as resp:
             assert resp.status == 503
@@ -199,8 +223,9 @@ async def test_periodic_recheck_ends_access_without_notify(settings, marimo) -> 
     server, p = await serve_proxy(settings, world, recheck_seconds=0.5, listen_for_changes=False)
     try:
         editor = await p.login(world.editor)
-        async with editor.ws_connect(p.url(f"/ws?session_id=p_{uuid.uuid4().hex[:6]}"),
-                                     origin=p.origin) as ws:
+        async with editor.ws_connect(
+            p.url(f"/ws?session_id=p_{uuid.uuid4().hex[:6]}"), origin=p.origin
+        ) as ws:
             await _first_message(ws)
             sql(settings.database_url, "update notebooks set session_id = 'NEWSESSION'")
             assert await _wait_closed(ws, 10) == 4403

@@ -15,18 +15,23 @@ from proxy_helpers import free_port
 from common.settings import Settings
 
 SCRIPT = (
-    "from common.settings import Settings; from proxy.app import main; "
-    "main(Settings.from_env())"
+    "from common.settings import Settings; from proxy.app import main; main(Settings.from_env())"
 )
 
 
 def test_main_serves_health_and_metrics_and_stops_on_sigterm(settings: Settings) -> None:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": settings.database_url,
-           "NOTEBOOKS_PROXY_PORT": str(port), "NOTEBOOKS_SECRET_KEY": "m" * 40,
-           "NOTEBOOKS_SIGNING_KEYS": "k2:" + "s" * 40, "NOTEBOOKS_LOG_FORMAT": "json"}
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "NOTEBOOKS_PROXY_PORT": str(port),
+        "NOTEBOOKS_SECRET_KEY": "m" * 40,
+        "NOTEBOOKS_SIGNING_KEYS": "k2:" + "s" * 40,
+        "NOTEBOOKS_LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -42,9 +47,13 @@ def test_main_serves_health_and_metrics_and_stops_on_sigterm(settings: Settings)
                 time.sleep(0.1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
-        for name in ("notebooks_proxy_logins_total", "notebooks_proxy_bytes_total",
-                     "notebooks_proxy_websockets_active", "notebooks_proxy_upstream_errors_total",
-                     "notebooks_proxy_requests_total"):
+        for name in (
+            "notebooks_proxy_logins_total",
+            "notebooks_proxy_bytes_total",
+            "notebooks_proxy_websockets_active",
+            "notebooks_proxy_upstream_errors_total",
+            "notebooks_proxy_requests_total",
+        ):
             assert name in text
         assert 'notebooks_proxy_logins_total{outcome="reused"} 0.0' in text
         proc.send_signal(signal.SIGTERM)

@@ -47,8 +47,12 @@ class Upstream:
 
     async def echo(self, request: web.Request) -> web.Response:
         self.last_headers = dict(request.headers)
-        resp = web.json_response({"headers": {k.lower(): v for k, v in request.headers.items()},
-                                  "path_qs": request.raw_path})
+        resp = web.json_response(
+            {
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "path_qs": request.raw_path,
+            }
+        )
         resp.headers["Server"] = "marimo-secret/1.0"
         resp.headers["Keep-Alive"] = "timeout=5"
         resp.headers["X-Upstream"] = "yes"
@@ -108,11 +112,18 @@ async def test_request_headers_filtered_and_marimo_token_injected(echo) -> None:
     session = await p.login(p.world.owner)
     try:
         session.cookie_jar.update_cookies({"other": "kept"})
-        async with session.get(URL(p.url("/echo?x=1&y=%2F%20"), encoded=True), headers={
-            "Authorization": "Bearer from-the-browser", "Connection": "keep-alive, X-Secret",
-            "X-Secret": "hop", "Marimo-Session-Id": "s1", "Marimo-Server-Token": "t1",
-            "Proxy-Authorization": "x", "TE": "trailers",
-        }) as resp:
+        async with session.get(
+            URL(p.url("/echo?x=1&y=%2F%20"), encoded=True),
+            headers={
+                "Authorization": "Bearer from-the-browser",
+                "Connection": "keep-alive, X-Secret",
+                "X-Secret": "hop",
+                "Marimo-Session-Id": "s1",
+                "Marimo-Server-Token": "t1",
+                "Proxy-Authorization": "x",
+                "TE": "trailers",
+            },
+        ) as resp:
             assert resp.status == 200
             body = await resp.json()
             got = body["headers"]
@@ -171,8 +182,9 @@ async def test_websocket_round_trip_and_close_codes(echo) -> None:  # type: igno
     upstream, p = echo
     session = await p.login(p.world.owner)
     try:
-        async with session.ws_connect(p.url("/ws"), origin=p.origin,
-                                      protocols=("marimo-test",)) as ws:
+        async with session.ws_connect(
+            p.url("/ws"), origin=p.origin, protocols=("marimo-test",)
+        ) as ws:
             assert ws.protocol == "marimo-test"
             await ws.send_str("hi")
             assert (await ws.receive_str(timeout=5)) == "echo:hi"
@@ -248,8 +260,9 @@ async def test_view_sessions_websocket_is_forced_to_kiosk(echo) -> None:  # type
     upstream, p = echo
     session = await p.login(p.world.viewer, "view")
     try:
-        async with session.ws_connect(p.url("/ws?session_id=abc&kiosk=false&kiosk=0"),
-                                      origin=p.origin) as ws:
+        async with session.ws_connect(
+            p.url("/ws?session_id=abc&kiosk=false&kiosk=0"), origin=p.origin
+        ) as ws:
             await ws.send_str("x")
             await ws.receive_str(timeout=5)
         assert upstream.last_query == "session_id=abc&kiosk=true"
@@ -264,11 +277,19 @@ async def test_revoking_access_ends_a_streaming_response(echo) -> None:  # type:
     try:
         async with session.get(p.url("/stream")) as resp:
             assert await asyncio.wait_for(resp.content.readexactly(6), 10) == b"first;"
-            sql(p.settings.database_url, "delete from notebook_teams where team_id = %s",
-                (p.world.team,))
+            sql(
+                p.settings.database_url,
+                "delete from notebook_teams where team_id = %s",
+                (p.world.team,),
+            )
             # Upstream never sends more; the proxy must cut the body itself.
-            with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
-                                asyncio.IncompleteReadError)):
+            with pytest.raises(
+                (
+                    aiohttp.ClientPayloadError,
+                    aiohttp.ClientConnectionError,
+                    asyncio.IncompleteReadError,
+                )
+            ):
                 await asyncio.wait_for(resp.content.read(), 10)
     finally:
         upstream.client_got_first.set()
@@ -280,8 +301,9 @@ async def test_client_leaving_mid_body_frees_the_connection(echo) -> None:  # ty
     from proxy.app import PROXY
 
     upstream, p = echo
-    errors_before = sum(metrics.UPSTREAM_ERRORS_TOTAL.labels(k)._value.get()
-                        for k in metrics.UPSTREAM_ERRORS)
+    errors_before = sum(
+        metrics.UPSTREAM_ERRORS_TOTAL.labels(k)._value.get() for k in metrics.UPSTREAM_ERRORS
+    )
     session = await p.login(p.world.owner)
     try:
         resp = await session.get(p.url("/stream"))
@@ -298,6 +320,7 @@ async def test_client_leaving_mid_body_frees_the_connection(echo) -> None:  # ty
             assert again.status == 200
     finally:
         await session.close()
-    errors_after = sum(metrics.UPSTREAM_ERRORS_TOTAL.labels(k)._value.get()
-                       for k in metrics.UPSTREAM_ERRORS)
+    errors_after = sum(
+        metrics.UPSTREAM_ERRORS_TOTAL.labels(k)._value.get() for k in metrics.UPSTREAM_ERRORS
+    )
     assert errors_after == errors_before  # a browser leaving is not Marimo's fault

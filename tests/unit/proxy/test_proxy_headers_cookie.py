@@ -25,50 +25,91 @@ def _h(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
 
 def test_upstream_headers_drop_hop_by_hop_and_credentials() -> None:
     out = upstream_request_headers(
-        _h(("Host", "proxy"), ("Connection", "keep-alive, X-Private"), ("X-Private", "1"),
-           ("Keep-Alive", "5"), ("Transfer-Encoding", "chunked"), ("Upgrade", "h2c"),
-           ("Authorization", "Bearer user"), ("Cookie", "a=1; notebooks_proxy_session=s; b=2"),
-           ("X-Forwarded-For", "10.0.0.1"), ("Marimo-Server-Token", "t"), ("Accept", "*/*")),
-        cookie_name="notebooks_proxy_session", marimo_token="MT", client_ip="1.2.3.4",
-        proto="https", host="nb.example",
+        _h(
+            ("Host", "proxy"),
+            ("Connection", "keep-alive, X-Private"),
+            ("X-Private", "1"),
+            ("Keep-Alive", "5"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "h2c"),
+            ("Authorization", "Bearer user"),
+            ("Cookie", "a=1; notebooks_proxy_session=s; b=2"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("Marimo-Server-Token", "t"),
+            ("Accept", "*/*"),
+        ),
+        cookie_name="notebooks_proxy_session",
+        marimo_token="MT",
+        client_ip="1.2.3.4",
+        proto="https",
+        host="nb.example",
     )
     assert dict(out) == {
-        "Cookie": "a=1; b=2", "Marimo-Server-Token": "t", "Accept": "*/*",
-        "X-Forwarded-For": "10.0.0.1, 1.2.3.4", "X-Forwarded-Proto": "https",
-        "X-Forwarded-Host": "nb.example", "Authorization": "Bearer MT",
+        "Cookie": "a=1; b=2",
+        "Marimo-Server-Token": "t",
+        "Accept": "*/*",
+        "X-Forwarded-For": "10.0.0.1, 1.2.3.4",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "nb.example",
+        "Authorization": "Bearer MT",
     }
 
 
 def test_upstream_websocket_headers_drop_the_handshake_and_origin() -> None:
     out = upstream_request_headers(
-        _h(("Sec-WebSocket-Key", "k"), ("Sec-WebSocket-Version", "13"), ("Origin", "x"),
-           ("Cookie", "notebooks_proxy_session=s")),
-        cookie_name="notebooks_proxy_session", marimo_token="MT", client_ip=None,
-        proto="http", host="h", websocket=True,
+        _h(
+            ("Sec-WebSocket-Key", "k"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Origin", "x"),
+            ("Cookie", "notebooks_proxy_session=s"),
+        ),
+        cookie_name="notebooks_proxy_session",
+        marimo_token="MT",
+        client_ip=None,
+        proto="http",
+        host="h",
+        websocket=True,
     )
     assert set(out) == {"X-Forwarded-Proto", "X-Forwarded-Host", "Authorization"}
 
 
 def test_downstream_headers_hide_the_upstream() -> None:
-    out = downstream_response_headers(_h(
-        ("Server", "uvicorn"), ("Connection", "close, X-Hop"), ("X-Hop", "1"),
-        ("Transfer-Encoding", "chunked"), ("Content-Type", "text/html"),
-        ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("X-Content-Type-Options", "bogus"),
-    ))
-    assert list(out.items()) == [("Content-Type", "text/html"), ("Set-Cookie", "a=1"),
-                                 ("Set-Cookie", "b=2")]
+    out = downstream_response_headers(
+        _h(
+            ("Server", "uvicorn"),
+            ("Connection", "close, X-Hop"),
+            ("X-Hop", "1"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Type", "text/html"),
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+            ("X-Content-Type-Options", "bogus"),
+        )
+    )
+    assert list(out.items()) == [
+        ("Content-Type", "text/html"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+    ]
     assert security_headers("https://app.example")["Content-Security-Policy"] == (
-        "frame-ancestors https://app.example")
+        "frame-ancestors https://app.example"
+    )
 
 
 def test_strip_cookie_keeps_others() -> None:
     assert strip_cookie("x=1;notebooks_proxy_session=2 ; y=3", "notebooks_proxy_session") == (
-        "x=1; y=3")
+        "x=1; y=3"
+    )
 
 
 def _session(**over: object) -> ProxySession:
-    base = dict(member_id="M", notebook_id="N", session_id="S", mode="view",
-                expires_at=int(NOW.timestamp()) + 60)
+    base = dict(
+        member_id="M",
+        notebook_id="N",
+        session_id="S",
+        mode="view",
+        expires_at=int(NOW.timestamp()) + 60,
+    )
     base.update(over)
     return ProxySession(**base)  # type: ignore[arg-type]
 
@@ -84,8 +125,15 @@ def test_cookie_round_trip_and_forgery() -> None:
 
 
 def _target(**over: object) -> Target:
-    base = dict(notebook_id="N", status="running", session_id="S", session_token="T",
-                marimo_url="http://127.0.0.1:1", can_view=True, can_edit=False)
+    base = dict(
+        notebook_id="N",
+        status="running",
+        session_id="S",
+        session_token="T",
+        marimo_url="http://127.0.0.1:1",
+        can_view=True,
+        can_edit=False,
+    )
     base.update(over)
     return Target(**base)  # type: ignore[arg-type]
 
@@ -105,9 +153,17 @@ def test_refusal_reasons() -> None:
 
 
 def test_access_from_roles() -> None:
-    row = dict(notebook_id="N", status="running", session_id="S", session_token="T",
-               marimo_url="u", member_ok=True, is_owner=False, is_org_admin=False,
-               team_roles=[])
+    row = dict(
+        notebook_id="N",
+        status="running",
+        session_id="S",
+        session_token="T",
+        marimo_url="u",
+        member_ok=True,
+        is_owner=False,
+        is_org_admin=False,
+        team_roles=[],
+    )
     assert not target_from_row(row).can_view
     assert target_from_row({**row, "team_roles": ["viewer"]}).can_view
     assert not target_from_row({**row, "team_roles": ["viewer"]}).can_edit

@@ -33,8 +33,11 @@ EXPECTED_VIEW_ALLOWED = {
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{filename_and_length:path}", "x.png").replace(
-        "{filepath:path}", "a.css").replace("{path:path}", "assets/index.js")
+    return (
+        path.replace("{filename_and_length:path}", "x.png")
+        .replace("{filepath:path}", "a.css")
+        .replace("{path:path}", "assets/index.js")
+    )
 
 
 def _view_allowed() -> set[tuple[str, str]]:
@@ -42,8 +45,13 @@ def _view_allowed() -> set[tuple[str, str]]:
     for route in marimo_routes():
         methods = ("WS",) if route.websocket else tuple(m for m in route.methods if m != "HEAD")
         for method in methods:
-            if decide("GET" if method == "WS" else method, _concrete(route.path), mode="view",
-                      websocket=method == "WS", allow_terminal=True).allowed:
+            if decide(
+                "GET" if method == "WS" else method,
+                _concrete(route.path),
+                mode="view",
+                websocket=method == "WS",
+                allow_terminal=True,
+            ).allowed:
                 allowed.add((method, route.path))
     return allowed
 
@@ -60,28 +68,44 @@ def test_viewers_reach_exactly_the_allowlist() -> None:
 
 def test_editors_reach_everything_but_the_terminal() -> None:
     for route in marimo_routes():
-        decision = decide("POST", _concrete(route.path), mode="edit", websocket=route.websocket,
-                          allow_terminal=False)
+        decision = decide(
+            "POST",
+            _concrete(route.path),
+            mode="edit",
+            websocket=route.websocket,
+            allow_terminal=False,
+        )
         assert decision.allowed == (route.path != "/terminal/ws"), route.path
 
 
 @pytest.mark.parametrize("mode", ["edit", "view"])
 def test_terminal_only_when_enabled_and_only_for_editors(mode: str) -> None:
-    assert not decide("GET", "/terminal/ws", mode=mode, websocket=True,
-                      allow_terminal=False).allowed
-    assert decide("GET", "/terminal/ws", mode=mode, websocket=True,
-                  allow_terminal=True).allowed == (mode == "edit")
+    assert not decide(
+        "GET", "/terminal/ws", mode=mode, websocket=True, allow_terminal=False
+    ).allowed
+    assert decide(
+        "GET", "/terminal/ws", mode=mode, websocket=True, allow_terminal=True
+    ).allowed == (mode == "edit")
 
 
-@pytest.mark.parametrize("path", [
-    "/api/kernel/run/", "/api/kernel//run", "/ws_sync", "/sse", "/api/kernel/takeover",
-    "/api/files/list_files", "/api/packages/add", "/auth/login", "/og/thumbnail",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/kernel/run/",
+        "/api/kernel//run",
+        "/ws_sync",
+        "/sse",
+        "/api/kernel/takeover",
+        "/api/files/list_files",
+        "/api/packages/add",
+        "/auth/login",
+        "/og/thumbnail",
+    ],
+)
 def test_view_refusals_with_variants(path: str) -> None:
     assert not decide("POST", path, mode="view", websocket=False, allow_terminal=False).allowed
     if not path.startswith("/api/kernel/run"):
-        assert not decide("GET", path, mode="view", websocket=False,
-                          allow_terminal=False).allowed
+        assert not decide("GET", path, mode="view", websocket=False, allow_terminal=False).allowed
 
 
 def test_view_websockets_other_than_main_are_refused() -> None:
@@ -91,13 +115,22 @@ def test_view_websockets_other_than_main_are_refused() -> None:
 
 def test_force_kiosk_replaces_any_kiosk_parameter() -> None:
     assert force_kiosk("session_id=a&kiosk=false&file=nb.py&kiosk=") == (
-        "session_id=a&file=nb.py&kiosk=true")
+        "session_id=a&file=nb.py&kiosk=true"
+    )
     assert force_kiosk("") == "kiosk=true"
 
 
-@pytest.mark.parametrize("path,expected", [
-    ("/", "/"), ("/api/version", "/api/version"), ("api/x", "/api/x"),
-    ("/../OTHER/", None), ("/a/./b", None), ("/a/..", None), ("/a\\..\\b", None),
-])
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("/", "/"),
+        ("/api/version", "/api/version"),
+        ("api/x", "/api/x"),
+        ("/../OTHER/", None),
+        ("/a/./b", None),
+        ("/a/..", None),
+        ("/a\\..\\b", None),
+    ],
+)
 def test_normalize_rejects_dot_segments(path: str, expected: str | None) -> None:
     assert normalize(path) == expected
