@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -40,7 +39,7 @@ from reconciler.runtime.base import (
     TerminalError,
     WorkloadSpec,
 )
-from reconciler.runtime.local_pool import LocalPool
+from reconciler.runtime.local_pool import CLAIM, WORK, LocalPool
 from reconciler.runtime.local_pool import read as read_proc
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
 
@@ -254,26 +253,20 @@ class LocalRuntime:
         """Take a warm Sail into this notebook's state (under its lock)."""
         assert self.pool is not None
         run_dir = self.run_dir(spec.notebook_id)
-        claim_file = run_dir / "sail.claim"
-        proc = await self.pool.claim(spec.workload, claim_file)
+        proc = await self.pool.claim(spec.workload, run_dir)
         if proc is None:
             return None
-        # Its output continues in this notebook's sail.log (the fd follows the rename).
-        log_file = run_dir / "sail.log"
-        with contextlib.suppress(OSError):
-            os.replace(proc.log, log_file)
-            proc = dataclasses.replace(proc, log=str(log_file))
         state["sail"] = proc.to_json()
         state["sail_warm"] = True
         state.pop("marimo", None)  # a dead Marimo's port is reused if free, not needed
         self._write_state(spec.notebook_id, state)
-        claim_file.unlink(missing_ok=True)  # state.json owns it now
+        (run_dir / CLAIM).unlink(missing_ok=True)  # state.json owns it now
         return proc
 
     async def _reap_claim(self, notebook_id: str, state: dict[str, object] | None) -> None:
         """A worker that died between claiming a warm Sail and recording it
         in state.json left `sail.claim`: stop that Sail unless state owns it."""
-        claim_file = self.run_dir(notebook_id) / "sail.claim"
+        claim_file = self.run_dir(notebook_id) / CLAIM
         proc = read_proc(claim_file)
         if proc is None:
             claim_file.unlink(missing_ok=True)
@@ -336,6 +329,7 @@ class LocalRuntime:
         run_dir = self.run_dir(notebook_id)
         for name in ("state.json", "token"):
             (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / WORK, ignore_errors=True)  # a claimed warm Sail's scratch
 
     async def delete(self, notebook_id: str) -> None:
         async with self._lock(notebook_id):

@@ -10,7 +10,8 @@ its working directory (below).
 Layout under `{data_dir}/pool/`:
   {shape}/{wid}.json   one warm Sail: its `procs.Proc` record
   {shape}/{wid}.log    its output
-  {shape}/work/        the warm Sails' working directory
+  {shape}/{wid}.d/     its working directory (moved to the notebook's run
+                       directory as `sail-work/` when claimed)
   {shape}/.refill      flock: one refill of a shape at a time on this host
   .workers             flock held shared by every open runtime using the pool
 
@@ -27,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -42,6 +45,9 @@ from reconciler.runtime import probes, procs
 from reconciler.runtime.base import WorkloadSpec
 
 log = structlog.get_logger(__name__)
+
+CLAIM = "sail.claim"  # in a notebook's run directory: a claimed Sail not yet in state.json
+WORK = "sail-work"  # in a notebook's run directory: a claimed Sail's working directory
 
 
 def shape(workload: WorkloadSpec) -> str:
@@ -58,6 +64,13 @@ def take(entry: Path, dest: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def _remove(proc: procs.Proc) -> None:
+    """A warm Sail's files, once it is gone."""
+    Path(proc.log).unlink(missing_ok=True)
+    if proc.cwd:
+        shutil.rmtree(proc.cwd, ignore_errors=True)
 
 
 def read(path: Path) -> procs.Proc | None:
@@ -123,21 +136,35 @@ class LocalPool:
                 found.append((path, proc))
         return sorted(found, key=lambda e: e[1].create_time)
 
-    async def claim(self, workload: WorkloadSpec, dest: Path) -> procs.Proc | None:
-        """Take a warm Sail of this shape for the caller, whose own record
-        `dest` it becomes; None if there is none to be had."""
+    async def claim(self, workload: WorkloadSpec, run_dir: Path) -> procs.Proc | None:
+        """Take a warm Sail of this shape for the notebook whose run directory
+        is `run_dir`: its record becomes `run_dir/sail.claim` (the caller
+        records it in its state, then removes that file), its working
+        directory `run_dir/sail-work`, its log `run_dir/sail.log`. None if
+        there is none to be had."""
         await self._attach()
         live = self.members(workload)
         ready = await asyncio.gather(*(probes.sail_healthy(p.port, 0.5) for _, p in live))
+        dest = run_dir / CLAIM
         # Ready ones first (the whole Sail start saved); a starting one still saves some.
         for _, (path, proc) in sorted(zip(ready, live, strict=True), key=lambda r: not r[0]):
             if not take(path, dest):
                 continue  # another worker took it first
-            if procs.is_alive(proc):
-                log.info("local_warm_claimed", pid=proc.pid, port=proc.port)
-                return proc
-            await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))  # died meanwhile
-            dest.unlink(missing_ok=True)
+            if not procs.is_alive(proc):  # died meanwhile
+                await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
+                _remove(proc)
+                dest.unlink(missing_ok=True)
+                continue
+            # Now ours alone: its own scratch directory and log move with it
+            # (a process's cwd and open log follow a rename).
+            work, log_file = run_dir / WORK, run_dir / "sail.log"
+            shutil.rmtree(work, ignore_errors=True)  # a previous session's
+            os.rename(proc.cwd, work)
+            with contextlib.suppress(OSError):
+                os.replace(proc.log, log_file)
+            proc = dataclasses.replace(proc, cwd=str(work), log=str(log_file))
+            log.info("local_warm_claimed", pid=proc.pid, port=proc.port)
+            return proc
         return None
 
     async def refill(self, workload: WorkloadSpec, env: dict[str, str]) -> int:
@@ -148,8 +175,7 @@ class LocalPool:
             return 0
         await self._attach()
         directory = self.shape_dir(workload)
-        work = directory / "work"
-        work.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
         spawned = 0
         async with _flock(directory / ".refill"):
             alive = 0
@@ -157,12 +183,16 @@ class LocalPool:
                 if procs.is_alive(proc):
                     alive += 1
                     continue
-                await procs.stop(proc, signal.SIGKILL, 0, work)  # leftovers of its group
+                await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))  # its leftovers
                 path.unlink(missing_ok=True)
-                Path(proc.log).unlink(missing_ok=True)
+                _remove(proc)
             for _ in range(self.size - alive):
                 wid = secrets.token_hex(4)
                 port = procs.free_port()
+                # Each warm Sail has its own working directory: once claimed,
+                # nothing of it is shared with another notebook's Sail.
+                work = directory / f"{wid}.d"
+                work.mkdir()
                 proc = procs.spawn(
                     self._argv(port), env=env, cwd=work, log=directory / f"{wid}.log", port=port
                 )
@@ -182,7 +212,7 @@ class LocalPool:
                 if take(path, path.with_suffix(".draining")):  # not claimable any more
                     await procs.stop(proc, signal.SIGINT, 5, Path(proc.cwd or directory))
                     path.with_suffix(".draining").unlink(missing_ok=True)
-                    Path(proc.log).unlink(missing_ok=True)
+                    _remove(proc)
                     stopped += 1
         return stopped
 

@@ -74,6 +74,9 @@ async def test_start_claims_a_warm_sail_and_the_pool_is_refilled(
         marimo = psutil.Process(state["marimo_pid"])
         assert marimo.environ()["SPARK_REMOTE"] == state["sail_url"]
         assert psutil.Process(warm).environ()["TEAM"] == "a"
+        # Claimed, it works in a directory of its own notebook, shared with no other Sail.
+        work = rsettings.data_dir / "run" / nid / "sail-work"
+        assert psutil.Process(warm).cwd() == str(work)
         assert await spark_sum(state["sail_url"], tmp_path) == "499500"
 
         # Refilled: a new warm Sail of the shape, not the claimed one.
@@ -83,6 +86,7 @@ async def test_start_claims_a_warm_sail_and_the_pool_is_refilled(
         await rows.stop(nid)
         await rows.wait_status(nid, "stopped", timeout=15)
         assert not psutil.pid_exists(warm) or psutil.Process(warm).status() == "zombie"
+        assert not work.exists()
         # The worker closing is not the last user of the pool: the warm Sail stays.
         await shutdown()
         assert await warm_pids(other, workload) == refilled
