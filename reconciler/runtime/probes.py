@@ -50,21 +50,29 @@ async def marimo_executing(
     http: aiohttp.ClientSession, port: int, base_url: str, token: str, timeout: float = 2.0
 ) -> bool:
     """True when any kernel of this Marimo has a cell queued or running."""
-    root = f"http://127.0.0.1:{port}{base_url}"
+    return await marimo_executing_at(http, f"http://127.0.0.1:{port}", base_url, token, timeout)
+
+
+async def marimo_executing_at(
+    http: aiohttp.ClientSession, root: str, base_url: str, token: str, timeout: float = 2.0
+) -> bool:
+    """Ask Marimo itself (at `root`, e.g. a Service URL): `GET {base}/api/sessions`,
+    then `GET {base}/api/kernel/status` per session. Any failure reads as "not
+    executing": the worst case is an idle timer that starts early."""
+    url = f"{root.rstrip('/')}{base_url}"
     auth = {"Authorization": f"Bearer {token}"}
     limit = aiohttp.ClientTimeout(total=timeout)
     try:
-        async with http.get(f"{root}/api/sessions", headers=auth, timeout=limit) as resp:
+        async with http.get(f"{url}/api/sessions", headers=auth, timeout=limit) as resp:
             if resp.status != 200:
                 return False
             sessions = await resp.json()
         for session_id in sessions:
-            headers = {**auth, "Marimo-Session-Id": session_id}
-            async with http.get(
-                f"{root}/api/kernel/status", headers=headers, timeout=limit
-            ) as resp:
-                if resp.status == 200 and (await resp.json()).get("state") == "running":
+            headers = {**auth, "Marimo-Session-Id": str(session_id)}
+            async with http.get(f"{url}/api/kernel/status", headers=headers, timeout=limit) as r:
+                if r.status == 200 and (await r.json()).get("state") == "running":
                     return True
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
         return False
+    return False
     return False

@@ -12,28 +12,10 @@ from typing import Any
 from reconciler.runtime.base import ResourceSpec, SessionSpec
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
+from reconciler.runtime.template import TEMPLATE  # the same first cell as locally
 
 Obj = dict[str, Any]
 
-# A new notebook's file: its first cell reaches Sail through SPARK_REMOTE.
-TEMPLATE = """import marimo
-
-app = marimo.App()
-
-
-@app.cell
-def _():
-    import os
-
-    from pyspark.sql import SparkSession
-
-    spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
-    return (spark,)
-
-
-if __name__ == "__main__":
-    app.run()
-"""
 
 # Seeds the PVC with the template unless the notebook already has a file.
 _SEED = (

@@ -21,11 +21,11 @@ from reconciler.runtime.base import Component, Observation, Phase, SessionSpec
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.api import KubeApi, Obj, default_api_client
-from reconciler.runtime.kubernetes.executing import marimo_executing
 from reconciler.runtime.kubernetes.pool import WarmPool, poolable
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 from reconciler.runtime.kubernetes.status import component_of
 from reconciler.runtime.kubernetes.watch import PodWatcher
+from reconciler.runtime.probes import marimo_executing_at
 
 log = structlog.get_logger(__name__)
 
@@ -134,7 +134,7 @@ class KubernetesRuntime:
             return False
         if self._http is None:
             self._http = aiohttp.ClientSession()
-        return await marimo_executing(
+        return await marimo_executing_at(
             self._http, self._marimo_root(notebook_id), f"/notebooks/{notebook_id}", token
         )
 
