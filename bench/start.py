@@ -7,6 +7,11 @@ commit-to-pickup latency of a reconcile job.
   request to the row reading `running` (polled every 5 ms).
 - floor: the same Sail and Marimo command lines spawned directly by this
   script, in parallel, polled for health every 5 ms until both answer.
+- pool on vs off: the same system start with the local runtime's warm Sail
+  pool (size 1, NOTEBOOKS_LOCAL_WARM_POOL_SIZE) and without it, interleaved
+  in the same run with one worker; before each pool-on start the pool's Sail
+  is ready (the steady state of a pool), and the refill it triggers runs
+  during the measured start, as it does in service.
 - pickup: an enqueue committed → the worker's reconcile handler entered, on
   an idle worker (LISTEN/NOTIFY, asyncpg driver). Target p99 ≤ 50 ms.
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import signal
 import statistics
@@ -38,6 +44,7 @@ from common.logging import configure_logging
 from common.settings import Settings
 from common.tokens import hash_token, new_token, token_prefix
 from reconciler.runtime import probes, procs
+from reconciler.runtime.base import Observation, SessionSpec, WorkloadSpec
 from reconciler.runtime.local import LocalRuntime
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
 from sql.migrate import migrate
@@ -93,9 +100,45 @@ async def floor_once(root: Path) -> float:
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return {k: v for k in ("PATH", "HOME", "LANG") if (v := os.environ.get(k))}
+
+
+class Switch:
+    """The worker's runtime: pool off or on, switched between runs (both
+    over one data directory, so either can observe and stop what the other
+    started)."""
+
+    def __init__(self, off: LocalRuntime, on: LocalRuntime) -> None:
+        self.off, self.on = off, on
+        self.current = off
+
+    async def observe(self, notebook_id: str) -> Observation:
+        return await self.current.observe(notebook_id)
+
+    async def ensure_running(self, spec: SessionSpec) -> Observation:
+        return await self.current.ensure_running(spec)
+
+    async def ensure_stopped(self, notebook_id: str) -> None:
+        await self.current.ensure_stopped(notebook_id)
+
+    async def delete(self, notebook_id: str) -> None:
+        await self.current.delete(notebook_id)
+
+    async def close(self) -> None:
+        await self.off.close()
+        await self.on.close()
+
+
+async def pool_ready(rt: LocalRuntime, workload: WorkloadSpec) -> None:
+    """Wait until the shape's warm Sail answers (a pool's steady state)."""
+    assert rt.pool is not None
+    while True:
+        members = rt.pool.members(workload)
+        if members and all(
+            await asyncio.gather(*(probes.sail_healthy(p.port) for _, p in members))
+        ):
+            return
+        await asyncio.sleep(0.01)
 
 
 class Bench:
@@ -156,6 +199,7 @@ class Bench:
 
 
 async def run(runs: int, pickups: int) -> None:
+    load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="bench-start-"))
     server = start_embedded(root / "pg", cleanup="stop")
     try:
@@ -175,7 +219,14 @@ async def run(runs: int, pickups: int) -> None:
 
         worker_mod.reconcile_once = timed  # type: ignore[assignment]
         stop = asyncio.Event()
-        task = asyncio.create_task(worker_mod.run_worker(settings, stop=stop))
+        grace = settings.stop_grace_seconds
+        runtime = Switch(
+            LocalRuntime(settings.data_dir, stop_grace_seconds=grace),
+            LocalRuntime(settings.data_dir, stop_grace_seconds=grace, warm_pool_size=1),
+        )
+        task = asyncio.create_task(
+            worker_mod.run_worker(settings, stop=stop, runtime=runtime)  # type: ignore[arg-type]
+        )
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)
         bench = Bench(dsn)
         await bench.setup(conn)
@@ -195,36 +246,62 @@ async def run(runs: int, pickups: int) -> None:
             lat.append((picked[nid] - t0) * 1000)
             await asyncio.sleep(0.01)
 
-        system, floor, stops = [], [], []
+        workload = WorkloadSpec()  # the bench's config: all defaults
+        await runtime.on.warm_up(workload)
+        system, warm, floor, stops = [], [], [], []
         for i in range(runs):
-            nid = await bench.notebook(conn)
-            t0 = time.monotonic()
-            await bench.start(api, nid)
-            await bench.wait_status(conn, nid, "running")
-            system.append(time.monotonic() - t0)
-            t0 = time.monotonic()
-            await bench.stop(api, nid)
-            await bench.wait_status(conn, nid, "stopped")
-            stops.append(time.monotonic() - t0)
+            order = ((False, system), (True, warm))
+            for pool_on, figures in order if i % 2 == 0 else order[::-1]:  # no order bias
+                runtime.current = runtime.on if pool_on else runtime.off
+                if pool_on:
+                    await pool_ready(runtime.on, workload)
+                nid = await bench.notebook(conn)
+                t0 = time.monotonic()
+                await bench.start(api, nid)
+                await bench.wait_status(conn, nid, "running")
+                figures.append(time.monotonic() - t0)
+                cur = await conn.execute(
+                    "select runtime_state->>'sail_warm' as w from notebooks where id=%s", (nid,)
+                )
+                used = ((await cur.fetchone()) or {}).get("w") == "true"
+                if used != pool_on:
+                    raise RuntimeError(f"pool {'on' if pool_on else 'off'} but sail_warm={used}")
+                t0 = time.monotonic()
+                await bench.stop(api, nid)
+                await bench.wait_status(conn, nid, "stopped")
+                stops.append(time.monotonic() - t0)
             floor.append(await floor_once(root / f"floor{i}"))
 
         await api.close()
         stop.set()
         await asyncio.wait_for(task, 30)
+        await runtime.close()  # the last user of the pool: its warm Sail is stopped
         await conn.close()
     finally:
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
 
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"cpus {os.cpu_count()}; load average before: {_load(load_before)};"
+          f" after: {_load(os.getloadavg())}")
     print(f"start-to-running over {runs} runs (seconds)")
     print(f"  system  median {statistics.median(system):.3f}  p95 {pct(system, 95):.3f}")
     print(f"  floor   median {statistics.median(floor):.3f}  p95 {pct(floor, 95):.3f}")
     print(f"  ratio   median {statistics.median(system) / statistics.median(floor):.2f}x"
           f"  p95 {pct(system, 95) / pct(floor, 95):.2f}x   (target <= 1.2x)")
     print(f"  stop-to-stopped median {statistics.median(stops):.3f}  max {max(stops):.3f}")
+    print(f"start-to-running, warm Sail pool on vs off, same run, {runs} runs each (seconds)")
+    print(f"  pool off  median {statistics.median(system):.3f}  p95 {pct(system, 95):.3f}")
+    print(f"  pool on   median {statistics.median(warm):.3f}  p95 {pct(warm, 95):.3f}")
+    print(f"  on/off    median {statistics.median(warm) / statistics.median(system):.2f}x"
+          f"  p95 {pct(warm, 95) / pct(system, 95):.2f}x")
     print(f"commit-to-pickup over {pickups} jobs (ms)")
     print(f"  median {statistics.median(lat):.1f}  p95 {pct(lat, 95):.1f}"
           f"  p99 {pct(lat, 99):.1f}  max {max(lat):.1f}   (target p99 <= 50 ms)")
+
+
+def _load(avg: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in avg)
 
 
 def main() -> None:
