@@ -20,6 +20,9 @@ from reconciler.runtime.base import Component, Observation, Phase
 # How soon to look again while a start or stop is under way (seconds). Short:
 # readiness of Sail is ~0.15 s and Marimo ~1 s after spawn.
 POLL_SECONDS = 0.05
+# Teardown still under way after a first attempt (pods terminating): look
+# again soon, but do not spin against the runtime (a Kubernetes API server).
+TEARDOWN_POLL_SECONDS = 0.5
 
 
 class Action(StrEnum):
@@ -114,7 +117,7 @@ def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
             (Action.ENSURE_STOPPED,),
             Status.STOPPING,
             message or "stopping",
-            requeue_after=0,
+            requeue_after=TEARDOWN_POLL_SECONDS if nb.status is Status.STOPPING else 0,
             outcome="stopping",
         )
     if nb.status is Status.STOPPED:

@@ -174,3 +174,15 @@ def test_a_fresh_start_counts_as_presence_for_one_window() -> None:
         OBS["ready"], NOW,
     )
     assert p.status is Status.RUNNING
+
+
+def test_teardown_in_progress_is_polled_not_spun() -> None:
+    """A first stop acts at once; while pods are still terminating the next
+    looks are spaced out, so the runtime's API is not hammered."""
+    from reconciler.plan import TEARDOWN_POLL_SECONDS
+
+    up = OBS["sail_ready"]
+    first = plan(nb(Desired.STOPPED, Status.RUNNING), up, NOW)
+    again = plan(nb(Desired.STOPPED, Status.STOPPING), up, NOW)
+    assert first.requeue_after == 0
+    assert again.requeue_after == TEARDOWN_POLL_SECONDS > 0
