@@ -216,13 +216,16 @@ async def forward_websocket(
             close_code = REVOKED_CLOSE_CODE
             await up.close()
             await client.close(code=close_code, message=b"access ended")
-        elif to_client in done:
+        elif to_client in done and not to_client.cancelled() and to_client.exception() is None:
             ended_by = "upstream"
-            close_code = up.close_code or 1000
-            await client.close(code=close_code)
-        else:
-            close_code = client.close_code or 1000
-            await up.close(code=close_code)
+            code, reason = to_client.result()
+            # Marimo's frontend acts on its close reasons (MARIMO_NO_SESSION, ...).
+            close_code = sendable(code, 1011)
+            await client.close(code=close_code, message=reason.encode()[:123])
+        elif to_up in done and not to_up.cancelled() and to_up.exception() is None:
+            code, reason = to_up.result()
+            close_code = sendable(code, 1001)  # a vanished browser is "going away"
+            await up.close(code=close_code, message=reason.encode()[:123])
     finally:
         stop("done")
         proxy.registry.discard(live)
@@ -230,7 +233,7 @@ async def forward_websocket(
         # Also reached on cancellation (the server cancels a handler whose
         # client went away): still hand the client's code to upstream.
         if close_code is None:
-            close_code = client.close_code or up.close_code or 1000
+            close_code = sendable(client.close_code, 1001)
         if not up.closed:
             await up.close(code=close_code)
         if not client.closed:
@@ -250,16 +253,36 @@ async def forward_websocket(
     return client
 
 
-async def _pump(source: Any, sink: Any, counts: dict[str, int], direction: str) -> None:
+# Codes that must never be sent in a close frame (RFC 6455 §7.4.1): they
+# report a local condition (no code, abnormal closure, TLS failure).
+_UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
+
+
+def sendable(code: int | None, fallback: int) -> int:
+    """The peer's close code if it may be passed on, else `fallback`."""
+    if code is None or code in _UNSENDABLE or not 1000 <= code <= 4999:
+        return fallback
+    return int(code)
+
+
+async def _pump(
+    source: Any, sink: Any, counts: dict[str, int], direction: str
+) -> tuple[int | None, str]:
+    """Copy messages until `source` closes; return its close code and reason."""
     counter = metrics.BYTES.labels(direction, "websocket")
-    async for msg in source:
+    while True:
+        msg = await source.receive()
         if msg.type == WSMsgType.TEXT:
             size = len(msg.data.encode())
             await sink.send_str(msg.data)
         elif msg.type == WSMsgType.BINARY:
             size = len(msg.data)
             await sink.send_bytes(msg.data)
-        else:  # CLOSE/CLOSING/ERROR end the loop inside aiohttp
-            break
+        elif msg.type == WSMsgType.CLOSE:
+            return msg.data, msg.extra or ""
+        elif msg.type in (WSMsgType.PING, WSMsgType.PONG):
+            continue  # answered by autoping
+        else:  # CLOSING, CLOSED, ERROR
+            return source.close_code, ""
         counts[direction] += size
         counter.inc(size)

@@ -194,6 +194,7 @@ async def test_websocket_round_trip_and_close_codes(echo) -> None:  # type: igno
             msg = await ws.receive(timeout=5)
             assert msg.type == aiohttp.WSMsgType.CLOSE
             assert ws.close_code == 4001
+            assert msg.extra == "upstream says bye"
         assert upstream.last_headers["Authorization"] == f"Bearer {TOKEN}"
         # Client-initiated close: upstream sees the client's code.
         async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:

@@ -171,3 +171,12 @@ def test_access_from_roles() -> None:
     assert target_from_row({**row, "is_owner": True}).can_edit
     assert target_from_row({**row, "is_org_admin": True}).can_edit
     assert not target_from_row({**row, "is_owner": True, "member_ok": False}).can_view
+
+
+def test_only_sendable_close_codes_are_passed_on() -> None:
+    from proxy.forward import sendable
+
+    assert sendable(4001, 1011) == 4001
+    assert sendable(1000, 1011) == 1000
+    for reserved in (None, 1005, 1006, 1015, 999, 5000):
+        assert sendable(reserved, 1011) == 1011
