@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import asyncpg
@@ -93,18 +93,23 @@ async def handle_reconcile(deps: Deps, job: Job) -> int | None:
         )
 
 
-async def recheck_after_release(deps: Deps, job: Job, generation: int | None) -> None:
-    """Catch a change made in the gap between our last pass and pgqueuer
-    marking the job done (an enqueue then is skipped as a duplicate of the
-    still-picked job): once the job is released, compare the generation."""
+async def recheck_after_release(
+    deps: Deps, job: Job, generation: int | None, poked: Callable[[], bool] = lambda: False
+) -> None:
+    """Catch a change made while the job was held (an enqueue then is skipped
+    as a duplicate of the still-picked job): once the job is released, run
+    again if the generation moved or the runtime's watch announced a change
+    (`poked`) since the job started."""
     notebook_id = (job.payload or b"").decode()
     try:
-        await _recheck(deps, job, notebook_id, generation)
+        await _recheck(deps, job, notebook_id, generation, poked)
     except Exception:  # the sweep repairs whatever this misses
         log.exception("recheck failed", notebook_id=notebook_id)
 
 
-async def _recheck(deps: Deps, job: Job, notebook_id: str, generation: int | None) -> None:
+async def _recheck(
+    deps: Deps, job: Job, notebook_id: str, generation: int | None, poked: Callable[[], bool]
+) -> None:
     loop = asyncio.get_running_loop()
     until = loop.time() + 5
     async with deps.pool.connection() as conn:
@@ -114,7 +119,7 @@ async def _recheck(deps: Deps, job: Job, notebook_id: str, generation: int | Non
                 break
             await asyncio.sleep(0.02)
         row = await fetchone(conn, "reconciler_get_generation", {"id": notebook_id})
-        if row is not None and row["generation"] != generation:
+        if row is not None and (row["generation"] != generation or poked()):
             async with conn.transaction():
                 await enqueue_reconcile(conn, [notebook_id])
 
@@ -151,8 +156,16 @@ async def run_worker(
 
         @pgq.entrypoint(RECONCILE)
         async def reconcile(job: Job) -> None:
+            notebook_id = (job.payload or b"").decode()
+            started = loop.time()
             generation = await handle_reconcile(deps, job)
-            task = asyncio.create_task(recheck_after_release(deps, job, generation))
+
+            def poked_since_start() -> bool:
+                return announced.get(notebook_id, float("-inf")) >= started
+
+            task = asyncio.create_task(
+                recheck_after_release(deps, job, generation, poked_since_start)
+            )
             rechecks.add(task)
             task.add_done_callback(rechecks.discard)
 
@@ -162,11 +175,16 @@ async def run_worker(
             await conn.close()
 
     rechecks: set[asyncio.Task[None]] = set()
+    # When the runtime's watch last announced a change per notebook: every
+    # worker watches every pod, so the worker holding a job sees the change too.
+    announced: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
     tasks = [asyncio.create_task(sweep_loop(pool, settings.sweep_interval_seconds, stop))]
     run_watch = getattr(rt, "run_watch", None)
     if run_watch is not None:
 
         async def on_change(notebook_id: str) -> None:
+            announced[notebook_id] = loop.time()
             async with pool.connection() as conn, conn.transaction():
                 await enqueue_reconcile(conn, [notebook_id])
 
