@@ -249,6 +249,7 @@ async def run(runs: int, pickups: int) -> None:
         workload = WorkloadSpec()  # the bench's config: all defaults
         await runtime.on.warm_up(workload)
         system, warm, floor, stops = [], [], [], []
+        stops_by: dict[bool, list[float]] = {False: [], True: []}
         for i in range(runs):
             order = ((False, system), (True, warm))
             for pool_on, figures in order if i % 2 == 0 else order[::-1]:  # no order bias
@@ -270,6 +271,7 @@ async def run(runs: int, pickups: int) -> None:
                 await bench.stop(api, nid)
                 await bench.wait_status(conn, nid, "stopped")
                 stops.append(time.monotonic() - t0)
+                stops_by[pool_on].append(stops[-1])
             floor.append(await floor_once(root / f"floor{i}"))
 
         await api.close()
@@ -293,6 +295,8 @@ async def run(runs: int, pickups: int) -> None:
     print(f"start-to-running, warm Sail pool on vs off, same run, {runs} runs each (seconds)")
     print(f"  pool off  median {statistics.median(system):.3f}  p95 {pct(system, 95):.3f}")
     print(f"  pool on   median {statistics.median(warm):.3f}  p95 {pct(warm, 95):.3f}")
+    print(f"  stop-to-stopped median, pool off {statistics.median(stops_by[False]):.3f}"
+          f"  pool on {statistics.median(stops_by[True]):.3f}")
     print(f"  on/off    median {statistics.median(warm) / statistics.median(system):.2f}x"
           f"  p95 {pct(warm, 95) / pct(system, 95):.2f}x")
     print(f"commit-to-pickup over {pickups} jobs (ms)")

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import structlog
 
 from reconciler.runtime import probes, procs
 from reconciler.runtime.base import (
@@ -39,9 +40,14 @@ from reconciler.runtime.base import (
     TerminalError,
     WorkloadSpec,
 )
-from reconciler.runtime.local_pool import CLAIM, WORK, LocalPool
+from reconciler.runtime.local_pool import CLAIM, WORK, LocalPool, shape
 from reconciler.runtime.local_pool import read as read_proc
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
+
+log = structlog.get_logger(__name__)
+
+# How long a pool refill waits for the start it follows before going ahead.
+REFILL_WAIT_SECONDS = 10
 
 _ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 
@@ -60,6 +66,7 @@ class LocalRuntime:
         self.stop_grace = float(stop_grace_seconds)
         self._http: aiohttp.ClientSession | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._refills: dict[str, asyncio.Task[None]] = {}  # per shape
         # Warm Sails per workload shape (local_pool.py); None = off.
         self.pool = (
             LocalPool(self.data_dir / "pool", warm_pool_size, self._sail_argv)
@@ -236,10 +243,40 @@ class LocalRuntime:
                 state["marimo"] = marimo.to_json()
                 self._write_state(nid, state)
             if self.pool:
-                # Top the shape up (also fills it on its first start). Spawning
-                # does not wait for readiness, so this start is not held up.
-                await self.pool.refill(spec.workload, self._sail_env(spec, env))
+                self._schedule_refill(spec, self._sail_env(spec, env), marimo.port)
         return await self.observe(nid)
+
+    def _schedule_refill(self, spec: SessionSpec, sail_env: dict[str, str], port: int) -> None:
+        """Top the shape's pool up (which also fills it on the shape's first
+        start) in a background task of this runtime, one per shape at a time."""
+        digest = shape(spec.workload)
+        task = self._refills.get(digest)
+        if task is None or task.done():
+            self._refills[digest] = asyncio.create_task(
+                self._refill_after(spec, sail_env, port)
+            )
+
+    async def _refill_after(self, spec: SessionSpec, sail_env: dict[str, str], port: int) -> None:
+        assert self.pool is not None
+        # Not while the start it follows is coming up: on a small host a new
+        # Sail's own start would compete for CPU with that notebook's Marimo.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + REFILL_WAIT_SECONDS
+        client = self._client()
+        while loop.time() < until:
+            if await probes.marimo_healthy(client, port, spec.base_url):
+                break
+            await asyncio.sleep(0.05)
+        try:
+            await self.pool.refill(spec.workload, sail_env)
+        except Exception:  # the next start tries again
+            log.exception("local_warm_refill_failed", notebook_id=spec.notebook_id)
+
+    async def refilled(self) -> None:
+        """Wait for the pool refills under way (tests, benchmarks)."""
+        pending = [t for t in self._refills.values() if not t.done()]
+        self._refills = {k: t for k, t in self._refills.items() if not t.done()}
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def warm_up(self, workload: WorkloadSpec) -> int:
         """Fill a shape's pool now rather than at its first start (what an
@@ -340,6 +377,9 @@ class LocalRuntime:
         self._locks.pop(notebook_id, None)
 
     async def close(self) -> None:
+        for task in self._refills.values():
+            task.cancel()
+        await self.refilled()
         if self.pool is not None:
             await self.pool.close()
         if self._http is not None:

@@ -105,6 +105,7 @@ async def test_a_shape_pool_is_not_used_by_another_shape(rsettings: Settings):
         [warm_a] = await warm_pids(rt, team_a)
         spec = spec_for(team_b)
         obs = await rt.ensure_running(spec)
+        await rt.refilled()
         assert obs.runtime_state["sail_pid"] != warm_a
         assert obs.runtime_state["sail_warm"] is False
         assert psutil.Process(int(obs.runtime_state["sail_pid"])).environ()["TEAM"] == "b"
@@ -134,7 +135,9 @@ async def test_two_workers_racing_for_one_warm_sail_only_one_wins(rsettings: Set
             # Each worker on its own thread and event loop: a real race.
             async def go() -> Observation:
                 try:
-                    return await rt.ensure_running(spec)
+                    obs = await rt.ensure_running(spec)
+                    await rt.refilled()  # refills run in this loop's background
+                    return obs
                 finally:
                     if rt._http is not None:  # bound to this thread's loop
                         await rt._http.close()
