@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -45,6 +46,13 @@ async def warm_pids(rt: LocalRuntime, workload: WorkloadSpec, *, ready: bool = T
 
 async def _all_healthy(ports: list[int]) -> bool:
     return all(await asyncio.gather(*(probes.sail_healthy(p) for p in ports)))
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # exited, not reaped
+    except psutil.NoSuchProcess:
+        return True
 
 
 def spec_for(workload: WorkloadSpec) -> SessionSpec:
@@ -85,7 +93,7 @@ async def test_start_claims_a_warm_sail_and_the_pool_is_refilled(
 
         await rows.stop(nid)
         await rows.wait_status(nid, "stopped", timeout=15)
-        assert not psutil.pid_exists(warm) or psutil.Process(warm).status() == "zombie"
+        assert gone(warm)
         assert not work.exists()
         # The worker closing is not the last user of the pool: the warm Sail stays.
         await shutdown()
@@ -179,6 +187,40 @@ async def test_pool_off_starts_cold_and_keeps_no_pool(rsettings: Settings):
         assert obs.runtime_state["sail_warm"] is False
         assert not (rsettings.data_dir / "pool").exists()
         await rt.ensure_stopped(spec.notebook_id)
+    finally:
+        await rt.close()
+    assert processes_under(rsettings.data_dir) == []
+
+
+WARM_UP_AND_DIE = """
+import asyncio, os, sys
+from reconciler.runtime.base import WorkloadSpec
+from reconciler.runtime.local import LocalRuntime
+
+rt = LocalRuntime(sys.argv[1], warm_pool_size=1)
+asyncio.run(rt.warm_up(WorkloadSpec(env={"TEAM": "adopt"})))
+os._exit(0)  # a worker killed: no close, so its pool is not drained
+"""
+
+
+async def test_warm_sails_of_a_dead_worker_are_adopted(rsettings: Settings, tmp_path: Path):
+    workload = WorkloadSpec(env={"TEAM": "adopt"})
+    script = tmp_path / "warm_up_and_die.py"
+    script.write_text(WARM_UP_AND_DIE)
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(script),
+                                                str(rsettings.data_dir))
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    spec = spec_for(workload)
+    try:
+        [warm] = await warm_pids(rt, workload)  # found through the pool's files
+        obs = await rt.ensure_running(spec)
+        assert obs.runtime_state["sail_pid"] == warm and obs.runtime_state["sail_warm"] is True
+        await until(lambda: _running(rt, spec.notebook_id), timeout=60)
+        await rt.refilled()
+        assert len(await warm_pids(rt, workload)) == 1
+        await rt.ensure_stopped(spec.notebook_id)
+        assert gone(warm)  # not our child, stopped all the same
     finally:
         await rt.close()
     assert processes_under(rsettings.data_dir) == []
