@@ -222,9 +222,11 @@ class LocalPool:
         they are stopped rather than left holding memory with no worker to
         hand them out. While another worker is open they stay for it. A
         worker that dies without closing leaves them to be adopted."""
+        if not self.root.exists():
+            return  # never used on this host
+        await self._attach()  # also when unused by us: left-overs of an earlier run go too
         fd, self._workers_fd = self._workers_fd, None
-        if fd is None:
-            return
+        assert fd is not None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
