@@ -224,3 +224,25 @@ async def test_warm_sails_of_a_dead_worker_are_adopted(rsettings: Settings, tmp_
     finally:
         await rt.close()
     assert processes_under(rsettings.data_dir) == []
+
+
+async def test_a_claim_not_recorded_by_a_dying_worker_is_stopped(rsettings: Settings):
+    workload = WorkloadSpec(env={"TEAM": "crash"})
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    spec = spec_for(workload)
+    run_dir = rt.run_dir(spec.notebook_id)
+    run_dir.mkdir(parents=True)
+    try:
+        await rt.warm_up(workload)
+        [warm] = await warm_pids(rt, workload)
+        # A worker renamed the warm Sail's record to its notebook and died
+        # before writing state.json: the Sail is nobody's.
+        assert rt.pool is not None
+        proc = await rt.pool.claim(workload, run_dir)
+        assert proc is not None and proc.pid == warm
+        assert (run_dir / "sail.claim").exists() and rt.pool.members(workload) == []
+        await rt.ensure_stopped(spec.notebook_id)  # the notebook's next stop (or start)
+        assert gone(warm) and not (run_dir / "sail.claim").exists()
+    finally:
+        await rt.close()
+    assert processes_under(rsettings.data_dir) == []
