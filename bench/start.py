@@ -75,12 +75,19 @@ async def floor_once(root: Path) -> float:
     sail_port, marimo_port = procs.free_port(), procs.free_port()
     base = "/notebooks/FLOOR"
     t0 = time.monotonic()
-    sail = procs.spawn(LocalRuntime._sail_argv(sail_port), env=_env(), cwd=nb_dir,
-                       log=nb_dir / "sail.log", port=sail_port)
+    sail = procs.spawn(
+        LocalRuntime._sail_argv(sail_port),
+        env=_env(),
+        cwd=nb_dir,
+        log=nb_dir / "sail.log",
+        port=sail_port,
+    )
     marimo = procs.spawn(
         LocalRuntime._marimo_argv(marimo_port, base, token),
-        env={**_env(), "SPARK_REMOTE": f"sc://127.0.0.1:{sail_port}"}, cwd=nb_dir,
-        log=nb_dir / "marimo.log", port=marimo_port,
+        env={**_env(), "SPARK_REMOTE": f"sc://127.0.0.1:{sail_port}"},
+        cwd=nb_dir,
+        log=nb_dir / "marimo.log",
+        port=marimo_port,
     )
     import aiohttp
 
@@ -188,8 +195,9 @@ class Bench:
     @staticmethod
     async def wait_status(conn: psycopg.AsyncConnection, nid: str, status: str) -> None:
         while True:
-            cur = await conn.execute("select status, status_message from notebooks where id=%s",
-                                     (nid,))
+            cur = await conn.execute(
+                "select status, status_message from notebooks where id=%s", (nid,)
+            )
             row = await cur.fetchone()
             if row and row["status"] == status:
                 return
@@ -206,8 +214,12 @@ async def run(runs: int, pickups: int) -> None:
         dsn = database_url(server)
         await migrate(dsn)
         settings = Settings(
-            database_url=dsn, data_dir=root / "data", signing_keys=(("k", "s" * 40),),
-            secret_key="m" * 40, log_level="warning", sweep_interval_seconds=10,
+            database_url=dsn,
+            data_dir=root / "data",
+            signing_keys=(("k", "s" * 40),),
+            secret_key="m" * 40,
+            log_level="warning",
+            sweep_interval_seconds=10,
         )
         configure_logging("console", "warning")
         picked: dict[str, float] = {}
@@ -284,24 +296,34 @@ async def run(runs: int, pickups: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"cpus {os.cpu_count()}; load average before: {_load(load_before)};"
-          f" after: {_load(os.getloadavg())}")
+    print(
+        f"cpus {os.cpu_count()}; load average before: {_load(load_before)};"
+        f" after: {_load(os.getloadavg())}"
+    )
     print(f"start-to-running over {runs} runs (seconds)")
     print(f"  system  median {statistics.median(system):.3f}  p95 {pct(system, 95):.3f}")
     print(f"  floor   median {statistics.median(floor):.3f}  p95 {pct(floor, 95):.3f}")
-    print(f"  ratio   median {statistics.median(system) / statistics.median(floor):.2f}x"
-          f"  p95 {pct(system, 95) / pct(floor, 95):.2f}x   (target <= 1.2x)")
+    print(
+        f"  ratio   median {statistics.median(system) / statistics.median(floor):.2f}x"
+        f"  p95 {pct(system, 95) / pct(floor, 95):.2f}x   (target <= 1.2x)"
+    )
     print(f"  stop-to-stopped median {statistics.median(stops):.3f}  max {max(stops):.3f}")
     print(f"start-to-running, warm Sail pool on vs off, same run, {runs} runs each (seconds)")
     print(f"  pool off  median {statistics.median(system):.3f}  p95 {pct(system, 95):.3f}")
     print(f"  pool on   median {statistics.median(warm):.3f}  p95 {pct(warm, 95):.3f}")
-    print(f"  stop-to-stopped median, pool off {statistics.median(stops_by[False]):.3f}"
-          f"  pool on {statistics.median(stops_by[True]):.3f}")
-    print(f"  on/off    median {statistics.median(warm) / statistics.median(system):.2f}x"
-          f"  p95 {pct(warm, 95) / pct(system, 95):.2f}x")
+    print(
+        f"  stop-to-stopped median, pool off {statistics.median(stops_by[False]):.3f}"
+        f"  pool on {statistics.median(stops_by[True]):.3f}"
+    )
+    print(
+        f"  on/off    median {statistics.median(warm) / statistics.median(system):.2f}x"
+        f"  p95 {pct(warm, 95) / pct(system, 95):.2f}x"
+    )
     print(f"commit-to-pickup over {pickups} jobs (ms)")
-    print(f"  median {statistics.median(lat):.1f}  p95 {pct(lat, 95):.1f}"
-          f"  p99 {pct(lat, 99):.1f}  max {max(lat):.1f}   (target p99 <= 50 ms)")
+    print(
+        f"  median {statistics.median(lat):.1f}  p95 {pct(lat, 95):.1f}"
+        f"  p99 {pct(lat, 99):.1f}  max {max(lat):.1f}   (target p99 <= 50 ms)"
+    )
 
 
 def _load(avg: tuple[float, float, float]) -> str:

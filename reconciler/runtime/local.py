@@ -224,8 +224,11 @@ class LocalRuntime:
                     await procs.stop(marimo, signal.SIGTERM, self.stop_grace, nb_dir)
                     marimo = None
                 sail = procs.spawn(
-                    self._sail_argv(port), env=self._sail_env(spec, env), cwd=nb_dir,
-                    log=run_dir / "sail.log", port=port,
+                    self._sail_argv(port),
+                    env=self._sail_env(spec, env),
+                    cwd=nb_dir,
+                    log=run_dir / "sail.log",
+                    port=port,
                 )
                 state["sail"] = sail.to_json()
                 state["sail_warm"] = False
@@ -238,7 +241,10 @@ class LocalRuntime:
                 marimo_env = {**env, "SPARK_REMOTE": f"sc://127.0.0.1:{sail.port}"}
                 marimo = procs.spawn(
                     self._marimo_argv(port, spec.base_url, token_file),
-                    env=marimo_env, cwd=nb_dir, log=run_dir / "marimo.log", port=port,
+                    env=marimo_env,
+                    cwd=nb_dir,
+                    log=run_dir / "marimo.log",
+                    port=port,
                 )
                 state["marimo"] = marimo.to_json()
                 self._write_state(nid, state)
@@ -252,9 +258,7 @@ class LocalRuntime:
         digest = shape(spec.workload)
         task = self._refills.get(digest)
         if task is None or task.done():
-            self._refills[digest] = asyncio.create_task(
-                self._refill_after(spec, sail_env, port)
-            )
+            self._refills[digest] = asyncio.create_task(self._refill_after(spec, sail_env, port))
 
     async def _refill_after(self, spec: SessionSpec, sail_env: dict[str, str], port: int) -> None:
         assert self.pool is not None
@@ -337,9 +341,20 @@ class LocalRuntime:
     @staticmethod
     def _marimo_argv(port: int, base_url: str, token_file: Path) -> list[str]:
         return [
-            _bin("marimo"), "edit", NOTEBOOK_FILE, "--headless", "--host", "127.0.0.1",
-            "--port", str(port), "--base-url", base_url.rstrip("/"),
-            "--token-password-file", str(token_file), "--skip-update-check", "--no-sandbox",
+            _bin("marimo"),
+            "edit",
+            NOTEBOOK_FILE,
+            "--headless",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--base-url",
+            base_url.rstrip("/"),
+            "--token-password-file",
+            str(token_file),
+            "--skip-update-check",
+            "--no-sandbox",
         ]
 
     # -- stop / delete -----------------------------------------------------

@@ -207,8 +207,9 @@ async def test_warm_sails_of_a_dead_worker_are_adopted(rsettings: Settings, tmp_
     workload = WorkloadSpec(env={"TEAM": "adopt"})
     script = tmp_path / "warm_up_and_die.py"
     script.write_text(WARM_UP_AND_DIE)
-    proc = await asyncio.create_subprocess_exec(sys.executable, str(script),
-                                                str(rsettings.data_dir))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(rsettings.data_dir)
+    )
     assert await asyncio.wait_for(proc.wait(), 60) == 0
     rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
     spec = spec_for(workload)
