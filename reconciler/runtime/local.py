@@ -249,26 +249,31 @@ class LocalRuntime:
                 state["marimo"] = marimo.to_json()
                 self._write_state(nid, state)
             if self.pool:
-                self._schedule_refill(spec, self._sail_env(spec, env), marimo.port)
+                self._schedule_refill(spec, self._sail_env(spec, env), marimo)
         return await self.observe(nid)
 
-    def _schedule_refill(self, spec: SessionSpec, sail_env: dict[str, str], port: int) -> None:
+    def _schedule_refill(
+        self, spec: SessionSpec, sail_env: dict[str, str], marimo: procs.Proc
+    ) -> None:
         """Top the shape's pool up (which also fills it on the shape's first
         start) in a background task of this runtime, one per shape at a time."""
         digest = shape(spec.workload)
         task = self._refills.get(digest)
         if task is None or task.done():
-            self._refills[digest] = asyncio.create_task(self._refill_after(spec, sail_env, port))
+            self._refills[digest] = asyncio.create_task(self._refill_after(spec, sail_env, marimo))
 
-    async def _refill_after(self, spec: SessionSpec, sail_env: dict[str, str], port: int) -> None:
+    async def _refill_after(
+        self, spec: SessionSpec, sail_env: dict[str, str], marimo: procs.Proc
+    ) -> None:
         assert self.pool is not None
-        # Not while the start it follows is coming up: on a small host a new
-        # Sail's own start would compete for CPU with that notebook's Marimo.
+        # Not while the start it follows is coming up (its Marimo alive, not
+        # yet answering): on a small host a new Sail's own start would compete
+        # for CPU with that Marimo.
         loop = asyncio.get_running_loop()
         until = loop.time() + REFILL_WAIT_SECONDS
         client = self._client()
-        while loop.time() < until:
-            if await probes.marimo_healthy(client, port, spec.base_url):
+        while loop.time() < until and procs.is_alive(marimo):
+            if await probes.marimo_healthy(client, marimo.port, spec.base_url):
                 break
             await asyncio.sleep(0.05)
         try:
