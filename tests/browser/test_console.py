@@ -162,7 +162,8 @@ def test_paste_token_create_start_open_run_spark_stop(
     # Back to the list: running, owned by us, shared with the team, active just now.
     page.get_by_role("link", name="Notebooks", exact=True).first.click()
     nb.locator(".status-running").wait_for()
-    assert "readers" in nb.inner_text()
+    # The team was shared after this list was last drawn: wait for the next poll.
+    nb.get_by_text("readers").wait_for(timeout=15_000)
     page.screenshot(path=str(artifacts / "console-list.png"))
 
     # Open again (a fresh single-use URL); then, on a controlled clock, the
