@@ -159,10 +159,12 @@ class LocalPool:
             # (a process's cwd and open log follow a rename).
             work, log_file = run_dir / WORK, run_dir / "sail.log"
             shutil.rmtree(work, ignore_errors=True)  # a previous session's
-            os.rename(proc.cwd, work)
+            with contextlib.suppress(OSError):  # else it keeps its pool paths
+                os.rename(proc.cwd, work)
+                proc = dataclasses.replace(proc, cwd=str(work))
             with contextlib.suppress(OSError):
                 os.replace(proc.log, log_file)
-            proc = dataclasses.replace(proc, cwd=str(work), log=str(log_file))
+                proc = dataclasses.replace(proc, log=str(log_file))
             log.info("local_warm_claimed", pid=proc.pid, port=proc.port)
             return proc
         return None
