@@ -35,13 +35,18 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> No
 
 
 async def warm_pids(rt: LocalRuntime, workload: WorkloadSpec, *, ready: bool = True) -> list[int]:
-    """The shape's warm Sails, once all of them answer health (if `ready`)."""
+    """The shape's warm Sails; if `ready`, once there are as many as the pool
+    size and all of them answer health (refills run in the background)."""
     assert rt.pool is not None
-    members = rt.pool.members(workload)
+    pool = rt.pool
     if ready:
-        await until(lambda: _all_healthy([p.port for _, p in rt.pool.members(workload)]))
-        members = rt.pool.members(workload)
-    return [p.pid for _, p in members]
+
+        async def full() -> bool:
+            ports = [p.port for _, p in pool.members(workload)]
+            return len(ports) == pool.size and await _all_healthy(ports)
+
+        await until(full)
+    return [p.pid for _, p in pool.members(workload)]
 
 
 async def _all_healthy(ports: list[int]) -> bool:
