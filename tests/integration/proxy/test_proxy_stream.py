@@ -5,6 +5,7 @@ without buffering, WebSocket messages and close codes passed through."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -325,3 +326,73 @@ async def test_client_leaving_mid_body_frees_the_connection(echo) -> None:  # ty
         metrics.UPSTREAM_ERRORS_TOTAL.labels(k)._value.get() for k in metrics.UPSTREAM_ERRORS
     )
     assert errors_after == errors_before  # a browser leaving is not Marimo's fault
+
+
+REVOCATIONS = {
+    "team membership removed": "delete from team_memberships where member_id = 'EDITOR1'",
+    "team unshared": "delete from notebook_teams where team_id = 'TEAMED1'",
+    "role lowered to viewer": (
+        "update team_memberships set role = 'viewer' where member_id = 'EDITOR1'"
+    ),
+    "member disabled": "update members set disabled_at = now() where id = 'EDITOR1'",
+    "notebook stopping": "update notebooks set status = 'stopping'",
+    "new session": "update notebooks set session_id = 'OTHER'",
+    "notebook deleted": "update notebooks set deleted_at = now(), desired_state = 'deleted'",
+}
+
+
+@pytest.mark.parametrize("change", sorted(REVOCATIONS))
+async def test_each_access_change_ends_a_live_websocket(echo, change: str) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = echo
+    await wait_listening(p)
+    session = await p.login(p.world.editor)
+    try:
+        async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+            await ws.send_str("hi")
+            assert await ws.receive_str(timeout=5) == "echo:hi"
+            started = time.monotonic()
+            sql(p.settings.database_url, REVOCATIONS[change])
+            msg = await ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+            assert ws.close_code == 4403
+            # NOTIFY, not the 3 s safety net, did it.
+            assert time.monotonic() - started < 2.5
+    finally:
+        await session.close()
+
+
+async def test_metrics_and_one_log_line_per_websocket(echo) -> None:  # type: ignore[no-untyped-def]
+    from structlog.testing import capture_logs
+
+    from proxy import metrics
+
+    _, p = echo
+
+    def value(metric, *labels: str) -> float:  # type: ignore[no-untyped-def]
+        return float(metric.labels(*labels)._value.get())
+
+    up_before = value(metrics.BYTES, "to_upstream", "websocket")
+    down_before = value(metrics.BYTES, "to_client", "websocket")
+    ok_before = value(metrics.LOGINS, "ok")
+    session = await p.login(p.world.owner)
+    try:
+        with capture_logs() as logs:
+            async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+                assert value(metrics.WEBSOCKETS_ACTIVE, "edit") >= 1
+                await ws.send_str("abcd")
+                assert await ws.receive_str(timeout=5) == "echo:abcd"
+            for _ in range(100):
+                if any(e["event"] == "proxy.session" for e in logs):
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await session.close()
+    assert value(metrics.LOGINS, "ok") == ok_before + 1
+    assert value(metrics.BYTES, "to_upstream", "websocket") == up_before + 4
+    assert value(metrics.BYTES, "to_client", "websocket") == down_before + 9
+    lines = [e for e in logs if e["event"] == "proxy.session"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["member_id"] == p.world.owner and line["notebook_id"] == NB
+    assert line["mode"] == "edit" and line["bytes_to_upstream"] == 4
+    assert line["bytes_to_client"] == 9 and line["duration_s"] >= 0
