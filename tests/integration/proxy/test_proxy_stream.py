@@ -100,7 +100,8 @@ async def echo(settings: Settings) -> AsyncIterator[tuple[Upstream, ProxyUnderTe
     server = TestServer(upstream.app(), host="127.0.0.1", port=free_port())
     await server.start_server()
     world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
-    proxy_server, p = await serve_proxy(settings, world)
+    # No periodic re-check here: revocations in these tests can only come from NOTIFY.
+    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600)
     try:
         yield upstream, p
     finally:
@@ -355,8 +356,7 @@ async def test_each_access_change_ends_a_live_websocket(echo, change: str) -> No
             msg = await ws.receive(timeout=10)
             assert msg.type == aiohttp.WSMsgType.CLOSE, msg
             assert ws.close_code == 4403
-            # NOTIFY, not the 3 s safety net, did it.
-            assert time.monotonic() - started < 2.5
+            assert time.monotonic() - started < 10
     finally:
         await session.close()
 
