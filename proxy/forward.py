@@ -25,7 +25,7 @@ from proxy.access import Target
 from proxy.cookie import COOKIE_NAME, ProxySession
 from proxy.headers import downstream_response_headers, upstream_request_headers
 from proxy.live import Live, Registry
-from proxy.policy import MAIN_WS, force_kiosk
+from proxy.policy import MAIN_WS, SESSION_ID_HEADER, force_kiosk, viewer_session_id
 
 log = structlog.get_logger("proxy")
 
@@ -52,8 +52,10 @@ def _upstream_url(
     return URL(f"{base}{path}" + (f"?{q}" if q else ""), encoded=True)
 
 
-def _forward_headers(proxy: Proxy, request: web.Request, target: Target, *, websocket: bool) -> Any:
-    return upstream_request_headers(
+def _forward_headers(
+    request: web.Request, session: ProxySession, target: Target, *, websocket: bool
+) -> Any:
+    headers = upstream_request_headers(
         request.headers,
         cookie_name=COOKIE_NAME,
         marimo_token=str(target.session_token),
@@ -62,6 +64,10 @@ def _forward_headers(proxy: Proxy, request: web.Request, target: Target, *, webs
         host=request.host,
         websocket=websocket,
     )
+    if session.mode == "view" and SESSION_ID_HEADER in headers:
+        # The viewer's consumer was registered under its namespaced id (/ws).
+        headers[SESSION_ID_HEADER] = viewer_session_id(headers[SESSION_ID_HEADER])
+    return headers
 
 
 def _count_upstream_error(exc: BaseException) -> None:
@@ -84,7 +90,7 @@ async def forward_http(
     proxy: Proxy, request: web.Request, session: ProxySession, target: Target
 ) -> web.StreamResponse:
     url = _upstream_url(target, request)
-    headers = _forward_headers(proxy, request, target, websocket=False)
+    headers = _forward_headers(request, session, target, websocket=False)
     body = _request_body(request) if request.body_exists else None
     revoked: list[str] = []
     upstream: list[aiohttp.ClientResponse] = []
@@ -160,7 +166,7 @@ async def forward_websocket(
     if session.mode == "view" and relative.rstrip("/") == MAIN_WS:
         query = force_kiosk(request.query_string)
     url = _upstream_url(target, request, query, websocket=True)
-    headers = _forward_headers(proxy, request, target, websocket=True)
+    headers = _forward_headers(request, session, target, websocket=True)
     protocols = [
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     ]

@@ -88,8 +88,28 @@ def _decide_view(method: str, path: str, *, websocket: bool) -> Decision:
     return refused
 
 
+# Marimo keys a session's consumers by the client's session id. A kiosk
+# consumer that presents the editor's id replaces the editor's registration,
+# so the editor's later disconnect is ignored, the session is stuck neither
+# open nor orphaned, the next editor gets a second session, and from then on
+# every `/ws` fails ("Only one session should exist while editing"). So the
+# ids a viewer sends are put in a namespace of their own: never an editor's.
+VIEWER_SESSION_PREFIX = "view-"
+SESSION_ID_PARAM = "session_id"
+SESSION_ID_HEADER = "Marimo-Session-Id"
+
+
+def viewer_session_id(session_id: str) -> str:
+    return VIEWER_SESSION_PREFIX + session_id
+
+
 def force_kiosk(query_string: str) -> str:
-    """A viewer's `/ws` always asks Marimo for a kiosk (read-only) consumer."""
-    pairs = [(k, v) for k, v in parse_qsl(query_string, keep_blank_values=True) if k != "kiosk"]
+    """A viewer's `/ws` always asks Marimo for a kiosk (read-only) consumer,
+    under a session id that cannot be an editor's."""
+    pairs = [
+        (k, viewer_session_id(v) if k == SESSION_ID_PARAM else v)
+        for k, v in parse_qsl(query_string, keep_blank_values=True)
+        if k != "kiosk"
+    ]
     pairs.append(("kiosk", "true"))
     return urlencode(pairs)

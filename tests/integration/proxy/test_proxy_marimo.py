@@ -4,6 +4,7 @@ and revoking access or stopping the notebook ends live connections."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -234,3 +235,57 @@ async def test_periodic_recheck_ends_access_without_notify(settings, marimo) -> 
         await editor.close()
     finally:
         await server.close()
+
+
+async def _status_sessions(p: ProxyUnderTest, editor: aiohttp.ClientSession) -> int:
+    async with editor.get(p.url("/api/status")) as resp:
+        assert resp.status == 200
+        return int((await resp.json())["sessions"])
+
+
+async def test_a_viewer_presenting_the_editors_id_does_not_break_reopening(
+    proxy: ProxyUnderTest,
+) -> None:
+    """Measured on Marimo 0.25 without the proxy's namespacing: a kiosk
+    consumer registered under the editor's session id replaced the editor in
+    Marimo's consumer table, the editor's disconnect was then ignored, the
+    next editor got a second session, and every later `/ws` closed with 1006
+    ("Only one session should exist while editing")."""
+    editor = await proxy.login(proxy.world.owner)
+    viewer = await proxy.login(proxy.world.viewer, "view")
+    try:
+        for _ in range(3):
+            sid = f"s_{uuid.uuid4().hex[:6]}"
+            async with editor.ws_connect(
+                proxy.url(f"/ws?session_id={sid}"), origin=proxy.origin
+            ) as e:
+                assert (await _kernel_ready(e))["data"]["kiosk"] is False
+                v = await viewer.ws_connect(
+                    proxy.url(f"/ws?session_id={sid}&kiosk=true"), origin=proxy.origin
+                )
+                assert (await _kernel_ready(v))["data"]["kiosk"] is True
+            # The editor left first (a reload); the viewer leaves later.
+            await _wait_orphaned(proxy, editor)
+            await v.close()
+        # Reopening still gives an editor on the one session.
+        async with editor.ws_connect(
+            proxy.url(f"/ws?session_id=s_{uuid.uuid4().hex[:6]}"), origin=proxy.origin
+        ) as e:
+            ready = await _kernel_ready(e)
+            assert ready["data"]["kiosk"] is False and ready["data"]["resumed"] is True
+        assert await _status_sessions(proxy, editor) == 1
+    finally:
+        await editor.close()
+        await viewer.close()
+
+
+async def _wait_orphaned(p: ProxyUnderTest, editor: aiohttp.ClientSession) -> None:
+    """Marimo finishes its disconnect bookkeeping just after the close
+    handshake; wait until it no longer counts an open editor."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        async with editor.get(p.url("/api/status/connections")) as resp:
+            if (await resp.json())["active"] == 0:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("Marimo still counts an open editor")

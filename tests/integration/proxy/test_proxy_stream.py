@@ -148,6 +148,20 @@ async def test_request_headers_filtered_and_marimo_token_injected(echo) -> None:
         await session.close()
 
 
+async def test_view_sessions_marimo_session_id_is_namespaced(echo) -> None:  # type: ignore[no-untyped-def]
+    _, p = echo
+    session = await p.login(p.world.viewer, "view")
+    try:
+        async with session.get(
+            p.url("/echo"), headers={"Marimo-Session-Id": "s1", "Marimo-Server-Token": "t1"}
+        ) as resp:
+            got = (await resp.json())["headers"]
+        # The id its kiosk `/ws` was registered under, never an editor's.
+        assert got["marimo-session-id"] == "view-s1" and got["marimo-server-token"] == "t1"
+    finally:
+        await session.close()
+
+
 async def test_response_body_is_streamed_not_buffered(echo) -> None:  # type: ignore[no-untyped-def]
     upstream, p = echo
     session = await p.login(p.world.owner)
@@ -268,7 +282,8 @@ async def test_view_sessions_websocket_is_forced_to_kiosk(echo) -> None:  # type
         ) as ws:
             await ws.send_str("x")
             await ws.receive_str(timeout=5)
-        assert upstream.last_query == "session_id=abc&kiosk=true"
+        # Also under a session id no editor can have (see proxy/policy.py).
+        assert upstream.last_query == "session_id=view-abc&kiosk=true"
     finally:
         await session.close()
 

@@ -113,9 +113,9 @@ def test_view_websockets_other_than_main_are_refused() -> None:
         assert not decide("GET", path, mode="view", websocket=True, allow_terminal=True).allowed
 
 
-def test_force_kiosk_replaces_any_kiosk_parameter() -> None:
+def test_force_kiosk_replaces_any_kiosk_parameter_and_namespaces_the_session_id() -> None:
     assert force_kiosk("session_id=a&kiosk=false&file=nb.py&kiosk=") == (
-        "session_id=a&file=nb.py&kiosk=true"
+        "session_id=view-a&file=nb.py&kiosk=true"
     )
     assert force_kiosk("") == "kiosk=true"
 
