@@ -48,6 +48,7 @@ log = structlog.get_logger(__name__)
 
 CLAIM = "sail.claim"  # in a notebook's run directory: a claimed Sail not yet in state.json
 WORK = "sail-work"  # in a notebook's run directory: a claimed Sail's working directory
+REFILL_ATTEMPTS = 3
 
 
 def shape(workload: WorkloadSpec) -> str:
@@ -63,6 +64,20 @@ def take(entry: Path, dest: Path) -> bool:
         os.rename(entry, dest)
     except FileNotFoundError:
         return False
+    return True
+
+
+async def _comes_up(proc: procs.Proc, timeout: float = 30) -> bool:
+    """False if it dies before answering its health check; True once it
+    answers (or is still alive, only slow, after `timeout`)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout
+    while loop.time() < until:
+        if not procs.is_alive(proc):
+            return False
+        if await probes.sail_healthy(proc.port, 0.5):
+            return True
+        await asyncio.sleep(0.02)
     return True
 
 
@@ -171,40 +186,60 @@ class LocalPool:
 
     async def refill(self, workload: WorkloadSpec, env: dict[str, str]) -> int:
         """Spawn warm Sails until the shape has `size` alive (dead ones are
-        removed, not counted); returns how many were spawned. Does not wait
-        for them to be ready."""
+        removed, not counted) and wait for the new ones to answer; returns
+        how many were added. Runs in the background of a start, or in
+        `warm_up`, so waiting holds nobody up."""
         if self.size <= 0:
             return 0
         await self._attach()
         directory = self.shape_dir(workload)
         directory.mkdir(parents=True, exist_ok=True)
-        spawned = 0
+        added = 0
         async with _flock(directory / ".refill"):
             alive = 0
             for path, proc in self._entries(directory):
                 if procs.is_alive(proc):
                     alive += 1
-                    continue
-                await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))  # its leftovers
-                path.unlink(missing_ok=True)
-                _remove(proc)
-            for _ in range(self.size - alive):
-                wid = secrets.token_hex(4)
-                port = procs.free_port()
-                # Each warm Sail has its own working directory: once claimed,
-                # nothing of it is shared with another notebook's Sail.
-                work = directory / f"{wid}.d"
-                work.mkdir()
-                proc = procs.spawn(
-                    self._argv(port), env=env, cwd=work, log=directory / f"{wid}.log", port=port
-                )
-                tmp = directory / f".{wid}.tmp"  # not *.json: never seen half-written
-                tmp.write_text(json.dumps(proc.to_json()))
-                os.replace(tmp, directory / f"{wid}.json")
-                spawned += 1
-        if spawned:
-            log.info("local_warm_refilled", shape=directory.name, spawned=spawned)
-        return spawned
+                else:
+                    await self._discard(path, proc)
+            # A Sail can die at once, e.g. when its port (picked with bind 0)
+            # is taken before it binds: replaced, a few times at most.
+            for _ in range(REFILL_ATTEMPTS):
+                if alive >= self.size:
+                    break
+                new = [self._spawn(directory, env) for _ in range(self.size - alive)]
+                for path, proc in new:
+                    if await _comes_up(proc):
+                        alive += 1
+                        added += 1
+                    else:
+                        log.warning("local_warm_died", log=procs.tail(proc.log, 3))
+                        await self._discard(path, proc)
+        if added:
+            log.info("local_warm_refilled", shape=directory.name, spawned=added)
+        return added
+
+    def _spawn(self, directory: Path, env: dict[str, str]) -> tuple[Path, procs.Proc]:
+        wid = secrets.token_hex(4)
+        port = procs.free_port()
+        # Each warm Sail has its own working directory: once claimed,
+        # nothing of it is shared with another notebook's Sail.
+        work = directory / f"{wid}.d"
+        work.mkdir()
+        proc = procs.spawn(
+            self._argv(port), env=env, cwd=work, log=directory / f"{wid}.log", port=port
+        )
+        tmp = directory / f".{wid}.tmp"  # not *.json: never seen half-written
+        tmp.write_text(json.dumps(proc.to_json()))
+        path = directory / f"{wid}.json"
+        os.replace(tmp, path)
+        return path, proc
+
+    @staticmethod
+    async def _discard(path: Path, proc: procs.Proc) -> None:
+        await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))  # its group's leftovers
+        path.unlink(missing_ok=True)
+        _remove(proc)
 
     async def drain(self) -> int:
         """Stop every warm Sail of every shape; returns how many."""
