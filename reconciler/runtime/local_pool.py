@@ -213,7 +213,7 @@ class LocalPool:
                         alive += 1
                         added += 1
                     else:
-                        log.warning("local_warm_died", log=procs.tail(proc.log, 3))
+                        log.warning("local_warm_died", reason=procs.death_reason("Sail", proc))
                         await self._discard(path, proc)
         if added:
             log.info("local_warm_refilled", shape=directory.name, spawned=added)

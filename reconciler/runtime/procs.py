@@ -102,7 +102,14 @@ def is_alive(proc: Proc) -> bool:
         p = psutil.Process(proc.pid)
         if abs(p.create_time() - proc.create_time) > 0.05:
             return False
-        return p.status() != psutil.STATUS_ZOMBIE and str(proc.port) in p.cmdline()
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        # Empty for a moment right after spawn: the kernel fills a new
+        # program's arguments only after the exec that let Popen return
+        # (measured: a warm Sail checked at once was taken for dead). The
+        # create time above already tells a reused pid apart.
+        cmdline = p.cmdline()
+        return not cmdline or str(proc.port) in cmdline
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 
