@@ -32,12 +32,14 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+from yarl import URL
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 NB = "NBBENCH1"
 BODY = b"x" * 1024
+PAGE = "/page"  # what the HTTP figures GET; `--marimo` makes it Marimo's /health
 CHP_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "notebooks-bench" / "chp"
 
 
@@ -143,10 +145,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Target:
-    def __init__(self, name: str, base: str, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, name: str, base: str, session: aiohttp.ClientSession, cookie: str = ""
+    ) -> None:
         self.name = name
         self.base = base
         self.session = session
+        self.cookie = cookie  # the Cookie header wrk must send (our proxy's login)
 
     @property
     def origin(self) -> str:
@@ -154,7 +159,7 @@ class Target:
 
 
 async def http_rps(t: Target, concurrency: int, seconds: float) -> float:
-    url = f"{t.base}/notebooks/{NB}/page"
+    url = f"{t.base}/notebooks/{NB}{PAGE}"
     deadline = time.perf_counter() + seconds
     count = 0
 
@@ -163,12 +168,26 @@ async def http_rps(t: Target, concurrency: int, seconds: float) -> float:
         while time.perf_counter() < deadline:
             async with t.session.get(url) as resp:
                 body = await resp.read()
-                assert resp.status == 200 and len(body) == len(BODY), resp.status
+                assert resp.status == 200 and (PAGE != "/page" or len(body) == len(BODY))
             count += 1
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return count / (time.perf_counter() - started)
+
+
+async def wrk_rps(t: Target, concurrency: int, seconds: float) -> float:
+    """requests/s measured by wrk (C, one thread, keep-alive), a load generator
+    far cheaper than the servers it drives, so it measures them, not itself."""
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:.0f}s"]
+    if t.cookie:
+        command += ["-H", f"Cookie: {t.cookie}"]
+    command.append(f"{t.base}/notebooks/{NB}{PAGE}")
+    proc = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+    out, _ = await proc.communicate()
+    text = out.decode()
+    assert "Non-2xx" not in text and "Socket errors" not in text, text
+    return float(text.split("Requests/sec:")[1].split()[0])
 
 
 async def ws_rtt(t: Target, concurrency: int, seconds: float) -> list[float]:
@@ -194,7 +213,7 @@ async def ws_rtt(t: Target, concurrency: int, seconds: float) -> list[float]:
 async def compare(targets: list[Target], seconds: float, rounds: int) -> None:
     """Paths are interleaved round by round and each figure is the median of
     its rounds, so load from other processes hits every path alike."""
-    print(f"\nHTTP GET 1 KiB, requests/s (median of {rounds} rounds of {seconds:.0f} s)")
+    print(f"\nHTTP GET {PAGE}, requests/s (median of {rounds} rounds of {seconds:.0f} s)")
     rps: dict[tuple[str, int], float] = {}
     for c in (1, 16):
         samples: dict[str, list[float]] = {t.name: [] for t in targets}
@@ -211,6 +230,11 @@ async def compare(targets: list[Target], seconds: float, rounds: int) -> None:
             f"  {t.name:<28}{r1:>10.0f}{r16:>10.0f}"
             f"{r1 / rps[('direct', 1)]:>13.2f}x{r16 / rps[('direct', 16)]:>7.2f}x"
         )
+
+    if shutil.which("wrk"):
+        await compare_wrk(targets, seconds, rounds)
+    if PAGE != "/page":
+        return  # Marimo has no echo WebSocket
 
     print(f"\nWebSocket echo round trip, ms ({rounds} rounds of {seconds:.0f} s, pooled)")
     print(
@@ -229,6 +253,27 @@ async def compare(targets: list[Target], seconds: float, rounds: int) -> None:
         print(
             f"  {t.name:<28}{pct(a, 0.5):>9.3f}{pct(a, 0.99):>8.3f}{pct(b, 0.5):>10.3f}"
             f"{pct(b, 0.99):>8.3f}{o1:>19.3f}{o16:>8.3f}"
+        )
+
+
+async def compare_wrk(targets: list[Target], seconds: float, rounds: int) -> None:
+    print(
+        f"\nHTTP GET {PAGE} with wrk -t1, requests/s (median of {rounds} rounds of {seconds:.0f} s)"
+    )
+    rps: dict[tuple[str, int], float] = {}
+    for c in (1, 16):
+        samples: dict[str, list[float]] = {t.name: [] for t in targets}
+        for _ in range(rounds):
+            for t in targets:
+                samples[t.name].append(await wrk_rps(t, c, seconds))
+        for name, values in samples.items():
+            rps[(name, c)] = statistics.median(values)
+    print(f"  {'path':<28}{'c=1':>10}{'c=16':>10}{'x direct c=1':>14}{'c=16':>8}")
+    for t in targets:
+        r1, r16 = rps[(t.name, 1)], rps[(t.name, 16)]
+        print(
+            f"  {t.name:<28}{r1:>10.0f}{r16:>10.0f}"
+            f"{r1 / rps[('direct', 1)]:>13.2f}x{r16 / rps[('direct', 16)]:>7.2f}x"
         )
 
 
@@ -320,9 +365,13 @@ async def run(
             f"{ours}/notebooks/{NB}/_open?token={token}", allow_redirects=False
         ) as resp:
             assert resp.status == 303, await resp.text()
+        cookie = "; ".join(
+            f"{k}={m.value}"
+            for k, m in session.cookie_jar.filter_cookies(URL(f"{ours}/notebooks/{NB}/")).items()
+        )
         targets = [
             Target("direct", f"http://127.0.0.1:{ports['upstream']}", session),
-            Target("our proxy", ours, session),
+            Target("our proxy", ours, session, cookie),
         ]
         if chp:
             targets.append(
@@ -340,6 +389,11 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     parser.add_argument("--soak-sockets", type=int, default=100)
     parser.add_argument("--no-chp", action="store_true")
+    parser.add_argument(
+        "--marimo",
+        action="store_true",
+        help="upstream = a real `marimo edit` (GET its /health; no WebSocket or soak)",
+    )
     parser.add_argument("--profile", help="write a cProfile of the proxy process here")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -359,9 +413,18 @@ def main() -> None:
         ports = {"upstream": free_port(), "proxy": free_port(), "chp": free_port()}
         seed(dsn, f"http://127.0.0.1:{ports['upstream']}")
         keys = (("bench", "b" * 40),)
-        procs.append(
-            subprocess.Popen([sys.executable, __file__, "--upstream", str(ports["upstream"])])
-        )
+        if args.marimo:
+            global PAGE
+            PAGE = "/health"
+            args.soak_seconds = 0
+            (root / "nb.py").write_text("import marimo\n\napp = marimo.App()\n")
+            marimo = [str(Path(sys.executable).parent / "marimo"), "edit", "nb.py", "--headless"]
+            marimo += ["--host", "127.0.0.1", "--port", str(ports["upstream"])]
+            marimo += ["--base-url", f"/notebooks/{NB}", "--no-token", "--skip-update-check"]
+            procs.append(subprocess.Popen(marimo, cwd=root, stderr=subprocess.DEVNULL))
+        else:
+            upstream = [sys.executable, __file__, "--upstream", str(ports["upstream"])]
+            procs.append(subprocess.Popen(upstream))
         env = {
             **os.environ,
             "DATABASE_URL": dsn,

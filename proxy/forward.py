@@ -33,6 +33,14 @@ CHUNK = 64 * 1024
 REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconnect
 
 
+class _CoalescedResponse(web.StreamResponse):
+    """Headers go out with the first body chunk: one send instead of two.
+    Only for bodies of known length, where the first chunk comes with the
+    headers anyway; chunked ones (SSE, long polls) send headers at once."""
+
+    _send_headers_immediately = False
+
+
 @dataclass
 class Proxy:
     settings: Settings
@@ -119,7 +127,10 @@ async def forward_http(
         upstream.append(up)
         metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - started)
         async with up:
-            resp = web.StreamResponse(
+            response_class = (
+                _CoalescedResponse if "Content-Length" in up.headers else web.StreamResponse
+            )
+            resp = response_class(
                 status=up.status, reason=up.reason, headers=downstream_response_headers(up.headers)
             )
             await resp.prepare(request)
