@@ -6,6 +6,8 @@ Layout under the data directory:
   run/{id}/state.json          pids, ports, create times and session id of what runs
   run/{id}/token               Marimo's token (0600), outside the directory Marimo serves
   run/{id}/{sail,marimo}.log   the processes' output: the failure reason comes from here
+  run/{id}/sail-work/          a claimed warm Sail's working directory (removed at stop)
+  pool/                        the optional warm Sail pool (local_pool.py)
 
 Both processes run in their own process groups (start_new_session), so they
 outlive a worker; a new worker reads state.json, checks each pid against its
