@@ -69,6 +69,7 @@ class LocalRuntime:
         self._http: aiohttp.ClientSession | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._refills: dict[str, asyncio.Task[None]] = {}  # per shape
+        self._refill_again: set[str] = set()  # shapes started while their refill ran
         # Warm Sails per workload shape (local_pool.py); None = off.
         self.pool = (
             LocalPool(self.data_dir / "pool", warm_pool_size, self._sail_argv)
@@ -263,6 +264,8 @@ class LocalRuntime:
         task = self._refills.get(digest)
         if task is None or task.done():
             self._refills[digest] = asyncio.create_task(self._refill_after(spec, sail_env, marimo))
+        else:
+            self._refill_again.add(digest)  # a claim it may have counted before
 
     async def _refill_after(
         self, spec: SessionSpec, sail_env: dict[str, str], marimo: procs.Proc
@@ -278,10 +281,16 @@ class LocalRuntime:
             if await probes.marimo_healthy(client, marimo.port, spec.base_url):
                 break
             await asyncio.sleep(0.05)
-        try:
-            await self.pool.refill(spec.workload, sail_env)
-        except Exception:  # the next start tries again
-            log.exception("local_warm_refill_failed", notebook_id=spec.notebook_id)
+        digest = shape(spec.workload)
+        while True:
+            self._refill_again.discard(digest)
+            try:
+                await self.pool.refill(spec.workload, sail_env)
+            except Exception:  # the next start tries again
+                log.exception("local_warm_refill_failed", notebook_id=spec.notebook_id)
+                return
+            if digest not in self._refill_again:
+                return
 
     async def refilled(self) -> None:
         """Wait for the pool refills under way (tests, benchmarks)."""
