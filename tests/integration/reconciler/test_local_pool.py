@@ -1,8 +1,9 @@
 """The local runtime's warm Sail pool, with real Sail and Marimo: a start
 claims a pre-started Sail and spawns only Marimo, the pool is refilled, a
 shape's pool serves only that shape, two claims racing for one warm Sail
-have one winner, and the last runtime to close stops the pool (nothing is
-left behind)."""
+have one winner, warm Sails of a killed worker are adopted, a claim a dying
+worker did not record is stopped, and the last runtime to close stops the
+pool (nothing is left behind)."""
 
 from __future__ import annotations
 
