@@ -20,8 +20,8 @@ from reconciler.runtime.base import Component, Observation, Phase
 # How soon to look again while a start or stop is under way (seconds). Short:
 # readiness of Sail is ~0.15 s and Marimo ~1 s after spawn.
 POLL_SECONDS = 0.05
-# Teardown still under way after a first attempt (pods terminating): look
-# again soon, but do not spin against the runtime (a Kubernetes API server).
+# Components the runtime is still tearing down (pods terminating): look again
+# soon, but do not spin against the runtime (a Kubernetes API server).
 TEARDOWN_POLL_SECONDS = 0.5
 
 
@@ -117,7 +117,7 @@ def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
             (Action.ENSURE_STOPPED,),
             Status.STOPPING,
             message or "stopping",
-            requeue_after=TEARDOWN_POLL_SECONDS if nb.status is Status.STOPPING else 0,
+            requeue_after=TEARDOWN_POLL_SECONDS if _terminating(observed) else 0,
             outcome="stopping",
         )
     if nb.status is Status.STOPPED:
@@ -127,6 +127,10 @@ def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
     # Everything is gone: stopped. The reason (e.g. "idle for 3600 s") stays in the event log.
     message = nb.status_message if nb.status is Status.STOPPING else ""
     return Plan((), Status.STOPPED, message, outcome="stopped")
+
+
+def _terminating(observed: Observation) -> bool:
+    return observed.sail.terminating or observed.marimo.terminating
 
 
 def _plan_running(nb: NotebookState, observed: Observation, now: datetime) -> Plan:

@@ -29,6 +29,7 @@ class Component:
     phase: Phase
     detail: str = ""  # the real reason on failure: exit code, last log lines, pod reason
     terminal: bool = False  # retrying cannot help (image pull error, bad config)
+    terminating: bool = False  # being torn down by the runtime (a pod past its deletion)
 
 
 ABSENT = Component(Phase.ABSENT)

@@ -75,7 +75,7 @@ def component_of(pod: dict[str, Any] | None) -> Component:
     status = pod.get("status") or {}
     if meta.get("deletionTimestamp"):
         # Going away: not usable, not yet gone (teardown waits for ABSENT).
-        return Component(Phase.STARTING, "terminating")
+        return Component(Phase.STARTING, "terminating", terminating=True)
     phase = status.get("phase") or "Pending"
     containers = list(status.get("initContainerStatuses") or []) + list(
         status.get("containerStatuses") or []

@@ -188,6 +188,7 @@ async def test_terminating_pods_are_not_gone_until_the_kubelet_finishes(kube: Ku
     obs = await rt.observe("NB1")
     assert not obs.nothing_left
     assert obs.sail.detail == obs.marimo.detail == "terminating"
+    assert obs.sail.terminating and obs.marimo.terminating  # the reconciler spaces its looks
     deletes = sum(c.action == "delete" for c in kube.emulator.calls)
     await rt.ensure_stopped("NB1")  # pods already terminating are not deleted again
     assert sum(c.action == "delete" for c in kube.emulator.calls) == deletes

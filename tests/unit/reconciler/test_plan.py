@@ -177,12 +177,14 @@ def test_a_fresh_start_counts_as_presence_for_one_window() -> None:
 
 
 def test_teardown_in_progress_is_polled_not_spun() -> None:
-    """A first stop acts at once; while pods are still terminating the next
-    looks are spaced out, so the runtime's API is not hammered."""
+    """A stop acts and looks again at once (a local teardown is done when the
+    action returns); while the runtime still shows components terminating
+    (pods), the next looks are spaced out so its API is not hammered."""
     from reconciler.plan import TEARDOWN_POLL_SECONDS
 
     up = OBS["sail_ready"]
-    first = plan(nb(Desired.STOPPED, Status.RUNNING), up, NOW)
-    again = plan(nb(Desired.STOPPED, Status.STOPPING), up, NOW)
-    assert first.requeue_after == 0
+    going = Observation(S, sail=Component(Phase.STARTING, "terminating", terminating=True))
+    assert plan(nb(Desired.STOPPED, Status.STOPPING), up, NOW).requeue_after == 0
+    again = plan(nb(Desired.STOPPED, Status.STOPPING), going, NOW)
+    assert again.actions == (Action.ENSURE_STOPPED,)
     assert again.requeue_after == TEARDOWN_POLL_SECONDS > 0
