@@ -23,7 +23,7 @@ from proxy import metrics, pages
 from proxy.access import AccessCache, listen
 from proxy.cookie import COOKIE_NAME, CookieCache
 from proxy.forward import Proxy, forward_http, forward_websocket
-from proxy.headers import security_headers
+from proxy.headers import cookie_value, security_headers
 from proxy.live import refusal
 from proxy.login import LoginRefused, check_login, login_response, refused_response
 from proxy.policy import decide, normalize
@@ -92,7 +92,9 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
     if relative == "/_open":
         return await handle_open(request)
 
-    session = request.app[COOKIES].unseal(request.cookies.get(COOKIE_NAME, ""))
+    session = request.app[COOKIES].unseal(
+        cookie_value(request.headers.get("Cookie", ""), COOKIE_NAME)
+    )
     if session is None or session.notebook_id != notebook_id:
         metrics.REQUESTS.labels(kind, "unauthenticated").inc()
         return pages.unauthorized("Open this notebook from the platform to sign in.")

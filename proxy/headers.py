@@ -62,6 +62,19 @@ def connection_tokens(headers: Mapping[str, str] | CIMultiDictProxy[str]) -> set
     return out
 
 
+def cookie_value(cookie_header: str, name: str) -> str:
+    """One cookie's value from a `Cookie` header (the first, as browsers send
+    the most specific path first); cheaper than a full parse on every request.
+    Our own cookie's value never needs quoting."""
+    if name not in cookie_header:
+        return ""
+    for part in cookie_header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.strip() == name:
+            return value.strip()
+    return ""
+
+
 def strip_cookie(cookie_header: str, name: str) -> str:
     """Remove our session cookie from a `Cookie` header, keep the others."""
     kept = [

@@ -22,9 +22,10 @@ from common.settings import Settings
 
 @pytest.fixture
 def marimo(tmp_path: Path) -> Iterator[Marimo]:
-    """A fresh Marimo per test: Marimo 0.25 refuses to resume once several
-    editing sessions piled up in one server ("Only one session should exist
-    while editing"), so tests do not share one."""
+    """A fresh Marimo per test, so no test sees another's session. (The
+    "Only one session should exist while editing" failure once blamed on
+    shared servers came from viewers presenting the editor's session id; the
+    proxy now namespaces viewer ids: docs/proxy.md, "Reopening a notebook".)"""
     proc, info = start_marimo(tmp_path / "marimo", NOTEBOOK_ID)
     try:
         yield info

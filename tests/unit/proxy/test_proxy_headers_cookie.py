@@ -9,6 +9,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from proxy.access import Target, target_from_row
 from proxy.cookie import ProxySession, seal, unseal
 from proxy.headers import (
+    cookie_value,
     downstream_response_headers,
     security_headers,
     strip_cookie,
@@ -180,3 +181,11 @@ def test_only_sendable_close_codes_are_passed_on() -> None:
     assert sendable(1000, 1011) == 1000
     for reserved in (None, 1005, 1006, 1015, 999, 5000):
         assert sendable(reserved, 1011) == 1011
+
+
+def test_cookie_value_finds_ours_among_others() -> None:
+    assert cookie_value("a=1; nb=v.mac; b=2", "nb") == "v.mac"
+    assert cookie_value("nb=first; nb=second", "nb") == "first"
+    assert cookie_value("xnb=1; nbx=2", "nb") == ""
+    assert cookie_value("", "nb") == ""
+    assert cookie_value("a=1;nb = spaced ", "nb") == "spaced"
