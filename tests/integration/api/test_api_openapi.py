@@ -92,7 +92,9 @@ async def test_schemathesis_finds_no_5xx_or_schema_violation(
             "--url", str(server.make_url("/")).rstrip("/"),
             "-H", f"Authorization: Bearer {world.admin.token}",
             "--checks", CHECKS, "--max-examples", "8", "--seed", "1",
-            "--phases", "examples,coverage,fuzzing", "--workers", "2",
+            # One worker: with threads, CPython 3.11 ast.parse inside hypothesis can fail
+                # ("AST constructor recursion depth mismatch"), a tool crash, not ours.
+                "--phases", "examples,coverage,fuzzing", "--workers", "1",
             "--generation-database", "none", "--no-color",
             "--request-timeout", "10",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
