@@ -101,7 +101,6 @@ export const api = {
   removeNotebookTeam: (id, teamId) =>
     request("DELETE", `/workloads/notebooks/${enc(id)}/teams/${enc(teamId)}`),
   listTeams: () => all("/teams"),
-  listMembers: () => all("/members"),
   listConfigs: () => all("/workloads/configs"),
   createConfig: (body) => request("POST", "/workloads/configs", body),
 };
