@@ -176,6 +176,7 @@ def create_app(
     clock: Clock | None = None,
     recheck_seconds: float = 3.0,
     listen_for_changes: bool = True,
+    ws_heartbeat_seconds: float = 20.0,
 ) -> web.Application:
     """The proxy app. Access is re-checked on NOTIFY (immediately) and every
     `recheck_seconds` (the safety net); `listen_for_changes=False` leaves only
@@ -197,7 +198,12 @@ def create_app(
         )
         app[POOL] = pool
         app[CACHE] = AccessCache(pool)
-        app[PROXY] = Proxy(settings=settings, clock=clock or SystemClock(), client=client)
+        app[PROXY] = Proxy(
+            settings=settings,
+            clock=clock or SystemClock(),
+            client=client,
+            ws_heartbeat_seconds=ws_heartbeat_seconds,
+        )
 
         async def on_notify(payload: str) -> None:
             app[CACHE].invalidate(payload)

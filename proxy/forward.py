@@ -47,6 +47,11 @@ class Proxy:
     clock: Clock
     client: aiohttp.ClientSession
     registry: Registry = field(default_factory=Registry)
+    # Pings to the browser: a browser that vanished without a close (sleep,
+    # lost network) is noticed within 1.5x this, and its Marimo socket closed,
+    # so Marimo orphans the session and the member's next open resumes it as
+    # the editor instead of landing as a reader behind a dead editor.
+    ws_heartbeat_seconds: float = 20.0
 
 
 def _upstream_url(
@@ -199,7 +204,10 @@ async def forward_websocket(
         return pages.bad_gateway("The notebook's server did not answer; try again shortly.")
 
     client = web.WebSocketResponse(
-        protocols=[up.protocol] if up.protocol else (), autoping=True, max_msg_size=0
+        protocols=[up.protocol] if up.protocol else (),
+        autoping=True,
+        max_msg_size=0,
+        heartbeat=proxy.ws_heartbeat_seconds,
     )
     stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 

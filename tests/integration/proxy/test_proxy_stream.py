@@ -411,3 +411,30 @@ async def test_metrics_and_one_log_line_per_websocket(echo) -> None:  # type: ig
     assert line["member_id"] == p.world.owner and line["notebook_id"] == NB
     assert line["mode"] == "edit" and line["bytes_to_upstream"] == 4
     assert line["bytes_to_client"] == 9 and line["duration_s"] >= 0
+
+
+async def test_a_browser_that_vanished_is_noticed_and_its_marimo_socket_closed(settings) -> None:  # type: ignore[no-untyped-def]
+    """No close frame, no pongs (a laptop asleep): the heartbeat notices and
+    closes upstream, so Marimo orphans the session for the member's next open."""
+    upstream = Upstream()
+    server = TestServer(upstream.app(), host="127.0.0.1", port=free_port())
+    await server.start_server()
+    world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
+    proxy_server, p = await serve_proxy(
+        settings, world, recheck_seconds=3600, ws_heartbeat_seconds=0.5
+    )
+    session = await p.login(p.world.owner)
+    try:
+        ws = await session.ws_connect(p.url("/ws"), origin=p.origin, autoping=False)
+        await ws.send_str("hi")
+        assert (await ws.receive(timeout=5)).data == "echo:hi"
+        # From here the client neither reads nor answers pings.
+        for _ in range(200):  # up to 10 s
+            if upstream.ws_close_codes:
+                break
+            await asyncio.sleep(0.05)
+        assert upstream.ws_close_codes == [1001]  # "going away", as for a closed tab
+    finally:
+        await session.close()
+        await proxy_server.close()
+        await server.close()
