@@ -4,6 +4,7 @@ database, and a fresh database per test cloned from that template (fast)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ TEMPLATE = "notebooks_template"
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[object]:
-    """The test run's PostgreSQL: DATABASE_URL's server if set, else embedded."""
+    """The test run's PostgreSQL: an embedded server in a temporary directory."""
     root = Path(tempfile.mkdtemp(prefix="nbpg-"))
     server = start_embedded(root / "pg", cleanup="stop")
     try:
@@ -48,29 +49,33 @@ def template_db(admin_dsn: str, pg_server: object) -> str:
 _counter = iter(range(1, 1_000_000))
 
 
-@pytest.fixture
-def database_url_for_test(admin_dsn: str, template_db: str, pg_server: object) -> Iterator[str]:
-    """A fresh, migrated database for one test; dropped afterwards."""
-    name = f"t_{os.getpid()}_{next(_counter)}"
+@contextlib.contextmanager
+def _scratch_database(admin_dsn: str, server: object, prefix: str, template: str | None
+                      ) -> Iterator[str]:
+    """Create a database (cloned from `template`, if given), yield its URL, drop it."""
+    name = f"{prefix}_{os.getpid()}_{next(_counter)}"
+    clone = f" template {template}" if template else ""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"create database {name} template {template_db}")
+        conn.execute(f"create database {name}{clone}")
     try:
-        yield database_url(pg_server, name)
+        yield database_url(server, name)
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture
+def database_url_for_test(admin_dsn: str, template_db: str, pg_server: object) -> Iterator[str]:
+    """A fresh, migrated database for one test; dropped afterwards."""
+    with _scratch_database(admin_dsn, pg_server, "t", template_db) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_database_url(admin_dsn: str, pg_server: object) -> Iterator[str]:
-    name = f"e_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"create database {name}")
-    try:
-        yield database_url(pg_server, name)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {name} with (force)")
+    """A fresh database with no schema (for the migration tests)."""
+    with _scratch_database(admin_dsn, pg_server, "e", None) as url:
+        yield url
 
 
 @pytest.fixture
