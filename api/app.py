@@ -14,7 +14,6 @@ import psycopg
 import structlog
 from aiohttp import web
 from psycopg.conninfo import make_conninfo
-from psycopg.rows import dict_row, tuple_row
 
 from api import metrics
 from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
@@ -95,12 +94,7 @@ async def healthz(_: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     try:
         async with request.app[POOL].connection(timeout=2) as conn:
-            # is_current indexes rows by position; the pool's rows are dicts.
-            conn.row_factory = tuple_row  # type: ignore[assignment]
-            try:
-                current = await is_current(conn)
-            finally:
-                conn.row_factory = dict_row  # type: ignore[assignment]
+            current = await is_current(conn)
     except Exception as err:  # any failure to reach the database means not ready
         return web.json_response({"status": "unavailable", "detail": str(err)}, status=503)
     if not current:

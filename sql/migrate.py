@@ -10,7 +10,7 @@ import psycopg
 from pgqueuer import Queries
 from psycopg.rows import tuple_row
 
-from sql import migration_files
+from sql import latest_version, migration_files
 
 _LOCK_KEY = 7_310_001  # arbitrary, constant: serializes concurrent migrators
 
@@ -59,7 +59,5 @@ async def migrate(dsn: str) -> list[int]:
 
 async def is_current(conn: psycopg.AsyncConnection) -> bool:
     """True when every migration file has been applied (for /readyz)."""
-    from sql import latest_version
-
-    done = await applied_versions(conn)
-    return latest_version() in done if latest_version() else True
+    latest = latest_version()
+    return latest == 0 or latest in await applied_versions(conn)
