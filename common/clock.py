@@ -27,6 +27,3 @@ class FakeClock:
     def advance(self, seconds: float) -> datetime:
         self._now += timedelta(seconds=seconds)
         return self._now
-
-    def set(self, when: datetime) -> None:
-        self._now = when

@@ -6,7 +6,7 @@ Every knob is an environment variable (12-factor); defaults suit one machine.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -61,7 +61,7 @@ class Settings:
     runtime: str = "local"
     # JWT keys for proxy login tokens: first signs, all verify (rotation).
     signing_keys: tuple[tuple[str, str], ...] = ()
-    # HMAC key for pagination markers.
+    # HMAC key for pagination markers and the proxy's cookie (purpose-separated).
     secret_key: str = ""
     cookie_secure: bool = True
     frame_ancestors: str = "'self'"
@@ -79,7 +79,6 @@ class Settings:
     worker_metrics_host: str = "127.0.0.1"
     # Pre-started Sail servers per workload shape in the local runtime (0 = off).
     local_warm_pool_size: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
