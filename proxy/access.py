@@ -84,9 +84,6 @@ class AccessCache:
         for key in [k for k in self._entries if k[index] == ident]:
             del self._entries[key]
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 async def listen(
     dsn: str, on_notify: Callable[[str], Awaitable[None]], ready: asyncio.Event | None = None

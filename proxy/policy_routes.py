@@ -1,5 +1,5 @@
 """Marimo's own route table, flattened, so the read-only policy can be
-checked against it (tests, and a warning at start-up when Marimo changes)."""
+checked against it by the tests when Marimo changes."""
 
 from __future__ import annotations
 
