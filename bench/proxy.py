@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -214,22 +215,7 @@ async def compare(targets: list[Target], seconds: float, rounds: int) -> None:
     """Paths are interleaved round by round and each figure is the median of
     its rounds, so load from other processes hits every path alike."""
     print(f"\nHTTP GET {PAGE}, requests/s (median of {rounds} rounds of {seconds:.0f} s)")
-    rps: dict[tuple[str, int], float] = {}
-    for c in (1, 16):
-        samples: dict[str, list[float]] = {t.name: [] for t in targets}
-        for _ in range(rounds):
-            for t in targets:
-                await http_rps(t, c, 0.3)  # warm-up
-                samples[t.name].append(await http_rps(t, c, seconds))
-        for name, values in samples.items():
-            rps[(name, c)] = statistics.median(values)
-    print(f"  {'path':<28}{'c=1':>10}{'c=16':>10}{'x direct c=1':>14}{'c=16':>8}")
-    for t in targets:
-        r1, r16 = rps[(t.name, 1)], rps[(t.name, 16)]
-        print(
-            f"  {t.name:<28}{r1:>10.0f}{r16:>10.0f}"
-            f"{r1 / rps[('direct', 1)]:>13.2f}x{r16 / rps[('direct', 16)]:>7.2f}x"
-        )
+    await rps_table(targets, seconds, rounds, warm_http_rps)
 
     if shutil.which("wrk"):
         await compare_wrk(targets, seconds, rounds)
@@ -260,12 +246,27 @@ async def compare_wrk(targets: list[Target], seconds: float, rounds: int) -> Non
     print(
         f"\nHTTP GET {PAGE} with wrk -t1, requests/s (median of {rounds} rounds of {seconds:.0f} s)"
     )
+    await rps_table(targets, seconds, rounds, wrk_rps)
+
+
+async def warm_http_rps(t: Target, concurrency: int, seconds: float) -> float:
+    await http_rps(t, concurrency, 0.3)  # warm-up
+    return await http_rps(t, concurrency, seconds)
+
+
+async def rps_table(
+    targets: list[Target],
+    seconds: float,
+    rounds: int,
+    measure: Callable[[Target, int, float], Awaitable[float]],
+) -> None:
+    """Median requests/s of each path at c=1 and c=16, printed beside direct."""
     rps: dict[tuple[str, int], float] = {}
     for c in (1, 16):
         samples: dict[str, list[float]] = {t.name: [] for t in targets}
         for _ in range(rounds):
             for t in targets:
-                samples[t.name].append(await wrk_rps(t, c, seconds))
+                samples[t.name].append(await measure(t, c, seconds))
         for name, values in samples.items():
             rps[(name, c)] = statistics.median(values)
     print(f"  {'path':<28}{'c=1':>10}{'c=16':>10}{'x direct c=1':>14}{'c=16':>8}")
