@@ -47,12 +47,6 @@ class NotFound(ApiError):
     title = "Not found"
 
 
-class MethodNotAllowed(ApiError):
-    status = 405
-    code = "method_not_allowed"
-    title = "Method not allowed"
-
-
 class Conflict(ApiError):
     status = 409
     code = "conflict"
