@@ -7,7 +7,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from common.clock import FakeClock
 from common.session_token import mint
 from common.settings import Settings
 from proxy.app import LISTENING, create_app
+from reconciler.runtime.procs import free_port
 
 NOTEBOOK_ID = "NBPROXYTEST1"
 NOTEBOOK_SOURCE = """import marimo
@@ -41,12 +41,6 @@ def _():
 if __name__ == "__main__":
     app.run()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
