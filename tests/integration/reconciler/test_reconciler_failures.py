@@ -91,7 +91,7 @@ async def test_worker_killed_mid_start_is_replaced_and_processes_are_adopted(
     rows, worker, rsettings: Settings
 ):
     nid = await rows.notebook()
-    raw = {**rsettings.__dict__, "data_dir": str(rsettings.data_dir), "extra": {}}
+    raw = {**rsettings.__dict__, "data_dir": str(rsettings.data_dir)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(HERE / "reconciler_worker_proc.py"), json.dumps(raw),
         env={**os.environ, "PYTHONPATH": os.getcwd()},

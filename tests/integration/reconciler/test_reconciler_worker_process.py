@@ -22,7 +22,7 @@ HERE = Path(__file__).parent
 async def test_worker_serves_metrics_and_exits_cleanly_on_sigterm(rows, rsettings: Settings):
     await rows.notebook(status="running", desired_state="running")  # counted by status
     port = free_port()
-    raw = {**rsettings.__dict__, "data_dir": str(rsettings.data_dir), "extra": {}}
+    raw = {**rsettings.__dict__, "data_dir": str(rsettings.data_dir)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(HERE / "reconciler_worker_proc.py"), json.dumps(raw), str(port),
         env={**os.environ, "PYTHONPATH": os.getcwd()},
