@@ -124,11 +124,6 @@ async def _recheck(
                 await enqueue_reconcile(conn, [notebook_id])
 
 
-def _asyncpg_dsn(dsn: str) -> str:
-    # asyncpg understands libpq URLs, including ?host=/socket/dir.
-    return dsn
-
-
 async def run_worker(
     settings: Settings,
     *,
@@ -151,7 +146,8 @@ async def run_worker(
 
     @contextlib.asynccontextmanager
     async def factory() -> AsyncIterator[PgQueuer]:
-        conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url))
+        # asyncpg understands libpq URLs, including ?host=/socket/dir.
+        conn = await asyncpg.connect(settings.database_url)
         pgq = PgQueuer.from_asyncpg_connection(conn)
 
         @pgq.entrypoint(RECONCILE)
