@@ -75,4 +75,3 @@ async def marimo_executing_at(
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
         return False
     return False
-    return False
