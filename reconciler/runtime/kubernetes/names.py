@@ -22,7 +22,6 @@ SAIL_PORT = 50051
 MARIMO_PORT = 2718
 
 TOKEN_KEY = "token"
-NOTEBOOK_FILE = "notebook.py"
 DATA_DIR = "/data"
 TOKEN_DIR = "/var/run/secrets/notebooks"
 

@@ -12,7 +12,7 @@ from typing import Any
 from reconciler.runtime.base import ResourceSpec, SessionSpec
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
-from reconciler.runtime.template import TEMPLATE  # the same first cell as locally
+from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE  # the same as locally
 
 Obj = dict[str, Any]
 
@@ -197,7 +197,7 @@ def sail_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
 def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     nid, sid = spec.notebook_id, spec.session_id
     image = spec.workload.marimo.image or ks.marimo_image
-    path = f"{n.DATA_DIR}/{n.NOTEBOOK_FILE}"
+    path = f"{n.DATA_DIR}/{NOTEBOOK_FILE}"
     base_url = spec.base_url.rstrip("/")
     ours = {
         "HOME": "/tmp",
