@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -42,7 +41,7 @@ from reconciler.runtime.base import (
     TerminalError,
     WorkloadSpec,
 )
-from reconciler.runtime.local_pool import CLAIM, WORK, LocalPool, shape
+from reconciler.runtime.local_pool import CLAIM, WORK, LocalPool, flock, shape
 from reconciler.runtime.local_pool import read as read_proc
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
 
@@ -106,17 +105,8 @@ class LocalRuntime:
         async with self._locks.setdefault(notebook_id, asyncio.Lock()):
             locks = self.data_dir / "run" / ".locks"
             locks.mkdir(parents=True, exist_ok=True)
-            fd = os.open(locks / notebook_id, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        await asyncio.sleep(0.05)
+            async with flock(locks / notebook_id):
                 yield
-            finally:
-                os.close(fd)  # releases the flock
 
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:

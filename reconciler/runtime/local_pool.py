@@ -96,7 +96,7 @@ def read(path: Path) -> procs.Proc | None:
 
 
 @contextlib.asynccontextmanager
-async def _flock(path: Path, how: int = fcntl.LOCK_EX) -> AsyncIterator[int]:
+async def flock(path: Path, how: int = fcntl.LOCK_EX) -> AsyncIterator[int]:
     """An flock without blocking the event loop (released by the kernel if
     the holder dies, so never stale)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -195,7 +195,7 @@ class LocalPool:
         directory = self.shape_dir(workload)
         directory.mkdir(parents=True, exist_ok=True)
         added = 0
-        async with _flock(directory / ".refill"):
+        async with flock(directory / ".refill"):
             alive = 0
             for path, proc in self._entries(directory):
                 if procs.is_alive(proc):
