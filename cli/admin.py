@@ -133,6 +133,14 @@ def _one(conn: Conn, name: str, params: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _found(conn: Conn, name: str, params: dict[str, Any], missing: str) -> dict[str, Any]:
+    """The row `name` returns, else a CliError saying `missing`."""
+    row = conn.execute(query(name), params).fetchone()
+    if row is None:
+        raise CliError(missing)
+    return row
+
+
 def _organization(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> str:
     """--org, else the credentials file's organization, else the only one."""
     if args.org:
@@ -153,21 +161,15 @@ def _organization(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
 
 
 def _member(conn: Conn, org: str, member_id: str) -> dict[str, Any]:
-    row = conn.execute(
-        query("admin_get_member"), {"id": _id(member_id, "member"), "organization_id": org}
-    ).fetchone()
-    if row is None:
-        raise CliError(f"member {member_id} not found in organization {org}")
-    return row
+    params = {"id": _id(member_id, "member"), "organization_id": org}
+    return _found(conn, "admin_get_member", params,
+                  f"member {member_id} not found in organization {org}")
 
 
 def _team(conn: Conn, org: str, team_id: str) -> dict[str, Any]:
-    row = conn.execute(
-        query("admin_get_team"), {"id": _id(team_id, "team"), "organization_id": org}
-    ).fetchone()
-    if row is None:
-        raise CliError(f"team {team_id} not found in organization {org}")
-    return row
+    params = {"id": _id(team_id, "team"), "organization_id": org}
+    return _found(conn, "admin_get_team", params,
+                  f"team {team_id} not found in organization {org}")
 
 
 def org_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -198,12 +200,8 @@ def member_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
 def member_disable(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     member_id = _id(args.member, "member")
     org = _organization(conn, args, env)
-    row = conn.execute(
-        query("admin_disable_member"), {"id": member_id, "organization_id": org}
-    ).fetchone()
-    if row is None:
-        raise CliError(f"member {member_id} not found in organization {org}")
-    return row
+    return _found(conn, "admin_disable_member", {"id": member_id, "organization_id": org},
+                  f"member {member_id} not found in organization {org}")
 
 
 def member_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -271,12 +269,8 @@ def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> A
 def token_revoke(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     token_id = _id(args.token, "token")
     org = _organization(conn, args, env)
-    row = conn.execute(
-        query("admin_revoke_token"), {"id": token_id, "organization_id": org}
-    ).fetchone()
-    if row is None:
-        raise CliError(f"token {token_id} not found in organization {org}")
-    return row
+    return _found(conn, "admin_revoke_token", {"id": token_id, "organization_id": org},
+                  f"token {token_id} not found in organization {org}")
 
 
 def token_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
