@@ -109,17 +109,17 @@ async def _read(deps: Deps, notebook_id: str) -> dict[str, Any] | None:
 async def reconcile_once(deps: Deps, notebook_id: str) -> Result:
     started = time.monotonic()
     row = await _read(deps, notebook_id)
-    actions: tuple[Action, ...]
     if row is None:
-        result, actions = Result("gone", None), ()
+        result = Result("gone", None)
     else:
         try:
-            result, actions = await _pass(deps, row)
+            result = await _pass(deps, row)
         except TerminalError as exc:
             # Recorded, not retried: the member sees the reason and may start again.
-            await _write(deps, row, Plan((Action.ENSURE_STOPPED,), Status.FAILED, str(exc)), None)
+            stop = Plan((Action.ENSURE_STOPPED,), Status.FAILED, str(exc))
+            await _write(deps, row, stop, None)
             await deps.runtime.ensure_stopped(notebook_id)
-            result, actions = Result("failed", None, row["generation"]), (Action.ENSURE_STOPPED,)
+            result = Result("failed", None, row["generation"], stop.actions)
     duration = time.monotonic() - started
     metrics.RECONCILES.labels(result.outcome).inc()
     metrics.RECONCILE_SECONDS.observe(duration)
@@ -128,14 +128,14 @@ async def reconcile_once(deps: Deps, notebook_id: str) -> Result:
         "reconcile pass",
         notebook_id=notebook_id,
         generation=result.generation,
-        action=",".join(a.value for a in actions) or "none",
+        action=",".join(a.value for a in result.actions) or "none",
         outcome=result.outcome,
         duration_ms=round(duration * 1000, 1),
     )
-    return Result(result.outcome, result.requeue_after, result.generation, actions)
+    return result
 
 
-async def _pass(deps: Deps, row: dict[str, Any]) -> tuple[Result, tuple[Action, ...]]:
+async def _pass(deps: Deps, row: dict[str, Any]) -> Result:
     nb = _state(row, deps.presence_window_seconds)
     observed = await deps.runtime.observe(nb.id)
     now = deps.clock.now()
@@ -145,7 +145,7 @@ async def _pass(deps: Deps, row: dict[str, Any]) -> tuple[Result, tuple[Action, 
         match action:
             case Action.AUTO_STOP:
                 if not await _auto_stop(deps, nb, now):
-                    return Result("conflict", 0, nb.generation), p.actions
+                    return Result("conflict", 0, nb.generation, p.actions)
                 metrics.AUTO_STOPS.labels(p.auto_stop_reason or "idle").inc()
             case Action.ENSURE_RUNNING:
                 observed = await deps.runtime.ensure_running(session_spec(row))
@@ -160,22 +160,25 @@ async def _pass(deps: Deps, row: dict[str, Any]) -> tuple[Result, tuple[Action, 
     auto_stopped = Action.AUTO_STOP in p.actions
     written = await _write(deps, row, p, observed, deadline=deadline, auto_stopped=auto_stopped)
     if not written:
-        return Result("conflict", 0, nb.generation), p.actions
+        return Result("conflict", 0, nb.generation, p.actions)
     if nb.status is Status.STARTING and p.status is Status.RUNNING and row["start_requested_at"]:
         metrics.START_TO_RUNNING.observe((now - row["start_requested_at"]).total_seconds())
-    return Result(p.outcome, p.requeue_after, nb.generation), p.actions
+    return Result(p.outcome, p.requeue_after, nb.generation, p.actions)
 
 
 async def _auto_stop(deps: Deps, nb: NotebookState, now: datetime) -> bool:
     async with deps.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            query("reconciler_auto_stop"),
+        row = await fetchone(
+            conn,
+            "reconciler_auto_stop",
             {
-                "id": nb.id, "generation": nb.generation, "now": now,
+                "id": nb.id,
+                "generation": nb.generation,
+                "now": now,
                 "last_active_at": nb.last_active_at,
             },
         )
-        return await cur.fetchone() is not None
+        return row is not None
 
 
 async def _write(
