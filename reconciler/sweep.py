@@ -16,6 +16,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from common.jobs import enqueue_reconcile
+from common.statuses import Status
 from reconciler import metrics
 from reconciler.db import fetchall, fetchone
 
@@ -43,8 +44,8 @@ async def sweep_once(pool: AsyncConnectionPool) -> int | None:
 async def refresh_gauges(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
         counts = {r["status"]: r["n"] for r in await fetchall(conn, "reconciler_status_counts")}
-        for status in metrics.BY_STATUS._metrics:  # noqa: SLF001 - label tuples created up front
-            metrics.BY_STATUS.labels(*status).set(counts.get(status[0], 0))
+        for status in Status:
+            metrics.BY_STATUS.labels(status.value).set(counts.get(status.value, 0))
         stats = await fetchone(conn, "reconciler_queue_stats")
         if stats:
             metrics.QUEUE_DEPTH.set(stats["queued"])
