@@ -27,9 +27,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cli.bootstrap import CREDENTIALS_FILE, read_json
+from cli.bootstrap import CREDENTIALS_FILE, mint_token, read_json
 from cli.database import CliError, data_dir_from_env, database_for
-from common import tokens
 from common.ids import is_valid_id, new_id
 from sql import query
 
@@ -251,18 +250,7 @@ def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> A
     member = _member(conn, org, member_id)
     if member["disabled_at"] is not None:
         raise CliError(f"member {member_id} is disabled")
-    secret = tokens.new_token()
-    row = _one(
-        conn,
-        "admin_create_token",
-        {
-            "id": new_id(),
-            "member_id": member_id,
-            "name": name,
-            "prefix": tokens.token_prefix(secret),
-            "secret_hash": tokens.hash_token(secret),
-        },
-    )
+    secret, row = mint_token(conn, member_id, name)
     return {**row, "token": secret}  # shown this once; only its hash is stored
 
 

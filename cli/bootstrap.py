@@ -9,6 +9,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -78,9 +79,11 @@ def _token_owner(conn: psycopg.Connection, token: str) -> dict[str, str] | None:
     return cur.execute(query("admin_token_owner"), params).fetchone()
 
 
-def _mint_token(conn: psycopg.Connection, member_id: str, name: str) -> str:
+def mint_token(conn: psycopg.Connection[Any], member_id: str, name: str) -> tuple[str, Any]:
+    """A new API token for the member: its secret (only the hash is stored, so
+    this is the one chance to show it) and the stored row."""
     token = tokens.new_token()
-    conn.execute(
+    row = conn.execute(
         query("admin_create_token"),
         {
             "id": new_id(),
@@ -89,8 +92,8 @@ def _mint_token(conn: psycopg.Connection, member_id: str, name: str) -> str:
             "prefix": tokens.token_prefix(token),
             "secret_hash": tokens.hash_token(token),
         },
-    )
-    return token
+    ).fetchone()
+    return token, row
 
 
 def ensure_first_admin(database_url: str, credentials: dict[str, object] | None) -> FirstAdmin:
@@ -133,7 +136,7 @@ def ensure_first_admin(database_url: str, credentials: dict[str, object] | None)
                 },
             )
             admin = {"id": member_id, "organization_id": org_id}
-        token = _mint_token(conn, admin["id"], "notebooks up")
+        token, _ = mint_token(conn, admin["id"], "notebooks up")
         return FirstAdmin(admin["organization_id"], admin["id"], token)
 
 
