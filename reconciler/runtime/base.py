@@ -4,6 +4,8 @@ is decided by the pure `plan()`, never here."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -52,6 +54,11 @@ class WorkloadSpec:
     sail: ResourceSpec = ResourceSpec()
     marimo: ResourceSpec = ResourceSpec()
     node_selector: dict[str, str] = field(default_factory=dict)
+
+
+def shape_digest(key: dict[str, object]) -> str:
+    """A warm pool's shape: what its pre-started Sails depend on, as a short digest."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

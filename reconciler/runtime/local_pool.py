@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -42,7 +41,7 @@ from pathlib import Path
 import structlog
 
 from reconciler.runtime import probes, procs
-from reconciler.runtime.base import WorkloadSpec
+from reconciler.runtime.base import WorkloadSpec, shape_digest
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +52,7 @@ REFILL_ATTEMPTS = 3
 
 def shape(workload: WorkloadSpec) -> str:
     """What a local Sail process depends on, as a short digest."""
-    key = {"mode": workload.mode, "workers": workload.workers, "env": workload.env}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return shape_digest({"mode": workload.mode, "workers": workload.workers, "env": workload.env})
 
 
 def take(entry: Path, dest: Path) -> bool:

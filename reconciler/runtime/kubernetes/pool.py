@@ -15,14 +15,12 @@ the namespace's default deny) keep every client away until claimed."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import secrets
 
 import structlog
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.runtime.base import SessionSpec, WorkloadSpec
+from reconciler.runtime.base import SessionSpec, WorkloadSpec, shape_digest
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.api import KubeApi, Obj
@@ -41,14 +39,15 @@ def poolable(workload: WorkloadSpec) -> bool:
 
 def shape(workload: WorkloadSpec, ks: KubernetesSettings) -> str:
     sail = workload.sail
-    key = {
-        "image": sail.image or ks.sail_image,
-        "cpu": sail.cpu or ks.default_cpu,
-        "memory": sail.memory or ks.default_memory,
-        "env": workload.env,
-        "node_selector": workload.node_selector,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return shape_digest(
+        {
+            "image": sail.image or ks.sail_image,
+            "cpu": sail.cpu or ks.default_cpu,
+            "memory": sail.memory or ks.default_memory,
+            "env": workload.env,
+            "node_selector": workload.node_selector,
+        }
+    )
 
 
 def warm_pod(workload: WorkloadSpec, ks: KubernetesSettings, suffix: str) -> Obj:
