@@ -322,6 +322,7 @@ Handler = Callable[[Conn, argparse.Namespace, dict[str, str]], Any]
 
 def add_parser(sub: Any) -> None:
     admin = sub.add_parser("admin", help="manage members, teams, tokens, configs")
+    admin.set_defaults(func=run_admin)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON")
     common.add_argument(

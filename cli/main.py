@@ -125,8 +125,6 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     args = build_parser().parse_args(argv)
     env = dict(os.environ if environ is None else environ)
     try:
-        if args.command == "admin":
-            return admin.run_admin(args, env)
         return int(args.func(args, env))
     except (CliError, SettingsError) as e:
         print(f"notebooks {args.command}: error: {e}", file=sys.stderr)
