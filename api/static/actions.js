@@ -3,12 +3,19 @@
 
 import { api } from "./api.js";
 import { $, announce, h, setBusy, showError } from "./dom.js";
-import { PROVISIONED, STARTABLE, STOPPABLE, configName, state } from "./store.js";
+import { PROVISIONED, STARTABLE, STOPPABLE, absorb, configName, state } from "./store.js";
 
 // Turn a describe/list entry into the notebook plus its team ids.
 export function joinItem(item, included) {
   const nb = (included.notebooks || []).find((n) => n.id === item.notebookId);
   return nb ? { ...nb, teamIds: item.teamIds || [], workloadConfigId: item.workloadConfigId || nb.workloadConfigId } : null;
+}
+
+// One notebook, described afresh; the names in its `included` are remembered.
+export async function loadNotebook(id) {
+  const described = await api.describeNotebook(id);
+  absorb(described.included);
+  return joinItem(described.item, described.included);
 }
 
 // Keep focus on "the same" control when a region is re-rendered by polling.

@@ -1,6 +1,6 @@
 // The notebooks list and the single-notebook view, both kept live by polling.
 
-import { actionButtons, joinItem, openCreate, preserveFocus } from "./actions.js";
+import { actionButtons, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, formatTime, formatTimeout, h, showError, statusBadge } from "./dom.js";
 import { Poller, TRANSITIONAL, absorb, configName, memberLabel, state, teamName } from "./store.js";
@@ -108,15 +108,13 @@ function fact(term, ...value) {
 
 async function refreshDetail() {
   const errorEl = $("#nb-error");
-  let described;
+  let nb;
   try {
-    described = await api.describeNotebook(detail.id);
+    nb = await loadNotebook(detail.id);
   } catch (err) {
     showError(errorEl, err, "Could not load the notebook");
     return false;
   }
-  absorb(described.included);
-  const nb = joinItem(described.item, described.included);
   detail.nb = nb;
   noteStatus(nb);
   $("#nb-title").textContent = nb.name;

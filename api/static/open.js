@@ -2,10 +2,10 @@
 // URL, with a presence ping every 60 s while the iframe is shown and the tab
 // is visible (the API's presence window is longer, so one missed tick is fine).
 
-import { joinItem } from "./actions.js";
+import { loadNotebook } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, setBusy, showError, statusBadge } from "./dom.js";
-import { PROVISIONED, Poller, absorb } from "./store.js";
+import { PROVISIONED, Poller } from "./store.js";
 
 export const PING_INTERVAL_MS = 60_000;
 
@@ -39,9 +39,7 @@ function onVisibility() {
 
 async function refreshStatus() {
   try {
-    const described = await api.describeNotebook(open.id);
-    absorb(described.included);
-    const nb = joinItem(described.item, described.included);
+    const nb = await loadNotebook(open.id);
     open.nb = nb;
     $("#open-title").textContent = nb.name;
     document.title = `${nb.name} · Notebooks`;
