@@ -33,6 +33,7 @@ import psycopg
 import pytest
 
 from common.tokens import hash_token, new_token, token_prefix
+from reconciler.runtime.procs import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -72,12 +73,6 @@ ping();
 setInterval(ping, window.PING_EVERY_MS);
 </script></body></html>
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(check: Any, seconds: float, what: str) -> Any:
@@ -165,7 +160,7 @@ def _serve_platform(platform: Platform) -> ThreadingHTTPServer:
             self.send_response(204)
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", _free_port()), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     platform.url = f"http://127.0.0.1:{server.server_port}"
     return server
@@ -231,8 +226,8 @@ def platform(settings: Any, tmp_path: Path) -> Iterator[Platform]:
         return proc
 
     try:
-        sail_port, marimo_port = _free_port(), _free_port()
-        api_port, proxy_port = _free_port(), _free_port()
+        sail_port, marimo_port = free_port(), free_port()
+        api_port, proxy_port = free_port(), free_port()
         spawn(
             "sail",
             [str(BIN / "sail"), "spark", "server", "--ip", "127.0.0.1", "--port", str(sail_port)],
