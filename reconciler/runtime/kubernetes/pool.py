@@ -20,7 +20,7 @@ import secrets
 import structlog
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.runtime.base import SessionSpec, WorkloadSpec, shape_digest
+from reconciler.runtime.base import Phase, SessionSpec, WorkloadSpec, shape_digest
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.api import KubeApi, Obj
@@ -100,9 +100,9 @@ class WarmPool:
         """Take a warm pod for this session: its name, or None if none could be had."""
         members = await self._members(shape(spec.workload, self._ks))
         # Ready ones first: they save the whole start; pending ones still save the pull.
-        members.sort(key=lambda p: component_of(p).phase.value != "ready")
+        members.sort(key=lambda p: component_of(p).phase is not Phase.READY)
         for pod in members:
-            if component_of(pod).phase.value == "failed":
+            if component_of(pod).phase is Phase.FAILED:
                 continue
             name = pod["metadata"]["name"]
             try:
@@ -130,7 +130,7 @@ class WarmPool:
         digest = shape(workload, self._ks)
         async with self._refill_lock:
             members = await self._members(digest)
-            failed = [p for p in members if component_of(p).phase.value == "failed"]
+            failed = [p for p in members if component_of(p).phase is Phase.FAILED]
             for pod in failed:
                 await self._api.delete("Pod", pod["metadata"]["name"])
             created = 0
