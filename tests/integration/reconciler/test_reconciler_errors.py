@@ -13,6 +13,7 @@ from pgqueuer.errors import RetryRequested
 from common.clock import FakeClock
 from common.db import open_pool
 from common.settings import Settings
+from reconciler.plan import Action
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Observation, SessionSpec, TerminalError
 from reconciler.worker import MAX_BACKOFF_SECONDS, backoff, handle_reconcile
@@ -50,6 +51,7 @@ async def test_terminal_error_fails_the_start_with_its_reason(rows, rsettings: S
     try:
         result = await reconcile_once(Deps(pool=pool, runtime=runtime, clock=clock), nid)
         assert (result.outcome, result.requeue_after) == ("failed", None)
+        assert result.actions == (Action.ENSURE_STOPPED,)  # what the job's log line names
         row = await rows.get(nid)
         assert row["status"] == "failed"
         assert row["status_message"] == "cannot start: no such file: sail"
