@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
 from multidict import CIMultiDict, CIMultiDictProxy
 
 # RFC 9110 §7.6.1 plus the de-facto ones; WebSocket handshake headers are
@@ -49,15 +47,10 @@ _REQUEST_DROP = frozenset(
 _RESPONSE_DROP = frozenset({"server", "x-powered-by", "x-content-type-options"})
 
 
-def connection_tokens(headers: Mapping[str, str] | CIMultiDictProxy[str]) -> set[str]:
+def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
     """Header names listed in `Connection` are hop-by-hop too."""
     out: set[str] = set()
-    values: Iterable[str]
-    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
-        values = headers.getall("Connection", [])
-    else:
-        values = [v for k, v in headers.items() if k.lower() == "connection"]
-    for value in values:
+    for value in headers.getall("Connection", []):
         out.update(t.strip().lower() for t in value.split(",") if t.strip())
     return out
 
