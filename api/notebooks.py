@@ -27,7 +27,6 @@ from api.validation import (
 from common.ids import new_id
 from common.jobs import enqueue_reconcile
 from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOPPABLE
-from sql import query
 
 TEAM_IDS_SCHEMA = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
 CREATE_SCHEMA = obj(
@@ -108,9 +107,8 @@ async def enqueue(ctx: Ctx, notebook_id: str) -> None:
 
 
 async def set_status(ctx: Ctx, notebook_id: str, status: str, message: str) -> None:
-    await ctx.conn.execute(query("set_status"), {  # type: ignore[arg-type]
-        "id": notebook_id, "status": status, "status_message": message,
-        "actor": ctx.me.member_id, "now": ctx.now})
+    await ctx.run("set_status", {"id": notebook_id, "status": status, "status_message": message,
+                                 "actor": ctx.me.member_id, "now": ctx.now})
 
 
 async def list_notebooks(ctx: Ctx) -> web.Response:
