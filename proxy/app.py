@@ -38,16 +38,20 @@ LISTENING = web.AppKey("listening", asyncio.Event)
 COOKIES = web.AppKey("cookies", CookieCache)
 
 CLEANUP_SECONDS = 300.0
-_PAGE_STATUS = {"access": 403, "session": 401, "status": 503}
-_PAGE_TEXT = {
-    "access": "You no longer have access to this notebook.",
-    "session": "This notebook session has ended; open the notebook again.",
-    "status": "The notebook is not running (it may be stopped or still starting).",
+# refusal() reason → HTTP status, metrics outcome, page text.
+_REFUSED = {
+    "access": (403, "forbidden", "You no longer have access to this notebook."),
+    "session": (
+        401,
+        "unauthenticated",
+        "This notebook session has ended; open the notebook again.",
+    ),
+    "status": (
+        503,
+        "unavailable",
+        "The notebook is not running (it may be stopped or still starting).",
+    ),
 }
-
-
-def _outcome(status: int) -> str:
-    return {401: "unauthenticated", 403: "forbidden", 503: "unavailable"}.get(status, "bad_path")
 
 
 async def handle_open(request: web.Request) -> web.StreamResponse:
@@ -101,12 +105,12 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
     target = await request.app[CACHE].lookup(session.member_id, notebook_id)
     why = refusal(session, target, proxy.clock.now())
     if why is not None or target is None:
-        status = _PAGE_STATUS[why or "access"]
-        metrics.REQUESTS.labels(kind, _outcome(status)).inc()
+        status, outcome, text = _REFUSED[why or "access"]
+        metrics.REQUESTS.labels(kind, outcome).inc()
         return pages.page(
             status,
             "Cannot open this notebook",
-            _PAGE_TEXT[why or "access"],
+            text,
             headers={"Retry-After": "5"} if status == 503 else None,
         )
     decision = decide(
