@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from common.settings import Settings
 from reconciler.runtime.base import Runtime
 from reconciler.runtime.local import LocalRuntime
@@ -19,9 +16,7 @@ def make_runtime(settings: Settings) -> Runtime:
         )
     if settings.runtime == "kubernetes":
         # Imported lazily: the kubernetes client is heavy and unused locally.
-        mod: Any = importlib.import_module("reconciler.runtime.kubernetes")
-        cls = mod.KubernetesRuntime
-        if hasattr(cls, "from_settings"):
-            return cls.from_settings(settings)  # type: ignore[no-any-return]
-        return cls(settings)  # type: ignore[no-any-return]
+        from reconciler.runtime.kubernetes import KubernetesRuntime
+
+        return KubernetesRuntime.from_settings(settings)
     raise ValueError(f"unknown runtime {settings.runtime!r}")
