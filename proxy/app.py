@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import aiohttp
 import structlog
 from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock, SystemClock
 from common.db import open_pool
@@ -33,7 +34,7 @@ log = structlog.get_logger("proxy")
 
 PROXY = web.AppKey("proxy", Proxy)
 CACHE = web.AppKey("cache", AccessCache)
-POOL = web.AppKey("pool", object)
+POOL = web.AppKey("pool", AsyncConnectionPool)
 LISTENING = web.AppKey("listening", asyncio.Event)
 COOKIES = web.AppKey("cookies", CookieCache)
 
@@ -65,7 +66,7 @@ async def handle_open(request: web.Request) -> web.StreamResponse:
             settings=proxy.settings,
             pool=request.app[POOL],
             cache=request.app[CACHE],
-            now=now,  # type: ignore[arg-type]
+            now=now,
         )
     except LoginRefused as exc:
         log.info("proxy.login", notebook_id=notebook_id, outcome=exc.reason)
