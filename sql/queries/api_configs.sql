@@ -35,7 +35,7 @@ on conflict (organization_id, name) do nothing
 returning id;
 
 -- name: api_lock_config
-select id, name from workload_configs
+select id from workload_configs
  where id = %(config_id)s and organization_id = %(org_id)s
    for update;
 

@@ -87,8 +87,7 @@ select
 -- The notebook with what `member_id` may do to it ('owner', 'org_admin',
 -- 'admin', 'editor', 'viewer'; null = may not see it), locked for the
 -- request's transaction so concurrent start/stop serialize.
-select n.id, n.status, n.desired_state, n.member_id, n.session_id, n.workload_config_id,
-       n.generation,
+select n.status, n.session_id, n.workload_config_id,
        case when n.member_id = %(member_id)s then 'owner'
             when %(org_admin)s then 'org_admin'
             else (select case max(case tm.role when 'admin' then 3
