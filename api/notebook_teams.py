@@ -31,6 +31,14 @@ async def team_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
     return row
 
 
+async def find_team(ctx: Ctx, team_id: str) -> dict[str, Any]:
+    """The org's team `team_id` with the caller's role in it (None if none); 404 if no such team."""
+    team = await ctx.one("api_team_role", ctx.mine(team_id=team_id))
+    if team is None:
+        raise NotFound("No such team.", field="team")
+    return team
+
+
 async def list_notebook_teams(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
     await locked(ctx, notebook_id, VIEW)
@@ -62,9 +70,7 @@ async def remove_notebook_team(ctx: Ctx) -> web.Response:
 
 async def list_team_notebooks(ctx: Ctx) -> web.Response:
     team_id = path_id(ctx.request, "team")
-    team = await ctx.one("api_team_role", ctx.mine(team_id=team_id))
-    if team is None:
-        raise NotFound("No such team.", field="team")
+    team = await find_team(ctx, team_id)
     if team["role"] is None and not ctx.me.organization_admin:
         raise Forbidden("Only the team's members and org admins list its notebooks.")
     scope = list_scope(ctx, team_id)

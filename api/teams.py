@@ -6,7 +6,7 @@ from aiohttp import web
 
 from api.context import Ctx
 from api.errors import Conflict, Forbidden, NotFound
-from api.notebook_teams import team_page
+from api.notebook_teams import find_team, team_page
 from api.responses import json_response, no_content, page_params, plain_list, raw_json
 from api.validation import name_schema, obj, path_id, read_body
 from common.ids import new_id
@@ -39,8 +39,7 @@ async def list_teams(ctx: Ctx) -> web.Response:
 
 async def list_team_members(ctx: Ctx) -> web.Response:
     team_id = path_id(ctx.request, "team")
-    if await ctx.one("api_team_role", ctx.mine(team_id=team_id)) is None:
-        raise NotFound("No such team.", field="team")
+    await find_team(ctx, team_id)
     scope = f"team-members:{team_id}"
     row = await ctx.one("api_team_member_page", {"team_id": team_id,
                                                  **page_params(ctx, scope)})
@@ -51,9 +50,7 @@ async def list_team_members(ctx: Ctx) -> web.Response:
 async def _team_admin(ctx: Ctx) -> tuple[str, str]:
     team_id = path_id(ctx.request, "team")
     member_id = path_id(ctx.request, "member")
-    team = await ctx.one("api_team_role", ctx.mine(team_id=team_id))
-    if team is None:
-        raise NotFound("No such team.", field="team")
+    team = await find_team(ctx, team_id)
     if not ctx.me.organization_admin and team["role"] != "admin":
         raise Forbidden("Only org admins and the team's admins manage its members.")
     return team_id, member_id
