@@ -2,10 +2,11 @@
 fixed concurrency against one running API process.
 
 It starts its own embedded PostgreSQL, migrates and seeds it (one org, one
-member with a token, one config, N notebooks owned by the member plus a
-few shared through a team), starts `notebooks api` as a separate process on a
-free port, and drives it from this process with aiohttp at the given
-concurrency. Prints the command line and a table of req/s, p50, p99.
+config, a member with a token who sees N notebooks: nine in ten its own, the
+rest another member's shared through a team; plus N of the other member's it
+cannot see), starts the API (`api.app.main`) as a separate process on a free
+port, and drives it from this process with aiohttp at the given concurrency.
+Prints the command line and a table of req/s, p50, p99 and CPU used.
 
 Usage: python bench/api.py [--seconds 10] [--concurrency 16] [--notebooks 100]
 """
