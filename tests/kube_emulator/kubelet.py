@@ -152,9 +152,6 @@ class Kubelet:
         self.emulator = emulator
         self.behaviour: dict[str, str] = {}  # image → behaviour
         self.default = RUN
-        # With emulator.graceful_pods: remove terminating pods at once (True)
-        # or leave them for the test to finish (False).
-        self.finish_terminations = True
         self._tasks: set[asyncio.Task[None]] = set()
         emulator.listen(self._on_event)
 
@@ -173,12 +170,9 @@ class Kubelet:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _finish(self, namespace: str, name: str) -> None:
-        await asyncio.sleep(0)
-        self.finish(namespace, name)
-
     def finish(self, namespace: str, name: str) -> bool:
-        """A terminating pod's containers are gone: remove the pod."""
+        """A terminating pod's containers are gone: remove the pod (with
+        emulator.graceful_pods, terminating pods stay until a test calls this)."""
         if self.emulator.get("pods", namespace, name) is None:
             return False
         self.emulator.remove("", "pods", namespace, name)

@@ -181,7 +181,6 @@ async def test_stop_keeps_storage_and_delete_removes_it(kube: Kube) -> None:
 
 async def test_terminating_pods_are_not_gone_until_the_kubelet_finishes(kube: Kube) -> None:
     kube.emulator.graceful_pods = True
-    kube.kubelet.finish_terminations = False
     rt = kube.runtime()
     await rt.ensure_running(spec(sid="S1"))
     await rt.ensure_stopped("NB1")

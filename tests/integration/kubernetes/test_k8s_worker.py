@@ -230,7 +230,6 @@ async def test_stop_waits_for_pods_to_terminate(db: Db, worker: Kube) -> None:
     await db.start(nid)
     await db.wait_status(nid, "running")
     worker.emulator.graceful_pods = True
-    worker.kubelet.finish_terminations = False
     await db.stop(nid)
 
     async def terminating() -> bool:
