@@ -183,6 +183,12 @@ class Rows:
         assert row is not None
         return row
 
+    async def wait_running(self, nid: str, timeout: float = 60) -> dict[str, Any]:
+        """Wait for `running`; a failed start fails the test with its reason."""
+        row = await self.wait_status(nid, "running", "failed", timeout=timeout)
+        assert row["status"] == "running", row["status_message"]
+        return row
+
 
 def _short(row: dict[str, Any] | None) -> object:
     if row is None:

@@ -82,8 +82,7 @@ async def test_start_claims_a_warm_sail_and_the_pool_is_refilled(
 
         shutdown = await worker(sweep_interval_seconds=300, local_warm_pool_size=1)
         await rows.start(nid)
-        row = await rows.wait_status(nid, "running", "failed", timeout=60)
-        assert row["status"] == "running", row["status_message"]
+        row = await rows.wait_running(nid)
         state = row["runtime_state"]
         assert state["sail_pid"] == warm and state["sail_warm"] is True
         # Marimo was started pointed at the warm Sail, which serves queries.

@@ -64,8 +64,7 @@ async def test_marimo_killed_while_running_is_noticed_and_restarted_in_same_sess
     nid = await rows.notebook()
     await worker()
     await rows.start(nid)
-    row = await rows.wait_status(nid, "running", "failed", timeout=60)
-    assert row["status"] == "running", row["status_message"]
+    row = await rows.wait_running(nid)
     old_pid, session = row["runtime_state"]["marimo_pid"], row["session_id"]
 
     os.killpg(old_pid, signal.SIGKILL)
@@ -115,8 +114,7 @@ async def test_worker_killed_mid_start_is_replaced_and_processes_are_adopted(
     state_before = json.loads(run_state.read_text())
 
     await worker()  # a new worker takes the job over after the heartbeat timeout
-    row = await rows.wait_status(nid, "running", "failed", timeout=60)
-    assert row["status"] == "running", row["status_message"]
+    await rows.wait_running(nid)
     # Adopted, not duplicated: the same pids, exactly one Sail and one Marimo.
     state_after = json.loads(run_state.read_text())
     assert state_after["sail"]["pid"] == state_before["sail"]["pid"]
@@ -131,8 +129,7 @@ async def test_a_restarted_worker_adopts_running_notebooks_without_restarting_th
     nid = await rows.notebook()
     shutdown = await worker()
     await rows.start(nid)
-    row = await rows.wait_status(nid, "running", "failed", timeout=60)
-    assert row["status"] == "running", row["status_message"]
+    row = await rows.wait_running(nid)
     pids = (row["runtime_state"]["sail_pid"], row["runtime_state"]["marimo_pid"])
     await shutdown()  # e.g. a deploy: the processes keep running without a worker
     assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
@@ -162,8 +159,7 @@ async def test_sail_killed_while_running_is_restarted_on_its_port_for_the_same_m
     nid = await rows.notebook()
     await worker()
     await rows.start(nid)
-    row = await rows.wait_status(nid, "running", "failed", timeout=60)
-    assert row["status"] == "running", row["status_message"]
+    row = await rows.wait_running(nid)
     state = row["runtime_state"]
 
     os.killpg(state["sail_pid"], signal.SIGKILL)

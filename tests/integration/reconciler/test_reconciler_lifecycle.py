@@ -52,8 +52,7 @@ async def test_start_runs_sail_and_marimo_and_stop_leaves_nothing(
     await worker(sweep_interval_seconds=300)
     await rows.start(nid)
 
-    row = await rows.wait_status(nid, "running", "failed", timeout=60)
-    assert row["status"] == "running", row["status_message"]
+    row = await rows.wait_running(nid)
     state = row["runtime_state"]
     assert state["marimo_url"].startswith("http://127.0.0.1:")
     assert state["sail_url"].startswith("sc://127.0.0.1:")
@@ -86,8 +85,7 @@ async def test_delete_of_running_notebook_leaves_no_process_directory_or_row(
     nid = await rows.notebook()
     await worker()
     await rows.start(nid)
-    row = await rows.wait_status(nid, "running", "failed", timeout=60)
-    assert row["status"] == "running", row["status_message"]
+    await rows.wait_running(nid)
     assert processes_for(rsettings.data_dir, nid)
 
     await rows.delete(nid)
