@@ -149,11 +149,11 @@ class LocalRuntime:
         marimo_url = f"http://127.0.0.1:{marimo.port}" if marimo else None
         sail_url = f"sc://127.0.0.1:{sail.port}" if sail else None
         runtime_state: dict[str, object] = {"runtime": "local"}
-        if marimo_url:
-            runtime_state |= {"marimo_url": marimo_url, "marimo_pid": marimo.pid if marimo else 0}
-        if sail_url:
-            runtime_state |= {"sail_url": sail_url, "sail_pid": sail.pid if sail else 0}
-            runtime_state["sail_warm"] = bool(state.get("sail_warm"))
+        if marimo is not None:
+            runtime_state |= {"marimo_url": marimo_url, "marimo_pid": marimo.pid}
+        if sail is not None:
+            warm = bool(state.get("sail_warm"))
+            runtime_state |= {"sail_url": sail_url, "sail_pid": sail.pid, "sail_warm": warm}
         return Observation(
             session_id=str(state.get("session_id") or "") or None,
             sail=sail_c,
