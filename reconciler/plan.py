@@ -76,14 +76,21 @@ def _describe(name: str, c: Component) -> str:
     return c.detail if c.detail.startswith(name) else f"{name}: {c.detail}"
 
 
+def _components(observed: Observation) -> tuple[tuple[str, Component], ...]:
+    return ("Sail", observed.sail), ("Marimo", observed.marimo)
+
+
 def _failure(observed: Observation) -> str | None:
     """The real reason a component failed, or None."""
-    reasons = [
-        _describe(name, c)
-        for name, c in (("Sail", observed.sail), ("Marimo", observed.marimo))
-        if c.phase is Phase.FAILED
-    ]
+    reasons = [_describe(name, c) for name, c in _components(observed) if c.phase is Phase.FAILED]
     return "; ".join(reasons) or None
+
+
+def _not_ready(observed: Observation) -> str:
+    """What each component that is not ready is doing (or why it failed)."""
+    return "; ".join(
+        _describe(name, c) for name, c in _components(observed) if c.phase is not Phase.READY
+    )
 
 
 def _both_ready(observed: Observation) -> bool:
@@ -168,15 +175,10 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
     if _both_ready(observed):
         return Plan((), Status.RUNNING, "", executing=observed.executing, outcome="ready")
     if nb.start_deadline_at is not None and now >= nb.start_deadline_at:
-        waiting = "; ".join(
-            _describe(name, c)
-            for name, c in (("Sail", observed.sail), ("Marimo", observed.marimo))
-            if c.phase is not Phase.READY
-        )
         return Plan(
             (Action.ENSURE_STOPPED,),
             Status.FAILED,
-            f"start deadline passed ({waiting})",
+            f"start deadline passed ({_not_ready(observed)})",
             outcome="deadline",
         )
     actions: tuple[Action, ...] = ()
@@ -197,22 +199,16 @@ def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -
         # Never `running` with a component down: back to starting, repaired
         # within a fresh deadline (same session, same token, same file). A
         # component that fails again during that start ends in `failed`.
-        broken = [
-            _describe(name, c)
-            for name, c in (("Sail", observed.sail), ("Marimo", observed.marimo))
-            if c.phase is not Phase.READY
-        ]
+        broken = _not_ready(observed)
         terminal = any(
             c.terminal for c in (observed.sail, observed.marimo) if c.phase is Phase.FAILED
         )
         if terminal:
-            return Plan(
-                (Action.ENSURE_STOPPED,), Status.FAILED, "; ".join(broken), outcome="failed"
-            )
+            return Plan((Action.ENSURE_STOPPED,), Status.FAILED, broken, outcome="failed")
         return Plan(
             (Action.ENSURE_RUNNING, Action.EXTEND_DEADLINE),
             Status.STARTING,
-            "restarting after " + "; ".join(broken),
+            f"restarting after {broken}",
             requeue_after=POLL_SECONDS,
             outcome="repair",
         )
