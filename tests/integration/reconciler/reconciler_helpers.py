@@ -1,11 +1,17 @@
-"""Helpers for the reconciler tests: find the processes started for notebooks."""
+"""Helpers for the reconciler tests: find the processes started for
+notebooks; run a worker in its own process."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import sys
 from pathlib import Path
 
 import psutil
+
+from common.settings import Settings
 
 
 def processes_under(root: Path | str) -> list[psutil.Process]:
@@ -43,3 +49,21 @@ def kinds(procs: list[psutil.Process]) -> list[str]:
         elif "marimo" in cmd and " edit " in f" {cmd} ":
             out.append("marimo")
     return sorted(out)
+
+
+async def worker_process(
+    settings: Settings, metrics_port: int | None = None
+) -> asyncio.subprocess.Process:
+    """A reconciler worker in its own process (reconciler_worker_proc.py), for
+    tests that signal or SIGKILL it."""
+    raw = {**settings.__dict__, "data_dir": str(settings.data_dir)}
+    port = [str(metrics_port)] if metrics_port is not None else []
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).parent / "reconciler_worker_proc.py"),
+        json.dumps(raw),
+        *port,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )

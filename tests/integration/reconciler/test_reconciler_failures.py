@@ -8,18 +8,14 @@ import asyncio
 import json
 import os
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
-from reconciler_helpers import kinds, processes_for
+from reconciler_helpers import kinds, processes_for, worker_process
 
 from common.settings import Settings
 
 pytestmark = pytest.mark.slow
-
-HERE = Path(__file__).parent
 
 
 async def test_start_failure_reports_exit_code_and_log_and_leaves_nothing(
@@ -90,12 +86,7 @@ async def test_worker_killed_mid_start_is_replaced_and_processes_are_adopted(
     rows, worker, rsettings: Settings
 ):
     nid = await rows.notebook()
-    raw = {**rsettings.__dict__, "data_dir": str(rsettings.data_dir)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "reconciler_worker_proc.py"), json.dumps(raw),
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await worker_process(rsettings)
     try:
         await rows.start(nid)
         run_state = rsettings.data_dir / "run" / nid / "state.json"

@@ -4,30 +4,20 @@ exit (rc 0) on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import sys
-from pathlib import Path
 
 import aiohttp
+from reconciler_helpers import worker_process
 
 from common.settings import Settings
 from reconciler.runtime.local import LocalRuntime
 from reconciler.runtime.procs import free_port
 
-HERE = Path(__file__).parent
-
 
 async def test_worker_serves_metrics_and_exits_cleanly_on_sigterm(rows, rsettings: Settings):
     await rows.notebook(status="running", desired_state="running")  # counted by status
     port = free_port()
-    raw = {**rsettings.__dict__, "data_dir": str(rsettings.data_dir)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "reconciler_worker_proc.py"), json.dumps(raw), str(port),
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await worker_process(rsettings, port)
     try:
         loop = asyncio.get_running_loop()
         until = loop.time() + 30
