@@ -50,13 +50,18 @@ JOB_SLICE_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 60.0
 
 
+def _notebook_id(job: Job) -> str:
+    """A reconcile job's payload is the notebook id."""
+    return (job.payload or b"").decode()
+
+
 def backoff(attempts: int) -> float:
     return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempts, 10)))
 
 
 async def handle_reconcile(deps: Deps, job: Job) -> int | None:
     """Run passes for the job's notebook; returns the generation the last pass saw."""
-    notebook_id = (job.payload or b"").decode()
+    notebook_id = _notebook_id(job)
     loop = asyncio.get_running_loop()
     started = loop.time()
     until = started + JOB_SLICE_SECONDS
@@ -100,7 +105,7 @@ async def recheck_after_release(
     as a duplicate of the still-picked job): once the job is released, run
     again if the generation moved or the runtime's watch announced a change
     (`poked`) since the job started."""
-    notebook_id = (job.payload or b"").decode()
+    notebook_id = _notebook_id(job)
     try:
         await _recheck(deps, job, notebook_id, generation, poked)
     except Exception:  # the sweep repairs whatever this misses
@@ -152,7 +157,7 @@ async def run_worker(
 
         @pgq.entrypoint(RECONCILE)
         async def reconcile(job: Job) -> None:
-            notebook_id = (job.payload or b"").decode()
+            notebook_id = _notebook_id(job)
             started = loop.time()
             generation = await handle_reconcile(deps, job)
 
