@@ -83,7 +83,7 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def cmd_proxy(args: argparse.Namespace, env: dict[str, str]) -> int:
-    return _call(_entry("proxy.app"), _settings(env))
+    return _call(_entry("proxy.serve"), _settings(env))
 
 
 def cmd_migrate(args: argparse.Namespace, env: dict[str, str]) -> int:

@@ -75,6 +75,14 @@ class AccessCache:
         self._entries[key] = (time.monotonic(), target)
         return target
 
+    def peek(self, member_id: str, notebook_id: str) -> tuple[bool, Target | None]:
+        """(True, target) when a fresh entry is cached: the express lane's
+        way to decide without awaiting."""
+        hit = self._entries.get((member_id, notebook_id))
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+            return True, hit[1]
+        return False, None
+
     def invalidate(self, payload: str) -> None:
         kind, _, ident = payload.partition(":")
         index = 1 if kind == "notebook" else 0 if kind == "member" else None

@@ -1,4 +1,5 @@
-"""The session proxy process: `create_app(settings)` and `main(settings)`."""
+"""The proxy's aiohttp application: `create_app(settings)`. It answers
+everything the express lane (express.py) hands it; serve.py runs both."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from psycopg_pool import AsyncConnectionPool
 from common.clock import Clock, SystemClock
 from common.db import open_pool
 from common.ids import is_valid_id
-from common.logging import configure_logging
 from common.metrics import metrics_response, observe_pool
 from common.settings import Settings
 from proxy import metrics, pages
@@ -144,6 +144,12 @@ def _on_prepare(frame_ancestors: str):  # type: ignore[no-untyped-def]
 
     async def on_prepare(_: web.Request, response: web.StreamResponse) -> None:
         response.headers.popall("Server", None)
+        if not isinstance(response, web.WebSocketResponse):
+            # The express lane hands this app one request per connection (a
+            # login, a refusal, ...): closing it sends the client's next
+            # request down a fresh connection, which the lane can keep.
+            response.force_close()
+            response.headers["Connection"] = "close"  # the hook runs after aiohttp set it
         for key, value in extra.items():
             if key == "Content-Security-Policy":
                 response.headers.add(key, value)  # beside any upstream CSP; both apply
@@ -258,22 +264,3 @@ def create_app(
     app.router.add_route("*", "/notebooks/{id}", handle_bare_notebook)
     app.router.add_route("*", "/notebooks/{id}/{tail:.*}", handle_notebook)
     return app
-
-
-def main(settings: Settings) -> None:
-    configure_logging(settings.log_format, settings.log_level)
-    log.info("proxy.starting", host=settings.proxy_host, port=settings.proxy_port)
-    try:  # uvloop (already installed for pgqueuer) roughly doubles proxied requests/s
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    except ImportError:
-        loop = asyncio.new_event_loop()
-    web.run_app(
-        create_app(settings),
-        host=settings.proxy_host,
-        port=settings.proxy_port,
-        access_log=None,
-        print=None,
-        loop=loop,
-    )

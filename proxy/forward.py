@@ -25,7 +25,7 @@ from proxy.access import Target
 from proxy.cookie import COOKIE_NAME, ProxySession
 from proxy.headers import downstream_response_headers, upstream_request_headers
 from proxy.live import Live, Registry
-from proxy.policy import MAIN_WS, SESSION_ID_HEADER, force_kiosk, viewer_session_id
+from proxy.policy import MAIN_WS, force_kiosk
 
 log = structlog.get_logger("proxy")
 
@@ -68,7 +68,7 @@ def _upstream_url(
 def _forward_headers(
     request: web.Request, session: ProxySession, target: Target, *, websocket: bool
 ) -> Any:
-    headers = upstream_request_headers(
+    return upstream_request_headers(
         request.headers,
         cookie_name=COOKIE_NAME,
         marimo_token=str(target.session_token),
@@ -76,11 +76,8 @@ def _forward_headers(
         proto=request.scheme,
         host=request.host,
         websocket=websocket,
+        viewer=session.mode == "view",
     )
-    if session.mode == "view" and SESSION_ID_HEADER in headers:
-        # The viewer's consumer was registered under its namespaced id (/ws).
-        headers[SESSION_ID_HEADER] = viewer_session_id(headers[SESSION_ID_HEADER])
-    return headers
 
 
 def _count_upstream_error(exc: BaseException) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from proxy.policy import SESSION_ID_HEADER, viewer_session_id
 
 # RFC 9110 §7.6.1 plus the de-facto ones; WebSocket handshake headers are
 # rebuilt by the client library, so they never pass through either.
@@ -42,16 +47,19 @@ _REQUEST_DROP = frozenset(
         "forwarded",
     }
 )
-# Upstream identity is ours to hide; nosniff is set by us. An upstream CSP is
-# kept: ours is added beside it and browsers enforce both.
-_RESPONSE_DROP = frozenset({"server", "x-powered-by", "x-content-type-options"})
+# Upstream identity is ours to hide; nosniff and the referrer policy are set
+# by us. An upstream CSP is kept: ours is added beside it and browsers
+# enforce both.
+_RESPONSE_DROP = frozenset({"server", "x-powered-by", "x-content-type-options", "referrer-policy"})
+_SESSION_ID = SESSION_ID_HEADER.lower()
 
 
-def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+def connection_tokens(headers: Sequence[tuple[str, str]]) -> set[str]:
     """Header names listed in `Connection` are hop-by-hop too."""
     out: set[str] = set()
-    for value in headers.getall("Connection", []):
-        out.update(t.strip().lower() for t in value.split(",") if t.strip())
+    for key, value in headers:
+        if key.lower() == "connection":
+            out.update(t.strip().lower() for t in value.split(",") if t.strip())
     return out
 
 
@@ -78,8 +86,8 @@ def strip_cookie(cookie_header: str, name: str) -> str:
     return "; ".join(kept)
 
 
-def upstream_request_headers(
-    incoming: CIMultiDictProxy[str],
+def request_pairs(
+    incoming: Sequence[tuple[str, str]],
     *,
     cookie_name: str,
     marimo_token: str,
@@ -87,36 +95,49 @@ def upstream_request_headers(
     proto: str,
     host: str,
     websocket: bool = False,
-) -> CIMultiDict[str]:
+    viewer: bool = False,
+) -> list[tuple[str, str]]:
+    """The headers Marimo gets for a request with `incoming` headers. A
+    viewer's `Marimo-Session-Id` is moved to the viewers' namespace, where its
+    kiosk consumer was registered (/ws)."""
     drop = HOP_BY_HOP | _REQUEST_DROP | connection_tokens(incoming)
     if websocket:
         drop = drop | WEBSOCKET_HANDSHAKE | {"origin"}
-    out: CIMultiDict[str] = CIMultiDict()
-    for key, value in incoming.items():
+    out: list[tuple[str, str]] = []
+    prior = None
+    for key, value in incoming:
         lower = key.lower()
+        if lower == "x-forwarded-for" and prior is None:
+            prior = value
         if lower in drop:
             continue
         if lower == "cookie":
             value = strip_cookie(value, cookie_name)
             if not value:
                 continue
-        out.add(key, value)
-    prior = incoming.get("X-Forwarded-For")
+        elif viewer and lower == _SESSION_ID:
+            value = viewer_session_id(value)
+        out.append((key, value))
     if client_ip:
-        out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
-    out["X-Forwarded-Proto"] = proto
-    out["X-Forwarded-Host"] = host
-    out["Authorization"] = f"Bearer {marimo_token}"
+        out.append(("X-Forwarded-For", f"{prior}, {client_ip}" if prior else client_ip))
+    out.append(("X-Forwarded-Proto", proto))
+    out.append(("X-Forwarded-Host", host))
+    out.append(("Authorization", f"Bearer {marimo_token}"))
     return out
+
+
+def response_pairs(upstream: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    drop = HOP_BY_HOP | _RESPONSE_DROP | connection_tokens(upstream)
+    return [(key, value) for key, value in upstream if key.lower() not in drop]
+
+
+def upstream_request_headers(incoming: CIMultiDictProxy[str], **kwargs: Any) -> CIMultiDict[str]:
+    """`request_pairs` for aiohttp's client (which adds Host itself)."""
+    return CIMultiDict(request_pairs(list(incoming.items()), **kwargs))
 
 
 def downstream_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    drop = HOP_BY_HOP | _RESPONSE_DROP | connection_tokens(upstream)
-    out: CIMultiDict[str] = CIMultiDict()
-    for key, value in upstream.items():
-        if key.lower() not in drop:
-            out.add(key, value)
-    return out
+    return CIMultiDict(response_pairs(list(upstream.items())))
 
 
 def security_headers(frame_ancestors: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import html
+from html import escape
 
 from aiohttp import web
 
@@ -13,11 +13,16 @@ _TEMPLATE = """<!doctype html>
 """
 
 
+def html(title: str, detail: str) -> str:
+    return _TEMPLATE.format(title=escape(title), detail=escape(detail))
+
+
 def page(
     status: int, title: str, detail: str, *, headers: dict[str, str] | None = None
 ) -> web.Response:
-    body = _TEMPLATE.format(title=html.escape(title), detail=html.escape(detail))
-    resp = web.Response(status=status, text=body, content_type="text/html", headers=headers)
+    resp = web.Response(
+        status=status, text=html(title, detail), content_type="text/html", headers=headers
+    )
     resp.headers["Cache-Control"] = "no-store"
     return resp
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import aiohttp
 import psycopg
-from aiohttp.test_utils import TestServer
 
 from common.clock import FakeClock
 from common.session_token import mint
 from common.settings import Settings
 from proxy.app import LISTENING, create_app
+from proxy.serve import Served, start
 from reconciler.runtime.procs import free_port
 
 NOTEBOOK_ID = "NBPROXYTEST1"
@@ -186,7 +186,7 @@ def sql(dsn: str, statement: str, params: tuple[object, ...] = ()) -> None:
 
 class ProxyUnderTest:
     def __init__(
-        self, server: TestServer, settings: Settings, clock: FakeClock, world: World
+        self, server: Served, settings: Settings, clock: FakeClock, world: World
     ) -> None:
         self.server = server
         self.settings = settings
@@ -233,11 +233,11 @@ class ProxyUnderTest:
 
 async def serve_proxy(
     settings: Settings, world: World, **kwargs: object
-) -> tuple[TestServer, ProxyUnderTest]:
+) -> tuple[Served, ProxyUnderTest]:
+    """The proxy as production serves it: express lane in front of the app."""
     clock = FakeClock(datetime.now(UTC))
     app = create_app(settings, clock=clock, **kwargs)  # type: ignore[arg-type]
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
+    server = await start(app, "127.0.0.1", 0)
     return server, ProxyUnderTest(server, settings, clock, world)
 
 

@@ -15,7 +15,7 @@ from proxy_helpers import free_port
 from common.settings import Settings
 
 SCRIPT = (
-    "from common.settings import Settings; from proxy.app import main; main(Settings.from_env())"
+    "from common.settings import Settings; from proxy.serve import main; main(Settings.from_env())"
 )
 
 

@@ -1,0 +1,511 @@
+"""The express lane: the proxy's common case, a plain HTTP request from a
+logged-in member to a running notebook, relayed without aiohttp's per-request
+machinery: llhttp (httptools) parses both sides, upstream connections are kept
+alive and reused, and nothing is buffered.
+
+Everything else (logins, WebSocket upgrades, HEAD, refusals, malformed or
+unusual requests, a request the lane cannot decide yet) is handed to the
+aiohttp application on the same socket, byte for byte: the transport's
+protocol is switched to aiohttp's and the bytes read so far are replayed. So
+the aiohttp path (app.py, forward.py) stays the reference behaviour, and this
+lane only has to be right about the requests it keeps; it reuses the same
+cookie, cache, refusal, policy and header functions to decide them.
+
+Pipelined requests (a client sending its next request before the response to
+the current one) are not relayed: the connection is closed after the current
+response, which RFC 9112 §9.3.2 allows; clients retry. Browsers never
+pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import unquote
+
+import httptools
+import structlog
+from aiohttp import web
+
+from common.ids import is_valid_id
+from common.settings import Settings
+from proxy import metrics, pages
+from proxy.access import AccessCache, Target
+from proxy.cookie import COOKIE_NAME, CookieCache, ProxySession
+from proxy.forward import Proxy
+from proxy.headers import cookie_value, request_pairs, response_pairs, security_headers
+from proxy.live import Live, refusal
+from proxy.policy import decide, normalize
+from proxy.upstream import Address, UpstreamConnection, UpstreamPool, address_of
+
+log = structlog.get_logger("proxy.express")
+
+PREFIX = b"/notebooks/"
+# Bytes of a request kept for a hand-off after it was sent upstream (a kept-
+# alive upstream connection that died before answering): past this the
+# request is not replayed and the client gets a 502.
+MAX_REPLAY = 64 * 1024
+MAX_HEAD = 1024 * 1024  # a request head larger than this is not a browser's
+KEEPALIVE_SECONDS = 75.0  # what aiohttp uses for the connections it serves
+SWEEP_SECONDS = 15.0
+
+_IDLE, _REQUEST, _RESPONDING = range(3)
+
+
+class _Stop(Exception):
+    """Raised in a parser callback to stop parsing (hand-off or pipelining)."""
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    session: ProxySession
+    relative: str
+    host: str
+
+
+class Lane:
+    """What the express connections of one proxy process share."""
+
+    def __init__(
+        self,
+        aiohttp_server: web.Server,
+        proxy: Proxy,
+        cookies: CookieCache,
+        cache: AccessCache,
+    ) -> None:
+        self.aiohttp_server = aiohttp_server
+        self.proxy = proxy
+        self.settings: Settings = proxy.settings
+        self.cookies = cookies
+        self.cache = cache
+        self.pool = UpstreamPool()
+        self.connections: set[ExpressConnection] = set()
+        self.security = list(security_headers(proxy.settings.frame_ancestors).items())
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __call__(self) -> ExpressConnection:
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        return ExpressConnection(self)
+
+    async def _sweep(self) -> None:
+        """Close client connections idle past the keep-alive time."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            cutoff = time.monotonic() - KEEPALIVE_SECONDS
+            for conn in [c for c in self.connections if c.idle_since(cutoff)]:
+                conn.close()
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self.connections):
+            conn.close()
+        self.pool.close()
+
+
+class ExpressConnection(asyncio.Protocol):
+    """One client connection, while the express lane owns it."""
+
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self._parser = httptools.HttpRequestParser(self)
+        self._state = _IDLE
+        self._parser_stopped = False
+        self._handing_off = False
+        self._last_active = time.monotonic()
+        self._paused: set[str] = set()
+        self._client_full = False  # our writes to the client are backed up
+        self._raw: list[bytes] | None = None  # this request's bytes, for a hand-off
+        self._raw_size = 0
+        self._early: list[bytes] = []  # bytes after the request (pipelined)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._notebook_id = ""
+        self._headers: list[tuple[str, str]] = []
+        self._up: UpstreamConnection | None = None
+        self._pending: list[bytes] = []  # request body waiting for the upstream
+        self._chunked_up = False  # the request body is chunked on the wire
+        self._chunked_down = False  # the response body is chunked to the client
+        self._until_close = False  # the response body ends when upstream closes
+        self._held_head: bytes | None = None  # response head, sent with the body
+        self._responded = False
+        self._live: Live | None = None
+        self._started = 0.0
+        self._keep_alive = True
+
+    def idle_since(self, cutoff: float) -> bool:
+        return self._state == _IDLE and self._last_active < cutoff
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # asyncio.Protocol: the client side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else ""
+        self.lane.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_active = time.monotonic()
+        if self._state == _RESPONDING or self._parser_stopped:
+            self._early.append(data)  # pipelined: replayed on a hand-off, else dropped
+            self._keep_alive = False
+            self._pause("pipelined")
+            return
+        if self._state == _IDLE:
+            self._raw, self._raw_size = [data], len(data)
+        elif self._raw is not None:
+            self._raw.append(data)
+            self._raw_size += len(data)
+            if self._raw_size > MAX_REPLAY and self._up is not None:
+                self._raw = None  # committed upstream and too big to replay
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._parser_stopped = True
+            if self._handing_off or (self._up is None and self._raw is not None):
+                # Ours to refuse or aiohttp's to take; malformed requests get
+                # aiohttp's 400.
+                self._hand_off()
+            elif self._state != _RESPONDING:
+                self._abort()  # a broken body after the head went upstream
+            # else: pipelining detected mid-chunk; the connection closes after this response
+        else:
+            if self._state == _REQUEST and self._up is None and self._raw_size > MAX_HEAD:
+                self._abort()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lane.connections.discard(self)
+        self.transport = None
+        self._drop_exchange()
+
+    def pause_writing(self) -> None:
+        self._client_full = True
+        if self._up is not None and self._up.transport is not None:
+            self._up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._client_full = False
+        if self._up is not None and self._up.transport is not None:
+            self._up.transport.resume_reading()
+
+    # llhttp callbacks for the request
+
+    def on_message_begin(self) -> None:
+        if self._state != _IDLE:
+            self._keep_alive = False
+            raise _Stop  # a second request in the same read: pipelined
+        self._state = _REQUEST
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        admitted = self._admit()
+        if admitted is None:
+            self._handing_off = True
+            raise _Stop
+        self._keep_alive = self._parser.should_keep_alive()
+        found, target = self.lane.cache.peek(admitted.session.member_id, self._notebook_id)
+        if found:
+            if not self._route(admitted, target):
+                self._handing_off = True
+                raise _Stop
+        else:
+            self._pause("deciding")
+            asyncio.ensure_future(self._route_later(admitted))
+
+    def on_body(self, data: bytes) -> None:
+        metrics.HTTP_TO_UPSTREAM.inc(len(data))
+        if self._chunked_up:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self._up is None:
+            self._pending.append(data)
+        else:
+            self._up.write(data)
+
+    def on_message_complete(self) -> None:
+        if self._chunked_up:  # the last chunk
+            if self._up is None:
+                self._pending.append(b"0\r\n\r\n")
+            else:
+                self._up.write(b"0\r\n\r\n")
+        self._state = _RESPONDING
+
+    # Deciding
+
+    def _admit(self) -> _Admitted | None:
+        """The request's session if the express lane may take it on, judged
+        on the head alone; None hands it to aiohttp."""
+        method = self._parser.get_method()
+        if method in (b"HEAD", b"CONNECT") or self._parser.should_upgrade():
+            return None
+        path, _, _ = self._url.partition(b"?")
+        if not path.startswith(PREFIX):
+            return None
+        notebook_id, slash, _ = path[len(PREFIX) :].partition(b"/")
+        self._notebook_id = notebook_id.decode("latin-1")
+        if not slash or not is_valid_id(self._notebook_id):
+            return None
+        relative = normalize(unquote(path.decode("latin-1"))[len(PREFIX) + len(notebook_id) :])
+        if relative is None or relative == "/_open":
+            return None
+        host = cookie = ""
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == "host":
+                host = value
+            elif lower == "cookie":
+                cookie = value
+            elif lower in ("expect", "upgrade"):
+                return None
+        session = self.lane.cookies.unseal(cookie_value(cookie, COOKIE_NAME))
+        if not host or session is None or session.notebook_id != self._notebook_id:
+            return None
+        self._chunked_up = any(
+            n.lower() == "transfer-encoding" and "chunked" in v.lower() for n, v in self._headers
+        )
+        return _Admitted(session, relative, host)
+
+    def _route(self, admitted: _Admitted, target: Target | None) -> bool:
+        """Relay the request unless something refuses it; False leaves it to
+        aiohttp, which answers with the refusal page and counts it."""
+        lane = self.lane
+        session = admitted.session
+        address = address_of(target.marimo_url) if target and target.marimo_url else None
+        if (
+            target is None
+            or address is None
+            or refusal(session, target, lane.proxy.clock.now()) is not None
+            or not decide(
+                self._parser.get_method().decode("latin-1"),
+                admitted.relative,
+                mode=session.mode,
+                websocket=False,
+                allow_terminal=lane.settings.allow_terminal,
+            ).allowed
+        ):
+            return False
+        head = self._request_head(admitted, target, address)
+        up = lane.pool.take(address)
+        if up is not None:
+            self._start(up, session, head)
+        else:
+            self._pause("connecting")
+            asyncio.ensure_future(self._connect(address, session, head))
+        return True
+
+    async def _route_later(self, admitted: _Admitted) -> None:
+        try:
+            target = await self.lane.cache.lookup(admitted.session.member_id, self._notebook_id)
+        except Exception:  # noqa: BLE001 - aiohttp's path reports the failure
+            target = None
+        if self.transport is None:
+            return
+        self._resume("deciding")
+        if not self._route(admitted, target):
+            self._hand_off()
+
+    async def _connect(self, address: Address, session: ProxySession, head: bytes) -> None:
+        try:
+            up = await self.lane.pool.connect(address)
+        except (OSError, TimeoutError):
+            if self.transport is not None:
+                self._hand_off()  # aiohttp tries once more and answers 502
+            return
+        if self.transport is None:
+            up.close()
+            return
+        self._resume("connecting")
+        self._start(up, session, head)
+
+    def _request_head(self, admitted: _Admitted, target: Target, address: Address) -> bytes:
+        pairs = request_pairs(
+            self._headers,
+            cookie_name=COOKIE_NAME,
+            marimo_token=str(target.session_token),
+            client_ip=self.peer,
+            proto="http",
+            host=admitted.host,
+            viewer=admitted.session.mode == "view",
+        )
+        if self._chunked_up:
+            pairs.append(("Transfer-Encoding", "chunked"))
+        lines = [
+            f"{self._parser.get_method().decode('latin-1')} "
+            f"{address.prefix}{self._url.decode('latin-1')} HTTP/1.1\r\n"
+            f"Host: {address.host_header}\r\n"
+        ]
+        lines.extend(f"{name}: {value}\r\n" for name, value in pairs)
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")
+
+    # Relaying
+
+    def _start(self, up: UpstreamConnection, session: ProxySession, head: bytes) -> None:
+        self._up = up
+        self._live = self.lane.proxy.registry.add(Live(session, self._revoke))
+        self._started = time.perf_counter()
+        body, self._pending = b"".join(self._pending), []
+        up.send(self, head + body)
+        if self._client_full and up.transport is not None:
+            up.transport.pause_reading()
+
+    def upstream_paused(self, paused: bool) -> None:
+        if paused:
+            self._pause("upstream")
+        else:
+            self._resume("upstream")
+
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[str, str]]) -> None:
+        metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - self._started)
+        self._raw = None  # the client is being answered: never replayed now
+        self._responded = True
+        pairs = response_pairs(headers)
+        names = {name.lower() for name, _ in headers}
+        has_length = "content-length" in names
+        if not has_length and status not in (204, 304):
+            if self._parser.get_http_version() == "1.1":
+                self._chunked_down = True
+                pairs.append(("Transfer-Encoding", "chunked"))
+            else:
+                self._keep_alive = False  # an HTTP/1.0 client reads to the close
+        self._until_close = not has_length and "transfer-encoding" not in names
+        if not self._keep_alive:
+            pairs.append(("Connection", "close"))
+        pairs.extend(self.lane.security)
+        phrase = reason.decode("latin-1") or _phrase(status)
+        lines = [f"HTTP/1.1 {status} {phrase}\r\n"]
+        lines.extend(f"{name}: {value}\r\n" for name, value in pairs)
+        lines.append("\r\n")
+        head = "".join(lines).encode("latin-1")
+        if has_length:
+            self._held_head = head  # one send with the body, not two
+        elif self.transport is not None:
+            self.transport.write(head)  # streams (SSE, long polls) start now
+
+    def response_body(self, data: bytes) -> None:
+        metrics.HTTP_TO_CLIENT.inc(len(data))
+        if self._chunked_down:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self._held_head is not None:
+            data, self._held_head = self._held_head + data, None
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def response_end(self, reusable: bool) -> None:
+        tail = self._held_head or b""
+        if self._chunked_down:
+            tail += b"0\r\n\r\n"
+        if tail and self.transport is not None:
+            self.transport.write(tail)
+        metrics.HTTP_PROXIED.inc()
+        up, self._up = self._up, None
+        if up is not None:
+            if reusable and self._state == _RESPONDING:
+                self.lane.pool.give_back(up)
+            else:
+                up.close()  # the request was not read to its end
+        complete = self._state == _RESPONDING
+        self._drop_exchange()
+        if not (self._keep_alive and complete) or self.transport is None:
+            self.close()
+            return
+        self._state = _IDLE
+        self._raw = None
+        self._reset()
+        self._paused.clear()
+        self.transport.resume_reading()
+
+    def upstream_lost(self, exc: BaseException | None) -> None:
+        if self._responded and self._until_close and exc is None:
+            self.response_end(False)  # a body delimited by the close
+            return
+        self._up = None
+        metrics.UPSTREAM_ERRORS_TOTAL.labels("other").inc()
+        if not self._responded and self._raw is not None and self.transport is not None:
+            self._hand_off()  # e.g. a kept-alive connection closed as we sent
+        elif not self._responded and self.transport is not None:
+            self.transport.write(_bad_gateway(self.lane.security))
+            self._abort()
+        else:
+            self._abort()  # mid-body: the client must see a broken response
+
+    def _revoke(self, reason: str) -> None:
+        log.info("proxy.http_revoked", reason=reason)
+        self._abort()
+
+    # Endings
+
+    def _pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        self._paused.discard(reason)
+        if not self._paused and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _drop_exchange(self) -> None:
+        if self._live is not None:
+            self.lane.proxy.registry.discard(self._live)
+            self._live = None
+        if self._up is not None:
+            self._up.close()
+            self._up = None
+
+    def _abort(self) -> None:
+        self._drop_exchange()
+        self.close()
+
+    def _hand_off(self) -> None:
+        """Give this connection, from the current request on, to aiohttp."""
+        transport = self.transport
+        if transport is None:
+            return
+        replay = b"".join(self._raw or ()) + b"".join(self._early)
+        self._drop_exchange()
+        self.lane.connections.discard(self)
+        self.transport = None
+        handler = self.lane.aiohttp_server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if replay:
+            handler.data_received(replay)
+        transport.resume_reading()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _bad_gateway(security: list[tuple[str, str]]) -> bytes:
+    body = pages.html(
+        "Notebook not reachable", "The notebook's server did not answer; try again shortly."
+    ).encode()
+    lines = [
+        "HTTP/1.1 502 Bad Gateway\r\n",
+        "Content-Type: text/html; charset=utf-8\r\n",
+        f"Content-Length: {len(body)}\r\n",
+        "Cache-Control: no-store\r\n",
+        "Connection: close\r\n",
+    ]
+    lines.extend(f"{name}: {value}\r\n" for name, value in security)
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1") + body

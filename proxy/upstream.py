@@ -1,0 +1,182 @@
+"""Kept-alive HTTP/1.1 connections to Marimo servers, for the express lane.
+
+One `UpstreamConnection` carries one exchange at a time; its response is
+parsed by llhttp (httptools) and handed, event by event, to whoever sent the
+request (a `Relay`). Idle connections wait in `UpstreamPool`, newest first."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import lru_cache
+from typing import NamedTuple, Protocol
+
+import httptools
+from yarl import URL
+
+CONNECT_SECONDS = 10.0
+# Marimo (uvicorn) keeps idle connections for a long time in edit mode; a
+# connection idle longer than this is closed instead of reused, so a peer's
+# own keep-alive timeout never races a request.
+MAX_IDLE_SECONDS = 30.0
+MAX_IDLE_PER_ADDRESS = 64
+
+
+class Address(NamedTuple):
+    host: str
+    port: int
+    prefix: str  # path of the Marimo URL, prepended to every request target
+    host_header: str
+
+
+@lru_cache(maxsize=1024)
+def address_of(marimo_url: str) -> Address | None:
+    """Where a `marimo_url` points, or None if the express lane cannot go there
+    (anything but plain http)."""
+    url = URL(marimo_url)
+    if url.scheme != "http" or not url.host or url.port is None:
+        return None
+    return Address(url.host, url.port, url.raw_path.rstrip("/"), url.raw_authority)
+
+
+class Relay(Protocol):
+    """What an upstream connection reports to the exchange using it."""
+
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[str, str]]) -> None: ...
+    def response_body(self, data: bytes) -> None: ...
+    def response_end(self, reusable: bool) -> None: ...
+    def upstream_lost(self, exc: BaseException | None) -> None: ...
+    def upstream_paused(self, paused: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.relay: Relay | None = None
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[str, str]] = []
+        self._reason = b""
+        self._interim = False
+
+    @property
+    def usable(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def send(self, relay: Relay, data: bytes) -> None:
+        self.relay = relay
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.relay = None
+        if self.transport is not None:
+            self.transport.close()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(exc)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.transport = None
+        self._fail(exc)
+
+    def pause_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.upstream_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.upstream_paused(False)
+
+    # llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        # 1xx interim responses (100 Continue, 103 Early Hints) are not relayed:
+        # the express lane never sends Expect, and hints are only hints.
+        self._interim = status < 200
+        if not self._interim and self.relay is not None:
+            self.relay.response_head(status, self._reason, self._headers)
+
+    def on_body(self, data: bytes) -> None:
+        if self.relay is not None:
+            self.relay.response_body(data)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            return
+        relay, self.relay = self.relay, None
+        if relay is not None:
+            relay.response_end(self._parser.should_keep_alive())
+
+    def _fail(self, exc: BaseException | None) -> None:
+        relay, self.relay = self.relay, None
+        if self.transport is not None:
+            self.transport.close()
+        if relay is not None:
+            relay.upstream_lost(exc)
+
+
+class UpstreamPool:
+    def __init__(self) -> None:
+        self._idle: dict[Address, list[UpstreamConnection]] = {}
+
+    def take(self, address: Address) -> UpstreamConnection | None:
+        """A kept-alive connection to `address`, if one is waiting."""
+        idle = self._idle.get(address)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if conn.usable and now - conn.idle_since < MAX_IDLE_SECONDS:
+                return conn
+            conn.close()
+        return None
+
+    async def connect(self, address: Address) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(address), address.host, address.port),
+            CONNECT_SECONDS,
+        )
+        return conn
+
+    def give_back(self, conn: UpstreamConnection) -> None:
+        if not conn.usable:
+            return
+        idle = self._idle.setdefault(conn.address, [])
+        if len(idle) >= MAX_IDLE_PER_ADDRESS:
+            conn.close()
+            return
+        conn.relay = None
+        conn.idle_since = time.monotonic()
+        conn.transport.resume_reading()  # in case the last client was slow
+        idle.append(conn)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
