@@ -67,6 +67,55 @@ def run_upstream(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=new_loop())
 
 
+def run_relay(port: int, upstream_port: int) -> None:
+    """The floor: a TCP relay that copies bytes both ways and understands no
+    HTTP (uvloop protocols, one upstream connection per client connection).
+    No HTTP-aware proxy in Python can cost less than this extra hop."""
+    import uvloop
+
+    class Back(asyncio.Protocol):
+        def __init__(self, front: asyncio.Transport) -> None:
+            self.front = front
+
+        def data_received(self, data: bytes) -> None:
+            self.front.write(data)
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            self.front.close()
+
+    class Front(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+            self.back: asyncio.Transport | None = None
+            self.early: list[bytes] = []
+            asyncio.ensure_future(self.connect())
+
+        async def connect(self) -> None:
+            loop = asyncio.get_running_loop()
+            back, _ = await loop.create_connection(
+                lambda: Back(self.transport), "127.0.0.1", upstream_port
+            )
+            self.back = back
+            for data in self.early:
+                back.write(data)
+
+        def data_received(self, data: bytes) -> None:
+            if self.back is None:
+                self.early.append(data)
+            else:
+                self.back.write(data)
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            if self.back is not None:
+                self.back.close()
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Front, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(serve())
+
+
 def new_loop() -> asyncio.AbstractEventLoop:
     """uvloop everywhere (client, upstream, our proxy): Marimo's uvicorn uses it too."""
     try:
@@ -372,6 +421,7 @@ async def run(
         )
         targets = [
             Target("direct", f"http://127.0.0.1:{ports['upstream']}", session),
+            Target("TCP relay (floor)", f"http://127.0.0.1:{ports['relay']}", session),
             Target("our proxy", ours, session, cookie),
         ]
         if chp:
@@ -380,7 +430,7 @@ async def run(
             )
         await compare(targets, args.seconds, args.rounds)
         if args.soak_seconds > 0:
-            await soak(targets[1], proxy_pid, args.soak_seconds, args.soak_sockets)
+            await soak(targets[2], proxy_pid, args.soak_seconds, args.soak_sockets)
 
 
 def main() -> None:
@@ -397,9 +447,13 @@ def main() -> None:
     )
     parser.add_argument("--profile", help="write a cProfile of the proxy process here")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--relay", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
         run_upstream(args.upstream)
+        return
+    if args.relay:
+        run_relay(*args.relay)
         return
 
     from common.embedded_db import database_url, start_embedded
@@ -411,7 +465,12 @@ def main() -> None:
     try:
         dsn = database_url(server)
         asyncio.run(migrate(dsn))
-        ports = {"upstream": free_port(), "proxy": free_port(), "chp": free_port()}
+        ports = {
+            "upstream": free_port(),
+            "proxy": free_port(),
+            "chp": free_port(),
+            "relay": free_port(),
+        }
         seed(dsn, f"http://127.0.0.1:{ports['upstream']}")
         keys = (("bench", "b" * 40),)
         if args.marimo:
@@ -441,6 +500,10 @@ def main() -> None:
             command[1:1] = ["-m", "cProfile", "-o", args.profile]
         proxy = subprocess.Popen(command, env=env, cwd=ROOT)
         procs.append(proxy)
+        relay_cmd = [sys.executable, __file__, "--relay", str(ports["relay"])]
+        relay_cmd.append(str(ports["upstream"]))
+        relay = subprocess.Popen(relay_cmd)
+        procs.append(relay)
         chp_bin = None if args.no_chp else ensure_chp()
         if chp_bin is not None:
             procs.append(
@@ -464,6 +527,7 @@ def main() -> None:
             wait_port(ports["chp"], procs[-1])
         wait_port(ports["upstream"], procs[0])
         wait_port(ports["proxy"], proxy)
+        wait_port(ports["relay"], relay)
         print(
             f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, "
             f"{os.cpu_count()} cores; configurable-http-proxy: "

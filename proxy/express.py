@@ -81,6 +81,8 @@ class Lane:
         self.cache = cache
         self.pool = UpstreamPool()
         self.connections: set[ExpressConnection] = set()
+        self.relayed = 0  # requests answered by the lane
+        self.handed_off = 0  # requests given to the aiohttp app
         self.security = list(security_headers(proxy.settings.frame_ancestors).items())
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -122,6 +124,9 @@ class ExpressConnection(asyncio.Protocol):
         self._raw: list[bytes] | None = None  # this request's bytes, for a hand-off
         self._raw_size = 0
         self._early: list[bytes] = []  # bytes after the request (pipelined)
+        self._judged_headers: list[tuple[str, str]] | None = None
+        self._judged: tuple[ProxySession, str, bool] | None = None
+        self._upstream_block: tuple[Target, str] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -262,22 +267,39 @@ class ExpressConnection(asyncio.Protocol):
         relative = normalize(unquote(path.decode("latin-1"))[len(PREFIX) + len(notebook_id) :])
         if relative is None or relative == "/_open":
             return None
+        # A client repeats the same headers on a connection request after
+        # request: judge them once.
+        if self._headers != self._judged_headers:
+            self._judged_headers = self._headers
+            self._judged = self._judge_headers()
+            self._upstream_block = None
+        if self._judged is None:
+            return None
+        session, host, chunked = self._judged
+        if session.notebook_id != self._notebook_id:
+            return None
+        self._chunked_up = chunked
+        return _Admitted(session, relative, host)
+
+    def _judge_headers(self) -> tuple[ProxySession, str, bool] | None:
         host = cookie = ""
+        chunked = False
         for name, value in self._headers:
             lower = name.lower()
             if lower == "host":
                 host = value
             elif lower == "cookie":
                 cookie = value
+            elif lower == "transfer-encoding":
+                if chunked or value.strip().lower() != "chunked":
+                    return None  # only plain chunked is ours; llhttp rejects some others late
+                chunked = True
             elif lower in ("expect", "upgrade"):
                 return None
         session = self.lane.cookies.unseal(cookie_value(cookie, COOKIE_NAME))
-        if not host or session is None or session.notebook_id != self._notebook_id:
+        if not host or session is None:
             return None
-        self._chunked_up = any(
-            n.lower() == "transfer-encoding" and "chunked" in v.lower() for n, v in self._headers
-        )
-        return _Admitted(session, relative, host)
+        return session, host, chunked
 
     def _route(self, admitted: _Admitted, target: Target | None) -> bool:
         """Relay the request unless something refuses it; False leaves it to
@@ -332,25 +354,29 @@ class ExpressConnection(asyncio.Protocol):
         self._start(up, session, head)
 
     def _request_head(self, admitted: _Admitted, target: Target, address: Address) -> bytes:
-        pairs = request_pairs(
-            self._headers,
-            cookie_name=COOKIE_NAME,
-            marimo_token=str(target.session_token),
-            client_ip=self.peer,
-            proto="http",
-            host=admitted.host,
-            viewer=admitted.session.mode == "view",
-        )
-        if self._chunked_up:
-            pairs.append(("Transfer-Encoding", "chunked"))
-        lines = [
+        line = (
             f"{self._parser.get_method().decode('latin-1')} "
             f"{address.prefix}{self._url.decode('latin-1')} HTTP/1.1\r\n"
-            f"Host: {address.host_header}\r\n"
-        ]
-        lines.extend(f"{name}: {value}\r\n" for name, value in pairs)
-        lines.append("\r\n")
-        return "".join(lines).encode("latin-1")
+        )
+        # The headers were judged unchanged (see _admit): so is their upstream
+        # form, as long as the notebook's target is too.
+        if self._upstream_block is None or self._upstream_block[0] is not target:
+            pairs = request_pairs(
+                self._headers,
+                cookie_name=COOKIE_NAME,
+                marimo_token=str(target.session_token),
+                client_ip=self.peer,
+                proto="http",
+                host=admitted.host,
+                viewer=admitted.session.mode == "view",
+            )
+            if self._chunked_up:
+                pairs.append(("Transfer-Encoding", "chunked"))
+            lines = [f"Host: {address.host_header}\r\n"]
+            lines.extend(f"{name}: {value}\r\n" for name, value in pairs)
+            lines.append("\r\n")
+            self._upstream_block = (target, "".join(lines))
+        return (line + self._upstream_block[1]).encode("latin-1")
 
     # Relaying
 
@@ -412,6 +438,7 @@ class ExpressConnection(asyncio.Protocol):
         if tail and self.transport is not None:
             self.transport.write(tail)
         metrics.HTTP_PROXIED.inc()
+        self.lane.relayed += 1
         up, self._up = self._up, None
         if up is not None:
             if reusable and self._state == _RESPONDING:
@@ -477,6 +504,8 @@ class ExpressConnection(asyncio.Protocol):
         if transport is None:
             return
         replay = b"".join(self._raw or ()) + b"".join(self._early)
+        metrics.HANDOFFS.inc()
+        self.lane.handed_off += 1
         self._drop_exchange()
         self.lane.connections.discard(self)
         self.transport = None

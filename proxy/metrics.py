@@ -65,6 +65,10 @@ REVOKED = Counter(
     "Proxied connections ended because access, session or status changed.",
     ["reason"],
 )
+HANDOFFS = Counter(
+    "notebooks_proxy_handoffs_total",
+    "Requests the express lane gave to the aiohttp app (logins, WebSockets, refusals, ...).",
+)
 UPSTREAM_SECONDS = Histogram(
     "notebooks_proxy_upstream_response_seconds",
     "Time from forwarding a request to Marimo's response headers.",

@@ -1,0 +1,751 @@
+"""The express lane (proxy/express.py) in front of a small in-process upstream:
+which requests the lane relays itself and which it hands to the aiohttp app
+on the same socket, keep-alive on both sides, chunked bodies both ways,
+pipelining, malformed requests, upstream connections that die, response
+headers and large bodies. Raw sockets are used wherever the bytes on the
+wire are the point."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict, CIMultiDictProxy
+from proxy_helpers import ProxyUnderTest, insert_world, serve_proxy
+
+from common.settings import Settings
+from proxy import metrics
+from proxy.cookie import COOKIE_NAME
+
+NB = "NBEXPRESS1"
+BASE = f"/notebooks/{NB}"
+TOKEN = "express-upstream-token"
+TIMEOUT = 10.0
+BIG = 5 * 1024 * 1024
+UPSTREAM_CSP = "default-src 'self'"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request that reached the upstream app."""
+
+    method: str
+    path_qs: str
+    peer: Any  # the proxy's end of the upstream TCP connection
+    headers: CIMultiDictProxy[str]
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.transports: dict[Any, asyncio.BaseTransport] = {}
+        self.upload_first = asyncio.Event()
+        # The next request on this connection is not answered: upstream reads
+        # it and closes (a kept-alive connection timing out as a request came).
+        self.drop_peer: Any = None
+        self.big = os.urandom(BIG)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.record], client_max_size=0)
+        app.router.add_get(BASE + "/", self.index)
+        app.router.add_get(BASE + "/echo", self.echo)
+        app.router.add_post(BASE + "/upload", self.upload)
+        app.router.add_get(BASE + "/chunked", self.chunked)
+        app.router.add_get(BASE + "/big", self.big_body)
+        app.router.add_get(BASE + "/close", self.close)
+        app.router.add_get(BASE + "/die-length", self.die_length)
+        app.router.add_get(BASE + "/die-chunked", self.die_chunked)
+        return app
+
+    @web.middleware
+    async def record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        assert request.transport is not None
+        peer = request.transport.get_extra_info("peername")
+        self.transports[peer] = request.transport
+        self.seen.append(Seen(request.method, request.raw_path, peer, request.headers))
+        if self.drop_peer is not None and peer == self.drop_peer:
+            self.drop_peer = None
+            await request.read()
+            request.transport.close()
+            raise web.HTTPServiceUnavailable()  # never sent: the connection is gone
+        return await handler(request)
+
+    async def index(self, _: web.Request) -> web.Response:
+        return web.Response(text="<html>notebook</html>", content_type="text/html")
+
+    async def echo(self, request: web.Request) -> web.Response:
+        resp = web.json_response(
+            {
+                "method": request.method,
+                "path_qs": request.raw_path,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+            }
+        )
+        resp.headers["Server"] = "marimo-secret/1.0"
+        resp.headers["X-Powered-By"] = "uvicorn"
+        resp.headers["Content-Security-Policy"] = UPSTREAM_CSP
+        resp.headers["Referrer-Policy"] = "unsafe-url"
+        resp.headers["X-Upstream"] = "yes"
+        return resp
+
+    async def upload(self, request: web.Request) -> web.Response:
+        got = bytearray()
+        async for chunk in request.content.iter_any():
+            got += chunk
+            if b"part1" in got:
+                self.upload_first.set()
+        return web.json_response(
+            {
+                "length": len(got),
+                "sha256": hashlib.sha256(got).hexdigest(),
+                "body": got.decode("latin-1") if len(got) < 1000 else None,
+                "transfer_encoding": request.headers.get("Transfer-Encoding"),
+                "content_length": request.headers.get("Content-Length"),
+            }
+        )
+
+    async def chunked(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()  # no Content-Length: chunked on the wire
+        resp.headers["Server"] = "marimo-secret/1.0"
+        await resp.prepare(request)
+        for part in (b"alpha-", b"beta-", b"gamma"):
+            await resp.write(part)
+        await resp.write_eof()
+        return resp
+
+    async def big_body(self, _: web.Request) -> web.Response:
+        return web.Response(body=self.big, content_type="application/octet-stream")
+
+    async def close(self, _: web.Request) -> web.Response:
+        resp = web.Response(text="closing")
+        resp.force_close()  # `Connection: close`, then upstream closes
+        return resp
+
+    async def die_length(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_length = 1000
+        await resp.prepare(request)
+        await resp.write(b"x" * 100)
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    async def die_chunked(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"partial")
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+
+@pytest.fixture
+async def express(settings: Settings) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
+    upstream = Upstream()
+    server = TestServer(upstream.app(), host="127.0.0.1")  # the OS picks the port
+    await server.start_server()
+    world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
+    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600)
+    try:
+        yield upstream, p
+    finally:
+        await proxy_server.close()
+        await server.close()
+
+
+# Counters
+
+
+@dataclass(frozen=True)
+class Counts:
+    relayed: int
+    handed_off: int
+    handoffs_metric: float
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(
+            self.relayed - other.relayed,
+            self.handed_off - other.handed_off,
+            self.handoffs_metric - other.handoffs_metric,
+        )
+
+
+def counts(p: ProxyUnderTest) -> Counts:
+    lane = p.server.lane
+    return Counts(lane.relayed, lane.handed_off, metrics.HANDOFFS._value.get())
+
+
+def relayed(n: int) -> Counts:
+    return Counts(n, 0, 0.0)
+
+
+def handed_off(n: int) -> Counts:
+    return Counts(0, n, float(n))
+
+
+def idle_upstream(p: ProxyUnderTest) -> list[Any]:
+    return [c for idle in p.server.lane.pool._idle.values() for c in idle]
+
+
+# Raw HTTP/1.x on a socket
+
+
+@dataclass(frozen=True)
+class Raw:
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def cookie_for(p: ProxyUnderTest, member: str, mode: str = "edit") -> str:
+    session = await p.login(member, mode)
+    try:
+        for cookie in session.cookie_jar:
+            if cookie.key == COOKIE_NAME:
+                return cookie.value
+    finally:
+        await session.close()
+    raise AssertionError("login set no cookie")
+
+
+def request_bytes(
+    p: ProxyUnderTest,
+    method: str,
+    target: str,
+    *,
+    cookie: str | None = None,
+    version: str = "1.1",
+    headers: tuple[tuple[str, str], ...] = (),
+    body: bytes | None = None,
+) -> bytes:
+    lines = [f"{method} {target} HTTP/{version}", f"Host: 127.0.0.1:{p.server.port}"]
+    if cookie is not None:
+        lines.append(f"Cookie: other=1; {COOKIE_NAME}={cookie}")
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    out = bytearray()
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass  # trailers
+            return bytes(out)
+        out += await reader.readexactly(size)
+        assert await reader.readexactly(2) == b"\r\n"
+
+
+async def read_response(reader: asyncio.StreamReader, *, head: bool = False) -> Raw:
+    """One response, its body framed as the headers say (to EOF if neither
+    Content-Length nor chunked)."""
+
+    async def read() -> Raw:
+        block = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        status_line, *lines = block.split("\r\n")
+        assert status_line.startswith("HTTP/1."), status_line
+        status = int(status_line.split(" ", 2)[1])
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines:
+            if line:
+                name, _, value = line.partition(":")
+                headers.add(name.strip(), value.strip())
+        if head or status in (204, 304) or status < 200:
+            body = b""
+        elif "chunked" in headers.get("Transfer-Encoding", "").lower():
+            body = await _read_chunked(reader)
+        elif "Content-Length" in headers:
+            body = await reader.readexactly(int(headers["Content-Length"]))
+        else:
+            body = await reader.read()
+        return Raw(status, headers, body)
+
+    return await asyncio.wait_for(read(), TIMEOUT)
+
+
+async def rest(reader: asyncio.StreamReader) -> bytes:
+    """Whatever the proxy still sends before closing: b"" means a clean EOF."""
+    return await asyncio.wait_for(reader.read(), TIMEOUT)
+
+
+@contextlib.asynccontextmanager
+async def connection(
+    p: ProxyUnderTest,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", p.server.port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def keeps_alive(resp: Raw) -> bool:
+    return "close" not in resp.headers.get("Connection", "").lower()
+
+
+# 1. The lane answers a member's plain requests, over kept-alive upstream connections
+
+
+async def test_plain_gets_are_relayed_by_the_lane_over_kept_alive_upstream(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    n = 12
+    session = await p.login(p.world.owner)
+    try:
+        before, seen_before = counts(p), len(upstream.seen)
+        for i in range(n):
+            async with session.get(p.url(f"/echo?i={i}")) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["path_qs"] == f"{BASE}/echo?i={i}"
+                assert "Connection" not in resp.headers  # the client may keep it
+        assert counts(p) - before == relayed(n)
+        seen = upstream.seen[seen_before:]
+        assert [s.path_qs for s in seen] == [f"{BASE}/echo?i={i}" for i in range(n)]
+        assert len({s.peer for s in seen}) <= 2  # reused, not one connection each
+        assert all(s.headers["Authorization"] == f"Bearer {TOKEN}" for s in seen)
+        assert len(idle_upstream(p)) >= 1  # given back to the pool afterwards
+    finally:
+        await session.close()
+
+
+# 2. Hand-off and return
+
+
+HANDED_OFF = {
+    # name: (method, target, send the cookie?, body, status aiohttp answers)
+    "no cookie": ("GET", f"{BASE}/echo", False, None, 401),
+    "viewer POST refused by policy": ("POST", f"{BASE}/upload", True, b"x=1", 403),
+    "not under /notebooks": ("GET", "/healthz", True, None, 200),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HANDED_OFF))
+async def test_handed_off_request_closes_the_connection_and_the_next_is_relayed(
+    express,  # type: ignore[no-untyped-def]
+    kind: str,
+) -> None:
+    upstream, p = express
+    method, target, with_cookie, body, status = HANDED_OFF[kind]
+    cookie = await cookie_for(p, p.world.viewer, "view")
+    async with connection(p) as (reader, writer):
+        before = counts(p)
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie))
+        first = await read_response(reader)
+        assert first.status == 200 and first.json()["path_qs"] == f"{BASE}/echo?n=1"
+        assert keeps_alive(first)
+        assert counts(p) - before == relayed(1)
+
+        seen_before = len(upstream.seen)
+        writer.write(
+            request_bytes(p, method, target, cookie=cookie if with_cookie else None, body=body)
+        )
+        second = await read_response(reader)
+        assert second.status == status, second.body
+        assert second.headers["Connection"] == "close"
+        assert second.headers["X-Content-Type-Options"] == "nosniff"
+        assert await rest(reader) == b""  # aiohttp closed the connection after it
+        assert counts(p) - before == Counts(1, 1, 1.0)
+        assert len(upstream.seen) == seen_before  # refused or answered by the proxy itself
+
+    async with connection(p) as (reader, writer):
+        before = counts(p)
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=2", cookie=cookie))
+        again = await read_response(reader)
+        assert again.status == 200 and again.json()["path_qs"] == f"{BASE}/echo?n=2"
+        assert keeps_alive(again)
+        assert counts(p) - before == relayed(1)  # the lane owns the new connection
+
+
+# 3. Login with a browser-like client
+
+
+async def test_login_is_answered_with_connection_close_then_the_page_is_relayed(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    before = counts(p)
+    link = p.open_url(p.token(p.world.editor))
+    async with p.client() as browser, browser.get(link) as resp:
+        assert resp.status == 200
+        assert await resp.text() == "<html>notebook</html>"
+        assert resp.url.path == f"{BASE}/"
+        assert "Connection" not in resp.headers
+        (login,) = resp.history
+        assert login.status == 303
+        assert login.headers["Location"] == f"{BASE}/"
+        assert login.headers["Connection"] == "close"
+        assert COOKIE_NAME in login.cookies
+    assert counts(p) - before == Counts(1, 1, 1.0)  # the login handed off, the page relayed
+    assert [s.path_qs for s in upstream.seen] == [f"{BASE}/"]
+    assert COOKIE_NAME not in upstream.seen[0].headers.get("Cookie", "")
+
+
+# 4. HEAD
+
+
+async def test_head_is_handed_off_and_answered_without_a_body(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    before = counts(p)
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "HEAD", f"{BASE}/echo", cookie=cookie))
+        resp = await read_response(reader, head=True)
+        assert resp.status == 200
+        assert resp.headers["X-Upstream"] == "yes"
+        assert resp.headers["Connection"] == "close"
+        assert "Server" not in resp.headers
+        assert await rest(reader) == b""  # no body bytes, then the close
+    assert counts(p) - before == handed_off(1)
+    assert [(s.method, s.path_qs) for s in upstream.seen] == [("HEAD", f"{BASE}/echo")]
+
+
+async def test_expect_100_continue_is_handed_off_and_works(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    session = await p.login(p.world.owner)
+    try:
+        before = counts(p)
+        async with session.post(p.url("/upload"), data=b"expected", expect100=True) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["body"] == "expected"
+        assert counts(p) - before == handed_off(1)
+    finally:
+        await session.close()
+
+
+# 5. Chunked request bodies
+
+
+async def test_chunked_request_body_reaches_upstream_whole_in_order_and_chunked(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    before = counts(p)
+    async with connection(p) as (reader, writer):
+        writer.write(
+            request_bytes(
+                p,
+                "POST",
+                f"{BASE}/upload",
+                cookie=cookie,
+                headers=(("Transfer-Encoding", "chunked"),),
+            )
+        )
+        writer.write(b"6\r\npart1-\r\n")
+        await writer.drain()
+        # Upstream has the first chunk before the client sends the rest.
+        await asyncio.wait_for(upstream.upload_first.wait(), TIMEOUT)
+        writer.write(b"6\r\npart2-\r\n")
+        writer.write(b"5\r\npart3\r\n0\r\n\r\n")
+        resp = await read_response(reader)
+        assert resp.status == 200
+        got = resp.json()
+        assert got["body"] == "part1-part2-part3"
+        assert got["transfer_encoding"] == "chunked"
+        assert got["content_length"] is None
+        assert keeps_alive(resp)
+        # The request ended where the last chunk said: the connection goes on.
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?after=chunked", cookie=cookie))
+        after = await read_response(reader)
+        assert after.json()["path_qs"] == f"{BASE}/echo?after=chunked"
+    assert counts(p) - before == relayed(2)
+
+
+# 6. Responses without Content-Length
+
+
+async def test_response_without_length_is_rechunked_for_http11(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    before = counts(p)
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/chunked", cookie=cookie))
+        resp = await read_response(reader)
+        assert resp.status == 200
+        assert resp.headers["Transfer-Encoding"] == "chunked"
+        assert "Content-Length" not in resp.headers
+        assert resp.body == b"alpha-beta-gamma"
+        assert keeps_alive(resp)
+        writer.write(request_bytes(p, "GET", f"{BASE}/chunked", cookie=cookie))
+        assert (await read_response(reader)).body == b"alpha-beta-gamma"
+    assert counts(p) - before == relayed(2)
+
+
+async def test_response_without_length_is_close_delimited_for_http10(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    before = counts(p)
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/chunked", cookie=cookie, version="1.0"))
+        resp = await read_response(reader)  # neither length nor chunked: read to EOF
+        assert resp.status == 200
+        assert resp.headers["Connection"] == "close"
+        assert "Transfer-Encoding" not in resp.headers
+        assert "Content-Length" not in resp.headers
+        assert resp.body == b"alpha-beta-gamma"
+        assert await rest(reader) == b""
+    assert counts(p) - before == relayed(1)
+
+
+# 7. Pipelining
+
+
+@pytest.mark.parametrize("pool", ["cold", "warm"])
+async def test_pipelined_requests_get_the_first_response_then_a_close(express, pool: str) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    if pool == "warm":  # a kept-alive upstream connection is waiting in the pool
+        async with connection(p) as (reader, writer):
+            writer.write(request_bytes(p, "GET", f"{BASE}/echo?warm", cookie=cookie))
+            assert (await read_response(reader)).status == 200
+        assert len(idle_upstream(p)) == 1
+    before, seen_before = counts(p), len(upstream.seen)
+    async with connection(p) as (reader, writer):
+        writer.write(
+            request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie)
+            + request_bytes(p, "GET", f"{BASE}/echo?n=2", cookie=cookie)
+        )
+        first = await read_response(reader)
+        assert first.status == 200
+        assert first.json()["path_qs"] == f"{BASE}/echo?n=1"
+        assert first.headers["Connection"] == "close"
+        assert await rest(reader) == b""  # no second response: the client retries
+    delta = counts(p) - before
+    assert delta.relayed + delta.handed_off == 1  # one answer, by one of the two
+    assert [s.path_qs for s in upstream.seen[seen_before:]] == [f"{BASE}/echo?n=1"]
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=3", cookie=cookie))
+        assert (await read_response(reader)).json()["path_qs"] == f"{BASE}/echo?n=3"
+
+
+# 8. Malformed requests
+
+
+MALFORMED = {
+    "content-length and chunked": (
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
+    "chunked and content-length": (
+        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"
+    ),
+    "duplicate content-length": "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    "transfer-encoding not ending in chunked": "Transfer-Encoding: gzip\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("pool", ["cold", "warm"])
+@pytest.mark.parametrize("with_cookie", [False, True], ids=["no cookie", "member's cookie"])
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+async def test_malformed_request_gets_400_and_never_reaches_upstream(
+    express,  # type: ignore[no-untyped-def]
+    kind: str,
+    with_cookie: bool,
+    pool: str,
+) -> None:
+    upstream, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    if pool == "warm":
+        async with connection(p) as (reader, writer):
+            writer.write(request_bytes(p, "GET", f"{BASE}/echo?warm", cookie=cookie))
+            assert (await read_response(reader)).status == 200
+        assert len(idle_upstream(p)) == 1
+    before, seen_before = counts(p), len(upstream.seen)
+    cookie_line = f"Cookie: {COOKIE_NAME}={cookie}\r\n" if with_cookie else ""
+    raw = (
+        f"POST {BASE}/upload HTTP/1.1\r\nHost: 127.0.0.1:{p.server.port}\r\n"
+        f"{cookie_line}{MALFORMED[kind]}"
+    ).encode()
+    async with connection(p) as (reader, writer):
+        writer.write(raw)
+        try:
+            resp: Raw | None = await read_response(reader)
+        except asyncio.IncompleteReadError:
+            resp = None  # closed without an answer
+        else:
+            assert await rest(reader) == b""
+    # A request that did go upstream is seen there before the next one is:
+    # the probe's round trip orders the two.
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?probe", cookie=cookie))
+        assert (await read_response(reader)).status == 200
+    reached = [s.path_qs for s in upstream.seen[seen_before:]]
+    status = resp.status if resp is not None else "closed without a response"
+    assert (status, reached) == (400, [f"{BASE}/echo?probe"]), (
+        f"answer: {status!r}; reached upstream: {reached!r}"
+    )
+    assert counts(p) - before == Counts(1, 1, 1.0)  # the probe relayed, the 400 handed off
+
+
+# 9. Upstream connections that close
+
+
+async def test_upstream_connection_close_is_not_reused(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    session = await p.login(p.world.owner)
+    try:
+        before = counts(p)
+        async with session.get(p.url("/close")) as resp:
+            assert resp.status == 200 and await resp.text() == "closing"
+            assert "Connection" not in resp.headers  # upstream's close is hop-by-hop
+        async with session.get(p.url("/echo")) as resp:
+            assert resp.status == 200
+        assert counts(p) - before == relayed(2)
+        closed, echo = upstream.seen[-2:]
+        assert closed.path_qs == f"{BASE}/close" and echo.path_qs == f"{BASE}/echo"
+        assert closed.peer != echo.peer
+    finally:
+        await session.close()
+
+
+async def test_idle_upstream_connection_closed_by_upstream_is_dropped_from_the_pool(
+    express,
+) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    session = await p.login(p.world.owner)
+    try:
+        async with session.get(p.url("/echo?n=1")) as resp:
+            assert resp.status == 200
+        (pooled,) = idle_upstream(p)
+        first_peer = upstream.seen[-1].peer
+        upstream.transports[first_peer].close()  # upstream's keep-alive timeout
+        for _ in range(500):
+            if not pooled.usable:
+                break
+            await asyncio.sleep(0.01)
+        assert not pooled.usable
+        before = counts(p)
+        async with session.get(p.url("/echo?n=2")) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["path_qs"] == f"{BASE}/echo?n=2"
+        assert counts(p) - before == relayed(1)
+        assert upstream.seen[-1].peer != first_peer
+    finally:
+        await session.close()
+
+
+async def test_small_request_on_a_connection_upstream_dropped_is_retried_by_aiohttp(
+    express,
+) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie))
+        assert (await read_response(reader)).status == 200
+        upstream.drop_peer = upstream.seen[-1].peer  # closes when the next one comes
+        before = counts(p)
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=2", cookie=cookie))
+        resp = await read_response(reader)
+        assert resp.status == 200
+        assert resp.json()["path_qs"] == f"{BASE}/echo?n=2"
+        assert resp.headers["Connection"] == "close"
+        assert await rest(reader) == b""
+    assert counts(p) - before == handed_off(1)
+    dropped, retried = upstream.seen[-2:]
+    assert dropped.path_qs == retried.path_qs == f"{BASE}/echo?n=2"
+    assert dropped.peer != retried.peer
+
+
+async def test_large_request_on_a_connection_upstream_dropped_gets_502(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie))
+        assert (await read_response(reader)).status == 200
+        upstream.drop_peer = upstream.seen[-1].peer
+        before, seen_before = counts(p), len(upstream.seen)
+        body = os.urandom(1024 * 1024)  # far past what the lane keeps for a replay
+        writer.write(request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=body))
+        await writer.drain()
+        resp = await read_response(reader)
+        assert resp.status == 502
+        assert "not reachable" in resp.body.decode()
+        assert resp.headers["Connection"] == "close"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert await rest(reader) == b""
+    assert counts(p) - before == Counts(0, 0, 0.0)
+    assert [s.path_qs for s in upstream.seen[seen_before:]] == [f"{BASE}/upload"]
+
+
+# 10. Upstream dying mid-body
+
+
+@pytest.mark.parametrize("path", ["/die-length", "/die-chunked"])
+async def test_upstream_dying_mid_body_gives_the_client_a_broken_body(express, path: str) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    session = await p.login(p.world.owner)
+    try:
+        before = counts(p)
+        async with session.get(p.url(path)) as resp:
+            assert resp.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await asyncio.wait_for(resp.read(), TIMEOUT)
+        assert counts(p) - before == Counts(0, 0, 0.0)  # the lane cut it; not relayed whole
+        async with session.get(p.url("/echo")) as resp:
+            assert resp.status == 200
+    finally:
+        await session.close()
+
+
+# 11. Response headers
+
+
+@pytest.mark.parametrize("path", ["/echo", "/chunked"])
+async def test_security_headers_on_relayed_responses(express, path: str) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    session = await p.login(p.world.owner)
+    try:
+        before = counts(p)
+        async with session.get(p.url(path)) as resp:
+            assert resp.status == 200
+            await resp.read()
+            headers = resp.headers
+        assert counts(p) - before == relayed(1)
+        ours = f"frame-ancestors {p.settings.frame_ancestors}"
+        csp = headers.getall("Content-Security-Policy")
+        assert sorted(csp) == sorted([ours, UPSTREAM_CSP] if path == "/echo" else [ours])
+        assert headers.getall("X-Content-Type-Options") == ["nosniff"]
+        assert headers.getall("Referrer-Policy") == ["no-referrer"]  # not upstream's
+        assert "Server" not in headers
+        assert "X-Powered-By" not in headers
+    finally:
+        await session.close()
+
+
+# 12. Large bodies both ways
+
+
+async def test_large_bodies_pass_through_intact(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    session = await p.login(p.world.owner)
+    try:
+        before = counts(p)
+        async with session.get(p.url("/big")) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Length"] == str(BIG)
+            got = await asyncio.wait_for(resp.read(), TIMEOUT)
+        assert len(got) == BIG
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(upstream.big).hexdigest()
+
+        sent = os.urandom(BIG)
+        async with session.post(p.url("/upload"), data=sent) as resp:
+            assert resp.status == 200
+            report = await resp.json()
+        assert report["length"] == BIG
+        assert report["sha256"] == hashlib.sha256(sent).hexdigest()
+        assert report["content_length"] == str(BIG)
+        assert counts(p) - before == relayed(2)
+    finally:
+        await session.close()
