@@ -65,18 +65,28 @@ def seed(dsn: str, notebooks: int) -> tuple[str, str]:
         org, member, other, config, team = (new_id() for _ in range(5))
         conn.execute("insert into organizations (id, name) values (%s, 'bench')", (org,))
         for m in (member, other):
-            conn.execute("insert into members (id, organization_id, email, name)"
-                         " values (%s, %s, %s, 'bench')", (m, org, f"{m}@example.com"))
+            conn.execute(
+                "insert into members (id, organization_id, email, name)"
+                " values (%s, %s, %s, 'bench')",
+                (m, org, f"{m}@example.com"),
+            )
         token = new_token()
-        conn.execute("insert into api_tokens (id, member_id, name, prefix, secret_hash)"
-                     " values (%s, %s, 'bench', %s, %s)",
-                     (new_id(), member, token_prefix(token), hash_token(token)))
-        conn.execute("insert into workload_configs (id, organization_id, name)"
-                     " values (%s, %s, 'default')", (config, org))
-        conn.execute("insert into teams (id, organization_id, name) values (%s, %s, 't')",
-                     (team, org))
-        conn.execute("insert into team_memberships (team_id, member_id, role)"
-                     " values (%s, %s, 'editor')", (team, member))
+        conn.execute(
+            "insert into api_tokens (id, member_id, name, prefix, secret_hash)"
+            " values (%s, %s, 'bench', %s, %s)",
+            (new_id(), member, token_prefix(token), hash_token(token)),
+        )
+        conn.execute(
+            "insert into workload_configs (id, organization_id, name) values (%s, %s, 'default')",
+            (config, org),
+        )
+        conn.execute(
+            "insert into teams (id, organization_id, name) values (%s, %s, 't')", (team, org)
+        )
+        conn.execute(
+            "insert into team_memberships (team_id, member_id, role) values (%s, %s, 'editor')",
+            (team, member),
+        )
         ids = []
         for i in range(notebooks):
             # Most owned by the caller, every tenth shared with it through the team.
@@ -86,16 +96,19 @@ def seed(dsn: str, notebooks: int) -> tuple[str, str]:
             conn.execute(
                 "insert into notebooks (id, organization_id, member_id, workload_config_id,"
                 " name, created_by, updated_by) values (%s, %s, %s, %s, %s, %s, %s)",
-                (nb, org, owner, config, f"notebook {i}", owner, owner))
+                (nb, org, owner, config, f"notebook {i}", owner, owner),
+            )
             if owner == other:
-                conn.execute("insert into notebook_teams (notebook_id, team_id)"
-                             " values (%s, %s)", (nb, team))
+                conn.execute(
+                    "insert into notebook_teams (notebook_id, team_id) values (%s, %s)", (nb, team)
+                )
         # Noise the query must skip: another member's unshared notebooks.
         for i in range(notebooks):
             conn.execute(
                 "insert into notebooks (id, organization_id, member_id, workload_config_id,"
                 " name, created_by, updated_by) values (%s, %s, %s, %s, %s, %s, %s)",
-                (new_id(), org, other, config, f"hidden {i}", other, other))
+                (new_id(), org, other, config, f"hidden {i}", other, other),
+            )
         return token, ids[0]
 
 
@@ -112,8 +125,9 @@ async def wait_ready(url: str, deadline: float) -> None:
     raise RuntimeError("API did not become ready")
 
 
-async def drive(url: str, headers: dict[str, str], concurrency: int,
-                seconds: float) -> tuple[int, list[float], int]:
+async def drive(
+    url: str, headers: dict[str, str], concurrency: int, seconds: float
+) -> tuple[int, list[float], int]:
     latencies: list[float] = []
     errors = 0
     stop_at = time.monotonic() + seconds
@@ -143,15 +157,26 @@ async def run(args: argparse.Namespace) -> None:
         await migrate(dsn)
         token, notebook = seed(dsn, args.notebooks)
         port = free_port()
-        env = {**os.environ, "DATABASE_URL": dsn, "NOTEBOOKS_API_PORT": str(port),
-               "NOTEBOOKS_SECRET_KEY": "b" * 40, "NOTEBOOKS_SIGNING_KEYS": "k1:" + "s" * 40,
-               "NOTEBOOKS_DATA_DIR": str(root / "data"), "NOTEBOOKS_LOG_FORMAT": "json",
-               "NOTEBOOKS_DB_POOL_MAX": str(args.pool)}
+        env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "NOTEBOOKS_API_PORT": str(port),
+            "NOTEBOOKS_SECRET_KEY": "b" * 40,
+            "NOTEBOOKS_SIGNING_KEYS": "k1:" + "s" * 40,
+            "NOTEBOOKS_DATA_DIR": str(root / "data"),
+            "NOTEBOOKS_LOG_FORMAT": "json",
+            "NOTEBOOKS_DB_POOL_MAX": str(args.pool),
+        }
         api = await asyncio.create_subprocess_exec(
-            sys.executable, "-c",
+            sys.executable,
+            "-c",
             "from common.settings import Settings; from api.app import main;"
             " main(Settings.from_env())",
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         base = f"http://127.0.0.1:{port}"
         await wait_ready(base, time.monotonic() + 30)
         headers = {"Authorization": f"Bearer {token}"}
@@ -167,21 +192,29 @@ async def run(args: argparse.Namespace) -> None:
             groups = [[api_proc], [pg_root, *pg_root.children(recursive=True)], [me]]
             before = [cpu_seconds(g) for g in groups]
             count, lat, errors = await drive(url, headers, args.concurrency, args.seconds)
-            used = [(cpu_seconds(g) - b) / args.seconds for g, b in zip(groups, before,
-                                                                         strict=True)]
-            rows.append((name, count / args.seconds, pct(lat, 50) * 1000, pct(lat, 99) * 1000,
-                         errors, used))
+            used = [
+                (cpu_seconds(g) - b) / args.seconds for g, b in zip(groups, before, strict=True)
+            ]
+            rows.append(
+                (name, count / args.seconds, pct(lat, 50) * 1000, pct(lat, 99) * 1000, errors, used)
+            )
         print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
-        print(f"concurrency {args.concurrency}, {args.seconds:g} s per endpoint, one API "
-              f"process, pool max {args.pool}, {os.cpu_count()} CPUs")
+        print(
+            f"concurrency {args.concurrency}, {args.seconds:g} s per endpoint, one API "
+            f"process, pool max {args.pool}, {os.cpu_count()} CPUs"
+        )
         print("load average before:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
-        print(f"{'endpoint':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
-              f"  CPU cores used: api / postgres / load generator")
+        print(
+            f"{'endpoint':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+            f"  CPU cores used: api / postgres / load generator"
+        )
         for name, rps, p50, p99, errors, used in rows:
             cpu = " / ".join(f"{u:.2f}" for u in used)
             per = " / ".join(f"{u / rps * 1000:.2f}" for u in used)
-            print(f"{name:<20} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}  {cpu}"
-                  f"  (CPU ms per request: {per})")
+            print(
+                f"{name:<20} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}  {cpu}"
+                f"  (CPU ms per request: {per})"
+            )
     finally:
         if api is not None and api.returncode is None:
             api.terminate()
