@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 import psycopg
 import structlog
@@ -71,7 +72,7 @@ class AccessCache:
                 query("proxy_target"), {"member_id": member_id, "notebook_id": notebook_id}
             )
             row = await cur.fetchone()
-        target = target_from_row(row) if row else None
+        target = target_from_row(cast(dict[str, object], row)) if row else None  # dict_row pool
         self._entries[key] = (time.monotonic(), target)
         return target
 

@@ -264,7 +264,11 @@ class ExpressConnection(asyncio.Protocol):
         self._notebook_id = notebook_id.decode("latin-1")
         if not slash or not is_valid_id(self._notebook_id):
             return None
-        relative = normalize(unquote(path.decode("latin-1"))[len(PREFIX) + len(notebook_id) :])
+        tail = path[len(PREFIX) + len(notebook_id) :].decode("latin-1")
+        # Only escapes, dot segments and backslashes need normalize(); most
+        # paths have none, and it would return them unchanged.
+        unusual = "%" in tail or "/." in tail or "\\" in tail
+        relative = normalize(unquote(tail)) if unusual else tail
         if relative is None or relative == "/_open":
             return None
         # A client repeats the same headers on a connection request after
@@ -453,8 +457,9 @@ class ExpressConnection(asyncio.Protocol):
         self._state = _IDLE
         self._raw = None
         self._reset()
-        self._paused.clear()
-        self.transport.resume_reading()
+        if self._paused:
+            self._paused.clear()
+            self.transport.resume_reading()
 
     def upstream_lost(self, exc: BaseException | None) -> None:
         if self._responded and self._until_close and exc is None:

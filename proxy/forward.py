@@ -225,9 +225,8 @@ async def forward_websocket(
         to_up = asyncio.ensure_future(_pump(client, up, counts, "to_upstream"))
         to_client = asyncio.ensure_future(_pump(up, client, counts, "to_client"))
         try:
-            done, _ = await asyncio.wait(
-                {to_up, to_client, stopped}, return_when=asyncio.FIRST_COMPLETED
-            )
+            waited: set[asyncio.Future[Any]] = {to_up, to_client, stopped}
+            done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (to_up, to_client):
                 task.cancel()
