@@ -1,17 +1,21 @@
 """Session proxy benchmark: our proxy vs straight to the upstream vs
-configurable-http-proxy (JupyterHub's), same client, same run.
+configurable-http-proxy (JupyterHub's) vs a bare TCP relay, same client, same run.
 
     .venv/bin/python bench/proxy.py [--seconds 3] [--rounds 3] [--soak-seconds 600] [--no-chp]
+                                    [--marimo [--path /health]]
 
-Starts its own embedded PostgreSQL, a small aiohttp upstream (a 1 KiB page
-and a WebSocket echo under /notebooks/{id}/, standing in for Marimo so the
-figures show the proxies, not Marimo), our proxy as its own process
-(`proxy.app.main`), and configurable-http-proxy (npm-installed once into
-~/.cache/notebooks-bench/chp, not into the repository). Then prints HTTP
-requests/s and WebSocket round-trip latency at concurrency 1 and 16 for the
-three paths, and a soak: 100 WebSockets held open through our proxy (each
-echoing once a second, 10 of them replaced every 10 s, plus HTTP traffic)
-with the proxy's RSS and open file descriptors sampled along the way.
+Starts its own embedded PostgreSQL, an upstream (a small aiohttp app with a
+1 KiB page and a WebSocket echo under /notebooks/{id}/, so the figures show
+the proxies, not Marimo; or with --marimo a real `marimo edit`, GET of
+--path), our proxy as its own process (`python -m proxy`, logged in through
+`_open` like a browser), configurable-http-proxy (npm-installed once into
+~/.cache/notebooks-bench/chp, not into the repository), and a TCP relay that
+copies bytes and understands no HTTP: the floor any proxy's extra hop costs
+here. Then prints HTTP requests/s (the bench's aiohttp client, and wrk when
+installed) and WebSocket round-trip latency at concurrency 1 and 16 for every
+path, and a soak: 100 WebSockets held open through our proxy (each echoing
+once a second, 10 of them replaced every 10 s, plus HTTP traffic) with the
+proxy's RSS and open file descriptors sampled along the way.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 NB = "NBBENCH1"
 BODY = b"x" * 1024
-PAGE = "/page"  # what the HTTP figures GET; `--marimo` makes it Marimo's /health
+PAGE = "/page"  # what the HTTP figures GET; `--marimo` makes it Marimo's `--path`
 CHP_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "notebooks-bench" / "chp"
 
 
@@ -445,6 +449,11 @@ def main() -> None:
         action="store_true",
         help="upstream = a real `marimo edit` (GET its /health; no WebSocket or soak)",
     )
+    parser.add_argument(
+        "--path",
+        default="/health",
+        help="with --marimo: the path under /notebooks/{id} to GET (/health, / for the page)",
+    )
     parser.add_argument("--profile", help="write a cProfile of the proxy process here")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--relay", type=int, nargs=2, help=argparse.SUPPRESS)
@@ -475,7 +484,7 @@ def main() -> None:
         keys = (("bench", "b" * 40),)
         if args.marimo:
             global PAGE
-            PAGE = "/health"
+            PAGE = args.path
             args.soak_seconds = 0
             (root / "nb.py").write_text("import marimo\n\napp = marimo.App()\n")
             marimo = [str(Path(sys.executable).parent / "marimo"), "edit", "nb.py", "--headless"]
