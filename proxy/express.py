@@ -81,6 +81,7 @@ class Lane:
         self.cache = cache
         self.pool = UpstreamPool()
         self.connections: set[ExpressConnection] = set()
+        self.closing = False  # shutting down: no more keep-alive
         self.relayed = 0  # requests answered by the lane
         self.handed_off = 0  # requests given to the aiohttp app
         self.security = list(security_headers(proxy.settings.frame_ancestors).items())
@@ -99,9 +100,20 @@ class Lane:
             for conn in [c for c in self.connections if c.idle_since(cutoff)]:
                 conn.close()
 
-    def close(self) -> None:
+    async def close(self, grace_seconds: float = 10.0) -> None:
+        """Shut down like a deploy should: idle connections close now,
+        exchanges in flight get `grace_seconds` to finish (their connection
+        closes after the response), then whatever is left is cut."""
+        self.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        deadline = time.monotonic() + grace_seconds
+        while True:
+            for conn in [c for c in self.connections if c.idle]:
+                conn.close()
+            if not self.connections or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
         self.pool.close()
@@ -144,8 +156,12 @@ class ExpressConnection(asyncio.Protocol):
         self._started = 0.0
         self._keep_alive = True
 
+    @property
+    def idle(self) -> bool:
+        return self._state == _IDLE
+
     def idle_since(self, cutoff: float) -> bool:
-        return self._state == _IDLE and self._last_active < cutoff
+        return self.idle and self._last_active < cutoff
 
     def close(self) -> None:
         if self.transport is not None:
@@ -451,7 +467,7 @@ class ExpressConnection(asyncio.Protocol):
                 up.close()  # the request was not read to its end
         complete = self._state == _RESPONDING
         self._drop_exchange()
-        if not (self._keep_alive and complete) or self.transport is None:
+        if not (self._keep_alive and complete) or self.lane.closing or self.transport is None:
             self.close()
             return
         self._state = _IDLE

@@ -29,10 +29,14 @@ class Served:
         self._server = server
         self.lane = lane
         self.port: int = server.sockets[0].getsockname()[1]
+        self._closed = False
 
-    async def close(self) -> None:
-        self._server.close()
-        self.lane.close()
+    async def close(self, grace_seconds: float = 10.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._server.close()  # no new connections
+        await self.lane.close(grace_seconds)
         await self.runner.cleanup()  # aiohttp's connections, then the app's resources
 
 

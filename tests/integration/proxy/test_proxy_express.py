@@ -54,6 +54,8 @@ class Upstream:
         # it and closes (a kept-alive connection timing out as a request came).
         self.drop_peer: Any = None
         self.big = os.urandom(BIG)
+        self.slow_started = asyncio.Event()
+        self.slow_release = asyncio.Event()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.record], client_max_size=0)
@@ -65,6 +67,7 @@ class Upstream:
         app.router.add_get(BASE + "/close", self.close)
         app.router.add_get(BASE + "/die-length", self.die_length)
         app.router.add_get(BASE + "/die-chunked", self.die_chunked)
+        app.router.add_get(BASE + "/slow", self.slow)
         return app
 
     @web.middleware
@@ -139,6 +142,11 @@ class Upstream:
         assert request.transport is not None
         request.transport.close()
         return resp
+
+    async def slow(self, _: web.Request) -> web.Response:
+        self.slow_started.set()
+        await asyncio.wait_for(self.slow_release.wait(), TIMEOUT)
+        return web.Response(text="finally")
 
     async def die_chunked(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
@@ -749,3 +757,25 @@ async def test_large_bodies_pass_through_intact(express) -> None:  # type: ignor
         assert counts(p) - before == relayed(2)
     finally:
         await session.close()
+
+
+# Shutdown
+
+
+async def test_shutdown_closes_idle_connections_and_lets_exchanges_finish(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    async with connection(p) as (idle_r, idle_w), connection(p) as (busy_r, busy_w):
+        idle_w.write(request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie))
+        assert keeps_alive(await read_response(idle_r))
+        busy_w.write(request_bytes(p, "GET", f"{BASE}/slow", cookie=cookie))
+        await asyncio.wait_for(upstream.slow_started.wait(), TIMEOUT)
+
+        closing = asyncio.create_task(p.server.close(grace_seconds=TIMEOUT))
+        assert await rest(idle_r) == b""  # the idle connection is closed at once
+        assert not closing.done()  # still waiting for the exchange in flight
+        upstream.slow_release.set()
+        finished = await read_response(busy_r)
+        assert (finished.status, finished.body) == (200, b"finally")
+        assert await rest(busy_r) == b""  # no keep-alive while shutting down
+        await asyncio.wait_for(closing, TIMEOUT)
