@@ -47,8 +47,10 @@ PREFIX = b"/notebooks/"
 # request is not replayed and the client gets a 502.
 MAX_REPLAY = 64 * 1024
 MAX_HEAD = 1024 * 1024  # a request head larger than this is not a browser's
-KEEPALIVE_SECONDS = 75.0  # what aiohttp uses for the connections it serves
-SWEEP_SECONDS = 15.0
+# A connection with nothing in flight (idle, or a request head still
+# trickling in) is closed after this long without a byte: aiohttp's
+# keep-alive time, and a bound on slow-header clients.
+QUIET_SECONDS = 75.0
 
 _IDLE, _REQUEST, _RESPONDING = range(3)
 
@@ -81,6 +83,7 @@ class Lane:
         self.cache = cache
         self.pool = UpstreamPool()
         self.connections: set[ExpressConnection] = set()
+        self.quiet_seconds = QUIET_SECONDS
         self.closing = False  # shutting down: no more keep-alive
         self.relayed = 0  # requests answered by the lane
         self.handed_off = 0  # requests given to the aiohttp app
@@ -93,11 +96,11 @@ class Lane:
         return ExpressConnection(self)
 
     async def _sweep(self) -> None:
-        """Close client connections idle past the keep-alive time."""
+        """Close connections quiet for `quiet_seconds` with nothing in flight."""
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
-            cutoff = time.monotonic() - KEEPALIVE_SECONDS
-            for conn in [c for c in self.connections if c.idle_since(cutoff)]:
+            await asyncio.sleep(self.quiet_seconds / 5)
+            cutoff = time.monotonic() - self.quiet_seconds
+            for conn in [c for c in self.connections if c.quiet_since(cutoff)]:
                 conn.close()
 
     async def close(self, grace_seconds: float = 10.0) -> None:
@@ -160,8 +163,12 @@ class ExpressConnection(asyncio.Protocol):
     def idle(self) -> bool:
         return self._state == _IDLE
 
-    def idle_since(self, cutoff: float) -> bool:
-        return self.idle and self._last_active < cutoff
+    def quiet_since(self, cutoff: float) -> bool:
+        """Nothing in flight (idle, or a head still arriving) and no byte
+        since `cutoff`. Requests waiting on the database or on upstream, and
+        bodies being relayed, are not quiet: they end on their own."""
+        waiting = self._up is not None or bool(self._paused) or self._state == _RESPONDING
+        return not waiting and self._last_active < cutoff
 
     def close(self) -> None:
         if self.transport is not None:

@@ -779,3 +779,15 @@ async def test_shutdown_closes_idle_connections_and_lets_exchanges_finish(expres
         assert (finished.status, finished.body) == (200, b"finally")
         assert await rest(busy_r) == b""  # no keep-alive while shutting down
         await asyncio.wait_for(closing, TIMEOUT)
+
+
+async def test_quiet_connections_are_closed_idle_or_with_a_head_trickling_in(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    p.server.lane.quiet_seconds = 0.3  # read by the sweeper, started with the first connection
+    cookie = await cookie_for(p, p.world.owner)
+    async with connection(p) as (idle_r, idle_w), connection(p) as (slow_r, slow_w):
+        idle_w.write(request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie))
+        assert keeps_alive(await read_response(idle_r))
+        slow_w.write(b"GET " + BASE.encode() + b"/echo HTTP/1.1\r\nHost: x\r\n")  # never ends
+        assert await rest(idle_r) == b""
+        assert await rest(slow_r) == b""
