@@ -185,9 +185,7 @@ def sql(dsn: str, statement: str, params: tuple[object, ...] = ()) -> None:
 
 
 class ProxyUnderTest:
-    def __init__(
-        self, server: Served, settings: Settings, clock: FakeClock, world: World
-    ) -> None:
+    def __init__(self, server: Served, settings: Settings, clock: FakeClock, world: World) -> None:
         self.server = server
         self.settings = settings
         self.clock = clock
