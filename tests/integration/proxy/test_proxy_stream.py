@@ -438,3 +438,31 @@ async def test_a_browser_that_vanished_is_noticed_and_its_marimo_socket_closed(s
         await session.close()
         await proxy_server.close()
         await server.close()
+
+
+async def test_a_quiet_browser_that_answers_pings_stays_connected(settings) -> None:  # type: ignore[no-untyped-def]
+    """Silent but alive (an open tab nobody types in): pinged, it answers, and
+    its socket outlives several heartbeat intervals."""
+    upstream = Upstream()
+    server = TestServer(upstream.app(), host="127.0.0.1", port=free_port())
+    await server.start_server()
+    world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
+    proxy_server, p = await serve_proxy(
+        settings, world, recheck_seconds=3600, ws_heartbeat_seconds=0.3
+    )
+    session = await p.login(p.world.owner)
+    try:
+        ws = await session.ws_connect(p.url("/ws"), origin=p.origin, autoping=False)
+        pings = 0
+        while pings < 4:  # 4 pings = well over 1.5 intervals of silence from us, each time
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.PING, msg
+            pings += 1
+            await ws.pong(msg.data)
+        assert upstream.ws_close_codes == []  # still connected upstream
+        await ws.send_str("still here")
+        assert (await ws.receive(timeout=5)).data == "echo:still here"
+    finally:
+        await session.close()
+        await proxy_server.close()
+        await server.close()
