@@ -493,6 +493,7 @@ class ExpressConnection(asyncio.Protocol):
         if not self._responded and self._raw is not None and self.transport is not None:
             self._hand_off()  # e.g. a kept-alive connection closed as we sent
         elif not self._responded and self.transport is not None:
+            metrics.REQUESTS.labels("http", "upstream_error").inc()
             self.transport.write(_bad_gateway(self.lane.security))
             self._abort()
         else:

@@ -674,6 +674,7 @@ async def test_large_request_on_a_connection_upstream_dropped_gets_502(express) 
         assert (await read_response(reader)).status == 200
         upstream.drop_peer = upstream.seen[-1].peer
         before, seen_before = counts(p), len(upstream.seen)
+        errors = metrics.REQUESTS.labels("http", "upstream_error")._value.get()
         body = os.urandom(1024 * 1024)  # far past what the lane keeps for a replay
         writer.write(request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=body))
         await writer.drain()
@@ -684,6 +685,7 @@ async def test_large_request_on_a_connection_upstream_dropped_gets_502(express) 
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert await rest(reader) == b""
     assert counts(p) - before == Counts(0, 0, 0.0)
+    assert metrics.REQUESTS.labels("http", "upstream_error")._value.get() == errors + 1
     assert [s.path_qs for s in upstream.seen[seen_before:]] == [f"{BASE}/upload"]
 
 
