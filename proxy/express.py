@@ -314,9 +314,9 @@ class ExpressConnection(asyncio.Protocol):
         for name, value in self._headers:
             lower = name.lower()
             if lower == "host":
-                host = value
+                host = host or value  # the first, as aiohttp reads them
             elif lower == "cookie":
-                cookie = value
+                cookie = cookie or value
             elif lower == "transfer-encoding":
                 if chunked or value.strip().lower() != "chunked":
                     return None  # only plain chunked is ours; llhttp rejects some others late
