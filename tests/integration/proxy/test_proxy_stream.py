@@ -5,6 +5,7 @@ without buffering, WebSocket messages and close codes passed through."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -94,19 +95,28 @@ class Upstream:
         return ws
 
 
-@pytest.fixture
-async def echo(settings: Settings) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
+@contextlib.asynccontextmanager
+async def echo_proxy(
+    settings: Settings, **proxy_kwargs: object
+) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
+    """The in-process upstream and a proxy in front of it. No periodic
+    re-check: revocations in these tests can only come from NOTIFY."""
     upstream = Upstream()
     server = TestServer(upstream.app(), host="127.0.0.1", port=free_port())
     await server.start_server()
     world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
-    # No periodic re-check here: revocations in these tests can only come from NOTIFY.
-    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600)
+    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600, **proxy_kwargs)
     try:
         yield upstream, p
     finally:
         await proxy_server.close()
         await server.close()
+
+
+@pytest.fixture
+async def echo(settings: Settings) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
+    async with echo_proxy(settings) as pair:
+        yield pair
 
 
 async def test_request_headers_filtered_and_marimo_token_injected(echo) -> None:  # type: ignore[no-untyped-def]
@@ -416,53 +426,37 @@ async def test_metrics_and_one_log_line_per_websocket(echo) -> None:  # type: ig
 async def test_a_browser_that_vanished_is_noticed_and_its_marimo_socket_closed(settings) -> None:  # type: ignore[no-untyped-def]
     """No close frame, no pongs (a laptop asleep): the heartbeat notices and
     closes upstream, so Marimo orphans the session for the member's next open."""
-    upstream = Upstream()
-    server = TestServer(upstream.app(), host="127.0.0.1", port=free_port())
-    await server.start_server()
-    world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
-    proxy_server, p = await serve_proxy(
-        settings, world, recheck_seconds=3600, ws_heartbeat_seconds=0.5
-    )
-    session = await p.login(p.world.owner)
-    try:
-        ws = await session.ws_connect(p.url("/ws"), origin=p.origin, autoping=False)
-        await ws.send_str("hi")
-        assert (await ws.receive(timeout=5)).data == "echo:hi"
-        # From here the client neither reads nor answers pings.
-        for _ in range(200):  # up to 10 s
-            if upstream.ws_close_codes:
-                break
-            await asyncio.sleep(0.05)
-        assert upstream.ws_close_codes == [1001]  # "going away", as for a closed tab
-    finally:
-        await session.close()
-        await proxy_server.close()
-        await server.close()
+    async with echo_proxy(settings, ws_heartbeat_seconds=0.5) as (upstream, p):
+        session = await p.login(p.world.owner)
+        try:
+            ws = await session.ws_connect(p.url("/ws"), origin=p.origin, autoping=False)
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=5)).data == "echo:hi"
+            # From here the client neither reads nor answers pings.
+            for _ in range(200):  # up to 10 s
+                if upstream.ws_close_codes:
+                    break
+                await asyncio.sleep(0.05)
+            assert upstream.ws_close_codes == [1001]  # "going away", as for a closed tab
+        finally:
+            await session.close()
 
 
 async def test_a_quiet_browser_that_answers_pings_stays_connected(settings) -> None:  # type: ignore[no-untyped-def]
     """Silent but alive (an open tab nobody types in): pinged, it answers, and
     its socket outlives several heartbeat intervals."""
-    upstream = Upstream()
-    server = TestServer(upstream.app(), host="127.0.0.1", port=free_port())
-    await server.start_server()
-    world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
-    proxy_server, p = await serve_proxy(
-        settings, world, recheck_seconds=3600, ws_heartbeat_seconds=0.3
-    )
-    session = await p.login(p.world.owner)
-    try:
-        ws = await session.ws_connect(p.url("/ws"), origin=p.origin, autoping=False)
-        pings = 0
-        while pings < 4:  # 4 pings = well over 1.5 intervals of silence from us, each time
-            msg = await ws.receive(timeout=5)
-            assert msg.type == aiohttp.WSMsgType.PING, msg
-            pings += 1
-            await ws.pong(msg.data)
-        assert upstream.ws_close_codes == []  # still connected upstream
-        await ws.send_str("still here")
-        assert (await ws.receive(timeout=5)).data == "echo:still here"
-    finally:
-        await session.close()
-        await proxy_server.close()
-        await server.close()
+    async with echo_proxy(settings, ws_heartbeat_seconds=0.3) as (upstream, p):
+        session = await p.login(p.world.owner)
+        try:
+            ws = await session.ws_connect(p.url("/ws"), origin=p.origin, autoping=False)
+            pings = 0
+            while pings < 4:  # 4 pings: each after 1 interval of silence from us
+                msg = await ws.receive(timeout=5)
+                assert msg.type == aiohttp.WSMsgType.PING, msg
+                pings += 1
+                await ws.pong(msg.data)
+            assert upstream.ws_close_codes == []  # still connected upstream
+            await ws.send_str("still here")
+            assert (await ws.receive(timeout=5)).data == "echo:still here"
+        finally:
+            await session.close()
