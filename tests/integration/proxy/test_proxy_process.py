@@ -1,4 +1,4 @@
-"""`proxy.app.main` as its own process: serves health and metrics on the
+"""`proxy.serve.main` as its own process: serves health and metrics on the
 configured port, shows no Server banner, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
