@@ -142,6 +142,9 @@ class ExpressConnection(asyncio.Protocol):
         self._judged_headers: list[tuple[str, str]] | None = None
         self._judged: tuple[ProxySession, str, bool] | None = None
         self._upstream_block: tuple[Target, str] | None = None
+        # The task awaiting the database or an upstream connection for the
+        # current request: held, since the loop keeps only weak references.
+        self._waiting: asyncio.Future[None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -253,7 +256,7 @@ class ExpressConnection(asyncio.Protocol):
                 raise _Stop
         else:
             self._pause("deciding")
-            asyncio.ensure_future(self._route_later(admitted))
+            self._waiting = asyncio.ensure_future(self._route_later(admitted))
 
     def on_body(self, data: bytes) -> None:
         metrics.HTTP_TO_UPSTREAM.inc(len(data))
@@ -353,7 +356,7 @@ class ExpressConnection(asyncio.Protocol):
             self._start(up, session, head)
         else:
             self._pause("connecting")
-            asyncio.ensure_future(self._connect(address, session, head))
+            self._waiting = asyncio.ensure_future(self._connect(address, session, head))
         return True
 
     async def _route_later(self, admitted: _Admitted) -> None:
