@@ -344,7 +344,8 @@ async def _watch(client: web.WebSocketResponse, heard: list[float], interval: fl
             return
         if quiet >= interval and pinged_after != last:
             pinged_after = last
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await client.ping()
+            # Bounded: a gone browser's full send buffer must not stall the watch.
+            with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+                await asyncio.wait_for(client.ping(), interval / 2)
         wake_at = last + (interval if quiet < interval else interval * 1.5)
         await asyncio.sleep(max(0.0, wake_at - loop.time()))
