@@ -219,13 +219,10 @@ class Raw:
 
 
 async def cookie_for(p: ProxyUnderTest, member: str, mode: str = "edit") -> str:
-    session = await p.login(member, mode)
-    try:
+    async with await p.login(member, mode) as session:
         for cookie in session.cookie_jar:
             if cookie.key == COOKIE_NAME:
                 return cookie.value
-    finally:
-        await session.close()
     raise AssertionError("login set no cookie")
 
 
@@ -315,8 +312,7 @@ def keeps_alive(resp: Raw) -> bool:
 async def test_plain_gets_are_relayed_by_the_lane_over_kept_alive_upstream(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
     n = 12
-    session = await p.login(p.world.owner)
-    try:
+    async with await p.login(p.world.owner) as session:
         before, seen_before = counts(p), len(upstream.seen)
         for i in range(n):
             async with session.get(p.url(f"/echo?i={i}")) as resp:
@@ -329,8 +325,6 @@ async def test_plain_gets_are_relayed_by_the_lane_over_kept_alive_upstream(expre
         assert len({s.peer for s in seen}) <= 2  # reused, not one connection each
         assert all(s.headers["Authorization"] == f"Bearer {TOKEN}" for s in seen)
         assert len(idle_upstream(p)) >= 1  # given back to the pool afterwards
-    finally:
-        await session.close()
 
 
 # 2. Hand-off and return
@@ -424,15 +418,12 @@ async def test_head_is_handed_off_and_answered_without_a_body(express) -> None: 
 
 async def test_expect_100_continue_is_handed_off_and_works(express) -> None:  # type: ignore[no-untyped-def]
     _, p = express
-    session = await p.login(p.world.owner)
-    try:
+    async with await p.login(p.world.owner) as session:
         before = counts(p)
         async with session.post(p.url("/upload"), data=b"expected", expect100=True) as resp:
             assert resp.status == 200
             assert (await resp.json())["body"] == "expected"
         assert counts(p) - before == handed_off(1)
-    finally:
-        await session.close()
 
 
 # 5. Chunked request bodies
@@ -602,8 +593,7 @@ async def test_malformed_request_gets_400_and_never_reaches_upstream(
 
 async def test_upstream_connection_close_is_not_reused(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    session = await p.login(p.world.owner)
-    try:
+    async with await p.login(p.world.owner) as session:
         before = counts(p)
         async with session.get(p.url("/close")) as resp:
             assert resp.status == 200 and await resp.text() == "closing"
@@ -614,16 +604,13 @@ async def test_upstream_connection_close_is_not_reused(express) -> None:  # type
         closed, echo = upstream.seen[-2:]
         assert closed.path_qs == f"{BASE}/close" and echo.path_qs == f"{BASE}/echo"
         assert closed.peer != echo.peer
-    finally:
-        await session.close()
 
 
 async def test_idle_upstream_connection_closed_by_upstream_is_dropped_from_the_pool(
     express,
 ) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    session = await p.login(p.world.owner)
-    try:
+    async with await p.login(p.world.owner) as session:
         async with session.get(p.url("/echo?n=1")) as resp:
             assert resp.status == 200
         (pooled,) = idle_upstream(p)
@@ -640,8 +627,6 @@ async def test_idle_upstream_connection_closed_by_upstream_is_dropped_from_the_p
             assert (await resp.json())["path_qs"] == f"{BASE}/echo?n=2"
         assert counts(p) - before == relayed(1)
         assert upstream.seen[-1].peer != first_peer
-    finally:
-        await session.close()
 
 
 async def test_small_request_on_a_connection_upstream_dropped_is_retried_by_aiohttp(
@@ -695,8 +680,7 @@ async def test_large_request_on_a_connection_upstream_dropped_gets_502(express) 
 @pytest.mark.parametrize("path", ["/die-length", "/die-chunked"])
 async def test_upstream_dying_mid_body_gives_the_client_a_broken_body(express, path: str) -> None:  # type: ignore[no-untyped-def]
     _, p = express
-    session = await p.login(p.world.owner)
-    try:
+    async with await p.login(p.world.owner) as session:
         before = counts(p)
         async with session.get(p.url(path)) as resp:
             assert resp.status == 200
@@ -705,8 +689,6 @@ async def test_upstream_dying_mid_body_gives_the_client_a_broken_body(express, p
         assert counts(p) - before == Counts(0, 0, 0.0)  # the lane cut it; not relayed whole
         async with session.get(p.url("/echo")) as resp:
             assert resp.status == 200
-    finally:
-        await session.close()
 
 
 # 11. Response headers
@@ -715,8 +697,7 @@ async def test_upstream_dying_mid_body_gives_the_client_a_broken_body(express, p
 @pytest.mark.parametrize("path", ["/echo", "/chunked"])
 async def test_security_headers_on_relayed_responses(express, path: str) -> None:  # type: ignore[no-untyped-def]
     _, p = express
-    session = await p.login(p.world.owner)
-    try:
+    async with await p.login(p.world.owner) as session:
         before = counts(p)
         async with session.get(p.url(path)) as resp:
             assert resp.status == 200
@@ -730,8 +711,6 @@ async def test_security_headers_on_relayed_responses(express, path: str) -> None
         assert headers.getall("Referrer-Policy") == ["no-referrer"]  # not upstream's
         assert "Server" not in headers
         assert "X-Powered-By" not in headers
-    finally:
-        await session.close()
 
 
 # 12. Large bodies both ways
@@ -739,8 +718,7 @@ async def test_security_headers_on_relayed_responses(express, path: str) -> None
 
 async def test_large_bodies_pass_through_intact(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    session = await p.login(p.world.owner)
-    try:
+    async with await p.login(p.world.owner) as session:
         before = counts(p)
         async with session.get(p.url("/big")) as resp:
             assert resp.status == 200
@@ -757,8 +735,6 @@ async def test_large_bodies_pass_through_intact(express) -> None:  # type: ignor
         assert report["sha256"] == hashlib.sha256(sent).hexdigest()
         assert report["content_length"] == str(BIG)
         assert counts(p) - before == relayed(2)
-    finally:
-        await session.close()
 
 
 # Shutdown
