@@ -63,17 +63,17 @@ class AccessCache:
     async def lookup(
         self, member_id: str, notebook_id: str, *, fresh: bool = False
     ) -> Target | None:
-        key = (member_id, notebook_id)
-        hit = self._entries.get(key)
-        if hit is not None and not fresh and time.monotonic() - hit[0] < self._ttl:
-            return hit[1]
+        if not fresh:
+            found, target = self.peek(member_id, notebook_id)
+            if found:
+                return target
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 query("proxy_target"), {"member_id": member_id, "notebook_id": notebook_id}
             )
             row = await cur.fetchone()
         target = target_from_row(cast(dict[str, object], row)) if row else None  # dict_row pool
-        self._entries[key] = (time.monotonic(), target)
+        self._entries[(member_id, notebook_id)] = (time.monotonic(), target)
         return target
 
     def peek(self, member_id: str, notebook_id: str) -> tuple[bool, Target | None]:

@@ -557,9 +557,7 @@ def _phrase(status: int) -> str:
 
 
 def _bad_gateway(security: list[tuple[str, str]]) -> bytes:
-    body = pages.html(
-        "Notebook not reachable", "The notebook's server did not answer; try again shortly."
-    ).encode()
+    body = pages.html(pages.BAD_GATEWAY_TITLE, pages.NO_ANSWER).encode()
     lines = [
         "HTTP/1.1 502 Bad Gateway\r\n",
         "Content-Type: text/html; charset=utf-8\r\n",

@@ -126,7 +126,7 @@ async def forward_http(
             _count_upstream_error(exc)
             metrics.REQUESTS.labels("http", "upstream_error").inc()
             log.warning("proxy.upstream_error", notebook_id=session.notebook_id, error=repr(exc))
-            return pages.bad_gateway("The notebook's server did not answer; try again shortly.")
+            return pages.bad_gateway()
         upstream.append(up)
         metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - started)
         async with up:
@@ -199,7 +199,7 @@ async def forward_websocket(
     except (TimeoutError, aiohttp.ClientError) as exc:
         _count_upstream_error(exc)
         metrics.REQUESTS.labels("websocket", "upstream_error").inc()
-        return pages.bad_gateway("The notebook's server did not answer; try again shortly.")
+        return pages.bad_gateway()
 
     # Pings and pongs from the browser reach _pump (autoping off) so that
     # _watch knows when it was last heard from. (Not aiohttp's `heartbeat=`:

@@ -40,8 +40,12 @@ def unavailable(detail: str) -> web.Response:
     return page(503, "Notebook not available", detail, headers={"Retry-After": "5"})
 
 
-def bad_gateway(detail: str) -> web.Response:
-    return page(502, "Notebook not reachable", detail)
+BAD_GATEWAY_TITLE = "Notebook not reachable"
+NO_ANSWER = "The notebook's server did not answer; try again shortly."
+
+
+def bad_gateway(detail: str = NO_ANSWER) -> web.Response:
+    return page(502, BAD_GATEWAY_TITLE, detail)
 
 
 def not_found() -> web.Response:

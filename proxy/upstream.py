@@ -164,7 +164,7 @@ class UpstreamPool:
         return conn
 
     def give_back(self, conn: UpstreamConnection) -> None:
-        if conn.transport is None or conn.transport.is_closing():
+        if not conn.usable or conn.transport is None:  # (the second for mypy)
             return
         idle = self._idle.setdefault(conn.address, [])
         if len(idle) >= MAX_IDLE_PER_ADDRESS:
