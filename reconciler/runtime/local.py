@@ -264,13 +264,13 @@ class LocalRuntime:
         # Not while the start it follows is coming up (its Marimo alive, not
         # yet answering): on a small host a new Sail's own start would compete
         # for CPU with that Marimo.
-        loop = asyncio.get_running_loop()
-        until = loop.time() + REFILL_WAIT_SECONDS
         client = self._client()
-        while loop.time() < until and procs.is_alive(marimo):
-            if await probes.marimo_healthy(client, marimo.port, spec.base_url):
-                break
-            await asyncio.sleep(0.05)
+        await probes.comes_up(
+            marimo,
+            lambda: probes.marimo_healthy(client, marimo.port, spec.base_url),
+            REFILL_WAIT_SECONDS,
+            0.05,
+        )
         digest = shape(spec.workload)
         while True:
             self._refill_again.discard(digest)

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -65,20 +66,6 @@ def take(entry: Path, dest: Path) -> bool:
     return True
 
 
-async def _comes_up(proc: procs.Proc, timeout: float = 30) -> bool:
-    """False if it dies before answering its health check; True once it
-    answers (or is still alive, only slow, after `timeout`)."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + timeout
-    while loop.time() < until:
-        if not procs.is_alive(proc):
-            return False
-        if await probes.sail_healthy(proc.port, 0.5):
-            return True
-        await asyncio.sleep(0.02)
-    return True
-
-
 def _remove(proc: procs.Proc) -> None:
     """A warm Sail's files, once it is gone."""
     Path(proc.log).unlink(missing_ok=True)
@@ -93,18 +80,23 @@ def read(path: Path) -> procs.Proc | None:
         return None
 
 
+async def _acquire(fd: int, how: int, interval: float) -> None:
+    """flock(2) without blocking the event loop: retry a non-blocking try."""
+    while True:
+        try:
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            await asyncio.sleep(interval)
+
+
 @contextlib.asynccontextmanager
 async def flock(path: Path, how: int = fcntl.LOCK_EX) -> AsyncIterator[int]:
     """An flock without blocking the event loop (released by the kernel if
     the holder dies, so never stale)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, how | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                await asyncio.sleep(0.02)
+        await _acquire(fd, how, 0.02)
         yield fd
     finally:
         os.close(fd)
@@ -126,12 +118,7 @@ class LocalPool:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / ".workers", os.O_RDWR | os.O_CREAT, 0o600)
-        while True:  # waits only while a closing runtime drains
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                await asyncio.sleep(0.05)
+        await _acquire(fd, fcntl.LOCK_SH, 0.05)  # waits only while a closing runtime drains
         self._workers_fd = fd
 
     def members(self, workload: WorkloadSpec) -> list[tuple[Path, procs.Proc]]:
@@ -207,7 +194,8 @@ class LocalPool:
                     break
                 new = [self._spawn(directory, env) for _ in range(self.size - alive)]
                 for path, proc in new:
-                    if await _comes_up(proc):
+                    healthy = functools.partial(probes.sail_healthy, proc.port, 0.5)
+                    if await probes.comes_up(proc, healthy, 30, 0.02):
                         alive += 1
                         added += 1
                     else:

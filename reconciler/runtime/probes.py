@@ -12,10 +12,31 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import aiohttp
 import grpc
 
+from reconciler.runtime import procs
+
 _SERVING = b"\x08\x01"
+
+
+async def comes_up(
+    proc: procs.Proc, healthy: Callable[[], Awaitable[bool]], timeout: float, interval: float
+) -> bool:
+    """Poll `healthy` while `proc` lives: False if it dies first; True once it
+    answers (or is still alive, only slow, after `timeout`)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout
+    while loop.time() < until:
+        if not procs.is_alive(proc):
+            return False
+        if await healthy():
+            return True
+        await asyncio.sleep(interval)
+    return True
 
 
 async def sail_healthy(port: int, timeout: float = 1.0) -> bool:
