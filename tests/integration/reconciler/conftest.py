@@ -19,8 +19,10 @@ import psutil
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 from reconciler_helpers import processes_under
 
+from common.db import open_pool
 from common.ids import new_id
 from common.jobs import enqueue_reconcile
 from common.settings import Settings
@@ -52,6 +54,14 @@ def rsettings(settings: Settings) -> Iterator[Settings]:
     s.data_dir.mkdir(parents=True, exist_ok=True)
     yield s
     _kill_all(s.data_dir)
+
+
+@pytest.fixture
+async def pool(rsettings: Settings) -> AsyncIterator[AsyncConnectionPool]:
+    """A small pool for calling reconcile passes directly (Deps.pool)."""
+    p = await open_pool(rsettings.database_url, min_size=1, max_size=2)
+    yield p
+    await p.close()
 
 
 @pytest.fixture

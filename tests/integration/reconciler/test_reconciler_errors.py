@@ -11,8 +11,6 @@ import structlog.testing
 from pgqueuer.errors import RetryRequested
 
 from common.clock import FakeClock
-from common.db import open_pool
-from common.settings import Settings
 from reconciler.plan import Action
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Observation, SessionSpec, TerminalError
@@ -42,56 +40,44 @@ class BrokenRuntime:
         pass
 
 
-async def test_terminal_error_fails_the_start_with_its_reason(rows, rsettings: Settings):
+async def test_terminal_error_fails_the_start_with_its_reason(rows, pool):
     clock = FakeClock()
     nid = await rows.notebook()
     await rows.start(nid, now=clock.now())
     runtime = BrokenRuntime(TerminalError("cannot start: no such file: sail"))
-    pool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
-    try:
-        result = await reconcile_once(Deps(pool=pool, runtime=runtime, clock=clock), nid)
-        assert (result.outcome, result.requeue_after) == ("failed", None)
-        assert result.actions == (Action.ENSURE_STOPPED,)  # what the job's log line names
-        row = await rows.get(nid)
-        assert row["status"] == "failed"
-        assert row["status_message"] == "cannot start: no such file: sail"
-        assert runtime.stopped == 1
-    finally:
-        await pool.close()
+    result = await reconcile_once(Deps(pool=pool, runtime=runtime, clock=clock), nid)
+    assert (result.outcome, result.requeue_after) == ("failed", None)
+    assert result.actions == (Action.ENSURE_STOPPED,)  # what the job's log line names
+    row = await rows.get(nid)
+    assert row["status"] == "failed"
+    assert row["status_message"] == "cannot start: no such file: sail"
+    assert runtime.stopped == 1
 
 
-async def test_transient_error_is_requeued_with_capped_backoff(rows, rsettings: Settings):
+async def test_transient_error_is_requeued_with_capped_backoff(rows, pool):
     clock = FakeClock()
     nid = await rows.notebook()
     await rows.start(nid, now=clock.now())
     runtime = BrokenRuntime(ConnectionResetError("blip"))
-    pool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
-    try:
-        deps = Deps(pool=pool, runtime=runtime, clock=clock)
-        job = SimpleNamespace(payload=nid.encode(), attempts=2, id=1)
-        with pytest.raises(RetryRequested) as caught:
-            await handle_reconcile(deps, job)  # type: ignore[arg-type]
-        assert caught.value.delay == timedelta(seconds=backoff(2)) == timedelta(seconds=2)
-        assert (await rows.get(nid))["status"] == "starting"  # not failed: it may pass
-    finally:
-        await pool.close()
+    deps = Deps(pool=pool, runtime=runtime, clock=clock)
+    job = SimpleNamespace(payload=nid.encode(), attempts=2, id=1)
+    with pytest.raises(RetryRequested) as caught:
+        await handle_reconcile(deps, job)  # type: ignore[arg-type]
+    assert caught.value.delay == timedelta(seconds=backoff(2)) == timedelta(seconds=2)
+    assert (await rows.get(nid))["status"] == "starting"  # not failed: it may pass
     assert backoff(50) == MAX_BACKOFF_SECONDS
 
 
-async def test_one_canonical_log_line_per_reconcile_job(rows, rsettings: Settings):
+async def test_one_canonical_log_line_per_reconcile_job(rows, pool):
     nid = await rows.notebook()  # stopped, nothing runs: one pass, nothing to do
-    pool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
-    try:
-        deps = Deps(pool=pool, runtime=BrokenRuntime(ConnectionResetError()), clock=FakeClock())
-        job = SimpleNamespace(payload=nid.encode(), attempts=0, id=1)
-        with structlog.testing.capture_logs() as logs:
-            assert await handle_reconcile(deps, job) == 1  # type: ignore[arg-type]
-        lines = [entry for entry in logs if entry["event"] == "reconcile"]
-        assert len(lines) == 1
-        line = lines[0]
-        assert (line["notebook_id"], line["generation"], line["action"], line["outcome"]) == (
-            nid, 1, "none", "noop"
-        )
-        assert line["passes"] == 1 and line["duration_ms"] >= 0
-    finally:
-        await pool.close()
+    deps = Deps(pool=pool, runtime=BrokenRuntime(ConnectionResetError()), clock=FakeClock())
+    job = SimpleNamespace(payload=nid.encode(), attempts=0, id=1)
+    with structlog.testing.capture_logs() as logs:
+        assert await handle_reconcile(deps, job) == 1  # type: ignore[arg-type]
+    lines = [entry for entry in logs if entry["event"] == "reconcile"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert (line["notebook_id"], line["generation"], line["action"], line["outcome"]) == (
+        nid, 1, "none", "noop"
+    )
+    assert line["passes"] == 1 and line["duration_ms"] >= 0
