@@ -22,10 +22,6 @@ with old as (
 )
 select (select count(*) from changed) as updated, (select count(*) from event) as events;
 
--- name: record_event
-insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason, actor)
-values (%(notebook_id)s, %(organization_id)s, %(from_status)s, %(to_status)s, %(reason)s, %(actor)s);
-
 -- name: list_events
 select id, notebook_id, from_status, to_status, reason, actor, created_at
   from notebook_events
