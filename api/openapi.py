@@ -8,8 +8,9 @@ from typing import Any
 
 from api.routes import BASE, OPS, Op
 from api.validation import ID_SCHEMA, Schema
+from common.statuses import Status
 
-STATUSES = ["stopped", "starting", "running", "idle", "detached", "stopping", "failed"]
+STATUSES = [s.value for s in Status]
 TIME: Schema = {"type": "string", "format": "date-time"}
 NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 ID: Schema = {"type": "string", "pattern": ID_SCHEMA["pattern"]}
@@ -136,7 +137,7 @@ def _operation(op: Op) -> dict[str, Any]:
         success["headers"] = {"ETag": {"schema": {"type": "string"}}}
     responses[str(op.status)] = success
     codes = {400, 401, *op.errors}
-    if params and any(p["in"] == "path" for p in params):
+    if any(p["in"] == "path" for p in params):
         codes.add(404)
     for code in sorted(codes):
         if code == 304:

@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cache
 from typing import Any
 
 from aiohttp import web
 
 from api.errors import BadRequest, UnsupportedMediaType
-from common.ids import is_valid_id
+from common.ids import ID_PATTERN, is_valid_id
 
 Schema = dict[str, Any]
 
 # Text fields refuse NUL (PostgreSQL cannot store it) and must hold a visible character.
 NAME_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 TEXT_PATTERN = r"^[^\u0000]*$"
-ID_SCHEMA: Schema = {"type": "string", "pattern": "^[A-Z0-9]{1,20}$"}
+ID_SCHEMA: Schema = {"type": "string", "pattern": ID_PATTERN.pattern}
 TIMEOUT_SCHEMA: Schema = {
     "type": "integer",
     "anyOf": [{"const": 0}, {"minimum": 300, "maximum": 604800}],
@@ -113,7 +114,7 @@ def _check_string(value: str, schema: Schema, field: str) -> None:
         raise BadRequest(f"{field} is longer than {schema['maxLength']} characters.",
                          code="invalid_length", field=field)
     if "pattern" in schema and not _compiled(schema["pattern"]).search(value):
-        if schema is ID_SCHEMA or schema.get("pattern") == ID_SCHEMA["pattern"]:
+        if schema["pattern"] == ID_SCHEMA["pattern"]:
             raise BadRequest(f"{field} is not a valid id.", code="invalid_id", field=field)
         raise BadRequest(f"{field} has an invalid format.", code="invalid_value", field=field)
 
@@ -141,13 +142,9 @@ def _check_object(value: dict[str, Any], schema: Schema, field: str) -> None:
                              field=prefix + key)
 
 
-_patterns: dict[str, re.Pattern[str]] = {}
-
-
+@cache
 def _compiled(pattern: str) -> re.Pattern[str]:
-    if pattern not in _patterns:
-        _patterns[pattern] = re.compile(pattern)
-    return _patterns[pattern]
+    return re.compile(pattern)
 
 
 async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
