@@ -72,8 +72,7 @@ def bearer_token(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 256:
-        raise Unauthorized("Send an API token as 'Authorization: Bearer <token>'.",
-                           code="unauthorized")
+        raise Unauthorized("Send an API token as 'Authorization: Bearer <token>'.")
     return token
 
 

@@ -29,26 +29,15 @@ from common.jobs import enqueue_reconcile
 from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOPPABLE
 
 TEAM_IDS_SCHEMA = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
-CREATE_SCHEMA = obj(
-    {
-        "name": name_schema(128),
-        "description": text_schema(2000),
-        "workloadConfigId": ID_SCHEMA,
-        "idleTimeoutSeconds": TIMEOUT_SCHEMA,
-        "detachedTimeoutSeconds": TIMEOUT_SCHEMA,
-        "teamIds": TEAM_IDS_SCHEMA,
-    },
-    required=("name", "workloadConfigId"),
-)
-UPDATE_SCHEMA = obj(
-    {
-        "name": name_schema(128),
-        "description": text_schema(2000),
-        "workloadConfigId": ID_SCHEMA,
-        "idleTimeoutSeconds": TIMEOUT_SCHEMA,
-        "detachedTimeoutSeconds": TIMEOUT_SCHEMA,
-    }
-)
+FIELDS: dict[str, Any] = {
+    "name": name_schema(128),
+    "description": text_schema(2000),
+    "workloadConfigId": ID_SCHEMA,
+    "idleTimeoutSeconds": TIMEOUT_SCHEMA,
+    "detachedTimeoutSeconds": TIMEOUT_SCHEMA,
+}
+CREATE_SCHEMA = obj({**FIELDS, "teamIds": TEAM_IDS_SCHEMA}, required=("name", "workloadConfigId"))
+UPDATE_SCHEMA = obj(FIELDS)
 
 VIEW = frozenset({"owner", "org_admin", "admin", "editor", "viewer"})
 MANAGE = frozenset({"owner", "org_admin", "admin", "editor"})
@@ -150,7 +139,6 @@ async def update_notebook(ctx: Ctx) -> web.Response:
     if_match = ctx.request.headers.get("If-Match")
     if if_match is not None and if_match.strip() != "*":
         current = await notebook_page(ctx, notebook_id=notebook_id)
-
         if etag_of(current) not in [t.strip() for t in if_match.split(",")]:
             raise PreconditionFailed("The notebook changed since that ETag was read.",
                                      code="etag_mismatch", field="If-Match")
