@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 
 from cli.bootstrap import CREDENTIALS_FILE, mint_token, read_json
 from cli.database import CliError, data_dir_from_env, database_for
-from common.ids import is_valid_id, new_id
+from common.ids import ID_PATTERN, is_valid_id, new_id
 from sql import query
 
 ROLES = ("admin", "editor", "viewer")
@@ -43,7 +43,7 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 def _id(value: str, what: str) -> str:
     if not is_valid_id(value):
-        raise CliError(f"{what} {value!r} is not an id (^[A-Z0-9]{{1,20}}$)")
+        raise CliError(f"{what} {value!r} is not an id ({ID_PATTERN.pattern})")
     return value
 
 
@@ -144,8 +144,7 @@ def _organization(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
     """--org, else the credentials file's organization, else the only one."""
     if args.org:
         org = _id(args.org, "organization")
-        if not conn.execute(query("admin_get_organization"), {"id": org}).fetchone():
-            raise CliError(f"organization {org} does not exist")
+        _found(conn, "admin_get_organization", {"id": org}, f"organization {org} does not exist")
         return org
     creds = read_json(data_dir_from_env(env) / CREDENTIALS_FILE) or {}
     orgs = conn.execute(query("admin_list_organizations")).fetchall()
@@ -159,16 +158,18 @@ def _organization(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
     raise CliError(f"{len(ids)} organizations: pass --org ({', '.join(ids)})")
 
 
+def _in_org(conn: Conn, name: str, what: str, row_id: str, org: str) -> dict[str, Any]:
+    """The row `name` returns for the org's `what` `row_id`, else a CliError."""
+    params = {"id": _id(row_id, what), "organization_id": org}
+    return _found(conn, name, params, f"{what} {row_id} not found in organization {org}")
+
+
 def _member(conn: Conn, org: str, member_id: str) -> dict[str, Any]:
-    params = {"id": _id(member_id, "member"), "organization_id": org}
-    return _found(conn, "admin_get_member", params,
-                  f"member {member_id} not found in organization {org}")
+    return _in_org(conn, "admin_get_member", "member", member_id, org)
 
 
 def _team(conn: Conn, org: str, team_id: str) -> dict[str, Any]:
-    params = {"id": _id(team_id, "team"), "organization_id": org}
-    return _found(conn, "admin_get_team", params,
-                  f"team {team_id} not found in organization {org}")
+    return _in_org(conn, "admin_get_team", "team", team_id, org)
 
 
 def org_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -199,8 +200,7 @@ def member_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
 def member_disable(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     member_id = _id(args.member, "member")
     org = _organization(conn, args, env)
-    return _found(conn, "admin_disable_member", {"id": member_id, "organization_id": org},
-                  f"member {member_id} not found in organization {org}")
+    return _in_org(conn, "admin_disable_member", "member", member_id, org)
 
 
 def member_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -257,8 +257,7 @@ def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> A
 def token_revoke(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     token_id = _id(args.token, "token")
     org = _organization(conn, args, env)
-    return _found(conn, "admin_revoke_token", {"id": token_id, "organization_id": org},
-                  f"token {token_id} not found in organization {org}")
+    return _in_org(conn, "admin_revoke_token", "token", token_id, org)
 
 
 def token_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
