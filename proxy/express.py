@@ -11,6 +11,13 @@ the aiohttp path (app.py, forward.py) stays the reference behaviour, and this
 lane only has to be right about the requests it keeps; it reuses the same
 cookie, cache, refusal, policy and header functions to decide them.
 
+A client repeats itself: a poll, an asset, a page, byte for byte on the same
+connection. A request whose bytes are exactly those of one the lane relayed
+before on this connection (`_KnownRequest`) is not parsed or judged again:
+only what can change is checked (the member's access, as the access cache
+holds it now, and the session's expiry) before its upstream bytes are sent.
+Responses get the same treatment upstream (upstream.KnownHead).
+
 Pipelined requests (a client sending its next request before the response to
 the current one) are not relayed: the connection is closed after the current
 response, which RFC 9112 §9.3.2 allows; clients retry. Browsers never
@@ -22,6 +29,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import NamedTuple
 from urllib.parse import unquote
 
 import httptools
@@ -38,6 +46,10 @@ from proxy.headers import cookie_value, request_pairs, response_pairs, security_
 from proxy.live import Live, refusal
 from proxy.policy import decide, normalize
 from proxy.upstream import Address, UpstreamConnection, UpstreamPool, address_of
+
+# Known requests remembered per connection; a browser's distinct requests on
+# one connection are few, and a full memo simply starts again.
+MAX_KNOWN_REQUESTS = 32
 
 log = structlog.get_logger("proxy.express")
 
@@ -57,6 +69,16 @@ _IDLE, _REQUEST, _RESPONDING = range(3)
 
 class _Stop(Exception):
     """Raised in a parser callback to stop parsing (hand-off or pipelining)."""
+
+
+class _KnownRequest(NamedTuple):
+    """A request relayed before on this connection, as it went upstream."""
+
+    session: ProxySession
+    target: Target  # the access it was judged with
+    address: Address
+    head: bytes  # its upstream form
+    keep_alive: bool
 
 
 @dataclass(frozen=True)
@@ -87,6 +109,8 @@ class Lane:
         self.closing = False  # shutting down: no more keep-alive
         self.relayed = 0  # requests answered by the lane
         self.handed_off = 0  # requests given to the aiohttp app
+        self.known_requests = 0  # relayed without parsing (seen before on their connection)
+        self.known_responses = 0  # relayed by their known head's Content-Length
         self.security = list(security_headers(proxy.settings.frame_ancestors).items())
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -142,6 +166,7 @@ class ExpressConnection(asyncio.Protocol):
         self._judged_headers: list[tuple[str, str]] | None = None
         self._judged: tuple[ProxySession, str, bool] | None = None
         self._upstream_block: tuple[Target, str] | None = None
+        self._known: dict[bytes, _KnownRequest] = {}  # raw request -> how it went upstream
         # The task awaiting the database or an upstream connection for the
         # current request: held, since the loop keeps only weak references.
         self._waiting: asyncio.Future[None] | None = None
@@ -161,6 +186,7 @@ class ExpressConnection(asyncio.Protocol):
         self._live: Live | None = None
         self._started = 0.0
         self._keep_alive = True
+        self._candidate: _KnownRequest | None = None  # this request, to remember
 
     @property
     def idle(self) -> bool:
@@ -187,6 +213,10 @@ class ExpressConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_active = time.monotonic()
+        if self._state == _IDLE:
+            known = self._known.get(data)
+            if known is not None and self._relay_known(data, known):
+                return
         if self._state == _RESPONDING or self._parser_stopped:
             self._early.append(data)  # pipelined: replayed on a hand-off, else dropped
             self._keep_alive = False
@@ -211,7 +241,9 @@ class ExpressConnection(asyncio.Protocol):
                 self._abort()  # a broken body after the head went upstream
             # else: pipelining detected mid-chunk; the connection closes after this response
         else:
-            if self._state == _REQUEST and self._up is None and self._raw_size > MAX_HEAD:
+            if self._candidate is not None and self._state == _RESPONDING and self._raw == [data]:
+                self._remember(data, self._candidate)
+            elif self._state == _REQUEST and self._up is None and self._raw_size > MAX_HEAD:
                 self._abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -259,6 +291,7 @@ class ExpressConnection(asyncio.Protocol):
             self._waiting = asyncio.ensure_future(self._route_later(admitted))
 
     def on_body(self, data: bytes) -> None:
+        self._candidate = None  # only bodiless requests are remembered
         metrics.HTTP_TO_UPSTREAM.inc(len(data))
         if self._chunked_up:
             data = b"%x\r\n%b\r\n" % (len(data), data)
@@ -351,12 +384,49 @@ class ExpressConnection(asyncio.Protocol):
         ):
             return False
         head = self._request_head(admitted, target, address)
+        if not self._chunked_up and self._raw is not None and len(self._raw) == 1:
+            # The head came in one read: remembered if it was the whole request.
+            self._candidate = _KnownRequest(session, target, address, head, self._keep_alive)
         up = lane.pool.take(address)
         if up is not None:
             self._start(up, session, head)
         else:
             self._pause("connecting")
             self._waiting = asyncio.ensure_future(self._connect(address, session, head))
+        return True
+
+    # Known requests
+
+    def _remember(self, data: bytes, known: _KnownRequest) -> None:
+        """`data` was exactly one bodiless request, relayed as `known`."""
+        if len(self._known) >= MAX_KNOWN_REQUESTS:
+            self._known.clear()
+        self._known[data] = known
+
+    def _relay_known(self, data: bytes, known: _KnownRequest) -> bool:
+        """Relay a request seen before on this connection if its member's
+        access and session are still what they were; False when it must be
+        parsed and judged again."""
+        lane = self.lane
+        session = known.session
+        found, target = lane.cache.peek(session.member_id, session.notebook_id)
+        if not found or target is None:
+            return False
+        if target is not known.target:
+            if target != known.target:
+                return False  # access changed: judged afresh
+            # The same access, looked up again after the cache's TTL.
+            known = self._known[data] = known._replace(target=target)
+        if session.expired(lane.proxy.clock.now()):
+            return False
+        up = lane.pool.take(known.address)
+        if up is None:
+            return False  # the parsing path connects
+        self._raw, self._raw_size = [data], len(data)
+        self._keep_alive = known.keep_alive
+        self._state = _RESPONDING
+        lane.known_requests += 1
+        self._start(up, session, known.head)
         return True
 
     async def _route_later(self, admitted: _Admitted) -> None:
@@ -425,7 +495,9 @@ class ExpressConnection(asyncio.Protocol):
         else:
             self._resume("upstream")
 
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[str, str]]) -> None:
+    def response_head(
+        self, status: int, reason: bytes, headers: list[tuple[str, str]]
+    ) -> bytes | None:
         metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - self._started)
         self._raw = None  # the client is being answered: never replayed now
         self._responded = True
@@ -449,8 +521,23 @@ class ExpressConnection(asyncio.Protocol):
         head = "".join(lines).encode("latin-1")
         if has_length:
             self._held_head = head  # one send with the body, not two
-        elif self.transport is not None:
+            # Kept-alive, a plain length: the same upstream head gets this one.
+            return head if self._keep_alive and "transfer-encoding" not in names else None
+        if self.transport is not None:
             self.transport.write(head)  # streams (SSE, long polls) start now
+        return None
+
+    def response_known(self, client_head: bytes, body: bytes) -> bool:
+        if not self._keep_alive:
+            return False  # its head must say `Connection: close`
+        metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - self._started)
+        self._raw = None
+        self._responded = True
+        self.lane.known_responses += 1
+        metrics.HTTP_TO_CLIENT.inc(len(body))
+        if self.transport is not None:
+            self.transport.write(client_head + body)
+        return True
 
     def response_body(self, data: bytes) -> None:
         metrics.HTTP_TO_CLIENT.inc(len(data))

@@ -2,7 +2,13 @@
 
 One `UpstreamConnection` carries one exchange at a time; its response is
 parsed by llhttp (httptools) and handed, event by event, to whoever sent the
-request (a `Relay`). Idle connections wait in `UpstreamPool`, newest first."""
+request (a `Relay`). Idle connections wait in `UpstreamPool`, newest first.
+
+A server answers a client's requests with the same head over and over (only
+`Date` changes, once a second), so each connection remembers its last plain
+head (`KnownHead`): a response that starts with exactly those bytes was
+already parsed and judged, and is relayed by counting its `Content-Length`
+alone."""
 
 from __future__ import annotations
 
@@ -39,10 +45,25 @@ def address_of(marimo_url: str) -> Address | None:
     return Address(url.host, url.port, url.raw_path.rstrip("/"), url.raw_authority)
 
 
+class KnownHead(NamedTuple):
+    raw: bytes  # the head as upstream sent it, through its blank line
+    client: bytes  # the head the relay sent its client for it
+    length: int  # its Content-Length
+
+
 class Relay(Protocol):
     """What an upstream connection reports to the exchange using it."""
 
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[str, str]]) -> None: ...
+    def response_head(
+        self, status: int, reason: bytes, headers: list[tuple[str, str]]
+    ) -> bytes | None:
+        """Start the response; returns the head sent to the client when the
+        same upstream head may be relayed with `response_known` next time."""
+
+    def response_known(self, client_head: bytes, body: bytes) -> bool:
+        """Start a response whose head is known; False if this exchange
+        cannot take it that way (the parser then takes the response)."""
+
     def response_body(self, data: bytes) -> None: ...
     def response_end(self, reusable: bool) -> None: ...
     def upstream_lost(self, exc: BaseException | None) -> None: ...
@@ -59,6 +80,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[str, str]] = []
         self._reason = b""
         self._interim = False
+        self._in_message = False
+        self._head: bytes | None = None  # raw head of the response being parsed
+        self._known: KnownHead | None = None
+        self._owed = 0  # body bytes still due from a response relayed as known
 
     @property
     def usable(self) -> bool:
@@ -84,6 +109,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self._owed:
+            self._known_body(data)
+            return
+        if not self._in_message and self.relay is not None:
+            known = self._known
+            if known is not None and data.startswith(known.raw) and self._known_head(known, data):
+                return
+            end = data.find(b"\r\n\r\n")
+            self._head = data[: end + 4] if end >= 0 else None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -104,6 +138,7 @@ class UpstreamConnection(asyncio.Protocol):
     # llhttp callbacks
 
     def on_message_begin(self) -> None:
+        self._in_message = True
         self._headers = []
         self._reason = b""
 
@@ -118,26 +153,72 @@ class UpstreamConnection(asyncio.Protocol):
         # 1xx interim responses (100 Continue, 103 Early Hints) are not relayed:
         # the express lane never sends Expect, and hints are only hints.
         self._interim = status < 200
-        if not self._interim and self.relay is not None:
-            self.relay.response_head(status, self._reason, self._headers)
+        raw, self._head = self._head, None
+        if self._interim or self.relay is None:
+            return
+        client = self.relay.response_head(status, self._reason, self._headers)
+        length = _content_length(self._headers)
+        if (
+            client is not None
+            and raw is not None
+            and length is not None
+            and status not in (204, 304)  # bodiless whatever their Content-Length says
+            and self._parser.should_keep_alive()
+        ):
+            self._known = KnownHead(raw, client, length)
 
     def on_body(self, data: bytes) -> None:
         if self.relay is not None:
             self.relay.response_body(data)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         if self._interim:
             return
         relay, self.relay = self.relay, None
         if relay is not None:
             relay.response_end(self._parser.should_keep_alive())
 
+    # Responses with a known head: framed by their Content-Length alone
+
+    def _known_head(self, known: KnownHead, data: bytes) -> bool:
+        body = data[len(known.raw) :]
+        if len(body) > known.length or self.relay is None:
+            return False  # more than one response: the parser's to judge
+        if not self.relay.response_known(known.client, body):
+            return False
+        self._owed = known.length - len(body)
+        if not self._owed:
+            self._known_end(reusable=True)
+        return True
+
+    def _known_body(self, data: bytes) -> None:
+        body = data[: self._owed]
+        self._owed -= len(body)
+        if self.relay is not None:
+            self.relay.response_body(body)
+        if not self._owed:
+            # Bytes past the body were never asked for: not reused.
+            self._known_end(reusable=len(body) == len(data))
+
+    def _known_end(self, *, reusable: bool) -> None:
+        relay, self.relay = self.relay, None
+        if relay is not None:
+            relay.response_end(reusable)
+
     def _fail(self, exc: BaseException | None) -> None:
+        self._owed = 0
         relay, self.relay = self.relay, None
         if self.transport is not None:
             self.transport.close()
         if relay is not None:
             relay.upstream_lost(exc)
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    """The one Content-Length among `headers` (llhttp has checked it), else None."""
+    values = [value for name, value in headers if name.lower() == "content-length"]
+    return int(values[0]) if len(values) == 1 and values[0].strip().isdigit() else None
 
 
 class UpstreamPool:

@@ -21,11 +21,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
-from proxy_helpers import ProxyUnderTest, insert_world, serve_proxy
+from proxy_helpers import ProxyUnderTest, insert_world, serve_proxy, sql, wait_listening
 
 from common.settings import Settings
 from proxy import metrics
 from proxy.cookie import COOKIE_NAME
+from proxy.cookie import LIFETIME as LOGIN_LIFETIME
 
 NB = "NBEXPRESS1"
 BASE = f"/notebooks/{NB}"
@@ -769,3 +770,269 @@ async def test_quiet_connections_are_closed_idle_or_with_a_head_trickling_in(exp
         slow_w.write(b"GET " + BASE.encode() + b"/echo HTTP/1.1\r\nHost: x\r\n")  # never ends
         assert await rest(idle_r) == b""
         assert await rest(slow_r) == b""
+
+
+# Known requests: bytes relayed before on the same connection skip parsing,
+# never the access check
+
+
+def known_requests(p: ProxyUnderTest) -> int:
+    return p.server.lane.known_requests
+
+
+async def test_a_repeated_request_is_relayed_as_known_with_the_same_upstream_form(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    request = request_bytes(p, "GET", f"{BASE}/echo?same=1", cookie=cookie)
+    async with connection(p) as (reader, writer):
+        before, seen_before = known_requests(p), len(upstream.seen)
+        answers = []
+        for _ in range(4):
+            writer.write(request)
+            answers.append(await read_response(reader))
+        assert known_requests(p) - before == 3  # all but the first
+        assert all(a.status == 200 and keeps_alive(a) for a in answers)
+        assert all(a.headers["X-Content-Type-Options"] == "nosniff" for a in answers)
+        assert all("Server" not in a.headers for a in answers)
+        seen = upstream.seen[seen_before:]
+        assert len(seen) == 4  # each one reached upstream
+        first = dict(seen[0].headers)
+        first.pop("Date", None)
+        for later in seen[1:]:
+            assert later.path_qs == f"{BASE}/echo?same=1"
+            assert dict(later.headers) == first
+        assert first["Authorization"] == f"Bearer {TOKEN}"
+        assert COOKIE_NAME not in first.get("Cookie", "")
+
+
+async def test_a_request_with_a_body_is_never_relayed_as_known(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    request = request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=b"a=1")
+    async with connection(p) as (reader, writer):
+        before = known_requests(p)
+        for _ in range(3):
+            writer.write(request)
+            answer = await read_response(reader)
+            assert answer.status == 200 and answer.json()["body"] == "a=1"
+        assert known_requests(p) == before
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+def _cached(p: ProxyUnderTest, member: str) -> bool:
+    return p.server.lane.cache.peek(member, NB)[0]
+
+
+async def test_a_known_request_is_refused_once_access_is_removed(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    await wait_listening(p)
+    cookie = await cookie_for(p, p.world.editor)
+    request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
+    async with connection(p) as (reader, writer):
+        for _ in range(2):
+            writer.write(request)
+            assert (await read_response(reader)).status == 200
+        seen_before, known_before = len(upstream.seen), known_requests(p)
+        sql(
+            p.settings.database_url,
+            "delete from team_memberships where member_id = %s",
+            (p.world.editor,),
+        )
+        await _until(lambda: not _cached(p, p.world.editor))  # the NOTIFY arrived
+        writer.write(request)
+        refused = await read_response(reader)
+        assert refused.status == 403
+        assert len(upstream.seen) == seen_before
+        assert known_requests(p) == known_before
+
+
+async def test_a_known_request_is_refused_once_the_session_expires(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
+    async with connection(p) as (reader, writer):
+        for _ in range(2):
+            writer.write(request)
+            assert (await read_response(reader)).status == 200
+        seen_before = len(upstream.seen)
+        p.clock.advance(LOGIN_LIFETIME.total_seconds() + 1)
+        writer.write(request)
+        refused = await read_response(reader)
+        assert refused.status == 401
+        assert len(upstream.seen) == seen_before
+
+
+async def test_a_known_request_gets_the_stopped_page_once_the_notebook_stops(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    await wait_listening(p)
+    cookie = await cookie_for(p, p.world.owner)
+    request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
+    async with connection(p) as (reader, writer):
+        for _ in range(2):
+            writer.write(request)
+            assert (await read_response(reader)).status == 200
+        seen_before = len(upstream.seen)
+        sql(
+            p.settings.database_url, "update notebooks set status = 'stopping' where id = %s", (NB,)
+        )
+        await _until(lambda: not _cached(p, p.world.owner))
+        writer.write(request)
+        assert (await read_response(reader)).status == 503
+        assert len(upstream.seen) == seen_before
+
+
+async def test_a_known_request_survives_its_access_being_looked_up_again(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
+    async with connection(p) as (reader, writer):
+        writer.write(request)
+        assert (await read_response(reader)).status == 200
+        p.server.lane.cache.invalidate("*")  # as after the cache's TTL
+        async with connection(p) as (other_r, other_w):  # looks the same access up again
+            other_w.write(request_bytes(p, "GET", f"{BASE}/echo?other", cookie=cookie))
+            assert (await read_response(other_r)).status == 200
+        before = known_requests(p)
+        writer.write(request)
+        assert (await read_response(reader)).status == 200
+        assert known_requests(p) - before == 1
+
+
+# Known response heads: a repeated head is relayed by its Content-Length
+
+
+class Canned:
+    """An upstream that answers each request with the next script: bytes to
+    write, events to wait for, or CLOSE."""
+
+    CLOSE = object()
+
+    def __init__(self) -> None:
+        self.scripts: list[list[Any]] = []
+        self.connections = 0
+        self.requests = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")  # bodiless requests only
+                self.requests += 1
+                for step in self.scripts.pop(0):
+                    if step is Canned.CLOSE:
+                        writer.close()
+                        return
+                    if isinstance(step, asyncio.Event):
+                        await asyncio.wait_for(step.wait(), TIMEOUT)
+                    else:
+                        writer.write(step)
+                        await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+CANNED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: canned/1.0\r\nX-Canned: yes\r\n\r\n"
+
+
+@pytest.fixture
+async def canned(settings: Settings) -> AsyncIterator[tuple[Canned, ProxyUnderTest]]:
+    upstream = Canned()
+    server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    world = insert_world(settings.database_url, f"http://127.0.0.1:{port}", TOKEN, NB)
+    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600)
+    try:
+        yield upstream, p
+    finally:
+        await proxy_server.close()
+        server.close()
+        await server.wait_closed()
+
+
+def known_responses(p: ProxyUnderTest) -> int:
+    return p.server.lane.known_responses
+
+
+async def test_a_repeated_response_head_is_relayed_as_known(canned) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = canned
+    cookie = await cookie_for(p, p.world.owner)
+    upstream.scripts = [
+        [CANNED_HEAD + b"hello"],
+        [CANNED_HEAD + b"world"],
+        [CANNED_HEAD + b"again"],
+    ]
+    async with connection(p) as (reader, writer):
+        before = known_responses(p)
+        bodies = []
+        for i in range(3):
+            writer.write(request_bytes(p, "GET", f"{BASE}/r{i}", cookie=cookie))
+            answer = await read_response(reader)
+            assert answer.status == 200 and keeps_alive(answer)
+            assert answer.headers["X-Canned"] == "yes" and "Server" not in answer.headers
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
+            bodies.append(answer.body)
+        assert bodies == [b"hello", b"world", b"again"]
+        assert known_responses(p) - before == 2
+    assert upstream.connections == 1  # kept alive throughout
+
+
+async def test_a_known_head_streams_before_its_body_arrives(canned) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = canned
+    cookie = await cookie_for(p, p.world.owner)
+    release = asyncio.Event()
+    upstream.scripts = [[CANNED_HEAD + b"hello"], [CANNED_HEAD + b"he", release, b"llo"]]
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/a", cookie=cookie))
+        assert (await read_response(reader)).body == b"hello"
+        before = known_responses(p)
+        writer.write(request_bytes(p, "GET", f"{BASE}/b", cookie=cookie))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"X-Canned: yes" in head
+        release.set()
+        assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"hello"
+        assert known_responses(p) - before == 1
+        upstream.scripts.append([CANNED_HEAD + b"third"])
+        writer.write(request_bytes(p, "GET", f"{BASE}/c", cookie=cookie))
+        assert (await read_response(reader)).body == b"third"
+    assert upstream.connections == 1
+
+
+async def test_bytes_past_a_known_body_are_dropped_with_their_connection(canned) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = canned
+    cookie = await cookie_for(p, p.world.owner)
+    release = asyncio.Event()
+    upstream.scripts = [[CANNED_HEAD + b"hello"], [CANNED_HEAD + b"he", release, b"lloJUNK"]]
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/a", cookie=cookie))
+        assert (await read_response(reader)).body == b"hello"
+        writer.write(request_bytes(p, "GET", f"{BASE}/b", cookie=cookie))
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        release.set()
+        assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"hello"
+        upstream.scripts.append([CANNED_HEAD + b"fresh"])
+        writer.write(request_bytes(p, "GET", f"{BASE}/c", cookie=cookie))
+        assert (await read_response(reader)).body == b"fresh"  # no JUNK in front
+    assert upstream.connections == 2  # the one that sent too much was not reused
+
+
+async def test_upstream_dying_mid_known_body_breaks_the_client_response(canned) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = canned
+    cookie = await cookie_for(p, p.world.owner)
+    release = asyncio.Event()
+    upstream.scripts = [[CANNED_HEAD + b"hello"], [CANNED_HEAD + b"he", release, Canned.CLOSE]]
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/a", cookie=cookie))
+        assert (await read_response(reader)).body == b"hello"
+        writer.write(request_bytes(p, "GET", f"{BASE}/b", cookie=cookie))
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        release.set()
+        assert await rest(reader) == b"he"  # then the proxy closes: a short body
