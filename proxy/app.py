@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from urllib.parse import unquote
 
@@ -36,6 +36,9 @@ PROXY = web.AppKey("proxy", Proxy)
 CACHE = web.AppKey("cache", AccessCache)
 POOL = web.AppKey("pool", AsyncConnectionPool)
 LISTENING = web.AppKey("listening", asyncio.Event)
+# Called before each scrape of /metrics: figures kept outside Prometheus
+# (the express lane's tally) are added to it first.
+BEFORE_SCRAPE = web.AppKey("before_scrape", list[Callable[[], None]])
 COOKIES = web.AppKey("cookies", CookieCache)
 
 CLEANUP_SECONDS = 300.0
@@ -181,6 +184,12 @@ async def _recheck(app: web.Application, payload: str) -> None:
             live.stop(why)
 
 
+async def scrape(request: web.Request) -> web.Response:
+    for flush in request.app[BEFORE_SCRAPE]:
+        flush()
+    return await metrics_response()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -196,6 +205,7 @@ def create_app(
     app[COOKIES] = CookieCache(settings.secret_key)
     app.on_response_prepare.append(_on_prepare(settings.frame_ancestors))
     app[LISTENING] = asyncio.Event()
+    app[BEFORE_SCRAPE] = []
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         pool = await open_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
@@ -260,7 +270,7 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_response)
+    app.router.add_get("/metrics", scrape)
     app.router.add_route("*", "/notebooks/{id}", handle_bare_notebook)
     app.router.add_route("*", "/notebooks/{id}/{tail:.*}", handle_notebook)
     return app

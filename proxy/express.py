@@ -112,6 +112,7 @@ class Lane:
         self.known_requests = 0  # relayed without parsing (seen before on their connection)
         self.known_responses = 0  # relayed by their known head's Content-Length
         self.security = list(security_headers(proxy.settings.frame_ancestors).items())
+        self.tally = metrics.HttpTally()
         self._sweeper: asyncio.Task[None] | None = None
 
     def __call__(self) -> ExpressConnection:
@@ -144,6 +145,7 @@ class Lane:
         for conn in list(self.connections):
             conn.close()
         self.pool.close()
+        self.tally.flush()
 
 
 class ExpressConnection(asyncio.Protocol):
@@ -167,6 +169,9 @@ class ExpressConnection(asyncio.Protocol):
         self._judged: tuple[ProxySession, str, bool] | None = None
         self._upstream_block: tuple[Target, str] | None = None
         self._known: dict[bytes, _KnownRequest] = {}  # raw request -> how it went upstream
+        # Registered while the connection carries a session, so that a change
+        # of access ends it, between requests too.
+        self._live: Live | None = None
         # The task awaiting the database or an upstream connection for the
         # current request: held, since the loop keeps only weak references.
         self._waiting: asyncio.Future[None] | None = None
@@ -183,7 +188,6 @@ class ExpressConnection(asyncio.Protocol):
         self._until_close = False  # the response body ends when upstream closes
         self._held_head: bytes | None = None  # response head, sent with the body
         self._responded = False
-        self._live: Live | None = None
         self._started = 0.0
         self._keep_alive = True
         self._candidate: _KnownRequest | None = None  # this request, to remember
@@ -250,6 +254,7 @@ class ExpressConnection(asyncio.Protocol):
         self.lane.connections.discard(self)
         self.transport = None
         self._drop_exchange()
+        self._unwatch()
 
     def pause_writing(self) -> None:
         self._client_full = True
@@ -292,7 +297,7 @@ class ExpressConnection(asyncio.Protocol):
 
     def on_body(self, data: bytes) -> None:
         self._candidate = None  # only bodiless requests are remembered
-        metrics.HTTP_TO_UPSTREAM.inc(len(data))
+        self.lane.tally.to_upstream += len(data)
         if self._chunked_up:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         if self._up is None:
@@ -482,12 +487,23 @@ class ExpressConnection(asyncio.Protocol):
 
     def _start(self, up: UpstreamConnection, session: ProxySession, head: bytes) -> None:
         self._up = up
-        self._live = self.lane.proxy.registry.add(Live(session, self._revoke))
         self._started = time.perf_counter()
-        body, self._pending = b"".join(self._pending), []
-        up.send(self, head + body)
+        if self._pending:
+            head += b"".join(self._pending)
+            self._pending = []
+        up.send(self, head)
+        # Bookkeeping after the send: upstream is already at work.
+        live = self._live
+        if live is None or (live.session is not session and live.session != session):
+            self._watch(session)
         if self._client_full and up.transport is not None:
             up.transport.pause_reading()
+
+    def _watch(self, session: ProxySession) -> None:
+        registry = self.lane.proxy.registry
+        if self._live is not None:
+            registry.discard(self._live)
+        self._live = registry.add(Live(session, self._revoke))
 
     def upstream_paused(self, paused: bool) -> None:
         if paused:
@@ -498,7 +514,7 @@ class ExpressConnection(asyncio.Protocol):
     def response_head(
         self, status: int, reason: bytes, headers: list[tuple[str, str]]
     ) -> bytes | None:
-        metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - self._started)
+        self.lane.tally.upstream_seconds.append(time.perf_counter() - self._started)
         self._raw = None  # the client is being answered: never replayed now
         self._responded = True
         pairs = response_pairs(headers)
@@ -530,17 +546,18 @@ class ExpressConnection(asyncio.Protocol):
     def response_known(self, client_head: bytes, body: bytes) -> bool:
         if not self._keep_alive:
             return False  # its head must say `Connection: close`
-        metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - self._started)
+        if self.transport is not None:
+            self.transport.write(client_head + body)
+        tally = self.lane.tally
+        tally.upstream_seconds.append(time.perf_counter() - self._started)
+        tally.to_client += len(body)
         self._raw = None
         self._responded = True
         self.lane.known_responses += 1
-        metrics.HTTP_TO_CLIENT.inc(len(body))
-        if self.transport is not None:
-            self.transport.write(client_head + body)
         return True
 
     def response_body(self, data: bytes) -> None:
-        metrics.HTTP_TO_CLIENT.inc(len(data))
+        self.lane.tally.to_client += len(data)
         if self._chunked_down:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         if self._held_head is not None:
@@ -554,7 +571,7 @@ class ExpressConnection(asyncio.Protocol):
             tail += b"0\r\n\r\n"
         if tail and self.transport is not None:
             self.transport.write(tail)
-        metrics.HTTP_PROXIED.inc()
+        self.lane.tally.request_done()
         self.lane.relayed += 1
         up, self._up = self._up, None
         if up is not None:
@@ -606,12 +623,14 @@ class ExpressConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _drop_exchange(self) -> None:
-        if self._live is not None:
-            self.lane.proxy.registry.discard(self._live)
-            self._live = None
         if self._up is not None:
             self._up.close()
             self._up = None
+
+    def _unwatch(self) -> None:
+        if self._live is not None:
+            self.lane.proxy.registry.discard(self._live)
+            self._live = None
 
     def _abort(self) -> None:
         self._drop_exchange()
@@ -626,6 +645,7 @@ class ExpressConnection(asyncio.Protocol):
         metrics.HANDOFFS.inc()
         self.lane.handed_off += 1
         self._drop_exchange()
+        self._unwatch()  # the app registers its own
         self.lane.connections.discard(self)
         self.transport = None
         handler = self.lane.aiohttp_server()

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from common.logging import configure_logging
 from common.settings import Settings
-from proxy.app import CACHE, COOKIES, PROXY, create_app
+from proxy.app import BEFORE_SCRAPE, CACHE, COOKIES, PROXY, create_app
 from proxy.express import Lane
 
 log = structlog.get_logger("proxy")
@@ -45,6 +45,7 @@ async def start(app: web.Application, host: str, port: int) -> Served:
     await runner.setup()  # runs the app's startup: pool, cache, listener
     assert runner.server is not None
     lane = Lane(runner.server, app[PROXY], app[COOKIES], app[CACHE])
+    app[BEFORE_SCRAPE].append(lane.tally.flush)
     server = await asyncio.get_running_loop().create_server(
         lane, host, port, reuse_address=True, backlog=1024
     )

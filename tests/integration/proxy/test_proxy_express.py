@@ -158,18 +158,33 @@ class Upstream:
         return resp
 
 
-@pytest.fixture
-async def express(settings: Settings) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
+@contextlib.asynccontextmanager
+async def express_proxy(
+    settings: Settings, **kwargs: object
+) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
     upstream = Upstream()
     server = TestServer(upstream.app(), host="127.0.0.1")  # the OS picks the port
     await server.start_server()
     world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
-    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600)
+    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600, **kwargs)
     try:
         yield upstream, p
     finally:
         await proxy_server.close()
         await server.close()
+
+
+@pytest.fixture
+async def express(settings: Settings) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
+    async with express_proxy(settings) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def unnotified(settings: Settings) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
+    """No LISTEN: the access cache changes only when a test invalidates it."""
+    async with express_proxy(settings, listen_for_changes=False) as pair:
+        yield pair
 
 
 # Counters
@@ -818,19 +833,7 @@ async def test_a_request_with_a_body_is_never_relayed_as_known(express) -> None:
         assert known_requests(p) == before
 
 
-async def _until(condition: Any) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
-
-
-def _cached(p: ProxyUnderTest, member: str) -> bool:
-    return p.server.lane.cache.peek(member, NB)[0]
-
-
-async def test_a_known_request_is_refused_once_access_is_removed(express) -> None:  # type: ignore[no-untyped-def]
+async def test_removing_access_closes_a_kept_alive_connection_between_requests(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
     await wait_listening(p)
     cookie = await cookie_for(p, p.world.editor)
@@ -839,16 +842,41 @@ async def test_a_known_request_is_refused_once_access_is_removed(express) -> Non
         for _ in range(2):
             writer.write(request)
             assert (await read_response(reader)).status == 200
-        seen_before, known_before = len(upstream.seen), known_requests(p)
+        seen_before = len(upstream.seen)
         sql(
             p.settings.database_url,
             "delete from team_memberships where member_id = %s",
             (p.world.editor,),
         )
-        await _until(lambda: not _cached(p, p.world.editor))  # the NOTIFY arrived
+        assert await rest(reader) == b""  # closed by the proxy, idle as it was
+        assert len(upstream.seen) == seen_before
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ("delete from team_memberships where member_id = 'EDITOR1'", 403),
+        (f"update notebooks set status = 'stopping' where id = '{NB}'", 503),
+    ],
+)
+async def test_a_known_request_is_judged_again_when_its_access_changed(
+    unnotified,  # type: ignore[no-untyped-def]
+    change: str,
+    status: int,
+) -> None:
+    upstream, p = unnotified
+    assert p.world.editor == "EDITOR1"
+    cookie = await cookie_for(p, p.world.editor)
+    request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
+    async with connection(p) as (reader, writer):
+        for _ in range(2):
+            writer.write(request)
+            assert (await read_response(reader)).status == 200
+        seen_before, known_before = len(upstream.seen), known_requests(p)
+        sql(p.settings.database_url, change)
+        p.server.lane.cache.invalidate(f"notebook:{NB}")  # what the NOTIFY does first
         writer.write(request)
-        refused = await read_response(reader)
-        assert refused.status == 403
+        assert (await read_response(reader)).status == status
         assert len(upstream.seen) == seen_before
         assert known_requests(p) == known_before
 
@@ -866,25 +894,6 @@ async def test_a_known_request_is_refused_once_the_session_expires(express) -> N
         writer.write(request)
         refused = await read_response(reader)
         assert refused.status == 401
-        assert len(upstream.seen) == seen_before
-
-
-async def test_a_known_request_gets_the_stopped_page_once_the_notebook_stops(express) -> None:  # type: ignore[no-untyped-def]
-    upstream, p = express
-    await wait_listening(p)
-    cookie = await cookie_for(p, p.world.owner)
-    request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
-    async with connection(p) as (reader, writer):
-        for _ in range(2):
-            writer.write(request)
-            assert (await read_response(reader)).status == 200
-        seen_before = len(upstream.seen)
-        sql(
-            p.settings.database_url, "update notebooks set status = 'stopping' where id = %s", (NB,)
-        )
-        await _until(lambda: not _cached(p, p.world.owner))
-        writer.write(request)
-        assert (await read_response(reader)).status == 503
         assert len(upstream.seen) == seen_before
 
 
@@ -1036,3 +1045,58 @@ async def test_upstream_dying_mid_known_body_breaks_the_client_response(canned) 
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
         release.set()
         assert await rest(reader) == b"he"  # then the proxy closes: a short body
+
+
+# Metrics: the lane's tally reaches Prometheus when scraped
+
+
+def scraped(text: str, sample: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{sample} not in the scrape")
+
+
+PROXIED = 'notebooks_proxy_requests_total{kind="http",outcome="proxied"}'
+TO_CLIENT = 'notebooks_proxy_bytes_total{direction="to_client",kind="http"}'
+TO_UPSTREAM = 'notebooks_proxy_bytes_total{direction="to_upstream",kind="http"}'
+UPSTREAM_TIMED = "notebooks_proxy_upstream_response_seconds_count"
+
+
+async def test_lane_requests_and_bytes_are_in_the_scrape(canned) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = canned
+    cookie = await cookie_for(p, p.world.owner)
+    samples = (PROXIED, TO_CLIENT, TO_UPSTREAM, UPSTREAM_TIMED)
+
+    async def scrape() -> dict[str, float]:
+        async with p.client() as client, client.get(f"{p.base}/metrics") as resp:
+            text = await resp.text()
+        return {sample: scraped(text, sample) for sample in samples}
+
+    before = await scrape()
+    upstream.scripts = [[CANNED_HEAD + b"hello"]] * 3
+    async with connection(p) as (reader, writer):
+        request = request_bytes(p, "GET", f"{BASE}/same", cookie=cookie)
+        for _ in range(3):  # parsed, then known twice
+            writer.write(request)
+            assert (await read_response(reader)).body == b"hello"
+    after = await scrape()
+    assert after[PROXIED] - before[PROXIED] == 3
+    assert after[TO_CLIENT] - before[TO_CLIENT] == 15
+    assert after[UPSTREAM_TIMED] - before[UPSTREAM_TIMED] == 3
+    assert after[TO_UPSTREAM] == before[TO_UPSTREAM]  # bodiless
+    assert p.server.lane.known_requests >= 2
+
+
+async def test_lane_request_bodies_are_in_the_scrape(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+
+    async def to_upstream() -> float:
+        async with p.client() as client, client.get(f"{p.base}/metrics") as resp:
+            return scraped(await resp.text(), TO_UPSTREAM)
+
+    before = await to_upstream()
+    async with await p.login(p.world.owner) as session:
+        async with session.post(p.url("/upload"), data=b"x" * 1000) as resp:
+            assert (await resp.json())["length"] == 1000
+    assert await to_upstream() - before == 1000
