@@ -121,12 +121,14 @@ class Lane:
         return ExpressConnection(self)
 
     async def _sweep(self) -> None:
-        """Close connections quiet for `quiet_seconds` with nothing in flight."""
+        """Close connections quiet for `quiet_seconds` with nothing in flight,
+        and upstream connections no longer worth keeping."""
         while True:
             await asyncio.sleep(self.quiet_seconds / 5)
             cutoff = time.monotonic() - self.quiet_seconds
             for conn in [c for c in self.connections if c.quiet_since(cutoff)]:
                 conn.close()
+            self.pool.prune()
 
     async def close(self, grace_seconds: float = 10.0) -> None:
         """Shut down like a deploy should: idle connections close now,

@@ -256,6 +256,20 @@ class UpstreamPool:
         conn.transport.resume_reading()  # in case the last client was slow
         idle.append(conn)
 
+    def prune(self) -> None:
+        """Close and forget idle connections that died or idled too long, and
+        addresses left with none (notebooks stopped since)."""
+        now = time.monotonic()
+        for address, idle in list(self._idle.items()):
+            keep = [c for c in idle if c.usable and now - c.idle_since < MAX_IDLE_SECONDS]
+            for conn in idle:
+                if conn not in keep:
+                    conn.close()
+            if keep:
+                self._idle[address] = keep
+            else:
+                del self._idle[address]
+
     def close(self) -> None:
         for idle in self._idle.values():
             for conn in idle:
