@@ -47,9 +47,10 @@ from proxy.live import Live, refusal
 from proxy.policy import decide, normalize
 from proxy.upstream import Address, UpstreamConnection, UpstreamPool, address_of
 
-# Known requests remembered per connection; a browser's distinct requests on
-# one connection are few, and a full memo simply starts again.
-MAX_KNOWN_REQUESTS = 32
+# Known requests remembered per connection, the oldest forgotten first. What
+# repeats on a connection (polls, a reloaded page) is a handful of requests;
+# a browser's headers run to a few KiB, so this bounds the memo near 32 KiB.
+MAX_KNOWN_REQUESTS = 8
 
 log = structlog.get_logger("proxy.express")
 
@@ -407,7 +408,7 @@ class ExpressConnection(asyncio.Protocol):
     def _remember(self, data: bytes, known: _KnownRequest) -> None:
         """`data` was exactly one bodiless request, relayed as `known`."""
         if len(self._known) >= MAX_KNOWN_REQUESTS:
-            self._known.clear()
+            del self._known[next(iter(self._known))]
         self._known[data] = known
 
     def _relay_known(self, data: bytes, known: _KnownRequest) -> bool:

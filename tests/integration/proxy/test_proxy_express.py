@@ -27,6 +27,7 @@ from common.settings import Settings
 from proxy import metrics
 from proxy.cookie import COOKIE_NAME
 from proxy.cookie import LIFETIME as LOGIN_LIFETIME
+from proxy.express import MAX_KNOWN_REQUESTS
 
 NB = "NBEXPRESS1"
 BASE = f"/notebooks/{NB}"
@@ -914,6 +915,26 @@ async def test_a_known_request_survives_its_access_being_looked_up_again(express
         assert known_requests(p) - before == 1
 
 
+async def test_known_requests_are_bounded_per_connection_oldest_forgotten_first(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    cookie = await cookie_for(p, p.world.owner)
+    requests = [
+        request_bytes(p, "GET", f"{BASE}/echo?n={i}", cookie=cookie)
+        for i in range(MAX_KNOWN_REQUESTS + 1)
+    ]
+    async with connection(p) as (reader, writer):
+        for request in requests:  # the first is forgotten when the last is remembered
+            writer.write(request)
+            assert (await read_response(reader)).status == 200
+        before = known_requests(p)
+        writer.write(requests[0])
+        assert (await read_response(reader)).status == 200
+        assert known_requests(p) == before  # parsed and judged again
+        writer.write(requests[-1])
+        assert (await read_response(reader)).status == 200
+        assert known_requests(p) == before + 1
+
+
 # Known response heads: a repeated head is relayed by its Content-Length
 
 
@@ -1096,7 +1117,9 @@ async def test_lane_request_bodies_are_in_the_scrape(express) -> None:  # type: 
             return scraped(await resp.text(), TO_UPSTREAM)
 
     before = await to_upstream()
-    async with await p.login(p.world.owner) as session:
-        async with session.post(p.url("/upload"), data=b"x" * 1000) as resp:
-            assert (await resp.json())["length"] == 1000
+    async with (
+        await p.login(p.world.owner) as session,
+        session.post(p.url("/upload"), data=b"x" * 1000) as resp,
+    ):
+        assert (await resp.json())["length"] == 1000
     assert await to_upstream() - before == 1000
