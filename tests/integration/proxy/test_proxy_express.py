@@ -1015,11 +1015,16 @@ async def test_a_repeated_response_head_is_relayed_as_known(canned) -> None:  # 
     assert upstream.connections == 1  # kept alive throughout
 
 
-async def test_a_known_head_streams_before_its_body_arrives(canned) -> None:  # type: ignore[no-untyped-def]
-    upstream, p = canned
+@contextlib.asynccontextmanager
+async def known_head_held(
+    p: ProxyUnderTest, upstream: Canned, rest_of_body: Any
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A response relayed by llhttp, then one with the same head whose body
+    stops after two bytes until the head has reached the client; upstream
+    then goes on with `rest_of_body` (bytes, or Canned.CLOSE)."""
     cookie = await cookie_for(p, p.world.owner)
     release = asyncio.Event()
-    upstream.scripts = [[CANNED_HEAD + b"hello"], [CANNED_HEAD + b"he", release, b"llo"]]
+    upstream.scripts = [[CANNED_HEAD + b"hello"], [CANNED_HEAD + b"he", release, rest_of_body]]
     async with connection(p) as (reader, writer):
         writer.write(request_bytes(p, "GET", f"{BASE}/a", cookie=cookie))
         assert (await read_response(reader)).body == b"hello"
@@ -1027,10 +1032,17 @@ async def test_a_known_head_streams_before_its_body_arrives(canned) -> None:  # 
         writer.write(request_bytes(p, "GET", f"{BASE}/b", cookie=cookie))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
         assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"X-Canned: yes" in head
-        release.set()
-        assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"hello"
         assert known_responses(p) - before == 1
+        release.set()
+        yield reader, writer
+
+
+async def test_a_known_head_streams_before_its_body_arrives(canned) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = canned
+    async with known_head_held(p, upstream, b"llo") as (reader, writer):
+        assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"hello"
         upstream.scripts.append([CANNED_HEAD + b"third"])
+        cookie = await cookie_for(p, p.world.owner)
         writer.write(request_bytes(p, "GET", f"{BASE}/c", cookie=cookie))
         assert (await read_response(reader)).body == b"third"
     assert upstream.connections == 1
@@ -1038,17 +1050,10 @@ async def test_a_known_head_streams_before_its_body_arrives(canned) -> None:  # 
 
 async def test_bytes_past_a_known_body_are_dropped_with_their_connection(canned) -> None:  # type: ignore[no-untyped-def]
     upstream, p = canned
-    cookie = await cookie_for(p, p.world.owner)
-    release = asyncio.Event()
-    upstream.scripts = [[CANNED_HEAD + b"hello"], [CANNED_HEAD + b"he", release, b"lloJUNK"]]
-    async with connection(p) as (reader, writer):
-        writer.write(request_bytes(p, "GET", f"{BASE}/a", cookie=cookie))
-        assert (await read_response(reader)).body == b"hello"
-        writer.write(request_bytes(p, "GET", f"{BASE}/b", cookie=cookie))
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        release.set()
+    async with known_head_held(p, upstream, b"lloJUNK") as (reader, writer):
         assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"hello"
         upstream.scripts.append([CANNED_HEAD + b"fresh"])
+        cookie = await cookie_for(p, p.world.owner)
         writer.write(request_bytes(p, "GET", f"{BASE}/c", cookie=cookie))
         assert (await read_response(reader)).body == b"fresh"  # no JUNK in front
     assert upstream.connections == 2  # the one that sent too much was not reused
@@ -1056,15 +1061,7 @@ async def test_bytes_past_a_known_body_are_dropped_with_their_connection(canned)
 
 async def test_upstream_dying_mid_known_body_breaks_the_client_response(canned) -> None:  # type: ignore[no-untyped-def]
     upstream, p = canned
-    cookie = await cookie_for(p, p.world.owner)
-    release = asyncio.Event()
-    upstream.scripts = [[CANNED_HEAD + b"hello"], [CANNED_HEAD + b"he", release, Canned.CLOSE]]
-    async with connection(p) as (reader, writer):
-        writer.write(request_bytes(p, "GET", f"{BASE}/a", cookie=cookie))
-        assert (await read_response(reader)).body == b"hello"
-        writer.write(request_bytes(p, "GET", f"{BASE}/b", cookie=cookie))
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        release.set()
+    async with known_head_held(p, upstream, Canned.CLOSE) as (reader, _):
         assert await rest(reader) == b"he"  # then the proxy closes: a short body
 
 
