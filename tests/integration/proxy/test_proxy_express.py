@@ -834,15 +834,27 @@ async def test_a_request_with_a_body_is_never_relayed_as_known(express) -> None:
         assert known_requests(p) == before
 
 
-async def test_removing_access_closes_a_kept_alive_connection_between_requests(express) -> None:  # type: ignore[no-untyped-def]
-    upstream, p = express
-    await wait_listening(p)
-    cookie = await cookie_for(p, p.world.editor)
+@contextlib.asynccontextmanager
+async def known_request(
+    p: ProxyUnderTest, member: str
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]]:
+    """A connection on which `member`'s GET was relayed twice, the second
+    time as a known request; yields it with those request bytes."""
+    cookie = await cookie_for(p, member)
     request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
     async with connection(p) as (reader, writer):
+        before = known_requests(p)
         for _ in range(2):
             writer.write(request)
             assert (await read_response(reader)).status == 200
+        assert known_requests(p) - before == 1
+        yield reader, writer, request
+
+
+async def test_removing_access_closes_a_kept_alive_connection_between_requests(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    await wait_listening(p)
+    async with known_request(p, p.world.editor) as (reader, writer, request):
         seen_before = len(upstream.seen)
         sql(
             p.settings.database_url,
@@ -867,12 +879,7 @@ async def test_a_known_request_is_judged_again_when_its_access_changed(
 ) -> None:
     upstream, p = unnotified
     assert p.world.editor == "EDITOR1"
-    cookie = await cookie_for(p, p.world.editor)
-    request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
-    async with connection(p) as (reader, writer):
-        for _ in range(2):
-            writer.write(request)
-            assert (await read_response(reader)).status == 200
+    async with known_request(p, p.world.editor) as (reader, writer, request):
         seen_before, known_before = len(upstream.seen), known_requests(p)
         sql(p.settings.database_url, change)
         p.server.lane.cache.invalidate(f"notebook:{NB}")  # what the NOTIFY does first
@@ -884,12 +891,7 @@ async def test_a_known_request_is_judged_again_when_its_access_changed(
 
 async def test_a_known_request_is_refused_once_the_session_expires(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    cookie = await cookie_for(p, p.world.owner)
-    request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
-    async with connection(p) as (reader, writer):
-        for _ in range(2):
-            writer.write(request)
-            assert (await read_response(reader)).status == 200
+    async with known_request(p, p.world.owner) as (reader, writer, request):
         seen_before = len(upstream.seen)
         p.clock.advance(LOGIN_LIFETIME.total_seconds() + 1)
         writer.write(request)
@@ -1037,26 +1039,24 @@ async def known_head_held(
         yield reader, writer
 
 
-async def test_a_known_head_streams_before_its_body_arrives(canned) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("rest_of_body", "upstream_connections"),
+    [(b"llo", 1), (b"lloJUNK", 2)],  # bytes past the body: that connection is not reused
+    ids=["exact", "too long"],
+)
+async def test_a_known_head_streams_before_its_body_and_the_body_is_counted(
+    canned,  # type: ignore[no-untyped-def]
+    rest_of_body: bytes,
+    upstream_connections: int,
+) -> None:
     upstream, p = canned
-    async with known_head_held(p, upstream, b"llo") as (reader, writer):
+    async with known_head_held(p, upstream, rest_of_body) as (reader, writer):
         assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"hello"
         upstream.scripts.append([CANNED_HEAD + b"third"])
         cookie = await cookie_for(p, p.world.owner)
         writer.write(request_bytes(p, "GET", f"{BASE}/c", cookie=cookie))
-        assert (await read_response(reader)).body == b"third"
-    assert upstream.connections == 1
-
-
-async def test_bytes_past_a_known_body_are_dropped_with_their_connection(canned) -> None:  # type: ignore[no-untyped-def]
-    upstream, p = canned
-    async with known_head_held(p, upstream, b"lloJUNK") as (reader, writer):
-        assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"hello"
-        upstream.scripts.append([CANNED_HEAD + b"fresh"])
-        cookie = await cookie_for(p, p.world.owner)
-        writer.write(request_bytes(p, "GET", f"{BASE}/c", cookie=cookie))
-        assert (await read_response(reader)).body == b"fresh"  # no JUNK in front
-    assert upstream.connections == 2  # the one that sent too much was not reused
+        assert (await read_response(reader)).body == b"third"  # nothing in front
+    assert upstream.connections == upstream_connections
 
 
 async def test_upstream_dying_mid_known_body_breaks_the_client_response(canned) -> None:  # type: ignore[no-untyped-def]
