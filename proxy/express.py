@@ -517,7 +517,7 @@ class ExpressConnection(asyncio.Protocol):
     def response_head(
         self, status: int, reason: bytes, headers: list[tuple[str, str]]
     ) -> bytes | None:
-        self.lane.tally.upstream_seconds.append(time.perf_counter() - self._started)
+        self.lane.tally.responded(time.perf_counter() - self._started)
         self._raw = None  # the client is being answered: never replayed now
         self._responded = True
         pairs = response_pairs(headers)
@@ -552,7 +552,7 @@ class ExpressConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(client_head + body)
         tally = self.lane.tally
-        tally.upstream_seconds.append(time.perf_counter() - self._started)
+        tally.responded(time.perf_counter() - self._started)
         tally.to_client += len(body)
         self._raw = None
         self._responded = True

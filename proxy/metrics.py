@@ -108,6 +108,12 @@ class HttpTally:
         self.to_upstream = 0
         self.upstream_seconds: list[float] = []
 
+    def responded(self, seconds: float) -> None:
+        """Upstream's response head came `seconds` after the request went."""
+        self.upstream_seconds.append(seconds)
+        if len(self.upstream_seconds) >= self.batch:
+            self.flush()  # even if no request completes (upstreams dying mid-body)
+
     def request_done(self) -> None:
         self.requests += 1
         if self.requests >= self.batch:
