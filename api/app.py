@@ -62,21 +62,28 @@ async def canonical_request(
     except psycopg.errors.UniqueViolation:
         # A concurrent request created the same name first.
         error_code = "already_exists"
-        response = problem_response(409, error_code, "Conflict",
-                                    "A concurrent request created the same resource.")
+        response = problem_response(
+            409, error_code, "Conflict", "A concurrent request created the same resource."
+        )
     except Exception:
         log.exception("unhandled")
         error_code = "internal_error"
-        response = problem_response(500, error_code, "Internal error",
-                                    f"Unexpected error; request id {request_id}.")
+        response = problem_response(
+            500, error_code, "Internal error", f"Unexpected error; request id {request_id}."
+        )
     elapsed = time.perf_counter() - started
     route = _route_of(request)
     metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
     metrics.REQUEST_DURATION.labels(route, request.method).observe(elapsed)
     response.headers["X-Request-Id"] = request_id
-    fields = {"request_id": request_id, "method": request.method, "route": route,
-              "path": request.path,
-              "status": response.status, "duration_ms": round(elapsed * 1000, 2)}
+    fields = {
+        "request_id": request_id,
+        "method": request.method,
+        "route": route,
+        "path": request.path,
+        "status": response.status,
+        "duration_ms": round(elapsed * 1000, 2),
+    }
     if MEMBER_ID in request:
         fields["member_id"] = request[MEMBER_ID]
     if "id" in request.match_info:
@@ -154,5 +161,11 @@ def main(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM (aiohttp's run_app handles both cleanly)."""
     configure_logging(settings.log_format, settings.log_level)
     log.info("api_starting", host=settings.api_host, port=settings.api_port)
-    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port,
-                access_log=None, print=None, handle_signals=True)
+    web.run_app(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        access_log=None,
+        print=None,
+        handle_signals=True,
+    )

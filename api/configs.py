@@ -15,12 +15,17 @@ from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body, text_schema
 from common.ids import new_id
 
-RESOURCES_SCHEMA = obj({
-    "image": {"type": "string", "minLength": 1, "maxLength": 512, "pattern": r"^\S+$"},
-    "cpu": {"type": "string", "maxLength": 32, "pattern": r"^[0-9]{1,6}(\.[0-9]{1,3})?m?$"},
-    "memory": {"type": "string", "maxLength": 32,
-               "pattern": r"^[0-9]{1,12}(Ki|Mi|Gi|Ti|K|M|G|T)?$"},
-})
+RESOURCES_SCHEMA = obj(
+    {
+        "image": {"type": "string", "minLength": 1, "maxLength": 512, "pattern": r"^\S+$"},
+        "cpu": {"type": "string", "maxLength": 32, "pattern": r"^[0-9]{1,6}(\.[0-9]{1,3})?m?$"},
+        "memory": {
+            "type": "string",
+            "maxLength": 32,
+            "pattern": r"^[0-9]{1,12}(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+        },
+    }
+)
 ENV_SCHEMA = {
     "type": "object",
     "maxProperties": 64,
@@ -72,14 +77,23 @@ async def create_config(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, CREATE_SCHEMA)
     require_org_admin(ctx)
     config_id = new_id()
-    inserted = await ctx.one("api_insert_config", ctx.mine(
-        id=config_id, name=body["name"], description=body.get("description", ""),
-        mode=body.get("mode", "standalone"), sail=Jsonb(body.get("sail", {})),
-        marimo=Jsonb(body.get("marimo", {})), workers=body.get("workers", 1),
-        env=Jsonb(body.get("env", {}))))
+    inserted = await ctx.one(
+        "api_insert_config",
+        ctx.mine(
+            id=config_id,
+            name=body["name"],
+            description=body.get("description", ""),
+            mode=body.get("mode", "standalone"),
+            sail=Jsonb(body.get("sail", {})),
+            marimo=Jsonb(body.get("marimo", {})),
+            workers=body.get("workers", 1),
+            env=Jsonb(body.get("env", {})),
+        ),
+    )
     if inserted is None:
-        raise Conflict("A workload config with that name exists.", code="config_name_taken",
-                       field="name")
+        raise Conflict(
+            "A workload config with that name exists.", code="config_name_taken", field="name"
+        )
     return await _one(ctx, config_id, 201)
 
 
@@ -90,15 +104,26 @@ async def update_config(ctx: Ctx) -> web.Response:
     if await ctx.one("api_lock_config", ctx.mine(config_id=config_id)) is None:
         raise NotFound("No such workload config.", field="config")
     if "name" in body:
-        taken = await ctx.one("api_config_name_taken", ctx.mine(config_id=config_id,
-                                                                name=body["name"]))
+        taken = await ctx.one(
+            "api_config_name_taken", ctx.mine(config_id=config_id, name=body["name"])
+        )
         if taken and taken["taken"]:
-            raise Conflict("A workload config with that name exists.",
-                           code="config_name_taken", field="name")
-    await ctx.run("api_update_config", ctx.mine(
-        config_id=config_id, name=body.get("name"), description=body.get("description"),
-        mode=body.get("mode"), sail=_json(body.get("sail")), marimo=_json(body.get("marimo")),
-        workers=body.get("workers"), env=_json(body.get("env"))))
+            raise Conflict(
+                "A workload config with that name exists.", code="config_name_taken", field="name"
+            )
+    await ctx.run(
+        "api_update_config",
+        ctx.mine(
+            config_id=config_id,
+            name=body.get("name"),
+            description=body.get("description"),
+            mode=body.get("mode"),
+            sail=_json(body.get("sail")),
+            marimo=_json(body.get("marimo")),
+            workers=body.get("workers"),
+            env=_json(body.get("env")),
+        ),
+    )
     return await _one(ctx, config_id)
 
 
@@ -109,7 +134,6 @@ async def delete_config(ctx: Ctx) -> web.Response:
         raise NotFound("No such workload config.", field="config")
     in_use = await ctx.one("api_config_in_use", {"config_id": config_id})
     if in_use and in_use["in_use"]:
-        raise Conflict("Notebooks still use this workload config.",
-                       code="workload_config_in_use")
+        raise Conflict("Notebooks still use this workload config.", code="workload_config_in_use")
     await ctx.run("api_delete_config", {"config_id": config_id})
     return no_content()

@@ -60,8 +60,12 @@ class Ctx:
 
     def mine(self, **params: Any) -> dict[str, Any]:
         """Params every query of the caller's org needs, plus `params`."""
-        return {"org_id": self.me.organization_id, "member_id": self.me.member_id,
-                "now": self.now, **params}
+        return {
+            "org_id": self.me.organization_id,
+            "member_id": self.me.member_id,
+            "now": self.now,
+            **params,
+        }
 
 
 Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
@@ -76,22 +80,25 @@ def bearer_token(request: web.Request) -> str:
     return token
 
 
-async def authenticate(
-    conn: psycopg.AsyncConnection[Any], token: str, now: datetime
-) -> Principal:
+async def authenticate(conn: psycopg.AsyncConnection[Any], token: str, now: datetime) -> Principal:
     cur = await conn.execute(
-        query("api_authenticate"), {"secret_hash": hash_token(token)}  # type: ignore[arg-type]
+        query("api_authenticate"),
+        {"secret_hash": hash_token(token)},  # type: ignore[arg-type]
     )
     row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
     if row is None:
-        raise Unauthorized("The API token is unknown, revoked, or its member is disabled.",
-                           code="invalid_token")
+        raise Unauthorized(
+            "The API token is unknown, revoked, or its member is disabled.", code="invalid_token"
+        )
     last = row["last_used_at"]
     if last is None or now - last >= TOKEN_TOUCH_INTERVAL:
-        await conn.execute(query("api_touch_token"),  # type: ignore[arg-type]
-                           {"id": row["token_id"], "now": now})
-    return Principal(row["member_id"], row["organization_id"], row["organization_admin"],
-                     row["token_id"])
+        await conn.execute(
+            query("api_touch_token"),  # type: ignore[arg-type]
+            {"id": row["token_id"], "now": now},
+        )
+    return Principal(
+        row["member_id"], row["organization_id"], row["organization_admin"], row["token_id"]
+    )
 
 
 def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

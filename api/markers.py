@@ -36,13 +36,15 @@ class Markers:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
     def encode(self, scope: str, created_at: datetime, row_id: str) -> str:
-        payload = json.dumps([scope, created_at.isoformat(), row_id],
-                             separators=(",", ":")).encode()
+        payload = json.dumps(
+            [scope, created_at.isoformat(), row_id], separators=(",", ":")
+        ).encode()
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
     def decode(self, scope: str, marker: str) -> tuple[datetime, str]:
-        bad = BadRequest("marker is not a marker this list handed out.",
-                         code="invalid_marker", field="marker")
+        bad = BadRequest(
+            "marker is not a marker this list handed out.", code="invalid_marker", field="marker"
+        )
         body, sep, mac = marker.partition(".")
         if not sep or len(marker) > 512:
             raise bad

@@ -15,8 +15,12 @@ from api.validation import name_schema, obj, path_id, read_body
 from common.ids import new_id
 from common.tokens import hash_token, new_token, token_prefix
 
-EMAIL_SCHEMA = {"type": "string", "minLength": 3, "maxLength": 254,
-                "pattern": r"^[^@\s\u0000]+@[^@\s\u0000]+$"}
+EMAIL_SCHEMA = {
+    "type": "string",
+    "minLength": 3,
+    "maxLength": 254,
+    "pattern": r"^[^@\s\u0000]+@[^@\s\u0000]+$",
+}
 MEMBER_SCHEMA = obj(
     {"email": EMAIL_SCHEMA, "name": name_schema(128), "organizationAdmin": {"type": "boolean"}},
     required=("email", "name"),
@@ -48,9 +52,16 @@ async def create_member(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, MEMBER_SCHEMA)
     require_org_admin(ctx)
     member_id = new_id()
-    inserted = await ctx.one("api_insert_member", {
-        **ctx.mine(), "id": member_id, "email": body["email"], "name": body["name"],
-        "organization_admin": body.get("organizationAdmin", False)})
+    inserted = await ctx.one(
+        "api_insert_member",
+        {
+            **ctx.mine(),
+            "id": member_id,
+            "email": body["email"],
+            "name": body["name"],
+            "organization_admin": body.get("organizationAdmin", False),
+        },
+    )
     if inserted is None:
         raise Conflict("A member with that email exists.", code="member_exists", field="email")
     row = await member_page(ctx, member_id=member_id, limit=1, fetch=1)
@@ -61,8 +72,9 @@ async def disable_member(ctx: Ctx) -> web.Response:
     member_id = path_id(ctx.request, "member")
     require_org_admin(ctx)
     if member_id == ctx.me.member_id:
-        raise Conflict("An admin cannot disable themselves.", code="cannot_disable_self",
-                       field="member")
+        raise Conflict(
+            "An admin cannot disable themselves.", code="cannot_disable_self", field="member"
+        )
     if await ctx.one("api_disable_member", {**ctx.mine(), "member_id": member_id}) is None:
         raise NotFound("No such member.", field="member")
     return no_content()
@@ -81,9 +93,17 @@ async def create_token(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, TOKEN_SCHEMA)
     member_id = await _token_owner(ctx)
     secret = new_token()
-    row = await ctx.one("api_insert_token", {
-        "id": new_id(), "member_id": member_id, "name": body["name"],
-        "prefix": token_prefix(secret), "secret_hash": hash_token(secret), "now": ctx.now})
+    row = await ctx.one(
+        "api_insert_token",
+        {
+            "id": new_id(),
+            "member_id": member_id,
+            "name": body["name"],
+            "prefix": token_prefix(secret),
+            "secret_hash": hash_token(secret),
+            "now": ctx.now,
+        },
+    )
     assert row is not None
     out = json.loads(row["body"])
     out["token"] = secret  # shown once; only its hash is stored
@@ -93,8 +113,7 @@ async def create_token(ctx: Ctx) -> web.Response:
 async def list_tokens(ctx: Ctx) -> web.Response:
     member_id = await _token_owner(ctx)
     scope = f"tokens:{member_id}"
-    row = await ctx.one("api_token_page", {"member_id": member_id,
-                                           **page_params(ctx, scope)})
+    row = await ctx.one("api_token_page", {"member_id": member_id, **page_params(ctx, scope)})
     assert row is not None
     return plain_list(ctx, scope, row)
 
@@ -102,7 +121,11 @@ async def list_tokens(ctx: Ctx) -> web.Response:
 async def revoke_token(ctx: Ctx) -> web.Response:
     member_id = await _token_owner(ctx)
     token_id = path_id(ctx.request, "token")
-    if await ctx.one("api_revoke_token", {"token_id": token_id, "member_id": member_id,
-                                          "now": ctx.now}) is None:
+    if (
+        await ctx.one(
+            "api_revoke_token", {"token_id": token_id, "member_id": member_id, "now": ctx.now}
+        )
+        is None
+    ):
         raise NotFound("No such token.", field="token")
     return no_content()

@@ -24,8 +24,14 @@ LINK_SCHEMA = obj({"teamIds": TEAM_IDS_SCHEMA}, required=("teamIds",))
 
 
 async def team_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
-    base = {"notebook_id": None, "team_id": None, "limit": 100, "fetch": 101,
-            "after_at": None, "after_id": None}
+    base = {
+        "notebook_id": None,
+        "team_id": None,
+        "limit": 100,
+        "fetch": 101,
+        "after_at": None,
+        "after_id": None,
+    }
     row = await ctx.one("api_team_page", ctx.mine(**{**base, **params}))
     assert row is not None
     return row

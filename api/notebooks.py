@@ -49,8 +49,15 @@ def list_scope(ctx: Ctx, team_id: str | None = None) -> str:
 
 
 async def notebook_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
-    base = {"see_all": ctx.me.organization_admin, "team_id": None, "notebook_id": None,
-            "limit": 1, "fetch": 1, "after_at": None, "after_id": None}
+    base = {
+        "see_all": ctx.me.organization_admin,
+        "team_id": None,
+        "notebook_id": None,
+        "limit": 1,
+        "fetch": 1,
+        "after_at": None,
+        "after_id": None,
+    }
     row = await ctx.one("api_notebook_page", ctx.mine(**{**base, **params}))
     assert row is not None  # an aggregate always returns one row
     return row
@@ -66,8 +73,9 @@ async def describe_notebook(ctx: Ctx, notebook_id: str, status: int = 200) -> we
 async def locked(ctx: Ctx, notebook_id: str, allowed: frozenset[str]) -> dict[str, Any]:
     """The notebook row, locked; 404 if the caller may not see it, 403 if it
     may see it but not do this."""
-    row = await ctx.one("api_notebook_access", ctx.mine(id=notebook_id,
-                                                       org_admin=ctx.me.organization_admin))
+    row = await ctx.one(
+        "api_notebook_access", ctx.mine(id=notebook_id, org_admin=ctx.me.organization_admin)
+    )
     if row is None or row["access"] is None:
         raise NotFound("No such notebook.", field="id")
     if row["access"] not in allowed:
@@ -77,8 +85,11 @@ async def locked(ctx: Ctx, notebook_id: str, allowed: frozenset[str]) -> dict[st
 
 async def check_config(ctx: Ctx, config_id: str) -> None:
     if await ctx.one("api_config_in_org", ctx.mine(id=config_id)) is None:
-        raise BadRequest("workloadConfigId is not a workload config of this organization.",
-                         code="unknown_reference", field="workloadConfigId")
+        raise BadRequest(
+            "workloadConfigId is not a workload config of this organization.",
+            code="unknown_reference",
+            field="workloadConfigId",
+        )
 
 
 async def check_teams(ctx: Ctx, team_ids: list[str]) -> list[str]:
@@ -86,8 +97,11 @@ async def check_teams(ctx: Ctx, team_ids: list[str]) -> list[str]:
     found = {r["id"] for r in await ctx.all("api_teams_in_org", ctx.mine(ids=unique))}
     for i, team_id in enumerate(team_ids):
         if team_id not in found:
-            raise BadRequest("teamIds names a team that is not in this organization.",
-                             code="unknown_reference", field=f"teamIds[{i}]")
+            raise BadRequest(
+                "teamIds names a team that is not in this organization.",
+                code="unknown_reference",
+                field=f"teamIds[{i}]",
+            )
     return unique
 
 
@@ -96,8 +110,16 @@ async def enqueue(ctx: Ctx, notebook_id: str) -> None:
 
 
 async def set_status(ctx: Ctx, notebook_id: str, status: str, message: str) -> None:
-    await ctx.run("set_status", {"id": notebook_id, "status": status, "status_message": message,
-                                 "actor": ctx.me.member_id, "now": ctx.now})
+    await ctx.run(
+        "set_status",
+        {
+            "id": notebook_id,
+            "status": status,
+            "status_message": message,
+            "actor": ctx.me.member_id,
+            "now": ctx.now,
+        },
+    )
 
 
 async def list_notebooks(ctx: Ctx) -> web.Response:
@@ -111,14 +133,17 @@ async def create_notebook(ctx: Ctx) -> web.Response:
     await check_config(ctx, body["workloadConfigId"])
     team_ids = await check_teams(ctx, body.get("teamIds", []))
     notebook_id = new_id()
-    await ctx.run("api_insert_notebook", ctx.mine(
-        id=notebook_id,
-        workload_config_id=body["workloadConfigId"],
-        name=body["name"],
-        description=body.get("description", ""),
-        idle_timeout_seconds=body.get("idleTimeoutSeconds", 3600),
-        detached_timeout_seconds=body.get("detachedTimeoutSeconds", 14400),
-    ))
+    await ctx.run(
+        "api_insert_notebook",
+        ctx.mine(
+            id=notebook_id,
+            workload_config_id=body["workloadConfigId"],
+            name=body["name"],
+            description=body.get("description", ""),
+            idle_timeout_seconds=body.get("idleTimeoutSeconds", 3600),
+            detached_timeout_seconds=body.get("detachedTimeoutSeconds", 14400),
+        ),
+    )
     if team_ids:
         await ctx.run("api_link_teams", ctx.mine(notebook_id=notebook_id, team_ids=team_ids))
     return await describe_notebook(ctx, notebook_id, 201)
@@ -140,25 +165,32 @@ async def update_notebook(ctx: Ctx) -> web.Response:
     if if_match is not None and if_match.strip() != "*":
         current = await notebook_page(ctx, notebook_id=notebook_id)
         if etag_of(current) not in [t.strip() for t in if_match.split(",")]:
-            raise PreconditionFailed("The notebook changed since that ETag was read.",
-                                     code="etag_mismatch", field="If-Match")
+            raise PreconditionFailed(
+                "The notebook changed since that ETag was read.",
+                code="etag_mismatch",
+                field="If-Match",
+            )
     config_id = body.get("workloadConfigId")
     if config_id is not None and config_id != row["workload_config_id"]:
         if row["status"] not in CONFIG_CHANGEABLE:
-            raise Conflict("The workload config can change only while the notebook is "
-                           "stopped or failed.", code="notebook_not_stopped")
+            raise Conflict(
+                "The workload config can change only while the notebook is stopped or failed.",
+                code="notebook_not_stopped",
+            )
         await check_config(ctx, config_id)
-    await ctx.run("api_update_notebook", ctx.mine(
-        id=notebook_id,
-        name=body.get("name"),
-        description=body.get("description"),
-        idle_timeout_seconds=body.get("idleTimeoutSeconds"),
-        detached_timeout_seconds=body.get("detachedTimeoutSeconds"),
-        workload_config_id=config_id,
-    ))
+    await ctx.run(
+        "api_update_notebook",
+        ctx.mine(
+            id=notebook_id,
+            name=body.get("name"),
+            description=body.get("description"),
+            idle_timeout_seconds=body.get("idleTimeoutSeconds"),
+            detached_timeout_seconds=body.get("detachedTimeoutSeconds"),
+            workload_config_id=config_id,
+        ),
+    )
     # Timeouts and config are desired state the reconciler acts on.
-    if any(k in body for k in ("workloadConfigId", "idleTimeoutSeconds",
-                               "detachedTimeoutSeconds")):
+    if any(k in body for k in ("workloadConfigId", "idleTimeoutSeconds", "detachedTimeoutSeconds")):
         await enqueue(ctx, notebook_id)
     return await describe_notebook(ctx, notebook_id)
 
@@ -176,14 +208,19 @@ async def start_notebook(ctx: Ctx) -> web.Response:
     await read_body(ctx.request, obj({}))
     row = await locked(ctx, notebook_id, MANAGE)
     if row["status"] not in STARTABLE:
-        raise Conflict(f"A {row['status']} notebook cannot be started; start works from "
-                       "stopped or failed.", code="notebook_not_startable")
-    await ctx.run("api_request_start", ctx.mine(
-        id=notebook_id,
-        session_id=new_id(),
-        session_token=secrets.token_urlsafe(32),
-        deadline=ctx.now + timedelta(seconds=ctx.settings.start_deadline_seconds),
-    ))
+        raise Conflict(
+            f"A {row['status']} notebook cannot be started; start works from stopped or failed.",
+            code="notebook_not_startable",
+        )
+    await ctx.run(
+        "api_request_start",
+        ctx.mine(
+            id=notebook_id,
+            session_id=new_id(),
+            session_token=secrets.token_urlsafe(32),
+            deadline=ctx.now + timedelta(seconds=ctx.settings.start_deadline_seconds),
+        ),
+    )
     await set_status(ctx, notebook_id, "starting", "Start requested")
     await enqueue(ctx, notebook_id)
     return await describe_notebook(ctx, notebook_id, 202)
@@ -194,8 +231,11 @@ async def stop_notebook(ctx: Ctx) -> web.Response:
     await read_body(ctx.request, obj({}))
     row = await locked(ctx, notebook_id, MANAGE)
     if row["status"] not in STOPPABLE:
-        raise Conflict(f"A {row['status']} notebook cannot be stopped; stop works from "
-                       "starting, running, idle or detached.", code="notebook_not_stoppable")
+        raise Conflict(
+            f"A {row['status']} notebook cannot be stopped; stop works from "
+            "starting, running, idle or detached.",
+            code="notebook_not_stoppable",
+        )
     await ctx.run("api_request_stop", ctx.mine(id=notebook_id))
     await set_status(ctx, notebook_id, "stopping", "Stop requested")
     await enqueue(ctx, notebook_id)

@@ -22,17 +22,27 @@ def ref(name: str) -> Schema:
 
 
 def closed(props: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
-    return {"type": "object", "properties": props,
-            "required": [k for k in props if k not in optional],
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [k for k in props if k not in optional],
+        "additionalProperties": False,
+    }
 
 
 def plain_list(item: str) -> Schema:
-    return closed({"total": {"type": "integer", "minimum": 0},
-                   "items": {"type": "array", "items": ref(item)},
-                   "marker": {"type": "string"}}, optional=("marker",))
+    return closed(
+        {
+            "total": {"type": "integer", "minimum": 0},
+            "items": {"type": "array", "items": ref(item)},
+            "marker": {"type": "string"},
+        },
+        optional=("marker",),
+    )
 
 
+# Schemas written compactly, a few fields to a line: kept as written.
+# fmt: off
 INCLUDED = closed({
     "notebooks": {"type": "array", "items": ref("Notebook")},
     "teams": {"type": "array", "items": ref("Team")},
@@ -104,11 +114,15 @@ COMPONENTS: dict[str, Schema] = {
     }),
     "WorkloadConfigList": plain_list("WorkloadConfig"),
 }
+# fmt: on
 
 ERROR_TEXT = {
-    400: "Bad input (field named in `field`)", 401: "Missing, unknown or revoked token",
-    403: "Visible but not allowed", 404: "Not found or not visible",
-    409: "State conflict (stable `code`)", 412: "If-Match does not match the ETag",
+    400: "Bad input (field named in `field`)",
+    401: "Missing, unknown or revoked token",
+    403: "Visible but not allowed",
+    404: "Not found or not visible",
+    409: "State conflict (stable `code`)",
+    412: "If-Match does not match the ETag",
     415: "Body is not application/json",
 }
 
@@ -120,15 +134,24 @@ def _operation(op: Op) -> dict[str, Any]:
     ]
     if op.paginated:
         params += [
-            {"name": "limit", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 0, "maximum": 100, "default": 100}},
-            {"name": "marker", "in": "query", "required": False,
-             "description": "Opaque marker from the previous page.",
-             "schema": {"type": "string"}},
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": 100, "default": 100},
+            },
+            {
+                "name": "marker",
+                "in": "query",
+                "required": False,
+                "description": "Opaque marker from the previous page.",
+                "schema": {"type": "string"},
+            },
         ]
     if op.method == "PATCH" and op.path.endswith("{id}"):
-        params.append({"name": "If-Match", "in": "header", "required": False,
-                       "schema": {"type": "string"}})
+        params.append(
+            {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+        )
     responses: dict[str, Any] = {}
     success: dict[str, Any] = {"description": op.summary}
     if op.response:
@@ -143,15 +166,22 @@ def _operation(op: Op) -> dict[str, Any]:
         if code == 304:
             responses["304"] = {"description": "Not modified (If-None-Match matched)"}
             continue
-        responses[str(code)] = {"description": ERROR_TEXT[code], "content": {
-            "application/problem+json": {"schema": ref("Problem")}}}
+        responses[str(code)] = {
+            "description": ERROR_TEXT[code],
+            "content": {"application/problem+json": {"schema": ref("Problem")}},
+        }
     out: dict[str, Any] = {
         "operationId": op.handler.__name__.replace("_", " ").title().replace(" ", ""),
-        "summary": op.summary, "tags": [op.tag], "parameters": params, "responses": responses,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": params,
+        "responses": responses,
     }
     if op.body is not None:
-        out["requestBody"] = {"required": op.body_required,
-                              "content": {"application/json": {"schema": op.body}}}
+        out["requestBody"] = {
+            "required": op.body_required,
+            "content": {"application/json": {"schema": op.body}},
+        }
     return out
 
 
@@ -160,23 +190,50 @@ def build_document() -> dict[str, Any]:
     for op in OPS:
         paths.setdefault(BASE + op.path, {})[op.method.lower()] = _operation(op)
     plain = {"security": [], "tags": ["operations"]}
-    paths["/healthz"] = {"get": {**plain, "operationId": "Healthz", "summary": "Liveness",
-                                 "responses": {"200": {"description": "Alive"}}}}
-    paths["/readyz"] = {"get": {**plain, "operationId": "Readyz",
-                                "summary": "Database reachable and migrations current",
-                                "responses": {"200": {"description": "Ready"},
-                                              "503": {"description": "Not ready"}}}}
-    paths["/metrics"] = {"get": {**plain, "operationId": "Metrics",
-                                 "summary": "Prometheus metrics",
-                                 "responses": {"200": {"description": "Exposition text"}}}}
-    paths[BASE + "/openapi.json"] = {"get": {
-        **plain, "operationId": "OpenApi", "summary": "This document",
-        "responses": {"200": {"description": "OpenAPI 3.1",
-                              "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+    paths["/healthz"] = {
+        "get": {
+            **plain,
+            "operationId": "Healthz",
+            "summary": "Liveness",
+            "responses": {"200": {"description": "Alive"}},
+        }
+    }
+    paths["/readyz"] = {
+        "get": {
+            **plain,
+            "operationId": "Readyz",
+            "summary": "Database reachable and migrations current",
+            "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+        }
+    }
+    paths["/metrics"] = {
+        "get": {
+            **plain,
+            "operationId": "Metrics",
+            "summary": "Prometheus metrics",
+            "responses": {"200": {"description": "Exposition text"}},
+        }
+    }
+    paths[BASE + "/openapi.json"] = {
+        "get": {
+            **plain,
+            "operationId": "OpenApi",
+            "summary": "This document",
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3.1",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Notebooks API", "version": "1",
-                 "description": "Hosted Marimo notebooks backed by Sail. See docs/api.md."},
+        "info": {
+            "title": "Notebooks API",
+            "version": "1",
+            "description": "Hosted Marimo notebooks backed by Sail. See docs/api.md.",
+        },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths,

@@ -50,13 +50,17 @@ def plain_list(ctx: Ctx, scope: str, row: dict[str, Any]) -> web.Response:
 
 
 def included_json(row: dict[str, Any]) -> str:
-    return (f'{{"notebooks":{row["notebooks"]},"teams":{row["teams"]},'
-            f'"workloadConfigs":{row["configs"]},"members":{row["members"]}}}')
+    return (
+        f'{{"notebooks":{row["notebooks"]},"teams":{row["teams"]},'
+        f'"workloadConfigs":{row["configs"]},"members":{row["members"]}}}'
+    )
 
 
 def normalized_list(ctx: Ctx, scope: str, row: dict[str, Any]) -> web.Response:
-    text = (f'{{"total":{row["total"]},"items":{row["items"]},'
-            f'"included":{included_json(row)}{marker_json(ctx, scope, row)}}}')
+    text = (
+        f'{{"total":{row["total"]},"items":{row["items"]},'
+        f'"included":{included_json(row)}{marker_json(ctx, scope, row)}}}'
+    )
     return raw_json(text)
 
 

@@ -29,6 +29,8 @@ class Op:
     tag: str = "notebooks"
 
 
+# A table, one operation per entry: kept as written, not reformatted.
+# fmt: off
 NB = "/workloads/notebooks"
 OPS: list[Op] = [
     Op("GET", NB, notebooks.list_notebooks, "List the notebooks the caller can see", 200,
@@ -103,3 +105,4 @@ OPS: list[Op] = [
        "Delete a workload config not used by any notebook", 204, None, errors=(403, 409),
        tag="configs"),
 ]
+# fmt: on

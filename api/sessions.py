@@ -23,8 +23,10 @@ PING_COALESCE = timedelta(seconds=15)
 
 def _require_provisioned(status: str, action: str) -> None:
     if status not in PROVISIONED:
-        raise Conflict(f"A {status} notebook cannot be {action}; it must be running, idle "
-                       "or detached.", code="notebook_not_running")
+        raise Conflict(
+            f"A {status} notebook cannot be {action}; it must be running, idle or detached.",
+            code="notebook_not_running",
+        )
 
 
 async def open_notebook(ctx: Ctx) -> web.Response:

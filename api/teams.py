@@ -12,8 +12,9 @@ from api.validation import name_schema, obj, path_id, read_body
 from common.ids import new_id
 
 TEAM_SCHEMA = obj({"name": name_schema(128)}, required=("name",))
-ROLE_SCHEMA = obj({"role": {"type": "string", "enum": ["admin", "editor", "viewer"]}},
-                  required=("role",))
+ROLE_SCHEMA = obj(
+    {"role": {"type": "string", "enum": ["admin", "editor", "viewer"]}}, required=("role",)
+)
 
 
 def require_org_admin(ctx: Ctx) -> None:
@@ -41,8 +42,7 @@ async def list_team_members(ctx: Ctx) -> web.Response:
     team_id = path_id(ctx.request, "team")
     await find_team(ctx, team_id)
     scope = f"team-members:{team_id}"
-    row = await ctx.one("api_team_member_page", {"team_id": team_id,
-                                                 **page_params(ctx, scope)})
+    row = await ctx.one("api_team_member_page", {"team_id": team_id, **page_params(ctx, scope)})
     assert row is not None
     return plain_list(ctx, scope, row)
 
@@ -61,16 +61,21 @@ async def put_team_member(ctx: Ctx) -> web.Response:
     team_id, member_id = await _team_admin(ctx)
     if await ctx.one("api_active_member", ctx.mine(member_id=member_id)) is None:
         raise NotFound("No such member.", field="member")
-    row = await ctx.one("api_put_team_member", {"team_id": team_id, "member_id": member_id,
-                                                "role": body["role"], "now": ctx.now})
+    row = await ctx.one(
+        "api_put_team_member",
+        {"team_id": team_id, "member_id": member_id, "role": body["role"], "now": ctx.now},
+    )
     assert row is not None
-    return json_response({"teamId": row["team_id"], "memberId": row["member_id"],
-                          "role": row["role"]})
+    return json_response(
+        {"teamId": row["team_id"], "memberId": row["member_id"], "role": row["role"]}
+    )
 
 
 async def delete_team_member(ctx: Ctx) -> web.Response:
     team_id, member_id = await _team_admin(ctx)
-    if await ctx.one("api_delete_team_member",
-                     {"team_id": team_id, "member_id": member_id}) is None:
+    if (
+        await ctx.one("api_delete_team_member", {"team_id": team_id, "member_id": member_id})
+        is None
+    ):
         raise NotFound("That member is not in the team.", field="member")
     return no_content()

@@ -63,8 +63,9 @@ def _type_ok(value: object, type_name: str) -> bool:
 def check(value: object, schema: Schema, field: str) -> None:
     """Validate `value` against the supported subset of JSON Schema."""
     if "type" in schema and not _type_ok(value, schema["type"]):
-        raise BadRequest(f"{field} must be of type {schema['type']}.", code="wrong_type",
-                         field=field)
+        raise BadRequest(
+            f"{field} must be of type {schema['type']}.", code="wrong_type", field=field
+        )
     if "anyOf" in schema:
         for option in schema["anyOf"]:
             try:
@@ -73,11 +74,13 @@ def check(value: object, schema: Schema, field: str) -> None:
             except BadRequest:
                 continue
         else:
-            raise BadRequest(f"{field} is out of range ({schema.get('description', '')}).",
-                             code="out_of_range", field=field)
+            raise BadRequest(
+                f"{field} is out of range ({schema.get('description', '')}).",
+                code="out_of_range",
+                field=field,
+            )
     if "const" in schema and value != schema["const"]:
-        raise BadRequest(f"{field} must be {schema['const']!r}.", code="out_of_range",
-                         field=field)
+        raise BadRequest(f"{field} must be {schema['const']!r}.", code="out_of_range", field=field)
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(map(str, schema["enum"]))
         raise BadRequest(f"{field} must be one of: {allowed}.", code="invalid_value", field=field)
@@ -85,15 +88,20 @@ def check(value: object, schema: Schema, field: str) -> None:
         _check_string(value, schema, field)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
-            raise BadRequest(f"{field} must be at least {schema['minimum']}.",
-                             code="out_of_range", field=field)
+            raise BadRequest(
+                f"{field} must be at least {schema['minimum']}.", code="out_of_range", field=field
+            )
         if "maximum" in schema and value > schema["maximum"]:
-            raise BadRequest(f"{field} must be at most {schema['maximum']}.",
-                             code="out_of_range", field=field)
+            raise BadRequest(
+                f"{field} must be at most {schema['maximum']}.", code="out_of_range", field=field
+            )
     elif isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            raise BadRequest(f"{field} has more than {schema['maxItems']} items.",
-                             code="out_of_range", field=field)
+            raise BadRequest(
+                f"{field} has more than {schema['maxItems']} items.",
+                code="out_of_range",
+                field=field,
+            )
         for i, item in enumerate(value):
             check(item, schema.get("items", {}), f"{field}[{i}]")
     elif isinstance(value, dict):
@@ -104,15 +112,23 @@ def _check_string(value: str, schema: Schema, field: str) -> None:
     try:
         value.encode()
     except UnicodeEncodeError:
-        raise BadRequest(f"{field} is not valid Unicode text.", code="invalid_value",
-                         field=field) from None
+        raise BadRequest(
+            f"{field} is not valid Unicode text.", code="invalid_value", field=field
+        ) from None
     if len(value) < schema.get("minLength", 0):
-        raise BadRequest(f"{field} must not be empty." if schema["minLength"] == 1 else
-                         f"{field} is shorter than {schema['minLength']}.",
-                         code="invalid_length", field=field)
+        raise BadRequest(
+            f"{field} must not be empty."
+            if schema["minLength"] == 1
+            else f"{field} is shorter than {schema['minLength']}.",
+            code="invalid_length",
+            field=field,
+        )
     if "maxLength" in schema and len(value) > schema["maxLength"]:
-        raise BadRequest(f"{field} is longer than {schema['maxLength']} characters.",
-                         code="invalid_length", field=field)
+        raise BadRequest(
+            f"{field} is longer than {schema['maxLength']} characters.",
+            code="invalid_length",
+            field=field,
+        )
     if "pattern" in schema and not _compiled(schema["pattern"]).search(value):
         if schema["pattern"] == ID_SCHEMA["pattern"]:
             raise BadRequest(f"{field} is not a valid id.", code="invalid_id", field=field)
@@ -127,19 +143,24 @@ def _check_object(value: dict[str, Any], schema: Schema, field: str) -> None:
         if key in props:
             check(item, props[key], prefix + key)
         elif extra is False:
-            raise BadRequest(f"Unknown field {prefix + key}.", code="unknown_field",
-                             field=prefix + key)
+            raise BadRequest(
+                f"Unknown field {prefix + key}.", code="unknown_field", field=prefix + key
+            )
         elif isinstance(extra, dict):
             if "propertyNames" in schema:
                 check(key, schema["propertyNames"], prefix + key)
             check(item, extra, prefix + key)
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        raise BadRequest(f"{field} has more than {schema['maxProperties']} entries.",
-                         code="out_of_range", field=field)
+        raise BadRequest(
+            f"{field} has more than {schema['maxProperties']} entries.",
+            code="out_of_range",
+            field=field,
+        )
     for key in schema.get("required", ()):
         if key not in value:
-            raise BadRequest(f"{prefix + key} is required.", code="missing_field",
-                             field=prefix + key)
+            raise BadRequest(
+                f"{prefix + key} is required.", code="missing_field", field=prefix + key
+            )
 
 
 @cache
@@ -154,15 +175,17 @@ async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
         value: object = {}
     else:
         ctype = request.content_type
-        if not (ctype == "application/json" or
-                (ctype.startswith("application/") and ctype.endswith("+json"))):
-            raise UnsupportedMediaType(
-                "Send the body as application/json.", field="Content-Type")
+        if not (
+            ctype == "application/json"
+            or (ctype.startswith("application/") and ctype.endswith("+json"))
+        ):
+            raise UnsupportedMediaType("Send the body as application/json.", field="Content-Type")
         try:
             value = json.loads(raw)
         except (ValueError, RecursionError):
-            raise BadRequest("The body is not valid JSON.", code="malformed_json",
-                             field="body") from None
+            raise BadRequest(
+                "The body is not valid JSON.", code="malformed_json", field="body"
+            ) from None
     if not isinstance(value, dict):
         raise BadRequest("The body must be a JSON object.", code="wrong_type", field="body")
     check(value, schema, "")
@@ -181,6 +204,7 @@ def query_limit(request: web.Request) -> int:
     if raw is None:
         return 100
     if not re.fullmatch(r"[0-9]{1,4}", raw) or int(raw) > 100:
-        raise BadRequest("limit must be an integer from 0 to 100.", code="out_of_range",
-                         field="limit")
+        raise BadRequest(
+            "limit must be an integer from 0 to 100.", code="out_of_range", field="limit"
+        )
     return int(raw)

@@ -8,9 +8,24 @@ from prometheus_client import Counter, Gauge, Histogram
 from common.statuses import Status
 
 OUTCOMES = (
-    "noop", "starting", "ready", "running", "idle", "detached", "stopping", "stopped",
-    "failed", "deadline", "repair", "auto_stop", "deleted", "cleanup", "replace_session",
-    "gone", "conflict", "error",
+    "noop",
+    "starting",
+    "ready",
+    "running",
+    "idle",
+    "detached",
+    "stopping",
+    "stopped",
+    "failed",
+    "deadline",
+    "repair",
+    "auto_stop",
+    "deleted",
+    "cleanup",
+    "replace_session",
+    "gone",
+    "conflict",
+    "error",
 )
 AUTO_STOP_REASONS = ("idle", "detached")
 
@@ -34,9 +49,7 @@ QUEUE_OLDEST = Gauge(
 )
 BY_STATUS = Gauge("notebooks_status_current_count", "Notebooks by status.", ["status"])
 SWEEPS = Counter("notebooks_sweeps_completed_total", "Sweeps run by this worker.")
-SWEEP_ENQUEUED = Counter(
-    "notebooks_sweep_enqueued_total", "Reconciles the sweep asked for."
-)
+SWEEP_ENQUEUED = Counter("notebooks_sweep_enqueued_total", "Reconciles the sweep asked for.")
 
 for _o in OUTCOMES:
     RECONCILES.labels(_o)

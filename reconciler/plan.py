@@ -106,9 +106,7 @@ def _progress(observed: Observation) -> str:
 def plan(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
     match nb.desired:
         case Desired.DELETED:
-            return Plan(
-                (Action.DELETE,), Status.STOPPING, "deleting", outcome="deleted"
-            )
+            return Plan((Action.DELETE,), Status.STOPPING, "deleting", outcome="deleted")
         case Desired.STOPPED:
             return _plan_stopped(nb, observed)
         case Desired.RUNNING:
@@ -146,9 +144,7 @@ def _plan_running(nb: NotebookState, observed: Observation, now: datetime) -> Pl
         # again; anything left over is torn down.
         if observed.nothing_left:
             return _keep(nb, observed)
-        return Plan(
-            (Action.ENSURE_STOPPED,), nb.status, nb.status_message, outcome="cleanup"
-        )
+        return Plan((Action.ENSURE_STOPPED,), nb.status, nb.status_message, outcome="cleanup")
     if observed.session_id is not None and observed.session_id != nb.session_id:
         # Leftovers of an older session: remove them before starting this one.
         return Plan(
@@ -225,9 +221,7 @@ def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -
         timeout = nb.detached_timeout_seconds
         if timeout and now - last_active >= timedelta(seconds=timeout):
             return _auto_stop(f"detached for {timeout} s", "detached", observed)
-        return Plan(
-            (), Status.DETACHED, "", executing=True, outcome=_moved(nb, "detached")
-        )
+        return Plan((), Status.DETACHED, "", executing=True, outcome=_moved(nb, "detached"))
     # Idle: the timer counts from the last ping, or from when detached work ended.
     if nb.status is Status.DETACHED:
         return Plan((), Status.IDLE, "", touch_last_active=True, outcome="idle")

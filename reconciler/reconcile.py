@@ -77,7 +77,8 @@ def _state(row: dict[str, Any], presence_window: int) -> NotebookState:
 def _resources(raw: Any) -> ResourceSpec:
     raw = raw if isinstance(raw, dict) else {}
     return ResourceSpec(
-        image=str(raw.get("image", "")), cpu=str(raw.get("cpu", "")),
+        image=str(raw.get("image", "")),
+        cpu=str(raw.get("cpu", "")),
         memory=str(raw.get("memory", "")),
     )
 
@@ -203,8 +204,11 @@ async def _write(
             await conn.execute(
                 query("set_status"),
                 {
-                    "id": row["id"], "status": p.status.value,
-                    "status_message": p.status_message, "actor": ACTOR, "now": now,
+                    "id": row["id"],
+                    "status": p.status.value,
+                    "status_message": p.status_message,
+                    "actor": ACTOR,
+                    "now": now,
                 },
             )
         if Action.DELETE in p.actions:

@@ -50,8 +50,9 @@ _counter = iter(range(1, 1_000_000))
 
 
 @contextlib.contextmanager
-def _scratch_database(admin_dsn: str, server: object, prefix: str, template: str | None
-                      ) -> Iterator[str]:
+def _scratch_database(
+    admin_dsn: str, server: object, prefix: str, template: str | None
+) -> Iterator[str]:
     """Create a database (cloned from `template`, if given), yield its URL, drop it."""
     name = f"{prefix}_{os.getpid()}_{next(_counter)}"
     clone = f" template {template}" if template else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 NOTEBOOK_FILE = "notebook.py"
 
-TEMPLATE = '''import marimo
+TEMPLATE = """import marimo
 
 app = marimo.App()
 
@@ -28,4 +28,4 @@ def _(spark):
 
 if __name__ == "__main__":
     app.run()
-'''
+"""

@@ -79,8 +79,9 @@ class Stack:
     data_dir: Path
     logs: dict[str, Path] = field(default_factory=dict)
 
-    def call(self, method: str, path: str, body: object | None = None,
-             token: str | None = None) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, body: object | None = None, token: str | None = None
+    ) -> tuple[int, Any]:
         """One REST call (status, parsed JSON or None); errors are returned, not raised."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.api_url + "/api/v1" + path, data=data, method=method)
@@ -110,20 +111,22 @@ def _http_ok(url: str) -> bool:
 
 def _stack_env(settings: Any, api_port: int, proxy_port: int, metrics_port: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": settings.database_url,
-        "NOTEBOOKS_DATA_DIR": str(settings.data_dir),
-        "NOTEBOOKS_RUNTIME": "local",
-        "NOTEBOOKS_API_PORT": str(api_port),
-        "NOTEBOOKS_PROXY_PORT": str(proxy_port),
-        "NOTEBOOKS_WORKER_METRICS_PORT": str(metrics_port),
-        "NOTEBOOKS_SECRET_KEY": settings.secret_key,
-        "NOTEBOOKS_SIGNING_KEYS": ",".join(f"{k}:{s}" for k, s in settings.signing_keys),
-        "NOTEBOOKS_COOKIE_SECURE": "false",
-        "NOTEBOOKS_LOG_FORMAT": "console",
-        "NOTEBOOKS_SWEEP_INTERVAL_SECONDS": "2",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url,
+            "NOTEBOOKS_DATA_DIR": str(settings.data_dir),
+            "NOTEBOOKS_RUNTIME": "local",
+            "NOTEBOOKS_API_PORT": str(api_port),
+            "NOTEBOOKS_PROXY_PORT": str(proxy_port),
+            "NOTEBOOKS_WORKER_METRICS_PORT": str(metrics_port),
+            "NOTEBOOKS_SECRET_KEY": settings.secret_key,
+            "NOTEBOOKS_SIGNING_KEYS": ",".join(f"{k}:{s}" for k, s in settings.signing_keys),
+            "NOTEBOOKS_COOKIE_SECURE": "false",
+            "NOTEBOOKS_LOG_FORMAT": "console",
+            "NOTEBOOKS_SWEEP_INTERVAL_SECONDS": "2",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -149,7 +152,8 @@ def _stop_notebooks(stack: Stack) -> None:
     def settled() -> bool:
         code, body = stack.call("GET", "/workloads/notebooks")
         return code == 200 and all(
-            n["status"] in ("stopped", "failed") for n in body["included"]["notebooks"])
+            n["status"] in ("stopped", "failed") for n in body["included"]["notebooks"]
+        )
 
     with contextlib.suppress(AssertionError):
         wait_for(settled, 30, "notebooks to stop", interval=0.5)
@@ -178,17 +182,24 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
             st.logs[name] = log_path
             with log_path.open("wb") as log:
                 procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "cli", name], cwd=ROOT, env=env,
-                    stdout=log, stderr=subprocess.STDOUT,
+                    [sys.executable, "-m", "cli", name],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
-        for name, url in (("api", f"{st.api_url}/healthz"),
-                          ("proxy", f"{st.proxy_url}/healthz"),
-                          ("worker", f"http://127.0.0.1:{metrics_port}/metrics")):
+        for name, url in (
+            ("api", f"{st.api_url}/healthz"),
+            ("proxy", f"{st.proxy_url}/healthz"),
+            ("worker", f"http://127.0.0.1:{metrics_port}/metrics"),
+        ):
+
             def ready(name: str = name, url: str = url) -> bool:
                 code = procs[name].poll()
                 if code is not None:
                     raise AssertionError(f"{name} exited with {code}:\n{st.log_tails()}")
                 return _http_ok(url)
+
             try:
                 wait_for(ready, READY_SECONDS, f"{name} at {url}", interval=0.2)
             except AssertionError as exc:

@@ -37,12 +37,17 @@ def sign_in(page: Any, api_url: str, token: str) -> None:
 
 
 def row(page: Any, name: str) -> Any:
-    return page.locator("#notebooks-body tr",
-                        has=page.get_by_role("link", name=name, exact=True))
+    return page.locator("#notebooks-body tr", has=page.get_by_role("link", name=name, exact=True))
 
 
-def create_notebook(page: Any, wait: Any, name: str, description: str = "",
-                    teams: tuple[str, ...] = (), config: str | None = None) -> str:
+def create_notebook(
+    page: Any,
+    wait: Any,
+    name: str,
+    description: str = "",
+    teams: tuple[str, ...] = (),
+    config: str | None = None,
+) -> str:
     page.get_by_role("button", name="New notebook").click()
     dialog = page.get_by_role("dialog", name="New notebook")
     dialog.get_by_label("Name").fill(name)
@@ -75,18 +80,21 @@ def run_spark_cell(page: Any) -> None:
 
 def share_with_viewer(stack: Any, nb_id: str) -> str:
     """A second member, a viewer of a team the notebook is shared with; its token."""
-    code, member = stack.call("POST", "/members", {"email": "viewer@example.com",
-                                                   "name": "Vera Viewer"})
+    code, member = stack.call(
+        "POST", "/members", {"email": "viewer@example.com", "name": "Vera Viewer"}
+    )
     assert code == 201, member
     code, tok = stack.call("POST", f"/members/{member['id']}/tokens", {"name": "browser"})
     assert code == 201, tok
     code, team = stack.call("POST", "/teams", {"name": "readers"})
     assert code == 201, team
-    code, body = stack.call("PUT", f"/teams/{team['id']}/members/{member['id']}",
-                            {"role": "viewer"})
+    code, body = stack.call(
+        "PUT", f"/teams/{team['id']}/members/{member['id']}", {"role": "viewer"}
+    )
     assert code == 200, body
-    code, body = stack.call("POST", f"/workloads/notebooks/{nb_id}/teams",
-                            {"teamIds": [team["id"]]})
+    code, body = stack.call(
+        "POST", f"/workloads/notebooks/{nb_id}/teams", {"teamIds": [team["id"]]}
+    )
     assert code == 200, body
     return str(tok["token"])
 
@@ -97,10 +105,13 @@ def is_ping(response: Any) -> bool:
 
 def set_visibility(page: Any, state: str) -> None:
     """What the browser does when the member switches tabs (headless never does)."""
-    page.evaluate("""state => {
+    page.evaluate(
+        """state => {
         Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
         document.dispatchEvent(new Event('visibilitychange'));
-    }""", state)
+    }""",
+        state,
+    )
 
 
 def test_paste_token_create_start_open_run_spark_stop(
@@ -140,8 +151,10 @@ def test_paste_token_create_start_open_run_spark_stop(
     page.get_by_role("heading", name="Spark demo").wait_for()
     frame_el = page.locator("#open-frame")
     frame_el.wait_for(state="visible")
-    assert re.match(rf"{re.escape(stack.proxy_url)}/notebooks/{nb_id}/_open\?token=",
-                    frame_el.get_attribute("src") or "")
+    assert re.match(
+        rf"{re.escape(stack.proxy_url)}/notebooks/{nb_id}/_open\?token=",
+        frame_el.get_attribute("src") or "",
+    )
     assert page.locator("#open-mode").inner_text() == "Editing"
     page.frame_locator("#open-frame").locator(".cm-editor").first.wait_for(timeout=60_000)
     page.locator("#open-status .status-running").wait_for(timeout=15_000)
@@ -220,8 +233,9 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     page.locator("#cfg-sail-cpu").fill("lots")
     form.get_by_role("button", name="Create workload config").click()
     page.locator("#config-form-error").wait_for()
-    _, bad = stack.call("POST", "/workloads/configs", {"name": "big", "mode": "standalone",
-                                                       "sail": {"cpu": "lots"}})
+    _, bad = stack.call(
+        "POST", "/workloads/configs", {"name": "big", "mode": "standalone", "sail": {"cpu": "lots"}}
+    )
     assert page.locator("#config-form-error").inner_text() == bad["detail"]
     page.locator("#cfg-sail-cpu").fill("2")
     page.locator("#cfg-sail-memory").fill("4Gi")
@@ -234,7 +248,8 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     _, configs = stack.call("GET", "/workloads/configs")
     assert {c["name"] for c in configs["items"]} == {"default", "big"}
     assert [c["env"] for c in configs["items"] if c["name"] == "big"] == [
-        {"SAIL_MODE": "no-such-mode"}]
+        {"SAIL_MODE": "no-such-mode"}
+    ]
 
     # A notebook shared with a team at creation, then renamed.
     teams = {}
@@ -302,7 +317,8 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
 
     # Delete asks first: Cancel keeps the notebook, Delete removes it.
     delete = row(page, "Quarterly report v2").get_by_role(
-        "button", name="Delete Quarterly report v2")
+        "button", name="Delete Quarterly report v2"
+    )
     delete.click()
     confirm = page.get_by_role("alertdialog")
     confirm.get_by_role("button", name="Cancel").click()
@@ -316,8 +332,9 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     # More notebooks than one page of the API (100): the list follows `marker`.
     config_id = next(c["id"] for c in configs["items"] if c["name"] == "default")
     for i in range(101):
-        code, _ = stack.call("POST", "/workloads/notebooks",
-                             {"name": f"bulk {i:03}", "workloadConfigId": config_id})
+        code, _ = stack.call(
+            "POST", "/workloads/notebooks", {"name": f"bulk {i:03}", "workloadConfigId": config_id}
+        )
         assert code == 201
     page.reload()  # the token survives a reload (sessionStorage): no sign-in page
     row(page, "bulk 000").wait_for()

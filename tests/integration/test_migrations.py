@@ -9,11 +9,23 @@ from sql import latest_version, migration_files
 from sql.migrate import migrate
 
 EXPECTED_TABLES = {
-    "organizations", "members", "teams", "team_memberships", "api_tokens",
-    "workload_configs", "notebooks", "notebook_teams", "notebook_presence",
-    "notebook_events", "used_proxy_tokens", "schema_migrations",
+    "organizations",
+    "members",
+    "teams",
+    "team_memberships",
+    "api_tokens",
+    "workload_configs",
+    "notebooks",
+    "notebook_teams",
+    "notebook_presence",
+    "notebook_events",
+    "used_proxy_tokens",
+    "schema_migrations",
     # pgqueuer's own, through its installer
-    "pgqueuer", "pgqueuer_log", "pgqueuer_statistics", "pgqueuer_schedules",
+    "pgqueuer",
+    "pgqueuer_log",
+    "pgqueuer_statistics",
+    "pgqueuer_schedules",
 }
 
 
@@ -30,9 +42,12 @@ async def test_migrations_build_schema_on_empty_database(empty_database_url: str
     applied = await migrate(empty_database_url)
     assert applied == [v for v, _, _ in migration_files()]
     with psycopg.connect(empty_database_url) as conn:
-        tables = {r[0] for r in conn.execute(
-            "select table_name from information_schema.tables where table_schema='public'"
-        )}
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "select table_name from information_schema.tables where table_schema='public'"
+            )
+        }
         versions = [r[0] for r in conn.execute("select version from schema_migrations")]
     assert tables >= EXPECTED_TABLES
     assert max(versions) == latest_version()

@@ -35,8 +35,9 @@ class Factory:
 
     def org(self) -> str:
         org_id = new_id()
-        self.conn.execute("insert into organizations (id, name) values (%s, %s)",
-                          (org_id, f"org {org_id}"))
+        self.conn.execute(
+            "insert into organizations (id, name) values (%s, %s)", (org_id, f"org {org_id}")
+        )
         return org_id
 
     def member(self, org: str, *, admin: bool = False) -> Member:
@@ -44,8 +45,15 @@ class Factory:
         self.conn.execute(
             "insert into members (id, organization_id, email, name, organization_admin,"
             " created_at) values (%s, %s, %s, %s, %s, %s)",
-            (member_id, org, f"{member_id.lower()}@example.com", f"Member {member_id}", admin,
-             self.clock.now()))
+            (
+                member_id,
+                org,
+                f"{member_id.lower()}@example.com",
+                f"Member {member_id}",
+                admin,
+                self.clock.now(),
+            ),
+        )
         return Member(member_id, org, self.token(member_id))
 
     def token(self, member_id: str) -> str:
@@ -53,31 +61,42 @@ class Factory:
         self.conn.execute(
             "insert into api_tokens (id, member_id, name, prefix, secret_hash)"
             " values (%s, %s, 'test', %s, %s)",
-            (new_id(), member_id, token_prefix(secret), hash_token(secret)))
+            (new_id(), member_id, token_prefix(secret), hash_token(secret)),
+        )
         return secret
 
     def team(self, org: str, name: str | None = None) -> str:
         team_id = new_id()
         self.conn.execute(
             "insert into teams (id, organization_id, name, created_at) values (%s, %s, %s, %s)",
-            (team_id, org, name or f"team {team_id}", self.clock.now()))
+            (team_id, org, name or f"team {team_id}", self.clock.now()),
+        )
         return team_id
 
     def join(self, team: str, member: Member, role: str) -> None:
         self.conn.execute(
             "insert into team_memberships (team_id, member_id, role) values (%s, %s, %s)",
-            (team, member.id, role))
+            (team, member.id, role),
+        )
 
     def config(self, org: str) -> str:
         config_id = new_id()
         self.conn.execute(
             "insert into workload_configs (id, organization_id, name, created_at, updated_at)"
             " values (%s, %s, %s, %s, %s)",
-            (config_id, org, f"config {config_id}", self.clock.now(), self.clock.now()))
+            (config_id, org, f"config {config_id}", self.clock.now(), self.clock.now()),
+        )
         return config_id
 
-    def notebook(self, owner: Member, config: str, *, status: str = "stopped",
-                 teams: tuple[str, ...] = (), created_at: datetime | None = None) -> str:
+    def notebook(
+        self,
+        owner: Member,
+        config: str,
+        *,
+        status: str = "stopped",
+        teams: tuple[str, ...] = (),
+        created_at: datetime | None = None,
+    ) -> str:
         nb_id = new_id()
         at = created_at or self.clock.now()
         session = new_id() if status not in ("stopped", "failed") else None
@@ -85,12 +104,25 @@ class Factory:
             "insert into notebooks (id, organization_id, member_id, workload_config_id, name,"
             " status, desired_state, session_id, created_at, created_by, updated_at, updated_by)"
             " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (nb_id, owner.org, owner.id, config, f"nb {nb_id}", status,
-             "stopped" if status in ("stopped", "failed") else "running", session,
-             at, owner.id, at, owner.id))
+            (
+                nb_id,
+                owner.org,
+                owner.id,
+                config,
+                f"nb {nb_id}",
+                status,
+                "stopped" if status in ("stopped", "failed") else "running",
+                session,
+                at,
+                owner.id,
+                at,
+                owner.id,
+            ),
+        )
         for team in teams:
-            self.conn.execute("insert into notebook_teams (notebook_id, team_id) values (%s, %s)",
-                              (nb_id, team))
+            self.conn.execute(
+                "insert into notebook_teams (notebook_id, team_id) values (%s, %s)", (nb_id, team)
+            )
         return nb_id
 
     def value(self, sql: str, *params: object) -> Any:
@@ -98,9 +130,12 @@ class Factory:
         return None if row is None else row[0]
 
     def jobs(self, notebook_id: str) -> int:
-        return int(self.value(
-            "select count(*) from pgqueuer where entrypoint = 'reconcile' and payload = %s",
-            notebook_id.encode()))
+        return int(
+            self.value(
+                "select count(*) from pgqueuer where entrypoint = 'reconcile' and payload = %s",
+                notebook_id.encode(),
+            )
+        )
 
 
 @dataclass
@@ -129,11 +164,19 @@ def make_world(factory: Factory) -> World:
     for m, role in ((team_admin, "admin"), (editor, "editor"), (viewer, "viewer")):
         factory.join(team, m, role)
     other_org = factory.org()
-    return World(org=org, config=config, team=team, owner=owner,
-                 admin=factory.member(org, admin=True), team_admin=team_admin, editor=editor,
-                 viewer=viewer, outsider=factory.member(org),
-                 stranger=factory.member(other_org, admin=True),
-                 notebook=factory.notebook(owner, config, teams=(team,)))
+    return World(
+        org=org,
+        config=config,
+        team=team,
+        owner=owner,
+        admin=factory.member(org, admin=True),
+        team_admin=team_admin,
+        editor=editor,
+        viewer=viewer,
+        outsider=factory.member(org),
+        stranger=factory.member(other_org, admin=True),
+        notebook=factory.notebook(owner, config, teams=(team,)),
+    )
 
 
 async def body_of(resp: Any) -> Any:

@@ -22,8 +22,14 @@ async def test_concurrent_starts_exactly_one_wins(
 ) -> None:
     statuses = await race(client, world, f"{NB}/{world.notebook}/start")
     assert statuses == [202] + [409] * 7
-    assert factory.value("select count(*) from notebook_events where notebook_id = %s"
-                         " and to_status = 'starting'", world.notebook) == 1
+    assert (
+        factory.value(
+            "select count(*) from notebook_events where notebook_id = %s"
+            " and to_status = 'starting'",
+            world.notebook,
+        )
+        == 1
+    )
     assert factory.value("select generation from notebooks where id = %s", world.notebook) == 2
     assert factory.jobs(world.notebook) == 1
 
@@ -34,6 +40,12 @@ async def test_concurrent_stops_exactly_one_wins(
     nb = factory.notebook(world.owner, world.config, status="running", teams=(world.team,))
     statuses = await race(client, world, f"{NB}/{nb}/stop")
     assert statuses == [202] + [409] * 7
-    assert factory.value("select count(*) from notebook_events where notebook_id = %s"
-                         " and to_status = 'stopping'", nb) == 1
+    assert (
+        factory.value(
+            "select count(*) from notebook_events where notebook_id = %s"
+            " and to_status = 'stopping'",
+            nb,
+        )
+        == 1
+    )
     assert factory.value("select generation from notebooks where id = %s", nb) == 2

@@ -25,31 +25,36 @@ async def problem(resp: Any, status: int, code: str, field: str | None = None) -
 
 async def test_missing_and_unknown_tokens_are_401(client: TestClient) -> None:
     await problem(await client.get(NB), 401, "unauthorized")
-    await problem(await client.get(NB, headers={"Authorization": "Basic eDp5"}), 401,
-                  "unauthorized")
-    await problem(await client.get(NB, headers={"Authorization": "Bearer nbk_nope"}), 401,
-                  "invalid_token")
+    await problem(
+        await client.get(NB, headers={"Authorization": "Basic eDp5"}), 401, "unauthorized"
+    )
+    await problem(
+        await client.get(NB, headers={"Authorization": "Bearer nbk_nope"}), 401, "invalid_token"
+    )
 
 
 async def test_revoked_token_and_disabled_member_stop_at_once(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    resp = await client.post(f"/api/v1/members/{world.editor.id}/tokens",
-                             json={"name": "laptop"}, headers=world.editor.auth)
+    resp = await client.post(
+        f"/api/v1/members/{world.editor.id}/tokens",
+        json={"name": "laptop"},
+        headers=world.editor.auth,
+    )
     assert resp.status == 201
     created = await body_of(resp)
     assert created["token"].startswith(created["prefix"]) and created["name"] == "laptop"
     second = {"Authorization": f"Bearer {created['token']}"}
     assert (await client.get("/api/v1/me", headers=second)).status == 200
-    resp = await client.delete(f"/api/v1/members/{world.editor.id}/tokens/{created['id']}",
-                               headers=world.editor.auth)
+    resp = await client.delete(
+        f"/api/v1/members/{world.editor.id}/tokens/{created['id']}", headers=world.editor.auth
+    )
     assert resp.status == 204
     await problem(await client.get("/api/v1/me", headers=second), 401, "invalid_token")
     assert (await client.get("/api/v1/me", headers=world.editor.auth)).status == 200
     resp = await client.delete(f"/api/v1/members/{world.editor.id}", headers=world.admin.auth)
     assert resp.status == 204
-    await problem(await client.get("/api/v1/me", headers=world.editor.auth), 401,
-                  "invalid_token")
+    await problem(await client.get("/api/v1/me", headers=world.editor.auth), 401, "invalid_token")
 
 
 async def test_last_used_is_recorded_but_coalesced(
@@ -77,14 +82,26 @@ BAD_BODIES = [
     ({"name": "n"}, "missing_field", "workloadConfigId"),
     ({"name": "n", "workloadConfigId": "C", "color": 1}, "unknown_field", "color"),
     ({"name": "n", "workloadConfigId": "bad-id"}, "invalid_id", "workloadConfigId"),
-    ({"name": "n", "workloadConfigId": "C", "description": "d" * 2001}, "invalid_length",
-     "description"),
-    ({"name": "n", "workloadConfigId": "C", "idleTimeoutSeconds": 299}, "out_of_range",
-     "idleTimeoutSeconds"),
-    ({"name": "n", "workloadConfigId": "C", "detachedTimeoutSeconds": 604801}, "out_of_range",
-     "detachedTimeoutSeconds"),
-    ({"name": "n", "workloadConfigId": "C", "idleTimeoutSeconds": True}, "wrong_type",
-     "idleTimeoutSeconds"),
+    (
+        {"name": "n", "workloadConfigId": "C", "description": "d" * 2001},
+        "invalid_length",
+        "description",
+    ),
+    (
+        {"name": "n", "workloadConfigId": "C", "idleTimeoutSeconds": 299},
+        "out_of_range",
+        "idleTimeoutSeconds",
+    ),
+    (
+        {"name": "n", "workloadConfigId": "C", "detachedTimeoutSeconds": 604801},
+        "out_of_range",
+        "detachedTimeoutSeconds",
+    ),
+    (
+        {"name": "n", "workloadConfigId": "C", "idleTimeoutSeconds": True},
+        "wrong_type",
+        "idleTimeoutSeconds",
+    ),
     ({"name": "n", "workloadConfigId": "C", "teamIds": ["ok", 3]}, "invalid_id", "teamIds[0]"),
     ({"name": "n", "workloadConfigId": "C", "teamIds": "T"}, "wrong_type", "teamIds"),
 ]
@@ -98,15 +115,20 @@ async def test_bad_create_bodies_name_the_field(
     assert factory.value("select count(*) from notebooks") == 1  # only the world's
 
 
-async def test_malformed_json_wrong_type_and_content_type(
-    client: TestClient, world: World
-) -> None:
+async def test_malformed_json_wrong_type_and_content_type(client: TestClient, world: World) -> None:
     h = {**world.owner.auth, "Content-Type": "application/json"}
     await problem(await client.post(NB, data=b"{nope", headers=h), 400, "malformed_json", "body")
     await problem(await client.post(NB, data=b"[1]", headers=h), 400, "wrong_type", "body")
-    await problem(await client.post(NB, data=b"name=x", headers={
-        **world.owner.auth, "Content-Type": "application/x-www-form-urlencoded"}),
-        415, "unsupported_media_type", "Content-Type")
+    await problem(
+        await client.post(
+            NB,
+            data=b"name=x",
+            headers={**world.owner.auth, "Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    )
     await problem(await client.post(NB, headers=world.owner.auth), 400, "missing_field", "name")
 
 
@@ -115,16 +137,38 @@ async def test_other_organizations_references_are_400(
 ) -> None:
     foreign_org = world.stranger.org
     foreign_config, foreign_team = factory.config(foreign_org), factory.team(foreign_org)
-    await problem(await client.post(NB, json={"name": "n", "workloadConfigId": foreign_config},
-                                    headers=world.owner.auth), 400, "unknown_reference",
-                  "workloadConfigId")
-    await problem(await client.post(NB, json={"name": "n", "workloadConfigId": world.config,
-                                              "teamIds": [world.team, foreign_team]},
-                                    headers=world.owner.auth), 400, "unknown_reference",
-                  "teamIds[1]")
-    await problem(await client.post(f"{NB}/{world.notebook}/teams",
-                                    json={"teamIds": [foreign_team]}, headers=world.owner.auth),
-                  400, "unknown_reference", "teamIds[0]")
+    await problem(
+        await client.post(
+            NB, json={"name": "n", "workloadConfigId": foreign_config}, headers=world.owner.auth
+        ),
+        400,
+        "unknown_reference",
+        "workloadConfigId",
+    )
+    await problem(
+        await client.post(
+            NB,
+            json={
+                "name": "n",
+                "workloadConfigId": world.config,
+                "teamIds": [world.team, foreign_team],
+            },
+            headers=world.owner.auth,
+        ),
+        400,
+        "unknown_reference",
+        "teamIds[1]",
+    )
+    await problem(
+        await client.post(
+            f"{NB}/{world.notebook}/teams",
+            json={"teamIds": [foreign_team]},
+            headers=world.owner.auth,
+        ),
+        400,
+        "unknown_reference",
+        "teamIds[0]",
+    )
     assert factory.value("select count(*) from notebooks") == 1
     assert factory.value("select count(*) from notebook_teams") == 1
 
@@ -139,5 +183,9 @@ async def test_bad_ids_parameters_and_routes(client: TestClient, world: World) -
     await problem(await client.get(NB + "?limit=x", headers=h), 400, "out_of_range", "limit")
     await problem(await client.get("/api/v1/nothing", headers=h), 404, "not_found")
     await problem(await client.put(NB, headers=h), 405, "method_not_allowed")
-    await problem(await client.post(f"{NB}/{world.notebook}/start", json={"x": 1}, headers=h),
-                  400, "unknown_field", "x")
+    await problem(
+        await client.post(f"{NB}/{world.notebook}/start", json={"x": 1}, headers=h),
+        400,
+        "unknown_field",
+        "x",
+    )

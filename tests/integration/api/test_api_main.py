@@ -16,8 +16,7 @@ import pytest
 
 from common.settings import Settings
 
-SCRIPT = ("from common.settings import Settings; from api.app import main;"
-          " main(Settings.from_env())")
+SCRIPT = "from common.settings import Settings; from api.app import main; main(Settings.from_env())"
 
 
 def free_port() -> int:
@@ -44,18 +43,31 @@ async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_main_serves_logs_json_and_stops_on_signal(settings: Settings, sig: int) -> None:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": settings.database_url,
-           "NOTEBOOKS_API_PORT": str(port), "NOTEBOOKS_SECRET_KEY": "m" * 40,
-           "NOTEBOOKS_SIGNING_KEYS": "k1:" + "s" * 40, "NOTEBOOKS_LOG_FORMAT": "json",
-           "NOTEBOOKS_DATA_DIR": str(settings.data_dir)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "NOTEBOOKS_API_PORT": str(port),
+        "NOTEBOOKS_SECRET_KEY": "m" * 40,
+        "NOTEBOOKS_SIGNING_KEYS": "k1:" + "s" * 40,
+        "NOTEBOOKS_LOG_FORMAT": "json",
+        "NOTEBOOKS_DATA_DIR": str(settings.data_dir),
+    }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SCRIPT, env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        SCRIPT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         await wait_ready(f"http://127.0.0.1:{port}", proc)
-        async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{port}/api/v1/me", headers={"X-Request-Id": "req-42"}
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://127.0.0.1:{port}/api/v1/me", headers={"X-Request-Id": "req-42"}
+            ) as resp,
+        ):
             assert resp.status == 401
         proc.send_signal(sig)
         _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
@@ -65,7 +77,8 @@ async def test_main_serves_logs_json_and_stops_on_signal(settings: Settings, sig
             proc.kill()
             await proc.wait()
     lines = [json.loads(ln) for ln in err.decode().splitlines() if ln.startswith("{")]
-    (me,) = [ln for ln in lines if ln.get("event") == "request" and ln.get("request_id")
-             == "req-42"]
+    (me,) = [
+        ln for ln in lines if ln.get("event") == "request" and ln.get("request_id") == "req-42"
+    ]
     assert me["status"] == 401 and me["route"] == "/api/v1/me" and me["code"] == "unauthorized"
     assert me["timestamp"].endswith("Z") and me["level"] == "info"

@@ -12,8 +12,11 @@ NB = "/api/v1/workloads/notebooks"
 
 
 async def create(client: TestClient, world: World, **extra: Any) -> Any:
-    resp = await client.post(NB, json={"name": "Sales", "workloadConfigId": world.config,
-                                       **extra}, headers=world.owner.auth)
+    resp = await client.post(
+        NB,
+        json={"name": "Sales", "workloadConfigId": world.config, **extra},
+        headers=world.owner.auth,
+    )
     assert resp.status == 201, await resp.text()
     return await body_of(resp)
 
@@ -37,20 +40,23 @@ async def test_describe_has_etag_and_if_none_match(client: TestClient, world: Wo
     resp = await client.get(f"{NB}/{world.notebook}", headers=world.owner.auth)
     assert resp.status == 200
     etag = resp.headers["ETag"]
-    again = await client.get(f"{NB}/{world.notebook}",
-                             headers={**world.owner.auth, "If-None-Match": etag})
+    again = await client.get(
+        f"{NB}/{world.notebook}", headers={**world.owner.auth, "If-None-Match": etag}
+    )
     assert again.status == 304
 
 
 async def test_patch_with_stale_if_match_is_412(client: TestClient, world: World) -> None:
     url = f"{NB}/{world.notebook}"
     etag = (await client.get(url, headers=world.owner.auth)).headers["ETag"]
-    ok = await client.patch(url, json={"name": "renamed"},
-                            headers={**world.owner.auth, "If-Match": etag})
+    ok = await client.patch(
+        url, json={"name": "renamed"}, headers={**world.owner.auth, "If-Match": etag}
+    )
     assert ok.status == 200
     assert (await body_of(ok))["included"]["notebooks"][0]["name"] == "renamed"
-    stale = await client.patch(url, json={"name": "again"},
-                               headers={**world.owner.auth, "If-Match": etag})
+    stale = await client.patch(
+        url, json={"name": "again"}, headers={**world.owner.auth, "If-Match": etag}
+    )
     assert stale.status == 412
     assert (await body_of(stale))["code"] == "etag_mismatch"
 
@@ -64,20 +70,27 @@ async def test_start_sets_starting_session_and_enqueues(
     assert nb["status"] == "starting" and nb["sessionId"]
     assert nb["lastActiveAt"] == "2026-11-01T12:00:00+00:00"
     assert factory.jobs(world.notebook) == 1
-    assert factory.value("select desired_state from notebooks where id = %s",
-                         world.notebook) == "running"
+    assert (
+        factory.value("select desired_state from notebooks where id = %s", world.notebook)
+        == "running"
+    )
     assert factory.value("select generation from notebooks where id = %s", world.notebook) == 2
-    assert factory.value("select session_token is not null from notebooks where id = %s",
-                         world.notebook)
-    assert factory.value("select actor from notebook_events where notebook_id = %s"
-                         " and to_status = 'starting'", world.notebook) == world.editor.id
+    assert factory.value(
+        "select session_token is not null from notebooks where id = %s", world.notebook
+    )
+    assert (
+        factory.value(
+            "select actor from notebook_events where notebook_id = %s and to_status = 'starting'",
+            world.notebook,
+        )
+        == world.editor.id
+    )
     again = await client.post(f"{NB}/{world.notebook}/start", headers=world.editor.auth)
     assert again.status == 409
     assert (await body_of(again))["code"] == "notebook_not_startable"
 
 
-async def test_stop_only_from_stoppable(client: TestClient, world: World,
-                                        factory: Factory) -> None:
+async def test_stop_only_from_stoppable(client: TestClient, world: World, factory: Factory) -> None:
     resp = await client.post(f"{NB}/{world.notebook}/stop", headers=world.owner.auth)
     assert resp.status == 409 and (await body_of(resp))["code"] == "notebook_not_stoppable"
     assert factory.jobs(world.notebook) == 0
@@ -85,35 +98,40 @@ async def test_stop_only_from_stoppable(client: TestClient, world: World,
     resp = await client.post(f"{NB}/{running}/stop", headers=world.owner.auth)
     assert resp.status == 202
     assert (await body_of(resp))["included"]["notebooks"][0]["status"] == "stopping"
-    assert factory.value("select desired_state from notebooks where id = %s", running) \
-        == "stopped"
+    assert factory.value("select desired_state from notebooks where id = %s", running) == "stopped"
     assert factory.jobs(running) == 1
 
 
-async def test_config_change_only_when_stopped(client: TestClient, world: World,
-                                               factory: Factory) -> None:
+async def test_config_change_only_when_stopped(
+    client: TestClient, world: World, factory: Factory
+) -> None:
     other = factory.config(world.org)
     running = factory.notebook(world.owner, world.config, status="idle")
-    resp = await client.patch(f"{NB}/{running}", json={"workloadConfigId": other},
-                              headers=world.owner.auth)
+    resp = await client.patch(
+        f"{NB}/{running}", json={"workloadConfigId": other}, headers=world.owner.auth
+    )
     assert resp.status == 409 and (await body_of(resp))["code"] == "notebook_not_stopped"
-    resp = await client.patch(f"{NB}/{world.notebook}", json={"workloadConfigId": other},
-                              headers=world.owner.auth)
+    resp = await client.patch(
+        f"{NB}/{world.notebook}", json={"workloadConfigId": other}, headers=world.owner.auth
+    )
     assert resp.status == 200
     assert (await body_of(resp))["item"]["workloadConfigId"] == other
     assert factory.value("select generation from notebooks where id = %s", world.notebook) == 2
     assert factory.jobs(world.notebook) == 1
 
 
-async def test_delete_hides_at_once_and_enqueues(client: TestClient, world: World,
-                                                 factory: Factory) -> None:
+async def test_delete_hides_at_once_and_enqueues(
+    client: TestClient, world: World, factory: Factory
+) -> None:
     url = f"{NB}/{world.notebook}"
     assert (await client.delete(url, headers=world.owner.auth)).status == 204
     assert (await client.get(url, headers=world.owner.auth)).status == 404
     listed = await body_of(await client.get(NB, headers=world.owner.auth))
     assert listed["total"] == 0 and listed["items"] == []
-    assert factory.value("select desired_state from notebooks where id = %s",
-                         world.notebook) == "deleted"
+    assert (
+        factory.value("select desired_state from notebooks where id = %s", world.notebook)
+        == "deleted"
+    )
     assert factory.jobs(world.notebook) == 1
     assert (await client.delete(url, headers=world.owner.auth)).status == 404
 
@@ -130,8 +148,16 @@ async def test_a_failure_after_the_row_write_leaves_nothing_written(
     resp = await client.post(f"{NB}/{world.notebook}/start", headers=world.owner.auth)
     assert resp.status == 500
     assert (await body_of(resp))["code"] == "internal_error"
-    assert factory.value("select status || '/' || desired_state || '/' || generation"
-                         " from notebooks where id = %s", world.notebook) == "stopped/stopped/1"
-    assert factory.value("select count(*) from notebook_events where notebook_id = %s",
-                         world.notebook) == 0
+    assert (
+        factory.value(
+            "select status || '/' || desired_state || '/' || generation"
+            " from notebooks where id = %s",
+            world.notebook,
+        )
+        == "stopped/stopped/1"
+    )
+    assert (
+        factory.value("select count(*) from notebook_events where notebook_id = %s", world.notebook)
+        == 0
+    )
     assert factory.jobs(world.notebook) == 0

@@ -19,11 +19,18 @@ from api.app import create_app
 from api.openapi import build_document
 from common.settings import Settings
 
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
-    "response_headers_conformance", "response_schema_conformance",
-    "negative_data_rejection", "missing_required_header", "ignored_auth",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "missing_required_header",
+        "ignored_auth",
+    ]
+)
 
 
 def served_routes(app: web.Application) -> set[tuple[str, str]]:
@@ -53,7 +60,8 @@ async def test_document_describes_exactly_the_served_routes(
             assert op["responses"], (method, path)
             if "requestBody" in op:
                 Draft202012Validator.check_schema(
-                    op["requestBody"]["content"]["application/json"]["schema"])
+                    op["requestBody"]["content"]["application/json"]["schema"]
+                )
             for name in [s for s in path.split("/") if s.startswith("{")]:
                 assert name[1:-1] in {p["name"] for p in op["parameters"]}, (method, path)
 
@@ -67,8 +75,7 @@ async def test_schemathesis_finds_no_5xx_or_schema_violation(
         schema = tmp_path / "openapi.json"
         schema.write_text(json.dumps(build_document()))
         # Real ids so generated requests reach the handlers' logic, not just 404s.
-        running = factory.notebook(world.owner, world.config, status="running",
-                                   teams=(world.team,))
+        running = factory.notebook(world.owner, world.config, status="running", teams=(world.team,))
         # Destructive operations get their own victims so the shared ids live on.
         victim_nb = factory.notebook(world.owner, world.config)
         victim_member = factory.member(world.org).id
@@ -83,21 +90,40 @@ async def test_schemathesis_finds_no_5xx_or_schema_violation(
                 for name, k, v in (
                     ("DELETE /api/v1/workloads/notebooks/{id}", "path.id", victim_nb),
                     ("DELETE /api/v1/members/{member}", "path.member", victim_member),
-                    ("DELETE /api/v1/workloads/configs/{config}", "path.config",
-                     victim_config),
-                )))
+                    ("DELETE /api/v1/workloads/configs/{config}", "path.config", victim_config),
+                )
+            )
+        )
         st = Path(sys.executable).parent / "st"
         proc = await asyncio.create_subprocess_exec(
-            str(st), "--config-file", str(config), "run", str(schema),
-            "--url", str(server.make_url("/")).rstrip("/"),
-            "-H", f"Authorization: Bearer {world.admin.token}",
-            "--checks", CHECKS, "--max-examples", "8", "--seed", "1",
+            str(st),
+            "--config-file",
+            str(config),
+            "run",
+            str(schema),
+            "--url",
+            str(server.make_url("/")).rstrip("/"),
+            "-H",
+            f"Authorization: Bearer {world.admin.token}",
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            "8",
+            "--seed",
+            "1",
             # One worker: with threads, CPython 3.11 ast.parse inside hypothesis can fail
-                # ("AST constructor recursion depth mismatch"), a tool crash, not ours.
-                "--phases", "examples,coverage,fuzzing", "--workers", "1",
-            "--generation-database", "none", "--no-color",
-            "--request-timeout", "10",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            # ("AST constructor recursion depth mismatch"), a tool crash, not ours.
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--workers",
+            "1",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--request-timeout",
+            "10",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         )
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)

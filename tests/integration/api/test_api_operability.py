@@ -17,15 +17,14 @@ async def test_healthz_and_readyz(client: TestClient, factory: Factory) -> None:
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/readyz")
     assert resp.status == 200 and (await body_of(resp))["status"] == "ready"
-    factory.conn.execute("delete from schema_migrations where version ="
-                         " (select max(version) from schema_migrations)")
+    factory.conn.execute(
+        "delete from schema_migrations where version = (select max(version) from schema_migrations)"
+    )
     resp = await client.get("/readyz")
     assert resp.status == 503 and (await body_of(resp))["status"] == "migrations_pending"
 
 
-async def test_metrics_count_requests_by_route_and_status(
-    client: TestClient, world: World
-) -> None:
+async def test_metrics_count_requests_by_route_and_status(client: TestClient, world: World) -> None:
     await client.get(NB, headers=world.owner.auth)
     await client.get(f"{NB}/NOSUCH", headers=world.owner.auth)
     text = await (await client.get("/metrics")).text()
@@ -35,12 +34,27 @@ async def test_metrics_count_requests_by_route_and_status(
         (line,) = [ln for ln in lines if ln.startswith(prefix)]
         return float(line.rsplit(" ", 1)[1])
 
-    assert value('notebooks_api_requests_total{method="GET",route="/api/v1/workloads/'
-                 'notebooks/{id}",status="404"}') >= 1
-    assert value('notebooks_api_requests_total{method="GET",route="/api/v1/workloads/'
-                 'notebooks",status="200"}') >= 1
-    assert value('notebooks_api_request_duration_seconds_count{method="GET",'
-                 'route="/api/v1/workloads/notebooks"}') >= 1
+    assert (
+        value(
+            'notebooks_api_requests_total{method="GET",route="/api/v1/workloads/'
+            'notebooks/{id}",status="404"}'
+        )
+        >= 1
+    )
+    assert (
+        value(
+            'notebooks_api_requests_total{method="GET",route="/api/v1/workloads/'
+            'notebooks",status="200"}'
+        )
+        >= 1
+    )
+    assert (
+        value(
+            'notebooks_api_request_duration_seconds_count{method="GET",'
+            'route="/api/v1/workloads/notebooks"}'
+        )
+        >= 1
+    )
     assert value('notebooks_db_pool_connections{process="api",state="size"}') >= 1
     # Every route's series exists from the start.
     assert 'route="/api/v1/workloads/configs/{config}"' in text
@@ -52,8 +66,9 @@ async def test_one_canonical_log_line_per_request_with_request_id(
     with capture_logs() as logs:
         # A fresh logger, in case an earlier test configured structlog to cache loggers.
         monkeypatch.setattr(api.app, "log", structlog.get_logger("api"))
-        resp = await client.post(f"{NB}/{world.notebook}/start",
-                                 headers={**world.owner.auth, "X-Request-Id": "abc-123"})
+        resp = await client.post(
+            f"{NB}/{world.notebook}/start", headers={**world.owner.auth, "X-Request-Id": "abc-123"}
+        )
         assert resp.status == 202
         resp2 = await client.get(f"{NB}/{world.notebook}", headers=world.stranger.auth)
     assert resp.headers["X-Request-Id"] == "abc-123"

@@ -11,8 +11,9 @@ from api_factories import Factory, Member, World, body_of
 NB = "/api/v1/workloads/notebooks"
 
 
-async def page(client: TestClient, who: Member, url: str, marker: str | None = None,
-               limit: int = 10) -> dict:
+async def page(
+    client: TestClient, who: Member, url: str, marker: str | None = None, limit: int = 10
+) -> dict:
     query = f"?limit={limit}" + (f"&marker={marker}" if marker else "")
     resp = await client.get(url + query, headers=who.auth)
     assert resp.status == 200, await resp.text()
@@ -73,8 +74,9 @@ async def test_stable_under_inserts_and_deletes_between_pages(
     # shown are deleted.
     clock.advance(5)
     for _ in range(3):
-        resp = await client.post(NB, json={"name": "new", "workloadConfigId": world.config},
-                                 headers=world.owner.auth)
+        resp = await client.post(
+            NB, json={"name": "new", "workloadConfigId": world.config}, headers=world.owner.auth
+        )
         assert resp.status == 201
     deleted_unseen = expected[10]
     for nb in (shown[2], deleted_unseen):
@@ -95,14 +97,15 @@ async def test_concurrent_inserts_never_duplicate_or_skip(
 
     async def insert_many() -> None:
         for _ in range(15):
-            await client.post(NB, json={"name": "c", "workloadConfigId": world.config},
-                              headers=world.owner.auth)
+            await client.post(
+                NB, json={"name": "c", "workloadConfigId": world.config}, headers=world.owner.auth
+            )
             clock.advance(0.001)
 
     inserter = asyncio.create_task(insert_many())
     walked = await walk(client, world.owner, NB, limit=4)
     await inserter
-    assert walked[-len(expected):] == expected
+    assert walked[-len(expected) :] == expected
     assert len(walked) == len(set(walked))
 
 
@@ -112,22 +115,32 @@ async def test_forged_and_foreign_markers_are_400(
     seed(factory, world, 5, clock)
     marker = (await page(client, world.owner, NB, limit=2))["marker"]
     body_part, mac = marker.split(".")
-    for forged in (marker[:-2] + ("AA" if not marker.endswith("AA") else "BB"),
-                   "x" + marker, "garbage", f"{body_part}.", "", "." + mac):
+    for forged in (
+        marker[:-2] + ("AA" if not marker.endswith("AA") else "BB"),
+        "x" + marker,
+        "garbage",
+        f"{body_part}.",
+        "",
+        "." + mac,
+    ):
         resp = await client.get(f"{NB}?marker={forged}", headers=world.owner.auth)
         assert resp.status == 400, forged
         assert (await body_of(resp))["code"] == "invalid_marker"
     # Someone else's marker, another list's, another organization's: refused.
-    for who, url in ((world.editor, NB), (world.stranger, NB),
-                     (world.team_admin, f"/api/v1/workloads/teams/{world.team}/notebooks"),
-                     (world.owner, "/api/v1/teams")):
+    for who, url in (
+        (world.editor, NB),
+        (world.stranger, NB),
+        (world.team_admin, f"/api/v1/workloads/teams/{world.team}/notebooks"),
+        (world.owner, "/api/v1/teams"),
+    ):
         resp = await client.get(f"{url}?marker={marker}", headers=who.auth)
         assert resp.status == 400, (who, url)
         assert (await body_of(resp))["field"] == "marker"
 
 
-async def test_supporting_lists_paginate(client: TestClient, world: World,
-                                         factory: Factory, clock) -> None:
+async def test_supporting_lists_paginate(
+    client: TestClient, world: World, factory: Factory, clock
+) -> None:
     for _ in range(4):
         clock.advance(1)
         factory.team(world.org)
@@ -135,8 +148,7 @@ async def test_supporting_lists_paginate(client: TestClient, world: World,
     marker = None
     while True:
         query = "?limit=2" + (f"&marker={marker}" if marker else "")
-        body = await body_of(await client.get("/api/v1/teams" + query,
-                                              headers=world.viewer.auth))
+        body = await body_of(await client.get("/api/v1/teams" + query, headers=world.viewer.auth))
         assert body["total"] == 5
         teams += [t["id"] for t in body["items"]]
         marker = body.get("marker")

@@ -23,8 +23,7 @@ ADMINISTER = {"owner", "admin", "team_admin"}
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-async def test_role_matrix(client: TestClient, world: World, factory: Factory,
-                           caller: str) -> None:
+async def test_role_matrix(client: TestClient, world: World, factory: Factory, caller: str) -> None:
     who = getattr(world, caller)
     url = f"{NB}/{world.notebook}"
     other_team = factory.team(world.org)
@@ -32,13 +31,13 @@ async def test_role_matrix(client: TestClient, world: World, factory: Factory,
         "view": (await client.get(url, headers=who.auth)).status,
         "teams": (await client.get(url + "/teams", headers=who.auth)).status,
         "update": (await client.patch(url, json={"description": "d"}, headers=who.auth)).status,
-        "share": (await client.post(url + "/teams", json={"teamIds": [other_team]},
-                                    headers=who.auth)).status,
+        "share": (
+            await client.post(url + "/teams", json={"teamIds": [other_team]}, headers=who.auth)
+        ).status,
         "unshare": (await client.delete(f"{url}/teams/{other_team}", headers=who.auth)).status,
         "start": (await client.post(url + "/start", headers=who.auth)).status,
     }
-    running = factory.notebook(world.owner, world.config, status="running",
-                               teams=(world.team,))
+    running = factory.notebook(world.owner, world.config, status="running", teams=(world.team,))
     got["ping"] = (await client.post(f"{NB}/{running}/ping", headers=who.auth)).status
     got["open"] = (await client.post(f"{NB}/{running}/open", headers=who.auth)).status
     got["stop"] = (await client.post(f"{NB}/{running}/stop", headers=who.auth)).status
@@ -58,10 +57,18 @@ async def test_role_matrix(client: TestClient, world: World, factory: Factory,
     assert got == want
 
 
-@pytest.mark.parametrize(("caller", "seen"), [
-    ("owner", 1), ("admin", 2), ("team_admin", 1), ("editor", 1), ("viewer", 1),
-    ("outsider", 1), ("stranger", 0),
-])
+@pytest.mark.parametrize(
+    ("caller", "seen"),
+    [
+        ("owner", 1),
+        ("admin", 2),
+        ("team_admin", 1),
+        ("editor", 1),
+        ("viewer", 1),
+        ("outsider", 1),
+        ("stranger", 0),
+    ],
+)
 async def test_list_shows_own_shared_and_all_for_org_admins(
     client: TestClient, world: World, factory: Factory, caller: str, seen: int
 ) -> None:
@@ -72,10 +79,17 @@ async def test_list_shows_own_shared_and_all_for_org_admins(
     assert body["total"] == seen == len(body["items"])
 
 
-@pytest.mark.parametrize(("caller", "status"), [
-    ("team_admin", 200), ("viewer", 200), ("admin", 200), ("outsider", 403),
-    ("owner", 403), ("stranger", 404),
-])
+@pytest.mark.parametrize(
+    ("caller", "status"),
+    [
+        ("team_admin", 200),
+        ("viewer", 200),
+        ("admin", 200),
+        ("outsider", 403),
+        ("owner", 403),
+        ("stranger", 404),
+    ],
+)
 async def test_team_notebooks_for_members_and_org_admins(
     client: TestClient, world: World, caller: str, status: int
 ) -> None:

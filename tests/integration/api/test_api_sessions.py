@@ -39,11 +39,16 @@ async def test_open_mints_token_for_current_session(
     parts = urlsplit(body["url"])
     assert f"{parts.scheme}://{parts.netloc}" == settings.proxy_public_url
     assert parts.path == f"/notebooks/{nb}/_open"
-    claims = session_token.verify(parse_qs(parts.query)["token"][0], settings.signing_keys,
-                                  now=clock.now())
+    claims = session_token.verify(
+        parse_qs(parts.query)["token"][0], settings.signing_keys, now=clock.now()
+    )
     session = factory.value("select session_id from notebooks where id = %s", nb)
     assert (claims.member_id, claims.notebook_id, claims.session_id, claims.mode) == (
-        world.owner.id, nb, session, "edit")
+        world.owner.id,
+        nb,
+        session,
+        "edit",
+    )
 
 
 async def test_ping_wakes_idle_and_coalesces_presence(
@@ -53,22 +58,32 @@ async def test_ping_wakes_idle_and_coalesces_presence(
     resp = await client.post(f"{NB}/{nb}/ping", headers=world.viewer.auth)
     assert resp.status == 204
     assert factory.value("select status from notebooks where id = %s", nb) == "running"
-    assert factory.value("select actor from notebook_events where notebook_id = %s"
-                         " and to_status = 'running'", nb) == world.viewer.id
-    first = factory.value("select last_seen_at from notebook_presence where notebook_id = %s"
-                          " and member_id = %s", nb, world.viewer.id)
+    assert (
+        factory.value(
+            "select actor from notebook_events where notebook_id = %s and to_status = 'running'", nb
+        )
+        == world.viewer.id
+    )
+    first = factory.value(
+        "select last_seen_at from notebook_presence where notebook_id = %s and member_id = %s",
+        nb,
+        world.viewer.id,
+    )
     assert first == clock.now()
     assert factory.value("select last_active_at from notebooks where id = %s", nb) == first
     clock.advance(10)  # within the coalescing window: no write
     assert (await client.post(f"{NB}/{nb}/ping", headers=world.viewer.auth)).status == 204
-    assert factory.value("select last_seen_at from notebook_presence where notebook_id = %s",
-                         nb) == first
+    assert (
+        factory.value("select last_seen_at from notebook_presence where notebook_id = %s", nb)
+        == first
+    )
     clock.advance(10)  # past it: written
     assert (await client.post(f"{NB}/{nb}/ping", headers=world.viewer.auth)).status == 204
-    assert factory.value("select last_seen_at from notebook_presence where notebook_id = %s",
-                         nb) == clock.now()
-    assert factory.value("select last_active_at from notebooks where id = %s", nb) \
+    assert (
+        factory.value("select last_seen_at from notebook_presence where notebook_id = %s", nb)
         == clock.now()
+    )
+    assert factory.value("select last_active_at from notebooks where id = %s", nb) == clock.now()
 
 
 async def test_ping_detached_moves_to_running(

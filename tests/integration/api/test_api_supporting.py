@@ -26,35 +26,46 @@ async def test_members_are_managed_by_org_admins(client: TestClient, world: Worl
     assert ada["email"] == "ada@example.com" and ada["organizationAdmin"] is False
     again = await client.post(V1 + "/members", json=new, headers=world.admin.auth)
     assert again.status == 409 and (await body_of(again))["code"] == "member_exists"
-    bad = await client.post(V1 + "/members", json={"email": "nope", "name": "x"},
-                            headers=world.admin.auth)
+    bad = await client.post(
+        V1 + "/members", json={"email": "nope", "name": "x"}, headers=world.admin.auth
+    )
     assert bad.status == 400 and (await body_of(bad))["field"] == "email"
     listed = await body_of(await client.get(V1 + "/members", headers=world.admin.auth))
     assert ada["id"] in [m["id"] for m in listed["items"]]
     assert (await client.get(V1 + "/members", headers=world.owner.auth)).status == 403
     # A new member gets a token from an admin, then works.
-    tok = await body_of(await client.post(f"{V1}/members/{ada['id']}/tokens",
-                                          json={"name": "t"}, headers=world.admin.auth))
+    tok = await body_of(
+        await client.post(
+            f"{V1}/members/{ada['id']}/tokens", json={"name": "t"}, headers=world.admin.auth
+        )
+    )
     ada_auth = {"Authorization": f"Bearer {tok['token']}"}
     assert (await client.get(V1 + "/me", headers=ada_auth)).status == 200
     # Another member may not mint tokens for Ada; an admin may not disable itself.
-    assert (await client.post(f"{V1}/members/{ada['id']}/tokens", json={"name": "t"},
-                              headers=world.owner.auth)).status == 403
+    assert (
+        await client.post(
+            f"{V1}/members/{ada['id']}/tokens", json={"name": "t"}, headers=world.owner.auth
+        )
+    ).status == 403
     selfie = await client.delete(f"{V1}/members/{world.admin.id}", headers=world.admin.auth)
     assert selfie.status == 409 and (await body_of(selfie))["code"] == "cannot_disable_self"
-    assert (await client.delete(f"{V1}/members/{ada['id']}",
-                                headers=world.admin.auth)).status == 204
+    assert (
+        await client.delete(f"{V1}/members/{ada['id']}", headers=world.admin.auth)
+    ).status == 204
     assert (await client.get(V1 + "/me", headers=ada_auth)).status == 401
-    assert (await client.delete(f"{V1}/members/{ada['id']}",
-                                headers=world.admin.auth)).status == 404
+    assert (
+        await client.delete(f"{V1}/members/{ada['id']}", headers=world.admin.auth)
+    ).status == 404
     # Another organization's members are invisible.
-    assert (await client.delete(f"{V1}/members/{world.owner.id}",
-                                headers=world.stranger.auth)).status == 404
+    assert (
+        await client.delete(f"{V1}/members/{world.owner.id}", headers=world.stranger.auth)
+    ).status == 404
 
 
 async def test_teams_and_memberships(client: TestClient, world: World) -> None:
-    assert (await client.post(V1 + "/teams", json={"name": "ml"},
-                              headers=world.owner.auth)).status == 403
+    assert (
+        await client.post(V1 + "/teams", json={"name": "ml"}, headers=world.owner.auth)
+    ).status == 403
     resp = await client.post(V1 + "/teams", json={"name": "ml"}, headers=world.admin.auth)
     assert resp.status == 201
     team = await body_of(resp)
@@ -62,65 +73,73 @@ async def test_teams_and_memberships(client: TestClient, world: World) -> None:
     dup = await client.post(V1 + "/teams", json={"name": "ml"}, headers=world.admin.auth)
     assert dup.status == 409 and (await body_of(dup))["code"] == "team_name_taken"
     url = f"{V1}/teams/{team['id']}/members/{world.owner.id}"
-    assert (await client.put(url, json={"role": "admin"}, headers=world.owner.auth)).status \
-        == 403
+    assert (await client.put(url, json={"role": "admin"}, headers=world.owner.auth)).status == 403
     resp = await client.put(url, json={"role": "admin"}, headers=world.admin.auth)
     assert resp.status == 200
-    assert await body_of(resp) == {"teamId": team["id"], "memberId": world.owner.id,
-                                   "role": "admin"}
+    assert await body_of(resp) == {
+        "teamId": team["id"],
+        "memberId": world.owner.id,
+        "role": "admin",
+    }
     # Now a team admin, the owner manages the team's members.
     url2 = f"{V1}/teams/{team['id']}/members/{world.viewer.id}"
-    assert (await client.put(url2, json={"role": "viewer"},
-                             headers=world.owner.auth)).status == 200
+    assert (await client.put(url2, json={"role": "viewer"}, headers=world.owner.auth)).status == 200
     bad = await client.put(url2, json={"role": "boss"}, headers=world.owner.auth)
     assert bad.status == 400 and (await body_of(bad))["field"] == "role"
     assert (await client.delete(url2, headers=world.owner.auth)).status == 204
     assert (await client.delete(url2, headers=world.owner.auth)).status == 404
     foreign = f"{V1}/teams/{team['id']}/members/{world.stranger.id}"
-    assert (await client.put(foreign, json={"role": "viewer"},
-                             headers=world.admin.auth)).status == 404
+    assert (
+        await client.put(foreign, json={"role": "viewer"}, headers=world.admin.auth)
+    ).status == 404
     listed = await body_of(await client.get(V1 + "/teams", headers=world.viewer.auth))
     assert listed["total"] == 2
-    assert (await body_of(await client.get(V1 + "/teams", headers=world.stranger.auth))
-            )["total"] == 0
+    assert (await body_of(await client.get(V1 + "/teams", headers=world.stranger.auth)))[
+        "total"
+    ] == 0
 
 
 async def test_workload_configs(client: TestClient, world: World) -> None:
-    spec = {"name": "big", "mode": "cluster", "workers": 4,
-            "sail": {"cpu": "2", "memory": "4Gi", "image": "sail:0.7"},
-            "env": {"SPARK_CONF": "x"}}
-    assert (await client.post(V1 + "/workloads/configs", json=spec,
-                              headers=world.owner.auth)).status == 403
+    spec = {
+        "name": "big",
+        "mode": "cluster",
+        "workers": 4,
+        "sail": {"cpu": "2", "memory": "4Gi", "image": "sail:0.7"},
+        "env": {"SPARK_CONF": "x"},
+    }
+    assert (
+        await client.post(V1 + "/workloads/configs", json=spec, headers=world.owner.auth)
+    ).status == 403
     resp = await client.post(V1 + "/workloads/configs", json=spec, headers=world.admin.auth)
     assert resp.status == 201, await resp.text()
     cfg = await body_of(resp)
     assert cfg["mode"] == "cluster" and cfg["workers"] == 4 and cfg["marimo"] == {}
     assert cfg["sail"] == spec["sail"] and cfg["env"] == {"SPARK_CONF": "x"}
-    minimal = await body_of(await client.post(V1 + "/workloads/configs", json={"name": "m"},
-                                              headers=world.admin.auth))
+    minimal = await body_of(
+        await client.post(V1 + "/workloads/configs", json={"name": "m"}, headers=world.admin.auth)
+    )
     assert minimal["mode"] == "standalone" and minimal["workers"] == 1
-    for bad, field in (({"name": "b", "workers": 65}, "workers"),
-                       ({"name": "b", "mode": "huge"}, "mode"),
-                       ({"name": "b", "env": {"1X": "y"}}, "env.1X"),
-                       ({"name": "b", "sail": {"cpu": "lots"}}, "sail.cpu"),
-                       ({"name": "b", "sail": {"gpu": "1"}}, "sail.gpu")):
+    for bad, field in (
+        ({"name": "b", "workers": 65}, "workers"),
+        ({"name": "b", "mode": "huge"}, "mode"),
+        ({"name": "b", "env": {"1X": "y"}}, "env.1X"),
+        ({"name": "b", "sail": {"cpu": "lots"}}, "sail.cpu"),
+        ({"name": "b", "sail": {"gpu": "1"}}, "sail.gpu"),
+    ):
         resp = await client.post(V1 + "/workloads/configs", json=bad, headers=world.admin.auth)
         assert resp.status == 400 and (await body_of(resp))["field"] == field, bad
     url = f"{V1}/workloads/configs/{cfg['id']}"
     assert (await body_of(await client.get(url, headers=world.viewer.auth)))["name"] == "big"
     assert (await client.get(url, headers=world.stranger.auth)).status == 404
-    resp = await client.patch(url, json={"workers": 2, "name": "bigger"},
-                              headers=world.admin.auth)
+    resp = await client.patch(url, json={"workers": 2, "name": "bigger"}, headers=world.admin.auth)
     assert resp.status == 200 and (await body_of(resp))["workers"] == 2
     taken = await client.patch(url, json={"name": "m"}, headers=world.admin.auth)
     assert taken.status == 409 and (await body_of(taken))["code"] == "config_name_taken"
-    in_use = await client.delete(f"{V1}/workloads/configs/{world.config}",
-                                 headers=world.admin.auth)
+    in_use = await client.delete(f"{V1}/workloads/configs/{world.config}", headers=world.admin.auth)
     assert in_use.status == 409 and (await body_of(in_use))["code"] == "workload_config_in_use"
     assert (await client.delete(url, headers=world.admin.auth)).status == 204
     assert (await client.get(url, headers=world.admin.auth)).status == 404
-    listed = await body_of(await client.get(V1 + "/workloads/configs",
-                                            headers=world.viewer.auth))
+    listed = await body_of(await client.get(V1 + "/workloads/configs", headers=world.viewer.auth))
     assert listed["total"] == 2
 
 
@@ -131,15 +150,17 @@ async def test_notebook_team_links(client: TestClient, world: World, factory: Fa
         resp = await client.post(url, json={"teamIds": [other, other]}, headers=world.owner.auth)
         assert resp.status == 200
         assert sorted(t["id"] for t in (await body_of(resp))["items"]) == sorted(
-            [world.team, other])
+            [world.team, other]
+        )
     assert (await client.delete(f"{url}/{other}", headers=world.owner.auth)).status == 204
     assert (await client.delete(f"{url}/{other}", headers=world.owner.auth)).status == 404
     listed = await body_of(await client.get(url, headers=world.viewer.auth))
     assert [t["id"] for t in listed["items"]] == [world.team]
     # Unsharing the viewer's team hides the notebook from the viewer at once.
     assert (await client.delete(f"{url}/{world.team}", headers=world.owner.auth)).status == 204
-    assert (await client.get(f"{V1}/workloads/notebooks/{world.notebook}",
-                             headers=world.viewer.auth)).status == 404
+    assert (
+        await client.get(f"{V1}/workloads/notebooks/{world.notebook}", headers=world.viewer.auth)
+    ).status == 404
 
 
 async def test_token_and_team_member_listings(client: TestClient, world: World) -> None:
@@ -154,10 +175,12 @@ async def test_token_and_team_member_listings(client: TestClient, world: World) 
     assert (await client.get(url, headers=world.stranger.auth)).status == 404
     await client.delete(f"{url}/{made['id']}", headers=world.editor.auth)
     assert (await body_of(await client.get(url, headers=world.editor.auth)))["total"] == 1
-    members = await body_of(await client.get(f"{V1}/teams/{world.team}/members",
-                                             headers=world.outsider.auth))
+    members = await body_of(
+        await client.get(f"{V1}/teams/{world.team}/members", headers=world.outsider.auth)
+    )
     assert sorted((m["memberId"], m["role"]) for m in members["items"]) == sorted(
-        [(world.team_admin.id, "admin"), (world.editor.id, "editor"),
-         (world.viewer.id, "viewer")])
-    assert (await client.get(f"{V1}/teams/{world.team}/members",
-                             headers=world.stranger.auth)).status == 404
+        [(world.team_admin.id, "admin"), (world.editor.id, "editor"), (world.viewer.id, "viewer")]
+    )
+    assert (
+        await client.get(f"{V1}/teams/{world.team}/members", headers=world.stranger.auth)
+    ).status == 404

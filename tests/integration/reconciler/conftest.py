@@ -92,8 +92,9 @@ class Rows:
                 (self.member, self.org),
             )
 
-    async def config(self, *, env: dict[str, str] | None = None, mode: str = "standalone",
-                     workers: int = 1) -> str:
+    async def config(
+        self, *, env: dict[str, str] | None = None, mode: str = "standalone", workers: int = 1
+    ) -> str:
         cid = new_id()
         await self.conn.execute(
             "insert into workload_configs (id, organization_id, name, mode, workers, env)"
@@ -111,9 +112,7 @@ class Rows:
             (nid, self.org, self.member, config_id, self.member, self.member),
         )
         for col, value in cols.items():
-            await self.conn.execute(
-                f"update notebooks set {col} = %s where id = %s", (value, nid)
-            )
+            await self.conn.execute(f"update notebooks set {col} = %s where id = %s", (value, nid))
         return nid
 
     async def start(self, nid: str, *, now: datetime | None = None, deadline: int = 60) -> None:
@@ -123,8 +122,14 @@ class Rows:
                 "update notebooks set desired_state = 'running', generation = generation + 1,"
                 " session_id = %s, session_token = %s, start_requested_at = %s,"
                 " start_deadline_at = %s, last_active_at = %s where id = %s",
-                (new_id(), secrets.token_urlsafe(32), now, now + timedelta(seconds=deadline),
-                 now, nid),
+                (
+                    new_id(),
+                    secrets.token_urlsafe(32),
+                    now,
+                    now + timedelta(seconds=deadline),
+                    now,
+                    nid,
+                ),
             )
             await self._status(nid, "starting", now)
             await enqueue_reconcile(self.conn, [nid])
@@ -133,7 +138,8 @@ class Rows:
         async with self.conn.transaction():
             await self.conn.execute(
                 "update notebooks set desired_state = 'stopped', generation = generation + 1"
-                " where id = %s", (nid,),
+                " where id = %s",
+                (nid,),
             )
             await self._status(nid, "stopping", datetime.now(UTC))
             await enqueue_reconcile(self.conn, [nid])
@@ -142,7 +148,8 @@ class Rows:
         async with self.conn.transaction():
             await self.conn.execute(
                 "update notebooks set desired_state = 'deleted', generation = generation + 1,"
-                " deleted_at = now(), deleted_by = %s where id = %s", (self.member, nid),
+                " deleted_at = now(), deleted_by = %s where id = %s",
+                (self.member, nid),
             )
             await enqueue_reconcile(self.conn, [nid])
 
@@ -153,15 +160,12 @@ class Rows:
             " do update set last_seen_at = excluded.last_seen_at",
             (nid, self.member, at),
         )
-        await self.conn.execute(
-            "update notebooks set last_active_at = %s where id = %s", (at, nid)
-        )
+        await self.conn.execute("update notebooks set last_active_at = %s where id = %s", (at, nid))
 
     async def _status(self, nid: str, status: str, now: datetime) -> None:
         await self.conn.execute(
             query("set_status"),
-            {"id": nid, "status": status, "status_message": "", "actor": self.member,
-             "now": now},
+            {"id": nid, "status": status, "status_message": "", "actor": self.member, "now": now},
         )
 
     async def get(self, nid: str) -> dict[str, Any] | None:
@@ -187,9 +191,7 @@ class Rows:
         return row
 
     async def wait_status(self, nid: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
-        row = await self.wait_for(
-            nid, lambda r: r is not None and r["status"] in statuses, timeout
-        )
+        row = await self.wait_for(nid, lambda r: r is not None and r["status"] in statuses, timeout)
         assert row is not None
         return row
 

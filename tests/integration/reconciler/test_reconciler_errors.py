@@ -78,6 +78,9 @@ async def test_one_canonical_log_line_per_reconcile_job(rows, pool):
     assert len(lines) == 1
     line = lines[0]
     assert (line["notebook_id"], line["generation"], line["action"], line["outcome"]) == (
-        nid, 1, "none", "noop"
+        nid,
+        1,
+        "none",
+        "noop",
     )
     assert line["passes"] == 1 and line["duration_ms"] >= 0

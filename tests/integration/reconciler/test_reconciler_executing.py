@@ -1,4 +1,4 @@
-""""Executing" is Marimo's own view of its kernel (GET /api/kernel/status per
+""" "Executing" is Marimo's own view of its kernel (GET /api/kernel/status per
 session): a notebook running a long cell with nobody present is `detached`;
 when the cell is interrupted it becomes `idle`. Real Sail and Marimo; the
 clock is injected so the presence window passes without waiting."""
@@ -20,7 +20,7 @@ from reconciler.runtime.local import LocalRuntime
 
 pytestmark = pytest.mark.slow
 
-LONG_CELL = '''import marimo
+LONG_CELL = """import marimo
 
 app = marimo.App()
 
@@ -36,7 +36,7 @@ def _():
 
 if __name__ == "__main__":
     app.run()
-'''
+"""
 
 
 async def _until(check, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
@@ -60,6 +60,7 @@ async def test_long_cell_without_presence_is_detached_then_idle_when_it_ends(
     pool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
     deps = Deps(pool=pool, runtime=runtime, clock=clock)
     try:
+
         async def running() -> bool:
             await reconcile_once(deps, nid)
             return (await rows.get(nid))["status"] == "running"
@@ -79,10 +80,14 @@ async def test_long_cell_without_presence_is_detached_then_idle_when_it_ends(
             )
             try:
                 assert "kernel-ready" in (await ws.receive(timeout=30)).data
-                headers = {**auth, "Marimo-Session-Id": "browser-1",
-                           "Marimo-Server-Token": match.group(1)}
+                headers = {
+                    **auth,
+                    "Marimo-Session-Id": "browser-1",
+                    "Marimo-Server-Token": match.group(1),
+                }
                 async with http.post(
-                    f"{base}/api/kernel/instantiate", headers=headers,
+                    f"{base}/api/kernel/instantiate",
+                    headers=headers,
                     json={"objectIds": [], "values": [], "autoRun": True},
                 ) as resp:
                     assert resp.status == 200

@@ -67,7 +67,8 @@ async def test_marimo_killed_while_running_is_noticed_and_restarted_in_same_sess
 
     def restarted(r: dict | None) -> bool:
         return (
-            r is not None and r["status"] == "running"
+            r is not None
+            and r["status"] == "running"
             and r["runtime_state"].get("marimo_pid") not in (None, old_pid)
         )
 
@@ -157,7 +158,8 @@ async def test_sail_killed_while_running_is_restarted_on_its_port_for_the_same_m
 
     def restarted(r: dict | None) -> bool:
         return (
-            r is not None and r["status"] == "running"
+            r is not None
+            and r["status"] == "running"
             and r["runtime_state"].get("sail_pid") not in (None, state["sail_pid"])
         )
 

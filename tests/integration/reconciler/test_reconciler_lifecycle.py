@@ -29,9 +29,11 @@ async def spark_sum(spark_remote: str, tmp: Path) -> str:
     script = tmp / "query.py"
     script.write_text(SPARK_QUERY)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script),
+        sys.executable,
+        str(script),
         env={"SPARK_REMOTE": spark_remote, "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -35,8 +35,12 @@ class HealthyRuntime:
             return Observation(session_id=None)
         ready = Component(Phase.READY)
         return Observation(
-            session_id=self.session, sail=ready, marimo=ready, executing=self.executing,
-            marimo_url="http://127.0.0.1:1", sail_url="sc://127.0.0.1:2",
+            session_id=self.session,
+            sail=ready,
+            marimo=ready,
+            executing=self.executing,
+            marimo_url="http://127.0.0.1:1",
+            sail_url="sc://127.0.0.1:2",
             runtime_state={"marimo_url": "http://127.0.0.1:1", "sail_url": "sc://127.0.0.1:2"},
         )
 
@@ -122,7 +126,14 @@ async def test_presence_moves_running_idle_detached_and_idle_timer_auto_stops(
 
         events = [(e["to_status"], e["reason"], e["actor"]) for e in await rows.events(nid)]
         assert [e[0] for e in events] == [
-            "starting", "running", "idle", "running", "detached", "idle", "stopping", "stopped"
+            "starting",
+            "running",
+            "idle",
+            "running",
+            "detached",
+            "idle",
+            "stopping",
+            "stopped",
         ]
         assert ("stopping", "idle for 3600 s", "reconciler") in events
     finally:
@@ -177,7 +188,8 @@ async def test_start_deadline_fails_and_tears_down(rows, rsettings: Settings):
             if not self.up:
                 return Observation(session_id=None)
             return Observation(
-                session_id=self.session, sail=Component(Phase.READY),
+                session_id=self.session,
+                sail=Component(Phase.READY),
                 marimo=Component(Phase.STARTING),
             )
 

@@ -34,7 +34,8 @@ async def test_start_and_stop_through_the_api(rows, db, worker, rsettings: Setti
         config_id = (await resp.json())["id"]
         resp = await api.post(
             "/api/v1/workloads/notebooks",
-            json={"name": "nb", "workloadConfigId": config_id}, headers=auth,
+            json={"name": "nb", "workloadConfigId": config_id},
+            headers=auth,
         )
         assert resp.status == 201, await resp.text()
         nid = (await resp.json())["item"]["notebookId"]

@@ -38,7 +38,9 @@ class AnnouncingRuntime(LocalRuntime):
 
 
 async def test_change_announced_while_job_is_held_is_reconciled_after(
-    rsettings: Settings, rows, db  # type: ignore[no-untyped-def]
+    rsettings: Settings,
+    rows,
+    db,  # type: ignore[no-untyped-def]
 ) -> None:
     from reconciler.worker import run_worker
 

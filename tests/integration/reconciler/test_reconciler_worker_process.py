@@ -32,9 +32,12 @@ async def test_worker_serves_metrics_and_exits_cleanly_on_sigterm(rows, rsetting
                     pass
                 await asyncio.sleep(0.1)
         for name in (
-            "notebooks_reconciles_completed_total", "notebooks_reconcile_duration_seconds",
-            "notebooks_queue_jobs_queued", "notebooks_queue_oldest_age_seconds",
-            "notebooks_start_running_seconds", "notebooks_autostops_triggered_total",
+            "notebooks_reconciles_completed_total",
+            "notebooks_reconcile_duration_seconds",
+            "notebooks_queue_jobs_queued",
+            "notebooks_queue_oldest_age_seconds",
+            "notebooks_start_running_seconds",
+            "notebooks_autostops_triggered_total",
         ):
             assert name in body
         proc.send_signal(signal.SIGTERM)

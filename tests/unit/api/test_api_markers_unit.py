@@ -17,14 +17,17 @@ def test_round_trip() -> None:
     assert m.decode("s", m.encode("s", WHEN, "ID1")) == (WHEN, "ID1")
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),
-    lambda t: "A" + t,
-    lambda t: t.split(".")[0],
-    lambda t: "",
-    lambda t: "a.b.c",
-    lambda t: "%%%.%%%",
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),
+        lambda t: "A" + t,
+        lambda t: t.split(".")[0],
+        lambda t: "",
+        lambda t: "a.b.c",
+        lambda t: "%%%.%%%",
+    ],
+)
 def test_tampered_markers_are_refused(mutate) -> None:  # type: ignore[no-untyped-def]
     m = Markers("k" * 40)
     with pytest.raises(BadRequest) as err:

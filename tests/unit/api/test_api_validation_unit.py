@@ -11,17 +11,20 @@ from api.validation import check
 OK = {"name": "n", "workloadConfigId": "ABC"}
 
 
-@pytest.mark.parametrize(("patch", "code", "field"), [
-    ({"name": ""}, "invalid_length", "name"),
-    ({"name": "\t "}, "invalid_value", "name"),
-    ({"name": "\ud800"}, "invalid_value", "name"),
-    ({"name": None}, "wrong_type", "name"),
-    ({"idleTimeoutSeconds": 1.5}, "wrong_type", "idleTimeoutSeconds"),
-    ({"idleTimeoutSeconds": 100}, "out_of_range", "idleTimeoutSeconds"),
-    ({"teamIds": ["A"] * 101}, "out_of_range", "teamIds"),
-    ({"teamIds": ["A", "a"]}, "invalid_id", "teamIds[1]"),
-    ({"extra": 1}, "unknown_field", "extra"),
-])
+@pytest.mark.parametrize(
+    ("patch", "code", "field"),
+    [
+        ({"name": ""}, "invalid_length", "name"),
+        ({"name": "\t "}, "invalid_value", "name"),
+        ({"name": "\ud800"}, "invalid_value", "name"),
+        ({"name": None}, "wrong_type", "name"),
+        ({"idleTimeoutSeconds": 1.5}, "wrong_type", "idleTimeoutSeconds"),
+        ({"idleTimeoutSeconds": 100}, "out_of_range", "idleTimeoutSeconds"),
+        ({"teamIds": ["A"] * 101}, "out_of_range", "teamIds"),
+        ({"teamIds": ["A", "a"]}, "invalid_id", "teamIds[1]"),
+        ({"extra": 1}, "unknown_field", "extra"),
+    ],
+)
 def test_bad_values_name_field_and_code(patch: dict, code: str, field: str) -> None:
     with pytest.raises(BadRequest) as err:
         check({**OK, **patch}, CREATE_SCHEMA, "")
@@ -34,5 +37,4 @@ def test_timeouts_accept_zero_and_the_range(value: float) -> None:
 
 
 def test_valid_body_passes() -> None:
-    check({**OK, "description": "", "teamIds": [], "detachedTimeoutSeconds": 0},
-          CREATE_SCHEMA, "")
+    check({**OK, "description": "", "teamIds": [], "detachedTimeoutSeconds": 0}, CREATE_SCHEMA, "")

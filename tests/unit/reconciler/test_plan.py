@@ -73,10 +73,22 @@ TABLE = [
     (R, Status.IDLE, "ready", (), Status.RUNNING, ""),
     (R, Status.DETACHED, "executing", (), Status.RUNNING, ""),
     # provisioned and broken: repaired within a fresh deadline, or failed if hopeless
-    (R, Status.RUNNING, "marimo_dead", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING,
-     "restarting after Marimo"),
-    (R, Status.IDLE, "sail_dead", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING,
-     "restarting after Sail"),
+    (
+        R,
+        Status.RUNNING,
+        "marimo_dead",
+        (E_RUN, Action.EXTEND_DEADLINE),
+        Status.STARTING,
+        "restarting after Marimo",
+    ),
+    (
+        R,
+        Status.IDLE,
+        "sail_dead",
+        (E_RUN, Action.EXTEND_DEADLINE),
+        Status.STARTING,
+        "restarting after Sail",
+    ),
     (R, Status.RUNNING, "starting", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING, "restart"),
     (R, Status.RUNNING, "nothing", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING, "restart"),
     (R, Status.RUNNING, "terminal", (E_STOP,), Status.FAILED, "image pull failed"),
@@ -148,7 +160,8 @@ def test_idle_timeout_zero_never_auto_stops() -> None:
     old = NOW - timedelta(days=30)
     p = plan(
         nb(R, Status.IDLE, last_seen_at=old, last_active_at=old, idle_timeout_seconds=0),
-        OBS["ready"], NOW,
+        OBS["ready"],
+        NOW,
     )
     assert (p.status, p.actions) == (Status.IDLE, ())
 
@@ -171,7 +184,8 @@ def test_detached_auto_stops_after_detached_timeout() -> None:
 def test_a_fresh_start_counts_as_presence_for_one_window() -> None:
     p = plan(
         nb(R, Status.RUNNING, last_seen_at=None, start_requested_at=NOW - timedelta(seconds=5)),
-        OBS["ready"], NOW,
+        OBS["ready"],
+        NOW,
     )
     assert p.status is Status.RUNNING
 

@@ -16,7 +16,8 @@ async def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> 
     # A stranger: its own session (a group leader), a different directory.
     stranger = subprocess.Popen(  # noqa: ASYNC220 - returns at once
         [sys.executable, "-c", "import time; time.sleep(60)"],
-        cwd="/", start_new_session=True,
+        cwd="/",
+        start_new_session=True,
     )
     try:
         # A stale record pointing at the stranger's pid (as after pid reuse).
@@ -35,9 +36,17 @@ async def test_spawned_process_is_recognised_and_stopped_with_its_exit_code(
 ) -> None:
     port = procs.free_port()
     proc = procs.spawn(
-        [sys.executable, "-c", "import sys, time; print('hello'); sys.stdout.flush();"
-         " time.sleep(60)", "--port", str(port)],
-        env={}, cwd=tmp_path, log=tmp_path / "p.log", port=port,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; print('hello'); sys.stdout.flush(); time.sleep(60)",
+            "--port",
+            str(port),
+        ],
+        env={},
+        cwd=tmp_path,
+        log=tmp_path / "p.log",
+        port=port,
     )
     assert procs.is_alive(proc)
     assert [p.pid for p in procs.members(proc, tmp_path)] == [proc.pid]
@@ -50,10 +59,16 @@ async def test_spawned_process_is_recognised_and_stopped_with_its_exit_code(
 def test_death_reason_has_exit_code_and_log_tail_without_tokens(tmp_path: Path) -> None:
     port = procs.free_port()
     proc = procs.spawn(
-        [sys.executable, "-c",
-         "print('url http://h/nb?access_token=SECRET1 up'); print('fatal: SECRET2'); exit(3)",
-         str(port)],
-        env={}, cwd=tmp_path, log=tmp_path / "d.log", port=port,
+        [
+            sys.executable,
+            "-c",
+            "print('url http://h/nb?access_token=SECRET1 up'); print('fatal: SECRET2'); exit(3)",
+            str(port),
+        ],
+        env={},
+        cwd=tmp_path,
+        log=tmp_path / "d.log",
+        port=port,
     )
     procs._CHILDREN[proc.pid].wait(10)
     assert (tmp_path / "d.log").stat().st_mode & 0o077 == 0  # holds tokens: owner only
