@@ -480,10 +480,8 @@ class ExpressConnection(asyncio.Protocol):
             )
             if self._chunked_up:
                 pairs.append(("Transfer-Encoding", "chunked"))
-            lines = [f"Host: {address.host_header}\r\n"]
-            lines.extend(f"{name}: {value}\r\n" for name, value in pairs)
-            lines.append("\r\n")
-            self._upstream_block = (target, "".join(lines))
+            block = _header_block(f"Host: {address.host_header}\r\n", pairs)
+            self._upstream_block = (target, block)
         return (line + self._upstream_block[1]).encode("latin-1")
 
     # Relaying
@@ -534,10 +532,7 @@ class ExpressConnection(asyncio.Protocol):
             pairs.append(("Connection", "close"))
         pairs.extend(self.lane.security)
         phrase = reason.decode("latin-1") or _phrase(status)
-        lines = [f"HTTP/1.1 {status} {phrase}\r\n"]
-        lines.extend(f"{name}: {value}\r\n" for name, value in pairs)
-        lines.append("\r\n")
-        head = "".join(lines).encode("latin-1")
+        head = _header_block(f"HTTP/1.1 {status} {phrase}\r\n", pairs).encode("latin-1")
         if has_length:
             self._held_head = head  # one send with the body, not two
             # Kept-alive, a plain length: the same upstream head gets this one.
@@ -583,7 +578,6 @@ class ExpressConnection(asyncio.Protocol):
             else:
                 up.close()  # the request was not read to its end
         complete = self._state == _RESPONDING
-        self._drop_exchange()
         if not (self._keep_alive and complete) or self.lane.closing or self.transport is None:
             self.close()
             return
@@ -668,13 +662,16 @@ def _phrase(status: int) -> str:
 
 def _bad_gateway(security: list[tuple[str, str]]) -> bytes:
     body = pages.html(pages.BAD_GATEWAY_TITLE, pages.NO_ANSWER).encode()
-    lines = [
-        "HTTP/1.1 502 Bad Gateway\r\n",
-        "Content-Type: text/html; charset=utf-8\r\n",
-        f"Content-Length: {len(body)}\r\n",
-        "Cache-Control: no-store\r\n",
-        "Connection: close\r\n",
+    pairs = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("Connection", "close"),
+        *security,
     ]
-    lines.extend(f"{name}: {value}\r\n" for name, value in security)
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1") + body
+    return _header_block("HTTP/1.1 502 Bad Gateway\r\n", pairs).encode("latin-1") + body
+
+
+def _header_block(first_line: str, pairs: list[tuple[str, str]]) -> str:
+    """`first_line`, then a line per header, then the blank line."""
+    return first_line + "".join(f"{name}: {value}\r\n" for name, value in pairs) + "\r\n"

@@ -114,7 +114,11 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if not self._in_message and self.relay is not None:
             known = self._known
-            if known is not None and data.startswith(known.raw) and self._known_head(known, data):
+            if (
+                known is not None
+                and data.startswith(known.raw)
+                and self._known_head(self.relay, known, data)
+            ):
                 return
             end = data.find(b"\r\n\r\n")
             self._head = data[: end + 4] if end >= 0 else None
@@ -157,15 +161,15 @@ class UpstreamConnection(asyncio.Protocol):
         if self._interim or self.relay is None:
             return
         client = self.relay.response_head(status, self._reason, self._headers)
-        length = _content_length(self._headers)
         if (
             client is not None
             and raw is not None
-            and length is not None
             and status not in (204, 304)  # bodiless whatever their Content-Length says
             and self._parser.should_keep_alive()
         ):
-            self._known = KnownHead(raw, client, length)
+            length = _content_length(self._headers)
+            if length is not None:
+                self._known = KnownHead(raw, client, length)
 
     def on_body(self, data: bytes) -> None:
         if self.relay is not None:
@@ -173,23 +177,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        if self._interim:
-            return
-        relay, self.relay = self.relay, None
-        if relay is not None:
-            relay.response_end(self._parser.should_keep_alive())
+        if not self._interim:
+            self._end(reusable=self._parser.should_keep_alive())
 
     # Responses with a known head: framed by their Content-Length alone
 
-    def _known_head(self, known: KnownHead, data: bytes) -> bool:
+    def _known_head(self, relay: Relay, known: KnownHead, data: bytes) -> bool:
         body = data[len(known.raw) :]
-        if len(body) > known.length or self.relay is None:
+        if len(body) > known.length:
             return False  # more than one response: the parser's to judge
-        if not self.relay.response_known(known.client, body):
+        if not relay.response_known(known.client, body):
             return False
         self._owed = known.length - len(body)
         if not self._owed:
-            self._known_end(reusable=True)
+            self._end(reusable=True)
         return True
 
     def _known_body(self, data: bytes) -> None:
@@ -199,9 +200,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.relay.response_body(body)
         if not self._owed:
             # Bytes past the body were never asked for: not reused.
-            self._known_end(reusable=len(body) == len(data))
+            self._end(reusable=len(body) == len(data))
 
-    def _known_end(self, *, reusable: bool) -> None:
+    def _end(self, *, reusable: bool) -> None:
         relay, self.relay = self.relay, None
         if relay is not None:
             relay.response_end(reusable)
