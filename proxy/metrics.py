@@ -99,7 +99,8 @@ class HttpTally:
     """The express lane's per-request figures, kept in plain numbers and added
     to the metrics above in batches: before every scrape, and every
     `batch` requests so that nothing grows while nobody scrapes. A Prometheus
-    call per figure per request would cost the lane more than its parsing."""
+    call takes a lock: 0.26 us per counter increment and 0.52 us per
+    histogram observation here (timeit, warm), three of them per request."""
 
     def __init__(self, batch: int = 256) -> None:
         self.batch = batch
