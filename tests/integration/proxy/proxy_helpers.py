@@ -11,12 +11,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import psycopg
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from common.clock import FakeClock
 from common.session_token import mint
@@ -237,6 +240,31 @@ async def serve_proxy(
     app = create_app(settings, clock=clock, **kwargs)  # type: ignore[arg-type]
     server = await start(app, "127.0.0.1", 0)
     return server, ProxyUnderTest(server, settings, clock, world)
+
+
+@contextlib.asynccontextmanager
+async def aiohttp_upstream(app: web.Application) -> AsyncIterator[str]:
+    """`app` served on a port the OS picks; yields its base URL."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
+
+
+@contextlib.asynccontextmanager
+async def proxy_in_front(
+    settings: Settings, upstream_url: str, token: str, notebook_id: str, **kwargs: object
+) -> AsyncIterator[ProxyUnderTest]:
+    """A running notebook whose Marimo is `upstream_url`, and the proxy for
+    it. No periodic re-check: revocations come from NOTIFY (or the test)."""
+    world = insert_world(settings.database_url, upstream_url, token, notebook_id)
+    server, p = await serve_proxy(settings, world, recheck_seconds=3600, **kwargs)
+    try:
+        yield p
+    finally:
+        await server.close()
 
 
 async def wait_listening(p: ProxyUnderTest) -> None:

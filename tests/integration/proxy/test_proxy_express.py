@@ -19,9 +19,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
-from proxy_helpers import ProxyUnderTest, insert_world, serve_proxy, sql, wait_listening
+from proxy_helpers import (
+    ProxyUnderTest,
+    aiohttp_upstream,
+    proxy_in_front,
+    sql,
+    wait_listening,
+)
 
 from common.settings import Settings
 from proxy import metrics
@@ -164,15 +169,11 @@ async def express_proxy(
     settings: Settings, **kwargs: object
 ) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
     upstream = Upstream()
-    server = TestServer(upstream.app(), host="127.0.0.1")  # the OS picks the port
-    await server.start_server()
-    world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
-    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600, **kwargs)
-    try:
+    async with (
+        aiohttp_upstream(upstream.app()) as url,
+        proxy_in_front(settings, url, TOKEN, NB, **kwargs) as p,
+    ):
         yield upstream, p
-    finally:
-        await proxy_server.close()
-        await server.close()
 
 
 @pytest.fixture
@@ -813,7 +814,6 @@ async def test_a_repeated_request_is_relayed_as_known_with_the_same_upstream_for
         seen = upstream.seen[seen_before:]
         assert len(seen) == 4  # each one reached upstream
         first = dict(seen[0].headers)
-        first.pop("Date", None)
         for later in seen[1:]:
             assert later.path_qs == f"{BASE}/echo?same=1"
             assert dict(later.headers) == first
@@ -980,12 +980,10 @@ async def canned(settings: Settings) -> AsyncIterator[tuple[Canned, ProxyUnderTe
     upstream = Canned()
     server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    world = insert_world(settings.database_url, f"http://127.0.0.1:{port}", TOKEN, NB)
-    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600)
     try:
-        yield upstream, p
+        async with proxy_in_front(settings, f"http://127.0.0.1:{port}", TOKEN, NB) as p:
+            yield upstream, p
     finally:
-        await proxy_server.close()
         server.close()
         await server.wait_closed()
 

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from proxy_helpers import (
     ProxyUnderTest,
+    aiohttp_upstream,
     free_port,
     insert_world,
+    proxy_in_front,
     serve_proxy,
     sql,
     wait_listening,
@@ -102,15 +103,11 @@ async def echo_proxy(
     """The in-process upstream and a proxy in front of it. No periodic
     re-check: revocations in these tests can only come from NOTIFY."""
     upstream = Upstream()
-    server = TestServer(upstream.app(), host="127.0.0.1", port=free_port())
-    await server.start_server()
-    world = insert_world(settings.database_url, f"http://127.0.0.1:{server.port}", TOKEN, NB)
-    proxy_server, p = await serve_proxy(settings, world, recheck_seconds=3600, **proxy_kwargs)
-    try:
+    async with (
+        aiohttp_upstream(upstream.app()) as url,
+        proxy_in_front(settings, url, TOKEN, NB, **proxy_kwargs) as p,
+    ):
         yield upstream, p
-    finally:
-        await proxy_server.close()
-        await server.close()
 
 
 @pytest.fixture
