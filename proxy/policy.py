@@ -3,8 +3,9 @@
 Marimo 0.25 enforces read-only only partly (a viewer that sends the editor's
 session id can run cells; `/api/kernel/takeover` is open to anyone), so the
 proxy allowlists. The list is written against Marimo's own route table
-(`marimo._server.api.router.build_routes`); a unit test walks that table and
-fails when Marimo grows a route this module has not classified.
+(`marimo._server.api.router.build_routes`) and the paths it serves by
+middleware instead (its language-server proxies under `/lsp/`); unit tests walk
+both and fail when Marimo grows a route this module has not classified.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ VIEW_POST_API = frozenset(
 VIEW_GET_OPEN = frozenset({"/health", "/healthz"})
 # Route prefixes that are never static pages: a GET under them that is not
 # allowlisted is refused for viewers rather than falling through to assets.
-_NON_STATIC_PREFIXES = ("/api/", "/auth/", "/terminal/", "/ws", "/sse", "/og/")
+# `/lsp/` is Marimo's language-server proxy (completions, diagnostics: editing
+# tools), served by middleware, so it is not in the route table.
+_NON_STATIC_PREFIXES = ("/api/", "/auth/", "/terminal/", "/ws", "/sse", "/og/", "/lsp/")
 MAIN_WS = "/ws"
 TERMINAL_WS = "/terminal/ws"
 WEBSOCKETS = frozenset({MAIN_WS, "/ws_sync", TERMINAL_WS})

@@ -1,5 +1,6 @@
-"""Marimo's own route table, flattened, so the read-only policy can be
-checked against it by the tests when Marimo changes."""
+"""Marimo's own route table, flattened, and the paths it serves by middleware,
+so the read-only policy can be checked against them by the tests when Marimo
+changes."""
 
 from __future__ import annotations
 
@@ -34,6 +35,19 @@ def marimo_routes() -> tuple[MarimoRoute, ...]:
 
     walk(build_routes(""), "")
     return tuple(out)
+
+
+@cache
+def marimo_middleware_paths() -> tuple[str, ...]:
+    """Paths Marimo answers in middleware, before its routes: one proxy per
+    language server it can run (`/lsp/pylsp`, ...), HTTP and WebSocket."""
+    from marimo._server.api.middleware import ProxyMiddleware
+    from marimo._server.lsp import CompositeLspServer
+    from marimo._server.main import create_starlette_app
+
+    servers = [server(0) for server in CompositeLspServer.LANGUAGE_SERVERS.values()]
+    app = create_starlette_app(base_url="", lsp_servers=servers)
+    return tuple(m.kwargs["proxy_path"] for m in app.user_middleware if m.cls is ProxyMiddleware)
 
 
 def missing_allowlisted(paths: frozenset[str]) -> set[str]:

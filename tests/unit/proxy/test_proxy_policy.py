@@ -11,7 +11,7 @@ from proxy.policy import (
     force_kiosk,
     normalize,
 )
-from proxy.policy_routes import marimo_routes, missing_allowlisted
+from proxy.policy_routes import marimo_middleware_paths, marimo_routes, missing_allowlisted
 
 # What a viewer may reach, as (method, Marimo route). Reviewed by hand: when
 # Marimo adds or renames a route, this test fails until someone decides.
@@ -106,6 +106,26 @@ def test_view_refusals_with_variants(path: str) -> None:
     assert not decide("POST", path, mode="view", websocket=False, allow_terminal=False).allowed
     if not path.startswith("/api/kernel/run"):
         assert not decide("GET", path, mode="view", websocket=False, allow_terminal=False).allowed
+
+
+def test_marimo_middleware_paths_are_for_editors_only() -> None:
+    # Marimo's language-server proxies are middleware, not routes: the route
+    # table walk above never sees them, and a viewer's GET would otherwise
+    # fall through to "pages and assets".
+    paths = marimo_middleware_paths()
+    assert paths and all(p.startswith("/lsp/") for p in paths), paths
+    for path in paths:
+        for variant in (path, path + "/", path + "/initialize"):
+            for method in ("GET", "POST"):
+                assert not decide(
+                    method, variant, mode="view", websocket=False, allow_terminal=True
+                ).allowed, (method, variant)
+                assert decide(
+                    method, variant, mode="edit", websocket=False, allow_terminal=False
+                ).allowed, (method, variant)
+            assert not decide(
+                "GET", variant, mode="view", websocket=True, allow_terminal=True
+            ).allowed, variant
 
 
 def test_view_websockets_other_than_main_are_refused() -> None:
