@@ -142,22 +142,29 @@ async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def finish_answer(response: web.StreamResponse, extra: dict[str, str]) -> None:
+    """The proxy's own headers on an answer of this app, once aiohttp has
+    set its own (the `Server` banner among them). Idempotent."""
+    response.headers.popall("Server", None)
+    if not isinstance(response, web.WebSocketResponse):
+        # The express lane hands this app one request per connection (a
+        # login, a refusal, ...): closing it sends the client's next
+        # request down a fresh connection, which the lane can keep.
+        response.force_close()
+        response.headers["Connection"] = "close"  # the hook runs after aiohttp set it
+    for key, value in extra.items():
+        if key == "Content-Security-Policy":
+            if value not in response.headers.getall(key, ()):
+                response.headers.add(key, value)  # beside any upstream CSP; both apply
+        else:
+            response.headers[key] = value
+
+
 def _on_prepare(frame_ancestors: str):  # type: ignore[no-untyped-def]
     extra = security_headers(frame_ancestors)
 
     async def on_prepare(_: web.Request, response: web.StreamResponse) -> None:
-        response.headers.popall("Server", None)
-        if not isinstance(response, web.WebSocketResponse):
-            # The express lane hands this app one request per connection (a
-            # login, a refusal, ...): closing it sends the client's next
-            # request down a fresh connection, which the lane can keep.
-            response.force_close()
-            response.headers["Connection"] = "close"  # the hook runs after aiohttp set it
-        for key, value in extra.items():
-            if key == "Content-Security-Policy":
-                response.headers.add(key, value)  # beside any upstream CSP; both apply
-            else:
-                response.headers[key] = value
+        finish_answer(response, extra)
 
     return on_prepare
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import NamedTuple
@@ -34,7 +35,6 @@ from urllib.parse import unquote
 
 import httptools
 import structlog
-from aiohttp import web
 
 from common.ids import is_valid_id
 from common.settings import Settings
@@ -94,12 +94,12 @@ class Lane:
 
     def __init__(
         self,
-        aiohttp_server: web.Server,
+        aiohttp_handler: Callable[[], asyncio.Protocol],
         proxy: Proxy,
         cookies: CookieCache,
         cache: AccessCache,
     ) -> None:
-        self.aiohttp_server = aiohttp_server
+        self.aiohttp_handler = aiohttp_handler  # takes a handed-off connection
         self.proxy = proxy
         self.settings: Settings = proxy.settings
         self.cookies = cookies
@@ -645,7 +645,7 @@ class ExpressConnection(asyncio.Protocol):
         self._unwatch()  # the app registers its own
         self.lane.connections.discard(self)
         self.transport = None
-        handler = self.lane.aiohttp_server()
+        handler = self.lane.aiohttp_handler()
         transport.set_protocol(handler)
         handler.connection_made(transport)
         if replay:

@@ -16,6 +16,7 @@ from common.logging import configure_logging
 from common.settings import Settings
 from proxy.app import BEFORE_SCRAPE, CACHE, COOKIES, PROXY, create_app
 from proxy.express import Lane
+from proxy.handoff import handlers
 
 log = structlog.get_logger("proxy")
 
@@ -44,7 +45,8 @@ async def start(app: web.Application, host: str, port: int) -> Served:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()  # runs the app's startup: pool, cache, listener
     assert runner.server is not None
-    lane = Lane(runner.server, app[PROXY], app[COOKIES], app[CACHE])
+    handler = handlers(runner.server, app[PROXY].settings.frame_ancestors)
+    lane = Lane(handler, app[PROXY], app[COOKIES], app[CACHE])
     app[BEFORE_SCRAPE].append(lane.tally.flush)
     server = await asyncio.get_running_loop().create_server(
         lane, host, port, reuse_address=True, backlog=1024

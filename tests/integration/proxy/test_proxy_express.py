@@ -603,7 +603,34 @@ async def test_malformed_request_gets_400_and_never_reaches_upstream(
     assert (status, reached) == (400, [f"{BASE}/echo?probe"]), (
         f"answer: {status!r}; reached upstream: {reached!r}"
     )
+    assert resp is not None
+    assert_our_headers(p, resp.headers)  # aiohttp's own 400, made before any route
     assert counts(p) - before == Counts(1, 1, 1.0)  # the probe relayed, the 400 handed off
+
+
+def assert_our_headers(p: ProxyUnderTest, headers: CIMultiDict[str]) -> None:
+    assert "Server" not in headers
+    assert headers.getall("Content-Security-Policy") == [
+        f"frame-ancestors {p.settings.frame_ancestors}"
+    ]
+    assert headers.getall("X-Content-Type-Options") == ["nosniff"]
+    assert headers.getall("Referrer-Policy") == ["no-referrer"]
+
+
+async def test_a_request_only_aiohttp_refuses_gets_the_proxys_headers(express) -> None:  # type: ignore[no-untyped-def]
+    # The lane parses this login and hands it off; aiohttp refuses its
+    # 9000-byte header (its limit is 8190) before any route runs.
+    _, p = express
+    raw = (
+        f"GET {BASE}/_open?token=x HTTP/1.1\r\nHost: 127.0.0.1:{p.server.port}\r\n"
+        f"X-Long: {'a' * 9000}\r\n\r\n"
+    ).encode()
+    async with connection(p) as (reader, writer):
+        writer.write(raw)
+        resp = await read_response(reader)
+        assert await rest(reader) == b""
+    assert resp.status == 400
+    assert_our_headers(p, resp.headers)
 
 
 # 9. Upstream connections that close
