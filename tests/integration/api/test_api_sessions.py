@@ -51,6 +51,34 @@ async def test_open_mints_token_for_current_session(
     )
 
 
+async def test_open_detached_mints_token_by_role(
+    client: TestClient, world: World, factory: Factory, settings: Settings, clock
+) -> None:
+    """Detached is provisioned (DESIGN §4, §5): open answers 200 with the usual
+    mode rules (nobody has it open, so the owner is not present)."""
+    nb = factory.notebook(world.owner, world.config, status="detached", teams=(world.team,))
+    session = factory.value("select session_id from notebooks where id = %s", nb)
+    for who, mode in ((world.owner, "edit"), (world.editor, "edit"), (world.viewer, "view")):
+        resp = await client.post(f"{NB}/{nb}/open", headers=who.auth)
+        assert resp.status == 200, await resp.text()
+        body = await body_of(resp)
+        assert set(body) == {"url", "expiresAt", "mode"}
+        assert body["mode"] == mode
+        assert body["expiresAt"] == "2026-11-01T12:05:00Z"
+        parts = urlsplit(body["url"])
+        assert f"{parts.scheme}://{parts.netloc}" == settings.proxy_public_url
+        assert parts.path == f"/notebooks/{nb}/_open"
+        claims = session_token.verify(
+            parse_qs(parts.query)["token"][0], settings.signing_keys, now=clock.now()
+        )
+        assert (claims.member_id, claims.notebook_id, claims.session_id, claims.mode) == (
+            who.id,
+            nb,
+            session,
+            mode,
+        )
+
+
 async def test_ping_wakes_idle_and_coalesces_presence(
     client: TestClient, world: World, factory: Factory, clock
 ) -> None:

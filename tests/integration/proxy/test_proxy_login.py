@@ -10,9 +10,19 @@ import time
 
 import jwt
 import pytest
-from proxy_helpers import ProxyUnderTest, sql, wait_listening
+from proxy_helpers import (
+    ProxyUnderTest,
+    free_port,
+    insert_world,
+    serve_proxy,
+    sql,
+    wait_listening,
+)
 
 from common.session_token import AUDIENCE, ISSUER
+from common.settings import Settings
+from proxy import metrics
+from proxy.app import POOL
 
 
 async def _get(p: ProxyUnderTest, url: str) -> tuple[int, str, list[str], dict[str, str]]:
@@ -42,8 +52,6 @@ async def test_good_token_sets_scoped_cookie_and_redirects(login_proxy: ProxyUnd
 async def test_cookie_is_secure_unless_switched_off(settings) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
-    from proxy_helpers import free_port, insert_world, serve_proxy
-
     world = insert_world(settings.database_url, f"http://127.0.0.1:{free_port()}", "unused")
     server, p = await serve_proxy(replace(settings, cookie_secure=True), world)
     try:
@@ -60,18 +68,46 @@ def _refused(status: int, body: str, cookies: list[str], words: str) -> None:
     assert "<html" in body.lower()
 
 
+def _logins() -> dict[str, float]:
+    """notebooks_proxy_logins_total by outcome, every label the counter has."""
+    return {
+        s.labels["outcome"]: s.value
+        for m in metrics.LOGINS.collect()
+        for s in m.samples
+        if s.name == "notebooks_proxy_logins_total"
+    }
+
+
+async def _refused_as(
+    p: ProxyUnderTest, url: str, words: str, outcome: str, status: int = 401
+) -> None:
+    """GET `url`: refused with `status`, a page saying `words`, no cookie, and
+    counted once under `outcome` and under no other outcome."""
+    before = _logins()
+    got, body, cookies, _ = await _get(p, url)
+    after = _logins()
+    if status == 401:
+        _refused(got, body, cookies, words)
+    else:
+        assert got == status, body
+        assert not cookies
+        assert words in body.lower()
+    changed = {o: after.get(o, 0.0) - before.get(o, 0.0) for o in after}
+    assert {o: d for o, d in changed.items() if d} == {outcome: 1.0}
+
+
 async def test_expired_token(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     token = proxy.token(proxy.world.owner)
     proxy.clock.advance(301)
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "expired")
+    await _refused_as(proxy, proxy.open_url(token), "expired", "expired")
 
 
 async def test_reused_token(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     token = proxy.token(proxy.world.owner)
     assert (await _get(proxy, proxy.open_url(token)))[0] == 303
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "already used")
+    await _refused_as(proxy, proxy.open_url(token), "already used", "reused")
 
 
 async def test_tampered_token(login_proxy: ProxyUnderTest) -> None:
@@ -80,7 +116,7 @@ async def test_tampered_token(login_proxy: ProxyUnderTest) -> None:
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["mode"] = "edit"
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    _refused(*(await _get(proxy, proxy.open_url(f"{header}.{forged}.{sig}")))[:3], "signature")
+    await _refused_as(proxy, proxy.open_url(f"{header}.{forged}.{sig}"), "signature", "signature")
 
 
 def _claims(p: ProxyUnderTest, **over: object) -> dict[str, object]:
@@ -103,13 +139,13 @@ def _claims(p: ProxyUnderTest, **over: object) -> dict[str, object]:
 async def test_alg_none_token(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     token = jwt.encode(_claims(proxy), None, algorithm="none", headers={"kid": "k2"})
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "refused algorithm")
+    await _refused_as(proxy, proxy.open_url(token), "refused algorithm", "algorithm")
 
 
 async def test_other_algorithm_with_the_right_key(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     token = jwt.encode(_claims(proxy), "s" * 40, algorithm="HS512", headers={"kid": "k2"})
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "refused algorithm")
+    await _refused_as(proxy, proxy.open_url(token), "refused algorithm", "algorithm")
 
 
 async def test_wrong_audience(login_proxy: ProxyUnderTest) -> None:
@@ -117,13 +153,21 @@ async def test_wrong_audience(login_proxy: ProxyUnderTest) -> None:
     token = jwt.encode(
         _claims(proxy, aud="someone-else"), "s" * 40, algorithm="HS256", headers={"kid": "k2"}
     )
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "not meant for this proxy")
+    await _refused_as(proxy, proxy.open_url(token), "not meant for this proxy", "audience")
+
+
+async def test_wrong_issuer(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
+    token = jwt.encode(
+        _claims(proxy, iss="someone-else"), "s" * 40, algorithm="HS256", headers={"kid": "k2"}
+    )
+    await _refused_as(proxy, proxy.open_url(token), "not issued by this service", "issuer")
 
 
 async def test_unknown_key_id(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     token = jwt.encode(_claims(proxy), "s" * 40, algorithm="HS256", headers={"kid": "k9"})
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "unknown key")
+    await _refused_as(proxy, proxy.open_url(token), "unknown key", "unknown_key")
 
 
 async def test_previous_key_still_accepted(login_proxy: ProxyUnderTest) -> None:
@@ -137,31 +181,63 @@ async def test_previous_key_still_accepted(login_proxy: ProxyUnderTest) -> None:
 async def test_token_for_another_notebook(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     token = proxy.token(proxy.world.owner, notebook="OTHERNOTEBOOK")
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "another notebook")
+    await _refused_as(proxy, proxy.open_url(token), "another notebook", "wrong_notebook")
 
 
 async def test_token_of_an_earlier_session(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     token = proxy.token(proxy.world.owner, session_id="OLDSESSION")
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "earlier session")
+    await _refused_as(proxy, proxy.open_url(token), "earlier session", "stale_session")
 
 
 async def test_missing_and_garbage_tokens(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
-    _refused(*(await _get(proxy, proxy.url("/_open")))[:3], "no token")
-    _refused(*(await _get(proxy, proxy.open_url("not.a.jwt")))[:3], "not a valid token")
+    await _refused_as(proxy, proxy.url("/_open"), "no token", "missing")
+    await _refused_as(proxy, proxy.open_url("not.a.jwt"), "not a valid token", "malformed")
 
 
 async def test_member_without_access(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     token = proxy.token(proxy.world.outsider, "view")
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "do not have access")
+    await _refused_as(proxy, proxy.open_url(token), "do not have access", "no_access")
 
 
 async def test_edit_token_for_a_team_viewer_is_refused(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     token = proxy.token(proxy.world.viewer, "edit")
-    _refused(*(await _get(proxy, proxy.open_url(token)))[:3], "do not have access")
+    await _refused_as(proxy, proxy.open_url(token), "do not have access", "no_access")
+
+
+async def test_login_to_a_notebook_not_running_gets_503(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
+    token = proxy.token(proxy.world.owner)
+    sql(proxy.settings.database_url, "update notebooks set status = 'starting'")
+    await _refused_as(proxy, proxy.open_url(token), "not running", "not_running", status=503)
+
+
+async def test_token_used_on_one_replica_is_refused_by_another(settings: Settings) -> None:
+    """Two proxies sharing only the database (own pools, caches, clocks): the
+    jti burnt by A is refused by B, and the other way round."""
+    world = insert_world(settings.database_url, f"http://127.0.0.1:{free_port()}", "unused")
+    server_a, a = await serve_proxy(settings, world)
+    try:
+        server_b, b = await serve_proxy(settings, world)
+        try:
+            assert a.base != b.base
+            assert server_a.app[POOL] is not server_b.app[POOL]
+            token = a.token(world.owner)
+            status, _, cookies, _ = await _get(a, a.open_url(token))
+            assert status == 303 and len(cookies) == 1
+            await _refused_as(b, b.open_url(token), "already used", "reused")
+            # B itself is a working replica: a token of its own is accepted
+            # once, then refused by A.
+            token = b.token(world.owner)
+            assert (await _get(b, b.open_url(token)))[0] == 303
+            await _refused_as(a, a.open_url(token), "already used", "reused")
+        finally:
+            await server_b.close()
+    finally:
+        await server_a.close()
 
 
 async def test_jti_is_recorded_in_postgres(login_proxy: ProxyUnderTest) -> None:
