@@ -604,6 +604,9 @@ class ExpressConnection(asyncio.Protocol):
             self._abort()  # mid-body: the client must see a broken response
 
     def _revoke(self, reason: str) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return  # already ending
+        metrics.REVOKED.labels(reason).inc()
         log.info("proxy.http_revoked", reason=reason)
         self._abort()
 

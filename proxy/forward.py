@@ -107,6 +107,8 @@ async def forward_http(
     upstream: list[aiohttp.ClientResponse] = []
 
     def stop(reason: str) -> None:
+        if not revoked:
+            metrics.REVOKED.labels(reason).inc()
         revoked.append(reason)
         for up in upstream:
             up.close()

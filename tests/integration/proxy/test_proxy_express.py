@@ -883,6 +883,7 @@ async def test_removing_access_closes_a_kept_alive_connection_between_requests(e
     await wait_listening(p)
     async with known_request(p, p.world.editor) as (reader, writer, request):
         seen_before = len(upstream.seen)
+        revoked = metrics.REVOKED.labels("access")._value.get()
         sql(
             p.settings.database_url,
             "delete from team_memberships where member_id = %s",
@@ -890,6 +891,7 @@ async def test_removing_access_closes_a_kept_alive_connection_between_requests(e
         )
         assert await rest(reader) == b""  # closed by the proxy, idle as it was
         assert len(upstream.seen) == seen_before
+        assert metrics.REVOKED.labels("access")._value.get() == revoked + 1
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,28 @@
 """Streaming through the proxy against a small in-process upstream that shows
 what it received: headers filtered and injected, bodies streamed both ways
-without buffering, WebSocket messages and close codes passed through."""
+without buffering, WebSocket messages and close codes passed through. The
+later tests drive the aiohttp path (what the express lane hands off: HEAD,
+WebSocket handshakes, `Expect: 100-continue`): the whole header set upstream
+gets, response headers, revocation, upstream refusals and metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
+import hashlib
+import inspect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
+from prometheus_client.parser import text_string_to_metric_families
 from proxy_helpers import (
     ProxyUnderTest,
     aiohttp_upstream,
@@ -25,9 +36,22 @@ from proxy_helpers import (
 from yarl import URL
 
 from common.settings import Settings
+from proxy import metrics
+from proxy.cookie import COOKIE_NAME
 
 NB = "NBECHO1"
 TOKEN = "upstream-secret-token"
+UPSTREAM_CSP = "default-src 'self'"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as it reached the upstream."""
+
+    method: str
+    path_qs: str
+    headers: list[tuple[str, str]]  # in wire order, names as sent
+    port: int  # the upstream's own port (what `Host` must name)
 
 
 class Upstream:
@@ -38,15 +62,62 @@ class Upstream:
         self.ws_close_codes: list[int | None] = []
         self.last_headers: dict[str, str] = {}
         self.last_query = ""
+        # Every request that reached this upstream, its headers as on the wire.
+        self.seen: list[Seen] = []
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self.record])
         base = f"/notebooks/{NB}"
         app.router.add_get(base + "/echo", self.echo)
+        app.router.add_get(base + "/banner", self.banner)  # and HEAD
         app.router.add_get(base + "/stream", self.stream)
         app.router.add_post(base + "/upload", self.upload)
+        app.router.add_post(base + "/upload-stream", self.upload_stream)
         app.router.add_get(base + "/ws", self.ws)
+        app.router.add_get(base + "/ws-forbidden", self.ws_forbidden)
+        app.router.add_get(base + "/not-a-socket", self.not_a_socket)
         return app
+
+    @web.middleware
+    async def record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        assert request.transport is not None
+        port = request.transport.get_extra_info("sockname")[1]
+        self.seen.append(Seen(request.method, request.raw_path, pairs, port))
+        return await handler(request)
+
+    async def banner(self, _: web.Request) -> web.Response:
+        """Headers an upstream may send that the client must not see as sent."""
+        resp = web.Response(text="banner")
+        resp.headers["Server"] = "marimo-secret/1.0"
+        resp.headers["X-Powered-By"] = "uvicorn"
+        resp.headers["X-Content-Type-Options"] = "upstream-value"
+        resp.headers["Referrer-Policy"] = "unsafe-url"
+        resp.headers["Content-Security-Policy"] = UPSTREAM_CSP
+        resp.headers["Keep-Alive"] = "timeout=5"
+        resp.headers["X-Upstream"] = "yes"
+        return resp
+
+    async def upload_stream(self, request: web.Request) -> web.StreamResponse:
+        """Reads the body, then streams like /stream: never finishes unless the
+        client has seen the first chunk."""
+        body = await request.read()
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"got:" + body + b";")
+        self.first_chunk_sent.set()
+        await asyncio.wait_for(self.client_got_first.wait(), 10)
+        await resp.write(b"second")
+        await resp.write_eof()
+        return resp
+
+    async def ws_forbidden(self, _: web.Request) -> web.Response:
+        """A socket route that refuses the handshake."""
+        return web.Response(status=403, text="no socket for you")
+
+    async def not_a_socket(self, _: web.Request) -> web.Response:
+        """Not a WebSocket endpoint: answers an upgrade with a plain 200."""
+        return web.Response(text="just a page")
 
     async def echo(self, request: web.Request) -> web.Response:
         self.last_headers = dict(request.headers)
@@ -245,15 +316,34 @@ async def test_websocket_from_another_origin_is_refused(echo, origin) -> None:  
         await session.close()
 
 
-async def test_upstream_down_gives_502_page(settings: Settings) -> None:
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+async def test_upstream_down_gives_502_page(settings: Settings, kind: str) -> None:
     world = insert_world(settings.database_url, f"http://127.0.0.1:{free_port()}", TOKEN, NB)
     server, p = await serve_proxy(settings, world)
     try:
         session = await p.login(world.owner)
-        async with session.get(p.url("/echo")) as resp:
-            assert resp.status == 502
-            assert "not reachable" in await resp.text()
+        errors = {k: total(metrics.UPSTREAM_ERRORS_TOTAL, k) for k in metrics.UPSTREAM_ERRORS}
+        outcome = total(metrics.REQUESTS, kind, "upstream_error")
+        gauge = total(metrics.WEBSOCKETS_ACTIVE, "edit")
+        if kind == "http":
+            async with session.get(p.url("/echo")) as resp:
+                assert resp.status == 502
+                assert "not reachable" in await resp.text()
+        else:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await session.ws_connect(p.url("/ws"), origin=p.origin)
+            assert err.value.status == 502
         await session.close()
+        # One failure to connect, counted once (the lane hands it to aiohttp).
+        assert {k: total(metrics.UPSTREAM_ERRORS_TOTAL, k) for k in metrics.UPSTREAM_ERRORS} == {
+            **errors,
+            "connect": errors["connect"] + 1,
+        }
+        assert total(metrics.REQUESTS, kind, "upstream_error") == outcome + 1
+        assert total(metrics.WEBSOCKETS_ACTIVE, "edit") == gauge
+        assert await scraped(p, "notebooks_proxy_upstream_errors_total", kind="connect") == (
+            errors["connect"] + 1
+        )
     finally:
         await server.close()
 
@@ -302,6 +392,7 @@ async def test_revoking_access_ends_a_streaming_response(echo) -> None:  # type:
     try:
         async with session.get(p.url("/stream")) as resp:
             assert await asyncio.wait_for(resp.content.readexactly(6), 10) == b"first;"
+            revoked = total(metrics.REVOKED, "access")
             sql(
                 p.settings.database_url,
                 "delete from notebook_teams where team_id = %s",
@@ -316,6 +407,7 @@ async def test_revoking_access_ends_a_streaming_response(echo) -> None:  # type:
                 )
             ):
                 await asyncio.wait_for(resp.content.read(), 10)
+            assert total(metrics.REVOKED, "access") == revoked + 1
     finally:
         upstream.client_got_first.set()
         await session.close()
@@ -351,16 +443,24 @@ async def test_client_leaving_mid_body_frees_the_connection(echo) -> None:  # ty
     assert errors_after == errors_before  # a browser leaving is not Marimo's fault
 
 
+# A change, and the reason the proxy counts for the connections it ends.
 REVOCATIONS = {
-    "team membership removed": "delete from team_memberships where member_id = 'EDITOR1'",
-    "team unshared": "delete from notebook_teams where team_id = 'TEAMED1'",
-    "role lowered to viewer": (
-        "update team_memberships set role = 'viewer' where member_id = 'EDITOR1'"
+    "team membership removed": (
+        "delete from team_memberships where member_id = 'EDITOR1'",
+        "access",
     ),
-    "member disabled": "update members set disabled_at = now() where id = 'EDITOR1'",
-    "notebook stopping": "update notebooks set status = 'stopping'",
-    "new session": "update notebooks set session_id = 'OTHER'",
-    "notebook deleted": "update notebooks set deleted_at = now(), desired_state = 'deleted'",
+    "team unshared": ("delete from notebook_teams where team_id = 'TEAMED1'", "access"),
+    "role lowered to viewer": (
+        "update team_memberships set role = 'viewer' where member_id = 'EDITOR1'",
+        "access",
+    ),
+    "member disabled": ("update members set disabled_at = now() where id = 'EDITOR1'", "access"),
+    "notebook stopping": ("update notebooks set status = 'stopping'", "status"),
+    "new session": ("update notebooks set session_id = 'OTHER'", "session"),
+    "notebook deleted": (
+        "update notebooks set deleted_at = now(), desired_state = 'deleted'",
+        "access",
+    ),
 }
 
 
@@ -373,12 +473,15 @@ async def test_each_access_change_ends_a_live_websocket(echo, change: str) -> No
         async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
             await ws.send_str("hi")
             assert await ws.receive_str(timeout=5) == "echo:hi"
+            change_sql, reason = REVOCATIONS[change]
+            revoked = total(metrics.REVOKED, reason)
             started = time.monotonic()
-            sql(p.settings.database_url, REVOCATIONS[change])
+            sql(p.settings.database_url, change_sql)
             msg = await ws.receive(timeout=10)
             assert msg.type == aiohttp.WSMsgType.CLOSE, msg
             assert ws.close_code == 4403
             assert time.monotonic() - started < 10
+            assert total(metrics.REVOKED, reason) == revoked + 1
     finally:
         await session.close()
 
@@ -457,3 +560,358 @@ async def test_a_quiet_browser_that_answers_pings_stays_connected(settings) -> N
             assert (await ws.receive(timeout=5)).data == "echo:still here"
         finally:
             await session.close()
+
+
+# The aiohttp path: what the express lane hands off (HEAD, WebSocket
+# handshakes, `Expect: 100-continue`), driven from raw sockets where the exact
+# headers sent are the point.
+
+
+async def session_cookie(p: ProxyUnderTest, member: str, mode: str = "edit") -> str:
+    async with await p.login(member, mode) as session:
+        for cookie in session.cookie_jar:
+            if cookie.key == COOKIE_NAME:
+                return cookie.value
+    raise AssertionError("login set no cookie")
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: CIMultiDict[str]
+
+
+@contextlib.asynccontextmanager
+async def raw_request(
+    p: ProxyUnderTest, method: str, target: str, headers: list[tuple[str, str]]
+) -> AsyncIterator[tuple[RawResponse, asyncio.StreamReader]]:
+    """Send one request head as given; yield the response head and the reader
+    (for what follows it). The connection is closed on leaving."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", p.server.port)
+    try:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{p.server.port}"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        block = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status_line, *header_lines = block.decode("latin-1").split("\r\n")
+        parsed: CIMultiDict[str] = CIMultiDict()
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                parsed.add(name.strip(), value.strip())
+        yield RawResponse(int(status_line.split(" ", 2)[1]), parsed), reader
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def handoffs(p: ProxyUnderTest) -> tuple[int, int]:
+    """(requests the lane relayed itself, requests it handed to aiohttp)."""
+    return p.server.lane.relayed, p.server.lane.handed_off
+
+
+def delta(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
+    return after[0] - before[0], after[1] - before[1]
+
+
+async def eventually(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    """Wait until `condition()` is true (polled), failing with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not await _value(condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _value(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result
+
+
+async def scraped(p: ProxyUnderTest, name: str, **labels: str) -> float:
+    """One sample of the proxy's /metrics, as a scraper reads it."""
+    async with p.client() as c, c.get(f"{p.base}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise AssertionError(f"{name}{labels} not in the scrape")
+
+
+# What a browser-like client sends beside its credentials: passed on as is.
+PASSED_ON = [
+    ("Marimo-Session-Id", "s1"),
+    ("Marimo-Server-Token", "t1"),
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "identity"),
+    ("User-Agent", "test-browser"),
+]
+# Never passed on: the client's credentials, forwarding claims and hop-by-hop
+# headers (including one named in `Connection`).
+NOT_PASSED_ON = [
+    ("Authorization", "Bearer from-the-browser"),
+    ("Keep-Alive", "timeout=5"),
+    ("X-Secret", "hop"),
+    ("Proxy-Authorization", "Basic eDp5"),
+    ("Proxy-Connection", "keep-alive"),
+    ("TE", "trailers"),
+    ("Trailer", "X-Checksum"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-Host", "evil.example"),
+    ("Forwarded", "for=198.51.100.1"),
+]
+
+
+def browser_headers(cookie: str) -> list[tuple[str, str]]:
+    return [
+        # Our cookie between two others: only ours may go.
+        ("Cookie", f"other=1; {COOKIE_NAME}={cookie}; theme=dark"),
+        ("X-Forwarded-For", "203.0.113.9"),
+        *PASSED_ON,
+        *NOT_PASSED_ON,
+    ]
+
+
+def expected_upstream_headers(p: ProxyUnderTest, seen: Seen, mode: str) -> list[tuple[str, str]]:
+    """The whole set (as sorted lowercase-name pairs) that Marimo must get."""
+    session_id = "view-s1" if mode == "view" else "s1"  # a viewer's, namespaced
+    pairs = [
+        ("Host", f"127.0.0.1:{seen.port}"),  # upstream's, set by the proxy's client
+        ("Cookie", "other=1; theme=dark"),
+        *[(k, session_id if k == "Marimo-Session-Id" else v) for k, v in PASSED_ON],
+        ("X-Forwarded-For", "203.0.113.9, 127.0.0.1"),  # the client's chain, then the client
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", f"127.0.0.1:{p.server.port}"),
+        ("Authorization", f"Bearer {TOKEN}"),
+    ]
+    return sorted((k.lower(), v) for k, v in pairs)
+
+
+def member_for(p: ProxyUnderTest, mode: str) -> str:
+    return p.world.owner if mode == "edit" else p.world.viewer
+
+
+@pytest.mark.parametrize("mode", ["edit", "view"])
+async def test_handed_off_head_reaches_upstream_with_exactly_the_filtered_headers(
+    echo,  # type: ignore[no-untyped-def]
+    mode: str,
+) -> None:
+    upstream, p = echo
+    cookie = await session_cookie(p, member_for(p, mode), mode)
+    sent = [("Connection", "keep-alive, X-Secret"), *browser_headers(cookie)]
+    before = handoffs(p)
+    async with raw_request(p, "HEAD", f"/notebooks/{NB}/banner?q=1", sent) as (resp, reader):
+        assert resp.status == 200
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # no body, then the close
+    assert delta(handoffs(p), before) == (0, 1)  # answered on the aiohttp path
+    (seen,) = upstream.seen
+    assert (seen.method, seen.path_qs) == ("HEAD", f"/notebooks/{NB}/banner?q=1")
+    assert sorted((k.lower(), v) for k, v in seen.headers) == expected_upstream_headers(
+        p, seen, mode
+    )
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_handshake(key: str, origin: str) -> list[tuple[str, str]]:
+    return [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade, X-Secret"),
+        ("Sec-WebSocket-Key", key),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Protocol", "marimo-test, other"),
+        ("Sec-WebSocket-Extensions", "x-browser-extension"),
+        ("Origin", origin),
+    ]
+
+
+def ws_accept(key: str) -> str:
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+@pytest.mark.parametrize("mode", ["edit", "view"])
+async def test_websocket_handshake_reaches_upstream_with_exactly_the_filtered_headers(
+    echo,  # type: ignore[no-untyped-def]
+    mode: str,
+) -> None:
+    upstream, p = echo
+    cookie = await session_cookie(p, member_for(p, mode), mode)
+    key = base64.b64encode(b"sixteen byte key").decode()
+    sent = [*ws_handshake(key, p.origin), *browser_headers(cookie)]
+    target = f"/notebooks/{NB}/ws?session_id=abc&kiosk=false"
+    async with raw_request(p, "GET", target, sent) as (resp, _):
+        assert resp.status == 101
+        assert resp.headers["Sec-WebSocket-Accept"] == ws_accept(key)
+        assert resp.headers["Sec-WebSocket-Protocol"] == "marimo-test"  # upstream's choice
+        (seen,) = upstream.seen
+    # A viewer's main socket is always a kiosk under a namespaced session id.
+    query = "session_id=view-abc&kiosk=true" if mode == "view" else "session_id=abc&kiosk=false"
+    assert (seen.method, seen.path_qs) == ("GET", f"/notebooks/{NB}/ws?{query}")
+    got = [(k.lower(), v) for k, v in seen.headers]
+    # The handshake is the proxy's own upstream, never the browser's: a fresh
+    # key, no Origin, no browser extensions; only the offered subprotocols.
+    handshake = {"upgrade", "connection", "sec-websocket-version", "sec-websocket-protocol"}
+    (upstream_key,) = [v for k, v in got if k == "sec-websocket-key"]
+    assert upstream_key != key and len(base64.b64decode(upstream_key)) == 16
+    assert sorted((k, v) for k, v in got if k in handshake) == [
+        ("connection", "Upgrade"),
+        ("sec-websocket-protocol", "marimo-test,other"),
+        ("sec-websocket-version", "13"),
+        ("upgrade", "websocket"),
+    ]
+    rest = sorted((k, v) for k, v in got if k not in handshake and k != "sec-websocket-key")
+    assert rest == expected_upstream_headers(p, seen, mode)
+
+
+FRAME_ANCESTORS = "https://platform.example.com"
+
+
+@pytest.fixture
+async def framed(settings: Settings) -> AsyncIterator[tuple[Upstream, ProxyUnderTest]]:
+    """The echo pair with frame-ancestors configured to something not the default."""
+    async with echo_proxy(dataclasses.replace(settings, frame_ancestors=FRAME_ANCESTORS)) as pair:
+        yield pair
+
+
+def assert_security_headers(headers: CIMultiDict[str], upstream_csp: list[str]) -> None:
+    csp = headers.getall("Content-Security-Policy", [])
+    assert sorted(csp) == sorted([f"frame-ancestors {FRAME_ANCESTORS}", *upstream_csp])
+    assert headers.getall("X-Content-Type-Options", []) == ["nosniff"]  # not upstream's
+    assert headers.getall("Referrer-Policy", []) == ["no-referrer"]  # not upstream's
+    assert "Server" not in headers
+    assert "X-Powered-By" not in headers
+
+
+async def test_handed_off_head_response_has_our_security_headers_and_no_banner(framed) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = framed
+    cookie = await session_cookie(p, p.world.owner)
+    before = handoffs(p)
+    sent = [("Cookie", f"{COOKIE_NAME}={cookie}")]
+    async with raw_request(p, "HEAD", f"/notebooks/{NB}/banner", sent) as (resp, _):
+        assert resp.status == 200
+        assert resp.headers["X-Upstream"] == "yes"  # upstream's own headers do pass
+        assert "Keep-Alive" not in resp.headers  # hop-by-hop, upstream's
+        assert_security_headers(resp.headers, [UPSTREAM_CSP])  # upstream's CSP kept beside
+    assert delta(handoffs(p), before) == (0, 1)
+    assert [s.method for s in upstream.seen] == ["HEAD"]
+
+
+async def test_handed_off_websocket_handshake_response_has_our_security_headers(framed) -> None:  # type: ignore[no-untyped-def]
+    _, p = framed
+    cookie = await session_cookie(p, p.world.owner)
+    key = base64.b64encode(b"another 16 bytes").decode()
+    sent = [*ws_handshake(key, p.origin), ("Cookie", f"{COOKIE_NAME}={cookie}")]
+    async with raw_request(p, "GET", f"/notebooks/{NB}/ws", sent) as (resp, _):
+        assert resp.status == 101
+        assert_security_headers(resp.headers, [])
+
+
+async def test_revoking_access_ends_a_handed_off_streaming_response(echo) -> None:  # type: ignore[no-untyped-def]
+    """`Expect: 100-continue` is handed off: forward_http streams the answer,
+    and must cut it when the member's access goes, within the promised 10 s."""
+    upstream, p = echo
+    await wait_listening(p)
+    session = await p.login(p.world.editor)
+    try:
+        before = handoffs(p)
+        async with session.post(p.url("/upload-stream"), data=b"abc", expect100=True) as resp:
+            assert resp.status == 200
+            assert await asyncio.wait_for(resp.content.readexactly(8), 10) == b"got:abc;"
+            assert delta(handoffs(p), before) == (0, 1)
+            revoked = total(metrics.REVOKED, "access")
+            started = time.monotonic()
+            sql(
+                p.settings.database_url,
+                "delete from notebook_teams where team_id = %s",
+                (p.world.team,),
+            )
+            # Upstream never sends more; the proxy must cut the body itself.
+            with pytest.raises(
+                (
+                    aiohttp.ClientPayloadError,
+                    aiohttp.ClientConnectionError,
+                    asyncio.IncompleteReadError,
+                )
+            ):
+                await asyncio.wait_for(resp.content.read(), 10)
+            assert time.monotonic() - started < 10
+            assert total(metrics.REVOKED, "access") == revoked + 1  # counted once
+    finally:
+        upstream.client_got_first.set()
+        await session.close()
+
+
+def total(counter: Any, *labels: str) -> float:
+    return float(counter.labels(*labels)._value.get())
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/ws-forbidden", 403), ("/not-a-socket", 502)],
+    ids=["upstream-403", "upstream-not-a-socket"],
+)
+async def test_websocket_refused_upstream_is_never_accepted(
+    echo,  # type: ignore[no-untyped-def]
+    path: str,
+    status: int,
+) -> None:
+    """Upstream is connected first: when it refuses the handshake, the client
+    gets an error page, never a 101."""
+    upstream, p = echo
+    cookie = await session_cookie(p, p.world.owner)
+    key = base64.b64encode(b"refused 16 bytes").decode()
+    sent = [*ws_handshake(key, p.origin), ("Cookie", f"{COOKIE_NAME}={cookie}")]
+    gauge = total(metrics.WEBSOCKETS_ACTIVE, "edit")
+    errors = total(metrics.UPSTREAM_ERRORS_TOTAL, "other")
+    refused = total(metrics.REQUESTS, "websocket", "upstream_error")
+    async with raw_request(p, "GET", f"/notebooks/{NB}{path}", sent) as (resp, reader):
+        assert resp.status == status
+        assert "Sec-WebSocket-Accept" not in resp.headers
+        assert resp.headers["Connection"] == "close"
+        body = await asyncio.wait_for(reader.read(), 10)  # the page, then the close
+        assert b"Notebook refused" in body
+    assert [(s.method, s.path_qs) for s in upstream.seen] == [("GET", f"/notebooks/{NB}{path}")]
+    assert total(metrics.WEBSOCKETS_ACTIVE, "edit") == gauge
+    assert total(metrics.UPSTREAM_ERRORS_TOTAL, "other") == errors + 1
+    assert total(metrics.REQUESTS, "websocket", "upstream_error") == refused + 1
+
+
+@pytest.mark.parametrize("mode", ["edit", "view"])
+@pytest.mark.parametrize("ending", ["close-frame", "connection-dropped"])
+async def test_active_websockets_gauge_follows_an_open_socket(
+    echo,  # type: ignore[no-untyped-def]
+    mode: str,
+    ending: str,
+) -> None:
+    upstream, p = echo
+    name = "notebooks_proxy_websockets_active"
+    other = "view" if mode == "edit" else "edit"
+    before = await scraped(p, name, mode=mode)
+    before_other = await scraped(p, name, mode=other)
+
+    async def back_to_before() -> bool:
+        return await scraped(p, name, mode=mode) == before
+
+    if ending == "close-frame":
+        session = await p.login(member_for(p, mode), mode)
+        try:
+            async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+                await ws.send_str("hi")
+                assert await ws.receive_str(timeout=5) == "echo:hi"
+                assert await scraped(p, name, mode=mode) == before + 1
+                assert await scraped(p, name, mode=other) == before_other
+            assert ws.close_code == 1000
+        finally:
+            await session.close()
+    else:  # the browser's connection just goes: no close frame
+        cookie = await session_cookie(p, member_for(p, mode), mode)
+        key = base64.b64encode(b"dropped 16 bytes").decode()
+        sent = [*ws_handshake(key, p.origin), ("Cookie", f"{COOKIE_NAME}={cookie}")]
+        async with raw_request(p, "GET", f"/notebooks/{NB}/ws", sent) as (resp, _):
+            assert resp.status == 101
+            assert await scraped(p, name, mode=mode) == before + 1
+    await eventually(back_to_before, "the gauge to return once the socket closed")
+    assert await scraped(p, name, mode=other) == before_other
+    await eventually(lambda: len(upstream.ws_close_codes) == 1, "upstream's socket to close")
