@@ -25,6 +25,7 @@ from common.clock import FakeClock
 from common.session_token import mint
 from common.settings import Settings
 from proxy.app import LISTENING, create_app
+from proxy.cookie import COOKIE_NAME
 from proxy.serve import Served, start
 from reconciler.runtime.procs import free_port
 
@@ -227,6 +228,14 @@ class ProxyUnderTest:
         ) as resp:
             assert resp.status == 303, await resp.text()
         return session
+
+    async def cookie(self, member: str, mode: str = "edit") -> str:
+        """The value of the proxy's session cookie after a login, for raw requests."""
+        async with await self.login(member, mode) as session:
+            for cookie in session.cookie_jar:
+                if cookie.key == COOKIE_NAME:
+                    return cookie.value
+        raise AssertionError("login set no cookie")
 
     def url(self, path: str) -> str:
         return f"{self.base}/notebooks/{self.world.notebook}{path}"

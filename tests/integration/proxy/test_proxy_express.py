@@ -236,14 +236,6 @@ class Raw:
         return json.loads(self.body)
 
 
-async def cookie_for(p: ProxyUnderTest, member: str, mode: str = "edit") -> str:
-    async with await p.login(member, mode) as session:
-        for cookie in session.cookie_jar:
-            if cookie.key == COOKIE_NAME:
-                return cookie.value
-    raise AssertionError("login set no cookie")
-
-
 def request_bytes(
     p: ProxyUnderTest,
     method: str,
@@ -363,7 +355,7 @@ async def test_handed_off_request_closes_the_connection_and_the_next_is_relayed(
 ) -> None:
     upstream, p = express
     method, target, with_cookie, body, status = HANDED_OFF[kind]
-    cookie = await cookie_for(p, p.world.viewer, "view")
+    cookie = await p.cookie(p.world.viewer, "view")
     async with connection(p) as (reader, writer):
         before = counts(p)
         writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie))
@@ -420,7 +412,7 @@ async def test_login_is_answered_with_connection_close_then_the_page_is_relayed(
 
 async def test_head_is_handed_off_and_answered_without_a_body(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     before = counts(p)
     async with connection(p) as (reader, writer):
         writer.write(request_bytes(p, "HEAD", f"{BASE}/echo", cookie=cookie))
@@ -449,7 +441,7 @@ async def test_expect_100_continue_is_handed_off_and_works(express) -> None:  # 
 
 async def test_chunked_request_body_reaches_upstream_whole_in_order_and_chunked(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     before = counts(p)
     async with connection(p) as (reader, writer):
         writer.write(
@@ -486,7 +478,7 @@ async def test_chunked_request_body_reaches_upstream_whole_in_order_and_chunked(
 
 async def test_response_without_length_is_rechunked_for_http11(express) -> None:  # type: ignore[no-untyped-def]
     _, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     before = counts(p)
     async with connection(p) as (reader, writer):
         writer.write(request_bytes(p, "GET", f"{BASE}/chunked", cookie=cookie))
@@ -503,7 +495,7 @@ async def test_response_without_length_is_rechunked_for_http11(express) -> None:
 
 async def test_response_without_length_is_close_delimited_for_http10(express) -> None:  # type: ignore[no-untyped-def]
     _, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     before = counts(p)
     async with connection(p) as (reader, writer):
         writer.write(request_bytes(p, "GET", f"{BASE}/chunked", cookie=cookie, version="1.0"))
@@ -523,7 +515,7 @@ async def test_response_without_length_is_close_delimited_for_http10(express) ->
 @pytest.mark.parametrize("pool", ["cold", "warm"])
 async def test_pipelined_requests_get_the_first_response_then_a_close(express, pool: str) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     if pool == "warm":  # a kept-alive upstream connection is waiting in the pool
         async with connection(p) as (reader, writer):
             writer.write(request_bytes(p, "GET", f"{BASE}/echo?warm", cookie=cookie))
@@ -573,7 +565,7 @@ async def test_malformed_request_gets_400_and_never_reaches_upstream(
     pool: str,
 ) -> None:
     upstream, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     if pool == "warm":
         async with connection(p) as (reader, writer):
             writer.write(request_bytes(p, "GET", f"{BASE}/echo?warm", cookie=cookie))
@@ -678,7 +670,7 @@ async def test_small_request_on_a_connection_upstream_dropped_is_retried_by_aioh
     express,
 ) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     async with connection(p) as (reader, writer):
         writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie))
         assert (await read_response(reader)).status == 200
@@ -698,7 +690,7 @@ async def test_small_request_on_a_connection_upstream_dropped_is_retried_by_aioh
 
 async def test_large_request_on_a_connection_upstream_dropped_gets_502(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     async with connection(p) as (reader, writer):
         writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie))
         assert (await read_response(reader)).status == 200
@@ -787,7 +779,7 @@ async def test_large_bodies_pass_through_intact(express) -> None:  # type: ignor
 
 async def test_shutdown_closes_idle_connections_and_lets_exchanges_finish(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     async with connection(p) as (idle_r, idle_w), connection(p) as (busy_r, busy_w):
         idle_w.write(request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie))
         assert keeps_alive(await read_response(idle_r))
@@ -807,7 +799,7 @@ async def test_shutdown_closes_idle_connections_and_lets_exchanges_finish(expres
 async def test_quiet_connections_are_closed_idle_or_with_a_head_trickling_in(express) -> None:  # type: ignore[no-untyped-def]
     _, p = express
     p.server.lane.quiet_seconds = 0.3  # read by the sweeper, started with the first connection
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     async with connection(p) as (idle_r, idle_w), connection(p) as (slow_r, slow_w):
         idle_w.write(request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie))
         assert keeps_alive(await read_response(idle_r))
@@ -826,7 +818,7 @@ def known_requests(p: ProxyUnderTest) -> int:
 
 async def test_a_repeated_request_is_relayed_as_known_with_the_same_upstream_form(express) -> None:  # type: ignore[no-untyped-def]
     upstream, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     request = request_bytes(p, "GET", f"{BASE}/echo?same=1", cookie=cookie)
     async with connection(p) as (reader, writer):
         before, seen_before = known_requests(p), len(upstream.seen)
@@ -850,7 +842,7 @@ async def test_a_repeated_request_is_relayed_as_known_with_the_same_upstream_for
 
 async def test_a_request_with_a_body_is_never_relayed_as_known(express) -> None:  # type: ignore[no-untyped-def]
     _, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     request = request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=b"a=1")
     async with connection(p) as (reader, writer):
         before = known_requests(p)
@@ -867,7 +859,7 @@ async def known_request(
 ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]]:
     """A connection on which `member`'s GET was relayed twice, the second
     time as a known request; yields it with those request bytes."""
-    cookie = await cookie_for(p, member)
+    cookie = await p.cookie(member)
     request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
     async with connection(p) as (reader, writer):
         before = known_requests(p)
@@ -931,7 +923,7 @@ async def test_a_known_request_is_refused_once_the_session_expires(express) -> N
 
 async def test_a_known_request_survives_its_access_being_looked_up_again(express) -> None:  # type: ignore[no-untyped-def]
     _, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     request = request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie)
     async with connection(p) as (reader, writer):
         writer.write(request)
@@ -948,7 +940,7 @@ async def test_a_known_request_survives_its_access_being_looked_up_again(express
 
 async def test_known_requests_are_bounded_per_connection_oldest_forgotten_first(express) -> None:  # type: ignore[no-untyped-def]
     _, p = express
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     requests = [
         request_bytes(p, "GET", f"{BASE}/echo?n={i}", cookie=cookie)
         for i in range(MAX_KNOWN_REQUESTS + 1)
@@ -1023,7 +1015,7 @@ def known_responses(p: ProxyUnderTest) -> int:
 
 async def test_a_repeated_response_head_is_relayed_as_known(canned) -> None:  # type: ignore[no-untyped-def]
     upstream, p = canned
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     upstream.scripts = [
         [CANNED_HEAD + b"hello"],
         [CANNED_HEAD + b"world"],
@@ -1051,7 +1043,7 @@ async def known_head_held(
     """A response relayed by llhttp, then one with the same head whose body
     stops after two bytes until the head has reached the client; upstream
     then goes on with `rest_of_body` (bytes, or Canned.CLOSE)."""
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     release = asyncio.Event()
     upstream.scripts = [[CANNED_HEAD + b"hello"], [CANNED_HEAD + b"he", release, rest_of_body]]
     async with connection(p) as (reader, writer):
@@ -1080,7 +1072,7 @@ async def test_a_known_head_streams_before_its_body_and_the_body_is_counted(
     async with known_head_held(p, upstream, rest_of_body) as (reader, writer):
         assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"hello"
         upstream.scripts.append([CANNED_HEAD + b"third"])
-        cookie = await cookie_for(p, p.world.owner)
+        cookie = await p.cookie(p.world.owner)
         writer.write(request_bytes(p, "GET", f"{BASE}/c", cookie=cookie))
         assert (await read_response(reader)).body == b"third"  # nothing in front
     assert upstream.connections == upstream_connections
@@ -1110,7 +1102,7 @@ UPSTREAM_TIMED = "notebooks_proxy_upstream_response_seconds_count"
 
 async def test_lane_requests_and_bytes_are_in_the_scrape(canned) -> None:  # type: ignore[no-untyped-def]
     upstream, p = canned
-    cookie = await cookie_for(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     samples = (PROXIED, TO_CLIENT, TO_UPSTREAM, UPSTREAM_TIMED)
 
     async def scrape() -> dict[str, float]:

@@ -567,14 +567,6 @@ async def test_a_quiet_browser_that_answers_pings_stays_connected(settings) -> N
 # headers sent are the point.
 
 
-async def session_cookie(p: ProxyUnderTest, member: str, mode: str = "edit") -> str:
-    async with await p.login(member, mode) as session:
-        for cookie in session.cookie_jar:
-            if cookie.key == COOKIE_NAME:
-                return cookie.value
-    raise AssertionError("login set no cookie")
-
-
 @dataclass(frozen=True)
 class RawResponse:
     status: int
@@ -698,7 +690,7 @@ async def test_handed_off_head_reaches_upstream_with_exactly_the_filtered_header
     mode: str,
 ) -> None:
     upstream, p = echo
-    cookie = await session_cookie(p, member_for(p, mode), mode)
+    cookie = await p.cookie(member_for(p, mode), mode)
     sent = [("Connection", "keep-alive, X-Secret"), *browser_headers(cookie)]
     before = handoffs(p)
     async with raw_request(p, "HEAD", f"/notebooks/{NB}/banner?q=1", sent) as (resp, reader):
@@ -737,7 +729,7 @@ async def test_websocket_handshake_reaches_upstream_with_exactly_the_filtered_he
     mode: str,
 ) -> None:
     upstream, p = echo
-    cookie = await session_cookie(p, member_for(p, mode), mode)
+    cookie = await p.cookie(member_for(p, mode), mode)
     key = base64.b64encode(b"sixteen byte key").decode()
     sent = [*ws_handshake(key, p.origin), *browser_headers(cookie)]
     target = f"/notebooks/{NB}/ws?session_id=abc&kiosk=false"
@@ -786,7 +778,7 @@ def assert_security_headers(headers: CIMultiDict[str], upstream_csp: list[str]) 
 
 async def test_handed_off_head_response_has_our_security_headers_and_no_banner(framed) -> None:  # type: ignore[no-untyped-def]
     upstream, p = framed
-    cookie = await session_cookie(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     before = handoffs(p)
     sent = [("Cookie", f"{COOKIE_NAME}={cookie}")]
     async with raw_request(p, "HEAD", f"/notebooks/{NB}/banner", sent) as (resp, _):
@@ -800,7 +792,7 @@ async def test_handed_off_head_response_has_our_security_headers_and_no_banner(f
 
 async def test_handed_off_websocket_handshake_response_has_our_security_headers(framed) -> None:  # type: ignore[no-untyped-def]
     _, p = framed
-    cookie = await session_cookie(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     key = base64.b64encode(b"another 16 bytes").decode()
     sent = [*ws_handshake(key, p.origin), ("Cookie", f"{COOKIE_NAME}={cookie}")]
     async with raw_request(p, "GET", f"/notebooks/{NB}/ws", sent) as (resp, _):
@@ -860,7 +852,7 @@ async def test_websocket_refused_upstream_is_never_accepted(
     """Upstream is connected first: when it refuses the handshake, the client
     gets an error page, never a 101."""
     upstream, p = echo
-    cookie = await session_cookie(p, p.world.owner)
+    cookie = await p.cookie(p.world.owner)
     key = base64.b64encode(b"refused 16 bytes").decode()
     sent = [*ws_handshake(key, p.origin), ("Cookie", f"{COOKIE_NAME}={cookie}")]
     gauge = total(metrics.WEBSOCKETS_ACTIVE, "edit")
@@ -906,7 +898,7 @@ async def test_active_websockets_gauge_follows_an_open_socket(
         finally:
             await session.close()
     else:  # the browser's connection just goes: no close frame
-        cookie = await session_cookie(p, member_for(p, mode), mode)
+        cookie = await p.cookie(member_for(p, mode), mode)
         key = base64.b64encode(b"dropped 16 bytes").decode()
         sent = [*ws_handshake(key, p.origin), ("Cookie", f"{COOKIE_NAME}={cookie}")]
         async with raw_request(p, "GET", f"/notebooks/{NB}/ws", sent) as (resp, _):
