@@ -27,11 +27,15 @@ from proxy.cookie import COOKIE_NAME, ProxySession
 from proxy.headers import downstream_response_headers, upstream_request_headers
 from proxy.live import Live, Registry
 from proxy.policy import MAIN_WS, force_kiosk
+from proxy.viewer_session import no_session, open_session, opener_query
 
 log = structlog.get_logger("proxy")
 
 CHUNK = 64 * 1024
 REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconnect
+# Marimo answers a kiosk at once (kernel-ready or a refusal); opening a
+# session for one starts a kernel first.
+FIRST_MESSAGE_SECONDS = 30.0
 
 
 class _CoalescedResponse(web.StreamResponse):
@@ -178,18 +182,31 @@ async def forward_websocket(
     if not origin_allowed(proxy, request):
         metrics.REQUESTS.labels("websocket", "forbidden").inc()
         return pages.forbidden("This WebSocket came from a page of another origin.")
-    query = None
-    if session.mode == "view" and relative.rstrip("/") == MAIN_WS:
-        query = force_kiosk(request.query_string)
+    viewer_main = session.mode == "view" and relative.rstrip("/") == MAIN_WS
+    query = force_kiosk(request.query_string) if viewer_main else None
     url = _upstream_url(target, request, query, websocket=True)
     headers = _forward_headers(request, session, target, websocket=True)
     protocols = [
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     ]
-    try:
-        up = await proxy.client.ws_connect(
+
+    async def connect() -> aiohttp.ClientWebSocketResponse:
+        return await proxy.client.ws_connect(
             url, headers=headers, protocols=protocols, autoping=True, max_msg_size=0
         )
+
+    first: aiohttp.WSMessage | None = None  # read before the browser is accepted
+    try:
+        up = await connect()
+        if viewer_main:
+            first = await _first_message(up)
+            if no_session(first):  # nobody has opened the notebook yet: see viewer_session
+                opener = _upstream_url(
+                    target, request, opener_query(request.query_string), websocket=True
+                )
+                await open_session(proxy.client, opener, headers, FIRST_MESSAGE_SECONDS)
+                up = await connect()
+                first = await _first_message(up)
     except aiohttp.WSServerHandshakeError as exc:
         metrics.REQUESTS.labels("websocket", "upstream_error").inc()
         metrics.UPSTREAM_ERRORS_TOTAL.labels("other").inc()
@@ -228,7 +245,8 @@ async def forward_websocket(
         metrics.REQUESTS.labels("websocket", "proxied").inc()
         heard = [asyncio.get_running_loop().time()]
         to_up = asyncio.ensure_future(_pump(client, up, counts, "to_upstream", heard))
-        to_client = asyncio.ensure_future(_pump(up, client, counts, "to_client"))
+        from_up = up if first is None else _Prepended(first, up)
+        to_client = asyncio.ensure_future(_pump(from_up, client, counts, "to_client"))
         watch = asyncio.ensure_future(_watch(client, heard, proxy.ws_heartbeat_seconds))
         try:
             waited: set[asyncio.Future[Any]] = {to_up, to_client, stopped, watch}
@@ -284,6 +302,32 @@ async def forward_websocket(
             ended_by=ended_by,
         )
     return client
+
+
+async def _first_message(up: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+    try:
+        return await up.receive(timeout=FIRST_MESSAGE_SECONDS)
+    except BaseException:
+        await up.close()
+        raise
+
+
+class _Prepended:
+    """An upstream socket with its first message, already read, put back."""
+
+    def __init__(self, first: aiohttp.WSMessage, source: aiohttp.ClientWebSocketResponse) -> None:
+        self._first: aiohttp.WSMessage | None = first
+        self._source = source
+
+    async def receive(self) -> aiohttp.WSMessage:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await self._source.receive()
+
+    @property
+    def close_code(self) -> int | None:
+        return self._source.close_code
 
 
 # Codes that must never be sent in a close frame (RFC 6455 §7.4.1): they

@@ -5,6 +5,7 @@ and revoking access or stopping the notebook ends live connections."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -289,3 +290,105 @@ async def _wait_orphaned(p: ProxyUnderTest, editor: aiohttp.ClientSession) -> No
                 return
         await asyncio.sleep(0.05)
     raise AssertionError("Marimo still counts an open editor")
+
+
+async def _cell_outputs(
+    ws: aiohttp.ClientWebSocketResponse,  # type: ignore[type-arg]
+    cell: str,
+    until: str,
+    seconds: float = 30,
+) -> list[str]:
+    """The output data Marimo sends `ws` for `cell` (`cell-op` messages with
+    an `output`), read until one contains `until` or `seconds` pass. (One
+    deadline over the whole read: `receive(timeout=)` restarts its timer on
+    every ping, and the proxy pings a quiet client every 20 s.)"""
+    outputs: list[str] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while not any(until in o for o in outputs):
+                msg = await ws.receive()
+                assert msg.type == aiohttp.WSMsgType.TEXT, (msg, msg.extra, outputs)
+                message = json.loads(msg.data)
+                data = message["data"]
+                if message["op"] == "cell-op" and data["cell_id"] == cell and data.get("output"):
+                    outputs.append(str(data["output"]["data"]))
+    return outputs
+
+
+async def _run(
+    session: aiohttp.ClientSession, p: ProxyUnderTest, sid: str, token: str, cell: str, code: str
+) -> aiohttp.ClientResponse:
+    async with session.post(
+        p.url("/api/kernel/run"),
+        json={"cellIds": [cell], "codes": [code]},
+        headers={"Marimo-Session-Id": sid, "Marimo-Server-Token": token},
+    ) as resp:
+        await resp.read()
+        return resp
+
+
+async def test_a_viewer_connected_before_a_run_watches_its_output(
+    proxy: ProxyUnderTest,
+) -> None:
+    """The issue's "a `view` session can load the notebook and watch outputs
+    update": the viewer's kiosk socket is open before anything has run, the
+    editor runs a cell, and the new output reaches the viewer."""
+    editor = await proxy.login(proxy.world.owner)
+    viewer = await proxy.login(proxy.world.viewer, "view")
+    try:
+        token = _server_token(await _page(editor, proxy))
+        viewer_token = _server_token(await _page(viewer, proxy))
+        editor_sid = f"s_{uuid.uuid4().hex[:8]}"
+        viewer_sid = f"s_{uuid.uuid4().hex[:8]}"  # the viewer page's own, as Marimo's makes
+        async with editor.ws_connect(
+            proxy.url(f"/ws?session_id={editor_sid}"), origin=proxy.origin
+        ) as e:
+            # Marimo now has the session a viewer joins; nothing has run.
+            cell = (await _kernel_ready(e))["data"]["cell_ids"][0]
+            async with viewer.ws_connect(
+                proxy.url(f"/ws?session_id={viewer_sid}"), origin=proxy.origin
+            ) as v:
+                ready = (await _kernel_ready(v))["data"]
+                assert ready["kiosk"] is True
+                assert cell in ready["cell_ids"]
+                assert not ready["last_executed_code"]  # no output to replay
+                # The viewer, on its own live consumer, cannot run the cell.
+                refused = await _run(viewer, proxy, viewer_sid, viewer_token, cell, "40 + 3")
+                assert refused.status == 403
+                ran = await _run(editor, proxy, editor_sid, token, cell, "40 + 2")
+                assert ran.status == 200
+                outputs = await _cell_outputs(v, cell, until=">42<")
+                assert any(">42<" in o for o in outputs), outputs
+                assert not any(">43<" in o for o in outputs), outputs
+    finally:
+        await editor.close()
+        await viewer.close()
+
+
+async def test_a_viewer_connected_before_the_editor_watches_its_output(
+    proxy: ProxyUnderTest,
+) -> None:
+    """The viewer opens the running notebook before anyone has: Marimo has no
+    session for a kiosk to join, so the proxy opens one (viewer_session); the
+    owner arriving later resumes it as the editor."""
+    editor = await proxy.login(proxy.world.owner)
+    viewer = await proxy.login(proxy.world.viewer, "view")
+    try:
+        _server_token(await _page(viewer, proxy))
+        async with viewer.ws_connect(
+            proxy.url(f"/ws?session_id=s_{uuid.uuid4().hex[:8]}"), origin=proxy.origin
+        ) as v:
+            token = _server_token(await _page(editor, proxy))
+            sid = f"s_{uuid.uuid4().hex[:8]}"
+            async with editor.ws_connect(
+                proxy.url(f"/ws?session_id={sid}"), origin=proxy.origin
+            ) as e:
+                ready = (await _kernel_ready(e))["data"]
+                assert ready["kiosk"] is False  # the owner edits the session the proxy opened
+                cell = ready["cell_ids"][0]
+                assert (await _run(editor, proxy, sid, token, cell, "40 + 2")).status == 200
+                assert (await _kernel_ready(v))["data"]["kiosk"] is True
+                assert any(">42<" in o for o in await _cell_outputs(v, cell, until=">42<"))
+    finally:
+        await editor.close()
+        await viewer.close()
