@@ -33,8 +33,8 @@ log = structlog.get_logger("proxy")
 
 CHUNK = 64 * 1024
 REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconnect
-# Marimo answers a kiosk at once (kernel-ready or a refusal); opening a
-# session for one starts a kernel first.
+# Marimo answers a kiosk at once (kernel-ready or a refusal) and an editor
+# once its kernel is up.
 FIRST_MESSAGE_SECONDS = 30.0
 
 
@@ -200,7 +200,7 @@ async def forward_websocket(
         up = await connect()
         if viewer_main:
             first = await _first_message(up)
-            if no_session(first):  # nobody has opened the notebook yet: see viewer_session
+            if first is not None and no_session(first):  # nobody has opened it: viewer_session
                 opener = _upstream_url(
                     target, request, opener_query(request.query_string), websocket=True
                 )
@@ -304,9 +304,14 @@ async def forward_websocket(
     return client
 
 
-async def _first_message(up: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+async def _first_message(up: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage | None:
+    """Marimo's first word to a kiosk, or None if it has said nothing in
+    time: then the socket is relayed as it is, and whatever Marimo says later
+    reaches the browser as usual."""
     try:
         return await up.receive(timeout=FIRST_MESSAGE_SECONDS)
+    except TimeoutError:
+        return None
     except BaseException:
         await up.close()
         raise

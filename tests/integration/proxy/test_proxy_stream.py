@@ -42,6 +42,7 @@ from proxy.cookie import COOKIE_NAME
 NB = "NBECHO1"
 TOKEN = "upstream-secret-token"
 UPSTREAM_CSP = "default-src 'self'"
+KIOSK_READY = "kiosk-ready"  # the upstream's first message to a kiosk, like Marimo's kernel-ready
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,8 @@ class Upstream:
         self.last_query = request.query_string
         ws = web.WebSocketResponse(protocols=("marimo-test",))
         await ws.prepare(request)
+        if request.query.get("kiosk") == "true" and "quiet" not in request.query:
+            await ws.send_str(KIOSK_READY)  # as Marimo speaks first to a kiosk
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "bye":
                 await ws.close(code=4001, message=b"upstream says bye")
@@ -377,10 +380,30 @@ async def test_view_sessions_websocket_is_forced_to_kiosk(echo) -> None:  # type
         async with session.ws_connect(
             p.url("/ws?session_id=abc&kiosk=false&kiosk=0"), origin=p.origin
         ) as ws:
+            assert await ws.receive_str(timeout=5) == KIOSK_READY
             await ws.send_str("x")
-            await ws.receive_str(timeout=5)
+            assert await ws.receive_str(timeout=5) == "echo:x"
         # Also under a session id no editor can have (see proxy/policy.py).
         assert upstream.last_query == "session_id=view-abc&kiosk=true"
+    finally:
+        await session.close()
+
+
+async def test_a_kiosk_upstream_that_says_nothing_first_is_still_relayed(
+    echo,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The proxy waits for Marimo's first word to a viewer (to catch
+    # MARIMO_NO_SESSION) only so long; then it relays the socket as it is.
+    from proxy import forward
+
+    monkeypatch.setattr(forward, "FIRST_MESSAGE_SECONDS", 0.2)
+    _, p = echo
+    session = await p.login(p.world.viewer, "view")
+    try:
+        async with session.ws_connect(p.url("/ws?quiet=1"), origin=p.origin) as ws:
+            await ws.send_str("hi")
+            assert await ws.receive_str(timeout=5) == "echo:hi"
     finally:
         await session.close()
 
@@ -890,6 +913,8 @@ async def test_active_websockets_gauge_follows_an_open_socket(
         session = await p.login(member_for(p, mode), mode)
         try:
             async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+                if mode == "view":
+                    assert await ws.receive_str(timeout=5) == KIOSK_READY
                 await ws.send_str("hi")
                 assert await ws.receive_str(timeout=5) == "echo:hi"
                 assert await scraped(p, name, mode=mode) == before + 1
