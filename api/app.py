@@ -65,6 +65,12 @@ async def canonical_request(
         response = problem_response(
             409, error_code, "Conflict", "A concurrent request created the same resource."
         )
+    except psycopg.errors.ForeignKeyViolation:
+        # A concurrent request removed what this one refers to.
+        error_code = "reference_gone"
+        response = problem_response(
+            409, error_code, "Conflict", "A concurrent request removed a resource this one uses."
+        )
     except Exception:
         log.exception("unhandled")
         error_code = "internal_error"

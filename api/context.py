@@ -75,7 +75,10 @@ def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > 256:
+    # Printable ASCII only: our tokens are, and a header's other bytes reach
+    # here as surrogates that no hash would take.
+    printable = token.isascii() and token.isprintable() and " " not in token
+    if scheme.lower() != "bearer" or not printable or len(token) > 256:
         raise Unauthorized("Send an API token as 'Authorization: Bearer <token>'.")
     return token
 

@@ -115,6 +115,10 @@ def _check_string(value: str, schema: Schema, field: str) -> None:
         raise BadRequest(
             f"{field} is not valid Unicode text.", code="invalid_value", field=field
         ) from None
+    if "\x00" in value:  # PostgreSQL stores no NUL in text or jsonb
+        raise BadRequest(
+            f"{field} must not contain NUL characters.", code="invalid_value", field=field
+        )
     if len(value) < schema.get("minLength", 0):
         raise BadRequest(
             f"{field} must not be empty."
@@ -129,7 +133,8 @@ def _check_string(value: str, schema: Schema, field: str) -> None:
             code="invalid_length",
             field=field,
         )
-    if "pattern" in schema and not _compiled(schema["pattern"]).search(value):
+    # The whole value: `$` alone would also match before a final newline.
+    if "pattern" in schema and not _compiled(schema["pattern"]).fullmatch(value):
         if schema["pattern"] == ID_SCHEMA["pattern"]:
             raise BadRequest(f"{field} is not a valid id.", code="invalid_id", field=field)
         raise BadRequest(f"{field} has an invalid format.", code="invalid_value", field=field)

@@ -175,4 +175,7 @@ update notebooks set last_active_at = %(now)s
  where id = %(id)s and (last_active_at is null or last_active_at < %(stale_before)s);
 
 -- name: api_config_in_org
-select id from workload_configs where id = %(id)s and organization_id = %(org_id)s;
+-- Key-share locked: a concurrent delete of the config waits for this
+-- transaction, then sees the notebook and answers workload_config_in_use.
+select id from workload_configs where id = %(id)s and organization_id = %(org_id)s
+   for key share;

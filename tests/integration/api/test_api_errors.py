@@ -189,3 +189,73 @@ async def test_bad_ids_parameters_and_routes(client: TestClient, world: World) -
         "unknown_field",
         "x",
     )
+
+
+async def test_a_token_that_is_not_text_is_401_not_500(client: TestClient) -> None:
+    # aiohttp hands undecodable header bytes on as surrogates; no hash takes them.
+    for token in ("\xff\xfe", "nbk_é"):
+        await problem(
+            await client.get(NB, headers={"Authorization": f"Bearer {token}"}),
+            401,
+            "unauthorized",
+        )
+
+
+CONFIGS = "/api/v1/workloads/configs"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"sail": {"image": "img\n"}}, "sail.image"),
+        ({"sail": {"image": "a\u0000b"}}, "sail.image"),
+        ({"marimo": {"cpu": "1\n"}}, "marimo.cpu"),
+        ({"marimo": {"memory": "1Gi\n"}}, "marimo.memory"),
+        ({"env": {"FOO\n": "x"}}, "env"),
+    ],
+    ids=["image newline", "image NUL", "cpu newline", "memory newline", "env key newline"],
+)
+async def test_config_values_are_matched_whole(
+    client: TestClient, world: World, factory: Factory, body: dict, field: str
+) -> None:
+    # A pattern's `$` also matches before a final newline; a NUL reaches
+    # PostgreSQL's jsonb, which refuses it. Both are the caller's 400.
+    resp = await client.post(CONFIGS, json={"name": "c", **body}, headers=world.admin.auth)
+    got = await problem(resp, 400, "invalid_value")
+    assert got["field"].startswith(field), got
+    assert factory.value("select count(*) from workload_configs") == 1  # only the world's
+
+
+async def test_deleting_a_config_while_a_notebook_takes_it_is_409_in_use(
+    client: TestClient, world: World, factory: Factory, settings: Any
+) -> None:
+    """The create's check of its config holds the row until it commits, so a
+    concurrent delete waits, then sees the notebook: 409, never a 500."""
+    import asyncio
+
+    import psycopg
+
+    from sql import query
+
+    config = factory.config(world.org)
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as creating:
+        async with creating.transaction():
+            # A create of a notebook, between its config check and its insert.
+            await creating.execute(query("api_config_in_org"), {"id": config, "org_id": world.org})
+            deleting = asyncio.ensure_future(
+                client.delete(f"{CONFIGS}/{config}", headers=world.admin.auth)
+            )
+            while not factory.value(
+                "select count(*) from pg_stat_activity"
+                " where wait_event_type = 'Lock' and datname = current_database()"
+            ):
+                assert not deleting.done(), await deleting
+                await asyncio.sleep(0.01)
+            await creating.execute(
+                "insert into notebooks (id, organization_id, member_id, workload_config_id,"
+                " name, status, desired_state, created_at, created_by, updated_at, updated_by)"
+                " select 'NBRACE1', %(org)s, %(owner)s, %(config)s, 'race', 'stopped',"
+                " 'stopped', now(), %(owner)s, now(), %(owner)s",
+                {"org": world.org, "owner": world.owner.id, "config": config},
+            )
+        await problem(await deleting, 409, "workload_config_in_use")
