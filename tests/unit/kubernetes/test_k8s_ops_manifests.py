@@ -99,6 +99,41 @@ def test_base_manifests_are_valid() -> None:
         validate(doc)
 
 
+def test_every_scraped_metrics_port_is_admitted_by_its_network_policy() -> None:
+    # A NetworkPolicy that denies Prometheus leaves its alerts without data.
+    docs = base_documents()
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    scraped = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment"
+        and "prometheus.io/port" in d["spec"]["template"]["metadata"].get("annotations", {})
+    ]
+    assert {d["metadata"]["name"] for d in scraped} == {
+        "notebooks-api",
+        "notebooks-worker",
+        "notebooks-proxy",
+    }
+    for deployment in scraped:
+        template = deployment["spec"]["template"]["metadata"]
+        port = int(template["annotations"]["prometheus.io/port"])
+        labels = template["labels"]
+        selecting = [
+            p
+            for p in policies
+            if p["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+            and p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+        ]
+        assert selecting, deployment["metadata"]["name"]
+        admitted = {
+            rule_port["port"]
+            for p in selecting
+            for rule in p["spec"].get("ingress", [])
+            for rule_port in rule.get("ports", [])
+        }
+        assert port in admitted, (deployment["metadata"]["name"], port, admitted)
+
+
 def test_kustomize_overlay_renders_offline_and_is_valid() -> None:
     docs = rendered_overlay()
     for doc in docs:
