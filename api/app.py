@@ -109,7 +109,9 @@ async def readyz(request: web.Request) -> web.Response:
         async with request.app[POOL].connection(timeout=2) as conn:
             current = await is_current(conn)
     except Exception as err:  # any failure to reach the database means not ready
-        return web.json_response({"status": "unavailable", "detail": str(err)}, status=503)
+        # The reason goes to the log, not to an unauthenticated caller.
+        log.warning("readyz.unavailable", error=repr(err))
+        return web.json_response({"status": "unavailable"}, status=503)
     if not current:
         return web.json_response({"status": "migrations_pending"}, status=503)
     return web.json_response({"status": "ready"})

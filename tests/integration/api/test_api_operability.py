@@ -89,3 +89,12 @@ async def test_console_is_served_from_static(client: TestClient) -> None:
     resp = await client.get("/static/api.js")
     assert resp.status == 200
     assert (await client.get("/static/../app.py")).status == 404
+
+
+async def test_readyz_without_a_database_says_so_and_no_more(client: TestClient) -> None:
+    from api.context import POOL
+
+    await client.app[POOL].close()  # as if the database could not be reached
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert await body_of(resp) == {"status": "unavailable"}  # no error text to anyone
