@@ -16,7 +16,7 @@ import pytest
 from proxy_helpers import ProxyUnderTest, insert_world, serve_proxy, sql, wait_listening
 
 from proxy.policy import VIEW_GET_API, VIEW_GET_OPEN, VIEW_POST_API, WEBSOCKETS
-from proxy.policy_routes import marimo_routes
+from proxy.policy_routes import marimo_middleware_paths, marimo_routes
 
 
 async def _page(session: aiohttp.ClientSession, p: ProxyUnderTest) -> str:
@@ -152,6 +152,12 @@ async def test_every_route_outside_the_allowlist_is_refused_to_viewers(
                     else:
                         assert resp.status == 403, (method, path)
                         assert "read-only" in await resp.text()
+        # What Marimo serves in middleware, outside its route table.
+        for path in marimo_middleware_paths():
+            for method in ("GET", "POST"):
+                async with viewer.request(method, proxy.url(path + "/x"), json={}) as resp:
+                    assert resp.status == 403, (method, path)
+                    assert "read-only" in await resp.text()
     finally:
         await viewer.close()
     assert allowed_seen >= len(VIEW_GET_API) + len(VIEW_POST_API)
