@@ -26,15 +26,16 @@ async def test_open_and_ping_refused_unless_provisioned(
         assert (await body_of(resp))["code"] == "notebook_not_running"
 
 
-async def test_open_mints_token_for_current_session(
-    client: TestClient, world: World, factory: Factory, settings: Settings, clock
+async def assert_opens(
+    client: TestClient, settings: Settings, clock, nb: str, session: str, who, mode: str
 ) -> None:
-    nb = factory.notebook(world.owner, world.config, status="idle")
-    resp = await client.post(f"{NB}/{nb}/open", headers=world.editor.auth)
-    assert resp.status == 404  # not shared with the editor's team: invisible
-    resp = await client.post(f"{NB}/{nb}/open", headers=world.owner.auth)
+    """`who` opens `nb`: 200, exactly url/expiresAt/mode, and a proxy login
+    URL whose token names `who`, the notebook, its current session and `mode`."""
+    resp = await client.post(f"{NB}/{nb}/open", headers=who.auth)
+    assert resp.status == 200, await resp.text()
     body = await body_of(resp)
-    assert body["mode"] == "edit"
+    assert set(body) == {"url", "expiresAt", "mode"}
+    assert body["mode"] == mode
     assert body["expiresAt"] == "2026-11-01T12:05:00Z"
     parts = urlsplit(body["url"])
     assert f"{parts.scheme}://{parts.netloc}" == settings.proxy_public_url
@@ -42,13 +43,22 @@ async def test_open_mints_token_for_current_session(
     claims = session_token.verify(
         parse_qs(parts.query)["token"][0], settings.signing_keys, now=clock.now()
     )
-    session = factory.value("select session_id from notebooks where id = %s", nb)
     assert (claims.member_id, claims.notebook_id, claims.session_id, claims.mode) == (
-        world.owner.id,
+        who.id,
         nb,
         session,
-        "edit",
+        mode,
     )
+
+
+async def test_open_mints_token_for_current_session(
+    client: TestClient, world: World, factory: Factory, settings: Settings, clock
+) -> None:
+    nb = factory.notebook(world.owner, world.config, status="idle")
+    resp = await client.post(f"{NB}/{nb}/open", headers=world.editor.auth)
+    assert resp.status == 404  # not shared with the editor's team: invisible
+    session = factory.value("select session_id from notebooks where id = %s", nb)
+    await assert_opens(client, settings, clock, nb, session, world.owner, "edit")
 
 
 async def test_open_detached_mints_token_by_role(
@@ -59,24 +69,7 @@ async def test_open_detached_mints_token_by_role(
     nb = factory.notebook(world.owner, world.config, status="detached", teams=(world.team,))
     session = factory.value("select session_id from notebooks where id = %s", nb)
     for who, mode in ((world.owner, "edit"), (world.editor, "edit"), (world.viewer, "view")):
-        resp = await client.post(f"{NB}/{nb}/open", headers=who.auth)
-        assert resp.status == 200, await resp.text()
-        body = await body_of(resp)
-        assert set(body) == {"url", "expiresAt", "mode"}
-        assert body["mode"] == mode
-        assert body["expiresAt"] == "2026-11-01T12:05:00Z"
-        parts = urlsplit(body["url"])
-        assert f"{parts.scheme}://{parts.netloc}" == settings.proxy_public_url
-        assert parts.path == f"/notebooks/{nb}/_open"
-        claims = session_token.verify(
-            parse_qs(parts.query)["token"][0], settings.signing_keys, now=clock.now()
-        )
-        assert (claims.member_id, claims.notebook_id, claims.session_id, claims.mode) == (
-            who.id,
-            nb,
-            session,
-            mode,
-        )
+        await assert_opens(client, settings, clock, nb, session, who, mode)
 
 
 async def test_ping_wakes_idle_and_coalesces_presence(

@@ -408,6 +408,21 @@ async def test_a_kiosk_upstream_that_says_nothing_first_is_still_relayed(
         await session.close()
 
 
+async def unshare_and_expect_the_body_cut(p: ProxyUnderTest, resp: aiohttp.ClientResponse) -> None:
+    """Unshare the notebook from the member's team mid-body: the proxy cuts
+    the body (upstream never sends more) within the promised 10 s, and
+    counts one revocation."""
+    revoked = total(metrics.REVOKED, "access")
+    started = time.monotonic()
+    sql(p.settings.database_url, "delete from notebook_teams where team_id = %s", (p.world.team,))
+    with pytest.raises(
+        (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.IncompleteReadError)
+    ):
+        await asyncio.wait_for(resp.content.read(), 10)
+    assert time.monotonic() - started < 10
+    assert total(metrics.REVOKED, "access") == revoked + 1
+
+
 async def test_revoking_access_ends_a_streaming_response(echo) -> None:  # type: ignore[no-untyped-def]
     upstream, p = echo
     await wait_listening(p)
@@ -415,22 +430,7 @@ async def test_revoking_access_ends_a_streaming_response(echo) -> None:  # type:
     try:
         async with session.get(p.url("/stream")) as resp:
             assert await asyncio.wait_for(resp.content.readexactly(6), 10) == b"first;"
-            revoked = total(metrics.REVOKED, "access")
-            sql(
-                p.settings.database_url,
-                "delete from notebook_teams where team_id = %s",
-                (p.world.team,),
-            )
-            # Upstream never sends more; the proxy must cut the body itself.
-            with pytest.raises(
-                (
-                    aiohttp.ClientPayloadError,
-                    aiohttp.ClientConnectionError,
-                    asyncio.IncompleteReadError,
-                )
-            ):
-                await asyncio.wait_for(resp.content.read(), 10)
-            assert total(metrics.REVOKED, "access") == revoked + 1
+            await unshare_and_expect_the_body_cut(p, resp)
     finally:
         upstream.client_got_first.set()
         await session.close()
@@ -835,24 +835,7 @@ async def test_revoking_access_ends_a_handed_off_streaming_response(echo) -> Non
             assert resp.status == 200
             assert await asyncio.wait_for(resp.content.readexactly(8), 10) == b"got:abc;"
             assert delta(handoffs(p), before) == (0, 1)
-            revoked = total(metrics.REVOKED, "access")
-            started = time.monotonic()
-            sql(
-                p.settings.database_url,
-                "delete from notebook_teams where team_id = %s",
-                (p.world.team,),
-            )
-            # Upstream never sends more; the proxy must cut the body itself.
-            with pytest.raises(
-                (
-                    aiohttp.ClientPayloadError,
-                    aiohttp.ClientConnectionError,
-                    asyncio.IncompleteReadError,
-                )
-            ):
-                await asyncio.wait_for(resp.content.read(), 10)
-            assert time.monotonic() - started < 10
-            assert total(metrics.REVOKED, "access") == revoked + 1  # counted once
+            await unshare_and_expect_the_body_cut(p, resp)
     finally:
         upstream.client_got_first.set()
         await session.close()
