@@ -29,7 +29,9 @@ class Action(StrEnum):
     ENSURE_RUNNING = "ensure_running"  # create what is missing of the session (adopting the rest)
     ENSURE_STOPPED = "ensure_stopped"  # tear down (keep the notebook file)
     DELETE = "delete"  # tear down and remove storage, then the row
-    AUTO_STOP = "auto_stop"  # set desired_state=stopped (the reconciler's own decision)
+    # desired_state=stopped (the reconciler's own decision), committed with the
+    # `stopping` status and its reason (Plan.record_first)
+    AUTO_STOP = "auto_stop"
     EXTEND_DEADLINE = "extend_deadline"  # a repair restarts the start clock
 
 
@@ -64,6 +66,9 @@ class Plan:
     touch_last_active: bool = False  # set last_active_at = now (detached work ended)
     outcome: str = "noop"  # metrics/log label: what this pass decided
     auto_stop_reason: str | None = None  # "idle" | "detached" when auto-stopping
+    # Commit the status and its reason before acting: the teardown that follows
+    # may fail or be cut short, and the reason must not be lost with it.
+    record_first: bool = False
 
 
 def _keep(nb: NotebookState, observed: Observation, outcome: str = "noop") -> Plan:
@@ -122,7 +127,7 @@ def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
             (Action.ENSURE_STOPPED,),
             Status.STOPPING,
             message or "stopping",
-            requeue_after=TEARDOWN_POLL_SECONDS if _terminating(observed) else 0,
+            requeue_after=_teardown_poll(observed),
             outcome="stopping",
         )
     if nb.status is Status.STOPPED:
@@ -138,6 +143,12 @@ def _terminating(observed: Observation) -> bool:
     return observed.sail.terminating or observed.marimo.terminating
 
 
+def _teardown_poll(observed: Observation) -> float:
+    """Look again at once after a teardown, unless the runtime is still
+    terminating components (pods): then do not spin against its API."""
+    return TEARDOWN_POLL_SECONDS if _terminating(observed) else 0
+
+
 def _plan_running(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
     if nb.status is Status.FAILED:
         # Failed starts stay failed (with their reason) until a member starts
@@ -151,7 +162,7 @@ def _plan_running(nb: NotebookState, observed: Observation, now: datetime) -> Pl
             (Action.ENSURE_STOPPED,),
             Status.STARTING if nb.status is not Status.STARTING else nb.status,
             "stopping the previous session",
-            requeue_after=0,
+            requeue_after=_teardown_poll(observed),
             outcome="replace_session",
         )
     match nb.status:
@@ -167,16 +178,11 @@ def _plan_running(nb: NotebookState, observed: Observation, now: datetime) -> Pl
 
 def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
     if (reason := _failure(observed)) is not None:
-        return Plan((Action.ENSURE_STOPPED,), Status.FAILED, reason, outcome="failed")
+        return _failed(reason, "failed")
     if _both_ready(observed):
         return Plan((), Status.RUNNING, "", executing=observed.executing, outcome="ready")
     if nb.start_deadline_at is not None and now >= nb.start_deadline_at:
-        return Plan(
-            (Action.ENSURE_STOPPED,),
-            Status.FAILED,
-            f"start deadline passed ({_not_ready(observed)})",
-            outcome="deadline",
-        )
+        return _failed(f"start deadline passed ({_not_ready(observed)})", "deadline")
     actions: tuple[Action, ...] = ()
     if Phase.ABSENT in (observed.sail.phase, observed.marimo.phase):
         actions = (Action.ENSURE_RUNNING,)
@@ -200,7 +206,7 @@ def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -
             c.terminal for c in (observed.sail, observed.marimo) if c.phase is Phase.FAILED
         )
         if terminal:
-            return Plan((Action.ENSURE_STOPPED,), Status.FAILED, broken, outcome="failed")
+            return _failed(broken, "failed")
         return Plan(
             (Action.ENSURE_RUNNING, Action.EXTEND_DEADLINE),
             Status.STARTING,
@@ -235,6 +241,11 @@ def _moved(nb: NotebookState, to: str) -> str:
     return "noop" if nb.status.value == to else to
 
 
+def _failed(reason: str, outcome: str) -> Plan:
+    """A start that failed: `failed` with the real reason, recorded before the teardown."""
+    return Plan((Action.ENSURE_STOPPED,), Status.FAILED, reason, outcome=outcome, record_first=True)
+
+
 def _auto_stop(message: str, reason: str, observed: Observation) -> Plan:
     return Plan(
         (Action.AUTO_STOP, Action.ENSURE_STOPPED),
@@ -244,4 +255,5 @@ def _auto_stop(message: str, reason: str, observed: Observation) -> Plan:
         executing=observed.executing,
         outcome="auto_stop",
         auto_stop_reason=reason,
+        record_first=True,  # desired state, status and reason in one transaction
     )

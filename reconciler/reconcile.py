@@ -5,6 +5,8 @@ fields and the event row are written in ONE place (`_write`), in a transaction
 that first locks the row and checks that its generation is still the one this
 pass planned for; if it moved (a member stopped, started or deleted
 meanwhile), nothing stale is written and the pass asks to run again at once.
+A plan that tears down after a failure or an auto-stop (`record_first`) is
+written before its actions too, so the reason outlives a teardown that fails.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock
+from common.ids import is_valid_id
 from common.statuses import Desired, Status
 from reconciler import metrics
 from reconciler.db import fetchone
@@ -111,16 +115,12 @@ async def reconcile_once(deps: Deps, notebook_id: str) -> Result:
     started = time.monotonic()
     row = await _read(deps, notebook_id)
     if row is None:
-        result = Result("gone", None)
+        result = await _gone(deps, notebook_id)
     else:
         try:
             result = await _pass(deps, row)
         except TerminalError as exc:
-            # Recorded, not retried: the member sees the reason and may start again.
-            stop = Plan((Action.ENSURE_STOPPED,), Status.FAILED, str(exc))
-            await _write(deps, row, stop, None)
-            await deps.runtime.ensure_stopped(notebook_id)
-            result = Result("failed", None, row["generation"], stop.actions)
+            result = await _fail(deps, row, str(exc))
     duration = time.monotonic() - started
     metrics.RECONCILES.labels(result.outcome).inc()
     metrics.RECONCILE_SECONDS.observe(duration)
@@ -136,70 +136,119 @@ async def reconcile_once(deps: Deps, notebook_id: str) -> Result:
     return result
 
 
+async def _gone(deps: Deps, notebook_id: str) -> Result:
+    """No row: whatever still runs or is stored for this id is an orphan (a
+    row removed by hand, a delete cut short); delete is idempotent."""
+    if not is_valid_id(notebook_id):
+        return Result("gone", None)  # never hand a stray payload to the runtime as a path
+    await deps.runtime.delete(notebook_id)
+    return Result("gone", None, actions=(Action.DELETE,))
+
+
+async def _fail(deps: Deps, row: dict[str, Any], reason: str) -> Result:
+    """A TerminalError: recorded, not retried (the member sees the reason and
+    may start again). Written before the teardown, and only if nobody changed
+    the notebook meanwhile: a restart's new session must not be torn down."""
+    failed = Plan((Action.ENSURE_STOPPED,), Status.FAILED, reason, outcome="failed")
+    # What is left, as the sweep should see it until the teardown is done.
+    leftovers = await deps.runtime.observe(row["id"])
+    if not await _write(deps, row, failed, leftovers):
+        return Result("conflict", 0, row["generation"], failed.actions)
+    await deps.runtime.ensure_stopped(row["id"])
+    await _write(deps, _recorded(row, failed), failed, Observation(session_id=None))
+    return Result("failed", None, row["generation"], failed.actions)
+
+
+def _recorded(row: dict[str, Any], p: Plan) -> dict[str, Any]:
+    """The row as a `record_first` write of `p` left it."""
+    bump = 1 if Action.AUTO_STOP in p.actions else 0
+    return {
+        **row,
+        "status": p.status.value,
+        "status_message": p.status_message,
+        "generation": row["generation"] + bump,
+    }
+
+
 async def _pass(deps: Deps, row: dict[str, Any]) -> Result:
     nb = _state(row, deps.presence_window_seconds)
     observed = await deps.runtime.observe(nb.id)
     now = deps.clock.now()
     p = plan(nb, observed, now)
-    deadline: datetime | None = None
-    for action in p.actions:
-        match action:
-            case Action.AUTO_STOP:
-                if not await _auto_stop(deps, nb, now):
-                    return Result("conflict", 0, nb.generation, p.actions)
-                metrics.AUTO_STOPS.labels(p.auto_stop_reason or "idle").inc()
-            case Action.ENSURE_RUNNING:
-                observed = await deps.runtime.ensure_running(session_spec(row))
-            case Action.ENSURE_STOPPED:
-                await deps.runtime.ensure_stopped(nb.id)
-                observed = Observation(session_id=None)
-            case Action.DELETE:
-                await deps.runtime.delete(nb.id)
-                observed = Observation(session_id=None)
-            case Action.EXTEND_DEADLINE:
-                deadline = now + timedelta(seconds=deps.start_deadline_seconds)
-    auto_stopped = Action.AUTO_STOP in p.actions
-    written = await _write(deps, row, p, observed, deadline=deadline, auto_stopped=auto_stopped)
-    if not written:
+    if p.record_first:
+        auto_stop = Action.AUTO_STOP in p.actions
+        if not await _write(deps, row, p, observed, auto_stop=auto_stop):
+            return Result("conflict", 0, nb.generation, p.actions)
+        if auto_stop:
+            metrics.AUTO_STOPS.labels(p.auto_stop_reason or "idle").inc()
+        row = _recorded(row, p)
+    observed, deadline = await _apply(deps, row, p, observed, now)
+    if not await _write(deps, row, p, observed, deadline=deadline):
         return Result("conflict", 0, nb.generation, p.actions)
     if nb.status is Status.STARTING and p.status is Status.RUNNING and row["start_requested_at"]:
         metrics.START_TO_RUNNING.observe((now - row["start_requested_at"]).total_seconds())
     return Result(p.outcome, p.requeue_after, nb.generation, p.actions)
 
 
-async def _auto_stop(deps: Deps, nb: NotebookState, now: datetime) -> bool:
-    async with deps.pool.connection() as conn, conn.transaction():
-        row = await fetchone(
-            conn,
-            "reconciler_auto_stop",
-            {
-                "id": nb.id,
-                "generation": nb.generation,
-                "now": now,
-                "last_active_at": nb.last_active_at,
-            },
-        )
-        return row is not None
+async def _apply(
+    deps: Deps, row: dict[str, Any], p: Plan, observed: Observation, now: datetime
+) -> tuple[Observation, datetime | None]:
+    """The plan's effects through the runtime: what is observed after them,
+    and the new start deadline if the plan extends it."""
+    deadline: datetime | None = None
+    for action in p.actions:
+        match action:
+            case Action.AUTO_STOP:
+                pass  # committed with the status (record_first)
+            case Action.ENSURE_RUNNING:
+                observed = await deps.runtime.ensure_running(session_spec(row))
+            case Action.ENSURE_STOPPED:
+                await deps.runtime.ensure_stopped(row["id"])
+                observed = Observation(session_id=None)
+            case Action.DELETE:
+                await deps.runtime.delete(row["id"])
+                observed = Observation(session_id=None)
+            case Action.EXTEND_DEADLINE:
+                deadline = now + timedelta(seconds=deps.start_deadline_seconds)
+    return observed, deadline
+
+
+async def _auto_stop(conn: AsyncConnection[Any], row: dict[str, Any], now: datetime) -> bool:
+    """Desired state → stopped (generation + 1), unless a ping or a member's
+    change got there first."""
+    stopped = await fetchone(
+        conn,
+        "reconciler_auto_stop",
+        {
+            "id": row["id"],
+            "generation": row["generation"],
+            "now": now,
+            "last_active_at": row["last_active_at"],
+        },
+    )
+    return stopped is not None
 
 
 async def _write(
     deps: Deps,
     row: dict[str, Any],
     p: Plan,
-    observed: Observation | None,
+    observed: Observation,
     *,
     deadline: datetime | None = None,
-    auto_stopped: bool = False,
+    auto_stop: bool = False,
 ) -> bool:
-    """THE place that writes status (with its event) and observed fields."""
+    """THE place that writes status (with its event) and observed fields;
+    with `auto_stop`, the auto-stop's desired state in the same transaction."""
     now = deps.clock.now()
-    expected = row["generation"] + (1 if auto_stopped else 0)
     async with deps.pool.connection() as conn, conn.transaction():
         locked = await fetchone(conn, "reconciler_lock_generation", {"id": row["id"]})
-        if locked is None or locked["generation"] != expected:
+        if locked is None or locked["generation"] != row["generation"]:
             return False  # intent moved while we worked: plan again, write nothing stale
-        if locked["status"] != row["status"] and not auto_stopped:
+        if locked["status"] != row["status"]:
             return False  # e.g. a ping moved idle → running meanwhile: plan again
+        if auto_stop and not await _auto_stop(conn, row, now):
+            return False
         if (p.status.value, p.status_message) != (row["status"], row["status_message"]):
             await conn.execute(
                 query("set_status"),
@@ -214,12 +263,11 @@ async def _write(
         if Action.DELETE in p.actions:
             await conn.execute(query("reconciler_delete_notebook"), {"id": row["id"]})
             return True
-        runtime_state = observed.runtime_state if observed is not None else {}
         await conn.execute(
             query("reconciler_update_observed"),
             {
                 "id": row["id"],
-                "runtime_state": Jsonb(runtime_state),
+                "runtime_state": Jsonb(observed.runtime_state),
                 "executing": p.executing,
                 "touch": p.touch_last_active,
                 "now": now,

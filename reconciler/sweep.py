@@ -5,12 +5,18 @@ run at a time across all workers (the others skip that round). A sweep only
 enqueues reconciles (deduplicated per notebook); the reconcile pass itself
 checks health, presence (running↔idle↔detached) and the idle/detached timers.
 It also refreshes the gauges: notebooks by status, queue depth and age.
+
+One sweep enqueues at most `limit` unsettled notebooks (longest waiting first)
+plus the next page of `limit` of all it looks at, by id from where the
+previous page of this worker ended (`SweepCursor`, in memory), wrapping at the
+end: past `limit` notebooks every one is still swept, one page per round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
@@ -26,16 +32,32 @@ SWEEP_LOCK_KEY = 7_310_003  # constant, arbitrary: one sweeper at a time
 BATCH = 1000
 
 
-async def sweep_once(pool: AsyncConnectionPool) -> int | None:
+@dataclass
+class SweepCursor:
+    """The last id of the previous page ("" = from the start)."""
+
+    after: str = ""
+
+
+async def sweep_once(
+    pool: AsyncConnectionPool, cursor: SweepCursor | None = None, *, limit: int = BATCH
+) -> int | None:
     """Enqueue reconciles for notebooks that need a look; None if another
     worker holds the sweep lock."""
+    if cursor is None:
+        cursor = SweepCursor()
     async with pool.connection() as conn, conn.transaction():
         row = await fetchone(conn, "reconciler_try_sweep_lock", {"key": SWEEP_LOCK_KEY})
         if not row or not row["locked"]:
             return None
-        candidates = await fetchall(conn, "reconciler_sweep_candidates", {"limit": BATCH})
-        ids = [r["id"] for r in candidates]
+        unsettled = await fetchall(conn, "reconciler_sweep_unsettled", {"limit": limit})
+        page = await fetchall(
+            conn, "reconciler_sweep_page", {"after": cursor.after, "limit": limit}
+        )
+        ids = list(dict.fromkeys(r["id"] for r in [*unsettled, *page]))
         await enqueue_reconcile(conn, ids)
+    # Moved on only once enqueued; a short page is the last: the next starts over.
+    cursor.after = page[-1]["id"] if len(page) == limit else ""
     metrics.SWEEPS.inc()
     metrics.SWEEP_ENQUEUED.inc(len(ids))
     return len(ids)
@@ -53,9 +75,10 @@ async def refresh_gauges(pool: AsyncConnectionPool) -> None:
 
 
 async def sweep_loop(pool: AsyncConnectionPool, interval: float, stop: asyncio.Event) -> None:
+    cursor = SweepCursor()
     while not stop.is_set():
         try:
-            n = await sweep_once(pool)
+            n = await sweep_once(pool, cursor)
             if n:
                 log.debug("sweep", enqueued=n)
             await refresh_gauges(pool)

@@ -44,16 +44,32 @@ returning generation;
 -- name: reconciler_delete_notebook
 delete from notebooks where id = %(id)s and desired_state = 'deleted';
 
--- name: reconciler_sweep_candidates
--- Notebooks whose status disagrees with their desired state, whose start
--- deadline passed, or that are provisioned (health check, presence and
--- idle/detached timers are due every sweep).
+-- name: reconciler_sweep_unsettled
+-- Notebooks whose status disagrees with their desired state (a start whose
+-- deadline may have passed included), or that failed with something left
+-- over (runtime_state is cleared once a teardown is done): the longest
+-- waiting first.
 select id from notebooks
  where desired_state = 'deleted'
     or (desired_state = 'running' and status in ('stopped', 'starting', 'stopping'))
     or (desired_state = 'stopped' and status not in ('stopped', 'failed'))
-    or status in ('running', 'idle', 'detached')
+    or (status = 'failed' and runtime_state <> '{}'::jsonb)
  order by status_changed_at
+ limit %(limit)s;
+
+-- name: reconciler_sweep_page
+-- The next page, by id after %(after)s, of every notebook a sweep looks at:
+-- the unsettled ones above and the provisioned ones (health check, presence
+-- and idle/detached timers are due every sweep). The sweeper walks the pages
+-- and wraps around, so no notebook is starved however many there are.
+select id from notebooks
+ where id > %(after)s
+   and (desired_state = 'deleted'
+        or (desired_state = 'running' and status in ('stopped', 'starting', 'stopping'))
+        or (desired_state = 'stopped' and status not in ('stopped', 'failed'))
+        or (status = 'failed' and runtime_state <> '{}'::jsonb)
+        or status in ('running', 'idle', 'detached'))
+ order by id
  limit %(limit)s;
 
 -- name: reconciler_try_sweep_lock

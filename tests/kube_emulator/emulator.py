@@ -8,7 +8,7 @@ store with a global resourceVersion counter, an event history, label
 selectors, and watch streams (resume from a resourceVersion, 410 Gone once
 the history is compacted, server-side `timeoutSeconds`), plus test knobs:
 drop every open watch mid-stream, compact the history, fail the next N
-requests of a kind."""
+requests of a kind, refuse creates (a quota, RBAC or an admission webhook)."""
 
 from __future__ import annotations
 
@@ -89,6 +89,11 @@ class KubeEmulator(kmock.KubernetesScaffold):
     calls: list[Call] = attrs.field(factory=list, init=False)
     # Fault injection: plural → how many upcoming LIST/WATCH requests fail with 500.
     fail_next: dict[str, int] = attrs.field(factory=dict, init=False)
+    # Admission: (plural, body) → None to accept a CREATE, or (code, reason,
+    # message) to refuse it, as a ResourceQuota, RBAC or a webhook would.
+    admission: Callable[[str, Obj], tuple[int, str, str] | None] | None = attrs.field(
+        default=None, init=False
+    )
     _rv: int = attrs.field(default=0, init=False)
     _watches: set[_Watch] = attrs.field(factory=set, init=False)  # type: ignore[var-annotated]
     _listeners: list[Callable[[str, Obj], None]] = attrs.field(factory=list, init=False)
@@ -172,6 +177,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
             raise ApiError(500, "InternalError", "injected failure")
         ns = request.namespace
         if action == "create":
+            self._admit(plural, request.data or {})
             return self._create(group, plural, ns, request.data)
         if action == "list":
             return self._list(group, plural, ns, request.params)
@@ -195,6 +201,11 @@ class KubeEmulator(kmock.KubernetesScaffold):
                 return aiohttp.web.json_response(self._terminate(key))
             return aiohttp.web.json_response(self.remove(*key))
         raise ApiError(405, "MethodNotAllowed", action)
+
+    def _admit(self, plural: str, body: Obj) -> None:
+        refused = self.admission(plural, body) if self.admission is not None else None
+        if refused is not None:
+            raise ApiError(*refused)
 
     def _terminate(self, key: Key) -> Obj:
         obj = self.objects[key]

@@ -1,6 +1,11 @@
 """A thin async face over the official (synchronous) `kubernetes` client:
 every call runs in a thread (asyncio.to_thread), with a request timeout, and
-reads raw JSON so the pure code sees what the API server sent."""
+reads raw JSON so the pure code sees what the API server sent.
+
+A create the API server refuses for good (a quota, RBAC, an invalid object:
+4xx other than those below) raises TerminalError with the server's message,
+so the notebook fails at once with it instead of being retried until its
+start deadline."""
 
 from __future__ import annotations
 
@@ -12,7 +17,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.runtime.base import TerminalError
+
 Obj = dict[str, Any]
+
+# 4xx a retry can get past: credentials refreshed (401), already there or gone
+# (404, 409, 410: the callers handle them), timeouts and throttling (408, 429).
+RETRYABLE_4XX = frozenset({401, 404, 408, 409, 410, 429})
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,21 @@ KINDS: dict[str, Kind] = {
     "Role": Kind("rbac", "role"),
     "RoleBinding": Kind("rbac", "role_binding"),
 }
+
+
+def permanent(exc: ApiException) -> bool:
+    status = exc.status or 0
+    return 400 <= status < 500 and status not in RETRYABLE_4XX
+
+
+def refusal(exc: ApiException, obj: Obj) -> TerminalError:
+    """The API server's own words (its Status `message`), naming the object."""
+    try:
+        message = str(json.loads(exc.body or "")["message"])
+    except (ValueError, TypeError, KeyError):
+        message = str(exc.reason or "")
+    what = f"{obj['kind']} {obj['metadata'].get('name', '')}".strip()
+    return TerminalError(f"Kubernetes refused to create {what} ({exc.status}): {message}")
 
 
 def default_api_client() -> client.ApiClient:
@@ -68,6 +94,8 @@ class KubeApi:
         except ApiException as exc:
             if exc.status == 409:
                 return False
+            if permanent(exc):
+                raise refusal(exc, obj) from exc
             raise
         return True
 

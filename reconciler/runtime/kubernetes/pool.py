@@ -20,7 +20,7 @@ import secrets
 import structlog
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.runtime.base import Phase, SessionSpec, WorkloadSpec, shape_digest
+from reconciler.runtime.base import Phase, SessionSpec, TerminalError, WorkloadSpec, shape_digest
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.api import KubeApi, Obj
@@ -135,7 +135,12 @@ class WarmPool:
                 await self._api.delete("Pod", pod["metadata"]["name"])
             created = 0
             for _ in range(self._ks.warm_pool_size - len(members) + len(failed)):
-                created += await self._api.create(
-                    warm_pod(workload, self._ks, secrets.token_hex(3))
-                )
+                try:
+                    created += await self._api.create(
+                        warm_pod(workload, self._ks, secrets.token_hex(3))
+                    )
+                except TerminalError as exc:
+                    # A refused warm pod (quota) must not fail the start it follows.
+                    log.warning("k8s_warm_refused", shape=digest, reason=str(exc))
+                    break
         return created

@@ -104,3 +104,11 @@ async def test_repair_after_a_lost_sail_pod_claims_from_the_pool(kube: Kube) -> 
     assert obs.sail.phase is Phase.READY and rt.pool.claims == 1
     await rt.ensure_running(spec("NB1"))  # already has its Sail: claims nothing more
     assert rt.pool.claims == 1
+
+
+async def test_a_refused_warm_pod_does_not_fail_the_start_it_follows(kube: Kube) -> None:
+    quota = (403, "Forbidden", "exceeded quota: notebooks")
+    kube.emulator.admission = lambda _, obj: quota if POOL in obj["metadata"]["labels"] else None
+    obs = await kube.runtime(warm_pool_size=1).ensure_running(spec("NB1"))
+    assert obs.session_id == "S1" and "nb-nb1-s1-sail" in kube.pods()
+    assert warm(kube) == []

@@ -14,10 +14,11 @@ from aiohttp.test_utils import TestServer
 from kube_emulator import eventually, kubelet
 from kube_emulator.cluster import NAMESPACE, Kube
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 
 from common.settings import Settings
-from reconciler.runtime.base import Phase, ResourceSpec, SessionSpec, WorkloadSpec
+from reconciler.runtime.base import Phase, ResourceSpec, SessionSpec, TerminalError, WorkloadSpec
 from reconciler.runtime.factory import make_runtime
 from reconciler.runtime.kubernetes import KubernetesRuntime
 from reconciler.runtime.kubernetes import names as n
@@ -289,3 +290,34 @@ async def test_runtime_factory_builds_it_from_env_and_kubeconfig(
         assert kube.emulator.get("pods", "from-env", "nb-nb1-s1-sail") is not None
     finally:
         client.Configuration._default = default
+
+
+QUOTA = (
+    'pods "nb-nb1-s1-sail" is forbidden: exceeded quota: notebooks,'
+    " requested: memory=1Gi, used: memory=8Gi, limited: memory=8Gi"
+)
+INVALID = 'Pod "nb-nb1-s1-sail" is invalid: spec.containers[0].image: Required value'
+
+
+@pytest.mark.parametrize(
+    ("refusal", "words"),
+    [((403, "Forbidden", QUOTA), "exceeded quota"), ((422, "Invalid", INVALID), "is invalid")],
+)
+async def test_a_create_the_api_server_refuses_for_good_is_terminal_with_its_message(
+    kube: Kube, refusal: tuple[int, str, str], words: str
+) -> None:
+    kube.emulator.admission = lambda plural, _: refusal if plural == "pods" else None
+    with pytest.raises(TerminalError) as caught:
+        await kube.runtime().ensure_running(spec())
+    message = str(caught.value)
+    assert words in message and f"({refusal[0]})" in message and "Pod nb-nb1-s1-" in message
+
+
+@pytest.mark.parametrize("refusal", [(429, "TooManyRequests", "slow down"), (500, "Internal", "")])
+async def test_throttling_and_server_errors_stay_transient(
+    kube: Kube, refusal: tuple[int, str, str]
+) -> None:
+    kube.emulator.admission = lambda plural, _: refusal if plural == "pods" else None
+    with pytest.raises(ApiException) as caught:
+        await kube.runtime().ensure_running(spec())
+    assert caught.value.status == refusal[0]  # retried with backoff by the worker

@@ -262,3 +262,38 @@ async def test_delete_removes_pods_storage_and_row(db: Db, worker: Kube) -> None
 
     await eventually(gone)
     assert [k for k in worker.emulator.objects if nid.lower() in k[3]] == []
+
+
+async def test_a_pod_the_api_server_refuses_fails_the_start_at_once_with_its_message(
+    db: Db, worker: Kube
+) -> None:
+    quota = 'pods "x" is forbidden: exceeded quota: notebooks, requested: memory=1Gi'
+    worker.emulator.admission = lambda plural, _: (
+        (403, "Forbidden", quota) if plural == "pods" else None
+    )
+    nid = await db.notebook()
+    await db.start(nid)
+    row = await db.wait_status(nid, "failed")  # the deadline is an hour away
+    assert "exceeded quota: notebooks" in row["status_message"]
+    assert "(403)" in row["status_message"]
+    # not retried (one refused create), and what was created before it torn down
+    await db.wait_queue_empty(nid)
+    assert sum(c.action == "create" and c.plural == "pods" for c in worker.emulator.calls) == 1
+    left = [k[3] for k in worker.emulator.objects if nid.lower() in k[3]]
+    assert left == [f"nb-{nid.lower()}-data"]  # only the notebook file's claim stays
+
+
+async def test_pods_of_a_notebook_without_a_row_are_removed(db: Db, worker: Kube) -> None:
+    nid = await db.notebook()
+    await db.start(nid)
+    await db.wait_status(nid, "running")
+    await db.wait_queue_empty(nid)
+    # The row goes without a delete (by hand, a restore): its pods are orphans.
+    await db.conn.execute("delete from notebooks where id = %s", (nid,))
+    pod = next(p for p in worker.pods() if nid.lower() in p)
+    worker.kubelet.apply(NAMESPACE, pod, kubelet.OOM)  # any change the watch announces
+
+    async def removed() -> bool:
+        return [k for k in worker.emulator.objects if nid.lower() in k[3]] == []
+
+    await eventually(removed)

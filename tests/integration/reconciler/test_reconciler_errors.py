@@ -84,3 +84,25 @@ async def test_one_canonical_log_line_per_reconcile_job(rows, pool):
         "noop",
     )
     assert line["passes"] == 1 and line["duration_ms"] >= 0
+
+
+async def test_terminal_error_does_not_tear_down_a_session_restarted_meanwhile(rows, pool):
+    clock = FakeClock()
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+
+    class RestartedWhileStarting(BrokenRuntime):
+        async def ensure_running(self, spec: SessionSpec) -> Observation:
+            # A member stops and starts again while this start is under way
+            # (e.g. a job retaken after a stalled heartbeat finished the stop).
+            await rows.stop(nid)
+            await rows._status(nid, "stopped", clock.now())
+            await rows.start(nid, now=clock.now())
+            raise TerminalError("cannot start: no such file: sail")
+
+    runtime = RestartedWhileStarting(TerminalError("unused"))
+    result = await reconcile_once(Deps(pool=pool, runtime=runtime, clock=clock), nid)
+    assert (result.outcome, result.requeue_after) == ("conflict", 0)  # plan again at once
+    assert runtime.stopped == 0  # the new session is left alone
+    row = await rows.get(nid)
+    assert (row["status"], row["desired_state"]) == ("starting", "running")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.statuses import Desired, Status
-from reconciler.plan import Action, NotebookState, plan
+from reconciler.plan import TEARDOWN_POLL_SECONDS, Action, NotebookState, plan
 from reconciler.runtime.base import ABSENT, Component, Observation, Phase
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -20,6 +20,7 @@ READY = Component(Phase.READY)
 STARTING = Component(Phase.STARTING)
 DEAD = Component(Phase.FAILED, "exited with code 1: boom")
 BAD = Component(Phase.FAILED, "image pull failed", terminal=True)
+GOING = Component(Phase.STARTING, "terminating", terminating=True)
 
 OBS = {
     "nothing": Observation(session_id=None),
@@ -32,6 +33,9 @@ OBS = {
     "marimo_dead": Observation(S, sail=READY, marimo=DEAD),
     "terminal": Observation(S, sail=BAD, marimo=READY),
     "old_session": Observation("OLD", sail=READY, marimo=READY),
+    "old_terminating": Observation("OLD", sail=GOING, marimo=GOING),
+    "old_half_gone": Observation("OLD", sail=GOING, marimo=READY),
+    "terminating": Observation(S, sail=GOING, marimo=GOING),
 }
 
 
@@ -68,6 +72,8 @@ TABLE = [
     (R, Status.STARTING, "sail_dead", (E_STOP,), Status.FAILED, "exited with code 1: boom"),
     (R, Status.STARTING, "marimo_dead", (E_STOP,), Status.FAILED, "Marimo: exited with code 1"),
     (R, Status.STARTING, "old_session", (E_STOP,), Status.STARTING, "previous session"),
+    (R, Status.STARTING, "old_terminating", (E_STOP,), Status.STARTING, "previous session"),
+    (R, Status.STOPPED, "old_terminating", (E_STOP,), Status.STARTING, "previous session"),
     # provisioned and present
     (R, Status.RUNNING, "ready", (), Status.RUNNING, ""),
     (R, Status.IDLE, "ready", (), Status.RUNNING, ""),
@@ -133,8 +139,36 @@ def test_plan_invariants_over_every_case(desired: Desired, status: Status, obs: 
         assert p.status in (Status.STOPPING, Status.STOPPED, Status.FAILED)
     if p.status is Status.FAILED and status is not Status.FAILED:
         assert p.status_message and Action.ENSURE_STOPPED in p.actions  # reason, torn down
+        assert p.record_first  # the reason is committed before the teardown
+    if Action.AUTO_STOP in p.actions:
+        assert p.record_first  # desired state, status and reason in one transaction
+    if p.record_first:
+        assert p.status in (Status.FAILED, Status.STOPPING) and p.status_message
     if p.status is Status.STARTING:
         assert p.requeue_after is not None and p.requeue_after <= 1
+
+
+P = TEARDOWN_POLL_SECONDS
+
+# (desired, status, observation) -> how soon to look again: at once after a
+# teardown that is done when the action returns (local processes), spaced out
+# while the runtime still shows components terminating (pods), never spun.
+REQUEUE = [
+    (R, Status.STARTING, "old_session", 0),
+    (R, Status.STARTING, "old_terminating", P),
+    (R, Status.STARTING, "old_half_gone", P),
+    (R, Status.STOPPED, "old_terminating", P),
+    (ST, Status.STOPPING, "ready", 0),
+    (ST, Status.STOPPING, "terminating", P),
+    (ST, Status.RUNNING, "terminating", P),
+    (ST, Status.STOPPING, "nothing", None),
+    (R, Status.STARTING, "starting", 0.05),
+]
+
+
+@pytest.mark.parametrize(("desired", "status", "obs", "requeue"), REQUEUE)
+def test_plan_requeue_table(desired, status, obs, requeue) -> None:
+    assert plan(nb(desired, status), OBS[obs], NOW).requeue_after == requeue
 
 
 def test_start_deadline_fails_and_tears_down_with_what_was_not_ready() -> None:
@@ -154,6 +188,7 @@ def test_no_ping_within_window_goes_idle_then_auto_stops_after_idle_timeout() ->
     assert p.status is Status.STOPPING
     assert p.actions == (Action.AUTO_STOP, Action.ENSURE_STOPPED)
     assert p.status_message == "idle for 3600 s" and p.auto_stop_reason == "idle"
+    assert p.record_first
 
 
 def test_idle_timeout_zero_never_auto_stops() -> None:
