@@ -65,11 +65,8 @@ async def test_editor_loads_connects_and_runs_a_cell(proxy: ProxyUnderTest) -> N
                 headers={"Marimo-Session-Id": sid, "Marimo-Server-Token": token},
             ) as resp:
                 assert resp.status == 200, await resp.text()
-            deadline = time.monotonic() + 30
-            seen = ""
-            while "42" not in seen and time.monotonic() < deadline:
-                seen = (await ws.receive(timeout=30)).data or ""
-            assert "42" in seen
+            outputs = await _cell_outputs(ws, cell, until=">42<")
+            assert any(">42<" in o for o in outputs), outputs
     finally:
         await editor.close()
 
