@@ -14,6 +14,7 @@ import psycopg
 import structlog
 from aiohttp import web
 from psycopg.conninfo import make_conninfo
+from yarl import URL
 
 from api import metrics
 from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
@@ -131,8 +132,30 @@ def _openapi_handler() -> Callable[[web.Request], Awaitable[web.Response]]:
     return openapi
 
 
-async def index(_: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "index.html")
+def console_policy(proxy_public_url: str) -> str:
+    """The console page's CSP: its own scripts and styles only, frames only
+    from the proxy (an open notebook), and never framed itself."""
+    proxy = URL(proxy_public_url)
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self'; frame-src {proxy.scheme}://{proxy.raw_authority}; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def _index(policy: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def index(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(
+            STATIC_DIR / "index.html", headers={"Content-Security-Policy": policy}
+        )
+
+    return index
+
+
+async def _on_prepare(_: web.Request, response: web.StreamResponse) -> None:
+    # Every answer, the console's files and the API's JSON alike.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -158,8 +181,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get(BASE + "/openapi.json", _openapi_handler())
     for op in OPS:
         app.router.add_route(op.method, BASE + op.path, endpoint(op.handler))
+    app.on_response_prepare.append(_on_prepare)
     if STATIC_DIR.is_dir():
-        app.router.add_get("/", index)
+        app.router.add_get("/", _index(console_policy(settings.proxy_public_url)))
         app.router.add_static("/static/", STATIC_DIR)
     metrics.create_series([(BASE + op.path, op.method) for op in OPS])
     return app

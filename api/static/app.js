@@ -16,8 +16,18 @@ const signinView = { el: () => $("#view-signin"), enter() {}, leave() {} };
 
 let current = null;
 
+// A segment that is not valid percent-encoding (a hand-edited `%E0`) is
+// taken as it is: the view then says "not found" instead of routing dying.
+function decoded(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 function resolve(hash) {
-  const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decoded);
   if (parts[0] === "configs") return [configsView, {}, "configs"];
   if (parts[0] === "notebooks" && parts[1] && parts[2] === "open") {
     return [openView, { id: parts[1] }, "notebooks"];

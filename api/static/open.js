@@ -5,14 +5,52 @@
 import { loadNotebook } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, setBusy, showError, statusBadge } from "./dom.js";
-import { PROVISIONED, Poller } from "./store.js";
+import { PROVISIONED, Poller, STOPPABLE, TRANSITIONAL } from "./store.js";
 
 export const PING_INTERVAL_MS = 60_000;
 
-const open = { id: null, timer: null, lastPing: 0, poller: null, nb: null };
+// `entry` counts visits to the view, so that an `await` that returns after
+// the member left (or came to another notebook) does nothing. `framed`: an
+// editor is in the frame, of the notebook's session `session`.
+const open = {
+  id: null, entry: 0, timer: null, lastPing: 0, poller: null, nb: null,
+  framed: false, session: null, loading: false,
+};
 
 function frame() {
   return $("#open-frame");
+}
+
+// A fresh iframe per load and per unload: setting `src` on the one in the
+// page would add an entry to the tab's history (Back would then move the
+// hidden frame instead of the console). Unloading the editor closes its
+// WebSocket to the proxy.
+function showFrame(url, title) {
+  const fresh = frame().cloneNode(false);
+  fresh.src = url;
+  fresh.title = title;
+  fresh.hidden = false;
+  frame().replaceWith(fresh);
+}
+
+function closeFrame() {
+  clearInterval(open.timer);
+  open.timer = null;
+  open.framed = false;
+  $("#open-mode").hidden = true;
+  const blank = frame().cloneNode(false);
+  blank.removeAttribute("src");
+  blank.hidden = true;
+  frame().replaceWith(blank);
+}
+
+// Only the proxy's http(s) URL may be put in the frame, never a `javascript:` one.
+function frameable(url) {
+  try {
+    return ["http:", "https:"].includes(new URL(url).protocol);
+  } catch {
+    return false;
+  }
 }
 
 function shown() {
@@ -38,14 +76,24 @@ function onVisibility() {
 }
 
 async function refreshStatus() {
+  const entry = open.entry;
   try {
     const nb = await loadNotebook(open.id);
+    if (entry !== open.entry) return false; // left the view meanwhile
     open.nb = nb;
     $("#open-title").textContent = nb.name;
     document.title = `${nb.name} · Notebooks`;
     $("#open-status").replaceChildren(statusBadge(nb.status));
-    $("#open-message").textContent = PROVISIONED.has(nb.status) ? "" : nb.statusMessage || "";
-    return !PROVISIONED.has(nb.status);
+    const serving = PROVISIONED.has(nb.status);
+    // Stopped, failed or restarted under the member: the editor in the frame
+    // is gone. Say so, stop pinging, and open it again once it runs.
+    if (open.framed && (!serving || nb.sessionId !== open.session)) closeFrame();
+    $("#open-message").textContent = serving
+      ? ""
+      : `${nb.statusMessage || `The notebook is ${nb.status}.`} It opens here when it runs.`;
+    $("#open-stop").disabled = !STOPPABLE.has(nb.status);
+    if (serving && !open.framed && !open.loading) load();
+    return TRANSITIONAL.has(nb.status);
   } catch (err) {
     showError($("#open-error"), err, "Could not load the notebook");
     return false;
@@ -54,18 +102,26 @@ async function refreshStatus() {
 
 async function load() {
   const error = $("#open-error");
+  const entry = open.entry;
   let session;
+  open.loading = true;
   try {
     session = await api.openNotebook(open.id);
   } catch (err) {
     showError(error, err, "Could not open the notebook");
     return;
+  } finally {
+    open.loading = false;
   }
-  if (open.id === null) return; // Left the view while waiting.
-  const iframe = frame();
-  iframe.src = session.url;
-  iframe.title = `Notebook ${open.nb?.name || open.id} (Marimo editor)`;
-  iframe.hidden = false;
+  if (entry !== open.entry) return; // Left the view while waiting.
+  if (!frameable(session.url)) {
+    showError(error, new Error("The notebook's address is not a web address."), "Could not open");
+    return;
+  }
+  showError(error, null);
+  open.framed = true;
+  open.session = open.nb?.sessionId ?? null;
+  showFrame(session.url, `Notebook ${open.nb?.name || open.id} (Marimo editor)`);
   const badge = $("#open-mode");
   badge.hidden = false;
   badge.dataset.mode = session.mode;
@@ -78,6 +134,8 @@ async function load() {
     badge.title = "";
   }
   await ping();
+  if (entry !== open.entry || !open.framed) return; // left, or closed meanwhile
+  clearInterval(open.timer);
   open.timer = setInterval(() => {
     if (shown()) ping();
   }, PING_INTERVAL_MS);
@@ -86,8 +144,10 @@ async function load() {
 export const openView = {
   el: () => $("#view-open"),
   enter({ id }) {
+    open.entry += 1;
     open.id = id;
     open.nb = null;
+    open.framed = false;
     open.lastPing = 0;
     showError($("#open-error"), null);
     $("#open-title").textContent = "Notebook";
@@ -107,18 +167,16 @@ export const openView = {
       }
     };
     document.addEventListener("visibilitychange", onVisibility);
+    // The first status read opens the notebook if it runs; later ones
+    // follow it (closing the frame when it stops, opening it again after).
     open.poller = new Poller(refreshStatus);
     open.poller.start();
-    refreshStatus().then(load);
   },
   leave() {
+    open.entry += 1;
     open.id = null;
-    clearInterval(open.timer);
     open.poller?.stop();
     document.removeEventListener("visibilitychange", onVisibility);
-    const iframe = frame();
-    iframe.hidden = true;
-    // Unloading the editor closes its WebSocket to the proxy.
-    iframe.src = "about:blank";
+    closeFrame();
   },
 };

@@ -172,6 +172,24 @@ def test_paste_token_create_start_open_run_spark_stop(
     viewer.frame_locator("#open-frame").locator(".cm-editor").first.wait_for(timeout=60_000)
     viewer.close()
 
+    # Stopped and started again from elsewhere (here the API) while it is open:
+    # the view says so and drops the dead editor, then opens the new session
+    # by itself, with a fresh single-use URL.
+    first_src = page.locator("#open-frame").get_attribute("src")
+    code, _ = stack.call("POST", f"/workloads/notebooks/{nb_id}/stop")
+    assert code == 202
+    page.locator("#open-status .status-stopped").wait_for(timeout=60_000)
+    page.locator("#open-frame").wait_for(state="hidden")
+    assert "It opens here when it runs." in page.locator("#open-message").inner_text()
+    assert page.get_by_role("button", name="Stop notebook").is_disabled()
+    code, _ = stack.call("POST", f"/workloads/notebooks/{nb_id}/start")
+    assert code == 202
+    reopened = page.locator("#open-frame")
+    reopened.wait_for(state="visible", timeout=START_SECONDS * 1000)
+    assert (reopened.get_attribute("src") or first_src) != first_src
+    page.frame_locator("#open-frame").locator(".cm-editor").first.wait_for(timeout=60_000)
+    page.locator("#open-status .status-running").wait_for(timeout=15_000)
+
     # Back to the list: running, owned by us, shared with the team, active just now.
     page.get_by_role("link", name="Notebooks", exact=True).first.click()
     nb.locator(".status-running").wait_for()

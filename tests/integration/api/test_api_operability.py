@@ -3,6 +3,8 @@ with pool usage, and one canonical structured log line per request."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of
@@ -82,10 +84,21 @@ async def test_one_canonical_log_line_per_request_with_request_id(
     assert second["request_id"] == resp2.headers["X-Request-Id"] != "abc-123"
 
 
-async def test_console_is_served_from_static(client: TestClient) -> None:
+async def test_console_is_served_from_static(client: TestClient, settings: Any) -> None:
     resp = await client.get("/")
     assert resp.status == 200 and resp.content_type == "text/html"
     assert "<html" in (await resp.text()).lower()
+    # Its own scripts only, frames only from the proxy, never framed itself.
+    policy = dict(
+        part.strip().split(" ", 1) for part in resp.headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["script-src"] == "'self'" and policy["object-src"] == "'none'"
+    assert policy["frame-src"] == settings.proxy_public_url.rstrip("/")
+    assert policy["frame-ancestors"] == "'none'"
+    for path in ("/", "/static/api.js", "/api/v1/me"):
+        headers = (await client.get(path)).headers
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Referrer-Policy"] == "no-referrer", path
     resp = await client.get("/static/api.js")
     assert resp.status == 200
     assert (await client.get("/static/../app.py")).status == 404
