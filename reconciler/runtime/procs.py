@@ -1,6 +1,12 @@
 """Child processes that outlive the worker: spawn in their own process group,
-recognise them again later (pid + create time + cmdline), read why they died,
-and stop them gracefully then forcefully."""
+recognise them again later (pid + start time + cmdline), read why they died,
+and stop them gracefully then forcefully.
+
+A process is recognised by when it started in clock ticks since boot (from
+/proc) and the boot it started in, not by psutil's create time: that one is
+computed from the wall clock's idea of the boot time, which moves whenever
+the clock is stepped (NTP, a laptop resuming), and a running notebook would
+then be taken for dead and restarted, its kernel's state lost."""
 
 from __future__ import annotations
 
@@ -31,6 +37,10 @@ class Proc:
     # Its working directory, where its helpers run (`members` matches them by
     # it); "" in records written before it was kept: the notebook directory.
     cwd: str = ""
+    # When it started (ticks since boot) and in which boot; None and "" in
+    # records written before they were kept: then `create_time` is compared.
+    start_ticks: int | None = None
+    boot_id: str = ""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -42,9 +52,37 @@ class Proc:
         try:
             pid, port = int(raw["pid"]), int(raw["port"])
             cwd = str(raw.get("cwd") or "")
-            return cls(pid, port, float(raw["create_time"]), str(raw["log"]), cwd)
+            ticks = raw.get("start_ticks")
+            return cls(
+                pid,
+                port,
+                float(raw["create_time"]),
+                str(raw["log"]),
+                cwd,
+                None if ticks is None else int(ticks),
+                str(raw.get("boot_id") or ""),
+            )
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def boot_id() -> str:
+    """This boot's id ("" where the kernel does not say)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (/proc/<pid>/stat field
+    22); None if it is gone. Read past the last ')': the command name may
+    hold spaces and parentheses."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def free_port() -> int:
@@ -84,7 +122,16 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: i
         created = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:
         created = 0.0
-    return Proc(popen.pid, port, created, str(log), str(cwd))
+    ticks = start_ticks(popen.pid)
+    return Proc(popen.pid, port, created, str(log), str(cwd), ticks, boot_id())
+
+
+def same_process(proc: Proc, p: psutil.Process) -> bool:
+    """`p` (found at `proc.pid`) is the process `proc` recorded, not another
+    that got its pid."""
+    if proc.start_ticks is not None and proc.boot_id:
+        return proc.boot_id == boot_id() and start_ticks(p.pid) == proc.start_ticks
+    return abs(p.create_time() - proc.create_time) <= 0.05  # an older record
 
 
 def exit_code(proc: Proc) -> int | None:
@@ -100,14 +147,14 @@ def is_alive(proc: Proc) -> bool:
         return False
     try:
         p = psutil.Process(proc.pid)
-        if abs(p.create_time() - proc.create_time) > 0.05:
+        if not same_process(proc, p):
             return False
         if p.status() == psutil.STATUS_ZOMBIE:
             return False
         # Empty for a moment right after spawn: the kernel fills a new
         # program's arguments only after the exec that let Popen return
         # (measured: a warm Sail checked at once was taken for dead). The
-        # create time above already tells a reused pid apart.
+        # start time above already tells a reused pid apart.
         cmdline = p.cmdline()
         return not cmdline or str(proc.port) in cmdline
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):

@@ -4,6 +4,8 @@ never signalling a stranger that reuses a pid, redacting tokens."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -29,6 +31,51 @@ async def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> 
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_process_is_recognised_by_its_start_in_this_boot_not_the_wall_clock(
+    tmp_path: Path,
+) -> None:
+    port = procs.free_port()
+    proc = procs.spawn(
+        [sys.executable, "-c", "import time; time.sleep(60)", str(port)],
+        env={},
+        cwd=tmp_path,
+        log=tmp_path / "p.log",
+        port=port,
+    )
+    try:
+        assert proc.start_ticks is not None and proc.boot_id == procs.boot_id() != ""
+        assert procs.Proc.from_json(proc.to_json()) == proc  # kept in state.json
+        # The wall clock was stepped since (NTP, a resume): psutil's create
+        # time moved with it, the process is still the one we started.
+        stepped = dataclasses.replace(proc, create_time=proc.create_time - 3600)
+        assert procs.is_alive(stepped)
+        # Another process that got this pid started at another tick, or in
+        # another boot: not ours.
+        assert not procs.is_alive(dataclasses.replace(proc, start_ticks=proc.start_ticks - 1))
+        assert not procs.is_alive(dataclasses.replace(proc, boot_id="another-boot"))
+        # A record written before start ticks were kept: the create time decides.
+        old = {k: v for k, v in proc.to_json().items() if k not in ("start_ticks", "boot_id")}
+        assert procs.is_alive(procs.Proc.from_json(old))  # type: ignore[arg-type]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_start_ticks_reads_past_a_command_name_with_spaces_and_parentheses(
+    tmp_path: Path,
+) -> None:
+    odd = tmp_path / "a) b (c"
+    odd.symlink_to(sys.executable)
+    child = subprocess.Popen([str(odd), "-c", "import time; time.sleep(60)"])
+    try:
+        ticks = procs.start_ticks(child.pid)
+        assert ticks is not None and ticks > 0
+        assert procs.start_ticks(child.pid) == ticks
+    finally:
+        child.kill()
+        child.wait()
+    assert procs.start_ticks(child.pid) is None  # gone (reaped)
 
 
 async def test_spawned_process_is_recognised_and_stopped_with_its_exit_code(
