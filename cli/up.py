@@ -77,13 +77,20 @@ def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[s
     return env
 
 
-def check_ports_free(settings: Settings) -> None:
+def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
     """Fail before starting anything when a port is taken (often: another
     `notebooks up`), instead of letting the child crash-loop."""
+    from cli.main import metrics_port
+
     wanted = [
         ("NOTEBOOKS_API_PORT", settings.api_host, settings.api_port),
         ("NOTEBOOKS_PROXY_PORT", settings.proxy_host, settings.proxy_port),
     ]
+    worker_metrics = metrics_port(None, env)
+    if worker_metrics is not None:
+        wanted.append(
+            ("NOTEBOOKS_WORKER_METRICS_PORT", settings.worker_metrics_host, worker_metrics)
+        )
     for variable, host, port in wanted:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -140,7 +147,8 @@ def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
         base_env.get("NOTEBOOKS_LOG_FORMAT", "auto"), base_env.get("NOTEBOOKS_LOG_LEVEL", "info")
     )
     specs = specs_from_procfile(procfile, PROCESSES)
-    check_ports_free(Settings.from_env(stack_env_preview(base_env)))
+    preview = stack_env_preview(base_env)
+    check_ports_free(Settings.from_env(preview), preview)
     data_dir = data_dir_from_env(base_env)
     data_dir.mkdir(parents=True, exist_ok=True)
     # SIGTERM during set-up should unwind (and stop PostgreSQL) like Ctrl-C does.

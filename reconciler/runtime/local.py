@@ -189,11 +189,18 @@ class LocalRuntime:
             await self._reap_claim(nid, state)
             run_dir = self.run_dir(nid)
             nb_dir = self.notebook_dir(nid)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            nb_dir.mkdir(parents=True, exist_ok=True)
+            # The notebook's code and its run state are its owner's: not
+            # readable by other users of the host.
+            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            nb_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             notebook = nb_dir / NOTEBOOK_FILE
             if not notebook.exists():
-                notebook.write_text(TEMPLATE)
+                # Whole or not at all: a write cut short (disk full, a kill)
+                # must not leave a truncated notebook that is never rewritten.
+                partial = nb_dir / f".{NOTEBOOK_FILE}.new"
+                partial.write_text(TEMPLATE)
+                partial.chmod(0o600)
+                os.replace(partial, notebook)
             token_file = run_dir / "token"
             fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:

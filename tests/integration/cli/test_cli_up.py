@@ -336,16 +336,18 @@ def test_a_killed_up_leaves_no_children_and_the_next_run_adopts_its_database(
     assert_everything_stopped(stack, postmaster)
 
 
-def test_a_taken_port_is_refused_before_anything_starts(stack: Stack) -> None:
+@pytest.mark.parametrize("variable", ["NOTEBOOKS_PROXY_PORT", "NOTEBOOKS_WORKER_METRICS_PORT"])
+def test_a_taken_port_is_refused_before_anything_starts(stack: Stack, variable: str) -> None:
+    port = int(stack.env[variable])
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", stack.proxy_port))
+        taken.bind(("127.0.0.1", port))
         taken.listen()
         done = subprocess.run(
             [NOTEBOOKS, "up"], env=stack.env, capture_output=True, text=True, timeout=60
         )
     assert done.returncode == 1
-    assert f"127.0.0.1:{stack.proxy_port} is not available" in done.stderr
-    assert "NOTEBOOKS_PROXY_PORT" in done.stderr
+    assert f"127.0.0.1:{port} is not available" in done.stderr
+    assert variable in done.stderr
     assert not (stack.data_dir / "pg").exists()  # no database was started
 
 

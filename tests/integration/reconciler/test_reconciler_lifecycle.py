@@ -69,6 +69,13 @@ async def test_start_runs_sail_and_marimo_and_stop_leaves_nothing(
     assert marimo.environ()["TEAM_BUCKET"] == sail.environ()["TEAM_BUCKET"] == "s3://b"
     assert await spark_sum(marimo.environ()["SPARK_REMOTE"], tmp_path) == "499500"
     assert (rsettings.data_dir / "notebooks" / nid / "notebook.py").exists()
+    # The owner's code and run state are not readable by other users of the host.
+    for path, mode in (
+        (rsettings.data_dir / "notebooks" / nid, 0o700),
+        (rsettings.data_dir / "notebooks" / nid / "notebook.py", 0o600),
+        (rsettings.data_dir / "run" / nid, 0o700),
+    ):
+        assert path.stat().st_mode & 0o777 == mode, path
     messages = [e["to_status"] for e in await rows.events(nid)]
     assert messages[-2:] == ["starting", "running"]
 
