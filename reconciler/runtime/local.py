@@ -97,6 +97,21 @@ class LocalRuntime:
         tmp.write_text(json.dumps(state))
         os.replace(tmp, path)  # atomic: a reader never sees half a state
 
+    async def _record(
+        self, notebook_id: str, state: dict[str, object], spawned: procs.Proc, cwd: Path
+    ) -> None:
+        """Write `state` naming the process just spawned. A process nothing
+        records would run on untracked, and each retry would start another:
+        if the write fails (a full disk), the process goes, and the notebook
+        fails with the reason."""
+        try:
+            self._write_state(notebook_id, state)
+        except OSError as exc:
+            await procs.stop(spawned, signal.SIGKILL, 0, cwd)
+            raise TerminalError(
+                f"cannot record the notebook's processes: {exc.strerror or exc}"
+            ) from exc
+
     @contextlib.asynccontextmanager
     async def _lock(self, notebook_id: str) -> AsyncIterator[None]:
         """One operation per notebook at a time: an asyncio lock within this
@@ -234,7 +249,7 @@ class LocalRuntime:
                 state["sail_warm"] = False
                 if marimo is None:
                     state.pop("marimo", None)
-                self._write_state(nid, state)
+                await self._record(nid, state, sail, nb_dir)
             if marimo is None or not procs.is_alive(marimo):
                 reuse = marimo is not None and procs.port_is_free(marimo.port)
                 port = marimo.port if marimo is not None and reuse else procs.free_port()
@@ -247,7 +262,7 @@ class LocalRuntime:
                     port=port,
                 )
                 state["marimo"] = marimo.to_json()
-                self._write_state(nid, state)
+                await self._record(nid, state, marimo, nb_dir)
             if self.pool:
                 self._schedule_refill(spec, self._sail_env(spec, env), marimo)
         return await self.observe(nid)
