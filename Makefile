@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint bench-api bench-start bench-proxy clean
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "notebooks needs Python 3.11 or newer as python3"; exit 1; }
+	@# A venv made half-way (no pip, e.g. without Debian's python3-venv) is made again.
+	test -x $(VENV)/bin/pip || { rm -rf $(VENV) && python3 -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
