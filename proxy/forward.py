@@ -33,6 +33,11 @@ log = structlog.get_logger("proxy")
 
 CHUNK = 64 * 1024
 REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconnect
+# A browser's WebSocket message is held whole in memory before it is passed
+# on: bounded, near what Marimo's server (uvicorn's `ws_max_size`) takes
+# anyway. One this size or larger ends the socket with 1009. Marimo's messages are not
+# bounded: it is trusted, and outputs can be large.
+BROWSER_MESSAGE_LIMIT = 16 * 1024 * 1024
 # Marimo answers a kiosk at once (kernel-ready or a refusal) and an editor
 # once its kernel is up.
 FIRST_MESSAGE_SECONDS = 30.0
@@ -225,7 +230,9 @@ async def forward_websocket(
     # it re-arms a timer on every message, and the proxy's memory grew by
     # about 100 bytes per message under the soak benchmark.)
     client = web.WebSocketResponse(
-        protocols=[up.protocol] if up.protocol else (), autoping=False, max_msg_size=0
+        protocols=[up.protocol] if up.protocol else (),
+        autoping=False,
+        max_msg_size=BROWSER_MESSAGE_LIMIT,
     )
     stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 

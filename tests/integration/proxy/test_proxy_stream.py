@@ -154,7 +154,8 @@ class Upstream:
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
         self.last_headers = dict(request.headers)
         self.last_query = request.query_string
-        ws = web.WebSocketResponse(protocols=("marimo-test",))
+        # No size limit of its own (Marimo's is the proxy's: 16 MiB).
+        ws = web.WebSocketResponse(protocols=("marimo-test",), max_msg_size=0)
         await ws.prepare(request)
         if request.query.get("kiosk") == "true" and "quiet" not in request.query:
             await ws.send_str(KIOSK_READY)  # as Marimo speaks first to a kiosk
@@ -271,6 +272,32 @@ async def test_request_body_is_streamed_not_buffered(echo) -> None:  # type: ign
         async with session.post(p.url("/upload"), data=body()) as resp:
             assert resp.status == 200
             assert (await resp.json())["received"] == "part1-part2"
+    finally:
+        await session.close()
+
+
+async def test_a_browser_message_over_the_limit_ends_the_socket_with_1009(
+    echo,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proxy import forward
+
+    assert forward.BROWSER_MESSAGE_LIMIT == 16 * 1024 * 1024  # uvicorn's ws_max_size
+    monkeypatch.setattr(forward, "BROWSER_MESSAGE_LIMIT", 64 * 1024)  # the same code, faster
+    limit = forward.BROWSER_MESSAGE_LIMIT
+    upstream, p = echo
+    session = await p.login(p.world.owner)
+    try:
+        async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+            # Under the limit: passed on (the echo answers it reversed).
+            await ws.send_bytes(b"a" * (limit - 2) + b"b")
+            assert (await ws.receive_bytes(timeout=30))[:2] == b"ba"
+            # At it: never held whole, never passed on.
+            await ws.send_bytes(b"x" * limit)
+            msg = await ws.receive(timeout=30)
+            assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+            assert ws.close_code == 1009
+        await eventually(lambda: len(upstream.ws_close_codes) == 1, "upstream's socket to close")
     finally:
         await session.close()
 
