@@ -113,6 +113,9 @@ export async function openCreate(trigger, onCreated) {
   const error = $("#create-error");
   form.reset();
   showError(error, null);
+  // Until the lists below have loaded, Enter must not submit the form the
+  // browser's way (a GET of the page, which would reload the console).
+  form.onsubmit = (ev) => ev.preventDefault();
   wireDialog(dialog, trigger);
   dialog.showModal();
   try {
