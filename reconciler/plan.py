@@ -178,11 +178,11 @@ def _plan_running(nb: NotebookState, observed: Observation, now: datetime) -> Pl
 
 def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
     if (reason := _failure(observed)) is not None:
-        return _failed(reason, "failed")
+        return failed(reason, "failed")
     if _both_ready(observed):
         return Plan((), Status.RUNNING, "", executing=observed.executing, outcome="ready")
     if nb.start_deadline_at is not None and now >= nb.start_deadline_at:
-        return _failed(f"start deadline passed ({_not_ready(observed)})", "deadline")
+        return failed(f"start deadline passed ({_not_ready(observed)})", "deadline")
     actions: tuple[Action, ...] = ()
     if Phase.ABSENT in (observed.sail.phase, observed.marimo.phase):
         actions = (Action.ENSURE_RUNNING,)
@@ -206,7 +206,7 @@ def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -
             c.terminal for c in (observed.sail, observed.marimo) if c.phase is Phase.FAILED
         )
         if terminal:
-            return _failed(broken, "failed")
+            return failed(broken, "failed")
         return Plan(
             (Action.ENSURE_RUNNING, Action.EXTEND_DEADLINE),
             Status.STARTING,
@@ -241,7 +241,7 @@ def _moved(nb: NotebookState, to: str) -> str:
     return "noop" if nb.status.value == to else to
 
 
-def _failed(reason: str, outcome: str) -> Plan:
+def failed(reason: str, outcome: str = "failed") -> Plan:
     """A start that failed: `failed` with the real reason, recorded before the teardown."""
     return Plan((Action.ENSURE_STOPPED,), Status.FAILED, reason, outcome=outcome, record_first=True)
 

@@ -26,7 +26,7 @@ from common.ids import is_valid_id
 from common.statuses import Desired, Status
 from reconciler import metrics
 from reconciler.db import fetchone
-from reconciler.plan import Action, NotebookState, Plan, plan
+from reconciler.plan import Action, NotebookState, Plan, failed, plan
 from reconciler.runtime.base import (
     Observation,
     ResourceSpec,
@@ -147,16 +147,11 @@ async def _gone(deps: Deps, notebook_id: str) -> Result:
 
 async def _fail(deps: Deps, row: dict[str, Any], reason: str) -> Result:
     """A TerminalError: recorded, not retried (the member sees the reason and
-    may start again). Written before the teardown, and only if nobody changed
-    the notebook meanwhile: a restart's new session must not be torn down."""
-    failed = Plan((Action.ENSURE_STOPPED,), Status.FAILED, reason, outcome="failed")
-    # What is left, as the sweep should see it until the teardown is done.
+    may start again). Like any failed start it is written before the teardown,
+    and only if nobody changed the notebook meanwhile: a restart's new session
+    must not be torn down. What is left is what the sweep sees until then."""
     leftovers = await deps.runtime.observe(row["id"])
-    if not await _write(deps, row, failed, leftovers):
-        return Result("conflict", 0, row["generation"], failed.actions)
-    await deps.runtime.ensure_stopped(row["id"])
-    await _write(deps, _recorded(row, failed), failed, Observation(session_id=None))
-    return Result("failed", None, row["generation"], failed.actions)
+    return await _carry_out(deps, row, failed(reason), leftovers, deps.clock.now())
 
 
 def _recorded(row: dict[str, Any], p: Plan) -> dict[str, Any]:
@@ -174,20 +169,27 @@ async def _pass(deps: Deps, row: dict[str, Any]) -> Result:
     nb = _state(row, deps.presence_window_seconds)
     observed = await deps.runtime.observe(nb.id)
     now = deps.clock.now()
-    p = plan(nb, observed, now)
+    return await _carry_out(deps, row, plan(nb, observed, now), observed, now)
+
+
+async def _carry_out(
+    deps: Deps, row: dict[str, Any], p: Plan, observed: Observation, now: datetime
+) -> Result:
+    """Write (first, if `record_first`), act, write what is observed after."""
+    generation, status = row["generation"], row["status"]
     if p.record_first:
         auto_stop = Action.AUTO_STOP in p.actions
         if not await _write(deps, row, p, observed, auto_stop=auto_stop):
-            return Result("conflict", 0, nb.generation, p.actions)
+            return Result("conflict", 0, generation, p.actions)
         if auto_stop:
             metrics.AUTO_STOPS.labels(p.auto_stop_reason or "idle").inc()
         row = _recorded(row, p)
     observed, deadline = await _apply(deps, row, p, observed, now)
     if not await _write(deps, row, p, observed, deadline=deadline):
-        return Result("conflict", 0, nb.generation, p.actions)
-    if nb.status is Status.STARTING and p.status is Status.RUNNING and row["start_requested_at"]:
+        return Result("conflict", 0, generation, p.actions)
+    if status == Status.STARTING and p.status is Status.RUNNING and row["start_requested_at"]:
         metrics.START_TO_RUNNING.observe((now - row["start_requested_at"]).total_seconds())
-    return Result(p.outcome, p.requeue_after, nb.generation, p.actions)
+    return Result(p.outcome, p.requeue_after, generation, p.actions)
 
 
 async def _apply(
