@@ -35,8 +35,8 @@ CHUNK = 64 * 1024
 REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconnect
 # A browser's WebSocket message is held whole in memory before it is passed
 # on: bounded, near what Marimo's server (uvicorn's `ws_max_size`) takes
-# anyway. One this size or larger ends the socket with 1009. Marimo's messages are not
-# bounded: it is trusted, and outputs can be large.
+# anyway; one this size or larger ends the socket with 1009. Marimo's own
+# messages are not bounded: it is trusted, and outputs can be large.
 BROWSER_MESSAGE_LIMIT = 16 * 1024 * 1024
 # Marimo answers a kiosk at once (kernel-ready or a refusal) and an editor
 # once its kernel is up.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -66,6 +67,7 @@ class Proc:
             return None
 
 
+@functools.cache  # read once: a process outlives no boot
 def boot_id() -> str:
     """This boot's id ("" where the kernel does not say)."""
     try:

@@ -14,6 +14,19 @@ from pathlib import Path
 from reconciler.runtime import procs
 
 
+def spawn_python(tmp_path: Path, code: str, log: str = "p.log") -> procs.Proc:
+    """`python -c code PORT` through the runtime's spawn, in `tmp_path`, with
+    a free port on its command line (as Sail and Marimo have theirs)."""
+    port = procs.free_port()
+    return procs.spawn(
+        [sys.executable, "-c", code, str(port)],
+        env={},
+        cwd=tmp_path,
+        log=tmp_path / log,
+        port=port,
+    )
+
+
 async def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> None:
     # A stranger: its own session (a group leader), a different directory.
     stranger = subprocess.Popen(  # noqa: ASYNC220 - returns at once
@@ -36,14 +49,7 @@ async def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> 
 def test_a_process_is_recognised_by_its_start_in_this_boot_not_the_wall_clock(
     tmp_path: Path,
 ) -> None:
-    port = procs.free_port()
-    proc = procs.spawn(
-        [sys.executable, "-c", "import time; time.sleep(60)", str(port)],
-        env={},
-        cwd=tmp_path,
-        log=tmp_path / "p.log",
-        port=port,
-    )
+    proc = spawn_python(tmp_path, "import time; time.sleep(60)")
     try:
         assert proc.start_ticks is not None and proc.boot_id == procs.boot_id() != ""
         assert procs.Proc.from_json(proc.to_json()) == proc  # kept in state.json
@@ -81,19 +87,8 @@ def test_start_ticks_reads_past_a_command_name_with_spaces_and_parentheses(
 async def test_spawned_process_is_recognised_and_stopped_with_its_exit_code(
     tmp_path: Path,
 ) -> None:
-    port = procs.free_port()
-    proc = procs.spawn(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; print('hello'); sys.stdout.flush(); time.sleep(60)",
-            "--port",
-            str(port),
-        ],
-        env={},
-        cwd=tmp_path,
-        log=tmp_path / "p.log",
-        port=port,
+    proc = spawn_python(
+        tmp_path, "import sys, time; print('hello'); sys.stdout.flush(); time.sleep(60)"
     )
     assert procs.is_alive(proc)
     assert [p.pid for p in procs.members(proc, tmp_path)] == [proc.pid]
@@ -104,18 +99,10 @@ async def test_spawned_process_is_recognised_and_stopped_with_its_exit_code(
 
 
 def test_death_reason_has_exit_code_and_log_tail_without_tokens(tmp_path: Path) -> None:
-    port = procs.free_port()
-    proc = procs.spawn(
-        [
-            sys.executable,
-            "-c",
-            "print('url http://h/nb?access_token=SECRET1 up'); print('fatal: SECRET2'); exit(3)",
-            str(port),
-        ],
-        env={},
-        cwd=tmp_path,
-        log=tmp_path / "d.log",
-        port=port,
+    proc = spawn_python(
+        tmp_path,
+        "print('url http://h/nb?access_token=SECRET1 up'); print('fatal: SECRET2'); exit(3)",
+        log="d.log",
     )
     procs._CHILDREN[proc.pid].wait(10)
     assert (tmp_path / "d.log").stat().st_mode & 0o077 == 0  # holds tokens: owner only
