@@ -48,6 +48,7 @@ async def open_notebook(ctx: Ctx) -> web.Response:
     token, claims = session_token.mint(
         ctx.settings.signing_keys,
         member_id=ctx.me.member_id,
+        token_id=ctx.me.token_id,
         notebook_id=notebook_id,
         session_id=row["session_id"],
         mode=mode,

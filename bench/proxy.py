@@ -177,6 +177,10 @@ def seed(dsn: str, marimo_url: str) -> None:
             "('MEMBERX', 'ORGX', 'bench@example.com', 'bench')"
         )
         conn.execute(
+            "insert into api_tokens (id, member_id, name, prefix, secret_hash) values "
+            "('TOKENX', 'MEMBERX', 'bench', 'p', 'bench-hash')"
+        )
+        conn.execute(
             "insert into workload_configs (id, organization_id, name) values "
             "('WCX', 'ORGX', 'default')"
         )
@@ -410,6 +414,7 @@ async def run(
         token, _ = mint(
             settings_keys,
             member_id="MEMBERX",
+            token_id="TOKENX",
             notebook_id=NB,
             session_id="SESSIONX",
             mode="edit",

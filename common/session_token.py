@@ -20,6 +20,7 @@ LIFETIME = timedelta(minutes=5)
 @dataclass(frozen=True)
 class SessionClaims:
     member_id: str
+    token_id: str  # the API token that asked; revoking it ends the proxy session
     notebook_id: str
     session_id: str
     mode: str  # "edit" | "view"
@@ -41,6 +42,7 @@ def mint(
     keys: tuple[tuple[str, str], ...],
     *,
     member_id: str,
+    token_id: str,
     notebook_id: str,
     session_id: str,
     mode: str,
@@ -49,6 +51,7 @@ def mint(
     kid, secret = keys[0]
     claims = SessionClaims(
         member_id=member_id,
+        token_id=token_id,
         notebook_id=notebook_id,
         session_id=session_id,
         mode=mode,
@@ -60,6 +63,7 @@ def mint(
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": member_id,
+        "tok": token_id,
         "nbk": notebook_id,
         "sid": session_id,
         "mode": mode,
@@ -89,7 +93,10 @@ def verify(token: str, keys: tuple[tuple[str, str], ...], *, now: datetime) -> S
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "jti", "sub", "aud", "iss"], "verify_exp": False},
+            options={
+                "require": ["exp", "iat", "jti", "sub", "aud", "iss", "tok"],
+                "verify_exp": False,
+            },
         )
     except jwt.InvalidAudienceError:
         raise InvalidSessionToken("audience", "The link is not meant for this proxy.") from None
@@ -105,6 +112,7 @@ def verify(token: str, keys: tuple[tuple[str, str], ...], *, now: datetime) -> S
     try:
         return SessionClaims(
             member_id=str(payload["sub"]),
+            token_id=str(payload["tok"]),
             notebook_id=str(payload["nbk"]),
             session_id=str(payload["sid"]),
             mode=str(payload["mode"]),

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import psycopg
 import structlog
@@ -22,6 +22,16 @@ log = structlog.get_logger("proxy.access")
 
 SERVING = frozenset({"running", "idle", "detached"})
 MANAGING_TEAM_ROLES = frozenset({"admin", "editor"})
+
+
+class Principal(Protocol):
+    """Who asks: a proxy session (cookie) or the login token's claims."""
+
+    @property
+    def member_id(self) -> str: ...
+
+    @property
+    def token_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -55,31 +65,36 @@ def target_from_row(row: dict[str, object]) -> Target:
 
 
 class AccessCache:
+    """Targets keyed by (member, notebook, API token): the token is part of
+    the key because a revoked token ends only what it opened."""
+
     def __init__(self, pool: AsyncConnectionPool, *, ttl: float = 5.0) -> None:
         self._pool = pool
         self._ttl = ttl
-        self._entries: dict[tuple[str, str], tuple[float, Target | None]] = {}
+        self._entries: dict[tuple[str, str, str], tuple[float, Target | None]] = {}
 
     async def lookup(
-        self, member_id: str, notebook_id: str, *, fresh: bool = False
+        self, who: Principal, notebook_id: str, *, fresh: bool = False
     ) -> Target | None:
+        key = (who.member_id, notebook_id, who.token_id)
         if not fresh:
-            found, target = self.peek(member_id, notebook_id)
+            found, target = self.peek(who, notebook_id)
             if found:
                 return target
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                query("proxy_target"), {"member_id": member_id, "notebook_id": notebook_id}
+                query("proxy_target"),
+                {"member_id": key[0], "notebook_id": key[1], "token_id": key[2]},
             )
             row = await cur.fetchone()
         target = target_from_row(cast(dict[str, object], row)) if row else None  # dict_row pool
-        self._entries[(member_id, notebook_id)] = (time.monotonic(), target)
+        self._entries[key] = (time.monotonic(), target)
         return target
 
-    def peek(self, member_id: str, notebook_id: str) -> tuple[bool, Target | None]:
+    def peek(self, who: Principal, notebook_id: str) -> tuple[bool, Target | None]:
         """(True, target) when a fresh entry is cached: the express lane's
         way to decide without awaiting."""
-        hit = self._entries.get((member_id, notebook_id))
+        hit = self._entries.get((who.member_id, notebook_id, who.token_id))
         if hit is not None and time.monotonic() - hit[0] < self._ttl:
             return True, hit[1]
         return False, None

@@ -22,7 +22,7 @@ from common.metrics import metrics_response, observe_pool
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import AccessCache, listen
-from proxy.cookie import COOKIE_NAME, CookieCache
+from proxy.cookie import COOKIE_NAME, CookieCache, ProxySession
 from proxy.forward import Proxy, forward_http, forward_websocket
 from proxy.headers import cookie_value, security_headers
 from proxy.live import refusal
@@ -106,7 +106,7 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
     if session is None or session.notebook_id != notebook_id:
         metrics.REQUESTS.labels(kind, "unauthenticated").inc()
         return pages.unauthorized("Open this notebook from the platform to sign in.")
-    target = await request.app[CACHE].lookup(session.member_id, notebook_id)
+    target = await request.app[CACHE].lookup(session, notebook_id)
     why = refusal(session, target, proxy.clock.now())
     if why is not None or target is None:
         status, outcome, text = _REFUSED[why or "access"]
@@ -169,18 +169,23 @@ def _on_prepare(frame_ancestors: str):  # type: ignore[no-untyped-def]
     return on_prepare
 
 
+def _access_key(session: ProxySession) -> tuple[str, str, str]:
+    return (session.member_id, session.token_id, session.notebook_id)
+
+
 async def _recheck(app: web.Application, payload: str) -> None:
     """End live connections whose access, session or status changed."""
     proxy, cache = app[PROXY], app[CACHE]
     lives = proxy.registry.matching(payload)
-    targets = {}
-    for key in {(x.session.member_id, x.session.notebook_id) for x in lives}:
-        targets[key] = await cache.lookup(*key, fresh=True)
+    # One fresh lookup per (member, API token, notebook), however many connections share it.
+    firsts = {_access_key(x.session): x.session for x in lives}
+    targets = {
+        key: await cache.lookup(session, session.notebook_id, fresh=True)
+        for key, session in firsts.items()
+    }
     now = proxy.clock.now()
     for live in lives:
-        why = refusal(
-            live.session, targets[(live.session.member_id, live.session.notebook_id)], now
-        )
+        why = refusal(live.session, targets[_access_key(live.session)], now)
         if why is not None:
             log.info(
                 "proxy.revoked",

@@ -1,5 +1,6 @@
 """The proxy's own session cookie: an HMAC-signed record of who logged in
-to which notebook session, in which mode, until when.
+(member, and the API token that asked) to which notebook session, in which
+mode, until when.
 
 It is not a JWT on purpose: nothing but this proxy ever reads it, so the
 smallest format with one fixed MAC (no algorithm header to confuse) wins.
@@ -18,12 +19,14 @@ from datetime import datetime, timedelta
 
 COOKIE_NAME = "notebooks_proxy_session"
 LIFETIME = timedelta(hours=12)
-_PURPOSE = b"notebooks-proxy-cookie-v1"
+# v2 added the API token id; a v1 cookie no longer verifies (its member opens again).
+_PURPOSE = b"notebooks-proxy-cookie-v2"
 
 
 @dataclass(frozen=True)
 class ProxySession:
     member_id: str
+    token_id: str  # the API token whose `open` minted the login
     notebook_id: str
     session_id: str
     mode: str
@@ -49,6 +52,7 @@ def seal(session: ProxySession, secret: str) -> str:
     body = json.dumps(
         {
             "m": session.member_id,
+            "t": session.token_id,
             "n": session.notebook_id,
             "s": session.session_id,
             "o": session.mode,
@@ -73,6 +77,7 @@ def unseal(value: str, secret: str) -> ProxySession | None:
         data = json.loads(_unb64(payload))
         session = ProxySession(
             member_id=str(data["m"]),
+            token_id=str(data["t"]),
             notebook_id=str(data["n"]),
             session_id=str(data["s"]),
             mode=str(data["o"]),

@@ -289,7 +289,7 @@ class ExpressConnection(asyncio.Protocol):
             self._handing_off = True
             raise _Stop
         self._keep_alive = self._parser.should_keep_alive()
-        found, target = self.lane.cache.peek(admitted.session.member_id, self._notebook_id)
+        found, target = self.lane.cache.peek(admitted.session, self._notebook_id)
         if found:
             if not self._route(admitted, target):
                 self._handing_off = True
@@ -417,7 +417,7 @@ class ExpressConnection(asyncio.Protocol):
         parsed and judged again."""
         lane = self.lane
         session = known.session
-        found, target = lane.cache.peek(session.member_id, session.notebook_id)
+        found, target = lane.cache.peek(session, session.notebook_id)
         if not found or target is None:
             return False
         if target is not known.target:
@@ -439,7 +439,7 @@ class ExpressConnection(asyncio.Protocol):
 
     async def _route_later(self, admitted: _Admitted) -> None:
         try:
-            target = await self.lane.cache.lookup(admitted.session.member_id, self._notebook_id)
+            target = await self.lane.cache.lookup(admitted.session, self._notebook_id)
         except Exception:  # noqa: BLE001 - aiohttp's path reports the failure
             target = None
         if self.transport is None:

@@ -78,12 +78,13 @@ async def check_login(
     expires = min(int((now + LIFETIME).timestamp()), 2**62)
     session = ProxySession(
         member_id=claims.member_id,
+        token_id=claims.token_id,
         notebook_id=notebook_id,
         session_id=claims.session_id,
         mode=claims.mode,
         expires_at=expires,
     )
-    target = await cache.lookup(claims.member_id, notebook_id, fresh=True)
+    target = await cache.lookup(claims, notebook_id, fresh=True)
     why = refusal(session, target, now)
     if why is not None:
         raise LoginRefused(*_REFUSALS[why])

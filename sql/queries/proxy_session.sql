@@ -14,13 +14,17 @@ delete from used_proxy_tokens where expires_at < %(before)s;
 -- name: proxy_target
 -- Where a member's request goes and whether they may still send it: the
 -- notebook's live session plus the member's current right to view / edit
--- (owner, org admin, or a team shared on the notebook; DESIGN §5).
+-- (owner, org admin, or a team shared on the notebook; DESIGN §5), through
+-- an API token that is still valid (revoking it ends what it opened).
 select n.id as notebook_id,
        n.status,
        n.session_id,
        n.session_token,
        n.runtime_state ->> 'marimo_url' as marimo_url,
        m.id is not null and m.disabled_at is null and m.organization_id = n.organization_id
+           and exists (select 1 from api_tokens t
+                        where t.id = %(token_id)s and t.member_id = m.id
+                          and t.revoked_at is null)
            as member_ok,
        coalesce(n.member_id = m.id, false) as is_owner,
        coalesce(m.organization_admin, false) as is_org_admin,

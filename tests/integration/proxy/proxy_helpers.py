@@ -122,6 +122,11 @@ class World:
     session_id: str
 
 
+def api_token_of(member: str) -> str:
+    """The id of the API token each world member opens notebooks with."""
+    return f"T{member}"
+
+
 def insert_world(
     dsn: str, marimo_url: str, marimo_token: str, notebook_id: str = NOTEBOOK_ID
 ) -> World:
@@ -142,6 +147,11 @@ def insert_world(
             conn.execute(
                 "insert into members (id, organization_id, email, name) values (%s, %s, %s, %s)",
                 (m, w.org, f"{m.lower()}@example.com", m),
+            )
+            conn.execute(
+                "insert into api_tokens (id, member_id, name, prefix, secret_hash) "
+                "values (%s, %s, 't', 'p', %s)",
+                (api_token_of(m), m, f"hash-{m}".encode()),
             )
         conn.execute(
             "insert into teams (id, organization_id, name) values (%s, %s, 'eds')", (w.team, w.org)
@@ -204,10 +214,12 @@ class ProxyUnderTest:
         *,
         notebook: str | None = None,
         session_id: str | None = None,
+        token_id: str | None = None,
     ) -> str:
         token, _ = mint(
             self.settings.signing_keys,
             member_id=member,
+            token_id=token_id or api_token_of(member),
             notebook_id=notebook or self.world.notebook,
             session_id=session_id or self.world.session_id,
             mode=mode,

@@ -12,6 +12,7 @@ import jwt
 import pytest
 from proxy_helpers import (
     ProxyUnderTest,
+    api_token_of,
     free_port,
     insert_world,
     serve_proxy,
@@ -125,6 +126,7 @@ def _claims(p: ProxyUnderTest, **over: object) -> dict[str, object]:
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": p.world.owner,
+        "tok": api_token_of(p.world.owner),
         "nbk": p.world.notebook,
         "sid": p.world.session_id,
         "mode": "edit",
@@ -194,6 +196,27 @@ async def test_missing_and_garbage_tokens(login_proxy: ProxyUnderTest) -> None:
     proxy = login_proxy
     await _refused_as(proxy, proxy.url("/_open"), "no token", "missing")
     await _refused_as(proxy, proxy.open_url("not.a.jwt"), "not a valid token", "malformed")
+
+
+async def test_token_without_the_api_token_claim(login_proxy: ProxyUnderTest) -> None:
+    """Every login names the API token that asked for it (revoking that
+    token ends the session); a signed token without one is refused."""
+    proxy = login_proxy
+    claims = _claims(proxy, jti="no-tok")
+    del claims["tok"]
+    token = jwt.encode(claims, "s" * 40, algorithm="HS256", headers={"kid": "k2"})
+    await _refused_as(proxy, proxy.open_url(token), "not a valid token", "malformed")
+
+
+async def test_token_minted_for_a_revoked_api_token(login_proxy: ProxyUnderTest) -> None:
+    proxy = login_proxy
+    sql(
+        proxy.settings.database_url,
+        "update api_tokens set revoked_at = now() where id = %s",
+        (api_token_of(proxy.world.owner),),
+    )
+    token = proxy.token(proxy.world.owner)
+    await _refused_as(proxy, proxy.open_url(token), "do not have access", "no_access")
 
 
 async def test_member_without_access(login_proxy: ProxyUnderTest) -> None:

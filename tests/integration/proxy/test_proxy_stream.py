@@ -505,6 +505,11 @@ REVOCATIONS = {
         "access",
     ),
     "member disabled": ("update members set disabled_at = now() where id = 'EDITOR1'", "access"),
+    "API token revoked": (
+        "update api_tokens set revoked_at = now() where id = 'TEDITOR1'",
+        "access",
+    ),
+    "API token removed": ("delete from api_tokens where id = 'TEDITOR1'", "access"),
     "notebook stopping": ("update notebooks set status = 'stopping'", "status"),
     "new session": ("update notebooks set session_id = 'OTHER'", "session"),
     "notebook deleted": (
@@ -534,6 +539,50 @@ async def test_each_access_change_ends_a_live_websocket(echo, change: str) -> No
             assert total(metrics.REVOKED, reason) == revoked + 1
     finally:
         await session.close()
+
+
+async def test_revoking_one_api_token_ends_only_what_it_opened(echo) -> None:  # type: ignore[no-untyped-def]
+    """A leaked token is revoked: the proxy sessions its `open` calls minted
+    end within seconds; the same member's sessions opened with another token
+    go on, and a login minted for the revoked token is refused."""
+    _, p = echo
+    await wait_listening(p)
+    sql(
+        p.settings.database_url,
+        "insert into api_tokens (id, member_id, name, prefix, secret_hash)"
+        " values ('TEDITOR1B', 'EDITOR1', 'laptop', 'p', 'hash-laptop')",
+    )
+    leaked, kept = p.client(), p.client()
+    try:
+        for client, token_id in ((leaked, "TEDITOR1"), (kept, "TEDITOR1B")):
+            token = p.token(p.world.editor, token_id=token_id)
+            async with client.get(p.open_url(token), allow_redirects=False) as resp:
+                assert resp.status == 303
+        async with (
+            leaked.ws_connect(p.url("/ws"), origin=p.origin) as leaked_ws,
+            kept.ws_connect(p.url("/ws"), origin=p.origin) as kept_ws,
+        ):
+            started = time.monotonic()
+            sql(
+                p.settings.database_url,
+                "update api_tokens set revoked_at = now() where id = 'TEDITOR1'",
+            )
+            msg = await leaked_ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and leaked_ws.close_code == 4403
+            assert time.monotonic() - started < 10
+            await kept_ws.send_str("still")
+            assert await kept_ws.receive_str(timeout=5) == "echo:still"
+        async with leaked.get(p.url("/echo")) as resp:
+            assert resp.status == 403
+        async with kept.get(p.url("/echo")) as resp:
+            assert resp.status == 200
+        fresh = p.token(p.world.editor, token_id="TEDITOR1")
+        async with p.client() as again, again.get(p.open_url(fresh), allow_redirects=False) as resp:
+            assert resp.status == 401, await resp.text()
+            assert "Set-Cookie" not in resp.headers
+    finally:
+        await leaked.close()
+        await kept.close()
 
 
 async def test_metrics_and_one_log_line_per_websocket(echo) -> None:  # type: ignore[no-untyped-def]

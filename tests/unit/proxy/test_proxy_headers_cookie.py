@@ -106,6 +106,7 @@ def test_strip_cookie_keeps_others() -> None:
 def _session(**over: object) -> ProxySession:
     base = dict(
         member_id="M",
+        token_id="T",
         notebook_id="N",
         session_id="S",
         mode="view",
