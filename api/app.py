@@ -180,7 +180,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get(BASE + "/openapi.json", _openapi_handler())
     for op in OPS:
-        app.router.add_route(op.method, BASE + op.path, endpoint(op.handler))
+        if op.method == "GET":  # every GET answers HEAD too (RFC 9110 9.3.2)
+            app.router.add_get(BASE + op.path, endpoint(op.handler))
+        else:
+            app.router.add_route(op.method, BASE + op.path, endpoint(op.handler))
     app.on_response_prepare.append(_on_prepare)
     if STATIC_DIR.is_dir():
         app.router.add_get("/", _index(console_policy(settings.proxy_public_url)))

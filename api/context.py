@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.errors import Unauthorized
 from api.markers import Markers
+from api.validation import receive_body
 from common.clock import Clock
 from common.settings import Settings
 from common.tokens import hash_token
@@ -111,6 +112,9 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
     async def wrapped(request: web.Request) -> web.StreamResponse:
         app = request.app
         token = bearer_token(request)
+        if request.method not in ("GET", "HEAD"):
+            # Before taking a pooled connection: a slow upload must not hold one.
+            await receive_body(request)
         now = app[CLOCK].now()
         async with app[POOL].connection() as conn:
             me = await authenticate(conn, token, now)

@@ -83,4 +83,9 @@ def problem_response(
 
 
 def to_response(err: ApiError) -> web.Response:
-    return problem_response(err.status, err.code, err.title, err.detail, err.field)
+    response = problem_response(err.status, err.code, err.title, err.detail, err.field)
+    if isinstance(err, Unauthorized):
+        # A 401 must name the scheme to use (RFC 9110 15.5.2), and why a token failed (RFC 6750).
+        why = ', error="invalid_token"' if err.code == "invalid_token" else ""
+        response.headers["WWW-Authenticate"] = f'Bearer realm="notebooks"{why}'
+    return response

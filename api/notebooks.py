@@ -14,7 +14,14 @@ from aiohttp import web
 
 from api.context import Ctx
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
-from api.responses import describe, etag_of, no_content, normalized_list, page_params
+from api.responses import (
+    describe,
+    etag_listed,
+    etag_of,
+    no_content,
+    normalized_list,
+    page_params,
+)
 from api.validation import (
     ID_SCHEMA,
     TIMEOUT_SCHEMA,
@@ -152,7 +159,9 @@ async def create_notebook(ctx: Ctx) -> web.Response:
 async def get_notebook(ctx: Ctx) -> web.Response:
     response = await describe_notebook(ctx, path_id(ctx.request, "id"))
     if_none_match = ctx.request.headers.get("If-None-Match")
-    if if_none_match is not None and if_none_match == response.headers["ETag"]:
+    if if_none_match is not None and etag_listed(
+        if_none_match, response.headers["ETag"], weak=True
+    ):
         return web.Response(status=304, headers={"ETag": response.headers["ETag"]})
     return response
 
@@ -162,9 +171,9 @@ async def update_notebook(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, UPDATE_SCHEMA)
     row = await locked(ctx, notebook_id, MANAGE)
     if_match = ctx.request.headers.get("If-Match")
-    if if_match is not None and if_match.strip() != "*":
+    if if_match is not None:
         current = await notebook_page(ctx, notebook_id=notebook_id)
-        if etag_of(current) not in [t.strip() for t in if_match.split(",")]:
+        if not etag_listed(if_match, etag_of(current), weak=False):
             raise PreconditionFailed(
                 "The notebook changed since that ETag was read.",
                 code="etag_mismatch",

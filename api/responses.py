@@ -64,13 +64,30 @@ def normalized_list(ctx: Ctx, scope: str, row: dict[str, Any]) -> web.Response:
     return raw_json(text)
 
 
+def describe_json(row: dict[str, Any]) -> str:
+    item = row["items"][1:-1]  # the page holds exactly one item: unwrap the array
+    return f'{{"item":{item},"included":{included_json(row)}}}'
+
+
+def _etag(text: str) -> str:
+    return f'"{hashlib.sha256(text.encode()).hexdigest()[:32]}"'
+
+
 def etag_of(row: dict[str, Any]) -> str:
-    digest = hashlib.sha256((row["items"] + row["notebooks"]).encode()).hexdigest()[:32]
-    return f'"{digest}"'
+    # The whole body: a renamed config in `included` must not be answered 304.
+    return _etag(describe_json(row))
+
+
+def etag_listed(header: str, etag: str, *, weak: bool) -> bool:
+    """Whether an If-Match / If-None-Match list names `etag` (or is `*`).
+    If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x"."""
+    tags = [t.strip() for t in header.split(",")]
+    if weak:
+        tags = [t.removeprefix("W/") for t in tags]
+    return "*" in tags or etag in tags
 
 
 def describe(row: dict[str, Any], status: int = 200) -> web.Response:
     """`{"item", "included"}` from a one-notebook page; carries an ETag."""
-    item = row["items"][1:-1]  # the page holds exactly one item: unwrap the array
-    text = f'{{"item":{item},"included":{included_json(row)}}}'
-    return raw_json(text, status, headers={"ETag": etag_of(row)})
+    text = describe_json(row)
+    return raw_json(text, status, headers={"ETag": _etag(text)})

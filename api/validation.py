@@ -173,9 +173,19 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+async def receive_body(request: web.Request) -> bytes:
+    """The raw body, read whole (aiohttp keeps it for later reads)."""
+    try:
+        return await request.read()
+    except web.RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
+        raise BadRequest(
+            "The body could not be decoded.", code="malformed_body", field="body"
+        ) from None
+
+
 async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
     """The request's JSON object, validated; an absent body counts as `{}`."""
-    raw = await request.read()
+    raw = await receive_body(request)
     if not raw.strip():
         value: object = {}
     else:

@@ -66,9 +66,11 @@ delete from notebook_teams where notebook_id = %(notebook_id)s and team_id = %(t
 returning team_id;
 
 -- name: api_team_member_page
--- A team's memberships, newest first.
+-- A team's memberships, newest first; a disabled member is gone, as from GET /members.
 with visible as (
-    select tm.* from team_memberships tm where tm.team_id = %(team_id)s
+    select tm.* from team_memberships tm
+      join members m on m.id = tm.member_id and m.disabled_at is null
+     where tm.team_id = %(team_id)s
 ), keys as (
     select v.*, row_number() over (order by v.created_at desc, v.member_id desc) as rn
       from visible v

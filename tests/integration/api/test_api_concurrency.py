@@ -4,11 +4,18 @@ the others see the new status and get a 409. No lost update, one job."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from datetime import UTC, datetime
 
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from api_factories import Factory, World
 
+from api.app import create_app
+from common.clock import FakeClock
+from common.settings import Settings
+
 NB = "/api/v1/workloads/notebooks"
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 async def race(client: TestClient, world: World, url: str, n: int = 8) -> list[int]:
@@ -49,3 +56,26 @@ async def test_concurrent_stops_exactly_one_wins(
         == 1
     )
     assert factory.value("select generation from notebooks where id = %s", nb) == 2
+
+
+async def test_slow_uploads_do_not_hold_the_database_pool(settings: Settings, world: World) -> None:
+    """Bodies still arriving hold no pooled connection: as many slow uploads
+    as the pool has connections leave every other request answered at once."""
+    app = create_app(dataclasses.replace(settings, db_pool_max=2), clock=FakeClock(NOW))
+    async with TestClient(TestServer(app)) as client:
+        head = (
+            f"POST {NB} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {world.owner.token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        ).encode()
+        slow = []
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(client.host, client.port)
+            writer.write(head)  # and never the rest of the body
+            slow.append(writer)
+        await asyncio.sleep(0.3)
+        try:
+            resp = await asyncio.wait_for(client.get("/api/v1/me", headers=world.owner.auth), 5)
+            assert resp.status == 200
+        finally:
+            for writer in slow:
+                writer.close()

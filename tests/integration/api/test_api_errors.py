@@ -24,13 +24,15 @@ async def problem(resp: Any, status: int, code: str, field: str | None = None) -
 
 
 async def test_missing_and_unknown_tokens_are_401(client: TestClient) -> None:
-    await problem(await client.get(NB), 401, "unauthorized")
+    resp = await client.get(NB)
+    await problem(resp, 401, "unauthorized")
+    assert resp.headers["WWW-Authenticate"] == 'Bearer realm="notebooks"'
     await problem(
         await client.get(NB, headers={"Authorization": "Basic eDp5"}), 401, "unauthorized"
     )
-    await problem(
-        await client.get(NB, headers={"Authorization": "Bearer nbk_nope"}), 401, "invalid_token"
-    )
+    resp = await client.get(NB, headers={"Authorization": "Bearer nbk_nope"})
+    await problem(resp, 401, "invalid_token")
+    assert resp.headers["WWW-Authenticate"] == 'Bearer realm="notebooks", error="invalid_token"'
 
 
 async def test_revoked_token_and_disabled_member_stop_at_once(
@@ -130,6 +132,18 @@ async def test_malformed_json_wrong_type_and_content_type(client: TestClient, wo
         "Content-Type",
     )
     await problem(await client.post(NB, headers=world.owner.auth), 400, "missing_field", "name")
+
+
+async def test_a_body_that_does_not_decode_is_400_not_500(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    async def chunks():  # sent after the headers, so the handler's read meets the error
+        yield b"this is not gzip"
+
+    h = {**world.owner.auth, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    resp = await client.post(NB, data=chunks(), headers=h)
+    await problem(resp, 400, "malformed_body", "body")
+    assert factory.value("select count(*) from notebooks") == 1  # only the world's
 
 
 async def test_other_organizations_references_are_400(

@@ -46,6 +46,36 @@ async def test_describe_has_etag_and_if_none_match(client: TestClient, world: Wo
     assert again.status == 304
 
 
+async def test_head_answers_like_get_without_a_body(client: TestClient, world: World) -> None:
+    url = f"{NB}/{world.notebook}"
+    get = await client.get(url, headers=world.owner.auth)
+    head = await client.head(url, headers=world.owner.auth)
+    assert head.status == 200 and head.headers["ETag"] == get.headers["ETag"]
+    assert await head.read() == b""
+    assert (await client.head(NB, headers=world.owner.auth)).status == 200
+    assert (await client.head(url, headers=world.outsider.auth)).status == 404
+
+
+async def test_etag_changes_with_included_and_if_none_match_is_weak_and_a_list(
+    client: TestClient, world: World
+) -> None:
+    url = f"{NB}/{world.notebook}"
+    etag = (await client.get(url, headers=world.owner.auth)).headers["ETag"]
+    for header in (f'"other", {etag}', f"W/{etag}", "*"):
+        resp = await client.get(url, headers={**world.owner.auth, "If-None-Match": header})
+        assert resp.status == 304, header
+    # Renaming the notebook's config changes the describe body: no stale 304.
+    renamed = await client.patch(
+        f"/api/v1/workloads/configs/{world.config}",
+        json={"name": "bigger"},
+        headers=world.admin.auth,
+    )
+    assert renamed.status == 200
+    resp = await client.get(url, headers={**world.owner.auth, "If-None-Match": etag})
+    assert resp.status == 200
+    assert (await body_of(resp))["included"]["workloadConfigs"][0]["name"] == "bigger"
+
+
 async def test_patch_with_stale_if_match_is_412(client: TestClient, world: World) -> None:
     url = f"{NB}/{world.notebook}"
     etag = (await client.get(url, headers=world.owner.auth)).headers["ETag"]

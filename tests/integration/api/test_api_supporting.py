@@ -184,3 +184,12 @@ async def test_token_and_team_member_listings(client: TestClient, world: World) 
     assert (
         await client.get(f"{V1}/teams/{world.team}/members", headers=world.stranger.auth)
     ).status == 404
+
+
+async def test_a_disabled_member_leaves_team_listings(client: TestClient, world: World) -> None:
+    url = f"{V1}/teams/{world.team}/members"
+    resp = await client.delete(f"{V1}/members/{world.viewer.id}", headers=world.admin.auth)
+    assert resp.status == 204
+    members = await body_of(await client.get(url, headers=world.editor.auth))
+    assert members["total"] == 2
+    assert world.viewer.id not in [m["memberId"] for m in members["items"]]
