@@ -41,7 +41,7 @@ select id from members
 -- name: api_insert_member
 insert into members (id, organization_id, email, name, organization_admin, created_at)
 values (%(id)s, %(org_id)s, %(email)s, %(name)s, %(organization_admin)s, %(now)s)
-on conflict (organization_id, email) do nothing
+on conflict (organization_id, lower(email)) do nothing
 returning id;
 
 -- name: api_disable_member

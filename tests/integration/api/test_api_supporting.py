@@ -26,6 +26,10 @@ async def test_members_are_managed_by_org_admins(client: TestClient, world: Worl
     assert ada["email"] == "ada@example.com" and ada["organizationAdmin"] is False
     again = await client.post(V1 + "/members", json=new, headers=world.admin.auth)
     assert again.status == 409 and (await body_of(again))["code"] == "member_exists"
+    # An email is one person however it is capitalised.
+    shouted = {"email": "Ada@Example.COM", "name": "Ada again"}
+    again = await client.post(V1 + "/members", json=shouted, headers=world.admin.auth)
+    assert again.status == 409 and (await body_of(again))["code"] == "member_exists"
     bad = await client.post(
         V1 + "/members", json={"email": "nope", "name": "x"}, headers=world.admin.auth
     )
