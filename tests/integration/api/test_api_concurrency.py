@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 from datetime import UTC, datetime
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from api_factories import Factory, World
 
@@ -62,6 +63,17 @@ async def test_slow_uploads_do_not_hold_the_database_pool(settings: Settings, wo
     """Bodies still arriving hold no pooled connection: as many slow uploads
     as the pool has connections leave every other request answered at once."""
     app = create_app(dataclasses.replace(settings, db_pool_max=2), clock=FakeClock(NOW))
+    entered, all_in = 0, asyncio.Event()
+
+    @web.middleware
+    async def count_entries(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        nonlocal entered
+        entered += 1
+        if entered == 3:
+            all_in.set()
+        return await handler(request)
+
+    app.middlewares.append(count_entries)  # innermost: entered just before the endpoint
     async with TestClient(TestServer(app)) as client:
         head = (
             f"POST {NB} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {world.owner.token}\r\n"
@@ -72,7 +84,7 @@ async def test_slow_uploads_do_not_hold_the_database_pool(settings: Settings, wo
             reader, writer = await asyncio.open_connection(client.host, client.port)
             writer.write(head)  # and never the rest of the body
             slow.append(writer)
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(all_in.wait(), 5)  # the three heads are being handled
         try:
             resp = await asyncio.wait_for(client.get("/api/v1/me", headers=world.owner.auth), 5)
             assert resp.status == 200
