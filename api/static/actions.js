@@ -3,7 +3,16 @@
 
 import { api } from "./api.js";
 import { $, announce, h, setBusy, showError } from "./dom.js";
-import { PROVISIONED, STARTABLE, STOPPABLE, absorb, configName, state } from "./store.js";
+import {
+  PROVISIONED,
+  STARTABLE,
+  STOPPABLE,
+  absorb,
+  canAdminister,
+  canManage,
+  configName,
+  state,
+} from "./store.js";
 
 // Turn a describe/list entry into the notebook plus its team ids.
 export function joinItem(item, included) {
@@ -29,8 +38,9 @@ export function preserveFocus(root, render) {
   }
 }
 
-// The buttons for what this member may do now; `ctx.errorEl` receives errors
-// and `ctx.changed(nb?)` is called after a successful change.
+// The buttons for what this member may do now (its role on the notebook and
+// the notebook's status); `ctx.errorEl` receives errors and
+// `ctx.changed(change?)` is called after a successful change.
 export function actionButtons(nb, ctx, { compact = false } = {}) {
   const label = (verb) => (compact ? `${verb} ${nb.name}` : null);
   const buttons = [];
@@ -50,14 +60,15 @@ export function actionButtons(nb, ctx, { compact = false } = {}) {
       location.hash = `#/notebooks/${nb.id}/open`;
     });
   }
-  if (STARTABLE.has(nb.status)) {
+  const manage = canManage(nb);
+  if (manage && STARTABLE.has(nb.status)) {
     add("Start", "primary", (ev) => run(ev.currentTarget, () => api.startNotebook(nb.id), `Starting ${nb.name}`, ctx, "Could not start"));
   }
-  if (STOPPABLE.has(nb.status)) {
+  if (manage && STOPPABLE.has(nb.status)) {
     add("Stop", "secondary", (ev) => run(ev.currentTarget, () => api.stopNotebook(nb.id), `Stopping ${nb.name}`, ctx, "Could not stop"));
   }
-  add("Edit", "secondary", (ev) => openEdit(nb, ctx, ev.currentTarget));
-  add("Delete", "danger-outline", (ev) => confirmDelete(nb, ctx, ev.currentTarget));
+  if (manage) add("Edit", "secondary", (ev) => openEdit(nb, ctx, ev.currentTarget));
+  if (canAdminister(nb)) add("Delete", "danger-outline", (ev) => confirmDelete(nb, ctx, ev.currentTarget));
   return buttons;
 }
 
@@ -71,6 +82,8 @@ async function run(button, call, message, ctx, failure) {
   } catch (err) {
     showError(ctx.errorEl, err, failure);
     delete ctx.errorEl.dataset.source;
+    // The message is above the list; the button may be a page further down.
+    ctx.errorEl.scrollIntoView({ block: "nearest" });
     setBusy(button, false);
   }
 }

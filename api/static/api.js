@@ -3,7 +3,8 @@
 // `detail`, so callers can show it verbatim instead of a generic message.
 
 const BASE = "/api/v1";
-const TOKEN_KEY = "notebooks.token";
+const PREFIX = "notebooks.";
+const TOKEN_KEY = `${PREFIX}token`;
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -19,7 +20,14 @@ export class ApiError extends Error {
 export const token = {
   get: () => sessionStorage.getItem(TOKEN_KEY),
   set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
-  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+  // Everything the console ever put in this origin's storage, the token first.
+  clear: () => {
+    for (const store of [sessionStorage, localStorage]) {
+      for (const key of Object.keys(store)) {
+        if (key.startsWith(PREFIX)) store.removeItem(key);
+      }
+    }
+  },
 };
 
 // Listeners told about a 401 (the console then asks for a token again).
@@ -67,7 +75,8 @@ export async function request(method, path, body, { tokenOverride } = {}) {
 
 const enc = encodeURIComponent;
 
-// Follow `marker` until the last page: the console shows whole lists.
+// Follow `marker` until the last page, for the short organization-wide lists
+// (teams, workload configs, a notebook's teams). Notebooks are paged instead.
 async function all(path) {
   const items = [];
   const included = { notebooks: [], teams: [], workloadConfigs: [], members: [] };
@@ -86,7 +95,16 @@ async function all(path) {
 
 export const api = {
   me: (tokenOverride) => request("GET", "/me", undefined, { tokenOverride }),
-  listNotebooks: () => all("/workloads/notebooks"),
+  // One page of notebooks (newest first), everything the member can see or
+  // those shared with one team; `marker` is the one the previous page gave.
+  listNotebooks: ({ limit, marker, teamId } = {}) => {
+    const query = new URLSearchParams();
+    if (limit !== undefined) query.set("limit", String(limit));
+    if (marker) query.set("marker", marker);
+    const path = teamId ? `/workloads/teams/${enc(teamId)}/notebooks` : "/workloads/notebooks";
+    const qs = query.toString();
+    return request("GET", qs ? `${path}?${qs}` : path);
+  },
   describeNotebook: (id) => request("GET", `/workloads/notebooks/${enc(id)}`),
   createNotebook: (body) => request("POST", "/workloads/notebooks", body),
   updateNotebook: (id, body) => request("PATCH", `/workloads/notebooks/${enc(id)}`, body),

@@ -13,8 +13,13 @@ import { openView } from "./open.js";
 import { state } from "./store.js";
 
 const signinView = { el: () => $("#view-signin"), enter() {}, leave() {} };
+// Why the last page signed out (a 401), for the sign-in page after the reload.
+const SIGNED_OUT_KEY = "notebooks.signedOut";
 
 let current = null;
+// The token this page signed in with: another one in storage (or none) means
+// this page is stale, e.g. restored from the back/forward cache.
+let signedInWith = null;
 
 // A segment that is not valid percent-encoding (a hand-edited `%E0`) is
 // taken as it is: the view then says "not found" instead of routing dying.
@@ -60,7 +65,32 @@ function route({ focus = true } = {}) {
   show(view, params, section, { focus });
 }
 
+// The member's teams and roles decide which buttons show: read them again on
+// every navigation (a 401 here signs out like any other).
+async function refreshMe() {
+  try {
+    const me = await api.me();
+    if (state.me && me.id === state.me.id) state.me = me;
+  } catch {
+    // A network error leaves things as they are; the next navigation retries.
+  }
+}
+
+// Sign out: forget the token and everything else the console stored, then
+// load the page afresh. A new document is the one sure way that no view,
+// timer, request in flight, notebook frame (and its Marimo WebSocket), name
+// or id of this member survives into the sign-in page. The URL loses its
+// route, so whoever signs in next starts on the list.
+function signOut(reason) {
+  if (current) current.leave(); // the frame and timers go at once
+  token.clear();
+  if (reason) sessionStorage.setItem(SIGNED_OUT_KEY, reason);
+  document.body.hidden = true;
+  location.replace(location.pathname);
+}
+
 function showSignedIn(me) {
+  signedInWith = token.get();
   state.me = me;
   $("#who-name").textContent = me.name || me.email || me.id;
   $("#who").hidden = false;
@@ -87,6 +117,15 @@ function wireSignin() {
       input.focus();
       return;
     }
+    // A header can carry only visible ASCII: a token pasted with quotes “…”,
+    // an ellipsis or a line break would otherwise fail as "Cannot reach the API".
+    if (!/^[\x21-\x7e]+$/.test(value)) {
+      showError(errorEl, {
+        detail: "That is not an API token: it has spaces, line breaks or characters such as “ ” or … in it. Copy the token alone (it starts with nbk_).",
+      });
+      input.select();
+      return;
+    }
     const submit = $("#signin-submit");
     submit.disabled = true;
     try {
@@ -95,7 +134,8 @@ function wireSignin() {
       input.value = "";
       showError(errorEl, null);
       showSignedIn(me);
-      if (!location.hash || location.hash === "#/") location.hash = "#/notebooks";
+      // Without a hashchange event: route() below is the one navigation.
+      if (!location.hash || location.hash === "#/") history.replaceState(null, "", "#/notebooks");
       route();
     } catch (err) {
       showError(errorEl, err);
@@ -104,21 +144,27 @@ function wireSignin() {
       submit.disabled = false;
     }
   });
-  $("#sign-out").addEventListener("click", () => {
-    token.clear();
-    showSignin();
-  });
+  $("#sign-out").addEventListener("click", () => signOut());
 }
 
 async function boot() {
   wireSignin();
   onUnauthorized((err) => {
     // The token was revoked, the member disabled, or it was never right.
-    token.clear();
-    showSignin(new ApiError(401, { detail: `Signed out: ${err.detail}` }));
+    signOut(`Signed out: ${err.detail}`);
   });
-  window.addEventListener("hashchange", () => route());
-  if (!token.get()) return showSignin();
+  window.addEventListener("hashchange", () => {
+    route();
+    if (state.me) refreshMe();
+  });
+  // Back after signing out may bring this page back from the back/forward
+  // cache with the member's views in it: load afresh instead.
+  window.addEventListener("pageshow", (ev) => {
+    if (ev.persisted && signedInWith !== token.get()) location.reload();
+  });
+  const reason = sessionStorage.getItem(SIGNED_OUT_KEY);
+  sessionStorage.removeItem(SIGNED_OUT_KEY);
+  if (!token.get()) return showSignin(reason ? new ApiError(401, { detail: reason }) : null);
   try {
     showSignedIn(await api.me());
     route({ focus: false });

@@ -2,8 +2,17 @@
 
 import { actionButtons, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api } from "./api.js";
-import { $, announce, formatTime, formatTimeout, h, showError, statusBadge } from "./dom.js";
-import { Poller, TRANSITIONAL, absorb, configName, memberLabel, state, teamName } from "./store.js";
+import { $, announce, focusHeading, formatTime, formatTimeout, h, showError, statusBadge } from "./dom.js";
+import {
+  Poller,
+  TRANSITIONAL,
+  absorb,
+  canAdminister,
+  configName,
+  memberLabel,
+  state,
+  teamName,
+} from "./store.js";
 
 const lastStatus = new Map();
 
@@ -18,11 +27,33 @@ function teamsText(teamIds) {
 }
 
 // ---- list ----------------------------------------------------------------
+//
+// One page at a time, newest first, with the API's keyset pagination: a
+// page is fetched with the `marker` the page before it handed out, so
+// `markers[i]` fetches page i (markers[0] is none). Polling re-reads only the
+// page on screen (one request of `size` notebooks), whatever the
+// organization holds. The API's markers only go forward; Previous goes back
+// to a marker already seen. The page, its size and the team filter survive
+// a visit to a notebook (they live here, not in the URL; a reload starts on
+// page 1).
+
+export const PAGE_SIZES = [25, 50, 100];
 
 const list = {
   poller: null,
-  rows: new Map(),
+  size: 50,
+  teamId: "", // "" = every notebook the member can see
+  markers: [null],
+  index: 0,
+  next: null, // the marker the page on screen gave for the page after it
+  refocusRow: null, // after a delete: the row position to put focus on
 };
+
+function resetPaging() {
+  list.markers = [null];
+  list.index = 0;
+  list.next = null;
+}
 
 function rowFor(nb, ctx) {
   const message = nb.statusMessage
@@ -45,16 +76,46 @@ function rowFor(nb, ctx) {
   );
 }
 
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text; // no repeated announcement
+}
+
+function renderPager(total, shown) {
+  const count = `${total.toLocaleString()} notebook${total === 1 ? "" : "s"}`;
+  const single = list.index === 0 && !list.next;
+  const pages = Math.max(list.index + 1, Math.ceil(total / list.size));
+  setText($("#page-info"), single ? count : `Page ${list.index + 1} of ${pages} · ${count}`);
+  const prev = $("#page-prev");
+  const next = $("#page-next");
+  const first = $("#page-first");
+  const focused = document.activeElement;
+  $("#notebooks-pager").hidden = shown === 0;
+  prev.hidden = next.hidden = single;
+  first.hidden = list.index < 2;
+  prev.disabled = list.index === 0;
+  next.disabled = !list.next;
+  // A pager button that just became disabled or hidden would drop focus to
+  // the page's body: keep it on the pager.
+  if ([prev, next, first].includes(focused) && (focused.disabled || focused.hidden)) {
+    const other = [next, prev].find((b) => !b.disabled && !b.hidden);
+    if (other) other.focus();
+    else focusHeading($("#view-notebooks"));
+  }
+}
+
 async function refreshList() {
   const errorEl = $("#notebooks-error");
+  const asked = { index: list.index, teamId: list.teamId, size: list.size };
   let page;
   try {
-    page = await api.listNotebooks();
+    page = await api.listNotebooks({ limit: list.size, marker: list.markers[list.index], teamId: list.teamId });
   } catch (err) {
     showError(errorEl, err, "Could not load notebooks");
     errorEl.dataset.source = "load";
     return false;
   }
+  // Paged or filtered meanwhile: this answer is for a page no longer asked for.
+  if (asked.index !== list.index || asked.teamId !== list.teamId || asked.size !== list.size) return false;
   // A failed poll's message goes once polling works again; an action's stays.
   if (errorEl.dataset.source === "load") {
     showError(errorEl, null);
@@ -62,15 +123,85 @@ async function refreshList() {
   }
   absorb(page.included);
   const notebooks = page.items.map((item) => joinItem(item, page.included)).filter(Boolean);
-  const ctx = { errorEl, changed: () => list.poller.now() };
+  if (notebooks.length === 0 && list.index > 0) {
+    // Everything on this page went (deleted elsewhere): show the one before.
+    list.index -= 1;
+    list.markers.length = list.index + 1;
+    list.poller.now();
+    return false;
+  }
+  list.next = page.marker || null;
+  list.markers.length = list.index + 1;
+  const ctx = {
+    errorEl,
+    changed: (change) => {
+      if (change?.deleted) {
+        const rows = [...$("#notebooks-body").rows];
+        list.refocusRow = rows.findIndex((r) => r.dataset.notebookId === change.deleted);
+      }
+      list.poller.now();
+    },
+  };
   const body = $("#notebooks-body");
   preserveFocus(body, () => {
     body.replaceChildren(...notebooks.map((nb) => rowFor(nb, ctx)));
   });
+  if (list.refocusRow !== null) {
+    // The deleted row's button had focus: move it to the row that took its
+    // place (or the last one, or the heading), not to the page's body.
+    const links = [...body.querySelectorAll(".nb-link")];
+    const target = links[Math.min(list.refocusRow, links.length - 1)];
+    list.refocusRow = null;
+    if (!document.querySelector("dialog[open]")) {
+      if (target) target.focus();
+      else focusHeading($("#view-notebooks"));
+    }
+  }
   notebooks.forEach(noteStatus);
-  $("#notebooks-empty").hidden = notebooks.length > 0;
+  const empty = $("#notebooks-empty");
+  empty.textContent = list.teamId
+    ? `No notebooks are shared with ${teamName(list.teamId)}.`
+    : "No notebooks yet. Create one to get started.";
+  empty.hidden = notebooks.length > 0;
   $("#notebooks-table").hidden = notebooks.length === 0;
+  renderPager(page.total ?? notebooks.length, notebooks.length);
   return notebooks.some((nb) => TRANSITIONAL.has(nb.status));
+}
+
+function goToPage(index) {
+  if (index === list.index + 1) {
+    if (!list.next) return;
+    list.markers[index] = list.next;
+  }
+  list.index = index;
+  list.markers.length = index + 1;
+  list.next = null;
+  announce(`Page ${index + 1}`);
+  list.poller.now();
+}
+
+// The team filter offers the teams whose notebook list the API gives this
+// member: every team to an organization admin, else the member's own.
+async function fillTeamFilter() {
+  const select = $("#list-team");
+  try {
+    const { items } = await api.listTeams();
+    items.forEach((t) => state.teams.set(t.id, t));
+    const mine = new Set((state.me?.teams || []).map((t) => t.teamId));
+    const offered = state.me?.organizationAdmin ? items : items.filter((t) => mine.has(t.id));
+    if (list.teamId && !offered.some((t) => t.id === list.teamId)) {
+      list.teamId = "";
+      resetPaging();
+    }
+    select.replaceChildren(
+      h("option", { value: "", text: "Any (all you can see)" }),
+      ...offered.map((t) => h("option", { value: t.id, text: t.name })),
+    );
+    select.value = list.teamId;
+    $("#list-team-field").hidden = offered.length === 0;
+  } catch (err) {
+    showError($("#notebooks-error"), err, "Could not load teams");
+  }
 }
 
 export const listView = {
@@ -80,6 +211,14 @@ export const listView = {
     showError(errorEl, null);
     $("#new-notebook").onclick = (ev) =>
       openCreate(ev.currentTarget, (created) => {
+        // The newest notebook is first on page 1 (of the team filter, if
+        // it was shared with that team).
+        const teamIds = created.item.teamIds || [];
+        if (list.teamId && !teamIds.includes(list.teamId)) {
+          list.teamId = "";
+          $("#list-team").value = "";
+        }
+        resetPaging();
         list.poller.now();
         // Land on the new notebook's row so keyboard users can start it.
         setTimeout(() => {
@@ -87,8 +226,25 @@ export const listView = {
           if (link) link.focus();
         }, 300);
       });
+    const size = $("#list-size");
+    size.replaceChildren(...PAGE_SIZES.map((n) => h("option", { value: String(n), text: String(n) })));
+    size.value = String(list.size);
+    size.onchange = () => {
+      list.size = Number(size.value);
+      resetPaging();
+      list.poller.now();
+    };
+    $("#list-team").onchange = (ev) => {
+      list.teamId = ev.currentTarget.value;
+      resetPaging();
+      list.poller.now();
+    };
+    $("#page-next").onclick = () => goToPage(list.index + 1);
+    $("#page-prev").onclick = () => goToPage(list.index - 1);
+    $("#page-first").onclick = () => goToPage(0);
     list.poller = new Poller(refreshList);
     list.poller.start();
+    fillTeamFilter();
   },
   leave() {
     list.poller?.stop();
@@ -100,7 +256,7 @@ export const listView = {
 
 // ---- one notebook --------------------------------------------------------
 
-const detail = { id: null, poller: null, nb: null };
+const detail = { id: null, poller: null, nb: null, admin: undefined };
 
 function fact(term, ...value) {
   return [h("dt", { text: term }), h("dd", {}, ...value)];
@@ -133,6 +289,12 @@ async function refreshDetail() {
   };
   const actions = $("#nb-actions");
   preserveFocus(actions, () => actions.replaceChildren(...actionButtons(nb, ctx)));
+  // Sharing controls only for who may share (first load, or access changed).
+  const admin = canAdminister(nb);
+  if (detail.admin !== admin) {
+    detail.admin = admin;
+    refreshTeams();
+  }
   $("#nb-facts").replaceChildren(
     ...fact("Owner", memberLabel(nb.memberId)),
     ...fact("Workload config", configName(nb.workloadConfigId)),
@@ -150,8 +312,11 @@ async function refreshDetail() {
 
 async function refreshTeams() {
   const errorEl = $("#teams-error");
+  const id = detail.id;
+  const admin = !!detail.admin;
   try {
-    const [assigned, all] = await Promise.all([api.notebookTeams(detail.id), api.listTeams()]);
+    const [assigned, all] = await Promise.all([api.notebookTeams(id), api.listTeams()]);
+    if (id !== detail.id) return; // left for another notebook meanwhile
     absorb(assigned.included);
     all.items.forEach((t) => state.teams.set(t.id, t));
     // Items are team objects (with `id`), or normalized `{teamId}` refs.
@@ -168,14 +333,16 @@ async function refreshTeams() {
                 "li",
                 {},
                 h("span", { text: teamName(id) }),
-                h("button", {
-                  type: "button",
-                  class: "danger-outline small",
-                  "aria-label": `Remove team ${teamName(id)}`,
-                  dataset: { focusKey: `team:${id}` },
-                  text: "Remove",
-                  onclick: () => removeTeam(id),
-                }),
+                admin
+                  ? h("button", {
+                      type: "button",
+                      class: "danger-outline small",
+                      "aria-label": `Remove team ${teamName(id)}`,
+                      dataset: { focusKey: `team:${id}` },
+                      text: "Remove",
+                      onclick: () => removeTeam(id),
+                    })
+                  : null,
               ),
             )
           : [h("li", { class: "muted", text: "Not shared with any team." })]),
@@ -184,7 +351,8 @@ async function refreshTeams() {
     const available = all.items.filter((t) => !ids.includes(t.id));
     const select = $("#add-team-select");
     select.replaceChildren(...available.map((t) => h("option", { value: t.id, text: t.name })));
-    $("#add-team-form").hidden = available.length === 0;
+    $("#add-team-form").hidden = !admin || available.length === 0;
+    $("#teams-readonly").hidden = admin;
   } catch (err) {
     showError(errorEl, err, "Could not load teams");
   }
@@ -210,7 +378,14 @@ export const detailView = {
     detail.id = id;
     showError($("#nb-error"), null);
     showError($("#teams-error"), null);
+    detail.nb = null;
+    detail.admin = undefined;
+    // Nothing of the notebook shown before stays while this one loads.
     $("#nb-title").textContent = "Notebook";
+    for (const sel of ["#nb-status", "#nb-actions", "#nb-facts", "#nb-teams"]) $(sel).replaceChildren();
+    for (const sel of ["#nb-message", "#nb-description"]) $(sel).textContent = "";
+    $("#add-team-form").hidden = true;
+    $("#teams-readonly").hidden = true;
     $("#add-team-form").onsubmit = async (ev) => {
       ev.preventDefault();
       const teamId = $("#add-team-select").value;
@@ -227,7 +402,6 @@ export const detailView = {
     };
     detail.poller = new Poller(refreshDetail);
     detail.poller.start();
-    refreshTeams();
   },
   leave() {
     detail.poller?.stop();

@@ -5,7 +5,7 @@
 import { loadNotebook } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, setBusy, showError, statusBadge } from "./dom.js";
-import { PROVISIONED, Poller, STOPPABLE, TRANSITIONAL } from "./store.js";
+import { PROVISIONED, Poller, STOPPABLE, TRANSITIONAL, canManage } from "./store.js";
 
 export const PING_INTERVAL_MS = 60_000;
 
@@ -91,6 +91,7 @@ async function refreshStatus() {
     $("#open-message").textContent = serving
       ? ""
       : `${nb.statusMessage || `The notebook is ${nb.status}.`} It opens here when it runs.`;
+    $("#open-stop").hidden = !canManage(nb); // a team viewer may not stop it
     $("#open-stop").disabled = !STOPPABLE.has(nb.status);
     if (serving && !open.framed && !open.loading) load();
     return TRANSITIONAL.has(nb.status);
@@ -151,6 +152,9 @@ export const openView = {
     open.lastPing = 0;
     showError($("#open-error"), null);
     $("#open-title").textContent = "Notebook";
+    $("#open-status").replaceChildren();
+    $("#open-message").textContent = "";
+    $("#open-stop").hidden = true;
     $("#open-back").href = `#/notebooks/${id}`;
     $("#open-mode").hidden = true;
     const stop = $("#open-stop");

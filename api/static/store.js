@@ -22,6 +22,27 @@ export function memberLabel(id) {
 }
 
 export const teamName = (id) => state.teams.get(id)?.name || id;
+
+// What the signed-in member may do to a notebook, computed the way the API
+// does (docs/api.md, Roles): owner; org admin; else the best role among the
+// member's teams the notebook is shared with. The API still decides: this
+// only keeps buttons that could only fail off the screen.
+const TEAM_RANK = { viewer: 1, editor: 2, admin: 3 };
+export function accessTo(nb) {
+  const me = state.me;
+  if (!me) return null;
+  if (nb.memberId === me.id) return "owner";
+  if (me.organizationAdmin) return "org_admin";
+  let best = null;
+  for (const { teamId, role } of me.teams || []) {
+    if ((nb.teamIds || []).includes(teamId) && (TEAM_RANK[role] || 0) > (TEAM_RANK[best] || 0)) best = role;
+  }
+  return best;
+}
+// start, stop, update
+export const canManage = (nb) => ["owner", "org_admin", "admin", "editor"].includes(accessTo(nb));
+// delete, share with and unshare from teams
+export const canAdminister = (nb) => ["owner", "org_admin", "admin"].includes(accessTo(nb));
 export const configName = (id) => state.configs.get(id)?.name || id;
 
 // Statuses that change by themselves soon: poll fast while any is shown.
@@ -32,7 +53,13 @@ export const PROVISIONED = new Set(["running", "idle", "detached"]);
 
 // Repeats `fn` (which returns true when it wants the fast rate) until
 // stopped: every 2 s while something is in transition, every 10 s
-// otherwise, and every 30 s while the tab is hidden.
+// otherwise, and every 30 s while the tab is hidden; at once when the tab is
+// shown again after a slow (hidden) wait, so what comes back into view is
+// never up to 30 s old.
+export const FAST_MS = 2000;
+export const NORMAL_MS = 10000;
+export const HIDDEN_MS = 30000;
+
 export class Poller {
   constructor(fn) {
     this.fn = fn;
@@ -40,16 +67,28 @@ export class Poller {
     this.active = false;
     this.running = false;
     this.again = false;
+    this.last = 0; // when the last run began
+    this.delay = 0; // the wait before the next run
+    this.onVisibility = () => {
+      if (!this.active || this.running || this.delay !== HIDDEN_MS) return;
+      if (document.visibilityState !== "visible") return;
+      // Shown again: the next run is due at the visible rate, now if overdue.
+      clearTimeout(this.timer);
+      this.delay = NORMAL_MS;
+      this.timer = setTimeout(() => this.now(), Math.max(0, this.last + NORMAL_MS - Date.now()));
+    };
   }
 
   start() {
     this.active = true;
+    document.addEventListener("visibilitychange", this.onVisibility);
     this.now();
   }
 
   stop() {
     this.active = false;
     clearTimeout(this.timer);
+    document.removeEventListener("visibilitychange", this.onVisibility);
   }
 
   async now() {
@@ -60,6 +99,7 @@ export class Poller {
     }
     clearTimeout(this.timer);
     this.running = true;
+    this.last = Date.now();
     let fast = false;
     try {
       fast = await this.fn();
@@ -75,7 +115,7 @@ export class Poller {
       return;
     }
     const hidden = document.visibilityState !== "visible";
-    const delay = fast ? 2000 : hidden ? 30000 : 10000;
-    this.timer = setTimeout(() => this.now(), delay);
+    this.delay = fast ? FAST_MS : hidden ? HIDDEN_MS : NORMAL_MS;
+    this.timer = setTimeout(() => this.now(), this.delay);
   }
 }

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -141,19 +142,31 @@ def _kill_leftovers(data_dir: Path) -> None:
                 proc.kill()
 
 
+def _all_notebooks(stack: Stack) -> list[dict[str, Any]] | None:
+    """Every notebook the stack's admin sees, following `marker`; None on an error."""
+    notebooks: list[dict[str, Any]] = []
+    path = "/workloads/notebooks"
+    while True:
+        status, page = stack.call("GET", path)
+        if status != 200:
+            return None
+        notebooks += page["included"]["notebooks"]
+        if not page.get("marker"):
+            return notebooks
+        path = "/workloads/notebooks?marker=" + urllib.parse.quote(page["marker"])
+
+
 def _stop_notebooks(stack: Stack) -> None:
-    status, page = stack.call("GET", "/workloads/notebooks")
-    if status != 200:
+    notebooks = _all_notebooks(stack)
+    if notebooks is None:
         return
-    busy = [n["id"] for n in page["included"]["notebooks"] if n["status"] != "stopped"]
-    for nb_id in busy:
-        stack.call("POST", f"/workloads/notebooks/{nb_id}/stop")
+    for nb in notebooks:
+        if nb["status"] != "stopped":
+            stack.call("POST", f"/workloads/notebooks/{nb['id']}/stop")
 
     def settled() -> bool:
-        code, body = stack.call("GET", "/workloads/notebooks")
-        return code == 200 and all(
-            n["status"] in ("stopped", "failed") for n in body["included"]["notebooks"]
-        )
+        found = _all_notebooks(stack)
+        return found is not None and all(n["status"] in ("stopped", "failed") for n in found)
 
     with contextlib.suppress(AssertionError):
         wait_for(settled, 30, "notebooks to stop", interval=0.5)

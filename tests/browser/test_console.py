@@ -347,14 +347,7 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     row(page, "Quarterly report v2").wait_for(state="detached")
     assert stack.call("GET", f"/workloads/notebooks/{nb_id}")[0] == 404
 
-    # More notebooks than one page of the API (100): the list follows `marker`.
-    config_id = next(c["id"] for c in configs["items"] if c["name"] == "default")
-    for i in range(101):
-        code, _ = stack.call(
-            "POST", "/workloads/notebooks", {"name": f"bulk {i:03}", "workloadConfigId": config_id}
-        )
-        assert code == 201
-    page.reload()  # the token survives a reload (sessionStorage): no sign-in page
-    row(page, "bulk 000").wait_for()
-    assert page.locator("#notebooks-body tr").count() == 102  # and "Doomed"
+    # The token survives a reload (sessionStorage): no sign-in page.
+    page.reload()
+    row(page, "Doomed").wait_for()
     page.close()
