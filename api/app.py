@@ -14,6 +14,7 @@ import psycopg
 import structlog
 from aiohttp import web
 from psycopg.conninfo import make_conninfo
+from psycopg_pool import PoolTimeout
 from yarl import URL
 
 from api import metrics
@@ -72,6 +73,15 @@ async def canonical_request(
         response = problem_response(
             409, error_code, "Conflict", "A concurrent request removed a resource this one uses."
         )
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        # Every connection busy, or the database unreachable or restarting:
+        # nothing the client did; worth retrying shortly.
+        log.warning("database_unavailable", error=str(exc))
+        error_code = "database_unavailable"
+        response = problem_response(
+            503, error_code, "Service unavailable", "The database is busy or unreachable; retry."
+        )
+        response.headers["Retry-After"] = "5"
     except Exception:
         log.exception("unhandled")
         error_code = "internal_error"
@@ -167,7 +177,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
         # Times render as RFC 3339 UTC from PostgreSQL's JSON functions.
         dsn = make_conninfo(settings.database_url, options="-c TimeZone=UTC")
-        pool = await open_pool(dsn, min_size=2, max_size=settings.db_pool_max)
+        pool = await open_pool(
+            dsn,
+            min_size=2,
+            max_size=settings.db_pool_max,
+            wait_seconds=settings.db_pool_wait_seconds,
+        )
         app[POOL] = pool
         try:
             yield

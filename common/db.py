@@ -8,11 +8,15 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 
-async def open_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> AsyncConnectionPool:
+async def open_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, wait_seconds: float = 30.0
+) -> AsyncConnectionPool:
+    """`wait_seconds`: how long taking a connection waits before PoolTimeout."""
     pool = AsyncConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        timeout=wait_seconds,
         kwargs={"autocommit": True, "row_factory": dict_row},
         open=False,
     )

@@ -75,6 +75,8 @@ class Settings:
     worker_concurrency: int = 16
     heartbeat_timeout_seconds: int = 15
     db_pool_max: int = 10
+    # How long a request waits for a pooled connection before a 503 (API).
+    db_pool_wait_seconds: int = 10
     # Loopback unless configured (a pod sets 0.0.0.0 so Prometheus can scrape).
     worker_metrics_host: str = "127.0.0.1"
     # Pre-started Sail servers per workload shape in the local runtime (0 = off).
@@ -129,6 +131,7 @@ class Settings:
             worker_concurrency=_int(env, "NOTEBOOKS_WORKER_CONCURRENCY", 16),
             heartbeat_timeout_seconds=_int(env, "NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", 15),
             db_pool_max=_int(env, "NOTEBOOKS_DB_POOL_MAX", 10),
+            db_pool_wait_seconds=_int(env, "NOTEBOOKS_DB_POOL_WAIT_SECONDS", 10),
             worker_metrics_host=env.get("NOTEBOOKS_WORKER_METRICS_HOST", "127.0.0.1"),
             local_warm_pool_size=_int(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0),
         )

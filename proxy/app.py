@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from urllib.parse import unquote
 
 import aiohttp
+import psycopg
 import structlog
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common.clock import Clock, SystemClock
 from common.db import open_pool
@@ -202,6 +203,26 @@ async def scrape(request: web.Request) -> web.Response:
     return await metrics_response()
 
 
+@web.middleware
+async def database_unavailable(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The access check could not reach Postgres (restart, failover, every
+    pooled connection busy): a page saying to retry, not aiohttp's bare 500."""
+    try:
+        return await handler(request)
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        log.warning("proxy.database_unavailable", error=str(exc))
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        metrics.REQUESTS.labels("websocket" if websocket else "http", "database_unavailable").inc()
+        return pages.page(
+            503,
+            "Try again in a moment",
+            "The service cannot check your access right now. Reload the page shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -213,14 +234,19 @@ def create_app(
     """The proxy app. Access is re-checked on NOTIFY (immediately) and every
     `recheck_seconds` (the safety net); `listen_for_changes=False` leaves only
     the latter, for tests of it."""
-    app = web.Application(client_max_size=0)
+    app = web.Application(client_max_size=0, middlewares=[database_unavailable])
     app[COOKIES] = CookieCache(settings.secret_key)
     app.on_response_prepare.append(_on_prepare(settings.frame_ancestors))
     app[LISTENING] = asyncio.Event()
     app[BEFORE_SCRAPE] = []
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        pool = await open_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
+        pool = await open_pool(
+            settings.database_url,
+            min_size=1,
+            max_size=settings.db_pool_max,
+            wait_seconds=settings.db_pool_wait_seconds,
+        )
         # One process-wide client: no total timeout (long streams), no cookies
         # of its own, bodies passed through still compressed.
         client = aiohttp.ClientSession(

@@ -28,6 +28,7 @@ REQUEST_OUTCOMES = (
     "unavailable",
     "upstream_error",
     "bad_path",
+    "database_unavailable",
 )
 DIRECTIONS = ("to_upstream", "to_client")
 KINDS = ("http", "websocket")

@@ -3,11 +3,17 @@ a stable code and, for input, the field named. Nothing is half-written."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from api_factories import Factory, World, body_of
+
+from api.app import create_app
+from api.context import POOL
+from common.clock import FakeClock
+from common.settings import Settings
 
 NB = "/api/v1/workloads/notebooks"
 
@@ -273,3 +279,40 @@ async def test_deleting_a_config_while_a_notebook_takes_it_is_409_in_use(
                 {"org": world.org, "owner": world.owner.id, "config": config},
             )
         await problem(await deleting, 409, "workload_config_in_use")
+
+
+async def test_no_free_connection_is_503_with_retry_after_then_recovers(
+    settings: Settings, clock: FakeClock, world: World
+) -> None:
+    """Every pooled connection busy past the wait: 503 database_unavailable
+    with Retry-After (not a 500 after 30 s); served again once one is free."""
+    tight = dataclasses.replace(settings, db_pool_max=2, db_pool_wait_seconds=1)
+    async with TestClient(TestServer(create_app(tight, clock=clock))) as client:
+        pool = client.app[POOL]
+        async with pool.connection(), pool.connection():
+            resp = await client.get("/api/v1/me", headers=world.owner.auth)
+            await problem(resp, 503, "database_unavailable")
+            assert resp.headers["Retry-After"] == "5"
+        assert (await client.get("/api/v1/me", headers=world.owner.auth)).status == 200
+
+
+async def test_a_database_restart_gives_503s_not_500s_until_reconnected(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Every connection of the pool killed under it (a database restart or
+    failover): requests answer 503 database_unavailable until the pool has
+    reconnected, then 200; never a 500."""
+    assert (await client.get("/api/v1/me", headers=world.owner.auth)).status == 200
+    factory.value(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity"
+        " where datname = current_database() and pid <> pg_backend_pid()"
+    )
+    statuses = []
+    for _ in range(50):
+        resp = await client.get("/api/v1/me", headers=world.owner.auth)
+        statuses.append(resp.status)
+        if resp.status == 200:
+            break
+        await problem(resp, 503, "database_unavailable")
+    assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
+    assert 503 in statuses  # the dead connections were really met

@@ -378,6 +378,51 @@ async def test_upstream_down_gives_502_page(settings: Settings, kind: str) -> No
         await server.close()
 
 
+@pytest.mark.parametrize("kind", ["http", "websocket", "login"])
+async def test_database_unavailable_gives_a_503_page_to_retry(
+    settings: Settings, kind: str
+) -> None:
+    """The access check cannot get a database connection (every one busy
+    past the wait; a restart looks the same): a 503 page with Retry-After,
+    counted, not aiohttp's bare 500; served again once one is free."""
+    from proxy.access import AccessCache
+    from proxy.app import CACHE, POOL
+
+    tight = dataclasses.replace(settings, db_pool_max=1, db_pool_wait_seconds=1)
+    world = insert_world(settings.database_url, f"http://127.0.0.1:{free_port()}", TOKEN, NB)
+    server, p = await serve_proxy(tight, world)
+    session = p.client() if kind == "login" else await p.login(world.owner)
+    outcome = total(metrics.REQUESTS, "http" if kind == "login" else kind, "database_unavailable")
+    try:
+        cache: AccessCache = server.app[CACHE]
+        async with server.app[POOL].connection():
+            cache.invalidate("*")
+            if kind == "websocket":
+                with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                    await session.ws_connect(p.url("/ws"), origin=p.origin)
+                assert err.value.status == 503
+            else:
+                url = p.open_url(p.token(world.owner)) if kind == "login" else p.url("/echo")
+                async with session.get(url, allow_redirects=False) as resp:
+                    assert resp.status == 503
+                    assert resp.headers["Retry-After"] == "5"
+                    assert "Try again in a moment" in await resp.text()
+                    assert "Set-Cookie" not in resp.headers
+        counted = total(
+            metrics.REQUESTS, "http" if kind == "login" else kind, "database_unavailable"
+        )
+        assert counted == outcome + 1
+        if kind == "login":
+            async with session.get(p.open_url(p.token(world.owner)), allow_redirects=False) as resp:
+                assert resp.status == 303
+        else:
+            async with session.get(p.url("/echo")) as resp:
+                assert resp.status == 502  # past the access check; no Marimo behind it here
+    finally:
+        await session.close()
+        await server.close()
+
+
 async def test_paths_escaping_the_prefix_are_refused(echo) -> None:  # type: ignore[no-untyped-def]
     _, p = echo
     session = await p.login(p.world.owner)
