@@ -87,7 +87,7 @@ def bearer_token(request: web.Request) -> str:
 async def authenticate(conn: psycopg.AsyncConnection[Any], token: str, now: datetime) -> Principal:
     cur = await conn.execute(
         query("api_authenticate"),
-        {"secret_hash": hash_token(token)},  # type: ignore[arg-type]
+        {"secret_hash": hash_token(token), "now": now},  # type: ignore[arg-type]
     )
     row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
     if row is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +26,16 @@ MEMBER_SCHEMA = obj(
     {"email": EMAIL_SCHEMA, "name": name_schema(128), "organizationAdmin": {"type": "boolean"}},
     required=("email", "name"),
 )
-TOKEN_SCHEMA = obj({"name": name_schema(128)}, required=("name",))
+# A token lives until revoked, or for `expiresInSeconds` (5 min to a year).
+TOKEN_LIFETIME_SCHEMA: dict[str, Any] = {
+    "type": "integer",
+    "minimum": 300,
+    "maximum": 366 * 86400,
+    "description": "seconds until the token stops working (300..31622400); absent: no expiry",
+}
+TOKEN_SCHEMA = obj(
+    {"name": name_schema(128), "expiresInSeconds": TOKEN_LIFETIME_SCHEMA}, required=("name",)
+)
 
 
 async def member_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
@@ -92,6 +102,8 @@ async def _token_owner(ctx: Ctx) -> str:
 async def create_token(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, TOKEN_SCHEMA)
     member_id = await _token_owner(ctx)
+    lifetime = body.get("expiresInSeconds")
+    expires_at = None if lifetime is None else ctx.now + timedelta(seconds=lifetime)
     secret = new_token()
     row = await ctx.one(
         "api_insert_token",
@@ -102,6 +114,7 @@ async def create_token(ctx: Ctx) -> web.Response:
             "prefix": token_prefix(secret),
             "secret_hash": hash_token(secret),
             "now": ctx.now,
+            "expires_at": expires_at,
         },
     )
     assert row is not None
@@ -113,7 +126,9 @@ async def create_token(ctx: Ctx) -> web.Response:
 async def list_tokens(ctx: Ctx) -> web.Response:
     member_id = await _token_owner(ctx)
     scope = f"tokens:{member_id}"
-    row = await ctx.one("api_token_page", {"member_id": member_id, **page_params(ctx, scope)})
+    row = await ctx.one(
+        "api_token_page", {"member_id": member_id, "now": ctx.now, **page_params(ctx, scope)}
+    )
     assert row is not None
     return plain_list(ctx, scope, row)
 

@@ -98,9 +98,11 @@ COMPONENTS: dict[str, Schema] = {
             "teamId": ID, "role": {"type": "string", "enum": ["admin", "editor", "viewer"]}})},
     }),
     "NewToken": closed({"id": ID, "name": {"type": "string"}, "token": {"type": "string"},
-                        "prefix": {"type": "string"}, "createdAt": TIME}),
+                        "prefix": {"type": "string"}, "createdAt": TIME,
+                        "expiresAt": NULLABLE_TIME}),
     "Token": closed({"id": ID, "name": {"type": "string"}, "prefix": {"type": "string"},
-                     "createdAt": TIME, "lastUsedAt": NULLABLE_TIME}),
+                     "createdAt": TIME, "lastUsedAt": NULLABLE_TIME,
+                     "expiresAt": NULLABLE_TIME}),
     "TokenList": plain_list("Token"),
     "TeamMembershipList": plain_list("TeamMembership"),
     "WorkloadConfig": closed({

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, cast
 
 import psycopg
@@ -43,6 +44,10 @@ class Target:
     marimo_url: str | None
     can_view: bool
     can_edit: bool
+    token_expires_at: datetime | None = None  # the API token's, when it has one
+
+    def token_expired(self, now: datetime) -> bool:
+        return self.token_expires_at is not None and now >= self.token_expires_at
 
     @property
     def serving(self) -> bool:
@@ -61,6 +66,7 @@ def target_from_row(row: dict[str, object]) -> Target:
         marimo_url=row["marimo_url"],  # type: ignore[arg-type]
         can_view=owner_or_admin or (member_ok and bool(roles)),
         can_edit=owner_or_admin or (member_ok and bool(roles & MANAGING_TEAM_ROLES)),
+        token_expires_at=row.get("token_expires_at"),  # type: ignore[arg-type]
     )
 
 

@@ -43,7 +43,7 @@ from proxy.access import AccessCache, Target
 from proxy.cookie import COOKIE_NAME, CookieCache, ProxySession
 from proxy.forward import Proxy
 from proxy.headers import cookie_value, request_pairs, response_pairs, security_headers
-from proxy.live import Live, refusal
+from proxy.live import Live, lapsed, refusal
 from proxy.policy import decide, normalize
 from proxy.upstream import Address, UpstreamConnection, UpstreamPool, address_of
 
@@ -425,7 +425,7 @@ class ExpressConnection(asyncio.Protocol):
                 return False  # access changed: judged afresh
             # The same access, looked up again after the cache's TTL.
             known = self._known[data] = known._replace(target=target)
-        if session.expired(lane.proxy.clock.now()):
+        if lapsed(session, target, lane.proxy.clock.now()):
             return False
         up = lane.pool.take(known.address)
         if up is None:

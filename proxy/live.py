@@ -17,13 +17,18 @@ class Live:
     stop: Callable[[str], None]  # called once with the reason ("access" | "session" | "status")
 
 
+def lapsed(session: ProxySession, target: Target, now: datetime) -> bool:
+    """The cookie's 12 h are up, or the API token that opened it expired."""
+    return session.expired(now) or target.token_expired(now)
+
+
 def refusal(session: ProxySession, target: Target | None, now: datetime) -> str | None:
     """Why `session` may no longer reach its notebook, or None if it may."""
     if target is None or not target.can_view:
         return "access"
     if session.mode == "edit" and not target.can_edit:
         return "access"
-    if session.expired(now):
+    if lapsed(session, target, now):
         return "session"
     if not target.serving:
         return "status"

@@ -1,5 +1,5 @@
--- API token authentication. Revocation and member disabling are checked in
--- the same lookup, so they take effect on the very next request.
+-- API token authentication. Revocation, expiry and member disabling are
+-- checked in the same lookup, so they take effect on the very next request.
 
 -- name: api_authenticate
 select t.id as token_id, t.last_used_at, m.id as member_id, m.organization_id,
@@ -8,6 +8,7 @@ select t.id as token_id, t.last_used_at, m.id as member_id, m.organization_id,
   join members m on m.id = t.member_id
  where t.secret_hash = %(secret_hash)s
    and t.revoked_at is null
+   and (t.expires_at is null or t.expires_at > %(now)s)
    and m.disabled_at is null;
 
 -- name: api_touch_token

@@ -50,10 +50,10 @@ update members set disabled_at = %(now)s
 returning id;
 
 -- name: api_insert_token
-insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at)
-values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s)
+insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at, expires_at)
+values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s, %(expires_at)s)
 returning json_build_object('id', id, 'name', name, 'prefix', prefix,
-                            'createdAt', created_at)::text as body;
+                            'createdAt', created_at, 'expiresAt', expires_at)::text as body;
 
 -- name: api_revoke_token
 update api_tokens set revoked_at = %(now)s
@@ -61,10 +61,11 @@ update api_tokens set revoked_at = %(now)s
 returning id;
 
 -- name: api_token_page
--- A member's live (unrevoked) tokens, newest first; never the secret.
+-- A member's live (unrevoked, unexpired) tokens, newest first; never the secret.
 with visible as (
     select t.* from api_tokens t
      where t.member_id = %(member_id)s and t.revoked_at is null
+       and (t.expires_at is null or t.expires_at > %(now)s)
 ), keys as (
     select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
       from visible v
@@ -80,5 +81,5 @@ select
     (select id from rows order by rn desc limit 1) as last_id,
     coalesce((select json_agg(json_build_object(
         'id', r.id, 'name', r.name, 'prefix', r.prefix, 'createdAt', r.created_at,
-        'lastUsedAt', r.last_used_at
+        'lastUsedAt', r.last_used_at, 'expiresAt', r.expires_at
     ) order by r.rn) from rows r), '[]')::text as items;

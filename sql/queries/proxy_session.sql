@@ -15,12 +15,14 @@ delete from used_proxy_tokens where expires_at < %(before)s;
 -- Where a member's request goes and whether they may still send it: the
 -- notebook's live session plus the member's current right to view / edit
 -- (owner, org admin, or a team shared on the notebook; DESIGN §5), through
--- an API token that is still valid (revoking it ends what it opened).
+-- an API token that is not revoked (revoking it ends what it opened) and the
+-- token's expiry, which the proxy compares with its clock on every request.
 select n.id as notebook_id,
        n.status,
        n.session_id,
        n.session_token,
        n.runtime_state ->> 'marimo_url' as marimo_url,
+       (select t.expires_at from api_tokens t where t.id = %(token_id)s) as token_expires_at,
        m.id is not null and m.disabled_at is null and m.organization_id = n.organization_id
            and exists (select 1 from api_tokens t
                         where t.id = %(token_id)s and t.member_id = m.id

@@ -3,8 +3,11 @@ workload configs; their permissions and state rules."""
 
 from __future__ import annotations
 
+import pytest
 from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of
+
+from common.clock import FakeClock
 
 V1 = "/api/v1"
 
@@ -188,6 +191,40 @@ async def test_token_and_team_member_listings(client: TestClient, world: World) 
     assert (
         await client.get(f"{V1}/teams/{world.team}/members", headers=world.stranger.auth)
     ).status == 404
+
+
+async def test_a_token_with_an_expiry_stops_working_and_leaves_the_list_then(
+    client: TestClient, world: World, clock: FakeClock
+) -> None:
+    url = f"{V1}/members/{world.editor.id}/tokens"
+    made = await body_of(
+        await client.post(
+            url, json={"name": "console", "expiresInSeconds": 3600}, headers=world.editor.auth
+        )
+    )
+    assert made["expiresAt"] == "2026-11-01T13:00:00+00:00"  # as createdAt renders
+    auth = {"Authorization": f"Bearer {made['token']}"}
+    assert (await client.get(V1 + "/me", headers=auth)).status == 200
+    listed = await body_of(await client.get(url, headers=world.editor.auth))
+    assert {t["id"]: t["expiresAt"] for t in listed["items"]}[made["id"]] == made["expiresAt"]
+    forever = await body_of(await client.post(url, json={"name": "ci"}, headers=world.editor.auth))
+    assert forever["expiresAt"] is None
+    clock.advance(3600)
+    resp = await client.get(V1 + "/me", headers=auth)
+    assert resp.status == 401 and (await body_of(resp))["code"] == "invalid_token"
+    listed = await body_of(await client.get(url, headers=world.editor.auth))
+    assert made["id"] not in [t["id"] for t in listed["items"]]
+    assert forever["id"] in [t["id"] for t in listed["items"]]
+
+
+@pytest.mark.parametrize("lifetime", [299, 366 * 86400 + 1, "3600", 3600.5, True, None])
+async def test_a_token_lifetime_out_of_range_is_400(
+    client: TestClient, world: World, lifetime: object
+) -> None:
+    url = f"{V1}/members/{world.editor.id}/tokens"
+    body = {"name": "t", "expiresInSeconds": lifetime}
+    resp = await client.post(url, json=body, headers=world.editor.auth)
+    assert resp.status == 400 and (await body_of(resp))["field"] == "expiresInSeconds"
 
 
 async def test_a_disabled_member_leaves_team_listings(client: TestClient, world: World) -> None:

@@ -281,7 +281,8 @@ async def proxy_in_front(
     """A running notebook whose Marimo is `upstream_url`, and the proxy for
     it. No periodic re-check: revocations come from NOTIFY (or the test)."""
     world = insert_world(settings.database_url, upstream_url, token, notebook_id)
-    server, p = await serve_proxy(settings, world, recheck_seconds=3600, **kwargs)
+    kwargs.setdefault("recheck_seconds", 3600)
+    server, p = await serve_proxy(settings, world, **kwargs)
     try:
         yield p
     finally:

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -915,6 +916,24 @@ async def test_a_known_request_is_refused_once_the_session_expires(express) -> N
     async with known_request(p, p.world.owner) as (reader, writer, request):
         seen_before = len(upstream.seen)
         p.clock.advance(LOGIN_LIFETIME.total_seconds() + 1)
+        writer.write(request)
+        refused = await read_response(reader)
+        assert refused.status == 401
+        assert len(upstream.seen) == seen_before
+
+
+async def test_a_known_request_is_refused_once_the_api_token_expires(express) -> None:  # type: ignore[no-untyped-def]
+    """The console's API tokens expire (12 h): what one opened ends with it,
+    even on a kept-alive connection whose request the lane knows."""
+    upstream, p = express
+    sql(
+        p.settings.database_url,
+        "update api_tokens set expires_at = %s where id = 'TOWNER1'",
+        (p.clock.now() + timedelta(seconds=60),),
+    )
+    async with known_request(p, p.world.owner) as (reader, writer, request):
+        seen_before = len(upstream.seen)
+        p.clock.advance(61)
         writer.write(request)
         refused = await read_response(reader)
         assert refused.status == 401

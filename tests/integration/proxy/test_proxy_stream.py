@@ -16,6 +16,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -628,6 +629,29 @@ async def test_revoking_one_api_token_ends_only_what_it_opened(echo) -> None:  #
     finally:
         await leaked.close()
         await kept.close()
+
+
+async def test_an_expiring_api_token_ends_the_websocket_it_opened(settings: Settings) -> None:
+    """Expiry is no database event (no NOTIFY): the periodic re-check compares
+    the token's expiry with the clock and ends the socket as a lapsed session."""
+    async with echo_proxy(settings, recheck_seconds=0.1) as (_, p):
+        sql(
+            p.settings.database_url,
+            "update api_tokens set expires_at = %s where id = 'TEDITOR1'",
+            (p.clock.now() + timedelta(hours=1),),
+        )
+        session = await p.login(p.world.editor)
+        try:
+            async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+                await ws.send_str("hi")
+                assert await ws.receive_str(timeout=5) == "echo:hi"
+                revoked = total(metrics.REVOKED, "session")
+                p.clock.advance(3600)  # the cookie itself would last 12 h
+                msg = await ws.receive(timeout=10)
+                assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 4403
+                assert total(metrics.REVOKED, "session") == revoked + 1
+        finally:
+            await session.close()
 
 
 async def test_metrics_and_one_log_line_per_websocket(echo) -> None:  # type: ignore[no-untyped-def]
