@@ -92,7 +92,8 @@ async def authenticate(conn: psycopg.AsyncConnection[Any], token: str, now: date
     row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
     if row is None:
         raise Unauthorized(
-            "The API token is unknown, revoked, or its member is disabled.", code="invalid_token"
+            "The API token is unknown, revoked or expired, or its member is disabled.",
+            code="invalid_token",
         )
     last = row["last_used_at"]
     if last is None or now - last >= TOKEN_TOUCH_INTERVAL:

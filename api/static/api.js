@@ -5,6 +5,7 @@
 const BASE = "/api/v1";
 const PREFIX = "notebooks.";
 const TOKEN_KEY = `${PREFIX}token`;
+const TOKEN_ID_KEY = `${PREFIX}tokenId`;
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -17,9 +18,15 @@ export class ApiError extends Error {
   }
 }
 
+// The console's own sign-in token (minted at sign-in, see app.js) and its id,
+// so that signing out can revoke it.
 export const token = {
   get: () => sessionStorage.getItem(TOKEN_KEY),
-  set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
+  id: () => sessionStorage.getItem(TOKEN_ID_KEY),
+  set: (value, id) => {
+    sessionStorage.setItem(TOKEN_KEY, value);
+    sessionStorage.setItem(TOKEN_ID_KEY, id);
+  },
   // Everything the console ever put in this origin's storage, the token first.
   clear: () => {
     for (const store of [sessionStorage, localStorage]) {
@@ -95,6 +102,13 @@ async function all(path) {
 
 export const api = {
   me: (tokenOverride) => request("GET", "/me", undefined, { tokenOverride }),
+  createToken: (memberId, body, tokenOverride) =>
+    request("POST", `/members/${enc(memberId)}/tokens`, body, { tokenOverride }),
+  // With the token named explicitly, a 401 here does not sign out (again).
+  revokeToken: (memberId, tokenId) =>
+    request("DELETE", `/members/${enc(memberId)}/tokens/${enc(tokenId)}`, undefined, {
+      tokenOverride: token.get(),
+    }),
   // One page of notebooks (newest first), everything the member can see or
   // those shared with one team; `marker` is the one the previous page gave.
   listNotebooks: ({ limit, marker, teamId } = {}) => {

@@ -81,11 +81,26 @@ async function refreshMe() {
 // timer, request in flight, notebook frame (and its Marimo WebSocket), name
 // or id of this member survives into the sign-in page. The URL loses its
 // route, so whoever signs in next starts on the list.
-function signOut(reason) {
+// The console never keeps the token pasted in: it signs in with a token of
+// its own that ends after 12 h (the proxy cookie's life) and that signing out
+// revokes, which also ends, in the proxy, every notebook session opened from
+// this tab (docs/console.md, "Signing in").
+const CONSOLE_TOKEN = { name: "console sign-in", expiresInSeconds: 12 * 3600 };
+const REVOKE_WAIT_MS = 3000;
+
+async function revokeOwnToken() {
+  const id = token.id();
+  if (!id || !state.me) return;
+  const revoked = api.revokeToken(state.me.id, id).catch(() => {}); // gone already: fine
+  await Promise.race([revoked, new Promise((r) => setTimeout(r, REVOKE_WAIT_MS))]);
+}
+
+async function signOut(reason) {
   if (current) current.leave(); // the frame and timers go at once
+  document.body.hidden = true;
+  if (!reason) await revokeOwnToken(); // after a 401 there is nothing left to revoke
   token.clear();
   if (reason) sessionStorage.setItem(SIGNED_OUT_KEY, reason);
-  document.body.hidden = true;
   location.replace(location.pathname);
 }
 
@@ -130,7 +145,8 @@ function wireSignin() {
     submit.disabled = true;
     try {
       const me = await api.me(value);
-      token.set(value);
+      const own = await api.createToken(me.id, CONSOLE_TOKEN, value);
+      token.set(own.token, own.id);
       input.value = "";
       showError(errorEl, null);
       showSignedIn(me);
@@ -150,7 +166,7 @@ function wireSignin() {
 async function boot() {
   wireSignin();
   onUnauthorized((err) => {
-    // The token was revoked, the member disabled, or it was never right.
+    // The token was revoked or expired, the member disabled, or it was never right.
     signOut(`Signed out: ${err.detail}`);
   });
   window.addEventListener("hashchange", () => {

@@ -251,17 +251,38 @@ def test_sign_out_leaves_nothing_behind_and_a_viewer_sees_only_its_actions(
         found += [f"route {page.url}"] if route and "#/" in page.url else []
         return found
 
-    # The owner opens the notebook, then signs out while it is open.
+    def console_tokens() -> list[dict[str, Any]]:
+        _, mine = stack.call("GET", f"/members/{stack.member_id}/tokens")
+        return [t for t in mine["items"] if t["name"] == "console sign-in"]
+
+    # The owner signs in (the console mints its own 12 h token and keeps only
+    # that one), opens the notebook, then signs out while it is open.
     page = browser.new_page(viewport=LAPTOP)
     sign_in(page, stack.api_url, stack.token)
+    (own,) = console_tokens()
+    assert own["expiresAt"] is not None
+    stored = page.evaluate("JSON.stringify({...sessionStorage})")
+    assert stack.token not in stored and own["prefix"] in stored
     page.get_by_role("button", name="Open Secret plans").click()
     page.locator("#open-frame").wait_for(state="visible")
     page.frame_locator("#open-frame").locator(".cm-editor").first.wait_for(timeout=60_000)
+    notebook_page = f"{stack.proxy_url}/notebooks/{nb_id}/"
+    probe = page.request  # shares the browser's cookies, the proxy's included
+    assert probe.get(notebook_page).status == 200
     after: list[str] = []
-    page.on("request", lambda r: after.append(r.url) if "/api/v1/" in r.url else None)
+    page.on(
+        "request", lambda r: after.append(r.method + " " + r.url) if "/api/v1/" in r.url else None
+    )
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("heading", name="Sign in").wait_for()
     assert traces(page, stack.token) == []
+    # Its token is revoked: the notebook session it opened in this browser
+    # ends at the proxy too, while the token pasted in still works.
+    assert after == [f"DELETE {stack.api_url}/api/v1/members/{stack.member_id}/tokens/{own['id']}"]
+    assert console_tokens() == []
+    wait(lambda: probe.get(notebook_page).status == 403, 15, "the proxy to refuse the cookie")
+    assert stack.call("GET", "/me")[0] == 200
+    after.clear()
     page.clock.install()
     page.clock.fast_forward(130_000)  # past a list poll and a ping
     page.wait_for_timeout(500)
@@ -290,10 +311,13 @@ def test_sign_out_leaves_nothing_behind_and_a_viewer_sees_only_its_actions(
     page.locator("#open-mode", has_text="Read-only").wait_for()
     assert not page.get_by_role("button", name="Stop notebook").is_visible()
 
-    # Its token is revoked meanwhile: the next call's 401 signs out, says
-    # why, and leaves nothing behind either.
-    assert stack.call("DELETE", f"/members/{member['id']}/tokens/{viewer_token['id']}")[0] == 204
-    _, problem = stack.call("GET", "/me", token=viewer_token["token"])
+    # The console's token is revoked meanwhile (it is listed as "console
+    # sign-in"): the next call's 401 signs out, says why, and leaves nothing
+    # behind either.
+    _, listed = stack.call("GET", f"/members/{member['id']}/tokens")
+    (console,) = [t for t in listed["items"] if t["name"] == "console sign-in"]
+    assert stack.call("DELETE", f"/members/{member['id']}/tokens/{console['id']}")[0] == 204
+    _, problem = stack.call("GET", "/me", token="nbk_revoked")
     page.get_by_role("heading", name="Sign in").wait_for(timeout=20_000)
     assert page.locator("#signin-error").inner_text() == f"Signed out: {problem['detail']}"
     assert traces(page, viewer_token["token"]) == []
