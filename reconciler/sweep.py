@@ -10,6 +10,16 @@ One sweep enqueues at most `limit` unsettled notebooks (longest waiting first)
 plus the next page of `limit` of all it looks at, by id from where the
 previous page of this worker ended (`SweepCursor`, in memory), wrapping at the
 end: past `limit` notebooks every one is still swept, one page per round.
+
+Orphans: it also asks the runtime what it runs (`Runtime.active_ids`) and
+enqueues those with no row, whose pass removes them. Safe against a notebook
+created meanwhile: the runtime is listed *before* the rows are read, and a
+runtime only ever provisions a notebook after a pass has read its row, so a
+listed notebook whose row exists is seen by that read (ids are never
+reused); and the sweep only enqueues: the pass reads the row again and
+removes nothing of a notebook that has one. A notebook this database never
+knew (no event of it, events outliving their row) is not an orphan but
+another database's, pointed at the same data directory: left alone, logged.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from common.jobs import enqueue_reconcile
 from common.statuses import Status
 from reconciler import metrics
 from reconciler.db import fetchall, fetchone
+from reconciler.runtime.base import Runtime
 
 log = structlog.get_logger("sweep")
 
@@ -34,33 +45,73 @@ BATCH = 1000
 
 @dataclass
 class SweepCursor:
-    """The last id of the previous page ("" = from the start)."""
+    """What a worker's sweeps carry from one round to the next: the last id
+    of the previous page ("" = from the start), and the runtime's notebooks
+    this database never knew, last time (logged when that changes)."""
 
     after: str = ""
+    foreign: frozenset[str] = frozenset()
 
 
 async def sweep_once(
-    pool: AsyncConnectionPool, cursor: SweepCursor | None = None, *, limit: int = BATCH
+    pool: AsyncConnectionPool,
+    cursor: SweepCursor | None = None,
+    *,
+    limit: int = BATCH,
+    runtime: Runtime | None = None,
 ) -> int | None:
-    """Enqueue reconciles for notebooks that need a look; None if another
-    worker holds the sweep lock."""
+    """Enqueue reconciles for notebooks that need a look (and, given the
+    runtime, for what it runs with no row); None if another worker holds
+    the sweep lock."""
     if cursor is None:
         cursor = SweepCursor()
     async with pool.connection() as conn, conn.transaction():
         row = await fetchone(conn, "reconciler_try_sweep_lock", {"key": SWEEP_LOCK_KEY})
         if not row or not row["locked"]:
             return None
+        # First the runtime, then the rows (see the module's docstring).
+        active = await _active(runtime)
         unsettled = await fetchall(conn, "reconciler_sweep_unsettled", {"limit": limit})
         page = await fetchall(
             conn, "reconciler_sweep_page", {"after": cursor.after, "limit": limit}
         )
-        ids = list(dict.fromkeys(r["id"] for r in [*unsettled, *page]))
+        rowless = (
+            await fetchall(conn, "reconciler_sweep_orphans", {"ids": active}) if active else []
+        )
+        orphans = [r["id"] for r in rowless if r["known"]]
+        ids = list(dict.fromkeys([*(r["id"] for r in [*unsettled, *page]), *orphans]))
         await enqueue_reconcile(conn, ids)
     # Moved on only once enqueued; a short page is the last: the next starts over.
     cursor.after = page[-1]["id"] if len(page) == limit else ""
+    if orphans:
+        log.info("sweep_orphans", notebook_ids=orphans)
+    foreign = frozenset(r["id"] for r in rowless if not r["known"])
+    if foreign != cursor.foreign:
+        cursor.foreign = foreign
+        if foreign:
+            log.warning(
+                "sweep_foreign_notebooks_left_alone",
+                notebook_ids=sorted(foreign),
+                hint="the runtime runs notebooks this database never had: "
+                "is another database using the same data directory?",
+            )
     metrics.SWEEPS.inc()
     metrics.SWEEP_ENQUEUED.inc(len(ids))
     return len(ids)
+
+
+async def _active(runtime: Runtime | None) -> list[str]:
+    """What the runtime runs; nothing if it cannot say (the rows are still
+    swept). A wrapper that does not pass `active_ids` on (bench/start.py's
+    `Switch`) only goes without the orphan check."""
+    active_ids = getattr(runtime, "active_ids", None)
+    if active_ids is None:
+        return []
+    try:
+        return sorted(await active_ids())
+    except Exception:
+        log.exception("sweep could not list the runtime's notebooks")
+        return []
 
 
 async def refresh_gauges(pool: AsyncConnectionPool) -> None:
@@ -74,11 +125,16 @@ async def refresh_gauges(pool: AsyncConnectionPool) -> None:
             metrics.QUEUE_OLDEST.set(stats["oldest_seconds"])
 
 
-async def sweep_loop(pool: AsyncConnectionPool, interval: float, stop: asyncio.Event) -> None:
+async def sweep_loop(
+    pool: AsyncConnectionPool,
+    interval: float,
+    stop: asyncio.Event,
+    runtime: Runtime | None = None,
+) -> None:
     cursor = SweepCursor()
     while not stop.is_set():
         try:
-            n = await sweep_once(pool, cursor)
+            n = await sweep_once(pool, cursor, runtime=runtime)
             if n:
                 log.debug("sweep", enqueued=n)
             await refresh_gauges(pool)

@@ -180,7 +180,7 @@ async def run_worker(
     # worker watches every pod, so the worker holding a job sees the change too.
     announced: dict[str, float] = {}
     loop = asyncio.get_running_loop()
-    tasks = [asyncio.create_task(sweep_loop(pool, settings.sweep_interval_seconds, stop))]
+    tasks = [asyncio.create_task(sweep_loop(pool, settings.sweep_interval_seconds, stop, rt))]
     run_watch = getattr(rt, "run_watch", None)
     if run_watch is not None:
 

@@ -1,6 +1,7 @@
 """The contract every runtime backend satisfies: observe, ensure running,
-ensure stopped, delete. All idempotent; reads never have effects. What to do
-is decided by the pure `plan()`, never here."""
+ensure stopped, delete, and the list of what it runs (for the sweep's orphan
+check). All idempotent; reads never have effects. What to do is decided by
+the pure `plan()`, never here."""
 
 from __future__ import annotations
 
@@ -103,6 +104,13 @@ class Runtime(Protocol):
 
     async def delete(self, notebook_id: str) -> None:
         """Stop and remove everything, the notebook's storage included."""
+        ...
+
+    async def active_ids(self) -> set[str]:
+        """The notebooks this runtime has something running (or recorded as
+        running) for, whatever the database says; a read, no effects. The
+        sweep enqueues a reconcile for those that have no row, and that pass
+        removes them (`delete`). Storage alone is not listed."""
         ...
 
     async def close(self) -> None: ...

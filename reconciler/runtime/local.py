@@ -31,6 +31,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from common.ids import is_valid_id
 from reconciler.runtime import probes, procs
 from reconciler.runtime.base import (
     ABSENT,
@@ -418,6 +419,27 @@ class LocalRuntime:
             shutil.rmtree(self.run_dir(notebook_id), ignore_errors=True)
             (self.data_dir / "run" / ".locks" / notebook_id).unlink(missing_ok=True)
         self._locks.pop(notebook_id, None)
+
+    # -- inventory -----------------------------------------------------------
+
+    async def active_ids(self) -> set[str]:
+        """Notebooks with a run state (`run/{id}/state.json`) or a claimed warm
+        Sail not yet recorded (`run/{id}/sail.claim`): what may still run.
+        A run directory holding only logs, and a notebook's file, are not
+        listed (a stopped notebook has both). In a thread: one directory
+        entry per notebook ever started on this host."""
+        return await asyncio.to_thread(self._active_ids)
+
+    def _active_ids(self) -> set[str]:
+        try:
+            entries = list((self.data_dir / "run").iterdir())
+        except OSError:
+            return set()
+        return {
+            e.name
+            for e in entries
+            if is_valid_id(e.name) and ((e / "state.json").exists() or (e / CLAIM).exists())
+        }
 
     async def close(self) -> None:
         for task in self._refills.values():

@@ -12,6 +12,7 @@ Layout under `{data_dir}/pool/`:
   {shape}/{wid}.log    its output
   {shape}/{wid}.d/     its working directory (moved to the notebook's run
                        directory as `sail-work/` when claimed)
+  {shape}/{wid}.draining  a warm Sail a closing runtime is stopping (out of the pool)
   {shape}/.refill      flock: one refill of a shape at a time on this host
   .workers             flock held shared by every open runtime using the pool
 
@@ -128,9 +129,9 @@ class LocalPool:
         ]
 
     @staticmethod
-    def _entries(directory: Path) -> list[tuple[Path, procs.Proc]]:
+    def _entries(directory: Path, pattern: str = "*.json") -> list[tuple[Path, procs.Proc]]:
         found = []
-        for path in directory.glob("*.json"):
+        for path in directory.glob(pattern):
             proc = read(path)
             if proc is not None:
                 found.append((path, proc))
@@ -181,6 +182,7 @@ class LocalPool:
         directory.mkdir(parents=True, exist_ok=True)
         added = 0
         async with flock(directory / ".refill"):
+            await self._stop_drained(directory)
             alive = 0
             for path, proc in self._entries(directory):
                 if procs.is_alive(proc):
@@ -227,10 +229,25 @@ class LocalPool:
         path.unlink(missing_ok=True)
         _remove(proc)
 
+    async def _stop_drained(self, directory: Path) -> int:
+        """Warm Sails a drain took out of the pool (`*.draining`) but did not
+        stop: its worker was killed. Seen by an attached runtime, a drain
+        cannot be under way (it holds `.workers` exclusively), so they are
+        nobody's: stopped, not left running uncounted."""
+        stopped = 0
+        for path, proc in self._entries(directory, "*.draining"):
+            await procs.stop(proc, signal.SIGINT, 5, Path(proc.cwd or directory))
+            path.unlink(missing_ok=True)
+            _remove(proc)
+            stopped += 1
+        return stopped
+
     async def drain(self) -> int:
-        """Stop every warm Sail of every shape; returns how many."""
+        """Stop every warm Sail of every shape (and what a drain cut short
+        left); returns how many."""
         stopped = 0
         for directory in self.root.glob("*/"):
+            stopped += await self._stop_drained(directory)
             for path, proc in self._entries(directory):
                 if take(path, path.with_suffix(".draining")):  # not claimable any more
                     await procs.stop(proc, signal.SIGINT, 5, Path(proc.cwd or directory))

@@ -201,17 +201,23 @@ def members(proc: Proc, cwd: Path) -> list[psutil.Process]:
     if (popen := _CHILDREN.get(proc.pid)) is not None:
         popen.poll()  # reap our own child, so a dead leader is not a zombie
     leader_ok = is_alive(proc)
-    root = str(cwd)
     found = []
     for p in psutil.process_iter(["pid"]):
         try:
             if os.getpgid(p.pid) != proc.pid or p.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if (p.pid == proc.pid and leader_ok) or p.cwd().startswith(root):
+            if (p.pid == proc.pid and leader_ok) or _within(p.cwd(), cwd):
                 found.append(p)
         except (psutil.Error, ProcessLookupError, PermissionError, OSError):
             continue
     return found
+
+
+def _within(cwd: str, root: Path) -> bool:
+    """`cwd` is `root` or below it (`notebooks/NB12` is not below
+    `notebooks/NB1`); the kernel shows a removed directory with a suffix."""
+    path = Path(cwd.removesuffix(" (deleted)"))
+    return path == root or root in path.parents
 
 
 def _signal(procs: list[psutil.Process], sig: signal.Signals) -> None:

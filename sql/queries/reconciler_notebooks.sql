@@ -72,6 +72,17 @@ select id from notebooks
  order by id
  limit %(limit)s;
 
+-- name: reconciler_sweep_orphans
+-- Of the notebooks the runtime has something running for (%(ids)s, listed
+-- before this query runs), those without a row. `known`: this database once
+-- had the notebook (its events outlive the row); an unknown one belongs to
+-- another database pointed at the same data directory and is left alone.
+select t.id,
+       exists (select 1 from notebook_events e where e.notebook_id = t.id) as known
+  from unnest(%(ids)s::text[]) as t(id)
+ where not exists (select 1 from notebooks n where n.id = t.id)
+ order by t.id;
+
 -- name: reconciler_try_sweep_lock
 select pg_try_advisory_xact_lock(%(key)s) as locked;
 

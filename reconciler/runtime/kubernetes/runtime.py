@@ -184,6 +184,14 @@ class KubernetesRuntime:
         if await self.api.delete("PersistentVolumeClaim", n.pvc_name(notebook_id)):
             log.info("k8s_storage_removed", notebook_id=notebook_id)
 
+    async def active_ids(self) -> set[str]:
+        """Nothing: here the pod watch finds orphans. Every relist (at start,
+        after a 410, every `resync_seconds`) announces each notebook that has
+        pods, and a notebook announced without a row is removed by its pass;
+        listing every pod on each sweep would only repeat that at the API
+        server's expense."""
+        return set()
+
     async def run_watch(self, on_change: Callable[[str], Awaitable[None]]) -> None:
         await self.watcher.run(on_change)
 

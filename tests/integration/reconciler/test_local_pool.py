@@ -274,3 +274,31 @@ def test_a_process_is_recognised_as_alive_right_after_spawn(tmp_path: Path):
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             procs._CHILDREN.pop(proc.pid).wait()
+
+
+async def test_warm_sails_of_a_drain_cut_short_are_stopped(rsettings: Settings):
+    workload = WorkloadSpec(env={"TEAM": "drain"})
+    dying = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=2)
+    await dying.warm_up(workload)
+    first, second = await warm_pids(dying, workload)
+    # The last worker closing took both out of the pool (`drain` renames each
+    # record before stopping it) and was SIGKILLed before stopping them.
+    assert dying.pool is not None and dying.pool._workers_fd is not None
+    for path, _ in dying.pool.members(workload):
+        path.rename(path.with_suffix(".draining"))
+    assert dying.pool.members(workload) == []
+    os.close(dying.pool._workers_fd)  # its flocks die with it
+    # The next worker's pool neither counts them nor leaves them running...
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    try:
+        assert await rt.warm_up(workload) == 1
+        assert gone(first) and gone(second)
+        [warm] = await warm_pids(rt, workload)
+        # ...and the last one to close stops a drain's leftovers too.
+        assert rt.pool is not None
+        [(path, _)] = rt.pool.members(workload)
+        path.rename(path.with_suffix(".draining"))
+    finally:
+        await rt.close()
+    assert gone(warm)
+    assert processes_under(rsettings.data_dir) == []

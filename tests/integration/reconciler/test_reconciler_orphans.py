@@ -14,8 +14,9 @@ from common.clock import FakeClock
 from common.ids import new_id
 from common.settings import Settings
 from reconciler.reconcile import Deps, reconcile_once
-from reconciler.runtime.base import SessionSpec, WorkloadSpec
+from reconciler.runtime.base import Observation, SessionSpec, WorkloadSpec
 from reconciler.runtime.local import LocalRuntime
+from reconciler.sweep import sweep_once
 
 
 @pytest.mark.slow
@@ -54,3 +55,108 @@ async def test_a_payload_that_is_not_a_notebook_id_is_never_handed_to_the_runtim
 
     deps = Deps(pool=pool, runtime=Refuses(), clock=FakeClock())  # type: ignore[arg-type]
     assert (await reconcile_once(deps, "../..")).outcome == "gone"
+
+
+def _pids(row: dict) -> tuple[int, int]:
+    return row["runtime_state"]["sail_pid"], row["runtime_state"]["marimo_pid"]
+
+
+@pytest.mark.slow
+async def test_the_sweep_removes_what_runs_for_a_row_removed_by_hand_and_nothing_else(
+    rows, db, worker, rsettings: Settings
+):
+    kept, gone = await rows.notebook(), await rows.notebook()
+    shutdown = await worker()
+    for nid in (kept, gone):
+        await rows.start(nid)
+    kept_pids = _pids(await rows.wait_running(kept))
+    await rows.wait_running(gone)
+    await shutdown()
+    # Removed by hand while it ran, and no job left that names it: only the
+    # sweep can find its processes now.
+    await db.execute("delete from notebooks where id = %s", (gone,))
+    await db.execute("delete from pgqueuer")
+    assert kinds(processes_for(rsettings.data_dir, gone)) == ["marimo", "sail"]
+    # Processes of a notebook this database never had (another database
+    # pointed at the same data directory): not this sweep's to remove.
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5)
+    foreign = new_id()
+    try:
+        await rt.ensure_running(
+            SessionSpec(
+                foreign,
+                new_id(),
+                secrets.token_urlsafe(32),
+                WorkloadSpec(),
+                f"/notebooks/{foreign}",
+            )
+        )
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 30
+        while kinds(processes_for(rsettings.data_dir, foreign)) != ["marimo", "sail"]:
+            assert loop.time() < until, "Sail and Marimo never showed up"
+            await asyncio.sleep(0.05)
+
+        await worker()
+
+        def removed(_: object) -> bool:
+            return (
+                processes_for(rsettings.data_dir, gone) == []
+                and not (rsettings.data_dir / "run" / gone).exists()
+            )
+
+        await rows.wait_for(kept, removed, timeout=30)
+        assert not (rsettings.data_dir / "notebooks" / gone).exists()
+        # The sweep that found it saw the others too: both left as they were.
+        assert kinds(processes_for(rsettings.data_dir, foreign)) == ["marimo", "sail"]
+        assert (rsettings.data_dir / "run" / foreign / "state.json").exists()
+        row = await rows.get(kept)
+        assert row is not None and row["status"] == "running" and _pids(row) == kept_pids
+        assert kinds(processes_for(rsettings.data_dir, kept)) == ["marimo", "sail"]
+    finally:
+        await rt.delete(foreign)
+        await rt.close()
+
+
+async def test_a_notebook_created_while_the_sweep_runs_is_not_taken_for_an_orphan(rows, pool, db):
+    """The runtime is listed first, the rows read after; the sweep only
+    enqueues, and the pass removes only what has no row. What runs for a
+    notebook this database never had is left alone."""
+    orphan, foreign, created = new_id(), new_id(), new_id()
+    for nid in (orphan, created):  # both ran here once: their events exist
+        await db.execute(
+            "insert into notebook_events (notebook_id, organization_id, to_status, actor)"
+            " values (%s, %s, 'starting', 'test')",
+            (nid, rows.org),
+        )
+    config = await rows.config()
+
+    class CreatedWhileListing:
+        """Runs all three; `created`'s row is committed while it is listed."""
+
+        deleted: list[str] = []
+
+        async def active_ids(self) -> set[str]:
+            await db.execute(
+                "insert into notebooks (id, organization_id, member_id, workload_config_id,"
+                " name, created_by, updated_by) values (%s, %s, %s, %s, 'nb', %s, %s)",
+                (created, rows.org, rows.member, config, rows.member, rows.member),
+            )
+            return {orphan, foreign, created}
+
+        async def observe(self, notebook_id: str) -> Observation:
+            return Observation(session_id=None)
+
+        async def delete(self, notebook_id: str) -> None:
+            self.deleted.append(notebook_id)
+
+    runtime = CreatedWhileListing()
+    await db.execute("delete from pgqueuer")
+    assert await sweep_once(pool, runtime=runtime) == 1  # type: ignore[arg-type]
+    cur = await db.execute("select convert_from(payload, 'utf8') as id from pgqueuer")
+    queued = [r["id"] for r in await cur.fetchall()]
+    assert queued == [orphan]
+    deps = Deps(pool=pool, runtime=runtime, clock=FakeClock())  # type: ignore[arg-type]
+    for nid in (*queued, created):  # even a job for the new one would leave it alone
+        await reconcile_once(deps, nid)
+    assert runtime.deleted == [orphan]

@@ -46,6 +46,28 @@ async def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> 
         stranger.wait()
 
 
+async def test_stop_never_signals_a_stranger_in_a_directory_whose_name_extends_ours(
+    tmp_path: Path,
+) -> None:
+    # Another notebook's process (own group, in `notebooks/NB12`) got the pid
+    # that a stale record of notebook `NB1` names: `NB12` is not under `NB1`.
+    ours, theirs = tmp_path / "NB1", tmp_path / "NB12"
+    ours.mkdir()
+    theirs.mkdir()
+    stranger = spawn_python(theirs, "import time; time.sleep(60)")
+    popen = procs._CHILDREN[stranger.pid]
+    try:
+        stale = dataclasses.replace(stranger, start_ticks=(stranger.start_ticks or 0) - 1)
+        assert not procs.is_alive(stale)
+        assert procs.members(stale, ours) == []
+        await procs.stop(stale, signal.SIGKILL, 0.1, ours)
+        assert procs.is_alive(stranger)  # untouched
+    finally:
+        os.killpg(stranger.pid, signal.SIGKILL)
+        popen.wait()
+        procs._CHILDREN.pop(stranger.pid, None)
+
+
 def test_a_process_is_recognised_by_its_start_in_this_boot_not_the_wall_clock(
     tmp_path: Path,
 ) -> None:
