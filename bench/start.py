@@ -131,6 +131,9 @@ class Switch:
     async def delete(self, notebook_id: str) -> None:
         await self.current.delete(notebook_id)
 
+    async def active_ids(self) -> set[str]:
+        return await self.current.active_ids()  # one data directory: either lists all
+
     async def close(self) -> None:
         await self.off.close()
         await self.on.close()

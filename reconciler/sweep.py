@@ -102,8 +102,8 @@ async def sweep_once(
 
 async def _active(runtime: Runtime | None) -> list[str]:
     """What the runtime runs; nothing if it cannot say (the rows are still
-    swept). A wrapper that does not pass `active_ids` on (bench/start.py's
-    `Switch`) only goes without the orphan check."""
+    swept). A test double without `active_ids` only goes without the orphan
+    check."""
     active_ids = getattr(runtime, "active_ids", None)
     if active_ids is None:
         return []
