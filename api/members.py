@@ -14,7 +14,13 @@ from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body
 from common.ids import new_id
-from common.tokens import hash_token, new_token, token_prefix
+from common.tokens import (
+    MAX_LIFETIME_SECONDS,
+    MIN_LIFETIME_SECONDS,
+    hash_token,
+    new_token,
+    token_prefix,
+)
 
 EMAIL_SCHEMA = {
     "type": "string",
@@ -29,8 +35,8 @@ MEMBER_SCHEMA = obj(
 # A token lives until revoked, or for `expiresInSeconds` (5 min to a year).
 TOKEN_LIFETIME_SCHEMA: dict[str, Any] = {
     "type": "integer",
-    "minimum": 300,
-    "maximum": 366 * 86400,
+    "minimum": MIN_LIFETIME_SECONDS,
+    "maximum": MAX_LIFETIME_SECONDS,
     "description": "seconds until the token stops working (300..31622400); absent: no expiry",
 }
 TOKEN_SCHEMA = obj(

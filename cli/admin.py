@@ -4,7 +4,7 @@ configs from a shell, straight to the database (no API needed).
     notebooks admin member create --email a@b.c --name Ann [--org-admin]
     notebooks admin team create --name data
     notebooks admin membership set TEAM MEMBER --role editor
-    notebooks admin token create MEMBER [--name laptop]   # the secret is printed once
+    notebooks admin token create MEMBER [--name laptop] [--expires-in SECONDS]  # shown once
     notebooks admin config create --name big --mode cluster --workers 4 --env K=V ...
         [--sail-image I --sail-cpu 2 --sail-memory 4Gi --marimo-cpu 500m ...]
     notebooks admin token revoke TOKEN / member disable MEMBER
@@ -30,6 +30,7 @@ from psycopg.types.json import Jsonb
 from cli.bootstrap import CREDENTIALS_FILE, mint_token, read_json
 from cli.database import CliError, data_dir_from_env, database_for
 from common.ids import ID_PATTERN, is_valid_id, new_id
+from common.tokens import MAX_LIFETIME_SECONDS, MIN_LIFETIME_SECONDS
 from sql import query
 
 ROLES = ("admin", "editor", "viewer")
@@ -250,7 +251,12 @@ def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> A
     member = _member(conn, org, member_id)
     if member["disabled_at"] is not None:
         raise CliError(f"member {member_id} is disabled")
-    secret, row = mint_token(conn, member_id, name)
+    expires_in = args.expires_in
+    if expires_in is not None and not MIN_LIFETIME_SECONDS <= expires_in <= MAX_LIFETIME_SECONDS:
+        raise CliError(
+            f"--expires-in must be {MIN_LIFETIME_SECONDS}..{MAX_LIFETIME_SECONDS} seconds"
+        )
+    secret, row = mint_token(conn, member_id, name, expires_in)
     return {**row, "token": secret}  # shown this once; only its hash is stored
 
 
@@ -364,6 +370,9 @@ def add_parser(sub: Any) -> None:
     p = verb(token, "create", token_create, "create a token (printed once)")
     p.add_argument("member")
     p.add_argument("--name", default="cli")
+    p.add_argument(
+        "--expires-in", type=int, metavar="SECONDS", help="the token stops working after this"
+    )
     verb(token, "list", token_list, "list tokens (never the secrets)").add_argument("--member")
     verb(token, "revoke", token_revoke, "revoke a token").add_argument("token")
 

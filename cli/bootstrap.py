@@ -79,9 +79,12 @@ def _token_owner(conn: psycopg.Connection, token: str) -> dict[str, str] | None:
     return cur.execute(query("admin_token_owner"), params).fetchone()
 
 
-def mint_token(conn: psycopg.Connection[Any], member_id: str, name: str) -> tuple[str, Any]:
+def mint_token(
+    conn: psycopg.Connection[Any], member_id: str, name: str, expires_in: int | None = None
+) -> tuple[str, Any]:
     """A new API token for the member: its secret (only the hash is stored, so
-    this is the one chance to show it) and the stored row."""
+    this is the one chance to show it) and the stored row. `expires_in`:
+    seconds it works for (None: until revoked)."""
     token = tokens.new_token()
     row = conn.execute(
         query("admin_create_token"),
@@ -91,6 +94,7 @@ def mint_token(conn: psycopg.Connection[Any], member_id: str, name: str) -> tupl
             "name": name,
             "prefix": tokens.token_prefix(token),
             "secret_hash": tokens.hash_token(token),
+            "expires_in": expires_in,
         },
     ).fetchone()
     return token, row

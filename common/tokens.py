@@ -8,6 +8,9 @@ import secrets
 
 TOKEN_PREFIX = "nbk_"
 PREFIX_LENGTH = 12
+# A token may be given a life at creation (API `expiresInSeconds`, CLI `--expires-in`).
+MIN_LIFETIME_SECONDS = 300
+MAX_LIFETIME_SECONDS = 366 * 86400
 
 
 def new_token() -> str:

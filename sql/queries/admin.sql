@@ -34,22 +34,25 @@ order by o.created_at, o.id, m.created_at, m.id
 limit 1;
 
 -- name: admin_create_token
-insert into api_tokens (id, member_id, name, prefix, secret_hash)
-values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s)
-returning id, member_id, name, prefix, created_at, last_used_at, revoked_at;
+insert into api_tokens (id, member_id, name, prefix, secret_hash, expires_at)
+values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s,
+        now() + make_interval(secs => %(expires_in)s))
+returning id, member_id, name, prefix, created_at, last_used_at, revoked_at, expires_at;
 
 -- name: admin_list_tokens
-select t.id, t.member_id, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at
+select t.id, t.member_id, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at,
+       t.expires_at
 from api_tokens t join members m on m.id = t.member_id
 where m.organization_id = %(organization_id)s
   and (%(member_id)s::text is null or t.member_id = %(member_id)s)
 order by t.created_at, t.id;
 
--- Whose token this is, if it still works (not revoked, member not disabled).
+-- Whose token this is, if it still works (not revoked or expired, member not disabled).
 -- name: admin_token_owner
 select m.id as member_id, m.organization_id
 from api_tokens t join members m on m.id = t.member_id
-where t.secret_hash = %(secret_hash)s and t.revoked_at is null and m.disabled_at is null;
+where t.secret_hash = %(secret_hash)s and t.revoked_at is null and m.disabled_at is null
+  and (t.expires_at is null or t.expires_at > now());
 
 -- name: admin_create_team
 insert into teams (id, organization_id, name) values (%(id)s, %(organization_id)s, %(name)s)

@@ -94,6 +94,21 @@ def test_tokens_are_shown_once_and_stored_hashed(
     listed = admin.ok("token", "list", "--member", member)
     assert [t["id"] for t in listed] == [created["id"]]
     assert token not in json.dumps(listed)  # the secret is never listed
+    assert listed[0]["expiresAt"] is None
+
+
+def test_a_token_may_be_given_a_life(admin: Admin, org: str, database_url_for_test: str) -> None:
+    member = admin.ok("member", "create", "--email", "d@acme.test", "--name", "D")["id"]
+    created = admin.ok("token", "create", member, "--expires-in", "3600")
+    with psycopg.connect(database_url_for_test) as conn:
+        row = conn.execute(
+            "select expires_at - created_at from api_tokens where id = %s", (created["id"],)
+        ).fetchone()
+    assert row is not None and row[0].total_seconds() == pytest.approx(3600, abs=5)
+    (listed,) = admin.ok("token", "list", "--member", member)
+    assert listed["expiresAt"] == created["expiresAt"] is not None
+    for bad in ("299", "31622401"):
+        assert "--expires-in must be" in admin.fails("token", "create", member, "--expires-in", bad)
 
 
 def test_workload_configs_with_env(admin: Admin, org: str) -> None:
