@@ -97,6 +97,18 @@ class Stack:
             raw = err.read()
             return err.code, json.loads(raw) if raw else None
 
+    def wait_provisioned(self, nb_id: str, seconds: float) -> None:
+        """Until the notebook runs (running, idle or detached); a failed start
+        fails the test with the stack's log tails."""
+
+        def provisioned() -> bool:
+            _, got = self.call("GET", f"/workloads/notebooks/{nb_id}")
+            status = got["included"]["notebooks"][0]["status"]
+            assert status != "failed", f"start failed: {got}\n{self.log_tails()}"
+            return status in ("running", "idle", "detached")
+
+        wait_for(provisioned, seconds, "the notebook to run")
+
     def log_tails(self, lines: int = 40) -> str:
         out = []
         for name, path in self.logs.items():

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import set_visibility
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -101,17 +102,6 @@ def share_with_viewer(stack: Any, nb_id: str) -> str:
 
 def is_ping(response: Any) -> bool:
     return bool(response.request.method == "POST" and response.url.endswith("/ping"))
-
-
-def set_visibility(page: Any, state: str) -> None:
-    """What the browser does when the member switches tabs (headless never does)."""
-    page.evaluate(
-        """state => {
-        Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
-        document.dispatchEvent(new Event('visibilitychange'));
-    }""",
-        state,
-    )
 
 
 def test_paste_token_create_start_open_run_spark_stop(

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from browser_helpers import set_visibility
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -60,17 +61,6 @@ def list_requests(requests: list[Any]) -> list[tuple[str, dict[str, list[str]]]]
         if LIST_PATH.search(parsed.path):
             out.append((parsed.path, parse_qs(parsed.query)))
     return out
-
-
-def set_visibility(page: Any, state: str) -> None:
-    """What the browser does when the member switches tabs (headless never does)."""
-    page.evaluate(
-        """state => {
-        Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
-        document.dispatchEvent(new Event('visibilitychange'));
-    }""",
-        state,
-    )
 
 
 def is_list(response: Any) -> bool:
@@ -230,13 +220,7 @@ def test_sign_out_leaves_nothing_behind_and_a_viewer_sees_only_its_actions(
         == 200
     )
 
-    def running() -> bool:
-        _, got = stack.call("GET", f"/workloads/notebooks/{nb_id}")
-        status = got["included"]["notebooks"][0]["status"]
-        assert status != "failed", f"start failed: {got}\n{stack.log_tails()}"
-        return status in ("running", "idle", "detached")
-
-    wait(running, START_SECONDS, "the notebook to run")
+    stack.wait_provisioned(nb_id, START_SECONDS)
 
     def traces(page: Any, secret: str, route: bool = True) -> list[str]:
         """What of the signed-in member is still in the tab."""

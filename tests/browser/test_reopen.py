@@ -30,7 +30,7 @@ START_SECONDS = 120  # worker pickup + Sail + Marimo on a busy 2-core machine
 READER = "You are currently connected as a reader."
 
 
-def _create_running_notebook(stack: Any, wait: Any) -> str:
+def _create_running_notebook(stack: Any) -> str:
     _, configs = stack.call("GET", "/workloads/configs")
     config_id = next(c["id"] for c in configs["items"] if c["name"] == "default")
     code, created = stack.call(
@@ -41,13 +41,7 @@ def _create_running_notebook(stack: Any, wait: Any) -> str:
     code, body = stack.call("POST", f"/workloads/notebooks/{nb_id}/start")
     assert code in (200, 202), body
 
-    def running() -> bool:
-        _, got = stack.call("GET", f"/workloads/notebooks/{nb_id}")
-        status = got["included"]["notebooks"][0]["status"]
-        assert status != "failed", f"start failed: {got}\n{stack.log_tails()}"
-        return status in ("running", "idle", "detached")
-
-    wait(running, START_SECONDS, "the notebook to run")
+    stack.wait_provisioned(nb_id, START_SECONDS)
     return nb_id
 
 
@@ -146,7 +140,7 @@ def _marimo_sessions(stack: Any, tab: Tab) -> int:
 def test_reload_reopen_second_tab_and_viewers_keep_the_editor_usable(
     browser: Any, stack: Any, wait: Any, artifacts: Any
 ) -> None:
-    nb_id = _create_running_notebook(stack, wait)
+    nb_id = _create_running_notebook(stack)
     viewer_token = _team_viewer(stack, nb_id)
     owner = browser.new_context(viewport=LAPTOP)
     viewers = browser.new_context(viewport=LAPTOP)
