@@ -100,7 +100,7 @@ def _emit(result: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> None:
             print(json.dumps(result))
         else:
             for key, value in result.items():
-                print(f"{key}: {value if value is not None else ''}")
+                print(f"{key}: {_cell(value)}")
         return
     rows = [_jsonable(r) for r in result]
     if as_json:

@@ -111,6 +111,14 @@ def test_a_token_may_be_given_a_life(admin: Admin, org: str, database_url_for_te
         assert "--expires-in must be" in admin.fails("token", "create", member, "--expires-in", bad)
 
 
+def test_plain_output_shows_nested_values_as_json(admin: Admin, org: str) -> None:
+    """Without --json, one row prints as `key: value`, nested values as JSON
+    (as the table of a list does), never as Python's repr."""
+    code, out, err = admin.run("config", "create", "--name", "big", "--env", "K=V")
+    assert code == 0, err
+    assert 'env: {"K": "V"}' in out.splitlines()
+
+
 def test_workload_configs_with_env(admin: Admin, org: str) -> None:
     config = admin.ok(
         "config",
