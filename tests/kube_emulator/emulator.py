@@ -56,6 +56,7 @@ class Call:
     action: str
     plural: str
     params: dict[str, str]
+    group: str = ""  # "" is the core API group
 
 
 def _now() -> str:
@@ -171,7 +172,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
             return await super()._handle(request)
         group, plural = res.group or "", res.plural or ""
         action = str(request.action.value).lower()
-        self.calls.append(Call(action, plural, dict(request.params)))
+        self.calls.append(Call(action, plural, dict(request.params), group))
         if action in ("list", "watch") and self.fail_next.get(plural):
             self.fail_next[plural] -= 1
             raise ApiError(500, "InternalError", "injected failure")

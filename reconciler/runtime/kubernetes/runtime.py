@@ -84,6 +84,19 @@ def observation_of(notebook_id: str, pods: list[Obj], namespace: str) -> Observa
     )
 
 
+def _has_sail(pods: list[Obj], session_id: str) -> bool:
+    """The session already has a live Sail pod (created or claimed)."""
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        if (
+            labels.get(n.SESSION) == session_id
+            and labels.get(n.COMPONENT) == n.SAIL
+            and not pod["metadata"].get("deletionTimestamp")
+        ):
+            return True
+    return False
+
+
 class KubernetesRuntime:
     def __init__(
         self,
@@ -141,13 +154,19 @@ class KubernetesRuntime:
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         nid = spec.notebook_id
         # Pods and token of an older session go first (their names differ, so
-        # the new ones never wait for them).
+        # the new ones never wait for them). One list of the notebook's pods
+        # serves both that and the warm pool's "has this session a Sail?".
+        pods = await self._pods(nid)
+        for pod in pods:
+            meta = pod["metadata"]
+            older = (meta.get("labels") or {}).get(n.SESSION) != spec.session_id
+            if older and not meta.get("deletionTimestamp"):
+                await self.api.delete("Pod", meta["name"])
         stale = f"{n.selector(n.notebook_labels(nid))},{n.SESSION}!={spec.session_id}"
-        for kind in ("Pod", "Secret"):
-            await self.api.delete_matching(kind, stale)
+        await self.api.delete_matching("Secret", stale)
         todo = objects.session_objects(spec, self.settings)
         pooled = self.pool.enabled and poolable(spec.workload)
-        if pooled and not await self._has_sail(spec) and await self.pool.claim(spec):
+        if pooled and not _has_sail(pods, spec.session_id) and await self.pool.claim(spec):
             todo = [o for o in todo if o["metadata"]["labels"].get(n.COMPONENT) != n.SAIL]
         created = []
         for obj in todo:
@@ -158,18 +177,6 @@ class KubernetesRuntime:
         if pooled:
             await self.pool.refill(spec.workload)
         return await self.observe(nid)
-
-    async def _has_sail(self, spec: SessionSpec) -> bool:
-        """This session already has a live Sail pod (created or claimed)."""
-        for pod in await self._pods(spec.notebook_id):
-            labels = pod["metadata"].get("labels") or {}
-            if (
-                labels.get(n.SESSION) == spec.session_id
-                and labels.get(n.COMPONENT) == n.SAIL
-                and not pod["metadata"].get("deletionTimestamp")
-            ):
-                return True
-        return False
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         sel = n.selector(n.notebook_labels(notebook_id))

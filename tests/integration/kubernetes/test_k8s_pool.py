@@ -112,3 +112,34 @@ async def test_a_refused_warm_pod_does_not_fail_the_start_it_follows(kube: Kube)
     obs = await kube.runtime(warm_pool_size=1).ensure_running(spec("NB1"))
     assert obs.session_id == "S1" and "nb-nb1-s1-sail" in kube.pods()
     assert warm(kube) == []
+
+
+def notebook_pod_lists(kube: Kube, nid: str) -> int:
+    """LIST requests for this notebook's pods (the warm pool's own lists aside)."""
+    return sum(
+        1
+        for c in kube.emulator.calls
+        if c.action == "list"
+        and c.plural == "pods"
+        and f"{n.NOTEBOOK}={nid}" in c.params.get("labelSelector", "")
+    )
+
+
+async def test_a_pooled_start_lists_the_notebooks_pods_once_before_acting(kube: Kube) -> None:
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB0"))  # fills the shape's pool
+    await rt.ensure_running(spec("NB1"))  # session S1 of NB1
+    await warm_ready(kube, 1)
+    claims = rt.pool.claims
+    kube.emulator.calls.clear()
+    new = SessionSpec("NB1", "S2", "tok", spec("NB1").workload, "/notebooks/NB1")
+    obs = await rt.ensure_running(new)
+    # one list to remove the old session and see whether this one has a Sail,
+    # one to observe what the start left
+    assert notebook_pod_lists(kube, "NB1") == 2
+    assert obs.session_id == "S2" and rt.pool.claims == claims + 1
+    assert "nb-nb1-s1-sail" not in kube.pods() and "nb-nb1-s1-marimo" not in kube.pods()
+    # a repeat finds this session's Sail in that same list and claims nothing
+    kube.emulator.calls.clear()
+    await rt.ensure_running(new)
+    assert notebook_pod_lists(kube, "NB1") == 2 and rt.pool.claims == claims + 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -160,6 +161,25 @@ def test_kustomize_overlay_renders_offline_and_is_valid() -> None:
         assert targets == set(deployments)
 
 
+def test_no_deployment_runs_new_code_on_an_old_schema() -> None:
+    """`kubectl apply` starts the release Job and rolls the Deployments at
+    once. Each Deployment must therefore wait for the schema itself: either
+    an init container runs `migrate` (idempotent, serialized by a lock), or
+    its readiness is the api's /readyz, which answers 503 until every
+    migration is applied (api/app.py)."""
+    for doc in base_documents() + rendered_overlay():
+        if doc["kind"] != "Deployment":
+            continue
+        name, pod = doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+        (main,) = pod["containers"]
+        inits = [c for c in pod.get("initContainers", []) if c.get("args") == ["migrate"]]
+        gated = main["readinessProbe"].get("httpGet", {}).get("path") == "/readyz"
+        assert inits or gated, f"{name} may start before the migrations"
+        for init in inits:  # the same image and settings as the process it guards
+            assert init["image"] == main["image"], name
+            assert init["envFrom"] == main["envFrom"], name
+
+
 def test_commands_are_the_procfile_processes() -> None:
     procfile = dict(
         line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
@@ -202,8 +222,14 @@ def test_worker_role_is_least_privilege_and_covers_what_the_runtime_creates() ->
     }
     for obj in objects.session_objects(spec, KubernetesSettings()):
         group, resource = plural[obj["kind"]]
-        for verb in ("create", "list", "delete"):
+        # the PVC is deleted by name (with the notebook), everything else by listing it
+        verbs = ["create", "delete"]
+        if obj["kind"] != "PersistentVolumeClaim":
+            verbs.append("list")
+        for verb in verbs:
             assert (group, resource, verb) in allowed, (obj["kind"], verb)
+    # the exact set, recorded from the runtime's own requests, is checked in
+    # tests/integration/kubernetes/test_k8s_rbac.py
     assert ("", "pods", "watch") in allowed
     assert ("", "pods", "patch") in allowed  # claiming a warm pod
     # RBAC forbids granting what one does not hold: the driver Role must be a subset
@@ -271,6 +297,28 @@ def test_settings_env_names_exist_in_the_code() -> None:
     for name in names:
         key = name.removeprefix("NOTEBOOKS_K8S_")
         assert name in sources or (name != key and f'"{key}"' in sources), name
+
+
+def test_every_setting_the_code_reads_is_set_or_left_at_its_default_on_purpose() -> None:
+    """A setting added to the code (NOTEBOOKS_DB_POOL_WAIT_SECONDS, say) must
+    be decided on for ops/: a key of the ConfigMap, or named in its comment of
+    settings left at their defaults. Secrets are never in the ConfigMap."""
+    sources = "".join(
+        p.read_text()
+        for pkg in ("common", "reconciler", "api", "proxy", "cli")
+        for p in (ROOT / pkg).rglob("*.py")
+    )
+    read = set(re.findall(r'"(NOTEBOOKS_[A-Z0-9_]*[A-Z0-9])"', sources))
+    k8s = (ROOT / "reconciler" / "runtime" / "kubernetes" / "settings.py").read_text()
+    read |= {f"NOTEBOOKS_K8S_{name}" for name in re.findall(r'\bget\("([A-Z_]+)"', k8s)}
+    assert {"NOTEBOOKS_DB_POOL_WAIT_SECONDS", "NOTEBOOKS_K8S_WARM_POOL_SIZE"} <= read
+    text = (BASE / "config.yaml").read_text()
+    config = next(d for d in base_documents() if d["kind"] == "ConfigMap")
+    comments = "".join(line for line in text.splitlines() if line.lstrip().startswith("#"))
+    secrets = {"DATABASE_URL", "NOTEBOOKS_SECRET_KEY", "NOTEBOOKS_SIGNING_KEYS"}
+    assert not secrets & set(config["data"]), "a secret in the ConfigMap"
+    for name in sorted(read - secrets):
+        assert name in config["data"] or re.search(rf"\b{name}\b", comments), name
 
 
 def _pod_specs() -> list[tuple[str, dict[str, Any]]]:

@@ -158,3 +158,62 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "NotebooksProxy5xx",
     ):
         assert f"alert {alert}" in alerts
+
+
+def bucket_bounds() -> dict[str, list[float]]:
+    """Histogram sample name (`…_bucket`) → its finite upper bounds."""
+    for mod in MODULES:
+        importlib.import_module(mod)
+    out: dict[str, list[float]] = {}
+    for collector in list(REGISTRY._collector_to_names):
+        bounds = getattr(collector, "_upper_bounds", None)
+        name = getattr(collector, "_name", "")
+        if bounds and name.startswith("notebooks_"):
+            out[f"{name}_bucket"] = [b for b in bounds if b != float("inf")]
+    return out
+
+
+QUANTILE_OVER = re.compile(
+    r"histogram_quantile\(\s*[0-9.]+\s*,.*?([a-z_:]+_bucket).*\)\s*>\s*([0-9.e+-]+)", re.S
+)
+
+
+@pytest.mark.parametrize(("where", "expr"), expressions())
+def test_quantile_thresholds_are_reachable_and_bucket_bounds_exist(where: str, expr: str) -> None:
+    """histogram_quantile never returns more than the last finite bucket bound
+    (a quantile in +Inf comes back as that bound), so `> bound` can never fire;
+    and an `le` matcher that names no bucket selects nothing."""
+    bounds = bucket_bounds()
+    for metric, threshold in QUANTILE_OVER.findall(expr):
+        assert float(threshold) < max(bounds[metric]), (
+            f"{where}: {metric} tops out at {max(bounds[metric])}, the alert needs > {threshold}"
+        )
+    for metric, value in re.findall(r'([a-z_:]+_bucket)\{[^}]*\ble="([^"]*)"', expr):
+        # prometheus_client writes bounds as Go floats: 120 → "120.0"
+        assert value in {repr(float(b)) for b in bounds[metric]} | {"+Inf"}, (where, value)
+
+
+def rule(name: str) -> dict[str, str]:
+    rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    (found,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == name]
+    return found
+
+
+def test_sweep_alert_fires_when_no_worker_reports_at_all() -> None:
+    """With every worker down the counter has no series; `sum(...) == 0` over
+    nothing is nothing, so the expression needs a fallback for that case."""
+    expr = rule("NotebooksSweepStopped")["expr"]
+    assert "or vector(0)" in expr or "absent(" in expr, expr
+
+
+def test_proxy_5xx_alert_counts_every_outcome_the_proxy_answers_5xx() -> None:
+    proxy_app = importlib.import_module("proxy.app")
+    five_xx = {outcome for status, outcome, _ in proxy_app._REFUSED.values() if status >= 500}
+    # 502 when Marimo fails (proxy/forward.py, proxy/express.py); 503 when the
+    # access check cannot reach the database (proxy/app.py's middleware)
+    five_xx |= {"upstream_error", "database_unavailable"}
+    (matcher,) = re.findall(r'outcome=~"([^"]*)"', rule("NotebooksProxy5xx")["expr"])
+    proxy_metrics = importlib.import_module("proxy.metrics")
+    for outcome in five_xx:
+        assert outcome in proxy_metrics.REQUEST_OUTCOMES, outcome
+        assert re.fullmatch(matcher, outcome), f"NotebooksProxy5xx misses {outcome}"
