@@ -40,7 +40,8 @@ RECONCILE_SECONDS = Histogram(
 START_TO_RUNNING = Histogram(
     "notebooks_start_running_seconds",
     "From a start request to status running.",
-    buckets=(0.5, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120),
+    # Up to past the longest start deadline ops sets (300 s).
+    buckets=(0.5, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120, 180, 300, 600),
 )
 AUTO_STOPS = Counter("notebooks_autostops_triggered_total", "Auto-stops by reason.", ["reason"])
 QUEUE_DEPTH = Gauge("notebooks_queue_jobs_queued", "Reconcile jobs waiting in the queue.")

@@ -35,6 +35,7 @@ from common.jobs import RECONCILE, enqueue_reconcile
 from common.logging import configure_logging
 from common.metrics import metrics_response, observe_pool
 from common.settings import Settings
+from reconciler import metrics
 from reconciler.db import fetchone
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Runtime
@@ -71,6 +72,7 @@ async def handle_reconcile(deps: Deps, job: Job) -> int | None:
             try:
                 result = await reconcile_once(deps, notebook_id)
             except Exception as exc:  # transient: database blip, runtime hiccup
+                metrics.RECONCILES.labels("error").inc()  # what NotebooksReconcileErrors watches
                 delay = backoff(job.attempts)
                 outcome = f"error, retry in {delay:g} s: {exc!r}"
                 raise RetryRequested(timedelta(seconds=delay), reason=repr(exc)) from exc

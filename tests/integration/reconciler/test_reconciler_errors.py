@@ -11,6 +11,7 @@ import structlog.testing
 from pgqueuer.errors import RetryRequested
 
 from common.clock import FakeClock
+from reconciler import metrics
 from reconciler.plan import Action
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Observation, SessionSpec, TerminalError
@@ -61,9 +62,11 @@ async def test_transient_error_is_requeued_with_capped_backoff(rows, pool):
     runtime = BrokenRuntime(ConnectionResetError("blip"))
     deps = Deps(pool=pool, runtime=runtime, clock=clock)
     job = SimpleNamespace(payload=nid.encode(), attempts=2, id=1)
+    errors = metrics.RECONCILES.labels("error")._value.get()
     with pytest.raises(RetryRequested) as caught:
         await handle_reconcile(deps, job)  # type: ignore[arg-type]
     assert caught.value.delay == timedelta(seconds=backoff(2)) == timedelta(seconds=2)
+    assert metrics.RECONCILES.labels("error")._value.get() == errors + 1  # alerts count it
     assert (await rows.get(nid))["status"] == "starting"  # not failed: it may pass
     assert backoff(50) == MAX_BACKOFF_SECONDS
 
