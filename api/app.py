@@ -153,19 +153,20 @@ def console_policy(proxy_public_url: str) -> str:
     )
 
 
-def _index(policy: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
-    async def index(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(
-            STATIC_DIR / "index.html", headers={"Content-Security-Policy": policy}
-        )
-
-    return index
+async def _index(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
 
 
-async def _on_prepare(_: web.Request, response: web.StreamResponse) -> None:
-    # Every answer, the console's files and the API's JSON alike.
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+def _on_prepare(policy: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    async def on_prepare(_: web.Request, response: web.StreamResponse) -> None:
+        # Every answer, the console's files and the API's JSON alike: the
+        # console's page is also served as /static/index.html, which must
+        # not be framed or run foreign scripts either.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Content-Security-Policy"] = policy
+
+    return on_prepare
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -199,9 +200,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             app.router.add_get(BASE + op.path, endpoint(op.handler))
         else:
             app.router.add_route(op.method, BASE + op.path, endpoint(op.handler))
-    app.on_response_prepare.append(_on_prepare)
+    app.on_response_prepare.append(_on_prepare(console_policy(settings.proxy_public_url)))
     if STATIC_DIR.is_dir():
-        app.router.add_get("/", _index(console_policy(settings.proxy_public_url)))
+        app.router.add_get("/", _index)
         app.router.add_static("/static/", STATIC_DIR)
     metrics.create_series([(BASE + op.path, op.method) for op in OPS])
     return app

@@ -36,6 +36,7 @@ class Principal:
     organization_id: str
     organization_admin: bool
     token_id: str
+    token_expires_at: datetime | None = None  # the calling token's end, if it has one
 
 
 @dataclass
@@ -102,7 +103,11 @@ async def authenticate(conn: psycopg.AsyncConnection[Any], token: str, now: date
             {"id": row["token_id"], "now": now},
         )
     return Principal(
-        row["member_id"], row["organization_id"], row["organization_admin"], row["token_id"]
+        row["member_id"],
+        row["organization_id"],
+        row["organization_admin"],
+        row["token_id"],
+        row["expires_at"],
     )
 
 

@@ -37,7 +37,8 @@ TOKEN_LIFETIME_SCHEMA: dict[str, Any] = {
     "type": "integer",
     "minimum": MIN_LIFETIME_SECONDS,
     "maximum": MAX_LIFETIME_SECONDS,
-    "description": "seconds until the token stops working (300..31622400); absent: no expiry",
+    "description": "seconds until the token stops working (300..31622400); absent: no "
+    "expiry; never past the expiry of the token that makes it",
 }
 TOKEN_SCHEMA = obj(
     {"name": name_schema(128), "expiresInSeconds": TOKEN_LIFETIME_SCHEMA}, required=("name",)
@@ -110,6 +111,11 @@ async def create_token(ctx: Ctx) -> web.Response:
     member_id = await _token_owner(ctx)
     lifetime = body.get("expiresInSeconds")
     expires_at = None if lifetime is None else ctx.now + timedelta(seconds=lifetime)
+    # A token never outlives the one that made it, or a leaked short-lived
+    # token (the console's) could mint itself a lasting one.
+    ceiling = ctx.me.token_expires_at
+    if ceiling is not None and (expires_at is None or expires_at > ceiling):
+        expires_at = ceiling
     secret = new_token()
     row = await ctx.one(
         "api_insert_token",

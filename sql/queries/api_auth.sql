@@ -2,7 +2,7 @@
 -- checked in the same lookup, so they take effect on the very next request.
 
 -- name: api_authenticate
-select t.id as token_id, t.last_used_at, m.id as member_id, m.organization_id,
+select t.id as token_id, t.last_used_at, t.expires_at, m.id as member_id, m.organization_id,
        m.organization_admin
   from api_tokens t
   join members m on m.id = t.member_id

@@ -95,10 +95,13 @@ async def test_console_is_served_from_static(client: TestClient, settings: Any) 
     assert policy["script-src"] == "'self'" and policy["object-src"] == "'none'"
     assert policy["frame-src"] == settings.proxy_public_url.rstrip("/")
     assert policy["frame-ancestors"] == "'none'"
-    for path in ("/", "/static/api.js", "/api/v1/me"):
+    # The same page as /static/index.html (its scripts load from /static/ too)
+    # is neither framed nor freer than at `/`.
+    for path in ("/", "/static/index.html", "/static/api.js", "/api/v1/me"):
         headers = (await client.get(path)).headers
         assert headers["X-Content-Type-Options"] == "nosniff", path
         assert headers["Referrer-Policy"] == "no-referrer", path
+        assert headers["Content-Security-Policy"] == resp.headers["Content-Security-Policy"], path
     resp = await client.get("/static/api.js")
     assert resp.status == 200
     assert (await client.get("/static/../app.py")).status == 404

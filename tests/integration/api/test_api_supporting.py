@@ -217,6 +217,34 @@ async def test_a_token_with_an_expiry_stops_working_and_leaves_the_list_then(
     assert forever["id"] in [t["id"] for t in listed["items"]]
 
 
+async def test_a_token_with_an_expiry_cannot_mint_one_that_outlives_it(
+    client: TestClient, world: World, clock: FakeClock
+) -> None:
+    """A leaked short-lived token (the console's) must not buy a lasting one."""
+    url = f"{V1}/members/{world.editor.id}/tokens"
+    short = await body_of(
+        await client.post(
+            url, json={"name": "console", "expiresInSeconds": 3600}, headers=world.editor.auth
+        )
+    )
+    auth = {"Authorization": f"Bearer {short['token']}"}
+    forever = await body_of(await client.post(url, json={"name": "ci"}, headers=auth))
+    longer = await body_of(
+        await client.post(url, json={"name": "l", "expiresInSeconds": 7200}, headers=auth)
+    )
+    shorter = await body_of(
+        await client.post(url, json={"name": "s", "expiresInSeconds": 600}, headers=auth)
+    )
+    assert forever["expiresAt"] == longer["expiresAt"] == short["expiresAt"]
+    assert shorter["expiresAt"] == "2026-11-01T12:10:00+00:00"
+    by_admin = await body_of(await client.post(url, json={"name": "a"}, headers=world.admin.auth))
+    assert by_admin["expiresAt"] is None  # a token without an end makes any
+    clock.advance(3600)
+    for made in (forever, longer):
+        resp = await client.get(V1 + "/me", headers={"Authorization": f"Bearer {made['token']}"})
+        assert resp.status == 401
+
+
 @pytest.mark.parametrize("lifetime", [299, 366 * 86400 + 1, "3600", 3600.5, True, None])
 async def test_a_token_lifetime_out_of_range_is_400(
     client: TestClient, world: World, lifetime: object
