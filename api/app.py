@@ -15,7 +15,6 @@ import structlog
 from aiohttp import web
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import PoolTimeout
-from yarl import URL
 
 from api import metrics
 from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
@@ -27,6 +26,7 @@ from common.clock import Clock, SystemClock
 from common.db import open_pool
 from common.logging import configure_logging
 from common.metrics import metrics_response, observe_pool
+from common.notebook_origin import frame_source
 from common.settings import Settings
 from sql.migrate import is_current
 
@@ -142,13 +142,14 @@ def _openapi_handler() -> Callable[[web.Request], Awaitable[web.Response]]:
     return openapi
 
 
-def console_policy(proxy_public_url: str) -> str:
+def console_policy(proxy_public_url: str, proxy_notebook_url: str = "") -> str:
     """The console page's CSP: its own scripts and styles only, frames only
-    from the proxy (an open notebook), and never framed itself."""
-    proxy = URL(proxy_public_url)
+    from the proxy (an open notebook, on its own origin when there is one per
+    notebook), and never framed itself."""
+    frames = frame_source(proxy_public_url, proxy_notebook_url)
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src 'self'; frame-src {proxy.scheme}://{proxy.raw_authority}; "
+        f"connect-src 'self'; frame-src {frames}; "
         "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 
@@ -200,7 +201,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             app.router.add_get(BASE + op.path, endpoint(op.handler))
         else:
             app.router.add_route(op.method, BASE + op.path, endpoint(op.handler))
-    app.on_response_prepare.append(_on_prepare(console_policy(settings.proxy_public_url)))
+    policy = console_policy(settings.proxy_public_url, settings.proxy_notebook_url)
+    app.on_response_prepare.append(_on_prepare(policy))
     if STATIC_DIR.is_dir():
         app.router.add_get("/", _index)
         app.router.add_static("/static/", STATIC_DIR)

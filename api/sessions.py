@@ -15,6 +15,7 @@ from api.notebooks import VIEW, locked, set_status
 from api.responses import json_response, no_content
 from api.validation import obj, path_id, read_body
 from common import session_token
+from common.notebook_origin import notebook_origin
 from common.statuses import PROVISIONED, Status
 
 # A member's presence and the notebook's activity are written at most once per window.
@@ -54,7 +55,10 @@ async def open_notebook(ctx: Ctx) -> web.Response:
         mode=mode,
         now=ctx.now,
     )
-    url = f"{ctx.settings.proxy_public_url}/notebooks/{notebook_id}/_open?token={token}"
+    origin = notebook_origin(
+        ctx.settings.proxy_public_url, ctx.settings.proxy_notebook_url, notebook_id
+    )
+    url = f"{origin}/notebooks/{notebook_id}/_open?token={token}"
     expires = claims.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return json_response({"url": url, "expiresAt": expires, "mode": mode})
 

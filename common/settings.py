@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.notebook_origin import check_template
+
 
 class SettingsError(ValueError):
     pass
@@ -58,6 +60,9 @@ class Settings:
     proxy_port: int = 8081
     api_public_url: str = "http://127.0.0.1:8080"
     proxy_public_url: str = "http://127.0.0.1:8081"
+    # An origin per notebook, e.g. "https://{id}.nb.example.com" ("" = all share
+    # proxy_public_url); see common/notebook_origin.py.
+    proxy_notebook_url: str = ""
     runtime: str = "local"
     # JWT keys for proxy login tokens: first signs, all verify (rotation).
     signing_keys: tuple[tuple[str, str], ...] = ()
@@ -101,6 +106,9 @@ class Settings:
         signing_keys = parse_signing_keys(env.get("NOTEBOOKS_SIGNING_KEYS", ""))
         if not signing_keys:
             raise SettingsError("NOTEBOOKS_SIGNING_KEYS is not set")
+        proxy_notebook_url = env.get("NOTEBOOKS_PROXY_NOTEBOOK_URL", "").strip()
+        if proxy_notebook_url and (why := check_template(proxy_notebook_url)):
+            raise SettingsError(f"NOTEBOOKS_PROXY_NOTEBOOK_URL {why}")
         api_public_url = env.get(
             "NOTEBOOKS_API_PUBLIC_URL", f"http://{api_host}:{api_port}"
         ).rstrip("/")
@@ -115,6 +123,7 @@ class Settings:
             proxy_public_url=env.get(
                 "NOTEBOOKS_PROXY_PUBLIC_URL", f"http://{proxy_host}:{proxy_port}"
             ).rstrip("/"),
+            proxy_notebook_url=proxy_notebook_url,
             runtime=runtime,
             signing_keys=signing_keys,
             secret_key=secret_key,

@@ -20,6 +20,7 @@ from common.clock import Clock, SystemClock
 from common.db import open_pool
 from common.ids import is_valid_id
 from common.metrics import metrics_response, observe_pool
+from common.notebook_origin import notebook_authority
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import AccessCache, listen
@@ -91,6 +92,10 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
     if not is_valid_id(notebook_id):
         return pages.not_found()
     proxy = request.app[PROXY]
+    expected = notebook_authority(proxy.settings.proxy_notebook_url, notebook_id)
+    if expected is not None and request.host.lower() != expected:
+        # Another notebook's origin (or the bare proxy's): its pages must not reach this one.
+        return pages.not_found()
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     kind = "websocket" if websocket else "http"
     prefix = f"/notebooks/{notebook_id}"

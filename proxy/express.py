@@ -37,6 +37,7 @@ import httptools
 import structlog
 
 from common.ids import is_valid_id
+from common.notebook_origin import notebook_authority
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import AccessCache, Target
@@ -349,6 +350,9 @@ class ExpressConnection(asyncio.Protocol):
         session, host, chunked = self._judged
         if session.notebook_id != self._notebook_id:
             return None
+        expected = notebook_authority(self.lane.settings.proxy_notebook_url, self._notebook_id)
+        if expected is not None and host.lower() != expected:
+            return None  # aiohttp's path refuses it
         self._chunked_up = chunked
         return _Admitted(session, relative, host)
 

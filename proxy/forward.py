@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from common.clock import Clock
+from common.notebook_origin import notebook_origin
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import Target
@@ -176,7 +177,11 @@ def origin_allowed(proxy: Proxy, request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if not origin:
         return False
-    public = URL(proxy.settings.proxy_public_url)
+    settings = proxy.settings
+    if settings.proxy_notebook_url:  # an origin per notebook: that one alone
+        own = notebook_origin("", settings.proxy_notebook_url, request.match_info["id"])
+        return origin.rstrip("/").lower() == own
+    public = URL(settings.proxy_public_url)
     allowed = {f"{public.scheme}://{public.raw_authority}", f"{request.scheme}://{request.host}"}
     return origin.rstrip("/") in allowed
 

@@ -113,3 +113,29 @@ async def test_ping_detached_moves_to_running(
     nb = factory.notebook(world.owner, world.config, status="detached")
     assert (await client.post(f"{NB}/{nb}/ping", headers=world.owner.auth)).status == 204
     assert factory.value("select status from notebooks where id = %s", nb) == "running"
+
+
+async def test_open_points_at_the_notebooks_own_origin_when_there_is_one(
+    settings: Settings, clock, world: World, factory: Factory
+) -> None:
+    """With NOTEBOOKS_PROXY_NOTEBOOK_URL the login URL is on the notebook's own
+    host (the id lower-cased), and the console may frame any notebook host."""
+    import dataclasses
+
+    from aiohttp.test_utils import TestServer
+
+    from api.app import create_app
+
+    own = dataclasses.replace(settings, proxy_notebook_url="https://{id}.nb.example.com")
+    nb = factory.notebook(world.owner, world.config, status="running")
+    async with TestClient(TestServer(create_app(own, clock=clock))) as client:
+        resp = await client.post(f"{NB}/{nb}/open", headers=world.owner.auth)
+        assert resp.status == 200, await resp.text()
+        url = urlsplit((await body_of(resp))["url"])
+        assert (url.scheme, url.netloc, url.path) == (
+            "https",
+            f"{nb.lower()}.nb.example.com",
+            f"/notebooks/{nb}/_open",
+        )
+        page = await client.get("/")
+        assert "frame-src https://*.nb.example.com;" in page.headers["Content-Security-Policy"]

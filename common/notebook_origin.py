@@ -1,0 +1,52 @@
+"""Where a notebook is served: on the proxy's one public origin, or, when
+NOTEBOOKS_PROXY_NOTEBOOK_URL is set (e.g. `https://{id}.nb.example.com`), on
+an origin of its own.
+
+An origin per notebook is what keeps one notebook's pages (HTML and scripts
+its editors wrote) from reading another notebook the same browser has open:
+on a shared origin the browser lets them, whatever the cookie's Path says
+(docs/proxy.md, "One origin per notebook"). The id is the template's first
+host label, lower-cased (host names ignore case)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+PLACEHOLDER = "{id}"
+
+
+def check_template(template: str) -> str | None:
+    """Why `template` cannot be a per-notebook URL, or None if it can."""
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not parts.netloc.startswith(PLACEHOLDER + ".") or template.count(PLACEHOLDER) != 1:
+        return (
+            "must have {id} as the first label of its host, once, e.g. https://{id}.nb.example.com"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "must be an origin only (no path, query or fragment)"
+    return None
+
+
+def notebook_origin(proxy_public_url: str, template: str, notebook_id: str) -> str:
+    """The origin (scheme://host[:port]) a notebook's pages are served from."""
+    if not template:
+        parts = urlsplit(proxy_public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return template.rstrip("/").replace(PLACEHOLDER, notebook_id.lower())
+
+
+def notebook_authority(template: str, notebook_id: str) -> str | None:
+    """The `Host` a request for this notebook must name, lower-cased; None
+    when notebooks share the proxy's origin (any host will do)."""
+    if not template:
+        return None
+    return urlsplit(notebook_origin("", template, notebook_id)).netloc.lower()
+
+
+def frame_source(proxy_public_url: str, template: str) -> str:
+    """The CSP source matching every notebook's origin (for the console's frame-src)."""
+    if not template:
+        return notebook_origin(proxy_public_url, "", "")
+    return template.rstrip("/").replace(PLACEHOLDER, "*")
