@@ -79,6 +79,7 @@ class Stack:
     organization_id: str
     data_dir: Path
     logs: dict[str, Path] = field(default_factory=dict)
+    console_url: str = ""  # where a browser opens the console ("" = api_url)
 
     def call(
         self, method: str, path: str, body: object | None = None, token: str | None = None
@@ -184,14 +185,53 @@ def _stop_notebooks(stack: Stack) -> None:
         wait_for(settled, 30, "notebooks to stop", interval=0.5)
 
 
+# The site the own-origins stack is served under: Chromium is told that it
+# and every name under it are loopback (`--host-resolver-rules`), so the
+# console (`nb.test`) and each notebook (`{id}.nb.test`) are one site, as in
+# production, without any DNS.
+OWN_ORIGINS_SITE = "nb.test"
+OWN_ORIGINS_ARGS = [
+    f"--host-resolver-rules=MAP {OWN_ORIGINS_SITE} 127.0.0.1, MAP *.{OWN_ORIGINS_SITE} 127.0.0.1"
+]
+
+
 @pytest.fixture
 def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(settings, tmp_path) as st:
+        yield st
+
+
+@pytest.fixture
+def stack_own_origins(settings: Any, tmp_path: Path) -> Iterator[Stack]:
+    """The stack with an origin per notebook (NOTEBOOKS_PROXY_NOTEBOOK_URL):
+    the console at http://nb.test:{api port}, notebook X at
+    http://x.nb.test:{proxy port}. Use it with `browser_own_origins`."""
+
+    def site_env(api_port: int, proxy_port: int) -> dict[str, str]:
+        return {
+            "NOTEBOOKS_API_PUBLIC_URL": f"http://{OWN_ORIGINS_SITE}:{api_port}",
+            "NOTEBOOKS_PROXY_NOTEBOOK_URL": f"http://{{id}}.{OWN_ORIGINS_SITE}:{proxy_port}",
+        }
+
+    with running_stack(settings, tmp_path, site_env) as st:
+        st.console_url = f"http://{OWN_ORIGINS_SITE}:{st.api_url.rsplit(':', 1)[1]}"
+        yield st
+
+
+@contextlib.contextmanager
+def running_stack(
+    settings: Any,
+    tmp_path: Path,
+    extra_env: Callable[[int, int], dict[str, str]] | None = None,
+) -> Iterator[Stack]:
     from cli.bootstrap import ensure_first_admin
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     admin = ensure_first_admin(settings.database_url, None)
     api_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
     env = _stack_env(settings, api_port, proxy_port, metrics_port)
+    if extra_env is not None:
+        env.update(extra_env(api_port, proxy_port))
     st = Stack(
         api_url=f"http://127.0.0.1:{api_port}",
         proxy_url=f"http://127.0.0.1:{proxy_port}",
@@ -261,6 +301,20 @@ def browser(chromium_path: str) -> Iterator[Any]:
 
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def browser_own_origins(chromium_path: str) -> Iterator[Any]:
+    """`browser` resolving nb.test and *.nb.test to loopback."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        args = CHROMIUM_ARGS + OWN_ORIGINS_ARGS
+        b = pw.chromium.launch(executable_path=chromium_path, args=args)
         try:
             yield b
         finally:
