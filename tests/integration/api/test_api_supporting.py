@@ -193,17 +193,24 @@ async def test_token_and_team_member_listings(client: TestClient, world: World) 
     ).status == 404
 
 
+async def console_token(client: TestClient, world: World) -> tuple[dict, dict[str, str]]:
+    """A 1 h token of the editor's (as the console makes), and its auth header."""
+    made = await body_of(
+        await client.post(
+            f"{V1}/members/{world.editor.id}/tokens",
+            json={"name": "console", "expiresInSeconds": 3600},
+            headers=world.editor.auth,
+        )
+    )
+    return made, {"Authorization": f"Bearer {made['token']}"}
+
+
 async def test_a_token_with_an_expiry_stops_working_and_leaves_the_list_then(
     client: TestClient, world: World, clock: FakeClock
 ) -> None:
     url = f"{V1}/members/{world.editor.id}/tokens"
-    made = await body_of(
-        await client.post(
-            url, json={"name": "console", "expiresInSeconds": 3600}, headers=world.editor.auth
-        )
-    )
+    made, auth = await console_token(client, world)
     assert made["expiresAt"] == "2026-11-01T13:00:00+00:00"  # as createdAt renders
-    auth = {"Authorization": f"Bearer {made['token']}"}
     assert (await client.get(V1 + "/me", headers=auth)).status == 200
     listed = await body_of(await client.get(url, headers=world.editor.auth))
     assert {t["id"]: t["expiresAt"] for t in listed["items"]}[made["id"]] == made["expiresAt"]
@@ -222,12 +229,7 @@ async def test_a_token_with_an_expiry_cannot_mint_one_that_outlives_it(
 ) -> None:
     """A leaked short-lived token (the console's) must not buy a lasting one."""
     url = f"{V1}/members/{world.editor.id}/tokens"
-    short = await body_of(
-        await client.post(
-            url, json={"name": "console", "expiresInSeconds": 3600}, headers=world.editor.auth
-        )
-    )
-    auth = {"Authorization": f"Bearer {short['token']}"}
+    short, auth = await console_token(client, world)
     forever = await body_of(await client.post(url, json={"name": "ci"}, headers=auth))
     longer = await body_of(
         await client.post(url, json={"name": "l", "expiresInSeconds": 7200}, headers=auth)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import yaml
 from kube_emulator import eventually
@@ -31,9 +32,7 @@ VERBS = {
 Grant = tuple[str, str, str]  # api group, resource, verb
 
 
-def role_grants() -> set[Grant]:
-    docs = yaml.safe_load_all((ROOT / "ops" / "k8s" / "base" / "rbac.yaml").read_text())
-    (role,) = [d for d in docs if d and d["kind"] == "Role"]
+def grants_of(role: dict[str, Any]) -> set[Grant]:
     return {
         (group, resource, verb)
         for rule in role["rules"]
@@ -41,17 +40,17 @@ def role_grants() -> set[Grant]:
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
+
+
+def role_grants() -> set[Grant]:
+    docs = yaml.safe_load_all((ROOT / "ops" / "k8s" / "base" / "rbac.yaml").read_text())
+    (role,) = [d for d in docs if d and d["kind"] == "Role"]
+    return grants_of(role)
 
 
 def driver_grants() -> set[Grant]:
     (role,) = [o for o in objects.driver_rbac("NB", KubernetesSettings()) if o["kind"] == "Role"]
-    return {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
+    return grants_of(role)
 
 
 async def exercise(kube: Kube) -> set[Grant]:
