@@ -26,6 +26,13 @@ def check_template(template: str) -> str | None:
         )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return "must be an origin only (no path, query or fragment)"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has a port that is not a number"
+    if port == {"http": 80, "https": 443}[parts.scheme]:
+        # Browsers leave the default port out of Host and Origin: nothing would match.
+        return "must not name its scheme's default port"
     return None
 
 
@@ -34,7 +41,8 @@ def notebook_origin(proxy_public_url: str, template: str, notebook_id: str) -> s
     if not template:
         parts = urlsplit(proxy_public_url)
         return f"{parts.scheme}://{parts.netloc}"
-    return template.rstrip("/").replace(PLACEHOLDER, notebook_id.lower())
+    # Lower-cased as browsers send Host and Origin (scheme and host ignore case).
+    return template.rstrip("/").lower().replace(PLACEHOLDER, notebook_id.lower())
 
 
 def notebook_authority(template: str, notebook_id: str) -> str | None:

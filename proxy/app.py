@@ -221,10 +221,7 @@ async def database_unavailable(
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         metrics.REQUESTS.labels("websocket" if websocket else "http", "database_unavailable").inc()
         return pages.page(
-            503,
-            "Try again in a moment",
-            "The service cannot check your access right now. Reload the page shortly.",
-            headers={"Retry-After": "5"},
+            503, pages.DB_UNAVAILABLE_TITLE, pages.DB_UNAVAILABLE, headers={"Retry-After": "5"}
         )
 
 

@@ -34,7 +34,9 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 import httptools
+import psycopg
 import structlog
+from psycopg_pool import PoolTimeout
 
 from common.ids import is_valid_id
 from common.notebook_origin import notebook_authority
@@ -444,6 +446,14 @@ class ExpressConnection(asyncio.Protocol):
     async def _route_later(self, admitted: _Admitted) -> None:
         try:
             target = await self.lane.cache.lookup(admitted.session, self._notebook_id)
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            # Answered here: handed off, the app would wait for the pool as long again.
+            if self.transport is not None:
+                log.warning("proxy.database_unavailable", error=str(exc))
+                metrics.REQUESTS.labels("http", "database_unavailable").inc()
+                self.transport.write(_database_unavailable(self.lane.security))
+                self._abort()
+            return
         except Exception:  # noqa: BLE001 - aiohttp's path reports the failure
             target = None
         if self.transport is None:
@@ -677,6 +687,20 @@ def _bad_gateway(security: list[tuple[str, str]]) -> bytes:
         *security,
     ]
     return _header_block("HTTP/1.1 502 Bad Gateway\r\n", pairs).encode("latin-1") + body
+
+
+def _database_unavailable(security: list[tuple[str, str]]) -> bytes:
+    """The app's 503 page (app.database_unavailable), as the lane sends it."""
+    body = pages.html(pages.DB_UNAVAILABLE_TITLE, pages.DB_UNAVAILABLE).encode()
+    pairs = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("Retry-After", "5"),
+        ("Connection", "close"),
+        *security,
+    ]
+    return _header_block("HTTP/1.1 503 Service Unavailable\r\n", pairs).encode("latin-1") + body
 
 
 def _header_block(first_line: str, pairs: list[tuple[str, str]]) -> str:

@@ -48,5 +48,9 @@ def bad_gateway(detail: str = NO_ANSWER) -> web.Response:
     return page(502, BAD_GATEWAY_TITLE, detail)
 
 
+DB_UNAVAILABLE_TITLE = "Try again in a moment"
+DB_UNAVAILABLE = "The service cannot check your access right now. Reload the page shortly."
+
+
 def not_found() -> web.Response:
     return page(404, "Not found", "There is nothing here.")

@@ -68,3 +68,16 @@ def test_settings_refuse_a_bad_template() -> None:
         Settings.from_env(env)
     env["NOTEBOOKS_PROXY_NOTEBOOK_URL"] = "https://{id}.nb.example.com"
     assert Settings.from_env(env).proxy_notebook_url == "https://{id}.nb.example.com"
+
+
+def test_the_template_is_compared_as_browsers_send_it() -> None:
+    """Browsers send Host and Origin lower-cased and without the scheme's
+    default port: a template written otherwise would match neither (every
+    WebSocket refused, or every request a 404)."""
+    template = "HTTPS://{id}.NB.Example.com"
+    assert check_template(template) is None
+    assert notebook_origin(PUBLIC, template, "NB1ABC") == "https://nb1abc.nb.example.com"
+    assert notebook_authority(template, "NB1ABC") == "nb1abc.nb.example.com"
+    for default_port in ("https://{id}.nb.example.com:443", "http://{id}.nb.localhost:80"):
+        assert check_template(default_port) is not None
+    assert check_template("https://{id}.nb.example.com:notaport") is not None

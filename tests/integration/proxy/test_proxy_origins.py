@@ -112,3 +112,25 @@ async def test_a_websocket_takes_only_its_own_notebooks_origin(
             assert await ws.receive_str(timeout=5) == "echo:hi"
     finally:
         await client.close()
+
+
+async def test_a_template_in_capitals_still_matches_what_browsers_send(
+    settings: Settings,
+) -> None:
+    """Host and Origin arrive lower-cased: a template written in capitals
+    must not leave every WebSocket refused."""
+    shouting = dataclasses.replace(settings, proxy_notebook_url="HTTP://{id}.NB.Localhost")
+    async with (
+        aiohttp_upstream(upstream_app()) as url,
+        proxy_in_front(shouting, url, TOKEN, NB) as p,
+    ):
+        client, status = await login(p, OWN_HOST)
+        try:
+            assert status == 303
+            async with client.ws_connect(
+                p.url("/ws"), origin=f"http://{OWN_HOST}", headers={"Host": OWN_HOST}
+            ) as ws:
+                await ws.send_str("hi")
+                assert await ws.receive_str(timeout=5) == "echo:hi"
+        finally:
+            await client.close()
