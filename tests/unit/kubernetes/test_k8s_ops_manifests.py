@@ -60,6 +60,19 @@ def rendered_overlay() -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out) if d]
 
 
+def test_the_console_may_frame_the_notebooks_it_opens() -> None:
+    """The console (at NOTEBOOKS_API_PUBLIC_URL) shows notebooks in an iframe:
+    the proxy's frame-ancestors must name its origin, or browsers refuse it."""
+    for docs in (base_documents(), rendered_overlay()):
+        (config,) = [
+            d
+            for d in docs
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "notebooks-config"
+        ]
+        data = config["data"]
+        assert data["NOTEBOOKS_API_PUBLIC_URL"] in data["NOTEBOOKS_FRAME_ANCESTORS"].split()
+
+
 def test_validator_rejects_what_it_should() -> None:
     """The schemas are really applied: an unknown field and a wrong type fail."""
     bad = {
