@@ -24,7 +24,7 @@ from common.notebook_origin import notebook_authority
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import AccessCache, listen
-from proxy.cookie import COOKIE_NAME, CookieCache, ProxySession
+from proxy.cookie import CookieCache, ProxySession, cookie_name
 from proxy.forward import Proxy, forward_http, forward_websocket
 from proxy.headers import cookie_value, security_headers
 from proxy.live import refusal
@@ -107,7 +107,7 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
         return await handle_open(request)
 
     session = request.app[COOKIES].unseal(
-        cookie_value(request.headers.get("Cookie", ""), COOKIE_NAME)
+        cookie_value(request.headers.get("Cookie", ""), cookie_name(proxy.settings))
     )
     if session is None or session.notebook_id != notebook_id:
         metrics.REQUESTS.labels(kind, "unauthenticated").inc()

@@ -17,7 +17,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from common.settings import Settings
+
 COOKIE_NAME = "notebooks_proxy_session"
+HOST_COOKIE_NAME = "__Host-" + COOKIE_NAME
 LIFETIME = timedelta(hours=12)
 # v2 added the API token id; a v1 cookie no longer verifies (its member opens again).
 _PURPOSE = b"notebooks-proxy-cookie-v2"
@@ -86,6 +89,22 @@ def unseal(value: str, secret: str) -> ProxySession | None:
     except (ValueError, KeyError, TypeError):
         return None
     return session if session.mode in ("edit", "view") else None
+
+
+def cookie_name(settings: Settings) -> str:
+    """`__Host-…` when each notebook has its own host and cookies are Secure:
+    browsers then take that name only host-only, on Path=/, from the host
+    itself, so a page of one notebook cannot plant a cookie (`Domain=` the
+    shared parent) that another notebook's host would be sent."""
+    if settings.proxy_notebook_url and settings.cookie_secure:
+        return HOST_COOKIE_NAME
+    return COOKIE_NAME
+
+
+def cookie_path(settings: Settings, notebook_id: str) -> str:
+    """`/` on a notebook's own host (which serves that notebook alone, and
+    `__Host-` requires it); the notebook's prefix on the shared origin."""
+    return "/" if cookie_name(settings) == HOST_COOKIE_NAME else f"/notebooks/{notebook_id}/"
 
 
 class CookieCache:

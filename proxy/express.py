@@ -43,7 +43,7 @@ from common.notebook_origin import notebook_authority
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import AccessCache, Target
-from proxy.cookie import COOKIE_NAME, CookieCache, ProxySession
+from proxy.cookie import CookieCache, ProxySession, cookie_name
 from proxy.forward import Proxy
 from proxy.headers import cookie_value, request_pairs, response_pairs, security_headers
 from proxy.live import Live, lapsed, refusal
@@ -105,6 +105,7 @@ class Lane:
         self.aiohttp_handler = aiohttp_handler  # takes a handed-off connection
         self.proxy = proxy
         self.settings: Settings = proxy.settings
+        self.cookie_name = cookie_name(proxy.settings)
         self.cookies = cookies
         self.cache = cache
         self.pool = UpstreamPool()
@@ -373,7 +374,7 @@ class ExpressConnection(asyncio.Protocol):
                 chunked = True
             elif lower in ("expect", "upgrade"):
                 return None
-        session = self.lane.cookies.unseal(cookie_value(cookie, COOKIE_NAME))
+        session = self.lane.cookies.unseal(cookie_value(cookie, self.lane.cookie_name))
         if not host or session is None:
             return None
         return session, host, chunked
@@ -485,7 +486,7 @@ class ExpressConnection(asyncio.Protocol):
         if self._upstream_block is None or self._upstream_block[0] is not target:
             pairs = request_pairs(
                 self._headers,
-                cookie_name=COOKIE_NAME,
+                cookie_name=self.lane.cookie_name,
                 marimo_token=str(target.session_token),
                 client_ip=self.peer,
                 proto="http",

@@ -24,7 +24,7 @@ from common.notebook_origin import notebook_origin
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import Target
-from proxy.cookie import COOKIE_NAME, ProxySession
+from proxy.cookie import ProxySession, cookie_name
 from proxy.headers import downstream_response_headers, upstream_request_headers
 from proxy.live import Live, Registry
 from proxy.policy import MAIN_WS, force_kiosk
@@ -77,11 +77,11 @@ def _upstream_url(
 
 
 def _forward_headers(
-    request: web.Request, session: ProxySession, target: Target, *, websocket: bool
+    proxy: Proxy, request: web.Request, session: ProxySession, target: Target, *, websocket: bool
 ) -> Any:
     return upstream_request_headers(
         request.headers,
-        cookie_name=COOKIE_NAME,
+        cookie_name=cookie_name(proxy.settings),
         marimo_token=str(target.session_token),
         client_ip=request.remote,
         proto=request.scheme,
@@ -111,7 +111,7 @@ async def forward_http(
     proxy: Proxy, request: web.Request, session: ProxySession, target: Target
 ) -> web.StreamResponse:
     url = _upstream_url(target, request)
-    headers = _forward_headers(request, session, target, websocket=False)
+    headers = _forward_headers(proxy, request, session, target, websocket=False)
     body = _request_body(request) if request.body_exists else None
     revoked: list[str] = []
     upstream: list[aiohttp.ClientResponse] = []
@@ -195,7 +195,7 @@ async def forward_websocket(
     viewer_main = session.mode == "view" and relative.rstrip("/") == MAIN_WS
     query = force_kiosk(request.query_string) if viewer_main else None
     url = _upstream_url(target, request, query, websocket=True)
-    headers = _forward_headers(request, session, target, websocket=True)
+    headers = _forward_headers(proxy, request, session, target, websocket=True)
     protocols = [
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     ]

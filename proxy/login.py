@@ -12,7 +12,7 @@ from common import session_token
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import AccessCache
-from proxy.cookie import COOKIE_NAME, LIFETIME, ProxySession, seal
+from proxy.cookie import LIFETIME, ProxySession, cookie_name, cookie_path, seal
 from proxy.live import refusal
 from sql import query
 
@@ -95,9 +95,9 @@ def login_response(session: ProxySession, settings: Settings, now: datetime) -> 
     prefix = f"/notebooks/{session.notebook_id}/"
     resp = web.Response(status=303, headers={"Location": prefix, "Cache-Control": "no-store"})
     resp.set_cookie(
-        COOKIE_NAME,
+        cookie_name(settings),
         seal(session, settings.secret_key),
-        path=prefix,
+        path=cookie_path(settings, session.notebook_id),
         max_age=max(0, session.expires_at - int(now.timestamp())),
         httponly=True,
         secure=settings.cookie_secure,

@@ -134,3 +134,30 @@ async def test_a_template_in_capitals_still_matches_what_browsers_send(
                 assert await ws.receive_str(timeout=5) == "echo:hi"
         finally:
             await client.close()
+
+
+async def test_with_secure_cookies_the_login_cookie_is_host_prefixed(settings: Settings) -> None:
+    """On its own host, with Secure cookies, the login cookie is `__Host-…`
+    (host-only, Path=/): a page of another notebook cannot plant one for this
+    host with `Domain=` the shared parent, and the plain name is ignored."""
+    secure = dataclasses.replace(settings, proxy_notebook_url=TEMPLATE, cookie_secure=True)
+    host = {"Host": OWN_HOST}
+    async with (
+        aiohttp_upstream(upstream_app()) as url,
+        proxy_in_front(secure, url, TOKEN, NB) as p,
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client,
+    ):
+        login = await client.get(
+            p.open_url(p.token(p.world.owner)), headers=host, allow_redirects=False
+        )
+        login.release()
+        assert login.status == 303
+        set_cookie = login.headers["Set-Cookie"]
+        name, _, rest = set_cookie.partition("=")
+        value = rest.split(";", 1)[0]
+        attrs = {a.strip().split("=")[0].lower() for a in rest.split(";")[1:]}
+        assert name == "__Host-notebooks_proxy_session"
+        assert "Path=/;" in set_cookie + ";" and "secure" in attrs and "domain" not in attrs
+        for cookie, status in ((f"{name}={value}", 200), (f"notebooks_proxy_session={value}", 401)):
+            async with client.get(p.url("/echo"), headers={**host, "Cookie": cookie}) as got:
+                assert got.status == status, cookie
