@@ -79,10 +79,15 @@ class AccessCache:
         self._ttl = ttl
         self._entries: dict[tuple[str, str, str], tuple[float, Target | None]] = {}
 
+    @staticmethod
+    def key(who: Principal, notebook_id: str) -> tuple[str, str, str]:
+        """What an entry is cached under, and what one lookup answers for."""
+        return (who.member_id, notebook_id, who.token_id)
+
     async def lookup(
         self, who: Principal, notebook_id: str, *, fresh: bool = False
     ) -> Target | None:
-        key = (who.member_id, notebook_id, who.token_id)
+        key = self.key(who, notebook_id)
         if not fresh:
             found, target = self.peek(who, notebook_id)
             if found:
@@ -100,7 +105,7 @@ class AccessCache:
     def peek(self, who: Principal, notebook_id: str) -> tuple[bool, Target | None]:
         """(True, target) when a fresh entry is cached: the express lane's
         way to decide without awaiting."""
-        hit = self._entries.get((who.member_id, notebook_id, who.token_id))
+        hit = self._entries.get(self.key(who, notebook_id))
         if hit is not None and time.monotonic() - hit[0] < self._ttl:
             return True, hit[1]
         return False, None

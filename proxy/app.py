@@ -24,7 +24,7 @@ from common.notebook_origin import notebook_authority
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import AccessCache, listen
-from proxy.cookie import CookieCache, ProxySession, cookie_name
+from proxy.cookie import CookieCache, cookie_name
 from proxy.forward import Proxy, forward_http, forward_websocket
 from proxy.headers import cookie_value, security_headers
 from proxy.live import refusal
@@ -175,23 +175,19 @@ def _on_prepare(frame_ancestors: str):  # type: ignore[no-untyped-def]
     return on_prepare
 
 
-def _access_key(session: ProxySession) -> tuple[str, str, str]:
-    return (session.member_id, session.token_id, session.notebook_id)
-
-
 async def _recheck(app: web.Application, payload: str) -> None:
     """End live connections whose access, session or status changed."""
     proxy, cache = app[PROXY], app[CACHE]
     lives = proxy.registry.matching(payload)
-    # One fresh lookup per (member, API token, notebook), however many connections share it.
-    firsts = {_access_key(x.session): x.session for x in lives}
+    # One fresh lookup per cache key, however many connections share it.
+    firsts = {cache.key(x.session, x.session.notebook_id): x.session for x in lives}
     targets = {
         key: await cache.lookup(session, session.notebook_id, fresh=True)
         for key, session in firsts.items()
     }
     now = proxy.clock.now()
     for live in lives:
-        why = refusal(live.session, targets[_access_key(live.session)], now)
+        why = refusal(live.session, targets[cache.key(live.session, live.session.notebook_id)], now)
         if why is not None:
             log.info(
                 "proxy.revoked",

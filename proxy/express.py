@@ -452,7 +452,15 @@ class ExpressConnection(asyncio.Protocol):
             if self.transport is not None:
                 log.warning("proxy.database_unavailable", error=str(exc))
                 metrics.REQUESTS.labels("http", "database_unavailable").inc()
-                self.transport.write(_database_unavailable(self.lane.security))
+                self.transport.write(
+                    _page(
+                        503,
+                        pages.DB_UNAVAILABLE_TITLE,
+                        pages.DB_UNAVAILABLE,
+                        self.lane.security,
+                        (("Retry-After", "5"),),
+                    )
+                )
                 self._abort()
             return
         except Exception:  # noqa: BLE001 - aiohttp's path reports the failure
@@ -613,7 +621,9 @@ class ExpressConnection(asyncio.Protocol):
             self._hand_off()  # e.g. a kept-alive connection closed as we sent
         elif not self._responded and self.transport is not None:
             metrics.REQUESTS.labels("http", "upstream_error").inc()
-            self.transport.write(_bad_gateway(self.lane.security))
+            self.transport.write(
+                _page(502, pages.BAD_GATEWAY_TITLE, pages.NO_ANSWER, self.lane.security)
+            )
             self._abort()
         else:
             self._abort()  # mid-body: the client must see a broken response
@@ -678,30 +688,26 @@ def _phrase(status: int) -> str:
         return ""
 
 
-def _bad_gateway(security: list[tuple[str, str]]) -> bytes:
-    body = pages.html(pages.BAD_GATEWAY_TITLE, pages.NO_ANSWER).encode()
+def _page(
+    status: int,
+    title: str,
+    text: str,
+    security: list[tuple[str, str]],
+    extra: tuple[tuple[str, str], ...] = (),
+) -> bytes:
+    """One of the app's short pages (proxy/pages.py), as the lane sends it
+    itself: the connection closes after it."""
+    body = pages.html(title, text).encode()
     pairs = [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", str(len(body))),
         ("Cache-Control", "no-store"),
+        *extra,
         ("Connection", "close"),
         *security,
     ]
-    return _header_block("HTTP/1.1 502 Bad Gateway\r\n", pairs).encode("latin-1") + body
-
-
-def _database_unavailable(security: list[tuple[str, str]]) -> bytes:
-    """The app's 503 page (app.database_unavailable), as the lane sends it."""
-    body = pages.html(pages.DB_UNAVAILABLE_TITLE, pages.DB_UNAVAILABLE).encode()
-    pairs = [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"),
-        ("Retry-After", "5"),
-        ("Connection", "close"),
-        *security,
-    ]
-    return _header_block("HTTP/1.1 503 Service Unavailable\r\n", pairs).encode("latin-1") + body
+    first = f"HTTP/1.1 {status} {_phrase(status)}\r\n"
+    return _header_block(first, pairs).encode("latin-1") + body
 
 
 def _header_block(first_line: str, pairs: list[tuple[str, str]]) -> str:

@@ -101,14 +101,11 @@ async def sweep_once(
 
 
 async def _active(runtime: Runtime | None) -> list[str]:
-    """What the runtime runs; nothing if it cannot say (the rows are still
-    swept). A test double without `active_ids` only goes without the orphan
-    check."""
-    active_ids = getattr(runtime, "active_ids", None)
-    if active_ids is None:
+    """What the runtime runs; nothing if it cannot say (the rows are still swept)."""
+    if runtime is None:
         return []
     try:
-        return sorted(await active_ids())
+        return sorted(await runtime.active_ids())
     except Exception:
         log.exception("sweep could not list the runtime's notebooks")
         return []

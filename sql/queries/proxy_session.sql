@@ -22,11 +22,9 @@ select n.id as notebook_id,
        n.session_id,
        n.session_token,
        n.runtime_state ->> 'marimo_url' as marimo_url,
-       (select t.expires_at from api_tokens t where t.id = %(token_id)s) as token_expires_at,
+       t.expires_at as token_expires_at,
        m.id is not null and m.disabled_at is null and m.organization_id = n.organization_id
-           and exists (select 1 from api_tokens t
-                        where t.id = %(token_id)s and t.member_id = m.id
-                          and t.revoked_at is null)
+           and t.id is not null
            as member_ok,
        coalesce(n.member_id = m.id, false) as is_owner,
        coalesce(m.organization_admin, false) as is_org_admin,
@@ -36,6 +34,7 @@ select n.id as notebook_id,
                   where nt.notebook_id = n.id and tm.member_id = m.id), '{}') as team_roles
   from notebooks n
   left join members m on m.id = %(member_id)s
+  left join api_tokens t on t.id = %(token_id)s and t.member_id = m.id and t.revoked_at is null
  where n.id = %(notebook_id)s
    and n.deleted_at is null;
 
