@@ -37,8 +37,9 @@ TOKEN_LIFETIME_SCHEMA: dict[str, Any] = {
     "type": "integer",
     "minimum": MIN_LIFETIME_SECONDS,
     "maximum": MAX_LIFETIME_SECONDS,
-    "description": "seconds until the token stops working (300..31622400); absent: no "
-    "expiry; never past the expiry of the token that makes it",
+    "description": f"seconds until the token stops working ({MIN_LIFETIME_SECONDS}.."
+    f"{MAX_LIFETIME_SECONDS}); absent: no expiry; never past the expiry of the token that "
+    "makes it",
 }
 TOKEN_SCHEMA = obj(
     {"name": name_schema(128), "expiresInSeconds": TOKEN_LIFETIME_SCHEMA}, required=("name",)
