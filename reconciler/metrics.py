@@ -51,6 +51,16 @@ QUEUE_OLDEST = Gauge(
 BY_STATUS = Gauge("notebooks_status_current_count", "Notebooks by status.", ["status"])
 SWEEPS = Counter("notebooks_sweeps_completed_total", "Sweeps run by this worker.")
 SWEEP_ENQUEUED = Counter("notebooks_sweep_enqueued_total", "Reconciles the sweep asked for.")
+PURGED_TABLES = (
+    "api_tokens",
+    "used_proxy_tokens",
+    "notebook_presence",
+    "pgqueuer_log",
+    "pgqueuer_statistics",
+)
+PURGED = Counter(
+    "notebooks_rows_purged_total", "Rows the sweep's housekeeping deleted, by table.", ["table"]
+)
 
 for _o in OUTCOMES:
     RECONCILES.labels(_o)
@@ -58,3 +68,5 @@ for _r in AUTO_STOP_REASONS:
     AUTO_STOPS.labels(_r)
 for _s in Status:
     BY_STATUS.labels(_s.value)
+for _t in PURGED_TABLES:
+    PURGED.labels(_t)

@@ -71,8 +71,15 @@ class Plan:
     record_first: bool = False
 
 
+def _executing(nb: NotebookState, observed: Observation) -> bool:
+    """Whether the kernel runs a cell, as far as is known: when the runtime
+    could not tell (None), what was last known."""
+    return nb.executing if observed.executing is None else observed.executing
+
+
 def _keep(nb: NotebookState, observed: Observation, outcome: str = "noop") -> Plan:
-    return Plan((), nb.status, nb.status_message, executing=observed.executing, outcome=outcome)
+    executing = _executing(nb, observed)
+    return Plan((), nb.status, nb.status_message, executing=executing, outcome=outcome)
 
 
 def _describe(name: str, c: Component) -> str:
@@ -180,7 +187,7 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
     if (reason := _failure(observed)) is not None:
         return failed(reason, "failed")
     if _both_ready(observed):
-        return Plan((), Status.RUNNING, "", executing=observed.executing, outcome="ready")
+        return Plan((), Status.RUNNING, "", executing=_executing(nb, observed), outcome="ready")
     if nb.start_deadline_at is not None and now >= nb.start_deadline_at:
         return failed(f"start deadline passed ({_not_ready(observed)})", "deadline")
     actions: tuple[Action, ...] = ()
@@ -218,22 +225,29 @@ def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -
     present = any(
         t is not None and now - t < window for t in (nb.last_seen_at, nb.start_requested_at)
     )
+    executing = _executing(nb, observed)
     if present:
-        return Plan(
-            (), Status.RUNNING, "", executing=observed.executing, outcome=_moved(nb, "running")
-        )
+        return Plan((), Status.RUNNING, "", executing=executing, outcome=_moved(nb, "running"))
     last_active = nb.last_active_at or now
-    if observed.executing:
+    unknown = observed.executing is None
+    if executing or unknown:
+        # Unknown (the runtime could not ask the kernel) counts as executing
+        # for stopping: the idle timeout never stops a kernel that may be
+        # running a job; the detached timeout bounds it as it bounds real work.
         timeout = nb.detached_timeout_seconds
         if timeout and now - last_active >= timedelta(seconds=timeout):
-            return _auto_stop(f"detached for {timeout} s", "detached", observed)
+            what = "detached" if executing else "inactive (whether a cell runs is unknown)"
+            return _auto_stop(f"{what} for {timeout} s", "detached", executing)
+    if executing:
         return Plan((), Status.DETACHED, "", executing=True, outcome=_moved(nb, "detached"))
+    if unknown:  # last known not executing: shown idle, but not stopped as idle
+        return Plan((), Status.IDLE, "", outcome=_moved(nb, "idle"))
     # Idle: the timer counts from the last ping, or from when detached work ended.
     if nb.status is Status.DETACHED:
         return Plan((), Status.IDLE, "", touch_last_active=True, outcome="idle")
     timeout = nb.idle_timeout_seconds
     if timeout and now - last_active >= timedelta(seconds=timeout):
-        return _auto_stop(f"idle for {timeout} s", "idle", observed)
+        return _auto_stop(f"idle for {timeout} s", "idle", False)
     return Plan((), Status.IDLE, "", outcome=_moved(nb, "idle"))
 
 
@@ -246,13 +260,13 @@ def failed(reason: str, outcome: str = "failed") -> Plan:
     return Plan((Action.ENSURE_STOPPED,), Status.FAILED, reason, outcome=outcome, record_first=True)
 
 
-def _auto_stop(message: str, reason: str, observed: Observation) -> Plan:
+def _auto_stop(message: str, reason: str, executing: bool) -> Plan:
     return Plan(
         (Action.AUTO_STOP, Action.ENSURE_STOPPED),
         Status.STOPPING,
         message,
         requeue_after=0,
-        executing=observed.executing,
+        executing=executing,
         outcome="auto_stop",
         auto_stop_reason=reason,
         record_first=True,  # desired state, status and reason in one transaction

@@ -4,7 +4,9 @@ Every worker runs the loop; a transaction-scoped advisory lock lets one sweep
 run at a time across all workers (the others skip that round). A sweep only
 enqueues reconciles (deduplicated per notebook); the reconcile pass itself
 checks health, presence (running↔idle↔detached) and the idle/detached timers.
-It also refreshes the gauges: notebooks by status, queue depth and age.
+It also refreshes the gauges: notebooks by status, queue depth and age, and
+at most once a minute purges rows that can never be used again (`purge_once`):
+expired API tokens, used proxy login ids, stale pings, pgqueuer's old log.
 
 One sweep enqueues at most `limit` unsettled notebooks (longest waiting first)
 plus the next page of `limit` of all it looks at, by id from where the
@@ -27,20 +29,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from common.clock import Clock, SystemClock
 from common.jobs import enqueue_reconcile
 from common.statuses import Status
 from reconciler import metrics
 from reconciler.db import fetchall, fetchone
 from reconciler.runtime.base import Runtime
+from sql import query
 
 log = structlog.get_logger("sweep")
 
 SWEEP_LOCK_KEY = 7_310_003  # constant, arbitrary: one sweeper at a time
 BATCH = 1000
+
+# Housekeeping (`purge_once`): per table, the query and how long past its
+# last use a row is kept (grace for clock skew between hosts, and for a
+# look at what just happened).
+PURGE_LOCK_KEY = 7_310_004  # one purge at a time
+PURGE_EVERY = timedelta(seconds=60)  # at most this often per worker
+PURGE_BATCH = 1000  # rows per transaction: short locks however big the backlog
+PURGE_BATCHES = 50  # per table per purge: bounded work, yet ahead of pgqueuer's log
+PURGES = {
+    "api_tokens": timedelta(days=30),  # expired for a month
+    "used_proxy_tokens": timedelta(hours=1),  # a login token (≤ 5 min) long expired
+    "notebook_presence": timedelta(days=1),  # far past any presence window
+    "pgqueuer_log": timedelta(days=1),  # already folded into pgqueuer_statistics
+    "pgqueuer_statistics": timedelta(days=7),
+}
 
 
 @dataclass
@@ -111,6 +131,38 @@ async def _active(runtime: Runtime | None) -> list[str]:
         return []
 
 
+async def purge_once(
+    pool: AsyncConnectionPool,
+    now: datetime,
+    *,
+    limit: int = PURGE_BATCH,
+    batches: int = PURGE_BATCHES,
+) -> dict[str, int] | None:
+    """Delete rows that can never be used again (`PURGES`), `limit` rows per
+    transaction, at most `batches` transactions per table (the rest waits for
+    the next purge); returns the rows deleted per table, or None if another
+    worker is purging."""
+    purged: dict[str, int] = {}
+    for table, grace in PURGES.items():
+        purged[table] = 0
+        for _ in range(batches):
+            async with pool.connection() as conn, conn.transaction():
+                row = await fetchone(conn, "reconciler_try_purge_lock", {"key": PURGE_LOCK_KEY})
+                if not row or not row["locked"]:
+                    return None
+                cur = await conn.execute(
+                    query(f"reconciler_purge_{table}"), {"before": now - grace, "limit": limit}
+                )
+                deleted = cur.rowcount
+            purged[table] += deleted
+            metrics.PURGED.labels(table).inc(deleted)
+            if deleted < limit:
+                break
+    if any(purged.values()):
+        log.info("sweep_purged", **purged)
+    return purged
+
+
 async def refresh_gauges(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
         counts = {r["status"]: r["n"] for r in await fetchall(conn, "reconciler_status_counts")}
@@ -127,14 +179,21 @@ async def sweep_loop(
     interval: float,
     stop: asyncio.Event,
     runtime: Runtime | None = None,
+    clock: Clock | None = None,
 ) -> None:
     cursor = SweepCursor()
+    clock = clock or SystemClock()
+    purged_at: datetime | None = None
     while not stop.is_set():
         try:
             n = await sweep_once(pool, cursor, runtime=runtime)
             if n:
                 log.debug("sweep", enqueued=n)
             await refresh_gauges(pool)
+            now = clock.now()
+            if purged_at is None or now - purged_at >= PURGE_EVERY:
+                purged_at = now
+                await purge_once(pool, now)
         except Exception:  # the next round tries again; a sweep must never kill the worker
             log.exception("sweep failed")
         with contextlib.suppress(TimeoutError):

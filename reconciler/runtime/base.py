@@ -82,12 +82,18 @@ class Observation:
     marimo: Component = ABSENT
     marimo_url: str | None = None  # where the proxy reaches Marimo (http://host:port)
     sail_url: str | None = None  # sc://host:port
-    executing: bool = False  # the kernel is running a cell right now
+    # The kernel is running a cell right now; None: unknown (the runtime could
+    # not tell), which `plan` never takes for idle.
+    executing: bool | None = False
     runtime_state: dict[str, object] = field(default_factory=dict)  # persisted handle
+    # Something may run that the runtime could not record (a worker killed
+    # right after spawning it): only a teardown or a start finds it.
+    untracked: bool = False
 
     @property
     def nothing_left(self) -> bool:
-        return self.sail.phase is Phase.ABSENT and self.marimo.phase is Phase.ABSENT
+        absent = self.sail.phase is Phase.ABSENT and self.marimo.phase is Phase.ABSENT
+        return absent and not self.untracked
 
 
 class Runtime(Protocol):

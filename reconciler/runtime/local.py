@@ -27,6 +27,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
@@ -50,6 +51,9 @@ log = structlog.get_logger(__name__)
 
 # How long a pool refill waits for the start it follows before going ahead.
 REFILL_WAIT_SECONDS = 10
+
+# In state.json while a process is being spawned and not yet recorded there.
+PENDING = "spawning"
 
 _ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 
@@ -99,19 +103,57 @@ class LocalRuntime:
         os.replace(tmp, path)  # atomic: a reader never sees half a state
 
     async def _record(
-        self, notebook_id: str, state: dict[str, object], spawned: procs.Proc, cwd: Path
+        self,
+        notebook_id: str,
+        state: dict[str, object],
+        spawned: procs.Proc | None = None,
+        cwd: Path | None = None,
     ) -> None:
-        """Write `state` naming the process just spawned. A process nothing
-        records would run on untracked, and each retry would start another:
-        if the write fails (a full disk), the process goes, and the notebook
-        fails with the reason."""
+        """Write `state` (naming the process just spawned, if any). A process
+        nothing records would run on untracked, and each retry would start
+        another: if the write fails (a full disk), the process goes, and the
+        notebook fails with the reason."""
         try:
             self._write_state(notebook_id, state)
         except OSError as exc:
-            await procs.stop(spawned, signal.SIGKILL, 0, cwd)
+            if spawned is not None and cwd is not None:
+                await procs.stop(spawned, signal.SIGKILL, 0, cwd)
             raise TerminalError(
                 f"cannot record the notebook's processes: {exc.strerror or exc}"
             ) from exc
+
+    async def _spawn(
+        self, notebook_id: str, state: dict[str, object], key: str, argv: list[str], **kw: Any
+    ) -> procs.Proc:
+        """Spawn one process and record it in state.json as `key`. The state
+        says a spawn is under way (PENDING) before it starts, so a worker
+        killed between the spawn and the record leaves that mark: the next
+        start or stop of the notebook then stops what runs unrecorded
+        (`_stop_unrecorded`), and until then `observe` reports it."""
+        state[PENDING] = True
+        await self._record(notebook_id, state)
+        proc = procs.spawn(argv, **kw)
+        state[key] = proc.to_json()
+        del state[PENDING]
+        await self._record(notebook_id, state, proc, kw["cwd"])
+        return proc
+
+    async def _stop_unrecorded(self, notebook_id: str, state: dict[str, object]) -> None:
+        """A worker killed between spawning a process and recording it left
+        PENDING in the state and the process running, found by its output
+        going to the notebook's log: stopped, not adopted. Nothing knew of it
+        (no record, no runtime_state, no proxy route), so nothing is lost,
+        and a start then spawns afresh on the one path that records what it
+        spawns. The caller writes or removes the state next."""
+        if not state.pop(PENDING, False):
+            return
+        records = (procs.Proc.from_json(state.get(k)) for k in ("sail", "marimo"))
+        known = {p.pid for p in records if p is not None and procs.is_alive(p)}
+        for name in ("sail.log", "marimo.log"):
+            for proc in procs.logging_to(self.run_dir(notebook_id) / name):
+                if proc.pid not in known:
+                    log.warning("local_unrecorded_stopped", notebook_id=notebook_id, pid=proc.pid)
+                    await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
 
     @contextlib.asynccontextmanager
     async def _lock(self, notebook_id: str) -> AsyncIterator[None]:
@@ -155,13 +197,15 @@ class LocalRuntime:
         sail_c, marimo_c = await asyncio.gather(
             component("Sail", sail), component("Marimo", marimo)
         )
-        executing = False
+        executing: bool | None = False
         if marimo is not None and marimo_c.phase is Phase.READY:
+            # None when Marimo cannot say (no token, the probe failed): unknown, not idle.
             token = self._token(notebook_id)
-            if token:
-                executing = await probes.marimo_executing(
-                    self._client(), marimo.port, base_url, token
-                )
+            executing = (
+                await probes.marimo_executing(self._client(), marimo.port, base_url, token)
+                if token
+                else None
+            )
         marimo_url = f"http://127.0.0.1:{marimo.port}" if marimo else None
         sail_url = f"sc://127.0.0.1:{sail.port}" if sail else None
         runtime_state: dict[str, object] = {"runtime": "local"}
@@ -178,6 +222,7 @@ class LocalRuntime:
             sail_url=sail_url,
             executing=executing,
             runtime_state=runtime_state,
+            untracked=bool(state.get(PENDING)),
         )
 
     def _token(self, notebook_id: str) -> str:
@@ -203,6 +248,8 @@ class LocalRuntime:
                 await self._stop_locked(nid)
                 state = None
             await self._reap_claim(nid, state)
+            if state is not None:
+                await self._stop_unrecorded(nid, state)
             run_dir = self.run_dir(nid)
             nb_dir = self.notebook_dir(nid)
             # The notebook's code and its run state are its owner's: not
@@ -239,31 +286,33 @@ class LocalRuntime:
                 if sail is not None and port != sail.port and marimo is not None:
                     await procs.stop(marimo, signal.SIGTERM, self.stop_grace, nb_dir)
                     marimo = None
-                sail = procs.spawn(
+                state["sail_warm"] = False
+                if marimo is None:
+                    state.pop("marimo", None)
+                sail = await self._spawn(
+                    nid,
+                    state,
+                    "sail",
                     self._sail_argv(port),
                     env=self._sail_env(spec, env),
                     cwd=nb_dir,
                     log=run_dir / "sail.log",
                     port=port,
                 )
-                state["sail"] = sail.to_json()
-                state["sail_warm"] = False
-                if marimo is None:
-                    state.pop("marimo", None)
-                await self._record(nid, state, sail, nb_dir)
             if marimo is None or not procs.is_alive(marimo):
                 reuse = marimo is not None and procs.port_is_free(marimo.port)
                 port = marimo.port if marimo is not None and reuse else procs.free_port()
                 marimo_env = {**env, "SPARK_REMOTE": f"sc://127.0.0.1:{sail.port}"}
-                marimo = procs.spawn(
+                marimo = await self._spawn(
+                    nid,
+                    state,
+                    "marimo",
                     self._marimo_argv(port, spec.base_url, token_file),
                     env=marimo_env,
                     cwd=nb_dir,
                     log=run_dir / "marimo.log",
                     port=port,
                 )
-                state["marimo"] = marimo.to_json()
-                await self._record(nid, state, marimo, nb_dir)
             if self.pool:
                 self._schedule_refill(spec, self._sail_env(spec, env), marimo)
         return await self.observe(nid)
@@ -397,6 +446,7 @@ class LocalRuntime:
         await self._reap_claim(notebook_id, state)
         if state is None:
             return
+        await self._stop_unrecorded(notebook_id, state)
         sail = procs.Proc.from_json(state.get("sail"))
         marimo = procs.Proc.from_json(state.get("marimo"))
         # Sail's graceful stop is SIGINT (SIGTERM kills it at once); Marimo's is SIGTERM.

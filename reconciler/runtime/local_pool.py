@@ -13,6 +13,7 @@ Layout under `{data_dir}/pool/`:
   {shape}/{wid}.d/     its working directory (moved to the notebook's run
                        directory as `sail-work/` when claimed)
   {shape}/{wid}.draining  a warm Sail a closing runtime is stopping (out of the pool)
+  {shape}/{wid}.spawning  a warm Sail being spawned, not yet claimable
   {shape}/.refill      flock: one refill of a shape at a time on this host
   .workers             flock held shared by every open runtime using the pool
 
@@ -50,6 +51,7 @@ log = structlog.get_logger(__name__)
 CLAIM = "sail.claim"  # in a notebook's run directory: a claimed Sail not yet in state.json
 WORK = "sail-work"  # in a notebook's run directory: a claimed Sail's working directory
 REFILL_ATTEMPTS = 3
+SPAWNING = ".spawning"  # a warm Sail being spawned, not yet recorded (`{wid}.spawning`)
 
 
 def shape(workload: WorkloadSpec) -> str:
@@ -182,6 +184,7 @@ class LocalPool:
         directory.mkdir(parents=True, exist_ok=True)
         added = 0
         async with flock(directory / ".refill"):
+            await self._stop_unrecorded(directory)
             await self._stop_drained(directory)
             alive = 0
             for path, proc in self._entries(directory):
@@ -214,13 +217,20 @@ class LocalPool:
         # nothing of it is shared with another notebook's Sail.
         work = directory / f"{wid}.d"
         work.mkdir()
+        # `{wid}.spawning` exists until the record is claimable: a refill
+        # killed before that leaves it, and the next one stops the Sail
+        # (`_stop_unrecorded`). The record is written into it and it is then
+        # renamed, so no moment has both a claimable record and the mark.
+        pending = directory / f"{wid}{SPAWNING}"
+        pending.touch(mode=0o600)
         proc = procs.spawn(
             self._argv(port), env=env, cwd=work, log=directory / f"{wid}.log", port=port
         )
         tmp = directory / f".{wid}.tmp"  # not *.json: never seen half-written
         tmp.write_text(json.dumps(proc.to_json()))
+        os.replace(tmp, pending)
         path = directory / f"{wid}.json"
-        os.replace(tmp, path)
+        os.rename(pending, path)
         return path, proc
 
     @staticmethod
@@ -228,6 +238,22 @@ class LocalPool:
         await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))  # its group's leftovers
         path.unlink(missing_ok=True)
         _remove(proc)
+
+    @staticmethod
+    async def _stop_unrecorded(directory: Path) -> None:
+        """Warm Sails a refill spawned and was killed before recording
+        (`{wid}.spawning` left): never claimable, so nobody's. Found by their
+        output going to `{wid}.log`, stopped, their files removed. Runs under
+        the shape's refill lock or in a drain, so no spawn is under way."""
+        for mark in directory.glob(f"*{SPAWNING}"):
+            wid = mark.name.removesuffix(SPAWNING)
+            for proc in procs.logging_to(directory / f"{wid}.log"):
+                log.warning("local_warm_unrecorded_stopped", pid=proc.pid)
+                await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
+            (directory / f".{wid}.tmp").unlink(missing_ok=True)
+            (directory / f"{wid}.log").unlink(missing_ok=True)
+            shutil.rmtree(directory / f"{wid}.d", ignore_errors=True)
+            mark.unlink(missing_ok=True)
 
     async def _stop_drained(self, directory: Path) -> int:
         """Warm Sails a drain took out of the pool (`*.draining`) but did not
@@ -247,6 +273,7 @@ class LocalPool:
         left); returns how many."""
         stopped = 0
         for directory in self.root.glob("*/"):
+            await self._stop_unrecorded(directory)
             stopped += await self._stop_drained(directory)
             for path, proc in self._entries(directory):
                 if take(path, path.with_suffix(".draining")):  # not claimable any more

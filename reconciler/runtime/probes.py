@@ -69,30 +69,36 @@ async def marimo_healthy(
 
 async def marimo_executing(
     http: aiohttp.ClientSession, port: int, base_url: str, token: str, timeout: float = 2.0
-) -> bool:
-    """True when any kernel of this Marimo has a cell queued or running."""
-    return await marimo_executing_at(http, f"http://127.0.0.1:{port}", base_url, token, timeout)
+) -> bool | None:
+    """True when any kernel of this Marimo has a cell queued or running; None
+    when Marimo could not say (see `marimo_activity_at`)."""
+    return await marimo_activity_at(http, f"http://127.0.0.1:{port}", base_url, token, timeout)
 
 
-async def marimo_executing_at(
+async def marimo_activity_at(
     http: aiohttp.ClientSession, root: str, base_url: str, token: str, timeout: float = 2.0
-) -> bool:
+) -> bool | None:
     """Ask Marimo itself (at `root`, e.g. a Service URL): `GET {base}/api/sessions`,
-    then `GET {base}/api/kernel/status` per session. Any failure reads as "not
-    executing": the worst case is an idle timer that starts early."""
+    then `GET {base}/api/kernel/status` per session. Any failure (refused,
+    timed out, an error status, a body that is not the expected JSON) is
+    None, "unknown", never "not executing": that would start the idle timer
+    of a kernel that may be running a long job, and auto-stop it."""
     url = f"{root.rstrip('/')}{base_url}"
     auth = {"Authorization": f"Bearer {token}"}
     limit = aiohttp.ClientTimeout(total=timeout)
+    unknown = False
     try:
         async with http.get(f"{url}/api/sessions", headers=auth, timeout=limit) as resp:
             if resp.status != 200:
-                return False
+                return None
             sessions = await resp.json()
         for session_id in sessions:
             headers = {**auth, "Marimo-Session-Id": str(session_id)}
             async with http.get(f"{url}/api/kernel/status", headers=headers, timeout=limit) as r:
-                if r.status == 200 and (await r.json()).get("state") == "running":
+                if r.status != 200:
+                    unknown = True
+                elif (await r.json()).get("state") == "running":
                     return True
-    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
-        return False
-    return False
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError, TypeError, AttributeError):
+        return None
+    return None if unknown else False

@@ -128,6 +128,30 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: i
     return Proc(popen.pid, port, created, str(log), str(cwd), ticks, boot_id())
 
 
+def logging_to(log: Path) -> list[Proc]:
+    """Live process-group leaders whose output goes to `log` (`spawn` makes
+    it their stdout), as records `stop` accepts: how a process is found again
+    when the worker that spawned it died before recording it."""
+    target = str(log)
+    found = []
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) != pid:
+                continue
+            if os.readlink(f"/proc/{pid}/fd/1").removesuffix(" (deleted)") != target:
+                continue
+            p = psutil.Process(pid)
+            argv, cwd, created = p.cmdline(), p.cwd(), p.create_time()
+        except (psutil.Error, OSError):
+            continue
+        try:
+            port = int(argv[argv.index("--port") + 1])
+        except (ValueError, IndexError):
+            port = 0
+        found.append(Proc(pid, port, created, target, cwd, start_ticks(pid), boot_id()))
+    return found
+
+
 def same_process(proc: Proc, p: psutil.Process) -> bool:
     """`p` (found at `proc.pid`) is the process `proc` recorded, not another
     that got its pid."""

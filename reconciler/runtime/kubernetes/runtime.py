@@ -25,7 +25,7 @@ from reconciler.runtime.kubernetes.pool import WarmPool, poolable
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 from reconciler.runtime.kubernetes.status import component_of
 from reconciler.runtime.kubernetes.watch import PodWatcher
-from reconciler.runtime.probes import marimo_executing_at
+from reconciler.runtime.probes import marimo_activity_at
 
 log = structlog.get_logger(__name__)
 
@@ -137,17 +137,18 @@ class KubernetesRuntime:
             obs = replace(obs, executing=await self._executing(notebook_id, obs.session_id))
         return obs
 
-    async def _executing(self, notebook_id: str, session_id: str) -> bool:
+    async def _executing(self, notebook_id: str, session_id: str) -> bool | None:
+        """None when Marimo could not be asked: unknown never starts the idle timer."""
         secret = await self.api.get("Secret", n.token_secret_name(notebook_id, session_id))
         try:
             token = base64.b64decode((secret or {}).get("data", {}).get(n.TOKEN_KEY, "")).decode()
         except (binascii.Error, UnicodeDecodeError):
             token = ""
         if not token:
-            return False
+            return None
         if self._http is None:
             self._http = aiohttp.ClientSession()
-        return await marimo_executing_at(
+        return await marimo_activity_at(
             self._http, self._marimo_root(notebook_id), f"/notebooks/{notebook_id}", token
         )
 

@@ -226,6 +226,8 @@ async def test_executing_is_read_from_marimo_with_the_session_token(kube: Kube) 
 
     async def sessions(request: web.Request) -> web.Response:
         seen_tokens.append(request.headers.get("Authorization", ""))
+        if state.get("fail"):
+            return web.json_response({"detail": "boom"}, status=500)
         return web.json_response(["client-1"])
 
     async def status(request: web.Request) -> web.Response:
@@ -250,6 +252,10 @@ async def test_executing_is_read_from_marimo_with_the_session_token(kube: Kube) 
         state["running"] = True
         assert (await rt.observe("NB1")).executing is True
         assert seen_tokens[-1] == "Bearer tok-S1"  # from the session's Secret
+        # Marimo failing to answer is "unknown", never "idle": the idle timer
+        # must not start (and auto-stop) a kernel that may be mid-job.
+        state["fail"] = True
+        assert (await rt.observe("NB1")).executing is None
     finally:
         await server.close()
 

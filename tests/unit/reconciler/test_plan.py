@@ -29,6 +29,7 @@ OBS = {
     "marimo_absent": Observation(S, sail=READY, marimo=ABSENT),
     "ready": Observation(S, sail=READY, marimo=READY),
     "executing": Observation(S, sail=READY, marimo=READY, executing=True),
+    "unknown": Observation(S, sail=READY, marimo=READY, executing=None),  # probe failed
     "sail_dead": Observation(S, sail=DEAD, marimo=READY),
     "marimo_dead": Observation(S, sail=READY, marimo=DEAD),
     "terminal": Observation(S, sail=BAD, marimo=READY),
@@ -36,6 +37,8 @@ OBS = {
     "old_terminating": Observation("OLD", sail=GOING, marimo=GOING),
     "old_half_gone": Observation("OLD", sail=GOING, marimo=READY),
     "terminating": Observation(S, sail=GOING, marimo=GOING),
+    # A worker died between spawning a process and recording it.
+    "untracked": Observation(S, untracked=True),
 }
 
 
@@ -108,6 +111,11 @@ TABLE = [
     (ST, Status.STOPPED, "nothing", (), Status.STOPPED, ""),
     (ST, Status.RUNNING, "nothing", (), Status.STOPPED, ""),
     (ST, Status.FAILED, "nothing", (), Status.FAILED, ""),
+    # a process spawned but never recorded (worker killed): found by a start or a teardown
+    (R, Status.STARTING, "untracked", (E_RUN,), Status.STARTING, "starting Sail"),
+    (ST, Status.STOPPING, "untracked", (E_STOP,), Status.STOPPING, ""),
+    (ST, Status.RUNNING, "untracked", (E_STOP,), Status.STOPPING, ""),
+    (R, Status.FAILED, "untracked", (E_STOP,), Status.FAILED, ""),
     # delete: always tear down and remove
     (D, Status.RUNNING, "ready", (E_DEL,), Status.STOPPING, "deleting"),
     (D, Status.STOPPED, "nothing", (E_DEL,), Status.STOPPING, "deleting"),
@@ -237,3 +245,52 @@ def test_teardown_in_progress_is_polled_not_spun() -> None:
     again = plan(nb(Desired.STOPPED, Status.STOPPING), going, NOW)
     assert again.actions == (Action.ENSURE_STOPPED,)
     assert again.requeue_after == TEARDOWN_POLL_SECONDS > 0
+
+
+def test_an_unknown_executing_never_reads_as_idle_for_the_idle_timeout() -> None:
+    """The runtime could not ask the kernel (the probe failed or timed out):
+    a notebook past its idle timeout is not stopped, since its kernel may be
+    running a long job; it shows what was last known."""
+    stale = NOW - timedelta(seconds=3600)
+    idle = nb(R, Status.IDLE, last_seen_at=stale, last_active_at=stale)
+    assert plan(idle, OBS["ready"], NOW).actions == (Action.AUTO_STOP, Action.ENSURE_STOPPED)
+    p = plan(idle, OBS["unknown"], NOW)
+    assert (p.status, p.actions, p.executing, p.touch_last_active) == (
+        Status.IDLE,
+        (),
+        False,
+        False,
+    )
+    lapsed = plan(
+        nb(R, Status.RUNNING, last_seen_at=stale, last_active_at=stale), OBS["unknown"], NOW
+    )
+    assert (lapsed.status, lapsed.actions) == (Status.IDLE, ())
+
+
+def test_an_unknown_executing_keeps_detached_work_detached() -> None:
+    gone = NOW - timedelta(seconds=3600)
+    detached = nb(R, Status.DETACHED, last_seen_at=gone, last_active_at=gone, executing=True)
+    p = plan(detached, OBS["unknown"], NOW)
+    # Not "work ended" (which would go idle and restart the idle timer).
+    assert (p.status, p.actions, p.executing, p.touch_last_active) == (
+        Status.DETACHED,
+        (),
+        True,
+        False,
+    )
+    present = plan(replace(detached, last_seen_at=NOW), OBS["unknown"], NOW)
+    assert (present.status, present.executing) == (Status.RUNNING, True)
+
+
+def test_an_unknown_executing_is_still_bounded_by_the_detached_timeout() -> None:
+    old = NOW - timedelta(seconds=14400)
+    for executing in (True, False):
+        p = plan(
+            nb(R, Status.IDLE, last_seen_at=old, last_active_at=old, executing=executing),
+            OBS["unknown"],
+            NOW,
+        )
+        assert p.actions == (Action.AUTO_STOP, Action.ENSURE_STOPPED)
+        assert p.auto_stop_reason == "detached" and "14400 s" in p.status_message
+    never = nb(R, Status.IDLE, last_seen_at=old, last_active_at=old, detached_timeout_seconds=0)
+    assert plan(never, OBS["unknown"], NOW).actions == ()

@@ -1,0 +1,156 @@
+"""The sweep's housekeeping against real PostgreSQL, with an injected clock:
+rows that can never be used again go after their grace period (expired API
+tokens, used proxy login ids, stale pings, pgqueuer's folded log and old
+statistics), in bounded batches, counted in a metric; everything still of
+use stays, revoked tokens without an expiry included (the audit trail)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from common.clock import FakeClock
+from common.ids import new_id
+from reconciler import metrics
+from reconciler.sweep import purge_once, sweep_loop
+
+DAY = timedelta(days=1)
+
+
+def _purged(table: str) -> float:
+    value = REGISTRY.get_sample_value("notebooks_rows_purged_total", {"table": table})
+    return value or 0.0
+
+
+async def _token(db: Any, member: str, *, expires_at: Any = None, revoked_at: Any = None) -> str:
+    tid = new_id()
+    await db.execute(
+        "insert into api_tokens (id, member_id, name, prefix, secret_hash, expires_at, revoked_at)"
+        " values (%s, %s, 't', 'p', %s, %s, %s)",
+        (tid, member, secrets.token_bytes(32), expires_at, revoked_at),
+    )
+    return tid
+
+
+async def _ids(db: Any, sql: str) -> set[Any]:
+    cur = await db.execute(sql)
+    return {r["id"] for r in await cur.fetchall()}
+
+
+async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(rows, pool, db):
+    clock = FakeClock()
+    now = clock.now()
+    member = rows.member
+    gone_token = await _token(db, member, expires_at=now - 31 * DAY)
+    gone_revoked = await _token(db, member, expires_at=now - 40 * DAY, revoked_at=now - 41 * DAY)
+    recent = await _token(db, member, expires_at=now - 29 * DAY)  # within the grace
+    live = await _token(db, member, expires_at=now + DAY)
+    forever = await _token(db, member)
+    audit = await _token(db, member, revoked_at=now - 400 * DAY)  # revoked, no expiry: kept
+
+    nid = await rows.notebook()
+    for jti, expires in (("old", now - timedelta(hours=2)), ("fresh", now - timedelta(minutes=5))):
+        await db.execute(
+            "insert into used_proxy_tokens (jti, notebook_id, member_id, expires_at)"
+            " values (%s, %s, %s, %s)",
+            (jti, nid, member, expires),
+        )
+    other = await rows.notebook()
+    for notebook, seen in ((nid, now - 2 * DAY), (other, now - timedelta(minutes=1))):
+        await db.execute(
+            "insert into notebook_presence (notebook_id, member_id, last_seen_at)"
+            " values (%s, %s, %s)",
+            (notebook, member, seen),
+        )
+    await db.execute("delete from pgqueuer_log")
+    await db.execute("delete from pgqueuer_statistics")
+    for job, aggregated, created in (
+        (1, True, now - 2 * DAY),  # folded and old: purged
+        (2, False, now - 2 * DAY),  # not yet folded into the statistics: kept
+        (3, True, now - timedelta(hours=1)),
+    ):
+        await db.execute(
+            "insert into pgqueuer_log (job_id, status, priority, entrypoint, aggregated, created)"
+            " values (%s, 'successful', 0, 'reconcile', %s, %s)",
+            (job, aggregated, created),
+        )
+    for created in (now - 8 * DAY, now - 8 * DAY + timedelta(seconds=1), now - DAY):
+        await db.execute(
+            "insert into pgqueuer_statistics (count, priority, status, entrypoint, created)"
+            " values (1, 0, 'successful', 'reconcile', %s)",
+            (created,),
+        )
+    before = {t: _purged(t) for t in metrics.PURGED_TABLES}
+
+    # Bounded: one row per transaction, one transaction per table.
+    assert await purge_once(pool, now, limit=1, batches=1) == {
+        "api_tokens": 1,
+        "used_proxy_tokens": 1,
+        "notebook_presence": 1,
+        "pgqueuer_log": 1,
+        "pgqueuer_statistics": 1,
+    }
+    assert gone_token in await _ids(db, "select id from api_tokens")  # the older one went first
+    assert (await purge_once(pool, now))["api_tokens"] == 1  # type: ignore[index]
+    assert await purge_once(pool, now) == dict.fromkeys(metrics.PURGED_TABLES, 0)
+
+    assert await _ids(db, "select id from api_tokens") == {recent, live, forever, audit}
+    assert gone_revoked not in await _ids(db, "select id from api_tokens")
+    assert await _ids(db, "select jti as id from used_proxy_tokens") == {"fresh"}
+    assert await _ids(db, "select notebook_id as id from notebook_presence") == {other}
+    assert await _ids(db, "select job_id as id from pgqueuer_log") == {2, 3}
+    left = await _ids(db, "select created as id from pgqueuer_statistics")
+    assert left == {now - DAY}
+    counted = {t: _purged(t) - before[t] for t in metrics.PURGED_TABLES}
+    assert counted == {
+        "api_tokens": 2,
+        "used_proxy_tokens": 1,
+        "notebook_presence": 1,
+        "pgqueuer_log": 1,
+        "pgqueuer_statistics": 2,
+    }
+
+    # A month later the token that was within its grace goes too.
+    assert (await purge_once(pool, now + 2 * DAY))["api_tokens"] == 1  # type: ignore[index]
+    assert recent not in await _ids(db, "select id from api_tokens")
+
+
+async def test_the_sweep_loop_purges_at_most_once_a_minute(rows, pool, db):
+    clock = FakeClock()
+    expired = clock.now() - 31 * DAY
+    first = await _token(db, rows.member, expires_at=expired)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def sweeps() -> float:  # the loop's rounds, to wait on
+        return REGISTRY.get_sample_value("notebooks_sweeps_completed_total") or 0.0
+
+    async def until(check: Any, timeout: float = 20) -> None:
+        deadline = loop.time() + timeout
+        while not await check():
+            assert loop.time() < deadline, "condition not reached in time"
+            await asyncio.sleep(0.02)
+
+    async def gone(tid: str) -> bool:
+        return tid not in await _ids(db, "select id from api_tokens")
+
+    task = asyncio.create_task(sweep_loop(pool, 0.01, stop, clock=clock))
+    try:
+        await until(lambda: gone(first))
+        second = await _token(db, rows.member, expires_at=expired)
+        seen = sweeps()
+
+        async def three_more_rounds() -> bool:
+            return sweeps() >= seen + 3
+
+        await until(three_more_rounds)
+        assert not await gone(second)  # the clock has not moved: not due yet
+        clock.advance(60)
+        await until(lambda: gone(second))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
