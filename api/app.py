@@ -25,7 +25,7 @@ from api.routes import BASE, OPS
 from common.clock import Clock, SystemClock
 from common.db import open_pool
 from common.logging import configure_logging
-from common.metrics import metrics_response, observe_pool
+from common.metrics import bound_port, observe_pool, serve_metrics
 from common.notebook_origin import frame_source
 from common.settings import Settings
 from sql.migrate import is_current
@@ -34,6 +34,13 @@ log = structlog.get_logger("api")
 STATIC_DIR = Path(__file__).parent / "static"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+# On SIGTERM: stop accepting, let requests in flight finish for this long,
+# then cancel them (requests are short: a pooled connection is waited for
+# NOTEBOOKS_DB_POOL_WAIT_SECONDS at most). ops/k8s's grace period covers it.
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+# aiohttp waits that long for handlers, then cancels them and waits as long again.
+SHUTDOWN_SECONDS_AT_MOST = 2 * SHUTDOWN_TIMEOUT_SECONDS
+METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
 
 
 def _route_of(request: web.Request) -> str:
@@ -73,6 +80,24 @@ async def canonical_request(
         response = problem_response(
             409, error_code, "Conflict", "A concurrent request removed a resource this one uses."
         )
+    except psycopg.errors.QueryCanceled as exc:
+        # Past the statement timeout (a lock held elsewhere, an overloaded
+        # database): the connection is back in the pool; worth a retry.
+        log.warning("database_timeout", error=str(exc))
+        error_code = "database_timeout"
+        response = problem_response(
+            503, error_code, "Service unavailable", "The database took too long; retry."
+        )
+        response.headers["Retry-After"] = "5"
+    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        # A deadlock or serialization failure with a concurrent request:
+        # rolled back whole, nothing written; retrying at once is right.
+        log.warning("database_conflict", error=str(exc))
+        error_code = "database_conflict"
+        response = problem_response(
+            503, error_code, "Service unavailable", "A concurrent request conflicted; retry."
+        )
+        response.headers["Retry-After"] = "1"
     except (PoolTimeout, psycopg.OperationalError) as exc:
         # Every connection busy, or the database unreachable or restarting:
         # nothing the client did; worth retrying shortly.
@@ -128,9 +153,20 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
-    observe_pool("api", request.app[POOL])
-    return await metrics_response(request)
+def _metrics_listener(host: str, port: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """/metrics on a listener of its own (common.metrics.serve_metrics), up
+    while the app is: after the pool opens, closed before it closes."""
+
+    async def listener(app: web.Application) -> AsyncIterator[None]:
+        runner = await serve_metrics(host, port, lambda: observe_pool("api", app[POOL]))
+        app[METRICS_RUNNER] = runner
+        log.info("api_metrics_serving", host=host, port=bound_port(runner))
+        try:
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listener
 
 
 def _openapi_handler() -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -170,7 +206,11 @@ def _on_prepare(policy: str) -> Callable[[web.Request, web.StreamResponse], Awai
     return on_prepare
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, metrics_port: int | None = None
+) -> web.Application:
+    """`metrics_port`: serve /metrics there, on settings.api_metrics_host
+    (None: nowhere; the public routes never serve it)."""
     app = web.Application(middlewares=[canonical_request], client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
@@ -184,6 +224,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             min_size=2,
             max_size=settings.db_pool_max,
             wait_seconds=settings.db_pool_wait_seconds,
+            statement_timeout_seconds=settings.db_statement_timeout_seconds,
         )
         app[POOL] = pool
         try:
@@ -192,9 +233,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
             await pool.close()
 
     app.cleanup_ctx.append(pool_ctx)
+    if metrics_port is not None:
+        app.cleanup_ctx.append(_metrics_listener(settings.api_metrics_host, metrics_port))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
     app.router.add_get(BASE + "/openapi.json", _openapi_handler())
     for op in OPS:
         if op.method == "GET":  # every GET answers HEAD too (RFC 9110 9.3.2)
@@ -215,10 +257,11 @@ def main(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
     log.info("api_starting", host=settings.api_host, port=settings.api_port)
     web.run_app(
-        create_app(settings),
+        create_app(settings, metrics_port=settings.api_metrics_port),
         host=settings.api_host,
         port=settings.api_port,
         access_log=None,
         print=None,
         handle_signals=True,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
     )

@@ -208,14 +208,7 @@ def build_document() -> dict[str, Any]:
             "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
         }
     }
-    paths["/metrics"] = {
-        "get": {
-            **plain,
-            "operationId": "Metrics",
-            "summary": "Prometheus metrics",
-            "responses": {"200": {"description": "Exposition text"}},
-        }
-    }
+    # /metrics is not here: it is served on a listener of its own, not this server.
     paths[BASE + "/openapi.json"] = {
         "get": {
             **plain,

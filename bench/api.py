@@ -161,6 +161,7 @@ async def run(args: argparse.Namespace) -> None:
             **os.environ,
             "DATABASE_URL": dsn,
             "NOTEBOOKS_API_PORT": str(port),
+            "NOTEBOOKS_API_METRICS_PORT": "off",  # not scraped; 8083 may be taken
             "NOTEBOOKS_SECRET_KEY": "b" * 40,
             "NOTEBOOKS_SIGNING_KEYS": "k1:" + "s" * 40,
             "NOTEBOOKS_DATA_DIR": str(root / "data"),

@@ -504,6 +504,7 @@ def main() -> None:
             **os.environ,
             "DATABASE_URL": dsn,
             "NOTEBOOKS_PROXY_PORT": str(ports["proxy"]),
+            "NOTEBOOKS_PROXY_METRICS_PORT": "off",  # not scraped; 8084 may be taken
             "NOTEBOOKS_SECRET_KEY": "k" * 40,
             "NOTEBOOKS_SIGNING_KEYS": "bench:" + "b" * 40,
             "NOTEBOOKS_COOKIE_SECURE": "false",

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from common.embedded_db import database_url, start_embedded
+from common.settings import database_url_required
 
 DB_NAME = "notebooks"
 
@@ -95,6 +96,16 @@ def ensure_database(admin_url: str, name: str) -> None:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
 
 
+def refuse_embedded_if_required(env: dict[str, str]) -> None:
+    """Under NOTEBOOKS_REQUIRE_DATABASE_URL (ops/k8s sets it) a missing
+    DATABASE_URL is an error: an embedded PostgreSQL in a pod's scratch
+    directory would be migrated or served, and thrown away, as if all were well."""
+    if database_url_required(env):
+        raise CliError(
+            "DATABASE_URL is not set (NOTEBOOKS_REQUIRE_DATABASE_URL is on: no embedded PostgreSQL)"
+        )
+
+
 @contextlib.contextmanager
 def database_for(env: dict[str, str], *, create: bool = False) -> Iterator[str]:
     """DATABASE_URL if set, else the data directory's embedded server."""
@@ -102,5 +113,6 @@ def database_for(env: dict[str, str], *, create: bool = False) -> Iterator[str]:
     if url:
         yield url
         return
+    refuse_embedded_if_required(env)
     with embedded(data_dir_from_env(env), create=create) as url:
         yield url

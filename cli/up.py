@@ -26,7 +26,7 @@ from cli.bootstrap import (
     read_json,
     write_credentials,
 )
-from cli.database import CliError, data_dir_from_env, embedded
+from cli.database import CliError, data_dir_from_env, embedded, refuse_embedded_if_required
 from cli.supervisor import Backoff, Supervisor, specs_from_procfile
 from common.logging import configure_logging
 from common.settings import Settings
@@ -43,6 +43,7 @@ def _database(env: dict[str, str], data_dir: Path) -> Iterator[str]:
     if env.get("DATABASE_URL"):
         yield env["DATABASE_URL"]
         return
+    refuse_embedded_if_required(env)
     log.info("embedded_postgres_starting", pgdata=str(data_dir / "pg"))
     with embedded(data_dir, create=True) as url:
         log.info("embedded_postgres_started", database_url=url)
@@ -80,17 +81,11 @@ def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[s
 def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
     """Fail before starting anything when a port is taken (often: another
     `notebooks up`), instead of letting the child crash-loop."""
-    from cli.main import metrics_port
-
     wanted = [
         ("NOTEBOOKS_API_PORT", settings.api_host, settings.api_port),
         ("NOTEBOOKS_PROXY_PORT", settings.proxy_host, settings.proxy_port),
+        *metrics_listeners(settings, env),
     ]
-    worker_metrics = metrics_port(None, env)
-    if worker_metrics is not None:
-        wanted.append(
-            ("NOTEBOOKS_WORKER_METRICS_PORT", settings.worker_metrics_host, worker_metrics)
-        )
     for variable, host, port in wanted:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -103,7 +98,22 @@ def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
                 ) from None
 
 
-def banner(settings: Settings, token: str, credentials: Path) -> str:
+def metrics_listeners(settings: Settings, env: dict[str, str]) -> list[tuple[str, str, int]]:
+    """(variable, host, port) of each process's metrics listener that is on."""
+    from cli.main import metrics_port
+
+    listeners = [
+        ("NOTEBOOKS_API_METRICS_PORT", settings.api_metrics_host, settings.api_metrics_port),
+        ("NOTEBOOKS_PROXY_METRICS_PORT", settings.proxy_metrics_host, settings.proxy_metrics_port),
+        ("NOTEBOOKS_WORKER_METRICS_PORT", settings.worker_metrics_host, metrics_port(None, env)),
+    ]
+    return [(variable, host, port) for variable, host, port in listeners if port is not None]
+
+
+def banner(settings: Settings, token: str, credentials: Path, env: dict[str, str]) -> str:
+    metrics = [
+        f"http://{host}:{port}/metrics" for _, host, port in metrics_listeners(settings, env)
+    ]
     return "\n".join(
         [
             "",
@@ -111,6 +121,8 @@ def banner(settings: Settings, token: str, credentials: Path) -> str:
             f"  API:          {settings.api_public_url}/api/v1",
             f"  web console:  {settings.api_public_url}/  (sign in with the token)",
             f"  proxy:        {settings.proxy_public_url}",
+            # api, proxy, worker: each on a listener of its own, not the public ports
+            f"  metrics:      {' '.join(metrics) or 'off'}",
             f"  token:        {token}",
             f"  credentials:  {credentials}",
             f"  try:          curl -H 'Authorization: Bearer {token}' "
@@ -168,7 +180,7 @@ def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
                 database_url=database_url,
                 admin=admin,
             )
-            print(banner(settings, admin.token, credentials_path), flush=True)
+            print(banner(settings, admin.token, credentials_path, env), flush=True)
             supervisor = Supervisor(
                 specs,
                 env=env,

@@ -4,20 +4,39 @@ also requires for the transactional enqueue)."""
 
 from __future__ import annotations
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 
 async def open_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, wait_seconds: float = 30.0
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    wait_seconds: float = 30.0,
+    statement_timeout_seconds: int = 0,
 ) -> AsyncConnectionPool:
-    """`wait_seconds`: how long taking a connection waits before PoolTimeout."""
+    """`wait_seconds`: how long taking a connection waits before PoolTimeout.
+    `statement_timeout_seconds` (0: none): the longest a statement may run,
+    or a transaction sit idle, on these connections, so that a request stuck
+    behind a lock (or one stuck holding it) gives its connection back."""
+
+    async def configure(conn: AsyncConnection) -> None:
+        ms = statement_timeout_seconds * 1000
+        await conn.execute(
+            "select set_config('statement_timeout', %(ms)s, false),"
+            " set_config('idle_in_transaction_session_timeout', %(ms)s, false)",
+            {"ms": str(ms)},
+        )
+
     pool = AsyncConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         timeout=wait_seconds,
         kwargs={"autocommit": True, "row_factory": dict_row},
+        configure=configure if statement_timeout_seconds else None,
         open=False,
     )
     await pool.open(wait=True, timeout=30)

@@ -37,6 +37,23 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _port_or_off(env: dict[str, str], name: str, default: int) -> int | None:
+    """A port number, or None for `off` (nothing listens)."""
+    raw = (env.get(name) or str(default)).strip().lower()
+    if raw == "off":
+        return None
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise SettingsError(f"{name} must be a port number or 'off', got {raw!r}")
+    return int(raw)
+
+
+def database_url_required(env: dict[str, str]) -> bool:
+    """NOTEBOOKS_REQUIRE_DATABASE_URL: never fall back to an embedded
+    PostgreSQL (a deployment whose Secret lacks DATABASE_URL must fail, not
+    migrate and serve a throwaway database)."""
+    return _bool(env, "NOTEBOOKS_REQUIRE_DATABASE_URL", False)
+
+
 def parse_signing_keys(raw: str) -> tuple[tuple[str, str], ...]:
     """`kid1:secret1,kid2:secret2` → ((kid, secret), ...); the first signs."""
     keys = []
@@ -82,8 +99,17 @@ class Settings:
     db_pool_max: int = 10
     # How long a request waits for a pooled connection before a 503 (API).
     db_pool_wait_seconds: int = 10
+    # The API's and the proxy's statements (and idle transactions): past this,
+    # cancelled and answered 503 (0: no limit).
+    db_statement_timeout_seconds: int = 30
     # Loopback unless configured (a pod sets 0.0.0.0 so Prometheus can scrape).
     worker_metrics_host: str = "127.0.0.1"
+    # The API's and the proxy's /metrics: listeners of their own, never the
+    # public ports; loopback unless configured (None: no metrics listener).
+    api_metrics_host: str = "127.0.0.1"
+    api_metrics_port: int | None = 8083
+    proxy_metrics_host: str = "127.0.0.1"
+    proxy_metrics_port: int | None = 8084
     # Pre-started Sail servers per workload shape in the local runtime (0 = off).
     local_warm_pool_size: int = 0
 
@@ -141,6 +167,11 @@ class Settings:
             heartbeat_timeout_seconds=_int(env, "NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", 15),
             db_pool_max=_int(env, "NOTEBOOKS_DB_POOL_MAX", 10),
             db_pool_wait_seconds=_int(env, "NOTEBOOKS_DB_POOL_WAIT_SECONDS", 10),
+            db_statement_timeout_seconds=_int(env, "NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS", 30),
             worker_metrics_host=env.get("NOTEBOOKS_WORKER_METRICS_HOST", "127.0.0.1"),
+            api_metrics_host=env.get("NOTEBOOKS_API_METRICS_HOST", "127.0.0.1"),
+            api_metrics_port=_port_or_off(env, "NOTEBOOKS_API_METRICS_PORT", 8083),
+            proxy_metrics_host=env.get("NOTEBOOKS_PROXY_METRICS_HOST", "127.0.0.1"),
+            proxy_metrics_port=_port_or_off(env, "NOTEBOOKS_PROXY_METRICS_PORT", 8084),
             local_warm_pool_size=_int(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0),
         )

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from urllib.parse import unquote
 
 import aiohttp
@@ -19,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from common.clock import Clock, SystemClock
 from common.db import open_pool
 from common.ids import is_valid_id
-from common.metrics import metrics_response, observe_pool
+from common.metrics import observe_pool
 from common.notebook_origin import notebook_authority
 from common.settings import Settings
 from proxy import metrics, pages
@@ -27,10 +25,9 @@ from proxy.access import AccessCache, listen
 from proxy.cookie import CookieCache, cookie_name
 from proxy.forward import Proxy, forward_http, forward_websocket
 from proxy.headers import cookie_value, security_headers
-from proxy.live import refusal
+from proxy.live import SHUTDOWN, refusal
 from proxy.login import LoginRefused, check_login, login_response, refused_response
 from proxy.policy import decide, normalize
-from sql import query
 
 log = structlog.get_logger("proxy")
 
@@ -43,7 +40,6 @@ LISTENING = web.AppKey("listening", asyncio.Event)
 BEFORE_SCRAPE = web.AppKey("before_scrape", list[Callable[[], None]])
 COOKIES = web.AppKey("cookies", CookieCache)
 
-CLEANUP_SECONDS = 300.0
 # refusal() reason → HTTP status, metrics outcome, page text.
 _REFUSED = {
     "access": (403, "forbidden", "You no longer have access to this notebook."),
@@ -198,10 +194,20 @@ async def _recheck(app: web.Application, payload: str) -> None:
             live.stop(why)
 
 
-async def scrape(request: web.Request) -> web.Response:
-    for flush in request.app[BEFORE_SCRAPE]:
+async def _end_websockets(app: web.Application) -> None:
+    """On shutdown (serve.py's close, before aiohttp waits for its handlers):
+    end every WebSocket now with a code the browser reconnects on, rather
+    than hold it until the shutdown timeout cuts it."""
+    for live in app[PROXY].registry.websockets():
+        live.stop(SHUTDOWN)
+
+
+def prepare_scrape(app: web.Application) -> None:
+    """Before each scrape of the metrics listener (serve.py): the pool's
+    gauges, and figures kept outside Prometheus (the lane's tally)."""
+    observe_pool("proxy", app[POOL])
+    for flush in app[BEFORE_SCRAPE]:
         flush()
-    return await metrics_response()
 
 
 @web.middleware
@@ -244,6 +250,7 @@ def create_app(
             min_size=1,
             max_size=settings.db_pool_max,
             wait_seconds=settings.db_pool_wait_seconds,
+            statement_timeout_seconds=settings.db_statement_timeout_seconds,
         )
         # One process-wide client: no total timeout (long streams), no cookies
         # of its own, bodies passed through still compressed.
@@ -271,20 +278,11 @@ def create_app(
 
         async def periodic() -> None:
             # A safety net under NOTIFY: bounded staleness even if it is lost.
-            # Used jtis are forgotten an hour after their token expired.
-            last_cleanup = 0.0
+            # (Used jtis are forgotten by the worker's sweep, reconciler/sweep.py.)
             while True:
                 await asyncio.sleep(recheck_seconds)
-                observe_pool("proxy", pool)
                 try:
                     await _recheck(app, "*")
-                    if time.monotonic() - last_cleanup > CLEANUP_SECONDS:
-                        last_cleanup = time.monotonic()
-                        async with pool.connection() as conn, conn.transaction():
-                            await conn.execute(
-                                query("proxy_forget_used_tokens"),
-                                {"before": app[PROXY].clock.now() - timedelta(hours=1)},
-                            )
                 except Exception as exc:  # noqa: BLE001
                     log.warning("proxy.recheck_failed", error=repr(exc))
 
@@ -305,8 +303,8 @@ def create_app(
             await pool.close()
 
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(_end_websockets)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", scrape)
     app.router.add_route("*", "/notebooks/{id}", handle_bare_notebook)
     app.router.add_route("*", "/notebooks/{id}/{tail:.*}", handle_notebook)
     return app

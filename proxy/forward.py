@@ -26,7 +26,7 @@ from proxy import metrics, pages
 from proxy.access import Target
 from proxy.cookie import ProxySession, cookie_name
 from proxy.headers import downstream_response_headers, upstream_request_headers
-from proxy.live import Live, Registry
+from proxy.live import SHUTDOWN, Live, Registry
 from proxy.policy import MAIN_WS, force_kiosk
 from proxy.viewer_session import no_session, open_session, opener_query
 
@@ -34,6 +34,10 @@ log = structlog.get_logger("proxy")
 
 CHUNK = 64 * 1024
 REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconnect
+# "Service restart" (RFC 6455 7.4.1 registry): this proxy is going away; the
+# browser's Marimo reconnects (any reason but Marimo's own terminal ones),
+# through the Service, to a proxy that stays.
+SHUTDOWN_CLOSE_CODE = 1012
 # A browser's WebSocket message is held whole in memory before it is passed
 # on: bounded, near what Marimo's server (uvicorn's `ws_max_size`) takes
 # anyway; one this size or larger ends the socket with 1009. Marimo's own
@@ -245,7 +249,7 @@ async def forward_websocket(
         if not stopped.done():
             stopped.set_result(reason)
 
-    live = proxy.registry.add(Live(session, stop))
+    live = proxy.registry.add(Live(session, stop, websocket=True))
     gauge = metrics.WEBSOCKETS_ACTIVE.labels(session.mode)
     gauge.inc()
     started = time.monotonic()
@@ -267,7 +271,11 @@ async def forward_websocket(
             for task in (to_up, to_client, watch):
                 task.cancel()
             await asyncio.gather(to_up, to_client, watch, return_exceptions=True)
-        if stopped in done:
+        if stopped in done and stopped.result() == SHUTDOWN:
+            ended_by, close_code = SHUTDOWN, SHUTDOWN_CLOSE_CODE
+            await up.close(code=1001)  # going away; Marimo keeps the session for the reconnect
+            await client.close(code=close_code, message=b"server restarting")
+        elif stopped in done:
             ended_by = f"revoked:{stopped.result()}"
             metrics.REVOKED.labels(stopped.result()).inc()
             close_code = REVOKED_CLOSE_CODE

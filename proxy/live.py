@@ -10,11 +10,16 @@ from datetime import datetime
 from proxy.access import Target
 from proxy.cookie import ProxySession
 
+# The reason a WebSocket is ended with when its proxy shuts down (a deploy).
+SHUTDOWN = "shutdown"
+
 
 @dataclass(eq=False)
 class Live:
     session: ProxySession
-    stop: Callable[[str], None]  # called once with the reason ("access" | "session" | "status")
+    # called once with the reason ("access" | "session" | "status"; SHUTDOWN for WebSockets)
+    stop: Callable[[str], None]
+    websocket: bool = False
 
 
 def lapsed(session: ProxySession, target: Target, now: datetime) -> bool:
@@ -50,6 +55,9 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._live)
+
+    def websockets(self) -> list[Live]:
+        return [x for x in self._live if x.websocket]
 
     def matching(self, payload: str) -> list[Live]:
         """Connections a NOTIFY payload ('notebook:X', 'member:Y', '*') concerns."""

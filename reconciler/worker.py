@@ -24,7 +24,6 @@ from datetime import timedelta
 import asyncpg
 import pgqueuer
 import structlog
-from aiohttp import web
 from pgqueuer import PgQueuer
 from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job
@@ -33,7 +32,7 @@ from common.clock import Clock, SystemClock
 from common.db import open_pool
 from common.jobs import RECONCILE, enqueue_reconcile
 from common.logging import configure_logging
-from common.metrics import metrics_response, observe_pool
+from common.metrics import observe_pool, serve_metrics
 from common.settings import Settings
 from reconciler import metrics
 from reconciler.db import fetchone
@@ -193,7 +192,9 @@ async def run_worker(
 
         tasks.append(asyncio.create_task(run_watch(on_change)))
     runner = (
-        await _serve_metrics(settings.worker_metrics_host, metrics_port, pool)
+        await serve_metrics(
+            settings.worker_metrics_host, metrics_port, lambda: observe_pool("worker", pool)
+        )
         if metrics_port is not None
         else None
     )
@@ -220,19 +221,6 @@ async def run_worker(
             await rt.close()
         await pool.close()
         log.info("worker stopped")
-
-
-async def _serve_metrics(host: str, port: int, pool: object) -> web.AppRunner:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        observe_pool("worker", pool)  # type: ignore[arg-type]
-        return await metrics_response(request)
-
-    app = web.Application()
-    app.router.add_get("/metrics", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
 
 
 def main(settings: Settings, metrics_port: int | None = None) -> int:

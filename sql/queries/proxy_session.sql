@@ -7,10 +7,6 @@ values (%(jti)s, %(notebook_id)s, %(member_id)s, %(expires_at)s, %(now)s)
 on conflict (jti) do nothing
 returning jti;
 
--- name: proxy_forget_used_tokens
--- A jti only needs remembering until its token would have expired anyway.
-delete from used_proxy_tokens where expires_at < %(before)s;
-
 -- name: proxy_target
 -- Where a member's request goes and whether they may still send it: the
 -- notebook's live session plus the member's current right to view / edit

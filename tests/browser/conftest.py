@@ -133,6 +133,9 @@ def _stack_env(settings: Any, api_port: int, proxy_port: int, metrics_port: int)
             "NOTEBOOKS_API_PORT": str(api_port),
             "NOTEBOOKS_PROXY_PORT": str(proxy_port),
             "NOTEBOOKS_WORKER_METRICS_PORT": str(metrics_port),
+            # not scraped here; off rather than on 8083/8084, which may be taken
+            "NOTEBOOKS_API_METRICS_PORT": "off",
+            "NOTEBOOKS_PROXY_METRICS_PORT": "off",
             "NOTEBOOKS_SECRET_KEY": settings.secret_key,
             "NOTEBOOKS_SIGNING_KEYS": ",".join(f"{k}:{s}" for k, s in settings.signing_keys),
             "NOTEBOOKS_COOKIE_SECURE": "false",

@@ -272,6 +272,8 @@ def platform(settings: Any, tmp_path: Path) -> Iterator[Platform]:
             "DATABASE_URL": settings.database_url,
             "NOTEBOOKS_API_PORT": str(api_port),
             "NOTEBOOKS_PROXY_PORT": str(proxy_port),
+            "NOTEBOOKS_API_METRICS_PORT": "off",  # not scraped; 8083/8084 may be taken
+            "NOTEBOOKS_PROXY_METRICS_PORT": "off",
             "NOTEBOOKS_SECRET_KEY": settings.secret_key,
             "NOTEBOOKS_SIGNING_KEYS": ",".join(f"{k}:{s}" for k, s in settings.signing_keys),
             "NOTEBOOKS_COOKIE_SECURE": "false",

@@ -306,11 +306,22 @@ def _service_peer(labels: dict[str, str], namespace: str | None) -> Obj:
     return peer
 
 
+def _allowed(ks: KubernetesSettings) -> list[Obj]:
+    """Egress to the private destinations the operator allows (empty: none)."""
+    if not ks.session_egress_allow:
+        return []
+    return [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in ks.session_egress_allow]}]
+
+
 def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
     """Marimo only from the proxy pods (and the reconciler workers, which read
     its kernel status with the session token); Sail (driver and workers) only
-    from this notebook's Marimo and its own Sail pods. Egress is left to the
-    cluster's defaults (Sail reads data sources the operator decides on)."""
+    from this notebook's Marimo and its own Sail pods. Egress: the namespace's
+    static policies (ops/k8s/base/network-policies.yaml) give every pod DNS
+    and the public internet, and Marimo and Sail pods a path to Sail pods
+    (which these ingress rules narrow to this notebook's); here, only the
+    private CIDRs of `session_egress_allow`, so that a notebook started
+    before egress was denied keeps its Sail across that upgrade."""
     sail_pods = {
         "matchExpressions": [
             {"key": n.NOTEBOOK, "operator": "In", "values": [notebook_id]},
@@ -323,7 +334,7 @@ def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
         "metadata": _meta(n.policy_name(notebook_id, n.MARIMO), n.notebook_labels(notebook_id), ks),
         "spec": {
             "podSelector": {"matchLabels": {n.NOTEBOOK: notebook_id, n.COMPONENT: n.MARIMO}},
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
                     "from": [
@@ -333,6 +344,7 @@ def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
                     "ports": [{"protocol": "TCP", "port": n.MARIMO_PORT}],
                 }
             ],
+            "egress": _allowed(ks),
         },
     }
     sail = {
@@ -341,7 +353,7 @@ def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
         "metadata": _meta(n.policy_name(notebook_id, n.SAIL), n.notebook_labels(notebook_id), ks),
         "spec": {
             "podSelector": sail_pods,
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
                     "from": [
@@ -350,9 +362,39 @@ def network_policies(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
                     ]
                 }
             ],
+            "egress": _allowed(ks),
         },
     }
     return [marimo, sail]
+
+
+def driver_egress(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
+    """A cluster-mode Sail driver runs its workers through the Kubernetes API:
+    egress to the API server's addresses (`api_server_cidrs`), which are
+    private on most clusters. Nothing when they are not set."""
+    if not ks.api_server_cidrs:
+        return []
+    name = n.policy_name(notebook_id, "sail-driver")
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(name, n.notebook_labels(notebook_id), ks),
+            "spec": {
+                "podSelector": {"matchLabels": {n.NOTEBOOK: notebook_id, n.COMPONENT: n.SAIL}},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{"ipBlock": {"cidr": cidr}} for cidr in ks.api_server_cidrs],
+                        "ports": [
+                            {"protocol": "TCP", "port": 443},
+                            {"protocol": "TCP", "port": 6443},
+                        ],
+                    }
+                ],
+            },
+        }
+    ]
 
 
 def driver_rbac(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
@@ -396,7 +438,7 @@ def session_objects(spec: SessionSpec, ks: KubernetesSettings) -> list[Obj]:
     objs: list[Obj] = [token_secret(spec, ks), pvc(nid, ks)]
     objs += network_policies(nid, ks)
     if cluster_mode(spec):
-        objs += driver_rbac(nid, ks)
+        objs += driver_rbac(nid, ks) + driver_egress(nid, ks)
     objs += [
         service(nid, n.SAIL, ks),
         service(nid, n.MARIMO, ks),

@@ -5,6 +5,7 @@ build the dataclass directly."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,6 +24,21 @@ def _labels(raw: str) -> dict[str, str]:
             raise KubernetesSettingsError(f"expected key=value pairs, got {part!r}")
         out[key] = value
     return out
+
+
+def _cidrs(name: str, raw: str) -> tuple[str, ...]:
+    """`10.1.0.0/16, 192.168.5.7` → ("10.1.0.0/16", "192.168.5.7/32"); a bad
+    CIDR (or one with host bits set, which the API server may refuse) is an
+    error naming the variable, so a worker does not start with it."""
+    out = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            out.append(str(ipaddress.ip_network(part)))
+        except ValueError as exc:
+            raise KubernetesSettingsError(
+                f"NOTEBOOKS_K8S_{name}: {part!r} is not a CIDR ({exc})"
+            ) from None
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,13 @@ class KubernetesSettings:
     extra_pod_labels: dict[str, str] = field(default_factory=dict)
     # Warm start: pre-started Sail pods kept per workload shape (0 = off).
     warm_pool_size: int = 0
+    # Private destinations (CIDRs) notebook pods may reach besides DNS and the
+    # public internet (ops/k8s/base/network-policies.yaml): a data team's
+    # database or warehouse.
+    session_egress_allow: tuple[str, ...] = ()
+    # The Kubernetes API server's addresses (CIDRs), which a cluster-mode Sail
+    # driver must reach (TCP 443 and 6443) to run its worker pods.
+    api_server_cidrs: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> KubernetesSettings:
@@ -94,6 +117,10 @@ class KubernetesSettings:
                 ),
                 extra_pod_labels=json.loads(get("EXTRA_POD_LABELS", "{}")),
                 warm_pool_size=int(get("WARM_POOL_SIZE", "0")),
+                session_egress_allow=_cidrs(
+                    "SESSION_EGRESS_ALLOW", get("SESSION_EGRESS_ALLOW", "")
+                ),
+                api_server_cidrs=_cidrs("API_SERVER_CIDRS", get("API_SERVER_CIDRS", "")),
             )
         except ValueError as exc:
             raise KubernetesSettingsError(str(exc)) from None

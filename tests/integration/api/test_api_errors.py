@@ -316,3 +316,61 @@ async def test_a_database_restart_gives_503s_not_500s_until_reconnected(
         await problem(resp, 503, "database_unavailable")
     assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
     assert 503 in statuses  # the dead connections were really met
+
+
+async def test_a_request_stuck_behind_a_lock_is_503_database_timeout_then_recovers(
+    settings: Settings, clock: FakeClock, world: World, factory: Factory
+) -> None:
+    """A start waits on the notebook's row, which another transaction holds:
+    cancelled at the statement timeout (503 database_timeout, Retry-After),
+    not a request hanging with its pooled connection; nothing was written."""
+    import aiohttp
+    import psycopg
+
+    quick = dataclasses.replace(settings, db_statement_timeout_seconds=1)
+    async with (
+        TestClient(TestServer(create_app(quick, clock=clock))) as client,
+        await psycopg.AsyncConnection.connect(settings.database_url) as holder,
+    ):
+        async with holder.transaction():
+            await holder.execute(
+                "select 1 from notebooks where id = %s for update", (world.notebook,)
+            )
+            resp = await client.post(
+                f"{NB}/{world.notebook}/start",
+                headers=world.owner.auth,
+                timeout=aiohttp.ClientTimeout(total=15),  # without the limit: a hang
+            )
+            await problem(resp, 503, "database_timeout")
+            assert resp.headers["Retry-After"] == "5"
+        assert factory.value(
+            "select desired_state from notebooks where id = %s", world.notebook
+        ) == ("stopped")
+        resp = await client.post(f"{NB}/{world.notebook}/start", headers=world.owner.auth)
+        assert resp.status == 202, await resp.text()
+
+
+async def test_a_deadlock_is_503_database_conflict_with_a_short_retry_after(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """PostgreSQL's deadlock error (SQLSTATE 40P01, raised here by a trigger
+    so that the test need not race two transactions) is the client's cue to
+    retry at once: 503 database_conflict, Retry-After 1; nothing written."""
+    factory.conn.execute(
+        "create function deadlock() returns trigger language plpgsql as $$"
+        " begin raise exception 'deadlock detected' using errcode = '40P01'; end $$"
+    )
+    factory.conn.execute(
+        "create trigger deadlock before update on notebooks"
+        " for each row execute function deadlock()"
+    )
+    try:
+        resp = await client.post(f"{NB}/{world.notebook}/start", headers=world.owner.auth)
+        await problem(resp, 503, "database_conflict")
+        assert resp.headers["Retry-After"] == "1"
+    finally:
+        factory.conn.execute("drop trigger deadlock on notebooks")
+        factory.conn.execute("drop function deadlock()")
+    assert factory.value("select desired_state from notebooks where id = %s", world.notebook) == (
+        "stopped"
+    )

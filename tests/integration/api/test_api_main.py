@@ -1,5 +1,6 @@
-"""`api.app.main` as a process: serves on the configured port, logs one JSON
-line per request, and exits cleanly on SIGTERM and SIGINT."""
+"""`api.app.main` as a process: serves on the configured port (metrics on a
+listener of their own), logs one JSON line per request, and exits cleanly on
+SIGTERM and SIGINT."""
 
 from __future__ import annotations
 
@@ -42,11 +43,12 @@ async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_main_serves_logs_json_and_stops_on_signal(settings: Settings, sig: int) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "NOTEBOOKS_API_PORT": str(port),
+        "NOTEBOOKS_API_METRICS_PORT": str(metrics_port),
         "NOTEBOOKS_SECRET_KEY": "m" * 40,
         "NOTEBOOKS_SIGNING_KEYS": "k1:" + "s" * 40,
         "NOTEBOOKS_LOG_FORMAT": "json",
@@ -69,6 +71,12 @@ async def test_main_serves_logs_json_and_stops_on_signal(settings: Settings, sig
             ) as resp,
         ):
             assert resp.status == 401
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp,
+        ):
+            assert resp.status == 200
+            assert 'notebooks_db_pool_connections{process="api",state="max"}' in await resp.text()
         proc.send_signal(sig)
         _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
         assert proc.returncode == 0, err.decode()[-2000:]

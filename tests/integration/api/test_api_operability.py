@@ -1,16 +1,23 @@
 """Operability: health and readiness, Prometheus metrics by route and status
-with pool usage, and one canonical structured log line per request."""
+with pool usage (on a listener of their own, never the public port), and one
+canonical structured log line per request."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import pytest
 import structlog
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from api_factories import Factory, World, body_of
 from structlog.testing import capture_logs
 
 import api.app
+from common.clock import FakeClock
+from common.metrics import bound_port
+from common.settings import Settings
 
 NB = "/api/v1/workloads/notebooks"
 
@@ -26,10 +33,35 @@ async def test_healthz_and_readyz(client: TestClient, factory: Factory) -> None:
     assert resp.status == 503 and (await body_of(resp))["status"] == "migrations_pending"
 
 
-async def test_metrics_count_requests_by_route_and_status(client: TestClient, world: World) -> None:
+@pytest.fixture
+async def scraped(settings: Settings, clock: FakeClock) -> AsyncIterator[tuple[TestClient, str]]:
+    """The API as `main` serves it: a client of its public port, and the URL
+    of its metrics listener (an OS-given port on loopback)."""
+    app = api.app.create_app(settings, clock=clock, metrics_port=0)
+    async with TestClient(TestServer(app)) as test_client:
+        port = bound_port(app[api.app.METRICS_RUNNER])
+        yield test_client, f"http://127.0.0.1:{port}/metrics"
+
+
+async def test_metrics_are_not_served_on_the_public_port(
+    scraped: tuple[TestClient, str],
+) -> None:
+    client, _ = scraped
+    resp = await client.get("/metrics")
+    assert resp.status == 404
+    assert resp.content_type == "application/problem+json"
+    assert (await body_of(resp))["code"] == "not_found"
+
+
+async def test_metrics_count_requests_by_route_and_status(
+    scraped: tuple[TestClient, str], world: World
+) -> None:
+    client, metrics_url = scraped
     await client.get(NB, headers=world.owner.auth)
     await client.get(f"{NB}/NOSUCH", headers=world.owner.auth)
-    text = await (await client.get("/metrics")).text()
+    async with aiohttp.ClientSession() as http, http.get(metrics_url) as resp:
+        assert resp.status == 200
+        text = await resp.text()
     lines = text.splitlines()
 
     def value(prefix: str) -> float:

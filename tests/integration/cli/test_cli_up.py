@@ -108,11 +108,14 @@ class Stack:
             if k != "DATABASE_URL" and not k.startswith("NOTEBOOKS_")
         }
         self.api_port, self.proxy_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.api_metrics_port, self.proxy_metrics_port = free_port(), free_port()
         env.update(
             NOTEBOOKS_DATA_DIR=str(self.data_dir),
             NOTEBOOKS_API_PORT=str(self.api_port),
             NOTEBOOKS_PROXY_PORT=str(self.proxy_port),
             NOTEBOOKS_WORKER_METRICS_PORT=str(self.metrics_port),
+            NOTEBOOKS_API_METRICS_PORT=str(self.api_metrics_port),
+            NOTEBOOKS_PROXY_METRICS_PORT=str(self.proxy_metrics_port),
             NOTEBOOKS_LOG_FORMAT="json",
             NOTEBOOKS_STOP_GRACE_SECONDS="5",
         )
@@ -261,8 +264,15 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
     )
     assert get(f"{api}/api/v1/me", "nbk_not_a_token")[0] == 401
     wait_for(lambda: answers(f"{creds['proxyUrl']}/healthz"), 60, "the proxy's /healthz")
-    metrics = f"http://127.0.0.1:{stack.metrics_port}/metrics"
-    wait_for(lambda: answers(metrics), 60, "the worker's /metrics")
+    # each process's metrics on a listener of its own, named in the banner
+    for name, port in (
+        ("worker", stack.metrics_port),
+        ("api", stack.api_metrics_port),
+        ("proxy", stack.proxy_metrics_port),
+    ):
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        assert metrics in banner
+        wait_for(lambda: answers(metrics), 60, f"the {name}'s /metrics")  # noqa: B023
 
     # `notebooks admin` without DATABASE_URL joins the running embedded server
     # (and leaves it running when done)
@@ -336,7 +346,15 @@ def test_a_killed_up_leaves_no_children_and_the_next_run_adopts_its_database(
     assert_everything_stopped(stack, postmaster)
 
 
-@pytest.mark.parametrize("variable", ["NOTEBOOKS_PROXY_PORT", "NOTEBOOKS_WORKER_METRICS_PORT"])
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "NOTEBOOKS_PROXY_PORT",
+        "NOTEBOOKS_WORKER_METRICS_PORT",
+        "NOTEBOOKS_API_METRICS_PORT",
+        "NOTEBOOKS_PROXY_METRICS_PORT",
+    ],
+)
 def test_a_taken_port_is_refused_before_anything_starts(stack: Stack, variable: str) -> None:
     port = int(stack.env[variable])
     with socket.socket() as taken:

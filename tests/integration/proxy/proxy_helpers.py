@@ -206,6 +206,8 @@ class ProxyUnderTest:
         self.world = world
         self.base = f"http://127.0.0.1:{server.port}"
         self.origin = self.base
+        # Prometheus's view: the metrics listener, not the public port.
+        self.metrics_url = f"http://127.0.0.1:{server.metrics_port}/metrics"
 
     def token(
         self,
@@ -259,7 +261,7 @@ async def serve_proxy(
     """The proxy as production serves it: express lane in front of the app."""
     clock = FakeClock(datetime.now(UTC))
     app = create_app(settings, clock=clock, **kwargs)  # type: ignore[arg-type]
-    server = await start(app, "127.0.0.1", 0)
+    server = await start(app, "127.0.0.1", 0, metrics_port=0)
     return server, ProxyUnderTest(server, settings, clock, world)
 
 

@@ -1125,7 +1125,7 @@ async def test_lane_requests_and_bytes_are_in_the_scrape(canned) -> None:  # typ
     samples = (PROXIED, TO_CLIENT, TO_UPSTREAM, UPSTREAM_TIMED)
 
     async def scrape() -> dict[str, float]:
-        async with p.client() as client, client.get(f"{p.base}/metrics") as resp:
+        async with p.client() as client, client.get(p.metrics_url) as resp:
             text = await resp.text()
         return {sample: scraped(text, sample) for sample in samples}
 
@@ -1148,7 +1148,7 @@ async def test_lane_request_bodies_are_in_the_scrape(express) -> None:  # type: 
     _, p = express
 
     async def to_upstream() -> float:
-        async with p.client() as client, client.get(f"{p.base}/metrics") as resp:
+        async with p.client() as client, client.get(p.metrics_url) as resp:
             return scraped(await resp.text(), TO_UPSTREAM)
 
     before = await to_upstream()

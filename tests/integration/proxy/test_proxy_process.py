@@ -1,5 +1,6 @@
-"""`proxy.serve.main` as its own process: serves health and metrics on the
-configured port, shows no Server banner, and stops cleanly on SIGTERM."""
+"""`proxy.serve.main` as its own process: serves health on the configured
+port and metrics on its own listener only, shows no Server banner, and stops
+cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
+import pytest
 from proxy_helpers import free_port
 
 from common.settings import Settings
@@ -20,11 +23,12 @@ SCRIPT = (
 
 
 def test_main_serves_health_and_metrics_and_stops_on_sigterm(settings: Settings) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "NOTEBOOKS_PROXY_PORT": str(port),
+        "NOTEBOOKS_PROXY_METRICS_PORT": str(metrics_port),
         "NOTEBOOKS_SECRET_KEY": "m" * 40,
         "NOTEBOOKS_SIGNING_KEYS": "k2:" + "s" * 40,
         "NOTEBOOKS_LOG_FORMAT": "json",
@@ -45,7 +49,13 @@ def test_main_serves_health_and_metrics_and_stops_on_sigterm(settings: Settings)
                 assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        # Not on the public port: answered as any unknown path is.
+        with pytest.raises(urllib.error.HTTPError) as public:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert public.value.code == 404
+        assert public.value.headers["X-Content-Type-Options"] == "nosniff"
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
             text = r.read().decode()
         for name in (
             "notebooks_proxy_logins_total",
@@ -56,6 +66,8 @@ def test_main_serves_health_and_metrics_and_stops_on_sigterm(settings: Settings)
         ):
             assert name in text
         assert 'notebooks_proxy_logins_total{outcome="reused"} 0.0' in text
+        # the pool's gauges are taken at scrape time
+        assert 'notebooks_db_pool_connections{process="proxy",state="max"}' in text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     finally:

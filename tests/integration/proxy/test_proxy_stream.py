@@ -694,6 +694,29 @@ async def test_metrics_and_one_log_line_per_websocket(echo) -> None:  # type: ig
     assert line["bytes_to_client"] == 9 and line["duration_s"] >= 0
 
 
+async def test_a_shutdown_ends_websockets_at_once_with_a_code_browsers_reconnect_on(echo) -> None:  # type: ignore[no-untyped-def]
+    """A deploy stops this proxy: its WebSockets end now with 1012 (service
+    restart), which Marimo's frontend reconnects on through a proxy that
+    stays, rather than being held until the shutdown timeout cuts them."""
+    from proxy.serve import SHUTDOWN_GRACE_SECONDS
+
+    upstream, p = echo
+    session = await p.login(p.world.owner)
+    try:
+        async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+            await ws.send_str("hi")
+            assert await ws.receive_str(timeout=5) == "echo:hi"
+            started = time.monotonic()
+            closing = asyncio.create_task(p.server.close())
+            msg = await ws.receive(timeout=SHUTDOWN_GRACE_SECONDS / 2)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1012
+            await closing
+            assert time.monotonic() - started < SHUTDOWN_GRACE_SECONDS
+    finally:
+        await session.close()
+    await eventually(lambda: upstream.ws_close_codes == [1001], "Marimo's socket to close")
+
+
 async def test_a_browser_that_vanished_is_noticed_and_its_marimo_socket_closed(settings) -> None:  # type: ignore[no-untyped-def]
     """No close frame, no pongs (a laptop asleep): the heartbeat notices and
     closes upstream, so Marimo orphans the session for the member's next open."""
@@ -792,7 +815,7 @@ async def _value(result: Any) -> Any:
 
 async def scraped(p: ProxyUnderTest, name: str, **labels: str) -> float:
     """One sample of the proxy's /metrics, as a scraper reads it."""
-    async with p.client() as c, c.get(f"{p.base}/metrics") as resp:
+    async with p.client() as c, c.get(p.metrics_url) as resp:
         assert resp.status == 200
         text = await resp.text()
     for family in text_string_to_metric_families(text):

@@ -149,7 +149,7 @@ def test_network_policies_admit_proxy_to_marimo_and_only_this_marimo_to_sail() -
         assert sel.get("matchLabels", {}).get(n.NOTEBOOK) == "NB1" or any(
             e["key"] == n.NOTEBOOK and e["values"] == ["NB1"] for e in sel["matchExpressions"]
         )
-    assert sail["spec"]["policyTypes"] == ["Ingress"]
+    assert sail["spec"]["policyTypes"] == ["Ingress", "Egress"]  # egress: test_k8s_egress.py
 
 
 def test_workload_resources_image_node_selector_and_env_reach_the_pods() -> None:

@@ -1,7 +1,8 @@
 """ops/ and the runtime's objects, validated against the Kubernetes OpenAPI
 JSON schemas (the `kubernetes-validate` package: schemas generated from the
 Kubernetes OpenAPI spec, strict mode = unknown fields are errors), for the
-oldest and newest Kubernetes versions we claim: 1.28 and 1.37."""
+oldest and newest Kubernetes versions we claim: 1.30 (the api's and proxy's
+native preStop `sleep`) and 1.37."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from reconciler.runtime.kubernetes.settings import KubernetesSettings
 ROOT = Path(__file__).resolve().parents[3]
 BASE = ROOT / "ops" / "k8s" / "base"
 OVERLAY = ROOT / "ops" / "k8s" / "overlays" / "example"
-VERSIONS = ("1.28.0", "1.37.0")
+VERSIONS = ("1.30.0", "1.37.0")
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 

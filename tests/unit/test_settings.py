@@ -1,0 +1,53 @@
+"""Settings decided for safety: metrics listeners on loopback unless
+configured, and no silent fallback to an embedded database when required."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.settings import Settings, SettingsError, database_url_required
+
+REQUIRED = {
+    "DATABASE_URL": "postgresql:///x",
+    "NOTEBOOKS_SECRET_KEY": "m" * 40,
+    "NOTEBOOKS_SIGNING_KEYS": "k1:" + "s" * 40,
+}
+
+
+def test_metrics_listeners_default_to_loopback_on_their_own_ports() -> None:
+    settings = Settings.from_env(REQUIRED)
+    assert (settings.api_metrics_host, settings.api_metrics_port) == ("127.0.0.1", 8083)
+    assert (settings.proxy_metrics_host, settings.proxy_metrics_port) == ("127.0.0.1", 8084)
+    # the dataclass's own defaults (what tests and embedders get) agree
+    plain = Settings(database_url="x")
+    assert (plain.api_metrics_host, plain.proxy_metrics_host) == ("127.0.0.1", "127.0.0.1")
+    assert {settings.api_metrics_port, settings.proxy_metrics_port}.isdisjoint(
+        {settings.api_port, settings.proxy_port}
+    )
+
+
+def test_metrics_listeners_are_configurable_or_off() -> None:
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "NOTEBOOKS_API_METRICS_HOST": "0.0.0.0",
+            "NOTEBOOKS_API_METRICS_PORT": "9100",
+            "NOTEBOOKS_PROXY_METRICS_PORT": "OFF",
+        }
+    )
+    assert (settings.api_metrics_host, settings.api_metrics_port) == ("0.0.0.0", 9100)
+    assert settings.proxy_metrics_port is None
+
+
+@pytest.mark.parametrize("bad", ["-1", "70000", "http"])
+def test_a_bad_metrics_port_is_refused_with_its_variable(bad: str) -> None:
+    with pytest.raises(SettingsError, match="NOTEBOOKS_PROXY_METRICS_PORT"):
+        Settings.from_env({**REQUIRED, "NOTEBOOKS_PROXY_METRICS_PORT": bad})
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, False), ({"NOTEBOOKS_REQUIRE_DATABASE_URL": "true"}, True)],
+)
+def test_database_url_required(env: dict[str, str], expected: bool) -> None:
+    assert database_url_required(env) is expected
