@@ -43,6 +43,43 @@ SHUTDOWN_SECONDS_AT_MOST = 2 * SHUTDOWN_TIMEOUT_SECONDS
 METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
 
 
+# Database failures that are nothing the client did and worth retrying (the
+# transaction was rolled back whole): the first match gives the 503's code,
+# detail and Retry-After.
+_DATABASE_RETRY: tuple[tuple[tuple[type[BaseException], ...], str, str, str], ...] = (
+    (
+        # Past the statement timeout (a lock held elsewhere, an overloaded
+        # database), or a transaction left idle past it.
+        (psycopg.errors.QueryCanceled, psycopg.errors.IdleInTransactionSessionTimeout),
+        "database_timeout",
+        "The database took too long; retry.",
+        "5",
+    ),
+    (
+        # A deadlock or serialization failure with a concurrent request.
+        (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure),
+        "database_conflict",
+        "A concurrent request conflicted; retry.",
+        "1",
+    ),
+    (
+        # Every connection busy, or the database unreachable or restarting.
+        (PoolTimeout, psycopg.OperationalError),
+        "database_unavailable",
+        "The database is busy or unreachable; retry.",
+        "5",
+    ),
+)
+
+
+def database_retry(exc: BaseException) -> tuple[str, str, str] | None:
+    """(code, detail, Retry-After) of a database failure worth retrying, else None."""
+    for classes, code, detail, retry_after in _DATABASE_RETRY:
+        if isinstance(exc, classes):
+            return code, detail, retry_after
+    return None
+
+
 def _route_of(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
@@ -80,39 +117,19 @@ async def canonical_request(
         response = problem_response(
             409, error_code, "Conflict", "A concurrent request removed a resource this one uses."
         )
-    except psycopg.errors.QueryCanceled as exc:
-        # Past the statement timeout (a lock held elsewhere, an overloaded
-        # database): the connection is back in the pool; worth a retry.
-        log.warning("database_timeout", error=str(exc))
-        error_code = "database_timeout"
-        response = problem_response(
-            503, error_code, "Service unavailable", "The database took too long; retry."
-        )
-        response.headers["Retry-After"] = "5"
-    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-        # A deadlock or serialization failure with a concurrent request:
-        # rolled back whole, nothing written; retrying at once is right.
-        log.warning("database_conflict", error=str(exc))
-        error_code = "database_conflict"
-        response = problem_response(
-            503, error_code, "Service unavailable", "A concurrent request conflicted; retry."
-        )
-        response.headers["Retry-After"] = "1"
-    except (PoolTimeout, psycopg.OperationalError) as exc:
-        # Every connection busy, or the database unreachable or restarting:
-        # nothing the client did; worth retrying shortly.
-        log.warning("database_unavailable", error=str(exc))
-        error_code = "database_unavailable"
-        response = problem_response(
-            503, error_code, "Service unavailable", "The database is busy or unreachable; retry."
-        )
-        response.headers["Retry-After"] = "5"
-    except Exception:
-        log.exception("unhandled")
-        error_code = "internal_error"
-        response = problem_response(
-            500, error_code, "Internal error", f"Unexpected error; request id {request_id}."
-        )
+    except Exception as exc:
+        retry = database_retry(exc)
+        if retry is None:
+            log.exception("unhandled")
+            error_code = "internal_error"
+            response = problem_response(
+                500, error_code, "Internal error", f"Unexpected error; request id {request_id}."
+            )
+        else:
+            error_code, detail, retry_after = retry
+            log.warning(error_code, error=str(exc))
+            response = problem_response(503, error_code, "Service unavailable", detail)
+            response.headers["Retry-After"] = retry_after
     elapsed = time.perf_counter() - started
     route = _route_of(request)
     metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()

@@ -86,6 +86,7 @@ def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
         ("NOTEBOOKS_PROXY_PORT", settings.proxy_host, settings.proxy_port),
         *metrics_listeners(settings, env),
     ]
+    _refuse_shared_ports(wanted)
     for variable, host, port in wanted:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -96,6 +97,19 @@ def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
                     f"{host}:{port} is not available ({e.strerror}); is another `notebooks up` "
                     f"running? Set {variable} to use another port"
                 ) from None
+
+
+_ANY_HOST = ("", "0.0.0.0", "::")
+
+
+def _refuse_shared_ports(wanted: list[tuple[str, str, int]]) -> None:
+    """Two settings naming one port (say the API's metrics port set to the
+    worker's): each bind alone succeeds, then one child crash-loops."""
+    for i, (first, host1, port1) in enumerate(wanted):
+        for second, host2, port2 in wanted[i + 1 :]:
+            overlap = host1 == host2 or host1 in _ANY_HOST or host2 in _ANY_HOST
+            if port1 == port2 != 0 and overlap:
+                raise CliError(f"{first} and {second} both name port {port1}; change one")
 
 
 def metrics_listeners(settings: Settings, env: dict[str, str]) -> list[tuple[str, str, int]]:

@@ -16,14 +16,17 @@ class SettingsError(ValueError):
     pass
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
+def _int(env: dict[str, str], name: str, default: int, *, minimum: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
 
 
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:
@@ -167,7 +170,9 @@ class Settings:
             heartbeat_timeout_seconds=_int(env, "NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", 15),
             db_pool_max=_int(env, "NOTEBOOKS_DB_POOL_MAX", 10),
             db_pool_wait_seconds=_int(env, "NOTEBOOKS_DB_POOL_WAIT_SECONDS", 10),
-            db_statement_timeout_seconds=_int(env, "NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS", 30),
+            db_statement_timeout_seconds=_int(
+                env, "NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS", 30, minimum=0
+            ),
             worker_metrics_host=env.get("NOTEBOOKS_WORKER_METRICS_HOST", "127.0.0.1"),
             api_metrics_host=env.get("NOTEBOOKS_API_METRICS_HOST", "127.0.0.1"),
             api_metrics_port=_port_or_off(env, "NOTEBOOKS_API_METRICS_PORT", 8083),

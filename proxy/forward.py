@@ -273,8 +273,14 @@ async def forward_websocket(
             await asyncio.gather(to_up, to_client, watch, return_exceptions=True)
         if stopped in done and stopped.result() == SHUTDOWN:
             ended_by, close_code = SHUTDOWN, SHUTDOWN_CLOSE_CODE
-            await up.close(code=1001)  # going away; Marimo keeps the session for the reconnect
-            await client.close(code=close_code, message=b"server restarting")
+            # Both at once: the browser hears 1012 without waiting on a slow
+            # Marimo; 1001 (going away) upstream, Marimo keeps the session for
+            # the reconnect.
+            await asyncio.gather(
+                client.close(code=close_code, message=b"server restarting"),
+                up.close(code=1001),
+                return_exceptions=True,
+            )
         elif stopped in done:
             ended_by = f"revoked:{stopped.result()}"
             metrics.REVOKED.labels(stopped.result()).inc()

@@ -53,10 +53,12 @@ class Served:
             return
         self._closed = True
         self._server.close()  # no new connections
-        await self.lane.close(grace_seconds)
-        await self.runner.cleanup()  # aiohttp's connections, then the app's resources
-        if self._metrics is not None:
-            await self._metrics.cleanup()
+        try:
+            await self.lane.close(grace_seconds)
+            await self.runner.cleanup()  # aiohttp's connections, then the app's resources
+        finally:
+            if self._metrics is not None:
+                await self._metrics.cleanup()
 
 
 async def start(
@@ -77,14 +79,19 @@ async def start(
     handler = handlers(runner.server, app[PROXY].settings.frame_ancestors)
     lane = Lane(handler, app[PROXY], app[COOKIES], app[CACHE])
     app[BEFORE_SCRAPE].append(lane.tally.flush)
-    metrics = (
-        await serve_metrics(metrics_host, metrics_port, lambda: prepare_scrape(app))
-        if metrics_port is not None
-        else None
-    )
-    server = await asyncio.get_running_loop().create_server(
-        lane, host, port, reuse_address=True, backlog=1024
-    )
+    metrics = None
+    try:
+        if metrics_port is not None:
+            metrics = await serve_metrics(metrics_host, metrics_port, lambda: prepare_scrape(app))
+        server = await asyncio.get_running_loop().create_server(
+            lane, host, port, reuse_address=True, backlog=1024
+        )
+    except BaseException:
+        # A port taken: nothing of this proxy is left listening or open.
+        if metrics is not None:
+            await metrics.cleanup()
+        await runner.cleanup()
+        raise
     return Served(runner, server, lane, metrics)
 
 

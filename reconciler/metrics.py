@@ -58,6 +58,11 @@ PURGED_TABLES = (
     "pgqueuer_log",
     "pgqueuer_statistics",
 )
+EXECUTING_UNKNOWN = Counter(
+    "notebooks_executing_unknown_total",
+    "Observations of a ready Marimo that could not say whether a cell runs"
+    " (its kernel-status probe failed); such a notebook is not stopped as idle.",
+)
 PURGED = Counter(
     "notebooks_rows_purged_total", "Rows the sweep's housekeeping deleted, by table.", ["table"]
 )

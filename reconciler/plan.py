@@ -23,6 +23,9 @@ POLL_SECONDS = 0.05
 # Components the runtime is still tearing down (pods terminating): look again
 # soon, but do not spin against the runtime (a Kubernetes API server).
 TEARDOWN_POLL_SECONDS = 0.5
+# The status message of a notebook whose kernel could not be asked whether a
+# cell runs: shown idle, yet not stopped as idle (the detached timeout bounds it).
+UNKNOWN_ACTIVITY = "activity unknown: the kernel did not answer; not stopped as idle"
 
 
 class Action(StrEnum):
@@ -241,7 +244,7 @@ def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -
     if executing:
         return Plan((), Status.DETACHED, "", executing=True, outcome=_moved(nb, "detached"))
     if unknown:  # last known not executing: shown idle, but not stopped as idle
-        return Plan((), Status.IDLE, "", outcome=_moved(nb, "idle"))
+        return Plan((), Status.IDLE, UNKNOWN_ACTIVITY, outcome=_moved(nb, "idle"))
     # Idle: the timer counts from the last ping, or from when detached work ended.
     if nb.status is Status.DETACHED:
         return Plan((), Status.IDLE, "", touch_last_active=True, outcome="idle")

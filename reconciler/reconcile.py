@@ -29,6 +29,7 @@ from reconciler.db import fetchone
 from reconciler.plan import Action, NotebookState, Plan, failed, plan
 from reconciler.runtime.base import (
     Observation,
+    Phase,
     ResourceSpec,
     Runtime,
     SessionSpec,
@@ -168,6 +169,11 @@ def _recorded(row: dict[str, Any], p: Plan) -> dict[str, Any]:
 async def _pass(deps: Deps, row: dict[str, Any]) -> Result:
     nb = _state(row, deps.presence_window_seconds)
     observed = await deps.runtime.observe(nb.id)
+    if observed.executing is None and observed.marimo.phase is Phase.READY:
+        # Not stopped as idle while this lasts: visible, so that a probe
+        # broken for every notebook (a NetworkPolicy, a token) is noticed.
+        metrics.EXECUTING_UNKNOWN.inc()
+        log.warning("executing_unknown", notebook_id=nb.id)
     now = deps.clock.now()
     return await _carry_out(deps, row, plan(nb, observed, now), observed, now)
 

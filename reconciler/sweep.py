@@ -143,21 +143,28 @@ async def purge_once(
     the next purge); returns the rows deleted per table, or None if another
     worker is purging."""
     purged: dict[str, int] = {}
-    for table, grace in PURGES.items():
-        purged[table] = 0
-        for _ in range(batches):
-            async with pool.connection() as conn, conn.transaction():
-                row = await fetchone(conn, "reconciler_try_purge_lock", {"key": PURGE_LOCK_KEY})
-                if not row or not row["locked"]:
-                    return None
-                cur = await conn.execute(
-                    query(f"reconciler_purge_{table}"), {"before": now - grace, "limit": limit}
-                )
-                deleted = cur.rowcount
-            purged[table] += deleted
-            metrics.PURGED.labels(table).inc(deleted)
-            if deleted < limit:
-                break
+    # One connection holds a session lock across every batch, so that one
+    # purge runs at a time and is never cut short by another's batches.
+    async with pool.connection() as conn:
+        row = await fetchone(conn, "reconciler_try_purge_lock", {"key": PURGE_LOCK_KEY})
+        if not row or not row["locked"]:
+            return None
+        try:
+            for table, grace in PURGES.items():
+                purged[table] = 0
+                for _ in range(batches):
+                    async with conn.transaction():
+                        cur = await conn.execute(
+                            query(f"reconciler_purge_{table}"),
+                            {"before": now - grace, "limit": limit},
+                        )
+                        deleted = cur.rowcount
+                    purged[table] += deleted
+                    metrics.PURGED.labels(table).inc(deleted)
+                    if deleted < limit:
+                        break
+        finally:
+            await conn.execute(query("reconciler_purge_unlock"), {"key": PURGE_LOCK_KEY})
     if any(purged.values()):
         log.info("sweep_purged", **purged)
     return purged

@@ -181,7 +181,9 @@ async def run_worker(
     # worker watches every pod, so the worker holding a job sees the change too.
     announced: dict[str, float] = {}
     loop = asyncio.get_running_loop()
-    tasks = [asyncio.create_task(sweep_loop(pool, settings.sweep_interval_seconds, stop, rt))]
+    tasks = [
+        asyncio.create_task(sweep_loop(pool, settings.sweep_interval_seconds, stop, rt, deps.clock))
+    ]
     run_watch = getattr(rt, "run_watch", None)
     if run_watch is not None:
 

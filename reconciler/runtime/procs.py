@@ -128,27 +128,35 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: i
     return Proc(popen.pid, port, created, str(log), str(cwd), ticks, boot_id())
 
 
-def logging_to(log: Path) -> list[Proc]:
-    """Live process-group leaders whose output goes to `log` (`spawn` makes
-    it their stdout), as records `stop` accepts: how a process is found again
-    when the worker that spawned it died before recording it."""
+def logging_to(log: Path, programs: tuple[str, ...] = ("sail", "marimo")) -> list[Proc]:
+    """Live process-group leaders running one of `programs` whose output goes
+    to `log` (`spawn` makes it their stdout), as records `stop` accepts: how
+    a process is found again when the worker that spawned it died before
+    recording it. Linux (/proc), as the local runtime is."""
     target = str(log)
     found = []
     for pid in psutil.pids():
         try:
             if os.getpgid(pid) != pid:
                 continue
+            ticks = start_ticks(pid)
             if os.readlink(f"/proc/{pid}/fd/1").removesuffix(" (deleted)") != target:
                 continue
             p = psutil.Process(pid)
             argv, cwd, created = p.cmdline(), p.cwd(), p.create_time()
         except (psutil.Error, OSError):
             continue
+        # The same process throughout (its pid not reused meanwhile), and ours:
+        # not, say, something a kernel started in its own session.
+        if ticks is None or start_ticks(pid) != ticks:
+            continue
+        if not any(Path(arg).name in programs for arg in argv[:2]):
+            continue
         try:
             port = int(argv[argv.index("--port") + 1])
         except (ValueError, IndexError):
             port = 0
-        found.append(Proc(pid, port, created, target, cwd, start_ticks(pid), boot_id()))
+        found.append(Proc(pid, port, created, target, cwd, ticks, boot_id()))
     return found
 
 

@@ -5,7 +5,11 @@
 -- caller computes with each table's grace period.
 
 -- name: reconciler_try_purge_lock
-select pg_try_advisory_xact_lock(%(key)s) as locked;
+-- Held by the purging connection until reconciler_purge_unlock (or its end).
+select pg_try_advisory_lock(%(key)s) as locked;
+
+-- name: reconciler_purge_unlock
+select pg_advisory_unlock(%(key)s);
 
 -- name: reconciler_purge_api_tokens
 -- Expired tokens (revoked or not): authenticate nothing, end what they

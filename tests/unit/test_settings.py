@@ -51,3 +51,12 @@ def test_a_bad_metrics_port_is_refused_with_its_variable(bad: str) -> None:
 )
 def test_database_url_required(env: dict[str, str], expected: bool) -> None:
     assert database_url_required(env) is expected
+
+
+def test_statement_timeout_defaults_to_30_s_zero_is_none_negative_refused() -> None:
+    assert Settings.from_env(REQUIRED).db_statement_timeout_seconds == 30
+    off = {**REQUIRED, "NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS": "0"}
+    assert Settings.from_env(off).db_statement_timeout_seconds == 0
+    # A negative value would make every pooled connection fail to configure.
+    with pytest.raises(SettingsError, match="NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS"):
+        Settings.from_env({**REQUIRED, "NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS": "-1"})

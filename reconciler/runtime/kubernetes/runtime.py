@@ -166,6 +166,14 @@ class KubernetesRuntime:
         stale = f"{n.selector(n.notebook_labels(nid))},{n.SESSION}!={spec.session_id}"
         await self.api.delete_matching("Secret", stale)
         todo = objects.session_objects(spec, self.settings)
+        if objects.cluster_mode(spec) and not self.settings.api_server_cidrs:
+            # Its driver creates worker pods through the API server, which
+            # the sessions' egress policies let it reach only when named.
+            log.warning(
+                "k8s_cluster_mode_without_api_server_cidrs",
+                notebook_id=nid,
+                hint="set NOTEBOOKS_K8S_API_SERVER_CIDRS unless the API endpoint is public",
+            )
         pooled = self.pool.enabled and poolable(spec.workload)
         if pooled and not _has_sail(pods, spec.session_id) and await self.pool.claim(spec):
             todo = [o for o in todo if o["metadata"]["labels"].get(n.COMPONENT) != n.SAIL]

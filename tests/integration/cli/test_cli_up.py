@@ -369,6 +369,17 @@ def test_a_taken_port_is_refused_before_anything_starts(stack: Stack, variable: 
     assert not (stack.data_dir / "pg").exists()  # no database was started
 
 
+def test_two_settings_on_one_port_are_refused_before_anything_starts(stack: Stack) -> None:
+    """Each bind alone would succeed; started, one child would crash-loop."""
+    env = {**stack.env, "NOTEBOOKS_API_METRICS_PORT": stack.env["NOTEBOOKS_WORKER_METRICS_PORT"]}
+    done = subprocess.run([NOTEBOOKS, "up"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "NOTEBOOKS_API_METRICS_PORT and NOTEBOOKS_WORKER_METRICS_PORT both name port" in (
+        done.stderr
+    )
+    assert not (stack.data_dir / "pg").exists()  # no database was started
+
+
 def test_admin_without_a_running_stack_starts_and_stops_the_embedded_database(
     stack: Stack,
 ) -> None:

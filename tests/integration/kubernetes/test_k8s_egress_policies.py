@@ -61,3 +61,22 @@ async def test_start_stores_the_egress_policies_and_stop_and_delete_remove_them(
     # removes its policies too: what the reconcile of an orphan calls.
     await kube.runtime().delete("OTHER")
     assert policies(kube) == []
+
+
+async def test_a_cluster_mode_start_without_the_api_server_cidrs_is_logged(kube: Kube) -> None:
+    """Its driver could not reach a private API server: said in the log at
+    each such start, not left for the member to find as a Spark hang."""
+    from structlog.testing import capture_logs
+
+    rt = kube.runtime()
+    with capture_logs() as logs:
+        await rt.ensure_running(spec("NB1", mode="cluster"))
+        await rt.ensure_running(spec("NB2"))  # standalone: nothing to say
+    warned = [e for e in logs if e["event"] == "k8s_cluster_mode_without_api_server_cidrs"]
+    assert [e["notebook_id"] for e in warned] == ["NB1"]
+    assert warned[0]["log_level"] == "warning"
+    with capture_logs() as logs:
+        await kube.runtime(api_server_cidrs=("10.0.0.2/32",)).ensure_running(
+            spec("NB3", mode="cluster")
+        )
+    assert not [e for e in logs if e["event"] == "k8s_cluster_mode_without_api_server_cidrs"]

@@ -1086,3 +1086,25 @@ async def test_active_websockets_gauge_follows_an_open_socket(
     await eventually(back_to_before, "the gauge to return once the socket closed")
     assert await scraped(p, name, mode=other) == before_other
     await eventually(lambda: len(upstream.ws_close_codes) == 1, "upstream's socket to close")
+
+
+async def test_a_taken_port_leaves_nothing_of_the_proxy_listening_or_open(settings) -> None:  # type: ignore[no-untyped-def]
+    """The public port taken: start fails, and the metrics listener it had
+    opened first is closed again, as is the app (its pool)."""
+    import socket
+
+    from proxy.app import POOL, create_app
+    from proxy.serve import start
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    app = create_app(settings)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            await start(app, "127.0.0.1", taken.getsockname()[1], metrics_port=metrics_port)
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", metrics_port))  # free: the metrics listener was closed
+    assert app[POOL].closed

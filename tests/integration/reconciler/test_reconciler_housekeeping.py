@@ -154,3 +154,50 @@ async def test_the_sweep_loop_purges_at_most_once_a_minute(rows, pool, db):
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_one_purge_at_a_time_holding_its_lock_across_batches(
+    rows, pool, db, rsettings, monkeypatch
+):
+    """Another worker's purge (its lock held) makes this one stand aside
+    whole; between two batches of a purge the lock is still held (so no other
+    worker's batches interleave); when done it is released."""
+    import psycopg
+
+    from reconciler import sweep
+
+    clock = FakeClock()
+    member = rows.member
+    first = await _token(db, member, expires_at=clock.now() - 31 * DAY)
+    async with pool.connection() as other:
+        await other.execute("select pg_advisory_lock(%s)", (sweep.PURGE_LOCK_KEY,))
+        try:
+            assert await purge_once(pool, clock.now(), limit=1) is None
+        finally:
+            await other.execute("select pg_advisory_unlock(%s)", (sweep.PURGE_LOCK_KEY,))
+    second = await _token(db, member, expires_at=clock.now() - 31 * DAY)
+
+    free_between_batches: list[bool] = []
+
+    class Counted:
+        """Stands in for the metric, counted between batches: asks, from
+        another session, whether the purge lock is free right then."""
+
+        def labels(self, table: str) -> Counted:
+            return self
+
+        def inc(self, n: int) -> None:
+            with psycopg.connect(rsettings.database_url, autocommit=True) as c:
+                got = c.execute("select pg_try_advisory_lock(%s)", (sweep.PURGE_LOCK_KEY,))
+                free = bool(got.fetchone()[0])
+                if free:
+                    c.execute("select pg_advisory_unlock(%s)", (sweep.PURGE_LOCK_KEY,))
+            free_between_batches.append(free)
+
+    monkeypatch.setattr(sweep.metrics, "PURGED", Counted())
+    done = await purge_once(pool, clock.now(), limit=1)  # batches of one row
+    assert done is not None and done["api_tokens"] == 2
+    assert free_between_batches and not any(free_between_batches)
+    assert not await _ids(db, f"select id from api_tokens where id in ('{first}', '{second}')")
+    monkeypatch.undo()
+    assert await purge_once(pool, clock.now(), limit=1) is not None  # released

@@ -12,10 +12,12 @@ import socket
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 
 from common.clock import FakeClock
 from common.db import open_pool
 from common.settings import Settings
+from reconciler.plan import UNKNOWN_ACTIVITY
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime import probes
 from reconciler.runtime.base import Phase
@@ -57,6 +59,7 @@ async def test_an_unknown_executing_does_not_auto_stop_but_a_dead_marimo_is_repa
         assert observed.marimo.phase is Phase.READY and observed.executing is None
 
         clock.advance(3700)  # past the presence window and the idle timeout (3600 s)
+        unknown_before = REGISTRY.get_sample_value("notebooks_executing_unknown_total") or 0.0
         await reconcile_once(deps, nid)
         row = await rows.get(nid)
         assert (row["status"], row["desired_state"], row["executing"]) == (
@@ -64,6 +67,9 @@ async def test_an_unknown_executing_does_not_auto_stop_but_a_dead_marimo_is_repa
             "running",
             False,
         )
+        # ... and says so, to its member and to the operator.
+        assert row["status_message"] == UNKNOWN_ACTIVITY
+        assert REGISTRY.get_sample_value("notebooks_executing_unknown_total") > unknown_before
 
         # The health path is not blocked: a dead Marimo is restarted.
         os.killpg(observed.runtime_state["marimo_pid"], signal.SIGKILL)  # type: ignore[arg-type]

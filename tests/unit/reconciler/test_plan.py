@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.statuses import Desired, Status
-from reconciler.plan import TEARDOWN_POLL_SECONDS, Action, NotebookState, plan
+from reconciler.plan import TEARDOWN_POLL_SECONDS, UNKNOWN_ACTIVITY, Action, NotebookState, plan
 from reconciler.runtime.base import ABSENT, Component, Observation, Phase
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -261,6 +261,7 @@ def test_an_unknown_executing_never_reads_as_idle_for_the_idle_timeout() -> None
         False,
         False,
     )
+    assert p.status_message == UNKNOWN_ACTIVITY  # said, not silent
     lapsed = plan(
         nb(R, Status.RUNNING, last_seen_at=stale, last_active_at=stale), OBS["unknown"], NOW
     )
