@@ -212,6 +212,42 @@ async def delete_notebook(ctx: Ctx) -> web.Response:
     return no_content()
 
 
+def _notebooks(n: int) -> str:
+    return f"{n} notebook" if n == 1 else f"{n} notebooks"
+
+
+async def check_running_limits(ctx: Ctx, owner_id: str) -> None:
+    """409 running_limit_reached when one more running notebook would pass the
+    owner's or the organization's limit (settings; 0 = none). A start counts
+    against the notebook's owner, whoever presses it: the owner is who the
+    notebook's cost is attributed to (docs/api.md, "Running limits")."""
+    per_member = ctx.settings.max_running_per_member
+    per_org = ctx.settings.max_running_per_org
+    if not per_member and not per_org:
+        return
+    # Serialize with other starts for the same slots, organization first, then
+    # member, so two starts cannot both take the last one. The count is a
+    # later statement, so (read committed) it sees every start committed
+    # before this one got the lock.
+    if per_org:
+        await ctx.run("api_lock_org_for_start", ctx.mine())
+    if per_member:
+        await ctx.run("api_lock_member_for_start", ctx.mine(owner_id=owner_id))
+    counts = await ctx.one("api_running_counts", ctx.mine(owner_id=owner_id))
+    assert counts is not None  # an aggregate always returns one row
+    if per_member and counts["member_running"] >= per_member:
+        who = "You" if owner_id == ctx.me.member_id else "This notebook's owner"
+        raise Conflict(
+            f"{who} may run at most {_notebooks(per_member)} at once; stop one first.",
+            code="running_limit_reached",
+        )
+    if per_org and counts["org_running"] >= per_org:
+        raise Conflict(
+            f"Your organization may run at most {_notebooks(per_org)} at once; stop one first.",
+            code="running_limit_reached",
+        )
+
+
 async def start_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
     await read_body(ctx.request, obj({}))
@@ -221,6 +257,7 @@ async def start_notebook(ctx: Ctx) -> web.Response:
             f"A {row['status']} notebook cannot be started; start works from stopped or failed.",
             code="notebook_not_startable",
         )
+    await check_running_limits(ctx, row["member_id"])
     await ctx.run(
         "api_request_start",
         ctx.mine(

@@ -115,6 +115,10 @@ class Settings:
     proxy_metrics_port: int | None = 8084
     # Pre-started Sail servers per workload shape in the local runtime (0 = off).
     local_warm_pool_size: int = 0
+    # Notebooks that may run at once (starting, running, idle, detached) per
+    # owner and per organization; a start beyond either is a 409 (0 = no limit).
+    max_running_per_member: int = 0
+    max_running_per_org: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -179,4 +183,6 @@ class Settings:
             proxy_metrics_host=env.get("NOTEBOOKS_PROXY_METRICS_HOST", "127.0.0.1"),
             proxy_metrics_port=_port_or_off(env, "NOTEBOOKS_PROXY_METRICS_PORT", 8084),
             local_warm_pool_size=_int(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0),
+            max_running_per_member=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_MEMBER", 0, minimum=0),
+            max_running_per_org=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_ORG", 0, minimum=0),
         )

@@ -87,7 +87,7 @@ select
 -- The notebook with what `member_id` may do to it ('owner', 'org_admin',
 -- 'admin', 'editor', 'viewer'; null = may not see it), locked for the
 -- request's transaction so concurrent start/stop serialize.
-select n.status, n.session_id, n.workload_config_id,
+select n.status, n.session_id, n.workload_config_id, n.member_id,
        case when n.member_id = %(member_id)s then 'owner'
             when %(org_admin)s then 'org_admin'
             else (select case max(case tm.role when 'admin' then 3
@@ -138,6 +138,28 @@ update notebooks
        updated_at = %(now)s,
        updated_by = %(member_id)s
  where id = %(id)s;
+
+-- name: api_lock_org_for_start
+-- Starts under a running limit take the organization's row, then the owner's
+-- (always in that order), before counting: concurrent starts competing for
+-- the same slots wait here for one another. `no key update` does not block
+-- foreign-key checks (key share): a start's own notebook updates, new
+-- notebooks, pings and tokens referring to these rows go on.
+select id from organizations where id = %(org_id)s for no key update;
+
+-- name: api_lock_member_for_start
+select id from members where id = %(owner_id)s for no key update;
+
+-- name: api_running_counts
+-- Notebooks that hold a running slot: desired running and not failed (a
+-- stop, delete or auto-stop moves desired state, and frees it at once).
+select count(*) filter (where member_id = %(owner_id)s) as member_running,
+       count(*) as org_running
+  from notebooks
+ where organization_id = %(org_id)s
+   and deleted_at is null
+   and desired_state = 'running'
+   and status in ('starting', 'running', 'idle', 'detached');
 
 -- name: api_request_stop
 update notebooks

