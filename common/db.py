@@ -4,7 +4,7 @@ also requires for the transactional enqueue)."""
 
 from __future__ import annotations
 
-from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,21 +22,21 @@ async def open_pool(
     or a transaction sit idle, on these connections, so that a request stuck
     behind a lock (or one stuck holding it) gives its connection back."""
 
-    async def configure(conn: AsyncConnection) -> None:
+    if statement_timeout_seconds:
+        # Set at connect, in the startup packet: no statement of its own.
         ms = statement_timeout_seconds * 1000
-        await conn.execute(
-            "select set_config('statement_timeout', %(ms)s, false),"
-            " set_config('idle_in_transaction_session_timeout', %(ms)s, false)",
-            {"ms": str(ms)},
+        given = conninfo_to_dict(dsn).get("options") or ""
+        dsn = make_conninfo(
+            dsn,
+            options=f"{given} -c statement_timeout={ms}"
+            f" -c idle_in_transaction_session_timeout={ms}".strip(),
         )
-
     pool = AsyncConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         timeout=wait_seconds,
         kwargs={"autocommit": True, "row_factory": dict_row},
-        configure=configure if statement_timeout_seconds else None,
         open=False,
     )
     await pool.open(wait=True, timeout=30)
