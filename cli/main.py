@@ -23,7 +23,7 @@ from typing import Any
 from cli import admin
 from cli.database import CliError, database_for
 from common.logging import configure_logging
-from common.settings import Settings, SettingsError
+from common.settings import Settings, SettingsError, port_or_off
 
 
 def _settings(env: dict[str, str]) -> Settings:
@@ -69,12 +69,12 @@ def cmd_api(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def metrics_port(flag: str | None, env: dict[str, str]) -> int | None:
     """--metrics-port, else NOTEBOOKS_WORKER_METRICS_PORT, else 8082; `off` serves none."""
-    raw = (flag or env.get("NOTEBOOKS_WORKER_METRICS_PORT") or "8082").strip().lower()
-    if raw == "off":
-        return None
-    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
-        raise CliError(f"metrics port must be a port number or 'off', got {raw!r}")
-    return int(raw)
+    try:
+        return port_or_off(
+            flag or env.get("NOTEBOOKS_WORKER_METRICS_PORT") or "8082", "metrics port"
+        )
+    except SettingsError as e:
+        raise CliError(str(e)) from None
 
 
 def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:

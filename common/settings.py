@@ -40,14 +40,18 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-def _port_or_off(env: dict[str, str], name: str, default: int) -> int | None:
+def port_or_off(raw: str, what: str) -> int | None:
     """A port number, or None for `off` (nothing listens)."""
-    raw = (env.get(name) or str(default)).strip().lower()
+    raw = raw.strip().lower()
     if raw == "off":
         return None
     if not raw.isdigit() or not 0 <= int(raw) <= 65535:
-        raise SettingsError(f"{name} must be a port number or 'off', got {raw!r}")
+        raise SettingsError(f"{what} must be a port number or 'off', got {raw!r}")
     return int(raw)
+
+
+def _port_or_off(env: dict[str, str], name: str, default: int) -> int | None:
+    return port_or_off(env.get(name) or str(default), name)
 
 
 def database_url_required(env: dict[str, str]) -> bool:

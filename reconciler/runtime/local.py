@@ -150,10 +150,8 @@ class LocalRuntime:
         records = (procs.Proc.from_json(state.get(k)) for k in ("sail", "marimo"))
         known = {p.pid for p in records if p is not None and procs.is_alive(p)}
         for name in ("sail.log", "marimo.log"):
-            for proc in procs.logging_to(self.run_dir(notebook_id) / name):
-                if proc.pid not in known:
-                    log.warning("local_unrecorded_stopped", notebook_id=notebook_id, pid=proc.pid)
-                    await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
+            for pid in await procs.stop_unrecorded(self.run_dir(notebook_id) / name, known):
+                log.warning("local_unrecorded_stopped", notebook_id=notebook_id, pid=pid)
 
     @contextlib.asynccontextmanager
     async def _lock(self, notebook_id: str) -> AsyncIterator[None]:

@@ -247,9 +247,8 @@ class LocalPool:
         the shape's refill lock or in a drain, so no spawn is under way."""
         for mark in directory.glob(f"*{SPAWNING}"):
             wid = mark.name.removesuffix(SPAWNING)
-            for proc in procs.logging_to(directory / f"{wid}.log"):
-                log.warning("local_warm_unrecorded_stopped", pid=proc.pid)
-                await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
+            for pid in await procs.stop_unrecorded(directory / f"{wid}.log"):
+                log.warning("local_warm_unrecorded_stopped", pid=pid)
             (directory / f".{wid}.tmp").unlink(missing_ok=True)
             (directory / f"{wid}.log").unlink(missing_ok=True)
             shutil.rmtree(directory / f"{wid}.d", ignore_errors=True)

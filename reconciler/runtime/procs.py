@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import subprocess
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,6 +159,18 @@ def logging_to(log: Path, programs: tuple[str, ...] = ("sail", "marimo")) -> lis
             port = 0
         found.append(Proc(pid, port, created, target, cwd, ticks, boot_id()))
     return found
+
+
+async def stop_unrecorded(log: Path, recorded: AbstractSet[int] = frozenset()) -> list[int]:
+    """SIGKILL (whole group) what `logging_to(log)` finds whose pid is not in
+    `recorded`: processes a killed worker spawned and never recorded, so
+    nobody's. Returns their pids, for the caller's log line."""
+    stopped = []
+    for proc in logging_to(log):
+        if proc.pid not in recorded:
+            await stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
+            stopped.append(proc.pid)
+    return stopped
 
 
 def same_process(proc: Proc, p: psutil.Process) -> bool:
