@@ -14,7 +14,6 @@ import psycopg
 import structlog
 from aiohttp import web
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import PoolTimeout
 
 from api import metrics
 from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
@@ -23,7 +22,7 @@ from api.markers import Markers
 from api.openapi import build_document
 from api.routes import BASE, OPS
 from common.clock import Clock, SystemClock
-from common.db import open_pool
+from common.db import UNAVAILABLE, open_pool
 from common.logging import configure_logging
 from common.metrics import bound_port, observe_pool, serve_metrics
 from common.notebook_origin import frame_source
@@ -64,7 +63,7 @@ _DATABASE_RETRY: tuple[tuple[tuple[type[BaseException], ...], str, str, str], ..
     ),
     (
         # Every connection busy, or the database unreachable or restarting.
-        (PoolTimeout, psycopg.OperationalError),
+        UNAVAILABLE,
         "database_unavailable",
         "The database is busy or unreachable; retry.",
         "5",

@@ -4,9 +4,15 @@ also requires for the transactional enqueue)."""
 
 from __future__ import annotations
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+# The database cannot serve this request now (every pooled connection busy,
+# unreachable, restarting; psycopg's timeouts and conflicts are among its
+# OperationalErrors): nothing the client did, worth retrying shortly.
+UNAVAILABLE: tuple[type[Exception], ...] = (PoolTimeout, psycopg.OperationalError)
 
 
 async def open_pool(

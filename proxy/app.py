@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import unquote
 
 import aiohttp
-import psycopg
 import structlog
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock, SystemClock
-from common.db import open_pool
+from common.db import UNAVAILABLE, open_pool
 from common.ids import is_valid_id
 from common.metrics import observe_pool
 from common.notebook_origin import notebook_authority
@@ -218,7 +217,7 @@ async def database_unavailable(
     pooled connection busy): a page saying to retry, not aiohttp's bare 500."""
     try:
         return await handler(request)
-    except (PoolTimeout, psycopg.OperationalError) as exc:
+    except UNAVAILABLE as exc:
         log.warning("proxy.database_unavailable", error=str(exc))
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         metrics.REQUESTS.labels("websocket" if websocket else "http", "database_unavailable").inc()

@@ -34,10 +34,9 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 import httptools
-import psycopg
 import structlog
-from psycopg_pool import PoolTimeout
 
+from common.db import UNAVAILABLE
 from common.ids import is_valid_id
 from common.notebook_origin import notebook_authority
 from common.settings import Settings
@@ -447,7 +446,7 @@ class ExpressConnection(asyncio.Protocol):
     async def _route_later(self, admitted: _Admitted) -> None:
         try:
             target = await self.lane.cache.lookup(admitted.session, self._notebook_id)
-        except (PoolTimeout, psycopg.OperationalError) as exc:
+        except UNAVAILABLE as exc:
             # Answered here: handed off, the app would wait for the pool as long again.
             if self.transport is not None:
                 log.warning("proxy.database_unavailable", error=str(exc))

@@ -125,7 +125,7 @@ async def _active(runtime: Runtime | None) -> list[str]:
     if runtime is None:
         return []
     try:
-        return sorted(await runtime.active_ids())
+        return list(await runtime.active_ids())  # the query orders them
     except Exception:
         log.exception("sweep could not list the runtime's notebooks")
         return []

@@ -273,13 +273,9 @@ class LocalPool:
         stopped = 0
         for directory in self.root.glob("*/"):
             await self._stop_unrecorded(directory)
-            stopped += await self._stop_drained(directory)
-            for path, proc in self._entries(directory):
-                if take(path, path.with_suffix(".draining")):  # not claimable any more
-                    await procs.stop(proc, signal.SIGINT, 5, Path(proc.cwd or directory))
-                    path.with_suffix(".draining").unlink(missing_ok=True)
-                    _remove(proc)
-                    stopped += 1
+            for path, _ in self._entries(directory):
+                take(path, path.with_suffix(".draining"))  # not claimable any more
+            stopped += await self._stop_drained(directory)  # those, and any left before
         return stopped
 
     async def close(self) -> None:

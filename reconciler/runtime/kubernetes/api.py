@@ -136,9 +136,13 @@ class KubeApi:
         return True
 
     async def delete_matching(self, kind: str, label_selector: str) -> int:
+        return await self.delete_each(kind, await self.list(kind, label_selector))
+
+    async def delete_each(self, kind: str, objs: list[Obj]) -> int:
+        """Delete these (as listed), skipping those already on their way out."""
         deleted = 0
-        for obj in await self.list(kind, label_selector):
+        for obj in objs:
             if obj["metadata"].get("deletionTimestamp"):
-                continue  # already on its way out
+                continue
             deleted += await self.delete(kind, obj["metadata"]["name"])
         return deleted

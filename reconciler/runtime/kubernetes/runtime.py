@@ -158,11 +158,10 @@ class KubernetesRuntime:
         # the new ones never wait for them). One list of the notebook's pods
         # serves both that and the warm pool's "has this session a Sail?".
         pods = await self._pods(nid)
-        for pod in pods:
-            meta = pod["metadata"]
-            older = (meta.get("labels") or {}).get(n.SESSION) != spec.session_id
-            if older and not meta.get("deletionTimestamp"):
-                await self.api.delete("Pod", meta["name"])
+        older = [
+            p for p in pods if (p["metadata"].get("labels") or {}).get(n.SESSION) != spec.session_id
+        ]
+        await self.api.delete_each("Pod", older)
         stale = f"{n.selector(n.notebook_labels(nid))},{n.SESSION}!={spec.session_id}"
         await self.api.delete_matching("Secret", stale)
         todo = objects.session_objects(spec, self.settings)
