@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api import configs, members, notebook_teams, notebooks, sessions, teams
+from api import configs, history, members, notebook_teams, notebooks, sessions, teams
 from api.context import Handler
 from api.validation import Schema, obj
 
@@ -53,6 +53,9 @@ OPS: list[Op] = [
     Op("POST", NB + "/{id}/ping", sessions.ping_notebook,
        "Record that the caller has the notebook open", 204, None, body=EMPTY,
        errors=(409, 415)),
+    Op("GET", NB + "/{id}/events", history.list_notebook_events,
+       "List a notebook's status changes, newest first", 200, "NotebookEventList",
+       paginated=True),
     Op("GET", NB + "/{id}/teams", notebook_teams.list_notebook_teams,
        "List the teams a notebook is shared with", 200, "TeamList", paginated=True),
     Op("POST", NB + "/{id}/teams", notebook_teams.add_notebook_teams,

@@ -256,7 +256,10 @@ export const listView = {
 
 // ---- one notebook --------------------------------------------------------
 
-const detail = { id: null, poller: null, nb: null, admin: undefined };
+const detail = { id: null, poller: null, nb: null, admin: undefined, historyKey: null };
+
+// The history shows the latest changes; the API pages the rest.
+const HISTORY_SHOWN = 20;
 
 function fact(term, ...value) {
   return [h("dt", { text: term }), h("dd", {}, ...value)];
@@ -289,6 +292,12 @@ async function refreshDetail() {
   };
   const actions = $("#nb-actions");
   preserveFocus(actions, () => actions.replaceChildren(...actionButtons(nb, ctx)));
+  // The history is read again only when the status (or its message) moved.
+  const historyKey = `${nb.status}|${nb.statusMessage || ""}`;
+  if (detail.historyKey !== historyKey) {
+    detail.historyKey = historyKey;
+    refreshHistory();
+  }
   // Sharing controls only for who may share (first load, or access changed).
   const admin = canAdminister(nb);
   if (detail.admin !== admin) {
@@ -358,6 +367,43 @@ async function refreshTeams() {
   }
 }
 
+function actorLabel(actor) {
+  return actor === "reconciler" ? "the platform" : memberLabel(actor);
+}
+
+async function refreshHistory() {
+  const errorEl = $("#history-error");
+  const id = detail.id;
+  let page;
+  try {
+    page = await api.notebookEvents(id, HISTORY_SHOWN);
+  } catch (err) {
+    showError(errorEl, err, "Could not load the history");
+    detail.historyKey = null; // try again on the next poll
+    return;
+  }
+  if (id !== detail.id) return; // left for another notebook meanwhile
+  showError(errorEl, null);
+  $("#nb-history").replaceChildren(
+    ...(page.items.length
+      ? page.items.map((e) =>
+          h(
+            "li",
+            { dataset: { eventId: e.id } },
+            formatTime(e.createdAt),
+            " ",
+            statusBadge(e.toStatus),
+            h("span", { class: "history-reason", text: e.reason ? ` ${e.reason}` : "" }),
+            h("span", { class: "muted small", text: ` · ${actorLabel(e.actor)}` }),
+          ),
+        )
+      : [h("li", { class: "muted", text: "No status changes yet." })]),
+  );
+  const more = $("#history-more");
+  more.hidden = page.total <= page.items.length;
+  more.textContent = `The latest ${page.items.length} of ${page.total} changes.`;
+}
+
 async function removeTeam(teamId) {
   const errorEl = $("#teams-error");
   showError(errorEl, null);
@@ -382,7 +428,10 @@ export const detailView = {
     detail.admin = undefined;
     // Nothing of the notebook shown before stays while this one loads.
     $("#nb-title").textContent = "Notebook";
-    for (const sel of ["#nb-status", "#nb-actions", "#nb-facts", "#nb-teams"]) $(sel).replaceChildren();
+    detail.historyKey = null;
+    showError($("#history-error"), null);
+    $("#history-more").hidden = true;
+    for (const sel of ["#nb-status", "#nb-actions", "#nb-facts", "#nb-teams", "#nb-history"]) $(sel).replaceChildren();
     for (const sel of ["#nb-message", "#nb-description"]) $(sel).textContent = "";
     $("#add-team-form").hidden = true;
     $("#teams-readonly").hidden = true;

@@ -201,3 +201,37 @@ update notebooks set last_active_at = %(now)s
 -- transaction, then sees the notebook and answers workload_config_in_use.
 select id from workload_configs where id = %(id)s and organization_id = %(org_id)s
    for key share;
+
+-- name: api_notebook_events
+-- One page of a notebook's history (its status changes), newest first, keyset
+-- on the event id; `visible` is false when `member_id` may not see the
+-- notebook (then nothing else is read). Fetches limit + 1 like the lists.
+with nb as (
+    select n.id
+      from notebooks n
+     where n.id = %(notebook_id)s and n.organization_id = %(org_id)s and n.deleted_at is null
+       and (%(see_all)s
+            or n.member_id = %(member_id)s
+            or exists (select 1
+                         from notebook_teams nt
+                         join team_memberships tm on tm.team_id = nt.team_id
+                        where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+), keys as (
+    select e.*, row_number() over (order by e.id desc) as rn
+      from notebook_events e
+      join nb on nb.id = e.notebook_id
+     where %(after_id)s::bigint is null or e.id < %(after_id)s::bigint
+     order by e.id desc
+     limit %(fetch)s
+), rows as (select * from keys where rn <= %(limit)s)
+select
+    exists (select 1 from nb) as visible,
+    (select count(*) from notebook_events e join nb on nb.id = e.notebook_id) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select id::text from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'id', r.id::text, 'notebookId', r.notebook_id,
+        'fromStatus', r.from_status, 'toStatus', r.to_status,
+        'reason', r.reason, 'actor', r.actor, 'createdAt', r.created_at
+    ) order by r.rn) from rows r), '[]')::text as items;

@@ -211,6 +211,13 @@ def test_paste_token_create_start_open_run_spark_stop(
     code, described = stack.call("GET", f"/workloads/notebooks/{nb_id}")
     assert code == 200
     assert described["included"]["notebooks"][0]["status"] == "stopped"
+
+    # Its history, newest first: the stop, who asked for it, what the platform did.
+    history = page.locator("#nb-history li")
+    history.first.locator(".status-stopped").wait_for(timeout=15_000)
+    changes = history.all_inner_texts()
+    assert any("Stop requested" in c and "you" in c for c in changes), changes
+    assert any("the platform" in c for c in changes), changes
     page.close()
 
 

@@ -1,0 +1,151 @@
+"""A notebook's history (GET /workloads/notebooks/{id}/events): every status
+change with its reason and actor, newest first, to whoever may see the
+notebook, paginated with markers of the caller's and the notebook's own."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient
+from api_factories import Factory, Member, World, body_of
+
+from sql import query
+
+NB = "/api/v1/workloads/notebooks"
+
+
+def record(factory: Factory, world: World, notebook: str, to: str, reason: str) -> None:
+    """An event as the reconciler's set_status writes it."""
+    factory.conn.execute(
+        "insert into notebook_events (notebook_id, organization_id, from_status, to_status,"
+        " reason, actor, created_at) values (%s, %s, null, %s, %s, 'reconciler', %s)",
+        (notebook, world.org, to, reason, factory.clock.now()),
+    )
+
+
+def reconciler_sets(factory: Factory, notebook: str, status: str, reason: str) -> None:
+    """A status change by the workers, through the query they use."""
+    factory.conn.execute(
+        query("set_status"),
+        {
+            "id": notebook,
+            "status": status,
+            "status_message": reason,
+            "actor": "reconciler",
+            "now": factory.clock.now(),
+        },
+    )
+
+
+async def history(client: TestClient, who: Member, notebook: str, query: str = "") -> dict:
+    resp = await client.get(f"{NB}/{notebook}/events{query}", headers=who.auth)
+    assert resp.status == 200, await resp.text()
+    return await body_of(resp)
+
+
+async def test_start_and_stop_are_listed_newest_first_with_reason_and_actor(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    assert (await history(client, world.owner, world.notebook)) == {"total": 0, "items": []}
+    url = f"{NB}/{world.notebook}"
+    assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
+    factory.clock.advance(5)
+    reconciler_sets(factory, world.notebook, "running", "Sail and Marimo are healthy")
+    factory.clock.advance(5)
+    assert (await client.post(f"{url}/stop", headers=world.editor.auth)).status == 202
+
+    body = await history(client, world.owner, world.notebook)
+    assert body["total"] == 3 and "marker" not in body
+    stop, running, start = body["items"]
+    assert stop["fromStatus"] == "running" and stop["toStatus"] == "stopping"
+    assert stop["actor"] == world.editor.id and stop["reason"] == "Stop requested"
+    assert running["actor"] == "reconciler" and running["reason"] == "Sail and Marimo are healthy"
+    assert start == {
+        "id": start["id"],
+        "notebookId": world.notebook,
+        "fromStatus": "stopped",
+        "toStatus": "starting",
+        "reason": "Start requested",
+        "actor": world.owner.id,
+        "createdAt": "2026-11-01T12:00:00+00:00",
+    }
+    assert int(stop["id"]) > int(running["id"]) > int(start["id"])
+
+
+async def test_whoever_may_see_the_notebook_reads_its_history_and_nobody_else(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    record(factory, world, world.notebook, "starting", "Start requested")
+    for who in (world.owner, world.admin, world.team_admin, world.editor, world.viewer):
+        assert (await history(client, who, world.notebook))["total"] == 1, who
+    for who in (world.outsider, world.stranger):
+        resp = await client.get(f"{NB}/{world.notebook}/events", headers=who.auth)
+        assert resp.status == 404 and (await body_of(resp))["code"] == "not_found"
+    resp = await client.get(f"{NB}/{world.notebook}/events")
+    assert resp.status == 401
+    # Unsharing the team ends its members' reading at once.
+    await client.delete(f"{NB}/{world.notebook}/teams/{world.team}", headers=world.owner.auth)
+    resp = await client.get(f"{NB}/{world.notebook}/events", headers=world.viewer.auth)
+    assert resp.status == 404
+
+
+async def test_a_deleted_notebook_has_no_history_in_the_api_though_its_events_are_kept(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    record(factory, world, world.notebook, "starting", "Start requested")
+    assert (await client.delete(f"{NB}/{world.notebook}", headers=world.owner.auth)).status == 204
+    resp = await client.get(f"{NB}/{world.notebook}/events", headers=world.owner.auth)
+    assert resp.status == 404
+    kept = "select count(*) from notebook_events where notebook_id = %s"
+    assert factory.value(kept, world.notebook) == 1
+
+
+async def test_pages_walk_the_whole_history_and_only_this_notebooks(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    other = factory.notebook(world.owner, world.config)
+    for i in range(7):
+        factory.clock.advance(1)
+        record(factory, world, world.notebook, "starting", f"step {i}")
+        record(factory, world, other, "starting", f"other {i}")
+    reasons: list[str] = []
+    query = "?limit=3"
+    while True:
+        body = await history(client, world.owner, world.notebook, query)
+        assert body["total"] == 7 and len(body["items"]) <= 3
+        reasons += [e["reason"] for e in body["items"]]
+        if "marker" not in body:
+            break
+        query = f"?limit=3&marker={body['marker']}"
+    assert reasons == [f"step {i}" for i in reversed(range(7))]
+    counted = await history(client, world.owner, world.notebook, "?limit=0")
+    assert counted["total"] == 7 and counted["items"] == []
+
+
+async def test_bad_limits_and_markers_are_refused_with_the_field_named(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    other = factory.notebook(world.owner, world.config, teams=(world.team,))
+    for nb in (world.notebook, other):
+        record(factory, world, nb, "starting", "a")
+        record(factory, world, nb, "starting", "b")
+    mine = (await history(client, world.owner, world.notebook, "?limit=1"))["marker"]
+    others = (await history(client, world.owner, other, "?limit=1"))["marker"]
+    editors = (await history(client, world.editor, world.notebook, "?limit=1"))["marker"]
+    assert (await history(client, world.owner, world.notebook, f"?limit=1&marker={mine}"))["items"][
+        0
+    ]["reason"] == "a"
+    cases = [
+        ("?limit=101", "out_of_range", "limit"),
+        ("?limit=-1", "out_of_range", "limit"),
+        ("?limit=x", "out_of_range", "limit"),
+        ("?marker=garbage", "invalid_marker", "marker"),
+        (f"?marker={others}", "invalid_marker", "marker"),  # another notebook's
+        (f"?marker={editors}", "invalid_marker", "marker"),  # another member's
+    ]
+    for asked, code, field in cases:
+        resp = await client.get(f"{NB}/{world.notebook}/events{asked}", headers=world.owner.auth)
+        problem = await body_of(resp)
+        assert resp.status == 400, asked
+        assert resp.content_type == "application/problem+json"
+        assert (problem["code"], problem["field"]) == (code, field), asked
+    resp = await client.get(f"{NB}/not-an-id/events", headers=world.owner.auth)
+    assert resp.status == 400 and (await body_of(resp))["field"] == "id"
