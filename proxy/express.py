@@ -61,10 +61,12 @@ PREFIX = b"/notebooks/"
 # alive upstream connection that died before answering): past this the
 # request is not replayed and the client gets a 502.
 MAX_REPLAY = 64 * 1024
-MAX_HEAD = 1024 * 1024  # a request head larger than this is not a browser's
-# A connection with nothing in flight (idle, or a request head still
-# trickling in) is closed after this long without a byte: aiohttp's
-# keep-alive time, and a bound on slow-header clients.
+# A request head larger than this is not a browser's (aiohttp refuses any
+# header line over 8190 bytes); it bounds what an unjudged connection holds.
+MAX_HEAD = 64 * 1024
+# An idle connection is closed after this long without a byte (aiohttp's
+# keep-alive time); a request head must arrive whole within it, however
+# slowly its bytes trickle (slow-header clients hold nothing for long).
 QUIET_SECONDS = 75.0
 
 _IDLE, _REQUEST, _RESPONDING = range(3)
@@ -82,6 +84,7 @@ class _KnownRequest(NamedTuple):
     address: Address
     head: bytes  # its upstream form
     keep_alive: bool
+    http11: bool  # the client's version, which frames the response
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ class ExpressConnection(asyncio.Protocol):
         self._parser_stopped = False
         self._handing_off = False
         self._last_active = time.monotonic()
+        self._head_started = 0.0  # when the current request's first byte came
         self._paused: set[str] = set()
         self._client_full = False  # our writes to the client are backed up
         self._raw: list[bytes] | None = None  # this request's bytes, for a hand-off
@@ -196,6 +200,8 @@ class ExpressConnection(asyncio.Protocol):
         self._responded = False
         self._started = 0.0
         self._keep_alive = True
+        self._http11 = True
+        self._headers_done = False  # later header lines are trailers
         self._candidate: _KnownRequest | None = None  # this request, to remember
 
     @property
@@ -207,7 +213,11 @@ class ExpressConnection(asyncio.Protocol):
         since `cutoff`. Requests waiting on the database or on upstream, and
         bodies being relayed, are not quiet: they end on their own."""
         waiting = self._up is not None or bool(self._paused) or self._state == _RESPONDING
-        return not waiting and self._last_active < cutoff
+        if waiting:
+            return False
+        if self._state == _REQUEST:  # a head arriving: timed from its first byte
+            return self._head_started < cutoff
+        return self._last_active < cutoff
 
     def close(self) -> None:
         if self.transport is not None:
@@ -234,6 +244,7 @@ class ExpressConnection(asyncio.Protocol):
             return
         if self._state == _IDLE:
             self._raw, self._raw_size = [data], len(data)
+            self._head_started = self._last_active
         elif self._raw is not None:
             self._raw.append(data)
             self._raw_size += len(data)
@@ -253,7 +264,7 @@ class ExpressConnection(asyncio.Protocol):
         else:
             if self._candidate is not None and self._state == _RESPONDING and self._raw == [data]:
                 self._remember(data, self._candidate)
-            elif self._state == _REQUEST and self._up is None and self._raw_size > MAX_HEAD:
+            elif self._state == _REQUEST and not self._headers_done and self._raw_size > MAX_HEAD:
                 self._abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -284,14 +295,18 @@ class ExpressConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers_done:
+            return  # a chunked body's trailer: never sent upstream as a header
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        self._headers_done = True
         admitted = self._admit()
         if admitted is None:
             self._handing_off = True
             raise _Stop
         self._keep_alive = self._parser.should_keep_alive()
+        self._http11 = self._parser.get_http_version() == "1.1"
         found, target = self.lane.cache.peek(admitted.session, self._notebook_id)
         if found:
             if not self._route(admitted, target):
@@ -400,7 +415,9 @@ class ExpressConnection(asyncio.Protocol):
         head = self._request_head(admitted, target, address)
         if not self._chunked_up and self._raw is not None and len(self._raw) == 1:
             # The head came in one read: remembered if it was the whole request.
-            self._candidate = _KnownRequest(session, target, address, head, self._keep_alive)
+            self._candidate = _KnownRequest(
+                session, target, address, head, self._keep_alive, self._http11
+            )
         up = lane.pool.take(address)
         if up is not None:
             self._start(up, session, head)
@@ -438,6 +455,7 @@ class ExpressConnection(asyncio.Protocol):
             return False  # the parsing path connects
         self._raw, self._raw_size = [data], len(data)
         self._keep_alive = known.keep_alive
+        self._http11 = known.http11
         self._state = _RESPONDING
         lane.known_requests += 1
         self._start(up, session, known.head)
@@ -544,7 +562,7 @@ class ExpressConnection(asyncio.Protocol):
         names = {name.lower() for name, _ in headers}
         has_length = "content-length" in names
         if not has_length and status not in (204, 304):
-            if self._parser.get_http_version() == "1.1":
+            if self._http11:
                 self._chunked_down = True
                 pairs.append(("Transfer-Encoding", "chunked"))
             else:

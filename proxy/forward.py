@@ -145,6 +145,11 @@ async def forward_http(
             return pages.bad_gateway()
         upstream.append(up)
         metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - started)
+        if revoked:  # access ended while Marimo was answering: none of it is sent
+            up.close()
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=403)
         async with up:
             response_class = (
                 _CoalescedResponse if "Content-Length" in up.headers else web.StreamResponse
@@ -215,9 +220,7 @@ async def forward_websocket(
         if viewer_main:
             first = await _first_message(up)
             if first is not None and no_session(first):  # nobody has opened it: viewer_session
-                opener = _upstream_url(
-                    target, request, opener_query(request.query_string), websocket=True
-                )
+                opener = _upstream_url(target, request, opener_query(), websocket=True)
                 await open_session(proxy.client, opener, headers, FIRST_MESSAGE_SECONDS)
                 up = await connect()
                 first = await _first_message(up)

@@ -54,13 +54,20 @@ _RESPONSE_DROP = frozenset({"server", "x-powered-by", "x-content-type-options", 
 _SESSION_ID = SESSION_ID_HEADER.lower()
 
 
+# Never dropped for being named in `Connection`: the message's framing. A
+# `Connection: Content-Length` that took it away would leave the body bytes
+# the express lane relays as they came to be read upstream as a request of
+# their own (smuggled past the policy), or a response without its length.
+_FRAMING = frozenset({"content-length"})
+
+
 def connection_tokens(headers: Sequence[tuple[str, str]]) -> set[str]:
-    """Header names listed in `Connection` are hop-by-hop too."""
+    """Header names listed in `Connection` are hop-by-hop too (its framing aside)."""
     out: set[str] = set()
     for key, value in headers:
         if key.lower() == "connection":
             out.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return out
+    return out - _FRAMING
 
 
 def cookie_value(cookie_header: str, name: str) -> str:
@@ -76,14 +83,28 @@ def cookie_value(cookie_header: str, name: str) -> str:
     return ""
 
 
+def marimo_cookie(name: str) -> bool:
+    """Marimo's own login cookie: `session`, `session_<port>` or
+    `session_<port>_<base url>` (marimo/_server/api/auth.py). It is worth
+    Marimo's token for 14 days and outlives the member's access, so it never
+    reaches a browser; the proxy authenticates every request with the token."""
+    return name == "session" or name.startswith("session_")
+
+
 def strip_cookie(cookie_header: str, name: str) -> str:
-    """Remove our session cookie from a `Cookie` header, keep the others."""
-    kept = [
-        part.strip()
-        for part in cookie_header.split(";")
-        if part.strip() and part.strip().split("=", 1)[0].strip() != name
-    ]
+    """Remove our session cookie (and any of Marimo's) from a `Cookie`
+    header, keep the others."""
+    kept = []
+    for part in cookie_header.split(";"):
+        part = part.strip()
+        key = part.split("=", 1)[0].strip()
+        if part and key != name and not marimo_cookie(key):
+            kept.append(part)
     return "; ".join(kept)
+
+
+def _set_cookie_name(value: str) -> str:
+    return value.split("=", 1)[0].strip()
 
 
 def request_pairs(
@@ -128,7 +149,15 @@ def request_pairs(
 
 def response_pairs(upstream: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     drop = HOP_BY_HOP | _RESPONSE_DROP | connection_tokens(upstream)
-    return [(key, value) for key, value in upstream if key.lower() not in drop]
+    out = []
+    for key, value in upstream:
+        lower = key.lower()
+        if lower in drop:
+            continue
+        if lower == "set-cookie" and marimo_cookie(_set_cookie_name(value)):
+            continue
+        out.append((key, value))
+    return out
 
 
 def upstream_request_headers(incoming: CIMultiDictProxy[str], **kwargs: Any) -> CIMultiDict[str]:

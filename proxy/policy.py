@@ -108,11 +108,12 @@ def viewer_session_id(session_id: str) -> str:
 
 def force_kiosk(query_string: str) -> str:
     """A viewer's `/ws` always asks Marimo for a kiosk (read-only) consumer,
-    under a session id that cannot be an editor's."""
+    under a session id that cannot be an editor's, and with nothing else: a
+    `file` key could name another (new) file of Marimo's to attach to."""
     pairs = [
-        (k, viewer_session_id(v) if k == SESSION_ID_PARAM else v)
+        (k, viewer_session_id(v))
         for k, v in parse_qsl(query_string, keep_blank_values=True)
-        if k != "kiosk"
+        if k == SESSION_ID_PARAM
     ]
     pairs.append(("kiosk", "true"))
     return urlencode(pairs)

@@ -142,6 +142,10 @@ class UpstreamConnection(asyncio.Protocol):
     # llhttp callbacks
 
     def on_message_begin(self) -> None:
+        if self.relay is None:
+            # A response nobody asked for (bytes past the last one, or on an
+            # idle connection): this connection's framing is not to be trusted.
+            self._fail(None)
         self._in_message = True
         self._headers = []
         self._reason = b""

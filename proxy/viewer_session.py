@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import WSMsgType
@@ -32,16 +32,13 @@ def no_session(msg: aiohttp.WSMessage) -> bool:
     return msg.type == WSMsgType.CLOSE and msg.extra == NO_SESSION
 
 
-def opener_query(query_string: str) -> str:
-    """The viewer's `/ws` query as an editor's page would send it: not a
-    kiosk, under a session id of the proxy's (the `file` key, if any, kept)."""
-    pairs = [
-        (k, v)
-        for k, v in parse_qsl(query_string, keep_blank_values=True)
-        if k not in ("kiosk", SESSION_ID_PARAM)
-    ]
-    pairs.append((SESSION_ID_PARAM, OPENER_PREFIX + secrets.token_hex(8)))
-    return urlencode(pairs)
+def opener_query() -> str:
+    """The `/ws` query an editor's page opens the notebook's session with,
+    under a session id of the proxy's. Nothing of the viewer's query is kept:
+    its `file` could name a new file (a session and a kernel each, as many as
+    asked), and any other key would become the session's `mo.query_params()`.
+    Marimo serves one file; without `file` it takes that one."""
+    return urlencode([(SESSION_ID_PARAM, OPENER_PREFIX + secrets.token_hex(8))])
 
 
 async def open_session(

@@ -76,6 +76,7 @@ class Upstream:
         app.router.add_get(BASE + "/die-length", self.die_length)
         app.router.add_get(BASE + "/die-chunked", self.die_chunked)
         app.router.add_get(BASE + "/slow", self.slow)
+        app.router.add_get(BASE + "/slow-stream", self.slow_stream)
         return app
 
     @web.middleware
@@ -155,6 +156,15 @@ class Upstream:
         self.slow_started.set()
         await asyncio.wait_for(self.slow_release.wait(), TIMEOUT)
         return web.Response(text="finally")
+
+    async def slow_stream(self, request: web.Request) -> web.StreamResponse:
+        self.slow_started.set()
+        await asyncio.wait_for(self.slow_release.wait(), TIMEOUT)
+        resp = web.StreamResponse()  # no Content-Length: its head is sent at once
+        await resp.prepare(request)
+        if request.method != "HEAD":
+            await resp.write(b"late")
+        return resp
 
     async def die_chunked(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
@@ -1158,3 +1168,168 @@ async def test_lane_request_bodies_are_in_the_scrape(express) -> None:  # type: 
     ):
         assert (await resp.json())["length"] == 1000
     assert await to_upstream() - before == 1000
+
+
+# Framing: no request or response is ever read two ways (request smuggling)
+
+
+async def test_content_length_named_in_connection_cannot_smuggle_a_request(express) -> None:  # type: ignore[no-untyped-def]
+    """A viewer's allowed GET whose body is a whole request Marimo would run,
+    with `Connection: Content-Length`: the body stays the GET's body
+    upstream, never a request of its own past the view policy."""
+    upstream, p = express
+    cookie = await p.cookie(p.world.viewer, "view")
+    smuggled = f"POST {BASE}/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nrun".encode()
+    request = request_bytes(
+        p,
+        "GET",
+        f"{BASE}/echo",
+        cookie=cookie,
+        headers=(("Connection", "keep-alive, Content-Length"),),
+        body=smuggled,
+    )
+    async with connection(p) as (reader, writer):
+        seen_before = len(upstream.seen)
+        writer.write(request)
+        answer = await read_response(reader)
+        assert answer.status == 200
+        assert answer.json()["headers"]["content-length"] == str(len(smuggled))
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?after", cookie=cookie))
+        assert (await read_response(reader)).json()["path_qs"] == f"{BASE}/echo?after"
+    assert [(s.method, s.path_qs) for s in upstream.seen[seen_before:]] == [
+        ("GET", f"{BASE}/echo"),
+        ("GET", f"{BASE}/echo?after"),
+    ]
+
+
+async def test_an_upstream_content_length_named_in_connection_still_frames_the_answer(
+    canned,
+) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = canned
+    cookie = await p.cookie(p.world.owner)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, Content-Length\r\n\r\n"
+    upstream.scripts = [[head + b"hello"], [CANNED_HEAD + b"again"]]
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/a", cookie=cookie))
+        answer = await read_response(reader)
+        assert answer.headers["Content-Length"] == "5" and answer.body == b"hello"
+        writer.write(request_bytes(p, "GET", f"{BASE}/b", cookie=cookie))
+        assert (await read_response(reader)).body == b"again"
+
+
+async def test_an_upstream_connection_that_sends_an_unasked_response_is_not_reused(canned) -> None:  # type: ignore[no-untyped-def]
+    """Bytes past a response are a response nobody asked for: kept, they
+    would answer the next member's request."""
+    upstream, p = canned
+    cookie = await p.cookie(p.world.owner)
+    unasked = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
+    upstream.scripts = [[CANNED_HEAD + b"hello" + unasked], [CANNED_HEAD + b"right"]]
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/a", cookie=cookie))
+        assert (await read_response(reader)).body == b"hello"
+        writer.write(request_bytes(p, "GET", f"{BASE}/b", cookie=cookie))
+        assert (await read_response(reader)).body == b"right"
+    assert upstream.connections == 2
+
+
+async def test_request_trailers_never_reach_upstream_as_headers(express) -> None:  # type: ignore[no-untyped-def]
+    """A chunked body's trailer on a request whose access was not cached
+    (its upstream head is built after the body was parsed)."""
+    upstream, p = express
+    cookie = await p.cookie(p.world.owner)
+    p.server.lane.cache.invalidate("*")  # the access is looked up after the body arrived
+    head = request_bytes(
+        p, "POST", f"{BASE}/upload", cookie=cookie, headers=(("Transfer-Encoding", "chunked"),)
+    )
+    async with connection(p) as (reader, writer):
+        writer.write(head + b"3\r\nabc\r\n0\r\nX-Trailer: sneaked\r\n\r\n")
+        answer = await read_response(reader)
+        assert answer.status == 200 and answer.json()["body"] == "abc"
+    assert "X-Trailer" not in upstream.seen[-1].headers
+
+
+async def test_a_known_http10_request_is_answered_as_http10(canned) -> None:  # type: ignore[no-untyped-def]
+    """A remembered HTTP/1.0 request repeated after an HTTP/1.1 one: an answer
+    without a length is delimited by the close, never chunked at it."""
+    upstream, p = canned
+    cookie = await p.cookie(p.world.owner)
+    old = request_bytes(
+        p,
+        "GET",
+        f"{BASE}/old",
+        cookie=cookie,
+        version="1.0",
+        headers=(("Connection", "keep-alive"),),
+    )
+    no_length = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nthird\r\n0\r\n\r\n"
+    upstream.scripts = [[CANNED_HEAD + b"first"], [CANNED_HEAD + b"newer"], [no_length]]
+    async with connection(p) as (reader, writer):
+        writer.write(old)
+        assert (await read_response(reader)).body == b"first"
+        writer.write(request_bytes(p, "GET", f"{BASE}/new", cookie=cookie))
+        assert (await read_response(reader)).body == b"newer"
+        before = known_requests(p)
+        writer.write(old)
+        answer = await read_response(reader)
+        assert known_requests(p) - before == 1
+        assert "Transfer-Encoding" not in answer.headers and answer.body == b"third"
+
+
+async def test_an_absolute_form_request_is_refused_and_never_reaches_upstream(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await p.cookie(p.world.owner)
+    target = f"http://127.0.0.1:{p.server.port}{BASE}/echo"
+    seen_before = len(upstream.seen)
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", target, cookie=cookie))
+        assert (await read_response(reader)).status == 400
+    assert len(upstream.seen) == seen_before
+
+
+async def test_a_request_head_past_64_kib_closes_the_connection(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    async with connection(p) as (reader, writer):
+        writer.write(f"GET {BASE}/echo HTTP/1.1\r\nX-Big: ".encode() + b"a" * (65 * 1024))
+        assert await rest(reader) == b""  # never finished, never answered: closed
+
+
+async def test_a_head_trickling_in_is_closed_however_often_a_byte_comes(express) -> None:  # type: ignore[no-untyped-def]
+    _, p = express
+    p.server.lane.quiet_seconds = 0.5
+    async with connection(p) as (reader, writer):
+        writer.write(f"GET {BASE}/echo HTTP/1.1\r\n".encode())
+        closed = asyncio.ensure_future(reader.read())
+        for _ in range(int(TIMEOUT / 0.1)):
+            if closed.done():
+                break
+            writer.write(b"X")  # a byte every 0.1 s: never quiet for 0.5 s
+            await asyncio.sleep(0.1)
+        assert closed.done()
+        with contextlib.suppress(ConnectionResetError):  # (a byte written after the close)
+            assert closed.result() == b""
+
+
+async def test_revoking_access_before_the_answer_of_a_handed_off_request_sends_none_of_it(
+    express,  # type: ignore[no-untyped-def]
+) -> None:
+    upstream, p = express
+    await wait_listening(p)
+    cookie = await p.cookie(p.world.editor)
+    # HEAD is handed off to the app, whose forward_http waits for the answer
+    # (a streamed one, whose head the app would send at once).
+    request = request_bytes(p, "HEAD", f"{BASE}/slow-stream", cookie=cookie)
+    async with connection(p) as (reader, writer):
+        writer.write(request)
+        await asyncio.wait_for(upstream.slow_started.wait(), TIMEOUT)
+        revoked = metrics.REVOKED.labels("access")._value.get()
+        sql(
+            p.settings.database_url,
+            "delete from team_memberships where member_id = %s",
+            (p.world.editor,),
+        )
+        for _ in range(int(TIMEOUT / 0.05)):
+            if metrics.REVOKED.labels("access")._value.get() > revoked:
+                break
+            await asyncio.sleep(0.05)
+        upstream.slow_release.set()
+        assert await rest(reader) == b""  # closed, no answer

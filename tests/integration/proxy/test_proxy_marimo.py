@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from proxy_helpers import ProxyUnderTest, insert_world, serve_proxy, sql, wait_listening
 
+from proxy.cookie import COOKIE_NAME
 from proxy.policy import VIEW_GET_API, VIEW_GET_OPEN, VIEW_POST_API, WEBSOCKETS
 from proxy.policy_routes import marimo_middleware_paths, marimo_routes
 
@@ -67,6 +68,9 @@ async def test_editor_loads_connects_and_runs_a_cell(proxy: ProxyUnderTest) -> N
                 assert resp.status == 200, await resp.text()
             outputs = await _cell_outputs(ws, cell, until=">42<")
             assert any(">42<" in o for o in outputs), outputs
+        # Marimo sets its login cookie (worth its token) on answers to the
+        # proxy's Bearer requests: none of it reaches the browser.
+        assert [c.key for c in editor.cookie_jar] == [COOKIE_NAME]
     finally:
         await editor.close()
 

@@ -11,6 +11,8 @@ from proxy.cookie import ProxySession, seal, unseal
 from proxy.headers import (
     cookie_value,
     downstream_response_headers,
+    request_pairs,
+    response_pairs,
     security_headers,
     strip_cookie,
     upstream_request_headers,
@@ -94,6 +96,43 @@ def test_downstream_headers_hide_the_upstream() -> None:
     ]
     assert security_headers("https://app.example")["Content-Security-Policy"] == (
         "frame-ancestors https://app.example"
+    )
+
+
+def test_content_length_named_in_connection_is_kept_both_ways() -> None:
+    """`Connection: Content-Length` must not unframe a body: upstream would
+    read the body the express lane relays as it came as a request of its own."""
+    out = request_pairs(
+        [("Host", "h"), ("Content-Length", "42"), ("Connection", "keep-alive, Content-Length")],
+        cookie_name="c",
+        marimo_token="MT",
+        client_ip=None,
+        proto="http",
+        host="h",
+    )
+    assert ("Content-Length", "42") in out
+    back = response_pairs([("Content-Length", "5"), ("Connection", "content-length, X-Hop")])
+    assert back == [("Content-Length", "5")]
+
+
+def test_marimos_login_cookie_never_passes_either_way() -> None:
+    """Marimo's `session_<port>_<base>` cookie is worth its token: not set in a
+    browser, not taken from one. Other cookies pass."""
+    back = response_pairs(
+        [
+            ("Set-Cookie", "session_2718_notebooks_NB1=abc; path=/notebooks/NB1; httponly"),
+            ("Set-Cookie", "session=abc; path=/"),
+            ("Set-Cookie", "theme=dark; path=/"),
+            ("Set-Cookie", "sessionid=x"),
+        ]
+    )
+    assert back == [("Set-Cookie", "theme=dark; path=/"), ("Set-Cookie", "sessionid=x")]
+    assert (
+        strip_cookie(
+            "session_2718=a; theme=dark; notebooks_proxy_session=s; session=b",
+            "notebooks_proxy_session",
+        )
+        == "theme=dark"
     )
 
 

@@ -134,10 +134,13 @@ def test_view_websockets_other_than_main_are_refused() -> None:
 
 
 def test_force_kiosk_replaces_any_kiosk_parameter_and_namespaces_the_session_id() -> None:
-    assert force_kiosk("session_id=a&kiosk=false&file=nb.py&kiosk=") == (
-        "session_id=view-a&file=nb.py&kiosk=true"
-    )
+    assert force_kiosk("session_id=a&kiosk=false&kiosk=") == "session_id=view-a&kiosk=true"
     assert force_kiosk("") == "kiosk=true"
+
+
+def test_force_kiosk_keeps_nothing_else_of_the_viewers_query() -> None:
+    # `file` could name a new file of Marimo's (a session and a kernel each).
+    assert force_kiosk("file=__new__1&session_id=a&x=1") == "session_id=view-a&kiosk=true"
 
 
 @pytest.mark.parametrize(
