@@ -90,17 +90,25 @@ async function run(button, call, message, ctx, failure) {
 
 // ---- dialogs -------------------------------------------------------------
 
-function wireDialog(dialog, returnFocus) {
+// Cancel or Escape closes a dialog and focus returns to the button that
+// opened it; the `finish()` returned closes it after a success without that
+// (the caller puts focus where the result is).
+export function wireDialog(dialog, returnFocus) {
+  let finished = false;
   dialog.querySelectorAll("[data-close]").forEach((b) => {
     b.onclick = () => dialog.close();
   });
   dialog.addEventListener(
     "close",
     () => {
-      if (returnFocus && returnFocus.isConnected) returnFocus.focus();
+      if (!finished && returnFocus && returnFocus.isConnected) returnFocus.focus();
     },
     { once: true },
   );
+  return () => {
+    finished = true;
+    dialog.close();
+  };
 }
 
 const minutes = (seconds) => (seconds == null ? "" : String(Math.round(seconds / 60)));

@@ -83,7 +83,9 @@ export async function request(method, path, body, { tokenOverride } = {}) {
 const enc = encodeURIComponent;
 
 // Follow `marker` until the last page, for the short organization-wide lists
-// (teams, workload configs, a notebook's teams). Notebooks are paged instead.
+// (teams, workload configs, a notebook's teams, a member's tokens, a team's
+// members, every member for the team picker). Notebooks, and the members
+// table, are paged instead.
 async function all(path) {
   const items = [];
   const included = { notebooks: [], teams: [], workloadConfigs: [], members: [] };
@@ -136,4 +138,26 @@ export const api = {
   listTeams: () => all("/teams"),
   listConfigs: () => all("/workloads/configs"),
   createConfig: (body) => request("POST", "/workloads/configs", body),
+  // People (people.js): a member's tokens, the organization's members (org
+  // admins only) and who is in which team. A 401 here signs out as anywhere.
+  listTokens: (memberId) => all(`/members/${enc(memberId)}/tokens`),
+  revokeMemberToken: (memberId, tokenId) =>
+    request("DELETE", `/members/${enc(memberId)}/tokens/${enc(tokenId)}`),
+  // One page of members (newest first); `marker` is the one the page before gave.
+  listMembers: ({ limit, marker } = {}) => {
+    const query = new URLSearchParams();
+    if (limit !== undefined) query.set("limit", String(limit));
+    if (marker) query.set("marker", marker);
+    const qs = query.toString();
+    return request("GET", qs ? `/members?${qs}` : "/members");
+  },
+  allMembers: () => all("/members"),
+  createMember: (body) => request("POST", "/members", body),
+  disableMember: (memberId) => request("DELETE", `/members/${enc(memberId)}`),
+  createTeam: (body) => request("POST", "/teams", body),
+  teamMembers: (teamId) => all(`/teams/${enc(teamId)}/members`),
+  setTeamRole: (teamId, memberId, role) =>
+    request("PUT", `/teams/${enc(teamId)}/members/${enc(memberId)}`, { role }),
+  removeTeamMember: (teamId, memberId) =>
+    request("DELETE", `/teams/${enc(teamId)}/members/${enc(memberId)}`),
 };

@@ -3,6 +3,8 @@
 //   #/notebooks/{id}       one notebook, its teams
 //   #/notebooks/{id}/open  the notebook itself, in an iframe
 //   #/configs              workload configs
+//   #/people               your tokens, teams and their members, and (org
+//                          admins) the organization's members
 // Everything goes through the public REST API (api.js); no build step.
 
 import { ApiError, api, onUnauthorized, token } from "./api.js";
@@ -10,6 +12,7 @@ import { configsView } from "./configs.js";
 import { $, focusHeading, showError } from "./dom.js";
 import { detailView, listView } from "./notebooks.js";
 import { openView } from "./open.js";
+import { peopleView, setSignOut } from "./people.js";
 import { state } from "./store.js";
 
 const signinView = { el: () => $("#view-signin"), enter() {}, leave() {} };
@@ -34,6 +37,7 @@ function decoded(segment) {
 function resolve(hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decoded);
   if (parts[0] === "configs") return [configsView, {}, "configs"];
+  if (parts[0] === "people") return [peopleView, {}, "people"];
   if (parts[0] === "notebooks" && parts[1] && parts[2] === "open") {
     return [openView, { id: parts[1] }, "notebooks"];
   }
@@ -165,6 +169,9 @@ function wireSignin() {
 
 async function boot() {
   wireSignin();
+  // Revoking this console's own token on the People page signs out the same
+  // way a 401 does: nothing left to revoke, and the sign-in page says why.
+  setSignOut((reason) => signOut(reason));
   onUnauthorized((err) => {
     // The token was revoked or expired, the member disabled, or it was never right.
     signOut(`Signed out: ${err.detail}`);

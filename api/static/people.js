@@ -1,0 +1,865 @@
+// The People page: the member's own API tokens, the organization's teams and
+// who is in them, and (organization admins) the members themselves, all
+// through the public REST API (docs/api.md, "Members and tokens"). What shows
+// follows the API's rules: any member lists their own tokens and the teams;
+// organization admins create teams and members; organization admins and a
+// team's admins change who is in that team. The API still decides, and a
+// refusal is shown like any other error.
+
+import { preserveFocus, wireDialog } from "./actions.js";
+import { api, token } from "./api.js";
+import { $, announce, formatTime, h, setBusy, showError } from "./dom.js";
+import { state } from "./store.js";
+
+const ROLES = ["admin", "editor", "viewer"];
+const MEMBER_PAGE = 50;
+const SESSION_REVOKED = "Signed out: you revoked this console session's token.";
+// What the expiry selects offer; only those that end before the console's
+// own token does (no token made here outlives it, docs/api.md).
+const LIFETIMES = [
+  [3600, "1 hour"],
+  [8 * 3600, "8 hours"],
+  [86400, "1 day"],
+  [7 * 86400, "7 days"],
+  [30 * 86400, "30 days"],
+  [90 * 86400, "90 days"],
+  [365 * 86400, "1 year"],
+];
+
+const people = {
+  visit: 0, // bumped on enter and leave: answers for an earlier visit are dropped
+  everyone: new Map(), // id -> member, every active member (org admins only)
+  everyoneLoaded: Promise.resolve(),
+  ceiling: null, // when the console's own token ends (its expiresAt)
+  pages: { markers: [null], index: 0, next: null }, // the members table, as the notebook list
+};
+
+// Set by app.js: its one sign-out path, for when this console's own token is revoked here.
+let signOut = () => location.reload();
+export function setSignOut(fn) {
+  signOut = fn;
+}
+
+const isAdmin = () => !!state.me?.organizationAdmin;
+const myRole = (teamId) => (state.me?.teams || []).find((t) => t.teamId === teamId)?.role || null;
+const canManageTeam = (teamId) => isAdmin() || myRole(teamId) === "admin";
+const isCurrent = (visit) => visit === people.visit;
+
+function known(id) {
+  if (state.me && id === state.me.id) return state.me;
+  return people.everyone.get(id) || state.members.get(id) || null;
+}
+
+// A member's name as far as this member may know it: a team admin who is not
+// an organization admin cannot list members, and then sees ids.
+function personName(id) {
+  const m = known(id);
+  return m ? m.name || m.email || id : id;
+}
+
+function personDetail(id) {
+  if (state.me && id === state.me.id) return "you";
+  return known(id)?.email || "";
+}
+
+const expiryText = (iso) => (iso ? `It expires ${new Date(iso).toLocaleString()}.` : "It does not expire.");
+
+// ---- calls -----------------------------------------------------------------
+
+// What `attempt` answers when the API refused.
+const REFUSED = Symbol("refused");
+
+// One API call from `button` (busy meanwhile): the answer, or REFUSED with
+// the API's detail shown in `errorEl` (after `context`, when given).
+async function attempt(button, errorEl, context, run) {
+  showError(errorEl, null);
+  if (button) setBusy(button, true);
+  try {
+    return await run();
+  } catch (err) {
+    showError(errorEl, err, context);
+    return REFUSED;
+  } finally {
+    if (button) setBusy(button, false);
+  }
+}
+
+// ---- dialogs ---------------------------------------------------------------
+
+// The console's dialog pattern (actions.js' wireDialog), opened.
+function openDialog(dialog, trigger) {
+  const finish = wireDialog(dialog, trigger);
+  dialog.showModal();
+  return finish;
+}
+
+// Ask first (Cancel is the default button); `run` is the API call, whose
+// refusal stays in the dialog; `after` runs once it succeeded.
+function confirmThen({ trigger, title, text, action, run, after }) {
+  const dialog = $("#people-confirm");
+  const error = $("#people-confirm-error");
+  const submit = $("#people-confirm-submit");
+  showError(error, null);
+  $("#people-confirm-title").textContent = title;
+  $("#people-confirm-text").textContent = text;
+  submit.textContent = action;
+  const finish = openDialog(dialog, trigger);
+  $("#people-confirm-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    if ((await attempt(submit, error, null, run)) === REFUSED) return;
+    finish();
+    await after();
+  };
+}
+
+// Focus the same button in the row that took a removed row's place (or the
+// last row's), else `fallback`.
+function focusRow(body, index, action, fallback) {
+  const buttons = [...body.querySelectorAll(`button[data-action="${action}"]`)];
+  const target = buttons[Math.min(index, buttons.length - 1)] || fallback;
+  if (!target) return;
+  if (target.matches("h2, h3")) target.setAttribute("tabindex", "-1");
+  target.focus();
+}
+
+// Focus the control with this `data-focus-key` on the page, if it is there
+// (a button disabled while its call ran may have lost focus meanwhile).
+function focusKey(key) {
+  const el = $(`#view-people [data-focus-key="${CSS.escape(key)}"]`);
+  if (el) el.focus();
+  return el;
+}
+
+const rowIndex = (body, key, value) => [...body.rows].findIndex((r) => r.dataset[key] === value);
+
+function emptyRow(columns, text) {
+  return h("tr", {}, h("td", { colspan: String(columns), class: "muted", text }));
+}
+
+// ---- a new token's secret, shown once --------------------------------------
+
+function secretBox(created, whose, onDone) {
+  const id = `secret-${created.id}`;
+  const input = h("input", {
+    id,
+    class: "secret-value",
+    readonly: true,
+    value: created.token,
+    autocomplete: "off",
+    spellcheck: "false",
+    "aria-describedby": `${id}-warning`,
+  });
+  const status = h("span", { class: "hint", role: "status" });
+  const copy = async () => {
+    input.select();
+    try {
+      await navigator.clipboard.writeText(created.token);
+      status.textContent = "Copied.";
+    } catch {
+      status.textContent = "Could not copy: the token is selected, press Ctrl+C (⌘C) to copy it.";
+    }
+  };
+  const title = `New token “${created.name}”${whose ? ` for ${whose}` : ""}`;
+  return h(
+    "div",
+    { class: "secret-box", dataset: { tokenId: created.id } },
+    h("h3", { text: title }),
+    h("p", {
+      id: `${id}-warning`,
+      class: "secret-warning",
+      text: `Copy it now: it will not be shown again. Only its prefix ${created.prefix}… is kept, so a lost token cannot be recovered, only revoked. ${expiryText(created.expiresAt)}`,
+    }),
+    h("label", { for: id, text: "Token secret" }),
+    h(
+      "div",
+      { class: "secret-row" },
+      input,
+      h("button", { type: "button", class: "secondary", text: "Copy token", onclick: copy }),
+    ),
+    status,
+    h("div", { class: "dialog-actions" }, h("button", { type: "button", text: "Done", onclick: onDone })),
+  );
+}
+
+function showSecret(container, created, whose, returnFocus) {
+  const box = secretBox(created, whose, () => {
+    container.replaceChildren();
+    const target = returnFocus();
+    if (target) target.focus();
+  });
+  container.replaceChildren(box);
+  const input = box.querySelector("input");
+  input.focus(); // read out with its warning; selected, so Ctrl+C copies it
+  input.select();
+}
+
+// ---- expiry ----------------------------------------------------------------
+
+function fillExpiry(select) {
+  const ends = people.ceiling ? Date.parse(people.ceiling) : Infinity;
+  const keep = select.value;
+  const options = LIFETIMES.filter(([seconds]) => Date.now() + seconds * 1000 < ends - 60_000).map(
+    ([seconds, label]) => h("option", { value: String(seconds), text: label }),
+  );
+  const longest = people.ceiling
+    ? `When this console session ends (${new Date(people.ceiling).toLocaleString()})`
+    : "Never (until revoked)";
+  select.replaceChildren(...options, h("option", { value: "", text: longest }));
+  select.value = [...select.options].some((o) => o.value === keep) ? keep : "";
+}
+
+function fillCeilingHints() {
+  const text = people.ceiling
+    ? `A token made in this console ends when this console session does (${new Date(people.ceiling).toLocaleString()}) at the latest: the API never lets a token outlive the token that made it. For a longer-lived token, use curl with a lasting token, or notebooks admin token create on the server.`
+    : "";
+  document.querySelectorAll(".ceiling-hint").forEach((p) => {
+    p.textContent = text;
+    p.hidden = !text;
+  });
+  fillExpiry($("#token-expiry"));
+  fillExpiry($("#member-token-expiry"));
+}
+
+function tokenBody(nameInput, expirySelect) {
+  const body = { name: nameInput.value.trim() };
+  if (expirySelect.value) body.expiresInSeconds = Number(expirySelect.value);
+  return body;
+}
+
+// ---- your tokens -----------------------------------------------------------
+
+function tokenRow(t) {
+  const session = t.id === token.id();
+  const label = `${t.name} (${t.prefix}…${session ? ", this console session" : ""})`;
+  return h(
+    "tr",
+    { dataset: { tokenId: t.id } },
+    h(
+      "td",
+      { "data-label": "Name" },
+      h("strong", { text: t.name }),
+      session ? h("span", { class: "badge session", text: "this console session" }) : null,
+    ),
+    h("td", { "data-label": "Prefix" }, h("code", { text: `${t.prefix}…` })),
+    h("td", { "data-label": "Created" }, formatTime(t.createdAt)),
+    h("td", { "data-label": "Last used" }, formatTime(t.lastUsedAt)),
+    h("td", { "data-label": "Expires" }, formatTime(t.expiresAt)),
+    h(
+      "td",
+      { class: "row-actions" },
+      h("button", {
+        type: "button",
+        class: "danger-outline",
+        "aria-label": `Revoke ${label}`,
+        dataset: { action: "revoke", focusKey: `revoke:${t.id}` },
+        text: "Revoke",
+        onclick: (ev) => revokeToken(t, session, ev.currentTarget),
+      }),
+    ),
+  );
+}
+
+async function loadTokens() {
+  const visit = people.visit;
+  const errorEl = $("#tokens-error");
+  let items;
+  try {
+    ({ items } = await api.listTokens(state.me.id));
+  } catch (err) {
+    if (isCurrent(visit)) showError(errorEl, err, "Could not load your tokens");
+    return;
+  }
+  if (!isCurrent(visit)) return;
+  showError(errorEl, null);
+  people.ceiling = items.find((t) => t.id === token.id())?.expiresAt || null;
+  fillCeilingHints();
+  const body = $("#tokens-body");
+  preserveFocus(body, () =>
+    body.replaceChildren(...(items.length ? items.map(tokenRow) : [emptyRow(6, "You have no tokens.")])),
+  );
+}
+
+function revokeToken(t, session, trigger) {
+  const index = rowIndex($("#tokens-body"), "tokenId", t.id);
+  confirmThen({
+    trigger,
+    title: session ? "Revoke this console session's token?" : `Revoke “${t.name}”?`,
+    text: session
+      ? "This console is signed in with it: revoking it signs you out of this console at once, and the notebooks opened from this tab close. Your other tokens go on working."
+      : `Anything that uses ${t.prefix}… (a script, curl, another console) is refused from its next request on. This cannot be undone.`,
+    action: session ? "Revoke and sign out" : "Revoke token",
+    run: () => api.revokeMemberToken(state.me.id, t.id),
+    after: async () => {
+      if (session) {
+        signOut(SESSION_REVOKED);
+        return;
+      }
+      announce(`Token ${t.name} revoked`);
+      await loadTokens();
+      focusRow($("#tokens-body"), index, "revoke", $("#token-name"));
+    },
+  });
+}
+
+async function createOwnToken(ev) {
+  ev.preventDefault();
+  const errorEl = $("#token-form-error");
+  const submit = $("#token-submit");
+  const name = $("#token-name");
+  const created = await attempt(submit, errorEl, "Could not create the token", () =>
+    api.createToken(state.me.id, tokenBody(name, $("#token-expiry"))),
+  );
+  if (created === REFUSED) {
+    name.focus();
+    return;
+  }
+  announce(`Token ${created.name} created`);
+  $("#token-form").reset();
+  await loadTokens();
+  showSecret($("#token-secret"), created, null, () => name);
+}
+
+// ---- teams -----------------------------------------------------------------
+
+async function loadTeams({ open } = {}) {
+  const visit = people.visit;
+  const errorEl = $("#people-teams-error");
+  let items;
+  try {
+    ({ items } = await api.listTeams());
+  } catch (err) {
+    if (isCurrent(visit)) showError(errorEl, err, "Could not load teams");
+    return;
+  }
+  if (!isCurrent(visit)) return;
+  showError(errorEl, null);
+  items.forEach((t) => state.teams.set(t.id, t));
+  const container = $("#people-teams");
+  const opened = new Set([...container.querySelectorAll("details[open]")].map((d) => d.dataset.teamId));
+  if (open) opened.add(open);
+  const cards = items.map(teamCard);
+  container.replaceChildren(...(cards.length ? cards : [h("p", { class: "muted", text: "No teams yet." })]));
+  // Opening fires `toggle`, which loads the team's members.
+  cards.filter((d) => opened.has(d.dataset.teamId)).forEach((d) => {
+    d.open = true;
+  });
+}
+
+function teamCard(team) {
+  const role = myRole(team.id);
+  const body = h("div", { class: "team-body" });
+  const details = h(
+    "details",
+    { class: "team-card", dataset: { teamId: team.id } },
+    h(
+      "summary",
+      {},
+      h("span", { class: "team-name", text: team.name }),
+      role ? h("span", { class: "badge", text: `you: ${role}` }) : null,
+    ),
+    body,
+  );
+  details.addEventListener("toggle", () => {
+    if (details.open) loadTeamMembers(team, body);
+  });
+  return details;
+}
+
+async function loadTeamMembers(team, body) {
+  const visit = people.visit;
+  await people.everyoneLoaded; // names, and who an org admin may add
+  let items;
+  try {
+    ({ items } = await api.teamMembers(team.id));
+  } catch (err) {
+    if (!isCurrent(visit)) return;
+    const error = h("p", { class: "error", role: "alert" });
+    showError(error, err, `Could not load the members of ${team.name}`);
+    body.replaceChildren(error);
+    return;
+  }
+  if (!isCurrent(visit) || !body.isConnected) return;
+  preserveFocus(body, () => body.replaceChildren(...teamBody(team, items)));
+}
+
+function reloadTeam(team) {
+  const details = $(`#people-teams details[data-team-id="${CSS.escape(team.id)}"]`);
+  return details ? loadTeamMembers(team, details.querySelector(".team-body")) : Promise.resolve();
+}
+
+function teamBody(team, memberships) {
+  const manage = canManageTeam(team.id);
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const list = memberships.length
+    ? membersTable(team, memberships, manage, error)
+    : h("p", { class: "muted", text: "Nobody is in this team yet." });
+  return [list, error, manage ? addForm(team, memberships, error) : note(team)];
+}
+
+function membersTable(team, memberships, manage, error) {
+  return h(
+    "table",
+    { class: "cards" },
+    h("caption", { class: "visually-hidden", text: `Members of ${team.name}` }),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", { scope: "col", text: "Member" }),
+        h("th", { scope: "col", text: "Role" }),
+        manage ? h("th", { scope: "col" }, h("span", { class: "visually-hidden", text: "Actions" })) : null,
+      ),
+    ),
+    h("tbody", {}, ...memberships.map((m) => membershipRow(team, m, manage, error))),
+  );
+}
+
+function note(team) {
+  return h("p", { class: "hint", text: `Only organization admins and the admins of ${team.name} change who is in it.` });
+}
+
+function membershipRow(team, m, manage, error) {
+  const name = personName(m.memberId);
+  const detail = personDetail(m.memberId);
+  return h(
+    "tr",
+    { dataset: { memberId: m.memberId } },
+    h(
+      "td",
+      { "data-label": "Member" },
+      known(m.memberId) ? h("span", { text: name }) : h("code", { text: name }),
+      detail ? h("div", { class: "muted small", text: detail }) : null,
+    ),
+    h("td", { "data-label": "Role" }, manage ? roleForm(team, m, name, error) : h("span", { text: m.role })),
+    manage
+      ? h(
+          "td",
+          { class: "row-actions" },
+          h("button", {
+            type: "button",
+            class: "danger-outline small",
+            "aria-label": `Remove ${name} from ${team.name}`,
+            dataset: { action: "remove", focusKey: `remove:${team.id}:${m.memberId}` },
+            text: "Remove",
+            onclick: (ev) => removeFromTeam(team, m.memberId, name, ev.currentTarget),
+          }),
+        )
+      : null,
+  );
+}
+
+function roleSelect(id, selected, key) {
+  return h(
+    "select",
+    { id, name: "role", dataset: { focusKey: key } },
+    ...ROLES.map((r) => h("option", { value: r, selected: r === selected, text: r })),
+  );
+}
+
+function roleForm(team, m, name, error) {
+  const id = `role-${team.id}-${m.memberId}`;
+  const select = roleSelect(id, m.role, `role:${team.id}:${m.memberId}`);
+  return h(
+    "form",
+    {
+      class: "role-form",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        setRole(team, m.memberId, select.value, name, error, ev.submitter);
+      },
+    },
+    h("label", { for: id, class: "visually-hidden", text: `Role of ${name} in ${team.name}` }),
+    select,
+    h("button", {
+      type: "submit",
+      class: "secondary small",
+      "aria-label": `Save role of ${name} in ${team.name}`,
+      dataset: { focusKey: `save:${team.id}:${m.memberId}` },
+      text: "Save",
+    }),
+  );
+}
+
+// After a change that involves the member signed in, what it may do changed:
+// read /me again and redraw every team (badges, who may manage what).
+async function afterTeamChange(team, memberId) {
+  if (memberId === state.me.id) {
+    state.me = await api.me();
+    await loadTeams();
+  } else {
+    await reloadTeam(team);
+  }
+}
+
+async function setRole(team, memberId, role, name, error, button) {
+  const set = () => api.setTeamRole(team.id, memberId, role);
+  if ((await attempt(button, error, "Could not change the role", set)) === REFUSED) return;
+  announce(`${name} is now ${role} in ${team.name}`);
+  await afterTeamChange(team, memberId);
+  focusKey(`save:${team.id}:${memberId}`) || focusKey(`add-member:${team.id}`);
+}
+
+function removeFromTeam(team, memberId, name, trigger) {
+  confirmThen({
+    trigger,
+    title: `Remove ${name} from ${team.name}?`,
+    text: `${name} loses what this team gives: the notebooks shared only with ${team.name} are no longer theirs to see or use. They can be added again.`,
+    action: "Remove from team",
+    run: () => api.removeTeamMember(team.id, memberId),
+    after: async () => {
+      announce(`${name} removed from ${team.name}`);
+      await afterTeamChange(team, memberId);
+      if (!focusKey(`add-member:${team.id}`)) {
+        $(`#people-teams details[data-team-id="${CSS.escape(team.id)}"] summary`)?.focus();
+      }
+    },
+  });
+}
+
+// Org admins pick from the organization's members; a team admin who is not
+// one cannot list members (GET /members is 403) and types a member id, the
+// one thing PUT /teams/{team}/members/{member} takes.
+function memberPicker(id, team, memberships) {
+  const focusKey = `add-member:${team.id}`;
+  if (!isAdmin()) {
+    return h("input", {
+      id,
+      name: "member",
+      required: true,
+      autocomplete: "off",
+      spellcheck: "false",
+      "aria-describedby": `${id}-help`,
+      dataset: { focusKey },
+    });
+  }
+  const inTeam = new Set(memberships.map((m) => m.memberId));
+  const candidates = [...people.everyone.values()]
+    .filter((m) => !inTeam.has(m.id))
+    .sort((a, b) => (a.name || a.email).localeCompare(b.name || b.email));
+  return h(
+    "select",
+    { id, name: "member", required: true, dataset: { focusKey } },
+    h("option", { value: "", text: candidates.length ? "Choose a member" : "Everyone is in this team" }),
+    ...candidates.map((m) => h("option", { value: m.id, text: `${m.name} (${m.email})` })),
+  );
+}
+
+function addForm(team, memberships, error) {
+  const memberId = `add-${team.id}-member`;
+  const roleId = `add-${team.id}-role`;
+  const picker = memberPicker(memberId, team, memberships);
+  const role = roleSelect(roleId, "editor", `add-role:${team.id}`);
+  const help = isAdmin()
+    ? null
+    : h("p", {
+        id: `${memberId}-help`,
+        class: "hint",
+        text: "Their member id: each member finds theirs at the top of their own People page.",
+      });
+  return h(
+    "form",
+    {
+      class: "fields-inline team-add",
+      novalidate: true,
+      "aria-label": `Add a member to ${team.name}`,
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        addToTeam(team, picker, role.value, error, ev.submitter);
+      },
+    },
+    h("div", { class: "field" }, h("label", { for: memberId, text: isAdmin() ? "Member to add" : "Member id" }), picker, help),
+    h("div", { class: "field" }, h("label", { for: roleId, text: "Role" }), role),
+    h("button", { type: "submit", dataset: { focusKey: `add-submit:${team.id}` }, text: `Add to ${team.name}` }),
+  );
+}
+
+async function addToTeam(team, picker, role, error, button) {
+  showError(error, null);
+  const memberId = picker.value.trim().toUpperCase();
+  if (!memberId) {
+    showError(error, { detail: isAdmin() ? "Choose a member to add first." : "Type the member id of whom to add first." });
+    picker.focus();
+    return;
+  }
+  const add = () => api.setTeamRole(team.id, memberId, role);
+  if ((await attempt(button, error, "Could not add the member", add)) === REFUSED) {
+    picker.focus();
+    return;
+  }
+  announce(`${personName(memberId)} added to ${team.name} as ${role}`);
+  await afterTeamChange(team, memberId);
+  focusKey(`add-member:${team.id}`);
+}
+
+async function createTeam(ev) {
+  ev.preventDefault();
+  const errorEl = $("#team-form-error");
+  const submit = $("#team-submit");
+  const name = $("#team-name");
+  const created = await attempt(submit, errorEl, "Could not create the team", () =>
+    api.createTeam({ name: name.value.trim() }),
+  );
+  if (created === REFUSED) {
+    name.focus();
+    return;
+  }
+  announce(`Team ${created.name} created`);
+  $("#team-form").reset();
+  await loadTeams({ open: created.id });
+  const summary = $(`#people-teams details[data-team-id="${CSS.escape(created.id)}"] summary`);
+  if (summary) summary.focus();
+}
+
+// ---- members (organization admins) -----------------------------------------
+
+function loadEveryone() {
+  const visit = people.visit;
+  people.everyoneLoaded = api
+    .allMembers()
+    .then(({ items }) => {
+      if (!isCurrent(visit)) return;
+      people.everyone = new Map(items.map((m) => [m.id, m]));
+      items.forEach((m) => state.members.set(m.id, m));
+    })
+    .catch((err) => {
+      if (isCurrent(visit)) showError($("#members-error"), err, "Could not load members");
+    });
+  return people.everyoneLoaded;
+}
+
+function memberRow(m) {
+  const self = m.id === state.me.id;
+  const name = m.name || m.email;
+  return h(
+    "tr",
+    { dataset: { memberId: m.id } },
+    h("td", { "data-label": "Name" }, h("span", {}, h("strong", { text: name }), self ? h("span", { class: "muted", text: " (you)" }) : null)),
+    h("td", { "data-label": "Email", class: "email", text: m.email }),
+    h(
+      "td",
+      { "data-label": "Role" },
+      m.organizationAdmin ? h("span", { class: "badge org-admin", text: "Organization admin" }) : h("span", { text: "Member" }),
+    ),
+    h("td", { "data-label": "Added" }, formatTime(m.createdAt)),
+    h(
+      "td",
+      { class: "row-actions" },
+      h("button", {
+        type: "button",
+        class: "secondary",
+        "aria-label": `New token for ${name}`,
+        dataset: { action: "token", focusKey: `token:${m.id}` },
+        text: "New token",
+        onclick: (ev) => openMemberToken(m, ev.currentTarget),
+      }),
+      // The API refuses an admin disabling itself (409): no button for that.
+      self
+        ? null
+        : h("button", {
+            type: "button",
+            class: "danger-outline",
+            "aria-label": `Disable ${name}`,
+            dataset: { action: "disable", focusKey: `disable:${m.id}` },
+            text: "Disable",
+            onclick: (ev) => disableMember(m, ev.currentTarget),
+          }),
+    ),
+  );
+}
+
+function renderMembersPager(total, shown) {
+  const pg = people.pages;
+  const count = `${total.toLocaleString()} member${total === 1 ? "" : "s"}`;
+  const single = pg.index === 0 && !pg.next;
+  const pages = Math.max(pg.index + 1, Math.ceil(total / MEMBER_PAGE));
+  const info = $("#members-page-info");
+  const text = single ? count : `Page ${pg.index + 1} of ${pages} · ${count}`;
+  if (info.textContent !== text) info.textContent = text;
+  const prev = $("#members-prev");
+  const next = $("#members-next");
+  const focused = document.activeElement;
+  $("#members-pager").hidden = shown === 0 || single;
+  prev.disabled = pg.index === 0;
+  next.disabled = !pg.next;
+  // A pager button that just became disabled keeps focus on the pager.
+  if ([prev, next].includes(focused) && focused.disabled) {
+    const other = [next, prev].find((b) => !b.disabled);
+    if (other) other.focus();
+  }
+}
+
+async function loadMembersPage() {
+  const visit = people.visit;
+  const pg = people.pages;
+  const errorEl = $("#members-error");
+  let page;
+  try {
+    page = await api.listMembers({ limit: MEMBER_PAGE, marker: pg.markers[pg.index] });
+  } catch (err) {
+    if (isCurrent(visit)) showError(errorEl, err, "Could not load members");
+    return;
+  }
+  if (!isCurrent(visit)) return;
+  if (page.items.length === 0 && pg.index > 0) {
+    // Everyone on this page was disabled: show the page before.
+    pg.index -= 1;
+    pg.markers.length = pg.index + 1;
+    await loadMembersPage();
+    return;
+  }
+  showError(errorEl, null);
+  pg.next = page.marker || null;
+  page.items.forEach((m) => state.members.set(m.id, m));
+  const body = $("#members-body");
+  preserveFocus(body, () =>
+    body.replaceChildren(...(page.items.length ? page.items.map(memberRow) : [emptyRow(5, "No members.")])),
+  );
+  renderMembersPager(page.total ?? page.items.length, page.items.length);
+}
+
+function goToMembersPage(index) {
+  const pg = people.pages;
+  if (index === pg.index + 1) {
+    if (!pg.next) return;
+    pg.markers[index] = pg.next;
+  }
+  pg.index = index;
+  pg.markers.length = index + 1;
+  pg.next = null;
+  announce(`Members page ${index + 1}`);
+  loadMembersPage();
+}
+
+// Members changed: the table, the team pickers and the open teams' lists.
+async function membersChanged() {
+  await Promise.all([loadMembersPage(), loadEveryone()]);
+  await loadTeams();
+}
+
+async function addMember(ev) {
+  ev.preventDefault();
+  const form = $("#member-form");
+  const errorEl = $("#member-form-error");
+  const submit = $("#member-submit");
+  showError(errorEl, null);
+  const body = {
+    email: $("#member-email").value.trim(),
+    name: $("#member-name").value.trim(),
+    organizationAdmin: $("#member-admin").checked,
+  };
+  if ((await attempt(submit, errorEl, "Could not add the member", () => api.createMember(body))) === REFUSED) {
+    $("#member-email").focus();
+    return;
+  }
+  announce(`${body.name} added. Give them a token with “New token”.`);
+  form.reset();
+  people.pages = { markers: [null], index: 0, next: null }; // the newest is first on page 1
+  await membersChanged();
+  $("#member-email").focus();
+}
+
+function disableMember(m, trigger) {
+  const name = m.name || m.email;
+  const index = rowIndex($("#members-body"), "memberId", m.id);
+  confirmThen({
+    trigger,
+    title: `Disable ${name}?`,
+    text: `${name} (${m.email}) can no longer use this organization: every API token of theirs stops working at once, so their scripts and consoles are refused from the next request on. They leave the member list and their teams. The API cannot enable a member again, and the email stays taken.`,
+    action: "Disable member",
+    run: () => api.disableMember(m.id),
+    after: async () => {
+      announce(`${name} disabled`);
+      await membersChanged();
+      focusRow($("#members-body"), index, "disable", $("#members-title"));
+    },
+  });
+}
+
+function openMemberToken(m, trigger) {
+  const name = m.name || m.email;
+  const dialog = $("#member-token-dialog");
+  const form = $("#member-token-form");
+  const error = $("#member-token-error");
+  const submit = $("#member-token-submit");
+  form.reset();
+  fillExpiry($("#member-token-expiry"));
+  showError(error, null);
+  $("#member-token-title").textContent = `New token for ${name}`;
+  const finish = openDialog(dialog, trigger);
+  $("#member-token-name").focus();
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    const created = await attempt(submit, error, null, () =>
+      api.createToken(m.id, tokenBody($("#member-token-name"), $("#member-token-expiry"))),
+    );
+    if (created === REFUSED) return;
+    finish();
+    announce(`Token ${created.name} for ${name} created`);
+    showSecret($("#member-secret"), created, name, () => {
+      const again = $(`#members-body [data-focus-key="token:${CSS.escape(m.id)}"]`);
+      if (again) return again;
+      $("#members-title").setAttribute("tabindex", "-1");
+      return $("#members-title");
+    });
+  };
+}
+
+// ---- the view --------------------------------------------------------------
+
+function renderYou() {
+  const me = state.me;
+  $("#people-you").replaceChildren(
+    `Signed in as ${me.name || me.email}${me.email ? ` (${me.email})` : ""}. Your member id is `,
+    h("code", { text: me.id }),
+    ": a team admin adds you to a team with it.",
+  );
+}
+
+function closeDialogs() {
+  for (const dialog of [$("#people-confirm"), $("#member-token-dialog")]) {
+    if (dialog.open) dialog.close();
+  }
+}
+
+export const peopleView = {
+  el: () => $("#view-people"),
+  enter() {
+    people.visit += 1;
+    const admin = isAdmin();
+    renderYou();
+    for (const sel of ["#tokens-error", "#token-form-error", "#people-teams-error", "#team-form-error", "#members-error", "#member-form-error"]) {
+      showError($(sel), null);
+    }
+    for (const sel of ["#tokens-body", "#token-secret", "#people-teams", "#members-body", "#member-secret"]) {
+      $(sel).replaceChildren();
+    }
+    $("#team-form").hidden = !admin;
+    $("#team-admin-note").hidden = admin;
+    $("#members-panel").hidden = !admin;
+    $("#members-pager").hidden = true;
+    $("#token-form").onsubmit = createOwnToken;
+    $("#team-form").onsubmit = createTeam;
+    $("#member-form").onsubmit = addMember;
+    $("#members-prev").onclick = () => goToMembersPage(people.pages.index - 1);
+    $("#members-next").onclick = () => goToMembersPage(people.pages.index + 1);
+    people.pages = { markers: [null], index: 0, next: null };
+    people.everyone = new Map();
+    people.everyoneLoaded = Promise.resolve();
+    fillCeilingHints();
+    loadTokens();
+    if (admin) {
+      loadEveryone();
+      loadMembersPage();
+    }
+    loadTeams();
+  },
+  leave() {
+    people.visit += 1; // answers still on their way are dropped
+    closeDialogs();
+    // A secret shown once is gone once the page is left.
+    $("#token-secret").replaceChildren();
+    $("#member-secret").replaceChildren();
+  },
+};

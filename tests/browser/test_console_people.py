@@ -1,0 +1,289 @@
+"""The console's People page in headless Chromium against the whole stack
+(fixtures in conftest.py): what an organization admin used to need curl for,
+and what any member may do with their own tokens.
+
+- an org admin adds a member (a duplicate email shows the API's 409 detail),
+  pages through the members, makes a team, adds the member to it as editor,
+  makes them a viewer, removes them, hands them a token that then works
+  against the API, and disables them, after which that token is refused;
+  the admin also makes a token of their own, sees it listed and revokes it;
+- a member who is not an org admin sees their tokens and the teams but no
+  Members section and no create-team form; as a team's admin they add a
+  member to it by id; revoking "this console session" signs the console out.
+
+Screenshot: tests/artifacts/console-people.png.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+MEMBER_PAGE = 50  # the members table's page size (people.js)
+
+
+def sign_in(page: Any, api_url: str, token: str) -> None:
+    page.goto(api_url + "/")
+    page.get_by_label("API token").fill(token)
+    page.get_by_label("API token").press("Enter")
+    page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
+
+
+def open_people(page: Any) -> None:
+    page.get_by_role("link", name="People", exact=True).click()
+    page.get_by_role("heading", name="People", exact=True).wait_for()
+    page.locator("#tokens-body tr").first.wait_for()
+
+
+def team_card(page: Any, name: str) -> Any:
+    return page.locator("#people-teams details").filter(has=page.locator("summary", has_text=name))
+
+
+def confirm(page: Any, button: str, expect: str = "") -> None:
+    """Answer the confirmation dialog (its default button is Cancel)."""
+    dialog = page.get_by_role("alertdialog")
+    dialog.wait_for()
+    assert page.evaluate("document.activeElement.textContent") == "Cancel"
+    assert expect in dialog.inner_text(), dialog.inner_text()
+    dialog.get_by_role("button", name=button).click()
+    dialog.wait_for(state="hidden")
+
+
+def focused_label(page: Any) -> str:
+    return str(
+        page.evaluate(
+            "(() => { const el = document.activeElement;"
+            " return el.getAttribute('aria-label') || (el.labels && el.labels[0]"
+            " ? el.labels[0].textContent : el.textContent); })()"
+        )
+    )
+
+
+def unlabeled(page: Any) -> list[str]:
+    return list(
+        page.evaluate("""() => [...document.querySelectorAll('input,select,textarea')]
+            .filter(el => el.labels.length === 0 && !el.getAttribute('aria-label'))
+            .map(el => el.id || el.name)""")
+    )
+
+
+def memberships(stack: Any, team_id: str) -> list[tuple[str, str]]:
+    _, listed = stack.call("GET", f"/teams/{team_id}/members")
+    return [(m["memberId"], m["role"]) for m in listed["items"]]
+
+
+def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
+    browser: Any, stack: Any, wait: Any, artifacts: Path
+) -> None:
+    # Two pages of members: the first admin and 50 more, newest first.
+    for i in range(MEMBER_PAGE):
+        body = {"email": f"bulk{i:02}@example.com", "name": f"Bulk {i:02}"}
+        assert stack.call("POST", "/members", body)[0] == 201
+    _, admin = stack.call("GET", "/me")
+
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+    open_people(page)
+    assert page.locator("#people-you code").inner_text() == stack.member_id
+    session = page.locator("#tokens-body tr", has_text="this console session")
+    assert session.count() == 1 and "console sign-in" in session.inner_text()
+
+    # Members, a page at a time (the API's marker).
+    members = page.locator("#members-panel")
+    info = members.locator("#members-page-info")
+    wait(lambda: info.inner_text() == "Page 1 of 2 · 51 members", 10, "the members pager")
+    assert members.locator("#members-body tr").count() == MEMBER_PAGE
+    members.get_by_role("button", name="Next page").click()
+    page.get_by_text("Page 2 of 2 · 51 members").wait_for()
+    assert members.locator("#members-body tr").all_inner_texts()[0].startswith(admin["name"])
+    members.get_by_role("button", name="Previous page").click()
+    page.get_by_text("Page 1 of 2 · 51 members").wait_for()
+
+    # Add a member; the same email again is the API's 409, shown as its detail.
+    form = page.locator("#member-form")
+    form.get_by_label("Email", exact=True).fill("ann@example.com")
+    form.get_by_label("Name", exact=True).fill("Ann Analyst")
+    form.get_by_role("button", name="Add member").click()
+    ann_row = page.locator("#members-body tr", has_text="ann@example.com")
+    ann_row.wait_for()
+    page.get_by_text("Page 1 of 2 · 52 members").wait_for()
+    wait(lambda: page.evaluate("document.activeElement.id") == "member-email", 5, "focus")
+    _, newest = stack.call("GET", "/members?limit=1")
+    ann = newest["items"][0]
+    assert (ann["email"], ann["name"], ann["organizationAdmin"]) == (
+        "ann@example.com",
+        "Ann Analyst",
+        False,
+    )
+    form.get_by_label("Email", exact=True).fill("ANN@example.com")
+    form.get_by_label("Name", exact=True).fill("Ann Again")
+    form.get_by_role("button", name="Add member").click()
+    error = page.locator("#member-form-error")
+    error.wait_for()
+    code, problem = stack.call("POST", "/members", {"email": "ann@example.com", "name": "x"})
+    assert code == 409 and problem["code"] == "member_exists"
+    assert error.inner_text() == f"Could not add the member: {problem['detail']}"
+
+    # A team: create it, add Ann as editor, make her a viewer, remove her.
+    page.get_by_label("Team name").fill("data-eng")
+    page.get_by_role("button", name="Create team").click()
+    card = team_card(page, "data-eng")
+    card.get_by_role("button", name="Add to data-eng").wait_for()
+    _, teams = stack.call("GET", "/teams")
+    (team,) = [t for t in teams["items"] if t["name"] == "data-eng"]
+    card.get_by_label("Member to add").select_option(label="Ann Analyst (ann@example.com)")
+    card.get_by_label("Role", exact=True).select_option("editor")
+    card.get_by_role("button", name="Add to data-eng").click()
+    role = card.get_by_label("Role of Ann Analyst in data-eng", exact=True)
+    role.wait_for()
+    assert role.input_value() == "editor"
+    assert memberships(stack, team["id"]) == [(ann["id"], "editor")]
+    wait(lambda: focused_label(page) == "Member to add", 5, "focus on the next member to add")
+    assert unlabeled(page) == []
+    assert "null" not in card.inner_text() and "undefined" not in card.inner_text()
+    page.screenshot(path=str(artifacts / "console-people.png"), full_page=True)
+
+    role.select_option("viewer")
+    card.get_by_role("button", name="Save role of Ann Analyst in data-eng").click()
+    wait(lambda: memberships(stack, team["id"]) == [(ann["id"], "viewer")], 10, "the role change")
+    wait(
+        lambda: focused_label(page) == "Save role of Ann Analyst in data-eng",
+        5,
+        "focus kept on Save",
+    )
+    card.get_by_role("button", name="Remove Ann Analyst from data-eng").click()
+    confirm(page, "Remove from team", "Remove Ann Analyst from data-eng?")
+    role.wait_for(state="detached")
+    assert memberships(stack, team["id"]) == []
+    card.get_by_text("Nobody is in this team yet.").wait_for()
+
+    # Hand Ann her first token: shown once, and it works against the API.
+    ann_row.get_by_role("button", name="New token for Ann Analyst").click()
+    dialog = page.get_by_role("dialog", name="New token for Ann Analyst")
+    dialog.get_by_label("Token name").fill("first")
+    dialog.get_by_role("button", name="Create token").click()
+    dialog.wait_for(state="hidden")
+    box = page.locator("#member-secret .secret-box")
+    box.wait_for()
+    assert "will not be shown again" in box.inner_text()
+    secret = box.get_by_label("Token secret").input_value()
+    assert secret.startswith("nbk_") and page.evaluate("document.activeElement.value") == secret
+    code, me = stack.call("GET", "/me", token=secret)
+    assert code == 200 and me["email"] == "ann@example.com", me
+    box.get_by_role("button", name="Done").click()
+    box.wait_for(state="detached")
+    assert secret not in page.content()
+    assert focused_label(page) == "New token for Ann Analyst"
+
+    # Disable Ann: asked first; then that token is refused at once.
+    ann_row.get_by_role("button", name="Disable Ann Analyst").click()
+    confirm(page, "Disable member", "stops working at once")
+    ann_row.wait_for(state="detached")
+    assert stack.call("GET", "/me", token=secret)[0] == 401
+    # The admin cannot disable itself (the API's 409): no such button.
+    members.get_by_role("button", name="Next page").click()
+    page.get_by_text("Page 2 of 2 · 51 members").wait_for()
+    assert members.get_by_role("button", name=f"Disable {admin['name']}").count() == 0
+
+    # A token of the admin's own, for an hour: shown once, listed, revoked.
+    token_form = page.locator("#token-form")
+    token_form.get_by_label("Token name").fill("laptop")
+    token_form.get_by_label("Expires").select_option(label="1 hour")
+    token_form.get_by_role("button", name="Create token").click()
+    own_box = page.locator("#token-secret .secret-box")
+    own_box.wait_for()
+    own = own_box.get_by_label("Token secret").input_value()
+    code, me = stack.call("GET", "/me", token=own)
+    assert code == 200 and me["id"] == stack.member_id
+    laptop = page.locator("#tokens-body tr", has_text="laptop")
+    laptop.wait_for()
+    _, listed = stack.call("GET", f"/members/{stack.member_id}/tokens")
+    (made,) = [t for t in listed["items"] if t["name"] == "laptop"]
+    ends = datetime.fromisoformat(made["expiresAt"]) - datetime.now(UTC)
+    assert timedelta(minutes=55) < ends <= timedelta(hours=1), made
+    assert made["prefix"] in laptop.inner_text()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.api_url)
+    own_box.get_by_role("button", name="Copy token").click()
+    own_box.get_by_text("Copied.").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == own
+    own_box.get_by_role("button", name="Done").click()
+    laptop.get_by_role("button", name=re.compile(r"^Revoke laptop \(")).click()
+    confirm(page, "Revoke token", "refused")
+    laptop.wait_for(state="detached")
+    assert stack.call("GET", "/me", token=own)[0] == 401
+    assert session.count() == 1  # the console itself is still signed in
+
+    # Phone width: the tables are cards, nothing scrolls sideways.
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.close()
+
+    # A member who is not an org admin (but admin of data-eng).
+    code, bob = stack.call("POST", "/members", {"email": "bob@example.com", "name": "Bob"})
+    assert code == 201, bob
+    code, bob_token = stack.call("POST", f"/members/{bob['id']}/tokens", {"name": "pasted"})
+    assert code == 201, bob_token
+    path = f"/teams/{team['id']}/members/{bob['id']}"
+    assert stack.call("PUT", path, {"role": "admin"})[0] == 200
+    code, carol = stack.call("POST", "/members", {"email": "carol@example.com", "name": "Carol"})
+    assert code == 201, carol
+
+    page = browser.new_page(viewport=LAPTOP)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.method + " " + r.url))
+    sign_in(page, stack.api_url, bob_token["token"])
+    open_people(page)
+    page.get_by_role("heading", name="Your tokens").wait_for()
+    bob_session = page.locator("#tokens-body tr", has_text="this console session")
+    assert bob_session.count() == 1
+    card = team_card(page, "data-eng")
+    card.wait_for()
+    assert "you: admin" in card.locator("summary").inner_text()
+    assert page.get_by_role("heading", name="Members").count() == 0
+    assert not page.locator("#members-panel").is_visible()
+    assert not page.get_by_label("Team name").is_visible()
+    assert page.get_by_role("button", name="Create team").count() == 0
+    assert not [a for a in asked if re.search(r"/api/v1/members(\?|$)", a)], asked
+
+    # As the team's admin, Bob adds a member by id (he cannot list members);
+    # an id that is no member is the API's 404, shown in the team.
+    card.locator("summary").click()
+    member_id = card.get_by_label("Member id")
+    member_id.fill("NOSUCHMEMBER")
+    card.get_by_role("button", name="Add to data-eng").click()
+    team_error = card.locator(".error")
+    team_error.wait_for()
+    _, missing = stack.call("PUT", f"/teams/{team['id']}/members/NOSUCHMEMBER", {"role": "editor"})
+    assert team_error.inner_text() == f"Could not add the member: {missing['detail']}"
+    member_id.fill(carol["id"])
+    card.get_by_label("Role", exact=True).select_option("viewer")
+    card.get_by_role("button", name="Add to data-eng").click()
+    card.get_by_label(f"Role of {carol['id']} in data-eng", exact=True).wait_for()
+    assert sorted(memberships(stack, team["id"])) == sorted(
+        [(bob["id"], "admin"), (carol["id"], "viewer")]
+    )
+    assert unlabeled(page) == []
+
+    # Revoking this console session's token signs the console out.
+    bob_session.get_by_role("button", name=re.compile(r"^Revoke ")).click()
+    confirm(page, "Revoke and sign out", "signs you out")
+    page.get_by_role("heading", name="Sign in").wait_for()
+    assert (
+        page.locator("#signin-error").inner_text()
+        == "Signed out: you revoked this console session's token."
+    )
+    assert "#/" not in page.url
+    stored = page.evaluate("JSON.stringify({...sessionStorage})")
+    assert "notebooks.token" not in stored, stored
+    _, bob_tokens = stack.call("GET", f"/members/{bob['id']}/tokens")
+    assert [t["name"] for t in bob_tokens["items"]] == ["pasted"]
+    assert stack.call("GET", "/me", token=bob_token["token"])[0] == 200
+    page.close()
