@@ -9,23 +9,37 @@ from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from api.context import Ctx
-from api.errors import Conflict, NotFound
+from api.errors import BadRequest, Conflict, NotFound
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body, text_schema
 from common.ids import new_id
 
+# Kubernetes quantities, as its API server parses them: cores or whole
+# millicores; bytes with a binary or decimal suffix (a lowercase `k`).
+CPU_PATTERN = r"^([0-9]{1,6}(\.[0-9]{1,3})?|[0-9]{1,9}m)$"
+MEMORY_PATTERN = r"^[0-9]{1,13}(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 RESOURCES_SCHEMA = obj(
     {
         "image": {"type": "string", "minLength": 1, "maxLength": 512, "pattern": r"^\S+$"},
-        "cpu": {"type": "string", "maxLength": 32, "pattern": r"^[0-9]{1,6}(\.[0-9]{1,3})?m?$"},
-        "memory": {
-            "type": "string",
-            "maxLength": 32,
-            "pattern": r"^[0-9]{1,12}(Ki|Mi|Gi|Ti|K|M|G|T)?$",
-        },
+        "cpu": {"type": "string", "maxLength": 32, "pattern": CPU_PATTERN},
+        "memory": {"type": "string", "maxLength": 32, "pattern": MEMORY_PATTERN},
     }
 )
+# Bounds a server can start within and a cluster can schedule: a zero would
+# be no limit at all on a pod (and count nothing against a quota).
+CPU_MILLICORES = (1, 256_000)
+MEMORY_BYTES = (64 * 2**20, 2**40)  # 64Mi .. 1Ti
+_MEMORY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_MEMORY_UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+# What the platform sets for Sail and Marimo itself (where Sail is, its mode,
+# its cluster and pods): never a config's to change.
+RESERVED_ENV = frozenset({"SPARK_REMOTE", "SAIL_MODE", "HOME"})
+RESERVED_ENV_PREFIXES = ("SAIL_CLUSTER__", "SAIL_KUBERNETES__")
+# All of a config's env, names and values: one environment string per
+# variable must stay far below Linux's 128 KiB, and on Kubernetes the whole
+# env also travels inside the worker pod template of cluster mode.
+ENV_MAX_BYTES = 32 * 1024
 ENV_SCHEMA = {
     "type": "object",
     "maxProperties": 64,
@@ -43,6 +57,52 @@ FIELDS: dict[str, Any] = {
 }
 CREATE_SCHEMA = obj(FIELDS, required=("name",))
 UPDATE_SCHEMA = obj(FIELDS)
+
+
+def millicores(cpu: str) -> int:
+    return int(cpu[:-1]) if cpu.endswith("m") else round(float(cpu) * 1000)
+
+
+def memory_bytes(memory: str) -> int:
+    digits = memory.rstrip("KiMGTk")
+    return int(digits) * _MEMORY_UNITS[memory[len(digits) :]]
+
+
+def check_config(body: dict[str, Any]) -> None:
+    """What the schema cannot say about a valid config body (after it)."""
+    for component in ("sail", "marimo"):
+        resources = body.get(component, {})
+        if "cpu" in resources and not (
+            CPU_MILLICORES[0] <= millicores(resources["cpu"]) <= CPU_MILLICORES[1]
+        ):
+            raise BadRequest(
+                f"{component}.cpu must be from 1m to 256 (cores).",
+                code="out_of_range",
+                field=f"{component}.cpu",
+            )
+        if "memory" in resources and not (
+            MEMORY_BYTES[0] <= memory_bytes(resources["memory"]) <= MEMORY_BYTES[1]
+        ):
+            raise BadRequest(
+                f"{component}.memory must be from 64Mi to 1Ti.",
+                code="out_of_range",
+                field=f"{component}.memory",
+            )
+    env = body.get("env", {})
+    for name in env:
+        upper = name.upper()
+        if upper in RESERVED_ENV or upper.startswith(RESERVED_ENV_PREFIXES):
+            raise BadRequest(
+                f"env.{name} is set by the platform (where Sail is, its mode and cluster).",
+                code="reserved_name",
+                field=f"env.{name}",
+            )
+    if sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items()) > ENV_MAX_BYTES:
+        raise BadRequest(
+            f"env is larger than {ENV_MAX_BYTES // 1024} KiB in all.",
+            code="out_of_range",
+            field="env",
+        )
 
 
 async def config_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
@@ -75,6 +135,7 @@ async def get_config(ctx: Ctx) -> web.Response:
 
 async def create_config(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, CREATE_SCHEMA)
+    check_config(body)
     require_org_admin(ctx)
     config_id = new_id()
     inserted = await ctx.one(
@@ -100,6 +161,7 @@ async def create_config(ctx: Ctx) -> web.Response:
 async def update_config(ctx: Ctx) -> web.Response:
     config_id = path_id(ctx.request, "config")
     body = await read_body(ctx.request, UPDATE_SCHEMA)
+    check_config(body)
     require_org_admin(ctx)
     if await ctx.one("api_lock_config", ctx.mine(config_id=config_id)) is None:
         raise NotFound("No such workload config.", field="config")

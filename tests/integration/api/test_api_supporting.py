@@ -150,6 +150,62 @@ async def test_workload_configs(client: TestClient, world: World) -> None:
     assert listed["total"] == 2
 
 
+async def test_workload_config_quantities_and_env_a_cluster_would_refuse_or_misread(
+    client: TestClient, world: World
+) -> None:
+    """What the schema's formats let through but a pod could not run with:
+    no limit at all (a zero), Kubernetes' own spelling (`k`, whole
+    millicores), sizes no server starts in, the platform's own variables, an
+    env too large for one environment string."""
+    big_env = {f"V{i}": "x" * 4000 for i in range(9)}  # 36 KiB in all
+    cases = [
+        ({"sail": {"memory": "0"}}, "sail.memory", "out_of_range"),
+        ({"sail": {"memory": "1"}}, "sail.memory", "out_of_range"),
+        ({"marimo": {"memory": "63Mi"}}, "marimo.memory", "out_of_range"),
+        ({"sail": {"memory": "2Ti"}}, "sail.memory", "out_of_range"),
+        ({"sail": {"memory": "512K"}}, "sail.memory", "invalid_value"),  # Kubernetes: `k`
+        ({"sail": {"cpu": "0"}}, "sail.cpu", "out_of_range"),
+        ({"marimo": {"cpu": "0m"}}, "marimo.cpu", "out_of_range"),
+        ({"sail": {"cpu": "0.5m"}}, "sail.cpu", "invalid_value"),  # no fraction of a millicore
+        ({"sail": {"cpu": "257"}}, "sail.cpu", "out_of_range"),
+        ({"env": {"SPARK_REMOTE": "sc://evil:15002"}}, "env.SPARK_REMOTE", "reserved_name"),
+        ({"env": {"SAIL_MODE": "local"}}, "env.SAIL_MODE", "reserved_name"),
+        ({"env": {"sail_mode": "local"}}, "env.sail_mode", "reserved_name"),
+        (
+            {"env": {"SAIL_CLUSTER__WORKER_MAX_COUNT": "9999"}},
+            "env.SAIL_CLUSTER__WORKER_MAX_COUNT",
+            "reserved_name",
+        ),
+        (
+            {"env": {"SAIL_KUBERNETES__NAMESPACE": "kube-system"}},
+            "env.SAIL_KUBERNETES__NAMESPACE",
+            "reserved_name",
+        ),
+        ({"env": big_env}, "env", "out_of_range"),
+    ]
+    made = await client.post(
+        V1 + "/workloads/configs", json={"name": "sized"}, headers=world.admin.auth
+    )
+    url = f"{V1}/workloads/configs/{(await body_of(made))['id']}"
+    for bad, field, code in cases:
+        for method, target, body in (
+            ("POST", V1 + "/workloads/configs", {"name": "b", **bad}),
+            ("PATCH", url, bad),
+        ):
+            resp = await client.request(method, target, json=body, headers=world.admin.auth)
+            problem = await body_of(resp)
+            assert resp.status == 400, (method, bad)
+            assert (problem["field"], problem["code"]) == (field, code), (method, bad)
+    good = {
+        "sail": {"cpu": "250m", "memory": "64Mi"},
+        "marimo": {"cpu": "0.001", "memory": "1Ti"},
+        "env": {"SAIL_SPARK__SESSION_TIMEOUT_SECS": "60", "SPARK_CONF": "x"},
+    }
+    resp = await client.patch(url, json=good, headers=world.admin.auth)
+    assert resp.status == 200, await resp.text()
+    assert (await body_of(resp))["marimo"] == good["marimo"]
+
+
 async def test_notebook_team_links(client: TestClient, world: World, factory: Factory) -> None:
     other = factory.team(world.org)
     url = f"{V1}/workloads/notebooks/{world.notebook}/teams"
