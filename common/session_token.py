@@ -15,6 +15,9 @@ ALGORITHM = "HS256"
 ISSUER = "notebooks-api"
 AUDIENCE = "notebooks-proxy"
 LIFETIME = timedelta(minutes=5)
+# How far the API's clock may run ahead of the proxy's (they are different
+# hosts in production) before a fresh link looks issued in the future.
+CLOCK_SKEW = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def verify(token: str, keys: tuple[tuple[str, str], ...], *, now: datetime) -> S
             options={
                 "require": ["exp", "iat", "jti", "sub", "aud", "iss", "tok"],
                 "verify_exp": False,
+                "verify_iat": False,  # PyJWT's reads the wall clock: checked below
             },
         )
     except jwt.InvalidAudienceError:
@@ -106,8 +110,15 @@ def verify(token: str, keys: tuple[tuple[str, str], ...], *, now: datetime) -> S
         raise InvalidSessionToken("signature", "The link's signature does not match.") from None
     except jwt.PyJWTError:
         raise InvalidSessionToken("malformed", "The link is not a valid token.") from None
-    # Expiry checked against the injected clock, not the wall clock.
-    if int(now.timestamp()) >= int(payload["exp"]):
+    # Expiry and issue time checked against the injected clock, not the wall
+    # clock; the API's clock may run ahead of ours by up to CLOCK_SKEW.
+    try:
+        issued, expires = int(payload["iat"]), int(payload["exp"])
+    except (TypeError, ValueError):
+        raise InvalidSessionToken("malformed", "The link is missing claims.") from None
+    if issued > (now + CLOCK_SKEW).timestamp():
+        raise InvalidSessionToken("not_yet_valid", "The link was issued in the future.")
+    if int(now.timestamp()) >= expires:
         raise InvalidSessionToken("expired", "The link has expired; open the notebook again.")
     try:
         return SessionClaims(

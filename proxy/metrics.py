@@ -15,6 +15,7 @@ LOGIN_OUTCOMES = (
     "audience",
     "issuer",
     "expired",
+    "not_yet_valid",
     "reused",
     "wrong_notebook",
     "stale_session",
