@@ -113,10 +113,12 @@ async def create_token(ctx: Ctx) -> web.Response:
     lifetime = body.get("expiresInSeconds")
     expires_at = None if lifetime is None else ctx.now + timedelta(seconds=lifetime)
     # A token never outlives the one that made it, or a leaked short-lived
-    # token (the console's) could mint itself a lasting one.
+    # token (the console's) could mint itself a lasting one; and it is
+    # revoked with it (the console's sign-out ends what was made in it).
     ceiling = ctx.me.token_expires_at
     if ceiling is not None and (expires_at is None or expires_at > ceiling):
         expires_at = ceiling
+    made_by = ctx.me.token_id if ceiling is not None else None
     secret = new_token()
     row = await ctx.one(
         "api_insert_token",
@@ -128,6 +130,7 @@ async def create_token(ctx: Ctx) -> web.Response:
             "secret_hash": hash_token(secret),
             "now": ctx.now,
             "expires_at": expires_at,
+            "made_by": made_by,
         },
     )
     assert row is not None

@@ -50,15 +50,27 @@ update members set disabled_at = %(now)s
 returning id;
 
 -- name: api_insert_token
-insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at, expires_at)
-values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s, %(expires_at)s)
+insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at, expires_at, made_by)
+values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s, %(expires_at)s,
+        %(made_by)s)
 returning json_build_object('id', id, 'name', name, 'prefix', prefix,
                             'createdAt', created_at, 'expiresAt', expires_at)::text as body;
 
 -- name: api_revoke_token
-update api_tokens set revoked_at = %(now)s
- where id = %(token_id)s and member_id = %(member_id)s and revoked_at is null
-returning id;
+-- The token, and every token made with it, and with those (migration 0007).
+with recursive target as (
+    select id from api_tokens
+     where id = %(token_id)s and member_id = %(member_id)s and revoked_at is null
+), lineage as (
+    select id from target
+    union
+    select t.id from api_tokens t join lineage l on t.made_by = l.id
+), revoked as (
+    update api_tokens set revoked_at = %(now)s
+     where id in (select id from lineage) and revoked_at is null
+    returning id
+)
+select id from target;
 
 -- name: api_token_page
 -- A member's live (unrevoked, unexpired) tokens, newest first; never the secret.

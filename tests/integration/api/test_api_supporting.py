@@ -303,6 +303,35 @@ async def test_a_token_with_an_expiry_cannot_mint_one_that_outlives_it(
         assert resp.status == 401
 
 
+async def test_revoking_a_token_revokes_what_was_made_with_it_while_it_had_an_end(
+    client: TestClient, world: World
+) -> None:
+    """Signing out of a console (revoking its token) ends every token made in
+    that console, and those made with them; a lasting token's are its peers."""
+    own = f"{V1}/members/{world.editor.id}/tokens"
+    console, auth = await console_token(client, world)
+    child = await body_of(await client.post(own, json={"name": "child"}, headers=auth))
+    grandchild = await body_of(
+        await client.post(
+            f"{V1}/members/{world.editor.id}/tokens",
+            json={"name": "grandchild"},
+            headers={"Authorization": f"Bearer {child['token']}"},
+        )
+    )
+    peer = await body_of(await client.post(own, json={"name": "peer"}, headers=world.editor.auth))
+
+    async def me(token: str) -> int:
+        return (await client.get(V1 + "/me", headers={"Authorization": f"Bearer {token}"})).status
+
+    assert [await me(t["token"]) for t in (console, child, grandchild, peer)] == [200] * 4
+    assert (await client.delete(f"{own}/{console['id']}", headers=world.editor.auth)).status == 204
+    assert [await me(t["token"]) for t in (console, child, grandchild)] == [401] * 3
+    assert await me(peer["token"]) == 200  # made with a lasting token: not bound to the console
+    listed = await body_of(await client.get(own, headers=world.editor.auth))
+    assert peer["id"] in {t["id"] for t in listed["items"]}
+    assert not {console["id"], child["id"], grandchild["id"]} & {t["id"] for t in listed["items"]}
+
+
 @pytest.mark.parametrize("lifetime", [299, 366 * 86400 + 1, "3600", 3600.5, True, None])
 async def test_a_token_lifetime_out_of_range_is_400(
     client: TestClient, world: World, lifetime: object
