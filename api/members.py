@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from api.context import Ctx
-from api.errors import Conflict, Forbidden, NotFound
+from api.errors import Conflict, Forbidden, NotFound, Unauthorized
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body
@@ -93,7 +93,16 @@ async def disable_member(ctx: Ctx) -> web.Response:
         raise Conflict(
             "An admin cannot disable themselves.", code="cannot_disable_self", field="member"
         )
-    if await ctx.one("api_disable_member", {**ctx.mine(), "member_id": member_id}) is None:
+    row = await ctx.one(
+        "api_disable_member", ctx.mine(member_id=member_id, caller_id=ctx.me.member_id)
+    )
+    assert row is not None
+    if not row["caller_ok"]:  # disabled (or demoted) meanwhile, by a concurrent request
+        raise Unauthorized(
+            "The API token is unknown, revoked or expired, or its member is disabled.",
+            code="invalid_token",
+        )
+    if row["disabled"] is None:
         raise NotFound("No such member.", field="member")
     return no_content()
 

@@ -45,9 +45,25 @@ on conflict (organization_id, lower(email)) do nothing
 returning id;
 
 -- name: api_disable_member
-update members set disabled_at = %(now)s
- where id = %(member_id)s and organization_id = %(org_id)s and disabled_at is null
-returning id;
+-- The caller's row and the target's are locked first, in id order, so two
+-- admins disabling each other serialize: the second finds itself disabled
+-- (caller_ok false) and disables nobody, and the org keeps an admin.
+with locked as (
+    select id, disabled_at, organization_admin from members
+     where id in (%(member_id)s, %(caller_id)s) and organization_id = %(org_id)s
+     order by id
+       for no key update
+), caller as (
+    select exists (select 1 from locked
+                    where id = %(caller_id)s and disabled_at is null and organization_admin) as ok
+), done as (
+    update members m set disabled_at = %(now)s
+      from caller
+     where caller.ok and m.id = %(member_id)s and m.organization_id = %(org_id)s
+       and m.disabled_at is null
+    returning m.id
+)
+select (select ok from caller) as caller_ok, (select id from done) as disabled;
 
 -- name: api_insert_token
 insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at, expires_at, made_by)

@@ -3,11 +3,16 @@ workload configs; their permissions and state rules."""
 
 from __future__ import annotations
 
+import asyncio
+
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of
 
 from common.clock import FakeClock
+from common.settings import Settings
+from sql import query
 
 V1 = "/api/v1"
 
@@ -340,6 +345,44 @@ async def test_a_token_lifetime_out_of_range_is_400(
     body = {"name": "t", "expiresInSeconds": lifetime}
     resp = await client.post(url, json=body, headers=world.editor.auth)
     assert resp.status == 400 and (await body_of(resp))["field"] == "expiresInSeconds"
+
+
+async def test_two_admins_disabling_each_other_at_once_leave_one_admin(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """B's disable of A is in flight (uncommitted) when A's disable of B
+    arrives: A's waits for it, then finds A disabled and disables nobody."""
+    second = factory.member(world.org, admin=True)
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder:
+        async with holder.transaction():
+            await holder.execute(
+                query("api_disable_member"),
+                {
+                    "org_id": world.org,
+                    "member_id": world.admin.id,
+                    "caller_id": second.id,
+                    "now": factory.clock.now(),
+                },
+            )
+            racing = asyncio.ensure_future(
+                client.delete(f"{V1}/members/{second.id}", headers=world.admin.auth)
+            )
+            while (
+                factory.value(
+                    "select count(*) from pg_stat_activity"
+                    " where wait_event_type = 'Lock' and datname = current_database()"
+                )
+                < 1
+            ):
+                assert not racing.done(), "A's disable did not wait for B's"
+                await asyncio.sleep(0.01)
+        resp = await racing
+    assert resp.status == 401 and (await body_of(resp))["code"] == "invalid_token"
+    assert factory.value("select disabled_at is null from members where id = %s", second.id)
+    assert not factory.value(
+        "select disabled_at is null from members where id = %s", world.admin.id
+    )
 
 
 async def test_a_disabled_member_leaves_team_listings(client: TestClient, world: World) -> None:
