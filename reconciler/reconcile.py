@@ -232,6 +232,8 @@ async def _auto_stop(conn: AsyncConnection[Any], row: dict[str, Any], now: datet
             "generation": row["generation"],
             "now": now,
             "last_active_at": row["last_active_at"],
+            "idle_timeout_seconds": row["idle_timeout_seconds"],
+            "detached_timeout_seconds": row["detached_timeout_seconds"],
         },
     )
     return stopped is not None

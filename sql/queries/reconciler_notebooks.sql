@@ -34,11 +34,14 @@ update notebooks
 
 -- name: reconciler_auto_stop
 -- The reconciler's own decision to stop (idle/detached timeout): desired
--- state moves, so generation moves; only if nobody changed it meanwhile.
+-- state moves, so generation moves; only if nobody changed it meanwhile: no
+-- ping, and no new timeout (a member who just turned it off keeps it running).
 update notebooks
    set desired_state = 'stopped', generation = generation + 1, updated_at = %(now)s
  where id = %(id)s and generation = %(generation)s and desired_state = 'running'
-   and last_active_at is not distinct from %(last_active_at)s  -- no ping meanwhile
+   and last_active_at is not distinct from %(last_active_at)s
+   and idle_timeout_seconds = %(idle_timeout_seconds)s
+   and detached_timeout_seconds = %(detached_timeout_seconds)s
 returning generation;
 
 -- name: reconciler_delete_notebook

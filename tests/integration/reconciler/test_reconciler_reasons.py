@@ -130,3 +130,39 @@ async def test_sweep_looks_at_failed_notebooks_only_while_something_is_left(rows
     await sweep_once(pool)
     queued = await _queued(db)
     assert leftovers in queued and clean not in queued
+
+
+class PatchedWhileObserving(TeardownFailsOnce):
+    """As a member's PATCH of the idle timeout lands between the reconciler's
+    read of the row and its auto-stop write: during the observation."""
+
+    def __init__(self, shown: Observation, db: Any, nid: str) -> None:
+        super().__init__(shown)
+        self.db, self.nid, self.patch = db, nid, False
+
+    async def observe(self, notebook_id: str) -> Observation:
+        if self.patch:
+            self.patch = False
+            await self.db.execute(
+                "update notebooks set idle_timeout_seconds = 0 where id = %s", (self.nid,)
+            )
+        return await super().observe(notebook_id)
+
+
+async def test_an_idle_timeout_turned_off_during_a_pass_is_not_auto_stopped_by_it(rows, pool, db):
+    clock = FakeClock()
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+    runtime = PatchedWhileObserving(_shown((await rows.get(nid))["session_id"], READY), db, nid)
+    deps = Deps(pool=pool, runtime=runtime, clock=clock)
+    assert (await reconcile_once(deps, nid)).outcome == "ready"
+
+    clock.advance(3600)  # idle for the whole (old) timeout, as the pass reads it
+    runtime.patch = True
+    await reconcile_once(deps, nid)
+    row = await rows.get(nid)
+    assert row["desired_state"] == "running" and row["idle_timeout_seconds"] == 0
+    assert runtime.teardowns == 0
+    # The next pass reads the new timeout (never): still nothing stops it.
+    await reconcile_once(deps, nid)
+    assert (await rows.get(nid))["desired_state"] == "running"
