@@ -11,11 +11,11 @@ from api.errors import Forbidden, NotFound
 from api.notebooks import (
     ADMINISTER,
     TEAM_IDS_SCHEMA,
-    VIEW,
     check_teams,
     list_scope,
     locked,
     notebook_page,
+    visible,
 )
 from api.responses import no_content, normalized_list, page_params, plain_list
 from api.validation import obj, path_id, read_body
@@ -47,7 +47,7 @@ async def find_team(ctx: Ctx, team_id: str) -> dict[str, Any]:
 
 async def list_notebook_teams(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    await locked(ctx, notebook_id, VIEW)
+    await visible(ctx, notebook_id)
     scope = f"notebook-teams:{notebook_id}"
     row = await team_page(ctx, notebook_id=notebook_id, **page_params(ctx, scope))
     return plain_list(ctx, scope, row)

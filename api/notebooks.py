@@ -90,6 +90,15 @@ async def locked(ctx: Ctx, notebook_id: str, allowed: frozenset[str]) -> dict[st
     return row
 
 
+async def visible(ctx: Ctx, notebook_id: str) -> None:
+    """404 unless the caller may see the notebook; no lock (for reads)."""
+    row = await ctx.one(
+        "api_notebook_visible", ctx.mine(id=notebook_id, org_admin=ctx.me.organization_admin)
+    )
+    if row is None or not row["visible"]:
+        raise NotFound("No such notebook.", field="id")
+
+
 async def check_config(ctx: Ctx, config_id: str) -> None:
     if await ctx.one("api_config_in_org", ctx.mine(id=config_id)) is None:
         raise BadRequest(

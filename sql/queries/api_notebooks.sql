@@ -101,6 +101,21 @@ select n.status, n.session_id, n.workload_config_id, n.member_id,
  where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null
    for update of n;
 
+-- name: api_notebook_visible
+-- Whether `member_id` may see the notebook at all, as api_notebook_access
+-- would say, without its row lock: for reads, which must not queue behind a
+-- start or stop (nor hold one up).
+select exists (
+    select 1 from notebooks n
+     where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null
+       and (%(org_admin)s
+            or n.member_id = %(member_id)s
+            or exists (select 1
+                         from notebook_teams nt
+                         join team_memberships tm on tm.team_id = nt.team_id
+                        where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+) as visible;
+
 -- name: api_insert_notebook
 insert into notebooks (id, organization_id, member_id, workload_config_id, name, description,
                        idle_timeout_seconds, detached_timeout_seconds,

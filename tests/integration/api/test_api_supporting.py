@@ -211,6 +211,22 @@ async def test_workload_config_quantities_and_env_a_cluster_would_refuse_or_misr
     assert (await body_of(resp))["marimo"] == good["marimo"]
 
 
+async def test_reading_a_notebooks_teams_does_not_wait_for_a_start_or_stop(
+    client: TestClient, world: World, settings: Settings
+) -> None:
+    """A read takes no row lock: while a write holds the notebook's row (as a
+    start or stop does), listing its teams answers at once."""
+    url = f"{V1}/workloads/notebooks/{world.notebook}/teams"
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder, holder.transaction():
+        await holder.execute("select id from notebooks where id = %s for update", (world.notebook,))
+        resp = await asyncio.wait_for(client.get(url, headers=world.viewer.auth), 5)
+        assert resp.status == 200
+        assert [t["id"] for t in (await body_of(resp))["items"]] == [world.team]
+        hidden = await asyncio.wait_for(client.get(url, headers=world.outsider.auth), 5)
+        assert hidden.status == 404
+
+
 async def test_notebook_team_links(client: TestClient, world: World, factory: Factory) -> None:
     other = factory.team(world.org)
     url = f"{V1}/workloads/notebooks/{world.notebook}/teams"
