@@ -167,8 +167,10 @@ async def test_a_stop_a_delete_or_an_auto_stop_frees_the_slot(
         assert (await start(client, third, world.owner)).status == 202
         # The reconciler's auto-stop (idle timeout): desired stopped, then stopping.
         with factory.conn.transaction():
-            generation, last_active = factory.conn.execute(
-                "select generation, last_active_at from notebooks where id = %s", (third,)
+            generation, last_active, idle, detached = factory.conn.execute(
+                "select generation, last_active_at, idle_timeout_seconds,"
+                " detached_timeout_seconds from notebooks where id = %s",
+                (third,),
             ).fetchone()  # type: ignore[misc]
             factory.conn.execute(
                 query("reconciler_auto_stop"),  # type: ignore[arg-type]
@@ -177,6 +179,8 @@ async def test_a_stop_a_delete_or_an_auto_stop_frees_the_slot(
                     "generation": generation,
                     "now": clock.now(),
                     "last_active_at": last_active,
+                    "idle_timeout_seconds": idle,
+                    "detached_timeout_seconds": detached,
                 },
             )
             factory.conn.execute(
