@@ -239,10 +239,11 @@ def death_reason(name: str, proc: Proc, secrets: tuple[str, ...] = ()) -> str:
 
 
 def members(proc: Proc, cwd: Path) -> list[psutil.Process]:
-    """Live processes of `proc`'s group that are really ours: the leader if
-    it is verified (pid, create time, cmdline), and group members working in
-    the notebook's directory (Marimo's kernel, Sail's workers). A pid reused
-    by an unrelated process group is never matched."""
+    """Live processes of `proc`'s group that are really ours: while the
+    leader is verified (pid, create time, cmdline), its whole group (a kernel
+    may have moved to another directory); once it is gone, the members
+    working in the notebook's directory (Marimo's kernel, Sail's workers). A
+    pid reused by an unrelated process group is never matched."""
     if (popen := _CHILDREN.get(proc.pid)) is not None:
         popen.poll()  # reap our own child, so a dead leader is not a zombie
     leader_ok = is_alive(proc)
@@ -251,7 +252,7 @@ def members(proc: Proc, cwd: Path) -> list[psutil.Process]:
         try:
             if os.getpgid(p.pid) != proc.pid or p.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if (p.pid == proc.pid and leader_ok) or _within(p.cwd(), cwd):
+            if leader_ok or _within(p.cwd(), cwd):
                 found.append(p)
         except (psutil.Error, ProcessLookupError, PermissionError, OSError):
             continue
@@ -265,6 +266,13 @@ def _within(cwd: str, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _signal(procs: list[psutil.Process], sig: signal.Signals) -> None:
     for p in procs:
         with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
@@ -275,7 +283,16 @@ async def stop(proc: Proc, first: signal.Signals, grace: float, cwd: Path) -> No
     """Send `first` to the process group, wait up to `grace` s, then SIGKILL
     whatever of it is left (only processes verified as ours, see `members`)."""
     loop = asyncio.get_running_loop()
-    left = members(proc, cwd)
+    # Those seen while the leader was verified stay ours after it exits
+    # (psutil's Process checks its pid has not been reused).
+    seen: dict[int, psutil.Process] = {}
+
+    def remaining() -> list[psutil.Process]:
+        for p in members(proc, cwd):
+            seen.setdefault(p.pid, p)
+        return [p for p in seen.values() if _running(p)]
+
+    left = remaining()
     if left:
         # The leader first (Sail's graceful stop is its own SIGINT handler);
         # the rest of the group gets the same signal.
@@ -283,13 +300,13 @@ async def stop(proc: Proc, first: signal.Signals, grace: float, cwd: Path) -> No
         deadline = loop.time() + grace
         while left and loop.time() < deadline:
             await asyncio.sleep(0.05)
-            left = members(proc, cwd)
+            left = remaining()
         if left:
             _signal(left, signal.SIGKILL)
             deadline = loop.time() + 5
             while left and loop.time() < deadline:
                 await asyncio.sleep(0.05)
-                left = members(proc, cwd)
+                left = remaining()
     popen = _CHILDREN.pop(proc.pid, None)
     if popen is not None:
         popen.poll()

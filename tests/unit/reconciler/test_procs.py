@@ -120,6 +120,41 @@ async def test_spawned_process_is_recognised_and_stopped_with_its_exit_code(
     await asyncio.sleep(0)
 
 
+KERNEL_ELSEWHERE = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a server that will not stop: SIGKILL comes
+kernel = subprocess.Popen([sys.executable, "-c",
+    "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    " os.chdir('/tmp'); print(os.getpid(), flush=True); time.sleep(60)"],
+    stdout=open("kernel.pid", "w"))
+time.sleep(60)
+"""
+
+
+async def test_stop_ends_a_kernel_that_left_the_notebooks_directory(tmp_path: Path) -> None:
+    """A kernel that ran `os.chdir('/tmp')` is still of the server's group:
+    stopped with it, even when the server has to be killed first."""
+    proc = spawn_python(tmp_path, KERNEL_ELSEWHERE)
+    pid_file = tmp_path / "kernel.pid"
+    for _ in range(200):  # the kernel writes its pid once it is in /tmp
+        if pid_file.read_text().strip() if pid_file.exists() else "":
+            break
+        await asyncio.sleep(0.05)
+    kernel = int(pid_file.read_text())
+    assert os.getpgid(kernel) == proc.pid
+    await procs.stop(proc, signal.SIGTERM, 0.3, tmp_path)
+    assert not procs.is_alive(proc)
+    for _ in range(100):  # reaped by init once its parent is gone
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        os.kill(kernel, signal.SIGKILL)
+        raise AssertionError("the kernel outside the notebook's directory was left running")
+
+
 def test_death_reason_has_exit_code_and_log_tail_without_tokens(tmp_path: Path) -> None:
     proc = spawn_python(
         tmp_path,
