@@ -17,7 +17,13 @@ from common.ids import ID_PATTERN, is_valid_id
 Schema = dict[str, Any]
 
 # Text fields refuse NUL (PostgreSQL cannot store it) and must hold a visible character.
-NAME_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+# A name is one line of text with something to see: no control characters
+# (C0, DEL, C1), and at least one character that is neither a space nor an
+# invisible format character (zero-width spaces and joiners, bidi marks and
+# overrides, word joiners, BOM), so two names never look the same by being blank.
+_CONTROL = r"\u0000-\u001f\u007f-\u009f"
+_INVISIBLE = r"\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2064\u206a-\u206f\ufeff"
+NAME_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}{_INVISIBLE}][^{_CONTROL}]*$"
 TEXT_PATTERN = r"^[^\u0000]*$"
 ID_SCHEMA: Schema = {"type": "string", "pattern": ID_PATTERN.pattern}
 TIMEOUT_SCHEMA: Schema = {
