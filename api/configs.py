@@ -14,6 +14,7 @@ from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body, text_schema
 from common.ids import new_id
+from common.platform_env import platform_env_key
 
 # Kubernetes quantities, as its API server parses them: cores or whole
 # millicores; bytes with a binary or decimal suffix (a lowercase `k`).
@@ -32,10 +33,6 @@ CPU_MILLICORES = (1, 256_000)
 MEMORY_BYTES = (64 * 2**20, 2**40)  # 64Mi .. 1Ti
 _MEMORY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _MEMORY_UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-# What the platform sets for Sail and Marimo itself (where Sail is, its mode,
-# its cluster and pods): never a config's to change.
-RESERVED_ENV = frozenset({"SPARK_REMOTE", "SAIL_MODE", "HOME"})
-RESERVED_ENV_PREFIXES = ("SAIL_CLUSTER__", "SAIL_KUBERNETES__")
 # All of a config's env, names and values: one environment string per
 # variable must stay far below Linux's 128 KiB, and on Kubernetes the whole
 # env also travels inside the worker pod template of cluster mode.
@@ -90,8 +87,7 @@ def check_config(body: dict[str, Any]) -> None:
             )
     env = body.get("env", {})
     for name in env:
-        upper = name.upper()
-        if upper in RESERVED_ENV or upper.startswith(RESERVED_ENV_PREFIXES):
+        if platform_env_key(name):
             raise BadRequest(
                 f"env.{name} is set by the platform (where Sail is, its mode and cluster).",
                 code="reserved_name",

@@ -33,6 +33,7 @@ import aiohttp
 import structlog
 
 from common.ids import is_valid_id
+from common.platform_env import user_env
 from reconciler.runtime import probes, procs
 from reconciler.runtime.base import (
     ABSENT,
@@ -395,7 +396,7 @@ class LocalRuntime:
 
     def _env(self, spec: SessionSpec) -> dict[str, str]:
         env = {k: v for k in _ENV_ALLOW if (v := os.environ.get(k)) is not None}
-        env.update(spec.workload.env)
+        env.update(user_env(spec.workload.env))
         return env
 
     @staticmethod

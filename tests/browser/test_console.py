@@ -255,15 +255,16 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     page.locator("#cfg-sail-cpu").fill("2")
     page.locator("#cfg-sail-memory").fill("4Gi")
     # An environment Sail refuses to start with: used below for a failed start.
-    page.locator("#cfg-env").fill("SAIL_MODE=no-such-mode")
+    page.locator("#cfg-env").fill("SAIL_EXECUTION__BATCH_SIZE=lots")
     form.get_by_role("button", name="Create workload config").click()
     big = page.locator("#configs-body tr", has_text="big")
     big.wait_for()
-    assert "2 CPU, 4Gi memory" in big.inner_text() and "SAIL_MODE" in big.inner_text()
+    shown = big.inner_text()
+    assert "2 CPU, 4Gi memory" in shown and "SAIL_EXECUTION__BATCH_SIZE" in shown
     _, configs = stack.call("GET", "/workloads/configs")
     assert {c["name"] for c in configs["items"]} == {"default", "big"}
     assert [c["env"] for c in configs["items"] if c["name"] == "big"] == [
-        {"SAIL_MODE": "no-such-mode"}
+        {"SAIL_EXECUTION__BATCH_SIZE": "lots"}
     ]
 
     # A notebook shared with a team at creation, then renamed.
@@ -315,7 +316,7 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     failing.locator(".status-failed").wait_for(timeout=START_SECONDS * 1000)
     _, described = stack.call("GET", f"/workloads/notebooks/{failing_id}")
     reason = described["included"]["notebooks"][0]["statusMessage"]
-    assert "Sail exited" in reason and "MODE" in reason, reason
+    assert "Sail exited" in reason and "BATCH_SIZE" in reason, reason
     assert failing.locator(".status-message").text_content() == reason
     failing.get_by_role("button", name="Start Doomed").wait_for()
     failing.get_by_role("link", name="Doomed").click()

@@ -16,7 +16,10 @@ COMPONENT = "app.kubernetes.io/component"
 
 SAIL = "sail"
 MARIMO = "marimo"
-SAIL_WORKER = "sail-worker"
+# What Sail itself puts on the worker pods a cluster-mode driver creates: it
+# copies our template's labels, then sets its own over them, this one
+# included (sail-execution worker_manager/kubernetes.rs, `build_pod_labels`).
+SAIL_WORKER = "worker"
 
 SAIL_PORT = 50051
 MARIMO_PORT = 2718

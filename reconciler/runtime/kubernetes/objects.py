@@ -9,6 +9,7 @@ import base64
 import json
 from typing import Any
 
+from common.platform_env import user_env
 from reconciler.runtime.base import ResourceSpec, SessionSpec
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
@@ -37,9 +38,17 @@ def _resources(res: ResourceSpec, ks: KubernetesSettings) -> Obj:
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
 
 
+def literal(value: str) -> str:
+    """An env value as the kubelet must pass it on unchanged: it expands
+    `$(NAME)` to an earlier variable and turns `$$` into `$`, so every `$`
+    is doubled (`pa$$word` reaches the process as `pa$$word`)."""
+    return value.replace("$", "$$")
+
+
 def _env(user: dict[str, str], ours: dict[str, str]) -> list[Obj]:
-    merged = {**user, **ours}  # ours win: SPARK_REMOTE, SAIL_MODE… are not the user's to change
-    return [{"name": k, "value": v} for k, v in sorted(merged.items())]
+    # Ours win: SPARK_REMOTE, SAIL_MODE, SAIL_CLUSTER__*… are not the user's to change.
+    merged = {**user_env(user), **ours}
+    return [{"name": k, "value": literal(v)} for k, v in sorted(merged.items())]
 
 
 def _container_security(ks: KubernetesSettings) -> Obj:
@@ -115,7 +124,13 @@ def pvc(notebook_id: str, ks: KubernetesSettings) -> Obj:
 
 def _worker_template(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     """PodTemplateSpec Sail uses for its worker pods: our labels (so the
-    NetworkPolicy and teardown find them), same resources and hardening."""
+    NetworkPolicy and teardown find them), same resources and hardening.
+    Sail adds its own labels over these (`app.kubernetes.io/component` is
+    `worker`, the value of `n.SAIL_WORKER`), its container's command and
+    env, and `serviceAccountName: default`. The env values here pass two
+    kubelets (the driver's, as part of this JSON, then the worker's):
+    `_env` escapes them for the worker's, and again for the driver's as
+    part of the driver's own env."""
     tmp_vol, tmp_mount = _tmp_volume()
     labels = {
         **ks.extra_pod_labels,
@@ -157,7 +172,10 @@ def sail_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             "SAIL_KUBERNETES__WORKER_POD_TEMPLATE": json.dumps(
                 _worker_template(spec, ks), sort_keys=True
             ),
+            # `workers` is a cap, not only a start: Sail's default maximum
+            # (0) is unlimited, and a wide query would ask for a pod per task.
             "SAIL_CLUSTER__WORKER_INITIAL_COUNT": str(max(spec.workload.workers, 1)),
+            "SAIL_CLUSTER__WORKER_MAX_COUNT": str(max(spec.workload.workers, 1)),
             "SAIL_CLUSTER__DRIVER_LISTEN_HOST": "0.0.0.0",
             "SAIL_CLUSTER__WORKER_LISTEN_HOST": "0.0.0.0",
         }
@@ -213,7 +231,7 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             "image": image,
             "imagePullPolicy": ks.image_pull_policy,
             "command": ["python", "-c", _SEED, path],
-            "env": [{"name": "NOTEBOOK_TEMPLATE", "value": TEMPLATE}],
+            "env": [{"name": "NOTEBOOK_TEMPLATE", "value": literal(TEMPLATE)}],
             "resources": {
                 "requests": {"cpu": "50m", "memory": "64Mi"},
                 "limits": {"memory": "128Mi"},

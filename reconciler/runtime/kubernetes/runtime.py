@@ -17,7 +17,7 @@ import structlog
 from kubernetes import client
 
 from common.settings import Settings
-from reconciler.runtime.base import Component, Observation, Phase, SessionSpec
+from reconciler.runtime.base import ABSENT, Component, Observation, Phase, SessionSpec
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.api import KubeApi, Obj, default_api_client
@@ -29,25 +29,37 @@ from reconciler.runtime.probes import marimo_activity_at
 
 log = structlog.get_logger(__name__)
 
-# Per-session objects removed on stop (the PVC stays until delete).
+# Per-session objects removed on stop (the PVC stays until delete). A
+# cluster-mode driver's rights go first, so that a driver still running (or
+# terminating) cannot create worker pods after its pods were deleted.
 _STOP_KINDS = (
+    "RoleBinding",
+    "Role",
+    "ServiceAccount",
     "Pod",
     "Secret",
     "Service",
     "NetworkPolicy",
-    "RoleBinding",
-    "Role",
-    "ServiceAccount",
 )
+
+# The pods a session is made of; any other pod of a notebook is a worker its
+# cluster-mode Sail driver created (n.SAIL_WORKER).
+_SESSION_COMPONENTS = (n.SAIL, n.MARIMO)
 
 
 def _created(obj: Obj) -> str:
     return str(obj["metadata"].get("creationTimestamp") or "")
 
 
+def _component(pod: Obj) -> str | None:
+    return (pod["metadata"].get("labels") or {}).get(n.COMPONENT)
+
+
 def pick_session(pods: list[Obj]) -> str | None:
-    """The session the notebook's pods belong to now: the newest among the
-    pods not being deleted, else the newest of all."""
+    """The session the notebook's Sail and Marimo pods belong to now: the
+    newest among those not being deleted, else the newest of all. Worker
+    pods never decide it: a cluster-mode driver labels what it creates."""
+    pods = [p for p in pods if _component(p) in _SESSION_COMPONENTS]
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     pool = live or pods
     if not pool:
@@ -56,11 +68,24 @@ def pick_session(pods: list[Obj]) -> str | None:
     return str(newest["metadata"]["labels"].get(n.SESSION) or "") or None
 
 
+def _leftover(pods: list[Obj]) -> Component:
+    """Worker pods still there once Sail and Marimo are gone (a terminating
+    driver's, or one it created after the stop deleted the rest): not
+    nothing left, so a stop waits for them and deletes them again."""
+    names = sorted(str(p["metadata"].get("name")) for p in pods)
+    return Component(
+        Phase.STARTING,
+        f"{len(names)} Sail worker pod(s) left: {', '.join(names)}",
+        terminating=True,
+    )
+
+
 def observation_of(notebook_id: str, pods: list[Obj], namespace: str) -> Observation:
     """Pure: a notebook's pods → Observation."""
     session = pick_session(pods)
     if session is None:
-        return Observation(session_id=None)
+        workers = [p for p in pods if _component(p) not in _SESSION_COMPONENTS]
+        return Observation(session_id=None, sail=_leftover(workers) if workers else ABSENT)
     mine = [p for p in pods if p["metadata"]["labels"].get(n.SESSION) == session]
 
     def comp(component: str) -> Component:

@@ -4,8 +4,11 @@ client, with a fake kubelet moving pods as a node would."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,6 +21,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 
 from common.settings import Settings
+from common.statuses import Desired, Status
+from reconciler.plan import Action, NotebookState, plan
 from reconciler.runtime.base import Phase, ResourceSpec, SessionSpec, TerminalError, WorkloadSpec
 from reconciler.runtime.factory import make_runtime
 from reconciler.runtime.kubernetes import KubernetesRuntime
@@ -207,6 +212,100 @@ async def test_terminating_pods_are_not_gone_until_the_kubelet_finishes(kube: Ku
     for pod in ("nb-nb1-s2-marimo", "nb-nb1-s2-sail"):
         assert kube.kubelet.finish(NAMESPACE, pod)
     assert (await rt.observe("NB1")).nothing_left
+
+
+def driver_worker_pod(kube: Kube, driver_name: str, suffix: str) -> dict[str, Any]:
+    """A worker pod as a cluster-mode Sail driver creates it: its template's
+    labels with Sail's own over them, named with the driver's prefix."""
+    driver = kube.emulator.get("pods", NAMESPACE, driver_name)
+    assert driver is not None
+    env = {e["name"]: e.get("value") for e in driver["spec"]["containers"][0]["env"]}
+    template = json.loads(str(env["SAIL_KUBERNETES__WORKER_POD_TEMPLATE"]).replace("$$", "$"))
+    labels = {**template["metadata"]["labels"], n.COMPONENT: "worker"}
+    labels["app.kubernetes.io/name"] = "sail"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{env['SAIL_KUBERNETES__WORKER_POD_NAME_PREFIX']}{suffix}",
+            "labels": labels,
+        },
+        "spec": template["spec"],
+    }
+
+
+def stopping(notebook_id: str) -> NotebookState:
+    now = datetime.now(UTC)
+    return NotebookState(
+        id=notebook_id,
+        desired=Desired.STOPPED,
+        status=Status.STOPPING,
+        status_message="",
+        generation=2,
+        session_id="S1",
+        start_deadline_at=None,
+        last_active_at=now,
+        last_seen_at=now,
+        executing=False,
+        idle_timeout_seconds=3600,
+        detached_timeout_seconds=0,
+    )
+
+
+async def test_a_stop_waits_for_and_deletes_the_drivers_worker_pods(kube: Kube) -> None:
+    """A cluster-mode Sail driver creates worker pods itself; a stop is not
+    done while any is left, including one a terminating driver created after
+    the stop had deleted the rest."""
+    kube.emulator.graceful_pods = True
+    rt = kube.runtime()
+    await rt.ensure_running(spec(mode="cluster"))
+    first = driver_worker_pod(kube, "nb-nb1-s1-sail", "abc-1")
+    assert await rt.api.create(first)  # what the driver does, through the API
+    obs = await rt.observe("NB1")
+    assert obs.session_id == "S1" and obs.sail.phase is Phase.READY  # workers do not count there
+    await rt.ensure_stopped("NB1")
+    worker = kube.emulator.get("pods", NAMESPACE, "nb-nb1-s1-worker-abc-1")
+    assert worker is not None and worker["metadata"].get("deletionTimestamp")
+    late = driver_worker_pod(kube, "nb-nb1-s1-sail", "abc-2")
+    assert await rt.api.create(late)  # the terminating driver, after the stop
+    for pod in ("nb-nb1-s1-sail", "nb-nb1-s1-marimo", "nb-nb1-s1-worker-abc-1"):
+        assert kube.kubelet.finish(NAMESPACE, pod)
+    obs = await rt.observe("NB1")
+    assert not obs.nothing_left, "a worker pod is still there"
+    assert obs.sail.terminating and "nb-nb1-s1-worker-abc-2" in obs.sail.detail
+    decided = plan(stopping("NB1"), obs, datetime.now(UTC))
+    assert decided.status is Status.STOPPING and decided.actions == (Action.ENSURE_STOPPED,)
+    await rt.ensure_stopped("NB1")  # what that plan does: the late worker is deleted too
+    late_pod = kube.emulator.get("pods", NAMESPACE, "nb-nb1-s1-worker-abc-2")
+    assert late_pod is not None and late_pod["metadata"].get("deletionTimestamp")
+    assert not (await rt.observe("NB1")).nothing_left  # still terminating
+    assert kube.kubelet.finish(NAMESPACE, "nb-nb1-s1-worker-abc-2")
+    obs = await rt.observe("NB1")
+    assert obs.nothing_left
+    assert plan(stopping("NB1"), obs, datetime.now(UTC)).status is Status.STOPPED
+
+
+async def test_a_stop_revokes_the_drivers_rights_before_deleting_its_pods(kube: Kube) -> None:
+    rt = kube.runtime()
+    await rt.ensure_running(spec(mode="cluster"))
+    calls = len(kube.emulator.calls)
+    await rt.ensure_stopped("NB1")
+    deletes = [c.plural for c in kube.emulator.calls[calls:] if c.action == "delete"]
+    assert deletes.index("pods") > max(
+        deletes.index(p) for p in ("rolebindings", "roles", "serviceaccounts")
+    )
+
+
+async def test_worker_pods_never_choose_the_observed_session(kube: Kube) -> None:
+    """A driver labels what it creates: a newer pod claiming another session
+    must not make the reconciler take the notebook's session for an old one."""
+    rt = kube.runtime()
+    await rt.ensure_running(spec(mode="cluster"))
+    stray = driver_worker_pod(kube, "nb-nb1-s1-sail", "zzz-1")
+    stray["metadata"]["labels"][n.SESSION] = "OTHER"
+    assert await rt.api.create(stray)
+    obs = await rt.observe("NB1")
+    assert obs.session_id == "S1"
 
 
 async def test_observe_never_writes(kube: Kube) -> None:

@@ -43,12 +43,18 @@ class Db:
             (self.member, self.org),
         )
 
-    async def notebook(self, *, sail_image: str = "") -> str:
+    async def notebook(self, *, sail_image: str = "", mode: str = "standalone") -> str:
         cid, nid = new_id(), new_id()
         await self.conn.execute(
-            "insert into workload_configs (id, organization_id, name, sail)"
-            " values (%s, %s, %s, %s)",
-            (cid, self.org, f"cfg-{cid}", json.dumps({"image": sail_image} if sail_image else {})),
+            "insert into workload_configs (id, organization_id, name, sail, mode)"
+            " values (%s, %s, %s, %s, %s)",
+            (
+                cid,
+                self.org,
+                f"cfg-{cid}",
+                json.dumps({"image": sail_image} if sail_image else {}),
+                mode,
+            ),
         )
         await self.conn.execute(
             "insert into notebooks (id, organization_id, member_id, workload_config_id, name,"
@@ -249,6 +255,59 @@ async def test_stop_waits_for_pods_to_terminate(db: Db, worker: Kube) -> None:
     row = await db.wait_status(nid, "stopped")
     assert row["runtime_state"] in ({}, None) or "marimo_url" not in row["runtime_state"]
     assert f"nb-{nid.lower()}-data" in worker.emulator.names("persistentvolumeclaims")
+
+
+async def test_stop_is_not_done_while_a_sail_worker_pod_is_left(db: Db, worker: Kube) -> None:
+    """A cluster-mode driver's worker pods: the notebook stays `stopping`
+    until they are gone too, and one the driver created after the stop's
+    deletes is deleted as well."""
+    nid = await db.notebook(mode="cluster")
+    sid = await db.start(nid)
+    await db.wait_status(nid, "running")
+    await db.wait_queue_empty(nid)
+    base = f"nb-{nid.lower()}-{sid.lower()}"
+    driver = worker.emulator.get("pods", NAMESPACE, f"{base}-sail")
+    assert driver is not None
+    env = {e["name"]: e.get("value") for e in driver["spec"]["containers"][0]["env"]}
+    template = json.loads(str(env["SAIL_KUBERNETES__WORKER_POD_TEMPLATE"]).replace("$$", "$"))
+    worker.emulator.graceful_pods = True
+    await db.stop(nid)
+
+    async def terminating() -> bool:
+        pods = [worker.emulator.get("pods", NAMESPACE, p) for p in worker.pods()]
+        return len(pods) == 2 and all(p and p["metadata"].get("deletionTimestamp") for p in pods)
+
+    await eventually(terminating)
+    # the terminating driver starts one more worker, after the stop deleted the rest
+    late = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{base}-worker-late-1",
+            "namespace": NAMESPACE,
+            "labels": {**template["metadata"]["labels"], "app.kubernetes.io/component": "worker"},
+        },
+        "spec": template["spec"],
+    }
+    worker.emulator.put("", "pods", late, event="ADDED")
+    for pod in (f"{base}-sail", f"{base}-marimo"):
+        worker.kubelet.finish(NAMESPACE, pod)
+
+    async def late_deleted() -> bool:  # woken by the watch, the reconciler deletes it too
+        pod = worker.emulator.get("pods", NAMESPACE, f"{base}-worker-late-1")
+        return bool(pod and pod["metadata"].get("deletionTimestamp"))
+
+    await eventually(late_deleted)
+    passes = sum(c.action == "list" for c in worker.emulator.calls)
+
+    async def looked_again() -> bool:  # the reconciler saw Sail and Marimo gone
+        return sum(c.action == "list" for c in worker.emulator.calls) > passes + 2
+
+    await eventually(looked_again)
+    assert (await db.row(nid) or {})["status"] == "stopping"  # not stopped while it remains
+    worker.kubelet.finish(NAMESPACE, f"{base}-worker-late-1")
+    await db.wait_status(nid, "stopped")
+    assert await db.transitions(nid) == ["starting", "running", "stopping", "stopped"]
 
 
 async def test_delete_removes_pods_storage_and_row(db: Db, worker: Kube) -> None:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 async def test_start_failure_reports_exit_code_and_log_and_leaves_nothing(
     rows, worker, rsettings: Settings
 ):
-    config = await rows.config(env={"SAIL_MODE": "no-such-mode"})
+    config = await rows.config(env={"SAIL_EXECUTION__BATCH_SIZE": "lots"})
     nid = await rows.notebook(config)
     await worker()
     await rows.start(nid)
@@ -30,7 +30,7 @@ async def test_start_failure_reports_exit_code_and_log_and_leaves_nothing(
     assert row["status"] == "failed"
     message = row["status_message"]
     assert "Sail exited with code" in message, message
-    assert "MODE" in message, message  # Sail's own complaint from its log
+    assert "BATCH_SIZE" in message, message  # Sail's own complaint from its log
     assert processes_for(rsettings.data_dir, nid) == []
     events = await rows.events(nid)
     assert events[-1]["to_status"] == "failed" and events[-1]["reason"] == message

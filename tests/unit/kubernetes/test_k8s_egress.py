@@ -307,3 +307,25 @@ def test_metrics_ports_are_open_to_the_monitoring_namespace_only(
     if public is not None:
         expected[public] = None  # every source
     assert open_to == expected
+
+
+def test_the_worker_pods_sail_creates_are_the_drivers_peers() -> None:
+    """Sail sets its own labels over the worker template's, the component
+    among them (sail_worker.py models it from Sail's source): the policies
+    must select the pods as Sail labels them, or a driver and its workers
+    cannot reach each other."""
+    from sail_worker import sail_worker_pod
+
+    driver = objects.sail_pod(spec("cluster"), KS)
+    worker = sail_worker_pod(driver)["metadata"]["labels"]
+    assert worker[n.COMPONENT] == "worker" == n.SAIL_WORKER
+    driver_labels = driver["metadata"]["labels"]
+    _, sail = objects.network_policies("NB1", KS)
+    assert selects(sail["spec"]["podSelector"], worker)  # its ingress is this notebook's
+    (rule,) = sail["spec"]["ingress"]
+    for source in (worker, driver_labels):
+        assert any(selects(peer["podSelector"], source) for peer in rule["from"]), source
+    to_sail = policy("allow-sail-to-sail-egress")["spec"]
+    for source, destination in ((worker, driver_labels), (driver_labels, worker)):
+        assert selects(to_sail["podSelector"], source)
+        assert selects(to_sail["egress"][0]["to"][0]["podSelector"], destination)

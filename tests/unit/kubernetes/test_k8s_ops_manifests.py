@@ -109,6 +109,9 @@ def test_base_manifests_are_valid() -> None:
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
+        "ResourceQuota",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     } <= kinds
     for doc in docs:
         validate(doc)
@@ -386,3 +389,40 @@ def test_dockerfiles_copy_what_exists_and_pin_what_the_project_pins() -> None:
     for req in (ROOT / "ops" / "kernel" / "requirements.txt").read_text().splitlines():
         if "==" in req and not req.startswith("#"):
             assert f'"{req.strip()}"' in pyproject, req
+
+
+def test_the_sessions_quota_bounds_notebooks_and_admits_every_pod_they_make() -> None:
+    """A default for operators to size (ops/k8s/base/quota.yaml). A quota on
+    a compute resource makes the API server refuse every pod that does not
+    set it, so each one it tracks must be set by every container the runtime
+    (and a cluster-mode Sail driver) creates: no `limits.cpu`."""
+    from sail_worker import sail_worker_pod
+
+    (quota,) = [d for d in base_documents() if d["kind"] == "ResourceQuota"]
+    assert quota["metadata"]["namespace"] == "notebooks-sessions"
+    hard = quota["spec"]["hard"]
+    for key in (
+        "pods",
+        "requests.cpu",
+        "requests.memory",
+        "limits.memory",
+        "persistentvolumeclaims",
+        "requests.storage",
+    ):
+        assert key in hard, key
+    compute = {k for k in hard if k.split(".")[0] in ("requests", "limits")} - {"requests.storage"}
+    assert "limits.cpu" not in compute and "cpu" not in hard and "memory" not in hard
+    ks = KubernetesSettings(namespace="notebooks-sessions")
+    pods = []
+    for mode in ("standalone", "cluster"):
+        spec = SessionSpec("NB1", "S1", "t", WorkloadSpec(mode=mode), "/notebooks/NB1")
+        pods += [o for o in objects.session_objects(spec, ks) if o["kind"] == "Pod"]
+        if mode == "cluster":
+            pods.append(sail_worker_pod(objects.sail_pod(spec, ks)))
+        else:
+            pods.append(warm_pod(spec.workload, ks, "abc123"))
+    for pod in pods:
+        for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
+            for key in compute:
+                kind, resource = key.split(".", 1)
+                assert resource in c["resources"].get(kind, {}), (pod["metadata"]["name"], key)

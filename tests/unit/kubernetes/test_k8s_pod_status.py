@@ -145,3 +145,22 @@ def test_marimo_pod_lost_under_running_notebook_is_absent() -> None:
     obs = observation_of("X", [pod(READY)], "ns")
     assert obs.sail.phase is Phase.READY
     assert obs.marimo.phase is Phase.ABSENT
+
+
+def test_sail_worker_pods_left_alone_are_not_nothing_left() -> None:
+    """A cluster-mode driver's worker pods outlive Sail and Marimo for a
+    while (or are created by a terminating driver): a stop waits for them."""
+    worker = pod(READY, component=n.SAIL_WORKER)
+    obs = observation_of("X", [worker], "ns")
+    assert not obs.nothing_left
+    assert obs.sail.phase is Phase.STARTING and obs.sail.terminating
+    assert "nb-x-s1-worker" in obs.sail.detail
+    going = pod(READY, component=n.SAIL_WORKER, deletionTimestamp="2026-01-01T00:01:00Z")
+    assert not observation_of("X", [going], "ns").nothing_left
+
+
+def test_worker_pods_do_not_choose_the_session() -> None:
+    sail = pod(READY, session="S1")
+    newer_worker = pod(READY, component=n.SAIL_WORKER, session="ZZ", created="2026-01-02T00:00:00Z")
+    obs = observation_of("X", [sail, newer_worker], "ns")
+    assert obs.session_id == "S1" and obs.sail.phase is Phase.READY

@@ -1,0 +1,159 @@
+"""A workload config's env on Kubernetes: the platform's Sail settings always
+win (the worker cap above all), and every value reaches the process exactly
+as the config says, through the kubelet's `$(NAME)`/`$$` expansion (once for
+the Sail and Marimo pods, twice for a value inside the worker pod template
+the driver hands to Sail)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kubelet_expansion import expand, process_env
+from sail_worker import driver_env, sail_worker_pod
+
+from common import platform_env
+from reconciler.runtime.base import ResourceSpec, SessionSpec, WorkloadSpec
+from reconciler.runtime.kubernetes import objects
+from reconciler.runtime.kubernetes.pool import warm_pod
+from reconciler.runtime.kubernetes.settings import KubernetesSettings
+
+KS = KubernetesSettings(namespace="nbs", sail_image="reg/sail:1", marimo_image="reg/kernel:1")
+
+# What a config might say, `$` in every position the kubelet treats specially.
+TRICKY = {
+    "PASSWORD": "pa$$word",
+    "REF": "$(HOME)/x",
+    "ESCAPED": "$$(HOME)",
+    "DOLLAR": "cost: 5$",
+    "PLAIN_DOLLAR": "a$b",
+    "OPEN": "$(unclosed",
+    "MANY": "$$$$(SAIL_MODE)$$$",
+}
+
+# Keys the platform owns, set by a config (a row written before the API
+# refused them, or by another path).
+HOSTILE = {
+    "SAIL_MODE": "local-cluster",
+    "SAIL_CLUSTER__WORKER_MAX_COUNT": "0",
+    "SAIL_CLUSTER__WORKER_INITIAL_COUNT": "500",
+    "SAIL_CLUSTER__DRIVER_EXTERNAL_HOST": "evil.example.com",
+    "SAIL_KUBERNETES__NAMESPACE": "kube-system",
+    "SAIL_KUBERNETES__WORKER_POD_TEMPLATE": "{}",
+    "SAIL_KUBERNETES__WORKER_SERVICE_ACCOUNT_NAME": "notebooks-worker",
+    "HOME": "/root",
+    "SPARK_REMOTE": "sc://evil:1",
+    "MARIMO_SKIP_UPDATE_CHECK": "0",
+}
+
+
+def spec(mode: str, env: dict[str, str], workers: int = 3) -> SessionSpec:
+    return SessionSpec(
+        "NB1",
+        "S1",
+        "tok",
+        WorkloadSpec(mode=mode, workers=workers, env=env, sail=ResourceSpec(cpu="1")),
+        "/notebooks/NB1",
+    )
+
+
+def container(pod: dict[str, Any]) -> dict[str, Any]:
+    return pod["spec"]["containers"][0]
+
+
+def worker_container(driver: dict[str, Any]) -> dict[str, Any]:
+    """The worker pod's container as Sail sends it (sail_worker.py)."""
+    return container(sail_worker_pod(driver))
+
+
+def test_the_kubelet_model_follows_the_documented_rule() -> None:
+    defined = {"HOME": "/tmp"}
+    assert expand("pa$$word", defined) == "pa$word"  # the defect: one `$` lost
+    assert expand("$(HOME)/x", defined) == "/tmp/x"
+    assert expand("$$(HOME)", defined) == "$(HOME)"
+    assert expand("$(UNDEFINED)", defined) == "$(UNDEFINED)"
+    assert expand("a$b", defined) == "a$b" and expand("5$", defined) == "5$"
+    assert expand("$(unclosed", defined) == "$(unclosed"
+    # only earlier variables are defined for a value
+    env = process_env({"env": [{"name": "A", "value": "$(B)"}, {"name": "B", "value": "b"}]})
+    assert env == {"A": "$(B)", "B": "b"}
+
+
+def test_workers_caps_sail_on_kubernetes_not_only_starts_it() -> None:
+    env = driver_env(objects.sail_pod(spec("cluster", {}, workers=3), KS))
+    assert env["SAIL_CLUSTER__WORKER_INITIAL_COUNT"] == "3"
+    assert env["SAIL_CLUSTER__WORKER_MAX_COUNT"] == "3"  # Sail's default, 0, is unlimited
+
+
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
+def test_the_platform_env_wins_over_the_config_on_every_pod(mode: str) -> None:
+    s = spec(mode, {**HOSTILE, "AWS_REGION": "eu-west-1"}, workers=3)
+    sail = objects.sail_pod(s, KS)
+    marimo = objects.marimo_pod(s, KS)
+    containers = [container(sail), container(marimo)]
+    if mode == "cluster":
+        containers.append(worker_container(sail))
+    for c in containers:
+        names = [e["name"] for e in c["env"]]
+        assert len(names) == len(set(names)), names  # one value per name, no shadowing
+        env = process_env(c, {"status.podIP": "10.9.9.9"})
+        assert env["AWS_REGION"] == "eu-west-1"  # the config's own keys still arrive
+        for key, value in HOSTILE.items():
+            assert env.get(key) != value, (c["name"], key)
+    sail_env = driver_env(sail)
+    marimo_env = process_env(container(marimo))
+    assert sail_env["HOME"] == marimo_env["HOME"] == "/tmp"
+    assert marimo_env["SPARK_REMOTE"] == "sc://nb-nb1-sail.nbs.svc:50051"
+    if mode == "standalone":
+        # nothing of Sail's cluster settings at all: Sail's own default mode
+        assert not [k for k in sail_env if k.startswith("SAIL_")]
+    else:
+        assert sail_env["SAIL_MODE"] == "kubernetes-cluster"
+        assert sail_env["SAIL_CLUSTER__WORKER_MAX_COUNT"] == "3"
+        assert sail_env["SAIL_CLUSTER__WORKER_INITIAL_COUNT"] == "3"
+        assert sail_env["SAIL_CLUSTER__DRIVER_EXTERNAL_HOST"] == "10.1.2.3"  # its pod IP
+        assert sail_env["SAIL_KUBERNETES__NAMESPACE"] == "nbs"
+        assert sail_env["SAIL_KUBERNETES__WORKER_SERVICE_ACCOUNT_NAME"] == "default"
+        template = json.loads(sail_env["SAIL_KUBERNETES__WORKER_POD_TEMPLATE"])
+        assert template["metadata"]["labels"]["notebooks.example.com/notebook-id"] == "NB1"
+
+
+def test_the_platform_keys_are_one_list_for_both_runtimes_and_the_api() -> None:
+    from api import configs
+    from reconciler.runtime import local
+
+    assert local.user_env is objects.user_env is platform_env.user_env
+    assert configs.platform_env_key is platform_env.platform_env_key
+    for key in [*HOSTILE, "SAIL_CLUSTER__ANYTHING", "SAIL_KUBERNETES__ANYTHING", "sail_mode"]:
+        assert platform_env.platform_env_key(key), key
+        assert platform_env.user_env({key: "x"}) == {}, key
+    for key in ("TZ", "AWS_REGION", "SAIL_SPARK__SOMETHING", "PATH"):
+        assert not platform_env.platform_env_key(key), key
+        assert platform_env.user_env({key: "x"}) == {key: "x"}, key
+
+
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
+def test_env_values_reach_every_process_exactly_as_configured(mode: str) -> None:
+    s = spec(mode, TRICKY)
+    sail = objects.sail_pod(s, KS)
+    processes = {
+        "sail": driver_env(sail),
+        "marimo": process_env(container(objects.marimo_pod(s, KS))),
+    }
+    if mode == "cluster":
+        # through two kubelets: the driver's (the template is part of its
+        # env), then the worker's
+        processes["worker"] = process_env(worker_container(sail), {"status.podIP": "10.9.9.9"})
+    else:
+        processes["warm sail"] = process_env(container(warm_pod(s.workload, KS, "abc123")))
+    for name, env in processes.items():
+        got = {k: env.get(k) for k in TRICKY}
+        assert got == TRICKY, name
+
+
+def test_the_notebook_template_reaches_the_seed_container_unchanged() -> None:
+    from reconciler.runtime.template import TEMPLATE
+
+    seed = objects.marimo_pod(spec("standalone", {}), KS)["spec"]["initContainers"][0]
+    assert process_env(seed)["NOTEBOOK_TEMPLATE"] == TEMPLATE
