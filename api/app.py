@@ -211,13 +211,22 @@ async def _index(_: web.Request) -> web.FileResponse:
 
 
 def _on_prepare(policy: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    async def on_prepare(_: web.Request, response: web.StreamResponse) -> None:
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         # Every answer, the console's files and the API's JSON alike: the
         # console's page is also served as /static/index.html, which must
-        # not be framed or run foreign scripts either.
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Content-Security-Policy"] = policy
+        # not be framed or run foreign scripts either, nor be reachable
+        # from a window it did not open (a notebook's popup).
+        headers = response.headers
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["Content-Security-Policy"] = policy
+        headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        # The API's answers never stay on disk (names, emails, tokens); the
+        # console's files are revalidated every time (304s), so a deploy
+        # never pairs a new page with old modules.
+        if "Cache-Control" not in headers:
+            api = request.path.startswith(BASE + "/")
+            headers["Cache-Control"] = "no-store" if api else "no-cache"
 
     return on_prepare
 

@@ -27,15 +27,22 @@ export async function loadNotebook(id) {
   return joinItem(described.item, described.included);
 }
 
+// The control with focus key `key` in `root`, else another of the same
+// notebook's (keys are `<notebook id>:<what>`): after Start its row has Stop.
+function sameOrSibling(root, key) {
+  const notebook = key.split(":")[0];
+  return (
+    root.querySelector(`[data-focus-key="${CSS.escape(key)}"]`) ||
+    root.querySelector(`[data-focus-key^="${CSS.escape(`${notebook}:`)}"]`)
+  );
+}
+
 // Keep focus on "the same" control when a region is re-rendered by polling.
 export function preserveFocus(root, render) {
   const active = document.activeElement;
   const key = active && root.contains(active) ? active.dataset.focusKey : null;
   render();
-  if (key) {
-    const again = root.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
-    if (again) again.focus();
-  }
+  if (key) sameOrSibling(root, key)?.focus();
 }
 
 // The buttons for what this member may do now (its role on the notebook and
@@ -101,7 +108,11 @@ export function wireDialog(dialog, returnFocus) {
   dialog.addEventListener(
     "close",
     () => {
-      if (!finished && returnFocus && returnFocus.isConnected) returnFocus.focus();
+      if (finished || !returnFocus) return;
+      // Polling may have redrawn the button that opened it meanwhile.
+      const key = returnFocus.dataset?.focusKey;
+      const target = returnFocus.isConnected ? returnFocus : key && sameOrSibling(document, key);
+      if (target) target.focus();
     },
     { once: true },
   );

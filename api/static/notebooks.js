@@ -267,13 +267,15 @@ function fact(term, ...value) {
 
 async function refreshDetail() {
   const errorEl = $("#nb-error");
+  const id = detail.id;
   let nb;
   try {
-    nb = await loadNotebook(detail.id);
+    nb = await loadNotebook(id);
   } catch (err) {
-    showError(errorEl, err, "Could not load the notebook");
+    if (id === detail.id) showError(errorEl, err, "Could not load the notebook");
     return false;
   }
+  if (id !== detail.id) return false; // left for another notebook meanwhile: not this one's page
   detail.nb = nb;
   noteStatus(nb);
   $("#nb-title").textContent = nb.name;

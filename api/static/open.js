@@ -45,9 +45,13 @@ function closeFrame() {
 }
 
 // Only the proxy's http(s) URL may be put in the frame, never a `javascript:` one.
+// A web address on another origin than the console's: a frame of the
+// console's own origin would be unsandboxed (allow-scripts with
+// allow-same-origin), its scripts free to read the console's token.
 function frameable(url) {
   try {
-    return ["http:", "https:"].includes(new URL(url).protocol);
+    const parsed = new URL(url);
+    return ["http:", "https:"].includes(parsed.protocol) && parsed.origin !== location.origin;
   } catch {
     return false;
   }
@@ -116,7 +120,7 @@ async function load() {
   }
   if (entry !== open.entry) return; // Left the view while waiting.
   if (!frameable(session.url)) {
-    showError(error, new Error("The notebook's address is not a web address."), "Could not open");
+    showError(error, new Error("The notebook's address is not a web address of the proxy's."), "Could not open");
     return;
   }
   showError(error, null);

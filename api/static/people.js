@@ -306,6 +306,7 @@ async function createOwnToken(ev) {
   const errorEl = $("#token-form-error");
   const submit = $("#token-submit");
   const name = $("#token-name");
+  const visit = people.visit;
   const created = await attempt(submit, errorEl, "Could not create the token", () =>
     api.createToken(state.me.id, tokenBody(name, $("#token-expiry"))),
   );
@@ -316,7 +317,8 @@ async function createOwnToken(ev) {
   announce(`Token ${created.name} created`);
   $("#token-form").reset();
   await loadTokens();
-  showSecret($("#token-secret"), created, null, () => name);
+  // Left the page meanwhile: the secret is not put into a page no one sees.
+  if (isCurrent(visit)) showSecret($("#token-secret"), created, null, () => name);
 }
 
 // ---- teams -----------------------------------------------------------------
@@ -791,10 +793,11 @@ function openMemberToken(m, trigger) {
   $("#member-token-name").focus();
   form.onsubmit = async (ev) => {
     ev.preventDefault();
+    const visit = people.visit;
     const created = await attempt(submit, error, null, () =>
       api.createToken(m.id, tokenBody($("#member-token-name"), $("#member-token-expiry"))),
     );
-    if (created === REFUSED) return;
+    if (created === REFUSED || !isCurrent(visit)) return; // (left the page: no secret shown)
     finish();
     announce(`Token ${created.name} for ${name} created`);
     showSecret($("#member-secret"), created, name, () => {

@@ -146,6 +146,10 @@ def test_paste_token_create_start_open_run_spark_stop(
         frame_el.get_attribute("src") or "",
     )
     assert page.locator("#open-mode").inner_text() == "Editing"
+    # A shared notebook's popups stay sandboxed: an escaped one would keep
+    # `window.opener` and could send this tab to a fake sign-in page.
+    sandbox = (frame_el.get_attribute("sandbox") or "").split()
+    assert "allow-scripts" in sandbox and "allow-popups-to-escape-sandbox" not in sandbox
     page.frame_locator("#open-frame").locator(".cm-editor").first.wait_for(timeout=60_000)
     page.locator("#open-status .status-running").wait_for(timeout=15_000)
 

@@ -139,6 +139,27 @@ async def test_console_is_served_from_static(client: TestClient, settings: Any) 
     assert (await client.get("/static/../app.py")).status == 404
 
 
+async def test_console_files_are_revalidated_api_answers_never_stored_and_no_opener(
+    client: TestClient, world: Any
+) -> None:
+    """After a deploy the browser never pairs a new page with old modules; a
+    member's data never lands in its disk cache; no window the console did
+    not open (a notebook's popup) keeps a handle on its tab."""
+    for path in ("/", "/static/index.html", "/static/api.js", "/healthz"):
+        resp = await client.get(path)
+        assert resp.headers["Cache-Control"] == "no-cache", path
+        assert resp.headers["Cross-Origin-Opener-Policy"] == "same-origin", path
+    etag = (await client.get("/static/api.js")).headers["ETag"]
+    again = await client.get("/static/api.js", headers={"If-None-Match": etag})
+    assert again.status == 304  # revalidation is cheap
+    for path in ("/api/v1/me", "/api/v1/members", f"/api/v1/workloads/notebooks/{world.notebook}"):
+        resp = await client.get(path, headers=world.admin.auth)
+        assert resp.headers["Cache-Control"] == "no-store", path
+        assert resp.headers["Cross-Origin-Opener-Policy"] == "same-origin", path
+    unauthenticated = await client.get("/api/v1/me")
+    assert unauthenticated.status == 401 and unauthenticated.headers["Cache-Control"] == "no-store"
+
+
 async def test_readyz_without_a_database_says_so_and_no_more(client: TestClient) -> None:
     from api.context import POOL
 
