@@ -11,6 +11,7 @@ then be taken for dead and restarted, its kernel's state lost."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import os
@@ -88,12 +89,24 @@ def start_ticks(pid: int) -> int | None:
         return None
 
 
+# Ports handed out lately, never handed out again soon: the OS may give back
+# a port just released (seen: Sail's and Marimo's picks, one after the
+# other, the same), before whoever got it first has bound it.
+_RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=256)
+
+
 def free_port() -> int:
-    """A port the OS says is free now (bind 0). Racy by nature; a clash shows
+    """A port the OS says is free now (bind 0), and not one this process
+    handed out lately. Racy by nature against other processes; a clash shows
     up as a failed start with the process's own "address in use" log line."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(32):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _RECENT_PORTS:
+            break
+    _RECENT_PORTS.append(port)
+    return port
 
 
 def port_is_free(port: int) -> bool:

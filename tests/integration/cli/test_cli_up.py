@@ -27,10 +27,15 @@ NOTEBOOKS = str(Path(sys.executable).parent / "notebooks")
 CREDENTIAL_FIELDS = {"apiUrl", "proxyUrl", "databaseUrl", "organizationId", "memberId", "token"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """`n` distinct ports the OS says are free: all held at once while they
+    are chosen, so two picks can never be the same port (one after another,
+    the OS may hand back a port just released)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
@@ -105,8 +110,13 @@ class Stack:
             for k, v in os.environ.items()
             if k != "DATABASE_URL" and not k.startswith("NOTEBOOKS_")
         }
-        self.api_port, self.proxy_port, self.metrics_port = free_port(), free_port(), free_port()
-        self.api_metrics_port, self.proxy_metrics_port = free_port(), free_port()
+        (
+            self.api_port,
+            self.proxy_port,
+            self.metrics_port,
+            self.api_metrics_port,
+            self.proxy_metrics_port,
+        ) = free_ports(5)
         env.update(
             NOTEBOOKS_DATA_DIR=str(self.data_dir),
             NOTEBOOKS_API_PORT=str(self.api_port),

@@ -4,6 +4,7 @@ never signalling a stranger that reuses a pid, redacting tokens."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import os
 import signal
@@ -182,3 +183,29 @@ async def test_two_runtimes_on_one_host_take_turns_on_a_notebook(tmp_path: Path)
         order.append("first")
     await asyncio.wait_for(waiting, 5)
     assert order == ["first", "second"]
+
+
+def test_free_port_never_hands_out_a_port_it_just_gave(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The OS may give back a port just released: Sail's and Marimo's picks,
+    one after the other, were seen to be the same."""
+    offered = iter([5001, 5001, 5001, 5002])
+
+    class OneAfterAnother:
+        def __init__(self, *_: object) -> None:
+            self.port = next(offered)
+
+        def __enter__(self) -> OneAfterAnother:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+        def bind(self, _: object) -> None:
+            pass
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(procs, "_RECENT_PORTS", collections.deque(maxlen=256))
+    monkeypatch.setattr(procs.socket, "socket", OneAfterAnother)
+    assert [procs.free_port(), procs.free_port()] == [5001, 5002]
