@@ -122,7 +122,7 @@ async def check_teams(ctx: Ctx, team_ids: list[str]) -> list[str]:
 
 
 async def enqueue(ctx: Ctx, notebook_id: str) -> None:
-    await enqueue_reconcile(ctx.conn, [notebook_id])
+    await enqueue_reconcile(ctx.conn, [notebook_id], asked=True)
 
 
 async def set_status(ctx: Ctx, notebook_id: str, status: str, message: str) -> None:

@@ -25,9 +25,14 @@ async def enqueue_reconcile(
     notebook_ids: list[str],
     *,
     delay: timedelta | None = None,
+    asked: bool = False,
 ) -> None:
     """Enqueue reconciles on `conn` (autocommit connection, usually inside the
-    caller's transaction so the job commits or rolls back with the row)."""
+    caller's transaction so the job commits or rolls back with the row).
+    `asked`: a member just changed what the notebook should be (start, stop,
+    delete): a job already queued for it runs now, not after the back-off of
+    a failed pass it may be waiting out (up to a minute). The sweep's and
+    the watch's enqueues leave a back-off as it is."""
     if not notebook_ids:
         return
     queries = Queries.from_psycopg_connection(conn)
@@ -40,3 +45,10 @@ async def enqueue_reconcile(
         [reconcile_dedupe_key(nid) for nid in notebook_ids],
         on_conflict="skip",
     )
+    if asked:
+        # The job already queued for the notebook (skipped above as its duplicate).
+        await conn.execute(
+            "update pgqueuer set execute_after = now()"
+            " where dedupe_key = any(%s) and status = 'queued' and execute_after > now()",
+            ([reconcile_dedupe_key(nid) for nid in notebook_ids],),
+        )

@@ -127,7 +127,9 @@ async def _recheck(
         row = await fetchone(conn, "reconciler_get_generation", {"id": notebook_id})
         if row is not None and (row["generation"] != generation or poked()):
             async with conn.transaction():
-                await enqueue_reconcile(conn, [notebook_id])
+                # A member's change made while the job was held runs now.
+                asked = row["generation"] != generation
+                await enqueue_reconcile(conn, [notebook_id], asked=asked)
 
 
 async def run_worker(

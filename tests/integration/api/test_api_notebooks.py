@@ -150,6 +150,26 @@ async def test_config_change_only_when_stopped(
     assert factory.jobs(world.notebook) == 1
 
 
+async def test_a_stop_is_not_kept_waiting_by_a_retry_back_off(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """The notebook's job waits out a failed pass's back-off (a minute at
+    most): the stop, deduplicated into that job, brings it forward."""
+    running = factory.notebook(world.owner, world.config, status="running")
+    factory.conn.execute(
+        "insert into pgqueuer (priority, entrypoint, payload, status, execute_after, dedupe_key)"
+        " values (0, 'reconcile', %s, 'queued', now() + interval '60 seconds', %s)",
+        (running.encode(), f"reconcile:{running}"),
+    )
+    resp = await client.post(f"{NB}/{running}/stop", headers=world.owner.auth)
+    assert resp.status == 202
+    assert factory.jobs(running) == 1  # the one job, not a second
+    waits = factory.value(
+        "select execute_after > now() from pgqueuer where dedupe_key = %s", f"reconcile:{running}"
+    )
+    assert waits is False
+
+
 async def test_delete_hides_at_once_and_enqueues(
     client: TestClient, world: World, factory: Factory
 ) -> None:
