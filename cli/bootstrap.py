@@ -15,6 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from cli.database import CliError
 from common import tokens
 from common.ids import new_id
 from sql import query
@@ -100,10 +101,17 @@ def mint_token(
     return token, row
 
 
+# pg_advisory_xact_lock key of the first-run set-up ("nbfirst" as digits).
+FIRST_RUN_LOCK = 7_362_667_263
+
+
 def ensure_first_admin(database_url: str, credentials: dict[str, object] | None) -> FirstAdmin:
     """Reuse the credentials file's token while it still works; else give the
     first org admin a new token; else create the organization and its admin."""
     with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        # Two `notebooks up` on one database take turns: the second finds the
+        # first's admin instead of making a second organization.
+        conn.execute("select pg_advisory_xact_lock(%s)", (FIRST_RUN_LOCK,))
         token = credentials.get("token") if credentials else None
         if isinstance(token, str):
             owner = _token_owner(conn, token)
@@ -111,6 +119,14 @@ def ensure_first_admin(database_url: str, credentials: dict[str, object] | None)
                 return FirstAdmin(owner["organization_id"], owner["member_id"], token)
         cur = conn.cursor(row_factory=dict_row)
         admin = cur.execute(query("admin_first_admin")).fetchone()
+        if admin is None and conn.execute("select 1 from organizations limit 1").fetchone():
+            # Not a first run: its admins were disabled. A new organization
+            # would take over credentials.json and hide every notebook.
+            raise CliError(
+                "no organization has an active organization admin; make one with"
+                " `notebooks admin member create --org ORG --email EMAIL --name NAME"
+                " --org-admin`, then run again"
+            )
         if admin is None:
             org_id, member_id = new_id(), new_id()
             conn.execute(query("admin_create_organization"), {"id": org_id, "name": "Default"})

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from cli.bootstrap import ensure_first_admin, ensure_keys, write_credentials
+from cli.database import CliError
 from common.settings import parse_signing_keys
 from common.tokens import hash_token
 
@@ -47,6 +50,41 @@ def test_first_run_creates_then_later_runs_reuse(database_url_for_test: str) -> 
         assert conn.execute("select name, mode, workers from workload_configs").fetchall() == [
             ("default", "standalone", 1)
         ]
+
+
+def test_two_first_runs_at_once_make_one_organization(database_url_for_test: str) -> None:
+    url = database_url_for_test
+    start = threading.Barrier(6)
+    made: list[object] = []
+
+    def first_run() -> None:
+        start.wait()
+        made.append(ensure_first_admin(url, None))
+
+    runs = [threading.Thread(target=first_run) for _ in range(6)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(60)
+    assert len(made) == 6
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select count(*) from organizations").fetchone() == (1,)
+        assert conn.execute("select count(*) from members").fetchone() == (1,)
+
+
+def test_an_install_whose_admins_were_disabled_gets_no_second_organization(
+    database_url_for_test: str,
+) -> None:
+    """A new organization would take over credentials.json (and `notebooks
+    admin`'s default) and make every notebook seem gone."""
+    url = database_url_for_test
+    first = ensure_first_admin(url, None)
+    with psycopg.connect(url) as conn:
+        conn.execute("update members set disabled_at = now() where id = %s", (first.member_id,))
+    with pytest.raises(CliError, match="no organization has an active organization admin"):
+        ensure_first_admin(url, {"token": first.token})
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select count(*) from organizations").fetchone() == (1,)
 
 
 def test_keys_are_generated_once_and_the_environment_wins(tmp_path: Path) -> None:
