@@ -1,7 +1,9 @@
 """The periodic sweep: repairs whatever no job announced.
 
 Every worker runs the loop; a transaction-scoped advisory lock lets one sweep
-run at a time across all workers (the others skip that round). A sweep only
+run at a time across all workers, and the shared `sweep_state` row (migration
+0008) one per interval: a worker whose timer fires less than an interval
+after another's sweep skips that round, so N workers sweep as often as one. A sweep only
 enqueues reconciles (deduplicated per notebook); the reconcile pass itself
 checks health, presence (running↔idle↔detached) and the idle/detached timers.
 It also refreshes the gauges: notebooks by status, queue depth and age, and
@@ -10,8 +12,9 @@ expired API tokens, used proxy login ids, stale pings, pgqueuer's old log.
 
 One sweep enqueues at most `limit` unsettled notebooks (longest waiting first)
 plus the next page of `limit` of all it looks at, by id from where the
-previous page of this worker ended (`SweepCursor`, in memory), wrapping at the
-end: past `limit` notebooks every one is still swept, one page per round.
+previous sweep's page ended (kept in `sweep_state`, whichever worker swept),
+wrapping at the end: past `limit` notebooks every one is still swept, one
+page per round.
 
 Orphans: it also asks the runtime what it runs (`Runtime.active_ids`) and
 enqueues those with no row, whose pass removes them. Safe against a notebook
@@ -65,11 +68,10 @@ PURGES = {
 
 @dataclass
 class SweepCursor:
-    """What a worker's sweeps carry from one round to the next: the last id
-    of the previous page ("" = from the start), and the runtime's notebooks
-    this database never knew, last time (logged when that changes)."""
+    """What a worker's sweeps carry from one round to the next: the
+    runtime's notebooks this database never knew, last time (logged when
+    that changes)."""
 
-    after: str = ""
     foreign: frozenset[str] = frozenset()
 
 
@@ -79,21 +81,25 @@ async def sweep_once(
     *,
     limit: int = BATCH,
     runtime: Runtime | None = None,
+    every: timedelta = timedelta(0),
 ) -> int | None:
     """Enqueue reconciles for notebooks that need a look (and, given the
     runtime, for what it runs with no row); None if another worker holds
-    the sweep lock."""
+    the sweep lock or swept less than `every` ago."""
     if cursor is None:
         cursor = SweepCursor()
     async with pool.connection() as conn, conn.transaction():
         row = await fetchone(conn, "reconciler_try_sweep_lock", {"key": SWEEP_LOCK_KEY})
         if not row or not row["locked"]:
             return None
+        claim = await fetchone(conn, "reconciler_claim_sweep", {"every": every})
+        if claim is None:
+            return None
         # First the runtime, then the rows (see the module's docstring).
         active = await _active(runtime)
         unsettled = await fetchall(conn, "reconciler_sweep_unsettled", {"limit": limit})
         page = await fetchall(
-            conn, "reconciler_sweep_page", {"after": cursor.after, "limit": limit}
+            conn, "reconciler_sweep_page", {"after": claim["after"], "limit": limit}
         )
         rowless = (
             await fetchall(conn, "reconciler_sweep_orphans", {"ids": active}) if active else []
@@ -101,8 +107,9 @@ async def sweep_once(
         orphans = [r["id"] for r in rowless if r["known"]]
         ids = list(dict.fromkeys([*(r["id"] for r in [*unsettled, *page]), *orphans]))
         await enqueue_reconcile(conn, ids)
-    # Moved on only once enqueued; a short page is the last: the next starts over.
-    cursor.after = page[-1]["id"] if len(page) == limit else ""
+        # Moved on with the enqueue; a short page is the last: the next starts over.
+        after = page[-1]["id"] if len(page) == limit else ""
+        await conn.execute(query("reconciler_sweep_moved"), {"after": after})
     if orphans:
         log.info("sweep_orphans", notebook_ids=orphans)
     foreign = frozenset(r["id"] for r in rowless if not r["known"])
@@ -191,9 +198,11 @@ async def sweep_loop(
     cursor = SweepCursor()
     clock = clock or SystemClock()
     purged_at: datetime | None = None
+    # A little under the interval: timers that drift must not skip every other round.
+    every = timedelta(seconds=interval * 0.9)
     while not stop.is_set():
         try:
-            n = await sweep_once(pool, cursor, runtime=runtime)
+            n = await sweep_once(pool, cursor, runtime=runtime, every=every)
             if n:
                 log.debug("sweep", enqueued=n)
             await refresh_gauges(pool)

@@ -89,6 +89,16 @@ select t.id,
 -- name: reconciler_try_sweep_lock
 select pg_try_advisory_xact_lock(%(key)s) as locked;
 
+-- name: reconciler_claim_sweep
+-- This round's sweep, unless another worker's swept less than `every` ago
+-- (migration 0008); returns where the last page ended.
+update sweep_state set swept_at = now()
+ where singleton and swept_at <= now() - %(every)s::interval
+returning after;
+
+-- name: reconciler_sweep_moved
+update sweep_state set after = %(after)s where singleton;
+
 -- name: reconciler_status_counts
 select status, count(*) as n from notebooks where deleted_at is null group by status;
 

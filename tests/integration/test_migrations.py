@@ -19,6 +19,7 @@ EXPECTED_TABLES = {
     "notebook_teams",
     "notebook_presence",
     "notebook_events",
+    "sweep_state",
     "used_proxy_tokens",
     "schema_migrations",
     # pgqueuer's own, through its installer

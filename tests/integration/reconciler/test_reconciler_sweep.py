@@ -4,6 +4,7 @@ enqueued every round. Real database; a page size of 2 stands for 1000."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from reconciler.sweep import SweepCursor, sweep_once
@@ -36,3 +37,21 @@ async def test_every_provisioned_notebook_is_swept_past_the_page_size(rows, pool
     # Past the last page the walk starts over.
     rounds = [await _sweep(pool, db, cursor) for _ in range(4)]
     assert set().union(*rounds) == provisioned | {starting}
+
+
+async def test_workers_share_one_sweep_per_interval_and_one_walk(rows, pool, db):
+    """Every worker runs the sweep loop: a worker whose timer fires less than
+    an interval after another's sweep skips the round, and the walk over the
+    notebooks goes on from the page the other's sweep ended at."""
+    provisioned = {await rows.notebook(status="running", desired_state="running") for _ in range(4)}
+    interval = timedelta(seconds=60)
+    one, other = SweepCursor(), SweepCursor()  # two workers
+    assert await sweep_once(pool, one, limit=2, every=interval) is not None
+    assert await sweep_once(pool, other, limit=2, every=interval) is None  # swept just now
+    assert await sweep_once(pool, one, limit=2, every=interval) is None
+    # Between rounds (no interval to wait out here): the workers take turns,
+    # and each page follows the last one, whoever swept it.
+    await db.execute("update sweep_state set after = ''")  # the walk from its start
+    first = await _sweep(pool, db, one)
+    second = await _sweep(pool, db, other)
+    assert first | second == provisioned and not first & second
