@@ -59,8 +59,11 @@ def backoff(attempts: int) -> float:
     return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempts, 10)))
 
 
-async def handle_reconcile(deps: Deps, job: Job) -> int | None:
-    """Run passes for the job's notebook; returns the generation the last pass saw."""
+async def handle_reconcile(deps: Deps, job: Job, stop: asyncio.Event | None = None) -> int | None:
+    """Run passes for the job's notebook; returns the generation the last pass
+    saw. Once `stop` is set (the worker shutting down) the job goes back to
+    the queue after the pass in hand, for another worker, rather than keep
+    polling a start for the rest of its slice past the shutdown's grace."""
     notebook_id = _notebook_id(job)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -80,7 +83,12 @@ async def handle_reconcile(deps: Deps, job: Job) -> int | None:
             actions += [a.value for a in result.actions if a.value not in actions]
             if result.requeue_after is None:
                 return result.generation
-            if result.requeue_after <= INLINE_REQUEUE_SECONDS and loop.time() < until:
+            stopping = stop is not None and stop.is_set()
+            if (
+                result.requeue_after <= INLINE_REQUEUE_SECONDS
+                and loop.time() < until
+                and not stopping
+            ):
                 await asyncio.sleep(result.requeue_after)
                 continue
             outcome = f"{outcome}, requeued in {result.requeue_after:g} s"
@@ -162,7 +170,7 @@ async def run_worker(
         async def reconcile(job: Job) -> None:
             notebook_id = _notebook_id(job)
             started = loop.time()
-            generation = await handle_reconcile(deps, job)
+            generation = await handle_reconcile(deps, job, stop)
 
             def poked_since_start() -> bool:
                 return announced.get(notebook_id, float("-inf")) >= started

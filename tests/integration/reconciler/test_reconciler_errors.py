@@ -3,6 +3,7 @@ transient ones go back to the queue with capped exponential backoff."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -109,3 +110,29 @@ async def test_terminal_error_does_not_tear_down_a_session_restarted_meanwhile(r
     assert runtime.stopped == 0  # the new session is left alone
     row = await rows.get(nid)
     assert (row["status"], row["desired_state"]) == ("starting", "running")
+
+
+async def test_a_worker_shutting_down_hands_a_polling_job_back_at_once(rows, pool, monkeypatch):
+    """A start being polled (a pass every half second for up to 30 s) goes
+    back to the queue on the worker's shutdown instead of holding it past
+    the grace its supervisor gives (10 s for `notebooks up`)."""
+    from reconciler import worker
+    from reconciler.reconcile import Result
+
+    nid = await rows.notebook()
+    stop = asyncio.Event()
+    passes = 0
+
+    async def waiting_for_readiness(_deps, _nid):  # type: ignore[no-untyped-def]
+        nonlocal passes
+        passes += 1
+        if passes == 2:
+            stop.set()  # SIGTERM arrives between passes
+        return Result("waiting for Marimo", 0.01, 1)
+
+    monkeypatch.setattr(worker, "reconcile_once", waiting_for_readiness)
+    deps = Deps(pool=pool, runtime=BrokenRuntime(ConnectionResetError()), clock=FakeClock())
+    job = SimpleNamespace(payload=nid.encode(), attempts=0, id=1)
+    with pytest.raises(RetryRequested) as caught:
+        await asyncio.wait_for(handle_reconcile(deps, job, stop), 5)  # type: ignore[arg-type]
+    assert passes == 2 and caught.value.delay == timedelta(seconds=0.01)
