@@ -13,7 +13,14 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from common.embedded_db import database_url, start_embedded
+from common.embedded_db import (
+    SOCKET_NAME,
+    SOCKET_PATH_MAX,
+    EmbeddedDbError,
+    database_url,
+    socket_path_problem,
+    start_embedded,
+)
 from common.settings import database_url_required
 
 DB_NAME = "notebooks"
@@ -73,6 +80,7 @@ def embedded(data_dir: Path, *, create: bool) -> Iterator[str]:
     URL of its `notebooks` database. The server stops when the last process
     holding it lets go, so a second command joining `notebooks up` leaves it up."""
     pgdata = pgdata_of(data_dir)
+    refuse_long_socket_path(data_dir)
     if not create and not (pgdata / "PG_VERSION").exists():
         raise CliError(
             f"no database: DATABASE_URL is not set and {pgdata} holds no embedded "
@@ -81,12 +89,28 @@ def embedded(data_dir: Path, *, create: bool) -> Iterator[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     _prune_dead_handles(pgdata)
     drop_stale_postmaster_pid(pgdata)
-    server = start_embedded(pgdata, cleanup="stop")
+    try:
+        server = start_embedded(pgdata, cleanup="stop")
+    except EmbeddedDbError as e:
+        raise CliError(str(e)) from None
     try:
         ensure_database(database_url(server), DB_NAME)
         yield database_url(server, DB_NAME)
     finally:
         server.cleanup()
+
+
+def refuse_long_socket_path(data_dir: Path) -> None:
+    """The embedded server trusts every local connection, so its socket must
+    stay in `<data>/pg` (mode 0700). Past the Unix socket path limit the
+    package would move it to a shared runtime directory: refuse instead."""
+    if problem := socket_path_problem(pgdata_of(data_dir)):
+        budget = SOCKET_PATH_MAX - len(os.fsencode(pgdata_of(Path("/")) / SOCKET_NAME))
+        raise CliError(
+            f"NOTEBOOKS_DATA_DIR is too long for the embedded PostgreSQL: its {problem}; "
+            f"use a data directory of at most {budget} bytes (absolute path), "
+            "or set DATABASE_URL"
+        )
 
 
 def ensure_database(admin_url: str, name: str) -> None:

@@ -69,9 +69,11 @@ def cmd_api(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def metrics_port(flag: str | None, env: dict[str, str]) -> int | None:
     """--metrics-port, else NOTEBOOKS_WORKER_METRICS_PORT, else 8082; `off` serves none."""
+    what = "--metrics-port" if flag else "NOTEBOOKS_WORKER_METRICS_PORT"
     try:
         return port_or_off(
-            flag or env.get("NOTEBOOKS_WORKER_METRICS_PORT") or "8082", "metrics port"
+            flag or env.get("NOTEBOOKS_WORKER_METRICS_PORT") or "8082",
+            f"{what} (the worker's metrics port)",
         )
     except SettingsError as e:
         raise CliError(str(e)) from None

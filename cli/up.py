@@ -169,12 +169,13 @@ async def _supervise(supervisor: Supervisor) -> None:
 
 
 def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
-    configure_logging(
-        base_env.get("NOTEBOOKS_LOG_FORMAT", "auto"), base_env.get("NOTEBOOKS_LOG_LEVEL", "info")
-    )
-    specs = specs_from_procfile(procfile, PROCESSES)
+    # Every setting is checked (a malformed one is a SettingsError: one line,
+    # exit code 1) before anything is started or even logged.
     preview = stack_env_preview(base_env)
-    check_ports_free(Settings.from_env(preview), preview)
+    preview_settings = Settings.from_env(preview)
+    configure_logging(preview_settings.log_format, preview_settings.log_level)
+    specs = specs_from_procfile(procfile, PROCESSES)
+    check_ports_free(preview_settings, preview)
     data_dir = data_dir_from_env(base_env)
     data_dir.mkdir(parents=True, exist_ok=True)
     # SIGTERM during set-up should unwind (and stop PostgreSQL) like Ctrl-C does.

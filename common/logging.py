@@ -8,6 +8,8 @@ import sys
 
 import structlog
 
+from common.settings import LOG_FORMATS, LOG_LEVELS, choice
+
 
 class _CurrentStderr:
     """Writes to whatever sys.stderr is now, so a swapped stream (pytest's
@@ -21,6 +23,11 @@ class _CurrentStderr:
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
+    """`fmt` and `level` as NOTEBOOKS_LOG_FORMAT and NOTEBOOKS_LOG_LEVEL take
+    them (any case; empty: the default); anything else is a SettingsError,
+    never a silent default."""
+    fmt = choice(fmt or "auto", "NOTEBOOKS_LOG_FORMAT", LOG_FORMATS)
+    level = choice(level or "info", "NOTEBOOKS_LOG_LEVEL", LOG_LEVELS)
     json_lines = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
@@ -34,7 +41,7 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+            logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,

@@ -16,16 +16,18 @@ class SettingsError(ValueError):
     pass
 
 
-def _int(env: dict[str, str], name: str, default: int, *, minimum: int | None = None) -> int:
+def _int(env: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+    """An integer setting of at least `minimum` (every one has a floor: a zero
+    interval spins, a zero pool cannot serve, a negative grace kills at once)."""
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+        value = None
+    if value is None or value < minimum:
+        raise SettingsError(f"{name} must be an integer of at least {minimum}, got {raw!r}")
     return value
 
 
@@ -40,14 +42,53 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`, case-insensitive, returned in lower case."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return choice(raw, name, choices)
+
+
+def choice(raw: str, what: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{what} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+# NOTEBOOKS_LOG_FORMAT (auto: console on a terminal, JSON lines otherwise) and
+# NOTEBOOKS_LOG_LEVEL; anything else is refused, not read as the default.
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+PORT_MAX = 65535
+# The API keeps two pooled connections open (api/app.py: min_size=2), and a
+# pool's maximum below its minimum is refused at start.
+DB_POOL_MIN = 2
+
+
+_PORT_RANGE = f"a port number (0..{PORT_MAX})"
+
+
+def port_number(raw: str, what: str, *, accepted: str = _PORT_RANGE) -> int:
+    """Every port setting goes through here: 0..65535 (0: any free port, the
+    OS picks). `what` names the variable in the refusal."""
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit()) or int(value) > PORT_MAX:
+        raise SettingsError(f"{what} must be {accepted}, got {raw!r}")
+    return int(value)
+
+
 def port_or_off(raw: str, what: str) -> int | None:
     """A port number, or None for `off` (nothing listens)."""
-    raw = raw.strip().lower()
-    if raw == "off":
+    if raw.strip().lower() == "off":
         return None
-    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
-        raise SettingsError(f"{what} must be a port number or 'off', got {raw!r}")
-    return int(raw)
+    return port_number(raw, what, accepted=f"{_PORT_RANGE} or 'off'")
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    return port_number(env.get(name) or str(default), name)
 
 
 def _port_or_off(env: dict[str, str], name: str, default: int) -> int | None:
@@ -130,8 +171,8 @@ class Settings:
         database_url = env.get("DATABASE_URL", "")
         if not database_url:
             raise SettingsError("DATABASE_URL is not set")
-        api_port = _int(env, "NOTEBOOKS_API_PORT", 8080)
-        proxy_port = _int(env, "NOTEBOOKS_PROXY_PORT", 8081)
+        api_port = _port(env, "NOTEBOOKS_API_PORT", 8080)
+        proxy_port = _port(env, "NOTEBOOKS_PROXY_PORT", 8081)
         api_host = env.get("NOTEBOOKS_API_HOST", "127.0.0.1")
         proxy_host = env.get("NOTEBOOKS_PROXY_HOST", "127.0.0.1")
         runtime = env.get("NOTEBOOKS_RUNTIME", "local")
@@ -168,16 +209,18 @@ class Settings:
             # The console (served by the API) embeds notebooks, so its origin may frame them.
             frame_ancestors=env.get("NOTEBOOKS_FRAME_ANCESTORS", f"'self' {api_public_url}"),
             allow_terminal=_bool(env, "NOTEBOOKS_ALLOW_TERMINAL", False),
-            log_format=env.get("NOTEBOOKS_LOG_FORMAT", "auto"),
-            log_level=env.get("NOTEBOOKS_LOG_LEVEL", "info"),
-            presence_window_seconds=_int(env, "NOTEBOOKS_PRESENCE_WINDOW_SECONDS", 150),
-            start_deadline_seconds=_int(env, "NOTEBOOKS_START_DEADLINE_SECONDS", 120),
-            sweep_interval_seconds=_int(env, "NOTEBOOKS_SWEEP_INTERVAL_SECONDS", 10),
-            stop_grace_seconds=_int(env, "NOTEBOOKS_STOP_GRACE_SECONDS", 10),
-            worker_concurrency=_int(env, "NOTEBOOKS_WORKER_CONCURRENCY", 16),
-            heartbeat_timeout_seconds=_int(env, "NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", 15),
-            db_pool_max=_int(env, "NOTEBOOKS_DB_POOL_MAX", 10),
-            db_pool_wait_seconds=_int(env, "NOTEBOOKS_DB_POOL_WAIT_SECONDS", 10),
+            log_format=_choice(env, "NOTEBOOKS_LOG_FORMAT", "auto", LOG_FORMATS),
+            log_level=_choice(env, "NOTEBOOKS_LOG_LEVEL", "info", LOG_LEVELS),
+            presence_window_seconds=_int(env, "NOTEBOOKS_PRESENCE_WINDOW_SECONDS", 150, minimum=1),
+            start_deadline_seconds=_int(env, "NOTEBOOKS_START_DEADLINE_SECONDS", 120, minimum=1),
+            sweep_interval_seconds=_int(env, "NOTEBOOKS_SWEEP_INTERVAL_SECONDS", 10, minimum=1),
+            stop_grace_seconds=_int(env, "NOTEBOOKS_STOP_GRACE_SECONDS", 10, minimum=0),
+            worker_concurrency=_int(env, "NOTEBOOKS_WORKER_CONCURRENCY", 16, minimum=1),
+            heartbeat_timeout_seconds=_int(
+                env, "NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", 15, minimum=1
+            ),
+            db_pool_max=_int(env, "NOTEBOOKS_DB_POOL_MAX", 10, minimum=DB_POOL_MIN),
+            db_pool_wait_seconds=_int(env, "NOTEBOOKS_DB_POOL_WAIT_SECONDS", 10, minimum=1),
             db_statement_timeout_seconds=_int(
                 env, "NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS", 30, minimum=0
             ),
@@ -186,7 +229,7 @@ class Settings:
             api_metrics_port=_port_or_off(env, "NOTEBOOKS_API_METRICS_PORT", 8083),
             proxy_metrics_host=env.get("NOTEBOOKS_PROXY_METRICS_HOST", "127.0.0.1"),
             proxy_metrics_port=_port_or_off(env, "NOTEBOOKS_PROXY_METRICS_PORT", 8084),
-            local_warm_pool_size=_int(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0),
+            local_warm_pool_size=_int(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0, minimum=0),
             max_running_per_member=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_MEMBER", 0, minimum=0),
             max_running_per_org=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_ORG", 0, minimum=0),
         )

@@ -84,3 +84,82 @@ def test_running_limits_default_to_none_and_parse() -> None:
 def test_a_bad_running_limit_is_refused_with_its_variable(name: str, bad: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**REQUIRED, name: bad})
+
+
+# Every malformed value is refused with one line naming the variable and what
+# it accepts (docs/operations.md: the servers refuse to start), never read as
+# the default or passed on to break later (a hot loop, an OverflowError).
+REFUSED = [
+    ("NOTEBOOKS_API_PORT", "70000", "a port number (0..65535)"),
+    ("NOTEBOOKS_API_PORT", "-1", "a port number (0..65535)"),
+    ("NOTEBOOKS_API_PORT", "http", "a port number (0..65535)"),
+    ("NOTEBOOKS_PROXY_PORT", "65536", "a port number (0..65535)"),
+    ("NOTEBOOKS_PROXY_PORT", "-1", "a port number (0..65535)"),
+    ("NOTEBOOKS_API_METRICS_PORT", "70000", "a port number (0..65535) or 'off'"),
+    ("NOTEBOOKS_PROXY_METRICS_PORT", "-1", "a port number (0..65535) or 'off'"),
+    ("NOTEBOOKS_SWEEP_INTERVAL_SECONDS", "0", "an integer of at least 1"),
+    ("NOTEBOOKS_SWEEP_INTERVAL_SECONDS", "-5", "an integer of at least 1"),
+    ("NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", "0", "an integer of at least 1"),
+    ("NOTEBOOKS_PRESENCE_WINDOW_SECONDS", "0", "an integer of at least 1"),
+    ("NOTEBOOKS_START_DEADLINE_SECONDS", "0", "an integer of at least 1"),
+    ("NOTEBOOKS_WORKER_CONCURRENCY", "0", "an integer of at least 1"),
+    ("NOTEBOOKS_DB_POOL_WAIT_SECONDS", "0", "an integer of at least 1"),
+    # the API's pool keeps 2 connections: a maximum of 1 fails at start
+    ("NOTEBOOKS_DB_POOL_MAX", "0", "an integer of at least 2"),
+    ("NOTEBOOKS_DB_POOL_MAX", "1", "an integer of at least 2"),
+    ("NOTEBOOKS_STOP_GRACE_SECONDS", "-1", "an integer of at least 0"),
+    ("NOTEBOOKS_LOCAL_WARM_POOL_SIZE", "-1", "an integer of at least 0"),
+    ("NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS", "-1", "an integer of at least 0"),
+    ("NOTEBOOKS_MAX_RUNNING_PER_MEMBER", "-1", "an integer of at least 0"),
+    ("NOTEBOOKS_SWEEP_INTERVAL_SECONDS", "ten", "an integer of at least 1"),
+    ("NOTEBOOKS_LOG_FORMAT", "jsonl", "one of auto, json, console"),
+    ("NOTEBOOKS_LOG_FORMAT", "text", "one of auto, json, console"),
+    ("NOTEBOOKS_LOG_LEVEL", "verbose", "one of debug, info, warning, error"),
+    ("NOTEBOOKS_LOG_LEVEL", "warn", "one of debug, info, warning, error"),
+]
+
+
+@pytest.mark.parametrize(("name", "raw", "accepted"), REFUSED)
+def test_a_malformed_setting_is_refused_with_its_variable_and_what_it_accepts(
+    name: str, raw: str, accepted: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({**REQUIRED, name: raw})
+    assert str(refused.value) == f"{name} must be {accepted}, got {raw!r}"
+
+
+ACCEPTED = [
+    ("NOTEBOOKS_API_PORT", "65535", "api_port", 65535),
+    ("NOTEBOOKS_API_PORT", "1", "api_port", 1),
+    ("NOTEBOOKS_API_PORT", "0", "api_port", 0),  # any free port (tests)
+    ("NOTEBOOKS_PROXY_PORT", " 9081 ", "proxy_port", 9081),
+    ("NOTEBOOKS_SWEEP_INTERVAL_SECONDS", "1", "sweep_interval_seconds", 1),
+    ("NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", "1", "heartbeat_timeout_seconds", 1),
+    ("NOTEBOOKS_DB_POOL_MAX", "2", "db_pool_max", 2),
+    ("NOTEBOOKS_STOP_GRACE_SECONDS", "0", "stop_grace_seconds", 0),
+    ("NOTEBOOKS_LOCAL_WARM_POOL_SIZE", "0", "local_warm_pool_size", 0),
+    ("NOTEBOOKS_LOG_FORMAT", "JSON", "log_format", "json"),
+    ("NOTEBOOKS_LOG_FORMAT", "console", "log_format", "console"),
+    ("NOTEBOOKS_LOG_FORMAT", "", "log_format", "auto"),
+    ("NOTEBOOKS_LOG_LEVEL", "Warning", "log_level", "warning"),
+    ("NOTEBOOKS_LOG_LEVEL", "debug", "log_level", "debug"),
+]
+
+
+@pytest.mark.parametrize(("name", "raw", "field", "expected"), ACCEPTED)
+def test_settings_at_their_bounds_are_accepted(
+    name: str, raw: str, field: str, expected: object
+) -> None:
+    assert getattr(Settings.from_env({**REQUIRED, name: raw}), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("fmt", "level", "name"),
+    [("jsonl", "info", "NOTEBOOKS_LOG_FORMAT"), ("json", "verbose", "NOTEBOOKS_LOG_LEVEL")],
+)
+def test_logging_refuses_what_it_would_misread(fmt: str, level: str, name: str) -> None:
+    """`notebooks up` and `migrate` configure logging from the raw variables."""
+    from common.logging import configure_logging
+
+    with pytest.raises(SettingsError, match=f"^{name} must be one of "):
+        configure_logging(fmt, level)
