@@ -65,26 +65,24 @@ def memory_bytes(memory: str) -> int:
     return int(digits) * _MEMORY_UNITS[memory[len(digits) :]]
 
 
+# Per quantity: its amount, the bounds of that amount, and the bounds as said.
+_QUANTITIES = {
+    "cpu": (millicores, CPU_MILLICORES, "1m to 256 (cores)"),
+    "memory": (memory_bytes, MEMORY_BYTES, "64Mi to 1Ti"),
+}
+
+
 def check_config(body: dict[str, Any]) -> None:
     """What the schema cannot say about a valid config body (after it)."""
     for component in ("sail", "marimo"):
         resources = body.get(component, {})
-        if "cpu" in resources and not (
-            CPU_MILLICORES[0] <= millicores(resources["cpu"]) <= CPU_MILLICORES[1]
-        ):
-            raise BadRequest(
-                f"{component}.cpu must be from 1m to 256 (cores).",
-                code="out_of_range",
-                field=f"{component}.cpu",
-            )
-        if "memory" in resources and not (
-            MEMORY_BYTES[0] <= memory_bytes(resources["memory"]) <= MEMORY_BYTES[1]
-        ):
-            raise BadRequest(
-                f"{component}.memory must be from 64Mi to 1Ti.",
-                code="out_of_range",
-                field=f"{component}.memory",
-            )
+        for key, (amount, (low, high), bounds) in _QUANTITIES.items():
+            if key in resources and not low <= amount(resources[key]) <= high:
+                raise BadRequest(
+                    f"{component}.{key} must be from {bounds}.",
+                    code="out_of_range",
+                    field=f"{component}.{key}",
+                )
     env = body.get("env", {})
     for name in env:
         if platform_env_key(name):

@@ -3,6 +3,7 @@ notebooks written directly to the test's database."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -177,6 +178,20 @@ def make_world(factory: Factory) -> World:
         stranger=factory.member(other_org, admin=True),
         notebook=factory.notebook(owner, config, teams=(team,)),
     )
+
+
+async def until_waiting_on_locks(factory: Factory, n: int, pending: Any, what: str) -> None:
+    """Poll (no fixed sleep) until `n` sessions wait on a lock; fails if
+    `pending` (the requests expected to wait) finished first."""
+    while (
+        factory.value(
+            "select count(*) from pg_stat_activity"
+            " where wait_event_type = 'Lock' and datname = current_database()"
+        )
+        < n
+    ):
+        assert not pending.done(), what
+        await asyncio.sleep(0.01)
 
 
 async def body_of(resp: Any) -> Any:

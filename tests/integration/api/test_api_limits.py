@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 from aiohttp.test_utils import TestClient, TestServer
-from api_factories import Factory, Member, World, body_of
+from api_factories import Factory, Member, World, body_of, until_waiting_on_locks
 
 from api.app import create_app
 from common.clock import FakeClock
@@ -217,16 +217,9 @@ async def test_two_starts_racing_for_the_last_slot_do_not_both_win(
             racing = asyncio.gather(
                 start(client, one, world.owner), start(client, two, world.owner)
             )
-            # Poll until both wait on the row (no fixed sleep).
-            while (
-                factory.value(
-                    "select count(*) from pg_stat_activity"
-                    " where wait_event_type = 'Lock' and datname = current_database()"
-                )
-                < 2
-            ):
-                assert not racing.done(), "the starts did not wait for the owner's row"
-                await asyncio.sleep(0.01)
+            await until_waiting_on_locks(
+                factory, 2, racing, "the starts did not wait for the owner's row"
+            )
         responses = await racing
     assert sorted(r.status for r in responses) == [202, 409]
     assert factory.jobs(one) + factory.jobs(two) == 1

@@ -8,7 +8,7 @@ import asyncio
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
-from api_factories import Factory, World, body_of
+from api_factories import Factory, World, body_of, until_waiting_on_locks
 
 from common.clock import FakeClock
 from common.settings import Settings
@@ -384,15 +384,7 @@ async def test_two_admins_disabling_each_other_at_once_leave_one_admin(
             racing = asyncio.ensure_future(
                 client.delete(f"{V1}/members/{second.id}", headers=world.admin.auth)
             )
-            while (
-                factory.value(
-                    "select count(*) from pg_stat_activity"
-                    " where wait_event_type = 'Lock' and datname = current_database()"
-                )
-                < 1
-            ):
-                assert not racing.done(), "A's disable did not wait for B's"
-                await asyncio.sleep(0.01)
+            await until_waiting_on_locks(factory, 1, racing, "A's disable did not wait for B's")
         resp = await racing
     assert resp.status == 401 and (await body_of(resp))["code"] == "invalid_token"
     assert factory.value("select disabled_at is null from members where id = %s", second.id)

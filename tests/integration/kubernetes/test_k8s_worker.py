@@ -231,6 +231,12 @@ async def test_crash_loop_after_running_reports_failed(db: Db, worker: Kube) -> 
     assert "CrashLoopBackOff" in row["status_message"]
 
 
+async def sail_and_marimo_terminating(worker: Kube) -> bool:
+    """The stop deleted both session pods, which terminate gracefully (held)."""
+    pods = [worker.emulator.get("pods", NAMESPACE, p) for p in worker.pods()]
+    return len(pods) == 2 and all(p and p["metadata"].get("deletionTimestamp") for p in pods)
+
+
 async def test_stop_waits_for_pods_to_terminate(db: Db, worker: Kube) -> None:
     nid = await db.notebook()
     await db.start(nid)
@@ -238,11 +244,7 @@ async def test_stop_waits_for_pods_to_terminate(db: Db, worker: Kube) -> None:
     worker.emulator.graceful_pods = True
     await db.stop(nid)
 
-    async def terminating() -> bool:
-        pods = [worker.emulator.get("pods", NAMESPACE, p) for p in worker.pods()]
-        return len(pods) == 2 and all(p and p["metadata"].get("deletionTimestamp") for p in pods)
-
-    await eventually(terminating)
+    await eventually(lambda: sail_and_marimo_terminating(worker))
     passes = sum(c.action == "list" for c in worker.emulator.calls)
 
     async def looked_again() -> bool:  # the reconciler saw the terminating pods
@@ -273,11 +275,7 @@ async def test_stop_is_not_done_while_a_sail_worker_pod_is_left(db: Db, worker: 
     worker.emulator.graceful_pods = True
     await db.stop(nid)
 
-    async def terminating() -> bool:
-        pods = [worker.emulator.get("pods", NAMESPACE, p) for p in worker.pods()]
-        return len(pods) == 2 and all(p and p["metadata"].get("deletionTimestamp") for p in pods)
-
-    await eventually(terminating)
+    await eventually(lambda: sail_and_marimo_terminating(worker))
     # the terminating driver starts one more worker, after the stop deleted the rest
     late = {
         "apiVersion": "v1",
