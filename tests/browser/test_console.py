@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from browser_helpers import set_visibility
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -75,8 +76,19 @@ def run_spark_cell(page: Any) -> None:
     frame.locator(".cm-editor").last.locator(".cm-content").click()
     page.keyboard.type(SPARK_CELL)
     page.keyboard.press("Escape")
-    frame.locator("[data-testid=run-button]").last.click()
-    frame.get_by_text(SPARK_ANSWER, exact=True).first.wait_for(timeout=90_000)
+    run = frame.locator("[data-testid=run-button]").last
+    answer = frame.get_by_text(SPARK_ANSWER, exact=True).first
+    run.click()
+    try:
+        answer.wait_for(timeout=60_000)
+    except PlaywrightTimeoutError:
+        # Seen once in CI (stop 13): Marimo's kernel failed that first run
+        # with an internal error of its own ("did not produce a run result",
+        # then KeyError in its cancellation hook). A member runs it again;
+        # so does the test, once. The kernel's log is kept in the stack's
+        # data directory for a look.
+        run.click()
+        answer.wait_for(timeout=60_000)
 
 
 def share_with_viewer(stack: Any, nb_id: str) -> str:
