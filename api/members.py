@@ -122,12 +122,15 @@ async def create_token(ctx: Ctx) -> web.Response:
     lifetime = body.get("expiresInSeconds")
     expires_at = None if lifetime is None else ctx.now + timedelta(seconds=lifetime)
     # A token never outlives the one that made it, or a leaked short-lived
-    # token (the console's) could mint itself a lasting one; and it is
-    # revoked with it (the console's sign-out ends what was made in it).
+    # token (the console's) could mint itself a lasting one. A member's own
+    # is also revoked with it (the console's sign-out ends what was made in
+    # it); one an admin made for a colleague is theirs from then on, not
+    # ended by the admin signing out right after handing it over.
     ceiling = ctx.me.token_expires_at
     if ceiling is not None and (expires_at is None or expires_at > ceiling):
         expires_at = ceiling
-    made_by = ctx.me.token_id if ceiling is not None else None
+    own = member_id == ctx.me.member_id
+    made_by = ctx.me.token_id if ceiling is not None and own else None
     secret = new_token()
     row = await ctx.one(
         "api_insert_token",

@@ -60,7 +60,7 @@ def choice(raw: str, what: str, choices: tuple[str, ...]) -> str:
 # NOTEBOOKS_LOG_FORMAT (auto: console on a terminal, JSON lines otherwise) and
 # NOTEBOOKS_LOG_LEVEL; anything else is refused, not read as the default.
 LOG_FORMATS = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 PORT_MAX = 65535
 # The API keeps two pooled connections open (api/app.py: min_size=2), and a

@@ -380,6 +380,7 @@ async function refreshHistory() {
   try {
     page = await api.notebookEvents(id, HISTORY_SHOWN);
   } catch (err) {
+    if (id !== detail.id) return; // left for another notebook meanwhile
     showError(errorEl, err, "Could not load the history");
     detail.historyKey = null; // try again on the next poll
     return;

@@ -114,8 +114,8 @@ REFUSED = [
     ("NOTEBOOKS_SWEEP_INTERVAL_SECONDS", "ten", "an integer of at least 1"),
     ("NOTEBOOKS_LOG_FORMAT", "jsonl", "one of auto, json, console"),
     ("NOTEBOOKS_LOG_FORMAT", "text", "one of auto, json, console"),
-    ("NOTEBOOKS_LOG_LEVEL", "verbose", "one of debug, info, warning, error"),
-    ("NOTEBOOKS_LOG_LEVEL", "warn", "one of debug, info, warning, error"),
+    ("NOTEBOOKS_LOG_LEVEL", "verbose", "one of debug, info, warning, error, critical"),
+    ("NOTEBOOKS_LOG_LEVEL", "warn", "one of debug, info, warning, error, critical"),
 ]
 
 
@@ -143,6 +143,7 @@ ACCEPTED = [
     ("NOTEBOOKS_LOG_FORMAT", "", "log_format", "auto"),
     ("NOTEBOOKS_LOG_LEVEL", "Warning", "log_level", "warning"),
     ("NOTEBOOKS_LOG_LEVEL", "debug", "log_level", "debug"),
+    ("NOTEBOOKS_LOG_LEVEL", "CRITICAL", "log_level", "critical"),
 ]
 
 

@@ -353,6 +353,32 @@ async def test_revoking_a_token_revokes_what_was_made_with_it_while_it_had_an_en
     assert not {console["id"], child["id"], grandchild["id"]} & {t["id"] for t in listed["items"]}
 
 
+async def test_a_token_an_admin_made_for_a_colleague_outlives_the_admins_sign_out(
+    client: TestClient, world: World
+) -> None:
+    """Handed over from the admin's console, it keeps the console's end (the
+    cap) but is not revoked when the admin signs out right after."""
+    admin_tokens = f"{V1}/members/{world.admin.id}/tokens"
+    console = await body_of(
+        await client.post(
+            admin_tokens,
+            json={"name": "console", "expiresInSeconds": 3600},
+            headers=world.admin.auth,
+        )
+    )
+    auth = {"Authorization": f"Bearer {console['token']}"}
+    handed = await body_of(
+        await client.post(
+            f"{V1}/members/{world.viewer.id}/tokens", json={"name": "first"}, headers=auth
+        )
+    )
+    assert handed["expiresAt"] == console["expiresAt"]  # never outlives its maker
+    resp = await client.delete(f"{admin_tokens}/{console['id']}", headers=world.admin.auth)
+    assert resp.status == 204
+    me = await client.get(V1 + "/me", headers={"Authorization": f"Bearer {handed['token']}"})
+    assert me.status == 200 and (await body_of(me))["id"] == world.viewer.id
+
+
 @pytest.mark.parametrize("lifetime", [299, 366 * 86400 + 1, "3600", 3600.5, True, None])
 async def test_a_token_lifetime_out_of_range_is_400(
     client: TestClient, world: World, lifetime: object

@@ -69,5 +69,5 @@ def test_every_process_refuses_a_malformed_setting_in_one_line(
     assert main([command], environ=env) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"notebooks {command}: error: NOTEBOOKS_LOG_LEVEL must be one of debug, info, "
-        "warning, error, got 'verbose'"
+        "warning, error, critical, got 'verbose'"
     ]
