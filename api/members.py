@@ -145,7 +145,11 @@ async def create_token(ctx: Ctx) -> web.Response:
             "made_by": made_by,
         },
     )
-    assert row is not None
+    if row is None:  # its maker was revoked meanwhile (a concurrent sign-out)
+        raise Unauthorized(
+            "The API token is unknown, revoked or expired, or its member is disabled.",
+            code="invalid_token",
+        )
     out = json.loads(row["body"])
     out["token"] = secret  # shown once; only its hash is stored
     return raw_json(json.dumps(out), 201)
@@ -164,11 +168,10 @@ async def list_tokens(ctx: Ctx) -> web.Response:
 async def revoke_token(ctx: Ctx) -> web.Response:
     member_id = await _token_owner(ctx)
     token_id = path_id(ctx.request, "token")
-    if (
-        await ctx.one(
-            "api_revoke_token", {"token_id": token_id, "member_id": member_id, "now": ctx.now}
-        )
-        is None
-    ):
+    params = {"token_id": token_id, "member_id": member_id, "now": ctx.now}
+    # Two statements: the lineage is read after tokens being made with this
+    # one have committed (READ COMMITTED: a fresh snapshot per statement).
+    if await ctx.one("api_lock_token", params) is None:
         raise NotFound("No such token.", field="token")
+    await ctx.one("api_revoke_token", params)
     return no_content()

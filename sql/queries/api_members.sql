@@ -66,11 +66,27 @@ with locked as (
 select (select ok from caller) as caller_ok, (select id from done) as disabled;
 
 -- name: api_insert_token
+-- A token bound to its maker (made_by) is made only while the maker is not
+-- revoked, holding it share-locked so a revocation waits for this insert and
+-- then finds the new token in its lineage (api_lock_token, api_revoke_token).
+with maker as (
+    select id from api_tokens
+     where id = %(made_by)s::text and revoked_at is null
+       for share
+)
 insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at, expires_at, made_by)
-values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s, %(expires_at)s,
-        %(made_by)s)
+select %(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s, %(expires_at)s,
+       %(made_by)s
+ where %(made_by)s::text is null or exists (select 1 from maker)
 returning json_build_object('id', id, 'name', name, 'prefix', prefix,
                             'createdAt', created_at, 'expiresAt', expires_at)::text as body;
+
+-- name: api_lock_token
+-- First, in a statement of its own: a token being made with this one (its
+-- insert holds a share lock) commits before the lineage below is read.
+select id from api_tokens
+ where id = %(token_id)s and member_id = %(member_id)s and revoked_at is null
+   for no key update;
 
 -- name: api_revoke_token
 -- The token, and every token made with it, and with those (migration 0007).

@@ -11,7 +11,9 @@ from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of, until_waiting_on_locks
 
 from common.clock import FakeClock
+from common.ids import new_id
 from common.settings import Settings
+from common.tokens import hash_token, new_token, token_prefix
 from sql import query
 
 V1 = "/api/v1"
@@ -351,6 +353,55 @@ async def test_revoking_a_token_revokes_what_was_made_with_it_while_it_had_an_en
     listed = await body_of(await client.get(own, headers=world.editor.auth))
     assert peer["id"] in {t["id"] for t in listed["items"]}
     assert not {console["id"], child["id"], grandchild["id"]} & {t["id"] for t in listed["items"]}
+
+
+async def test_a_token_made_while_its_maker_is_revoked_is_revoked_with_it(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """The child's insert is in flight (uncommitted) when the sign-out comes:
+    the revocation waits for it and then finds it in the lineage."""
+    console, _ = await console_token(client, world)
+    secret = new_token()
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder:
+        async with holder.transaction():
+            await holder.execute(
+                query("api_insert_token"),
+                {
+                    "id": new_id(),
+                    "member_id": world.editor.id,
+                    "name": "in flight",
+                    "prefix": token_prefix(secret),
+                    "secret_hash": hash_token(secret),
+                    "now": factory.clock.now(),
+                    "expires_at": None,
+                    "made_by": console["id"],
+                },
+            )
+            url = f"{V1}/members/{world.editor.id}/tokens/{console['id']}"
+            racing = asyncio.ensure_future(client.delete(url, headers=world.editor.auth))
+            await until_waiting_on_locks(factory, 1, racing, "the revoke did not wait")
+        assert (await racing).status == 204
+    me = await client.get(V1 + "/me", headers={"Authorization": f"Bearer {secret}"})
+    assert me.status == 401
+
+
+async def test_no_token_is_made_with_a_maker_being_revoked(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    console, auth = await console_token(client, world)
+    params = {"token_id": console["id"], "member_id": world.editor.id, "now": factory.clock.now()}
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder:
+        async with holder.transaction():
+            await holder.execute(query("api_lock_token"), params)
+            await holder.execute(query("api_revoke_token"), params)
+            url = f"{V1}/members/{world.editor.id}/tokens"
+            racing = asyncio.ensure_future(client.post(url, json={"name": "late"}, headers=auth))
+            await until_waiting_on_locks(factory, 1, racing, "the insert did not wait")
+        resp = await racing
+    assert resp.status == 401 and (await body_of(resp))["code"] == "invalid_token"
+    assert factory.value("select count(*) from api_tokens where name = 'late'") == 0
 
 
 async def test_a_token_an_admin_made_for_a_colleague_outlives_the_admins_sign_out(
