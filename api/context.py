@@ -12,7 +12,7 @@ import psycopg
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from api.errors import Unauthorized
+from api.errors import Unauthorized, invalid_token
 from api.markers import Markers
 from api.validation import receive_body
 from common.clock import Clock
@@ -92,10 +92,7 @@ async def authenticate(conn: psycopg.AsyncConnection[Any], token: str, now: date
     )
     row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
     if row is None:
-        raise Unauthorized(
-            "The API token is unknown, revoked or expired, or its member is disabled.",
-            code="invalid_token",
-        )
+        raise invalid_token()
     last = row["last_used_at"]
     if last is None or now - last >= TOKEN_TOUCH_INTERVAL:
         await conn.execute(

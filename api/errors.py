@@ -35,6 +35,15 @@ class Unauthorized(ApiError):
     title = "Authentication required"
 
 
+def invalid_token() -> Unauthorized:
+    """The 401 for a token that does not (or no longer) work: unknown,
+    revoked, expired, or its member disabled, found at any point of a request."""
+    return Unauthorized(
+        "The API token is unknown, revoked or expired, or its member is disabled.",
+        code="invalid_token",
+    )
+
+
 class Forbidden(ApiError):
     status = 403
     code = "forbidden"

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from api.context import Ctx
-from api.errors import Conflict, Forbidden, NotFound, Unauthorized
+from api.errors import Conflict, Forbidden, NotFound, invalid_token
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body
@@ -98,10 +98,7 @@ async def disable_member(ctx: Ctx) -> web.Response:
     )
     assert row is not None
     if not row["caller_ok"]:  # disabled (or demoted) meanwhile, by a concurrent request
-        raise Unauthorized(
-            "The API token is unknown, revoked or expired, or its member is disabled.",
-            code="invalid_token",
-        )
+        raise invalid_token()
     if row["disabled"] is None:
         raise NotFound("No such member.", field="member")
     return no_content()
@@ -146,10 +143,7 @@ async def create_token(ctx: Ctx) -> web.Response:
         },
     )
     if row is None:  # its maker was revoked meanwhile (a concurrent sign-out)
-        raise Unauthorized(
-            "The API token is unknown, revoked or expired, or its member is disabled.",
-            code="invalid_token",
-        )
+        raise invalid_token()
     out = json.loads(row["body"])
     out["token"] = secret  # shown once; only its hash is stored
     return raw_json(json.dumps(out), 201)
