@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.context import Ctx
-from api.errors import NotFound
+from api.notebooks import visible
 from api.responses import page_params, plain_list
 from api.validation import path_id
 
@@ -19,15 +19,14 @@ async def list_notebook_events(ctx: Ctx) -> web.Response:
     page = page_params(ctx, scope)
     after_id = page.pop("after_id")
     page.pop("after_at")  # the keyset is the event id alone: ids are the order written
+    await visible(ctx, notebook_id)  # 404 as for describe; no row lock
     row = await ctx.one(
         "api_notebook_events",
         ctx.mine(
             notebook_id=notebook_id,
-            see_all=ctx.me.organization_admin,
             after_id=int(after_id) if after_id is not None else None,
             **page,
         ),
     )
-    if row is None or not row["visible"]:
-        raise NotFound("No such notebook.", field="id")
+    assert row is not None  # an aggregate always returns one row
     return plain_list(ctx, scope, row)

@@ -219,29 +219,20 @@ select id from workload_configs where id = %(id)s and organization_id = %(org_id
 
 -- name: api_notebook_events
 -- One page of a notebook's history (its status changes), newest first, keyset
--- on the event id; `visible` is false when `member_id` may not see the
--- notebook (then nothing else is read). Fetches limit + 1 like the lists.
-with nb as (
-    select n.id
-      from notebooks n
-     where n.id = %(notebook_id)s and n.organization_id = %(org_id)s and n.deleted_at is null
-       and (%(see_all)s
-            or n.member_id = %(member_id)s
-            or exists (select 1
-                         from notebook_teams nt
-                         join team_memberships tm on tm.team_id = nt.team_id
-                        where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+-- on the event id; the caller's access is checked first (api_notebook_visible).
+-- Fetches limit + 1 like the lists.
+with history as (
+    select e.* from notebook_events e
+     where e.notebook_id = %(notebook_id)s and e.organization_id = %(org_id)s
 ), keys as (
-    select e.*, row_number() over (order by e.id desc) as rn
-      from notebook_events e
-      join nb on nb.id = e.notebook_id
-     where %(after_id)s::bigint is null or e.id < %(after_id)s::bigint
-     order by e.id desc
+    select h.*, row_number() over (order by h.id desc) as rn
+      from history h
+     where %(after_id)s::bigint is null or h.id < %(after_id)s::bigint
+     order by h.id desc
      limit %(fetch)s
 ), rows as (select * from keys where rn <= %(limit)s)
 select
-    exists (select 1 from nb) as visible,
-    (select count(*) from notebook_events e join nb on nb.id = e.notebook_id) as total,
+    (select count(*) from history) as total,
     (select count(*) from keys) > %(limit)s as more,
     (select created_at from rows order by rn desc limit 1) as last_at,
     (select id::text from rows order by rn desc limit 1) as last_id,
