@@ -37,12 +37,13 @@ async def enqueue_reconcile(
         return
     queries = Queries.from_psycopg_connection(conn)
     n = len(notebook_ids)
+    keys = [reconcile_dedupe_key(nid) for nid in notebook_ids]
     await queries.enqueue(
         [RECONCILE] * n,
         [nid.encode() for nid in notebook_ids],
         [0] * n,
         [delay] * n,
-        [reconcile_dedupe_key(nid) for nid in notebook_ids],
+        keys,
         on_conflict="skip",
     )
     if asked:
@@ -50,5 +51,5 @@ async def enqueue_reconcile(
         await conn.execute(
             "update pgqueuer set execute_after = now()"
             " where dedupe_key = any(%s) and status = 'queued' and execute_after > now()",
-            ([reconcile_dedupe_key(nid) for nid in notebook_ids],),
+            (keys,),
         )

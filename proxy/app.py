@@ -93,13 +93,11 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
         return pages.not_found()
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     kind = "websocket" if websocket else "http"
-    if not request.raw_path.startswith("/"):
-        # Absolute-form (`GET http://host/notebooks/…`) is for proxies of
-        # proxies; the raw path every step below slices would be the URL.
-        metrics.REQUESTS.labels(kind, "bad_path").inc()
-        return pages.page(400, "Bad path", "That path is not allowed.")
     prefix = f"/notebooks/{notebook_id}"
-    relative = normalize(unquote(request.raw_path.partition("?")[0])[len(prefix) :])
+    raw = request.raw_path
+    # Absolute-form (`GET http://host/notebooks/…`) is for proxies of proxies:
+    # its raw path is the whole URL, no path of ours.
+    relative = normalize(unquote(raw.partition("?")[0])[len(prefix) :]) if raw[:1] == "/" else None
     if relative is None:
         metrics.REQUESTS.labels(kind, "bad_path").inc()
         return pages.page(400, "Bad path", "That path is not allowed.")
