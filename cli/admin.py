@@ -263,6 +263,7 @@ def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> A
 def token_revoke(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     token_id = _id(args.token, "token")
     org = _organization(conn, args, env)
+    _in_org(conn, "admin_lock_token", "token", token_id, org)
     return _in_org(conn, "admin_revoke_token", "token", token_id, org)
 
 

@@ -92,11 +92,34 @@ select id, organization_id, name, description, mode, sail, marimo, workers, env,
 from workload_configs where organization_id = %(organization_id)s
 order by created_at, id;
 
+-- name: admin_lock_token
+-- First, in a statement of its own, as api_lock_token: a token being made
+-- with this one commits before admin_revoke_token reads the lineage.
+select t.id from api_tokens t join members m on m.id = t.member_id
+ where t.id = %(id)s and m.organization_id = %(organization_id)s
+   for no key update of t;
+
 -- name: admin_revoke_token
+-- The token (keeping an earlier revocation's time) and, as the API's
+-- api_revoke_token, every token made with it and with those (migration 0007).
+with recursive target as (
+    select t.id from api_tokens t join members m on m.id = t.member_id
+     where t.id = %(id)s and m.organization_id = %(organization_id)s
+), lineage as (
+    select id from target
+    union
+    select t.id from api_tokens t join lineage l on t.made_by = l.id
+), made_with as (
+    update api_tokens set revoked_at = now()
+     where id in (select id from lineage) and id not in (select id from target)
+       and revoked_at is null
+    returning id
+)
 update api_tokens t set revoked_at = coalesce(t.revoked_at, now())
-from members m
-where t.id = %(id)s and m.id = t.member_id and m.organization_id = %(organization_id)s
-returning t.id, t.member_id, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at;
+  from target
+ where t.id = target.id
+returning t.id, t.member_id, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at,
+          (select count(*) from made_with) as also_revoked;
 
 -- name: admin_disable_member
 update members set disabled_at = coalesce(disabled_at, now())

@@ -266,3 +266,23 @@ def test_tokens_are_revoked_and_members_disabled(admin: Admin, org: str) -> None
     assert "is disabled" in admin.fails("token", "create", member)
     other = admin.ok("org", "create", "--name", "Other")["id"]
     assert "not found in organization" in admin.fails("member", "disable", "--org", other, member)
+
+
+def test_revoking_a_token_revokes_the_tokens_made_with_it(
+    admin: Admin, org: str, database_url_for_test: str
+) -> None:
+    """As the API's revocation: a console session's sign-out ends what was made in it."""
+    member = admin.ok("member", "create", "--email", "g@acme.test", "--name", "G")["id"]
+    console, made, made_by_made, unrelated = (
+        admin.ok("token", "create", member, "--name", name)["id"]
+        for name in ("console", "made", "made-by-made", "unrelated")
+    )
+    with psycopg.connect(database_url_for_test, autocommit=True) as conn:
+        conn.execute("update api_tokens set made_by = %s where id = %s", (console, made))
+        conn.execute("update api_tokens set made_by = %s where id = %s", (made, made_by_made))
+    revoked = admin.ok("token", "revoke", console)
+    assert revoked["id"] == console and revoked["alsoRevoked"] == 2
+    states = {t["id"]: t["revokedAt"] for t in admin.ok("token", "list", "--member", member)}
+    assert states[made] is not None and states[made_by_made] is not None
+    assert states[unrelated] is None
+    assert admin.ok("token", "revoke", console)["alsoRevoked"] == 0
