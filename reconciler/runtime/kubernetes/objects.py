@@ -415,11 +415,17 @@ def driver_egress(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
     ]
 
 
-def driver_rbac(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
-    """What a cluster-mode Sail driver needs to run its worker pods: pods in
-    its own namespace, nothing else."""
-    name = n.rbac_name(notebook_id)
-    labels = n.notebook_labels(notebook_id)
+def driver_rbac(spec: SessionSpec, ks: KubernetesSettings) -> list[Obj]:
+    """What a cluster-mode Sail driver calls, nothing more (Sail 0.7's
+    KubernetesWorkerManager): create its worker pods, read its own pod (the
+    workers' owner reference) and delete its workers by label when it stops.
+    No list or watch, so it cannot read other notebooks' pods; what it may
+    create and delete is confined by the admission policy in ops/. The Role
+    names its session's pod, so it is replaced with each session (labelled)."""
+    nid, sid = spec.notebook_id, spec.session_id
+    name = n.rbac_name(nid)
+    labels = n.notebook_labels(nid)
+    pods = {"apiGroups": [""], "resources": ["pods"]}
     return [
         {
             "apiVersion": "v1",
@@ -430,13 +436,10 @@ def driver_rbac(notebook_id: str, ks: KubernetesSettings) -> list[Obj]:
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
-            "metadata": _meta(name, labels, ks),
+            "metadata": _meta(name, labels | {n.SESSION: sid}, ks),
             "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods"],
-                    "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"],
-                }
+                {**pods, "verbs": ["create", "deletecollection"]},
+                {**pods, "resourceNames": [n.pod_name(nid, sid, n.SAIL)], "verbs": ["get"]},
             ],
         },
         {
@@ -456,7 +459,7 @@ def session_objects(spec: SessionSpec, ks: KubernetesSettings) -> list[Obj]:
     objs: list[Obj] = [token_secret(spec, ks), pvc(nid, ks)]
     objs += network_policies(nid, ks)
     if cluster_mode(spec):
-        objs += driver_rbac(nid, ks) + driver_egress(nid, ks)
+        objs += driver_rbac(spec, ks) + driver_egress(nid, ks)
     objs += [
         service(nid, n.SAIL, ks),
         service(nid, n.MARIMO, ks),

@@ -189,6 +189,8 @@ class KubernetesRuntime:
         await self.api.delete_each("Pod", older)
         stale = f"{n.selector(n.notebook_labels(nid))},{n.SESSION}!={spec.session_id}"
         await self.api.delete_matching("Secret", stale)
+        # A cluster-mode driver's Role names its session's pod (objects.driver_rbac).
+        await self.api.delete_matching("Role", stale)
         todo = objects.session_objects(spec, self.settings)
         if objects.cluster_mode(spec) and not self.settings.api_server_cidrs:
             # Its driver creates worker pods through the API server, which

@@ -18,6 +18,8 @@ from reconciler.runtime.base import Phase, SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 
+CLUSTER_SPEC = SessionSpec("NB", "S1", "tok", WorkloadSpec(mode="cluster"), "/notebooks/NB")
+
 ROOT = Path(__file__).resolve().parents[3]
 # kmock's action names → the RBAC verbs of those requests
 VERBS = {
@@ -49,7 +51,9 @@ def role_grants() -> set[Grant]:
 
 
 def driver_grants() -> set[Grant]:
-    (role,) = [o for o in objects.driver_rbac("NB", KubernetesSettings()) if o["kind"] == "Role"]
+    (role,) = [
+        o for o in objects.driver_rbac(CLUSTER_SPEC, KubernetesSettings()) if o["kind"] == "Role"
+    ]
     return grants_of(role)
 
 

@@ -426,3 +426,23 @@ async def test_throttling_and_server_errors_stay_transient(
     with pytest.raises(ApiException) as caught:
         await kube.runtime().ensure_running(spec())
     assert caught.value.status == refusal[0]  # retried with backoff by the worker
+
+
+async def test_a_new_session_replaces_the_drivers_role_naming_its_own_pod(kube: Kube) -> None:
+    """The driver may read only its own pod (the Role's resourceNames), so a
+    session replacing another without a stop must not keep the old Role."""
+    rt = kube.runtime()
+
+    def readable() -> list[str]:
+        role = kube.emulator.get(
+            "roles", NAMESPACE, "nb-nb1-sail-driver", "rbac.authorization.k8s.io"
+        )
+        assert role is not None
+        return [name for rule in role["rules"] for name in rule.get("resourceNames", [])]
+
+    await rt.ensure_running(spec(sid="S1", mode="cluster"))
+    assert readable() == ["nb-nb1-s1-sail"]
+    await rt.ensure_running(spec(sid="S2", mode="cluster"))
+    assert readable() == ["nb-nb1-s2-sail"]
+    await rt.ensure_running(spec(sid="S2", mode="cluster"))  # the same session keeps it
+    assert readable() == ["nb-nb1-s2-sail"]

@@ -203,18 +203,23 @@ def test_cluster_mode_runs_sail_as_kubernetes_driver_with_rbac() -> None:
         by_kind(objs, "Role")[0],
         by_kind(objs, "RoleBinding")[0],
     )
+    driver = objects.sail_pod(s, KS)
+    # Sail 0.7's calls only: no list or watch (other notebooks' pods stay
+    # unreadable), and get of its own pod alone, so the Role is per session
     assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "deletecollection"]},
         {
             "apiGroups": [""],
             "resources": ["pods"],
-            "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"],
-        }
+            "resourceNames": [driver["metadata"]["name"]],
+            "verbs": ["get"],
+        },
     ]
+    assert role["metadata"]["labels"][n.SESSION] == s.session_id
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "nbs"}
     ]
-    driver = objects.sail_pod(s, KS)
     assert driver["spec"]["serviceAccountName"] == sa["metadata"]["name"]
     assert driver["spec"]["automountServiceAccountToken"] is True
     env = env_of(driver["spec"]["containers"][0])

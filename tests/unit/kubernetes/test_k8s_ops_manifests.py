@@ -23,6 +23,8 @@ from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.pool import warm_pod
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 
+CLUSTER_SPEC = SessionSpec("NB", "S1", "tok", WorkloadSpec(mode="cluster"), "/notebooks/NB")
+
 ROOT = Path(__file__).resolve().parents[3]
 BASE = ROOT / "ops" / "k8s" / "base"
 OVERLAY = ROOT / "ops" / "k8s" / "overlays" / "example"
@@ -251,7 +253,7 @@ def test_worker_role_is_least_privilege_and_covers_what_the_runtime_creates() ->
     assert ("", "pods", "patch") in allowed  # claiming a warm pod
     # RBAC forbids granting what one does not hold: the driver Role must be a subset
     (driver_role,) = [
-        o for o in objects.driver_rbac("NB", KubernetesSettings()) if o["kind"] == "Role"
+        o for o in objects.driver_rbac(CLUSTER_SPEC, KubernetesSettings()) if o["kind"] == "Role"
     ]
     for rule in driver_role["rules"]:
         for verb in rule["verbs"]:
