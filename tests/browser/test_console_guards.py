@@ -1,0 +1,176 @@
+"""The console's guards against answers that come late or wrong, in headless
+Chromium against the whole stack (fixtures in conftest.py). The API's
+answers are held or rewritten with Playwright's request routing, so each
+race is played in a fixed order rather than hoped for:
+
+- a notebook's page whose answer arrives after the member went on to another
+  notebook is not drawn over that one;
+- a token created just before the member left the People page never puts its
+  secret in a page (not the one left, not the one come back to);
+- an `open` answer whose URL is not a web address on another origin than the
+  console's (its own origin would run unsandboxed beside the console's
+  token; `javascript:` would run in it) is refused, and no frame is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+
+
+def sign_in(page: Any, api_url: str, token: str) -> None:
+    page.goto(api_url + "/")
+    page.get_by_label("API token").fill(token)
+    page.get_by_label("API token").press("Enter")
+    page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
+
+
+def create(stack: Any, name: str) -> str:
+    _, configs = stack.call("GET", "/workloads/configs")
+    config = next(c["id"] for c in configs["items"] if c["name"] == "default")
+    code, created = stack.call(
+        "POST", "/workloads/notebooks", {"name": name, "workloadConfigId": config}
+    )
+    assert code == 201, created
+    return str(created["item"]["notebookId"])
+
+
+def settle(page: Any) -> None:
+    """Let the page run what an answer it just got has queued (its fetch
+    continuations, then a task and two frames)."""
+    page.evaluate(
+        "() => new Promise((done) => setTimeout(() =>"
+        " requestAnimationFrame(() => requestAnimationFrame(done)), 0))"
+    )
+
+
+class Held:
+    """Requests matching a route, held until released."""
+
+    def __init__(self, page: Any, pattern: re.Pattern[str], method: str = "GET") -> None:
+        self.page = page
+        self.routes: list[Any] = []
+        self.method = method
+        page.route(pattern, self._hold)
+
+    def wait(self, count: int = 1, seconds: float = 30) -> None:
+        """Until `count` requests are held. Route handlers run only while
+        Playwright talks to the page, so each poll is a (short) call to it."""
+        deadline = time.monotonic() + seconds
+        while len(self.routes) < count:
+            assert time.monotonic() < deadline, f"{len(self.routes)} of {count} requests held"
+            self.page.evaluate("() => new Promise((done) => setTimeout(done, 20))")
+
+    def _hold(self, route: Any) -> None:
+        if route.request.method == self.method:
+            self.routes.append(route)
+        else:
+            route.continue_()
+
+    def release_all(self) -> None:
+        while self.routes:
+            self.routes.pop(0).continue_()
+
+
+def test_a_late_answer_for_a_notebook_left_is_not_drawn(browser: Any, stack: Any) -> None:
+    first, second = create(stack, "first notebook"), create(stack, "second notebook")
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+    held = Held(page, re.compile(rf"/api/v1/workloads/notebooks/{first}$"))
+
+    page.evaluate(f"location.hash = '#/notebooks/{first}'")
+    held.wait()
+    page.evaluate(f"location.hash = '#/notebooks/{second}'")
+    page.locator("#nb-title", has_text="second notebook").wait_for()
+
+    with page.expect_response(re.compile(rf"/notebooks/{first}$")):
+        held.release_all()
+    settle(page)
+    assert page.locator("#nb-title").inner_text() == "second notebook"
+    assert page.title() == "second notebook · Notebooks"
+    # and its actions are the second notebook's, not the first's
+    starts = page.locator("#nb-actions [data-focus-key]")
+    keys = [starts.nth(i).get_attribute("data-focus-key") for i in range(starts.count())]
+    assert keys and all(str(k).startswith(f"{second}:") for k in keys), keys
+
+
+def test_a_token_made_as_the_member_leaves_shows_its_secret_nowhere(
+    browser: Any, stack: Any
+) -> None:
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+    page.get_by_role("link", name="People", exact=True).click()
+    page.locator("#tokens-body tr").first.wait_for()
+    held = Held(page, re.compile(r"/api/v1/members/[A-Z0-9]+/tokens$"), method="POST")
+
+    page.locator("#token-name").fill("made while leaving")
+    page.locator("#token-name").press("Enter")
+    held.wait()
+    page.locator("a[data-nav=notebooks]").click()
+    page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
+
+    with page.expect_response(re.compile(r"/tokens$")) as answer:
+        held.release_all()
+    secret = json.loads(answer.value.body())["token"]
+    settle(page)
+    assert secret not in page.content()
+    page.get_by_role("link", name="People", exact=True).click()
+    page.locator("#tokens-body tr", has_text="made while leaving").wait_for()
+    assert secret not in page.content()
+    assert page.locator(".secret-box").count() == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "{console}/notebooks/{id}/_open?token=x",  # the console's own origin
+        "javascript:parent.document.title='owned'",
+        "data:text/html,<script>parent.document.title='owned'</script>",
+    ],
+)
+def test_an_open_url_that_is_not_the_proxys_is_never_framed(
+    browser: Any, stack: Any, url: str
+) -> None:
+    nb = create(stack, "framed notebook")
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+
+    def running(route: Any) -> None:
+        """The notebook as if it ran (no Sail or Marimo needed to be refused)."""
+        answer = route.fetch()
+        body = answer.json()
+        for item in body["included"]["notebooks"]:
+            item.update(status="running", sessionId="SESSION1")
+        route.fulfill(response=answer, json=body)
+
+    opened: list[str] = []
+
+    def open_answer(route: Any) -> None:
+        opened.append(route.request.url)
+        route.fulfill(
+            status=200,
+            json={
+                "url": url.format(console=stack.api_url, id=nb),
+                "expiresAt": "2099-01-01T00:00:00Z",
+                "mode": "edit",
+            },
+        )
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb}$"), running)
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb}/open$"), open_answer)
+    page.evaluate(f"location.hash = '#/notebooks/{nb}/open'")
+    error = page.locator("#open-error")
+    error.wait_for()
+    assert "not a web address of the proxy's" in error.inner_text()
+    assert len(opened) == 1
+    frame = page.locator("#open-frame")
+    assert frame.get_attribute("src") is None and frame.is_hidden()
+    assert page.title() != "owned"
