@@ -17,7 +17,7 @@ from psycopg.conninfo import make_conninfo
 
 from api import metrics
 from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
-from api.errors import ApiError, problem_response, to_response
+from api.errors import UNIQUE_CONFLICTS, ApiError, problem_response, to_response
 from api.markers import Markers
 from api.openapi import build_document
 from api.routes import BASE, OPS
@@ -104,12 +104,18 @@ async def canonical_request(
         response = problem_response(err.status, error_code, err.reason, err.reason)
         if err.status == 405:
             response.headers["Allow"] = err.headers.get("Allow", "")
-    except psycopg.errors.UniqueViolation:
-        # A concurrent request created the same name first.
-        error_code = "already_exists"
-        response = problem_response(
-            409, error_code, "Conflict", "A concurrent request created the same resource."
-        )
+    except psycopg.errors.UniqueViolation as exc:
+        # A concurrent request took the same name first: the code its own
+        # check would have given, whichever request got there first.
+        taken = UNIQUE_CONFLICTS.get(exc.diag.constraint_name or "")
+        if taken is None:
+            error_code = "already_exists"
+            response = problem_response(
+                409, error_code, "Conflict", "A concurrent request created the same resource."
+            )
+        else:
+            conflict = taken()
+            response, error_code = to_response(conflict), conflict.code
     except psycopg.errors.ForeignKeyViolation:
         # A concurrent request removed what this one refers to.
         error_code = "reference_gone"

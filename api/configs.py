@@ -9,7 +9,7 @@ from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from api.context import Ctx
-from api.errors import BadRequest, Conflict, NotFound
+from api.errors import BadRequest, Conflict, NotFound, config_name_taken
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body, text_schema
@@ -146,9 +146,7 @@ async def create_config(ctx: Ctx) -> web.Response:
         ),
     )
     if inserted is None:
-        raise Conflict(
-            "A workload config with that name exists.", code="config_name_taken", field="name"
-        )
+        raise config_name_taken()
     return await _one(ctx, config_id, 201)
 
 
@@ -164,9 +162,7 @@ async def update_config(ctx: Ctx) -> web.Response:
             "api_config_name_taken", ctx.mine(config_id=config_id, name=body["name"])
         )
         if taken and taken["taken"]:
-            raise Conflict(
-                "A workload config with that name exists.", code="config_name_taken", field="name"
-            )
+            raise config_name_taken()
     await ctx.run(
         "api_update_config",
         ctx.mine(

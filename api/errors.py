@@ -4,6 +4,7 @@ problem+json. None of them is an HTTP exception."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -60,6 +61,29 @@ class Conflict(ApiError):
     status = 409
     code = "conflict"
     title = "Conflict"
+
+
+def team_name_taken() -> Conflict:
+    return Conflict("A team with that name exists.", code="team_name_taken", field="name")
+
+
+def config_name_taken() -> Conflict:
+    return Conflict(
+        "A workload config with that name exists.", code="config_name_taken", field="name"
+    )
+
+
+def member_exists() -> Conflict:
+    return Conflict("A member with that email exists.", code="member_exists", field="email")
+
+
+# The same answers when a concurrent request took the name between a check
+# and the write, by the constraint PostgreSQL names (sql/migrations).
+UNIQUE_CONFLICTS: dict[str, Callable[[], Conflict]] = {
+    "teams_organization_id_name_key": team_name_taken,
+    "workload_configs_organization_id_name_key": config_name_taken,
+    "members_org_email_ci": member_exists,
+}
 
 
 class PreconditionFailed(ApiError):

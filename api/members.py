@@ -9,11 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from api.context import Ctx
-from api.errors import Conflict, Forbidden, NotFound, invalid_token
+from api.errors import Conflict, Forbidden, NotFound, invalid_token, member_exists
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body
 from common.ids import new_id
+from common.text import EMAIL_PATTERN
 from common.tokens import (
     MAX_LIFETIME_SECONDS,
     MIN_LIFETIME_SECONDS,
@@ -26,7 +27,7 @@ EMAIL_SCHEMA = {
     "type": "string",
     "minLength": 3,
     "maxLength": 254,
-    "pattern": r"^[^@\s\u0000]+@[^@\s\u0000]+$",
+    "pattern": EMAIL_PATTERN,
 }
 MEMBER_SCHEMA = obj(
     {"email": EMAIL_SCHEMA, "name": name_schema(128), "organizationAdmin": {"type": "boolean"}},
@@ -81,7 +82,7 @@ async def create_member(ctx: Ctx) -> web.Response:
         },
     )
     if inserted is None:
-        raise Conflict("A member with that email exists.", code="member_exists", field="email")
+        raise member_exists()
     row = await member_page(ctx, member_id=member_id, limit=1, fetch=1)
     return raw_json(row["items"][1:-1], 201)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.context import Ctx
-from api.errors import Conflict, Forbidden, NotFound
+from api.errors import Forbidden, NotFound, team_name_taken
 from api.notebook_teams import find_team, team_page
 from api.responses import json_response, no_content, page_params, plain_list, raw_json
 from api.validation import name_schema, obj, path_id, read_body
@@ -27,7 +27,7 @@ async def create_team(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
     team_id = new_id()
     if await ctx.one("api_insert_team", ctx.mine(id=team_id, name=body["name"])) is None:
-        raise Conflict("A team with that name exists.", code="team_name_taken", field="name")
+        raise team_name_taken()
     row = await team_page(ctx, team_id=team_id, limit=1, fetch=1)
     return raw_json(row["items"][1:-1], 201)
 

@@ -13,17 +13,12 @@ from aiohttp import web
 
 from api.errors import BadRequest, UnsupportedMediaType
 from common.ids import ID_PATTERN, is_valid_id
+from common.text import NAME_PATTERN, normal_name
 
 Schema = dict[str, Any]
 
-# Text fields refuse NUL (PostgreSQL cannot store it) and must hold a visible character.
-# A name is one line of text with something to see: no control characters
-# (C0, DEL, C1), and at least one character that is neither a space nor an
-# invisible format character (zero-width spaces and joiners, bidi marks and
-# overrides, word joiners, BOM), so two names never look the same by being blank.
-_CONTROL = r"\u0000-\u001f\u007f-\u009f"
-_INVISIBLE = r"\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2064\u206a-\u206f\ufeff"
-NAME_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}{_INVISIBLE}][^{_CONTROL}]*$"
+# Text fields refuse NUL (PostgreSQL cannot store it); names are as
+# common/text.py says (stored in NFC, see read_body).
 TEXT_PATTERN = r"^[^\u0000]*$"
 ID_SCHEMA: Schema = {"type": "string", "pattern": ID_PATTERN.pattern}
 TIMEOUT_SCHEMA: Schema = {
@@ -210,6 +205,10 @@ async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest("The body must be a JSON object.", code="wrong_type", field="body")
     check(value, schema, "")
+    props = schema.get("properties", {})
+    for key, item in value.items():
+        if props.get(key, {}).get("pattern") == NAME_PATTERN:
+            value[key] = normal_name(item)
     return value
 
 

@@ -30,13 +30,13 @@ from psycopg.types.json import Jsonb
 from cli.bootstrap import CREDENTIALS_FILE, mint_token, read_json
 from cli.database import CliError, data_dir_from_env, database_for
 from common.ids import ID_PATTERN, is_valid_id, new_id
+from common.text import CONTROL, EMAIL, INVISIBLE, NAME, normal_name
 from common.tokens import MAX_LIFETIME_SECONDS, MIN_LIFETIME_SECONDS
 from sql import query
 
 ROLES = ("admin", "editor", "viewer")
 MODES = ("standalone", "cluster")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 # -- validation: clear messages, raised before touching the database --------
@@ -55,6 +55,14 @@ def _text(value: str, what: str, maximum: int, *, allow_empty: bool = False) -> 
     if len(value) > maximum:
         raise CliError(f"{what} is longer than {maximum} characters")
     return value
+
+
+def _name(value: str, what: str = "name") -> str:
+    """As the API takes a name (common/text.py)."""
+    value = _text(value, what, 128)
+    if not NAME.fullmatch(value):
+        raise CliError(f"{what} {value!r} has control or invisible characters")
+    return normal_name(value)
 
 
 def _email(value: str) -> str:
@@ -116,10 +124,16 @@ def _emit(result: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> None:
         print("  ".join(_cell(r[c]).ljust(widths[c]) for c in cols).rstrip())
 
 
+_UNPRINTABLE = re.compile(f"[{CONTROL}{INVISIBLE}]")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+    text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    # Rows written before today's checks may hold terminal escapes or bidi
+    # overrides: shown as \uXXXX, never sent to the operator's terminal as is.
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 # -- commands -----------------------------------------------------------------
@@ -174,7 +188,7 @@ def _team(conn: Conn, org: str, team_id: str) -> dict[str, Any]:
 
 
 def org_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
-    name = _text(args.name, "name", 128)
+    name = _name(args.name)
     return _one(conn, "admin_create_organization", {"id": new_id(), "name": name})
 
 
@@ -183,7 +197,7 @@ def org_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
 
 
 def member_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
-    email, name = _email(args.email), _text(args.name, "name", 128)
+    email, name = _email(args.email), _name(args.name)
     org = _organization(conn, args, env)
     return _one(
         conn,
@@ -211,7 +225,7 @@ def member_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> An
 
 
 def team_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
-    name = _text(args.name, "name", 128)
+    name = _name(args.name)
     org = _organization(conn, args, env)
     return _one(conn, "admin_create_team", {"id": new_id(), "organization_id": org, "name": name})
 
@@ -246,7 +260,7 @@ def membership_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -
 
 def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     member_id = _id(args.member, "member")
-    name = _text(args.name, "name", 128)
+    name = _name(args.name)
     org = _organization(conn, args, env)
     member = _member(conn, org, member_id)
     if member["disabled_at"] is not None:
@@ -284,7 +298,7 @@ def _resources(args: argparse.Namespace, component: str) -> dict[str, str]:
 
 
 def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
-    name = _text(args.name, "name", 128)
+    name = _name(args.name)
     description = _text(args.description, "description", 2000, allow_empty=True)
     if args.mode not in MODES:
         raise CliError(f"mode {args.mode!r} must be one of {', '.join(MODES)}")

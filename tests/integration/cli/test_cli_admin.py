@@ -286,3 +286,24 @@ def test_revoking_a_token_revokes_the_tokens_made_with_it(
     assert states[made] is not None and states[made_by_made] is not None
     assert states[unrelated] is None
     assert admin.ok("token", "revoke", console)["alsoRevoked"] == 0
+
+
+def test_names_and_emails_are_checked_as_the_api_does_and_shown_escaped(
+    admin: Admin, org: str, database_url_for_test: str
+) -> None:
+    assert "invisible" in admin.fails("team", "create", "--name", "data\u200b")
+    assert "invisible" in admin.fails("team", "create", "--name", "\u2800")
+    assert "not an email" in admin.fails("member", "create", "--email", "a\x1b@x.io", "--name", "A")
+    team = admin.ok("team", "create", "--name", "e\u0301quipe")
+    assert team["name"] == "\u00e9quipe"  # stored composed (NFC), as the API stores it
+    # a row from before these checks: its escapes never reach the terminal
+    with psycopg.connect(database_url_for_test, autocommit=True) as conn:
+        conn.execute(
+            "insert into members (id, organization_id, email, name, created_at)"
+            " values ('OLDROW1', %s, %s, 'Old', now())",
+            (org, "a\x1b[2J\u202e@x.io"),
+        )
+    code, out, err = admin.run("member", "list")
+    assert code == 0, err
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "a\\u001b[2J\\u202e@x.io" in out
