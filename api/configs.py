@@ -14,6 +14,7 @@ from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body, text_schema
 from common.ids import new_id
+from common.images import IMAGE_PATTERN, image_allowed
 from common.platform_env import platform_env_key
 
 # Kubernetes quantities, as its API server parses them: cores or whole
@@ -22,7 +23,7 @@ CPU_PATTERN = r"^([0-9]{1,6}(\.[0-9]{1,3})?|[0-9]{1,9}m)$"
 MEMORY_PATTERN = r"^[0-9]{1,13}(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 RESOURCES_SCHEMA = obj(
     {
-        "image": {"type": "string", "minLength": 1, "maxLength": 512, "pattern": r"^\S+$"},
+        "image": {"type": "string", "minLength": 1, "maxLength": 512, "pattern": IMAGE_PATTERN},
         "cpu": {"type": "string", "maxLength": 32, "pattern": CPU_PATTERN},
         "memory": {"type": "string", "maxLength": 32, "pattern": MEMORY_PATTERN},
     }
@@ -72,10 +73,17 @@ _QUANTITIES = {
 }
 
 
-def check_config(body: dict[str, Any]) -> None:
+def check_config(body: dict[str, Any], allowed_images: tuple[str, ...]) -> None:
     """What the schema cannot say about a valid config body (after it)."""
     for component in ("sail", "marimo"):
         resources = body.get(component, {})
+        if "image" in resources and not image_allowed(resources["image"], allowed_images):
+            raise BadRequest(
+                f"{component}.image is not among the images this installation allows"
+                f" ({', '.join(allowed_images)}).",
+                code="image_not_allowed",
+                field=f"{component}.image",
+            )
         for key, (amount, (low, high), bounds) in _QUANTITIES.items():
             if key in resources and not low <= amount(resources[key]) <= high:
                 raise BadRequest(
@@ -129,7 +137,7 @@ async def get_config(ctx: Ctx) -> web.Response:
 
 async def create_config(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, CREATE_SCHEMA)
-    check_config(body)
+    check_config(body, ctx.settings.allowed_images)
     require_org_admin(ctx)
     config_id = new_id()
     inserted = await ctx.one(
@@ -153,7 +161,7 @@ async def create_config(ctx: Ctx) -> web.Response:
 async def update_config(ctx: Ctx) -> web.Response:
     config_id = path_id(ctx.request, "config")
     body = await read_body(ctx.request, UPDATE_SCHEMA)
-    check_config(body)
+    check_config(body, ctx.settings.allowed_images)
     require_org_admin(ctx)
     if await ctx.one("api_lock_config", ctx.mine(config_id=config_id)) is None:
         raise NotFound("No such workload config.", field="config")

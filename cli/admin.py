@@ -30,6 +30,7 @@ from psycopg.types.json import Jsonb
 from cli.bootstrap import CREDENTIALS_FILE, mint_token, read_json
 from cli.database import CliError, data_dir_from_env, database_for
 from common.ids import ID_PATTERN, is_valid_id, new_id
+from common.images import parse_allowlist
 from common.text import CONTROL, EMAIL, INVISIBLE, NAME, normal_name
 from common.tokens import MAX_LIFETIME_SECONDS, MIN_LIFETIME_SECONDS
 from sql import query
@@ -322,9 +323,11 @@ def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
 
     try:
         check(body, CREATE_SCHEMA, "")
-        check_config(body)
+        check_config(body, parse_allowlist(env.get("NOTEBOOKS_ALLOWED_IMAGES", "")))
     except BadRequest as e:
         raise CliError(e.detail) from None
+    except ValueError as e:
+        raise CliError(f"NOTEBOOKS_ALLOWED_IMAGES: {e}") from None
     org = _organization(conn, args, env)
     params = {"id": new_id(), "organization_id": org, **body}
     for key in ("env", "sail", "marimo"):

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.images import parse_allowlist
 from common.notebook_origin import check_template
 
 
@@ -48,6 +49,13 @@ def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ..
     if raw is None or raw.strip() == "":
         return default
     return choice(raw, name, choices)
+
+
+def _allowed_images(env: dict[str, str]) -> tuple[str, ...]:
+    try:
+        return parse_allowlist(env.get("NOTEBOOKS_ALLOWED_IMAGES", ""))
+    except ValueError as e:
+        raise SettingsError(f"NOTEBOOKS_ALLOWED_IMAGES: {e}") from None
 
 
 def choice(raw: str, what: str, choices: tuple[str, ...]) -> str:
@@ -164,6 +172,8 @@ class Settings:
     # owner and per organization; a start beyond either is a 409 (0 = no limit).
     max_running_per_member: int = 0
     max_running_per_org: int = 0
+    # Images a workload config may name (common/images.py; empty: any).
+    allowed_images: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -232,4 +242,5 @@ class Settings:
             local_warm_pool_size=_int(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0, minimum=0),
             max_running_per_member=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_MEMBER", 0, minimum=0),
             max_running_per_org=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_ORG", 0, minimum=0),
+            allowed_images=_allowed_images(env),
         )

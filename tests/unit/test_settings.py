@@ -164,3 +164,13 @@ def test_logging_refuses_what_it_would_misread(fmt: str, level: str, name: str) 
 
     with pytest.raises(SettingsError, match=f"^{name} must be one of "):
         configure_logging(fmt, level)
+
+
+def test_allowed_images_parse_and_a_bad_entry_is_refused() -> None:
+    assert Settings.from_env(REQUIRED).allowed_images == ()
+    raw = " registry.example.com:5000/notebooks/ , lakehq/sail ,"
+    parsed = Settings.from_env({**REQUIRED, "NOTEBOOKS_ALLOWED_IMAGES": raw})
+    assert parsed.allowed_images == ("registry.example.com:5000/notebooks/", "lakehq/sail")
+    for bad in ("lakehq/sail:0.7.2", "a b", "repo@sha256:" + "a" * 64):
+        with pytest.raises(SettingsError, match="NOTEBOOKS_ALLOWED_IMAGES"):
+            Settings.from_env({**REQUIRED, "NOTEBOOKS_ALLOWED_IMAGES": bad})
