@@ -85,10 +85,19 @@ def bearer_token(request: web.Request) -> str:
     return token
 
 
-async def authenticate(conn: psycopg.AsyncConnection[Any], token: str, now: datetime) -> Principal:
+# A write authenticates inside its transaction and key-share-locks the token
+# and member rows until it commits: a revocation or a disabling (which lock
+# them `for update`) waits for the writes already made with them, and none
+# commits after it. Reads take no lock.
+_WRITE_LOCK = " for key share of t, m"
+
+
+async def authenticate(
+    conn: psycopg.AsyncConnection[Any], token: str, now: datetime, *, write: bool = False
+) -> Principal:
     cur = await conn.execute(
-        query("api_authenticate"),
-        {"secret_hash": hash_token(token), "now": now},  # type: ignore[arg-type]
+        query("api_authenticate") + (_WRITE_LOCK if write else ""),  # type: ignore[arg-type]
+        {"secret_hash": hash_token(token), "now": now},
     )
     row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
     if row is None:
@@ -108,6 +117,20 @@ async def authenticate(conn: psycopg.AsyncConnection[Any], token: str, now: date
     )
 
 
+async def _context(
+    request: web.Request,
+    conn: psycopg.AsyncConnection[Any],
+    token: str,
+    now: datetime,
+    *,
+    write: bool = False,
+) -> Ctx:
+    me = await authenticate(conn, token, now, write=write)
+    request[MEMBER_ID] = me.member_id
+    app = request.app
+    return Ctx(request, conn, me, now, app[SETTINGS], app[MARKERS])
+
+
 def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap a handler: authenticate, then run it in one transaction (reads
     that are a single statement run without an explicit one)."""
@@ -120,13 +143,10 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
             await receive_body(request)
         now = app[CLOCK].now()
         async with app[POOL].connection() as conn:
-            me = await authenticate(conn, token, now)
-            request[MEMBER_ID] = me.member_id
-            ctx = Ctx(request, conn, me, now, app[SETTINGS], app[MARKERS])
             if request.method in ("GET", "HEAD"):
-                return await handler(ctx)
+                return await handler(await _context(request, conn, token, now))
             async with conn.transaction():
-                return await handler(ctx)
+                return await handler(await _context(request, conn, token, now, write=True))
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__

@@ -97,7 +97,7 @@ order by created_at, id;
 -- with this one commits before admin_revoke_token reads the lineage.
 select t.id from api_tokens t join members m on m.id = t.member_id
  where t.id = %(id)s and m.organization_id = %(organization_id)s
-   for no key update of t;
+   for update of t;
 
 -- name: admin_revoke_token
 -- The token (keeping an earlier revocation's time) and, as the API's
@@ -122,6 +122,11 @@ returning t.id, t.member_id, t.name, t.prefix, t.created_at, t.last_used_at, t.r
           (select count(*) from made_with) as also_revoked;
 
 -- name: admin_disable_member
+-- Locked `for update` first: waits for the member's API writes in flight.
+with target as (
+    select id from members where id = %(id)s and organization_id = %(organization_id)s
+       for update
+)
 update members set disabled_at = coalesce(disabled_at, now())
-where id = %(id)s and organization_id = %(organization_id)s
+where id in (select id from target)
 returning id, organization_id, email, name, organization_admin, disabled_at, created_at;

@@ -2,6 +2,7 @@
 -- checked in the same lookup, so they take effect on the very next request.
 
 -- name: api_authenticate
+-- A write adds `for key share of t, m` (api/context.py).
 select t.id as token_id, t.last_used_at, t.expires_at, m.id as member_id, m.organization_id,
        m.organization_admin
   from api_tokens t

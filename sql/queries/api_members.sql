@@ -48,14 +48,19 @@ returning id;
 -- The caller's row and the target's are locked first, in id order, so two
 -- admins disabling each other serialize: the second finds itself disabled
 -- (caller_ok false) and disables nobody, and the org keeps an admin.
+-- `for update`: it also waits for the target's writes in flight, which hold
+-- its row key-share-locked (api/context.py).
 with locked as (
     select id, disabled_at, organization_admin from members
      where id in (%(member_id)s, %(caller_id)s) and organization_id = %(org_id)s
      order by id
-       for no key update
+       for update
 ), caller as (
-    select exists (select 1 from locked
-                    where id = %(caller_id)s and disabled_at is null and organization_admin) as ok
+    -- An aggregate reads (and so locks) both rows; an `exists` would stop at
+    -- the first and leave the target unlocked when the caller's id is lower.
+    select coalesce(bool_or(id = %(caller_id)s and disabled_at is null and organization_admin),
+                    false) as ok
+      from locked
 ), done as (
     update members m set disabled_at = %(now)s
       from caller
@@ -83,10 +88,11 @@ returning json_build_object('id', id, 'name', name, 'prefix', prefix,
 
 -- name: api_lock_token
 -- First, in a statement of its own: a token being made with this one (its
--- insert holds a share lock) commits before the lineage below is read.
+-- insert holds a share lock) commits before the lineage below is read, and
+-- so do writes in flight made with it (a key share lock, api/context.py).
 select id from api_tokens
  where id = %(token_id)s and member_id = %(member_id)s and revoked_at is null
-   for no key update;
+   for update;
 
 -- name: api_revoke_token
 -- The token, and every token made with it, and with those (migration 0007).
