@@ -141,6 +141,7 @@ async def create_token(ctx: Ctx) -> web.Response:
             "now": ctx.now,
             "expires_at": expires_at,
             "made_by": made_by,
+            "caller_id": ctx.me.member_id,
         },
     )
     if row is None:  # its maker was revoked meanwhile (a concurrent sign-out)
@@ -163,7 +164,12 @@ async def list_tokens(ctx: Ctx) -> web.Response:
 async def revoke_token(ctx: Ctx) -> web.Response:
     member_id = await _token_owner(ctx)
     token_id = path_id(ctx.request, "token")
-    params = {"token_id": token_id, "member_id": member_id, "now": ctx.now}
+    params = {
+        "token_id": token_id,
+        "member_id": member_id,
+        "now": ctx.now,
+        "caller_id": ctx.me.member_id,
+    }
     # Two statements: the lineage is read after tokens being made with this
     # one have committed (READ COMMITTED: a fresh snapshot per statement).
     if await ctx.one("api_lock_token", params) is None:

@@ -107,10 +107,10 @@ COMPONENTS: dict[str, Schema] = {
     }),
     "NewToken": closed({"id": ID, "name": {"type": "string"}, "token": {"type": "string"},
                         "prefix": {"type": "string"}, "createdAt": TIME,
-                        "expiresAt": NULLABLE_TIME}),
+                        "createdBy": NULLABLE_ID, "expiresAt": NULLABLE_TIME}),
     "Token": closed({"id": ID, "name": {"type": "string"}, "prefix": {"type": "string"},
-                     "createdAt": TIME, "lastUsedAt": NULLABLE_TIME,
-                     "expiresAt": NULLABLE_TIME}),
+                     "createdAt": TIME, "createdBy": NULLABLE_ID,
+                     "lastUsedAt": NULLABLE_TIME, "expiresAt": NULLABLE_TIME}),
     "TokenList": plain_list("Token"),
     "TeamMembershipList": plain_list("TeamMembership"),
     "WorkloadConfig": closed({

@@ -40,8 +40,8 @@ values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s,
 returning id, member_id, name, prefix, created_at, last_used_at, revoked_at, expires_at;
 
 -- name: admin_list_tokens
-select t.id, t.member_id, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at,
-       t.expires_at
+select t.id, t.member_id, t.name, t.prefix, t.created_at, t.created_by, t.last_used_at,
+       t.revoked_at, t.revoked_by, t.expires_at
 from api_tokens t join members m on m.id = t.member_id
 where m.organization_id = %(organization_id)s
   and (%(member_id)s::text is null or t.member_id = %(member_id)s)

@@ -79,12 +79,14 @@ with maker as (
      where id = %(made_by)s::text and revoked_at is null
        for share
 )
-insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at, expires_at, made_by)
+insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at, expires_at, made_by,
+                        created_by)
 select %(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s, %(expires_at)s,
-       %(made_by)s
+       %(made_by)s, %(caller_id)s
  where %(made_by)s::text is null or exists (select 1 from maker)
 returning json_build_object('id', id, 'name', name, 'prefix', prefix,
-                            'createdAt', created_at, 'expiresAt', expires_at)::text as body;
+                            'createdAt', created_at, 'createdBy', created_by,
+                            'expiresAt', expires_at)::text as body;
 
 -- name: api_lock_token
 -- First, in a statement of its own: a token being made with this one (its
@@ -104,7 +106,7 @@ with recursive target as (
     union
     select t.id from api_tokens t join lineage l on t.made_by = l.id
 ), revoked as (
-    update api_tokens set revoked_at = %(now)s
+    update api_tokens set revoked_at = %(now)s, revoked_by = %(caller_id)s
      where id in (select id from lineage) and revoked_at is null
     returning id
 )
@@ -131,5 +133,5 @@ select
     (select id from rows order by rn desc limit 1) as last_id,
     coalesce((select json_agg(json_build_object(
         'id', r.id, 'name', r.name, 'prefix', r.prefix, 'createdAt', r.created_at,
-        'lastUsedAt', r.last_used_at, 'expiresAt', r.expires_at
+        'createdBy', r.created_by, 'lastUsedAt', r.last_used_at, 'expiresAt', r.expires_at
     ) order by r.rn) from rows r), '[]')::text as items;

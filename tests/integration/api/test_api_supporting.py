@@ -272,6 +272,24 @@ async def test_token_and_team_member_listings(client: TestClient, world: World) 
     ).status == 404
 
 
+async def test_a_token_says_who_made_it_and_the_database_who_revoked_it(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """An org admin may make a colleague's token (and see its secret once):
+    the colleague's list says so; a revocation records its author too."""
+    url = f"{V1}/members/{world.editor.id}/tokens"
+    by_admin = await body_of(await client.post(url, json={"name": "a"}, headers=world.admin.auth))
+    own = await body_of(await client.post(url, json={"name": "o"}, headers=world.editor.auth))
+    assert (by_admin["createdBy"], own["createdBy"]) == (world.admin.id, world.editor.id)
+    listed = await body_of(await client.get(url, headers=world.editor.auth))
+    made_by = {t["id"]: t["createdBy"] for t in listed["items"]}
+    assert made_by[by_admin["id"]] == world.admin.id and made_by[own["id"]] == world.editor.id
+    assert (await client.delete(f"{url}/{own['id']}", headers=world.admin.auth)).status == 204
+    assert factory.value("select revoked_by from api_tokens where id = %s", own["id"]) == (
+        world.admin.id
+    )
+
+
 async def console_token(client: TestClient, world: World) -> tuple[dict, dict[str, str]]:
     """A 1 h token of the editor's (as the console makes), and its auth header."""
     made = await body_of(
@@ -376,6 +394,7 @@ async def test_a_token_made_while_its_maker_is_revoked_is_revoked_with_it(
                     "now": factory.clock.now(),
                     "expires_at": None,
                     "made_by": console["id"],
+                    "caller_id": world.editor.id,
                 },
             )
             url = f"{V1}/members/{world.editor.id}/tokens/{console['id']}"
@@ -390,7 +409,12 @@ async def test_no_token_is_made_with_a_maker_being_revoked(
     client: TestClient, world: World, factory: Factory, settings: Settings
 ) -> None:
     console, auth = await console_token(client, world)
-    params = {"token_id": console["id"], "member_id": world.editor.id, "now": factory.clock.now()}
+    params = {
+        "token_id": console["id"],
+        "member_id": world.editor.id,
+        "now": factory.clock.now(),
+        "caller_id": world.editor.id,
+    }
     connect = psycopg.AsyncConnection.connect(settings.database_url)
     async with await connect as holder:
         async with holder.transaction():
