@@ -44,7 +44,7 @@ from reconciler.runtime.base import (
     TerminalError,
     WorkloadSpec,
 )
-from reconciler.runtime.local_pool import CLAIM, WORK, LocalPool, flock, shape
+from reconciler.runtime.local_pool import CLAIM, WORK, LocalPool, flock, remove_tree, shape
 from reconciler.runtime.local_pool import read as read_proc
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
 
@@ -55,6 +55,12 @@ REFILL_WAIT_SECONDS = 10
 
 # In state.json while a process is being spawned and not yet recorded there.
 PENDING = "spawning"
+
+# A process whose port was taken between `free_port` and its bind (another
+# program on the host got it first) is started again on another port this
+# many times before the clash counts as its failure (state.json counts them
+# per component, as `{sail,marimo}_port_retries`).
+PORT_RETRIES = 1
 
 _ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 
@@ -139,20 +145,30 @@ class LocalRuntime:
         await self._record(notebook_id, state, proc, kw["cwd"])
         return proc
 
-    async def _stop_unrecorded(self, notebook_id: str, state: dict[str, object]) -> None:
-        """A worker killed between spawning a process and recording it left
-        PENDING in the state and the process running, found by its output
-        going to the notebook's log: stopped, not adopted. Nothing knew of it
-        (no record, no runtime_state, no proxy route), so nothing is lost,
-        and a start then spawns afresh on the one path that records what it
-        spawns. The caller writes or removes the state next."""
-        if not state.pop(PENDING, False):
-            return
-        records = (procs.Proc.from_json(state.get(k)) for k in ("sail", "marimo"))
+    async def _stop_unrecorded(self, notebook_id: str, state: dict[str, object] | None) -> None:
+        """Processes whose output goes to the notebook's run directory and
+        that `state` (None: no state.json) does not name: spawned by a worker
+        killed before it recorded them (the PENDING mark), or left when the
+        record was deleted under them (the data directory or `run/{id}`
+        removed while the notebook ran). Stopped, not adopted: nothing can
+        reach them (no record, no token file), and a start then spawns
+        afresh on the one path that records what it spawns. The caller
+        writes or removes the state next."""
+        if state is not None:
+            state.pop(PENDING, None)
+        records = (procs.Proc.from_json((state or {}).get(k)) for k in ("sail", "marimo"))
         known = {p.pid for p in records if p is not None and procs.is_alive(p)}
-        for name in ("sail.log", "marimo.log"):
-            for pid in await procs.stop_unrecorded(self.run_dir(notebook_id) / name, known):
-                log.warning("local_unrecorded_stopped", notebook_id=notebook_id, pid=pid)
+        for proc in await asyncio.to_thread(self._logging_here, notebook_id):
+            if proc.pid not in known:
+                await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
+                log.warning("local_unrecorded_stopped", notebook_id=notebook_id, pid=proc.pid)
+
+    def _logging_here(self, notebook_id: str) -> list[procs.Proc]:
+        """Sail and Marimo group leaders whose output goes to a file of the
+        notebook's run directory, also one deleted since (a /proc scan)."""
+        run_dir = self.run_dir(notebook_id)
+        found = procs.logging_under(run_dir)
+        return [f.proc for f in found if Path(f.proc.log).parent == run_dir]
 
     @contextlib.asynccontextmanager
     async def _lock(self, notebook_id: str) -> AsyncIterator[None]:
@@ -174,8 +190,15 @@ class LocalRuntime:
 
     async def observe(self, notebook_id: str) -> Observation:
         state = self._read_state(notebook_id)
+        # A claimed warm Sail not yet recorded (a worker killed in between)
+        # runs with nothing else naming it: only a stop or start reaps it.
+        claimed = (self.run_dir(notebook_id) / CLAIM).exists()
         if state is None:
-            return Observation(session_id=None)
+            # No record, yet something may run: a claim, or processes whose
+            # record was deleted under them. The scan only when the record
+            # is missing, so never for a running notebook's routine look.
+            lost = claimed or bool(await asyncio.to_thread(self._logging_here, notebook_id))
+            return Observation(session_id=None, untracked=lost)
         sail = procs.Proc.from_json(state.get("sail"))
         marimo = procs.Proc.from_json(state.get("marimo"))
         base_url = str(state.get("base_url", f"/notebooks/{notebook_id}"))
@@ -184,6 +207,10 @@ class LocalRuntime:
             if proc is None:
                 return ABSENT
             if not procs.is_alive(proc):
+                retries = int(str(state.get(f"{name.lower()}_port_retries") or 0))
+                if retries < PORT_RETRIES and procs.port_clash(proc):
+                    # Not a failure yet: the next ensure_running starts it on another port.
+                    return Component(Phase.ABSENT, f"{name}'s port {proc.port} was in use")
                 reason = procs.death_reason(name, proc, (self._token(notebook_id),))
                 return Component(Phase.FAILED, reason)
             healthy = (
@@ -221,7 +248,7 @@ class LocalRuntime:
             sail_url=sail_url,
             executing=executing,
             runtime_state=runtime_state,
-            untracked=bool(state.get(PENDING)),
+            untracked=bool(state.get(PENDING)) or claimed,
         )
 
     def _token(self, notebook_id: str) -> str:
@@ -246,8 +273,8 @@ class LocalRuntime:
             if state is not None and state.get("session_id") != spec.session_id:
                 await self._stop_locked(nid)
                 state = None
-            await self._reap_claim(nid, state)
-            if state is not None:
+            else:
+                await self._reap_claim(nid, state)
                 await self._stop_unrecorded(nid, state)
             run_dir = self.run_dir(nid)
             nb_dir = self.notebook_dir(nid)
@@ -281,7 +308,13 @@ class LocalRuntime:
             if sail is None or not procs.is_alive(sail):
                 # Restart on the same port when possible, so a live Marimo's
                 # SPARK_REMOTE stays right; otherwise Marimo must follow.
-                port = sail.port if sail and procs.port_is_free(sail.port) else procs.free_port()
+                # Never on one it just found taken.
+                clash = self._count_clash(state, "sail", sail)
+                if sail is not None and not clash and procs.port_is_free(sail.port):
+                    port = sail.port
+                    procs.reserve_port(port)  # Marimo's free_port below must not get it
+                else:
+                    port = procs.free_port()
                 if sail is not None and port != sail.port and marimo is not None:
                     await procs.stop(marimo, signal.SIGTERM, self.stop_grace, nb_dir)
                     marimo = None
@@ -299,8 +332,12 @@ class LocalRuntime:
                     port=port,
                 )
             if marimo is None or not procs.is_alive(marimo):
-                reuse = marimo is not None and procs.port_is_free(marimo.port)
-                port = marimo.port if marimo is not None and reuse else procs.free_port()
+                clash = self._count_clash(state, "marimo", marimo)
+                if marimo is not None and not clash and procs.port_is_free(marimo.port):
+                    port = marimo.port
+                    procs.reserve_port(port)
+                else:
+                    port = procs.free_port()
                 marimo_env = {**env, "SPARK_REMOTE": f"sc://127.0.0.1:{sail.port}"}
                 marimo = await self._spawn(
                     nid,
@@ -315,6 +352,16 @@ class LocalRuntime:
             if self.pool:
                 self._schedule_refill(spec, self._sail_env(spec, env), marimo)
         return await self.observe(nid)
+
+    @staticmethod
+    def _count_clash(state: dict[str, object], key: str, dead: procs.Proc | None) -> bool:
+        """Whether the process being replaced died of a port clash; counted
+        in the state (`observe` reports a clash as a failure once the
+        retries are used up), reset by a start for any other reason."""
+        clash = dead is not None and procs.port_clash(dead)
+        retries = int(str(state.get(f"{key}_port_retries") or 0))
+        state[f"{key}_port_retries"] = retries + 1 if clash else 0
+        return clash
 
     def _schedule_refill(
         self, spec: SessionSpec, sail_env: dict[str, str], marimo: procs.Proc
@@ -443,9 +490,9 @@ class LocalRuntime:
     async def _stop_locked(self, notebook_id: str) -> None:
         state = self._read_state(notebook_id)
         await self._reap_claim(notebook_id, state)
+        await self._stop_unrecorded(notebook_id, state)
         if state is None:
             return
-        await self._stop_unrecorded(notebook_id, state)
         sail = procs.Proc.from_json(state.get("sail"))
         marimo = procs.Proc.from_json(state.get("marimo"))
         # Sail's graceful stop is SIGINT (SIGTERM kills it at once); Marimo's is SIGTERM.
@@ -459,36 +506,44 @@ class LocalRuntime:
         run_dir = self.run_dir(notebook_id)
         for name in ("state.json", "token"):
             (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / WORK, ignore_errors=True)  # a claimed warm Sail's scratch
+        await remove_tree(run_dir / WORK)  # a claimed warm Sail's scratch
 
     async def delete(self, notebook_id: str) -> None:
         async with self._lock(notebook_id):
             await self._stop_locked(notebook_id)
-            shutil.rmtree(self.notebook_dir(notebook_id), ignore_errors=True)
-            shutil.rmtree(self.run_dir(notebook_id), ignore_errors=True)
+            await remove_tree(self.notebook_dir(notebook_id))
+            await remove_tree(self.run_dir(notebook_id))
             (self.data_dir / "run" / ".locks" / notebook_id).unlink(missing_ok=True)
         self._locks.pop(notebook_id, None)
 
     # -- inventory -----------------------------------------------------------
 
     async def active_ids(self) -> set[str]:
-        """Notebooks with a run state (`run/{id}/state.json`) or a claimed warm
-        Sail not yet recorded (`run/{id}/sail.claim`): what may still run.
-        A run directory holding only logs, and a notebook's file, are not
-        listed (a stopped notebook has both). In a thread: one directory
-        entry per notebook ever started on this host."""
+        """Notebooks with a run state (`run/{id}/state.json`), a claimed warm
+        Sail not yet recorded (`run/{id}/sail.claim`), or a Sail or Marimo
+        whose output goes to `run/{id}/` though its record is gone (the data
+        directory deleted under it): what may still run. A run directory
+        holding only logs, and a notebook's file, are not listed (a stopped
+        notebook has both). In a thread: one directory entry per notebook
+        ever started on this host, and one pass over /proc."""
         return await asyncio.to_thread(self._active_ids)
 
     def _active_ids(self) -> set[str]:
+        run = self.data_dir / "run"
         try:
-            entries = list((self.data_dir / "run").iterdir())
+            entries = list(run.iterdir())
         except OSError:
-            return set()
-        return {
+            entries = []
+        ids = {
             e.name
             for e in entries
             if is_valid_id(e.name) and ((e / "state.json").exists() or (e / CLAIM).exists())
         }
+        for found in procs.logging_under(run):
+            where = Path(found.proc.log).parent
+            if where.parent == run and is_valid_id(where.name):
+                ids.add(where.name)
+        return ids
 
     async def close(self) -> None:
         for task in self._refills.values():

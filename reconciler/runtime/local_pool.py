@@ -69,11 +69,18 @@ def take(entry: Path, dest: Path) -> bool:
     return True
 
 
-def _remove(proc: procs.Proc) -> None:
+async def remove_tree(path: Path | str) -> None:
+    """rmtree in a thread: a directory a notebook's Spark jobs wrote to can
+    hold gigabytes, and the worker's event loop (its queue heartbeats) must
+    not wait for it."""
+    await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+
+
+async def _remove(proc: procs.Proc) -> None:
     """A warm Sail's files, once it is gone."""
     Path(proc.log).unlink(missing_ok=True)
     if proc.cwd:
-        shutil.rmtree(proc.cwd, ignore_errors=True)
+        await remove_tree(proc.cwd)
 
 
 def read(path: Path) -> procs.Proc | None:
@@ -155,13 +162,13 @@ class LocalPool:
                 continue  # another worker took it first
             if not procs.is_alive(proc):  # died meanwhile
                 await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
-                _remove(proc)
+                await _remove(proc)
                 dest.unlink(missing_ok=True)
                 continue
             # Now ours alone: its own scratch directory and log move with it
             # (a process's cwd and open log follow a rename).
             work, log_file = run_dir / WORK, run_dir / "sail.log"
-            shutil.rmtree(work, ignore_errors=True)  # a previous session's
+            await remove_tree(work)  # a previous session's
             with contextlib.suppress(OSError):  # else it keeps its pool paths
                 os.rename(proc.cwd, work)
                 proc = dataclasses.replace(proc, cwd=str(work))
@@ -186,6 +193,7 @@ class LocalPool:
         async with flock(directory / ".refill"):
             await self._stop_unrecorded(directory)
             await self._stop_drained(directory)
+            await _stop_orphans(directory)
             alive = 0
             for path, proc in self._entries(directory):
                 if procs.is_alive(proc):
@@ -237,7 +245,7 @@ class LocalPool:
     async def _discard(path: Path, proc: procs.Proc) -> None:
         await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))  # its group's leftovers
         path.unlink(missing_ok=True)
-        _remove(proc)
+        await _remove(proc)
 
     @staticmethod
     async def _stop_unrecorded(directory: Path) -> None:
@@ -251,7 +259,7 @@ class LocalPool:
                 log.warning("local_warm_unrecorded_stopped", pid=pid)
             (directory / f".{wid}.tmp").unlink(missing_ok=True)
             (directory / f"{wid}.log").unlink(missing_ok=True)
-            shutil.rmtree(directory / f"{wid}.d", ignore_errors=True)
+            await remove_tree(directory / f"{wid}.d")
             mark.unlink(missing_ok=True)
 
     async def _stop_drained(self, directory: Path) -> int:
@@ -263,7 +271,7 @@ class LocalPool:
         for path, proc in self._entries(directory, "*.draining"):
             await procs.stop(proc, signal.SIGINT, 5, Path(proc.cwd or directory))
             path.unlink(missing_ok=True)
-            _remove(proc)
+            await _remove(proc)
             stopped += 1
         return stopped
 
@@ -276,7 +284,7 @@ class LocalPool:
             for path, _ in self._entries(directory):
                 take(path, path.with_suffix(".draining"))  # not claimable any more
             stopped += await self._stop_drained(directory)  # those, and any left before
-        return stopped
+        return stopped + await _stop_orphans(self.root)
 
     async def close(self) -> None:
         """Warm Sails serve nobody yet: when the last runtime using the pool
@@ -285,7 +293,14 @@ class LocalPool:
         hand them out. While another worker is open they stay for it. A
         worker that dies without closing leaves them to be adopted."""
         if not self.root.exists():
-            return  # never used on this host
+            # Never used on this host, or deleted (with the data directory)
+            # under warm Sails that no file names any more: those go.
+            if stopped := await _stop_orphans(self.root):
+                log.info("local_warm_drained", stopped=stopped)
+            if self._workers_fd is not None:
+                os.close(self._workers_fd)
+                self._workers_fd = None
+            return
         await self._attach()  # also when unused by us: left-overs of an earlier run go too
         fd, self._workers_fd = self._workers_fd, None
         assert fd is not None
@@ -299,3 +314,17 @@ class LocalPool:
                 log.info("local_warm_drained", stopped=drained)
         finally:
             os.close(fd)
+
+
+async def _stop_orphans(root: Path) -> int:
+    """Warm Sails whose files under `root` were removed while they ran (the
+    data directory deleted): no record names them, so nothing would ever
+    claim, count or stop them. Found by their output going to a deleted log
+    under `root` (a claimed Sail's log was moved to its notebook first)."""
+    stopped = 0
+    for found in await asyncio.to_thread(procs.logging_under, root, ("sail",)):
+        if found.log_deleted:
+            await procs.stop(found.proc, signal.SIGKILL, 0, Path(found.proc.cwd))
+            log.warning("local_warm_orphan_stopped", pid=found.proc.pid)
+            stopped += 1
+    return stopped

@@ -44,6 +44,8 @@ class Proc:
     # records written before they were kept: then `create_time` is compared.
     start_ticks: int | None = None
     boot_id: str = ""
+    # Where its own output starts in `log` (earlier runs' output precedes it).
+    log_offset: int = 0
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -64,6 +66,7 @@ class Proc:
                 cwd,
                 None if ticks is None else int(ticks),
                 str(raw.get("boot_id") or ""),
+                int(raw.get("log_offset") or 0),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -95,6 +98,13 @@ def start_ticks(pid: int) -> int | None:
 _RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=256)
 
 
+def reserve_port(port: int) -> None:
+    """A port about to be bound again (a restart on its old port) is not
+    handed out by `free_port` meanwhile, to this restart's other process."""
+    if port not in _RECENT_PORTS:
+        _RECENT_PORTS.append(port)
+
+
 def free_port() -> int:
     """A port the OS says is free now (bind 0), and not one this process
     handed out lately. Racy by nature against other processes; a clash shows
@@ -118,12 +128,31 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+# A log bigger than this when a process is spawned on it is moved to
+# `<log>.1` (replacing the one before) and a new one begun: every restart
+# appends, so a notebook restarted for months would otherwise fill the disk.
+# What one process writes in its lifetime is not capped.
+LOG_ROTATE_BYTES = 10 * 1024 * 1024
+
+
+def rotate(log: Path) -> None:
+    """Keep one previous file of `log` once it is over LOG_ROTATE_BYTES."""
+    try:
+        if log.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(log, log.with_name(log.name + ".1"))
+    except FileNotFoundError:
+        pass
+
+
 def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: int) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
+    rotate(log)  # only ever a dead process's log: spawns follow a stop or a death
     # 0600: Marimo prints its URL with the session token into this log.
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as out:
         out.write(b"\n")  # a restart's lines start on their own line
+        out.flush()
+        offset = out.tell()
         popen = subprocess.Popen(
             argv,
             env=env,
@@ -139,7 +168,15 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: i
     except psutil.NoSuchProcess:
         created = 0.0
     ticks = start_ticks(popen.pid)
-    return Proc(popen.pid, port, created, str(log), str(cwd), ticks, boot_id())
+    return Proc(popen.pid, port, created, str(log), str(cwd), ticks, boot_id(), offset)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A process found by where its output goes (`logging_under`)."""
+
+    proc: Proc
+    log_deleted: bool  # its log was removed under it (a data directory deleted)
 
 
 def logging_to(log: Path, programs: tuple[str, ...] = ("sail", "marimo")) -> list[Proc]:
@@ -147,14 +184,23 @@ def logging_to(log: Path, programs: tuple[str, ...] = ("sail", "marimo")) -> lis
     to `log` (`spawn` makes it their stdout), as records `stop` accepts: how
     a process is found again when the worker that spawned it died before
     recording it. Linux (/proc), as the local runtime is."""
-    target = str(log)
+    return [f.proc for f in logging_under(log.parent, programs) if f.proc.log == str(log)]
+
+
+def logging_under(root: Path, programs: tuple[str, ...] = ("sail", "marimo")) -> list[Found]:
+    """Like `logging_to`, for every log below `root`, also one removed since
+    the process opened it: how a process whose record was deleted with its
+    directory is found. One pass over /proc (a readlink per group leader)."""
+    prefix = str(root).rstrip("/") + "/"
     found = []
     for pid in psutil.pids():
         try:
             if os.getpgid(pid) != pid:
                 continue
             ticks = start_ticks(pid)
-            if os.readlink(f"/proc/{pid}/fd/1").removesuffix(" (deleted)") != target:
+            link = os.readlink(f"/proc/{pid}/fd/1")
+            target = link.removesuffix(" (deleted)")
+            if not target.startswith(prefix):
                 continue
             p = psutil.Process(pid)
             argv, cwd, created = p.cmdline(), p.cwd(), p.create_time()
@@ -170,7 +216,8 @@ def logging_to(log: Path, programs: tuple[str, ...] = ("sail", "marimo")) -> lis
             port = int(argv[argv.index("--port") + 1])
         except (ValueError, IndexError):
             port = 0
-        found.append(Proc(pid, port, created, target, cwd, ticks, boot_id()))
+        proc = Proc(pid, port, created, target, cwd, ticks, boot_id())
+        found.append(Found(proc, link != target))
     return found
 
 
@@ -221,6 +268,25 @@ def is_alive(proc: Proc) -> bool:
         return False
 
 
+# What Sail ("Address already in use (os error 98)") and Marimo ("[Errno 98]
+# error while attempting to bind on address …: address already in use") print
+# when their port was taken between `free_port` and their bind.
+_PORT_IN_USE = re.compile(r"address already in use|errno 98\b|os error 98\b", re.IGNORECASE)
+
+
+def port_clash(proc: Proc) -> bool:
+    """`proc` (dead) exited because its port was in use: its own output
+    (from `log_offset`, not an earlier run's) says so."""
+    try:
+        with open(proc.log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(proc.log_offset, f.tell() - 16_384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return _PORT_IN_USE.search(text) is not None
+
+
 def tail(path: str | Path, lines: int = 8, max_bytes: int = 16_384) -> str:
     try:
         with open(path, "rb") as f:
@@ -254,22 +320,28 @@ def death_reason(name: str, proc: Proc, secrets: tuple[str, ...] = ()) -> str:
 def members(proc: Proc, cwd: Path) -> list[psutil.Process]:
     """Live processes of `proc`'s group that are really ours: while the
     leader is verified (pid, create time, cmdline), its whole group (a kernel
-    may have moved to another directory); once it is gone, the members
-    working in the notebook's directory (Marimo's kernel, Sail's workers). A
-    pid reused by an unrelated process group is never matched."""
+    may have moved to another directory) and all its descendants, also those
+    that left the group (Marimo's terminal and LSP server, a cell's
+    `setsid`); once it is gone, the members working in the notebook's
+    directory (Marimo's kernel, Sail's workers). A pid reused by an unrelated
+    process group is never matched."""
     if (popen := _CHILDREN.get(proc.pid)) is not None:
         popen.poll()  # reap our own child, so a dead leader is not a zombie
     leader_ok = is_alive(proc)
-    found = []
+    found: dict[int, psutil.Process] = {}  # the group first, in pid order: the leader leads
     for p in psutil.process_iter(["pid"]):
         try:
-            if os.getpgid(p.pid) != proc.pid or p.status() == psutil.STATUS_ZOMBIE:
+            if os.getpgid(p.pid) != proc.pid:
                 continue
             if leader_ok or _within(p.cwd(), cwd):
-                found.append(p)
+                found[p.pid] = p
         except (psutil.Error, ProcessLookupError, PermissionError, OSError):
             continue
-    return found
+    if leader_ok:
+        with contextlib.suppress(psutil.Error):
+            for p in psutil.Process(proc.pid).children(recursive=True):
+                found.setdefault(p.pid, p)
+    return [p for p in found.values() if _running(p)]
 
 
 def _within(cwd: str, root: Path) -> bool:

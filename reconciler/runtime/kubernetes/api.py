@@ -122,15 +122,24 @@ class KubeApi:
             raise
         return dict(json.loads(resp.data))
 
-    async def delete(self, kind: str, name: str) -> bool:
-        """Delete; False if it was already gone."""
+    async def delete(self, kind: str, name: str, *, resource_version: str | None = None) -> bool:
+        """Delete; False if it was already gone or, given `resource_version`,
+        changed since it was read (the API server's precondition: 409)."""
         fn = self._fn("delete", kind)
+        kw: dict[str, Any] = {}
+        if resource_version is not None:
+            kw["body"] = {"preconditions": {"resourceVersion": resource_version}}
         try:
             await asyncio.to_thread(
-                fn, name, self.namespace, _request_timeout=self.timeout, _preload_content=False
+                fn,
+                name,
+                self.namespace,
+                _request_timeout=self.timeout,
+                _preload_content=False,
+                **kw,
             )
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status == 404 or (exc.status == 409 and resource_version is not None):
                 return False
             raise
         return True

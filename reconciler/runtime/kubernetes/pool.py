@@ -10,12 +10,20 @@ one warm pod cannot both win (the loser gets 409 and tries the next one, or
 creates its own). Cluster mode is not pooled (the driver's env names its pod).
 
 Warm pods carry no notebook label, so the per-notebook NetworkPolicies (and
-the namespace's default deny) keep every client away until claimed."""
+the namespace's default deny) keep every client away until claimed.
+
+Every refill also collects the pool across shapes (`surplus`): failed warm
+pods, warm pods older than WARM_MAX_AGE_SECONDS, and the oldest beyond the
+pool size in each shape are deleted. Nothing else would ever remove the pods
+of a shape nobody starts any more (its workload config edited or deleted),
+or those over a lowered pool size."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import defaultdict
+from datetime import UTC, datetime
 
 import structlog
 from kubernetes.client.exceptions import ApiException
@@ -31,6 +39,12 @@ log = structlog.get_logger(__name__)
 
 POOL = "notebooks.example.com/warm-pool"
 WARM = "sail-warm"
+
+# A warm pod is deleted by the first refill (a start of any pooled shape)
+# after it is this old, and replaced if its shape is the one being started.
+# Bounds how long a shape nobody starts any more keeps its pods; an hour of
+# an idle pod costs less than the start it might have saved.
+WARM_MAX_AGE_SECONDS = 3600
 
 
 def poolable(workload: WorkloadSpec) -> bool:
@@ -81,6 +95,31 @@ def claim_patch(pod: Obj, spec: SessionSpec) -> Obj:
     }
 
 
+def created_at(pod: Obj) -> datetime:
+    """The pod's creationTimestamp; the epoch if it has none (oldest of all)."""
+    raw = str(pod["metadata"].get("creationTimestamp") or "")
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+
+
+def surplus(pods: list[Obj], size: int, now: datetime, max_age: float) -> list[Obj]:
+    """Pure: the warm pods (of any shape) a refill deletes: failed ones,
+    those older than `max_age` seconds, and in each shape the oldest beyond
+    `size` (after a lowered pool size, or two workers' refills overshooting)."""
+    doomed: list[Obj] = []
+    kept: dict[str, list[Obj]] = defaultdict(list)
+    for pod in sorted(pods, key=created_at, reverse=True):  # newest first
+        old = (now - created_at(pod)).total_seconds() > max_age
+        if old or component_of(pod).phase is Phase.FAILED:
+            doomed.append(pod)
+            continue
+        same_shape = kept[pod["metadata"]["labels"].get(POOL, "")]
+        (same_shape if len(same_shape) < size else doomed).append(pod)
+    return doomed
+
+
 class WarmPool:
     def __init__(self, api: KubeApi, settings: KubernetesSettings) -> None:
         self._api = api
@@ -92,15 +131,19 @@ class WarmPool:
     def enabled(self) -> bool:
         return self._ks.warm_pool_size > 0
 
-    async def _members(self, digest: str) -> list[Obj]:
-        pods = await self._api.list("Pod", n.selector({**n.managed(), POOL: digest}))
+    async def _members(self, digest: str | None = None) -> list[Obj]:
+        """The shape's warm pods (every shape's if None), not being deleted."""
+        labels = n.selector(n.managed())
+        selector = f"{labels},{POOL}" if digest is None else f"{labels},{POOL}={digest}"
+        pods = await self._api.list("Pod", selector)
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
     async def claim(self, spec: SessionSpec) -> str | None:
         """Take a warm pod for this session: its name, or None if none could be had."""
         members = await self._members(shape(spec.workload, self._ks))
-        # Ready ones first: they save the whole start; pending ones still save the pull.
-        members.sort(key=lambda p: component_of(p).phase is not Phase.READY)
+        # Ready ones first: they save the whole start; pending ones still save
+        # the pull. Oldest first among those: they are the next to expire.
+        members.sort(key=lambda p: (component_of(p).phase is not Phase.READY, created_at(p)))
         for pod in members:
             if component_of(pod).phase is Phase.FAILED:
                 continue
@@ -125,16 +168,32 @@ class WarmPool:
         return None
 
     async def refill(self, workload: WorkloadSpec) -> int:
-        """Create warm pods until the shape has `warm_pool_size` of them; a
-        failed warm pod (bad image…) is replaced, not counted."""
+        """Collect the pool across shapes (`surplus`), then create warm pods
+        until this shape has `warm_pool_size` of them."""
         digest = shape(workload, self._ks)
+        size = self._ks.warm_pool_size
         async with self._refill_lock:
-            members = await self._members(digest)
-            failed = [p for p in members if component_of(p).phase is Phase.FAILED]
-            for pod in failed:
-                await self._api.delete("Pod", pod["metadata"]["name"])
+            members = await self._members()
+            doomed = surplus(members, size, datetime.now(UTC), WARM_MAX_AGE_SECONDS)
+            deleted = []
+            for pod in doomed:
+                meta = pod["metadata"]
+                # Guarded by its resourceVersion: a pod another worker claimed
+                # since the list is a notebook's Sail now, and must stay.
+                if await self._api.delete(
+                    "Pod", meta["name"], resource_version=meta["resourceVersion"]
+                ):
+                    deleted.append(meta["name"])
+            if deleted:
+                log.info("k8s_warm_collected", pods=deleted)
+            gone = {p["metadata"]["name"] for p in doomed}  # deleted, or claimed meanwhile
+            have = sum(
+                1
+                for p in members
+                if p["metadata"]["labels"].get(POOL) == digest and p["metadata"]["name"] not in gone
+            )
             created = 0
-            for _ in range(self._ks.warm_pool_size - len(members) + len(failed)):
+            for _ in range(size - have):
                 try:
                     created += await self._api.create(
                         warm_pod(workload, self._ks, secrets.token_hex(3))

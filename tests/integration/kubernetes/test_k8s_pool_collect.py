@@ -1,0 +1,146 @@
+"""The warm pool is collected across shapes by every refill: warm pods of a
+shape nobody starts any more go once older than WARM_MAX_AGE_SECONDS, a
+lowered pool size is trimmed oldest first, failed warm pods of any shape go,
+and a pod claimed between the refill's list and its delete stays (the delete
+is guarded by the pod's resourceVersion)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import kmock
+import pytest
+from kube_emulator import eventually
+from kube_emulator.cluster import NAMESPACE, Kube
+from kube_emulator.emulator import ApiError, KubeEmulator
+from kube_emulator.kubelet import IMAGE_PULL
+
+from reconciler.runtime.base import ResourceSpec, SessionSpec, WorkloadSpec
+from reconciler.runtime.kubernetes import names as n
+from reconciler.runtime.kubernetes.pool import POOL, WARM_MAX_AGE_SECONDS, shape
+from reconciler.runtime.kubernetes.settings import KubernetesSettings
+
+
+def spec(nid: str, image: str) -> SessionSpec:
+    return SessionSpec(nid, "S1", "tok", WorkloadSpec(sail=ResourceSpec(image=image)), "/")
+
+
+def pod(kube: Kube, name: str) -> dict[str, Any]:
+    obj = kube.emulator.get("pods", NAMESPACE, name)
+    assert obj is not None, name
+    return obj
+
+
+def warm(kube: Kube, image: str) -> list[str]:
+    """The warm pods of `image`'s shape (the runtime's defaults otherwise)."""
+    ks = KubernetesSettings(sail_image="sail:test")
+    digest = shape(WorkloadSpec(sail=ResourceSpec(image=image)), ks)
+    return sorted(p for p in kube.pods() if pod(kube, p)["metadata"]["labels"].get(POOL) == digest)
+
+
+async def running(kube: Kube, names: list[str]) -> None:
+    async def check() -> bool:
+        return all(pod(kube, p).get("status", {}).get("phase") == "Running" for p in names)
+
+    await eventually(check)
+
+
+def age(kube: Kube, name: str, seconds: float) -> None:
+    """Make a pod `seconds` old (as if created that long ago)."""
+    obj = pod(kube, name)
+    then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)
+    obj["metadata"]["creationTimestamp"] = then.strftime("%Y-%m-%dT%H:%M:%SZ")
+    kube.emulator.put("", "pods", obj)
+
+
+async def test_warm_pods_of_a_shape_nobody_starts_go_once_too_old(kube: Kube) -> None:
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1", "sail:a"))
+    [old] = warm(kube, "sail:a")
+    await running(kube, [old])
+    # Its workload config was edited: nobody starts shape a any more.
+    age(kube, old, WARM_MAX_AGE_SECONDS + 60)
+    await rt.ensure_running(spec("NB2", "sail:b"))
+    assert warm(kube, "sail:a") == []
+    assert len(warm(kube, "sail:b")) == 1
+    # The notebooks' own Sail pods are never the pool's, however old.
+    age(kube, "nb-nb1-s1-sail", WARM_MAX_AGE_SECONDS + 60)
+    await rt.ensure_running(spec("NB3", "sail:c"))
+    assert "nb-nb1-s1-sail" in kube.pods()
+
+
+async def test_a_young_warm_pod_of_another_shape_stays(kube: Kube) -> None:
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1", "sail:a"))
+    [kept] = warm(kube, "sail:a")
+    await rt.ensure_running(spec("NB2", "sail:b"))
+    assert warm(kube, "sail:a") == [kept]
+
+
+async def test_a_lowered_pool_size_is_trimmed_oldest_first(kube: Kube) -> None:
+    await kube.runtime(warm_pool_size=3).ensure_running(spec("NB1", "sail:a"))
+    pods = warm(kube, "sail:a")
+    assert len(pods) == 3
+    await running(kube, pods)
+    for minutes, name in zip((30, 20, 10), pods, strict=True):
+        age(kube, name, minutes * 60)
+    # The workers restarted with NOTEBOOKS_K8S_WARM_POOL_SIZE=1.
+    await kube.runtime(warm_pool_size=1).ensure_running(spec("NB2", "sail:b"))
+    assert warm(kube, "sail:a") == [pods[2]]  # the newest
+    assert len(warm(kube, "sail:b")) == 1
+
+
+async def test_failed_warm_pods_of_another_shape_go(kube: Kube) -> None:
+    kube.kubelet.behaviour["sail:bad"] = IMAGE_PULL
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1", "sail:bad"))
+    [bad] = warm(kube, "sail:bad")
+
+    async def failing() -> bool:
+        statuses = pod(kube, bad).get("status", {}).get("containerStatuses") or []
+        return any("waiting" in s.get("state", {}) for s in statuses)
+
+    await eventually(failing)
+    await rt.ensure_running(spec("NB2", "sail:b"))
+    assert warm(kube, "sail:bad") == []
+
+
+@pytest.fixture
+def preconditions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator checks a DELETE's preconditions, as the API server does
+    (409 Conflict when the object changed since the caller read it)."""
+    handle = KubeEmulator._handle
+
+    async def checked(self: KubeEmulator, request: kmock.Request) -> Any:
+        if request.action is not None and str(request.action.value).lower() == "delete":
+            want = ((request.data or {}).get("preconditions") or {}).get("resourceVersion")
+            key = ("", "pods", request.namespace or "", request.name or "")
+            have = self.objects.get(key, {}).get("metadata", {}).get("resourceVersion")
+            if want is not None and have is not None and want != have:
+                raise ApiError(409, "Conflict", "Precondition failed: resourceVersion")
+        return await handle(self, request)
+
+    monkeypatch.setattr(KubeEmulator, "_handle", checked)
+
+
+@pytest.mark.usefixtures("preconditions")
+async def test_a_warm_pod_claimed_after_the_refill_listed_it_stays(kube: Kube) -> None:
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1", "sail:a"))
+    [old] = warm(kube, "sail:a")
+    await running(kube, [old])
+    age(kube, old, WARM_MAX_AGE_SECONDS + 60)
+    # Another worker claims it right after this refill listed the pool.
+    listed = rt.pool._members
+
+    async def then_claimed(digest: str | None = None) -> list[dict[str, Any]]:
+        pods = await listed(digest)
+        if digest is None:
+            other = kube.runtime(warm_pool_size=1)
+            assert await other.pool.claim(spec("NB9", "sail:a")) == old
+        return pods
+
+    rt.pool._members = then_claimed  # type: ignore[method-assign]
+    await rt.ensure_running(spec("NB2", "sail:b"))
+    assert pod(kube, old)["metadata"]["labels"][n.NOTEBOOK] == "NB9"
