@@ -33,7 +33,7 @@ from api.validation import (
 )
 from common.ids import new_id
 from common.jobs import enqueue_reconcile
-from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOPPABLE
+from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOPPABLE, Status
 
 TEAM_IDS_SCHEMA = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
 FIELDS: dict[str, Any] = {
@@ -49,6 +49,7 @@ UPDATE_SCHEMA = obj(FIELDS)
 VIEW = frozenset({"owner", "org_admin", "admin", "editor", "viewer"})
 MANAGE = frozenset({"owner", "org_admin", "admin", "editor"})
 ADMINISTER = frozenset({"owner", "org_admin", "admin"})  # delete, share
+DELETE_REQUESTED = "Delete requested"
 
 
 def list_scope(ctx: Ctx, team_id: str | None = None) -> str:
@@ -215,8 +216,13 @@ async def update_notebook(ctx: Ctx) -> web.Response:
 
 async def delete_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    await locked(ctx, notebook_id, ADMINISTER)
+    row = await locked(ctx, notebook_id, ADMINISTER)
     await ctx.run("api_request_delete", ctx.mine(id=notebook_id))
+    # Who deleted it stays in the history (events outlive the row), as for a
+    # stop; set_status records no event when the status does not change.
+    if row["status"] == Status.STOPPING:
+        await ctx.run("api_record_delete", ctx.mine(id=notebook_id, reason=DELETE_REQUESTED))
+    await set_status(ctx, notebook_id, Status.STOPPING, DELETE_REQUESTED)
     await enqueue(ctx, notebook_id)
     return no_content()
 

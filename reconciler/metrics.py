@@ -24,6 +24,7 @@ OUTCOMES = (
     "cleanup",
     "replace_session",
     "gone",
+    "foreign",
     "conflict",
     "error",
 )
@@ -62,6 +63,11 @@ EXECUTING_UNKNOWN = Counter(
     "notebooks_executing_unknown_total",
     "Observations of a ready Marimo that could not say whether a cell runs"
     " (its kernel-status probe failed); such a notebook is not stopped as idle.",
+)
+FOREIGN_SKIPPED = Counter(
+    "notebooks_foreign_jobs_skipped_total",
+    "Reconciles for a notebook id this database never had (no row, no event), left"
+    " alone: another installation shares the runtime's namespace or data directory.",
 )
 PURGED = Counter(
     "notebooks_rows_purged_total", "Rows the sweep's housekeeping deleted, by table.", ["table"]

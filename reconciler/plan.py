@@ -9,7 +9,7 @@ tests/unit/reconciler/test_plan.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import assert_never
@@ -35,7 +35,10 @@ class Action(StrEnum):
     # desired_state=stopped (the reconciler's own decision), committed with the
     # `stopping` status and its reason (Plan.record_first)
     AUTO_STOP = "auto_stop"
-    EXTEND_DEADLINE = "extend_deadline"  # a repair restarts the start clock
+    # start_deadline_at = now, committed before the start it bounds: the
+    # deadline measures an attempt (the first one of a session, or a repair),
+    # never the time a start waited in the queue for a worker.
+    ARM_DEADLINE = "arm_deadline"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class NotebookState:
     status_message: str
     generation: int
     session_id: str | None
+    # The start deadline of this session, armed by its first attempt (or a
+    # repair); None until a pass has attempted it, so time spent waiting for
+    # a worker never counts against a start.
     start_deadline_at: datetime | None
     last_active_at: datetime | None
     last_seen_at: datetime | None  # newest presence ping of any member
@@ -57,6 +63,9 @@ class NotebookState:
     presence_window_seconds: int = 150
     # A start counts as presence for one window: whoever started it is opening it.
     start_requested_at: datetime | None = None
+    # runtime_state is not empty: a teardown was not seen to finish (it is
+    # emptied once one does), so a `failed` notebook may still have leftovers.
+    leftovers: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,9 @@ class Plan:
     # Commit the status and its reason before acting: the teardown that follows
     # may fail or be cut short, and the reason must not be lost with it.
     record_first: bool = False
+    # Decided on presence and activity (a ping, last_active_at): a status
+    # change is written only if no ping landed since the row was read.
+    presence: bool = False
 
 
 def _executing(nb: NotebookState, observed: Observation) -> bool:
@@ -143,10 +155,21 @@ def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
     if nb.status is Status.STOPPED:
         return _keep(nb, observed)
     if nb.status is Status.FAILED:
-        return _keep(nb, observed)  # a failed start stays failed until the next start
-    # Everything is gone: stopped. The reason (e.g. "idle for 3600 s") stays in the event log.
+        return _failed_settled(nb, observed)  # a failed start stays failed until the next start
+    # Nothing observed, but a teardown cut short (a worker killed after the
+    # pods went) may have left what observe does not list (a Secret, Service,
+    # NetworkPolicy): one more idempotent teardown before `stopped`. The
+    # reason (e.g. "idle for 3600 s") stays in the event log.
     message = nb.status_message if nb.status is Status.STOPPING else ""
-    return Plan((), Status.STOPPED, message, outcome="stopped")
+    return Plan((Action.ENSURE_STOPPED,), Status.STOPPED, message, outcome="stopped")
+
+
+def _failed_settled(nb: NotebookState, observed: Observation) -> Plan:
+    """A failed notebook with nothing observed: kept as it is, after one more
+    teardown if the last one was not seen to finish (cut short)."""
+    if nb.leftovers:
+        return Plan((Action.ENSURE_STOPPED,), nb.status, nb.status_message, outcome="cleanup")
+    return _keep(nb, observed)
 
 
 def _terminating(observed: Observation) -> bool:
@@ -164,7 +187,7 @@ def _plan_running(nb: NotebookState, observed: Observation, now: datetime) -> Pl
         # Failed starts stay failed (with their reason) until a member starts
         # again; anything left over is torn down.
         if observed.nothing_left:
-            return _keep(nb, observed)
+            return _failed_settled(nb, observed)
         return Plan((Action.ENSURE_STOPPED,), nb.status, nb.status_message, outcome="cleanup")
     if observed.session_id is not None and observed.session_id != nb.session_id:
         # Leftovers of an older session: remove them before starting this one.
@@ -191,11 +214,13 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
         return failed(reason, "failed")
     if _both_ready(observed):
         return Plan((), Status.RUNNING, "", executing=_executing(nb, observed), outcome="ready")
-    if nb.start_deadline_at is not None and now >= nb.start_deadline_at:
-        return failed(f"start deadline passed ({_not_ready(observed)})", "deadline")
     actions: tuple[Action, ...] = ()
+    if nb.start_deadline_at is None:
+        actions = (Action.ARM_DEADLINE,)  # this pass is the session's first attempt
+    elif now >= nb.start_deadline_at:
+        return failed(f"start deadline passed ({_not_ready(observed)})", "deadline")
     if Phase.ABSENT in (observed.sail.phase, observed.marimo.phase):
-        actions = (Action.ENSURE_RUNNING,)
+        actions = (*actions, Action.ENSURE_RUNNING)
     return Plan(
         actions,
         Status.STARTING,
@@ -218,12 +243,17 @@ def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -
         if terminal:
             return failed(broken, "failed")
         return Plan(
-            (Action.ENSURE_RUNNING, Action.EXTEND_DEADLINE),
+            (Action.ARM_DEADLINE, Action.ENSURE_RUNNING),
             Status.STARTING,
             f"restarting after {broken}",
             requeue_after=POLL_SECONDS,
             outcome="repair",
         )
+    return replace(_plan_presence(nb, observed, now), presence=True)
+
+
+def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
+    """Healthy and provisioned: running, idle or detached, or auto-stopped."""
     window = timedelta(seconds=nb.presence_window_seconds)
     present = any(
         t is not None and now - t < window for t in (nb.last_seen_at, nb.start_requested_at)

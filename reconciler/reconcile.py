@@ -6,7 +6,9 @@ that first locks the row and checks that its generation is still the one this
 pass planned for; if it moved (a member stopped, started or deleted
 meanwhile), nothing stale is written and the pass asks to run again at once.
 A plan that tears down after a failure or an auto-stop (`record_first`) is
-written before its actions too, so the reason outlives a teardown that fails.
+written before its actions too, so the reason outlives a teardown that fails;
+so is the start deadline a first attempt arms (`ARM_DEADLINE`), so that a
+start whose attempts keep failing still ends within it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class Result:
 
 
 def _state(row: dict[str, Any], presence_window: int) -> NotebookState:
+    # The deadline counts only once a pass armed it for this session (the
+    # API's, from the request, would count time spent waiting for a worker).
+    armed = row["session_id"] is not None and row["start_deadline_session_id"] == row["session_id"]
     return NotebookState(
         id=row["id"],
         desired=Desired(row["desired_state"]),
@@ -68,7 +73,7 @@ def _state(row: dict[str, Any], presence_window: int) -> NotebookState:
         status_message=row["status_message"],
         generation=row["generation"],
         session_id=row["session_id"],
-        start_deadline_at=row["start_deadline_at"],
+        start_deadline_at=row["start_deadline_at"] if armed else None,
         last_active_at=row["last_active_at"],
         last_seen_at=row["last_seen_at"],
         executing=row["executing"],
@@ -76,6 +81,7 @@ def _state(row: dict[str, Any], presence_window: int) -> NotebookState:
         detached_timeout_seconds=row["detached_timeout_seconds"],
         presence_window_seconds=presence_window,
         start_requested_at=row["start_requested_at"],
+        leftovers=bool(row["runtime_state"]),
     )
 
 
@@ -139,9 +145,24 @@ async def reconcile_once(deps: Deps, notebook_id: str) -> Result:
 
 async def _gone(deps: Deps, notebook_id: str) -> Result:
     """No row: whatever still runs or is stored for this id is an orphan (a
-    row removed by hand, a delete cut short); delete is idempotent."""
+    row removed by hand, a delete cut short); delete is idempotent. Only if
+    this database ever had the notebook (its events outlive the row): the
+    pod watch announces every pod with our labels, and a namespace shared by
+    mistake with another installation must not lose that one's notebooks
+    and storage (the sweep's orphan check applies the same rule)."""
     if not is_valid_id(notebook_id):
         return Result("gone", None)  # never hand a stray payload to the runtime as a path
+    async with deps.pool.connection() as conn:
+        known = await fetchone(conn, "reconciler_notebook_known", {"id": notebook_id})
+    if not known or not known["known"]:
+        metrics.FOREIGN_SKIPPED.inc()
+        log.warning(
+            "reconcile_foreign_notebook_left_alone",
+            notebook_id=notebook_id,
+            hint="the runtime has a notebook this database never had: "
+            "is another installation using the same namespace or data directory?",
+        )
+        return Result("foreign", None)
     await deps.runtime.delete(notebook_id)
     return Result("gone", None, actions=(Action.DELETE,))
 
@@ -190,24 +211,24 @@ async def _carry_out(
         if auto_stop:
             metrics.AUTO_STOPS.labels(p.auto_stop_reason or "idle").inc()
         row = _recorded(row, p)
-    observed, deadline = await _apply(deps, row, p, observed, now)
-    if not await _write(deps, row, p, observed, deadline=deadline):
+    if Action.ARM_DEADLINE in p.actions and not await _arm_deadline(deps, row, now):
+        return Result("conflict", 0, generation, p.actions)
+    observed = await _apply(deps, row, p, observed)
+    if not await _write(deps, row, p, observed):
         return Result("conflict", 0, generation, p.actions)
     if status == Status.STARTING and p.status is Status.RUNNING and row["start_requested_at"]:
         metrics.START_TO_RUNNING.observe((now - row["start_requested_at"]).total_seconds())
     return Result(p.outcome, p.requeue_after, generation, p.actions)
 
 
-async def _apply(
-    deps: Deps, row: dict[str, Any], p: Plan, observed: Observation, now: datetime
-) -> tuple[Observation, datetime | None]:
-    """The plan's effects through the runtime: what is observed after them,
-    and the new start deadline if the plan extends it."""
-    deadline: datetime | None = None
+async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation) -> Observation:
+    """The plan's effects through the runtime: what is observed after them."""
     for action in p.actions:
         match action:
             case Action.AUTO_STOP:
                 pass  # committed with the status (record_first)
+            case Action.ARM_DEADLINE:
+                pass  # committed before acting (_arm_deadline)
             case Action.ENSURE_RUNNING:
                 observed = await deps.runtime.ensure_running(session_spec(row))
             case Action.ENSURE_STOPPED:
@@ -216,9 +237,27 @@ async def _apply(
             case Action.DELETE:
                 await deps.runtime.delete(row["id"])
                 observed = Observation(session_id=None)
-            case Action.EXTEND_DEADLINE:
-                deadline = now + timedelta(seconds=deps.start_deadline_seconds)
-    return observed, deadline
+    return observed
+
+
+async def _arm_deadline(deps: Deps, row: dict[str, Any], now: datetime) -> bool:
+    """The start deadline of this session counts from now. Committed before
+    the attempt, so a start whose attempts keep failing (a transient error
+    every time, a worker killed mid-start) still fails once it passes;
+    False if a member changed the notebook meanwhile."""
+    deadline = now + timedelta(seconds=deps.start_deadline_seconds)
+    async with deps.pool.connection() as conn, conn.transaction():
+        armed = await fetchone(
+            conn,
+            "reconciler_arm_deadline",
+            {
+                "id": row["id"],
+                "generation": row["generation"],
+                "session_id": row["session_id"],
+                "deadline": deadline,
+            },
+        )
+    return armed is not None
 
 
 async def _auto_stop(conn: AsyncConnection[Any], row: dict[str, Any], now: datetime) -> bool:
@@ -239,27 +278,42 @@ async def _auto_stop(conn: AsyncConnection[Any], row: dict[str, Any], now: datet
     return stopped is not None
 
 
+async def _pinged_since(
+    conn: AsyncConnection[Any], row: dict[str, Any], locked: dict[str, Any]
+) -> bool:
+    """A ping landed after the pass read the row (on a running notebook it
+    moves no status, only presence and last_active_at). Presence is read
+    after the row lock: a ping locks the row before writing it, so every
+    ping that started before is committed by now."""
+    if locked["last_active_at"] != row["last_active_at"]:
+        return True
+    newest = await fetchone(conn, "reconciler_newest_presence", {"id": row["id"]})
+    return (newest or {}).get("last_seen_at") != row["last_seen_at"]
+
+
 async def _write(
     deps: Deps,
     row: dict[str, Any],
     p: Plan,
     observed: Observation,
     *,
-    deadline: datetime | None = None,
     auto_stop: bool = False,
 ) -> bool:
     """THE place that writes status (with its event) and observed fields;
     with `auto_stop`, the auto-stop's desired state in the same transaction."""
     now = deps.clock.now()
+    moves = (p.status.value, p.status_message) != (row["status"], row["status_message"])
     async with deps.pool.connection() as conn, conn.transaction():
         locked = await fetchone(conn, "reconciler_lock_generation", {"id": row["id"]})
         if locked is None or locked["generation"] != row["generation"]:
             return False  # intent moved while we worked: plan again, write nothing stale
         if locked["status"] != row["status"]:
             return False  # e.g. a ping moved idle → running meanwhile: plan again
+        if p.presence and moves and await _pinged_since(conn, row, locked):
+            return False  # running → idle decided on a ping older than one just made
         if auto_stop and not await _auto_stop(conn, row, now):
             return False
-        if (p.status.value, p.status_message) != (row["status"], row["status_message"]):
+        if moves:
             await conn.execute(
                 query("set_status"),
                 {
@@ -281,7 +335,6 @@ async def _write(
                 "executing": p.executing,
                 "touch": p.touch_last_active,
                 "now": now,
-                "start_deadline_at": deadline,
                 "clear_session": p.status is Status.STOPPED,
             },
         )

@@ -7,7 +7,9 @@ needs no quick second look (short waits, e.g. for readiness, are done inside
 the job so a start is not slowed by queue round trips), then either finishes
 or asks pgqueuer to run it again later (`RetryRequested(delay)`: the same job
 row is requeued, so a duplicate enqueue is still deduplicated). Transient
-errors are retried with capped exponential backoff.
+errors are retried with capped exponential backoff, counted in the job's
+headers (`reconcile_errors`): pgqueuer's `attempts` also counts the requeues
+that are no failure (each 30 s slice of a long start, a shutdown's handback).
 
 pgqueuer's heartbeat timeout is set from the settings, so a job held by a
 SIGKILLed worker is taken again by another (handlers are idempotent).
@@ -40,6 +42,7 @@ from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Runtime
 from reconciler.runtime.factory import make_runtime
 from reconciler.sweep import sweep_loop
+from sql import query
 
 log = structlog.get_logger("worker")
 
@@ -48,6 +51,8 @@ INLINE_REQUEUE_SECONDS = 1.0
 # ...but one job holds a notebook at most this long before going back to the queue.
 JOB_SLICE_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 60.0
+# The job's consecutive failed passes, in its pgqueuer headers.
+ERRORS_HEADER = "reconcile_errors"
 
 
 def _notebook_id(job: Job) -> str:
@@ -55,8 +60,28 @@ def _notebook_id(job: Job) -> str:
     return (job.payload or b"").decode()
 
 
-def backoff(attempts: int) -> float:
-    return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(attempts, 10)))
+def backoff(failures: int) -> float:
+    """The delay after a failed pass, given the failures in a row before it."""
+    return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(failures, 10)))
+
+
+def _failures(job: Job) -> int:
+    """Failed passes in a row when the job was taken (its headers)."""
+    headers = getattr(job, "headers", None)
+    n = headers.get(ERRORS_HEADER) if isinstance(headers, dict) else None
+    return n if isinstance(n, int) and n > 0 else 0
+
+
+async def _record_failures(deps: Deps, job: Job, failures: int) -> None:
+    """Keep the count in the job's row for its next run. Best effort: the
+    database may be what failed; the next run then counts from the old value."""
+    try:
+        async with deps.pool.connection(timeout=5) as conn:
+            await conn.execute(
+                query("reconciler_job_errors"), {"job_id": int(job.id), "errors": failures}
+            )
+    except Exception as exc:
+        log.warning("reconcile_failures_not_recorded", job_id=job.id, error=repr(exc))
 
 
 async def handle_reconcile(deps: Deps, job: Job, stop: asyncio.Event | None = None) -> int | None:
@@ -69,16 +94,19 @@ async def handle_reconcile(deps: Deps, job: Job, stop: asyncio.Event | None = No
     started = loop.time()
     until = started + JOB_SLICE_SECONDS
     passes, actions, outcome, generation = 0, [], "error", None
+    recorded = failures = _failures(job)
     try:
         while True:
             try:
                 result = await reconcile_once(deps, notebook_id)
             except Exception as exc:  # transient: database blip, runtime hiccup
                 metrics.RECONCILES.labels("error").inc()  # what NotebooksReconcileErrors watches
-                delay = backoff(job.attempts)
+                delay = backoff(failures)
                 outcome = f"error, retry in {delay:g} s: {exc!r}"
+                await _record_failures(deps, job, failures + 1)
                 raise RetryRequested(timedelta(seconds=delay), reason=repr(exc)) from exc
             passes += 1
+            failures = 0
             outcome, generation = result.outcome, result.generation
             actions += [a.value for a in result.actions if a.value not in actions]
             if result.requeue_after is None:
@@ -92,6 +120,8 @@ async def handle_reconcile(deps: Deps, job: Job, stop: asyncio.Event | None = No
                 await asyncio.sleep(result.requeue_after)
                 continue
             outcome = f"{outcome}, requeued in {result.requeue_after:g} s"
+            if recorded:  # a pass went through: the next error backs off from the start
+                await _record_failures(deps, job, 0)
             raise RetryRequested(timedelta(seconds=result.requeue_after), reason=result.outcome)
     finally:
         # The canonical line: one per reconcile job.

@@ -4,6 +4,7 @@
 -- name: reconciler_get_notebook
 select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.generation,
        n.session_id, n.session_token, n.start_requested_at, n.start_deadline_at,
+       n.start_deadline_session_id,
        n.last_active_at, n.executing, n.idle_timeout_seconds, n.detached_timeout_seconds,
        n.runtime_state, n.deleted_at,
        c.mode, c.workers, c.env, c.sail, c.marimo,
@@ -14,7 +15,28 @@ select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.g
  where n.id = %(id)s;
 
 -- name: reconciler_lock_generation
-select generation, status from notebooks where id = %(id)s for update;
+select generation, status, last_active_at from notebooks where id = %(id)s for update;
+
+-- name: reconciler_newest_presence
+-- Run after reconciler_lock_generation, in its transaction: a ping locks the
+-- notebook's row before it writes presence, so this sees every ping that
+-- started before the lock was taken (a statement of its own: read committed
+-- takes a new snapshot, after the lock wait).
+select max(last_seen_at) as last_seen_at from notebook_presence where notebook_id = %(id)s;
+
+-- name: reconciler_arm_deadline
+-- A pass's first attempt at a session (or a repair): the start deadline
+-- counts from now, for this session (migration 0009), unless a member
+-- changed the notebook since the pass read it.
+update notebooks
+   set start_deadline_at = %(deadline)s, start_deadline_session_id = session_id
+ where id = %(id)s and generation = %(generation)s
+   and session_id is not distinct from %(session_id)s
+returning start_deadline_at;
+
+-- name: reconciler_notebook_known
+-- Did this database ever have the notebook? Its events outlive its row.
+select exists (select 1 from notebook_events e where e.notebook_id = %(id)s) as known;
 
 -- name: reconciler_update_observed
 -- Skipped when nothing changes: the sweep looks at every provisioned notebook.
@@ -22,14 +44,12 @@ update notebooks
    set runtime_state = %(runtime_state)s,
        executing = %(executing)s,
        last_active_at = case when %(touch)s then %(now)s else last_active_at end,
-       start_deadline_at = coalesce(%(start_deadline_at)s::timestamptz, start_deadline_at),
        session_id = case when %(clear_session)s then null else session_id end,
        session_token = case when %(clear_session)s then null else session_token end
  where id = %(id)s
    and (runtime_state is distinct from %(runtime_state)s
         or executing is distinct from %(executing)s
         or %(touch)s
-        or %(start_deadline_at)s::timestamptz is not null
         or (%(clear_session)s and (session_id is not null or session_token is not null)));
 
 -- name: reconciler_auto_stop
@@ -111,6 +131,15 @@ select count(*) as queued,
 -- name: reconciler_job_held
 -- Is this reconcile job still held (picked) by its worker?
 select exists (select 1 from pgqueuer where id = %(job_id)s and status = 'picked') as held;
+
+-- name: reconciler_job_errors
+-- A held reconcile job's failed passes in a row, kept in its headers for its
+-- next run's back-off: pgqueuer's `attempts` counts every requeue, failure or not.
+-- (pgqueuer may store no headers as JSON null: only an object is merged into.)
+update pgqueuer
+   set headers = case when jsonb_typeof(headers) = 'object' then headers else '{}'::jsonb end
+                 || jsonb_build_object('reconcile_errors', %(errors)s::int)
+ where id = %(job_id)s and status = 'picked';
 
 -- name: reconciler_get_generation
 select generation from notebooks where id = %(id)s;

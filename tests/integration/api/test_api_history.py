@@ -95,7 +95,50 @@ async def test_a_deleted_notebook_has_no_history_in_the_api_though_its_events_ar
     resp = await client.get(f"{NB}/{world.notebook}/events", headers=world.owner.auth)
     assert resp.status == 404
     kept = "select count(*) from notebook_events where notebook_id = %s"
-    assert factory.value(kept, world.notebook) == 1
+    assert factory.value(kept, world.notebook) == 2  # with the delete's own event
+
+
+def events_of(factory: Factory, notebook: str) -> list[tuple[str | None, str, str, str]]:
+    """The stored history (the API answers 404 once the notebook is deleted)."""
+    rows = factory.conn.execute(query("list_events"), {"notebook_id": notebook}).fetchall()
+    return [(r[2], r[3], r[4], r[5]) for r in rows]
+
+
+async def test_who_deleted_a_notebook_is_kept_in_its_history(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    url = f"{NB}/{world.notebook}"
+    assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
+    reconciler_sets(factory, world.notebook, "running", "")
+    factory.clock.advance(5)
+    assert (await client.delete(url, headers=world.team_admin.auth)).status == 204
+    assert events_of(factory, world.notebook)[-1] == (
+        "running",
+        "stopping",
+        "Delete requested",
+        world.team_admin.id,
+    )
+    # The reconciler's teardown then says "deleting" without a second event.
+    reconciler_sets(factory, world.notebook, "stopping", "deleting")
+    assert [e[3] for e in events_of(factory, world.notebook)] == [
+        world.owner.id,
+        "reconciler",
+        world.team_admin.id,
+    ]
+
+
+async def test_a_delete_during_a_stop_is_recorded_with_who_asked(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    url = f"{NB}/{world.notebook}"
+    assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
+    reconciler_sets(factory, world.notebook, "running", "")
+    assert (await client.post(f"{url}/stop", headers=world.editor.auth)).status == 202
+    assert (await client.delete(url, headers=world.admin.auth)).status == 204
+    assert events_of(factory, world.notebook)[-2:] == [
+        ("running", "stopping", "Stop requested", world.editor.id),
+        ("stopping", "stopping", "Delete requested", world.admin.id),
+    ]
 
 
 async def test_pages_walk_the_whole_history_and_only_this_notebooks(

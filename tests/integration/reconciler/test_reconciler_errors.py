@@ -12,6 +12,7 @@ import structlog.testing
 from pgqueuer.errors import RetryRequested
 
 from common.clock import FakeClock
+from common.jobs import enqueue_reconcile
 from reconciler import metrics
 from reconciler.plan import Action
 from reconciler.reconcile import Deps, reconcile_once
@@ -62,7 +63,8 @@ async def test_transient_error_is_requeued_with_capped_backoff(rows, pool):
     await rows.start(nid, now=clock.now())
     runtime = BrokenRuntime(ConnectionResetError("blip"))
     deps = Deps(pool=pool, runtime=runtime, clock=clock)
-    job = SimpleNamespace(payload=nid.encode(), attempts=2, id=1)
+    # Two failed passes in a row before (the count the job's headers carry).
+    job = SimpleNamespace(payload=nid.encode(), attempts=5, id=1, headers={"reconcile_errors": 2})
     errors = metrics.RECONCILES.labels("error")._value.get()
     with pytest.raises(RetryRequested) as caught:
         await handle_reconcile(deps, job)  # type: ignore[arg-type]
@@ -136,3 +138,61 @@ async def test_a_worker_shutting_down_hands_a_polling_job_back_at_once(rows, poo
     with pytest.raises(RetryRequested) as caught:
         await asyncio.wait_for(handle_reconcile(deps, job, stop), 5)  # type: ignore[arg-type]
     assert passes == 2 and caught.value.delay == timedelta(seconds=0.01)
+
+
+async def test_slices_requeued_are_not_failures_for_the_backoff(rows, db, worker, monkeypatch):
+    """pgqueuer counts every RetryRequested in `attempts`, the requeue of a
+    long start's 30 s slice included: the first real error after several
+    slices still backs off 0.5 s, and errors in a row double it. Through the
+    real worker and pgqueuer (its log records each retry's delay)."""
+    from reconciler import worker as worker_module
+    from reconciler.reconcile import Result
+
+    nid = await rows.notebook()
+    calls = 0
+    done = asyncio.Event()
+
+    async def passes(_deps, _nid):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls <= 6:
+            return Result("starting", 0.01, 1)  # a slice over: requeued (not a failure)
+        if calls <= 8:
+            raise ConnectionResetError("blip")
+        if calls == 9:
+            return Result("starting", 0.01, 1)  # a pass goes through: the count starts over
+        if calls == 10:
+            raise ConnectionResetError("blip")
+        done.set()
+        return Result("noop", None, 1)
+
+    monkeypatch.setattr(worker_module, "reconcile_once", passes)
+    monkeypatch.setattr(worker_module, "JOB_SLICE_SECONDS", 0.0)
+    # pgqueuer polls for a delayed retry every min(5 s, heartbeat timeout).
+    await worker(heartbeat_timeout_seconds=1)
+    async with db.transaction():
+        await enqueue_reconcile(db, [nid])
+
+    async def delays() -> list[str]:
+        cur = await db.execute(
+            "select traceback from pgqueuer_log"
+            " where entrypoint = 'reconcile' and traceback is not null order by id"
+        )
+        return [r["traceback"]["additional_context"]["retry_delay"] for r in await cur.fetchall()]
+
+    slice_, first = str(timedelta(seconds=0.01)), str(timedelta(seconds=backoff(0)))
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 20
+    while len(await delays()) < 7:  # the first error's retry is logged
+        assert loop.time() < until, await delays()
+        await asyncio.sleep(0.02)
+    assert (await delays())[:7] == [*[slice_] * 6, first]  # 0.5 s, not backoff(6) = 32 s
+    await asyncio.wait_for(done.wait(), 20)
+    assert await delays() == [
+        *[slice_] * 6,
+        first,
+        str(timedelta(seconds=backoff(1))),  # errors in a row still double
+        slice_,
+        first,  # after a pass that went through, the count starts over
+    ]
+    assert backoff(0) == 0.5 and backoff(1) == 1

@@ -21,10 +21,15 @@ from reconciler.sweep import sweep_once
 
 @pytest.mark.slow
 async def test_processes_and_files_of_a_notebook_without_a_row_are_removed(
-    rsettings: Settings, pool
+    rsettings: Settings, pool, rows, db
 ):
     rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5)
     nid = new_id()  # no row: as if removed by hand while it ran
+    await db.execute(  # it ran here once: its events outlive the row
+        "insert into notebook_events (notebook_id, organization_id, to_status, actor)"
+        " values (%s, %s, 'starting', 'test')",
+        (nid, rows.org),
+    )
     spec = SessionSpec(
         nid, new_id(), secrets.token_urlsafe(32), WorkloadSpec(), f"/notebooks/{nid}"
     )

@@ -195,9 +195,9 @@ async def test_start_deadline_fails_and_tears_down(rows, rsettings: Settings):
 
     slow = NeverReady()
     slow.session = runtime.session
-    deps = Deps(pool=deps.pool, runtime=slow, clock=clock)
+    deps = Deps(pool=deps.pool, runtime=slow, clock=clock, start_deadline_seconds=60)
     try:
-        assert (await reconcile_once(deps, nid)).outcome == "starting"
+        assert (await reconcile_once(deps, nid)).outcome == "starting"  # arms the deadline
         assert (await rows.get(nid))["status_message"] == "waiting for Marimo"
         clock.advance(timedelta(seconds=60).total_seconds())
         assert (await reconcile_once(deps, nid)).outcome == "deadline"
@@ -235,6 +235,81 @@ async def test_a_ping_landing_during_a_pass_is_not_overwritten(rows, rsettings: 
         assert (await reconcile_once(deps, nid)).outcome == "conflict"
         assert (await rows.get(nid))["status"] == "running"
         await reconcile_once(deps, nid)  # the next pass sees the ping
+        assert (await rows.get(nid))["status"] == "running"
+    finally:
+        await deps.pool.close()
+
+
+async def test_a_ping_on_a_running_notebook_during_a_pass_is_not_undone_by_idle(
+    rows, rsettings: Settings
+):
+    """A ping on a `running` notebook moves no status, only presence and
+    last_active_at; a pass that read the row before it and decided `idle`
+    must not write that (a spurious running → idle → running)."""
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock)
+    try:
+        assert (await reconcile_once(deps, nid)).outcome == "ready"
+        clock.advance(151)  # the start's presence window is over; nobody pinged yet
+
+        class PingDuringObserve(HealthyRuntime):
+            async def observe(self, notebook_id: str) -> Observation:
+                if not self.pinged:
+                    self.pinged = True  # the API's ping: presence and activity, no status
+                    await rows.ping(nid, clock.now())
+                return await super().observe(notebook_id)
+
+            pinged = False
+
+        racing = PingDuringObserve()
+        racing.session = runtime.session
+        deps = Deps(pool=deps.pool, runtime=racing, clock=clock)
+        assert (await reconcile_once(deps, nid)).outcome == "conflict"
+        assert (await rows.get(nid))["status"] == "running"
+        assert (await reconcile_once(deps, nid)).outcome == "noop"  # the next pass sees it
+        assert [e["to_status"] for e in await rows.events(nid)] == ["starting", "running"]
+
+        # Without a ping the same pass goes idle (what the ping prevented).
+        clock.advance(151)
+        assert (await reconcile_once(deps, nid)).outcome == "idle"
+    finally:
+        await deps.pool.close()
+
+
+async def test_a_presence_only_ping_during_a_pass_is_not_undone_by_idle(
+    rows, db, rsettings: Settings
+):
+    """A second member's first ping writes presence only (last_active_at is
+    written at most once per 15 s, and was just written): still seen."""
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock)
+    try:
+        await reconcile_once(deps, nid)
+        clock.advance(151)
+        other = "OTHERMEMBER1"
+        await db.execute(
+            "insert into members (id, organization_id, email, name) values (%s, %s, 'b@x', 'B')",
+            (other, rows.org),
+        )
+
+        class PresenceDuringObserve(HealthyRuntime):
+            async def observe(self, notebook_id: str) -> Observation:
+                if not self.pinged:
+                    self.pinged = True
+                    await db.execute(
+                        "insert into notebook_presence (notebook_id, member_id, last_seen_at)"
+                        " values (%s, %s, %s)",
+                        (nid, other, clock.now()),
+                    )
+                return await super().observe(notebook_id)
+
+            pinged = False
+
+        racing = PresenceDuringObserve()
+        racing.session = runtime.session
+        deps = Deps(pool=deps.pool, runtime=racing, clock=clock)
+        assert (await reconcile_once(deps, nid)).outcome == "conflict"
+        assert (await reconcile_once(deps, nid)).outcome == "noop"
         assert (await rows.get(nid))["status"] == "running"
     finally:
         await deps.pool.close()

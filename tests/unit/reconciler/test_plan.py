@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.statuses import Desired, Status
+from common.statuses import PROVISIONED, Desired, Status
 from reconciler.plan import TEARDOWN_POLL_SECONDS, UNKNOWN_ACTIVITY, Action, NotebookState, plan
 from reconciler.runtime.base import ABSENT, Component, Observation, Phase
 
@@ -63,6 +63,7 @@ def nb(desired: Desired, status: Status, **kw: object) -> NotebookState:
 
 R, ST, D = Desired.RUNNING, Desired.STOPPED, Desired.DELETED
 E_RUN, E_STOP, E_DEL = Action.ENSURE_RUNNING, Action.ENSURE_STOPPED, Action.DELETE
+ARM = Action.ARM_DEADLINE
 
 # (desired, status, observation) -> (actions, status, message contains)
 TABLE = [
@@ -86,7 +87,7 @@ TABLE = [
         R,
         Status.RUNNING,
         "marimo_dead",
-        (E_RUN, Action.EXTEND_DEADLINE),
+        (ARM, E_RUN),
         Status.STARTING,
         "restarting after Marimo",
     ),
@@ -94,22 +95,23 @@ TABLE = [
         R,
         Status.IDLE,
         "sail_dead",
-        (E_RUN, Action.EXTEND_DEADLINE),
+        (ARM, E_RUN),
         Status.STARTING,
         "restarting after Sail",
     ),
-    (R, Status.RUNNING, "starting", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING, "restart"),
-    (R, Status.RUNNING, "nothing", (E_RUN, Action.EXTEND_DEADLINE), Status.STARTING, "restart"),
+    (R, Status.RUNNING, "starting", (ARM, E_RUN), Status.STARTING, "restart"),
+    (R, Status.RUNNING, "nothing", (ARM, E_RUN), Status.STARTING, "restart"),
     (R, Status.RUNNING, "terminal", (E_STOP,), Status.FAILED, "image pull failed"),
     # failed stays failed; leftovers are removed
     (R, Status.FAILED, "nothing", (), Status.FAILED, ""),
     (R, Status.FAILED, "marimo_dead", (E_STOP,), Status.FAILED, ""),
     # stop
     (ST, Status.STOPPING, "ready", (E_STOP,), Status.STOPPING, ""),
-    (ST, Status.STOPPING, "nothing", (), Status.STOPPED, ""),
+    # nothing observed: one more teardown (what observe does not list) before `stopped`
+    (ST, Status.STOPPING, "nothing", (E_STOP,), Status.STOPPED, ""),
     (ST, Status.STARTING, "starting", (E_STOP,), Status.STOPPING, "stopping"),
     (ST, Status.STOPPED, "nothing", (), Status.STOPPED, ""),
-    (ST, Status.RUNNING, "nothing", (), Status.STOPPED, ""),
+    (ST, Status.RUNNING, "nothing", (E_STOP,), Status.STOPPED, ""),
     (ST, Status.FAILED, "nothing", (), Status.FAILED, ""),
     # a process spawned but never recorded (worker killed): found by a start or a teardown
     (R, Status.STARTING, "untracked", (E_RUN,), Status.STARTING, "starting Sail"),
@@ -154,6 +156,26 @@ def test_plan_invariants_over_every_case(desired: Desired, status: Status, obs: 
         assert p.status in (Status.FAILED, Status.STOPPING) and p.status_message
     if p.status is Status.STARTING:
         assert p.requeue_after is not None and p.requeue_after <= 1
+    if p.status is Status.STOPPED and status is not Status.STOPPED:
+        assert p.actions == (Action.ENSURE_STOPPED,)  # a teardown cut short is finished first
+    if Action.ARM_DEADLINE in p.actions:
+        assert p.actions[0] is Action.ARM_DEADLINE  # committed before the attempt it bounds
+    # Exactly the decisions made on presence and activity are written only if
+    # no ping landed meanwhile (running/idle/detached of a healthy notebook, auto-stop).
+    healthy = both_ready and o.session_id == S
+    assert p.presence == (desired is R and status in PROVISIONED and healthy)
+
+
+@pytest.mark.parametrize(("status", "obs"), list(itertools.product(Status, OBS)))
+def test_a_start_no_pass_attempted_yet_arms_its_deadline_and_never_fails_on_it(
+    status: Status, obs: str
+) -> None:
+    """The API's deadline (from the request) is not the plan's: until a pass
+    arms one for the session, time spent waiting for a worker never counts."""
+    p = plan(nb(R, status, start_deadline_at=None), OBS[obs], NOW + timedelta(days=1))
+    assert p.outcome != "deadline"
+    if Action.ENSURE_RUNNING in p.actions:
+        assert p.actions[0] is Action.ARM_DEADLINE
 
 
 P = TEARDOWN_POLL_SECONDS
@@ -177,6 +199,24 @@ REQUEUE = [
 @pytest.mark.parametrize(("desired", "status", "obs", "requeue"), REQUEUE)
 def test_plan_requeue_table(desired, status, obs, requeue) -> None:
     assert plan(nb(desired, status), OBS[obs], NOW).requeue_after == requeue
+
+
+def test_a_first_attempt_arms_the_deadline_before_starting() -> None:
+    fresh = nb(R, Status.STARTING, start_deadline_at=None)
+    assert plan(fresh, OBS["nothing"], NOW).actions == (ARM, E_RUN)
+    assert plan(fresh, OBS["starting"], NOW).actions == (ARM,)  # started before it was armed
+    assert plan(fresh, OBS["ready"], NOW).status is Status.RUNNING
+    armed = nb(R, Status.STARTING)
+    assert plan(armed, OBS["nothing"], NOW).actions == (E_RUN,)  # armed once per session
+
+
+def test_a_teardown_not_seen_to_finish_is_finished_once_for_a_failed_notebook() -> None:
+    """runtime_state not emptied: the teardown of a failed start was cut short."""
+    for desired in (R, ST):
+        left = nb(desired, Status.FAILED, status_message="boom", leftovers=True)
+        p = plan(left, OBS["nothing"], NOW)
+        assert (p.actions, p.status, p.status_message) == ((E_STOP,), Status.FAILED, "boom")
+        assert plan(nb(desired, Status.FAILED), OBS["nothing"], NOW).actions == ()
 
 
 def test_start_deadline_fails_and_tears_down_with_what_was_not_ready() -> None:
