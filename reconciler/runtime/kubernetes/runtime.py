@@ -16,8 +16,16 @@ import aiohttp
 import structlog
 from kubernetes import client
 
+from common.images import image_allowed
 from common.settings import Settings
-from reconciler.runtime.base import ABSENT, Component, Observation, Phase, SessionSpec
+from reconciler.runtime.base import (
+    ABSENT,
+    Component,
+    Observation,
+    Phase,
+    SessionSpec,
+    TerminalError,
+)
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.api import KubeApi, Obj, default_api_client
@@ -122,6 +130,17 @@ def _has_sail(pods: list[Obj], session_id: str) -> bool:
     return False
 
 
+def _check_images(spec: SessionSpec, allowed: tuple[str, ...]) -> None:
+    """A config written before NOTEBOOKS_ALLOWED_IMAGES was set (or
+    narrowed) does not start with an image the operator no longer allows."""
+    for component, res in (("sail", spec.workload.sail), ("marimo", spec.workload.marimo)):
+        if res.image and not image_allowed(res.image, allowed):
+            raise TerminalError(
+                f"the workload config's {component} image {res.image} is not among"
+                f" NOTEBOOKS_ALLOWED_IMAGES ({', '.join(allowed)}); an org admin must change it"
+            )
+
+
 class KubernetesRuntime:
     def __init__(
         self,
@@ -150,8 +169,7 @@ class KubernetesRuntime:
     def from_settings(cls, settings: Settings) -> KubernetesRuntime:
         """What the runtime factory calls: the common settings pick the
         backend; the Kubernetes knobs come from NOTEBOOKS_K8S_* variables."""
-        del settings  # nothing of the common settings is needed here yet
-        return cls(KubernetesSettings.from_env())
+        return cls(replace(KubernetesSettings.from_env(), allowed_images=settings.allowed_images))
 
     async def _pods(self, notebook_id: str) -> list[Obj]:
         return await self.api.list("Pod", n.selector(n.notebook_labels(notebook_id)))
@@ -179,6 +197,7 @@ class KubernetesRuntime:
 
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         nid = spec.notebook_id
+        _check_images(spec, self.settings.allowed_images)
         # Pods and token of an older session go first (their names differ, so
         # the new ones never wait for them). One list of the notebook's pods
         # serves both that and the warm pool's "has this session a Sail?".

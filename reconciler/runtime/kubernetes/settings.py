@@ -82,6 +82,9 @@ class KubernetesSettings:
     # The Kubernetes API server's addresses (CIDRs), which a cluster-mode Sail
     # driver must reach (TCP 443 and 6443) to run its worker pods.
     api_server_cidrs: tuple[str, ...] = ()
+    # NOTEBOOKS_ALLOWED_IMAGES (common settings): checked again at each start,
+    # for configs written before it was set (common/images.py).
+    allowed_images: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> KubernetesSettings:

@@ -386,8 +386,11 @@ async def test_runtime_factory_builds_it_from_env_and_kubeconfig(
     monkeypatch.setenv("NOTEBOOKS_K8S_NAMESPACE", "from-env")
     default = client.Configuration._default  # load_kube_config sets the global default
     try:
-        rt = make_runtime(replace(settings, runtime="kubernetes"))
+        rt = make_runtime(
+            replace(settings, runtime="kubernetes", allowed_images=("ghcr.io/example/",))
+        )
         assert isinstance(rt, KubernetesRuntime)
+        assert rt.settings.allowed_images == ("ghcr.io/example/",)  # the common setting
         kube.runtimes.append(rt)
         obs = await rt.ensure_running(spec())
         assert obs.session_id == "S1"
@@ -446,3 +449,15 @@ async def test_a_new_session_replaces_the_drivers_role_naming_its_own_pod(kube: 
     assert readable() == ["nb-nb1-s2-sail"]
     await rt.ensure_running(spec(sid="S2", mode="cluster"))  # the same session keeps it
     assert readable() == ["nb-nb1-s2-sail"]
+
+
+async def test_an_image_the_operator_no_longer_allows_does_not_start(kube: Kube) -> None:
+    """A config written before NOTEBOOKS_ALLOWED_IMAGES (or before it was
+    narrowed) fails its start with the reason, and nothing is created."""
+    rt = kube.runtime(allowed_images=("registry.example.com/notebooks/",))
+    with pytest.raises(TerminalError, match="sail image other.example.com/sail:1 is not among"):
+        await rt.ensure_running(spec(sail_image="other.example.com/sail:1"))
+    assert kube.pods() == []
+    # the runtime's own defaults are the operator's, and allowed ones start
+    await rt.ensure_running(spec(marimo_image="registry.example.com/notebooks/kernel:2"))
+    assert kube.pods() == ["nb-nb1-s1-marimo", "nb-nb1-s1-sail"]
