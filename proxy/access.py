@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, cast
 
@@ -17,6 +17,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from common.clock import Clock, SystemClock
 from sql import query
 
 log = structlog.get_logger("proxy.access")
@@ -45,6 +46,12 @@ class Target:
     can_view: bool
     can_edit: bool
     token_expires_at: datetime | None = None  # the API token's, when it has one
+    # The notebook file's path as its Marimo knows it (the runtime records
+    # it): what a viewer's `X-Notebook-Id` is pinned to (proxy/headers.py).
+    notebook_path: str | None = None
+    # When it was read from the database (the proxy's clock). Not part of the
+    # access it describes: an equal access read again compares equal.
+    checked_at: datetime | None = field(default=None, compare=False)
 
     def token_expired(self, now: datetime) -> bool:
         return self.token_expires_at is not None and now >= self.token_expires_at
@@ -54,7 +61,7 @@ class Target:
         return self.status in SERVING and bool(self.marimo_url) and bool(self.session_token)
 
 
-def target_from_row(row: dict[str, object]) -> Target:
+def target_from_row(row: dict[str, object], checked_at: datetime | None = None) -> Target:
     roles = set(row["team_roles"] or [])  # type: ignore[call-overload]
     member_ok = bool(row["member_ok"])
     owner_or_admin = member_ok and (bool(row["is_owner"]) or bool(row["is_org_admin"]))
@@ -67,6 +74,8 @@ def target_from_row(row: dict[str, object]) -> Target:
         can_view=owner_or_admin or (member_ok and bool(roles)),
         can_edit=owner_or_admin or (member_ok and bool(roles & MANAGING_TEAM_ROLES)),
         token_expires_at=row.get("token_expires_at"),  # type: ignore[arg-type]
+        notebook_path=row.get("notebook_path"),  # type: ignore[arg-type]
+        checked_at=checked_at,
     )
 
 
@@ -74,9 +83,12 @@ class AccessCache:
     """Targets keyed by (member, notebook, API token): the token is part of
     the key because a revoked token ends only what it opened."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, ttl: float = 5.0) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, *, ttl: float = 5.0, clock: Clock | None = None
+    ) -> None:
         self._pool = pool
         self._ttl = ttl
+        self._clock = clock or SystemClock()
         self._entries: dict[tuple[str, str, str], tuple[float, Target | None]] = {}
 
     @staticmethod
@@ -93,12 +105,14 @@ class AccessCache:
             if found:
                 return target
         async with self._pool.connection() as conn:
+            checked_at = self._clock.now()  # the answer is at least this fresh
             cur = await conn.execute(
                 query("proxy_target"),
                 {"member_id": key[0], "notebook_id": key[1], "token_id": key[2]},
             )
             row = await cur.fetchone()
-        target = target_from_row(cast(dict[str, object], row)) if row else None  # dict_row pool
+        # dict_row pool
+        target = target_from_row(cast(dict[str, object], row), checked_at) if row else None
         self._entries[key] = (time.monotonic(), target)
         return target
 

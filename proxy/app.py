@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from urllib.parse import unquote
 
 import aiohttp
@@ -24,7 +25,7 @@ from proxy.access import AccessCache, listen
 from proxy.cookie import CookieCache, cookie_name
 from proxy.forward import Proxy, forward_http, forward_websocket
 from proxy.headers import cookie_value, security_headers
-from proxy.live import SHUTDOWN, refusal
+from proxy.live import SHUTDOWN, UNCONFIRMED, Live, refusal
 from proxy.login import LoginRefused, check_login, login_response, refused_response
 from proxy.policy import decide, normalize
 
@@ -173,27 +174,74 @@ def _on_prepare(frame_ancestors: str):  # type: ignore[no-untyped-def]
     return on_prepare
 
 
+# The promise (DESIGN §6, the issue): removing a member's team or stopping
+# the notebook ends their proxied connections within this, database or not.
+REVOCATION_SECONDS = 10.0
+# The periodic re-check, the safety net under NOTIFY: passes start this often.
+RECHECK_SECONDS = 3.0
+# A pass's lookups are bounded: a slow database (a pool waiting up to
+# NOTEBOOKS_DB_POOL_WAIT_SECONDS) must not hold the pass past the next one's
+# start, nor the NOTIFY listener that runs one.
+RECHECK_LOOKUP_SECONDS = 2.0
+# Fail closed: a connection whose access cannot be looked up in a pass that
+# starts this long or longer after its last good read is ended (UNCONFIRMED).
+# One spared is judged again by the next pass, within RECHECK_SECONDS +
+# RECHECK_LOOKUP_SECONDS: so every connection ends within REVOCATION_SECONDS
+# of its last good read, even while the database cannot say whether a
+# revocation happened since. In practice: after two failed passes, ~6-8 s.
+UNCONFIRMED_SECONDS = REVOCATION_SECONDS - RECHECK_SECONDS - RECHECK_LOOKUP_SECONDS
+
+
 async def _recheck(app: web.Application, payload: str) -> None:
-    """End live connections whose access, session or status changed."""
+    """End live connections whose access, session or status changed, or
+    whose access could not be confirmed for too long (UNCONFIRMED_SECONDS)."""
     proxy, cache = app[PROXY], app[CACHE]
-    lives = proxy.registry.matching(payload)
-    # One fresh lookup per cache key, however many connections share it.
-    firsts = {cache.key(x.session, x.session.notebook_id): x.session for x in lives}
-    targets = {
-        key: await cache.lookup(session, session.notebook_id, fresh=True)
-        for key, session in firsts.items()
-    }
+    started = proxy.clock.now()
+    # One fresh lookup per cache key, however many connections share it; all
+    # at once, each judged as soon as its answer (or failure) is in.
+    by_key: dict[tuple[str, str, str], list[Live]] = {}
+    for live in proxy.registry.matching(payload):
+        by_key.setdefault(cache.key(live.session, live.session.notebook_id), []).append(live)
+    failures = await asyncio.gather(
+        *(_recheck_key(proxy, cache, lives, started) for lives in by_key.values())
+    )
+    failed = [exc for exc in failures if exc is not None]
+    if failed:  # one line per pass, however many keys
+        log.warning("proxy.recheck_failed", keys=len(failed), error=repr(failed[0]))
+
+
+async def _recheck_key(
+    proxy: Proxy, cache: AccessCache, lives: list[Live], started: datetime
+) -> Exception | None:
+    """Judge connections that share one access; the lookup's failure, if any."""
+    session = lives[0].session
+    try:
+        target = await asyncio.wait_for(
+            cache.lookup(session, session.notebook_id, fresh=True), RECHECK_LOOKUP_SECONDS
+        )
+    except Exception as exc:  # noqa: BLE001 - unanswered: judged by how long ago it was
+        for live in lives:
+            if (started - live.confirmed).total_seconds() >= UNCONFIRMED_SECONDS:
+                _end(live, UNCONFIRMED)
+        return exc
     now = proxy.clock.now()
     for live in lives:
-        why = refusal(live.session, targets[cache.key(live.session, live.session.notebook_id)], now)
+        if target is not None and target.checked_at is not None:
+            live.confirmed = max(live.confirmed, target.checked_at)
+        why = refusal(live.session, target, now)
         if why is not None:
-            log.info(
-                "proxy.revoked",
-                notebook_id=live.session.notebook_id,
-                member_id=live.session.member_id,
-                reason=why,
-            )
-            live.stop(why)
+            _end(live, why)
+    return None
+
+
+def _end(live: Live, why: str) -> None:
+    log.info(
+        "proxy.revoked",
+        notebook_id=live.session.notebook_id,
+        member_id=live.session.member_id,
+        reason=why,
+    )
+    live.stop(why)
 
 
 async def _end_websockets(app: web.Application) -> None:
@@ -233,7 +281,7 @@ def create_app(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    recheck_seconds: float = 3.0,
+    recheck_seconds: float = RECHECK_SECONDS,
     listen_for_changes: bool = True,
     ws_heartbeat_seconds: float = 20.0,
 ) -> web.Application:
@@ -245,6 +293,7 @@ def create_app(
     app.on_response_prepare.append(_on_prepare(settings.frame_ancestors))
     app[LISTENING] = asyncio.Event()
     app[BEFORE_SCRAPE] = []
+    the_clock = clock or SystemClock()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         pool = await open_pool(
@@ -263,10 +312,10 @@ def create_app(
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
         )
         app[POOL] = pool
-        app[CACHE] = AccessCache(pool)
+        app[CACHE] = AccessCache(pool, clock=the_clock)
         app[PROXY] = Proxy(
             settings=settings,
-            clock=clock or SystemClock(),
+            clock=the_clock,
             client=client,
             ws_heartbeat_seconds=ws_heartbeat_seconds,
         )
@@ -280,9 +329,14 @@ def create_app(
 
         async def periodic() -> None:
             # A safety net under NOTIFY: bounded staleness even if it is lost.
+            # Passes start every `recheck_seconds` (not that long after the
+            # last one ended): UNCONFIRMED_SECONDS counts on it.
             # (Used jtis are forgotten by the worker's sweep, reconciler/sweep.py.)
+            loop = asyncio.get_running_loop()
+            next_pass = loop.time() + recheck_seconds
             while True:
-                await asyncio.sleep(recheck_seconds)
+                await asyncio.sleep(max(0.0, next_pass - loop.time()))
+                next_pass = loop.time() + recheck_seconds
                 try:
                     await _recheck(app, "*")
                 except Exception as exc:  # noqa: BLE001

@@ -46,7 +46,7 @@ from proxy.cookie import CookieCache, ProxySession, cookie_name
 from proxy.forward import Proxy
 from proxy.headers import cookie_value, request_pairs, response_pairs, security_headers
 from proxy.live import Live, lapsed, refusal
-from proxy.policy import decide, normalize
+from proxy.policy import decide, normalize, upstream_target
 from proxy.upstream import Address, UpstreamConnection, UpstreamPool, address_of
 
 # Known requests remembered per connection, the oldest forgotten first. What
@@ -420,10 +420,10 @@ class ExpressConnection(asyncio.Protocol):
             )
         up = lane.pool.take(address)
         if up is not None:
-            self._start(up, session, head)
+            self._start(up, session, target, head)
         else:
             self._pause("connecting")
-            self._waiting = asyncio.ensure_future(self._connect(address, session, head))
+            self._waiting = asyncio.ensure_future(self._connect(address, session, target, head))
         return True
 
     # Known requests
@@ -458,7 +458,7 @@ class ExpressConnection(asyncio.Protocol):
         self._http11 = known.http11
         self._state = _RESPONDING
         lane.known_requests += 1
-        self._start(up, session, known.head)
+        self._start(up, session, target, known.head)
         return True
 
     async def _route_later(self, admitted: _Admitted) -> None:
@@ -488,7 +488,9 @@ class ExpressConnection(asyncio.Protocol):
         if not self._route(admitted, target):
             self._hand_off()
 
-    async def _connect(self, address: Address, session: ProxySession, head: bytes) -> None:
+    async def _connect(
+        self, address: Address, session: ProxySession, target: Target, head: bytes
+    ) -> None:
         try:
             up = await self.lane.pool.connect(address)
         except (OSError, TimeoutError):
@@ -499,24 +501,24 @@ class ExpressConnection(asyncio.Protocol):
             up.close()
             return
         self._resume("connecting")
-        self._start(up, session, head)
+        self._start(up, session, target, head)
 
     def _request_head(self, admitted: _Admitted, target: Target, address: Address) -> bytes:
         line = (
             f"{self._parser.get_method().decode('latin-1')} "
-            f"{address.prefix}{self._url.decode('latin-1')} HTTP/1.1\r\n"
+            f"{address.prefix}{upstream_target(self._url.decode('latin-1'))} HTTP/1.1\r\n"
         )
         # The headers were judged unchanged (see _admit): so is their upstream
         # form, as long as the notebook's target is too.
         if self._upstream_block is None or self._upstream_block[0] is not target:
             pairs = request_pairs(
                 self._headers,
-                cookie_name=self.lane.cookie_name,
                 marimo_token=str(target.session_token),
                 client_ip=self.peer,
                 proto="http",
                 host=admitted.host,
                 viewer=admitted.session.mode == "view",
+                notebook_path=target.notebook_path,
             )
             if self._chunked_up:
                 pairs.append(("Transfer-Encoding", "chunked"))
@@ -526,7 +528,9 @@ class ExpressConnection(asyncio.Protocol):
 
     # Relaying
 
-    def _start(self, up: UpstreamConnection, session: ProxySession, head: bytes) -> None:
+    def _start(
+        self, up: UpstreamConnection, session: ProxySession, target: Target, head: bytes
+    ) -> None:
         self._up = up
         self._started = time.perf_counter()
         if self._pending:
@@ -536,15 +540,16 @@ class ExpressConnection(asyncio.Protocol):
         # Bookkeeping after the send: upstream is already at work.
         live = self._live
         if live is None or (live.session is not session and live.session != session):
-            self._watch(session)
+            self._watch(session, target)
         if self._client_full and up.transport is not None:
             up.transport.pause_reading()
 
-    def _watch(self, session: ProxySession) -> None:
+    def _watch(self, session: ProxySession, target: Target) -> None:
         registry = self.lane.proxy.registry
         if self._live is not None:
             registry.discard(self._live)
-        self._live = registry.add(Live(session, self._revoke))
+        confirmed = target.checked_at or self.lane.proxy.clock.now()
+        self._live = registry.add(Live(session, self._revoke, confirmed))
 
     def upstream_paused(self, paused: bool) -> None:
         if paused:

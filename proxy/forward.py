@@ -24,10 +24,10 @@ from common.notebook_origin import notebook_origin
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import Target
-from proxy.cookie import ProxySession, cookie_name
+from proxy.cookie import ProxySession
 from proxy.headers import downstream_response_headers, upstream_request_headers
-from proxy.live import SHUTDOWN, Live, Registry
-from proxy.policy import MAIN_WS, force_kiosk
+from proxy.live import SHUTDOWN, UNCONFIRMED, Live, Registry
+from proxy.policy import MAIN_WS, force_kiosk, strip_query
 from proxy.viewer_session import no_session, open_session, opener_query
 
 log = structlog.get_logger("proxy")
@@ -38,11 +38,17 @@ REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconn
 # browser's Marimo reconnects (any reason but Marimo's own terminal ones),
 # through the Service, to a proxy that stays.
 SHUTDOWN_CLOSE_CODE = 1012
-# A browser's WebSocket message is held whole in memory before it is passed
-# on: bounded, near what Marimo's server (uvicorn's `ws_max_size`) takes
-# anyway; one this size or larger ends the socket with 1009. Marimo's own
-# messages are not bounded: it is trusted, and outputs can be large.
+# "Try again later": the re-checks could not confirm access (the database
+# down or slow); Marimo's page reconnects, and gets a 503 page until the
+# database answers again.
+UNCONFIRMED_CLOSE_CODE = 1013
+# A WebSocket message is held whole in memory before it is passed on, so both
+# directions are bounded; one this size or larger ends the socket with 1009.
+# The browser's: near what Marimo's server (uvicorn's `ws_max_size`) takes
+# anyway. Marimo's: generous (outputs can be large, a whole dataframe or
+# image), but a notebook's output must not grow the proxy's memory unbounded.
 BROWSER_MESSAGE_LIMIT = 16 * 1024 * 1024
+MARIMO_MESSAGE_LIMIT = 64 * 1024 * 1024
 # Marimo answers a kiosk at once (kernel-ready or a refusal) and an editor
 # once its kernel is up.
 FIRST_MESSAGE_SECONDS = 30.0
@@ -76,7 +82,7 @@ def _upstream_url(
     if websocket:
         base = "ws" + base[len("http") :] if base.startswith("http") else base
     path, _, raw_query = request.raw_path.partition("?")
-    q = raw_query if query is None else query
+    q = strip_query(raw_query) if query is None else query
     return URL(f"{base}{path}" + (f"?{q}" if q else ""), encoded=True)
 
 
@@ -85,13 +91,13 @@ def _forward_headers(
 ) -> Any:
     return upstream_request_headers(
         request.headers,
-        cookie_name=cookie_name(proxy.settings),
         marimo_token=str(target.session_token),
         client_ip=request.remote,
         proto=request.scheme,
         host=request.host,
         websocket=websocket,
         viewer=session.mode == "view",
+        notebook_path=target.notebook_path,
     )
 
 
@@ -104,11 +110,20 @@ def _count_upstream_error(exc: BaseException) -> None:
     metrics.UPSTREAM_ERRORS_TOTAL.labels(kind).inc()
 
 
-async def _request_body(request: web.Request) -> AsyncIterator[bytes]:
+class _Revoked(Exception):
+    """Raised into the upstream request's body: access ended while it was
+    being sent, and Marimo must not get it whole."""
+
+
+async def _request_body(request: web.Request, revoked: list[str]) -> AsyncIterator[bytes]:
     sent = metrics.HTTP_TO_UPSTREAM
     async for chunk in request.content.iter_chunked(CHUNK):
+        if revoked:
+            raise _Revoked
         sent.inc(len(chunk))
         yield chunk
+    if revoked:  # nor its end: a chunked body's last chunk would complete it
+        raise _Revoked
 
 
 async def forward_http(
@@ -116,28 +131,39 @@ async def forward_http(
 ) -> web.StreamResponse:
     url = _upstream_url(target, request)
     headers = _forward_headers(proxy, request, session, target, websocket=False)
-    body = _request_body(request) if request.body_exists else None
     revoked: list[str] = []
+    body = _request_body(request, revoked) if request.body_exists else None
+    # A task of its own, so that a revocation can end it wherever it is:
+    # sending the body (Expect: 100-continue, a slow upload) or awaiting
+    # Marimo's answer.
+    call = asyncio.ensure_future(
+        proxy.client.request(request.method, url, headers=headers, data=body, allow_redirects=False)
+    )
     upstream: list[aiohttp.ClientResponse] = []
 
     def stop(reason: str) -> None:
-        if not revoked:
-            metrics.REVOKED.labels(reason).inc()
+        if revoked:
+            return
+        metrics.REVOKED.labels(reason).inc()
         revoked.append(reason)
+        call.cancel()  # aiohttp closes the upstream connection, the body unfinished
         for up in upstream:
             up.close()
+        # The client's connection ends here, whatever it was doing: nothing
+        # more of its body is read, none of an answer is sent.
+        if request.transport is not None:
+            request.transport.close()
 
-    live = proxy.registry.add(Live(session, stop))
+    live = proxy.registry.add(Live(session, stop, target.checked_at or proxy.clock.now()))
     started = time.perf_counter()
     try:
+        await asyncio.wait((call,))
+        if revoked:
+            if not call.cancelled() and call.exception() is None:
+                call.result().close()  # answered just before the revocation
+            return web.Response(status=403)  # never sent: the connection is closed
         try:
-            up = await proxy.client.request(
-                request.method,
-                url,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-            )
+            up = call.result()
         except (TimeoutError, aiohttp.ClientError) as exc:
             _count_upstream_error(exc)
             metrics.REQUESTS.labels("http", "upstream_error").inc()
@@ -145,11 +171,6 @@ async def forward_http(
             return pages.bad_gateway()
         upstream.append(up)
         metrics.UPSTREAM_SECONDS.observe(time.perf_counter() - started)
-        if revoked:  # access ended while Marimo was answering: none of it is sent
-            up.close()
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=403)
         async with up:
             response_class = (
                 _CoalescedResponse if "Content-Length" in up.headers else web.StreamResponse
@@ -178,6 +199,7 @@ async def forward_http(
                 request.transport.close()
             return resp
     finally:
+        call.cancel()  # this handler cancelled (the client left): the request too
         proxy.registry.discard(live)
 
 
@@ -198,6 +220,16 @@ def origin_allowed(proxy: Proxy, request: web.Request) -> bool:
 async def forward_websocket(
     proxy: Proxy, request: web.Request, session: ProxySession, target: Target, relative: str
 ) -> web.StreamResponse:
+    protocols = [
+        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+    ]
+    # Judged before upstream is connected: a handshake the browser's side
+    # cannot complete (a bad version, no key) would fail only after it was.
+    if request.method != "GET" or not web.WebSocketResponse(protocols=protocols).can_prepare(
+        request
+    ):
+        metrics.REQUESTS.labels("websocket", "bad_request").inc()
+        return pages.page(400, "Bad request", "That is not a valid WebSocket handshake.")
     if not origin_allowed(proxy, request):
         metrics.REQUESTS.labels("websocket", "forbidden").inc()
         return pages.forbidden("This WebSocket came from a page of another origin.")
@@ -205,13 +237,14 @@ async def forward_websocket(
     query = force_kiosk(request.query_string) if viewer_main else None
     url = _upstream_url(target, request, query, websocket=True)
     headers = _forward_headers(proxy, request, session, target, websocket=True)
-    protocols = [
-        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
-    ]
 
     async def connect() -> aiohttp.ClientWebSocketResponse:
         return await proxy.client.ws_connect(
-            url, headers=headers, protocols=protocols, autoping=True, max_msg_size=0
+            url,
+            headers=headers,
+            protocols=protocols,
+            autoping=True,
+            max_msg_size=MARIMO_MESSAGE_LIMIT,
         )
 
     first: aiohttp.WSMessage | None = None  # read before the browser is accepted
@@ -221,7 +254,9 @@ async def forward_websocket(
             first = await _first_message(up)
             if first is not None and no_session(first):  # nobody has opened it: viewer_session
                 opener = _upstream_url(target, request, opener_query(), websocket=True)
-                await open_session(proxy.client, opener, headers, FIRST_MESSAGE_SECONDS)
+                await open_session(
+                    proxy.client, opener, headers, FIRST_MESSAGE_SECONDS, MARIMO_MESSAGE_LIMIT
+                )
                 up = await connect()
                 first = await _first_message(up)
     except aiohttp.WSServerHandshakeError as exc:
@@ -252,7 +287,8 @@ async def forward_websocket(
         if not stopped.done():
             stopped.set_result(reason)
 
-    live = proxy.registry.add(Live(session, stop, websocket=True))
+    confirmed = target.checked_at or proxy.clock.now()
+    live = proxy.registry.add(Live(session, stop, confirmed, websocket=True))
     gauge = metrics.WEBSOCKETS_ACTIVE.labels(session.mode)
     gauge.inc()
     started = time.monotonic()
@@ -287,9 +323,13 @@ async def forward_websocket(
         elif stopped in done:
             ended_by = f"revoked:{stopped.result()}"
             metrics.REVOKED.labels(stopped.result()).inc()
-            close_code = REVOKED_CLOSE_CODE
             await up.close()
-            await client.close(code=close_code, message=b"access ended")
+            if stopped.result() == UNCONFIRMED:
+                close_code = UNCONFIRMED_CLOSE_CODE
+                await client.close(code=close_code, message=b"try again later")
+            else:
+                close_code = REVOKED_CLOSE_CODE
+                await client.close(code=close_code, message=b"access ended")
         elif watch in done:
             ended_by = "vanished"
             close_code = 1001  # "going away", as for a closed tab
@@ -316,7 +356,7 @@ async def forward_websocket(
             close_code = sendable(client.close_code, 1001)
         if not up.closed:
             await up.close(code=close_code)
-        if not client.closed:
+        if client.prepared and not client.closed:  # (unprepared: nothing to close)
             await client.close(code=close_code)
         log.info(
             "proxy.session",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -36,10 +37,14 @@ WEBSOCKET_HANDSHAKE = frozenset(
     )
 )
 # Never forwarded upstream: the browser's credentials for us, and what the
-# client library sets for the upstream connection itself.
+# client library sets for the upstream connection itself. No cookie at all:
+# Marimo needs none (the proxy's token is the `Authorization` header), and it
+# shows a request's cookies to notebook code (`mo.app_meta().request`), so a
+# notebook's author would read its viewers' other cookies on our domain.
 _REQUEST_DROP = frozenset(
     {
         "authorization",
+        "cookie",
         "host",
         "x-forwarded-for",
         "x-forwarded-proto",
@@ -52,6 +57,13 @@ _REQUEST_DROP = frozenset(
 # enforce both.
 _RESPONSE_DROP = frozenset({"server", "x-powered-by", "x-content-type-options", "referrer-policy"})
 _SESSION_ID = SESSION_ID_HEADER.lower()
+# Never as a viewer sent it: Marimo serves `/public/*` from the directory of
+# the notebook this header names, loading (and, in edit mode, registering)
+# any path, so a viewer could read another notebook's `public/` files. It is
+# pinned to the notebook's own file (the runtime records its path), or
+# dropped when no path is known (a row from before: Marimo's 404). An
+# editor's is kept: their kernel runs code that reads those files anyway.
+_NOTEBOOK_ID = "x-notebook-id"
 
 
 # Never dropped for being named in `Connection`: the message's framing. A
@@ -91,18 +103,6 @@ def marimo_cookie(name: str) -> bool:
     return name == "session" or name.startswith("session_")
 
 
-def strip_cookie(cookie_header: str, name: str) -> str:
-    """Remove our session cookie (and any of Marimo's) from a `Cookie`
-    header, keep the others."""
-    kept = []
-    for part in cookie_header.split(";"):
-        part = part.strip()
-        key = part.split("=", 1)[0].strip()
-        if part and key != name and not marimo_cookie(key):
-            kept.append(part)
-    return "; ".join(kept)
-
-
 def _set_cookie_name(value: str) -> str:
     return value.split("=", 1)[0].strip()
 
@@ -110,13 +110,13 @@ def _set_cookie_name(value: str) -> str:
 def request_pairs(
     incoming: Sequence[tuple[str, str]],
     *,
-    cookie_name: str,
     marimo_token: str,
     client_ip: str | None,
     proto: str,
     host: str,
     websocket: bool = False,
     viewer: bool = False,
+    notebook_path: str | None = None,
 ) -> list[tuple[str, str]]:
     """The headers Marimo gets for a request with `incoming` headers. A
     viewer's `Marimo-Session-Id` is moved to the viewers' namespace, where its
@@ -132,12 +132,12 @@ def request_pairs(
             prior = value
         if lower in drop:
             continue
-        if lower == "cookie":
-            value = strip_cookie(value, cookie_name)
-            if not value:
-                continue
-        elif viewer and lower == _SESSION_ID:
+        if viewer and lower == _SESSION_ID:
             value = viewer_session_id(value)
+        elif viewer and lower == _NOTEBOOK_ID:
+            if not notebook_path:
+                continue
+            value = quote(notebook_path, safe="/")  # Marimo URI-decodes it
         out.append((key, value))
     if client_ip:
         out.append(("X-Forwarded-For", f"{prior}, {client_ip}" if prior else client_ip))

@@ -12,13 +12,20 @@ from proxy.cookie import ProxySession
 
 # The reason a WebSocket is ended with when its proxy shuts down (a deploy).
 SHUTDOWN = "shutdown"
+# The reason a connection is ended with when no re-check could read its
+# access for too long (the database down, slow or out of connections): the
+# proxy fails closed (app._recheck).
+UNCONFIRMED = "unconfirmed"
 
 
 @dataclass(eq=False)
 class Live:
     session: ProxySession
-    # called once with the reason ("access" | "session" | "status"; SHUTDOWN for WebSockets)
+    # called with the reason ("access" | "session" | "status" | UNCONFIRMED;
+    # SHUTDOWN for WebSockets)
     stop: Callable[[str], None]
+    # When its access was last read from the database and found good.
+    confirmed: datetime
     websocket: bool = False
 
 

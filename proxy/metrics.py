@@ -29,13 +29,14 @@ REQUEST_OUTCOMES = (
     "unavailable",
     "upstream_error",
     "bad_path",
+    "bad_request",
     "database_unavailable",
 )
 DIRECTIONS = ("to_upstream", "to_client")
 KINDS = ("http", "websocket")
 MODES = ("edit", "view")
 UPSTREAM_ERRORS = ("connect", "timeout", "other")
-REVOKE_REASONS = ("access", "session", "status")
+REVOKE_REASONS = ("access", "session", "status", "unconfirmed")
 
 LOGINS = Counter(
     "notebooks_proxy_logins_total",
@@ -64,7 +65,8 @@ UPSTREAM_ERRORS_TOTAL = Counter(
 )
 REVOKED = Counter(
     "notebooks_proxy_connections_revoked_total",
-    "Proxied connections ended because access, session or status changed.",
+    "Proxied connections ended because access, session or status changed, or access"
+    " could not be confirmed (unconfirmed).",
     ["reason"],
 )
 HANDOFFS = Counter(

@@ -11,7 +11,7 @@ both and fail when Marimo grows a route this module has not classified.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 # Read-only API routes a viewer needs to watch a notebook (GET/HEAD).
 VIEW_GET_API = frozenset({"/api/version", "/api/status/connections"})
@@ -104,6 +104,39 @@ SESSION_ID_HEADER = "Marimo-Session-Id"
 
 def viewer_session_id(session_id: str) -> str:
     return VIEWER_SESSION_PREFIX + session_id
+
+
+# Query keys Marimo acts on that no request through the proxy needs, dropped
+# from every request (both modes). `file`: Marimo's edit mode registers and
+# loads whatever path it names (marimo/_server/session_manager.py,
+# `app_manager`), so it opened another notebook's source, told which files
+# exist, or started a kernel on another file; without it Marimo serves the one
+# file it was started with. `access_token`: Marimo's own login, which the
+# proxy does with its header.
+MARIMO_ONLY_PARAMS = frozenset({"file", "access_token"})
+
+
+def strip_query(query: str) -> str:
+    """A raw query string without `MARIMO_ONLY_PARAMS`, the rest kept byte for
+    byte. Keys are compared decoded, as Marimo (Starlette's `parse_qsl`)
+    reads them, so `fil%65=` is `file=` too."""
+    if "%" not in query and not any(name in query for name in MARIMO_ONLY_PARAMS):
+        return query  # the common case: nothing to decode
+    kept = [
+        part
+        for part in query.split("&")
+        if unquote_plus(part.partition("=")[0]) not in MARIMO_ONLY_PARAMS
+    ]
+    return "&".join(kept)
+
+
+def upstream_target(path_qs: str) -> str:
+    """A raw request target (path and query) as Marimo may see it."""
+    path, sep, query = path_qs.partition("?")
+    if not sep:
+        return path_qs
+    query = strip_query(query)
+    return f"{path}?{query}" if query else path
 
 
 def force_kiosk(query_string: str) -> str:

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import WSMsgType
+from yarl import URL
 
 from proxy.policy import SESSION_ID_PARAM
 
@@ -42,10 +43,10 @@ def opener_query() -> str:
 
 
 async def open_session(
-    client: aiohttp.ClientSession, url: str, headers: Any, timeout: float
+    client: aiohttp.ClientSession, url: URL, headers: Any, timeout: float, max_msg_size: int
 ) -> None:
     """Open Marimo's session for the notebook at `url` and leave it orphaned.
     Whatever Marimo answers first (kernel-ready once the session exists, or a
     refusal) ends the visit: the viewer's retry shows the outcome."""
-    async with client.ws_connect(url, headers=headers, max_msg_size=0) as ws:
+    async with client.ws_connect(url, headers=headers, max_msg_size=max_msg_size) as ws:
         await ws.receive(timeout=timeout)

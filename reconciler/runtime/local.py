@@ -236,7 +236,13 @@ class LocalRuntime:
         sail_url = f"sc://127.0.0.1:{sail.port}" if sail else None
         runtime_state: dict[str, object] = {"runtime": "local"}
         if marimo is not None:
-            runtime_state |= {"marimo_url": marimo_url, "marimo_pid": marimo.pid}
+            runtime_state |= {
+                "marimo_url": marimo_url,
+                "marimo_pid": marimo.pid,
+                # the file as Marimo knows it (cwd + its argv): the proxy pins
+                # a viewer's X-Notebook-Id to it
+                "notebook_path": str(self.notebook_dir(notebook_id) / NOTEBOOK_FILE),
+            }
         if sail is not None:
             warm = bool(state.get("sail_warm"))
             runtime_state |= {"sail_url": sail_url, "sail_pid": sail.pid, "sail_warm": warm}

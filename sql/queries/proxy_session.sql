@@ -18,6 +18,7 @@ select n.id as notebook_id,
        n.session_id,
        n.session_token,
        n.runtime_state ->> 'marimo_url' as marimo_url,
+       n.runtime_state ->> 'notebook_path' as notebook_path,
        t.expires_at as token_expires_at,
        m.id is not null and m.disabled_at is null and m.organization_id = n.organization_id
            and t.id is not null

@@ -27,6 +27,11 @@ _SEED = (
 )
 
 
+# Where Marimo opens the notebook in its pod (also the proxy's pin for a
+# viewer's X-Notebook-Id, through runtime_state).
+NOTEBOOK_PATH = f"{n.DATA_DIR}/{NOTEBOOK_FILE}"
+
+
 def _meta(name: str, labels: dict[str, str], ks: KubernetesSettings) -> Obj:
     return {"name": name, "namespace": ks.namespace, "labels": dict(labels)}
 
@@ -215,7 +220,7 @@ def sail_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
 def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     nid, sid = spec.notebook_id, spec.session_id
     image = spec.workload.marimo.image or ks.marimo_image
-    path = f"{n.DATA_DIR}/{NOTEBOOK_FILE}"
+    path = NOTEBOOK_PATH
     base_url = spec.base_url.rstrip("/")
     ours = {
         "HOME": "/tmp",

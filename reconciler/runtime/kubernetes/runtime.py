@@ -111,6 +111,7 @@ def observation_of(notebook_id: str, pods: list[Obj], namespace: str) -> Observa
         runtime_state={
             "marimo_url": marimo_url,
             "sail_url": sail_url,
+            "notebook_path": objects.NOTEBOOK_PATH,  # a viewer's X-Notebook-Id (proxy)
             "namespace": namespace,
             "session_id": session,
         },

@@ -10,10 +10,19 @@ import json
 import re
 import time
 import uuid
+from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import pytest
-from proxy_helpers import ProxyUnderTest, insert_world, serve_proxy, sql, wait_listening
+from proxy_helpers import (
+    NOTEBOOK_SOURCE,
+    ProxyUnderTest,
+    insert_world,
+    serve_proxy,
+    sql,
+    wait_listening,
+)
 
 from proxy.cookie import COOKIE_NAME
 from proxy.policy import VIEW_GET_API, VIEW_GET_OPEN, VIEW_POST_API, WEBSOCKETS
@@ -399,3 +408,70 @@ async def test_a_viewer_connected_before_the_editor_watches_its_output(
     finally:
         await editor.close()
         await viewer.close()
+
+
+async def test_no_request_names_another_file_for_marimo(
+    proxy: ProxyUnderTest, tmp_path: Path
+) -> None:
+    """Measured before the rewrite: a viewer's `/?file=<another notebook>`
+    got that notebook's page (its title and path; Marimo's edit mode loads any
+    path it is given), `/?file=/nonexistent.py` a 404 telling which files
+    exist, and `/public/…` with `X-Notebook-Id: <another notebook>` that
+    notebook's `public/` files. Editors' `file` is cut too; their
+    `X-Notebook-Id` is kept (their kernel reads such files anyway). A
+    viewer's is pinned to the notebook's own file as the runtime recorded it,
+    so their notebook's `public/` works and no other's does; without a
+    recorded path (a row from before) it is dropped: Marimo's 404."""
+    other = tmp_path / "other"
+    (other / "public").mkdir(parents=True)
+    secret = NOTEBOOK_SOURCE.replace("marimo.App()", 'marimo.App(app_title="TOPSECRET")')
+    (other / "secret_nb.py").write_text(secret)
+    (other / "public" / "keys.txt").write_text("OTHER-PUBLIC")
+    own = tmp_path / "marimo"  # where the fixture's Marimo serves nb.py from
+    (own / "public").mkdir()
+    (own / "public" / "own.txt").write_text("OWN-PUBLIC")
+
+    def notebook_id(path: Path) -> dict[str, str]:
+        return {"X-Notebook-Id": quote(str(path), safe="")}  # as Marimo's service worker
+
+    async def own_public_as_viewer(headers: dict[str, str]) -> tuple[int, str]:
+        async with (
+            await proxy.login(proxy.world.viewer, "view") as session,
+            session.get(proxy.url("/public/own.txt"), headers=headers) as resp,
+        ):
+            return resp.status, await resp.text()
+
+    # no path recorded: a viewer's header is dropped (Marimo's 404)
+    assert (await own_public_as_viewer(notebook_id(own / "nb.py")))[0] == 404
+    sql(
+        proxy.settings.database_url,
+        "update notebooks set runtime_state = runtime_state || jsonb_build_object("
+        "'notebook_path', %s::text)",
+        (str(own / "nb.py"),),
+    )
+    # recorded (once the proxy's cache has heard of it): whatever notebook
+    # the viewer names, it is this one
+    deadline = time.monotonic() + 10
+    while await own_public_as_viewer(notebook_id(own / "nb.py")) != (200, "OWN-PUBLIC"):
+        assert time.monotonic() < deadline, "the recorded path never reached the proxy"
+        await asyncio.sleep(0.05)
+    assert await own_public_as_viewer(notebook_id(other / "secret_nb.py")) == (200, "OWN-PUBLIC")
+
+    for member, mode in ((proxy.world.viewer, "view"), (proxy.world.owner, "edit")):
+        async with await proxy.login(member, mode) as session:
+            for file in (other / "secret_nb.py", "/nonexistent.py"):
+                async with session.get(proxy.url(f"/?file={file}")) as resp:
+                    assert resp.status == 200, (mode, file)  # this notebook's own page
+                    page = await resp.text()
+                    assert "TOPSECRET" not in page and str(other) not in page
+                    assert "nonexistent" not in page
+            url = proxy.url("/public/keys.txt")
+            async with session.get(url, headers=notebook_id(other / "secret_nb.py")) as resp:
+                if mode == "view":
+                    assert resp.status == 404
+                    assert "OTHER-PUBLIC" not in await resp.text()
+            async with session.get(
+                proxy.url("/public/own.txt"), headers=notebook_id(own / "nb.py")
+            ) as resp:
+                assert resp.status == 200, mode
+                assert await resp.text() == "OWN-PUBLIC"

@@ -61,6 +61,9 @@ class Upstream:
         self.first_chunk_sent = asyncio.Event()
         self.client_got_first = asyncio.Event()
         self.upload_first = asyncio.Event()
+        # How each upload's body ended for upstream: "complete" or "broken".
+        self.uploads: list[str] = []
+        self.upload_ended = asyncio.Event()
         self.ws_close_codes: list[int | None] = []
         self.last_headers: dict[str, str] = {}
         self.last_query = ""
@@ -146,10 +149,17 @@ class Upstream:
 
     async def upload(self, request: web.Request) -> web.Response:
         got = b""
-        async for chunk in request.content.iter_any():
-            got += chunk
-            if b"part1" in got:
-                self.upload_first.set()
+        try:
+            async for chunk in request.content.iter_any():
+                got += chunk
+                if b"part1" in got:
+                    self.upload_first.set()
+        except BaseException:  # the proxy dropped the request mid-body
+            self.uploads.append("broken")
+            self.upload_ended.set()
+            raise
+        self.uploads.append("complete")
+        self.upload_ended.set()
         return web.json_response({"received": got.decode()})
 
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
@@ -165,6 +175,9 @@ class Upstream:
             if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "bye":
                 await ws.close(code=4001, message=b"upstream says bye")
                 break
+            if msg.type == aiohttp.WSMsgType.TEXT and msg.data.startswith("big:"):
+                await ws.send_str("x" * int(msg.data[4:]))  # an output that large
+                continue
             if msg.type == aiohttp.WSMsgType.TEXT:
                 await ws.send_str("echo:" + msg.data)
             elif msg.type == aiohttp.WSMsgType.BINARY:
@@ -215,8 +228,7 @@ async def test_request_headers_filtered_and_marimo_token_injected(echo) -> None:
             got = body["headers"]
             assert body["path_qs"] == f"/notebooks/{NB}/echo?x=1&y=%2F%20"
             assert got["authorization"] == f"Bearer {TOKEN}"
-            assert "notebooks_proxy_session" not in got.get("cookie", "")
-            assert "other=kept" in got.get("cookie", "")
+            assert "cookie" not in got  # neither ours nor the browser's others
             assert "x-secret" not in got and "proxy-authorization" not in got and "te" not in got
             assert got["marimo-session-id"] == "s1" and got["marimo-server-token"] == "t1"
             assert got["x-forwarded-for"] == "127.0.0.1"
@@ -850,11 +862,17 @@ NOT_PASSED_ON = [
 ]
 
 
+# Marimo serves `/public/*` from the directory of the notebook this names:
+# passed on for an editor only.
+NOTEBOOK_ID_HEADER = ("X-Notebook-Id", "%2Fother%2Fsecret_nb.py")
+
+
 def browser_headers(cookie: str) -> list[tuple[str, str]]:
     return [
-        # Our cookie between two others: only ours may go.
+        # Our cookie between two others: none of them reaches Marimo.
         ("Cookie", f"other=1; {COOKIE_NAME}={cookie}; theme=dark"),
         ("X-Forwarded-For", "203.0.113.9"),
+        NOTEBOOK_ID_HEADER,
         *PASSED_ON,
         *NOT_PASSED_ON,
     ]
@@ -865,12 +883,12 @@ def expected_upstream_headers(p: ProxyUnderTest, seen: Seen, mode: str) -> list[
     session_id = "view-s1" if mode == "view" else "s1"  # a viewer's, namespaced
     pairs = [
         ("Host", f"127.0.0.1:{seen.port}"),  # upstream's, set by the proxy's client
-        ("Cookie", "other=1; theme=dark"),
         *[(k, session_id if k == "Marimo-Session-Id" else v) for k, v in PASSED_ON],
         ("X-Forwarded-For", "203.0.113.9, 127.0.0.1"),  # the client's chain, then the client
         ("X-Forwarded-Proto", "http"),
         ("X-Forwarded-Host", f"127.0.0.1:{p.server.port}"),
         ("Authorization", f"Bearer {TOKEN}"),
+        *([NOTEBOOK_ID_HEADER] if mode == "edit" else []),
     ]
     return sorted((k.lower(), v) for k, v in pairs)
 
@@ -888,7 +906,9 @@ async def test_handed_off_head_reaches_upstream_with_exactly_the_filtered_header
     cookie = await p.cookie(member_for(p, mode), mode)
     sent = [("Connection", "keep-alive, X-Secret"), *browser_headers(cookie)]
     before = handoffs(p)
-    async with raw_request(p, "HEAD", f"/notebooks/{NB}/banner?q=1", sent) as (resp, reader):
+    # `file` and `access_token` are Marimo's, never the browser's to send.
+    target = f"/notebooks/{NB}/banner?q=1&file=%2Fother%2Fsecret_nb.py&access_token=t"
+    async with raw_request(p, "HEAD", target, sent) as (resp, reader):
         assert resp.status == 200
         assert await asyncio.wait_for(reader.read(), 10) == b""  # no body, then the close
     assert delta(handoffs(p), before) == (0, 1)  # answered on the aiohttp path
@@ -927,7 +947,7 @@ async def test_websocket_handshake_reaches_upstream_with_exactly_the_filtered_he
     cookie = await p.cookie(member_for(p, mode), mode)
     key = base64.b64encode(b"sixteen byte key").decode()
     sent = [*ws_handshake(key, p.origin), *browser_headers(cookie)]
-    target = f"/notebooks/{NB}/ws?session_id=abc&kiosk=false"
+    target = f"/notebooks/{NB}/ws?session_id=abc&kiosk=false&file=%2Fother.py&access_token=t"
     async with raw_request(p, "GET", target, sent) as (resp, _):
         assert resp.status == 101
         assert resp.headers["Sec-WebSocket-Accept"] == ws_accept(key)
@@ -1109,3 +1129,233 @@ async def test_a_taken_port_leaves_nothing_of_the_proxy_listening_or_open(settin
     with socket.socket() as again:
         again.bind(("127.0.0.1", metrics_port))  # free: the metrics listener was closed
     assert app[POOL].closed
+
+
+async def _closed(reader: asyncio.StreamReader) -> bytes:
+    """What the proxy sends before closing the connection (b"" for nothing)."""
+    try:
+        return await asyncio.wait_for(reader.read(), 10)
+    except ConnectionResetError:  # closed with our unread bytes in its buffer
+        return b""
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+async def test_revoking_access_mid_upload_never_lets_marimo_have_the_whole_body(
+    echo,  # type: ignore[no-untyped-def]
+    framing: str,
+) -> None:
+    """`Expect: 100-continue` hands the request to the app. Access ends while
+    its body is still arriving: the client's connection is closed at once, and
+    Marimo never gets the body whole, even when the client sends the rest."""
+    upstream, p = echo
+    await wait_listening(p)
+    cookie = await p.cookie(p.world.editor)
+    if framing == "chunked":
+        frame, first, rest = "Transfer-Encoding: chunked", b"5\r\npart1\r\n", b"1\r\nx\r\n0\r\n\r\n"
+    else:
+        frame, first, rest = "Content-Length: 6", b"part1", b"x"
+    reader, writer = await asyncio.open_connection("127.0.0.1", p.server.port)
+    try:
+        writer.write(
+            (
+                f"POST /notebooks/{NB}/upload HTTP/1.1\r\nHost: 127.0.0.1:{p.server.port}\r\n"
+                f"Cookie: {COOKIE_NAME}={cookie}\r\nExpect: 100-continue\r\n{frame}\r\n\r\n"
+            ).encode()
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        writer.write(first)
+        await asyncio.wait_for(upstream.upload_first.wait(), 10)
+        revoked = total(metrics.REVOKED, "access")
+        sql(p.settings.database_url, "delete from team_memberships where member_id = 'EDITOR1'")
+        assert await _closed(reader) == b""  # no answer, no waiting for the rest
+        assert total(metrics.REVOKED, "access") == revoked + 1
+        with contextlib.suppress(ConnectionError):
+            writer.write(rest)  # too late: nothing more is read
+            await writer.drain()
+        await asyncio.wait_for(upstream.upload_ended.wait(), 10)
+        assert upstream.uploads == ["broken"]
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+KEY = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+
+
+@pytest.mark.parametrize(
+    "handshake",
+    [
+        ("GET", [("Sec-WebSocket-Version", "99"), KEY]),
+        ("GET", [("Sec-WebSocket-Version", "13")]),
+        ("GET", [("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "short")]),
+        ("POST", [("Sec-WebSocket-Version", "13"), KEY]),
+    ],
+    ids=["bad-version", "no-key", "bad-key", "post"],
+)
+async def test_a_malformed_websocket_handshake_gets_400_and_never_reaches_upstream(
+    echo,  # type: ignore[no-untyped-def]
+    handshake: tuple[str, list[tuple[str, str]]],
+) -> None:
+    upstream, p = echo
+    method, extra = handshake
+    cookie = await p.cookie(p.world.owner)
+    sent = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Origin", p.origin),
+        ("Cookie", f"{COOKIE_NAME}={cookie}"),
+        *extra,
+    ]
+    refused = total(metrics.REQUESTS, "websocket", "bad_request")
+    async with raw_request(p, method, f"/notebooks/{NB}/ws", sent) as (resp, reader):
+        assert resp.status == 400
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert b"Bad request" in await asyncio.wait_for(reader.read(), 10)
+    assert upstream.seen == []  # judged before upstream was connected
+    assert total(metrics.REQUESTS, "websocket", "bad_request") == refused + 1
+
+
+async def test_a_marimo_message_over_the_limit_ends_the_socket_with_1009(
+    echo,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proxy import forward
+
+    assert forward.MARIMO_MESSAGE_LIMIT == 64 * 1024 * 1024
+    monkeypatch.setattr(forward, "MARIMO_MESSAGE_LIMIT", 64 * 1024)  # the same code, faster
+    limit = forward.MARIMO_MESSAGE_LIMIT
+    upstream, p = echo
+    session = await p.login(p.world.owner)
+    try:
+        async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+            await ws.send_str(f"big:{limit - 1}")  # under the limit: passed on
+            assert len(await ws.receive_str(timeout=30)) == limit - 1
+            await ws.send_str(f"big:{limit}")  # at it: never held whole, never passed on
+            msg = await ws.receive(timeout=30)
+            assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+            assert ws.close_code == 1009
+        await eventually(lambda: len(upstream.ws_close_codes) == 1, "upstream's socket to close")
+    finally:
+        await session.close()
+
+
+async def test_marimo_only_query_keys_never_reach_an_editors_websocket(echo) -> None:  # type: ignore[no-untyped-def]
+    """Marimo's `/ws` opens (and creates) whatever file `file` names, with a
+    kernel of its own: not for anyone to choose through the proxy."""
+    upstream, p = echo
+    session = await p.login(p.world.owner)
+    try:
+        query = "session_id=abc&file=%2Fother%2Fnb.py&x=1&access_token=t"
+        url = URL(p.url(f"/ws?{query}"), encoded=True)
+        async with session.ws_connect(url, origin=p.origin) as ws:
+            await ws.send_str("hi")
+            assert await ws.receive_str(timeout=5) == "echo:hi"
+        assert upstream.last_query == "session_id=abc&x=1"
+    finally:
+        await session.close()
+
+
+@contextlib.asynccontextmanager
+async def lookups(
+    p: ProxyUnderTest, behaviours: dict[str, str] | None = None
+) -> AsyncIterator[list[BaseException]]:
+    """The access cache's lookups, watched: for a member in `behaviours` they
+    fail ("raises") or never answer ("hangs"). Yields every failure seen (a
+    hang as the re-check's cancellation of it)."""
+    from proxy.app import CACHE
+
+    cache = p.server.app[CACHE]
+    original = cache.lookup
+    failures: list[BaseException] = []
+    never = asyncio.Event()
+
+    async def lookup(who: Any, notebook_id: str, *, fresh: bool = False) -> Any:
+        behaviour = (behaviours or {}).get(who.member_id)
+        try:
+            if behaviour == "hangs":
+                await never.wait()
+            if behaviour is not None:
+                raise RuntimeError("the database is not answering")
+            return await original(who, notebook_id, fresh=fresh)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
+    cache.lookup = lookup  # type: ignore[method-assign]
+    try:
+        yield failures
+    finally:
+        cache.lookup = original  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("behaviour", ["raises", "hangs"])
+async def test_a_lookup_that_fails_spares_nobody_elses_revocation(echo, behaviour: str) -> None:  # type: ignore[no-untyped-def]
+    """A re-check looks every access up on its own: one that fails or hangs
+    (a slow database) neither aborts nor holds the others' judgement."""
+    _, p = echo
+    await wait_listening(p)
+    owner, editor = await p.login(p.world.owner), await p.login(p.world.editor)
+    try:
+        async with (
+            owner.ws_connect(p.url("/ws"), origin=p.origin) as kept,
+            editor.ws_connect(p.url("/ws"), origin=p.origin) as ended,
+            lookups(p, {p.world.owner: behaviour}) as failures,
+        ):
+            # One NOTIFY (notebook:NB) re-checks both connections.
+            sql(p.settings.database_url, "delete from notebook_teams where team_id = 'TEAMED1'")
+            msg = await ended.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and ended.close_code == 4403
+            await eventually(lambda: len(failures) == 1, "the owner's lookup to fail")
+            # Unconfirmed, but only just: the owner's socket goes on.
+            await kept.send_str("still here")
+            assert await kept.receive_str(timeout=5) == "echo:still here"
+    finally:
+        await owner.close()
+        await editor.close()
+
+
+async def test_a_connection_whose_access_cannot_be_confirmed_ends_with_1013(settings) -> None:  # type: ignore[no-untyped-def]
+    """Fail closed: while the database cannot answer (here its one pooled
+    connection is taken), a revocation cannot be seen, so a connection whose
+    access no re-check has confirmed for UNCONFIRMED_SECONDS (by the proxy's
+    clock) ends with 1013; Marimo's page reconnects, to a 503 page."""
+    from proxy.app import CACHE, POOL, UNCONFIRMED_SECONDS
+
+    tight = dataclasses.replace(settings, db_pool_max=1, db_pool_wait_seconds=1)
+    async with echo_proxy(tight, recheck_seconds=0.2) as (_, p):
+        await wait_listening(p)
+        session = await p.login(p.world.editor)
+        try:
+            async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+                unconfirmed = total(metrics.REVOKED, "unconfirmed")
+                async with p.server.app[POOL].connection(timeout=10), lookups(p) as failures:
+                    sql(tight.database_url, "delete from team_memberships where role = 'editor'")
+                    await eventually(lambda: failures, "a re-check to fail, the database away")
+                    # Not yet past the limit: the socket goes on, revoked or not, through
+                    # a failed pass that started after the clock moved (periodic passes
+                    # run one after the other; beside them, at most the NOTIFY's pass
+                    # is in flight: the third failure from now is such a one).
+                    p.clock.advance(UNCONFIRMED_SECONDS - 1)
+                    seen = len(failures)
+                    await eventually(lambda: len(failures) >= seen + 3, "three more failures")
+                    await ws.send_str("hi")
+                    assert await ws.receive_str(timeout=5) == "echo:hi"
+                    p.clock.advance(1)
+                    msg = await ws.receive(timeout=10)
+                    assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1013
+                    # Marimo's page reconnects; while the database is away, a page to
+                    # retry (once the access cached at the last good read has expired,
+                    # which in real time it has 8 s later).
+                    p.server.app[CACHE].invalidate("*")
+                    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                        await session.ws_connect(p.url("/ws"), origin=p.origin)
+                    assert err.value.status == 503
+                assert total(metrics.REVOKED, "unconfirmed") == unconfirmed + 1
+            # The database back: the revocation it holds is seen.
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await session.ws_connect(p.url("/ws"), origin=p.origin)
+            assert err.value.status == 403
+        finally:
+            await session.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.access import Target, target_from_row
@@ -14,7 +15,6 @@ from proxy.headers import (
     request_pairs,
     response_pairs,
     security_headers,
-    strip_cookie,
     upstream_request_headers,
 )
 from proxy.live import refusal
@@ -41,14 +41,12 @@ def test_upstream_headers_drop_hop_by_hop_and_credentials() -> None:
             ("Marimo-Server-Token", "t"),
             ("Accept", "*/*"),
         ),
-        cookie_name="notebooks_proxy_session",
         marimo_token="MT",
         client_ip="1.2.3.4",
         proto="https",
         host="nb.example",
     )
     assert dict(out) == {
-        "Cookie": "a=1; b=2",
         "Marimo-Server-Token": "t",
         "Accept": "*/*",
         "X-Forwarded-For": "10.0.0.1, 1.2.3.4",
@@ -66,7 +64,6 @@ def test_upstream_websocket_headers_drop_the_handshake_and_origin() -> None:
             ("Origin", "x"),
             ("Cookie", "notebooks_proxy_session=s"),
         ),
-        cookie_name="notebooks_proxy_session",
         marimo_token="MT",
         client_ip=None,
         proto="http",
@@ -104,7 +101,6 @@ def test_content_length_named_in_connection_is_kept_both_ways() -> None:
     read the body the express lane relays as it came as a request of its own."""
     out = request_pairs(
         [("Host", "h"), ("Content-Length", "42"), ("Connection", "keep-alive, Content-Length")],
-        cookie_name="c",
         marimo_token="MT",
         client_ip=None,
         proto="http",
@@ -115,9 +111,9 @@ def test_content_length_named_in_connection_is_kept_both_ways() -> None:
     assert back == [("Content-Length", "5")]
 
 
-def test_marimos_login_cookie_never_passes_either_way() -> None:
-    """Marimo's `session_<port>_<base>` cookie is worth its token: not set in a
-    browser, not taken from one. Other cookies pass."""
+def test_marimos_login_cookie_never_reaches_a_browser() -> None:
+    """Marimo's `session_<port>_<base>` cookie is worth its token: never set
+    in a browser. Other cookies pass."""
     back = response_pairs(
         [
             ("Set-Cookie", "session_2718_notebooks_NB1=abc; path=/notebooks/NB1; httponly"),
@@ -127,19 +123,51 @@ def test_marimos_login_cookie_never_passes_either_way() -> None:
         ]
     )
     assert back == [("Set-Cookie", "theme=dark; path=/"), ("Set-Cookie", "sessionid=x")]
-    assert (
-        strip_cookie(
-            "session_2718=a; theme=dark; notebooks_proxy_session=s; session=b",
-            "notebooks_proxy_session",
+
+
+@pytest.mark.parametrize("viewer", [False, True], ids=["edit", "view"])
+@pytest.mark.parametrize("websocket", [False, True], ids=["http", "websocket"])
+def test_no_cookie_reaches_marimo(viewer: bool, websocket: bool) -> None:
+    """Marimo shows a request's cookies to notebook code (`mo.app_meta()`):
+    none of the browser's, ours, Marimo's or any other, in either mode."""
+    out = request_pairs(
+        [("Cookie", "theme=dark; notebooks_proxy_session=s"), ("cookie", "session_1=m")],
+        marimo_token="MT",
+        client_ip=None,
+        proto="http",
+        host="h",
+        websocket=websocket,
+        viewer=viewer,
+    )
+    assert [k for k, _ in out if k.lower() == "cookie"] == []
+
+
+def test_a_viewers_notebook_id_header_is_pinned_an_editors_kept() -> None:
+    """Marimo serves `/public/*` from the directory of whichever notebook
+    `X-Notebook-Id` names: a viewer's names this notebook's file as the
+    runtime recorded it (URI-encoded, as Marimo decodes it), or is dropped
+    when no path is known."""
+    incoming = [("X-Notebook-Id", "%2Fother%2Fsecret.py"), ("Accept", "*/*")]
+
+    def sent(viewer: bool, path: str | None = None) -> list[tuple[str, str]]:
+        pairs = request_pairs(
+            incoming,
+            marimo_token="MT",
+            client_ip=None,
+            proto="http",
+            host="h",
+            viewer=viewer,
+            notebook_path=path,
         )
-        == "theme=dark"
-    )
+        return [(k, v) for k, v in pairs if k in ("X-Notebook-Id", "Accept")]
 
-
-def test_strip_cookie_keeps_others() -> None:
-    assert strip_cookie("x=1;notebooks_proxy_session=2 ; y=3", "notebooks_proxy_session") == (
-        "x=1; y=3"
-    )
+    assert sent(viewer=True) == [("Accept", "*/*")]
+    own = "/data/nb 1/notebook.py"
+    assert sent(viewer=True, path=own) == [
+        ("X-Notebook-Id", "/data/nb%201/notebook.py"),
+        ("Accept", "*/*"),
+    ]
+    assert sent(viewer=False, path=own) == incoming
 
 
 def _session(**over: object) -> ProxySession:

@@ -10,6 +10,7 @@ from proxy.policy import (
     decide,
     force_kiosk,
     normalize,
+    upstream_target,
 )
 from proxy.policy_routes import marimo_middleware_paths, marimo_routes, missing_allowlisted
 
@@ -157,3 +158,22 @@ def test_force_kiosk_keeps_nothing_else_of_the_viewers_query() -> None:
 )
 def test_normalize_rejects_dot_segments(path: str, expected: str | None) -> None:
     assert normalize(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/", "/"),
+        ("/?file=/other/secret.py", "/"),
+        ("/?access_token=t", "/"),
+        ("/x?a=1&file=%2Fo.py&b=%2F%20", "/x?a=1&b=%2F%20"),  # the rest byte for byte
+        ("/?fil%65=/o.py&f%69le=/p.py&file&c=3", "/?c=3"),  # as Marimo decodes keys
+        ("/?files=1&profile=2&x=file", "/?files=1&profile=2&x=file"),  # only that key
+        ("/?a=%zz&b=+", "/?a=%zz&b=+"),
+        ("/public-files-sw.js?v=2", "/public-files-sw.js?v=2"),
+    ],
+)
+def test_marimo_only_query_keys_never_reach_marimo(target: str, expected: str) -> None:
+    """`file` makes Marimo (edit mode) register and load any path;
+    `access_token` is its own login. Neither is ever the proxy's to pass."""
+    assert upstream_target(target) == expected
