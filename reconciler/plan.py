@@ -26,6 +26,9 @@ TEARDOWN_POLL_SECONDS = 0.5
 # The status message of a notebook whose kernel could not be asked whether a
 # cell runs: shown idle, yet not stopped as idle (the detached timeout bounds it).
 UNKNOWN_ACTIVITY = "activity unknown: the kernel did not answer; not stopped as idle"
+# Between "restarting Marimo" and the error, in the message of a repair whose
+# restart raised: the deadline's failure reason quotes that last error.
+RETRYING = " failed, retrying: "
 
 
 class Action(StrEnum):
@@ -36,8 +39,8 @@ class Action(StrEnum):
     # `stopping` status and its reason (Plan.record_first)
     AUTO_STOP = "auto_stop"
     # start_deadline_at = now, committed before the start it bounds: the
-    # deadline measures an attempt (the first one of a session, or a repair),
-    # never the time a start waited in the queue for a worker.
+    # deadline measures an attempt (the first one of a session, or of a
+    # repair), never the time a start waited in the queue for a worker.
     ARM_DEADLINE = "arm_deadline"
 
 
@@ -52,8 +55,9 @@ class NotebookState:
     generation: int
     session_id: str | None
     # The start deadline of this session, armed by its first attempt (or a
-    # repair); None until a pass has attempted it, so time spent waiting for
-    # a worker never counts against a start.
+    # repair's) and disarmed once it is healthy; None until a pass has
+    # attempted it, so time spent waiting for a worker never counts against
+    # a start, and a provisioned notebook's None means no repair is under way.
     start_deadline_at: datetime | None
     last_active_at: datetime | None
     last_seen_at: datetime | None  # newest presence ping of any member
@@ -84,6 +88,9 @@ class Plan:
     # Decided on presence and activity (a ping, last_active_at): a status
     # change is written only if no ping landed since the row was read.
     presence: bool = False
+    # Healthy: disarm the start deadline, so that the next repair arms its own
+    # (a repair keeps the session, so nothing else tells an old arm from one).
+    disarm_deadline: bool = False
 
 
 def _executing(nb: NotebookState, observed: Observation) -> bool:
@@ -213,7 +220,14 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
     if (reason := _failure(observed)) is not None:
         return failed(reason, "failed")
     if _both_ready(observed):
-        return Plan((), Status.RUNNING, "", executing=_executing(nb, observed), outcome="ready")
+        return Plan(
+            (),
+            Status.RUNNING,
+            "",
+            executing=_executing(nb, observed),
+            outcome="ready",
+            disarm_deadline=nb.start_deadline_at is not None,
+        )
     actions: tuple[Action, ...] = ()
     if nb.start_deadline_at is None:
         actions = (Action.ARM_DEADLINE,)  # this pass is the session's first attempt
@@ -233,23 +247,67 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
 def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
     assert nb.status in PROVISIONED
     if not _both_ready(observed):
-        # Never `running` with a component down: back to starting, repaired
-        # within a fresh deadline (same session, same token, same file). A
-        # component that fails again during that start ends in `failed`.
+        # Never `running` with a component down: back to starting once the
+        # restart is issued (same session, same token, same file), within a
+        # deadline armed by the repair's first attempt. A component that
+        # fails again during that start ends in `failed`.
         broken = _not_ready(observed)
         terminal = any(
             c.terminal for c in (observed.sail, observed.marimo) if c.phase is Phase.FAILED
         )
         if terminal:
             return failed(broken, "failed")
+        actions: tuple[Action, ...] = (Action.ENSURE_RUNNING,)
+        if nb.start_deadline_at is None:
+            actions = (Action.ARM_DEADLINE, *actions)  # the repair's first attempt
+        elif now >= nb.start_deadline_at:
+            # Every restart since the first raised (or its write was lost).
+            return failed(_repair_failed(nb, observed, broken), "deadline")
         return Plan(
-            (Action.ARM_DEADLINE, Action.ENSURE_RUNNING),
+            actions,
             Status.STARTING,
             f"restarting after {broken}",
             requeue_after=POLL_SECONDS,
             outcome="repair",
         )
-    return replace(_plan_presence(nb, observed, now), presence=True)
+    healthy = _plan_presence(nb, observed, now)
+    return replace(healthy, presence=True, disarm_deadline=nb.start_deadline_at is not None)
+
+
+def _restarting(observed: Observation) -> str:
+    names = [name for name, c in _components(observed) if c.phase is not Phase.READY]
+    return "restarting " + " and ".join(names)
+
+
+def _repair_failed(nb: NotebookState, observed: Observation, broken: str) -> str:
+    """The reason a repair failed at its deadline: the last error its restart
+    raised (the message `attempt_raised` left, unless a ping replaced it),
+    and what was down."""
+    head, retrying, last = nb.status_message.partition(RETRYING)
+    error = f": {last}" if retrying and head.startswith("restarting ") else ""
+    return f"{_restarting(observed)} failed until the start deadline passed{error} ({broken})"
+
+
+def attempt_raised(nb: NotebookState, p: Plan, observed: Observation, error: str) -> Plan | None:
+    """What to record when applying `p` raised a transient error (the pass is
+    retried with back-off): for a repair, a message saying the restart
+    fails, the status unchanged; None for anything else (a start's attempts
+    are bounded by its deadline and show their step).
+
+    The status stays provisioned because no restart was issued: written
+    `starting`, the next pass would read the component that died before the
+    repair as the restart's own failure and fail at once, where a transient
+    error deserves retries. The deadline the first attempt armed bounds it:
+    past it, `plan` fails the notebook with this error."""
+    if nb.status not in PROVISIONED or Action.ENSURE_RUNNING not in p.actions:
+        return None
+    return Plan(
+        (),
+        nb.status,
+        f"{_restarting(observed)}{RETRYING}{error}",
+        executing=nb.executing,
+        outcome="error",
+    )
 
 
 def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> Plan:

@@ -8,7 +8,9 @@ meanwhile), nothing stale is written and the pass asks to run again at once.
 A plan that tears down after a failure or an auto-stop (`record_first`) is
 written before its actions too, so the reason outlives a teardown that fails;
 so is the start deadline a first attempt arms (`ARM_DEADLINE`), so that a
-start whose attempts keep failing still ends within it.
+start (or a repair) whose attempts keep failing still ends within it. A
+repair whose restart raises says so in its status message before the error
+goes back to the worker's back-off.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from common.ids import is_valid_id
 from common.statuses import Desired, Status
 from reconciler import metrics
 from reconciler.db import fetchone
-from reconciler.plan import Action, NotebookState, Plan, failed, plan
+from reconciler.plan import Action, NotebookState, Plan, attempt_raised, failed, plan
 from reconciler.runtime.base import (
     Observation,
     Phase,
@@ -43,6 +45,9 @@ from sql import query
 log = structlog.get_logger("reconciler")
 
 ACTOR = "reconciler"
+# A runtime's error in a status message: enough to say what refused (a
+# Kubernetes ApiException's text carries the whole response).
+ERROR_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,13 @@ async def _carry_out(
         row = _recorded(row, p)
     if Action.ARM_DEADLINE in p.actions and not await _arm_deadline(deps, row, now):
         return Result("conflict", 0, generation, p.actions)
-    observed = await _apply(deps, row, p, observed)
+    try:
+        observed = await _apply(deps, row, p, observed)
+    except TerminalError:
+        raise  # recorded as the failure by reconcile_once
+    except Exception as exc:  # transient: retried by the worker with back-off
+        await _record_raised(deps, row, p, observed, exc)
+        raise
     if not await _write(deps, row, p, observed):
         return Result("conflict", 0, generation, p.actions)
     if status == Status.STARTING and p.status is Status.RUNNING and row["start_requested_at"]:
@@ -238,6 +249,29 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
                 await deps.runtime.delete(row["id"])
                 observed = Observation(session_id=None)
     return observed
+
+
+def _error_text(exc: BaseException, token: str | None) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if token:
+        text = text.replace(token, "***")  # members never see Marimo's token
+    return text[:ERROR_CHARS]
+
+
+async def _record_raised(
+    deps: Deps, row: dict[str, Any], p: Plan, observed: Observation, exc: Exception
+) -> None:
+    """A repair whose restart raised says so (`attempt_raised`); the error
+    then goes back to the worker, retried with back-off. Best effort: the
+    database may be what failed, and the deadline bounds the repair anyway."""
+    nb = _state(row, deps.presence_window_seconds)
+    said = attempt_raised(nb, p, observed, _error_text(exc, row["session_token"]))
+    if said is None:
+        return
+    try:
+        await _write(deps, row, said, observed)
+    except Exception as write_exc:
+        log.warning("repair_error_not_recorded", notebook_id=row["id"], error=repr(write_exc))
 
 
 async def _arm_deadline(deps: Deps, row: dict[str, Any], now: datetime) -> bool:
@@ -336,6 +370,7 @@ async def _write(
                 "touch": p.touch_last_active,
                 "now": now,
                 "clear_session": p.status is Status.STOPPED,
+                "disarm_deadline": p.disarm_deadline,
             },
         )
     return True

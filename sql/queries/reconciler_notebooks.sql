@@ -25,9 +25,9 @@ select generation, status, last_active_at from notebooks where id = %(id)s for u
 select max(last_seen_at) as last_seen_at from notebook_presence where notebook_id = %(id)s;
 
 -- name: reconciler_arm_deadline
--- A pass's first attempt at a session (or a repair): the start deadline
--- counts from now, for this session (migration 0009), unless a member
--- changed the notebook since the pass read it.
+-- A pass's first attempt at a session (or a repair's first attempt): the
+-- start deadline counts from now, for this session (migration 0009), unless
+-- a member changed the notebook since the pass read it.
 update notebooks
    set start_deadline_at = %(deadline)s, start_deadline_session_id = session_id
  where id = %(id)s and generation = %(generation)s
@@ -40,17 +40,24 @@ select exists (select 1 from notebook_events e where e.notebook_id = %(id)s) as 
 
 -- name: reconciler_update_observed
 -- Skipped when nothing changes: the sweep looks at every provisioned notebook.
+-- `disarm_deadline`: the notebook is healthy, so the start deadline of its
+-- start or repair is over; the next repair (same session) arms its own.
 update notebooks
    set runtime_state = %(runtime_state)s,
        executing = %(executing)s,
        last_active_at = case when %(touch)s then %(now)s else last_active_at end,
        session_id = case when %(clear_session)s then null else session_id end,
-       session_token = case when %(clear_session)s then null else session_token end
+       session_token = case when %(clear_session)s then null else session_token end,
+       start_deadline_at = case when %(disarm_deadline)s then null else start_deadline_at end,
+       start_deadline_session_id = case when %(disarm_deadline)s then null
+                                        else start_deadline_session_id end
  where id = %(id)s
    and (runtime_state is distinct from %(runtime_state)s
         or executing is distinct from %(executing)s
         or %(touch)s
-        or (%(clear_session)s and (session_id is not null or session_token is not null)));
+        or (%(clear_session)s and (session_id is not null or session_token is not null))
+        or (%(disarm_deadline)s
+            and (start_deadline_at is not null or start_deadline_session_id is not null)));
 
 -- name: reconciler_auto_stop
 -- The reconciler's own decision to stop (idle/detached timeout): desired

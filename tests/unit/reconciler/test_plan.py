@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.statuses import PROVISIONED, Desired, Status
-from reconciler.plan import TEARDOWN_POLL_SECONDS, UNKNOWN_ACTIVITY, Action, NotebookState, plan
+from reconciler.plan import (
+    TEARDOWN_POLL_SECONDS,
+    UNKNOWN_ACTIVITY,
+    Action,
+    NotebookState,
+    attempt_raised,
+    plan,
+)
 from reconciler.runtime.base import ABSENT, Component, Observation, Phase
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -43,6 +50,9 @@ OBS = {
 
 
 def nb(desired: Desired, status: Status, **kw: object) -> NotebookState:
+    # A provisioned notebook's deadline was disarmed when it became healthy;
+    # a repair arms its own at its first attempt.
+    deadline = None if status in PROVISIONED else NOW + timedelta(seconds=60)
     base = NotebookState(
         id="NB",
         desired=desired,
@@ -50,7 +60,7 @@ def nb(desired: Desired, status: Status, **kw: object) -> NotebookState:
         status_message="",
         generation=3,
         session_id=S,
-        start_deadline_at=NOW + timedelta(seconds=60),
+        start_deadline_at=deadline,
         last_active_at=NOW - timedelta(seconds=10),
         last_seen_at=NOW - timedelta(seconds=10),
         executing=False,
@@ -160,6 +170,8 @@ def test_plan_invariants_over_every_case(desired: Desired, status: Status, obs: 
         assert p.actions == (Action.ENSURE_STOPPED,)  # a teardown cut short is finished first
     if Action.ARM_DEADLINE in p.actions:
         assert p.actions[0] is Action.ARM_DEADLINE  # committed before the attempt it bounds
+    if p.disarm_deadline:  # only once healthy, never while a start or repair is under way
+        assert both_ready and p.status in (*PROVISIONED, Status.STOPPING)
     # Exactly the decisions made on presence and activity are written only if
     # no ping landed meanwhile (running/idle/detached of a healthy notebook, auto-stop).
     healthy = both_ready and o.session_id == S
@@ -335,3 +347,64 @@ def test_an_unknown_executing_is_still_bounded_by_the_detached_timeout() -> None
         assert p.auto_stop_reason == "detached" and "14400 s" in p.status_message
     never = nb(R, Status.IDLE, last_seen_at=old, last_active_at=old, detached_timeout_seconds=0)
     assert plan(never, OBS["unknown"], NOW).actions == ()
+
+
+def test_a_repair_arms_its_deadline_once_and_fails_when_it_passes() -> None:
+    """A repair keeps its session: the deadline its first attempt armed
+    bounds every later attempt (each of which may have raised), instead of
+    being armed again by each of them."""
+    first = plan(nb(R, Status.RUNNING), OBS["marimo_dead"], NOW)
+    assert (first.actions, first.status, first.outcome) == ((ARM, E_RUN), Status.STARTING, "repair")
+    armed = nb(R, Status.IDLE, start_deadline_at=NOW + timedelta(seconds=1))
+    again = plan(armed, OBS["marimo_dead"], NOW)
+    assert (again.actions, again.status) == ((E_RUN,), Status.STARTING)
+    assert again.status_message == "restarting after Marimo: exited with code 1: boom"
+
+    raised = replace(
+        armed,
+        start_deadline_at=NOW,
+        status_message="restarting Marimo failed, retrying: OSError: [Errno 28] disk full",
+    )
+    late = plan(raised, OBS["marimo_dead"], NOW)
+    assert (late.actions, late.status, late.outcome) == ((E_STOP,), Status.FAILED, "deadline")
+    assert late.status_message == (
+        "restarting Marimo failed until the start deadline passed:"
+        " OSError: [Errno 28] disk full (Marimo: exited with code 1: boom)"
+    )
+    assert late.record_first
+    # The message replaced meanwhile (a ping moved idle to running): no last error to quote.
+    pinged = replace(raised, status=Status.RUNNING, status_message="Opened by a member")
+    assert plan(pinged, OBS["sail_dead"], NOW).status_message == (
+        "restarting Sail failed until the start deadline passed (Sail: exited with code 1: boom)"
+    )
+
+
+def test_a_restart_that_raised_keeps_the_status_and_says_so() -> None:
+    for status in PROVISIONED:
+        broken = nb(R, status, executing=True, start_deadline_at=NOW)
+        p = plan(broken, OBS["marimo_dead"], NOW - timedelta(seconds=1))
+        said = attempt_raised(broken, p, OBS["marimo_dead"], "OSError: [Errno 24] Too many")
+        assert said is not None
+        assert (said.actions, said.status, said.executing) == ((), status, True)
+        assert said.status_message == (
+            "restarting Marimo failed, retrying: OSError: [Errno 24] Too many"
+        )
+        assert not (said.record_first or said.presence or said.disarm_deadline)
+    both = Observation(S, sail=DEAD, marimo=ABSENT)
+    p = plan(nb(R, Status.RUNNING), both, NOW)
+    said = attempt_raised(nb(R, Status.RUNNING), p, both, "boom")
+    assert said is not None and said.status_message.startswith("restarting Sail and Marimo failed")
+    # A start's attempt (bounded by its own deadline) and a teardown record nothing.
+    start = nb(R, Status.STARTING)
+    assert attempt_raised(start, plan(start, OBS["nothing"], NOW), OBS["nothing"], "x") is None
+    stop = nb(ST, Status.STOPPING)
+    assert attempt_raised(stop, plan(stop, OBS["ready"], NOW), OBS["ready"], "x") is None
+
+
+def test_healthy_again_disarms_the_deadline_of_the_start_or_repair() -> None:
+    started = plan(nb(R, Status.STARTING), OBS["ready"], NOW)
+    assert (started.status, started.disarm_deadline) == (Status.RUNNING, True)
+    repaired = nb(R, Status.RUNNING, start_deadline_at=NOW - timedelta(days=1))
+    assert plan(repaired, OBS["ready"], NOW).disarm_deadline  # an arm not cleared before
+    assert not plan(nb(R, Status.RUNNING), OBS["ready"], NOW).disarm_deadline  # nothing to do
+    assert not plan(repaired, OBS["marimo_dead"], NOW).disarm_deadline
