@@ -228,6 +228,13 @@ function tokenBody(nameInput, expirySelect) {
 
 // ---- your tokens -----------------------------------------------------------
 
+// Who made a token: an org admin may make one for a member (and saw its
+// secret once), the operator's `notebooks admin` one for anybody.
+function madeBy(t) {
+  if (t.createdBy === state.me.id) return "you";
+  return t.createdBy ? "an organization admin" : "the operator";
+}
+
 function tokenRow(t) {
   const session = t.id === token.id();
   const label = `${t.name} (${t.prefix}…${session ? ", this console session" : ""})`;
@@ -242,6 +249,7 @@ function tokenRow(t) {
     ),
     h("td", { "data-label": "Prefix" }, h("code", { text: `${t.prefix}…` })),
     h("td", { "data-label": "Created" }, formatTime(t.createdAt)),
+    h("td", { "data-label": "Made by", text: madeBy(t) }),
     h("td", { "data-label": "Last used" }, formatTime(t.lastUsedAt)),
     h("td", { "data-label": "Expires" }, formatTime(t.expiresAt)),
     h(
@@ -275,7 +283,7 @@ async function loadTokens() {
   fillCeilingHints();
   const body = $("#tokens-body");
   preserveFocus(body, () =>
-    body.replaceChildren(...(items.length ? items.map(tokenRow) : [emptyRow(6, "You have no tokens.")])),
+    body.replaceChildren(...(items.length ? items.map(tokenRow) : [emptyRow(7, "You have no tokens.")])),
   );
 }
 

@@ -244,6 +244,10 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     page.get_by_role("heading", name="Your tokens").wait_for()
     bob_session = page.locator("#tokens-body tr", has_text="this console session")
     assert bob_session.count() == 1
+    # who made each: the console's sign-in token Bob himself, "pasted" the admin
+    assert "you" in bob_session.locator("td[data-label='Made by']").inner_text()
+    pasted = page.locator("#tokens-body tr", has_text="pasted")
+    assert pasted.locator("td[data-label='Made by']").inner_text() == "an organization admin"
     card = team_card(page, "data-eng")
     card.wait_for()
     assert "you: admin" in card.locator("summary").inner_text()
