@@ -3,6 +3,7 @@ connection (inside the request's transaction), at what time."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -92,48 +93,48 @@ def bearer_token(request: web.Request) -> str:
 _WRITE_LOCK = " for key share of t, m"
 
 
+@dataclass(frozen=True)
+class _Authenticated:
+    me: Principal
+    stale_use: bool  # last_used_at is older than TOKEN_TOUCH_INTERVAL
+
+
 async def authenticate(
-    conn: psycopg.AsyncConnection[Any], token: str, now: datetime, *, write: bool = False
-) -> Principal:
+    conn: psycopg.AsyncConnection[Any], token: str, now: datetime, *, lock: bool = False
+) -> _Authenticated:
     cur = await conn.execute(
-        query("api_authenticate") + (_WRITE_LOCK if write else ""),  # type: ignore[arg-type]
+        query("api_authenticate") + (_WRITE_LOCK if lock else ""),  # type: ignore[arg-type]
         {"secret_hash": hash_token(token), "now": now},
     )
     row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
     if row is None:
         raise invalid_token()
     last = row["last_used_at"]
-    if last is None or now - last >= TOKEN_TOUCH_INTERVAL:
-        await conn.execute(
-            query("api_touch_token"),  # type: ignore[arg-type]
-            {"id": row["token_id"], "now": now},
-        )
-    return Principal(
+    me = Principal(
         row["member_id"],
         row["organization_id"],
         row["organization_admin"],
         row["token_id"],
         row["expires_at"],
     )
+    return _Authenticated(me, last is None or now - last >= TOKEN_TOUCH_INTERVAL)
 
 
-async def _context(
-    request: web.Request,
-    conn: psycopg.AsyncConnection[Any],
-    token: str,
-    now: datetime,
-    *,
-    write: bool = False,
-) -> Ctx:
-    me = await authenticate(conn, token, now, write=write)
-    request[MEMBER_ID] = me.member_id
-    app = request.app
-    return Ctx(request, conn, me, now, app[SETTINGS], app[MARKERS])
+def revokes_access(handler: Handler) -> Handler:
+    """Mark a handler that disables a member or revokes a token. It locks the
+    rows itself (`for update`, in id order) and checks its caller there, so
+    its caller's rows are not key-share-locked as well: two such requests
+    crossing (admins disabling each other, one admin disabling two members,
+    a sign-out sent twice) would otherwise each hold a lock the other waits
+    for."""
+    handler.revokes_access = True  # type: ignore[attr-defined]
+    return handler
 
 
 def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap a handler: authenticate, then run it in one transaction (reads
     that are a single statement run without an explicit one)."""
+    lock = not getattr(handler, "revokes_access", False)
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         app = request.app
@@ -143,10 +144,31 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
             await receive_body(request)
         now = app[CLOCK].now()
         async with app[POOL].connection() as conn:
-            if request.method in ("GET", "HEAD"):
-                return await handler(await _context(request, conn, token, now))
-            async with conn.transaction():
-                return await handler(await _context(request, conn, token, now, write=True))
+            auth: _Authenticated | None = None
+
+            def context(authenticated: _Authenticated) -> Ctx:
+                nonlocal auth
+                auth = authenticated
+                request[MEMBER_ID] = authenticated.me.member_id
+                return Ctx(request, conn, authenticated.me, now, app[SETTINGS], app[MARKERS])
+
+            try:
+                if request.method in ("GET", "HEAD"):
+                    return await handler(context(await authenticate(conn, token, now)))
+                async with conn.transaction():
+                    authenticated = await authenticate(conn, token, now, lock=lock)
+                    return await handler(context(authenticated))
+            finally:
+                # After the transaction, in autocommit: inside it, the touch
+                # would hold the token row until the write commits, and
+                # every other request with that token would queue behind it.
+                # Best effort: a lost touch must not replace the answer.
+                if auth is not None and auth.stale_use and not conn.closed:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute(
+                            query("api_touch_token"),  # type: ignore[arg-type]
+                            {"id": auth.me.token_id, "now": now},
+                        )
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__

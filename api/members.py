@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.context import Ctx
+from api.context import Ctx, revokes_access
 from api.errors import Conflict, Forbidden, NotFound, invalid_token, member_exists
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
@@ -87,6 +87,7 @@ async def create_member(ctx: Ctx) -> web.Response:
     return raw_json(row["items"][1:-1], 201)
 
 
+@revokes_access
 async def disable_member(ctx: Ctx) -> web.Response:
     member_id = path_id(ctx.request, "member")
     require_org_admin(ctx)
@@ -161,6 +162,7 @@ async def list_tokens(ctx: Ctx) -> web.Response:
     return plain_list(ctx, scope, row)
 
 
+@revokes_access
 async def revoke_token(ctx: Ctx) -> web.Response:
     member_id = await _token_owner(ctx)
     token_id = path_id(ctx.request, "token")

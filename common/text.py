@@ -26,7 +26,9 @@ INVISIBLE = (
     r"\u205f-\u206f\u2800\u3164\ufeff\uffa0"
 )
 _EDGE = rf"[^\s{CONTROL}{INVISIBLE}]"
-NAME_PATTERN = rf"^{_EDGE}(?:[^{CONTROL}]*{_EDGE})?$"
+# Line and paragraph separators break a line anywhere, not only at the ends.
+_BREAKS = r"\u2028\u2029"
+NAME_PATTERN = rf"^{_EDGE}(?:[^{CONTROL}{_BREAKS}]*{_EDGE})?$"
 EMAIL_PATTERN = rf"^[^@\s{CONTROL}{INVISIBLE}]+@[^@\s{CONTROL}{INVISIBLE}]+$"
 
 NAME = re.compile(NAME_PATTERN)

@@ -109,10 +109,16 @@ with recursive target as (
     select id from target
     union
     select t.id from api_tokens t join lineage l on t.made_by = l.id
-), made_with as (
-    update api_tokens set revoked_at = now()
+), locked as (
+    -- as api_revoke_token: waits for the writes in flight made with any of them
+    select id from api_tokens
      where id in (select id from lineage) and id not in (select id from target)
        and revoked_at is null
+     order by id
+       for update
+), made_with as (
+    update api_tokens set revoked_at = now()
+     where id in (select id from locked)
     returning id
 )
 update api_tokens t set revoked_at = coalesce(t.revoked_at, now())

@@ -105,9 +105,16 @@ with recursive target as (
     select id from target
     union
     select t.id from api_tokens t join lineage l on t.made_by = l.id
+), locked as (
+    -- `for update`: waits for the writes in flight made with any of them
+    -- (they key-share-lock their token, api/context.py); in id order.
+    select id from api_tokens
+     where id in (select id from lineage) and revoked_at is null
+     order by id
+       for update
 ), revoked as (
     update api_tokens set revoked_at = %(now)s, revoked_by = %(caller_id)s
-     where id in (select id from lineage) and revoked_at is null
+     where id in (select id from locked)
     returning id
 )
 select id from target;

@@ -138,3 +138,91 @@ async def test_the_admin_cli_waits_for_writes_in_flight_too(
     write, code = await revoked_mid_write(client, factory, settings, second, run_cli)
     assert write.status == 201 and code == 0
     assert (await client.get(f"{V1}/me", headers=second.auth)).status == 401
+
+
+async def test_a_revocation_waits_for_writes_made_with_tokens_made_with_it(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """The lineage (migration 0007) is revoked with the token: a write in
+    flight made with a child token is waited for as well."""
+    second = factory.member(world.org, admin=True)
+    parent = factory.value("select id from api_tokens where member_id = %s", second.id)
+    child_secret = factory.token(second.id)
+    factory.conn.execute(
+        "update api_tokens set made_by = %s where member_id = %s and id <> %s",
+        (parent, second.id, parent),
+    )
+    with_child = Member(second.id, second.org, child_secret)
+
+    async def revoke() -> Any:
+        url = f"{V1}/members/{second.id}/tokens/{parent}"
+        return await client.delete(url, headers=world.admin.auth)
+
+    write, revoked = await revoked_mid_write(client, factory, settings, with_child, revoke)
+    assert write.status == 201 and revoked.status == 204, await body_of(revoked)
+    assert (await client.get(f"{V1}/me", headers=with_child.auth)).status == 401
+
+
+def _member_with_id(factory: Factory, org: str, member_id: str, *, admin: bool = False) -> Member:
+    factory.conn.execute(
+        "insert into members (id, organization_id, email, name, organization_admin)"
+        " values (%s, %s, %s, %s, %s)",
+        (member_id, org, f"{member_id.lower()}@example.com", member_id, admin),
+    )
+    return Member(member_id, org, factory.token(member_id))
+
+
+async def test_one_admin_disabling_two_members_at_once_is_not_a_deadlock(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """Both disables reach the rows' locks together (held back by a third
+    party on the targets): each locks its target, then the admin's own row,
+    one after the other; neither holds the admin's row while waiting."""
+    admin = _member_with_id(factory, world.org, "ZZADMIN1", admin=True)
+    targets = [_member_with_id(factory, world.org, f"AATARGET{i}") for i in (1, 2)]
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder, holder.transaction():
+        await holder.execute(
+            "select 1 from members where id = any(%s) for update", ([t.id for t in targets],)
+        )
+        disables = [
+            asyncio.ensure_future(client.delete(f"{V1}/members/{t.id}", headers=admin.auth))
+            for t in targets
+        ]
+        await until_waiting_on_locks(factory, 2, asyncio.gather(*disables), "no disable waited")
+    answers = await asyncio.gather(*disables)
+    assert [a.status for a in answers] == [204, 204], [await body_of(a) for a in answers]
+
+
+async def test_a_sign_out_sent_twice_is_not_a_deadlock(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    second = factory.member(world.org)
+    token_id = factory.value("select id from api_tokens where member_id = %s", second.id)
+    url = f"{V1}/members/{second.id}/tokens/{token_id}"
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder, holder.transaction():
+        await holder.execute("select 1 from api_tokens where id = %s for update", (token_id,))
+        twice = [asyncio.ensure_future(client.delete(url, headers=second.auth)) for _ in (1, 2)]
+        await until_waiting_on_locks(factory, 2, asyncio.gather(*twice), "no revoke waited")
+    statuses = sorted(a.status for a in await asyncio.gather(*twice))
+    assert statuses == [204, 404], statuses
+
+
+async def test_a_write_in_flight_does_not_hold_back_other_requests_with_its_token(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """last_used_at is written after the write's transaction, not inside it,
+    where it would hold the token's row until the write commits."""
+    second = factory.member(world.org, admin=True)  # never used: last_used_at is stale
+    async with held_org(settings, second.org):
+        write = asyncio.ensure_future(
+            client.post(f"{V1}/teams", json={"name": "slow"}, headers=second.auth)
+        )
+        await until_waiting_on_locks(factory, 1, write, "the write did not wait")
+        me = await asyncio.wait_for(client.get(f"{V1}/me", headers=second.auth), 10)
+        assert me.status == 200 and not write.done()
+    assert (await write).status == 201
+    assert factory.value(
+        "select last_used_at is not null from api_tokens where member_id = %s", second.id
+    )

@@ -30,6 +30,7 @@ V1 = "/api/v1"
         "\u3164",  # Hangul filler
         "\u2800",  # Braille blank
         "da\nta",
+        "da\u2028ta",  # a line separator breaks the line inside too
     ],
 )
 async def test_names_blank_or_invisible_at_an_end_are_refused(
