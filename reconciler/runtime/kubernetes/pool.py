@@ -186,12 +186,13 @@ class WarmPool:
                     deleted.append(meta["name"])
             if deleted:
                 log.info("k8s_warm_collected", pods=deleted)
-            gone = {p["metadata"]["name"] for p in doomed}  # deleted, or claimed meanwhile
-            have = sum(
-                1
-                for p in members
-                if p["metadata"]["labels"].get(POOL) == digest and p["metadata"]["name"] not in gone
-            )
+            if doomed:
+                # Counted afresh: a doomed pod whose delete met a changed
+                # resourceVersion was either claimed (gone from the pool) or
+                # only updated by its kubelet (still a member), and only a new
+                # list tells which; the deleted ones are terminating by now.
+                members = await self._members()
+            have = sum(1 for p in members if p["metadata"]["labels"].get(POOL) == digest)
             created = 0
             for _ in range(size - have):
                 try:

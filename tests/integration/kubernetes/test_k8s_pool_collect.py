@@ -134,13 +134,42 @@ async def test_a_warm_pod_claimed_after_the_refill_listed_it_stays(kube: Kube) -
     # Another worker claims it right after this refill listed the pool.
     listed = rt.pool._members
 
+    claimed = []
+
     async def then_claimed(digest: str | None = None) -> list[dict[str, Any]]:
         pods = await listed(digest)
-        if digest is None:
+        if digest is None and not claimed:
             other = kube.runtime(warm_pool_size=1)
-            assert await other.pool.claim(spec("NB9", "sail:a")) == old
+            claimed.append(await other.pool.claim(spec("NB9", "sail:a")))
+            assert claimed == [old]
         return pods
 
     rt.pool._members = then_claimed  # type: ignore[method-assign]
     await rt.ensure_running(spec("NB2", "sail:b"))
     assert pod(kube, old)["metadata"]["labels"][n.NOTEBOOK] == "NB9"
+
+
+@pytest.mark.usefixtures("preconditions")
+async def test_a_warm_pod_only_updated_since_the_list_still_counts(kube: Kube) -> None:
+    """Its delete meets a changed resourceVersion (its kubelet wrote its
+    status meanwhile): it stays, and is counted, so no pod is added beside it."""
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1", "sail:a"))
+    [old] = warm(kube, "sail:a")
+    await running(kube, [old])
+    age(kube, old, WARM_MAX_AGE_SECONDS + 60)
+    listed = rt.pool._members
+    touched = []
+
+    async def then_updated(digest: str | None = None) -> list[dict[str, Any]]:
+        pods = await listed(digest)
+        if digest is None and not touched:
+            obj = pod(kube, old)
+            obj["metadata"].setdefault("annotations", {})["touched"] = "by the kubelet"
+            kube.emulator.put("", "pods", obj)  # a new resourceVersion
+            touched.append(old)
+        return pods
+
+    rt.pool._members = then_updated  # type: ignore[method-assign]
+    await rt.pool.refill(WorkloadSpec(sail=ResourceSpec(image="sail:a")))
+    assert warm(kube, "sail:a") == [old]
