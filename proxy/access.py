@@ -1,6 +1,6 @@
 """Who may reach which notebook's Marimo, looked up in Postgres and cached.
 
-The cache is keyed by (member, notebook) and dropped on NOTIFY from the
+The cache is keyed by (member, notebook, API token) and dropped on NOTIFY from the
 triggers of migration 0003; a short TTL bounds staleness even if the LISTEN
 connection is down (it reconnects in the background)."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, cast
@@ -49,9 +49,11 @@ class Target:
     # The notebook file's path as its Marimo knows it (the runtime records
     # it): what a viewer's `X-Notebook-Id` is pinned to (proxy/headers.py).
     notebook_path: str | None = None
-    # When it was read from the database (the proxy's clock). Not part of the
-    # access it describes: an equal access read again compares equal.
-    checked_at: datetime | None = field(default=None, compare=False)
+    # When it was read from the database, on the proxy's monotonic clock
+    # (`Clock.monotonic`: a step of the wall clock must not make a read look
+    # newer or older). Not part of the access it describes: an equal access
+    # read again compares equal.
+    checked_at: float | None = field(default=None, compare=False)
 
     def token_expired(self, now: datetime) -> bool:
         return self.token_expires_at is not None and now >= self.token_expires_at
@@ -61,7 +63,7 @@ class Target:
         return self.status in SERVING and bool(self.marimo_url) and bool(self.session_token)
 
 
-def target_from_row(row: dict[str, object], checked_at: datetime | None = None) -> Target:
+def target_from_row(row: dict[str, object], checked_at: float | None = None) -> Target:
     roles = set(row["team_roles"] or [])  # type: ignore[call-overload]
     member_ok = bool(row["member_ok"])
     owner_or_admin = member_ok and (bool(row["is_owner"]) or bool(row["is_org_admin"]))
@@ -79,6 +81,10 @@ def target_from_row(row: dict[str, object], checked_at: datetime | None = None) 
     )
 
 
+# What an entry is cached under: (member, notebook, API token).
+Key = tuple[str, str, str]
+
+
 class AccessCache:
     """Targets keyed by (member, notebook, API token): the token is part of
     the key because a revoked token ends only what it opened."""
@@ -89,10 +95,10 @@ class AccessCache:
         self._pool = pool
         self._ttl = ttl
         self._clock = clock or SystemClock()
-        self._entries: dict[tuple[str, str, str], tuple[float, Target | None]] = {}
+        self._entries: dict[Key, tuple[float, Target | None]] = {}
 
     @staticmethod
-    def key(who: Principal, notebook_id: str) -> tuple[str, str, str]:
+    def key(who: Principal, notebook_id: str) -> Key:
         """What an entry is cached under, and what one lookup answers for."""
         return (who.member_id, notebook_id, who.token_id)
 
@@ -105,7 +111,7 @@ class AccessCache:
             if found:
                 return target
         async with self._pool.connection() as conn:
-            checked_at = self._clock.now()  # the answer is at least this fresh
+            checked_at = self._clock.monotonic()  # the answer is at least this fresh
             cur = await conn.execute(
                 query("proxy_target"),
                 {"member_id": key[0], "notebook_id": key[1], "token_id": key[2]},
@@ -115,6 +121,33 @@ class AccessCache:
         target = target_from_row(cast(dict[str, object], row), checked_at) if row else None
         self._entries[key] = (time.monotonic(), target)
         return target
+
+    async def refresh(self, keys: Collection[Key]) -> dict[Key, Target | None]:
+        """Every key looked up afresh in one statement (the re-check's: one
+        lookup per key would queue thousands on the small pool) and cached
+        as `lookup` caches; None for a key whose notebook is gone."""
+        async with self._pool.connection() as conn:
+            checked_at = self._clock.monotonic()
+            cur = await conn.execute(
+                query("proxy_targets"),
+                {
+                    "member_ids": [k[0] for k in keys],
+                    "notebook_ids": [k[1] for k in keys],
+                    "token_ids": [k[2] for k in keys],
+                },
+            )
+            rows = cast(list[dict[str, object]], await cur.fetchall())  # dict_row pool
+        found = {
+            (str(r["key_member_id"]), str(r["key_notebook_id"]), str(r["key_token_id"])): (
+                target_from_row(r, checked_at)
+            )
+            for r in rows
+        }
+        stamp = time.monotonic()
+        targets = {key: found.get(key) for key in keys}
+        for key, target in targets.items():
+            self._entries[key] = (stamp, target)
+        return targets
 
     def peek(self, who: Principal, notebook_id: str) -> tuple[bool, Target | None]:
         """(True, target) when a fresh entry is cached: the express lane's

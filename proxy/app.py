@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
 from urllib.parse import unquote
 
 import aiohttp
@@ -21,7 +20,7 @@ from common.metrics import observe_pool
 from common.notebook_origin import notebook_authority
 from common.settings import Settings
 from proxy import metrics, pages
-from proxy.access import AccessCache, listen
+from proxy.access import AccessCache, Key, listen
 from proxy.cookie import CookieCache, cookie_name
 from proxy.forward import Proxy, forward_http, forward_websocket
 from proxy.headers import cookie_value, security_headers
@@ -179,9 +178,9 @@ def _on_prepare(frame_ancestors: str):  # type: ignore[no-untyped-def]
 REVOCATION_SECONDS = 10.0
 # The periodic re-check, the safety net under NOTIFY: passes start this often.
 RECHECK_SECONDS = 3.0
-# A pass's lookups are bounded: a slow database (a pool waiting up to
-# NOTEBOOKS_DB_POOL_WAIT_SECONDS) must not hold the pass past the next one's
-# start, nor the NOTIFY listener that runs one.
+# A pass's one lookup (pool wait and statement together) is bounded: a slow
+# database (a pool waiting up to NOTEBOOKS_DB_POOL_WAIT_SECONDS) must not hold
+# the pass past the next one's start, nor the NOTIFY listener that runs one.
 RECHECK_LOOKUP_SECONDS = 2.0
 # Fail closed: a connection whose access cannot be looked up in a pass that
 # starts this long or longer after its last good read is ended (UNCONFIRMED).
@@ -189,6 +188,8 @@ RECHECK_LOOKUP_SECONDS = 2.0
 # RECHECK_LOOKUP_SECONDS: so every connection ends within REVOCATION_SECONDS
 # of its last good read, even while the database cannot say whether a
 # revocation happened since. In practice: after two failed passes, ~6-8 s.
+# Measured on the monotonic clock: a step of the wall clock neither spares
+# connections nor ends them all at once.
 UNCONFIRMED_SECONDS = REVOCATION_SECONDS - RECHECK_SECONDS - RECHECK_LOOKUP_SECONDS
 
 
@@ -196,42 +197,32 @@ async def _recheck(app: web.Application, payload: str) -> None:
     """End live connections whose access, session or status changed, or
     whose access could not be confirmed for too long (UNCONFIRMED_SECONDS)."""
     proxy, cache = app[PROXY], app[CACHE]
-    started = proxy.clock.now()
-    # One fresh lookup per cache key, however many connections share it; all
-    # at once, each judged as soon as its answer (or failure) is in.
-    by_key: dict[tuple[str, str, str], list[Live]] = {}
+    started = proxy.clock.monotonic()
+    by_key: dict[Key, list[Live]] = {}
     for live in proxy.registry.matching(payload):
         by_key.setdefault(cache.key(live.session, live.session.notebook_id), []).append(live)
-    failures = await asyncio.gather(
-        *(_recheck_key(proxy, cache, lives, started) for lives in by_key.values())
-    )
-    failed = [exc for exc in failures if exc is not None]
-    if failed:  # one line per pass, however many keys
-        log.warning("proxy.recheck_failed", keys=len(failed), error=repr(failed[0]))
-
-
-async def _recheck_key(
-    proxy: Proxy, cache: AccessCache, lives: list[Live], started: datetime
-) -> Exception | None:
-    """Judge connections that share one access; the lookup's failure, if any."""
-    session = lives[0].session
+    if not by_key:
+        return
     try:
-        target = await asyncio.wait_for(
-            cache.lookup(session, session.notebook_id, fresh=True), RECHECK_LOOKUP_SECONDS
-        )
+        # One statement for every key, however many: lookups of their own
+        # would queue on the small pool past the bound and count as failures.
+        targets = await asyncio.wait_for(cache.refresh(by_key), RECHECK_LOOKUP_SECONDS)
     except Exception as exc:  # noqa: BLE001 - unanswered: judged by how long ago it was
+        log.warning("proxy.recheck_failed", keys=len(by_key), error=repr(exc))
+        for lives in by_key.values():
+            for live in lives:
+                if started - live.confirmed >= UNCONFIRMED_SECONDS:
+                    _end(live, UNCONFIRMED)
+        return
+    now = proxy.clock.now()  # expiries are dates: the wall clock
+    for key, lives in by_key.items():
+        target = targets[key]
         for live in lives:
-            if (started - live.confirmed).total_seconds() >= UNCONFIRMED_SECONDS:
-                _end(live, UNCONFIRMED)
-        return exc
-    now = proxy.clock.now()
-    for live in lives:
-        if target is not None and target.checked_at is not None:
-            live.confirmed = max(live.confirmed, target.checked_at)
-        why = refusal(live.session, target, now)
-        if why is not None:
-            _end(live, why)
-    return None
+            if target is not None and target.checked_at is not None:
+                live.confirmed = max(live.confirmed, target.checked_at)
+            why = refusal(live.session, target, now)
+            if why is not None:
+                _end(live, why)
 
 
 def _end(live: Live, why: str) -> None:

@@ -45,7 +45,7 @@ from proxy.access import AccessCache, Target
 from proxy.cookie import CookieCache, ProxySession, cookie_name
 from proxy.forward import Proxy
 from proxy.headers import cookie_value, request_pairs, response_pairs, security_headers
-from proxy.live import Live, lapsed, refusal
+from proxy.live import Live, lapsed, read_at, refusal
 from proxy.policy import decide, normalize, upstream_target
 from proxy.upstream import Address, UpstreamConnection, UpstreamPool, address_of
 
@@ -548,7 +548,7 @@ class ExpressConnection(asyncio.Protocol):
         registry = self.lane.proxy.registry
         if self._live is not None:
             registry.discard(self._live)
-        confirmed = target.checked_at or self.lane.proxy.clock.now()
+        confirmed = read_at(target, self.lane.proxy.clock)
         self._live = registry.add(Live(session, self._revoke, confirmed))
 
     def upstream_paused(self, paused: bool) -> None:

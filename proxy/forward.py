@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from yarl import URL
 
 from common.clock import Clock
@@ -26,7 +26,7 @@ from proxy import metrics, pages
 from proxy.access import Target
 from proxy.cookie import ProxySession
 from proxy.headers import downstream_response_headers, upstream_request_headers
-from proxy.live import SHUTDOWN, UNCONFIRMED, Live, Registry
+from proxy.live import SHUTDOWN, UNCONFIRMED, Live, Registry, read_at
 from proxy.policy import MAIN_WS, force_kiosk, strip_query
 from proxy.viewer_session import no_session, open_session, opener_query
 
@@ -45,10 +45,18 @@ UNCONFIRMED_CLOSE_CODE = 1013
 # A WebSocket message is held whole in memory before it is passed on, so both
 # directions are bounded; one this size or larger ends the socket with 1009.
 # The browser's: near what Marimo's server (uvicorn's `ws_max_size`) takes
-# anyway. Marimo's: generous (outputs can be large, a whole dataframe or
-# image), but a notebook's output must not grow the proxy's memory unbounded.
+# anyway. Marimo's: 8x Marimo's own cap on a cell's output (8 MB,
+# `output_max_bytes`), so only a notebook that raised that cap, or a huge
+# widget or data message, meets it; but a notebook's output must not grow
+# the proxy's memory unbounded.
 BROWSER_MESSAGE_LIMIT = 16 * 1024 * 1024
 MARIMO_MESSAGE_LIMIT = 64 * 1024 * 1024
+# The reason the browser's socket is closed with when Marimo's message was
+# too large: one of the reasons on which Marimo's page stops reconnecting
+# ("App disconnected — click to reconnect"). On any other it reconnects
+# without backing off, forever: Marimo replays the session's outputs to
+# every new socket, the large one among them (docs/proxy.md, "WebSocket").
+TOO_BIG_REASON = "MARIMO_SHUTDOWN"  # marimo._server.codes.WebSocketCloseReason
 # Marimo answers a kiosk at once (kernel-ready or a refusal) and an editor
 # once its kernel is up.
 FIRST_MESSAGE_SECONDS = 30.0
@@ -154,13 +162,11 @@ async def forward_http(
         if request.transport is not None:
             request.transport.close()
 
-    live = proxy.registry.add(Live(session, stop, target.checked_at or proxy.clock.now()))
+    live = proxy.registry.add(Live(session, stop, read_at(target, proxy.clock)))
     started = time.perf_counter()
     try:
         await asyncio.wait((call,))
-        if revoked:
-            if not call.cancelled() and call.exception() is None:
-                call.result().close()  # answered just before the revocation
+        if revoked:  # (an answer that came just before is closed below)
             return web.Response(status=403)  # never sent: the connection is closed
         try:
             up = call.result()
@@ -200,7 +206,16 @@ async def forward_http(
             return resp
     finally:
         call.cancel()  # this handler cancelled (the client left): the request too
+        if not upstream:  # its answer, if one comes or came, is relayed by nobody
+            call.add_done_callback(_close_answer)
         proxy.registry.discard(live)
+
+
+def _close_answer(call: asyncio.Future[aiohttp.ClientResponse]) -> None:
+    """Close an upstream answer nobody relays (a revocation, or the handler
+    cancelled just as it came) now, not whenever it is collected."""
+    if not call.cancelled() and call.exception() is None:
+        call.result().close()
 
 
 def origin_allowed(proxy: Proxy, request: web.Request) -> bool:
@@ -287,8 +302,7 @@ async def forward_websocket(
         if not stopped.done():
             stopped.set_result(reason)
 
-    confirmed = target.checked_at or proxy.clock.now()
-    live = proxy.registry.add(Live(session, stop, confirmed, websocket=True))
+    live = proxy.registry.add(Live(session, stop, read_at(target, proxy.clock), websocket=True))
     gauge = metrics.WEBSOCKETS_ACTIVE.labels(session.mode)
     gauge.inc()
     started = time.monotonic()
@@ -336,6 +350,10 @@ async def forward_websocket(
             await up.close(code=close_code)
             if request.transport is not None:
                 request.transport.close()  # nobody is there to finish a closing handshake
+        elif to_client in done and isinstance(_error(to_client), _TooBig):
+            ended_by = "too_big"
+            close_code = WSCloseCode.MESSAGE_TOO_BIG
+            await client.close(code=close_code, message=TOO_BIG_REASON.encode())
         elif to_client in done and not to_client.cancelled() and to_client.exception() is None:
             ended_by = "upstream"
             code, reason = to_client.result()
@@ -404,6 +422,14 @@ class _Prepended:
         return self._source.close_code
 
 
+def _error(task: asyncio.Future[Any]) -> BaseException | None:
+    return None if task.cancelled() else task.exception()
+
+
+class _TooBig(Exception):
+    """A message at its side's limit: the socket was closed with 1009."""
+
+
 # Codes that must never be sent in a close frame (RFC 6455 §7.4.1): they
 # report a local condition (no code, abnormal closure, TLS failure).
 _UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
@@ -445,10 +471,20 @@ async def _pump(
             return msg.data, msg.extra or ""
         elif msg.type in (WSMsgType.PING, WSMsgType.PONG):
             continue  # pings answered by autoping or above; pongs only say "alive"
+        elif _too_big(msg):  # (aiohttp closed `source` with 1009)
+            raise _TooBig
         else:  # CLOSING, CLOSED, ERROR
             return source.close_code, ""
         counts[direction] += size
         counter.inc(size)
+
+
+def _too_big(msg: aiohttp.WSMessage) -> bool:
+    return (
+        msg.type == WSMsgType.ERROR
+        and isinstance(msg.data, aiohttp.WebSocketError)
+        and msg.data.code == WSCloseCode.MESSAGE_TOO_BIG
+    )
 
 
 async def _watch(client: web.WebSocketResponse, heard: list[float], interval: float) -> None:

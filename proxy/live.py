@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from common.clock import Clock
 from proxy.access import Target
 from proxy.cookie import ProxySession
 
@@ -24,9 +25,15 @@ class Live:
     # called with the reason ("access" | "session" | "status" | UNCONFIRMED;
     # SHUTDOWN for WebSockets)
     stop: Callable[[str], None]
-    # When its access was last read from the database and found good.
-    confirmed: datetime
+    # When its access was last read from the database and found good, on
+    # the proxy's monotonic clock (Target.checked_at).
+    confirmed: float
     websocket: bool = False
+
+
+def read_at(target: Target, clock: Clock) -> float:
+    """When `target` was read (Live.confirmed of a connection it admits)."""
+    return clock.monotonic() if target.checked_at is None else target.checked_at
 
 
 def lapsed(session: ProxySession, target: Target, now: datetime) -> bool:

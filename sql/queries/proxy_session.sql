@@ -35,5 +35,36 @@ select n.id as notebook_id,
  where n.id = %(notebook_id)s
    and n.deleted_at is null;
 
+-- name: proxy_targets
+-- proxy_target for many (member, notebook, API token) keys in one statement:
+-- the periodic re-check's, one per pass however many connections are open
+-- (one lookup per key would queue on the small pool). The three arrays are
+-- the keys' columns, in step; a key whose notebook is gone has no row. Keep
+-- the select list in step with proxy_target's.
+select k.member_id as key_member_id,
+       k.notebook_id as key_notebook_id,
+       k.token_id as key_token_id,
+       n.id as notebook_id,
+       n.status,
+       n.session_id,
+       n.session_token,
+       n.runtime_state ->> 'marimo_url' as marimo_url,
+       n.runtime_state ->> 'notebook_path' as notebook_path,
+       t.expires_at as token_expires_at,
+       m.id is not null and m.disabled_at is null and m.organization_id = n.organization_id
+           and t.id is not null
+           as member_ok,
+       coalesce(n.member_id = m.id, false) as is_owner,
+       coalesce(m.organization_admin, false) as is_org_admin,
+       coalesce((select array_agg(tm.role order by tm.role)
+                   from notebook_teams nt
+                   join team_memberships tm on tm.team_id = nt.team_id
+                  where nt.notebook_id = n.id and tm.member_id = m.id), '{}') as team_roles
+  from unnest(%(member_ids)s::text[], %(notebook_ids)s::text[], %(token_ids)s::text[])
+           as k (member_id, notebook_id, token_id)
+  join notebooks n on n.id = k.notebook_id and n.deleted_at is null
+  left join members m on m.id = k.member_id
+  left join api_tokens t on t.id = k.token_id and t.member_id = m.id and t.revoked_at is null;
+
 -- name: proxy_listen
 listen notebooks_proxy;

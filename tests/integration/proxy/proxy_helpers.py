@@ -3,6 +3,7 @@ row in a fresh database, and the proxy app served on another free port."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psycopg
@@ -256,10 +258,10 @@ class ProxyUnderTest:
 
 
 async def serve_proxy(
-    settings: Settings, world: World, **kwargs: object
+    settings: Settings, world: World, clock: FakeClock | None = None, **kwargs: object
 ) -> tuple[Served, ProxyUnderTest]:
     """The proxy as production serves it: express lane in front of the app."""
-    clock = FakeClock(datetime.now(UTC))
+    clock = clock or FakeClock(datetime.now(UTC))
     app = create_app(settings, clock=clock, **kwargs)  # type: ignore[arg-type]
     server = await start(app, "127.0.0.1", 0, metrics_port=0)
     return server, ProxyUnderTest(server, settings, clock, world)
@@ -293,3 +295,43 @@ async def proxy_in_front(
 
 async def wait_listening(p: ProxyUnderTest) -> None:
     await p.server.app[LISTENING].wait()
+
+
+@dataclass
+class Refreshes:
+    """The re-check's lookups as seen by the access cache: each pass's keys
+    (one statement each) and every failure."""
+
+    keys: list[frozenset[tuple[str, str, str]]]
+    failures: list[BaseException]
+
+
+@contextlib.asynccontextmanager
+async def refreshes(p: ProxyUnderTest, behaviour: str | None = None) -> AsyncIterator[Refreshes]:
+    """Watch the access cache's `refresh` (a re-check pass's one lookup);
+    with `behaviour` it fails ("raises") or never answers ("hangs": the
+    failure seen is the pass's timeout cancelling it)."""
+    from proxy.app import CACHE
+
+    cache = p.server.app[CACHE]
+    original = cache.refresh
+    seen = Refreshes([], [])
+    never = asyncio.Event()
+
+    async def refresh(keys: Any) -> Any:
+        seen.keys.append(frozenset(keys))
+        try:
+            if behaviour == "hangs":
+                await never.wait()
+            if behaviour is not None:
+                raise RuntimeError("the database is not answering")
+            return await original(keys)
+        except BaseException as exc:
+            seen.failures.append(exc)
+            raise
+
+    cache.refresh = refresh  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        cache.refresh = original  # type: ignore[method-assign]

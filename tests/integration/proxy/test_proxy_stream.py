@@ -27,9 +27,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy_helpers import (
     ProxyUnderTest,
     aiohttp_upstream,
+    api_token_of,
     free_port,
     insert_world,
     proxy_in_front,
+    refreshes,
     serve_proxy,
     sql,
     wait_listening,
@@ -1236,6 +1238,9 @@ async def test_a_marimo_message_over_the_limit_ends_the_socket_with_1009(
             msg = await ws.receive(timeout=30)
             assert msg.type == aiohttp.WSMsgType.CLOSE, msg
             assert ws.close_code == 1009
+            # A reason on which Marimo's page stops reconnecting: a reconnect
+            # would be replayed the same message, and closed again, forever.
+            assert msg.extra == forward.TOO_BIG_REASON == "MARIMO_SHUTDOWN"
         await eventually(lambda: len(upstream.ws_close_codes) == 1, "upstream's socket to close")
     finally:
         await session.close()
@@ -1257,43 +1262,51 @@ async def test_marimo_only_query_keys_never_reach_an_editors_websocket(echo) -> 
         await session.close()
 
 
-@contextlib.asynccontextmanager
-async def lookups(
-    p: ProxyUnderTest, behaviours: dict[str, str] | None = None
-) -> AsyncIterator[list[BaseException]]:
-    """The access cache's lookups, watched: for a member in `behaviours` they
-    fail ("raises") or never answer ("hangs"). Yields every failure seen (a
-    hang as the re-check's cancellation of it)."""
-    from proxy.app import CACHE
-
-    cache = p.server.app[CACHE]
-    original = cache.lookup
-    failures: list[BaseException] = []
-    never = asyncio.Event()
-
-    async def lookup(who: Any, notebook_id: str, *, fresh: bool = False) -> Any:
-        behaviour = (behaviours or {}).get(who.member_id)
-        try:
-            if behaviour == "hangs":
-                await never.wait()
-            if behaviour is not None:
-                raise RuntimeError("the database is not answering")
-            return await original(who, notebook_id, fresh=fresh)
-        except BaseException as exc:
-            failures.append(exc)
-            raise
-
-    cache.lookup = lookup  # type: ignore[method-assign]
+async def test_a_notify_pass_judges_the_connections_it_concerns_in_one_lookup(echo) -> None:  # type: ignore[no-untyped-def]
+    """A NOTIFY re-checks only the connections its payload names, every one
+    of them from the one statement of its pass."""
+    _, p = echo
+    await wait_listening(p)
+    owner, editor = await p.login(p.world.owner), await p.login(p.world.editor)
+    owner_key = (p.world.owner, NB, api_token_of(p.world.owner))
+    editor_key = (p.world.editor, NB, api_token_of(p.world.editor))
     try:
-        yield failures
+        async with (
+            owner.ws_connect(p.url("/ws"), origin=p.origin) as kept,
+            editor.ws_connect(p.url("/ws"), origin=p.origin) as ended,
+            refreshes(p) as seen,
+        ):
+            # member:OWNER1 concerns the owner's connection alone.
+            sql(
+                p.settings.database_url,
+                "update members set organization_admin = true where id = 'OWNER1'",
+            )
+            await eventually(lambda: seen.keys, "the owner's pass")
+            assert seen.keys == [frozenset({owner_key})]
+            # notebook:NB concerns both: one statement, each judged from it.
+            sql(p.settings.database_url, "delete from notebook_teams where team_id = 'TEAMED1'")
+            msg = await ended.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and ended.close_code == 4403
+            assert seen.keys[1:] == [frozenset({owner_key, editor_key})]
+            await kept.send_str("still here")
+            assert await kept.receive_str(timeout=5) == "echo:still here"
     finally:
-        cache.lookup = original  # type: ignore[method-assign]
+        await owner.close()
+        await editor.close()
 
 
 @pytest.mark.parametrize("behaviour", ["raises", "hangs"])
-async def test_a_lookup_that_fails_spares_nobody_elses_revocation(echo, behaviour: str) -> None:  # type: ignore[no-untyped-def]
-    """A re-check looks every access up on its own: one that fails or hangs
-    (a slow database) neither aborts nor holds the others' judgement."""
+async def test_a_pass_that_cannot_look_up_access_ends_nothing_confirmed_just_now(
+    echo,  # type: ignore[no-untyped-def]
+    behaviour: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its one statement fails or hangs (a slow database): every connection
+    is unconfirmed, but only just, so none ends; the next pass that gets an
+    answer sees the revocation."""
+    from proxy import app
+
+    monkeypatch.setattr(app, "RECHECK_LOOKUP_SECONDS", 0.2)  # a hang times out sooner
     _, p = echo
     await wait_listening(p)
     owner, editor = await p.login(p.world.owner), await p.login(p.world.editor)
@@ -1301,14 +1314,16 @@ async def test_a_lookup_that_fails_spares_nobody_elses_revocation(echo, behaviou
         async with (
             owner.ws_connect(p.url("/ws"), origin=p.origin) as kept,
             editor.ws_connect(p.url("/ws"), origin=p.origin) as ended,
-            lookups(p, {p.world.owner: behaviour}) as failures,
         ):
-            # One NOTIFY (notebook:NB) re-checks both connections.
-            sql(p.settings.database_url, "delete from notebook_teams where team_id = 'TEAMED1'")
+            async with refreshes(p, behaviour) as seen:
+                sql(p.settings.database_url, "delete from notebook_teams where team_id = 'TEAMED1'")
+                await eventually(lambda: seen.failures, "the pass's lookup to fail")
+                for ws in (kept, ended):
+                    await ws.send_str("still here")
+                    assert await ws.receive_str(timeout=5) == "echo:still here"
+            await app._recheck(p.server.app, "*")  # the database answers again
             msg = await ended.receive(timeout=10)
             assert msg.type == aiohttp.WSMsgType.CLOSE and ended.close_code == 4403
-            await eventually(lambda: len(failures) == 1, "the owner's lookup to fail")
-            # Unconfirmed, but only just: the owner's socket goes on.
             await kept.send_str("still here")
             assert await kept.receive_str(timeout=5) == "echo:still here"
     finally:
@@ -1330,7 +1345,8 @@ async def test_a_connection_whose_access_cannot_be_confirmed_ends_with_1013(sett
         try:
             async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
                 unconfirmed = total(metrics.REVOKED, "unconfirmed")
-                async with p.server.app[POOL].connection(timeout=10), lookups(p) as failures:
+                async with p.server.app[POOL].connection(timeout=10), refreshes(p) as seen:
+                    failures = seen.failures
                     sql(tight.database_url, "delete from team_memberships where role = 'editor'")
                     await eventually(lambda: failures, "a re-check to fail, the database away")
                     # Not yet past the limit: the socket goes on, revoked or not, through
