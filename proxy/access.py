@@ -110,24 +110,14 @@ class AccessCache:
             found, target = self.peek(who, notebook_id)
             if found:
                 return target
-        async with self._pool.connection() as conn:
-            checked_at = self._clock.monotonic()  # the answer is at least this fresh
-            cur = await conn.execute(
-                query("proxy_target"),
-                {"member_id": key[0], "notebook_id": key[1], "token_id": key[2]},
-            )
-            row = await cur.fetchone()
-        # dict_row pool
-        target = target_from_row(cast(dict[str, object], row), checked_at) if row else None
-        self._entries[key] = (time.monotonic(), target)
-        return target
+        return (await self.refresh([key]))[key]
 
     async def refresh(self, keys: Collection[Key]) -> dict[Key, Target | None]:
-        """Every key looked up afresh in one statement (the re-check's: one
-        lookup per key would queue thousands on the small pool) and cached
-        as `lookup` caches; None for a key whose notebook is gone."""
+        """Every key looked up afresh in one statement (a request's one key,
+        or a re-check pass's all: one lookup per key would queue thousands on
+        the small pool) and cached; None for a key whose notebook is gone."""
         async with self._pool.connection() as conn:
-            checked_at = self._clock.monotonic()
+            checked_at = self._clock.monotonic()  # the answer is at least this fresh
             cur = await conn.execute(
                 query("proxy_targets"),
                 {

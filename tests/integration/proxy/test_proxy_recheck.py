@@ -173,9 +173,9 @@ async def test_a_pass_looks_every_connections_access_up_in_one_statement(
 
 
 async def test_the_passes_statement_answers_as_a_requests_lookup_does(settings: Settings) -> None:
-    """The batch statement repeats proxy_target's rules: for every kind of
-    key (each role, each way access is lost, keys with no row) the two read
-    the same access."""
+    """Many keys in one statement each get their own answer: for every kind
+    of key (each role, each way access is lost, keys with no row) the pass
+    reads what a request's lookup of that key alone reads."""
     async with recheck_proxy(settings) as p:
         w = p.world
         with psycopg.connect(settings.database_url, autocommit=True) as conn, conn.transaction():
