@@ -80,8 +80,8 @@ def member_exists() -> Conflict:
 # The same answers when a concurrent request took the name between a check
 # and the write, by the constraint PostgreSQL names (sql/migrations).
 UNIQUE_CONFLICTS: dict[str, Callable[[], Conflict]] = {
-    "teams_organization_id_name_key": team_name_taken,
-    "workload_configs_organization_id_name_key": config_name_taken,
+    "teams_org_name_ci": team_name_taken,
+    "workload_configs_org_name_ci": config_name_taken,
     "members_org_email_ci": member_exists,
 }
 

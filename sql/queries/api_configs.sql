@@ -31,7 +31,7 @@ insert into workload_configs (id, organization_id, name, description, mode, sail
                               workers, env, created_at, created_by, updated_at, updated_by)
 values (%(id)s, %(org_id)s, %(name)s, %(description)s, %(mode)s, %(sail)s, %(marimo)s,
         %(workers)s, %(env)s, %(now)s, %(member_id)s, %(now)s, %(member_id)s)
-on conflict (organization_id, name) do nothing
+on conflict (organization_id, lower(name)) do nothing
 returning id;
 
 -- name: api_lock_config
@@ -41,7 +41,7 @@ select id from workload_configs
 
 -- name: api_config_name_taken
 select exists (select 1 from workload_configs
-                where organization_id = %(org_id)s and name = %(name)s
+                where organization_id = %(org_id)s and lower(name) = lower(%(name)s)
                   and id <> %(config_id)s) as taken;
 
 -- name: api_update_config

@@ -39,7 +39,7 @@ select t.id,
 -- name: api_insert_team
 insert into teams (id, organization_id, name, created_at, created_by)
 values (%(id)s, %(org_id)s, %(name)s, %(now)s, %(member_id)s)
-on conflict (organization_id, name) do nothing
+on conflict (organization_id, lower(name)) do nothing
 returning id;
 
 -- name: api_put_team_member

@@ -97,3 +97,30 @@ async def test_a_config_renamed_to_a_name_being_taken_gets_the_names_code(
     problem = await body_of(resp)
     assert resp.status == 409 and problem["code"] == "config_name_taken", problem
     assert problem["field"] == "name"
+
+
+async def test_a_name_is_taken_however_it_is_capitalised(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    assert (
+        await client.post(V1 + "/teams", json={"name": "Quants"}, headers=world.admin.auth)
+    ).status == 201
+    again = await client.post(V1 + "/teams", json={"name": "qUANTS"}, headers=world.admin.auth)
+    assert again.status == 409 and (await body_of(again))["code"] == "team_name_taken"
+    configs = V1 + "/workloads/configs"
+    first = await body_of(
+        await client.post(configs, json={"name": "Huge"}, headers=world.admin.auth)
+    )
+    second = await body_of(
+        await client.post(configs, json={"name": "Tiny"}, headers=world.admin.auth)
+    )
+    taken = await client.post(configs, json={"name": "HUGE"}, headers=world.admin.auth)
+    assert taken.status == 409 and (await body_of(taken))["code"] == "config_name_taken"
+    renamed = await client.patch(
+        f"{configs}/{second['id']}", json={"name": "huge"}, headers=world.admin.auth
+    )
+    assert renamed.status == 409 and (await body_of(renamed))["code"] == "config_name_taken"
+    own = await client.patch(
+        f"{configs}/{first['id']}", json={"name": "HUGE"}, headers=world.admin.auth
+    )
+    assert own.status == 200 and (await body_of(own))["name"] == "HUGE"  # its own name, recased
