@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -32,6 +33,16 @@ def processes_under(root: Path | str) -> list[psutil.Process]:
 def processes_for(data_dir: Path, notebook_id: str) -> list[psutil.Process]:
     """Sail, Marimo and the kernel of one notebook (all run in its directory)."""
     return processes_under(data_dir / "notebooks" / notebook_id)
+
+
+async def until_none_for(data_dir: Path, notebook_id: str, timeout: float = 30) -> None:
+    """Until the notebook has no process left: `failed` is written before its
+    teardown (so the reason is never lost to a worker dying mid-teardown),
+    which ends Marimo within the stop grace after."""
+    deadline = time.monotonic() + timeout
+    while left := processes_for(data_dir, notebook_id):
+        assert time.monotonic() < deadline, f"still running: {left}"
+        await asyncio.sleep(0.1)
 
 
 def kinds(procs: list[psutil.Process]) -> list[str]:

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 from prometheus_client import REGISTRY
-from reconciler_helpers import kinds, processes_for, worker_process
+from reconciler_helpers import kinds, processes_for, until_none_for, worker_process
 
 from common.settings import Settings
 
@@ -31,7 +31,7 @@ async def test_start_failure_reports_exit_code_and_log_and_leaves_nothing(
     message = row["status_message"]
     assert "Sail exited with code" in message, message
     assert "BATCH_SIZE" in message, message  # Sail's own complaint from its log
-    assert processes_for(rsettings.data_dir, nid) == []
+    await until_none_for(rsettings.data_dir, nid)
     events = await rows.events(nid)
     assert events[-1]["to_status"] == "failed" and events[-1]["reason"] == message
     assert events[-1]["actor"] == "reconciler"
