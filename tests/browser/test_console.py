@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import set_visibility
+from browser_helpers import set_visibility, sign_in
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -29,13 +29,6 @@ PHONE = {"width": 390, "height": 844}
 SPARK_CELL = 'spark.range(10).selectExpr("sum(id) * 1000 + 7 as answer").collect()[0][0]'
 SPARK_ANSWER = "45007"
 START_SECONDS = 120  # worker pickup + Sail + Marimo on a busy 2-core machine
-
-
-def sign_in(page: Any, api_url: str, token: str) -> None:
-    page.goto(api_url + "/")
-    page.get_by_label("API token").fill(token)
-    page.get_by_label("API token").press("Enter")  # keyboard only
-    page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
 
 
 def row(page: Any, name: str) -> Any:

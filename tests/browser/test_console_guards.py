@@ -20,27 +20,11 @@ import time
 from typing import Any
 
 import pytest
+from browser_helpers import create_notebook_via_api, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LAPTOP = {"width": 1280, "height": 800}
-
-
-def sign_in(page: Any, api_url: str, token: str) -> None:
-    page.goto(api_url + "/")
-    page.get_by_label("API token").fill(token)
-    page.get_by_label("API token").press("Enter")
-    page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
-
-
-def create(stack: Any, name: str) -> str:
-    _, configs = stack.call("GET", "/workloads/configs")
-    config = next(c["id"] for c in configs["items"] if c["name"] == "default")
-    code, created = stack.call(
-        "POST", "/workloads/notebooks", {"name": name, "workloadConfigId": config}
-    )
-    assert code == 201, created
-    return str(created["item"]["notebookId"])
 
 
 def settle(page: Any) -> None:
@@ -81,7 +65,8 @@ class Held:
 
 
 def test_a_late_answer_for_a_notebook_left_is_not_drawn(browser: Any, stack: Any) -> None:
-    first, second = create(stack, "first notebook"), create(stack, "second notebook")
+    first = create_notebook_via_api(stack, "first notebook")
+    second = create_notebook_via_api(stack, "second notebook")
     page = browser.new_page(viewport=LAPTOP)
     sign_in(page, stack.api_url, stack.token)
     held = Held(page, re.compile(rf"/api/v1/workloads/notebooks/{first}$"))
@@ -139,7 +124,7 @@ def test_a_token_made_as_the_member_leaves_shows_its_secret_nowhere(
 def test_an_open_url_that_is_not_the_proxys_is_never_framed(
     browser: Any, stack: Any, url: str
 ) -> None:
-    nb = create(stack, "framed notebook")
+    nb = create_notebook_via_api(stack, "framed notebook")
     page = browser.new_page(viewport=LAPTOP)
     sign_in(page, stack.api_url, stack.token)
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from browser_helpers import set_visibility
+from browser_helpers import create_notebook_via_api, set_visibility, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,29 +28,8 @@ START_SECONDS = 120  # worker pickup + Sail + Marimo on a busy 2-core machine
 LIST_PATH = re.compile(r"/api/v1/workloads/(notebooks|teams/[A-Z0-9]+/notebooks)$")
 
 
-def sign_in(page: Any, api_url: str, token: str) -> None:
-    page.goto(api_url + "/")
-    page.get_by_label("API token").fill(token)
-    page.get_by_label("API token").press("Enter")
-    page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
-
-
 def names(page: Any) -> list[str]:
     return [str(n) for n in page.locator("#notebooks-body .nb-link").all_inner_texts()]
-
-
-def default_config(stack: Any) -> str:
-    _, configs = stack.call("GET", "/workloads/configs")
-    return str(next(c["id"] for c in configs["items"] if c["name"] == "default"))
-
-
-def create(stack: Any, name: str, teams: list[str] | None = None) -> str:
-    body: dict[str, Any] = {"name": name, "workloadConfigId": default_config(stack)}
-    if teams:
-        body["teamIds"] = teams
-    code, created = stack.call("POST", "/workloads/notebooks", body)
-    assert code == 201, created
-    return str(created["item"]["notebookId"])
 
 
 def list_requests(requests: list[Any]) -> list[tuple[str, dict[str, list[str]]]]:
@@ -74,7 +53,7 @@ def test_list_pages_polls_one_page_filters_by_team_and_keeps_focus(
     assert code == 201, team
     ids = {}
     for i in range(61):  # 50 a page: two pages, the second with 11
-        ids[i] = create(stack, f"bulk {i:03}", [team["id"]] if i < 3 else None)
+        ids[i] = create_notebook_via_api(stack, f"bulk {i:03}", [team["id"]] if i < 3 else None)
 
     page = browser.new_page(viewport=LAPTOP)
     page.clock.install()  # polls on demand (time still flows)
@@ -202,7 +181,7 @@ def test_list_pages_polls_one_page_filters_by_team_and_keeps_focus(
 def test_sign_out_leaves_nothing_behind_and_a_viewer_sees_only_its_actions(
     browser: Any, stack: Any, wait: Any
 ) -> None:
-    nb_id = create(stack, "Secret plans")
+    nb_id = create_notebook_via_api(stack, "Secret plans")
     code, body = stack.call("POST", f"/workloads/notebooks/{nb_id}/start")
     assert code == 202, body
     code, member = stack.call("POST", "/members", {"email": "v@example.com", "name": "Vi Ewer"})

@@ -22,19 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 MEMBER_PAGE = 50  # the members table's page size (people.js)
-
-
-def sign_in(page: Any, api_url: str, token: str) -> None:
-    page.goto(api_url + "/")
-    page.get_by_label("API token").fill(token)
-    page.get_by_label("API token").press("Enter")
-    page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
 
 
 def open_people(page: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from browser_helpers import create_notebook_via_api
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -44,13 +45,7 @@ WEBSOCKET_ATTEMPT = """(url) => new Promise((done) => {
 
 
 def create_and_start(stack: Any, name: str) -> str:
-    _, configs = stack.call("GET", "/workloads/configs")
-    config = next(c["id"] for c in configs["items"] if c["name"] == "default")
-    code, created = stack.call(
-        "POST", "/workloads/notebooks", {"name": name, "workloadConfigId": config}
-    )
-    assert code == 201, created
-    nb_id = str(created["item"]["notebookId"])
+    nb_id = create_notebook_via_api(stack, name)
     assert stack.call("POST", f"/workloads/notebooks/{nb_id}/start")[0] == 202
     return nb_id
 
