@@ -126,7 +126,9 @@ async def enqueue(ctx: Ctx, notebook_id: str) -> None:
     await enqueue_reconcile(ctx.conn, [notebook_id], asked=True)
 
 
-async def set_status(ctx: Ctx, notebook_id: str, status: str, message: str) -> None:
+async def set_status(
+    ctx: Ctx, notebook_id: str, status: str, message: str, *, record_unchanged: bool = False
+) -> None:
     await ctx.run(
         "set_status",
         {
@@ -135,6 +137,7 @@ async def set_status(ctx: Ctx, notebook_id: str, status: str, message: str) -> N
             "status_message": message,
             "actor": ctx.me.member_id,
             "now": ctx.now,
+            "record_unchanged": record_unchanged,
         },
     )
 
@@ -216,13 +219,11 @@ async def update_notebook(ctx: Ctx) -> web.Response:
 
 async def delete_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    row = await locked(ctx, notebook_id, ADMINISTER)
+    await locked(ctx, notebook_id, ADMINISTER)
     await ctx.run("api_request_delete", ctx.mine(id=notebook_id))
     # Who deleted it stays in the history (events outlive the row), as for a
-    # stop; set_status records no event when the status does not change.
-    if row["status"] == Status.STOPPING:
-        await ctx.run("api_record_delete", ctx.mine(id=notebook_id, reason=DELETE_REQUESTED))
-    await set_status(ctx, notebook_id, Status.STOPPING, DELETE_REQUESTED)
+    # stop, also when a stop was already under way.
+    await set_status(ctx, notebook_id, Status.STOPPING, DELETE_REQUESTED, record_unchanged=True)
     await enqueue(ctx, notebook_id)
     return no_content()
 

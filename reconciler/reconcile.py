@@ -356,6 +356,7 @@ async def _write(
                     "status_message": p.status_message,
                     "actor": ACTOR,
                     "now": now,
+                    "record_unchanged": False,
                 },
             )
         if Action.DELETE in p.actions:

@@ -194,13 +194,6 @@ update notebooks
        updated_by = %(member_id)s
  where id = %(id)s;
 
--- name: api_record_delete
--- The delete of a notebook already `stopping` (a stop under way), recorded
--- with who asked: set_status writes no event for an unchanged status.
-insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason,
-                             actor, created_at)
-values (%(id)s, %(org_id)s, 'stopping', 'stopping', %(reason)s, %(member_id)s, %(now)s);
-
 -- name: api_owner_present
 select exists (select 1 from notebook_presence p
                  join notebooks n on n.id = p.notebook_id and n.member_id = p.member_id

@@ -1,5 +1,7 @@
 -- Status changes: the only writers of notebooks.status. Each records an event
--- (from, to, reason, actor) in the same statement, so no change goes unrecorded.
+-- (from, to, reason, actor) in the same statement, so no change goes unrecorded;
+-- an unchanged status records one only when asked (`record_unchanged`: a
+-- delete of a notebook already stopping keeps who asked for it).
 
 -- name: set_status
 with old as (
@@ -17,7 +19,7 @@ with old as (
     insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason, actor, created_at)
     select old.id, old.organization_id, old.status, %(status)s, %(status_message)s, %(actor)s, %(now)s
       from old
-     where old.status <> %(status)s
+     where old.status <> %(status)s or %(record_unchanged)s
     returning id
 )
 select (select count(*) from changed) as updated, (select count(*) from event) as events;

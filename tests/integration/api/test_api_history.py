@@ -31,6 +31,7 @@ def reconciler_sets(factory: Factory, notebook: str, status: str, reason: str) -
             "status_message": reason,
             "actor": "reconciler",
             "now": factory.clock.now(),
+            "record_unchanged": False,
         },
     )
 

@@ -191,6 +191,7 @@ async def test_a_stop_a_delete_or_an_auto_stop_frees_the_slot(
                     "status_message": "idle timeout",
                     "actor": "reconciler",
                     "now": clock.now(),
+                    "record_unchanged": False,
                 },
             )
         assert (await start(client, fourth, world.owner)).status == 202

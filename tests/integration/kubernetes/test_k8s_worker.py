@@ -80,6 +80,7 @@ class Db:
                     "status_message": "",
                     "actor": self.member,
                     "now": now,
+                    "record_unchanged": False,
                 },
             )
             await enqueue_reconcile(self.conn, [nid])
@@ -100,6 +101,7 @@ class Db:
                     "status_message": "",
                     "actor": self.member,
                     "now": datetime.now(UTC),
+                    "record_unchanged": False,
                 },
             )
             await enqueue_reconcile(self.conn, [nid])

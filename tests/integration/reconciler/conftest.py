@@ -165,7 +165,14 @@ class Rows:
     async def _status(self, nid: str, status: str, now: datetime) -> None:
         await self.conn.execute(
             query("set_status"),
-            {"id": nid, "status": status, "status_message": "", "actor": self.member, "now": now},
+            {
+                "id": nid,
+                "status": status,
+                "status_message": "",
+                "actor": self.member,
+                "now": now,
+                "record_unchanged": False,
+            },
         )
 
     async def get(self, nid: str) -> dict[str, Any] | None:
