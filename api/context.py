@@ -146,18 +146,17 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
         async with app[POOL].connection() as conn:
             auth: _Authenticated | None = None
 
-            def context(authenticated: _Authenticated) -> Ctx:
-                nonlocal auth
-                auth = authenticated
-                request[MEMBER_ID] = authenticated.me.member_id
-                return Ctx(request, conn, authenticated.me, now, app[SETTINGS], app[MARKERS])
+            def context(me: Principal) -> Ctx:
+                request[MEMBER_ID] = me.member_id
+                return Ctx(request, conn, me, now, app[SETTINGS], app[MARKERS])
 
             try:
                 if request.method in ("GET", "HEAD"):
-                    return await handler(context(await authenticate(conn, token, now)))
+                    auth = await authenticate(conn, token, now)
+                    return await handler(context(auth.me))
                 async with conn.transaction():
-                    authenticated = await authenticate(conn, token, now, lock=lock)
-                    return await handler(context(authenticated))
+                    auth = await authenticate(conn, token, now, lock=lock)
+                    return await handler(context(auth.me))
             finally:
                 # After the transaction, in autocommit: inside it, the touch
                 # would hold the token row until the write commits, and

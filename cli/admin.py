@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 from cli.bootstrap import CREDENTIALS_FILE, mint_token, read_json
 from cli.database import CliError, data_dir_from_env, database_for
 from common.ids import ID_PATTERN, is_valid_id, new_id
-from common.images import parse_allowlist
+from common.settings import allowed_images
 from common.text import CONTROL, EMAIL, INVISIBLE, NAME, normal_name
 from common.tokens import MAX_LIFETIME_SECONDS, MIN_LIFETIME_SECONDS
 from sql import query
@@ -58,11 +58,11 @@ def _text(value: str, what: str, maximum: int, *, allow_empty: bool = False) -> 
     return value
 
 
-def _name(value: str, what: str = "name") -> str:
+def _name(value: str) -> str:
     """As the API takes a name (common/text.py)."""
-    value = _text(value, what, 128)
+    value = _text(value, "name", 128)
     if not NAME.fullmatch(value):
-        raise CliError(f"{what} {value!r} has control or invisible characters")
+        raise CliError(f"name {value!r} has control or invisible characters")
     return normal_name(value)
 
 
@@ -321,13 +321,12 @@ def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
     from api.errors import BadRequest
     from api.validation import check
 
+    allowed = allowed_images(env)  # a malformed list is a SettingsError, as for the servers
     try:
         check(body, CREATE_SCHEMA, "")
-        check_config(body, parse_allowlist(env.get("NOTEBOOKS_ALLOWED_IMAGES", "")))
+        check_config(body, allowed)
     except BadRequest as e:
         raise CliError(e.detail) from None
-    except ValueError as e:
-        raise CliError(f"NOTEBOOKS_ALLOWED_IMAGES: {e}") from None
     org = _organization(conn, args, env)
     params = {"id": new_id(), "organization_id": org, **body}
     for key in ("env", "sail", "marimo"):

@@ -22,12 +22,6 @@ _REPOSITORY = rf"(?:{_DOMAIN}(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 IMAGE_PATTERN = rf"^{_REPOSITORY}(?::{_TAG})?(?:@{_DIGEST})?$"
-_IMAGE = re.compile(IMAGE_PATTERN)
-
-
-def is_image(value: str) -> bool:
-    return _IMAGE.fullmatch(value) is not None
-
 
 _ENTRY = re.compile(rf"^{_REPOSITORY}/?$")
 

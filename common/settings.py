@@ -51,7 +51,8 @@ def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ..
     return choice(raw, name, choices)
 
 
-def _allowed_images(env: dict[str, str]) -> tuple[str, ...]:
+def allowed_images(env: dict[str, str]) -> tuple[str, ...]:
+    """NOTEBOOKS_ALLOWED_IMAGES, parsed (common/images.py)."""
     try:
         return parse_allowlist(env.get("NOTEBOOKS_ALLOWED_IMAGES", ""))
     except ValueError as e:
@@ -242,5 +243,5 @@ class Settings:
             local_warm_pool_size=_int(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0, minimum=0),
             max_running_per_member=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_MEMBER", 0, minimum=0),
             max_running_per_org=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_ORG", 0, minimum=0),
-            allowed_images=_allowed_images(env),
+            allowed_images=allowed_images(env),
         )
