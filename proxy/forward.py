@@ -95,7 +95,7 @@ def _upstream_url(
 
 
 def _forward_headers(
-    proxy: Proxy, request: web.Request, session: ProxySession, target: Target, *, websocket: bool
+    request: web.Request, session: ProxySession, target: Target, *, websocket: bool
 ) -> Any:
     return upstream_request_headers(
         request.headers,
@@ -138,7 +138,7 @@ async def forward_http(
     proxy: Proxy, request: web.Request, session: ProxySession, target: Target
 ) -> web.StreamResponse:
     url = _upstream_url(target, request)
-    headers = _forward_headers(proxy, request, session, target, websocket=False)
+    headers = _forward_headers(request, session, target, websocket=False)
     revoked: list[str] = []
     body = _request_body(request, revoked) if request.body_exists else None
     # A task of its own, so that a revocation can end it wherever it is:
@@ -251,7 +251,7 @@ async def forward_websocket(
     viewer_main = session.mode == "view" and relative.rstrip("/") == MAIN_WS
     query = force_kiosk(request.query_string) if viewer_main else None
     url = _upstream_url(target, request, query, websocket=True)
-    headers = _forward_headers(proxy, request, session, target, websocket=True)
+    headers = _forward_headers(request, session, target, websocket=True)
 
     async def connect() -> aiohttp.ClientWebSocketResponse:
         return await proxy.client.ws_connect(
