@@ -71,6 +71,11 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else (shutil.which(name) or name)
 
 
+def _port_retries(state: dict[str, object], key: str) -> int:
+    """How many port clashes of `key` ("sail", "marimo") this start retried."""
+    return int(str(state.get(f"{key}_port_retries") or 0))
+
+
 class LocalRuntime:
     def __init__(
         self, data_dir: Path, *, stop_grace_seconds: float = 10, warm_pool_size: int = 0
@@ -158,10 +163,9 @@ class LocalRuntime:
             state.pop(PENDING, None)
         records = (procs.Proc.from_json((state or {}).get(k)) for k in ("sail", "marimo"))
         known = {p.pid for p in records if p is not None and procs.is_alive(p)}
-        for proc in await asyncio.to_thread(self._logging_here, notebook_id):
-            if proc.pid not in known:
-                await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
-                log.warning("local_unrecorded_stopped", notebook_id=notebook_id, pid=proc.pid)
+        found = await asyncio.to_thread(self._logging_here, notebook_id)
+        for pid in await procs.stop_unrecorded(found, known):
+            log.warning("local_unrecorded_stopped", notebook_id=notebook_id, pid=pid)
 
     def _logging_here(self, notebook_id: str) -> list[procs.Proc]:
         """Sail and Marimo group leaders whose output goes to a file of the
@@ -207,7 +211,7 @@ class LocalRuntime:
             if proc is None:
                 return ABSENT
             if not procs.is_alive(proc):
-                retries = int(str(state.get(f"{name.lower()}_port_retries") or 0))
+                retries = _port_retries(state, name.lower())
                 if retries < PORT_RETRIES and procs.port_clash(proc):
                     # Not a failure yet: the next ensure_running starts it on another port.
                     return Component(Phase.ABSENT, f"{name}'s port {proc.port} was in use")
@@ -365,8 +369,7 @@ class LocalRuntime:
         in the state (`observe` reports a clash as a failure once the
         retries are used up), reset by a start for any other reason."""
         clash = dead is not None and procs.port_clash(dead)
-        retries = int(str(state.get(f"{key}_port_retries") or 0))
-        state[f"{key}_port_retries"] = retries + 1 if clash else 0
+        state[f"{key}_port_retries"] = _port_retries(state, key) + 1 if clash else 0
         return clash
 
     def _schedule_refill(

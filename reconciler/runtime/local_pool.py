@@ -255,7 +255,7 @@ class LocalPool:
         the shape's refill lock or in a drain, so no spawn is under way."""
         for mark in directory.glob(f"*{SPAWNING}"):
             wid = mark.name.removesuffix(SPAWNING)
-            for pid in await procs.stop_unrecorded(directory / f"{wid}.log"):
+            for pid in await procs.stop_unrecorded(procs.logging_to(directory / f"{wid}.log")):
                 log.warning("local_warm_unrecorded_stopped", pid=pid)
             (directory / f".{wid}.tmp").unlink(missing_ok=True)
             (directory / f"{wid}.log").unlink(missing_ok=True)
@@ -321,10 +321,8 @@ async def _stop_orphans(root: Path) -> int:
     data directory deleted): no record names them, so nothing would ever
     claim, count or stop them. Found by their output going to a deleted log
     under `root` (a claimed Sail's log was moved to its notebook first)."""
-    stopped = 0
-    for found in await asyncio.to_thread(procs.logging_under, root, ("sail",)):
-        if found.log_deleted:
-            await procs.stop(found.proc, signal.SIGKILL, 0, Path(found.proc.cwd))
-            log.warning("local_warm_orphan_stopped", pid=found.proc.pid)
-            stopped += 1
-    return stopped
+    found = await asyncio.to_thread(procs.logging_under, root, ("sail",))
+    stopped = await procs.stop_unrecorded(f.proc for f in found if f.log_deleted)
+    for pid in stopped:
+        log.warning("local_warm_orphan_stopped", pid=pid)
+    return len(stopped)

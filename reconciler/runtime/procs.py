@@ -19,6 +19,7 @@ import re
 import signal
 import socket
 import subprocess
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -221,12 +222,15 @@ def logging_under(root: Path, programs: tuple[str, ...] = ("sail", "marimo")) ->
     return found
 
 
-async def stop_unrecorded(log: Path, recorded: AbstractSet[int] = frozenset()) -> list[int]:
-    """SIGKILL (whole group) what `logging_to(log)` finds whose pid is not in
-    `recorded`: processes a killed worker spawned and never recorded, so
-    nobody's. Returns their pids, for the caller's log line."""
+async def stop_unrecorded(
+    found: Iterable[Proc], recorded: AbstractSet[int] = frozenset()
+) -> list[int]:
+    """SIGKILL (whole group) the processes `found` (by their output: a
+    `logging_to` or `logging_under`) whose pid is not in `recorded`: spawned
+    by a killed worker and never recorded, or left when their record was
+    deleted, so nobody's. Returns their pids, for the caller's log line."""
     stopped = []
-    for proc in logging_to(log):
+    for proc in found:
         if proc.pid not in recorded:
             await stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
             stopped.append(proc.pid)
