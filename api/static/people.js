@@ -235,8 +235,21 @@ function madeBy(t) {
   return t.createdBy ? "an organization admin" : "the operator";
 }
 
-function tokenRow(t) {
+// The tokens whose revocation also revokes this console's own: the one it
+// signed in with when that had an end, and so on up (`madeWith`, docs/api.md).
+function sessionMakers(items) {
+  const byId = new Map(items.map((t) => [t.id, t]));
+  const makers = new Set();
+  for (let t = byId.get(token.id()); t?.madeWith && !makers.has(t.madeWith); ) {
+    makers.add(t.madeWith);
+    t = byId.get(t.madeWith);
+  }
+  return makers;
+}
+
+function tokenRow(t, makers) {
   const session = t.id === token.id();
+  const maker = makers.has(t.id);
   const label = `${t.name} (${t.prefix}…${session ? ", this console session" : ""})`;
   return h(
     "tr",
@@ -246,6 +259,7 @@ function tokenRow(t) {
       { "data-label": "Name" },
       h("strong", { text: t.name }),
       session ? h("span", { class: "badge session", text: "this console session" }) : null,
+      maker ? h("span", { class: "badge session", text: "this console signed in with it" }) : null,
     ),
     h("td", { "data-label": "Prefix" }, h("code", { text: `${t.prefix}…` })),
     h("td", { "data-label": "Created" }, formatTime(t.createdAt)),
@@ -261,7 +275,7 @@ function tokenRow(t) {
         "aria-label": `Revoke ${label}`,
         dataset: { action: "revoke", focusKey: `revoke:${t.id}` },
         text: "Revoke",
-        onclick: (ev) => revokeToken(t, session, ev.currentTarget),
+        onclick: (ev) => revokeToken(t, session, maker, ev.currentTarget),
       }),
     ),
   );
@@ -280,25 +294,31 @@ async function loadTokens() {
   if (!isCurrent(visit)) return;
   showError(errorEl, null);
   people.ceiling = items.find((t) => t.id === token.id())?.expiresAt || null;
+  const makers = sessionMakers(items);
   fillCeilingHints();
   const body = $("#tokens-body");
   preserveFocus(body, () =>
-    body.replaceChildren(...(items.length ? items.map(tokenRow) : [emptyRow(7, "You have no tokens.")])),
+    body.replaceChildren(
+      ...(items.length ? items.map((t) => tokenRow(t, makers)) : [emptyRow(7, "You have no tokens.")]),
+    ),
   );
 }
 
-function revokeToken(t, session, trigger) {
+function revokeToken(t, session, maker, trigger) {
   const index = rowIndex($("#tokens-body"), "tokenId", t.id);
+  const ends = session || maker;
   confirmThen({
     trigger,
     title: session ? "Revoke this console session's token?" : `Revoke “${t.name}”?`,
     text: session
       ? "This console is signed in with it: revoking it signs you out of this console at once, and the notebooks opened from this tab close. Your other tokens go on working."
-      : `Anything that uses ${t.prefix}… (a script, curl, another console) is refused from its next request on. This cannot be undone.`,
-    action: session ? "Revoke and sign out" : "Revoke token",
+      : maker
+        ? `This console signed in with ${t.prefix}…, which has an end, so the console's own token is bound to it: revoking it also revokes the tokens made with it, signs you out of this console at once and closes the notebooks opened from this tab. Anything else that uses it is refused from its next request on. This cannot be undone.`
+        : `Anything that uses ${t.prefix}… (a script, curl, another console) is refused from its next request on. This cannot be undone.`,
+    action: ends ? "Revoke and sign out" : "Revoke token",
     run: () => api.revokeMemberToken(state.me.id, t.id),
     after: async () => {
-      if (session) {
+      if (ends) {
         signOut(SESSION_REVOKED);
         return;
       }

@@ -86,7 +86,7 @@ select %(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s, %(
  where %(made_by)s::text is null or exists (select 1 from maker)
 returning json_build_object('id', id, 'name', name, 'prefix', prefix,
                             'createdAt', created_at, 'createdBy', created_by,
-                            'expiresAt', expires_at)::text as body;
+                            'madeWith', made_by, 'expiresAt', expires_at)::text as body;
 
 -- name: api_lock_token
 -- First, in a statement of its own: a token being made with this one (its
@@ -140,5 +140,6 @@ select
     (select id from rows order by rn desc limit 1) as last_id,
     coalesce((select json_agg(json_build_object(
         'id', r.id, 'name', r.name, 'prefix', r.prefix, 'createdAt', r.created_at,
-        'createdBy', r.created_by, 'lastUsedAt', r.last_used_at, 'expiresAt', r.expires_at
+        'createdBy', r.created_by, 'madeWith', r.made_by, 'lastUsedAt', r.last_used_at,
+        'expiresAt', r.expires_at
     ) order by r.rn) from rows r), '[]')::text as items;

@@ -285,3 +285,40 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     assert [t["name"] for t in bob_tokens["items"]] == ["pasted"]
     assert stack.call("GET", "/me", token=bob_token["token"])[0] == 200
     page.close()
+
+
+def test_revoking_the_expiring_token_a_console_signed_in_with_says_it_signs_out(
+    browser: Any, stack: Any
+) -> None:
+    """A console's token made with a pasted token that has an end is bound to
+    it (`madeWith`): the People page marks the pasted token, its Revoke says
+    the console goes too, and signs out at once instead of at the next 401."""
+    code, dan = stack.call("POST", "/members", {"email": "dan@example.com", "name": "Dan"})
+    assert code == 201, dan
+    body = {"name": "pasted-for-a-day", "expiresInSeconds": 86400}
+    code, pasted = stack.call("POST", f"/members/{dan['id']}/tokens", body)
+    assert code == 201, pasted
+    assert pasted["madeWith"] is None  # an admin's token for a colleague is not bound
+
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, pasted["token"])
+    open_people(page)
+    _, listed = stack.call("GET", f"/members/{dan['id']}/tokens")
+    (console_token,) = [t for t in listed["items"] if t["id"] != pasted["id"]]
+    assert console_token["madeWith"] == pasted["id"], listed
+    row = page.locator("#tokens-body tr", has_text="pasted-for-a-day")
+    assert "this console signed in with it" in row.inner_text()
+    session_row = page.locator("#tokens-body tr", has_text="this console session")
+    assert "signed in with it" not in session_row.inner_text()
+
+    row.get_by_role("button", name=re.compile(r"^Revoke pasted-for-a-day ")).click()
+    confirm(page, "Revoke and sign out", "signs you out of this console")
+    page.get_by_role("heading", name="Sign in").wait_for()
+    assert (
+        page.locator("#signin-error").inner_text()
+        == "Signed out: you revoked this console session's token."
+    )
+    assert stack.call("GET", "/me", token=pasted["token"])[0] == 401
+    _, left = stack.call("GET", f"/members/{dan['id']}/tokens")
+    assert left["items"] == []
+    page.close()
