@@ -225,11 +225,26 @@ async def _carry_out(
     except Exception as exc:  # transient: retried by the worker with back-off
         await _record_raised(deps, row, p, observed, exc)
         raise
+    first_run = await _first_run(deps, row, status, p)
     if not await _write(deps, row, p, observed):
         return Result("conflict", 0, generation, p.actions)
-    if status == Status.STARTING and p.status is Status.RUNNING and row["start_requested_at"]:
+    if first_run:
         metrics.START_TO_RUNNING.observe((now - row["start_requested_at"]).total_seconds())
     return Result(p.outcome, p.requeue_after, generation, p.actions)
+
+
+async def _first_run(deps: Deps, row: dict[str, Any], status: str, p: Plan) -> bool:
+    """Is this pass's starting → running the first since the start request?
+    Not for a repair (same session, hours later): counted as a start, it
+    would add the session's age to the start-time histogram and its alert."""
+    requested = row["start_requested_at"]
+    if not (status == Status.STARTING and p.status is Status.RUNNING and requested):
+        return False
+    async with deps.pool.connection() as conn:
+        before = await fetchone(
+            conn, "reconciler_provisioned_since", {"id": row["id"], "since": requested}
+        )
+    return before is not None and not before["provisioned"]
 
 
 async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation) -> Observation:

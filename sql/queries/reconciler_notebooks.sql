@@ -34,6 +34,15 @@ update notebooks
    and session_id is not distinct from %(session_id)s
 returning start_deadline_at;
 
+-- name: reconciler_provisioned_since
+-- Has the notebook been running (idle, detached) since this time? A
+-- repair's starting → running is no start: its session has.
+select exists (
+    select 1 from notebook_events e
+     where e.notebook_id = %(id)s and e.created_at >= %(since)s
+       and e.to_status in ('running', 'idle', 'detached')
+) as provisioned;
+
 -- name: reconciler_notebook_known
 -- Did this database ever have the notebook? Its events outlive its row.
 select exists (select 1 from notebook_events e where e.notebook_id = %(id)s) as known;

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from reconciler_helpers import processes_for
 
 from common.clock import FakeClock
@@ -87,6 +88,29 @@ async def _running(rows, deps: Deps, clock: FakeClock) -> str:  # type: ignore[n
     assert (await reconcile_once(deps, nid)).outcome == "ready"
     assert (await rows.get(nid))["status"] == "running"
     return nid
+
+
+def _starts_timed() -> float:
+    return REGISTRY.get_sample_value("notebooks_start_running_seconds_count") or 0.0
+
+
+async def test_a_repair_is_not_timed_as_a_start(rows, pool):
+    """The start-time histogram (and NotebooksStartSlow on it) measures a
+    start request to running; a repair hours later is no start, and timed
+    from the request it would add the session's age."""
+    clock = FakeClock()
+    runtime = MarimoDiesAndCannotRestart()
+    deps = Deps(pool=pool, runtime=runtime, clock=clock, start_deadline_seconds=DEADLINE)
+    before = _starts_timed()
+    nid = await _running(rows, deps, clock)
+    assert _starts_timed() == before + 1
+    clock.advance(5 * 3600)
+    runtime.kill(refusing=None)
+    assert (await reconcile_once(deps, nid)).outcome == "repair"
+    assert (await rows.get(nid))["status"] == "starting"
+    assert (await reconcile_once(deps, nid)).outcome == "ready"
+    assert (await rows.get(nid))["status"] == "running"
+    assert _starts_timed() == before + 1
 
 
 async def test_a_repair_whose_restart_keeps_raising_fails_at_its_deadline(rows, pool):
