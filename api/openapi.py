@@ -107,9 +107,10 @@ COMPONENTS: dict[str, Schema] = {
     }),
     "NewToken": closed({"id": ID, "name": {"type": "string"}, "token": {"type": "string"},
                         "prefix": {"type": "string"}, "createdAt": TIME,
-                        "createdBy": NULLABLE_ID, "expiresAt": NULLABLE_TIME}),
+                        "createdBy": NULLABLE_ID, "madeWith": NULLABLE_ID,
+                        "expiresAt": NULLABLE_TIME}),
     "Token": closed({"id": ID, "name": {"type": "string"}, "prefix": {"type": "string"},
-                     "createdAt": TIME, "createdBy": NULLABLE_ID,
+                     "createdAt": TIME, "createdBy": NULLABLE_ID, "madeWith": NULLABLE_ID,
                      "lastUsedAt": NULLABLE_TIME, "expiresAt": NULLABLE_TIME}),
     "TokenList": plain_list("Token"),
     "TeamMembershipList": plain_list("TeamMembership"),
@@ -133,7 +134,9 @@ ERROR_TEXT = {
     404: "Not found or not visible",
     409: "State conflict (stable `code`)",
     412: "If-Match does not match the ETag",
+    413: "Body over 1 MiB",
     415: "Body is not application/json",
+    503: "Database unavailable, timed out or in conflict (`Retry-After`)",
 }
 
 
@@ -169,7 +172,14 @@ def _operation(op: Op) -> dict[str, Any]:
     if op.response == "NotebookDescribe":
         success["headers"] = {"ETag": {"schema": {"type": "string"}}}
     responses[str(op.status)] = success
-    codes = {400, 401, *op.errors}
+    # Any request may meet a database outage (503); a write, a concurrent
+    # request that took a name or removed what it refers to (409
+    # `already_exists`, `reference_gone`); a body, the size limit (413).
+    codes = {400, 401, 503, *op.errors}
+    if op.method != "GET":
+        codes.add(409)
+    if op.body is not None:
+        codes.add(413)
     if any(p["in"] == "path" for p in params):
         codes.add(404)
     for code in sorted(codes):

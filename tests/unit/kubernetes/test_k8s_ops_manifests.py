@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from common.images import image_allowed, parse_allowlist
 from reconciler.runtime.base import ResourceSpec, SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.pool import warm_pod
@@ -61,6 +62,19 @@ def rendered_overlay() -> list[dict[str, Any]]:
         env={**os.environ, "KUBECONFIG": "/dev/null"},
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_the_platform_kernel_image_is_an_allowed_image() -> None:
+    """An org admin may name the platform's own kernel image in a workload
+    config: NOTEBOOKS_ALLOWED_IMAGES must allow the images the ConfigMap
+    runs by default, in the base and in the overlay that changes them."""
+    for docs in (base_documents(), rendered_overlay()):
+        configs = [d for d in docs if d["kind"] == "ConfigMap"]
+        (data,) = [c["data"] for c in configs if "NOTEBOOKS_K8S_MARIMO_IMAGE" in c.get("data", {})]
+        allowed = parse_allowlist(data["NOTEBOOKS_ALLOWED_IMAGES"])
+        assert allowed
+        for name in ("NOTEBOOKS_K8S_MARIMO_IMAGE", "NOTEBOOKS_K8S_SAIL_IMAGE"):
+            assert image_allowed(data[name], allowed), (name, data[name], allowed)
 
 
 def test_the_console_may_frame_the_notebooks_it_opens() -> None:
