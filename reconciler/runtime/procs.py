@@ -27,9 +27,10 @@ from pathlib import Path
 import psutil
 
 # Popen handles of the processes this worker spawned, so it can reap them and
-# learn their exit codes. Adopted processes (spawned by a dead worker) are not
-# our children: their exit code is unknown, their log still tells why.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+# learn their exit codes, with the start time each was spawned at. Adopted
+# processes (spawned by a dead worker) are not our children: their exit code
+# is unknown, their log still tells why.
+_CHILDREN: dict[int, tuple[subprocess.Popen[bytes], int | None, float]] = {}
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,14 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether Sail or Marimo could listen on `port` now. Both bind with
+    SO_REUSEADDR (tokio's and asyncio's default), so the probe does too: a
+    killed Sail's accepted connections linger on its port (TIME_WAIT,
+    FIN_WAIT2) for up to a minute, and a probe without it took that for a
+    port in use, moved Sail and restarted the Marimo (and kernel) that
+    pointed at it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -163,12 +171,12 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: i
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: survives the worker, killed as a group
         )
-    _CHILDREN[popen.pid] = popen
     try:
         created = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:
         created = 0.0
     ticks = start_ticks(popen.pid)
+    _CHILDREN[popen.pid] = (popen, ticks, created)
     return Proc(popen.pid, port, created, str(log), str(cwd), ticks, boot_id(), offset)
 
 
@@ -245,15 +253,36 @@ def same_process(proc: Proc, p: psutil.Process) -> bool:
     return abs(p.create_time() - proc.create_time) <= 0.05  # an older record
 
 
+def _child(proc: Proc) -> subprocess.Popen[bytes] | None:
+    """Our Popen of the process `proc` records; None if we did not spawn it.
+    An entry at its pid spawned at another time is a child of ours that died
+    on its own (never stopped, so never removed) whose pid the kernel then
+    gave to a process another worker spawned: judged by it, that live
+    process would read as dead. Such an entry is dropped."""
+    entry = _CHILDREN.get(proc.pid)
+    if entry is None:
+        return None
+    popen, ticks, created = entry
+    if proc.start_ticks is not None and ticks is not None:
+        ours = ticks == proc.start_ticks
+    else:
+        ours = abs(created - proc.create_time) <= 0.05
+    if ours:
+        return popen
+    if popen.poll() is not None:
+        del _CHILDREN[proc.pid]
+    return None
+
+
 def exit_code(proc: Proc) -> int | None:
     """The exit code if we are its parent and it has exited, else None."""
-    popen = _CHILDREN.get(proc.pid)
+    popen = _child(proc)
     return None if popen is None else popen.poll()
 
 
 def is_alive(proc: Proc) -> bool:
     """Alive and really the process we started (pids get reused)."""
-    popen = _CHILDREN.get(proc.pid)
+    popen = _child(proc)
     if popen is not None and popen.poll() is not None:
         return False
     try:
@@ -329,7 +358,7 @@ def members(proc: Proc, cwd: Path) -> list[psutil.Process]:
     `setsid`); once it is gone, the members working in the notebook's
     directory (Marimo's kernel, Sail's workers). A pid reused by an unrelated
     process group is never matched."""
-    if (popen := _CHILDREN.get(proc.pid)) is not None:
+    if (popen := _child(proc)) is not None:
         popen.poll()  # reap our own child, so a dead leader is not a zombie
     leader_ok = is_alive(proc)
     found: dict[int, psutil.Process] = {}  # the group first, in pid order: the leader leads
@@ -396,6 +425,6 @@ async def stop(proc: Proc, first: signal.Signals, grace: float, cwd: Path) -> No
             while left and loop.time() < deadline:
                 await asyncio.sleep(0.05)
                 left = remaining()
-    popen = _CHILDREN.pop(proc.pid, None)
-    if popen is not None:
+    if (popen := _child(proc)) is not None:
+        del _CHILDREN[proc.pid]
         popen.poll()

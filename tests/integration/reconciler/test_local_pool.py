@@ -273,7 +273,7 @@ def test_a_process_is_recognised_as_alive_right_after_spawn(tmp_path: Path):
             assert procs.is_alive(proc), i
         finally:
             os.kill(proc.pid, signal.SIGKILL)
-            procs._CHILDREN.pop(proc.pid).wait()
+            procs._CHILDREN.pop(proc.pid)[0].wait()
 
 
 async def test_warm_sails_of_a_drain_cut_short_are_stopped(rsettings: Settings):

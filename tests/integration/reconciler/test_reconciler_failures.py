@@ -9,6 +9,7 @@ import json
 import os
 import signal
 
+import psutil
 import pytest
 from prometheus_client import REGISTRY
 from reconciler_helpers import kinds, processes_for, until_none_for, worker_process
@@ -153,6 +154,18 @@ async def test_sail_killed_while_running_is_restarted_on_its_port_for_the_same_m
     await rows.start(nid)
     row = await rows.wait_running(nid)
     state = row["runtime_state"]
+    # A client connected, as the kernel's Spark session is: the killed Sail's
+    # side of it lingers on the port (FIN_WAIT2), which a bind without
+    # SO_REUSEADDR takes for a port in use, though Sail binds it again fine.
+    sail_port = int(state["sail_url"].rsplit(":", 1)[1])
+    _, spark_client = await asyncio.open_connection("127.0.0.1", sail_port)
+    local = spark_client.get_extra_info("sockname")[1]
+    sail_proc = psutil.Process(state["sail_pid"])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not any(c.raddr and c.raddr.port == local for c in sail_proc.net_connections()):
+        assert loop.time() < deadline, "Sail never accepted the connection"
+        await asyncio.sleep(0.02)  # accepted: Sail's side then lingers after the kill
 
     os.killpg(state["sail_pid"], signal.SIGKILL)
 
@@ -169,3 +182,4 @@ async def test_sail_killed_while_running_is_restarted_on_its_port_for_the_same_m
     assert row["runtime_state"]["sail_url"] == state["sail_url"]
     assert row["runtime_state"]["marimo_pid"] == state["marimo_pid"]
     assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
+    spark_client.close()

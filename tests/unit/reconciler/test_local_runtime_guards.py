@@ -56,8 +56,8 @@ def kill(*pids: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        if (popen := procs._CHILDREN.pop(pid, None)) is not None:
-            popen.wait()
+        if (child := procs._CHILDREN.pop(pid, None)) is not None:
+            child[0].wait()
 
 
 # -- a stop ends what left the group ------------------------------------------
@@ -103,7 +103,7 @@ async def test_a_log_over_the_cap_is_rotated_when_the_next_process_starts(
 
     async def run(word: str) -> None:
         proc = spawn_python(tmp_path, f"print({word!r})", log=log.name)
-        await asyncio.to_thread(procs._CHILDREN.pop(proc.pid).wait, 10)
+        await asyncio.to_thread(procs._CHILDREN.pop(proc.pid)[0].wait, 10)
 
     await run("first")
     assert (tmp_path / "sail.log.1").read_bytes() == old  # one previous file kept
@@ -119,19 +119,19 @@ async def test_a_log_over_the_cap_is_rotated_when_the_next_process_starts(
 
 async def test_a_port_clash_is_read_from_the_process_own_output_only(tmp_path: Path) -> None:
     clashed = spawn_python(tmp_path, "print('RuntimeError: Address already in use (os error 98)')")
-    procs._CHILDREN.pop(clashed.pid).wait(10)
+    procs._CHILDREN.pop(clashed.pid)[0].wait(10)
     assert procs.port_clash(clashed)
     # The next process on the same log dies of something else: the earlier
     # run's line above its own output is not its reason.
     other = spawn_python(tmp_path, "import sys; sys.exit(3)")
-    procs._CHILDREN.pop(other.pid).wait(10)
+    procs._CHILDREN.pop(other.pid)[0].wait(10)
     assert not procs.port_clash(other)
     marimo = spawn_python(
         tmp_path,
         'print("ERROR:    [Errno 98] error while attempting to bind on address'
         " ('127.0.0.1', 5): address already in use\")",
     )
-    procs._CHILDREN.pop(marimo.pid).wait(10)
+    procs._CHILDREN.pop(marimo.pid)[0].wait(10)
     assert procs.port_clash(marimo)
 
 
@@ -220,7 +220,7 @@ async def test_the_warm_pool_removes_trees_off_the_event_loop(
     warm = spawn_python(shape_dir / "w1.d", SLEEP, log=shape_dir / "w1.log")
     (shape_dir / "w1.json").write_text(json.dumps(warm.to_json()))
     dead = spawn_python(shape_dir / "w2.d", "pass", log=shape_dir / "w2.log")
-    procs._CHILDREN.pop(dead.pid).wait(10)
+    procs._CHILDREN.pop(dead.pid)[0].wait(10)
     (shape_dir / "w2.draining").write_text(json.dumps(dead.to_json()))
     run_dir = tmp_path / "run" / "NB1"
     run_dir.mkdir(parents=True)

@@ -56,7 +56,7 @@ async def test_stop_never_signals_a_stranger_in_a_directory_whose_name_extends_o
     ours.mkdir()
     theirs.mkdir()
     stranger = spawn_python(theirs, "import time; time.sleep(60)")
-    popen = procs._CHILDREN[stranger.pid]
+    popen = procs._CHILDREN[stranger.pid][0]
     try:
         stale = dataclasses.replace(stranger, start_ticks=(stranger.start_ticks or 0) - 1)
         assert not procs.is_alive(stale)
@@ -162,7 +162,7 @@ def test_death_reason_has_exit_code_and_log_tail_without_tokens(tmp_path: Path) 
         "print('url http://h/nb?access_token=SECRET1 up'); print('fatal: SECRET2'); exit(3)",
         log="d.log",
     )
-    procs._CHILDREN[proc.pid].wait(10)
+    procs._CHILDREN[proc.pid][0].wait(10)
     assert (tmp_path / "d.log").stat().st_mode & 0o077 == 0  # holds tokens: owner only
     reason = procs.death_reason("Sail", proc, ("SECRET2",))
     assert reason.startswith("Sail exited with code 3: ")
@@ -209,3 +209,39 @@ def test_free_port_never_hands_out_a_port_it_just_gave(monkeypatch) -> None:  # 
     monkeypatch.setattr(procs, "_RECENT_PORTS", collections.deque(maxlen=256))
     monkeypatch.setattr(procs.socket, "socket", OneAfterAnother)
     assert [procs.free_port(), procs.free_port()] == [5001, 5002]
+
+
+def test_a_child_that_died_on_its_own_does_not_judge_the_process_that_got_its_pid(
+    tmp_path: Path,
+) -> None:
+    """A child of ours that died by itself stays in the worker's table (only
+    a stop removes it); the kernel may give its pid to a process another
+    worker spawns. Judged by the dead child's Popen, that live process (a
+    notebook's Sail, a warm Sail) read as dead: a repair killed it."""
+    dead = spawn_python(tmp_path, "pass", log="dead.log")
+    popen = procs._CHILDREN[dead.pid][0]
+    popen.wait(10)
+    port = procs.free_port()
+    other = subprocess.Popen(  # another worker's child
+        [sys.executable, "-c", "import time; time.sleep(60)", str(port)],
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        live = procs.Proc(
+            other.pid,
+            port,
+            procs.psutil.Process(other.pid).create_time(),
+            str(tmp_path / "other.log"),
+            str(tmp_path),
+            procs.start_ticks(other.pid),
+            procs.boot_id(),
+        )
+        procs._CHILDREN[other.pid] = procs._CHILDREN.pop(dead.pid)  # the pid, reused
+        assert procs.is_alive(live)
+        assert procs.exit_code(live) is None
+        assert other.pid not in procs._CHILDREN  # the stale entry is dropped
+    finally:
+        other.kill()
+        other.wait()
+        procs._CHILDREN.pop(other.pid, None)
