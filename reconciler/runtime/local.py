@@ -92,6 +92,10 @@ class LocalRuntime:
             if warm_pool_size > 0
             else None
         )
+        # With the pool off, warm Sails an earlier run left (a worker killed
+        # with the pool on, restarted without it) are stopped at the first
+        # sweep, unless a runtime with the pool on still uses them.
+        self._pool_leftovers_checked = self.pool is not None
 
     # -- paths and state ---------------------------------------------------
 
@@ -535,7 +539,15 @@ class LocalRuntime:
         holding only logs, and a notebook's file, are not listed (a stopped
         notebook has both). In a thread: one directory entry per notebook
         ever started on this host, and one pass over /proc."""
+        if not self._pool_leftovers_checked:
+            self._pool_leftovers_checked = True
+            await self._drain_pool_left_over()
         return await asyncio.to_thread(self._active_ids)
+
+    async def _drain_pool_left_over(self) -> None:
+        root = self.data_dir / "pool"
+        if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
+            await LocalPool(root, 0, self._sail_argv).close()
 
     def _active_ids(self) -> set[str]:
         run = self.data_dir / "run"
@@ -560,5 +572,7 @@ class LocalRuntime:
         await self.refilled()
         if self.pool is not None:
             await self.pool.close()
+        else:
+            await self._drain_pool_left_over()
         if self._http is not None:
             await self._http.close()

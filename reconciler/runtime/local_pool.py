@@ -12,7 +12,8 @@ Layout under `{data_dir}/pool/`:
   {shape}/{wid}.log    its output
   {shape}/{wid}.d/     its working directory (moved to the notebook's run
                        directory as `sail-work/` when claimed)
-  {shape}/{wid}.draining  a warm Sail a closing runtime is stopping (out of the pool)
+  {shape}/{wid}.draining  a warm Sail a closing runtime or a collecting refill
+                       is stopping (out of the pool)
   {shape}/{wid}.spawning  a warm Sail being spawned, not yet claimable
   {shape}/.refill      flock: one refill of a shape at a time on this host
   .workers             flock held shared by every open runtime using the pool
@@ -38,6 +39,7 @@ import os
 import secrets
 import shutil
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -51,6 +53,10 @@ log = structlog.get_logger(__name__)
 CLAIM = "sail.claim"  # in a notebook's run directory: a claimed Sail not yet in state.json
 WORK = "sail-work"  # in a notebook's run directory: a claimed Sail's working directory
 REFILL_ATTEMPTS = 3
+# A shape nobody claimed from or refilled for this long (its config edited
+# since, or deleted) gives its warm Sails back at the next refill of any
+# shape, as the Kubernetes pool collects warm pods after an hour.
+SHAPE_IDLE_SECONDS = 3600
 SPAWNING = ".spawning"  # a warm Sail being spawned, not yet recorded (`{wid}.spawning`)
 
 
@@ -200,6 +206,7 @@ class LocalPool:
                     alive += 1
                 else:
                     await self._discard(path, proc)
+            alive -= await self.collect(directory)
             # A Sail can die at once, e.g. when its port (picked with bind 0)
             # is taken before it binds: replaced, a few times at most.
             for _ in range(REFILL_ATTEMPTS):
@@ -217,6 +224,33 @@ class LocalPool:
         if added:
             log.info("local_warm_refilled", shape=directory.name, spawned=added)
         return added
+
+    async def collect(self, refilling: Path | None = None) -> int:
+        """Stop the warm Sails no start will claim: every one of a shape idle
+        for SHAPE_IDLE_SECONDS (a claim or a refill touches its directory),
+        and in any shape the oldest beyond `size` (after it was lowered).
+        Each is taken out with the rename a claim makes, so one claimed
+        meanwhile stays its notebook's. Returns how many of `refilling`'s
+        (the shape being refilled, never idle) were stopped."""
+        now, ours, stopped = time.time(), 0, 0
+        for directory in self.root.glob("*/"):
+            try:
+                idle = now - directory.stat().st_mtime > SHAPE_IDLE_SECONDS
+            except OSError:
+                continue
+            entries = self._entries(directory)  # oldest first
+            if idle and directory != refilling:
+                doomed = entries
+            else:
+                doomed = entries[: max(0, len(entries) - self.size)]
+            taken = sum(take(path, path.with_suffix(".draining")) for path, _ in doomed)
+            if taken:
+                stopped += await self._stop_drained(directory)
+                if directory == refilling:
+                    ours += taken
+        if stopped:
+            log.info("local_warm_collected", stopped=stopped)
+        return ours
 
     def _spawn(self, directory: Path, env: dict[str, str]) -> tuple[Path, procs.Proc]:
         wid = secrets.token_hex(4)

@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from common.settings import Settings
 from reconciler.runtime import probes, procs
 from reconciler.runtime.base import Observation, Phase, SessionSpec, WorkloadSpec
 from reconciler.runtime.local import LocalRuntime
+from reconciler.runtime.local_pool import SHAPE_IDLE_SECONDS, LocalPool
 
 pytestmark = pytest.mark.slow
 
@@ -208,6 +210,65 @@ rt = LocalRuntime(sys.argv[1], warm_pool_size=1)
 asyncio.run(rt.warm_up(WorkloadSpec(env={"TEAM": "adopt"})))
 os._exit(0)  # a worker killed: no close, so its pool is not drained
 """
+
+
+async def test_pool_off_stops_the_warm_sails_a_killed_pool_worker_left(
+    rsettings: Settings, tmp_path: Path
+):
+    """A worker with the pool on, killed, restarted with it off: nothing
+    would ever claim or drain its warm Sails; the first sweep stops them."""
+    script = tmp_path / "warm_up_and_die.py"
+    script.write_text(WARM_UP_AND_DIE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(rsettings.data_dir)
+    )
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+    [left] = [
+        p.pid
+        for _, p in LocalPool(rsettings.data_dir / "pool", 1, list).members(
+            WorkloadSpec(env={"TEAM": "adopt"})
+        )
+    ]
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5)
+    try:
+        assert rt.pool is None
+        await rt.active_ids()  # what the sweep calls
+        assert gone(left)
+    finally:
+        await rt.close()
+    assert processes_under(rsettings.data_dir) == []
+
+
+async def test_a_refill_collects_idle_shapes_and_the_surplus_of_a_lowered_size(
+    rsettings: Settings,
+):
+    """Shapes nobody starts any more (a config edited) and warm Sails beyond
+    a lowered pool size are stopped by the next refill of any shape; a
+    shape in use keeps its newest up to the size."""
+    edited, current = WorkloadSpec(env={"V": "1"}), WorkloadSpec(env={"V": "2"})
+    before = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=2)
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    try:
+        await before.warm_up(edited)
+        await before.warm_up(current)
+        old = await warm_pids(before, edited)
+        current_pids = await warm_pids(before, current)
+        assert len(old) == len(current_pids) == 2
+        assert before.pool is not None
+        hours_ago = time.time() - 2 * SHAPE_IDLE_SECONDS
+        os.utime(before.pool.shape_dir(edited), (hours_ago, hours_ago))
+
+        assert await rt.warm_up(current) == 0  # one is kept: nothing to add
+        assert all(gone(pid) for pid in old)
+        assert rt.pool is not None and rt.pool.members(edited) == []
+        kept = await warm_pids(rt, current)
+        assert kept == [current_pids[-1]]  # the newest
+        assert gone(current_pids[0])
+        assert not list(before.pool.shape_dir(edited).glob("*.d"))  # files gone too
+    finally:
+        await rt.close()
+        await before.close()
+    assert processes_under(rsettings.data_dir) == []
 
 
 async def test_warm_sails_of_a_dead_worker_are_adopted(rsettings: Settings, tmp_path: Path):
