@@ -29,6 +29,11 @@ UNKNOWN_ACTIVITY = "activity unknown: the kernel did not answer; not stopped as 
 # Between "restarting Marimo" and the error, in the message of a repair whose
 # restart raised: the deadline's failure reason quotes that last error.
 RETRYING = " failed, retrying: "
+# A component that is alive but misses its health check (a Sail busy with a
+# heavy job on a small host, a slow answer) is given this long, the status
+# left as it is, before it counts as broken: one missed probe must not take a
+# running notebook offline (the proxy serves only provisioned notebooks).
+UNRESPONSIVE_GRACE_SECONDS = 30
 
 
 class Action(StrEnum):
@@ -70,6 +75,9 @@ class NotebookState:
     # runtime_state is not empty: a teardown was not seen to finish (it is
     # emptied once one does), so a `failed` notebook may still have leftovers.
     leftovers: bool = False
+    # What ARM_DEADLINE adds to now (Deps.start_deadline_seconds): tells when
+    # the armed deadline was armed.
+    start_deadline_seconds: int = 120
 
 
 @dataclass(frozen=True)
@@ -257,6 +265,8 @@ def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -
         )
         if terminal:
             return failed(broken, "failed")
+        if (waiting := _unresponsive(nb, observed, now)) is not None:
+            return waiting
         actions: tuple[Action, ...] = (Action.ENSURE_RUNNING,)
         if nb.start_deadline_at is None:
             actions = (Action.ARM_DEADLINE, *actions)  # the repair's first attempt
@@ -272,6 +282,31 @@ def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -
         )
     healthy = _plan_presence(nb, observed, now)
     return replace(healthy, presence=True, disarm_deadline=nb.start_deadline_at is not None)
+
+
+def _unresponsive(nb: NotebookState, observed: Observation, now: datetime) -> Plan | None:
+    """Every component alive, one not answering: the status kept, within the
+    grace counted from the first such look (which arms the deadline, so a
+    repair that follows counts from then too); None once the grace is over
+    or when a component is down, for the repair to take over."""
+    alive = (Phase.READY, Phase.STARTING)
+    if not (observed.sail.phase in alive and observed.marimo.phase in alive):
+        return None
+    actions: tuple[Action, ...] = ()
+    if nb.start_deadline_at is None:
+        actions = (Action.ARM_DEADLINE,)
+    else:
+        armed_at = nb.start_deadline_at - timedelta(seconds=nb.start_deadline_seconds)
+        if now - armed_at >= timedelta(seconds=UNRESPONSIVE_GRACE_SECONDS):
+            return None
+    return Plan(
+        actions,
+        nb.status,
+        nb.status_message,
+        requeue_after=POLL_SECONDS,
+        executing=_executing(nb, observed),
+        outcome="unresponsive",
+    )
 
 
 def _restarting(observed: Observation) -> str:

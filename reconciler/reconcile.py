@@ -67,7 +67,7 @@ class Result:
     actions: tuple[Action, ...] = ()
 
 
-def _state(row: dict[str, Any], presence_window: int) -> NotebookState:
+def _state(row: dict[str, Any], deps: Deps) -> NotebookState:
     # The deadline counts only once a pass armed it for this session (the
     # API's, from the request, would count time spent waiting for a worker).
     armed = row["session_id"] is not None and row["start_deadline_session_id"] == row["session_id"]
@@ -84,7 +84,8 @@ def _state(row: dict[str, Any], presence_window: int) -> NotebookState:
         executing=row["executing"],
         idle_timeout_seconds=row["idle_timeout_seconds"],
         detached_timeout_seconds=row["detached_timeout_seconds"],
-        presence_window_seconds=presence_window,
+        presence_window_seconds=deps.presence_window_seconds,
+        start_deadline_seconds=deps.start_deadline_seconds,
         start_requested_at=row["start_requested_at"],
         leftovers=bool(row["runtime_state"]),
     )
@@ -193,7 +194,7 @@ def _recorded(row: dict[str, Any], p: Plan) -> dict[str, Any]:
 
 
 async def _pass(deps: Deps, row: dict[str, Any]) -> Result:
-    nb = _state(row, deps.presence_window_seconds)
+    nb = _state(row, deps)
     observed = await deps.runtime.observe(nb.id)
     if observed.executing is None and observed.marimo.phase is Phase.READY:
         # Not stopped as idle while this lasts: visible, so that a probe
@@ -279,7 +280,7 @@ async def _record_raised(
     """A repair whose restart raised says so (`attempt_raised`); the error
     then goes back to the worker, retried with back-off. Best effort: the
     database may be what failed, and the deadline bounds the repair anyway."""
-    nb = _state(row, deps.presence_window_seconds)
+    nb = _state(row, deps)
     said = attempt_raised(nb, p, observed, _error_text(exc, row["session_token"]))
     if said is None:
         return

@@ -13,6 +13,7 @@ from common.statuses import PROVISIONED, Desired, Status
 from reconciler.plan import (
     TEARDOWN_POLL_SECONDS,
     UNKNOWN_ACTIVITY,
+    UNRESPONSIVE_GRACE_SECONDS,
     Action,
     NotebookState,
     attempt_raised,
@@ -109,7 +110,9 @@ TABLE = [
         Status.STARTING,
         "restarting after Sail",
     ),
-    (R, Status.RUNNING, "starting", (ARM, E_RUN), Status.STARTING, "restart"),
+    # alive but not answering its probe: the status kept within the grace (armed here)
+    (R, Status.RUNNING, "starting", (ARM,), Status.RUNNING, ""),
+    (R, Status.IDLE, "sail_ready", (ARM,), Status.IDLE, ""),
     (R, Status.RUNNING, "nothing", (ARM, E_RUN), Status.STARTING, "restart"),
     (R, Status.RUNNING, "terminal", (E_STOP,), Status.FAILED, "image pull failed"),
     # failed stays failed; leftovers are removed
@@ -149,9 +152,15 @@ def test_plan_invariants_over_every_case(desired: Desired, status: Status, obs: 
     o = OBS[obs]
     p = plan(nb(desired, status), o, NOW)
     both_ready = o.sail.phase is Phase.READY and o.marimo.phase is Phase.READY
-    # Never running (or idle/detached) with a component down.
+    # Never running (or idle/detached) with a component down; one alive but
+    # not answering only within the grace, which this pass may arm.
     if p.status in (Status.RUNNING, Status.IDLE, Status.DETACHED):
-        assert both_ready and not p.actions
+        alive = (Phase.READY, Phase.STARTING)
+        if both_ready:
+            assert not p.actions
+        else:
+            assert o.sail.phase in alive and o.marimo.phase in alive, (o, p)
+            assert p.actions in ((), (Action.ARM_DEADLINE,)) and p.outcome == "unresponsive"
     if desired is Desired.DELETED:
         assert p.actions == (Action.DELETE,)
     if desired is Desired.STOPPED:
@@ -408,3 +417,32 @@ def test_healthy_again_disarms_the_deadline_of_the_start_or_repair() -> None:
     assert plan(repaired, OBS["ready"], NOW).disarm_deadline  # an arm not cleared before
     assert not plan(nb(R, Status.RUNNING), OBS["ready"], NOW).disarm_deadline  # nothing to do
     assert not plan(repaired, OBS["marimo_dead"], NOW).disarm_deadline
+
+
+def test_an_unresponsive_component_gets_a_grace_then_the_repair_then_the_deadline() -> None:
+    """Alive but missing its health check: the status stays for
+    UNRESPONSIVE_GRACE_SECONDS from the first such look (one missed probe
+    under load must not take a running notebook offline); then the repair
+    (starting, restart what is missing) within the deadline armed by that
+    first look; past it, failed."""
+    first = plan(nb(R, Status.RUNNING), OBS["sail_ready"], NOW)
+    assert (first.actions, first.status, first.outcome) == (
+        (Action.ARM_DEADLINE,),
+        Status.RUNNING,
+        "unresponsive",
+    )
+    assert first.requeue_after is not None
+    armed = replace(nb(R, Status.RUNNING), start_deadline_at=NOW + timedelta(seconds=120))
+    within = plan(armed, OBS["sail_ready"], NOW + timedelta(seconds=UNRESPONSIVE_GRACE_SECONDS - 1))
+    assert (within.actions, within.status) == ((), Status.RUNNING)
+    after = plan(armed, OBS["sail_ready"], NOW + timedelta(seconds=UNRESPONSIVE_GRACE_SECONDS))
+    assert (after.actions, after.status) == ((Action.ENSURE_RUNNING,), Status.STARTING)
+    assert "restarting after Marimo starting" in after.status_message
+    late = plan(armed, OBS["sail_ready"], NOW + timedelta(seconds=120))
+    assert (late.status, late.outcome) == (Status.FAILED, "deadline")
+    # Answering again within the grace: healthy, the deadline disarmed.
+    back = plan(armed, OBS["ready"], NOW + timedelta(seconds=5))
+    assert back.status is Status.RUNNING and back.disarm_deadline
+    # A component down is no grace: the repair at once.
+    dead = plan(nb(R, Status.RUNNING), OBS["marimo_dead"], NOW)
+    assert dead.status is Status.STARTING
