@@ -524,8 +524,8 @@ class LocalRuntime:
     async def delete(self, notebook_id: str) -> None:
         async with self._lock(notebook_id):
             await self._stop_locked(notebook_id)
-            await remove_tree(self.notebook_dir(notebook_id))
-            await remove_tree(self.run_dir(notebook_id))
+            await remove_tree(self.notebook_dir(notebook_id), strict=True)
+            await remove_tree(self.run_dir(notebook_id), strict=True)
             (self.data_dir / "run" / ".locks" / notebook_id).unlink(missing_ok=True)
         self._locks.pop(notebook_id, None)
 

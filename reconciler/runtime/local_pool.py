@@ -39,6 +39,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -75,11 +76,46 @@ def take(entry: Path, dest: Path) -> bool:
     return True
 
 
-async def remove_tree(path: Path | str) -> None:
+async def remove_tree(path: Path | str, *, strict: bool = False) -> None:
     """rmtree in a thread: a directory a notebook's Spark jobs wrote to can
     hold gigabytes, and the worker's event loop (its queue heartbeats) must
-    not wait for it."""
-    await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+    not wait for it. `strict`: what stays (read-only directories a
+    notebook's tools made, as Go's module cache is, for a worker that is not
+    root) is made writable and removed again, and an OSError names what
+    still stays, so a delete is retried rather than leaving the data."""
+    await asyncio.to_thread(_remove_tree, Path(path), strict)
+
+
+def _remove_tree(path: Path, strict: bool) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    if not strict or not os.path.lexists(path):
+        return
+    _make_removable(path)
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+        raise OSError(f"could not remove {path}: {_first_left(path)}")
+
+
+def _make_removable(root: Path) -> None:
+    """Owner rwx on every directory under `root`, never through a symlink (a
+    notebook may link anywhere; lstat, and only real directories)."""
+
+    def writable(directory: str) -> None:
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.lstat(directory).st_mode):
+                os.chmod(directory, 0o700)
+
+    writable(str(root))
+    for dirpath, dirnames, _ in os.walk(root):  # top-down: a child is fixed before entered
+        for name in dirnames:
+            writable(os.path.join(dirpath, name))
+
+
+def _first_left(root: Path) -> str:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*filenames, *dirnames):
+            return os.path.join(dirpath, name)
+    return str(root)
 
 
 async def _remove(proc: procs.Proc) -> None:

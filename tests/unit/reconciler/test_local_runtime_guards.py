@@ -177,17 +177,19 @@ async def test_a_restart_on_an_old_port_keeps_free_port_from_handing_it_out(
 
 @pytest.fixture
 async def rmtree_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
-    """shutil.rmtree replaced by a stand-in that returns once the event loop
-    has run a callback: at once from a worker thread; after 5 s, with False,
+    """shutil.rmtree wrapped by a stand-in that removes the tree once the
+    event loop has run a callback: at once from a worker thread; after 5 s, with False,
     when it runs on (and so blocks) the loop itself. Each call is recorded as
     (path, whether the loop ran meanwhile)."""
     loop = asyncio.get_running_loop()
     calls: list[tuple[str, bool]] = []
+    real = shutil.rmtree
 
     def rmtree(path: object, ignore_errors: bool = False, **_: object) -> None:
         ran = threading.Event()
         loop.call_soon_threadsafe(ran.set)
         calls.append((Path(str(path)).name, ran.wait(5)))
+        real(str(path), ignore_errors=True)  # a delete checks that it is gone
 
     monkeypatch.setattr(shutil, "rmtree", rmtree)
     return calls
