@@ -26,6 +26,8 @@ TEARDOWN_POLL_SECONDS = 0.5
 # The status message of a notebook whose kernel could not be asked whether a
 # cell runs: shown idle, yet not stopped as idle (the detached timeout bounds it).
 UNKNOWN_ACTIVITY = "activity unknown: the kernel did not answer; not stopped as idle"
+# What a `stopped` notebook found with something still running is stopping.
+LEFT_RUNNING = "stopping what was found running for a stopped notebook"
 # Between "restarting Marimo" and the error, in the message of a repair whose
 # restart raised: the deadline's failure reason quotes that last error.
 RETRYING = " failed, retrying: "
@@ -160,6 +162,8 @@ def plan(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
 def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
     if not observed.nothing_left:
         message = nb.status_message if nb.status is Status.STOPPING else "stopping"
+        if nb.status is Status.STOPPED:  # found running for a stopped row (the sweep)
+            message = LEFT_RUNNING
         return Plan(
             (Action.ENSURE_STOPPED,),
             Status.STOPPING,

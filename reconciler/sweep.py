@@ -17,7 +17,10 @@ wrapping at the end: past `limit` notebooks every one is still swept, one
 page per round.
 
 Orphans: it also asks the runtime what it runs (`Runtime.active_ids`) and
-enqueues those with no row, whose pass removes them. Safe against a notebook
+enqueues those with no row, whose pass removes them, and those whose row
+is settled where nothing runs (`stopped`, or `failed` with its teardown seen
+done), which no page looks at: a teardown that gave up silently, or a
+database restored from before a start, would otherwise leave them running. Safe against a notebook
 created meanwhile: the runtime is listed *before* the rows are read, and a
 runtime only ever provisions a notebook after a pass has read its row, so a
 listed notebook whose row exists is seen by that read (ids are never
@@ -101,10 +104,10 @@ async def sweep_once(
         page = await fetchall(
             conn, "reconciler_sweep_page", {"after": claim["after"], "limit": limit}
         )
-        rowless = (
+        strays = (
             await fetchall(conn, "reconciler_sweep_orphans", {"ids": active}) if active else []
         )
-        orphans = [r["id"] for r in rowless if r["known"]]
+        orphans = [r["id"] for r in strays if r["known"]]
         ids = list(dict.fromkeys([*(r["id"] for r in [*unsettled, *page]), *orphans]))
         await enqueue_reconcile(conn, ids)
         # Moved on with the enqueue; a short page is the last: the next starts over.
@@ -112,7 +115,7 @@ async def sweep_once(
         await conn.execute(query("reconciler_sweep_moved"), {"after": after})
     if orphans:
         log.info("sweep_orphans", notebook_ids=orphans)
-    foreign = frozenset(r["id"] for r in rowless if not r["known"])
+    foreign = frozenset(r["id"] for r in strays if not r["known"])
     if foreign != cursor.foreign:
         cursor.foreign = foreign
         if foreign:

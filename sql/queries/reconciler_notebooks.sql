@@ -113,13 +113,18 @@ select id from notebooks
 
 -- name: reconciler_sweep_orphans
 -- Of the notebooks the runtime has something running for (%(ids)s, listed
--- before this query runs), those without a row. `known`: this database once
--- had the notebook (its events outlive the row); an unknown one belongs to
--- another database pointed at the same data directory and is left alone.
+-- before this query runs), those without a row, and those whose row says
+-- nothing should run (`stopped`, or `failed` with its teardown seen done:
+-- no sweep page looks at those; a stop given up on, a database restored).
+-- `known`: this database once had the notebook (its events outlive the
+-- row); an unknown one belongs to another database pointed at the same
+-- data directory and is left alone.
 select t.id,
-       exists (select 1 from notebook_events e where e.notebook_id = t.id) as known
+       n.id is not null
+       or exists (select 1 from notebook_events e where e.notebook_id = t.id) as known
   from unnest(%(ids)s::text[]) as t(id)
- where not exists (select 1 from notebooks n where n.id = t.id)
+  left join notebooks n on n.id = t.id
+ where n.id is null or n.status in ('stopped', 'failed')
  order by t.id;
 
 -- name: reconciler_try_sweep_lock

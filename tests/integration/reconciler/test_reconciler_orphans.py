@@ -13,6 +13,7 @@ from reconciler_helpers import kinds, processes_for
 from common.clock import FakeClock
 from common.ids import new_id
 from common.settings import Settings
+from reconciler.plan import LEFT_RUNNING
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Observation, SessionSpec, WorkloadSpec
 from reconciler.runtime.local import LocalRuntime
@@ -157,11 +158,51 @@ async def test_a_notebook_created_while_the_sweep_runs_is_not_taken_for_an_orpha
 
     runtime = CreatedWhileListing()
     await db.execute("delete from pgqueuer")
-    assert await sweep_once(pool, runtime=runtime) == 1  # type: ignore[arg-type]
+    # The new row is `stopped` yet listed as running, so it gets a look too
+    # (what runs for a settled row is stopped); its pass finds nothing to do.
+    assert await sweep_once(pool, runtime=runtime) == 2  # type: ignore[arg-type]
     cur = await db.execute("select convert_from(payload, 'utf8') as id from pgqueuer")
-    queued = [r["id"] for r in await cur.fetchall()]
-    assert queued == [orphan]
+    queued = sorted(r["id"] for r in await cur.fetchall())
+    assert queued == sorted([orphan, created])
     deps = Deps(pool=pool, runtime=runtime, clock=FakeClock())  # type: ignore[arg-type]
-    for nid in (*queued, created):  # even a job for the new one would leave it alone
+    for nid in queued:
         await reconcile_once(deps, nid)
     assert runtime.deleted == [orphan]
+    row = await rows.get(created)
+    assert row is not None and row["status"] == "stopped"
+
+
+@pytest.mark.slow
+async def test_the_sweep_stops_what_runs_for_a_notebook_whose_row_says_stopped(
+    rows, db, worker, rsettings: Settings
+):
+    """A row settled where nothing should run (a database restored from a
+    backup taken before the start, a teardown given up on) is on no sweep
+    page; the runtime's list finds its processes and the pass stops them."""
+    nid = await rows.notebook()
+    shutdown = await worker()
+    await rows.start(nid)
+    await rows.wait_running(nid)
+    await shutdown()
+    await db.execute(
+        "update notebooks set desired_state = 'stopped', status = 'stopped',"
+        " runtime_state = '{}', session_id = null, session_token = null where id = %s",
+        (nid,),
+    )
+    await db.execute("delete from pgqueuer")
+    assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
+
+    await worker()
+
+    async def moves() -> list[tuple[str, str, str]]:
+        return [(e["from_status"], e["to_status"], e["reason"]) for e in await rows.events(nid)]
+
+    # The row was `stopped` all along: done once it went through `stopping`.
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 60
+    while ("stopping", "stopped", LEFT_RUNNING) not in await moves():
+        assert loop.time() < until, await moves()
+        await asyncio.sleep(0.05)
+    assert ("stopped", "stopping", LEFT_RUNNING) in await moves()  # said, and on record
+    assert processes_for(rsettings.data_dir, nid) == []
+    assert not (rsettings.data_dir / "run" / nid / "state.json").exists()
