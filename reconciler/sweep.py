@@ -104,9 +104,7 @@ async def sweep_once(
         page = await fetchall(
             conn, "reconciler_sweep_page", {"after": claim["after"], "limit": limit}
         )
-        strays = (
-            await fetchall(conn, "reconciler_sweep_orphans", {"ids": active}) if active else []
-        )
+        strays = await fetchall(conn, "reconciler_sweep_orphans", {"ids": active}) if active else []
         orphans = [r["id"] for r in strays if r["known"]]
         ids = list(dict.fromkeys([*(r["id"] for r in [*unsettled, *page]), *orphans]))
         await enqueue_reconcile(conn, ids)
