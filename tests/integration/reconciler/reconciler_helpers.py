@@ -9,10 +9,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from common.settings import Settings
+from reconciler.reconcile import reconcile_once
 
 
 def processes_under(root: Path | str) -> list[psutil.Process]:
@@ -43,6 +45,16 @@ async def until_none_for(data_dir: Path, notebook_id: str, timeout: float = 30) 
     while left := processes_for(data_dir, notebook_id):
         assert time.monotonic() < deadline, f"still running: {left}"
         await asyncio.sleep(0.1)
+
+
+async def reconcile_until_running(deps: Any, rows: Any, nid: str, timeout: float = 60) -> None:
+    """Run passes (as a worker would, without one) until the notebook is
+    `running`; the failure names its last status message."""
+    deadline = time.monotonic() + timeout
+    while (row := await rows.get(nid))["status"] != "running":
+        assert time.monotonic() < deadline, row["status_message"]
+        await reconcile_once(deps, nid)
+        await asyncio.sleep(0.05)
 
 
 def kinds(procs: list[psutil.Process]) -> list[str]:

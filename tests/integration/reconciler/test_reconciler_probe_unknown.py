@@ -13,6 +13,7 @@ import socket
 import aiohttp
 import pytest
 from prometheus_client import REGISTRY
+from reconciler_helpers import reconcile_until_running
 
 from common.clock import FakeClock
 from common.db import open_pool
@@ -47,12 +48,8 @@ async def test_an_unknown_executing_does_not_auto_stop_but_a_dead_marimo_is_repa
     pool = await open_pool(rsettings.database_url, min_size=1, max_size=2)
     deps = Deps(pool=pool, runtime=runtime, clock=clock)
     try:
+        await reconcile_until_running(deps, rows, nid)
         loop = asyncio.get_running_loop()
-        until = loop.time() + 60  # a condition with a deadline, not a sleep
-        while (await rows.get(nid))["status"] != "running":
-            assert loop.time() < until, (await rows.get(nid))["status_message"]
-            await reconcile_once(deps, nid)
-            await asyncio.sleep(0.05)
         # Marimo now refuses the probe (401: not the token it was started with).
         (runtime.run_dir(nid) / "token").write_text("not-the-token")
         observed = await runtime.observe(nid)

@@ -12,6 +12,7 @@ import signal
 from datetime import timedelta
 
 import pytest
+from reconciler_helpers import reconcile_until_running
 
 from common.clock import FakeClock
 from common.db import open_pool
@@ -36,12 +37,8 @@ async def test_a_marimo_that_misses_its_health_check_keeps_the_notebook_running(
     deps = Deps(pool=pool, runtime=runtime, clock=clock, start_deadline_seconds=120)
     marimo_pid = 0
     try:
+        await reconcile_until_running(deps, rows, nid)
         loop = asyncio.get_running_loop()
-        until = loop.time() + 60
-        while (await rows.get(nid))["status"] != "running":
-            assert loop.time() < until, (await rows.get(nid))["status_message"]
-            await reconcile_once(deps, nid)
-            await asyncio.sleep(0.05)
         events = len(await rows.events(nid))
         marimo_pid = int((await runtime.observe(nid)).runtime_state["marimo_pid"])  # type: ignore[arg-type]
 
