@@ -124,6 +124,12 @@ export function wireDialog(dialog, returnFocus) {
 
 const minutes = (seconds) => (seconds == null ? "" : String(Math.round(seconds / 60)));
 const seconds = (input) => (input.value === "" ? undefined : Math.round(Number(input.value) * 60));
+// Whether the member changed a timeout field from the minutes it showed. A
+// timeout set through the API in seconds that are not whole minutes (450 s)
+// is shown rounded (8): saving must not turn it into 480 s unless the member
+// typed another number.
+const edited = (input, shown) =>
+  input.value !== "" && (shown === "" || Number(input.value) !== Number(shown));
 
 export async function fillConfigSelect(select, selected) {
   const { items } = await api.listConfigs();
@@ -199,8 +205,10 @@ async function openEdit(nb, ctx, trigger) {
   showError(error, null);
   form.name.value = nb.name;
   form.description.value = nb.description || "";
-  form.idle.value = minutes(nb.idleTimeoutSeconds);
-  form.detached.value = minutes(nb.detachedTimeoutSeconds);
+  const shownIdle = minutes(nb.idleTimeoutSeconds);
+  const shownDetached = minutes(nb.detachedTimeoutSeconds);
+  form.idle.value = shownIdle;
+  form.detached.value = shownDetached;
   const select = $("#edit-config");
   select.replaceChildren(h("option", { value: nb.workloadConfigId, text: configName(nb.workloadConfigId) }));
   select.disabled = !STARTABLE.has(nb.status);
@@ -215,10 +223,9 @@ async function openEdit(nb, ctx, trigger) {
     const patch = {};
     if (form.name.value.trim() !== nb.name) patch.name = form.name.value.trim();
     if (form.description.value !== (nb.description || "")) patch.description = form.description.value;
-    const idle = seconds(form.idle);
-    const detached = seconds(form.detached);
-    if (idle !== undefined && idle !== nb.idleTimeoutSeconds) patch.idleTimeoutSeconds = idle;
-    if (detached !== undefined && detached !== nb.detachedTimeoutSeconds) patch.detachedTimeoutSeconds = detached;
+    // A timeout goes in only when its field no longer shows what it showed.
+    if (edited(form.idle, shownIdle)) patch.idleTimeoutSeconds = seconds(form.idle);
+    if (edited(form.detached, shownDetached)) patch.detachedTimeoutSeconds = seconds(form.detached);
     if (!select.disabled && select.value && select.value !== nb.workloadConfigId) {
       patch.workloadConfigId = select.value;
     }

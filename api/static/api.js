@@ -43,15 +43,44 @@ export function onUnauthorized(fn) {
   unauthorizedListeners.push(fn);
 }
 
+// Reason phrases for when the answer carries none (HTTP/2 has no status text).
+const REASONS = {
+  400: "Bad Request",
+  403: "Forbidden",
+  404: "Not Found",
+  408: "Request Timeout",
+  413: "Content Too Large",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
+
+// "HTTP 502 Bad Gateway": what is shown for an answer that is not the API's
+// problem+json (a load balancer's or proxy's own page). Its body, often
+// HTML, is never shown: its source means nothing to the member.
+function statusLine(response) {
+  const reason = response.statusText || REASONS[response.status] || "";
+  return reason ? `HTTP ${response.status} ${reason}` : `HTTP ${response.status}`;
+}
+
 async function problemFrom(response) {
-  const text = await response.text();
+  let text = "";
+  try {
+    text = await response.text();
+  } catch {
+    // The body broke off: the status line says enough.
+  }
   try {
     const body = JSON.parse(text);
-    if (body && typeof body === "object") return body;
+    if (body && typeof body === "object" && !Array.isArray(body)) {
+      return body.detail || body.title ? body : { ...body, detail: statusLine(response) };
+    }
   } catch {
-    // Not JSON (a proxy or server page): fall through and show the text itself.
+    // Not JSON: fall through.
   }
-  return { detail: text.trim().slice(0, 500) || `${response.status} ${response.statusText}` };
+  return { detail: statusLine(response) };
 }
 
 export async function request(method, path, body, { tokenOverride } = {}) {
@@ -77,7 +106,13 @@ export async function request(method, path, body, { tokenOverride } = {}) {
     throw error;
   }
   if (response.status === 204) return null;
-  return response.json();
+  try {
+    return await response.json();
+  } catch {
+    // A success that is not JSON (a page from something in front of the
+    // API): say so, without the page's source that a parse error quotes.
+    throw new ApiError(response.status, { detail: `${statusLine(response)}: the answer is not the API's JSON` });
+  }
 }
 
 const enc = encodeURIComponent;

@@ -9,13 +9,15 @@
 
 import { ApiError, api, onUnauthorized, token } from "./api.js";
 import { configsView } from "./configs.js";
-import { $, focusHeading, showError } from "./dom.js";
+import { $, focusHeading, setBusy, showError } from "./dom.js";
 import { detailView, listView } from "./notebooks.js";
 import { openView } from "./open.js";
 import { peopleView, setSignOut } from "./people.js";
 import { state } from "./store.js";
 
 const signinView = { el: () => $("#view-signin"), enter() {}, leave() {} };
+// A token is kept but who it belongs to could not be read (not a 401).
+const retryView = { el: () => $("#view-retry"), enter() {}, leave() {} };
 // Why the last page signed out (a 401), for the sign-in page after the reload.
 const SIGNED_OUT_KEY = "notebooks.signedOut";
 
@@ -64,7 +66,13 @@ function show(view, params = {}, section = null, { focus = true } = {}) {
 }
 
 function route({ focus = true } = {}) {
-  if (!state.me) return showSignin();
+  if (!state.me) {
+    // With a token kept, the member is signed in: `GET /me` is on its way
+    // or failed (the retry page), and asking for a token again would only
+    // make a second console token beside this one.
+    if (!token.get()) showSignin();
+    return;
+  }
   const [view, params, section] = resolve(location.hash);
   show(view, params, section, { focus });
 }
@@ -125,6 +133,33 @@ function showSignin(error) {
   $("#token-input").focus();
 }
 
+// Read who the kept token belongs to, then show the page the URL names. A
+// 401 signs out (onUnauthorized, in boot); any other failure (the API or the
+// network down, a 503) shows the retry page and keeps the token.
+async function resume({ focus }) {
+  try {
+    showSignedIn(await api.me());
+    route({ focus });
+  } catch (err) {
+    if (err.status !== 401) showRetry(err);
+  }
+}
+
+function showRetry(error) {
+  show(retryView, {}, null, { focus: false });
+  showError($("#retry-error"), error, "Could not read who you are");
+}
+
+function wireRetry() {
+  const retry = $("#retry");
+  retry.addEventListener("click", async () => {
+    setBusy(retry, true);
+    await resume({ focus: true });
+    setBusy(retry, false);
+    if (!retryView.el().hidden) retry.focus(); // failed again: stay on Retry
+  });
+}
+
 function wireSignin() {
   $("#signin-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -169,6 +204,7 @@ function wireSignin() {
 
 async function boot() {
   wireSignin();
+  wireRetry();
   // Revoking this console's own token on the People page signs out the same
   // way a 401 does: nothing left to revoke, and the sign-in page says why.
   setSignOut((reason) => signOut(reason));
@@ -188,12 +224,7 @@ async function boot() {
   const reason = sessionStorage.getItem(SIGNED_OUT_KEY);
   sessionStorage.removeItem(SIGNED_OUT_KEY);
   if (!token.get()) return showSignin(reason ? new ApiError(401, { detail: reason }) : null);
-  try {
-    showSignedIn(await api.me());
-    route({ focus: false });
-  } catch (err) {
-    if (err.status !== 401) showSignin(err);
-  }
+  await resume({ focus: false });
 }
 
 boot();

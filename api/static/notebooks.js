@@ -40,6 +40,7 @@ function teamsText(teamIds) {
 export const PAGE_SIZES = [25, 50, 100];
 
 const list = {
+  visit: 0, // bumped on enter and leave: answers for an earlier visit are dropped
   poller: null,
   size: 50,
   teamId: "", // "" = every notebook the member can see
@@ -47,7 +48,30 @@ const list = {
   index: 0,
   next: null, // the marker the page on screen gave for the page after it
   refocusRow: null, // after a delete: the row position to put focus on
+  notice: null, // what the next visit says first (a notebook that went away)
 };
+
+// A short notice above the list (not an error: nothing failed that the member
+// can retry), also announced to screen readers. null removes it.
+function showNotice(message) {
+  const el = $("#notebooks-notice");
+  el.textContent = message || "";
+  el.hidden = !message;
+  if (message) announce(message);
+}
+
+// The notebook on screen (its page or the open view) answered 404: deleted
+// elsewhere, or no longer shared with this member (the API does not say
+// which). Its page has nothing left to show or do: back to the list, which
+// says so. The history entry is replaced, so Back does not return to it.
+export function notebookGone(name) {
+  list.notice = `${name ? `“${name}”` : "That notebook"} no longer exists, or is no longer shared with you.`;
+  // A dialog about it (edit, delete) would only fail now.
+  for (const dialog of [$("#edit-dialog"), $("#delete-dialog")]) {
+    if (dialog.open) dialog.close();
+  }
+  location.replace("#/notebooks");
+}
 
 function resetPaging() {
   list.markers = [null];
@@ -106,14 +130,22 @@ function renderPager(total, shown) {
 async function refreshList() {
   const errorEl = $("#notebooks-error");
   const asked = { index: list.index, teamId: list.teamId, size: list.size };
+  const visit = list.visit;
   let page;
   try {
     page = await api.listNotebooks({ limit: list.size, marker: list.markers[list.index], teamId: list.teamId });
   } catch (err) {
+    if (visit !== list.visit) return false; // left meanwhile
+    if (asked.teamId && asked.teamId === list.teamId && [403, 404].includes(err.status)) {
+      // Removed from that team (or it was deleted) since the filter was set.
+      await teamFilterGone(asked.teamId);
+      return false;
+    }
     showError(errorEl, err, "Could not load notebooks");
     errorEl.dataset.source = "load";
     return false;
   }
+  if (visit !== list.visit) return false; // left meanwhile
   // Paged or filtered meanwhile: this answer is for a page no longer asked for.
   if (asked.index !== list.index || asked.teamId !== list.teamId || asked.size !== list.size) return false;
   // A failed poll's message goes once polling works again; an action's stays.
@@ -169,6 +201,7 @@ async function refreshList() {
 }
 
 function goToPage(index) {
+  if (index < 0) return; // Previous twice before page 1 came back
   if (index === list.index + 1) {
     if (!list.next) return;
     list.markers[index] = list.next;
@@ -176,6 +209,7 @@ function goToPage(index) {
   list.index = index;
   list.markers.length = index + 1;
   list.next = null;
+  showNotice(null);
   announce(`Page ${index + 1}`);
   list.poller.now();
 }
@@ -184,8 +218,10 @@ function goToPage(index) {
 // member: every team to an organization admin, else the member's own.
 async function fillTeamFilter() {
   const select = $("#list-team");
+  const visit = list.visit;
   try {
     const { items } = await api.listTeams();
+    if (visit !== list.visit) return; // left meanwhile
     items.forEach((t) => state.teams.set(t.id, t));
     const mine = new Set((state.me?.teams || []).map((t) => t.teamId));
     const offered = state.me?.organizationAdmin ? items : items.filter((t) => mine.has(t.id));
@@ -200,15 +236,39 @@ async function fillTeamFilter() {
     select.value = list.teamId;
     $("#list-team-field").hidden = offered.length === 0;
   } catch (err) {
-    showError($("#notebooks-error"), err, "Could not load teams");
+    if (visit === list.visit) showError($("#notebooks-error"), err, "Could not load teams");
   }
+}
+
+// The list filtered by a team answered 403 or 404: the member left that team
+// (or it was deleted) since. Show every notebook again, offer only the teams
+// the member is now in (their roles read afresh), and say why.
+async function teamFilterGone(teamId) {
+  const visit = list.visit;
+  const name = teamName(teamId);
+  list.teamId = "";
+  resetPaging();
+  $("#list-team").value = "";
+  showNotice(`You no longer have access to the notebooks of team ${name}: showing all you can see.`);
+  try {
+    const me = await api.me();
+    if (state.me && me.id === state.me.id) state.me = me;
+  } catch {
+    // The old roles stay; fillTeamFilter still drops a team that is gone.
+  }
+  if (visit !== list.visit) return; // left meanwhile: the next visit fills the filter
+  await fillTeamFilter();
+  list.poller.now(); // the unfiltered list, at once
 }
 
 export const listView = {
   el: () => $("#view-notebooks"),
   enter() {
+    list.visit += 1;
     const errorEl = $("#notebooks-error");
     showError(errorEl, null);
+    showNotice(list.notice);
+    list.notice = null;
     $("#new-notebook").onclick = (ev) =>
       openCreate(ev.currentTarget, (created) => {
         // The newest notebook is first on page 1 (of the team filter, if
@@ -230,11 +290,13 @@ export const listView = {
     size.replaceChildren(...PAGE_SIZES.map((n) => h("option", { value: String(n), text: String(n) })));
     size.value = String(list.size);
     size.onchange = () => {
+      showNotice(null);
       list.size = Number(size.value);
       resetPaging();
       list.poller.now();
     };
     $("#list-team").onchange = (ev) => {
+      showNotice(null);
       list.teamId = ev.currentTarget.value;
       resetPaging();
       list.poller.now();
@@ -247,6 +309,7 @@ export const listView = {
     fillTeamFilter();
   },
   leave() {
+    list.visit += 1;
     list.poller?.stop();
   },
   refresh() {
@@ -256,7 +319,9 @@ export const listView = {
 
 // ---- one notebook --------------------------------------------------------
 
-const detail = { id: null, poller: null, nb: null, admin: undefined, historyKey: null };
+// `visit` counts entries to and exits from the view: an answer for an earlier
+// visit (another notebook, or this one before leaving) is dropped.
+const detail = { id: null, visit: 0, poller: null, nb: null, admin: undefined, historyKey: null };
 
 // The history shows the latest changes; the API pages the rest.
 const HISTORY_SHOWN = 20;
@@ -267,15 +332,22 @@ function fact(term, ...value) {
 
 async function refreshDetail() {
   const errorEl = $("#nb-error");
-  const id = detail.id;
+  const { id, visit } = detail;
   let nb;
   try {
     nb = await loadNotebook(id);
   } catch (err) {
-    if (id === detail.id) showError(errorEl, err, "Could not load the notebook");
+    if (visit !== detail.visit) return false; // left meanwhile
+    if (err.status === 404) {
+      // Deleted elsewhere or no longer shared: nothing to poll or act on.
+      detail.poller.stop();
+      notebookGone(detail.nb?.name);
+      return false;
+    }
+    showError(errorEl, err, "Could not load the notebook");
     return false;
   }
-  if (id !== detail.id) return false; // left for another notebook meanwhile: not this one's page
+  if (visit !== detail.visit) return false; // left (for another notebook) meanwhile: not this one's page
   detail.nb = nb;
   noteStatus(nb);
   $("#nb-title").textContent = nb.name;
@@ -323,11 +395,11 @@ async function refreshDetail() {
 
 async function refreshTeams() {
   const errorEl = $("#teams-error");
-  const id = detail.id;
+  const { id, visit } = detail;
   const admin = !!detail.admin;
   try {
     const [assigned, all] = await Promise.all([api.notebookTeams(id), api.listTeams()]);
-    if (id !== detail.id) return; // left for another notebook meanwhile
+    if (visit !== detail.visit) return; // left meanwhile
     absorb(assigned.included);
     all.items.forEach((t) => state.teams.set(t.id, t));
     // Items are team objects (with `id`), or normalized `{teamId}` refs.
@@ -365,7 +437,7 @@ async function refreshTeams() {
     $("#add-team-form").hidden = !admin || available.length === 0;
     $("#teams-readonly").hidden = admin;
   } catch (err) {
-    showError(errorEl, err, "Could not load teams");
+    if (visit === detail.visit) showError(errorEl, err, "Could not load teams");
   }
 }
 
@@ -375,17 +447,17 @@ function actorLabel(actor) {
 
 async function refreshHistory() {
   const errorEl = $("#history-error");
-  const id = detail.id;
+  const { id, visit } = detail;
   let page;
   try {
     page = await api.notebookEvents(id, HISTORY_SHOWN);
   } catch (err) {
-    if (id !== detail.id) return; // left for another notebook meanwhile
+    if (visit !== detail.visit) return; // left meanwhile
     showError(errorEl, err, "Could not load the history");
     detail.historyKey = null; // try again on the next poll
     return;
   }
-  if (id !== detail.id) return; // left for another notebook meanwhile
+  if (visit !== detail.visit) return; // left meanwhile
   showError(errorEl, null);
   $("#nb-history").replaceChildren(
     ...(page.items.length
@@ -424,6 +496,7 @@ async function removeTeam(teamId) {
 export const detailView = {
   el: () => $("#view-notebook"),
   enter({ id }) {
+    detail.visit += 1;
     detail.id = id;
     showError($("#nb-error"), null);
     showError($("#teams-error"), null);
@@ -456,6 +529,7 @@ export const detailView = {
     detail.poller.start();
   },
   leave() {
+    detail.visit += 1; // answers still on their way are dropped
     detail.poller?.stop();
   },
   refresh() {

@@ -5,13 +5,16 @@
 import { loadNotebook } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, setBusy, showError, statusBadge } from "./dom.js";
+import { notebookGone } from "./notebooks.js";
 import { PROVISIONED, Poller, STOPPABLE, TRANSITIONAL, canManage } from "./store.js";
 
 export const PING_INTERVAL_MS = 60_000;
 
 // `entry` counts visits to the view, so that an `await` that returns after
-// the member left (or came to another notebook) does nothing. `framed`: an
-// editor is in the frame, of the notebook's session `session`.
+// the member left (or came to another notebook, or left and came back) does
+// nothing. `framed`: an editor is in the frame, of the notebook's session
+// `session`. `loading`: this visit's `open` call is on its way (one from an
+// earlier visit does not count: its answer is dropped).
 const open = {
   id: null, entry: 0, timer: null, lastPing: 0, poller: null, nb: null,
   framed: false, session: null, loading: false,
@@ -61,14 +64,27 @@ function shown() {
   return !frame().hidden && document.visibilityState === "visible";
 }
 
+// The notebook answered 404 (deleted elsewhere, or no longer shared with
+// this member): drop the frame, stop following it, back to the list.
+function gone() {
+  open.poller?.stop();
+  closeFrame();
+  $("#open-stop").disabled = true;
+  notebookGone(open.nb?.name);
+}
+
 async function ping() {
+  const entry = open.entry;
   open.lastPing = Date.now();
   try {
     await api.pingNotebook(open.id);
+    if (entry !== open.entry) return; // left meanwhile
     if ($("#open-error").dataset.source === "ping") showError($("#open-error"), null);
     // A ping turns an idle notebook back to running: show it now.
     open.poller?.now();
   } catch (err) {
+    if (entry !== open.entry) return;
+    if (err.status === 404) return gone();
     showError($("#open-error"), err, "Could not record that this notebook is open");
     $("#open-error").dataset.source = "ping";
   }
@@ -100,6 +116,11 @@ async function refreshStatus() {
     if (serving && !open.framed && !open.loading) load();
     return TRANSITIONAL.has(nb.status);
   } catch (err) {
+    if (entry !== open.entry) return false; // left meanwhile
+    if (err.status === 404) {
+      gone();
+      return false;
+    }
     showError($("#open-error"), err, "Could not load the notebook");
     return false;
   }
@@ -113,12 +134,14 @@ async function load() {
   try {
     session = await api.openNotebook(open.id);
   } catch (err) {
+    if (entry !== open.entry) return; // left the view while waiting
+    if (err.status === 404) return gone();
     showError(error, err, "Could not open the notebook");
     return;
   } finally {
-    open.loading = false;
+    if (entry === open.entry) open.loading = false; // a later visit's own call may be on its way
   }
-  if (entry !== open.entry) return; // Left the view while waiting.
+  if (entry !== open.entry) return; // left the view while waiting
   if (!frameable(session.url)) {
     showError(error, new Error("The notebook's address is not a web address of the proxy's."), "Could not open");
     return;
@@ -153,6 +176,7 @@ export const openView = {
     open.id = id;
     open.nb = null;
     open.framed = false;
+    open.loading = false; // an earlier visit's `open` call is not this one's
     open.lastPing = 0;
     showError($("#open-error"), null);
     $("#open-title").textContent = "Notebook";
@@ -162,16 +186,18 @@ export const openView = {
     $("#open-back").href = `#/notebooks/${id}`;
     $("#open-mode").hidden = true;
     const stop = $("#open-stop");
+    setBusy(stop, false); // not still busy from a stop asked on an earlier visit
+    const entry = open.entry;
     stop.onclick = async () => {
       setBusy(stop, true);
       try {
         await api.stopNotebook(id);
         announce("Stopping the notebook");
-        location.hash = `#/notebooks/${id}`;
+        if (entry === open.entry) location.hash = `#/notebooks/${id}`; // not if the member went on
       } catch (err) {
-        showError($("#open-error"), err, "Could not stop");
+        if (entry === open.entry) showError($("#open-error"), err, "Could not stop");
       } finally {
-        setBusy(stop, false);
+        if (entry === open.entry) setBusy(stop, false);
       }
     };
     document.addEventListener("visibilitychange", onVisibility);

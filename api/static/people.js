@@ -723,15 +723,19 @@ function renderMembersPager(total, shown) {
 async function loadMembersPage() {
   const visit = people.visit;
   const pg = people.pages;
+  const asked = pg.index;
+  // Left the page, or another page was asked for since (Next, then a member
+  // added, which goes back to page 1): this answer is not for the table.
+  const stale = () => !isCurrent(visit) || people.pages !== pg || pg.index !== asked;
   const errorEl = $("#members-error");
   let page;
   try {
     page = await api.listMembers({ limit: MEMBER_PAGE, marker: pg.markers[pg.index] });
   } catch (err) {
-    if (isCurrent(visit)) showError(errorEl, err, "Could not load members");
+    if (!stale()) showError(errorEl, err, "Could not load members");
     return;
   }
-  if (!isCurrent(visit)) return;
+  if (stale()) return;
   if (page.items.length === 0 && pg.index > 0) {
     // Everyone on this page was disabled: show the page before.
     pg.index -= 1;
@@ -751,6 +755,7 @@ async function loadMembersPage() {
 
 function goToMembersPage(index) {
   const pg = people.pages;
+  if (index < 0) return; // Previous twice before page 1 came back
   if (index === pg.index + 1) {
     if (!pg.next) return;
     pg.markers[index] = pg.next;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 
@@ -34,3 +36,62 @@ def create_notebook_via_api(stack: Any, name: str, teams: list[str] | None = Non
     code, created = stack.call("POST", "/workloads/notebooks", body)
     assert code == 201, created
     return str(created["item"]["notebookId"])
+
+
+def settle(page: Any) -> None:
+    """Let the page run what an answer it just got has queued (its fetch
+    continuations, then a task and two frames)."""
+    page.evaluate(
+        "() => new Promise((done) => setTimeout(() =>"
+        " requestAnimationFrame(() => requestAnimationFrame(done)), 0))"
+    )
+
+
+class Held:
+    """Requests matching a route, held until released."""
+
+    def __init__(self, page: Any, pattern: re.Pattern[str], method: str = "GET") -> None:
+        self.page = page
+        self.routes: list[Any] = []
+        self.method = method
+        page.route(pattern, self._hold)
+
+    def wait(self, count: int = 1, seconds: float = 30) -> None:
+        """Until `count` requests are held. Route handlers run only while
+        Playwright talks to the page, so each poll is a (short) call to it."""
+        deadline = time.monotonic() + seconds
+        while len(self.routes) < count:
+            assert time.monotonic() < deadline, f"{len(self.routes)} of {count} requests held"
+            self.page.evaluate("() => new Promise((done) => setTimeout(done, 20))")
+
+    def _hold(self, route: Any) -> None:
+        if route.request.method == self.method:
+            self.routes.append(route)
+        else:
+            route.continue_()
+
+    def release_all(self) -> None:
+        while self.routes:
+            self.routes.pop(0).continue_()
+
+
+def route_as_running(page: Any, nb_id: str) -> None:
+    """The notebook's describe answered as if it ran (no Sail or Marimo
+    needed); an error (a 404 once it is deleted) goes through as it is."""
+
+    def running(route: Any) -> None:
+        answer = route.fetch()
+        if answer.status != 200:
+            route.fulfill(response=answer)
+            return
+        body = answer.json()
+        for item in body["included"]["notebooks"]:
+            item.update(status="running", sessionId="SESSION1")
+        route.fulfill(response=answer, json=body)
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$"), running)
+
+
+def open_answer(frame_url: str) -> dict[str, str]:
+    """What `POST …/open` answers, with a URL the console may frame."""
+    return {"url": frame_url, "expiresAt": "2099-01-01T00:00:00Z", "mode": "edit"}

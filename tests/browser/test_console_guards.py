@@ -16,52 +16,14 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
-from browser_helpers import create_notebook_via_api, sign_in
+from browser_helpers import Held, create_notebook_via_api, settle, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LAPTOP = {"width": 1280, "height": 800}
-
-
-def settle(page: Any) -> None:
-    """Let the page run what an answer it just got has queued (its fetch
-    continuations, then a task and two frames)."""
-    page.evaluate(
-        "() => new Promise((done) => setTimeout(() =>"
-        " requestAnimationFrame(() => requestAnimationFrame(done)), 0))"
-    )
-
-
-class Held:
-    """Requests matching a route, held until released."""
-
-    def __init__(self, page: Any, pattern: re.Pattern[str], method: str = "GET") -> None:
-        self.page = page
-        self.routes: list[Any] = []
-        self.method = method
-        page.route(pattern, self._hold)
-
-    def wait(self, count: int = 1, seconds: float = 30) -> None:
-        """Until `count` requests are held. Route handlers run only while
-        Playwright talks to the page, so each poll is a (short) call to it."""
-        deadline = time.monotonic() + seconds
-        while len(self.routes) < count:
-            assert time.monotonic() < deadline, f"{len(self.routes)} of {count} requests held"
-            self.page.evaluate("() => new Promise((done) => setTimeout(done, 20))")
-
-    def _hold(self, route: Any) -> None:
-        if route.request.method == self.method:
-            self.routes.append(route)
-        else:
-            route.continue_()
-
-    def release_all(self) -> None:
-        while self.routes:
-            self.routes.pop(0).continue_()
 
 
 def test_a_late_answer_for_a_notebook_left_is_not_drawn(browser: Any, stack: Any) -> None:

@@ -1,0 +1,336 @@
+"""The console when things change under it or the API answers badly, in
+headless Chromium against the whole stack (fixtures in conftest.py). The
+API's answers are held or rewritten with Playwright's request routing, and
+polls are run on Playwright's clock, so nothing waits 10 s for a poll:
+
+- an edit that only renames keeps timeouts that are not whole minutes;
+- a notebook deleted elsewhere (or no longer shared) sends its page, or its
+  open view, back to the list, which says so, and is no longer polled;
+- a team filter whose team the member left falls back to "Any";
+- coming back to an open notebook while the last visit's `open` is on its
+  way opens it at once;
+- a members page answered after another page was asked for is not drawn;
+- a failed `GET /me` at load (not a 401) offers Retry, not the sign-in form
+  (which would make a second console token);
+- an error page that is not the API's JSON (a load balancer's HTML) is shown
+  as its status line, never as its source.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from browser_helpers import (
+    Held,
+    create_notebook_via_api,
+    open_answer,
+    route_as_running,
+    settle,
+    sign_in,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+GONE = "no longer exists, or is no longer shared with you."
+
+
+def row(page: Any, name: str) -> Any:
+    return page.locator("#notebooks-body tr", has=page.get_by_role("link", name=name, exact=True))
+
+
+def names(page: Any) -> list[str]:
+    return [str(n) for n in page.locator("#notebooks-body .nb-link").all_inner_texts()]
+
+
+def default_config(stack: Any) -> str:
+    _, configs = stack.call("GET", "/workloads/configs")
+    return str(next(c["id"] for c in configs["items"] if c["name"] == "default"))
+
+
+def described(stack: Any, nb_id: str) -> dict[str, Any]:
+    code, body = stack.call("GET", f"/workloads/notebooks/{nb_id}")
+    assert code == 200, body
+    return dict(body["included"]["notebooks"][0])
+
+
+def test_an_edit_that_only_renames_keeps_timeouts_that_are_not_whole_minutes(
+    browser: Any, stack: Any, wait: Any
+) -> None:
+    code, created = stack.call(
+        "POST",
+        "/workloads/notebooks",
+        {
+            "name": "Odd timeouts",
+            "workloadConfigId": default_config(stack),
+            "idleTimeoutSeconds": 450,  # shown as 8 minutes
+            "detachedTimeoutSeconds": 3630,  # shown as 61 minutes
+        },
+    )
+    assert code == 201, created
+    nb_id = created["item"]["notebookId"]
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+
+    row(page, "Odd timeouts").get_by_role("button", name="Edit Odd timeouts").click()
+    dialog = page.get_by_role("dialog", name="Edit notebook")
+    assert dialog.get_by_label("Idle timeout (minutes)").input_value() == "8"
+    assert dialog.get_by_label("Detached timeout (minutes)").input_value() == "61"
+    patches: list[Any] = []
+    page.on("request", lambda r: patches.append(r.post_data_json) if r.method == "PATCH" else None)
+    dialog.get_by_label("Name").fill("Odd timeouts v2")
+    dialog.get_by_role("button", name="Save").click()
+    row(page, "Odd timeouts v2").wait_for()
+    assert patches == [{"name": "Odd timeouts v2"}]
+    nb = described(stack, nb_id)
+    assert (nb["idleTimeoutSeconds"], nb["detachedTimeoutSeconds"]) == (450, 3630)
+
+    # Minutes the member does change are saved, and only those.
+    row(page, "Odd timeouts v2").get_by_role("button", name="Edit Odd timeouts v2").click()
+    dialog.get_by_label("Idle timeout (minutes)").fill("10")
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="hidden")
+    wait(lambda: described(stack, nb_id)["idleTimeoutSeconds"] == 600, 10, "the new idle timeout")
+    assert described(stack, nb_id)["detachedTimeoutSeconds"] == 3630
+    assert patches[-1] == {"idleTimeoutSeconds": 600}
+    page.close()
+
+
+def test_a_notebook_deleted_elsewhere_sends_its_page_back_to_the_list(
+    browser: Any, stack: Any
+) -> None:
+    nb_id = create_notebook_via_api(stack, "Doomed page")
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()  # polls on demand (time still flows)
+    sign_in(page, stack.api_url, stack.token)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    page.locator("#nb-title", has_text="Doomed page").wait_for()
+    page.locator(f"#nb-actions [data-focus-key='{nb_id}:Delete']").wait_for()
+
+    assert stack.call("DELETE", f"/workloads/notebooks/{nb_id}")[0] == 204
+    page.clock.fast_forward(10_000)  # the page's next poll: a 404
+    notice = page.locator("#notebooks-notice")
+    notice.wait_for(timeout=5_000)
+    assert notice.inner_text() == f"“Doomed page” {GONE}"
+    assert page.url.endswith("#/notebooks")
+    page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
+    assert page.locator("#view-notebook").is_hidden()
+    assert page.locator("#nb-error").is_hidden()
+    assert page.locator(f"[data-focus-key^='{nb_id}:']:visible").count() == 0
+    assert page.locator("#add-team-form:visible").count() == 0
+
+    # The notebook is no longer polled: the next poll reads the list only.
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    with page.expect_response(re.compile(r"/api/v1/workloads/notebooks(\?|$)")):
+        page.clock.fast_forward(10_000)
+    settle(page)
+    assert not [u for u in asked if nb_id in u], asked
+    page.close()
+
+
+def test_an_open_notebook_deleted_elsewhere_goes_back_to_the_list(browser: Any, stack: Any) -> None:
+    nb_id = create_notebook_via_api(stack, "Doomed open")
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()
+    route_as_running(page, nb_id)
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"),
+        lambda route: route.fulfill(json=open_answer(f"{stack.proxy_url}/healthz")),
+    )
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
+        lambda route: route.fulfill(status=204),
+    )
+    sign_in(page, stack.api_url, stack.token)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    page.locator("#open-frame").wait_for(state="visible")
+
+    assert stack.call("DELETE", f"/workloads/notebooks/{nb_id}")[0] == 204
+    page.clock.fast_forward(10_000)  # the open view's next status read: a 404
+    notice = page.locator("#notebooks-notice")
+    notice.wait_for(timeout=5_000)
+    assert notice.inner_text() == f"“Doomed open” {GONE}"
+    assert page.url.endswith("#/notebooks")
+    frame = page.locator("#open-frame")
+    assert frame.is_hidden() and frame.get_attribute("src") is None
+    assert page.locator("#open-stop:visible").count() == 0
+    page.close()
+
+
+def test_a_team_filter_the_member_lost_falls_back_to_any(browser: Any, stack: Any) -> None:
+    code, member = stack.call("POST", "/members", {"email": "tess@example.com", "name": "Tess"})
+    assert code == 201, member
+    code, member_token = stack.call("POST", f"/members/{member['id']}/tokens", {"name": "t"})
+    assert code == 201, member_token
+    teams = {}
+    for name in ("data-eng", "analysts"):
+        code, team = stack.call("POST", "/teams", {"name": name})
+        assert code == 201, team
+        teams[name] = team["id"]
+        path = f"/teams/{team['id']}/members/{member['id']}"
+        assert stack.call("PUT", path, {"role": "viewer"})[0] in (200, 201)
+        create_notebook_via_api(stack, f"Shared with {name}", [team["id"]])
+
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()
+    sign_in(page, stack.api_url, member_token["token"])
+    row(page, "Shared with analysts").wait_for()
+    page.get_by_label("Shared with team").select_option(label="data-eng")
+    row(page, "Shared with analysts").wait_for(state="detached")
+    assert names(page) == ["Shared with data-eng"]
+
+    path = f"/teams/{teams['data-eng']}/members/{member['id']}"
+    assert stack.call("DELETE", path)[0] == 204
+    page.clock.fast_forward(10_000)  # the filtered list's next poll: a 403
+    page.locator("#list-team option", has_text="data-eng").wait_for(state="detached", timeout=5_000)
+    row(page, "Shared with analysts").wait_for()
+    assert page.get_by_label("Shared with team").input_value() == ""
+    options = page.locator("#list-team option").all_inner_texts()
+    assert options == ["Any (all you can see)", "analysts"]
+    assert names(page) == ["Shared with analysts"]
+    assert page.locator("#notebooks-error").is_hidden()
+    notice = page.locator("#notebooks-notice")
+    assert notice.is_visible() and "data-eng" in notice.inner_text()
+    page.close()
+
+
+def test_coming_back_while_open_is_on_its_way_opens_at_once(browser: Any, stack: Any) -> None:
+    nb_id = create_notebook_via_api(stack, "Back again")
+    page = browser.new_page(viewport=LAPTOP)
+    route_as_running(page, nb_id)
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
+        lambda route: route.fulfill(status=204),
+    )
+    held: list[Any] = []
+    holding = [True]
+    answer = open_answer(f"{stack.proxy_url}/healthz")
+
+    def opening(route: Any) -> None:
+        if holding[0]:
+            held.append(route)
+        else:
+            route.fulfill(json=answer)
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"), opening)
+    sign_in(page, stack.api_url, stack.token)
+
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    deadline = time.monotonic() + 30
+    while not held:  # route handlers run while Playwright talks to the page
+        assert time.monotonic() < deadline, "no open request"
+        page.evaluate("() => new Promise((done) => setTimeout(done, 20))")
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    page.locator("#nb-title", has_text="Back again").wait_for()
+    holding[0] = False  # this visit's own open goes through
+    describe = re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$")
+    with page.expect_response(describe):
+        page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    settle(page)
+    for route in held:  # the first visit's open answers only now
+        route.fulfill(json=answer)
+    page.locator("#open-frame").wait_for(state="visible", timeout=3_000)
+    assert page.locator("#open-error").is_hidden()
+    page.close()
+
+
+def test_a_late_members_page_is_not_drawn_over_the_page_asked_for(browser: Any, stack: Any) -> None:
+    for i in range(50):  # 51 with the admin: two pages of 50
+        body = {"email": f"m{i:02}@example.com", "name": f"Member {i:02}"}
+        assert stack.call("POST", "/members", body)[0] == 201
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+    page.get_by_role("link", name="People", exact=True).click()
+    members = page.locator("#members-body tr")
+    members.nth(49).wait_for()
+    held = Held(page, re.compile(r"/api/v1/members\?limit=50&marker="))
+
+    page.locator("#members-next").click()  # page 2, held
+    held.wait()
+    # Meanwhile a member is added: the table goes to page 1, the newest first.
+    page.locator("#member-email").fill("late@example.com")
+    page.locator("#member-name").fill("Latecomer")
+    page.locator("#member-email").press("Enter")
+    page.locator("#members-body tr", has_text="Latecomer").wait_for()
+    with page.expect_response(re.compile(r"/members\?limit=50&marker=")):
+        held.release_all()
+    settle(page)
+    assert members.count() == 50
+    assert "Latecomer" in members.first.inner_text()
+    assert page.locator("#members-page-info").inner_text() == "Page 1 of 2 · 52 members"
+    page.close()
+
+
+def test_a_failed_me_at_load_offers_retry_not_sign_in(browser: Any, stack: Any) -> None:
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+    signed_in_with = page.evaluate("sessionStorage.getItem('notebooks.token')")
+
+    def console_tokens() -> int:
+        _, tokens = stack.call("GET", f"/members/{stack.member_id}/tokens")
+        return sum(1 for t in tokens["items"] if t["name"] == "console sign-in")
+
+    assert console_tokens() == 1
+    failed: list[str] = []
+
+    def me(route: Any) -> None:
+        if failed:
+            route.continue_()
+            return
+        failed.append(route.request.url)
+        route.fulfill(
+            status=503,
+            content_type="application/problem+json",
+            json={"title": "Service Unavailable", "status": 503, "detail": "Try again soon."},
+        )
+
+    page.route(re.compile(r"/api/v1/me$"), me)
+    page.reload()
+    retry = page.get_by_role("button", name="Retry")
+    retry.wait_for(timeout=5_000)
+    shown = page.locator("#retry-error").inner_text()
+    assert shown == "Could not read who you are: Try again soon."
+    assert page.locator("#view-signin").is_hidden()
+    assert not page.get_by_label("API token").is_visible()
+
+    retry.click()
+    page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
+    assert page.locator("#view-retry").is_hidden()
+    assert page.evaluate("sessionStorage.getItem('notebooks.token')") == signed_in_with
+    assert console_tokens() == 1
+    page.close()
+
+
+def test_an_html_error_page_is_shown_as_its_status_line(browser: Any, stack: Any) -> None:
+    gateway_page = (
+        "<html><head><title>502 Bad Gateway</title></head><body>"
+        "<center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+    )
+    answers = [{"status": 502, "content_type": "text/html", "body": gateway_page}]
+
+    def listing(route: Any) -> None:
+        if route.request.method == "GET" and answers:
+            route.fulfill(**answers[0])
+        else:
+            route.continue_()
+
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()
+    page.route(re.compile(r"/api/v1/workloads/notebooks(\?|$)"), listing)
+    sign_in(page, stack.api_url, stack.token)
+    error = page.locator("#notebooks-error")
+    error.wait_for()
+    assert error.inner_text() == "Could not load notebooks: HTTP 502 Bad Gateway"
+
+    # A success that is not JSON either: its status, not the parser's quote of it.
+    answers[0] = {"status": 200, "content_type": "text/html", "body": gateway_page}
+    page.clock.fast_forward(10_000)
+    error.get_by_text("not the API's JSON").wait_for()
+    not_json = "HTTP 200 OK: the answer is not the API's JSON"
+    assert error.inner_text() == f"Could not load notebooks: {not_json}"
+    assert "<" not in error.inner_text()
+    page.close()
