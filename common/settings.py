@@ -120,6 +120,13 @@ def parse_signing_keys(raw: str) -> tuple[tuple[str, str], ...]:
             raise SettingsError(
                 "NOTEBOOKS_SIGNING_KEYS must be kid:secret pairs, secrets at least 32 characters"
             )
+        if any(kid == known for known, _ in keys):
+            # The proxy looks a login's key up by its id: with two secrets
+            # under one id, links signed with the first failed to verify.
+            raise SettingsError(
+                f"NOTEBOOKS_SIGNING_KEYS names key id {kid!r} twice: give the new key an id of "
+                "its own when rotating"
+            )
         keys.append((kid, secret))
     return tuple(keys)
 

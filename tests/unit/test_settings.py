@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.settings import Settings, SettingsError, database_url_required
+from common.settings import Settings, SettingsError, database_url_required, parse_signing_keys
 
 REQUIRED = {
     "DATABASE_URL": "postgresql:///x",
@@ -174,3 +174,13 @@ def test_allowed_images_parse_and_a_bad_entry_is_refused() -> None:
     for bad in ("lakehq/sail:0.7.2", "a b", "repo@sha256:" + "a" * 64):
         with pytest.raises(SettingsError, match="NOTEBOOKS_ALLOWED_IMAGES"):
             Settings.from_env({**REQUIRED, "NOTEBOOKS_ALLOWED_IMAGES": bad})
+
+
+def test_a_signing_key_id_named_twice_is_refused() -> None:
+    """Rotating by prepending a new secret under the same id signed links
+    with the first secret while the proxy, looking the id up, verified with
+    the last: every open failed."""
+    new, old = "n" * 32, "o" * 32
+    with pytest.raises(SettingsError, match="key id 'main' twice"):
+        parse_signing_keys(f"main:{new},main:{old}")
+    assert parse_signing_keys(f"k2:{new},k1:{old}") == (("k2", new), ("k1", old))

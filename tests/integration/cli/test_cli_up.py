@@ -21,6 +21,7 @@ import psutil
 import psycopg
 import pytest
 
+from cli.up import hold_data_dir
 from common.tokens import hash_token
 
 NOTEBOOKS = str(Path(sys.executable).parent / "notebooks")
@@ -369,6 +370,24 @@ def test_a_taken_port_is_refused_before_anything_starts(stack: Stack, variable: 
     assert f"127.0.0.1:{port} is not available" in done.stderr
     assert variable in done.stderr
     assert not (stack.data_dir / "pg").exists()  # no database was started
+
+
+def test_a_second_up_on_a_data_directory_in_use_is_refused_before_anything_starts(
+    stack: Stack,
+) -> None:
+    """Two stacks on one data directory (other ports) would each make keys,
+    race the first-run set-up and half-serve one database."""
+    stack.data_dir.mkdir(parents=True)
+    with hold_data_dir(stack.data_dir):  # as the first `notebooks up` holds it
+        done = subprocess.run(
+            [NOTEBOOKS, "up"], env=stack.env, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert f"{stack.data_dir} is in use by another `notebooks up` (pid {os.getpid()})" in (
+        done.stderr
+    )
+    assert not (stack.data_dir / "pg").exists()  # no database was started
+    assert not (stack.data_dir / "secrets.json").exists()
 
 
 def test_two_settings_on_one_port_are_refused_before_anything_starts(stack: Stack) -> None:
