@@ -50,6 +50,22 @@ def socket_path_problem(pgdata: Path) -> str | None:
     )
 
 
+# The package hands pg_ctl `-o '-k <socket dir>'` unquoted and pg_ctl runs the
+# server through /bin/sh: a space splits the path, a shell character is read
+# as one. Paths outside these characters are refused up front.
+_SHELL_SAFE = re.compile(r"^[\w./+,:@%=~-]+$")
+
+
+def path_problem(pgdata: Path) -> str | None:
+    """Why the embedded PostgreSQL cannot use `pgdata`, or None."""
+    if not _SHELL_SAFE.fullmatch(str(pgdata.resolve())):
+        return (
+            f"data directory {pgdata.resolve()} holds a space or a shell character, "
+            "which its pg_ctl cannot pass on"
+        )
+    return socket_path_problem(pgdata)
+
+
 def start_embedded(pgdata: Path, *, cleanup: str | None = "stop"):  # type: ignore[no-untyped-def]
     """Start (or reuse) the server whose data lives in `pgdata`; returns the handle.
 
@@ -57,6 +73,11 @@ def start_embedded(pgdata: Path, *, cleanup: str | None = "stop"):  # type: igno
     socket path would be too long to stay in `pgdata`."""
     if problem := socket_path_problem(pgdata):
         raise EmbeddedDbError(f"the embedded PostgreSQL's {problem}; use a shorter data directory")
+    if problem := path_problem(pgdata):
+        raise EmbeddedDbError(
+            f"the embedded PostgreSQL's {problem}; use another NOTEBOOKS_DATA_DIR, "
+            "or set DATABASE_URL"
+        )
     pgdata.mkdir(parents=True, exist_ok=True)
     pgdata = pgdata.resolve()
     server_class = _server_class()

@@ -17,7 +17,7 @@ import psutil
 import psycopg
 import pytest
 
-from cli.database import embedded, pgdata_of
+from cli.database import CliError, embedded, pgdata_of
 from cli.main import main
 from common.embedded_db import (
     SOCKET_NAME,
@@ -144,3 +144,15 @@ def test_start_embedded_refuses_a_socket_path_too_long(pg_tmp: Path) -> None:
     with pytest.raises(EmbeddedDbError, match="over the 107 a Unix socket path may have"):
         start_embedded(pgdata)
     assert not pgdata.exists()
+
+
+def test_a_data_directory_with_a_space_is_refused_before_anything_starts(pg_tmp: Path) -> None:
+    """pg_ctl starts the server through /bin/sh with the socket directory
+    unquoted: initdb worked, then every start failed with a traceback."""
+    data_dir = pg_tmp / "My Projects" / ".data"
+    with (
+        pytest.raises(CliError, match="holds a space or a shell character"),
+        embedded(data_dir, create=True),
+    ):
+        pass
+    assert not (data_dir / "pg" / "PG_VERSION").exists()
