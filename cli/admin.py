@@ -184,6 +184,13 @@ def _member(conn: Conn, org: str, member_id: str) -> dict[str, Any]:
     return _in_org(conn, "admin_get_member", "member", member_id, org)
 
 
+def _active_member(conn: Conn, org: str, member_id: str) -> dict[str, Any]:
+    member = _member(conn, org, member_id)
+    if member["disabled_at"] is not None:
+        raise CliError(f"member {member_id} is disabled")
+    return member
+
+
 def _team(conn: Conn, org: str, team_id: str) -> dict[str, Any]:
     return _in_org(conn, "admin_get_team", "team", team_id, org)
 
@@ -243,7 +250,7 @@ def membership_set(conn: Conn, args: argparse.Namespace, env: dict[str, str]) ->
         raise CliError(f"role {args.role!r} must be one of {', '.join(ROLES)}")
     org = _organization(conn, args, env)
     _team(conn, org, team_id)
-    _member(conn, org, member_id)
+    _active_member(conn, org, member_id)  # as the API: a disabled member joins no team
     return _one(
         conn,
         "admin_set_membership",
@@ -263,9 +270,7 @@ def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> A
     member_id = _id(args.member, "member")
     name = _name(args.name)
     org = _organization(conn, args, env)
-    member = _member(conn, org, member_id)
-    if member["disabled_at"] is not None:
-        raise CliError(f"member {member_id} is disabled")
+    _active_member(conn, org, member_id)
     expires_in = args.expires_in
     if expires_in is not None and not MIN_LIFETIME_SECONDS <= expires_in <= MAX_LIFETIME_SECONDS:
         raise CliError(

@@ -264,6 +264,11 @@ def test_tokens_are_revoked_and_members_disabled(admin: Admin, org: str) -> None
     disabled = admin.ok("member", "disable", member)
     assert disabled["disabledAt"] is not None
     assert "is disabled" in admin.fails("token", "create", member)
+    # as the API (404 there): a disabled member joins no team
+    team = admin.ok("team", "create", "--name", "disabled-test")["id"]
+    refused = admin.fails("membership", "set", team, member, "--role", "viewer")
+    assert f"member {member} is disabled" in refused
+    assert admin.ok("membership", "list", "--team", team) == []
     other = admin.ok("org", "create", "--name", "Other")["id"]
     assert "not found in organization" in admin.fails("member", "disable", "--org", other, member)
 
