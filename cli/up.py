@@ -90,13 +90,15 @@ def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
     ]
     _refuse_shared_ports(wanted)
     for variable, host, port in wanted:
-        with socket.socket() as s:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
             except OSError as e:
+                where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
                 raise CliError(
-                    f"{host}:{port} is not available ({e.strerror}); is another `notebooks up` "
+                    f"{where} is not available ({e.strerror}); is another `notebooks up` "
                     f"running? Set {variable} to use another port"
                 ) from None
 

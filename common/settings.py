@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from common.images import parse_allowlist
 from common.notebook_origin import check_template
@@ -111,6 +112,26 @@ def database_url_required(env: dict[str, str]) -> bool:
     return _bool(env, "NOTEBOOKS_REQUIRE_DATABASE_URL", False)
 
 
+def _public_url(env: dict[str, str], name: str, host: str, port: int) -> str:
+    """A server root as browsers reach it: set, it must be an http(s) URL
+    with a host (it goes into redirects, CSP and cookie checks); unset, the
+    listen address, an IPv6 one in brackets, a wildcard one (listening on
+    every address) as this machine's loopback, which a browser can open."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        match host:
+            case "" | "0.0.0.0":
+                host = "127.0.0.1"
+            case "::":
+                host = "::1"
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} must be an http:// or https:// URL with a host, not {raw!r}")
+    return raw.rstrip("/")
+
+
 def parse_signing_keys(raw: str) -> tuple[tuple[str, str], ...]:
     """`kid1:secret1,kid2:secret2` → ((kid, secret), ...); the first signs."""
     keys = []
@@ -205,9 +226,7 @@ class Settings:
         proxy_notebook_url = env.get("NOTEBOOKS_PROXY_NOTEBOOK_URL", "").strip()
         if proxy_notebook_url and (why := check_template(proxy_notebook_url)):
             raise SettingsError(f"NOTEBOOKS_PROXY_NOTEBOOK_URL {why}")
-        api_public_url = env.get(
-            "NOTEBOOKS_API_PUBLIC_URL", f"http://{api_host}:{api_port}"
-        ).rstrip("/")
+        api_public_url = _public_url(env, "NOTEBOOKS_API_PUBLIC_URL", api_host, api_port)
         return cls(
             database_url=database_url,
             data_dir=Path(env.get("NOTEBOOKS_DATA_DIR", ".data")).resolve(),
@@ -216,9 +235,7 @@ class Settings:
             proxy_host=proxy_host,
             proxy_port=proxy_port,
             api_public_url=api_public_url,
-            proxy_public_url=env.get(
-                "NOTEBOOKS_PROXY_PUBLIC_URL", f"http://{proxy_host}:{proxy_port}"
-            ).rstrip("/"),
+            proxy_public_url=_public_url(env, "NOTEBOOKS_PROXY_PUBLIC_URL", proxy_host, proxy_port),
             proxy_notebook_url=proxy_notebook_url,
             runtime=runtime,
             signing_keys=signing_keys,

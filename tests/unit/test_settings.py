@@ -184,3 +184,26 @@ def test_a_signing_key_id_named_twice_is_refused() -> None:
     with pytest.raises(SettingsError, match="key id 'main' twice"):
         parse_signing_keys(f"main:{new},main:{old}")
     assert parse_signing_keys(f"k2:{new},k1:{old}") == (("k2", new), ("k1", old))
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8081"),
+        ("::1", "http://[::1]:8081"),  # bracketed, or no URL parser reads it
+        ("::", "http://[::1]:8081"),  # a wildcard: this machine's loopback
+        ("0.0.0.0", "http://127.0.0.1:8081"),  # browsers refuse 0.0.0.0
+    ],
+)
+def test_the_default_public_url_is_one_a_browser_can_open(host: str, url: str) -> None:
+    settings = Settings.from_env({**REQUIRED, "NOTEBOOKS_PROXY_HOST": host})
+    assert settings.proxy_public_url == url
+
+
+@pytest.mark.parametrize("bad", ["nb.example.com:8081", "ftp://nb.example.com", "https://"])
+def test_a_public_url_without_scheme_or_host_is_refused(bad: str) -> None:
+    """It goes into the proxy's redirects and the console's CSP: a URL
+    without a scheme made `frame-src nb.example.com://`."""
+    for name in ("NOTEBOOKS_API_PUBLIC_URL", "NOTEBOOKS_PROXY_PUBLIC_URL"):
+        with pytest.raises(SettingsError, match=f"{name} must be an http:// or https:// URL"):
+            Settings.from_env({**REQUIRED, name: bad})

@@ -1,0 +1,52 @@
+"""`notebooks up` checks its ports before it starts anything, on IPv6
+listen addresses too (the check bound an IPv4 socket, and refused `::1`
+with "Address family not supported" as if the port were taken)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from cli.database import CliError
+from cli.up import check_ports_free
+from common.settings import Settings
+
+REQUIRED = {
+    "DATABASE_URL": "postgresql:///x",
+    "NOTEBOOKS_SECRET_KEY": "m" * 40,
+    "NOTEBOOKS_SIGNING_KEYS": "k1:" + "s" * 40,
+}
+
+
+def _free(family: socket.AddressFamily, host: str) -> int:
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _env(host: str, api_port: int) -> dict[str, str]:
+    ports = [_free(socket.AF_INET6, "::1") for _ in range(4)]
+    return {
+        **REQUIRED,
+        "NOTEBOOKS_API_HOST": host,
+        "NOTEBOOKS_API_PORT": str(api_port),
+        "NOTEBOOKS_PROXY_HOST": host,
+        "NOTEBOOKS_PROXY_PORT": str(ports[0]),
+        "NOTEBOOKS_WORKER_METRICS_PORT": str(ports[1]),
+        "NOTEBOOKS_API_METRICS_PORT": str(ports[2]),
+        "NOTEBOOKS_PROXY_METRICS_PORT": str(ports[3]),
+    }
+
+
+def test_free_ports_on_an_ipv6_address_pass_and_a_taken_one_is_named() -> None:
+    api_port = _free(socket.AF_INET6, "::1")
+    env = _env("::1", api_port)
+    check_ports_free(Settings.from_env(env), env)
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", api_port))
+        taken.listen()
+        with pytest.raises(
+            CliError, match=rf"\[::1\]:{api_port} is not available.*NOTEBOOKS_API_PORT"
+        ):
+            check_ports_free(Settings.from_env(env), env)
