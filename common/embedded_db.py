@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
+import time
 import warnings
 from functools import cache
 from pathlib import Path
@@ -51,14 +51,15 @@ def socket_path_problem(pgdata: Path) -> str | None:
 
 
 # The package hands pg_ctl `-o '-k <socket dir>'` unquoted and pg_ctl runs the
-# server through /bin/sh: a space splits the path, a shell character is read
-# as one. Paths outside these characters are refused up front.
-_SHELL_SAFE = re.compile(r"^[\w./+,:@%=~-]+$")
+# server through /bin/sh: whitespace splits the path, and these the shell
+# reads as its own (a glob may match other paths). `#` inside a word, `!`,
+# `{}` and the like mean nothing to sh there and are allowed.
+_SHELL_BREAKS = re.compile(r"""[\s'"$`\\;&|<>()*?\[]""")
 
 
 def path_problem(pgdata: Path) -> str | None:
     """Why the embedded PostgreSQL cannot use `pgdata`, or None."""
-    if not _SHELL_SAFE.fullmatch(str(pgdata.resolve())):
+    if _SHELL_BREAKS.search(str(pgdata.resolve())):
         return (
             f"data directory {pgdata.resolve()} holds a space or a shell character, "
             "which its pg_ctl cannot pass on"
@@ -113,21 +114,30 @@ def _server_class():  # type: ignore[no-untyped-def]
     return PrivateSocketServer
 
 
-def discard_never_started(pgdata: Path) -> None:
+# In a data directory restored from a physical backup (pg_basebackup,
+# pgBackRest), which has no `postmaster.opts` either until its first start.
+BACKUP_MARKS = ("backup_label", "backup_manifest", "tablespace_map")
+
+
+def discard_never_started(pgdata: Path) -> Path | None:
     """A data directory that initdb began (`PG_VERSION` is among its first
     files) but no server ever ran on (a postmaster writes `postmaster.opts`
-    at every start) is an initdb cut short, e.g. by Ctrl-C on a first `make
-    run`: the package would skip initdb for it and every later start would
-    fail. Nothing of ours can be in it, so it is emptied for a fresh initdb.
-    Runs under the package's lock, as initdb does."""
-    if (pgdata / "PG_VERSION").exists() and not (pgdata / "postmaster.opts").exists():
-        logging.getLogger(__name__).warning("discarding %s: an initdb cut short", pgdata)
-        _stop_initdb_leftovers(pgdata)
-        for entry in pgdata.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+    at every start) and no backup was restored into is an initdb cut short,
+    e.g. by Ctrl-C on a first `make run`: the package would skip initdb for
+    it and every later start would fail. It is moved aside (never deleted:
+    `pg.cut-short-<time>` beside it, for whoever wants to look) and initdb
+    runs afresh. Returns where it went. Runs under the package's lock, as
+    initdb does."""
+    if not (pgdata / "PG_VERSION").exists() or (pgdata / "postmaster.opts").exists():
+        return None
+    if any((pgdata / mark).exists() for mark in BACKUP_MARKS):
+        return None  # a restore waiting for its first start
+    _stop_initdb_leftovers(pgdata)
+    aside = pgdata.with_name(f"{pgdata.name}.cut-short-{time.strftime('%Y%m%dT%H%M%S')}")
+    logging.getLogger(__name__).warning("moving %s to %s: an initdb cut short", pgdata, aside)
+    pgdata.rename(aside)
+    pgdata.mkdir(mode=0o700)
+    return aside
 
 
 def _stop_initdb_leftovers(pgdata: Path) -> None:

@@ -47,12 +47,23 @@ def test_a_first_run_stopped_during_initdb_starts_afresh_next_time(pg_tmp: Path)
 
     with embedded(pg_tmp, create=False) as url, psycopg.connect(url) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
+    # Moved aside, never deleted.
+    (aside,) = pg_tmp.glob("pg.cut-short-*")
+    assert (aside / "PG_VERSION").exists()
 
 
-def test_a_cluster_a_server_ran_on_is_never_discarded(pg_tmp: Path) -> None:
+def test_a_cluster_a_server_ran_on_or_a_restored_backup_is_never_discarded(
+    pg_tmp: Path,
+) -> None:
     with embedded(pg_tmp, create=True) as url, psycopg.connect(url, autocommit=True) as conn:
         conn.execute("create table kept (x int)")
     pgdata = pgdata_of(pg_tmp)
     (pgdata / "postgresql.conf").unlink()  # even a damaged one: not ours to wipe
-    discard_never_started(pgdata)
+    assert discard_never_started(pgdata) is None
     assert (pgdata / "PG_VERSION").exists() and (pgdata / "base").is_dir()
+    # Restored from a physical backup (pg_basebackup leaves postmaster.opts
+    # out, and writes backup_label), before its first start: kept.
+    (pgdata / "postmaster.opts").unlink()
+    (pgdata / "backup_label").write_text("START WAL LOCATION: 0/2000028\n")
+    assert discard_never_started(pgdata) is None
+    assert (pgdata / "PG_VERSION").exists() and not list(pg_tmp.glob("pg.cut-short-*"))
