@@ -18,6 +18,17 @@ export class ApiError extends Error {
   }
 }
 
+// The API's own "no such thing (for you)": its problem code, so that a 404 or
+// 403 page from something in front of the API (an ingress during a deploy)
+// is shown as an error and not taken for a notebook or team gone.
+export function notFound(err) {
+  return err?.status === 404 && err.code === "not_found";
+}
+
+export function refused(err) {
+  return notFound(err) || (err?.status === 403 && err.code === "forbidden");
+}
+
 // The console's own sign-in token (minted at sign-in, see app.js) and its id,
 // so that signing out can revoke it.
 export const token = {

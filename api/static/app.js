@@ -150,7 +150,13 @@ function showRetry(error) {
   showError($("#retry-error"), error, "Could not read who you are");
 }
 
+// Signing out from the retry page: who the token belongs to is unknown, so
+// it cannot be revoked; it is forgotten, and ends by itself (12 h at most).
+const SIGNED_OUT_UNREVOKED =
+  "Signed out of this tab. The API did not answer, so the console's token was not revoked: it ends by itself within 12 hours.";
+
 function wireRetry() {
+  $("#retry-signout").addEventListener("click", () => signOut(SIGNED_OUT_UNREVOKED));
   const retry = $("#retry");
   retry.addEventListener("click", async () => {
     setBusy(retry, true);

@@ -1,7 +1,7 @@
 // The notebooks list and the single-notebook view, both kept live by polling.
 
 import { actionButtons, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
-import { api } from "./api.js";
+import { api, notFound, refused } from "./api.js";
 import { $, announce, focusHeading, formatTime, formatTimeout, h, showError, statusBadge } from "./dom.js";
 import {
   Poller,
@@ -136,7 +136,7 @@ async function refreshList() {
     page = await api.listNotebooks({ limit: list.size, marker: list.markers[list.index], teamId: list.teamId });
   } catch (err) {
     if (visit !== list.visit) return false; // left meanwhile
-    if (asked.teamId && asked.teamId === list.teamId && [403, 404].includes(err.status)) {
+    if (asked.teamId && asked.teamId === list.teamId && refused(err)) {
       // Removed from that team (or it was deleted) since the filter was set.
       await teamFilterGone(asked.teamId);
       return false;
@@ -338,7 +338,7 @@ async function refreshDetail() {
     nb = await loadNotebook(id);
   } catch (err) {
     if (visit !== detail.visit) return false; // left meanwhile
-    if (err.status === 404) {
+    if (notFound(err)) {
       // Deleted elsewhere or no longer shared: nothing to poll or act on.
       detail.poller.stop();
       notebookGone(detail.nb?.name);

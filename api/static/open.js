@@ -3,7 +3,7 @@
 // is visible (the API's presence window is longer, so one missed tick is fine).
 
 import { loadNotebook } from "./actions.js";
-import { api } from "./api.js";
+import { api, notFound } from "./api.js";
 import { $, announce, setBusy, showError, statusBadge } from "./dom.js";
 import { notebookGone } from "./notebooks.js";
 import { PROVISIONED, Poller, STOPPABLE, TRANSITIONAL, canManage } from "./store.js";
@@ -84,7 +84,7 @@ async function ping() {
     open.poller?.now();
   } catch (err) {
     if (entry !== open.entry) return;
-    if (err.status === 404) return gone();
+    if (notFound(err)) return gone();
     showError($("#open-error"), err, "Could not record that this notebook is open");
     $("#open-error").dataset.source = "ping";
   }
@@ -117,7 +117,7 @@ async function refreshStatus() {
     return TRANSITIONAL.has(nb.status);
   } catch (err) {
     if (entry !== open.entry) return false; // left meanwhile
-    if (err.status === 404) {
+    if (notFound(err)) {
       gone();
       return false;
     }
@@ -135,7 +135,7 @@ async function load() {
     session = await api.openNotebook(open.id);
   } catch (err) {
     if (entry !== open.entry) return; // left the view while waiting
-    if (err.status === 404) return gone();
+    if (notFound(err)) return gone();
     showError(error, err, "Could not open the notebook");
     return;
   } finally {

@@ -311,7 +311,7 @@ function revokeToken(t, session, maker, trigger) {
     trigger,
     title: session ? "Revoke this console session's token?" : `Revoke “${t.name}”?`,
     text: session
-      ? "This console is signed in with it: revoking it signs you out of this console at once, and the notebooks opened from this tab close. Your other tokens go on working."
+      ? "This console is signed in with it: revoking it signs you out of this console at once, and the notebooks opened from this tab close. The tokens you made in this console are revoked with it (they are bound to it); your other tokens go on working."
       : maker
         ? `This console signed in with ${t.prefix}…, which has an end, so the console's own token is bound to it: revoking it also revokes the tokens made with it, signs you out of this console at once and closes the notebooks opened from this tab. Anything else that uses it is refused from its next request on. This cannot be undone.`
         : `Anything that uses ${t.prefix}… (a script, curl, another console) is refused from its next request on. This cannot be undone.`,

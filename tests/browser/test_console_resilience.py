@@ -132,6 +132,30 @@ def test_a_notebook_deleted_elsewhere_sends_its_page_back_to_the_list(
     page.close()
 
 
+def test_a_404_page_from_in_front_of_the_api_is_an_error_not_a_notebook_gone(
+    browser: Any, stack: Any
+) -> None:
+    """An ingress answering its own 404 during a deploy is not the API saying
+    the notebook is gone: the page stays, with the error, and polls on."""
+    nb_id = create_notebook_via_api(stack, "Still here")
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()
+    sign_in(page, stack.api_url, stack.token)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    page.locator("#nb-title", has_text="Still here").wait_for()
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$"),
+        lambda route: route.fulfill(status=404, content_type="text/html", body="<h1>404</h1>"),
+    )
+    page.clock.fast_forward(10_000)
+    error = page.locator("#nb-error")
+    error.wait_for(timeout=5_000)
+    assert "HTTP 404 Not Found" in error.inner_text()
+    assert page.url.endswith(f"#/notebooks/{nb_id}")
+    assert page.locator("#notebooks-notice").is_hidden()
+    page.close()
+
+
 def test_an_open_notebook_deleted_elsewhere_goes_back_to_the_list(browser: Any, stack: Any) -> None:
     nb_id = create_notebook_via_api(stack, "Doomed open")
     page = browser.new_page(viewport=LAPTOP)
@@ -302,6 +326,29 @@ def test_a_failed_me_at_load_offers_retry_not_sign_in(browser: Any, stack: Any) 
     assert page.locator("#view-retry").is_hidden()
     assert page.evaluate("sessionStorage.getItem('notebooks.token')") == signed_in_with
     assert console_tokens() == 1
+    page.close()
+
+
+def test_the_retry_page_signs_out_of_the_tab_when_the_api_stays_down(
+    browser: Any, stack: Any
+) -> None:
+    """Without a way out, a tab whose /me keeps failing was stuck until closed."""
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+    page.route(
+        re.compile(r"/api/v1/me$"),
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/problem+json",
+            json={"title": "Service Unavailable", "status": 503, "detail": "Down."},
+        ),
+    )
+    page.reload()
+    page.get_by_role("button", name="Retry").wait_for(timeout=5_000)
+    page.locator("#retry-signout").click()
+    page.get_by_role("heading", name="Sign in").wait_for()
+    assert "the console's token was not revoked" in page.locator("#signin-error").inner_text()
+    assert page.evaluate("sessionStorage.getItem('notebooks.token')") is None
     page.close()
 
 
