@@ -301,7 +301,9 @@ def _unresponsive(nb: NotebookState, observed: Observation, now: datetime) -> Pl
         actions = (Action.ARM_DEADLINE,)
     else:
         armed_at = nb.start_deadline_at - timedelta(seconds=nb.start_deadline_seconds)
-        if now - armed_at >= timedelta(seconds=UNRESPONSIVE_GRACE_SECONDS):
+        # At most half the deadline: the repair that follows keeps its turn.
+        grace = min(UNRESPONSIVE_GRACE_SECONDS, nb.start_deadline_seconds / 2)
+        if now - armed_at >= timedelta(seconds=grace):
             return None
     return Plan(
         actions,

@@ -111,8 +111,10 @@ async def sweep_once(
         # Moved on with the enqueue; a short page is the last: the next starts over.
         after = page[-1]["id"] if len(page) == limit else ""
         await conn.execute(query("reconciler_sweep_moved"), {"after": after})
-    if orphans:
-        log.info("sweep_orphans", notebook_ids=orphans)
+    if rowless := [r["id"] for r in strays if r["known"] and r["rowless"]]:
+        log.info("sweep_orphans", notebook_ids=rowless)
+    if settled := [r["id"] for r in strays if not r["rowless"]]:
+        log.warning("sweep_running_for_settled_rows", notebook_ids=settled)
     foreign = frozenset(r["id"] for r in strays if not r["known"])
     if foreign != cursor.foreign:
         cursor.foreign = foreign

@@ -96,6 +96,7 @@ class LocalRuntime:
         # with the pool on, restarted without it) are stopped at the first
         # sweep, unless a runtime with the pool on still uses them.
         self._pool_leftovers_checked = self.pool is not None
+        self._leftover_drain: asyncio.Task[None] | None = None
 
     # -- paths and state ---------------------------------------------------
 
@@ -541,13 +542,18 @@ class LocalRuntime:
         ever started on this host, and one pass over /proc."""
         if not self._pool_leftovers_checked:
             self._pool_leftovers_checked = True
-            await self._drain_pool_left_over()
+            # In the background: the sweep lists the runtime inside its
+            # transaction, and a drain stops warm Sails one by one.
+            self._leftover_drain = asyncio.create_task(self._drain_pool_left_over())
         return await asyncio.to_thread(self._active_ids)
 
     async def _drain_pool_left_over(self) -> None:
         root = self.data_dir / "pool"
-        if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
-            await LocalPool(root, 0, self._sail_argv).close()
+        try:
+            if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
+                await LocalPool(root, 0, self._sail_argv).close()
+        except Exception:  # the close tries again
+            log.exception("local_warm_leftovers_drain_failed")
 
     def _active_ids(self) -> set[str]:
         run = self.data_dir / "run"
@@ -573,6 +579,8 @@ class LocalRuntime:
         if self.pool is not None:
             await self.pool.close()
         else:
+            if self._leftover_drain is not None:
+                await asyncio.gather(self._leftover_drain, return_exceptions=True)
             await self._drain_pool_left_over()
         if self._http is not None:
             await self._http.close()

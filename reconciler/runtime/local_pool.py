@@ -87,6 +87,9 @@ async def remove_tree(path: Path | str, *, strict: bool = False) -> None:
 
 
 def _remove_tree(path: Path, strict: bool) -> None:
+    if path.is_symlink():  # rmtree refuses one, and nothing is followed out of ours
+        path.unlink()
+        return
     shutil.rmtree(path, ignore_errors=True)
     if not strict or not os.path.lexists(path):
         return
@@ -263,7 +266,8 @@ class LocalPool:
 
     async def collect(self, refilling: Path | None = None) -> int:
         """Stop the warm Sails no start will claim: every one of a shape idle
-        for SHAPE_IDLE_SECONDS (a claim or a refill touches its directory),
+        for SHAPE_IDLE_SECONDS (a claim, or a refill that adds one, touches
+        its directory),
         and in any shape the oldest beyond `size` (after it was lowered).
         Each is taken out with the rename a claim makes, so one claimed
         meanwhile stays its notebook's. Returns how many of `refilling`'s

@@ -119,7 +119,7 @@ select id from notebooks
 -- `known`: this database once had the notebook (its events outlive the
 -- row); an unknown one belongs to another database pointed at the same
 -- data directory and is left alone.
-select t.id,
+select t.id, n.id is null as rowless,
        n.id is not null
        or exists (select 1 from notebook_events e where e.notebook_id = t.id) as known
   from unnest(%(ids)s::text[]) as t(id)

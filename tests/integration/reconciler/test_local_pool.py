@@ -232,8 +232,12 @@ async def test_pool_off_stops_the_warm_sails_a_killed_pool_worker_left(
     rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5)
     try:
         assert rt.pool is None
-        await rt.active_ids()  # what the sweep calls
-        assert gone(left)
+        await rt.active_ids()  # what the sweep calls: starts the drain
+
+        async def stopped() -> bool:
+            return gone(left)
+
+        await until(stopped)
     finally:
         await rt.close()
     assert processes_under(rsettings.data_dir) == []

@@ -26,7 +26,8 @@ def _free(family: socket.AddressFamily, host: str) -> int:
 
 
 def _env(host: str, api_port: int) -> dict[str, str]:
-    ports = [_free(socket.AF_INET6, "::1") for _ in range(4)]
+    proxy = _free(socket.AF_INET6, "::1")
+    ports = [proxy, *(_free(socket.AF_INET, "127.0.0.1") for _ in range(3))]  # metrics: v4
     return {
         **REQUIRED,
         "NOTEBOOKS_API_HOST": host,

@@ -443,6 +443,12 @@ def test_an_unresponsive_component_gets_a_grace_then_the_repair_then_the_deadlin
     # Answering again within the grace: healthy, the deadline disarmed.
     back = plan(armed, OBS["ready"], NOW + timedelta(seconds=5))
     assert back.status is Status.RUNNING and back.disarm_deadline
+    # A short start deadline: the grace is half of it, so the repair still
+    # gets the other half instead of the deadline failing it untried.
+    short = replace(armed, start_deadline_seconds=20, start_deadline_at=NOW + timedelta(seconds=20))
+    assert plan(short, OBS["sail_ready"], NOW + timedelta(seconds=9)).status is Status.RUNNING
+    repair = plan(short, OBS["sail_ready"], NOW + timedelta(seconds=10))
+    assert (repair.actions, repair.status) == ((Action.ENSURE_RUNNING,), Status.STARTING)
     # A component down is no grace: the repair at once.
     dead = plan(nb(R, Status.RUNNING), OBS["marimo_dead"], NOW)
     assert dead.status is Status.STARTING

@@ -113,6 +113,17 @@ def test_what_cannot_be_removed_is_an_error_not_silence(shared_tmp: Path) -> Non
     assert (theirs / "f").exists()
 
 
+def test_a_symlink_in_place_of_the_tree_is_removed_not_followed(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "sub").mkdir(parents=True)
+    elsewhere.chmod(0o555)
+    link = tmp_path / "notebook"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    asyncio.run(remove_tree(link, strict=True))
+    assert not link.is_symlink() and not link.exists()
+    assert (elsewhere / "sub").is_dir() and elsewhere.stat().st_mode & 0o777 == 0o555
+
+
 def test_lenient_removal_stays_quiet(tmp_path: Path) -> None:
     missing = tmp_path / "never-made"
     asyncio.run(remove_tree(missing))
