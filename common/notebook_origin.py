@@ -53,6 +53,14 @@ def notebook_authority(template: str, notebook_id: str) -> str | None:
     return urlsplit(notebook_origin("", template, notebook_id)).netloc.lower()
 
 
+def public_scheme(proxy_public_url: str, template: str) -> str:
+    """`http` or `https`: how browsers reach notebooks (the per-notebook
+    template's scheme when one is set). The proxy serves plain HTTP behind a
+    TLS-terminating ingress, so its own request scheme says nothing; Marimo
+    is told this one (X-Forwarded-Proto)."""
+    return urlsplit(template or proxy_public_url).scheme or "http"
+
+
 def frame_source(proxy_public_url: str, template: str) -> str:
     """The CSP source matching every notebook's origin (for the console's frame-src)."""
     if not template:

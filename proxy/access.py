@@ -96,6 +96,10 @@ class AccessCache:
         self._ttl = ttl
         self._clock = clock or SystemClock()
         self._entries: dict[Key, tuple[float, Target | None]] = {}
+        # Counts invalidations: a lookup that one overtook (its snapshot
+        # taken before the change, its answer back after the NOTIFY) is not
+        # cached, or the express lane would admit on it for a whole TTL.
+        self._epoch = 0
 
     @staticmethod
     def key(who: Principal, notebook_id: str) -> Key:
@@ -115,7 +119,21 @@ class AccessCache:
     async def refresh(self, keys: Collection[Key]) -> dict[Key, Target | None]:
         """Every key looked up afresh in one statement (a request's one key,
         or a re-check pass's all: one lookup per key would queue thousands on
-        the small pool) and cached; None for a key whose notebook is gone."""
+        the small pool) and cached; None for a key whose notebook is gone.
+        A lookup an invalidation overtook is made once more, and its second
+        answer, if overtaken too, is returned but not cached."""
+        epoch = self._epoch
+        targets = await self._select(keys)
+        if self._epoch != epoch:  # overtaken: its snapshot may predate the change
+            epoch = self._epoch
+            targets = await self._select(keys)
+        if self._epoch == epoch:
+            stamp = time.monotonic()
+            for key, target in targets.items():
+                self._entries[key] = (stamp, target)
+        return targets
+
+    async def _select(self, keys: Collection[Key]) -> dict[Key, Target | None]:
         async with self._pool.connection() as conn:
             checked_at = self._clock.monotonic()  # the answer is at least this fresh
             cur = await conn.execute(
@@ -133,11 +151,7 @@ class AccessCache:
             )
             for r in rows
         }
-        stamp = time.monotonic()
-        targets = {key: found.get(key) for key in keys}
-        for key, target in targets.items():
-            self._entries[key] = (stamp, target)
-        return targets
+        return {key: found.get(key) for key in keys}
 
     def peek(self, who: Principal, notebook_id: str) -> tuple[bool, Target | None]:
         """(True, target) when a fresh entry is cached: the express lane's
@@ -148,6 +162,7 @@ class AccessCache:
         return False, None
 
     def invalidate(self, payload: str) -> None:
+        self._epoch += 1
         kind, _, ident = payload.partition(":")
         index = 1 if kind == "notebook" else 0 if kind == "member" else None
         if index is None:

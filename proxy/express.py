@@ -119,6 +119,7 @@ class Lane:
         self.known_requests = 0  # relayed without parsing (seen before on their connection)
         self.known_responses = 0  # relayed by their known head's Content-Length
         self.security = list(security_headers(proxy.settings.frame_ancestors).items())
+        self.forwarded_proto = proxy.forwarded_proto
         self.tally = metrics.HttpTally()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -515,7 +516,7 @@ class ExpressConnection(asyncio.Protocol):
                 self._headers,
                 marimo_token=str(target.session_token),
                 client_ip=self.peer,
-                proto="http",
+                proto=self.lane.forwarded_proto,
                 host=admitted.host,
                 viewer=admitted.session.mode == "view",
                 notebook_path=target.notebook_path,

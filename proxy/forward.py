@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from yarl import URL
 
 from common.clock import Clock
-from common.notebook_origin import notebook_origin
+from common.notebook_origin import notebook_origin, public_scheme
 from common.settings import Settings
 from proxy import metrics, pages
 from proxy.access import Target
@@ -82,6 +82,11 @@ class Proxy:
     # the editor instead of landing as a reader behind a dead editor.
     ws_heartbeat_seconds: float = 20.0
 
+    @property
+    def forwarded_proto(self) -> str:
+        """What Marimo is told in X-Forwarded-Proto (common/notebook_origin.py)."""
+        return public_scheme(self.settings.proxy_public_url, self.settings.proxy_notebook_url)
+
 
 def _upstream_url(
     target: Target, request: web.Request, query: str | None = None, *, websocket: bool = False
@@ -95,13 +100,18 @@ def _upstream_url(
 
 
 def _forward_headers(
-    request: web.Request, session: ProxySession, target: Target, *, websocket: bool
+    proxy: Proxy,
+    request: web.Request,
+    session: ProxySession,
+    target: Target,
+    *,
+    websocket: bool,
 ) -> Any:
     return upstream_request_headers(
         request.headers,
         marimo_token=str(target.session_token),
         client_ip=request.remote,
-        proto=request.scheme,
+        proto=proxy.forwarded_proto,
         host=request.host,
         websocket=websocket,
         viewer=session.mode == "view",
@@ -138,7 +148,7 @@ async def forward_http(
     proxy: Proxy, request: web.Request, session: ProxySession, target: Target
 ) -> web.StreamResponse:
     url = _upstream_url(target, request)
-    headers = _forward_headers(request, session, target, websocket=False)
+    headers = _forward_headers(proxy, request, session, target, websocket=False)
     revoked: list[str] = []
     body = _request_body(request, revoked) if request.body_exists else None
     # A task of its own, so that a revocation can end it wherever it is:
@@ -251,7 +261,7 @@ async def forward_websocket(
     viewer_main = session.mode == "view" and relative.rstrip("/") == MAIN_WS
     query = force_kiosk(request.query_string) if viewer_main else None
     url = _upstream_url(target, request, query, websocket=True)
-    headers = _forward_headers(request, session, target, websocket=True)
+    headers = _forward_headers(proxy, request, session, target, websocket=True)
 
     async def connect() -> aiohttp.ClientWebSocketResponse:
         return await proxy.client.ws_connect(

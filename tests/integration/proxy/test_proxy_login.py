@@ -8,6 +8,7 @@ import base64
 import json
 import time
 
+import aiohttp
 import jwt
 import pytest
 from proxy_helpers import (
@@ -296,6 +297,33 @@ async def test_notebook_not_running_gets_503(login_proxy: ProxyUnderTest, status
             await asyncio.sleep(0.05)
         assert status == 503
         assert "not running" in body
+        assert retry
+    finally:
+        await session.close()
+
+
+async def test_a_websocket_to_a_notebook_not_running_gets_503(login_proxy: ProxyUnderTest) -> None:
+    """Marimo's page reconnects its socket while a notebook restarts: the
+    handshake gets the same 503 (with Retry-After) as a page, not a hang."""
+    proxy = login_proxy
+    session = await proxy.login(proxy.world.owner)
+    try:
+        await wait_listening(proxy)
+        sql(proxy.settings.database_url, "update notebooks set status = 'starting'")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                ws = await session.ws_connect(
+                    proxy.url("/ws"), headers={"Origin": proxy.origin}, timeout=5
+                )
+                await ws.close()
+                status, retry = 101, None
+            except aiohttp.WSServerHandshakeError as e:
+                status, retry = e.status, (e.headers or {}).get("Retry-After")
+            if status == 503 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert status == 503
         assert retry
     finally:
         await session.close()

@@ -291,3 +291,36 @@ async def test_a_wall_clock_stepped_forward_does_not_end_every_connection_at_onc
             clock.advance(UNCONFIRMED_SECONDS)
             await app._recheck(p.server.app, "*")
         assert connection.ended == [UNCONFIRMED]
+
+
+async def test_a_lookup_overtaken_by_an_invalidation_is_not_cached(settings: Settings) -> None:
+    """A request's lookup takes its snapshot, the member is removed from the
+    team and the NOTIFY invalidates the cache, then the lookup's (stale)
+    answer comes back: cached, it would let the express lane admit requests
+    for a whole TTL. It is asked again instead, and the fresh answer kept."""
+    async with recheck_proxy(settings) as p:
+        w = p.world
+        cache = p.server.app[CACHE]
+        who = ProxySession(w.editor, api_token_of(w.editor), NB, "", "edit", 0)
+        select = cache._select
+        calls = 0
+
+        async def overtaken(keys):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            answer = await select(keys)
+            if calls == 1:  # the change commits, its NOTIFY lands before the answer
+                sql(
+                    settings.database_url,
+                    "delete from team_memberships where member_id = %s",
+                    (w.editor,),
+                )
+                cache.invalidate(f"member:{w.editor}")
+            return answer
+
+        cache._select = overtaken  # type: ignore[method-assign]
+        target = await cache.lookup(who, NB, fresh=True)
+        assert calls == 2
+        assert target is not None and not target.can_view  # the fresh answer
+        found, cached = cache.peek(who, NB)
+        assert found and cached is not None and not cached.can_view

@@ -1375,3 +1375,31 @@ async def test_a_connection_whose_access_cannot_be_confirmed_ends_with_1013(sett
             assert err.value.status == 403
         finally:
             await session.close()
+
+
+async def test_marimo_is_told_the_scheme_browsers_use_behind_a_tls_ingress(
+    settings: Settings,
+) -> None:
+    """The proxy serves plain HTTP behind an ingress that terminates TLS: its
+    own request scheme is `http`, yet browsers use https, and Marimo must be
+    told so (X-Forwarded-Proto), on the lane and on the aiohttp path alike."""
+    behind_tls = dataclasses.replace(settings, proxy_public_url="https://notebooks.example.com")
+    async with echo_proxy(behind_tls) as (upstream, p):
+        session = await p.login(p.world.owner)
+        try:
+            async with session.get(p.url("/echo")) as resp:  # relayed by the lane
+                assert (await resp.json())["headers"]["x-forwarded-proto"] == "https"
+        finally:
+            await session.close()
+        cookie = await p.cookie(p.world.owner, "edit")
+        before = handoffs(p)
+        async with raw_request(p, "HEAD", f"/notebooks/{NB}/banner", browser_headers(cookie)) as (
+            resp,
+            _,
+        ):
+            assert resp.status == 200
+        assert delta(handoffs(p), before) == (0, 1)  # the aiohttp path
+        assert (
+            dict((k.lower(), v) for k, v in upstream.seen[-1].headers)["x-forwarded-proto"]
+            == "https"
+        )
