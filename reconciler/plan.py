@@ -143,8 +143,12 @@ def _both_ready(observed: Observation) -> bool:
 
 def _progress(observed: Observation) -> str:
     if observed.sail.phase is not Phase.READY:
-        return "starting Sail"
-    return "waiting for Marimo"
+        return "starting Sail" + _waiting_for(observed.sail)
+    return "waiting for Marimo" + _waiting_for(observed.marimo)
+
+
+def _waiting_for(c: Component) -> str:
+    return f" (waiting for {c.waiting_for})" if c.waiting_for else ""
 
 
 def plan(nb: NotebookState, observed: Observation, now: datetime) -> Plan:

@@ -33,6 +33,9 @@ class Component:
     detail: str = ""  # the real reason on failure: exit code, last log lines, pod reason
     terminal: bool = False  # retrying cannot help (image pull error, bad config)
     terminating: bool = False  # being torn down by the runtime (a pod past its deletion)
+    # What a starting component waits for that the member should read in the
+    # status message (a node for its pod); "" when it is just starting.
+    waiting_for: str = ""
 
 
 ABSENT = Component(Phase.ABSENT)

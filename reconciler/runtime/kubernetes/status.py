@@ -88,8 +88,13 @@ def component_of(pod: dict[str, Any] | None) -> Component:
         return Component(Phase.FAILED, f"pod {reason}: {status.get('message') or ''}".rstrip(": "))
     scheduled = _condition(pod, "PodScheduled")
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        # Not terminal: a cluster autoscaler adds the node, a volume that binds
+        # immediately is provisioned, a quota frees up. The start deadline
+        # bounds the wait (then `failed`, with the scheduler's message), as
+        # KubeSpawner's start_timeout does.
+        message = scheduled.get("message") or "no node fits"
         return Component(
-            Phase.FAILED, _why("Unschedulable", scheduled.get("message"), "pod"), terminal=True
+            Phase.STARTING, _why("Unschedulable", message, "pod"), waiting_for=f"a node: {message}"
         )
     if phase == "Running" and _condition(pod, "Ready").get("status") == "True":
         return Component(Phase.READY)

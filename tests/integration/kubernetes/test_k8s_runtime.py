@@ -108,10 +108,28 @@ async def test_crash_loop_is_terminal_with_reason(kube: Kube) -> None:
     assert "CrashLoopBackOff" in detail and "exit code 2" in detail
 
 
-async def test_unschedulable_is_terminal_with_reason(kube: Kube) -> None:
+async def test_an_unschedulable_pod_waits_for_a_node_then_runs(kube: Kube) -> None:
+    """Until a node fits (an autoscaler's new node), the pod waits and says
+    so; once scheduled, it runs: no failure on the first look."""
     kube.kubelet.behaviour["sail:huge"] = kubelet.UNSCHEDULABLE
-    detail = await _failed(kube, spec(sail_image="sail:huge"), "sail")
-    assert "Unschedulable" in detail and "Insufficient memory" in detail
+    rt = kube.runtime()
+    s = spec(sail_image="sail:huge")
+    await rt.ensure_running(s)
+
+    async def waiting() -> bool:
+        return (await rt.observe("NB1")).sail.waiting_for.startswith("a node: 0/3 nodes")
+
+    await eventually(waiting)
+    sail = (await rt.observe("NB1")).sail
+    assert sail.phase is Phase.STARTING and not sail.terminal
+    pod = kube.emulator.get("pods", NAMESPACE, "nb-nb1-s1-sail")
+    assert pod is not None
+    kube.kubelet.set_status(NAMESPACE, "nb-nb1-s1-sail", kubelet.running(pod))  # a node came
+
+    async def ready() -> bool:
+        return (await rt.observe("NB1")).sail.phase is Phase.READY
+
+    await eventually(ready)
 
 
 async def test_oom_kill_is_terminal_with_reason(kube: Kube) -> None:

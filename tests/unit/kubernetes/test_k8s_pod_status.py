@@ -82,7 +82,10 @@ def test_crash_loop_reports_last_exit_code() -> None:
     assert "exit code 3" in component_of(pod(status)).detail
 
 
-def test_unschedulable_is_terminal_with_scheduler_message() -> None:
+def test_unschedulable_waits_for_a_node_with_the_scheduler_message() -> None:
+    """A cluster autoscaler adds nodes for pods that do not fit yet, and an
+    immediately-binding volume is provisioned while the pod waits: the start
+    deadline, not the first look, decides when waiting is over."""
     status = {
         "phase": "Pending",
         "conditions": [
@@ -95,8 +98,9 @@ def test_unschedulable_is_terminal_with_scheduler_message() -> None:
         ],
     }
     c = component_of(pod(status))
-    assert c.phase is Phase.FAILED and c.terminal
+    assert c.phase is Phase.STARTING and not c.terminal
     assert "Unschedulable" in c.detail and "Insufficient memory" in c.detail
+    assert c.waiting_for == "a node: 0/3 nodes are available: 3 Insufficient memory."
 
 
 def test_oom_kill_is_terminal_even_after_the_restart() -> None:

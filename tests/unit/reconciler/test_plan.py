@@ -452,3 +452,14 @@ def test_an_unresponsive_component_gets_a_grace_then_the_repair_then_the_deadlin
     # A component down is no grace: the repair at once.
     dead = plan(nb(R, Status.RUNNING), OBS["marimo_dead"], NOW)
     assert dead.status is Status.STARTING
+
+
+def test_a_start_says_what_its_component_waits_for() -> None:
+    """An unschedulable pod (no node fits yet) waits within the deadline,
+    and the member reads why in the status message."""
+    node = Component(Phase.STARTING, "pod: Unschedulable", waiting_for="a node: 0/3 nodes fit")
+    p = plan(nb(R, Status.STARTING), Observation(S, sail=node, marimo=STARTING), NOW)
+    assert (p.status, p.status_message) == (
+        Status.STARTING,
+        "starting Sail (waiting for a node: 0/3 nodes fit)",
+    )
