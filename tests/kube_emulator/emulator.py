@@ -198,7 +198,8 @@ class KubeEmulator(kmock.KubernetesScaffold):
                 self.put(group, plural, _merge(self.objects[key], request.data or {}))
             )
         if action == "delete":
-            if plural == "pods" and self.graceful_pods:
+            forced = request.params.get("gracePeriodSeconds") == "0"  # no kubelet to wait for
+            if plural == "pods" and self.graceful_pods and not forced:
                 return aiohttp.web.json_response(self._terminate(key))
             return aiohttp.web.json_response(self.remove(*key))
         raise ApiError(405, "MethodNotAllowed", action)

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.runtime.base import TerminalError
+
+log = structlog.get_logger(__name__)
 
 Obj = dict[str, Any]
 
@@ -68,6 +72,22 @@ def default_api_client() -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config()
     return client.ApiClient()
+
+
+# A pod past its deletionTimestamp (the API server sets it to the request's
+# time plus the grace period) by this much is stuck: its node is lost or
+# partitioned, so no kubelet will ever confirm it gone, and a stop (or the
+# start of the next session) would wait for it forever.
+STUCK_TERMINATING_SECONDS = 120
+
+
+def stuck_terminating(obj: Obj, now: datetime) -> bool:
+    raw = str(obj["metadata"].get("deletionTimestamp") or "")
+    try:
+        due = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (now - due).total_seconds() > STUCK_TERMINATING_SECONDS
 
 
 class KubeApi:
@@ -122,13 +142,23 @@ class KubeApi:
             raise
         return dict(json.loads(resp.data))
 
-    async def delete(self, kind: str, name: str, *, resource_version: str | None = None) -> bool:
+    async def delete(
+        self,
+        kind: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        grace_period_seconds: int | None = None,
+    ) -> bool:
         """Delete; False if it was already gone or, given `resource_version`,
-        changed since it was read (the API server's precondition: 409)."""
+        changed since it was read (the API server's precondition: 409).
+        `grace_period_seconds=0`: at once (a pod stuck terminating)."""
         fn = self._fn("delete", kind)
         kw: dict[str, Any] = {}
         if resource_version is not None:
             kw["body"] = {"preconditions": {"resourceVersion": resource_version}}
+        if grace_period_seconds is not None:
+            kw["grace_period_seconds"] = grace_period_seconds
         try:
             await asyncio.to_thread(
                 fn,
@@ -148,10 +178,14 @@ class KubeApi:
         return await self.delete_each(kind, await self.list(kind, label_selector))
 
     async def delete_each(self, kind: str, objs: list[Obj]) -> int:
-        """Delete these (as listed), skipping those already on their way out."""
+        """Delete these (as listed), skipping those already on their way out,
+        except a pod stuck there (`stuck_terminating`): deleted at once."""
         deleted = 0
         for obj in objs:
-            if obj["metadata"].get("deletionTimestamp"):
-                continue
-            deleted += await self.delete(kind, obj["metadata"]["name"])
+            name = obj["metadata"]["name"]
+            if not obj["metadata"].get("deletionTimestamp"):
+                deleted += await self.delete(kind, name)
+            elif kind == "Pod" and stuck_terminating(obj, datetime.now(UTC)):
+                log.warning("k8s_pod_force_deleted", pod=name)
+                deleted += await self.delete(kind, name, grace_period_seconds=0)
         return deleted

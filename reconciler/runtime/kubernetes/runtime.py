@@ -131,6 +131,10 @@ def _has_sail(pods: list[Obj], session_id: str) -> bool:
     return False
 
 
+def _ended(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded")
+
+
 def _check_images(spec: SessionSpec, allowed: tuple[str, ...]) -> None:
     """A config written before NOTEBOOKS_ALLOWED_IMAGES was set (or
     narrowed) does not start with an image the operator no longer allows."""
@@ -206,7 +210,11 @@ class KubernetesRuntime:
         older = [
             p for p in pods if (p["metadata"].get("labels") or {}).get(n.SESSION) != spec.session_id
         ]
-        await self.api.delete_each("Pod", older)
+        # A pod of this session that ended (evicted, its node shut down) keeps
+        # its name, which the create below needs: it goes, and the repair's
+        # next pass creates it again once it is gone.
+        ended = [p for p in pods if p not in older and _ended(p)]
+        await self.api.delete_each("Pod", older + ended)
         stale = f"{n.selector(n.notebook_labels(nid))},{n.SESSION}!={spec.session_id}"
         await self.api.delete_matching("Secret", stale)
         # A cluster-mode driver's Role names its session's pod (objects.driver_rbac).

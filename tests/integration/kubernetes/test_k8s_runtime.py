@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from reconciler.runtime.base import Phase, ResourceSpec, SessionSpec, TerminalEr
 from reconciler.runtime.factory import make_runtime
 from reconciler.runtime.kubernetes import KubernetesRuntime
 from reconciler.runtime.kubernetes import names as n
+from reconciler.runtime.kubernetes.api import STUCK_TERMINATING_SECONDS
 
 
 def spec(
@@ -136,6 +137,56 @@ async def test_oom_kill_is_terminal_with_reason(kube: Kube) -> None:
     kube.kubelet.behaviour["sail:hungry"] = kubelet.OOM
     detail = await _failed(kube, spec(sail_image="sail:hungry"), "sail")
     assert "OOMKilled" in detail
+
+
+async def test_an_evicted_pod_is_replaced_by_the_repair(kube: Kube) -> None:
+    """An evicted pod (or one whose node shut down) stays as an object in
+    phase Failed under the session's fixed name: the repair's create met a
+    409 and the notebook failed. It is deleted, then created again."""
+    rt = kube.runtime()
+    await rt.ensure_running(spec())
+
+    async def both_ready() -> bool:
+        obs = await rt.observe("NB1")
+        return obs.sail.phase is Phase.READY and obs.marimo.phase is Phase.READY
+
+    await eventually(both_ready)
+    name = "nb-nb1-s1-marimo"
+    before = kube.emulator.get("pods", NAMESPACE, name)
+    assert before is not None
+    evicted = {
+        "phase": "Failed",
+        "reason": "Evicted",
+        "message": "The node was low on resource: memory.",
+    }
+    kube.kubelet.set_status(NAMESPACE, name, evicted)
+    marimo = (await rt.observe("NB1")).marimo
+    assert marimo.phase is Phase.FAILED and not marimo.terminal  # the plan repairs it
+    await rt.ensure_running(spec())  # the repair
+    await rt.ensure_running(spec())  # its next pass, once the ended pod is gone
+    await eventually(both_ready)
+    after = kube.emulator.get("pods", NAMESPACE, name)
+    assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
+
+
+async def test_a_pod_stuck_terminating_is_deleted_at_once(kube: Kube) -> None:
+    """A pod on a lost node never gets its kubelet's confirmation: past its
+    deletionTimestamp by STUCK_TERMINATING_SECONDS it is deleted with no
+    grace, instead of holding a stop (or the next start) forever."""
+    kube.emulator.graceful_pods = True
+    rt = kube.runtime()
+    await rt.ensure_running(spec())
+    await rt.ensure_stopped("NB1")
+    name = "nb-nb1-s1-marimo"
+    pod = kube.emulator.get("pods", NAMESPACE, name)
+    assert pod is not None and pod["metadata"].get("deletionTimestamp")
+    await rt.ensure_stopped("NB1")  # within its grace: left to its kubelet
+    assert kube.emulator.get("pods", NAMESPACE, name) is not None
+    long_ago = datetime.now(UTC) - timedelta(seconds=STUCK_TERMINATING_SECONDS + 60)
+    pod["metadata"]["deletionTimestamp"] = long_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
+    kube.emulator.put("", "pods", pod)
+    await rt.ensure_stopped("NB1")
+    assert kube.emulator.get("pods", NAMESPACE, name) is None
 
 
 async def test_pod_deleted_under_running_notebook_is_absent_then_repaired(kube: Kube) -> None:
