@@ -67,6 +67,10 @@ def _container_security(ks: KubernetesSettings) -> Obj:
     }
 
 
+# The kubelet's default of 1 s marks a busy process not Ready at once.
+PROBE_TIMEOUT_SECONDS = 5
+
+
 def _pod_spec(ks: KubernetesSettings, spec: SessionSpec, service_account: str | None) -> Obj:
     pod: Obj = {
         "restartPolicy": "Always",
@@ -207,6 +211,7 @@ def sail_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             "readinessProbe": {
                 "grpc": {"port": n.SAIL_PORT},
                 "periodSeconds": 2,
+                "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
                 "failureThreshold": 3,
             },
             "volumeMounts": [tmp_mount],
@@ -273,6 +278,7 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             "readinessProbe": {
                 "httpGet": {"path": f"{base_url}/health", "port": n.MARIMO_PORT},
                 "periodSeconds": 2,
+                "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
                 "failureThreshold": 3,
             },
             "volumeMounts": [
@@ -307,6 +313,11 @@ def service(notebook_id: str, component: str, ks: KubernetesSettings) -> Obj:
     }
     if component == n.MARIMO:
         spec["clusterIP"] = "None"  # headless: the proxy dials the pod itself
+    # Reachable while not Ready: a Sail busy with a heavy job, or a Marimo
+    # slow to answer, missing the kubelet's probes must not vanish from its
+    # one client (the kernel's Spark session, the proxy's DNS lookup); the
+    # reconciler judges health itself, with a grace (docs/reconciler.md).
+    spec["publishNotReadyAddresses"] = True
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -122,6 +122,18 @@ def test_marimo_service_is_headless_and_sail_service_is_not() -> None:
     assert sail["spec"]["selector"] == {n.NOTEBOOK: "NB1", n.COMPONENT: "sail"}
 
 
+def test_a_busy_component_missing_probes_stays_reachable() -> None:
+    """A Sail busy with a heavy job, or a slow Marimo, that misses the
+    kubelet's readiness probes must not drop out of its Service (the
+    kernel's Spark session, the proxy's DNS): the reconciler judges health
+    itself, with a grace. Probes allow 5 s, not the kubelet's 1 s."""
+    for component in (n.MARIMO, n.SAIL):
+        assert objects.service("NB1", component, KS)["spec"]["publishNotReadyAddresses"] is True
+    for pod in (objects.sail_pod(spec(), KS), objects.marimo_pod(spec(), KS)):
+        probe = pod["spec"]["containers"][0]["readinessProbe"]
+        assert probe["timeoutSeconds"] == 5 and probe["failureThreshold"] == 3
+
+
 def test_network_policies_admit_proxy_to_marimo_and_only_this_marimo_to_sail() -> None:
     marimo, sail = objects.network_policies("NB1", KS)
     assert marimo["spec"]["podSelector"]["matchLabels"] == {
