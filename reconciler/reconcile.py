@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock
 from common.ids import is_valid_id
-from common.statuses import Desired, Status
+from common.statuses import PROVISIONED, Desired, Status
 from reconciler import metrics
 from reconciler.db import fetchone
 from reconciler.plan import Action, NotebookState, Plan, attempt_raised, failed, plan
@@ -117,6 +117,11 @@ def session_spec(row: dict[str, Any]) -> SessionSpec:
         ),
         base_url=f"/notebooks/{row['id']}",
     )
+
+
+class RepairRefused(Exception):
+    """A repair's restart met a TerminalError: retried (with back-off) until
+    the repair's deadline, then `failed` with it."""
 
 
 async def _read(deps: Deps, notebook_id: str) -> dict[str, Any] | None:
@@ -221,8 +226,15 @@ async def _carry_out(
         return Result("conflict", 0, generation, p.actions)
     try:
         observed = await _apply(deps, row, p, observed)
-    except TerminalError:
-        raise  # recorded as the failure by reconcile_once
+    except TerminalError as exc:
+        if not (Status(status) in PROVISIONED and Action.ENSURE_RUNNING in p.actions):
+            raise  # recorded as the failure by reconcile_once
+        # A repair's restart refused (a namespace quota full while a drained
+        # node's pods still terminate): a running notebook is not failed on
+        # it at once, but retried within the deadline its first attempt
+        # armed, saying why, as for any error its restart raises.
+        await _record_raised(deps, row, p, observed, exc)
+        raise RepairRefused(str(exc)) from exc
     except Exception as exc:  # transient: retried by the worker with back-off
         await _record_raised(deps, row, p, observed, exc)
         raise

@@ -24,8 +24,8 @@ from common.db import open_pool
 from common.jobs import enqueue_reconcile
 from common.settings import Settings
 from reconciler.plan import Action
-from reconciler.reconcile import Deps, reconcile_once
-from reconciler.runtime.base import Component, Observation, Phase, SessionSpec
+from reconciler.reconcile import Deps, RepairRefused, reconcile_once
+from reconciler.runtime.base import Component, Observation, Phase, SessionSpec, TerminalError
 from reconciler.runtime.local import LocalRuntime
 from reconciler.worker import run_worker
 
@@ -111,6 +111,36 @@ async def test_a_repair_is_not_timed_as_a_start(rows, pool):
     assert (await reconcile_once(deps, nid)).outcome == "ready"
     assert (await rows.get(nid))["status"] == "running"
     assert _starts_timed() == before + 1
+
+
+async def test_a_repair_refused_as_terminal_is_retried_until_its_deadline(rows, pool):
+    """A repair's restart refused with what a start would fail on at once (a
+    namespace quota full while a drained node's pods still terminate) does
+    not fail a running notebook at once: retried within the repair's
+    deadline, saying why, then failed with it."""
+    clock = FakeClock()
+    runtime = MarimoDiesAndCannotRestart()
+    deps = Deps(pool=pool, runtime=runtime, clock=clock, start_deadline_seconds=DEADLINE)
+    nid = await _running(rows, deps, clock)
+    quota = TerminalError("pods are forbidden: exceeded quota: notebooks, requested: cpu=1")
+    runtime.kill(refusing=quota)
+    with pytest.raises(RepairRefused):
+        await reconcile_once(deps, nid)
+    row = await rows.get(nid)
+    assert row["status"] == "running" and runtime.stopped == 0  # nothing torn down
+    assert "exceeded quota" in row["status_message"]
+    runtime.refusing = None  # the quota frees up: the next attempt restarts Marimo
+    assert (await reconcile_once(deps, nid)).outcome == "repair"
+    assert (await reconcile_once(deps, nid)).outcome == "ready"
+    assert (await rows.get(nid))["status"] == "running"
+
+    runtime.kill(refusing=quota)  # and one that never frees up: failed at the deadline
+    with pytest.raises(RepairRefused):
+        await reconcile_once(deps, nid)
+    clock.advance(DEADLINE)
+    assert (await reconcile_once(deps, nid)).outcome == "deadline"
+    row = await rows.get(nid)
+    assert row["status"] == "failed" and "exceeded quota" in row["status_message"]
 
 
 async def test_a_repair_whose_restart_keeps_raising_fails_at_its_deadline(rows, pool):
