@@ -16,7 +16,7 @@ goes back to the worker's back-off.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -119,6 +119,9 @@ def session_spec(row: dict[str, Any]) -> SessionSpec:
     )
 
 
+TEARDOWN_PENDING = "teardown_pending"  # in runtime_state: a teardown not yet seen done
+
+
 class RepairRefused(Exception):
     """A repair's restart met a TerminalError: retried (with back-off) until
     the repair's deadline, then `failed` with it."""
@@ -217,7 +220,16 @@ async def _carry_out(
     generation, status = row["generation"], row["status"]
     if p.record_first:
         auto_stop = Action.AUTO_STOP in p.actions
-        if not await _write(deps, row, p, observed, auto_stop=auto_stop):
+        first = observed
+        if Action.ENSURE_STOPPED in p.actions:
+            # Until the teardown is seen done (the write after it empties
+            # runtime_state), the row says something may be left, so one
+            # cut short or raising is finished by a later pass (`leftovers`)
+            # even when nothing observed named it (a Kubernetes Secret or
+            # Service of a start whose pods were refused).
+            pending = {**observed.runtime_state, TEARDOWN_PENDING: True}
+            first = replace(observed, runtime_state=pending)
+        if not await _write(deps, row, p, first, auto_stop=auto_stop):
             return Result("conflict", 0, generation, p.actions)
         if auto_stop:
             metrics.AUTO_STOPS.labels(p.auto_stop_reason or "idle").inc()

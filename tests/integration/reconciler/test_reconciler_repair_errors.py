@@ -323,3 +323,53 @@ async def test_a_real_marimo_that_cannot_be_respawned_fails_and_is_torn_down(
     finally:
         await runtime.close()
         await pool.close()
+
+
+class StartRefusedTeardownFailsOnce:
+    """A start the backend refuses (TerminalError) with nothing observed
+    afterwards (pods refused, yet a Secret and Services made), whose first
+    teardown raises (the API server briefly unavailable)."""
+
+    def __init__(self) -> None:
+        self.teardowns = 0
+
+    async def observe(self, notebook_id: str) -> Observation:
+        return Observation(session_id=None)
+
+    async def ensure_running(self, spec: SessionSpec) -> Observation:
+        raise TerminalError("pods are forbidden: exceeded quota: notebooks")
+
+    async def ensure_stopped(self, notebook_id: str) -> None:
+        self.teardowns += 1
+        if self.teardowns == 1:
+            raise OSError(errno.ECONNRESET, "connection reset by the API server")
+
+    async def delete(self, notebook_id: str) -> None:
+        await self.ensure_stopped(notebook_id)
+
+    async def active_ids(self) -> set[str]:
+        return set()
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_failed_starts_teardown_that_raises_is_finished_by_the_next_pass(rows, pool):
+    """`failed` is written before the teardown (the reason survives it); a
+    teardown that then raises left the row saying nothing was left, and
+    what the start made stayed until the next start or delete."""
+    clock = FakeClock()
+    runtime = StartRefusedTeardownFailsOnce()
+    deps = Deps(pool=pool, runtime=runtime, clock=clock, start_deadline_seconds=DEADLINE)
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now(), deadline=DEADLINE)
+    with pytest.raises(OSError):
+        await reconcile_once(deps, nid)
+    row = await rows.get(nid)
+    assert row["status"] == "failed" and "exceeded quota" in row["status_message"]
+    assert row["runtime_state"] == {"teardown_pending": True}
+    assert (await reconcile_once(deps, nid)).outcome == "cleanup"
+    assert runtime.teardowns == 2
+    row = await rows.get(nid)
+    assert row["status"] == "failed" and row["runtime_state"] == {}
+    assert (await reconcile_once(deps, nid)).outcome == "noop"  # settled
