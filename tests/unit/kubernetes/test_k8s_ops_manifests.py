@@ -64,6 +64,22 @@ def rendered_overlay() -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out) if d]
 
 
+def test_no_autoscaled_deployment_fixes_its_replica_count() -> None:
+    """A Deployment an HPA scales must not set spec.replicas (Kubernetes'
+    own advice): every `kubectl apply` would reset the count the HPA chose,
+    cutting capacity mid-deploy and, for the proxy, dropping WebSockets."""
+    for docs in (base_documents(), rendered_overlay()):
+        scaled = {
+            d["spec"]["scaleTargetRef"]["name"]
+            for d in docs
+            if d["kind"] == "HorizontalPodAutoscaler"
+        }
+        assert scaled
+        for d in docs:
+            if d["kind"] == "Deployment" and d["metadata"]["name"] in scaled:
+                assert "replicas" not in d["spec"], d["metadata"]["name"]
+
+
 def test_the_platform_kernel_image_is_an_allowed_image() -> None:
     """An org admin may name the platform's own kernel image in a workload
     config: NOTEBOOKS_ALLOWED_IMAGES must allow the images the ConfigMap
