@@ -139,6 +139,11 @@ async def test_oom_kill_is_terminal_with_reason(kube: Kube) -> None:
     assert "OOMKilled" in detail
 
 
+async def both_ready(rt: KubernetesRuntime) -> bool:
+    obs = await rt.observe("NB1")
+    return obs.sail.phase is Phase.READY and obs.marimo.phase is Phase.READY
+
+
 async def test_an_evicted_pod_is_replaced_by_the_repair(kube: Kube) -> None:
     """An evicted pod (or one whose node shut down) stays as an object in
     phase Failed under the session's fixed name: the repair's create met a
@@ -146,11 +151,7 @@ async def test_an_evicted_pod_is_replaced_by_the_repair(kube: Kube) -> None:
     rt = kube.runtime()
     await rt.ensure_running(spec())
 
-    async def both_ready() -> bool:
-        obs = await rt.observe("NB1")
-        return obs.sail.phase is Phase.READY and obs.marimo.phase is Phase.READY
-
-    await eventually(both_ready)
+    await eventually(lambda: both_ready(rt))
     name = "nb-nb1-s1-marimo"
     before = kube.emulator.get("pods", NAMESPACE, name)
     assert before is not None
@@ -164,7 +165,7 @@ async def test_an_evicted_pod_is_replaced_by_the_repair(kube: Kube) -> None:
     assert marimo.phase is Phase.FAILED and not marimo.terminal  # the plan repairs it
     await rt.ensure_running(spec())  # the repair
     await rt.ensure_running(spec())  # its next pass, once the ended pod is gone
-    await eventually(both_ready)
+    await eventually(lambda: both_ready(rt))
     after = kube.emulator.get("pods", NAMESPACE, name)
     assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
 
@@ -193,16 +194,12 @@ async def test_pod_deleted_under_running_notebook_is_absent_then_repaired(kube: 
     rt = kube.runtime()
     await rt.ensure_running(spec())
 
-    async def both_ready() -> bool:
-        obs = await rt.observe("NB1")
-        return obs.sail.phase is Phase.READY and obs.marimo.phase is Phase.READY
-
-    await eventually(both_ready)
+    await eventually(lambda: both_ready(rt))
     kube.emulator.remove("", "pods", NAMESPACE, "nb-nb1-s1-marimo")  # evicted, node lost…
     obs = await rt.observe("NB1")
     assert obs.marimo.phase is Phase.ABSENT and obs.sail.phase is Phase.READY
     await rt.ensure_running(spec())  # the repair: only the missing pod is created
-    await eventually(both_ready)
+    await eventually(lambda: both_ready(rt))
 
 
 async def test_two_runtimes_racing_create_each_object_once(kube: Kube) -> None:
