@@ -257,7 +257,8 @@ def test_coming_back_while_open_is_on_its_way_opens_at_once(browser: Any, stack:
     settle(page)
     for route in held:  # the first visit's open answers only now
         route.fulfill(json=answer)
-    page.locator("#open-frame").wait_for(state="visible", timeout=3_000)
+    # Before its next poll (10 s after this visit began), with room for a slow machine.
+    page.locator("#open-frame").wait_for(state="visible", timeout=7_000)
     assert page.locator("#open-error").is_hidden()
     page.close()
 

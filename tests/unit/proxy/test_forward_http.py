@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -44,14 +45,16 @@ async def test_an_answer_that_comes_as_the_handler_is_cancelled_is_closed() -> N
     as Marimo's answer completes: nobody relays it, and it is closed at once
     rather than left to the garbage collector with its connection."""
     client = _Client()
-    proxy = Proxy(settings=None, clock=FakeClock(), client=client)  # type: ignore[arg-type]
+    # What of the settings forwarding reads (X-Forwarded-Proto's scheme).
+    settings = SimpleNamespace(proxy_public_url="http://127.0.0.1:8081", proxy_notebook_url="")
+    proxy = Proxy(settings=settings, clock=FakeClock(), client=client)  # type: ignore[arg-type]
     transport = mock.Mock()
     transport.get_extra_info.return_value = ("127.0.0.1", 50000)
     request = make_mocked_request("GET", "/notebooks/NB1/x", transport=transport)
     session = ProxySession("M1", "TM1", "NB1", "S1", "edit", 2**40)
     target = Target("NB1", "running", "S1", "tok", "http://127.0.0.1:1", True, True)
     handler = asyncio.ensure_future(forward_http(proxy, request, session, target))
-    await client.asked.wait()
+    await asyncio.wait_for(client.asked.wait(), 5)  # fails, never hangs, if forwarding raised
     # Both wake-ups queue in this order: the request completes first, then
     # the handler sees its cancellation, with the answer already in.
     client.answer_now.set()
