@@ -88,8 +88,12 @@ class KubeEmulator(kmock.KubernetesScaffold):
     objects: dict[Key, Obj] = attrs.field(factory=dict, init=False)
     history: list[tuple[int, str, str, Obj]] = attrs.field(factory=list, init=False)
     calls: list[Call] = attrs.field(factory=list, init=False)
-    # Fault injection: plural → how many upcoming LIST/WATCH requests fail with 500.
+    # Fault injection: plural → how many upcoming LIST/WATCH requests fail,
+    # with `fail_code` (500; 410 is an API server's "too old a resourceVersion"
+    # answered on the request itself rather than as an ERROR event).
     fail_next: dict[str, int] = attrs.field(factory=dict, init=False)
+    fail_code: int = attrs.field(default=500, init=False)
+    fail_actions: frozenset[str] = attrs.field(default=frozenset({"list", "watch"}), init=False)
     # Admission: (plural, body) → None to accept a CREATE, or (code, reason,
     # message) to refuse it, as a ResourceQuota, RBAC or a webhook would.
     admission: Callable[[str, Obj], tuple[int, str, str] | None] | None = attrs.field(
@@ -173,9 +177,11 @@ class KubeEmulator(kmock.KubernetesScaffold):
         group, plural = res.group or "", res.plural or ""
         action = str(request.action.value).lower()
         self.calls.append(Call(action, plural, dict(request.params), group))
-        if action in ("list", "watch") and self.fail_next.get(plural):
+        if action in self.fail_actions and self.fail_next.get(plural):
             self.fail_next[plural] -= 1
-            raise ApiError(500, "InternalError", "injected failure")
+            if self.fail_code == 410:
+                raise ApiError(410, "Expired", "too old resource version")
+            raise ApiError(self.fail_code, "InternalError", "injected failure")
         ns = request.namespace
         if action == "create":
             self._admit(plural, request.data or {})

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
+from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from reconciler.runtime.kubernetes import names as n
@@ -82,6 +83,12 @@ class PodWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broken watch or list: resume after a pause
+                if isinstance(exc, ApiException) and exc.status == 410:
+                    # "Too old a resourceVersion" on the request itself, not
+                    # as an ERROR event: relist now, not at the next resync.
+                    log.info("k8s_watch_gone", resource_version=self.resource_version)
+                    self.resource_version = None
+                    continue
                 self.breaks += 1
                 delay = self._backoff[min(failures, len(self._backoff) - 1)]
                 failures += 1

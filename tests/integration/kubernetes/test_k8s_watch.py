@@ -113,6 +113,27 @@ async def test_gone_resource_version_relists_and_announces_vanished_notebooks(
     assert watch_calls(kube)[-2]["resourceVersion"] != watch_calls(kube)[-1]["resourceVersion"]
 
 
+async def test_gone_answered_on_the_watch_request_itself_relists_at_once(
+    kube: Kube, watching: Watching
+) -> None:
+    """An API server may refuse a too-old resourceVersion with HTTP 410 on
+    the watch request rather than as an ERROR event in its stream: that is
+    a relist now, not a broken watch retried on the same version until the
+    next resync (600 s)."""
+    rt = kube.runtime()
+    await rt.ensure_running(spec("NB1"))
+    await eventually(lambda: _true("NB1" in watching.changes.calls))
+    await watching.stop()
+    lists, breaks = watching.rt.watcher.lists, watching.rt.watcher.breaks
+    kube.emulator.fail_code = 410
+    kube.emulator.fail_actions = frozenset({"watch"})
+    kube.emulator.fail_next["pods"] = 1  # the first watch request after the restart's list
+    watching.start()
+    # the restart's own list, then one more for the 410
+    await eventually(lambda: _true(watching.rt.watcher.lists == lists + 2))
+    assert watching.rt.watcher.breaks == breaks
+
+
 async def test_failed_list_is_retried(kube: Kube) -> None:
     kube.emulator.fail_next["pods"] = 2
     w = Watching(kube.runtime())
