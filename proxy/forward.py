@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import aiohttp
@@ -82,7 +83,7 @@ class Proxy:
     # the editor instead of landing as a reader behind a dead editor.
     ws_heartbeat_seconds: float = 20.0
 
-    @property
+    @cached_property
     def forwarded_proto(self) -> str:
         """What Marimo is told in X-Forwarded-Proto (common/notebook_origin.py)."""
         return public_scheme(self.settings.proxy_public_url, self.settings.proxy_notebook_url)

@@ -333,6 +333,11 @@ def _repair_failed(nb: NotebookState, observed: Observation, broken: str) -> str
     return f"{_restarting(observed)} failed until the start deadline passed{error} ({broken})"
 
 
+def restarts_provisioned(status: Status, p: Plan) -> bool:
+    """`p` is a repair's restart: a provisioned notebook's ENSURE_RUNNING."""
+    return status in PROVISIONED and Action.ENSURE_RUNNING in p.actions
+
+
 def attempt_raised(nb: NotebookState, p: Plan, observed: Observation, error: str) -> Plan | None:
     """What to record when applying `p` raised a transient error (the pass is
     retried with back-off): for a repair, a message saying the restart
@@ -344,7 +349,7 @@ def attempt_raised(nb: NotebookState, p: Plan, observed: Observation, error: str
     repair as the restart's own failure and fail at once, where a transient
     error deserves retries. The deadline the first attempt armed bounds it:
     past it, `plan` fails the notebook with this error."""
-    if nb.status not in PROVISIONED or Action.ENSURE_RUNNING not in p.actions:
+    if not restarts_provisioned(nb.status, p):
         return None
     return Plan(
         (),

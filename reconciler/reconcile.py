@@ -27,10 +27,18 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock
 from common.ids import is_valid_id
-from common.statuses import PROVISIONED, Desired, Status
+from common.statuses import Desired, Status
 from reconciler import metrics
 from reconciler.db import fetchone
-from reconciler.plan import Action, NotebookState, Plan, attempt_raised, failed, plan
+from reconciler.plan import (
+    Action,
+    NotebookState,
+    Plan,
+    attempt_raised,
+    failed,
+    plan,
+    restarts_provisioned,
+)
 from reconciler.runtime.base import (
     Observation,
     Phase,
@@ -239,7 +247,7 @@ async def _carry_out(
     try:
         observed = await _apply(deps, row, p, observed)
     except TerminalError as exc:
-        if not (Status(status) in PROVISIONED and Action.ENSURE_RUNNING in p.actions):
+        if not restarts_provisioned(Status(status), p):
             raise  # recorded as the failure by reconcile_once
         # A repair's restart refused (a namespace quota full while a drained
         # node's pods still terminate): a running notebook is not failed on

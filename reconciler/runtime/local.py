@@ -93,9 +93,8 @@ class LocalRuntime:
             else None
         )
         # With the pool off, warm Sails an earlier run left (a worker killed
-        # with the pool on, restarted without it) are stopped at the first
-        # sweep, unless a runtime with the pool on still uses them.
-        self._pool_leftovers_checked = self.pool is not None
+        # with the pool on, restarted without it) are stopped from the first
+        # sweep on, unless a runtime with the pool on still uses them.
         self._leftover_drain: asyncio.Task[None] | None = None
 
     # -- paths and state ---------------------------------------------------
@@ -540,8 +539,7 @@ class LocalRuntime:
         holding only logs, and a notebook's file, are not listed (a stopped
         notebook has both). In a thread: one directory entry per notebook
         ever started on this host, and one pass over /proc."""
-        if not self._pool_leftovers_checked:
-            self._pool_leftovers_checked = True
+        if self.pool is None and self._leftover_drain is None:
             # In the background: the sweep lists the runtime inside its
             # transaction, and a drain stops warm Sails one by one.
             self._leftover_drain = asyncio.create_task(self._drain_pool_left_over())
