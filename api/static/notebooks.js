@@ -304,7 +304,7 @@ export const listView = {
     $("#page-next").onclick = () => goToPage(list.index + 1);
     $("#page-prev").onclick = () => goToPage(list.index - 1);
     $("#page-first").onclick = () => goToPage(0);
-    list.poller = new Poller(refreshList);
+    list.poller = new Poller(refreshList, $("#notebooks-table"));
     list.poller.start();
     fillTeamFilter();
   },

@@ -55,14 +55,16 @@ export const PROVISIONED = new Set(["running", "idle", "detached"]);
 // stopped: every 2 s while something is in transition, every 10 s
 // otherwise, and every 30 s while the tab is hidden; at once when the tab is
 // shown again after a slow (hidden) wait, so what comes back into view is
-// never up to 30 s old.
+// never up to 30 s old. `region`, if given, is aria-busy while a run is in
+// flight (screen readers wait for the update), until the next is scheduled.
 export const FAST_MS = 2000;
 export const NORMAL_MS = 10000;
 export const HIDDEN_MS = 30000;
 
 export class Poller {
-  constructor(fn) {
+  constructor(fn, region = null) {
     this.fn = fn;
+    this.region = region;
     this.timer = null;
     this.active = false;
     this.running = false;
@@ -88,6 +90,7 @@ export class Poller {
   stop() {
     this.active = false;
     clearTimeout(this.timer);
+    this.region?.removeAttribute("aria-busy");
     document.removeEventListener("visibilitychange", this.onVisibility);
   }
 
@@ -99,6 +102,7 @@ export class Poller {
     }
     clearTimeout(this.timer);
     this.running = true;
+    this.region?.setAttribute("aria-busy", "true");
     this.last = Date.now();
     let fast = false;
     try {
@@ -117,5 +121,6 @@ export class Poller {
     const hidden = document.visibilityState !== "visible";
     this.delay = fast ? FAST_MS : hidden ? HIDDEN_MS : NORMAL_MS;
     this.timer = setTimeout(() => this.now(), this.delay);
+    this.region?.removeAttribute("aria-busy");
   }
 }

@@ -47,6 +47,14 @@ def settle(page: Any) -> None:
     )
 
 
+def flush_requests(page: Any) -> None:
+    """Until every request the page has made so far was reported to the
+    test: a sentinel request made now is reported after them. So "nothing
+    was sent" is asserted without waiting a guessed time."""
+    with page.expect_request(lambda r: r.url.endswith("/__flush__")):
+        page.evaluate("() => { fetch('/__flush__').catch(() => {}); }")
+
+
 class Held:
     """Requests matching a route, held until released."""
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from browser_helpers import create_notebook_via_api, set_visibility, sign_in
+from browser_helpers import create_notebook_via_api, flush_requests, set_visibility, settle, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -155,7 +155,8 @@ def test_list_pages_polls_one_page_filters_by_team_and_keeps_focus(
     set_visibility(page, "hidden")
     with page.expect_response(is_list):
         page.clock.fast_forward(10_000)  # the poll that schedules the hidden rate
-    page.wait_for_timeout(300)
+    # Drawn, and the next poll scheduled (the list is busy until then).
+    page.locator("#notebooks-table:not([aria-busy])").wait_for(state="attached")
     page.clock.fast_forward(15_000)
     assert stack.call("PATCH", f"/workloads/notebooks/{ids[40]}", {"name": "bulk 040 v2"})[0] == 200
     set_visibility(page, "visible")
@@ -248,11 +249,14 @@ def test_sign_out_leaves_nothing_behind_and_a_viewer_sees_only_its_actions(
     after.clear()
     page.clock.install()
     page.clock.fast_forward(130_000)  # past a list poll and a ping
-    page.wait_for_timeout(500)
+    flush_requests(page)
     assert after == [], after
     page.go_back()  # the member's earlier views do not come back
-    page.wait_for_timeout(500)
+    page.wait_for_function("() => location.hash !== ''")  # back on the earlier entry
+    page.get_by_role("heading", name="Sign in").wait_for()
+    settle(page)  # whatever that entry's route queued has run: still signed out
     assert page.get_by_role("heading", name="Sign in").is_visible()
+    assert page.locator("#nav").is_hidden()
     assert traces(page, stack.token, route=False) == []
 
     # A team viewer signs in next in the same tab: the list (not the owner's

@@ -126,7 +126,12 @@ async def test_schemathesis_finds_no_5xx_or_schema_violation(
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: not left running
+                proc.kill()
+                await proc.wait()
         text = out.decode(errors="replace")
         (tmp_path / "st.log").write_text(text)
         assert proc.returncode == 0, text[-6000:]

@@ -39,8 +39,10 @@ def _kill_all(data_dir: Path) -> None:
 
 @pytest.fixture
 def rsettings(settings: Settings) -> Iterator[Settings]:
-    """Settings tuned for tests (short sweep, heartbeat and grace); kills any
-    leftover process afterwards, and fails the test if there was one."""
+    """Settings tuned for tests (short sweep, heartbeat and grace); kills
+    every process still running under the data directory afterwards (tests
+    that end with a notebook running leave its teardown to this; tests of
+    stopping assert that nothing is left themselves)."""
     s = Settings(
         **{
             **settings.__dict__,

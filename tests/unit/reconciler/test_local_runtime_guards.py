@@ -79,14 +79,20 @@ time.sleep(60)
 async def test_a_stop_ends_descendants_that_left_the_process_group(tmp_path: Path) -> None:
     leader = spawn_python(tmp_path, ESCAPES)
     pids_file = tmp_path / "escaped.pids"
-    await until(lambda: len(pids_file.read_text().split()) == 2 if pids_file.exists() else False)
-    child, grandchild = map(int, pids_file.read_text().split())
+    escaped: list[int] = []
     try:
+        await until(
+            lambda: len(pids_file.read_text().split()) == 2 if pids_file.exists() else False
+        )
+        escaped = [int(pid) for pid in pids_file.read_text().split()]
+        child, grandchild = escaped
         assert os.getpgid(child) == child != leader.pid  # out of the leader's group
         await procs.stop(leader, signal.SIGTERM, 5, tmp_path)
         await until(lambda: gone(child) and gone(grandchild))
     finally:
-        kill(leader.pid, child, grandchild)
+        if not escaped and pids_file.exists():  # written after the wait gave up
+            escaped = [int(pid) for pid in pids_file.read_text().split()]
+        kill(leader.pid, *escaped)
 
 
 # -- logs -----------------------------------------------------------------------

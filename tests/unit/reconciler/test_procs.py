@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from reconciler.runtime import procs
 
@@ -26,6 +29,15 @@ def spawn_python(tmp_path: Path, code: str, log: str = "p.log") -> procs.Proc:
         log=tmp_path / log,
         port=port,
     )
+
+
+def end(proc: procs.Proc) -> None:
+    """Kill a spawned process's group and reap it, whatever the test did."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    child = procs._CHILDREN.pop(proc.pid, None)
+    if child is not None:
+        child[0].wait(10)
 
 
 async def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> None:
@@ -56,7 +68,6 @@ async def test_stop_never_signals_a_stranger_in_a_directory_whose_name_extends_o
     ours.mkdir()
     theirs.mkdir()
     stranger = spawn_python(theirs, "import time; time.sleep(60)")
-    popen = procs._CHILDREN[stranger.pid][0]
     try:
         stale = dataclasses.replace(stranger, start_ticks=(stranger.start_ticks or 0) - 1)
         assert not procs.is_alive(stale)
@@ -64,9 +75,7 @@ async def test_stop_never_signals_a_stranger_in_a_directory_whose_name_extends_o
         await procs.stop(stale, signal.SIGKILL, 0.1, ours)
         assert procs.is_alive(stranger)  # untouched
     finally:
-        os.killpg(stranger.pid, signal.SIGKILL)
-        popen.wait()
-        procs._CHILDREN.pop(stranger.pid, None)
+        end(stranger)
 
 
 def test_a_process_is_recognised_by_its_start_in_this_boot_not_the_wall_clock(
@@ -88,7 +97,7 @@ def test_a_process_is_recognised_by_its_start_in_this_boot_not_the_wall_clock(
         old = {k: v for k, v in proc.to_json().items() if k not in ("start_ticks", "boot_id")}
         assert procs.is_alive(procs.Proc.from_json(old))  # type: ignore[arg-type]
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        end(proc)
 
 
 def test_start_ticks_reads_past_a_command_name_with_spaces_and_parentheses(
@@ -113,12 +122,14 @@ async def test_spawned_process_is_recognised_and_stopped_with_its_exit_code(
     proc = spawn_python(
         tmp_path, "import sys, time; print('hello'); sys.stdout.flush(); time.sleep(60)"
     )
-    assert procs.is_alive(proc)
-    assert [p.pid for p in procs.members(proc, tmp_path)] == [proc.pid]
-    await procs.stop(proc, signal.SIGTERM, 5, tmp_path)
-    assert not procs.is_alive(proc)
-    assert procs.members(proc, tmp_path) == []
-    await asyncio.sleep(0)
+    try:
+        assert procs.is_alive(proc)
+        assert [p.pid for p in procs.members(proc, tmp_path)] == [proc.pid]
+        await procs.stop(proc, signal.SIGTERM, 5, tmp_path)
+        assert not procs.is_alive(proc)
+        assert procs.members(proc, tmp_path) == []
+    finally:
+        end(proc)
 
 
 KERNEL_ELSEWHERE = """
@@ -137,23 +148,27 @@ async def test_stop_ends_a_kernel_that_left_the_notebooks_directory(tmp_path: Pa
     stopped with it, even when the server has to be killed first."""
     proc = spawn_python(tmp_path, KERNEL_ELSEWHERE)
     pid_file = tmp_path / "kernel.pid"
-    for _ in range(200):  # the kernel writes its pid once it is in /tmp
-        if pid_file.read_text().strip() if pid_file.exists() else "":
-            break
-        await asyncio.sleep(0.05)
-    kernel = int(pid_file.read_text())
-    assert os.getpgid(kernel) == proc.pid
-    await procs.stop(proc, signal.SIGTERM, 0.3, tmp_path)
-    assert not procs.is_alive(proc)
-    for _ in range(100):  # reaped by init once its parent is gone
-        try:
-            os.kill(kernel, 0)
-        except ProcessLookupError:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        os.kill(kernel, signal.SIGKILL)
-        raise AssertionError("the kernel outside the notebook's directory was left running")
+    try:
+        for _ in range(200):  # the kernel writes its pid once it is in /tmp
+            if pid_file.read_text().strip() if pid_file.exists() else "":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the kernel never wrote its pid")
+        kernel = int(pid_file.read_text())
+        assert os.getpgid(kernel) == proc.pid
+        await procs.stop(proc, signal.SIGTERM, 0.3, tmp_path)
+        assert not procs.is_alive(proc)
+        for _ in range(100):  # reaped by init once its parent is gone
+            try:
+                os.kill(kernel, 0)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the kernel outside the notebook's directory was left running")
+    finally:
+        end(proc)  # the kernel is of its group
 
 
 def test_death_reason_has_exit_code_and_log_tail_without_tokens(tmp_path: Path) -> None:
@@ -163,22 +178,40 @@ def test_death_reason_has_exit_code_and_log_tail_without_tokens(tmp_path: Path) 
         log="d.log",
     )
     procs._CHILDREN[proc.pid][0].wait(10)
-    assert (tmp_path / "d.log").stat().st_mode & 0o077 == 0  # holds tokens: owner only
-    reason = procs.death_reason("Sail", proc, ("SECRET2",))
-    assert reason.startswith("Sail exited with code 3: ")
-    assert "fatal: ***" in reason and "access_token=***" in reason
-    assert "SECRET1" not in reason and "SECRET2" not in reason
+    try:
+        assert (tmp_path / "d.log").stat().st_mode & 0o077 == 0  # holds tokens: owner only
+        reason = procs.death_reason("Sail", proc, ("SECRET2",))
+        assert reason.startswith("Sail exited with code 3: ")
+        assert "fatal: ***" in reason and "access_token=***" in reason
+        assert "SECRET1" not in reason and "SECRET2" not in reason
+    finally:
+        end(proc)
 
 
-async def test_two_runtimes_on_one_host_take_turns_on_a_notebook(tmp_path: Path) -> None:
+async def test_two_runtimes_on_one_host_take_turns_on_a_notebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.runtime import local_pool
     from reconciler.runtime.local import LocalRuntime
 
+    refused = asyncio.Event()
+    real_flock = local_pool.fcntl.flock
+
+    def watched_flock(fd: int, how: int) -> None:
+        try:
+            real_flock(fd, how)
+        except BlockingIOError:
+            refused.set()
+            raise
+
+    monkeypatch.setattr(local_pool.fcntl, "flock", watched_flock)
     first, second = LocalRuntime(tmp_path), LocalRuntime(tmp_path)  # as two workers would
     order: list[str] = []
     async with first._lock("NB"):
         waiting = asyncio.create_task(second.ensure_stopped("NB"))
         waiting.add_done_callback(lambda _: order.append("second"))
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(refused.wait(), 5)  # the second tried the flock
+        await asyncio.sleep(0)
         assert not waiting.done()  # held off by the first one's flock
         order.append("first")
     await asyncio.wait_for(waiting, 5)

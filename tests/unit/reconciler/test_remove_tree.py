@@ -20,10 +20,14 @@ from reconciler.runtime.local_pool import remove_tree
 NOBODY = 65534
 
 
-def remove_as_nobody(path: Path) -> tuple[int, str]:
-    """`remove_tree(path, strict=True)` in a forked child that became the
-    user nobody (a worker that is not root); its exit code and error. Forked,
-    not exec'd: the interpreter lives under root's home, which nobody cannot
+ROOT = os.geteuid() == 0
+
+
+def remove_as_worker(path: Path) -> tuple[int, str]:
+    """`remove_tree(path, strict=True)` in a forked child as a worker that is
+    not root runs it (as the user nobody when the tests run as root, where
+    permissions would not apply); its exit code and error. Forked, not
+    exec'd: the interpreter lives under root's home, which nobody cannot
     enter."""
     read, write = os.pipe()
     pid = os.fork()
@@ -31,9 +35,10 @@ def remove_as_nobody(path: Path) -> tuple[int, str]:
         code = 0
         try:
             os.close(read)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
+            if ROOT:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
             asyncio.run(remove_tree(path, strict=True))
         except OSError as e:
             os.write(write, str(e).encode())
@@ -54,7 +59,8 @@ def shared_tmp() -> Iterator[Path]:
     """A directory another user can reach (pytest's tmp_path is root's alone)."""
     base = Path(tempfile.mkdtemp(prefix="remove-tree-"))
     base.chmod(0o755)
-    os.chown(base, NOBODY, NOBODY)  # the worker's own data directory
+    if ROOT:
+        os.chown(base, NOBODY, NOBODY)  # the worker's own data directory
     try:
         yield base
     finally:
@@ -62,13 +68,14 @@ def shared_tmp() -> Iterator[Path]:
 
 
 def _chown_tree(root: Path, uid: int) -> None:
+    if not ROOT:
+        return  # already the worker's
     for dirpath, dirnames, filenames in os.walk(root):
         for name in (*dirnames, *filenames):
             os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
     os.chown(root, uid, uid)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_a_non_root_worker_removes_read_only_directories_and_follows_no_symlink(
     shared_tmp: Path,
 ) -> None:
@@ -90,27 +97,29 @@ def test_a_non_root_worker_removes_read_only_directories_and_follows_no_symlink(
     locked.chmod(0o000)
     outside.chmod(0o555)
 
-    code, said = remove_as_nobody(notebook)
+    code, said = remove_as_worker(notebook)
     assert code == 0, said
     assert not notebook.exists()
     assert (outside / "keep.txt").read_text() == "keep"
     assert outside.stat().st_mode & 0o777 == 0o555  # not made writable through the link
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_what_cannot_be_removed_is_an_error_not_silence(shared_tmp: Path) -> None:
-    # A directory of another user's, inside the notebook's: nobody cannot
-    # remove it, and strict removal says so (the delete is retried).
+    # The worker's own directory made read-only (an operator's chmod, a
+    # read-only mount): the notebook's files go, its directory cannot, and
+    # strict removal says so (the delete is retried).
     notebook = shared_tmp / "notebook"
-    theirs = notebook / "theirs"
-    theirs.mkdir(parents=True)
-    (theirs / "f").write_text("x")
-    os.chown(notebook, NOBODY, NOBODY)
-    theirs.chmod(0o755)  # root's, not writable by nobody
-    code, said = remove_as_nobody(notebook)
+    (notebook / "sub").mkdir(parents=True)
+    (notebook / "sub" / "f").write_text("x")
+    _chown_tree(notebook, NOBODY)
+    shared_tmp.chmod(0o555)
+    try:
+        code, said = remove_as_worker(notebook)
+    finally:
+        shared_tmp.chmod(0o755)
     assert code == 3, said
     assert f"could not remove {notebook}" in said
-    assert (theirs / "f").exists()
+    assert notebook.is_dir() and not (notebook / "sub").exists()
 
 
 def test_a_symlink_in_place_of_the_tree_is_removed_not_followed(tmp_path: Path) -> None:
