@@ -70,6 +70,8 @@ def seal(session: ProxySession, secret: str) -> str:
 
 def unseal(value: str, secret: str) -> ProxySession | None:
     """The session in a cookie value, or None when it is forged or garbled."""
+    if not value.isascii():  # ours are base64url; aiohttp hands odd bytes on as surrogates
+        return None
     payload, sep, mac = value.partition(".")
     if not sep:
         return None
