@@ -51,6 +51,8 @@ INLINE_REQUEUE_SECONDS = 1.0
 # ...but one job holds a notebook at most this long before going back to the queue.
 JOB_SLICE_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 60.0
+# After the queue's connection failed, this long before connecting again.
+QUEUE_RESTART_SECONDS = 2.0
 # The job's consecutive failed passes, in its pgqueuer headers.
 ERRORS_HEADER = "reconcile_errors"
 
@@ -84,6 +86,17 @@ async def _record_failures(deps: Deps, job: Job, failures: int) -> None:
         log.warning("reconcile_failures_not_recorded", job_id=job.id, error=repr(exc))
 
 
+async def _generation(deps: Deps, notebook_id: str) -> int | None:
+    """The notebook's generation now; None if it cannot be read (the
+    database may be what failed) or the row is gone."""
+    try:
+        async with deps.pool.connection(timeout=5) as conn:
+            row = await fetchone(conn, "reconciler_get_generation", {"id": notebook_id})
+    except Exception:  # best effort: the back-off then stands
+        return None
+    return None if row is None else int(row["generation"])
+
+
 async def handle_reconcile(deps: Deps, job: Job, stop: asyncio.Event | None = None) -> int | None:
     """Run passes for the job's notebook; returns the generation the last pass
     saw. Once `stop` is set (the worker shutting down) the job goes back to
@@ -95,6 +108,11 @@ async def handle_reconcile(deps: Deps, job: Job, stop: asyncio.Event | None = No
     until = started + JOB_SLICE_SECONDS
     passes, actions, outcome, generation = 0, [], "error", None
     recorded = failures = _failures(job)
+    # A job retrying failed passes notes the generation it starts from: a
+    # member's change made while a failing pass holds the job (its enqueue
+    # deduplicated into it) must not wait out the back-off behind it.
+    if failures:
+        generation = await _generation(deps, notebook_id)
     try:
         while True:
             try:
@@ -102,6 +120,10 @@ async def handle_reconcile(deps: Deps, job: Job, stop: asyncio.Event | None = No
             except Exception as exc:  # transient: database blip, runtime hiccup
                 metrics.RECONCILES.labels("error").inc()  # what NotebooksReconcileErrors watches
                 delay = backoff(failures)
+                if delay > INLINE_REQUEUE_SECONDS and generation is not None:
+                    now = await _generation(deps, notebook_id)
+                    if now is not None and now != generation:
+                        delay = 0.0  # a member's change: its pass runs at once
                 outcome = f"error, retry in {delay:g} s: {exc!r}"
                 await _record_failures(deps, job, failures + 1)
                 raise RetryRequested(timedelta(seconds=delay), reason=repr(exc)) from exc
@@ -250,6 +272,11 @@ async def run_worker(
             batch_size=batch,
             max_concurrent_tasks=2 * batch,
             heartbeat_timeout=heartbeat,
+            # A database restart or failover ends the queue's connection:
+            # connect again and go on, rather than end the worker (its sweep,
+            # watch and warm pool with it) for a supervisor to restart.
+            restart_on_failure=True,
+            restart_delay=timedelta(seconds=QUEUE_RESTART_SECONDS),
             shutdown=stop,
         )
     finally:
