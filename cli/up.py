@@ -72,8 +72,11 @@ def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[s
     env["DATABASE_URL"] = database_url
     env["NOTEBOOKS_DATA_DIR"] = str(data_dir)
     env.update(ensure_keys(data_dir, env))
-    # Plain http on loopback: a Secure cookie would never come back.
-    env.setdefault("NOTEBOOKS_COOKIE_SECURE", "false")
+    # Plain http (the local default): a Secure cookie would never come back.
+    # Behind https, cookies stay Secure as everywhere else.
+    public = [env.get(f"NOTEBOOKS_PROXY_{kind}_URL", "") for kind in ("PUBLIC", "NOTEBOOK")]
+    if not any(url.strip().lower().startswith("https:") for url in public):
+        env.setdefault("NOTEBOOKS_COOKIE_SECURE", "false")
     env.setdefault("NOTEBOOKS_RUNTIME", "local")
     # Children log to the same terminal; make their Python unbuffered.
     env.setdefault("PYTHONUNBUFFERED", "1")
