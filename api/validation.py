@@ -204,11 +204,13 @@ async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
             ) from None
     if not isinstance(value, dict):
         raise BadRequest("The body must be a JSON object.", code="wrong_type", field="body")
-    check(value, schema, "")
+    # Names are judged in the form they are stored in: NFC can lengthen one
+    # (U+0958, a composition exclusion, becomes two code points) past its maxLength.
     props = schema.get("properties", {})
     for key, item in value.items():
-        if props.get(key, {}).get("pattern") == NAME_PATTERN:
+        if isinstance(item, str) and props.get(key, {}).get("pattern") == NAME_PATTERN:
             value[key] = normal_name(item)
+    check(value, schema, "")
     return value
 
 

@@ -59,11 +59,12 @@ def _text(value: str, what: str, maximum: int, *, allow_empty: bool = False) -> 
 
 
 def _name(value: str) -> str:
-    """As the API takes a name (common/text.py)."""
-    value = _text(value, "name", 128)
+    """As the API takes a name (common/text.py): judged in the form it is
+    stored in (NFC can make a name longer)."""
+    value = _text(normal_name(value), "name", 128)
     if not NAME.fullmatch(value):
         raise CliError(f"name {value!r} has control or invisible characters")
-    return normal_name(value)
+    return value
 
 
 def _email(value: str) -> str:

@@ -124,3 +124,17 @@ async def test_a_name_is_taken_however_it_is_capitalised(
         f"{configs}/{first['id']}", json={"name": "HUGE"}, headers=world.admin.auth
     )
     assert own.status == 200 and (await body_of(own))["name"] == "HUGE"  # its own name, recased
+
+
+async def test_a_name_is_measured_in_the_form_it_is_stored_in(
+    client: TestClient, world: World
+) -> None:
+    """NFC lengthens some text: U+0958 (a composition exclusion) is stored as
+    two code points, so 128 of them would store 256 past the limit."""
+    long = await client.post(V1 + "/teams", json={"name": "\u0958" * 128}, headers=world.admin.auth)
+    problem = await body_of(long)
+    assert long.status == 400, problem
+    assert (problem["code"], problem["field"]) == ("invalid_length", "name")
+    fits = await client.post(V1 + "/teams", json={"name": "\u0958" * 64}, headers=world.admin.auth)
+    assert fits.status == 201
+    assert len((await body_of(fits))["name"]) == 128

@@ -172,6 +172,7 @@ def test_workload_configs_with_env(admin: Admin, org: str) -> None:
         (("member", "create", "--email", "nope", "--name", "N"), "not an email address"),
         (("member", "create", "--email", "a@b.c", "--name", "  "), "name must not be empty"),
         (("team", "create", "--name", "t" * 129), "longer than 128"),
+        (("team", "create", "--name", "\u0958" * 128), "longer than 128"),  # 256 once NFC
         (("config", "create", "--name", "c", "--workers", "0"), "workers must be between 1"),
         (("config", "create", "--name", "c", "--mode", "huge"), "mode 'huge' must be one of"),
         (("config", "create", "--name", "c", "--env", "1BAD=x"), "expected KEY=VALUE"),
