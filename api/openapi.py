@@ -174,12 +174,15 @@ def _operation(op: Op) -> dict[str, Any]:
     responses[str(op.status)] = success
     # Any request may meet a database outage (503); a write, a concurrent
     # request that took a name or removed what it refers to (409
-    # `already_exists`, `reference_gone`); a body, the size limit (413).
+    # `already_exists`, `reference_gone`); a body, the size limit (413);
+    # a DELETE, a body it does not take (400, 415).
     codes = {400, 401, 503, *op.errors}
     if op.method != "GET":
         codes.add(409)
     if op.body is not None:
         codes.add(413)
+    if op.method == "DELETE":  # no body is taken; one sent is still read and judged
+        codes |= {413, 415}
     if any(p["in"] == "path" for p in params):
         codes.add(404)
     for code in sorted(codes):

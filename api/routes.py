@@ -4,14 +4,29 @@ document is built from it, so the two cannot disagree."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from api import configs, history, members, notebook_teams, notebooks, sessions, teams
-from api.context import Handler
-from api.validation import Schema, obj
+from api.context import Ctx, Handler
+from api.validation import Schema, obj, read_body
 
 BASE = "/api/v1"
 EMPTY = obj({})
+
+
+def bodiless(handler: Handler) -> Handler:
+    """A DELETE takes no body: none or `{}` is fine, anything else is refused
+    (a `{"force": true}` silently ignored would mislead its client)."""
+
+    @functools.wraps(handler)  # keeps `revokes_access`
+    async def checked(ctx: Ctx) -> web.StreamResponse:
+        await read_body(ctx.request, EMPTY)
+        return await handler(ctx)
+
+    return checked
 
 
 @dataclass(frozen=True)

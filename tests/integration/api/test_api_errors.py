@@ -144,6 +144,28 @@ async def test_malformed_json_wrong_type_and_content_type(client: TestClient, wo
     await problem(await client.post(NB, headers=world.owner.auth), 400, "missing_field", "name")
 
 
+async def test_a_delete_takes_no_body_and_says_so_of_one(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """A field a DELETE does not take (a `force` it would silently ignore)
+    is refused, as on every other route; no body, or `{}`, is fine."""
+    url = f"{NB}/{world.notebook}"
+    h = {**world.owner.auth, "Content-Type": "application/json"}
+    await problem(
+        await client.delete(url, data=b'{"force": true}', headers=h), 400, "unknown_field", "force"
+    )
+    await problem(
+        await client.delete(url, data=b"force", headers={**world.owner.auth}),
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    )
+    assert factory.value("select desired_state from notebooks where id = %s", world.notebook) != (
+        "deleted"
+    )
+    assert (await client.delete(url, data=b"{}", headers=h)).status == 204
+
+
 async def test_a_body_that_does_not_decode_is_400_not_500(
     client: TestClient, world: World, factory: Factory
 ) -> None:
