@@ -20,7 +20,7 @@ from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
 from api.errors import UNIQUE_CONFLICTS, ApiError, problem_response, to_response
 from api.markers import Markers
 from api.openapi import build_document
-from api.routes import BASE, OPS, bodiless
+from api.routes import BASE, OPS
 from common.clock import Clock, SystemClock
 from common.db import UNAVAILABLE, open_pool
 from common.logging import configure_logging
@@ -271,10 +271,9 @@ def create_app(
     app.router.add_get(BASE + "/openapi.json", _openapi_handler())
     for op in OPS:
         if op.method == "GET":  # every GET answers HEAD too (RFC 9110 9.3.2)
-            app.router.add_get(BASE + op.path, endpoint(op.handler))
+            app.router.add_get(BASE + op.path, endpoint(op.checked_handler))
         else:
-            handler = bodiless(op.handler) if op.method == "DELETE" else op.handler
-            app.router.add_route(op.method, BASE + op.path, endpoint(handler))
+            app.router.add_route(op.method, BASE + op.path, endpoint(op.checked_handler))
     policy = console_policy(settings.proxy_public_url, settings.proxy_notebook_url)
     app.on_response_prepare.append(_on_prepare(policy))
     if STATIC_DIR.is_dir():

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from api import configs, history, members, notebook_teams, notebooks, sessions, teams
 from api.context import Ctx, Handler
+from api.errors import BadRequest
 from api.validation import Schema, obj, read_body
 
 BASE = "/api/v1"
@@ -29,6 +30,35 @@ def bodiless(handler: Handler) -> Handler:
     return checked
 
 
+PAGE_PARAMETERS = frozenset({"limit", "marker"})
+
+
+def query_checked(handler: Handler, allowed: frozenset[str]) -> Handler:
+    """Only the query parameters a route takes, each once: one misspelt
+    (`?limt=5`) or sent twice (`?limit=1&limit=50`) is refused, not ignored
+    or read one way of two."""
+
+    @functools.wraps(handler)
+    async def checked(ctx: Ctx) -> web.StreamResponse:
+        query = ctx.request.query
+        for name in query:
+            if name not in allowed:
+                raise BadRequest(
+                    f"This route takes no query parameter {name!r}.",
+                    code="unknown_parameter",
+                    field=name,
+                )
+            if len(query.getall(name)) > 1:
+                raise BadRequest(
+                    f"The query parameter {name!r} is given more than once.",
+                    code="repeated_parameter",
+                    field=name,
+                )
+        return await handler(ctx)
+
+    return checked
+
+
 @dataclass(frozen=True)
 class Op:
     method: str
@@ -42,6 +72,15 @@ class Op:
     paginated: bool = False
     errors: tuple[int, ...] = ()  # beyond 400/401 (and 404 when the path has ids)
     tag: str = "notebooks"
+
+    @property
+    def checked_handler(self) -> Handler:
+        """The handler behind the checks every route of its kind gets."""
+        if self.method == "GET":
+            return query_checked(self.handler, PAGE_PARAMETERS if self.paginated else frozenset())
+        if self.method == "DELETE":
+            return bodiless(self.handler)
+        return self.handler
 
 
 # A table, one operation per entry: kept as written, not reformatted.

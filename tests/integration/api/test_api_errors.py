@@ -166,6 +166,24 @@ async def test_a_delete_takes_no_body_and_says_so_of_one(
     assert (await client.delete(url, data=b"{}", headers=h)).status == 204
 
 
+async def test_query_parameters_a_route_does_not_take_or_given_twice_are_refused(
+    client: TestClient, world: World
+) -> None:
+    h = world.owner.auth
+    await problem(await client.get(f"{NB}?limt=5", headers=h), 400, "unknown_parameter", "limt")
+    await problem(
+        await client.get(f"{NB}?limit=1&limit=50", headers=h), 400, "repeated_parameter", "limit"
+    )
+    await problem(
+        await client.get(f"{NB}/{world.notebook}?limit=1", headers=h),
+        400,
+        "unknown_parameter",
+        "limit",
+    )
+    assert (await client.get(f"{NB}?limit=5", headers=h)).status == 200
+    assert (await client.get(f"{NB}/{world.notebook}", headers=h)).status == 200
+
+
 async def test_a_body_that_does_not_decode_is_400_not_500(
     client: TestClient, world: World, factory: Factory
 ) -> None:
