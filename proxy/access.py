@@ -7,7 +7,6 @@ connection is down (it reconnects in the background)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +16,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from common.clock import Clock, SystemClock
+from common.clock import Clock, SystemClock, monotonic_reader
 from sql import query
 
 log = structlog.get_logger("proxy.access")
@@ -94,7 +93,8 @@ class AccessCache:
     ) -> None:
         self._pool = pool
         self._ttl = ttl
-        self._clock = clock or SystemClock()
+        # Entries' age (the TTL) and reads' time (Target.checked_at).
+        self._monotonic = monotonic_reader(clock or SystemClock())
         self._entries: dict[Key, tuple[float, Target | None]] = {}
         # Counts invalidations: a lookup that one overtook (its snapshot
         # taken before the change, its answer back after the NOTIFY) is not
@@ -128,14 +128,14 @@ class AccessCache:
             epoch = self._epoch
             targets = await self._select(keys)
         if self._epoch == epoch:
-            stamp = time.monotonic()
+            stamp = self._monotonic()
             for key, target in targets.items():
                 self._entries[key] = (stamp, target)
         return targets
 
     async def _select(self, keys: Collection[Key]) -> dict[Key, Target | None]:
         async with self._pool.connection() as conn:
-            checked_at = self._clock.monotonic()  # the answer is at least this fresh
+            checked_at = self._monotonic()  # the answer is at least this fresh
             cur = await conn.execute(
                 query("proxy_targets"),
                 {
@@ -157,7 +157,7 @@ class AccessCache:
         """(True, target) when a fresh entry is cached: the express lane's
         way to decide without awaiting."""
         hit = self._entries.get(self.key(who, notebook_id))
-        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+        if hit is not None and self._monotonic() - hit[0] < self._ttl:
             return True, hit[1]
         return False, None
 

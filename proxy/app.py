@@ -323,11 +323,12 @@ def create_app(
             # Passes start every `recheck_seconds` (not that long after the
             # last one ended): UNCONFIRMED_SECONDS counts on it.
             # (Used jtis are forgotten by the worker's sweep, reconciler/sweep.py.)
-            loop = asyncio.get_running_loop()
-            next_pass = loop.time() + recheck_seconds
+            # On the proxy's clock, as the heartbeat and the lane's sweep.
+            monotonic, sleep = app[PROXY].monotonic, app[PROXY].sleep
+            next_pass = monotonic() + recheck_seconds
             while True:
-                await asyncio.sleep(max(0.0, next_pass - loop.time()))
-                next_pass = loop.time() + recheck_seconds
+                await sleep(max(0.0, next_pass - monotonic()))
+                next_pass = monotonic() + recheck_seconds
                 try:
                     await _recheck(app, "*")
                 except Exception as exc:  # noqa: BLE001

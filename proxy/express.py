@@ -110,7 +110,9 @@ class Lane:
         self.cookie_name = cookie_name(proxy.settings)
         self.cookies = cookies
         self.cache = cache
-        self.pool = UpstreamPool()
+        self.pool = UpstreamPool(proxy.clock)
+        # Quiet connections are timed on the proxy's clock (see _sweep).
+        self.monotonic = proxy.monotonic
         self.connections: set[ExpressConnection] = set()
         self.quiet_seconds = QUIET_SECONDS
         self.closing = False  # shutting down: no more keep-alive
@@ -131,9 +133,10 @@ class Lane:
     async def _sweep(self) -> None:
         """Close connections quiet for `quiet_seconds` with nothing in flight,
         and upstream connections no longer worth keeping."""
+        sleep = self.proxy.sleep
         while True:
-            await asyncio.sleep(self.quiet_seconds / 5)
-            cutoff = time.monotonic() - self.quiet_seconds
+            await sleep(self.quiet_seconds / 5)
+            cutoff = self.monotonic() - self.quiet_seconds
             for conn in [c for c in self.connections if c.quiet_since(cutoff)]:
                 conn.close()
             self.pool.prune()
@@ -141,7 +144,11 @@ class Lane:
     async def close(self, grace_seconds: float = 10.0) -> None:
         """Shut down like a deploy should: idle connections close now,
         exchanges in flight get `grace_seconds` to finish (their connection
-        closes after the response), then whatever is left is cut."""
+        closes after the response), then whatever is left is cut. Real time,
+        not the proxy's clock: the grace is a share of the pod's termination
+        grace period, which the kubelet counts in real time (as aiohttp's
+        shutdown_timeout, next in serve.Served.close); and a test's clock,
+        moved only by hand, would hold a shutdown forever."""
         self.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -169,7 +176,8 @@ class ExpressConnection(asyncio.Protocol):
         self._state = _IDLE
         self._parser_stopped = False
         self._handing_off = False
-        self._last_active = time.monotonic()
+        self._monotonic = lane.monotonic
+        self._last_active = self._monotonic()  # the lane's clock: see quiet_since
         self._head_started = 0.0  # when the current request's first byte came
         self._paused: set[str] = set()
         self._client_full = False  # our writes to the client are backed up
@@ -233,7 +241,7 @@ class ExpressConnection(asyncio.Protocol):
         self.lane.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self._last_active = time.monotonic()
+        self._last_active = self._monotonic()
         if self._state == _IDLE:
             known = self._known.get(data)
             if known is not None and self._relay_known(data, known):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -20,7 +20,7 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 from yarl import URL
 
-from common.clock import Clock
+from common.clock import Clock, monotonic_reader, sleeper
 from common.notebook_origin import notebook_origin, public_scheme
 from common.settings import Settings
 from proxy import metrics, pages
@@ -82,6 +82,19 @@ class Proxy:
     # so Marimo orphans the session and the member's next open resumes it as
     # the editor instead of landing as a reader behind a dead editor.
     ws_heartbeat_seconds: float = 20.0
+
+    @cached_property
+    def monotonic(self) -> Callable[[], float]:
+        """The clock's monotonic reading (common.clock.monotonic_reader)."""
+        return monotonic_reader(self.clock)
+
+    @cached_property
+    def sleep(self) -> Callable[[float], Awaitable[None]]:
+        """How the proxy's own timers (the WebSocket heartbeat, the express
+        lane's sweep) wait `seconds` of its clock: the event loop's sleep, or
+        the clock's own when it has one (a test's, moved by `advance`: so
+        tests of those timers advance time instead of waiting for it)."""
+        return sleeper(self.clock)
 
     @cached_property
     def forwarded_proto(self) -> str:
@@ -323,11 +336,13 @@ async def forward_websocket(
     try:
         await client.prepare(request)
         metrics.REQUESTS.labels("websocket", "proxied").inc()
-        heard = [asyncio.get_running_loop().time()]
-        to_up = asyncio.ensure_future(_pump(client, up, counts, "to_upstream", heard))
+        live.heard = proxy.monotonic()
+        to_up = asyncio.ensure_future(
+            _pump(client, up, counts, "to_upstream", live, proxy.monotonic)
+        )
         from_up = up if first is None else _Prepended(first, up)
         to_client = asyncio.ensure_future(_pump(from_up, client, counts, "to_client"))
-        watch = asyncio.ensure_future(_watch(client, heard, proxy.ws_heartbeat_seconds))
+        watch = asyncio.ensure_future(_watch(client, live, proxy.ws_heartbeat_seconds, proxy))
         try:
             waited: set[asyncio.Future[Any]] = {to_up, to_client, stopped, watch}
             done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
@@ -458,17 +473,18 @@ async def _pump(
     sink: Any,
     counts: dict[str, int],
     direction: str,
-    heard: list[float] | None = None,
+    browser: Live | None = None,
+    monotonic: Callable[[], float] | None = None,
 ) -> tuple[int | None, str]:
     """Copy messages until `source` closes; return its close code and reason.
-    With `heard` (the browser's side), `source` does not autoping: its pings
-    are answered here and `heard[0]` is the loop time of its last frame."""
+    With `browser` (its registration, when `source` is the browser) and the
+    proxy's `monotonic` clock, `source` does not autoping: its pings are
+    answered here and `browser.heard` is when its last frame came."""
     counter = metrics.BYTES.labels(direction, "websocket")
-    loop = asyncio.get_running_loop()
     while True:
         msg = await source.receive()
-        if heard is not None:
-            heard[0] = loop.time()
+        if browser is not None and monotonic is not None:
+            browser.heard = monotonic()
             if msg.type == WSMsgType.PING:
                 await source.pong(msg.data)
                 continue
@@ -498,15 +514,18 @@ def _too_big(msg: aiohttp.WSMessage) -> bool:
     )
 
 
-async def _watch(client: web.WebSocketResponse, heard: list[float], interval: float) -> None:
+async def _watch(
+    client: web.WebSocketResponse, browser: Live, interval: float, proxy: Proxy
+) -> None:
     """Return once the browser has been silent for 1.5 x `interval`, having
     been pinged after `interval` (a laptop asleep, a network gone: no close
-    frame ever comes). One timer per socket, re-armed only when it fires."""
-    loop = asyncio.get_running_loop()
+    frame ever comes). One timer per socket, re-armed only when it fires;
+    silence is measured, and the timer runs, on the proxy's clock."""
+    monotonic, sleep = proxy.monotonic, proxy.sleep
     pinged_after = -1.0
     while True:
-        last = heard[0]
-        quiet = loop.time() - last
+        last = browser.heard
+        quiet = monotonic() - last
         if quiet >= interval * 1.5:
             return
         if quiet >= interval and pinged_after != last:
@@ -515,4 +534,4 @@ async def _watch(client: web.WebSocketResponse, heard: list[float], interval: fl
             with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
                 await asyncio.wait_for(client.ping(), interval / 2)
         wake_at = last + (interval if quiet < interval else interval * 1.5)
-        await asyncio.sleep(max(0.0, wake_at - loop.time()))
+        await sleep(max(0.0, wake_at - monotonic()))

@@ -29,6 +29,9 @@ class Live:
     # the proxy's monotonic clock (Target.checked_at).
     confirmed: float
     websocket: bool = False
+    # A WebSocket's: when its browser last sent a frame (pongs included), on
+    # the proxy's monotonic clock; what its heartbeat goes by (forward._watch).
+    heard: float = 0.0
 
 
 def read_at(target: Target, clock: Clock) -> float:

@@ -13,12 +13,13 @@ alone."""
 from __future__ import annotations
 
 import asyncio
-import time
 from functools import lru_cache
 from typing import NamedTuple, Protocol
 
 import httptools
 from yarl import URL
+
+from common.clock import Clock, monotonic_reader
 
 CONNECT_SECONDS = 10.0
 # Marimo (uvicorn) keeps idle connections for a long time in edit mode; a
@@ -75,7 +76,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.address = address
         self.transport: asyncio.Transport | None = None
         self.relay: Relay | None = None
-        self.idle_since = 0.0
+        self.idle_since = 0.0  # on the pool's clock
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[str, str]] = []
         self._reason = b""
@@ -227,13 +228,15 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
 
 
 class UpstreamPool:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._idle: dict[Address, list[UpstreamConnection]] = {}
+        # How long a connection has idled (MAX_IDLE_SECONDS): the proxy's clock.
+        self._monotonic = monotonic_reader(clock)
 
     def take(self, address: Address) -> UpstreamConnection | None:
         """A kept-alive connection to `address`, if one is waiting."""
         idle = self._idle.get(address)
-        now = time.monotonic()
+        now = self._monotonic()
         while idle:
             conn = idle.pop()
             if conn.usable and now - conn.idle_since < MAX_IDLE_SECONDS:
@@ -257,14 +260,14 @@ class UpstreamPool:
             conn.close()
             return
         conn.relay = None
-        conn.idle_since = time.monotonic()
+        conn.idle_since = self._monotonic()
         conn.transport.resume_reading()  # in case the last client was slow
         idle.append(conn)
 
     def prune(self) -> None:
         """Close and forget idle connections that died or idled too long, and
         addresses left with none (notebooks stopped since)."""
-        now = time.monotonic()
+        now = self._monotonic()
         for address, idle in list(self._idle.items()):
             keep = [c for c in idle if c.usable and now - c.idle_since < MAX_IDLE_SECONDS]
             for conn in idle:

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -23,7 +23,9 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from proxy_helpers import (
     ProxyUnderTest,
+    SteppingClock,
     aiohttp_upstream,
+    eventually,
     proxy_in_front,
     sql,
     wait_listening,
@@ -33,7 +35,7 @@ from common.settings import Settings
 from proxy import metrics
 from proxy.cookie import COOKIE_NAME
 from proxy.cookie import LIFETIME as LOGIN_LIFETIME
-from proxy.express import MAX_KNOWN_REQUESTS
+from proxy.express import MAX_KNOWN_REQUESTS, QUIET_SECONDS
 
 NB = "NBEXPRESS1"
 BASE = f"/notebooks/{NB}"
@@ -812,16 +814,57 @@ async def test_shutdown_closes_idle_connections_and_lets_exchanges_finish(expres
         await asyncio.wait_for(closing, TIMEOUT)
 
 
-async def test_quiet_connections_are_closed_idle_or_with_a_head_trickling_in(express) -> None:  # type: ignore[no-untyped-def]
-    _, p = express
-    p.server.lane.quiet_seconds = 0.3  # read by the sweeper, started with the first connection
-    cookie = await p.cookie(p.world.owner)
-    async with connection(p) as (idle_r, idle_w), connection(p) as (slow_r, slow_w):
-        idle_w.write(request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie))
-        assert keeps_alive(await read_response(idle_r))
-        slow_w.write(b"GET " + BASE.encode() + b"/echo HTTP/1.1\r\nHost: x\r\n")  # never ends
-        assert await rest(idle_r) == b""
-        assert await rest(slow_r) == b""
+def heads_arriving(p: ProxyUnderTest) -> list[Any]:
+    """The lane's connections with a request begun (in these tests: a head
+    that never ends)."""
+    return [c for c in p.server.lane.connections if not c.idle]
+
+
+def open_connections(p: ProxyUnderTest) -> int:
+    return sum(
+        c.transport is not None and not c.transport.is_closing() for c in p.server.lane.connections
+    )
+
+
+async def test_quiet_connections_are_closed_idle_or_with_a_head_trickling_in(settings) -> None:  # type: ignore[no-untyped-def]
+    """On the proxy's clock: a connection idle, or with a head begun, for
+    longer than QUIET_SECONDS is closed by the next sweep (every
+    QUIET_SECONDS / 5), which also closes upstream connections idle past
+    MAX_IDLE_SECONDS."""
+    clock = SteppingClock(datetime.now(UTC))
+    async with express_proxy(settings, clock=clock) as (_, p):
+        cookie = await p.cookie(p.world.owner)
+        await clock.asleep_until(QUIET_SECONDS / 5)  # the sweep, started by the first connection
+        async with connection(p) as (idle_r, idle_w), connection(p) as (slow_r, slow_w):
+            idle_w.write(request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie))
+            assert keeps_alive(await read_response(idle_r))
+            slow_w.write(b"GET " + BASE.encode() + b"/echo HTTP/1.1\r\nHost: x\r\n")  # never ends
+            await eventually(lambda: len(heads_arriving(p)) == 1, "the head to begin")
+            assert len(idle_upstream(p)) == 1
+
+            clock.advance(QUIET_SECONDS)  # quiet for exactly QUIET_SECONDS: kept
+            await clock.asleep_until(QUIET_SECONDS + QUIET_SECONDS / 5)  # (the sweep is done)
+            assert open_connections(p) == 2
+            assert idle_upstream(p) == []  # idle past MAX_IDLE_SECONDS
+
+            clock.advance(QUIET_SECONDS / 5)  # the next sweep: quiet for longer
+            assert await rest(idle_r) == b""
+            assert await rest(slow_r) == b""
+
+
+async def test_a_head_trickling_in_is_closed_however_often_a_byte_comes(settings) -> None:  # type: ignore[no-untyped-def]
+    clock = SteppingClock(datetime.now(UTC))
+    async with express_proxy(settings, clock=clock) as (_, p), connection(p) as (reader, writer):
+        writer.write(f"GET {BASE}/echo HTTP/1.1\r\n".encode())
+        await eventually(lambda: len(heads_arriving(p)) == 1, "the head to begin")
+        (head,) = heads_arriving(p)
+        while clock.monotonic() < QUIET_SECONDS + QUIET_SECONDS / 5:  # the first sweep past it
+            writer.write(b"X")  # a byte every 5 s: never quiet for long
+            await eventually(
+                lambda: head._last_active == clock.monotonic(), "the byte to reach the lane"
+            )
+            clock.advance(5)
+        assert await rest(reader) == b""  # closed: the head began QUIET_SECONDS + 15 s ago
 
 
 # Known requests: bytes relayed before on the same connection skip parsing,
@@ -1296,22 +1339,6 @@ async def test_a_request_head_past_64_kib_closes_the_connection(express) -> None
     async with connection(p) as (reader, writer):
         writer.write(f"GET {BASE}/echo HTTP/1.1\r\nX-Big: ".encode() + b"a" * (65 * 1024))
         assert await rest(reader) == b""  # never finished, never answered: closed
-
-
-async def test_a_head_trickling_in_is_closed_however_often_a_byte_comes(express) -> None:  # type: ignore[no-untyped-def]
-    _, p = express
-    p.server.lane.quiet_seconds = 0.5
-    async with connection(p) as (reader, writer):
-        writer.write(f"GET {BASE}/echo HTTP/1.1\r\n".encode())
-        closed = asyncio.ensure_future(reader.read())
-        for _ in range(int(TIMEOUT / 0.1)):
-            if closed.done():
-                break
-            writer.write(b"X")  # a byte every 0.1 s: never quiet for 0.5 s
-            await asyncio.sleep(0.1)
-        assert closed.done()
-        with contextlib.suppress(ConnectionResetError):  # (a byte written after the close)
-            assert closed.result() == b""
 
 
 async def test_revoking_access_before_the_answer_of_a_handed_off_request_sends_none_of_it(

@@ -12,11 +12,10 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
-import inspect
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -26,8 +25,10 @@ from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 from proxy_helpers import (
     ProxyUnderTest,
+    SteppingClock,
     aiohttp_upstream,
     api_token_of,
+    eventually,
     free_port,
     insert_world,
     proxy_in_front,
@@ -40,7 +41,9 @@ from yarl import URL
 
 from common.settings import Settings
 from proxy import metrics
+from proxy.app import PROXY
 from proxy.cookie import COOKIE_NAME
+from proxy.live import Live
 
 NB = "NBECHO1"
 TOKEN = "upstream-secret-token"
@@ -732,38 +735,80 @@ async def test_a_shutdown_ends_websockets_at_once_with_a_code_browsers_reconnect
     await eventually(lambda: upstream.ws_close_codes == [1001], "Marimo's socket to close")
 
 
+# The heartbeat's interval in its tests: whole seconds, so that the clock's
+# sums (1, 1.5 and 2 intervals) are exact.
+HEARTBEAT = 20.0
+
+
+def the_websocket(p: ProxyUnderTest) -> Live:
+    """The one open WebSocket's registration (`heard`: when its browser's
+    last frame reached the proxy, on the proxy's clock)."""
+    (live,) = p.server.app[PROXY].registry.websockets()
+    return live
+
+
 async def test_a_browser_that_vanished_is_noticed_and_its_marimo_socket_closed(settings) -> None:  # type: ignore[no-untyped-def]
-    """No close frame, no pongs (a laptop asleep): the heartbeat notices and
-    closes upstream, so Marimo orphans the session for the member's next open."""
-    async with echo_proxy(settings, ws_heartbeat_seconds=0.5) as (upstream, p):
+    """No close frame, no pongs (a laptop asleep): pinged after an interval of
+    silence and given up after one and a half, on the proxy's clock; Marimo's
+    socket is closed with 1001, so Marimo orphans the session for the
+    member's next open."""
+    clock = SteppingClock(datetime.now(UTC))
+    async with echo_proxy(settings, clock=clock, ws_heartbeat_seconds=HEARTBEAT) as (
+        upstream,
+        p,
+    ):
         session = await p.login(p.world.owner)
         try:
             ws = await session.ws_connect(p.url("/ws"), origin=p.origin, autoping=False)
             await ws.send_str("hi")
             assert (await ws.receive(timeout=5)).data == "echo:hi"
-            # From here the client neither reads nor answers pings.
-            for _ in range(200):  # up to 10 s
-                if upstream.ws_close_codes:
-                    break
-                await asyncio.sleep(0.05)
-            assert upstream.ws_close_codes == [1001]  # "going away", as for a closed tab
+            # From here the client neither sends nor answers pings.
+            heard = the_websocket(p).heard
+            await clock.asleep_until(heard + HEARTBEAT)
+            clock.advance(HEARTBEAT)
+            assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.PING
+            await clock.asleep_until(heard + HEARTBEAT * 1.5)  # the answer is awaited till then
+            assert upstream.ws_close_codes == []
+            clock.advance(HEARTBEAT / 2)
+            await eventually(lambda: upstream.ws_close_codes == [1001], "Marimo's socket to close")
+            # "going away", as for a closed tab; the browser's side is dropped
+            # (nobody is there to finish a closing handshake).
+            assert (await ws.receive(timeout=5)).type in (
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            )
         finally:
             await session.close()
 
 
 async def test_a_quiet_browser_that_answers_pings_stays_connected(settings) -> None:  # type: ignore[no-untyped-def]
-    """Silent but alive (an open tab nobody types in): pinged, it answers, and
-    its socket outlives several heartbeat intervals."""
-    async with echo_proxy(settings, ws_heartbeat_seconds=0.3) as (upstream, p):
+    """Silent but alive (an open tab nobody types in): pinged after each
+    interval of silence, it answers with a pong and nothing else, and that
+    keeps its socket open interval after interval, well past the one and a
+    half at which a silent one is given up."""
+    clock = SteppingClock(datetime.now(UTC))
+    async with echo_proxy(settings, clock=clock, ws_heartbeat_seconds=HEARTBEAT) as (
+        upstream,
+        p,
+    ):
         session = await p.login(p.world.owner)
         try:
             ws = await session.ws_connect(p.url("/ws"), origin=p.origin, autoping=False)
-            pings = 0
-            while pings < 4:  # 4 pings: each after 1 interval of silence from us
+            live = the_websocket(p)
+            for _ in range(4):
+                await clock.asleep_until(live.heard + HEARTBEAT)
+                pinged_at = live.heard + HEARTBEAT
+                clock.advance(pinged_at - clock.monotonic())  # an interval of silence
                 msg = await ws.receive(timeout=5)
                 assert msg.type == aiohttp.WSMsgType.PING, msg
-                pings += 1
                 await ws.pong(msg.data)
+                await eventually(
+                    lambda: live.heard == clock.monotonic(), "the pong to reach the proxy"
+                )
+                # When it would be given up had it not answered:
+                await clock.asleep_until(pinged_at + HEARTBEAT / 2)
+                clock.advance(HEARTBEAT / 2)
+            assert clock.monotonic() == HEARTBEAT * 4.5  # silent but for pongs all along
             assert upstream.ws_close_codes == []  # still connected upstream
             await ws.send_str("still here")
             assert (await ws.receive(timeout=5)).data == "echo:still here"
@@ -814,18 +859,6 @@ def handoffs(p: ProxyUnderTest) -> tuple[int, int]:
 
 def delta(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
     return after[0] - before[0], after[1] - before[1]
-
-
-async def eventually(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
-    """Wait until `condition()` is true (polled), failing with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not await _value(condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
-async def _value(result: Any) -> Any:
-    return await result if inspect.isawaitable(result) else result
 
 
 async def scraped(p: ProxyUnderTest, name: str, **labels: str) -> float:
