@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from common.clock import Clock, SystemClock
 from common.ids import is_valid_id
 from common.platform_env import user_env
 from reconciler.runtime import probes, procs
@@ -78,8 +79,15 @@ def _port_retries(state: dict[str, object], key: str) -> int:
 
 class LocalRuntime:
     def __init__(
-        self, data_dir: Path, *, stop_grace_seconds: float = 10, warm_pool_size: int = 0
+        self,
+        data_dir: Path,
+        *,
+        stop_grace_seconds: float = 10,
+        warm_pool_size: int = 0,
+        clock: Clock | None = None,
     ) -> None:
+        # Judges the warm pool's idle shapes (LocalPool.collect).
+        self.clock = clock or SystemClock()
         self.data_dir = Path(data_dir).resolve()  # process cwds are compared to it
         self.stop_grace = float(stop_grace_seconds)
         self._http: aiohttp.ClientSession | None = None
@@ -88,7 +96,7 @@ class LocalRuntime:
         self._refill_again: set[str] = set()  # shapes started while their refill ran
         # Warm Sails per workload shape (local_pool.py); None = off.
         self.pool = (
-            LocalPool(self.data_dir / "pool", warm_pool_size, self._sail_argv)
+            LocalPool(self.data_dir / "pool", warm_pool_size, self._sail_argv, clock=self.clock)
             if warm_pool_size > 0
             else None
         )
@@ -549,7 +557,7 @@ class LocalRuntime:
         root = self.data_dir / "pool"
         try:
             if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
-                await LocalPool(root, 0, self._sail_argv).close()
+                await LocalPool(root, 0, self._sail_argv, clock=self.clock).close()
         except Exception:  # the close tries again
             log.exception("local_warm_leftovers_drain_failed")
 

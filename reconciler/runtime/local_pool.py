@@ -40,12 +40,12 @@ import secrets
 import shutil
 import signal
 import stat
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import structlog
 
+from common.clock import Clock, SystemClock
 from reconciler.runtime import probes, procs
 from reconciler.runtime.base import WorkloadSpec, shape_digest
 
@@ -158,9 +158,19 @@ async def flock(path: Path, how: int = fcntl.LOCK_EX) -> AsyncIterator[int]:
 
 
 class LocalPool:
-    def __init__(self, root: Path, size: int, sail_argv: Callable[[int], list[str]]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        size: int,
+        sail_argv: Callable[[int], list[str]],
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.root = root
         self.size = size
+        # Judges idle shapes (`collect`): its wall time against the shape
+        # directories' mtimes, which the filesystem sets from the real clock.
+        self._clock = clock or SystemClock()
         self._argv = sail_argv
         self._workers_fd: int | None = None
 
@@ -272,7 +282,7 @@ class LocalPool:
         Each is taken out with the rename a claim makes, so one claimed
         meanwhile stays its notebook's. Returns how many of `refilling`'s
         (the shape being refilled, never idle) were stopped."""
-        now, ours, stopped = time.time(), 0, 0
+        now, ours, stopped = self._clock.now().timestamp(), 0, 0
         for directory in self.root.glob("*/"):
             try:
                 idle = now - directory.stat().st_mtime > SHAPE_IDLE_SECONDS

@@ -8,10 +8,12 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import kmock
 from kubernetes import client
 
+from common.clock import Clock, FakeClock
 from reconciler.runtime.kubernetes import KubernetesRuntime, KubernetesSettings
 
 from .emulator import KubeEmulator
@@ -25,12 +27,16 @@ class Kube:
     emulator: KubeEmulator
     kubelet: Kubelet
     url: str
+    # The cluster's clock, shared by the API server (its timestamps) and, by
+    # default, every runtime: ages and deadlines move only when a test
+    # advances it.
+    clock: FakeClock = field(default_factory=FakeClock)
     # Where runtimes reach Marimo: by default a port that refuses connections
     # (the emulator runs no containers); a test may serve a fake Marimo there.
     marimo_root: str = ""
     runtimes: list[KubernetesRuntime] = field(default_factory=list)
 
-    def runtime(self, **overrides: object) -> KubernetesRuntime:
+    def runtime(self, *, clock: Clock | None = None, **overrides: object) -> KubernetesRuntime:
         settings = KubernetesSettings(
             namespace=NAMESPACE,
             sail_image="sail:test",
@@ -45,6 +51,7 @@ class Kube:
             client.ApiClient(cfg),
             reconnect_backoff=(0.0, 0.05),
             marimo_root=lambda _nid: self.marimo_root,
+            clock=clock or self.clock,
         )
         self.runtimes.append(rt)
         return rt
@@ -54,13 +61,16 @@ class Kube:
 
 
 @contextlib.asynccontextmanager
-async def running_kube() -> AsyncIterator[Kube]:
-    emulator = KubeEmulator()
+async def running_kube(clock: FakeClock | None = None) -> AsyncIterator[Kube]:
+    """`clock`: the cluster's (`Kube.clock`); by default a FakeClock
+    standing at the real time, so timestamps look as a real cluster's would."""
+    clock = clock or FakeClock(datetime.now(UTC))
+    emulator = KubeEmulator(clock=clock)
     refusing = socket.socket()  # bound, never listening: connections are refused
     refusing.bind(("127.0.0.1", 0))
     async with emulator, kmock.Server(emulator) as server:
         kubelet = Kubelet(emulator)
-        k = Kube(emulator, kubelet, str(server.url).rstrip("/"))
+        k = Kube(emulator, kubelet, str(server.url).rstrip("/"), clock=clock)
         k.marimo_root = f"http://127.0.0.1:{refusing.getsockname()[1]}"
         try:
             yield k

@@ -26,6 +26,8 @@ import attrs
 import kmock
 from kmock._internal.k8s import KubernetesError
 
+from common.clock import Clock, SystemClock
+
 from . import selectors
 
 Obj = dict[str, Any]
@@ -59,8 +61,8 @@ class Call:
     group: str = ""  # "" is the core API group
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _stamp(when: datetime.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _merge(target: Obj, patch: Obj) -> Obj:
@@ -82,6 +84,9 @@ _DROP = object()
 @attrs.define(kw_only=True)
 class KubeEmulator(kmock.KubernetesScaffold):
     history_limit: int = 1000
+    # The API server's clock (creationTimestamp, deletionTimestamp): a test
+    # gives the runtime the same one, and ages pods by advancing it.
+    clock: Clock = attrs.field(factory=SystemClock)
     # Pods, as on a real cluster, only get a deletionTimestamp on DELETE; the
     # kubelet removes them once their containers stopped (Kubelet.finish).
     graceful_pods: bool = False
@@ -100,6 +105,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
         default=None, init=False
     )
     _rv: int = attrs.field(default=0, init=False)
+    _last_stamp: datetime.datetime | None = attrs.field(default=None, init=False)
     _watches: set[_Watch] = attrs.field(factory=set, init=False)  # type: ignore[var-annotated]
     _listeners: list[Callable[[str, Obj], None]] = attrs.field(factory=list, init=False)
 
@@ -107,6 +113,16 @@ class KubeEmulator(kmock.KubernetesScaffold):
     @property
     def resource_version(self) -> int:
         return self._rv
+
+    def _now(self) -> datetime.datetime:
+        """The clock's time, a microsecond past the last stamp if the clock
+        has not moved since (a FakeClock stands still): objects created one
+        after the other keep their order by creationTimestamp."""
+        now = self.clock.now()
+        if self._last_stamp is not None and now <= self._last_stamp:
+            now = self._last_stamp + datetime.timedelta(microseconds=1)
+        self._last_stamp = now
+        return now
 
     def _emit(self, kind: str, group: str, plural: str, obj: Obj) -> None:
         self.history.append((self._rv, group, plural, {"type": kind, "object": copy.deepcopy(obj)}))
@@ -220,8 +236,12 @@ class KubeEmulator(kmock.KubernetesScaffold):
         if obj["metadata"].get("deletionTimestamp"):
             return obj  # already terminating
         obj = copy.deepcopy(obj)
-        obj["metadata"]["deletionTimestamp"] = _now()
-        obj["metadata"]["deletionGracePeriodSeconds"] = 30
+        # As the API server does: the request's time plus the grace period.
+        grace = 30
+        obj["metadata"]["deletionTimestamp"] = _stamp(
+            self._now() + datetime.timedelta(seconds=grace)
+        )
+        obj["metadata"]["deletionGracePeriodSeconds"] = grace
         return self.put(key[0], key[1], obj)
 
     def _create(self, group: str, plural: str, ns: str | None, body: Obj) -> aiohttp.web.Response:
@@ -230,7 +250,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
         key = (group, plural, meta["namespace"], meta.get("name", ""))
         if key in self.objects:
             raise ApiError(409, "AlreadyExists", f'{plural} "{key[3]}" already exists')
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now())
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_stamp(self._now()))
         if plural == "pods":
             body.setdefault("status", {"phase": "Pending"})
         return aiohttp.web.json_response(self.put(group, plural, body, event="ADDED"), status=201)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from common.clock import Clock, SystemClock
 from reconciler.runtime.base import TerminalError
 
 log = structlog.get_logger(__name__)
@@ -91,10 +92,18 @@ def stuck_terminating(obj: Obj, now: datetime) -> bool:
 
 
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient, namespace: str, timeout: float) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        timeout: float,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.timeout = timeout
+        self.clock = clock or SystemClock()  # judges pods stuck terminating
         self.core = client.CoreV1Api(api_client)
         self.networking = client.NetworkingV1Api(api_client)
         self.rbac = client.RbacAuthorizationV1Api(api_client)
@@ -185,7 +194,7 @@ class KubeApi:
             name = obj["metadata"]["name"]
             if not obj["metadata"].get("deletionTimestamp"):
                 deleted += await self.delete(kind, name)
-            elif kind == "Pod" and stuck_terminating(obj, datetime.now(UTC)):
+            elif kind == "Pod" and stuck_terminating(obj, self.clock.now()):
                 log.warning("k8s_pod_force_deleted", pod=name)
                 deleted += await self.delete(kind, name, grace_period_seconds=0)
         return deleted

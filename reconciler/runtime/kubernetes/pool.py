@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import structlog
 from kubernetes.client.exceptions import ApiException
 
+from common.clock import Clock, SystemClock
 from reconciler.runtime.base import Phase, SessionSpec, TerminalError, WorkloadSpec, shape_digest
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
@@ -121,9 +122,12 @@ def surplus(pods: list[Obj], size: int, now: datetime, max_age: float) -> list[O
 
 
 class WarmPool:
-    def __init__(self, api: KubeApi, settings: KubernetesSettings) -> None:
+    def __init__(
+        self, api: KubeApi, settings: KubernetesSettings, *, clock: Clock | None = None
+    ) -> None:
         self._api = api
         self._ks = settings
+        self._clock = clock or SystemClock()  # judges warm pods' age (`surplus`)
         self._refill_lock = asyncio.Lock()
         self.claims = 0
 
@@ -174,7 +178,7 @@ class WarmPool:
         size = self._ks.warm_pool_size
         async with self._refill_lock:
             members = await self._members()
-            doomed = surplus(members, size, datetime.now(UTC), WARM_MAX_AGE_SECONDS)
+            doomed = surplus(members, size, self._clock.now(), WARM_MAX_AGE_SECONDS)
             deleted = []
             for pod in doomed:
                 meta = pod["metadata"]

@@ -16,6 +16,7 @@ import aiohttp
 import structlog
 from kubernetes import client
 
+from common.clock import Clock, SystemClock
 from common.images import image_allowed
 from common.settings import Settings
 from reconciler.runtime.base import (
@@ -154,27 +155,34 @@ class KubernetesRuntime:
         *,
         reconnect_backoff: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0),
         marimo_root: Callable[[str], str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        # Judges warm pods' age, pods stuck terminating and the watch's resync.
+        self.clock = clock or SystemClock()
         # Where the worker reaches a notebook's Marimo (tests point it elsewhere).
         self._marimo_root = marimo_root or (lambda nid: n.marimo_url(nid, settings.namespace))
         self._http: aiohttp.ClientSession | None = None
         self._client = api_client or default_api_client()
-        self.api = KubeApi(self._client, settings.namespace, settings.request_timeout_seconds)
-        self.pool = WarmPool(self.api, settings)
+        self.api = KubeApi(
+            self._client, settings.namespace, settings.request_timeout_seconds, clock=self.clock
+        )
+        self.pool = WarmPool(self.api, settings, clock=self.clock)
         self.watcher = PodWatcher(
             self.api,
             n.selector(n.managed()),
             watch_timeout_seconds=settings.watch_timeout_seconds,
             resync_seconds=settings.resync_seconds,
             backoff=reconnect_backoff,
+            clock=self.clock,
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KubernetesRuntime:
+    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> KubernetesRuntime:
         """What the runtime factory calls: the common settings pick the
         backend; the Kubernetes knobs come from NOTEBOOKS_K8S_* variables."""
-        return cls(replace(KubernetesSettings.from_env(), allowed_images=settings.allowed_images))
+        ks = replace(KubernetesSettings.from_env(), allowed_images=settings.allowed_images)
+        return cls(ks, clock=clock)
 
     async def _pods(self, notebook_id: str) -> list[Obj]:
         return await self.api.list("Pod", n.selector(n.notebook_labels(notebook_id)))

@@ -17,7 +17,6 @@ import contextlib
 import json
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ import structlog
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from common.clock import Clock, SystemClock
 from reconciler.runtime.kubernetes import names as n
 
 log = structlog.get_logger(__name__)
@@ -45,8 +45,10 @@ class PodWatcher:
         watch_timeout_seconds: int,
         resync_seconds: float,
         backoff: tuple[float, ...],
+        clock: Clock | None = None,
     ) -> None:
         self._api = api
+        self._clock = clock or SystemClock()  # times the resync (monotonic)
         self._selector = label_selector
         self._watch_timeout = watch_timeout_seconds
         self._resync = resync_seconds
@@ -59,6 +61,14 @@ class PodWatcher:
         self.watches = 0
         self.breaks = 0
         self.resource_version: str | None = None
+        # When the last list was (the clock's monotonic seconds); kept across
+        # runs, as the resourceVersion is: a run resumes from both.
+        self._listed_at: float | None = None
+
+    def _resync_due(self) -> bool:
+        if self._listed_at is None:
+            return True
+        return self._clock.monotonic() - self._listed_at >= self._resync
 
     def stop(self) -> None:
         self._stopped = True
@@ -67,13 +77,12 @@ class PodWatcher:
 
     async def run(self, on_change: OnChange) -> None:
         failures = 0
-        listed_at = 0.0
         self._stopped = False
         while not self._stopped:
             try:
-                if self.resource_version is None or time.monotonic() - listed_at >= self._resync:
+                if self.resource_version is None or self._resync_due():
                     self.resource_version = await self._relist(on_change)
-                    listed_at = time.monotonic()
+                    self._listed_at = self._clock.monotonic()
                 async for event in self._stream(self.resource_version):
                     failures = 0
                     await self._handle(event, on_change)

@@ -2,11 +2,12 @@
 shape nobody starts any more go once older than WARM_MAX_AGE_SECONDS, a
 lowered pool size is trimmed oldest first, failed warm pods of any shape go,
 and a pod claimed between the refill's list and its delete stays (the delete
-is guarded by the pod's resourceVersion)."""
+is guarded by the pod's resourceVersion). Ages move with the cluster's
+FakeClock (`Kube.clock`), shared by the API emulator's timestamps and the
+runtimes."""
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import kmock
@@ -46,27 +47,24 @@ async def running(kube: Kube, names: list[str]) -> None:
     await eventually(check)
 
 
-def age(kube: Kube, name: str, seconds: float) -> None:
-    """Make a pod `seconds` old (as if created that long ago)."""
-    obj = pod(kube, name)
-    then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)
-    obj["metadata"]["creationTimestamp"] = then.strftime("%Y-%m-%dT%H:%M:%SZ")
-    kube.emulator.put("", "pods", obj)
-
-
 async def test_warm_pods_of_a_shape_nobody_starts_go_once_too_old(kube: Kube) -> None:
     rt = kube.runtime(warm_pool_size=1)
     await rt.ensure_running(spec("NB1", "sail:a"))
     [old] = warm(kube, "sail:a")
     await running(kube, [old])
-    # Its workload config was edited: nobody starts shape a any more.
-    age(kube, old, WARM_MAX_AGE_SECONDS + 60)
+    # Its workload config was edited: nobody starts shape a any more. Short
+    # of WARM_MAX_AGE_SECONDS it stays through another shape's refill...
+    kube.clock.advance(WARM_MAX_AGE_SECONDS - 60)
     await rt.ensure_running(spec("NB2", "sail:b"))
-    assert warm(kube, "sail:a") == []
-    assert len(warm(kube, "sail:b")) == 1
-    # The notebooks' own Sail pods are never the pool's, however old.
-    age(kube, "nb-nb1-s1-sail", WARM_MAX_AGE_SECONDS + 60)
+    assert warm(kube, "sail:a") == [old]
+    [young] = warm(kube, "sail:b")
+    # ...past it, the next one collects it (and only it: b's is 120 s old).
+    kube.clock.advance(120)
     await rt.ensure_running(spec("NB3", "sail:c"))
+    assert warm(kube, "sail:a") == []
+    assert warm(kube, "sail:b") == [young]
+    assert len(warm(kube, "sail:c")) == 1
+    # The notebooks' own Sail pods are never the pool's, however old.
     assert "nb-nb1-s1-sail" in kube.pods()
 
 
@@ -79,12 +77,15 @@ async def test_a_young_warm_pod_of_another_shape_stays(kube: Kube) -> None:
 
 
 async def test_a_lowered_pool_size_is_trimmed_oldest_first(kube: Kube) -> None:
-    await kube.runtime(warm_pool_size=3).ensure_running(spec("NB1", "sail:a"))
-    pods = warm(kube, "sail:a")
+    shape_a = WorkloadSpec(sail=ResourceSpec(image="sail:a"))
+    await kube.runtime(warm_pool_size=1).ensure_running(spec("NB1", "sail:a"))
+    pods = warm(kube, "sail:a")  # in the order they were created, 10 minutes apart
+    for size in (2, 3):
+        kube.clock.advance(600)
+        assert await kube.runtime(warm_pool_size=size).pool.refill(shape_a) == 1
+        pods += sorted(set(warm(kube, "sail:a")) - set(pods))
     assert len(pods) == 3
     await running(kube, pods)
-    for minutes, name in zip((30, 20, 10), pods, strict=True):
-        age(kube, name, minutes * 60)
     # The workers restarted with NOTEBOOKS_K8S_WARM_POOL_SIZE=1.
     await kube.runtime(warm_pool_size=1).ensure_running(spec("NB2", "sail:b"))
     assert warm(kube, "sail:a") == [pods[2]]  # the newest
@@ -124,13 +125,17 @@ def preconditions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(KubeEmulator, "_handle", checked)
 
 
+def refused_deletes(kube: Kube) -> int:
+    return sum(getattr(e, "status", None) == 409 for e in kube.emulator.errors)
+
+
 @pytest.mark.usefixtures("preconditions")
 async def test_a_warm_pod_claimed_after_the_refill_listed_it_stays(kube: Kube) -> None:
     rt = kube.runtime(warm_pool_size=1)
     await rt.ensure_running(spec("NB1", "sail:a"))
     [old] = warm(kube, "sail:a")
     await running(kube, [old])
-    age(kube, old, WARM_MAX_AGE_SECONDS + 60)
+    kube.clock.advance(WARM_MAX_AGE_SECONDS + 60)
     # Another worker claims it right after this refill listed the pool.
     listed = rt.pool._members
 
@@ -147,6 +152,7 @@ async def test_a_warm_pod_claimed_after_the_refill_listed_it_stays(kube: Kube) -
     rt.pool._members = then_claimed  # type: ignore[method-assign]
     await rt.ensure_running(spec("NB2", "sail:b"))
     assert pod(kube, old)["metadata"]["labels"][n.NOTEBOOK] == "NB9"
+    assert refused_deletes(kube) == 1  # too old, collected: its delete met the claim
 
 
 @pytest.mark.usefixtures("preconditions")
@@ -157,7 +163,7 @@ async def test_a_warm_pod_only_updated_since_the_list_still_counts(kube: Kube) -
     await rt.ensure_running(spec("NB1", "sail:a"))
     [old] = warm(kube, "sail:a")
     await running(kube, [old])
-    age(kube, old, WARM_MAX_AGE_SECONDS + 60)
+    kube.clock.advance(WARM_MAX_AGE_SECONDS + 60)
     listed = rt.pool._members
     touched = []
 
@@ -173,3 +179,4 @@ async def test_a_warm_pod_only_updated_since_the_list_still_counts(kube: Kube) -
     rt.pool._members = then_updated  # type: ignore[method-assign]
     await rt.pool.refill(WorkloadSpec(sail=ResourceSpec(image="sail:a")))
     assert warm(kube, "sail:a") == [old]
+    assert refused_deletes(kube) == 1  # too old, collected: its delete met the update

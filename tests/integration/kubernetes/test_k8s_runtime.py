@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,11 +183,13 @@ async def test_a_pod_stuck_terminating_is_deleted_at_once(kube: Kube) -> None:
     assert pod is not None and pod["metadata"].get("deletionTimestamp")
     await rt.ensure_stopped("NB1")  # within its grace: left to its kubelet
     assert kube.emulator.get("pods", NAMESPACE, name) is not None
-    long_ago = datetime.now(UTC) - timedelta(seconds=STUCK_TERMINATING_SECONDS + 60)
-    pod["metadata"]["deletionTimestamp"] = long_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
-    kube.emulator.put("", "pods", pod)
+    grace = pod["metadata"]["deletionGracePeriodSeconds"]  # the deletionTimestamp is past it
+    kube.clock.advance(grace + STUCK_TERMINATING_SECONDS)
+    await rt.ensure_stopped("NB1")  # late, not yet stuck
+    assert kube.emulator.get("pods", NAMESPACE, name) is not None
+    kube.clock.advance(1)
     await rt.ensure_stopped("NB1")
-    assert kube.emulator.get("pods", NAMESPACE, name) is None
+    assert kube.emulator.get("pods", NAMESPACE, name) is None  # graceful ones stay: forced
 
 
 async def test_pod_deleted_under_running_notebook_is_absent_then_repaired(kube: Kube) -> None:

@@ -127,10 +127,9 @@ async def test_gone_answered_on_the_watch_request_itself_relists_at_once(
     lists, breaks = watching.rt.watcher.lists, watching.rt.watcher.breaks
     kube.emulator.fail_code = 410
     kube.emulator.fail_actions = frozenset({"watch"})
-    kube.emulator.fail_next["pods"] = 1  # the first watch request after the restart's list
-    watching.start()
-    # the restart's own list, then one more for the 410
-    await eventually(lambda: _true(watching.rt.watcher.lists == lists + 2))
+    kube.emulator.fail_next["pods"] = 1  # the restart's first watch request
+    watching.start()  # resumes from its resourceVersion (no resync due): 410, relisted
+    await eventually(lambda: _true(watching.rt.watcher.lists == lists + 1))
     assert watching.rt.watcher.breaks == breaks
 
 
@@ -190,13 +189,29 @@ async def test_bookmarks_move_the_resume_point_without_announcing(kube: Kube) ->
 
 
 async def test_resync_relists_and_announces_every_notebook(kube: Kube) -> None:
+    """A watch re-opened `resync_seconds` (on the runtime's clock) after
+    the last list relists first, announcing every notebook again."""
     rt = kube.runtime()
     await rt.ensure_running(spec("NB1"))
     await rt.ensure_running(spec("NB2"))
-    w = Watching(kube.runtime(watch_timeout_seconds=1, resync_seconds=0))
+    w = Watching(kube.runtime(watch_timeout_seconds=60, resync_seconds=600))
     w.start()
     try:
-        await eventually(lambda: _true(w.rt.watcher.lists >= 2), timeout=5)
-        assert w.changes.count("NB1") >= 2 and w.changes.count("NB2") >= 2
+        await eventually(lambda: _true(kube.emulator.open_watches == 1))
+        assert w.rt.watcher.lists == 1
+        assert w.changes.count("NB1") == 1 and w.changes.count("NB2") == 1
+        # Not yet due: the re-opened watch resumes without a list.
+        kube.clock.advance(599)
+        assert kube.emulator.drop_watches() == 1
+        await eventually(lambda: _true(len(watch_calls(kube)) == 2))
+        await eventually(lambda: _true(kube.emulator.open_watches == 1))
+        assert w.rt.watcher.lists == 1
+        # Due: the next one lists first.
+        kube.clock.advance(1)
+        assert kube.emulator.drop_watches() == 1
+        await eventually(lambda: _true(w.rt.watcher.lists == 2))
+        await eventually(lambda: _true(w.changes.count("NB1") == 2))
+        assert w.changes.count("NB2") == 2
+        await eventually(lambda: _true(len(watch_calls(kube)) == 3))
     finally:
         await w.stop()

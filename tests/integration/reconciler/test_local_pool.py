@@ -12,8 +12,8 @@ import os
 import secrets
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -21,6 +21,7 @@ import pytest
 from reconciler_helpers import processes_under
 from test_reconciler_lifecycle import spark_sum
 
+from common.clock import FakeClock
 from common.ids import new_id
 from common.settings import Settings
 from reconciler.runtime import probes, procs
@@ -250,8 +251,11 @@ async def test_a_refill_collects_idle_shapes_and_the_surplus_of_a_lowered_size(
     a lowered pool size are stopped by the next refill of any shape; a
     shape in use keeps its newest up to the size."""
     edited, current = WorkloadSpec(env={"V": "1"}), WorkloadSpec(env={"V": "2"})
-    before = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=2)
-    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    # Idle is judged from a shape directory's mtime, which the filesystem
+    # stamps with the real time: the runtimes' clock starts there.
+    clock = FakeClock(datetime.now(UTC))
+    before = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=2, clock=clock)
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1, clock=clock)
     try:
         await before.warm_up(edited)
         await before.warm_up(current)
@@ -259,8 +263,8 @@ async def test_a_refill_collects_idle_shapes_and_the_surplus_of_a_lowered_size(
         current_pids = await warm_pids(before, current)
         assert len(old) == len(current_pids) == 2
         assert before.pool is not None
-        hours_ago = time.time() - 2 * SHAPE_IDLE_SECONDS
-        os.utime(before.pool.shape_dir(edited), (hours_ago, hours_ago))
+        # Nobody claims from or refills shape `edited` (its config was edited).
+        clock.advance(2 * SHAPE_IDLE_SECONDS)
 
         assert await rt.warm_up(current) == 0  # one is kept: nothing to add
         assert all(gone(pid) for pid in old)
@@ -321,24 +325,42 @@ async def test_a_claim_not_recorded_by_a_dying_worker_is_stopped(rsettings: Sett
     assert processes_under(rsettings.data_dir) == []
 
 
-def test_a_process_is_recognised_as_alive_right_after_spawn(tmp_path: Path):
+def test_a_process_is_recognised_as_alive_right_after_spawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     # What the refill does with each new warm Sail. For a moment after Popen
     # returns, the kernel has not yet filled the new program's command line
-    # (seen empty in ~8 % of spawns here); that must not read as death.
-    for i in range(200):
-        port = 40000 + i
-        proc = procs.spawn(
-            ["/bin/sh", "-c", "sleep 30", "sh", str(port)],
-            env={},
-            cwd=tmp_path,
-            log=tmp_path / "sh.log",
-            port=port,
-        )
-        try:
-            assert procs.is_alive(proc), i
-        finally:
-            os.kill(proc.pid, signal.SIGKILL)
-            procs._CHILDREN.pop(proc.pid)[0].wait()
+    # (/proc/<pid>/cmdline read empty in ~8 % of spawns here); that must not
+    # read as death. The empty read is made to happen, once.
+    port = 40000
+    proc = procs.spawn(
+        ["/bin/sh", "-c", "sleep 30", "sh", str(port)],
+        env={},
+        cwd=tmp_path,
+        log=tmp_path / "sh.log",
+        port=port,
+    )
+    real = psutil.Process.cmdline
+    reads: list[list[str]] = []
+
+    def cmdline(self: psutil.Process) -> list[str]:
+        got = [] if not reads else real(self)
+        reads.append(got)
+        return got
+
+    try:
+        monkeypatch.setattr(psutil.Process, "cmdline", cmdline)
+        assert procs.is_alive(proc)  # its command line not filled in yet
+        assert reads == [[]]
+        assert procs.is_alive(proc)  # and filled in
+        assert str(port) in reads[1]
+        # A command line without its port is not the process recorded.
+        monkeypatch.setattr(psutil.Process, "cmdline", lambda self: ["/usr/bin/other"])
+        assert not procs.is_alive(proc)
+    finally:
+        monkeypatch.undo()
+        os.kill(proc.pid, signal.SIGKILL)
+        procs._CHILDREN.pop(proc.pid)[0].wait()
 
 
 async def test_warm_sails_of_a_drain_cut_short_are_stopped(rsettings: Settings):
