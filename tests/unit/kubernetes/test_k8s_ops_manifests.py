@@ -53,6 +53,10 @@ def base_documents() -> list[dict[str, Any]]:
 
 
 def rendered_overlay() -> list[dict[str, Any]]:
+    assert os.access(KUBECTL, os.X_OK), (
+        "kubectl is needed to render ops/k8s/overlays/example (`kubectl kustomize`);"
+        " .ci/run installs it where it is missing"
+    )
     out = subprocess.run(
         [KUBECTL, "kustomize", str(OVERLAY)],
         check=True,
