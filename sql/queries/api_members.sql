@@ -96,6 +96,18 @@ select id from api_tokens
  where id = %(token_id)s and member_id = %(member_id)s and revoked_at is null
    for update;
 
+-- name: api_caller_live
+-- Whether the caller may still act, read after the request's own locks (a
+-- revocation locks its targets, not its caller, api/context.py): a disabling
+-- or revocation of the caller committed meanwhile is seen, and nothing is
+-- revoked in the name of a caller that has lost its access.
+select exists (
+    select 1 from members m join api_tokens t on t.member_id = m.id
+     where m.id = %(caller_id)s and m.disabled_at is null
+       and t.id = %(caller_token_id)s and t.revoked_at is null
+       and (t.expires_at is null or t.expires_at > %(now)s)
+) as live;
+
 -- name: api_revoke_token
 -- The token, and every token made with it, and with those (migration 0007).
 with recursive target as (

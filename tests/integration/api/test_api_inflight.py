@@ -226,3 +226,27 @@ async def test_a_write_in_flight_does_not_hold_back_other_requests_with_its_toke
     assert factory.value(
         "select last_used_at is not null from api_tokens where member_id = %s", second.id
     )
+
+
+async def test_a_revocation_by_an_admin_disabled_while_it_waited_revokes_nothing(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """A revocation locks its targets, not its caller (so that crossing ones
+    cannot deadlock); it reads its caller again once they are locked: an
+    admin disabled meanwhile revokes nothing."""
+    revoker = factory.member(world.org, admin=True)
+    target = factory.member(world.org)
+    token_id = factory.value("select id from api_tokens where member_id = %s", target.id)
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder, holder.transaction():
+        await holder.execute("select 1 from api_tokens where id = %s for update", (token_id,))
+        revocation = asyncio.ensure_future(
+            client.delete(f"{V1}/members/{target.id}/tokens/{token_id}", headers=revoker.auth)
+        )
+        await until_waiting_on_locks(factory, 1, revocation, "the revocation did not wait")
+        disabled = await client.delete(f"{V1}/members/{revoker.id}", headers=world.admin.auth)
+        assert disabled.status == 204, await body_of(disabled)
+    resp = await revocation
+    assert resp.status == 401 and (await body_of(resp))["code"] == "invalid_token"
+    assert factory.value("select revoked_at from api_tokens where id = %s", token_id) is None
+    assert (await client.get(f"{V1}/me", headers=target.auth)).status == 200
