@@ -66,7 +66,18 @@ async def notebook_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
         "after_at": None,
         "after_id": None,
     }
-    row = await ctx.one("api_notebook_page", ctx.mine(**{**base, **params}))
+    given = {**base, **params}
+    # A statement per kind of page, each planned for its own index
+    # (sql/queries/api_notebooks.sql); all answer the same shape.
+    if given["notebook_id"] is not None:
+        name = "api_notebook_describe"
+    elif given["team_id"] is not None:
+        name = "api_notebook_page_team"
+    elif given["see_all"]:
+        name = "api_notebook_page_org"
+    else:
+        name = "api_notebook_page_member"
+    row = await ctx.one(name, ctx.mine(**given))
     assert row is not None  # an aggregate always returns one row
     return row
 

@@ -8,7 +8,12 @@ cannot see), starts the API (`api.app.main`) as a separate process on a free
 port, and drives it from this process with aiohttp at the given concurrency.
 Prints the command line and a table of req/s, p50, p99 and CPU used.
 
-Usage: python bench/api.py [--seconds 10] [--concurrency 16] [--notebooks 100]
+`--scale`: an organization of 50,000 notebooks instead (5,000 members, 500
+teams, each member in two; ten notebooks per member, four in five shared with
+a team), and the list as its org admin (pages of all 50,000) and as a member
+who sees about 210, each with its p50 as a multiple of the describe's.
+
+Usage: python bench/api.py [--seconds 10] [--concurrency 16] [--notebooks 100] [--scale]
 """
 
 from __future__ import annotations
@@ -109,7 +114,65 @@ def seed(dsn: str, notebooks: int) -> tuple[str, str]:
                 " name, created_by, updated_by) values (%s, %s, %s, %s, %s, %s, %s)",
                 (new_id(), org, other, config, f"hidden {i}", other, other),
             )
+        conn.execute("analyze")
         return token, ids[0]
+
+
+def seed_scale(dsn: str, notebooks: int = 50_000) -> tuple[str, str, str]:
+    """An org at scale, written set-wise; returns (admin token, member token,
+    one notebook id the member sees)."""
+    members, teams = 5_000, 500
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("insert into organizations (id, name) values ('ORG', 'bench')")
+        conn.execute(
+            "insert into members (id, organization_id, email, name, organization_admin)"
+            " select 'M' || i, 'ORG', 'm' || i || '@example.com', 'bench', i = 1"
+            " from generate_series(1, %s) i",
+            (members,),
+        )
+        conn.execute(
+            "insert into workload_configs (id, organization_id, name) values ('C', 'ORG', 'c')"
+        )
+        conn.execute(
+            "insert into teams (id, organization_id, name)"
+            " select 'T' || i, 'ORG', 'team ' || i from generate_series(0, %s - 1) i",
+            (teams,),
+        )
+        conn.execute(
+            "insert into team_memberships (team_id, member_id, role)"
+            " select distinct 'T' || t, 'M' || i, 'editor' from generate_series(1, %s) i,"
+            " lateral (values (i %% %s), ((i * 7 + 3) %% %s)) v(t)",
+            (members, teams, teams),
+        )
+        # Random-looking ids (as real ones), written oldest first.
+        conn.execute(
+            "insert into notebooks (id, organization_id, member_id, workload_config_id, name,"
+            " created_at, created_by, updated_by)"
+            " select 'N' || upper(substr(md5(i::text), 1, 11)), 'ORG', 'M' || (1 + i %% %s),"
+            " 'C', 'notebook ' || i, timestamptz '2025-01-01' + make_interval(secs => i),"
+            " 'M' || (1 + i %% %s), 'M' || (1 + i %% %s) from generate_series(1, %s) i",
+            (members, members, members, notebooks),
+        )
+        conn.execute(
+            "insert into notebook_teams (notebook_id, team_id)"
+            " select 'N' || upper(substr(md5(i::text), 1, 11)), 'T' || ((i * 13) %% %s)"
+            " from generate_series(1, %s) i where i %% 5 <> 0",
+            (teams, notebooks),
+        )
+        tokens = []
+        for member in ("M1", "M2"):  # the org admin; a member
+            token = new_token()
+            conn.execute(
+                "insert into api_tokens (id, member_id, name, prefix, secret_hash)"
+                " values (%s, %s, 'bench', %s, %s)",
+                (new_id(), member, token_prefix(token), hash_token(token)),
+            )
+            tokens.append(token)
+        row = conn.execute("select id from notebooks where member_id = 'M2' limit 1").fetchone()
+        assert row is not None
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("vacuum analyze")
+    return tokens[0], tokens[1], row[0]
 
 
 async def wait_ready(url: str, deadline: float) -> None:
@@ -155,7 +218,10 @@ async def run(args: argparse.Namespace) -> None:
     try:
         dsn = database_url(server)
         await migrate(dsn)
-        token, notebook = seed(dsn, args.notebooks)
+        if args.scale:
+            token, member_token, notebook = seed_scale(dsn)
+        else:
+            token, notebook = seed(dsn, args.notebooks)
         port = free_port()
         env = {
             **os.environ,
@@ -182,17 +248,24 @@ async def run(args: argparse.Namespace) -> None:
         await wait_ready(base, time.monotonic() + 30)
         headers = {"Authorization": f"Bearer {token}"}
         targets = [
-            ("describe", f"{base}/api/v1/workloads/notebooks/{notebook}"),
-            ("list (100 visible)", f"{base}/api/v1/workloads/notebooks?limit=100"),
+            ("describe", f"{base}/api/v1/workloads/notebooks/{notebook}", headers),
+            ("list (100 visible)", f"{base}/api/v1/workloads/notebooks?limit=100", headers),
         ]
+        if args.scale:
+            member = {"Authorization": f"Bearer {member_token}"}
+            targets = [
+                ("describe", f"{base}/api/v1/workloads/notebooks/{notebook}", member),
+                ("list, org admin", f"{base}/api/v1/workloads/notebooks?limit=100", headers),
+                ("list, member", f"{base}/api/v1/workloads/notebooks?limit=100", member),
+            ]
         rows = []
         pg_root = psutil.Process(server.get_pid())
         me, api_proc = psutil.Process(), psutil.Process(api.pid)
-        for name, url in targets:
-            await drive(url, headers, args.concurrency, 1.0)  # warm-up
+        for name, url, auth in targets:
+            await drive(url, auth, args.concurrency, 1.0)  # warm-up
             groups = [[api_proc], [pg_root, *pg_root.children(recursive=True)], [me]]
             before = [cpu_seconds(g) for g in groups]
-            count, lat, errors = await drive(url, headers, args.concurrency, args.seconds)
+            count, lat, errors = await drive(url, auth, args.concurrency, args.seconds)
             used = [
                 (cpu_seconds(g) - b) / args.seconds for g, b in zip(groups, before, strict=True)
             ]
@@ -216,6 +289,11 @@ async def run(args: argparse.Namespace) -> None:
                 f"{name:<20} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}  {cpu}"
                 f"  (CPU ms per request: {per})"
             )
+        if args.scale:
+            describe_p50 = rows[0][2]
+            print("median latency against describe's, same run (50,000 notebooks):")
+            for name, _, p50, *_ in rows[1:]:
+                print(f"  {name:<18} p50 {p50:.2f} ms = {p50 / describe_p50:.2f}x describe")
     finally:
         if api is not None and api.returncode is None:
             api.terminate()
@@ -234,6 +312,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--notebooks", type=int, default=100)
     parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--scale", action="store_true", help="an org of 50,000 notebooks")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -15,6 +15,29 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 UNAVAILABLE: tuple[type[Exception], ...] = (PoolTimeout, psycopg.OperationalError)
 
 
+def session_options(*, statement_timeout_seconds: int = 0) -> str:
+    """The `-c` settings of every connection the services open (libpq
+    `options`, sent in the startup packet: no statement of their own).
+
+    `jit=off`: PostgreSQL JIT-compiles a statement whose estimated cost
+    passes `jit_above_cost`, and for these short statements the compile is
+    all loss (an early notebook list spent about 0.6 s compiling to save
+    nothing; docs/api.md). With `statement_timeout_seconds`, statements and
+    idle transactions are also cut off after that long."""
+    options = ["-c jit=off"]
+    if statement_timeout_seconds:
+        ms = statement_timeout_seconds * 1000
+        options += [f"-c statement_timeout={ms}", f"-c idle_in_transaction_session_timeout={ms}"]
+    return " ".join(options)
+
+
+def with_session_options(dsn: str, *, statement_timeout_seconds: int = 0) -> str:
+    """`dsn` with `session_options` after any `options` it already has."""
+    given = conninfo_to_dict(dsn).get("options") or ""
+    options = session_options(statement_timeout_seconds=statement_timeout_seconds)
+    return make_conninfo(dsn, options=f"{given} {options}".strip())
+
+
 async def open_pool(
     dsn: str,
     *,
@@ -26,19 +49,10 @@ async def open_pool(
     """`wait_seconds`: how long taking a connection waits before PoolTimeout.
     `statement_timeout_seconds` (0: none): the longest a statement may run,
     or a transaction sit idle, on these connections, so that a request stuck
-    behind a lock (or one stuck holding it) gives its connection back."""
-
-    if statement_timeout_seconds:
-        # Set at connect, in the startup packet: no statement of its own.
-        ms = statement_timeout_seconds * 1000
-        given = conninfo_to_dict(dsn).get("options") or ""
-        dsn = make_conninfo(
-            dsn,
-            options=f"{given} -c statement_timeout={ms}"
-            f" -c idle_in_transaction_session_timeout={ms}".strip(),
-        )
+    behind a lock (or one stuck holding it) gives its connection back.
+    JIT compilation is off on them (`session_options`)."""
     pool = AsyncConnectionPool(
-        dsn,
+        with_session_options(dsn, statement_timeout_seconds=statement_timeout_seconds),
         min_size=min_size,
         max_size=max_size,
         timeout=wait_seconds,

@@ -6,9 +6,17 @@ run at a time across all workers, and the shared `sweep_state` row (migration
 after another's sweep skips that round, so N workers sweep as often as one. A sweep only
 enqueues reconciles (deduplicated per notebook); the reconcile pass itself
 checks health, presence (running↔idle↔detached) and the idle/detached timers.
-It also refreshes the gauges: notebooks by status, queue depth and age, and
-at most once a minute purges rows that can never be used again (`purge_once`):
-expired API tokens, used proxy login ids, stale pings, pgqueuer's old log.
+The worker that ran the round's sweep also refreshes the gauges (notebooks by
+status, queue depth and age: a count over every notebook, so once per
+interval, not once per worker); the others report zeros, so the latest
+sweeper's figures are what `max` (or `sum`) over the workers gives. Every
+worker, at most once a minute, purges rows that can never be used again
+(`purge_once`): expired API tokens, used proxy login ids, stale pings,
+pgqueuer's old log.
+
+Both sweep queries read a partial index whose predicate is their WHERE
+(migration 0012), not the whole table: the sweep costs what is unsettled or
+provisioned, however many notebooks are stopped.
 
 One sweep enqueues at most `limit` unsettled notebooks (longest waiting first)
 plus the next page of `limit` of all it looks at, by id from where the
@@ -180,6 +188,16 @@ async def purge_once(
     return purged
 
 
+def clear_gauges() -> None:
+    """What a worker whose round another worker's sweep covered reports: not
+    its figures from whenever it last swept, which `max` over the workers
+    would take for current."""
+    for status in Status:
+        metrics.BY_STATUS.labels(status.value).set(0)
+    metrics.QUEUE_DEPTH.set(0)
+    metrics.QUEUE_OLDEST.set(0)
+
+
 async def refresh_gauges(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
         counts = {r["status"]: r["n"] for r in await fetchall(conn, "reconciler_status_counts")}
@@ -206,9 +224,12 @@ async def sweep_loop(
     while not stop.is_set():
         try:
             n = await sweep_once(pool, cursor, runtime=runtime, every=every)
-            if n:
-                log.debug("sweep", enqueued=n)
-            await refresh_gauges(pool)
+            if n is None:  # another worker's sweep covers this round, gauges too
+                clear_gauges()
+            else:
+                if n:
+                    log.debug("sweep", enqueued=n)
+                await refresh_gauges(pool)
             now = clock.now()
             if purged_at is None or now - purged_at >= PURGE_EVERY:
                 purged_at = now

@@ -203,19 +203,21 @@ async def run_worker(
     """Run until `stop` is set."""
     stop = stop or asyncio.Event()
     pool = await open_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
-    rt = runtime or make_runtime(settings)
+    clock = clock or SystemClock()
+    rt = runtime or make_runtime(settings, clock)
     deps = Deps(
         pool=pool,
         runtime=rt,
-        clock=clock or SystemClock(),
+        clock=clock,
         presence_window_seconds=settings.presence_window_seconds,
         start_deadline_seconds=settings.start_deadline_seconds,
     )
 
     @contextlib.asynccontextmanager
     async def factory() -> AsyncIterator[PgQueuer]:
-        # asyncpg understands libpq URLs, including ?host=/socket/dir.
-        conn = await asyncpg.connect(settings.database_url)
+        # asyncpg understands libpq URLs, including ?host=/socket/dir. No JIT,
+        # as on every pooled connection (common/db.py, session_options).
+        conn = await asyncpg.connect(settings.database_url, server_settings={"jit": "off"})
         pgq = PgQueuer.from_asyncpg_connection(conn)
 
         @pgq.entrypoint(RECONCILE)

@@ -1,11 +1,251 @@
 -- Notebooks as the REST API sees them. Reads build the response JSON in
 -- PostgreSQL (one statement per page), so the API process does little work.
+--
+-- A page of notebooks is one of four statements (api/notebooks.py picks it),
+-- each a plan of its own built for an org of 50k notebooks
+-- (tests/integration/api/test_api_list_scale.py checks them, custom and
+-- generic): the page's keys come off an index or from the caller's own small
+-- set, never from sorting every notebook of the org. Keyset order: newest
+-- first, (created_at, id) descending, from the marker given as one row
+-- comparison an index scan takes as its bound (no marker: 'infinity').
+-- `limit` + 1 keys are fetched: the extra one only says whether there is a
+-- next page. From `rows` on, the four are the same text (a test compares
+-- them), and each stays under psycopg's 4096 bytes, past which it parses a
+-- statement again on every call (a test checks that too): keep comments here.
+--   api_notebook_page_org: an org admin's, off notebooks_org_order;
+--   api_notebook_page_member: a member's own (notebooks_member_order) and
+--     those shared with the member's teams (team_memberships ->
+--     notebook_teams), the visible set built from the member's side;
+--   api_notebook_page_team: a team's, from notebook_teams_team;
+--   api_notebook_describe: one notebook, by its key.
+-- `materialized`: built once (for the page and `total`) from the index
+-- named, never by walking the org's notebooks in order and probing each,
+-- which a generic plan would otherwise pick for the order and the limit.
 
--- name: api_notebook_page
--- One page of the notebooks `member_id` may see (all of the org when
--- see_all), optionally only those shared with `team_id` or only `notebook_id`.
--- Keyset order: newest first, (created_at, id) descending. Fetches limit + 1
--- keys: the extra one only says whether there is a next page.
+-- name: api_notebook_page_org
+with keys as (
+    select n.id, n.created_at, row_number() over (order by n.created_at desc, n.id desc) as rn
+      from notebooks n
+     where n.organization_id = %(org_id)s and n.deleted_at is null
+       and (n.created_at, n.id) < (coalesce(%(after_at)s::timestamptz, 'infinity'),
+                                   coalesce(%(after_id)s::text, ''))
+     order by n.created_at desc, n.id desc
+     limit %(fetch)s
+), rows as (
+    select n.*, k.rn,
+           array(select nt.team_id from notebook_teams nt
+                  where nt.notebook_id = n.id order by nt.team_id) as team_ids
+      from keys k
+      join notebooks n on n.id = k.id
+     where k.rn <= %(limit)s
+)
+select
+    (select count(*) from notebooks n
+      where n.organization_id = %(org_id)s and n.deleted_at is null) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select id from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'notebookId', r.id, 'teamIds', r.team_ids, 'workloadConfigId', r.workload_config_id
+    ) order by r.rn) from rows r), '[]')::text as items,
+    coalesce((select json_agg(json_build_object(
+        'id', r.id,
+        'organizationId', r.organization_id,
+        'memberId', r.member_id,
+        'workloadConfigId', r.workload_config_id,
+        'name', r.name,
+        'description', r.description,
+        'status', r.status,
+        'statusMessage', r.status_message,
+        'idleTimeoutSeconds', r.idle_timeout_seconds,
+        'detachedTimeoutSeconds', r.detached_timeout_seconds,
+        'lastActiveAt', r.last_active_at,
+        'sessionId', case when r.status in ('stopped', 'failed') then null else r.session_id end,
+        'createdAt', r.created_at,
+        'createdBy', r.created_by,
+        'updatedAt', r.updated_at,
+        'updatedBy', r.updated_by
+    ) order by r.rn) from rows r), '[]')::text as notebooks,
+    coalesce((select json_agg(json_build_object(
+        'id', t.id, 'organizationId', t.organization_id, 'name', t.name,
+        'createdAt', t.created_at, 'createdBy', t.created_by
+    ) order by t.id) from teams t
+     where t.id in (select unnest(r.team_ids) from rows r)), '[]')::text as teams,
+    coalesce((select json_agg(json_build_object(
+        'id', c.id, 'organizationId', c.organization_id, 'name', c.name,
+        'description', c.description, 'mode', c.mode, 'sail', c.sail, 'marimo', c.marimo,
+        'workers', c.workers, 'env', c.env,
+        'createdAt', c.created_at, 'createdBy', c.created_by,
+        'updatedAt', c.updated_at, 'updatedBy', c.updated_by
+    ) order by c.id) from workload_configs c
+     where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
+    coalesce((select json_agg(json_build_object(
+        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
+        'organizationAdmin', m.organization_admin
+    ) order by m.id) from members m
+     where m.id in (select r.member_id from rows r
+                    union select r.created_by from rows r
+                    union select r.updated_by from rows r)), '[]')::text as members;
+
+-- name: api_notebook_page_member
+with mine as not materialized (
+    select n.id, n.created_at from notebooks n
+     where n.member_id = %(member_id)s and n.organization_id = %(org_id)s
+       and n.deleted_at is null
+), shared as materialized (
+    select n.id, n.created_at
+      from team_memberships tm
+      join notebook_teams nt on nt.team_id = tm.team_id
+      join notebooks n on n.id = nt.notebook_id
+     where tm.member_id = %(member_id)s and n.organization_id = %(org_id)s
+       and n.deleted_at is null
+), after as not materialized (
+    select coalesce(%(after_at)s::timestamptz, 'infinity') as at,
+           coalesce(%(after_id)s::text, '') as id
+), keys as (
+    -- A notebook both own and shared, or shared twice: `union` folds it.
+    select v.id, v.created_at, row_number() over (order by v.created_at desc, v.id desc) as rn
+      from ((select m.id, m.created_at from mine m, after a
+              where (m.created_at, m.id) < (a.at, a.id)
+              order by m.created_at desc, m.id desc limit %(fetch)s)
+            union
+            (select s.id, s.created_at from shared s, after a
+              where (s.created_at, s.id) < (a.at, a.id)
+              order by s.created_at desc, s.id desc limit %(fetch)s)) v
+     order by v.created_at desc, v.id desc
+     limit %(fetch)s
+), rows as (
+    select n.*, k.rn,
+           array(select nt.team_id from notebook_teams nt
+                  where nt.notebook_id = n.id order by nt.team_id) as team_ids
+      from keys k
+      join notebooks n on n.id = k.id
+     where k.rn <= %(limit)s
+)
+select
+    (select count(*) from (select id from mine union select id from shared) v) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select id from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'notebookId', r.id, 'teamIds', r.team_ids, 'workloadConfigId', r.workload_config_id
+    ) order by r.rn) from rows r), '[]')::text as items,
+    coalesce((select json_agg(json_build_object(
+        'id', r.id,
+        'organizationId', r.organization_id,
+        'memberId', r.member_id,
+        'workloadConfigId', r.workload_config_id,
+        'name', r.name,
+        'description', r.description,
+        'status', r.status,
+        'statusMessage', r.status_message,
+        'idleTimeoutSeconds', r.idle_timeout_seconds,
+        'detachedTimeoutSeconds', r.detached_timeout_seconds,
+        'lastActiveAt', r.last_active_at,
+        'sessionId', case when r.status in ('stopped', 'failed') then null else r.session_id end,
+        'createdAt', r.created_at,
+        'createdBy', r.created_by,
+        'updatedAt', r.updated_at,
+        'updatedBy', r.updated_by
+    ) order by r.rn) from rows r), '[]')::text as notebooks,
+    coalesce((select json_agg(json_build_object(
+        'id', t.id, 'organizationId', t.organization_id, 'name', t.name,
+        'createdAt', t.created_at, 'createdBy', t.created_by
+    ) order by t.id) from teams t
+     where t.id in (select unnest(r.team_ids) from rows r)), '[]')::text as teams,
+    coalesce((select json_agg(json_build_object(
+        'id', c.id, 'organizationId', c.organization_id, 'name', c.name,
+        'description', c.description, 'mode', c.mode, 'sail', c.sail, 'marimo', c.marimo,
+        'workers', c.workers, 'env', c.env,
+        'createdAt', c.created_at, 'createdBy', c.created_by,
+        'updatedAt', c.updated_at, 'updatedBy', c.updated_by
+    ) order by c.id) from workload_configs c
+     where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
+    coalesce((select json_agg(json_build_object(
+        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
+        'organizationAdmin', m.organization_admin
+    ) order by m.id) from members m
+     where m.id in (select r.member_id from rows r
+                    union select r.created_by from rows r
+                    union select r.updated_by from rows r)), '[]')::text as members;
+
+-- name: api_notebook_page_team
+with team as materialized (
+    select n.id, n.created_at
+      from notebook_teams t
+      join notebooks n on n.id = t.notebook_id
+     where t.team_id = %(team_id)s and n.organization_id = %(org_id)s
+       and n.deleted_at is null
+       and (%(see_all)s
+            or n.member_id = %(member_id)s
+            or exists (select 1
+                         from notebook_teams nt
+                         join team_memberships tm on tm.team_id = nt.team_id
+                        where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+), keys as (
+    select t.id, t.created_at, row_number() over (order by t.created_at desc, t.id desc) as rn
+      from team t
+     where (t.created_at, t.id) < (coalesce(%(after_at)s::timestamptz, 'infinity'),
+                                   coalesce(%(after_id)s::text, ''))
+     order by t.created_at desc, t.id desc
+     limit %(fetch)s
+), rows as (
+    select n.*, k.rn,
+           array(select nt.team_id from notebook_teams nt
+                  where nt.notebook_id = n.id order by nt.team_id) as team_ids
+      from keys k
+      join notebooks n on n.id = k.id
+     where k.rn <= %(limit)s
+)
+select
+    (select count(*) from team) as total,
+    (select count(*) from keys) > %(limit)s as more,
+    (select created_at from rows order by rn desc limit 1) as last_at,
+    (select id from rows order by rn desc limit 1) as last_id,
+    coalesce((select json_agg(json_build_object(
+        'notebookId', r.id, 'teamIds', r.team_ids, 'workloadConfigId', r.workload_config_id
+    ) order by r.rn) from rows r), '[]')::text as items,
+    coalesce((select json_agg(json_build_object(
+        'id', r.id,
+        'organizationId', r.organization_id,
+        'memberId', r.member_id,
+        'workloadConfigId', r.workload_config_id,
+        'name', r.name,
+        'description', r.description,
+        'status', r.status,
+        'statusMessage', r.status_message,
+        'idleTimeoutSeconds', r.idle_timeout_seconds,
+        'detachedTimeoutSeconds', r.detached_timeout_seconds,
+        'lastActiveAt', r.last_active_at,
+        'sessionId', case when r.status in ('stopped', 'failed') then null else r.session_id end,
+        'createdAt', r.created_at,
+        'createdBy', r.created_by,
+        'updatedAt', r.updated_at,
+        'updatedBy', r.updated_by
+    ) order by r.rn) from rows r), '[]')::text as notebooks,
+    coalesce((select json_agg(json_build_object(
+        'id', t.id, 'organizationId', t.organization_id, 'name', t.name,
+        'createdAt', t.created_at, 'createdBy', t.created_by
+    ) order by t.id) from teams t
+     where t.id in (select unnest(r.team_ids) from rows r)), '[]')::text as teams,
+    coalesce((select json_agg(json_build_object(
+        'id', c.id, 'organizationId', c.organization_id, 'name', c.name,
+        'description', c.description, 'mode', c.mode, 'sail', c.sail, 'marimo', c.marimo,
+        'workers', c.workers, 'env', c.env,
+        'createdAt', c.created_at, 'createdBy', c.created_by,
+        'updatedAt', c.updated_at, 'updatedBy', c.updated_by
+    ) order by c.id) from workload_configs c
+     where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
+    coalesce((select json_agg(json_build_object(
+        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
+        'organizationAdmin', m.organization_admin
+    ) order by m.id) from members m
+     where m.id in (select r.member_id from rows r
+                    union select r.created_by from rows r
+                    union select r.updated_by from rows r)), '[]')::text as members;
+
+-- name: api_notebook_describe
+-- Notebook `notebook_id` as a one-item page, if `member_id` may see it.
 with visible as (
     select n.id, n.created_at
       from notebooks n
@@ -20,7 +260,7 @@ with visible as (
        and (%(team_id)s::text is null
             or exists (select 1 from notebook_teams nt
                         where nt.notebook_id = n.id and nt.team_id = %(team_id)s::text))
-       and (%(notebook_id)s::text is null or n.id = %(notebook_id)s::text)
+       and n.id = %(notebook_id)s::text
 ), keys as (
     select v.id, v.created_at, row_number() over (order by v.created_at desc, v.id desc) as rn
       from visible v
@@ -220,19 +460,21 @@ select id from workload_configs where id = %(id)s and organization_id = %(org_id
 -- name: api_notebook_events
 -- One page of a notebook's history (its status changes), newest first, keyset
 -- on the event id; the caller's access is checked first (api_notebook_visible).
--- Fetches limit + 1 like the lists.
-with history as (
-    select e.* from notebook_events e
+-- Fetches limit + 1 like the lists. The page is read backwards straight off
+-- notebook_events_notebook (notebook_id, id) from the marker, however long the
+-- history (it is never pruned: docs/api.md); `total` counts it apart.
+with keys as (
+    select e.*, row_number() over (order by e.id desc) as rn
+      from notebook_events e
      where e.notebook_id = %(notebook_id)s and e.organization_id = %(org_id)s
-), keys as (
-    select h.*, row_number() over (order by h.id desc) as rn
-      from history h
-     where %(after_id)s::bigint is null or h.id < %(after_id)s::bigint
-     order by h.id desc
+       -- No marker: below any id a bigserial hands out.
+       and e.id < coalesce(%(after_id)s::bigint, 9223372036854775807)
+     order by e.id desc
      limit %(fetch)s
 ), rows as (select * from keys where rn <= %(limit)s)
 select
-    (select count(*) from history) as total,
+    (select count(*) from notebook_events e
+      where e.notebook_id = %(notebook_id)s and e.organization_id = %(org_id)s) as total,
     (select count(*) from keys) > %(limit)s as more,
     (select created_at from rows order by rn desc limit 1) as last_at,
     (select id::text from rows order by rn desc limit 1) as last_id,

@@ -1,0 +1,377 @@
+"""The notebook lists, describe and history at the scale they are built for
+(tests/scale_seed.py: 50k notebooks, 5k members, 500 teams, 1M history rows):
+the plans PostgreSQL makes of the real named queries, custom and generic
+(psycopg prepares a statement after five uses), read from an index instead of
+every notebook of the org, and the API still answers exactly what a plain
+reference query says it should."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from psycopg.rows import dict_row
+from scale_seed import (
+    ADMIN,
+    ADMIN2,
+    LONG_HISTORY,
+    MEMBER,
+    NOTEBOOK,
+    ORG,
+    ORG2,
+    TEAM,
+    explain,
+    index_names,
+    largest_sort,
+    rows_removed,
+    scale_database,
+    scans,
+    subplan,
+)
+
+from api.app import create_app
+from common.clock import FakeClock
+from common.db import open_pool
+from common.settings import Settings
+from common.tokens import hash_token, new_token, token_prefix
+from sql import query
+
+NB = "/api/v1/workloads/notebooks"
+LIMIT = 100
+PAGE = {"limit": LIMIT, "fetch": LIMIT + 1, "after_at": None, "after_id": None}
+PLANS = pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+
+
+@pytest.fixture(scope="module")
+def scale_url(admin_dsn: str, pg_server: object, template_db: str) -> Iterator[str]:
+    with scale_database(admin_dsn, pg_server, template_db) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def conn(scale_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(scale_url, autocommit=True) as c:
+        yield c
+
+
+def page_params(member: str, *, see_all: bool, team: str | None = None, **more: Any) -> dict:
+    return {
+        "org_id": ORG,
+        "member_id": member,
+        "see_all": see_all,
+        "team_id": team,
+        "notebook_id": None,
+        **PAGE,
+        **more,
+    }
+
+
+def assert_no_jit(conn: psycopg.Connection[Any], plan: dict[str, Any]) -> None:
+    """Not compiled, nor costed where PostgreSQL's defaults would compile it
+    (the old member list, about 950,000, cost 0.6 s of JIT per request)."""
+    assert "JIT" not in plan
+    above = conn.execute("select current_setting('jit_above_cost')::float8").fetchone()
+    assert above is not None
+    assert plan["Plan"]["Total Cost"] < min(above[0], 100_000)
+
+
+@PLANS
+def test_member_list_is_built_from_the_members_side(conn, generic: bool) -> None:
+    params = page_params(MEMBER, see_all=False)
+    plan = explain(conn, "api_notebook_page_member", params, generic=generic)
+    used = index_names(plan["Plan"])
+    assert {"notebooks_member_order", "team_memberships_member", "notebook_teams_team"} <= used
+    assert "notebooks_org_order" not in used
+    assert not [n for n in scans(plan["Plan"], "notebooks") if n["Node Type"] == "Seq Scan"]
+    # The member sees 211 of 49,000: nothing near the org is read, filtered or sorted.
+    assert rows_removed(plan["Plan"]) < 100
+    assert largest_sort(plan["Plan"]) < 500
+    assert_no_jit(conn, plan)
+
+
+@PLANS
+def test_admin_list_pages_straight_off_the_org_index(conn, generic: bool) -> None:
+    first = conn.execute(
+        "select created_at, id from notebooks where organization_id = %s and deleted_at is null"
+        " order by created_at desc, id desc offset 20000 limit 1",
+        (ORG,),
+    ).fetchone()
+    assert first is not None
+    for after in ({}, {"after_at": first[0], "after_id": first[1]}):
+        params = page_params(ADMIN, see_all=True, **after)
+        plan = explain(conn, "api_notebook_page_org", params, generic=generic)
+        keys = subplan(plan["Plan"], "CTE keys")
+        read = scans(keys, "notebooks")
+        assert {n.get("Index Name") for n in read if n["Actual Rows"]} == {"notebooks_org_order"}
+        assert sum(n["Actual Rows"] for n in read) <= LIMIT + 1
+        assert rows_removed(keys) == 0
+        # No sort of the org's notebooks anywhere; `total` is a count (one
+        # pass over the org, nothing kept).
+        assert largest_sort(plan["Plan"]) <= LIMIT + 1
+        assert_no_jit(conn, plan)
+
+
+@PLANS
+def test_team_list_reads_the_teams_index(conn, generic: bool) -> None:
+    params = page_params(ADMIN, see_all=True, team=TEAM)
+    plan = explain(conn, "api_notebook_page_team", params, generic=generic)
+    used = index_names(plan["Plan"])
+    assert "notebook_teams_team" in used and "notebooks_org_order" not in used
+    assert not [n for n in scans(plan["Plan"], "notebooks") if n["Node Type"] == "Seq Scan"]
+    assert rows_removed(plan["Plan"]) < 100
+    assert largest_sort(plan["Plan"]) < 500  # the team's 202, not the org's 49,000
+    assert_no_jit(conn, plan)
+
+
+@PLANS
+def test_history_page_reads_backwards_from_the_marker(conn, generic: bool) -> None:
+    """A notebook with 20,020 history rows: the page reads its 101 rows off
+    an index, backwards from the marker; only `total` counts them all."""
+    newest = conn.execute(
+        "select id from notebook_events where notebook_id = %s"
+        " order by id desc offset 5000 limit 1",
+        (LONG_HISTORY,),
+    ).fetchone()
+    assert newest is not None
+    for after_id in (None, newest[0]):
+        params = {
+            "notebook_id": LONG_HISTORY,
+            "org_id": ORG,
+            "after_id": after_id,
+            "limit": LIMIT,
+            "fetch": LIMIT + 1,
+        }
+        plan = explain(conn, "api_notebook_events", params, generic=generic)
+        read = scans(subplan(plan["Plan"], "CTE keys"), "notebook_events")
+        assert read and all(n.get("Scan Direction") == "Backward" for n in read)
+        assert sum(n["Actual Rows"] for n in read) <= LIMIT + 1
+        assert_no_jit(conn, plan)
+
+
+def test_config_in_use_and_its_foreign_key_use_the_index(conn, scale_url: str) -> None:
+    """api_config_in_use asks about deleted notebooks too, and so does the
+    foreign-key check of a config's delete: neither reads every notebook."""
+    conn.execute(
+        "insert into workload_configs (id, organization_id, name) values ('C99', %s, 'unused')",
+        (ORG,),
+    )
+    plan = explain(conn, "api_config_in_use", {"config_id": "C99"})
+    assert index_names(plan["Plan"]) == {"notebooks_config"}
+    assert not [n for n in scans(plan["Plan"], "notebooks") if n["Node Type"] == "Seq Scan"]
+
+    # Statistics land in shared memory when a backend flushes them: this
+    # one's pending counts first, then a session of its own for the delete.
+    conn.execute("select pg_stat_force_next_flush()")
+    conn.execute("select 1")
+    with psycopg.connect(scale_url, autocommit=True) as own:
+
+        def seq_scans() -> int:
+            own.execute("select pg_stat_clear_snapshot()")
+            row = own.execute(
+                "select seq_scan from pg_stat_user_tables where relname = 'notebooks'"
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        before = seq_scans()
+        own.execute("delete from workload_configs where id = 'C99'")
+        own.execute("select pg_stat_force_next_flush()")
+        own.execute("select 1")  # flushed as this statement ends
+        assert seq_scans() == before
+
+
+def test_member_pages_have_indexes_in_their_order(conn) -> None:
+    """api_member_page and api_team_member_page filter and order by these."""
+    defs = dict(
+        conn.execute(
+            "select indexname, indexdef from pg_indexes"
+            " where indexname in ('members_org_order', 'team_memberships_team_order')"
+        ).fetchall()
+    )
+    assert defs == {
+        "members_org_order": "CREATE INDEX members_org_order ON public.members USING btree"
+        " (organization_id, created_at DESC, id DESC) WHERE (disabled_at IS NULL)",
+        "team_memberships_team_order": "CREATE INDEX team_memberships_team_order"
+        " ON public.team_memberships USING btree (team_id, created_at DESC, member_id DESC)",
+    }
+
+
+async def test_the_services_connections_run_without_jit(scale_url: str) -> None:
+    pool = await open_pool(
+        scale_url + "&options=-c%20TimeZone%3DUTC", min_size=1, statement_timeout_seconds=7
+    )
+    try:
+        async with pool.connection() as c:
+            cur = await c.execute(
+                "select current_setting('jit') as jit, current_setting('TimeZone') as tz,"
+                " current_setting('statement_timeout') as timeout"
+            )
+            assert await cur.fetchone() == {"jit": "off", "tz": "UTC", "timeout": "7s"}
+    finally:
+        await pool.close()
+
+
+PAGES = (
+    "api_notebook_page_org",
+    "api_notebook_page_member",
+    "api_notebook_page_team",
+    "api_notebook_describe",
+)
+
+
+def test_every_page_builds_its_answer_alike_in_one_parse() -> None:
+    """The four statements of a notebook page (one plan each) repeat the same
+    text from `rows` on: they must not drift apart. And each stays short
+    enough for psycopg to keep it parsed: past 4096 bytes it parses it again
+    on every call (a tenth of a millisecond of the API's CPU per page)."""
+
+    def answer(sql: str) -> tuple[str, str]:
+        rows, _, select = sql[sql.index("), rows as (") :].partition("\nselect\n")
+        return rows, select[select.index("as total,") :]
+
+    assert len({answer(query(name)) for name in PAGES}) == 1
+    longest = getattr(getattr(psycopg, "_queries", None), "MAX_CACHED_STATEMENT_LENGTH", 4096)
+    assert all(len(query(name).encode()) <= longest for name in PAGES)
+
+
+# The API's answers, against a plain reference query over the same rows.
+
+REFERENCE = """
+select n.id as "notebookId",
+       array(select nt.team_id from notebook_teams nt
+              where nt.notebook_id = n.id order by nt.team_id) as "teamIds",
+       n.workload_config_id as "workloadConfigId"
+  from notebooks n
+ where n.organization_id = %(org)s and n.deleted_at is null
+   and (%(see_all)s or n.member_id = %(me)s
+        or n.id in (select nt.notebook_id from notebook_teams nt
+                      join team_memberships tm on tm.team_id = nt.team_id
+                     where tm.member_id = %(me)s))
+   and (%(team)s::text is null
+        or n.id in (select notebook_id from notebook_teams where team_id = %(team)s::text))
+ order by n.created_at desc, n.id desc
+"""
+
+
+@pytest.fixture(scope="module")
+def tokens(scale_url: str) -> dict[str, dict[str, str]]:
+    """An API token for each member the views below are seen as."""
+    out = {}
+    with psycopg.connect(scale_url, autocommit=True) as c:
+        for member in (ADMIN, ADMIN2, MEMBER):
+            secret = new_token()
+            c.execute(
+                "insert into api_tokens (id, member_id, name, prefix, secret_hash)"
+                " values (%s, %s, 'scale', %s, %s)",
+                (f"KS{member}", member, token_prefix(secret), hash_token(secret)),
+            )
+            out[member] = {"Authorization": f"Bearer {secret}"}
+    return out
+
+
+@pytest.fixture
+async def client(scale_url: str, tmp_path: Path) -> AsyncIterator[TestClient]:
+    settings = Settings(
+        database_url=scale_url,
+        data_dir=tmp_path / "data",
+        signing_keys=(("k1", "r" * 40),),
+        secret_key="m" * 40,
+        cookie_secure=False,
+        log_format="console",
+    )
+    app = create_app(settings, clock=FakeClock(datetime(2026, 11, 1, 12, 0, tzinfo=UTC)))
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+def reference(conn, org: str, me: str, see_all: bool, team: str | None) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(REFERENCE, {"org": org, "me": me, "see_all": see_all, "team": team})
+        return cur.fetchall()
+
+
+VIEWS = [
+    # (who, organization, org admin, team, page size, pages at most)
+    pytest.param(ADMIN, ORG, True, None, 100, 3, id="org-admin-49k"),
+    pytest.param(ADMIN2, ORG2, True, None, 100, 20, id="org-admin-small-org"),
+    pytest.param(MEMBER, ORG, False, None, 37, 20, id="member"),
+    pytest.param(ADMIN, ORG, True, TEAM, 23, 20, id="team-as-org-admin"),
+    pytest.param(MEMBER, ORG, False, "T0003", 50, 20, id="team-as-member"),
+]
+
+
+@pytest.mark.parametrize(("who", "org", "see_all", "team", "limit", "pages"), VIEWS)
+async def test_lists_answer_as_the_reference_query(
+    client, conn, tokens, who, org, see_all, team, limit, pages
+) -> None:
+    expected = reference(conn, org, who, see_all, team)
+    assert expected
+    url = f"/api/v1/workloads/teams/{team}/notebooks" if team else NB
+    seen: list[dict] = []
+    marker = None
+    for _ in range(pages):
+        query = f"?limit={limit}" + (f"&marker={marker}" if marker else "")
+        resp = await client.get(url + query, headers=tokens[who])
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert body["total"] == len(expected)
+        start = len(seen)
+        seen += body["items"]
+        assert body["items"] == expected[start : start + limit]
+        page_ids = [i["notebookId"] for i in body["items"]]
+        assert [n["id"] for n in body["included"]["notebooks"]] == page_ids
+        assert sorted(t["id"] for t in body["included"]["teams"]) == sorted(
+            {t for i in body["items"] for t in i["teamIds"]}
+        )
+        # A marker exactly while rows are left.
+        assert ("marker" in body) == (len(seen) < len(expected))
+        marker = body.get("marker")
+        if marker is None:
+            break
+    assert seen == expected[: len(seen)]
+    assert len(seen) == min(len(expected), pages * limit)
+
+
+async def test_describe_and_history_answer_as_before(client, conn, tokens) -> None:
+    visible = reference(conn, ORG, MEMBER, False, None)[5]["notebookId"]
+    hidden = conn.execute(
+        "select id from notebooks where organization_id = %s and deleted_at is null"
+        " and member_id <> %s and id not in (select notebook_id from notebook_teams)"
+        " limit 1",
+        (ORG, MEMBER),
+    ).fetchone()
+    deleted = conn.execute(
+        "select id from notebooks where deleted_at is not null limit 1"
+    ).fetchone()
+    assert hidden is not None and deleted is not None
+    resp = await client.get(f"{NB}/{visible}", headers=tokens[MEMBER])
+    assert resp.status == 200
+    assert (await resp.json())["item"]["notebookId"] == visible
+    for other in (hidden[0], deleted[0]):
+        assert (await client.get(f"{NB}/{other}", headers=tokens[MEMBER])).status == 404
+    assert (await client.get(f"{NB}/{hidden[0]}", headers=tokens[ADMIN])).status == 200
+    assert (await client.get(f"{NB}/{NOTEBOOK}", headers=tokens[ADMIN2])).status == 404
+
+    history = [
+        r[0]
+        for r in conn.execute(
+            "select e.id::text from notebook_events e where e.notebook_id = %s order by e.id desc",
+            (LONG_HISTORY,),
+        )
+    ]
+    seen: list[str] = []
+    marker = None
+    for _ in range(3):
+        query = "?limit=100" + (f"&marker={marker}" if marker else "")
+        resp = await client.get(f"{NB}/{LONG_HISTORY}/events{query}", headers=tokens[ADMIN])
+        assert resp.status == 200
+        body = await resp.json()
+        assert body["total"] == len(history)
+        seen += [e["id"] for e in body["items"]]
+        marker = body["marker"]
+    assert seen == history[:300]
