@@ -49,6 +49,7 @@ UPDATE_SCHEMA = obj(FIELDS)
 VIEW = frozenset({"owner", "org_admin", "admin", "editor", "viewer"})
 MANAGE = frozenset({"owner", "org_admin", "admin", "editor"})
 ADMINISTER = frozenset({"owner", "org_admin", "admin"})  # delete, share
+TEAM_ROLES = frozenset({"admin", "editor", "viewer"})  # access given by a team
 DELETE_REQUESTED = "Delete requested"
 
 
@@ -95,6 +96,12 @@ async def locked(ctx: Ctx, notebook_id: str, allowed: frozenset[str]) -> dict[st
     row = await ctx.one(
         "api_notebook_access", ctx.mine(id=notebook_id, org_admin=ctx.me.organization_admin)
     )
+    if row is not None and row["access"] in TEAM_ROLES:
+        # Judged again with the memberships (and links) that give the role
+        # share-locked, after the notebook's lock: a removal from the team,
+        # a demotion or an unsharing waits for this write, or is seen by it.
+        grant = await ctx.one("api_notebook_team_access", ctx.mine(id=notebook_id))
+        row["access"] = grant["access"] if grant is not None else None
     if row is None or row["access"] is None:
         raise NotFound("No such notebook.", field="id")
     if row["access"] not in allowed:

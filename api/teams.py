@@ -48,10 +48,21 @@ async def list_team_members(ctx: Ctx) -> web.Response:
 
 
 async def _team_admin(ctx: Ctx) -> tuple[str, str]:
+    """The team and member of a membership change the caller may make. A
+    team admin's authority is checked again on its locked membership row
+    (api_lock_team_memberships): their removal or demotion, made meanwhile,
+    either waits for this change or is seen by it."""
     team_id = path_id(ctx.request, "team")
     member_id = path_id(ctx.request, "member")
     team = await find_team(ctx, team_id)
     if not ctx.me.organization_admin and team["role"] != "admin":
+        raise Forbidden("Only org admins and the team's admins manage its members.")
+    rows = await ctx.all(
+        "api_lock_team_memberships",
+        {"team_id": team_id, "caller_id": ctx.me.member_id, "member_id": member_id},
+    )
+    role = next((r["role"] for r in rows if r["member_id"] == ctx.me.member_id), None)
+    if not ctx.me.organization_admin and role != "admin":
         raise Forbidden("Only org admins and the team's admins manage its members.")
     return team_id, member_id
 

@@ -36,6 +36,34 @@ select t.id,
   from teams t
  where t.id = %(team_id)s and t.organization_id = %(org_id)s;
 
+-- name: api_lock_team_memberships
+-- The caller's and the target's memberships of a team, locked `for update` in
+-- member order, before a membership is changed: the caller's authority (a
+-- team admin's) is judged on its locked row, so a concurrent removal or
+-- demotion of the caller waits for this change, or this change sees it; and
+-- two admins changing each other's memberships serialize instead of deadlocking.
+select member_id, role from team_memberships
+ where team_id = %(team_id)s and member_id in (%(caller_id)s, %(member_id)s)
+ order by member_id
+   for update;
+
+-- name: api_notebook_team_access
+-- The best role the member's teams give on the notebook, with those
+-- memberships and the notebook's links to them share-locked (after the
+-- notebook's own lock, api_notebook_access): removing the member from the
+-- team, demoting them, or unsharing the notebook waits for this write, and a
+-- write arriving after such a change sees it. Null: no team gives any.
+with grants as (
+    select tm.role
+      from notebook_teams nt
+      join team_memberships tm on tm.team_id = nt.team_id
+     where nt.notebook_id = %(id)s and tm.member_id = %(member_id)s
+       for share of nt, tm
+)
+select case max(case role when 'admin' then 3 when 'editor' then 2 else 1 end)
+         when 3 then 'admin' when 2 then 'editor' when 1 then 'viewer' end as access
+  from grants;
+
 -- name: api_insert_team
 insert into teams (id, organization_id, name, created_at, created_by)
 values (%(id)s, %(org_id)s, %(name)s, %(now)s, %(member_id)s)

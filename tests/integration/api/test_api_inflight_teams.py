@@ -1,0 +1,116 @@
+"""Writes in flight when their caller loses a team role (test_api_inflight.py
+has the same for a disabled member or a revoked token). A change made with
+a team role holds the membership that gives it locked until it commits:
+removing the member from the team, demoting them or unsharing the notebook
+answers only once that change has committed, and no change made with the
+old role commits after it.
+
+Each write is held mid-transaction by another transaction, after its role
+was checked: a membership upsert at its foreign key to the target member,
+a start at its job insert (a queued job with the same dedupe key, not yet
+committed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from aiohttp.test_utils import TestClient
+from api_factories import Factory, World, body_of, until_waiting_on_locks
+
+from common.jobs import reconcile_dedupe_key
+from common.settings import Settings
+
+V1 = "/api/v1"
+
+
+@asynccontextmanager
+async def held(settings: Settings, statement: str, *params: object) -> AsyncIterator[None]:
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder, holder.transaction(force_rollback=True):
+        await holder.execute(statement, params)
+        yield
+
+
+async def _write_then_revocation(
+    factory: Factory, write: asyncio.Future[Any], revoke: asyncio.Future[Any]
+) -> None:
+    """`write` is waiting on the holder; `revoke`, sent after it, must wait
+    for it too (it cannot answer while the write is uncommitted)."""
+    await until_waiting_on_locks(factory, 2, revoke, "the removal did not wait for the write")
+    assert not write.done()
+
+
+async def test_removing_a_team_admin_waits_for_their_membership_change_in_flight(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    team = factory.team(world.org)
+    lead = factory.member(world.org)
+    factory.join(team, lead, "admin")
+    newcomer = factory.member(world.org)
+    url = f"{V1}/teams/{team}/members"
+    async with held(settings, "select 1 from members where id = %s for update", newcomer.id):
+        grant = asyncio.ensure_future(
+            client.put(f"{url}/{newcomer.id}", json={"role": "admin"}, headers=lead.auth)
+        )
+        await until_waiting_on_locks(factory, 1, grant, "the grant did not wait")
+        removal = asyncio.ensure_future(client.delete(f"{url}/{lead.id}", headers=world.admin.auth))
+        await _write_then_revocation(factory, grant, removal)
+    done, _ = await asyncio.wait({grant, removal}, return_when=asyncio.FIRST_COMPLETED)
+    assert grant in done, "the removal answered before the grant made with the role committed"
+    assert (await grant).status == 200 and (await removal).status == 204
+    # Afterwards the former admin changes nothing.
+    late = await client.put(f"{url}/{newcomer.id}", json={"role": "viewer"}, headers=lead.auth)
+    assert late.status == 403, await body_of(late)
+
+
+async def test_two_team_admins_removing_each_other_do_not_deadlock(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    team = factory.team(world.org)
+    first, second = factory.member(world.org), factory.member(world.org)
+    factory.join(team, first, "admin")
+    factory.join(team, second, "admin")
+    url = f"{V1}/teams/{team}/members"
+    async with held(
+        settings,
+        "select 1 from team_memberships where team_id = %s for share",
+        team,
+    ):
+        removals = [
+            asyncio.ensure_future(client.delete(f"{url}/{b.id}", headers=a.auth))
+            for a, b in ((first, second), (second, first))
+        ]
+        await until_waiting_on_locks(factory, 2, asyncio.gather(*removals), "none waited")
+    answers = sorted([(await r).status for r in removals])
+    assert answers == [204, 403], answers  # one went first; the other was no admin by then
+
+
+async def test_removing_a_team_editor_waits_for_their_start_in_flight(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    team = factory.team(world.org)
+    editor = factory.member(world.org)
+    factory.join(team, editor, "editor")
+    notebook = factory.notebook(world.owner, world.config, teams=(team,))
+    job = (
+        "insert into pgqueuer (priority, entrypoint, payload, status, execute_after, dedupe_key)"
+        " values (0, 'reconcile', ''::bytea, 'queued', now(), %s)"
+    )
+    async with held(settings, job, reconcile_dedupe_key(notebook)):
+        start = asyncio.ensure_future(
+            client.post(f"{V1}/workloads/notebooks/{notebook}/start", headers=editor.auth)
+        )
+        await until_waiting_on_locks(factory, 1, start, "the start did not wait")
+        removal = asyncio.ensure_future(
+            client.delete(f"{V1}/teams/{team}/members/{editor.id}", headers=world.admin.auth)
+        )
+        await _write_then_revocation(factory, start, removal)
+    done, _ = await asyncio.wait({start, removal}, return_when=asyncio.FIRST_COMPLETED)
+    assert start in done, "the removal answered before the start made with the role committed"
+    assert (await start).status == 202 and (await removal).status == 204
+    late = await client.post(f"{V1}/workloads/notebooks/{notebook}/stop", headers=editor.auth)
+    assert late.status == 404, await body_of(late)  # no longer shared with them at all
