@@ -93,7 +93,7 @@ with mine as not materialized (
      where n.member_id = %(member_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
 ), shared as materialized (
-    select n.id, n.created_at
+    select distinct n.id, n.created_at  -- shared with two teams: one row
       from team_memberships tm
       join notebook_teams nt on nt.team_id = tm.team_id
       join notebooks n on n.id = nt.notebook_id

@@ -176,3 +176,29 @@ async def test_concurrent_deletes_never_duplicate_or_skip_survivors(
     survivors = [nb for nb in expected if nb not in doomed]
     assert [nb for nb in walked if nb in survivors] == survivors  # all, in order
     assert set(walked) <= set(expected)
+
+
+async def test_a_members_pages_count_a_notebook_shared_with_two_of_its_teams_once(
+    client: TestClient, world: World, factory: Factory, clock
+) -> None:
+    """A member's list is their own notebooks and those of their teams: one
+    shared with two of their teams (and one they own that is also shared)
+    is one row, and no page comes up short or skips one."""
+    member = factory.member(world.org)
+    teams = (factory.team(world.org), factory.team(world.org))
+    for team in teams:
+        factory.join(team, member, "viewer")
+    made = []
+    for i in range(12):
+        clock.advance(1)
+        if i % 4 == 0:  # their own, every fourth also shared
+            nb = factory.notebook(member, world.config, teams=teams[:1] if i % 8 == 0 else ())
+        else:
+            nb = factory.notebook(world.owner, world.config, teams=teams)
+        made.append((clock.now(), nb))
+    factory.notebook(world.owner, world.config)  # not theirs, not shared: never listed
+    expected = [nb for _, nb in sorted(made, reverse=True)]
+    first = await page(client, member, NB, limit=5)
+    assert first["total"] == 12 and len(first["items"]) == 5 and "marker" in first
+    for limit in (1, 3, 5, 100):
+        assert await walk(client, member, NB, limit=limit) == expected, limit
