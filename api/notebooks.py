@@ -96,10 +96,13 @@ async def locked(ctx: Ctx, notebook_id: str, allowed: frozenset[str]) -> dict[st
     row = await ctx.one(
         "api_notebook_access", ctx.mine(id=notebook_id, org_admin=ctx.me.organization_admin)
     )
-    if row is not None and row["access"] in TEAM_ROLES:
-        # Judged again with the memberships (and links) that give the role
-        # share-locked, after the notebook's lock: a removal from the team,
-        # a demotion or an unsharing waits for this write, or is seen by it.
+    if row is not None and row["access"] in TEAM_ROLES and allowed != VIEW:
+        # A change: judged again with the memberships (and links) that give
+        # the role share-locked, after the notebook's lock, so a removal from
+        # the team, a demotion or an unsharing waits for it, or is seen by it.
+        # (Not for open and ping, which change nothing a team role guards:
+        # the proxy checks access again at login, and a ping every minute
+        # per browser would lock, and so write, the membership rows.)
         grant = await ctx.one("api_notebook_team_access", ctx.mine(id=notebook_id))
         row["access"] = grant["access"] if grant is not None else None
     if row is None or row["access"] is None:

@@ -73,9 +73,12 @@ def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[s
     env["NOTEBOOKS_DATA_DIR"] = str(data_dir)
     env.update(ensure_keys(data_dir, env))
     # Plain http (the local default): a Secure cookie would never come back.
-    # Behind https, cookies stay Secure as everywhere else.
-    public = [env.get(f"NOTEBOOKS_PROXY_{kind}_URL", "") for kind in ("PUBLIC", "NOTEBOOK")]
-    if not any(url.strip().lower().startswith("https:") for url in public):
+    # Behind https, cookies stay Secure as everywhere else. The cookie is set
+    # on a notebook's own host when there is one, else on the public origin.
+    where = env.get("NOTEBOOKS_PROXY_NOTEBOOK_URL", "").strip() or env.get(
+        "NOTEBOOKS_PROXY_PUBLIC_URL", ""
+    )
+    if not where.strip().lower().startswith("https:"):
         env.setdefault("NOTEBOOKS_COOKIE_SECURE", "false")
     env.setdefault("NOTEBOOKS_RUNTIME", "local")
     # Children log to the same terminal; make their Python unbuffered.

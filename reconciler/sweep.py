@@ -8,8 +8,9 @@ enqueues reconciles (deduplicated per notebook); the reconcile pass itself
 checks health, presence (running↔idle↔detached) and the idle/detached timers.
 The worker that ran the round's sweep also refreshes the gauges (notebooks by
 status, queue depth and age: a count over every notebook, so once per
-interval, not once per worker); the others report zeros, so the latest
-sweeper's figures are what `max` (or `sum`) over the workers gives. Every
+interval, not once per worker); the others report zeros, so `max` over the
+workers gives the latest sweeper's figures, or figures at most one interval
+older while the sweeping moves to another worker. Every
 worker, at most once a minute, purges rows that can never be used again
 (`purge_once`): expired API tokens, used proxy login ids, stale pings,
 pgqueuer's old log.

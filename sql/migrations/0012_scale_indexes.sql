@@ -4,8 +4,27 @@
 -- tests/integration/reconciler/test_sweep_scale.py check the plans.
 --
 -- Plain `create index`: a migration runs in one transaction, where
--- CONCURRENTLY is refused. Each build holds off writes to its table while
--- it runs (about a second for 1M history rows).
+-- CONCURRENTLY is refused. Each build blocks writes to its table, and the
+-- drop of notebooks_config every use of `notebooks`, until the migration
+-- commits (a few seconds at that scale): so `notebooks` is touched last, and
+-- a lock that cannot be had within 10 s (a long transaction in the way, with
+-- every request queueing behind the wait) fails the migration, to be run
+-- again, rather than stall the service.
+set local lock_timeout = '10s';
+
+-- reconciler_provisioned_since: a notebook's events since a time. History is
+-- kept forever (never pruned), so it is found by index, not by reading it all.
+create index notebook_events_notebook_time on notebook_events (notebook_id, created_at);
+
+-- api_member_page and api_team_member_page: their filter and keyset order.
+create index members_org_order on members (organization_id, created_at desc, id desc)
+    where disabled_at is null;
+create index team_memberships_team_order
+    on team_memberships (team_id, created_at desc, member_id desc);
+
+-- reconciler_purge_api_tokens: the expired ones, oldest first. Tokens
+-- without an expiry (most of them) are never purged and stay out of it.
+create index api_tokens_expiry on api_tokens (expires_at) where expires_at is not null;
 
 -- The sweep (reconciler/sweep.py) every interval: the unsettled notebooks,
 -- longest waiting first, and the next page of everything it looks at. Each
@@ -26,21 +45,7 @@ create index notebooks_sweep_page on notebooks (id)
     or (status = 'failed' and runtime_state <> '{}'::jsonb)
     or status in ('running', 'idle', 'detached');
 
--- reconciler_provisioned_since: a notebook's events since a time. History is
--- kept forever (never pruned), so it is found by index, not by reading it all.
-create index notebook_events_notebook_time on notebook_events (notebook_id, created_at);
-
--- api_member_page and api_team_member_page: their filter and keyset order.
-create index members_org_order on members (organization_id, created_at desc, id desc)
-    where disabled_at is null;
-create index team_memberships_team_order
-    on team_memberships (team_id, created_at desc, member_id desc);
-
 -- api_config_in_use asks about soft-deleted notebooks too, and so does the
 -- foreign-key check when a config is deleted: the index 0001 made skipped them.
 drop index notebooks_config;
 create index notebooks_config on notebooks (workload_config_id);
-
--- reconciler_purge_api_tokens: the expired ones, oldest first. Tokens
--- without an expiry (most of them) are never purged and stay out of it.
-create index api_tokens_expiry on api_tokens (expires_at) where expires_at is not null;

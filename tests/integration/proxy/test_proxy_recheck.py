@@ -25,7 +25,7 @@ from proxy.live import UNCONFIRMED, Live, read_at
 NB = "NBRECHECK1"
 
 
-class SteppingClock(FakeClock):
+class WallSteppedClock(FakeClock):
     """A FakeClock whose wall clock can also be stepped on its own, as NTP or
     an operator steps a host's; its monotonic clock never moves but forward."""
 
@@ -263,7 +263,7 @@ async def test_a_wall_clock_stepped_back_does_not_spare_an_unconfirmed_connectio
     """The wall clock steps back an hour (NTP, an operator) after a good
     read: the connection still ends UNCONFIRMED_SECONDS after it, by the
     monotonic clock, not an hour and five seconds later."""
-    clock = SteppingClock()
+    clock = WallSteppedClock()
     async with recheck_proxy(settings, clock) as p:
         connection = await admit(p, p.world.owner)
         clock.step -= timedelta(hours=1)
@@ -281,7 +281,7 @@ async def test_a_wall_clock_stepped_forward_does_not_end_every_connection_at_onc
     """The wall clock steps forward an hour just before a pass fails: the
     connection's last good read is still recent (monotonic clock), so it
     goes on, and ends only UNCONFIRMED_SECONDS after that read."""
-    clock = SteppingClock()
+    clock = WallSteppedClock()
     async with recheck_proxy(settings, clock) as p:
         connection = await admit(p, p.world.owner)
         clock.step += timedelta(hours=1)

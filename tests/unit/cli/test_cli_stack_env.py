@@ -18,6 +18,13 @@ from cli.up import stack_env
         ({"NOTEBOOKS_PROXY_PUBLIC_URL": "https://notebooks.example.com"}, None),
         ({"NOTEBOOKS_PROXY_PUBLIC_URL": "HTTPS://notebooks.example.com"}, None),
         ({"NOTEBOOKS_PROXY_NOTEBOOK_URL": "https://{id}.nb.example.com"}, None),
+        (  # the cookie is set on the notebook's own (plain http) host
+            {
+                "NOTEBOOKS_PROXY_PUBLIC_URL": "https://notebooks.example.com",
+                "NOTEBOOKS_PROXY_NOTEBOOK_URL": "http://{id}.nb.lan:8081",
+            },
+            "false",
+        ),
         (
             {
                 "NOTEBOOKS_PROXY_PUBLIC_URL": "https://notebooks.example.com",
