@@ -5,6 +5,9 @@ blocks under `queries/` (procrastinate style) and are called by name:
 
     -- name: get_notebook
     select * from notebooks where id = %(id)s;
+
+A `-- fragment: x` block is text several queries share, put in place of a
+`-- include: x` line (the notebook list's four page statements end alike).
 """
 
 from __future__ import annotations
@@ -17,19 +20,42 @@ HERE = Path(__file__).parent
 MIGRATIONS_DIR = HERE / "migrations"
 QUERIES_DIR = HERE / "queries"
 
-_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_BLOCK = re.compile(r"^--\s*(name|fragment):\s*(\w+)\s*$", re.MULTILINE)
+_INCLUDE = re.compile(r"^[ \t]*--\s*include:\s*(\w+)[ \t]*\n", re.MULTILINE)
+_COMMENT_LINES = re.compile(r"\A(?:[ \t]*--[^\n]*\n)+")
+
+
+def parse_blocks(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Split a .sql file on `-- name: x` and `-- fragment: x` lines into
+    ({name: statement}, {name: fragment}); a fragment's leading comment
+    lines are for its readers, not copied into the statements."""
+    parts = _BLOCK.split(text)
+    # parts = [preamble, kind1, name1, body1, kind2, name2, body2, ...]
+    named: dict[str, str] = {}
+    fragments: dict[str, str] = {}
+    for kind, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
+        if name in named or name in fragments:
+            raise ValueError(f"query {name!r} defined twice")
+        if kind == "name":
+            named[name] = body.strip().rstrip(";").strip()
+        else:
+            fragments[name] = _COMMENT_LINES.sub("", body.strip() + "\n")
+    return named, fragments
 
 
 def parse_named_queries(text: str) -> dict[str, str]:
-    """Split a .sql file into {name: statement} on `-- name: x` lines."""
-    parts = _NAME.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
-    out: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in out:
-            raise ValueError(f"query {name!r} defined twice")
-        out[name] = body.strip().rstrip(";").strip()
-    return out
+    """Split a .sql file into {name: statement}, its includes put in place."""
+    named, fragments = parse_blocks(text)
+    return {name: _included(body, fragments) for name, body in named.items()}
+
+
+def _included(body: str, fragments: dict[str, str]) -> str:
+    def fragment(match: re.Match[str]) -> str:
+        if match[1] not in fragments:
+            raise ValueError(f"no fragment {match[1]!r} to include")
+        return fragments[match[1]]
+
+    return _INCLUDE.sub(fragment, body)
 
 
 @cache

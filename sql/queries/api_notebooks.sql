@@ -9,9 +9,10 @@
 -- first, (created_at, id) descending, from the marker given as one row
 -- comparison an index scan takes as its bound (no marker: 'infinity').
 -- `limit` + 1 keys are fetched: the extra one only says whether there is a
--- next page. From `rows` on, the four are the same text (a test compares
--- them), and each stays under psycopg's 4096 bytes, past which it parses a
--- statement again on every call (a test checks that too): keep comments here.
+-- next page. From `rows` on, the four are one fragment
+-- (`notebook_page_answer`, put in place when the queries are loaded), and
+-- each stays under psycopg's 4096 bytes, past which it parses a statement
+-- again on every call (a test checks): keep comments out of the statements.
 --   api_notebook_page_org: an org admin's, off notebooks_org_order;
 --   api_notebook_page_member: a member's own (notebooks_member_order) and
 --     those shared with the member's teams (team_memberships ->
@@ -22,16 +23,11 @@
 -- named, never by walking the org's notebooks in order and probing each,
 -- which a generic plan would otherwise pick for the order and the limit.
 
--- name: api_notebook_page_org
-with keys as (
-    select n.id, n.created_at, row_number() over (order by n.created_at desc, n.id desc) as rn
-      from notebooks n
-     where n.organization_id = %(org_id)s and n.deleted_at is null
-       and (n.created_at, n.id) < (coalesce(%(after_at)s::timestamptz, 'infinity'),
-                                   coalesce(%(after_id)s::text, ''))
-     order by n.created_at desc, n.id desc
-     limit %(fetch)s
-), rows as (
+-- fragment: notebook_page_answer
+-- What the four page statements share, after their `keys` (id, created_at,
+-- rn: `limit` + 1 of them) and before their own `total`: the page's rows and
+-- the answer built from them (the items, the notebooks, and what they name).
+rows as (
     select n.*, k.rn,
            array(select nt.team_id from notebook_teams nt
                   where nt.notebook_id = n.id order by nt.team_id) as team_ids
@@ -40,8 +36,6 @@ with keys as (
      where k.rn <= %(limit)s
 )
 select
-    (select count(*) from notebooks n
-      where n.organization_id = %(org_id)s and n.deleted_at is null) as total,
     (select count(*) from keys) > %(limit)s as more,
     (select created_at from rows order by rn desc limit 1) as last_at,
     (select id from rows order by rn desc limit 1) as last_id,
@@ -85,7 +79,21 @@ select
     ) order by m.id) from members m
      where m.id in (select r.member_id from rows r
                     union select r.created_by from rows r
-                    union select r.updated_by from rows r)), '[]')::text as members;
+                    union select r.updated_by from rows r)), '[]')::text as members,
+
+-- name: api_notebook_page_org
+with keys as (
+    select n.id, n.created_at, row_number() over (order by n.created_at desc, n.id desc) as rn
+      from notebooks n
+     where n.organization_id = %(org_id)s and n.deleted_at is null
+       and (n.created_at, n.id) < (coalesce(%(after_at)s::timestamptz, 'infinity'),
+                                   coalesce(%(after_id)s::text, ''))
+     order by n.created_at desc, n.id desc
+     limit %(fetch)s
+),
+-- include: notebook_page_answer
+    (select count(*) from notebooks n
+      where n.organization_id = %(org_id)s and n.deleted_at is null) as total;
 
 -- name: api_notebook_page_member
 with mine as not materialized (
@@ -114,60 +122,9 @@ with mine as not materialized (
               order by s.created_at desc, s.id desc limit %(fetch)s)) v
      order by v.created_at desc, v.id desc
      limit %(fetch)s
-), rows as (
-    select n.*, k.rn,
-           array(select nt.team_id from notebook_teams nt
-                  where nt.notebook_id = n.id order by nt.team_id) as team_ids
-      from keys k
-      join notebooks n on n.id = k.id
-     where k.rn <= %(limit)s
-)
-select
-    (select count(*) from (select id from mine union select id from shared) v) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select id from rows order by rn desc limit 1) as last_id,
-    coalesce((select json_agg(json_build_object(
-        'notebookId', r.id, 'teamIds', r.team_ids, 'workloadConfigId', r.workload_config_id
-    ) order by r.rn) from rows r), '[]')::text as items,
-    coalesce((select json_agg(json_build_object(
-        'id', r.id,
-        'organizationId', r.organization_id,
-        'memberId', r.member_id,
-        'workloadConfigId', r.workload_config_id,
-        'name', r.name,
-        'description', r.description,
-        'status', r.status,
-        'statusMessage', r.status_message,
-        'idleTimeoutSeconds', r.idle_timeout_seconds,
-        'detachedTimeoutSeconds', r.detached_timeout_seconds,
-        'lastActiveAt', r.last_active_at,
-        'sessionId', case when r.status in ('stopped', 'failed') then null else r.session_id end,
-        'createdAt', r.created_at,
-        'createdBy', r.created_by,
-        'updatedAt', r.updated_at,
-        'updatedBy', r.updated_by
-    ) order by r.rn) from rows r), '[]')::text as notebooks,
-    coalesce((select json_agg(json_build_object(
-        'id', t.id, 'organizationId', t.organization_id, 'name', t.name,
-        'createdAt', t.created_at, 'createdBy', t.created_by
-    ) order by t.id) from teams t
-     where t.id in (select unnest(r.team_ids) from rows r)), '[]')::text as teams,
-    coalesce((select json_agg(json_build_object(
-        'id', c.id, 'organizationId', c.organization_id, 'name', c.name,
-        'description', c.description, 'mode', c.mode, 'sail', c.sail, 'marimo', c.marimo,
-        'workers', c.workers, 'env', c.env,
-        'createdAt', c.created_at, 'createdBy', c.created_by,
-        'updatedAt', c.updated_at, 'updatedBy', c.updated_by
-    ) order by c.id) from workload_configs c
-     where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
-    coalesce((select json_agg(json_build_object(
-        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
-        'organizationAdmin', m.organization_admin
-    ) order by m.id) from members m
-     where m.id in (select r.member_id from rows r
-                    union select r.created_by from rows r
-                    union select r.updated_by from rows r)), '[]')::text as members;
+),
+-- include: notebook_page_answer
+    (select count(*) from (select id from mine union select id from shared) v) as total;
 
 -- name: api_notebook_page_team
 with team as materialized (
@@ -189,60 +146,9 @@ with team as materialized (
                                    coalesce(%(after_id)s::text, ''))
      order by t.created_at desc, t.id desc
      limit %(fetch)s
-), rows as (
-    select n.*, k.rn,
-           array(select nt.team_id from notebook_teams nt
-                  where nt.notebook_id = n.id order by nt.team_id) as team_ids
-      from keys k
-      join notebooks n on n.id = k.id
-     where k.rn <= %(limit)s
-)
-select
-    (select count(*) from team) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select id from rows order by rn desc limit 1) as last_id,
-    coalesce((select json_agg(json_build_object(
-        'notebookId', r.id, 'teamIds', r.team_ids, 'workloadConfigId', r.workload_config_id
-    ) order by r.rn) from rows r), '[]')::text as items,
-    coalesce((select json_agg(json_build_object(
-        'id', r.id,
-        'organizationId', r.organization_id,
-        'memberId', r.member_id,
-        'workloadConfigId', r.workload_config_id,
-        'name', r.name,
-        'description', r.description,
-        'status', r.status,
-        'statusMessage', r.status_message,
-        'idleTimeoutSeconds', r.idle_timeout_seconds,
-        'detachedTimeoutSeconds', r.detached_timeout_seconds,
-        'lastActiveAt', r.last_active_at,
-        'sessionId', case when r.status in ('stopped', 'failed') then null else r.session_id end,
-        'createdAt', r.created_at,
-        'createdBy', r.created_by,
-        'updatedAt', r.updated_at,
-        'updatedBy', r.updated_by
-    ) order by r.rn) from rows r), '[]')::text as notebooks,
-    coalesce((select json_agg(json_build_object(
-        'id', t.id, 'organizationId', t.organization_id, 'name', t.name,
-        'createdAt', t.created_at, 'createdBy', t.created_by
-    ) order by t.id) from teams t
-     where t.id in (select unnest(r.team_ids) from rows r)), '[]')::text as teams,
-    coalesce((select json_agg(json_build_object(
-        'id', c.id, 'organizationId', c.organization_id, 'name', c.name,
-        'description', c.description, 'mode', c.mode, 'sail', c.sail, 'marimo', c.marimo,
-        'workers', c.workers, 'env', c.env,
-        'createdAt', c.created_at, 'createdBy', c.created_by,
-        'updatedAt', c.updated_at, 'updatedBy', c.updated_by
-    ) order by c.id) from workload_configs c
-     where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
-    coalesce((select json_agg(json_build_object(
-        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
-        'organizationAdmin', m.organization_admin
-    ) order by m.id) from members m
-     where m.id in (select r.member_id from rows r
-                    union select r.created_by from rows r
-                    union select r.updated_by from rows r)), '[]')::text as members;
+),
+-- include: notebook_page_answer
+    (select count(*) from team) as total;
 
 -- name: api_notebook_describe
 -- Notebook `notebook_id` as a one-item page, if `member_id` may see it.
@@ -268,60 +174,9 @@ with visible as (
         or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
      order by v.created_at desc, v.id desc
      limit %(fetch)s
-), rows as (
-    select n.*, k.rn,
-           array(select nt.team_id from notebook_teams nt
-                  where nt.notebook_id = n.id order by nt.team_id) as team_ids
-      from keys k
-      join notebooks n on n.id = k.id
-     where k.rn <= %(limit)s
-)
-select
-    (select count(*) from visible) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select id from rows order by rn desc limit 1) as last_id,
-    coalesce((select json_agg(json_build_object(
-        'notebookId', r.id, 'teamIds', r.team_ids, 'workloadConfigId', r.workload_config_id
-    ) order by r.rn) from rows r), '[]')::text as items,
-    coalesce((select json_agg(json_build_object(
-        'id', r.id,
-        'organizationId', r.organization_id,
-        'memberId', r.member_id,
-        'workloadConfigId', r.workload_config_id,
-        'name', r.name,
-        'description', r.description,
-        'status', r.status,
-        'statusMessage', r.status_message,
-        'idleTimeoutSeconds', r.idle_timeout_seconds,
-        'detachedTimeoutSeconds', r.detached_timeout_seconds,
-        'lastActiveAt', r.last_active_at,
-        'sessionId', case when r.status in ('stopped', 'failed') then null else r.session_id end,
-        'createdAt', r.created_at,
-        'createdBy', r.created_by,
-        'updatedAt', r.updated_at,
-        'updatedBy', r.updated_by
-    ) order by r.rn) from rows r), '[]')::text as notebooks,
-    coalesce((select json_agg(json_build_object(
-        'id', t.id, 'organizationId', t.organization_id, 'name', t.name,
-        'createdAt', t.created_at, 'createdBy', t.created_by
-    ) order by t.id) from teams t
-     where t.id in (select unnest(r.team_ids) from rows r)), '[]')::text as teams,
-    coalesce((select json_agg(json_build_object(
-        'id', c.id, 'organizationId', c.organization_id, 'name', c.name,
-        'description', c.description, 'mode', c.mode, 'sail', c.sail, 'marimo', c.marimo,
-        'workers', c.workers, 'env', c.env,
-        'createdAt', c.created_at, 'createdBy', c.created_by,
-        'updatedAt', c.updated_at, 'updatedBy', c.updated_by
-    ) order by c.id) from workload_configs c
-     where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
-    coalesce((select json_agg(json_build_object(
-        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
-        'organizationAdmin', m.organization_admin
-    ) order by m.id) from members m
-     where m.id in (select r.member_id from rows r
-                    union select r.created_by from rows r
-                    union select r.updated_by from rows r)), '[]')::text as members;
+),
+-- include: notebook_page_answer
+    (select count(*) from visible) as total;
 
 -- name: api_notebook_access
 -- The notebook with what `member_id` may do to it ('owner', 'org_admin',

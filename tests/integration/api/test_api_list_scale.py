@@ -7,7 +7,7 @@ reference query says it should."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,6 @@ from scale_seed import (
     index_names,
     largest_sort,
     rows_removed,
-    scale_database,
     scans,
     subplan,
 )
@@ -39,24 +38,12 @@ from common.clock import FakeClock
 from common.db import open_pool
 from common.settings import Settings
 from common.tokens import hash_token, new_token, token_prefix
-from sql import query
+from sql import QUERIES_DIR, parse_blocks, query
 
 NB = "/api/v1/workloads/notebooks"
 LIMIT = 100
 PAGE = {"limit": LIMIT, "fetch": LIMIT + 1, "after_at": None, "after_id": None}
 PLANS = pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
-
-
-@pytest.fixture(scope="module")
-def scale_url(admin_dsn: str, pg_server: object, template_db: str) -> Iterator[str]:
-    with scale_database(admin_dsn, pg_server, template_db) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def conn(scale_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(scale_url, autocommit=True) as c:
-        yield c
 
 
 def page_params(member: str, *, see_all: bool, team: str | None = None, **more: Any) -> dict:
@@ -71,19 +58,19 @@ def page_params(member: str, *, see_all: bool, team: str | None = None, **more: 
     }
 
 
-def assert_no_jit(conn: psycopg.Connection[Any], plan: dict[str, Any]) -> None:
+def assert_no_jit(scale_conn: psycopg.Connection[Any], plan: dict[str, Any]) -> None:
     """Not compiled, nor costed where PostgreSQL's defaults would compile it
     (the old member list, about 950,000, cost 0.6 s of JIT per request)."""
     assert "JIT" not in plan
-    above = conn.execute("select current_setting('jit_above_cost')::float8").fetchone()
+    above = scale_conn.execute("select current_setting('jit_above_cost')::float8").fetchone()
     assert above is not None
     assert plan["Plan"]["Total Cost"] < min(above[0], 100_000)
 
 
 @PLANS
-def test_member_list_is_built_from_the_members_side(conn, generic: bool) -> None:
+def test_member_list_is_built_from_the_members_side(scale_conn, generic: bool) -> None:
     params = page_params(MEMBER, see_all=False)
-    plan = explain(conn, "api_notebook_page_member", params, generic=generic)
+    plan = explain(scale_conn, "api_notebook_page_member", params, generic=generic)
     used = index_names(plan["Plan"])
     assert {"notebooks_member_order", "team_memberships_member", "notebook_teams_team"} <= used
     assert "notebooks_org_order" not in used
@@ -91,12 +78,12 @@ def test_member_list_is_built_from_the_members_side(conn, generic: bool) -> None
     # The member sees 211 of 49,000: nothing near the org is read, filtered or sorted.
     assert rows_removed(plan["Plan"]) < 100
     assert largest_sort(plan["Plan"]) < 500
-    assert_no_jit(conn, plan)
+    assert_no_jit(scale_conn, plan)
 
 
 @PLANS
-def test_admin_list_pages_straight_off_the_org_index(conn, generic: bool) -> None:
-    first = conn.execute(
+def test_admin_list_pages_straight_off_the_org_index(scale_conn, generic: bool) -> None:
+    first = scale_conn.execute(
         "select created_at, id from notebooks where organization_id = %s and deleted_at is null"
         " order by created_at desc, id desc offset 20000 limit 1",
         (ORG,),
@@ -104,7 +91,7 @@ def test_admin_list_pages_straight_off_the_org_index(conn, generic: bool) -> Non
     assert first is not None
     for after in ({}, {"after_at": first[0], "after_id": first[1]}):
         params = page_params(ADMIN, see_all=True, **after)
-        plan = explain(conn, "api_notebook_page_org", params, generic=generic)
+        plan = explain(scale_conn, "api_notebook_page_org", params, generic=generic)
         keys = subplan(plan["Plan"], "CTE keys")
         read = scans(keys, "notebooks")
         assert {n.get("Index Name") for n in read if n["Actual Rows"]} == {"notebooks_org_order"}
@@ -113,26 +100,26 @@ def test_admin_list_pages_straight_off_the_org_index(conn, generic: bool) -> Non
         # No sort of the org's notebooks anywhere; `total` is a count (one
         # pass over the org, nothing kept).
         assert largest_sort(plan["Plan"]) <= LIMIT + 1
-        assert_no_jit(conn, plan)
+        assert_no_jit(scale_conn, plan)
 
 
 @PLANS
-def test_team_list_reads_the_teams_index(conn, generic: bool) -> None:
+def test_team_list_reads_the_teams_index(scale_conn, generic: bool) -> None:
     params = page_params(ADMIN, see_all=True, team=TEAM)
-    plan = explain(conn, "api_notebook_page_team", params, generic=generic)
+    plan = explain(scale_conn, "api_notebook_page_team", params, generic=generic)
     used = index_names(plan["Plan"])
     assert "notebook_teams_team" in used and "notebooks_org_order" not in used
     assert not [n for n in scans(plan["Plan"], "notebooks") if n["Node Type"] == "Seq Scan"]
     assert rows_removed(plan["Plan"]) < 100
     assert largest_sort(plan["Plan"]) < 500  # the team's 202, not the org's 49,000
-    assert_no_jit(conn, plan)
+    assert_no_jit(scale_conn, plan)
 
 
 @PLANS
-def test_history_page_reads_backwards_from_the_marker(conn, generic: bool) -> None:
+def test_history_page_reads_backwards_from_the_marker(scale_conn, generic: bool) -> None:
     """A notebook with 20,020 history rows: the page reads its 101 rows off
     an index, backwards from the marker; only `total` counts them all."""
-    newest = conn.execute(
+    newest = scale_conn.execute(
         "select id from notebook_events where notebook_id = %s"
         " order by id desc offset 5000 limit 1",
         (LONG_HISTORY,),
@@ -146,28 +133,28 @@ def test_history_page_reads_backwards_from_the_marker(conn, generic: bool) -> No
             "limit": LIMIT,
             "fetch": LIMIT + 1,
         }
-        plan = explain(conn, "api_notebook_events", params, generic=generic)
+        plan = explain(scale_conn, "api_notebook_events", params, generic=generic)
         read = scans(subplan(plan["Plan"], "CTE keys"), "notebook_events")
         assert read and all(n.get("Scan Direction") == "Backward" for n in read)
         assert sum(n["Actual Rows"] for n in read) <= LIMIT + 1
-        assert_no_jit(conn, plan)
+        assert_no_jit(scale_conn, plan)
 
 
-def test_config_in_use_and_its_foreign_key_use_the_index(conn, scale_url: str) -> None:
+def test_config_in_use_and_its_foreign_key_use_the_index(scale_conn, scale_url: str) -> None:
     """api_config_in_use asks about deleted notebooks too, and so does the
     foreign-key check of a config's delete: neither reads every notebook."""
-    conn.execute(
+    scale_conn.execute(
         "insert into workload_configs (id, organization_id, name) values ('C99', %s, 'unused')",
         (ORG,),
     )
-    plan = explain(conn, "api_config_in_use", {"config_id": "C99"})
+    plan = explain(scale_conn, "api_config_in_use", {"config_id": "C99"})
     assert index_names(plan["Plan"]) == {"notebooks_config"}
     assert not [n for n in scans(plan["Plan"], "notebooks") if n["Node Type"] == "Seq Scan"]
 
     # Statistics land in shared memory when a backend flushes them: this
     # one's pending counts first, then a session of its own for the delete.
-    conn.execute("select pg_stat_force_next_flush()")
-    conn.execute("select 1")
+    scale_conn.execute("select pg_stat_force_next_flush()")
+    scale_conn.execute("select 1")
     with psycopg.connect(scale_url, autocommit=True) as own:
 
         def seq_scans() -> int:
@@ -185,10 +172,10 @@ def test_config_in_use_and_its_foreign_key_use_the_index(conn, scale_url: str) -
         assert seq_scans() == before
 
 
-def test_member_pages_have_indexes_in_their_order(conn) -> None:
+def test_member_pages_have_indexes_in_their_order(scale_conn) -> None:
     """api_member_page and api_team_member_page filter and order by these."""
     defs = dict(
-        conn.execute(
+        scale_conn.execute(
             "select indexname, indexdef from pg_indexes"
             " where indexname in ('members_org_order', 'team_memberships_team_order')"
         ).fetchall()
@@ -225,16 +212,13 @@ PAGES = (
 
 
 def test_every_page_builds_its_answer_alike_in_one_parse() -> None:
-    """The four statements of a notebook page (one plan each) repeat the same
-    text from `rows` on: they must not drift apart. And each stays short
-    enough for psycopg to keep it parsed: past 4096 bytes it parses it again
-    on every call (a tenth of a millisecond of the API's CPU per page)."""
-
-    def answer(sql: str) -> tuple[str, str]:
-        rows, _, select = sql[sql.index("), rows as (") :].partition("\nselect\n")
-        return rows, select[select.index("as total,") :]
-
-    assert len({answer(query(name)) for name in PAGES}) == 1
+    """The four statements of a notebook page (one plan each) build their
+    answer from one fragment, so they cannot drift apart. And each stays
+    short enough for psycopg to keep it parsed: past 4096 bytes it parses it
+    again on every call (a tenth of a millisecond of the API's CPU per page)."""
+    named, fragments = parse_blocks((QUERIES_DIR / "api_notebooks.sql").read_text())
+    assert all("-- include: notebook_page_answer" in named[name] for name in PAGES)
+    assert all(fragments["notebook_page_answer"] in query(name) for name in PAGES)
     longest = getattr(getattr(psycopg, "_queries", None), "MAX_CACHED_STATEMENT_LENGTH", 4096)
     assert all(len(query(name).encode()) <= longest for name in PAGES)
 
@@ -289,8 +273,8 @@ async def client(scale_url: str, tmp_path: Path) -> AsyncIterator[TestClient]:
         yield test_client
 
 
-def reference(conn, org: str, me: str, see_all: bool, team: str | None) -> list[dict]:
-    with conn.cursor(row_factory=dict_row) as cur:
+def reference(scale_conn, org: str, me: str, see_all: bool, team: str | None) -> list[dict]:
+    with scale_conn.cursor(row_factory=dict_row) as cur:
         cur.execute(REFERENCE, {"org": org, "me": me, "see_all": see_all, "team": team})
         return cur.fetchall()
 
@@ -307,9 +291,9 @@ VIEWS = [
 
 @pytest.mark.parametrize(("who", "org", "see_all", "team", "limit", "pages"), VIEWS)
 async def test_lists_answer_as_the_reference_query(
-    client, conn, tokens, who, org, see_all, team, limit, pages
+    client, scale_conn, tokens, who, org, see_all, team, limit, pages
 ) -> None:
-    expected = reference(conn, org, who, see_all, team)
+    expected = reference(scale_conn, org, who, see_all, team)
     assert expected
     url = f"/api/v1/workloads/teams/{team}/notebooks" if team else NB
     seen: list[dict] = []
@@ -337,15 +321,15 @@ async def test_lists_answer_as_the_reference_query(
     assert len(seen) == min(len(expected), pages * limit)
 
 
-async def test_describe_and_history_answer_as_before(client, conn, tokens) -> None:
-    visible = reference(conn, ORG, MEMBER, False, None)[5]["notebookId"]
-    hidden = conn.execute(
+async def test_describe_and_history_answer_as_before(client, scale_conn, tokens) -> None:
+    visible = reference(scale_conn, ORG, MEMBER, False, None)[5]["notebookId"]
+    hidden = scale_conn.execute(
         "select id from notebooks where organization_id = %s and deleted_at is null"
         " and member_id <> %s and id not in (select notebook_id from notebook_teams)"
         " limit 1",
         (ORG, MEMBER),
     ).fetchone()
-    deleted = conn.execute(
+    deleted = scale_conn.execute(
         "select id from notebooks where deleted_at is not null limit 1"
     ).fetchone()
     assert hidden is not None and deleted is not None
@@ -359,7 +343,7 @@ async def test_describe_and_history_answer_as_before(client, conn, tokens) -> No
 
     history = [
         r[0]
-        for r in conn.execute(
+        for r in scale_conn.execute(
             "select e.id::text from notebook_events e where e.notebook_id = %s order by e.id desc",
             (LONG_HISTORY,),
         )

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import psycopg
 import pytest
 from prometheus_client import REGISTRY
 from scale_seed import (
@@ -22,7 +20,6 @@ from scale_seed import (
     largest_sort,
     nodes,
     rows_removed,
-    scale_database,
     scans,
 )
 
@@ -31,18 +28,6 @@ from reconciler import metrics, sweep
 from sql import query
 
 PLANS = pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
-
-
-@pytest.fixture(scope="module")
-def scale_url(admin_dsn: str, pg_server: object, template_db: str) -> Iterator[str]:
-    with scale_database(admin_dsn, pg_server, template_db) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def conn(scale_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(scale_url, autocommit=True) as c:
-        yield c
 
 
 def assert_reads_only(plan: dict[str, Any], index: str, most: int) -> None:
@@ -57,14 +42,14 @@ def assert_reads_only(plan: dict[str, Any], index: str, most: int) -> None:
 
 
 @PLANS
-def test_the_sweeps_queries_read_their_partial_indexes(conn, generic: bool) -> None:
+def test_the_sweeps_queries_read_their_partial_indexes(scale_conn, generic: bool) -> None:
     # The seed's 1,150 unsettled (1,000 deleted, not yet torn down) of 50,000.
-    unsettled = explain(conn, "reconciler_sweep_unsettled", {"limit": 1000}, generic=generic)
+    unsettled = explain(scale_conn, "reconciler_sweep_unsettled", {"limit": 1000}, generic=generic)
     assert_reads_only(unsettled, "notebooks_sweep_unsettled", 1150)
     assert unsettled["Plan"]["Actual Rows"] == 1000
     for after in ("", "N8"):
         page = explain(
-            conn, "reconciler_sweep_page", {"after": after, "limit": 1000}, generic=generic
+            scale_conn, "reconciler_sweep_page", {"after": after, "limit": 1000}, generic=generic
         )
         assert_reads_only(page, "notebooks_sweep_page", 1000)
         assert page["Plan"]["Actual Rows"] == 1000
@@ -84,23 +69,23 @@ def _where(name: str) -> str:
         ("notebooks_sweep_page", "reconciler_sweep_page", "id"),
     ],
 )
-def test_each_sweep_index_is_its_querys_where(conn, index: str, name: str, key: str) -> None:
+def test_each_sweep_index_is_its_querys_where(scale_conn, index: str, name: str, key: str) -> None:
     """PostgreSQL uses a partial index only when it can prove the query's
     condition implies the index's: an index built from the query's WHERE,
     now, must be the one the migration made (as PostgreSQL prints both)."""
-    with conn.transaction(force_rollback=True):
-        conn.execute(f"create index now_from_query on notebooks ({key}) where {_where(name)}")
+    with scale_conn.transaction(force_rollback=True):
+        scale_conn.execute(f"create index now_from_query on notebooks ({key}) where {_where(name)}")
         made, wanted = (
-            conn.execute("select pg_get_indexdef(%s::regclass)", (i,)).fetchone()[0]  # type: ignore[index]
+            scale_conn.execute("select pg_get_indexdef(%s::regclass)", (i,)).fetchone()[0]  # type: ignore[index]
             for i in ("now_from_query", index)
         )
     assert made.replace("now_from_query", index) == wanted
 
 
 @PLANS
-def test_provisioned_since_reads_the_notebooks_history_by_time(conn, generic: bool) -> None:
+def test_provisioned_since_reads_the_notebooks_history_by_time(scale_conn, generic: bool) -> None:
     """Asked at a start's deadline: has it been running since it was asked?"""
-    ran, last = conn.execute(
+    ran, last = scale_conn.execute(
         "select max(created_at) filter (where to_status in ('running', 'idle', 'detached')),"
         " max(created_at) from notebook_events where notebook_id = %s",
         (NOTEBOOK,),
@@ -108,24 +93,27 @@ def test_provisioned_since_reads_the_notebooks_history_by_time(conn, generic: bo
     assert ran < last  # the seed's: ... starting, running, stopping, stopped
     for since, provisioned in ((ran, True), (last, False)):
         params = {"id": NOTEBOOK, "since": since}
-        plan = explain(conn, "reconciler_provisioned_since", params, generic=generic)
+        plan = explain(scale_conn, "reconciler_provisioned_since", params, generic=generic)
         assert index_names(plan["Plan"]) == {"notebook_events_notebook_time"}
         read = scans(plan["Plan"], "notebook_events")
         # Only the events since then: one at most; not the notebook's 20,
         # nor the table's million.
         assert sum(n["Actual Rows"] for n in read) + rows_removed(plan["Plan"]) <= 1
-        answer = conn.execute(query("reconciler_provisioned_since"), params).fetchone()
+        answer = scale_conn.execute(query("reconciler_provisioned_since"), params).fetchone()
         assert answer == (provisioned,)
 
 
 @PLANS
-def test_purging_expired_tokens_reads_the_expiry_index(conn, generic: bool) -> None:
+def test_purging_expired_tokens_reads_the_expiry_index(scale_conn, generic: bool) -> None:
     """Steady state: a purge a minute finds a few tokens just past their grace
     (19 here) among 10,000, most without an expiry."""
     before = datetime.fromisoformat("2026-01-01T00:01:00+00:00")
-    with conn.transaction(force_rollback=True):
+    with scale_conn.transaction(force_rollback=True):
         plan = explain(
-            conn, "reconciler_purge_api_tokens", {"before": before, "limit": 1000}, generic=generic
+            scale_conn,
+            "reconciler_purge_api_tokens",
+            {"before": before, "limit": 1000},
+            generic=generic,
         )
     lock = next(n for n in nodes(plan["Plan"]) if n["Node Type"] == "LockRows")
     assert index_names(lock) == {"api_tokens_expiry"}  # which ones: by the index

@@ -1,0 +1,43 @@
+"""Named queries and the fragments they share (sql/__init__.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sql import parse_named_queries, queries
+
+TEXT = """-- preamble
+-- fragment: tail
+-- read by people, not sent
+rows as (select 1 as x)
+select x,
+
+-- name: first
+with a as (select 1),
+-- include: tail
+    1 as one;
+
+-- name: second
+with b as (select 2),
+  -- include: tail
+    2 as two;
+"""
+
+
+def test_a_fragment_is_put_in_place_of_each_include_without_its_comments() -> None:
+    named = parse_named_queries(TEXT)
+    assert named == {
+        "first": "with a as (select 1),\nrows as (select 1 as x)\nselect x,\n    1 as one",
+        "second": "with b as (select 2),\nrows as (select 1 as x)\nselect x,\n    2 as two",
+    }
+
+
+def test_an_include_of_no_fragment_and_a_name_given_twice_are_errors() -> None:
+    with pytest.raises(ValueError, match="no fragment 'missing'"):
+        parse_named_queries("-- name: q\nselect\n-- include: missing\n1;\n")
+    with pytest.raises(ValueError, match="defined twice"):
+        parse_named_queries("-- fragment: q\n1\n-- name: q\nselect 1;\n")
+
+
+def test_no_loaded_query_keeps_an_include_line() -> None:
+    assert not [name for name, text in queries().items() if "-- include:" in text]
