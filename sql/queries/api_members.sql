@@ -2,7 +2,9 @@
 
 -- name: api_member_page
 -- Active members of the org (optionally only `member_id`), newest first.
-with visible as (
+-- `not materialized`: the page comes off the index in its order (migration
+-- 0012), and `total` counts apart, instead of sorting every row first.
+with visible as not materialized (
     select m.* from members m
      where m.organization_id = %(org_id)s and m.disabled_at is null
        and (%(member_id)s::text is null or m.id = %(member_id)s::text)
