@@ -115,7 +115,7 @@ async def locked(ctx: Ctx, notebook_id: str, allowed: frozenset[str]) -> dict[st
 async def visible(ctx: Ctx, notebook_id: str) -> None:
     """404 unless the caller may see the notebook; no lock (for reads)."""
     row = await ctx.one(
-        "api_notebook_visible", ctx.mine(id=notebook_id, org_admin=ctx.me.organization_admin)
+        "api_notebook_visible", ctx.mine(id=notebook_id, see_all=ctx.me.organization_admin)
     )
     if row is None or not row["visible"]:
         raise NotFound("No such notebook.", field="id")

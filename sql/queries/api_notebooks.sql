@@ -23,6 +23,17 @@
 -- named, never by walking the org's notebooks in order and probing each,
 -- which a generic plan would otherwise pick for the order and the limit.
 
+-- fragment: caller_sees_notebook
+-- The condition, after a `where` on notebook `n`, that the caller may see it:
+-- an org admin (`see_all`), its owner, or a member of a team it is shared
+-- with. One text for describe, the team's page and api_notebook_visible.
+       and (%(see_all)s
+            or n.member_id = %(member_id)s
+            or exists (select 1
+                         from notebook_teams nt
+                         join team_memberships tm on tm.team_id = nt.team_id
+                        where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+
 -- fragment: notebook_page_answer
 -- What the four page statements share, after their `keys` (id, created_at,
 -- rn: `limit` + 1 of them) and before their own `total`: the page's rows and
@@ -133,12 +144,7 @@ with team as materialized (
       join notebooks n on n.id = t.notebook_id
      where t.team_id = %(team_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
-       and (%(see_all)s
-            or n.member_id = %(member_id)s
-            or exists (select 1
-                         from notebook_teams nt
-                         join team_memberships tm on tm.team_id = nt.team_id
-                        where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+-- include: caller_sees_notebook
 ), keys as (
     select t.id, t.created_at, row_number() over (order by t.created_at desc, t.id desc) as rn
       from team t
@@ -157,12 +163,7 @@ with visible as (
       from notebooks n
      where n.organization_id = %(org_id)s
        and n.deleted_at is null
-       and (%(see_all)s
-            or n.member_id = %(member_id)s
-            or exists (select 1
-                         from notebook_teams nt
-                         join team_memberships tm on tm.team_id = nt.team_id
-                        where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+-- include: caller_sees_notebook
        and (%(team_id)s::text is null
             or exists (select 1 from notebook_teams nt
                         where nt.notebook_id = n.id and nt.team_id = %(team_id)s::text))
@@ -203,12 +204,7 @@ select n.status, n.session_id, n.workload_config_id, n.member_id,
 select exists (
     select 1 from notebooks n
      where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null
-       and (%(org_admin)s
-            or n.member_id = %(member_id)s
-            or exists (select 1
-                         from notebook_teams nt
-                         join team_memberships tm on tm.team_id = nt.team_id
-                        where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+-- include: caller_sees_notebook
 ) as visible;
 
 -- name: api_insert_notebook
