@@ -13,7 +13,7 @@ committed)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,13 +35,25 @@ async def held(settings: Settings, statement: str, *params: object) -> AsyncIter
         yield
 
 
-async def _write_then_revocation(
-    factory: Factory, write: asyncio.Future[Any], revoke: asyncio.Future[Any]
-) -> None:
-    """`write` is waiting on the holder; `revoke`, sent after it, must wait
-    for it too (it cannot answer while the write is uncommitted)."""
-    await until_waiting_on_locks(factory, 2, revoke, "the removal did not wait for the write")
-    assert not write.done()
+async def write_then_removal(
+    factory: Factory,
+    settings: Settings,
+    hold: tuple[str, object],
+    write: Callable[[], Awaitable[Any]],
+    removal: Callable[[], Awaitable[Any]],
+) -> tuple[Any, Any]:
+    """`write` waits on what `hold` (a statement and its parameter) holds,
+    its role already checked; `removal`, sent then, must wait for it too,
+    and answer only after the write has committed. Both answers."""
+    async with held(settings, *hold):
+        writing = asyncio.ensure_future(write())
+        await until_waiting_on_locks(factory, 1, writing, "the write did not wait")
+        removing = asyncio.ensure_future(removal())
+        await until_waiting_on_locks(factory, 2, removing, "the removal did not wait")
+        assert not writing.done()
+    done, _ = await asyncio.wait({writing, removing}, return_when=asyncio.FIRST_COMPLETED)
+    assert writing in done, "the removal answered before the write made with the role committed"
+    return await writing, await removing
 
 
 async def test_removing_a_team_admin_waits_for_their_membership_change_in_flight(
@@ -52,16 +64,14 @@ async def test_removing_a_team_admin_waits_for_their_membership_change_in_flight
     factory.join(team, lead, "admin")
     newcomer = factory.member(world.org)
     url = f"{V1}/teams/{team}/members"
-    async with held(settings, "select 1 from members where id = %s for update", newcomer.id):
-        grant = asyncio.ensure_future(
-            client.put(f"{url}/{newcomer.id}", json={"role": "admin"}, headers=lead.auth)
-        )
-        await until_waiting_on_locks(factory, 1, grant, "the grant did not wait")
-        removal = asyncio.ensure_future(client.delete(f"{url}/{lead.id}", headers=world.admin.auth))
-        await _write_then_revocation(factory, grant, removal)
-    done, _ = await asyncio.wait({grant, removal}, return_when=asyncio.FIRST_COMPLETED)
-    assert grant in done, "the removal answered before the grant made with the role committed"
-    assert (await grant).status == 200 and (await removal).status == 204
+    grant, removal = await write_then_removal(
+        factory,
+        settings,
+        ("select 1 from members where id = %s for update", newcomer.id),
+        lambda: client.put(f"{url}/{newcomer.id}", json={"role": "admin"}, headers=lead.auth),
+        lambda: client.delete(f"{url}/{lead.id}", headers=world.admin.auth),
+    )
+    assert grant.status == 200 and removal.status == 204
     # Afterwards the former admin changes nothing.
     late = await client.put(f"{url}/{newcomer.id}", json={"role": "viewer"}, headers=lead.auth)
     assert late.status == 403, await body_of(late)
@@ -100,17 +110,13 @@ async def test_removing_a_team_editor_waits_for_their_start_in_flight(
         "insert into pgqueuer (priority, entrypoint, payload, status, execute_after, dedupe_key)"
         " values (0, 'reconcile', ''::bytea, 'queued', now(), %s)"
     )
-    async with held(settings, job, reconcile_dedupe_key(notebook)):
-        start = asyncio.ensure_future(
-            client.post(f"{V1}/workloads/notebooks/{notebook}/start", headers=editor.auth)
-        )
-        await until_waiting_on_locks(factory, 1, start, "the start did not wait")
-        removal = asyncio.ensure_future(
-            client.delete(f"{V1}/teams/{team}/members/{editor.id}", headers=world.admin.auth)
-        )
-        await _write_then_revocation(factory, start, removal)
-    done, _ = await asyncio.wait({start, removal}, return_when=asyncio.FIRST_COMPLETED)
-    assert start in done, "the removal answered before the start made with the role committed"
-    assert (await start).status == 202 and (await removal).status == 204
+    start, removal = await write_then_removal(
+        factory,
+        settings,
+        (job, reconcile_dedupe_key(notebook)),
+        lambda: client.post(f"{V1}/workloads/notebooks/{notebook}/start", headers=editor.auth),
+        lambda: client.delete(f"{V1}/teams/{team}/members/{editor.id}", headers=world.admin.auth),
+    )
+    assert start.status == 202 and removal.status == 204
     late = await client.post(f"{V1}/workloads/notebooks/{notebook}/stop", headers=editor.auth)
     assert late.status == 404, await body_of(late)  # no longer shared with them at all
