@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +15,7 @@ import psycopg
 
 from common.clock import FakeClock
 from common.ids import new_id
+from common.settings import Settings
 from common.tokens import hash_token, new_token, token_prefix
 
 
@@ -197,3 +200,34 @@ async def until_waiting_on_locks(factory: Factory, n: int, pending: Any, what: s
 async def body_of(resp: Any) -> Any:
     text = await resp.text()
     return json.loads(text) if text else None
+
+
+@asynccontextmanager
+async def held(settings: Settings, statement: str, *params: object) -> AsyncIterator[None]:
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder, holder.transaction(force_rollback=True):
+        await holder.execute(statement, params)
+        yield
+
+
+async def write_then_removal(
+    factory: Factory,
+    settings: Settings,
+    hold: tuple[str, object],
+    write: Callable[[], Awaitable[Any]],
+    removal: Callable[[], Awaitable[Any]],
+) -> tuple[Any, Any]:
+    """`write` waits mid-transaction on what `hold` (a statement and its
+    parameter, run in another transaction) holds, its access already
+    checked; `removal` (a revocation, a disabling, a member taken off a
+    team), sent then, must wait for it too, and answer only after the write
+    has committed. Both answers."""
+    async with held(settings, *hold):
+        writing = asyncio.ensure_future(write())
+        await until_waiting_on_locks(factory, 1, writing, "the write did not wait")
+        removing = asyncio.ensure_future(removal())
+        await until_waiting_on_locks(factory, 2, removing, "the revocation did not wait")
+        assert not writing.done()
+    done, _ = await asyncio.wait({writing, removing}, return_when=asyncio.FIRST_COMPLETED)
+    assert writing in done, "the revocation answered before the write committed"
+    return await writing, await removing

@@ -13,29 +13,29 @@ mid-transaction, while the revocation is sent."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
-from api_factories import Factory, Member, World, body_of, until_waiting_on_locks
+from api_factories import (
+    Factory,
+    Member,
+    World,
+    body_of,
+    held,
+    until_waiting_on_locks,
+    write_then_removal,
+)
 
 from cli.main import main
 from common.settings import Settings
 from sql import query
 
 V1 = "/api/v1"
-
-
-@asynccontextmanager
-async def held_org(settings: Settings, org: str) -> AsyncIterator[None]:
-    connect = psycopg.AsyncConnection.connect(settings.database_url)
-    async with await connect as holder, holder.transaction():
-        await holder.execute("select 1 from organizations where id = %s for update", (org,))
-        yield
+HOLD_ORG = "select 1 from organizations where id = %s for update"
 
 
 async def revoked_mid_write(
@@ -45,25 +45,22 @@ async def revoked_mid_write(
     caller: Member,
     revoke: Callable[[], Awaitable[Any]],
 ) -> tuple[Any, Any]:
-    """`caller`'s team creation waits mid-transaction; `revoke` is sent
-    meanwhile and must wait for it to commit. Both answers."""
+    """`caller`'s team creation waits mid-transaction (at its foreign key to
+    the organization, held); `revoke` is sent meanwhile and must wait for it
+    to commit. Both answers."""
     # Used just now: the write does not touch last_used_at, an update that
     # would lock the token row for a reason of its own.
     factory.conn.execute(
         "update api_tokens set last_used_at = %s where member_id = %s",
         (factory.clock.now(), caller.id),
     )
-    async with held_org(settings, caller.org):
-        write = asyncio.ensure_future(
-            client.post(f"{V1}/teams", json={"name": "made in flight"}, headers=caller.auth)
-        )
-        await until_waiting_on_locks(factory, 1, write, "the write did not wait")
-        revocation = asyncio.ensure_future(revoke())
-        await until_waiting_on_locks(factory, 2, revocation, "the revocation did not wait")
-        assert not write.done()
-    done, _ = await asyncio.wait({write, revocation}, return_when=asyncio.FIRST_COMPLETED)
-    assert write in done, "the revocation answered before the write committed"
-    return await write, await revocation
+    return await write_then_removal(
+        factory,
+        settings,
+        (HOLD_ORG, caller.org),
+        lambda: client.post(f"{V1}/teams", json={"name": "made in flight"}, headers=caller.auth),
+        revoke,
+    )
 
 
 async def test_disabling_a_member_waits_for_their_writes_in_flight(
@@ -215,7 +212,7 @@ async def test_a_write_in_flight_does_not_hold_back_other_requests_with_its_toke
     """last_used_at is written after the write's transaction, not inside it,
     where it would hold the token's row until the write commits."""
     second = factory.member(world.org, admin=True)  # never used: last_used_at is stale
-    async with held_org(settings, second.org):
+    async with held(settings, HOLD_ORG, second.org):
         write = asyncio.ensure_future(
             client.post(f"{V1}/teams", json={"name": "slow"}, headers=second.auth)
         )

@@ -13,47 +13,14 @@ committed)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
 
-import psycopg
 from aiohttp.test_utils import TestClient
-from api_factories import Factory, World, body_of, until_waiting_on_locks
+from api_factories import Factory, World, body_of, held, until_waiting_on_locks, write_then_removal
 
 from common.jobs import reconcile_dedupe_key
 from common.settings import Settings
 
 V1 = "/api/v1"
-
-
-@asynccontextmanager
-async def held(settings: Settings, statement: str, *params: object) -> AsyncIterator[None]:
-    connect = psycopg.AsyncConnection.connect(settings.database_url)
-    async with await connect as holder, holder.transaction(force_rollback=True):
-        await holder.execute(statement, params)
-        yield
-
-
-async def write_then_removal(
-    factory: Factory,
-    settings: Settings,
-    hold: tuple[str, object],
-    write: Callable[[], Awaitable[Any]],
-    removal: Callable[[], Awaitable[Any]],
-) -> tuple[Any, Any]:
-    """`write` waits on what `hold` (a statement and its parameter) holds,
-    its role already checked; `removal`, sent then, must wait for it too,
-    and answer only after the write has committed. Both answers."""
-    async with held(settings, *hold):
-        writing = asyncio.ensure_future(write())
-        await until_waiting_on_locks(factory, 1, writing, "the write did not wait")
-        removing = asyncio.ensure_future(removal())
-        await until_waiting_on_locks(factory, 2, removing, "the removal did not wait")
-        assert not writing.done()
-    done, _ = await asyncio.wait({writing, removing}, return_when=asyncio.FIRST_COMPLETED)
-    assert writing in done, "the removal answered before the write made with the role committed"
-    return await writing, await removing
 
 
 async def test_removing_a_team_admin_waits_for_their_membership_change_in_flight(
