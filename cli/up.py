@@ -30,6 +30,7 @@ from cli.bootstrap import (
 from cli.database import CliError, data_dir_from_env, embedded, refuse_embedded_if_required
 from cli.supervisor import Backoff, ProcessSpec, Supervisor, specs_from_procfile
 from common.logging import configure_logging
+from common.notebook_origin import public_scheme
 from common.settings import Settings
 from sql.migrate import migrate
 
@@ -73,12 +74,12 @@ def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[s
     env["NOTEBOOKS_DATA_DIR"] = str(data_dir)
     env.update(ensure_keys(data_dir, env))
     # Plain http (the local default): a Secure cookie would never come back.
-    # Behind https, cookies stay Secure as everywhere else. The cookie is set
-    # on a notebook's own host when there is one, else on the public origin.
-    where = env.get("NOTEBOOKS_PROXY_NOTEBOOK_URL", "").strip() or env.get(
-        "NOTEBOOKS_PROXY_PUBLIC_URL", ""
+    # Behind https (browsers reach notebooks so), cookies stay Secure.
+    scheme = public_scheme(
+        env.get("NOTEBOOKS_PROXY_PUBLIC_URL", "").strip(),
+        env.get("NOTEBOOKS_PROXY_NOTEBOOK_URL", "").strip(),
     )
-    if not where.strip().lower().startswith("https:"):
+    if scheme != "https":
         env.setdefault("NOTEBOOKS_COOKIE_SECURE", "false")
     env.setdefault("NOTEBOOKS_RUNTIME", "local")
     # Children log to the same terminal; make their Python unbuffered.

@@ -179,6 +179,12 @@ with visible as (
 -- include: notebook_page_answer
     (select count(*) from visible) as total;
 
+-- fragment: best_team_role
+-- The best of the roles `tm.role` a member's teams give on a notebook
+-- (admin > editor > viewer); null when none does.
+       case max(case tm.role when 'admin' then 3 when 'editor' then 2 else 1 end)
+         when 3 then 'admin' when 2 then 'editor' when 1 then 'viewer' end
+
 -- name: api_notebook_access
 -- The notebook with what `member_id` may do to it ('owner', 'org_admin',
 -- 'admin', 'editor', 'viewer'; null = may not see it), locked for the
@@ -186,9 +192,8 @@ with visible as (
 select n.status, n.session_id, n.workload_config_id, n.member_id,
        case when n.member_id = %(member_id)s then 'owner'
             when %(org_admin)s then 'org_admin'
-            else (select case max(case tm.role when 'admin' then 3
-                                               when 'editor' then 2 else 1 end)
-                           when 3 then 'admin' when 2 then 'editor' when 1 then 'viewer' end
+            else (select
+-- include: best_team_role
                     from notebook_teams nt
                     join team_memberships tm on tm.team_id = nt.team_id
                    where nt.notebook_id = n.id and tm.member_id = %(member_id)s)
@@ -196,6 +201,24 @@ select n.status, n.session_id, n.workload_config_id, n.member_id,
   from notebooks n
  where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null
    for update of n;
+
+-- name: api_notebook_team_access
+-- The best role the member's teams give on the notebook, with those
+-- memberships and the notebook's links to them share-locked (after the
+-- notebook's own lock, api_notebook_access): removing the member from the
+-- team, demoting them, or unsharing the notebook waits for this write, and a
+-- write arriving after such a change sees it. Null: no team gives any.
+with grants as (
+    select tm.role
+      from notebook_teams nt
+      join team_memberships tm on tm.team_id = nt.team_id
+     where nt.notebook_id = %(id)s and tm.member_id = %(member_id)s
+       for share of nt, tm
+)
+select
+-- include: best_team_role
+       as access
+  from grants tm;
 
 -- name: api_notebook_visible
 -- Whether `member_id` may see the notebook at all, as api_notebook_access

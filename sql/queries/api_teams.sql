@@ -47,23 +47,6 @@ select member_id, role from team_memberships
  order by member_id
    for update;
 
--- name: api_notebook_team_access
--- The best role the member's teams give on the notebook, with those
--- memberships and the notebook's links to them share-locked (after the
--- notebook's own lock, api_notebook_access): removing the member from the
--- team, demoting them, or unsharing the notebook waits for this write, and a
--- write arriving after such a change sees it. Null: no team gives any.
-with grants as (
-    select tm.role
-      from notebook_teams nt
-      join team_memberships tm on tm.team_id = nt.team_id
-     where nt.notebook_id = %(id)s and tm.member_id = %(member_id)s
-       for share of nt, tm
-)
-select case max(case role when 'admin' then 3 when 'editor' then 2 else 1 end)
-         when 3 then 'admin' when 2 then 'editor' when 1 then 'viewer' end as access
-  from grants;
-
 -- name: api_insert_team
 insert into teams (id, organization_id, name, created_at, created_by)
 values (%(id)s, %(org_id)s, %(name)s, %(now)s, %(member_id)s)
