@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 
 import psycopg
@@ -21,6 +23,7 @@ from api.errors import UNIQUE_CONFLICTS, ApiError, problem_response, to_response
 from api.markers import Markers
 from api.openapi import build_document
 from api.routes import BASE, OPS
+from common import unrouted
 from common.clock import Clock, SystemClock
 from common.db import UNAVAILABLE, open_pool
 from common.logging import configure_logging
@@ -216,25 +219,40 @@ async def _index(_: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
+def secure_answer(headers: MutableMapping[str, str], policy: str, *, api: bool) -> None:
+    """The headers every answer of the API carries: the console's files and
+    the API's JSON alike (the console's page is also served as
+    /static/index.html, which must not be framed or run foreign scripts
+    either, nor be reachable from a window it did not open), and aiohttp's
+    own answers to what it cannot parse (common.unrouted). No `Server`
+    banner: the version of aiohttp is nobody's business."""
+    headers.pop("Server", None)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Content-Security-Policy"] = policy
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    # The API's answers never stay on disk (names, emails, tokens); the
+    # console's files are revalidated every time (304s), so a deploy
+    # never pairs a new page with old modules.
+    if "Cache-Control" not in headers:
+        headers["Cache-Control"] = "no-store" if api else "no-cache"
+
+
 def _on_prepare(policy: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        # Every answer, the console's files and the API's JSON alike: the
-        # console's page is also served as /static/index.html, which must
-        # not be framed or run foreign scripts either, nor be reachable
-        # from a window it did not open (a notebook's popup).
-        headers = response.headers
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers["Content-Security-Policy"] = policy
-        headers["Cross-Origin-Opener-Policy"] = "same-origin"
-        # The API's answers never stay on disk (names, emails, tokens); the
-        # console's files are revalidated every time (304s), so a deploy
-        # never pairs a new page with old modules.
-        if "Cache-Control" not in headers:
-            api = request.path.startswith(BASE + "/")
-            headers["Cache-Control"] = "no-store" if api else "no-cache"
+        secure_answer(response.headers, policy, api=request.path.startswith(BASE + "/"))
 
     return on_prepare
+
+
+def unparsed_problem(plain: web.Response) -> web.Response:
+    """aiohttp's plain-text answer to a request it could not parse, as
+    problem+json. Its text is not passed on: it quotes the request's bytes."""
+    if plain.status == 400:
+        return problem_response(
+            400, "malformed_request", "Malformed request", "The request is not valid HTTP/1.1."
+        )
+    return problem_response(plain.status, "internal_error", "Internal error", "Internal error.")
 
 
 def create_app(
@@ -283,16 +301,51 @@ def create_app(
     return app
 
 
+async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, asyncio.Server]:
+    """`app` on host:port (the OS's choice when 0), with aiohttp's own answers
+    finished like the app's (common.unrouted). Close the server, then clean
+    the runner up."""
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+    )
+    await runner.setup()
+    assert runner.server is not None
+    settings = app[SETTINGS]
+    policy = console_policy(settings.proxy_public_url, settings.proxy_notebook_url)
+    protocol = unrouted.handlers(
+        runner.server,
+        lambda answer: secure_answer(answer.headers, policy, api=True),
+        unparsed_problem,
+    )
+    try:
+        server = await asyncio.get_running_loop().create_server(
+            protocol, host, port, reuse_address=True
+        )
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, server
+
+
+async def _serve(settings: Settings) -> None:
+    runner, server = await start(
+        create_app(settings, metrics_port=settings.api_metrics_port),
+        settings.api_host,
+        settings.api_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        server.close()  # no new connections; those open finish (runner.cleanup)
+        await runner.cleanup()
+
+
 def main(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM (aiohttp's run_app handles both cleanly)."""
+    """Serve until SIGINT/SIGTERM: requests in flight get SHUTDOWN_TIMEOUT_SECONDS."""
     configure_logging(settings.log_format, settings.log_level)
     log.info("api_starting", host=settings.api_host, port=settings.api_port)
-    web.run_app(
-        create_app(settings, metrics_port=settings.api_metrics_port),
-        host=settings.api_host,
-        port=settings.api_port,
-        access_log=None,
-        print=None,
-        handle_signals=True,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-    )
+    asyncio.run(_serve(settings))
