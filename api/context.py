@@ -80,9 +80,10 @@ def bearer_token(request: web.Request) -> str:
     token = token.strip()
     # Printable ASCII only: our tokens are, and a header's other bytes reach
     # here as surrogates that no hash would take.
-    printable = token.isascii() and token.isprintable() and " " not in token
-    if scheme.lower() != "bearer" or not printable or len(token) > 256:
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Send an API token as 'Authorization: Bearer <token>'.")
+    if not (token.isascii() and token.isprintable()) or " " in token or len(token) > 256:
+        raise invalid_token()  # sent, and no token of ours looks like it
     return token
 
 
@@ -132,8 +133,8 @@ def revokes_access(handler: Handler) -> Handler:
 
 
 def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Wrap a handler: authenticate, then run it in one transaction (reads
-    that are a single statement run without an explicit one)."""
+    """Wrap a handler: authenticate, then run it in one transaction (GET and
+    HEAD run without an explicit one: each page is one statement)."""
     lock = not getattr(handler, "revokes_access", False)
 
     async def wrapped(request: web.Request) -> web.StreamResponse:

@@ -75,12 +75,11 @@ class Op:
 
     @property
     def checked_handler(self) -> Handler:
-        """The handler behind the checks every route of its kind gets."""
-        if self.method == "GET":
-            return query_checked(self.handler, PAGE_PARAMETERS if self.paginated else frozenset())
-        if self.method == "DELETE":
-            return bodiless(self.handler)
-        return self.handler
+        """The handler behind the checks every route of its kind gets: the
+        query first (lists take a page's parameters, every other route
+        none), then a DELETE's body."""
+        handler = bodiless(self.handler) if self.method == "DELETE" else self.handler
+        return query_checked(handler, PAGE_PARAMETERS if self.paginated else frozenset())
 
 
 # A table, one operation per entry: kept as written, not reformatted.

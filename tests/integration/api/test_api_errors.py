@@ -36,9 +36,14 @@ async def test_missing_and_unknown_tokens_are_401(client: TestClient) -> None:
     await problem(
         await client.get(NB, headers={"Authorization": "Basic eDp5"}), 401, "unauthorized"
     )
-    resp = await client.get(NB, headers={"Authorization": "Bearer nbk_nope"})
-    await problem(resp, 401, "invalid_token")
-    assert resp.headers["WWW-Authenticate"] == 'Bearer realm="notebooks", error="invalid_token"'
+    for sent in ("nbk_nope", "nbk_a b", "nbk_\u00e9", "nbk_" + "a" * 300):
+        resp = await client.get(NB, headers={"Authorization": f"Bearer {sent}"})
+        await problem(resp, 401, "invalid_token")
+        assert resp.headers["WWW-Authenticate"] == (
+            'Bearer realm="notebooks", error="invalid_token"'
+        )
+    resp = await client.get(NB, headers={"Authorization": "Bearer "})
+    await problem(resp, 401, "unauthorized")  # none sent
 
 
 async def test_revoked_token_and_disabled_member_stop_at_once(
@@ -182,6 +187,16 @@ async def test_query_parameters_a_route_does_not_take_or_given_twice_are_refused
     )
     assert (await client.get(f"{NB}?limit=5", headers=h)).status == 200
     assert (await client.get(f"{NB}/{world.notebook}", headers=h)).status == 200
+    # Writes take none either, and refuse before they change anything.
+    url = f"{NB}/{world.notebook}"
+    for method, path in (("POST", "/start"), ("PATCH", ""), ("DELETE", "")):
+        body = {"name": "renamed"} if method == "PATCH" else None
+        resp = await client.request(method, f"{url}{path}?force=1", json=body, headers=h)
+        await problem(resp, 400, "unknown_parameter", "force")
+        resp = await client.request(method, f"{url}{path}?force=1&force=2", json=body, headers=h)
+        await problem(resp, 400, "unknown_parameter", "force")
+    (nb,) = (await body_of(await client.get(url, headers=h)))["included"]["notebooks"]
+    assert nb["status"] == "stopped" and nb["name"] != "renamed"
 
 
 async def test_a_body_that_does_not_decode_is_400_not_500(
@@ -261,7 +276,7 @@ async def test_a_token_that_is_not_text_is_401_not_500(client: TestClient) -> No
         await problem(
             await client.get(NB, headers={"Authorization": f"Bearer {token}"}),
             401,
-            "unauthorized",
+            "invalid_token",  # sent, and refused
         )
 
 
