@@ -22,6 +22,9 @@ from common.settings import Settings
 COOKIE_NAME = "notebooks_proxy_session"
 HOST_COOKIE_NAME = "__Host-" + COOKIE_NAME
 LIFETIME = timedelta(hours=12)
+# A sealed session is about 220 characters (five ids, a mode, a time, a MAC);
+# anything much longer is not ours, and is refused before any HMAC over it.
+MAX_SEALED_CHARS = 1024
 # v2 added the API token id; a v1 cookie no longer verifies (its member opens again).
 _PURPOSE = b"notebooks-proxy-cookie-v2"
 
@@ -70,7 +73,8 @@ def seal(session: ProxySession, secret: str) -> str:
 
 def unseal(value: str, secret: str) -> ProxySession | None:
     """The session in a cookie value, or None when it is forged or garbled."""
-    if not value.isascii():  # ours are base64url; aiohttp hands odd bytes on as surrogates
+    if len(value) > MAX_SEALED_CHARS or not value.isascii():
+        # Ours are short base64url; aiohttp hands odd bytes on as surrogates.
         return None
     payload, sep, mac = value.partition(".")
     if not sep:
@@ -111,12 +115,19 @@ def cookie_path(settings: Settings, notebook_id: str) -> str:
 
 class CookieCache:
     """Unsealing costs an HMAC and a JSON parse; a browser sends the same
-    value on every request, so remember the last few thousand verdicts."""
+    value on every request, so remember the last few thousand sessions.
+    Only sessions: values that unseal to nothing are anyone's to invent, and
+    remembering them would let a client fill the cache (and memory) with
+    garbage and push real sessions out."""
 
     def __init__(self, secret: str, size: int = 4096) -> None:
         self._secret = secret
         self._size = size
-        self._seen: dict[str, ProxySession | None] = {}
+        self._seen: dict[str, ProxySession] = {}
+
+    @property
+    def remembered(self) -> int:
+        return len(self._seen)
 
     def unseal(self, value: str) -> ProxySession | None:
         if not value:
@@ -126,6 +137,8 @@ class CookieCache:
         except KeyError:
             pass
         session = unseal(value, self._secret)
+        if session is None:
+            return None
         if len(self._seen) >= self._size:
             self._seen.pop(next(iter(self._seen)))
         self._seen[value] = session

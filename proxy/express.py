@@ -310,7 +310,9 @@ class ExpressConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
-        admitted = self._admit()
+        # A head that came whole in one read was never measured against
+        # MAX_HEAD (body bytes of that read count too: aiohttp takes those).
+        admitted = None if self._raw_size > MAX_HEAD else self._admit()
         if admitted is None:
             self._handing_off = True
             raise _Stop
@@ -388,7 +390,9 @@ class ExpressConnection(asyncio.Protocol):
         for name, value in self._headers:
             lower = name.lower()
             if lower == "host":
-                host = host or value  # the first, as aiohttp reads them
+                if host:
+                    return None  # two: aiohttp's path refuses them (400)
+                host = value
             elif lower == "cookie":
                 cookie = cookie or value
             elif lower == "transfer-encoding":
@@ -572,7 +576,8 @@ class ExpressConnection(asyncio.Protocol):
         self.lane.tally.responded(time.perf_counter() - self._started)
         self._raw = None  # the client is being answered: never replayed now
         self._responded = True
-        pairs = response_pairs(headers)
+        up = self._up
+        pairs = response_pairs(headers, f"http://{up.address.host_header}" if up else "")
         names = {name.lower() for name, _ in headers}
         has_length = "content-length" in names
         if not has_length and status not in (204, 304):

@@ -206,7 +206,9 @@ async def forward_http(
                 _CoalescedResponse if "Content-Length" in up.headers else web.StreamResponse
             )
             resp = response_class(
-                status=up.status, reason=up.reason, headers=downstream_response_headers(up.headers)
+                status=up.status,
+                reason=up.reason,
+                headers=downstream_response_headers(up.headers, str(url.origin())),
             )
             await resp.prepare(request)
             received = metrics.HTTP_TO_CLIENT

@@ -147,7 +147,15 @@ def request_pairs(
     return out
 
 
-def response_pairs(upstream: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+def response_pairs(
+    upstream: Sequence[tuple[str, str]], upstream_origin: str = ""
+) -> list[tuple[str, str]]:
+    """The headers a browser gets for Marimo's answer. `upstream_origin`
+    (`http://host:port`, as the proxy addressed Marimo) is cut from the
+    front of a `Location`: Marimo makes absolute redirects (a trailing
+    slash's) from the Host it was sent, its own address, which the browser
+    cannot reach and should not learn; the path alone resolves against the
+    proxy's origin, as nginx's `proxy_redirect default` does."""
     drop = HOP_BY_HOP | _RESPONSE_DROP | connection_tokens(upstream)
     out = []
     for key, value in upstream:
@@ -156,8 +164,19 @@ def response_pairs(upstream: Sequence[tuple[str, str]]) -> list[tuple[str, str]]
             continue
         if lower == "set-cookie" and marimo_cookie(_set_cookie_name(value)):
             continue
+        if lower == "location" and upstream_origin:
+            value = _local_location(value, upstream_origin)
         out.append((key, value))
     return out
+
+
+def _local_location(value: str, upstream_origin: str) -> str:
+    if value[: len(upstream_origin)].lower() != upstream_origin.lower():
+        return value
+    rest = value[len(upstream_origin) :]
+    if not rest:
+        return "/"
+    return rest if rest[0] in "/?#" else value  # not `http://host:80` + `80/...`
 
 
 def upstream_request_headers(incoming: CIMultiDictProxy[str], **kwargs: Any) -> CIMultiDict[str]:
@@ -165,8 +184,10 @@ def upstream_request_headers(incoming: CIMultiDictProxy[str], **kwargs: Any) -> 
     return CIMultiDict(request_pairs(list(incoming.items()), **kwargs))
 
 
-def downstream_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    return CIMultiDict(response_pairs(list(upstream.items())))
+def downstream_response_headers(
+    upstream: CIMultiDictProxy[str], upstream_origin: str = ""
+) -> CIMultiDict[str]:
+    return CIMultiDict(response_pairs(list(upstream.items()), upstream_origin))
 
 
 def security_headers(frame_ancestors: str) -> dict[str, str]:

@@ -80,6 +80,7 @@ class Upstream:
         base = f"/notebooks/{NB}"
         app.router.add_get(base + "/echo", self.echo)
         app.router.add_get(base + "/banner", self.banner)  # and HEAD
+        app.router.add_get(base + "/slash", self.slash)  # and HEAD
         app.router.add_get(base + "/stream", self.stream)
         app.router.add_post(base + "/upload", self.upload)
         app.router.add_post(base + "/upload-stream", self.upload_stream)
@@ -95,6 +96,10 @@ class Upstream:
         port = request.transport.get_extra_info("sockname")[1]
         self.seen.append(Seen(request.method, request.raw_path, pairs, port))
         return await handler(request)
+
+    async def slash(self, request: web.Request) -> web.Response:
+        """Starlette's trailing-slash redirect: absolute, from the Host sent."""
+        raise web.HTTPTemporaryRedirect(f"http://{request.host}{request.path}/")
 
     async def banner(self, _: web.Request) -> web.Response:
         """Headers an upstream may send that the client must not see as sent."""
@@ -930,6 +935,46 @@ def expected_upstream_headers(p: ProxyUnderTest, seen: Seen, mode: str) -> list[
 
 def member_for(p: ProxyUnderTest, mode: str) -> str:
     return p.world.owner if mode == "edit" else p.world.viewer
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])  # the lane, then aiohttp's path
+async def test_marimos_absolute_redirect_reaches_the_browser_as_a_path(echo, method: str) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = echo
+    cookie = await p.cookie(p.world.owner, "edit")
+    before = handoffs(p)
+    target = f"/notebooks/{NB}/slash"
+    async with raw_request(p, method, target, browser_headers(cookie)) as (resp, _):
+        assert resp.status == 307
+        assert resp.headers["Location"] == f"/notebooks/{NB}/slash/"
+    assert delta(handoffs(p), before) == ((1, 0) if method == "GET" else (0, 1))
+    assert len(upstream.seen) == 1
+
+
+async def test_two_host_headers_are_refused_on_either_path(echo) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = echo
+    cookie = await p.cookie(p.world.owner, "edit")
+    twice = [("Host", "elsewhere.example"), *browser_headers(cookie)]
+    async with raw_request(p, "GET", f"/notebooks/{NB}/echo", twice) as (resp, _):
+        assert resp.status == 400
+    assert upstream.seen == []
+
+
+async def test_a_head_over_max_head_in_one_read_is_left_to_aiohttp(echo) -> None:  # type: ignore[no-untyped-def]
+    """The lane holds a head up to MAX_HEAD, also when it came whole in one
+    read; past it, aiohttp's own limits judge it (here: it serves it)."""
+    upstream, p = echo
+    cookie = await p.cookie(p.world.owner, "edit")
+    filler = [(f"X-Filler-{i}", "f" * 8000) for i in range(9)]  # each line under aiohttp's 8190
+    before = handoffs(p)
+    async with raw_request(
+        p, "GET", f"/notebooks/{NB}/banner", [*browser_headers(cookie), *filler]
+    ) as (
+        resp,
+        _,
+    ):
+        assert resp.status == 200
+    assert delta(handoffs(p), before) == (0, 1)
+    assert [seen.path_qs for seen in upstream.seen] == [f"/notebooks/{NB}/banner"]
 
 
 @pytest.mark.parametrize("mode", ["edit", "view"])

@@ -8,7 +8,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.access import Target, target_from_row
-from proxy.cookie import ProxySession, seal, unseal
+from proxy.cookie import MAX_SEALED_CHARS, CookieCache, ProxySession, seal, unseal
 from proxy.headers import (
     cookie_value,
     downstream_response_headers,
@@ -94,6 +94,23 @@ def test_downstream_headers_hide_the_upstream() -> None:
     assert security_headers("https://app.example")["Content-Security-Policy"] == (
         "frame-ancestors https://app.example"
     )
+
+
+@pytest.mark.parametrize(
+    ("location", "browser_gets"),
+    [
+        ("http://127.0.0.1:46469/notebooks/N/api/x", "/notebooks/N/api/x"),
+        ("HTTP://127.0.0.1:46469/notebooks/N/?a=1", "/notebooks/N/?a=1"),
+        ("http://127.0.0.1:46469", "/"),
+        ("http://127.0.0.1:46469?x", "?x"),
+        ("http://127.0.0.1:464690/elsewhere", "http://127.0.0.1:464690/elsewhere"),
+        ("https://example.org/docs", "https://example.org/docs"),
+        ("/notebooks/N/", "/notebooks/N/"),
+    ],
+)
+def test_marimos_own_address_is_cut_from_a_redirect(location: str, browser_gets: str) -> None:
+    out = downstream_response_headers(_h(("Location", location)), "http://127.0.0.1:46469")
+    assert out["Location"] == browser_gets
 
 
 def test_content_length_named_in_connection_is_kept_both_ways() -> None:
@@ -193,6 +210,23 @@ def test_cookie_round_trip_and_forgery() -> None:
     assert unseal("\udcff.x", "k" * 40) is None  # bytes aiohttp could not decode
     assert unseal(value + "\u00e9", "k" * 40) is None
     assert unseal(seal(_session(mode="admin"), "k" * 40), "k" * 40) is None
+
+
+def test_a_sealed_value_longer_than_ours_is_refused_unread() -> None:
+    long = seal(_session(member_id="M" * 2000), "k" * 40)
+    assert len(long) > MAX_SEALED_CHARS and unseal(long, "k" * 40) is None
+
+
+def test_the_cookie_cache_remembers_sessions_not_refusals() -> None:
+    """Invented values must not fill the cache (or memory), nor push real
+    sessions out of it."""
+    cache = CookieCache("k" * 40, size=4)
+    real = seal(_session(), "k" * 40)
+    assert cache.unseal(real) == _session()
+    for i in range(100):
+        assert cache.unseal(f"forged{i}." + "x" * 900) is None
+    assert cache.remembered == 1
+    assert cache.unseal(real) == _session()
 
 
 def _target(**over: object) -> Target:
