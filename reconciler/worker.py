@@ -202,9 +202,16 @@ async def run_worker(
 ) -> None:
     """Run until `stop` is set."""
     stop = stop or asyncio.Event()
-    pool = await open_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
     clock = clock or SystemClock()
+    # The runtime first: a malformed NOTEBOOKS_K8S_* setting (a SettingsError,
+    # one line from cli/main.py) stops the worker before it connects anywhere.
     rt = runtime or make_runtime(settings, clock)
+    try:
+        pool = await open_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
+    except BaseException:
+        if runtime is None:
+            await rt.close()
+        raise
     deps = Deps(
         pool=pool,
         runtime=rt,

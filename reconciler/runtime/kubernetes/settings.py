@@ -7,23 +7,70 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
+from common.settings import SettingsError, _int
 
-class KubernetesSettingsError(ValueError):
-    pass
+# What Kubernetes accepts as a container's imagePullPolicy (case-sensitive).
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
-def _labels(raw: str) -> dict[str, str]:
+class KubernetesSettingsError(SettingsError):
+    """A NOTEBOOKS_K8S_* value the worker refuses before it starts anything:
+    a SettingsError, so `notebooks worker` says it in one line naming the
+    variable (cli/main.py), not in a traceback."""
+
+
+def _labels(name: str, raw: str) -> dict[str, str]:
     """`a=b,c=d` → {"a": "b", "c": "d"}."""
     out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in raw.split(","))):
         key, sep, value = part.partition("=")
         if not sep or not key:
-            raise KubernetesSettingsError(f"expected key=value pairs, got {part!r}")
+            raise KubernetesSettingsError(
+                f"NOTEBOOKS_K8S_{name} must be key=value pairs, got {part!r}"
+            )
         out[key] = value
     return out
+
+
+def _json_labels(name: str, raw: str) -> dict[str, str]:
+    """A JSON object of string labels, e.g. `{"team": "data"}`."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise KubernetesSettingsError(
+            f"NOTEBOOKS_K8S_{name} must be a JSON object of string labels, got {raw!r}"
+        )
+    return value
+
+
+def _seconds(name: str, raw: str) -> float:
+    """A duration in seconds, more than 0 (a zero timeout fails every call)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise KubernetesSettingsError(
+            f"NOTEBOOKS_K8S_{name} must be a number of seconds above 0, got {raw!r}"
+        )
+    return value
+
+
+def _pull_policy(raw: str) -> str:
+    if raw not in PULL_POLICIES:
+        raise KubernetesSettingsError(
+            f"NOTEBOOKS_K8S_IMAGE_PULL_POLICY must be one of {', '.join(PULL_POLICIES)},"
+            f" got {raw!r}"
+        )
+    return raw
 
 
 def _cidrs(name: str, raw: str) -> tuple[str, ...]:
@@ -88,42 +135,49 @@ class KubernetesSettings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> KubernetesSettings:
+        """Every malformed value is a KubernetesSettingsError naming its
+        variable, never read as the default (docs/operations.md, "Settings")."""
         env = dict(os.environ if environ is None else environ)
         d = cls()
 
         def get(name: str, default: str) -> str:
             return env.get(f"NOTEBOOKS_K8S_{name}", "") or default
 
-        try:
-            return cls(
-                namespace=get("NAMESPACE", d.namespace),
-                sail_image=get("SAIL_IMAGE", d.sail_image),
-                marimo_image=get("MARIMO_IMAGE", d.marimo_image),
-                image_pull_policy=get("IMAGE_PULL_POLICY", d.image_pull_policy),
-                proxy_pod_labels=_labels(get("PROXY_POD_LABELS", "")) or dict(d.proxy_pod_labels),
-                proxy_namespace=get("PROXY_NAMESPACE", "") or None,
-                worker_pod_labels=_labels(get("WORKER_POD_LABELS", ""))
-                or dict(d.worker_pod_labels),
-                worker_namespace=get("WORKER_NAMESPACE", "") or None,
-                storage_class=get("STORAGE_CLASS", "") or None,
-                storage_size=get("STORAGE_SIZE", d.storage_size),
-                default_cpu=get("DEFAULT_CPU", d.default_cpu),
-                default_memory=get("DEFAULT_MEMORY", d.default_memory),
-                run_as_user=int(get("RUN_AS_USER", str(d.run_as_user))),
-                image_pull_secrets=tuple(filter(None, get("IMAGE_PULL_SECRETS", "").split(","))),
-                watch_timeout_seconds=int(
-                    get("WATCH_TIMEOUT_SECONDS", str(d.watch_timeout_seconds))
-                ),
-                resync_seconds=int(get("RESYNC_SECONDS", str(d.resync_seconds))),
-                request_timeout_seconds=float(
-                    get("REQUEST_TIMEOUT_SECONDS", str(d.request_timeout_seconds))
-                ),
-                extra_pod_labels=json.loads(get("EXTRA_POD_LABELS", "{}")),
-                warm_pool_size=int(get("WARM_POOL_SIZE", "0")),
-                session_egress_allow=_cidrs(
-                    "SESSION_EGRESS_ALLOW", get("SESSION_EGRESS_ALLOW", "")
-                ),
-                api_server_cidrs=_cidrs("API_SERVER_CIDRS", get("API_SERVER_CIDRS", "")),
-            )
-        except ValueError as exc:
-            raise KubernetesSettingsError(str(exc)) from None
+        def number(name: str, default: int, minimum: int) -> int:
+            try:
+                return _int(env, f"NOTEBOOKS_K8S_{name}", default, minimum=minimum)
+            except SettingsError as exc:
+                raise KubernetesSettingsError(str(exc)) from None
+
+        return cls(
+            namespace=get("NAMESPACE", d.namespace),
+            sail_image=get("SAIL_IMAGE", d.sail_image),
+            marimo_image=get("MARIMO_IMAGE", d.marimo_image),
+            image_pull_policy=_pull_policy(get("IMAGE_PULL_POLICY", d.image_pull_policy)),
+            proxy_pod_labels=_labels("PROXY_POD_LABELS", get("PROXY_POD_LABELS", ""))
+            or dict(d.proxy_pod_labels),
+            proxy_namespace=get("PROXY_NAMESPACE", "") or None,
+            worker_pod_labels=_labels("WORKER_POD_LABELS", get("WORKER_POD_LABELS", ""))
+            or dict(d.worker_pod_labels),
+            worker_namespace=get("WORKER_NAMESPACE", "") or None,
+            storage_class=get("STORAGE_CLASS", "") or None,
+            storage_size=get("STORAGE_SIZE", d.storage_size),
+            default_cpu=get("DEFAULT_CPU", d.default_cpu),
+            default_memory=get("DEFAULT_MEMORY", d.default_memory),
+            # Pods say runAsNonRoot: uid 0 would be refused at every start.
+            run_as_user=number("RUN_AS_USER", d.run_as_user, minimum=1),
+            image_pull_secrets=tuple(filter(None, get("IMAGE_PULL_SECRETS", "").split(","))),
+            # A zero watch or resync period would spin against the API server.
+            watch_timeout_seconds=number(
+                "WATCH_TIMEOUT_SECONDS", d.watch_timeout_seconds, minimum=1
+            ),
+            resync_seconds=number("RESYNC_SECONDS", d.resync_seconds, minimum=1),
+            request_timeout_seconds=_seconds(
+                "REQUEST_TIMEOUT_SECONDS",
+                get("REQUEST_TIMEOUT_SECONDS", str(d.request_timeout_seconds)),
+            ),
+            extra_pod_labels=_json_labels("EXTRA_POD_LABELS", get("EXTRA_POD_LABELS", "{}")),
+            warm_pool_size=number("WARM_POOL_SIZE", d.warm_pool_size, minimum=0),
+            session_egress_allow=_cidrs("SESSION_EGRESS_ALLOW", get("SESSION_EGRESS_ALLOW", "")),
+            api_server_cidrs=_cidrs("API_SERVER_CIDRS", get("API_SERVER_CIDRS", "")),
+        )

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from celpy import celtypes
 from sail_worker import sail_worker_pod
+from test_k8s_ops_manifests import base_documents
 
 from reconciler.runtime.base import SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import names as n
@@ -166,11 +167,7 @@ def test_the_policy_and_binding_are_valid_manifests_wired_into_the_base() -> Non
 def test_the_policy_names_what_the_runtime_and_ops_use() -> None:
     """The namespace, the driver's ServiceAccount name and the label keys in
     the policy are those of ops/ and names.py."""
-    config = next(
-        d
-        for d in yaml.safe_load_all((BASE / "config.yaml").read_text())
-        if d and d["kind"] == "ConfigMap"
-    )
+    config = next(d for d in base_documents() if d["kind"] == "ConfigMap")
     assert config["data"]["NOTEBOOKS_K8S_NAMESPACE"] == NS
     text = (BASE / "admission-policy.yaml").read_text()
     for key in (n.NOTEBOOK, n.COMPONENT, n.MANAGED_BY, n.SESSION):

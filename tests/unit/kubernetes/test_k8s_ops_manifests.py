@@ -44,11 +44,27 @@ def validate(doc: dict[str, Any]) -> None:
             ) from None
 
 
+def env_file(path: Path) -> dict[str, str]:
+    """A kustomize env file: KEY=value lines, taken verbatim; `#` lines are comments."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    pairs = [line.split("=", 1) for line in lines if not line.lstrip().startswith("#")]
+    return {key: value for key, value in pairs}
+
+
 def base_documents() -> list[dict[str, Any]]:
+    """The base as written: its resources, and its generated ConfigMaps under
+    their plain names (kustomize adds the content hash when rendering)."""
     kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
     docs: list[dict[str, Any]] = []
     for name in kustomization["resources"]:
         docs += [d for d in yaml.safe_load_all((BASE / name).read_text()) if d]
+    for gen in kustomization.get("configMapGenerator", []):
+        data: dict[str, str] = {}
+        for name in gen.get("envs", []):
+            data |= env_file(BASE / name)
+        data |= dict(literal.split("=", 1) for literal in gen.get("literals", []))
+        metadata = {"name": gen["name"], "namespace": gen["namespace"]}
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data})
     return docs
 
 
@@ -66,6 +82,34 @@ def rendered_overlay() -> list[dict[str, Any]]:
         env={**os.environ, "KUBECONFIG": "/dev/null"},
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
+
+
+def _config_map_refs(pod: dict[str, Any]) -> set[str]:
+    """Every ConfigMap name a pod spec refers to (envFrom, env, volumes)."""
+    refs = {v["configMap"]["name"] for v in pod.get("volumes", []) if "configMap" in v}
+    for c in pod["containers"] + pod.get("initContainers", []):
+        refs |= {e["configMapRef"]["name"] for e in c.get("envFrom", []) if "configMapRef" in e}
+        refs |= {
+            e["valueFrom"]["configMapKeyRef"]["name"]
+            for e in c.get("env", [])
+            if "configMapKeyRef" in e.get("valueFrom", {})
+        }
+    return refs
+
+
+def test_a_changed_setting_rolls_every_pod_that_reads_it() -> None:
+    """The processes read their settings only at start, so the ConfigMap is
+    generated: its name carries a hash of its content, and every Deployment
+    and Job names exactly that one (a changed value is a new pod template)."""
+    docs = rendered_overlay()
+    (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    name = config["metadata"]["name"]
+    assert re.fullmatch(r"notebooks-config-[a-z0-9]{10}", name), name
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "Job")]
+    assert len(workloads) == 4
+    for d in workloads:
+        refs = _config_map_refs(d["spec"]["template"]["spec"])
+        assert refs == {name}, (d["metadata"]["name"], refs)
 
 
 def test_no_autoscaled_deployment_fixes_its_replica_count() -> None:
@@ -104,7 +148,7 @@ def test_the_console_may_frame_the_notebooks_it_opens() -> None:
         (config,) = [
             d
             for d in docs
-            if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "notebooks-config"
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("notebooks-config")
         ]
         data = config["data"]
         assert data["NOTEBOOKS_API_PUBLIC_URL"] in data["NOTEBOOKS_FRAME_ANCESTORS"].split()
@@ -363,9 +407,9 @@ def test_every_setting_the_code_reads_is_set_or_left_at_its_default_on_purpose()
     )
     read = set(re.findall(r'"(NOTEBOOKS_[A-Z0-9_]*[A-Z0-9])"', sources))
     k8s = (ROOT / "reconciler" / "runtime" / "kubernetes" / "settings.py").read_text()
-    read |= {f"NOTEBOOKS_K8S_{name}" for name in re.findall(r'\bget\("([A-Z_]+)"', k8s)}
+    read |= {f"NOTEBOOKS_K8S_{name}" for name in re.findall(r'\b(?:get|number)\("([A-Z_]+)"', k8s)}
     assert {"NOTEBOOKS_DB_POOL_WAIT_SECONDS", "NOTEBOOKS_K8S_WARM_POOL_SIZE"} <= read
-    text = (BASE / "config.yaml").read_text()
+    text = (BASE / "config.env").read_text()
     config = next(d for d in base_documents() if d["kind"] == "ConfigMap")
     comments = "".join(line for line in text.splitlines() if line.lstrip().startswith("#"))
     secrets = {"DATABASE_URL", "NOTEBOOKS_SECRET_KEY", "NOTEBOOKS_SIGNING_KEYS"}

@@ -8,14 +8,19 @@ import importlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import REGISTRY
+from test_k8s_ops_manifests import base_documents
 
 ROOT = Path(__file__).resolve().parents[3]
 MONITORING = ROOT / "ops" / "monitoring"
 MODULES = ("common.metrics", "api.metrics", "reconciler.metrics", "proxy.metrics")
+RUNBOOK = "docs/kubernetes.md#alerts"
+# Series Prometheus makes itself for every target, with the target's labels.
+SCRAPE_SERIES = {"up": {"job", "instance"}}
 
 SUFFIXES = {
     "counter": ("_total", "_created"),
@@ -42,8 +47,48 @@ KEYWORDS = {
 }
 
 
+def sources(*packages: str) -> str:
+    return "".join(p.read_text() for pkg in packages for p in (ROOT / pkg).rglob("*.py"))
+
+
+def scraped_jobs() -> set[str]:
+    """The pods Prometheus scrapes (prometheus.io/scrape), by app.kubernetes.io/name."""
+    return {
+        d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+        for d in base_documents()
+        if d["kind"] == "Deployment"
+        and d["spec"]["template"]["metadata"].get("annotations", {}).get("prometheus.io/scrape")
+    }
+
+
+def label_values() -> dict[tuple[str, str], set[str]]:
+    """(sample name, label) → every value the code gives it, where the code
+    enumerates them: a matcher on any other value selects nothing, forever."""
+    for mod in MODULES:
+        importlib.import_module(mod)
+    reconciler = importlib.import_module("reconciler.metrics")
+    proxy = importlib.import_module("proxy.metrics")
+    common = sources("common")
+    return {
+        ("notebooks_reconciles_completed_total", "outcome"): set(reconciler.OUTCOMES),
+        ("notebooks_autostops_triggered_total", "reason"): set(reconciler.AUTO_STOP_REASONS),
+        ("notebooks_proxy_requests_total", "outcome"): set(proxy.REQUEST_OUTCOMES),
+        ("notebooks_proxy_requests_total", "kind"): set(proxy.KINDS),
+        ("notebooks_proxy_logins_total", "outcome"): set(proxy.LOGIN_OUTCOMES),
+        ("notebooks_proxy_connections_revoked_total", "reason"): set(proxy.REVOKE_REASONS),
+        ("notebooks_db_pool_connections", "process"): set(
+            re.findall(r'observe_pool\("(\w+)"', sources("api", "proxy", "reconciler"))
+        ),
+        ("notebooks_db_pool_connections", "state"): set(
+            re.findall(r'DB_POOL_CONNECTIONS\.labels\(process, "(\w+)"\)', common)
+        ),
+        ("up", "job"): scraped_jobs(),
+    }
+
+
 def exported() -> dict[str, set[str]]:
-    """Sample name → label names, for every notebooks_* metric in the registry."""
+    """Sample name → label names, for every notebooks_* metric in the registry,
+    and the series Prometheus adds for every target (`up`)."""
     for mod in MODULES:
         importlib.import_module(mod)
     out: dict[str, set[str]] = {}
@@ -57,7 +102,7 @@ def exported() -> dict[str, set[str]]:
             for suffix in SUFFIXES[family.type]:
                 extra = {"le"} if suffix == "_bucket" else set()
                 out[family.name + suffix] = labelnames | extra
-    return out
+    return out | SCRAPE_SERIES
 
 
 def expressions() -> list[tuple[str, str]]:
@@ -129,6 +174,15 @@ def test_every_expression_uses_exported_metrics_and_labels(where: str, expr: str
         metric, body = m.group(1), m.group(2)
         for label in re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", body):
             assert label in names[metric], f"{where}: {metric} has no label {label!r}"
+    # plain values (`a`, `a|b`) of an enumerated label are values the code sets
+    values = label_values()
+    for m in SELECTOR.finditer(expr):
+        metric, body = m.group(1), m.group(2)
+        for label, value in re.findall(r'([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)\s*"([^"]*)"', body):
+            known = values.get((metric, label))
+            if known is not None and re.fullmatch(r"[\w-]+(\|[\w-]+)*", value):
+                for v in value.split("|"):
+                    assert v in known, f"{where}: {metric}{{{label}}} is never {v!r}"
     # grouping labels belong to at least one metric of the expression
     known = set().union(*(names[n] for n in used))
     for group in GROUPING.findall(expr):
@@ -137,7 +191,7 @@ def test_every_expression_uses_exported_metrics_and_labels(where: str, expr: str
 
 
 def test_dashboard_covers_what_operators_watch() -> None:
-    text = " ".join(e for _, e in expressions())
+    text = " ".join(e for w, e in expressions() if w.startswith("panel "))
     for family in (
         "notebooks_api_requests_total",  # requests
         "notebooks_api_request_duration_seconds_bucket",  # latencies
@@ -148,6 +202,7 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "notebooks_autostops_triggered_total",  # auto-stops
         "notebooks_proxy_bytes_total",  # proxy traffic
         "notebooks_proxy_websockets_active",
+        "notebooks_executing_unknown_total",  # the idle auto-stop's probe
     ):
         assert family in text, family
     alerts = {w for w, _ in expressions() if w.startswith("alert ")}
@@ -156,6 +211,8 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "NotebooksStartFailures",
         "NotebooksReconcileErrors",
         "NotebooksProxy5xx",
+        "NotebooksKernelStatusUnknown",
+        "NotebooksComponentAbsent",
     ):
         assert f"alert {alert}" in alerts
 
@@ -206,14 +263,79 @@ def test_sweep_alert_fires_when_no_worker_reports_at_all() -> None:
     assert "or vector(0)" in expr or "absent(" in expr, expr
 
 
-def test_proxy_5xx_alert_counts_every_outcome_the_proxy_answers_5xx() -> None:
+def test_proxy_5xx_alert_counts_every_failing_5xx_and_not_a_stopped_notebook() -> None:
+    """Every outcome the proxy answers with 5xx because something fails, but
+    not its 503 page for a notebook that is stopped or starting: a tab left
+    open after an auto-stop is a normal state, not an outage."""
     proxy_app = importlib.import_module("proxy.app")
+    _, not_running, _ = proxy_app._REFUSED["status"]
     five_xx = {outcome for status, outcome, _ in proxy_app._REFUSED.values() if status >= 500}
+    assert five_xx == {not_running}
     # 502 when Marimo fails (proxy/forward.py, proxy/express.py); 503 when the
     # access check cannot reach the database (proxy/app.py's middleware)
-    five_xx |= {"upstream_error", "database_unavailable"}
+    failing = {"upstream_error", "database_unavailable"}
     (matcher,) = re.findall(r'outcome=~"([^"]*)"', rule("NotebooksProxy5xx")["expr"])
     proxy_metrics = importlib.import_module("proxy.metrics")
-    for outcome in five_xx:
+    for outcome in failing | {not_running}:
         assert outcome in proxy_metrics.REQUEST_OUTCOMES, outcome
+    for outcome in failing:
         assert re.fullmatch(matcher, outcome), f"NotebooksProxy5xx misses {outcome}"
+    assert not re.fullmatch(matcher, not_running), f"NotebooksProxy5xx counts {not_running}"
+
+
+def rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    return [r for g in doc["groups"] for r in g["rules"]]
+
+
+def test_every_silent_failure_the_code_counts_has_an_alert() -> None:
+    """Counters that say a safety net has stopped working (the idle auto-stop,
+    a shared namespace, the login signature) each have a rule."""
+    exprs = {r["alert"]: r["expr"] for r in rules()}
+    watched = " ".join(exprs.values())
+    for family in ("notebooks_executing_unknown_total", "notebooks_foreign_jobs_skipped_total"):
+        assert f"increase({family}[" in watched, family
+    # Links the api signed with a key the proxy does not hold, or another secret.
+    (matcher,) = {
+        value
+        for expr in exprs.values()
+        for value in re.findall(r'notebooks_proxy_logins_total\{outcome=~"([^"]*)"', expr)
+    }
+    proxy_metrics = importlib.import_module("proxy.metrics")
+    token = (ROOT / "common" / "session_token.py").read_text()
+    for reason in ("unknown_key", "signature"):
+        assert f'InvalidSessionToken("{reason}"' in token, reason
+        assert reason in proxy_metrics.LOGIN_OUTCOMES and re.fullmatch(matcher, reason), reason
+    assert not re.fullmatch(matcher, "expired")  # a member's old link is no mismatch
+
+
+def test_every_component_down_or_gone_alerts() -> None:
+    """`up == 0` for each scraped pod's job, and `absent()` of a series every
+    process exports at every scrape (its pool gauge), for each process."""
+    exprs = " ".join(r["expr"] for r in rules())
+    (jobs,) = re.findall(r'\bup\{job=~"([^"]*)"\}\s*==\s*0', exprs)
+    assert (
+        set(jobs.split("|"))
+        == scraped_jobs()
+        == {
+            "notebooks-api",
+            "notebooks-proxy",
+            "notebooks-worker",
+        }
+    )
+    absent = set(re.findall(r'absent\(notebooks_db_pool_connections\{process="(\w+)"\}\)', exprs))
+    assert absent == label_values()[("notebooks_db_pool_connections", "process")]
+    assert absent == {"api", "proxy", "worker"}
+
+
+def test_every_rule_has_a_summary_a_runbook_and_a_row_in_it() -> None:
+    """The runbook is docs/kubernetes.md's table of alerts: one row per rule
+    (what it means, where to look first), and no row for a rule that is gone."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    section = text.split("\n### Alerts\n", 1)[1].split("\n#", 1)[0]
+    rows = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+    names = {r["alert"] for r in rules()}
+    for r in rules():
+        assert r["annotations"].get("summary"), r["alert"]
+        assert r["annotations"].get("runbook") == RUNBOOK, r["alert"]
+    assert rows == names, (sorted(names - rows), sorted(rows - names))
