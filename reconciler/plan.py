@@ -251,6 +251,19 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
         return failed(f"start deadline passed ({_not_ready(observed)})", "deadline")
     if Phase.ABSENT in (observed.sail.phase, observed.marimo.phase):
         actions = (*actions, Action.ENSURE_RUNNING)
+    elif _terminating(observed):
+        # A component of this session being deleted (its pod evicted, its
+        # node lost) is not absent, yet nothing else would replace it: the
+        # runtime's (idempotent) start removes it for good once it is stuck
+        # there and creates it again once it is gone. Looked at no faster
+        # than a teardown: each such pass calls the runtime's API.
+        return Plan(
+            (*actions, Action.ENSURE_RUNNING),
+            Status.STARTING,
+            _progress(observed),
+            requeue_after=TEARDOWN_POLL_SECONDS,
+            outcome="starting",
+        )
     return Plan(
         actions,
         Status.STARTING,

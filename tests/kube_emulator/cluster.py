@@ -36,7 +36,13 @@ class Kube:
     marimo_root: str = ""
     runtimes: list[KubernetesRuntime] = field(default_factory=list)
 
-    def runtime(self, *, clock: Clock | None = None, **overrides: object) -> KubernetesRuntime:
+    def runtime(
+        self,
+        *,
+        clock: Clock | None = None,
+        reconnect_backoff: tuple[float, ...] | None = None,
+        **overrides: object,
+    ) -> KubernetesRuntime:
         settings = KubernetesSettings(
             namespace=NAMESPACE,
             sail_image="sail:test",
@@ -49,7 +55,7 @@ class Kube:
         rt = KubernetesRuntime(
             settings,
             client.ApiClient(cfg),
-            reconnect_backoff=(0.0, 0.05),
+            reconnect_backoff=reconnect_backoff or (0.01, 0.05),
             marimo_root=lambda _nid: self.marimo_root,
             clock=clock or self.clock,
         )

@@ -89,6 +89,9 @@ class KubeEmulator(kmock.KubernetesScaffold):
     clock: Clock = attrs.field(factory=SystemClock)
     # Pods, as on a real cluster, only get a deletionTimestamp on DELETE; the
     # kubelet removes them once their containers stopped (Kubelet.finish).
+    # An ended pod (Failed, Succeeded) or a DELETE with gracePeriodSeconds=0
+    # goes at once. (A real API server also deletes an unscheduled pod at
+    # once; this one binds no pods to nodes, so every other pod waits.)
     graceful_pods: bool = False
     objects: dict[Key, Obj] = attrs.field(factory=dict, init=False)
     history: list[tuple[int, str, str, Obj]] = attrs.field(factory=list, init=False)
@@ -98,7 +101,15 @@ class KubeEmulator(kmock.KubernetesScaffold):
     # answered on the request itself rather than as an ERROR event).
     fail_next: dict[str, int] = attrs.field(factory=dict, init=False)
     fail_code: int = attrs.field(default=500, init=False)
+    fail_message: str = attrs.field(default="injected failure", init=False)
     fail_actions: frozenset[str] = attrs.field(default=frozenset({"list", "watch"}), init=False)
+    # A failed WATCH answers 200 with one ERROR event carrying `fail_code`
+    # and `fail_message`, then ends (as an API server reports a failure met
+    # once the stream is open), rather than an HTTP error status.
+    fail_as_event: bool = attrs.field(default=False, init=False)
+    # How many upcoming WATCH requests are answered 200 and ended at once
+    # with no event at all (a proxy or a misbehaving server).
+    empty_watches: int = attrs.field(default=0, init=False)
     # Admission: (plural, body) → None to accept a CREATE, or (code, reason,
     # message) to refuse it, as a ResourceQuota, RBAC or a webhook would.
     admission: Callable[[str, Obj], tuple[int, str, str] | None] | None = attrs.field(
@@ -195,9 +206,14 @@ class KubeEmulator(kmock.KubernetesScaffold):
         self.calls.append(Call(action, plural, dict(request.params), group))
         if action in self.fail_actions and self.fail_next.get(plural):
             self.fail_next[plural] -= 1
+            if action == "watch" and self.fail_as_event:
+                return await self._stream_once(request, [self._error_event()])
             if self.fail_code == 410:
                 raise ApiError(410, "Expired", "too old resource version")
-            raise ApiError(self.fail_code, "InternalError", "injected failure")
+            raise ApiError(self.fail_code, "InternalError", self.fail_message)
+        if action == "watch" and self.empty_watches:
+            self.empty_watches -= 1
+            return await self._stream_once(request, [])
         ns = request.namespace
         if action == "create":
             self._admit(plural, request.data or {})
@@ -226,6 +242,30 @@ class KubeEmulator(kmock.KubernetesScaffold):
             return aiohttp.web.json_response(self.remove(*key))
         raise ApiError(405, "MethodNotAllowed", action)
 
+    def _error_event(self) -> Obj:
+        return {
+            "type": "ERROR",
+            "object": {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "Timeout" if self.fail_code == 504 else "InternalError",
+                "code": self.fail_code,
+                "message": self.fail_message,
+            },
+        }
+
+    async def _stream_once(
+        self, request: kmock.Request, events: list[Obj]
+    ) -> aiohttp.web.StreamResponse:
+        """A watch answered 200 with these events, then ended cleanly."""
+        resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request._raw_request)
+        for ev in events:
+            await resp.write(json.dumps(ev).encode() + b"\n")
+        await resp.write_eof()
+        return resp
+
     def _admit(self, plural: str, body: Obj) -> None:
         refused = self.admission(plural, body) if self.admission is not None else None
         if refused is not None:
@@ -235,6 +275,10 @@ class KubeEmulator(kmock.KubernetesScaffold):
         obj = self.objects[key]
         if obj["metadata"].get("deletionTimestamp"):
             return obj  # already terminating
+        if (obj.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+            # As the API server does (the pod strategy's CheckGracefulDelete):
+            # a pod whose containers all ended has nothing to wait for.
+            return self.remove(*key)
         obj = copy.deepcopy(obj)
         # As the API server does: the request's time plus the grace period.
         grace = 30

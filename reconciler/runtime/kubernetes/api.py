@@ -5,11 +5,20 @@ reads raw JSON so the pure code sees what the API server sent.
 A create the API server refuses for good (a quota, RBAC, an invalid object:
 4xx other than those below) raises TerminalError with the server's message,
 so the notebook fails at once with it instead of being retried until its
-start deadline."""
+start deadline.
+
+No call is retried inside the client: urllib3's default (Retry(3), which the
+official client keeps unless told otherwise) retries read timeouts and
+dropped connections of GET and DELETE, so one call to a hung API server
+took four request timeouts (a watch, four of its 330 s read timeouts) on
+four connections. `without_retries` turns that off for every client a
+KubeApi is given; the reconciler's own back-off does the retrying, and
+NOTEBOOKS_K8S_REQUEST_TIMEOUT_SECONDS bounds each call."""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +26,9 @@ from typing import Any
 
 import structlog
 from kubernetes import client
+from kubernetes.client import rest
 from kubernetes.client.exceptions import ApiException
+from urllib3.util.retry import Retry
 
 from common.clock import Clock, SystemClock
 from reconciler.runtime.base import TerminalError
@@ -64,6 +75,25 @@ def refusal(exc: ApiException, obj: Obj) -> TerminalError:
     return TerminalError(f"Kubernetes refused to create {what} ({exc.status}): {message}")
 
 
+# One attempt per call: a failure is raised to the caller, whose back-off
+# (the reconcile pass's, the watch's) decides when to try again.
+NO_RETRIES = Retry(total=0, redirect=0)
+
+
+def without_retries(api_client: client.ApiClient) -> client.ApiClient:
+    """Make every request of this client a single attempt. The retry policy
+    is the connection pool's, read from the configuration when the client
+    builds its REST client, so that is rebuilt (before any request, nothing
+    is lost; after, only idle pooled connections)."""
+    cfg = api_client.configuration
+    cfg.retries = NO_RETRIES
+    cfg.client_go_retries = False  # its GET retries would read `retries` anyway
+    old = api_client.rest_client
+    api_client.rest_client = rest.RESTClientObject(cfg)
+    old.close()
+    return api_client
+
+
 def default_api_client() -> client.ApiClient:
     """In-cluster service account when running in a pod, else ~/.kube/config."""
     from kubernetes import config
@@ -100,7 +130,7 @@ class KubeApi:
         *,
         clock: Clock | None = None,
     ) -> None:
-        self.api_client = api_client
+        self.api_client = without_retries(api_client)
         self.namespace = namespace
         self.timeout = timeout
         self.clock = clock or SystemClock()  # judges pods stuck terminating
@@ -186,7 +216,7 @@ class KubeApi:
     async def delete_matching(self, kind: str, label_selector: str) -> int:
         return await self.delete_each(kind, await self.list(kind, label_selector))
 
-    async def delete_each(self, kind: str, objs: list[Obj]) -> int:
+    async def delete_each(self, kind: str, objs: builtins.list[Obj]) -> int:
         """Delete these (as listed), skipping those already on their way out,
         except a pod stuck there (`stuck_terminating`): deleted at once."""
         deleted = 0

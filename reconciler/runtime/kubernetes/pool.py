@@ -16,7 +16,12 @@ Every refill also collects the pool across shapes (`surplus`): failed warm
 pods, warm pods older than WARM_MAX_AGE_SECONDS, and the oldest beyond the
 pool size in each shape are deleted. Nothing else would ever remove the pods
 of a shape nobody starts any more (its workload config edited or deleted),
-or those over a lowered pool size."""
+or those over a lowered pool size.
+
+A refill is best effort: the start it follows has created everything of its
+session by then, so an API error in it (throttling, a 5xx, a dropped
+connection, a refusal) is logged (`k8s_warm_refill_failed`) and ends that
+refill, never the start; the next pooled start refills again."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import structlog
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from common.clock import Clock, SystemClock
@@ -173,38 +179,51 @@ class WarmPool:
 
     async def refill(self, workload: WorkloadSpec) -> int:
         """Collect the pool across shapes (`surplus`), then create warm pods
-        until this shape has `warm_pool_size` of them."""
+        until this shape has `warm_pool_size` of them. Best effort: an API
+        error ends the refill (logged), never the start it follows. Returns
+        how many warm pods it created."""
         digest = shape(workload, self._ks)
-        size = self._ks.warm_pool_size
+        created: list[str] = []
         async with self._refill_lock:
+            try:
+                await self._refill(workload, digest, created)
+            except TerminalError as exc:
+                # A refused warm pod (quota) must not fail the start it follows.
+                log.warning("k8s_warm_refused", shape=digest, reason=str(exc))
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                # Throttled (429), a 5xx, a timeout, a dropped connection.
+                log.warning(
+                    "k8s_warm_refill_failed",
+                    shape=digest,
+                    created=len(created),
+                    status=getattr(exc, "status", None),
+                    error=f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"[:300],
+                )
+        return len(created)
+
+    async def _refill(self, workload: WorkloadSpec, digest: str, created: list[str]) -> None:
+        size = self._ks.warm_pool_size
+        members = await self._members()
+        doomed = surplus(members, size, self._clock.now(), WARM_MAX_AGE_SECONDS)
+        deleted = []
+        for pod in doomed:
+            meta = pod["metadata"]
+            # Guarded by its resourceVersion: a pod another worker claimed
+            # since the list is a notebook's Sail now, and must stay.
+            if await self._api.delete(
+                "Pod", meta["name"], resource_version=meta["resourceVersion"]
+            ):
+                deleted.append(meta["name"])
+        if deleted:
+            log.info("k8s_warm_collected", pods=deleted)
+        if doomed:
+            # Counted afresh: a doomed pod whose delete met a changed
+            # resourceVersion was either claimed (gone from the pool) or
+            # only updated by its kubelet (still a member), and only a new
+            # list tells which; the deleted ones are terminating by now.
             members = await self._members()
-            doomed = surplus(members, size, self._clock.now(), WARM_MAX_AGE_SECONDS)
-            deleted = []
-            for pod in doomed:
-                meta = pod["metadata"]
-                # Guarded by its resourceVersion: a pod another worker claimed
-                # since the list is a notebook's Sail now, and must stay.
-                if await self._api.delete(
-                    "Pod", meta["name"], resource_version=meta["resourceVersion"]
-                ):
-                    deleted.append(meta["name"])
-            if deleted:
-                log.info("k8s_warm_collected", pods=deleted)
-            if doomed:
-                # Counted afresh: a doomed pod whose delete met a changed
-                # resourceVersion was either claimed (gone from the pool) or
-                # only updated by its kubelet (still a member), and only a new
-                # list tells which; the deleted ones are terminating by now.
-                members = await self._members()
-            have = sum(1 for p in members if p["metadata"]["labels"].get(POOL) == digest)
-            created = 0
-            for _ in range(size - have):
-                try:
-                    created += await self._api.create(
-                        warm_pod(workload, self._ks, secrets.token_hex(3))
-                    )
-                except TerminalError as exc:
-                    # A refused warm pod (quota) must not fail the start it follows.
-                    log.warning("k8s_warm_refused", shape=digest, reason=str(exc))
-                    break
-        return created
+        have = sum(1 for p in members if p["metadata"]["labels"].get(POOL) == digest)
+        for _ in range(size - have):
+            pod = warm_pod(workload, self._ks, secrets.token_hex(3))
+            if await self._api.create(pod):
+                created.append(pod["metadata"]["name"])

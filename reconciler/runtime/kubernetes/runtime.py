@@ -153,7 +153,9 @@ class KubernetesRuntime:
         settings: KubernetesSettings,
         api_client: client.ApiClient | None = None,
         *,
-        reconnect_backoff: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0),
+        # The pod watch's waits after consecutive failures (never 0: a tight
+        # loop against a failing API server), with jitter (watch.JITTER).
+        reconnect_backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0),
         marimo_root: Callable[[str], str] | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -220,9 +222,13 @@ class KubernetesRuntime:
         ]
         # A pod of this session that ended (evicted, its node shut down) keeps
         # its name, which the create below needs: it goes, and the repair's
-        # next pass creates it again once it is gone.
-        ended = [p for p in pods if p not in older and _ended(p)]
-        await self.api.delete_each("Pod", older + ended)
+        # next pass creates it again once it is gone. So does one of this
+        # session's pods being deleted, once it is stuck there (its node lost:
+        # no kubelet will confirm it); delete_each deletes that one with no
+        # grace and leaves one still within its grace to its kubelet.
+        mine = [p for p in pods if p not in older]
+        going = [p for p in mine if _ended(p) or p["metadata"].get("deletionTimestamp")]
+        await self.api.delete_each("Pod", older + going)
         stale = f"{n.selector(n.notebook_labels(nid))},{n.SESSION}!={spec.session_id}"
         await self.api.delete_matching("Secret", stale)
         # A cluster-mode driver's Role names its session's pod (objects.driver_rbac).

@@ -7,6 +7,19 @@ resourceVersion seen; 410 Gone (history compacted) means relist. Every relist
 seen, including those whose pods vanished while nobody watched, so a missed
 event costs latency, never correctness (the sweep is the last net).
 
+Never a tight loop against the API server: a break waits its back-off (never
+0, with jitter), and the failure count that picks it is reset only by an
+event that is not an ERROR, so a server answering every watch with an ERROR
+event backs off as one refusing the request does (and so does a 410 Gone met
+by a watch from the resourceVersion a list has just given: relisting at once
+would only meet it again). Every RELIST_AFTER_FAILURES consecutive failures,
+and after an ERROR saying the resourceVersion is ahead of the server's cache
+(504, "Too large resource version": client-go's reflector relists then too),
+the next attempt lists first. A watch that ends cleanly with no event at all
+(a proxy cutting it, a server misbehaving) is re-opened only after
+EMPTY_STREAM_WAIT_SECONDS. Every wait is on the injected clock
+(`common.clock.sleeper`), so tests move time instead of waiting for it.
+
 The official client is synchronous: each watch request runs in a daemon
 thread that feeds lines to the event loop; stopping closes its socket."""
 
@@ -15,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,16 +38,38 @@ import structlog
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from common.clock import Clock, SystemClock
+from common.clock import Clock, SystemClock, sleeper
 from reconciler.runtime.kubernetes import names as n
 
 log = structlog.get_logger(__name__)
 
 OnChange = Callable[[str], Awaitable[None]]
 
+# Consecutive failures (lists, watch requests, ERROR events) after which the
+# next attempt relists rather than resuming: whatever keeps failing may be
+# the resourceVersion we resume from.
+RELIST_AFTER_FAILURES = 3
+# A watch that ended with no event at all (not even the server's closing
+# bookmark) is re-opened after this, never at once.
+EMPTY_STREAM_WAIT_SECONDS = 1.0
+# Every wait is stretched by up to this fraction at random, so the workers a
+# restarted API server dropped all at once do not come back all at once.
+JITTER = 0.5
+
 
 class WatchGone(Exception):
     """The resourceVersion we resume from is no longer in the server's history."""
+
+
+class WatchError(Exception):
+    """An ERROR event other than 410 in the stream; `relist`: the server says
+    our resourceVersion is ahead of what it can serve (504, "Too large
+    resource version"), which only a fresh list gets past."""
+
+    def __init__(self, code: object, message: str) -> None:
+        super().__init__(f"watch error: {code} {message}")
+        self.code = code
+        self.relist = code == 504 or "too large resource version" in message.lower()
 
 
 class PodWatcher:
@@ -52,7 +88,12 @@ class PodWatcher:
         self._selector = label_selector
         self._watch_timeout = watch_timeout_seconds
         self._resync = resync_seconds
-        self._backoff = backoff or (1.0,)
+        if not backoff or min(backoff) <= 0:
+            # A zero wait is how a watch hammers a failing API server.
+            raise ValueError(f"watch back-off must be positive: {backoff!r}")
+        self._backoff = backoff
+        self._sleep = sleeper(self._clock)
+        self._random = random.random
         self._known: set[str] = set()
         self._responses: set[Any] = set()
         self._stopped = False
@@ -70,44 +111,68 @@ class PodWatcher:
             return True
         return self._clock.monotonic() - self._listed_at >= self._resync
 
+    def _jittered(self, seconds: float) -> float:
+        return seconds * (1 + JITTER * self._random())
+
     def stop(self) -> None:
         self._stopped = True
         for resp in list(self._responses):
             _shutdown(resp)
 
     async def run(self, on_change: OnChange) -> None:
-        failures = 0
+        failures = 0  # consecutive, until an event that is not an ERROR
         self._stopped = False
         while not self._stopped:
+            listed, events = False, 0
             try:
                 if self.resource_version is None or self._resync_due():
                     self.resource_version = await self._relist(on_change)
                     self._listed_at = self._clock.monotonic()
+                    listed = True
                 async for event in self._stream(self.resource_version):
+                    await self._handle(event, on_change)  # raises on an ERROR event
+                    events += 1
                     failures = 0
-                    await self._handle(event, on_change)
-            except WatchGone:
-                log.info("k8s_watch_gone", resource_version=self.resource_version)
-                self.resource_version = None
+                if events == 0:
+                    # Ended cleanly with nothing, not even a bookmark: do not
+                    # ask again at once (a proxy or server ending every watch
+                    # at once would otherwise be asked in a tight loop).
+                    delay = self._jittered(EMPTY_STREAM_WAIT_SECONDS)
+                    log.info(
+                        "k8s_watch_empty", resource_version=self.resource_version, retry_in=delay
+                    )
+                    await self._sleep(delay)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broken watch or list: resume after a pause
-                if isinstance(exc, ApiException) and exc.status == 410:
-                    # "Too old a resourceVersion" on the request itself, not
-                    # as an ERROR event: relist now, not at the next resync.
+                if isinstance(exc, WatchGone) or (
+                    isinstance(exc, ApiException) and exc.status == 410
+                ):
+                    # History compacted past our resourceVersion (an ERROR
+                    # event, or the request's own status): relist now, not at
+                    # the next resync; unless the version is one a list just
+                    # gave, which a relist at once would only meet again.
                     log.info("k8s_watch_gone", resource_version=self.resource_version)
                     self.resource_version = None
-                    continue
+                    if not (listed and events == 0):
+                        continue
                 self.breaks += 1
-                delay = self._backoff[min(failures, len(self._backoff) - 1)]
                 failures += 1
+                relist = failures % RELIST_AFTER_FAILURES == 0 or (
+                    isinstance(exc, WatchError) and exc.relist
+                )
+                delay = self._jittered(self._backoff[min(failures, len(self._backoff)) - 1])
                 log.warning(
                     "k8s_watch_broken",
                     error=repr(exc)[:300],
                     resource_version=self.resource_version,
+                    failures=failures,
+                    relist=relist,
                     retry_in=delay,
                 )
-                await asyncio.sleep(delay)
+                if relist:
+                    self.resource_version = None
+                await self._sleep(delay)
 
     async def _relist(self, on_change: OnChange) -> str:
         resp = await asyncio.to_thread(
@@ -135,7 +200,7 @@ class PodWatcher:
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise WatchGone(obj.get("message", ""))
-            raise RuntimeError(f"watch error: {obj.get('code')} {obj.get('message')}")
+            raise WatchError(obj.get("code"), str(obj.get("message") or ""))
         meta = obj.get("metadata") or {}
         if meta.get("resourceVersion"):
             self.resource_version = str(meta["resourceVersion"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from kube_emulator import eventually
 from kube_emulator.cluster import Kube
 
@@ -112,6 +113,27 @@ async def test_a_refused_warm_pod_does_not_fail_the_start_it_follows(kube: Kube)
     obs = await kube.runtime(warm_pool_size=1).ensure_running(spec("NB1"))
     assert obs.session_id == "S1" and "nb-nb1-s1-sail" in kube.pods()
     assert warm(kube) == []
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [(429, "TooManyRequests", "throttled"), (500, "InternalError", "etcd leader changed")],
+)
+async def test_a_failing_refill_does_not_fail_the_start_it_follows(
+    kube: Kube, refusal: tuple[int, str, str]
+) -> None:
+    """The session's own objects are all created by the time the pool is
+    refilled: a throttled or failed warm pod create ends the refill, not
+    the start (whose repair would otherwise record it as failed, retrying)."""
+    kube.emulator.admission = lambda _, obj: refusal if POOL in obj["metadata"]["labels"] else None
+    rt = kube.runtime(warm_pool_size=1)
+    obs = await rt.ensure_running(spec("NB1"))
+    assert obs.session_id == "S1"
+    assert {"nb-nb1-s1-sail", "nb-nb1-s1-marimo"} <= set(kube.pods())
+    assert warm(kube) == []
+    kube.emulator.admission = None  # the next pooled start refills
+    await rt.ensure_running(spec("NB2"))
+    assert len(warm(kube)) == 1
 
 
 def notebook_pod_lists(kube: Kube, nid: str) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +144,13 @@ async def both_ready(rt: KubernetesRuntime) -> bool:
     return obs.sail.phase is Phase.READY and obs.marimo.phase is Phase.READY
 
 
-async def test_an_evicted_pod_is_replaced_by_the_repair(kube: Kube) -> None:
+@pytest.mark.parametrize("graceful", [False, True])
+async def test_an_evicted_pod_is_replaced_by_the_repair(kube: Kube, graceful: bool) -> None:
     """An evicted pod (or one whose node shut down) stays as an object in
     phase Failed under the session's fixed name: the repair's create met a
-    409 and the notebook failed. It is deleted, then created again."""
+    409 and the notebook failed. It is deleted, then created again. (An API
+    server deletes an ended pod at once, grace or not: nothing to wait for.)"""
+    kube.emulator.graceful_pods = graceful
     rt = kube.runtime()
     await rt.ensure_running(spec())
 
@@ -190,6 +193,80 @@ async def test_a_pod_stuck_terminating_is_deleted_at_once(kube: Kube) -> None:
     kube.clock.advance(1)
     await rt.ensure_stopped("NB1")
     assert kube.emulator.get("pods", NAMESPACE, name) is None  # graceful ones stay: forced
+
+
+SHUTDOWN = {
+    "phase": "Failed",
+    "reason": "Shutdown",
+    "message": "Pod was terminated in response to imminent node shutdown.",
+}
+
+
+@pytest.mark.parametrize("node", ["lost", "shut down"])
+async def test_a_session_pod_stuck_terminating_is_replaced_by_the_start(
+    kube: Kube, node: str
+) -> None:
+    """A running session's pod evicted from a lost node keeps its
+    deletionTimestamp (phase Running, or Failed if the node shut down while
+    it terminated): no kubelet confirms it. The repair's start leaves it to
+    its kubelet within its grace, then, once it is stuck there, deletes it
+    with no grace and creates it again (the name is the session's)."""
+    kube.emulator.graceful_pods = True
+    rt = kube.runtime()
+    await rt.ensure_running(spec())
+    await eventually(lambda: both_ready(rt))
+    name = "nb-nb1-s1-marimo"
+    before = kube.emulator.get("pods", NAMESPACE, name)
+    assert before is not None
+    assert await rt.api.delete("Pod", name)  # the taint manager evicting it
+    if node == "shut down":
+        kube.kubelet.set_status(NAMESPACE, name, SHUTDOWN)
+    obs = await rt.ensure_running(spec())  # the repair, within the pod's grace
+    assert obs.marimo.terminating and obs.sail.phase is Phase.READY
+    pod = kube.emulator.get("pods", NAMESPACE, name)
+    assert pod is not None and pod["metadata"]["uid"] == before["metadata"]["uid"]
+    grace = pod["metadata"]["deletionGracePeriodSeconds"]
+    kube.clock.advance(grace + STUCK_TERMINATING_SECONDS + 1)
+    await rt.ensure_running(spec())  # stuck: deleted with no grace, created again
+    after = kube.emulator.get("pods", NAMESPACE, name)
+    assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
+    await eventually(lambda: both_ready(rt))
+
+
+async def test_a_repair_of_a_pod_stuck_terminating_ends_running(kube: Kube) -> None:
+    """The plan and the runtime together, pass after pass as the reconciler
+    runs them: a Marimo pod evicted from a lost node under a starting
+    (repairing) notebook is replaced once stuck, within the deadline."""
+    kube.emulator.graceful_pods = True
+    rt = kube.runtime()
+    await rt.ensure_running(spec())
+    await eventually(lambda: both_ready(rt))
+    assert await rt.api.delete("Pod", "nb-nb1-s1-marimo")  # its node is lost
+    now = kube.clock.now()
+    row = replace(
+        stopping("NB1"),
+        desired=Desired.RUNNING,
+        status=Status.STARTING,
+        status_message="restarting after Marimo: terminating",
+        start_deadline_at=now + timedelta(seconds=300),
+    )
+
+    async def reconcile() -> Status:
+        nonlocal row
+        decided = plan(row, await rt.observe("NB1"), kube.clock.now())
+        if Action.ENSURE_RUNNING in decided.actions:
+            await rt.ensure_running(spec())
+        row = replace(row, status=decided.status, status_message=decided.status_message)
+        return decided.status
+
+    assert await reconcile() is Status.STARTING  # left to its kubelet, within its grace
+    kube.clock.advance(30 + STUCK_TERMINATING_SECONDS + 1)  # still within the deadline
+    assert await reconcile() is Status.STARTING  # stuck: replaced
+
+    async def running() -> bool:
+        return await reconcile() is Status.RUNNING
+
+    await eventually(running)
 
 
 async def test_pod_deleted_under_running_notebook_is_absent_then_repaired(kube: Kube) -> None:

@@ -22,6 +22,8 @@ from psycopg.rows import dict_row
 from common.ids import new_id
 from common.jobs import enqueue_reconcile
 from common.settings import Settings
+from reconciler.plan import UNRESPONSIVE_GRACE_SECONDS
+from reconciler.runtime.kubernetes.api import STUCK_TERMINATING_SECONDS
 from reconciler.worker import run_worker
 from sql import query
 
@@ -202,6 +204,70 @@ async def test_start_runs_and_a_lost_pod_is_repaired_through_the_watch(
     assert "Marimo" in row["status_message"]  # never `running` with Marimo down
     worker.kubelet.apply(NAMESPACE, pod, kubelet.RUN)
     await db.wait_status(nid, "running")
+    assert await db.transitions(nid) == ["starting", "running", "starting", "running"]
+
+
+@pytest.fixture
+async def clocked_worker(settings: Settings, kube: Kube) -> AsyncIterator[Kube]:
+    """The worker of `worker`, on the cluster's clock: the test moves the
+    reconciler's time (the unresponsive grace) and the runtime's (pods
+    stuck terminating) together."""
+    s = Settings(
+        **{
+            **settings.__dict__,
+            "runtime": "kubernetes",
+            "sweep_interval_seconds": 3600,
+            "heartbeat_timeout_seconds": 4,
+            "start_deadline_seconds": 3600,
+            "worker_concurrency": 4,
+        }
+    )
+    rt = kube.runtime(watch_timeout_seconds=60, resync_seconds=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(s, stop=stop, runtime=rt, clock=kube.clock))
+    yield kube
+    stop.set()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(task, 20)
+
+
+async def test_a_pod_stuck_terminating_under_a_running_notebook_is_replaced(
+    db: Db, clocked_worker: Kube
+) -> None:
+    """Its node lost, the Marimo pod is deleted (deletionTimestamp set,
+    phase still Running) and no kubelet ever confirms it. The repair starts
+    the session again until the pod is stuck terminating, then deletes it
+    with no grace and creates it again: `running` again, not `failed` at the
+    deadline with "Marimo: terminating"."""
+    kube = clocked_worker
+    nid = await db.notebook()
+    sid = await db.start(nid)
+    await db.conn.execute(  # a member keeps the notebook open throughout
+        "insert into notebook_presence (notebook_id, member_id, last_seen_at)"
+        " values (%s, %s, now() + interval '1 day')",
+        (nid, db.member),
+    )
+    await db.wait_status(nid, "running")
+    await db.wait_queue_empty(nid)
+    kube.emulator.graceful_pods = True
+    name = f"nb-{nid.lower()}-{sid.lower()}-marimo"
+    before = kube.emulator.get("pods", NAMESPACE, name)
+    assert before is not None
+    assert await kube.runtime().api.delete("Pod", name)  # the taint manager evicting it
+
+    async def repair_armed() -> bool:  # the watch woke the reconciler: within the grace
+        row = await db.row(nid)
+        return row is not None and row["start_deadline_at"] is not None
+
+    await eventually(repair_armed)
+    kube.clock.advance(UNRESPONSIVE_GRACE_SECONDS)
+    await db.wait_status(nid, "starting")  # the repair: its start leaves the pod to its kubelet
+    pod = kube.emulator.get("pods", NAMESPACE, name)
+    assert pod is not None and pod["metadata"]["uid"] == before["metadata"]["uid"]
+    kube.clock.advance(pod["metadata"]["deletionGracePeriodSeconds"] + STUCK_TERMINATING_SECONDS)
+    await db.wait_status(nid, "running")
+    after = kube.emulator.get("pods", NAMESPACE, name)
+    assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
     assert await db.transitions(nid) == ["starting", "running", "starting", "running"]
 
 

@@ -45,6 +45,8 @@ OBS = {
     "old_terminating": Observation("OLD", sail=GOING, marimo=GOING),
     "old_half_gone": Observation("OLD", sail=GOING, marimo=READY),
     "terminating": Observation(S, sail=GOING, marimo=GOING),
+    # This session's Marimo pod being deleted (evicted, its node lost).
+    "marimo_terminating": Observation(S, sail=READY, marimo=GOING),
     # A worker died between spawning a process and recording it.
     "untracked": Observation(S, untracked=True),
 }
@@ -83,6 +85,10 @@ TABLE = [
     (R, Status.STARTING, "starting", (), Status.STARTING, "starting Sail"),
     (R, Status.STARTING, "sail_ready", (), Status.STARTING, "waiting for Marimo"),
     (R, Status.STARTING, "marimo_absent", (E_RUN,), Status.STARTING, "waiting for Marimo"),
+    # this session's pods being deleted are not absent, but only a start
+    # replaces them (the runtime's, once they are stuck there): idempotent
+    (R, Status.STARTING, "terminating", (E_RUN,), Status.STARTING, "starting Sail"),
+    (R, Status.STARTING, "marimo_terminating", (E_RUN,), Status.STARTING, "waiting for Marimo"),
     (R, Status.STARTING, "ready", (), Status.RUNNING, ""),
     (R, Status.STARTING, "sail_dead", (E_STOP,), Status.FAILED, "exited with code 1: boom"),
     (R, Status.STARTING, "marimo_dead", (E_STOP,), Status.FAILED, "Marimo: exited with code 1"),
@@ -214,6 +220,10 @@ REQUEUE = [
     (ST, Status.RUNNING, "terminating", P),
     (ST, Status.STOPPING, "nothing", None),
     (R, Status.STARTING, "starting", 0.05),
+    # a start that asks the runtime to replace a terminating pod: each pass
+    # calls its API, so not faster than a teardown
+    (R, Status.STARTING, "terminating", P),
+    (R, Status.STARTING, "marimo_terminating", P),
 ]
 
 
@@ -229,6 +239,20 @@ def test_a_first_attempt_arms_the_deadline_before_starting() -> None:
     assert plan(fresh, OBS["ready"], NOW).status is Status.RUNNING
     armed = nb(R, Status.STARTING)
     assert plan(armed, OBS["nothing"], NOW).actions == (E_RUN,)  # armed once per session
+
+
+def test_a_start_whose_pod_stays_terminating_asks_again_then_fails_at_its_deadline() -> None:
+    """A pod of this session stuck being deleted (its node lost): every
+    pass asks the runtime to start (which deletes it with no grace once it
+    is stuck, and creates it again); if it never goes, the deadline fails
+    the start with what was left."""
+    starting = nb(R, Status.STARTING, status_message="restarting after Marimo: not ready")
+    fresh = replace(starting, start_deadline_at=None)
+    assert plan(fresh, OBS["marimo_terminating"], NOW).actions == (ARM, E_RUN)
+    assert plan(starting, OBS["marimo_terminating"], NOW).actions == (E_RUN,)
+    late = plan(starting, OBS["marimo_terminating"], NOW + timedelta(seconds=61))
+    assert late.status is Status.FAILED and late.outcome == "deadline"
+    assert "Marimo: terminating" in late.status_message
 
 
 def test_a_teardown_not_seen_to_finish_is_finished_once_for_a_failed_notebook() -> None:
