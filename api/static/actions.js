@@ -2,7 +2,7 @@
 // and the detail view, and the dialogs behind them.
 
 import { api } from "./api.js";
-import { $, announce, h, setBusy, showError } from "./dom.js";
+import { $, announce, h, markBusy, setBusy, showError } from "./dom.js";
 import {
   PROVISIONED,
   STARTABLE,
@@ -27,13 +27,25 @@ export async function loadNotebook(id) {
   return joinItem(described.item, described.included);
 }
 
-// The control with focus key `key` in `root`, else another of the same
-// notebook's (keys are `<notebook id>:<what>`): after Start its row has Stop.
+// Notebooks whose Start or Stop is on its way: one at a time each, whatever
+// polling redraws meanwhile (the list and the notebook page share it).
+const inFlight = new Set();
+
+// What takes focus when a control went: after Start its row has Stop.
+const COUNTERPART = { Start: "Stop", Stop: "Start" };
+
+// The control with focus key `key` in `root`, else its counterpart, else
+// another of the same notebook's (keys are `<notebook id>:<what>`), an
+// action button before the row's link.
 function sameOrSibling(root, key) {
-  const notebook = key.split(":")[0];
+  const [notebook, what] = key.split(":");
+  const find = (selector) => root.querySelector(selector);
+  const prefix = `[data-focus-key^="${CSS.escape(`${notebook}:`)}"]`;
   return (
-    root.querySelector(`[data-focus-key="${CSS.escape(key)}"]`) ||
-    root.querySelector(`[data-focus-key^="${CSS.escape(`${notebook}:`)}"]`)
+    find(`[data-focus-key="${CSS.escape(key)}"]`) ||
+    (COUNTERPART[what] && find(`[data-focus-key="${CSS.escape(`${notebook}:${COUNTERPART[what]}`)}"]`)) ||
+    find(`button${prefix}`) ||
+    find(prefix)
   );
 }
 
@@ -51,17 +63,19 @@ export function preserveFocus(root, render) {
 export function actionButtons(nb, ctx, { compact = false } = {}) {
   const label = (verb) => (compact ? `${verb} ${nb.name}` : null);
   const buttons = [];
-  const add = (verb, cls, onclick) =>
-    buttons.push(
-      h("button", {
-        type: "button",
-        class: cls,
-        "aria-label": label(verb),
-        dataset: { focusKey: `${nb.id}:${verb}`, action: verb.toLowerCase() },
-        onclick,
-        text: verb,
-      }),
-    );
+  const add = (verb, cls, onclick) => {
+    const button = h("button", {
+      type: "button",
+      class: cls,
+      "aria-label": label(verb),
+      dataset: { focusKey: `${nb.id}:${verb}`, action: verb.toLowerCase() },
+      onclick,
+      text: verb,
+    });
+    // Redrawn by a poll while its Start or Stop is on its way: still busy.
+    if (COUNTERPART[verb] && inFlight.has(nb.id)) markBusy(button, true);
+    buttons.push(button);
+  };
   if (PROVISIONED.has(nb.status)) {
     add("Open", "primary", () => {
       location.hash = `#/notebooks/${nb.id}/open`;
@@ -69,30 +83,43 @@ export function actionButtons(nb, ctx, { compact = false } = {}) {
   }
   const manage = canManage(nb);
   if (manage && STARTABLE.has(nb.status)) {
-    add("Start", "primary", (ev) => run(ev.currentTarget, () => api.startNotebook(nb.id), `Starting ${nb.name}`, ctx, "Could not start"));
+    add("Start", "primary", () => run(nb, () => api.startNotebook(nb.id), `Starting ${nb.name}`, ctx, "Could not start"));
   }
   if (manage && STOPPABLE.has(nb.status)) {
-    add("Stop", "secondary", (ev) => run(ev.currentTarget, () => api.stopNotebook(nb.id), `Stopping ${nb.name}`, ctx, "Could not stop"));
+    add("Stop", "secondary", () => run(nb, () => api.stopNotebook(nb.id), `Stopping ${nb.name}`, ctx, "Could not stop"));
   }
   if (manage) add("Edit", "secondary", (ev) => openEdit(nb, ctx, ev.currentTarget));
   if (canAdminister(nb)) add("Delete", "danger-outline", (ev) => confirmDelete(nb, ctx, ev.currentTarget));
   return buttons;
 }
 
-async function run(button, call, message, ctx, failure) {
-  setBusy(button, true);
+// Start and Stop buttons of notebook `id` in the page now (polling may have
+// replaced the one clicked).
+const liveButtons = (id) =>
+  document.querySelectorAll(`[data-focus-key="${CSS.escape(`${id}:Start`)}"], [data-focus-key="${CSS.escape(`${id}:Stop`)}"]`);
+
+// Busy is only marked (markBusy), never `disabled`: the button keeps focus,
+// and the redraw after it hands focus to the same control or its counterpart
+// (preserveFocus).
+async function run(nb, call, message, ctx, failure) {
+  if (inFlight.has(nb.id)) return; // a second click while the first is on its way
+  inFlight.add(nb.id);
+  liveButtons(nb.id).forEach((b) => markBusy(b, true));
   showError(ctx.errorEl, null);
   try {
     await call();
     announce(message);
-    ctx.changed();
   } catch (err) {
     showError(ctx.errorEl, err, failure);
     delete ctx.errorEl.dataset.source;
     // The message is above the list; the button may be a page further down.
     ctx.errorEl.scrollIntoView({ block: "nearest" });
-    setBusy(button, false);
+    return;
+  } finally {
+    inFlight.delete(nb.id);
+    liveButtons(nb.id).forEach((b) => markBusy(b, false));
   }
+  ctx.changed();
 }
 
 // ---- dialogs -------------------------------------------------------------

@@ -94,6 +94,14 @@ async function problemFrom(response) {
   return { detail: statusLine(response) };
 }
 
+// `Retry-After` (a 429 or 503) in milliseconds: delay-seconds or an HTTP
+// date; 0 when absent or unreadable. Pollers cap it (store.js).
+function retryAfterMs(value) {
+  if (!value) return 0;
+  const ms = /^\d+$/.test(value.trim()) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
+}
+
 export async function request(method, path, body, { tokenOverride } = {}) {
   const headers = { Accept: "application/json, application/problem+json" };
   const bearer = tokenOverride ?? token.get();
@@ -111,6 +119,7 @@ export async function request(method, path, body, { tokenOverride } = {}) {
   }
   if (!response.ok) {
     const error = new ApiError(response.status, await problemFrom(response));
+    error.retryAfterMs = retryAfterMs(response.headers.get("Retry-After"));
     if (response.status === 401 && tokenOverride === undefined) {
       unauthorizedListeners.forEach((fn) => fn(error));
     }

@@ -36,6 +36,9 @@ function decoded(segment) {
   }
 }
 
+// Only `#/…` (or no hash) is a route: `#main`, the skip link's target, is not.
+const isRoute = (hash) => hash === "" || hash === "#" || hash.startsWith("#/");
+
 function resolve(hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decoded);
   if (parts[0] === "configs") return [configsView, {}, "configs"];
@@ -46,6 +49,19 @@ function resolve(hash) {
   if (parts[0] === "notebooks" && parts[1]) return [detailView, { id: parts[1] }, "notebooks"];
   return [listView, {}, "notebooks"];
 }
+
+// Each page's own title before the console's name, so tabs and history say
+// which page; a notebook's page and open view put the notebook's name there
+// once it has loaded (until then the neutral "Notebook", never the name of
+// the one shown before).
+const TITLES = new Map([
+  [signinView, "Sign in"],
+  [retryView, "Could not load the console"],
+  [configsView, "Workload configs"],
+  [peopleView, "People"],
+  [detailView, "Notebook"],
+  [openView, "Notebook"],
+]);
 
 function show(view, params = {}, section = null, { focus = true } = {}) {
   if (current) current.leave();
@@ -60,7 +76,7 @@ function show(view, params = {}, section = null, { focus = true } = {}) {
     if (a.dataset.nav === section) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   });
-  if (view !== openView && view !== detailView) document.title = "Notebooks";
+  document.title = TITLES.has(view) ? `${TITLES.get(view)} · Notebooks` : "Notebooks";
   view.enter(params);
   if (focus) focusHeading(el);
 }
@@ -208,6 +224,15 @@ function wireSignin() {
   $("#sign-out").addEventListener("click", () => signOut());
 }
 
+// "Skip to content" moves focus to the page's main region, no more: its
+// `#main` would otherwise be a navigation (a history entry, and a route).
+function wireSkipLink() {
+  $(".skip-link").addEventListener("click", (ev) => {
+    ev.preventDefault();
+    $("#main").focus();
+  });
+}
+
 async function boot() {
   wireSignin();
   wireRetry();
@@ -218,7 +243,9 @@ async function boot() {
     // The token was revoked or expired, the member disabled, or it was never right.
     signOut(`Signed out: ${err.detail}`);
   });
+  wireSkipLink();
   window.addEventListener("hashchange", () => {
+    if (!isRoute(location.hash)) return; // not a page: nothing to show
     route();
     if (state.me) refreshMe();
   });

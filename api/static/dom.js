@@ -47,10 +47,44 @@ export function statusBadge(status) {
   return h("span", { class: `badge status-${status}`, text: status });
 }
 
+// Like showError, but an element that already says the same is left alone:
+// a poll that fails again the same way is not announced again.
+export function keepError(el, error, context) {
+  const detail = error.detail || error.message || String(error);
+  const text = context ? `${context}: ${detail}` : detail;
+  if (el.hidden || el.textContent !== text) showError(el, error, context);
+}
+
+// Text set only when it differs: rewriting a live region with the same words
+// makes screen readers say them again.
+export function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+const EXACT = {
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+};
+
+// The relative time shows; the exact one, with its time zone, is in the
+// text too (visually hidden) so keyboard, touch and screen reader users get
+// it, not only a mouse's tooltip.
 export function formatTime(iso) {
   if (!iso) return h("span", { class: "muted", text: "never" });
   const date = new Date(iso);
-  return h("time", { datetime: iso, title: date.toLocaleString() }, relative(date));
+  const exact = date.toLocaleString(undefined, EXACT);
+  return h(
+    "time",
+    { datetime: iso, title: exact },
+    h("span", { class: "relative", text: relative(date) }),
+    h("span", { class: "visually-hidden", text: ` (${exact})` }),
+  );
+}
+
+// Bring the relative times under `root` up to date (pages that do not poll).
+export function refreshTimes(root) {
+  for (const span of root.querySelectorAll("time[datetime] > .relative")) {
+    setText(span, relative(new Date(span.parentElement.getAttribute("datetime"))));
+  }
 }
 
 export function relative(date, now = Date.now()) {
@@ -84,3 +118,14 @@ export function setBusy(button, busy) {
   button.disabled = busy;
   button.setAttribute("aria-busy", busy ? "true" : "false");
 }
+
+// Busy without `disabled`: a disabled button loses focus (to the page's
+// body), so a button the member may still have focus on is only marked, and
+// its handler ignores clicks while `isBusy`.
+export function markBusy(button, busy) {
+  button.setAttribute("aria-busy", busy ? "true" : "false");
+  if (busy) button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+}
+
+export const isBusy = (button) => button.getAttribute("aria-busy") === "true";

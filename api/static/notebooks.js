@@ -2,7 +2,21 @@
 
 import { actionButtons, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
-import { $, announce, focusHeading, formatTime, formatTimeout, h, showError, statusBadge } from "./dom.js";
+import {
+  $,
+  announce,
+  focusHeading,
+  formatTime,
+  formatTimeout,
+  h,
+  isBusy,
+  keepError,
+  markBusy,
+  refreshTimes,
+  setText,
+  showError,
+  statusBadge,
+} from "./dom.js";
 import {
   Poller,
   TRANSITIONAL,
@@ -100,10 +114,6 @@ function rowFor(nb, ctx) {
   );
 }
 
-function setText(el, text) {
-  if (el.textContent !== text) el.textContent = text; // no repeated announcement
-}
-
 function renderPager(total, shown) {
   const count = `${total.toLocaleString()} notebook${total === 1 ? "" : "s"}`;
   const single = list.index === 0 && !list.next;
@@ -141,8 +151,10 @@ async function refreshList() {
       await teamFilterGone(asked.teamId);
       return false;
     }
-    showError(errorEl, err, "Could not load notebooks");
+    // Polled again the same way, the same failure is not announced again.
+    keepError(errorEl, err, "Could not load notebooks");
     errorEl.dataset.source = "load";
+    if (err.retryAfterMs) list.poller.backoff(err.retryAfterMs); // a 429 or 503 says when
     return false;
   }
   if (visit !== list.visit) return false; // left meanwhile
@@ -321,7 +333,9 @@ export const listView = {
 
 // `visit` counts entries to and exits from the view: an answer for an earlier
 // visit (another notebook, or this one before leaving) is dropped.
-const detail = { id: null, visit: 0, poller: null, nb: null, admin: undefined, historyKey: null };
+// `removing`: "<notebook>:<team>" of each removal on its way (its button
+// stays busy when the list is redrawn meanwhile, on this visit or the next).
+const detail = { id: null, visit: 0, poller: null, nb: null, admin: undefined, historyKey: null, removing: new Set() };
 
 // The history shows the latest changes; the API pages the rest.
 const HISTORY_SHOWN = 20;
@@ -344,7 +358,8 @@ async function refreshDetail() {
       notebookGone(detail.nb?.name);
       return false;
     }
-    showError(errorEl, err, "Could not load the notebook");
+    keepError(errorEl, err, "Could not load the notebook");
+    if (err.retryAfterMs) detail.poller.backoff(err.retryAfterMs);
     return false;
   }
   if (visit !== detail.visit) return false; // left (for another notebook) meanwhile: not this one's page
@@ -353,9 +368,12 @@ async function refreshDetail() {
   $("#nb-title").textContent = nb.name;
   document.title = `${nb.name} · Notebooks`;
   $("#nb-status").replaceChildren(statusBadge(nb.status));
+  // A live region: rewritten only when its words change, or every poll
+  // would be announced again.
   const message = $("#nb-message");
-  message.textContent = nb.statusMessage || "";
-  message.className = `status-message status-text-${nb.status}`;
+  setText(message, nb.statusMessage || "");
+  const cls = `status-message status-text-${nb.status}`;
+  if (message.className !== cls) message.className = cls;
   $("#nb-description").textContent = nb.description || "";
   const ctx = {
     errorEl,
@@ -372,6 +390,7 @@ async function refreshDetail() {
     detail.historyKey = historyKey;
     refreshHistory();
   }
+  refreshTimes($("#nb-history")); // read again only when the status moves
   // Sharing controls only for who may share (first load, or access changed).
   const admin = canAdminister(nb);
   if (detail.admin !== admin) {
@@ -416,16 +435,7 @@ async function refreshTeams() {
                 "li",
                 {},
                 h("span", { text: teamName(id) }),
-                admin
-                  ? h("button", {
-                      type: "button",
-                      class: "danger-outline small",
-                      "aria-label": `Remove team ${teamName(id)}`,
-                      dataset: { focusKey: `team:${id}` },
-                      text: "Remove",
-                      onclick: () => removeTeam(id),
-                    })
-                  : null,
+                admin ? removeButton(id) : null,
               ),
             )
           : [h("li", { class: "muted", text: "Not shared with any team." })]),
@@ -438,6 +448,34 @@ async function refreshTeams() {
     $("#teams-readonly").hidden = admin;
   } catch (err) {
     if (visit === detail.visit) showError(errorEl, err, "Could not load teams");
+  }
+}
+
+function removeButton(teamId) {
+  const button = h("button", {
+    type: "button",
+    class: "danger-outline small",
+    "aria-label": `Remove team ${teamName(teamId)}`,
+    dataset: { focusKey: `team:${teamId}` },
+    text: "Remove",
+    onclick: () => removeTeam(teamId),
+  });
+  if (detail.removing.has(`${detail.id}:${teamId}`)) markBusy(button, true);
+  return button;
+}
+
+// After a team was added or removed: the add form if it still shows, else
+// (the last team was added, the form went with the focus on it) the list's
+// heading, never the page's body.
+function focusTeams({ preferForm }) {
+  const form = $("#add-team-form");
+  const active = document.activeElement;
+  const lost = !active || active === document.body || form.contains(active);
+  if (!form.hidden && preferForm) $("#add-team-select").focus();
+  else if (form.hidden && (lost || preferForm)) {
+    const heading = $("#teams-title");
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
   }
 }
 
@@ -479,18 +517,54 @@ async function refreshHistory() {
   more.textContent = `The latest ${page.items.length} of ${page.total} changes.`;
 }
 
+// One removal per team at a time: a double click would send a second DELETE,
+// which fails ("not shared with that team") after the first succeeded.
 async function removeTeam(teamId) {
+  const key = `${detail.id}:${teamId}`;
+  if (detail.removing.has(key)) return;
+  const { visit } = detail;
   const errorEl = $("#teams-error");
+  const button = () => $(`[data-focus-key="${CSS.escape(`team:${teamId}`)}"]`, $("#nb-teams"));
+  detail.removing.add(key);
+  if (button()) markBusy(button(), true);
   showError(errorEl, null);
   try {
     await api.removeNotebookTeam(detail.id, teamId);
     announce(`Team ${teamName(teamId)} removed`);
   } catch (err) {
     showError(errorEl, err, "Could not remove the team");
+  } finally {
+    detail.removing.delete(key);
+    if (button()) markBusy(button(), false);
   }
+  if (visit !== detail.visit) return; // left meanwhile: that visit reads its own
   await refreshTeams();
   detail.poller.now();
-  $("#add-team-select").focus();
+  focusTeams({ preferForm: true });
+}
+
+// Share with the team picked; the button stays busy (and further submits
+// are ignored) until the API answered.
+async function addTeam(ev) {
+  ev.preventDefault();
+  const submit = ev.currentTarget.querySelector("button[type=submit]");
+  if (isBusy(submit)) return;
+  const { visit } = detail;
+  const teamId = $("#add-team-select").value;
+  const errorEl = $("#teams-error");
+  markBusy(submit, true);
+  showError(errorEl, null);
+  try {
+    await api.addNotebookTeams(detail.id, [teamId]);
+    announce(`Team ${teamName(teamId)} added`);
+  } catch (err) {
+    showError(errorEl, err, "Could not add the team");
+  }
+  if (visit !== detail.visit) return; // left meanwhile: the next visit resets the button
+  await refreshTeams();
+  markBusy(submit, false);
+  detail.poller.now();
+  focusTeams({ preferForm: false });
 }
 
 export const detailView = {
@@ -511,20 +585,9 @@ export const detailView = {
     for (const sel of ["#nb-message", "#nb-description"]) $(sel).textContent = "";
     $("#add-team-form").hidden = true;
     $("#teams-readonly").hidden = true;
-    $("#add-team-form").onsubmit = async (ev) => {
-      ev.preventDefault();
-      const teamId = $("#add-team-select").value;
-      const errorEl = $("#teams-error");
-      showError(errorEl, null);
-      try {
-        await api.addNotebookTeams(detail.id, [teamId]);
-        announce(`Team ${teamName(teamId)} added`);
-      } catch (err) {
-        showError(errorEl, err, "Could not add the team");
-      }
-      await refreshTeams();
-      detail.poller.now();
-    };
+    const addSubmit = $("#add-team-form button[type=submit]");
+    markBusy(addSubmit, false); // not still busy from an add asked on an earlier visit
+    $("#add-team-form").onsubmit = addTeam;
     detail.poller = new Poller(refreshDetail);
     detail.poller.start();
   },

@@ -4,7 +4,7 @@
 
 import { loadNotebook } from "./actions.js";
 import { api, notFound } from "./api.js";
-import { $, announce, setBusy, showError, statusBadge } from "./dom.js";
+import { $, announce, keepError, setBusy, setText, showError, statusBadge } from "./dom.js";
 import { notebookGone } from "./notebooks.js";
 import { PROVISIONED, Poller, STOPPABLE, TRANSITIONAL, canManage } from "./store.js";
 
@@ -108,9 +108,12 @@ async function refreshStatus() {
     // Stopped, failed or restarted under the member: the editor in the frame
     // is gone. Say so, stop pinging, and open it again once it runs.
     if (open.framed && (!serving || nb.sessionId !== open.session)) closeFrame();
-    $("#open-message").textContent = serving
-      ? ""
-      : `${nb.statusMessage || `The notebook is ${nb.status}.`} It opens here when it runs.`;
+    // A live region: rewritten only when its words change (each poll would
+    // otherwise be announced again).
+    setText(
+      $("#open-message"),
+      serving ? "" : `${nb.statusMessage || `The notebook is ${nb.status}.`} It opens here when it runs.`,
+    );
     $("#open-stop").hidden = !canManage(nb); // a team viewer may not stop it
     $("#open-stop").disabled = !STOPPABLE.has(nb.status);
     if (serving && !open.framed && !open.loading) load();
@@ -121,7 +124,8 @@ async function refreshStatus() {
       gone();
       return false;
     }
-    showError($("#open-error"), err, "Could not load the notebook");
+    keepError($("#open-error"), err, "Could not load the notebook");
+    if (err.retryAfterMs) open.poller?.backoff(err.retryAfterMs);
     return false;
   }
 }

@@ -8,7 +8,7 @@
 
 import { preserveFocus, wireDialog } from "./actions.js";
 import { api, token } from "./api.js";
-import { $, announce, formatTime, h, setBusy, showError } from "./dom.js";
+import { $, announce, formatTime, h, refreshTimes, setBusy, showError } from "./dom.js";
 import { state } from "./store.js";
 
 const ROLES = ["admin", "editor", "viewer"];
@@ -32,7 +32,11 @@ const people = {
   everyoneLoaded: Promise.resolve(),
   ceiling: null, // when the console's own token ends (its expiresAt)
   pages: { markers: [null], index: 0, next: null }, // the members table, as the notebook list
+  clock: null, // the timer that keeps relative times ("3 minutes ago") true
 };
+
+// The page does not poll: its relative times are brought up to date instead.
+const TIMES_REFRESH_MS = 30_000;
 
 // Set by app.js: its one sign-out path, for when this console's own token is revoked here.
 let signOut = () => location.reload();
@@ -890,9 +894,12 @@ export const peopleView = {
       loadMembersPage();
     }
     loadTeams();
+    clearInterval(people.clock);
+    people.clock = setInterval(() => refreshTimes($("#view-people")), TIMES_REFRESH_MS);
   },
   leave() {
     people.visit += 1; // answers still on their way are dropped
+    clearInterval(people.clock);
     closeDialogs();
     // A secret shown once is gone once the page is left.
     $("#token-secret").replaceChildren();

@@ -57,9 +57,12 @@ export const PROVISIONED = new Set(["running", "idle", "detached"]);
 // shown again after a slow (hidden) wait, so what comes back into view is
 // never up to 30 s old. `region`, if given, is aria-busy while a run is in
 // flight (screen readers wait for the update), until the next is scheduled.
+// An answer's Retry-After (`backoff`) pushes the next scheduled run back, up
+// to MAX_BACKOFF_MS; a run asked for at once (after an action) still runs.
 export const FAST_MS = 2000;
 export const NORMAL_MS = 10000;
 export const HIDDEN_MS = 30000;
+export const MAX_BACKOFF_MS = 5 * 60_000;
 
 export class Poller {
   constructor(fn, region = null) {
@@ -71,14 +74,24 @@ export class Poller {
     this.again = false;
     this.last = 0; // when the last run began
     this.delay = 0; // the wait before the next run
+    this.notBefore = 0; // no scheduled run before this time (Retry-After)
     this.onVisibility = () => {
       if (!this.active || this.running || this.delay !== HIDDEN_MS) return;
       if (document.visibilityState !== "visible") return;
       // Shown again: the next run is due at the visible rate, now if overdue.
       clearTimeout(this.timer);
       this.delay = NORMAL_MS;
-      this.timer = setTimeout(() => this.now(), Math.max(0, this.last + NORMAL_MS - Date.now()));
+      this.timer = setTimeout(() => this.now(), Math.max(0, this.last + NORMAL_MS - Date.now(), this.untilAllowed()));
     };
+  }
+
+  // The server asked to wait `ms` (Retry-After): called by `fn` in its run.
+  backoff(ms) {
+    this.notBefore = Date.now() + Math.min(ms, MAX_BACKOFF_MS);
+  }
+
+  untilAllowed() {
+    return Math.max(0, this.notBefore - Date.now());
   }
 
   start() {
@@ -119,7 +132,7 @@ export class Poller {
       return;
     }
     const hidden = document.visibilityState !== "visible";
-    this.delay = fast ? FAST_MS : hidden ? HIDDEN_MS : NORMAL_MS;
+    this.delay = Math.max(fast ? FAST_MS : hidden ? HIDDEN_MS : NORMAL_MS, this.untilAllowed());
     this.timer = setTimeout(() => this.now(), this.delay);
     this.region?.removeAttribute("aria-busy");
   }

@@ -296,6 +296,16 @@ def chromium_path() -> str:
     return path
 
 
+def close(browser: Any) -> None:
+    """Close the browser once no route handler can fail the teardown: a
+    poll's request in flight when the test ends would reach its handler as
+    the page closes ("Response has been disposed")."""
+    for context in browser.contexts:
+        for page in context.pages:
+            page.unroute_all(behavior="ignoreErrors")
+    browser.close()
+
+
 @pytest.fixture
 def browser(chromium_path: str) -> Iterator[Any]:
     # Per test: Playwright's sync API owns an event loop while it runs, which
@@ -307,7 +317,7 @@ def browser(chromium_path: str) -> Iterator[Any]:
         try:
             yield b
         finally:
-            b.close()
+            close(b)
 
 
 @pytest.fixture
@@ -321,7 +331,7 @@ def browser_own_origins(chromium_path: str) -> Iterator[Any]:
         try:
             yield b
         finally:
-            b.close()
+            close(b)
 
 
 @pytest.fixture

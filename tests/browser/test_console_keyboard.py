@@ -1,0 +1,417 @@
+"""The console for keyboard, screen reader and small-screen users, in
+headless Chromium against the whole stack (fixtures in conftest.py). The
+API's answers are held or rewritten with Playwright's request routing and
+polls run on Playwright's clock, so no notebook runs and nothing waits for a
+poll's real 10 s:
+
+- "Skip to content" moves focus to the main region, without a route or a
+  history entry;
+- Start and Stop keep focus on their row (the same control, or its
+  counterpart once the status moved), after a success and after a refusal,
+  in the list and on a notebook's page;
+- a Start on its way stays busy across the list's redraws: a second click
+  sends nothing;
+- "Add team" and "Remove team" are busy while on their way (a double click
+  sends one request); adding the last team moves focus to the team list's
+  heading;
+- long names wrap: no sideways scrolling at 390 px or 1280 px;
+- each page has its own title, a notebook's page a neutral one while it loads;
+- the status-message live regions are not rewritten by a poll that changed
+  nothing;
+- a 429's Retry-After holds the list's next poll back, and the same error is
+  not rewritten;
+- exact times (with the time zone) are in the text, and relative times on
+  People (which does not poll) stay true.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from browser_helpers import Held, create_notebook_via_api, flush_requests, settle, sign_in
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+LIST = re.compile(r"/api/v1/workloads/notebooks(\?|$)")
+
+
+def describe_path(nb_id: str) -> re.Pattern[str]:
+    return re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$")
+
+
+def row(page: Any, name: str) -> Any:
+    return page.locator("#notebooks-body tr", has=page.get_by_role("link", name=name, exact=True))
+
+
+def rewrite_notebooks(
+    page: Any, pattern: re.Pattern[str], change: Callable[[dict[str, Any]], None]
+) -> None:
+    """The API's answers for `pattern` with `change` applied to each notebook
+    in `included` (an error goes through as it is)."""
+
+    def handler(route: Any) -> None:
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        answer = route.fetch()
+        if answer.status != 200:
+            route.fulfill(response=answer)
+            return
+        body = answer.json()
+        for nb in body.get("included", {}).get("notebooks", []):
+            change(nb)
+        route.fulfill(response=answer, json=body)
+
+    page.route(pattern, handler)
+
+
+def count_text_changes(page: Any, selector: str) -> None:
+    """From now on, count the changes of `selector`'s text (what a live
+    region announces) in `window.textChanges`."""
+    page.evaluate(
+        """selector => {
+        window.textChanges = 0;
+        const count = (records) => { window.textChanges += records.length; };
+        const observer = new MutationObserver(count);
+        const what = {childList: true, characterData: true, subtree: true};
+        observer.observe(document.querySelector(selector), what);
+    }""",
+        selector,
+    )
+
+
+def poll_once(page: Any, pattern: re.Pattern[str]) -> None:
+    """Move the page's clock to its next poll and let what it drew settle."""
+    with page.expect_response(lambda r: r.request.method == "GET" and bool(pattern.search(r.url))):
+        page.clock.fast_forward(10_000)
+    settle(page)
+
+
+def test_the_skip_link_moves_focus_to_main_without_navigating(browser: Any, stack: Any) -> None:
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+    page.get_by_role("link", name="People", exact=True).click()
+    page.get_by_role("heading", name="People", exact=True).wait_for()
+    page.reload()  # focus at the document's start, as after any load
+    page.locator("#view-people").wait_for()
+    entries = page.evaluate("history.length")
+
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#main")).to_be_focused()
+    settle(page)
+    assert page.url.endswith("#/people"), page.url
+    assert page.evaluate("history.length") == entries
+    assert page.locator("#view-people").is_visible()
+    assert page.locator("#view-notebooks").is_hidden()
+    page.close()
+
+
+def test_start_and_stop_keep_focus_in_the_row_and_on_the_page(browser: Any, stack: Any) -> None:
+    nb_id = create_notebook_via_api(stack, "Focus kept")
+    page = browser.new_page(viewport=LAPTOP)
+    started: set[str] = set()  # once its Start was answered, the API says starting
+
+    def status(nb: dict[str, Any]) -> None:
+        if nb["id"] in started:
+            nb.update(status="starting", statusMessage="Starting Sail")
+
+    rewrite_notebooks(page, LIST, status)
+    rewrite_notebooks(page, describe_path(nb_id), status)
+
+    def accept_start(route: Any) -> None:
+        started.add(nb_id)
+        route.fulfill(status=202, json={})
+
+    page.route(re.compile(rf"/notebooks/{nb_id}/start$"), accept_start)
+    problem = {"title": "Conflict", "status": 409, "code": "conflict", "detail": "Not now."}
+    page.route(
+        re.compile(rf"/notebooks/{nb_id}/stop$"),
+        lambda route: route.fulfill(
+            status=409, content_type="application/problem+json", body=json.dumps(problem)
+        ),
+    )
+    sign_in(page, stack.api_url, stack.token)
+
+    # The list: Start by keyboard; the redrawn row has Stop, which has focus.
+    row(page, "Focus kept").get_by_role("button", name="Start Focus kept").focus()
+    page.keyboard.press("Enter")
+    stop = row(page, "Focus kept").get_by_role("button", name="Stop Focus kept")
+    expect(stop).to_be_focused()
+    # A refused Stop: its message shows and focus stays on Stop.
+    page.keyboard.press("Enter")
+    expect(page.locator("#notebooks-error")).to_have_text("Could not stop: Not now.")
+    expect(stop).to_be_focused()
+    assert stop.get_attribute("aria-busy") == "false"
+
+    # A notebook's page: the same.
+    started.clear()
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    start = page.locator("#nb-actions").get_by_role("button", name="Start", exact=True)
+    start.focus()
+    page.keyboard.press("Enter")
+    stop = page.locator("#nb-actions").get_by_role("button", name="Stop", exact=True)
+    expect(stop).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#nb-error")).to_have_text("Could not stop: Not now.")
+    expect(stop).to_be_focused()
+    page.close()
+
+
+def test_a_start_on_its_way_stays_busy_across_redraws(browser: Any, stack: Any) -> None:
+    create_notebook_via_api(stack, "Started once")
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()  # polls on demand (time still flows)
+    posts: list[str] = []
+    page.on(
+        "request",
+        lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/start") else None,
+    )
+    sign_in(page, stack.api_url, stack.token)
+    held = Held(page, re.compile(r"/notebooks/[A-Z0-9]+/start$"), method="POST")
+    start = row(page, "Started once").get_by_role("button", name="Start Started once")
+    start.click()
+    held.wait()
+
+    # A poll redraws the row meanwhile: its new Start is busy too.
+    start.evaluate("b => { b.dataset.before = 'yes'; }")
+    poll_once(page, LIST)
+    page.locator("#notebooks-table:not([aria-busy])").wait_for(state="attached")
+    assert start.get_attribute("data-before") is None  # drawn afresh
+    assert start.get_attribute("aria-busy") == "true"
+    assert start.get_attribute("aria-disabled") == "true"
+    start.dispatch_event("click")  # a second click, on the busy button
+    flush_requests(page)
+    assert len(posts) == 1, posts
+
+    with page.expect_response(re.compile(r"/start$")):
+        held.release_all()
+    settle(page)
+    expect(
+        row(page, "Started once").locator("[data-action=start], [data-action=stop]").first
+    ).not_to_have_attribute("aria-busy", "true")
+    page.close()
+
+
+def test_add_and_remove_team_are_busy_and_keep_focus(browser: Any, stack: Any) -> None:
+    teams = {}
+    for name in ("alpha", "beta"):
+        code, team = stack.call("POST", "/teams", {"name": name})
+        assert code == 201, team
+        teams[name] = team["id"]
+    nb_id = create_notebook_via_api(stack, "Shared", [teams["alpha"]])
+    page = browser.new_page(viewport=LAPTOP)
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            sent.append(r.method) if re.search(r"/notebooks/[A-Z0-9]+/teams", r.url) else None
+        ),
+    )
+    sign_in(page, stack.api_url, stack.token)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    remove = page.get_by_role("button", name="Remove team alpha")
+
+    # A double click on Remove: one DELETE, no false error.
+    remove.dblclick()
+    expect(remove).to_have_count(0)
+    expect(page.locator("#nb-teams")).to_have_text("Not shared with any team.")
+    flush_requests(page)
+    assert sent.count("DELETE") == 1, sent
+    assert page.locator("#teams-error").is_hidden(), page.locator("#teams-error").inner_text()
+
+    # A double click on Add team: one POST.
+    page.get_by_label("Add a team").select_option(label="alpha")
+    page.get_by_role("button", name="Add team").dblclick()
+    page.get_by_role("button", name="Remove team alpha").wait_for()
+    flush_requests(page)
+    assert sent.count("POST") == 1, sent
+    assert page.locator("#teams-error").is_hidden(), page.locator("#teams-error").inner_text()
+
+    # The last team, by keyboard: the form goes, focus goes to the list's heading.
+    expect(page.get_by_label("Add a team").locator("option")).to_have_count(1)
+    page.get_by_role("button", name="Add team").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Remove team beta").wait_for()
+    expect(page.locator("#add-team-form")).to_be_hidden()
+    expect(page.get_by_role("heading", name="Teams with access")).to_be_focused()
+    page.close()
+
+
+def fits(page: Any) -> bool:
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def test_long_names_wrap_without_sideways_scrolling(
+    browser: Any, stack: Any, artifacts: Any
+) -> None:
+    long_team = "t" * 60
+    code, shared = stack.call("POST", "/teams", {"name": long_team})
+    assert code == 201, shared
+    code, other = stack.call("POST", "/teams", {"name": "u" * 60})
+    assert code == 201, other
+    name = "n" * 128
+    nb_id = create_notebook_via_api(stack, name, [shared["id"]])
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+    page.get_by_role("link", name=name, exact=True).wait_for()
+    page.locator("#list-team-field").wait_for()
+    widths = "() => [document.documentElement.scrollWidth, innerWidth]"
+    for size in (LAPTOP, PHONE):
+        page.set_viewport_size(size)
+        assert fits(page), ("list", size, page.evaluate(widths))
+    page.screenshot(path=str(artifacts / "console-long-names-phone.png"), full_page=True)
+
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    page.locator("#nb-title", has_text=name).wait_for()
+    page.get_by_label("Add a team").wait_for()
+    page.get_by_role("button", name=f"Remove team {long_team}").wait_for()
+    for size in (PHONE, LAPTOP):
+        page.set_viewport_size(size)
+        assert fits(page), ("notebook page", size, page.evaluate(widths))
+    page.screenshot(path=str(artifacts / "console-long-names.png"), full_page=True)
+
+    page.get_by_role("link", name="People", exact=True).click()
+    page.locator(".team-card summary", has_text=long_team).wait_for()
+    for size in (LAPTOP, PHONE):
+        page.set_viewport_size(size)
+        assert fits(page), ("people", size, page.evaluate(widths))
+    page.close()
+
+
+def test_each_page_has_its_own_title(browser: Any, stack: Any) -> None:
+    first = create_notebook_via_api(stack, "First")
+    second = create_notebook_via_api(stack, "Second")
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, stack.token)
+    expect(page).to_have_title("Notebooks")
+    page.get_by_role("link", name="Workload configs", exact=True).click()
+    expect(page).to_have_title("Workload configs · Notebooks")
+    page.get_by_role("link", name="People", exact=True).click()
+    expect(page).to_have_title("People · Notebooks")
+
+    page.evaluate(f"location.hash = '#/notebooks/{first}'")
+    expect(page).to_have_title("First · Notebooks")
+    held = Held(page, describe_path(second))
+    page.evaluate(f"location.hash = '#/notebooks/{second}'")
+    held.wait()
+    assert page.title() == "Notebook · Notebooks"  # not the name of the one before
+    held.release_all()
+    expect(page).to_have_title("Second · Notebooks")
+    page.close()
+
+
+def test_live_status_messages_are_not_rewritten_by_a_poll_that_changed_nothing(
+    browser: Any, stack: Any
+) -> None:
+    nb_id = create_notebook_via_api(stack, "Quiet")
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()
+    rewrite_notebooks(
+        page, describe_path(nb_id), lambda nb: nb.update(statusMessage="Waiting for capacity")
+    )
+    sign_in(page, stack.api_url, stack.token)
+
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    expect(page.locator("#nb-message")).to_have_text("Waiting for capacity")
+    count_text_changes(page, "#nb-message")
+    poll_once(page, describe_path(nb_id))
+    poll_once(page, describe_path(nb_id))
+    assert page.evaluate("window.textChanges") == 0
+
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    expect(page.locator("#open-message")).to_have_text(
+        "Waiting for capacity It opens here when it runs."
+    )
+    count_text_changes(page, "#open-message")
+    poll_once(page, describe_path(nb_id))
+    poll_once(page, describe_path(nb_id))
+    assert page.evaluate("window.textChanges") == 0
+    page.close()
+
+
+def test_a_429_holds_the_next_poll_back_for_its_retry_after(browser: Any, stack: Any) -> None:
+    create_notebook_via_api(stack, "Busy API")
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()
+    problem = {"title": "Too Many Requests", "status": 429, "detail": "Slow down."}
+
+    def too_many(route: Any) -> None:
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        route.fulfill(
+            status=429,
+            headers={"Retry-After": "60"},
+            content_type="application/problem+json",
+            body=json.dumps(problem),
+        )
+
+    page.route(LIST, too_many)
+    lists: list[str] = []
+    page.on(
+        "request",
+        lambda r: lists.append(r.url) if r.method == "GET" and LIST.search(r.url) else None,
+    )
+    sign_in(page, stack.api_url, stack.token)
+    error = page.locator("#notebooks-error")
+    expect(error).to_have_text("Could not load notebooks: Slow down.")
+    table = page.locator("#notebooks-table:not([aria-busy])")
+    table.wait_for(state="attached")  # the next poll is scheduled
+    count_text_changes(page, "#notebooks-error")
+    asked = len(lists)
+
+    # Past the usual 10 s (and 30 s): no poll before the 60 s asked for.
+    page.clock.fast_forward(10_000)
+    flush_requests(page)
+    page.clock.fast_forward(20_000)
+    flush_requests(page)
+    assert len(lists) == asked, lists
+    table.wait_for(state="attached")
+
+    # At 60 s it polls; the same 429 leaves the alert as it was.
+    with page.expect_response(LIST):
+        page.clock.fast_forward(30_000)
+    table.wait_for(state="attached")
+    assert len(lists) == asked + 1
+    assert page.evaluate("window.textChanges") == 0
+    expect(error).to_have_text("Could not load notebooks: Slow down.")
+
+    # Once it answers, the error goes.
+    page.unroute(LIST, too_many)
+    with page.expect_response(LIST):
+        page.clock.fast_forward(60_000)
+    expect(error).to_be_hidden()
+    page.get_by_role("link", name="Busy API", exact=True).wait_for()
+    page.close()
+
+
+def test_exact_times_are_in_the_text_and_people_keeps_relative_times_true(
+    browser: Any, stack: Any
+) -> None:
+    page = browser.new_page(viewport=LAPTOP, timezone_id="UTC", locale="en-US")
+    page.clock.install()
+    sign_in(page, stack.api_url, stack.token)
+    page.get_by_role("link", name="People", exact=True).click()
+    session = page.locator("#tokens-body tr", has_text="this console session")
+    created = session.locator("td[data-label='Created'] time")
+    expect(created).to_contain_text(re.compile("now|second"))
+    exact = created.locator(".visually-hidden")
+    # Reachable without a mouse: the exact time, with its zone, is in the text.
+    assert (
+        "UTC" in exact.inner_text()
+        and str(page.evaluate("new Date().getFullYear()")) in exact.inner_text()
+    )
+
+    # People does not poll; two hours on, the relative time says so by itself.
+    page.clock.fast_forward(2 * 3600 * 1000)
+    expect(created).to_contain_text("2 hours ago")
+    page.close()
