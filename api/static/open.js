@@ -4,7 +4,7 @@
 
 import { loadNotebook } from "./actions.js";
 import { api, notFound } from "./api.js";
-import { $, announce, keepError, setBusy, setText, showError, statusBadge } from "./dom.js";
+import { $, announce, isBusy, keepError, markBusy, setText, showError, statusBadge } from "./dom.js";
 import { notebookGone } from "./notebooks.js";
 import { PROVISIONED, Poller, STOPPABLE, TRANSITIONAL, canManage } from "./store.js";
 
@@ -190,10 +190,11 @@ export const openView = {
     $("#open-back").href = `#/notebooks/${id}`;
     $("#open-mode").hidden = true;
     const stop = $("#open-stop");
-    setBusy(stop, false); // not still busy from a stop asked on an earlier visit
+    markBusy(stop, false); // not still busy from a stop asked on an earlier visit
     const entry = open.entry;
     stop.onclick = async () => {
-      setBusy(stop, true);
+      if (isBusy(stop)) return; // marked, not disabled: it keeps focus if refused
+      markBusy(stop, true);
       try {
         await api.stopNotebook(id);
         announce("Stopping the notebook");
@@ -201,7 +202,7 @@ export const openView = {
       } catch (err) {
         if (entry === open.entry) showError($("#open-error"), err, "Could not stop");
       } finally {
-        if (entry === open.entry) setBusy(stop, false);
+        if (entry === open.entry) markBusy(stop, false);
       }
     };
     document.addEventListener("visibilitychange", onVisibility);

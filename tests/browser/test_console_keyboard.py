@@ -32,7 +32,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from browser_helpers import Held, create_notebook_via_api, flush_requests, settle, sign_in
+from browser_helpers import (
+    Held,
+    create_notebook_via_api,
+    flush_requests,
+    open_answer,
+    route_as_running,
+    settle,
+    sign_in,
+)
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -163,6 +171,22 @@ def test_start_and_stop_keep_focus_in_the_row_and_on_the_page(browser: Any, stac
     page.keyboard.press("Enter")
     expect(page.locator("#nb-error")).to_have_text("Could not stop: Not now.")
     expect(stop).to_be_focused()
+
+    # The open view's Stop: refused, it keeps focus too.
+    route_as_running(page, nb_id)
+    page.route(
+        re.compile(rf"/notebooks/{nb_id}/open$"),
+        lambda route: route.fulfill(json=open_answer(f"{stack.proxy_url}/healthz")),
+    )
+    page.route(re.compile(rf"/notebooks/{nb_id}/ping$"), lambda route: route.fulfill(status=204))
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    page.locator("#open-frame").wait_for(state="visible")
+    stop = page.locator("#open-stop")
+    stop.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#open-error")).to_have_text("Could not stop: Not now.")
+    expect(stop).to_be_focused()
+    assert stop.get_attribute("aria-busy") == "false"
     page.close()
 
 
