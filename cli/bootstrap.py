@@ -5,7 +5,6 @@ reuses what the first made."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from psycopg.types.json import Jsonb
 from cli.database import CliError
 from common import tokens
 from common.ids import new_id
+from common.private_files import write_private_json
 from sql import query
 
 SECRETS_FILE = "secrets.json"
@@ -26,13 +26,7 @@ CREDENTIALS_FILE = "credentials.json"
 
 def write_private(path: Path, data: dict[str, object]) -> None:
     """Write JSON readable by the owner only (it holds secrets), atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_private_json(path, data, indent=2)
 
 
 def read_json(path: Path) -> dict[str, object] | None:

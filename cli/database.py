@@ -21,7 +21,8 @@ from common.embedded_db import (
     socket_path_problem,
     start_embedded,
 )
-from common.settings import database_url_required
+from common.private_files import private_dir, shared_writable
+from common.settings import checked_database_url, database_url_required
 
 DB_NAME = "notebooks"
 
@@ -32,6 +33,18 @@ class CliError(Exception):
 
 def data_dir_from_env(env: dict[str, str]) -> Path:
     return Path(env.get("NOTEBOOKS_DATA_DIR") or ".data").resolve()
+
+
+def own_data_dir(data_dir: Path) -> None:
+    """Create the data directory 0700 (and any parent it needs), or refuse
+    one another user of the host could change: it holds the notebooks, the
+    signing keys and the database, which the stack trusts as its own."""
+    try:
+        private_dir(data_dir)
+    except OSError as e:
+        raise CliError(f"cannot create the data directory {data_dir}: {e.strerror}") from None
+    if (why := shared_writable(data_dir)) is not None:
+        raise CliError(f"the data directory is not private: {why}")
 
 
 def pgdata_of(data_dir: Path) -> Path:
@@ -81,12 +94,13 @@ def embedded(data_dir: Path, *, create: bool) -> Iterator[str]:
     holding it lets go, so a second command joining `notebooks up` leaves it up."""
     pgdata = pgdata_of(data_dir)
     refuse_long_socket_path(data_dir)
+    if create or data_dir.exists():
+        own_data_dir(data_dir)  # never created by a command that only reads
     if not create and not (pgdata / "PG_VERSION").exists():
         raise CliError(
             f"no database: DATABASE_URL is not set and {pgdata} holds no embedded "
             "PostgreSQL (run `notebooks up` once, or set DATABASE_URL)"
         )
-    data_dir.mkdir(parents=True, exist_ok=True)
     _prune_dead_handles(pgdata)
     drop_stale_postmaster_pid(pgdata)
     try:
@@ -135,7 +149,7 @@ def database_for(env: dict[str, str], *, create: bool = False) -> Iterator[str]:
     """DATABASE_URL if set, else the data directory's embedded server."""
     url = env.get("DATABASE_URL")
     if url:
-        yield url
+        yield checked_database_url(url)
         return
     refuse_embedded_if_required(env)
     with embedded(data_dir_from_env(env), create=create) as url:

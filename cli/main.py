@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+
 from cli import admin
 from cli.database import CliError, database_for
 from common.logging import configure_logging
@@ -130,6 +132,16 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         return int(args.func(args, env))
     except (CliError, SettingsError) as e:
         print(f"notebooks {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as e:
+        # libpq's own words (never the password): unreachable, refused, ...
+        why = " ".join(str(e).split())  # libpq's lines (one per address tried) as one
+        print(f"notebooks {args.command}: error: cannot use the database: {why}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # A read-only or full data directory, a file that cannot be read.
+        where = f": {e.filename}" if e.filename else ""
+        print(f"notebooks {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

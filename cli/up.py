@@ -27,7 +27,13 @@ from cli.bootstrap import (
     read_json,
     write_credentials,
 )
-from cli.database import CliError, data_dir_from_env, embedded, refuse_embedded_if_required
+from cli.database import (
+    CliError,
+    data_dir_from_env,
+    embedded,
+    own_data_dir,
+    refuse_embedded_if_required,
+)
 from cli.supervisor import Backoff, ProcessSpec, Supervisor, specs_from_procfile
 from common.logging import configure_logging
 from common.notebook_origin import public_scheme
@@ -60,7 +66,7 @@ def stack_env_preview(base: dict[str, str]) -> dict[str, str]:
     """Enough of the environment to read the listen addresses before set-up."""
     placeholder = "x" * 32
     return {
-        "DATABASE_URL": "unused",
+        "DATABASE_URL": "postgresql://unused",  # the embedded one is not made yet
         "NOTEBOOKS_SECRET_KEY": placeholder,
         "NOTEBOOKS_SIGNING_KEYS": f"k:{placeholder}",
         **base,
@@ -211,7 +217,7 @@ def run_up(base_env: dict[str, str], procfile: Path = DEFAULT_PROCFILE) -> int:
     configure_logging(preview_settings.log_format, preview_settings.log_level)
     specs = specs_from_procfile(procfile, PROCESSES)
     data_dir = data_dir_from_env(base_env)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    own_data_dir(data_dir)
     with hold_data_dir(data_dir):
         check_ports_free(preview_settings, preview)
         return _run_up(base_env, specs, data_dir)

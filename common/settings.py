@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from common.images import parse_allowlist
 from common.notebook_origin import check_template
 
@@ -103,6 +106,19 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
 
 def _port_or_off(env: dict[str, str], name: str, default: int) -> int | None:
     return port_or_off(env.get(name) or str(default), name)
+
+
+def checked_database_url(url: str) -> str:
+    """DATABASE_URL as libpq will read it, or a SettingsError that does not
+    quote it back (it may hold a password)."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise SettingsError(
+            "DATABASE_URL is not a PostgreSQL URL or connection string "
+            "(e.g. postgresql://user:password@host:5432/notebooks)"
+        ) from None
+    return url
 
 
 def database_url_required(env: dict[str, str]) -> bool:
@@ -210,6 +226,7 @@ class Settings:
         database_url = env.get("DATABASE_URL", "")
         if not database_url:
             raise SettingsError("DATABASE_URL is not set")
+        checked_database_url(database_url)
         api_port = _port(env, "NOTEBOOKS_API_PORT", 8080)
         proxy_port = _port(env, "NOTEBOOKS_PROXY_PORT", 8081)
         api_host = env.get("NOTEBOOKS_API_HOST", "127.0.0.1")

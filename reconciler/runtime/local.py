@@ -35,6 +35,7 @@ import structlog
 from common.clock import Clock, SystemClock
 from common.ids import is_valid_id
 from common.platform_env import user_env
+from common.private_files import private_dir, write_private_json
 from reconciler.runtime import probes, procs
 from reconciler.runtime.base import (
     ABSENT,
@@ -121,10 +122,8 @@ class LocalRuntime:
         return raw if isinstance(raw, dict) else None
 
     def _write_state(self, notebook_id: str, state: dict[str, object]) -> None:
-        path = self.run_dir(notebook_id) / "state.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)  # atomic: a reader never sees half a state
+        # Atomic (a reader never sees half a state) and the owner's alone.
+        write_private_json(self.run_dir(notebook_id) / "state.json", state)
 
     async def _record(
         self,
@@ -192,8 +191,7 @@ class LocalRuntime:
         worker, an flock across workers on this host (released by the kernel
         if a worker dies, so never stale)."""
         async with self._locks.setdefault(notebook_id, asyncio.Lock()):
-            locks = self.data_dir / "run" / ".locks"
-            locks.mkdir(parents=True, exist_ok=True)
+            locks = private_dir(self.data_dir / "run" / ".locks")
             async with flock(locks / notebook_id):
                 yield
 
@@ -302,8 +300,8 @@ class LocalRuntime:
             nb_dir = self.notebook_dir(nid)
             # The notebook's code and its run state are its owner's: not
             # readable by other users of the host.
-            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            nb_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(run_dir)
+            private_dir(nb_dir)
             notebook = nb_dir / NOTEBOOK_FILE
             if not notebook.exists():
                 # Whole or not at all: a write cut short (disk full, a kill)

@@ -46,6 +46,7 @@ from pathlib import Path
 import structlog
 
 from common.clock import Clock, SystemClock
+from common.private_files import private_dir
 from reconciler.runtime import probes, procs
 from reconciler.runtime.base import WorkloadSpec, shape_digest
 
@@ -181,7 +182,7 @@ class LocalPool:
         """Hold `.workers` shared while this runtime is open (see `close`)."""
         if self._workers_fd is not None:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         fd = os.open(self.root / ".workers", os.O_RDWR | os.O_CREAT, 0o600)
         await _acquire(fd, fcntl.LOCK_SH, 0.05)  # waits only while a closing runtime drains
         self._workers_fd = fd
@@ -242,8 +243,7 @@ class LocalPool:
         if self.size <= 0:
             return 0
         await self._attach()
-        directory = self.shape_dir(workload)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = private_dir(self.shape_dir(workload))
         added = 0
         async with flock(directory / ".refill"):
             await self._stop_unrecorded(directory)
@@ -308,7 +308,7 @@ class LocalPool:
         # Each warm Sail has its own working directory: once claimed,
         # nothing of it is shared with another notebook's Sail.
         work = directory / f"{wid}.d"
-        work.mkdir()
+        work.mkdir(mode=0o700)
         # `{wid}.spawning` exists until the record is claimable: a refill
         # killed before that leaves it, and the next one stops the Sail
         # (`_stop_unrecorded`). The record is written into it and it is then
