@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -30,6 +29,7 @@ from common.logging import configure_logging
 from common.metrics import bound_port, observe_pool, serve_metrics
 from common.notebook_origin import frame_source
 from common.settings import Settings
+from common.signals import stop_on_signals
 from sql.migrate import is_current
 
 log = structlog.get_logger("api")
@@ -333,10 +333,7 @@ async def _serve(settings: Settings) -> None:
         settings.api_host,
         settings.api_port,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await stop.wait()
     finally:

@@ -44,6 +44,44 @@ class FakeClock:
         return self._now
 
 
+class SteppingClock(FakeClock):
+    """A FakeClock whose sleeps end only when `advance` moves its monotonic
+    reading past them (`sleeper` hands a clock's own `sleep` to timers): a
+    timer never fires on its own, so a test sees exactly what happens before
+    and after each wait (`asleep`) and how long each asked for (`slept`).
+    Advance by sums exactly representable in binary (whole seconds): a timer
+    due at 30 s wakes at 30, not 29.999…"""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        super().__init__(start)
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+        self.slept: list[float] = []  # every wait asked for, in order
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        entry = (self.monotonic() + seconds, asyncio.get_running_loop().create_future())
+        self._sleepers.append(entry)
+        try:
+            await entry[1]
+        finally:
+            self._sleepers.remove(entry)
+
+    @property
+    def asleep(self) -> list[float]:
+        """When the timers now asleep are due (monotonic readings), soonest first."""
+        return sorted(due for due, woken in self._sleepers if not woken.done())
+
+    def advance(self, seconds: float) -> datetime:
+        now = super().advance(seconds)
+        for due, woken in self._sleepers:
+            if due <= self.monotonic() and not woken.done():
+                woken.set_result(None)
+        return now
+
+
 def monotonic_reader(clock: Clock) -> Callable[[], float]:
     """`clock.monotonic`, for where every request passes: for the system
     clock `time.monotonic` itself, so injecting the clock adds no Python call

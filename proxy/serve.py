@@ -6,7 +6,6 @@ test request meets the same front door as production."""
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import structlog
 import uvloop
@@ -15,6 +14,7 @@ from aiohttp import web
 from common.logging import configure_logging
 from common.metrics import bound_port, serve_metrics
 from common.settings import Settings
+from common.signals import stop_on_signals
 from proxy.app import BEFORE_SCRAPE, CACHE, COOKIES, PROXY, create_app, prepare_scrape
 from proxy.express import Lane
 from proxy.handoff import handlers
@@ -105,10 +105,7 @@ async def serve_forever(app: web.Application, settings: Settings) -> None:
         metrics_port=settings.proxy_metrics_port,
     )
     log.info("proxy.metrics_serving", host=settings.proxy_metrics_host, port=served.metrics_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await stop.wait()
     finally:

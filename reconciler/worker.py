@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
@@ -36,6 +35,7 @@ from common.jobs import RECONCILE, enqueue_reconcile
 from common.logging import configure_logging
 from common.metrics import observe_pool, serve_metrics
 from common.settings import Settings
+from common.signals import stop_on_signals
 from reconciler import metrics
 from reconciler.db import fetchone
 from reconciler.reconcile import Deps, reconcile_once
@@ -306,11 +306,7 @@ def main(settings: Settings, metrics_port: int | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level)
 
     async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, metrics_port=metrics_port, stop=stop)
+        await run_worker(settings, metrics_port=metrics_port, stop=stop_on_signals())
 
     asyncio.run(_main())
     return 0

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from kube_emulator import Changes, eventually
-from kube_emulator.clock import SteppingClock
 from kube_emulator.cluster import NAMESPACE, Kube
 from kubernetes import client
 
+from common.clock import SteppingClock
 from reconciler.runtime.kubernetes import KubernetesRuntime, KubernetesSettings
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes.watch import (

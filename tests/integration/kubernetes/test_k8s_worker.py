@@ -19,6 +19,7 @@ from kube_emulator import eventually, kubelet
 from kube_emulator.cluster import NAMESPACE, Kube
 from psycopg.rows import dict_row
 
+from common.clock import Clock
 from common.ids import new_id
 from common.jobs import enqueue_reconcile
 from common.settings import Settings
@@ -157,8 +158,10 @@ async def db(settings: Settings) -> AsyncIterator[Db]:
     await conn.close()
 
 
-@pytest.fixture
-async def worker(settings: Settings, kube: Kube) -> AsyncIterator[Kube]:
+@contextlib.asynccontextmanager
+async def running_worker(
+    settings: Settings, kube: Kube, clock: Clock | None = None
+) -> AsyncIterator[Kube]:
     """A real worker using the Kubernetes runtime; the sweep never runs."""
     s = Settings(
         **{
@@ -172,11 +175,19 @@ async def worker(settings: Settings, kube: Kube) -> AsyncIterator[Kube]:
     )
     rt = kube.runtime(watch_timeout_seconds=60, resync_seconds=3600)
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(s, stop=stop, runtime=rt))
-    yield kube
-    stop.set()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(task, 20)
+    task = asyncio.create_task(run_worker(s, stop=stop, runtime=rt, clock=clock))
+    try:
+        yield kube
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture
+async def worker(settings: Settings, kube: Kube) -> AsyncIterator[Kube]:
+    async with running_worker(settings, kube) as running:
+        yield running
 
 
 async def test_start_runs_and_a_lost_pod_is_repaired_through_the_watch(
@@ -212,23 +223,8 @@ async def clocked_worker(settings: Settings, kube: Kube) -> AsyncIterator[Kube]:
     """The worker of `worker`, on the cluster's clock: the test moves the
     reconciler's time (the unresponsive grace) and the runtime's (pods
     stuck terminating) together."""
-    s = Settings(
-        **{
-            **settings.__dict__,
-            "runtime": "kubernetes",
-            "sweep_interval_seconds": 3600,
-            "heartbeat_timeout_seconds": 4,
-            "start_deadline_seconds": 3600,
-            "worker_concurrency": 4,
-        }
-    )
-    rt = kube.runtime(watch_timeout_seconds=60, resync_seconds=3600)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(s, stop=stop, runtime=rt, clock=kube.clock))
-    yield kube
-    stop.set()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(task, 20)
+    async with running_worker(settings, kube, kube.clock) as running:
+        yield running
 
 
 async def test_a_pod_stuck_terminating_under_a_running_notebook_is_replaced(

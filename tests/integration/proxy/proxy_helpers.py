@@ -24,6 +24,7 @@ import psycopg
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from common import clock
 from common.clock import FakeClock
 from common.session_token import mint
 from common.settings import Settings
@@ -196,43 +197,15 @@ def insert_world(
     return w
 
 
-class SteppingClock(FakeClock):
-    """A FakeClock whose sleeps end only when `advance` moves its monotonic
-    reading past them: the proxy's own timers (the WebSocket heartbeat, the
-    express lane's sweep) then run when a test moves time, never on their
-    own (forward.Proxy.sleep). Advance by sums exactly representable in
-    binary (whole seconds): a timer due at 30 s wakes at 30, not 29.999…"""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        super().__init__(start)
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        sleeper = (self.monotonic() + seconds, asyncio.get_running_loop().create_future())
-        self._sleepers.append(sleeper)
-        try:
-            await sleeper[1]
-        finally:
-            self._sleepers.remove(sleeper)
-
-    def advance(self, seconds: float) -> datetime:
-        now = super().advance(seconds)
-        for due, woken in self._sleepers:
-            if due <= self.monotonic() and not woken.done():
-                woken.set_result(None)
-        return now
-
-    def wakes(self) -> list[float]:
-        """When the timers now asleep are due (monotonic readings), soonest first."""
-        return sorted(due for due, woken in self._sleepers if not woken.done())
+class SteppingClock(clock.SteppingClock):
+    """The proxy's own timers (the WebSocket heartbeat, the express lane's
+    sweep) run when a test moves this clock, never on their own
+    (forward.Proxy.sleep)."""
 
     async def asleep_until(self, due: float) -> None:
         """Wait until some timer sleeps until `due`: it has done what it does
         before then, and `advance` to `due` wakes it."""
-        await eventually(lambda: due in self.wakes(), f"a timer to sleep until {due}")
+        await eventually(lambda: due in self.asleep, f"a timer to sleep until {due}")
 
 
 async def eventually(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
