@@ -233,6 +233,11 @@ def _plan_running(nb: NotebookState, observed: Observation, now: datetime) -> Pl
 
 
 def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
+    if repair_retrying(nb) and not _both_ready(observed):
+        # The component that died before the repair is still what is
+        # observed: no restart was issued yet, so it is not the restart's
+        # own failure (which `_failure` below would fail at once).
+        return _plan_repair(nb, observed, now)
     if (reason := _failure(observed)) is not None:
         return failed(reason, "failed")
     if _both_ready(observed):
@@ -276,33 +281,39 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
 def _plan_provisioned(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
     assert nb.status in PROVISIONED
     if not _both_ready(observed):
-        # Never `running` with a component down: back to starting once the
-        # restart is issued (same session, same token, same file), within a
-        # deadline armed by the repair's first attempt. A component that
-        # fails again during that start ends in `failed`.
-        broken = _not_ready(observed)
-        terminal = any(
-            c.terminal for c in (observed.sail, observed.marimo) if c.phase is Phase.FAILED
-        )
-        if terminal:
-            return failed(broken, "failed")
-        if (waiting := _unresponsive(nb, observed, now)) is not None:
+        if not _terminal(observed) and (waiting := _unresponsive(nb, observed, now)) is not None:
             return waiting
-        actions: tuple[Action, ...] = (Action.ENSURE_RUNNING,)
-        if nb.start_deadline_at is None:
-            actions = (Action.ARM_DEADLINE, *actions)  # the repair's first attempt
-        elif now >= nb.start_deadline_at:
-            # Every restart since the first raised (or its write was lost).
-            return failed(_repair_failed(nb, observed, broken), "deadline")
-        return Plan(
-            actions,
-            Status.STARTING,
-            f"restarting after {broken}",
-            requeue_after=POLL_SECONDS,
-            outcome="repair",
-        )
+        return _plan_repair(nb, observed, now)
     healthy = _plan_presence(nb, observed, now)
     return replace(healthy, presence=True, disarm_deadline=nb.start_deadline_at is not None)
+
+
+def _terminal(observed: Observation) -> bool:
+    return any(c.terminal for _, c in _components(observed) if c.phase is Phase.FAILED)
+
+
+def _plan_repair(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
+    """A component of a provisioned notebook is down. Never `running` with a
+    component down: `starting` while the restart is issued (same session,
+    same token, same file), within a deadline armed by the repair's first
+    attempt. A component that fails again during that start ends in
+    `failed`; so does one that cannot be retried (a bad image)."""
+    broken = _not_ready(observed)
+    if _terminal(observed):
+        return failed(broken, "failed")
+    actions: tuple[Action, ...] = (Action.ENSURE_RUNNING,)
+    if nb.start_deadline_at is None:
+        actions = (Action.ARM_DEADLINE, *actions)  # the repair's first attempt
+    elif now >= nb.start_deadline_at:
+        # Every restart since the first raised (or its write was lost).
+        return failed(_repair_failed(nb, observed, broken), "deadline")
+    return Plan(
+        actions,
+        Status.STARTING,
+        f"restarting after {broken}",
+        requeue_after=POLL_SECONDS,
+        outcome="repair",
+    )
 
 
 def _unresponsive(nb: NotebookState, observed: Observation, now: datetime) -> Plan | None:
@@ -346,27 +357,36 @@ def _repair_failed(nb: NotebookState, observed: Observation, broken: str) -> str
     return f"{_restarting(observed)} failed until the start deadline passed{error} ({broken})"
 
 
-def restarts_provisioned(status: Status, p: Plan) -> bool:
-    """`p` is a repair's restart: a provisioned notebook's ENSURE_RUNNING."""
-    return status in PROVISIONED and Action.ENSURE_RUNNING in p.actions
+def repair_retrying(nb: NotebookState) -> bool:
+    """`starting` because a repair's restart raised (`attempt_raised` said
+    so): the component observed down is still the one that died before."""
+    head, retrying, _ = nb.status_message.partition(RETRYING)
+    return nb.status is Status.STARTING and bool(retrying) and head.startswith("restarting ")
+
+
+def restarts_a_repair(nb: NotebookState, p: Plan) -> bool:
+    """`p` is a repair's restart: a provisioned notebook's ENSURE_RUNNING,
+    or a retry of one whose restart raised."""
+    repairing = nb.status in PROVISIONED or repair_retrying(nb)
+    return repairing and Action.ENSURE_RUNNING in p.actions
 
 
 def attempt_raised(nb: NotebookState, p: Plan, observed: Observation, error: str) -> Plan | None:
     """What to record when applying `p` raised a transient error (the pass is
-    retried with back-off): for a repair, a message saying the restart
-    fails, the status unchanged; None for anything else (a start's attempts
-    are bounded by its deadline and show their step).
+    retried with back-off): for a repair, `starting` with a message saying
+    the restart fails; None for anything else (a start's attempts are
+    bounded by its deadline and show their step).
 
-    The status stays provisioned because no restart was issued: written
-    `starting`, the next pass would read the component that died before the
-    repair as the restart's own failure and fail at once, where a transient
-    error deserves retries. The deadline the first attempt armed bounds it:
-    past it, `plan` fails the notebook with this error."""
-    if not restarts_provisioned(nb.status, p):
+    The message also marks the row (`repair_retrying`): the next pass reads
+    the component that died before the repair as still to be restarted,
+    not as the restart's own failure, so a transient error gets retries.
+    The deadline the first attempt armed bounds it: past it, `plan` fails
+    the notebook with this error."""
+    if not restarts_a_repair(nb, p):
         return None
     return Plan(
         (),
-        nb.status,
+        Status.STARTING,
         f"{_restarting(observed)}{RETRYING}{error}",
         executing=nb.executing,
         outcome="error",

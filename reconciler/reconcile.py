@@ -37,7 +37,7 @@ from reconciler.plan import (
     attempt_raised,
     failed,
     plan,
-    restarts_provisioned,
+    restarts_a_repair,
 )
 from reconciler.runtime.base import (
     Observation,
@@ -247,7 +247,7 @@ async def _carry_out(
     try:
         observed = await _apply(deps, row, p, observed)
     except TerminalError as exc:
-        if not restarts_provisioned(Status(status), p):
+        if not restarts_a_repair(_state(row, deps), p):
             raise  # recorded as the failure by reconcile_once
         # A repair's restart refused (a namespace quota full while a drained
         # node's pods still terminate): a running notebook is not failed on

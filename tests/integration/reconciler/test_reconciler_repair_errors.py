@@ -127,7 +127,7 @@ async def test_a_repair_refused_as_terminal_is_retried_until_its_deadline(rows, 
     with pytest.raises(RepairRefused):
         await reconcile_once(deps, nid)
     row = await rows.get(nid)
-    assert row["status"] == "running" and runtime.stopped == 0  # nothing torn down
+    assert row["status"] == "starting" and runtime.stopped == 0  # nothing torn down
     assert "exceeded quota" in row["status_message"]
     runtime.refusing = None  # the quota frees up: the next attempt restarts Marimo
     assert (await reconcile_once(deps, nid)).outcome == "repair"
@@ -155,9 +155,10 @@ async def test_a_repair_whose_restart_keeps_raising_fails_at_its_deadline(rows, 
     with pytest.raises(OSError):
         await reconcile_once(deps, nid)
     row = await rows.get(nid)
-    # No restart was issued, so not `starting` (which reads the dead Marimo
-    # as the restart's own failure); the message says what goes on.
-    assert (row["status"], row["status_message"]) == ("running", RETRYING)
+    # Never `running` with Marimo down: `starting`, with a message that says
+    # what goes on (and tells the next pass that the dead Marimo is still
+    # the one to restart, not the restart's own failure).
+    assert (row["status"], row["status_message"]) == ("starting", RETRYING)
     assert row["start_deadline_at"] == first + timedelta(seconds=DEADLINE)
 
     clock.advance(DEADLINE - 1)
@@ -165,7 +166,7 @@ async def test_a_repair_whose_restart_keeps_raising_fails_at_its_deadline(rows, 
         await reconcile_once(deps, nid)
     row = await rows.get(nid)
     assert row["start_deadline_at"] == first + timedelta(seconds=DEADLINE)  # armed once
-    assert row["status"] == "running" and runtime.starts == 2 + 1  # + the start's
+    assert row["status"] == "starting" and runtime.starts == 2 + 1  # + the start's
 
     clock.advance(1)
     result = await reconcile_once(deps, nid)
@@ -178,7 +179,8 @@ async def test_a_repair_whose_restart_keeps_raising_fails_at_its_deadline(rows, 
     )
     assert runtime.starts == 3 and runtime.stopped == 1  # torn down, not tried again
     events = await rows.events(nid)
-    assert (events[-1]["from_status"], events[-1]["to_status"]) == ("running", "failed")
+    moves = [(e["from_status"], e["to_status"]) for e in events[-2:]]
+    assert moves == [("running", "starting"), ("starting", "failed")]
     assert events[-1]["actor"] == "reconciler"
 
 
@@ -213,7 +215,7 @@ async def test_a_repair_that_raised_then_restarts_runs_and_a_later_one_has_a_fre
     with pytest.raises(OSError):
         await reconcile_once(deps, nid)
     row = await rows.get(nid)
-    assert (row["status"], row["status_message"]) == ("running", RETRYING)
+    assert (row["status"], row["status_message"]) == ("starting", RETRYING)
     assert row["start_deadline_at"] == clock.now() + timedelta(seconds=DEADLINE)
     assert row["start_deadline_session_id"] == row["session_id"]
 
@@ -255,7 +257,7 @@ async def test_a_failing_repair_is_failed_through_the_worker_and_its_retries(row
             await enqueue_reconcile(db, [nid])  # as the sweep or the watch would
 
         await rows.wait_for(nid, lambda r: r is not None and r["status_message"] == RETRYING)
-        assert (await rows.get(nid))["status"] == "running"
+        assert (await rows.get(nid))["status"] == "starting"
         clock.advance(deadline)
         row = await rows.wait_status(nid, "failed")
         assert row["status_message"].startswith("restarting Marimo failed until the start")
@@ -307,7 +309,7 @@ async def test_a_real_marimo_that_cannot_be_respawned_fails_and_is_torn_down(
         os.killpg(row["runtime_state"]["marimo_pid"], signal.SIGKILL)
 
         row = await passes_until(lambda r: "retrying" in r["status_message"])
-        assert row["status"] == "running"
+        assert row["status"] == "starting"
         assert row["status_message"] == (
             "restarting Marimo failed, retrying: OSError: [Errno 24] Too many open files"
         )

@@ -412,13 +412,15 @@ def test_a_repair_arms_its_deadline_once_and_fails_when_it_passes() -> None:
     )
 
 
-def test_a_restart_that_raised_keeps_the_status_and_says_so() -> None:
+def test_a_restart_that_raised_moves_to_starting_and_says_so() -> None:
+    """Never `running` with a component down, also while the repair's
+    restart keeps raising."""
     for status in PROVISIONED:
         broken = nb(R, status, executing=True, start_deadline_at=NOW)
         p = plan(broken, OBS["marimo_dead"], NOW - timedelta(seconds=1))
         said = attempt_raised(broken, p, OBS["marimo_dead"], "OSError: [Errno 24] Too many")
         assert said is not None
-        assert (said.actions, said.status, said.executing) == ((), status, True)
+        assert (said.actions, said.status, said.executing) == ((), Status.STARTING, True)
         assert said.status_message == (
             "restarting Marimo failed, retrying: OSError: [Errno 24] Too many"
         )
@@ -432,6 +434,42 @@ def test_a_restart_that_raised_keeps_the_status_and_says_so() -> None:
     assert attempt_raised(start, plan(start, OBS["nothing"], NOW), OBS["nothing"], "x") is None
     stop = nb(ST, Status.STOPPING)
     assert attempt_raised(stop, plan(stop, OBS["ready"], NOW), OBS["ready"], "x") is None
+
+
+def test_a_repair_whose_restart_raised_goes_on_as_a_repair_while_starting() -> None:
+    """`starting` after a restart that raised still sees the Marimo that died
+    before the repair: restarted again (and said again if it raises), not
+    failed as if the restart had failed; past the deadline, failed with the
+    last error; a component that cannot be retried fails at once; once both
+    are ready, running."""
+    retrying = nb(
+        R,
+        Status.STARTING,
+        start_deadline_at=NOW + timedelta(seconds=1),
+        status_message="restarting Marimo failed, retrying: OSError: [Errno 28] disk full",
+    )
+    again = plan(retrying, OBS["marimo_dead"], NOW)
+    assert (again.actions, again.status, again.outcome) == ((E_RUN,), Status.STARTING, "repair")
+    assert again.status_message == "restarting after Marimo: exited with code 1: boom"
+    assert attempt_raised(retrying, again, OBS["marimo_dead"], "boom") is not None
+
+    late = plan(retrying, OBS["marimo_dead"], NOW + timedelta(seconds=1))
+    assert (late.actions, late.status, late.outcome) == ((E_STOP,), Status.FAILED, "deadline")
+    assert late.status_message == (
+        "restarting Marimo failed until the start deadline passed:"
+        " OSError: [Errno 28] disk full (Marimo: exited with code 1: boom)"
+    )
+    hopeless = Observation(S, sail=READY, marimo=BAD)
+    assert plan(retrying, hopeless, NOW).status is Status.FAILED
+    healthy = plan(retrying, OBS["ready"], NOW)
+    assert (healthy.status, healthy.outcome, healthy.disarm_deadline) == (
+        Status.RUNNING,
+        "ready",
+        True,
+    )
+    # A start (not a repair) whose Marimo died is the start's own failure.
+    start = replace(retrying, status_message="waiting for Marimo")
+    assert plan(start, OBS["marimo_dead"], NOW).status is Status.FAILED
 
 
 def test_healthy_again_disarms_the_deadline_of_the_start_or_repair() -> None:
