@@ -21,7 +21,7 @@ from common.embedded_db import (
     socket_path_problem,
     start_embedded,
 )
-from common.private_files import private_dir, shared_writable
+from common.private_files import keep_others_out, private_dir
 from common.settings import checked_database_url, database_url_required
 
 DB_NAME = "notebooks"
@@ -36,14 +36,15 @@ def data_dir_from_env(env: dict[str, str]) -> Path:
 
 
 def own_data_dir(data_dir: Path) -> None:
-    """Create the data directory 0700 (and any parent it needs), or refuse
-    one another user of the host could change: it holds the notebooks, the
-    signing keys and the database, which the stack trusts as its own."""
+    """Create the data directory 0700 (and any parent it needs), or make
+    sure no other user of the host can change it: it holds the notebooks,
+    the signing keys and the database, which the stack trusts as its own."""
     try:
         private_dir(data_dir)
+        why = keep_others_out(data_dir)
     except OSError as e:
-        raise CliError(f"cannot create the data directory {data_dir}: {e.strerror}") from None
-    if (why := shared_writable(data_dir)) is not None:
+        raise CliError(f"cannot use the data directory {data_dir}: {e.strerror}") from None
+    if why is not None:
         raise CliError(f"the data directory is not private: {why}")
 
 

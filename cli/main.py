@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         print(f"notebooks {args.command}: error: {e}", file=sys.stderr)
         return 1
     except psycopg.OperationalError as e:
-        # libpq's own words (never the password): unreachable, refused, ...
+        # libpq's own words (checked_database_url keeps the password out of
+        # them): unreachable, refused, authentication failed, ...
         why = " ".join(str(e).split())  # libpq's lines (one per address tried) as one
         print(f"notebooks {args.command}: error: cannot use the database: {why}", file=sys.stderr)
         return 1

@@ -36,13 +36,20 @@ def write_private_json(path: Path, data: object, *, indent: int | None = None) -
     os.replace(tmp, path)
 
 
-def shared_writable(path: Path) -> str | None:
-    """Why `path` (a directory of ours) is not ours alone, or None: writable
-    by its group or by others, or owned by another user."""
+def keep_others_out(path: Path) -> str | None:
+    """Take group and other write permission off `path`, a directory of
+    ours (an older install made under a loose umask: 0775 under umask 002);
+    read and search stay (run as root, the embedded PostgreSQL's own user
+    must reach its data under it). Why it cannot be done, or None."""
     info = path.stat()
+    loose = stat.S_IMODE(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH)
+    if not loose:
+        return None
     if info.st_uid != os.geteuid():
-        return f"{path} belongs to another user (uid {info.st_uid})"
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         mode = stat.S_IMODE(info.st_mode)
-        return f"{path} is writable by its group or others (mode {mode:o}): chmod 700 {path}"
+        return (
+            f"{path} is writable by its group or others (mode {mode:o}) and belongs to "
+            f"another user (uid {info.st_uid}): chmod go-w {path}"
+        )
+    path.chmod(stat.S_IMODE(info.st_mode) & ~loose)
     return None

@@ -112,12 +112,16 @@ def checked_database_url(url: str) -> str:
     """DATABASE_URL as libpq will read it, or a SettingsError that does not
     quote it back (it may hold a password)."""
     try:
-        conninfo_to_dict(url)
+        parts = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         raise SettingsError(
             "DATABASE_URL is not a PostgreSQL URL or connection string "
             "(e.g. postgresql://user:password@host:5432/notebooks)"
         ) from None
+    if "@" in str(parts.get("host") or ""):
+        # `user:p@ss@host`: libpq would take `ss@host` for the host and quote
+        # it (half the password) in its error.
+        raise SettingsError("DATABASE_URL: percent-encode an @ in the password as %40")
     return url
 
 

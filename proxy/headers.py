@@ -174,9 +174,9 @@ def _local_location(value: str, upstream_origin: str) -> str:
     if value[: len(upstream_origin)].lower() != upstream_origin.lower():
         return value
     rest = value[len(upstream_origin) :]
-    if not rest:
-        return "/"
-    return rest if rest[0] in "/?#" else value  # not `http://host:80` + `80/...`
+    if not rest or rest[0] in "?#":
+        return "/" + rest  # the origin's own path is `/`, not the page's
+    return rest if rest[0] == "/" else value  # not `http://host:80` + `80/...`
 
 
 def upstream_request_headers(incoming: CIMultiDictProxy[str], **kwargs: Any) -> CIMultiDict[str]:

@@ -348,20 +348,33 @@ def _restarting(observed: Observation) -> str:
     return "restarting " + " and ".join(names)
 
 
+# What `_restarting` can say: the only heads of a message `attempt_raised`
+# wrote. Matched whole, since other messages quote a component's log lines,
+# which may say anything ("metastore connect failed, retrying: timed out").
+_RESTARTING_HEADS = frozenset(
+    {"restarting Sail", "restarting Marimo", "restarting Sail and Marimo"}
+)
+
+
+def _retry_error(message: str) -> str | None:
+    """The error of a message `attempt_raised` wrote, else None."""
+    head, retrying, error = message.partition(RETRYING)
+    return error if retrying and head in _RESTARTING_HEADS else None
+
+
 def _repair_failed(nb: NotebookState, observed: Observation, broken: str) -> str:
     """The reason a repair failed at its deadline: the last error its restart
     raised (the message `attempt_raised` left, unless a ping replaced it),
     and what was down."""
-    head, retrying, last = nb.status_message.partition(RETRYING)
-    error = f": {last}" if retrying and head.startswith("restarting ") else ""
+    last = _retry_error(nb.status_message)
+    error = f": {last}" if last is not None else ""
     return f"{_restarting(observed)} failed until the start deadline passed{error} ({broken})"
 
 
 def repair_retrying(nb: NotebookState) -> bool:
     """`starting` because a repair's restart raised (`attempt_raised` said
     so): the component observed down is still the one that died before."""
-    head, retrying, _ = nb.status_message.partition(RETRYING)
-    return nb.status is Status.STARTING and bool(retrying) and head.startswith("restarting ")
+    return nb.status is Status.STARTING and _retry_error(nb.status_message) is not None
 
 
 def restarts_a_repair(nb: NotebookState, p: Plan) -> bool:

@@ -109,17 +109,18 @@ async function run(nb, call, message, ctx, failure) {
   try {
     await call();
     announce(message);
+    // Busy until the page shows what the action changed: the button drawn
+    // before it (Start on a notebook now starting) would send it again.
+    await ctx.changed();
   } catch (err) {
     showError(ctx.errorEl, err, failure);
     delete ctx.errorEl.dataset.source;
     // The message is above the list; the button may be a page further down.
     ctx.errorEl.scrollIntoView({ block: "nearest" });
-    return;
   } finally {
     inFlight.delete(nb.id);
     liveButtons(nb.id).forEach((b) => markBusy(b, false));
   }
-  ctx.changed();
 }
 
 // ---- dialogs -------------------------------------------------------------

@@ -183,7 +183,7 @@ async function refreshList() {
         const rows = [...$("#notebooks-body").rows];
         list.refocusRow = rows.findIndex((r) => r.dataset.notebookId === change.deleted);
       }
-      list.poller.now();
+      return list.poller.now();
     },
   };
   const body = $("#notebooks-body");
@@ -379,7 +379,7 @@ async function refreshDetail() {
     errorEl,
     changed: (change) => {
       if (change?.deleted) location.hash = "#/notebooks";
-      else detail.poller.now();
+      else return detail.poller.now();
     },
   };
   const actions = $("#nb-actions");

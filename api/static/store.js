@@ -72,6 +72,7 @@ export class Poller {
     this.active = false;
     this.running = false;
     this.again = false;
+    this.waiting = []; // resolved once a run that began after they asked has ended
     this.last = 0; // when the last run began
     this.delay = 0; // the wait before the next run
     this.notBefore = 0; // no scheduled run before this time (Retry-After)
@@ -105,13 +106,22 @@ export class Poller {
     clearTimeout(this.timer);
     this.region?.removeAttribute("aria-busy");
     document.removeEventListener("visibilitychange", this.onVisibility);
+    this.release();
   }
 
+  release() {
+    const waiting = this.waiting;
+    this.waiting = [];
+    waiting.forEach((done) => done());
+  }
+
+  // Run now (or right after the run under way, which began before whatever
+  // changed): resolves once a run that began after this call has drawn.
   async now() {
     if (!this.active) return;
     if (this.running) {
       this.again = true;
-      return;
+      return new Promise((done) => this.waiting.push(done));
     }
     clearTimeout(this.timer);
     this.running = true;
@@ -125,10 +135,13 @@ export class Poller {
     } finally {
       this.running = false;
     }
-    if (!this.active) return;
+    if (!this.active) return this.release();
     if (this.again) {
       this.again = false;
-      this.now();
+      const waiting = this.waiting; // asked during this run: answered by the next
+      this.waiting = [];
+      await this.now();
+      waiting.forEach((done) => done());
       return;
     }
     const hidden = document.visibilityState !== "visible";

@@ -225,6 +225,37 @@ def test_a_start_on_its_way_stays_busy_across_redraws(browser: Any, stack: Any) 
     page.close()
 
 
+def test_a_start_answered_stays_busy_until_the_row_shows_it(browser: Any, stack: Any) -> None:
+    """Between the API's answer and the redraw that shows the notebook
+    starting, the row still has Start: busy, so a click sends nothing."""
+    create_notebook_via_api(stack, "Answered once")
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()  # no scheduled poll gets in between
+    posts: list[str] = []
+    page.on(
+        "request",
+        lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/start") else None,
+    )
+    sign_in(page, stack.api_url, stack.token)
+    held_start = Held(page, re.compile(r"/notebooks/[A-Z0-9]+/start$"), method="POST")
+    start = row(page, "Answered once").get_by_role("button", name="Start Answered once")
+    start.click()
+    held_start.wait()
+    held_list = Held(page, LIST)
+    held_start.release_all()
+    held_list.wait()  # answered; the list that shows it is on its way
+
+    assert start.get_attribute("aria-busy") == "true"
+    start.dispatch_event("click")
+    flush_requests(page)
+    assert len(posts) == 1, posts
+
+    held_list.release_all()
+    stop = row(page, "Answered once").get_by_role("button", name="Stop Answered once")
+    expect(stop).not_to_have_attribute("aria-busy", "true")
+    page.close()
+
+
 def test_add_and_remove_team_are_busy_and_keep_focus(browser: Any, stack: Any) -> None:
     teams = {}
     for name in ("alpha", "beta"):

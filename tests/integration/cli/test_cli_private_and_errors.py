@@ -52,20 +52,40 @@ def test_the_local_runtimes_directories_and_state_are_private(
     assert mode(runtime.run_dir("NB1") / "state.json") == 0o600
 
 
-def test_a_data_directory_others_may_write_is_refused(
+def test_a_data_directory_others_may_write_is_closed_to_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """One an older install made under umask 002 (0775), or made by hand:
+    nobody else may write there any more; reading and searching stay."""
     data_dir = tmp_path / "shared"
     data_dir.mkdir()
     data_dir.chmod(0o777)
     env = {"NOTEBOOKS_DATA_DIR": str(data_dir), "PATH": os.environ["PATH"]}
+    assert main(["admin", "org", "list"], environ=env) == 1  # no database in it yet
+    assert "no database" in capsys.readouterr().err
+    assert mode(data_dir) == 0o755
+
+
+def test_a_data_directory_another_user_lets_others_write_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not ours to change: refused, and left as it is."""
+    if os.geteuid() == 0:
+        data_dir = tmp_path / "theirs"
+        data_dir.mkdir()
+        os.chown(data_dir, 65534, 65534)  # nobody's
+        data_dir.chmod(0o777)
+    else:
+        data_dir = Path("/tmp")  # root's, and anyone may write there
+    before = data_dir.stat()
+    env = {"NOTEBOOKS_DATA_DIR": str(data_dir), "PATH": os.environ["PATH"]}
     assert main(["admin", "org", "list"], environ=env) == 1
-    err = capsys.readouterr().err
-    assert err.splitlines() == [
+    assert capsys.readouterr().err.splitlines() == [
         f"notebooks admin: error: the data directory is not private: {data_dir} is writable "
-        f"by its group or others (mode 777): chmod 700 {data_dir}"
+        f"by its group or others (mode {mode(data_dir):o}) and belongs to another user "
+        f"(uid {before.st_uid}): chmod go-w {data_dir}"
     ]
-    assert list(data_dir.iterdir()) == []  # no database started in it
+    assert data_dir.stat().st_mode == before.st_mode
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -81,6 +101,14 @@ def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
     (line,) = done.stderr.splitlines()
     assert line.startswith("notebooks admin: error: cannot use the database: ")
     assert "S3cretPW" not in done.stderr
+
+
+def test_an_at_sign_left_in_the_password_is_refused_without_quoting_it() -> None:
+    done = run("migrate", DATABASE_URL="postgresql://user:hun@S3cretPW@nohost.invalid/db")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "notebooks migrate: error: DATABASE_URL: percent-encode an @ in the password as %40"
+    ]
 
 
 @pytest.mark.parametrize("command", [("admin", "org", "list"), ("migrate",), ("api",)])
@@ -115,6 +143,6 @@ def test_a_data_directory_that_cannot_be_made_is_one_line(tmp_path: Path) -> Non
     done = run("up", NOTEBOOKS_DATA_DIR=str(tmp_path / "file" / "data"))
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        f"notebooks up: error: cannot create the data directory {tmp_path / 'file' / 'data'}: "
+        f"notebooks up: error: cannot use the data directory {tmp_path / 'file' / 'data'}: "
         "Not a directory"
     ]

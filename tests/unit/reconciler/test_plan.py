@@ -467,9 +467,17 @@ def test_a_repair_whose_restart_raised_goes_on_as_a_repair_while_starting() -> N
         "ready",
         True,
     )
-    # A start (not a repair) whose Marimo died is the start's own failure.
+    # A start (not a repair) whose Marimo died is the start's own failure,
+    # also when the message of a restart that went through quotes a log line
+    # that reads like a retry.
     start = replace(retrying, status_message="waiting for Marimo")
     assert plan(start, OBS["marimo_dead"], NOW).status is Status.FAILED
+    logged = replace(
+        retrying,
+        status_message="restarting after Marimo: exited with code 1: "
+        "metastore connect failed, retrying: timed out",
+    )
+    assert plan(logged, OBS["marimo_dead"], NOW).status is Status.FAILED
 
 
 def test_healthy_again_disarms_the_deadline_of_the_start_or_repair() -> None:
