@@ -220,7 +220,7 @@ async def forward_http(
                     await resp.write_eof()
                     metrics.HTTP_PROXIED.inc()
                     return resp
-            except ConnectionResetError:  # the browser went away: nothing to tell it
+            except ConnectionError:  # the browser went away: nothing to tell it
                 return resp
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if not revoked:
@@ -286,6 +286,7 @@ async def forward_websocket(
             protocols=protocols,
             autoping=True,
             max_msg_size=MARIMO_MESSAGE_LIMIT,
+            decode_text=False,  # relayed as bytes (_pump)
         )
 
     first: aiohttp.WSMessage | None = None  # read before the browser is accepted
@@ -321,6 +322,7 @@ async def forward_websocket(
         protocols=[up.protocol] if up.protocol else (),
         autoping=False,
         max_msg_size=BROWSER_MESSAGE_LIMIT,
+        decode_text=False,  # relayed as bytes (_pump)
     )
     stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -491,8 +493,11 @@ async def _pump(
                 await source.pong(msg.data)
                 continue
         if msg.type == WSMsgType.TEXT:
-            size = len(msg.data.encode())
-            await sink.send_str(msg.data)
+            # Bytes (decode_text=False), passed on as they came: never a str,
+            # which would hold a 60 MiB output four times over with one emoji
+            # in it, and be encoded again to be sent.
+            size = len(msg.data)
+            await sink.send_frame(msg.data, WSMsgType.TEXT)
         elif msg.type == WSMsgType.BINARY:
             size = len(msg.data)
             await sink.send_bytes(msg.data)

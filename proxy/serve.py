@@ -26,6 +26,9 @@ log = structlog.get_logger("proxy")
 # (wait, then cancel and wait). ops/k8s's grace period covers it.
 SHUTDOWN_GRACE_SECONDS = 10.0
 SHUTDOWN_SECONDS_AT_MOST = 3 * SHUTDOWN_GRACE_SECONDS
+# aiohttp's limit on one header's value (8190 by default), within the lane's
+# MAX_HEAD for a whole head.
+MAX_HEADER_FIELD = 32 * 1024
 
 
 class Served:
@@ -72,7 +75,13 @@ async def start(
     """The lane on host:port; /metrics only on metrics_host:metrics_port
     (never on the public port, which answers it 404 like any unknown path)."""
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+        # A Cookie header grows with every cookie of the parent domain; one
+        # the lane relays must also pass a hand-off (a WebSocket's handshake).
+        max_field_size=MAX_HEADER_FIELD,
     )
     await runner.setup()  # runs the app's startup: pool, cache, listener
     assert runner.server is not None

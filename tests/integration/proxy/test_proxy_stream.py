@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import hashlib
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,7 @@ class Upstream:
         self.uploads: list[str] = []
         self.upload_ended = asyncio.Event()
         self.ws_close_codes: list[int | None] = []
+        self.big_text = b""  # what `big text` answers, as a frame of its own
         self.last_headers: dict[str, str] = {}
         self.last_query = ""
         # Every request that reached this upstream, its headers as on the wire.
@@ -185,6 +187,9 @@ class Upstream:
             if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "bye":
                 await ws.close(code=4001, message=b"upstream says bye")
                 break
+            if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "big text":
+                await ws.send_frame(self.big_text, aiohttp.WSMsgType.TEXT)
+                continue
             if msg.type == aiohttp.WSMsgType.TEXT and msg.data.startswith("big:"):
                 await ws.send_str("x" * int(msg.data[4:]))  # an output that large
                 continue
@@ -324,6 +329,32 @@ async def test_a_browser_message_over_the_limit_ends_the_socket_with_1009(
         await eventually(lambda: len(upstream.ws_close_codes) == 1, "upstream's socket to close")
     finally:
         await session.close()
+
+
+async def test_a_large_text_output_is_relayed_as_its_bytes(echo) -> None:  # type: ignore[no-untyped-def]
+    """A text message is passed on as the bytes it came as, never decoded:
+    a str of a 16 MiB output with one emoji in it takes 64 MiB, and was
+    encoded twice more (to count it, to send it)."""
+    upstream, p = echo
+    upstream.big_text = ("\U0001f600" + "x" * (16 * 1024 * 1024)).encode()
+    session = await p.login(p.world.owner)
+    try:
+        async with session.ws_connect(
+            p.url("/ws"), origin=p.origin, decode_text=False, max_msg_size=0
+        ) as ws:
+            tracemalloc.start()
+            try:
+                await ws.send_str("big text")
+                msg = await ws.receive(timeout=30)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert msg.type == aiohttp.WSMsgType.TEXT and msg.data == upstream.big_text
+    finally:
+        await session.close()
+    # The upstream's frame, the proxy's copy in and out, the client's: each
+    # the message's bytes, once or twice; never a 64 MiB str.
+    assert peak < 4 * len(upstream.big_text), peak
 
 
 async def test_websocket_round_trip_and_close_codes(echo) -> None:  # type: ignore[no-untyped-def]
@@ -535,7 +566,10 @@ async def test_revoking_access_ends_a_streaming_response(echo) -> None:  # type:
         await session.close()
 
 
-async def test_client_leaving_mid_body_frees_the_connection(echo) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("handed_off", [False, True], ids=["lane", "aiohttp"])
+async def test_client_leaving_mid_body_frees_the_connection(  # type: ignore[no-untyped-def]
+    echo, handed_off: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     from proxy import metrics
     from proxy.app import PROXY
 
@@ -543,10 +577,14 @@ async def test_client_leaving_mid_body_frees_the_connection(echo) -> None:  # ty
     errors_before = sum(
         metrics.UPSTREAM_ERRORS_TOTAL.labels(k)._value.get() for k in metrics.UPSTREAM_ERRORS
     )
+    # `Expect` sends the request down aiohttp's path (the lane hands it off).
+    headers = {"Expect": "100-continue"} if handed_off else {}
     session = await p.login(p.world.owner)
+    before = handoffs(p)
     try:
-        resp = await session.get(p.url("/stream"))
+        resp = await session.get(p.url("/stream"), headers=headers)
         assert await asyncio.wait_for(resp.content.readexactly(6), 10) == b"first;"
+        assert delta(handoffs(p), before)[1] == (1 if handed_off else 0)
         resp.close()  # drop the connection mid-body
         upstream.client_got_first.set()
         registry = p.server.app[PROXY].registry
@@ -563,6 +601,8 @@ async def test_client_leaving_mid_body_frees_the_connection(echo) -> None:  # ty
         metrics.UPSTREAM_ERRORS_TOTAL.labels(k)._value.get() for k in metrics.UPSTREAM_ERRORS
     )
     assert errors_after == errors_before  # a browser leaving is not Marimo's fault
+    # Nor an error of the proxy's: no "Error handling request" with a traceback.
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.records
 
 
 # A change, and the reason the proxy counts for the connections it ends.
@@ -1050,6 +1090,21 @@ async def test_websocket_handshake_reaches_upstream_with_exactly_the_filtered_he
     ]
     rest = sorted((k, v) for k, v in got if k not in handshake and k != "sec-websocket-key")
     assert rest == expected_upstream_headers(p, seen, mode)
+
+
+async def test_a_long_cookie_header_passes_on_either_path(echo) -> None:  # type: ignore[no-untyped-def]
+    """Cookies of the parent domain make a long Cookie header: the page (the
+    lane) and its WebSocket (a hand-off) must both take it."""
+    upstream, p = echo
+    cookie = await p.cookie(p.world.owner, "edit")
+    others = "; ".join(f"site{i}={'v' * 90}" for i in range(110))  # about 10 KiB
+    long_cookie = [("Cookie", f"{others}; {COOKIE_NAME}={cookie}")]
+    async with raw_request(p, "GET", f"/notebooks/{NB}/echo", long_cookie) as (resp, _):
+        assert resp.status == 200
+    key = base64.b64encode(b"sixteen byte key").decode()
+    handshake = [*ws_handshake(key, p.origin), *long_cookie]
+    async with raw_request(p, "GET", f"/notebooks/{NB}/ws?session_id=s", handshake) as (resp, _):
+        assert resp.status == 101
 
 
 FRAME_ANCESTORS = "https://platform.example.com"
