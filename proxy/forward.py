@@ -51,6 +51,11 @@ UNCONFIRMED_CLOSE_CODE = 1013
 # widget or data message, meets it; but a notebook's output must not grow
 # the proxy's memory unbounded.
 BROWSER_MESSAGE_LIMIT = 16 * 1024 * 1024
+# A viewer's only socket is Marimo's /ws, which reads what the browser sends
+# and drops it (marimo/_server/api/endpoints/ws/ws_message_loop.py: it
+# listens for the close): nothing a viewer says there needs 16 MiB, and a
+# viewer's compressed message inflates to its full size in the proxy.
+VIEWER_MESSAGE_LIMIT = 64 * 1024
 MARIMO_MESSAGE_LIMIT = 64 * 1024 * 1024
 # The reason the browser's socket is closed with when Marimo's message was
 # too large: one of the reasons on which Marimo's page stops reconnecting
@@ -321,7 +326,7 @@ async def forward_websocket(
     client = web.WebSocketResponse(
         protocols=[up.protocol] if up.protocol else (),
         autoping=False,
-        max_msg_size=BROWSER_MESSAGE_LIMIT,
+        max_msg_size=VIEWER_MESSAGE_LIMIT if session.mode == "view" else BROWSER_MESSAGE_LIMIT,
         decode_text=False,  # relayed as bytes (_pump)
     )
     stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()

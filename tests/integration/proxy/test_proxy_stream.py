@@ -357,6 +357,31 @@ async def test_a_large_text_output_is_relayed_as_its_bytes(echo) -> None:  # typ
     assert peak < 4 * len(upstream.big_text), peak
 
 
+async def test_a_viewers_message_is_held_to_the_viewer_limit(echo) -> None:  # type: ignore[no-untyped-def]
+    """Marimo's /ws drops what a browser says there, so a viewer (whose only
+    socket it is) may say little: 64 KiB, where an editor may send 16 MiB."""
+    from proxy import forward
+
+    limit = forward.VIEWER_MESSAGE_LIMIT
+    upstream, p = echo
+    for member, mode in ((p.world.viewer, "view"), (p.world.owner, "edit")):
+        session = await p.login(member, mode)
+        try:
+            async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+                if mode == "view":
+                    assert await ws.receive_str(timeout=10) == KIOSK_READY
+                await ws.send_bytes(b"a" * (limit - 2) + b"b")  # under it: passed on
+                assert (await ws.receive_bytes(timeout=30))[:2] == b"ba"
+                await ws.send_bytes(b"x" * limit)
+                msg = await ws.receive(timeout=30)
+                if mode == "view":
+                    assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1009, msg
+                else:
+                    assert msg.type == aiohttp.WSMsgType.BINARY and len(msg.data) == limit
+        finally:
+            await session.close()
+
+
 async def test_websocket_round_trip_and_close_codes(echo) -> None:  # type: ignore[no-untyped-def]
     upstream, p = echo
     session = await p.login(p.world.owner)
