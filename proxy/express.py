@@ -576,8 +576,7 @@ class ExpressConnection(asyncio.Protocol):
         self.lane.tally.responded(time.perf_counter() - self._started)
         self._raw = None  # the client is being answered: never replayed now
         self._responded = True
-        up = self._up
-        pairs = response_pairs(headers, f"http://{up.address.host_header}" if up else "")
+        pairs = response_pairs(headers, self._up.address.origin if self._up else "")
         names = {name.lower() for name, _ in headers}
         has_length = "content-length" in names
         if not has_length and status not in (204, 304):

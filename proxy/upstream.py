@@ -34,6 +34,7 @@ class Address(NamedTuple):
     port: int
     prefix: str  # path of the Marimo URL, prepended to every request target
     host_header: str
+    origin: str = ""  # as Marimo names itself in an absolute redirect (headers.response_pairs)
 
 
 @lru_cache(maxsize=1024)
@@ -43,7 +44,8 @@ def address_of(marimo_url: str) -> Address | None:
     url = URL(marimo_url)
     if url.scheme != "http" or not url.host or url.port is None:
         return None
-    return Address(url.host, url.port, url.raw_path.rstrip("/"), url.raw_authority)
+    authority = url.raw_authority
+    return Address(url.host, url.port, url.raw_path.rstrip("/"), authority, f"http://{authority}")
 
 
 class KnownHead(NamedTuple):
