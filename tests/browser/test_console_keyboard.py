@@ -190,20 +190,32 @@ def test_start_and_stop_keep_focus_in_the_row_and_on_the_page(browser: Any, stac
     page.close()
 
 
-def test_a_start_on_its_way_stays_busy_across_redraws(browser: Any, stack: Any) -> None:
-    create_notebook_via_api(stack, "Started once")
-    page = browser.new_page(viewport=LAPTOP)
-    page.clock.install()  # polls on demand (time still flows)
+def start_posts(page: Any) -> list[str]:
+    """The start requests the page sends from now on (their URLs), as they go."""
     posts: list[str] = []
     page.on(
         "request",
         lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/start") else None,
     )
-    sign_in(page, stack.api_url, stack.token)
+    return posts
+
+
+def start_held(page: Any, name: str) -> tuple[Any, Held]:
+    """Click the row's Start, its request held: the button and the hold."""
     held = Held(page, re.compile(r"/notebooks/[A-Z0-9]+/start$"), method="POST")
-    start = row(page, "Started once").get_by_role("button", name="Start Started once")
+    start = row(page, name).get_by_role("button", name=f"Start {name}")
     start.click()
     held.wait()
+    return start, held
+
+
+def test_a_start_on_its_way_stays_busy_across_redraws(browser: Any, stack: Any) -> None:
+    create_notebook_via_api(stack, "Started once")
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()  # polls on demand (time still flows)
+    posts = start_posts(page)
+    sign_in(page, stack.api_url, stack.token)
+    start, held = start_held(page, "Started once")
 
     # A poll redraws the row meanwhile: its new Start is busy too.
     start.evaluate("b => { b.dataset.before = 'yes'; }")
@@ -231,16 +243,9 @@ def test_a_start_answered_stays_busy_until_the_row_shows_it(browser: Any, stack:
     create_notebook_via_api(stack, "Answered once")
     page = browser.new_page(viewport=LAPTOP)
     page.clock.install()  # no scheduled poll gets in between
-    posts: list[str] = []
-    page.on(
-        "request",
-        lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/start") else None,
-    )
+    posts = start_posts(page)
     sign_in(page, stack.api_url, stack.token)
-    held_start = Held(page, re.compile(r"/notebooks/[A-Z0-9]+/start$"), method="POST")
-    start = row(page, "Answered once").get_by_role("button", name="Start Answered once")
-    start.click()
-    held_start.wait()
+    start, held_start = start_held(page, "Answered once")
     held_list = Held(page, LIST)
     held_start.release_all()
     held_list.wait()  # answered; the list that shows it is on its way
