@@ -43,6 +43,8 @@ SHUTDOWN_TIMEOUT_SECONDS = 10.0
 # aiohttp waits that long for handlers, then cancels them and waits as long again.
 SHUTDOWN_SECONDS_AT_MOST = 2 * SHUTDOWN_TIMEOUT_SECONDS
 METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
+# The console's CSP, made once: every answer carries it (`secure_answer`).
+CONSOLE_POLICY = web.AppKey("console_policy", str)
 
 
 # Database failures that are nothing the client did and worth retrying (the
@@ -292,7 +294,9 @@ def create_app(
             app.router.add_get(BASE + op.path, endpoint(op.checked_handler))
         else:
             app.router.add_route(op.method, BASE + op.path, endpoint(op.checked_handler))
-    policy = console_policy(settings.proxy_public_url, settings.proxy_notebook_url)
+    policy = app[CONSOLE_POLICY] = console_policy(
+        settings.proxy_public_url, settings.proxy_notebook_url
+    )
     app.on_response_prepare.append(_on_prepare(policy))
     if STATIC_DIR.is_dir():
         app.router.add_get("/", _index)
@@ -310,8 +314,7 @@ async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     )
     await runner.setup()
     assert runner.server is not None
-    settings = app[SETTINGS]
-    policy = console_policy(settings.proxy_public_url, settings.proxy_notebook_url)
+    policy = app[CONSOLE_POLICY]
     protocol = unrouted.handlers(
         runner.server,
         lambda answer: secure_answer(answer.headers, policy, api=True),

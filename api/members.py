@@ -177,7 +177,8 @@ async def revoke_token(ctx: Ctx) -> web.Response:
     if await ctx.one("api_lock_token", params) is None:
         raise NotFound("No such token.", field="token")
     caller = await ctx.one("api_caller_live", {**params, "caller_token_id": ctx.me.token_id})
-    if caller is None or not caller["live"]:  # disabled or revoked while this waited
+    assert caller is not None  # `select exists (...)`: always one row
+    if not caller["live"]:  # disabled or revoked while this waited
         raise invalid_token()
     await ctx.one("api_revoke_token", params)
     return no_content()

@@ -80,6 +80,7 @@ async def list_team_notebooks(ctx: Ctx) -> web.Response:
     if team["role"] is None and not ctx.me.organization_admin:
         raise Forbidden("Only the team's members and org admins list its notebooks.")
     scope = list_scope(ctx, team_id)
-    # A team's members see every notebook shared with it.
-    row = await notebook_page(ctx, team_id=team_id, see_all=True, **page_params(ctx, scope))
+    # A team's members see every notebook shared with it (the team's
+    # statement asks no more of the caller).
+    row = await notebook_page(ctx, team_id=team_id, **page_params(ctx, scope))
     return normalized_list(ctx, scope, row)

@@ -104,7 +104,8 @@ async def locked(ctx: Ctx, notebook_id: str, allowed: frozenset[str]) -> dict[st
         # the proxy checks access again at login, and a ping every minute
         # per browser would lock, and so write, the membership rows.)
         grant = await ctx.one("api_notebook_team_access", ctx.mine(id=notebook_id))
-        row["access"] = grant["access"] if grant is not None else None
+        assert grant is not None  # an aggregate always returns one row
+        row["access"] = grant["access"]
     if row is None or row["access"] is None:
         raise NotFound("No such notebook.", field="id")
     if row["access"] not in allowed:

@@ -24,11 +24,6 @@ SECRETS_FILE = "secrets.json"
 CREDENTIALS_FILE = "credentials.json"
 
 
-def write_private(path: Path, data: dict[str, object]) -> None:
-    """Write JSON readable by the owner only (it holds secrets), atomically."""
-    write_private_json(path, data, indent=2)
-
-
 def read_json(path: Path) -> dict[str, object] | None:
     try:
         data = json.loads(path.read_text())
@@ -57,7 +52,7 @@ def ensure_keys(data_dir: Path, env: dict[str, str]) -> dict[str, str]:
             keys[name] = stored[name] = fresh
             changed = True
     if changed:
-        write_private(path, stored)
+        write_private_json(path, stored, indent=2)
     return keys
 
 
@@ -158,7 +153,7 @@ def write_credentials(
     data_dir: Path, *, api_url: str, proxy_url: str, database_url: str, admin: FirstAdmin
 ) -> Path:
     path = data_dir / CREDENTIALS_FILE
-    write_private(
+    write_private_json(
         path,
         {
             "apiUrl": api_url,
@@ -168,5 +163,6 @@ def write_credentials(
             "memberId": admin.member_id,
             "token": admin.token,
         },
+        indent=2,
     )
     return path

@@ -21,7 +21,7 @@ class SettingsError(ValueError):
     pass
 
 
-def _int(env: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+def int_setting(env: dict[str, str], name: str, default: int, *, minimum: int) -> int:
     """An integer setting of at least `minimum` (every one has a floor: a zero
     interval spins, a zero pool cannot serve, a negative grace kills at once)."""
     raw = env.get(name)
@@ -267,17 +267,23 @@ class Settings:
             allow_terminal=_bool(env, "NOTEBOOKS_ALLOW_TERMINAL", False),
             log_format=_choice(env, "NOTEBOOKS_LOG_FORMAT", "auto", LOG_FORMATS),
             log_level=_choice(env, "NOTEBOOKS_LOG_LEVEL", "info", LOG_LEVELS),
-            presence_window_seconds=_int(env, "NOTEBOOKS_PRESENCE_WINDOW_SECONDS", 150, minimum=1),
-            start_deadline_seconds=_int(env, "NOTEBOOKS_START_DEADLINE_SECONDS", 120, minimum=1),
-            sweep_interval_seconds=_int(env, "NOTEBOOKS_SWEEP_INTERVAL_SECONDS", 10, minimum=1),
-            stop_grace_seconds=_int(env, "NOTEBOOKS_STOP_GRACE_SECONDS", 10, minimum=0),
-            worker_concurrency=_int(env, "NOTEBOOKS_WORKER_CONCURRENCY", 16, minimum=1),
-            heartbeat_timeout_seconds=_int(
+            presence_window_seconds=int_setting(
+                env, "NOTEBOOKS_PRESENCE_WINDOW_SECONDS", 150, minimum=1
+            ),
+            start_deadline_seconds=int_setting(
+                env, "NOTEBOOKS_START_DEADLINE_SECONDS", 120, minimum=1
+            ),
+            sweep_interval_seconds=int_setting(
+                env, "NOTEBOOKS_SWEEP_INTERVAL_SECONDS", 10, minimum=1
+            ),
+            stop_grace_seconds=int_setting(env, "NOTEBOOKS_STOP_GRACE_SECONDS", 10, minimum=0),
+            worker_concurrency=int_setting(env, "NOTEBOOKS_WORKER_CONCURRENCY", 16, minimum=1),
+            heartbeat_timeout_seconds=int_setting(
                 env, "NOTEBOOKS_HEARTBEAT_TIMEOUT_SECONDS", 15, minimum=1
             ),
-            db_pool_max=_int(env, "NOTEBOOKS_DB_POOL_MAX", 10, minimum=DB_POOL_MIN),
-            db_pool_wait_seconds=_int(env, "NOTEBOOKS_DB_POOL_WAIT_SECONDS", 10, minimum=1),
-            db_statement_timeout_seconds=_int(
+            db_pool_max=int_setting(env, "NOTEBOOKS_DB_POOL_MAX", 10, minimum=DB_POOL_MIN),
+            db_pool_wait_seconds=int_setting(env, "NOTEBOOKS_DB_POOL_WAIT_SECONDS", 10, minimum=1),
+            db_statement_timeout_seconds=int_setting(
                 env, "NOTEBOOKS_DB_STATEMENT_TIMEOUT_SECONDS", 30, minimum=0
             ),
             worker_metrics_host=env.get("NOTEBOOKS_WORKER_METRICS_HOST", "127.0.0.1"),
@@ -285,8 +291,10 @@ class Settings:
             api_metrics_port=_port_or_off(env, "NOTEBOOKS_API_METRICS_PORT", 8083),
             proxy_metrics_host=env.get("NOTEBOOKS_PROXY_METRICS_HOST", "127.0.0.1"),
             proxy_metrics_port=_port_or_off(env, "NOTEBOOKS_PROXY_METRICS_PORT", 8084),
-            local_warm_pool_size=_int(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0, minimum=0),
-            max_running_per_member=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_MEMBER", 0, minimum=0),
-            max_running_per_org=_int(env, "NOTEBOOKS_MAX_RUNNING_PER_ORG", 0, minimum=0),
+            local_warm_pool_size=int_setting(env, "NOTEBOOKS_LOCAL_WARM_POOL_SIZE", 0, minimum=0),
+            max_running_per_member=int_setting(
+                env, "NOTEBOOKS_MAX_RUNNING_PER_MEMBER", 0, minimum=0
+            ),
+            max_running_per_org=int_setting(env, "NOTEBOOKS_MAX_RUNNING_PER_ORG", 0, minimum=0),
             allowed_images=allowed_images(env),
         )

@@ -29,6 +29,7 @@ from proxy.cookie import ProxySession
 from proxy.headers import downstream_response_headers, upstream_request_headers
 from proxy.live import SHUTDOWN, UNCONFIRMED, Live, Registry, read_at
 from proxy.policy import MAIN_WS, force_kiosk, strip_query
+from proxy.upstream import address_of
 from proxy.viewer_session import no_session, open_session, opener_query
 
 log = structlog.get_logger("proxy")
@@ -213,7 +214,7 @@ async def forward_http(
             resp = response_class(
                 status=up.status,
                 reason=up.reason,
-                headers=downstream_response_headers(up.headers, str(url.origin())),
+                headers=downstream_response_headers(up.headers, _origin(str(target.marimo_url))),
             )
             await resp.prepare(request)
             received = metrics.HTTP_TO_CLIENT
@@ -455,6 +456,13 @@ class _Prepended:
     @property
     def close_code(self) -> int | None:
         return self._source.close_code
+
+
+def _origin(marimo_url: str) -> str:
+    """Marimo's origin as it names itself in a redirect: made once per
+    address (upstream.address_of is cached), as on the express lane."""
+    address = address_of(marimo_url)
+    return address.origin if address is not None else str(URL(marimo_url).origin())
 
 
 def _error(task: asyncio.Future[Any]) -> BaseException | None:

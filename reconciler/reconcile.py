@@ -247,16 +247,17 @@ async def _carry_out(
     try:
         observed = await _apply(deps, row, p, observed)
     except TerminalError as exc:
-        if not restarts_a_repair(_state(row, deps), p):
+        nb = _state(row, deps)
+        if not restarts_a_repair(nb, p):
             raise  # recorded as the failure by reconcile_once
         # A repair's restart refused (a namespace quota full while a drained
         # node's pods still terminate): a running notebook is not failed on
         # it at once, but retried within the deadline its first attempt
         # armed, saying why, as for any error its restart raises.
-        await _record_raised(deps, row, p, observed, exc)
+        await _record_raised(deps, row, nb, p, observed, exc)
         raise RepairRefused(str(exc)) from exc
     except Exception as exc:  # transient: retried by the worker with back-off
-        await _record_raised(deps, row, p, observed, exc)
+        await _record_raised(deps, row, _state(row, deps), p, observed, exc)
         raise
     first_run = await _first_run(deps, row, status, p)
     if not await _write(deps, row, p, observed):
@@ -307,12 +308,16 @@ def _error_text(exc: BaseException, token: str | None) -> str:
 
 
 async def _record_raised(
-    deps: Deps, row: dict[str, Any], p: Plan, observed: Observation, exc: Exception
+    deps: Deps,
+    row: dict[str, Any],
+    nb: NotebookState,
+    p: Plan,
+    observed: Observation,
+    exc: Exception,
 ) -> None:
     """A repair whose restart raised says so (`attempt_raised`); the error
     then goes back to the worker, retried with back-off. Best effort: the
     database may be what failed, and the deadline bounds the repair anyway."""
-    nb = _state(row, deps)
     said = attempt_raised(nb, p, observed, _error_text(exc, row["session_token"]))
     if said is None:
         return

@@ -27,9 +27,14 @@ export function showError(el, error, context) {
     el.hidden = true;
     return;
   }
-  const detail = error.detail || error.message || String(error);
-  el.textContent = context ? `${context}: ${detail}` : detail;
+  el.textContent = errorText(error, context);
   el.hidden = false;
+}
+
+// What an error says, after what failed: a problem's detail, else its message.
+function errorText(error, context) {
+  const detail = error.detail || error.message || String(error);
+  return context ? `${context}: ${detail}` : detail;
 }
 
 const politeRegion = () => document.getElementById("announcer");
@@ -50,9 +55,7 @@ export function statusBadge(status) {
 // Like showError, but an element that already says the same is left alone:
 // a poll that fails again the same way is not announced again.
 export function keepError(el, error, context) {
-  const detail = error.detail || error.message || String(error);
-  const text = context ? `${context}: ${detail}` : detail;
-  if (el.hidden || el.textContent !== text) showError(el, error, context);
+  if (el.hidden || el.textContent !== errorText(error, context)) showError(el, error, context);
 }
 
 // Text set only when it differs: rewriting a live region with the same words

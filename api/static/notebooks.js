@@ -525,8 +525,12 @@ async function removeTeam(teamId) {
   const { visit } = detail;
   const errorEl = $("#teams-error");
   const button = () => $(`[data-focus-key="${CSS.escape(`team:${teamId}`)}"]`, $("#nb-teams"));
+  const mark = (busy) => {
+    const b = button(); // the one on the page now: a poll may have redrawn it
+    if (b) markBusy(b, busy);
+  };
   detail.removing.add(key);
-  if (button()) markBusy(button(), true);
+  mark(true);
   showError(errorEl, null);
   try {
     await api.removeNotebookTeam(detail.id, teamId);
@@ -535,7 +539,7 @@ async function removeTeam(teamId) {
     showError(errorEl, err, "Could not remove the team");
   } finally {
     detail.removing.delete(key);
-    if (button()) markBusy(button(), false);
+    mark(false);
   }
   if (visit !== detail.visit) return; // left meanwhile: that visit reads its own
   await refreshTeams();

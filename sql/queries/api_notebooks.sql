@@ -16,7 +16,9 @@
 --   api_notebook_page_org: an org admin's, off notebooks_org_order;
 --   api_notebook_page_member: a member's own (notebooks_member_order) and
 --     those shared with the member's teams (team_memberships ->
---     notebook_teams), the visible set built from the member's side;
+--     notebook_teams), the visible set built from the member's side (a
+--     notebook shared with two teams is one row: `distinct`; one both own
+--     and shared, or shared twice: the `union` of the two folds it);
 --   api_notebook_page_team: a team's, from notebook_teams_team;
 --   api_notebook_describe: one notebook, by its key.
 -- `materialized`: built once (for the page and `total`) from the index
@@ -26,7 +28,8 @@
 -- fragment: caller_sees_notebook
 -- The condition, after a `where` on notebook `n`, that the caller may see it:
 -- an org admin (`see_all`), its owner, or a member of a team it is shared
--- with. One text for describe, the team's page and api_notebook_visible.
+-- with. One text for describe and api_notebook_visible (a team's page is
+-- its members' and org admins': the handler checks, and it sees them all).
        and (%(see_all)s
             or n.member_id = %(member_id)s
             or exists (select 1
@@ -112,7 +115,7 @@ with mine as not materialized (
      where n.member_id = %(member_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
 ), shared as materialized (
-    select distinct n.id, n.created_at  -- shared with two teams: one row
+    select distinct n.id, n.created_at
       from team_memberships tm
       join notebook_teams nt on nt.team_id = tm.team_id
       join notebooks n on n.id = nt.notebook_id
@@ -122,7 +125,6 @@ with mine as not materialized (
     select coalesce(%(after_at)s::timestamptz, 'infinity') as at,
            coalesce(%(after_id)s::text, '') as id
 ), keys as (
-    -- A notebook both own and shared, or shared twice: `union` folds it.
     select v.id, v.created_at, row_number() over (order by v.created_at desc, v.id desc) as rn
       from ((select m.id, m.created_at from mine m, after a
               where (m.created_at, m.id) < (a.at, a.id)
@@ -144,7 +146,6 @@ with team as materialized (
       join notebooks n on n.id = t.notebook_id
      where t.team_id = %(team_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
--- include: caller_sees_notebook
 ), keys as (
     select t.id, t.created_at, row_number() over (order by t.created_at desc, t.id desc) as rn
       from team t
@@ -164,17 +165,10 @@ with visible as (
      where n.organization_id = %(org_id)s
        and n.deleted_at is null
 -- include: caller_sees_notebook
-       and (%(team_id)s::text is null
-            or exists (select 1 from notebook_teams nt
-                        where nt.notebook_id = n.id and nt.team_id = %(team_id)s::text))
        and n.id = %(notebook_id)s::text
 ), keys as (
     select v.id, v.created_at, row_number() over (order by v.created_at desc, v.id desc) as rn
       from visible v
-     where %(after_at)s::timestamptz is null
-        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
-     order by v.created_at desc, v.id desc
-     limit %(fetch)s
 ),
 -- include: notebook_page_answer
     (select count(*) from visible) as total;

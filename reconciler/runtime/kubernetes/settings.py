@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from common.settings import SettingsError, _int
+from common.settings import SettingsError, int_setting
 
 # What Kubernetes accepts as a container's imagePullPolicy (case-sensitive).
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -145,7 +145,7 @@ class KubernetesSettings:
 
         def number(name: str, default: int, minimum: int) -> int:
             try:
-                return _int(env, f"NOTEBOOKS_K8S_{name}", default, minimum=minimum)
+                return int_setting(env, f"NOTEBOOKS_K8S_{name}", default, minimum=minimum)
             except SettingsError as exc:
                 raise KubernetesSettingsError(str(exc)) from None
 
