@@ -3,8 +3,9 @@ by writing pod status into the emulator (as the kubelet does through the
 status subresource), so every change reaches watchers as a MODIFIED event.
 
 By default a new pod is scheduled and becomes Running and Ready. Per image
-(the image names a behaviour), it can instead fail to pull, crash-loop,
-stay unschedulable or get OOM-killed; or stay Pending for a test to drive."""
+(the image names a behaviour), it can instead fail to pull (for good, or
+for now), crash-loop, stay unschedulable or get OOM-killed; or stay Pending
+for a test to drive."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ Obj = dict[str, Any]
 
 RUN = "run"
 PENDING = "pending"  # scheduled, never started: the test drives it
-IMAGE_PULL = "image-pull"
+IMAGE_PULL = "image-pull"  # no such image: a retry cannot fix it
+IMAGE_PULL_RETRY = "image-pull-retry"  # the registry failed this time (a 503)
 CRASH_LOOP = "crash-loop"
 UNSCHEDULABLE = "unschedulable"
 OOM = "oom"
@@ -49,8 +51,34 @@ def running(pod: Obj) -> Obj:
     }
 
 
-def image_pull_backoff(pod: Obj, reason: str = "ImagePullBackOff") -> Obj:
+def _pull_cause(image: str, transient: bool) -> str:
+    """What containerd says, as a kubelet passes it on."""
+    ref = f"docker.io/{image}"
+    if transient:
+        return (
+            f'rpc error: code = Unknown desc = failed to pull and unpack image "{ref}": '
+            f"failed to copy: httpReadSeeker: failed open: unexpected status code "
+            f"https://registry-1.docker.io/v2/{image.split(':')[0]}/blobs/sha256:0f: "
+            "503 Service Unavailable"
+        )
+    return (
+        f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref}": '
+        f'failed to resolve reference "{ref}": {ref}: not found'
+    )
+
+
+def image_pull_backoff(
+    pod: Obj, reason: str = "ImagePullBackOff", *, transient: bool = False
+) -> Obj:
+    """A failed pull, as a kubelet of Kubernetes 1.32 or later reports it:
+    ErrImagePull with the cause, then ImagePullBackOff naming it too."""
     image = pod["spec"]["containers"][0]["image"]
+    cause = _pull_cause(image, transient)
+    message = (
+        cause
+        if reason == "ErrImagePull"
+        else f'Back-off pulling image "{image}": ErrImagePull: {cause}'
+    )
     return {
         "phase": "Pending",
         "conditions": [_cond("PodScheduled", True), _cond("Ready", False)],
@@ -62,7 +90,7 @@ def image_pull_backoff(pod: Obj, reason: str = "ImagePullBackOff") -> Obj:
                 "state": {
                     "waiting": {
                         "reason": reason,
-                        "message": f'Back-off pulling image "{image}"',
+                        "message": message,
                     }
                 },
             }
@@ -138,6 +166,7 @@ def container_creating(pod: Obj) -> Obj:
 _OUTCOMES = {
     RUN: running,
     IMAGE_PULL: image_pull_backoff,
+    IMAGE_PULL_RETRY: lambda pod: image_pull_backoff(pod, "ErrImagePull", transient=True),
     CRASH_LOOP: crash_loop,
     UNSCHEDULABLE: unschedulable,
     OOM: oom_killed,

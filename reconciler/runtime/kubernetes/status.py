@@ -11,8 +11,6 @@ from reconciler.runtime.base import ABSENT, Component, Phase
 # Waiting reasons a retry will not fix: the start fails at once, with the reason.
 TERMINAL_WAITING = frozenset(
     {
-        "ImagePullBackOff",
-        "ErrImagePull",
         "InvalidImageName",
         "ErrImageNeverPull",
         "CrashLoopBackOff",
@@ -22,6 +20,25 @@ TERMINAL_WAITING = frozenset(
     }
 )
 TERMINAL_TERMINATED = frozenset({"OOMKilled", "Error", "ContainerCannotRun"})
+# A failed pull is terminal only when its cause says a retry cannot fix it:
+# no such image or tag, no such registry, or credentials the registry
+# refuses. Any other cause (a timeout, a registry's 5xx, a rate limit) is
+# the registry's bad moment: the kubelet pulls again with back-off and the
+# start deadline bounds the wait, as for an unschedulable pod. The cause is
+# in ErrImagePull's message, and in ImagePullBackOff's since Kubernetes 1.32
+# (`Back-off pulling image "x": ErrImagePull: <cause>`); an older kubelet's
+# back-off names none, so it waits too.
+PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff"})
+PERMANENT_PULL_CAUSES = (
+    "not found",
+    "manifest unknown",
+    "name unknown",
+    "no such host",
+    "unauthorized",
+    "denied",
+    "forbidden",
+    "invalid reference",
+)
 
 
 def _why(reason: str, message: str | None, container: str) -> str:
@@ -40,6 +57,10 @@ def _container_failure(statuses: list[dict[str, Any]]) -> Component | None:
         for term in (terminated, last):
             if term.get("reason") == "OOMKilled":
                 return Component(Phase.FAILED, _why("OOMKilled", _exit(term), name), terminal=True)
+        if waiting.get("reason") in PULL_WAITING and pull_is_permanent(waiting.get("message")):
+            return Component(
+                Phase.FAILED, _why(waiting["reason"], waiting.get("message"), name), terminal=True
+            )
         if waiting.get("reason") in TERMINAL_WAITING:
             detail = _why(waiting["reason"], waiting.get("message"), name)
             if waiting["reason"] == "CrashLoopBackOff" and last:
@@ -50,6 +71,25 @@ def _container_failure(statuses: list[dict[str, Any]]) -> Component | None:
                 Phase.FAILED,
                 _why(terminated["reason"], _exit(terminated), name),
                 terminal=True,
+            )
+    return None
+
+
+def pull_is_permanent(message: str | None) -> bool:
+    lowered = (message or "").lower()
+    return any(cause in lowered for cause in PERMANENT_PULL_CAUSES)
+
+
+def _pulling(statuses: list[dict[str, Any]]) -> Component | None:
+    """A pull that failed for a cause a retry may fix: still starting."""
+    for cs in statuses:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in PULL_WAITING:
+            message = waiting.get("message") or waiting["reason"]
+            return Component(
+                Phase.STARTING,
+                _why(waiting["reason"], waiting.get("message"), cs.get("name", "?")),
+                waiting_for=f"its image: {message}",
             )
     return None
 
@@ -98,6 +138,9 @@ def component_of(pod: dict[str, Any] | None) -> Component:
         )
     if phase == "Running" and _condition(pod, "Ready").get("status") == "True":
         return Component(Phase.READY)
+    pulling = _pulling(containers)
+    if pulling is not None:
+        return pulling
     waiting = [
         (cs.get("state") or {}).get("waiting", {}).get("reason")
         for cs in containers

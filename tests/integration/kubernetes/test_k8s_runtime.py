@@ -103,6 +103,20 @@ async def test_image_pull_failure_is_terminal_with_reason(kube: Kube) -> None:
     assert "ImagePullBackOff" in detail and "registry/missing:9" in detail
 
 
+async def test_a_pull_the_registry_failed_is_waited_for(kube: Kube) -> None:
+    kube.kubelet.behaviour["registry/flaky:9"] = kubelet.IMAGE_PULL_RETRY
+    rt = kube.runtime()
+    await rt.ensure_running(spec(sail_image="registry/flaky:9"))
+
+    async def waiting() -> bool:
+        return "503 Service Unavailable" in (await rt.observe("NB1")).sail.waiting_for
+
+    await eventually(waiting)
+    sail = (await rt.observe("NB1")).sail
+    assert sail.phase is Phase.STARTING and not sail.terminal
+    assert sail.waiting_for.startswith("its image: rpc error") and "ErrImagePull" in sail.detail
+
+
 async def test_crash_loop_is_terminal_with_reason(kube: Kube) -> None:
     kube.kubelet.behaviour["kernel:broken"] = kubelet.CRASH_LOOP
     detail = await _failed(kube, spec(marimo_image="kernel:broken"), "marimo")

@@ -285,6 +285,50 @@ async def test_image_pull_failure_fails_the_start_at_once_with_the_reason(
     assert f"nb-{nid.lower()}-data" in worker.emulator.names("persistentvolumeclaims")
 
 
+async def waiting_for_its_image(db: Db, nid: str) -> dict[str, Any]:
+    """`starting`, saying what the pull is waiting on (the registry's 503)."""
+
+    async def says_so() -> bool:
+        row = await db.row(nid)
+        message = (row or {}).get("status_message") or ""
+        return "(waiting for its image: " in message and "503 Service Unavailable" in message
+
+    await eventually(says_so)
+    row = await db.row(nid)
+    assert row is not None and row["status"] == "starting"
+    return row
+
+
+async def test_a_pull_the_registry_failed_waits_and_the_next_pull_runs(
+    db: Db, worker: Kube
+) -> None:
+    """A registry's bad moment is not the image's fault: the start waits
+    (the kubelet pulls again), saying why, and runs once a pull succeeds."""
+    worker.kubelet.behaviour["registry/flaky:1"] = kubelet.IMAGE_PULL_RETRY
+    nid = await db.notebook(sail_image="registry/flaky:1")
+    sid = await db.start(nid)
+    await waiting_for_its_image(db, nid)
+    worker.kubelet.apply(NAMESPACE, f"nb-{nid.lower()}-{sid.lower()}-sail", kubelet.RUN)
+    await db.wait_status(nid, "running")
+    assert await db.transitions(nid) == ["starting", "running"]
+
+
+async def test_a_repair_whose_pull_the_registry_failed_waits_and_runs(db: Db, worker: Kube) -> None:
+    """The same during a repair: a Sail pod lost under a running notebook
+    whose replacement's first pull meets a 503 is waited for, not failed."""
+    nid = await db.notebook(sail_image="registry/flaky:2")
+    sid = await db.start(nid)
+    await db.wait_status(nid, "running")
+    await db.wait_queue_empty(nid)
+    worker.kubelet.behaviour["registry/flaky:2"] = kubelet.IMAGE_PULL_RETRY
+    pod = f"nb-{nid.lower()}-{sid.lower()}-sail"
+    worker.emulator.remove("", "pods", NAMESPACE, pod)
+    await waiting_for_its_image(db, nid)
+    worker.kubelet.apply(NAMESPACE, pod, kubelet.RUN)
+    await db.wait_status(nid, "running")
+    assert await db.transitions(nid) == ["starting", "running", "starting", "running"]
+
+
 async def test_crash_loop_after_running_reports_failed(db: Db, worker: Kube) -> None:
     nid = await db.notebook()
     sid = await db.start(nid)

@@ -64,8 +64,25 @@ def test_not_yet_ready_is_starting(status: dict) -> None:
 @pytest.mark.parametrize(
     ("reason", "message"),
     [
-        ("ImagePullBackOff", 'Back-off pulling image "nope:1"'),
         ("ErrImagePull", "manifest unknown"),
+        (
+            "ErrImagePull",
+            'rpc error: code = NotFound desc = failed to pull and unpack image "x": not found',
+        ),
+        (
+            "ImagePullBackOff",
+            'Back-off pulling image "nope:1": ErrImagePull: rpc error: code = NotFound desc = '
+            'failed to pull and unpack image "docker.io/library/nope:1": failed to resolve '
+            'reference "docker.io/library/nope:1": docker.io/library/nope:1: not found',
+        ),
+        (
+            "ErrImagePull",
+            'failed to resolve reference "reg.example/x:1": pull access denied, repository does '
+            "not exist or may require authorization: server message: insufficient_scope",
+        ),
+        ("ErrImagePull", "unexpected status from HEAD request: 401 Unauthorized"),
+        ("ErrImagePull", "dial tcp: lookup regsitry.example on 10.96.0.10:53: no such host"),
+        ("InvalidImageName", 'Failed to apply default image tag "Nope:1"'),
         ("CrashLoopBackOff", "back-off 40s restarting failed container"),
         ("CreateContainerConfigError", 'secret "x" not found'),
     ],
@@ -73,6 +90,36 @@ def test_not_yet_ready_is_starting(status: dict) -> None:
 def test_waiting_failures_are_terminal_with_reason(reason: str, message: str) -> None:
     c = component_of(pod(waiting(reason, message)))
     assert c.phase is Phase.FAILED and c.terminal
+    assert reason in c.detail and message in c.detail
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        (
+            "ErrImagePull",
+            'rpc error: code = Unknown desc = failed to pull and unpack image "x:1": failed to '
+            "copy: httpReadSeeker: failed open: unexpected status code https://r/v2/x/blobs/"
+            "sha256:0f: 503 Service Unavailable",
+        ),
+        (
+            "ImagePullBackOff",
+            'Back-off pulling image "x:1": ErrImagePull: rpc error: code = Unknown desc = '
+            "failed to pull and unpack image: 429 Too Many Requests - Server message: "
+            "toomanyrequests: You have reached your pull rate limit.",
+        ),
+        ("ErrImagePull", "dial tcp 10.0.0.5:443: i/o timeout"),
+        # An older kubelet's back-off names no cause: waited for, not failed.
+        ("ImagePullBackOff", 'Back-off pulling image "x:1"'),
+    ],
+)
+def test_a_pull_the_registry_may_yet_serve_waits(reason: str, message: str) -> None:
+    """A registry's bad moment (a 5xx, a rate limit, a timeout) is not the
+    image's fault: the kubelet pulls again, and the start deadline bounds
+    the wait, with the cause in the status message meanwhile."""
+    c = component_of(pod(waiting(reason, message)))
+    assert c.phase is Phase.STARTING and not c.terminal
+    assert c.waiting_for == f"its image: {message}"
     assert reason in c.detail and message in c.detail
 
 
