@@ -14,7 +14,6 @@ from pathlib import Path
 import psycopg
 import structlog
 from aiohttp import web
-from psycopg.conninfo import make_conninfo
 
 from api import metrics
 from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
@@ -24,13 +23,13 @@ from api.openapi import build_document
 from api.routes import BASE, OPS
 from common import unrouted
 from common.clock import Clock, SystemClock
-from common.db import UNAVAILABLE, open_pool
+from common.db import UNAVAILABLE, add_options, open_pool
 from common.logging import configure_logging
 from common.metrics import bound_port, observe_pool, serve_metrics
 from common.notebook_origin import frame_source
 from common.settings import Settings
 from common.signals import stop_on_signals
-from sql.migrate import is_current
+from sql.migrate import applied_versions, is_current, refuse_newer
 
 log = structlog.get_logger("api")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -269,7 +268,7 @@ def create_app(
 
     async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
         # Times render as RFC 3339 UTC from PostgreSQL's JSON functions.
-        dsn = make_conninfo(settings.database_url, options="-c TimeZone=UTC")
+        dsn = add_options(settings.database_url, "-c TimeZone=UTC")
         pool = await open_pool(
             dsn,
             min_size=2,
@@ -279,6 +278,8 @@ def create_app(
         )
         app[POOL] = pool
         try:
+            async with pool.connection() as conn:
+                refuse_newer(await applied_versions(conn))  # a rollback: not served
             yield
         finally:
             await pool.close()

@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 
 from cli.bootstrap import CREDENTIALS_FILE, mint_token, read_json
 from cli.database import CliError, data_dir_from_env, database_for
+from common.db import add_options
 from common.ids import ID_PATTERN, is_valid_id, new_id
 from common.settings import allowed_images
 from common.text import CONTROL, EMAIL, INVISIBLE, NAME, normal_name
@@ -419,7 +420,9 @@ def add_parser(sub: Any) -> None:
 def run_admin(args: argparse.Namespace, env: dict[str, str]) -> int:
     with (
         database_for(env) as url,
-        psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn,
+        psycopg.connect(
+            add_options(url, "-c TimeZone=UTC"), autocommit=True, row_factory=dict_row
+        ) as conn,
     ):
         try:
             with conn.transaction():

@@ -26,6 +26,7 @@ from cli import admin
 from cli.database import CliError, database_for
 from common.logging import configure_logging
 from common.settings import Settings, SettingsError, port_or_off
+from sql.migrate import MigrationError
 
 
 def _settings(env: dict[str, str]) -> Settings:
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     env = dict(os.environ if environ is None else environ)
     try:
         return int(args.func(args, env))
-    except (CliError, SettingsError) as e:
+    except (CliError, SettingsError, MigrationError) as e:
         print(f"notebooks {args.command}: error: {e}", file=sys.stderr)
         return 1
     except psycopg.OperationalError as e:

@@ -31,11 +31,16 @@ def session_options(*, statement_timeout_seconds: int = 0) -> str:
     return " ".join(options)
 
 
+def add_options(dsn: str, options: str) -> str:
+    """`dsn` with `options` after any it already has: a URL's own (`-c
+    search_path=…` for a schema-scoped database) are kept."""
+    given = conninfo_to_dict(dsn).get("options") or ""
+    return make_conninfo(dsn, options=f"{given} {options}".strip())
+
+
 def with_session_options(dsn: str, *, statement_timeout_seconds: int = 0) -> str:
     """`dsn` with `session_options` after any `options` it already has."""
-    given = conninfo_to_dict(dsn).get("options") or ""
-    options = session_options(statement_timeout_seconds=statement_timeout_seconds)
-    return make_conninfo(dsn, options=f"{given} {options}".strip())
+    return add_options(dsn, session_options(statement_timeout_seconds=statement_timeout_seconds))
 
 
 async def open_pool(

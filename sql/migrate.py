@@ -2,9 +2,12 @@
 
 Safe to run from several processes at once (advisory lock) and again and
 again (already-applied files are skipped; pgqueuer is installed only once).
+Each file is one transaction: a file that fails leaves nothing of itself.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import psycopg
 from pgqueuer import Queries
@@ -13,6 +16,31 @@ from psycopg.rows import tuple_row
 from sql import latest_version, migration_files
 
 _LOCK_KEY = 7_310_001  # arbitrary, constant: serializes concurrent migrators
+# How long a file may wait for a lock on a table it alters. A migration
+# waiting behind a long transaction (a pg_dump, an open psql session) would
+# queue every later query on that table behind itself, the API's included:
+# failing it (changing nothing) is better; the release Job or init container
+# retries, and `notebooks up` says what happened. A file may set its own.
+LOCK_TIMEOUT_SECONDS = 10.0
+
+
+class MigrationError(Exception):
+    """A migration that could not be applied, or a schema newer than this
+    release: a sentence for the operator, no traceback."""
+
+
+def refuse_newer(applied: set[int]) -> None:
+    """Code older than its schema (a rollback across a migration) is refused
+    at start: its statements may no longer fit (0011 dropped constraints
+    that older inserts name), and it would say it is ready."""
+    latest = latest_version()
+    newest = max(applied, default=0)
+    if newest > latest:
+        raise MigrationError(
+            f"the database's schema is at version {newest}, newer than this release's "
+            f"{latest}: run the release that migrated it, or restore the backup taken "
+            "before that upgrade (rolling back across a migration is not supported)"
+        )
 
 
 async def applied_versions(conn: psycopg.AsyncConnection) -> set[int]:
@@ -25,8 +53,10 @@ async def applied_versions(conn: psycopg.AsyncConnection) -> set[int]:
         return {r[0] for r in await cur.fetchall()}
 
 
-async def migrate(dsn: str) -> list[int]:
-    """Bring the database at `dsn` up to date; return the versions applied now."""
+async def migrate(dsn: str, lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> list[int]:
+    """Bring the database at `dsn` up to date; return the versions applied now.
+    Raises MigrationError for a file that fails (nothing of it applied) or a
+    schema newer than this release."""
     applied_now: list[int] = []
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -37,15 +67,11 @@ async def migrate(dsn: str) -> list[int]:
                 " applied_at timestamptz not null default now())"
             )
             done = await applied_versions(conn)
+            refuse_newer(done)
             for version, name, path in migration_files():
                 if version in done:
                     continue
-                async with conn.transaction():
-                    await conn.execute(path.read_text())
-                    await conn.execute(
-                        "insert into schema_migrations (version, name) values (%s, %s)",
-                        (version, name),
-                    )
+                await _apply(conn, version, name, path, lock_timeout_seconds)
                 applied_now.append(version)
             pgq = Queries.from_psycopg_connection(conn)
             if not await pgq.schema_is_installed():
@@ -57,7 +83,37 @@ async def migrate(dsn: str) -> list[int]:
     return applied_now
 
 
+async def _apply(
+    conn: psycopg.AsyncConnection, version: int, name: str, path: Path, lock_timeout: float
+) -> None:
+    file = path.name
+    try:
+        async with conn.transaction():
+            await conn.execute(f"set local lock_timeout = '{int(lock_timeout * 1000)}ms'")
+            await conn.execute(path.read_text())
+            await conn.execute(
+                "insert into schema_migrations (version, name) values (%s, %s)", (version, name)
+            )
+    except psycopg.errors.LockNotAvailable as exc:
+        raise MigrationError(
+            f"migration {file} waited over {lock_timeout:g} s for a lock on a table it "
+            "changes (another transaction holds it: a backup, an open session) and changed "
+            "nothing; run it again once that transaction ends"
+        ) from exc
+    except psycopg.errors.OperationalError:
+        raise  # the connection itself: cli says so as it does for any command
+    except psycopg.Error as exc:
+        why = " ".join(str(exc).split())
+        raise MigrationError(f"migration {file} failed and changed nothing: {why}") from exc
+
+
 async def is_current(conn: psycopg.AsyncConnection) -> bool:
-    """True when every migration file has been applied (for /readyz)."""
+    """True when every migration file has been applied and pgqueuer's schema,
+    installed after them, is there too (for /readyz)."""
     latest = latest_version()
-    return latest == 0 or latest in await applied_versions(conn)
+    if latest != 0 and latest not in await applied_versions(conn):
+        return False
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute("select to_regclass('pgqueuer') is not null")
+        row = await cur.fetchone()
+    return bool(row and row[0])

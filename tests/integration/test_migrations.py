@@ -3,10 +3,16 @@ them changes nothing."""
 
 from __future__ import annotations
 
-import psycopg
+import asyncio
+import contextlib
+from collections.abc import Iterator
 
+import psycopg
+import pytest
+
+from cli.main import main
 from sql import latest_version, migration_files
-from sql.migrate import migrate
+from sql.migrate import MigrationError, is_current, migrate
 
 EXPECTED_TABLES = {
     "organizations",
@@ -28,6 +34,29 @@ EXPECTED_TABLES = {
     "pgqueuer_statistics",
     "pgqueuer_schedules",
 }
+
+
+@contextlib.contextmanager
+def _schema_before(dsn: str, version: int) -> Iterator[psycopg.Connection]:
+    """A database as a release before `version` left it (the files below it)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "create table schema_migrations (version integer primary key, name text not null,"
+            " applied_at timestamptz not null default now())"
+        )
+        for number, name, path in migration_files():
+            if number < version:
+                conn.execute(path.read_text())
+                conn.execute(
+                    "insert into schema_migrations (version, name) values (%s, %s)",
+                    (number, name),
+                )
+        yield conn
+
+
+def _versions(dsn: str) -> list[int]:
+    with psycopg.connect(dsn) as conn:
+        return [r[0] for r in conn.execute("select version from schema_migrations order by 1")]
 
 
 def _schema_snapshot(dsn: str) -> list[tuple]:
@@ -66,18 +95,7 @@ async def test_names_differing_only_in_case_are_kept_apart_by_0011(
 ) -> None:
     """Teams and configs whose names differed only in case before 0011 keep
     the oldest as written; the later ones get their id appended."""
-    with psycopg.connect(empty_database_url, autocommit=True) as conn:
-        conn.execute(
-            "create table schema_migrations (version integer primary key, name text not null,"
-            " applied_at timestamptz not null default now())"
-        )
-        for version, name, path in migration_files():
-            if version < 11:
-                conn.execute(path.read_text())
-                conn.execute(
-                    "insert into schema_migrations (version, name) values (%s, %s)",
-                    (version, name),
-                )
+    with _schema_before(empty_database_url, 11) as conn:
         conn.execute("insert into organizations (id, name) values ('ORG1', 'o')")
         for i, name in enumerate(("Data", "data", "DATA", "other")):
             at = f"2026-01-0{i + 1}T00:00:00Z"
@@ -104,3 +122,75 @@ async def test_names_differing_only_in_case_are_kept_apart_by_0011(
                 conn.rollback()
             else:
                 raise AssertionError(f"{table}: 'OTHER' beside 'other'")
+
+
+async def test_a_migration_waiting_behind_a_long_transaction_gives_up_and_changes_nothing(
+    empty_database_url: str,
+) -> None:
+    """0009 alters `notebooks`; a backup's or a session's open read of it
+    would hold 0009, and every later query on `notebooks` behind it."""
+    with _schema_before(empty_database_url, 9):
+        pass
+    with psycopg.connect(empty_database_url) as reader:
+        reader.execute("select count(*) from notebooks")  # its transaction stays open
+        with pytest.raises(MigrationError) as caught:
+            await migrate(empty_database_url, lock_timeout_seconds=0.2)
+        assert str(caught.value).startswith(
+            "migration 0009_start_deadline_session.sql waited over 0.2 s for a lock"
+        )
+        assert _versions(empty_database_url) == [v for v, _, _ in migration_files() if v < 9]
+    assert await migrate(empty_database_url) == [v for v, _, _ in migration_files() if v >= 9]
+
+
+def test_a_failing_migration_names_its_file_and_changes_nothing(
+    empty_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The documented case (docs/operations.md): two members whose emails
+    differ only in case stop 0005; the operator is told which file, and
+    why, in one line."""
+    with _schema_before(empty_database_url, 5) as conn:
+        conn.execute("insert into organizations (id, name) values ('ORG1', 'o')")
+        for member, email in (("M1", "Ann@example.com"), ("M2", "ann@example.com")):
+            conn.execute(
+                "insert into members (id, organization_id, email, name)"
+                " values (%s, 'ORG1', %s, 'Ann')",
+                (member, email),
+            )
+    assert main(["migrate"], {"DATABASE_URL": empty_database_url}) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        "notebooks migrate: error: migration 0005_member_email_case.sql failed and changed "
+        "nothing: "
+    )
+    assert "members_org_email_ci" in line
+    assert _versions(empty_database_url) == [v for v, _, _ in migration_files() if v < 5]
+
+
+def test_a_schema_newer_than_this_release_is_refused(
+    empty_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rollback across a migration: older statements may not fit the
+    newer schema (0011 dropped constraints older inserts name)."""
+    asyncio.run(migrate(empty_database_url))
+    newer = latest_version() + 1
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into schema_migrations (version, name) values (%s, 'from_a_later_release')",
+            (newer,),
+        )
+    assert main(["migrate"], {"DATABASE_URL": empty_database_url}) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"notebooks migrate: error: the database's schema is at version {newer}, newer than "
+        f"this release's {latest_version()}: run the release that migrated it, or restore the "
+        "backup taken before that upgrade (rolling back across a migration is not supported)"
+    ]
+
+
+async def test_not_current_until_the_queue_schema_is_there(empty_database_url: str) -> None:
+    """pgqueuer's tables come after the numbered files: /readyz waits for them."""
+    await migrate(empty_database_url)
+    async with await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as conn:
+        assert await is_current(conn)
+        await conn.execute("alter table pgqueuer rename to pgqueuer_away")
+        assert not await is_current(conn)
+        await conn.execute("alter table pgqueuer_away rename to pgqueuer")

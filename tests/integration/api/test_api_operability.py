@@ -5,9 +5,11 @@ canonical structured log line per request."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
@@ -16,8 +18,10 @@ from structlog.testing import capture_logs
 
 import api.app
 from common.clock import FakeClock
+from common.db import add_options
 from common.metrics import bound_port
 from common.settings import Settings
+from sql.migrate import MigrationError, migrate
 
 NB = "/api/v1/workloads/notebooks"
 
@@ -31,6 +35,38 @@ async def test_healthz_and_readyz(client: TestClient, factory: Factory) -> None:
     )
     resp = await client.get("/readyz")
     assert resp.status == 503 and (await body_of(resp))["status"] == "migrations_pending"
+
+
+async def test_an_api_older_than_its_schema_does_not_start(
+    settings: Settings, clock: FakeClock, factory: Factory
+) -> None:
+    """A rollback across a migration: /readyz would say ready (the files it
+    knows are applied), yet its statements may no longer fit the schema. It
+    refuses to start instead; running replicas are left serving."""
+    factory.conn.execute(
+        "insert into schema_migrations (version, name)"
+        " select max(version) + 1, 'from_a_later_release' from schema_migrations"
+    )
+    app = api.app.create_app(settings, clock=clock)
+    with pytest.raises(MigrationError, match="newer than this release's"):
+        async with TestClient(TestServer(app)):
+            pass
+
+
+async def test_a_database_urls_own_options_are_kept(
+    settings: Settings, clock: FakeClock, empty_database_url: str
+) -> None:
+    """A schema-scoped database (`options=-c search_path=nb` in the URL): the
+    API pins its time zone beside the URL's options, as the worker and the
+    proxy do, instead of in their place."""
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("create schema nb")
+    scoped = add_options(empty_database_url, "-c search_path=nb")
+    await migrate(scoped)
+    app = api.app.create_app(replace(settings, database_url=scoped), clock=clock)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/readyz")
+        assert resp.status == 200 and (await body_of(resp))["status"] == "ready"
 
 
 @pytest.fixture

@@ -313,3 +313,18 @@ def test_names_and_emails_are_checked_as_the_api_does_and_shown_escaped(
     assert code == 0, err
     assert "\x1b" not in out and "\u202e" not in out
     assert "a\\u001b[2J\\u202e@x.io" in out
+
+
+def test_times_are_utc_whatever_the_servers_time_zone(
+    admin: Admin, database_url_for_test: str
+) -> None:
+    """An embedded PostgreSQL takes the host's zone at initdb; the CLI's
+    times are UTC, as the API's are."""
+    with psycopg.connect(database_url_for_test, autocommit=True) as conn:
+        conn.execute("select set_config('x.db', current_database(), false)")
+        conn.execute(
+            "do $$ begin execute format('alter database %I set timezone = %L',"
+            " current_setting('x.db'), 'Europe/Berlin'); end $$"
+        )
+    created = admin.ok("org", "create", "--name", "Acme")
+    assert created["createdAt"].endswith("Z"), created
