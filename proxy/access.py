@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, cast
 
 import psycopg
@@ -18,6 +18,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock, SystemClock, monotonic_reader
 from sql import query
+
+# Settings.presence_window_seconds' default: the proxy passes the setting.
+PRESENCE_WINDOW = timedelta(seconds=150)
 
 log = structlog.get_logger("proxy.access")
 
@@ -48,6 +51,10 @@ class Target:
     # The notebook file's path as its Marimo knows it (the runtime records
     # it): what a viewer's `X-Notebook-Id` is pinned to (proxy/headers.py).
     notebook_path: str | None = None
+    # For a member other than the owner: until when the owner counts as
+    # present (their last ping + the presence window). An edit session
+    # yields to them meanwhile (live.refusal), as `open` gives `view`.
+    owner_present_until: datetime | None = None
     # When it was read from the database, on the proxy's monotonic clock
     # (`Clock.monotonic`: a step of the wall clock must not make a read look
     # newer or older). Not part of the access it describes: an equal access
@@ -57,13 +64,21 @@ class Target:
     def token_expired(self, now: datetime) -> bool:
         return self.token_expires_at is not None and now >= self.token_expires_at
 
+    def owner_present(self, now: datetime) -> bool:
+        return self.owner_present_until is not None and now < self.owner_present_until
+
     @property
     def serving(self) -> bool:
         return self.status in SERVING and bool(self.marimo_url) and bool(self.session_token)
 
 
-def target_from_row(row: dict[str, object], checked_at: float | None = None) -> Target:
+def target_from_row(
+    row: dict[str, object],
+    checked_at: float | None = None,
+    presence_window: timedelta = PRESENCE_WINDOW,
+) -> Target:
     roles = set(row["team_roles"] or [])  # type: ignore[call-overload]
+    owner_seen_at = cast(datetime | None, row.get("owner_seen_at"))
     member_ok = bool(row["member_ok"])
     owner_or_admin = member_ok and (bool(row["is_owner"]) or bool(row["is_org_admin"]))
     return Target(
@@ -76,6 +91,7 @@ def target_from_row(row: dict[str, object], checked_at: float | None = None) -> 
         can_edit=owner_or_admin or (member_ok and bool(roles & MANAGING_TEAM_ROLES)),
         token_expires_at=row.get("token_expires_at"),  # type: ignore[arg-type]
         notebook_path=row.get("notebook_path"),  # type: ignore[arg-type]
+        owner_present_until=owner_seen_at and owner_seen_at + presence_window,
         checked_at=checked_at,
     )
 
@@ -89,10 +105,16 @@ class AccessCache:
     the key because a revoked token ends only what it opened."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, *, ttl: float = 5.0, clock: Clock | None = None
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        ttl: float = 5.0,
+        clock: Clock | None = None,
+        presence_window: timedelta = PRESENCE_WINDOW,
     ) -> None:
         self._pool = pool
         self._ttl = ttl
+        self._presence_window = presence_window  # Settings.presence_window_seconds
         # Entries' age (the TTL) and reads' time (Target.checked_at).
         self._monotonic = monotonic_reader(clock or SystemClock())
         self._entries: dict[Key, tuple[float, Target | None]] = {}
@@ -147,7 +169,7 @@ class AccessCache:
             rows = cast(list[dict[str, object]], await cur.fetchall())  # dict_row pool
         found = {
             (str(r["key_member_id"]), str(r["key_notebook_id"]), str(r["key_token_id"])): (
-                target_from_row(r, checked_at)
+                target_from_row(r, checked_at, self._presence_window)
             )
             for r in rows
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from urllib.parse import unquote
 
 import aiohttp
@@ -42,6 +43,11 @@ COOKIES = web.AppKey("cookies", CookieCache)
 # refusal() reason → HTTP status, metrics outcome, page text.
 _REFUSED = {
     "access": (403, "forbidden", "You no longer have access to this notebook."),
+    "owner": (
+        403,
+        "forbidden",
+        "The notebook's owner is back and edits it now; open it again to view it.",
+    ),
     "session": (
         401,
         "unauthenticated",
@@ -303,7 +309,11 @@ def create_app(
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
         )
         app[POOL] = pool
-        app[CACHE] = AccessCache(pool, clock=the_clock)
+        app[CACHE] = AccessCache(
+            pool,
+            clock=the_clock,
+            presence_window=timedelta(seconds=settings.presence_window_seconds),
+        )
         app[PROXY] = Proxy(
             settings=settings,
             clock=the_clock,

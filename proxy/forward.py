@@ -36,6 +36,8 @@ log = structlog.get_logger("proxy")
 
 CHUNK = 64 * 1024
 REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconnect
+# The close reason a revoked browser socket gets, by refusal() reason.
+_REVOKED_WHY = {"owner": b"the owner is editing: open it again to view"}
 # "Service restart" (RFC 6455 7.4.1 registry): this proxy is going away; the
 # browser's Marimo reconnects (any reason but Marimo's own terminal ones),
 # through the Service, to a proxy that stays.
@@ -379,7 +381,9 @@ async def forward_websocket(
                 await client.close(code=close_code, message=b"try again later")
             else:
                 close_code = REVOKED_CLOSE_CODE
-                await client.close(code=close_code, message=b"access ended")
+                await client.close(
+                    code=close_code, message=_REVOKED_WHY.get(stopped.result(), b"access ended")
+                )
         elif watch in done:
             ended_by = "vanished"
             close_code = 1001  # "going away", as for a closed tab

@@ -22,7 +22,7 @@ UNCONFIRMED = "unconfirmed"
 @dataclass(eq=False)
 class Live:
     session: ProxySession
-    # called with the reason ("access" | "session" | "status" | UNCONFIRMED;
+    # called with the reason ("access" | "owner" | "session" | "status" | UNCONFIRMED;
     # SHUTDOWN for WebSockets)
     stop: Callable[[str], None]
     # When its access was last read from the database and found good, on
@@ -50,6 +50,8 @@ def refusal(session: ProxySession, target: Target | None, now: datetime) -> str 
         return "access"
     if session.mode == "edit" and not target.can_edit:
         return "access"
+    if session.mode == "edit" and target.owner_present(now):
+        return "owner"  # the owner is back: they edit, others view (DESIGN §5)
     if lapsed(session, target, now):
         return "session"
     if not target.serving:

@@ -20,6 +20,10 @@ log = structlog.get_logger("proxy.login")
 
 _REFUSALS = {
     "access": ("no_access", "You do not have access to this notebook."),
+    "owner": (
+        "owner_editing",
+        "The notebook's owner is editing it now; open it again to view it.",
+    ),
     "session": (
         "stale_session",
         "This link belongs to an earlier session of the notebook; open it again.",

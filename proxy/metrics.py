@@ -21,6 +21,7 @@ LOGIN_OUTCOMES = (
     "stale_session",
     "not_running",
     "no_access",
+    "owner_editing",
 )
 REQUEST_OUTCOMES = (
     "proxied",
@@ -36,7 +37,7 @@ DIRECTIONS = ("to_upstream", "to_client")
 KINDS = ("http", "websocket")
 MODES = ("edit", "view")
 UPSTREAM_ERRORS = ("connect", "timeout", "other")
-REVOKE_REASONS = ("access", "session", "status", "unconfirmed")
+REVOKE_REASONS = ("access", "owner", "session", "status", "unconfirmed")
 
 LOGINS = Counter(
     "notebooks_proxy_logins_total",

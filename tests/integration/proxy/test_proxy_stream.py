@@ -745,6 +745,57 @@ async def test_an_expiring_api_token_ends_the_websocket_it_opened(settings: Sett
             await session.close()
 
 
+async def test_an_editor_yields_to_the_owner_coming_back(settings: Settings) -> None:
+    """DESIGN §5: others edit only while the owner is away (`open` gives
+    them `view` while the owner is present). A team editor who opened it to
+    edit while the owner was away: once the owner pings, the editor's socket
+    ends saying why (no NOTIFY for a ping: the periodic re-check), their
+    page requests are refused, and an edit link minted before is refused at
+    login; a viewer's socket goes on. When the owner's
+    presence lapses, an edit link works again."""
+    async with echo_proxy(settings, recheck_seconds=0.1) as (_, p):
+        editor, viewer = await p.login(p.world.editor), await p.login(p.world.viewer, "view")
+        stale_link = p.token(p.world.editor)
+        try:
+            async with (
+                editor.ws_connect(p.url("/ws"), origin=p.origin) as ws,
+                viewer.ws_connect(p.url("/ws"), origin=p.origin) as watching,
+            ):
+                await ws.send_str("hi")
+                assert await ws.receive_str(timeout=5) == "echo:hi"
+                assert await watching.receive_str(timeout=5) == KIOSK_READY
+                revoked = total(metrics.REVOKED, "owner")
+                sql(
+                    p.settings.database_url,
+                    "insert into notebook_presence (notebook_id, member_id, last_seen_at)"
+                    " values (%s, %s, %s)",
+                    (p.world.notebook, p.world.owner, p.clock.now()),
+                )
+                msg = await ws.receive(timeout=10)
+                assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 4403
+                assert msg.extra == "the owner is editing: open it again to view"
+                assert total(metrics.REVOKED, "owner") == revoked + 1
+                await watching.send_str("still")
+                assert await watching.receive_str(timeout=5) == "echo:still"
+            async with editor.get(p.url("/echo")) as resp:  # a page reload, as editor
+                assert resp.status == 403 and "owner is back" in await resp.text()
+            async with (
+                p.client() as late,
+                late.get(p.open_url(stale_link), allow_redirects=False) as resp,
+            ):
+                assert resp.status == 401 and "owner is editing" in await resp.text()
+                assert "Set-Cookie" not in resp.headers
+            p.clock.advance(settings.presence_window_seconds)  # the owner left
+            async with (
+                p.client() as again,
+                again.get(p.open_url(p.token(p.world.editor)), allow_redirects=False) as resp,
+            ):
+                assert resp.status == 303
+        finally:
+            await editor.close()
+            await viewer.close()
+
+
 async def test_metrics_and_one_log_line_per_websocket(echo) -> None:  # type: ignore[no-untyped-def]
     from structlog.testing import capture_logs
 
