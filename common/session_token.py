@@ -52,6 +52,7 @@ def mint(
     now: datetime,
 ) -> tuple[str, SessionClaims]:
     kid, secret = keys[0]
+    now = now.replace(microsecond=0)  # the JWT's times are whole seconds, so are the claims'
     claims = SessionClaims(
         member_id=member_id,
         token_id=token_id,

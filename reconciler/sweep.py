@@ -219,7 +219,7 @@ async def sweep_loop(
 ) -> None:
     cursor = SweepCursor()
     clock = clock or SystemClock()
-    purged_at: datetime | None = None
+    purged_at: float | None = None  # the monotonic clock
     # A little under the interval: timers that drift must not skip every other round.
     every = timedelta(seconds=interval * 0.9)
     while not stop.is_set():
@@ -231,10 +231,11 @@ async def sweep_loop(
                 if n:
                     log.debug("sweep", enqueued=n)
                 await refresh_gauges(pool)
-            now = clock.now()
-            if purged_at is None or now - purged_at >= PURGE_EVERY:
-                purged_at = now
-                await purge_once(pool, now)
+            # How long since the last purge on the monotonic clock: a wall
+            # clock stepped back must not hold purges off by as much.
+            if purged_at is None or clock.monotonic() - purged_at >= PURGE_EVERY.total_seconds():
+                purged_at = clock.monotonic()
+                await purge_once(pool, clock.now())
         except Exception:  # the next round tries again; a sweep must never kill the worker
             log.exception("sweep failed")
         with contextlib.suppress(TimeoutError):

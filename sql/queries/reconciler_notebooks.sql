@@ -132,9 +132,11 @@ select pg_try_advisory_xact_lock(%(key)s) as locked;
 
 -- name: reconciler_claim_sweep
 -- This round's sweep, unless another worker's swept less than `every` ago
--- (migration 0008); returns where the last page ended.
+-- (migration 0008); returns where the last page ended. A `swept_at` in the
+-- future (the database's clock stepped back, a failover to a standby
+-- behind) is no sweep at all: claimed, or nothing would sweep until then.
 update sweep_state set swept_at = now()
- where singleton and swept_at <= now() - %(every)s::interval
+ where singleton and (swept_at <= now() - %(every)s::interval or swept_at > now())
 returning after;
 
 -- name: reconciler_sweep_moved

@@ -38,3 +38,16 @@ def test_issue_time_is_judged_on_the_injected_clock_with_a_skew_allowance() -> N
     with pytest.raises(InvalidSessionToken) as late:
         verify(_mint(now - timedelta(minutes=5)), KEYS, now=now)
     assert late.value.reason == "expired"
+
+
+def test_the_expiry_the_api_answers_is_the_tokens_own() -> None:
+    """`expiresAt` comes from the claims; the JWT's `exp` is whole seconds, so
+    the claims are too: a link never promised 0.9 s more than it gets."""
+    now = datetime(2030, 1, 1, 12, 0, 0, 900_000, tzinfo=UTC)
+    token, claims = mint(
+        KEYS, member_id="M", token_id="T", notebook_id="NB", session_id="S", mode="edit", now=now
+    )
+    assert claims.expires_at == datetime(2030, 1, 1, 12, 5, tzinfo=UTC)
+    assert verify(token, KEYS, now=claims.expires_at - timedelta(microseconds=1))
+    with pytest.raises(InvalidSessionToken):
+        verify(token, KEYS, now=claims.expires_at)

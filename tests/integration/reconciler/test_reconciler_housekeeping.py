@@ -7,6 +7,7 @@ use stays, revoked tokens without an expiry included (the audit trail)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -119,24 +120,27 @@ async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(ro
     assert recent not in await _ids(db, "select id from api_tokens")
 
 
+async def _until(check: Any, timeout: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def _gone(db: Any, tid: str) -> bool:
+    return tid not in await _ids(db, "select id from api_tokens")
+
+
 async def test_the_sweep_loop_purges_at_most_once_a_minute(rows, pool, db):
     clock = FakeClock()
     expired = clock.now() - 31 * DAY
     first = await _token(db, rows.member, expires_at=expired)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    until, gone = _until, functools.partial(_gone, db)
 
     def sweeps() -> float:  # the loop's rounds, to wait on
         return REGISTRY.get_sample_value("notebooks_sweeps_completed_total") or 0.0
-
-    async def until(check: Any, timeout: float = 20) -> None:
-        deadline = loop.time() + timeout
-        while not await check():
-            assert loop.time() < deadline, "condition not reached in time"
-            await asyncio.sleep(0.02)
-
-    async def gone(tid: str) -> bool:
-        return tid not in await _ids(db, "select id from api_tokens")
 
     task = asyncio.create_task(sweep_loop(pool, 0.01, stop, clock=clock))
     try:
@@ -150,6 +154,34 @@ async def test_the_sweep_loop_purges_at_most_once_a_minute(rows, pool, db):
         await until(three_more_rounds)
         assert not await gone(second)  # the clock has not moved: not due yet
         clock.advance(60)
+        await until(lambda: gone(second))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+class WallSteppedBack(FakeClock):
+    """Its wall clock can be stepped back (NTP, an operator) on its own."""
+
+    step = timedelta()
+
+    def now(self):  # type: ignore[no-untyped-def]
+        return super().now() + self.step
+
+
+async def test_a_wall_clock_stepped_back_does_not_hold_purges_off(rows, pool, db):
+    clock = WallSteppedBack()
+    expired = clock.now() - 31 * DAY
+    first = await _token(db, rows.member, expires_at=expired)
+    stop = asyncio.Event()
+    until, gone = _until, functools.partial(_gone, db)
+
+    task = asyncio.create_task(sweep_loop(pool, 0.01, stop, clock=clock))
+    try:
+        await until(lambda: gone(first))
+        second = await _token(db, rows.member, expires_at=expired)
+        clock.step = -timedelta(hours=1)  # the host's clock stepped back an hour
+        clock.advance(60)  # a minute passed all the same
         await until(lambda: gone(second))
     finally:
         stop.set()

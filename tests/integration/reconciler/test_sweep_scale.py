@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -191,3 +191,13 @@ async def test_only_the_worker_that_swept_refreshes_the_gauges(rows, pool, db, m
     stats = await cur.fetchone()
     assert stats is not None and stats["queued"] > 0  # the sweep enqueued the running ones
     assert REGISTRY.get_sample_value("notebooks_queue_jobs_queued") == stats["queued"]
+
+
+async def test_a_sweep_stamped_in_the_future_is_claimed(db) -> None:  # type: ignore[no-untyped-def]
+    """The database's clock stepped back (or a failover to a standby behind):
+    the last sweep's stamp is ahead of now(). It is no reason to wait."""
+    await db.execute("update sweep_state set swept_at = now() + interval '10 minutes'")
+    cur = await db.execute(query("reconciler_claim_sweep"), {"every": timedelta(seconds=5)})
+    assert await cur.fetchone() is not None
+    cur = await db.execute(query("reconciler_claim_sweep"), {"every": timedelta(seconds=5)})
+    assert await cur.fetchone() is None  # claimed just now: the next worker waits its turn
