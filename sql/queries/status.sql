@@ -3,21 +3,26 @@
 -- an unchanged status records one only when asked (`record_unchanged`: a
 -- delete of a notebook already stopping keeps who asked for it).
 
+-- Never earlier than the row's last write (`at`): the writers' clocks differ
+-- (API replicas, workers), and a write that waited for the row's lock read
+-- its clock before the wait; the history's times then never run backwards.
+
 -- name: set_status
 with old as (
-    select id, organization_id, status from notebooks where id = %(id)s for update
+    select id, organization_id, status, greatest(%(now)s::timestamptz, updated_at) as at
+      from notebooks where id = %(id)s for update
 ), changed as (
     update notebooks n
        set status = %(status)s,
            status_message = %(status_message)s,
-           status_changed_at = case when n.status <> %(status)s then %(now)s else n.status_changed_at end,
-           updated_at = %(now)s
+           status_changed_at = case when n.status <> %(status)s then old.at else n.status_changed_at end,
+           updated_at = old.at
       from old
      where n.id = old.id
     returning n.id
 ), event as (
     insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason, actor, created_at)
-    select old.id, old.organization_id, old.status, %(status)s, %(status_message)s, %(actor)s, %(now)s
+    select old.id, old.organization_id, old.status, %(status)s, %(status_message)s, %(actor)s, old.at
       from old
      where old.status <> %(status)s or %(record_unchanged)s
     returning id

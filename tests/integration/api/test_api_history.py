@@ -71,6 +71,28 @@ async def test_start_and_stop_are_listed_newest_first_with_reason_and_actor(
     assert int(stop["id"]) > int(running["id"]) > int(start["id"])
 
 
+async def test_the_historys_times_never_run_backwards(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """A worker whose clock is 2 s ahead of the API's records `idle`; then a
+    ping (which read its clock before waiting for the worker's row lock, or
+    runs on a host behind) moves it back to `running`. Listed newest first,
+    that move is not older than the one before it."""
+    url = f"{NB}/{world.notebook}"
+    assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
+    reconciler_sets(factory, world.notebook, "running", "Sail and Marimo are healthy")
+    factory.clock.advance(2)
+    reconciler_sets(factory, world.notebook, "idle", "nobody is connected")
+    factory.clock.advance(-2)  # the API's clock
+    assert (await client.post(f"{url}/ping", headers=world.owner.auth)).status == 204
+    running, idle, *_ = (await history(client, world.owner, world.notebook))["items"]
+    assert (idle["toStatus"], running["toStatus"]) == ("idle", "running")
+    assert running["createdAt"] >= idle["createdAt"]
+    described = await body_of(await client.get(url, headers=world.owner.auth))
+    [notebook] = described["included"]["notebooks"]
+    assert notebook["status"] == "running" and notebook["updatedAt"] >= idle["createdAt"]
+
+
 async def test_whoever_may_see_the_notebook_reads_its_history_and_nobody_else(
     client: TestClient, world: World, factory: Factory
 ) -> None:
