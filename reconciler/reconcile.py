@@ -263,7 +263,11 @@ async def _carry_out(
     if not await _write(deps, row, p, observed):
         return Result("conflict", 0, generation, p.actions)
     if first_run:
-        metrics.START_TO_RUNNING.observe((now - row["start_requested_at"]).total_seconds())
+        # The API's clock stamped the request: a worker's behind it must not
+        # observe a negative start.
+        metrics.START_TO_RUNNING.observe(
+            max(0.0, (now - row["start_requested_at"]).total_seconds())
+        )
     return Result(p.outcome, p.requeue_after, generation, p.actions)
 
 

@@ -113,6 +113,34 @@ async def test_a_repair_is_not_timed_as_a_start(rows, pool):
     assert _starts_timed() == before + 1
 
 
+def _start_seconds_sum() -> float:
+    return REGISTRY.get_sample_value("notebooks_start_running_seconds_sum") or 0.0
+
+
+async def test_a_workers_clock_behind_the_apis_times_neither_a_negative_start_nor_a_repair(
+    rows, pool
+):
+    """The API's host runs 10 minutes ahead of the worker's: the start is
+    timed as no less than nothing, and the repair hours later is still no
+    start (its events are stamped after the request the API wrote)."""
+    clock = FakeClock()
+    runtime = MarimoDiesAndCannotRestart()
+    deps = Deps(pool=pool, runtime=runtime, clock=clock, start_deadline_seconds=DEADLINE)
+    api_now = clock.now() + timedelta(minutes=10)
+    nid = await rows.notebook()
+    await rows.start(nid, now=api_now, deadline=DEADLINE)
+    await rows.conn.execute("update notebooks set updated_at = %s where id = %s", (api_now, nid))
+    count, total = _starts_timed(), _start_seconds_sum()
+    assert (await reconcile_once(deps, nid)).outcome == "starting"
+    assert (await reconcile_once(deps, nid)).outcome == "ready"
+    assert (_starts_timed(), _start_seconds_sum()) == (count + 1, total)
+    clock.advance(5 * 3600)
+    runtime.kill(refusing=None)
+    assert (await reconcile_once(deps, nid)).outcome == "repair"
+    assert (await reconcile_once(deps, nid)).outcome == "ready"
+    assert _starts_timed() == count + 1
+
+
 async def test_a_repair_refused_as_terminal_is_retried_until_its_deadline(rows, pool):
     """A repair's restart refused with what a start would fail on at once (a
     namespace quota full while a drained node's pods still terminate) does
