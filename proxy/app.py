@@ -43,6 +43,11 @@ COOKIES = web.AppKey("cookies", CookieCache)
 # refusal() reason → HTTP status, metrics outcome, page text.
 _REFUSED = {
     "access": (403, "forbidden", "You no longer have access to this notebook."),
+    "edit": (
+        403,
+        "forbidden",
+        "You may no longer edit this notebook; open it again to view it.",
+    ),
     "owner": (
         403,
         "forbidden",

@@ -37,7 +37,10 @@ log = structlog.get_logger("proxy")
 CHUNK = 64 * 1024
 REVOKED_CLOSE_CODE = 4403  # an application code the frontend shows as a disconnect
 # The close reason a revoked browser socket gets, by refusal() reason.
-_REVOKED_WHY = {"owner": b"the owner is editing: open it again to view"}
+_REVOKED_WHY = {
+    "owner": b"the owner is editing: open it again to view",
+    "edit": b"you may no longer edit: open it again to view",
+}
 # "Service restart" (RFC 6455 7.4.1 registry): this proxy is going away; the
 # browser's Marimo reconnects (any reason but Marimo's own terminal ones),
 # through the Service, to a proxy that stays.

@@ -22,7 +22,7 @@ UNCONFIRMED = "unconfirmed"
 @dataclass(eq=False)
 class Live:
     session: ProxySession
-    # called with the reason ("access" | "owner" | "session" | "status" | UNCONFIRMED;
+    # called with the reason ("access" | "edit" | "owner" | "session" | "status" | UNCONFIRMED;
     # SHUTDOWN for WebSockets)
     stop: Callable[[str], None]
     # When its access was last read from the database and found good, on
@@ -49,7 +49,7 @@ def refusal(session: ProxySession, target: Target | None, now: datetime) -> str 
     if target is None or not target.can_view:
         return "access"
     if session.mode == "edit" and not target.can_edit:
-        return "access"
+        return "edit"  # may still view: told to open it again
     if session.mode == "edit" and target.owner_present(now):
         return "owner"  # the owner is back: they edit, others view (DESIGN §5)
     if lapsed(session, target, now):

@@ -20,6 +20,7 @@ log = structlog.get_logger("proxy.login")
 
 _REFUSALS = {
     "access": ("no_access", "You do not have access to this notebook."),
+    "edit": ("no_edit", "You may not edit this notebook; open it again to view it."),
     "owner": (
         "owner_editing",
         "The notebook's owner is editing it now; open it again to view it.",

@@ -22,6 +22,7 @@ LOGIN_OUTCOMES = (
     "not_running",
     "no_access",
     "owner_editing",
+    "no_edit",
 )
 REQUEST_OUTCOMES = (
     "proxied",
@@ -37,7 +38,7 @@ DIRECTIONS = ("to_upstream", "to_client")
 KINDS = ("http", "websocket")
 MODES = ("edit", "view")
 UPSTREAM_ERRORS = ("connect", "timeout", "other")
-REVOKE_REASONS = ("access", "owner", "session", "status", "unconfirmed")
+REVOKE_REASONS = ("access", "edit", "owner", "session", "status", "unconfirmed")
 
 LOGINS = Counter(
     "notebooks_proxy_logins_total",

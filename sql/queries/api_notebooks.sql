@@ -303,9 +303,12 @@ update notebooks
  where id = %(id)s;
 
 -- name: api_owner_present
+-- Seen within the window, and since this session's start was asked for: an
+-- owner who pinged, stopped the notebook and left is not present in the next.
 select exists (select 1 from notebook_presence p
                  join notebooks n on n.id = p.notebook_id and n.member_id = p.member_id
-                where p.notebook_id = %(id)s and p.last_seen_at >= %(since)s) as present;
+                where p.notebook_id = %(id)s and p.last_seen_at >= %(since)s
+                  and p.last_seen_at >= coalesce(n.start_requested_at, '-infinity')) as present;
 
 -- name: api_record_presence
 -- Coalesced: at most one write per member and notebook per `coalesce` window.

@@ -13,8 +13,9 @@ returning jti;
 -- (owner, org admin, or a team shared on the notebook; DESIGN §5), through
 -- an API token that is not revoked (revoking it ends what it opened) and the
 -- token's expiry, which the proxy compares with its clock on every request.
--- For a member other than the owner, when the owner was last present: an
--- edit session yields to an owner who is back (DESIGN §5, as `open` does).
+-- For a member other than the owner, when the owner was last present in
+-- this session: an edit session yields to an owner who is back (DESIGN §5,
+-- as `open` does).
 -- For any number of (member, notebook, API token) keys in one statement: a
 -- request's lookup is one key, a re-check pass all of its keys (one lookup
 -- per key would queue on the small pool). The three arrays are the keys'
@@ -35,6 +36,7 @@ select k.member_id as key_member_id,
        coalesce(n.member_id = m.id, false) as is_owner,
        (select p.last_seen_at from notebook_presence p
          where p.notebook_id = n.id and p.member_id = n.member_id
+           and p.last_seen_at >= coalesce(n.start_requested_at, '-infinity')
            and n.member_id is distinct from k.member_id) as owner_seen_at,
        coalesce(m.organization_admin, false) as is_org_admin,
        coalesce((select array_agg(tm.role order by tm.role)

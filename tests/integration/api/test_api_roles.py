@@ -123,3 +123,24 @@ async def test_open_mode_follows_owner_presence(
     assert await mode(world.owner) == "edit"
     clock.advance(151)  # past the presence window
     assert await mode(world.editor) == "edit"
+
+
+async def test_an_owner_present_in_an_earlier_session_is_not_present_in_the_next(
+    client: TestClient, world: World, factory: Factory, clock
+) -> None:
+    """The owner pinged, stopped the notebook and left; a team editor starts
+    it again at once: they edit, rather than view for the rest of the
+    owner's presence window."""
+    nb = factory.notebook(world.owner, world.config, status="running", teams=(world.team,))
+    assert (await client.post(f"{NB}/{nb}/ping", headers=world.owner.auth)).status == 204
+    assert (await client.post(f"{NB}/{nb}/stop", headers=world.owner.auth)).status == 202
+    factory.conn.execute("update notebooks set status = 'stopped' where id = %s", (nb,))
+    clock.advance(10)
+    assert (await client.post(f"{NB}/{nb}/start", headers=world.editor.auth)).status == 202
+    factory.conn.execute("update notebooks set status = 'running' where id = %s", (nb,))
+    resp = await client.post(f"{NB}/{nb}/open", headers=world.editor.auth)
+    assert resp.status == 200 and (await body_of(resp))["mode"] == "edit"
+    clock.advance(15)  # pings write at most once per 15 s
+    assert (await client.post(f"{NB}/{nb}/ping", headers=world.owner.auth)).status == 204
+    resp = await client.post(f"{NB}/{nb}/open", headers=world.editor.auth)
+    assert (await body_of(resp))["mode"] == "view"  # present in this session: view

@@ -227,9 +227,11 @@ async def test_member_without_access(login_proxy: ProxyUnderTest) -> None:
 
 
 async def test_edit_token_for_a_team_viewer_is_refused(login_proxy: ProxyUnderTest) -> None:
+    """Refused, saying what they still may do: an editor demoted to viewer
+    after `open` has access, only not to edit."""
     proxy = login_proxy
     token = proxy.token(proxy.world.viewer, "edit")
-    await _refused_as(proxy, proxy.open_url(token), "do not have access", "no_access")
+    await _refused_as(proxy, proxy.open_url(token), "open it again to view it", "no_edit")
 
 
 async def test_login_to_a_notebook_not_running_gets_503(login_proxy: ProxyUnderTest) -> None:

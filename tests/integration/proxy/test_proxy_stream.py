@@ -639,7 +639,7 @@ REVOCATIONS = {
     "team unshared": ("delete from notebook_teams where team_id = 'TEAMED1'", "access"),
     "role lowered to viewer": (
         "update team_memberships set role = 'viewer' where member_id = 'EDITOR1'",
-        "access",
+        "edit",
     ),
     "member disabled": ("update members set disabled_at = now() where id = 'EDITOR1'", "access"),
     "API token revoked": (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -248,14 +248,39 @@ def test_refusal_reasons() -> None:
     assert refusal(_session(), _target(), NOW) is None
     assert refusal(_session(), None, NOW) == "access"
     assert refusal(_session(), _target(can_view=False), NOW) == "access"
-    assert refusal(_session(mode="edit"), _target(), NOW) == "access"
+    assert refusal(_session(mode="edit"), _target(), NOW) == "edit"  # may still view
     assert refusal(_session(mode="edit"), _target(can_edit=True), NOW) is None
+    owner_back = _target(can_edit=True, owner_present_until=NOW + timedelta(seconds=1))
+    assert refusal(_session(mode="edit"), owner_back, NOW) == "owner"
+    assert refusal(_session(), owner_back, NOW) is None  # a viewer watches on
+    owner_gone = _target(can_edit=True, owner_present_until=NOW)
+    assert refusal(_session(mode="edit"), owner_gone, NOW) is None
     assert refusal(_session(), _target(status="stopping"), NOW) == "status"
     assert refusal(_session(), _target(marimo_url=None), NOW) == "status"
     assert refusal(_session(), _target(session_id="S2"), NOW) == "session"
     assert refusal(_session(expires_at=int(NOW.timestamp())), _target(), NOW) == "session"
     for status in ("idle", "detached"):
         assert refusal(_session(), _target(status=status), NOW) is None
+
+
+def test_the_owners_presence_counts_for_the_window() -> None:
+    row = dict(
+        notebook_id="N",
+        status="running",
+        session_id="S",
+        session_token="T",
+        marimo_url="u",
+        member_ok=True,
+        is_owner=False,
+        is_org_admin=False,
+        team_roles=["editor"],
+    )
+    assert target_from_row(row).owner_present_until is None
+    seen = NOW - timedelta(seconds=100)
+    window = timedelta(seconds=150)
+    target = target_from_row({**row, "owner_seen_at": seen}, presence_window=window)
+    assert target.owner_present_until == seen + window
+    assert target.owner_present(NOW) and not target.owner_present(seen + window)
 
 
 def test_access_from_roles() -> None:
