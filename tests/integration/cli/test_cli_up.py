@@ -349,6 +349,34 @@ def test_a_killed_up_leaves_no_children_and_the_next_run_adopts_its_database(
     assert_everything_stopped(stack, postmaster)
 
 
+def test_a_killed_embedded_postgresql_is_started_again_and_the_stack_recovers(
+    stack: Stack,
+) -> None:
+    """Killed under a running stack (out of memory, an operator's kill -9):
+    `up` starts it again, says so, and the API serves again without a
+    restart of the stack."""
+    stack.start()
+    creds = stack.credentials()
+    api = creds["apiUrl"]
+    wait_for(lambda: answers(f"{api}/readyz"), 60, "the API to be ready")
+    postmaster = postmaster_pid(stack.data_dir)
+    assert postmaster is not None
+    os.kill(postmaster, signal.SIGKILL)
+    wait_for(lambda: not alive(postmaster), 30, "the old PostgreSQL to die")
+
+    def back() -> bool:
+        pid = postmaster_pid(stack.data_dir)
+        return pid not in (None, postmaster) and alive(pid)
+
+    wait_for(back, 60, "PostgreSQL to be started again")
+    wait_for(lambda: get(f"{api}/api/v1/me", creds["token"])[0] == 200, 60, "the API to serve")
+    assert "embedded_postgres_restarted" in {e.get("event") for e in stack.log_events()}
+    new_postmaster = postmaster_pid(stack.data_dir)
+    assert new_postmaster is not None
+    assert stack.ctrl_c() == 0
+    assert_everything_stopped(stack, new_postmaster)
+
+
 @pytest.mark.parametrize(
     "variable",
     [
