@@ -320,15 +320,22 @@ def port_clash(proc: Proc) -> bool:
     return _PORT_IN_USE.search(text) is not None
 
 
-def tail(path: str | Path, lines: int = 8, max_bytes: int = 16_384) -> str:
+# Marimo's start-up banner: what it prints when it starts well, never why it
+# stopped (and its URL is Marimo's own address, no use to a member).
+_BANNER = re.compile(r"in your browser|➜\s+(URL|Network):")
+
+
+def tail(path: str | Path, start: int = 0, lines: int = 8, max_bytes: int = 16_384) -> str:
+    """The last `lines` lines of `path` written from byte `start` on (a
+    process's own output: earlier runs' precedes its `log_offset`)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_bytes))
+            f.seek(max(start, f.tell() - max_bytes))
             text = f.read().decode(errors="replace")
     except OSError:
         return ""
-    kept = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    kept = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not _BANNER.search(ln)]
     return "\n".join(kept[-lines:])
 
 
@@ -346,7 +353,7 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 def death_reason(name: str, proc: Proc, secrets: tuple[str, ...] = ()) -> str:
     code = exit_code(proc)
     how = f"exited with code {code}" if code is not None else "exited"
-    last = redact(tail(proc.log), secrets)
+    last = redact(tail(proc.log, proc.log_offset), secrets)
     return f"{name} {how}" + (f": {last}" if last else "")
 
 

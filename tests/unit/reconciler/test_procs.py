@@ -188,6 +188,27 @@ def test_death_reason_has_exit_code_and_log_tail_without_tokens(tmp_path: Path) 
         end(proc)
 
 
+def test_death_reason_quotes_only_this_runs_output_and_not_marimos_banner(
+    tmp_path: Path,
+) -> None:
+    """A process adopted after a worker restart (no exit code to read) and
+    killed: its reason quotes neither the run before it (a stop's
+    traceback, earlier in the same log) nor Marimo's start-up banner."""
+    log = tmp_path / "marimo.log"
+    log.write_text("Traceback (most recent call last):\nKeyboardInterrupt\n")
+    offset = log.stat().st_size
+    with log.open("a") as f:
+        f.write(
+            "\n        Edit notebook.py in your browser 📝\n\n"
+            "        ➜  URL: http://localhost:50981/notebooks/NB1?access_token=abc\n\n"
+        )
+    proc = procs.Proc(pid=2**22 + 1, port=1, create_time=0.0, log=str(log), log_offset=offset)
+    assert procs.death_reason("Marimo", proc) == "Marimo exited"
+    with log.open("a") as f:
+        f.write("MemoryError: cannot allocate\n")
+    assert procs.death_reason("Marimo", proc) == "Marimo exited: MemoryError: cannot allocate"
+
+
 async def test_two_runtimes_on_one_host_take_turns_on_a_notebook(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
