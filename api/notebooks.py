@@ -149,14 +149,22 @@ async def enqueue(ctx: Ctx, notebook_id: str) -> None:
 
 
 async def set_status(
-    ctx: Ctx, notebook_id: str, status: str, message: str, *, record_unchanged: bool = False
+    ctx: Ctx,
+    notebook_id: str,
+    status: str,
+    message: str,
+    *,
+    reason: str | None = None,
+    record_unchanged: bool = False,
 ) -> None:
+    """`message` is shown on the notebook; `reason` (else `message`) in its history."""
     await ctx.run(
         "set_status",
         {
             "id": notebook_id,
             "status": status,
             "status_message": message,
+            "reason": reason,
             "actor": ctx.me.member_id,
             "now": ctx.now,
             "record_unchanged": record_unchanged,

@@ -73,5 +73,5 @@ async def ping_notebook(ctx: Ctx) -> web.Response:
     await ctx.run("api_record_presence", params)
     await ctx.run("api_touch_notebook_activity", params)
     if row["status"] in (Status.IDLE, Status.DETACHED):
-        await set_status(ctx, notebook_id, Status.RUNNING, "Opened by a member")
+        await set_status(ctx, notebook_id, Status.RUNNING, "", reason="A member is back")
     return no_content()

@@ -36,6 +36,8 @@ RETRYING = " failed, retrying: "
 # left as it is, before it counts as broken: one missed probe must not take a
 # running notebook offline (the proxy serves only provisioned notebooks).
 UNRESPONSIVE_GRACE_SECONDS = 30
+# The history's reason for a start or repair that reached running.
+READY = "Sail and Marimo are ready"
 
 
 class Action(StrEnum):
@@ -87,6 +89,9 @@ class Plan:
     actions: tuple[Action, ...]
     status: Status
     status_message: str
+    # The history's reason for a change the status message says nothing of
+    # (a running or idle notebook's message is empty); None: the message.
+    reason: str | None = None
     requeue_after: float | None = None  # seconds; None: nothing to wait for (the sweep looks)
     executing: bool = False
     touch_last_active: bool = False  # set last_active_at = now (detached work ended)
@@ -245,6 +250,7 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
             (),
             Status.RUNNING,
             "",
+            reason=READY,
             executing=_executing(nb, observed),
             outcome="ready",
             disarm_deadline=nb.start_deadline_at is not None,
@@ -413,8 +419,16 @@ def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> P
         t is not None and now - t < window for t in (nb.last_seen_at, nb.start_requested_at)
     )
     executing = _executing(nb, observed)
+    absent = f"no member present for {nb.presence_window_seconds} s"
     if present:
-        return Plan((), Status.RUNNING, "", executing=executing, outcome=_moved(nb, "running"))
+        return Plan(
+            (),
+            Status.RUNNING,
+            "",
+            reason="a member is present",
+            executing=executing,
+            outcome=_moved(nb, "running"),
+        )
     last_active = nb.last_active_at or now
     unknown = observed.executing is None
     if executing or unknown:
@@ -426,16 +440,30 @@ def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> P
             what = "detached" if executing else "inactive (whether a cell runs is unknown)"
             return _auto_stop(f"{what} for {timeout} s", "detached", executing)
     if executing:
-        return Plan((), Status.DETACHED, "", executing=True, outcome=_moved(nb, "detached"))
+        return Plan(
+            (),
+            Status.DETACHED,
+            "",
+            reason=f"{absent}; a cell is running",
+            executing=True,
+            outcome=_moved(nb, "detached"),
+        )
     if unknown:  # last known not executing: shown idle, but not stopped as idle
         return Plan((), Status.IDLE, UNKNOWN_ACTIVITY, outcome=_moved(nb, "idle"))
     # Idle: the timer counts from the last ping, or from when detached work ended.
     if nb.status is Status.DETACHED:
-        return Plan((), Status.IDLE, "", touch_last_active=True, outcome="idle")
+        return Plan(
+            (),
+            Status.IDLE,
+            "",
+            reason=f"the running cells finished; {absent}",
+            touch_last_active=True,
+            outcome="idle",
+        )
     timeout = nb.idle_timeout_seconds
     if timeout and now - last_active >= timedelta(seconds=timeout):
         return _auto_stop(f"idle for {timeout} s", "idle", False)
-    return Plan((), Status.IDLE, "", outcome=_moved(nb, "idle"))
+    return Plan((), Status.IDLE, "", reason=absent, outcome=_moved(nb, "idle"))
 
 
 def _moved(nb: NotebookState, to: str) -> str:

@@ -411,6 +411,7 @@ async def _write(
                     "id": row["id"],
                     "status": p.status.value,
                     "status_message": p.status_message,
+                    "reason": p.reason,
                     "actor": ACTOR,
                     "now": now,
                     "record_unchanged": False,

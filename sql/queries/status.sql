@@ -1,5 +1,7 @@
 -- Status changes: the only writers of notebooks.status. Each records an event
 -- (from, to, reason, actor) in the same statement, so no change goes unrecorded;
+-- its reason is `reason`, or the status message when there is none (a running
+-- notebook's message is empty, yet its history says why it runs);
 -- an unchanged status records one only when asked (`record_unchanged`: a
 -- delete of a notebook already stopping keeps who asked for it).
 
@@ -22,7 +24,8 @@ with old as (
     returning n.id
 ), event as (
     insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason, actor, created_at)
-    select old.id, old.organization_id, old.status, %(status)s, %(status_message)s, %(actor)s, old.at
+    select old.id, old.organization_id, old.status, %(status)s,
+           coalesce(%(reason)s::text, %(status_message)s), %(actor)s, old.at
       from old
      where old.status <> %(status)s or %(record_unchanged)s
     returning id

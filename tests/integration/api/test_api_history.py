@@ -29,6 +29,7 @@ def reconciler_sets(factory: Factory, notebook: str, status: str, reason: str) -
             "id": notebook,
             "status": status,
             "status_message": reason,
+            "reason": None,
             "actor": "reconciler",
             "now": factory.clock.now(),
             "record_unchanged": False,
@@ -87,10 +88,12 @@ async def test_the_historys_times_never_run_backwards(
     assert (await client.post(f"{url}/ping", headers=world.owner.auth)).status == 204
     running, idle, *_ = (await history(client, world.owner, world.notebook))["items"]
     assert (idle["toStatus"], running["toStatus"]) == ("idle", "running")
+    assert (running["reason"], running["actor"]) == ("A member is back", world.owner.id)
     assert running["createdAt"] >= idle["createdAt"]
     described = await body_of(await client.get(url, headers=world.owner.auth))
     [notebook] = described["included"]["notebooks"]
     assert notebook["status"] == "running" and notebook["updatedAt"] >= idle["createdAt"]
+    assert notebook["statusMessage"] == ""  # running needs no explaining; its history says why
 
 
 async def test_whoever_may_see_the_notebook_reads_its_history_and_nobody_else(

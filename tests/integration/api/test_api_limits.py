@@ -189,6 +189,7 @@ async def test_a_stop_a_delete_or_an_auto_stop_frees_the_slot(
                     "id": third,
                     "status": "stopping",
                     "status_message": "idle timeout",
+                    "reason": None,
                     "actor": "reconciler",
                     "now": clock.now(),
                     "record_unchanged": False,

@@ -171,6 +171,7 @@ class Rows:
                 "id": nid,
                 "status": status,
                 "status_message": "",
+                "reason": None,
                 "actor": self.member,
                 "now": now,
                 "record_unchanged": False,

@@ -125,6 +125,17 @@ async def test_presence_moves_running_idle_detached_and_idle_timer_auto_stops(
         assert row["status"] == "stopped" and row["session_id"] is None
 
         events = [(e["to_status"], e["reason"], e["actor"]) for e in await rows.events(nid)]
+        # Every change says why (DESIGN §4), also those whose status message,
+        # shown on the notebook, stays empty.
+        absent = f"no member present for {rsettings.presence_window_seconds} s"
+        assert [(to, why) for to, why, _ in events[1:-1]] == [
+            ("running", "Sail and Marimo are ready"),
+            ("idle", absent),
+            ("running", "a member is present"),
+            ("detached", f"{absent}; a cell is running"),
+            ("idle", f"the running cells finished; {absent}"),
+            ("stopping", "idle for 3600 s"),
+        ]
         assert [e[0] for e in events] == [
             "starting",
             "running",

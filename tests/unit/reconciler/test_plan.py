@@ -406,7 +406,7 @@ def test_a_repair_arms_its_deadline_once_and_fails_when_it_passes() -> None:
     )
     assert late.record_first
     # The message replaced meanwhile (a ping moved idle to running): no last error to quote.
-    pinged = replace(raised, status=Status.RUNNING, status_message="Opened by a member")
+    pinged = replace(raised, status=Status.RUNNING, status_message="")
     assert plan(pinged, OBS["sail_dead"], NOW).status_message == (
         "restarting Sail failed until the start deadline passed (Sail: exited with code 1: boom)"
     )
