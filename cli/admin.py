@@ -4,6 +4,7 @@ configs from a shell, straight to the database (no API needed).
     notebooks admin member create --email a@b.c --name Ann [--org-admin]
     notebooks admin team create --name data
     notebooks admin membership set TEAM MEMBER --role editor
+    notebooks admin membership remove TEAM MEMBER
     notebooks admin token create MEMBER [--name laptop] [--expires-in SECONDS]  # shown once
     notebooks admin config create --name big --mode cluster --workers 4 --env K=V ...
         [--sail-image I --sail-cpu 2 --sail-memory 4Gi --marimo-cpu 500m ...]
@@ -260,6 +261,16 @@ def membership_set(conn: Conn, args: argparse.Namespace, env: dict[str, str]) ->
     )
 
 
+def membership_remove(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    team_id, member_id = _id(args.team, "team"), _id(args.member, "member")
+    _team(conn, _organization(conn, args, env), team_id)
+    params = {"team_id": team_id, "member_id": member_id}
+    removed = conn.execute(query("admin_remove_membership"), params).fetchone()
+    if removed is None:
+        raise CliError(f"member {member_id} is not in team {team_id}")
+    return removed
+
+
 def membership_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     org = _organization(conn, args, env)
     team_id = _team(conn, org, args.team)["id"] if args.team else None
@@ -389,6 +400,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("team")
     p.add_argument("member")
     p.add_argument("--role", required=True, help="admin, editor or viewer")
+    p = verb(ms, "remove", membership_remove, "take a member out of a team")
+    p.add_argument("team")
+    p.add_argument("member")
     verb(ms, "list", membership_list, "list memberships").add_argument("--team")
 
     token = nouns.add_parser("token", help="API tokens").add_subparsers(dest="verb", required=True)
@@ -417,6 +431,17 @@ def add_parser(sub: Any) -> None:
     verb(config, "list", config_list, "list workload configs")
 
 
+# A unique constraint a create ran into, as the API words it.
+_TAKEN = {
+    "members_org_email_ci": "a member with that email (in any case) in this organization",
+    "members_organization_id_email_key": "a member with that email in this organization",
+    "teams_org_name_ci": "a team of that name (in any case) in this organization",
+    "teams_organization_id_name_key": "a team of that name in this organization",
+    "workload_configs_org_name_ci": "a workload config of that name (in any case) here",
+    "workload_configs_organization_id_name_key": "a workload config of that name here",
+}
+
+
 def run_admin(args: argparse.Namespace, env: dict[str, str]) -> int:
     with (
         database_for(env) as url,
@@ -428,7 +453,7 @@ def run_admin(args: argparse.Namespace, env: dict[str, str]) -> int:
             with conn.transaction():
                 result = args.handler(conn, args, env)
         except psycopg.errors.UniqueViolation as e:
-            what = e.diag.constraint_name or "a unique constraint"
-            raise CliError(f"already exists ({what})") from None
+            what = _TAKEN.get(e.diag.constraint_name or "", "it")
+            raise CliError(f"{what} already exists") from None
     _emit(result, args.json)
     return 0

@@ -76,6 +76,13 @@ def test_teams_and_memberships_with_roles(admin: Admin, org: str) -> None:
     admin.ok("membership", "set", team["id"], member, "--role", "viewer")
     listed = admin.ok("membership", "list", "--team", team["id"])
     assert [(m["memberId"], m["role"]) for m in listed] == [(member, "viewer")]
+    # and out of the team again, as the API's DELETE /teams/{team}/members/{member}
+    removed = admin.ok("membership", "remove", team["id"], member)
+    assert (removed["teamId"], removed["memberId"]) == (team["id"], member)
+    assert admin.ok("membership", "list", "--team", team["id"]) == []
+    assert f"member {member} is not in team" in admin.fails(
+        "membership", "remove", team["id"], member
+    )
 
 
 def test_tokens_are_shown_once_and_stored_hashed(
@@ -192,7 +199,12 @@ def test_bad_input_is_refused_with_a_clear_message(
 def test_duplicates_are_refused_and_nothing_is_half_written(admin: Admin, org: str) -> None:
     admin.ok("member", "create", "--email", "e@acme.test", "--name", "E")
     for email in ("e@acme.test", "E@Acme.Test"):  # one person however it is capitalised
-        assert "already exists" in admin.fails("member", "create", "--email", email, "--name", "E2")
+        refused = admin.fails("member", "create", "--email", email, "--name", "E2")
+        assert "a member with that email" in refused and "already exists" in refused
+        assert "_ci" not in refused and "_key" not in refused  # no constraint's name
+    admin.ok("team", "create", "--name", "Data")
+    refused = admin.fails("team", "create", "--name", "data")
+    assert "a team of that name (in any case) in this organization already exists" in refused
     assert len(admin.ok("member", "list")) == 1
 
 
