@@ -53,6 +53,19 @@ async def applied_versions(conn: psycopg.AsyncConnection) -> set[int]:
         return {r[0] for r in await cur.fetchall()}
 
 
+def refuse_out_of_order(pending: list[tuple[int, str, Path]], applied: set[int]) -> None:
+    """Files apply in order, each after the ones below it: a file numbered
+    below the newest applied one that never ran (added by a merge, or
+    renumbered) would run after files written to come after it."""
+    newest = max(applied, default=0)
+    late = [path.name for version, _, path in pending if version < newest]
+    if late:
+        raise MigrationError(
+            f"migration {late[0]} was never applied, but the database is already at version "
+            f"{newest}: it would run out of order; renumber it after {newest}"
+        )
+
+
 async def migrate(dsn: str, lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> list[int]:
     """Bring the database at `dsn` up to date; return the versions applied now.
     Raises MigrationError for a file that fails (nothing of it applied) or a
@@ -68,9 +81,9 @@ async def migrate(dsn: str, lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS) 
             )
             done = await applied_versions(conn)
             refuse_newer(done)
-            for version, name, path in migration_files():
-                if version in done:
-                    continue
+            pending = [f for f in migration_files() if f[0] not in done]
+            refuse_out_of_order(pending, done)
+            for version, name, path in pending:
                 await _apply(conn, version, name, path, lock_timeout_seconds)
                 applied_now.append(version)
             pgq = Queries.from_psycopg_connection(conn)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -194,3 +195,22 @@ async def test_not_current_until_the_queue_schema_is_there(empty_database_url: s
         await conn.execute("alter table pgqueuer rename to pgqueuer_away")
         assert not await is_current(conn)
         await conn.execute("alter table pgqueuer_away rename to pgqueuer")
+
+
+async def test_a_file_below_the_newest_applied_one_is_refused(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge brought in `0002_late.sql` after 0012 ran: it would run after
+    files written to come after it. Refused, naming it; nothing applied."""
+    await migrate(empty_database_url)
+    late = tmp_path / "0002_late.sql"
+    late.write_text("create table late (id int);")
+    files = [*migration_files(), (2, "late", late)]
+    monkeypatch.setattr("sql.migrate.migration_files", lambda: sorted(files))
+    with pytest.raises(MigrationError) as caught:
+        await migrate(empty_database_url)
+    assert str(caught.value) == (
+        f"migration 0002_late.sql was never applied, but the database is already at version "
+        f"{latest_version()}: it would run out of order; renumber it after {latest_version()}"
+    )
+    assert 2 not in _versions(empty_database_url)
