@@ -7,8 +7,10 @@ use stays, revoked tokens without an expiry included (the audit trail)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import secrets
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -128,6 +130,18 @@ async def _until(check: Any, timeout: float = 20) -> None:
         await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def _sweeping(pool: Any, clock: FakeClock) -> AsyncIterator[None]:
+    """The worker's sweep loop (which purges) running meanwhile, every 10 ms."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(sweep_loop(pool, 0.01, stop, clock=clock))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
 async def _gone(db: Any, tid: str) -> bool:
     return tid not in await _ids(db, "select id from api_tokens")
 
@@ -136,14 +150,12 @@ async def test_the_sweep_loop_purges_at_most_once_a_minute(rows, pool, db):
     clock = FakeClock()
     expired = clock.now() - 31 * DAY
     first = await _token(db, rows.member, expires_at=expired)
-    stop = asyncio.Event()
     until, gone = _until, functools.partial(_gone, db)
 
     def sweeps() -> float:  # the loop's rounds, to wait on
         return REGISTRY.get_sample_value("notebooks_sweeps_completed_total") or 0.0
 
-    task = asyncio.create_task(sweep_loop(pool, 0.01, stop, clock=clock))
-    try:
+    async with _sweeping(pool, clock):
         await until(lambda: gone(first))
         second = await _token(db, rows.member, expires_at=expired)
         seen = sweeps()
@@ -155,9 +167,6 @@ async def test_the_sweep_loop_purges_at_most_once_a_minute(rows, pool, db):
         assert not await gone(second)  # the clock has not moved: not due yet
         clock.advance(60)
         await until(lambda: gone(second))
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 class WallSteppedBack(FakeClock):
@@ -173,19 +182,13 @@ async def test_a_wall_clock_stepped_back_does_not_hold_purges_off(rows, pool, db
     clock = WallSteppedBack()
     expired = clock.now() - 31 * DAY
     first = await _token(db, rows.member, expires_at=expired)
-    stop = asyncio.Event()
     until, gone = _until, functools.partial(_gone, db)
-
-    task = asyncio.create_task(sweep_loop(pool, 0.01, stop, clock=clock))
-    try:
+    async with _sweeping(pool, clock):
         await until(lambda: gone(first))
         second = await _token(db, rows.member, expires_at=expired)
         clock.step = -timedelta(hours=1)  # the host's clock stepped back an hour
         clock.advance(60)  # a minute passed all the same
         await until(lambda: gone(second))
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def test_one_purge_at_a_time_holding_its_lock_across_batches(

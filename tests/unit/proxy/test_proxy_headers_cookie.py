@@ -263,18 +263,22 @@ def test_refusal_reasons() -> None:
         assert refusal(_session(), _target(status=status), NOW) is None
 
 
+# A proxy_targets row of a member with no role on the notebook.
+ROW: dict[str, object] = dict(
+    notebook_id="N",
+    status="running",
+    session_id="S",
+    session_token="T",
+    marimo_url="u",
+    member_ok=True,
+    is_owner=False,
+    is_org_admin=False,
+    team_roles=[],
+)
+
+
 def test_the_owners_presence_counts_for_the_window() -> None:
-    row = dict(
-        notebook_id="N",
-        status="running",
-        session_id="S",
-        session_token="T",
-        marimo_url="u",
-        member_ok=True,
-        is_owner=False,
-        is_org_admin=False,
-        team_roles=["editor"],
-    )
+    row = {**ROW, "team_roles": ["editor"]}
     assert target_from_row(row).owner_present_until is None
     seen = NOW - timedelta(seconds=100)
     window = timedelta(seconds=150)
@@ -284,17 +288,7 @@ def test_the_owners_presence_counts_for_the_window() -> None:
 
 
 def test_access_from_roles() -> None:
-    row = dict(
-        notebook_id="N",
-        status="running",
-        session_id="S",
-        session_token="T",
-        marimo_url="u",
-        member_ok=True,
-        is_owner=False,
-        is_org_admin=False,
-        team_roles=[],
-    )
+    row = ROW
     assert not target_from_row(row).can_view
     assert target_from_row({**row, "team_roles": ["viewer"]}).can_view
     assert not target_from_row({**row, "team_roles": ["viewer"]}).can_edit
