@@ -26,7 +26,13 @@ from proxy.cookie import CookieCache, cookie_name
 from proxy.forward import Proxy, forward_http, forward_websocket
 from proxy.headers import cookie_value, security_headers
 from proxy.live import SHUTDOWN, UNCONFIRMED, Live, refusal
-from proxy.login import LoginRefused, check_login, login_response, refused_response
+from proxy.login import (
+    LoginRefused,
+    check_login,
+    login_response,
+    refuse_cross_site,
+    refused_response,
+)
 from proxy.policy import decide, normalize
 
 log = structlog.get_logger("proxy")
@@ -71,6 +77,7 @@ async def handle_open(request: web.Request) -> web.StreamResponse:
     proxy = request.app[PROXY]
     now = proxy.clock.now()
     try:
+        refuse_cross_site(request.headers.get("Sec-Fetch-Site"))
         session = await check_login(
             request.query.get("token"),
             notebook_id,

@@ -33,6 +33,23 @@ _REFUSALS = {
 }
 
 
+# A login link followed from another site: a page elsewhere sending the
+# browser into a notebook it did not choose (login CSRF: on a shared proxy
+# origin, the author's HTML there could then act in the member's other open
+# notebooks). The platform's own page is same-site, as the Lax cookie needs
+# anyway; a link typed or pasted arrives as `none`.
+CROSS_SITE = (
+    "cross_site",
+    "This link was followed from another site. Open the notebook from the platform.",
+)
+
+
+def refuse_cross_site(fetch_site: str | None) -> None:
+    """LoginRefused when `Sec-Fetch-Site` says another site sent the browser."""
+    if (fetch_site or "").strip().lower() == "cross-site":
+        raise LoginRefused(*CROSS_SITE)
+
+
 class LoginRefused(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -66,7 +83,8 @@ async def check_login(
     cache: AccessCache,
     now: datetime,
 ) -> ProxySession:
-    """The session a valid login token grants, or LoginRefused saying why."""
+    """The session a valid login token grants, or LoginRefused saying why
+    (`refuse_cross_site` is asked first, by the caller, from the headers)."""
     if not token:
         raise LoginRefused("missing", "The link has no token; open the notebook again.")
     try:

@@ -23,6 +23,7 @@ LOGIN_OUTCOMES = (
     "no_access",
     "owner_editing",
     "no_edit",
+    "cross_site",
 )
 REQUEST_OUTCOMES = (
     "proxied",

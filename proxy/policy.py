@@ -1,8 +1,9 @@
 """What a `view` (read-only) session may reach, and what nobody may.
 
-Marimo 0.25 enforces read-only only partly (a viewer that sends the editor's
-session id can run cells; `/api/kernel/takeover` is open to anyone), so the
-proxy allowlists. The list is written against Marimo's own route table
+Nobody reaches Marimo's own sign-in routes (`/auth/*`). Marimo 0.25 enforces
+read-only only partly (a viewer that sends the editor's session id can run
+cells; `/api/kernel/takeover` is open to anyone), so the proxy allowlists.
+The list is written against Marimo's own route table
 (`marimo._server.api.router.build_routes`) and the paths it serves by
 middleware instead (its language-server proxies under `/lsp/`); unit tests walk
 both and fail when Marimo grows a route this module has not classified.
@@ -63,6 +64,10 @@ def decide(
 ) -> Decision:
     """May a session in `mode` send `method relative` to Marimo?"""
     path = relative.rstrip("/") or "/"
+    if path == "/auth" or path.startswith("/auth/"):
+        # Marimo's own sign-in: the proxy signs members in, and `/auth/token`
+        # would hand an editor Marimo's token, which outlives their access.
+        return Decision(False, "Marimo's own sign-in is not used here.")
     if path == TERMINAL_WS or path.startswith("/terminal/"):
         if not allow_terminal:
             return Decision(False, "The terminal is disabled on this service.")

@@ -27,8 +27,10 @@ from proxy import metrics
 from proxy.app import POOL
 
 
-async def _get(p: ProxyUnderTest, url: str) -> tuple[int, str, list[str], dict[str, str]]:
-    async with p.client() as c, c.get(url, allow_redirects=False) as resp:
+async def _get(
+    p: ProxyUnderTest, url: str, headers: dict[str, str] | None = None
+) -> tuple[int, str, list[str], dict[str, str]]:
+    async with p.client() as c, c.get(url, allow_redirects=False, headers=headers) as resp:
         return (
             resp.status,
             await resp.text(),
@@ -81,12 +83,17 @@ def _logins() -> dict[str, float]:
 
 
 async def _refused_as(
-    p: ProxyUnderTest, url: str, words: str, outcome: str, status: int = 401
+    p: ProxyUnderTest,
+    url: str,
+    words: str,
+    outcome: str,
+    status: int = 401,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """GET `url`: refused with `status`, a page saying `words`, no cookie, and
     counted once under `outcome` and under no other outcome."""
     before = _logins()
-    got, body, cookies, _ = await _get(p, url)
+    got, body, cookies, _ = await _get(p, url, headers)
     after = _logins()
     if status == 401:
         _refused(got, body, cookies, words)
@@ -232,6 +239,31 @@ async def test_edit_token_for_a_team_viewer_is_refused(login_proxy: ProxyUnderTe
     proxy = login_proxy
     token = proxy.token(proxy.world.viewer, "edit")
     await _refused_as(proxy, proxy.open_url(token), "open it again to view it", "no_edit")
+
+
+async def test_a_link_followed_from_another_site_is_refused(login_proxy: ProxyUnderTest) -> None:
+    """Login CSRF: a page on another site sending the browser into a notebook
+    (the attacker's own, on a shared proxy origin) it did not choose. The
+    link is not spent: the platform's page (same site) still signs in with it,
+    as does a link typed or pasted (`none`) or a browser that sends no
+    Fetch Metadata."""
+    proxy = login_proxy
+    token = proxy.token(proxy.world.owner)
+    await _refused_as(
+        proxy,
+        proxy.open_url(token),
+        "followed from another site",
+        "cross_site",
+        headers={"Sec-Fetch-Site": "cross-site", "Referer": "https://evil.example/"},
+    )
+    status, _, cookies, _ = await _get(
+        proxy, proxy.open_url(token), {"Sec-Fetch-Site": "same-site"}
+    )
+    assert status == 303 and cookies
+    for site in ("same-origin", "none", None):
+        headers = {"Sec-Fetch-Site": site} if site else None
+        status, _, _, _ = await _get(proxy, proxy.open_url(proxy.token(proxy.world.owner)), headers)
+        assert status == 303, site
 
 
 async def test_login_to_a_notebook_not_running_gets_503(login_proxy: ProxyUnderTest) -> None:

@@ -745,6 +745,25 @@ async def test_an_expiring_api_token_ends_the_websocket_it_opened(settings: Sett
             await session.close()
 
 
+async def test_marimos_own_sign_in_is_out_of_reach_even_for_editors(echo) -> None:  # type: ignore[no-untyped-def]
+    """`/auth/token` answers Marimo's token to an editor: good for the whole
+    session after their access ends. Refused on either path (the lane's GET,
+    aiohttp's HEAD), and upstream never asked."""
+    upstream, p = echo
+    session = await p.login(p.world.owner)
+    try:
+        for method, path in (
+            ("GET", "/auth/token"),
+            ("HEAD", "/auth/token"),
+            ("POST", "/auth/login"),
+        ):
+            async with session.request(method, p.url(path)) as resp:
+                assert resp.status == 403, (method, path)
+        assert not [r for r in upstream.seen if "/auth/" in r.path_qs]
+    finally:
+        await session.close()
+
+
 async def test_an_editor_yields_to_the_owner_coming_back(settings: Settings) -> None:
     """DESIGN §5: others edit only while the owner is away (`open` gives
     them `view` while the owner is present). A team editor who opened it to

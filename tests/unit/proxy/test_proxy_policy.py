@@ -67,7 +67,9 @@ def test_viewers_reach_exactly_the_allowlist() -> None:
     assert _view_allowed() == EXPECTED_VIEW_ALLOWED
 
 
-def test_editors_reach_everything_but_the_terminal() -> None:
+def test_editors_reach_everything_but_the_terminal_and_marimos_sign_in() -> None:
+    """`/auth/token` would hand an editor Marimo's own token, good for the
+    whole session after their access ends; the proxy signs members in."""
     for route in marimo_routes():
         decision = decide(
             "POST",
@@ -76,7 +78,15 @@ def test_editors_reach_everything_but_the_terminal() -> None:
             websocket=route.websocket,
             allow_terminal=False,
         )
-        assert decision.allowed == (route.path != "/terminal/ws"), route.path
+        reachable = route.path != "/terminal/ws" and not route.path.startswith("/auth/")
+        assert decision.allowed == reachable, route.path
+    auth = {r.path for r in marimo_routes() if r.path.startswith("/auth/")}
+    assert "/auth/token" in auth
+    for path in auth:
+        for variant in (path, path + "/", path.upper().replace("/AUTH", "/auth")):
+            assert not decide(
+                "GET", variant, mode="edit", websocket=False, allow_terminal=True
+            ).allowed
 
 
 @pytest.mark.parametrize("mode", ["edit", "view"])
