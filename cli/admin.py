@@ -265,10 +265,9 @@ def membership_remove(conn: Conn, args: argparse.Namespace, env: dict[str, str])
     team_id, member_id = _id(args.team, "team"), _id(args.member, "member")
     _team(conn, _organization(conn, args, env), team_id)
     params = {"team_id": team_id, "member_id": member_id}
-    removed = conn.execute(query("admin_remove_membership"), params).fetchone()
-    if removed is None:
+    if conn.execute(query("api_delete_team_member"), params).fetchone() is None:
         raise CliError(f"member {member_id} is not in team {team_id}")
-    return removed
+    return params
 
 
 def membership_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
@@ -431,14 +430,11 @@ def add_parser(sub: Any) -> None:
     verb(config, "list", config_list, "list workload configs")
 
 
-# A unique constraint a create ran into, as the API words it.
+# A unique constraint a create ran into (api/errors.py's UNIQUE_CONFLICTS), in words.
 _TAKEN = {
     "members_org_email_ci": "a member with that email (in any case) in this organization",
-    "members_organization_id_email_key": "a member with that email in this organization",
     "teams_org_name_ci": "a team of that name (in any case) in this organization",
-    "teams_organization_id_name_key": "a team of that name in this organization",
     "workload_configs_org_name_ci": "a workload config of that name (in any case) here",
-    "workload_configs_organization_id_name_key": "a workload config of that name here",
 }
 
 

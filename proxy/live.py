@@ -50,14 +50,14 @@ def refusal(session: ProxySession, target: Target | None, now: datetime) -> str 
         return "access"
     if session.mode == "edit" and not target.can_edit:
         return "edit"  # may still view: told to open it again
-    if session.mode == "edit" and target.owner_present(now):
-        return "owner"  # the owner is back: they edit, others view (DESIGN §5)
     if lapsed(session, target, now):
         return "session"
     if not target.serving:
         return "status"
     if target.session_id != session.session_id:
         return "session"
+    if session.mode == "edit" and target.owner_present(now):
+        return "owner"  # the owner is back: they edit, others view (DESIGN §5)
     return None
 
 

@@ -55,8 +55,9 @@ async def applied_versions(conn: psycopg.AsyncConnection) -> set[int]:
 
 def refuse_out_of_order(pending: list[tuple[int, str, Path]], applied: set[int]) -> None:
     """Files apply in order, each after the ones below it: a file numbered
-    below the newest applied one that never ran (added by a merge, or
-    renumbered) would run after files written to come after it."""
+    below the newest applied one that never ran (added by a merge) would run
+    after files written to come after it. (Applied files are known by number
+    only: one renumbered or edited after it ran is not noticed.)"""
     newest = max(applied, default=0)
     late = [path.name for version, _, path in pending if version < newest]
     if late:
@@ -113,9 +114,10 @@ async def _apply(
             "changes (another transaction holds it: a backup, an open session) and changed "
             "nothing; run it again once that transaction ends"
         ) from exc
-    except psycopg.errors.OperationalError:
-        raise  # the connection itself: cli says so as it does for any command
     except psycopg.Error as exc:
+        if conn.broken or exc.sqlstate is None:
+            raise  # the connection itself: cli says so as it does for any command
+        # Anything the server refused (a constraint, a timeout, a deadlock)
         why = " ".join(str(exc).split())
         raise MigrationError(f"migration {file} failed and changed nothing: {why}") from exc
 

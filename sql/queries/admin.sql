@@ -73,10 +73,6 @@ values (%(team_id)s, %(member_id)s, %(role)s)
 on conflict (team_id, member_id) do update set role = excluded.role
 returning team_id, member_id, role, created_at;
 
--- name: admin_remove_membership
-delete from team_memberships where team_id = %(team_id)s and member_id = %(member_id)s
-returning team_id, member_id, role;
-
 -- name: admin_list_memberships
 select tm.team_id, tm.member_id, tm.role, tm.created_at
 from team_memberships tm join teams t on t.id = tm.team_id

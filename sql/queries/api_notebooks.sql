@@ -311,12 +311,16 @@ select exists (select 1 from notebook_presence p
                   and p.last_seen_at >= coalesce(n.start_requested_at, '-infinity')) as present;
 
 -- name: api_record_presence
--- Coalesced: at most one write per member and notebook per `coalesce` window.
+-- Coalesced: at most one write per member and notebook per `coalesce` window,
+-- but always the first of a session (presence counts from its start: an
+-- owner who stops and starts again within the window is present at once).
 insert into notebook_presence (notebook_id, member_id, last_seen_at)
 values (%(id)s, %(member_id)s, %(now)s)
 on conflict (notebook_id, member_id) do update
    set last_seen_at = excluded.last_seen_at
- where notebook_presence.last_seen_at < %(stale_before)s;
+ where notebook_presence.last_seen_at < %(stale_before)s
+    or notebook_presence.last_seen_at < (select n.start_requested_at from notebooks n
+                                          where n.id = notebook_presence.notebook_id);
 
 -- name: api_touch_notebook_activity
 update notebooks set last_active_at = %(now)s

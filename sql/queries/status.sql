@@ -5,14 +5,19 @@
 -- an unchanged status records one only when asked (`record_unchanged`: a
 -- delete of a notebook already stopping keeps who asked for it).
 
--- Never earlier than the row's last write (`at`): the writers' clocks differ
--- (API replicas, workers), and a write that waited for the row's lock read
--- its clock before the wait; the history's times then never run backwards.
+-- Never earlier than the notebook's last event or status change (`at`): the
+-- writers' clocks differ (API replicas, workers), and a write that waited for
+-- the row's lock read its clock before the wait; the history's times then
+-- never run backwards. (Not `updated_at`: a start or stop sets it to its own
+-- clock just before, in the same transaction.) Every caller holds the row's
+-- lock already, so this statement's snapshot sees the last event.
 
 -- name: set_status
 with old as (
-    select id, organization_id, status, greatest(%(now)s::timestamptz, updated_at) as at
-      from notebooks where id = %(id)s for update
+    select n.id, n.organization_id, n.status,
+           greatest(%(now)s::timestamptz, n.status_changed_at,
+                    (select max(e.created_at) from notebook_events e where e.notebook_id = n.id)) as at
+      from notebooks n where n.id = %(id)s for update
 ), changed as (
     update notebooks n
        set status = %(status)s,

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from cli.main import main
+from common.db import add_options
 from sql import latest_version, migration_files
 from sql.migrate import MigrationError, is_current, migrate
 
@@ -214,3 +215,24 @@ async def test_a_file_below_the_newest_applied_one_is_refused(
         f"{latest_version()}: it would run out of order; renumber it after {latest_version()}"
     )
     assert 2 not in _versions(empty_database_url)
+
+
+async def test_a_file_the_server_cancels_is_named_too(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement timeout (a DATABASE_URL's own options are kept), a
+    deadlock: errors psycopg files as operational, yet the server's answer
+    about this file, not a lost connection."""
+    await migrate(empty_database_url)
+    slow = tmp_path / "0099_slow.sql"
+    slow.write_text("select pg_sleep(5);")
+    files = [*migration_files(), (99, "slow", slow)]
+    monkeypatch.setattr("sql.migrate.migration_files", lambda: files)
+    impatient = add_options(empty_database_url, "-c statement_timeout=200")
+    with pytest.raises(MigrationError) as caught:
+        await migrate(impatient)
+    assert str(caught.value) == (
+        "migration 0099_slow.sql failed and changed nothing: "
+        "canceling statement due to statement timeout"
+    )
+    assert 99 not in _versions(empty_database_url)

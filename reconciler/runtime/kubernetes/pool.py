@@ -40,7 +40,7 @@ from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.api import KubeApi, Obj
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
-from reconciler.runtime.kubernetes.status import component_of
+from reconciler.runtime.kubernetes.status import WAITING_FOR_IMAGE, component_of
 
 log = structlog.get_logger(__name__)
 
@@ -111,15 +111,22 @@ def created_at(pod: Obj) -> datetime:
         return datetime.fromtimestamp(0, UTC)
 
 
+def spoiled(pod: Obj) -> bool:
+    """A warm pod no start should take: failed, or waiting out the kubelet's
+    back-off (up to 5 min) after a failed pull, where a new pod pulls at once."""
+    component = component_of(pod)
+    return component.phase is Phase.FAILED or component.waiting_for.startswith(WAITING_FOR_IMAGE)
+
+
 def surplus(pods: list[Obj], size: int, now: datetime, max_age: float) -> list[Obj]:
-    """Pure: the warm pods (of any shape) a refill deletes: failed ones,
+    """Pure: the warm pods (of any shape) a refill deletes: spoiled ones,
     those older than `max_age` seconds, and in each shape the oldest beyond
     `size` (after a lowered pool size, or two workers' refills overshooting)."""
     doomed: list[Obj] = []
     kept: dict[str, list[Obj]] = defaultdict(list)
     for pod in sorted(pods, key=created_at, reverse=True):  # newest first
         old = (now - created_at(pod)).total_seconds() > max_age
-        if old or component_of(pod).phase is Phase.FAILED:
+        if old or spoiled(pod):
             doomed.append(pod)
             continue
         same_shape = kept[pod["metadata"]["labels"].get(POOL, "")]
@@ -155,7 +162,7 @@ class WarmPool:
         # the pull. Oldest first among those: they are the next to expire.
         members.sort(key=lambda p: (component_of(p).phase is not Phase.READY, created_at(p)))
         for pod in members:
-            if component_of(pod).phase is Phase.FAILED:
+            if spoiled(pod):
                 continue
             name = pod["metadata"]["name"]
             try:

@@ -4,6 +4,7 @@ read the same thing."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from reconciler.runtime.base import ABSENT, Component, Phase
@@ -29,6 +30,8 @@ TERMINAL_TERMINATED = frozenset({"OOMKilled", "Error", "ContainerCannotRun"})
 # (`Back-off pulling image "x": ErrImagePull: <cause>`); an older kubelet's
 # back-off names none, so it waits too.
 PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff"})
+# What a component waiting on such a pull says it waits for, before the cause.
+WAITING_FOR_IMAGE = "its image: "
 PERMANENT_PULL_CAUSES = (
     "not found",
     "manifest unknown",
@@ -76,8 +79,12 @@ def _container_failure(statuses: list[dict[str, Any]]) -> Component | None:
 
 
 def pull_is_permanent(message: str | None) -> bool:
-    lowered = (message or "").lower()
-    return any(cause in lowered for cause in PERMANENT_PULL_CAUSES)
+    """The cause, read without the image's own reference and the registry's
+    URLs (quoted, or words with a `/`): an image named `denied-app` or a
+    tag `not-found` must not turn a registry's 503 into a permanent failure."""
+    words = re.sub(r'"[^"]*"', " ", message or "").split()
+    cause = " ".join(w for w in words if "/" not in w).lower()
+    return any(found in cause for found in PERMANENT_PULL_CAUSES)
 
 
 def _pulling(statuses: list[dict[str, Any]]) -> Component | None:
@@ -89,7 +96,7 @@ def _pulling(statuses: list[dict[str, Any]]) -> Component | None:
             return Component(
                 Phase.STARTING,
                 _why(waiting["reason"], waiting.get("message"), cs.get("name", "?")),
-                waiting_for=f"its image: {message}",
+                waiting_for=f"{WAITING_FOR_IMAGE}{message}",
             )
     return None
 

@@ -94,6 +94,14 @@ async def test_the_historys_times_never_run_backwards(
     [notebook] = described["included"]["notebooks"]
     assert notebook["status"] == "running" and notebook["updatedAt"] >= idle["createdAt"]
     assert notebook["statusMessage"] == ""  # running needs no explaining; its history says why
+    # A stop writes the row (updated_at) on the API's clock first: still after.
+    factory.clock.advance(5)
+    reconciler_sets(factory, world.notebook, "idle", "nobody is connected")
+    factory.clock.advance(-5)
+    assert (await client.post(f"{url}/stop", headers=world.owner.auth)).status == 202
+    stopping, idle, *_ = (await history(client, world.owner, world.notebook))["items"]
+    assert (idle["toStatus"], stopping["toStatus"]) == ("idle", "stopping")
+    assert stopping["createdAt"] >= idle["createdAt"]
 
 
 async def test_whoever_may_see_the_notebook_reads_its_history_and_nobody_else(

@@ -12,10 +12,10 @@ from typing import Any
 
 import kmock
 import pytest
-from kube_emulator import eventually
+from kube_emulator import eventually, kubelet
 from kube_emulator.cluster import NAMESPACE, Kube
 from kube_emulator.emulator import ApiError, KubeEmulator
-from kube_emulator.kubelet import IMAGE_PULL
+from kube_emulator.kubelet import IMAGE_PULL, IMAGE_PULL_RETRY
 
 from reconciler.runtime.base import ResourceSpec, SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import names as n
@@ -92,8 +92,11 @@ async def test_a_lowered_pool_size_is_trimmed_oldest_first(kube: Kube) -> None:
     assert len(warm(kube, "sail:b")) == 1
 
 
-async def test_failed_warm_pods_of_another_shape_go(kube: Kube) -> None:
-    kube.kubelet.behaviour["sail:bad"] = IMAGE_PULL
+@pytest.mark.parametrize("pull", [IMAGE_PULL, IMAGE_PULL_RETRY])
+async def test_failed_warm_pods_of_another_shape_go(kube: Kube, pull: str) -> None:
+    """Failed, or waiting out the kubelet's back-off after a pull the
+    registry failed (a new pod would pull at once): replaced all the same."""
+    kube.kubelet.behaviour["sail:bad"] = pull
     rt = kube.runtime(warm_pool_size=1)
     await rt.ensure_running(spec("NB1", "sail:bad"))
     [bad] = warm(kube, "sail:bad")
@@ -180,3 +183,22 @@ async def test_a_warm_pod_only_updated_since_the_list_still_counts(kube: Kube) -
     await rt.pool.refill(WorkloadSpec(sail=ResourceSpec(image="sail:a")))
     assert warm(kube, "sail:a") == [old]
     assert refused_deletes(kube) == 1  # too old, collected: its delete met the update
+
+
+async def test_a_warm_pod_waiting_out_a_failed_pull_is_not_claimed(kube: Kube) -> None:
+    """Its kubelet pulls again only after a back-off of up to 5 minutes; a
+    start takes a new pod, which pulls at once, rather than wait for it."""
+    kube.kubelet.behaviour["sail:flaky"] = IMAGE_PULL_RETRY
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1", "sail:flaky"))
+    [spoiled] = warm(kube, "sail:flaky")
+
+    async def pull_failed() -> bool:
+        statuses = pod(kube, spoiled).get("status", {}).get("containerStatuses") or []
+        return any("waiting" in s.get("state", {}) for s in statuses)
+
+    await eventually(pull_failed)
+    kube.kubelet.behaviour["sail:flaky"] = kubelet.RUN  # the registry is back
+    await rt.ensure_running(spec("NB2", "sail:flaky"))
+    left = kube.emulator.get("pods", NAMESPACE, spoiled)
+    assert left is None or left["metadata"]["labels"].get(n.NOTEBOOK) != "NB2"

@@ -109,6 +109,14 @@ def test_waiting_failures_are_terminal_with_reason(reason: str, message: str) ->
             "toomanyrequests: You have reached your pull rate limit.",
         ),
         ("ErrImagePull", "dial tcp 10.0.0.5:443: i/o timeout"),
+        # The image's own name says "denied", "not-found": not the cause.
+        (
+            "ErrImagePull",
+            'rpc error: code = Unknown desc = failed to pull and unpack image "docker.io/'
+            'acme/access-denied:not-found": failed to copy: httpReadSeeker: failed open: '
+            "unexpected status code https://registry-1.docker.io/v2/acme/access-denied/"
+            "blobs/sha256:0f: 503 Service Unavailable",
+        ),
         # An older kubelet's back-off names no cause: waited for, not failed.
         ("ImagePullBackOff", 'Back-off pulling image "x:1"'),
     ],

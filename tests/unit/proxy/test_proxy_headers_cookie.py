@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -253,6 +254,9 @@ def test_refusal_reasons() -> None:
     owner_back = _target(can_edit=True, owner_present_until=NOW + timedelta(seconds=1))
     assert refusal(_session(mode="edit"), owner_back, NOW) == "owner"
     assert refusal(_session(), owner_back, NOW) is None  # a viewer watches on
+    # What else is wrong is said first: a stopping notebook, an earlier session.
+    assert refusal(_session(mode="edit"), replace(owner_back, status="stopping"), NOW) == "status"
+    assert refusal(_session(mode="edit"), replace(owner_back, session_id="S2"), NOW) == "session"
     owner_gone = _target(can_edit=True, owner_present_until=NOW)
     assert refusal(_session(mode="edit"), owner_gone, NOW) is None
     assert refusal(_session(), _target(status="stopping"), NOW) == "status"
