@@ -5,7 +5,7 @@
 -- an unchanged status records one only when asked (`record_unchanged`: a
 -- delete of a notebook already stopping keeps who asked for it).
 
--- Never earlier than the notebook's last event or status change (`at`): the
+-- Never earlier than the notebook's last event (`at`): the
 -- writers' clocks differ (API replicas, workers), and a write that waited for
 -- the row's lock read its clock before the wait; the history's times then
 -- never run backwards. (Not `updated_at`: a start or stop sets it to its own
@@ -15,7 +15,7 @@
 -- name: set_status
 with old as (
     select n.id, n.organization_id, n.status,
-           greatest(%(now)s::timestamptz, n.status_changed_at,
+           greatest(%(now)s::timestamptz,
                     (select max(e.created_at) from notebook_events e where e.notebook_id = n.id)) as at
       from notebooks n where n.id = %(id)s for update
 ), changed as (
