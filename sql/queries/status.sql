@@ -5,12 +5,12 @@
 -- an unchanged status records one only when asked (`record_unchanged`: a
 -- delete of a notebook already stopping keeps who asked for it).
 
--- Never earlier than the notebook's last event (`at`): the
--- writers' clocks differ (API replicas, workers), and a write that waited for
--- the row's lock read its clock before the wait; the history's times then
--- never run backwards. (Not `updated_at`: a start or stop sets it to its own
--- clock just before, in the same transaction.) Every caller holds the row's
--- lock already, so this statement's snapshot sees the last event.
+-- Stamped never earlier than the notebook's last event (`at`): the writers'
+-- clocks differ (API replicas, workers), and a write that waited for the
+-- row's lock read its clock before the wait; so the history's times never run
+-- backwards. (Not `updated_at`: a start or stop sets it to its own clock just
+-- before, in the same transaction.) Every caller holds the row's lock
+-- already, so this statement's snapshot sees the last event.
 
 -- name: set_status
 with old as (

@@ -40,6 +40,16 @@ def warm(kube: Kube, image: str) -> list[str]:
     return sorted(p for p in kube.pods() if pod(kube, p)["metadata"]["labels"].get(POOL) == digest)
 
 
+async def pull_failed(kube: Kube, name: str) -> None:
+    """Wait until the kubelet reports pod `name`'s pull failed (a waiting container)."""
+
+    async def check() -> bool:
+        statuses = pod(kube, name).get("status", {}).get("containerStatuses") or []
+        return any("waiting" in s.get("state", {}) for s in statuses)
+
+    await eventually(check)
+
+
 async def running(kube: Kube, names: list[str]) -> None:
     async def check() -> bool:
         return all(pod(kube, p).get("status", {}).get("phase") == "Running" for p in names)
@@ -100,12 +110,7 @@ async def test_failed_warm_pods_of_another_shape_go(kube: Kube, pull: str) -> No
     rt = kube.runtime(warm_pool_size=1)
     await rt.ensure_running(spec("NB1", "sail:bad"))
     [bad] = warm(kube, "sail:bad")
-
-    async def failing() -> bool:
-        statuses = pod(kube, bad).get("status", {}).get("containerStatuses") or []
-        return any("waiting" in s.get("state", {}) for s in statuses)
-
-    await eventually(failing)
+    await pull_failed(kube, bad)
     await rt.ensure_running(spec("NB2", "sail:b"))
     assert warm(kube, "sail:bad") == []
 
@@ -192,12 +197,7 @@ async def test_a_warm_pod_waiting_out_a_failed_pull_is_not_claimed(kube: Kube) -
     rt = kube.runtime(warm_pool_size=1)
     await rt.ensure_running(spec("NB1", "sail:flaky"))
     [spoiled] = warm(kube, "sail:flaky")
-
-    async def pull_failed() -> bool:
-        statuses = pod(kube, spoiled).get("status", {}).get("containerStatuses") or []
-        return any("waiting" in s.get("state", {}) for s in statuses)
-
-    await eventually(pull_failed)
+    await pull_failed(kube, spoiled)
     kube.kubelet.behaviour["sail:flaky"] = kubelet.RUN  # the registry is back
     await rt.ensure_running(spec("NB2", "sail:flaky"))
     left = kube.emulator.get("pods", NAMESPACE, spoiled)
