@@ -483,8 +483,10 @@ class LocalRuntime:
 
     @staticmethod
     def _marimo_argv(port: int, base_url: str, token_file: Path) -> list[str]:
+        # --quiet: no start-up banner, which would write the token into marimo.log.
         return [
             _bin("marimo"),
+            "--quiet",
             "edit",
             NOTEBOOK_FILE,
             "--headless",

@@ -255,8 +255,10 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             "name": "marimo",
             "image": image,
             "imagePullPolicy": ks.image_pull_policy,
+            # --quiet: no start-up banner, which would write the token into the pod's log.
             "command": [
                 "marimo",
+                "--quiet",
                 "edit",
                 path,
                 "--headless",

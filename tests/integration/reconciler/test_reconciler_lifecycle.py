@@ -69,6 +69,12 @@ async def test_start_runs_sail_and_marimo_and_stop_leaves_nothing(
     assert marimo.environ()["TEAM_BUCKET"] == sail.environ()["TEAM_BUCKET"] == "s3://b"
     assert await spark_sum(marimo.environ()["SPARK_REMOTE"], tmp_path) == "499500"
     assert (rsettings.data_dir / "notebooks" / nid / "notebook.py").exists()
+    # Marimo's token is in no log (its start-up banner would print it).
+    run_dir = rsettings.data_dir / "run" / nid
+    token = (run_dir / "token").read_text().strip()
+    assert len(token) >= 16
+    for log in run_dir.glob("*.log"):
+        assert token not in log.read_text(errors="replace"), log
     # The owner's code and run state are not readable by other users of the host.
     for path, mode in (
         (rsettings.data_dir / "notebooks" / nid, 0o700),

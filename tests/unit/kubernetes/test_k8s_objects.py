@@ -77,7 +77,8 @@ def test_marimo_pod_serves_under_base_url_with_token_file_and_spark_remote() -> 
     pod = objects.marimo_pod(spec(), KS)
     c = pod["spec"]["containers"][0]
     cmd = c["command"]
-    assert cmd[:4] == ["marimo", "edit", "/data/notebook.py", "--headless"]
+    # --quiet: Marimo's banner would print its token into the pod's log
+    assert cmd[:5] == ["marimo", "--quiet", "edit", "/data/notebook.py", "--headless"]
     assert cmd[cmd.index("--base-url") + 1] == "/notebooks/NB1"
     assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
     token_file = cmd[cmd.index("--token-password-file") + 1]
