@@ -94,9 +94,11 @@ def _pod_spec(ks: KubernetesSettings, spec: SessionSpec, service_account: str | 
     return pod
 
 
-def _tmp_volume() -> tuple[Obj, Obj]:
-    # The root filesystem is read-only; scratch space (HOME, spills) lives here.
-    return {"name": "tmp", "emptyDir": {}}, {"name": "tmp", "mountPath": "/tmp"}
+def _tmp_volume(ks: KubernetesSettings) -> tuple[Obj, Obj]:
+    # The root filesystem is read-only; scratch space (HOME, spills) lives here,
+    # capped so that one notebook cannot fill its node's disk.
+    volume = {"name": "tmp", "emptyDir": {"sizeLimit": ks.scratch_size}}
+    return volume, {"name": "tmp", "mountPath": "/tmp"}
 
 
 def cluster_mode(spec: SessionSpec) -> bool:
@@ -140,7 +142,7 @@ def _worker_template(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     kubelets (the driver's, as part of this JSON, then the worker's):
     `_env` escapes them for the worker's, and again for the driver's as
     part of the driver's own env."""
-    tmp_vol, tmp_mount = _tmp_volume()
+    tmp_vol, tmp_mount = _tmp_volume(ks)
     labels = {
         **ks.extra_pod_labels,
         **n.session_labels(spec.notebook_id, spec.session_id, n.SAIL_WORKER),
@@ -195,7 +197,7 @@ def sail_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
                 "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
             }
         )
-    tmp_vol, tmp_mount = _tmp_volume()
+    tmp_vol, tmp_mount = _tmp_volume(ks)
     pod = _pod_spec(ks, spec, service_account)
     pod["containers"] = [
         {
@@ -232,7 +234,7 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
         "SPARK_REMOTE": n.sail_url(nid, ks.namespace),
         "MARIMO_SKIP_UPDATE_CHECK": "1",
     }
-    tmp_vol, tmp_mount = _tmp_volume()
+    tmp_vol, tmp_mount = _tmp_volume(ks)
     data_mount = {"name": "data", "mountPath": n.DATA_DIR}
     pod = _pod_spec(ks, spec, None)
     pod["initContainers"] = [

@@ -107,6 +107,9 @@ class KubernetesSettings:
     worker_namespace: str | None = None
     storage_class: str | None = None  # None: the cluster's default class
     storage_size: str = "1Gi"
+    # Each pod's /tmp (HOME, Sail's spills): past this the kubelet evicts the
+    # pod, so one notebook cannot fill its node's disk under other tenants.
+    scratch_size: str = "10Gi"
     # Defaults when the workload config leaves cpu/memory empty.
     default_cpu: str = "500m"
     default_memory: str = "1Gi"
@@ -162,6 +165,7 @@ class KubernetesSettings:
             worker_namespace=get("WORKER_NAMESPACE", "") or None,
             storage_class=get("STORAGE_CLASS", "") or None,
             storage_size=get("STORAGE_SIZE", d.storage_size),
+            scratch_size=get("SCRATCH_SIZE", d.scratch_size),
             default_cpu=get("DEFAULT_CPU", d.default_cpu),
             default_memory=get("DEFAULT_MEMORY", d.default_memory),
             # Pods say runAsNonRoot: uid 0 would be refused at every start.

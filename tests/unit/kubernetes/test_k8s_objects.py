@@ -204,8 +204,9 @@ def test_every_container_is_non_root_read_only_without_escalation() -> None:
             assert sc["allowPrivilegeEscalation"] is False
             assert sc["readOnlyRootFilesystem"] is True
             assert sc["capabilities"] == {"drop": ["ALL"]}
-        # a writable /tmp because the root filesystem is not
-        assert {"name": "tmp", "emptyDir": {}} in pod["spec"]["volumes"]
+        # a writable /tmp because the root filesystem is not, capped so that
+        # one notebook cannot fill its node's disk
+        assert {"name": "tmp", "emptyDir": {"sizeLimit": "10Gi"}} in pod["spec"]["volumes"]
 
 
 def test_cluster_mode_runs_sail_as_kubernetes_driver_with_rbac() -> None:
@@ -261,3 +262,15 @@ def test_settings_from_env() -> None:
     assert ks.storage_class == "ssd"
     assert ks.resync_seconds == 60
     assert KubernetesSettings.from_env({}).storage_class is None
+
+
+def test_the_scratch_cap_comes_from_the_environment() -> None:
+    ks = KubernetesSettings.from_env({"NOTEBOOKS_K8S_SCRATCH_SIZE": "2Gi"})
+    s = spec(mode="cluster", workers=2)
+    pods = by_kind(objects.session_objects(s, ks), "Pod")
+    env = env_of(objects.sail_pod(s, ks)["spec"]["containers"][0])
+    pods.append(json.loads(env["SAIL_KUBERNETES__WORKER_POD_TEMPLATE"]))
+    assert len(pods) == 3
+    for pod in pods:
+        (tmp,) = [v for v in pod["spec"]["volumes"] if v["name"] == "tmp"]
+        assert tmp["emptyDir"] == {"sizeLimit": "2Gi"}
