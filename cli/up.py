@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import psycopg
 import structlog
 
@@ -39,7 +40,7 @@ from cli.database import (
 from cli.supervisor import Backoff, ProcessSpec, Supervisor, specs_from_procfile
 from common.logging import configure_logging
 from common.notebook_origin import public_scheme
-from common.settings import Settings
+from common.settings import Settings, listen_url
 from sql.migrate import migrate
 
 log = structlog.get_logger("up")
@@ -110,6 +111,11 @@ def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
+            except socket.gaierror as e:  # the host, not the port
+                raise CliError(
+                    f"{host!r} is not an address of this machine ({e.strerror}): "
+                    f"check {variable.removesuffix('PORT')}HOST"
+                ) from None
             except OSError as e:
                 where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
                 raise CliError(
@@ -143,9 +149,17 @@ def metrics_listeners(settings: Settings, env: dict[str, str]) -> list[tuple[str
     return [(variable, host, port) for variable, host, port in listeners if port is not None]
 
 
+_METRICS_OF = {
+    "NOTEBOOKS_API_METRICS_PORT": "api",
+    "NOTEBOOKS_PROXY_METRICS_PORT": "proxy",
+    "NOTEBOOKS_WORKER_METRICS_PORT": "worker",
+}
+
+
 def banner(settings: Settings, token: str, credentials: Path, env: dict[str, str]) -> str:
     metrics = [
-        f"http://{host}:{port}/metrics" for _, host, port in metrics_listeners(settings, env)
+        f"{_METRICS_OF[variable]} {listen_url(host, port)}/metrics"
+        for variable, host, port in metrics_listeners(settings, env)
     ]
     return "\n".join(
         [
@@ -154,8 +168,8 @@ def banner(settings: Settings, token: str, credentials: Path, env: dict[str, str
             f"  API:          {settings.api_public_url}/api/v1",
             f"  web console:  {settings.api_public_url}/  (sign in with the token)",
             f"  proxy:        {settings.proxy_public_url}",
-            # api, proxy, worker: each on a listener of its own, not the public ports
-            f"  metrics:      {' '.join(metrics) or 'off'}",
+            # each on a listener of its own, not the public ports
+            f"  metrics:      {', '.join(metrics) or 'off'}",
             f"  token:        {token}",
             f"  credentials:  {credentials}",
             f"  try:          curl -H 'Authorization: Bearer {token}' "
@@ -188,9 +202,33 @@ async def _keep_database(data_dir: Path, stop: asyncio.Event) -> None:
             log.error("embedded_postgres_down", error=" ".join(str(exc).split())[:300])
 
 
-async def _supervise(supervisor: Supervisor, database_dir: Path | None = None) -> None:
+# How often `up` asks whether the API and the proxy answer yet, to say it is up.
+READY_POLL_SECONDS = 0.2
+
+
+async def _announce_when_ready(text: str, urls: list[str], stop: asyncio.Event) -> None:
+    """Print `text` (the banner) once every URL answers 200: a user pasting
+    its curl at once would otherwise meet a refused connection."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        for url in urls:
+            while not stop.is_set():
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(url) as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(READY_POLL_SECONDS)
+    if not stop.is_set():
+        print(text, flush=True)
+
+
+async def _supervise(
+    supervisor: Supervisor,
+    database_dir: Path | None = None,
+    banner: tuple[str, list[str]] | None = None,
+) -> None:
     """Run the stack until a signal; `database_dir`: the data directory whose
-    embedded PostgreSQL is kept running meanwhile."""
+    embedded PostgreSQL is kept running meanwhile; `banner`: what to print
+    once the given URLs answer."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -205,10 +243,15 @@ async def _supervise(supervisor: Supervisor, database_dir: Path | None = None) -
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     keeper = None if database_dir is None else loop.create_task(_keep_database(database_dir, stop))
+    announcer = None if banner is None else loop.create_task(_announce_when_ready(*banner, stop))
     try:
         await supervisor.run(stop)
     finally:
         stop.set()
+        if announcer is not None:
+            announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcer
         if keeper is not None:
             # A start under way (pg_ctl waits up to 10 s) is let finish, within
             # bounds: the thread cannot be cancelled, only no longer awaited.
@@ -274,7 +317,11 @@ def _run_up(base_env: dict[str, str], specs: list[ProcessSpec], data_dir: Path) 
                 database_url=database_url,
                 admin=admin,
             )
-            print(banner(settings, admin.token, credentials_path, env), flush=True)
+            ready = [
+                listen_url(settings.api_host, settings.api_port) + "/readyz",
+                listen_url(settings.proxy_host, settings.proxy_port) + "/healthz",
+            ]
+            text = banner(settings, admin.token, credentials_path, env)
             supervisor = Supervisor(
                 specs,
                 env=env,
@@ -282,7 +329,7 @@ def _run_up(base_env: dict[str, str], specs: list[ProcessSpec], data_dir: Path) 
                 grace_seconds=float(settings.stop_grace_seconds),
             )
             embedded_dir = None if base_env.get("DATABASE_URL") else data_dir
-            asyncio.run(_supervise(supervisor, embedded_dir))
+            asyncio.run(_supervise(supervisor, embedded_dir, (text, ready)))
             log.info("stack_stopped")
             # Let PostgreSQL stop in peace (a fraction of a second).
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -132,6 +132,18 @@ def database_url_required(env: dict[str, str]) -> bool:
     return _bool(env, "NOTEBOOKS_REQUIRE_DATABASE_URL", False)
 
 
+def listen_url(host: str, port: int) -> str:
+    """The URL of a listener on this machine: an IPv6 host in brackets, a
+    wildcard one (listening on every address) as the loopback."""
+    match host:
+        case "" | "0.0.0.0":
+            host = "127.0.0.1"
+        case "::":
+            host = "::1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 def _public_url(env: dict[str, str], name: str, host: str, port: int) -> str:
     """A server root as browsers reach it: set, it must be an http(s) URL
     with a host (it goes into redirects, CSP and cookie checks); unset, the
@@ -139,13 +151,7 @@ def _public_url(env: dict[str, str], name: str, host: str, port: int) -> str:
     every address) as this machine's loopback, which a browser can open."""
     raw = env.get(name, "").strip()
     if not raw:
-        match host:
-            case "" | "0.0.0.0":
-                host = "127.0.0.1"
-            case "::":
-                host = "::1"
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{port}"
+        return listen_url(host, port)
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(f"{name} must be an http:// or https:// URL with a host, not {raw!r}")
@@ -237,7 +243,7 @@ class Settings:
         proxy_host = env.get("NOTEBOOKS_PROXY_HOST", "127.0.0.1")
         runtime = env.get("NOTEBOOKS_RUNTIME", "local")
         if runtime not in ("local", "kubernetes"):
-            raise SettingsError("NOTEBOOKS_RUNTIME must be local or kubernetes")
+            raise SettingsError(f"NOTEBOOKS_RUNTIME must be local or kubernetes, got {runtime!r}")
         secret_key = env.get("NOTEBOOKS_SECRET_KEY", "")
         if len(secret_key) < 32:
             raise SettingsError("NOTEBOOKS_SECRET_KEY must be at least 32 characters")

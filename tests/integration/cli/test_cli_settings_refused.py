@@ -35,6 +35,8 @@ def clean_env(data_dir: Path, **settings: str) -> dict[str, str]:
             "jsonl",
             "NOTEBOOKS_LOG_FORMAT must be one of auto, json, console",
         ),
+        # used not to say what it got
+        ("NOTEBOOKS_RUNTIME", "Local", "NOTEBOOKS_RUNTIME must be local or kubernetes"),
     ],
 )
 def test_up_refuses_a_malformed_setting_before_starting_anything(

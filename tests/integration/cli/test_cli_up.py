@@ -217,6 +217,9 @@ def assert_everything_stopped(stack: Stack, postmaster: int) -> None:
 def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) -> None:
     stack.start()
     creds = stack.credentials()
+    # the banner comes once the API and the proxy answer: its curl works at once
+    assert get(f"{creds['apiUrl']}/readyz")[0] == 200
+    assert get(f"{creds['proxyUrl']}/healthz")[0] == 200
     assert set(creds) == CREDENTIAL_FIELDS
     assert creds["apiUrl"] == f"http://127.0.0.1:{stack.api_port}"
     assert creds["proxyUrl"] == f"http://127.0.0.1:{stack.proxy_port}"
@@ -274,7 +277,7 @@ def test_up_sets_up_runs_and_stops_cleanly_then_reuses_everything(stack: Stack) 
         ("proxy", stack.proxy_metrics_port),
     ):
         metrics = f"http://127.0.0.1:{port}/metrics"
-        assert metrics in banner
+        assert f"{name} {metrics}" in banner
         wait_for(lambda: answers(metrics), 60, f"the {name}'s /metrics")  # noqa: B023
 
     # `notebooks admin` without DATABASE_URL joins the running embedded server
@@ -400,6 +403,19 @@ def test_a_taken_port_is_refused_before_anything_starts(stack: Stack, variable: 
     assert not (stack.data_dir / "pg").exists()  # no database was started
 
 
+@pytest.mark.parametrize("variable", ["NOTEBOOKS_API_HOST", "NOTEBOOKS_WORKER_METRICS_HOST"])
+def test_a_host_that_is_no_address_is_named_not_taken_for_a_port_clash(
+    stack: Stack, variable: str
+) -> None:
+    env = {**stack.env, variable: "bad host!"}
+    done = subprocess.run([NOTEBOOKS, "up"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("notebooks up: error: 'bad host!' is not an address of this machine")
+    assert line.endswith(f"check {variable}") and "another `notebooks up`" not in line
+    assert not (stack.data_dir / "pg").exists()  # no database was started
+
+
 def test_a_second_up_on_a_data_directory_in_use_is_refused_before_anything_starts(
     stack: Stack,
 ) -> None:
@@ -518,4 +534,46 @@ def test_notebooks_left_running_are_adopted_by_the_next_run(stack: Stack) -> Non
     assert get(f"{api}/workloads/notebooks/{nb}/stop", token, "POST")[0] == 202
     wait_for(lambda: notebook()["status"] == "stopped", 120, "the notebook to stop")
     wait_for(lambda: not any(alive(pid) for pid in kept), 30, "the notebook's processes to end")
+    assert stack.ctrl_c() == 0
+
+
+def readme_quick_start() -> str:
+    """The README's shell block a new user pastes after `make run`."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    after = readme.split("In a second terminal", 1)[1]
+    return after.split("```", 2)[1]
+
+
+def test_the_readme_quick_start_runs_as_written(stack: Stack) -> None:
+    """Pasted into a shell (stopping at the first failure), against a stack on
+    other ports and another data directory, as the README says it may be."""
+    stack.start()
+    script = "set -euo pipefail\n" + readme_quick_start()
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env=stack.env,
+        cwd=stack.logs,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    # each step answered what the README says it does
+    out = done.stdout
+    assert '"organizationId"' in out  # /me
+    assert "running" in out.splitlines()  # the wait loop saw it
+    assert f"127.0.0.1:{stack.proxy_port}/notebooks/" in out and "_open?token=" in out
+    assert '"toStatus":"running"' in out.replace(" ", "")  # the history
+    creds = stack.credentials()
+    api, token = creds["apiUrl"] + "/api/v1", creds["token"]
+    notebooks = json.loads(get(f"{api}/workloads/notebooks", token)[1])["items"]
+    assert len(notebooks) == 1
+    nb = notebooks[0]["notebookId"]
+
+    def status() -> object:
+        return json.loads(get(f"{api}/workloads/notebooks/{nb}", token)[1])["included"][
+            "notebooks"
+        ][0]["status"]
+
+    wait_for(lambda: status() == "stopped", 120, "the notebook to stop")
     assert stack.ctrl_c() == 0
