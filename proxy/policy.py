@@ -1,6 +1,6 @@
 """What a `view` (read-only) session may reach, and what nobody may.
 
-Nobody reaches Marimo's own sign-in routes (`/auth/*`). Marimo 0.25 enforces
+Nobody reaches Marimo's own sign-in routes (`/auth/*`) or its shutdown. Marimo 0.25 enforces
 read-only only partly (a viewer that sends the editor's session id can run
 cells; `/api/kernel/takeover` is open to anyone), so the proxy allowlists.
 The list is written against Marimo's own route table
@@ -32,6 +32,10 @@ VIEW_GET_OPEN = frozenset({"/health", "/healthz"})
 # `/lsp/` is Marimo's language-server proxy (completions, diagnostics: editing
 # tools), served by middleware, so it is not in the route table.
 _NON_STATIC_PREFIXES = ("/api/", "/auth/", "/terminal/", "/ws", "/sse", "/og/", "/lsp/")
+# Marimo's own shutdown: it ends Marimo (or its session) under a notebook the
+# platform still calls running, and the editor is left on "kernel not found".
+# Starting and stopping are the platform's (its Stop); Restart stays.
+SHUTDOWN = frozenset({"/api/kernel/shutdown", "/api/home/shutdown_session"})
 MAIN_WS = "/ws"
 TERMINAL_WS = "/terminal/ws"
 WEBSOCKETS = frozenset({MAIN_WS, "/ws_sync", TERMINAL_WS})
@@ -68,6 +72,10 @@ def decide(
         # Marimo's own sign-in: the proxy signs members in, and `/auth/token`
         # would hand an editor Marimo's token, which outlives their access.
         return Decision(False, "Marimo's own sign-in is not used here.")
+    if path in SHUTDOWN:
+        return Decision(
+            False, "Stop the notebook from the platform: Marimo's own shutdown is not used here."
+        )
     if path == TERMINAL_WS or path.startswith("/terminal/"):
         if not allow_terminal:
             return Decision(False, "The terminal is disabled on this service.")

@@ -764,6 +764,22 @@ async def test_marimos_own_sign_in_is_out_of_reach_even_for_editors(echo) -> Non
         await session.close()
 
 
+async def test_marimos_own_shutdown_is_out_of_reach_even_for_the_owner(echo) -> None:  # type: ignore[no-untyped-def]
+    """Marimo's Shutdown button ended Marimo under a notebook the platform
+    still called running, leaving the editor on "kernel not found". Stopping
+    is the platform's; refused on either path, upstream never asked."""
+    upstream, p = echo
+    session = await p.login(p.world.owner)
+    try:
+        for path in ("/api/kernel/shutdown", "/api/home/shutdown_session", "/api/kernel/shutdown/"):
+            async with session.post(p.url(path), json={}) as resp:
+                assert resp.status == 403, path
+                assert "Stop the notebook from the platform" in await resp.text()
+        assert not [r for r in upstream.seen if "shutdown" in r.path_qs]
+    finally:
+        await session.close()
+
+
 async def test_an_editor_yields_to_the_owner_coming_back(settings: Settings) -> None:
     """DESIGN §5: others edit only while the owner is away (`open` gives
     them `view` while the owner is present). A team editor who opened it to

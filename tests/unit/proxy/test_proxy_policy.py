@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.policy import (
+    SHUTDOWN,
     VIEW_GET_API,
     VIEW_POST_API,
     decide,
@@ -67,9 +68,10 @@ def test_viewers_reach_exactly_the_allowlist() -> None:
     assert _view_allowed() == EXPECTED_VIEW_ALLOWED
 
 
-def test_editors_reach_everything_but_the_terminal_and_marimos_sign_in() -> None:
+def test_editors_reach_everything_but_the_terminal_and_marimos_sign_in_and_shutdown() -> None:
     """`/auth/token` would hand an editor Marimo's own token, good for the
-    whole session after their access ends; the proxy signs members in."""
+    whole session after their access ends; the proxy signs members in.
+    Marimo's shutdown would end Marimo under a notebook still `running`."""
     for route in marimo_routes():
         decision = decide(
             "POST",
@@ -78,8 +80,13 @@ def test_editors_reach_everything_but_the_terminal_and_marimos_sign_in() -> None
             websocket=route.websocket,
             allow_terminal=False,
         )
-        reachable = route.path != "/terminal/ws" and not route.path.startswith("/auth/")
+        reachable = (
+            route.path != "/terminal/ws"
+            and not route.path.startswith("/auth/")
+            and route.path not in ("/api/kernel/shutdown", "/api/home/shutdown_session")
+        )
         assert decision.allowed == reachable, route.path
+    assert SHUTDOWN <= {r.path for r in marimo_routes()}  # still Marimo's names
     auth = {r.path for r in marimo_routes() if r.path.startswith("/auth/")}
     assert "/auth/token" in auth
     for path in auth:
