@@ -102,6 +102,9 @@ function retryAfterMs(value) {
   return Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
 
+// How long a request may take before the console calls it failed.
+const REQUEST_TIMEOUT_MS = 15_000;
+
 export async function request(method, path, body, { tokenOverride } = {}) {
   const headers = { Accept: "application/json, application/problem+json" };
   const bearer = tokenOverride ?? token.get();
@@ -111,12 +114,26 @@ export async function request(method, path, body, { tokenOverride } = {}) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  let response;
+  // A hung API (or something in front of it) must not leave a page stale
+  // and a button busy for ever: past the limit the request is an error
+  // like any other. A plain timer, so Playwright's clock runs it in tests.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
+  init.signal = abort.signal;
   try {
-    response = await fetch(BASE + path, init);
+    return await answerOf(await fetch(BASE + path, init), tokenOverride);
   } catch (err) {
+    if (err instanceof ApiError) throw err;
+    if (abort.signal.aborted) {
+      throw new ApiError(0, { detail: `The API did not answer within ${REQUEST_TIMEOUT_MS / 1000} s.` });
+    }
     throw new ApiError(0, { detail: `Cannot reach the API: ${err.message}` });
+  } finally {
+    clearTimeout(timer);
   }
+}
+
+async function answerOf(response, tokenOverride) {
   if (!response.ok) {
     const error = new ApiError(response.status, await problemFrom(response));
     error.retryAfterMs = retryAfterMs(response.headers.get("Retry-After"));
@@ -128,7 +145,8 @@ export async function request(method, path, body, { tokenOverride } = {}) {
   if (response.status === 204) return null;
   try {
     return await response.json();
-  } catch {
+  } catch (err) {
+    if (err.name === "AbortError") throw err; // the time limit, said by request()
     // A success that is not JSON (a page from something in front of the
     // API): say so, without the page's source that a parse error quotes.
     throw new ApiError(response.status, { detail: `${statusLine(response)}: the answer is not the API's JSON` });

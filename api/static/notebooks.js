@@ -335,7 +335,7 @@ export const listView = {
 // visit (another notebook, or this one before leaving) is dropped.
 // `removing`: "<notebook>:<team>" of each removal on its way (its button
 // stays busy when the list is redrawn meanwhile, on this visit or the next).
-const detail = { id: null, visit: 0, poller: null, nb: null, admin: undefined, historyKey: null, removing: new Set() };
+const detail = { id: null, visit: 0, poller: null, nb: null, admin: undefined, teamsKey: null, historyKey: null, removing: new Set() };
 
 // The history shows the latest changes; the API pages the rest.
 const HISTORY_SHOWN = 20;
@@ -391,10 +391,14 @@ async function refreshDetail() {
     refreshHistory();
   }
   refreshTimes($("#nb-history")); // read again only when the status moves
-  // Sharing controls only for who may share (first load, or access changed).
+  // The teams list (with sharing controls only for who may share) is read
+  // again when access changed or the notebook's teams did (a share made
+  // elsewhere), or it would contradict the facts below it.
   const admin = canAdminister(nb);
-  if (detail.admin !== admin) {
+  const teamsKey = [...nb.teamIds].sort().join();
+  if (detail.admin !== admin || detail.teamsKey !== teamsKey) {
     detail.admin = admin;
+    detail.teamsKey = teamsKey;
     refreshTeams();
   }
   $("#nb-facts").replaceChildren(
@@ -580,6 +584,7 @@ export const detailView = {
     showError($("#teams-error"), null);
     detail.nb = null;
     detail.admin = undefined;
+    detail.teamsKey = null;
     // Nothing of the notebook shown before stays while this one loads.
     $("#nb-title").textContent = "Notebook";
     detail.historyKey = null;

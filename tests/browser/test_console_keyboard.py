@@ -261,6 +261,27 @@ def test_a_start_answered_stays_busy_until_the_row_shows_it(browser: Any, stack:
     page.close()
 
 
+def test_a_start_the_api_never_answers_fails_after_15_s_and_frees_its_button(
+    browser: Any, stack: Any
+) -> None:
+    """A hung API (an audit froze it) left Start busy for ever, saying nothing."""
+    create_notebook_via_api(stack, "Never answered")
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()
+    sign_in(page, stack.api_url, stack.token)
+    start, _held = start_held(page, "Never answered")  # never released
+    page.clock.fast_forward(14_000)
+    settle(page)
+    assert start.get_attribute("aria-busy") == "true"  # not given up early
+    page.clock.fast_forward(2_000)
+    error = page.locator("#notebooks-error")
+    expect(error).to_have_text("Could not start: The API did not answer within 15 s.")
+    expect(
+        row(page, "Never answered").get_by_role("button", name="Start Never answered")
+    ).not_to_have_attribute("aria-busy", "true")
+    page.close()
+
+
 def test_add_and_remove_team_are_busy_and_keep_focus(browser: Any, stack: Any) -> None:
     teams = {}
     for name in ("alpha", "beta"):
@@ -303,6 +324,35 @@ def test_add_and_remove_team_are_busy_and_keep_focus(browser: Any, stack: Any) -
     page.get_by_role("button", name="Remove team beta").wait_for()
     expect(page.locator("#add-team-form")).to_be_hidden()
     expect(page.get_by_role("heading", name="Teams with access")).to_be_focused()
+    page.close()
+
+
+def test_sharing_changed_elsewhere_redraws_the_teams_list_on_the_next_poll(
+    browser: Any, stack: Any
+) -> None:
+    """The list kept a team removed elsewhere (with a Remove that then
+    failed) while the facts above it said otherwise."""
+    teams = {}
+    for name in ("gamma", "delta"):
+        code, team = stack.call("POST", "/teams", {"name": name})
+        assert code == 201, team
+        teams[name] = team["id"]
+    nb_id = create_notebook_via_api(stack, "Shared elsewhere", [teams["gamma"]])
+    page = browser.new_page(viewport=LAPTOP)
+    page.clock.install()
+    sign_in(page, stack.api_url, stack.token)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    page.get_by_role("button", name="Remove team gamma").wait_for()
+
+    code, _ = stack.call("DELETE", f"/workloads/notebooks/{nb_id}/teams/{teams['gamma']}")
+    assert code == 204
+    code, _ = stack.call(
+        "POST", f"/workloads/notebooks/{nb_id}/teams", {"teamIds": [teams["delta"]]}
+    )
+    assert code in (200, 201)
+    poll_once(page, describe_path(nb_id))
+    expect(page.get_by_role("button", name="Remove team gamma")).to_have_count(0)
+    expect(page.get_by_role("button", name="Remove team delta")).to_be_visible()
     page.close()
 
 
