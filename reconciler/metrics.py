@@ -19,6 +19,7 @@ OUTCOMES = (
     "failed",
     "deadline",
     "repair",
+    "unresponsive",
     "auto_stop",
     "deleted",
     "cleanup",

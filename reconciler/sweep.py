@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
@@ -199,15 +200,23 @@ def clear_gauges() -> None:
     metrics.QUEUE_OLDEST.set(0)
 
 
-async def refresh_gauges(pool: AsyncConnectionPool) -> None:
+async def queue_backlog(pool: AsyncConnectionPool) -> dict[str, Any] | None:
+    """The queue's reconcile jobs waiting and the oldest one's age."""
+    async with pool.connection() as conn:
+        return await fetchone(conn, "reconciler_queue_stats")
+
+
+async def refresh_gauges(pool: AsyncConnectionPool, backlog: dict[str, Any] | None) -> None:
+    """`backlog`: the queue as it was before this round's sweep enqueued a
+    job for every active notebook; read after, the gauge would show those
+    (about one per running notebook), never what workers have left undone."""
     async with pool.connection() as conn:
         counts = {r["status"]: r["n"] for r in await fetchall(conn, "reconciler_status_counts")}
-        for status in Status:
-            metrics.BY_STATUS.labels(status.value).set(counts.get(status.value, 0))
-        stats = await fetchone(conn, "reconciler_queue_stats")
-        if stats:
-            metrics.QUEUE_DEPTH.set(stats["queued"])
-            metrics.QUEUE_OLDEST.set(stats["oldest_seconds"])
+    for status in Status:
+        metrics.BY_STATUS.labels(status.value).set(counts.get(status.value, 0))
+    if backlog:
+        metrics.QUEUE_DEPTH.set(backlog["queued"])
+        metrics.QUEUE_OLDEST.set(backlog["oldest_seconds"])
 
 
 async def sweep_loop(
@@ -224,13 +233,14 @@ async def sweep_loop(
     every = timedelta(seconds=interval * 0.9)
     while not stop.is_set():
         try:
+            backlog = await queue_backlog(pool)
             n = await sweep_once(pool, cursor, runtime=runtime, every=every)
             if n is None:  # another worker's sweep covers this round, gauges too
                 clear_gauges()
             else:
                 if n:
                     log.debug("sweep", enqueued=n)
-                await refresh_gauges(pool)
+                await refresh_gauges(pool, backlog)
             # How long since the last purge on the monotonic clock: a wall
             # clock stepped back must not hold purges off by as much.
             ticks = clock.monotonic()

@@ -159,9 +159,9 @@ async def test_only_the_worker_that_swept_refreshes_the_gauges(rows, pool, db, m
     refreshed: list[int] = []
     refresh = sweep.refresh_gauges
 
-    async def counted(pool: Any) -> None:
+    async def counted(pool: Any, backlog: Any) -> None:
         refreshed.append(1)
-        await refresh(pool)
+        await refresh(pool, backlog)
 
     monkeypatch.setattr(sweep, "refresh_gauges", counted)
     sweeps = REGISTRY.get_sample_value("notebooks_sweeps_completed_total") or 0.0
@@ -187,10 +187,20 @@ async def test_only_the_worker_that_swept_refreshes_the_gauges(rows, pool, db, m
         "idle": 1,
         "stopped": 1,
     }
+    # The queue's gauges show the backlog the round found, not the jobs it
+    # enqueued itself (one per active notebook): nothing was waiting here.
     cur = await db.execute(query("reconciler_queue_stats"))
     stats = await cur.fetchone()
-    assert stats is not None and stats["queued"] > 0  # the sweep enqueued the running ones
-    assert REGISTRY.get_sample_value("notebooks_queue_jobs_queued") == stats["queued"]
+    assert stats is not None and stats["queued"] == 3  # the running and idle ones, just now
+    assert REGISTRY.get_sample_value("notebooks_queue_jobs_queued") == 0
+
+    # Jobs left undone since the last round are the backlog.
+    await db.execute("update sweep_state set swept_at = '-infinity'")
+    await db.execute("update pgqueuer set created = now() - interval '42 seconds'")
+    await _round(pool, lambda: len(refreshed) == 2)
+    assert REGISTRY.get_sample_value("notebooks_queue_jobs_queued") == 3
+    oldest = REGISTRY.get_sample_value("notebooks_queue_oldest_age_seconds")
+    assert oldest is not None and 42 <= oldest < 60
 
 
 async def test_a_sweep_stamped_in_the_future_is_claimed(db) -> None:  # type: ignore[no-untyped-def]
