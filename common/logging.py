@@ -4,7 +4,10 @@ ISO UTC timestamps, JSON lines when not on a terminal."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -20,6 +23,21 @@ class _CurrentStderr:
 
     def flush(self) -> None:
         sys.stderr.flush()
+
+
+# Control characters a terminal acts on (ESC, BEL, CR, C1), not newlines or
+# tabs (a traceback's). A request's path is logged decoded: on a terminal,
+# `%1b]0;…%07` would retitle the operator's window, `%1b[2J` clear it.
+_TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _escape_controls(
+    _logger: object, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str) and _TERMINAL_CONTROLS.search(value):
+            event[key] = _TERMINAL_CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return event
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
@@ -38,6 +56,8 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
     ]
+    if not json_lines:  # JSON escapes them itself
+        shared.append(_escape_controls)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
