@@ -68,13 +68,16 @@ const EXACT = {
   year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
 };
 
+// A moment in full, with its time zone ("Nov 27, 2026, 05:01 AM UTC").
+export const exactTime = (iso) => new Date(iso).toLocaleString(undefined, EXACT);
+
 // The relative time shows; the exact one, with its time zone, is in the
 // text too (visually hidden) so keyboard, touch and screen reader users get
 // it, not only a mouse's tooltip.
 export function formatTime(iso) {
   if (!iso) return h("span", { class: "muted", text: "never" });
   const date = new Date(iso);
-  const exact = date.toLocaleString(undefined, EXACT);
+  const exact = exactTime(iso);
   return h(
     "time",
     { datetime: iso, title: exact },

@@ -6,7 +6,7 @@ import { loadNotebook } from "./actions.js";
 import { api, notFound } from "./api.js";
 import { $, announce, isBusy, keepError, markBusy, setText, showError, statusBadge } from "./dom.js";
 import { notebookGone } from "./notebooks.js";
-import { PROVISIONED, Poller, STOPPABLE, TRANSITIONAL, canManage } from "./store.js";
+import { PROVISIONED, Poller, STARTABLE, STOPPABLE, TRANSITIONAL, canManage } from "./store.js";
 
 export const PING_INTERVAL_MS = 60_000;
 
@@ -110,11 +110,12 @@ async function refreshStatus() {
     if (open.framed && (!serving || nb.sessionId !== open.session)) closeFrame();
     // A live region: rewritten only when its words change (each poll would
     // otherwise be announced again).
-    setText(
-      $("#open-message"),
-      serving ? "" : `${nb.statusMessage || `The notebook is ${nb.status}.`} It opens here when it runs.`,
-    );
-    $("#open-stop").hidden = !canManage(nb); // a team viewer may not stop it
+    setText($("#open-message"), serving ? "" : `${sentence(nb.statusMessage || `The notebook is ${nb.status}`)} It opens here when it runs.`);
+    // A team viewer may neither start nor stop it; stopped (here or
+    // elsewhere), it is started again from here.
+    const startable = canManage(nb) && STARTABLE.has(nb.status);
+    $("#open-start").hidden = !startable;
+    $("#open-stop").hidden = !canManage(nb) || startable;
     $("#open-stop").disabled = !STOPPABLE.has(nb.status);
     if (serving && !open.framed && !open.loading) load();
     return TRANSITIONAL.has(nb.status);
@@ -128,6 +129,11 @@ async function refreshStatus() {
     if (err.retryAfterMs) open.poller?.backoff(err.retryAfterMs);
     return false;
   }
+}
+
+// Status messages are phrases ("Stop requested"); the page's text is sentences.
+function sentence(text) {
+  return /[.!?]$/.test(text) ? text : `${text}.`;
 }
 
 async function load() {
@@ -187,6 +193,7 @@ export const openView = {
     $("#open-status").replaceChildren();
     $("#open-message").textContent = "";
     $("#open-stop").hidden = true;
+    $("#open-start").hidden = true;
     $("#open-back").href = `#/notebooks/${id}`;
     $("#open-mode").hidden = true;
     const stop = $("#open-stop");
@@ -203,6 +210,22 @@ export const openView = {
         if (entry === open.entry) showError($("#open-error"), err, "Could not stop");
       } finally {
         if (entry === open.entry) markBusy(stop, false);
+      }
+    };
+    const start = $("#open-start");
+    markBusy(start, false);
+    start.onclick = async () => {
+      if (isBusy(start)) return;
+      markBusy(start, true);
+      showError($("#open-error"), null);
+      try {
+        await api.startNotebook(id);
+        announce("Starting the notebook");
+        if (entry === open.entry) await open.poller.now(); // shows it starting, then opens it
+      } catch (err) {
+        if (entry === open.entry) showError($("#open-error"), err, "Could not start");
+      } finally {
+        if (entry === open.entry) markBusy(start, false);
       }
     };
     document.addEventListener("visibilitychange", onVisibility);

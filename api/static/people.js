@@ -8,7 +8,7 @@
 
 import { preserveFocus, wireDialog } from "./actions.js";
 import { api, token } from "./api.js";
-import { $, announce, formatTime, h, refreshTimes, setBusy, showError } from "./dom.js";
+import { $, announce, exactTime, formatTime, h, refreshTimes, setBusy, showError } from "./dom.js";
 import { state } from "./store.js";
 
 const ROLES = ["admin", "editor", "viewer"];
@@ -66,7 +66,7 @@ function personDetail(id) {
   return known(id)?.email || "";
 }
 
-const expiryText = (iso) => (iso ? `It expires ${new Date(iso).toLocaleString()}.` : "It does not expire.");
+const expiryText = (iso) => (iso ? `It expires ${exactTime(iso)}.` : "It does not expire.");
 
 // ---- calls -----------------------------------------------------------------
 
@@ -206,7 +206,7 @@ function fillExpiry(select) {
     ([seconds, label]) => h("option", { value: String(seconds), text: label }),
   );
   const longest = people.ceiling
-    ? `When this console session ends (${new Date(people.ceiling).toLocaleString()})`
+    ? `When this console session ends (${exactTime(people.ceiling)})`
     : "Never (until revoked)";
   select.replaceChildren(...options, h("option", { value: "", text: longest }));
   select.value = [...select.options].some((o) => o.value === keep) ? keep : "";
@@ -214,7 +214,7 @@ function fillExpiry(select) {
 
 function fillCeilingHints() {
   const text = people.ceiling
-    ? `A token made in this console ends when this console session does (${new Date(people.ceiling).toLocaleString()}) at the latest: the API never lets a token outlive the token that made it. For a longer-lived token, use curl with a lasting token, or notebooks admin token create on the server.`
+    ? `A token made in this console ends when this console session does (${exactTime(people.ceiling)}) at the latest: the API never lets a token outlive the token that made it. For a longer-lived token, use curl with a lasting token, or notebooks admin token create on the server.`
     : "";
   document.querySelectorAll(".ceiling-hint").forEach((p) => {
     p.textContent = text;

@@ -187,7 +187,9 @@ def test_paste_token_create_start_open_run_spark_stop(
     page.locator("#open-status .status-stopped").wait_for(timeout=60_000)
     page.locator("#open-frame").wait_for(state="hidden")
     assert "It opens here when it runs." in page.locator("#open-message").inner_text()
-    assert page.get_by_role("button", name="Stop notebook").is_disabled()
+    # stopped, it offers Start (not a disabled Stop)
+    assert page.get_by_role("button", name="Start notebook").is_visible()
+    assert page.locator("#open-stop").is_hidden()
     code, _ = stack.call("POST", f"/workloads/notebooks/{nb_id}/start")
     assert code == 202
     reopened = page.locator("#open-frame")

@@ -439,7 +439,7 @@ def test_live_status_messages_are_not_rewritten_by_a_poll_that_changed_nothing(
 
     page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
     expect(page.locator("#open-message")).to_have_text(
-        "Waiting for capacity It opens here when it runs."
+        "Waiting for capacity. It opens here when it runs."
     )
     count_text_changes(page, "#open-message")
     poll_once(page, describe_path(nb_id))
@@ -520,6 +520,18 @@ def test_exact_times_are_in_the_text_and_people_keeps_relative_times_true(
         "UTC" in exact.inner_text()
         and str(page.evaluate("new Date().getFullYear()")) in exact.inner_text()
     )
+
+    # Every time written out in full says its zone, the token's expiry too.
+    hint = page.locator("#token-expiry option").last
+    assert "UTC" in hint.inner_text(), hint.inner_text()
+
+    # At laptop width an action cell is a table cell (a flex one cut the
+    # row's border short) and its buttons' labels never break.
+    revoke = session.get_by_role("button", name=re.compile("^Revoke"))
+    cell = session.locator("td.row-actions")
+    assert cell.evaluate("td => getComputedStyle(td).display") == "table-cell"
+    height = revoke.evaluate("b => b.getBoundingClientRect().height")
+    assert height < 44, height  # its min-height is 36 px; a second line makes it 48 or more
 
     # People does not poll; two hours on, the relative time says so by itself.
     page.clock.fast_forward(2 * 3600 * 1000)

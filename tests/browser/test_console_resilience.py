@@ -399,3 +399,63 @@ def test_an_html_error_page_is_shown_as_its_status_line(browser: Any, stack: Any
     assert error.inner_text() == f"Could not load notebooks: {not_json}"
     assert "<" not in error.inner_text()
     page.close()
+
+
+def test_a_stopped_notebooks_open_view_says_so_in_a_sentence_and_offers_start(
+    browser: Any, stack: Any
+) -> None:
+    """Stopped by someone else while open, the view said "Stop requested It
+    opens here when it runs." and offered only a disabled Stop."""
+    nb_id = create_notebook_via_api(stack, "Stopped under me")
+    page = browser.new_page(viewport=LAPTOP)
+    starts: list[str] = []
+
+    def started(route: Any) -> None:
+        starts.append(route.request.method)
+        route.fulfill(status=202, content_type="application/json", body="{}")
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/start$"), started)
+    route_stopping = re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$")
+
+    def stopping(route: Any) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        for item in body["included"]["notebooks"]:
+            item.update(status="stopped", statusMessage="Stop requested")
+        route.fulfill(response=answer, json=body)
+
+    page.route(route_stopping, stopping)
+    sign_in(page, stack.api_url, stack.token)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    message = page.locator("#open-message")
+    expect(message).to_have_text("Stop requested. It opens here when it runs.")
+    start = page.get_by_role("button", name="Start notebook")
+    expect(start).to_be_visible()
+    expect(page.locator("#open-stop")).to_be_hidden()
+    start.click()
+    expect(page.locator("#open-error")).to_be_hidden()
+    assert starts == ["POST"]
+    page.unroute_all(behavior="ignoreErrors")  # a poll on its way as the page closes
+    page.close()
+
+
+def test_a_team_viewer_is_offered_neither_start_nor_stop(browser: Any, stack: Any) -> None:
+    code, team = stack.call("POST", "/teams", {"name": "watchers"})
+    assert code == 201, team
+    nb_id = create_notebook_via_api(stack, "Watched", [team["id"]])
+    code, member = stack.call("POST", "/members", {"email": "w@example.com", "name": "Wa Tcher"})
+    assert code == 201, member
+    code, token = stack.call("POST", f"/members/{member['id']}/tokens", {"name": "w"})
+    assert code == 201, token
+    code, _ = stack.call("PUT", f"/teams/{team['id']}/members/{member['id']}", {"role": "viewer"})
+    assert code == 200
+    viewer = token["token"]
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, viewer)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    expect(page.locator("#open-message")).to_have_text(
+        "The notebook is stopped. It opens here when it runs."
+    )
+    expect(page.locator("#open-start")).to_be_hidden()
+    expect(page.locator("#open-stop")).to_be_hidden()
+    page.close()

@@ -25,7 +25,7 @@ from proxy_helpers import (
 )
 
 from proxy.cookie import COOKIE_NAME
-from proxy.policy import VIEW_GET_API, VIEW_GET_OPEN, VIEW_POST_API, WEBSOCKETS
+from proxy.policy import SHUTDOWN, VIEW_GET_API, VIEW_GET_OPEN, VIEW_POST_API, WEBSOCKETS
 from proxy.policy_routes import marimo_middleware_paths, marimo_routes
 
 
@@ -161,7 +161,13 @@ async def test_every_route_outside_the_allowlist_is_refused_to_viewers(
                         assert resp.status != 403, (method, path)
                     else:
                         assert resp.status == 403, (method, path)
-                        why = "sign-in" if path.startswith("/auth/") else "read-only"
+                        why = (
+                            "sign-in"
+                            if path.startswith("/auth/")
+                            else "own shutdown"
+                            if path in SHUTDOWN
+                            else "read-only"
+                        )
                         assert why in await resp.text()
         # What Marimo serves in middleware, outside its route table.
         for path in marimo_middleware_paths():
