@@ -202,6 +202,10 @@ class ExpressConnection(asyncio.Protocol):
         self._headers: list[tuple[str, str]] = []
         self._up: UpstreamConnection | None = None
         self._pending: list[bytes] = []  # request body waiting for the upstream
+        self._pending_size = 0  # its body bytes (less any chunk framing)
+        # Body bytes written upstream while the request may still be handed
+        # off (replayed, and counted, by aiohttp): tallied once it cannot be.
+        self._body_sent = 0
         self._chunked_up = False  # the request body is chunked on the wire
         self._chunked_down = False  # the response body is chunked to the client
         self._until_close = False  # the response body ends when upstream closes
@@ -259,6 +263,7 @@ class ExpressConnection(asyncio.Protocol):
             self._raw_size += len(data)
             if self._raw_size > MAX_REPLAY and self._up is not None:
                 self._raw = None  # committed upstream and too big to replay
+                self._tally_body()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
@@ -329,13 +334,20 @@ class ExpressConnection(asyncio.Protocol):
 
     def on_body(self, data: bytes) -> None:
         self._candidate = None  # only bodiless requests are remembered
-        self.lane.tally.to_upstream += len(data)
+        size = len(data)
         if self._chunked_up:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
+            data = b"%x\r\n%b\r\n" % (size, data)
         if self._up is None:
+            # Not sent yet, so not counted: the request may still be refused
+            # or handed off.
             self._pending.append(data)
+            self._pending_size += size
         else:
             self._up.write(data)
+            if self._raw is None:
+                self.lane.tally.to_upstream += size
+            else:
+                self._body_sent += size
 
     def on_message_complete(self) -> None:
         if self._chunked_up:  # the last chunk
@@ -549,6 +561,8 @@ class ExpressConnection(asyncio.Protocol):
         if self._pending:
             head += b"".join(self._pending)
             self._pending = []
+            self._body_sent += self._pending_size
+            self._pending_size = 0
         up.send(self, head)
         # Bookkeeping after the send: upstream is already at work.
         live = self._live
@@ -575,6 +589,8 @@ class ExpressConnection(asyncio.Protocol):
     ) -> bytes | None:
         self.lane.tally.responded(time.perf_counter() - self._started)
         self._raw = None  # the client is being answered: never replayed now
+        if self._body_sent:
+            self._tally_body()
         self._responded = True
         pairs = response_pairs(headers, self._up.address.origin if self._up else "")
         names = {name.lower() for name, _ in headers}
@@ -608,6 +624,8 @@ class ExpressConnection(asyncio.Protocol):
         tally.responded(time.perf_counter() - self._started)
         tally.to_client += len(body)
         self._raw = None
+        if self._body_sent:
+            self._tally_body()
         self._responded = True
         self.lane.known_responses += 1
         return True
@@ -651,10 +669,13 @@ class ExpressConnection(asyncio.Protocol):
             self.response_end(False)  # a body delimited by the close
             return
         self._up = None
-        metrics.UPSTREAM_ERRORS_TOTAL.labels("other").inc()
         if not self._responded and self._raw is not None and self.transport is not None:
-            self._hand_off()  # e.g. a kept-alive connection closed as we sent
-        elif not self._responded and self.transport is not None:
+            # e.g. a kept-alive connection closed as we sent. Not an error of
+            # the request's yet: aiohttp retries it and counts its own failure.
+            self._hand_off()
+            return
+        metrics.UPSTREAM_ERRORS_TOTAL.labels("other").inc()  # one the client sees
+        if not self._responded and self.transport is not None:
             metrics.REQUESTS.labels("http", "upstream_error").inc()
             self.transport.write(
                 _page(502, pages.BAD_GATEWAY_TITLE, pages.NO_ANSWER, self.lane.security)
@@ -666,8 +687,11 @@ class ExpressConnection(asyncio.Protocol):
     def _revoke(self, reason: str) -> None:
         if self.transport is None or self.transport.is_closing():
             return  # already ending
-        metrics.REVOKED.labels(reason).inc()
-        log.info("proxy.http_revoked", reason=reason)
+        if self._up is not None or "connecting" in self._paused:
+            # An exchange cut, as the app counts its requests in flight; an
+            # idle kept-alive connection is closed uncounted (nothing was cut).
+            metrics.REVOKED.labels(reason).inc()
+            log.info("proxy.http_revoked", reason=reason)
         self._abort()
 
     # Endings
@@ -682,7 +706,13 @@ class ExpressConnection(asyncio.Protocol):
         if not self._paused and self.transport is not None:
             self.transport.resume_reading()
 
+    def _tally_body(self) -> None:
+        self.lane.tally.to_upstream += self._body_sent
+        self._body_sent = 0
+
     def _drop_exchange(self) -> None:
+        if self._body_sent:
+            self._tally_body()  # sent, though the exchange ends unanswered
         if self._up is not None:
             self._up.close()
             self._up = None
@@ -704,6 +734,7 @@ class ExpressConnection(asyncio.Protocol):
         replay = b"".join(self._raw or ()) + b"".join(self._early)
         metrics.HANDOFFS.inc()
         self.lane.handed_off += 1
+        self._body_sent = 0  # aiohttp counts the body as it sends it again
         self._drop_exchange()
         self._unwatch()  # the app registers its own
         self.lane.connections.discard(self)

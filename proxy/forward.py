@@ -163,8 +163,10 @@ async def _request_body(request: web.Request, revoked: list[str]) -> AsyncIterat
     async for chunk in request.content.iter_chunked(CHUNK):
         if revoked:
             raise _Revoked
-        sent.inc(len(chunk))
         yield chunk
+        # Counted once written: aiohttp asks for the next chunk only after
+        # writing this one (and never, if the request ended first).
+        sent.inc(len(chunk))
     if revoked:  # nor its end: a chunked body's last chunk would complete it
         raise _Revoked
 

@@ -48,12 +48,16 @@ LOGINS = Counter(
 )
 REQUESTS = Counter(
     "notebooks_proxy_requests_total",
-    "Requests under /notebooks/ by kind and outcome.",
+    "Requests to a notebook (/notebooks/{id}/..., a valid id, on the notebook's origin if it"
+    " has one) by kind and outcome; proxied once answered in full. Logins (_open) are counted in"
+    " notebooks_proxy_logins_total instead, unless the database could not check them"
+    " (database_unavailable); the bare /notebooks/{id} redirect is not counted.",
     ["kind", "outcome"],
 )
 BYTES = Counter(
     "notebooks_proxy_bytes_total",
-    "Bytes streamed through the proxy by direction and kind.",
+    "Body bytes (HTTP) and message bytes (WebSocket) relayed, by direction and kind; a"
+    " request body's bytes count once written to Marimo, never for a request refused first.",
     ["direction", "kind"],
 )
 WEBSOCKETS_ACTIVE = Gauge(
@@ -68,8 +72,9 @@ UPSTREAM_ERRORS_TOTAL = Counter(
 )
 REVOKED = Counter(
     "notebooks_proxy_connections_revoked_total",
-    "Proxied connections ended because access, session or status changed, or access"
-    " could not be confirmed (unconfirmed).",
+    "Proxied exchanges (HTTP requests in flight, WebSockets) cut because access, session or"
+    " status changed, or access could not be confirmed (unconfirmed); idle kept-alive"
+    " connections closed for it are not counted.",
     ["reason"],
 )
 HANDOFFS = Counter(

@@ -26,6 +26,7 @@ from proxy_helpers import (
     SteppingClock,
     aiohttp_upstream,
     eventually,
+    free_port,
     proxy_in_front,
     sql,
     wait_listening,
@@ -35,7 +36,7 @@ from common.settings import Settings
 from proxy import metrics
 from proxy.cookie import COOKIE_NAME
 from proxy.cookie import LIFETIME as LOGIN_LIFETIME
-from proxy.express import MAX_KNOWN_REQUESTS, QUIET_SECONDS
+from proxy.express import MAX_KNOWN_REQUESTS, MAX_REPLAY, QUIET_SECONDS
 
 NB = "NBEXPRESS1"
 BASE = f"/notebooks/{NB}"
@@ -63,6 +64,7 @@ class Upstream:
         # The next request on this connection is not answered: upstream reads
         # it and closes (a kept-alive connection timing out as a request came).
         self.drop_peer: Any = None
+        self.drop_next = 0  # as many next requests dropped so, on any connection
         self.big = os.urandom(BIG)
         self.slow_started = asyncio.Event()
         self.slow_release = asyncio.Event()
@@ -88,8 +90,13 @@ class Upstream:
         peer = request.transport.get_extra_info("peername")
         self.transports[peer] = request.transport
         self.seen.append(Seen(request.method, request.raw_path, peer, request.headers))
-        if self.drop_peer is not None and peer == self.drop_peer:
+        dropped = self.drop_peer is not None and peer == self.drop_peer
+        if dropped:
             self.drop_peer = None
+        elif self.drop_next:
+            self.drop_next -= 1
+            dropped = True
+        if dropped:
             await request.read()
             request.transport.close()
             raise web.HTTPServiceUnavailable()  # never sent: the connection is gone
@@ -235,6 +242,11 @@ def relayed(n: int) -> Counts:
 
 def handed_off(n: int) -> Counts:
     return Counts(0, n, float(n))
+
+
+def upstream_errors() -> float:
+    """notebooks_proxy_upstream_errors_total{kind="other"}: a lane connection lost."""
+    return metrics.UPSTREAM_ERRORS_TOTAL.labels("other")._value.get()
 
 
 def idle_upstream(p: ProxyUnderTest) -> list[Any]:
@@ -694,7 +706,7 @@ async def test_small_request_on_a_connection_upstream_dropped_is_retried_by_aioh
         writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie))
         assert (await read_response(reader)).status == 200
         upstream.drop_peer = upstream.seen[-1].peer  # closes when the next one comes
-        before = counts(p)
+        before, errors = counts(p), upstream_errors()
         writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=2", cookie=cookie))
         resp = await read_response(reader)
         assert resp.status == 200
@@ -702,9 +714,29 @@ async def test_small_request_on_a_connection_upstream_dropped_is_retried_by_aioh
         assert resp.headers["Connection"] == "close"
         assert await rest(reader) == b""
     assert counts(p) - before == handed_off(1)
+    assert upstream_errors() == errors  # retried, and answered: no error of the client's
     dropped, retried = upstream.seen[-2:]
     assert dropped.path_qs == retried.path_qs == f"{BASE}/echo?n=2"
     assert dropped.peer != retried.peer
+
+
+async def test_a_retried_request_whose_retry_fails_too_counts_one_upstream_error(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await p.cookie(p.world.owner)
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie))
+        assert (await read_response(reader)).status == 200
+        upstream.drop_peer = upstream.seen[-1].peer
+        upstream.drop_next = 1  # the app's retry, on a new connection (a POST: only one)
+        before, errors = counts(p), upstream_errors()
+        refused = metrics.REQUESTS.labels("http", "upstream_error")._value.get()
+        writer.write(request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=b"x=1"))
+        assert (await read_response(reader)).status == 502
+        assert await rest(reader) == b""
+    assert counts(p) - before == handed_off(1)
+    assert upstream_errors() == errors + 1
+    assert metrics.REQUESTS.labels("http", "upstream_error")._value.get() == refused + 1
+    assert [s.path_qs for s in upstream.seen[-2:]] == [f"{BASE}/upload"] * 2
 
 
 async def test_large_request_on_a_connection_upstream_dropped_gets_502(express) -> None:  # type: ignore[no-untyped-def]
@@ -714,7 +746,7 @@ async def test_large_request_on_a_connection_upstream_dropped_gets_502(express) 
         writer.write(request_bytes(p, "GET", f"{BASE}/echo?n=1", cookie=cookie))
         assert (await read_response(reader)).status == 200
         upstream.drop_peer = upstream.seen[-1].peer
-        before, seen_before = counts(p), len(upstream.seen)
+        before, seen_before, failures = counts(p), len(upstream.seen), upstream_errors()
         errors = metrics.REQUESTS.labels("http", "upstream_error")._value.get()
         body = os.urandom(1024 * 1024)  # far past what the lane keeps for a replay
         writer.write(request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=body))
@@ -727,6 +759,7 @@ async def test_large_request_on_a_connection_upstream_dropped_gets_502(express) 
         assert await rest(reader) == b""
     assert counts(p) - before == Counts(0, 0, 0.0)
     assert metrics.REQUESTS.labels("http", "upstream_error")._value.get() == errors + 1
+    assert upstream_errors() == failures + 1
     assert [s.path_qs for s in upstream.seen[seen_before:]] == [f"{BASE}/upload"]
 
 
@@ -931,6 +964,8 @@ async def known_request(
 
 
 async def test_removing_access_closes_a_kept_alive_connection_between_requests(express) -> None:  # type: ignore[no-untyped-def]
+    """Closed, but not counted as revoked: no exchange was cut (as on the
+    app's path, which counts only requests in flight)."""
     upstream, p = express
     await wait_listening(p)
     async with known_request(p, p.world.editor) as (reader, writer, request):
@@ -943,7 +978,29 @@ async def test_removing_access_closes_a_kept_alive_connection_between_requests(e
         )
         assert await rest(reader) == b""  # closed by the proxy, idle as it was
         assert len(upstream.seen) == seen_before
+        assert metrics.REVOKED.labels("access")._value.get() == revoked
+
+
+async def test_removing_access_counts_a_relayed_request_awaiting_its_answer(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    await wait_listening(p)
+    cookie = await p.cookie(p.world.editor)
+    async with connection(p) as (reader, writer):
+        before = counts(p)
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie))
+        assert (await read_response(reader)).status == 200  # registered from here on
+        writer.write(request_bytes(p, "GET", f"{BASE}/slow", cookie=cookie))
+        await asyncio.wait_for(upstream.slow_started.wait(), TIMEOUT)
+        revoked = metrics.REVOKED.labels("access")._value.get()
+        sql(
+            p.settings.database_url,
+            "delete from team_memberships where member_id = %s",
+            (p.world.editor,),
+        )
+        assert await rest(reader) == b""  # cut, no answer
         assert metrics.REVOKED.labels("access")._value.get() == revoked + 1
+        assert counts(p) - before == relayed(1)  # the lane's (the first) alone
+    upstream.slow_release.set()
 
 
 @pytest.mark.parametrize(
@@ -1203,20 +1260,114 @@ async def test_lane_requests_and_bytes_are_in_the_scrape(canned) -> None:  # typ
     assert p.server.lane.known_requests >= 2
 
 
+async def to_upstream(p: ProxyUnderTest) -> float:
+    """HTTP body bytes sent to Marimo, as a scrape reads them (the lane's tally added)."""
+    async with p.client() as client, client.get(p.metrics_url) as resp:
+        return scraped(await resp.text(), TO_UPSTREAM)
+
+
 async def test_lane_request_bodies_are_in_the_scrape(express) -> None:  # type: ignore[no-untyped-def]
     _, p = express
-
-    async def to_upstream() -> float:
-        async with p.client() as client, client.get(p.metrics_url) as resp:
-            return scraped(await resp.text(), TO_UPSTREAM)
-
-    before = await to_upstream()
+    before = await to_upstream(p)
     async with (
         await p.login(p.world.owner) as session,
         session.post(p.url("/upload"), data=b"x" * 1000) as resp,
     ):
         assert (await resp.json())["length"] == 1000
-    assert await to_upstream() - before == 1000
+    assert await to_upstream(p) - before == 1000
+
+
+UPLOAD = b"u" * 10240
+
+
+async def test_a_body_refused_while_its_access_is_looked_up_is_not_counted(unnotified) -> None:  # type: ignore[no-untyped-def]
+    """The lane reads a body in while it awaits the access lookup; the
+    notebook just stopped, the request is handed off and refused (503):
+    nothing of it went upstream."""
+    upstream, p = unnotified
+    cookie = await p.cookie(p.world.owner)
+    sql(p.settings.database_url, f"update notebooks set status = 'stopping' where id = '{NB}'")
+    before, seen_before = await to_upstream(p), len(upstream.seen)
+    unavailable = metrics.REQUESTS.labels("http", "unavailable")._value.get()
+    for _ in range(3):
+        p.server.lane.cache.invalidate(f"notebook:{NB}")  # a lookup each time
+        async with connection(p) as (reader, writer):
+            writer.write(request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=UPLOAD))
+            assert (await read_response(reader)).status == 503
+    assert metrics.REQUESTS.labels("http", "unavailable")._value.get() == unavailable + 3
+    assert len(upstream.seen) == seen_before
+    assert await to_upstream(p) == before
+
+
+async def test_a_body_for_an_unreachable_marimo_is_not_counted(settings: Settings) -> None:
+    async with proxy_in_front(settings, f"http://127.0.0.1:{free_port()}", TOKEN, NB) as p:
+        cookie = await p.cookie(p.world.owner)
+        before = await to_upstream(p)
+        connect = metrics.UPSTREAM_ERRORS_TOTAL.labels("connect")._value.get()
+        async with connection(p) as (reader, writer):
+            writer.write(request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=UPLOAD))
+            assert (await read_response(reader)).status == 502
+        assert metrics.UPSTREAM_ERRORS_TOTAL.labels("connect")._value.get() == connect + 1
+        assert await to_upstream(p) == before
+
+
+async def test_a_body_handed_off_after_the_lane_could_not_connect_is_counted_once(  # type: ignore[no-untyped-def]
+    express, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane holds the body while it connects; the connect fails, the app
+    connects on its own and sends the body: counted by the app alone."""
+    upstream, p = express
+    cookie = await p.cookie(p.world.owner)
+    assert not idle_upstream(p)  # so the lane connects
+
+    async def refused(_: Any) -> Any:
+        raise ConnectionRefusedError
+
+    monkeypatch.setattr(p.server.lane.pool, "connect", refused)
+    before, handoffs = await to_upstream(p), counts(p)
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=UPLOAD))
+        resp = await read_response(reader)
+        assert resp.status == 200 and resp.json()["length"] == len(UPLOAD)
+    assert counts(p) - handoffs == handed_off(1)
+    assert await to_upstream(p) - before == len(UPLOAD)
+
+
+async def test_a_body_replayed_after_its_pooled_connection_died_is_counted_once(express) -> None:  # type: ignore[no-untyped-def]
+    """The lane sent the body on a kept-alive connection that closed before
+    answering; the app sends it again on a new one: one body's bytes."""
+    upstream, p = express
+    cookie = await p.cookie(p.world.owner)
+    async with connection(p) as (reader, writer):
+        writer.write(request_bytes(p, "GET", f"{BASE}/echo", cookie=cookie))
+        assert (await read_response(reader)).status == 200
+        upstream.drop_peer = upstream.seen[-1].peer
+        before, handoffs = await to_upstream(p), counts(p)
+        writer.write(request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=UPLOAD))
+        resp = await read_response(reader)
+        assert resp.status == 200 and resp.json()["length"] == len(UPLOAD)
+    assert counts(p) - handoffs == handed_off(1)
+    assert [s.path_qs for s in upstream.seen[-2:]] == [f"{BASE}/upload"] * 2
+    assert await to_upstream(p) - before == len(UPLOAD)
+
+
+async def test_a_body_past_the_replay_limit_the_lane_relays_is_counted_once(express) -> None:  # type: ignore[no-untyped-def]
+    upstream, p = express
+    cookie = await p.cookie(p.world.owner)
+    size = 4 * MAX_REPLAY  # counted as it goes once it can no longer be handed off
+    body = os.urandom(size)
+    before, handoffs, seen_before = await to_upstream(p), counts(p), len(upstream.seen)
+    async with connection(p) as (reader, writer):
+        # The head alone first: with this body in the same read it would be
+        # past MAX_HEAD, and handed off.
+        head = request_bytes(p, "POST", f"{BASE}/upload", cookie=cookie, body=body)[:-size]
+        writer.write(head)
+        await eventually(lambda: len(upstream.seen) > seen_before, "the head upstream")
+        writer.write(body)
+        resp = await read_response(reader)
+        assert resp.status == 200 and resp.json()["length"] == size
+    assert counts(p) - handoffs == relayed(1)
+    assert await to_upstream(p) - before == size
 
 
 # Framing: no request or response is ever read two ways (request smuggling)

@@ -372,3 +372,42 @@ async def test_requests_without_a_valid_cookie_are_refused(login_proxy: ProxyUnd
         c.cookie_jar.update_cookies({"notebooks_proxy_session": "eyJtIjoi.forged"})
         async with c.get(proxy.url("/")) as resp:
             assert resp.status == 401
+
+
+def _requests() -> float:
+    """notebooks_proxy_requests_total, all kinds and outcomes together."""
+    return sum(
+        s.value
+        for m in metrics.REQUESTS.collect()
+        for s in m.samples
+        if s.name == "notebooks_proxy_requests_total"
+    )
+
+
+async def test_requests_total_counts_requests_to_a_notebook_as_its_help_says(
+    login_proxy: ProxyUnderTest,
+) -> None:
+    """Logins, an invalid id and the bare /notebooks/{id} redirect are not
+    counted as requests (a login under its own counter), and the metric's
+    help, which a dashboard's reader goes by, says so."""
+    p = login_proxy
+    before, logins = _requests(), _logins()
+    status, *_ = await _get(p, p.open_url("garbage"))
+    assert status == 401
+    assert (await _get(p, f"{p.base}/notebooks/not-an-id!/"))[0] == 404
+    assert (await _get(p, f"{p.base}/notebooks/{p.world.notebook}"))[0] == 308
+    assert _requests() == before
+    assert sum(_logins().values()) == sum(logins.values()) + 1
+    status, *_ = await _get(p, p.url("/"))  # no cookie: a request to the notebook
+    assert status == 401
+    assert _requests() == before + 1
+    async with p.client() as c, c.get(p.metrics_url) as resp:
+        scrape = await resp.text()
+    (help_line,) = [
+        line
+        for line in scrape.splitlines()
+        if line.startswith("# HELP notebooks_proxy_requests_total ")
+    ]
+    assert "/notebooks/{id}/" in help_line
+    assert "logins (_open)" in help_line.lower() and "notebooks_proxy_logins_total" in help_line
+    assert "redirect is not counted" in help_line

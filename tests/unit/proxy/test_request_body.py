@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from proxy import metrics
 from proxy.forward import _request_body, _Revoked
 
 
@@ -34,3 +35,19 @@ async def test_a_body_whose_access_ended_neither_goes_on_nor_ends(chunks: list[b
     revoked.append("access")
     with pytest.raises(_Revoked):
         await anext(body)
+
+
+async def test_a_chunk_is_counted_once_written_not_when_handed_over() -> None:
+    """aiohttp asks for the next chunk only after writing the last one: a
+    chunk whose write never finished (upstream gone, a revocation) is not
+    counted as sent to Marimo."""
+    sent = metrics.HTTP_TO_UPSTREAM
+    before = sent._value.get()
+    body = _request_body(_Request([b"part1", b"part22"]), [])  # type: ignore[arg-type]
+    assert await anext(body) == b"part1"
+    assert sent._value.get() == before  # handed to the writer, not written yet
+    assert await anext(body) == b"part22"
+    assert sent._value.get() == before + 5
+    with pytest.raises(StopAsyncIteration):
+        await anext(body)
+    assert sent._value.get() == before + 11
