@@ -136,9 +136,9 @@ async def get_config(ctx: Ctx) -> web.Response:
 
 
 async def create_config(ctx: Ctx) -> web.Response:
+    require_org_admin(ctx)  # first: a refusal's detail (allowed images) is the admins'
     body = await read_body(ctx.request, CREATE_SCHEMA)
     check_config(body, ctx.settings.allowed_images)
-    require_org_admin(ctx)
     config_id = new_id()
     inserted = await ctx.one(
         "api_insert_config",
@@ -160,9 +160,9 @@ async def create_config(ctx: Ctx) -> web.Response:
 
 async def update_config(ctx: Ctx) -> web.Response:
     config_id = path_id(ctx.request, "config")
+    require_org_admin(ctx)
     body = await read_body(ctx.request, UPDATE_SCHEMA)
     check_config(body, ctx.settings.allowed_images)
-    require_org_admin(ctx)
     if await ctx.one("api_lock_config", ctx.mine(config_id=config_id)) is None:
         raise NotFound("No such workload config.", field="config")
     if "name" in body:

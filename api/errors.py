@@ -9,6 +9,23 @@ from collections.abc import Callable
 from aiohttp import web
 
 PROBLEM_TYPE_BASE = "https://notebooks.invalid/problems/"
+# How much of a client's key or parameter name a problem echoes.
+ECHO_MAX_CHARS = 64
+
+
+def echoed(name: str) -> str:
+    """A name the client sent (a body key, a query parameter), safe to put in
+    a problem's `detail` and `field`: at most ECHO_MAX_CHARS characters, then
+    an ellipsis, and every character that does not print (controls, lone
+    surrogates, invisibles, separators) as its \\u escape, so the answer is
+    short, valid text, and shows what was sent."""
+    shown = "".join(c if c.isprintable() else _escape(c) for c in name[:ECHO_MAX_CHARS])
+    return shown + ("\u2026" if len(name) > ECHO_MAX_CHARS else "")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 class ApiError(Exception):
@@ -90,6 +107,16 @@ class PreconditionFailed(ApiError):
     status = 412
     code = "precondition_failed"
     title = "Precondition failed"
+
+
+class ClientGone(ApiError):
+    """The client hung up before its body was read whole: no fault of ours,
+    and no answer reaches it. 499 is nginx's "client closed request", kept
+    for the request's log line and metrics."""
+
+    status = 499
+    code = "client_closed_request"
+    title = "Client closed request"
 
 
 class UnsupportedMediaType(ApiError):

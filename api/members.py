@@ -68,8 +68,8 @@ async def list_members(ctx: Ctx) -> web.Response:
 
 
 async def create_member(ctx: Ctx) -> web.Response:
-    body = await read_body(ctx.request, MEMBER_SCHEMA)
     require_org_admin(ctx)
+    body = await read_body(ctx.request, MEMBER_SCHEMA)
     member_id = new_id()
     inserted = await ctx.one(
         "api_insert_member",
@@ -116,8 +116,8 @@ async def _token_owner(ctx: Ctx) -> str:
 
 
 async def create_token(ctx: Ctx) -> web.Response:
-    body = await read_body(ctx.request, TOKEN_SCHEMA)
     member_id = await _token_owner(ctx)
+    body = await read_body(ctx.request, TOKEN_SCHEMA)
     lifetime = body.get("expiresInSeconds")
     expires_at = None if lifetime is None else ctx.now + timedelta(seconds=lifetime)
     # A token never outlives the one that made it, or a leaked short-lived

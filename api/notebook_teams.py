@@ -55,8 +55,8 @@ async def list_notebook_teams(ctx: Ctx) -> web.Response:
 
 async def add_notebook_teams(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    body = await read_body(ctx.request, LINK_SCHEMA)
     await locked(ctx, notebook_id, ADMINISTER)
+    body = await read_body(ctx.request, LINK_SCHEMA)
     team_ids = await check_teams(ctx, body["teamIds"])
     if team_ids:
         await ctx.run("api_link_teams", ctx.mine(notebook_id=notebook_id, team_ids=team_ids))

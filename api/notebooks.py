@@ -211,8 +211,8 @@ async def get_notebook(ctx: Ctx) -> web.Response:
 
 async def update_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    body = await read_body(ctx.request, UPDATE_SCHEMA)
     row = await locked(ctx, notebook_id, MANAGE)
+    body = await read_body(ctx.request, UPDATE_SCHEMA)
     if_match = ctx.request.headers.get("If-Match")
     if if_match is not None:
         current = await notebook_page(ctx, notebook_id=notebook_id)
@@ -296,8 +296,8 @@ async def check_running_limits(ctx: Ctx, owner_id: str) -> None:
 
 async def start_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    await read_body(ctx.request, obj({}))
     row = await locked(ctx, notebook_id, MANAGE)
+    await read_body(ctx.request, obj({}))
     if row["status"] not in STARTABLE:
         raise Conflict(
             f"A {row['status']} notebook cannot be started; start works from stopped or failed.",
@@ -320,8 +320,8 @@ async def start_notebook(ctx: Ctx) -> web.Response:
 
 async def stop_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    await read_body(ctx.request, obj({}))
     row = await locked(ctx, notebook_id, MANAGE)
+    await read_body(ctx.request, obj({}))
     if row["status"] not in STOPPABLE:
         raise Conflict(
             f"A {row['status']} notebook cannot be stopped; stop works from "

@@ -133,7 +133,7 @@ ERROR_TEXT = {
     403: "Visible but not allowed",
     404: "Not found or not visible",
     409: "State conflict (stable `code`)",
-    412: "If-Match does not match the ETag",
+    412: "If-Match does not match the ETag (or the route has none)",
     413: "Body over 1 MiB",
     415: "Body is not application/json",
     503: "Database unavailable, timed out or in conflict (`Retry-After`)",
@@ -161,7 +161,7 @@ def _operation(op: Op) -> dict[str, Any]:
                 "schema": {"type": "string"},
             },
         ]
-    if op.method == "PATCH" and op.path.endswith("{id}"):
+    if op.etag:
         params.append(
             {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
         )
@@ -175,10 +175,11 @@ def _operation(op: Op) -> dict[str, Any]:
     # Any request may meet a database outage (503); a write, a concurrent
     # request that took a name or removed what it refers to (409
     # `already_exists`, `reference_gone`); a body, the size limit (413);
-    # a DELETE, a body it does not take (400, 415).
+    # a DELETE, a body it does not take (400, 415); a write, an If-Match
+    # that does not hold (412).
     codes = {400, 401, 503, *op.errors}
     if op.method != "GET":
-        codes.add(409)
+        codes |= {409, 412}
     if op.body is not None:
         codes.add(413)
     if op.method == "DELETE":  # no body is taken; one sent is still read and judged

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from api import configs, history, members, notebook_teams, notebooks, sessions, teams
 from api.context import Ctx, Handler
-from api.errors import BadRequest
+from api.errors import BadRequest, PreconditionFailed, echoed
 from api.validation import Schema, obj, read_body
 
 BASE = "/api/v1"
@@ -44,16 +44,36 @@ def query_checked(handler: Handler, allowed: frozenset[str]) -> Handler:
         for name in query:
             if name not in allowed:
                 raise BadRequest(
-                    f"This route takes no query parameter {name!r}.",
+                    f"This route takes no query parameter {echoed(name)}.",
                     code="unknown_parameter",
-                    field=name,
+                    field=echoed(name),
                 )
-            if len(query.getall(name)) > 1:
+            if len(query.getall(name)) > 1:  # one of `allowed`: safe to echo as it is
                 raise BadRequest(
-                    f"The query parameter {name!r} is given more than once.",
+                    f"The query parameter {name} is given more than once.",
                     code="repeated_parameter",
                     field=name,
                 )
+        return await handler(ctx)
+
+    return checked
+
+
+def no_etag(handler: Handler) -> Handler:
+    """A write to a route that keeps no ETag: an `If-Match` naming a tag can
+    never hold, and RFC 9110 13.1.1 says the method is then not performed
+    (ignoring it would write what the client meant to make conditional).
+    `*` (any current representation) is left to the route's own 404."""
+
+    @functools.wraps(handler)
+    async def checked(ctx: Ctx) -> web.StreamResponse:
+        if_match = ctx.request.headers.get("If-Match")
+        if if_match is not None and if_match.strip() != "*":
+            raise PreconditionFailed(
+                "This route has no ETag to match; If-Match is taken by PATCH of a notebook.",
+                code="etag_mismatch",
+                field="If-Match",
+            )
         return await handler(ctx)
 
     return checked
@@ -72,13 +92,17 @@ class Op:
     paginated: bool = False
     errors: tuple[int, ...] = ()  # beyond 400/401 (and 404 when the path has ids)
     tag: str = "notebooks"
+    etag: bool = False  # the handler judges If-Match itself
 
     @property
     def checked_handler(self) -> Handler:
         """The handler behind the checks every route of its kind gets: the
         query first (lists take a page's parameters, every other route
-        none), then a DELETE's body."""
+        none), then a write's If-Match where it has no ETag, then a
+        DELETE's body."""
         handler = bodiless(self.handler) if self.method == "DELETE" else self.handler
+        if self.method != "GET" and not self.etag:
+            handler = no_etag(handler)
         return query_checked(handler, PAGE_PARAMETERS if self.paginated else frozenset())
 
 
@@ -93,7 +117,7 @@ OPS: list[Op] = [
     Op("GET", NB + "/{id}", notebooks.get_notebook, "Describe a notebook", 200,
        "NotebookDescribe", errors=(304,)),
     Op("PATCH", NB + "/{id}", notebooks.update_notebook, "Update a notebook", 200,
-       "NotebookDescribe", body=notebooks.UPDATE_SCHEMA, errors=(403, 409, 412, 415)),
+       "NotebookDescribe", body=notebooks.UPDATE_SCHEMA, errors=(403, 409, 415), etag=True),
     Op("DELETE", NB + "/{id}", notebooks.delete_notebook, "Delete a notebook", 204, None,
        errors=(403,)),
     Op("POST", NB + "/{id}/start", notebooks.start_notebook, "Start a notebook", 202,

@@ -32,8 +32,8 @@ def _require_provisioned(status: str, action: str) -> None:
 
 async def open_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    await read_body(ctx.request, obj({}))
     row = await locked(ctx, notebook_id, VIEW)
+    await read_body(ctx.request, obj({}))
     _require_provisioned(row["status"], "opened")
     if row["session_id"] is None:
         raise Conflict("The notebook has no session yet.", code="notebook_not_running")
@@ -65,8 +65,8 @@ async def open_notebook(ctx: Ctx) -> web.Response:
 
 async def ping_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    await read_body(ctx.request, obj({}))
     row = await locked(ctx, notebook_id, VIEW)
+    await read_body(ctx.request, obj({}))
     _require_provisioned(row["status"], "pinged")
     stale_before = ctx.now - PING_COALESCE
     params = ctx.mine(id=notebook_id, stale_before=stale_before)

@@ -23,8 +23,8 @@ def require_org_admin(ctx: Ctx) -> None:
 
 
 async def create_team(ctx: Ctx) -> web.Response:
-    body = await read_body(ctx.request, TEAM_SCHEMA)
     require_org_admin(ctx)
+    body = await read_body(ctx.request, TEAM_SCHEMA)
     team_id = new_id()
     if await ctx.one("api_insert_team", ctx.mine(id=team_id, name=body["name"])) is None:
         raise team_name_taken()
@@ -66,8 +66,8 @@ async def _team_admin(ctx: Ctx) -> tuple[str, str]:
 
 
 async def put_team_member(ctx: Ctx) -> web.Response:
-    body = await read_body(ctx.request, ROLE_SCHEMA)
     team_id, member_id = await _team_admin(ctx)
+    body = await read_body(ctx.request, ROLE_SCHEMA)
     if await ctx.one("api_active_member", ctx.mine(member_id=member_id)) is None:
         raise NotFound("No such member.", field="member")
     row = await ctx.one(

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
-from api.errors import BadRequest, UnsupportedMediaType
+from api.errors import BadRequest, ClientGone, UnsupportedMediaType, echoed
 from common.ids import ID_PATTERN, is_valid_id
 from common.text import NAME_PATTERN, normal_name
 
@@ -148,14 +148,14 @@ def _check_object(value: dict[str, Any], schema: Schema, field: str) -> None:
     for key, item in value.items():
         if key in props:
             check(item, props[key], prefix + key)
-        elif extra is False:
-            raise BadRequest(
-                f"Unknown field {prefix + key}.", code="unknown_field", field=prefix + key
-            )
-        elif isinstance(extra, dict):
+            continue
+        path = prefix + echoed(key)  # the client's own key
+        if extra is False:
+            raise BadRequest(f"Unknown field {path}.", code="unknown_field", field=path)
+        if isinstance(extra, dict):
             if "propertyNames" in schema:
-                check(key, schema["propertyNames"], prefix + key)
-            check(item, extra, prefix + key)
+                check(key, schema["propertyNames"], path)
+            check(item, extra, path)
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
         raise BadRequest(
             f"{field} has more than {schema['maxProperties']} entries.",
@@ -182,6 +182,45 @@ async def receive_body(request: web.Request) -> bytes:
         raise BadRequest(
             "The body could not be decoded.", code="malformed_body", field="body"
         ) from None
+    except ConnectionResetError:  # aiohttp's word for a connection lost mid-body
+        raise ClientGone("The client closed the connection before sending its body.") from None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_constant(literal: str) -> NoReturn:
+    raise ValueError(f"{literal} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = item
+    return found
+
+
+def parse_json(raw: bytes) -> object:
+    """JSON as RFC 8259 has it, not Python's looser reading: no NaN or
+    Infinity, and no key twice in an object (which one counts would be up to
+    each reader; Python takes the last)."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as dup:
+        raise BadRequest(
+            f"The body has the key {echoed(dup.key)} twice in one object.",
+            code="malformed_json",
+            field="body",
+        ) from None
+    except (ValueError, RecursionError):
+        raise BadRequest(
+            "The body is not valid JSON.", code="malformed_json", field="body"
+        ) from None
 
 
 async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
@@ -196,12 +235,7 @@ async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
             or (ctype.startswith("application/") and ctype.endswith("+json"))
         ):
             raise UnsupportedMediaType("Send the body as application/json.", field="Content-Type")
-        try:
-            value = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise BadRequest(
-                "The body is not valid JSON.", code="malformed_json", field="body"
-            ) from None
+        value = parse_json(raw)
     if not isinstance(value, dict):
         raise BadRequest("The body must be a JSON object.", code="wrong_type", field="body")
     # Names are judged in the form they are stored in: NFC can lengthen one

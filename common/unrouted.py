@@ -44,13 +44,26 @@ class _Handler(RequestHandler):
         self._restate = restate
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
-        # A request that is not HTTP is the client's fault and anyone's to
-        # send: one line, not an error with a traceback per connection.
+        # What a client did, and anyone can do, is one line, not an error
+        # with a traceback per connection.
         exc = kw.get("exc_info")
-        if isinstance(exc, HttpProcessingError):
-            self.logger.info("unparseable request refused: %s", type(exc).__name__)
-        else:
+        what = self._clients_doing(exc) if isinstance(exc, BaseException) else None
+        if what is None:
             super().log_exception(*args, **kw)
+        else:
+            self.logger.info("%s: %s", what, type(exc).__name__)
+
+    def _clients_doing(self, exc: BaseException) -> str | None:
+        if isinstance(exc, HttpProcessingError):
+            return "unparseable request refused"
+        # Met where aiohttp drains a body no handler read (e.g. gzip that is not).
+        if isinstance(exc, web.RequestPayloadError):
+            return "undecodable request body dropped"
+        # Only once the client's side is gone: a handler's own connection
+        # (the proxy's to its upstream) failing stays an error.
+        if isinstance(exc, ConnectionError) and self.transport is None:
+            return "client left mid-request"
+        return None
 
     def handle_error(
         self,

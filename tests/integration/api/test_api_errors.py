@@ -149,6 +149,65 @@ async def test_malformed_json_wrong_type_and_content_type(client: TestClient, wo
     await problem(await client.post(NB, headers=world.owner.auth), 400, "missing_field", "name")
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"NaN", b"Infinity", b'{"name": NaN}', b'{"name": "n", "idleTimeoutSeconds": -Infinity}'],
+)
+async def test_json_that_python_reads_but_json_has_not_is_malformed(
+    client: TestClient, world: World, raw: bytes
+) -> None:
+    h = {**world.owner.auth, "Content-Type": "application/json"}
+    await problem(await client.post(NB, data=raw, headers=h), 400, "malformed_json", "body")
+
+
+async def test_a_key_given_twice_is_malformed_json_not_last_wins(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    h = {**world.owner.auth, "Content-Type": "application/json"}
+    config = factory.value("select id from workload_configs limit 1")
+    for raw in (
+        f'{{"name": " bad ", "workloadConfigId": "{config}", "name": "ok"}}',
+        f'{{"name": "ok", "workloadConfigId": "{config}", "teamIds": [], "teamIds": []}}',
+    ):
+        body = await problem(await client.post(NB, data=raw, headers=h), 400, "malformed_json")
+        assert body["field"] == "body" and "twice" in body["detail"]
+    assert factory.value("select count(*) from notebooks") == 1  # only the world's
+
+
+async def test_a_client_supplied_name_is_echoed_short_and_printable(
+    client: TestClient, world: World
+) -> None:
+    """An error names the key or parameter at fault, never as much of it as
+    the client cares to send, nor characters no one can read or store."""
+    h = {**world.owner.auth, "Content-Type": "application/json"}
+    long = "k" * 100_000
+    shown = "k" * 64 + "\u2026"
+    cases = [
+        ("POST", NB, f'{{"{long}": 1}}', "unknown_field", shown),
+        (
+            "POST",
+            NB,
+            r'{"\u0000\n\u001b[31m\ud800": 1}',
+            "unknown_field",
+            "\\u0000\\u000a\\u001b[31m\\ud800",
+        ),
+        ("GET", f"{NB}?{'k' * 5000}=1", None, "unknown_parameter", shown),
+        ("GET", f"{NB}?%00%1B%E2%80%8B=1", None, "unknown_parameter", "\\u0000\\u001b\\u200b"),
+    ]
+    for method, url, data, code, field in cases:
+        resp = await client.request(method, url, data=data, headers=h)
+        assert len(await resp.read()) < 1000
+        body = await problem(resp, 400, code, field)
+        assert field in body["detail"] and "'" not in body["detail"]
+    # A workload config's env: its keys are the client's too.
+    resp = await client.post(
+        "/api/v1/workloads/configs",
+        json={"name": "c", "env": {long: "v"}},
+        headers=world.admin.auth,
+    )
+    await problem(resp, 400, "invalid_length", "env." + "k" * 64 + "\u2026")
+
+
 async def test_a_delete_takes_no_body_and_says_so_of_one(
     client: TestClient, world: World, factory: Factory
 ) -> None:

@@ -8,10 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
+import api.app
+from api import metrics
 from api.app import create_app, start
 from common.clock import FakeClock
 from common.settings import Settings
@@ -82,5 +87,66 @@ async def test_an_unparseable_request_gets_a_problem_without_banner(
     assert problem["code"] == "malformed_request" and problem["status"] == 400
     assert b"script" not in body
     # One line, the client's fault: no error with a traceback per connection.
+    assert [r.levelname for r in caplog.records if r.name == "aiohttp.server"] == ["INFO"]
+    assert not any(r.exc_info for r in caplog.records)
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait until `condition()` holds (polled), failing with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def requests_counted(route: str, method: str, status: str) -> float:
+    return metrics.REQUESTS.labels(route, method, status)._value.get()
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 100\r\n\r\n{}", b"Transfer-Encoding: chunked\r\n\r\n64\r\n{}"],
+    ids=["content-length", "chunked"],
+)
+async def test_a_client_gone_mid_body_is_one_info_line_not_a_500(
+    port: int, framing: bytes, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No token is needed to get that far (the body is read first): a hang-up
+    is not a fault of ours, so no traceback and no 500 counted."""
+    caplog.set_level(logging.INFO)
+    route = "/api/v1/teams"
+    errors_before = requests_counted(route, "POST", "500")
+    gone_before = requests_counted(route, "POST", "499")
+    with capture_logs() as logs:
+        monkeypatch.setattr(api.app, "log", structlog.get_logger("api"))
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /api/v1/teams HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer nbk_anything\r\n"
+            b"Content-Type: application/json\r\n" + framing
+        )
+        await writer.drain()
+        writer.close()
+        await until(lambda: any(e["event"] == "request" for e in logs), "the request's line")
+    assert [(e["event"], e["log_level"]) for e in logs] == [("request", "info")]
+    assert logs[0]["status"] == 499 and logs[0]["code"] == "client_closed_request"
+    assert requests_counted(route, "POST", "499") == gone_before + 1
+    assert requests_counted(route, "POST", "500") == errors_before
+    assert not [r for r in caplog.records if r.levelno > logging.INFO or r.exc_info]
+
+
+@pytest.mark.parametrize("path", ["/nonexistent", "/api/v1/teams"])
+async def test_a_body_that_does_not_decode_is_one_info_line_where_no_route_reads_it(
+    port: int, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp drains the body no handler read after the answer, and meets the
+    bad gzip there: the client's fault, as an unparseable request is."""
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    status, _, _ = await exchange(
+        port,
+        f"POST {path} HTTP/1.1\r\nHost: api\r\nContent-Encoding: gzip\r\n".encode()
+        + b"Content-Length: 2\r\n\r\nxx",
+    )
+    assert status.split(" ")[1] in ("401", "404")
+    await until(lambda: caplog.records, "aiohttp's line")
     assert [r.levelname for r in caplog.records if r.name == "aiohttp.server"] == ["INFO"]
     assert not any(r.exc_info for r in caplog.records)

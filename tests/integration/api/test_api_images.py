@@ -82,3 +82,16 @@ async def test_an_image_the_operator_did_not_allow_is_refused(
             problem["field"] == "sail.image"
             and "registry.example.com/notebooks/" in problem["detail"]
         )
+
+
+async def test_the_allowed_images_are_told_to_admins_only(
+    allowing: TestClient, world: World
+) -> None:
+    body = {"name": "d", "sail": {"image": "evil.example.com/miner"}}
+    for resp in (
+        await allowing.post(CONFIGS, json=body, headers=world.editor.auth),
+        await allowing.patch(f"{CONFIGS}/{world.config}", json=body, headers=world.editor.auth),
+    ):
+        problem = await body_of(resp)
+        assert resp.status == 403 and problem["code"] == "forbidden", problem
+        assert "registry.example.com" not in problem["detail"]

@@ -91,6 +91,34 @@ async def test_patch_with_stale_if_match_is_412(client: TestClient, world: World
     assert (await body_of(stale))["code"] == "etag_mismatch"
 
 
+async def test_if_match_on_a_write_without_an_etag_is_412_and_writes_nothing(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """RFC 9110 13.1.1: a condition that cannot hold stops the method; only
+    `*` (the resource exists) passes where no ETag is kept."""
+    url = f"/api/v1/workloads/configs/{world.config}"
+    h = {**world.admin.auth, "If-Match": '"nope"'}
+    for method, path, body in (
+        ("PATCH", url, {"description": "changed"}),
+        ("POST", "/api/v1/teams", {"name": "new team"}),
+        ("DELETE", url, None),
+        ("POST", f"{NB}/{world.notebook}/start", None),
+    ):
+        resp = await client.request(method, path, json=body, headers=h)
+        assert resp.status == 412, await resp.text()
+        problem = await body_of(resp)
+        assert (problem["code"], problem["field"]) == ("etag_mismatch", "If-Match")
+    assert (
+        factory.value("select description from workload_configs where id = %s", world.config) == ""
+    )
+    assert factory.value("select count(*) from teams where name = 'new team'") == 0
+    assert factory.value("select status from notebooks where id = %s", world.notebook) == "stopped"
+    resp = await client.patch(
+        url, json={"description": "changed"}, headers={**world.admin.auth, "If-Match": "*"}
+    )
+    assert resp.status == 200, await resp.text()
+
+
 async def test_start_sets_starting_session_and_enqueues(
     client: TestClient, world: World, factory: Factory
 ) -> None:

@@ -145,3 +145,36 @@ async def test_an_owner_present_in_an_earlier_session_is_not_present_in_the_next
     assert (await client.post(f"{NB}/{nb}/ping", headers=world.owner.auth)).status == 204
     resp = await client.post(f"{NB}/{nb}/open", headers=world.editor.auth)
     assert (await body_of(resp))["mode"] == "view"  # present in this session: view
+
+
+# A write by a caller who may not make it, with a body that is wrong too.
+# `who` makes the request; what it may not know is what a validation answer
+# would tell (a config's allowed images, a schema's fields).
+UNAUTHORIZED_WRITES = [
+    ("editor", "POST", "/api/v1/teams", 403),
+    ("editor", "POST", "/api/v1/members", 403),
+    ("editor", "POST", "/api/v1/workloads/configs", 403),
+    ("editor", "PATCH", "/api/v1/workloads/configs/{config}", 403),
+    ("editor", "POST", "/api/v1/members/{admin}/tokens", 403),
+    ("editor", "PUT", "/api/v1/teams/{team}/members/{viewer}", 403),
+    ("viewer", "PATCH", NB + "/{notebook}", 403),
+    ("viewer", "POST", NB + "/{notebook}/teams", 403),
+    ("viewer", "POST", NB + "/{notebook}/start", 403),
+    ("viewer", "POST", NB + "/{notebook}/stop", 403),
+    ("stranger", "PATCH", NB + "/{notebook}", 404),
+    ("stranger", "POST", NB + "/{notebook}/open", 404),
+    ("stranger", "POST", NB + "/{notebook}/ping", 404),
+]
+
+
+@pytest.mark.parametrize(("caller", "method", "path", "status"), UNAUTHORIZED_WRITES)
+async def test_a_write_one_may_not_make_is_refused_before_its_body_is_judged(
+    client: TestClient, world: World, caller: str, method: str, path: str, status: int
+) -> None:
+    ids = {k: getattr(world, k) for k in ("config", "team", "notebook")}
+    ids |= {k: getattr(world, k).id for k in ("admin", "viewer")}
+    body = {"bogus": 1, "name": "", "sail": {"image": "evil.example.com/miner"}}
+    resp = await client.request(
+        method, path.format(**ids), json=body, headers=getattr(world, caller).auth
+    )
+    assert resp.status == status, await resp.text()
