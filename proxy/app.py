@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 from urllib.parse import unquote
 
 import aiohttp
@@ -211,6 +212,38 @@ RECHECK_LOOKUP_SECONDS = 2.0
 UNCONFIRMED_SECONDS = REVOCATION_SECONDS - RECHECK_SECONDS - RECHECK_LOOKUP_SECONDS
 
 
+T = TypeVar("T")
+
+# Lookups given up on, still finishing their cancellation: held so that the
+# event loop does not drop them half-way.
+_ABANDONED: set[asyncio.Future[object]] = set()
+
+
+async def _within(awaitable: Awaitable[T], seconds: float) -> T:
+    """`awaitable`'s result, or TimeoutError after `seconds`, at once: not
+    after its cancellation ends, as `asyncio.wait_for` would. psycopg cancels
+    a query by asking the server, and on a hung one waits up to 10 s for
+    that: the pass, and every revocation it carries, would wait too."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        _ABANDONED.add(task)
+        task.add_done_callback(_forget)
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    return task.result()
+
+
+def _forget(task: asyncio.Future[object]) -> None:
+    _ABANDONED.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: its failure was the pass's timeout, logged there
+
+
 async def _recheck(app: web.Application, payload: str) -> None:
     """End live connections whose access, session or status changed, or
     whose access could not be confirmed for too long (UNCONFIRMED_SECONDS)."""
@@ -224,7 +257,7 @@ async def _recheck(app: web.Application, payload: str) -> None:
     try:
         # One statement for every key, however many: lookups of their own
         # would queue on the small pool past the bound and count as failures.
-        targets = await asyncio.wait_for(cache.refresh(by_key), RECHECK_LOOKUP_SECONDS)
+        targets = await _within(cache.refresh(by_key), RECHECK_LOOKUP_SECONDS)
     except Exception as exc:  # noqa: BLE001 - unanswered: judged by how long ago it was
         log.warning("proxy.recheck_failed", keys=len(by_key), error=repr(exc))
         for lives in by_key.values():

@@ -335,19 +335,27 @@ class Refreshes:
 async def refreshes(p: ProxyUnderTest, behaviour: str | None = None) -> AsyncIterator[Refreshes]:
     """Watch the access cache's `refresh` (a re-check pass's one lookup);
     with `behaviour` it fails ("raises") or never answers ("hangs": the
-    failure seen is the pass's timeout cancelling it)."""
+    failure seen is the pass's timeout cancelling it; "hangs_on_cancel":
+    its cancellation waits too, as psycopg's does on a hung server, until
+    the block ends)."""
     from proxy.app import CACHE
 
     cache = p.server.app[CACHE]
     original = cache.refresh
     seen = Refreshes([], [])
-    never = asyncio.Event()
+    never, unblocked = asyncio.Event(), asyncio.Event()
 
     async def refresh(keys: Any) -> Any:
         seen.keys.append(frozenset(keys))
         try:
             if behaviour == "hangs":
                 await never.wait()
+            if behaviour == "hangs_on_cancel":
+                try:
+                    await never.wait()
+                except asyncio.CancelledError:
+                    await unblocked.wait()
+                    raise
             if behaviour is not None:
                 raise RuntimeError("the database is not answering")
             return await original(keys)
@@ -359,4 +367,5 @@ async def refreshes(p: ProxyUnderTest, behaviour: str | None = None) -> AsyncIte
     try:
         yield seen
     finally:
+        unblocked.set()
         cache.refresh = original  # type: ignore[method-assign]

@@ -6,6 +6,7 @@ long a connection has gone unconfirmed measured on the monotonic clock."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
@@ -13,7 +14,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from proxy_helpers import ProxyUnderTest, api_token_of, free_port, proxy_in_front, refreshes, sql
+from proxy_helpers import (
+    ProxyUnderTest,
+    api_token_of,
+    eventually,
+    free_port,
+    proxy_in_front,
+    refreshes,
+    sql,
+)
 
 from common.clock import FakeClock
 from common.settings import Settings
@@ -255,6 +264,25 @@ async def test_a_pass_that_cannot_look_up_access_ends_every_connection_unconfirm
             p.clock.advance(1)
             await app._recheck(p.server.app, "*")
             assert newer.ended == [UNCONFIRMED]
+
+
+async def test_a_lookup_whose_cancellation_hangs_does_not_hold_the_pass(
+    settings: Settings,
+) -> None:
+    """On a hung database server (frozen, or a network partition) psycopg
+    cancels a query by asking the server and waits up to 10 s for it: the
+    pass waited as long (an audit froze PostgreSQL: nothing ended for 14 s).
+    It gives up at its bound, and ends what has gone unconfirmed too long."""
+    async with recheck_proxy(settings) as p:
+        connection = await admit(p, p.world.owner)
+        p.clock.advance(UNCONFIRMED_SECONDS)
+        async with refreshes(p, "hangs_on_cancel") as seen:
+            recheck = asyncio.create_task(app._recheck(p.server.app, "*"))
+            done, _ = await asyncio.wait({recheck}, timeout=app.RECHECK_LOOKUP_SECONDS + 2)
+            assert done, "the pass waited for the lookup's cancellation"
+            await recheck
+            assert connection.ended == [UNCONFIRMED] and len(seen.keys) == 1
+        await eventually(lambda: seen.failures, "the lookup given up on to end")
 
 
 async def test_a_wall_clock_stepped_back_does_not_spare_an_unconfirmed_connection(
