@@ -159,6 +159,32 @@ const seconds = (input) => (input.value === "" ? undefined : Math.round(Number(i
 const edited = (input, shown) =>
   input.value !== "" && (shown === "" || Number(input.value) !== Number(shown));
 
+// The API's range for a timeout, in the form's unit: its own error names the
+// JSON field and counts seconds, which the member never typed.
+const TIMEOUT_MINUTES = { min: 5, max: 10080 };
+const TIMEOUT_LABELS = { idle: "Idle timeout", detached: "Detached timeout" };
+
+// The first timeout field (of `inputs`) out of range, with what to say; null when all fit.
+function badTimeout(inputs) {
+  for (const input of inputs) {
+    const value = Number(input.value);
+    const fits = Number.isFinite(value) && (value === 0 || (value >= TIMEOUT_MINUTES.min && value <= TIMEOUT_MINUTES.max));
+    if (!fits) {
+      const label = TIMEOUT_LABELS[input.name];
+      return { input, detail: `${label} must be 0 (never) or ${TIMEOUT_MINUTES.min} to ${TIMEOUT_MINUTES.max} minutes.` };
+    }
+  }
+  return null;
+}
+
+function refusedTimeout(inputs, error) {
+  const bad = badTimeout(inputs);
+  if (!bad) return false;
+  showError(error, { detail: bad.detail });
+  bad.input.focus();
+  return true;
+}
+
 export async function fillConfigSelect(select, selected) {
   const { items } = await api.listConfigs();
   // A new notebook gets the config named "default" (what `make run` creates)
@@ -211,6 +237,7 @@ export async function openCreate(trigger, onCreated) {
     };
     const teamIds = [...form.querySelectorAll("input[name=teamIds]:checked")].map((c) => c.value);
     if (teamIds.length) body.teamIds = teamIds;
+    if (refusedTimeout([form.idle, form.detached].filter((i) => i.value !== ""), error)) return;
     const submit = $("#create-submit");
     setBusy(submit, true);
     try {
@@ -261,6 +288,8 @@ async function openEdit(nb, ctx, trigger) {
       dialog.close();
       return;
     }
+    const changed = [form.idle, form.detached].filter((i, n) => edited(i, [shownIdle, shownDetached][n]));
+    if (refusedTimeout(changed, error)) return;
     const submit = $("#edit-submit");
     setBusy(submit, true);
     try {

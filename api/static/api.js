@@ -102,8 +102,13 @@ function retryAfterMs(value) {
   return Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
 
-// How long a request may take before the console calls it failed.
-const REQUEST_TIMEOUT_MS = 15_000;
+// How long a request may take before the console calls it failed. A read is
+// repeated by the next poll; a write outlasts the API's own limits (a pooled
+// connection's wait, 10 s, then a statement's, 30 s), since the API finishes
+// it even after the console gave up: an error for a write that was made
+// (a token whose secret is never shown) would be worse than the wait.
+const READ_TIMEOUT_MS = 15_000;
+const WRITE_TIMEOUT_MS = 60_000;
 
 export async function request(method, path, body, { tokenOverride } = {}) {
   const headers = { Accept: "application/json, application/problem+json" };
@@ -117,15 +122,18 @@ export async function request(method, path, body, { tokenOverride } = {}) {
   // A hung API (or something in front of it) must not leave a page stale
   // and a button busy for ever: past the limit the request is an error
   // like any other. A plain timer, so Playwright's clock runs it in tests.
+  const write = method !== "GET" && method !== "HEAD";
+  const limit = write ? WRITE_TIMEOUT_MS : READ_TIMEOUT_MS;
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
+  const timer = setTimeout(() => abort.abort(), limit);
   init.signal = abort.signal;
   try {
     return await answerOf(await fetch(BASE + path, init), tokenOverride);
   } catch (err) {
     if (err instanceof ApiError) throw err;
     if (abort.signal.aborted) {
-      throw new ApiError(0, { detail: `The API did not answer within ${REQUEST_TIMEOUT_MS / 1000} s.` });
+      const after = write ? " It may still have been done: look again before you repeat it." : "";
+      throw new ApiError(0, { detail: `The API did not answer within ${limit / 1000} s.${after}` });
     }
     throw new ApiError(0, { detail: `Cannot reach the API: ${err.message}` });
   } finally {

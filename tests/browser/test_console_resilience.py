@@ -118,6 +118,40 @@ def test_an_edit_that_only_renames_keeps_timeouts_that_are_not_whole_minutes(
     page.close()
 
 
+def test_a_timeout_out_of_range_is_refused_in_the_forms_own_words(browser: Any, stack: Any) -> None:
+    """The API's answer named `idleTimeoutSeconds` and counted seconds, in a
+    form that asks for minutes."""
+    page = browser.new_page(viewport=LAPTOP)
+    writes: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            writes.append(r.method)
+            if r.method in ("POST", "PATCH") and "/notebooks" in r.url
+            else None
+        ),
+    )
+    sign_in(page, stack.api_url, stack.token)
+    page.get_by_role("button", name="New notebook").click()
+    dialog = page.get_by_role("dialog", name="New notebook")
+    dialog.get_by_label("Name").fill("Too quick")
+    idle = dialog.get_by_label("Idle timeout (minutes)")
+    idle.fill("1")
+    dialog.get_by_role("button", name="Create notebook").click()
+    expect(page.locator("#create-error")).to_have_text(
+        "Idle timeout must be 0 (never) or 5 to 10080 minutes."
+    )
+    expect(idle).to_be_focused()
+    idle.fill("0")
+    dialog.get_by_label("Detached timeout (minutes)").fill("20000")
+    dialog.get_by_role("button", name="Create notebook").click()
+    expect(page.locator("#create-error")).to_have_text(
+        "Detached timeout must be 0 (never) or 5 to 10080 minutes."
+    )
+    assert writes == []
+    page.close()
+
+
 def test_a_notebook_deleted_elsewhere_sends_its_page_back_to_the_list(
     browser: Any, stack: Any
 ) -> None:
