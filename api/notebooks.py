@@ -209,19 +209,26 @@ async def get_notebook(ctx: Ctx) -> web.Response:
     return response
 
 
+async def check_if_match(ctx: Ctx, notebook_id: str) -> None:
+    """412 when an `If-Match` does not name the notebook's current ETag
+    (strong comparison); called with its row locked, so it stays current."""
+    if_match = ctx.request.headers.get("If-Match")
+    if if_match is None:
+        return
+    current = await notebook_page(ctx, notebook_id=notebook_id)
+    if not etag_listed(if_match, etag_of(current), weak=False):
+        raise PreconditionFailed(
+            "The notebook changed since that ETag was read.",
+            code="etag_mismatch",
+            field="If-Match",
+        )
+
+
 async def update_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
     row = await locked(ctx, notebook_id, MANAGE)
     body = await read_body(ctx.request, UPDATE_SCHEMA)
-    if_match = ctx.request.headers.get("If-Match")
-    if if_match is not None:
-        current = await notebook_page(ctx, notebook_id=notebook_id)
-        if not etag_listed(if_match, etag_of(current), weak=False):
-            raise PreconditionFailed(
-                "The notebook changed since that ETag was read.",
-                code="etag_mismatch",
-                field="If-Match",
-            )
+    await check_if_match(ctx, notebook_id)
     config_id = body.get("workloadConfigId")
     if config_id is not None and config_id != row["workload_config_id"]:
         if row["status"] not in CONFIG_CHANGEABLE:
@@ -250,6 +257,7 @@ async def update_notebook(ctx: Ctx) -> web.Response:
 async def delete_notebook(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
     await locked(ctx, notebook_id, ADMINISTER)
+    await check_if_match(ctx, notebook_id)
     await ctx.run("api_request_delete", ctx.mine(id=notebook_id))
     # Who deleted it stays in the history (events outlive the row), as for a
     # stop, also when a stop was already under way.

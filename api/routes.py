@@ -70,7 +70,8 @@ def no_etag(handler: Handler) -> Handler:
         if_match = ctx.request.headers.get("If-Match")
         if if_match is not None and if_match.strip() != "*":
             raise PreconditionFailed(
-                "This route has no ETag to match; If-Match is taken by PATCH of a notebook.",
+                "This route has no ETag to match; If-Match is taken by PATCH and DELETE of a"
+                " notebook.",
                 code="etag_mismatch",
                 field="If-Match",
             )
@@ -119,7 +120,7 @@ OPS: list[Op] = [
     Op("PATCH", NB + "/{id}", notebooks.update_notebook, "Update a notebook", 200,
        "NotebookDescribe", body=notebooks.UPDATE_SCHEMA, errors=(403, 409, 415), etag=True),
     Op("DELETE", NB + "/{id}", notebooks.delete_notebook, "Delete a notebook", 204, None,
-       errors=(403,)),
+       errors=(403,), etag=True),
     Op("POST", NB + "/{id}/start", notebooks.start_notebook, "Start a notebook", 202,
        "NotebookDescribe", body=EMPTY, errors=(403, 409, 415)),
     Op("POST", NB + "/{id}/stop", notebooks.stop_notebook, "Stop a notebook", 202,

@@ -182,7 +182,7 @@ async def receive_body(request: web.Request) -> bytes:
         raise BadRequest(
             "The body could not be decoded.", code="malformed_body", field="body"
         ) from None
-    except ConnectionResetError:  # aiohttp's word for a connection lost mid-body
+    except (ConnectionError, TimeoutError):  # the connection lost mid-body (reset, timed out)
         raise ClientGone("The client closed the connection before sending its body.") from None
 
 

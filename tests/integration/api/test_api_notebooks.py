@@ -119,6 +119,26 @@ async def test_if_match_on_a_write_without_an_etag_is_412_and_writes_nothing(
     assert resp.status == 200, await resp.text()
 
 
+async def test_delete_of_a_notebook_holds_to_its_etag(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """The notebook's URI keeps an ETag (its GET's): a DELETE with a stale one
+    is 412 and deletes nothing; with the current one it deletes."""
+    url = f"{NB}/{world.notebook}"
+    resp = await client.get(url, headers=world.admin.auth)
+    etag = resp.headers["ETag"]
+    stale = {**world.admin.auth, "If-Match": '"stale"'}
+    resp = await client.delete(url, headers=stale)
+    assert resp.status == 412, await resp.text()
+    assert (await body_of(resp))["code"] == "etag_mismatch"
+    assert factory.value("select deleted_at from notebooks where id = %s", world.notebook) is None
+    resp = await client.delete(url, headers={**world.admin.auth, "If-Match": etag})
+    assert resp.status == 204, await resp.text()
+    assert factory.value("select desired_state from notebooks where id = %s", world.notebook) == (
+        "deleted"
+    )
+
+
 async def test_start_sets_starting_session_and_enqueues(
     client: TestClient, world: World, factory: Factory
 ) -> None:
