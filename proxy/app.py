@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import aiohttp
@@ -46,6 +47,8 @@ LISTENING = web.AppKey("listening", asyncio.Event)
 # (the express lane's tally) are added to it first.
 BEFORE_SCRAPE = web.AppKey("before_scrape", list[Callable[[], None]])
 COOKIES = web.AppKey("cookies", CookieCache)
+# Re-check lookups given up on at their bound, still finishing their cancellation.
+ABANDONED = web.AppKey("abandoned", set[asyncio.Future[Any]])
 
 # refusal() reason → HTTP status, metrics outcome, page text.
 _REFUSED = {
@@ -214,12 +217,8 @@ UNCONFIRMED_SECONDS = REVOCATION_SECONDS - RECHECK_SECONDS - RECHECK_LOOKUP_SECO
 
 T = TypeVar("T")
 
-# Lookups given up on, still finishing their cancellation: held so that the
-# event loop does not drop them half-way.
-_ABANDONED: set[asyncio.Future[object]] = set()
 
-
-async def _within(awaitable: Awaitable[T], seconds: float) -> T:
+async def _within(awaitable: Awaitable[T], seconds: float, abandoned: set[asyncio.Future[T]]) -> T:
     """`awaitable`'s result, or TimeoutError after `seconds`, at once: not
     after its cancellation ends, as `asyncio.wait_for` would. psycopg cancels
     a query by asking the server, and on a hung one waits up to 10 s for
@@ -232,14 +231,14 @@ async def _within(awaitable: Awaitable[T], seconds: float) -> T:
         raise
     if not done:
         task.cancel()
-        _ABANDONED.add(task)
-        task.add_done_callback(_forget)
+        abandoned.add(task)  # held, so that the event loop does not drop it half-way
+        task.add_done_callback(functools.partial(_forget, abandoned))
         raise TimeoutError(f"no answer within {seconds:g} s")
     return task.result()
 
 
-def _forget(task: asyncio.Future[object]) -> None:
-    _ABANDONED.discard(task)
+def _forget(abandoned: set[asyncio.Future[T]], task: asyncio.Future[T]) -> None:
+    abandoned.discard(task)
     if not task.cancelled():
         task.exception()  # retrieved: its failure was the pass's timeout, logged there
 
@@ -257,7 +256,11 @@ async def _recheck(app: web.Application, payload: str) -> None:
     try:
         # One statement for every key, however many: lookups of their own
         # would queue on the small pool past the bound and count as failures.
-        targets = await _within(cache.refresh(by_key), RECHECK_LOOKUP_SECONDS)
+        if app[ABANDONED]:
+            # The database has not finished with the last pass's lookup: asking
+            # again would only hold one more pooled connection.
+            raise TimeoutError("the last pass's lookup is still unanswered")
+        targets = await _within(cache.refresh(by_key), RECHECK_LOOKUP_SECONDS, app[ABANDONED])
     except Exception as exc:  # noqa: BLE001 - unanswered: judged by how long ago it was
         log.warning("proxy.recheck_failed", keys=len(by_key), error=repr(exc))
         for lives in by_key.values():
@@ -334,6 +337,7 @@ def create_app(
     app[COOKIES] = CookieCache(settings.secret_key)
     app.on_response_prepare.append(_on_prepare(settings.frame_ancestors))
     app[LISTENING] = asyncio.Event()
+    app[ABANDONED] = set()
     app[BEFORE_SCRAPE] = []
     the_clock = clock or SystemClock()
 

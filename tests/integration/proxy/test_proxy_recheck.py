@@ -274,15 +274,23 @@ async def test_a_lookup_whose_cancellation_hangs_does_not_hold_the_pass(
     pass waited as long (an audit froze PostgreSQL: nothing ended for 14 s).
     It gives up at its bound, and ends what has gone unconfirmed too long."""
     async with recheck_proxy(settings) as p:
-        connection = await admit(p, p.world.owner)
-        p.clock.advance(UNCONFIRMED_SECONDS)
+        older = await admit(p, p.world.owner)
+        p.clock.advance(1)
+        newer = await admit(p, p.world.editor)
+        p.clock.advance(UNCONFIRMED_SECONDS - 1)
         async with refreshes(p, "hangs_on_cancel") as seen:
             recheck = asyncio.create_task(app._recheck(p.server.app, "*"))
             done, _ = await asyncio.wait({recheck}, timeout=app.RECHECK_LOOKUP_SECONDS + 2)
             assert done, "the pass waited for the lookup's cancellation"
             await recheck
-            assert connection.ended == [UNCONFIRMED] and len(seen.keys) == 1
+            assert (older.ended, newer.ended) == ([UNCONFIRMED], [])
+            # While that lookup is still unanswered, the next pass does not
+            # take another pooled connection for one: it fails closed at once.
+            p.clock.advance(1)
+            await asyncio.wait_for(app._recheck(p.server.app, "*"), 1)
+            assert newer.ended == [UNCONFIRMED] and len(seen.keys) == 1
         await eventually(lambda: seen.failures, "the lookup given up on to end")
+        await eventually(lambda: not p.server.app[app.ABANDONED], "it to be forgotten")
 
 
 async def test_a_wall_clock_stepped_back_does_not_spare_an_unconfirmed_connection(
