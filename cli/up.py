@@ -106,6 +106,11 @@ def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
     ]
     _refuse_shared_ports(wanted)
     for variable, host, port in wanted:
+        if port == 0:  # the OS's choice: no one could be told where it went
+            raise CliError(
+                f"{variable}=0 (any free port) is not for `notebooks up`: the URLs it prints"
+                " and writes to credentials.json would name port 0; give it a port"
+            )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -202,20 +207,31 @@ async def _keep_database(data_dir: Path, stop: asyncio.Event) -> None:
             log.error("embedded_postgres_down", error=" ".join(str(exc).split())[:300])
 
 
-# How often `up` asks whether the API and the proxy answer yet, to say it is up.
+# How often `up` asks whether the API and the proxy answer yet, to say it is
+# up, and how often it says what it still waits for.
 READY_POLL_SECONDS = 0.2
+READY_NAG_SECONDS = 30.0
 
 
 async def _announce_when_ready(text: str, urls: list[str], stop: asyncio.Event) -> None:
     """Print `text` (the banner) once every URL answers 200: a user pasting
     its curl at once would otherwise meet a refused connection."""
+    loop = asyncio.get_running_loop()
+    nag_at = loop.time() + READY_NAG_SECONDS
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         for url in urls:
+            last = "no answer yet"
             while not stop.is_set():
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                try:
                     async with http.get(url) as response:
                         if response.status == 200:
                             break
+                        last = f"status {response.status}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    last = repr(exc)
+                if loop.time() >= nag_at:  # a child crash-looping says why in its own lines
+                    log.warning("still_waiting", url=url, last=last)
+                    nag_at = loop.time() + READY_NAG_SECONDS
                 await asyncio.sleep(READY_POLL_SECONDS)
     if not stop.is_set():
         print(text, flush=True)
