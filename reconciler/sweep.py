@@ -83,9 +83,11 @@ PURGES = {
 class SweepCursor:
     """What a worker's sweeps carry from one round to the next: the
     runtime's notebooks this database never knew, last time (logged when
-    that changes)."""
+    that changes), and the queue's backlog as the last round this worker
+    swept found it, before it enqueued its own jobs (for the gauges)."""
 
     foreign: frozenset[str] = frozenset()
+    backlog: dict[str, Any] | None = None
 
 
 async def sweep_once(
@@ -108,6 +110,9 @@ async def sweep_once(
         claim = await fetchone(conn, "reconciler_claim_sweep", {"every": every})
         if claim is None:
             return None
+        # Before this round's enqueue: after it, the gauge would show those
+        # jobs (about one per running notebook), never what workers left undone.
+        cursor.backlog = await fetchone(conn, "reconciler_queue_stats")
         # First the runtime, then the rows (see the module's docstring).
         active = await _active(runtime)
         unsettled = await fetchall(conn, "reconciler_sweep_unsettled", {"limit": limit})
@@ -200,16 +205,8 @@ def clear_gauges() -> None:
     metrics.QUEUE_OLDEST.set(0)
 
 
-async def queue_backlog(pool: AsyncConnectionPool) -> dict[str, Any] | None:
-    """The queue's reconcile jobs waiting and the oldest one's age."""
-    async with pool.connection() as conn:
-        return await fetchone(conn, "reconciler_queue_stats")
-
-
 async def refresh_gauges(pool: AsyncConnectionPool, backlog: dict[str, Any] | None) -> None:
-    """`backlog`: the queue as it was before this round's sweep enqueued a
-    job for every active notebook; read after, the gauge would show those
-    (about one per running notebook), never what workers have left undone."""
+    """`backlog`: the queue as this round's sweep found it (SweepCursor)."""
     async with pool.connection() as conn:
         counts = {r["status"]: r["n"] for r in await fetchall(conn, "reconciler_status_counts")}
     for status in Status:
@@ -233,14 +230,13 @@ async def sweep_loop(
     every = timedelta(seconds=interval * 0.9)
     while not stop.is_set():
         try:
-            backlog = await queue_backlog(pool)
             n = await sweep_once(pool, cursor, runtime=runtime, every=every)
             if n is None:  # another worker's sweep covers this round, gauges too
                 clear_gauges()
             else:
                 if n:
                     log.debug("sweep", enqueued=n)
-                await refresh_gauges(pool, backlog)
+                await refresh_gauges(pool, cursor.backlog)
             # How long since the last purge on the monotonic clock: a wall
             # clock stepped back must not hold purges off by as much.
             ticks = clock.monotonic()
