@@ -7,6 +7,7 @@ delete are success), so two workers racing on one notebook converge."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from dataclasses import replace
 import aiohttp
 import structlog
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from common.clock import Clock, SystemClock
 from common.images import image_allowed
@@ -119,6 +121,50 @@ def observation_of(notebook_id: str, pods: list[Obj], namespace: str) -> Observa
     )
 
 
+# How often a running session's other objects are looked for: nothing watches
+# them, so one deleted (kubectl, a clean-up script) would go unnoticed while
+# its pods stay ready, and the notebook would say `running` with Marimo out
+# of the proxy's reach. A minute between looks keeps the API server's load
+# per notebook small.
+SUPPORTS_CHECK_SECONDS = 60.0
+
+
+def supports(
+    notebook_id: str, session_id: str, cluster: bool, driver_egress: bool
+) -> dict[str, list[tuple[str, str]]]:
+    """What each component needs besides its pod, as (kind, name): what
+    `objects.session_objects` creates before the pods (the PVC is left out:
+    Kubernetes keeps one in use until its pod is gone)."""
+    marimo = [
+        ("Service", n.service_name(notebook_id, n.MARIMO)),
+        ("NetworkPolicy", n.policy_name(notebook_id, n.MARIMO)),
+        ("Secret", n.token_secret_name(notebook_id, session_id)),
+    ]
+    sail = [
+        ("Service", n.service_name(notebook_id, n.SAIL)),
+        ("NetworkPolicy", n.policy_name(notebook_id, n.SAIL)),
+    ]
+    if cluster:
+        rbac = n.rbac_name(notebook_id)
+        sail += [("ServiceAccount", rbac), ("Role", rbac), ("RoleBinding", rbac)]
+        if driver_egress:  # objects.driver_egress: made when the API server's CIDRs are set
+            sail.append(("NetworkPolicy", n.policy_name(notebook_id, "sail-driver")))
+    return {n.SAIL: sail, n.MARIMO: marimo}
+
+
+def without_supports(obs: Observation, missing: dict[str, list[str]]) -> Observation:
+    """A component whose supporting objects are gone is taken for absent, so
+    that `plan` has the runtime's (idempotent) start create them again."""
+    changes: dict[str, Component] = {}
+    for component, name in ((n.SAIL, "sail"), (n.MARIMO, "marimo")):
+        current: Component = getattr(obs, name)
+        alive = current.phase in (Phase.READY, Phase.STARTING) and not current.terminating
+        if missing.get(component) and alive:
+            gone = ", ".join(missing[component])
+            changes[name] = Component(Phase.ABSENT, detail=f"its {gone} deleted: creating again")
+    return replace(obs, **changes) if changes else obs
+
+
 def _has_sail(pods: list[Obj], session_id: str) -> bool:
     """The session already has a live Sail pod (created or claimed)."""
     for pod in pods:
@@ -130,6 +176,16 @@ def _has_sail(pods: list[Obj], session_id: str) -> bool:
         ):
             return True
     return False
+
+
+def _driver_account(pods: list[Obj], session_id: str) -> str | None:
+    """The service account the session's Sail pod runs as (a cluster-mode
+    driver's own; None otherwise)."""
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get(n.SESSION) == session_id and labels.get(n.COMPONENT) == n.SAIL:
+            return (pod.get("spec") or {}).get("serviceAccountName")
+    return None
 
 
 def _ended(pod: Obj) -> bool:
@@ -162,6 +218,8 @@ class KubernetesRuntime:
         self.settings = settings
         # Judges warm pods' age, pods stuck terminating and the watch's resync.
         self.clock = clock or SystemClock()
+        # When each notebook's supporting objects were last all there (monotonic).
+        self._supports_seen: dict[str, float] = {}
         # Where the worker reaches a notebook's Marimo (tests point it elsewhere).
         self._marimo_root = marimo_root or (lambda nid: n.marimo_url(nid, settings.namespace))
         self._http: aiohttp.ClientSession | None = None
@@ -190,14 +248,52 @@ class KubernetesRuntime:
         return await self.api.list("Pod", n.selector(n.notebook_labels(notebook_id)))
 
     async def observe(self, notebook_id: str) -> Observation:
-        obs = observation_of(notebook_id, await self._pods(notebook_id), self.settings.namespace)
+        pods = await self._pods(notebook_id)
+        obs = observation_of(notebook_id, pods, self.settings.namespace)
+        if obs.session_id and self._supports_due(notebook_id):
+            cluster = _driver_account(pods, obs.session_id) == n.rbac_name(notebook_id)
+            missing = await self._missing_supports(notebook_id, obs.session_id, cluster)
+            if any(missing.values()):
+                log.warning("k8s_objects_missing", notebook_id=notebook_id, missing=missing)
+                obs = without_supports(obs, missing)
+            else:
+                self._supports_seen[notebook_id] = self.clock.monotonic()
         if obs.marimo.phase is Phase.READY and obs.session_id:
             obs = replace(obs, executing=await self._executing(notebook_id, obs.session_id))
         return obs
 
+    def _supports_due(self, notebook_id: str) -> bool:
+        seen = self._supports_seen.get(notebook_id)
+        return seen is None or self.clock.monotonic() - seen >= SUPPORTS_CHECK_SECONDS
+
+    async def _missing_supports(
+        self, notebook_id: str, session_id: str, cluster: bool
+    ) -> dict[str, list[str]]:
+        """Per component, its supporting objects that are not there (or are
+        being deleted): one list per kind, by the notebook's labels."""
+        egress = cluster and bool(self.settings.api_server_cidrs)
+        needed = supports(notebook_id, session_id, cluster, egress)
+        kinds = sorted({kind for needs in needed.values() for kind, _ in needs})
+        selector = n.selector(n.notebook_labels(notebook_id))
+        lists = await asyncio.gather(*(self.api.list(kind, selector) for kind in kinds))
+        present = {
+            (kind, obj["metadata"]["name"])
+            for kind, objs in zip(kinds, lists, strict=True)
+            for obj in objs
+            if not obj["metadata"].get("deletionTimestamp")
+        }
+        return {
+            component: [f"{kind} {name}" for kind, name in needs if (kind, name) not in present]
+            for component, needs in needed.items()
+        }
+
     async def _executing(self, notebook_id: str, session_id: str) -> bool | None:
         """None when Marimo could not be asked: unknown never starts the idle timer."""
-        secret = await self.api.get("Secret", n.token_secret_name(notebook_id, session_id))
+        try:
+            secret = await self.api.get("Secret", n.token_secret_name(notebook_id, session_id))
+        except ApiException as exc:  # a refused read is no reason to fail the whole look
+            log.warning("k8s_token_unreadable", notebook_id=notebook_id, status=exc.status)
+            return None
         try:
             token = base64.b64decode((secret or {}).get("data", {}).get(n.TOKEN_KEY, "")).decode()
         except (binascii.Error, UnicodeDecodeError):
@@ -256,6 +352,7 @@ class KubernetesRuntime:
         return await self.observe(nid)
 
     async def ensure_stopped(self, notebook_id: str) -> None:
+        self._supports_seen.pop(notebook_id, None)
         sel = n.selector(n.notebook_labels(notebook_id))
         removed: dict[str, int] = {}
         for kind in _STOP_KINDS:

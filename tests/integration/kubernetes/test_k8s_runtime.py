@@ -620,3 +620,25 @@ async def test_an_image_the_operator_no_longer_allows_does_not_start(kube: Kube)
     # the runtime's own defaults are the operator's, and allowed ones start
     await rt.ensure_running(spec(marimo_image="registry.example.com/notebooks/kernel:2"))
     assert kube.pods() == ["nb-nb1-s1-marimo", "nb-nb1-s1-sail"]
+
+
+async def test_a_token_the_worker_may_not_read_leaves_activity_unknown(kube: Kube) -> None:
+    """Reading the session's token (to ask Marimo whether a cell runs) is
+    refused (a Role without `get secrets`, a 5xx): the look still says what
+    runs, with activity unknown, which never starts the idle timer. Before,
+    the whole look failed, every pass, and idle and detached never came."""
+    rt = kube.runtime()
+    await rt.ensure_running(spec())
+    for pod in ("nb-nb1-s1-sail", "nb-nb1-s1-marimo"):
+        kube.kubelet.apply(NAMESPACE, pod, kubelet.RUN)
+    original = rt.api.get
+
+    async def refused(kind: str, name: str) -> Any:
+        if kind == "Secret":
+            raise ApiException(status=403, reason="Forbidden")
+        return await original(kind, name)
+
+    rt.api.get = refused  # type: ignore[method-assign]
+    obs = await rt.observe("NB1")
+    assert obs.sail.phase is obs.marimo.phase is Phase.READY
+    assert obs.executing is None

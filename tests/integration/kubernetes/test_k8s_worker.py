@@ -25,6 +25,7 @@ from common.jobs import enqueue_reconcile
 from common.settings import Settings
 from reconciler.plan import UNRESPONSIVE_GRACE_SECONDS
 from reconciler.runtime.kubernetes.api import STUCK_TERMINATING_SECONDS
+from reconciler.runtime.kubernetes.runtime import SUPPORTS_CHECK_SECONDS
 from reconciler.worker import run_worker
 from sql import query
 
@@ -218,6 +219,46 @@ async def test_start_runs_and_a_lost_pod_is_repaired_through_the_watch(
     worker.kubelet.apply(NAMESPACE, pod, kubelet.RUN)
     await db.wait_status(nid, "running")
     assert await db.transitions(nid) == ["starting", "running", "starting", "running"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "resource", "group", "name"),
+    [
+        ("Service", "services", "", "nb-{nid}-marimo"),
+        ("NetworkPolicy", "networkpolicies", "networking.k8s.io", "nb-{nid}-sail"),
+        ("Secret", "secrets", "", "nb-{nid}-{sid}-token"),
+    ],
+)
+async def test_an_object_deleted_under_a_running_notebook_is_made_again(
+    db: Db, worker: Kube, kind: str, resource: str, group: str, name: str
+) -> None:
+    """Nothing watches a session's Services, policies or token, and its pods
+    stay ready without them: one deleted (kubectl, a clean-up script) left
+    the notebook `running` for good with Marimo out of the proxy's reach (or
+    Sail out of Marimo's). They are looked for once a minute; one missing
+    is made again by a repair, which says what was deleted."""
+    nid = await db.notebook()
+    sid = await db.start(nid)
+    await db.wait_status(nid, "running")
+    await db.wait_queue_empty(nid)
+    gone = name.format(nid=nid.lower(), sid=sid.lower())
+    worker.emulator.remove(group, resource, NAMESPACE, gone)
+    worker.clock.advance(SUPPORTS_CHECK_SECONDS)  # the runtime's clock: the next look is due
+    async with db.conn.transaction():
+        await enqueue_reconcile(db.conn, [nid])  # what the sweep does every round
+
+    async def made_again() -> bool:
+        return gone in worker.emulator.names(resource, group)
+
+    await eventually(made_again)
+
+    async def repaired() -> bool:
+        return await db.transitions(nid) == ["starting", "running", "starting", "running"]
+
+    await eventually(repaired)
+    cur = await db.conn.execute(query("list_events"), {"notebook_id": nid})
+    repair = [e for e in await cur.fetchall() if e["to_status"] == "starting"][-1]
+    assert f"its {kind} {gone} deleted" in repair["reason"], repair
 
 
 @pytest.fixture
