@@ -140,6 +140,15 @@ async def _read(deps: Deps, notebook_id: str) -> dict[str, Any] | None:
         return await fetchone(conn, "reconciler_get_notebook", {"id": notebook_id})
 
 
+def _paced(runtime: object, requeue_after: float | None) -> float | None:
+    """No sooner than the runtime's `poll_floor_seconds` (when it has one):
+    each look at a Kubernetes notebook is a call to a shared API server, and
+    its pod watch wakes the reconciler on a change meanwhile; a local look
+    is a few syscalls, fine every 50 ms."""
+    floor = float(getattr(runtime, "poll_floor_seconds", 0.0))
+    return requeue_after if requeue_after is None else max(requeue_after, floor)
+
+
 async def reconcile_once(deps: Deps, notebook_id: str) -> Result:
     started = time.monotonic()
     row = await _read(deps, notebook_id)
@@ -268,7 +277,7 @@ async def _carry_out(
         metrics.START_TO_RUNNING.observe(
             max(0.0, (now - row["start_requested_at"]).total_seconds())
         )
-    return Result(p.outcome, p.requeue_after, generation, p.actions)
+    return Result(p.outcome, _paced(deps.runtime, p.requeue_after), generation, p.actions)
 
 
 async def _first_run(deps: Deps, row: dict[str, Any], status: str, p: Plan) -> bool:

@@ -204,6 +204,11 @@ def _check_images(spec: SessionSpec, allowed: tuple[str, ...]) -> None:
 
 
 class KubernetesRuntime:
+    # A starting notebook is looked at again no sooner than this (reconcile.py
+    # `_paced`): at the plan's 50 ms, each start held a list of pods every
+    # 50 ms against the API server while its images pulled (20 calls/s each).
+    poll_floor_seconds = 0.5
+
     def __init__(
         self,
         settings: KubernetesSettings,

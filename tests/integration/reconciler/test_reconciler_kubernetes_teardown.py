@@ -156,3 +156,19 @@ async def test_a_notebook_this_database_never_had_is_left_alone(rows, db, pool, 
 
     assert (await reconcile_once(deps, known)).outcome == "gone"
     assert _left(kube, known) == []
+
+
+async def test_a_starting_notebook_on_kubernetes_is_looked_at_no_faster_than_its_floor(
+    kube: Kube, rows: Any, pool: Any
+) -> None:
+    """The plan looks again at a start every 50 ms (a local Marimo is ready
+    in about a second): on Kubernetes each look lists pods on a shared API
+    server, 20 calls a second per start while images pull. The runtime's
+    floor paces it; its pod watch wakes the reconciler on a change."""
+    kube.kubelet.default = kubelet.PENDING
+    nid = await rows.notebook()
+    await rows.start(nid)
+    deps = Deps(pool=pool, runtime=kube.runtime(), clock=FakeClock())
+    result = await reconcile_once(deps, nid)
+    assert result.outcome == "starting"
+    assert result.requeue_after == KubernetesRuntime.poll_floor_seconds == 0.5
