@@ -1,6 +1,7 @@
 """What a `view` (read-only) session may reach, and what nobody may.
 
-Nobody reaches Marimo's own sign-in routes (`/auth/*`) or its shutdown. Marimo 0.25 enforces
+Nobody reaches Marimo's own sign-in routes (`/auth/*`), its shutdown, or its
+package installs. Marimo 0.25 enforces
 read-only only partly (a viewer that sends the editor's session id can run
 cells; `/api/kernel/takeover` is open to anyone), so the proxy allowlists.
 The list is written against Marimo's own route table
@@ -36,6 +37,18 @@ _NON_STATIC_PREFIXES = ("/api/", "/auth/", "/terminal/", "/ws", "/sse", "/og/", 
 # platform still calls running, and the editor is left on "kernel not found".
 # Starting and stopping are the platform's (its Stop); Restart stays.
 SHUTDOWN = frozenset({"/api/kernel/shutdown", "/api/home/shutdown_session"})
+# Marimo's package installs: into the environment the kernel runs in, which
+# under the local runtime is the platform's own (every notebook's, and the
+# API's, worker's and proxy's): one click of "Install" changed it for all.
+# Packages come with the kernel image (a workload config's `marimo.image`).
+PACKAGE_INSTALLS = frozenset(
+    {
+        "/api/packages/add",
+        "/api/packages/remove",
+        "/api/packages/sync",
+        "/api/kernel/install_missing_packages",
+    }
+)
 MAIN_WS = "/ws"
 TERMINAL_WS = "/terminal/ws"
 WEBSOCKETS = frozenset({MAIN_WS, "/ws_sync", TERMINAL_WS})
@@ -75,6 +88,12 @@ def decide(
     if path in SHUTDOWN:
         return Decision(
             False, "Stop the notebook from the platform: Marimo's own shutdown is not used here."
+        )
+    if path in PACKAGE_INSTALLS:
+        return Decision(
+            False,
+            "Installing packages from the editor is not available here: ask an admin to add"
+            " them to the notebook's kernel image.",
         )
     if path == TERMINAL_WS or path.startswith("/terminal/"):
         if not allow_terminal:

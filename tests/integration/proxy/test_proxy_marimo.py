@@ -25,7 +25,14 @@ from proxy_helpers import (
 )
 
 from proxy.cookie import COOKIE_NAME
-from proxy.policy import SHUTDOWN, VIEW_GET_API, VIEW_GET_OPEN, VIEW_POST_API, WEBSOCKETS
+from proxy.policy import (
+    PACKAGE_INSTALLS,
+    SHUTDOWN,
+    VIEW_GET_API,
+    VIEW_GET_OPEN,
+    VIEW_POST_API,
+    WEBSOCKETS,
+)
 from proxy.policy_routes import marimo_middleware_paths, marimo_routes
 
 
@@ -166,6 +173,8 @@ async def test_every_route_outside_the_allowlist_is_refused_to_viewers(
                             if path.startswith("/auth/")
                             else "own shutdown"
                             if path in SHUTDOWN
+                            else "Installing packages"
+                            if path in PACKAGE_INSTALLS
                             else "read-only"
                         )
                         assert why in await resp.text()

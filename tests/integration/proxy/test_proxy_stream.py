@@ -780,6 +780,33 @@ async def test_marimos_own_shutdown_is_out_of_reach_even_for_the_owner(echo) -> 
         await session.close()
 
 
+async def test_package_installs_are_out_of_reach_even_for_the_owner(echo) -> None:  # type: ignore[no-untyped-def]
+    """Marimo installs into the environment its kernel runs in: under the
+    local runtime the platform's own, so one click of "Install" changed the
+    packages of every notebook and of the API, worker and proxy (an audit
+    did, in a real browser). Listing stays open."""
+    upstream, p = echo
+    session = await p.login(p.world.owner)
+    try:
+        for path in (
+            "/api/packages/add",
+            "/api/packages/remove",
+            "/api/packages/sync",
+            "/api/kernel/install_missing_packages",
+        ):
+            async with session.post(p.url(path), json={"package": "x"}) as resp:
+                assert resp.status == 403, path
+                assert "Installing packages" in await resp.text()
+        assert not [r for r in upstream.seen if "packages" in r.path_qs]
+        async with session.get(p.url("/api/packages/list")) as resp:
+            assert resp.status != 403  # relayed (this upstream has no such page)
+        assert [r.path_qs for r in upstream.seen if "packages" in r.path_qs] == [
+            f"/notebooks/{NB}/api/packages/list"
+        ]
+    finally:
+        await session.close()
+
+
 async def test_an_editor_yields_to_the_owner_coming_back(settings: Settings) -> None:
     """DESIGN §5: others edit only while the owner is away (`open` gives
     them `view` while the owner is present). A team editor who opened it to
