@@ -318,7 +318,11 @@ class LocalRuntime:
             state["base_url"] = spec.base_url
             sail = procs.Proc.from_json(state.get("sail"))
             marimo = procs.Proc.from_json(state.get("marimo"))
-            env = self._env(spec)
+            # A home of the session's own: Marimo keeps its user settings
+            # (AI provider keys among them) under ~/.config, which with the
+            # worker's HOME every notebook of every member on the host shared.
+            home = private_dir(run_dir / "home")
+            env = {**self._env(spec), "HOME": str(home)}
             need_sail = sail is None or not procs.is_alive(sail)
             if need_sail and self.pool and (marimo is None or not procs.is_alive(marimo)):
                 # No live Marimo depends on Sail's port, so a warm one will do.

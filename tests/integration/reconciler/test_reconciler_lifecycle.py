@@ -64,6 +64,10 @@ async def test_start_runs_sail_and_marimo_and_stop_leaves_nothing(
     assert marimo.environ()["SPARK_REMOTE"] == state["sail_url"]
     assert "--base-url" in marimo.cmdline() and f"/notebooks/{nid}" in marimo.cmdline()
     assert "DATABASE_URL" not in marimo.environ()
+    # A home of its own (Marimo's user settings, AI keys among them, live under
+    # ~/.config): not the worker's, shared by every notebook on the host.
+    home = rsettings.data_dir / "run" / nid / "home"
+    assert marimo.environ()["HOME"] == str(home) and home.stat().st_mode & 0o777 == 0o700
     # The workload config's env reaches both Sail and Marimo (whose kernel inherits it).
     sail = psutil.Process(state["sail_pid"])
     assert marimo.environ()["TEAM_BUCKET"] == sail.environ()["TEAM_BUCKET"] == "s3://b"
