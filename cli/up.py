@@ -161,6 +161,24 @@ _METRICS_OF = {
 }
 
 
+# Where Marimo's editor takes a notebook's file for a temporary one and never
+# saves it (its frontend: a path starting so is "not persistent"): Save stays
+# disabled and autosave off, and the work is lost at the next stop.
+_MARIMO_UNSAVED_PREFIXES = ("/tmp/", "/var/folders/")
+
+
+def unsaved_warning(data_dir: Path) -> str | None:
+    where = str(data_dir.resolve()) + "/"
+    for prefix in _MARIMO_UNSAVED_PREFIXES:
+        if where.startswith(prefix):
+            return (
+                f"{data_dir} is under {prefix.rstrip('/')}: Marimo will not save notebooks"
+                " there (it takes them for temporary files); set NOTEBOOKS_DATA_DIR to"
+                " another directory"
+            )
+    return None
+
+
 def banner(settings: Settings, token: str, credentials: Path, env: dict[str, str]) -> str:
     metrics = [
         f"{_METRICS_OF[variable]} {listen_url(host, port)}/metrics"
@@ -180,6 +198,11 @@ def banner(settings: Settings, token: str, credentials: Path, env: dict[str, str
             f"  try:          curl -H 'Authorization: Bearer {token}' "
             f"{settings.api_public_url}/api/v1/me",
             "  stop with Ctrl-C",
+            *(
+                [f"  WARNING:      {warning}"]
+                if (warning := unsaved_warning(credentials.parent))
+                else []
+            ),
             "",
         ]
     )
