@@ -412,6 +412,25 @@ def attempt_raised(nb: NotebookState, p: Plan, observed: Observation, error: str
     )
 
 
+UNOBSERVED = "waiting for the runtime to answer: "
+
+
+def unobserved(nb: NotebookState, error: str, now: datetime) -> Plan | None:
+    """What to record when the runtime could not be looked at (an API server
+    refusing the worker's reads, its Role short of a verb): a start says why
+    it waits, within its deadline (armed now if it was not), and fails once
+    that has passed; None otherwise (the error is retried with back-off).
+    Nothing is acted on: what runs cannot be seen. A start failed so is
+    cleaned up by the first pass that can look again."""
+    if nb.status is not Status.STARTING or repair_retrying(nb):
+        return None  # a retrying repair's message is its marker: kept
+    if nb.start_deadline_at is not None and now >= nb.start_deadline_at:
+        reason = f"start deadline passed (the runtime could not be read: {error})"
+        return Plan((), Status.FAILED, reason, outcome="deadline")
+    arm = (Action.ARM_DEADLINE,) if nb.start_deadline_at is None else ()
+    return Plan(arm, Status.STARTING, f"{UNOBSERVED}{error}", outcome="error")
+
+
 def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
     """Healthy and provisioned: running, idle or detached, or auto-stopped."""
     window = timedelta(seconds=nb.presence_window_seconds)

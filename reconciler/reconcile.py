@@ -15,6 +15,7 @@ goes back to the worker's back-off.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from reconciler.plan import (
     failed,
     plan,
     restarts_a_repair,
+    unobserved,
 )
 from reconciler.runtime.base import (
     Observation,
@@ -220,7 +222,11 @@ def _recorded(row: dict[str, Any], p: Plan) -> dict[str, Any]:
 
 async def _pass(deps: Deps, row: dict[str, Any]) -> Result:
     nb = _state(row, deps)
-    observed = await deps.runtime.observe(nb.id)
+    try:
+        observed = await deps.runtime.observe(nb.id)
+    except Exception as exc:
+        await _record_unobserved(deps, row, nb, exc)
+        raise  # retried with back-off
     if observed.executing is None and observed.marimo.phase is Phase.READY:
         # Not stopped as idle while this lasts: visible, so that a probe
         # broken for every notebook (a NetworkPolicy, a token) is noticed.
@@ -314,10 +320,25 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
 
 
 def _error_text(exc: BaseException, token: str | None) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = _words_of(exc)
     if token:
         text = text.replace(token, "***")  # members never see Marimo's token
     return text[:ERROR_CHARS]
+
+
+def _words_of(exc: BaseException) -> str:
+    """An error as a member may read it. An API server's (the Kubernetes
+    client's ApiException: `status`, `body`) in its own words, its Status
+    `message`, not the client's dump of headers that a cut at ERROR_CHARS
+    ended before the words."""
+    status, body = getattr(exc, "status", None), getattr(exc, "body", None)
+    if isinstance(status, int) and isinstance(body, str | bytes):
+        try:
+            message = str(json.loads(body)["message"])
+        except (ValueError, TypeError, KeyError):
+            message = str(getattr(exc, "reason", "") or "")
+        return f"{type(exc).__name__} ({status}): {message}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 async def _record_raised(
@@ -338,6 +359,25 @@ async def _record_raised(
         await _write(deps, row, said, observed)
     except Exception as write_exc:
         log.warning("repair_error_not_recorded", notebook_id=row["id"], error=repr(write_exc))
+
+
+async def _record_unobserved(
+    deps: Deps, row: dict[str, Any], nb: NotebookState, exc: Exception
+) -> None:
+    """A start whose runtime cannot be looked at says why, within its
+    deadline (`unobserved`): before, it read `starting` with no word for
+    ever, its deadline never armed. Best effort, as `_record_raised`."""
+    now = deps.clock.now()
+    said = unobserved(nb, _error_text(exc, row["session_token"]), now)
+    if said is None:
+        return
+    kept = Observation(session_id=row["session_id"], runtime_state=row["runtime_state"] or {})
+    try:
+        if Action.ARM_DEADLINE in said.actions and not await _arm_deadline(deps, row, now):
+            return
+        await _write(deps, row, said, kept)
+    except Exception as write_exc:
+        log.warning("unobserved_not_recorded", notebook_id=row["id"], error=repr(write_exc))
 
 
 async def _arm_deadline(deps: Deps, row: dict[str, Any], now: datetime) -> bool:

@@ -14,6 +14,7 @@ import pytest
 import structlog.testing
 from kube_emulator import kubelet
 from kube_emulator.cluster import Kube, running_kube
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from common.clock import FakeClock
@@ -172,3 +173,40 @@ async def test_a_starting_notebook_on_kubernetes_is_looked_at_no_faster_than_its
     result = await reconcile_once(deps, nid)
     assert result.outcome == "starting"
     assert result.requeue_after == KubernetesRuntime.poll_floor_seconds == 0.5
+
+
+async def test_a_start_whose_pods_cannot_be_listed_says_why_and_fails_at_its_deadline(
+    kube: Kube, rows: Any, pool: Any
+) -> None:
+    """The worker's Role short of `list pods` (or an API server refusing it):
+    every look raised before the plan, so the start read `starting` with no
+    word for ever and its deadline never armed. It says why it waits, in the
+    API server's own words (not the client's dump of headers), and fails
+    once its deadline has passed; the pass is still retried with back-off."""
+    emu = kube.emulator
+    emu.fail_code, emu.fail_actions = 403, frozenset({"list"})
+    emu.fail_message = 'pods is forbidden: User "worker" cannot list resource "pods"'
+    emu.fail_next["pods"] = 1000
+    nid = await rows.notebook()
+    await rows.start(nid)
+    clock = FakeClock()
+    deps = Deps(pool=pool, runtime=kube.runtime(), clock=clock)
+    with pytest.raises(ApiException):
+        await reconcile_once(deps, nid)
+    row = await rows.get(nid)
+    assert row["status"] == "starting" and row["start_deadline_at"] is not None
+    assert row["status_message"] == (
+        "waiting for the runtime to answer: ForbiddenException (403): pods is forbidden:"
+        ' User "worker" cannot list resource "pods"'
+    )
+    clock.advance(deps.start_deadline_seconds)
+    with pytest.raises(ApiException):
+        await reconcile_once(deps, nid)
+    row = await rows.get(nid)
+    assert row["status"] == "failed"
+    assert row["status_message"].startswith(
+        "start deadline passed (the runtime could not be read: ForbiddenException (403): pods"
+    )
+    emu.fail_next["pods"] = 0  # the Role mended: the next pass cleans up what runs
+    await reconcile_once(deps, nid)
+    assert (await rows.get(nid))["status"] == "failed"
