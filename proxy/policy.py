@@ -47,6 +47,7 @@ PACKAGE_INSTALLS = frozenset(
         "/api/packages/remove",
         "/api/packages/sync",
         "/api/kernel/install_missing_packages",
+        "/api/export/requirements/install",  # what an export needs, into the server's env
     }
 )
 MAIN_WS = "/ws"

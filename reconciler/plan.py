@@ -422,11 +422,13 @@ def unobserved(nb: NotebookState, error: str, now: datetime) -> Plan | None:
     that has passed; None otherwise (the error is retried with back-off).
     Nothing is acted on: what runs cannot be seen. A start failed so is
     cleaned up by the first pass that can look again."""
-    if nb.status is not Status.STARTING or repair_retrying(nb):
-        return None  # a retrying repair's message is its marker: kept
+    if nb.status is not Status.STARTING:
+        return None
     if nb.start_deadline_at is not None and now >= nb.start_deadline_at:
         reason = f"start deadline passed (the runtime could not be read: {error})"
         return Plan((), Status.FAILED, reason, outcome="deadline")
+    if repair_retrying(nb):
+        return None  # its message is its marker (the component to restart): kept
     arm = (Action.ARM_DEADLINE,) if nb.start_deadline_at is None else ()
     return Plan(arm, Status.STARTING, f"{UNOBSERVED}{error}", outcome="error")
 

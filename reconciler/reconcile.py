@@ -336,7 +336,8 @@ def _words_of(exc: BaseException) -> str:
         try:
             message = str(json.loads(body)["message"])
         except (ValueError, TypeError, KeyError):
-            message = str(getattr(exc, "reason", "") or "")
+            text = body.decode(errors="replace") if isinstance(body, bytes) else body
+            message = str(getattr(exc, "reason", "") or "") or text[:200]
         return f"{type(exc).__name__} ({status}): {message}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -371,7 +372,12 @@ async def _record_unobserved(
     said = unobserved(nb, _error_text(exc, row["session_token"]), now)
     if said is None:
         return
-    kept = Observation(session_id=row["session_id"], runtime_state=row["runtime_state"] or {})
+    state = dict(row["runtime_state"] or {})
+    if said.status is Status.FAILED:
+        # What the start made (a Secret, Services) is not seen either: the
+        # first pass that can look again tears it down, pods or not.
+        state[TEARDOWN_PENDING] = True
+    kept = Observation(session_id=row["session_id"], runtime_state=state)
     try:
         if Action.ARM_DEADLINE in said.actions and not await _arm_deadline(deps, row, now):
             return

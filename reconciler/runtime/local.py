@@ -374,7 +374,8 @@ class LocalRuntime:
                     port=port,
                 )
             if self.pool:
-                self._schedule_refill(spec, self._sail_env(spec, env), marimo)
+                # The pool's Sails serve any notebook: the worker's env, not this session's HOME.
+                self._schedule_refill(spec, self._sail_env(spec, self._env(spec)), marimo)
         return await self.observe(nid)
 
     @staticmethod

@@ -162,7 +162,9 @@ def without_supports(obs: Observation, missing: dict[str, list[str]]) -> Observa
         if missing.get(component) and alive:
             gone = ", ".join(missing[component])
             changes[name] = Component(Phase.ABSENT, detail=f"its {gone} deleted: creating again")
-    return replace(obs, **changes) if changes else obs
+    # Untracked: what runs (its pods) is not "nothing left" for a stop or a
+    # failure's clean-up, though taken for absent by a start or repair.
+    return replace(obs, untracked=True, **changes) if changes else obs
 
 
 def _has_sail(pods: list[Obj], session_id: str) -> bool:
@@ -176,6 +178,19 @@ def _has_sail(pods: list[Obj], session_id: str) -> bool:
         ):
             return True
     return False
+
+
+def _is_sail_pod(obj: Obj) -> bool:
+    return obj["kind"] == "Pod" and obj["metadata"]["labels"].get(n.COMPONENT) == n.SAIL
+
+
+def _alive(obs: Observation) -> bool:
+    """A component runs and is not being torn down: only then can a missing
+    object of its session be a loss (a stop deletes them first)."""
+    return any(
+        c.phase in (Phase.READY, Phase.STARTING) and not c.terminating
+        for c in (obs.sail, obs.marimo)
+    )
 
 
 def _driver_account(pods: list[Obj], session_id: str) -> str | None:
@@ -255,7 +270,7 @@ class KubernetesRuntime:
     async def observe(self, notebook_id: str) -> Observation:
         pods = await self._pods(notebook_id)
         obs = observation_of(notebook_id, pods, self.settings.namespace)
-        if obs.session_id and self._supports_due(notebook_id):
+        if obs.session_id and _alive(obs) and self._supports_due(notebook_id):
             cluster = _driver_account(pods, obs.session_id) == n.rbac_name(notebook_id)
             missing = await self._missing_supports(notebook_id, obs.session_id, cluster)
             if any(missing.values()):
@@ -344,8 +359,12 @@ class KubernetesRuntime:
                 hint="set NOTEBOOKS_K8S_API_SERVER_CIDRS unless the API endpoint is public",
             )
         pooled = self.pool.enabled and poolable(spec.workload)
-        if pooled and not _has_sail(pods, spec.session_id) and await self.pool.claim(spec):
-            todo = [o for o in todo if o["metadata"]["labels"].get(n.COMPONENT) != n.SAIL]
+        # The session's Sail may be a claimed warm pod, named otherwise than
+        # ours: creating ours too (a repair of Marimo, of a deleted Service)
+        # put a second Sail behind the Service.
+        has_sail = _has_sail(pods, spec.session_id)
+        if has_sail or (pooled and await self.pool.claim(spec)):
+            todo = [o for o in todo if not _is_sail_pod(o)]
         created = []
         for obj in todo:
             if await self.api.create(obj):

@@ -165,3 +165,22 @@ async def test_a_pooled_start_lists_the_notebooks_pods_once_before_acting(kube: 
     kube.emulator.calls.clear()
     await rt.ensure_running(new)
     assert notebook_pod_lists(kube, "NB1") == 2 and rt.pool.claims == claims + 1
+
+
+async def test_a_repair_of_a_notebook_on_a_claimed_warm_sail_makes_no_second_sail(
+    kube: Kube,
+) -> None:
+    """The claimed warm pod keeps its own name, so the session has no
+    `nb-…-sail` pod: a later `ensure_running` (Marimo lost, a Service
+    deleted) created one, and the Sail Service then chose between two Sails."""
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1"))
+    await warm_ready(kube, 1)
+    await rt.ensure_running(spec("NB2"))  # claims the warm pod
+    assert "nb-nb2-s1-sail" not in kube.pods()
+    kube.emulator.remove("", "pods", "notebooks-test", "nb-nb2-s1-marimo")  # Marimo lost
+    await rt.ensure_running(spec("NB2"))  # the repair
+    assert "nb-nb2-s1-marimo" in kube.pods()
+    assert "nb-nb2-s1-sail" not in kube.pods()
+    sails = [p for p in kube.pods() if labels(kube, p).get(n.NOTEBOOK) == "NB2"]
+    assert len([p for p in sails if labels(kube, p).get(n.COMPONENT) == "sail"]) == 1

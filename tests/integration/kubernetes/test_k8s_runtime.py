@@ -28,6 +28,7 @@ from reconciler.runtime.factory import make_runtime
 from reconciler.runtime.kubernetes import KubernetesRuntime
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes.api import STUCK_TERMINATING_SECONDS
+from reconciler.runtime.kubernetes.runtime import SUPPORTS_CHECK_SECONDS
 
 
 def spec(
@@ -642,3 +643,22 @@ async def test_a_token_the_worker_may_not_read_leaves_activity_unknown(kube: Kub
     obs = await rt.observe("NB1")
     assert obs.sail.phase is obs.marimo.phase is Phase.READY
     assert obs.executing is None
+
+
+async def test_pods_whose_objects_were_deleted_are_not_nothing_left(kube: Kube) -> None:
+    """Taken for absent so that a start or repair makes them again, a
+    session's components whose Services and token were deleted still run:
+    for a stop or a failure's clean-up that is not "nothing left", or their
+    pods would run on, out of sight."""
+    rt = kube.runtime()
+    await rt.ensure_running(spec())
+    for pod in ("nb-nb1-s1-sail", "nb-nb1-s1-marimo"):
+        kube.kubelet.apply(NAMESPACE, pod, kubelet.RUN)
+    for name in ("nb-nb1-sail", "nb-nb1-marimo"):
+        kube.emulator.remove("", "services", NAMESPACE, name)
+    assert (await rt.observe("NB1")).marimo.phase is Phase.READY  # looked for a minute ago
+    kube.clock.advance(SUPPORTS_CHECK_SECONDS)
+    obs = await rt.observe("NB1")
+    assert obs.sail.phase is obs.marimo.phase is Phase.ABSENT
+    assert "its Service nb-nb1-marimo" in obs.marimo.detail
+    assert not obs.nothing_left

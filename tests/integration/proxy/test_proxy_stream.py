@@ -793,6 +793,7 @@ async def test_package_installs_are_out_of_reach_even_for_the_owner(echo) -> Non
             "/api/packages/remove",
             "/api/packages/sync",
             "/api/kernel/install_missing_packages",
+            "/api/export/requirements/install",
         ):
             async with session.post(p.url(path), json={"package": "x"}) as resp:
                 assert resp.status == 403, path

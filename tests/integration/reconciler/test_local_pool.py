@@ -100,6 +100,8 @@ async def test_start_claims_a_warm_sail_and_the_pool_is_refilled(
         # Refilled: a new warm Sail of the shape, not the claimed one.
         refilled = await warm_pids(other, workload)
         assert len(refilled) == 1 and refilled != [warm]
+        # A warm Sail serves whichever notebook claims it: not this session's HOME.
+        assert psutil.Process(refilled[0]).environ().get("HOME") == os.environ.get("HOME")
 
         await rows.stop(nid)
         await rows.wait_status(nid, "stopped", timeout=15)

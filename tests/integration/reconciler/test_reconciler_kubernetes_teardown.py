@@ -183,14 +183,19 @@ async def test_a_start_whose_pods_cannot_be_listed_says_why_and_fails_at_its_dea
     word for ever and its deadline never armed. It says why it waits, in the
     API server's own words (not the client's dump of headers), and fails
     once its deadline has passed; the pass is still retried with back-off."""
-    emu = kube.emulator
-    emu.fail_code, emu.fail_actions = 403, frozenset({"list"})
-    emu.fail_message = 'pods is forbidden: User "worker" cannot list resource "pods"'
-    emu.fail_next["pods"] = 1000
+    kube.kubelet.default = kubelet.PENDING
     nid = await rows.notebook()
     await rows.start(nid)
     clock = FakeClock()
     deps = Deps(pool=pool, runtime=kube.runtime(), clock=clock)
+    await reconcile_once(deps, nid)  # the start's first pass: its objects made
+    assert ("services", n.service_name(nid, n.MARIMO)) in _left(kube, nid)
+    # as if that pass's write after making them was lost (its worker killed)
+    await rows.conn.execute("update notebooks set runtime_state = '{}' where id = %s", (nid,))
+    emu = kube.emulator
+    emu.fail_code, emu.fail_actions = 403, frozenset({"list"})
+    emu.fail_message = 'pods is forbidden: User "worker" cannot list resource "pods"'
+    emu.fail_next["pods"] = 1000
     with pytest.raises(ApiException):
         await reconcile_once(deps, nid)
     row = await rows.get(nid)
@@ -207,6 +212,10 @@ async def test_a_start_whose_pods_cannot_be_listed_says_why_and_fails_at_its_dea
     assert row["status_message"].startswith(
         "start deadline passed (the runtime could not be read: ForbiddenException (403): pods"
     )
-    emu.fail_next["pods"] = 0  # the Role mended: the next pass cleans up what runs
-    await reconcile_once(deps, nid)
+    for pod in kube.pods():  # gone meanwhile: only the Secret and Services say it ran
+        emu.remove("", "pods", "notebooks-test", pod)
+    emu.fail_next["pods"] = 0  # the Role mended: the next passes clean up what is left
+    await _pass_until(deps, rows, nid, lambda row: row["runtime_state"] == {})
     assert (await rows.get(nid))["status"] == "failed"
+    # nothing of the session is left but its storage, kept until a delete
+    assert _left(kube, nid) == [("persistentvolumeclaims", n.pvc_name(nid))]
