@@ -106,11 +106,6 @@ def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
     ]
     _refuse_shared_ports(wanted)
     for variable, host, port in wanted:
-        if port == 0:  # the OS's choice: no one could be told where it went
-            raise CliError(
-                f"{variable}=0 (any free port) is not for `notebooks up`: the URLs it prints"
-                " and writes to credentials.json would name port 0; give it a port"
-            )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -430,6 +430,9 @@ async function refreshTeams() {
       if (t.id) state.teams.set(t.id, t);
       return t.id || t.teamId;
     });
+    // What is drawn now: a poll that finds the same teams need not read them
+    // again (a second redraw right after an add or remove moved the focus).
+    detail.teamsKey = [...ids].sort().join();
     const ul = $("#nb-teams");
     preserveFocus(ul, () =>
       ul.replaceChildren(

@@ -403,18 +403,6 @@ def test_a_taken_port_is_refused_before_anything_starts(stack: Stack, variable: 
     assert not (stack.data_dir / "pg").exists()  # no database was started
 
 
-@pytest.mark.parametrize("variable", ["NOTEBOOKS_API_PORT", "NOTEBOOKS_PROXY_METRICS_PORT"])
-def test_port_0_is_refused_before_anything_starts(stack: Stack, variable: str) -> None:
-    """The OS's choice: `up` would print and write URLs naming port 0, and
-    wait for ever for its API to answer there."""
-    env = {**stack.env, variable: "0"}
-    done = subprocess.run([NOTEBOOKS, "up"], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
-    (line,) = done.stderr.splitlines()
-    assert line.startswith(f"notebooks up: error: {variable}=0 (any free port) is not for")
-    assert not (stack.data_dir / "pg").exists()  # no database was started
-
-
 @pytest.mark.parametrize("variable", ["NOTEBOOKS_API_HOST", "NOTEBOOKS_WORKER_METRICS_HOST"])
 def test_a_host_that_is_no_address_is_named_not_taken_for_a_port_clash(
     stack: Stack, variable: str
