@@ -167,17 +167,21 @@ def without_supports(obs: Observation, missing: dict[str, list[str]]) -> Observa
     return replace(obs, untracked=True, **changes) if changes else obs
 
 
-def _has_sail(pods: list[Obj], session_id: str) -> bool:
-    """The session already has a live Sail pod (created or claimed)."""
+def _session_sails(pods: list[Obj], session_id: str) -> list[Obj]:
+    """The session's Sail pods (created, or a claimed warm pod)."""
+    sails = []
     for pod in pods:
         labels = pod["metadata"].get("labels") or {}
-        if (
-            labels.get(n.SESSION) == session_id
-            and labels.get(n.COMPONENT) == n.SAIL
-            and not pod["metadata"].get("deletionTimestamp")
-        ):
-            return True
-    return False
+        if labels.get(n.SESSION) == session_id and labels.get(n.COMPONENT) == n.SAIL:
+            sails.append(pod)
+    return sails
+
+
+def _has_sail(pods: list[Obj], session_id: str) -> bool:
+    """The session already has a live Sail pod (created or claimed)."""
+    return any(
+        not pod["metadata"].get("deletionTimestamp") for pod in _session_sails(pods, session_id)
+    )
 
 
 def _is_sail_pod(obj: Obj) -> bool:
@@ -196,10 +200,8 @@ def _alive(obs: Observation) -> bool:
 def _driver_account(pods: list[Obj], session_id: str) -> str | None:
     """The service account the session's Sail pod runs as (a cluster-mode
     driver's own; None otherwise)."""
-    for pod in pods:
-        labels = pod["metadata"].get("labels") or {}
-        if labels.get(n.SESSION) == session_id and labels.get(n.COMPONENT) == n.SAIL:
-            return (pod.get("spec") or {}).get("serviceAccountName")
+    for pod in _session_sails(pods, session_id):
+        return (pod.get("spec") or {}).get("serviceAccountName")
     return None
 
 
