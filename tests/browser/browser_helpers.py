@@ -83,6 +83,14 @@ class Held:
             self.routes.pop(0).continue_()
 
 
+def close_page(page: Any) -> None:
+    """Close a page once no route handler can fail the test: a poll in flight
+    as it closes would reach a handler that fetches ("Response has been
+    disposed", a CI run's teardown error)."""
+    page.unroute_all(behavior="ignoreErrors")
+    page.close()
+
+
 def route_as_running(page: Any, nb_id: str) -> None:
     """The notebook's describe answered as if it ran (no Sail or Marimo
     needed); an error (a 404 once it is deleted) goes through as it is."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import flush_requests, set_visibility, sign_in
+from browser_helpers import close_page, flush_requests, set_visibility, sign_in
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -176,7 +176,7 @@ def test_paste_token_create_start_open_run_spark_stop(
     row(viewer, "Spark demo").get_by_role("button", name="Open Spark demo").click()
     viewer.locator("#open-mode", has_text="Read-only").wait_for()
     viewer.frame_locator("#open-frame").locator(".cm-editor").first.wait_for(timeout=60_000)
-    viewer.close()
+    close_page(viewer)
 
     # Stopped and started again from elsewhere (here the API) while it is open:
     # the view says so and drops the dead editor, then opens the new session
@@ -236,7 +236,7 @@ def test_paste_token_create_start_open_run_spark_stop(
     changes = history.all_inner_texts()
     assert any("Stop requested" in c and "you" in c for c in changes), changes
     assert any("the platform" in c for c in changes), changes
-    page.close()
+    close_page(page)
 
 
 def test_errors_rename_teams_configs_delete_and_phone_layout(
@@ -366,4 +366,4 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     # The token survives a reload (sessionStorage): no sign-in page.
     page.reload()
     row(page, "Doomed").wait_for()
-    page.close()
+    close_page(page)

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 from browser_helpers import (
     Held,
+    close_page,
     create_notebook_via_api,
     flush_requests,
     open_answer,
@@ -120,7 +121,7 @@ def test_the_skip_link_moves_focus_to_main_without_navigating(browser: Any, stac
     assert page.evaluate("history.length") == entries
     assert page.locator("#view-people").is_visible()
     assert page.locator("#view-notebooks").is_hidden()
-    page.close()
+    close_page(page)
 
 
 def test_start_and_stop_keep_focus_in_the_row_and_on_the_page(browser: Any, stack: Any) -> None:
@@ -187,7 +188,7 @@ def test_start_and_stop_keep_focus_in_the_row_and_on_the_page(browser: Any, stac
     expect(page.locator("#open-error")).to_have_text("Could not stop: Not now.")
     expect(stop).to_be_focused()
     assert stop.get_attribute("aria-busy") == "false"
-    page.close()
+    close_page(page)
 
 
 def start_posts(page: Any) -> list[str]:
@@ -234,7 +235,7 @@ def test_a_start_on_its_way_stays_busy_across_redraws(browser: Any, stack: Any) 
     expect(
         row(page, "Started once").locator("[data-action=start], [data-action=stop]").first
     ).not_to_have_attribute("aria-busy", "true")
-    page.close()
+    close_page(page)
 
 
 def test_a_start_answered_stays_busy_until_the_row_shows_it(browser: Any, stack: Any) -> None:
@@ -258,7 +259,7 @@ def test_a_start_answered_stays_busy_until_the_row_shows_it(browser: Any, stack:
     held_list.release_all()
     stop = row(page, "Answered once").get_by_role("button", name="Stop Answered once")
     expect(stop).not_to_have_attribute("aria-busy", "true")
-    page.close()
+    close_page(page)
 
 
 def test_a_start_the_api_never_answers_fails_after_60_s_and_frees_its_button(
@@ -284,7 +285,7 @@ def test_a_start_the_api_never_answers_fails_after_60_s_and_frees_its_button(
     expect(
         row(page, "Never answered").get_by_role("button", name="Start Never answered")
     ).not_to_have_attribute("aria-busy", "true")
-    page.close()
+    close_page(page)
 
 
 def test_add_and_remove_team_are_busy_and_keep_focus(browser: Any, stack: Any) -> None:
@@ -329,7 +330,7 @@ def test_add_and_remove_team_are_busy_and_keep_focus(browser: Any, stack: Any) -
     page.get_by_role("button", name="Remove team beta").wait_for()
     expect(page.locator("#add-team-form")).to_be_hidden()
     expect(page.get_by_role("heading", name="Teams with access")).to_be_focused()
-    page.close()
+    close_page(page)
 
 
 def test_a_poll_the_api_never_answers_says_so_after_15_s(browser: Any, stack: Any) -> None:
@@ -348,7 +349,7 @@ def test_a_poll_the_api_never_answers_says_so_after_15_s(browser: Any, stack: An
         "Could not load the notebook: The API did not answer within 15 s."
     )
     page.unroute_all(behavior="ignoreErrors")
-    page.close()
+    close_page(page)
 
 
 def test_sharing_changed_elsewhere_redraws_the_teams_list_on_the_next_poll(
@@ -377,7 +378,7 @@ def test_sharing_changed_elsewhere_redraws_the_teams_list_on_the_next_poll(
     poll_once(page, describe_path(nb_id))
     expect(page.get_by_role("button", name="Remove team gamma")).to_have_count(0)
     expect(page.get_by_role("button", name="Remove team delta")).to_be_visible()
-    page.close()
+    close_page(page)
 
 
 def fits(page: Any) -> bool:
@@ -418,7 +419,7 @@ def test_long_names_wrap_without_sideways_scrolling(
     for size in (LAPTOP, PHONE):
         page.set_viewport_size(size)
         assert fits(page), ("people", size, page.evaluate(widths))
-    page.close()
+    close_page(page)
 
 
 def test_each_page_has_its_own_title(browser: Any, stack: Any) -> None:
@@ -440,7 +441,7 @@ def test_each_page_has_its_own_title(browser: Any, stack: Any) -> None:
     assert page.title() == "Notebook · Notebooks"  # not the name of the one before
     held.release_all()
     expect(page).to_have_title("Second · Notebooks")
-    page.close()
+    close_page(page)
 
 
 def test_live_status_messages_are_not_rewritten_by_a_poll_that_changed_nothing(
@@ -469,7 +470,7 @@ def test_live_status_messages_are_not_rewritten_by_a_poll_that_changed_nothing(
     poll_once(page, describe_path(nb_id))
     poll_once(page, describe_path(nb_id))
     assert page.evaluate("window.textChanges") == 0
-    page.close()
+    close_page(page)
 
 
 def test_a_429_holds_the_next_poll_back_for_its_retry_after(browser: Any, stack: Any) -> None:
@@ -525,7 +526,7 @@ def test_a_429_holds_the_next_poll_back_for_its_retry_after(browser: Any, stack:
         page.clock.fast_forward(60_000)
     expect(error).to_be_hidden()
     page.get_by_role("link", name="Busy API", exact=True).wait_for()
-    page.close()
+    close_page(page)
 
 
 def test_exact_times_are_in_the_text_and_people_keeps_relative_times_true(
@@ -560,4 +561,4 @@ def test_exact_times_are_in_the_text_and_people_keeps_relative_times_true(
     # People does not poll; two hours on, the relative time says so by itself.
     page.clock.fast_forward(2 * 3600 * 1000)
     expect(created).to_contain_text("2 hours ago")
-    page.close()
+    close_page(page)

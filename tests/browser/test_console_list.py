@@ -18,7 +18,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from browser_helpers import create_notebook_via_api, flush_requests, set_visibility, settle, sign_in
+from browser_helpers import (
+    close_page,
+    create_notebook_via_api,
+    flush_requests,
+    set_visibility,
+    settle,
+    sign_in,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -176,7 +183,7 @@ def test_list_pages_polls_one_page_filters_by_team_and_keeps_focus(
         route.continue_()
     page.unroute(pattern)
     page.locator("#nb-facts", has_text=ids[59]).wait_for()
-    page.close()
+    close_page(page)
 
 
 def test_sign_out_leaves_nothing_behind_and_a_viewer_sees_only_its_actions(
@@ -288,4 +295,4 @@ def test_sign_out_leaves_nothing_behind_and_a_viewer_sees_only_its_actions(
     page.get_by_role("heading", name="Sign in").wait_for(timeout=20_000)
     assert page.locator("#signin-error").inner_text() == f"Signed out: {problem['detail']}"
     assert traces(page, viewer_token["token"]) == []
-    page.close()
+    close_page(page)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import sign_in
+from browser_helpers import close_page, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -218,7 +218,7 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     # Phone width: the tables are cards, nothing scrolls sideways.
     page.set_viewport_size(PHONE)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    page.close()
+    close_page(page)
 
     # A member who is not an org admin (but admin of data-eng).
     code, bob = stack.call("POST", "/members", {"email": "bob@example.com", "name": "Bob"})
@@ -284,7 +284,7 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     _, bob_tokens = stack.call("GET", f"/members/{bob['id']}/tokens")
     assert [t["name"] for t in bob_tokens["items"]] == ["pasted"]
     assert stack.call("GET", "/me", token=bob_token["token"])[0] == 200
-    page.close()
+    close_page(page)
 
 
 def test_revoking_the_expiring_token_a_console_signed_in_with_says_it_signs_out(
@@ -321,4 +321,4 @@ def test_revoking_the_expiring_token_a_console_signed_in_with_says_it_signs_out(
     assert stack.call("GET", "/me", token=pasted["token"])[0] == 401
     _, left = stack.call("GET", f"/members/{dan['id']}/tokens")
     assert left["items"] == []
-    page.close()
+    close_page(page)

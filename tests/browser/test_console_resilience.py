@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from browser_helpers import (
     Held,
+    close_page,
     create_notebook_via_api,
     open_answer,
     route_as_running,
@@ -115,7 +116,7 @@ def test_an_edit_that_only_renames_keeps_timeouts_that_are_not_whole_minutes(
     wait(lambda: described(stack, nb_id)["idleTimeoutSeconds"] == 600, 10, "the new idle timeout")
     assert described(stack, nb_id)["detachedTimeoutSeconds"] == 3630
     assert patches[-1] == {"idleTimeoutSeconds": 600}
-    page.close()
+    close_page(page)
 
 
 def test_a_timeout_out_of_range_is_refused_in_the_forms_own_words(browser: Any, stack: Any) -> None:
@@ -149,7 +150,7 @@ def test_a_timeout_out_of_range_is_refused_in_the_forms_own_words(browser: Any, 
         "Detached timeout must be 0 (never) or 5 to 10080 minutes."
     )
     assert writes == []
-    page.close()
+    close_page(page)
 
 
 def test_a_notebook_deleted_elsewhere_sends_its_page_back_to_the_list(
@@ -182,7 +183,7 @@ def test_a_notebook_deleted_elsewhere_sends_its_page_back_to_the_list(
         page.clock.fast_forward(10_000)
     settle(page)
     assert not [u for u in asked if nb_id in u], asked
-    page.close()
+    close_page(page)
 
 
 def test_a_404_page_from_in_front_of_the_api_is_an_error_not_a_notebook_gone(
@@ -205,7 +206,7 @@ def test_a_404_page_from_in_front_of_the_api_is_an_error_not_a_notebook_gone(
     assert "HTTP 404 Not Found" in error.inner_text()
     assert page.url.endswith(f"#/notebooks/{nb_id}")
     assert page.locator("#notebooks-notice").is_hidden()
-    page.close()
+    close_page(page)
 
 
 def test_an_open_notebook_deleted_elsewhere_goes_back_to_the_list(browser: Any, stack: Any) -> None:
@@ -233,7 +234,7 @@ def test_an_open_notebook_deleted_elsewhere_goes_back_to_the_list(browser: Any, 
     frame = page.locator("#open-frame")
     assert frame.is_hidden() and frame.get_attribute("src") is None
     assert page.locator("#open-stop:visible").count() == 0
-    page.close()
+    close_page(page)
 
 
 def test_a_team_filter_the_member_lost_falls_back_to_any(browser: Any, stack: Any) -> None:
@@ -270,7 +271,7 @@ def test_a_team_filter_the_member_lost_falls_back_to_any(browser: Any, stack: An
     assert page.locator("#notebooks-error").is_hidden()
     notice = page.locator("#notebooks-notice")
     assert notice.is_visible() and "data-eng" in notice.inner_text()
-    page.close()
+    close_page(page)
 
 
 def test_coming_back_while_open_is_on_its_way_opens_at_once(browser: Any, stack: Any) -> None:
@@ -311,7 +312,7 @@ def test_coming_back_while_open_is_on_its_way_opens_at_once(browser: Any, stack:
     # Before its next poll (10 s after this visit began), with room for a slow machine.
     page.locator("#open-frame").wait_for(state="visible", timeout=7_000)
     assert page.locator("#open-error").is_hidden()
-    page.close()
+    close_page(page)
 
 
 def test_a_late_members_page_is_not_drawn_over_the_page_asked_for(browser: Any, stack: Any) -> None:
@@ -338,7 +339,7 @@ def test_a_late_members_page_is_not_drawn_over_the_page_asked_for(browser: Any, 
     assert members.count() == 50
     assert "Latecomer" in members.first.inner_text()
     assert page.locator("#members-page-info").inner_text() == "Page 1 of 2 · 52 members"
-    page.close()
+    close_page(page)
 
 
 def test_a_failed_me_at_load_offers_retry_not_sign_in(browser: Any, stack: Any) -> None:
@@ -378,7 +379,7 @@ def test_a_failed_me_at_load_offers_retry_not_sign_in(browser: Any, stack: Any) 
     assert page.locator("#view-retry").is_hidden()
     assert page.evaluate("sessionStorage.getItem('notebooks.token')") == signed_in_with
     assert console_tokens() == 1
-    page.close()
+    close_page(page)
 
 
 def test_the_retry_page_signs_out_of_the_tab_when_the_api_stays_down(
@@ -401,7 +402,7 @@ def test_the_retry_page_signs_out_of_the_tab_when_the_api_stays_down(
     page.get_by_role("heading", name="Sign in").wait_for()
     assert "the console's token was not revoked" in page.locator("#signin-error").inner_text()
     assert page.evaluate("sessionStorage.getItem('notebooks.token')") is None
-    page.close()
+    close_page(page)
 
 
 def test_an_html_error_page_is_shown_as_its_status_line(browser: Any, stack: Any) -> None:
@@ -432,7 +433,7 @@ def test_an_html_error_page_is_shown_as_its_status_line(browser: Any, stack: Any
     not_json = "HTTP 200 OK: the answer is not the API's JSON"
     assert error.inner_text() == f"Could not load notebooks: {not_json}"
     assert "<" not in error.inner_text()
-    page.close()
+    close_page(page)
 
 
 def test_a_stopped_notebooks_open_view_says_so_in_a_sentence_and_offers_start(
@@ -470,7 +471,7 @@ def test_a_stopped_notebooks_open_view_says_so_in_a_sentence_and_offers_start(
     expect(page.locator("#open-error")).to_be_hidden()
     assert starts == ["POST"]
     page.unroute_all(behavior="ignoreErrors")  # a poll on its way as the page closes
-    page.close()
+    close_page(page)
 
 
 def test_a_team_viewer_is_offered_neither_start_nor_stop(browser: Any, stack: Any) -> None:
@@ -492,4 +493,4 @@ def test_a_team_viewer_is_offered_neither_start_nor_stop(browser: Any, stack: An
     )
     expect(page.locator("#open-start")).to_be_hidden()
     expect(page.locator("#open-stop")).to_be_hidden()
-    page.close()
+    close_page(page)

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from browser_helpers import create_notebook_via_api
+from browser_helpers import close_page, create_notebook_via_api
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -91,4 +91,4 @@ def test_each_notebook_has_its_own_origin_and_cannot_reach_another(
     # Alpha's own page still works as Marimo's: its own API answers.
     (own,) = alpha_page.evaluate(READ_ATTEMPTS, [f"/notebooks/{alpha}/api/version"])
     assert own.startswith("200 "), own
-    page.close()
+    close_page(page)
