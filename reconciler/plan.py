@@ -259,7 +259,9 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
     if nb.start_deadline_at is None:
         actions = (Action.ARM_DEADLINE,)  # this pass is the session's first attempt
     elif now >= nb.start_deadline_at:
-        return failed(f"start deadline passed ({_not_ready(observed)})", "deadline")
+        last = _start_error(nb.status_message)
+        error = f": {last}" if last is not None else ""
+        return failed(f"start deadline passed{error} ({_not_ready(observed)})", "deadline")
     if Phase.ABSENT in (observed.sail.phase, observed.marimo.phase):
         actions = (*actions, Action.ENSURE_RUNNING)
     elif _terminating(observed):
@@ -363,9 +365,19 @@ _RESTARTING_HEADS = frozenset(
 
 
 def _retry_error(message: str) -> str | None:
-    """The error of a message `attempt_raised` wrote, else None."""
+    """The error of a repair's message `attempt_raised` wrote, else None."""
     head, retrying, error = message.partition(RETRYING)
     return error if retrying and head in _RESTARTING_HEADS else None
+
+
+# The head of what `attempt_raised` writes for a start's own attempt.
+_START_ATTEMPT = "start attempt"
+
+
+def _start_error(message: str) -> str | None:
+    """The error of a start attempt's message `attempt_raised` wrote, else None."""
+    head, retrying, error = message.partition(RETRYING)
+    return error if retrying and head == _START_ATTEMPT else None
 
 
 def _repair_failed(nb: NotebookState, observed: Observation, broken: str) -> str:
@@ -393,8 +405,9 @@ def restarts_a_repair(nb: NotebookState, p: Plan) -> bool:
 def attempt_raised(nb: NotebookState, p: Plan, observed: Observation, error: str) -> Plan | None:
     """What to record when applying `p` raised a transient error (the pass is
     retried with back-off): for a repair, `starting` with a message saying
-    the restart fails; None for anything else (a start's attempts are
-    bounded by its deadline and show their step).
+    the restart fails; for a start's own attempt, the error it met (a
+    namespace that does not exist, a quota full), which its failure at the
+    deadline repeats; None for anything else (a teardown is retried).
 
     The message also marks the row (`repair_retrying`): the next pass reads
     the component that died before the repair as still to be restarted,
@@ -402,7 +415,9 @@ def attempt_raised(nb: NotebookState, p: Plan, observed: Observation, error: str
     The deadline the first attempt armed bounds it: past it, `plan` fails
     the notebook with this error."""
     if not restarts_a_repair(nb, p):
-        return None
+        if nb.status is not Status.STARTING or Action.ENSURE_RUNNING not in p.actions:
+            return None
+        return Plan((), Status.STARTING, f"{_START_ATTEMPT}{RETRYING}{error}", outcome="error")
     return Plan(
         (),
         Status.STARTING,

@@ -403,3 +403,29 @@ async def test_a_failed_starts_teardown_that_raises_is_finished_by_the_next_pass
     row = await rows.get(nid)
     assert row["status"] == "failed" and row["runtime_state"] == {}
     assert (await reconcile_once(deps, nid)).outcome == "noop"  # settled
+
+
+async def test_a_start_whose_attempts_keep_raising_says_why_and_fails_with_it(rows, pool):
+    """A first start the runtime refuses every time (a Kubernetes namespace
+    that does not exist, a quota full): the member reads the error while it
+    is retried, and the failure at the deadline names it."""
+    clock = FakeClock()
+    runtime = MarimoDiesAndCannotRestart()
+    runtime.refusing = DISK_FULL
+    deps = Deps(pool=pool, runtime=runtime, clock=clock, start_deadline_seconds=DEADLINE)
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now(), deadline=DEADLINE)
+    error = "OSError: [Errno 28] No space left on device"
+    with pytest.raises(OSError):
+        await reconcile_once(deps, nid)
+    row = await rows.get(nid)
+    assert (row["status"], row["status_message"]) == (
+        "starting",
+        f"start attempt failed, retrying: {error}",
+    )
+    clock.advance(DEADLINE)
+    assert (await reconcile_once(deps, nid)).outcome == "deadline"
+    row = await rows.get(nid)
+    assert row["status"] == "failed"
+    assert row["status_message"] == (f"start deadline passed: {error} (Sail absent; Marimo absent)")
+    assert runtime.starts == 1 and runtime.stopped == 1

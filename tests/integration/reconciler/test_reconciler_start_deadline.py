@@ -105,7 +105,10 @@ async def test_a_start_whose_attempts_keep_failing_still_fails_at_its_deadline(r
     assert (await reconcile_once(deps, nid)).outcome == "deadline"
     row = await rows.get(nid)
     assert row["status"] == "failed"
-    assert row["status_message"] == "start deadline passed (Sail absent; Marimo absent)"
+    assert row["status_message"] == (  # the last attempt's error first
+        "start deadline passed: ConnectionResetError: API server unavailable"
+        " (Sail absent; Marimo absent)"
+    )
     assert runtime.starts == 2 and runtime.stopped == 1  # torn down, not tried again
 
 

@@ -18,6 +18,7 @@ from reconciler.plan import (
     NotebookState,
     attempt_raised,
     plan,
+    repair_retrying,
 )
 from reconciler.runtime.base import ABSENT, Component, Observation, Phase
 
@@ -429,9 +430,7 @@ def test_a_restart_that_raised_moves_to_starting_and_says_so() -> None:
     p = plan(nb(R, Status.RUNNING), both, NOW)
     said = attempt_raised(nb(R, Status.RUNNING), p, both, "boom")
     assert said is not None and said.status_message.startswith("restarting Sail and Marimo failed")
-    # A start's attempt (bounded by its own deadline) and a teardown record nothing.
-    start = nb(R, Status.STARTING)
-    assert attempt_raised(start, plan(start, OBS["nothing"], NOW), OBS["nothing"], "x") is None
+    # A teardown records nothing (it is retried); a start's attempt, below.
     stop = nb(ST, Status.STOPPING)
     assert attempt_raised(stop, plan(stop, OBS["ready"], NOW), OBS["ready"], "x") is None
 
@@ -533,3 +532,26 @@ def test_a_start_says_what_its_component_waits_for() -> None:
         Status.STARTING,
         "starting Sail (waiting for a node: 0/3 nodes fit)",
     )
+
+
+def test_a_start_attempt_that_raised_says_so_and_its_failure_repeats_it() -> None:
+    """A start whose runtime refuses every attempt (a namespace that does not
+    exist, a quota full) says why while it retries, and its failure at the
+    deadline names that error, not only what was absent."""
+    start = nb(R, Status.STARTING, start_deadline_at=NOW + timedelta(seconds=1))
+    p = plan(start, OBS["nothing"], NOW)
+    error = 'ApiException (404): namespaces "notebooks" not found'
+    said = attempt_raised(start, p, OBS["nothing"], error)
+    assert said is not None
+    assert (said.actions, said.status) == ((), Status.STARTING)
+    assert said.status_message == f"start attempt failed, retrying: {error}"
+    retrying = replace(start, status_message=said.status_message)
+    assert not repair_retrying(retrying)  # a start, not a repair: no repair's marker
+    again = plan(retrying, OBS["nothing"], NOW)
+    assert (again.actions, again.status) == ((E_RUN,), Status.STARTING)
+    late = plan(retrying, OBS["nothing"], NOW + timedelta(seconds=1))
+    assert (late.status, late.outcome) == (Status.FAILED, "deadline")
+    assert late.status_message == f"start deadline passed: {error} (Sail absent; Marimo absent)"
+    # A start whose last attempt did not raise fails as before, on what was absent.
+    plain = plan(start, OBS["nothing"], NOW + timedelta(seconds=1))
+    assert plain.status_message == "start deadline passed (Sail absent; Marimo absent)"
