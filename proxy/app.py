@@ -118,8 +118,12 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
     prefix = f"/notebooks/{notebook_id}"
     raw = request.raw_path
     # Absolute-form (`GET http://host/notebooks/…`) is for proxies of proxies:
-    # its raw path is the whole URL, no path of ours.
-    relative = normalize(unquote(raw.partition("?")[0])[len(prefix) :]) if raw[:1] == "/" else None
+    # its raw path is the whole URL, no path of ours. A fragment has no place
+    # in a request target (RFC 9112 §3.2): Marimo's parser (and the client's)
+    # would cut it off, so the path judged here would not be the one it runs
+    # (`/api/kernel/shutdown#x` past the refusal of `/api/kernel/shutdown`).
+    ours = raw[:1] == "/" and "#" not in raw
+    relative = normalize(unquote(raw.partition("?")[0])[len(prefix) :]) if ours else None
     if relative is None:
         metrics.REQUESTS.labels(kind, "bad_path").inc()
         return pages.page(400, "Bad path", "That path is not allowed.")

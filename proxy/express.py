@@ -366,8 +366,8 @@ class ExpressConnection(asyncio.Protocol):
         if method in (b"HEAD", b"CONNECT") or self._parser.should_upgrade():
             return None
         path, _, _ = self._url.partition(b"?")
-        if not path.startswith(PREFIX):
-            return None
+        if not path.startswith(PREFIX) or b"#" in self._url:
+            return None  # a fragment: aiohttp's path refuses it (see handle_notebook)
         notebook_id, slash, _ = path[len(PREFIX) :].partition(b"/")
         self._notebook_id = notebook_id.decode("latin-1")
         if not slash or not is_valid_id(self._notebook_id):

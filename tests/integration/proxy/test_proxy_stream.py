@@ -1129,6 +1129,30 @@ async def test_marimos_absolute_redirect_reaches_the_browser_as_a_path(echo, met
     assert len(upstream.seen) == 1
 
 
+@pytest.mark.parametrize("expect", [False, True])  # the lane, then aiohttp's path
+async def test_a_fragment_in_the_target_does_not_hide_a_refused_route(echo, expect: bool) -> None:  # type: ignore[no-untyped-def]
+    """Marimo cuts a request target at `#`: judged with it, `shutdown#x` was
+    not `shutdown`, and Marimo ran it (a security audit ended an owner's
+    Marimo, and installed packages, this way). A fragment is refused."""
+    upstream, p = echo
+    cookie = await p.cookie(p.world.owner, "edit")
+    headers = [*browser_headers(cookie), ("Content-Length", "0")]
+    if expect:
+        headers.append(("Expect", "100-continue"))
+    for target in (
+        f"/notebooks/{NB}/api/kernel/shutdown#x",
+        f"/notebooks/{NB}/api/packages/add#",
+        f"/notebooks/{NB}/echo?a=1#/../api/kernel/shutdown",
+    ):
+        async with raw_request(p, "POST", target, headers) as (resp, reader):
+            status = resp.status
+            if status == 100:  # aiohttp's interim answer to Expect; the final one follows
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                status = int(head.split(b" ", 2)[1])
+            assert status == 400, target
+    assert not upstream.seen
+
+
 async def test_two_host_headers_are_refused_on_either_path(echo) -> None:  # type: ignore[no-untyped-def]
     upstream, p = echo
     cookie = await p.cookie(p.world.owner, "edit")
