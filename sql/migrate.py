@@ -2,7 +2,10 @@
 
 Safe to run from several processes at once (advisory lock) and again and
 again (already-applied files are skipped; pgqueuer is installed only once).
-Each file is one transaction: a file that fails leaves nothing of itself.
+The pending files are one transaction: a file that fails leaves nothing of
+the upgrade, so the database stays at the version the previous release runs
+on (committed file by file, it stopped half-way at a version that release
+refuses, and the operator could go neither back nor on).
 """
 
 from __future__ import annotations
@@ -84,42 +87,55 @@ async def migrate(dsn: str, lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS) 
             refuse_newer(done)
             pending = [f for f in migration_files() if f[0] not in done]
             refuse_out_of_order(pending, done)
-            for version, name, path in pending:
-                await _apply(conn, version, name, path, lock_timeout_seconds)
-                applied_now.append(version)
+            if pending:
+                await _apply(conn, pending, lock_timeout_seconds, before=max(done, default=0))
+                applied_now = [version for version, _, _ in pending]
             pgq = Queries.from_psycopg_connection(conn)
             if not await pgq.schema_is_installed():
                 await pgq.install()
             else:
                 await pgq.upgrade()
         finally:
-            await conn.execute("select pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            if not conn.broken:  # a lost connection drops the lock; its error is the news
+                await conn.execute("select pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
 
 
 async def _apply(
-    conn: psycopg.AsyncConnection, version: int, name: str, path: Path, lock_timeout: float
+    conn: psycopg.AsyncConnection,
+    pending: list[tuple[int, str, Path]],
+    lock_timeout: float,
+    *,
+    before: int,
 ) -> None:
-    file = path.name
+    """Every pending file and its schema_migrations row, in one transaction."""
+    file = ""
+    stays = f"the database stays at version {before}" if before else "the database stays empty"
     try:
         async with conn.transaction():
-            await conn.execute(f"set local lock_timeout = '{int(lock_timeout * 1000)}ms'")
-            await conn.execute(path.read_text())
-            await conn.execute(
-                "insert into schema_migrations (version, name) values (%s, %s)", (version, name)
-            )
+            # Each file starts with the default; one may set its own (0012 does).
+            for version, name, path in pending:
+                file = path.name
+                await conn.execute(f"set local lock_timeout = '{int(lock_timeout * 1000)}ms'")
+                await conn.execute(path.read_text())
+                await conn.execute(
+                    "insert into schema_migrations (version, name) values (%s, %s)",
+                    (version, name),
+                )
     except psycopg.errors.LockNotAvailable as exc:
         raise MigrationError(
             f"migration {file} waited over {lock_timeout:g} s for a lock on a table it "
             "changes (another transaction holds it: a backup, an open session) and changed "
-            "nothing; run it again once that transaction ends"
+            f"nothing, nor did the upgrade ({stays}); run it again once that transaction ends"
         ) from exc
     except psycopg.Error as exc:
         if conn.broken or exc.sqlstate is None:
             raise  # the connection itself: cli says so as it does for any command
         # Anything the server refused (a constraint, a timeout, a deadlock)
         why = " ".join(str(exc).split())
-        raise MigrationError(f"migration {file} failed and changed nothing: {why}") from exc
+        raise MigrationError(
+            f"migration {file} failed and changed nothing, nor did the upgrade ({stays}): {why}"
+        ) from exc
 
 
 async def is_current(conn: psycopg.AsyncConnection) -> bool:

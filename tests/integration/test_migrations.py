@@ -162,10 +162,39 @@ def test_a_failing_migration_names_its_file_and_changes_nothing(
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(
         "notebooks migrate: error: migration 0005_member_email_case.sql failed and changed "
-        "nothing: "
+        "nothing, nor did the upgrade (the database stays at version 4): "
     )
     assert "members_org_email_ci" in line
     assert _versions(empty_database_url) == [v for v, _, _ in migration_files() if v < 5]
+
+
+async def test_a_file_that_fails_leaves_the_whole_upgrade_unapplied(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files 0007 on applied, then one fails: none of them stays, so the
+    database is still at 6, where the release before runs. Committed file
+    by file, it stopped at 12, which that release refuses (an upgrade
+    audit): neither back nor on without a backup."""
+    with _schema_before(empty_database_url, 7):
+        pass
+    bad = tmp_path / "0099_bad.sql"
+    bad.write_text("alter table no_such_table add column x int;")
+    files = [*migration_files(), (99, "bad", bad)]
+    monkeypatch.setattr("sql.migrate.migration_files", lambda: files)
+    with pytest.raises(MigrationError) as caught:
+        await migrate(empty_database_url)
+    assert str(caught.value).startswith(
+        "migration 0099_bad.sql failed and changed nothing, nor did the upgrade"
+        " (the database stays at version 6): "
+    )
+    assert _versions(empty_database_url) == [v for v, _, _ in migration_files() if v < 7]
+    with psycopg.connect(empty_database_url) as conn:  # 0007's column is not there either
+        columns = conn.execute(
+            "select column_name from information_schema.columns where table_name = 'api_tokens'"
+        )
+        assert "made_by" not in {r[0] for r in columns}
+    monkeypatch.setattr("sql.migrate.migration_files", lambda: files[:-1])
+    assert await migrate(empty_database_url) == [v for v, _, _ in migration_files() if v >= 7]
 
 
 def test_a_schema_newer_than_this_release_is_refused(
@@ -232,7 +261,7 @@ async def test_a_file_the_server_cancels_is_named_too(
     with pytest.raises(MigrationError) as caught:
         await migrate(impatient)
     assert str(caught.value) == (
-        "migration 0099_slow.sql failed and changed nothing: "
-        "canceling statement due to statement timeout"
+        f"migration 0099_slow.sql failed and changed nothing, nor did the upgrade (the database"
+        f" stays at version {latest_version()}): canceling statement due to statement timeout"
     )
     assert 99 not in _versions(empty_database_url)
