@@ -58,8 +58,9 @@ def _prune_dead_handles(pgdata: Path) -> None:
     that was killed outright stays listed forever. Drop the dead ones."""
     path = pgdata / ".handle_pids.json"
     with contextlib.suppress(FileNotFoundError, ValueError):
+        listed_at = path.stat().st_mtime
         pids = json.loads(path.read_text())
-        alive = [pid for pid in pids if _alive(pid)]
+        alive = [pid for pid in pids if _holding(pid, listed_at)]
         if alive != pids:
             path.write_text(json.dumps(alive))
 
@@ -112,14 +113,21 @@ def revive_embedded(data_dir: Path) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def _holding(pid: int, listed_at: float) -> bool:
+    """Whether `pid` may still be a holder listed at `listed_at`: a running
+    process, not a zombie (a `notebooks up` killed outright stays one until
+    its parent reaps it, seconds under some init processes, and kept the
+    server up after the next `up` stopped), and not one started after the
+    list was written (its pid reused)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return proc.create_time() <= listed_at + 1  # create times are rounded
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 @contextlib.contextmanager
