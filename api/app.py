@@ -220,6 +220,22 @@ async def _index(_: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
+def _static_files() -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    """The console's files, known at start: any other name is the API's own
+    404 (problem+json), where aiohttp's static route answered an empty
+    octet-stream. Conditional and range requests stay aiohttp's (304, 412,
+    416, as RFC 9110 has them)."""
+    names = frozenset(f.name for f in STATIC_DIR.iterdir() if f.is_file())
+
+    async def static_file(request: web.Request) -> web.FileResponse:
+        name = request.match_info["name"]
+        if name not in names:
+            raise web.HTTPNotFound()
+        return web.FileResponse(STATIC_DIR / name)
+
+    return static_file
+
+
 def secure_answer(headers: MutableMapping[str, str], policy: str, *, api: bool) -> None:
     """The headers every answer of the API carries: the console's files and
     the API's JSON alike (the console's page is also served as
@@ -301,7 +317,7 @@ def create_app(
     app.on_response_prepare.append(_on_prepare(policy))
     if STATIC_DIR.is_dir():
         app.router.add_get("/", _index)
-        app.router.add_static("/static/", STATIC_DIR)
+        app.router.add_get("/static/{name}", _static_files())
     metrics.create_series([(BASE + op.path, op.method) for op in OPS])
     return app
 

@@ -172,7 +172,11 @@ async def test_console_is_served_from_static(client: TestClient, settings: Any) 
         assert headers["Content-Security-Policy"] == resp.headers["Content-Security-Policy"], path
     resp = await client.get("/static/api.js")
     assert resp.status == 200
-    assert (await client.get("/static/../app.py")).status == 404
+    for missing in ("/static/../app.py", "/static/nope.js", "/static/", "/static/%2e%2e/app.py"):
+        resp = await client.get(missing)
+        assert resp.status == 404, missing
+        assert resp.content_type == "application/problem+json", missing  # not an empty file
+        assert (await resp.json())["code"] == "not_found", missing
 
 
 async def test_console_files_are_revalidated_api_answers_never_stored_and_no_opener(
