@@ -406,7 +406,7 @@ async def _arm_deadline(deps: Deps, row: dict[str, Any], now: datetime) -> bool:
     return armed is not None
 
 
-async def _auto_stop(conn: AsyncConnection[Any], row: dict[str, Any], now: datetime) -> bool:
+async def _auto_stop(conn: AsyncConnection[Any], row: dict[str, Any]) -> bool:
     """Desired state → stopped (generation + 1), unless a ping or a member's
     change got there first."""
     stopped = await fetchone(
@@ -415,7 +415,6 @@ async def _auto_stop(conn: AsyncConnection[Any], row: dict[str, Any], now: datet
         {
             "id": row["id"],
             "generation": row["generation"],
-            "now": now,
             "last_active_at": row["last_active_at"],
             "idle_timeout_seconds": row["idle_timeout_seconds"],
             "detached_timeout_seconds": row["detached_timeout_seconds"],
@@ -457,7 +456,7 @@ async def _write(
             return False  # e.g. a ping moved idle → running meanwhile: plan again
         if p.presence and moves and await _pinged_since(conn, row, locked):
             return False  # running → idle decided on a ping older than one just made
-        if auto_stop and not await _auto_stop(conn, row, now):
+        if auto_stop and not await _auto_stop(conn, row):
             return False
         if moves:
             await conn.execute(

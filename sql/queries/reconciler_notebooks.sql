@@ -72,8 +72,10 @@ update notebooks
 -- The reconciler's own decision to stop (idle/detached timeout): desired
 -- state moves, so generation moves; only if nobody changed it meanwhile: no
 -- ping, and no new timeout (a member who just turned it off keeps it running).
+-- Not `updated_at`: that (with `updated_by`) is a member's last change; the
+-- platform's is in the event the stop records.
 update notebooks
-   set desired_state = 'stopped', generation = generation + 1, updated_at = %(now)s
+   set desired_state = 'stopped', generation = generation + 1
  where id = %(id)s and generation = %(generation)s and desired_state = 'running'
    and last_active_at is not distinct from %(last_active_at)s
    and idle_timeout_seconds = %(idle_timeout_seconds)s

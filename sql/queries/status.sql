@@ -4,6 +4,10 @@
 -- notebook's message is empty, yet its history says why it runs);
 -- an unchanged status records one only when asked (`record_unchanged`: a
 -- delete of a notebook already stopping keeps who asked for it).
+-- `updated_at` is not touched: with `updated_by` it names a member's last
+-- change (a start, a stop, a rename); a status change has status_changed_at,
+-- and its actor is in the event ("Updated now by Ann" after the platform
+-- stopped the notebook named the wrong one).
 
 -- Stamped never earlier than the notebook's last event (`at`): the writers'
 -- clocks differ (API replicas, workers), and a write that waited for the
@@ -22,8 +26,7 @@ with old as (
     update notebooks n
        set status = %(status)s,
            status_message = %(status_message)s,
-           status_changed_at = case when n.status <> %(status)s then old.at else n.status_changed_at end,
-           updated_at = old.at
+           status_changed_at = case when n.status <> %(status)s then old.at else n.status_changed_at end
       from old
      where n.id = old.id
     returning n.id

@@ -69,12 +69,15 @@ async def test_auto_stop_reason_is_committed_with_the_stop_before_the_teardown(r
     runtime = TeardownFailsOnce(_shown((await rows.get(nid))["session_id"], READY))
     deps = Deps(pool=pool, runtime=runtime, clock=clock)
     assert (await reconcile_once(deps, nid)).outcome == "ready"
+    changed = {k: (await rows.get(nid))[k] for k in ("updated_at", "updated_by")}
 
     clock.advance(3600)  # nobody came back since the start: idle for the whole timeout
     with pytest.raises(ConnectionResetError):
         await reconcile_once(deps, nid)
     row = await rows.get(nid)
     assert (row["desired_state"], row["status"]) == ("stopped", "stopping")
+    # "Updated … by" stays the member's last change: the stop is the platform's (its event).
+    assert {k: row[k] for k in changed} == changed
     assert row["status_message"] == "idle for 3600 s"
 
     # The next passes finish the teardown; the reason stays the auto-stop's.
