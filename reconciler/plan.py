@@ -135,6 +135,16 @@ def _failure(observed: Observation) -> str | None:
     return "; ".join(reasons) or None
 
 
+def _ended_unwatched(observed: Observation) -> bool:
+    """Every failed component ended while no worker watched it: the
+    platform was down (its processes killed with it), not the start's own
+    failure. A start in progress then is made again, within its deadline,
+    not failed on what the crash did (an audit killed a whole stack: both
+    starting notebooks came back `failed`)."""
+    failures = [c for _, c in _components(observed) if c.phase is Phase.FAILED]
+    return bool(failures) and all(c.unwatched and not c.terminal for c in failures)
+
+
 def _not_ready(observed: Observation) -> str:
     """What each component that is not ready is doing (or why it failed)."""
     return "; ".join(
@@ -243,7 +253,8 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
         # observed: no restart was issued yet, so it is not the restart's
         # own failure (which `_failure` below would fail at once).
         return _plan_repair(nb, observed, now)
-    if (reason := _failure(observed)) is not None:
+    restart = _ended_unwatched(observed)
+    if (reason := _failure(observed)) is not None and not restart:
         return failed(reason, "failed")
     if _both_ready(observed):
         return Plan(
@@ -262,7 +273,7 @@ def _plan_starting(nb: NotebookState, observed: Observation, now: datetime) -> P
         last = _start_error(nb.status_message)
         error = f": {last}" if last is not None else ""
         return failed(f"start deadline passed{error} ({_not_ready(observed)})", "deadline")
-    if Phase.ABSENT in (observed.sail.phase, observed.marimo.phase):
+    if restart or Phase.ABSENT in (observed.sail.phase, observed.marimo.phase):
         actions = (*actions, Action.ENSURE_RUNNING)
     elif _terminating(observed):
         # A component of this session being deleted (its pod evicted, its

@@ -226,7 +226,8 @@ class LocalRuntime:
                     # Not a failure yet: the next ensure_running starts it on another port.
                     return Component(Phase.ABSENT, f"{name}'s port {proc.port} was in use")
                 reason = procs.death_reason(name, proc, (self._token(notebook_id),))
-                return Component(Phase.FAILED, reason)
+                unwatched = procs.exit_code(proc) is None  # spawned before this worker ran
+                return Component(Phase.FAILED, reason, unwatched=unwatched)
             healthy = (
                 await probes.sail_healthy(proc.port)
                 if name == "Sail"

@@ -5,6 +5,7 @@ that arrives while the notebook is still starting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -114,6 +115,46 @@ async def test_worker_killed_mid_start_is_replaced_and_processes_are_adopted(
     assert state_after["marimo"]["pid"] == state_before["marimo"]["pid"]
     assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
     await asyncio.sleep(0)  # let the teardown stop the worker; leftovers are killed there
+
+
+async def test_a_start_under_way_when_the_whole_stack_died_is_made_again_not_failed(
+    rows, worker, rsettings: Settings
+):
+    """The worker and the start's own Sail and Marimo killed together (a
+    host restart, the stack's cgroup killed): a worker started afterwards
+    sees both dead, ended while nobody watched them, and starts them again
+    within the deadline. Before, the start was failed on "Sail exited"."""
+    nid = await rows.notebook()
+    proc = await worker_process(rsettings)
+    run_state = rsettings.data_dir / "run" / nid / "state.json"
+    try:
+        await rows.start(nid)
+
+        def marimo_spawned(_: object) -> bool:
+            return run_state.exists() and "marimo" in json.loads(run_state.read_text())
+
+        await rows.wait_for(nid, marimo_spawned, timeout=60)
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(proc.wait(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.wait(), 10)
+    before = json.loads(run_state.read_text())
+    for kind in ("sail", "marimo"):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(before[kind]["pid"], signal.SIGKILL)
+    assert (await rows.get(nid))["status"] == "starting"  # type: ignore[index]
+
+    await worker()
+    row = await rows.wait_status(nid, "running", "failed", timeout=90)
+    assert row["status"] == "running", row["status_message"]
+    after = json.loads(run_state.read_text())
+    assert {after[k]["pid"] for k in ("sail", "marimo")}.isdisjoint(
+        {before[k]["pid"] for k in ("sail", "marimo")}
+    )
+    assert kinds(processes_for(rsettings.data_dir, nid)) == ["marimo", "sail"]
+    assert [e["to_status"] for e in await rows.events(nid)][-2:] == ["starting", "running"]
 
 
 async def test_a_restarted_worker_adopts_running_notebooks_without_restarting_them(

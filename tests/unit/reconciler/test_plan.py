@@ -555,3 +555,20 @@ def test_a_start_attempt_that_raised_says_so_and_its_failure_repeats_it() -> Non
     # A start whose last attempt did not raise fails as before, on what was absent.
     plain = plan(start, OBS["nothing"], NOW + timedelta(seconds=1))
     assert plain.status_message == "start deadline passed (Sail absent; Marimo absent)"
+
+
+def test_a_start_whose_processes_ended_unwatched_is_made_again_within_its_deadline() -> None:
+    """Killed with the whole platform (no worker saw them end): started
+    again, not failed on it; one seen to fail still fails the start, and so
+    does the deadline."""
+    start = nb(R, Status.STARTING, start_deadline_at=NOW + timedelta(seconds=1))
+    crashed = Component(Phase.FAILED, "Sail exited: starting", unwatched=True)
+    both = Observation(S, sail=crashed, marimo=replace(crashed, detail="Marimo exited"))
+    again = plan(start, both, NOW)
+    assert (again.actions, again.status) == ((E_RUN,), Status.STARTING)
+    assert again.status_message == "starting Sail"
+    seen = Observation(S, sail=crashed, marimo=Component(Phase.FAILED, "Marimo exited with code 1"))
+    assert plan(start, seen, NOW).status is Status.FAILED
+    late = plan(start, both, NOW + timedelta(seconds=1))
+    assert (late.status, late.outcome) == (Status.FAILED, "deadline")
+    assert late.status_message == "start deadline passed (Sail exited: starting; Marimo exited)"
