@@ -4,6 +4,10 @@ also requires for the transactional enqueue)."""
 
 from __future__ import annotations
 
+import time
+import weakref
+from typing import Any
+
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
@@ -43,6 +47,33 @@ def with_session_options(dsn: str, *, statement_timeout_seconds: int = 0) -> str
     return add_options(dsn, session_options(statement_timeout_seconds=statement_timeout_seconds))
 
 
+# A pooled connection idle this long is checked (one empty query) before it
+# is handed out: after a PostgreSQL restart (a failover, `up` reviving its
+# embedded server) every idle one is dead, and each would have failed one
+# request with a 503. A busy pool's connections are never idle that long,
+# so the hot path pays nothing.
+CHECK_AFTER_IDLE_SECONDS = 2.0
+
+
+class _IdleCheck:
+    """The pool's `check` and `reset` callbacks: when each connection came
+    back, and a check only of one that has sat since."""
+
+    def __init__(self, after_seconds: float) -> None:
+        self.after = after_seconds
+        self.returned: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def reset(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.returned[conn] = time.monotonic()
+
+    async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        back = self.returned.get(conn)
+        if back is None or time.monotonic() - back >= self.after:
+            await AsyncConnectionPool.check_connection(conn)  # raises: the pool replaces it
+
+
 async def open_pool(
     dsn: str,
     *,
@@ -50,18 +81,23 @@ async def open_pool(
     max_size: int = 10,
     wait_seconds: float = 30.0,
     statement_timeout_seconds: int = 0,
+    check_after_idle_seconds: float = CHECK_AFTER_IDLE_SECONDS,
 ) -> AsyncConnectionPool:
     """`wait_seconds`: how long taking a connection waits before PoolTimeout.
     `statement_timeout_seconds` (0: none): the longest a statement may run,
     or a transaction sit idle, on these connections, so that a request stuck
     behind a lock (or one stuck holding it) gives its connection back.
-    JIT compilation is off on them (`session_options`)."""
+    JIT compilation is off on them (`session_options`). A connection idle
+    `check_after_idle_seconds` is checked before use (`_IdleCheck`)."""
+    idle = _IdleCheck(check_after_idle_seconds)
     pool = AsyncConnectionPool(
         with_session_options(dsn, statement_timeout_seconds=statement_timeout_seconds),
         min_size=min_size,
         max_size=max_size,
         timeout=wait_seconds,
         kwargs={"autocommit": True, "row_factory": dict_row},
+        check=idle.check,
+        reset=idle.reset,
         open=False,
     )
     await pool.open(wait=True, timeout=30)
