@@ -46,7 +46,15 @@ from reconciler.runtime.base import (
     TerminalError,
     WorkloadSpec,
 )
-from reconciler.runtime.local_pool import CLAIM, WORK, LocalPool, flock, remove_tree, shape
+from reconciler.runtime.local_pool import (
+    CLAIM,
+    WORK,
+    LocalPool,
+    flock,
+    remove_tree,
+    remove_warm_files,
+    shape,
+)
 from reconciler.runtime.local_pool import read as read_proc
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
 
@@ -464,6 +472,9 @@ class LocalRuntime:
         owned = procs.Proc.from_json((state or {}).get("sail"))
         if owned is None or owned.pid != proc.pid:
             await procs.stop(proc, signal.SIGINT, self.stop_grace, Path(proc.cwd))
+            # Cut short before its files moved here, they are still the pool's
+            # (the record names where they were): nobody else would remove them.
+            await remove_warm_files(proc)
         claim_file.unlink(missing_ok=True)
 
     def _env(self, spec: SessionSpec) -> dict[str, str]:

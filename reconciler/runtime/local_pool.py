@@ -122,7 +122,7 @@ def _first_left(root: Path) -> str:
     return str(root)
 
 
-async def _remove(proc: procs.Proc) -> None:
+async def remove_warm_files(proc: procs.Proc) -> None:
     """A warm Sail's files, once it is gone."""
     Path(proc.log).unlink(missing_ok=True)
     if proc.cwd:
@@ -218,7 +218,7 @@ class LocalPool:
                 continue  # another worker took it first
             if not procs.is_alive(proc):  # died meanwhile
                 await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))
-                await _remove(proc)
+                await remove_warm_files(proc)
                 dest.unlink(missing_ok=True)
                 continue
             # Now ours alone: its own scratch directory and log move with it
@@ -329,7 +329,7 @@ class LocalPool:
     async def _discard(path: Path, proc: procs.Proc) -> None:
         await procs.stop(proc, signal.SIGKILL, 0, Path(proc.cwd))  # its group's leftovers
         path.unlink(missing_ok=True)
-        await _remove(proc)
+        await remove_warm_files(proc)
 
     @staticmethod
     async def _stop_unrecorded(directory: Path) -> None:
@@ -355,7 +355,7 @@ class LocalPool:
         for path, proc in self._entries(directory, "*.draining"):
             await procs.stop(proc, signal.SIGINT, 5, Path(proc.cwd or directory))
             path.unlink(missing_ok=True)
-            await _remove(proc)
+            await remove_warm_files(proc)
             stopped += 1
         return stopped
 

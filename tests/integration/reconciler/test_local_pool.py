@@ -27,7 +27,7 @@ from common.settings import Settings
 from reconciler.runtime import probes, procs
 from reconciler.runtime.base import Observation, Phase, SessionSpec, WorkloadSpec
 from reconciler.runtime.local import LocalRuntime
-from reconciler.runtime.local_pool import SHAPE_IDLE_SECONDS, LocalPool
+from reconciler.runtime.local_pool import SHAPE_IDLE_SECONDS, LocalPool, take
 
 pytestmark = pytest.mark.slow
 
@@ -322,6 +322,31 @@ async def test_a_claim_not_recorded_by_a_dying_worker_is_stopped(rsettings: Sett
         assert (run_dir / "sail.claim").exists() and rt.pool.members(workload) == []
         await rt.ensure_stopped(spec.notebook_id)  # the notebook's next stop (or start)
         assert gone(warm) and not (run_dir / "sail.claim").exists()
+    finally:
+        await rt.close()
+    assert processes_under(rsettings.data_dir) == []
+
+
+async def test_a_claim_cut_short_before_its_files_moved_leaves_none_in_the_pool(
+    rsettings: Settings,
+):
+    """A worker died right after renaming the warm Sail's record (its log
+    and scratch directory still in the pool's): the Sail is stopped and its
+    files go too (they stayed for ever, a crash audit found)."""
+    workload = WorkloadSpec(env={"TEAM": "cut"})
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    spec = spec_for(workload)
+    run_dir = rt.run_dir(spec.notebook_id)
+    run_dir.mkdir(parents=True)
+    try:
+        await rt.warm_up(workload)
+        assert rt.pool is not None
+        [(record, warm)] = rt.pool.members(workload)
+        assert Path(warm.log).exists() and Path(warm.cwd).is_dir()
+        assert take(record, run_dir / "sail.claim")
+        await rt.ensure_stopped(spec.notebook_id)
+        assert gone(warm.pid) and not (run_dir / "sail.claim").exists()
+        assert not Path(warm.log).exists() and not Path(warm.cwd).exists()
     finally:
         await rt.close()
     assert processes_under(rsettings.data_dir) == []
