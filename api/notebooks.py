@@ -33,7 +33,7 @@ from api.validation import (
 )
 from common.ids import new_id
 from common.jobs import enqueue_reconcile
-from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOPPABLE, Status
+from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOP_REQUESTED, STOPPABLE, Status
 
 TEAM_IDS_SCHEMA = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
 FIELDS: dict[str, Any] = {
@@ -337,6 +337,6 @@ async def stop_notebook(ctx: Ctx) -> web.Response:
             code="notebook_not_stoppable",
         )
     await ctx.run("api_request_stop", ctx.mine(id=notebook_id))
-    await set_status(ctx, notebook_id, "stopping", "Stop requested")
+    await set_status(ctx, notebook_id, "stopping", STOP_REQUESTED)
     await enqueue(ctx, notebook_id)
     return await describe_notebook(ctx, notebook_id, 202)

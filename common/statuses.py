@@ -26,3 +26,8 @@ STARTABLE = frozenset({Status.STOPPED, Status.FAILED})
 STOPPABLE = frozenset({Status.STARTING, Status.RUNNING, Status.IDLE, Status.DETACHED})
 PROVISIONED = frozenset({Status.RUNNING, Status.IDLE, Status.DETACHED})  # open, ping
 CONFIG_CHANGEABLE = frozenset({Status.STOPPED, Status.FAILED})
+
+# The status message of a stop a member asked for: said while `stopping`,
+# not kept once `stopped` (it read as still pending); an automatic stop's
+# reason ("idle for 1 h") is kept, since it says why the notebook stopped.
+STOP_REQUESTED = "Stop requested"

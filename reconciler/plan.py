@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import assert_never
 
-from common.statuses import PROVISIONED, Desired, Status
+from common.statuses import PROVISIONED, STOP_REQUESTED, Desired, Status
 from reconciler.runtime.base import Component, Observation, Phase
 
 # How soon to look again while a start or stop is under way (seconds). Short:
@@ -197,9 +197,27 @@ def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
     # Nothing observed, but a teardown cut short (a worker killed after the
     # pods went) may have left what observe does not list (a Secret, Service,
     # NetworkPolicy): one more idempotent teardown before `stopped`. The
-    # reason (e.g. "idle for 3600 s") stays in the event log.
+    # reason (e.g. "idle for 1 h") stays on the notebook and in the event
+    # log; a requested stop's "Stop requested" does not (it read as pending).
     message = nb.status_message if nb.status is Status.STOPPING else ""
+    if message == STOP_REQUESTED:
+        return Plan(
+            (Action.ENSURE_STOPPED,),
+            Status.STOPPED,
+            "",
+            reason="Sail and Marimo have stopped",
+            outcome="stopped",
+        )
     return Plan((Action.ENSURE_STOPPED,), Status.STOPPED, message, outcome="stopped")
+
+
+def duration(seconds: int) -> str:
+    """A timeout as members set it, in the console's words: 1 h, 10 min, 150 s."""
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def _failed_settled(nb: NotebookState, observed: Observation) -> Plan:
@@ -466,7 +484,7 @@ def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> P
         t is not None and now - t < window for t in (nb.last_seen_at, nb.start_requested_at)
     )
     executing = _executing(nb, observed)
-    absent = f"no member present for {nb.presence_window_seconds} s"
+    absent = f"no member present for {duration(nb.presence_window_seconds)}"
     if present:
         return Plan(
             (),
@@ -485,7 +503,7 @@ def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> P
         timeout = nb.detached_timeout_seconds
         if timeout and now - last_active >= timedelta(seconds=timeout):
             what = "detached" if executing else "inactive (whether a cell runs is unknown)"
-            return _auto_stop(f"{what} for {timeout} s", "detached", executing)
+            return _auto_stop(f"{what} for {duration(timeout)}", "detached", executing)
     if executing:
         return Plan(
             (),
@@ -509,7 +527,7 @@ def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> P
         )
     timeout = nb.idle_timeout_seconds
     if timeout and now - last_active >= timedelta(seconds=timeout):
-        return _auto_stop(f"idle for {timeout} s", "idle", False)
+        return _auto_stop(f"idle for {duration(timeout)}", "idle", False)
     return Plan((), Status.IDLE, "", reason=absent, outcome=_moved(nb, "idle"))
 
 

@@ -119,7 +119,7 @@ async def test_presence_moves_running_idle_detached_and_idle_timer_auto_stops(
         assert result.outcome == "auto_stop" and runtime.stopped == [nid]
         row = await rows.get(nid)
         assert (row["status"], row["desired_state"]) == ("stopping", "stopped")
-        assert row["status_message"] == "idle for 3600 s"
+        assert row["status_message"] == "idle for 1 h"
         await reconcile_once(deps, nid)
         row = await rows.get(nid)
         assert row["status"] == "stopped" and row["session_id"] is None
@@ -127,14 +127,15 @@ async def test_presence_moves_running_idle_detached_and_idle_timer_auto_stops(
         events = [(e["to_status"], e["reason"], e["actor"]) for e in await rows.events(nid)]
         # Every change says why (DESIGN §4), also those whose status message,
         # shown on the notebook, stays empty.
-        absent = f"no member present for {rsettings.presence_window_seconds} s"
+        assert rsettings.presence_window_seconds == 150
+        absent = "no member present for 150 s"  # not a whole number of minutes
         assert [(to, why) for to, why, _ in events[1:-1]] == [
             ("running", "Sail and Marimo are ready"),
             ("idle", absent),
             ("running", "a member is present"),
             ("detached", f"{absent}; a cell is running"),
             ("idle", f"the running cells finished; {absent}"),
-            ("stopping", "idle for 3600 s"),
+            ("stopping", "idle for 1 h"),
         ]
         assert [e[0] for e in events] == [
             "starting",
@@ -146,7 +147,7 @@ async def test_presence_moves_running_idle_detached_and_idle_timer_auto_stops(
             "stopping",
             "stopped",
         ]
-        assert ("stopping", "idle for 3600 s", "reconciler") in events
+        assert ("stopping", "idle for 1 h", "reconciler") in events
     finally:
         await deps.pool.close()
 
@@ -163,7 +164,7 @@ async def test_detached_timer_auto_stops_unattended_work(rows, rsettings: Settin
         clock.advance(600 - 151)
         await reconcile_once(deps, nid)
         row = await rows.get(nid)
-        assert (row["status"], row["status_message"]) == ("stopping", "detached for 600 s")
+        assert (row["status"], row["status_message"]) == ("stopping", "detached for 10 min")
     finally:
         await deps.pool.close()
 

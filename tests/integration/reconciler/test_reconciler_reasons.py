@@ -78,15 +78,13 @@ async def test_auto_stop_reason_is_committed_with_the_stop_before_the_teardown(r
     assert (row["desired_state"], row["status"]) == ("stopped", "stopping")
     # "Updated … by" stays the member's last change: the stop is the platform's (its event).
     assert {k: row[k] for k in changed} == changed
-    assert row["status_message"] == "idle for 3600 s"
+    assert row["status_message"] == "idle for 1 h"
 
     # The next passes finish the teardown; the reason stays the auto-stop's.
     assert (await reconcile_once(deps, nid)).outcome == "stopping"
     assert (await reconcile_once(deps, nid)).outcome == "stopped"
     events = [(e["to_status"], e["reason"], e["actor"]) for e in await rows.events(nid)]
-    assert [e for e in events if e[0] == "stopping"] == [
-        ("stopping", "idle for 3600 s", "reconciler")
-    ]
+    assert [e for e in events if e[0] == "stopping"] == [("stopping", "idle for 1 h", "reconciler")]
     assert events[-1][0] == "stopped"
 
 

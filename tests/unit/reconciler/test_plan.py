@@ -17,6 +17,7 @@ from reconciler.plan import (
     Action,
     NotebookState,
     attempt_raised,
+    duration,
     plan,
     repair_retrying,
 )
@@ -281,7 +282,7 @@ def test_no_ping_within_window_goes_idle_then_auto_stops_after_idle_timeout() ->
     p = plan(nb(R, Status.IDLE, last_seen_at=stale, last_active_at=stale), OBS["ready"], NOW)
     assert p.status is Status.STOPPING
     assert p.actions == (Action.AUTO_STOP, Action.ENSURE_STOPPED)
-    assert p.status_message == "idle for 3600 s" and p.auto_stop_reason == "idle"
+    assert p.status_message == "idle for 1 h" and p.auto_stop_reason == "idle"
     assert p.record_first
 
 
@@ -306,7 +307,7 @@ def test_executing_without_presence_is_detached_and_ending_work_restarts_idle_ti
 def test_detached_auto_stops_after_detached_timeout() -> None:
     old = NOW - timedelta(seconds=14400)
     p = plan(nb(R, Status.DETACHED, last_seen_at=old, last_active_at=old), OBS["executing"], NOW)
-    assert p.status is Status.STOPPING and p.status_message == "detached for 14400 s"
+    assert p.status is Status.STOPPING and p.status_message == "detached for 4 h"
     assert p.auto_stop_reason == "detached"
 
 
@@ -378,7 +379,7 @@ def test_an_unknown_executing_is_still_bounded_by_the_detached_timeout() -> None
             NOW,
         )
         assert p.actions == (Action.AUTO_STOP, Action.ENSURE_STOPPED)
-        assert p.auto_stop_reason == "detached" and "14400 s" in p.status_message
+        assert p.auto_stop_reason == "detached" and "4 h" in p.status_message
     never = nb(R, Status.IDLE, last_seen_at=old, last_active_at=old, detached_timeout_seconds=0)
     assert plan(never, OBS["unknown"], NOW).actions == ()
 
@@ -572,3 +573,26 @@ def test_a_start_whose_processes_ended_unwatched_is_made_again_within_its_deadli
     late = plan(start, both, NOW + timedelta(seconds=1))
     assert (late.status, late.outcome) == (Status.FAILED, "deadline")
     assert late.status_message == "start deadline passed (Sail exited: starting; Marimo exited)"
+
+
+def test_timeouts_are_told_as_members_set_them() -> None:
+    assert [duration(s) for s in (3600, 7200, 600, 60, 150, 90, 0)] == [
+        "1 h",
+        "2 h",
+        "10 min",
+        "1 min",
+        "150 s",
+        "90 s",
+        "0 s",
+    ]
+
+
+def test_a_requested_stop_is_not_said_once_stopped_and_an_automatic_ones_reason_is() -> None:
+    """ "Stop requested" on a stopped notebook read as still pending (a user
+    audit); "idle for 1 h" says why it stopped."""
+    asked = nb(ST, Status.STOPPING, status_message="Stop requested")
+    done = plan(asked, OBS["nothing"], NOW)
+    assert (done.status, done.status_message) == (Status.STOPPED, "")
+    assert done.reason == "Sail and Marimo have stopped"  # its event says what happened
+    idle = nb(ST, Status.STOPPING, status_message="idle for 1 h")
+    assert plan(idle, OBS["nothing"], NOW).status_message == "idle for 1 h"
