@@ -93,9 +93,34 @@ function resetPaging() {
   list.next = null;
 }
 
+// A reason over several lines (a process's log tail) told in the list by
+// its head and its last line, where a traceback says what went wrong: cut
+// to four lines, it showed "Traceback (most recent call last): File …".
+// The notebook's own page shows all of it.
+export function briefReason(text) {
+  const lines = text.split("\n").map((line) => line.trim()).filter(Boolean);
+  if (lines.length <= 1) return text;
+  const cut = lines[0].indexOf(": ");
+  const head = cut < 0 ? lines[0] : lines[0].slice(0, cut + 1);
+  return `${head} … ${lines[lines.length - 1]}`;
+}
+
+// When the platform will stop it by itself, as the reconciler decides
+// (docs/reconciler.md): idle, its idle timeout after its last activity;
+// detached (a cell runs with nobody there), or idle with its kernel's
+// activity unknown (the status says so), its detached timeout after. Null
+// when no timeout applies.
+export function autoStopAt(nb) {
+  let timeout = 0;
+  if (nb.status === "idle") timeout = nb.statusMessage ? nb.detachedTimeoutSeconds : nb.idleTimeoutSeconds;
+  if (nb.status === "detached") timeout = nb.detachedTimeoutSeconds;
+  if (!timeout || !nb.lastActiveAt) return null;
+  return new Date(Date.parse(nb.lastActiveAt) + timeout * 1000).toISOString();
+}
+
 function rowFor(nb, ctx) {
   const message = nb.statusMessage
-    ? h("div", { class: `status-message small status-text-${nb.status}`, title: nb.statusMessage, text: nb.statusMessage })
+    ? h("div", { class: `status-message small status-text-${nb.status}`, title: nb.statusMessage, text: briefReason(nb.statusMessage) })
     : null;
   return h(
     "tr",
@@ -401,6 +426,7 @@ async function refreshDetail() {
     detail.teamsKey = teamsKey;
     refreshTeams();
   }
+  const stopsAt = autoStopAt(nb);
   $("#nb-facts").replaceChildren(
     ...fact("Owner", memberLabel(nb.memberId)),
     ...fact("Workload config", configName(nb.workloadConfigId)),
@@ -408,6 +434,7 @@ async function refreshDetail() {
     ...fact("Last active", formatTime(nb.lastActiveAt)),
     ...fact("Idle timeout", formatTimeout(nb.idleTimeoutSeconds)),
     ...fact("Detached timeout", formatTimeout(nb.detachedTimeoutSeconds)),
+    ...(stopsAt ? fact("Stops by itself", formatTime(stopsAt), " unless someone opens it") : []),
     ...fact("Session", nb.sessionId || "—"),
     ...fact("Created", formatTime(nb.createdAt), ` by ${memberLabel(nb.createdBy)}`),
     ...fact("Updated", formatTime(nb.updatedAt), ` by ${memberLabel(nb.updatedBy)}`),

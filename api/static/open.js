@@ -6,18 +6,18 @@ import { loadNotebook } from "./actions.js";
 import { api, notFound } from "./api.js";
 import { $, announce, isBusy, keepError, markBusy, setText, showError, statusBadge } from "./dom.js";
 import { notebookGone } from "./notebooks.js";
-import { PROVISIONED, Poller, STARTABLE, STOPPABLE, TRANSITIONAL, canManage } from "./store.js";
+import { PROVISIONED, Poller, STARTABLE, STOPPABLE, TRANSITIONAL, accessTo, canManage } from "./store.js";
 
 export const PING_INTERVAL_MS = 60_000;
 
 // `entry` counts visits to the view, so that an `await` that returns after
 // the member left (or came to another notebook, or left and came back) does
 // nothing. `framed`: an editor is in the frame, of the notebook's session
-// `session`. `loading`: this visit's `open` call is on its way (one from an
-// earlier visit does not count: its answer is dropped).
+// `session`, in `mode`. `loading`: this visit's `open` call is on its way
+// (one from an earlier visit does not count: its answer is dropped).
 const open = {
   id: null, entry: 0, timer: null, lastPing: 0, poller: null, nb: null,
-  framed: false, session: null, loading: false,
+  framed: false, session: null, mode: null, loading: false,
 };
 
 function frame() {
@@ -41,6 +41,7 @@ function closeFrame() {
   open.timer = null;
   open.framed = false;
   $("#open-mode").hidden = true;
+  setNote("", null);
   const blank = frame().cloneNode(false);
   blank.removeAttribute("src");
   blank.hidden = true;
@@ -88,6 +89,43 @@ async function ping() {
     showError($("#open-error"), err, "Could not record that this notebook is open");
     $("#open-error").dataset.source = "ping";
   }
+}
+
+// Why the member only watches (DESIGN §5: a team viewer always; anyone
+// else but the owner while the owner is active), and, when asked, a switch.
+function setNote(text, action) {
+  setText($("#open-note-text"), text);
+  $("#open-note").hidden = !text;
+  const button = $("#open-switch");
+  button.hidden = !action;
+  if (action) button.textContent = action;
+}
+
+function watchReason(mode) {
+  if (mode !== "view") return "";
+  return accessTo(open.nb || {}) === "viewer"
+    ? "You are a viewer of this notebook: you can watch it, not run or edit it."
+    : "The owner is working in this notebook: you can watch. You can edit once they have left.";
+}
+
+// For a member whose mode follows the owner's presence: would `open` give
+// another mode now? The owner left (edit is offered), or came back (the
+// proxy has ended this member's editing: say so). The member switches: a
+// reload under them would lose what they were looking at.
+async function checkMode() {
+  const access = accessTo(open.nb || {});
+  if (!open.framed || !access || access === "owner" || access === "viewer") return;
+  const { entry, session } = open;
+  let answer;
+  try {
+    answer = await api.openNotebook(open.id);
+  } catch {
+    return; // stopped or gone: the status poll says so
+  }
+  if (entry !== open.entry || !open.framed || open.session !== session) return;
+  if (answer.mode === open.mode) return setNote(watchReason(open.mode), null);
+  if (answer.mode === "edit") setNote("The owner has left: you can edit now.", "Switch to editing");
+  else setNote("The owner is back: editing here has ended. You can watch.", "Reopen read-only");
 }
 
 function onVisibility() {
@@ -159,23 +197,23 @@ async function load() {
   showError(error, null);
   open.framed = true;
   open.session = open.nb?.sessionId ?? null;
+  open.mode = session.mode;
   showFrame(session.url, `Notebook ${open.nb?.name || open.id} (Marimo editor)`);
   const badge = $("#open-mode");
   badge.hidden = false;
   badge.dataset.mode = session.mode;
-  if (session.mode === "view") {
-    badge.textContent = "Read-only";
-    badge.title = "The owner is working in this notebook: you can watch but not run or edit.";
-    announce("Opened read-only: the owner is working in this notebook");
-  } else {
-    badge.textContent = "Editing";
-    badge.title = "";
-  }
+  const reason = watchReason(session.mode);
+  badge.textContent = session.mode === "view" ? "Read-only" : "Editing";
+  badge.title = reason;
+  setNote(reason, null);
+  if (reason) announce(`Opened read-only. ${reason}`);
   await ping();
   if (entry !== open.entry || !open.framed) return; // left, or closed meanwhile
   clearInterval(open.timer);
   open.timer = setInterval(() => {
-    if (shown()) ping();
+    if (!shown()) return;
+    ping();
+    checkMode();
   }, PING_INTERVAL_MS);
 }
 
@@ -211,6 +249,10 @@ export const openView = {
       } finally {
         if (entry === open.entry) markBusy(stop, false);
       }
+    };
+    $("#open-switch").onclick = () => {
+      closeFrame();
+      load(); // a fresh `open`, in the mode that applies now
     };
     const start = $("#open-start");
     markBusy(start, false);

@@ -335,7 +335,13 @@ def test_errors_rename_teams_configs_delete_and_phone_layout(
     _, described = stack.call("GET", f"/workloads/notebooks/{failing_id}")
     reason = described["included"]["notebooks"][0]["statusMessage"]
     assert "Sail exited" in reason and "BATCH_SIZE" in reason, reason
-    assert failing.locator(".status-message").text_content() == reason
+    # The list tells a log tail by its head and last line, where the error
+    # is (cut to four lines, it showed "Traceback (most recent call last):").
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    brief = failing.locator(".status-message")
+    assert brief.text_content() == f"Sail exited with code 1: … {lines[-1]}"
+    assert "BATCH_SIZE" in lines[-1], reason
+    assert brief.get_attribute("title") == reason
     failing.get_by_role("button", name="Start Doomed").wait_for()
     failing.get_by_role("link", name="Doomed").click()
     page.get_by_role("heading", name="Doomed").wait_for()

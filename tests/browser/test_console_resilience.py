@@ -494,3 +494,145 @@ def test_a_team_viewer_is_offered_neither_start_nor_stop(browser: Any, stack: An
     expect(page.locator("#open-start")).to_be_hidden()
     expect(page.locator("#open-stop")).to_be_hidden()
     close_page(page)
+
+
+def _member_of_team(stack: Any, email: str, role: str) -> tuple[str, str]:
+    """A new member with `role` in a new team: (its token, the team's id)."""
+    code, member = stack.call("POST", "/members", {"email": email, "name": email.split("@")[0]})
+    assert code == 201, member
+    code, tok = stack.call("POST", f"/members/{member['id']}/tokens", {"name": "browser"})
+    assert code == 201, tok
+    code, team = stack.call("POST", "/teams", {"name": f"team of {email}"})
+    assert code == 201, team
+    path = f"/teams/{team['id']}/members/{member['id']}"
+    assert stack.call("PUT", path, {"role": role})[0] == 200
+    return str(tok["token"]), str(team["id"])
+
+
+def test_read_only_says_why_and_offers_editing_once_the_owner_has_left(
+    browser: Any, stack: Any
+) -> None:
+    """A team editor opening while the owner works watches, and is told why;
+    once `open` would give it edit (the owner left), a switch is offered,
+    and the other way round when the owner comes back (the proxy has ended
+    its editing). Before, Read-only was never explained and never lifted."""
+    token, team = _member_of_team(stack, "ed@example.com", "editor")
+    nb_id = create_notebook_via_api(stack, "Shared work", teams=[team])
+    page = browser.new_page(viewport=LAPTOP)
+    route_as_running(page, nb_id)
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
+        lambda route: route.fulfill(status=204),
+    )
+    mode = ["view"]  # what `open` answers: the owner is present, then not
+    opens: list[str] = []
+
+    def opening(route: Any) -> None:
+        opens.append(mode[0])
+        route.fulfill(json={**open_answer(f"{stack.proxy_url}/healthz"), "mode": mode[0]})
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"), opening)
+    sign_in(page, stack.api_url, token)
+    page.clock.install()
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    page.locator("#open-frame").wait_for(state="visible")
+    note = page.locator("#open-note")
+    expect(note).to_have_text(re.compile(r"The owner is working in this notebook: you can watch"))
+    expect(page.locator("#open-mode")).to_have_text("Read-only")
+    switch = page.get_by_role("button", name="Switch to editing")
+    assert switch.is_hidden()
+
+    mode[0] = "edit"  # the owner left
+    page.clock.fast_forward(61_000)
+    switch.wait_for()
+    expect(note).to_contain_text("The owner has left: you can edit now.")
+    assert page.locator("#open-mode").inner_text() == "Read-only"  # nothing reloaded under it
+    switch.click()
+    expect(page.locator("#open-mode")).to_have_text("Editing")
+    expect(note).to_be_hidden()
+
+    mode[0] = "view"  # the owner is back: the proxy ended this member's editing
+    page.clock.fast_forward(61_000)
+    reopen = page.get_by_role("button", name="Reopen read-only")
+    reopen.wait_for()
+    expect(note).to_contain_text("The owner is back: editing here has ended.")
+    reopen.click()
+    expect(page.locator("#open-mode")).to_have_text("Read-only")
+    assert opens == ["view", "edit", "edit", "view", "view"]
+
+
+def test_a_team_viewer_is_told_why_it_only_watches_and_is_not_asked_again(
+    browser: Any, stack: Any
+) -> None:
+    token, team = _member_of_team(stack, "vi@example.com", "viewer")
+    nb_id = create_notebook_via_api(stack, "Shown work", teams=[team])
+    page = browser.new_page(viewport=LAPTOP)
+    route_as_running(page, nb_id)
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
+        lambda route: route.fulfill(status=204),
+    )
+    opens: list[int] = []
+
+    def opening(route: Any) -> None:
+        opens.append(1)
+        route.fulfill(json={**open_answer(f"{stack.proxy_url}/healthz"), "mode": "view"})
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"), opening)
+    sign_in(page, stack.api_url, token)
+    page.clock.install()
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    page.locator("#open-frame").wait_for(state="visible")
+    expect(page.locator("#open-note")).to_have_text(
+        "You are a viewer of this notebook: you can watch it, not run or edit it."
+    )
+    page.clock.fast_forward(61_000)
+    settle(page)
+    assert len(opens) == 1  # its mode never changes: `open` is not asked again
+    assert page.get_by_role("button", name="Switch to editing").is_hidden()
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        ("idle", "", "in 4 minutes"),  # idle timeout: 5 min, last active a minute ago
+        ("detached", "", "in 1 hour"),  # detached timeout: 1 h
+        ("idle", "activity unknown: the kernel did not answer", "in 1 hour"),
+        ("running", "", None),
+    ],
+)
+def test_an_unattended_notebook_says_when_it_stops_by_itself(
+    browser: Any, stack: Any, status: str, message: str, expected: str | None
+) -> None:
+    """Idle and detached notebooks stop on their timeouts: the page says
+    when (before, the member had to add the timeout to "Last active")."""
+    nb_id = create_notebook_via_api(stack, "Unattended")
+    assert (
+        stack.call(
+            "PATCH",
+            f"/workloads/notebooks/{nb_id}",
+            {"idleTimeoutSeconds": 300, "detachedTimeoutSeconds": 3600},
+        )[0]
+        == 200
+    )
+    page = browser.new_page(viewport=LAPTOP)
+    last_active = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+
+    def unattended(route: Any) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        for item in body["included"]["notebooks"]:
+            item.update(status=status, statusMessage=message, lastActiveAt=last_active)
+        route.fulfill(response=answer, json=body)
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$"), unattended)
+    sign_in(page, stack.api_url, stack.token)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    facts = page.locator("#nb-facts")
+    facts.get_by_text("Last active").wait_for()
+    stops = facts.locator("dt", has_text="Stops by itself")
+    if expected is None:
+        assert stops.count() == 0
+    else:
+        when = facts.locator("dt:has-text('Stops by itself') + dd")
+        expect(when).to_have_text(re.compile(rf"^{expected} \(.+ UTC\) unless someone opens it$"))
