@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import psutil
 import psycopg
 import structlog
 
@@ -96,32 +97,94 @@ def stack_env(base: dict[str, str], data_dir: Path, database_url: str) -> dict[s
     return env
 
 
-def check_ports_free(settings: Settings, env: dict[str, str]) -> None:
+def check_ports_free(
+    settings: Settings, env: dict[str, str], *, leftover_wait_seconds: float | None = None
+) -> None:
     """Fail before starting anything when a port is taken (often: another
-    `notebooks up`), instead of letting the child crash-loop."""
+    `notebooks up`), instead of letting the child crash-loop. A port held by
+    a child of an earlier `up` that was killed (`kill -9`: the child got its
+    SIGTERM and finishes its work) is waited for, up to the stop grace and
+    a margin: an `up` started at once after would otherwise refuse."""
     wanted = [
         ("NOTEBOOKS_API_PORT", settings.api_host, settings.api_port),
         ("NOTEBOOKS_PROXY_PORT", settings.proxy_host, settings.proxy_port),
         *metrics_listeners(settings, env),
     ]
     _refuse_shared_ports(wanted)
+    if leftover_wait_seconds is None:
+        leftover_wait_seconds = settings.stop_grace_seconds + LEFTOVER_MARGIN_SECONDS
     for variable, host, port in wanted:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except socket.gaierror as e:  # the host, not the port
-                raise CliError(
-                    f"{host!r} is not an address of this machine ({e.strerror}): "
-                    f"check {variable.removesuffix('PORT')}HOST"
-                ) from None
-            except OSError as e:
-                where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-                raise CliError(
-                    f"{where} is not available ({e.strerror}); is another `notebooks up` "
-                    f"running? Set {variable} to use another port"
-                ) from None
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        try:
+            _bind_once(family, host, port)
+        except socket.gaierror as e:  # the host, not the port
+            raise CliError(
+                f"{host!r} is not an address of this machine ({e.strerror}): "
+                f"check {variable.removesuffix('PORT')}HOST"
+            ) from None
+        except OSError as e:
+            if (leftover := _leftover_on(port)) is not None:
+                _wait_for_leftover(leftover, where, leftover_wait_seconds)
+                with contextlib.suppress(OSError):
+                    _bind_once(family, host, port)
+                    continue
+            raise CliError(
+                f"{where} is not available ({e.strerror}); is another `notebooks up` "
+                f"running? Set {variable} to use another port"
+            ) from None
+
+
+LEFTOVER_MARGIN_SECONDS = 20.0
+
+
+def _bind_once(family: socket.AddressFamily, host: str, port: int) -> None:
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+
+
+def _leftover_on(port: int) -> psutil.Process | None:
+    """The process listening on `port` if it is an api, worker or proxy of a
+    `notebooks up` that is gone (its parent is no `up`), else None."""
+    try:
+        listening = [
+            c.pid
+            for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+        ]
+    except psutil.Error:
+        return None
+    for pid in listening:
+        try:
+            proc = psutil.Process(pid)
+            command = proc.cmdline()
+            parent = proc.parent()
+            parent_command = parent.cmdline() if parent is not None else []
+        except psutil.Error:
+            continue
+        ours = command[-3:-1] == ["-m", "cli"] and command[-1] in PROCESSES
+        if ours and parent_command[-1:] != ["up"]:
+            return proc
+    return None
+
+
+def _wait_for_leftover(proc: psutil.Process, where: str, seconds: float) -> None:
+    log.warning(
+        "waiting_for_leftover",
+        pid=proc.pid,
+        port=where,
+        hint="a process of an earlier `notebooks up` that was killed is still stopping",
+    )
+    try:
+        proc.wait(timeout=seconds)
+    except psutil.TimeoutExpired:
+        raise CliError(
+            f"{where} is still held by pid {proc.pid}, a process left by an earlier "
+            f"`notebooks up` that was killed: stop it (kill {proc.pid}) and start again"
+        ) from None
+    except psutil.NoSuchProcess:
+        pass
 
 
 _ANY_HOST = ("", "0.0.0.0", "::")

@@ -4,7 +4,12 @@ with "Address family not supported" as if the port were taken)."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -51,3 +56,50 @@ def test_free_ports_on_an_ipv6_address_pass_and_a_taken_one_is_named() -> None:
             CliError, match=rf"\[::1\]:{api_port} is not available.*NOTEBOOKS_API_PORT"
         ):
             check_ports_free(Settings.from_env(env), env)
+
+
+# An api, worker or proxy of a killed `up` as the port check sees it: its
+# command line ends `-m cli worker` and its parent (this test) is no `up`.
+# It holds the port, then finishes its work (`LINGER` seconds) and exits.
+LEFTOVER = """
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", int(os.environ["PORT"])))
+s.listen()
+print("listening", flush=True)
+time.sleep(float(os.environ["LINGER"]))
+"""
+
+
+@contextmanager
+def _leftover(port: int, linger: float) -> Iterator[subprocess.Popen[str]]:
+    env = {**os.environ, "PORT": str(port), "LINGER": str(linger)}
+    command = [sys.executable, "-c", LEFTOVER, "-m", "cli", "worker"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "listening\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_port_held_by_a_killed_ups_process_is_waited_for() -> None:
+    """`kill -9` of `up`, then `up` again at once: its worker (SIGTERM from
+    its parent's death) was still finishing a pass on its metrics port, and
+    the new `up` refused as if another ran (a crash audit)."""
+    api_port = _free(socket.AF_INET, "127.0.0.1")
+    env = _env("127.0.0.1", api_port)
+    with _leftover(api_port, linger=0.5) as leftover:
+        check_ports_free(Settings.from_env(env), env, leftover_wait_seconds=30)
+        assert leftover.poll() is not None  # gone: waited for, not bound beside
+
+
+def test_a_killed_ups_process_that_does_not_stop_is_named() -> None:
+    api_port = _free(socket.AF_INET, "127.0.0.1")
+    env = _env("127.0.0.1", api_port)
+    with (
+        _leftover(api_port, linger=60) as leftover,
+        pytest.raises(CliError, match=rf"still held by pid {leftover.pid}.*kill {leftover.pid}"),
+    ):
+        check_ports_free(Settings.from_env(env), env, leftover_wait_seconds=0.2)
