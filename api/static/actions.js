@@ -8,6 +8,7 @@ import {
   STARTABLE,
   STOPPABLE,
   absorb,
+  accessTo,
   canAdminister,
   canManage,
   configName,
@@ -86,7 +87,9 @@ export function actionButtons(nb, ctx, { compact = false } = {}) {
     add("Start", "primary", () => run(nb, () => api.startNotebook(nb.id), `Starting ${nb.name}`, ctx, "Could not start"));
   }
   if (manage && STOPPABLE.has(nb.status)) {
-    add("Stop", "secondary", () => run(nb, () => api.stopNotebook(nb.id), `Stopping ${nb.name}`, ctx, "Could not stop"));
+    add("Stop", "secondary", (ev) =>
+      confirmStop(nb, ev.currentTarget, () => run(nb, () => api.stopNotebook(nb.id), `Stopping ${nb.name}`, ctx, "Could not stop")),
+    );
   }
   if (manage) add("Edit", "secondary", (ev) => openEdit(nb, ctx, ev.currentTarget));
   if (canAdminister(nb)) add("Delete", "danger-outline", (ev) => confirmDelete(nb, ctx, ev.currentTarget));
@@ -302,6 +305,25 @@ async function openEdit(nb, ctx, trigger) {
     } finally {
       setBusy(submit, false);
     }
+  };
+}
+
+// Stopping a notebook someone else may be working in (not the member's own,
+// and running: a member is present; or detached: a cell runs) ends their
+// session and what its kernel holds: asked first. One's own stops at once.
+export function confirmStop(nb, trigger, stop) {
+  if (accessTo(nb) === "owner" || !["running", "detached"].includes(nb.status)) return stop();
+  const dialog = $("#stop-dialog");
+  $("#stop-title").textContent = `Stop “${nb.name}”?`;
+  $("#stop-text").textContent =
+    `${nb.status === "detached" ? "A cell is running in it" : "Someone may be working in it"}: ` +
+    "stopping ends their session and what its kernel holds, for everyone. Saved files stay.";
+  wireDialog(dialog, trigger);
+  dialog.showModal();
+  $("#stop-form").onsubmit = (ev) => {
+    ev.preventDefault();
+    dialog.close();
+    stop();
   };
 }
 

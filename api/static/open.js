@@ -2,7 +2,7 @@
 // URL, with a presence ping every 60 s while the iframe is shown and the tab
 // is visible (the API's presence window is longer, so one missed tick is fine).
 
-import { loadNotebook } from "./actions.js";
+import { confirmStop, loadNotebook } from "./actions.js";
 import { api, notFound } from "./api.js";
 import { $, announce, isBusy, keepError, markBusy, setText, showError, statusBadge } from "./dom.js";
 import { notebookGone } from "./notebooks.js";
@@ -13,11 +13,12 @@ export const PING_INTERVAL_MS = 60_000;
 // `entry` counts visits to the view, so that an `await` that returns after
 // the member left (or came to another notebook, or left and came back) does
 // nothing. `framed`: an editor is in the frame, of the notebook's session
-// `session`, in `mode`. `loading`: this visit's `open` call is on its way
-// (one from an earlier visit does not count: its answer is dropped).
+// `session`, in `mode`; `loads` counts the editors put there (an answer
+// about the one before is dropped). `loading`: this visit's `open` call is
+// on its way (one from an earlier visit does not count: its answer is dropped).
 const open = {
   id: null, entry: 0, timer: null, lastPing: 0, poller: null, nb: null,
-  framed: false, session: null, mode: null, loading: false,
+  framed: false, session: null, mode: null, loads: 0, loading: false,
 };
 
 function frame() {
@@ -115,14 +116,14 @@ function watchReason(mode) {
 async function checkMode() {
   const access = accessTo(open.nb || {});
   if (!open.framed || !access || access === "owner" || access === "viewer") return;
-  const { entry, session } = open;
+  const { entry, loads } = open;
   let answer;
   try {
     answer = await api.openNotebook(open.id);
   } catch {
     return; // stopped or gone: the status poll says so
   }
-  if (entry !== open.entry || !open.framed || open.session !== session) return;
+  if (entry !== open.entry || loads !== open.loads || !open.framed) return; // another editor since
   if (answer.mode === open.mode) return setNote(watchReason(open.mode), null);
   if (answer.mode === "edit") setNote("The owner has left: you can edit now.", "Switch to editing");
   else setNote("The owner is back: editing here has ended. You can watch.", "Reopen read-only");
@@ -169,15 +170,17 @@ async function refreshStatus() {
   }
 }
 
-// Status messages are phrases ("Stop requested"); the page's text is sentences.
+// Status messages are phrases ("idle for 1 h"); the page's text is sentences.
 function sentence(text) {
-  return /[.!?]$/.test(text) ? text : `${text}.`;
+  const capital = text.charAt(0).toUpperCase() + text.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
 async function load() {
   const error = $("#open-error");
   const entry = open.entry;
   let session;
+  open.loads += 1;
   open.loading = true;
   try {
     session = await api.openNotebook(open.id);
@@ -237,7 +240,7 @@ export const openView = {
     const stop = $("#open-stop");
     markBusy(stop, false); // not still busy from a stop asked on an earlier visit
     const entry = open.entry;
-    stop.onclick = async () => {
+    const stopNow = async () => {
       if (isBusy(stop)) return; // marked, not disabled: it keeps focus if refused
       markBusy(stop, true);
       try {
@@ -249,6 +252,10 @@ export const openView = {
       } finally {
         if (entry === open.entry) markBusy(stop, false);
       }
+    };
+    stop.onclick = () => {
+      if (isBusy(stop) || !open.nb) return;
+      confirmStop(open.nb, stop, stopNow);
     };
     $("#open-switch").onclick = () => {
       closeFrame();

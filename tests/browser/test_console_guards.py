@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 import pytest
-from browser_helpers import Held, create_notebook_via_api, settle, sign_in
+from browser_helpers import Held, close_page, create_notebook_via_api, settle, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,6 +47,7 @@ def test_a_late_answer_for_a_notebook_left_is_not_drawn(browser: Any, stack: Any
     starts = page.locator("#nb-actions [data-focus-key]")
     keys = [starts.nth(i).get_attribute("data-focus-key") for i in range(starts.count())]
     assert keys and all(str(k).startswith(f"{second}:") for k in keys), keys
+    close_page(page)
 
 
 def test_a_token_made_as_the_member_leaves_shows_its_secret_nowhere(
@@ -73,6 +74,7 @@ def test_a_token_made_as_the_member_leaves_shows_its_secret_nowhere(
     page.locator("#tokens-body tr", has_text="made while leaving").wait_for()
     assert secret not in page.content()
     assert page.locator(".secret-box").count() == 0
+    close_page(page)
 
 
 @pytest.mark.parametrize(
@@ -121,3 +123,4 @@ def test_an_open_url_that_is_not_the_proxys_is_never_framed(
     frame = page.locator("#open-frame")
     assert frame.get_attribute("src") is None and frame.is_hidden()
     assert page.title() != "owned"
+    close_page(page)

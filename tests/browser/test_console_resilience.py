@@ -27,6 +27,7 @@ from browser_helpers import (
     Held,
     close_page,
     create_notebook_via_api,
+    flush_requests,
     open_answer,
     route_as_running,
     settle,
@@ -456,14 +457,14 @@ def test_a_stopped_notebooks_open_view_says_so_in_a_sentence_and_offers_start(
         answer = route.fetch()
         body = answer.json()
         for item in body["included"]["notebooks"]:
-            item.update(status="stopped", statusMessage="Stop requested")
+            item.update(status="stopped", statusMessage="idle for 1 h")
         route.fulfill(response=answer, json=body)
 
     page.route(route_stopping, stopping)
     sign_in(page, stack.api_url, stack.token)
     page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
     message = page.locator("#open-message")
-    expect(message).to_have_text("Stop requested. It opens here when it runs.")
+    expect(message).to_have_text("Idle for 1 h. It opens here when it runs.")
     start = page.get_by_role("button", name="Start notebook")
     expect(start).to_be_visible()
     expect(page.locator("#open-stop")).to_be_hidden()
@@ -559,6 +560,7 @@ def test_read_only_says_why_and_offers_editing_once_the_owner_has_left(
     reopen.click()
     expect(page.locator("#open-mode")).to_have_text("Read-only")
     assert opens == ["view", "edit", "edit", "view", "view"]
+    close_page(page)
 
 
 def test_a_team_viewer_is_told_why_it_only_watches_and_is_not_asked_again(
@@ -590,6 +592,7 @@ def test_a_team_viewer_is_told_why_it_only_watches_and_is_not_asked_again(
     settle(page)
     assert len(opens) == 1  # its mode never changes: `open` is not asked again
     assert page.get_by_role("button", name="Switch to editing").is_hidden()
+    close_page(page)
 
 
 @pytest.mark.parametrize(
@@ -636,3 +639,79 @@ def test_an_unattended_notebook_says_when_it_stops_by_itself(
     else:
         when = facts.locator("dt:has-text('Stops by itself') + dd")
         expect(when).to_have_text(re.compile(rf"^{expected} \(.+ UTC\) unless someone opens it$"))
+    close_page(page)
+
+
+def test_stopping_a_notebook_someone_may_be_working_in_is_asked_first(
+    browser: Any, stack: Any
+) -> None:
+    """A team editor's one click on Stop ended the owner's live session (a
+    user audit): for a notebook not one's own that is running, Stop asks
+    first, in the notebook's page and in its open view; Cancel sends nothing."""
+    token, team = _member_of_team(stack, "st@example.com", "editor")
+    nb_id = create_notebook_via_api(stack, "Busy work", teams=[team])
+    page = browser.new_page(viewport=LAPTOP)
+    route_as_running(page, nb_id)
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
+        lambda route: route.fulfill(status=204),
+    )
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"),
+        lambda route: route.fulfill(json=open_answer(f"{stack.proxy_url}/healthz")),
+    )
+    stops: list[str] = []
+
+    def stopping(route: Any) -> None:
+        stops.append(route.request.method)
+        described = route.fetch(method="GET", url=route.request.url.removesuffix("/stop"))
+        route.fulfill(status=202, json=described.json())
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/stop$"), stopping)
+    sign_in(page, stack.api_url, token)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    stop = page.locator("#nb-actions").get_by_role("button", name="Stop", exact=True)
+    stop.click()
+    dialog = page.get_by_role("alertdialog", name="Stop “Busy work”?")
+    expect(dialog).to_contain_text("Someone may be working in it")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    flush_requests(page)
+    assert stops == []
+    stop.click()
+    with page.expect_response(re.compile(r"/stop$")):
+        dialog.get_by_role("button", name="Stop for everyone").click()
+    assert stops == ["POST"]
+
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    page.locator("#open-frame").wait_for(state="visible")
+    page.get_by_role("button", name="Stop notebook").click()
+    dialog.get_by_role("button", name="Cancel").click()
+    flush_requests(page)
+    assert stops == ["POST"]
+    page.get_by_role("button", name="Stop notebook").click()
+    with page.expect_response(re.compile(r"/stop$")):
+        dialog.get_by_role("button", name="Stop for everyone").click()
+    assert stops == ["POST", "POST"]
+    close_page(page)
+
+
+def test_the_owner_stops_their_own_notebook_at_once(browser: Any, stack: Any) -> None:
+    nb_id = create_notebook_via_api(stack, "Mine")
+    page = browser.new_page(viewport=LAPTOP)
+    route_as_running(page, nb_id)
+    stops: list[str] = []
+
+    def stopping(route: Any) -> None:
+        stops.append(route.request.method)
+        described = route.fetch(method="GET", url=route.request.url.removesuffix("/stop"))
+        route.fulfill(status=202, json=described.json())
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/stop$"), stopping)
+    sign_in(page, stack.api_url, stack.token)
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    with page.expect_response(re.compile(r"/stop$")):
+        page.locator("#nb-actions").get_by_role("button", name="Stop", exact=True).click()
+    assert stops == ["POST"]
+    assert page.get_by_role("alertdialog").count() == 0
+    close_page(page)
