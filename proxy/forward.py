@@ -288,7 +288,8 @@ async def forward_websocket(
         metrics.REQUESTS.labels("websocket", "forbidden").inc()
         return pages.forbidden("This WebSocket came from a page of another origin.")
     viewer_main = session.mode == "view" and relative.rstrip("/") == MAIN_WS
-    query = force_kiosk(request.query_string) if viewer_main else None
+    # The raw query: aiohttp's `query_string` is decoded once already.
+    query = force_kiosk(request.rel_url.raw_query_string) if viewer_main else None
     url = _upstream_url(target, request, query, websocket=True)
     headers = _forward_headers(proxy, request, session, target, websocket=True)
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 import pytest
@@ -176,7 +177,7 @@ class Upstream:
 
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
         self.last_headers = dict(request.headers)
-        self.last_query = request.query_string
+        self.last_query = request.rel_url.raw_query_string  # as sent
         # No size limit of its own (Marimo's is the proxy's: 16 MiB).
         ws = web.WebSocketResponse(protocols=("marimo-test",), max_msg_size=0)
         await ws.prepare(request)
@@ -540,6 +541,21 @@ async def test_view_sessions_websocket_is_forced_to_kiosk(echo) -> None:  # type
             assert await ws.receive_str(timeout=5) == "echo:x"
         # Also under a session id no editor can have (see proxy/policy.py).
         assert upstream.last_query == "session_id=view-abc&kiosk=true"
+    finally:
+        await session.close()
+
+
+async def test_a_viewers_session_id_is_decoded_once_as_marimo_reads_its_headers(echo) -> None:  # type: ignore[no-untyped-def]
+    """The id reaches Marimo as the browser sent it, prefixed: decoded twice
+    (aiohttp's decoded query parsed again), `a%252B` became `a+`, and the
+    viewer's socket and its HTTP calls (the raw header) named two sessions."""
+    upstream, p = echo
+    session = await p.login(p.world.viewer, "view")
+    try:
+        url = URL(p.url("/ws?session_id=a%252B%2B+b"), encoded=True)
+        async with session.ws_connect(url, origin=p.origin) as ws:
+            assert await ws.receive_str(timeout=5) == KIOSK_READY
+        assert parse_qs(upstream.last_query)["session_id"] == ["view-a%2B+ b"]
     finally:
         await session.close()
 
