@@ -33,9 +33,10 @@ class Component:
     detail: str = ""  # the real reason on failure: exit code, last log lines, pod reason
     terminal: bool = False  # retrying cannot help (image pull error, bad config)
     terminating: bool = False  # being torn down by the runtime (a pod past its deletion)
-    # Ended while no running worker was its parent (the platform itself was
-    # down: a host restart, the whole stack killed), so why is not known: a
-    # start restarts it within its deadline rather than failing on it.
+    # Ended while its spawner is gone too (the platform itself was down: a
+    # host restart, the whole stack killed), so why is not known: a start
+    # restarts it within its deadline rather than failing on it. Not when
+    # another worker spawned it and still runs: that one saw a failure.
     unwatched: bool = False
     # What a starting component waits for that the member should read in the
     # status message (a node for its pod); "" when it is just starting.

@@ -234,8 +234,7 @@ class LocalRuntime:
                     # Not a failure yet: the next ensure_running starts it on another port.
                     return Component(Phase.ABSENT, f"{name}'s port {proc.port} was in use")
                 reason = procs.death_reason(name, proc, (self._token(notebook_id),))
-                unwatched = procs.exit_code(proc) is None  # spawned before this worker ran
-                return Component(Phase.FAILED, reason, unwatched=unwatched)
+                return Component(Phase.FAILED, reason, unwatched=procs.ended_unwatched(proc))
             healthy = (
                 await probes.sail_healthy(proc.port)
                 if name == "Sail"

@@ -48,6 +48,10 @@ class Proc:
     boot_id: str = ""
     # Where its own output starts in `log` (earlier runs' output precedes it).
     log_offset: int = 0
+    # The worker process that spawned it (pid, start ticks): while that one
+    # runs, it saw the exit; 0 and None when not known (found, or older).
+    spawner_pid: int = 0
+    spawner_ticks: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -69,6 +73,8 @@ class Proc:
                 None if ticks is None else int(ticks),
                 str(raw.get("boot_id") or ""),
                 int(raw.get("log_offset") or 0),
+                int(raw.get("spawner_pid") or 0),
+                None if raw.get("spawner_ticks") is None else int(raw["spawner_ticks"]),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -177,7 +183,10 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: i
         created = 0.0
     ticks = start_ticks(popen.pid)
     _CHILDREN[popen.pid] = (popen, ticks, created)
-    return Proc(popen.pid, port, created, str(log), str(cwd), ticks, boot_id(), offset)
+    me = os.getpid()
+    return Proc(
+        popen.pid, port, created, str(log), str(cwd), ticks, boot_id(), offset, me, start_ticks(me)
+    )
 
 
 @dataclass(frozen=True)
@@ -272,6 +281,17 @@ def _child(proc: Proc) -> subprocess.Popen[bytes] | None:
     if popen.poll() is not None:
         del _CHILDREN[proc.pid]
     return None
+
+
+def ended_unwatched(proc: Proc) -> bool:
+    """`proc` (dead) ended with no running worker as its parent: its spawner
+    is known and gone too (the whole platform went down with it). Seen by
+    another worker while its spawner runs, it is a failure like any other."""
+    if exit_code(proc) is not None or not proc.spawner_pid or proc.spawner_ticks is None:
+        return False
+    if proc.boot_id and proc.boot_id != boot_id():
+        return True  # a host restart: nothing of that boot runs
+    return start_ticks(proc.spawner_pid) != proc.spawner_ticks
 
 
 def exit_code(proc: Proc) -> int | None:
