@@ -47,31 +47,41 @@ def with_session_options(dsn: str, *, statement_timeout_seconds: int = 0) -> str
     return add_options(dsn, session_options(statement_timeout_seconds=statement_timeout_seconds))
 
 
-# A pooled connection idle this long is checked (one empty query) before it
-# is handed out: after a PostgreSQL restart (a failover, `up` reviving its
-# embedded server) every idle one is dead, and each would have failed one
-# request with a 503. A busy pool's connections are never idle that long,
-# so the hot path pays nothing.
+# A pooled connection not handed out for this long is checked (one empty
+# query) before it is: after a PostgreSQL restart (a failover, `up` reviving
+# its embedded server) every idle one is dead, and each would have failed one
+# request with a 503. A busy pool's connections are handed out more often
+# than that, so the hot path pays nothing.
 CHECK_AFTER_IDLE_SECONDS = 2.0
 
 
 class _IdleCheck:
-    """The pool's `check` and `reset` callbacks: when each connection came
-    back, and a check only of one that has sat since."""
+    """The pool's `check` callback: a connection is checked only if it was
+    last handed out `after_seconds` ago or more (or never). One found dead
+    has the pool check all its idle ones at once: psycopg_pool waits 1, 2,
+    4 s between failed checks, so going through them one by one held the
+    first request after a restart for seconds (and past the pool's wait, a
+    503 all the same)."""
 
     def __init__(self, after_seconds: float) -> None:
         self.after = after_seconds
-        self.returned: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+        self.pool: AsyncConnectionPool | None = None
+        self.handed: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
 
-    async def reset(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self.returned[conn] = time.monotonic()
-
     async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        back = self.returned.get(conn)
-        if back is None or time.monotonic() - back >= self.after:
-            await AsyncConnectionPool.check_connection(conn)  # raises: the pool replaces it
+        now = time.monotonic()
+        last = self.handed.get(conn)
+        self.handed[conn] = now
+        if last is not None and now - last < self.after:
+            return
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            if self.pool is not None:
+                await self.pool.check()  # the others idle beside it went too
+            raise  # the pool discards this one and hands out another
 
 
 async def open_pool(
@@ -97,8 +107,8 @@ async def open_pool(
         timeout=wait_seconds,
         kwargs={"autocommit": True, "row_factory": dict_row},
         check=idle.check,
-        reset=idle.reset,
         open=False,
     )
+    idle.pool = pool
     await pool.open(wait=True, timeout=30)
     return pool
