@@ -58,8 +58,11 @@ def _prune_dead_handles(pgdata: Path) -> None:
     that was killed outright stays listed forever. Drop the dead ones."""
     path = pgdata / ".handle_pids.json"
     with contextlib.suppress(FileNotFoundError, ValueError):
-        listed_at = path.stat().st_mtime
-        pids = json.loads(path.read_text())
+        with path.open() as listed:
+            pids = json.loads(listed.read())
+            # When what was read was written, or later: a holder that listed
+            # itself just before the read is never "started after the list".
+            listed_at = os.fstat(listed.fileno()).st_mtime
         alive = [pid for pid in pids if _holding(pid, listed_at)]
         if alive != pids:
             path.write_text(json.dumps(alive))

@@ -47,17 +47,18 @@ def test_a_holder_killed_outright_or_its_pid_reused_does_not_keep_the_database_u
     after the next `up` stopped (an upgrade audit); so would a stranger that
     took a dead holder's pid."""
     listed = tmp_path / ".handle_pids.json"
+    holder = 1  # a live holder that started long before the list (init: never gone)
     zombie = subprocess.Popen(["true"])
     while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
         time.sleep(0.01)  # exited, not yet reaped
-    listed.write_text(json.dumps([zombie.pid, os.getpid()]))
+    listed.write_text(json.dumps([zombie.pid, holder]))
     os.utime(listed, (time.time() - 5, time.time() - 5))
     stranger = subprocess.Popen(["sleep", "60"], cwd="/")  # started after the list
     try:
-        listed.write_text(json.dumps([zombie.pid, os.getpid(), stranger.pid]))
+        listed.write_text(json.dumps([zombie.pid, holder, stranger.pid]))
         os.utime(listed, (time.time() - 5, time.time() - 5))
         _prune_dead_handles(tmp_path)
-        assert json.loads(listed.read_text()) == [os.getpid()]
+        assert json.loads(listed.read_text()) == [holder]
     finally:
         stranger.kill()
         stranger.wait()
