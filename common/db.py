@@ -50,22 +50,25 @@ def with_session_options(dsn: str, *, statement_timeout_seconds: int = 0) -> str
 # A pooled connection not handed out for this long is checked (one empty
 # query) before it is: after a PostgreSQL restart (a failover, `up` reviving
 # its embedded server) every idle one is dead, and each would have failed one
-# request with a 503. A busy pool's connections are handed out more often
-# than that, so the hot path pays nothing.
+# request with a 503. The pool hands its connections out in turn, so above
+# about max_size / 2 requests a second none is checked; below that, a
+# request pays one short round trip.
 CHECK_AFTER_IDLE_SECONDS = 2.0
 
 
 class _IdleCheck:
     """The pool's `check` callback: a connection is checked only if it was
     last handed out `after_seconds` ago or more (or never). One found dead
-    has the pool check all its idle ones at once: psycopg_pool waits 1, 2,
-    4 s between failed checks, so going through them one by one held the
-    first request after a restart for seconds (and past the pool's wait, a
-    503 all the same)."""
+    has the pool replace all its connections at once (`drain`: the idle ones
+    closed without a query, the busy ones when they come back): psycopg_pool
+    waits 1, 2, 4 s between failed checks, so going through them one by one
+    held the first request after a restart for seconds (past the pool's
+    wait, a 503 all the same). One drain at a time."""
 
     def __init__(self, after_seconds: float) -> None:
         self.after = after_seconds
         self.pool: AsyncConnectionPool | None = None
+        self.draining = False
         self.handed: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
@@ -79,8 +82,12 @@ class _IdleCheck:
         try:
             await AsyncConnectionPool.check_connection(conn)
         except Exception:
-            if self.pool is not None:
-                await self.pool.check()  # the others idle beside it went too
+            if self.pool is not None and not self.draining:
+                self.draining = True  # the others went with it: replace them all
+                try:
+                    await self.pool.drain()
+                finally:
+                    self.draining = False
             raise  # the pool discards this one and hands out another
 
 
