@@ -136,6 +136,9 @@ def check_ports_free(
 
 
 LEFTOVER_MARGIN_SECONDS = 20.0
+# In each child's environment: the `up` that started it, so that a later
+# `up` knows a process left by one that was killed from any other.
+UP_PID = "NOTEBOOKS_UP_PID"
 
 
 def _bind_once(family: socket.AddressFamily, host: str, port: int) -> None:
@@ -145,8 +148,10 @@ def _bind_once(family: socket.AddressFamily, host: str, port: int) -> None:
 
 
 def _leftover_on(port: int) -> psutil.Process | None:
-    """The process listening on `port` if it is an api, worker or proxy of a
-    `notebooks up` that is gone (its parent is no `up`), else None."""
+    """The process listening on `port` if it is an api, worker or proxy that
+    a `notebooks up` started (`UP_PID` in its environment) and that `up` is
+    gone, else None (one started by hand, or a live `up`'s, is not ours to
+    wait for)."""
     try:
         listening = [
             c.pid
@@ -159,12 +164,11 @@ def _leftover_on(port: int) -> psutil.Process | None:
         try:
             proc = psutil.Process(pid)
             command = proc.cmdline()
-            parent = proc.parent()
-            parent_command = parent.cmdline() if parent is not None else []
-        except psutil.Error:
+            started_by = int(proc.environ().get(UP_PID, "0"))
+        except (psutil.Error, ValueError):
             continue
         ours = command[-3:-1] == ["-m", "cli"] and command[-1] in PROCESSES
-        if ours and parent_command[-1:] != ["up"]:
+        if ours and started_by and not psutil.pid_exists(started_by):
             return proc
     return None
 
@@ -421,7 +425,7 @@ def _run_up(base_env: dict[str, str], specs: list[ProcessSpec], data_dir: Path) 
             text = banner(settings, admin.token, credentials_path, env)
             supervisor = Supervisor(
                 specs,
-                env=env,
+                env={**env, UP_PID: str(os.getpid())},  # whose children they are (_leftover_on)
                 backoff=Backoff(),
                 grace_seconds=float(settings.stop_grace_seconds),
             )

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 
 from cli.database import CliError
-from cli.up import check_ports_free
+from cli.up import UP_PID, check_ports_free
 from common.settings import Settings
 
 REQUIRED = {
@@ -59,8 +59,9 @@ def test_free_ports_on_an_ipv6_address_pass_and_a_taken_one_is_named() -> None:
 
 
 # An api, worker or proxy of a killed `up` as the port check sees it: its
-# command line ends `-m cli worker` and its parent (this test) is no `up`.
-# It holds the port, then finishes its work (`LINGER` seconds) and exits.
+# command line ends `-m cli worker` and its environment names the `up` that
+# started it, a process that has exited. It holds the port, then finishes
+# its work (`LINGER` seconds) and exits.
 LEFTOVER = """
 import os, socket, sys, time
 s = socket.socket()
@@ -71,9 +72,18 @@ time.sleep(float(os.environ["LINGER"]))
 """
 
 
+def _gone_pid() -> int:
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    return ended.pid
+
+
 @contextmanager
-def _leftover(port: int, linger: float) -> Iterator[subprocess.Popen[str]]:
-    env = {**os.environ, "PORT": str(port), "LINGER": str(linger)}
+def _leftover(
+    port: int, linger: float, up_pid: int | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    up = _gone_pid() if up_pid is None else up_pid
+    env = {**os.environ, "PORT": str(port), "LINGER": str(linger), UP_PID: str(up)}
     command = [sys.executable, "-c", LEFTOVER, "-m", "cli", "worker"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -103,3 +113,15 @@ def test_a_killed_ups_process_that_does_not_stop_is_named() -> None:
         pytest.raises(CliError, match=rf"still held by pid {leftover.pid}.*kill {leftover.pid}"),
     ):
         check_ports_free(Settings.from_env(env), env, leftover_wait_seconds=0.2)
+
+
+def test_a_process_of_a_live_up_or_started_by_hand_is_not_waited_for() -> None:
+    """Only what a killed `up` left is waited for: a browser-test stack's
+    api or one started from a shell is another's, refused at once."""
+    api_port = _free(socket.AF_INET, "127.0.0.1")
+    env = _env("127.0.0.1", api_port)
+    for up_pid in (os.getpid(), 0):  # an `up` that runs; none named
+        with _leftover(api_port, linger=60, up_pid=up_pid) as other:
+            with pytest.raises(CliError, match="is not available"):
+                check_ports_free(Settings.from_env(env), env, leftover_wait_seconds=30)
+            assert other.poll() is None  # not waited for
