@@ -221,8 +221,10 @@ class LocalPool:
                 await remove_warm_files(proc)
                 dest.unlink(missing_ok=True)
                 continue
-            # Now ours alone: its own scratch directory and log move with it
-            # (a process's cwd and open log follow a rename).
+            # Now ours alone, watched by this worker (not by the one that
+            # refilled the pool): its own scratch directory and log move with
+            # it (a process's cwd and open log follow a rename).
+            proc = procs.watched_by_me(proc)
             work, log_file = run_dir / WORK, run_dir / "sail.log"
             await remove_tree(work)  # a previous session's
             with contextlib.suppress(OSError):  # else it keeps its pool paths

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import os
 import re
@@ -284,14 +285,25 @@ def _child(proc: Proc) -> subprocess.Popen[bytes] | None:
 
 
 def ended_unwatched(proc: Proc) -> bool:
-    """`proc` (dead) ended with no running worker as its parent: its spawner
-    is known and gone too (the whole platform went down with it). Seen by
-    another worker while its spawner runs, it is a failure like any other."""
-    if exit_code(proc) is not None or not proc.spawner_pid or proc.spawner_ticks is None:
+    """`proc` (dead) ended with no running worker watching it: its spawner
+    (for a claimed warm Sail, the worker that claimed it) is gone too, the
+    whole platform down with it. Seen by another worker while its spawner
+    runs, it is a failure like any other. A record with no spawner (written
+    before they were kept, or found by a scan) counts as unwatched when its
+    exit is unknown here, as all did before."""
+    if exit_code(proc) is not None:
         return False
     if proc.boot_id and proc.boot_id != boot_id():
         return True  # a host restart: nothing of that boot runs
+    if not proc.spawner_pid or proc.spawner_ticks is None:
+        return True
     return start_ticks(proc.spawner_pid) != proc.spawner_ticks
+
+
+def watched_by_me(proc: Proc) -> Proc:
+    """`proc` with this worker as the one that watches it (a claimed warm Sail)."""
+    me = os.getpid()
+    return dataclasses.replace(proc, spawner_pid=me, spawner_ticks=start_ticks(me))
 
 
 def exit_code(proc: Proc) -> int | None:

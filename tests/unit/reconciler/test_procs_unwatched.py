@@ -32,12 +32,21 @@ def test_spawned_by_a_worker_that_is_gone_ended_unwatched() -> None:
     assert procs.ended_unwatched(proc)
 
 
-def test_from_another_boot_ended_unwatched_and_an_unknown_spawner_is_a_failure() -> None:
+def test_from_another_boot_or_with_no_spawner_recorded_it_ended_unwatched() -> None:
     me = os.getpid()
     mine = dataclasses.replace(_dead(), spawner_pid=me, spawner_ticks=procs.start_ticks(me))
     assert procs.ended_unwatched(dataclasses.replace(mine, boot_id="another-boot"))
-    assert not procs.ended_unwatched(dataclasses.replace(mine, spawner_pid=0))
-    assert not procs.ended_unwatched(dataclasses.replace(mine, spawner_ticks=None))
+    # Written before spawners were kept (or found by a scan): as before, unwatched.
+    assert procs.ended_unwatched(dataclasses.replace(mine, spawner_pid=0, spawner_ticks=None))
+
+
+def test_a_claimed_warm_sail_is_watched_by_the_worker_that_claimed_it() -> None:
+    refiller = _dead()  # the worker that filled the pool has exited since
+    warm = dataclasses.replace(
+        _dead(), spawner_pid=refiller.pid, spawner_ticks=refiller.start_ticks
+    )
+    assert procs.ended_unwatched(warm)
+    assert not procs.ended_unwatched(procs.watched_by_me(warm))
 
 
 def test_the_spawner_is_recorded_and_read_back() -> None:
