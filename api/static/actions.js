@@ -87,9 +87,10 @@ export function actionButtons(nb, ctx, { compact = false } = {}) {
     add("Start", "primary", () => run(nb, () => api.startNotebook(nb.id), `Starting ${nb.name}`, ctx, "Could not start"));
   }
   if (manage && STOPPABLE.has(nb.status)) {
-    add("Stop", "secondary", (ev) =>
-      confirmStop(nb, ev.currentTarget, () => run(nb, () => api.stopNotebook(nb.id), `Stopping ${nb.name}`, ctx, "Could not stop")),
-    );
+    add("Stop", "secondary", (ev) => {
+      if (inFlight.has(nb.id)) return; // on its way already: not asked again
+      confirmStop(nb, ev.currentTarget, () => run(nb, () => api.stopNotebook(nb.id), `Stopping ${nb.name}`, ctx, "Could not stop"));
+    });
   }
   if (manage) add("Edit", "secondary", (ev) => openEdit(nb, ctx, ev.currentTarget));
   if (canAdminister(nb)) add("Delete", "danger-outline", (ev) => confirmDelete(nb, ctx, ev.currentTarget));
@@ -312,11 +313,13 @@ async function openEdit(nb, ctx, trigger) {
 // and running: a member is present; or detached: a cell runs) ends their
 // session and what its kernel holds: asked first. One's own stops at once.
 export function confirmStop(nb, trigger, stop) {
-  if (accessTo(nb) === "owner" || !["running", "detached"].includes(nb.status)) return stop();
+  // Idle with its kernel's activity unknown (the status message says so) may be running a cell.
+  const busy = ["running", "detached"].includes(nb.status) || (nb.status === "idle" && nb.statusMessage);
+  if (accessTo(nb) === "owner" || !busy) return stop();
   const dialog = $("#stop-dialog");
   $("#stop-title").textContent = `Stop “${nb.name}”?`;
   $("#stop-text").textContent =
-    `${nb.status === "detached" ? "A cell is running in it" : "Someone may be working in it"}: ` +
+    `${nb.status === "running" ? "Someone may be working in it" : "A cell may be running in it"}: ` +
     "stopping ends their session and what its kernel holds, for everyone. Saved files stay.";
   wireDialog(dialog, trigger);
   dialog.showModal();

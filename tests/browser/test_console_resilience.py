@@ -715,3 +715,48 @@ def test_the_owner_stops_their_own_notebook_at_once(browser: Any, stack: Any) ->
     assert stops == ["POST"]
     assert page.get_by_role("alertdialog").count() == 0
     close_page(page)
+
+
+def test_a_mode_check_answered_after_a_switch_does_not_undo_it(browser: Any, stack: Any) -> None:
+    """A check still on its way when the member switched answers about the
+    editor before: dropped, or "The owner is back" would show over the new
+    editing session (a review)."""
+    token, team = _member_of_team(stack, "late@example.com", "editor")
+    nb_id = create_notebook_via_api(stack, "Late check")
+    assert stack.call("POST", f"/workloads/notebooks/{nb_id}/teams", {"teamIds": [team]})[0] == 200
+    page = browser.new_page(viewport=LAPTOP)
+    route_as_running(page, nb_id)
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
+        lambda route: route.fulfill(status=204),
+    )
+    mode, hold, held = ["view"], [False], []
+
+    def opening(route: Any) -> None:
+        if hold[0]:
+            held.append(route)
+        else:
+            route.fulfill(json={**open_answer(f"{stack.proxy_url}/healthz"), "mode": mode[0]})
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"), opening)
+    sign_in(page, stack.api_url, token)
+    page.clock.install()
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    page.locator("#open-frame").wait_for(state="visible")
+    mode[0] = "edit"
+    page.clock.fast_forward(61_000)
+    switch = page.get_by_role("button", name="Switch to editing")
+    switch.wait_for()
+    hold[0] = True
+    page.clock.fast_forward(61_000)  # the next check: held
+    deadline = time.monotonic() + 30
+    while not held:  # route handlers run while Playwright talks to the page
+        assert time.monotonic() < deadline, "no mode check"
+        page.evaluate("() => new Promise((done) => setTimeout(done, 20))")
+    hold[0] = False
+    switch.click()
+    expect(page.locator("#open-mode")).to_have_text("Editing")
+    held[0].fulfill(json={**open_answer(f"{stack.proxy_url}/healthz"), "mode": "view"})
+    settle(page)
+    expect(page.locator("#open-note")).to_be_hidden()
+    close_page(page)
