@@ -497,6 +497,36 @@ def test_a_team_viewer_is_offered_neither_start_nor_stop(browser: Any, stack: An
     close_page(page)
 
 
+def _open_on_a_clock(page: Any, stack: Any, token: str, nb_id: str) -> None:
+    """Signed in with `token`, the notebook's open view shown, on a
+    controlled clock (its ping tick and mode check come on fast_forward)."""
+    sign_in(page, stack.api_url, token)
+    page.clock.install()
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
+    page.locator("#open-frame").wait_for(state="visible")
+
+
+def _route_pings(page: Any, nb_id: str) -> None:
+    """The notebook's pings answered as the API does (no session needed)."""
+    page.route(
+        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
+        lambda route: route.fulfill(status=204),
+    )
+
+
+def _route_stops(page: Any, nb_id: str) -> list[str]:
+    """The notebook's stops recorded (their methods) and answered 202 with its describe."""
+    stops: list[str] = []
+
+    def stopping(route: Any) -> None:
+        stops.append(route.request.method)
+        described = route.fetch(method="GET", url=route.request.url.removesuffix("/stop"))
+        route.fulfill(status=202, json=described.json())
+
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/stop$"), stopping)
+    return stops
+
+
 def _member_of_team(stack: Any, email: str, role: str) -> tuple[str, str]:
     """A new member with `role` in a new team: (its token, the team's id)."""
     code, member = stack.call("POST", "/members", {"email": email, "name": email.split("@")[0]})
@@ -521,10 +551,7 @@ def test_read_only_says_why_and_offers_editing_once_the_owner_has_left(
     nb_id = create_notebook_via_api(stack, "Shared work", teams=[team])
     page = browser.new_page(viewport=LAPTOP)
     route_as_running(page, nb_id)
-    page.route(
-        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
-        lambda route: route.fulfill(status=204),
-    )
+    _route_pings(page, nb_id)
     mode = ["view"]  # what `open` answers: the owner is present, then not
     opens: list[str] = []
 
@@ -533,10 +560,7 @@ def test_read_only_says_why_and_offers_editing_once_the_owner_has_left(
         route.fulfill(json={**open_answer(f"{stack.proxy_url}/healthz"), "mode": mode[0]})
 
     page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"), opening)
-    sign_in(page, stack.api_url, token)
-    page.clock.install()
-    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
-    page.locator("#open-frame").wait_for(state="visible")
+    _open_on_a_clock(page, stack, token, nb_id)
     note = page.locator("#open-note")
     expect(note).to_have_text(re.compile(r"The owner is working in this notebook: you can watch"))
     expect(page.locator("#open-mode")).to_have_text("Read-only")
@@ -570,10 +594,7 @@ def test_a_team_viewer_is_told_why_it_only_watches_and_is_not_asked_again(
     nb_id = create_notebook_via_api(stack, "Shown work", teams=[team])
     page = browser.new_page(viewport=LAPTOP)
     route_as_running(page, nb_id)
-    page.route(
-        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
-        lambda route: route.fulfill(status=204),
-    )
+    _route_pings(page, nb_id)
     opens: list[int] = []
 
     def opening(route: Any) -> None:
@@ -581,10 +602,7 @@ def test_a_team_viewer_is_told_why_it_only_watches_and_is_not_asked_again(
         route.fulfill(json={**open_answer(f"{stack.proxy_url}/healthz"), "mode": "view"})
 
     page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"), opening)
-    sign_in(page, stack.api_url, token)
-    page.clock.install()
-    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
-    page.locator("#open-frame").wait_for(state="visible")
+    _open_on_a_clock(page, stack, token, nb_id)
     expect(page.locator("#open-note")).to_have_text(
         "You are a viewer of this notebook: you can watch it, not run or edit it."
     )
@@ -652,22 +670,12 @@ def test_stopping_a_notebook_someone_may_be_working_in_is_asked_first(
     nb_id = create_notebook_via_api(stack, "Busy work", teams=[team])
     page = browser.new_page(viewport=LAPTOP)
     route_as_running(page, nb_id)
-    page.route(
-        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
-        lambda route: route.fulfill(status=204),
-    )
+    _route_pings(page, nb_id)
     page.route(
         re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"),
         lambda route: route.fulfill(json=open_answer(f"{stack.proxy_url}/healthz")),
     )
-    stops: list[str] = []
-
-    def stopping(route: Any) -> None:
-        stops.append(route.request.method)
-        described = route.fetch(method="GET", url=route.request.url.removesuffix("/stop"))
-        route.fulfill(status=202, json=described.json())
-
-    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/stop$"), stopping)
+    stops = _route_stops(page, nb_id)
     sign_in(page, stack.api_url, token)
     page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
     stop = page.locator("#nb-actions").get_by_role("button", name="Stop", exact=True)
@@ -700,14 +708,7 @@ def test_the_owner_stops_their_own_notebook_at_once(browser: Any, stack: Any) ->
     nb_id = create_notebook_via_api(stack, "Mine")
     page = browser.new_page(viewport=LAPTOP)
     route_as_running(page, nb_id)
-    stops: list[str] = []
-
-    def stopping(route: Any) -> None:
-        stops.append(route.request.method)
-        described = route.fetch(method="GET", url=route.request.url.removesuffix("/stop"))
-        route.fulfill(status=202, json=described.json())
-
-    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/stop$"), stopping)
+    stops = _route_stops(page, nb_id)
     sign_in(page, stack.api_url, stack.token)
     page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
     with page.expect_response(re.compile(r"/stop$")):
@@ -726,10 +727,7 @@ def test_a_mode_check_answered_after_a_switch_does_not_undo_it(browser: Any, sta
     assert stack.call("POST", f"/workloads/notebooks/{nb_id}/teams", {"teamIds": [team]})[0] == 200
     page = browser.new_page(viewport=LAPTOP)
     route_as_running(page, nb_id)
-    page.route(
-        re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/ping$"),
-        lambda route: route.fulfill(status=204),
-    )
+    _route_pings(page, nb_id)
     mode, hold, held = ["view"], [False], []
 
     def opening(route: Any) -> None:
@@ -739,10 +737,7 @@ def test_a_mode_check_answered_after_a_switch_does_not_undo_it(browser: Any, sta
             route.fulfill(json={**open_answer(f"{stack.proxy_url}/healthz"), "mode": mode[0]})
 
     page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}/open$"), opening)
-    sign_in(page, stack.api_url, token)
-    page.clock.install()
-    page.evaluate(f"location.hash = '#/notebooks/{nb_id}/open'")
-    page.locator("#open-frame").wait_for(state="visible")
+    _open_on_a_clock(page, stack, token, nb_id)
     mode[0] = "edit"
     page.clock.fast_forward(61_000)
     switch = page.get_by_role("button", name="Switch to editing")

@@ -305,12 +305,21 @@ async def test_warm_sails_of_a_dead_worker_are_adopted(rsettings: Settings, tmp_
     assert processes_under(rsettings.data_dir) == []
 
 
-async def test_a_claim_not_recorded_by_a_dying_worker_is_stopped(rsettings: Settings):
-    workload = WorkloadSpec(env={"TEAM": "crash"})
+def _a_pool_of_one(
+    rsettings: Settings, team: str
+) -> tuple[WorkloadSpec, LocalRuntime, SessionSpec, Path]:
+    """A runtime with a warm pool of one for a workload of its own, and a
+    notebook's run directory to claim into."""
+    workload = WorkloadSpec(env={"TEAM": team})
     rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
     spec = spec_for(workload)
     run_dir = rt.run_dir(spec.notebook_id)
     run_dir.mkdir(parents=True)
+    return workload, rt, spec, run_dir
+
+
+async def test_a_claim_not_recorded_by_a_dying_worker_is_stopped(rsettings: Settings):
+    workload, rt, spec, run_dir = _a_pool_of_one(rsettings, "crash")
     try:
         await rt.warm_up(workload)
         [warm] = await warm_pids(rt, workload)
@@ -333,11 +342,7 @@ async def test_a_claim_cut_short_before_its_files_moved_leaves_none_in_the_pool(
     """A worker died right after renaming the warm Sail's record (its log
     and scratch directory still in the pool's): the Sail is stopped and its
     files go too (they stayed for ever, a crash audit found)."""
-    workload = WorkloadSpec(env={"TEAM": "cut"})
-    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
-    spec = spec_for(workload)
-    run_dir = rt.run_dir(spec.notebook_id)
-    run_dir.mkdir(parents=True)
+    workload, rt, spec, run_dir = _a_pool_of_one(rsettings, "cut")
     try:
         await rt.warm_up(workload)
         assert rt.pool is not None
