@@ -8,9 +8,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psutil
 import pytest
 
 from cli.database import CliError
@@ -97,12 +99,20 @@ def _leftover(
 def test_a_port_held_by_a_killed_ups_process_is_waited_for() -> None:
     """`kill -9` of `up`, then `up` again at once: its worker (SIGTERM from
     its parent's death) was still finishing a pass on its metrics port, and
-    the new `up` refused as if another ran (a crash audit)."""
+    the new `up` refused as if another ran (a crash audit). The killed `up`
+    may still be a zombie, not yet reaped: gone all the same."""
     api_port = _free(socket.AF_INET, "127.0.0.1")
     env = _env("127.0.0.1", api_port)
-    with _leftover(api_port, linger=0.5) as leftover:
-        check_ports_free(Settings.from_env(env), env, leftover_wait_seconds=30)
-        assert leftover.poll() is not None  # gone: waited for, not bound beside
+    zombie = subprocess.Popen(["true"])  # exited, not reaped until the end
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.01)
+    try:
+        for up_pid in (None, zombie.pid):  # reaped; a zombie
+            with _leftover(api_port, linger=0.5, up_pid=up_pid) as leftover:
+                check_ports_free(Settings.from_env(env), env, leftover_wait_seconds=30)
+                assert leftover.poll() is not None  # gone: waited for, not bound beside
+    finally:
+        zombie.wait()
 
 
 def test_a_killed_ups_process_that_does_not_stop_is_named() -> None:
