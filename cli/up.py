@@ -138,7 +138,7 @@ def check_ports_free(
 LEFTOVER_MARGIN_SECONDS = 20.0
 # In each child's environment: the `up` that started it, so that a later
 # `up` knows a process left by one that was killed from any other.
-UP_PID = "NOTEBOOKS_UP_PID"
+UP_PID = "_NOTEBOOKS_UP_PID"  # not a setting: the underscore keeps it out of theirs
 
 
 def _bind_once(family: socket.AddressFamily, host: str, port: int) -> None:
