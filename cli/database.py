@@ -120,17 +120,25 @@ def revive_embedded(data_dir: Path) -> bool:
     return True
 
 
-def _holding(pid: int, listed_at: float) -> bool:
-    """Whether `pid` may still be a holder listed at `listed_at`: a running
-    process, not a zombie (a `notebooks up` killed outright stays one until
-    its parent reaps it, seconds under some init processes, and kept the
-    server up after the next `up` stopped), and not one started after the
-    list was written (its pid reused)."""
+def process_gone(pid: int) -> bool:
+    """No such process, or a zombie: a `notebooks up` killed outright stays
+    one until its parent reaps it (seconds under some init processes)."""
     try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return proc.create_time() <= listed_at + 1  # create times are rounded
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def _holding(pid: int, listed_at: float) -> bool:
+    """Whether `pid` may still be a holder listed at `listed_at`: not gone
+    (a zombie kept the server up after the next `up` stopped), and not a
+    process started after the list was written (its pid reused)."""
+    if process_gone(pid):
+        return False
+    try:
+        return psutil.Process(pid).create_time() <= listed_at + 1  # create times are rounded
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:

@@ -35,6 +35,7 @@ from cli.database import (
     embedded,
     own_data_dir,
     pgdata_of,
+    process_gone,
     refuse_embedded_if_required,
     revive_embedded,
 )
@@ -168,19 +169,9 @@ def _leftover_on(port: int) -> psutil.Process | None:
         except (psutil.Error, ValueError):
             continue
         ours = command[-3:-1] == ["-m", "cli"] and command[-1] in PROCESSES
-        if ours and started_by and _gone(started_by):
+        if ours and started_by and process_gone(started_by):
             return proc
     return None
-
-
-def _gone(pid: int) -> bool:
-    """No such process, or a zombie (a killed `up` until its parent reaps it)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
 
 
 def _wait_for_leftover(proc: psutil.Process, where: str, seconds: float) -> None:

@@ -393,20 +393,24 @@ _RESTARTING_HEADS = frozenset(
 )
 
 
-def _retry_error(message: str) -> str | None:
-    """The error of a repair's message `attempt_raised` wrote, else None."""
-    head, retrying, error = message.partition(RETRYING)
-    return error if retrying and head in _RESTARTING_HEADS else None
-
-
 # The head of what `attempt_raised` writes for a start's own attempt.
 _START_ATTEMPT = "start attempt"
 
 
+def _raised_error(message: str, heads: frozenset[str]) -> str | None:
+    """The error of a message `attempt_raised` wrote with one of `heads`, else None."""
+    head, retrying, error = message.partition(RETRYING)
+    return error if retrying and head in heads else None
+
+
+def _retry_error(message: str) -> str | None:
+    """The error of a repair's message `attempt_raised` wrote, else None."""
+    return _raised_error(message, _RESTARTING_HEADS)
+
+
 def _start_error(message: str) -> str | None:
     """The error of a start attempt's message `attempt_raised` wrote, else None."""
-    head, retrying, error = message.partition(RETRYING)
-    return error if retrying and head == _START_ATTEMPT else None
+    return _raised_error(message, frozenset({_START_ATTEMPT}))
 
 
 def _repair_failed(nb: NotebookState, observed: Observation, broken: str) -> str:

@@ -184,10 +184,7 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, port: i
         created = 0.0
     ticks = start_ticks(popen.pid)
     _CHILDREN[popen.pid] = (popen, ticks, created)
-    me = os.getpid()
-    return Proc(
-        popen.pid, port, created, str(log), str(cwd), ticks, boot_id(), offset, me, start_ticks(me)
-    )
+    return Proc(popen.pid, port, created, str(log), str(cwd), ticks, boot_id(), offset, *_me())
 
 
 @dataclass(frozen=True)
@@ -302,8 +299,15 @@ def ended_unwatched(proc: Proc) -> bool:
 
 def watched_by_me(proc: Proc) -> Proc:
     """`proc` with this worker as the one that watches it (a claimed warm Sail)."""
-    me = os.getpid()
-    return dataclasses.replace(proc, spawner_pid=me, spawner_ticks=start_ticks(me))
+    pid, ticks = _me()
+    return dataclasses.replace(proc, spawner_pid=pid, spawner_ticks=ticks)
+
+
+@functools.cache  # a process's own pid and start never change
+def _me() -> tuple[int, int | None]:
+    """This worker as a spawner: its pid and start ticks."""
+    pid = os.getpid()
+    return pid, start_ticks(pid)
 
 
 def exit_code(proc: Proc) -> int | None:
