@@ -107,6 +107,21 @@ def check_config(body: dict[str, Any], allowed_images: tuple[str, ...]) -> None:
         )
 
 
+def in_use_detail(live: int) -> str:
+    """Why a config cannot go, and what the admin can do about it."""
+    if not live:
+        # Only deleted notebooks still hold it, until the reconciler has
+        # removed their resources.
+        return (
+            "A deleted notebook that used this workload config is still being removed;"
+            " try again in a minute."
+        )
+    users = "1 notebook uses" if live == 1 else f"{live} notebooks use"
+    return (
+        f"{users} this workload config; give them another one (while stopped) or delete them first."
+    )
+
+
 async def config_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
     base = {"config_id": None, "limit": 100, "fetch": 101, "after_at": None, "after_id": None}
     row = await ctx.one("api_config_page", {**ctx.mine(), **base, **params})
@@ -193,7 +208,8 @@ async def delete_config(ctx: Ctx) -> web.Response:
     if await ctx.one("api_lock_config", ctx.mine(config_id=config_id)) is None:
         raise NotFound("No such workload config.", field="config")
     in_use = await ctx.one("api_config_in_use", {"config_id": config_id})
-    if in_use and in_use["in_use"]:
-        raise Conflict("Notebooks still use this workload config.", code="workload_config_in_use")
+    assert in_use is not None
+    if in_use["live"] or in_use["deleting"]:
+        raise Conflict(in_use_detail(in_use["live"]), code="workload_config_in_use")
     await ctx.run("api_delete_config", {"config_id": config_id})
     return no_content()

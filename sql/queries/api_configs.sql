@@ -59,7 +59,9 @@ update workload_configs
 
 -- name: api_config_in_use
 -- Soft-deleted notebooks still reference their config until torn down.
-select exists (select 1 from notebooks where workload_config_id = %(config_id)s) as in_use;
+select count(*) filter (where deleted_at is null) as live,
+       count(*) filter (where deleted_at is not null) as deleting
+  from notebooks where workload_config_id = %(config_id)s;
 
 -- name: api_delete_config
 delete from workload_configs where id = %(config_id)s;

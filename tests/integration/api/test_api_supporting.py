@@ -157,6 +157,38 @@ async def test_workload_configs(client: TestClient, world: World) -> None:
     assert listed["total"] == 2
 
 
+async def test_a_config_in_use_says_how_many_notebooks_hold_it_and_what_to_do(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    config = factory.config(world.org)
+    url = f"{V1}/workloads/configs/{config}"
+    first = factory.notebook(world.owner, config)
+    factory.notebook(world.owner, config, status="running")
+    two = await body_of(await client.delete(url, headers=world.admin.auth))
+    assert two["code"] == "workload_config_in_use"
+    assert two["detail"] == (
+        "2 notebooks use this workload config; give them another one (while stopped) or"
+        " delete them first."
+    )
+    factory.conn.execute(
+        "delete from notebooks where id <> %s and workload_config_id = %s", (first, config)
+    )
+    one = await body_of(await client.delete(url, headers=world.admin.auth))
+    assert one["detail"].startswith("1 notebook uses this workload config;")
+    # Deleted, but its resources not yet removed by the reconciler: it still
+    # holds the config, and the admin is told to wait, not to act.
+    deleted = await client.delete(f"{V1}/workloads/notebooks/{first}", headers=world.owner.auth)
+    assert deleted.status == 204
+    waiting = await body_of(await client.delete(url, headers=world.admin.auth))
+    assert waiting["code"] == "workload_config_in_use"
+    assert waiting["detail"] == (
+        "A deleted notebook that used this workload config is still being removed;"
+        " try again in a minute."
+    )
+    factory.conn.execute("delete from notebooks where id = %s", (first,))
+    assert (await client.delete(url, headers=world.admin.auth)).status == 204
+
+
 async def test_workload_config_quantities_and_env_a_cluster_would_refuse_or_misread(
     client: TestClient, world: World
 ) -> None:
