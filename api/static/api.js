@@ -219,6 +219,8 @@ export const api = {
   listTeams: () => all("/teams"),
   listConfigs: () => all("/workloads/configs"),
   createConfig: (body) => request("POST", "/workloads/configs", body),
+  updateConfig: (id, body) => request("PATCH", `/workloads/configs/${enc(id)}`, body),
+  deleteConfig: (id) => request("DELETE", `/workloads/configs/${enc(id)}`),
   // People (people.js): a member's tokens, the organization's members (org
   // admins only) and who is in which team. A 401 here signs out as anywhere.
   listTokens: (memberId) => all(`/members/${enc(memberId)}/tokens`),

@@ -1,8 +1,18 @@
-// Workload configs: list them; organization admins can create new ones.
+// Workload configs: list them; organization admins create, edit and delete
+// them. One form does both: "New" by default, "Edit" once a row's Edit is
+// pressed, back to "New" after Save or Cancel.
 
+import { wireDialog } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, h, setBusy, showError } from "./dom.js";
 import { state } from "./store.js";
+
+// The config the form edits (null: the form makes a new one), and its
+// environment as the form showed it: sent again only if changed, so values
+// a line of text cannot show as they are (several lines, edge spaces) are
+// kept unless the admin rewrites them.
+let editing = null;
+let envShown = "";
 
 function resources(spec = {}) {
   const parts = [];
@@ -12,8 +22,26 @@ function resources(spec = {}) {
   return parts.length ? parts.join(", ") : "defaults";
 }
 
-function row(c) {
-  const env = Object.keys(c.env || {});
+function rowActions(c) {
+  const button = (action, text, cls, onclick) =>
+    h("button", {
+      type: "button",
+      class: cls,
+      "aria-label": `${text} ${c.name}`,
+      dataset: { action, focusKey: `${action}:${c.id}` },
+      text,
+      onclick,
+    });
+  return h(
+    "td",
+    { class: "row-actions" },
+    button("edit", "Edit", "secondary", () => startEdit(c)),
+    button("delete", "Delete", "danger-outline", (ev) => confirmDelete(c, ev.currentTarget)),
+  );
+}
+
+function row(c, admin) {
+  const env = Object.keys(c.env || {}).sort();
   return h(
     "tr",
     { dataset: { configId: c.id } },
@@ -27,22 +55,26 @@ function row(c) {
     h("td", { "data-label": "Sail", text: resources(c.sail) }),
     h("td", { "data-label": "Marimo", text: resources(c.marimo) }),
     h("td", { "data-label": "Environment", text: env.length ? env.join(", ") : "—" }),
+    admin ? rowActions(c) : null,
   );
 }
 
 async function refresh() {
   const errorEl = $("#configs-error");
+  const admin = !!state.me?.organizationAdmin;
   try {
     const { items } = await api.listConfigs();
     items.forEach((c) => state.configs.set(c.id, c));
     $("#configs-body").replaceChildren(
       ...(items.length
-        ? items.map(row)
-        : [h("tr", {}, h("td", { colspan: "5", class: "muted", text: "No workload configs yet." }))]),
+        ? items.map((c) => row(c, admin))
+        : [h("tr", {}, h("td", { colspan: admin ? "6" : "5", class: "muted", text: "No workload configs yet." }))]),
     );
     showError(errorEl, null);
+    return items;
   } catch (err) {
     showError(errorEl, err, "Could not load workload configs");
+    return null;
   }
 }
 
@@ -60,9 +92,12 @@ export function parseEnv(text) {
   return env;
 }
 
-function bodyFrom(form) {
+// The body to send. A new config leaves out what is empty (the API's
+// defaults); an edit sends every part, so a field emptied is cleared.
+function bodyFrom(form, edit) {
   const body = { name: form.name.value.trim(), mode: form.mode.value };
-  if (form.description.value.trim()) body.description = form.description.value.trim();
+  const description = form.description.value.trim();
+  if (description || edit) body.description = description;
   if (form.workers.value !== "") body.workers = Number(form.workers.value);
   for (const part of ["sail", "marimo"]) {
     const spec = {};
@@ -70,11 +105,89 @@ function bodyFrom(form) {
       const value = form.elements[`${part}.${key}`].value.trim();
       if (value) spec[key] = value;
     }
-    if (Object.keys(spec).length) body[part] = spec;
+    if (Object.keys(spec).length || edit) body[part] = spec;
   }
+  if (edit && form.env.value === envShown) return body;
   const env = parseEnv(form.env.value);
-  if (Object.keys(env).length) body.env = env;
+  if (Object.keys(env).length || edit) body.env = env;
   return body;
+}
+
+// The form as it is for `config` (null: a new one).
+function showForm(config) {
+  editing = config;
+  const form = $("#config-form");
+  form.reset();
+  showError($("#config-form-error"), null);
+  $("#new-config-title").textContent = config ? `Edit workload config ${config.name}` : "New workload config";
+  $("#config-submit").textContent = config ? "Save changes" : "Create workload config";
+  $("#config-cancel").hidden = !config;
+  $("#config-edit-note").hidden = !config;
+  const envInput = $("#cfg-env");
+  const multiline = Object.values(config?.env || {}).some((v) => /[\r\n]/.test(v));
+  envInput.readOnly = multiline;
+  $("#cfg-env-locked").hidden = !multiline;
+  envShown = "";
+  if (!config) return;
+  form.name.value = config.name;
+  form.mode.value = config.mode || "standalone";
+  form.workers.value = config.workers ?? "";
+  form.description.value = config.description || "";
+  for (const part of ["sail", "marimo"]) {
+    for (const key of ["image", "cpu", "memory"]) {
+      form.elements[`${part}.${key}`].value = config[part]?.[key] || "";
+    }
+  }
+  // By name (the API keeps no order: PostgreSQL's jsonb sorts by length).
+  form.env.value = Object.entries(config.env || {})
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, value]) => `${name}=${value}`)
+    .join("\n");
+  envShown = form.env.value;
+}
+
+function startEdit(config) {
+  showForm(config);
+  $("#config-panel").scrollIntoView({ block: "start" });
+  $("#cfg-name").focus();
+}
+
+// Back to a new config's form; focus on the row's button it came from.
+function endEdit(config) {
+  showForm(null);
+  const back = config && $(`#configs-body [data-focus-key="${CSS.escape(`edit:${config.id}`)}"]`);
+  if (back) back.focus();
+}
+
+function confirmDelete(config, trigger) {
+  const dialog = $("#config-delete-dialog");
+  const errorEl = $("#config-delete-error");
+  const submit = $("#config-delete-submit");
+  showError(errorEl, null);
+  $("#config-delete-text").textContent =
+    `${config.name} will be gone for good. Notebooks that use it must be given another one, or deleted, first.`;
+  const finish = wireDialog(dialog, trigger);
+  dialog.showModal();
+  $("#config-delete-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    showError(errorEl, null);
+    setBusy(submit, true);
+    try {
+      await api.deleteConfig(config.id);
+    } catch (err) {
+      showError(errorEl, err, "Could not delete it");
+      return;
+    } finally {
+      setBusy(submit, false);
+    }
+    finish();
+    state.configs.delete(config.id);
+    if (editing?.id === config.id) showForm(null);
+    announce(`Workload config ${config.name} deleted`);
+    await refresh();
+    $("#configs-title").setAttribute("tabindex", "-1");
+    $("#configs-title").focus();
+  };
 }
 
 export const configsView = {
@@ -82,16 +195,19 @@ export const configsView = {
   enter() {
     const admin = !!state.me?.organizationAdmin;
     $("#config-admin-note").hidden = admin;
+    $("#configs-actions-head").hidden = !admin;
     const form = $("#config-form");
     form.hidden = !admin;
+    showForm(null);
     const errorEl = $("#config-form-error");
-    showError(errorEl, null);
+    $("#config-cancel").onclick = () => endEdit(editing);
     form.onsubmit = async (ev) => {
       ev.preventDefault();
       showError(errorEl, null);
+      const config = editing;
       let body;
       try {
-        body = bodyFrom(form);
+        body = bodyFrom(form, !!config);
       } catch (err) {
         showError(errorEl, err);
         return;
@@ -99,17 +215,26 @@ export const configsView = {
       const submit = $("#config-submit");
       setBusy(submit, true);
       try {
-        const created = await api.createConfig(body);
-        announce(`Workload config ${created.name || body.name} created`);
-        form.reset();
-        await refresh();
+        if (config) {
+          const saved = await api.updateConfig(config.id, body);
+          announce(`Workload config ${saved.name} saved`);
+        } else {
+          const created = await api.createConfig(body);
+          announce(`Workload config ${created.name || body.name} created`);
+        }
       } catch (err) {
         showError(errorEl, err);
+        return;
       } finally {
         setBusy(submit, false);
       }
+      await refresh();
+      if (config) endEdit(config);
+      else form.reset();
     };
     refresh();
   },
-  leave() {},
+  leave() {
+    editing = null;
+  },
 };
