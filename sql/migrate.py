@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import structlog
 from pgqueuer import Queries
 from psycopg.rows import tuple_row
 
@@ -25,6 +26,8 @@ _LOCK_KEY = 7_310_001  # arbitrary, constant: serializes concurrent migrators
 # failing it (changing nothing) is better; the release Job or init container
 # retries, and `notebooks up` says what happened. A file may set its own.
 LOCK_TIMEOUT_SECONDS = 10.0
+
+log = structlog.get_logger("migrate")
 
 
 class MigrationError(Exception):
@@ -76,7 +79,7 @@ async def migrate(dsn: str, lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS) 
     schema newer than this release."""
     applied_now: list[int] = []
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
+        await _take_lock(conn)
         try:
             await conn.execute(
                 "create table if not exists schema_migrations ("
@@ -99,6 +102,40 @@ async def migrate(dsn: str, lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS) 
             if not conn.broken:  # a lost connection drops the lock; its error is the news
                 await conn.execute("select pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
+
+
+async def _take_lock(conn: psycopg.AsyncConnection) -> None:
+    """The migrators' lock. Waiting for it is said once, with who holds it: a
+    release Job or an init container otherwise hangs without a word while
+    another migration runs (or a killed one's backend lingers)."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute("select pg_try_advisory_lock(%s)", (_LOCK_KEY,))
+        row = await cur.fetchone()
+        if row and row[0]:
+            return
+        # A bigint key below 2**32 is (classid 0, objid key, objsubid 1).
+        await cur.execute(
+            "select a.pid, coalesce(a.application_name, ''), host(a.client_addr),"
+            "       a.backend_start"
+            "  from pg_locks l join pg_stat_activity a on a.pid = l.pid"
+            " where l.locktype = 'advisory' and l.granted and l.classid = 0"
+            "   and l.objid = %s and l.objsubid = 1",
+            (_LOCK_KEY,),
+        )
+        holder = await cur.fetchone()
+    pid, app, address, since = holder if holder else (None, "", None, None)
+    log.warning(
+        "migration_waiting",
+        detail=f"another migration is running (PostgreSQL backend {pid}): waiting for it to"
+        " finish; if its migrator is gone and this never ends, end that session with"
+        f" select pg_terminate_backend({pid})",
+        holder_pid=pid,
+        holder_application=app or None,
+        holder_address=address or "local socket",
+        holder_since=since.isoformat() if since else None,
+    )
+    await conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
+    log.info("migration_lock_taken")
 
 
 async def _apply(

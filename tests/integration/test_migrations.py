@@ -10,7 +10,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
+import sql.migrate
 from cli.main import main
 from common.db import add_options
 from sql import latest_version, migration_files
@@ -142,6 +145,37 @@ async def test_a_migration_waiting_behind_a_long_transaction_gives_up_and_change
         )
         assert _versions(empty_database_url) == [v for v, _, _ in migration_files() if v < 9]
     assert await migrate(empty_database_url) == [v for v, _, _ in migration_files() if v >= 9]
+
+
+async def test_a_migrator_waiting_for_another_says_so_and_who_holds_the_lock(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second migrator (a release Job beside an init container) used to wait
+    without a word; it says once that it waits, and for which session."""
+    monkeypatch.setattr(sql.migrate, "log", structlog.get_logger("migrate"))
+    with psycopg.connect(empty_database_url, autocommit=True) as other:
+        other.execute("set application_name = 'release-job'")
+        other.execute("select pg_advisory_lock(%s)", (sql.migrate._LOCK_KEY,))
+        holder = other.info.backend_pid
+        with capture_logs() as logs:
+            second = asyncio.create_task(migrate(empty_database_url))
+            while not [e for e in logs if e["event"] == "migration_waiting"]:
+                assert not second.done(), second.result()
+                await asyncio.sleep(0.01)
+            other.execute("select pg_advisory_unlock(%s)", (sql.migrate._LOCK_KEY,))
+            assert await second == [v for v, _, _ in migration_files()]
+    waiting = [e for e in logs if e["event"] == "migration_waiting"]
+    assert len(waiting) == 1
+    assert waiting[0]["holder_pid"] == holder
+    assert waiting[0]["holder_application"] == "release-job"
+    assert waiting[0]["detail"].startswith(
+        f"another migration is running (PostgreSQL backend {holder}): waiting for it"
+    )
+    assert "migration_lock_taken" in [e["event"] for e in logs]
+    # Nobody holding it: no word.
+    with capture_logs() as quiet:
+        assert await migrate(empty_database_url) == []
+    assert [e for e in quiet if e["event"].startswith("migration_")] == []
 
 
 def test_a_failing_migration_names_its_file_and_changes_nothing(
