@@ -1,7 +1,7 @@
 """What a `view` (read-only) session may reach, and what nobody may.
 
-Nobody reaches Marimo's own sign-in routes (`/auth/*`), its shutdown, or its
-package installs. Marimo 0.25 enforces
+Nobody reaches Marimo's own sign-in routes (`/auth/*`), its shutdown, its
+rename of the notebook's file, or its package installs. Marimo 0.25 enforces
 read-only only partly (a viewer that sends the editor's session id can run
 cells; `/api/kernel/takeover` is open to anyone), so the proxy allowlists.
 The list is written against Marimo's own route table
@@ -50,6 +50,11 @@ PACKAGE_INSTALLS = frozenset(
         "/api/export/requirements/install",  # what an export needs, into the server's env
     }
 )
+# Marimo's rename of the notebook's file (its title bar): the platform keeps
+# each notebook in one file, opened by that name at every start; renamed, the
+# work is left in a file no start opens (a fresh template takes its place).
+# The notebook's name is the platform's (Edit in the console).
+RENAME = frozenset({"/api/kernel/rename"})
 MAIN_WS = "/ws"
 TERMINAL_WS = "/terminal/ws"
 WEBSOCKETS = frozenset({MAIN_WS, "/ws_sync", TERMINAL_WS})
@@ -89,6 +94,11 @@ def decide(
     if path in SHUTDOWN:
         return Decision(
             False, "Stop the notebook from the platform: Marimo's own shutdown is not used here."
+        )
+    if path in RENAME:
+        return Decision(
+            False,
+            "The notebook's file keeps its name here: rename the notebook in the platform instead.",
         )
     if path in PACKAGE_INSTALLS:
         return Decision(

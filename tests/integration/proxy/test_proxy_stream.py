@@ -796,6 +796,22 @@ async def test_marimos_own_shutdown_is_out_of_reach_even_for_the_owner(echo) -> 
         await session.close()
 
 
+async def test_renaming_the_notebook_file_is_out_of_reach_even_for_the_owner(echo) -> None:  # type: ignore[no-untyped-def]
+    """Marimo's rename (its title bar) moved the work into a file no start
+    opens; the next start put a fresh template in its place (an audit did,
+    on a real stack). Refused on either path, upstream never asked."""
+    upstream, p = echo
+    session = await p.login(p.world.owner)
+    try:
+        for path in ("/api/kernel/rename", "/api/kernel/rename/", "/api/kernel//rename"):
+            async with session.post(p.url(path), json={"filename": "analysis.py"}) as resp:
+                assert resp.status == 403, path
+                assert "rename the notebook in the platform" in await resp.text()
+        assert not [r for r in upstream.seen if "rename" in r.path_qs]
+    finally:
+        await session.close()
+
+
 async def test_package_installs_are_out_of_reach_even_for_the_owner(echo) -> None:  # type: ignore[no-untyped-def]
     """Marimo installs into the environment its kernel runs in: under the
     local runtime the platform's own, so one click of "Install" changed the

@@ -6,6 +6,7 @@ import pytest
 
 from proxy.policy import (
     PACKAGE_INSTALLS,
+    RENAME,
     SHUTDOWN,
     VIEW_GET_API,
     VIEW_POST_API,
@@ -69,11 +70,12 @@ def test_viewers_reach_exactly_the_allowlist() -> None:
     assert _view_allowed() == EXPECTED_VIEW_ALLOWED
 
 
-def test_editors_reach_everything_but_the_terminal_sign_in_shutdown_and_installs() -> None:
+def test_editors_reach_everything_but_the_terminal_sign_in_shutdown_rename_and_installs() -> None:
     """`/auth/token` would hand an editor Marimo's own token, good for the
     whole session after their access ends; the proxy signs members in.
     Marimo's shutdown would end Marimo under a notebook still `running`; its
-    package installs would change the platform's own environment (local)."""
+    rename would leave the work in a file no start opens; its package
+    installs would change the platform's own environment (local)."""
     for route in marimo_routes():
         decision = decide(
             "POST",
@@ -86,10 +88,12 @@ def test_editors_reach_everything_but_the_terminal_sign_in_shutdown_and_installs
             route.path != "/terminal/ws"
             and not route.path.startswith("/auth/")
             and route.path not in ("/api/kernel/shutdown", "/api/home/shutdown_session")
+            and route.path != "/api/kernel/rename"
             and route.path not in PACKAGE_INSTALLS
         )
         assert decision.allowed == reachable, route.path
     assert SHUTDOWN.issubset(r.path for r in marimo_routes())  # still Marimo's names
+    assert RENAME.issubset(r.path for r in marimo_routes())
     assert PACKAGE_INSTALLS.issubset(r.path for r in marimo_routes())
     auth = {r.path for r in marimo_routes() if r.path.startswith("/auth/")}
     assert "/auth/token" in auth
