@@ -31,3 +31,9 @@ CONFIG_CHANGEABLE = frozenset({Status.STOPPED, Status.FAILED})
 # not kept once `stopped` (it read as still pending); an automatic stop's
 # reason ("idle for 1 h") is kept, since it says why the notebook stopped.
 STOP_REQUESTED = "Stop requested"
+
+# How long a member's Stop leaves an open editor to save what was typed last:
+# Marimo's editor saves 1 s after the last keystroke, and only while its
+# socket is open. The proxy keeps edit sessions through it (proxy/live.py);
+# the worker stops Marimo after it when a member was present (reconciler/plan.py).
+SAVE_WINDOW_SECONDS = 2.5

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock, SystemClock, monotonic_reader
 from common.settings import Settings
+from common.statuses import SAVE_WINDOW_SECONDS
 from sql import query
 
 # The setting's default (the proxy passes the setting itself).
@@ -26,6 +27,7 @@ PRESENCE_WINDOW = timedelta(seconds=Settings.presence_window_seconds)
 log = structlog.get_logger("proxy.access")
 
 SERVING = frozenset({"running", "idle", "detached"})
+SAVE_WINDOW = timedelta(seconds=SAVE_WINDOW_SECONDS)
 MANAGING_TEAM_ROLES = frozenset({"admin", "editor"})
 
 
@@ -56,6 +58,10 @@ class Target:
     # present (their last ping + the presence window). An edit session
     # yields to them meanwhile (live.refusal), as `open` gives `view`.
     owner_present_until: datetime | None = None
+    # A stop under way (`stopping`): until when an open editor may still save
+    # what was typed last (common/statuses.py SAVE_WINDOW_SECONDS from the
+    # status change; the worker stops Marimo after it). None otherwise.
+    saving_until: datetime | None = None
     # When it was read from the database, on the proxy's monotonic clock
     # (`Clock.monotonic`: a step of the wall clock must not make a read look
     # newer or older). Not part of the access it describes: an equal access
@@ -72,6 +78,12 @@ class Target:
     def serving(self) -> bool:
         return self.status in SERVING and bool(self.marimo_url) and bool(self.session_token)
 
+    def saving(self, now: datetime) -> bool:
+        """Stopping, within the window an open editor has to save in."""
+        if self.saving_until is None or now >= self.saving_until:
+            return False
+        return bool(self.marimo_url) and bool(self.session_token)
+
 
 def target_from_row(
     row: dict[str, object],
@@ -80,6 +92,8 @@ def target_from_row(
 ) -> Target:
     roles = set(row["team_roles"] or [])  # type: ignore[call-overload]
     owner_seen_at = cast(datetime | None, row.get("owner_seen_at"))
+    changed_at = cast(datetime | None, row.get("status_changed_at"))
+    stopping = row["status"] == "stopping" and changed_at is not None
     member_ok = bool(row["member_ok"])
     owner_or_admin = member_ok and (bool(row["is_owner"]) or bool(row["is_org_admin"]))
     return Target(
@@ -93,6 +107,7 @@ def target_from_row(
         token_expires_at=row.get("token_expires_at"),  # type: ignore[arg-type]
         notebook_path=row.get("notebook_path"),  # type: ignore[arg-type]
         owner_present_until=owner_seen_at and owner_seen_at + presence_window,
+        saving_until=changed_at + SAVE_WINDOW if stopping and changed_at else None,
         checked_at=checked_at,
     )
 

@@ -44,21 +44,32 @@ def lapsed(session: ProxySession, target: Target, now: datetime) -> bool:
     return session.expired(now) or target.token_expired(now)
 
 
-def refusal(session: ProxySession, target: Target | None, now: datetime) -> str | None:
-    """Why `session` may no longer reach its notebook, or None if it may."""
+def refusal(
+    session: ProxySession, target: Target | None, now: datetime, *, login: bool = False
+) -> str | None:
+    """Why `session` may no longer reach its notebook (or, `login`, may not
+    begin to), or None if it may."""
     if target is None or not target.can_view:
         return "access"
     if session.mode == "edit" and not target.can_edit:
         return "edit"  # may still view: told to open it again
     if lapsed(session, target, now):
         return "session"
-    if not target.serving:
+    if not target.serving and not _saving(session, target, now, login):
         return "status"
     if target.session_id != session.session_id:
         return "session"
     if session.mode == "edit" and target.owner_present(now):
         return "owner"  # the owner is back: they edit, others view (DESIGN §5)
     return None
+
+
+def _saving(session: ProxySession, target: Target, now: datetime, login: bool) -> bool:
+    """An editor already open when a stop began goes on for its save window:
+    Marimo's editor saves what was typed last 1 s after the last keystroke,
+    only while its socket is open (ended at `stopping`, that was lost). A
+    viewer has nothing to save; nobody logs in to a notebook stopping."""
+    return session.mode == "edit" and not login and target.saving(now)
 
 
 class Registry:

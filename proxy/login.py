@@ -108,7 +108,7 @@ async def check_login(
         expires_at=expires,
     )
     target = await cache.lookup(claims, notebook_id, fresh=True)
-    why = refusal(session, target, now)
+    why = refusal(session, target, now, login=True)
     if why is not None:
         raise LoginRefused(*_REFUSALS[why])
     return session

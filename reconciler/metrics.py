@@ -14,6 +14,7 @@ OUTCOMES = (
     "running",
     "idle",
     "detached",
+    "saving",
     "stopping",
     "stopped",
     "failed",

@@ -14,7 +14,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import assert_never
 
-from common.statuses import PROVISIONED, STOP_REQUESTED, Desired, Status
+from common.statuses import (
+    PROVISIONED,
+    SAVE_WINDOW_SECONDS,
+    STOP_REQUESTED,
+    Desired,
+    Status,
+)
 from reconciler.runtime.base import Component, Observation, Phase
 
 # How soon to look again while a start or stop is under way (seconds). Short:
@@ -82,6 +88,8 @@ class NotebookState:
     # What ARM_DEADLINE adds to now (Deps.start_deadline_seconds): tells when
     # the armed deadline was armed.
     start_deadline_seconds: int = 120
+    # When the status last changed: a member's Stop's save window counts from it.
+    status_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -171,14 +179,16 @@ def plan(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
         case Desired.DELETED:
             return Plan((Action.DELETE,), Status.STOPPING, "deleting", outcome="deleted")
         case Desired.STOPPED:
-            return _plan_stopped(nb, observed)
+            return _plan_stopped(nb, observed, now)
         case Desired.RUNNING:
             return _plan_running(nb, observed, now)
         case _:
             assert_never(nb.desired)
 
 
-def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
+def _plan_stopped(nb: NotebookState, observed: Observation, now: datetime) -> Plan:
+    if (left := _save_window_left(nb, observed, now)) is not None:
+        return Plan((), nb.status, nb.status_message, requeue_after=left, outcome="saving")
     if not observed.nothing_left:
         message = nb.status_message if nb.status is Status.STOPPING else "stopping"
         if nb.status is Status.STOPPED:  # found running for a stopped row (the sweep)
@@ -209,6 +219,28 @@ def _plan_stopped(nb: NotebookState, observed: Observation) -> Plan:
             outcome="stopped",
         )
     return Plan((Action.ENSURE_STOPPED,), Status.STOPPED, message, outcome="stopped")
+
+
+def _save_window_left(nb: NotebookState, observed: Observation, now: datetime) -> float | None:
+    """Seconds before a member's Stop may stop Marimo, or None to go on now.
+    An editor open on it (a member pinged within the presence window) saves
+    what was typed last about 1 s after the last keystroke, only while its
+    socket is open, and the proxy keeps edit sessions that long: without
+    the wait, a Stop (anyone's) discarded it (the durability audit lost the
+    last 0.3 s and, typing on, 13 s of work). An automatic stop needs none:
+    nobody has pinged for a presence window, so nothing typed is unsaved."""
+    if nb.status is not Status.STOPPING or nb.status_message != STOP_REQUESTED:
+        return None
+    if observed.marimo.phase is not Phase.READY or nb.status_changed_at is None:
+        return None
+    window = timedelta(seconds=nb.presence_window_seconds)
+    if nb.last_seen_at is None or now - nb.last_seen_at >= window:
+        return None
+    # Never longer than the window itself, whatever the API's clock said.
+    left = min(
+        (nb.status_changed_at - now).total_seconds() + SAVE_WINDOW_SECONDS, SAVE_WINDOW_SECONDS
+    )
+    return left if left > 0 else None
 
 
 def duration(seconds: int) -> str:

@@ -98,6 +98,7 @@ def _state(row: dict[str, Any], deps: Deps) -> NotebookState:
         start_deadline_seconds=deps.start_deadline_seconds,
         start_requested_at=row["start_requested_at"],
         leftovers=bool(row["runtime_state"]),
+        status_changed_at=row["status_changed_at"],
     )
 
 

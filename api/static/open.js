@@ -131,6 +131,7 @@ async function checkMode() {
 
 function onVisibility() {
   // Coming back to the tab after a minute or more: say so at once.
+  if (!PROVISIONED.has(open.nb?.status)) return; // stopping: a ping would be refused
   if (shown() && Date.now() - open.lastPing >= PING_INTERVAL_MS) ping();
 }
 
@@ -144,12 +145,19 @@ async function refreshStatus() {
     document.title = `${nb.name} · Notebooks`;
     $("#open-status").replaceChildren(statusBadge(nb.status));
     const serving = PROVISIONED.has(nb.status);
+    // Stopping: the editor stays while it saves what was typed last (Marimo
+    // saves 1 s after the last keystroke, only while it is connected; the
+    // proxy and the worker leave it a moment: docs/proxy.md).
+    const saving = nb.status === "stopping" && nb.sessionId === open.session;
     // Stopped, failed or restarted under the member: the editor in the frame
     // is gone. Say so, stop pinging, and open it again once it runs.
-    if (open.framed && (!serving || nb.sessionId !== open.session)) closeFrame();
+    if (open.framed && !saving && (!serving || nb.sessionId !== open.session)) closeFrame();
     // A live region: rewritten only when its words change (each poll would
     // otherwise be announced again).
-    setText($("#open-message"), serving ? "" : `${sentence(nb.statusMessage || `The notebook is ${nb.status}`)} It opens here when it runs.`);
+    const message = saving && open.framed
+      ? "Stopping: the editor saves what was typed last, then closes."
+      : `${sentence(nb.statusMessage || `The notebook is ${nb.status}`)} It opens here when it runs.`;
+    setText($("#open-message"), serving ? "" : message);
     // A team viewer may neither start nor stop it; stopped (here or
     // elsewhere), it is started again from here.
     const startable = canManage(nb) && STARTABLE.has(nb.status);
@@ -214,7 +222,7 @@ async function load() {
   if (entry !== open.entry || !open.framed) return; // left, or closed meanwhile
   clearInterval(open.timer);
   open.timer = setInterval(() => {
-    if (!shown()) return;
+    if (!shown() || !PROVISIONED.has(open.nb?.status)) return; // a ping now would be refused
     ping();
     checkMode();
   }, PING_INTERVAL_MS);
@@ -246,7 +254,9 @@ export const openView = {
       try {
         await api.stopNotebook(id);
         announce("Stopping the notebook");
-        if (entry === open.entry) location.hash = `#/notebooks/${id}`; // not if the member went on
+        // Stays here: leaving would unload the editor before it saved what was
+        // typed last; the status poll closes it once the notebook has stopped.
+        if (entry === open.entry) await open.poller.now();
       } catch (err) {
         if (entry === open.entry) showError($("#open-error"), err, "Could not stop");
       } finally {

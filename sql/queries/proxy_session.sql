@@ -13,6 +13,7 @@ returning jti;
 -- (owner, org admin, or a team shared on the notebook; DESIGN §5), through
 -- an API token that is not revoked (revoking it ends what it opened) and the
 -- token's expiry, which the proxy compares with its clock on every request.
+-- When the status changed: a stop leaves open editors a moment to save.
 -- For a member other than the owner, when the owner was last present in
 -- this session: an edit session yields to an owner who is back (DESIGN §5,
 -- as `open` does).
@@ -25,6 +26,7 @@ select k.member_id as key_member_id,
        k.token_id as key_token_id,
        n.id as notebook_id,
        n.status,
+       n.status_changed_at,
        n.session_id,
        n.session_token,
        n.runtime_state ->> 'marimo_url' as marimo_url,

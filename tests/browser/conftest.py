@@ -22,12 +22,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,19 @@ OWN_ORIGINS_ARGS = [
 def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
     with running_stack(settings, tmp_path) as st:
         yield st
+
+
+@pytest.fixture
+def stack_saving(settings: Any, tmp_path: Path) -> Iterator[Stack]:
+    """The stack with its data directory outside /tmp (under /var/tmp):
+    Marimo's editor never saves a notebook file under /tmp
+    (docs/operations.md), which is where pytest's directories are."""
+    outside_tmp = Path(tempfile.mkdtemp(prefix="notebooks-test-", dir="/var/tmp"))
+    try:
+        with running_stack(replace(settings, data_dir=outside_tmp / "data"), tmp_path) as st:
+            yield st
+    finally:
+        shutil.rmtree(outside_tmp, ignore_errors=True)
 
 
 @pytest.fixture

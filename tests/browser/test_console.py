@@ -223,9 +223,13 @@ def test_paste_token_create_start_open_run_spark_stop(
         set_visibility(page, "visible")
     assert set(pings) == {204}, pings
 
-    # Stop from the notebook view.
+    # Stop from the open view: it stays (the editor saves what was typed
+    # last while the notebook stops), then says so; its page has the history.
     page.get_by_role("button", name="Stop notebook").click()
-    page.locator("#nb-status .status-stopped").wait_for(timeout=60_000)
+    page.locator("#open-status .status-stopped").wait_for(timeout=60_000)
+    page.locator("#open-frame").wait_for(state="hidden")
+    page.locator("#open-back").click()
+    page.locator("#nb-status .status-stopped").wait_for(timeout=15_000)
     code, described = stack.call("GET", f"/workloads/notebooks/{nb_id}")
     assert code == 200
     assert described["included"]["notebooks"][0]["status"] == "stopped"

@@ -42,6 +42,7 @@ from proxy_helpers import (
 from yarl import URL
 
 from common.settings import Settings
+from common.statuses import SAVE_WINDOW_SECONDS
 from proxy import metrics
 from proxy.app import PROXY
 from proxy.cookie import COOKIE_NAME
@@ -692,6 +693,52 @@ async def test_each_access_change_ends_a_live_websocket(echo, change: str) -> No
             assert total(metrics.REVOKED, reason) == revoked + 1
     finally:
         await session.close()
+
+
+async def test_a_stop_leaves_an_open_editor_its_save_window_and_ends_viewers_at_once(echo) -> None:  # type: ignore[no-untyped-def]
+    """Marimo's editor saves what was typed last 1 s after the last
+    keystroke, only while its socket is open: ended at `stopping`, a Stop
+    lost it (the durability audit: the last 0.3 s, or 13 s typed on). An
+    editor open when the stop began goes on for the save window (the worker
+    stops Marimo after it); a viewer, with nothing to save, ends at once,
+    and nobody logs in to a notebook stopping."""
+    _, p = echo
+    await wait_listening(p)
+    editor, viewer = await p.login(p.world.owner), await p.login(p.world.viewer, "view")
+    late_link = p.open_url(p.token(p.world.owner))
+    try:
+        async with (
+            editor.ws_connect(p.url("/ws"), origin=p.origin) as editor_ws,
+            viewer.ws_connect(p.url("/ws"), origin=p.origin) as viewer_ws,
+        ):
+            await editor_ws.send_str("hi")
+            assert await editor_ws.receive_str(timeout=5) == "echo:hi"
+            assert await viewer_ws.receive_str(timeout=5) == KIOSK_READY
+            sql(
+                p.settings.database_url,
+                "update notebooks set status = 'stopping', desired_state = 'stopped',"
+                " status_changed_at = %s",
+                (p.clock.now(),),
+            )
+            msg = await viewer_ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and viewer_ws.close_code == 4403
+            # The editor saves meanwhile: its socket and its requests go on.
+            await editor_ws.send_str("save")
+            assert await editor_ws.receive_str(timeout=5) == "echo:save"
+            async with editor.get(p.url("/echo")) as resp:
+                assert resp.status == 200
+            async with p.client() as late, late.get(late_link, allow_redirects=False) as resp:
+                assert resp.status == 503, await resp.text()
+            # The window over, the next look ends the editor's too.
+            p.clock.advance(SAVE_WINDOW_SECONDS)
+            sql(p.settings.database_url, f"select pg_notify('notebooks_proxy', 'notebook:{NB}')")
+            msg = await editor_ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and editor_ws.close_code == 4403
+        async with editor.get(p.url("/echo")) as resp:
+            assert resp.status == 503
+    finally:
+        await editor.close()
+        await viewer.close()
 
 
 async def test_revoking_one_api_token_ends_only_what_it_opened(echo) -> None:  # type: ignore[no-untyped-def]

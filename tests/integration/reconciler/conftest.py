@@ -136,14 +136,14 @@ class Rows:
             await self._status(nid, "starting", now)
             await enqueue_reconcile(self.conn, [nid])
 
-    async def stop(self, nid: str) -> None:
+    async def stop(self, nid: str, *, message: str = "", now: datetime | None = None) -> None:
         async with self.conn.transaction():
             await self.conn.execute(
                 "update notebooks set desired_state = 'stopped', generation = generation + 1"
                 " where id = %s",
                 (nid,),
             )
-            await self._status(nid, "stopping", datetime.now(UTC))
+            await self._status(nid, "stopping", now or datetime.now(UTC), message)
             await enqueue_reconcile(self.conn, [nid])
 
     async def delete(self, nid: str) -> None:
@@ -164,13 +164,13 @@ class Rows:
         )
         await self.conn.execute("update notebooks set last_active_at = %s where id = %s", (at, nid))
 
-    async def _status(self, nid: str, status: str, now: datetime) -> None:
+    async def _status(self, nid: str, status: str, now: datetime, message: str = "") -> None:
         await self.conn.execute(
             query("set_status"),
             {
                 "id": nid,
                 "status": status,
-                "status_message": "",
+                "status_message": message,
                 "reason": None,
                 "actor": self.member,
                 "now": now,

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 
 from common.clock import FakeClock
 from common.db import open_pool
 from common.settings import Settings
+from common.statuses import SAVE_WINDOW_SECONDS, STOP_REQUESTED
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Component, Observation, Phase, SessionSpec
 from reconciler.sweep import sweep_once
@@ -323,5 +325,48 @@ async def test_a_presence_only_ping_during_a_pass_is_not_undone_by_idle(
         assert (await reconcile_once(deps, nid)).outcome == "conflict"
         assert (await reconcile_once(deps, nid)).outcome == "noop"
         assert (await rows.get(nid))["status"] == "running"
+    finally:
+        await deps.pool.close()
+
+
+async def test_a_members_stop_waits_out_the_save_window_when_someone_is_present(
+    rows, rsettings: Settings
+):
+    """The editor saves what was typed last about 1 s after the last
+    keystroke, while its socket is open: Marimo is stopped only once the
+    save window from the Stop is over, when a member was present. Nobody
+    present, it stops at once (the next test's first half)."""
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock)
+    try:
+        assert (await reconcile_once(deps, nid)).outcome == "ready"
+        await rows.ping(nid, clock.now())
+        clock.advance(1)
+        await rows.stop(nid, message=STOP_REQUESTED, now=clock.now())
+        clock.advance(1)
+        waited = await reconcile_once(deps, nid)
+        assert waited.outcome == "saving" and runtime.stopped == []
+        assert waited.requeue_after == pytest.approx(SAVE_WINDOW_SECONDS - 1)
+        row = await rows.get(nid)
+        assert (row["status"], row["status_message"]) == ("stopping", STOP_REQUESTED)
+        clock.advance(SAVE_WINDOW_SECONDS - 1)
+        assert (await reconcile_once(deps, nid)).outcome == "stopping"
+        assert runtime.stopped == [nid]
+        await reconcile_once(deps, nid)
+        assert (await rows.get(nid))["status"] == "stopped"
+    finally:
+        await deps.pool.close()
+
+
+async def test_a_members_stop_with_nobody_present_stops_at_once(rows, rsettings: Settings):
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock)
+    try:
+        assert (await reconcile_once(deps, nid)).outcome == "ready"
+        await rows.ping(nid, clock.now())
+        clock.advance(150)  # the ping is a presence window old
+        await rows.stop(nid, message=STOP_REQUESTED, now=clock.now())
+        assert (await reconcile_once(deps, nid)).outcome == "stopping"
+        assert runtime.stopped == [nid]
     finally:
         await deps.pool.close()

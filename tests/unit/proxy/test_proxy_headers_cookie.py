@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from common.statuses import SAVE_WINDOW_SECONDS
 from proxy.access import Target, target_from_row
 from proxy.cookie import MAX_SEALED_CHARS, CookieCache, ProxySession, seal, unseal
 from proxy.headers import (
@@ -265,6 +266,27 @@ def test_refusal_reasons() -> None:
     assert refusal(_session(expires_at=int(NOW.timestamp())), _target(), NOW) == "session"
     for status in ("idle", "detached"):
         assert refusal(_session(), _target(status=status), NOW) is None
+
+
+def test_a_stop_spares_an_open_editor_for_its_save_window_only() -> None:
+    """An editor open when a stop began may save what it typed last (Marimo
+    saves 1 s after the last keystroke); a viewer, a login, or the same
+    editor once the window is over: "status"."""
+    stopping = _target(can_edit=True, status="stopping", saving_until=NOW + timedelta(seconds=1))
+    editor = _session(mode="edit")
+    assert refusal(editor, stopping, NOW) is None
+    assert refusal(editor, stopping, NOW, login=True) == "status"
+    assert refusal(_session(), stopping, NOW) == "status"
+    assert refusal(editor, stopping, NOW + timedelta(seconds=1)) == "status"
+    assert refusal(editor, replace(stopping, marimo_url=None), NOW) == "status"
+    assert refusal(editor, replace(stopping, session_id="S2"), NOW) == "session"
+    # From the row: the window counts from the status change, stopping only.
+    row = {**ROW, "is_owner": True, "status_changed_at": NOW}
+    assert target_from_row({**row, "status": "stopping"}).saving_until == NOW + timedelta(
+        seconds=SAVE_WINDOW_SECONDS
+    )
+    for status in ("running", "stopped", "starting"):
+        assert target_from_row({**row, "status": status}).saving_until is None
 
 
 # A proxy_targets row of a member with no role on the notebook.

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.statuses import PROVISIONED, Desired, Status
+from common.statuses import PROVISIONED, SAVE_WINDOW_SECONDS, STOP_REQUESTED, Desired, Status
 from reconciler.plan import (
     TEARDOWN_POLL_SECONDS,
     UNKNOWN_ACTIVITY,
@@ -596,3 +596,37 @@ def test_a_requested_stop_is_not_said_once_stopped_and_an_automatic_ones_reason_
     assert done.reason == "Sail and Marimo have stopped"  # its event says what happened
     idle = nb(ST, Status.STOPPING, status_message="idle for 1 h")
     assert plan(idle, OBS["nothing"], NOW).status_message == "idle for 1 h"
+
+
+def test_a_members_stop_leaves_an_open_editor_its_save_window_then_stops() -> None:
+    """Marimo's editor saves 1 s after the last keystroke, only while its
+    socket is open: stopped at once, the last words typed were lost (the
+    durability audit). With a member present, the teardown waits out the
+    window from the stop; without one, or for an automatic stop, it does not."""
+    asked = nb(
+        ST,
+        Status.STOPPING,
+        status_message=STOP_REQUESTED,
+        status_changed_at=NOW - timedelta(seconds=1),
+    )
+    waiting = plan(asked, OBS["ready"], NOW)
+    assert (waiting.actions, waiting.status, waiting.status_message) == (
+        (),
+        Status.STOPPING,
+        STOP_REQUESTED,
+    )
+    assert waiting.requeue_after == pytest.approx(SAVE_WINDOW_SECONDS - 1)
+    after = NOW + timedelta(seconds=SAVE_WINDOW_SECONDS - 1)
+    assert plan(asked, OBS["ready"], after).actions == (E_STOP,)
+    # Nobody pinged within the presence window: nothing typed is unsaved.
+    for seen in (None, NOW - timedelta(seconds=150)):
+        assert plan(replace(asked, last_seen_at=seen), OBS["ready"], NOW).actions == (E_STOP,)
+    # An automatic stop, a Marimo already down, a delete: at once.
+    assert plan(replace(asked, status_message="idle for 1 h"), OBS["ready"], NOW).actions == (
+        E_STOP,
+    )
+    assert plan(asked, OBS["marimo_dead"], NOW).actions == (E_STOP,)
+    assert plan(replace(asked, desired=D), OBS["ready"], NOW).actions == (E_DEL,)
+    # An API clock ahead of the worker's never makes the wait longer than the window.
+    ahead = replace(asked, status_changed_at=NOW + timedelta(seconds=60))
+    assert plan(ahead, OBS["ready"], NOW).requeue_after == SAVE_WINDOW_SECONDS
