@@ -19,11 +19,18 @@ Obj = dict[str, Any]
 
 
 # Seeds the PVC with the template unless the notebook already has a file.
+# The first start's notebook file, whole or not at all: written beside it
+# and renamed, as the local runtime does. A seed cut short (a full volume, a
+# kill) left a truncated file, which every later seed kept, as it exists.
 _SEED = (
     "import os, sys\n"
     "p = sys.argv[1]\n"
     "if not os.path.exists(p):\n"
-    "    open(p, 'w').write(os.environ['NOTEBOOK_TEMPLATE'])\n"
+    "    with open(p + '.new', 'w') as f:\n"
+    "        f.write(os.environ['NOTEBOOK_TEMPLATE'])\n"
+    "        f.flush()\n"
+    "        os.fsync(f.fileno())\n"
+    "    os.replace(p + '.new', p)\n"
 )
 
 

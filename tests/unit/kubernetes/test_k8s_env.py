@@ -7,6 +7,10 @@ the driver hands to Sail)."""
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +161,27 @@ def test_the_notebook_template_reaches_the_seed_container_unchanged() -> None:
 
     seed = objects.marimo_pod(spec("standalone", {}), KS)["spec"]["initContainers"][0]
     assert process_env(seed)["NOTEBOOK_TEMPLATE"] == TEMPLATE
+
+
+def test_the_seed_writes_the_notebook_file_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A seed cut short (here: a volume with room for 100 bytes) must not leave
+    a truncated notebook file, which every later seed would keep (it
+    exists) and Marimo would open. Run as the pod runs it: `python -c`."""
+    from reconciler.runtime.template import TEMPLATE
+
+    seed = objects.marimo_pod(spec("standalone", {}), KS)["spec"]["initContainers"][0]
+    path = tmp_path / "notebook.py"
+    command = [sys.executable, *seed["command"][1:-1], str(path)]
+    env = {"NOTEBOOK_TEMPLATE": TEMPLATE}
+
+    def full_volume() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+
+    cut = subprocess.run(command, env=env, preexec_fn=full_volume, capture_output=True)
+    assert cut.returncode != 0 and b"File too large" in cut.stderr
+    assert not path.exists()
+    assert subprocess.run(command, env=env).returncode == 0  # the next start
+    assert path.read_text() == TEMPLATE
+    path.write_text("edited")
+    assert subprocess.run(command, env=env).returncode == 0  # a later start keeps it
+    assert path.read_text() == "edited"
