@@ -136,6 +136,7 @@ function showSignedIn(me) {
   signedInWith = token.get();
   state.me = me;
   $("#who-name").textContent = me.name || me.email || me.id;
+  $("#who-name").title = me.name || me.email || me.id; // the whole of a long one
   $("#who").hidden = false;
   $("#nav").hidden = false;
 }

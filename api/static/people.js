@@ -199,9 +199,11 @@ function showSecret(container, created, whose, returnFocus) {
 
 // ---- expiry ----------------------------------------------------------------
 
-function fillExpiry(select) {
+// The lifetimes this console may give; `fresh` (a form just opened or
+// reset) picks the longest, not the first option a reset leaves selected.
+function fillExpiry(select, fresh = false) {
   const ends = people.ceiling ? Date.parse(people.ceiling) : Infinity;
-  const keep = select.value;
+  const keep = fresh ? "" : select.value;
   const options = LIFETIMES.filter(([seconds]) => Date.now() + seconds * 1000 < ends - 60_000).map(
     ([seconds, label]) => h("option", { value: String(seconds), text: label }),
   );
@@ -348,6 +350,7 @@ async function createOwnToken(ev) {
   }
   announce(`Token ${created.name} created`);
   $("#token-form").reset();
+  fillExpiry($("#token-expiry"), true);
   await loadTokens();
   // Left the page meanwhile: the secret is not put into a page no one sees.
   if (isCurrent(visit)) showSecret($("#token-secret"), created, null, () => name);
@@ -823,7 +826,7 @@ function openMemberToken(m, trigger) {
   const error = $("#member-token-error");
   const submit = $("#member-token-submit");
   form.reset();
-  fillExpiry($("#member-token-expiry"));
+  fillExpiry($("#member-token-expiry"), true);
   showError(error, null);
   $("#member-token-title").textContent = `New token for ${name}`;
   const finish = openDialog(dialog, trigger);

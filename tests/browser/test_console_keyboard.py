@@ -388,10 +388,10 @@ def fits(page: Any) -> bool:
 def test_long_names_wrap_without_sideways_scrolling(
     browser: Any, stack: Any, artifacts: Any
 ) -> None:
-    long_team = "t" * 60
+    long_team = "t" * 128
     code, shared = stack.call("POST", "/teams", {"name": long_team})
     assert code == 201, shared
-    code, other = stack.call("POST", "/teams", {"name": "u" * 60})
+    code, other = stack.call("POST", "/teams", {"name": "u" * 128})
     assert code == 201, other
     name = "n" * 128
     nb_id = create_notebook_via_api(stack, name, [shared["id"]])
@@ -414,11 +414,38 @@ def test_long_names_wrap_without_sideways_scrolling(
         assert fits(page), ("notebook page", size, page.evaluate(widths))
     page.screenshot(path=str(artifacts / "console-long-names.png"), full_page=True)
 
+    # The New notebook dialog lists every team to share with.
+    page.get_by_role("link", name="Notebooks", exact=True).first.click()
+    page.get_by_role("button", name="New notebook").click()
+    dialog = page.get_by_role("dialog", name="New notebook")
+    dialog.get_by_text(long_team).wait_for()
+    inside = "d => d.scrollWidth <= d.clientWidth"
+    for size in (LAPTOP, PHONE):
+        page.set_viewport_size(size)
+        assert dialog.evaluate(inside), ("new notebook dialog", size)
+    dialog.get_by_role("button", name="Cancel").click()
+
+    # People, with a long team's card open (an org admin sees its forms).
     page.get_by_role("link", name="People", exact=True).click()
-    page.locator(".team-card summary", has_text=long_team).wait_for()
+    card = page.locator(".team-card", has=page.locator("summary", has_text=long_team))
+    card.locator("summary").click()
+    card.get_by_role("button", name=re.compile("^Add to")).wait_for()
     for size in (LAPTOP, PHONE):
         page.set_viewport_size(size)
         assert fits(page), ("people", size, page.evaluate(widths))
+    close_page(page)
+
+    # A member whose name is that long: Sign out stays on the screen.
+    code, member = stack.call("POST", "/members", {"email": "l@example.com", "name": "m" * 128})
+    assert code == 201, member
+    code, made = stack.call("POST", f"/members/{member['id']}/tokens", {"name": "t"})
+    assert code == 201, made
+    page = browser.new_page(viewport=PHONE)
+    sign_in(page, stack.api_url, made["token"])
+    sign_out = page.get_by_role("button", name="Sign out").bounding_box()
+    assert sign_out is not None and sign_out["x"] + sign_out["width"] <= PHONE["width"]
+    assert fits(page), ("signed in", page.evaluate(widths))
+    assert page.locator("#who-name").get_attribute("title") == "m" * 128
     close_page(page)
 
 

@@ -162,6 +162,13 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     # Hand Ann her first token: shown once, and it works against the API.
     ann_row.get_by_role("button", name="New token for Ann Analyst").click()
     dialog = page.get_by_role("dialog", name="New token for Ann Analyst")
+    # The longest life this console may give, not the list's first (1 hour):
+    # a colleague handed a token the next day found it dead (admin audit).
+    expiry = dialog.get_by_label("Expires")
+    assert expiry.input_value() == ""
+    assert expiry.evaluate("s => s.selectedOptions[0].text").startswith(
+        "When this console session ends"
+    )
     dialog.get_by_label("Token name").fill("first")
     dialog.get_by_role("button", name="Create token").click()
     dialog.wait_for(state="hidden")
@@ -176,6 +183,9 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     box.wait_for(state="detached")
     assert secret not in page.content()
     assert focused_label(page) == "New token for Ann Analyst"
+    _, anns = stack.call("GET", f"/members/{me['id']}/tokens")
+    ends = datetime.fromisoformat(anns["items"][0]["expiresAt"]) - datetime.now(UTC)
+    assert ends > timedelta(hours=11), anns
 
     # Disable Ann: asked first; then that token is refused at once.
     ann_row.get_by_role("button", name="Disable Ann Analyst").click()
@@ -195,6 +205,7 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     own_box = page.locator("#token-secret .secret-box")
     own_box.wait_for()
     own = own_box.get_by_label("Token secret").input_value()
+    assert token_form.get_by_label("Expires").input_value() == ""  # the next one: the longest
     code, me = stack.call("GET", "/me", token=own)
     assert code == 200 and me["id"] == stack.member_id
     laptop = page.locator("#tokens-body tr", has_text="laptop")
