@@ -87,7 +87,12 @@ COMPONENTS: dict[str, Schema] = {
         "actor": {"type": "string", "description": "The member who asked, or `reconciler`."},
         "createdAt": TIME,
     }),
-    "NotebookEventList": plain_list("NotebookEvent"),
+    "NotebookEventList": closed({
+        "total": {"type": "integer", "minimum": 0},
+        "items": {"type": "array", "items": ref("NotebookEvent")},
+        "included": closed({"members": {"type": "array", "items": ref("MemberSummary")}}),
+        "marker": {"type": "string"},
+    }, optional=("marker",)),
     "Team": closed({"id": ID, "organizationId": ID, "name": {"type": "string"},
                     "createdAt": TIME, "createdBy": NULLABLE_ID}),
     "TeamList": plain_list("Team"),

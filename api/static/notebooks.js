@@ -531,6 +531,7 @@ async function refreshHistory() {
   }
   if (visit !== detail.visit) return; // left meanwhile
   showError(errorEl, null);
+  absorb(page.included); // who acted, by name
   $("#nb-history").replaceChildren(
     ...(page.items.length
       ? page.items.map((e) =>

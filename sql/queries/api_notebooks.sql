@@ -357,4 +357,12 @@ select
         'id', r.id::text, 'notebookId', r.notebook_id,
         'fromStatus', r.from_status, 'toStatus', r.to_status,
         'reason', r.reason, 'actor', r.actor, 'createdAt', r.created_at
-    ) order by r.rn) from rows r), '[]')::text as items;
+    ) order by r.rn) from rows r), '[]')::text as items,
+    -- Who acted on this page (their names, for the history's "who"): members
+    -- of the notebook's organization, disabled ones too.
+    coalesce((select json_agg(json_build_object(
+        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
+        'organizationAdmin', m.organization_admin
+    ) order by m.id) from members m
+     where m.organization_id = %(org_id)s
+       and m.id in (select r.actor from rows r)), '[]')::text as members;

@@ -46,7 +46,11 @@ async def history(client: TestClient, who: Member, notebook: str, query: str = "
 async def test_start_and_stop_are_listed_newest_first_with_reason_and_actor(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    assert (await history(client, world.owner, world.notebook)) == {"total": 0, "items": []}
+    assert (await history(client, world.owner, world.notebook)) == {
+        "total": 0,
+        "items": [],
+        "included": {"members": []},
+    }
     url = f"{NB}/{world.notebook}"
     assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
     factory.clock.advance(5)
@@ -70,6 +74,22 @@ async def test_start_and_stop_are_listed_newest_first_with_reason_and_actor(
         "createdAt": "2026-11-01T12:00:00+00:00",
     }
     assert int(stop["id"]) > int(running["id"]) > int(start["id"])
+    # Who acted, by name (the console showed a bare id): the members of this
+    # page, not "reconciler".
+    members = {m["id"]: m for m in body["included"]["members"]}
+    assert set(members) == {world.owner.id, world.editor.id}
+    name = factory.value("select name from members where id = %s", world.editor.id)
+    assert members[world.editor.id]["name"] == name
+    assert set(members[world.editor.id]) == {
+        "id",
+        "organizationId",
+        "email",
+        "name",
+        "organizationAdmin",
+    }
+    # A page names only its own actors.
+    first = await history(client, world.owner, world.notebook, "?limit=1")
+    assert [m["id"] for m in first["included"]["members"]] == [world.editor.id]
 
 
 async def test_the_historys_times_never_run_backwards(

@@ -1,0 +1,50 @@
+"""A notebook's history in the console names who acted (headless Chromium,
+the whole stack; fixtures in conftest.py).
+
+An organization admin opening a notebook that a team editor stopped, and
+someone else changed since, saw the editor's member id (the admin audit):
+names came only from what other pages had loaded. The history's own `included.members` names them now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from browser_helpers import close_page, create_notebook_via_api, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+
+
+def test_the_history_names_the_member_who_stopped_the_notebook(browser: Any, stack: Any) -> None:
+    code, ann = stack.call("POST", "/members", {"email": "ann@example.com", "name": "Ann Analyst"})
+    assert code == 201, ann
+    code, made = stack.call("POST", f"/members/{ann['id']}/tokens", {"name": "laptop"})
+    assert code == 201, made
+    code, team = stack.call("POST", "/teams", {"name": "data-eng"})
+    assert code == 201, team
+    code, _ = stack.call("PUT", f"/teams/{team['id']}/members/{ann['id']}", {"role": "editor"})
+    assert code == 200
+    nb_id = create_notebook_via_api(stack, "Shared", [team["id"]])
+    for action in ("start", "stop"):
+        code, body = stack.call(
+            "POST", f"/workloads/notebooks/{nb_id}/{action}", token=made["token"]
+        )
+        assert code == 202, body
+    # Someone else changes it after: the notebook no longer names Ann anywhere.
+    code, body = stack.call("PATCH", f"/workloads/notebooks/{nb_id}", {"description": "x"})
+    assert code == 200, body
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        # Straight to the notebook's page: no other page has named Ann.
+        page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+        history = page.locator("#nb-history li")
+        history.filter(has_text="Stop requested").wait_for()
+        stop = history.filter(has_text="Stop requested").inner_text()
+        assert "Ann Analyst" in stop and ann["id"] not in stop, stop
+    finally:
+        close_page(page)
