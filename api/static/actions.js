@@ -127,6 +127,24 @@ async function run(nb, call, message, ctx, failure) {
   }
 }
 
+// What `attempt` answers when the API refused.
+export const REFUSED = Symbol("refused");
+
+// One API call from `button` (busy meanwhile): the answer, or REFUSED with
+// the API's detail shown in `errorEl` (after `context`, when given).
+export async function attempt(button, errorEl, context, run) {
+  showError(errorEl, null);
+  if (button) setBusy(button, true);
+  try {
+    return await run();
+  } catch (err) {
+    showError(errorEl, err, context);
+    return REFUSED;
+  } finally {
+    if (button) setBusy(button, false);
+  }
+}
+
 // ---- dialogs -------------------------------------------------------------
 
 // Cancel or Escape closes a dialog and focus returns to the button that
@@ -151,6 +169,32 @@ export function wireDialog(dialog, returnFocus) {
   return () => {
     finished = true;
     dialog.close();
+  };
+}
+
+// The console's dialog pattern (wireDialog), opened.
+export function openDialog(dialog, trigger) {
+  const finish = wireDialog(dialog, trigger);
+  dialog.showModal();
+  return finish;
+}
+
+// Ask first (Cancel is the default button); `run` is the API call, whose
+// refusal stays in the dialog; `after` runs once it succeeded.
+export function confirmThen({ trigger, title, text, action, run, after }) {
+  const dialog = $("#confirm-dialog");
+  const error = $("#confirm-error");
+  const submit = $("#confirm-submit");
+  showError(error, null);
+  $("#confirm-title").textContent = title;
+  $("#confirm-text").textContent = text;
+  submit.textContent = action;
+  const finish = openDialog(dialog, trigger);
+  $("#confirm-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    if ((await attempt(submit, error, null, run)) === REFUSED) return;
+    finish();
+    await after();
   };
 }
 

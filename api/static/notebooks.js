@@ -1,6 +1,6 @@
 // The notebooks list and the single-notebook view, both kept live by polling.
 
-import { actionButtons, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
+import { actionButtons, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
 import {
   $,
@@ -81,7 +81,7 @@ function showNotice(message) {
 export function notebookGone(name) {
   list.notice = `${name ? `“${name}”` : "That notebook"} no longer exists, or is no longer shared with you.`;
   // A dialog about it (edit, delete) would only fail now.
-  for (const dialog of [$("#edit-dialog"), $("#delete-dialog")]) {
+  for (const dialog of [$("#edit-dialog"), $("#delete-dialog"), $("#confirm-dialog")]) {
     if (dialog.open) dialog.close();
   }
   location.replace("#/notebooks");
@@ -358,9 +358,7 @@ export const listView = {
 
 // `visit` counts entries to and exits from the view: an answer for an earlier
 // visit (another notebook, or this one before leaving) is dropped.
-// `removing`: "<notebook>:<team>" of each removal on its way (its button
-// stays busy when the list is redrawn meanwhile, on this visit or the next).
-const detail = { id: null, visit: 0, poller: null, nb: null, admin: undefined, teamsKey: null, historyKey: null, removing: new Set() };
+const detail = { id: null, visit: 0, poller: null, nb: null, admin: undefined, teamsKey: null, historyKey: null };
 
 // The history shows the latest changes; the API pages the rest.
 const HISTORY_SHOWN = 20;
@@ -492,9 +490,8 @@ function removeButton(teamId) {
     "aria-label": `Remove team ${teamName(teamId)}`,
     dataset: { focusKey: `team:${teamId}` },
     text: "Remove",
-    onclick: () => removeTeam(teamId),
+    onclick: (ev) => confirmRemoveTeam(teamId, ev.currentTarget),
   });
-  if (detail.removing.has(`${detail.id}:${teamId}`)) markBusy(button, true);
   return button;
 }
 
@@ -552,34 +549,43 @@ async function refreshHistory() {
   more.textContent = `The latest ${page.items.length} of ${page.total} changes.`;
 }
 
-// One removal per team at a time: a double click would send a second DELETE,
-// which fails ("not shared with that team") after the first succeeded.
-async function removeTeam(teamId) {
-  const key = `${detail.id}:${teamId}`;
-  if (detail.removing.has(key)) return;
+// Whether the member sees `nb` only through the team `teamId` (not its
+// owner, not an org admin, in no other team it is shared with).
+function onlyThrough(nb, teamId) {
+  const me = state.me;
+  if (!me || nb.memberId === me.id || me.organizationAdmin) return false;
+  const mine = new Set((me.teams || []).map((t) => t.teamId));
+  return (nb.teamIds || []).every((t) => t === teamId || !mine.has(t));
+}
+
+// Asked first: unsharing ends the team's members' access and their open
+// sessions at once, the asker's own too when it came through that team.
+// The dialog's button is busy while the DELETE is on its way (a double
+// click sends one); a refusal stays in the dialog.
+function confirmRemoveTeam(teamId, trigger) {
+  const nb = detail.nb;
+  if (!nb) return;
   const { visit } = detail;
-  const errorEl = $("#teams-error");
-  const button = () => $(`[data-focus-key="${CSS.escape(`team:${teamId}`)}"]`, $("#nb-teams"));
-  const mark = (busy) => {
-    const b = button(); // the one on the page now: a poll may have redrawn it
-    if (b) markBusy(b, busy);
-  };
-  detail.removing.add(key);
-  mark(true);
-  showError(errorEl, null);
-  try {
-    await api.removeNotebookTeam(detail.id, teamId);
-    announce(`Team ${teamName(teamId)} removed`);
-  } catch (err) {
-    showError(errorEl, err, "Could not remove the team");
-  } finally {
-    detail.removing.delete(key);
-    mark(false);
-  }
-  if (visit !== detail.visit) return; // left meanwhile: that visit reads its own
-  await refreshTeams();
-  detail.poller.now();
-  focusTeams({ preferForm: true });
+  const team = teamName(teamId);
+  const losing = onlyThrough(nb, teamId);
+  const yours = losing
+    ? " That includes you: this notebook is shared with you through this team only, and you cannot share it back."
+    : " They can be given access again by sharing it with the team again.";
+  confirmThen({
+    trigger,
+    title: `Remove team ${team}?`,
+    text: `Members of ${team} lose access to ${nb.name}, and their open sessions of it end now.${yours}`,
+    action: "Remove team",
+    run: () => api.removeNotebookTeam(nb.id, teamId),
+    after: async () => {
+      announce(`Team ${team} removed`);
+      if (visit !== detail.visit) return; // left meanwhile: that visit reads its own
+      if (losing) return notebookGone(nb.name); // nothing left to show this member
+      await refreshTeams();
+      detail.poller.now();
+      focusTeams({ preferForm: true });
+    },
+  });
 }
 
 // Share with the team picked; the button stays busy (and further submits

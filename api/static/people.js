@@ -6,7 +6,7 @@
 // team's admins change who is in that team. The API still decides, and a
 // refusal is shown like any other error.
 
-import { preserveFocus, wireDialog } from "./actions.js";
+import { REFUSED, attempt, confirmThen, openDialog, preserveFocus } from "./actions.js";
 import { api, token } from "./api.js";
 import { $, announce, exactTime, formatTime, h, refreshTimes, setBusy, showError } from "./dom.js";
 import { state } from "./store.js";
@@ -70,51 +70,7 @@ const expiryText = (iso) => (iso ? `It expires ${exactTime(iso)}.` : "It does no
 
 // ---- calls -----------------------------------------------------------------
 
-// What `attempt` answers when the API refused.
-const REFUSED = Symbol("refused");
-
-// One API call from `button` (busy meanwhile): the answer, or REFUSED with
-// the API's detail shown in `errorEl` (after `context`, when given).
-async function attempt(button, errorEl, context, run) {
-  showError(errorEl, null);
-  if (button) setBusy(button, true);
-  try {
-    return await run();
-  } catch (err) {
-    showError(errorEl, err, context);
-    return REFUSED;
-  } finally {
-    if (button) setBusy(button, false);
-  }
-}
-
 // ---- dialogs ---------------------------------------------------------------
-
-// The console's dialog pattern (actions.js' wireDialog), opened.
-function openDialog(dialog, trigger) {
-  const finish = wireDialog(dialog, trigger);
-  dialog.showModal();
-  return finish;
-}
-
-// Ask first (Cancel is the default button); `run` is the API call, whose
-// refusal stays in the dialog; `after` runs once it succeeded.
-function confirmThen({ trigger, title, text, action, run, after }) {
-  const dialog = $("#people-confirm");
-  const error = $("#people-confirm-error");
-  const submit = $("#people-confirm-submit");
-  showError(error, null);
-  $("#people-confirm-title").textContent = title;
-  $("#people-confirm-text").textContent = text;
-  submit.textContent = action;
-  const finish = openDialog(dialog, trigger);
-  $("#people-confirm-form").onsubmit = async (ev) => {
-    ev.preventDefault();
-    if ((await attempt(submit, error, null, run)) === REFUSED) return;
-    finish();
-    await after();
-  };
-}
 
 // Focus the same button in the row that took a removed row's place (or the
 // last row's), else `fallback`.
@@ -861,7 +817,7 @@ function renderYou() {
 }
 
 function closeDialogs() {
-  for (const dialog of [$("#people-confirm"), $("#member-token-dialog")]) {
+  for (const dialog of [$("#confirm-dialog"), $("#member-token-dialog")]) {
     if (dialog.open) dialog.close();
   }
 }

@@ -3,7 +3,8 @@ the whole stack; fixtures in conftest.py).
 
 An organization admin opening a notebook that a team editor stopped, and
 someone else changed since, saw the editor's member id (the admin audit):
-names came only from what other pages had loaded. The history's own `included.members` names them now.
+names came only from what other pages had loaded. The history's own
+`included.members` names them now.
 """
 
 from __future__ import annotations

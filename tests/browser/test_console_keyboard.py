@@ -307,8 +307,19 @@ def test_add_and_remove_team_are_busy_and_keep_focus(browser: Any, stack: Any) -
     page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
     remove = page.get_by_role("button", name="Remove team alpha")
 
-    # A double click on Remove: one DELETE, no false error.
-    remove.dblclick()
+    # Remove asks first (Cancel, the default, sends nothing); a double click
+    # on its Remove team: one DELETE, no false error.
+    remove.click()
+    asked = page.get_by_role("alertdialog", name="Remove team alpha?")
+    expect(asked.get_by_role("button", name="Cancel")).to_be_focused()
+    expect(asked).to_contain_text("They can be given access again")
+    page.keyboard.press("Enter")
+    expect(asked).to_be_hidden()
+    expect(remove).to_be_focused()
+    flush_requests(page)
+    assert sent.count("DELETE") == 0, sent
+    remove.click()
+    asked.get_by_role("button", name="Remove team").dblclick()
     expect(remove).to_have_count(0)
     expect(page.locator("#nb-teams")).to_have_text("Not shared with any team.")
     flush_requests(page)
@@ -349,6 +360,35 @@ def test_a_poll_the_api_never_answers_says_so_after_15_s(browser: Any, stack: An
         "Could not load the notebook: The API did not answer within 15 s."
     )
     page.unroute_all(behavior="ignoreErrors")
+    close_page(page)
+
+
+def test_removing_the_team_that_gives_ones_own_access_says_so_first(
+    browser: Any, stack: Any
+) -> None:
+    """A team admin who unshares the notebook from their own (only) team
+    loses it too, and cannot share it back: the question says so, and the
+    page goes back to the list, which says why the notebook is gone."""
+    code, tina = stack.call("POST", "/members", {"email": "tina@example.com", "name": "Tina"})
+    assert code == 201, tina
+    code, made = stack.call("POST", f"/members/{tina['id']}/tokens", {"name": "t"})
+    assert code == 201, made
+    code, team = stack.call("POST", "/teams", {"name": "ml"})
+    assert code == 201, team
+    code, _ = stack.call("PUT", f"/teams/{team['id']}/members/{tina['id']}", {"role": "admin"})
+    assert code == 200
+    nb_id = create_notebook_via_api(stack, "Model", [team["id"]])
+    page = browser.new_page(viewport=LAPTOP)
+    sign_in(page, stack.api_url, made["token"])
+    page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+    page.get_by_role("button", name="Remove team ml").click()
+    asked = page.get_by_role("alertdialog", name="Remove team ml?")
+    expect(asked).to_contain_text("That includes you")
+    asked.get_by_role("button", name="Remove team").click()
+    expect(page.locator("#notebooks-notice")).to_have_text(
+        "“Model” no longer exists, or is no longer shared with you."
+    )
+    assert stack.call("GET", f"/workloads/notebooks/{nb_id}", token=made["token"])[0] == 404
     close_page(page)
 
 
