@@ -405,7 +405,7 @@ function membersTable(team, memberships, manage, error) {
         manage ? h("th", { scope: "col" }, h("span", { class: "visually-hidden", text: "Actions" })) : null,
       ),
     ),
-    h("tbody", {}, ...memberships.map((m) => membershipRow(team, m, manage, error))),
+    h("tbody", {}, ...memberships.map((m) => membershipRow(team, m, manage, error, memberships))),
   );
 }
 
@@ -413,7 +413,7 @@ function note(team) {
   return h("p", { class: "hint", text: `Only organization admins and the admins of ${team.name} change who is in it.` });
 }
 
-function membershipRow(team, m, manage, error) {
+function membershipRow(team, m, manage, error, memberships) {
   const name = personName(m.memberId);
   const detail = personDetail(m.memberId);
   return h(
@@ -425,7 +425,7 @@ function membershipRow(team, m, manage, error) {
       known(m.memberId) ? h("span", { text: name }) : h("code", { text: name }),
       detail ? h("div", { class: "muted small", text: detail }) : null,
     ),
-    h("td", { "data-label": "Role" }, manage ? roleForm(team, m, name, error) : h("span", { text: m.role })),
+    h("td", { "data-label": "Role" }, manage ? roleForm(team, m, name, error, memberships) : h("span", { text: m.role })),
     manage
       ? h(
           "td",
@@ -436,7 +436,7 @@ function membershipRow(team, m, manage, error) {
             "aria-label": `Remove ${name} from ${team.name}`,
             dataset: { action: "remove", focusKey: `remove:${team.id}:${m.memberId}` },
             text: "Remove",
-            onclick: (ev) => removeFromTeam(team, m.memberId, name, ev.currentTarget),
+            onclick: (ev) => removeFromTeam(team, m.memberId, name, ev.currentTarget, memberships),
           }),
         )
       : null,
@@ -451,7 +451,7 @@ function roleSelect(id, selected, key) {
   );
 }
 
-function roleForm(team, m, name, error) {
+function roleForm(team, m, name, error, memberships) {
   const id = `role-${team.id}-${m.memberId}`;
   const select = roleSelect(id, m.role, `role:${team.id}:${m.memberId}`);
   return h(
@@ -460,7 +460,18 @@ function roleForm(team, m, name, error) {
       class: "role-form",
       onsubmit: (ev) => {
         ev.preventDefault();
-        setRole(team, m.memberId, select.value, name, error, ev.submitter);
+        const role = select.value;
+        const warning = role === "admin" ? null : leavingWarning(team, memberships, m.memberId);
+        if (!warning) return setRole(team, m.memberId, role, name, error, ev.submitter);
+        const you = m.memberId === state.me.id;
+        confirmThen({
+          trigger: ev.submitter,
+          title: you ? `Make yourself ${role} in ${team.name}?` : `Make ${name} ${role} in ${team.name}?`,
+          text: warning,
+          action: `Make ${role}`,
+          run: () => api.setTeamRole(team.id, m.memberId, role),
+          after: () => afterRole(team, m.memberId, role, name),
+        });
       },
     },
     h("label", { for: id, class: "visually-hidden", text: `Role of ${name} in ${team.name}` }),
@@ -489,16 +500,41 @@ async function afterTeamChange(team, memberId) {
 async function setRole(team, memberId, role, name, error, button) {
   const set = () => api.setTeamRole(team.id, memberId, role);
   if ((await attempt(button, error, "Could not change the role", set)) === REFUSED) return;
+  await afterRole(team, memberId, role, name);
+}
+
+async function afterRole(team, memberId, role, name) {
   announce(`${name} is now ${role} in ${team.name}`);
   await afterTeamChange(team, memberId);
   focusKey(`save:${team.id}:${memberId}`) || focusKey(`add-member:${team.id}`);
 }
 
-function removeFromTeam(team, memberId, name, trigger) {
+// What a change that takes `memberId` out of the team's admins (a lower
+// role, or out of the team) costs, when it costs more than the row says:
+// the member's own management of the team (which only an admin gives back),
+// or the team's last admin (then only organization admins manage it).
+// Null when it is an ordinary change.
+function leavingWarning(team, memberships, memberId) {
+  const was = memberships.find((m) => m.memberId === memberId);
+  const lastAdmin = was?.role === "admin" && !memberships.some((m) => m.memberId !== memberId && m.role === "admin");
+  const you = memberId === state.me.id && !isAdmin();
+  const parts = [];
+  if (you && was?.role === "admin") parts.push(`You will no longer manage ${team.name}, and cannot undo it: only another of its admins or an organization admin can.`);
+  if (lastAdmin) parts.push(`${team.name} will have no admin left: only organization admins can change who is in it then.`);
+  return parts.length ? parts.join(" ") : null;
+}
+
+function removeFromTeam(team, memberId, name, trigger, memberships) {
+  const you = memberId === state.me.id;
+  const back = isAdmin() ? "As an organization admin you can add yourself back." : "You cannot add yourself back.";
+  const gives = you
+    ? `You lose what this team gives: the notebooks shared only with ${team.name} are no longer yours to see or use. ${back}`
+    : `${name} loses what this team gives: the notebooks shared only with ${team.name} are no longer theirs to see or use. They can be added again.`;
+  const warning = leavingWarning(team, memberships, memberId);
   confirmThen({
     trigger,
-    title: `Remove ${name} from ${team.name}?`,
-    text: `${name} loses what this team gives: the notebooks shared only with ${team.name} are no longer theirs to see or use. They can be added again.`,
+    title: you ? `Leave ${team.name}?` : `Remove ${name} from ${team.name}?`,
+    text: warning ? `${gives} ${warning}` : gives,
     action: "Remove from team",
     run: () => api.removeTeamMember(team.id, memberId),
     after: async () => {

@@ -281,6 +281,24 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     )
     assert unlabeled(page) == []
 
+    # Bob, the team's only admin, making himself a viewer or leaving is asked
+    # first, and told he cannot undo it and the team keeps no admin (admin
+    # audit: it went through at one click). Cancel changes nothing.
+    card.get_by_label("Role of Bob in data-eng", exact=True).select_option("viewer")
+    card.get_by_role("button", name="Save role of Bob in data-eng").click()
+    confirm(page, "Cancel", "You will no longer manage data-eng, and cannot undo it")
+    card.get_by_role("button", name="Remove Bob from data-eng").click()
+    dialog = page.get_by_role("alertdialog", name="Leave data-eng?")
+    assert "You cannot add yourself back." in dialog.inner_text()
+    assert "data-eng will have no admin left" in dialog.inner_text()
+    dialog.get_by_role("button", name="Cancel").click()
+    assert (bob["id"], "admin") in memberships(stack, team["id"])
+    # Carol's role is an ordinary change: no question.
+    card.get_by_label(f"Role of {carol['id']} in data-eng", exact=True).select_option("editor")
+    card.get_by_role("button", name=f"Save role of {carol['id']} in data-eng").click()
+    wait(lambda: (carol["id"], "editor") in memberships(stack, team["id"]), 10, "the role")
+    assert page.get_by_role("alertdialog").count() == 0
+
     # Revoking this console session's token signs the console out.
     bob_session.get_by_role("button", name=re.compile(r"^Revoke ")).click()
     confirm(page, "Revoke and sign out", "signs you out")
