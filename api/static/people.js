@@ -800,7 +800,7 @@ function disableMember(m, trigger) {
   confirmThen({
     trigger,
     title: `Disable ${name}?`,
-    text: `${name} (${m.email}) can no longer use this organization: every API token of theirs stops working at once, so their scripts and consoles are refused from the next request on. They leave the member list and their teams. The API cannot enable a member again, and the email stays taken.`,
+    text: `${name} (${m.email}) can no longer use this organization: every API token of theirs stops working at once, so their scripts and consoles are refused from the next request on. They leave the member list and their teams; a team they were the only admin of is then managed by organization admins only. Their notebooks stay, owned by them (shown as disabled): running ones keep running until they stop by themselves or someone stops them, and organization admins can still stop, share or delete them. The API cannot enable a member again, and the email stays taken.`,
     action: "Disable member",
     run: () => api.disableMember(m.id),
     after: async () => {

@@ -18,7 +18,9 @@ export function memberLabel(id) {
   if (!id) return "";
   if (state.me && id === state.me.id) return "you";
   const m = state.members.get(id);
-  return m ? m.name || m.email || id : id;
+  if (!m) return id;
+  const name = m.name || m.email || id;
+  return m.disabled ? `${name} (disabled)` : name;
 }
 
 export const teamName = (id) => state.teams.get(id)?.name || id;

@@ -89,7 +89,7 @@ select
      where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
     coalesce((select json_agg(json_build_object(
         'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
-        'organizationAdmin', m.organization_admin
+        'organizationAdmin', m.organization_admin, 'disabled', m.disabled_at is not null
     ) order by m.id) from members m
      where m.id in (select r.member_id from rows r
                     union select r.created_by from rows r
@@ -362,7 +362,7 @@ select
     -- of the notebook's organization, disabled ones too.
     coalesce((select json_agg(json_build_object(
         'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
-        'organizationAdmin', m.organization_admin
+        'organizationAdmin', m.organization_admin, 'disabled', m.disabled_at is not null
     ) order by m.id) from members m
      where m.organization_id = %(org_id)s
        and m.id in (select r.actor from rows r)), '[]')::text as members;

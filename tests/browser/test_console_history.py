@@ -49,3 +49,26 @@ def test_the_history_names_the_member_who_stopped_the_notebook(browser: Any, sta
         assert "Ann Analyst" in stop and ann["id"] not in stop, stop
     finally:
         close_page(page)
+
+
+def test_a_disabled_owner_shows_as_disabled(browser: Any, stack: Any) -> None:
+    """A disabled member's notebooks stay theirs: the list and the notebook's
+    page say the owner is disabled, not someone to ask (the admin audit)."""
+    code, ann = stack.call("POST", "/members", {"email": "ann@example.com", "name": "Ann Analyst"})
+    assert code == 201, ann
+    code, made = stack.call("POST", f"/members/{ann['id']}/tokens", {"name": "laptop"})
+    assert code == 201, made
+    _, configs = stack.call("GET", "/workloads/configs", token=made["token"])
+    body = {"name": "Ann's", "workloadConfigId": configs["items"][0]["id"]}
+    code, created = stack.call("POST", "/workloads/notebooks", body, token=made["token"])
+    assert code == 201, created
+    assert stack.call("DELETE", f"/members/{ann['id']}")[0] == 204
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        row = page.locator("#notebooks-body tr", has_text="Ann's")
+        row.wait_for()
+        assert row.locator("td[data-label='Owner']").inner_text() == "Ann Analyst (disabled)"
+    finally:
+        close_page(page)

@@ -86,6 +86,7 @@ async def test_start_and_stop_are_listed_newest_first_with_reason_and_actor(
         "email",
         "name",
         "organizationAdmin",
+        "disabled",
     }
     # A page names only its own actors.
     first = await history(client, world.owner, world.notebook, "?limit=1")

@@ -157,6 +157,22 @@ async def test_workload_configs(client: TestClient, world: World) -> None:
     assert listed["total"] == 2
 
 
+async def test_a_disabled_owner_is_marked_so_in_included_members(
+    client: TestClient, world: World
+) -> None:
+    """A disabled member's notebooks stay theirs (docs/api.md): a client
+    shows the owner as disabled, not as someone to ask (the admin audit)."""
+    url = f"{V1}/workloads/notebooks/{world.notebook}"
+    described = await body_of(await client.get(url, headers=world.admin.auth))
+    owner = next(m for m in described["included"]["members"] if m["id"] == world.owner.id)
+    assert owner["disabled"] is False
+    resp = await client.delete(f"{V1}/members/{world.owner.id}", headers=world.admin.auth)
+    assert resp.status == 204
+    described = await body_of(await client.get(url, headers=world.admin.auth))
+    owner = next(m for m in described["included"]["members"] if m["id"] == world.owner.id)
+    assert owner["disabled"] is True
+
+
 async def test_a_config_in_use_says_how_many_notebooks_hold_it_and_what_to_do(
     client: TestClient, world: World, factory: Factory
 ) -> None:
