@@ -683,6 +683,17 @@ function memberRow(m) {
         text: "New token",
         onclick: (ev) => openMemberToken(m, ev.currentTarget),
       }),
+      // Your own are under "Your tokens" above.
+      self
+        ? null
+        : h("button", {
+            type: "button",
+            class: "secondary",
+            "aria-label": `Tokens of ${name}`,
+            dataset: { action: "tokens", focusKey: `tokens:${m.id}` },
+            text: "Tokens",
+            onclick: (ev) => openMemberTokens(m, ev.currentTarget),
+          }),
       // The API refuses an admin disabling itself (409): no button for that.
       self
         ? null
@@ -811,6 +822,76 @@ function disableMember(m, trigger) {
   });
 }
 
+// A member's live tokens, for an org admin: a leaked one is revoked on its
+// own, without disabling the member (which cannot be undone).
+function openMemberTokens(m, trigger) {
+  $("#member-tokens-title").textContent = `Tokens of ${m.name || m.email}`;
+  $("#member-tokens-body").replaceChildren();
+  showError($("#member-tokens-error"), null);
+  openDialog($("#member-tokens-dialog"), trigger);
+  return loadMemberTokens(m);
+}
+
+async function loadMemberTokens(m) {
+  const errorEl = $("#member-tokens-error");
+  const visit = people.visit;
+  try {
+    const { items } = await api.listTokens(m.id);
+    if (!isCurrent(visit)) return;
+    showError(errorEl, null);
+    $("#member-tokens-body").replaceChildren(
+      ...(items.length
+        ? items.map((t) => memberTokenRow(m, t))
+        : [h("tr", {}, h("td", { colspan: "6", class: "muted", text: "No live tokens." }))]),
+    );
+  } catch (err) {
+    if (isCurrent(visit)) showError(errorEl, err, "Could not load the tokens");
+  }
+}
+
+function memberTokenRow(m, t) {
+  const maker =
+    t.createdBy === m.id ? "them" : t.createdBy === state.me.id ? "you" : t.createdBy ? "an organization admin" : "the operator";
+  return h(
+    "tr",
+    { dataset: { tokenId: t.id } },
+    h("td", { "data-label": "Name" }, h("strong", { text: t.name })),
+    h("td", { "data-label": "Prefix" }, h("code", { text: `${t.prefix}…` })),
+    h("td", { "data-label": "Made by", text: maker }),
+    h("td", { "data-label": "Last used" }, formatTime(t.lastUsedAt)),
+    h("td", { "data-label": "Expires" }, formatTime(t.expiresAt)),
+    h(
+      "td",
+      { class: "row-actions" },
+      h("button", {
+        type: "button",
+        class: "danger-outline",
+        "aria-label": `Revoke ${t.name} (${t.prefix}…)`,
+        dataset: { action: "revoke", focusKey: `member-revoke:${t.id}` },
+        text: "Revoke",
+        onclick: (ev) => revokeMembersToken(m, t, ev.currentTarget),
+      }),
+    ),
+  );
+}
+
+function revokeMembersToken(m, t, trigger) {
+  const name = m.name || m.email;
+  const index = rowIndex($("#member-tokens-body"), "tokenId", t.id);
+  confirmThen({
+    trigger,
+    title: `Revoke “${t.name}” of ${name}?`,
+    text: `Anything that uses ${t.prefix}… is refused from its next request on, and the notebook sessions opened with it end within seconds; tokens made with it while it had an end go with it. ${name}'s other tokens go on. This cannot be undone.`,
+    action: "Revoke token",
+    run: () => api.revokeMemberToken(m.id, t.id),
+    after: async () => {
+      announce(`Token ${t.name} of ${name} revoked`);
+      await loadMemberTokens(m);
+      focusRow($("#member-tokens-body"), index, "revoke", $("#member-tokens-close"));
+    },
+  });
+}
+
 function openMemberToken(m, trigger) {
   const name = m.name || m.email;
   const dialog = $("#member-token-dialog");
@@ -853,7 +934,7 @@ function renderYou() {
 }
 
 function closeDialogs() {
-  for (const dialog of [$("#confirm-dialog"), $("#member-token-dialog")]) {
+  for (const dialog of [$("#confirm-dialog"), $("#member-token-dialog"), $("#member-tokens-dialog")]) {
     if (dialog.open) dialog.close();
   }
 }

@@ -183,15 +183,33 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     box.wait_for(state="detached")
     assert secret not in page.content()
     assert focused_label(page) == "New token for Ann Analyst"
+
     _, anns = stack.call("GET", f"/members/{me['id']}/tokens")
     ends = datetime.fromisoformat(anns["items"][0]["expiresAt"]) - datetime.now(UTC)
     assert ends > timedelta(hours=11), anns
 
+    # Ann's tokens: the one just made, revoked on its own (no need to
+    # disable her for a leaked token); asked first, then refused at once.
+    ann_row.get_by_role("button", name="Tokens of Ann Analyst").click()
+    tokens = page.get_by_role("dialog", name="Tokens of Ann Analyst")
+    first = tokens.locator("#member-tokens-body tr", has_text="first")
+    first.wait_for()
+    assert first.locator("td[data-label='Made by']").inner_text() == "you"
+    first.get_by_role("button", name=re.compile(r"^Revoke first \(")).click()
+    confirm(page, "Revoke token", "Ann Analyst's other tokens go on")
+    tokens.get_by_text("No live tokens.").wait_for()
+    assert stack.call("GET", "/me", token=secret)[0] == 401
+    tokens.get_by_role("button", name="Close").click()
+    tokens.wait_for(state="hidden")
+    assert focused_label(page) == "Tokens of Ann Analyst"
+
     # Disable Ann: asked first; then that token is refused at once.
+    code, second = stack.call("POST", f"/members/{me['id']}/tokens", {"name": "second"})
+    assert code == 201 and stack.call("GET", "/me", token=second["token"])[0] == 200
     ann_row.get_by_role("button", name="Disable Ann Analyst").click()
     confirm(page, "Disable member", "stops working at once")
     ann_row.wait_for(state="detached")
-    assert stack.call("GET", "/me", token=secret)[0] == 401
+    assert stack.call("GET", "/me", token=second["token"])[0] == 401
     # The admin cannot disable itself (the API's 409): no such button.
     members.get_by_role("button", name="Next page").click()
     page.get_by_text("Page 2 of 2 · 51 members").wait_for()
