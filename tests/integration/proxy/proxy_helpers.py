@@ -220,6 +220,12 @@ async def _value(result: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
+# SQL setting a `stopping` notebook's status change far enough back that its
+# save window for open editors (common/statuses.py) is over: what a test of
+# a stop ending connections means (the window has a test of its own).
+PAST_STOP = "status_changed_at = now() - interval '1 minute'"
+
+
 def sql(dsn: str, statement: str, params: tuple[object, ...] = ()) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(statement, params)  # type: ignore[arg-type]

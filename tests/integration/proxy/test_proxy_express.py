@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from proxy_helpers import (
+    PAST_STOP,
     ProxyUnderTest,
     SteppingClock,
     aiohttp_upstream,
@@ -1007,7 +1008,11 @@ async def test_removing_access_counts_a_relayed_request_awaiting_its_answer(expr
     ("change", "status"),
     [
         ("delete from team_memberships where member_id = 'EDITOR1'", 403),
-        (f"update notebooks set status = 'stopping' where id = '{NB}'", 503),
+        # a stop whose save window (for open editors) is over
+        (
+            f"update notebooks set status = 'stopping', {PAST_STOP} where id = '{NB}'",
+            503,
+        ),
     ],
 )
 async def test_a_known_request_is_judged_again_when_its_access_changed(
@@ -1286,7 +1291,10 @@ async def test_a_body_refused_while_its_access_is_looked_up_is_not_counted(unnot
     nothing of it went upstream."""
     upstream, p = unnotified
     cookie = await p.cookie(p.world.owner)
-    sql(p.settings.database_url, f"update notebooks set status = 'stopping' where id = '{NB}'")
+    sql(
+        p.settings.database_url,
+        f"update notebooks set status = 'stopping', {PAST_STOP} where id = '{NB}'",
+    )
     before, seen_before = await to_upstream(p), len(upstream.seen)
     unavailable = metrics.REQUESTS.labels("http", "unavailable")._value.get()
     for _ in range(3):

@@ -12,6 +12,7 @@ import aiohttp
 import jwt
 import pytest
 from proxy_helpers import (
+    PAST_STOP,
     ProxyUnderTest,
     api_token_of,
     free_port,
@@ -316,7 +317,10 @@ async def test_notebook_not_running_gets_503(login_proxy: ProxyUnderTest, status
         async with session.get(proxy.url("/health")) as resp:
             assert resp.status == 502  # cached as running; nothing listens upstream
         await wait_listening(proxy)
-        sql(proxy.settings.database_url, "update notebooks set status = %s", (status,))
+        # a stop's save window (for open editors) over
+        sql(
+            proxy.settings.database_url, f"update notebooks set status = %s, {PAST_STOP}", (status,)
+        )
         # NOTIFY drops the cached row; wait for it rather than sleeping.
         deadline = time.monotonic() + 5
         while True:

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from proxy_helpers import (
     NOTEBOOK_SOURCE,
+    PAST_STOP,
     ProxyUnderTest,
     insert_world,
     serve_proxy,
@@ -27,6 +28,7 @@ from proxy_helpers import (
 from proxy.cookie import COOKIE_NAME
 from proxy.policy import (
     PACKAGE_INSTALLS,
+    RENAME,
     SHUTDOWN,
     VIEW_GET_API,
     VIEW_GET_OPEN,
@@ -175,6 +177,8 @@ async def test_every_route_outside_the_allowlist_is_refused_to_viewers(
                             if path in SHUTDOWN
                             else "Installing packages"
                             if path in PACKAGE_INSTALLS
+                            else "rename the notebook in the platform"
+                            if path in RENAME
                             else "read-only"
                         )
                         assert why in await resp.text()
@@ -241,7 +245,8 @@ async def test_stopping_the_notebook_ends_websockets(proxy: ProxyUnderTest) -> N
             await _first_message(ws)
             sql(
                 proxy.settings.database_url,
-                "update notebooks set status = 'stopping', desired_state = 'stopped'",
+                # a stop whose save window (for open editors) is over
+                f"update notebooks set status = 'stopping', desired_state = 'stopped', {PAST_STOP}",
             )
             assert await _wait_closed(ws, 10) == 4403
         async with owner.get(proxy.url("/")) as resp:

