@@ -32,6 +32,27 @@ async def create_team(ctx: Ctx) -> web.Response:
     return raw_json(row["items"][1:-1], 201)
 
 
+async def rename_team(ctx: Ctx) -> web.Response:
+    team_id = path_id(ctx.request, "team")
+    require_org_admin(ctx)
+    body = await read_body(ctx.request, TEAM_SCHEMA)
+    await find_team(ctx, team_id)  # 404 if not the org's
+    if await ctx.one("api_rename_team", ctx.mine(team_id=team_id, name=body["name"])) is None:
+        raise team_name_taken()
+    row = await team_page(ctx, team_id=team_id, limit=1, fetch=1)
+    return raw_json(row["items"][1:-1])
+
+
+async def delete_team(ctx: Ctx) -> web.Response:
+    """Its members leave it and the notebooks shared with it are unshared
+    from it: what it gave ends at once (the proxy's connections too)."""
+    team_id = path_id(ctx.request, "team")
+    require_org_admin(ctx)
+    if await ctx.one("api_delete_team", ctx.mine(team_id=team_id)) is None:
+        raise NotFound("No such team.", field="team")
+    return no_content()
+
+
 async def list_teams(ctx: Ctx) -> web.Response:
     scope = f"teams:{ctx.me.organization_id}"
     row = await team_page(ctx, **page_params(ctx, scope))

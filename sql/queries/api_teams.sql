@@ -100,3 +100,20 @@ select
     coalesce((select json_agg(json_build_object(
         'teamId', r.team_id, 'memberId', r.member_id, 'role', r.role
     ) order by r.rn) from rows r), '[]')::text as items;
+
+-- name: api_rename_team
+-- A name taken by another of the org's teams (however capitalised) leaves the
+-- team as it is and returns nothing; two renames racing to one name meet the
+-- unique index (teams_org_name_ci), answered team_name_taken too.
+update teams t set name = %(name)s
+ where t.id = %(team_id)s and t.organization_id = %(org_id)s
+   and not exists (select 1 from teams o
+                    where o.organization_id = %(org_id)s and lower(o.name) = lower(%(name)s)
+                      and o.id <> %(team_id)s)
+returning t.id;
+
+-- name: api_delete_team
+-- Its memberships and its notebooks' shares go with it (on delete cascade);
+-- their triggers tell the proxy, which ends what they gave (migration 0003).
+delete from teams where id = %(team_id)s and organization_id = %(org_id)s
+returning id;

@@ -261,6 +261,48 @@ async def test_workload_config_quantities_and_env_a_cluster_would_refuse_or_misr
     assert (await body_of(resp))["marimo"] == good["marimo"]
 
 
+async def test_an_org_admin_renames_and_deletes_a_team(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """A team named wrong, or no longer needed, was there for ever (the admin
+    audit). Deleting one ends what it gave: its members leave it and the
+    notebooks shared with it are unshared from it."""
+    url = f"{V1}/teams/{world.team}"
+    name = {"name": "Data Engineering"}
+    for who in (world.team_admin, world.owner, world.viewer):
+        assert (await client.patch(url, json=name, headers=who.auth)).status == 403
+    resp = await client.patch(url, json=name, headers=world.admin.auth)
+    assert resp.status == 200, await resp.text()
+    renamed = await body_of(resp)
+    assert renamed["name"] == "Data Engineering" and renamed["id"] == world.team
+    # Its own name in other letters is its own; another team's is taken.
+    same = await client.patch(url, json={"name": "data engineering"}, headers=world.admin.auth)
+    assert same.status == 200
+    other = await body_of(
+        await client.post(V1 + "/teams", json={"name": "ml"}, headers=world.admin.auth)
+    )
+    taken = await client.patch(url, json={"name": "ML"}, headers=world.admin.auth)
+    assert taken.status == 409 and (await body_of(taken))["code"] == "team_name_taken"
+    bad = await client.patch(url, json={"name": ""}, headers=world.admin.auth)
+    assert bad.status == 400 and (await body_of(bad))["field"] == "name"
+    foreign = f"{V1}/teams/{world.team}"
+    assert (await client.patch(foreign, json=name, headers=world.stranger.auth)).status == 404
+
+    # The editor sees the notebook through the team; the team goes, so does that.
+    nb = f"{V1}/workloads/notebooks/{world.notebook}"
+    assert (await client.get(nb, headers=world.editor.auth)).status == 200
+    assert (await client.delete(url, headers=world.team_admin.auth)).status == 403
+    assert (await client.delete(url, headers=world.stranger.auth)).status == 404
+    assert (await client.delete(url, headers=world.admin.auth)).status == 204
+    assert (await client.get(nb, headers=world.editor.auth)).status == 404
+    links = "select count(*) from notebook_teams where team_id = %s"
+    memberships = "select count(*) from team_memberships where team_id = %s"
+    assert factory.value(links, world.team) == 0 and factory.value(memberships, world.team) == 0
+    assert (await client.delete(url, headers=world.admin.auth)).status == 404
+    listed = await body_of(await client.get(V1 + "/teams", headers=world.admin.auth))
+    assert [t["id"] for t in listed["items"]] == [other["id"]]
+
+
 async def test_reading_a_notebooks_teams_does_not_wait_for_a_start_or_stop(
     client: TestClient, world: World, settings: Settings
 ) -> None:
