@@ -238,6 +238,11 @@ export const api = {
   createMember: (body) => request("POST", "/members", body),
   disableMember: (memberId) => request("DELETE", `/members/${enc(memberId)}`),
   createTeam: (body) => request("POST", "/teams", body),
+  renameTeam: (teamId, name) => request("PATCH", `/teams/${enc(teamId)}`, { name }),
+  deleteTeam: (teamId) => request("DELETE", `/teams/${enc(teamId)}`),
+  // How many notebooks are shared with a team (`total` of an empty page).
+  teamNotebookCount: async (teamId) =>
+    (await request("GET", `/workloads/teams/${enc(teamId)}/notebooks?limit=0`)).total,
   teamMembers: (teamId) => all(`/teams/${enc(teamId)}/members`),
   setTeamRole: (teamId, memberId, role) =>
     request("PUT", `/teams/${enc(teamId)}/members/${enc(memberId)}`, { role }),

@@ -386,7 +386,81 @@ function teamBody(team, memberships) {
   const list = memberships.length
     ? membersTable(team, memberships, manage, error)
     : h("p", { class: "muted", text: "Nobody is in this team yet." });
-  return [list, error, manage ? addForm(team, memberships, error) : note(team)];
+  return [list, error, manage ? addForm(team, memberships, error) : note(team), ...(isAdmin() ? teamTools(team, memberships) : [])];
+}
+
+// Organization admins rename a team or delete it (the API's rule).
+function teamTools(team, memberships) {
+  const id = `team-name-${team.id}`;
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const input = h("input", { id, name: "name", value: team.name, required: true, maxlength: "128", autocomplete: "off", dataset: { focusKey: `team-name:${team.id}` } });
+  const form = h(
+    "form",
+    {
+      class: "inline-form team-tools",
+      novalidate: true,
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        renameTeam(team, input.value.trim(), error, ev.submitter);
+      },
+    },
+    h("label", { for: id, text: "Team name" }),
+    input,
+    h("button", { type: "submit", class: "secondary small", "aria-label": `Rename ${team.name}`, text: "Rename" }),
+    h("button", {
+      type: "button",
+      class: "danger-outline small",
+      "aria-label": `Delete team ${team.name}`,
+      dataset: { focusKey: `delete-team:${team.id}` },
+      text: "Delete team",
+      onclick: (ev) => deleteTeam(team, memberships, ev.currentTarget),
+    }),
+  );
+  return [form, error];
+}
+
+async function renameTeam(team, name, error, button) {
+  if (name === team.name) return;
+  const renamed = await attempt(button, error, "Could not rename the team", () => api.renameTeam(team.id, name));
+  if (renamed === REFUSED) return;
+  announce(`Team ${team.name} is now ${renamed.name}`);
+  await loadTeams({ open: team.id });
+  focusKey(`team-name:${team.id}`);
+}
+
+async function deleteTeam(team, memberships, trigger) {
+  let shared = null;
+  try {
+    shared = await api.teamNotebookCount(team.id);
+  } catch {
+    // Said without the number; the delete itself reports what goes wrong.
+  }
+  const n = memberships.length;
+  const who = n === 0 ? "Nobody is in it" : n === 1 ? "Its 1 member leaves it" : `Its ${n} members leave it`;
+  const what =
+    shared === null
+      ? "the notebooks shared with it lose it as a way in"
+      : shared === 0
+        ? "no notebook is shared with it"
+        : shared === 1
+          ? "the 1 notebook shared with it loses it as a way in"
+          : `the ${shared} notebooks shared with it lose it as a way in`;
+  confirmThen({
+    trigger,
+    title: `Delete team ${team.name}?`,
+    text: `${who}; ${what}: what the team gave ends at once, open notebook sessions too. The notebooks themselves stay, with their owners and other teams. This cannot be undone.`,
+    action: "Delete team",
+    run: () => api.deleteTeam(team.id),
+    after: async () => {
+      announce(`Team ${team.name} deleted`);
+      state.teams.delete(team.id);
+      if (memberships.some((m) => m.memberId === state.me.id)) state.me = await api.me();
+      await loadTeams();
+      const heading = $("#people-teams-title");
+      heading.setAttribute("tabindex", "-1");
+      heading.focus();
+    },
+  });
 }
 
 function membersTable(team, memberships, manage, error) {

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, sign_in
+from browser_helpers import close_page, create_notebook_via_api, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -243,6 +243,38 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     laptop.wait_for(state="detached")
     assert stack.call("GET", "/me", token=own)[0] == 401
     assert session.count() == 1  # the console itself is still signed in
+
+    # A team named wrong is renamed; one no longer needed is deleted, asked
+    # first with what it takes (admin audit: neither was possible).
+    code, scratch = stack.call("POST", "/teams", {"name": "scratch"})
+    assert code == 201, scratch
+    code, taken = stack.call("POST", "/teams", {"name": "taken"})
+    assert code == 201, taken
+    nb = create_notebook_via_api(stack, "Shared with scratch", [scratch["id"]])
+    stack.call("PUT", f"/teams/{scratch['id']}/members/{stack.member_id}", {"role": "viewer"})
+    page.reload()
+    open_people(page)
+    card = team_card(page, "scratch")
+    card.locator("summary").click()
+    name = card.get_by_label("Team name")
+    name.fill("TAKEN")
+    card.get_by_role("button", name="Rename scratch").click()
+    _, refused = stack.call("PATCH", f"/teams/{scratch['id']}", {"name": "TAKEN"})
+    card.locator(".error", has_text=refused["detail"]).wait_for()
+    name.fill("sandbox")
+    card.get_by_role("button", name="Rename scratch").click()
+    card = team_card(page, "sandbox")
+    card.get_by_role("button", name="Delete team sandbox").wait_for()
+    assert stack.call("GET", f"/teams/{scratch['id']}/members")[0] == 200
+    card.get_by_role("button", name="Delete team sandbox").click()
+    confirm(page, "Delete team", "Its 1 member leaves it; the 1 notebook shared with it loses it")
+    card.wait_for(state="detached")
+    _, teams_now = stack.call("GET", "/teams")
+    assert "sandbox" not in [t["name"] for t in teams_now["items"]]
+    _, shared = stack.call("GET", f"/workloads/notebooks/{nb}")
+    assert shared["item"]["teamIds"] == []
+    _, me_now = stack.call("GET", "/me")
+    assert scratch["id"] not in [t["teamId"] for t in me_now["teams"]]
 
     # Phone width: the tables are cards, nothing scrolls sideways.
     page.set_viewport_size(PHONE)
