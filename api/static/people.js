@@ -686,6 +686,16 @@ async function addToTeam(team, picker, role, error, button) {
     picker.focus();
     return;
   }
+  // What a team admin may type wrong (an email, a name): said here, where the
+  // API would only say "not a valid id".
+  if (!isAdmin() && !/^[A-Z0-9]{1,20}$/.test(memberId)) {
+    const what = memberId.includes("@") ? "That is an email address; a" : "A";
+    showError(error, {
+      detail: `${what} member id is letters and digits, like ${state.me.id}. Ask them for theirs: it is at the top of their own People page (only organization admins can look members up).`,
+    });
+    picker.focus();
+    return;
+  }
   const add = () => api.setTeamRole(team.id, memberId, role);
   if ((await attempt(button, error, "Could not add the member", add)) === REFUSED) {
     picker.focus();

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, create_notebook_via_api, sign_in
+from browser_helpers import close_page, create_notebook_via_api, flush_requests, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -316,6 +316,14 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     # an id that is no member is the API's 404, shown in the team.
     card.locator("summary").click()
     member_id = card.get_by_label("Member id")
+    # An email (what a team admin knows of a colleague) is said to be one,
+    # before anything is sent (the API would say only "not a valid id").
+    member_id.fill("carol@example.com")
+    card.get_by_role("button", name="Add to data-eng").click()
+    card.locator(".error", has_text="That is an email address").wait_for()
+    assert bob["id"] in card.locator(".error").inner_text()  # what an id looks like
+    flush_requests(page)
+    assert not [a for a in asked if a.startswith("PUT ")], asked
     member_id.fill("NOSUCHMEMBER")
     card.get_by_role("button", name="Add to data-eng").click()
     team_error = card.locator(".error")
