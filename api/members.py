@@ -33,6 +33,7 @@ MEMBER_SCHEMA = obj(
     {"email": EMAIL_SCHEMA, "name": name_schema(128), "organizationAdmin": {"type": "boolean"}},
     required=("email", "name"),
 )
+MEMBER_UPDATE_SCHEMA = obj({"name": name_schema(128), "organizationAdmin": {"type": "boolean"}})
 # A token lives until revoked, or for `expiresInSeconds` (5 min to a year).
 TOKEN_LIFETIME_SCHEMA: dict[str, Any] = {
     "type": "integer",
@@ -85,6 +86,37 @@ async def create_member(ctx: Ctx) -> web.Response:
         raise member_exists()
     row = await member_page(ctx, member_id=member_id, limit=1, fetch=1)
     return raw_json(row["items"][1:-1], 201)
+
+
+@revokes_access  # a demotion takes access: it locks and judges the rows itself
+async def update_member(ctx: Ctx) -> web.Response:
+    """An org admin renames a member or makes them an org admin, or not.
+    The organization keeps at least one active org admin."""
+    member_id = path_id(ctx.request, "member")
+    require_org_admin(ctx)
+    body = await read_body(ctx.request, MEMBER_UPDATE_SCHEMA)
+    row = await ctx.one(
+        "api_update_member",
+        ctx.mine(
+            member_id=member_id,
+            caller_id=ctx.me.member_id,
+            name=body.get("name"),
+            admin=body.get("organizationAdmin"),
+        ),
+    )
+    assert row is not None
+    if not row["caller_ok"]:  # demoted (or disabled) meanwhile, by a concurrent request
+        raise Forbidden("Only organization admins may do this.")
+    if not row["found"]:
+        raise NotFound("No such member.", field="member")
+    if row["updated"] is None:
+        raise Conflict(
+            "An organization keeps at least one organization admin: make another member one first.",
+            code="last_organization_admin",
+            field="organizationAdmin",
+        )
+    page = await member_page(ctx, member_id=member_id, limit=1, fetch=1)
+    return raw_json(page["items"][1:-1])
 
 
 @revokes_access

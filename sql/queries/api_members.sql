@@ -72,6 +72,35 @@ with locked as (
 )
 select (select ok from caller) as caller_ok, (select id from done) as disabled;
 
+-- name: api_update_member
+-- The org's active admins and the target, locked `for update` in id order:
+-- a demotion waits for the writes in flight made with the admin role (they
+-- hold its row key-share-locked, api/context.py), two admins demoting each
+-- other serialize, and the caller is judged on its locked row. The last
+-- active admin is not demoted (the organization would have nobody to run it).
+with locked as (
+    select id, organization_admin from members
+     where organization_id = %(org_id)s and disabled_at is null
+       and (organization_admin or id = %(member_id)s)
+     order by id
+       for update
+), judged as (
+    select coalesce(bool_or(id = %(caller_id)s and organization_admin), false) as caller_ok,
+           coalesce(bool_or(id = %(member_id)s), false) as found,
+           coalesce(bool_or(id = %(member_id)s and organization_admin), false) as was_admin,
+           count(*) filter (where organization_admin) as admins
+      from locked
+), done as (
+    update members m
+       set name = coalesce(%(name)s::text, m.name),
+           organization_admin = coalesce(%(admin)s::boolean, m.organization_admin)
+      from judged j
+     where j.caller_ok and j.found and m.id = %(member_id)s
+       and not (j.was_admin and %(admin)s::boolean is false and j.admins <= 1)
+    returning m.id
+)
+select j.caller_ok, j.found, (select id from done) as updated from judged j;
+
 -- name: api_insert_token
 -- A token bound to its maker (made_by) is made only while the maker is not
 -- revoked, holding it share-locked so a revocation waits for this insert and

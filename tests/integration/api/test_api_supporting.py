@@ -261,6 +261,66 @@ async def test_workload_config_quantities_and_env_a_cluster_would_refuse_or_misr
     assert (await body_of(resp))["marimo"] == good["marimo"]
 
 
+async def test_an_org_admin_renames_members_and_makes_them_admins_or_not(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Making a colleague an org admin (or no longer one) needed the database
+    (the admin audit). The organization keeps at least one active admin,
+    whatever crosses: two admins demoting each other at once leave one."""
+    url = f"{V1}/members/{world.owner.id}"
+    promote = {"organizationAdmin": True}
+    for who in (world.owner, world.team_admin, world.viewer):
+        assert (await client.patch(url, json=promote, headers=who.auth)).status == 403
+    resp = await client.patch(url, json=promote, headers=world.admin.auth)
+    assert resp.status == 200, await resp.text()
+    promoted = await body_of(resp)
+    assert promoted["id"] == world.owner.id and promoted["organizationAdmin"] is True
+    assert (await client.get(V1 + "/members", headers=world.owner.auth)).status == 200
+    renamed = await body_of(
+        await client.patch(url, json={"name": "Olivia Owner"}, headers=world.owner.auth)
+    )
+    assert renamed["name"] == "Olivia Owner", renamed
+    assert renamed["organizationAdmin"] is True
+    bad = await client.patch(url, json={"organizationAdmin": "yes"}, headers=world.admin.auth)
+    assert bad.status == 400 and (await body_of(bad))["field"] == "organizationAdmin"
+    unknown = await client.patch(url, json={"email": "x@y.z"}, headers=world.admin.auth)
+    assert unknown.status == 400
+    foreign = f"{V1}/members/{world.stranger.id}"
+    assert (await client.patch(foreign, json=promote, headers=world.admin.auth)).status == 404
+
+    # Two admins demoting each other at once: one of them stays an admin.
+    demote = {"organizationAdmin": False}
+    first, second = await asyncio.gather(
+        client.patch(url, json=demote, headers=world.admin.auth),
+        client.patch(f"{V1}/members/{world.admin.id}", json=demote, headers=world.owner.auth),
+    )
+    statuses = sorted([first.status, second.status])
+    admins = "select count(*) from members where organization_id = %s and organization_admin"
+    assert factory.value(admins, world.org) == 1, statuses
+    assert statuses[0] == 200 and statuses[1] in (403, 409), statuses
+    # The last admin cannot step down; after another is made one, it can.
+    (last,) = [m for m in (world.admin, world.owner) if _is_admin(factory, m.id)]
+    other = world.owner if last is world.admin else world.admin
+    own = f"{V1}/members/{last.id}"
+    refused = await client.patch(own, json=demote, headers=last.auth)
+    assert refused.status == 409
+    assert (await body_of(refused))["code"] == "last_organization_admin"
+    back = f"{V1}/members/{other.id}"
+    assert (await client.patch(back, json=promote, headers=last.auth)).status == 200
+    assert (await client.patch(own, json=demote, headers=last.auth)).status == 200
+    assert not _is_admin(factory, last.id) and _is_admin(factory, other.id)
+    # A disabled member is no member to change.
+    assert (
+        await client.delete(f"{V1}/members/{world.viewer.id}", headers=other.auth)
+    ).status == 204
+    gone = f"{V1}/members/{world.viewer.id}"
+    assert (await client.patch(gone, json=promote, headers=other.auth)).status == 404
+
+
+def _is_admin(factory: Factory, member_id: str) -> bool:
+    return bool(factory.value("select organization_admin from members where id = %s", member_id))
+
+
 async def test_an_org_admin_renames_and_deletes_a_team(
     client: TestClient, world: World, factory: Factory
 ) -> None:
