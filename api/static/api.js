@@ -237,6 +237,7 @@ export const api = {
   allMembers: () => all("/members"),
   createMember: (body) => request("POST", "/members", body),
   disableMember: (memberId) => request("DELETE", `/members/${enc(memberId)}`),
+  updateMember: (memberId, body) => request("PATCH", `/members/${enc(memberId)}`, body),
   createTeam: (body) => request("POST", "/teams", body),
   renameTeam: (teamId, name) => request("PATCH", `/teams/${enc(teamId)}`, { name }),
   deleteTeam: (teamId) => request("DELETE", `/teams/${enc(teamId)}`),

@@ -767,6 +767,14 @@ function memberRow(m) {
         text: "New token",
         onclick: (ev) => openMemberToken(m, ev.currentTarget),
       }),
+      h("button", {
+        type: "button",
+        class: "secondary",
+        "aria-label": m.organizationAdmin ? `Remove ${name} as organization admin` : `Make ${name} an organization admin`,
+        dataset: { action: "admin", focusKey: `admin:${m.id}` },
+        text: m.organizationAdmin ? "Remove admin" : "Make admin",
+        onclick: (ev) => setOrgAdmin(m, !m.organizationAdmin, ev.currentTarget),
+      }),
       // Your own are under "Your tokens" above.
       self
         ? null
@@ -902,6 +910,35 @@ function disableMember(m, trigger) {
       announce(`${name} disabled`);
       await membersChanged();
       focusRow($("#members-body"), index, "disable", $("#members-title"));
+    },
+  });
+}
+
+// Make a member an organization admin, or no longer one; asked first (it
+// gives, or takes, the whole organization). The API keeps one admin at least.
+function setOrgAdmin(m, admin, trigger) {
+  const self = m.id === state.me.id;
+  const name = self ? "you" : m.name || m.email;
+  const powers = "add and disable members, make and revoke their tokens, manage every team and workload config, and open, stop or delete any notebook of the organization";
+  confirmThen({
+    trigger,
+    title: admin ? `Make ${name} an organization admin?` : self ? "Stop being an organization admin?" : `Remove ${name} as organization admin?`,
+    text: admin
+      ? `${name} can then ${powers}.`
+      : self
+        ? `You can then no longer ${powers}, and cannot undo it yourself: another organization admin can. Notebooks you reach only as an admin close to you at once.`
+        : `${name} can then no longer ${powers}. Notebooks they reach only as an admin close to them at once.`,
+    action: admin ? "Make admin" : "Remove admin",
+    run: () => api.updateMember(m.id, { organizationAdmin: admin }),
+    after: async () => {
+      announce(admin ? `${name} is an organization admin` : `${name} is no longer an organization admin`);
+      if (self) {
+        state.me = await api.me();
+        peopleView.enter(); // the admins' sections go
+        return;
+      }
+      await membersChanged();
+      focusKey(`admin:${m.id}`);
     },
   });
 }

@@ -203,6 +203,17 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     tokens.wait_for(state="hidden")
     assert focused_label(page) == "Tokens of Ann Analyst"
 
+    # Ann made an organization admin, then no longer one; asked first each time.
+    ann_row.get_by_role("button", name="Make Ann Analyst an organization admin").click()
+    confirm(page, "Make admin", "open, stop or delete any notebook of the organization")
+    ann_row.get_by_role("button", name="Remove Ann Analyst as organization admin").wait_for()
+    assert ann_row.get_by_text("Organization admin").count() == 1
+    _, ann_now = stack.call("GET", "/members?limit=100")
+    assert [m["organizationAdmin"] for m in ann_now["items"] if m["id"] == me["id"]] == [True]
+    ann_row.get_by_role("button", name="Remove Ann Analyst as organization admin").click()
+    confirm(page, "Remove admin", "can then no longer")
+    ann_row.get_by_role("button", name="Make Ann Analyst an organization admin").wait_for()
+
     # Disable Ann: asked first; then that token is refused at once.
     code, second = stack.call("POST", f"/members/{me['id']}/tokens", {"name": "second"})
     assert code == 201 and stack.call("GET", "/me", token=second["token"])[0] == 200
@@ -214,6 +225,12 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     members.get_by_role("button", name="Next page").click()
     page.get_by_text("Page 2 of 2 · 51 members").wait_for()
     assert members.get_by_role("button", name=f"Disable {admin['name']}").count() == 0
+    # The only admin stepping down: the API's refusal, kept in the question.
+    members.get_by_role("button", name=f"Remove {admin['name']} as organization admin").click()
+    dialog = page.get_by_role("alertdialog", name="Stop being an organization admin?")
+    dialog.get_by_role("button", name="Remove admin").click()
+    dialog.locator("#confirm-error", has_text="keeps at least one organization admin").wait_for()
+    dialog.get_by_role("button", name="Cancel").click()
 
     # A token of the admin's own, for an hour: shown once, listed, revoked.
     token_form = page.locator("#token-form")
