@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from api.context import Ctx, revokes_access
-from api.errors import Conflict, Forbidden, NotFound, invalid_token, member_exists
+from api.errors import BadRequest, Conflict, Forbidden, NotFound, invalid_token, member_exists
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import name_schema, obj, path_id, read_body
@@ -49,7 +49,14 @@ TOKEN_SCHEMA = obj(
 
 
 async def member_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
-    base = {"member_id": None, "limit": 100, "fetch": 101, "after_at": None, "after_id": None}
+    base = {
+        "member_id": None,
+        "q": None,
+        "limit": 100,
+        "fetch": 101,
+        "after_at": None,
+        "after_id": None,
+    }
     row = await ctx.one("api_member_page", {**ctx.mine(), **base, **params})
     assert row is not None
     return row
@@ -61,10 +68,33 @@ async def me(ctx: Ctx) -> web.Response:
     return raw_json(row["body"])
 
 
+# `?q=`: members whose name or email holds it, however capitalised (an admin
+# of thousands looks one up rather than paging by date).
+SEARCH_MAX = 128
+SEARCH_PARAMETER: dict[str, Any] = {
+    "required": False,
+    "description": "Only members whose name or email contains this (case-insensitive).",
+    "schema": {"type": "string", "maxLength": SEARCH_MAX},
+}
+
+
+def _search(ctx: Ctx) -> str | None:
+    q = ctx.request.query.get("q", "").strip()
+    if len(q) > SEARCH_MAX or "\x00" in q:
+        raise BadRequest(
+            f"q must be at most {SEARCH_MAX} characters, without NUL.",
+            code="validation_failed",
+            field="q",
+        )
+    return q or None
+
+
 async def list_members(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
-    scope = f"members:{ctx.me.organization_id}"
-    row = await member_page(ctx, **page_params(ctx, scope))
+    q = _search(ctx)
+    # A marker belongs to its search: one from another is refused (invalid_marker).
+    scope = f"members:{ctx.me.organization_id}:{q or ''}"
+    row = await member_page(ctx, q=q, **page_params(ctx, scope))
     return plain_list(ctx, scope, row)
 
 

@@ -167,6 +167,7 @@ def _operation(op: Op) -> dict[str, Any]:
                 "schema": {"type": "string"},
             },
         ]
+    params += [{"name": name, "in": "query", **spec} for name, spec in op.query]
     if op.etag:
         params.append(
             {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}

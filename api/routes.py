@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -94,6 +95,8 @@ class Op:
     errors: tuple[int, ...] = ()  # beyond 400/401 (and 404 when the path has ids)
     tag: str = "notebooks"
     etag: bool = False  # the handler judges If-Match itself
+    # Query parameters of its own beyond a page's: name -> OpenAPI parameter.
+    query: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     @property
     def checked_handler(self) -> Handler:
@@ -104,7 +107,8 @@ class Op:
         handler = bodiless(self.handler) if self.method == "DELETE" else self.handler
         if self.method != "GET" and not self.etag:
             handler = no_etag(handler)
-        return query_checked(handler, PAGE_PARAMETERS if self.paginated else frozenset())
+        own = frozenset(name for name, _ in self.query)
+        return query_checked(handler, (PAGE_PARAMETERS if self.paginated else frozenset()) | own)
 
 
 # A table, one operation per entry: kept as written, not reformatted.
@@ -146,7 +150,8 @@ OPS: list[Op] = [
        errors=(403,)),
     Op("GET", "/me", members.me, "The calling member", 200, "Me", tag="members"),
     Op("GET", "/members", members.list_members, "List the organization's members", 200,
-       "MemberList", paginated=True, errors=(403,), tag="members"),
+       "MemberList", paginated=True, errors=(403,), tag="members",
+       query=(("q", members.SEARCH_PARAMETER),)),
     Op("POST", "/members", members.create_member, "Add a member", 201, "Member",
        body=members.MEMBER_SCHEMA, body_required=True, errors=(403, 409, 415),
        tag="members"),

@@ -227,10 +227,11 @@ export const api = {
   revokeMemberToken: (memberId, tokenId) =>
     request("DELETE", `/members/${enc(memberId)}/tokens/${enc(tokenId)}`),
   // One page of members (newest first); `marker` is the one the page before gave.
-  listMembers: ({ limit, marker } = {}) => {
+  listMembers: ({ limit, marker, q } = {}) => {
     const query = new URLSearchParams();
     if (limit !== undefined) query.set("limit", String(limit));
     if (marker) query.set("marker", marker);
+    if (q) query.set("q", q);
     const qs = query.toString();
     return request("GET", qs ? `/members?${qs}` : "/members");
   },

@@ -8,7 +8,7 @@
 
 import { REFUSED, attempt, confirmThen, openDialog, preserveFocus } from "./actions.js";
 import { api, token } from "./api.js";
-import { $, announce, exactTime, formatTime, h, refreshTimes, setBusy, showError } from "./dom.js";
+import { $, announce, exactTime, formatTime, h, refreshTimes, setBusy, setText, showError } from "./dom.js";
 import { state } from "./store.js";
 
 const ROLES = ["admin", "editor", "viewer"];
@@ -832,7 +832,7 @@ async function loadMembersPage() {
   const errorEl = $("#members-error");
   let page;
   try {
-    page = await api.listMembers({ limit: MEMBER_PAGE, marker: pg.markers[pg.index] });
+    page = await api.listMembers({ limit: MEMBER_PAGE, marker: pg.markers[pg.index], q: pg.q });
   } catch (err) {
     if (!stale()) showError(errorEl, err, "Could not load members");
     return;
@@ -849,8 +849,10 @@ async function loadMembersPage() {
   pg.next = page.marker || null;
   page.items.forEach((m) => state.members.set(m.id, m));
   const body = $("#members-body");
+  setText($("#members-found"), pg.q ? `${page.total} found` : "");
+  const none = pg.q ? `Nobody's name or email contains “${pg.q}”.` : "No members.";
   preserveFocus(body, () =>
-    body.replaceChildren(...(page.items.length ? page.items.map(memberRow) : [emptyRow(5, "No members.")])),
+    body.replaceChildren(...(page.items.length ? page.items.map(memberRow) : [emptyRow(5, none)])),
   );
   renderMembersPager(page.total ?? page.items.length, page.items.length);
 }
@@ -867,6 +869,18 @@ function goToMembersPage(index) {
   pg.next = null;
   announce(`Members page ${index + 1}`);
   loadMembersPage();
+}
+
+// A search (what the box holds, 300 ms after the last keystroke): page 1 of
+// the members it finds, newest first; an empty box is every member.
+function searchMembers() {
+  clearTimeout(people.searchTimer);
+  people.searchTimer = setTimeout(() => {
+    const q = $("#members-search").value.trim();
+    if (q === (people.pages.q || "")) return;
+    people.pages = { markers: [null], index: 0, next: null, q: q || null };
+    loadMembersPage();
+  }, 300);
 }
 
 // Members changed: the table, the team pickers and the open teams' lists.
@@ -892,7 +906,8 @@ async function addMember(ev) {
   }
   announce(`${body.name} added. Give them a token with “New token”.`);
   form.reset();
-  people.pages = { markers: [null], index: 0, next: null }; // the newest is first on page 1
+  $("#members-search").value = "";
+  people.pages = { markers: [null], index: 0, next: null, q: null }; // the newest is first on page 1
   await membersChanged();
   $("#member-email").focus();
 }
@@ -1081,7 +1096,9 @@ export const peopleView = {
     $("#member-form").onsubmit = addMember;
     $("#members-prev").onclick = () => goToMembersPage(people.pages.index - 1);
     $("#members-next").onclick = () => goToMembersPage(people.pages.index + 1);
-    people.pages = { markers: [null], index: 0, next: null };
+    $("#members-search").value = "";
+    $("#members-search").oninput = searchMembers;
+    people.pages = { markers: [null], index: 0, next: null, q: null };
     people.everyone = new Map();
     people.everyoneLoaded = Promise.resolve();
     fillCeilingHints();

@@ -8,6 +8,10 @@ with visible as not materialized (
     select m.* from members m
      where m.organization_id = %(org_id)s and m.disabled_at is null
        and (%(member_id)s::text is null or m.id = %(member_id)s::text)
+       -- A search: `strpos` on lowered text, so `%%` and `_` are plain characters.
+       and (%(q)s::text is null
+            or strpos(lower(m.name), lower(%(q)s::text)) > 0
+            or strpos(lower(m.email), lower(%(q)s::text)) > 0)
 ), keys as (
     select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
       from visible v

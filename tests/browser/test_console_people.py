@@ -203,6 +203,19 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     tokens.wait_for(state="hidden")
     assert focused_label(page) == "Tokens of Ann Analyst"
 
+    # Found by a part of her email, however written; a search that finds
+    # nobody says so; an empty box is everyone again (admin audit: paging by
+    # date was the only way to find someone among thousands).
+    search = page.get_by_label("Find a member")
+    search.fill("ANN@")
+    page.wait_for_function("() => document.querySelectorAll('#members-body tr').length === 1")
+    assert "ann@example.com" in page.locator("#members-body tr").first.inner_text()
+    assert page.locator("#members-found").inner_text() == "1 found"
+    search.fill("zzz-nobody")
+    page.get_by_text("Nobody's name or email contains “zzz-nobody”.").wait_for()
+    search.fill("")
+    page.get_by_text("Page 1 of 2").wait_for()
+
     # Ann made an organization admin, then no longer one; asked first each time.
     ann_row.get_by_role("button", name="Make Ann Analyst an organization admin").click()
     confirm(page, "Make admin", "open, stop or delete any notebook of the organization")

@@ -317,6 +317,45 @@ async def test_an_org_admin_renames_members_and_makes_them_admins_or_not(
     assert (await client.patch(gone, json=promote, headers=other.auth)).status == 404
 
 
+async def test_members_are_found_by_a_part_of_their_name_or_email(
+    client: TestClient, world: World
+) -> None:
+    """An admin of thousands looks a member up (the admin audit: five pages
+    of 50 by date). Case-insensitive, `%` and `_` plain; pages carry on."""
+    for email, name in (
+        ("ada.lovelace@example.com", "Ada Lovelace"),
+        ("grace@navy.example", "Grace Hopper"),
+        ("under_score@example.com", "Percent 100%"),
+    ):
+        resp = await client.post(
+            V1 + "/members", json={"email": email, "name": name}, headers=world.admin.auth
+        )
+        assert resp.status == 201
+
+    async def found(q: str, extra: str = "") -> dict:
+        resp = await client.get(f"{V1}/members?q={q}{extra}", headers=world.admin.auth)
+        assert resp.status == 200, await resp.text()
+        return await body_of(resp)
+
+    assert [m["name"] for m in (await found("LOVE"))["items"]] == ["Ada Lovelace"]
+    assert [m["name"] for m in (await found("navy.EXAMPLE"))["items"]] == ["Grace Hopper"]
+    assert [m["name"] for m in (await found("%25"))["items"]] == ["Percent 100%"]
+    assert [m["name"] for m in (await found("r_s"))["items"]] == ["Percent 100%"]
+    assert (await found("nobody-here"))["total"] == 0
+    both = await found("a", "&limit=1")  # Ada, Grace (and others of the world)
+    assert both["total"] >= 2 and len(both["items"]) == 1 and "marker" in both
+    rest = await found("a", f"&limit=100&marker={both['marker']}")
+    assert len(rest["items"]) == both["total"] - 1
+    # A marker belongs to its search.
+    other = await client.get(
+        f"{V1}/members?q=grace&marker={both['marker']}", headers=world.admin.auth
+    )
+    assert other.status == 400 and (await body_of(other))["code"] == "invalid_marker"
+    long = await client.get(f"{V1}/members?q={'x' * 129}", headers=world.admin.auth)
+    assert long.status == 400 and (await body_of(long))["field"] == "q"
+    assert (await client.get(f"{V1}/members?q=ada", headers=world.owner.auth)).status == 403
+
+
 def _is_admin(factory: Factory, member_id: str) -> bool:
     return bool(factory.value("select organization_admin from members where id = %s", member_id))
 
