@@ -125,26 +125,30 @@ async def update_member(ctx: Ctx) -> web.Response:
     member_id = path_id(ctx.request, "member")
     require_org_admin(ctx)
     body = await read_body(ctx.request, MEMBER_UPDATE_SCHEMA)
-    row = await ctx.one(
-        "api_update_member",
-        ctx.mine(
-            member_id=member_id,
-            caller_id=ctx.me.member_id,
-            name=body.get("name"),
-            admin=body.get("organizationAdmin"),
-        ),
+    admin = body.get("organizationAdmin")
+    params = ctx.mine(
+        member_id=member_id,
+        caller_id=ctx.me.member_id,
+        caller_token_id=ctx.me.token_id,
+        demote=admin is False,
+        name=body.get("name"),
+        admin=admin,
     )
-    assert row is not None
-    if not row["caller_ok"]:  # demoted (or disabled) meanwhile, by a concurrent request
+    # Three statements: the token is read (and held) after the locks' wait,
+    # so a revocation or demotion of the caller committed meanwhile is seen.
+    locked = await ctx.one("api_lock_member_change", params)
+    assert locked is not None  # an aggregate: always one row
+    if not locked["caller_ok"] or await ctx.one("api_caller_admin_token", params) is None:
         raise Forbidden("Only organization admins may do this.")
-    if not row["found"]:
+    if not locked["found"]:
         raise NotFound("No such member.", field="member")
-    if row["updated"] is None:
+    if admin is False and locked["was_admin"] and locked["admins"] <= 1:
         raise Conflict(
             "An organization keeps at least one organization admin: make another member one first.",
             code="last_organization_admin",
             field="organizationAdmin",
         )
+    await ctx.run("api_update_member", params)
     page = await member_page(ctx, member_id=member_id, limit=1, fetch=1)
     return raw_json(page["items"][1:-1])
 
@@ -239,8 +243,9 @@ async def revoke_token(ctx: Ctx) -> web.Response:
     if await ctx.one("api_lock_token", params) is None:
         raise NotFound("No such token.", field="token")
     caller = await ctx.one("api_caller_live", {**params, "caller_token_id": ctx.me.token_id})
-    assert caller is not None  # `select exists (...)`: always one row
-    if not caller["live"]:  # disabled or revoked while this waited
+    if caller is None:  # disabled or revoked while this waited
         raise invalid_token()
+    if member_id != ctx.me.member_id and not caller["admin"]:  # demoted meanwhile
+        raise Forbidden("Only the member and org admins manage a member's tokens.")
     await ctx.one("api_revoke_token", params)
     return no_content()

@@ -76,34 +76,42 @@ with locked as (
 )
 select (select ok from caller) as caller_ok, (select id from done) as disabled;
 
--- name: api_update_member
--- The org's active admins and the target, locked `for update` in id order:
--- a demotion waits for the writes in flight made with the admin role (they
--- hold its row key-share-locked, api/context.py), two admins demoting each
--- other serialize, and the caller is judged on its locked row. The last
--- active admin is not demoted (the organization would have nobody to run it).
+-- name: api_lock_member_change
+-- Before a member is renamed or made an admin or not: the caller's and the
+-- target's rows, and for a demotion every active admin of the org, locked
+-- `for update` in id order. A demotion waits for the writes in flight made
+-- with the admin role (they hold its row key-share-locked, api/context.py);
+-- two admins demoting each other serialize; the caller is judged on its
+-- locked row; and the last active admin is counted, not demoted.
 with locked as (
     select id, organization_admin from members
      where organization_id = %(org_id)s and disabled_at is null
-       and (organization_admin or id = %(member_id)s)
+       and (id in (%(caller_id)s, %(member_id)s) or (%(demote)s and organization_admin))
      order by id
        for update
-), judged as (
-    select coalesce(bool_or(id = %(caller_id)s and organization_admin), false) as caller_ok,
-           coalesce(bool_or(id = %(member_id)s), false) as found,
-           coalesce(bool_or(id = %(member_id)s and organization_admin), false) as was_admin,
-           count(*) filter (where organization_admin) as admins
-      from locked
-), done as (
-    update members m
-       set name = coalesce(%(name)s::text, m.name),
-           organization_admin = coalesce(%(admin)s::boolean, m.organization_admin)
-      from judged j
-     where j.caller_ok and j.found and m.id = %(member_id)s
-       and not (j.was_admin and %(admin)s::boolean is false and j.admins <= 1)
-    returning m.id
 )
-select j.caller_ok, j.found, (select id from done) as updated from judged j;
+select coalesce(bool_or(id = %(caller_id)s and organization_admin), false) as caller_ok,
+       coalesce(bool_or(id = %(member_id)s), false) as found,
+       coalesce(bool_or(id = %(member_id)s and organization_admin), false) as was_admin,
+       count(*) filter (where organization_admin) as admins
+  from locked;
+
+-- name: api_caller_admin_token
+-- The caller's token, live and still an org admin's, key-share-locked to the
+-- end of the transaction: a change that gives access (a promotion) made with
+-- a token being revoked either sees the revocation (read after it waited) or
+-- makes the revocation wait for it, never commits after it.
+select t.id from api_tokens t join members m on m.id = t.member_id
+ where t.id = %(caller_token_id)s and m.id = %(caller_id)s
+   and m.disabled_at is null and m.organization_admin
+   and t.revoked_at is null and (t.expires_at is null or t.expires_at > %(now)s)
+   for key share of t;
+
+-- name: api_update_member
+update members
+   set name = coalesce(%(name)s::text, name),
+       organization_admin = coalesce(%(admin)s::boolean, organization_admin)
+ where id = %(member_id)s and organization_id = %(org_id)s;
 
 -- name: api_insert_token
 -- A token bound to its maker (made_by) is made only while the maker is not
@@ -136,12 +144,13 @@ select id from api_tokens
 -- revocation locks its targets, not its caller, api/context.py): a disabling
 -- or revocation of the caller committed meanwhile is seen, and nothing is
 -- revoked in the name of a caller that has lost its access.
-select exists (
-    select 1 from members m join api_tokens t on t.member_id = m.id
-     where m.id = %(caller_id)s and m.disabled_at is null
-       and t.id = %(caller_token_id)s and t.revoked_at is null
-       and (t.expires_at is null or t.expires_at > %(now)s)
-) as live;
+-- `admin`: whether it is an org admin still (another member's tokens take
+-- one: a demotion committed meanwhile is seen). No row: not live.
+select m.organization_admin as admin
+  from members m join api_tokens t on t.member_id = m.id
+ where m.id = %(caller_id)s and m.disabled_at is null
+   and t.id = %(caller_token_id)s and t.revoked_at is null
+   and (t.expires_at is null or t.expires_at > %(now)s);
 
 -- name: api_revoke_token
 -- The token, and every token made with it, and with those (migration 0007).

@@ -247,3 +247,66 @@ async def test_a_revocation_by_an_admin_disabled_while_it_waited_revokes_nothing
     assert resp.status == 401 and (await body_of(resp))["code"] == "invalid_token"
     assert factory.value("select revoked_at from api_tokens where id = %s", token_id) is None
     assert (await client.get(f"{V1}/me", headers=target.auth)).status == 200
+
+
+async def test_a_demotion_waits_for_the_admins_writes_in_flight(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """Like a disabling: what the admin's role was still allowed commits
+    before the demotion answers; nothing made with the role commits after."""
+    second = factory.member(world.org, admin=True)
+
+    async def demote() -> Any:
+        return await client.patch(
+            f"{V1}/members/{second.id}", json={"organizationAdmin": False}, headers=world.admin.auth
+        )
+
+    write, demoted = await revoked_mid_write(client, factory, settings, second, demote)
+    assert write.status == 201 and demoted.status == 200, await body_of(demoted)
+    assert not factory.value("select organization_admin from members where id = %s", second.id)
+
+
+async def test_a_promotion_made_with_a_token_being_revoked_is_refused(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """The revocation of the admin's token is under way (locked, uncommitted)
+    when a promotion made with it arrives: the promotion waits for it, then
+    finds the token revoked and promotes nobody. A promotion gives access,
+    so it may not commit after the revocation it crossed."""
+    token_id = factory.value("select id from api_tokens where member_id = %s", world.admin.id)
+    connect = psycopg.AsyncConnection.connect(settings.database_url)
+    async with await connect as holder, holder.transaction():
+        await holder.execute("select id from api_tokens where id = %s for update", (token_id,))
+        await holder.execute("update api_tokens set revoked_at = now() where id = %s", (token_id,))
+        promote = asyncio.ensure_future(
+            client.patch(
+                f"{V1}/members/{world.owner.id}",
+                json={"organizationAdmin": True},
+                headers=world.admin.auth,
+            )
+        )
+        await until_waiting_on_locks(factory, 1, promote, "the promotion did not wait")
+    resp = await promote
+    assert resp.status == 403, await body_of(resp)
+    assert not factory.value("select organization_admin from members where id = %s", world.owner.id)
+
+
+async def test_an_admin_demoted_while_revoking_a_members_token_revokes_nothing(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """The revocation waits on the token's lock (here: another revocation of
+    it under way, rolled back); meanwhile its caller is demoted. Once it can
+    go on, it reads its caller again: no longer an admin, it revokes nothing."""
+    second = factory.member(world.org, admin=True)
+    token_id = factory.value("select id from api_tokens where member_id = %s", world.viewer.id)
+    url = f"{V1}/members/{world.viewer.id}/tokens/{token_id}"
+    async with held(settings, "select id from api_tokens where id = %s for update", token_id):
+        revoke = asyncio.ensure_future(client.delete(url, headers=second.auth))
+        await until_waiting_on_locks(factory, 1, revoke, "the revocation did not wait")
+        demoted = await client.patch(
+            f"{V1}/members/{second.id}", json={"organizationAdmin": False}, headers=world.admin.auth
+        )
+        assert demoted.status == 200
+    resp = await revoke
+    assert resp.status == 403, await body_of(resp)
+    assert factory.value("select revoked_at from api_tokens where id = %s", token_id) is None
