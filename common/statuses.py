@@ -37,3 +37,8 @@ STOP_REQUESTED = "Stop requested"
 # socket is open. The proxy keeps edit sessions through it (proxy/live.py);
 # the worker stops Marimo after it when a member was present (reconciler/plan.py).
 SAVE_WINDOW_SECONDS = 2.5
+# A stop stamped further ahead of a reader's clock than this gets no window
+# from it: the stamp carries whichever writer's clock ran fastest (status.sql
+# never lets history run backwards), and a window counted from a stamp an hour
+# ahead would keep Marimo, and an editor's connection, for that hour.
+SAVE_WINDOW_CLOCK_TOLERANCE_SECONDS = 1.0

@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock, SystemClock, monotonic_reader
 from common.settings import Settings
-from common.statuses import SAVE_WINDOW_SECONDS
+from common.statuses import SAVE_WINDOW_CLOCK_TOLERANCE_SECONDS, SAVE_WINDOW_SECONDS
 from sql import query
 
 # The setting's default (the proxy passes the setting itself).
@@ -28,6 +28,7 @@ log = structlog.get_logger("proxy.access")
 
 SERVING = frozenset({"running", "idle", "detached"})
 SAVE_WINDOW = timedelta(seconds=SAVE_WINDOW_SECONDS)
+SAVE_WINDOW_CLOCK_TOLERANCE = timedelta(seconds=SAVE_WINDOW_CLOCK_TOLERANCE_SECONDS)
 MANAGING_TEAM_ROLES = frozenset({"admin", "editor"})
 
 
@@ -79,8 +80,12 @@ class Target:
         return self.status in SERVING and bool(self.marimo_url) and bool(self.session_token)
 
     def saving(self, now: datetime) -> bool:
-        """Stopping, within the window an open editor has to save in."""
+        """Stopping, within the window an open editor has to save in. A stop
+        stamped by a clock well ahead of this one opens no window (it would
+        last as far ahead as that clock ran)."""
         if self.saving_until is None or now >= self.saving_until:
+            return False
+        if now < self.saving_until - SAVE_WINDOW - SAVE_WINDOW_CLOCK_TOLERANCE:
             return False
         return bool(self.marimo_url) and bool(self.session_token)
 

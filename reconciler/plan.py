@@ -16,6 +16,7 @@ from typing import assert_never
 
 from common.statuses import (
     PROVISIONED,
+    SAVE_WINDOW_CLOCK_TOLERANCE_SECONDS,
     SAVE_WINDOW_SECONDS,
     STOP_REQUESTED,
     Desired,
@@ -236,10 +237,11 @@ def _save_window_left(nb: NotebookState, observed: Observation, now: datetime) -
     window = timedelta(seconds=nb.presence_window_seconds)
     if nb.last_seen_at is None or now - nb.last_seen_at >= window:
         return None
-    # Never longer than the window itself, whatever the API's clock said.
-    left = min(
-        (nb.status_changed_at - now).total_seconds() + SAVE_WINDOW_SECONDS, SAVE_WINDOW_SECONDS
-    )
+    ahead = (nb.status_changed_at - now).total_seconds()
+    if ahead > SAVE_WINDOW_CLOCK_TOLERANCE_SECONDS:
+        return None  # a stamp from a clock far ahead: no window at all, rather than its hour
+    # At most the window at a time, and so at most window + tolerance in all.
+    left = min(ahead + SAVE_WINDOW_SECONDS, SAVE_WINDOW_SECONDS)
     return left if left > 0 else None
 
 

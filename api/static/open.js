@@ -18,7 +18,7 @@ export const PING_INTERVAL_MS = 60_000;
 // on its way (one from an earlier visit does not count: its answer is dropped).
 const open = {
   id: null, entry: 0, timer: null, lastPing: 0, poller: null, nb: null,
-  framed: false, session: null, mode: null, loads: 0, loading: false,
+  framed: false, session: null, mode: null, loads: 0, loading: false, stoppingSince: null,
 };
 
 function frame() {
@@ -135,6 +135,10 @@ function onVisibility() {
   if (shown() && Date.now() - open.lastPing >= PING_INTERVAL_MS) ping();
 }
 
+// How long the frame stays through `stopping` (the proxy's save window is
+// 2.5 s; a worker that acts on the stop ends it sooner).
+const SAVING_MS = 10_000;
+
 async function refreshStatus() {
   const entry = open.entry;
   try {
@@ -148,7 +152,12 @@ async function refreshStatus() {
     // Stopping: the editor stays while it saves what was typed last (Marimo
     // saves 1 s after the last keystroke, only while it is connected; the
     // proxy and the worker leave it a moment: docs/proxy.md).
-    const saving = nb.status === "stopping" && nb.sessionId === open.session;
+    // Not for ever: the proxy ends the editor's connection seconds after the
+    // stop even when no worker acts on it, and the frame would sit there.
+    if (nb.status !== "stopping") open.stoppingSince = null;
+    else open.stoppingSince ??= Date.now();
+    const saving =
+      nb.status === "stopping" && nb.sessionId === open.session && Date.now() - open.stoppingSince < SAVING_MS;
     // Stopped, failed or restarted under the member: the editor in the frame
     // is gone. Say so, stop pinging, and open it again once it runs.
     if (open.framed && !saving && (!serving || nb.sessionId !== open.session)) closeFrame();
@@ -162,8 +171,15 @@ async function refreshStatus() {
     // elsewhere), it is started again from here.
     const startable = canManage(nb) && STARTABLE.has(nb.status);
     $("#open-start").hidden = !startable;
-    $("#open-stop").hidden = !canManage(nb) || startable;
-    $("#open-stop").disabled = !STOPPABLE.has(nb.status);
+    const stop = $("#open-stop");
+    stop.hidden = !canManage(nb) || startable;
+    // A Stop that has done its part (the page stays while it stops) gives its
+    // focus to the title rather than to nowhere.
+    if (!STOPPABLE.has(nb.status) && document.activeElement === stop) {
+      $("#open-title").setAttribute("tabindex", "-1");
+      $("#open-title").focus();
+    }
+    stop.disabled = !STOPPABLE.has(nb.status);
     if (serving && !open.framed && !open.loading) load();
     return TRANSITIONAL.has(nb.status);
   } catch (err) {
@@ -237,6 +253,7 @@ export const openView = {
     open.framed = false;
     open.loading = false; // an earlier visit's `open` call is not this one's
     open.lastPing = 0;
+    open.stoppingSince = null;
     showError($("#open-error"), null);
     $("#open-title").textContent = "Notebook";
     $("#open-status").replaceChildren();

@@ -60,6 +60,8 @@ def test_what_was_typed_just_before_stop_is_saved(browser: Any, stack_saving: An
         page.locator("#open-status .status-stopped").wait_for(timeout=60_000)
         page.locator("#open-frame").wait_for(state="hidden")
         assert page.get_by_role("button", name="Start notebook").is_visible()
+        # The Stop pressed is gone: its focus went to the page's title, not nowhere.
+        assert page.evaluate("document.activeElement.id") == "open-title"
         assert MARK in notebook_file(stack, nb_id)
     finally:
         close_page(page)

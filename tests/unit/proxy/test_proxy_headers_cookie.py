@@ -280,6 +280,11 @@ def test_a_stop_spares_an_open_editor_for_its_save_window_only() -> None:
     assert refusal(editor, stopping, NOW + timedelta(seconds=1)) == "status"
     assert refusal(editor, replace(stopping, marimo_url=None), NOW) == "status"
     assert refusal(editor, replace(stopping, session_id="S2"), NOW) == "session"
+    # Stamped by a clock far ahead of this one: no window (it would last that long).
+    ahead = replace(stopping, saving_until=NOW + timedelta(seconds=60))
+    assert refusal(editor, ahead, NOW) == "status"
+    slightly = replace(stopping, saving_until=NOW + timedelta(seconds=SAVE_WINDOW_SECONDS + 0.5))
+    assert refusal(editor, slightly, NOW) is None
     # From the row: the window counts from the status change, stopping only.
     row = {**ROW, "is_owner": True, "status_changed_at": NOW}
     assert target_from_row({**row, "status": "stopping"}).saving_until == NOW + timedelta(

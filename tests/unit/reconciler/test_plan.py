@@ -627,6 +627,16 @@ def test_a_members_stop_leaves_an_open_editor_its_save_window_then_stops() -> No
     )
     assert plan(asked, OBS["marimo_dead"], NOW).actions == (E_STOP,)
     assert plan(replace(asked, desired=D), OBS["ready"], NOW).actions == (E_DEL,)
-    # An API clock ahead of the worker's never makes the wait longer than the window.
-    ahead = replace(asked, status_changed_at=NOW + timedelta(seconds=60))
-    assert plan(ahead, OBS["ready"], NOW).requeue_after == SAVE_WINDOW_SECONDS
+    # A stamp from a clock ahead of the worker's: within the tolerance, the
+    # whole wait stays under window + tolerance, pass after pass; far ahead
+    # (it would wait its whole lead), no window at all.
+    slightly = replace(asked, status_changed_at=NOW + timedelta(seconds=0.9))
+    waited, at = 0.0, NOW
+    while (step := plan(slightly, OBS["ready"], at)).actions == ():
+        assert step.requeue_after is not None
+        waited += step.requeue_after
+        at += timedelta(seconds=step.requeue_after)
+    assert step.actions == (E_STOP,)
+    assert waited == pytest.approx(SAVE_WINDOW_SECONDS + 0.9)
+    far = replace(asked, status_changed_at=NOW + timedelta(seconds=60))
+    assert plan(far, OBS["ready"], NOW).actions == (E_STOP,)
