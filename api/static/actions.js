@@ -181,20 +181,42 @@ export function openDialog(dialog, trigger) {
 
 // Ask first (Cancel is the default button); `run` is the API call, whose
 // refusal stays in the dialog; `after` runs once it succeeded.
+// One dialog serves every question: an answer that comes back after the
+// dialog was closed and asked again (Escape, then another row's button)
+// belongs to the question it answered, not to the one on screen.
+let asked = 0;
+
 export function confirmThen({ trigger, title, text, action, run, after }) {
   const dialog = $("#confirm-dialog");
   const error = $("#confirm-error");
   const submit = $("#confirm-submit");
+  const question = ++asked;
+  const current = () => question === asked;
   showError(error, null);
+  setBusy(submit, false);
   $("#confirm-title").textContent = title;
   $("#confirm-text").textContent = text;
   submit.textContent = action;
   const finish = openDialog(dialog, trigger);
   $("#confirm-form").onsubmit = async (ev) => {
     ev.preventDefault();
-    if ((await attempt(submit, error, null, run)) === REFUSED) return;
-    finish();
-    await after();
+    if (submit.disabled) return;
+    showError(error, null);
+    setBusy(submit, true);
+    let refused = null;
+    try {
+      await run();
+    } catch (err) {
+      refused = err;
+    } finally {
+      if (current()) setBusy(submit, false);
+    }
+    if (refused) {
+      if (current()) showError(error, refused);
+      return;
+    }
+    if (current()) finish();
+    await after(); // done: what follows from it is drawn whichever dialog is up
   };
 }
 

@@ -580,7 +580,10 @@ async function setRole(team, memberId, role, name, error, button) {
 async function afterRole(team, memberId, role, name) {
   announce(`${name} is now ${role} in ${team.name}`);
   await afterTeamChange(team, memberId);
-  focusKey(`save:${team.id}:${memberId}`) || focusKey(`add-member:${team.id}`);
+  // No longer managing the team (one's own role lowered): its summary.
+  if (!focusKey(`save:${team.id}:${memberId}`) && !focusKey(`add-member:${team.id}`)) {
+    $(`#people-teams details[data-team-id="${CSS.escape(team.id)}"] summary`)?.focus();
+  }
 }
 
 // What a change that takes `memberId` out of the team's admins (a lower
@@ -961,6 +964,7 @@ function setOrgAdmin(m, admin, trigger) {
 // A member's live tokens, for an org admin: a leaked one is revoked on its
 // own, without disabling the member (which cannot be undone).
 function openMemberTokens(m, trigger) {
+  people.tokensOf = m.id; // an answer for another member's dialog is dropped
   $("#member-tokens-title").textContent = `Tokens of ${m.name || m.email}`;
   $("#member-tokens-body").replaceChildren();
   showError($("#member-tokens-error"), null);
@@ -973,7 +977,7 @@ async function loadMemberTokens(m) {
   const visit = people.visit;
   try {
     const { items } = await api.listTokens(m.id);
-    if (!isCurrent(visit)) return;
+    if (!isCurrent(visit) || people.tokensOf !== m.id) return;
     showError(errorEl, null);
     $("#member-tokens-body").replaceChildren(
       ...(items.length
@@ -981,7 +985,7 @@ async function loadMemberTokens(m) {
         : [h("tr", {}, h("td", { colspan: "6", class: "muted", text: "No live tokens." }))]),
     );
   } catch (err) {
-    if (isCurrent(visit)) showError(errorEl, err, "Could not load the tokens");
+    if (isCurrent(visit) && people.tokensOf === m.id) showError(errorEl, err, "Could not load the tokens");
   }
 }
 
