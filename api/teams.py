@@ -38,6 +38,7 @@ async def rename_team(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, TEAM_SCHEMA)
     await find_team(ctx, team_id)  # 404 if not the org's
     if await ctx.one("api_rename_team", ctx.mine(team_id=team_id, name=body["name"])) is None:
+        await find_team(ctx, team_id)  # deleted meanwhile: 404, not a taken name
         raise team_name_taken()
     row = await team_page(ctx, team_id=team_id, limit=1, fetch=1)
     return raw_json(row["items"][1:-1])

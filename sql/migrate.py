@@ -123,7 +123,10 @@ async def _take_lock(conn: psycopg.AsyncConnection) -> None:
             (_LOCK_KEY,),
         )
         holder = await cur.fetchone()
-    pid, app, address, since = holder if holder else (None, "", None, None)
+    if holder is None:  # released between the two reads: nobody to name
+        await conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
+        return
+    pid, app, address, since = holder
     log.warning(
         "migration_waiting",
         detail=f"another migration is running (PostgreSQL backend {pid}): waiting for it to"
