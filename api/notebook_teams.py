@@ -15,6 +15,7 @@ from api.notebooks import (
     list_scope,
     locked,
     notebook_page,
+    status_filter,
     visible,
 )
 from api.responses import no_content, normalized_list, page_params, plain_list
@@ -79,8 +80,9 @@ async def list_team_notebooks(ctx: Ctx) -> web.Response:
     team = await find_team(ctx, team_id)
     if team["role"] is None and not ctx.me.organization_admin:
         raise Forbidden("Only the team's members and org admins list its notebooks.")
-    scope = list_scope(ctx, team_id)
+    statuses = status_filter(ctx)
+    scope = list_scope(ctx, team_id, statuses)
     # A team's members see every notebook shared with it (the team's
     # statement asks no more of the caller).
-    row = await notebook_page(ctx, team_id=team_id, **page_params(ctx, scope))
+    row = await notebook_page(ctx, team_id=team_id, st=statuses, **page_params(ctx, scope))
     return normalized_list(ctx, scope, row)

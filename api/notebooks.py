@@ -53,14 +53,46 @@ TEAM_ROLES = frozenset({"admin", "editor", "viewer"})  # access given by a team
 DELETE_REQUESTED = "Delete requested"
 
 
-def list_scope(ctx: Ctx, team_id: str | None = None) -> str:
-    return f"notebooks:{ctx.me.member_id}:{team_id or ''}"
+# `?status=running,idle`: only notebooks in these statuses (an admin asks
+# "what runs now, and whose"); absent, every status.
+STATUS_PARAMETER: dict[str, Any] = {
+    "required": False,
+    "description": "Only notebooks in these statuses, comma-separated (e.g. "
+    "`starting,running,idle,detached,stopping` for what is up).",
+    "schema": {
+        "type": "string",
+        "pattern": f"^({'|'.join(s.value for s in Status)})"
+        f"(,({'|'.join(s.value for s in Status)}))*$",
+    },
+}
+
+
+def status_filter(ctx: Ctx) -> list[str] | None:
+    raw = ctx.request.query.get("status")
+    if raw is None:
+        return None
+    wanted = raw.split(",")
+    known = {s.value for s in Status}
+    unknown = [w for w in wanted if w not in known]
+    if unknown or not raw:
+        raise BadRequest(
+            f"status takes statuses separated by commas, among {', '.join(sorted(known))}.",
+            code="validation_failed",
+            field="status",
+        )
+    return sorted(set(wanted))
+
+
+def list_scope(ctx: Ctx, team_id: str | None = None, statuses: list[str] | None = None) -> str:
+    # A marker belongs to its list and its filter: another's is refused.
+    return f"notebooks:{ctx.me.member_id}:{team_id or ''}:{','.join(statuses or [])}"
 
 
 async def notebook_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
     base = {
         "see_all": ctx.me.organization_admin,
         "team_id": None,
+        "st": None,  # statuses to keep (status_filter); None: all
         "notebook_id": None,
         "limit": 1,
         "fetch": 1,
@@ -173,8 +205,9 @@ async def set_status(
 
 
 async def list_notebooks(ctx: Ctx) -> web.Response:
-    scope = list_scope(ctx)
-    row = await notebook_page(ctx, **page_params(ctx, scope))
+    statuses = status_filter(ctx)
+    scope = list_scope(ctx, statuses=statuses)
+    row = await notebook_page(ctx, st=statuses, **page_params(ctx, scope))
     return normalized_list(ctx, scope, row)
 
 

@@ -116,7 +116,7 @@ class Op:
 NB = "/workloads/notebooks"
 OPS: list[Op] = [
     Op("GET", NB, notebooks.list_notebooks, "List the notebooks the caller can see", 200,
-       "NotebookList", paginated=True),
+       "NotebookList", paginated=True, query=(("status", notebooks.STATUS_PARAMETER),)),
     Op("POST", NB, notebooks.create_notebook, "Create a notebook (status stopped)", 201,
        "NotebookDescribe", body=notebooks.CREATE_SCHEMA, body_required=True, errors=(415,)),
     Op("GET", NB + "/{id}", notebooks.get_notebook, "Describe a notebook", 200,
@@ -147,7 +147,7 @@ OPS: list[Op] = [
        "Stop sharing a notebook with a team", 204, None, errors=(403,)),
     Op("GET", "/workloads/teams/{team}/notebooks", notebook_teams.list_team_notebooks,
        "List the notebooks shared with a team", 200, "NotebookList", paginated=True,
-       errors=(403,)),
+       errors=(403,), query=(("status", notebooks.STATUS_PARAMETER),)),
     Op("GET", "/me", members.me, "The calling member", 200, "Me", tag="members"),
     Op("GET", "/members", members.list_members, "List the organization's members", 200,
        "MemberList", paginated=True, errors=(403,), tag="members",

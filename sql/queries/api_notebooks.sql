@@ -57,22 +57,14 @@ select
         'notebookId', r.id, 'teamIds', r.team_ids, 'workloadConfigId', r.workload_config_id
     ) order by r.rn) from rows r), '[]')::text as items,
     coalesce((select json_agg(json_build_object(
-        'id', r.id,
-        'organizationId', r.organization_id,
-        'memberId', r.member_id,
-        'workloadConfigId', r.workload_config_id,
-        'name', r.name,
-        'description', r.description,
-        'status', r.status,
-        'statusMessage', r.status_message,
+        'id', r.id, 'organizationId', r.organization_id, 'memberId', r.member_id,
+        'workloadConfigId', r.workload_config_id, 'name', r.name, 'description', r.description,
+        'status', r.status, 'statusMessage', r.status_message,
         'idleTimeoutSeconds', r.idle_timeout_seconds,
-        'detachedTimeoutSeconds', r.detached_timeout_seconds,
-        'lastActiveAt', r.last_active_at,
+        'detachedTimeoutSeconds', r.detached_timeout_seconds, 'lastActiveAt', r.last_active_at,
         'sessionId', case when r.status in ('stopped', 'failed') then null else r.session_id end,
-        'createdAt', r.created_at,
-        'createdBy', r.created_by,
-        'updatedAt', r.updated_at,
-        'updatedBy', r.updated_by
+        'createdAt', r.created_at, 'createdBy', r.created_by,
+        'updatedAt', r.updated_at, 'updatedBy', r.updated_by
     ) order by r.rn) from rows r), '[]')::text as notebooks,
     coalesce((select json_agg(json_build_object(
         'id', t.id, 'organizationId', t.organization_id, 'name', t.name,
@@ -100,6 +92,7 @@ with keys as (
     select n.id, n.created_at, row_number() over (order by n.created_at desc, n.id desc) as rn
       from notebooks n
      where n.organization_id = %(org_id)s and n.deleted_at is null
+       and (%(st)s::text[] is null or n.status = any(%(st)s))
        and (n.created_at, n.id) < (coalesce(%(after_at)s::timestamptz, 'infinity'),
                                    coalesce(%(after_id)s::text, ''))
      order by n.created_at desc, n.id desc
@@ -107,13 +100,15 @@ with keys as (
 ),
 -- include: notebook_page_answer
     (select count(*) from notebooks n
-      where n.organization_id = %(org_id)s and n.deleted_at is null) as total;
+      where n.organization_id = %(org_id)s and n.deleted_at is null
+        and (%(st)s::text[] is null or n.status = any(%(st)s))) as total;
 
 -- name: api_notebook_page_member
 with mine as not materialized (
     select n.id, n.created_at from notebooks n
      where n.member_id = %(member_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
+       and (%(st)s::text[] is null or n.status = any(%(st)s))
 ), shared as materialized (
     select distinct n.id, n.created_at
       from team_memberships tm
@@ -121,6 +116,7 @@ with mine as not materialized (
       join notebooks n on n.id = nt.notebook_id
      where tm.member_id = %(member_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
+       and (%(st)s::text[] is null or n.status = any(%(st)s))
 ), after as not materialized (
     select coalesce(%(after_at)s::timestamptz, 'infinity') as at,
            coalesce(%(after_id)s::text, '') as id
@@ -146,6 +142,7 @@ with team as materialized (
       join notebooks n on n.id = t.notebook_id
      where t.team_id = %(team_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
+       and (%(st)s::text[] is null or n.status = any(%(st)s))
 ), keys as (
     select t.id, t.created_at, row_number() over (order by t.created_at desc, t.id desc) as rn
       from team t

@@ -53,6 +53,7 @@ def page_params(member: str, *, see_all: bool, team: str | None = None, **more: 
         "see_all": see_all,
         "team_id": team,
         "notebook_id": None,
+        "st": None,
         **PAGE,
         **more,
     }
@@ -249,6 +250,7 @@ select n.id as "notebookId",
                      where tm.member_id = %(me)s))
    and (%(team)s::text is null
         or n.id in (select notebook_id from notebook_teams where team_id = %(team)s::text))
+   and (%(statuses)s::text[] is null or n.status = any(%(statuses)s::text[]))
  order by n.created_at desc, n.id desc
 """
 
@@ -284,9 +286,12 @@ async def client(scale_url: str, tmp_path: Path) -> AsyncIterator[TestClient]:
         yield test_client
 
 
-def reference(scale_conn, org: str, me: str, see_all: bool, team: str | None) -> list[dict]:
+def reference(
+    scale_conn, org: str, me: str, see_all: bool, team: str | None, statuses: list | None = None
+) -> list[dict]:
     with scale_conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(REFERENCE, {"org": org, "me": me, "see_all": see_all, "team": team})
+        params = {"org": org, "me": me, "see_all": see_all, "team": team, "statuses": statuses}
+        cur.execute(REFERENCE, params)
         return cur.fetchall()
 
 
@@ -301,16 +306,18 @@ VIEWS = [
 
 
 @pytest.mark.parametrize(("who", "org", "see_all", "team", "limit", "pages"), VIEWS)
+@pytest.mark.parametrize("statuses", [None, ["failed", "running"]], ids=["all", "filtered"])
 async def test_lists_answer_as_the_reference_query(
-    client, scale_conn, tokens, who, org, see_all, team, limit, pages
+    client, scale_conn, tokens, who, org, see_all, team, limit, pages, statuses
 ) -> None:
-    expected = reference(scale_conn, org, who, see_all, team)
+    expected = reference(scale_conn, org, who, see_all, team, statuses)
     assert expected
     url = f"/api/v1/workloads/teams/{team}/notebooks" if team else NB
     seen: list[dict] = []
     marker = None
+    wanted = f"&status={','.join(statuses)}" if statuses else ""
     for _ in range(pages):
-        query = f"?limit={limit}" + (f"&marker={marker}" if marker else "")
+        query = f"?limit={limit}{wanted}" + (f"&marker={marker}" if marker else "")
         resp = await client.get(url + query, headers=tokens[who])
         assert resp.status == 200, await resp.text()
         body = await resp.json()

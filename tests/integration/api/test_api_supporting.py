@@ -356,6 +356,42 @@ async def test_members_are_found_by_a_part_of_their_name_or_email(
     assert (await client.get(f"{V1}/members?q=ada", headers=world.owner.auth)).status == 403
 
 
+async def test_notebooks_are_listed_by_status(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """What runs now, and whose: an admin lists the notebooks in some
+    statuses (the admin audit). Unknown statuses are refused, naming the
+    field; a marker belongs to its filter."""
+    running = factory.notebook(world.owner, world.config, status="running")
+    factory.notebook(world.owner, world.config, status="failed")
+    nb = V1 + "/workloads/notebooks"
+
+    async def listed(query: str) -> dict:
+        resp = await client.get(nb + query, headers=world.admin.auth)
+        assert resp.status == 200, await resp.text()
+        return await body_of(resp)
+
+    up = await listed("?status=starting,running,idle,detached,stopping")
+    assert [i["notebookId"] for i in up["items"]] == [running] and up["total"] == 1
+    assert [n["status"] for n in up["included"]["notebooks"]] == ["running"]
+    everything = await listed("")
+    assert everything["total"] == 3
+    two = await listed("?status=stopped,failed&limit=1")
+    assert two["total"] == 2 and "marker" in two
+    other = await client.get(
+        f"{nb}?status=stopped&marker={two['marker']}", headers=world.admin.auth
+    )
+    assert other.status == 400 and (await body_of(other))["code"] == "invalid_marker"
+    for bad in ("?status=sleeping", "?status=", "?status=running,,idle"):
+        resp = await client.get(nb + bad, headers=world.admin.auth)
+        assert resp.status == 400 and (await body_of(resp))["field"] == "status", bad
+    # A team's list takes it too: its one notebook is stopped.
+    team = f"{V1}/workloads/teams/{world.team}/notebooks"
+    for status, total in (("stopped", 1), ("running", 0)):
+        resp = await client.get(f"{team}?status={status}", headers=world.editor.auth)
+        assert resp.status == 200 and (await body_of(resp))["total"] == total, status
+
+
 def _is_admin(factory: Factory, member_id: str) -> bool:
     return bool(factory.value("select organization_admin from members where id = %s", member_id))
 
