@@ -194,10 +194,11 @@ export const api = {
     }),
   // One page of notebooks (newest first), everything the member can see or
   // those shared with one team; `marker` is the one the previous page gave.
-  listNotebooks: ({ limit, marker, teamId } = {}) => {
+  listNotebooks: ({ limit, marker, teamId, status } = {}) => {
     const query = new URLSearchParams();
     if (limit !== undefined) query.set("limit", String(limit));
     if (marker) query.set("marker", marker);
+    if (status) query.set("status", status);
     const path = teamId ? `/workloads/teams/${enc(teamId)}/notebooks` : "/workloads/notebooks";
     const qs = query.toString();
     return request("GET", qs ? `${path}?${qs}` : path);

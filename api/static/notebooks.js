@@ -58,6 +58,7 @@ const list = {
   poller: null,
   size: 50,
   teamId: "", // "" = every notebook the member can see
+  status: "", // a key of STATUS_FILTERS; "" = every status
   markers: [null],
   index: 0,
   next: null, // the marker the page on screen gave for the page after it
@@ -86,6 +87,13 @@ export function notebookGone(name) {
   }
   location.replace("#/notebooks");
 }
+
+// The list's Status filter: what the API's `?status=` is asked for each.
+const STATUS_FILTERS = {
+  up: { statuses: "starting,running,idle,detached,stopping", none: "running now" },
+  stopped: { statuses: "stopped", none: "stopped" },
+  failed: { statuses: "failed", none: "failed" },
+};
 
 function resetPaging() {
   list.markers = [null];
@@ -164,11 +172,16 @@ function renderPager(total, shown) {
 
 async function refreshList() {
   const errorEl = $("#notebooks-error");
-  const asked = { index: list.index, teamId: list.teamId, size: list.size };
+  const asked = { index: list.index, teamId: list.teamId, size: list.size, status: list.status };
   const visit = list.visit;
   let page;
   try {
-    page = await api.listNotebooks({ limit: list.size, marker: list.markers[list.index], teamId: list.teamId });
+    page = await api.listNotebooks({
+      limit: list.size,
+      marker: list.markers[list.index],
+      teamId: list.teamId,
+      status: STATUS_FILTERS[list.status]?.statuses,
+    });
   } catch (err) {
     if (visit !== list.visit) return false; // left meanwhile
     if (asked.teamId && asked.teamId === list.teamId && refused(err)) {
@@ -184,7 +197,14 @@ async function refreshList() {
   }
   if (visit !== list.visit) return false; // left meanwhile
   // Paged or filtered meanwhile: this answer is for a page no longer asked for.
-  if (asked.index !== list.index || asked.teamId !== list.teamId || asked.size !== list.size) return false;
+  if (
+    asked.index !== list.index ||
+    asked.teamId !== list.teamId ||
+    asked.size !== list.size ||
+    asked.status !== list.status
+  ) {
+    return false;
+  }
   // A failed poll's message goes once polling works again; an action's stays.
   if (errorEl.dataset.source === "load") {
     showError(errorEl, null);
@@ -228,9 +248,12 @@ async function refreshList() {
   }
   notebooks.forEach(noteStatus);
   const empty = $("#notebooks-empty");
-  empty.textContent = list.teamId
-    ? `No notebooks are shared with ${teamName(list.teamId)}.`
-    : "No notebooks yet. Create one to get started.";
+  const filtered = STATUS_FILTERS[list.status];
+  empty.textContent = filtered
+    ? `No notebook${list.teamId ? ` shared with ${teamName(list.teamId)}` : ""} is ${filtered.none}.`
+    : list.teamId
+      ? `No notebooks are shared with ${teamName(list.teamId)}.`
+      : "No notebooks yet. Create one to get started.";
   empty.hidden = notebooks.length > 0;
   $("#notebooks-table").hidden = notebooks.length === 0;
   renderPager(page.total ?? notebooks.length, notebooks.length);
@@ -315,6 +338,10 @@ export const listView = {
           list.teamId = "";
           $("#list-team").value = "";
         }
+        if (list.status && list.status !== "stopped") {
+          list.status = ""; // a new notebook is stopped: show it
+          $("#list-status").value = "";
+        }
         resetPaging();
         list.poller.now();
         // Land on the new notebook's row so keyboard users can start it.
@@ -329,6 +356,14 @@ export const listView = {
     size.onchange = () => {
       showNotice(null);
       list.size = Number(size.value);
+      resetPaging();
+      list.poller.now();
+    };
+    const status = $("#list-status");
+    status.value = list.status;
+    status.onchange = () => {
+      showNotice(null);
+      list.status = status.value;
       resetPaging();
       list.poller.now();
     };

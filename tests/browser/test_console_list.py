@@ -296,3 +296,37 @@ def test_sign_out_leaves_nothing_behind_and_a_viewer_sees_only_its_actions(
     assert page.locator("#signin-error").inner_text() == f"Signed out: {problem['detail']}"
     assert traces(page, viewer_token["token"]) == []
     close_page(page)
+
+
+def test_the_status_filter_shows_what_runs_now(browser: Any, stack: Any, wait: Any) -> None:
+    """What runs now, and whose (the admin audit: one page of every notebook,
+    by date, was all): the Status filter asks the API for those statuses, says
+    when none is, and a new notebook (stopped) clears a filter hiding it."""
+    for i in range(2):
+        create_notebook_via_api(stack, f"quiet {i}")
+    busy = create_notebook_via_api(stack, "busy")
+    assert stack.call("POST", f"/workloads/notebooks/{busy}/start")[0] == 202
+    stack.wait_provisioned(busy, START_SECONDS)
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        wait(lambda: len(names(page)) == 3, 15, "the whole list")
+        status = page.get_by_label("Status")
+        with page.expect_response(lambda r: is_list(r) and "status=starting%2Crunning" in r.url):
+            status.select_option(label="Running now")
+        wait(lambda: names(page) == ["busy"], 15, "only the running one")
+        status.select_option(label="Stopped")
+        wait(lambda: sorted(names(page)) == ["quiet 0", "quiet 1"], 15, "the stopped ones")
+        status.select_option(label="Failed")
+        page.get_by_text("No notebook is failed.").wait_for()
+
+        status.select_option(label="Running now")
+        wait(lambda: names(page) == ["busy"], 15, "only the running one")
+        page.get_by_role("button", name="New notebook").click()
+        dialog = page.get_by_role("dialog", name="New notebook")
+        dialog.get_by_label("Name").fill("fresh")
+        dialog.get_by_role("button", name="Create notebook").click()
+        wait(lambda: "fresh" in names(page), 15, "the new notebook, filter cleared")
+        assert status.input_value() == ""
+    finally:
+        close_page(page)
