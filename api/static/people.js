@@ -223,23 +223,34 @@ function tokenRow(t, makers) {
       session ? h("span", { class: "badge session", text: "this console session" }) : null,
       maker ? h("span", { class: "badge session", text: "this console signed in with it" }) : null,
     ),
+    ...tokenFacts(t, madeBy(t)),
+    revokeCell(label, `revoke:${t.id}`, (ev) => revokeToken(t, session, maker, ev.currentTarget)),
+  );
+}
+
+// What a token's row says wherever tokens are listed (yours, a member's).
+function tokenFacts(t, maker) {
+  return [
     h("td", { "data-label": "Prefix" }, h("code", { text: `${t.prefix}…` })),
     h("td", { "data-label": "Created" }, formatTime(t.createdAt)),
-    h("td", { "data-label": "Made by", text: madeBy(t) }),
+    h("td", { "data-label": "Made by", text: maker }),
     h("td", { "data-label": "Last used" }, formatTime(t.lastUsedAt)),
     h("td", { "data-label": "Expires" }, formatTime(t.expiresAt)),
-    h(
-      "td",
-      { class: "row-actions" },
-      h("button", {
-        type: "button",
-        class: "danger-outline",
-        "aria-label": `Revoke ${label}`,
-        dataset: { action: "revoke", focusKey: `revoke:${t.id}` },
-        text: "Revoke",
-        onclick: (ev) => revokeToken(t, session, maker, ev.currentTarget),
-      }),
-    ),
+  ];
+}
+
+function revokeCell(label, focusKey, onclick) {
+  return h(
+    "td",
+    { class: "row-actions" },
+    h("button", {
+      type: "button",
+      class: "danger-outline",
+      "aria-label": `Revoke ${label}`,
+      dataset: { action: "revoke", focusKey },
+      text: "Revoke",
+      onclick,
+    }),
   );
 }
 
@@ -982,7 +993,7 @@ async function loadMemberTokens(m) {
     $("#member-tokens-body").replaceChildren(
       ...(items.length
         ? items.map((t) => memberTokenRow(m, t))
-        : [h("tr", {}, h("td", { colspan: "6", class: "muted", text: "No live tokens." }))]),
+        : [h("tr", {}, h("td", { colspan: "7", class: "muted", text: "No live tokens." }))]),
     );
   } catch (err) {
     if (isCurrent(visit) && people.tokensOf === m.id) showError(errorEl, err, "Could not load the tokens");
@@ -996,22 +1007,8 @@ function memberTokenRow(m, t) {
     "tr",
     { dataset: { tokenId: t.id } },
     h("td", { "data-label": "Name" }, h("strong", { text: t.name })),
-    h("td", { "data-label": "Prefix" }, h("code", { text: `${t.prefix}…` })),
-    h("td", { "data-label": "Made by", text: maker }),
-    h("td", { "data-label": "Last used" }, formatTime(t.lastUsedAt)),
-    h("td", { "data-label": "Expires" }, formatTime(t.expiresAt)),
-    h(
-      "td",
-      { class: "row-actions" },
-      h("button", {
-        type: "button",
-        class: "danger-outline",
-        "aria-label": `Revoke ${t.name} (${t.prefix}…)`,
-        dataset: { action: "revoke", focusKey: `member-revoke:${t.id}` },
-        text: "Revoke",
-        onclick: (ev) => revokeMembersToken(m, t, ev.currentTarget),
-      }),
-    ),
+    ...tokenFacts(t, maker),
+    revokeCell(`${t.name} (${t.prefix}…)`, `member-revoke:${t.id}`, (ev) => revokeMembersToken(m, t, ev.currentTarget)),
   );
 }
 

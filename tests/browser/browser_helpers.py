@@ -38,6 +38,24 @@ def create_notebook_via_api(stack: Any, name: str, teams: list[str] | None = Non
     return str(created["item"]["notebookId"])
 
 
+def member_with_token(stack: Any, email: str, name: str) -> tuple[dict[str, Any], str]:
+    """A new member of the organization and a token of theirs (its secret)."""
+    code, member = stack.call("POST", "/members", {"email": email, "name": name})
+    assert code == 201, member
+    code, made = stack.call("POST", f"/members/{member['id']}/tokens", {"name": "browser"})
+    assert code == 201, made
+    return member, str(made["token"])
+
+
+def team_with(stack: Any, name: str, member_id: str, role: str) -> str:
+    """A new team with `member_id` in it as `role`; its id."""
+    code, team = stack.call("POST", "/teams", {"name": name})
+    assert code == 201, team
+    code, body = stack.call("PUT", f"/teams/{team['id']}/members/{member_id}", {"role": role})
+    assert code == 200, body
+    return str(team["id"])
+
+
 def settle(page: Any) -> None:
     """Let the page run what an answer it just got has queued (its fetch
     continuations, then a task and two frames)."""

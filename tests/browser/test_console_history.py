@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, create_notebook_via_api, sign_in
+from browser_helpers import (
+    close_page,
+    create_notebook_via_api,
+    member_with_token,
+    sign_in,
+    team_with,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -20,19 +26,11 @@ LAPTOP = {"width": 1280, "height": 800}
 
 
 def test_the_history_names_the_member_who_stopped_the_notebook(browser: Any, stack: Any) -> None:
-    code, ann = stack.call("POST", "/members", {"email": "ann@example.com", "name": "Ann Analyst"})
-    assert code == 201, ann
-    code, made = stack.call("POST", f"/members/{ann['id']}/tokens", {"name": "laptop"})
-    assert code == 201, made
-    code, team = stack.call("POST", "/teams", {"name": "data-eng"})
-    assert code == 201, team
-    code, _ = stack.call("PUT", f"/teams/{team['id']}/members/{ann['id']}", {"role": "editor"})
-    assert code == 200
-    nb_id = create_notebook_via_api(stack, "Shared", [team["id"]])
+    ann, token = member_with_token(stack, "ann@example.com", "Ann Analyst")
+    team = team_with(stack, "data-eng", ann["id"], "editor")
+    nb_id = create_notebook_via_api(stack, "Shared", [team])
     for action in ("start", "stop"):
-        code, body = stack.call(
-            "POST", f"/workloads/notebooks/{nb_id}/{action}", token=made["token"]
-        )
+        code, body = stack.call("POST", f"/workloads/notebooks/{nb_id}/{action}", token=token)
         assert code == 202, body
     # Someone else changes it after: the notebook no longer names Ann anywhere.
     code, body = stack.call("PATCH", f"/workloads/notebooks/{nb_id}", {"description": "x"})
@@ -54,13 +52,10 @@ def test_the_history_names_the_member_who_stopped_the_notebook(browser: Any, sta
 def test_a_disabled_owner_shows_as_disabled(browser: Any, stack: Any) -> None:
     """A disabled member's notebooks stay theirs: the list and the notebook's
     page say the owner is disabled, not someone to ask (the admin audit)."""
-    code, ann = stack.call("POST", "/members", {"email": "ann@example.com", "name": "Ann Analyst"})
-    assert code == 201, ann
-    code, made = stack.call("POST", f"/members/{ann['id']}/tokens", {"name": "laptop"})
-    assert code == 201, made
-    _, configs = stack.call("GET", "/workloads/configs", token=made["token"])
+    ann, token = member_with_token(stack, "ann@example.com", "Ann Analyst")
+    _, configs = stack.call("GET", "/workloads/configs", token=token)
     body = {"name": "Ann's", "workloadConfigId": configs["items"][0]["id"]}
-    code, created = stack.call("POST", "/workloads/notebooks", body, token=made["token"])
+    code, created = stack.call("POST", "/workloads/notebooks", body, token=token)
     assert code == 201, created
     assert stack.call("DELETE", f"/members/{ann['id']}")[0] == 204
 

@@ -37,10 +37,12 @@ from browser_helpers import (
     close_page,
     create_notebook_via_api,
     flush_requests,
+    member_with_token,
     open_answer,
     route_as_running,
     settle,
     sign_in,
+    team_with,
 )
 from playwright.sync_api import expect
 
@@ -369,17 +371,10 @@ def test_removing_the_team_that_gives_ones_own_access_says_so_first(
     """A team admin who unshares the notebook from their own (only) team
     loses it too, and cannot share it back: the question says so, and the
     page goes back to the list, which says why the notebook is gone."""
-    code, tina = stack.call("POST", "/members", {"email": "tina@example.com", "name": "Tina"})
-    assert code == 201, tina
-    code, made = stack.call("POST", f"/members/{tina['id']}/tokens", {"name": "t"})
-    assert code == 201, made
-    code, team = stack.call("POST", "/teams", {"name": "ml"})
-    assert code == 201, team
-    code, _ = stack.call("PUT", f"/teams/{team['id']}/members/{tina['id']}", {"role": "admin"})
-    assert code == 200
-    nb_id = create_notebook_via_api(stack, "Model", [team["id"]])
+    tina, token = member_with_token(stack, "tina@example.com", "Tina")
+    nb_id = create_notebook_via_api(stack, "Model", [team_with(stack, "ml", tina["id"], "admin")])
     page = browser.new_page(viewport=LAPTOP)
-    sign_in(page, stack.api_url, made["token"])
+    sign_in(page, stack.api_url, token)
     page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
     page.get_by_role("button", name="Remove team ml").click()
     asked = page.get_by_role("alertdialog", name="Remove team ml?")
@@ -388,7 +383,7 @@ def test_removing_the_team_that_gives_ones_own_access_says_so_first(
     expect(page.locator("#notebooks-notice")).to_have_text(
         "“Model” no longer exists, or is no longer shared with you."
     )
-    assert stack.call("GET", f"/workloads/notebooks/{nb_id}", token=made["token"])[0] == 404
+    assert stack.call("GET", f"/workloads/notebooks/{nb_id}", token=token)[0] == 404
     close_page(page)
 
 
@@ -476,12 +471,9 @@ def test_long_names_wrap_without_sideways_scrolling(
     close_page(page)
 
     # A member whose name is that long: Sign out stays on the screen.
-    code, member = stack.call("POST", "/members", {"email": "l@example.com", "name": "m" * 128})
-    assert code == 201, member
-    code, made = stack.call("POST", f"/members/{member['id']}/tokens", {"name": "t"})
-    assert code == 201, made
+    _, token = member_with_token(stack, "l@example.com", "m" * 128)
     page = browser.new_page(viewport=PHONE)
-    sign_in(page, stack.api_url, made["token"])
+    sign_in(page, stack.api_url, token)
     sign_out = page.get_by_role("button", name="Sign out").bounding_box()
     assert sign_out is not None and sign_out["x"] + sign_out["width"] <= PHONE["width"]
     assert fits(page), ("signed in", page.evaluate(widths))
