@@ -217,7 +217,13 @@ export const api = {
     request("POST", `/workloads/notebooks/${enc(id)}/teams`, { teamIds }),
   removeNotebookTeam: (id, teamId) =>
     request("DELETE", `/workloads/notebooks/${enc(id)}/teams/${enc(teamId)}`),
-  listTeams: () => all("/teams"),
+  // By name, however capitalised (the API pages them newest first): a pick
+  // among sixty teams is made by reading, not by remembering when each came.
+  listTeams: async () => {
+    const page = await all("/teams");
+    page.items.sort((a, b) => a.name.localeCompare(b.name, undefined, { sensitivity: "base" }));
+    return page;
+  },
   listConfigs: () => all("/workloads/configs"),
   createConfig: (body) => request("POST", "/workloads/configs", body),
   updateConfig: (id, body) => request("PATCH", `/workloads/configs/${enc(id)}`, body),

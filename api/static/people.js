@@ -341,7 +341,9 @@ async function loadTeams({ open } = {}) {
   const container = $("#people-teams");
   const opened = new Set([...container.querySelectorAll("details[open]")].map((d) => d.dataset.teamId));
   if (open) opened.add(open);
-  const cards = items.map(teamCard);
+  // Your own teams first (what you manage or use), each part by name.
+  const mine = (t) => (myRole(t.id) ? 0 : 1);
+  const cards = [...items].sort((a, b) => mine(a) - mine(b)).map(teamCard);
   container.replaceChildren(...(cards.length ? cards : [h("p", { class: "muted", text: "No teams yet." })]));
   // Opening fires `toggle`, which loads the team's members.
   cards.filter((d) => opened.has(d.dataset.teamId)).forEach((d) => {

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, create_notebook_via_api, flush_requests, sign_in
+from browser_helpers import close_page, create_notebook_via_api, flush_requests, sign_in, team_with
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -439,3 +439,24 @@ def test_revoking_the_expiring_token_a_console_signed_in_with_says_it_signs_out(
     _, left = stack.call("GET", f"/members/{dan['id']}/tokens")
     assert left["items"] == []
     close_page(page)
+
+
+def test_teams_are_listed_by_name_your_own_first(browser: Any, stack: Any, wait: Any) -> None:
+    """Sixty teams newest first was a list to search by memory (the admin
+    audit): People lists yours first, each part by name, however capitalised;
+    the pickers of teams list them by name too."""
+    for name in ("alpha", "zeta", "Beta"):
+        assert stack.call("POST", "/teams", {"name": name})[0] == 201
+    team_with(stack, "zz mine", stack.member_id, "viewer")
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        options = page.locator("#list-team option")
+        wait(lambda: options.count() == 5, 15, "the team filter")
+        assert options.all_inner_texts()[1:] == ["alpha", "Beta", "zeta", "zz mine"]
+        open_people(page)
+        cards = page.locator("#people-teams summary .team-name")
+        wait(lambda: cards.count() == 4, 15, "the teams")
+        assert cards.all_inner_texts() == ["zz mine", "alpha", "Beta", "zeta"]
+    finally:
+        close_page(page)
