@@ -142,7 +142,7 @@ function rowFor(nb, ctx) {
     h("td", { "data-label": "Status" }, statusBadge(nb.status), message),
     h("td", { "data-label": "Owner", text: memberLabel(nb.memberId) }),
     h("td", { "data-label": "Teams", text: teamsText(nb.teamIds) }),
-    h("td", { "data-label": "Last active" }, formatTime(nb.lastActiveAt)),
+    h("td", { "data-label": "Last active", class: "when" }, formatTime(nb.lastActiveAt)),
     h("td", { class: "row-actions" }, actionButtons(nb, ctx, { compact: true })),
   );
 }

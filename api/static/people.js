@@ -232,10 +232,10 @@ function tokenRow(t, makers) {
 function tokenFacts(t, maker) {
   return [
     h("td", { "data-label": "Prefix" }, h("code", { text: `${t.prefix}…` })),
-    h("td", { "data-label": "Created" }, formatTime(t.createdAt)),
+    h("td", { "data-label": "Created", class: "when" }, formatTime(t.createdAt)),
     h("td", { "data-label": "Made by", text: maker }),
-    h("td", { "data-label": "Last used" }, formatTime(t.lastUsedAt)),
-    h("td", { "data-label": "Expires" }, formatTime(t.expiresAt)),
+    h("td", { "data-label": "Last used", class: "when" }, formatTime(t.lastUsedAt)),
+    h("td", { "data-label": "Expires", class: "when" }, formatTime(t.expiresAt)),
   ];
 }
 
@@ -771,43 +771,43 @@ function memberRow(m) {
       { "data-label": "Role" },
       m.organizationAdmin ? h("span", { class: "badge org-admin", text: "Organization admin" }) : h("span", { text: "Member" }),
     ),
-    h("td", { "data-label": "Added" }, formatTime(m.createdAt)),
+    h("td", { "data-label": "Added", class: "when" }, formatTime(m.createdAt)),
     h(
       "td",
       { class: "row-actions" },
       h("button", {
         type: "button",
-        class: "secondary",
+        class: "secondary small",
         "aria-label": `New token for ${name}`,
         dataset: { action: "token", focusKey: `token:${m.id}` },
         text: "New token",
         onclick: (ev) => openMemberToken(m, ev.currentTarget),
-      }),
-      h("button", {
-        type: "button",
-        class: "secondary",
-        "aria-label": m.organizationAdmin ? `Remove ${name} as organization admin` : `Make ${name} an organization admin`,
-        dataset: { action: "admin", focusKey: `admin:${m.id}` },
-        text: m.organizationAdmin ? "Remove admin" : "Make admin",
-        onclick: (ev) => setOrgAdmin(m, !m.organizationAdmin, ev.currentTarget),
       }),
       // Your own are under "Your tokens" above.
       self
         ? null
         : h("button", {
             type: "button",
-            class: "secondary",
+            class: "secondary small",
             "aria-label": `Tokens of ${name}`,
             dataset: { action: "tokens", focusKey: `tokens:${m.id}` },
             text: "Tokens",
             onclick: (ev) => openMemberTokens(m, ev.currentTarget),
           }),
+      h("button", {
+        type: "button",
+        class: "secondary small",
+        "aria-label": m.organizationAdmin ? `Remove ${name} as organization admin` : `Make ${name} an organization admin`,
+        dataset: { action: "admin", focusKey: `admin:${m.id}` },
+        text: m.organizationAdmin ? "Remove admin" : "Make admin",
+        onclick: (ev) => setOrgAdmin(m, !m.organizationAdmin, ev.currentTarget),
+      }),
       // The API refuses an admin disabling itself (409): no button for that.
       self
         ? null
         : h("button", {
             type: "button",
-            class: "danger-outline",
+            class: "danger-outline small",
             "aria-label": `Disable ${name}`,
             dataset: { action: "disable", focusKey: `disable:${m.id}` },
             text: "Disable",

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, create_notebook_via_api, flush_requests, sign_in, team_with
+from browser_helpers import (
+    close_page,
+    create_notebook_via_api,
+    flush_requests,
+    member_with_token,
+    sign_in,
+    team_with,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -458,5 +465,28 @@ def test_teams_are_listed_by_name_your_own_first(browser: Any, stack: Any, wait:
         cards = page.locator("#people-teams summary .team-name")
         wait(lambda: cards.count() == 4, 15, "the teams")
         assert cards.all_inner_texts() == ["zz mine", "alpha", "Beta", "zeta"]
+    finally:
+        close_page(page)
+
+
+def test_member_rows_keep_addresses_and_times_whole(browser: Any, stack: Any) -> None:
+    """Beside a row of buttons, an address and a time broke mid-word at
+    laptop width ("user2@example./com", "3 minut/es ago": the admin audit)."""
+    for i, name in enumerate(["Bob Builder", "Ann Analyst", "Carol Cartographer-Longname"]):
+        member_with_token(stack, f"user{i}@example.com", name)
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        open_people(page)
+        rows = page.locator("#members-body tr")
+        rows.nth(3).wait_for()
+        one_line = (
+            "el => { const r = document.createRange(); r.selectNodeContents(el);"
+            " return new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size; }"
+        )
+        for i in range(4):
+            for cell in ("td[data-label='Email']", "td[data-label='Added'] .relative"):
+                lines = rows.nth(i).locator(cell).evaluate(one_line)
+                assert lines == 1, (i, cell, lines)
     finally:
         close_page(page)
