@@ -190,26 +190,37 @@ export function confirmThen({ trigger, title, text, action, run, after }) {
   const dialog = $("#confirm-dialog");
   const error = $("#confirm-error");
   const submit = $("#confirm-submit");
+  const cancel = dialog.querySelector("[data-close]");
   const question = ++asked;
   const current = () => question === asked;
   showError(error, null);
   setBusy(submit, false);
+  cancel.disabled = false;
   $("#confirm-title").textContent = title;
   $("#confirm-text").textContent = text;
   submit.textContent = action;
   const finish = openDialog(dialog, trigger);
+  // Not closed while its answer is on its way (Escape, Cancel): the answer,
+  // its refusal or what follows from it, belongs to this question.
+  dialog.oncancel = (ev) => {
+    if (submit.disabled) ev.preventDefault();
+  };
   $("#confirm-form").onsubmit = async (ev) => {
     ev.preventDefault();
     if (submit.disabled) return;
     showError(error, null);
     setBusy(submit, true);
+    cancel.disabled = true;
     let refused = null;
     try {
       await run();
     } catch (err) {
       refused = err;
     } finally {
-      if (current()) setBusy(submit, false);
+      if (current()) {
+        setBusy(submit, false);
+        cancel.disabled = false;
+      }
     }
     if (refused) {
       if (current()) showError(error, refused);

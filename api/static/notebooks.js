@@ -232,9 +232,16 @@ async function refreshList() {
     },
   };
   const body = $("#notebooks-body");
+  // The row holding focus may leave the page (it no longer fits the Status
+  // filter, or someone else deleted it): focus then goes where a deleted
+  // row's does, not to the page's body.
+  const focusedRow = [...body.rows].findIndex((r) => r.contains(document.activeElement));
   preserveFocus(body, () => {
     body.replaceChildren(...notebooks.map((nb) => rowFor(nb, ctx)));
   });
+  if (focusedRow >= 0 && !body.contains(document.activeElement) && list.refocusRow === null) {
+    list.refocusRow = focusedRow;
+  }
   if (list.refocusRow !== null) {
     // The deleted row's button had focus: move it to the row that took its
     // place (or the last one, or the heading), not to the page's body.

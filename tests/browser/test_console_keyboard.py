@@ -343,6 +343,20 @@ def test_add_and_remove_team_are_busy_and_keep_focus(browser: Any, stack: Any) -
     page.get_by_role("button", name="Remove team beta").wait_for()
     expect(page.locator("#add-team-form")).to_be_hidden()
     expect(page.get_by_role("heading", name="Teams with access")).to_be_focused()
+
+    # While its answer is on its way the question cannot be closed (Escape,
+    # Cancel): a second question asked meanwhile would get the first's answer.
+    held = Held(page, re.compile(r"/notebooks/[A-Z0-9]+/teams/[A-Z0-9]+$"), method="DELETE")
+    page.get_by_role("button", name="Remove team beta").click()
+    asked = page.get_by_role("alertdialog", name="Remove team beta?")
+    asked.get_by_role("button", name="Remove team").click()
+    held.wait()
+    page.keyboard.press("Escape")
+    expect(asked).to_be_visible()
+    expect(asked.get_by_role("button", name="Cancel")).to_be_disabled()
+    held.release_all()
+    expect(asked).to_be_hidden()
+    expect(page.get_by_role("button", name="Remove team beta")).to_have_count(0)
     close_page(page)
 
 

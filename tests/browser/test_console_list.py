@@ -320,8 +320,17 @@ def test_the_status_filter_shows_what_runs_now(browser: Any, stack: Any, wait: A
         status.select_option(label="Failed")
         page.get_by_text("No notebook is failed.").wait_for()
 
+        # Started from the keyboard under "Stopped", the row leaves the list:
+        # focus goes to the row that took its place, not to the page's body.
+        status.select_option(label="Stopped")
+        wait(lambda: len(names(page)) == 2, 15, "the stopped ones")
+        page.get_by_role("button", name="Start quiet 0").focus()
+        page.keyboard.press("Enter")
+        wait(lambda: names(page) == ["quiet 1"], 30, "the started one gone from Stopped")
+        assert page.evaluate("document.activeElement.textContent") == "quiet 1"
+
         status.select_option(label="Running now")
-        wait(lambda: names(page) == ["busy"], 15, "only the running one")
+        wait(lambda: names(page) == ["busy", "quiet 0"], 30, "the running ones")
         page.get_by_role("button", name="New notebook").click()
         dialog = page.get_by_role("dialog", name="New notebook")
         dialog.get_by_label("Name").fill("fresh")

@@ -190,6 +190,29 @@ def test_member_pages_have_indexes_in_their_order(scale_conn) -> None:
 
 
 @PLANS
+def test_a_filtered_admin_page_still_reads_the_org_index_in_order(
+    scale_conn, generic: bool
+) -> None:
+    """`?status=` (docs/api.md): no plan walks or sorts the organization. The
+    generic plan reads the org index in order, skipping what it does not
+    keep; a custom one may fetch just the kept rows by the status index and
+    sort those (here 590 of 49,000)."""
+    statuses = ["failed", "running"]
+    params = page_params(ADMIN, see_all=True, st=statuses)
+    plan = explain(scale_conn, "api_notebook_page_org", params, generic=generic)
+    kept = scale_conn.execute(
+        "select count(*) from notebooks where organization_id = %s and deleted_at is null"
+        " and status = any(%s)",
+        (ORG, statuses),
+    ).fetchone()[0]
+    assert 0 < kept < 1000
+    read = scans(subplan(plan["Plan"], "CTE keys"), "notebooks")
+    assert read and all(n.get("Index Name") for n in read), read  # no sequential scan
+    assert sum(n["Actual Rows"] for n in read) <= kept
+    assert largest_sort(plan["Plan"]) <= max(kept, LIMIT + 1)
+
+
+@PLANS
 def test_the_members_page_comes_off_its_index(scale_conn, generic: bool) -> None:
     """4,900 members: the page reads its 101 off members_org_order in order;
     only `total` counts them all, and nothing sorts them."""
