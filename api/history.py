@@ -7,7 +7,7 @@ from aiohttp import web
 
 from api.context import Ctx
 from api.notebooks import visible
-from api.responses import marker_json, page_params, raw_json
+from api.responses import page_params, plain_list
 from api.validation import path_id
 
 
@@ -29,10 +29,6 @@ async def list_notebook_events(ctx: Ctx) -> web.Response:
         ),
     )
     assert row is not None  # an aggregate always returns one row
-    # The plain list plus the members who acted on this page, as a describe's
-    # `included` names a notebook's owner: a client shows names, not ids.
-    text = (
-        f'{{"total":{row["total"]},"items":{row["items"]},'
-        f'"included":{{"members":{row["members"]}}}{marker_json(ctx, scope, row)}}}'
-    )
-    return raw_json(text)
+    # With the members who acted on this page, as a describe's `included`
+    # names a notebook's owner: a client shows names, not ids.
+    return plain_list(ctx, scope, row, included=f'{{"members":{row["members"]}}}')

@@ -30,15 +30,15 @@ def closed(props: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
     }
 
 
-def plain_list(item: str) -> Schema:
-    return closed(
-        {
-            "total": {"type": "integer", "minimum": 0},
-            "items": {"type": "array", "items": ref(item)},
-            "marker": {"type": "string"},
-        },
-        optional=("marker",),
-    )
+def plain_list(item: str, included: Schema | None = None) -> Schema:
+    props: dict[str, Schema] = {
+        "total": {"type": "integer", "minimum": 0},
+        "items": {"type": "array", "items": ref(item)},
+        "marker": {"type": "string"},
+    }
+    if included is not None:
+        props["included"] = included
+    return closed(props, optional=("marker",))
 
 
 # Schemas written compactly, a few fields to a line: kept as written.
@@ -87,12 +87,8 @@ COMPONENTS: dict[str, Schema] = {
         "actor": {"type": "string", "description": "The member who asked, or `reconciler`."},
         "createdAt": TIME,
     }),
-    "NotebookEventList": closed({
-        "total": {"type": "integer", "minimum": 0},
-        "items": {"type": "array", "items": ref("NotebookEvent")},
-        "included": closed({"members": {"type": "array", "items": ref("MemberSummary")}}),
-        "marker": {"type": "string"},
-    }, optional=("marker",)),
+    "NotebookEventList": plain_list("NotebookEvent", closed(
+        {"members": {"type": "array", "items": ref("MemberSummary")}})),
     "Team": closed({"id": ID, "organizationId": ID, "name": {"type": "string"},
                     "createdAt": TIME, "createdBy": NULLABLE_ID}),
     "TeamList": plain_list("Team"),

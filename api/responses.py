@@ -43,9 +43,13 @@ def marker_json(ctx: Ctx, scope: str, row: dict[str, Any]) -> str:
     return ',"marker":' + json.dumps(ctx.markers.encode(scope, row["last_at"], row["last_id"]))
 
 
-def plain_list(ctx: Ctx, scope: str, row: dict[str, Any]) -> web.Response:
-    """`{"total", "items", "marker"?}` for the supporting endpoints."""
-    text = f'{{"total":{row["total"]},"items":{row["items"]}{marker_json(ctx, scope, row)}}}'
+def plain_list(
+    ctx: Ctx, scope: str, row: dict[str, Any], included: str | None = None
+) -> web.Response:
+    """`{"total", "items", "included"?, "marker"?}` for the supporting
+    endpoints; `included` is JSON text already (the history's members)."""
+    extra = "" if included is None else f',"included":{included}'
+    text = f'{{"total":{row["total"]},"items":{row["items"]}{extra}{marker_json(ctx, scope, row)}}}'
     return raw_json(text)
 
 

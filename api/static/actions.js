@@ -180,13 +180,14 @@ export function openDialog(dialog, trigger) {
 }
 
 // Ask first (Cancel is the default button); `run` is the API call, whose
-// refusal stays in the dialog; `after` runs once it succeeded.
+// refusal stays in the dialog (after `context`, when given); `after` runs
+// once it succeeded.
 // One dialog serves every question: an answer that comes back after the
 // dialog was closed and asked again (Escape, then another row's button)
 // belongs to the question it answered, not to the one on screen.
 let asked = 0;
 
-export function confirmThen({ trigger, title, text, action, run, after }) {
+export function confirmThen({ trigger, title, text, action, context, run, after }) {
   const dialog = $("#confirm-dialog");
   const error = $("#confirm-error");
   const submit = $("#confirm-submit");
@@ -223,7 +224,7 @@ export function confirmThen({ trigger, title, text, action, run, after }) {
       }
     }
     if (refused) {
-      if (current()) showError(error, refused);
+      if (current()) showError(error, refused, context);
       return;
     }
     if (current()) finish();

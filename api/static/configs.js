@@ -2,7 +2,7 @@
 // them. One form does both: "New" by default, "Edit" once a row's Edit is
 // pressed, back to "New" after Save or Cancel.
 
-import { wireDialog } from "./actions.js";
+import { confirmThen } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, h, setBusy, showError } from "./dom.js";
 import { state } from "./store.js";
@@ -160,34 +160,22 @@ function endEdit(config) {
 }
 
 function confirmDelete(config, trigger) {
-  const dialog = $("#config-delete-dialog");
-  const errorEl = $("#config-delete-error");
-  const submit = $("#config-delete-submit");
-  showError(errorEl, null);
-  $("#config-delete-text").textContent =
-    `${config.name} will be gone for good. Notebooks that use it must be given another one, or deleted, first.`;
-  const finish = wireDialog(dialog, trigger);
-  dialog.showModal();
-  $("#config-delete-form").onsubmit = async (ev) => {
-    ev.preventDefault();
-    showError(errorEl, null);
-    setBusy(submit, true);
-    try {
-      await api.deleteConfig(config.id);
-    } catch (err) {
-      showError(errorEl, err, "Could not delete it");
-      return;
-    } finally {
-      setBusy(submit, false);
-    }
-    finish();
-    state.configs.delete(config.id);
-    if (editing?.id === config.id) showForm(null);
-    announce(`Workload config ${config.name} deleted`);
-    await refresh();
-    $("#configs-title").setAttribute("tabindex", "-1");
-    $("#configs-title").focus();
-  };
+  confirmThen({
+    trigger,
+    title: `Delete workload config ${config.name}?`,
+    text: `${config.name} will be gone for good. Notebooks that use it must be given another one, or deleted, first.`,
+    action: "Delete workload config",
+    context: "Could not delete it",
+    run: () => api.deleteConfig(config.id),
+    after: async () => {
+      state.configs.delete(config.id);
+      if (editing?.id === config.id) showForm(null);
+      announce(`Workload config ${config.name} deleted`);
+      await refresh();
+      $("#configs-title").setAttribute("tabindex", "-1");
+      $("#configs-title").focus();
+    },
+  });
 }
 
 export const configsView = {

@@ -111,7 +111,7 @@ def test_an_admin_edits_and_deletes_configs_and_a_member_only_reads_them(
         dialog.wait_for()
         assert page.evaluate("document.activeElement.textContent") == "Cancel"
         dialog.get_by_role("button", name="Delete workload config").click()
-        error = page.locator("#config-delete-error")
+        error = page.locator("#confirm-error")
         error.wait_for()
         _, refusal = stack.call(
             "DELETE", f"/workloads/configs/{config_named(stack, 'default')['id']}"

@@ -18,10 +18,10 @@ from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE  # the same as l
 Obj = dict[str, Any]
 
 
-# Seeds the PVC with the template unless the notebook already has a file.
-# The first start's notebook file, whole or not at all: written beside it
-# and renamed, as the local runtime does. A seed cut short (a full volume, a
-# kill) left a truncated file, which every later seed kept, as it exists.
+# Seeds the PVC with the template unless the notebook already has a file;
+# whole or not at all: written beside it and renamed, as the local runtime
+# does (a seed cut short by a full volume or a kill left a truncated file,
+# which every later seed kept, as it exists).
 _SEED = (
     "import os, sys\n"
     "p = sys.argv[1]\n"
