@@ -44,11 +44,14 @@ FIELDS: dict[str, Any] = {
     "detachedTimeoutSeconds": TIMEOUT_SCHEMA,
 }
 CREATE_SCHEMA = obj({**FIELDS, "teamIds": TEAM_IDS_SCHEMA}, required=("name", "workloadConfigId"))
-UPDATE_SCHEMA = obj(FIELDS)
+# `memberId` hands the notebook on (owner and org admins): someone leaving
+# keeps nothing hostage, and its cost goes to whom it now serves.
+UPDATE_SCHEMA = obj({**FIELDS, "memberId": ID_SCHEMA})
 
 VIEW = frozenset({"owner", "org_admin", "admin", "editor", "viewer"})
 MANAGE = frozenset({"owner", "org_admin", "admin", "editor"})
 ADMINISTER = frozenset({"owner", "org_admin", "admin"})  # delete, share
+HAND_ON = frozenset({"owner", "org_admin"})  # give it another owner
 TEAM_ROLES = frozenset({"admin", "editor", "viewer"})  # access given by a team
 DELETE_REQUESTED = "Delete requested"
 
@@ -111,8 +114,11 @@ async def notebook_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
     return row
 
 
-async def describe_notebook(ctx: Ctx, notebook_id: str, status: int = 200) -> web.Response:
-    row = await notebook_page(ctx, notebook_id=notebook_id)
+async def describe_notebook(
+    ctx: Ctx, notebook_id: str, status: int = 200, *, see_all: bool = False
+) -> web.Response:
+    extra = {"see_all": True} if see_all else {}
+    row = await notebook_page(ctx, notebook_id=notebook_id, **extra)
     if row["total"] == 0:
         raise NotFound("No such notebook.", field="id")
     return describe(row, status)
@@ -266,6 +272,7 @@ async def update_notebook(ctx: Ctx) -> web.Response:
                 code="notebook_not_stopped",
             )
         await check_config(ctx, config_id)
+    owner_id = await hand_on(ctx, notebook_id, row, body.get("memberId"))
     await ctx.run(
         "api_update_notebook",
         ctx.mine(
@@ -275,12 +282,48 @@ async def update_notebook(ctx: Ctx) -> web.Response:
             idle_timeout_seconds=body.get("idleTimeoutSeconds"),
             detached_timeout_seconds=body.get("detachedTimeoutSeconds"),
             workload_config_id=config_id,
+            owner_id=owner_id,
         ),
     )
     # Timeouts and config are desired state the reconciler acts on.
     if any(k in body for k in ("workloadConfigId", "idleTimeoutSeconds", "detachedTimeoutSeconds")):
         await enqueue(ctx, notebook_id)
-    return await describe_notebook(ctx, notebook_id)
+    # Handed on, it may no longer be the caller's to see: the answer still
+    # describes it, as it now is.
+    return await describe_notebook(ctx, notebook_id, see_all=owner_id is not None)
+
+
+async def hand_on(
+    ctx: Ctx, notebook_id: str, row: dict[str, Any], owner_id: str | None
+) -> str | None:
+    """The notebook's new owner, checked, its hand-over in the history; None
+    when the owner stays. Only the owner and org admins give a notebook away:
+    a team admin taking one for themselves would take the owner's edit."""
+    if owner_id is None or owner_id == row["member_id"]:
+        return None
+    if row["access"] not in HAND_ON:
+        raise Forbidden("Only the notebook's owner and organization admins may hand it on.")
+    found = await ctx.one(
+        "api_new_owner", ctx.mine(owner_id=owner_id, old_owner_id=row["member_id"])
+    )
+    if found is None:
+        raise BadRequest(
+            "memberId is not an active member of this organization.",
+            code="unknown_reference",
+            field="memberId",
+        )
+    if row["desired_state"] == "running" and row["status"] in STOPPABLE:
+        # It holds a running slot, from now on the new owner's.
+        await check_running_limits(ctx, owner_id, organization=False, who=found["name"])
+    await set_status(
+        ctx,
+        notebook_id,
+        row["status"],
+        row["status_message"],
+        reason=f"Handed on from {found['old_name']} to {found['name']}",
+        record_unchanged=True,
+    )
+    return owner_id
 
 
 async def delete_notebook(ctx: Ctx) -> web.Response:
@@ -299,13 +342,17 @@ def _notebooks(n: int) -> str:
     return f"{n} notebook" if n == 1 else f"{n} notebooks"
 
 
-async def check_running_limits(ctx: Ctx, owner_id: str) -> None:
+async def check_running_limits(
+    ctx: Ctx, owner_id: str, *, organization: bool = True, who: str | None = None
+) -> None:
     """409 running_limit_reached when one more running notebook would pass the
     owner's or the organization's limit (settings; 0 = none). A start counts
     against the notebook's owner, whoever presses it: the owner is who the
-    notebook's cost is attributed to (docs/api.md, "Running limits")."""
+    notebook's cost is attributed to (docs/api.md, "Running limits"). A
+    hand-over moves a slot within the organization (`organization=False`) to
+    `who`, by name."""
     per_member = ctx.settings.max_running_per_member
-    per_org = ctx.settings.max_running_per_org
+    per_org = ctx.settings.max_running_per_org if organization else 0
     if not per_member and not per_org:
         return
     # Serialize with other starts for the same slots, organization first, then
@@ -319,7 +366,8 @@ async def check_running_limits(ctx: Ctx, owner_id: str) -> None:
     counts = await ctx.one("api_running_counts", ctx.mine(owner_id=owner_id))
     assert counts is not None  # an aggregate always returns one row
     if per_member and counts["member_running"] >= per_member:
-        who = "You" if owner_id == ctx.me.member_id else "This notebook's owner"
+        if who is None:
+            who = "You" if owner_id == ctx.me.member_id else "This notebook's owner"
         raise Conflict(
             f"{who} may run at most {_notebooks(per_member)} at once; stop one first.",
             code="running_limit_reached",

@@ -2,6 +2,7 @@
 
 import { actionButtons, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
+import { canHandOn, openHandOver } from "./handover.js";
 import {
   $,
   announce,
@@ -80,9 +81,14 @@ function showNotice(message) {
 // which). Its page has nothing left to show or do: back to the list, which
 // says so. The history entry is replaced, so Back does not return to it.
 export function notebookGone(name) {
-  list.notice = `${name ? `“${name}”` : "That notebook"} no longer exists, or is no longer shared with you.`;
+  leaveFor(`${name ? `“${name}”` : "That notebook"} no longer exists, or is no longer shared with you.`);
+}
+
+// Back to the list, which says `notice` first.
+function leaveFor(notice) {
+  list.notice = notice;
   // A dialog about it (edit, delete) would only fail now.
-  for (const dialog of [$("#edit-dialog"), $("#delete-dialog"), $("#confirm-dialog")]) {
+  for (const dialog of [$("#edit-dialog"), $("#delete-dialog"), $("#confirm-dialog"), $("#owner-dialog")]) {
     if (dialog.open) dialog.close();
   }
   location.replace("#/notebooks");
@@ -467,8 +473,9 @@ async function refreshDetail() {
     refreshTeams();
   }
   const stopsAt = autoStopAt(nb);
-  $("#nb-facts").replaceChildren(
-    ...fact("Owner", memberLabel(nb.memberId)),
+  const facts = $("#nb-facts");
+  preserveFocus(facts, () => facts.replaceChildren(
+    ...fact("Owner", memberLabel(nb.memberId), ...handOnButton(nb)),
     ...fact("Workload config", configName(nb.workloadConfigId)),
     ...fact("Teams", teamsText(nb.teamIds)),
     ...fact("Last active", formatTime(nb.lastActiveAt)),
@@ -479,8 +486,35 @@ async function refreshDetail() {
     ...fact("Created", formatTime(nb.createdAt), ` by ${memberLabel(nb.createdBy)}`),
     ...fact("Updated", formatTime(nb.updatedAt), ` by ${memberLabel(nb.updatedBy)}`),
     ...fact("ID", h("code", { text: nb.id })),
-  );
+  ));
   return TRANSITIONAL.has(nb.status);
+}
+
+function handOnButton(nb) {
+  if (!canHandOn(nb)) return [];
+  const key = `${nb.id}:HandOn`;
+  const handedOn = async (stillVisible, name) => {
+    if (!stillVisible) {
+      leaveFor(`“${nb.name}” is ${name}'s now.`);
+      return;
+    }
+    detail.historyKey = null; // its history has the hand-over
+    await detail.poller.now();
+    const button = $(`[data-focus-key="${CSS.escape(key)}"]`); // gone when it is no longer theirs to give
+    if (button) button.focus();
+    else focusHeading($("#view-notebook"));
+  };
+  return [
+    " ",
+    h("button", {
+      type: "button",
+      class: "secondary small",
+      "aria-label": `Hand ${nb.name} on to another owner`,
+      dataset: { focusKey: key },
+      text: "Hand on…",
+      onclick: (ev) => openHandOver(nb, ev.currentTarget, handedOn),
+    }),
+  ];
 }
 
 async function refreshTeams() {

@@ -180,7 +180,8 @@ with visible as (
 -- The notebook with what `member_id` may do to it ('owner', 'org_admin',
 -- 'admin', 'editor', 'viewer'; null = may not see it), locked for the
 -- request's transaction so concurrent start/stop serialize.
-select n.status, n.session_id, n.workload_config_id, n.member_id,
+select n.status, n.status_message, n.desired_state, n.session_id, n.workload_config_id,
+       n.member_id,
        case when n.member_id = %(member_id)s then 'owner'
             when %(org_admin)s then 'org_admin'
             else (select
@@ -229,10 +230,22 @@ values (%(id)s, %(org_id)s, %(member_id)s, %(workload_config_id)s, %(name)s, %(d
         %(idle_timeout_seconds)s, %(detached_timeout_seconds)s,
         %(now)s, %(member_id)s, %(now)s, %(member_id)s, %(now)s);
 
+-- name: api_new_owner
+-- The member a notebook is handed to, if active in the org, key-share-locked
+-- (as a foreign key check would): disabling them waits for the hand-over,
+-- which a disabling committed first is seen by. With the previous owner's
+-- name, for the history.
+select m.id, m.name,
+       (select o.name from members o where o.id = %(old_owner_id)s) as old_name
+  from members m
+ where m.id = %(owner_id)s and m.organization_id = %(org_id)s and m.disabled_at is null
+   for key share of m;
+
 -- name: api_update_notebook
 -- Only the fields passed as non-null change; a config change bumps generation.
 update notebooks
    set name = coalesce(%(name)s, name),
+       member_id = coalesce(%(owner_id)s, member_id),
        description = coalesce(%(description)s, description),
        idle_timeout_seconds = coalesce(%(idle_timeout_seconds)s, idle_timeout_seconds),
        detached_timeout_seconds = coalesce(%(detached_timeout_seconds)s, detached_timeout_seconds),

@@ -1,0 +1,108 @@
+"""Handing a notebook on from its page (headless Chromium, the whole stack;
+fixtures in conftest.py): an org admin finds the new owner by name, an owner
+who is not one types a member id; the history says who handed it to whom."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from browser_helpers import close_page, member_with_token, sign_in
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+
+
+def own_notebook(stack: Any, token: str, name: str) -> str:
+    _, configs = stack.call("GET", "/workloads/configs", token=token)
+    body = {"name": name, "workloadConfigId": configs["items"][0]["id"]}
+    code, created = stack.call("POST", "/workloads/notebooks", body, token=token)
+    assert code == 201, created
+    return str(created["item"]["notebookId"])
+
+
+def owner_of(stack: Any, nb_id: str) -> str:
+    code, body = stack.call("GET", f"/workloads/notebooks/{nb_id}")
+    assert code == 200, body
+    return str(body["included"]["notebooks"][0]["memberId"])
+
+
+def test_an_admin_hands_a_disabled_members_notebook_to_someone_found_by_name(
+    browser: Any, stack: Any
+) -> None:
+    ann, ann_token = member_with_token(stack, "ann@example.com", "Ann Analyst")
+    bob, _ = member_with_token(stack, "bob@example.com", "Bob Builder")
+    nb_id = own_notebook(stack, ann_token, "Ann's analysis")
+    assert stack.call("DELETE", f"/members/{ann['id']}")[0] == 204
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+        facts = page.locator("#nb-facts")
+        owner = facts.locator("dd").first  # the first fact is the owner
+        owner.filter(has_text="Ann Analyst (disabled)").wait_for()
+        facts.get_by_role("button", name="Hand Ann's analysis on to another owner").click()
+        dialog = page.locator("#owner-dialog")
+        assert "You keep your access to it." in dialog.inner_text()
+        # Nobody chosen yet: said, and nothing sent.
+        dialog.get_by_role("button", name="Hand on").click()
+        assert page.locator("#owner-error").inner_text() == "Choose the new owner first."
+        page.get_by_label("Find the new owner").fill("builder")
+        choice = page.get_by_label("New owner", exact=True)
+        # The search's answer replaces the first one (every member): only Bob is left.
+        expect(choice.locator("option")).to_have_count(2)
+        assert choice.locator("option").all_inner_texts() == [
+            "Choose a member",
+            "Bob Builder (bob@example.com)",
+        ]
+        choice.select_option(bob["id"])
+        dialog.get_by_role("button", name="Hand on").click()
+        owner.filter(has_text="Bob Builder").wait_for()
+        assert not dialog.is_visible()
+        # Focus goes back to the control, not to the page's body.
+        focused = page.evaluate("document.activeElement.dataset.focusKey")
+        assert focused == f"{nb_id}:HandOn"
+        page.locator(
+            "#nb-history li", has_text="Handed on from Ann Analyst to Bob Builder"
+        ).wait_for()
+        assert owner_of(stack, nb_id) == bob["id"]
+    finally:
+        close_page(page)
+
+
+def test_an_owner_hands_their_notebook_on_by_member_id_and_leaves_it(
+    browser: Any, stack: Any
+) -> None:
+    _, cleo_token = member_with_token(stack, "cleo@example.com", "Cleo Coder")
+    dan, _ = member_with_token(stack, "dan@example.com", "Dan Data")
+    nb_id = own_notebook(stack, cleo_token, "Cleo's model")
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, cleo_token)
+        page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+        page.get_by_role("button", name="Hand Cleo's model on to another owner").click()
+        dialog = page.locator("#owner-dialog")
+        # Cleo cannot list members: no search, a member id; and she is told
+        # she loses the notebook (it is in none of her teams).
+        assert not page.get_by_label("Find the new owner").is_visible()
+        assert "You lose access to it" in dialog.inner_text()
+        member_id = page.get_by_label("New owner's member id")
+        member_id.fill("dan@example.com")
+        member_id.press("Enter")
+        assert (
+            page.locator("#owner-error")
+            .inner_text()
+            .startswith("That is an email address; a member id is letters and digits")
+        )
+        member_id.fill(dan["id"].lower())  # as pasted from a note: any case
+        member_id.press("Enter")
+        notice = page.locator("#notebooks-notice")
+        notice.wait_for()
+        assert notice.inner_text() == "“Cleo's model” is Dan Data's now."
+        assert owner_of(stack, nb_id) == dan["id"]
+    finally:
+        close_page(page)

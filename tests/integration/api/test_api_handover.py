@@ -1,0 +1,167 @@
+"""Handing a notebook on (PATCH `memberId`): its owner or an org admin gives
+it to another active member of the organization, recorded in its history;
+a running one's slot moves to the new owner, under their running limit; a
+refusal changes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from api_factories import Factory, Member, World, body_of
+
+from api.app import create_app
+from common.clock import FakeClock
+from common.settings import Settings
+
+NB = "/api/v1/workloads/notebooks"
+
+
+async def hand_on(client: TestClient, nb: str, who: Member, to: str, **headers: str) -> Any:
+    return await client.patch(f"{NB}/{nb}", json={"memberId": to}, headers={**who.auth, **headers})
+
+
+def owner_of(factory: Factory, nb: str) -> str:
+    return str(factory.value("select member_id from notebooks where id = %s", nb))
+
+
+def events(factory: Factory, nb: str) -> list[tuple[str, str, str, str]]:
+    rows = factory.conn.execute(
+        "select from_status, to_status, reason, actor from notebook_events"
+        " where notebook_id = %s order by id",
+        (nb,),
+    ).fetchall()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def refused(resp: Any, status: int, code: str, field: str | None = None) -> dict:
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    body = await body_of(resp)
+    assert body["code"] == code, body
+    if field is not None:
+        assert body["field"] == field, body
+    return body
+
+
+async def test_the_owner_hands_it_on_and_its_history_says_so(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    nb = world.notebook
+    resp = await hand_on(client, nb, world.owner, world.outsider.id)
+    assert resp.status == 200, await resp.text()
+    body = await body_of(resp)
+    described = body["included"]["notebooks"][0]
+    # Described as handed on, though the owner, in none of its teams, no
+    # longer sees it.
+    assert described["memberId"] == world.outsider.id
+    assert described["updatedBy"] == world.owner.id
+    assert {m["id"] for m in body["included"]["members"]} >= {world.outsider.id}
+    assert owner_of(factory, nb) == world.outsider.id
+    assert events(factory, nb) == [
+        (
+            "stopped",
+            "stopped",
+            f"Handed on from Member {world.owner.id} to Member {world.outsider.id}",
+            world.owner.id,
+        )
+    ]
+    assert (await client.get(f"{NB}/{nb}", headers=world.owner.auth)).status == 404
+    # The new owner has every right an owner has: a delete, for one.
+    assert (await client.get(f"{NB}/{nb}", headers=world.outsider.auth)).status == 200
+    assert (await client.delete(f"{NB}/{nb}", headers=world.outsider.auth)).status == 204
+
+
+async def test_an_org_admin_hands_on_a_disabled_members_notebook(
+    client: TestClient, world: World, factory: Factory, clock: FakeClock
+) -> None:
+    factory.conn.execute(
+        "update members set disabled_at = %s where id = %s", (clock.now(), world.owner.id)
+    )
+    resp = await hand_on(client, world.notebook, world.admin, world.editor.id)
+    assert resp.status == 200, await resp.text()
+    assert owner_of(factory, world.notebook) == world.editor.id
+    # The status and its message stay as they were: only the history moved.
+    row = factory.conn.execute(
+        "select status, status_message from notebooks where id = %s", (world.notebook,)
+    ).fetchone()
+    assert row == ("stopped", "")
+    assert [e[3] for e in events(factory, world.notebook)] == [world.admin.id]
+
+
+async def test_nobody_else_may_hand_it_on_and_a_refusal_changes_nothing(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    nb = world.notebook
+    # Team admins and editors manage it, but giving it away is the owner's.
+    for who in (world.team_admin, world.editor):
+        await refused(await hand_on(client, nb, who, who.id), 403, "forbidden")
+    await refused(await hand_on(client, nb, world.viewer, world.viewer.id), 403, "forbidden")
+    await refused(await hand_on(client, nb, world.outsider, world.outsider.id), 404, "not_found")
+    await refused(await hand_on(client, nb, world.stranger, world.stranger.id), 404, "not_found")
+    assert owner_of(factory, nb) == world.owner.id
+    assert events(factory, nb) == []
+
+
+async def test_only_an_active_member_of_the_organization_receives_it(
+    client: TestClient, world: World, factory: Factory, clock: FakeClock
+) -> None:
+    nb = world.notebook
+    gone = factory.member(world.org)
+    factory.conn.execute(
+        "update members set disabled_at = %s where id = %s", (clock.now(), gone.id)
+    )
+    for to in (gone.id, world.stranger.id, "NOSUCHMEMBER"):
+        body = await refused(
+            await hand_on(client, nb, world.owner, to), 400, "unknown_reference", "memberId"
+        )
+        assert body["detail"] == "memberId is not an active member of this organization."
+    await refused(
+        await hand_on(client, nb, world.owner, "ann@example.com"), 400, "invalid_id", "memberId"
+    )
+    assert owner_of(factory, nb) == world.owner.id
+    assert events(factory, nb) == []
+
+
+async def test_handing_it_to_its_owner_changes_nothing(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    resp = await hand_on(client, world.notebook, world.owner, world.owner.id)
+    assert resp.status == 200
+    assert events(factory, world.notebook) == []
+
+
+async def test_a_stale_etag_hands_nothing_on(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    resp = await hand_on(
+        client, world.notebook, world.owner, world.editor.id, **{"If-Match": '"x"'}
+    )
+    await refused(resp, 412, "etag_mismatch", "If-Match")
+    assert owner_of(factory, world.notebook) == world.owner.id
+
+
+async def test_a_running_notebook_goes_only_to_whom_its_slot_fits(
+    settings: Settings, clock: FakeClock, world: World, factory: Factory
+) -> None:
+    limits = dataclasses.replace(settings, max_running_per_member=1, max_running_per_org=2)
+    running = factory.notebook(world.owner, world.config, status="running")
+    factory.notebook(world.editor, world.config, status="idle")  # the editor's one slot
+    async with TestClient(TestServer(create_app(limits, clock=clock))) as client:
+        body = await refused(
+            await hand_on(client, running, world.owner, world.editor.id),
+            409,
+            "running_limit_reached",
+        )
+        assert body["detail"] == (
+            f"Member {world.editor.id} may run at most 1 notebook at once; stop one first."
+        )
+        assert owner_of(factory, running) == world.owner.id
+        assert events(factory, running) == []
+        # A stopped one holds no slot: it goes; and the organization, at its
+        # limit of two, is not asked (the slot only moves within it).
+        assert (await hand_on(client, world.notebook, world.owner, world.editor.id)).status == 200
+        assert (await hand_on(client, running, world.owner, world.outsider.id)).status == 200
+        assert owner_of(factory, running) == world.outsider.id
+        assert events(factory, running)[0][:2] == ("running", "running")
