@@ -698,6 +698,26 @@ async def test_each_access_change_ends_a_live_websocket(echo, change: str) -> No
         await session.close()
 
 
+async def test_handing_the_notebook_on_ends_the_previous_owners_websocket(echo) -> None:  # type: ignore[no-untyped-def]
+    """The owner, in none of its teams, had it only as its owner (docs/api.md,
+    "A notebook is handed on")."""
+    upstream, p = echo
+    await wait_listening(p)
+    session = await p.login(p.world.owner)
+    try:
+        async with session.ws_connect(p.url("/ws"), origin=p.origin) as ws:
+            await ws.send_str("hi")
+            assert await ws.receive_str(timeout=5) == "echo:hi"
+            revoked = total(metrics.REVOKED, "access")
+            sql(p.settings.database_url, "update notebooks set member_id = 'EDITOR1'")
+            msg = await ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+            assert ws.close_code == 4403
+            assert total(metrics.REVOKED, "access") == revoked + 1
+    finally:
+        await session.close()
+
+
 async def test_a_stop_leaves_an_open_editor_its_save_window_and_ends_viewers_at_once(echo) -> None:  # type: ignore[no-untyped-def]
     """Marimo's editor saves what was typed last 1 s after the last
     keystroke, only while its socket is open: ended at `stopping`, a Stop
