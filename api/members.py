@@ -48,7 +48,7 @@ TOKEN_SCHEMA = obj(
 )
 
 
-async def member_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
+async def member_page(ctx: Ctx, *, disabled: bool = False, **params: Any) -> dict[str, Any]:
     base = {
         "member_id": None,
         "q": None,
@@ -57,7 +57,8 @@ async def member_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
         "after_at": None,
         "after_id": None,
     }
-    row = await ctx.one("api_member_page", {**ctx.mine(), **base, **params})
+    name = "api_disabled_member_page" if disabled else "api_member_page"
+    row = await ctx.one(name, {**ctx.mine(), **base, **params})
     assert row is not None
     return row
 
@@ -89,12 +90,30 @@ def _search(ctx: Ctx) -> str | None:
     return q or None
 
 
+# `?disabled=true`: the disabled members instead, to enable one again.
+DISABLED_PARAMETER: dict[str, Any] = {
+    "required": False,
+    "description": "`true`: only the disabled members (default `false`: only active ones).",
+    "schema": {"type": "string", "enum": ["true", "false"]},
+}
+
+
+def _disabled(ctx: Ctx) -> bool:
+    raw = ctx.request.query.get("disabled", "false")
+    if raw not in ("true", "false"):
+        raise BadRequest(
+            "disabled takes true or false.", code="validation_failed", field="disabled"
+        )
+    return raw == "true"
+
+
 async def list_members(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
     q = _search(ctx)
+    disabled = _disabled(ctx)
     # A marker belongs to its search: one from another is refused (invalid_marker).
-    scope = f"members:{ctx.me.organization_id}:{q or ''}"
-    row = await member_page(ctx, q=q, **page_params(ctx, scope))
+    scope = f"members:{ctx.me.organization_id}:{disabled}:{q or ''}"
+    row = await member_page(ctx, q=q, disabled=disabled, **page_params(ctx, scope))
     return plain_list(ctx, scope, row)
 
 
@@ -170,6 +189,25 @@ async def disable_member(ctx: Ctx) -> web.Response:
     if row["disabled"] is None:
         raise NotFound("No such member.", field="member")
     return no_content()
+
+
+async def enable_member(ctx: Ctx) -> web.Response:
+    """A disabled member back (an org admin's mistake, or someone returning):
+    their teams, role and notebooks, which stayed, are theirs again; their old
+    tokens are revoked, so they sign in with a new one."""
+    member_id = path_id(ctx.request, "member")
+    require_org_admin(ctx)
+    await read_body(ctx.request, obj({}))
+    row = await ctx.one(
+        "api_enable_member", ctx.mine(member_id=member_id, caller_id=ctx.me.member_id)
+    )
+    assert row is not None  # an aggregate: always one row
+    if not row["found"]:
+        raise NotFound("No such member.", field="member")
+    if row["enabled"] is None:
+        raise Conflict("This member is not disabled.", code="member_not_disabled", field="member")
+    page = await member_page(ctx, member_id=member_id, limit=1, fetch=1)
+    return raw_json(page["items"][1:-1])
 
 
 async def _token_owner(ctx: Ctx) -> str:

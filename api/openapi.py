@@ -99,7 +99,7 @@ COMPONENTS: dict[str, Schema] = {
                              "disabled": {"type": "boolean"}}),
     "Member": closed({"id": ID, "organizationId": ID, "email": {"type": "string"},
                       "name": {"type": "string"}, "organizationAdmin": {"type": "boolean"},
-                      "createdAt": TIME}),
+                      "createdAt": TIME, "disabledAt": NULLABLE_TIME}),
     "MemberList": plain_list("Member"),
     "Me": closed({
         "id": ID, "organizationId": ID, "email": {"type": "string"}, "name": {"type": "string"},

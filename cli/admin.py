@@ -8,7 +8,7 @@ configs from a shell, straight to the database (no API needed).
     notebooks admin token create MEMBER [--name laptop] [--expires-in SECONDS]  # shown once
     notebooks admin config create --name big --mode cluster --workers 4 --env K=V ...
         [--sail-image I --sail-cpu 2 --sail-memory 4Gi --marimo-cpu 500m ...]
-    notebooks admin token revoke TOKEN / member disable MEMBER
+    notebooks admin token revoke TOKEN / member disable MEMBER / member enable MEMBER
     notebooks admin {org,member,team,membership,token,config} list
 
 `--json` prints JSON (an object for create, a list for list); errors go to
@@ -21,7 +21,7 @@ import argparse
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -229,6 +229,20 @@ def member_disable(conn: Conn, args: argparse.Namespace, env: dict[str, str]) ->
     return _in_org(conn, "admin_disable_member", "member", member_id, org)
 
 
+def member_enable(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
+    """As the API's enable (the same statement): teams, role and notebooks
+    back, every token they had revoked."""
+    member_id = _id(args.member, "member")
+    org = _organization(conn, args, env)
+    params = {"member_id": member_id, "org_id": org, "caller_id": None, "now": datetime.now(UTC)}
+    row = _one(conn, "api_enable_member", params)
+    if not row["found"]:
+        raise CliError(f"member {member_id} not found in organization {org}")
+    if row["enabled"] is None:
+        raise CliError(f"member {member_id} is not disabled")
+    return {**_member(conn, org, member_id), "revoked_tokens": row["revoked"]}
+
+
 def member_list(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> Any:
     return conn.execute(
         query("admin_list_members"), {"organization_id": _organization(conn, args, env)}
@@ -386,6 +400,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--org-admin", action="store_true", help="make an organization admin")
     verb(member, "list", member_list, "list members")
     p = verb(member, "disable", member_disable, "disable a member: their tokens stop working")
+    p.add_argument("member")
+    p = verb(member, "enable", member_enable, "enable a disabled member (their old tokens revoked)")
     p.add_argument("member")
 
     team = nouns.add_parser("team", help="teams").add_subparsers(dest="verb", required=True)

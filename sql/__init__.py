@@ -21,7 +21,8 @@ MIGRATIONS_DIR = HERE / "migrations"
 QUERIES_DIR = HERE / "queries"
 
 _BLOCK = re.compile(r"^--\s*(name|fragment):\s*(\w+)\s*$", re.MULTILINE)
-_INCLUDE = re.compile(r"^[ \t]*--\s*include:\s*(\w+)[ \t]*\n", re.MULTILINE)
+# A statement may end with one (its text is stripped: no newline after it).
+_INCLUDE = re.compile(r"^[ \t]*--\s*include:\s*(\w+)[ \t]*(?:\n|\Z)", re.MULTILINE)
 _COMMENT_LINES = re.compile(r"\A(?:[ \t]*--[^\n]*\n)+")
 
 

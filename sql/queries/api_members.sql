@@ -3,10 +3,23 @@
 -- name: api_member_page
 -- Active members of the org (optionally only `member_id`), newest first.
 -- `not materialized`: the page comes off the index in its order (migration
--- 0012), and `total` counts apart, instead of sorting every row first.
+-- 0012, partial: active members only), and `total` counts apart, instead of
+-- sorting every row first.
 with visible as not materialized (
     select m.* from members m
      where m.organization_id = %(org_id)s and m.disabled_at is null
+-- include: member_page_answer
+
+-- name: api_disabled_member_page
+-- The org's disabled members, as api_member_page answers (`?disabled=true`,
+-- to enable one again: few, off the org's members).
+with visible as not materialized (
+    select m.* from members m
+     where m.organization_id = %(org_id)s and m.disabled_at is not null
+-- include: member_page_answer
+
+-- fragment: member_page_answer
+-- The rest of a members page, after `visible`'s org and status condition.
        and (%(member_id)s::text is null or m.id = %(member_id)s::text)
        -- A search: `strpos` on lowered text, so `%%` and `_` are plain characters.
        and (%(q)s::text is null
@@ -27,7 +40,8 @@ select
     (select id from rows order by rn desc limit 1) as last_id,
     coalesce((select json_agg(json_build_object(
         'id', r.id, 'organizationId', r.organization_id, 'email', r.email, 'name', r.name,
-        'organizationAdmin', r.organization_admin, 'createdAt', r.created_at
+        'organizationAdmin', r.organization_admin, 'createdAt', r.created_at,
+        'disabledAt', r.disabled_at
     ) order by r.rn) from rows r), '[]')::text as items;
 
 -- name: api_me
@@ -75,6 +89,29 @@ with locked as (
     returning m.id
 )
 select (select ok from caller) as caller_ok, (select id from done) as disabled;
+
+-- name: api_enable_member
+-- A disabled member back, with their teams, role and notebooks (none of it
+-- went), and none of their tokens: every one left is revoked now, so a token
+-- leaked before the disabling does not come back with them. `found`: the
+-- member is the org's; `enabled`: it was disabled, and is no longer.
+with target as (
+    select id, disabled_at from members
+     where id = %(member_id)s and organization_id = %(org_id)s
+       for update
+), revoked as (
+    update api_tokens set revoked_at = %(now)s, revoked_by = %(caller_id)s
+     where member_id in (select id from target where disabled_at is not null)
+       and revoked_at is null
+    returning id
+), enabled as (
+    update members m set disabled_at = null
+      from target
+     where m.id = target.id and target.disabled_at is not null
+    returning m.id
+)
+select exists (select 1 from target) as found, (select id from enabled) as enabled,
+       (select count(*) from revoked) as revoked;
 
 -- name: api_lock_member_change
 -- Before a member is renamed or made an admin or not: the caller's and the

@@ -274,6 +274,7 @@ def test_tokens_are_revoked_and_members_disabled(admin: Admin, org: str) -> None
     assert admin.ok("token", "list")[0]["revokedAt"] == revoked["revokedAt"]
     assert "token NOSUCHTOKEN not found" in admin.fails("token", "revoke", "NOSUCHTOKEN")
 
+    live = admin.ok("token", "create", member)["id"]
     disabled = admin.ok("member", "disable", member)
     assert disabled["disabledAt"] is not None
     assert "is disabled" in admin.fails("token", "create", member)
@@ -284,6 +285,16 @@ def test_tokens_are_revoked_and_members_disabled(admin: Admin, org: str) -> None
     assert admin.ok("membership", "list", "--team", team) == []
     other = admin.ok("org", "create", "--name", "Other")["id"]
     assert "not found in organization" in admin.fails("member", "disable", "--org", other, member)
+    # Enabled again: a token of theirs is made again; the one before stays revoked.
+    back = admin.ok("member", "enable", "--org", org, member)
+    assert back["disabledAt"] is None and back["revokedTokens"] == 1
+    tokens = admin.ok("token", "list", "--org", org, "--member", member)
+    assert {t["id"]: t["revokedAt"] for t in tokens}[live] is not None
+    assert f"member {member} is not disabled" in admin.fails(
+        "member", "enable", "--org", org, member
+    )
+    assert admin.ok("token", "create", "--org", org, member)["memberId"] == member
+    assert "not found in organization" in admin.fails("member", "enable", "--org", other, member)
 
 
 def test_revoking_a_token_revokes_the_tokens_made_with_it(
