@@ -234,17 +234,19 @@ export const api = {
   revokeMemberToken: (memberId, tokenId) =>
     request("DELETE", `/members/${enc(memberId)}/tokens/${enc(tokenId)}`),
   // One page of members (newest first); `marker` is the one the page before gave.
-  listMembers: ({ limit, marker, q } = {}) => {
+  listMembers: ({ limit, marker, q, disabled } = {}) => {
     const query = new URLSearchParams();
     if (limit !== undefined) query.set("limit", String(limit));
     if (marker) query.set("marker", marker);
     if (q) query.set("q", q);
+    if (disabled) query.set("disabled", "true");
     const qs = query.toString();
     return request("GET", qs ? `/members?${qs}` : "/members");
   },
   allMembers: () => all("/members"),
   createMember: (body) => request("POST", "/members", body),
   disableMember: (memberId) => request("DELETE", `/members/${enc(memberId)}`),
+  enableMember: (memberId) => request("POST", `/members/${enc(memberId)}/enable`, {}),
   updateMember: (memberId, body) => request("PATCH", `/members/${enc(memberId)}`, body),
   createTeam: (body) => request("POST", "/teams", body),
   renameTeam: (teamId, name) => request("PATCH", `/teams/${enc(teamId)}`, { name }),

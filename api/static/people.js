@@ -759,6 +759,7 @@ function loadEveryone() {
 }
 
 function memberRow(m) {
+  if (m.disabledAt) return disabledMemberRow(m);
   const self = m.id === state.me.id;
   const name = m.name || m.email;
   return h(
@@ -817,9 +818,34 @@ function memberRow(m) {
   );
 }
 
+// A disabled member (the list's "Show disabled members"): enabled again, or left.
+function disabledMemberRow(m) {
+  const name = m.name || m.email;
+  return h(
+    "tr",
+    { dataset: { memberId: m.id } },
+    h("td", { "data-label": "Name" }, h("strong", { text: name })),
+    h("td", { "data-label": "Email", class: "email", text: m.email }),
+    h("td", { "data-label": "Role" }, h("span", { class: "badge", text: "Disabled" }), " ", formatTime(m.disabledAt)),
+    h("td", { "data-label": "Added", class: "when" }, formatTime(m.createdAt)),
+    h(
+      "td",
+      { class: "row-actions" },
+      h("button", {
+        type: "button",
+        class: "secondary small",
+        "aria-label": `Enable ${name}`,
+        dataset: { action: "enable", focusKey: `enable:${m.id}` },
+        text: "Enable",
+        onclick: (ev) => enableMember(m, ev.currentTarget),
+      }),
+    ),
+  );
+}
+
 function renderMembersPager(total, shown) {
   const pg = people.pages;
-  const count = `${total.toLocaleString()} member${total === 1 ? "" : "s"}`;
+  const count = `${total.toLocaleString()}${pg.disabled ? " disabled" : ""} member${total === 1 ? "" : "s"}`;
   const single = pg.index === 0 && !pg.next;
   const pages = Math.max(pg.index + 1, Math.ceil(total / MEMBER_PAGE));
   const info = $("#members-page-info");
@@ -848,7 +874,7 @@ async function loadMembersPage() {
   const errorEl = $("#members-error");
   let page;
   try {
-    page = await api.listMembers({ limit: MEMBER_PAGE, marker: pg.markers[pg.index], q: pg.q });
+    page = await api.listMembers({ limit: MEMBER_PAGE, marker: pg.markers[pg.index], q: pg.q, disabled: pg.disabled });
   } catch (err) {
     if (!stale()) showError(errorEl, err, "Could not load members");
     return;
@@ -866,7 +892,11 @@ async function loadMembersPage() {
   page.items.forEach((m) => state.members.set(m.id, m));
   const body = $("#members-body");
   setText($("#members-found"), pg.q ? `${page.total} found` : "");
-  const none = pg.q ? `Nobody's name or email contains “${pg.q}”.` : "No members.";
+  const none = pg.q
+    ? `${pg.disabled ? "No disabled member's" : "Nobody's"} name or email contains “${pg.q}”.`
+    : pg.disabled
+      ? "No member is disabled."
+      : "No members.";
   preserveFocus(body, () =>
     body.replaceChildren(...(page.items.length ? page.items.map(memberRow) : [emptyRow(5, none)])),
   );
@@ -894,9 +924,20 @@ function searchMembers() {
   people.searchTimer = setTimeout(() => {
     const q = $("#members-search").value.trim();
     if (q === (people.pages.q || "")) return;
-    people.pages = { markers: [null], index: 0, next: null, q: q || null };
+    people.pages = firstPage(q);
     loadMembersPage();
   }, 300);
+}
+
+// Page 1 of the members (of the disabled ones when the box is ticked) whose
+// name or email holds `q` (null: everyone).
+function firstPage(q = null) {
+  return { markers: [null], index: 0, next: null, q: q || null, disabled: $("#members-disabled").checked };
+}
+
+function showDisabled() {
+  people.pages = firstPage($("#members-search").value.trim());
+  loadMembersPage();
 }
 
 // Members changed: the table, the team pickers and the open teams' lists.
@@ -923,7 +964,8 @@ async function addMember(ev) {
   announce(`${body.name} added. Give them a token with “New token”.`);
   form.reset();
   $("#members-search").value = "";
-  people.pages = { markers: [null], index: 0, next: null, q: null }; // the newest is first on page 1
+  $("#members-disabled").checked = false;
+  people.pages = firstPage(); // the newest is first on page 1
   await membersChanged();
   $("#member-email").focus();
 }
@@ -934,13 +976,31 @@ function disableMember(m, trigger) {
   confirmThen({
     trigger,
     title: `Disable ${name}?`,
-    text: `${name} (${m.email}) can no longer use this organization: every API token of theirs stops working at once, so their scripts and consoles are refused from the next request on. They leave the member list and their teams; a team they were the only admin of is then managed by organization admins only. Their notebooks stay, owned by them (shown as disabled): running ones keep running until they stop by themselves or someone stops them, and organization admins can still stop, share or delete them. The API cannot enable a member again, and the email stays taken.`,
+    text: `${name} (${m.email}) can no longer use this organization: every API token of theirs stops working at once, so their scripts and consoles are refused from the next request on. They leave the member list and their teams; a team they were the only admin of is then managed by organization admins only. Their notebooks stay, owned by them (shown as disabled): running ones keep running until they stop by themselves or someone stops them, and organization admins can still stop, share or delete them. An organization admin can enable them again (Show disabled members), with their teams and notebooks but none of their tokens.`,
     action: "Disable member",
     run: () => api.disableMember(m.id),
     after: async () => {
       announce(`${name} disabled`);
       await membersChanged();
       focusRow($("#members-body"), index, "disable", $("#members-title"));
+    },
+  });
+}
+
+function enableMember(m, trigger) {
+  const name = m.name || m.email;
+  const index = rowIndex($("#members-body"), "memberId", m.id);
+  confirmThen({
+    trigger,
+    title: `Enable ${name} again?`,
+    text: `${name} (${m.email}) can use this organization again, with the teams, roles and notebooks they had${m.organizationAdmin ? ", as an organization admin" : ""}. None of their old tokens works again: give them a new one with “New token” once they show in the member list.`,
+    action: "Enable member",
+    context: "Could not enable the member",
+    run: () => api.enableMember(m.id),
+    after: async () => {
+      announce(`${name} enabled`);
+      await membersChanged();
+      focusRow($("#members-body"), index, "enable", $("#members-title"));
     },
   });
 }
@@ -1101,7 +1161,9 @@ export const peopleView = {
     $("#members-next").onclick = () => goToMembersPage(people.pages.index + 1);
     $("#members-search").value = "";
     $("#members-search").oninput = searchMembers;
-    people.pages = { markers: [null], index: 0, next: null, q: null };
+    $("#members-disabled").checked = false;
+    $("#members-disabled").onchange = showDisabled;
+    people.pages = firstPage();
     people.everyone = new Map();
     people.everyoneLoaded = Promise.resolve();
     fillCeilingHints();
