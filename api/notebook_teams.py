@@ -15,6 +15,7 @@ from api.notebooks import (
     list_scope,
     locked,
     notebook_page,
+    record_change,
     status_filter,
     visible,
 )
@@ -56,11 +57,16 @@ async def list_notebook_teams(ctx: Ctx) -> web.Response:
 
 async def add_notebook_teams(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
-    await locked(ctx, notebook_id, ADMINISTER)
+    row = await locked(ctx, notebook_id, ADMINISTER)
     body = await read_body(ctx.request, LINK_SCHEMA)
     team_ids = await check_teams(ctx, body["teamIds"])
     if team_ids:
-        await ctx.run("api_link_teams", ctx.mine(notebook_id=notebook_id, team_ids=team_ids))
+        added = await ctx.one(
+            "api_link_teams", ctx.mine(notebook_id=notebook_id, team_ids=team_ids)
+        )
+        assert added is not None  # an aggregate: always one row
+        if added["names"]:  # sharing again with a team it has is no change
+            await record_change(ctx, notebook_id, row, f"Shared with {', '.join(added['names'])}")
     scope = f"notebook-teams:{notebook_id}"
     row = await team_page(ctx, notebook_id=notebook_id)
     return plain_list(ctx, scope, row)
@@ -69,9 +75,11 @@ async def add_notebook_teams(ctx: Ctx) -> web.Response:
 async def remove_notebook_team(ctx: Ctx) -> web.Response:
     notebook_id = path_id(ctx.request, "id")
     team_id = path_id(ctx.request, "team")
-    await locked(ctx, notebook_id, ADMINISTER)
-    if await ctx.one("api_unlink_team", {"notebook_id": notebook_id, "team_id": team_id}) is None:
+    row = await locked(ctx, notebook_id, ADMINISTER)
+    unlinked = await ctx.one("api_unlink_team", {"notebook_id": notebook_id, "team_id": team_id})
+    if unlinked is None:
         raise NotFound("The notebook is not shared with that team.", field="team")
+    await record_change(ctx, notebook_id, row, f"No longer shared with {unlinked['name']}")
     return no_content()
 
 

@@ -31,6 +31,7 @@ from api.validation import (
     read_body,
     text_schema,
 )
+from common.durations import duration
 from common.ids import new_id
 from common.jobs import enqueue_reconcile
 from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOP_REQUESTED, STOPPABLE, Status
@@ -156,13 +157,16 @@ async def visible(ctx: Ctx, notebook_id: str) -> None:
         raise NotFound("No such notebook.", field="id")
 
 
-async def check_config(ctx: Ctx, config_id: str) -> None:
-    if await ctx.one("api_config_in_org", ctx.mine(id=config_id)) is None:
+async def check_config(ctx: Ctx, config_id: str) -> str:
+    """The config's name, if it is one of the organization's."""
+    found = await ctx.one("api_config_in_org", ctx.mine(id=config_id))
+    if found is None:
         raise BadRequest(
             "workloadConfigId is not a workload config of this organization.",
             code="unknown_reference",
             field="workloadConfigId",
         )
+    return str(found["name"])
 
 
 async def check_teams(ctx: Ctx, team_ids: list[str]) -> list[str]:
@@ -204,6 +208,51 @@ async def set_status(
             "record_unchanged": record_unchanged,
         },
     )
+
+
+async def record_change(ctx: Ctx, notebook_id: str, row: dict[str, Any], reason: str) -> None:
+    """A member's change that leaves the status as it is (an edit, a share, a
+    hand-over), in the notebook's history beside its status changes: who
+    changed what is as much the history as who stopped it. `row` is the
+    notebook as locked (`locked`)."""
+    await set_status(
+        ctx, notebook_id, row["status"], row["status_message"], reason=reason, record_unchanged=True
+    )
+
+
+def _timeout(seconds: int) -> str:
+    return "never" if seconds == 0 else duration(seconds)
+
+
+# What an edit changed, as its history says it: (body field, column, words).
+_EDITED_TIMEOUTS = (
+    ("idleTimeoutSeconds", "idle_timeout_seconds", "idle timeout"),
+    ("detachedTimeoutSeconds", "detached_timeout_seconds", "detached timeout"),
+)
+
+
+def edit_summary(
+    before: dict[str, Any], body: dict[str, Any], configs: dict[str, str]
+) -> str | None:
+    """What a PATCH changed, in a member's words ("Renamed from “Old”; idle
+    timeout 1 h → 2 h"); None when it changed nothing. `before` is the row,
+    `configs` names the workload configs by id. The description's text is
+    not repeated (it may be long): only that it changed."""
+    parts = []
+    if "name" in body and body["name"] != before["name"]:
+        parts.append(f"renamed from “{before['name']}”")
+    if "description" in body and body["description"] != before["description"]:
+        parts.append("description edited")
+    for field, column, words in _EDITED_TIMEOUTS:
+        if field in body and body[field] != before[column]:
+            parts.append(f"{words} {_timeout(before[column])} → {_timeout(body[field])}")
+    old_config, new_config = before["workload_config_id"], body.get("workloadConfigId")
+    if new_config is not None and new_config != old_config:
+        parts.append(f"workload config {configs[old_config]} → {configs[new_config]}")
+    if not parts:
+        return None
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:]
 
 
 async def list_notebooks(ctx: Ctx) -> web.Response:
@@ -265,14 +314,20 @@ async def update_notebook(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, UPDATE_SCHEMA)
     await check_if_match(ctx, notebook_id)
     config_id = body.get("workloadConfigId")
+    configs: dict[str, str] = {}
     if config_id is not None and config_id != row["workload_config_id"]:
         if row["status"] not in CONFIG_CHANGEABLE:
             raise Conflict(
                 "The workload config can change only while the notebook is stopped or failed.",
                 code="notebook_not_stopped",
             )
-        await check_config(ctx, config_id)
+        configs[config_id] = await check_config(ctx, config_id)
+        old = await ctx.one("api_config_name", {"id": row["workload_config_id"]})
+        configs[row["workload_config_id"]] = old["name"] if old else row["workload_config_id"]
     owner_id = await hand_on(ctx, notebook_id, row, body.get("memberId"))
+    edited = edit_summary(row, body, configs)
+    if edited is not None:
+        await record_change(ctx, notebook_id, row, edited)
     await ctx.run(
         "api_update_notebook",
         ctx.mine(
@@ -315,13 +370,8 @@ async def hand_on(
     if row["desired_state"] == "running" and row["status"] in STOPPABLE:
         # It holds a running slot, from now on the new owner's.
         await check_running_limits(ctx, owner_id, organization=False, who=found["name"])
-    await set_status(
-        ctx,
-        notebook_id,
-        row["status"],
-        row["status_message"],
-        reason=f"Handed on from {found['old_name']} to {found['name']}",
-        record_unchanged=True,
+    await record_change(
+        ctx, notebook_id, row, f"Handed on from {found['old_name']} to {found['name']}"
     )
     return owner_id
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import assert_never
 
+from common.durations import duration
 from common.statuses import (
     PROVISIONED,
     SAVE_WINDOW_CLOCK_TOLERANCE_SECONDS,
@@ -243,15 +244,6 @@ def _save_window_left(nb: NotebookState, observed: Observation, now: datetime) -
     # At most the window at a time, and so at most window + tolerance in all.
     left = min(ahead + SAVE_WINDOW_SECONDS, SAVE_WINDOW_SECONDS)
     return left if left > 0 else None
-
-
-def duration(seconds: int) -> str:
-    """A timeout as members set it, in the console's words: 1 h, 10 min, 150 s."""
-    if seconds and seconds % 3600 == 0:
-        return f"{seconds // 3600} h"
-    if seconds and seconds % 60 == 0:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"
 
 
 def _failed_settled(nb: NotebookState, observed: Observation) -> Plan:

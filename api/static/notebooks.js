@@ -455,8 +455,9 @@ async function refreshDetail() {
   };
   const actions = $("#nb-actions");
   preserveFocus(actions, () => actions.replaceChildren(...actionButtons(nb, ctx)));
-  // The history is read again only when the status (or its message) moved.
-  const historyKey = `${nb.status}|${nb.statusMessage || ""}`;
+  // The history is read again only when something it records moved: the
+  // status or its message, a member's edit or hand-over (updatedAt), a share.
+  const historyKey = [nb.status, nb.statusMessage || "", nb.updatedAt, [...nb.teamIds].sort().join()].join("|");
   if (detail.historyKey !== historyKey) {
     detail.historyKey = historyKey;
     refreshHistory();
@@ -498,8 +499,7 @@ function handOnButton(nb) {
       leaveFor(`“${nb.name}” is ${name}'s now.`);
       return;
     }
-    detail.historyKey = null; // its history has the hand-over
-    await detail.poller.now();
+    await detail.poller.now(); // its history then shows the hand-over
     const button = $(`[data-focus-key="${CSS.escape(key)}"]`); // gone when it is no longer theirs to give
     if (button) button.focus();
     else focusHeading($("#view-notebook"));
@@ -618,7 +618,7 @@ async function refreshHistory() {
             h("span", { class: "muted small", text: ` · ${actorLabel(e.actor)}` }),
           ),
         )
-      : [h("li", { class: "muted", text: "No status changes yet." })]),
+      : [h("li", { class: "muted", text: "Nothing yet: it has never been started or changed." })]),
   );
   const more = $("#history-more");
   more.hidden = page.total <= page.items.length;

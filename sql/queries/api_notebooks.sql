@@ -181,7 +181,7 @@ with visible as (
 -- 'admin', 'editor', 'viewer'; null = may not see it), locked for the
 -- request's transaction so concurrent start/stop serialize.
 select n.status, n.status_message, n.desired_state, n.session_id, n.workload_config_id,
-       n.member_id,
+       n.member_id, n.name, n.description, n.idle_timeout_seconds, n.detached_timeout_seconds,
        case when n.member_id = %(member_id)s then 'owner'
             when %(org_admin)s then 'org_admin'
             else (select
@@ -339,8 +339,11 @@ update notebooks set last_active_at = %(now)s
 -- name: api_config_in_org
 -- Key-share locked: a concurrent delete of the config waits for this
 -- transaction, then sees the notebook and answers workload_config_in_use.
-select id from workload_configs where id = %(id)s and organization_id = %(org_id)s
+select id, name from workload_configs where id = %(id)s and organization_id = %(org_id)s
    for key share;
+
+-- name: api_config_name
+select name from workload_configs where id = %(id)s;
 
 -- name: api_notebook_events
 -- One page of a notebook's history (its status changes), newest first, keyset

@@ -68,13 +68,19 @@ returning team_id;
 select id from teams where organization_id = %(org_id)s and id = any(%(ids)s);
 
 -- name: api_link_teams
-insert into notebook_teams (notebook_id, team_id, created_at, created_by)
-select %(notebook_id)s, unnest(%(team_ids)s::text[]), %(now)s, %(member_id)s
-on conflict do nothing;
+-- The names of the teams it was not shared with already (for its history).
+with added as (
+    insert into notebook_teams (notebook_id, team_id, created_at, created_by)
+    select %(notebook_id)s, unnest(%(team_ids)s::text[]), %(now)s, %(member_id)s
+    on conflict do nothing
+    returning team_id
+)
+select coalesce(array_agg(t.name order by lower(t.name), t.id), '{}') as names
+  from added join teams t on t.id = added.team_id;
 
 -- name: api_unlink_team
-delete from notebook_teams where notebook_id = %(notebook_id)s and team_id = %(team_id)s
-returning team_id;
+delete from notebook_teams nt where nt.notebook_id = %(notebook_id)s and nt.team_id = %(team_id)s
+returning nt.team_id, (select t.name from teams t where t.id = nt.team_id) as name;
 
 -- name: api_team_member_page
 -- A team's memberships, newest first; a disabled member is gone, as from GET /members.

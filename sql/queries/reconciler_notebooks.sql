@@ -36,11 +36,13 @@ returning start_deadline_at;
 
 -- name: reconciler_provisioned_since
 -- Has the notebook been running (idle, detached) since this time? A
--- repair's starting → running is no start: its session has.
+-- repair's starting → running is no start: its session has. A change
+-- that left the status as it was (an edit, a share) is no arrival.
 select exists (
     select 1 from notebook_events e
      where e.notebook_id = %(id)s and e.created_at >= %(since)s
        and e.to_status in ('running', 'idle', 'detached')
+       and e.from_status is distinct from e.to_status
 ) as provisioned;
 
 -- name: reconciler_notebook_known

@@ -67,3 +67,29 @@ def test_a_disabled_owner_shows_as_disabled(browser: Any, stack: Any) -> None:
         assert row.locator("td[data-label='Owner']").inner_text() == "Ann Analyst (disabled)"
     finally:
         close_page(page)
+
+
+def test_a_share_and_an_edit_made_on_the_page_show_in_its_history(browser: Any, stack: Any) -> None:
+    """Edits and shares are in the history (docs/api.md, History), and the
+    page reads it again after them, not only when the status moves."""
+    ann, _ = member_with_token(stack, "cleo@example.com", "Cleo")
+    team_with(stack, "analysts", ann["id"], "viewer")
+    nb_id = create_notebook_via_api(stack, "Audited")
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+        history = page.locator("#nb-history li")
+        history.filter(has_text="Nothing yet").wait_for()
+        page.get_by_label("Add a team").select_option(label="analysts")
+        page.locator("#add-team-form").get_by_role("button").click()
+        history.filter(has_text="Shared with analysts").wait_for()
+        page.locator("#nb-actions").get_by_role("button", name="Edit").click()
+        page.locator("#edit-idle").fill("120")
+        page.locator("#edit-submit").click()
+        history.filter(has_text="Idle timeout 1 h → 2 h").wait_for()
+        assert history.count() == 2
+        assert "you" in history.first.inner_text()
+    finally:
+        close_page(page)

@@ -252,3 +252,55 @@ async def test_bad_limits_and_markers_are_refused_with_the_field_named(
         assert (problem["code"], problem["field"]) == (code, field), asked
     resp = await client.get(f"{NB}/not-an-id/events", headers=world.owner.auth)
     assert resp.status == 400 and (await body_of(resp))["field"] == "id"
+
+
+async def test_edits_shares_and_unshares_are_in_the_history_with_who_made_them(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Who shared a notebook with a team, or changed its timeouts, is as much
+    its history as who stopped it (an audit asks "who gave them access?")."""
+    url = f"{NB}/{world.notebook}"
+    other = factory.team(world.org, "ml")
+    big = factory.config(world.org)
+    config_name = factory.value("select name from workload_configs where id = %s", world.config)
+    big_name = factory.value("select name from workload_configs where id = %s", big)
+    edit = {
+        "name": "Renamed",
+        "description": "new words",
+        "idleTimeoutSeconds": 7200,
+        "detachedTimeoutSeconds": 0,
+        "workloadConfigId": big,
+    }
+    assert (await client.patch(url, json=edit, headers=world.editor.auth)).status == 200
+    # The same values again, and a share with a team it has: no change, no event.
+    assert (await client.patch(url, json=edit, headers=world.editor.auth)).status == 200
+    share = {"teamIds": [other, world.team]}
+    assert (await client.post(f"{url}/teams", json=share, headers=world.owner.auth)).status == 200
+    assert (await client.post(f"{url}/teams", json=share, headers=world.owner.auth)).status == 200
+    gone = await client.delete(f"{url}/teams/{world.team}", headers=world.team_admin.auth)
+    assert gone.status == 204
+    assert events_of(factory, world.notebook) == [
+        (
+            "stopped",
+            "stopped",
+            "Renamed from “nb " + world.notebook + "”; description edited; idle timeout"
+            f" 1 h → 2 h; detached timeout 4 h → never; workload config {config_name} →"
+            f" {big_name}",
+            world.editor.id,
+        ),
+        ("stopped", "stopped", "Shared with ml", world.owner.id),
+        ("stopped", "stopped", "No longer shared with data", world.team_admin.id),
+    ]
+    # The status and its message stay as they were.
+    row = factory.conn.execute(
+        "select status, status_message from notebooks where id = %s", (world.notebook,)
+    ).fetchone()
+    assert row == ("stopped", "")
+    # And the API lists them, with the members who made them.
+    body = await body_of(await client.get(f"{url}/events", headers=world.owner.auth))
+    assert [e["reason"] for e in body["items"]][0] == "No longer shared with data"
+    assert {m["id"] for m in body["included"]["members"]} == {
+        world.editor.id,
+        world.owner.id,
+        world.team_admin.id,
+    }
