@@ -115,7 +115,8 @@ COMPONENTS: dict[str, Schema] = {
                      "createdAt": TIME, "createdBy": NULLABLE_ID, "madeWith": NULLABLE_ID,
                      "lastUsedAt": NULLABLE_TIME, "expiresAt": NULLABLE_TIME}),
     "TokenList": plain_list("Token"),
-    "TeamMembershipList": plain_list("TeamMembership"),
+    "TeamMembershipList": plain_list("TeamMembership", closed(
+        {"members": {"type": "array", "items": ref("MemberSummary")}})),
     "WorkloadConfig": closed({
         "id": ID, "organizationId": ID, "name": {"type": "string"},
         "description": {"type": "string"},

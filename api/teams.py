@@ -66,7 +66,7 @@ async def list_team_members(ctx: Ctx) -> web.Response:
     scope = f"team-members:{team_id}"
     row = await ctx.one("api_team_member_page", {"team_id": team_id, **page_params(ctx, scope)})
     assert row is not None
-    return plain_list(ctx, scope, row)
+    return plain_list(ctx, scope, row, included=f'{{"members":{row["members"]}}}')
 
 
 async def _team_admin(ctx: Ctx) -> tuple[str, str]:

@@ -9,7 +9,7 @@
 import { REFUSED, attempt, confirmThen, openDialog, preserveFocus } from "./actions.js";
 import { api, token } from "./api.js";
 import { $, announce, exactTime, formatTime, h, refreshTimes, setBusy, setText, showError } from "./dom.js";
-import { state } from "./store.js";
+import { absorb, state } from "./store.js";
 
 const ROLES = ["admin", "editor", "viewer"];
 const MEMBER_PAGE = 50;
@@ -28,8 +28,6 @@ const LIFETIMES = [
 
 const people = {
   visit: 0, // bumped on enter and leave: answers for an earlier visit are dropped
-  everyone: new Map(), // id -> member, every active member (org admins only)
-  everyoneLoaded: Promise.resolve(),
   ceiling: null, // when the console's own token ends (its expiresAt)
   pages: { markers: [null], index: 0, next: null }, // the members table, as the notebook list
   clock: null, // the timer that keeps relative times ("3 minutes ago") true
@@ -51,11 +49,11 @@ const isCurrent = (visit) => visit === people.visit;
 
 function known(id) {
   if (state.me && id === state.me.id) return state.me;
-  return people.everyone.get(id) || state.members.get(id) || null;
+  return state.members.get(id) || null;
 }
 
-// A member's name as far as this member may know it: a team admin who is not
-// an organization admin cannot list members, and then sees ids.
+// A member's name as far as this member knows it (a team's list names its
+// members; else the id).
 function personName(id) {
   const m = known(id);
   return m ? m.name || m.email || id : id;
@@ -373,10 +371,11 @@ function teamCard(team) {
 
 async function loadTeamMembers(team, body) {
   const visit = people.visit;
-  await people.everyoneLoaded; // names, and who an org admin may add
   let items;
   try {
-    ({ items } = await api.teamMembers(team.id));
+    let included;
+    ({ items, included } = await api.teamMembers(team.id));
+    absorb(included); // their names
   } catch (err) {
     if (!isCurrent(visit)) return;
     const error = h("p", { class: "error", role: "alert" });
@@ -637,9 +636,13 @@ function removeFromTeam(team, memberId, name, trigger, memberships) {
   });
 }
 
-// Org admins pick from the organization's members; a team admin who is not
-// one cannot list members (GET /members is 403) and types a member id, the
-// one thing PUT /teams/{team}/members/{member} takes.
+// Org admins find a member by name or email (GET /members?q=, 20 at most:
+// the organization may have thousands) and pick; a team admin who is not one
+// cannot list members (GET /members is 403) and types a member id, the one
+// thing PUT /teams/{team}/members/{member} takes.
+const FOUND_SHOWN = 20;
+const FIND_DELAY_MS = 300;
+
 function memberPicker(id, team, memberships) {
   const focusKey = `add-member:${team.id}`;
   if (!isAdmin()) {
@@ -653,16 +656,51 @@ function memberPicker(id, team, memberships) {
       dataset: { focusKey },
     });
   }
+  const select = h("select", { id, name: "member", required: true, dataset: { focusKey } });
   const inTeam = new Set(memberships.map((m) => m.memberId));
-  const candidates = [...people.everyone.values()]
-    .filter((m) => !inTeam.has(m.id))
-    .sort((a, b) => (a.name || a.email).localeCompare(b.name || b.email));
-  return h(
-    "select",
-    { id, name: "member", required: true, dataset: { focusKey } },
-    h("option", { value: "", text: candidates.length ? "Choose a member" : "Everyone is in this team" }),
-    ...candidates.map((m) => h("option", { value: m.id, text: `${m.name} (${m.email})` })),
-  );
+  let asked = 0; // the latest search: an earlier one's late answer is dropped
+  select.find = async (q) => {
+    const mine = ++asked;
+    let items;
+    try {
+      ({ items } = await api.listMembers({ limit: FOUND_SHOWN, q: q || undefined }));
+    } catch (err) {
+      if (mine === asked) select.replaceChildren(h("option", { value: "", text: `Could not look members up: ${err.message}` }));
+      return;
+    }
+    if (mine !== asked) return;
+    items.forEach((m) => state.members.set(m.id, m));
+    const candidates = items.filter((m) => !inTeam.has(m.id));
+    const none = q ? `Nobody else's name or email contains “${q}”` : "Everyone is in this team";
+    select.replaceChildren(
+      h("option", { value: "", text: candidates.length ? "Choose a member" : none }),
+      ...candidates.map((m) => h("option", { value: m.id, text: `${m.name} (${m.email})` })),
+    );
+  };
+  select.replaceChildren(h("option", { value: "", text: "Loading members…" }));
+  select.find("");
+  return select;
+}
+
+// The search box above an org admin's picker.
+function findField(team, picker) {
+  const id = `find-${team.id}-member`;
+  let timer = null;
+  const input = h("input", {
+    id,
+    type: "search",
+    maxlength: "128",
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder: "part of a name or email",
+    "aria-controls": picker.id,
+    dataset: { focusKey: `find-member:${team.id}` },
+    oninput: () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => picker.find(input.value.trim()), FIND_DELAY_MS);
+    },
+  });
+  return h("div", { class: "field" }, h("label", { for: id, text: "Find whom to add" }), input);
 }
 
 function addForm(team, memberships, error) {
@@ -688,6 +726,7 @@ function addForm(team, memberships, error) {
         addToTeam(team, picker, role.value, error, ev.submitter);
       },
     },
+    isAdmin() ? findField(team, picker) : null,
     h("div", { class: "field" }, h("label", { for: memberId, text: isAdmin() ? "Member to add" : "Member id" }), picker, help),
     h("div", { class: "field" }, h("label", { for: roleId, text: "Role" }), role),
     h("button", { type: "submit", dataset: { focusKey: `add-submit:${team.id}` }, text: `Add to ${team.name}` }),
@@ -742,21 +781,6 @@ async function createTeam(ev) {
 }
 
 // ---- members (organization admins) -----------------------------------------
-
-function loadEveryone() {
-  const visit = people.visit;
-  people.everyoneLoaded = api
-    .allMembers()
-    .then(({ items }) => {
-      if (!isCurrent(visit)) return;
-      people.everyone = new Map(items.map((m) => [m.id, m]));
-      items.forEach((m) => state.members.set(m.id, m));
-    })
-    .catch((err) => {
-      if (isCurrent(visit)) showError($("#members-error"), err, "Could not load members");
-    });
-  return people.everyoneLoaded;
-}
 
 function memberRow(m) {
   if (m.disabledAt) return disabledMemberRow(m);
@@ -942,7 +966,7 @@ function showDisabled() {
 
 // Members changed: the table, the team pickers and the open teams' lists.
 async function membersChanged() {
-  await Promise.all([loadMembersPage(), loadEveryone()]);
+  await loadMembersPage();
   await loadTeams();
 }
 
@@ -1164,12 +1188,9 @@ export const peopleView = {
     $("#members-disabled").checked = false;
     $("#members-disabled").onchange = showDisabled;
     people.pages = firstPage();
-    people.everyone = new Map();
-    people.everyoneLoaded = Promise.resolve();
     fillCeilingHints();
     loadTokens();
     if (admin) {
-      loadEveryone();
       loadMembersPage();
     }
     loadTeams();

@@ -105,7 +105,14 @@ select
     (select member_id from rows order by rn desc limit 1) as last_id,
     coalesce((select json_agg(json_build_object(
         'teamId', r.team_id, 'memberId', r.member_id, 'role', r.role
-    ) order by r.rn) from rows r), '[]')::text as items;
+    ) order by r.rn) from rows r), '[]')::text as items,
+    -- The page's members by name (a team admin who may not list the
+    -- organization's members still sees who is in their team), as a
+    -- describe's `included` names them.
+    coalesce((select json_agg(json_build_object(
+        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
+        'organizationAdmin', m.organization_admin, 'disabled', m.disabled_at is not null
+    ) order by r.rn) from rows r join members m on m.id = r.member_id), '[]')::text as members;
 
 -- name: api_rename_team
 -- A name taken by another of the org's teams (however capitalised) leaves the

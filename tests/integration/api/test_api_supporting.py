@@ -492,6 +492,9 @@ async def test_token_and_team_member_listings(client: TestClient, world: World) 
     assert sorted((m["memberId"], m["role"]) for m in members["items"]) == sorted(
         [(world.team_admin.id, "admin"), (world.editor.id, "editor"), (world.viewer.id, "viewer")]
     )
+    # Named, for a member who may not list the organization's members.
+    named = {m["id"]: m["name"] for m in members["included"]["members"]}
+    assert named == {m.id: f"Member {m.id}" for m in (world.team_admin, world.editor, world.viewer)}
     assert (
         await client.get(f"{V1}/teams/{world.team}/members", headers=world.stranger.auth)
     ).status == 404
