@@ -49,6 +49,7 @@ async def delete_team(ctx: Ctx) -> web.Response:
     from it: what it gave ends at once (the proxy's connections too)."""
     team_id = path_id(ctx.request, "team")
     require_org_admin(ctx)
+    await ctx.run("api_record_team_deletion", ctx.mine(team_id=team_id))
     if await ctx.one("api_delete_team", ctx.mine(team_id=team_id)) is None:
         raise NotFound("No such team.", field="team")
     return no_content()

@@ -433,7 +433,17 @@ async def test_an_org_admin_renames_and_deletes_a_team(
     links = "select count(*) from notebook_teams where team_id = %s"
     memberships = "select count(*) from team_memberships where team_id = %s"
     assert factory.value(links, world.team) == 0 and factory.value(memberships, world.team) == 0
+    # The notebook's history says who took the team's access, once (not the
+    # stranger's refused delete, nor the repeated one below).
+    events = factory.conn.execute(
+        "select from_status, to_status, reason, actor from notebook_events where notebook_id = %s",
+        (world.notebook,),
+    ).fetchall()
+    gone = "No longer shared with data engineering: the team was deleted"
+    assert events == [("stopped", "stopped", gone, world.admin.id)]
     assert (await client.delete(url, headers=world.admin.auth)).status == 404
+    count = "select count(*) from notebook_events where notebook_id = %s"
+    assert factory.value(count, world.notebook) == 1
     listed = await body_of(await client.get(V1 + "/teams", headers=world.admin.auth))
     assert [t["id"] for t in listed["items"]] == [other["id"]]
 
