@@ -32,7 +32,7 @@ from api.validation import (
     text_schema,
 )
 from common.durations import duration
-from common.ids import new_id
+from common.ids import is_valid_id, new_id
 from common.jobs import enqueue_reconcile
 from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOP_REQUESTED, STOPPABLE, Status
 
@@ -83,15 +83,39 @@ def status_filter(ctx: Ctx) -> list[str] | None:
     return sorted(wanted)
 
 
-def list_scope(ctx: Ctx, team_id: str | None = None, statuses: list[str] | None = None) -> str:
+OWNER_PARAMETER: dict[str, Any] = {
+    "required": False,
+    "description": "Only the notebooks this member owns (a member id), of those the caller "
+    "may see.",
+    "schema": ID_SCHEMA,
+}
+
+
+def owner_filter(ctx: Ctx) -> str | None:
+    raw = ctx.request.query.get("owner")
+    if raw is None:
+        return None
+    if not is_valid_id(raw):
+        raise BadRequest("owner is not a valid member id.", code="invalid_id", field="owner")
+    return raw
+
+
+def list_scope(
+    ctx: Ctx,
+    team_id: str | None = None,
+    statuses: list[str] | None = None,
+    owner_id: str | None = None,
+) -> str:
     # A marker belongs to its list and its filter: another's is refused.
-    return f"notebooks:{ctx.me.member_id}:{team_id or ''}:{','.join(statuses or [])}"
+    filters = f"{team_id or ''}:{','.join(statuses or [])}:{owner_id or ''}"
+    return f"notebooks:{ctx.me.member_id}:{filters}"
 
 
 async def notebook_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
     base = {
         "see_all": ctx.me.organization_admin,
         "team_id": None,
+        "owner_id": None,
         "st": None,  # statuses to keep (status_filter); None: all
         "notebook_id": None,
         "limit": 1,
@@ -106,6 +130,8 @@ async def notebook_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
         name = "api_notebook_describe"
     elif given["team_id"] is not None:
         name = "api_notebook_page_team"
+    elif given["owner_id"] is not None:
+        name = "api_notebook_page_owner"
     elif given["see_all"]:
         name = "api_notebook_page_org"
     else:
@@ -257,8 +283,9 @@ def edit_summary(
 
 async def list_notebooks(ctx: Ctx) -> web.Response:
     statuses = status_filter(ctx)
-    scope = list_scope(ctx, statuses=statuses)
-    row = await notebook_page(ctx, st=statuses, **page_params(ctx, scope))
+    owner_id = owner_filter(ctx)
+    scope = list_scope(ctx, statuses=statuses, owner_id=owner_id)
+    row = await notebook_page(ctx, st=statuses, owner_id=owner_id, **page_params(ctx, scope))
     return normalized_list(ctx, scope, row)
 
 

@@ -116,7 +116,8 @@ class Op:
 NB = "/workloads/notebooks"
 OPS: list[Op] = [
     Op("GET", NB, notebooks.list_notebooks, "List the notebooks the caller can see", 200,
-       "NotebookList", paginated=True, query=(("status", notebooks.STATUS_PARAMETER),)),
+       "NotebookList", paginated=True,
+       query=(("status", notebooks.STATUS_PARAMETER), ("owner", notebooks.OWNER_PARAMETER))),
     Op("POST", NB, notebooks.create_notebook, "Create a notebook (status stopped)", 201,
        "NotebookDescribe", body=notebooks.CREATE_SCHEMA, body_required=True, errors=(415,)),
     Op("GET", NB + "/{id}", notebooks.get_notebook, "Describe a notebook", 200,

@@ -59,6 +59,7 @@ const list = {
   poller: null,
   size: 50,
   teamId: "", // "" = every notebook the member can see
+  ownerId: "", // "" = anyone's; not with a team (the team's list takes no owner)
   status: "", // a key of STATUS_FILTERS; "" = every status
   markers: [null],
   index: 0,
@@ -178,7 +179,7 @@ function renderPager(total, shown) {
 
 async function refreshList() {
   const errorEl = $("#notebooks-error");
-  const asked = { index: list.index, teamId: list.teamId, size: list.size, status: list.status };
+  const asked = { index: list.index, teamId: list.teamId, size: list.size, status: list.status, ownerId: list.ownerId };
   const visit = list.visit;
   let page;
   try {
@@ -186,6 +187,7 @@ async function refreshList() {
       limit: list.size,
       marker: list.markers[list.index],
       teamId: list.teamId,
+      owner: list.ownerId,
       status: STATUS_FILTERS[list.status]?.statuses,
     });
   } catch (err) {
@@ -207,7 +209,8 @@ async function refreshList() {
     asked.index !== list.index ||
     asked.teamId !== list.teamId ||
     asked.size !== list.size ||
-    asked.status !== list.status
+    asked.status !== list.status ||
+    asked.ownerId !== list.ownerId
   ) {
     return false;
   }
@@ -262,11 +265,14 @@ async function refreshList() {
   notebooks.forEach(noteStatus);
   const empty = $("#notebooks-empty");
   const filtered = STATUS_FILTERS[list.status];
+  const whose = list.ownerId ? ` of ${ownerName(list.ownerId)}` : "";
   empty.textContent = filtered
-    ? `No notebook${list.teamId ? ` shared with ${teamName(list.teamId)}` : ""} is ${filtered.none}.`
+    ? `No notebook${list.teamId ? ` shared with ${teamName(list.teamId)}` : whose} is ${filtered.none}.`
     : list.teamId
       ? `No notebooks are shared with ${teamName(list.teamId)}.`
-      : "No notebooks yet. Create one to get started.";
+      : list.ownerId
+        ? `No notebooks${whose} that you can see.`
+        : "No notebooks yet. Create one to get started.";
   empty.hidden = notebooks.length > 0;
   $("#notebooks-table").hidden = notebooks.length === 0;
   renderPager(page.total ?? notebooks.length, notebooks.length);
@@ -285,6 +291,32 @@ function goToPage(index) {
   showNotice(null);
   announce(`Page ${index + 1}`);
   list.poller.now();
+}
+
+// "yours" for the signed-in member, else their name.
+const ownerName = (id) => (id === state.me?.id ? "yours" : memberLabel(id));
+
+// The owner filter: anyone, the member, or a member People asked for
+// (`showNotebooksOf`).
+function fillOwnerFilter() {
+  const select = $("#list-owner");
+  const me = state.me?.id;
+  const other = list.ownerId && list.ownerId !== me ? list.ownerId : null;
+  select.replaceChildren(
+    h("option", { value: "", text: "Anyone" }),
+    h("option", { value: me || "", text: "Me" }),
+    ...(other ? [h("option", { value: other, text: memberLabel(other) })] : []),
+  );
+  select.value = list.ownerId;
+}
+
+// People's "Notebooks" on a member's row: the list of what they own.
+export function showNotebooksOf(memberId) {
+  list.ownerId = memberId;
+  list.teamId = "";
+  list.status = "";
+  resetPaging();
+  location.hash = "#/notebooks";
 }
 
 // The team filter offers the teams whose notebook list the API gives this
@@ -351,6 +383,10 @@ export const listView = {
           list.teamId = "";
           $("#list-team").value = "";
         }
+        if (list.ownerId && list.ownerId !== state.me?.id) {
+          list.ownerId = ""; // it is the member's own
+          $("#list-owner").value = "";
+        }
         if (list.status && list.status !== "stopped") {
           list.status = ""; // a new notebook is stopped: show it
           $("#list-status").value = "";
@@ -380,9 +416,19 @@ export const listView = {
       resetPaging();
       list.poller.now();
     };
+    // A team's list takes no owner: choosing one filter clears the other.
     $("#list-team").onchange = (ev) => {
       showNotice(null);
       list.teamId = ev.currentTarget.value;
+      if (list.teamId) list.ownerId = $("#list-owner").value = "";
+      resetPaging();
+      list.poller.now();
+    };
+    fillOwnerFilter();
+    $("#list-owner").onchange = (ev) => {
+      showNotice(null);
+      list.ownerId = ev.currentTarget.value;
+      if (list.ownerId) list.teamId = $("#list-team").value = "";
       resetPaging();
       list.poller.now();
     };

@@ -8,6 +8,7 @@
 
 import { REFUSED, attempt, confirmThen, openDialog, preserveFocus } from "./actions.js";
 import { api, token } from "./api.js";
+import { showNotebooksOf } from "./notebooks.js";
 import { $, announce, exactTime, formatTime, h, refreshTimes, setBusy, setText, showError } from "./dom.js";
 import { absorb, state } from "./store.js";
 
@@ -800,6 +801,7 @@ function memberRow(m) {
     h(
       "td",
       { class: "row-actions" },
+      notebooksButton(m, name),
       h("button", {
         type: "button",
         class: "secondary small",
@@ -842,6 +844,18 @@ function memberRow(m) {
   );
 }
 
+// What a member owns, in the notebook list (someone leaving: hand them on).
+function notebooksButton(m, name) {
+  return h("button", {
+    type: "button",
+    class: "secondary small",
+    "aria-label": `Notebooks of ${name}`,
+    dataset: { action: "notebooks", focusKey: `notebooks:${m.id}` },
+    text: "Notebooks",
+    onclick: () => showNotebooksOf(m.id),
+  });
+}
+
 // A disabled member (the list's "Show disabled members"): enabled again, or left.
 function disabledMemberRow(m) {
   const name = m.name || m.email;
@@ -855,6 +869,7 @@ function disabledMemberRow(m) {
     h(
       "td",
       { class: "row-actions" },
+      notebooksButton(m, name),
       h("button", {
         type: "button",
         class: "secondary small",

@@ -20,7 +20,8 @@ export function memberLabel(id) {
   const m = state.members.get(id);
   if (!m) return id;
   const name = m.name || m.email || id;
-  return m.disabled ? `${name} (disabled)` : name;
+  // `disabled` in an `included` entry, `disabledAt` in a member object.
+  return m.disabled || m.disabledAt ? `${name} (disabled)` : name;
 }
 
 export const teamName = (id) => state.teams.get(id)?.name || id;

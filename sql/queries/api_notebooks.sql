@@ -1,7 +1,7 @@
 -- Notebooks as the REST API sees them. Reads build the response JSON in
 -- PostgreSQL (one statement per page), so the API process does little work.
 --
--- A page of notebooks is one of four statements (api/notebooks.py picks it),
+-- A page of notebooks is one of five statements (api/notebooks.py picks it),
 -- each a plan of its own built for an org of 50k notebooks
 -- (tests/integration/api/test_api_list_scale.py checks them, custom and
 -- generic): the page's keys come off an index or from the caller's own small
@@ -20,6 +20,7 @@
 --     notebook shared with two teams is one row: `distinct`; one both own
 --     and shared, or shared twice: the `union` of the two folds it);
 --   api_notebook_page_team: a team's, from notebook_teams_team;
+--   api_notebook_page_owner: one member's (`?owner=`), notebooks_member_order;
 --   api_notebook_describe: one notebook, by its key.
 -- `materialized`: built once (for the page and `total`) from the index
 -- named, never by walking the org's notebooks in order and probing each,
@@ -134,6 +135,26 @@ with mine as not materialized (
 ),
 -- include: notebook_page_answer
     (select count(*) from (select id from mine union select id from shared) v) as total;
+
+-- name: api_notebook_page_owner
+-- `?owner=`: one member's notebooks, those of them the caller may see, off
+-- notebooks_member_order (a member's own are few next to the org's).
+with owned as materialized (
+    select n.id, n.created_at from notebooks n
+     where n.member_id = %(owner_id)s and n.organization_id = %(org_id)s
+       and n.deleted_at is null
+       and (%(st)s::text[] is null or n.status = any(%(st)s))
+-- include: caller_sees_notebook
+), keys as (
+    select o.id, o.created_at, row_number() over (order by o.created_at desc, o.id desc) as rn
+      from owned o
+     where (o.created_at, o.id) < (coalesce(%(after_at)s::timestamptz, 'infinity'),
+                                   coalesce(%(after_id)s::text, ''))
+     order by o.created_at desc, o.id desc
+     limit %(fetch)s
+),
+-- include: notebook_page_answer
+    (select count(*) from owned) as total;
 
 -- name: api_notebook_page_team
 with team as materialized (

@@ -106,3 +106,32 @@ def test_an_owner_hands_their_notebook_on_by_member_id_and_leaves_it(
         assert owner_of(stack, nb_id) == dan["id"]
     finally:
         close_page(page)
+
+
+def test_an_admin_finds_a_leaving_members_notebooks_from_people(browser: Any, stack: Any) -> None:
+    """Someone leaves: from their row in People, the list of what they own
+    (`?owner=`), however many notebooks the organization has."""
+    eve, eve_token = member_with_token(stack, "eve@example.com", "Eve Engineer")
+    own_notebook(stack, eve_token, "Eve's pipeline")
+    own_notebook(stack, stack.token, "The admin's own")
+    assert stack.call("DELETE", f"/members/{eve['id']}")[0] == 204
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.get_by_role("link", name="People", exact=True).click()
+        page.get_by_label("Show disabled members").check()
+        page.get_by_role("button", name="Notebooks of Eve Engineer").click()
+        rows = page.locator("#notebooks-body tr")
+        expect(rows).to_have_count(1)
+        assert "Eve's pipeline" in rows.first.inner_text()
+        owner = page.get_by_label("Owner", exact=True)
+        assert owner.locator("option:checked").inner_text() == "Eve Engineer (disabled)"
+        # "Me": the admin's own; "Anyone": both.
+        owner.select_option(label="Me")
+        rows.filter(has_text="The admin's own").wait_for()
+        expect(rows).to_have_count(1)
+        owner.select_option(label="Anyone")
+        expect(rows).to_have_count(2)
+    finally:
+        close_page(page)

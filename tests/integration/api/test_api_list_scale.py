@@ -117,6 +117,20 @@ def test_team_list_reads_the_teams_index(scale_conn, generic: bool) -> None:
 
 
 @PLANS
+@pytest.mark.parametrize("see_all", [True, False], ids=["org-admin", "member"])
+def test_owner_list_reads_the_owners_index(scale_conn, generic: bool, see_all: bool) -> None:
+    """`?owner=`: one member's notebooks off notebooks_member_order, never the org's."""
+    params = page_params(ADMIN if see_all else MEMBER, see_all=see_all, owner_id=MEMBER)
+    plan = explain(scale_conn, "api_notebook_page_owner", params, generic=generic)
+    used = index_names(plan["Plan"])
+    assert "notebooks_member_order" in used and "notebooks_org_order" not in used
+    assert not [n for n in scans(plan["Plan"], "notebooks") if n["Node Type"] == "Seq Scan"]
+    assert rows_removed(plan["Plan"]) < 100
+    assert largest_sort(plan["Plan"]) < 500
+    assert_no_jit(scale_conn, plan)
+
+
+@PLANS
 def test_history_page_reads_backwards_from_the_marker(scale_conn, generic: bool) -> None:
     """A notebook with 20,020 history rows: the page reads its 101 rows off
     an index, backwards from the marker; only `total` counts them all."""
@@ -242,12 +256,13 @@ PAGES = (
     "api_notebook_page_org",
     "api_notebook_page_member",
     "api_notebook_page_team",
+    "api_notebook_page_owner",
     "api_notebook_describe",
 )
 
 
 def test_every_page_builds_its_answer_alike_in_one_parse() -> None:
-    """The four statements of a notebook page (one plan each) build their
+    """The five statements of a notebook page (one plan each) build their
     answer from one fragment, so they cannot drift apart. And each stays
     short enough for psycopg to keep it parsed: past 4096 bytes it parses it
     again on every call (a tenth of a millisecond of the API's CPU per page)."""

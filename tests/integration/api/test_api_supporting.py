@@ -739,3 +739,37 @@ async def test_a_disabled_member_leaves_team_listings(client: TestClient, world:
     members = await body_of(await client.get(url, headers=world.editor.auth))
     assert members["total"] == 2
     assert world.viewer.id not in [m["memberId"] for m in members["items"]]
+
+
+async def test_notebooks_are_listed_by_owner_as_far_as_the_caller_sees_them(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """`?owner=`: whose notebooks (an admin after someone left; "mine")."""
+    private = factory.notebook(world.owner, world.config, status="running")
+    factory.notebook(world.editor, world.config)  # someone else's
+
+    async def owned(who, query: str = "") -> list[str]:  # type: ignore[no-untyped-def]
+        resp = await client.get(
+            f"{V1}/workloads/notebooks?owner={world.owner.id}{query}", headers=who.auth
+        )
+        assert resp.status == 200, await resp.text()
+        body = await body_of(resp)
+        assert body["total"] == len(body["items"])
+        return sorted(i["notebookId"] for i in body["items"])
+
+    both = sorted([world.notebook, private])
+    assert await owned(world.owner) == both
+    assert await owned(world.admin) == both
+    assert await owned(world.viewer) == [world.notebook]  # the one shared with their team
+    assert await owned(world.outsider) == []
+    assert await owned(world.admin, "&status=running") == [private]
+    bad = await client.get(f"{V1}/workloads/notebooks?owner=ann@x", headers=world.admin.auth)
+    assert bad.status == 400 and (await body_of(bad))["field"] == "owner"
+    page = await body_of(
+        await client.get(f"{V1}/workloads/notebooks?limit=1", headers=world.admin.auth)
+    )
+    other = await client.get(
+        f"{V1}/workloads/notebooks?owner={world.owner.id}&marker={page['marker']}",
+        headers=world.admin.auth,
+    )
+    assert other.status == 400 and (await body_of(other))["code"] == "invalid_marker"
