@@ -1015,7 +1015,7 @@ function disableMember(m, trigger) {
   confirmThen({
     trigger,
     title: `Disable ${name}?`,
-    text: `${name} (${m.email}) can no longer use this organization: every API token of theirs stops working at once, so their scripts and consoles are refused from the next request on. They leave the member list and their teams; a team they were the only admin of is then managed by organization admins only. Their notebooks stay, owned by them (shown as disabled): running ones keep running until they stop by themselves or someone stops them, and organization admins can still stop, share or delete them. An organization admin can enable them again (Show disabled members), with their teams and notebooks but none of their tokens.`,
+    text: `${name} (${m.email}) can no longer use this organization: every API token of theirs stops working at once, so their scripts and consoles are refused from the next request on. They leave the member list and their teams; a team they were the only admin of is then managed by organization admins only. Their notebooks stay, owned by them (shown as disabled): running ones keep running until they stop by themselves or someone stops them, and organization admins can still stop, share, hand on (Show disabled members, then “Notebooks” on their row) or delete them. An organization admin can enable them again (Show disabled members), with their teams and notebooks but none of their tokens.`,
     action: "Disable member",
     run: () => api.disableMember(m.id),
     after: async () => {
