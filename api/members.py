@@ -198,14 +198,15 @@ async def enable_member(ctx: Ctx) -> web.Response:
     member_id = path_id(ctx.request, "member")
     require_org_admin(ctx)
     await read_body(ctx.request, obj({}))
-    row = await ctx.one(
-        "api_enable_member", ctx.mine(member_id=member_id, caller_id=ctx.me.member_id)
-    )
-    assert row is not None  # an aggregate: always one row
-    if not row["found"]:
+    params = ctx.mine(member_id=member_id, caller_id=ctx.me.member_id)
+    # Two statements: the tokens are read after the lock's wait (a token
+    # being made for them meanwhile is revoked too; a review found it missed).
+    target = await ctx.one("api_lock_member_for_enable", params)
+    if target is None:
         raise NotFound("No such member.", field="member")
-    if row["enabled"] is None:
+    if target["disabled_at"] is None:
         raise Conflict("This member is not disabled.", code="member_not_disabled", field="member")
+    await ctx.one("api_enable_member", params)
     page = await member_page(ctx, member_id=member_id, limit=1, fetch=1)
     return raw_json(page["items"][1:-1])
 

@@ -45,14 +45,13 @@ FIELDS: dict[str, Any] = {
     "detachedTimeoutSeconds": TIMEOUT_SCHEMA,
 }
 CREATE_SCHEMA = obj({**FIELDS, "teamIds": TEAM_IDS_SCHEMA}, required=("name", "workloadConfigId"))
-# `memberId` hands the notebook on (owner and org admins): someone leaving
-# keeps nothing hostage, and its cost goes to whom it now serves.
+# `memberId` hands the notebook on (org admins): someone leaving keeps
+# nothing hostage, and its cost goes to whom it now serves.
 UPDATE_SCHEMA = obj({**FIELDS, "memberId": ID_SCHEMA})
 
 VIEW = frozenset({"owner", "org_admin", "admin", "editor", "viewer"})
 MANAGE = frozenset({"owner", "org_admin", "admin", "editor"})
 ADMINISTER = frozenset({"owner", "org_admin", "admin"})  # delete, share
-HAND_ON = frozenset({"owner", "org_admin"})  # give it another owner
 TEAM_ROLES = frozenset({"admin", "editor", "viewer"})  # access given by a team
 DELETE_REQUESTED = "Delete requested"
 
@@ -379,12 +378,15 @@ async def hand_on(
     ctx: Ctx, notebook_id: str, row: dict[str, Any], owner_id: str | None
 ) -> str | None:
     """The notebook's new owner, checked, its hand-over in the history; None
-    when the owner stays. Only the owner and org admins give a notebook away:
-    a team admin taking one for themselves would take the owner's edit."""
+    when the owner stays. Only org admins give a notebook away: its cost
+    moves with it (running limits count its owner's), so an owner handing
+    one to a colleague while keeping access through a team would run it on
+    the colleague's slots without their agreement (a review found it); and
+    a team admin taking one would take its owner's edit."""
     if owner_id is None or owner_id == row["member_id"]:
         return None
-    if row["access"] not in HAND_ON:
-        raise Forbidden("Only the notebook's owner and organization admins may hand it on.")
+    if not ctx.me.organization_admin:
+        raise Forbidden("Only organization admins hand a notebook on to another owner: ask one.")
     found = await ctx.one(
         "api_new_owner", ctx.mine(owner_id=owner_id, old_owner_id=row["member_id"])
     )

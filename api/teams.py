@@ -49,9 +49,15 @@ async def delete_team(ctx: Ctx) -> web.Response:
     from it: what it gave ends at once (the proxy's connections too)."""
     team_id = path_id(ctx.request, "team")
     require_org_admin(ctx)
-    await ctx.run("api_record_team_deletion", ctx.mine(team_id=team_id))
-    if await ctx.one("api_delete_team", ctx.mine(team_id=team_id)) is None:
+    # Each notebook shared with it says so in its history: the team and its
+    # notebooks are locked first, then the links read afresh (an unshare
+    # that committed meanwhile is not recorded twice; a review found it).
+    team = await ctx.one("api_lock_team_for_delete", ctx.mine(team_id=team_id))
+    if team is None:
         raise NotFound("No such team.", field="team")
+    await ctx.all("api_lock_team_notebooks", {"team_id": team_id})
+    await ctx.run("api_record_team_deletion", ctx.mine(team_id=team_id, name=team["name"]))
+    await ctx.run("api_delete_team", ctx.mine(team_id=team_id))
     return no_content()
 
 
@@ -63,11 +69,17 @@ async def list_teams(ctx: Ctx) -> web.Response:
 
 async def list_team_members(ctx: Ctx) -> web.Response:
     team_id = path_id(ctx.request, "team")
-    await find_team(ctx, team_id)
+    team = await find_team(ctx, team_id)
     scope = f"team-members:{team_id}"
     row = await ctx.one("api_team_member_page", {"team_id": team_id, **page_params(ctx, scope)})
     assert row is not None
-    return plain_list(ctx, scope, row, included=f'{{"members":{row["members"]}}}')
+    # Names and emails to the team's own members and org admins only: to
+    # anyone else in the organization, the teams would list every member
+    # that GET /members keeps to admins (a review found it).
+    named = ctx.me.organization_admin or team["role"] is not None
+    return plain_list(
+        ctx, scope, row, included=f'{{"members":{row["members"] if named else "[]"}}}'
+    )
 
 
 async def _team_admin(ctx: Ctx) -> tuple[str, str]:

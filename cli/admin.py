@@ -235,11 +235,15 @@ def member_enable(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
     member_id = _id(args.member, "member")
     org = _organization(conn, args, env)
     params = {"member_id": member_id, "org_id": org, "caller_id": None, "now": datetime.now(UTC)}
-    row = _one(conn, "api_enable_member", params)
-    if not row["found"]:
-        raise CliError(f"member {member_id} not found in organization {org}")
-    if row["enabled"] is None:
+    target = _found(
+        conn,
+        "api_lock_member_for_enable",
+        params,
+        f"member {member_id} not found in organization {org}",
+    )
+    if target["disabled_at"] is None:
         raise CliError(f"member {member_id} is not disabled")
+    row = _one(conn, "api_enable_member", params)
     return {**_member(conn, org, member_id), "revoked_tokens": row["revoked"]}
 
 

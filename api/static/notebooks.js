@@ -82,12 +82,7 @@ function showNotice(message) {
 // which). Its page has nothing left to show or do: back to the list, which
 // says so. The history entry is replaced, so Back does not return to it.
 export function notebookGone(name) {
-  leaveFor(`${name ? `“${name}”` : "That notebook"} no longer exists, or is no longer shared with you.`);
-}
-
-// Back to the list, which says `notice` first.
-function leaveFor(notice) {
-  list.notice = notice;
+  list.notice = `${name ? `“${name}”` : "That notebook"} no longer exists, or is no longer shared with you.`;
   // A dialog about it (edit, delete) would only fail now.
   for (const dialog of [$("#edit-dialog"), $("#delete-dialog"), $("#confirm-dialog"), $("#owner-dialog")]) {
     if (dialog.open) dialog.close();
@@ -540,15 +535,9 @@ async function refreshDetail() {
 function handOnButton(nb) {
   if (!canHandOn(nb)) return [];
   const key = `${nb.id}:HandOn`;
-  const handedOn = async (stillVisible, name) => {
-    if (!stillVisible) {
-      leaveFor(`“${nb.name}” is ${name}'s now.`);
-      return;
-    }
-    await detail.poller.now(); // its history then shows the hand-over
-    const button = $(`[data-focus-key="${CSS.escape(key)}"]`); // gone when it is no longer theirs to give
-    if (button) button.focus();
-    else focusHeading($("#view-notebook"));
+  const handedOn = async () => {
+    await detail.poller.now(); // its owner, and its history with the hand-over
+    $(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
   };
   return [
     " ",

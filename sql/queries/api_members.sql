@@ -55,8 +55,11 @@ select json_build_object(
   from members m where m.id = %(member_id)s;
 
 -- name: api_active_member
+-- Key-share-locked: a disabling or an enabling waits for the token being
+-- made (or the write being done) to commit, and then sees it.
 select id from members
- where id = %(member_id)s and organization_id = %(org_id)s and disabled_at is null;
+ where id = %(member_id)s and organization_id = %(org_id)s and disabled_at is null
+   for key share;
 
 -- name: api_insert_member
 insert into members (id, organization_id, email, name, organization_admin, created_at)
@@ -90,28 +93,29 @@ with locked as (
 )
 select (select ok from caller) as caller_ok, (select id from done) as disabled;
 
+-- name: api_lock_member_for_enable
+-- First, in a statement of its own: the member's row, locked. A token being
+-- made for them (api_active_member holds the row key-share-locked) commits
+-- before api_enable_member reads their tokens, so it is revoked with them.
+select id, disabled_at from members
+ where id = %(member_id)s and organization_id = %(org_id)s
+   for update;
+
 -- name: api_enable_member
 -- A disabled member back, with their teams, role and notebooks (none of it
 -- went), and none of their tokens: every one left is revoked now, so a token
--- leaked before the disabling does not come back with them. `found`: the
--- member is the org's; `enabled`: it was disabled, and is no longer.
-with target as (
-    select id, disabled_at from members
-     where id = %(member_id)s and organization_id = %(org_id)s
-       for update
-), revoked as (
+-- leaked before the disabling does not come back with them. Run after
+-- api_lock_member_for_enable, on a disabled member.
+with revoked as (
     update api_tokens set revoked_at = %(now)s, revoked_by = %(caller_id)s
-     where member_id in (select id from target where disabled_at is not null)
-       and revoked_at is null
+     where member_id = %(member_id)s and revoked_at is null
     returning id
 ), enabled as (
-    update members m set disabled_at = null
-      from target
-     where m.id = target.id and target.disabled_at is not null
-    returning m.id
+    update members set disabled_at = null
+     where id = %(member_id)s and organization_id = %(org_id)s
+    returning id
 )
-select exists (select 1 from target) as found, (select id from enabled) as enabled,
-       (select count(*) from revoked) as revoked;
+select (select count(*) from revoked) as revoked;
 
 -- name: api_lock_member_change
 -- Before a member is renamed or made an admin or not: the caller's and the

@@ -125,28 +125,32 @@ update teams t set name = %(name)s
                       and o.id <> %(team_id)s)
 returning t.id;
 
+-- name: api_lock_team_for_delete
+-- A team's deletion, first: its row, so no share with it begins meanwhile
+-- (a share's foreign key check waits, then finds the team gone).
+select id, name from teams where id = %(team_id)s and organization_id = %(org_id)s
+   for update;
+
+-- name: api_lock_team_notebooks
+-- Then the notebooks shared with it, in id order (as a notebook's own writes
+-- lock it before its team links, so no cycle forms with them).
+select n.id from notebooks n join notebook_teams nt on nt.notebook_id = n.id
+ where nt.team_id = %(team_id)s
+ order by n.id
+   for update of n;
+
 -- name: api_record_team_deletion
--- Before a team is deleted: each notebook shared with it says so in its
--- history, by whom. Their rows are locked first, in id order (as a
--- notebook's own writes lock it before its team links, so no cycle forms
--- with them), and each event is stamped no earlier than the notebook's last
--- (status.sql says why).
-with shared as (
-    select n.id, n.organization_id, n.status, t.name as team_name
-      from teams t
-      join notebook_teams nt on nt.team_id = t.id
-      join notebooks n on n.id = nt.notebook_id
-     where t.id = %(team_id)s and t.organization_id = %(org_id)s and n.deleted_at is null
-     order by n.id
-       for update of n
-)
+-- Then, read afresh (an unshare that committed while this waited is not
+-- counted twice), each notebook still shared with it says so in its
+-- history, by whom, stamped no earlier than its last event (status.sql).
 insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason,
                              actor, created_at)
-select s.id, s.organization_id, s.status, s.status,
-       'No longer shared with ' || s.team_name || ': the team was deleted', %(member_id)s,
+select n.id, n.organization_id, n.status, n.status,
+       'No longer shared with ' || %(name)s || ': the team was deleted', %(member_id)s,
        greatest(%(now)s::timestamptz,
-                (select max(e.created_at) from notebook_events e where e.notebook_id = s.id))
-  from shared s;
+                (select max(e.created_at) from notebook_events e where e.notebook_id = n.id))
+  from notebooks n join notebook_teams nt on nt.notebook_id = n.id
+ where nt.team_id = %(team_id)s and n.deleted_at is null;
 
 -- name: api_delete_team
 -- Its memberships and its notebooks' shares go with it (on delete cascade);

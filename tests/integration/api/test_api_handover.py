@@ -1,7 +1,8 @@
-"""Handing a notebook on (PATCH `memberId`): its owner or an org admin gives
-it to another active member of the organization, recorded in its history;
-a running one's slot moves to the new owner, under their running limit; a
-refusal changes nothing."""
+"""Handing a notebook on (PATCH `memberId`): an org admin gives it to another
+active member of the organization, recorded in its history; a running one's
+slot moves to the new owner, under their running limit; a refusal changes
+nothing. Its owner may not (its cost would move to a colleague who never
+agreed, while the owner kept using it through a team)."""
 
 from __future__ import annotations
 
@@ -45,18 +46,16 @@ async def refused(resp: Any, status: int, code: str, field: str | None = None) -
     return body
 
 
-async def test_the_owner_hands_it_on_and_its_history_says_so(
+async def test_an_org_admin_hands_it_on_and_its_history_says_so(
     client: TestClient, world: World, factory: Factory
 ) -> None:
     nb = world.notebook
-    resp = await hand_on(client, nb, world.owner, world.outsider.id)
+    resp = await hand_on(client, nb, world.admin, world.outsider.id)
     assert resp.status == 200, await resp.text()
     body = await body_of(resp)
     described = body["included"]["notebooks"][0]
-    # Described as handed on, though the owner, in none of its teams, no
-    # longer sees it.
     assert described["memberId"] == world.outsider.id
-    assert described["updatedBy"] == world.owner.id
+    assert described["updatedBy"] == world.admin.id
     assert {m["id"] for m in body["included"]["members"]} >= {world.outsider.id}
     assert owner_of(factory, nb) == world.outsider.id
     assert events(factory, nb) == [
@@ -64,9 +63,10 @@ async def test_the_owner_hands_it_on_and_its_history_says_so(
             "stopped",
             "stopped",
             f"Handed on from Member {world.owner.id} to Member {world.outsider.id}",
-            world.owner.id,
+            world.admin.id,
         )
     ]
+    # The previous owner, in none of its teams, no longer sees it.
     assert (await client.get(f"{NB}/{nb}", headers=world.owner.auth)).status == 404
     # The new owner has every right an owner has: a delete, for one.
     assert (await client.get(f"{NB}/{nb}", headers=world.outsider.auth)).status == 200
@@ -94,9 +94,14 @@ async def test_nobody_else_may_hand_it_on_and_a_refusal_changes_nothing(
     client: TestClient, world: World, factory: Factory
 ) -> None:
     nb = world.notebook
-    # Team admins and editors manage it, but giving it away is the owner's.
-    for who in (world.team_admin, world.editor):
-        await refused(await hand_on(client, nb, who, who.id), 403, "forbidden")
+    # Its owner may not give it away (to a teammate, keeping access through
+    # the team, it would run on their slots); team admins and editors manage
+    # it, but giving it away is not managing it.
+    for who in (world.owner, world.team_admin, world.editor):
+        body = await refused(await hand_on(client, nb, who, world.editor.id), 403, "forbidden")
+        assert body["detail"] == (
+            "Only organization admins hand a notebook on to another owner: ask one."
+        )
     await refused(await hand_on(client, nb, world.viewer, world.viewer.id), 403, "forbidden")
     await refused(await hand_on(client, nb, world.outsider, world.outsider.id), 404, "not_found")
     await refused(await hand_on(client, nb, world.stranger, world.stranger.id), 404, "not_found")
@@ -114,11 +119,11 @@ async def test_only_an_active_member_of_the_organization_receives_it(
     )
     for to in (gone.id, world.stranger.id, "NOSUCHMEMBER"):
         body = await refused(
-            await hand_on(client, nb, world.owner, to), 400, "unknown_reference", "memberId"
+            await hand_on(client, nb, world.admin, to), 400, "unknown_reference", "memberId"
         )
         assert body["detail"] == "memberId is not an active member of this organization."
     await refused(
-        await hand_on(client, nb, world.owner, "ann@example.com"), 400, "invalid_id", "memberId"
+        await hand_on(client, nb, world.admin, "ann@example.com"), 400, "invalid_id", "memberId"
     )
     assert owner_of(factory, nb) == world.owner.id
     assert events(factory, nb) == []
@@ -127,8 +132,10 @@ async def test_only_an_active_member_of_the_organization_receives_it(
 async def test_handing_it_to_its_owner_changes_nothing(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    resp = await hand_on(client, world.notebook, world.owner, world.owner.id)
-    assert resp.status == 200
+    # Sent by anyone who may edit it: no hand-over, so no refusal either.
+    for who in (world.admin, world.owner, world.editor):
+        resp = await hand_on(client, world.notebook, who, world.owner.id)
+        assert resp.status == 200
     assert events(factory, world.notebook) == []
 
 
@@ -136,7 +143,7 @@ async def test_a_stale_etag_hands_nothing_on(
     client: TestClient, world: World, factory: Factory
 ) -> None:
     resp = await hand_on(
-        client, world.notebook, world.owner, world.editor.id, **{"If-Match": '"x"'}
+        client, world.notebook, world.admin, world.editor.id, **{"If-Match": '"x"'}
     )
     await refused(resp, 412, "etag_mismatch", "If-Match")
     assert owner_of(factory, world.notebook) == world.owner.id
@@ -150,7 +157,7 @@ async def test_a_running_notebook_goes_only_to_whom_its_slot_fits(
     factory.notebook(world.editor, world.config, status="idle")  # the editor's one slot
     async with TestClient(TestServer(create_app(limits, clock=clock))) as client:
         body = await refused(
-            await hand_on(client, running, world.owner, world.editor.id),
+            await hand_on(client, running, world.admin, world.editor.id),
             409,
             "running_limit_reached",
         )
@@ -161,7 +168,7 @@ async def test_a_running_notebook_goes_only_to_whom_its_slot_fits(
         assert events(factory, running) == []
         # A stopped one holds no slot: it goes; and the organization, at its
         # limit of two, is not asked (the slot only moves within it).
-        assert (await hand_on(client, world.notebook, world.owner, world.editor.id)).status == 200
-        assert (await hand_on(client, running, world.owner, world.outsider.id)).status == 200
+        assert (await hand_on(client, world.notebook, world.admin, world.editor.id)).status == 200
+        assert (await hand_on(client, running, world.admin, world.outsider.id)).status == 200
         assert owner_of(factory, running) == world.outsider.id
         assert events(factory, running)[0][:2] == ("running", "running")

@@ -4,10 +4,15 @@ notebooks come back; tokens do not."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import psycopg
 from aiohttp.test_utils import TestClient
-from api_factories import Factory, Member, World, body_of
+from api_factories import Factory, Member, World, body_of, until_waiting_on_locks
+
+from common.ids import new_id
+from common.settings import Settings
 
 V1 = "/api/v1"
 
@@ -111,3 +116,29 @@ async def test_the_disabled_list_checks_its_parameter_and_keeps_its_markers_apar
     )
     await problem(resp, 400, "invalid_marker", "marker")
     assert (await client.get(f"{V1}/members?disabled=true", headers=world.owner.auth)).status == 403
+
+
+async def test_a_token_being_made_while_the_member_is_enabled_is_revoked_too(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """A token for the member whose insert commits while the enable waits for
+    the member's row is revoked with the rest (a review: the enable's one
+    statement read the tokens before its wait, and the token came back live)."""
+    editor, admin = world.editor, world.admin
+    assert (await client.delete(f"{V1}/members/{editor.id}", headers=admin.auth)).status == 204
+    late = new_id()
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as maker:
+        # As a token being made holds its member: key-share-locked, inserted.
+        await maker.execute("select id from members where id = %s for key share", (editor.id,))
+        await maker.execute(
+            "insert into api_tokens (id, member_id, name, prefix, secret_hash)"
+            " values (%s, %s, 'late', 'nbk_late', %s)",
+            (late, editor.id, "x" * 64),
+        )
+        enabling = asyncio.ensure_future(
+            client.post(f"{V1}/members/{editor.id}/enable", headers=admin.auth)
+        )
+        await until_waiting_on_locks(factory, 1, enabling, "the enable did not wait")
+        await maker.commit()
+    assert (await enabling).status == 200
+    assert factory.value("select revoked_at is not null from api_tokens where id = %s", late)

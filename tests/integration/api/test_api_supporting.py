@@ -502,9 +502,13 @@ async def test_token_and_team_member_listings(client: TestClient, world: World) 
     assert sorted((m["memberId"], m["role"]) for m in members["items"]) == sorted(
         [(world.team_admin.id, "admin"), (world.editor.id, "editor"), (world.viewer.id, "viewer")]
     )
-    # Named, for a member who may not list the organization's members.
-    named = {m["id"]: m["name"] for m in members["included"]["members"]}
-    assert named == {m.id: f"Member {m.id}" for m in (world.team_admin, world.editor, world.viewer)}
+    # Named to the team's own members (who may not list the organization's
+    # members), and to org admins; not to others in the organization.
+    assert members["included"]["members"] == []
+    expected = {m.id: f"Member {m.id}" for m in (world.team_admin, world.editor, world.viewer)}
+    for who in (world.viewer, world.admin):
+        seen = await body_of(await client.get(f"{V1}/teams/{world.team}/members", headers=who.auth))
+        assert {m["id"]: m["name"] for m in seen["included"]["members"]} == expected
     assert (
         await client.get(f"{V1}/teams/{world.team}/members", headers=world.stranger.auth)
     ).status == 404
@@ -773,3 +777,26 @@ async def test_notebooks_are_listed_by_owner_as_far_as_the_caller_sees_them(
         headers=world.admin.auth,
     )
     assert other.status == 400 and (await body_of(other))["code"] == "invalid_marker"
+
+
+async def test_a_team_deleted_while_a_notebook_is_unshared_from_it_is_recorded_once(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """An unshare that commits while the deletion waits for the notebook is
+    that notebook's one entry about the team (a review: both were recorded)."""
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as unsharing:
+        await unsharing.execute(
+            "select id from notebooks where id = %s for update", (world.notebook,)
+        )
+        await unsharing.execute(
+            "delete from notebook_teams where notebook_id = %s and team_id = %s",
+            (world.notebook, world.team),
+        )
+        deleting = asyncio.ensure_future(
+            client.delete(f"{V1}/teams/{world.team}", headers=world.admin.auth)
+        )
+        await until_waiting_on_locks(factory, 1, deleting, "the deletion did not wait")
+        await unsharing.commit()
+    assert (await deleting).status == 204
+    count = "select count(*) from notebook_events where notebook_id = %s"
+    assert factory.value(count, world.notebook) == 0
