@@ -213,7 +213,8 @@ export const api = {
   openNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/open`),
   pingNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/ping`),
   notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),
-  notebookEvents: (id, limit) => request("GET", `/workloads/notebooks/${enc(id)}/events?limit=${limit}`),
+  notebookEvents: (id, limit, marker) =>
+    request("GET", `/workloads/notebooks/${enc(id)}/events?limit=${limit}${marker ? `&marker=${enc(marker)}` : ""}`),
   addNotebookTeams: (id, teamIds) =>
     request("POST", `/workloads/notebooks/${enc(id)}/teams`, { teamIds }),
   removeNotebookTeam: (id, teamId) =>

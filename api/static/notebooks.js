@@ -1,6 +1,6 @@
 // The notebooks list and the single-notebook view, both kept live by polling.
 
-import { actionButtons, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
+import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
 import { canHandOn, openHandOver } from "./handover.js";
 import {
@@ -447,7 +447,16 @@ export const listView = {
 
 // `visit` counts entries to and exits from the view: an answer for an earlier
 // visit (another notebook, or this one before leaving) is dropped.
-const detail = { id: null, visit: 0, poller: null, nb: null, admin: undefined, teamsKey: null, historyKey: null };
+const detail = {
+  id: null,
+  visit: 0,
+  poller: null,
+  nb: null,
+  admin: undefined,
+  teamsKey: null,
+  historyKey: null,
+  history: { latest: [], older: [], total: 0, marker: null },
+};
 
 // The history shows the latest changes; the API pages the rest.
 const HISTORY_SHOWN = 20;
@@ -640,24 +649,58 @@ async function refreshHistory() {
   if (visit !== detail.visit) return; // left meanwhile
   showError(errorEl, null);
   absorb(page.included); // who acted, by name
-  $("#nb-history").replaceChildren(
-    ...(page.items.length
-      ? page.items.map((e) =>
-          h(
-            "li",
-            { dataset: { eventId: e.id } },
-            formatTime(e.createdAt),
-            " ",
-            statusBadge(e.toStatus),
-            h("span", { class: "history-reason", text: e.reason ? ` ${e.reason}` : "" }),
-            h("span", { class: "muted small", text: ` · ${actorLabel(e.actor)}` }),
-          ),
-        )
-      : [h("li", { class: "muted", text: "Nothing yet: it has never been started or changed." })]),
+  detail.history.latest = page.items;
+  detail.history.total = page.total;
+  if (detail.history.older.length === 0) detail.history.marker = page.marker || null;
+  renderHistory();
+}
+
+// The latest entries, then the older ones the member asked for ("Show
+// older": the API's marker, by event id, so new entries never shift them).
+function renderHistory() {
+  const { latest, older, total, marker } = detail.history;
+  const oldest = latest.length ? Number(latest[latest.length - 1].id) : Infinity;
+  const items = [...latest, ...older.filter((e) => Number(e.id) < oldest)];
+  const list = $("#nb-history");
+  preserveFocus(list, () =>
+    list.replaceChildren(
+      ...(items.length
+        ? items.map((e) =>
+            h(
+              "li",
+              { dataset: { eventId: e.id } },
+              formatTime(e.createdAt),
+              " ",
+              statusBadge(e.toStatus),
+              h("span", { class: "history-reason", text: e.reason ? ` ${e.reason}` : "" }),
+              h("span", { class: "muted small", text: ` · ${actorLabel(e.actor)}` }),
+            ),
+          )
+        : [h("li", { class: "muted", text: "Nothing yet: it has never been started or changed." })]),
+    ),
   );
   const more = $("#history-more");
-  more.hidden = page.total <= page.items.length;
-  more.textContent = `The latest ${page.items.length} of ${page.total} changes.`;
+  more.hidden = total <= items.length;
+  more.textContent = `The latest ${items.length} of ${total} entries.`;
+  $("#history-older").hidden = !marker || total <= items.length;
+}
+
+async function showOlder(ev) {
+  const { id, visit } = detail;
+  const page = await attempt(ev.currentTarget, $("#history-error"), "Could not load older entries", () =>
+    api.notebookEvents(id, HISTORY_SHOWN, detail.history.marker),
+  );
+  if (page === REFUSED || visit !== detail.visit) return;
+  absorb(page.included);
+  detail.history.older.push(...page.items);
+  detail.history.marker = page.marker || null;
+  renderHistory();
+  announce(`${page.items.length} older entries shown`);
+  // On the button for more, or (the last of it came) on the history's heading.
+  const button = $("#history-older");
+  const target = button.hidden ? $("#history-title") : button;
+  if (button.hidden) target.setAttribute("tabindex", "-1");
+  target.focus();
 }
 
 // Whether the member sees `nb` only through the team `teamId` (not its
@@ -736,8 +779,11 @@ export const detailView = {
     // Nothing of the notebook shown before stays while this one loads.
     $("#nb-title").textContent = "Notebook";
     detail.historyKey = null;
+    detail.history = { latest: [], older: [], total: 0, marker: null };
     showError($("#history-error"), null);
     $("#history-more").hidden = true;
+    $("#history-older").hidden = true;
+    $("#history-older").onclick = showOlder;
     for (const sel of ["#nb-status", "#nb-actions", "#nb-facts", "#nb-teams", "#nb-history"]) $(sel).replaceChildren();
     for (const sel of ["#nb-message", "#nb-description"]) $(sel).textContent = "";
     $("#add-team-form").hidden = true;

@@ -19,6 +19,7 @@ from browser_helpers import (
     sign_in,
     team_with,
 )
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -91,5 +92,37 @@ def test_a_share_and_an_edit_made_on_the_page_show_in_its_history(browser: Any, 
         history.filter(has_text="Idle timeout 1 h → 2 h").wait_for()
         assert history.count() == 2
         assert "you" in history.first.inner_text()
+    finally:
+        close_page(page)
+
+
+def test_older_history_is_shown_on_request_a_page_at_a_time(browser: Any, stack: Any) -> None:
+    """The latest 20 first; "Show older" adds the next 20 (the API's marker)
+    until the first entry, then focus goes to the history's heading."""
+    nb_id = create_notebook_via_api(stack, "Long history")
+    for i in range(45):
+        body = {"description": f"step {i}"}
+        assert stack.call("PATCH", f"/workloads/notebooks/{nb_id}", body)[0] == 200
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+        history = page.locator("#nb-history li")
+        expect(history).to_have_count(20)
+        more = page.locator("#history-more")
+        expect(more).to_have_text("The latest 20 of 45 entries.")
+        older = page.get_by_role("button", name="Show older")
+        older.click()
+        expect(history).to_have_count(40)
+        expect(older).to_be_focused()
+        older.click()
+        expect(history).to_have_count(45)
+        expect(older).to_be_hidden()
+        expect(page.locator("#history-title")).to_be_focused()
+        assert more.is_hidden()
+        # Newest first, each once.
+        ids = [int(i) for i in history.evaluate_all("els => els.map(e => e.dataset.eventId)")]
+        assert ids == sorted(ids, reverse=True) and len(set(ids)) == 45
     finally:
         close_page(page)
