@@ -399,9 +399,10 @@ async def hand_on(
     if row["desired_state"] == "running" and row["status"] in STOPPABLE:
         # It holds a running slot, from now on the new owner's.
         await check_running_limits(ctx, owner_id, organization=False, who=found["name"])
-    await record_change(
-        ctx, notebook_id, row, f"Handed on from {found['old_name']} to {found['name']}"
+    before, after = (
+        f"{found[n]} ({found[e]})" for n, e in (("old_name", "old_email"), ("name", "email"))
     )
+    await record_change(ctx, notebook_id, row, f"Handed on from {before} to {after}")
     return owner_id
 
 

@@ -255,9 +255,10 @@ values (%(id)s, %(org_id)s, %(member_id)s, %(workload_config_id)s, %(name)s, %(d
 -- The member a notebook is handed to, if active in the org, key-share-locked
 -- (as a foreign key check would): disabling them waits for the hand-over,
 -- which a disabling committed first is seen by. With the previous owner's
--- name, for the history.
-select m.id, m.name,
-       (select o.name from members o where o.id = %(old_owner_id)s) as old_name
+-- name and email, for the history (names are not unique; emails are).
+select m.id, m.name, m.email,
+       (select o.name from members o where o.id = %(old_owner_id)s) as old_name,
+       (select o.email from members o where o.id = %(old_owner_id)s) as old_email
   from members m
  where m.id = %(owner_id)s and m.organization_id = %(org_id)s and m.disabled_at is null
    for key share of m;

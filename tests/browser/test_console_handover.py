@@ -66,7 +66,9 @@ def test_an_admin_hands_a_disabled_members_notebook_to_someone_found_by_name(
         focused = page.evaluate("document.activeElement.dataset.focusKey")
         assert focused == f"{nb_id}:HandOn"
         page.locator(
-            "#nb-history li", has_text="Handed on from Ann Analyst to Bob Builder"
+            "#nb-history li",
+            has_text="Handed on from Ann Analyst (ann@example.com)"
+            " to Bob Builder (bob@example.com)",
         ).wait_for()
         assert owner_of(stack, nb_id) == bob["id"]
     finally:

@@ -62,7 +62,8 @@ async def test_an_org_admin_hands_it_on_and_its_history_says_so(
         (
             "stopped",
             "stopped",
-            f"Handed on from Member {world.owner.id} to Member {world.outsider.id}",
+            f"Handed on from Member {world.owner.id} ({world.owner.id.lower()}@example.com) to"
+            f" Member {world.outsider.id} ({world.outsider.id.lower()}@example.com)",
             world.admin.id,
         )
     ]
