@@ -10,6 +10,7 @@ refuses, and the operator could go neither back nor on).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import psycopg
@@ -49,6 +50,35 @@ def refuse_newer(applied: set[int]) -> None:
         )
 
 
+def checksum(path: Path) -> str:
+    """A file's SHA-256, line endings aside (a checkout that writes CRLF is
+    the same file)."""
+    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+
+
+def refuse_edited(files: list[tuple[int, str, Path]], recorded: dict[int, str | None]) -> None:
+    """An applied file that changed since it ran: the database has what it
+    said then, not what it says now, so the schema is no longer what the
+    files describe (a fresh install would differ from an upgraded one). A
+    change to the schema goes in a new file."""
+    for version, _, path in files:
+        was = recorded.get(version)
+        if was is not None and was != checksum(path):
+            raise MigrationError(
+                f"migration {path.name} changed after it was applied (its checksum differs "
+                "from the one recorded then): restore the file as it was released, and put "
+                "the change in a new migration"
+            )
+
+
+async def applied_checksums(conn: psycopg.AsyncConnection) -> dict[int, str | None]:
+    """Applied versions and the checksums recorded with them (None: applied
+    by a release that kept none)."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute("select version, checksum from schema_migrations")
+        return {r[0]: r[1] for r in await cur.fetchall()}
+
+
 async def applied_versions(conn: psycopg.AsyncConnection) -> set[int]:
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute("select to_regclass('schema_migrations') is not null")
@@ -62,8 +92,8 @@ async def applied_versions(conn: psycopg.AsyncConnection) -> set[int]:
 def refuse_out_of_order(pending: list[tuple[int, str, Path]], applied: set[int]) -> None:
     """Files apply in order, each after the ones below it: a file numbered
     below the newest applied one that never ran (added by a merge) would run
-    after files written to come after it. (Applied files are known by number
-    only: one renumbered or edited after it ran is not noticed.)"""
+    after files written to come after it. (An applied file edited since is
+    refused by refuse_edited.)"""
     newest = max(applied, default=0)
     late = [path.name for version, _, path in pending if version < newest]
     if late:
@@ -86,9 +116,18 @@ async def migrate(dsn: str, lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS) 
                 " version integer primary key, name text not null,"
                 " applied_at timestamptz not null default now())"
             )
-            done = await applied_versions(conn)
+            # Each file's checksum from this release on: an applied file
+            # edited afterwards is refused (refuse_edited).
+            await conn.execute(
+                "alter table schema_migrations add column if not exists checksum text"
+            )
+            recorded = await applied_checksums(conn)
+            done = set(recorded)
             refuse_newer(done)
-            pending = [f for f in migration_files() if f[0] not in done]
+            files = migration_files()
+            refuse_edited(files, recorded)
+            await _record_checksums(conn, files, recorded)
+            pending = [f for f in files if f[0] not in done]
             refuse_out_of_order(pending, done)
             if pending:
                 await _apply(conn, pending, lock_timeout_seconds, before=max(done, default=0))
@@ -102,6 +141,21 @@ async def migrate(dsn: str, lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS) 
             if not conn.broken:  # a lost connection drops the lock; its error is the news
                 await conn.execute("select pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
+
+
+async def _record_checksums(
+    conn: psycopg.AsyncConnection,
+    files: list[tuple[int, str, Path]],
+    recorded: dict[int, str | None],
+) -> None:
+    """Applied files without a checksum (applied before checksums were kept)
+    get the one they have now: what ran is taken to be what is released."""
+    for version, _, path in files:
+        if version in recorded and recorded[version] is None:
+            await conn.execute(
+                "update schema_migrations set checksum = %s where version = %s",
+                (checksum(path), version),
+            )
 
 
 async def _take_lock(conn: psycopg.AsyncConnection) -> None:
@@ -159,8 +213,8 @@ async def _apply(
                 await conn.execute(f"set local lock_timeout = '{int(lock_timeout * 1000)}ms'")
                 await conn.execute(path.read_text())
                 await conn.execute(
-                    "insert into schema_migrations (version, name) values (%s, %s)",
-                    (version, name),
+                    "insert into schema_migrations (version, name, checksum) values (%s, %s, %s)",
+                    (version, name, checksum(path)),
                 )
     except psycopg.errors.LockNotAvailable as exc:
         raise MigrationError(

@@ -299,3 +299,57 @@ async def test_a_file_the_server_cancels_is_named_too(
         f" stays at version {latest_version()}): canceling statement due to statement timeout"
     )
     assert 99 not in _versions(empty_database_url)
+
+
+async def test_an_applied_file_edited_afterwards_is_refused(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0005 edited after it ran: the database has what it said then, so a
+    fresh install and an upgraded one would differ. Refused, naming it, and
+    nothing of the run applied; CRLF line endings are the same file."""
+    files = migration_files()
+    await migrate(empty_database_url)
+    version, name, path = next(f for f in files if f[0] == 5)
+    same = tmp_path / path.name
+    same.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    swapped = [(v, n, same if v == version else p) for v, n, p in files]
+    monkeypatch.setattr("sql.migrate.migration_files", lambda: swapped)
+    assert await migrate(empty_database_url) == []
+    edited = tmp_path / "edited" / path.name
+    edited.parent.mkdir()
+    edited.write_text(path.read_text() + "\ncreate table sneaked_in (id int);\n")
+    late = tmp_path / "0099_after.sql"
+    late.write_text("create table after_edit (id int);")
+    changed = [(v, n, edited if v == version else p) for v, n, p in files] + [(99, "after", late)]
+    monkeypatch.setattr("sql.migrate.migration_files", lambda: changed)
+    with pytest.raises(MigrationError) as caught:
+        await migrate(empty_database_url)
+    assert str(caught.value) == (
+        f"migration {path.name} changed after it was applied (its checksum differs from the one"
+        " recorded then): restore the file as it was released, and put the change in a new"
+        " migration"
+    )
+    assert 99 not in _versions(empty_database_url)
+
+
+async def test_files_applied_before_checksums_were_kept_get_theirs_then_count(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database upgraded by a release that kept no checksums: the files it
+    has now are taken as what ran, and an edit from then on is refused."""
+    await migrate(empty_database_url)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("update schema_migrations set checksum = null")
+    assert await migrate(empty_database_url) == []
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        missing = conn.execute(
+            "select count(*) from schema_migrations where checksum is null"
+        ).fetchone()
+    assert missing == (0,)
+    version, _, path = migration_files()[0]
+    edited = tmp_path / path.name
+    edited.write_text(path.read_text() + "\n-- edited\n")
+    changed = [(v, n, edited if v == version else p) for v, n, p in migration_files()]
+    monkeypatch.setattr("sql.migrate.migration_files", lambda: changed)
+    with pytest.raises(MigrationError):
+        await migrate(empty_database_url)
