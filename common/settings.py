@@ -227,6 +227,10 @@ class Settings:
     # owner and per organization; a start beyond either is a 409 (0 = no limit).
     max_running_per_member: int = 0
     max_running_per_org: int = 0
+    # WebSockets one member may hold open through one proxy process (each is
+    # two sockets there): a runaway script or page cannot take its file
+    # descriptors from everyone else (0 = no limit).
+    proxy_max_websockets_per_member: int = 64
     # Images a workload config may name (common/images.py; empty: any).
     allowed_images: tuple[str, ...] = ()
 
@@ -302,5 +306,8 @@ class Settings:
                 env, "NOTEBOOKS_MAX_RUNNING_PER_MEMBER", 0, minimum=0
             ),
             max_running_per_org=int_setting(env, "NOTEBOOKS_MAX_RUNNING_PER_ORG", 0, minimum=0),
+            proxy_max_websockets_per_member=int_setting(
+                env, "NOTEBOOKS_PROXY_MAX_WEBSOCKETS_PER_MEMBER", 64, minimum=0
+            ),
             allowed_images=allowed_images(env),
         )

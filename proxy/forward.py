@@ -287,6 +287,28 @@ async def forward_websocket(
     if not origin_allowed(proxy, request):
         metrics.REQUESTS.labels("websocket", "forbidden").inc()
         return pages.forbidden("This WebSocket came from a page of another origin.")
+    cap = proxy.settings.proxy_max_websockets_per_member
+    if cap and proxy.registry.websockets_of(session.member_id) >= cap:
+        metrics.REQUESTS.labels("websocket", "too_many").inc()
+        return pages.page(
+            429,
+            "Too many connections",
+            f"You have {cap} notebook connections open through this server, the most it "
+            "allows one member: close some notebook tabs, then reload this one.",
+        )
+    with proxy.registry.opening(session.member_id) as opened:
+        return await _open_websocket(proxy, request, session, target, relative, protocols, opened)
+
+
+async def _open_websocket(
+    proxy: Proxy,
+    request: web.Request,
+    session: ProxySession,
+    target: Target,
+    relative: str,
+    protocols: list[str],
+    opened: Callable[[], None],
+) -> web.StreamResponse:
     viewer_main = session.mode == "view" and relative.rstrip("/") == MAIN_WS
     # The raw query: aiohttp's `query_string` is decoded once already.
     query = force_kiosk(request.rel_url.raw_query_string) if viewer_main else None
@@ -345,6 +367,7 @@ async def forward_websocket(
             stopped.set_result(reason)
 
     live = proxy.registry.add(Live(session, stop, read_at(target, proxy.clock), websocket=True))
+    opened()  # counted as open from now on (Registry.websockets_of)
     gauge = metrics.WEBSOCKETS_ACTIVE.labels(session.mode)
     gauge.inc()
     started = time.monotonic()

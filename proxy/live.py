@@ -3,7 +3,9 @@ session or status (NOTIFY, or the periodic re-check) can end them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -75,6 +77,35 @@ def _saving(session: ProxySession, target: Target, now: datetime, login: bool) -
 class Registry:
     def __init__(self) -> None:
         self._live: set[Live] = set()
+        # WebSockets being opened (upstream connecting), by member: counted
+        # with the open ones, so handshakes at once cannot pass a cap together.
+        self._opening: Counter[str] = Counter()
+
+    def websockets_of(self, member_id: str) -> int:
+        """The member's WebSockets open or being opened."""
+        open_ = sum(1 for x in self._live if x.websocket and x.session.member_id == member_id)
+        return open_ + self._opening[member_id]
+
+    @contextmanager
+    def opening(self, member_id: str) -> Iterator[Callable[[], None]]:
+        """A WebSocket of the member's being opened: counted until the
+        callable it yields is called (the WebSocket is registered) or the
+        block ends (it failed)."""
+        self._opening[member_id] += 1
+        counted = True
+
+        def done() -> None:
+            nonlocal counted
+            if counted:
+                counted = False
+                self._opening[member_id] -= 1
+                if not self._opening[member_id]:
+                    del self._opening[member_id]
+
+        try:
+            yield done
+        finally:
+            done()
 
     def add(self, live: Live) -> Live:
         self._live.add(live)

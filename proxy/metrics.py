@@ -34,6 +34,7 @@ REQUEST_OUTCOMES = (
     "bad_path",
     "bad_request",
     "database_unavailable",
+    "too_many",  # a member's WebSockets at NOTEBOOKS_PROXY_MAX_WEBSOCKETS_PER_MEMBER
 )
 DIRECTIONS = ("to_upstream", "to_client")
 KINDS = ("http", "websocket")

@@ -1801,3 +1801,37 @@ async def test_marimo_is_told_the_scheme_browsers_use_behind_a_tls_ingress(
             dict((k.lower(), v) for k, v in upstream.seen[-1].headers)["x-forwarded-proto"]
             == "https"
         )
+
+
+async def test_a_member_past_the_websocket_cap_gets_a_429_until_one_closes(
+    settings: Settings,
+) -> None:
+    """NOTEBOOKS_PROXY_MAX_WEBSOCKETS_PER_MEMBER: a runaway page or script
+    cannot take the proxy's sockets from everyone else. Handshakes under way
+    count too; another member has a cap of their own."""
+    capped = dataclasses.replace(settings, proxy_max_websockets_per_member=2)
+    async with echo_proxy(capped) as (upstream, p):
+        owner = await p.login(p.world.owner)
+        editor = await p.login(p.world.editor)
+        try:
+            first = await owner.ws_connect(p.url("/ws"), origin=p.origin)
+            second = await owner.ws_connect(p.url("/ws"), origin=p.origin)
+            refused = total(metrics.REQUESTS, "websocket", "too_many")
+            with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+                await owner.ws_connect(p.url("/ws"), origin=p.origin)
+            assert caught.value.status == 429
+            assert total(metrics.REQUESTS, "websocket", "too_many") == refused + 1
+            theirs = await editor.ws_connect(p.url("/ws"), origin=p.origin)
+            await first.close()
+            await eventually(
+                lambda: p.server.app[PROXY].registry.websockets_of(p.world.owner) == 1,
+                "the closed socket to leave the count",
+            )
+            third = await owner.ws_connect(p.url("/ws"), origin=p.origin)
+            await third.send_str("hi")
+            assert await third.receive_str(timeout=5) == "echo:hi"
+            for ws in (second, third, theirs):
+                await ws.close()
+        finally:
+            await owner.close()
+            await editor.close()
