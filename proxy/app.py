@@ -156,6 +156,8 @@ async def handle_notebook(request: web.Request) -> web.StreamResponse:
     )
     if not decision.allowed:
         metrics.REQUESTS.labels(kind, "forbidden").inc()
+        if not websocket and relative.startswith("/api/"):  # the editor's calls, not a page
+            return pages.api_refusal(decision.reason, everyone=decision.everyone)
         return pages.forbidden(decision.reason)
     if websocket:
         return await forward_websocket(proxy, request, session, target, relative)

@@ -35,6 +35,28 @@ def forbidden(detail: str) -> web.Response:
     return page(403, "Not allowed", detail)
 
 
+# What Marimo's editor shows of a refused call to its API: a JSON `detail`
+# (its own errors' shape, read by its toasts), never an HTML page.
+NOT_HERE = "Not available on this platform"
+
+
+def api_refusal(detail: str, *, everyone: bool) -> web.Response:
+    """A refused Marimo API call, as Marimo's editor reads one. Refused to
+    everyone: 405 with no method allowed, which the editor shows in a toast
+    (and its rename alert, by the reason phrase); refused to a read-only
+    session: 403, which it keeps quiet, as its own read-only refusals (a
+    viewer's page would otherwise toast on every background call)."""
+    resp = web.json_response(
+        {"detail": detail},
+        status=405 if everyone else 403,
+        reason=NOT_HERE if everyone else None,
+    )
+    resp.headers["Cache-Control"] = "no-store"
+    if everyone:
+        resp.headers["Allow"] = ""
+    return resp
+
+
 def unavailable(detail: str) -> web.Response:
     # Retry-After lets a platform page poll instead of spinning.
     return page(503, "Notebook not available", detail, headers={"Retry-After": "5"})

@@ -64,6 +64,9 @@ WEBSOCKETS = frozenset({MAIN_WS, "/ws_sync", TERMINAL_WS})
 class Decision:
     allowed: bool
     reason: str = ""
+    # Refused to everyone (not for being read-only): Marimo's editor shows
+    # such a refusal of its API, where it keeps a 403 quiet (app.py).
+    everyone: bool = False
 
 
 ALLOW = Decision(True)
@@ -93,18 +96,22 @@ def decide(
         return Decision(False, "Marimo's own sign-in is not used here.")
     if path in SHUTDOWN:
         return Decision(
-            False, "Stop the notebook from the platform: Marimo's own shutdown is not used here."
+            False,
+            "Stop the notebook from the platform: Marimo's own shutdown is not used here.",
+            everyone=True,
         )
     if path in RENAME:
         return Decision(
             False,
             "The notebook's file keeps its name here: rename the notebook in the platform instead.",
+            everyone=True,
         )
     if path in PACKAGE_INSTALLS:
         return Decision(
             False,
             "Installing packages from the editor is not available here: ask an admin to add"
             " them to the notebook's kernel image.",
+            everyone=True,
         )
     if path == TERMINAL_WS or path.startswith("/terminal/"):
         if not allow_terminal:
