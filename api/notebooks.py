@@ -392,7 +392,7 @@ async def hand_on(
     )
     if found is None:
         raise BadRequest(
-            "memberId is not an active member of this organization.",
+            "The new owner is not an active member of this organization.",
             code="unknown_reference",
             field="memberId",
         )

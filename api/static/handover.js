@@ -34,6 +34,14 @@ async function search(nb, q) {
   }
 }
 
+// What becomes of the previous owner, said before the hand-over.
+function afterwards(nb) {
+  const owner = state.members.get(nb.memberId);
+  if (nb.memberId === state.me?.id) return "You keep your access as an organization admin.";
+  if (owner?.disabled || owner?.disabledAt) return "";
+  return `${memberLabel(nb.memberId)} keeps access only through the teams it is shared with.`;
+}
+
 // `done(name)` runs after the hand-over, with the new owner's name.
 export function openHandOver(nb, trigger, done) {
   const dialog = $("#owner-dialog");
@@ -45,12 +53,17 @@ export function openHandOver(nb, trigger, done) {
   $("#owner-title").textContent = `Hand “${nb.name}” on`;
   $("#owner-text").textContent =
     "It becomes the new owner's: they open it to edit, and it counts toward their running notebooks. " +
-    `${memberLabel(nb.memberId)} keeps access only through the teams it is shared with.`;
+    afterwards(nb);
   const finish = openDialog(dialog, trigger);
   select.replaceChildren(h("option", { value: "", text: "Loading members…" }));
   search(nb, "");
   const input = $("#owner-search");
   input.oninput = () => {
+    // What was chosen belongs to the last answer: cleared now, so Enter
+    // before the new one comes hands it to nobody (an audit handed it to
+    // the member chosen before the search).
+    searched += 1;
+    select.replaceChildren(h("option", { value: "", text: "Searching…" }));
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => search(nb, input.value.trim()), SEARCH_DELAY_MS);
   };
@@ -66,7 +79,10 @@ export function openHandOver(nb, trigger, done) {
     const handed = await attempt(submit, error, "Could not hand it on", () =>
       api.updateNotebook(nb.id, { memberId }),
     );
-    if (handed === REFUSED) return;
+    if (handed === REFUSED) {
+      select.focus(); // the button was busy (disabled) meanwhile: focus must not drop to the page
+      return;
+    }
     finish();
     absorb(handed.included);
     const name = memberLabel(memberId);

@@ -649,9 +649,9 @@ async function refreshHistory() {
   if (visit !== detail.visit) return; // left meanwhile
   showError(errorEl, null);
   absorb(page.included); // who acted, by name
-  detail.history.latest = page.items;
-  detail.history.total = page.total;
-  if (detail.history.older.length === 0) detail.history.marker = page.marker || null;
+  // Older entries shown before are dropped: the latest page moved on, and
+  // kept, they would leave a gap between it and them (an audit).
+  detail.history = { latest: page.items, older: [], total: page.total, marker: page.marker || null };
   renderHistory();
 }
 
@@ -671,7 +671,8 @@ function renderHistory() {
               { dataset: { eventId: e.id } },
               formatTime(e.createdAt),
               " ",
-              statusBadge(e.toStatus),
+              // A badge for a status change only: an edit or a share left it as it was.
+              e.fromStatus !== e.toStatus ? statusBadge(e.toStatus) : null,
               h("span", { class: "history-reason", text: e.reason ? ` ${e.reason}` : "" }),
               h("span", { class: "muted small", text: ` · ${actorLabel(e.actor)}` }),
             ),

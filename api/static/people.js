@@ -641,7 +641,7 @@ function removeFromTeam(team, memberId, name, trigger, memberships) {
 // the organization may have thousands) and pick; a team admin who is not one
 // cannot list members (GET /members is 403) and types a member id, the one
 // thing PUT /teams/{team}/members/{member} takes.
-const FOUND_SHOWN = 20;
+const FOUND_READ = 100; // the API's largest page: candidates are those not in the team yet
 const FIND_DELAY_MS = 300;
 
 function memberPicker(id, team, memberships) {
@@ -660,11 +660,18 @@ function memberPicker(id, team, memberships) {
   const select = h("select", { id, name: "member", required: true, dataset: { focusKey } });
   const inTeam = new Set(memberships.map((m) => m.memberId));
   let asked = 0; // the latest search: an earlier one's late answer is dropped
+  // Typing: what was chosen belongs to the last answer, so it is cleared at
+  // once (Enter before the new answer added the member chosen before: an audit).
+  select.searching = () => {
+    asked += 1;
+    select.replaceChildren(h("option", { value: "", text: "Searching…" }));
+  };
   select.find = async (q) => {
     const mine = ++asked;
     let items;
+    let more;
     try {
-      ({ items } = await api.listMembers({ limit: FOUND_SHOWN, q: q || undefined }));
+      ({ items, marker: more } = await api.listMembers({ limit: FOUND_READ, q: q || undefined }));
     } catch (err) {
       if (mine === asked) select.replaceChildren(h("option", { value: "", text: `Could not look members up: ${err.message}` }));
       return;
@@ -672,7 +679,11 @@ function memberPicker(id, team, memberships) {
     if (mine !== asked) return;
     items.forEach((m) => state.members.set(m.id, m));
     const candidates = items.filter((m) => !inTeam.has(m.id));
-    const none = q ? `Nobody else's name or email contains “${q}”` : "Everyone is in this team";
+    const none = more
+      ? `The first ${items.length} found are all in this team: type more of a name or email`
+      : q
+        ? `Nobody else's name or email contains “${q}”`
+        : "Everyone is in this team";
     select.replaceChildren(
       h("option", { value: "", text: candidates.length ? "Choose a member" : none }),
       ...candidates.map((m) => h("option", { value: m.id, text: `${m.name} (${m.email})` })),
@@ -697,6 +708,7 @@ function findField(team, picker) {
     "aria-controls": picker.id,
     dataset: { focusKey: `find-member:${team.id}` },
     oninput: () => {
+      picker.searching();
       clearTimeout(timer);
       timer = setTimeout(() => picker.find(input.value.trim()), FIND_DELAY_MS);
     },
@@ -757,8 +769,8 @@ async function addToTeam(team, picker, role, error, button) {
     picker.focus();
     return;
   }
+  await afterTeamChange(team, memberId); // the team's list names them
   announce(`${personName(memberId)} added to ${team.name} as ${role}`);
-  await afterTeamChange(team, memberId);
   focusKey(`add-member:${team.id}`);
 }
 
@@ -1037,6 +1049,7 @@ function enableMember(m, trigger) {
     context: "Could not enable the member",
     run: () => api.enableMember(m.id),
     after: async () => {
+      state.members.set(m.id, { ...m, disabledAt: null });
       announce(`${name} enabled`);
       await membersChanged();
       focusRow($("#members-body"), index, "enable", $("#members-title"));

@@ -91,6 +91,8 @@ def test_a_share_and_an_edit_made_on_the_page_show_in_its_history(browser: Any, 
         page.locator("#edit-submit").click()
         history.filter(has_text="Idle timeout 1 h → 2 h").wait_for()
         assert history.count() == 2
+        # No status badge: the status did not change.
+        assert history.locator(".badge").count() == 0
         assert "you" in history.first.inner_text()
     finally:
         close_page(page)
@@ -124,5 +126,13 @@ def test_older_history_is_shown_on_request_a_page_at_a_time(browser: Any, stack:
         # Newest first, each once.
         ids = [int(i) for i in history.evaluate_all("els => els.map(e => e.dataset.eventId)")]
         assert ids == sorted(ids, reverse=True) and len(set(ids)) == 45
+        # A change made elsewhere: the latest page again, never a gap between
+        # it and the older ones shown (an audit found entries unreachable).
+        assert (
+            stack.call("PATCH", f"/workloads/notebooks/{nb_id}", {"description": "new"})[0] == 200
+        )
+        expect(more).to_have_text("The latest 20 of 46 entries.", timeout=20_000)
+        expect(history).to_have_count(20)
+        expect(older).to_be_visible()
     finally:
         close_page(page)

@@ -122,7 +122,7 @@ async def test_only_an_active_member_of_the_organization_receives_it(
         body = await refused(
             await hand_on(client, nb, world.admin, to), 400, "unknown_reference", "memberId"
         )
-        assert body["detail"] == "memberId is not an active member of this organization."
+        assert body["detail"] == "The new owner is not an active member of this organization."
     await refused(
         await hand_on(client, nb, world.admin, "ann@example.com"), 400, "invalid_id", "memberId"
     )
