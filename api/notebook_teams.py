@@ -68,8 +68,8 @@ async def add_notebook_teams(ctx: Ctx) -> web.Response:
         if added["names"]:  # sharing again with a team it has is no change
             await record_change(ctx, notebook_id, row, f"Shared with {', '.join(added['names'])}")
     scope = f"notebook-teams:{notebook_id}"
-    row = await team_page(ctx, notebook_id=notebook_id)
-    return plain_list(ctx, scope, row)
+    page = await team_page(ctx, notebook_id=notebook_id)
+    return plain_list(ctx, scope, page)
 
 
 async def remove_notebook_team(ctx: Ctx) -> web.Response:

@@ -140,11 +140,8 @@ async def notebook_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
     return row
 
 
-async def describe_notebook(
-    ctx: Ctx, notebook_id: str, status: int = 200, *, see_all: bool = False
-) -> web.Response:
-    extra = {"see_all": True} if see_all else {}
-    row = await notebook_page(ctx, notebook_id=notebook_id, **extra)
+async def describe_notebook(ctx: Ctx, notebook_id: str, status: int = 200) -> web.Response:
+    row = await notebook_page(ctx, notebook_id=notebook_id)
     if row["total"] == 0:
         raise NotFound("No such notebook.", field="id")
     return describe(row, status)
@@ -369,9 +366,7 @@ async def update_notebook(ctx: Ctx) -> web.Response:
     # Timeouts and config are desired state the reconciler acts on.
     if any(k in body for k in ("workloadConfigId", "idleTimeoutSeconds", "detachedTimeoutSeconds")):
         await enqueue(ctx, notebook_id)
-    # Handed on, it may no longer be the caller's to see: the answer still
-    # describes it, as it now is.
-    return await describe_notebook(ctx, notebook_id, see_all=owner_id is not None)
+    return await describe_notebook(ctx, notebook_id)
 
 
 async def hand_on(
