@@ -368,9 +368,10 @@ select id, name from workload_configs where id = %(id)s and organization_id = %(
 select name from workload_configs where id = %(id)s;
 
 -- name: api_notebook_events
--- One page of a notebook's history (its status changes), newest first, keyset
--- on the event id; the caller's access is checked first (api_notebook_visible).
--- Fetches limit + 1 like the lists. The page is read backwards straight off
+-- One page of a notebook's history (its status changes, and members'
+-- changes: docs/api.md, History), newest first, keyset on the event id;
+-- the caller's access is checked first (api_notebook_visible). Fetches
+-- limit + 1 like the lists. The page is read backwards straight off
 -- notebook_events_notebook (notebook_id, id) from the marker, however long the
 -- history (it is never pruned: docs/api.md); `total` counts it apart.
 with keys as (
