@@ -245,7 +245,6 @@ export const api = {
     const qs = query.toString();
     return request("GET", qs ? `/members?${qs}` : "/members");
   },
-  allMembers: () => all("/members"),
   createMember: (body) => request("POST", "/members", body),
   disableMember: (memberId) => request("DELETE", `/members/${enc(memberId)}`),
   enableMember: (memberId) => request("POST", `/members/${enc(memberId)}/enable`, {}),

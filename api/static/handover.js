@@ -5,34 +5,11 @@
 
 import { REFUSED, attempt, openDialog } from "./actions.js";
 import { api } from "./api.js";
-import { $, announce, h, showError } from "./dom.js";
+import { $, announce, showError } from "./dom.js";
+import { memberSearch } from "./member_search.js";
 import { absorb, memberLabel, state } from "./store.js";
 
-const SEARCH_SHOWN = 20;
-const SEARCH_DELAY_MS = 300;
-
 export const canHandOn = () => !!state.me?.organizationAdmin;
-
-let searchTimer = null;
-let searched = 0; // the latest search: an earlier one's late answer is dropped
-
-async function search(nb, q) {
-  const select = $("#owner-member");
-  const error = $("#owner-error");
-  const asked = ++searched;
-  try {
-    const { items } = await api.listMembers({ limit: SEARCH_SHOWN, q: q || undefined });
-    if (asked !== searched) return;
-    items.forEach((m) => state.members.set(m.id, m));
-    const others = items.filter((m) => m.id !== nb.memberId);
-    select.replaceChildren(
-      h("option", { value: "", text: others.length ? "Choose a member" : "No other member matches" }),
-      ...others.map((m) => h("option", { value: m.id, text: `${m.name} (${m.email})` })),
-    );
-  } catch (err) {
-    if (asked === searched) showError(error, err, "Could not look members up");
-  }
-}
 
 // What becomes of the previous owner, said before the hand-over.
 function afterwards(nb) {
@@ -55,18 +32,12 @@ export function openHandOver(nb, trigger, done) {
     "It becomes the new owner's: they open it to edit, and it counts toward their running notebooks. " +
     afterwards(nb);
   const finish = openDialog(dialog, trigger);
-  select.replaceChildren(h("option", { value: "", text: "Loading members…" }));
-  search(nb, "");
   const input = $("#owner-search");
-  input.oninput = () => {
-    // What was chosen belongs to the last answer: cleared now, so Enter
-    // before the new one comes hands it to nobody (an audit handed it to
-    // the member chosen before the search).
-    searched += 1;
-    select.replaceChildren(h("option", { value: "", text: "Searching…" }));
-    clearTimeout(searchTimer);
-    searchTimer = setTimeout(() => search(nb, input.value.trim()), SEARCH_DELAY_MS);
-  };
+  memberSearch(input, select, {
+    limit: 20,
+    offered: (m) => m.id !== nb.memberId,
+    none: () => "No other member matches",
+  })("");
   input.focus();
   $("#owner-form").onsubmit = async (ev) => {
     ev.preventDefault();

@@ -8,6 +8,7 @@
 
 import { REFUSED, attempt, confirmThen, openDialog, preserveFocus } from "./actions.js";
 import { api, token } from "./api.js";
+import { memberSearch } from "./member_search.js";
 import { showNotebooksOf } from "./notebooks.js";
 import { $, announce, exactTime, formatTime, h, refreshTimes, setBusy, setText, showError } from "./dom.js";
 import { absorb, state } from "./store.js";
@@ -637,14 +638,11 @@ function removeFromTeam(team, memberId, name, trigger, memberships) {
   });
 }
 
-// Org admins find a member by name or email (GET /members?q=, 20 at most:
-// the organization may have thousands) and pick; a team admin who is not one
-// cannot list members (GET /members is 403) and types a member id, the one
-// thing PUT /teams/{team}/members/{member} takes.
-const FOUND_READ = 100; // the API's largest page: candidates are those not in the team yet
-const FIND_DELAY_MS = 300;
-
-function memberPicker(id, team, memberships) {
+// Org admins find a member by name or email (member_search.js: the newest
+// 100 until something is typed, those not in the team offered) and pick; a
+// team admin who is not one cannot list members (GET /members is 403) and
+// types a member id, the one thing PUT /teams/{team}/members/{member} takes.
+function memberPicker(id, team) {
   const focusKey = `add-member:${team.id}`;
   if (!isAdmin()) {
     return h("input", {
@@ -657,47 +655,12 @@ function memberPicker(id, team, memberships) {
       dataset: { focusKey },
     });
   }
-  const select = h("select", { id, name: "member", required: true, dataset: { focusKey } });
-  const inTeam = new Set(memberships.map((m) => m.memberId));
-  let asked = 0; // the latest search: an earlier one's late answer is dropped
-  // Typing: what was chosen belongs to the last answer, so it is cleared at
-  // once (Enter before the new answer added the member chosen before: an audit).
-  select.searching = () => {
-    asked += 1;
-    select.replaceChildren(h("option", { value: "", text: "Searching…" }));
-  };
-  select.find = async (q) => {
-    const mine = ++asked;
-    let items;
-    let more;
-    try {
-      ({ items, marker: more } = await api.listMembers({ limit: FOUND_READ, q: q || undefined }));
-    } catch (err) {
-      if (mine === asked) select.replaceChildren(h("option", { value: "", text: `Could not look members up: ${err.message}` }));
-      return;
-    }
-    if (mine !== asked) return;
-    items.forEach((m) => state.members.set(m.id, m));
-    const candidates = items.filter((m) => !inTeam.has(m.id));
-    const none = more
-      ? `The first ${items.length} found are all in this team: type more of a name or email`
-      : q
-        ? `Nobody else's name or email contains “${q}”`
-        : "Everyone is in this team";
-    select.replaceChildren(
-      h("option", { value: "", text: candidates.length ? "Choose a member" : none }),
-      ...candidates.map((m) => h("option", { value: m.id, text: `${m.name} (${m.email})` })),
-    );
-  };
-  select.replaceChildren(h("option", { value: "", text: "Loading members…" }));
-  select.find("");
-  return select;
+  return h("select", { id, name: "member", required: true, dataset: { focusKey } });
 }
 
-// The search box above an org admin's picker.
-function findField(team, picker) {
+// The search box above an org admin's picker, wired to it.
+function findField(team, picker, memberships) {
   const id = `find-${team.id}-member`;
-  let timer = null;
   const input = h("input", {
     id,
     type: "search",
@@ -707,19 +670,25 @@ function findField(team, picker) {
     placeholder: "part of a name or email",
     "aria-controls": picker.id,
     dataset: { focusKey: `find-member:${team.id}` },
-    oninput: () => {
-      picker.searching();
-      clearTimeout(timer);
-      timer = setTimeout(() => picker.find(input.value.trim()), FIND_DELAY_MS);
-    },
   });
+  const inTeam = new Set(memberships.map((m) => m.memberId));
+  memberSearch(input, picker, {
+    limit: 100, // the API's largest page
+    offered: (m) => !inTeam.has(m.id),
+    none: (q, more) =>
+      more
+        ? "All of the first 100 found are in this team: type more of a name or email"
+        : q
+          ? `Nobody else's name or email contains “${q}”`
+          : "Everyone is in this team",
+  })("");
   return h("div", { class: "field" }, h("label", { for: id, text: "Find whom to add" }), input);
 }
 
 function addForm(team, memberships, error) {
   const memberId = `add-${team.id}-member`;
   const roleId = `add-${team.id}-role`;
-  const picker = memberPicker(memberId, team, memberships);
+  const picker = memberPicker(memberId, team);
   const role = roleSelect(roleId, "editor", `add-role:${team.id}`);
   const help = isAdmin()
     ? null
@@ -739,7 +708,7 @@ function addForm(team, memberships, error) {
         addToTeam(team, picker, role.value, error, ev.submitter);
       },
     },
-    isAdmin() ? findField(team, picker) : null,
+    isAdmin() ? findField(team, picker, memberships) : null,
     h("div", { class: "field" }, h("label", { for: memberId, text: isAdmin() ? "Member to add" : "Member id" }), picker, help),
     h("div", { class: "field" }, h("label", { for: roleId, text: "Role" }), role),
     h("button", { type: "submit", dataset: { focusKey: `add-submit:${team.id}` }, text: `Add to ${team.name}` }),
