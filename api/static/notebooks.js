@@ -542,7 +542,7 @@ async function refreshDetail() {
 }
 
 function handOnButton(nb) {
-  if (!canHandOn(nb)) return [];
+  if (!canHandOn()) return [];
   const key = `${nb.id}:HandOn`;
   const handedOn = async () => {
     await detail.poller.now(); // its owner, and its history with the hand-over
