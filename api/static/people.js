@@ -764,25 +764,28 @@ async function createTeam(ev) {
 
 // ---- members (organization admins) -----------------------------------------
 
+// A row of the members table: name (and `marked`), email, `role`, when
+// added, and what may be done to them (`actions`).
+function memberTableRow(m, { marked = null, role, actions }) {
+  return h(
+    "tr",
+    { dataset: { memberId: m.id } },
+    h("td", { "data-label": "Name" }, h("span", {}, h("strong", { text: m.name || m.email }), marked)),
+    h("td", { "data-label": "Email", class: "email", text: m.email }),
+    h("td", { "data-label": "Role" }, ...role),
+    h("td", { "data-label": "Added", class: "when" }, formatTime(m.createdAt)),
+    h("td", { class: "row-actions" }, notebooksButton(m, m.name || m.email), ...actions),
+  );
+}
+
 function memberRow(m) {
   if (m.disabledAt) return disabledMemberRow(m);
   const self = m.id === state.me.id;
   const name = m.name || m.email;
-  return h(
-    "tr",
-    { dataset: { memberId: m.id } },
-    h("td", { "data-label": "Name" }, h("span", {}, h("strong", { text: name }), self ? h("span", { class: "muted", text: " (you)" }) : null)),
-    h("td", { "data-label": "Email", class: "email", text: m.email }),
-    h(
-      "td",
-      { "data-label": "Role" },
-      m.organizationAdmin ? h("span", { class: "badge org-admin", text: "Organization admin" }) : h("span", { text: "Member" }),
-    ),
-    h("td", { "data-label": "Added", class: "when" }, formatTime(m.createdAt)),
-    h(
-      "td",
-      { class: "row-actions" },
-      notebooksButton(m, name),
+  return memberTableRow(m, {
+    marked: self ? h("span", { class: "muted", text: " (you)" }) : null,
+    role: [m.organizationAdmin ? h("span", { class: "badge org-admin", text: "Organization admin" }) : h("span", { text: "Member" })],
+    actions: [
       h("button", {
         type: "button",
         class: "secondary small",
@@ -821,8 +824,8 @@ function memberRow(m) {
             text: "Disable",
             onclick: (ev) => disableMember(m, ev.currentTarget),
           }),
-    ),
-  );
+    ],
+  });
 }
 
 // What a member owns, in the notebook list (someone leaving: hand them on).
@@ -839,28 +842,19 @@ function notebooksButton(m, name) {
 
 // A disabled member (the list's "Show disabled members"): enabled again, or left.
 function disabledMemberRow(m) {
-  const name = m.name || m.email;
-  return h(
-    "tr",
-    { dataset: { memberId: m.id } },
-    h("td", { "data-label": "Name" }, h("strong", { text: name })),
-    h("td", { "data-label": "Email", class: "email", text: m.email }),
-    h("td", { "data-label": "Role" }, h("span", { class: "badge", text: "Disabled" }), " ", formatTime(m.disabledAt)),
-    h("td", { "data-label": "Added", class: "when" }, formatTime(m.createdAt)),
-    h(
-      "td",
-      { class: "row-actions" },
-      notebooksButton(m, name),
+  return memberTableRow(m, {
+    role: [h("span", { class: "badge", text: "Disabled" }), " ", formatTime(m.disabledAt)],
+    actions: [
       h("button", {
         type: "button",
         class: "secondary small",
-        "aria-label": `Enable ${name}`,
+        "aria-label": `Enable ${m.name || m.email}`,
         dataset: { action: "enable", focusKey: `enable:${m.id}` },
         text: "Enable",
         onclick: (ev) => enableMember(m, ev.currentTarget),
       }),
-    ),
-  );
+    ],
+  });
 }
 
 function renderMembersPager(total, shown) {
