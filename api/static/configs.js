@@ -79,15 +79,18 @@ async function refresh() {
 }
 
 // `NAME=value` lines to an object; a line without "=" is the member's
-// mistake, reported before anything is sent.
+// mistake, reported before anything is sent. The value is kept as written,
+// spaces at either end included (trimmed, a value with a trailing space
+// lost it whenever another line was edited).
 export function parseEnv(text) {
   const env = {};
   for (const [i, raw] of text.split("\n").entries()) {
-    const line = raw.trim();
-    if (!line) continue;
+    const line = raw.replace(/\r$/, "");
+    if (!line.trim()) continue;
     const eq = line.indexOf("=");
-    if (eq <= 0) throw new Error(`Environment line ${i + 1} is not NAME=value`);
-    env[line.slice(0, eq).trim()] = line.slice(eq + 1);
+    const name = eq > 0 ? line.slice(0, eq).trim() : "";
+    if (!name) throw new Error(`Environment line ${i + 1} is not NAME=value`);
+    env[name] = line.slice(eq + 1);
   }
   return env;
 }

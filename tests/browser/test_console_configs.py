@@ -76,13 +76,14 @@ def test_an_admin_edits_and_deletes_configs_and_a_member_only_reads_them(
         page.locator("#cfg-sail-image").fill("")
         page.locator("#cfg-sail-cpu").fill("4")
         page.locator("#cfg-description").fill("")
-        page.locator("#cfg-env").fill("REGION=us")
+        # A value's spaces at either end are kept (they were trimmed).
+        page.locator("#cfg-env").fill("REGION=us\nPAD= x ")
         page.get_by_role("button", name="Save changes").click()
         v2 = config_row(page, "spare v2")
         v2.wait_for()
         assert "4 CPU" in v2.inner_text() and "sail:0.7" not in v2.inner_text()
         saved = config_named(stack, "spare v2")
-        assert saved["sail"] == {"cpu": "4"} and saved["env"] == {"REGION": "us"}
+        assert saved["sail"] == {"cpu": "4"} and saved["env"] == {"REGION": "us", "PAD": " x "}
         assert saved["description"] == "" and saved["id"] == made["id"]
         assert title.inner_text() == "New workload config"
 
