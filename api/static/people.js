@@ -33,6 +33,7 @@ const people = {
   ceiling: null, // when the console's own token ends (its expiresAt)
   pages: { markers: [null], index: 0, next: null }, // the members table, as the notebook list
   clock: null, // the timer that keeps relative times ("3 minutes ago") true
+  kept: { q: "", disabled: false }, // the members search, from the last visit
 };
 
 // The page does not poll: its relative times are brought up to date instead.
@@ -1174,11 +1175,14 @@ export const peopleView = {
     $("#member-form").onsubmit = addMember;
     $("#members-prev").onclick = () => goToMembersPage(people.pages.index - 1);
     $("#members-next").onclick = () => goToMembersPage(people.pages.index + 1);
-    $("#members-search").value = "";
+    // The members search and "Show disabled members" as they were left: an
+    // admin handing on a leaving member's notebooks comes back to the same
+    // list after each (an audit redid both every time).
+    $("#members-search").value = people.kept.q;
     $("#members-search").oninput = searchMembers;
-    $("#members-disabled").checked = false;
+    $("#members-disabled").checked = people.kept.disabled;
     $("#members-disabled").onchange = showDisabled;
-    people.pages = firstPage();
+    people.pages = firstPage(people.kept.q);
     fillCeilingHints();
     loadTokens();
     if (admin) {
@@ -1190,6 +1194,7 @@ export const peopleView = {
   },
   leave() {
     people.visit += 1; // answers still on their way are dropped
+    people.kept = { q: $("#members-search").value.trim(), disabled: $("#members-disabled").checked };
     clearInterval(people.clock);
     closeDialogs();
     // A secret shown once is gone once the page is left.

@@ -129,5 +129,9 @@ def test_an_admin_finds_a_leaving_members_notebooks_from_people(browser: Any, st
         expect(rows).to_have_count(1)
         owner.select_option(label="Anyone")
         expect(rows).to_have_count(2)
+        # Back to People: still the disabled members, as left.
+        page.get_by_role("link", name="People", exact=True).click()
+        expect(page.get_by_label("Show disabled members")).to_be_checked()
+        page.get_by_role("button", name="Notebooks of Eve Engineer").wait_for()
     finally:
         close_page(page)
