@@ -455,11 +455,13 @@ const detail = {
   admin: undefined,
   teamsKey: null,
   historyKey: null,
+  historyReadAt: 0,
   history: { latest: [], older: [], total: 0, marker: null },
 };
 
 // The history shows the latest changes; the API pages the rest.
 const HISTORY_SHOWN = 20;
+const HISTORY_MAX_AGE_MS = 30_000;
 
 function fact(term, ...value) {
   return [h("dt", { text: term }), h("dd", {}, ...value)];
@@ -505,11 +507,14 @@ async function refreshDetail() {
   };
   const actions = $("#nb-actions");
   preserveFocus(actions, () => actions.replaceChildren(...actionButtons(nb, ctx)));
-  // The history is read again only when something it records moved: the
-  // status or its message, a member's edit or hand-over (updatedAt), a share.
+  // The history is read again when something it records moved (the status
+  // or its message, a member's edit or hand-over: updatedAt, a share), and
+  // at least every HISTORY_MAX_AGE_MS: changes that cancel out between two
+  // polls (a share, then its team deleted) move none of those (an audit).
   const historyKey = [nb.status, nb.statusMessage || "", nb.updatedAt, [...nb.teamIds].sort().join()].join("|");
-  if (detail.historyKey !== historyKey) {
+  if (detail.historyKey !== historyKey || Date.now() - detail.historyReadAt > HISTORY_MAX_AGE_MS) {
     detail.historyKey = historyKey;
+    detail.historyReadAt = Date.now();
     refreshHistory();
   }
   refreshTimes($("#nb-history")); // read again only when the status moves
@@ -649,9 +654,13 @@ async function refreshHistory() {
   if (visit !== detail.visit) return; // left meanwhile
   showError(errorEl, null);
   absorb(page.included); // who acted, by name
-  // Older entries shown before are dropped: the latest page moved on, and
-  // kept, they would leave a gap between it and them (an audit).
-  detail.history = { latest: page.items, older: [], total: page.total, marker: page.marker || null };
+  // Nothing new: older entries shown stay. Something new: they are dropped,
+  // or they would leave a gap between the latest page and them (an audit).
+  const known = detail.history;
+  const same = page.total === known.total && page.items[0]?.id === known.latest[0]?.id;
+  detail.history = same
+    ? { ...known, latest: page.items }
+    : { latest: page.items, older: [], total: page.total, marker: page.marker || null };
   renderHistory();
 }
 
@@ -780,6 +789,7 @@ export const detailView = {
     // Nothing of the notebook shown before stays while this one loads.
     $("#nb-title").textContent = "Notebook";
     detail.historyKey = null;
+    detail.historyReadAt = 0;
     detail.history = { latest: [], older: [], total: 0, marker: null };
     showError($("#history-error"), null);
     $("#history-more").hidden = true;

@@ -136,3 +136,31 @@ def test_older_history_is_shown_on_request_a_page_at_a_time(browser: Any, stack:
         expect(older).to_be_visible()
     finally:
         close_page(page)
+
+
+def test_changes_that_cancel_out_between_polls_still_reach_the_history(
+    browser: Any, stack: Any
+) -> None:
+    """A share, then its team deleted, between two polls: the notebook looks
+    as before (same teams, same updatedAt), yet both are history. The page
+    reads the history at least every 30 s (on Playwright's clock)."""
+    nb_id = create_notebook_via_api(stack, "Quiet")
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+        history = page.locator("#nb-history li")
+        history.filter(has_text="Nothing yet").wait_for()
+        page.clock.install()
+        code, team = stack.call("POST", "/teams", {"name": "passing-through"})
+        assert code == 201, team
+        share = {"teamIds": [team["id"]]}
+        assert stack.call("POST", f"/workloads/notebooks/{nb_id}/teams", share)[0] == 200
+        assert stack.call("DELETE", f"/teams/{team['id']}")[0] == 204
+        for _ in range(4):
+            page.clock.fast_forward(11_000)
+        history.filter(has_text="the team was deleted").wait_for(timeout=20_000)
+        expect(history).to_have_count(2)
+        assert "Shared with passing-through" in history.nth(1).inner_text()
+    finally:
+        close_page(page)
