@@ -253,6 +253,9 @@ export const api = {
   renameTeam: (teamId, name) => request("PATCH", `/teams/${enc(teamId)}`, { name }),
   deleteTeam: (teamId) => request("DELETE", `/teams/${enc(teamId)}`),
   // How many notebooks are shared with a team (`total` of an empty page).
+  // How many notebooks a member owns (`total` of an empty page; org admins see all).
+  ownedNotebookCount: async (memberId) =>
+    (await request("GET", `/workloads/notebooks?owner=${enc(memberId)}&limit=0`)).total,
   teamNotebookCount: async (teamId) =>
     (await request("GET", `/workloads/teams/${enc(teamId)}/notebooks?limit=0`)).total,
   teamMembers: (teamId) => all(`/teams/${enc(teamId)}/members`),

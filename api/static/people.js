@@ -985,13 +985,25 @@ async function addMember(ev) {
   $("#member-email").focus();
 }
 
-function disableMember(m, trigger) {
+// What they own, said before they go: "owns 3 notebooks" (GET
+// /workloads/notebooks?owner=&limit=0: its total); "" when unknown.
+async function ownedText(m, name) {
+  try {
+    const n = await api.ownedNotebookCount(m.id);
+    return n === 0 ? `${name} owns no notebook. ` : `${name} owns ${n} notebook${n === 1 ? "" : "s"}. `;
+  } catch {
+    return ""; // said without the number; the disabling itself reports what goes wrong
+  }
+}
+
+async function disableMember(m, trigger) {
   const name = m.name || m.email;
   const index = rowIndex($("#members-body"), "memberId", m.id);
+  const owned = await ownedText(m, name);
   confirmThen({
     trigger,
     title: `Disable ${name}?`,
-    text: `${name} (${m.email}) can no longer use this organization: every API token of theirs stops working at once, so their scripts and consoles are refused from the next request on. They leave the member list and their teams; a team they were the only admin of is then managed by organization admins only. Their notebooks stay, owned by them (shown as disabled): running ones keep running until they stop by themselves or someone stops them, and organization admins can still stop, share, hand on (Show disabled members, then “Notebooks” on their row) or delete them. An organization admin can enable them again (Show disabled members), with their teams and notebooks but none of their tokens.`,
+    text: `${name} (${m.email}) can no longer use this organization: every API token of theirs stops working at once, so their scripts and consoles are refused from the next request on. They leave the member list and their teams; a team they were the only admin of is then managed by organization admins only. ${owned}Their notebooks stay, owned by them (shown as disabled): running ones keep running until they stop by themselves or someone stops them, and organization admins can still stop, share, hand on (Show disabled members, then “Notebooks” on their row) or delete them. An organization admin can enable them again (Show disabled members), with their teams and notebooks but none of their tokens.`,
     action: "Disable member",
     run: () => api.disableMember(m.id),
     after: async () => {

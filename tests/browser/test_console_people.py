@@ -255,7 +255,8 @@ def test_people_admin_manages_members_teams_tokens_and_a_member_sees_its_own(
     code, second = stack.call("POST", f"/members/{me['id']}/tokens", {"name": "second"})
     assert code == 201 and stack.call("GET", "/me", token=second["token"])[0] == 200
     ann_row.get_by_role("button", name="Disable Ann Analyst").click()
-    confirm(page, "Disable member", "stops working at once")
+    # It says what she owns (`?owner=`), before what becomes of it.
+    confirm(page, "Disable member", "Ann Analyst owns no notebook. Their notebooks stay")
     ann_row.wait_for(state="detached")
     assert stack.call("GET", "/me", token=second["token"])[0] == 401
     # The admin cannot disable itself (the API's 409): no such button.
