@@ -391,14 +391,64 @@ async def hand_on(
             code="unknown_reference",
             field="memberId",
         )
-    if row["desired_state"] == "running" and row["status"] in STOPPABLE:
-        # It holds a running slot, from now on the new owner's.
+    if holds_slot(row):  # from now on the new owner's
         await check_running_limits(ctx, owner_id, organization=False, who=found["name"])
+    await record_change(ctx, notebook_id, row, handed_on(found))
+    return owner_id
+
+
+def holds_slot(row: dict[str, Any]) -> bool:
+    """A notebook counted against its owner's running limit (api_running_counts)."""
+    return row["desired_state"] == "running" and row["status"] in STOPPABLE
+
+
+def handed_on(found: dict[str, Any]) -> str:
+    """A hand-over as the history says it (api_new_owner's row): names, and
+    emails, as names are not unique."""
     before, after = (
         f"{found[n]} ({found[e]})" for n, e in (("old_name", "old_email"), ("name", "email"))
     )
-    await record_change(ctx, notebook_id, row, f"Handed on from {before} to {after}")
-    return owner_id
+    return f"Handed on from {before} to {after}"
+
+
+HAND_ON_ALL_SCHEMA = obj({"memberId": ID_SCHEMA}, required=("memberId",))
+
+
+async def hand_on_all(ctx: Ctx) -> web.Response:
+    """Every notebook a member owns to another (org admins): someone leaving
+    owns dozens, one dialog each was an afternoon. Each says so in its
+    history; their running slots move together, under the new owner's limit."""
+    from_id = path_id(ctx.request, "member")
+    if not ctx.me.organization_admin:
+        raise Forbidden("Only organization admins hand notebooks on to another owner.")
+    body = await read_body(ctx.request, HAND_ON_ALL_SCHEMA)
+    if await ctx.one("api_org_member", ctx.mine(id=from_id)) is None:
+        raise NotFound("No such member.", field="member")
+    owner_id = body["memberId"]
+    if owner_id == from_id:
+        raise BadRequest(
+            "memberId names the member whose notebooks these are.",
+            code="validation_failed",
+            field="memberId",
+        )
+    rows = await ctx.all("api_lock_owned_notebooks", ctx.mine(owner_id=from_id))
+    found = await ctx.one("api_new_owner", ctx.mine(owner_id=owner_id, old_owner_id=from_id))
+    if found is None:
+        raise BadRequest(
+            "The new owner is not an active member of this organization.",
+            code="unknown_reference",
+            field="memberId",
+        )
+    slots = sum(1 for row in rows if holds_slot(row))
+    if slots:
+        await check_running_limits(
+            ctx, owner_id, organization=False, who=found["name"], slots=slots
+        )
+    for row in rows:
+        await record_change(ctx, row["id"], row, handed_on(found))
+    ids = [row["id"] for row in rows]
+    await ctx.run("api_hand_on_notebooks", ctx.mine(new_owner_id=owner_id, ids=ids))
+    return web.json_response({"handedOn": len(ids)})
 
 
 async def delete_notebook(ctx: Ctx) -> web.Response:
@@ -418,13 +468,18 @@ def _notebooks(n: int) -> str:
 
 
 async def check_running_limits(
-    ctx: Ctx, owner_id: str, *, organization: bool = True, who: str | None = None
+    ctx: Ctx,
+    owner_id: str,
+    *,
+    organization: bool = True,
+    who: str | None = None,
+    slots: int = 1,
 ) -> None:
-    """409 running_limit_reached when one more running notebook would pass the
-    owner's or the organization's limit (settings; 0 = none). A start counts
-    against the notebook's owner, whoever presses it: the owner is who the
-    notebook's cost is attributed to (docs/api.md, "Running limits"). A
-    hand-over moves a slot within the organization (`organization=False`) to
+    """409 running_limit_reached when `slots` more running notebooks would pass
+    the owner's or the organization's limit (settings; 0 = none). A start
+    counts against the notebook's owner, whoever presses it: the owner is who
+    the notebook's cost is attributed to (docs/api.md, "Running limits"). A
+    hand-over moves slots within the organization (`organization=False`) to
     `who`, by name."""
     per_member = ctx.settings.max_running_per_member
     per_org = ctx.settings.max_running_per_org if organization else 0
@@ -440,14 +495,14 @@ async def check_running_limits(
         await ctx.run("api_lock_member_for_start", ctx.mine(owner_id=owner_id))
     counts = await ctx.one("api_running_counts", ctx.mine(owner_id=owner_id))
     assert counts is not None  # an aggregate always returns one row
-    if per_member and counts["member_running"] >= per_member:
+    if per_member and counts["member_running"] + slots > per_member:
         if who is None:
             who = "You" if owner_id == ctx.me.member_id else "This notebook's owner"
         raise Conflict(
             f"{who} may run at most {_notebooks(per_member)} at once; stop one first.",
             code="running_limit_reached",
         )
-    if per_org and counts["org_running"] >= per_org:
+    if per_org and counts["org_running"] + slots > per_org:
         raise Conflict(
             f"Your organization may run at most {_notebooks(per_org)} at once; stop one first.",
             code="running_limit_reached",

@@ -101,6 +101,7 @@ COMPONENTS: dict[str, Schema] = {
                       "name": {"type": "string"}, "organizationAdmin": {"type": "boolean"},
                       "createdAt": TIME, "disabledAt": NULLABLE_TIME}),
     "MemberList": plain_list("Member"),
+    "HandedOn": closed({"handedOn": {"type": "integer", "minimum": 0}}),
     "Me": closed({
         "id": ID, "organizationId": ID, "email": {"type": "string"}, "name": {"type": "string"},
         "organizationAdmin": {"type": "boolean"},

@@ -248,6 +248,7 @@ export const api = {
   createMember: (body) => request("POST", "/members", body),
   disableMember: (memberId) => request("DELETE", `/members/${enc(memberId)}`),
   enableMember: (memberId) => request("POST", `/members/${enc(memberId)}/enable`, {}),
+  handOnAll: (memberId, to) => request("POST", `/members/${enc(memberId)}/handover`, { memberId: to }),
   updateMember: (memberId, body) => request("PATCH", `/members/${enc(memberId)}`, body),
   createTeam: (body) => request("POST", "/teams", body),
   renameTeam: (teamId, name) => request("PATCH", `/teams/${enc(teamId)}`, { name }),

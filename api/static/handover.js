@@ -1,7 +1,8 @@
-// Handing a notebook on to another member (PATCH `memberId`): an org admin
-// does it from the notebook's page, when someone leaves or the work moves
-// (the API allows no one else: the notebook's cost moves with it). The new
-// owner is found by name or email (GET /members?q=).
+// Handing notebooks on to another member: one (PATCH `memberId`, from its
+// page) or every one a member owns (POST /members/{id}/handover, from the
+// list filtered by that owner), when someone leaves or the work moves. Org
+// admins only (the API allows no one else: a notebook's cost moves with it).
+// The new owner is found by name or email (member_search.js).
 
 import { REFUSED, attempt, openDialog } from "./actions.js";
 import { api } from "./api.js";
@@ -12,30 +13,32 @@ import { absorb, memberLabel, state } from "./store.js";
 export const canHandOn = () => !!state.me?.organizationAdmin;
 
 // What becomes of the previous owner, said before the hand-over.
-function afterwards(nb) {
-  const owner = state.members.get(nb.memberId);
-  if (nb.memberId === state.me?.id) return "You keep your access as an organization admin.";
+function afterwards(ownerId, shared) {
+  const owner = state.members.get(ownerId);
+  if (ownerId === state.me?.id) return "You keep your access as an organization admin.";
   if (owner?.disabled || owner?.disabledAt) return "";
-  return `${memberLabel(nb.memberId)} keeps access only through the teams it is shared with.`;
+  return `${memberLabel(ownerId)} keeps access only through the teams ${shared} with.`;
 }
 
-// `done(name)` runs after the hand-over, with the new owner's name.
-export function openHandOver(nb, trigger, done) {
+// The dialog (`becomes`, `shared`: its words for one notebook or every
+// one): `send(memberId)` hands on, and its answer goes to
+// `done(answer, name)` with the new owner's name.
+function handOverDialog({ title, becomes, shared, ownerId, trigger, send, done }) {
   const dialog = $("#owner-dialog");
   const error = $("#owner-error");
   const submit = $("#owner-submit");
   const select = $("#owner-member");
   showError(error, null);
   $("#owner-form").reset();
-  $("#owner-title").textContent = `Hand “${nb.name}” on`;
+  $("#owner-title").textContent = title;
   $("#owner-text").textContent =
-    "It becomes the new owner's: they open it to edit, and it counts toward their running notebooks. " +
-    afterwards(nb);
+    `${becomes} the new owner's: they open it to edit, and it counts toward their running notebooks. ` +
+    afterwards(ownerId, shared);
   const finish = openDialog(dialog, trigger);
   const input = $("#owner-search");
   memberSearch(input, select, {
     limit: 20,
-    offered: (m) => m.id !== nb.memberId,
+    offered: (m) => m.id !== ownerId,
     none: () => "No other member matches",
   })("");
   input.focus();
@@ -47,17 +50,45 @@ export function openHandOver(nb, trigger, done) {
       input.focus();
       return;
     }
-    const handed = await attempt(submit, error, "Could not hand it on", () =>
-      api.updateNotebook(nb.id, { memberId }),
-    );
-    if (handed === REFUSED) {
+    const answer = await attempt(submit, error, "Could not hand it on", () => send(memberId));
+    if (answer === REFUSED) {
       select.focus(); // the button was busy (disabled) meanwhile: focus must not drop to the page
       return;
     }
     finish();
-    absorb(handed.included);
-    const name = memberLabel(memberId);
-    announce(`${nb.name} handed on to ${name}`);
-    done(name);
+    absorb(answer.included);
+    done(answer, memberLabel(memberId));
   };
+}
+
+// One notebook; `done(name)` after.
+export function openHandOver(nb, trigger, done) {
+  handOverDialog({
+    title: `Hand “${nb.name}” on`,
+    becomes: "It becomes",
+    shared: "it is shared",
+    ownerId: nb.memberId,
+    trigger,
+    send: (memberId) => api.updateNotebook(nb.id, { memberId }),
+    done: (_, name) => {
+      announce(`${nb.name} handed on to ${name}`);
+      done(name);
+    },
+  });
+}
+
+// Every notebook `ownerId` owns; `done(count, name)` after.
+export function openHandOverAll(ownerId, trigger, done) {
+  handOverDialog({
+    title: `Hand every notebook of ${memberLabel(ownerId)} on`,
+    becomes: "Each becomes",
+    shared: "each is shared",
+    ownerId,
+    trigger,
+    send: (memberId) => api.handOnAll(ownerId, memberId),
+    done: (answer, name) => {
+      announce(`${answer.handedOn} notebooks handed on to ${name}`);
+      done(answer.handedOn, name);
+    },
+  });
 }

@@ -2,7 +2,7 @@
 
 import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
-import { canHandOn, openHandOver } from "./handover.js";
+import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
 import {
   $,
   announce,
@@ -303,6 +303,23 @@ function fillOwnerFilter() {
     ...(other ? [h("option", { value: other, text: memberLabel(other) })] : []),
   );
   select.value = list.ownerId;
+  showHandAll();
+}
+
+// "Hand all on…" beside the Owner filter when it names another member (org
+// admins): someone leaving owns many notebooks, handed on at once.
+function showHandAll() {
+  const button = $("#hand-all");
+  const other = list.ownerId && list.ownerId !== state.me?.id ? list.ownerId : null;
+  button.hidden = !(other && canHandOn());
+  if (button.hidden) return;
+  button.setAttribute("aria-label", `Hand every notebook of ${memberLabel(other)} on`);
+  button.onclick = (ev) =>
+    openHandOverAll(other, ev.currentTarget, (count, name) => {
+      showNotice(`${count} notebook${count === 1 ? "" : "s"} of ${memberLabel(other)} handed on to ${name}.`);
+      list.poller.now();
+      button.focus();
+    });
 }
 
 // People's "Notebooks" on a member's row: the list of what they own.
@@ -381,6 +398,7 @@ export const listView = {
         if (list.ownerId && list.ownerId !== state.me?.id) {
           list.ownerId = ""; // it is the member's own
           $("#list-owner").value = "";
+          showHandAll();
         }
         if (list.status && list.status !== "stopped") {
           list.status = ""; // a new notebook is stopped: show it
@@ -416,6 +434,7 @@ export const listView = {
       showNotice(null);
       list.teamId = ev.currentTarget.value;
       if (list.teamId) list.ownerId = $("#list-owner").value = "";
+      showHandAll();
       resetPaging();
       list.poller.now();
     };
@@ -423,6 +442,7 @@ export const listView = {
     $("#list-owner").onchange = (ev) => {
       showNotice(null);
       list.ownerId = ev.currentTarget.value;
+      showHandAll();
       if (list.ownerId) list.teamId = $("#list-team").value = "";
       resetPaging();
       list.poller.now();

@@ -263,6 +263,24 @@ select m.id, m.name, m.email,
  where m.id = %(owner_id)s and m.organization_id = %(org_id)s and m.disabled_at is null
    for key share of m;
 
+-- name: api_org_member
+-- A member of the org, active or disabled (whose notebooks are handed on).
+select id from members where id = %(id)s and organization_id = %(org_id)s;
+
+-- name: api_lock_owned_notebooks
+-- Every notebook a member owns, locked in id order (as one notebook's
+-- writes lock it, so no cycle forms with them): all handed on at once.
+select n.id, n.status, n.status_message, n.desired_state
+  from notebooks n
+ where n.member_id = %(owner_id)s and n.organization_id = %(org_id)s and n.deleted_at is null
+ order by n.id
+   for update;
+
+-- name: api_hand_on_notebooks
+update notebooks
+   set member_id = %(new_owner_id)s, updated_at = %(now)s, updated_by = %(member_id)s
+ where id = any(%(ids)s);
+
 -- name: api_update_notebook
 -- Only the fields passed as non-null change; a config change bumps generation.
 update notebooks

@@ -129,6 +129,30 @@ def test_an_admin_finds_a_leaving_members_notebooks_from_people(browser: Any, st
         expect(rows).to_have_count(1)
         owner.select_option(label="Anyone")
         expect(rows).to_have_count(2)
+        # All of Eve's at once (someone leaving owns many): the filter's
+        # "Hand all on…", to the admin's colleague found by name.
+        own_notebook(stack, stack.token, "Spare")  # not Eve's: stays
+        code, frank = stack.call(
+            "POST", "/members", {"email": "frank@example.com", "name": "Frank Finance"}
+        )
+        assert code == 201, frank
+        owner.select_option(label="Eve Engineer (disabled)")
+        expect(rows).to_have_count(1)
+        page.get_by_role("button", name="Hand every notebook of Eve Engineer (disabled) on").click()
+        dialog = page.locator("#owner-dialog")
+        assert "Each becomes the new owner's" in dialog.inner_text()
+        page.get_by_label("Find the new owner").fill("frank")
+        choice = page.get_by_label("New owner", exact=True)
+        expect(choice.locator("option")).to_have_count(2)
+        choice.select_option(frank["id"])
+        dialog.get_by_role("button", name="Hand on").click()
+        notice = page.locator("#notebooks-notice")
+        expect(notice).to_have_text(
+            "1 notebook of Eve Engineer (disabled) handed on to Frank Finance."
+        )
+        page.locator("#notebooks-empty").wait_for()
+        code, franks = stack.call("GET", f"/workloads/notebooks?owner={frank['id']}")
+        assert code == 200 and franks["total"] == 1
         # Back to People: still the disabled members, as left.
         page.get_by_role("link", name="People", exact=True).click()
         expect(page.get_by_label("Show disabled members")).to_be_checked()

@@ -173,3 +173,77 @@ async def test_a_running_notebook_goes_only_to_whom_its_slot_fits(
         assert (await hand_on(client, running, world.admin, world.outsider.id)).status == 200
         assert owner_of(factory, running) == world.outsider.id
         assert events(factory, running)[0][:2] == ("running", "running")
+
+
+async def hand_on_all(client: TestClient, of: str, who: Member, to: str) -> Any:
+    return await client.post(
+        f"/api/v1/members/{of}/handover", json={"memberId": to}, headers=who.auth
+    )
+
+
+async def test_an_org_admin_hands_on_everything_a_leaving_member_owns(
+    settings: Settings, clock: FakeClock, world: World, factory: Factory
+) -> None:
+    """Someone leaving owns many: one request, each in its history, their
+    running slots moving together under the new owner's limit."""
+    limits = dataclasses.replace(settings, max_running_per_member=2)
+    running = factory.notebook(world.owner, world.config, status="running")
+    idle = factory.notebook(world.owner, world.config, status="idle")
+    theirs = factory.notebook(world.editor, world.config, status="running")
+    async with TestClient(TestServer(create_app(limits, clock=clock))) as client:
+        # The editor runs one already: two more would pass their limit of two.
+        body = await refused(
+            await hand_on_all(client, world.owner.id, world.admin, world.editor.id),
+            409,
+            "running_limit_reached",
+        )
+        assert "may run at most 2 notebooks at once" in body["detail"]
+        assert {owner_of(factory, n) for n in (world.notebook, running, idle)} == {world.owner.id}
+        assert events(factory, running) == []
+        # The outsider runs none: all three go, their owner disabled meanwhile
+        # (someone leaving is, often first).
+        factory.conn.execute(
+            "update members set disabled_at = %s where id = %s", (clock.now(), world.owner.id)
+        )
+        resp = await hand_on_all(client, world.owner.id, world.admin, world.outsider.id)
+        assert resp.status == 200, await resp.text()
+        assert await body_of(resp) == {"handedOn": 3}
+        for nb in (world.notebook, running, idle):
+            assert owner_of(factory, nb) == world.outsider.id
+            (event,) = events(factory, nb)
+            assert event[2].startswith(f"Handed on from Member {world.owner.id} (")
+            assert event[3] == world.admin.id
+        assert owner_of(factory, theirs) == world.editor.id
+        # Nothing left: nothing handed on, nothing refused.
+        again = await hand_on_all(client, world.owner.id, world.admin, world.outsider.id)
+        assert await body_of(again) == {"handedOn": 0}
+
+
+async def test_handing_on_everything_is_an_org_admins_to_an_active_member(
+    client: TestClient, world: World, factory: Factory, clock: FakeClock
+) -> None:
+    for who in (world.owner, world.team_admin):
+        await refused(await hand_on_all(client, world.owner.id, who, who.id), 403, "forbidden")
+    gone = factory.member(world.org)
+    factory.conn.execute(
+        "update members set disabled_at = %s where id = %s", (clock.now(), gone.id)
+    )
+    for to in (gone.id, world.stranger.id):
+        await refused(
+            await hand_on_all(client, world.owner.id, world.admin, to),
+            400,
+            "unknown_reference",
+            "memberId",
+        )
+    await refused(
+        await hand_on_all(client, world.owner.id, world.admin, world.owner.id),
+        400,
+        "validation_failed",
+        "memberId",
+    )
+    for of in (world.stranger.id, "NOSUCHMEMBER"):
+        await refused(
+            await hand_on_all(client, of, world.admin, world.editor.id), 404, "not_found", "member"
+        )
+    assert owner_of(factory, world.notebook) == world.owner.id
+    assert events(factory, world.notebook) == []
