@@ -80,11 +80,13 @@ class Registry:
         # WebSockets being opened (upstream connecting), by member: counted
         # with the open ones, so handshakes at once cannot pass a cap together.
         self._opening: Counter[str] = Counter()
+        # Open WebSockets by member: counted as they come and go, not by a
+        # walk of every connection on each handshake (a deploy's reconnects).
+        self._open: Counter[str] = Counter()
 
     def websockets_of(self, member_id: str) -> int:
         """The member's WebSockets open or being opened."""
-        open_ = sum(1 for x in self._live if x.websocket and x.session.member_id == member_id)
-        return open_ + self._opening[member_id]
+        return self._open[member_id] + self._opening[member_id]
 
     @contextmanager
     def opening(self, member_id: str) -> Iterator[Callable[[], None]]:
@@ -108,10 +110,17 @@ class Registry:
             done()
 
     def add(self, live: Live) -> Live:
+        if live.websocket and live not in self._live:
+            self._open[live.session.member_id] += 1
         self._live.add(live)
         return live
 
     def discard(self, live: Live) -> None:
+        if live.websocket and live in self._live:
+            member = live.session.member_id
+            self._open[member] -= 1
+            if not self._open[member]:
+                del self._open[member]
         self._live.discard(live)
 
     def __len__(self) -> int:

@@ -6,7 +6,7 @@
 
 import { REFUSED, attempt, openDialog } from "./actions.js";
 import { api } from "./api.js";
-import { $, announce, showError } from "./dom.js";
+import { $, announce, setBusy, showError } from "./dom.js";
 import { memberSearch } from "./member_search.js";
 import { absorb, memberLabel, state } from "./store.js";
 
@@ -20,6 +20,9 @@ function afterwards(ownerId, shared) {
   return `${memberLabel(ownerId)} keeps access only through the teams ${shared} with.`;
 }
 
+// Each opening of the dialog: an answer for an earlier one is dropped.
+let opened = 0;
+
 // The dialog (`becomes`, `shared`: its words for one notebook or every
 // one): `send(memberId)` hands on, and its answer goes to
 // `done(answer, name)` with the new owner's name.
@@ -27,14 +30,23 @@ function handOverDialog({ title, becomes, shared, ownerId, trigger, send, done }
   const dialog = $("#owner-dialog");
   const error = $("#owner-error");
   const submit = $("#owner-submit");
+  const cancel = dialog.querySelector("[data-close]");
   const select = $("#owner-member");
+  const opening = ++opened;
   showError(error, null);
+  setBusy(submit, false);
+  cancel.disabled = false;
   $("#owner-form").reset();
   $("#owner-title").textContent = title;
   $("#owner-text").textContent =
     `${becomes} the new owner's: they open it to edit, and it counts toward their running notebooks. ` +
     afterwards(ownerId, shared);
   const finish = openDialog(dialog, trigger);
+  // Not closed while its answer is on its way (Escape, Cancel): closed, it
+  // looked cancelled while the hand-over went on (a review).
+  dialog.oncancel = (ev) => {
+    if (submit.disabled) ev.preventDefault();
+  };
   const input = $("#owner-search");
   memberSearch(input, select, {
     limit: 20,
@@ -50,7 +62,10 @@ function handOverDialog({ title, becomes, shared, ownerId, trigger, send, done }
       input.focus();
       return;
     }
+    cancel.disabled = true;
     const answer = await attempt(submit, error, "Could not hand it on", () => send(memberId));
+    if (opening !== opened) return; // another opening's (should the dialog ever close meanwhile)
+    cancel.disabled = false;
     if (answer === REFUSED) {
       select.focus(); // the button was busy (disabled) meanwhile: focus must not drop to the page
       return;
@@ -77,8 +92,17 @@ export function openHandOver(nb, trigger, done) {
   });
 }
 
-// Every notebook `ownerId` owns; `done(count, name)` after.
+// Every notebook `ownerId` owns, whatever the list's filters show (the
+// title says how many, once counted); `done(count, name)` after.
 export function openHandOverAll(ownerId, trigger, done) {
+  const opening = opened + 1; // the dialog's opening below
+  api
+    .ownedNotebookCount(ownerId)
+    .then((n) => {
+      if (opening !== opened) return; // closed and opened again since
+      $("#owner-title").textContent = `Hand all ${n} notebook${n === 1 ? "" : "s"} of ${memberLabel(ownerId)} on`;
+    })
+    .catch(() => {}); // the title without the number
   handOverDialog({
     title: `Hand every notebook of ${memberLabel(ownerId)} on`,
     becomes: "Each becomes",

@@ -476,6 +476,7 @@ const detail = {
   teamsKey: null,
   historyKey: null,
   historyReadAt: 0,
+  historyReads: 0,
   history: { latest: [], older: [], total: 0, marker: null },
 };
 
@@ -662,6 +663,7 @@ function actorLabel(actor) {
 async function refreshHistory() {
   const errorEl = $("#history-error");
   const { id, visit } = detail;
+  const read = ++detail.historyReads; // a later read's answer wins, whichever comes first
   let page;
   try {
     page = await api.notebookEvents(id, HISTORY_SHOWN);
@@ -671,16 +673,15 @@ async function refreshHistory() {
     detail.historyKey = null; // try again on the next poll
     return;
   }
-  if (visit !== detail.visit) return; // left meanwhile
+  if (visit !== detail.visit || read !== detail.historyReads) return; // left, or read again
   showError(errorEl, null);
   absorb(page.included); // who acted, by name
   // Nothing new: older entries shown stay. Something new: they are dropped,
   // or they would leave a gap between the latest page and them (an audit).
   const known = detail.history;
   const same = page.total === known.total && page.items[0]?.id === known.latest[0]?.id;
-  detail.history = same
-    ? { ...known, latest: page.items }
-    : { latest: page.items, older: [], total: page.total, marker: page.marker || null };
+  if (same) known.latest = page.items; // the same history: a "Show older" on its way still fits
+  else detail.history = { latest: page.items, older: [], total: page.total, marker: page.marker || null };
   renderHistory();
 }
 
@@ -716,11 +717,13 @@ function renderHistory() {
 }
 
 async function showOlder(ev) {
-  const { id, visit } = detail;
+  const { id, visit, history } = detail;
   const page = await attempt(ev.currentTarget, $("#history-error"), "Could not load older entries", () =>
-    api.notebookEvents(id, HISTORY_SHOWN, detail.history.marker),
+    api.notebookEvents(id, HISTORY_SHOWN, history.marker),
   );
-  if (page === REFUSED || visit !== detail.visit) return;
+  // Read again meanwhile (something new came): this page may not follow
+  // the latest one shown now, so it is dropped (a review).
+  if (page === REFUSED || visit !== detail.visit || detail.history !== history) return;
   absorb(page.included);
   detail.history.older.push(...page.items);
   detail.history.marker = page.marker || null;

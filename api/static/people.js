@@ -10,7 +10,7 @@ import { REFUSED, attempt, confirmThen, openDialog, preserveFocus } from "./acti
 import { api, token } from "./api.js";
 import { memberSearch } from "./member_search.js";
 import { showNotebooksOf } from "./notebooks.js";
-import { $, announce, exactTime, formatTime, h, refreshTimes, setBusy, setText, showError } from "./dom.js";
+import { $, announce, exactTime, formatTime, h, isBusy, markBusy, refreshTimes, setBusy, setText, showError } from "./dom.js";
 import { absorb, state } from "./store.js";
 
 const ROLES = ["admin", "editor", "viewer"];
@@ -999,7 +999,12 @@ async function ownedText(m, name) {
 async function disableMember(m, trigger) {
   const name = m.name || m.email;
   const index = rowIndex($("#members-body"), "memberId", m.id);
+  if (isBusy(trigger)) return; // counting already: one question
+  const visit = people.visit;
+  markBusy(trigger, true);
   const owned = await ownedText(m, name);
+  markBusy(trigger, false);
+  if (!isCurrent(visit)) return; // left People meanwhile: no question over another page
   confirmThen({
     trigger,
     title: `Disable ${name}?`,

@@ -141,6 +141,10 @@ def test_an_admin_finds_a_leaving_members_notebooks_from_people(browser: Any, st
         page.get_by_role("button", name="Hand every notebook of Eve Engineer (disabled) on").click()
         dialog = page.locator("#owner-dialog")
         assert "Each becomes the new owner's" in dialog.inner_text()
+        # How many, whatever the list's filters show.
+        expect(page.locator("#owner-title")).to_have_text(
+            "Hand all 1 notebook of Eve Engineer (disabled) on"
+        )
         page.get_by_label("Find the new owner").fill("frank")
         choice = page.get_by_label("New owner", exact=True)
         expect(choice.locator("option")).to_have_count(2)
