@@ -89,7 +89,8 @@ async def _team_admin(ctx: Ctx) -> tuple[str, str]:
     either waits for this change or is seen by it."""
     team_id = path_id(ctx.request, "team")
     member_id = path_id(ctx.request, "member")
-    await find_team(ctx, team_id)  # 404 if not the org's
+    if await ctx.one("api_lock_team_for_change", ctx.mine(team_id=team_id)) is None:
+        raise NotFound("No such team.", field="team")
     rows = await ctx.all(
         "api_lock_team_memberships",
         {"team_id": team_id, "caller_id": ctx.me.member_id, "member_id": member_id},

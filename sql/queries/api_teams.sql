@@ -36,6 +36,13 @@ select t.id,
   from teams t
  where t.id = %(team_id)s and t.organization_id = %(org_id)s;
 
+-- name: api_lock_team_for_change
+-- Before a membership change: the team's row, key-share-locked (what the
+-- new membership's foreign key check takes anyway, taken first), so a
+-- deletion of the team (`for update`, then its memberships by cascade)
+-- waits for the change instead of crossing it (a deadlock, a review found).
+select id from teams where id = %(team_id)s and organization_id = %(org_id)s for key share;
+
 -- name: api_lock_team_memberships
 -- The caller's and the target's memberships of a team, locked `for update` in
 -- member order, before a membership is changed: the caller's authority (a
