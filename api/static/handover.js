@@ -8,15 +8,14 @@ import { REFUSED, attempt, openDialog } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, setBusy, showError } from "./dom.js";
 import { memberSearch } from "./member_search.js";
-import { absorb, memberLabel, state } from "./store.js";
+import { absorb, isDisabled, memberLabel, state } from "./store.js";
 
 export const canHandOn = () => !!state.me?.organizationAdmin;
 
 // What becomes of the previous owner, said before the hand-over.
 function afterwards(ownerId, shared) {
-  const owner = state.members.get(ownerId);
   if (ownerId === state.me?.id) return "You keep your access as an organization admin.";
-  if (owner?.disabled || owner?.disabledAt) return "";
+  if (isDisabled(state.members.get(ownerId))) return "";
   return `${memberLabel(ownerId)} keeps access only through the teams ${shared} with.`;
 }
 
@@ -64,7 +63,7 @@ function handOverDialog({ title, becomes, shared, ownerId, trigger, send, done }
     }
     cancel.disabled = true;
     const answer = await attempt(submit, error, "Could not hand it on", () => send(memberId));
-    if (opening !== opened) return; // another opening's (should the dialog ever close meanwhile)
+    if (opening !== opened) return; // another opening's: notebookGone closed this one meanwhile
     cancel.disabled = false;
     if (answer === REFUSED) {
       select.focus(); // the button was busy (disabled) meanwhile: focus must not drop to the page

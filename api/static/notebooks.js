@@ -689,8 +689,9 @@ async function refreshHistory() {
 // older": the API's marker, by event id, so new entries never shift them).
 function renderHistory() {
   const { latest, older, total, marker } = detail.history;
-  const oldest = latest.length ? Number(latest[latest.length - 1].id) : Infinity;
-  const items = [...latest, ...older.filter((e) => Number(e.id) < oldest)];
+  // `older` follows `latest` without overlap: it is kept only while the
+  // latest page is the same (refreshHistory), and a page is added only then (showOlder).
+  const items = [...latest, ...older];
   const list = $("#nb-history");
   preserveFocus(list, () =>
     list.replaceChildren(

@@ -14,14 +14,17 @@ export function absorb(included = {}) {
   for (const c of included.workloadConfigs || []) state.configs.set(c.id, c);
 }
 
+// Whether a member we know of is disabled: `disabled` in an `included`
+// entry, `disabledAt` in a member object.
+export const isDisabled = (m) => !!(m?.disabled || m?.disabledAt);
+
 export function memberLabel(id) {
   if (!id) return "";
   if (state.me && id === state.me.id) return "you";
   const m = state.members.get(id);
   if (!m) return id;
   const name = m.name || m.email || id;
-  // `disabled` in an `included` entry, `disabledAt` in a member object.
-  return m.disabled || m.disabledAt ? `${name} (disabled)` : name;
+  return isDisabled(m) ? `${name} (disabled)` : name;
 }
 
 export const teamName = (id) => state.teams.get(id)?.name || id;
