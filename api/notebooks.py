@@ -381,7 +381,10 @@ async def hand_on(
     if owner_id is None or owner_id == row["member_id"]:
         return None
     if not ctx.me.organization_admin:
-        raise Forbidden("Only organization admins hand a notebook on to another owner: ask one.")
+        raise Forbidden(
+            "Only organization admins hand a notebook on; its owner may offer it to a colleague,"
+            " who accepts it."
+        )
     found = await ctx.one(
         "api_new_owner", ctx.mine(owner_id=owner_id, old_owner_id=row["member_id"])
     )
@@ -394,6 +397,9 @@ async def hand_on(
     if holds_slot(row):  # from now on the new owner's
         await check_running_limits(ctx, owner_id, organization=False, who=found["name"])
     await record_change(ctx, notebook_id, row, handed_on(found))
+    # Its owner's offer goes with their ownership (it would come back to life
+    # were the notebook ever handed back to them).
+    await ctx.run("api_delete_offers", {"ids": [notebook_id]})
     return owner_id
 
 
@@ -447,6 +453,7 @@ async def hand_on_all(ctx: Ctx) -> web.Response:
     for row in rows:
         await record_change(ctx, row["id"], row, handed_on(found))
     ids = [row["id"] for row in rows]
+    await ctx.run("api_delete_offers", {"ids": ids})
     await ctx.run("api_hand_on_notebooks", ctx.mine(new_owner_id=owner_id, ids=ids))
     return web.json_response({"handedOn": len(ids)})
 

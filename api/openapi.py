@@ -102,6 +102,14 @@ COMPONENTS: dict[str, Schema] = {
                       "createdAt": TIME, "disabledAt": NULLABLE_TIME}),
     "MemberList": plain_list("Member"),
     "HandedOn": closed({"handedOn": {"type": "integer", "minimum": 0}}),
+    "OfferParty": closed({"id": ID, "name": {"type": "string"}, "email": {"type": "string"}}),
+    "Offer": closed({
+        "notebookId": ID, "notebookName": {"type": "string"},
+        "notebookStatus": {"type": "string", "enum": STATUSES},
+        "fromMember": ref("OfferParty"), "toMember": ref("OfferParty"),
+        "offeredAt": TIME, "expiresAt": TIME,
+    }),
+    "OfferList": plain_list("Offer"),
     "Me": closed({
         "id": ID, "organizationId": ID, "email": {"type": "string"}, "name": {"type": "string"},
         "organizationAdmin": {"type": "boolean"},

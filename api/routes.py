@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api import configs, history, members, notebook_teams, notebooks, sessions, teams
+from api import configs, history, members, notebook_teams, notebooks, offers, sessions, teams
 from api.context import Ctx, Handler
 from api.errors import BadRequest, PreconditionFailed, echoed
 from api.validation import Schema, obj, read_body
@@ -146,10 +146,24 @@ OPS: list[Op] = [
        body=notebook_teams.LINK_SCHEMA, body_required=True, errors=(403, 415)),
     Op("DELETE", NB + "/{id}/teams/{team}", notebook_teams.remove_notebook_team,
        "Stop sharing a notebook with a team", 204, None, errors=(403,)),
+    Op("PUT", NB + "/{id}/offer", offers.put_offer,
+       "Offer a notebook to a colleague (its owner; they accept or decline)", 200, "Offer",
+       body=offers.OFFER_SCHEMA, body_required=True, errors=(403, 415)),
+    Op("GET", NB + "/{id}/offer", offers.get_offer, "The notebook's pending offer", 200,
+       "Offer"),
+    Op("DELETE", NB + "/{id}/offer", offers.delete_offer,
+       "Withdraw an offer (its owner) or decline it (its recipient)", 204, None,
+       errors=(403,)),
+    Op("POST", NB + "/{id}/offer/accept", offers.accept_offer,
+       "Accept an offer: the notebook becomes the caller's", 200, "NotebookDescribe",
+       body=EMPTY, errors=(409, 415)),
     Op("GET", "/workloads/teams/{team}/notebooks", notebook_teams.list_team_notebooks,
        "List the notebooks shared with a team", 200, "NotebookList", paginated=True,
        errors=(403,), query=(("status", notebooks.STATUS_PARAMETER),)),
     Op("GET", "/me", members.me, "The calling member", 200, "Me", tag="members"),
+    Op("GET", "/me/offers", offers.list_my_offers,
+       "List the notebooks offered to the caller, newest first", 200, "OfferList",
+       paginated=True, tag="members"),
     Op("GET", "/members", members.list_members, "List the organization's members", 200,
        "MemberList", paginated=True, errors=(403,), tag="members",
        query=(("q", members.SEARCH_PARAMETER), ("disabled", members.DISABLED_PARAMETER))),

@@ -7,7 +7,8 @@ blocks under `queries/` (procrastinate style) and are called by name:
     select * from notebooks where id = %(id)s;
 
 A `-- fragment: x` block is text several queries share, put in place of a
-`-- include: x` line (the notebook list's four page statements end alike).
+`-- include: x` line (the notebook list's four page statements end alike),
+in any file of `queries/`.
 """
 
 from __future__ import annotations
@@ -61,13 +62,22 @@ def _included(body: str, fragments: dict[str, str]) -> str:
 
 @cache
 def queries() -> dict[str, str]:
-    """All named queries of `queries/*.sql`, loaded once per process."""
+    """All named queries of `queries/*.sql`, loaded once per process; a
+    fragment may be included from any file (who may see a notebook is one
+    text wherever it is asked)."""
+    parsed = [(path, *parse_blocks(path.read_text())) for path in sorted(QUERIES_DIR.glob("*.sql"))]
+    fragments: dict[str, str] = {}
+    for path, _, found in parsed:
+        for name, body in found.items():
+            if name in fragments:
+                raise ValueError(f"fragment {name!r} defined twice ({path.name})")
+            fragments[name] = body
     out: dict[str, str] = {}
-    for path in sorted(QUERIES_DIR.glob("*.sql")):
-        for name, body in parse_named_queries(path.read_text()).items():
+    for path, named, _ in parsed:
+        for name, body in named.items():
             if name in out:
                 raise ValueError(f"query {name!r} defined twice ({path.name})")
-            out[name] = body
+            out[name] = _included(body, fragments)
     return out
 
 

@@ -248,6 +248,12 @@ export const api = {
   createMember: (body) => request("POST", "/members", body),
   disableMember: (memberId) => request("DELETE", `/members/${enc(memberId)}`),
   enableMember: (memberId) => request("POST", `/members/${enc(memberId)}/enable`, {}),
+  // Offers (offers.js): its owner offers a notebook, a colleague accepts or declines.
+  offerNotebook: (id, email) => request("PUT", `/workloads/notebooks/${enc(id)}/offer`, { email }),
+  notebookOffer: (id) => request("GET", `/workloads/notebooks/${enc(id)}/offer`),
+  dropOffer: (id) => request("DELETE", `/workloads/notebooks/${enc(id)}/offer`),
+  acceptOffer: (id) => request("POST", `/workloads/notebooks/${enc(id)}/offer/accept`, {}),
+  offersToMe: () => request("GET", "/me/offers?limit=20"),
   handOnAll: (memberId, to) => request("POST", `/members/${enc(memberId)}/handover`, { memberId: to }),
   updateMember: (memberId, body) => request("PATCH", `/members/${enc(memberId)}`, body),
   createTeam: (body) => request("POST", "/teams", body),

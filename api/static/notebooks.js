@@ -3,6 +3,7 @@
 import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
+import { hideNotebookOffer, openOffer, refreshOfferTimes, refreshOffersToMe, showNotebookOffer } from "./offers.js";
 import {
   $,
   announce,
@@ -271,8 +272,13 @@ async function refreshList() {
   empty.hidden = notebooks.length > 0;
   $("#notebooks-table").hidden = notebooks.length === 0;
   renderPager(page.total ?? notebooks.length, notebooks.length);
+  refreshOffersToMe(offersContext(visit));
+  refreshOfferTimes();
   return notebooks.some((nb) => TRANSITIONAL.has(nb.status));
 }
+
+// The list's "Offered to you" (offers.js): an accepted notebook joins the list.
+const offersContext = (visit) => ({ current: () => visit === list.visit, changed: () => list.poller.now() });
 
 function goToPage(index) {
   if (index < 0) return; // Previous twice before page 1 came back
@@ -452,6 +458,7 @@ export const listView = {
     $("#page-first").onclick = () => goToPage(0);
     list.poller = new Poller(refreshList, $("#notebooks-table"));
     list.poller.start();
+    refreshOffersToMe({ force: true, ...offersContext(list.visit) });
     fillTeamFilter();
   },
   leave() {
@@ -537,6 +544,7 @@ async function refreshDetail() {
     detail.historyKey = historyKey;
     detail.historyReadAt = Date.now();
     refreshHistory();
+    refreshOffer(nb); // every offer is in the history too
   }
   refreshTimes($("#nb-history")); // read again only when the status moves
   // The teams list (with sharing controls only for who may share) is read
@@ -552,7 +560,7 @@ async function refreshDetail() {
   const stopsAt = autoStopAt(nb);
   const facts = $("#nb-facts");
   preserveFocus(facts, () => facts.replaceChildren(
-    ...fact("Owner", memberLabel(nb.memberId), ...handOnButton(nb)),
+    ...fact("Owner", memberLabel(nb.memberId), ...handOnButton(nb), ...offerButton(nb)),
     ...fact("Workload config", configName(nb.workloadConfigId)),
     ...fact("Teams", teamsText(nb.teamIds)),
     ...fact("Last active", formatTime(nb.lastActiveAt)),
@@ -585,6 +593,43 @@ function handOnButton(nb) {
       onclick: (ev) => openHandOver(nb, ev.currentTarget, handedOn),
     }),
   ];
+}
+
+// Its owner offers it (offers.js); org admins hand it on without asking.
+function offerButton(nb) {
+  if (canHandOn() || nb.memberId !== state.me?.id) return [];
+  const key = `${nb.id}:Offer`;
+  const offered = async () => {
+    await offerChanged();
+    $(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
+  };
+  return [
+    " ",
+    h("button", {
+      type: "button",
+      class: "secondary small",
+      "aria-label": `Offer ${nb.name} to a colleague`,
+      dataset: { focusKey: key },
+      text: "Offer to a colleague…",
+      onclick: (ev) => openOffer(nb, ev.currentTarget, offered),
+    }),
+  ];
+}
+
+// Its pending offer, to whom may withdraw it (its owner, org admins).
+function refreshOffer(nb) {
+  if (nb.memberId !== state.me?.id && !state.me?.organizationAdmin) {
+    hideNotebookOffer();
+    return;
+  }
+  const { visit } = detail;
+  showNotebookOffer(nb, { current: () => visit === detail.visit, changed: offerChanged });
+}
+
+// An offer made or withdrawn: its history and the offer are read again.
+function offerChanged() {
+  detail.historyKey = null;
+  return detail.poller.now();
 }
 
 async function refreshTeams() {
@@ -821,6 +866,7 @@ export const detailView = {
     $("#history-older").onclick = showOlder;
     for (const sel of ["#nb-status", "#nb-actions", "#nb-facts", "#nb-teams", "#nb-history"]) $(sel).replaceChildren();
     for (const sel of ["#nb-message", "#nb-description"]) $(sel).textContent = "";
+    hideNotebookOffer();
     $("#add-team-form").hidden = true;
     $("#teams-readonly").hidden = true;
     const addSubmit = $("#add-team-form button[type=submit]");

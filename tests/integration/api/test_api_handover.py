@@ -101,7 +101,8 @@ async def test_nobody_else_may_hand_it_on_and_a_refusal_changes_nothing(
     for who in (world.owner, world.team_admin, world.editor):
         body = await refused(await hand_on(client, nb, who, world.editor.id), 403, "forbidden")
         assert body["detail"] == (
-            "Only organization admins hand a notebook on to another owner: ask one."
+            "Only organization admins hand a notebook on; its owner may offer it to a colleague,"
+            " who accepts it."
         )
     await refused(await hand_on(client, nb, world.viewer, world.viewer.id), 403, "forbidden")
     await refused(await hand_on(client, nb, world.outsider, world.outsider.id), 404, "not_found")

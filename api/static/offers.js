@@ -1,0 +1,217 @@
+// Offers of a notebook from its owner to a colleague (docs/api.md "Offering
+// a notebook"): its owner makes one (the colleague named by email: only org
+// admins may list members), the list shows the ones made to the member, to
+// accept or decline, and a notebook's page its pending offer to its owner
+// and org admins, to withdraw.
+
+import { REFUSED, attempt, openDialog, preserveFocus } from "./actions.js";
+import { api, notFound } from "./api.js";
+import { $, announce, formatTime, h, isBusy, keepError, markBusy, refreshTimes, setBusy, showError } from "./dom.js";
+
+// Each opening of the dialog: an answer for an earlier one is dropped.
+let opened = 0;
+
+// `done()` once offered (the page reads the offer again).
+export function openOffer(nb, trigger, done) {
+  const dialog = $("#offer-dialog");
+  const error = $("#offer-error");
+  const submit = $("#offer-submit");
+  const cancel = dialog.querySelector("[data-close]");
+  const input = $("#offer-email");
+  const opening = ++opened;
+  showError(error, null);
+  setBusy(submit, false);
+  cancel.disabled = false;
+  $("#offer-form").reset();
+  $("#offer-title").textContent = `Offer “${nb.name}” to a colleague`;
+  const finish = openDialog(dialog, trigger);
+  dialog.oncancel = (ev) => {
+    if (submit.disabled) ev.preventDefault(); // not closed while its answer is on its way
+  };
+  input.focus();
+  $("#offer-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const email = input.value.trim();
+    if (!email) {
+      showError(error, { detail: "Type your colleague's email address first." });
+      input.focus();
+      return;
+    }
+    cancel.disabled = true;
+    const answer = await attempt(submit, error, "Could not offer it", () => api.offerNotebook(nb.id, email));
+    if (opening !== opened) return; // the page was left and the dialog opened again
+    cancel.disabled = false;
+    if (answer === REFUSED) {
+      input.focus();
+      return;
+    }
+    finish();
+    announce(`${nb.name} offered to ${party(answer.toMember)}`);
+    done();
+  };
+}
+
+// Read when the list is entered, after an answer, and otherwise at most this
+// often while the list polls: offers come seldom, the list polls every 10 s.
+const OFFERS_MAX_AGE_MS = 30_000;
+const toMe = { readAt: 0, reads: 0 };
+
+const party = (m) => `${m.name} (${m.email})`;
+
+// The list's "Offered to you"; `changed()` refreshes the list after an accept.
+export async function refreshOffersToMe({ force = false, current, changed }) {
+  if (!force && Date.now() - toMe.readAt < OFFERS_MAX_AGE_MS) return;
+  toMe.readAt = Date.now();
+  const read = ++toMe.reads;
+  const errorEl = $("#offers-error");
+  let page;
+  try {
+    page = await api.offersToMe();
+  } catch (err) {
+    if (read !== toMe.reads || !current()) return;
+    if (!$("#offers").hidden) {
+      keepError(errorEl, err, "Could not load the offers to you");
+      errorEl.dataset.source = "load"; // gone once a read works again; an answer's refusal stays
+    }
+    return;
+  }
+  if (read !== toMe.reads || !current()) return; // a later read, or another view
+  const section = $("#offers");
+  const items = page.items;
+  section.hidden = items.length === 0;
+  if (items.length === 0 || errorEl.dataset.source === "load") {
+    showError(errorEl, null);
+    delete errorEl.dataset.source;
+  }
+  const list = $("#offers-list");
+  // Twenty at a time, newest first: the rest come as these are answered.
+  const more = page.total - items.length;
+  preserveFocus(list, () =>
+    list.replaceChildren(
+      ...items.map((o) => offerToMe(o, { current, changed })),
+      ...(more > 0 ? [h("li", { class: "muted", text: `And ${more} more, older: answer these first.` })] : []),
+    ),
+  );
+}
+
+// The relative times ("lapses in 3 days") kept current between reads.
+export const refreshOfferTimes = () => refreshTimes($("#offers-list"));
+
+function offerToMe(o, ctx) {
+  const button = (verb, cls, run) =>
+    h("button", {
+      type: "button",
+      class: cls,
+      "aria-label": `${verb} ${o.notebookName}`,
+      dataset: { focusKey: `${o.notebookId}:${verb}` },
+      text: verb,
+      onclick: (ev) => answerOffer(ev.currentTarget, o, verb, run, ctx),
+    });
+  return h(
+    "li",
+    {},
+    h(
+      "span",
+      {},
+      `${party(o.fromMember)} offers you `,
+      h("strong", { text: o.notebookName }),
+      ` (${o.notebookStatus}); it lapses `,
+      formatTime(o.expiresAt),
+      ".",
+    ),
+    h(
+      "span",
+      { class: "actions" },
+      button("Accept", "small", () => api.acceptOffer(o.notebookId)),
+      button("Decline", "secondary small", () => api.dropOffer(o.notebookId)),
+    ),
+  );
+}
+
+async function answerOffer(trigger, o, verb, run, { current, changed }) {
+  if (isBusy(trigger)) return;
+  markBusy(trigger, true); // marked, not disabled: focus stays on it
+  const errorEl = $("#offers-error");
+  const answer = await attempt(null, errorEl, `Could not ${verb.toLowerCase()} “${o.notebookName}”`, run);
+  markBusy(trigger, false);
+  if (answer === REFUSED) {
+    // Withdrawn, replaced or lapsed meanwhile: the list is read again (the
+    // refusal stays said); a running limit's refusal keeps the offer.
+    delete errorEl.dataset.source;
+    await refreshOffersToMe({ force: true, current, changed });
+    return;
+  }
+  announce(verb === "Accept" ? `${o.notebookName} is yours now` : `Offer of ${o.notebookName} declined`);
+  await refreshOffersToMe({ force: true, current, changed });
+  if (!current()) return;
+  // To the section's heading, or the page's once none is left: never to
+  // another offer's button, where a second key press would answer it.
+  const heading = $("#offers").hidden ? $("#notebooks-title") : $("#offers-title");
+  heading.setAttribute("tabindex", "-1");
+  heading.focus();
+  await changed(); // an accepted notebook joins the list
+}
+
+// A notebook's pending offer, under its facts, with "Withdraw offer";
+// hidden when there is none. `current()`: the page is still this
+// notebook's; `changed()` after a withdrawal.
+const onPage = { reads: 0 };
+
+export async function showNotebookOffer(nb, { current, changed }) {
+  const el = $("#nb-offer");
+  const read = ++onPage.reads;
+  let offer = null;
+  try {
+    offer = await api.notebookOffer(nb.id);
+  } catch (err) {
+    if (!notFound(err)) return; // kept as it was; read again with the history
+  }
+  if (read !== onPage.reads || !current()) return;
+  el.hidden = !offer;
+  if (!offer) {
+    el.replaceChildren();
+    return;
+  }
+  const withdraw = h("button", {
+    type: "button",
+    class: "secondary small",
+    dataset: { focusKey: `${nb.id}:withdraw` },
+    text: "Withdraw offer",
+    onclick: async (ev) => {
+      const button = ev.currentTarget;
+      if (isBusy(button)) return;
+      markBusy(button, true);
+      const answer = await attempt(null, $("#nb-error"), "Could not withdraw the offer", () =>
+        api.dropOffer(nb.id),
+      );
+      markBusy(button, false);
+      if (answer === REFUSED || !current()) return;
+      announce(`Offer of ${nb.name} withdrawn`);
+      await changed();
+      // The button it went with is gone: to the owner's own button (its owner's
+      // Offer, an org admin's Hand on).
+      const owners = [`${nb.id}:Offer`, `${nb.id}:HandOn`].map((k) => $(`[data-focus-key="${CSS.escape(k)}"]`));
+      if (current()) owners.find(Boolean)?.focus();
+    },
+  });
+  preserveFocus(el, () =>
+    el.replaceChildren(
+      h(
+        "span",
+        {},
+        "Offered to ",
+        h("strong", { text: party(offer.toMember) }),
+        ", who has not answered yet; it lapses ",
+        formatTime(offer.expiresAt),
+        ". ",
+      ),
+      withdraw,
+    ),
+  );
+}
+
+export function hideNotebookOffer() {
+  onPage.reads += 1; // an answer on its way is for a page left
+  $("#nb-offer").hidden = true;
+  $("#nb-offer").replaceChildren();
+}
