@@ -12,7 +12,7 @@ from api.context import Ctx, revokes_access
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, invalid_token, member_exists
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
-from api.validation import name_schema, obj, path_id, read_body
+from api.validation import name_schema, obj, path_id, query_search, read_body, search_parameter
 from common.ids import new_id
 from common.text import EMAIL_PATTERN
 from common.tokens import (
@@ -71,23 +71,9 @@ async def me(ctx: Ctx) -> web.Response:
 
 # `?q=`: members whose name or email holds it, however capitalised (an admin
 # of thousands looks one up rather than paging by date).
-SEARCH_MAX = 128
-SEARCH_PARAMETER: dict[str, Any] = {
-    "required": False,
-    "description": "Only members whose name or email contains this (case-insensitive).",
-    "schema": {"type": "string", "maxLength": SEARCH_MAX},
-}
-
-
-def _search(ctx: Ctx) -> str | None:
-    q = ctx.request.query.get("q", "").strip()
-    if len(q) > SEARCH_MAX or "\x00" in q:
-        raise BadRequest(
-            f"q must be at most {SEARCH_MAX} characters, without NUL.",
-            code="validation_failed",
-            field="q",
-        )
-    return q or None
+SEARCH_PARAMETER = search_parameter(
+    "Only members whose name or email contains this (case-insensitive)."
+)
 
 
 # `?disabled=true`: the disabled members instead, to enable one again.
@@ -109,7 +95,7 @@ def _disabled(ctx: Ctx) -> bool:
 
 async def list_members(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
-    q = _search(ctx)
+    q = query_search(ctx.request)
     disabled = _disabled(ctx)
     # A marker belongs to its search: one from another is refused (invalid_marker).
     scope = f"members:{ctx.me.organization_id}:{disabled}:{q or ''}"

@@ -20,7 +20,7 @@ from api.notebooks import (
     visible,
 )
 from api.responses import no_content, normalized_list, page_params, plain_list
-from api.validation import obj, path_id, read_body
+from api.validation import obj, path_id, query_search, read_body
 
 LINK_SCHEMA = obj({"teamIds": TEAM_IDS_SCHEMA}, required=("teamIds",))
 
@@ -89,8 +89,9 @@ async def list_team_notebooks(ctx: Ctx) -> web.Response:
     if team["role"] is None and not ctx.me.organization_admin:
         raise Forbidden("Only the team's members and org admins list its notebooks.")
     statuses = status_filter(ctx)
-    scope = list_scope(ctx, team_id, statuses)
+    q = query_search(ctx.request)
+    scope = list_scope(ctx, team_id, statuses, q=q)
     # A team's members see every notebook shared with it (the team's
     # statement asks no more of the caller).
-    row = await notebook_page(ctx, team_id=team_id, st=statuses, **page_params(ctx, scope))
+    row = await notebook_page(ctx, team_id=team_id, st=statuses, q=q, **page_params(ctx, scope))
     return normalized_list(ctx, scope, row)

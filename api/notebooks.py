@@ -28,7 +28,9 @@ from api.validation import (
     name_schema,
     obj,
     path_id,
+    query_search,
     read_body,
+    search_parameter,
     text_schema,
 )
 from common.durations import duration
@@ -99,14 +101,22 @@ def owner_filter(ctx: Ctx) -> str | None:
     return raw
 
 
+# `?q=`: notebooks whose name holds it, however capitalised (a member with
+# hundreds finds "churn" rather than paging by date).
+NAME_SEARCH_PARAMETER = search_parameter(
+    "Only notebooks whose name contains this (case-insensitive)."
+)
+
+
 def list_scope(
     ctx: Ctx,
     team_id: str | None = None,
     statuses: list[str] | None = None,
     owner_id: str | None = None,
+    q: str | None = None,
 ) -> str:
     # A marker belongs to its list and its filter: another's is refused.
-    filters = f"{team_id or ''}:{','.join(statuses or [])}:{owner_id or ''}"
+    filters = f"{team_id or ''}:{','.join(statuses or [])}:{owner_id or ''}:{q or ''}"
     return f"notebooks:{ctx.me.member_id}:{filters}"
 
 
@@ -116,6 +126,7 @@ async def notebook_page(ctx: Ctx, **params: Any) -> dict[str, Any]:
         "team_id": None,
         "owner_id": None,
         "st": None,  # statuses to keep (status_filter); None: all
+        "q": None,  # a name search (query_search); None: any name
         "notebook_id": None,
         "limit": 1,
         "fetch": 1,
@@ -280,8 +291,9 @@ def edit_summary(
 async def list_notebooks(ctx: Ctx) -> web.Response:
     statuses = status_filter(ctx)
     owner_id = owner_filter(ctx)
-    scope = list_scope(ctx, statuses=statuses, owner_id=owner_id)
-    row = await notebook_page(ctx, st=statuses, owner_id=owner_id, **page_params(ctx, scope))
+    q = query_search(ctx.request)
+    scope = list_scope(ctx, statuses=statuses, owner_id=owner_id, q=q)
+    row = await notebook_page(ctx, st=statuses, owner_id=owner_id, q=q, **page_params(ctx, scope))
     return normalized_list(ctx, scope, row)
 
 

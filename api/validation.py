@@ -264,3 +264,27 @@ def query_limit(request: web.Request) -> int:
             "limit must be an integer from 0 to 100.", code="out_of_range", field="limit"
         )
     return int(raw)
+
+
+# `?q=`: a search's text, trimmed; "" is no search. Matched as a plain
+# substring, however capitalised (members, notebooks).
+SEARCH_MAX = 128
+
+
+def search_parameter(description: str) -> dict[str, Any]:
+    return {
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "maxLength": SEARCH_MAX},
+    }
+
+
+def query_search(request: web.Request) -> str | None:
+    q = request.query.get("q", "").strip()
+    if len(q) > SEARCH_MAX or "\x00" in q:
+        raise BadRequest(
+            f"q must be at most {SEARCH_MAX} characters, without NUL.",
+            code="validation_failed",
+            field="q",
+        )
+    return q or None

@@ -25,6 +25,14 @@ _BLOCK = re.compile(r"^--\s*(name|fragment):\s*(\w+)\s*$", re.MULTILINE)
 # A statement may end with one (its text is stripped: no newline after it).
 _INCLUDE = re.compile(r"^[ \t]*--\s*include:\s*(\w+)[ \t]*(?:\n|\Z)", re.MULTILINE)
 _COMMENT_LINES = re.compile(r"\A(?:[ \t]*--[^\n]*\n)+")
+_INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
+
+
+def sent(statement: str) -> str:
+    """A statement as it is sent: without its indentation, which is for its
+    readers (no literal spans lines), so that the long ones stay under the
+    4096 bytes past which psycopg parses a statement again on every call."""
+    return _INDENT.sub("", statement)
 
 
 def parse_blocks(text: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -48,7 +56,7 @@ def parse_blocks(text: str) -> tuple[dict[str, str], dict[str, str]]:
 def parse_named_queries(text: str) -> dict[str, str]:
     """Split a .sql file into {name: statement}, its includes put in place."""
     named, fragments = parse_blocks(text)
-    return {name: _included(body, fragments) for name, body in named.items()}
+    return {name: sent(_included(body, fragments)) for name, body in named.items()}
 
 
 def _included(body: str, fragments: dict[str, str]) -> str:
@@ -77,7 +85,7 @@ def queries() -> dict[str, str]:
         for name, body in named.items():
             if name in out:
                 raise ValueError(f"query {name!r} defined twice ({path.name})")
-            out[name] = _included(body, fragments)
+            out[name] = sent(_included(body, fragments))
     return out
 
 

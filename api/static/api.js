@@ -194,11 +194,12 @@ export const api = {
     }),
   // One page of notebooks (newest first), everything the member can see or
   // those shared with one team; `marker` is the one the previous page gave.
-  listNotebooks: ({ limit, marker, teamId, status, owner } = {}) => {
+  listNotebooks: ({ limit, marker, teamId, status, owner, q } = {}) => {
     const query = new URLSearchParams();
     if (limit !== undefined) query.set("limit", String(limit));
     if (marker) query.set("marker", marker);
     if (status) query.set("status", status);
+    if (q) query.set("q", q); // a name search
     if (owner) query.set("owner", owner); // the organization's list only, not a team's
     const path = teamId ? `/workloads/teams/${enc(teamId)}/notebooks` : "/workloads/notebooks";
     const qs = query.toString();

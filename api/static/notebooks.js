@@ -62,6 +62,7 @@ const list = {
   teamId: "", // "" = every notebook the member can see
   ownerId: "", // "" = anyone's; not with a team (the team's list takes no owner)
   status: "", // a key of STATUS_FILTERS; "" = every status
+  q: "", // a name search; "" = any name
   markers: [null],
   index: 0,
   next: null, // the marker the page on screen gave for the page after it
@@ -175,7 +176,7 @@ function renderPager(total, shown) {
 
 async function refreshList() {
   const errorEl = $("#notebooks-error");
-  const asked = { index: list.index, teamId: list.teamId, size: list.size, status: list.status, ownerId: list.ownerId };
+  const asked = { index: list.index, teamId: list.teamId, size: list.size, status: list.status, ownerId: list.ownerId, q: list.q };
   const visit = list.visit;
   let page;
   try {
@@ -185,6 +186,7 @@ async function refreshList() {
       teamId: list.teamId,
       owner: list.ownerId,
       status: STATUS_FILTERS[list.status]?.statuses,
+      q: list.q,
     });
   } catch (err) {
     if (visit !== list.visit) return false; // left meanwhile
@@ -206,7 +208,8 @@ async function refreshList() {
     asked.teamId !== list.teamId ||
     asked.size !== list.size ||
     asked.status !== list.status ||
-    asked.ownerId !== list.ownerId
+    asked.ownerId !== list.ownerId ||
+    asked.q !== list.q
   ) {
     return false;
   }
@@ -262,7 +265,9 @@ async function refreshList() {
   const empty = $("#notebooks-empty");
   const filtered = STATUS_FILTERS[list.status];
   const whose = list.ownerId ? ` of ${ownerName(list.ownerId)}` : "";
-  empty.textContent = filtered
+  empty.textContent = list.q
+    ? `No notebook${list.teamId ? ` shared with ${teamName(list.teamId)}` : whose}${filtered ? ` that is ${filtered.none}` : ""} has “${list.q}” in its name.`
+    : filtered
     ? `No notebook${list.teamId ? ` shared with ${teamName(list.teamId)}` : whose} is ${filtered.none}.`
     : list.teamId
       ? `No notebooks are shared with ${teamName(list.teamId)}.`
@@ -426,6 +431,21 @@ export const listView = {
       list.size = Number(size.value);
       resetPaging();
       list.poller.now();
+    };
+    // The name search, 300 ms after the last keystroke (not a request per key).
+    const search = $("#list-search");
+    search.value = list.q;
+    let typing = null;
+    search.oninput = () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => {
+        const q = search.value.trim();
+        if (q === list.q) return;
+        showNotice(null);
+        list.q = q;
+        resetPaging();
+        list.poller.now();
+      }, 300);
     };
     const status = $("#list-status");
     status.value = list.status;

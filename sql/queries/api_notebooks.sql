@@ -12,7 +12,8 @@
 -- next page. From `rows` on, the four are one fragment
 -- (`notebook_page_answer`, put in place when the queries are loaded), and
 -- each stays under psycopg's 4096 bytes, past which it parses a statement
--- again on every call (a test checks): keep comments out of the statements.
+-- again on every call (a test checks; indentation is not sent, sql.sent):
+-- keep comments out of the statements.
 --   api_notebook_page_org: an org admin's, off notebooks_org_order;
 --   api_notebook_page_member: a member's own (notebooks_member_order) and
 --     those shared with the member's teams (team_memberships ->
@@ -37,6 +38,13 @@
                          from notebook_teams nt
                          join team_memberships tm on tm.team_id = nt.team_id
                         where nt.notebook_id = n.id and tm.member_id = %(member_id)s))
+
+-- fragment: notebook_filters
+-- A list's filters, after a `where` on notebook `n`: `?status=` and the
+-- name search `?q=` (a plain substring, however capitalised: `strpos`, so
+-- `%%` and `_` are plain characters). Off the same index as without them.
+       and (%(st)s::text[] is null or n.status = any(%(st)s))
+       and (%(q)s::text is null or strpos(lower(n.name), lower(%(q)s::text)) > 0)
 
 -- fragment: notebook_page_answer
 -- What the four page statements share, after their `keys` (id, created_at,
@@ -93,7 +101,7 @@ with keys as (
     select n.id, n.created_at, row_number() over (order by n.created_at desc, n.id desc) as rn
       from notebooks n
      where n.organization_id = %(org_id)s and n.deleted_at is null
-       and (%(st)s::text[] is null or n.status = any(%(st)s))
+-- include: notebook_filters
        and (n.created_at, n.id) < (coalesce(%(after_at)s::timestamptz, 'infinity'),
                                    coalesce(%(after_id)s::text, ''))
      order by n.created_at desc, n.id desc
@@ -102,14 +110,15 @@ with keys as (
 -- include: notebook_page_answer
     (select count(*) from notebooks n
       where n.organization_id = %(org_id)s and n.deleted_at is null
-        and (%(st)s::text[] is null or n.status = any(%(st)s))) as total;
+-- include: notebook_filters
+    ) as total;
 
 -- name: api_notebook_page_member
 with mine as not materialized (
     select n.id, n.created_at from notebooks n
      where n.member_id = %(member_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
-       and (%(st)s::text[] is null or n.status = any(%(st)s))
+-- include: notebook_filters
 ), shared as materialized (
     select distinct n.id, n.created_at
       from team_memberships tm
@@ -117,7 +126,7 @@ with mine as not materialized (
       join notebooks n on n.id = nt.notebook_id
      where tm.member_id = %(member_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
-       and (%(st)s::text[] is null or n.status = any(%(st)s))
+-- include: notebook_filters
 ), after as not materialized (
     select coalesce(%(after_at)s::timestamptz, 'infinity') as at,
            coalesce(%(after_id)s::text, '') as id
@@ -143,7 +152,7 @@ with owned as materialized (
     select n.id, n.created_at from notebooks n
      where n.member_id = %(owner_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
-       and (%(st)s::text[] is null or n.status = any(%(st)s))
+-- include: notebook_filters
 -- include: caller_sees_notebook
 ), keys as (
     select o.id, o.created_at, row_number() over (order by o.created_at desc, o.id desc) as rn
@@ -163,7 +172,7 @@ with team as materialized (
       join notebooks n on n.id = t.notebook_id
      where t.team_id = %(team_id)s and n.organization_id = %(org_id)s
        and n.deleted_at is null
-       and (%(st)s::text[] is null or n.status = any(%(st)s))
+-- include: notebook_filters
 ), keys as (
     select t.id, t.created_at, row_number() over (order by t.created_at desc, t.id desc) as rn
       from team t

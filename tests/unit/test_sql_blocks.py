@@ -26,9 +26,10 @@ with b as (select 2),
 
 def test_a_fragment_is_put_in_place_of_each_include_without_its_comments() -> None:
     named = parse_named_queries(TEXT)
+    # Sent without indentation (it is for readers).
     assert named == {
-        "first": "with a as (select 1),\nrows as (select 1 as x)\nselect x,\n    1 as one",
-        "second": "with b as (select 2),\nrows as (select 1 as x)\nselect x,\n    2 as two",
+        "first": "with a as (select 1),\nrows as (select 1 as x)\nselect x,\n1 as one",
+        "second": "with b as (select 2),\nrows as (select 1 as x)\nselect x,\n2 as two",
     }
 
 
@@ -41,3 +42,10 @@ def test_an_include_of_no_fragment_and_a_name_given_twice_are_errors() -> None:
 
 def test_no_loaded_query_keeps_an_include_line() -> None:
     assert not [name for name, text in queries().items() if "-- include:" in text]
+
+
+def test_a_fragment_of_one_file_is_included_from_another() -> None:
+    """Who may see a notebook is one text, wherever it is asked."""
+    texts = queries()
+    assert "n.member_id = %(member_id)s" in texts["api_offer_body"]
+    assert "-- include" not in "".join(texts.values())

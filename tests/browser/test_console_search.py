@@ -1,0 +1,41 @@
+"""Finding a notebook by name in the list (headless Chromium, the whole
+stack; fixtures in conftest.py): typing filters the list through the API's
+`?q=`, and an empty result says what was looked for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from browser_helpers import close_page, sign_in
+from playwright.sync_api import expect
+from test_console_handover import own_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_a_member_finds_a_notebook_by_part_of_its_name(browser: Any, stack: Any) -> None:
+    for name in ("Churn model", "Weekly CHURN report", "Revenue forecast"):
+        own_notebook(stack, stack.token, name)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        rows = page.locator("#notebooks-body tr")
+        expect(rows).to_have_count(3)
+        search = page.get_by_label("Find by name")
+        search.fill("churn")
+        expect(rows).to_have_count(2)
+        assert sorted(rows.locator(".nb-link").all_inner_texts()) == [
+            "Churn model",
+            "Weekly CHURN report",
+        ]
+        search.fill("nothing like it")
+        expect(page.locator("#notebooks-empty")).to_have_text(
+            "No notebook has “nothing like it” in its name."
+        )
+        expect(page.locator("#notebooks-table")).to_be_hidden()
+        search.fill("")
+        expect(rows).to_have_count(3)
+    finally:
+        close_page(page)
