@@ -59,11 +59,17 @@ def parse_named_queries(text: str) -> dict[str, str]:
     return {name: sent(_included(body, fragments)) for name, body in named.items()}
 
 
-def _included(body: str, fragments: dict[str, str]) -> str:
+def _included(body: str, fragments: dict[str, str], within: tuple[str, ...] = ()) -> str:
+    """`body` with its includes put in place, and theirs (a fragment may
+    include another; one that includes itself, however deep, is an error)."""
+
     def fragment(match: re.Match[str]) -> str:
-        if match[1] not in fragments:
-            raise ValueError(f"no fragment {match[1]!r} to include")
-        return fragments[match[1]]
+        name = match[1]
+        if name not in fragments:
+            raise ValueError(f"no fragment {name!r} to include")
+        if name in within:
+            raise ValueError(f"fragment {name!r} includes itself")
+        return _included(fragments[name], fragments, (*within, name))
 
     return _INCLUDE.sub(fragment, body)
 

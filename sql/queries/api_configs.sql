@@ -5,19 +5,7 @@ with visible as (
     select c.* from workload_configs c
      where c.organization_id = %(org_id)s
        and (%(config_id)s::text is null or c.id = %(config_id)s::text)
-), keys as (
-    select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
-      from visible v
-     where %(after_at)s::timestamptz is null
-        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
-     order by v.created_at desc, v.id desc
-     limit %(fetch)s
-), rows as (select * from keys where rn <= %(limit)s)
-select
-    (select count(*) from visible) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select id from rows order by rn desc limit 1) as last_id,
+-- include: keyset_page
     coalesce((select json_agg(json_build_object(
         'id', r.id, 'organizationId', r.organization_id, 'name', r.name,
         'description', r.description, 'mode', r.mode, 'sail', r.sail, 'marimo', r.marimo,

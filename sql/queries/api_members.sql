@@ -25,19 +25,7 @@ with visible as not materialized (
        and (%(q)s::text is null
             or strpos(lower(m.name), lower(%(q)s::text)) > 0
             or strpos(lower(m.email), lower(%(q)s::text)) > 0)
-), keys as (
-    select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
-      from visible v
-     where %(after_at)s::timestamptz is null
-        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
-     order by v.created_at desc, v.id desc
-     limit %(fetch)s
-), rows as (select * from keys where rn <= %(limit)s)
-select
-    (select count(*) from visible) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select id from rows order by rn desc limit 1) as last_id,
+-- include: keyset_page
     coalesce((select json_agg(json_build_object(
         'id', r.id, 'organizationId', r.organization_id, 'email', r.email, 'name', r.name,
         'organizationAdmin', r.organization_admin, 'createdAt', r.created_at,
@@ -222,19 +210,7 @@ with visible as (
     select t.* from api_tokens t
      where t.member_id = %(member_id)s and t.revoked_at is null
        and (t.expires_at is null or t.expires_at > %(now)s)
-), keys as (
-    select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
-      from visible v
-     where %(after_at)s::timestamptz is null
-        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
-     order by v.created_at desc, v.id desc
-     limit %(fetch)s
-), rows as (select * from keys where rn <= %(limit)s)
-select
-    (select count(*) from visible) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select id from rows order by rn desc limit 1) as last_id,
+-- include: keyset_page
     coalesce((select json_agg(json_build_object(
         'id', r.id, 'name', r.name, 'prefix', r.prefix, 'createdAt', r.created_at,
         'createdBy', r.created_by, 'madeWith', r.made_by, 'lastUsedAt', r.last_used_at,

@@ -75,19 +75,7 @@ with visible as not materialized (
     select o.*, o.notebook_id as id from notebook_offers o
       join notebooks n on n.id = o.notebook_id and n.member_id = o.from_member_id
      where o.to_member_id = %(member_id)s and o.expires_at > %(now)s and n.deleted_at is null
-), keys as (
-    select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
-      from visible v
-     where %(after_at)s::timestamptz is null
-        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
-     order by v.created_at desc, v.id desc
-     limit %(fetch)s
-), rows as (select * from keys where rn <= %(limit)s)
-select
-    (select count(*) from visible) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select id from rows order by rn desc limit 1) as last_id,
+-- include: keyset_page
     coalesce((select json_agg(
 -- include: offer_json
         order by o.rn)

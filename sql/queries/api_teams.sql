@@ -10,19 +10,7 @@ with visible as (
             or exists (select 1 from notebook_teams nt
                         where nt.team_id = t.id and nt.notebook_id = %(notebook_id)s::text))
        and (%(team_id)s::text is null or t.id = %(team_id)s::text)
-), keys as (
-    select v.*, row_number() over (order by v.created_at desc, v.id desc) as rn
-      from visible v
-     where %(after_at)s::timestamptz is null
-        or (v.created_at, v.id) < (%(after_at)s::timestamptz, %(after_id)s::text)
-     order by v.created_at desc, v.id desc
-     limit %(fetch)s
-), rows as (select * from keys where rn <= %(limit)s)
-select
-    (select count(*) from visible) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select id from rows order by rn desc limit 1) as last_id,
+-- include: keyset_page
     coalesce((select json_agg(json_build_object(
         'id', r.id, 'organizationId', r.organization_id, 'name', r.name,
         'createdAt', r.created_at, 'createdBy', r.created_by

@@ -49,3 +49,12 @@ def test_a_fragment_of_one_file_is_included_from_another() -> None:
     texts = queries()
     assert "n.member_id = %(member_id)s" in texts["api_offer_body"]
     assert "-- include" not in "".join(texts.values())
+
+
+def test_a_fragment_may_include_another_but_not_itself() -> None:
+    a = "-- fragment: a\nx,\n-- include: b\n"
+    nested = a + "-- fragment: b\ny\n-- name: q\nselect\n-- include: a\n1;\n"
+    assert parse_named_queries(nested) == {"q": "select\nx,\ny\n1"}
+    looped = a + "-- fragment: b\ny\n-- include: a\n-- name: q\nselect\n-- include: a\n"
+    with pytest.raises(ValueError, match="includes itself"):
+        parse_named_queries(looped)
