@@ -580,7 +580,7 @@ async function refreshDetail() {
   const stopsAt = autoStopAt(nb);
   const facts = $("#nb-facts");
   preserveFocus(facts, () => facts.replaceChildren(
-    ...fact("Owner", memberLabel(nb.memberId), ...handOnButton(nb), ...offerButton(nb)),
+    ...fact("Owner", memberLabel(nb.memberId), ...ownerButton(nb)),
     ...fact("Workload config", configName(nb.workloadConfigId)),
     ...fact("Teams", teamsText(nb.teamIds)),
     ...fact("Last active", formatTime(nb.lastActiveAt)),
@@ -595,11 +595,19 @@ async function refreshDetail() {
   return TRANSITIONAL.has(nb.status);
 }
 
-function handOnButton(nb) {
-  if (!canHandOn()) return [];
-  const key = `${nb.id}:HandOn`;
-  const handedOn = async () => {
-    await detail.poller.now(); // its owner, and its history with the hand-over
+// Beside the owner: org admins hand the notebook on (handover.js); its owner,
+// when not one, offers it (offers.js). After either, the page is read again
+// and focus goes back to the button.
+function ownerButton(nb) {
+  const [verb, label, text, open, after] = canHandOn()
+    ? ["HandOn", `Hand ${nb.name} on to another owner`, "Hand on…", openHandOver, () => detail.poller.now()]
+    : nb.memberId === state.me?.id
+      ? ["Offer", `Offer ${nb.name} to a colleague`, "Offer to a colleague…", openOffer, offerChanged]
+      : [];
+  if (!verb) return [];
+  const key = `${nb.id}:${verb}`;
+  const done = async () => {
+    await after(); // its owner, or its offer, and its history
     $(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
   };
   return [
@@ -607,31 +615,10 @@ function handOnButton(nb) {
     h("button", {
       type: "button",
       class: "secondary small",
-      "aria-label": `Hand ${nb.name} on to another owner`,
+      "aria-label": label,
       dataset: { focusKey: key },
-      text: "Hand on…",
-      onclick: (ev) => openHandOver(nb, ev.currentTarget, handedOn),
-    }),
-  ];
-}
-
-// Its owner offers it (offers.js); org admins hand it on without asking.
-function offerButton(nb) {
-  if (canHandOn() || nb.memberId !== state.me?.id) return [];
-  const key = `${nb.id}:Offer`;
-  const offered = async () => {
-    await offerChanged();
-    $(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
-  };
-  return [
-    " ",
-    h("button", {
-      type: "button",
-      class: "secondary small",
-      "aria-label": `Offer ${nb.name} to a colleague`,
-      dataset: { focusKey: key },
-      text: "Offer to a colleague…",
-      onclick: (ev) => openOffer(nb, ev.currentTarget, offered),
+      text,
+      onclick: (ev) => open(nb, ev.currentTarget, done),
     }),
   ];
 }
