@@ -2,7 +2,7 @@
 // and the detail view, and the dialogs behind them.
 
 import { api } from "./api.js";
-import { $, announce, h, markBusy, setBusy, showError } from "./dom.js";
+import { $, announce, focusHeading, h, markBusy, setBusy, showError } from "./dom.js";
 import {
   PROVISIONED,
   STARTABLE,
@@ -50,12 +50,17 @@ function sameOrSibling(root, key) {
   );
 }
 
-// Keep focus on "the same" control when a region is re-rendered by polling.
+// Keep focus on "the same" control when a region is re-rendered by polling;
+// when none is left (the control went with what it acted on, e.g. an offer
+// accepted elsewhere), on the view's heading rather than the page's body.
 export function preserveFocus(root, render) {
   const active = document.activeElement;
   const key = active && root.contains(active) ? active.dataset.focusKey : null;
   render();
-  if (key) sameOrSibling(root, key)?.focus();
+  if (!key) return;
+  const same = sameOrSibling(root, key);
+  if (same) same.focus();
+  else if (document.activeElement === document.body) focusHeading(root.closest(".view"));
 }
 
 // The buttons for what this member may do now (its role on the notebook and

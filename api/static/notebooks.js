@@ -3,7 +3,14 @@
 import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
-import { hideNotebookOffer, openOffer, refreshOfferTimes, refreshOffersToMe, showNotebookOffer } from "./offers.js";
+import {
+  clearOffersError,
+  hideNotebookOffer,
+  openOffer,
+  refreshOfferTimes,
+  refreshOffersToMe,
+  showNotebookOffer,
+} from "./offers.js";
 import {
   $,
   announce,
@@ -478,6 +485,7 @@ export const listView = {
     $("#page-first").onclick = () => goToPage(0);
     list.poller = new Poller(refreshList, $("#notebooks-table"));
     list.poller.start();
+    clearOffersError();
     refreshOffersToMe({ force: true, ...offersContext(list.visit) });
     fillTeamFilter();
   },

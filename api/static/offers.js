@@ -28,12 +28,22 @@ export function openOffer(nb, trigger, done) {
   dialog.oncancel = (ev) => {
     if (submit.disabled) ev.preventDefault(); // not closed while its answer is on its way
   };
+  // Offering it to someone else withdraws the pending offer: said first.
+  const pending = onPage.offer?.notebookId === nb.id ? onPage.offer.toMember : null;
+  const replaces = $("#offer-replaces");
+  replaces.hidden = !pending;
+  replaces.textContent = pending ? `It is offered to ${party(pending)} now: offering it to someone else withdraws that offer.` : "";
   input.focus();
   $("#offer-form").onsubmit = async (ev) => {
     ev.preventDefault();
     const email = input.value.trim();
     if (!email) {
       showError(error, { detail: "Type your colleague's email address first." });
+      input.focus();
+      return;
+    }
+    if (!/^[^@\s]+@[^@\s]+$/.test(email)) {
+      showError(error, { detail: "That is not an email address: it looks like name@example.com." });
       input.focus();
       return;
     }
@@ -78,11 +88,13 @@ export async function refreshOffersToMe({ force = false, current, changed }) {
   if (read !== toMe.reads || !current()) return; // a later read, or another view
   const section = $("#offers");
   const items = page.items;
-  section.hidden = items.length === 0;
-  if (items.length === 0 || errorEl.dataset.source === "load") {
+  if (errorEl.dataset.source === "load") {
     showError(errorEl, null);
     delete errorEl.dataset.source;
   }
+  // An answer's refusal stays said, also once no offer is left (it says why
+  // the one answered went): the section goes with it, when the list is left.
+  section.hidden = items.length === 0 && errorEl.hidden;
   const list = $("#offers-list");
   // Twenty at a time, newest first: the rest come as these are answered.
   const more = page.total - items.length;
@@ -138,10 +150,9 @@ async function answerOffer(trigger, o, verb, run, { current, changed }) {
     // Withdrawn, replaced or lapsed meanwhile: the list is read again (the
     // refusal stays said); a running limit's refusal keeps the offer.
     delete errorEl.dataset.source;
-    await refreshOffersToMe({ force: true, current, changed });
-    return;
+  } else {
+    announce(verb === "Accept" ? `${o.notebookName} is yours now` : `Offer of ${o.notebookName} declined`);
   }
-  announce(verb === "Accept" ? `${o.notebookName} is yours now` : `Offer of ${o.notebookName} declined`);
   await refreshOffersToMe({ force: true, current, changed });
   if (!current()) return;
   // To the section's heading, or the page's once none is left: never to
@@ -149,13 +160,13 @@ async function answerOffer(trigger, o, verb, run, { current, changed }) {
   const heading = $("#offers").hidden ? $("#notebooks-title") : $("#offers-title");
   heading.setAttribute("tabindex", "-1");
   heading.focus();
-  await changed(); // an accepted notebook joins the list
+  if (answer !== REFUSED) await changed(); // an accepted notebook joins the list
 }
 
 // A notebook's pending offer, under its facts, with "Withdraw offer";
 // hidden when there is none. `current()`: the page is still this
 // notebook's; `changed()` after a withdrawal.
-const onPage = { reads: 0 };
+const onPage = { reads: 0, offer: null };
 
 export async function showNotebookOffer(nb, { current, changed }) {
   const el = $("#nb-offer");
@@ -167,11 +178,13 @@ export async function showNotebookOffer(nb, { current, changed }) {
     if (!notFound(err)) return; // kept as it was; read again with the history
   }
   if (read !== onPage.reads || !current()) return;
-  el.hidden = !offer;
+  onPage.offer = offer;
   if (!offer) {
-    el.replaceChildren();
+    preserveFocus(el, () => el.replaceChildren()); // its Withdraw had focus: to the heading
+    el.hidden = true;
     return;
   }
+  el.hidden = false;
   const withdraw = h("button", {
     type: "button",
     class: "secondary small",
@@ -185,9 +198,9 @@ export async function showNotebookOffer(nb, { current, changed }) {
         api.dropOffer(nb.id),
       );
       markBusy(button, false);
-      if (answer === REFUSED || !current()) return;
-      announce(`Offer of ${nb.name} withdrawn`);
-      await changed();
+      if (!current()) return;
+      if (answer !== REFUSED) announce(`Offer of ${nb.name} withdrawn`);
+      await changed(); // refused too: accepted or handed on meanwhile, the page says so
       // The button it went with is gone: to the owner's own button (its owner's
       // Offer, an org admin's Hand on).
       const owners = [`${nb.id}:Offer`, `${nb.id}:HandOn`].map((k) => $(`[data-focus-key="${CSS.escape(k)}"]`));
@@ -212,6 +225,10 @@ export async function showNotebookOffer(nb, { current, changed }) {
 
 export function hideNotebookOffer() {
   onPage.reads += 1; // an answer on its way is for a page left
+  onPage.offer = null;
   $("#nb-offer").hidden = true;
   $("#nb-offer").replaceChildren();
 }
+
+// A refusal said on an earlier visit of the list is not said again.
+export const clearOffersError = () => showError($("#offers-error"), null);

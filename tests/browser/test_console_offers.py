@@ -47,6 +47,19 @@ def test_an_owner_offers_a_notebook_and_the_colleague_accepts_it(
         expect(page.locator(f'[data-focus-key="{model}:Offer"]')).to_be_focused()
         page.screenshot(path=str(artifacts / "console-offer-made.png"), full_page=True)
         page.locator("#nb-history li", has_text="Offered to Dan Data (dan@example.com)").wait_for()
+        # Offered again: the dialog says it would replace Dan's; a typo is caught.
+        offer.click()
+        expect(page.locator("#offer-replaces")).to_have_text(
+            "It is offered to Dan Data (dan@example.com) now: offering it to someone else"
+            " withdraws that offer."
+        )
+        email.fill("dan.example.com")
+        dialog.get_by_role("button", name="Offer", exact=True).click()
+        expect(page.locator("#offer-error")).to_have_text(
+            "That is not an email address: it looks like name@example.com."
+        )
+        email.press("Escape")
+        expect(dialog).to_be_hidden()
         # Withdrawn, then made again.
         pending.get_by_role("button", name="Withdraw offer").click()
         expect(pending).to_be_hidden()
@@ -74,7 +87,16 @@ def test_an_owner_offers_a_notebook_and_the_colleague_accepts_it(
         expect(first).to_contain_text(
             "Cleo Coder (cleo@example.com) offers you Cleo's model (stopped)"
         )
-        # Withdrawn while on screen: Accept is refused, said, and the list read again.
+        offers.get_by_role("button", name="Decline Cleo's draft").click()
+        expect(offers.locator("li")).to_have_count(2)
+        # Focus on the section's heading, not on the next offer's button.
+        expect(page.locator("#offers-title")).to_be_focused()
+        offers.get_by_role("button", name="Accept Cleo's model").click()
+        expect(offers.locator("li")).to_have_count(1)
+        # Dan's own now: in his list, his to edit.
+        page.locator("#notebooks-body tr", has_text="Cleo's model").wait_for()
+        # The last one withdrawn while on screen: Accept is refused, and the
+        # refusal stays said though no offer is left.
         assert (
             stack.call("DELETE", f"/workloads/notebooks/{sketch}/offer", token=cleo_token)[0] == 204
         )
@@ -82,16 +104,8 @@ def test_an_owner_offers_a_notebook_and_the_colleague_accepts_it(
         expect(page.locator("#offers-error")).to_have_text(
             "Could not accept “Cleo's sketch”: This notebook is not offered to you."
         )
-        expect(offers.locator("li")).to_have_count(2)
-        offers.get_by_role("button", name="Decline Cleo's draft").click()
-        expect(offers.locator("li")).to_have_count(1)
-        # Focus on the section's heading, not on the next offer's button.
+        expect(offers.locator("li")).to_have_count(0)
         expect(page.locator("#offers-title")).to_be_focused()
-        offers.get_by_role("button", name="Accept Cleo's model").click()
-        expect(offers).to_be_hidden()
-        expect(page.locator("#notebooks-title")).to_be_focused()
-        # Dan's own now: in his list, his to edit.
-        page.locator("#notebooks-body tr", has_text="Cleo's model").wait_for()
         assert owner_of(stack, model) == dan["id"]
         assert owner_of(stack, draft) != dan["id"]
         _, events = stack.call("GET", f"/workloads/notebooks/{draft}/events")
