@@ -118,6 +118,10 @@ def seed(dsn: str, notebooks: int) -> tuple[str, str]:
         return token, ids[0]
 
 
+# Names are "notebook <i>": this one is in 1,111 of 50,000 (49, 490-499, ...).
+SEARCH = "Notebook%2049"
+
+
 def seed_scale(dsn: str, notebooks: int = 50_000) -> tuple[str, str, str]:
     """An org at scale, written set-wise; returns (admin token, member token,
     one notebook id the member sees)."""
@@ -257,6 +261,17 @@ async def run(args: argparse.Namespace) -> None:
                 ("describe", f"{base}/api/v1/workloads/notebooks/{notebook}", member),
                 ("list, org admin", f"{base}/api/v1/workloads/notebooks?limit=100", headers),
                 ("list, member", f"{base}/api/v1/workloads/notebooks?limit=100", member),
+                # A name search (`?q=`) matching about 2 % of the names.
+                (
+                    "search, org admin",
+                    f"{base}/api/v1/workloads/notebooks?limit=100&q={SEARCH}",
+                    headers,
+                ),
+                (
+                    "search, member",
+                    f"{base}/api/v1/workloads/notebooks?limit=100&q={SEARCH}",
+                    member,
+                ),
             ]
         rows = []
         pg_root = psutil.Process(server.get_pid())
