@@ -631,14 +631,16 @@ function ownerButton(nb) {
   ];
 }
 
-// Its pending offer, to whom may withdraw it (its owner, org admins).
+// Its pending offer: to whom may withdraw it (its owner, org admins), and to
+// its recipient, to answer it here.
 function refreshOffer(nb) {
-  if (nb.memberId !== state.me?.id && !state.me?.organizationAdmin) {
-    hideNotebookOffer();
-    return;
-  }
   const { visit } = detail;
-  showNotebookOffer(nb, { current: () => visit === detail.visit, changed: offerChanged });
+  showNotebookOffer(nb, {
+    mine: nb.memberId === state.me?.id || !!state.me?.organizationAdmin,
+    me: state.me?.id,
+    current: () => visit === detail.visit,
+    changed: offerChanged,
+  });
 }
 
 // An offer made or withdrawn: its history and the offer are read again.

@@ -163,62 +163,84 @@ async function answerOffer(trigger, o, verb, run, { current, changed }) {
   if (answer !== REFUSED) await changed(); // an accepted notebook joins the list
 }
 
-// A notebook's pending offer, under its facts, with "Withdraw offer";
-// hidden when there is none. `current()`: the page is still this
-// notebook's; `changed()` after a withdrawal.
+// A notebook's pending offer, under its facts: to its owner and org admins
+// with "Withdraw offer" (`mine`: they may), to its recipient with Accept and
+// Decline; hidden for anyone else, or when there is none. The recipient's is
+// found among the offers made to them (a 200, where asking the notebook's
+// offer would answer most viewers 404). `current()`: the page is still this
+// notebook's; `changed()` after an answer.
 const onPage = { reads: 0, offer: null };
 
-export async function showNotebookOffer(nb, { current, changed }) {
+export async function showNotebookOffer(nb, { mine, me, current, changed }) {
   const el = $("#nb-offer");
   const read = ++onPage.reads;
   let offer = null;
   try {
-    offer = await api.notebookOffer(nb.id);
+    offer = mine
+      ? await api.notebookOffer(nb.id)
+      : ((await api.offersToMe()).items.find((o) => o.notebookId === nb.id) ?? null);
   } catch (err) {
     if (!notFound(err)) return; // kept as it was; read again with the history
   }
   if (read !== onPage.reads || !current()) return;
   onPage.offer = offer;
   if (!offer) {
-    preserveFocus(el, () => el.replaceChildren()); // its Withdraw had focus: to the heading
+    preserveFocus(el, () => el.replaceChildren()); // its button had focus: to the heading
     el.hidden = true;
     return;
   }
   el.hidden = false;
-  const withdraw = h("button", {
-    type: "button",
-    class: "secondary small",
-    dataset: { focusKey: `${nb.id}:withdraw` },
-    text: "Withdraw offer",
-    onclick: async (ev) => {
-      const button = ev.currentTarget;
-      if (isBusy(button)) return;
-      markBusy(button, true);
-      const answer = await attempt(null, $("#nb-error"), "Could not withdraw the offer", () =>
-        api.dropOffer(nb.id),
-      );
-      markBusy(button, false);
-      if (!current()) return;
-      if (answer !== REFUSED) announce(`Offer of ${nb.name} withdrawn`);
-      await changed(); // refused too: accepted or handed on meanwhile, the page says so
-      // The button it went with is gone: to the owner's own button (its owner's
-      // Offer, an org admin's Hand on).
-      const owners = [`${nb.id}:Offer`, `${nb.id}:HandOn`].map((k) => $(`[data-focus-key="${CSS.escape(k)}"]`));
-      if (current()) owners.find(Boolean)?.focus();
-    },
-  });
+  // An answer (`run`), then the page read again, refused too: accepted,
+  // withdrawn or handed on meanwhile, the page says so. Focus to `after`'s
+  // control, the one it went with being gone.
+  const button = (text, cls, what, run, done, after) =>
+    h("button", {
+      type: "button",
+      class: cls,
+      dataset: { focusKey: `${nb.id}:${text}` },
+      text,
+      onclick: async (ev) => {
+        const trigger = ev.currentTarget;
+        if (isBusy(trigger)) return;
+        markBusy(trigger, true);
+        const answer = await attempt(null, $("#nb-error"), `Could not ${what}`, run);
+        markBusy(trigger, false);
+        if (!current()) return;
+        if (answer !== REFUSED) announce(done);
+        await changed();
+        const target = after.map((k) => $(`[data-focus-key="${CSS.escape(`${nb.id}:${k}`)}"]`)).find(Boolean);
+        if (current()) target?.focus();
+      },
+    });
+  const drop = () => api.dropOffer(nb.id);
+  const toMe = offer.toMember.id === me;
   preserveFocus(el, () =>
     el.replaceChildren(
-      h(
-        "span",
-        {},
-        "Offered to ",
-        h("strong", { text: party(offer.toMember) }),
-        ", who has not answered yet; it lapses ",
-        formatTime(offer.expiresAt),
-        ". ",
-      ),
-      withdraw,
+      ...(toMe
+        ? [
+            h(
+              "span",
+              {},
+              `${party(offer.fromMember)} offers you this notebook: accepted, it is yours, and counts toward your running notebooks. It lapses `,
+              formatTime(offer.expiresAt),
+              ". ",
+            ),
+            button("Accept", "small", "accept the offer", () => api.acceptOffer(nb.id), `${nb.name} is yours now`, ["Offer", "HandOn"]),
+            " ",
+            button("Decline", "secondary small", "decline the offer", drop, `Offer of ${nb.name} declined`, []),
+          ]
+        : [
+            h(
+              "span",
+              {},
+              "Offered to ",
+              h("strong", { text: party(offer.toMember) }),
+              ", who has not answered yet; it lapses ",
+              formatTime(offer.expiresAt),
+              ". ",
+            ),
+            button("Withdraw offer", "secondary small", "withdraw the offer", drop, `Offer of ${nb.name} withdrawn`, ["Offer", "HandOn"]),
+          ]),
     ),
   );
 }

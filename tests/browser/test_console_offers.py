@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, member_with_token, sign_in
+from browser_helpers import close_page, member_with_token, sign_in, team_with
 from playwright.sync_api import expect
 from test_console_handover import own_notebook, owner_of
 
@@ -110,5 +110,38 @@ def test_an_owner_offers_a_notebook_and_the_colleague_accepts_it(
         assert owner_of(stack, draft) != dan["id"]
         _, events = stack.call("GET", f"/workloads/notebooks/{draft}/events")
         assert events["items"][0]["reason"] == "Dan Data (dan@example.com) declined the offer"
+    finally:
+        close_page(page)
+
+
+def test_a_colleague_who_sees_the_notebook_answers_its_offer_on_its_page(
+    browser: Any, stack: Any
+) -> None:
+    _, cleo_token = member_with_token(stack, "cleo@example.com", "Cleo Coder")
+    eve, eve_token = member_with_token(stack, "eve@example.com", "Eve Engineer")
+    report = own_notebook(stack, cleo_token, "Cleo's report")
+    team = team_with(stack, "analysts", eve["id"], "viewer")
+    code, body = stack.call(
+        "POST", f"/workloads/notebooks/{report}/teams", {"teamIds": [team]}, token=cleo_token
+    )
+    assert code == 200, body
+    code, body = stack.call(
+        "PUT", f"/workloads/notebooks/{report}/offer", {"memberId": eve["id"]}, token=cleo_token
+    )
+    assert code == 200, body
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, eve_token)
+        page.evaluate(f"location.hash = '#/notebooks/{report}'")
+        offer = page.locator("#nb-offer")
+        expect(offer).to_contain_text(
+            "Cleo Coder (cleo@example.com) offers you this notebook: accepted, it is yours"
+        )
+        offer.get_by_role("button", name="Accept").click()
+        page.locator("#nb-facts dd").first.filter(has_text="you").wait_for()
+        expect(offer).to_be_hidden()
+        expect(page.locator(f'[data-focus-key="{report}:Offer"]')).to_be_focused()
+        assert owner_of(stack, report) == eve["id"]
     finally:
         close_page(page)
