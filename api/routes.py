@@ -157,7 +157,7 @@ OPS: list[Op] = [
        errors=(403,)),
     Op("POST", NB + "/{id}/offer/accept", offers.accept_offer,
        "Accept an offer: the notebook becomes the caller's", 200, "NotebookDescribe",
-       body=EMPTY, errors=(409, 415)),
+       body=EMPTY, errors=(403, 409, 415)),
     Op("GET", "/workloads/teams/{team}/notebooks", notebook_teams.list_team_notebooks,
        "List the notebooks shared with a team", 200, "NotebookList", paginated=True,
        errors=(403,), query=(("status", notebooks.STATUS_PARAMETER),
