@@ -82,22 +82,11 @@ returning nt.team_id, (select t.name from teams t where t.id = nt.team_id) as na
 -- `not materialized`: the page comes off the index in its order (migration
 -- 0012), and `total` counts apart, instead of sorting every row first.
 with visible as not materialized (
-    select tm.* from team_memberships tm
+    -- A membership's key is its member (`id`, as keyset_page reads it).
+    select tm.*, tm.member_id as id from team_memberships tm
       join members m on m.id = tm.member_id and m.disabled_at is null
      where tm.team_id = %(team_id)s
-), keys as (
-    select v.*, row_number() over (order by v.created_at desc, v.member_id desc) as rn
-      from visible v
-     where %(after_at)s::timestamptz is null
-        or (v.created_at, v.member_id) < (%(after_at)s::timestamptz, %(after_id)s::text)
-     order by v.created_at desc, v.member_id desc
-     limit %(fetch)s
-), rows as (select * from keys where rn <= %(limit)s)
-select
-    (select count(*) from visible) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select member_id from rows order by rn desc limit 1) as last_id,
+-- include: keyset_page
     coalesce((select json_agg(json_build_object(
         'teamId', r.team_id, 'memberId', r.member_id, 'role', r.role
     ) order by r.rn) from rows r), '[]')::text as items,

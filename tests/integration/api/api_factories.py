@@ -202,6 +202,17 @@ async def body_of(resp: Any) -> Any:
     return json.loads(text) if text else None
 
 
+async def refused(resp: Any, status: int, code: str, field: str | None = None) -> dict:
+    """A problem+json answer of `status` and `code` (and `field`), its body."""
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    body = await body_of(resp)
+    assert body["code"] == code, body
+    if field is not None:
+        assert body["field"] == field, body
+    return body  # type: ignore[no-any-return]
+
+
 @asynccontextmanager
 async def held(settings: Settings, statement: str, *params: object) -> AsyncIterator[None]:
     connect = psycopg.AsyncConnection.connect(settings.database_url)

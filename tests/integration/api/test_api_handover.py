@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-from api_factories import Factory, Member, World, body_of
+from api_factories import Factory, Member, World, body_of, refused
 
 from api.app import create_app
 from common.clock import FakeClock
@@ -34,16 +34,6 @@ def events(factory: Factory, nb: str) -> list[tuple[str, str, str, str]]:
         (nb,),
     ).fetchall()
     return [tuple(r) for r in rows]  # type: ignore[misc]
-
-
-async def refused(resp: Any, status: int, code: str, field: str | None = None) -> dict:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body = await body_of(resp)
-    assert body["code"] == code, body
-    if field is not None:
-        assert body["field"] == field, body
-    return body
 
 
 async def test_an_org_admin_hands_it_on_and_its_history_says_so(

@@ -258,6 +258,17 @@ def test_the_members_page_comes_off_its_index(scale_conn, generic: bool) -> None
     assert_no_jit(scale_conn, plan)
 
 
+@PLANS
+def test_a_teams_members_page_comes_off_its_index(scale_conn, generic: bool) -> None:
+    """Its keyset page (the plain lists' fragment, keyed by member) reads the
+    team's memberships off team_memberships_team_order, in order."""
+    params = {"team_id": TEAM, **PAGE}
+    plan = explain(scale_conn, "api_team_member_page", params, generic=generic)
+    assert "team_memberships_team_order" in index_names(plan["Plan"])
+    assert not [n for n in scans(plan["Plan"], "team_memberships") if n["Node Type"] == "Seq Scan"]
+    assert_no_jit(scale_conn, plan)
+
+
 async def test_the_services_connections_run_without_jit(scale_url: str) -> None:
     pool = await open_pool(
         scale_url + "&options=-c%20TimeZone%3DUTC", min_size=1, statement_timeout_seconds=7

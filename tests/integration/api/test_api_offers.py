@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 from aiohttp.test_utils import TestClient, TestServer
-from api_factories import Factory, Member, World, body_of, until_waiting_on_locks
+from api_factories import Factory, Member, World, body_of, refused, until_waiting_on_locks
 
 from api.app import create_app
 from common.clock import FakeClock
@@ -52,16 +52,6 @@ def reasons(factory: Factory, nb: str) -> list[tuple[str, str]]:
 
 def label(m: Member) -> str:
     return f"Member {m.id} ({m.id.lower()}@example.com)"
-
-
-async def refused(resp: Any, status: int, code: str, field: str | None = None) -> dict:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body = await body_of(resp)
-    assert body["code"] == code, body
-    if field is not None:
-        assert body["field"] == field, body
-    return body
 
 
 async def test_an_owner_offers_and_the_colleague_accepts(
