@@ -116,7 +116,9 @@ def list_scope(
     q: str | None = None,
 ) -> str:
     # A marker belongs to its list and its filter: another's is refused.
-    filters = f"{team_id or ''}:{','.join(statuses or [])}:{owner_id or ''}:{q or ''}"
+    filters = f"{team_id or ''}:{','.join(statuses or [])}:{owner_id or ''}"
+    if q is not None:  # after the rest, so markers handed out before searches stay valid
+        filters += f":q={q}"
     return f"notebooks:{ctx.me.member_id}:{filters}"
 
 

@@ -24,7 +24,8 @@ QUERIES_DIR = HERE / "queries"
 _BLOCK = re.compile(r"^--\s*(name|fragment):\s*(\w+)\s*$", re.MULTILINE)
 # A statement may end with one (its text is stripped: no newline after it).
 _INCLUDE = re.compile(r"^[ \t]*--\s*include:\s*(\w+)[ \t]*(?:\n|\Z)", re.MULTILINE)
-_COMMENT_LINES = re.compile(r"\A(?:[ \t]*--[^\n]*\n)+")
+# A fragment's leading comments are for its readers; an include is not one.
+_COMMENT_LINES = re.compile(r"\A(?:(?![ \t]*--\s*include:)[ \t]*--[^\n]*\n)+")
 _INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
 
 

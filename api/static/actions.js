@@ -52,15 +52,16 @@ function sameOrSibling(root, key) {
 
 // Keep focus on "the same" control when a region is re-rendered by polling;
 // when none is left (the control went with what it acted on, e.g. an offer
-// accepted elsewhere), on the view's heading rather than the page's body.
-export function preserveFocus(root, render) {
+// accepted elsewhere), on the view's heading rather than the page's body,
+// unless the caller puts it somewhere itself (`fallback: false`).
+export function preserveFocus(root, render, { fallback = true } = {}) {
   const active = document.activeElement;
   const key = active && root.contains(active) ? active.dataset.focusKey : null;
   render();
   if (!key) return;
   const same = sameOrSibling(root, key);
   if (same) same.focus();
-  else if (document.activeElement === document.body) focusHeading(root.closest(".view"));
+  else if (fallback && document.activeElement === document.body) focusHeading(root.closest(".view"));
 }
 
 // The buttons for what this member may do now (its role on the notebook and

@@ -254,7 +254,7 @@ export const api = {
   notebookOffer: (id) => request("GET", `/workloads/notebooks/${enc(id)}/offer`),
   dropOffer: (id) => request("DELETE", `/workloads/notebooks/${enc(id)}/offer`),
   acceptOffer: (id) => request("POST", `/workloads/notebooks/${enc(id)}/offer/accept`, {}),
-  offersToMe: () => request("GET", "/me/offers?limit=20"),
+  offersToMe: (limit = 20) => request("GET", `/me/offers?limit=${limit}`),
   handOnAll: (memberId, to) => request("POST", `/members/${enc(memberId)}/handover`, { memberId: to }),
   updateMember: (memberId, body) => request("PATCH", `/members/${enc(memberId)}`, body),
   createTeam: (body) => request("POST", "/teams", body),

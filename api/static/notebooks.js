@@ -70,6 +70,7 @@ const list = {
   ownerId: "", // "" = anyone's; not with a team (the team's list takes no owner)
   status: "", // a key of STATUS_FILTERS; "" = every status
   q: "", // a name search; "" = any name
+  typing: null, // the search's debounce timer
   markers: [null],
   index: 0,
   next: null, // the marker the page on screen gave for the page after it
@@ -251,9 +252,14 @@ async function refreshList() {
   // filter, or someone else deleted it): focus then goes where a deleted
   // row's does, not to the page's body.
   const focusedRow = [...body.rows].findIndex((r) => r.contains(document.activeElement));
-  preserveFocus(body, () => {
-    body.replaceChildren(...notebooks.map((nb) => rowFor(nb, ctx)));
-  });
+  // Not to the heading when the focused row went: refocusRow below finds its place.
+  preserveFocus(
+    body,
+    () => {
+      body.replaceChildren(...notebooks.map((nb) => rowFor(nb, ctx)));
+    },
+    { fallback: false },
+  );
   if (focusedRow >= 0 && !body.contains(document.activeElement) && list.refocusRow === null) {
     list.refocusRow = focusedRow;
   }
@@ -422,6 +428,11 @@ export const listView = {
           list.status = ""; // a new notebook is stopped: show it
           $("#list-status").value = "";
         }
+        const named = created.included?.notebooks?.find((n) => n.id === created.item.notebookId)?.name ?? "";
+        if (list.q && !named.toLowerCase().includes(list.q.toLowerCase())) {
+          list.q = ""; // a search it does not match would hide it
+          $("#list-search").value = "";
+        }
         resetPaging();
         list.poller.now();
         // Land on the new notebook's row so keyboard users can start it.
@@ -442,10 +453,9 @@ export const listView = {
     // The name search, 300 ms after the last keystroke (not a request per key).
     const search = $("#list-search");
     search.value = list.q;
-    let typing = null;
     search.oninput = () => {
-      clearTimeout(typing);
-      typing = setTimeout(() => {
+      clearTimeout(list.typing);
+      list.typing = setTimeout(() => {
         const q = search.value.trim();
         if (q === list.q) return;
         showNotice(null);
@@ -491,6 +501,7 @@ export const listView = {
   },
   leave() {
     list.visit += 1;
+    clearTimeout(list.typing); // a search typed just before leaving is not run
     list.poller?.stop();
   },
   refresh() {

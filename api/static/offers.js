@@ -178,7 +178,7 @@ export async function showNotebookOffer(nb, { mine, me, current, changed }) {
   try {
     offer = mine
       ? await api.notebookOffer(nb.id)
-      : ((await api.offersToMe()).items.find((o) => o.notebookId === nb.id) ?? null);
+      : ((await api.offersToMe(100)).items.find((o) => o.notebookId === nb.id) ?? null);
   } catch (err) {
     if (!notFound(err)) return; // kept as it was; read again with the history
   }

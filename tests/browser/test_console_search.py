@@ -37,5 +37,17 @@ def test_a_member_finds_a_notebook_by_part_of_its_name(browser: Any, stack: Any)
         expect(page.locator("#notebooks-table")).to_be_hidden()
         search.fill("")
         expect(rows).to_have_count(3)
+        # A notebook made while a search it does not match is on is shown:
+        # the search goes, as the other filters do.
+        search.fill("churn")
+        expect(rows).to_have_count(2)
+        page.get_by_role("button", name="New notebook").click()
+        dialog = page.get_by_role("dialog", name="New notebook")
+        dialog.get_by_label("Name").fill("Margins")
+        expect(dialog.get_by_label("Workload config")).not_to_have_value("")
+        dialog.get_by_role("button", name="Create notebook").click()
+        expect(rows).to_have_count(4)
+        expect(search).to_have_value("")
+        expect(page.locator("#notebooks-body .nb-link", has_text="Margins")).to_be_focused()
     finally:
         close_page(page)

@@ -58,3 +58,13 @@ def test_a_fragment_may_include_another_but_not_itself() -> None:
     looped = a + "-- fragment: b\ny\n-- include: a\n-- name: q\nselect\n-- include: a\n"
     with pytest.raises(ValueError, match="includes itself"):
         parse_named_queries(looped)
+
+
+def test_an_include_first_in_a_fragment_is_not_taken_for_its_comment() -> None:
+    text = "-- fragment: a\n-- read by people\n-- include: b\nx\n-- fragment: b\ny\n"
+    assert parse_named_queries(text + "-- name: q\nselect\n-- include: a\n1;\n") == {
+        "q": "select\ny\nx\n1"
+    }
+    looped = "-- fragment: a\n-- include: a\n-- name: q\nselect\n-- include: a\n"
+    with pytest.raises(ValueError, match="includes itself"):
+        parse_named_queries(looped)
