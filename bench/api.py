@@ -272,6 +272,13 @@ async def run(args: argparse.Namespace) -> None:
                     f"{base}/api/v1/workloads/notebooks?limit=100&q={SEARCH}",
                     member,
                 ),
+                # The costliest: nothing matches, so the page reads the whole
+                # org index and `total` counts the whole org.
+                (
+                    "no match, org admin",
+                    f"{base}/api/v1/workloads/notebooks?limit=100&q=nothing%20like%20it",
+                    headers,
+                ),
             ]
         rows = []
         pg_root = psutil.Process(server.get_pid())
