@@ -183,12 +183,17 @@ async def locked(ctx: Ctx, notebook_id: str, allowed: frozenset[str]) -> dict[st
     return row
 
 
-async def visible(ctx: Ctx, notebook_id: str) -> None:
-    """404 unless the caller may see the notebook; no lock (for reads)."""
+async def sees(ctx: Ctx, notebook_id: str) -> bool:
+    """Whether the caller may see the notebook; no lock (for reads)."""
     row = await ctx.one(
         "api_notebook_visible", ctx.mine(id=notebook_id, see_all=ctx.me.organization_admin)
     )
-    if row is None or not row["visible"]:
+    return bool(row and row["visible"])
+
+
+async def visible(ctx: Ctx, notebook_id: str) -> None:
+    """404 unless the caller may see the notebook."""
+    if not await sees(ctx, notebook_id):
         raise NotFound("No such notebook.", field="id")
 
 
@@ -422,13 +427,15 @@ def holds_slot(row: dict[str, Any]) -> bool:
     return row["desired_state"] == "running" and row["status"] in STOPPABLE
 
 
+def member_label(name: str, email: str) -> str:
+    """A member as the history names them: names are not unique; emails are."""
+    return f"{name} ({email})"
+
+
 def handed_on(found: dict[str, Any]) -> str:
-    """A hand-over as the history says it (api_new_owner's row): names, and
-    emails, as names are not unique."""
-    before, after = (
-        f"{found[n]} ({found[e]})" for n, e in (("old_name", "old_email"), ("name", "email"))
-    )
-    return f"Handed on from {before} to {after}"
+    """A hand-over as the history says it (api_new_owner's row)."""
+    before = member_label(found["old_name"], found["old_email"])
+    return f"Handed on from {before} to {member_label(found['name'], found['email'])}"
 
 
 HAND_ON_ALL_SCHEMA = obj({"memberId": ID_SCHEMA}, required=("memberId",))

@@ -22,9 +22,12 @@ from api.notebooks import (
     ADMINISTER,
     check_running_limits,
     describe_notebook,
+    handed_on,
     holds_slot,
     locked,
+    member_label,
     record_change,
+    sees,
 )
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.validation import ID_SCHEMA, obj, path_id, read_body
@@ -36,10 +39,6 @@ OFFER_LIFETIME = timedelta(days=14)
 # The recipient by id, or by email: a member who is not an org admin may
 # not list the organization's members, but knows a colleague's address.
 OFFER_SCHEMA = obj({"memberId": ID_SCHEMA, "email": EMAIL_SCHEMA})
-
-
-def member_label(name: str, email: str) -> str:
-    return f"{name} ({email})"  # names are not unique; emails are
 
 
 async def offer_body(ctx: Ctx, notebook_id: str) -> str | None:
@@ -126,13 +125,6 @@ async def get_offer(ctx: Ctx) -> web.Response:
     raise offered_to_nobody()
 
 
-async def sees(ctx: Ctx, notebook_id: str) -> bool:
-    row = await ctx.one(
-        "api_notebook_visible", ctx.mine(id=notebook_id, see_all=ctx.me.organization_admin)
-    )
-    return bool(row and row["visible"])
-
-
 async def _locked_offer(ctx: Ctx, notebook_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The notebook (locked) and its pending offer, read after the lock; 404
     unless the caller is its recipient or sees the notebook."""
@@ -180,13 +172,7 @@ async def accept_offer(ctx: Ctx) -> web.Response:
     if holds_slot(row):
         await check_running_limits(ctx, ctx.me.member_id, organization=False, who="You")
     await ctx.run("api_delete_offers", {"ids": [notebook_id]})
-    await record_change(
-        ctx,
-        notebook_id,
-        row,
-        f"Handed on from {member_label(me['old_name'], me['old_email'])} to"
-        f" {member_label(me['name'], me['email'])}, who accepted the offer",
-    )
+    await record_change(ctx, notebook_id, row, f"{handed_on(me)}, who accepted the offer")
     await ctx.run(
         "api_hand_on_notebooks", ctx.mine(new_owner_id=ctx.me.member_id, ids=[notebook_id])
     )

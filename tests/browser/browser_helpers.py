@@ -26,16 +26,26 @@ def sign_in(page: Any, api_url: str, token: str) -> None:
     page.get_by_role("heading", name="Notebooks", exact=True).wait_for()
 
 
-def create_notebook_via_api(stack: Any, name: str, teams: list[str] | None = None) -> str:
-    """A stopped notebook on the bootstrap's default workload config; its id."""
-    _, configs = stack.call("GET", "/workloads/configs")
+def create_notebook_via_api(
+    stack: Any, name: str, teams: list[str] | None = None, token: str | None = None
+) -> str:
+    """A stopped notebook on the bootstrap's default workload config, owned
+    by `token`'s member (else the admin's); its id."""
+    _, configs = stack.call("GET", "/workloads/configs", token=token)
     config = next(c["id"] for c in configs["items"] if c["name"] == "default")
     body: dict[str, Any] = {"name": name, "workloadConfigId": config}
     if teams:
         body["teamIds"] = teams
-    code, created = stack.call("POST", "/workloads/notebooks", body)
+    code, created = stack.call("POST", "/workloads/notebooks", body, token=token)
     assert code == 201, created
     return str(created["item"]["notebookId"])
+
+
+def owner_of(stack: Any, nb_id: str) -> str:
+    """The notebook's owner, as the API describes it."""
+    code, body = stack.call("GET", f"/workloads/notebooks/{nb_id}")
+    assert code == 200, body
+    return str(body["included"]["notebooks"][0]["memberId"])
 
 
 def member_with_token(stack: Any, email: str, name: str) -> tuple[dict[str, Any], str]:

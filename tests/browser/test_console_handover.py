@@ -7,7 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, member_with_token, sign_in
+from browser_helpers import (
+    close_page,
+    create_notebook_via_api,
+    member_with_token,
+    owner_of,
+    sign_in,
+)
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -15,26 +21,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 LAPTOP = {"width": 1280, "height": 800}
 
 
-def own_notebook(stack: Any, token: str, name: str) -> str:
-    _, configs = stack.call("GET", "/workloads/configs", token=token)
-    body = {"name": name, "workloadConfigId": configs["items"][0]["id"]}
-    code, created = stack.call("POST", "/workloads/notebooks", body, token=token)
-    assert code == 201, created
-    return str(created["item"]["notebookId"])
-
-
-def owner_of(stack: Any, nb_id: str) -> str:
-    code, body = stack.call("GET", f"/workloads/notebooks/{nb_id}")
-    assert code == 200, body
-    return str(body["included"]["notebooks"][0]["memberId"])
-
-
 def test_an_admin_hands_a_disabled_members_notebook_to_someone_found_by_name(
     browser: Any, stack: Any
 ) -> None:
     ann, ann_token = member_with_token(stack, "ann@example.com", "Ann Analyst")
     bob, _ = member_with_token(stack, "bob@example.com", "Bob Builder")
-    nb_id = own_notebook(stack, ann_token, "Ann's analysis")
+    nb_id = create_notebook_via_api(stack, "Ann's analysis", token=ann_token)
     assert stack.call("DELETE", f"/members/{ann['id']}")[0] == 204
 
     page = browser.new_page(viewport=LAPTOP)
@@ -90,7 +82,7 @@ def test_an_owner_who_is_not_an_admin_is_not_offered_a_hand_over(browser: Any, s
     """The API refuses it (the notebook's cost would move to a colleague who
     never agreed): no button that could only fail."""
     _, cleo_token = member_with_token(stack, "cleo@example.com", "Cleo Coder")
-    nb_id = own_notebook(stack, cleo_token, "Cleo's model")
+    nb_id = create_notebook_via_api(stack, "Cleo's model", token=cleo_token)
 
     page = browser.new_page(viewport=LAPTOP)
     try:
@@ -108,8 +100,8 @@ def test_an_admin_finds_a_leaving_members_notebooks_from_people(browser: Any, st
     """Someone leaves: from their row in People, the list of what they own
     (`?owner=`), however many notebooks the organization has."""
     eve, eve_token = member_with_token(stack, "eve@example.com", "Eve Engineer")
-    own_notebook(stack, eve_token, "Eve's pipeline")
-    own_notebook(stack, stack.token, "The admin's own")
+    create_notebook_via_api(stack, "Eve's pipeline", token=eve_token)
+    create_notebook_via_api(stack, "The admin's own")
     assert stack.call("DELETE", f"/members/{eve['id']}")[0] == 204
 
     page = browser.new_page(viewport=LAPTOP)
@@ -131,7 +123,7 @@ def test_an_admin_finds_a_leaving_members_notebooks_from_people(browser: Any, st
         expect(rows).to_have_count(2)
         # All of Eve's at once (someone leaving owns many): the filter's
         # "Hand all on…", to the admin's colleague found by name.
-        own_notebook(stack, stack.token, "Spare")  # not Eve's: stays
+        create_notebook_via_api(stack, "Spare")  # not Eve's: stays
         code, frank = stack.call(
             "POST", "/members", {"email": "frank@example.com", "name": "Frank Finance"}
         )

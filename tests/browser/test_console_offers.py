@@ -8,13 +8,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, member_with_token, sign_in, team_with
+from browser_helpers import (
+    close_page,
+    create_notebook_via_api,
+    member_with_token,
+    owner_of,
+    sign_in,
+    team_with,
+)
 from playwright.sync_api import expect
-from test_console_handover import own_notebook, owner_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LAPTOP = {"width": 1280, "height": 800}
+
+
+def offer_by_api(stack: Any, nb_id: str, member_id: str, token: str) -> None:
+    code, body = stack.call(
+        "PUT", f"/workloads/notebooks/{nb_id}/offer", {"memberId": member_id}, token=token
+    )
+    assert code == 200, body
 
 
 def test_an_owner_offers_a_notebook_and_the_colleague_accepts_it(
@@ -22,8 +35,8 @@ def test_an_owner_offers_a_notebook_and_the_colleague_accepts_it(
 ) -> None:
     _, cleo_token = member_with_token(stack, "cleo@example.com", "Cleo Coder")
     dan, dan_token = member_with_token(stack, "dan@example.com", "Dan Data")
-    model = own_notebook(stack, cleo_token, "Cleo's model")
-    draft = own_notebook(stack, cleo_token, "Cleo's draft")
+    model = create_notebook_via_api(stack, "Cleo's model", token=cleo_token)
+    draft = create_notebook_via_api(stack, "Cleo's draft", token=cleo_token)
 
     page = browser.new_page(viewport=LAPTOP)
     try:
@@ -70,12 +83,9 @@ def test_an_owner_offers_a_notebook_and_the_colleague_accepts_it(
     finally:
         close_page(page)
 
-    sketch = own_notebook(stack, cleo_token, "Cleo's sketch")
+    sketch = create_notebook_via_api(stack, "Cleo's sketch", token=cleo_token)
     for nb in (sketch, draft, model):  # the model's offer is the newest
-        code, body = stack.call(
-            "PUT", f"/workloads/notebooks/{nb}/offer", {"memberId": dan["id"]}, token=cleo_token
-        )
-        assert code == 200, body
+        offer_by_api(stack, nb, dan["id"], cleo_token)
 
     page = browser.new_page(viewport=LAPTOP)
     try:
@@ -119,16 +129,9 @@ def test_a_colleague_who_sees_the_notebook_answers_its_offer_on_its_page(
 ) -> None:
     _, cleo_token = member_with_token(stack, "cleo@example.com", "Cleo Coder")
     eve, eve_token = member_with_token(stack, "eve@example.com", "Eve Engineer")
-    report = own_notebook(stack, cleo_token, "Cleo's report")
     team = team_with(stack, "analysts", eve["id"], "viewer")
-    code, body = stack.call(
-        "POST", f"/workloads/notebooks/{report}/teams", {"teamIds": [team]}, token=cleo_token
-    )
-    assert code == 200, body
-    code, body = stack.call(
-        "PUT", f"/workloads/notebooks/{report}/offer", {"memberId": eve["id"]}, token=cleo_token
-    )
-    assert code == 200, body
+    report = create_notebook_via_api(stack, "Cleo's report", [team], token=cleo_token)
+    offer_by_api(stack, report, eve["id"], cleo_token)
 
     page = browser.new_page(viewport=LAPTOP)
     try:

@@ -7,16 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, sign_in
+from browser_helpers import close_page, create_notebook_via_api, sign_in
 from playwright.sync_api import expect
-from test_console_handover import own_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_a_member_finds_a_notebook_by_part_of_its_name(browser: Any, stack: Any) -> None:
     for name in ("Churn model", "Weekly CHURN report", "Revenue forecast"):
-        own_notebook(stack, stack.token, name)
+        create_notebook_via_api(stack, name)
 
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
