@@ -367,9 +367,6 @@ async def update_notebook(ctx: Ctx) -> web.Response:
         old = await ctx.one("api_config_name", {"id": row["workload_config_id"]})
         configs[row["workload_config_id"]] = old["name"] if old else row["workload_config_id"]
     owner_id = await hand_on(ctx, notebook_id, row, body.get("memberId"))
-    edited = edit_summary(row, body, configs)
-    if edited is not None:
-        await record_change(ctx, notebook_id, row, edited)
     await ctx.run(
         "api_update_notebook",
         ctx.mine(
@@ -382,6 +379,11 @@ async def update_notebook(ctx: Ctx) -> web.Response:
             owner_id=owner_id,
         ),
     )
+    # After the update: the event keeps the name the edit left (a rename's
+    # event names the notebook by its new name, and says the old one).
+    edited = edit_summary(row, body, configs)
+    if edited is not None:
+        await record_change(ctx, notebook_id, row, edited)
     # Timeouts and config are desired state the reconciler acts on.
     if any(k in body for k in ("workloadConfigId", "idleTimeoutSeconds", "detachedTimeoutSeconds")):
         await enqueue(ctx, notebook_id)

@@ -83,12 +83,17 @@ COMPONENTS: dict[str, Schema] = {
     "NotebookEvent": closed({
         "id": {"type": "string", "pattern": "^[0-9]{1,20}$"}, "notebookId": ID,
         "fromStatus": {"type": ["string", "null"], "enum": [*STATUSES, None]},
+        "notebookName": {"type": ["string", "null"], "description":
+                         "Its name then (null: recorded before names were kept)."},
         "toStatus": {"type": "string", "enum": STATUSES}, "reason": {"type": "string"},
         "actor": {"type": "string", "description": "The member who asked, or `reconciler`."},
         "createdAt": TIME,
     }),
     "NotebookEventList": plain_list("NotebookEvent", closed(
         {"members": {"type": "array", "items": ref("MemberSummary")}})),
+    "ActivityList": plain_list("NotebookEvent", closed({
+        "members": {"type": "array", "items": ref("MemberSummary")},
+        "notebooks": {"type": "array", "items": ref("Notebook")}})),
     "Team": closed({"id": ID, "organizationId": ID, "name": {"type": "string"},
                     "createdAt": TIME, "createdBy": NULLABLE_ID}),
     "TeamList": plain_list("Team"),

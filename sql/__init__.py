@@ -75,20 +75,35 @@ def _included(body: str, fragments: dict[str, str], within: tuple[str, ...] = ()
     return _INCLUDE.sub(fragment, body)
 
 
+def _parsed() -> list[tuple[Path, dict[str, str], dict[str, str]]]:
+    return [(path, *parse_blocks(path.read_text())) for path in sorted(QUERIES_DIR.glob("*.sql"))]
+
+
+@cache
+def _fragments() -> dict[str, str]:
+    fragments: dict[str, str] = {}
+    for path, _, found in _parsed():
+        for name, body in found.items():
+            if name in fragments:
+                raise ValueError(f"fragment {name!r} defined twice ({path.name})")
+            fragments[name] = body
+    return fragments
+
+
+def fragment(name: str) -> str:
+    """A fragment as the statements that include it send it (its own
+    includes put in place): a test checks that they share it."""
+    return sent(_included(_fragments()[name], _fragments(), (name,)))
+
+
 @cache
 def queries() -> dict[str, str]:
     """All named queries of `queries/*.sql`, loaded once per process; a
     fragment may be included from any file (who may see a notebook is one
     text wherever it is asked)."""
-    parsed = [(path, *parse_blocks(path.read_text())) for path in sorted(QUERIES_DIR.glob("*.sql"))]
-    fragments: dict[str, str] = {}
-    for path, _, found in parsed:
-        for name, body in found.items():
-            if name in fragments:
-                raise ValueError(f"fragment {name!r} defined twice ({path.name})")
-            fragments[name] = body
+    fragments = _fragments()
     out: dict[str, str] = {}
-    for path, named, _ in parsed:
+    for path, named, _ in _parsed():
         for name, body in named.items():
             if name in out:
                 raise ValueError(f"query {name!r} defined twice ({path.name})")

@@ -16,8 +16,9 @@ seconds), then ANALYZEs:
   or idle, a few starting or failed (half of those with leftovers);
 - four in five shared with one team of their org, one in seven with a second:
   a member sees about 210 notebooks, a team lists about 100;
-- 1,000,000 history rows in `notebook_events`, 20 per notebook, and 20,000
-  more for LONG_HISTORY;
+- 1,000,000 history rows in `notebook_events`, 20 per notebook, half of them
+  by the platform (`reconciler`), half by ORG's members (about 100 each), and
+  20,000 more for LONG_HISTORY;
 - 10,000 API tokens, one in three with an expiry.
 """
 
@@ -121,12 +122,18 @@ insert into notebook_events (notebook_id, organization_id, from_status, to_statu
 select s.id,
        case when (1 + ((s.i * 31) % 5000)) <= 4900 then '{ORG}' else '{ORG2}' end,
        'stopped', (array['starting', 'running', 'stopping', 'stopped'])[1 + (g.i / 50000) % 4],
-       'seed', '{ADMIN}', timestamptz '2025-03-01' + make_interval(secs => g.i)
+       'seed',
+       -- Half by the platform, half by the org's members (ORG2's events name
+       -- ORG's members: the activity filters by organization first).
+       case when g.i % 2 = 0 then 'reconciler'
+            else 'M' || lpad((1 + (g.i / 2) % 4900)::text, 5, '0') end,
+       timestamptz '2025-03-01' + make_interval(secs => g.i)
   from generate_series(0, {EVENTS - 1}) g(i)
   join seed_ids s on s.i = 1 + g.i % {NOTEBOOKS};
 insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason,
                              actor, created_at)
-select '{LONG_HISTORY}', '{ORG}', 'running', 'stopped', 'seed', '{ADMIN}',
+select '{LONG_HISTORY}', '{ORG}', 'running', 'stopped', 'seed',
+       case when i % 2 = 0 then 'reconciler' else '{ADMIN}' end,
        timestamptz '2025-01-01' + make_interval(secs => i)
   from generate_series(1, 20000) i;
 insert into api_tokens (id, member_id, name, prefix, secret_hash, expires_at)

@@ -214,6 +214,14 @@ export const api = {
   openNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/open`),
   pingNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/ping`),
   notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),
+  // The organization's activity (org admins), newest first; `actor`: one
+  // member's id, or "reconciler".
+  activity: ({ limit, marker, actor } = {}) => {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (marker) query.set("marker", marker);
+    if (actor) query.set("actor", actor);
+    return request("GET", `/events?${query}`);
+  },
   notebookEvents: (id, limit, marker) =>
     request("GET", `/workloads/notebooks/${enc(id)}/events?limit=${limit}${marker ? `&marker=${enc(marker)}` : ""}`),
   addNotebookTeams: (id, teamIds) =>

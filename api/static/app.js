@@ -5,8 +5,11 @@
 //   #/configs              workload configs
 //   #/people               your tokens, teams and their members, and (org
 //                          admins) the organization's members
+//   #/activity[/{member}]  (org admins) every notebook's history, or what
+//                          one member (or "reconciler") did
 // Everything goes through the public REST API (api.js); no build step.
 
+import { activityView } from "./activity.js";
 import { ApiError, api, onUnauthorized, token } from "./api.js";
 import { configsView } from "./configs.js";
 import { $, focusHeading, setBusy, showError } from "./dom.js";
@@ -43,6 +46,7 @@ function resolve(hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decoded);
   if (parts[0] === "configs") return [configsView, {}, "configs"];
   if (parts[0] === "people") return [peopleView, {}, "people"];
+  if (parts[0] === "activity") return [activityView, { actor: parts[1] || null }, "activity"];
   if (parts[0] === "notebooks" && parts[1] && parts[2] === "open") {
     return [openView, { id: parts[1] }, "notebooks"];
   }
@@ -59,6 +63,7 @@ const TITLES = new Map([
   [retryView, "Could not load the console"],
   [configsView, "Workload configs"],
   [peopleView, "People"],
+  [activityView, "Activity"],
   [detailView, "Notebook"],
   [openView, "Notebook"],
 ]);
@@ -98,7 +103,10 @@ function route({ focus = true } = {}) {
 async function refreshMe() {
   try {
     const me = await api.me();
-    if (state.me && me.id === state.me.id) state.me = me;
+    if (state.me && me.id === state.me.id) {
+      state.me = me;
+      showNav(me);
+    }
   } catch {
     // A network error leaves things as they are; the next navigation retries.
   }
@@ -138,7 +146,13 @@ function showSignedIn(me) {
   $("#who-name").textContent = me.name || me.email || me.id;
   $("#who-name").title = me.name || me.email || me.id; // the whole of a long one
   $("#who").hidden = false;
+  showNav(me);
+}
+
+// The activity is the org admins' (the API refuses anyone else).
+function showNav(me) {
   $("#nav").hidden = false;
+  $("#nav-activity").hidden = !me.organizationAdmin;
 }
 
 function showSignin(error) {

@@ -2,6 +2,7 @@
 
 import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
+import { eventEntry, noHistory, takeLatest } from "./events.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
 import {
   clearOffersError,
@@ -523,7 +524,7 @@ const detail = {
   historyKey: null,
   historyReadAt: 0,
   historyReads: 0,
-  history: { latest: [], older: [], total: 0, marker: null },
+  history: noHistory(),
 };
 
 // The history shows the latest changes; the API pages the rest.
@@ -729,10 +730,6 @@ function focusTeams({ preferForm }) {
   }
 }
 
-function actorLabel(actor) {
-  return actor === "reconciler" ? "the platform" : memberLabel(actor);
-}
-
 async function refreshHistory() {
   const errorEl = $("#history-error");
   const { id, visit } = detail;
@@ -749,12 +746,7 @@ async function refreshHistory() {
   if (visit !== detail.visit || read !== detail.historyReads) return; // left, or read again
   showError(errorEl, null);
   absorb(page.included); // who acted, by name
-  // Nothing new: older entries shown stay. Something new: they are dropped,
-  // or they would leave a gap between the latest page and them (an audit).
-  const known = detail.history;
-  const same = page.total === known.total && page.items[0]?.id === known.latest[0]?.id;
-  if (same) known.latest = page.items; // the same history: a "Show older" on its way still fits
-  else detail.history = { latest: page.items, older: [], total: page.total, marker: page.marker || null };
+  detail.history = takeLatest(detail.history, page);
   renderHistory();
 }
 
@@ -769,18 +761,7 @@ function renderHistory() {
   preserveFocus(list, () =>
     list.replaceChildren(
       ...(items.length
-        ? items.map((e) =>
-            h(
-              "li",
-              { dataset: { eventId: e.id } },
-              formatTime(e.createdAt),
-              " ",
-              // A badge for a status change only: an edit or a share left it as it was.
-              e.fromStatus !== e.toStatus ? statusBadge(e.toStatus) : null,
-              h("span", { class: "history-reason", text: e.reason ? ` ${e.reason}` : "" }),
-              h("span", { class: "muted small", text: ` · ${actorLabel(e.actor)}` }),
-            ),
-          )
+        ? items.map((e) => eventEntry(e))
         : [h("li", { class: "muted", text: "Nothing yet: it has never been started or changed." })]),
     ),
   );
@@ -887,7 +868,7 @@ export const detailView = {
     $("#nb-title").textContent = "Notebook";
     detail.historyKey = null;
     detail.historyReadAt = 0;
-    detail.history = { latest: [], older: [], total: 0, marker: null };
+    detail.history = noHistory();
     showError($("#history-error"), null);
     $("#history-more").hidden = true;
     $("#history-older").hidden = true;

@@ -775,7 +775,13 @@ function memberTableRow(m, { marked = null, role, actions }) {
     h("td", { "data-label": "Email", class: "email", text: m.email }),
     h("td", { "data-label": "Role" }, ...role),
     h("td", { "data-label": "Added", class: "when" }, formatTime(m.createdAt)),
-    h("td", { class: "row-actions" }, notebooksButton(m, m.name || m.email), ...actions),
+    h(
+      "td",
+      { class: "row-actions" },
+      notebooksButton(m, m.name || m.email),
+      activityButton(m, m.name || m.email),
+      ...actions,
+    ),
   );
 }
 
@@ -838,6 +844,24 @@ function notebooksButton(m, name) {
     dataset: { action: "notebooks", focusKey: `notebooks:${m.id}` },
     text: "Notebooks",
     onclick: () => showNotebooksOf(m.id),
+  });
+}
+
+// What a member did, across the organization's notebooks (activity.js): a
+// disabled member's too (an offboarding's audit). Named there by this row.
+function activityButton(m, name) {
+  return h("button", {
+    type: "button",
+    class: "secondary small",
+    "aria-label": `Activity of ${name}`,
+    dataset: { action: "activity", focusKey: `activity:${m.id}` },
+    text: "Activity",
+    onclick: () => {
+      if (!state.members.has(m.id)) {
+        state.members.set(m.id, { ...m, disabled: !!m.disabledAt });
+      }
+      location.hash = `#/activity/${encodeURIComponent(m.id)}`;
+    },
   });
 }
 

@@ -65,16 +65,9 @@ select
     coalesce((select json_agg(json_build_object(
         'notebookId', r.id, 'teamIds', r.team_ids, 'workloadConfigId', r.workload_config_id
     ) order by r.rn) from rows r), '[]')::text as items,
-    coalesce((select json_agg(json_build_object(
-        'id', r.id, 'organizationId', r.organization_id, 'memberId', r.member_id,
-        'workloadConfigId', r.workload_config_id, 'name', r.name, 'description', r.description,
-        'status', r.status, 'statusMessage', r.status_message,
-        'idleTimeoutSeconds', r.idle_timeout_seconds,
-        'detachedTimeoutSeconds', r.detached_timeout_seconds, 'lastActiveAt', r.last_active_at,
-        'sessionId', case when r.status in ('stopped', 'failed') then null else r.session_id end,
-        'createdAt', r.created_at, 'createdBy', r.created_by,
-        'updatedAt', r.updated_at, 'updatedBy', r.updated_by
-    ) order by r.rn) from rows r), '[]')::text as notebooks,
+    coalesce((select json_agg(
+-- include: notebook_object
+    order by r.rn) from rows r), '[]')::text as notebooks,
     coalesce((select json_agg(json_build_object(
         'id', t.id, 'organizationId', t.organization_id, 'name', t.name,
         'createdAt', t.created_at, 'createdBy', t.created_by
@@ -88,10 +81,9 @@ select
         'updatedAt', c.updated_at, 'updatedBy', c.updated_by
     ) order by c.id) from workload_configs c
      where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
-    coalesce((select json_agg(json_build_object(
-        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
-        'organizationAdmin', m.organization_admin, 'disabled', m.disabled_at is not null
-    ) order by m.id) from members m
+    coalesce((select json_agg(
+-- include: included_member
+    order by m.id) from members m
      where m.id in (select r.member_id from rows r
                     union select r.created_by from rows r
                     union select r.updated_by from rows r)), '[]')::text as members,
@@ -393,39 +385,3 @@ select id, name from workload_configs where id = %(id)s and organization_id = %(
 
 -- name: api_config_name
 select name from workload_configs where id = %(id)s;
-
--- name: api_notebook_events
--- One page of a notebook's history (its status changes, and members'
--- changes: docs/api.md, History), newest first, keyset on the event id;
--- the caller's access is checked first (api_notebook_visible). Fetches
--- limit + 1 like the lists. The page is read backwards straight off
--- notebook_events_notebook (notebook_id, id) from the marker, however long the
--- history (it is never pruned: docs/api.md); `total` counts it apart.
-with keys as (
-    select e.*, row_number() over (order by e.id desc) as rn
-      from notebook_events e
-     where e.notebook_id = %(notebook_id)s and e.organization_id = %(org_id)s
-       -- No marker: below any id a bigserial hands out.
-       and e.id < coalesce(%(after_id)s::bigint, 9223372036854775807)
-     order by e.id desc
-     limit %(fetch)s
-), rows as (select * from keys where rn <= %(limit)s)
-select
-    (select count(*) from notebook_events e
-      where e.notebook_id = %(notebook_id)s and e.organization_id = %(org_id)s) as total,
-    (select count(*) from keys) > %(limit)s as more,
-    (select created_at from rows order by rn desc limit 1) as last_at,
-    (select id::text from rows order by rn desc limit 1) as last_id,
-    coalesce((select json_agg(json_build_object(
-        'id', r.id::text, 'notebookId', r.notebook_id,
-        'fromStatus', r.from_status, 'toStatus', r.to_status,
-        'reason', r.reason, 'actor', r.actor, 'createdAt', r.created_at
-    ) order by r.rn) from rows r), '[]')::text as items,
-    -- Who acted on this page (their names, for the history's "who"): members
-    -- of the notebook's organization, disabled ones too.
-    coalesce((select json_agg(json_build_object(
-        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
-        'organizationAdmin', m.organization_admin, 'disabled', m.disabled_at is not null
-    ) order by m.id) from members m
-     where m.organization_id = %(org_id)s
-       and m.id in (select r.actor from rows r)), '[]')::text as members;

@@ -93,10 +93,9 @@ with visible as not materialized (
     -- The page's members by name (a team admin who may not list the
     -- organization's members still sees who is in their team), as a
     -- describe's `included` names them.
-    coalesce((select json_agg(json_build_object(
-        'id', m.id, 'organizationId', m.organization_id, 'email', m.email, 'name', m.name,
-        'organizationAdmin', m.organization_admin, 'disabled', m.disabled_at is not null
-    ) order by r.rn) from rows r join members m on m.id = r.member_id), '[]')::text as members;
+    coalesce((select json_agg(
+-- include: included_member
+    order by r.rn) from rows r join members m on m.id = r.member_id), '[]')::text as members;
 
 -- name: api_rename_team
 -- A name taken by another of the org's teams (however capitalised) leaves the
@@ -127,9 +126,9 @@ select n.id from notebooks n join notebook_teams nt on nt.notebook_id = n.id
 -- Then, read afresh (an unshare that committed while this waited is not
 -- counted twice), each notebook still shared with it says so in its
 -- history, by whom, stamped no earlier than its last event (status.sql).
-insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason,
-                             actor, created_at)
-select n.id, n.organization_id, n.status, n.status,
+insert into notebook_events (notebook_id, organization_id, notebook_name, from_status,
+                             to_status, reason, actor, created_at)
+select n.id, n.organization_id, n.name, n.status, n.status,
        'No longer shared with ' || %(name)s || ': the team was deleted', %(member_id)s,
        greatest(%(now)s::timestamptz,
                 (select max(e.created_at) from notebook_events e where e.notebook_id = n.id))

@@ -1,5 +1,6 @@
 -- Status changes: the only writers of notebooks.status. Each records an event
--- (from, to, reason, actor) in the same statement, so no change goes unrecorded;
+-- (from, to, reason, actor, and the notebook's name then) in the same
+-- statement, so no change goes unrecorded;
 -- its reason is `reason`, or the status message when there is none (a running
 -- notebook's message is empty, yet its history says why it runs);
 -- an unchanged status records one only when asked (`record_unchanged`: a
@@ -18,7 +19,7 @@
 
 -- name: set_status
 with old as (
-    select n.id, n.organization_id, n.status,
+    select n.id, n.organization_id, n.status, n.name,
            greatest(%(now)s::timestamptz,
                     (select max(e.created_at) from notebook_events e where e.notebook_id = n.id)) as at
       from notebooks n where n.id = %(id)s for update
@@ -31,8 +32,9 @@ with old as (
      where n.id = old.id
     returning n.id
 ), event as (
-    insert into notebook_events (notebook_id, organization_id, from_status, to_status, reason, actor, created_at)
-    select old.id, old.organization_id, old.status, %(status)s,
+    insert into notebook_events (notebook_id, organization_id, notebook_name, from_status, to_status,
+                                 reason, actor, created_at)
+    select old.id, old.organization_id, old.name, old.status, %(status)s,
            coalesce(%(reason)s::text, %(status_message)s), %(actor)s, old.at
       from old
      where old.status <> %(status)s or %(record_unchanged)s

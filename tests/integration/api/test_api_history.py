@@ -67,6 +67,7 @@ async def test_start_and_stop_are_listed_newest_first_with_reason_and_actor(
     assert start == {
         "id": start["id"],
         "notebookId": world.notebook,
+        "notebookName": f"nb {world.notebook}",
         "fromStatus": "stopped",
         "toStatus": "starting",
         "reason": "Start requested",

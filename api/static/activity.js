@@ -1,0 +1,140 @@
+// The organization's activity, for its org admins (#/activity): every
+// notebook's history in one feed, newest first, deleted notebooks' too
+// (docs/console.md, "Activity"). A name in it shows what that member did
+// alone (#/activity/{member}; "the platform": #/activity/reconciler). Read
+// again as the other views are (Poller); "Show older" pages by the API's
+// marker, kept while nothing new comes (events.js, takeLatest).
+
+import { api } from "./api.js";
+import { $, announce, h, showError } from "./dom.js";
+import { actorLabel, eventEntry, noHistory, takeLatest } from "./events.js";
+import { Poller, absorb, memberLabel, state } from "./store.js";
+
+const SHOWN = 50;
+
+const view = {
+  visit: 0,
+  actor: null,
+  poller: null,
+  history: noHistory(),
+  notebooks: new Map(), // the shown entries' notebooks that are still there
+  reads: 0,
+};
+
+const route = (actor) => (actor ? `#/activity/${encodeURIComponent(actor)}` : "#/activity");
+
+function keepNotebooks(page) {
+  absorb(page.included);
+  for (const nb of page.included?.notebooks || []) view.notebooks.set(nb.id, nb);
+}
+
+// The notebook an entry is about: a link to its page while it is there, else
+// the name its events kept (none for the oldest: the id).
+function subject(e) {
+  const nb = view.notebooks.get(e.notebookId);
+  if (nb) return h("a", { href: `#/notebooks/${encodeURIComponent(nb.id)}`, class: "activity-notebook", text: nb.name });
+  const name = e.notebookName ? `“${e.notebookName}”` : e.notebookId;
+  return h("span", { class: "activity-notebook", text: `${name} (deleted)` });
+}
+
+// Who acted: a link to their activity alone, unless that is what is shown.
+function who(e) {
+  if (e.actor === view.actor) return null;
+  return h("a", { href: route(e.actor), title: `Only what ${actorLabel(e.actor)} did`, text: actorLabel(e.actor) });
+}
+
+function render() {
+  const { latest, older, total, marker } = view.history;
+  const items = [...latest, ...older];
+  const list = $("#activity-list");
+  list.replaceChildren(
+    ...(items.length
+      ? items.map((e) => eventEntry(e, { subject: h("span", {}, subject(e), " "), who: who(e) }))
+      : [h("li", { class: "muted", text: view.actor ? "Nothing done yet." : "Nothing yet: no notebook has been started or changed." })]),
+  );
+  const more = $("#activity-more");
+  more.hidden = total <= items.length;
+  more.textContent = `The latest ${items.length} of ${total} entries.`;
+  $("#activity-older").hidden = !marker || total <= items.length;
+}
+
+function showFilter() {
+  const title = !view.actor
+    ? "Activity"
+    : view.actor === "reconciler"
+      ? "What the platform did"
+      : `What ${memberLabel(view.actor)} did`;
+  $("#activity-title").textContent = title;
+  $("#activity-filter").hidden = !view.actor;
+}
+
+async function refresh() {
+  const { visit, actor } = view;
+  const read = ++view.reads; // a later read's answer wins
+  let page;
+  try {
+    page = await api.activity({ limit: SHOWN, actor });
+  } catch (err) {
+    if (visit === view.visit) showError($("#activity-error"), err, "Could not load the activity");
+    return false;
+  }
+  if (visit !== view.visit || read !== view.reads) return false;
+  showError($("#activity-error"), null);
+  keepNotebooks(page);
+  view.history = takeLatest(view.history, page);
+  showFilter(); // the member's name is known once their entries came
+  render();
+  return false;
+}
+
+async function showOlder(ev) {
+  const button = ev.currentTarget;
+  const { visit, history, actor } = view;
+  button.disabled = true;
+  let page;
+  try {
+    page = await api.activity({ limit: SHOWN, actor, marker: history.marker });
+  } catch (err) {
+    showError($("#activity-error"), err, "Could not load older entries");
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  // Something new came meanwhile: this page may not follow the latest shown.
+  if (visit !== view.visit || view.history !== history) return;
+  keepNotebooks(page);
+  history.older.push(...page.items);
+  history.marker = page.marker || null;
+  render();
+  announce(`${page.items.length} older entries shown`);
+  const target = button.hidden ? $("#activity-title") : button;
+  if (button.hidden) target.setAttribute("tabindex", "-1");
+  target.focus();
+}
+
+export const activityView = {
+  el: () => $("#view-activity"),
+  enter({ actor = null }) {
+    view.visit += 1;
+    view.actor = actor;
+    view.history = noHistory();
+    view.notebooks = new Map();
+    $("#activity-list").replaceChildren();
+    $("#activity-more").hidden = true;
+    $("#activity-older").hidden = true;
+    $("#activity-older").onclick = showOlder;
+    showError($("#activity-error"), null);
+    showFilter();
+    if (!state.me?.organizationAdmin) {
+      showError($("#activity-error"), { detail: "Only organization admins see the organization's activity." });
+      return;
+    }
+    view.poller = new Poller(refresh, $("#activity-list"));
+    view.poller.start();
+  },
+  leave() {
+    view.visit += 1; // answers on their way are dropped
+    view.poller?.stop();
+    view.poller = null;
+  },
+};

@@ -1,0 +1,39 @@
+// History entries as the console shows them, on a notebook's page and in the
+// organization's activity (activity.js): one line each, and the rule for
+// keeping the older entries a member asked for when the history is read again.
+
+import { formatTime, h, statusBadge } from "./dom.js";
+import { memberLabel } from "./store.js";
+
+export const actorLabel = (actor) => (actor === "reconciler" ? "the platform" : memberLabel(actor));
+
+// One entry: when, `subject` (the activity names the notebook), a badge for
+// a status change only (an edit or a share left it as it was), why, and who
+// (`who`, a node, or the actor's name).
+export function eventEntry(e, { subject = null, who = null } = {}) {
+  return h(
+    "li",
+    { dataset: { eventId: e.id } },
+    formatTime(e.createdAt),
+    " ",
+    subject,
+    e.fromStatus !== e.toStatus ? statusBadge(e.toStatus) : null,
+    h("span", { class: "history-reason", text: e.reason ? ` ${e.reason}` : "" }),
+    h("span", { class: "muted small" }, " · ", who || actorLabel(e.actor)),
+  );
+}
+
+// The latest page read again, against what is shown (`{latest, older,
+// total, marker}`). Nothing new: the older entries shown stay, in the same
+// object, so a "Show older" on its way still fits. Something new: they are
+// dropped, or they would leave a gap between the latest page and them (an
+// audit), and a "Show older" on its way finds its history replaced.
+export function takeLatest(known, page) {
+  if (page.total === known.total && page.items[0]?.id === known.latest[0]?.id) {
+    known.latest = page.items;
+    return known;
+  }
+  return { latest: page.items, older: [], total: page.total, marker: page.marker || null };
+}
+
+export const noHistory = () => ({ latest: [], older: [], total: 0, marker: null });

@@ -1,0 +1,103 @@
+"""The organization's activity in the console (headless Chromium, the whole
+stack; fixtures in conftest.py): an org admin reads every notebook's history
+in one place, deleted notebooks' included, and what one member did; a
+member who is not an org admin is not offered it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from browser_helpers import close_page, create_notebook_via_api, member_with_token, sign_in
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+
+
+def test_an_org_admin_reads_the_activity_and_what_one_member_did(browser: Any, stack: Any) -> None:
+    ann, token = member_with_token(stack, "ann@example.com", "Ann Analyst")
+    anns = create_notebook_via_api(stack, "Churn", token=token)
+    code, body = stack.call(
+        "PATCH", f"/workloads/notebooks/{anns}", {"name": "Churn v2"}, token=token
+    )
+    assert code == 200, body
+    gone = create_notebook_via_api(stack, "Scratch")
+    code, body = stack.call("PATCH", f"/workloads/notebooks/{gone}", {"description": "x"})
+    assert code == 200, body
+    assert stack.call("DELETE", f"/workloads/notebooks/{gone}")[0] == 204
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.get_by_role("link", name="Activity").click()
+        expect(page.get_by_role("heading", name="Activity", exact=True)).to_be_focused()
+        entries = page.locator("#activity-list li")
+        renamed = entries.filter(has_text="Renamed from “Churn”")
+        # The notebook by its name now, a link to its page; who did it, by name.
+        expect(renamed.get_by_role("link", name="Churn v2")).to_have_attribute(
+            "href", f"#/notebooks/{anns}"
+        )
+        expect(renamed.get_by_role("link", name="Ann Analyst")).to_be_visible()
+        # A deleted notebook is named by the name its events kept, not linked.
+        deleted = entries.filter(has_text="Delete requested")
+        expect(deleted).to_contain_text("“Scratch” (deleted)")
+        expect(deleted.get_by_role("link", name="“Scratch” (deleted)")).to_have_count(0)
+        expect(entries.filter(has_text="Description edited")).to_have_count(1)
+
+        # What Ann did, alone.
+        renamed.get_by_role("link", name="Ann Analyst").click()
+        expect(page.get_by_role("heading", name="What Ann Analyst did")).to_be_visible()
+        expect(entries).to_have_count(1)
+        expect(entries.first).to_contain_text("Renamed from “Churn”")
+        assert page.evaluate("location.hash") == f"#/activity/{ann['id']}"
+        page.get_by_role("link", name="Show everyone's activity").click()
+        expect(page.get_by_role("heading", name="Activity", exact=True)).to_be_visible()
+        expect(entries.filter(has_text="Delete requested")).to_have_count(1)
+    finally:
+        close_page(page)
+
+
+def test_the_activity_shows_older_entries_on_request(browser: Any, stack: Any) -> None:
+    """Fifty at a time, newest first; "Show older" adds the next ones."""
+    nb_id = create_notebook_via_api(stack, "Busy")
+    for i in range(52):
+        body = {"description": f"take {i}"}
+        code, answer = stack.call("PATCH", f"/workloads/notebooks/{nb_id}", body)
+        assert code == 200, answer
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate("location.hash = '#/activity'")
+        entries = page.locator("#activity-list li")
+        expect(entries).to_have_count(50)
+        expect(page.locator("#activity-more")).to_have_text("The latest 50 of 52 entries.")
+        page.get_by_role("button", name="Show older").click()
+        expect(entries).to_have_count(52)
+        expect(page.get_by_role("button", name="Show older")).to_be_hidden()
+        # Newest first, every entry once.
+        ids = [int(i) for i in entries.evaluate_all("els => els.map(e => e.dataset.eventId)")]
+        assert ids == sorted(ids, reverse=True) and len(set(ids)) == 52
+    finally:
+        close_page(page)
+
+
+def test_a_member_who_is_not_an_org_admin_is_not_offered_the_activity(
+    browser: Any, stack: Any
+) -> None:
+    _, token = member_with_token(stack, "bo@example.com", "Bo")
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, token)
+        expect(page.get_by_role("link", name="People")).to_be_visible()
+        expect(page.get_by_role("link", name="Activity")).to_have_count(0)
+        # Straight to its address: said plainly, nothing listed.
+        page.evaluate("location.hash = '#/activity'")
+        expect(page.locator("#activity-error")).to_have_text(
+            "Only organization admins see the organization's activity."
+        )
+        expect(page.locator("#activity-list li")).to_have_count(0)
+    finally:
+        close_page(page)
