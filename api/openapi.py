@@ -41,6 +41,26 @@ def plain_list(item: str, included: Schema | None = None) -> Schema:
     return closed(props, optional=("marker",))
 
 
+def activity_list() -> Schema:
+    """The history's shape, with the page's notebooks, and `totalCapped`:
+    `total` counts up to 10,000 (api/history.py)."""
+    schema = plain_list(
+        "NotebookEvent",
+        closed(
+            {
+                "members": {"type": "array", "items": ref("MemberSummary")},
+                "notebooks": {"type": "array", "items": ref("Notebook")},
+            }
+        ),
+    )
+    schema["properties"]["totalCapped"] = {
+        "type": "boolean",
+        "const": True,
+        "description": "Present when there are more events than `total` (10,000) says.",
+    }
+    return schema
+
+
 # Schemas written compactly, a few fields to a line: kept as written.
 # fmt: off
 INCLUDED = closed({
@@ -91,9 +111,7 @@ COMPONENTS: dict[str, Schema] = {
     }),
     "NotebookEventList": plain_list("NotebookEvent", closed(
         {"members": {"type": "array", "items": ref("MemberSummary")}})),
-    "ActivityList": plain_list("NotebookEvent", closed({
-        "members": {"type": "array", "items": ref("MemberSummary")},
-        "notebooks": {"type": "array", "items": ref("Notebook")}})),
+    "ActivityList": activity_list(),
     "Team": closed({"id": ID, "organizationId": ID, "name": {"type": "string"},
                     "createdAt": TIME, "createdBy": NULLABLE_ID}),
     "TeamList": plain_list("Team"),

@@ -44,11 +44,19 @@ def marker_json(ctx: Ctx, scope: str, row: dict[str, Any]) -> str:
 
 
 def plain_list(
-    ctx: Ctx, scope: str, row: dict[str, Any], included: str | None = None
+    ctx: Ctx,
+    scope: str,
+    row: dict[str, Any],
+    included: str | None = None,
+    *,
+    capped: bool = False,
 ) -> web.Response:
-    """`{"total", "items", "included"?, "marker"?}` for the supporting
-    endpoints; `included` is JSON text already (the history's members)."""
+    """`{"total", "items", "included"?, "totalCapped"?, "marker"?}` for the
+    supporting endpoints; `included` is JSON text already (the history's
+    members); `capped`: `total` is a floor (the activity's count stops)."""
     extra = "" if included is None else f',"included":{included}'
+    if capped:
+        extra += ',"totalCapped":true'
     text = f'{{"total":{row["total"]},"items":{row["items"]}{extra}{marker_json(ctx, scope, row)}}}'
     return raw_json(text)
 

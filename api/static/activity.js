@@ -17,6 +17,7 @@ const view = {
   actor: null,
   poller: null,
   history: noHistory(),
+  capped: false, // more entries than `total` says
   notebooks: new Map(), // the shown entries' notebooks that are still there
   reads: 0,
 };
@@ -54,7 +55,9 @@ function render() {
   );
   const more = $("#activity-more");
   more.hidden = total <= items.length;
-  more.textContent = `The latest ${items.length} of ${total} entries.`;
+  // Past 10,000 the API stops counting (totalCapped).
+  const of = view.capped ? `more than ${total.toLocaleString()}` : total.toLocaleString();
+  more.textContent = `The latest ${items.length} of ${of} entries.`;
   $("#activity-older").hidden = !marker || total <= items.length;
 }
 
@@ -82,6 +85,7 @@ async function refresh() {
   showError($("#activity-error"), null);
   keepNotebooks(page);
   view.history = takeLatest(view.history, page);
+  view.capped = !!page.totalCapped;
   showFilter(); // the member's name is known once their entries came
   render();
   return false;
@@ -118,6 +122,7 @@ export const activityView = {
     view.visit += 1;
     view.actor = actor;
     view.history = noHistory();
+    view.capped = false;
     view.notebooks = new Map();
     $("#activity-list").replaceChildren();
     $("#activity-more").hidden = true;

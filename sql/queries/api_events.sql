@@ -3,7 +3,9 @@
 -- History and Activity). Each is read backwards by event id (the order they
 -- were written) off an index from the marker, however long the history (it
 -- is never pruned), `limit` + 1 fetched like the lists; `total` counts the
--- same events apart. A statement per filter, each off its own index (one
+-- same events apart: a notebook's all, the organization's up to
+-- `count_up_to` (counting a million events cost 50 ms of PostgreSQL's CPU a
+-- page: bench/README.md, "The organization's activity"). A statement per filter, each off its own index (one
 -- statement with optional filters would get one generic plan for all).
 
 -- fragment: event_page_answer
@@ -62,7 +64,9 @@ with keys as (
      limit %(fetch)s
 ),
 -- include: event_page_answer
-    (select count(*) from notebook_events e where e.organization_id = %(org_id)s) as total;
+    (select count(*) from (select 1 from notebook_events e
+                            where e.organization_id = %(org_id)s
+                            limit %(count_up_to)s) c) as total;
 
 -- name: api_org_events_by_actor
 -- One actor's acts (a member's id, or 'reconciler': the platform's), off
@@ -76,8 +80,9 @@ with keys as (
      limit %(fetch)s
 ),
 -- include: event_page_answer
-    (select count(*) from notebook_events e
-      where e.organization_id = %(org_id)s and e.actor = %(actor)s) as total;
+    (select count(*) from (select 1 from notebook_events e
+                            where e.organization_id = %(org_id)s and e.actor = %(actor)s
+                            limit %(count_up_to)s) c) as total;
 
 -- name: api_notebook_events_by_actor
 -- The activity's `?notebook=` and `?actor=` together: one actor's acts on one

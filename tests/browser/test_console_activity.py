@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 from browser_helpers import close_page, create_notebook_via_api, member_with_token, sign_in
 from playwright.sync_api import expect
@@ -80,6 +81,28 @@ def test_the_activity_shows_older_entries_on_request(browser: Any, stack: Any) -
         # Newest first, every entry once.
         ids = [int(i) for i in entries.evaluate_all("els => els.map(e => e.dataset.eventId)")]
         assert ids == sorted(ids, reverse=True) and len(set(ids)) == 52
+    finally:
+        close_page(page)
+
+
+def test_past_ten_thousand_entries_the_activity_says_more_than(
+    browser: Any, stack: Any, settings: Any
+) -> None:
+    nb_id = create_notebook_via_api(stack, "Old")
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into notebook_events (notebook_id, organization_id, notebook_name,"
+            " to_status, actor) select %s, %s, 'Old', 'stopped', 'reconciler'"
+            " from generate_series(1, 10001)",
+            (nb_id, stack.organization_id),
+        )
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate("location.hash = '#/activity'")
+        expect(page.locator("#activity-more")).to_have_text(
+            "The latest 50 of more than 10,000 entries."
+        )
     finally:
         close_page(page)
 

@@ -186,3 +186,31 @@ async def test_bad_filters_are_refused(client: TestClient, world: World) -> None
         resp = await client.get(f"{EVENTS}{query_string}", headers=world.admin.auth)
         code = "unknown_parameter" if field == "owner" else "invalid_id"
         await refused(resp, 400, code, field)
+
+
+async def test_the_activity_counts_up_to_ten_thousand_then_says_so(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Counting a million events cost 50 ms a page (bench/README.md): past
+    10,000 `total` is a floor, and `totalCapped` says so. One notebook's
+    history is counted whole."""
+
+    def platform_events(n: int) -> None:
+        factory.conn.execute(
+            "insert into notebook_events (notebook_id, organization_id, to_status, actor,"
+            " created_at) select %s, %s, 'stopped', 'reconciler', %s from generate_series(1, %s)",
+            (world.notebook, world.org, factory.clock.now(), n),
+        )
+
+    platform_events(10_000)
+    for query_string in ("?limit=1", "?limit=1&actor=reconciler"):
+        exact = await activity(client, world.admin, query_string)
+        assert exact["total"] == 10_000 and "totalCapped" not in exact, query_string
+    platform_events(1)
+    await start_and_stop(client, factory, world.owner, world.notebook)
+    for query_string in ("?limit=1", "?limit=1&actor=reconciler"):
+        body = await activity(client, world.admin, query_string)
+        assert body["total"] == 10_000 and body["totalCapped"] is True, query_string
+    assert (await activity(client, world.admin, "?actor=" + world.owner.id))["total"] == 2
+    whole = await activity(client, world.admin, f"?limit=1&notebook={world.notebook}")
+    assert whole["total"] == 10_003 and "totalCapped" not in whole
