@@ -55,6 +55,8 @@ from sql import query
 log = structlog.get_logger("reconciler")
 
 ACTOR = "reconciler"
+# A deleted notebook's last event, once its servers and files are gone.
+DELETED = "Deleted for good: its servers and files are removed"
 # A runtime's error in a status message: enough to say what refused (a
 # Kubernetes ApiException's text carries the whole response).
 ERROR_CHARS = 300
@@ -473,7 +475,10 @@ async def _write(
                 },
             )
         if Action.DELETE in p.actions:
-            await conn.execute(query("reconciler_delete_notebook"), {"id": row["id"]})
+            await conn.execute(
+                query("reconciler_delete_notebook"),
+                {"id": row["id"], "reason": DELETED, "now": now},
+            )
             return True
         await conn.execute(
             query("reconciler_update_observed"),

@@ -5,6 +5,7 @@
 // again as the other views are (Poller); "Show older" pages by the API's
 // marker, kept while nothing new comes (events.js, takeLatest).
 
+import { preserveFocus } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, h, showError } from "./dom.js";
 import { actorLabel, eventEntry, noHistory, takeLatest } from "./events.js";
@@ -24,8 +25,11 @@ const view = {
 
 const route = (actor) => (actor ? `#/activity/${encodeURIComponent(actor)}` : "#/activity");
 
+// The page's notebooks as they are now: one of its entries' notebooks left
+// out of `included` was deleted (since it was last shown, maybe).
 function keepNotebooks(page) {
   absorb(page.included);
+  for (const e of page.items) view.notebooks.delete(e.notebookId);
   for (const nb of page.included?.notebooks || []) view.notebooks.set(nb.id, nb);
 }
 
@@ -33,7 +37,10 @@ function keepNotebooks(page) {
 // the name its events kept (none for the oldest: the id).
 function subject(e) {
   const nb = view.notebooks.get(e.notebookId);
-  if (nb) return h("a", { href: `#/notebooks/${encodeURIComponent(nb.id)}`, class: "activity-notebook", text: nb.name });
+  if (nb) {
+    const href = `#/notebooks/${encodeURIComponent(nb.id)}`;
+    return h("a", { href, class: "activity-notebook", dataset: { focusKey: `nb:${e.id}` }, text: nb.name });
+  }
   const name = e.notebookName ? `“${e.notebookName}”` : e.notebookId;
   return h("span", { class: "activity-notebook", text: `${name} (deleted)` });
 }
@@ -41,17 +48,25 @@ function subject(e) {
 // Who acted: a link to their activity alone, unless that is what is shown.
 function who(e) {
   if (e.actor === view.actor) return null;
-  return h("a", { href: route(e.actor), title: `Only what ${actorLabel(e.actor)} did`, text: actorLabel(e.actor) });
+  return h("a", {
+    href: route(e.actor),
+    title: `Only what ${actorLabel(e.actor)} did`,
+    dataset: { focusKey: `who:${e.id}` },
+    text: actorLabel(e.actor),
+  });
 }
 
 function render() {
   const { latest, older, total, marker } = view.history;
   const items = [...latest, ...older];
   const list = $("#activity-list");
-  list.replaceChildren(
-    ...(items.length
-      ? items.map((e) => eventEntry(e, { subject: h("span", {}, subject(e), " "), who: who(e) }))
-      : [h("li", { class: "muted", text: view.actor ? "Nothing done yet." : "Nothing yet: no notebook has been started or changed." })]),
+  // Redrawn on every read: a link focused (keyboard, screen reader) keeps focus.
+  preserveFocus(list, () =>
+    list.replaceChildren(
+      ...(items.length
+        ? items.map((e) => eventEntry(e, { subject: h("span", {}, subject(e), " "), who: who(e) }))
+        : [h("li", { class: "muted", text: view.actor ? "Nothing done yet." : "Nothing yet: no notebook has been started or changed." })]),
+    ),
   );
   const more = $("#activity-more");
   more.hidden = total <= items.length;
@@ -78,7 +93,9 @@ async function refresh() {
   try {
     page = await api.activity({ limit: SHOWN, actor });
   } catch (err) {
-    if (visit === view.visit) showError($("#activity-error"), err, "Could not load the activity");
+    if (visit !== view.visit) return false;
+    if (err.status === 403) return refuse(); // no longer an org admin
+    showError($("#activity-error"), err, "Could not load the activity");
     return false;
   }
   if (visit !== view.visit || read !== view.reads) return false;
@@ -91,6 +108,20 @@ async function refresh() {
   return false;
 }
 
+// Not (or no longer) an org admin: nothing of the activity stays on screen,
+// nor is asked for again, nor offered in the top bar.
+function refuse() {
+  view.poller?.stop();
+  view.history = noHistory();
+  $("#activity-list").replaceChildren();
+  $("#activity-more").hidden = true;
+  $("#activity-older").hidden = true;
+  $("#nav-activity").hidden = true;
+  $("#nav-usage").hidden = true;
+  showError($("#activity-error"), { detail: "Only organization admins see the organization's activity." });
+  return false;
+}
+
 async function showOlder(ev) {
   const button = ev.currentTarget;
   const { visit, history, actor } = view;
@@ -99,7 +130,7 @@ async function showOlder(ev) {
   try {
     page = await api.activity({ limit: SHOWN, actor, marker: history.marker });
   } catch (err) {
-    showError($("#activity-error"), err, "Could not load older entries");
+    if (visit === view.visit) showError($("#activity-error"), err, "Could not load older entries");
     return;
   } finally {
     button.disabled = false;
@@ -131,7 +162,7 @@ export const activityView = {
     showError($("#activity-error"), null);
     showFilter();
     if (!state.me?.organizationAdmin) {
-      showError($("#activity-error"), { detail: "Only organization admins see the organization's activity." });
+      refuse();
       return;
     }
     view.poller = new Poller(refresh, $("#activity-list"));

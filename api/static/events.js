@@ -24,12 +24,16 @@ export function eventEntry(e, { subject = null, who = null } = {}) {
 }
 
 // The latest page read again, against what is shown (`{latest, older,
-// total, marker}`). Nothing new: the older entries shown stay, in the same
-// object, so a "Show older" on its way still fits. Something new: they are
-// dropped, or they would leave a gap between the latest page and them (an
-// audit), and a "Show older" on its way finds its history replaced.
+// total, marker}`). Nothing new (the same entries, the same count): the
+// older entries shown stay, in the same object, so a "Show older" on its way
+// still fits. Something new: they are dropped, or they would leave a gap
+// between the latest page and them (an audit), and a "Show older" on its way
+// finds its history replaced. Every id is compared, not the newest alone:
+// the activity's count stops at 10,000, and across notebooks an event can
+// commit after one with a higher id (a review).
+const ids = (items) => items.map((e) => e.id).join();
 export function takeLatest(known, page) {
-  if (page.total === known.total && page.items[0]?.id === known.latest[0]?.id) {
+  if (page.total === known.total && ids(page.items) === ids(known.latest)) {
     known.latest = page.items;
     return known;
   }

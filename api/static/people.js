@@ -857,9 +857,7 @@ function activityButton(m, name) {
     dataset: { action: "activity", focusKey: `activity:${m.id}` },
     text: "Activity",
     onclick: () => {
-      if (!state.members.has(m.id)) {
-        state.members.set(m.id, { ...m, disabled: !!m.disabledAt });
-      }
+      state.members.set(m.id, { ...m, disabled: !!m.disabledAt }); // as this row has them now
       location.hash = `#/activity/${encodeURIComponent(m.id)}`;
     },
   });

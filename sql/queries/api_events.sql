@@ -33,7 +33,8 @@ select
     coalesce((select json_agg(
 -- include: notebook_object
     order by r.id) from notebooks r
-     where %(with_notebooks)s::boolean and r.deleted_at is null
+     where %(with_notebooks)s::boolean and r.organization_id = %(org_id)s
+       and r.deleted_at is null
        and r.id in (select k.notebook_id from rows k)), '[]')::text as notebooks,
 
 -- name: api_notebook_events

@@ -85,7 +85,21 @@ update notebooks
 returning generation;
 
 -- name: reconciler_delete_notebook
-delete from notebooks where id = %(id)s and desired_state = 'deleted';
+-- Its resources are gone: the row goes, and its history (kept forever) ends
+-- by saying so, with the name it had, in the same statement: the activity
+-- tells when a deleted notebook was gone for good, not only when its delete
+-- was asked, and its usage (api_usage.sql) stops there: `stopped`, nothing
+-- of it runs. Stamped no earlier than its last event (status.sql).
+with gone as (
+    delete from notebooks where id = %(id)s and desired_state = 'deleted'
+    returning id, organization_id, name, status
+)
+insert into notebook_events (notebook_id, organization_id, notebook_name, from_status, to_status,
+                             reason, actor, created_at)
+select g.id, g.organization_id, g.name, g.status, 'stopped', %(reason)s, 'reconciler',
+       greatest(%(now)s::timestamptz,
+                (select max(e.created_at) from notebook_events e where e.notebook_id = g.id))
+  from gone g;
 
 -- name: reconciler_sweep_unsettled
 -- Notebooks whose status disagrees with their desired state (a start whose

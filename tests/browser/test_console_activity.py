@@ -85,6 +85,62 @@ def test_the_activity_shows_older_entries_on_request(browser: Any, stack: Any) -
         close_page(page)
 
 
+def test_a_focused_entry_keeps_focus_when_the_activity_is_read_again(
+    browser: Any, stack: Any
+) -> None:
+    """The page is read again every 10 s and redrawn: a keyboard or screen
+    reader user on one of its links stays there (a review: focus fell to
+    the page's body on every poll), and a new entry shows."""
+    nb_id = create_notebook_via_api(stack, "Polled")
+    code, body = stack.call("PATCH", f"/workloads/notebooks/{nb_id}", {"description": "one"})
+    assert code == 200, body
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate("location.hash = '#/activity'")
+        entries = page.locator("#activity-list li")
+        expect(entries).to_have_count(1)
+        page.clock.install()
+        link = entries.first.get_by_role("link", name="Polled")
+        link.focus()
+        code, body = stack.call("PATCH", f"/workloads/notebooks/{nb_id}", {"description": "two"})
+        assert code == 200, body
+        for _ in range(2):
+            page.clock.fast_forward(11_000)
+        expect(entries).to_have_count(2, timeout=20_000)
+        expect(entries.nth(1).get_by_role("link", name="Polled")).to_be_focused()
+    finally:
+        close_page(page)
+
+
+def test_an_admin_who_loses_the_right_sees_the_activity_go(browser: Any, stack: Any) -> None:
+    """Once no longer an org admin, the next read is refused: the entries
+    go, the page says why and stops asking, and the top bar drops the link."""
+    ann, token = member_with_token(stack, "ann@example.com", "Ann Admin")
+    code, body = stack.call("PATCH", f"/members/{ann['id']}", {"organizationAdmin": True})
+    assert code == 200, body
+    nb_id = create_notebook_via_api(stack, "Seen")
+    code, body = stack.call("PATCH", f"/workloads/notebooks/{nb_id}", {"description": "x"})
+    assert code == 200, body
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, token)
+        page.get_by_role("link", name="Activity").click()
+        entries = page.locator("#activity-list li")
+        expect(entries).to_have_count(1)
+        code, body = stack.call("PATCH", f"/members/{ann['id']}", {"organizationAdmin": False})
+        assert code == 200, body
+        # Her next read (here: choosing what the platform did) is refused.
+        page.evaluate("location.hash = '#/activity/reconciler'")
+        expect(page.locator("#activity-error")).to_have_text(
+            "Only organization admins see the organization's activity."
+        )
+        expect(entries).to_have_count(0)
+        expect(page.get_by_role("link", name="Activity")).to_have_count(0)
+    finally:
+        close_page(page)
+
+
 def test_past_ten_thousand_entries_the_activity_says_more_than(
     browser: Any, stack: Any, settings: Any
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient
 from api_factories import Factory, Member, World, body_of, refused
 
+from reconciler.reconcile import DELETED
 from sql import query
 
 NB = "/api/v1/workloads/notebooks"
@@ -85,18 +86,27 @@ async def test_a_deleted_notebooks_history_stays_in_the_activity_by_the_name_it_
     assert resp.status == 200, await resp.text()
     factory.clock.advance(5)
     assert (await client.delete(url, headers=world.owner.auth)).status == 204
+    # Being deleted: no longer a notebook to link to, its events all there.
+    deleting = await activity(client, world.admin, f"?notebook={world.notebook}")
+    assert deleting["total"] == 2 and deleting["included"]["notebooks"] == []
     # The delete finished: the reconciler removed the row (its own statement).
-    factory.conn.execute(query("reconciler_delete_notebook"), {"id": world.notebook})
+    factory.conn.execute(
+        query("reconciler_delete_notebook"),
+        {"id": world.notebook, "reason": DELETED, "now": factory.clock.now()},
+    )
     assert (await client.get(url, headers=world.admin.auth)).status == 404
 
     body = await activity(client, world.admin, f"?notebook={world.notebook}")
     assert [(e["reason"], e["notebookName"]) for e in body["items"]] == [
+        (DELETED, "Churn"),  # the last word: gone for good, by the platform
         ("Delete requested", "Churn"),
         (f"Renamed from “nb {world.notebook}”", "Churn"),
     ]
     # Gone: no notebook to link to; the events name it.
     assert body["included"]["notebooks"] == []
-    assert (await activity(client, world.admin))["total"] == 2
+    assert body["items"][0]["actor"] == "reconciler"
+    assert (body["items"][0]["fromStatus"], body["items"][0]["toStatus"]) == ("stopping", "stopped")
+    assert (await activity(client, world.admin))["total"] == 3
 
 
 async def test_events_recorded_before_names_were_kept_have_none(
@@ -214,3 +224,20 @@ async def test_the_activity_counts_up_to_ten_thousand_then_says_so(
     assert (await activity(client, world.admin, "?actor=" + world.owner.id))["total"] == 2
     whole = await activity(client, world.admin, f"?limit=1&notebook={world.notebook}")
     assert whole["total"] == 10_003 and "totalCapped" not in whole
+
+
+async def test_another_organizations_notebook_is_never_included(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Defence in depth: an event of this organization naming another's
+    notebook (none is ever written so) does not bring that notebook along."""
+    stranger_config = factory.config(world.stranger.org)
+    theirs = factory.notebook(world.stranger, stranger_config)
+    factory.conn.execute(
+        "insert into notebook_events (notebook_id, organization_id, to_status, actor, created_at)"
+        " values (%s, %s, 'stopped', 'reconciler', %s)",
+        (theirs, world.org, factory.clock.now()),
+    )
+    body = await activity(client, world.admin)
+    assert [e["notebookId"] for e in body["items"]] == [theirs]
+    assert body["included"]["notebooks"] == []

@@ -13,6 +13,7 @@ import pytest
 from reconciler_helpers import processes_for
 
 from common.settings import Settings
+from reconciler.reconcile import DELETED
 
 pytestmark = pytest.mark.slow
 
@@ -112,5 +113,7 @@ async def test_delete_of_running_notebook_leaves_no_process_directory_or_row(
     assert processes_for(rsettings.data_dir, nid) == []
     assert not (rsettings.data_dir / "notebooks" / nid).exists()
     assert not (rsettings.data_dir / "run" / nid).exists()
-    # The history stays.
-    assert [e["to_status"] for e in await rows.events(nid)][-1] == "stopping"
+    # The history stays, and ends by saying the notebook is gone for good.
+    last = (await rows.events(nid))[-1]
+    assert (last["from_status"], last["to_status"]) == ("stopping", "stopped")
+    assert (last["reason"], last["actor"]) == (DELETED, "reconciler")
