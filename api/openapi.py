@@ -112,6 +112,17 @@ COMPONENTS: dict[str, Schema] = {
     "NotebookEventList": plain_list("NotebookEvent", closed(
         {"members": {"type": "array", "items": ref("MemberSummary")}})),
     "ActivityList": activity_list(),
+    "Usage": closed({
+        "from": TIME, "to": TIME, "seconds": {"type": "integer", "minimum": 0},
+        "notebooks": {"type": "integer", "minimum": 0},
+        "byMember": {"type": "array", "items": closed({
+            "memberId": NULLABLE_ID, "seconds": {"type": "integer", "minimum": 0},
+            "notebooks": {"type": "integer", "minimum": 0}})},
+        "byNotebook": {"type": "array", "items": closed({
+            "notebookId": ID, "name": {"type": ["string", "null"]}, "memberId": NULLABLE_ID,
+            "deleted": {"type": "boolean"}, "seconds": {"type": "integer", "minimum": 0}})},
+        "included": closed({"members": {"type": "array", "items": ref("MemberSummary")}}),
+    }),
     "Team": closed({"id": ID, "organizationId": ID, "name": {"type": "string"},
                     "createdAt": TIME, "createdBy": NULLABLE_ID}),
     "TeamList": plain_list("Team"),

@@ -10,7 +10,17 @@ from typing import Any
 
 from aiohttp import web
 
-from api import configs, history, members, notebook_teams, notebooks, offers, sessions, teams
+from api import (
+    configs,
+    history,
+    members,
+    notebook_teams,
+    notebooks,
+    offers,
+    sessions,
+    teams,
+    usage,
+)
 from api.context import Ctx, Handler
 from api.errors import BadRequest, PreconditionFailed, echoed
 from api.validation import Schema, obj, read_body
@@ -166,6 +176,10 @@ OPS: list[Op] = [
        "The organization's activity: every notebook's history, newest first", 200,
        "ActivityList", paginated=True, errors=(403,),
        query=(("actor", history.ACTOR_PARAMETER), ("notebook", history.NOTEBOOK_PARAMETER))),
+    Op("GET", "/usage", usage.org_usage,
+       "How long the organization's notebooks held servers in a window, by owner and notebook",
+       200, "Usage", errors=(403,),
+       query=(("from", usage.FROM_PARAMETER), ("to", usage.TO_PARAMETER))),
     Op("GET", "/me", members.me, "The calling member", 200, "Me", tag="members"),
     Op("GET", "/me/offers", offers.list_my_offers,
        "List the notebooks offered to the caller, newest first", 200, "OfferList",

@@ -194,20 +194,21 @@ def seed_scale(dsn: str, notebooks: int = 50_000) -> tuple[str, str, str]:
 
 
 def index_build_seconds(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    """What migration 0014's index builds take over a million events (the
+    """What migrations 0014's and 0015's index builds take over a million events (the
     time every status change waits on an upgrade): each dropped and built
     again as the migration builds it."""
     took = []
     for name, columns in (
         ("notebook_events_org", "organization_id, id"),
         ("notebook_events_org_actor", "organization_id, actor, id"),
+        ("notebook_events_org_time", "organization_id, created_at"),  # 0015
     ):
         conn.execute(f"drop index {name}")
         began = time.perf_counter()
         conn.execute(f"create index {name} on notebook_events ({columns})")
         took.append(time.perf_counter() - began)
     print(
-        f"migration 0014's index builds over {EVENTS:,} events: "
+        f"migrations 0014 and 0015's index builds over {EVENTS:,} events: "
         + " + ".join(f"{t:.2f}" for t in took)
         + f" = {sum(took):.2f} s"
     )
@@ -318,6 +319,13 @@ async def run(args: argparse.Namespace) -> None:
                 # member's (about 100).
                 ("activity", f"{base}/api/v1/events?limit=100", headers),
                 ("activity, a member", f"{base}/api/v1/events?limit=100&actor=M2", headers),
+                # Usage over a day of that history (86,400 events, one a second)
+                # and the 50,000 notebooks' status as it opens.
+                (
+                    "usage, a day",
+                    f"{base}/api/v1/usage?from=2025-06-05T00:00:00Z&to=2025-06-06T00:00:00Z",
+                    headers,
+                ),
             ]
         rows = []
         pg_root = psutil.Process(server.get_pid())

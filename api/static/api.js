@@ -214,6 +214,12 @@ export const api = {
   openNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/open`),
   pingNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/ping`),
   notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),
+  // The organization's usage (org admins) in [from, to); `to` omitted: now.
+  usage: ({ from, to } = {}) => {
+    const query = new URLSearchParams({ from });
+    if (to) query.set("to", to);
+    return request("GET", `/usage?${query}`);
+  },
   // The organization's activity (org admins), newest first; `actor`: one
   // member's id, or "reconciler".
   activity: ({ limit, marker, actor } = {}) => {

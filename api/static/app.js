@@ -7,6 +7,7 @@
 //                          admins) the organization's members
 //   #/activity[/{member}]  (org admins) every notebook's history, or what
 //                          one member (or "reconciler") did
+//   #/usage                (org admins) how long notebooks ran, by owner
 // Everything goes through the public REST API (api.js); no build step.
 
 import { activityView } from "./activity.js";
@@ -17,6 +18,7 @@ import { detailView, listView } from "./notebooks.js";
 import { openView } from "./open.js";
 import { peopleView, setSignOut } from "./people.js";
 import { state } from "./store.js";
+import { usageView } from "./usage.js";
 
 const signinView = { el: () => $("#view-signin"), enter() {}, leave() {} };
 // A token is kept but who it belongs to could not be read (not a 401).
@@ -47,6 +49,7 @@ function resolve(hash) {
   if (parts[0] === "configs") return [configsView, {}, "configs"];
   if (parts[0] === "people") return [peopleView, {}, "people"];
   if (parts[0] === "activity") return [activityView, { actor: parts[1] || null }, "activity"];
+  if (parts[0] === "usage") return [usageView, {}, "usage"];
   if (parts[0] === "notebooks" && parts[1] && parts[2] === "open") {
     return [openView, { id: parts[1] }, "notebooks"];
   }
@@ -64,6 +67,7 @@ const TITLES = new Map([
   [configsView, "Workload configs"],
   [peopleView, "People"],
   [activityView, "Activity"],
+  [usageView, "Usage"],
   [detailView, "Notebook"],
   [openView, "Notebook"],
 ]);
@@ -149,10 +153,11 @@ function showSignedIn(me) {
   showNav(me);
 }
 
-// The activity is the org admins' (the API refuses anyone else).
+// The activity and the usage are the org admins' (the API refuses anyone else).
 function showNav(me) {
   $("#nav").hidden = false;
   $("#nav-activity").hidden = !me.organizationAdmin;
+  $("#nav-usage").hidden = !me.organizationAdmin;
 }
 
 function showSignin(error) {

@@ -206,6 +206,31 @@ def test_the_activity_reads_a_page_not_the_organizations_history(
         assert_no_jit(scale_conn, plan)
 
 
+@PLANS
+def test_usage_reads_the_windows_events_and_one_event_per_notebook(
+    scale_conn, generic: bool
+) -> None:
+    """A day of the organization's history (about 84,000 of its million
+    events, one a second) and its 49,000 notebooks: the day's events come
+    off notebook_events_org_time, each notebook's status as the day opens
+    is one probe of notebook_events_notebook_time; nothing reads the whole
+    history."""
+    params = {
+        "org_id": ORG,
+        "from": datetime(2025, 3, 5, tzinfo=UTC),
+        "until": datetime(2025, 3, 6, tzinfo=UTC),
+        "top": 100,
+    }
+    plan = explain(scale_conn, "api_org_usage", params, generic=generic)
+    read = scans(plan["Plan"], "notebook_events")
+    assert read and not [n for n in read if n["Node Type"] == "Seq Scan"], read
+    used = index_names(plan["Plan"])
+    assert {"notebook_events_org_time", "notebook_events_notebook_time"} <= used
+    # Every event of the day once, and one event per notebook before it.
+    window = sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in read)
+    assert window < 86_400 + 2 * 50_000
+
+
 def test_config_in_use_and_its_foreign_key_use_the_index(scale_conn, scale_url: str) -> None:
     """api_config_in_use asks about deleted notebooks too, and so does the
     foreign-key check of a config's delete: neither reads every notebook."""

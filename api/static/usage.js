@@ -1,0 +1,103 @@
+// The organization's usage, for its org admins (#/usage): how long each
+// member's notebooks held servers in a month or the last days, and which
+// notebooks held them longest (GET /usage, docs/console.md "Usage"). Read on
+// each visit and each change of window; it does not poll (a report).
+
+import { api } from "./api.js";
+import { $, h, showError } from "./dom.js";
+import { absorb, memberLabel, state } from "./store.js";
+
+const view = { visit: 0 };
+
+// The window as the API takes it: [from, to), to omitted = now.
+export function windowOf(choice, now = new Date()) {
+  const monthStart = (y, m) => new Date(Date.UTC(y, m, 1));
+  const y = now.getUTCFullYear();
+  const m = now.getUTCMonth();
+  switch (choice) {
+    case "last-month":
+      return { from: monthStart(y, m - 1), to: monthStart(y, m) };
+    case "last-7-days":
+      return { from: new Date(now.getTime() - 7 * 86400_000) };
+    case "last-30-days":
+      return { from: new Date(now.getTime() - 30 * 86400_000) };
+    default: // this month, UTC: the API's default
+      return { from: monthStart(y, m) };
+  }
+}
+
+// Hours with one decimal (what a bill says); under six minutes, minutes.
+export function formatUsage(seconds) {
+  if (seconds < 360) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toLocaleString(undefined, { maximumFractionDigits: 1, minimumFractionDigits: 1 })} h`;
+}
+
+const DAY = { year: "numeric", month: "short", day: "numeric", timeZone: "UTC" };
+const day = (iso) => new Date(iso).toLocaleDateString(undefined, DAY);
+
+function ownerCell(memberId) {
+  if (!memberId) return h("td", { "data-label": "Owner", text: "Deleted notebooks" });
+  // What they did, beside what they used.
+  return h("td", { "data-label": "Owner" }, h("a", { href: `#/activity/${encodeURIComponent(memberId)}`, text: memberLabel(memberId) }));
+}
+
+function render(report) {
+  const count = report.notebooks === 1 ? "1 notebook" : `${report.notebooks} notebooks`;
+  $("#usage-summary").textContent = `${formatUsage(report.seconds)} across ${count}, ${day(report.from)} to ${day(report.to)} (UTC).`;
+  $("#usage-members").replaceChildren(
+    ...(report.byMember.length
+      ? report.byMember.map((m) =>
+          h("tr", {}, ownerCell(m.memberId), h("td", { "data-label": "Notebooks", text: String(m.notebooks) }), h("td", { "data-label": "Time", class: "num", text: formatUsage(m.seconds) })),
+        )
+      : [h("tr", {}, h("td", { colspan: "3", class: "muted", text: "No notebook ran in this window." }))]),
+  );
+  $("#usage-notebooks").replaceChildren(
+    ...report.byNotebook.map((n) => {
+      const name = n.name || n.notebookId;
+      const cell = n.deleted
+        ? h("td", { "data-label": "Notebook", text: `${name} (deleted)` })
+        : h("td", { "data-label": "Notebook" }, h("a", { href: `#/notebooks/${encodeURIComponent(n.notebookId)}`, text: name }));
+      return h("tr", {}, cell, h("td", { "data-label": "Owner", text: n.memberId ? memberLabel(n.memberId) : "—" }), h("td", { "data-label": "Time", class: "num", text: formatUsage(n.seconds) }));
+    }),
+  );
+  $("#usage-notebooks-panel").hidden = report.byNotebook.length === 0;
+}
+
+async function load() {
+  const visit = ++view.visit;
+  const { from, to } = windowOf($("#usage-window").value);
+  const region = $("#usage-report");
+  region.setAttribute("aria-busy", "true");
+  try {
+    const report = await api.usage({ from: from.toISOString(), to: to?.toISOString() });
+    if (visit !== view.visit) return; // left, or another window chosen
+    absorb(report.included);
+    showError($("#usage-error"), null);
+    render(report);
+    region.hidden = false;
+  } catch (err) {
+    if (visit !== view.visit) return;
+    region.hidden = true;
+    showError($("#usage-error"), err, "Could not load the usage");
+  } finally {
+    if (visit === view.visit) region.removeAttribute("aria-busy");
+  }
+}
+
+export const usageView = {
+  el: () => $("#view-usage"),
+  enter() {
+    showError($("#usage-error"), null);
+    $("#usage-report").hidden = true;
+    if (!state.me?.organizationAdmin) {
+      view.visit += 1;
+      showError($("#usage-error"), { detail: "Only organization admins see the organization's usage." });
+      return;
+    }
+    $("#usage-window").onchange = load;
+    load();
+  },
+  leave() {
+    view.visit += 1; // an answer on its way is dropped
+  },
+};

@@ -1,0 +1,73 @@
+-- The organization's usage (api/usage.py, docs/api.md "Usage"): how long each
+-- notebook held servers (its status starting, running, idle, detached or
+-- stopping) within a window [from, until), read from the history: each
+-- status lasts from its event to the notebook's next one. A notebook's
+-- status as the window opens is its last event before it, found by
+-- notebook_events_notebook_time; the window's own events come off
+-- notebook_events_org_time. A notebook deleted for good ends `stopped`
+-- (reconciler_delete_notebook); one whose row went before that event was
+-- written ends at its last event. Attributed to the notebook's owner now
+-- (null: deleted for good; named by the name its events kept).
+
+-- name: api_org_usage
+with inside as materialized (
+    select e.id, e.notebook_id, e.to_status, e.created_at
+      from notebook_events e
+     where e.organization_id = %(org_id)s
+       and e.created_at >= %(from)s and e.created_at < %(until)s
+), seen as materialized (
+    select n.id from notebooks n
+     where n.organization_id = %(org_id)s and n.created_at < %(until)s
+    union
+    select i.notebook_id from inside i
+), timeline as (
+    select s.id as notebook_id, b.to_status as status, %(from)s::timestamptz as at,
+           0::bigint as seq
+      from seen s
+     cross join lateral (
+           select e.to_status from notebook_events e
+            where e.notebook_id = s.id and e.created_at < %(from)s
+            order by e.created_at desc, e.id desc
+            limit 1) b
+    union all
+    select i.notebook_id, i.to_status, i.created_at, i.id from inside i
+), spans as (
+    select t.notebook_id, t.status, t.at,
+           coalesce(lead(t.at) over (partition by t.notebook_id order by t.at, t.seq),
+                    case when n.id is null then t.at else %(until)s::timestamptz end) as ends
+      from timeline t
+      left join notebooks n on n.id = t.notebook_id
+), used as (
+    select sp.notebook_id, sum(extract(epoch from sp.ends - sp.at))::float8 as seconds
+      from spans sp
+     where sp.status in ('starting', 'running', 'idle', 'detached', 'stopping')
+     group by sp.notebook_id
+), named as (
+    select u.notebook_id, u.seconds, n.member_id, n.name is null or n.deleted_at is not null as deleted,
+           coalesce(n.name, (select e.notebook_name from notebook_events e
+                              where e.notebook_id = u.notebook_id and e.notebook_name is not null
+                              order by e.created_at desc, e.id desc limit 1)) as name
+      from used u
+      left join notebooks n on n.id = u.notebook_id
+     where u.seconds > 0
+), owners as (
+    select x.member_id, sum(x.seconds) as seconds, count(*) as notebooks
+      from named x group by x.member_id
+)
+select
+    coalesce((select sum(x.seconds) from named x), 0)::float8 as seconds,
+    (select count(*) from named) as notebooks,
+    coalesce((select json_agg(json_build_object(
+        'memberId', o.member_id, 'seconds', round(o.seconds)::bigint, 'notebooks', o.notebooks
+    ) order by o.seconds desc, o.member_id) from owners o), '[]')::text as by_member,
+    coalesce((select json_agg(json_build_object(
+        'notebookId', x.notebook_id, 'name', x.name, 'memberId', x.member_id,
+        'deleted', x.deleted, 'seconds', round(x.seconds)::bigint
+    ) order by x.seconds desc, x.notebook_id) from (
+        select * from named order by seconds desc, notebook_id limit %(top)s) x), '[]')::text
+        as by_notebook,
+    coalesce((select json_agg(
+-- include: included_member
+    order by m.id) from members m
+     where m.organization_id = %(org_id)s
+       and m.id in (select o.member_id from owners o)), '[]')::text as members;

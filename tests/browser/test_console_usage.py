@@ -1,0 +1,87 @@
+"""The organization's usage in the console (headless Chromium, the whole
+stack; fixtures in conftest.py): an org admin sees how long each member's
+notebooks held servers, and which ran longest; others are not offered it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from browser_helpers import close_page, create_notebook_via_api, member_with_token, sign_in
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+
+
+def ran(settings: Any, stack: Any, nb_id: str, since: datetime, until: datetime | None) -> None:
+    """A run in the notebook's history, as the workers record one."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for status, at in (("running", since), ("stopped", until)):
+            if at is not None:
+                conn.execute(
+                    "insert into notebook_events (notebook_id, organization_id, to_status,"
+                    " actor, created_at) values (%s, %s, %s, 'reconciler', %s)",
+                    (nb_id, stack.organization_id, status, at),
+                )
+
+
+def test_an_org_admin_sees_who_ran_what_and_for_how_long(
+    browser: Any, stack: Any, settings: Any
+) -> None:
+    now = datetime.now(UTC)
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    ann, token = member_with_token(stack, "ann@example.com", "Ann Analyst")
+    churn = create_notebook_via_api(stack, "Churn", token=token)
+    forecast = create_notebook_via_api(stack, "Forecast")
+    # Ann's ran an hour, ending 5 minutes ago (this month, unless run in a month's
+    # first 65 minutes); the admin's 90 minutes, last month.
+    ran(settings, stack, churn, now - timedelta(minutes=65), now - timedelta(minutes=5))
+    ran(settings, stack, forecast, month - timedelta(hours=2), month - timedelta(minutes=30))
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.get_by_role("link", name="Usage").click()
+        expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_focused()
+        expect(page.locator("#usage-summary")).to_contain_text("1.0 h across 1 notebook")
+        owners = page.locator("#usage-members tr")
+        expect(owners).to_have_count(1)
+        expect(owners.first).to_contain_text("Ann Analyst")
+        expect(owners.first.locator("td").nth(2)).to_have_text("1.0 h")
+        # Her name leads to what she did.
+        expect(owners.first.get_by_role("link", name="Ann Analyst")).to_have_attribute(
+            "href", f"#/activity/{ann['id']}"
+        )
+        longest = page.locator("#usage-notebooks tr")
+        expect(longest.first.get_by_role("link", name="Churn")).to_have_attribute(
+            "href", f"#/notebooks/{churn}"
+        )
+
+        page.get_by_label("Window").select_option("last-month")
+        expect(page.locator("#usage-summary")).to_contain_text("1.5 h across 1 notebook")
+        expect(owners.first).to_contain_text("you")
+        expect(longest.first).to_contain_text("Forecast")
+    finally:
+        close_page(page)
+
+
+def test_a_member_who_is_not_an_org_admin_is_not_offered_the_usage(
+    browser: Any, stack: Any
+) -> None:
+    _, token = member_with_token(stack, "bo@example.com", "Bo")
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, token)
+        expect(page.get_by_role("link", name="People")).to_be_visible()
+        expect(page.get_by_role("link", name="Usage")).to_have_count(0)
+        page.evaluate("location.hash = '#/usage'")
+        expect(page.locator("#usage-error")).to_have_text(
+            "Only organization admins see the organization's usage."
+        )
+        expect(page.locator("#usage-report")).to_be_hidden()
+    finally:
+        close_page(page)

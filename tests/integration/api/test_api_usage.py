@@ -1,0 +1,198 @@
+"""The organization's usage (GET /usage): how long its notebooks held servers
+in a window, by owner and by notebook, read from their history; for org
+admins alone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from aiohttp.test_utils import TestClient
+from api_factories import Factory, Member, World, body_of, refused
+
+from reconciler.reconcile import DELETED
+from sql import query
+
+NB = "/api/v1/workloads/notebooks"
+USAGE = "/api/v1/usage"
+T0 = datetime.fromisoformat("2026-11-01T12:00:00+00:00")  # the factory clock's start
+
+
+def at(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def event(factory: Factory, org: str, notebook: str, to: str, seconds: float) -> None:
+    """A status change at T0 + seconds, as set_status writes it."""
+    factory.conn.execute(
+        "insert into notebook_events (notebook_id, organization_id, to_status, actor, created_at)"
+        " values (%s, %s, %s, 'reconciler', %s)",
+        (notebook, org, to, T0 + timedelta(seconds=seconds)),
+    )
+
+
+async def usage(client: TestClient, who: Member, query_string: str = "") -> dict:
+    resp = await client.get(f"{USAGE}{query_string}", headers=who.auth)
+    assert resp.status == 200, await resp.text()
+    return await body_of(resp)
+
+
+def seconds_of(body: dict) -> dict[str, int]:
+    return {n["notebookId"]: n["seconds"] for n in body["byNotebook"]}
+
+
+async def test_a_start_to_stop_counts_every_second_the_servers_were_held(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Through the API and the workers' own statement: starting, running
+    and stopping all hold servers; stopped does not."""
+    url = f"{NB}/{world.notebook}"
+    assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
+    factory.clock.advance(10)
+    factory.conn.execute(
+        query("set_status"),
+        {
+            "id": world.notebook,
+            "status": "running",
+            "status_message": "",
+            "reason": "Sail and Marimo are ready",
+            "actor": "reconciler",
+            "now": factory.clock.now(),
+            "record_unchanged": False,
+        },
+    )
+    factory.clock.advance(3600)
+    assert (await client.post(f"{url}/stop", headers=world.owner.auth)).status == 202
+    factory.clock.advance(5)
+    factory.conn.execute(
+        query("set_status"),
+        {
+            "id": world.notebook,
+            "status": "stopped",
+            "status_message": "",
+            "reason": "Sail and Marimo stopped",
+            "actor": "reconciler",
+            "now": factory.clock.now(),
+            "record_unchanged": False,
+        },
+    )
+    factory.clock.advance(1000)  # stopped: not counted
+
+    body = await usage(client, world.admin)
+    assert body["from"] == "2026-11-01T00:00:00+00:00"  # this month, by default
+    assert body["to"] == factory.clock.now().isoformat()  # now
+    assert body["seconds"] == 3615 and body["notebooks"] == 1
+    assert body["byMember"] == [{"memberId": world.owner.id, "seconds": 3615, "notebooks": 1}]
+    assert body["byNotebook"] == [
+        {
+            "notebookId": world.notebook,
+            "name": f"nb {world.notebook}",
+            "memberId": world.owner.id,
+            "deleted": False,
+            "seconds": 3615,
+        }
+    ]
+    assert [m["id"] for m in body["included"]["members"]] == [world.owner.id]
+
+
+async def test_the_window_cuts_what_runs_across_its_edges(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    running_before = world.notebook  # running since before the window, no event in it
+    event(factory, world.org, running_before, "running", -7200)
+    crossing = factory.notebook(world.outsider, world.config)
+    event(factory, world.org, crossing, "starting", 100)
+    event(factory, world.org, crossing, "running", 110)
+    event(factory, world.org, crossing, "stopped", 5000)
+    factory.clock.advance(10_000)
+
+    # [T0 + 1000, T0 + 4000): the first runs through it, the second too.
+    body = await usage(client, world.admin, f"?from={at(1000)}&to={at(4000)}")
+    assert seconds_of(body) == {running_before: 3000, crossing: 3000}
+    # [T0, T0 + 200): the second started inside it.
+    body = await usage(client, world.admin, f"?from={at(0)}&to={at(200)}")
+    assert seconds_of(body) == {running_before: 200, crossing: 100}
+    # Up to now (a `to` in the future stops at now): the first still runs.
+    body = await usage(client, world.admin, f"?from={at(0)}&to={at(99_999)}")
+    assert body["to"] == at(10_000).replace("Z", "+00:00")
+    assert seconds_of(body) == {running_before: 10_000, crossing: 4900}
+    by_member = {m["memberId"]: m["seconds"] for m in body["byMember"]}
+    assert by_member == {world.owner.id: 10_000, world.outsider.id: 4900}
+    assert [m["memberId"] for m in body["byMember"]] == [world.owner.id, world.outsider.id]
+    # `to` alone: the month it falls in (October's end: October, before it ran).
+    october = await usage(client, world.admin, "?to=2026-11-01T00:00:00Z")
+    assert october["from"] == "2026-10-01T00:00:00+00:00" and october["byNotebook"] == []
+    morning = await usage(client, world.admin, "?to=2026-11-01T11:00:00Z")
+    assert morning["from"] == "2026-11-01T00:00:00+00:00"
+    assert seconds_of(morning) == {running_before: 3600}
+    # A window still to come: nothing used in it yet.
+    later = await usage(client, world.admin, f"?from={at(20_000)}&to={at(30_000)}")
+    assert later["seconds"] == 0 and later["byNotebook"] == []
+
+
+async def test_a_notebook_deleted_for_good_counts_until_it_was_gone(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    event(factory, world.org, world.notebook, "running", 0)
+    factory.clock.advance(600)
+    url = f"{NB}/{world.notebook}"
+    assert (await client.delete(url, headers=world.owner.auth)).status == 204  # stopping
+    factory.clock.advance(60)
+    factory.conn.execute(
+        query("reconciler_delete_notebook"),
+        {"id": world.notebook, "reason": DELETED, "now": factory.clock.now()},
+    )
+    factory.clock.advance(5000)
+
+    body = await usage(client, world.admin)
+    assert body["byNotebook"] == [
+        {
+            "notebookId": world.notebook,
+            "name": f"nb {world.notebook}",
+            "memberId": None,
+            "deleted": True,
+            "seconds": 660,
+        }
+    ]
+    assert body["byMember"] == [{"memberId": None, "seconds": 660, "notebooks": 1}]
+
+
+async def test_a_row_gone_before_deletions_were_recorded_stops_at_its_last_event(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Deleted for good before the last event was written (migration 0014):
+    its history ends `stopping`, and counts up to that event, not forever."""
+    event(factory, world.org, world.notebook, "running", 0)
+    event(factory, world.org, world.notebook, "stopping", 300)
+    factory.conn.execute("delete from notebooks where id = %s", (world.notebook,))
+    factory.clock.advance(5000)
+    assert seconds_of(await usage(client, world.admin)) == {world.notebook: 300}
+
+
+async def test_only_this_organizations_notebooks_and_only_for_org_admins(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    stranger_config = factory.config(world.stranger.org)
+    theirs = factory.notebook(world.stranger, stranger_config)
+    event(factory, world.stranger.org, theirs, "running", 0)
+    event(factory, world.org, world.notebook, "running", 0)
+    factory.clock.advance(100)
+    assert seconds_of(await usage(client, world.admin)) == {world.notebook: 100}
+    assert seconds_of(await usage(client, world.stranger)) == {theirs: 100}
+    for who in (world.owner, world.team_admin, world.editor, world.viewer, world.outsider):
+        await refused(await client.get(USAGE, headers=who.auth), 403, "forbidden")
+    assert (await client.get(USAGE)).status == 401
+
+
+async def test_a_bad_window_is_refused(client: TestClient, world: World) -> None:
+    for query_string, field in (
+        ("?from=yesterday", "from"),
+        ("?from=2026-11-01T00:00:00", "from"),  # no offset: whose midnight?
+        ("?to=2026-13-01T00:00:00Z", "to"),
+        ("?from=2026-11-01T12:00:00Z&to=2026-11-01T12:00:00Z", "from"),
+        ("?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "from"),
+        ("?from=2025-01-01T00:00:00Z&to=2026-11-01T00:00:00Z", "to"),
+    ):
+        resp = await client.get(f"{USAGE}{query_string}", headers=world.admin.auth)
+        await refused(resp, 400, "validation_failed", field)
+    resp = await client.get(f"{USAGE}?month=11", headers=world.admin.auth)
+    await refused(resp, 400, "unknown_parameter", "month")
