@@ -7,6 +7,7 @@ leave to the cluster's billing."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,8 +27,8 @@ TIME_PARAMETER: dict[str, Any] = {
 }
 FROM_PARAMETER = {
     **TIME_PARAMETER,
-    "description": "The window's start (RFC 3339, with its offset); default: the start of "
-    "this month, UTC.",
+    "description": "The window's start (RFC 3339, with its offset), before now; default: the "
+    "start of the month (UTC) `to` falls in, or of this month.",
 }
 TO_PARAMETER = {
     **TIME_PARAMETER,
@@ -35,63 +36,78 @@ TO_PARAMETER = {
 }
 
 
+# RFC 3339's date-time, and no other of the forms `fromisoformat` takes
+# (week dates, a space for the T, compact digits, offsets with seconds).
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
 def query_time(ctx: Ctx, name: str) -> datetime | None:
+    """`name`'s time, in UTC; None if not given. Sent as UTC, years 1970 to
+    9998 only: PostgreSQL refuses offsets past ±15:59 that RFC 3339 allows,
+    and the window's arithmetic must not overflow (a 500 either way)."""
     raw = ctx.request.query.get(name)
     if raw is None:
         return None
     bad = BadRequest(
-        f"{name} must be a time such as 2026-11-01T00:00:00Z, with its offset.",
+        f"{name} must be an RFC 3339 time such as 2026-11-01T00:00:00Z (a + in an offset "
+        "written %2B in a URL).",
         code="validation_failed",
         field=name,
     )
+    if not RFC3339.fullmatch(raw):
+        raise bad
     try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
+        when = datetime.fromisoformat(raw.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise bad from None
-    if when.tzinfo is None:
+    if not 1970 <= when.year <= 9998:
         raise bad
     return when
 
 
 def window(ctx: Ctx) -> tuple[datetime, datetime]:
-    """[from, until): until is `to` or now, whichever is first (nothing
-    after now has been used yet). A pure decision on the query and the clock."""
+    """[from, until): `to` or now, whichever is first (nothing after now has
+    been used yet). A pure decision on the query and the clock."""
     now = ctx.now
     start = query_time(ctx, "from")
     end = query_time(ctx, "to")
     if start is None:  # the month `to` falls in (up to now: this month)
         last = now if end is None else end - timedelta(microseconds=1)
         start = last.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    if end is None:
-        end = now
-    if start >= end:
+    until = now if end is None else min(end, now)
+    if end is not None and start >= end:
         raise BadRequest("from must be before to.", code="validation_failed", field="from")
-    if end - start > MAX_WINDOW:
+    if start >= now:
+        raise BadRequest(
+            "from must be before now: nothing is used in a window still to come.",
+            code="validation_failed",
+            field="from",
+        )
+    if until - start > MAX_WINDOW:
         raise BadRequest(
             "The window may span at most 366 days.", code="validation_failed", field="to"
         )
-    return start, min(end, now)
+    return start, until
 
 
 async def org_usage(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
     start, until = window(ctx)
-    body: dict[str, Any] = {"from": start.isoformat(), "to": until.isoformat()}
-    if start >= until:  # a window still to come: nothing used in it yet
-        row: dict[str, Any] = {
-            "seconds": 0,
-            "notebooks": 0,
-            "by_member": "[]",
-            "by_notebook": "[]",
-            "members": "[]",
+    row = await ctx.one(
+        "api_org_usage", ctx.mine(**{"from": start, "until": until, "top": TOP_NOTEBOOKS})
+    )
+    assert row is not None  # an aggregate always returns one row
+    head = json.dumps(
+        {
+            "from": start.isoformat(),
+            "to": until.isoformat(),
+            "seconds": round(row["seconds"]),
+            "notebooks": row["notebooks"],
         }
-    else:
-        found = await ctx.one(
-            "api_org_usage", ctx.mine(**{"from": start, "until": until, "top": TOP_NOTEBOOKS})
-        )
-        assert found is not None  # an aggregate always returns one row
-        row = found
-    head = json.dumps({**body, "seconds": round(row["seconds"]), "notebooks": row["notebooks"]})
+    )
     text = (
         f'{head[:-1]},"byMember":{row["by_member"]},"byNotebook":{row["by_notebook"]},'
         f'"included":{{"members":{row["members"]}}}}}'

@@ -7,7 +7,7 @@
 
 import { preserveFocus } from "./actions.js";
 import { api } from "./api.js";
-import { $, announce, h, showError } from "./dom.js";
+import { $, announce, h, showAdminNav, showError } from "./dom.js";
 import { actorLabel, eventEntry, noHistory, takeLatest } from "./events.js";
 import { Poller, absorb, memberLabel, state } from "./store.js";
 
@@ -116,8 +116,7 @@ function refuse() {
   $("#activity-list").replaceChildren();
   $("#activity-more").hidden = true;
   $("#activity-older").hidden = true;
-  $("#nav-activity").hidden = true;
-  $("#nav-usage").hidden = true;
+  showAdminNav(false);
   showError($("#activity-error"), { detail: "Only organization admins see the organization's activity." });
   return false;
 }

@@ -216,9 +216,11 @@ export const api = {
   notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),
   // The organization's usage (org admins) in [from, to); `to` omitted: now.
   usage: ({ from, to } = {}) => {
-    const query = new URLSearchParams({ from });
+    const query = new URLSearchParams();
+    if (from) query.set("from", from);
     if (to) query.set("to", to);
-    return request("GET", `/usage?${query}`);
+    const qs = query.toString();
+    return request("GET", qs ? `/usage?${qs}` : "/usage");
   },
   // The organization's activity (org admins), newest first; `actor`: one
   // member's id, or "reconciler".

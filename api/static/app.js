@@ -13,7 +13,7 @@
 import { activityView } from "./activity.js";
 import { ApiError, api, onUnauthorized, token } from "./api.js";
 import { configsView } from "./configs.js";
-import { $, focusHeading, setBusy, showError } from "./dom.js";
+import { $, focusHeading, setBusy, showAdminNav, showError } from "./dom.js";
 import { detailView, listView } from "./notebooks.js";
 import { openView } from "./open.js";
 import { peopleView, setSignOut } from "./people.js";
@@ -153,11 +153,9 @@ function showSignedIn(me) {
   showNav(me);
 }
 
-// The activity and the usage are the org admins' (the API refuses anyone else).
 function showNav(me) {
   $("#nav").hidden = false;
-  $("#nav-activity").hidden = !me.organizationAdmin;
-  $("#nav-usage").hidden = !me.organizationAdmin;
+  showAdminNav(me.organizationAdmin);
 }
 
 function showSignin(error) {

@@ -4,12 +4,14 @@
 // each visit and each change of window; it does not poll (a report).
 
 import { api } from "./api.js";
-import { $, h, showError } from "./dom.js";
+import { $, h, showAdminNav, showError } from "./dom.js";
 import { absorb, memberLabel, state } from "./store.js";
 
 const view = { visit: 0 };
 
-// The window as the API takes it: [from, to), to omitted = now.
+// The window as the API takes it: [from, to), to omitted = now, from
+// omitted = the start of this month (UTC, by the server's clock: a browser
+// whose clock runs ahead would ask for a month still to come).
 export function windowOf(choice, now = new Date()) {
   const monthStart = (y, m) => new Date(Date.UTC(y, m, 1));
   const y = now.getUTCFullYear();
@@ -21,8 +23,8 @@ export function windowOf(choice, now = new Date()) {
       return { from: new Date(now.getTime() - 7 * 86400_000) };
     case "last-30-days":
       return { from: new Date(now.getTime() - 30 * 86400_000) };
-    default: // this month, UTC: the API's default
-      return { from: monthStart(y, m) };
+    default: // this month, UTC: the API's default, by the API's clock
+      return {};
   }
 }
 
@@ -43,7 +45,9 @@ function ownerCell(memberId) {
 
 function render(report) {
   const count = report.notebooks === 1 ? "1 notebook" : `${report.notebooks} notebooks`;
-  $("#usage-summary").textContent = `${formatUsage(report.seconds)} across ${count}, ${day(report.from)} to ${day(report.to)} (UTC).`;
+  // `to` is exclusive: last month ends on its last day, not the 1st after it.
+  const last = new Date(Date.parse(report.to) - 1).toISOString();
+  $("#usage-summary").textContent = `${formatUsage(report.seconds)} across ${count}, ${day(report.from)} to ${day(last)} (UTC).`;
   $("#usage-members").replaceChildren(
     ...(report.byMember.length
       ? report.byMember.map((m) =>
@@ -69,7 +73,7 @@ async function load() {
   const region = $("#usage-report");
   region.setAttribute("aria-busy", "true");
   try {
-    const report = await api.usage({ from: from.toISOString(), to: to?.toISOString() });
+    const report = await api.usage({ from: from?.toISOString(), to: to?.toISOString() });
     if (visit !== view.visit) return; // left, or another window chosen
     absorb(report.included);
     showError($("#usage-error"), null);
@@ -78,10 +82,18 @@ async function load() {
   } catch (err) {
     if (visit !== view.visit) return;
     region.hidden = true;
-    showError($("#usage-error"), err, "Could not load the usage");
+    if (err.status === 403) refuse(); // no longer an org admin
+    else showError($("#usage-error"), err, "Could not load the usage");
   } finally {
     if (visit === view.visit) region.removeAttribute("aria-busy");
   }
+}
+
+// Not (or no longer) an org admin: said, and the top bar no longer offers it.
+function refuse() {
+  $("#usage-report").hidden = true;
+  showAdminNav(false);
+  showError($("#usage-error"), { detail: "Only organization admins see the organization's usage." });
 }
 
 export const usageView = {
@@ -91,7 +103,7 @@ export const usageView = {
     $("#usage-report").hidden = true;
     if (!state.me?.organizationAdmin) {
       view.visit += 1;
-      showError($("#usage-error"), { detail: "Only organization admins see the organization's usage." });
+      refuse();
       return;
     }
     $("#usage-window").onchange = load;

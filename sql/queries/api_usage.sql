@@ -4,10 +4,13 @@
 -- status lasts from its event to the notebook's next one. A notebook's
 -- status as the window opens is its last event before it, found by
 -- notebook_events_notebook_time; the window's own events come off
--- notebook_events_org_time. A notebook deleted for good ends `stopped`
--- (reconciler_delete_notebook); one whose row went before that event was
--- written ends at its last event. Attributed to the notebook's owner now
--- (null: deleted for good; named by the name its events kept).
+-- notebook_events_org_time. The notebooks: the organization's rows, those
+-- deleted for good since the window opened (deleted_notebooks, migration
+-- 0015: one whose last event is before the window has no event in it), and
+-- any with events in it. One deleted for good ends `stopped` at its last
+-- event (reconciler_delete_notebook); one whose row went before tombstones
+-- were kept ends at its last event, however long after. Attributed to the
+-- notebook's owner now, or when it went.
 
 -- name: api_org_usage
 with inside as materialized (
@@ -18,6 +21,10 @@ with inside as materialized (
 ), seen as materialized (
     select n.id from notebooks n
      where n.organization_id = %(org_id)s and n.created_at < %(until)s
+    union
+    select d.id from deleted_notebooks d
+     where d.organization_id = %(org_id)s and d.gone_at >= %(from)s
+       and d.created_at < %(until)s
     union
     select i.notebook_id from inside i
 ), timeline as (
@@ -34,22 +41,27 @@ with inside as materialized (
 ), spans as (
     select t.notebook_id, t.status, t.at,
            coalesce(lead(t.at) over (partition by t.notebook_id order by t.at, t.seq),
-                    case when n.id is null then t.at else %(until)s::timestamptz end) as ends
+                    case when n.id is null and d.id is null then t.at
+                         else %(until)s::timestamptz end) as ends
       from timeline t
       left join notebooks n on n.id = t.notebook_id
+      left join deleted_notebooks d on d.id = t.notebook_id
 ), used as (
     select sp.notebook_id, sum(extract(epoch from sp.ends - sp.at))::float8 as seconds
       from spans sp
      where sp.status in ('starting', 'running', 'idle', 'detached', 'stopping')
      group by sp.notebook_id
 ), named as (
-    select u.notebook_id, u.seconds, n.member_id, n.name is null or n.deleted_at is not null as deleted,
-           coalesce(n.name, (select e.notebook_name from notebook_events e
-                              where e.notebook_id = u.notebook_id and e.notebook_name is not null
-                              order by e.created_at desc, e.id desc limit 1)) as name
+    select u.notebook_id, u.seconds, coalesce(n.member_id, d.member_id) as member_id,
+           n.id is null or n.deleted_at is not null as deleted,
+           coalesce(n.name, d.name, (select e.notebook_name from notebook_events e
+                                      where e.notebook_id = u.notebook_id
+                                        and e.notebook_name is not null
+                                      order by e.created_at desc, e.id desc limit 1)) as name
       from used u
       left join notebooks n on n.id = u.notebook_id
-     where u.seconds > 0
+      left join deleted_notebooks d on d.id = u.notebook_id
+     where round(u.seconds) > 0
 ), owners as (
     select x.member_id, sum(x.seconds) as seconds, count(*) as notebooks
       from named x group by x.member_id

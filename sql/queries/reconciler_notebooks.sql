@@ -90,16 +90,24 @@ returning generation;
 -- tells when a deleted notebook was gone for good, not only when its delete
 -- was asked, and its usage (api_usage.sql) stops there: `stopped`, nothing
 -- of it runs. Stamped no earlier than its last event (status.sql).
+-- And a tombstone (deleted_notebooks: whose it was, when it went) for past
+-- windows' usage.
 with gone as (
     delete from notebooks where id = %(id)s and desired_state = 'deleted'
-    returning id, organization_id, name, status
+    returning id, organization_id, member_id, name, status, created_at
+), stamped as (
+    select g.*, greatest(%(now)s::timestamptz,
+                         (select max(e.created_at) from notebook_events e
+                           where e.notebook_id = g.id)) as at
+      from gone g
+), tombstone as (
+    insert into deleted_notebooks (id, organization_id, member_id, name, created_at, gone_at)
+    select s.id, s.organization_id, s.member_id, s.name, s.created_at, s.at from stamped s
 )
 insert into notebook_events (notebook_id, organization_id, notebook_name, from_status, to_status,
                              reason, actor, created_at)
-select g.id, g.organization_id, g.name, g.status, 'stopped', %(reason)s, 'reconciler',
-       greatest(%(now)s::timestamptz,
-                (select max(e.created_at) from notebook_events e where e.notebook_id = g.id))
-  from gone g;
+select s.id, s.organization_id, s.name, s.status, 'stopped', %(reason)s, 'reconciler', s.at
+  from stamped s;
 
 -- name: reconciler_sweep_unsettled
 -- Notebooks whose status disagrees with their desired state (a start whose

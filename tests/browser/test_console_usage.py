@@ -37,8 +37,7 @@ def test_an_org_admin_sees_who_ran_what_and_for_how_long(
     ann, token = member_with_token(stack, "ann@example.com", "Ann Analyst")
     churn = create_notebook_via_api(stack, "Churn", token=token)
     forecast = create_notebook_via_api(stack, "Forecast")
-    # Ann's ran an hour, ending 5 minutes ago (this month, unless run in a month's
-    # first 65 minutes); the admin's 90 minutes, last month.
+    # Ann's ran an hour, ending 5 minutes ago; the admin's 90 minutes, last month.
     ran(settings, stack, churn, now - timedelta(minutes=65), now - timedelta(minutes=5))
     ran(settings, stack, forecast, month - timedelta(hours=2), month - timedelta(minutes=30))
 
@@ -47,6 +46,13 @@ def test_an_org_admin_sees_who_ran_what_and_for_how_long(
         sign_in(page, stack.api_url, stack.token)
         page.get_by_role("link", name="Usage").click()
         expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_focused()
+        # This month by default (by the server's clock), from its first day.
+        expect(page.get_by_label("Window")).to_have_value("this-month")
+        expect(page.locator("#usage-summary")).to_contain_text(
+            f"{month.strftime('%b')} 1, {month.year} to "
+        )
+        # The last 7 days, whatever day of the month this runs on.
+        page.get_by_label("Window").select_option("last-7-days")
         expect(page.locator("#usage-summary")).to_contain_text("1.0 h across 1 notebook")
         owners = page.locator("#usage-members tr")
         expect(owners).to_have_count(1)
@@ -63,25 +69,46 @@ def test_an_org_admin_sees_who_ran_what_and_for_how_long(
 
         page.get_by_label("Window").select_option("last-month")
         expect(page.locator("#usage-summary")).to_contain_text("1.5 h across 1 notebook")
+        # Its last day, not the 1st after it (`to` is exclusive).
+        last_day = month - timedelta(days=1)
+        expect(page.locator("#usage-summary")).to_contain_text(
+            f"to {last_day.strftime('%b')} {last_day.day}, {last_day.year} (UTC)"
+        )
         expect(owners.first).to_contain_text("you")
         expect(longest.first).to_contain_text("Forecast")
     finally:
         close_page(page)
 
 
-def test_a_member_who_is_not_an_org_admin_is_not_offered_the_usage(
-    browser: Any, stack: Any
-) -> None:
+def test_the_usage_is_the_org_admins_alone(browser: Any, stack: Any) -> None:
+    """A member is not offered it; an org admin who loses the right is
+    refused by the API at the next read, and the top bar drops it."""
     _, token = member_with_token(stack, "bo@example.com", "Bo")
+    cy, cy_token = member_with_token(stack, "cy@example.com", "Cy")
+    code, body = stack.call("PATCH", f"/members/{cy['id']}", {"organizationAdmin": True})
+    assert code == 200, body
+    refusal = "Only organization admins see the organization's usage."
     page = browser.new_page(viewport=LAPTOP)
     try:
         sign_in(page, stack.api_url, token)
         expect(page.get_by_role("link", name="People")).to_be_visible()
         expect(page.get_by_role("link", name="Usage")).to_have_count(0)
         page.evaluate("location.hash = '#/usage'")
-        expect(page.locator("#usage-error")).to_have_text(
-            "Only organization admins see the organization's usage."
-        )
+        expect(page.locator("#usage-error")).to_have_text(refusal)
         expect(page.locator("#usage-report")).to_be_hidden()
+    finally:
+        close_page(page)
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, cy_token)
+        page.get_by_role("link", name="Usage").click()
+        expect(page.locator("#usage-summary")).to_contain_text("across 0 notebooks")
+        code, body = stack.call("PATCH", f"/members/{cy['id']}", {"organizationAdmin": False})
+        assert code == 200, body
+        page.get_by_label("Window").select_option("last-month")
+        expect(page.locator("#usage-error")).to_have_text(refusal)
+        expect(page.locator("#usage-report")).to_be_hidden()
+        expect(page.get_by_role("link", name="Usage")).to_have_count(0)
+        expect(page.get_by_role("link", name="Activity")).to_have_count(0)
     finally:
         close_page(page)

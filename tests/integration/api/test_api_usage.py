@@ -124,9 +124,12 @@ async def test_the_window_cuts_what_runs_across_its_edges(
     morning = await usage(client, world.admin, "?to=2026-11-01T11:00:00Z")
     assert morning["from"] == "2026-11-01T00:00:00+00:00"
     assert seconds_of(morning) == {running_before: 3600}
-    # A window still to come: nothing used in it yet.
-    later = await usage(client, world.admin, f"?from={at(20_000)}&to={at(30_000)}")
-    assert later["seconds"] == 0 and later["byNotebook"] == []
+    # Less than half a second is not a notebook that ran.
+    blink = factory.notebook(world.outsider, world.config)
+    event(factory, world.org, blink, "starting", 8000.2)
+    event(factory, world.org, blink, "failed", 8000.6)
+    body = await usage(client, world.admin, f"?from={at(0)}")
+    assert blink not in seconds_of(body) and body["notebooks"] == 2
 
 
 async def test_a_notebook_deleted_for_good_counts_until_it_was_gone(
@@ -148,12 +151,38 @@ async def test_a_notebook_deleted_for_good_counts_until_it_was_gone(
         {
             "notebookId": world.notebook,
             "name": f"nb {world.notebook}",
-            "memberId": None,
+            "memberId": world.owner.id,  # whose it was when it went
             "deleted": True,
             "seconds": 660,
         }
     ]
-    assert body["byMember"] == [{"memberId": None, "seconds": 660, "notebooks": 1}]
+    assert body["byMember"] == [{"memberId": world.owner.id, "seconds": 660, "notebooks": 1}]
+
+
+async def test_a_past_window_keeps_a_notebook_deleted_after_it(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Running through a window it has no event in, then deleted for good
+    after it: the window still counts it, for its owner (a review: the
+    month's figures shrank as notebooks were deleted later)."""
+    event(factory, world.org, world.notebook, "running", 0)
+    factory.clock.advance(20_000)
+    url = f"{NB}/{world.notebook}"
+    assert (await client.delete(url, headers=world.owner.auth)).status == 204
+    factory.conn.execute(
+        query("reconciler_delete_notebook"),
+        {"id": world.notebook, "reason": DELETED, "now": factory.clock.now()},
+    )
+    factory.clock.advance(100)
+    for begins, ends in ((1000, 2000), (19_000, 19_500)):
+        body = await usage(client, world.admin, f"?from={at(begins)}&to={at(ends)}")
+        assert body["byMember"] == [
+            {"memberId": world.owner.id, "seconds": ends - begins, "notebooks": 1}
+        ], (begins, ends)
+    # Until it went, and not a second after.
+    assert seconds_of(await usage(client, world.admin, f"?from={at(0)}")) == {
+        world.notebook: 20_000
+    }
 
 
 async def test_a_row_gone_before_deletions_were_recorded_stops_at_its_last_event(
@@ -187,12 +216,35 @@ async def test_a_bad_window_is_refused(client: TestClient, world: World) -> None
     for query_string, field in (
         ("?from=yesterday", "from"),
         ("?from=2026-11-01T00:00:00", "from"),  # no offset: whose midnight?
+        ("?from=2026-11-01", "from"),
+        ("?from=2026-11-01 00:00:00Z", "from"),  # what fromisoformat takes, RFC 3339 not
+        ("?from=2026-W44-1T00:00:00Z", "from"),
+        ("?from=20261101T000000Z", "from"),
+        ("?from=2026-11-01T00:00:00%2B05:30:15", "from"),
         ("?to=2026-13-01T00:00:00Z", "to"),
+        ("?to=0001-01-01T00:00:00Z", "to"),  # overflowed the month's arithmetic
+        ("?to=9999-12-31T23:00:00-05:00", "to"),
         ("?from=2026-11-01T12:00:00Z&to=2026-11-01T12:00:00Z", "from"),
         ("?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "from"),
+        ("?from=2026-11-01T12:00:01Z&to=2026-11-03T00:00:00Z", "from"),  # after now
         ("?from=2025-01-01T00:00:00Z&to=2026-11-01T00:00:00Z", "to"),
     ):
         resp = await client.get(f"{USAGE}{query_string}", headers=world.admin.auth)
         await refused(resp, 400, "validation_failed", field)
     resp = await client.get(f"{USAGE}?month=11", headers=world.admin.auth)
     await refused(resp, 400, "unknown_parameter", "month")
+
+
+async def test_any_rfc_3339_offset_is_taken(client: TestClient, world: World) -> None:
+    """Sent to PostgreSQL as UTC: an offset it would refuse (+20:00) and a
+    lower-case z are fine; `to` past now, with a `from` 300 days back, is a
+    window of 300 days, not of 400."""
+    for query_string in (
+        "?from=2026-11-01T20:00:00%2B20:00",
+        "?from=2026-11-01t00:00:00z",
+        "?from=2026-01-05T00:00:00Z&to=2027-02-10T00:00:00Z",
+    ):
+        body = await usage(client, world.admin, query_string)
+        assert body["to"] == "2026-11-01T12:00:00+00:00", query_string
+    body = await usage(client, world.admin, "?from=2026-11-01T20:00:00%2B20:00")
+    assert body["from"] == "2026-11-01T00:00:00+00:00"
