@@ -7,8 +7,8 @@
 
 import { preserveFocus } from "./actions.js";
 import { api } from "./api.js";
-import { $, announce, h, showAdminNav, showError } from "./dom.js";
-import { actorLabel, eventEntry, noHistory, takeLatest } from "./events.js";
+import { $, h, showAdminNav, showError } from "./dom.js";
+import { actorLabel, eventEntry, noHistory, olderShown, showCount, takeLatest } from "./events.js";
 import { Poller, absorb, memberLabel, state } from "./store.js";
 
 const SHOWN = 50;
@@ -68,12 +68,8 @@ function render() {
         : [h("li", { class: "muted", text: view.actor ? "Nothing done yet." : "Nothing yet: no notebook has been started or changed." })]),
     ),
   );
-  const more = $("#activity-more");
-  more.hidden = total <= items.length;
   // Past 10,000 the API stops counting (totalCapped).
-  const of = view.capped ? `more than ${total.toLocaleString()}` : total.toLocaleString();
-  more.textContent = `The latest ${items.length} of ${of} entries.`;
-  $("#activity-older").hidden = !marker || total <= items.length;
+  showCount($("#activity-more"), $("#activity-older"), items.length, { total, marker }, view.capped);
 }
 
 function showFilter() {
@@ -116,6 +112,7 @@ function refuse() {
   $("#activity-list").replaceChildren();
   $("#activity-more").hidden = true;
   $("#activity-older").hidden = true;
+  $("#activity-filter").hidden = true;
   showAdminNav(false);
   showError($("#activity-error"), { detail: "Only organization admins see the organization's activity." });
   return false;
@@ -140,10 +137,7 @@ async function showOlder(ev) {
   history.older.push(...page.items);
   history.marker = page.marker || null;
   render();
-  announce(`${page.items.length} older entries shown`);
-  const target = button.hidden ? $("#activity-title") : button;
-  if (button.hidden) target.setAttribute("tabindex", "-1");
-  target.focus();
+  olderShown(page.items.length, button, $("#activity-title"));
 }
 
 export const activityView = {

@@ -2,7 +2,7 @@
 // organization's activity (activity.js): one line each, and the rule for
 // keeping the older entries a member asked for when the history is read again.
 
-import { formatTime, h, statusBadge } from "./dom.js";
+import { announce, formatTime, h, statusBadge } from "./dom.js";
 import { memberLabel } from "./store.js";
 
 export const actorLabel = (actor) => (actor === "reconciler" ? "the platform" : memberLabel(actor));
@@ -41,3 +41,22 @@ export function takeLatest(known, page) {
 }
 
 export const noHistory = () => ({ latest: [], older: [], total: 0, marker: null });
+
+// Under the entries: how many of how many ("more than" once the API stops
+// counting), and "Show older" while the API has a marker for more.
+export function showCount(moreEl, olderButton, shown, { total, marker }, capped = false) {
+  const left = capped || total > shown;
+  moreEl.hidden = !left;
+  const of = capped ? `more than ${total.toLocaleString()}` : total.toLocaleString();
+  moreEl.textContent = `The latest ${shown} of ${of} entries.`;
+  olderButton.hidden = !marker || !left;
+}
+
+// After "Show older" added `count` entries: said, and focus on the button
+// for more, or (the last of them came) on the section's heading.
+export function olderShown(count, olderButton, heading) {
+  announce(`${count} older entries shown`);
+  const target = olderButton.hidden ? heading : olderButton;
+  if (olderButton.hidden) target.setAttribute("tabindex", "-1");
+  target.focus();
+}

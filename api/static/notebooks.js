@@ -2,7 +2,7 @@
 
 import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
-import { eventEntry, noHistory, takeLatest } from "./events.js";
+import { eventEntry, noHistory, olderShown, showCount, takeLatest } from "./events.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
 import {
   clearOffersError,
@@ -765,10 +765,7 @@ function renderHistory() {
         : [h("li", { class: "muted", text: "Nothing yet: it has never been started or changed." })]),
     ),
   );
-  const more = $("#history-more");
-  more.hidden = total <= items.length;
-  more.textContent = `The latest ${items.length} of ${total} entries.`;
-  $("#history-older").hidden = !marker || total <= items.length;
+  showCount($("#history-more"), $("#history-older"), items.length, { total, marker });
 }
 
 async function showOlder(ev) {
@@ -783,12 +780,7 @@ async function showOlder(ev) {
   detail.history.older.push(...page.items);
   detail.history.marker = page.marker || null;
   renderHistory();
-  announce(`${page.items.length} older entries shown`);
-  // On the button for more, or (the last of it came) on the history's heading.
-  const button = $("#history-older");
-  const target = button.hidden ? $("#history-title") : button;
-  if (button.hidden) target.setAttribute("tabindex", "-1");
-  target.focus();
+  olderShown(page.items.length, $("#history-older"), $("#history-title"));
 }
 
 // Whether the member sees `nb` only through the team `teamId` (not its

@@ -32,7 +32,7 @@ def test_an_org_admin_reads_the_activity_and_what_one_member_did(browser: Any, s
     page = browser.new_page(viewport=LAPTOP)
     try:
         sign_in(page, stack.api_url, stack.token)
-        page.get_by_role("link", name="Activity").click()
+        page.get_by_role("link", name="Activity", exact=True).click()
         expect(page.get_by_role("heading", name="Activity", exact=True)).to_be_focused()
         entries = page.locator("#activity-list li")
         renamed = entries.filter(has_text="Renamed from “Churn”")
@@ -125,7 +125,7 @@ def test_an_admin_who_loses_the_right_sees_the_activity_go(browser: Any, stack: 
     page = browser.new_page(viewport=LAPTOP)
     try:
         sign_in(page, stack.api_url, token)
-        page.get_by_role("link", name="Activity").click()
+        page.get_by_role("link", name="Activity", exact=True).click()
         entries = page.locator("#activity-list li")
         expect(entries).to_have_count(1)
         code, body = stack.call("PATCH", f"/members/{ann['id']}", {"organizationAdmin": False})
@@ -136,7 +136,7 @@ def test_an_admin_who_loses_the_right_sees_the_activity_go(browser: Any, stack: 
             "Only organization admins see the organization's activity."
         )
         expect(entries).to_have_count(0)
-        expect(page.get_by_role("link", name="Activity")).to_have_count(0)
+        expect(page.get_by_role("link", name="Activity", exact=True)).to_have_count(0)
     finally:
         close_page(page)
 
@@ -171,7 +171,7 @@ def test_a_member_who_is_not_an_org_admin_is_not_offered_the_activity(
     try:
         sign_in(page, stack.api_url, token)
         expect(page.get_by_role("link", name="People")).to_be_visible()
-        expect(page.get_by_role("link", name="Activity")).to_have_count(0)
+        expect(page.get_by_role("link", name="Activity", exact=True)).to_have_count(0)
         # Straight to its address: said plainly, nothing listed.
         page.evaluate("location.hash = '#/activity'")
         expect(page.locator("#activity-error")).to_have_text(

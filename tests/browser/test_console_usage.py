@@ -44,7 +44,7 @@ def test_an_org_admin_sees_who_ran_what_and_for_how_long(
     page = browser.new_page(viewport=LAPTOP)
     try:
         sign_in(page, stack.api_url, stack.token)
-        page.get_by_role("link", name="Usage").click()
+        page.get_by_role("link", name="Usage", exact=True).click()
         expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_focused()
         # This month by default (by the server's clock), from its first day.
         expect(page.get_by_label("Window")).to_have_value("this-month")
@@ -92,7 +92,7 @@ def test_the_usage_is_the_org_admins_alone(browser: Any, stack: Any) -> None:
     try:
         sign_in(page, stack.api_url, token)
         expect(page.get_by_role("link", name="People")).to_be_visible()
-        expect(page.get_by_role("link", name="Usage")).to_have_count(0)
+        expect(page.get_by_role("link", name="Usage", exact=True)).to_have_count(0)
         page.evaluate("location.hash = '#/usage'")
         expect(page.locator("#usage-error")).to_have_text(refusal)
         expect(page.locator("#usage-report")).to_be_hidden()
@@ -101,14 +101,14 @@ def test_the_usage_is_the_org_admins_alone(browser: Any, stack: Any) -> None:
     page = browser.new_page(viewport=LAPTOP)
     try:
         sign_in(page, stack.api_url, cy_token)
-        page.get_by_role("link", name="Usage").click()
+        page.get_by_role("link", name="Usage", exact=True).click()
         expect(page.locator("#usage-summary")).to_contain_text("across 0 notebooks")
         code, body = stack.call("PATCH", f"/members/{cy['id']}", {"organizationAdmin": False})
         assert code == 200, body
         page.get_by_label("Window").select_option("last-month")
         expect(page.locator("#usage-error")).to_have_text(refusal)
         expect(page.locator("#usage-report")).to_be_hidden()
-        expect(page.get_by_role("link", name="Usage")).to_have_count(0)
-        expect(page.get_by_role("link", name="Activity")).to_have_count(0)
+        expect(page.get_by_role("link", name="Usage", exact=True)).to_have_count(0)
+        expect(page.get_by_role("link", name="Activity", exact=True)).to_have_count(0)
     finally:
         close_page(page)

@@ -17,6 +17,7 @@ from common.clock import FakeClock
 from common.ids import new_id
 from common.settings import Settings
 from common.tokens import hash_token, new_token, token_prefix
+from sql import query
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,21 @@ class Factory:
                 "insert into notebook_teams (notebook_id, team_id) values (%s, %s)", (nb_id, team)
             )
         return nb_id
+
+    def reconciler_sets(self, notebook: str, status: str, reason: str) -> None:
+        """A status change by the workers, through the statement they use."""
+        self.conn.execute(
+            query("set_status"),
+            {
+                "id": notebook,
+                "status": status,
+                "status_message": reason,
+                "reason": None,
+                "actor": "reconciler",
+                "now": self.clock.now(),
+                "record_unchanged": False,
+            },
+        )
 
     def value(self, sql: str, *params: object) -> Any:
         row = self.conn.execute(sql, params).fetchone()  # type: ignore[arg-type]

@@ -127,18 +127,7 @@ async def test_the_activity_of_one_member_or_of_the_platform(
     other = factory.notebook(world.outsider, world.config)
     await start_and_stop(client, factory, world.owner, world.notebook)
     await start_and_stop(client, factory, world.outsider, other)
-    factory.conn.execute(
-        query("set_status"),
-        {
-            "id": other,
-            "status": "stopped",
-            "status_message": "",
-            "reason": "Sail and Marimo stopped",
-            "actor": "reconciler",
-            "now": factory.clock.now(),
-            "record_unchanged": False,
-        },
-    )
+    factory.reconciler_sets(other, "stopped", "Sail and Marimo stopped")
 
     owners = await activity(client, world.admin, f"?actor={world.owner.id}")
     assert owners["total"] == 2

@@ -21,22 +21,6 @@ def record(factory: Factory, world: World, notebook: str, to: str, reason: str) 
     )
 
 
-def reconciler_sets(factory: Factory, notebook: str, status: str, reason: str) -> None:
-    """A status change by the workers, through the query they use."""
-    factory.conn.execute(
-        query("set_status"),
-        {
-            "id": notebook,
-            "status": status,
-            "status_message": reason,
-            "reason": None,
-            "actor": "reconciler",
-            "now": factory.clock.now(),
-            "record_unchanged": False,
-        },
-    )
-
-
 async def history(client: TestClient, who: Member, notebook: str, query: str = "") -> dict:
     resp = await client.get(f"{NB}/{notebook}/events{query}", headers=who.auth)
     assert resp.status == 200, await resp.text()
@@ -54,7 +38,7 @@ async def test_start_and_stop_are_listed_newest_first_with_reason_and_actor(
     url = f"{NB}/{world.notebook}"
     assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
     factory.clock.advance(5)
-    reconciler_sets(factory, world.notebook, "running", "Sail and Marimo are healthy")
+    factory.reconciler_sets(world.notebook, "running", "Sail and Marimo are healthy")
     factory.clock.advance(5)
     assert (await client.post(f"{url}/stop", headers=world.editor.auth)).status == 202
 
@@ -105,9 +89,9 @@ async def test_the_historys_times_never_run_backwards(
     assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
     started = await body_of(await client.get(url, headers=world.owner.auth))
     started_at = started["included"]["notebooks"][0]["updatedAt"]
-    reconciler_sets(factory, world.notebook, "running", "Sail and Marimo are healthy")
+    factory.reconciler_sets(world.notebook, "running", "Sail and Marimo are healthy")
     factory.clock.advance(2)
-    reconciler_sets(factory, world.notebook, "idle", "nobody is connected")
+    factory.reconciler_sets(world.notebook, "idle", "nobody is connected")
     factory.clock.advance(-2)  # the API's clock
     assert (await client.post(f"{url}/ping", headers=world.owner.auth)).status == 204
     running, idle, *_ = (await history(client, world.owner, world.notebook))["items"]
@@ -123,7 +107,7 @@ async def test_the_historys_times_never_run_backwards(
     assert notebook["statusMessage"] == ""  # running needs no explaining; its history says why
     # A stop writes the row (updated_at) on the API's clock first: still after.
     factory.clock.advance(5)
-    reconciler_sets(factory, world.notebook, "idle", "nobody is connected")
+    factory.reconciler_sets(world.notebook, "idle", "nobody is connected")
     factory.clock.advance(-5)
     assert (await client.post(f"{url}/stop", headers=world.owner.auth)).status == 202
     stopping, idle, *_ = (await history(client, world.owner, world.notebook))["items"]
@@ -170,7 +154,7 @@ async def test_who_deleted_a_notebook_is_kept_in_its_history(
 ) -> None:
     url = f"{NB}/{world.notebook}"
     assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
-    reconciler_sets(factory, world.notebook, "running", "")
+    factory.reconciler_sets(world.notebook, "running", "")
     factory.clock.advance(5)
     assert (await client.delete(url, headers=world.team_admin.auth)).status == 204
     assert events_of(factory, world.notebook)[-1] == (
@@ -180,7 +164,7 @@ async def test_who_deleted_a_notebook_is_kept_in_its_history(
         world.team_admin.id,
     )
     # The reconciler's teardown then says "deleting" without a second event.
-    reconciler_sets(factory, world.notebook, "stopping", "deleting")
+    factory.reconciler_sets(world.notebook, "stopping", "deleting")
     assert [e[3] for e in events_of(factory, world.notebook)] == [
         world.owner.id,
         "reconciler",
@@ -193,7 +177,7 @@ async def test_a_delete_during_a_stop_is_recorded_with_who_asked(
 ) -> None:
     url = f"{NB}/{world.notebook}"
     assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
-    reconciler_sets(factory, world.notebook, "running", "")
+    factory.reconciler_sets(world.notebook, "running", "")
     assert (await client.post(f"{url}/stop", headers=world.editor.auth)).status == 202
     assert (await client.delete(url, headers=world.admin.auth)).status == 204
     assert events_of(factory, world.notebook)[-2:] == [

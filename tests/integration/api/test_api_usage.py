@@ -48,33 +48,11 @@ async def test_a_start_to_stop_counts_every_second_the_servers_were_held(
     url = f"{NB}/{world.notebook}"
     assert (await client.post(f"{url}/start", headers=world.owner.auth)).status == 202
     factory.clock.advance(10)
-    factory.conn.execute(
-        query("set_status"),
-        {
-            "id": world.notebook,
-            "status": "running",
-            "status_message": "",
-            "reason": "Sail and Marimo are ready",
-            "actor": "reconciler",
-            "now": factory.clock.now(),
-            "record_unchanged": False,
-        },
-    )
+    factory.reconciler_sets(world.notebook, "running", "Sail and Marimo are ready")
     factory.clock.advance(3600)
     assert (await client.post(f"{url}/stop", headers=world.owner.auth)).status == 202
     factory.clock.advance(5)
-    factory.conn.execute(
-        query("set_status"),
-        {
-            "id": world.notebook,
-            "status": "stopped",
-            "status_message": "",
-            "reason": "Sail and Marimo stopped",
-            "actor": "reconciler",
-            "now": factory.clock.now(),
-            "record_unchanged": False,
-        },
-    )
+    factory.reconciler_sets(world.notebook, "stopped", "Sail and Marimo stopped")
     factory.clock.advance(1000)  # stopped: not counted
 
     body = await usage(client, world.admin)
