@@ -1,16 +1,20 @@
 -- The organization's usage (api/usage.py, docs/api.md "Usage"): how long each
 -- notebook held servers (its status starting, running, idle, detached or
 -- stopping) within a window [from, until), read from the history: each
--- status lasts from its event to the notebook's next one. A notebook's
--- status as the window opens is its last event before it, found by
--- notebook_events_notebook_time; the window's own events come off
--- notebook_events_org_time. The notebooks: the organization's rows, those
--- deleted for good since the window opened (deleted_notebooks, migration
--- 0015: one whose last event is before the window has no event in it), and
--- any with events in it. One deleted for good ends `stopped` at its last
--- event (reconciler_delete_notebook); one whose row went before tombstones
--- were kept ends at its last event, however long after. Attributed to the
--- notebook's owner now, or when it went.
+-- status lasts from its event to the notebook's next one; the window's own
+-- events come off notebook_events_org_time. A notebook's status as the
+-- window opens: its status now, if it has not changed since
+-- (`status_changed_at`, stamped with each status change's event, is before
+-- the window: most of a large organization's notebooks, idle for weeks);
+-- else its last event before the window, one probe of
+-- notebook_events_notebook_time each, for the rows changed since and those
+-- deleted for good since (deleted_notebooks, migration 0015: one whose last
+-- event is before the window has no event in it). One deleted for good ends
+-- `stopped` at its last event (reconciler_delete_notebook). One whose row
+-- went before tombstones were kept (a window before this release) counts
+-- from its first event in the window to its last. Attributed to the
+-- notebook's owner now, or when it went. A status as the window opens that
+-- holds no servers is left out (it counts nothing, and ends nothing).
 
 -- name: api_org_usage
 with inside as materialized (
@@ -18,24 +22,28 @@ with inside as materialized (
       from notebook_events e
      where e.organization_id = %(org_id)s
        and e.created_at >= %(from)s and e.created_at < %(until)s
-), seen as materialized (
+), probed as materialized (
     select n.id from notebooks n
      where n.organization_id = %(org_id)s and n.created_at < %(until)s
+       and n.status_changed_at >= %(from)s
     union
     select d.id from deleted_notebooks d
      where d.organization_id = %(org_id)s and d.gone_at >= %(from)s
        and d.created_at < %(until)s
-    union
-    select i.notebook_id from inside i
 ), timeline as (
-    select s.id as notebook_id, b.to_status as status, %(from)s::timestamptz as at,
-           0::bigint as seq
-      from seen s
+    select n.id as notebook_id, n.status, %(from)s::timestamptz as at, 0::bigint as seq
+      from notebooks n
+     where n.organization_id = %(org_id)s and n.status_changed_at < %(from)s
+       and n.status in ('starting', 'running', 'idle', 'detached', 'stopping')
+    union all
+    select p.id, b.to_status, %(from)s::timestamptz, 0::bigint
+      from probed p
      cross join lateral (
            select e.to_status from notebook_events e
-            where e.notebook_id = s.id and e.created_at < %(from)s
+            where e.notebook_id = p.id and e.created_at < %(from)s
             order by e.created_at desc, e.id desc
             limit 1) b
+     where b.to_status in ('starting', 'running', 'idle', 'detached', 'stopping')
     union all
     select i.notebook_id, i.to_status, i.created_at, i.id from inside i
 ), spans as (

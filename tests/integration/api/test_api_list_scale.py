@@ -207,28 +207,49 @@ def test_the_activity_reads_a_page_not_the_organizations_history(
 
 
 @PLANS
-def test_usage_reads_the_windows_events_and_one_event_per_notebook(
-    scale_conn, generic: bool
+@pytest.mark.parametrize(
+    ("begins", "ends", "probes"),
+    [
+        # A day of the history (about 84,000 events, one a second): every
+        # notebook's status unchanged since before it (the seed's changes
+        # are all on March 1st), so none is looked up.
+        (datetime(2025, 3, 5, tzinfo=UTC), datetime(2025, 3, 6, tzinfo=UTC), False),
+        # An hour of March 1st: 3,600 events, and the 60 % of the notebooks
+        # whose status changed since 6 o'clock are looked up, one probe each.
+        (datetime(2025, 3, 1, 6, tzinfo=UTC), datetime(2025, 3, 1, 7, tzinfo=UTC), True),
+    ],
+    ids=["day", "hour"],
+)
+def test_usage_reads_the_windows_events_and_one_event_per_changed_notebook(
+    scale_conn, generic: bool, begins: datetime, ends: datetime, probes: bool
 ) -> None:
-    """A day of the organization's history (about 84,000 of its million
-    events, one a second) and its 49,000 notebooks: the day's events come
-    off notebook_events_org_time, each notebook's status as the day opens
-    is one probe of notebook_events_notebook_time; nothing reads the whole
+    """The window's events come off notebook_events_org_time; a notebook's
+    status as the window opens is its status now when unchanged since, else
+    one probe of notebook_events_notebook_time; nothing reads the whole
     history."""
-    params = {
-        "org_id": ORG,
-        "from": datetime(2025, 3, 5, tzinfo=UTC),
-        "until": datetime(2025, 3, 6, tzinfo=UTC),
-        "top": 100,
-    }
+    params = {"org_id": ORG, "from": begins, "until": ends, "top": 100}
     plan = explain(scale_conn, "api_org_usage", params, generic=generic)
     read = scans(plan["Plan"], "notebook_events")
     assert read and not [n for n in read if n["Node Type"] == "Seq Scan"], read
-    used = index_names(plan["Plan"])
-    assert {"notebook_events_org_time", "notebook_events_notebook_time"} <= used
-    # Every event of the day once, and one event per notebook before it.
-    window = sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in read)
-    assert window < 86_400 + 2 * 50_000
+    assert "notebook_events_org_time" in index_names(plan["Plan"])
+    window = scale_conn.execute(
+        "select count(*) from notebook_events where organization_id = %s"
+        " and created_at >= %s and created_at < %s",
+        (ORG, begins, ends),
+    ).fetchone()
+    changed = scale_conn.execute(
+        "select count(*) from notebooks where organization_id = %s and status_changed_at >= %s",
+        (ORG, begins),
+    ).fetchone()
+    assert window is not None and changed is not None
+    assert (changed[0] > 20_000) == probes
+    probed = [n for n in read if n.get("Index Name") == "notebook_events_notebook_time"]
+    assert sum(n["Actual Loops"] for n in probed) == (changed[0] if probes else 0)
+    # The window's events once, and a row or two per probe; never the history.
+    rows = sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in read)
+    assert rows <= window[0] + 2 * changed[0] + 1000
+    # Not assert_no_jit: 29,000 probes cost past jit_above_cost, and the
+    # services' connections run without JIT (the test below).
 
 
 def test_config_in_use_and_its_foreign_key_use_the_index(scale_conn, scale_url: str) -> None:

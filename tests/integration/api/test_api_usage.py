@@ -226,3 +226,21 @@ async def test_any_rfc_3339_offset_is_taken(client: TestClient, world: World) ->
         assert body["to"] == "2026-11-01T12:00:00+00:00", query_string
     body = await usage(client, world.admin, "?from=2026-11-01T20:00:00%2B20:00")
     assert body["from"] == "2026-11-01T00:00:00+00:00"
+
+
+async def test_a_notebook_unchanged_since_before_the_window_counts_as_it_is(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Its status has not changed since before the window (status_changed_at):
+    its status now is its status then, read without its history (most of a
+    large organization's notebooks). Running: the whole window; stopped: none."""
+    stopped_early = factory.notebook(world.outsider, world.config)
+    factory.reconciler_sets(world.notebook, "running", "Sail and Marimo are ready")
+    factory.reconciler_sets(stopped_early, "running", "Sail and Marimo are ready")
+    factory.clock.advance(500)
+    factory.reconciler_sets(stopped_early, "stopped", "Sail and Marimo stopped")
+    factory.clock.advance(4500)
+    body = await usage(client, world.admin, f"?from={at(1000)}&to={at(2000)}")
+    assert seconds_of(body) == {world.notebook: 1000}
+    body = await usage(client, world.admin, f"?from={at(0)}")
+    assert seconds_of(body) == {world.notebook: 5000, stopped_early: 500}
