@@ -100,6 +100,8 @@ async def org_usage(ctx: Ctx) -> web.Response:
         "api_org_usage", ctx.mine(**{"from": start, "until": until, "top": TOP_NOTEBOOKS})
     )
     assert row is not None  # an aggregate always returns one row
+    # The lists come as JSON text built by PostgreSQL: spliced in after the
+    # scalars, not parsed and written again.
     head = json.dumps(
         {
             "from": start.isoformat(),

@@ -38,7 +38,8 @@ const DAY = { year: "numeric", month: "short", day: "numeric", timeZone: "UTC" }
 const day = (iso) => new Date(iso).toLocaleDateString(undefined, DAY);
 
 function ownerCell(memberId) {
-  if (!memberId) return h("td", { "data-label": "Owner", text: "Deleted notebooks" });
+  // Deleted for good before tombstones kept whose they were (docs/api.md, Usage).
+  if (!memberId) return h("td", { "data-label": "Owner", text: "Not recorded (deleted notebooks)" });
   // What they did, beside what they used.
   return h("td", { "data-label": "Owner" }, h("a", { href: `#/activity/${encodeURIComponent(memberId)}`, text: memberLabel(memberId) }));
 }

@@ -5,8 +5,9 @@
 -- is never pruned), `limit` + 1 fetched like the lists; `total` counts the
 -- same events apart: a notebook's all, the organization's up to
 -- `count_up_to` (counting a million events cost 50 ms of PostgreSQL's CPU a
--- page: bench/README.md, "The organization's activity"). A statement per filter, each off its own index (one
--- statement with optional filters would get one generic plan for all).
+-- page: bench/README.md, "The organization's activity"). A statement per
+-- filter, each off its own index (one statement with optional filters would
+-- get one generic plan for all).
 
 -- fragment: event_page_answer
 -- After a statement's `keys` (events with `rn`, newest first), before its
