@@ -68,6 +68,37 @@ function render(report) {
   $("#usage-notebooks-panel").hidden = report.byNotebook.length === 0;
 }
 
+// A spreadsheet's cell: quoted when it holds a comma, a quote or a line
+// break; a leading = + - @ (a formula, in a spreadsheet) defused with a '.
+function cell(value) {
+  let text = String(value ?? "");
+  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+// The owners' table as CSV, for the bill: one line per owner.
+export function usageCsv(report) {
+  const lines = [["owner_id", "owner_name", "owner_email", "notebooks", "seconds", "hours"]];
+  for (const m of report.byMember) {
+    const member = m.memberId ? state.members.get(m.memberId) : null;
+    const hours = (m.seconds / 3600).toFixed(2);
+    lines.push([m.memberId || "", member?.name || "", member?.email || "", m.notebooks, m.seconds, hours]);
+  }
+  return lines.map((line) => line.map(cell).join(",")).join("\r\n") + "\r\n";
+}
+
+let csvUrl = null;
+
+// "Download CSV": the report shown, as a file named for its window.
+function offerCsv(report) {
+  if (csvUrl) URL.revokeObjectURL(csvUrl);
+  csvUrl = URL.createObjectURL(new Blob([usageCsv(report)], { type: "text/csv" }));
+  const link = $("#usage-csv");
+  link.href = csvUrl;
+  const last = new Date(Date.parse(report.to) - 1).toISOString().slice(0, 10);
+  link.download = `usage-${report.from.slice(0, 10)}-to-${last}.csv`;
+}
+
 async function load() {
   const visit = ++view.visit;
   const { from, to } = windowOf($("#usage-window").value);
@@ -79,6 +110,7 @@ async function load() {
     absorb(report.included);
     showError($("#usage-error"), null);
     render(report);
+    offerCsv(report);
     region.hidden = false;
   } catch (err) {
     if (visit !== view.visit) return;

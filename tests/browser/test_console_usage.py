@@ -5,6 +5,7 @@ notebooks held servers, and which ran longest; others are not offered it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -67,6 +68,16 @@ def test_an_org_admin_sees_who_ran_what_and_for_how_long(
             "href", f"#/notebooks/{churn}"
         )
 
+        # The owners as CSV, for the bill.
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download CSV").click()
+        assert download.value.suggested_filename.startswith("usage-")
+        lines = Path(download.value.path()).read_text().splitlines()
+        assert lines == [
+            "owner_id,owner_name,owner_email,notebooks,seconds,hours",
+            f"{ann['id']},Ann Analyst,ann@example.com,1,3600,1.00",
+        ]
+
         page.get_by_label("Window").select_option("last-month")
         expect(page.locator("#usage-summary")).to_contain_text("1.5 h across 1 notebook")
         # Its last day, not the 1st after it (`to` is exclusive).
@@ -76,6 +87,29 @@ def test_an_org_admin_sees_who_ran_what_and_for_how_long(
         )
         expect(owners.first).to_contain_text("you")
         expect(longest.first).to_contain_text("Forecast")
+    finally:
+        close_page(page)
+
+
+def test_the_usage_csv_is_safe_to_open_in_a_spreadsheet(
+    browser: Any, stack: Any, settings: Any
+) -> None:
+    """A name a spreadsheet would run as a formula is defused with a ', and
+    one with a comma or a quote is quoted."""
+    now = datetime.now(UTC)
+    eve, token = member_with_token(stack, "eve@example.com", '=HYPERLINK("x"), 2')
+    nb_id = create_notebook_via_api(stack, "Sheet", token=token)
+    ran(settings, stack, nb_id, now - timedelta(minutes=40), now - timedelta(minutes=10))
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate("location.hash = '#/usage'")
+        page.get_by_label("Window").select_option("last-7-days")
+        expect(page.locator("#usage-summary")).to_contain_text("0.5 h across 1 notebook")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download CSV").click()
+        lines = Path(download.value.path()).read_text().splitlines()
+        assert lines[1] == f'{eve["id"]},"\'=HYPERLINK(""x""), 2",eve@example.com,1,1800,0.50'
     finally:
         close_page(page)
 
