@@ -1,7 +1,9 @@
 // The organization's activity, for its org admins (#/activity): every
 // notebook's history in one feed, newest first, deleted notebooks' too
 // (docs/console.md, "Activity"). A name in it shows what that member did
-// alone (#/activity/{member}; "the platform": #/activity/reconciler). Read
+// alone (#/activity/{member}; "the platform": #/activity/reconciler); a
+// deleted notebook's, its whole history (#/activity/notebook/{id}: the one
+// page that shows it, as a notebook's own page is gone with it). Read
 // again as the other views are (Poller); "Show older" pages by the API's
 // marker, kept while nothing new comes (events.js, takeLatest).
 
@@ -16,6 +18,7 @@ const SHOWN = 50;
 const view = {
   visit: 0,
   actor: null,
+  notebook: null, // a deleted notebook's history alone
   poller: null,
   history: noHistory(),
   capped: false, // more entries than `total` says
@@ -42,7 +45,15 @@ function subject(e) {
     return h("a", { href, class: "activity-notebook", dataset: { focusKey: `nb:${e.id}` }, text: nb.name });
   }
   const name = e.notebookName ? `“${e.notebookName}”` : e.notebookId;
-  return h("span", { class: "activity-notebook", text: `${name} (deleted)` });
+  const text = `${name} (deleted)`;
+  if (e.notebookId === view.notebook) return h("span", { class: "activity-notebook", text });
+  return h("a", {
+    href: `#/activity/notebook/${encodeURIComponent(e.notebookId)}`,
+    class: "activity-notebook",
+    title: "Its whole history",
+    dataset: { focusKey: `nb:${e.id}` },
+    text,
+  });
 }
 
 // Who acted: a link to their activity alone, unless that is what is shown.
@@ -73,21 +84,22 @@ function render() {
 }
 
 function showFilter() {
-  const title = !view.actor
-    ? "Activity"
-    : view.actor === "reconciler"
-      ? "What the platform did"
-      : `What ${memberLabel(view.actor)} did`;
+  let title = "Activity";
+  if (view.notebook) {
+    const kept = view.history.latest.find((e) => e.notebookName)?.notebookName;
+    title = `History of ${kept ? `“${kept}”` : view.notebook} (deleted)`;
+  } else if (view.actor === "reconciler") title = "What the platform did";
+  else if (view.actor) title = `What ${memberLabel(view.actor)} did`;
   $("#activity-title").textContent = title;
-  $("#activity-filter").hidden = !view.actor;
+  $("#activity-filter").hidden = !view.actor && !view.notebook;
 }
 
 async function refresh() {
-  const { visit, actor } = view;
+  const { visit, actor, notebook } = view;
   const read = ++view.reads; // a later read's answer wins
   let page;
   try {
-    page = await api.activity({ limit: SHOWN, actor });
+    page = await api.activity({ limit: SHOWN, actor, notebook });
   } catch (err) {
     if (visit !== view.visit) return false;
     if (err.status === 403) return refuse(); // no longer an org admin
@@ -120,11 +132,11 @@ function refuse() {
 
 async function showOlder(ev) {
   const button = ev.currentTarget;
-  const { visit, history, actor } = view;
+  const { visit, history, actor, notebook } = view;
   button.disabled = true;
   let page;
   try {
-    page = await api.activity({ limit: SHOWN, actor, marker: history.marker });
+    page = await api.activity({ limit: SHOWN, actor, notebook, marker: history.marker });
   } catch (err) {
     if (visit === view.visit) showError($("#activity-error"), err, "Could not load older entries");
     return;
@@ -142,9 +154,10 @@ async function showOlder(ev) {
 
 export const activityView = {
   el: () => $("#view-activity"),
-  enter({ actor = null }) {
+  enter({ actor = null, notebook = null }) {
     view.visit += 1;
     view.actor = actor;
+    view.notebook = notebook;
     view.history = noHistory();
     view.capped = false;
     view.notebooks = new Map();

@@ -223,11 +223,12 @@ export const api = {
     return request("GET", qs ? `/usage?${qs}` : "/usage");
   },
   // The organization's activity (org admins), newest first; `actor`: one
-  // member's id, or "reconciler".
-  activity: ({ limit, marker, actor } = {}) => {
+  // member's id, or "reconciler"; `notebook`: one notebook's, deleted or not.
+  activity: ({ limit, marker, actor, notebook } = {}) => {
     const query = new URLSearchParams({ limit: String(limit) });
     if (marker) query.set("marker", marker);
     if (actor) query.set("actor", actor);
+    if (notebook) query.set("notebook", notebook); // a deleted one's whole history
     return request("GET", `/events?${query}`);
   },
   notebookEvents: (id, limit, marker) =>

@@ -7,6 +7,7 @@
 //                          admins) the organization's members
 //   #/activity[/{member}]  (org admins) every notebook's history, or what
 //                          one member (or "reconciler") did
+//   #/activity/notebook/{id}  (org admins) a deleted notebook's history
 //   #/usage                (org admins) how long notebooks ran, by owner
 // Everything goes through the public REST API (api.js); no build step.
 
@@ -48,6 +49,9 @@ function resolve(hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decoded);
   if (parts[0] === "configs") return [configsView, {}, "configs"];
   if (parts[0] === "people") return [peopleView, {}, "people"];
+  if (parts[0] === "activity" && parts[1] === "notebook" && parts[2]) {
+    return [activityView, { notebook: parts[2] }, "activity"];
+  }
   if (parts[0] === "activity") return [activityView, { actor: parts[1] || null }, "activity"];
   if (parts[0] === "usage") return [usageView, {}, "usage"];
   if (parts[0] === "notebooks" && parts[1] && parts[2] === "open") {

@@ -41,11 +41,19 @@ def test_an_org_admin_reads_the_activity_and_what_one_member_did(browser: Any, s
             "href", f"#/notebooks/{anns}"
         )
         expect(renamed.get_by_role("link", name="Ann Analyst")).to_be_visible()
-        # A deleted notebook is named by the name its events kept, not linked.
+        # A deleted notebook is named by the name its events kept, and leads
+        # to its whole history (its own page is gone with it).
         deleted = entries.filter(has_text="Delete requested")
         expect(deleted).to_contain_text("“Scratch” (deleted)")
-        expect(deleted.get_by_role("link", name="“Scratch” (deleted)")).to_have_count(0)
         expect(entries.filter(has_text="Description edited")).to_have_count(1)
+        deleted.get_by_role("link", name="“Scratch” (deleted)").click()
+        expect(page.get_by_role("heading", name="History of “Scratch” (deleted)")).to_be_visible()
+        assert page.evaluate("location.hash") == f"#/activity/notebook/{gone}"
+        expect(entries.filter(has_text="Description edited")).to_have_count(1)
+        expect(entries.filter(has_text="Renamed from")).to_have_count(0)
+        expect(entries.first.get_by_role("link", name="“Scratch” (deleted)")).to_have_count(0)
+        page.go_back()
+        expect(page.get_by_role("heading", name="Activity", exact=True)).to_be_visible()
 
         # What Ann did, alone.
         renamed.get_by_role("link", name="Ann Analyst").click()
