@@ -17,8 +17,8 @@ from api.responses import page_params, plain_list
 from api.teams import require_org_admin
 from api.validation import ID_SCHEMA, path_id
 from common.ids import is_valid_id
+from common.statuses import RECONCILER_ACTOR
 
-RECONCILER = "reconciler"  # the actor of what the workers observed and did
 # The activity counts its events up to this many, then says "at least"
 # (`totalCapped`): counting an organization's million cost 50 ms a page.
 TOTAL_CAP = 10_000
@@ -27,7 +27,7 @@ ACTOR_PARAMETER: dict[str, Any] = {
     "required": False,
     "description": "Only what this member did (a member id), or `reconciler`: what the "
     "platform did by itself.",
-    "schema": {"oneOf": [ID_SCHEMA, {"type": "string", "enum": [RECONCILER]}]},
+    "schema": {"oneOf": [ID_SCHEMA, {"type": "string", "enum": [RECONCILER_ACTOR]}]},
 }
 NOTEBOOK_PARAMETER: dict[str, Any] = {
     "required": False,
@@ -40,7 +40,7 @@ def actor_filter(ctx: Ctx) -> str | None:
     raw = ctx.request.query.get("actor")
     if raw is None:
         return None
-    if raw != RECONCILER and not is_valid_id(raw):
+    if raw != RECONCILER_ACTOR and not is_valid_id(raw):
         raise BadRequest(
             "actor is not a member id, nor reconciler.", code="invalid_id", field="actor"
         )

@@ -17,9 +17,11 @@ from api.context import Ctx
 from api.errors import BadRequest
 from api.responses import raw_json
 from api.teams import require_org_admin
+from common.statuses import HOLDS_SERVERS
 
 MAX_WINDOW = timedelta(days=366)
 TOP_NOTEBOOKS = 100
+HELD = sorted(HOLDS_SERVERS)  # the statuses counted, as the statement takes them
 
 TIME_PARAMETER: dict[str, Any] = {
     "required": False,
@@ -97,7 +99,8 @@ async def org_usage(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
     start, until = window(ctx)
     row = await ctx.one(
-        "api_org_usage", ctx.mine(**{"from": start, "until": until, "top": TOP_NOTEBOOKS})
+        "api_org_usage",
+        ctx.mine(**{"from": start, "until": until, "top": TOP_NOTEBOOKS, "held": HELD}),
     )
     assert row is not None  # an aggregate always returns one row
     # The lists come as JSON text built by PostgreSQL: spliced in after the

@@ -26,6 +26,13 @@ STARTABLE = frozenset({Status.STOPPED, Status.FAILED})
 STOPPABLE = frozenset({Status.STARTING, Status.RUNNING, Status.IDLE, Status.DETACHED})
 PROVISIONED = frozenset({Status.RUNNING, Status.IDLE, Status.DETACHED})  # open, ping
 CONFIG_CHANGEABLE = frozenset({Status.STOPPED, Status.FAILED})
+# While its servers are held: what the organization's usage counts (api/usage.py).
+HOLDS_SERVERS = frozenset(
+    {Status.STARTING, Status.RUNNING, Status.IDLE, Status.DETACHED, Status.STOPPING}
+)
+
+# The actor of what the workers observed and did, in the history.
+RECONCILER_ACTOR = "reconciler"
 
 # The status message of a stop a member asked for: said while `stopping`,
 # not kept once `stopped` (it read as still pending); an automatic stop's

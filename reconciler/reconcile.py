@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock
 from common.ids import is_valid_id
-from common.statuses import Desired, Status
+from common.statuses import RECONCILER_ACTOR, Desired, Status
 from reconciler import metrics
 from reconciler.db import fetchone
 from reconciler.plan import (
@@ -54,7 +54,7 @@ from sql import query
 
 log = structlog.get_logger("reconciler")
 
-ACTOR = "reconciler"
+ACTOR = RECONCILER_ACTOR
 # A deleted notebook's last event, once its servers and files are gone.
 DELETED = "Deleted for good: its servers and files are removed"
 # A runtime's error in a status message: enough to say what refused (a

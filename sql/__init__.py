@@ -75,6 +75,7 @@ def _included(body: str, fragments: dict[str, str], within: tuple[str, ...] = ()
     return _INCLUDE.sub(fragment, body)
 
 
+@cache  # read once per process, for the fragments and the queries alike
 def _parsed() -> list[tuple[Path, dict[str, str], dict[str, str]]]:
     return [(path, *parse_blocks(path.read_text())) for path in sorted(QUERIES_DIR.glob("*.sql"))]
 

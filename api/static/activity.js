@@ -7,10 +7,9 @@
 // again as the other views are (Poller); "Show older" pages by the API's
 // marker, kept while nothing new comes (events.js, takeLatest).
 
-import { preserveFocus } from "./actions.js";
 import { api } from "./api.js";
 import { $, h, showAdminNav, showError } from "./dom.js";
-import { actorLabel, eventEntry, noHistory, olderShown, showCount, takeLatest } from "./events.js";
+import { actorLabel, eventEntry, noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { Poller, absorb, memberLabel, state } from "./store.js";
 
 const SHOWN = 50;
@@ -68,19 +67,13 @@ function who(e) {
 }
 
 function render() {
-  const { latest, older, total, marker } = view.history;
-  const items = [...latest, ...older];
-  const list = $("#activity-list");
-  // Redrawn on every read: a link focused (keyboard, screen reader) keeps focus.
-  preserveFocus(list, () =>
-    list.replaceChildren(
-      ...(items.length
-        ? items.map((e) => eventEntry(e, { subject: h("span", {}, subject(e), " "), who: who(e) }))
-        : [h("li", { class: "muted", text: view.actor ? "Nothing done yet." : "Nothing yet: no notebook has been started or changed." })]),
-    ),
-  );
-  // Past 10,000 the API stops counting (totalCapped).
-  showCount($("#activity-more"), $("#activity-older"), items.length, { total, marker }, view.capped);
+  showHistory($("#activity-list"), view.history, {
+    entry: (e) => eventEntry(e, { subject: h("span", {}, subject(e), " "), who: who(e) }),
+    empty: view.actor ? "Nothing done yet." : "Nothing yet: no notebook has been started or changed.",
+    more: $("#activity-more"),
+    older: $("#activity-older"),
+    capped: view.capped, // past 10,000 the API stops counting (totalCapped)
+  });
 }
 
 function showFilter() {

@@ -2,6 +2,7 @@
 // organization's activity (activity.js): one line each, and the rule for
 // keeping the older entries a member asked for when the history is read again.
 
+import { preserveFocus } from "./actions.js";
 import { announce, formatTime, h, statusBadge } from "./dom.js";
 import { memberLabel } from "./store.js";
 
@@ -42,9 +43,21 @@ export function takeLatest(known, page) {
 
 export const noHistory = () => ({ latest: [], older: [], total: 0, marker: null });
 
+// A history as shown (`{latest, older, total, marker}`): its entries, each
+// drawn by `entry`, or `empty` said when there are none (a focused link or
+// button keeps focus across the redraw), then the count and "Show older"
+// under them; `capped` once the API stops counting.
+export function showHistory(list, history, { entry, empty, more, older, capped = false }) {
+  const items = [...history.latest, ...history.older];
+  preserveFocus(list, () =>
+    list.replaceChildren(...(items.length ? items.map(entry) : [h("li", { class: "muted", text: empty })])),
+  );
+  showCount(more, older, items.length, history, capped);
+}
+
 // Under the entries: how many of how many ("more than" once the API stops
 // counting), and "Show older" while the API has a marker for more.
-export function showCount(moreEl, olderButton, shown, { total, marker }, capped = false) {
+function showCount(moreEl, olderButton, shown, { total, marker }, capped = false) {
   const left = capped || total > shown;
   moreEl.hidden = !left;
   const of = capped ? `more than ${total.toLocaleString()}` : total.toLocaleString();

@@ -2,7 +2,7 @@
 
 import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
-import { eventEntry, noHistory, olderShown, showCount, takeLatest } from "./events.js";
+import { eventEntry, noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
 import {
   clearOffersError,
@@ -753,19 +753,14 @@ async function refreshHistory() {
 // The latest entries, then the older ones the member asked for ("Show
 // older": the API's marker, by event id, so new entries never shift them).
 function renderHistory() {
-  const { latest, older, total, marker } = detail.history;
   // `older` follows `latest` without overlap: it is kept only while the
   // latest page is the same (refreshHistory), and a page is added only then (showOlder).
-  const items = [...latest, ...older];
-  const list = $("#nb-history");
-  preserveFocus(list, () =>
-    list.replaceChildren(
-      ...(items.length
-        ? items.map((e) => eventEntry(e))
-        : [h("li", { class: "muted", text: "Nothing yet: it has never been started or changed." })]),
-    ),
-  );
-  showCount($("#history-more"), $("#history-older"), items.length, { total, marker });
+  showHistory($("#nb-history"), detail.history, {
+    entry: (e) => eventEntry(e),
+    empty: "Nothing yet: it has never been started or changed.",
+    more: $("#history-more"),
+    older: $("#history-older"),
+  });
 }
 
 async function showOlder(ev) {

@@ -12,7 +12,7 @@ const view = { visit: 0 };
 // The window as the API takes it: [from, to), to omitted = now, from
 // omitted = the start of this month (UTC, by the server's clock: a browser
 // whose clock runs ahead would ask for a month still to come).
-export function windowOf(choice, now = new Date()) {
+function windowOf(choice, now = new Date()) {
   const monthStart = (y, m) => new Date(Date.UTC(y, m, 1));
   const y = now.getUTCFullYear();
   const m = now.getUTCMonth();
@@ -29,7 +29,7 @@ export function windowOf(choice, now = new Date()) {
 }
 
 // Hours with one decimal (what a bill says); under six minutes, minutes.
-export function formatUsage(seconds) {
+function formatUsage(seconds) {
   if (seconds < 360) return `${Math.round(seconds / 60)} min`;
   return `${(seconds / 3600).toLocaleString(undefined, { maximumFractionDigits: 1, minimumFractionDigits: 1 })} h`;
 }
@@ -77,7 +77,7 @@ function cell(value) {
 }
 
 // The owners' table as CSV, for the bill: one line per owner.
-export function usageCsv(report) {
+function usageCsv(report) {
   const lines = [["owner_id", "owner_name", "owner_email", "notebooks", "seconds", "hours"]];
   for (const m of report.byMember) {
     const member = m.memberId ? state.members.get(m.memberId) : null;

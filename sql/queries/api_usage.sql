@@ -1,8 +1,9 @@
 -- The organization's usage (api/usage.py, docs/api.md "Usage"): how long each
--- notebook held servers (its status starting, running, idle, detached or
--- stopping) within a window [from, until), read from the history: each
--- status lasts from its event to the notebook's next one; the window's own
--- events come off notebook_events_org_time. A notebook's status as the
+-- notebook held servers (its status one of `held`: starting, running, idle,
+-- detached or stopping, common/statuses.py HOLDS_SERVERS) within a window
+-- [from, until), read from the history: each status lasts from its event to
+-- the notebook's next one; the window's own events come off
+-- notebook_events_org_time. A notebook's status as the
 -- window opens: its status now, if it has not changed since
 -- (`status_changed_at`, stamped with each status change's event, is before
 -- the window: most of a large organization's notebooks, idle for weeks);
@@ -34,7 +35,7 @@ with inside as materialized (
     select n.id as notebook_id, n.status, %(from)s::timestamptz as at, 0::bigint as seq
       from notebooks n
      where n.organization_id = %(org_id)s and n.status_changed_at < %(from)s
-       and n.status in ('starting', 'running', 'idle', 'detached', 'stopping')
+       and n.status = any(%(held)s::text[])
     union all
     select p.id, b.to_status, %(from)s::timestamptz, 0::bigint
       from probed p
@@ -43,7 +44,7 @@ with inside as materialized (
             where e.notebook_id = p.id and e.created_at < %(from)s
             order by e.created_at desc, e.id desc
             limit 1) b
-     where b.to_status in ('starting', 'running', 'idle', 'detached', 'stopping')
+     where b.to_status = any(%(held)s::text[])
     union all
     select i.notebook_id, i.to_status, i.created_at, i.id from inside i
 ), spans as (
@@ -57,7 +58,7 @@ with inside as materialized (
 ), used as (
     select sp.notebook_id, sum(extract(epoch from sp.ends - sp.at))::float8 as seconds
       from spans sp
-     where sp.status in ('starting', 'running', 'idle', 'detached', 'stopping')
+     where sp.status = any(%(held)s::text[])
      group by sp.notebook_id
 ), named as (
     select u.notebook_id, u.seconds, coalesce(n.member_id, d.member_id) as member_id,

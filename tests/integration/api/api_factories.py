@@ -130,6 +130,25 @@ class Factory:
             )
         return nb_id
 
+    def event(
+        self,
+        notebook: str,
+        org: str,
+        to: str,
+        *,
+        at: datetime | None = None,
+        reason: str = "",
+        times: int = 1,
+    ) -> None:
+        """`times` events straight into the history, by the platform, at `at`
+        (default now): the notebook's row stays as it is."""
+        self.conn.execute(
+            "insert into notebook_events (notebook_id, organization_id, to_status, reason,"
+            " actor, created_at) select %s, %s, %s, %s, 'reconciler', %s"
+            " from generate_series(1, %s)",
+            (notebook, org, to, reason, at or self.clock.now(), times),
+        )
+
     def reconciler_sets(self, notebook: str, status: str, reason: str) -> None:
         """A status change by the workers, through the statement they use."""
         self.conn.execute(

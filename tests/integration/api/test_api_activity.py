@@ -112,11 +112,7 @@ async def test_a_deleted_notebooks_history_stays_in_the_activity_by_the_name_it_
 async def test_events_recorded_before_names_were_kept_have_none(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    factory.conn.execute(
-        "insert into notebook_events (notebook_id, organization_id, to_status, actor, created_at)"
-        " values (%s, %s, 'stopped', 'reconciler', %s)",
-        (world.notebook, world.org, factory.clock.now()),
-    )
+    factory.event(world.notebook, world.org, "stopped")
     (event,) = (await activity(client, world.admin))["items"]
     assert event["notebookName"] is None
 
@@ -194,18 +190,11 @@ async def test_the_activity_counts_up_to_ten_thousand_then_says_so(
     10,000 `total` is a floor, and `totalCapped` says so. One notebook's
     history is counted whole."""
 
-    def platform_events(n: int) -> None:
-        factory.conn.execute(
-            "insert into notebook_events (notebook_id, organization_id, to_status, actor,"
-            " created_at) select %s, %s, 'stopped', 'reconciler', %s from generate_series(1, %s)",
-            (world.notebook, world.org, factory.clock.now(), n),
-        )
-
-    platform_events(10_000)
+    factory.event(world.notebook, world.org, "stopped", times=10_000)
     for query_string in ("?limit=1", "?limit=1&actor=reconciler"):
         exact = await activity(client, world.admin, query_string)
         assert exact["total"] == 10_000 and "totalCapped" not in exact, query_string
-    platform_events(1)
+    factory.event(world.notebook, world.org, "stopped")
     await start_and_stop(client, factory, world.owner, world.notebook)
     for query_string in ("?limit=1", "?limit=1&actor=reconciler"):
         body = await activity(client, world.admin, query_string)
@@ -222,11 +211,7 @@ async def test_another_organizations_notebook_is_never_included(
     notebook (none is ever written so) does not bring that notebook along."""
     stranger_config = factory.config(world.stranger.org)
     theirs = factory.notebook(world.stranger, stranger_config)
-    factory.conn.execute(
-        "insert into notebook_events (notebook_id, organization_id, to_status, actor, created_at)"
-        " values (%s, %s, 'stopped', 'reconciler', %s)",
-        (theirs, world.org, factory.clock.now()),
-    )
+    factory.event(theirs, world.org, "stopped")
     body = await activity(client, world.admin)
     assert [e["notebookId"] for e in body["items"]] == [theirs]
     assert body["included"]["notebooks"] == []

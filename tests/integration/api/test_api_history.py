@@ -12,15 +12,6 @@ from sql import query
 NB = "/api/v1/workloads/notebooks"
 
 
-def record(factory: Factory, world: World, notebook: str, to: str, reason: str) -> None:
-    """An event as the reconciler's set_status writes it."""
-    factory.conn.execute(
-        "insert into notebook_events (notebook_id, organization_id, from_status, to_status,"
-        " reason, actor, created_at) values (%s, %s, null, %s, %s, 'reconciler', %s)",
-        (notebook, world.org, to, reason, factory.clock.now()),
-    )
-
-
 async def history(client: TestClient, who: Member, notebook: str, query: str = "") -> dict:
     resp = await client.get(f"{NB}/{notebook}/events{query}", headers=who.auth)
     assert resp.status == 200, await resp.text()
@@ -118,7 +109,7 @@ async def test_the_historys_times_never_run_backwards(
 async def test_whoever_may_see_the_notebook_reads_its_history_and_nobody_else(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    record(factory, world, world.notebook, "starting", "Start requested")
+    factory.event(world.notebook, world.org, "starting", reason="Start requested")
     for who in (world.owner, world.admin, world.team_admin, world.editor, world.viewer):
         assert (await history(client, who, world.notebook))["total"] == 1, who
     for who in (world.outsider, world.stranger):
@@ -135,7 +126,7 @@ async def test_whoever_may_see_the_notebook_reads_its_history_and_nobody_else(
 async def test_a_deleted_notebook_has_no_history_in_the_api_though_its_events_are_kept(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    record(factory, world, world.notebook, "starting", "Start requested")
+    factory.event(world.notebook, world.org, "starting", reason="Start requested")
     assert (await client.delete(f"{NB}/{world.notebook}", headers=world.owner.auth)).status == 204
     resp = await client.get(f"{NB}/{world.notebook}/events", headers=world.owner.auth)
     assert resp.status == 404
@@ -192,8 +183,8 @@ async def test_pages_walk_the_whole_history_and_only_this_notebooks(
     other = factory.notebook(world.owner, world.config)
     for i in range(7):
         factory.clock.advance(1)
-        record(factory, world, world.notebook, "starting", f"step {i}")
-        record(factory, world, other, "starting", f"other {i}")
+        factory.event(world.notebook, world.org, "starting", reason=f"step {i}")
+        factory.event(other, world.org, "starting", reason=f"other {i}")
     reasons: list[str] = []
     query = "?limit=3"
     while True:
@@ -213,8 +204,8 @@ async def test_bad_limits_and_markers_are_refused_with_the_field_named(
 ) -> None:
     other = factory.notebook(world.owner, world.config, teams=(world.team,))
     for nb in (world.notebook, other):
-        record(factory, world, nb, "starting", "a")
-        record(factory, world, nb, "starting", "b")
+        factory.event(nb, world.org, "starting", reason="a")
+        factory.event(nb, world.org, "starting", reason="b")
     mine = (await history(client, world.owner, world.notebook, "?limit=1"))["marker"]
     others = (await history(client, world.owner, other, "?limit=1"))["marker"]
     editors = (await history(client, world.editor, world.notebook, "?limit=1"))["marker"]

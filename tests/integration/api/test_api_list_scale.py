@@ -34,6 +34,7 @@ from scale_seed import (
 )
 
 from api.app import create_app
+from api.usage import HELD
 from common.clock import FakeClock
 from common.db import open_pool
 from common.settings import Settings
@@ -227,7 +228,7 @@ def test_usage_reads_the_windows_events_and_one_event_per_changed_notebook(
     status as the window opens is its status now when unchanged since, else
     one probe of notebook_events_notebook_time; nothing reads the whole
     history."""
-    params = {"org_id": ORG, "from": begins, "until": ends, "top": 100}
+    params = {"org_id": ORG, "from": begins, "until": ends, "top": 100, "held": HELD}
     plan = explain(scale_conn, "api_org_usage", params, generic=generic)
     read = scans(plan["Plan"], "notebook_events")
     assert read and not [n for n in read if n["Node Type"] == "Seq Scan"], read

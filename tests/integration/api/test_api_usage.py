@@ -17,17 +17,13 @@ USAGE = "/api/v1/usage"
 T0 = datetime.fromisoformat("2026-11-01T12:00:00+00:00")  # the factory clock's start
 
 
+def instant(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
 def at(seconds: float) -> str:
-    return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
-
-
-def event(factory: Factory, org: str, notebook: str, to: str, seconds: float) -> None:
-    """A status change at T0 + seconds, as set_status writes it."""
-    factory.conn.execute(
-        "insert into notebook_events (notebook_id, organization_id, to_status, actor, created_at)"
-        " values (%s, %s, %s, 'reconciler', %s)",
-        (notebook, org, to, T0 + timedelta(seconds=seconds)),
-    )
+    """T0 + seconds, as a query's RFC 3339 time."""
+    return instant(seconds).isoformat().replace("+00:00", "Z")
 
 
 async def usage(client: TestClient, who: Member, query_string: str = "") -> dict:
@@ -76,11 +72,11 @@ async def test_the_window_cuts_what_runs_across_its_edges(
     client: TestClient, world: World, factory: Factory
 ) -> None:
     running_before = world.notebook  # running since before the window, no event in it
-    event(factory, world.org, running_before, "running", -7200)
+    factory.event(running_before, world.org, "running", at=instant(-7200))
     crossing = factory.notebook(world.outsider, world.config)
-    event(factory, world.org, crossing, "starting", 100)
-    event(factory, world.org, crossing, "running", 110)
-    event(factory, world.org, crossing, "stopped", 5000)
+    factory.event(crossing, world.org, "starting", at=instant(100))
+    factory.event(crossing, world.org, "running", at=instant(110))
+    factory.event(crossing, world.org, "stopped", at=instant(5000))
     factory.clock.advance(10_000)
 
     # [T0 + 1000, T0 + 4000): the first runs through it, the second too.
@@ -104,8 +100,8 @@ async def test_the_window_cuts_what_runs_across_its_edges(
     assert seconds_of(morning) == {running_before: 3600}
     # Less than half a second is not a notebook that ran.
     blink = factory.notebook(world.outsider, world.config)
-    event(factory, world.org, blink, "starting", 8000.2)
-    event(factory, world.org, blink, "failed", 8000.6)
+    factory.event(blink, world.org, "starting", at=instant(8000.2))
+    factory.event(blink, world.org, "failed", at=instant(8000.6))
     body = await usage(client, world.admin, f"?from={at(0)}")
     assert blink not in seconds_of(body) and body["notebooks"] == 2
 
@@ -113,7 +109,7 @@ async def test_the_window_cuts_what_runs_across_its_edges(
 async def test_a_notebook_deleted_for_good_counts_until_it_was_gone(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    event(factory, world.org, world.notebook, "running", 0)
+    factory.event(world.notebook, world.org, "running", at=instant(0))
     factory.clock.advance(600)
     url = f"{NB}/{world.notebook}"
     assert (await client.delete(url, headers=world.owner.auth)).status == 204  # stopping
@@ -143,7 +139,7 @@ async def test_a_past_window_keeps_a_notebook_deleted_after_it(
     """Running through a window it has no event in, then deleted for good
     after it: the window still counts it, for its owner (a review: the
     month's figures shrank as notebooks were deleted later)."""
-    event(factory, world.org, world.notebook, "running", 0)
+    factory.event(world.notebook, world.org, "running", at=instant(0))
     factory.clock.advance(20_000)
     url = f"{NB}/{world.notebook}"
     assert (await client.delete(url, headers=world.owner.auth)).status == 204
@@ -168,8 +164,8 @@ async def test_a_row_gone_before_deletions_were_recorded_stops_at_its_last_event
 ) -> None:
     """Deleted for good before the last event was written (migration 0014):
     its history ends `stopping`, and counts up to that event, not forever."""
-    event(factory, world.org, world.notebook, "running", 0)
-    event(factory, world.org, world.notebook, "stopping", 300)
+    factory.event(world.notebook, world.org, "running", at=instant(0))
+    factory.event(world.notebook, world.org, "stopping", at=instant(300))
     factory.conn.execute("delete from notebooks where id = %s", (world.notebook,))
     factory.clock.advance(5000)
     assert seconds_of(await usage(client, world.admin)) == {world.notebook: 300}
@@ -180,8 +176,8 @@ async def test_only_this_organizations_notebooks_and_only_for_org_admins(
 ) -> None:
     stranger_config = factory.config(world.stranger.org)
     theirs = factory.notebook(world.stranger, stranger_config)
-    event(factory, world.stranger.org, theirs, "running", 0)
-    event(factory, world.org, world.notebook, "running", 0)
+    factory.event(theirs, world.stranger.org, "running", at=instant(0))
+    factory.event(world.notebook, world.org, "running", at=instant(0))
     factory.clock.advance(100)
     assert seconds_of(await usage(client, world.admin)) == {world.notebook: 100}
     assert seconds_of(await usage(client, world.stranger)) == {theirs: 100}
