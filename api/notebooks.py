@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from api import sources
 from api.context import Ctx
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
 from api.responses import (
@@ -46,7 +47,10 @@ FIELDS: dict[str, Any] = {
     "idleTimeoutSeconds": TIMEOUT_SCHEMA,
     "detachedTimeoutSeconds": TIMEOUT_SCHEMA,
 }
-CREATE_SCHEMA = obj({**FIELDS, "teamIds": TEAM_IDS_SCHEMA}, required=("name", "workloadConfigId"))
+CREATE_SCHEMA = obj(
+    {**FIELDS, "teamIds": TEAM_IDS_SCHEMA, "source": sources.SOURCE_SCHEMA},
+    required=("name", "workloadConfigId"),
+)
 # `memberId` hands the notebook on (org admins): someone leaving keeps
 # nothing hostage, and its cost goes to whom it now serves.
 UPDATE_SCHEMA = obj({**FIELDS, "memberId": ID_SCHEMA})
@@ -306,6 +310,8 @@ async def list_notebooks(ctx: Ctx) -> web.Response:
 
 async def create_notebook(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, CREATE_SCHEMA)
+    # Bad input first: a file that cannot be read is the client's to mend.
+    seed = await sources.converted(body["source"]) if "source" in body else None
     await check_config(ctx, body["workloadConfigId"])
     team_ids = await check_teams(ctx, body.get("teamIds", []))
     notebook_id = new_id()
@@ -320,6 +326,8 @@ async def create_notebook(ctx: Ctx) -> web.Response:
             detached_timeout_seconds=body.get("detachedTimeoutSeconds", 14400),
         ),
     )
+    if seed is not None:
+        await ctx.run("api_insert_seed", {"notebook_id": notebook_id, "source": seed})
     if team_ids:
         await ctx.run("api_link_teams", ctx.mine(notebook_id=notebook_id, team_ids=team_ids))
     return await describe_notebook(ctx, notebook_id, 201)

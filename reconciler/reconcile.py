@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.clock import Clock
 from common.ids import is_valid_id
-from common.statuses import RECONCILER_ACTOR, Desired, Status
+from common.statuses import PROVISIONED, RECONCILER_ACTOR, Desired, Status
 from reconciler import metrics
 from reconciler.db import fetchone
 from reconciler.plan import (
@@ -129,6 +129,7 @@ def session_spec(row: dict[str, Any]) -> SessionSpec:
             marimo=_resources(row["marimo"]),
         ),
         base_url=f"/notebooks/{row['id']}",
+        seed=row.get("seed"),
     )
 
 
@@ -474,6 +475,9 @@ async def _write(
                     "record_unchanged": False,
                 },
             )
+        if row.get("seed") is not None and p.status in PROVISIONED:
+            # Marimo is up on the notebook's file, so that file exists now.
+            await conn.execute(query("reconciler_drop_seed"), {"id": row["id"]})
         if Action.DELETE in p.actions:
             await conn.execute(
                 query("reconciler_delete_notebook"),

@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { $, announce, focusHeading, h, markBusy, setBusy, showError } from "./dom.js";
+import { nameOf, sourceOf, tooLarge } from "./sources.js";
 import {
   PROVISIONED,
   STARTABLE,
@@ -296,6 +297,11 @@ export async function openCreate(trigger, onCreated) {
   // Until the lists below have loaded, Enter must not submit the form the
   // browser's way (a GET of the page, which would reload the console).
   form.onsubmit = (ev) => ev.preventDefault();
+  // A file chosen before a name names the notebook after it.
+  form.source.onchange = () => {
+    const file = form.source.files[0];
+    if (file && !form.name.value.trim()) form.name.value = nameOf(file);
+  };
   wireDialog(dialog, trigger);
   dialog.showModal();
   try {
@@ -329,6 +335,13 @@ export async function openCreate(trigger, onCreated) {
     const submit = $("#create-submit");
     setBusy(submit, true);
     try {
+      const file = form.source.files[0];
+      if (file) {
+        body.source = await sourceOf(file);
+        if (tooLarge(body)) {
+          throw { detail: `${file.name} is too large: a new notebook can bring 1 MiB (a Jupyter notebook's outputs are left out).` };
+        }
+      }
       const created = await api.createNotebook(body);
       dialog.close();
       announce(`Notebook ${body.name} created`);

@@ -79,6 +79,9 @@ class SessionSpec:
     session_token: str  # Marimo's token; only the proxy learns it
     workload: WorkloadSpec
     base_url: str  # "/notebooks/{id}/" without the trailing slash for Marimo's --base-url
+    # The notebook's first file when it has none yet (it was created from a
+    # file its member brought); None: the platform's template.
+    seed: str | None = None
 
 
 @dataclass(frozen=True)

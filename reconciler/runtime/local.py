@@ -315,7 +315,7 @@ class LocalRuntime:
                 # Whole or not at all: a write cut short (disk full, a kill)
                 # must not leave a truncated notebook that is never rewritten.
                 partial = nb_dir / f".{NOTEBOOK_FILE}.new"
-                partial.write_text(TEMPLATE)
+                partial.write_text(spec.seed or TEMPLATE, encoding="utf-8")
                 partial.chmod(0o600)
                 os.replace(partial, notebook)
             token_file = run_dir / "token"

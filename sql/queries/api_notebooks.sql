@@ -252,6 +252,10 @@ values (%(id)s, %(org_id)s, %(member_id)s, %(workload_config_id)s, %(name)s, %(d
         %(idle_timeout_seconds)s, %(detached_timeout_seconds)s,
         %(now)s, %(member_id)s, %(now)s, %(member_id)s, %(now)s);
 
+-- name: api_insert_seed
+-- The file a notebook's first start writes (migration 0016).
+insert into notebook_seeds (notebook_id, source) values (%(notebook_id)s, %(source)s);
+
 -- name: api_new_owner
 -- The member a notebook is handed to, if active in the org, key-share-locked
 -- (as a foreign key check would): disabling them waits for the hand-over,

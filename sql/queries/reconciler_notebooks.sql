@@ -9,7 +9,8 @@ select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.g
        n.runtime_state, n.deleted_at, n.status_changed_at,
        c.mode, c.workers, c.env, c.sail, c.marimo,
        (select max(p.last_seen_at) from notebook_presence p where p.notebook_id = n.id)
-           as last_seen_at
+           as last_seen_at,
+       (select s.source from notebook_seeds s where s.notebook_id = n.id) as seed
   from notebooks n
   join workload_configs c on c.id = n.workload_config_id
  where n.id = %(id)s;
@@ -69,6 +70,11 @@ update notebooks
         or (%(clear_session)s and (session_id is not null or session_token is not null))
         or (%(disarm_deadline)s
             and (start_deadline_at is not null or start_deadline_session_id is not null)));
+
+-- name: reconciler_drop_seed
+-- The notebook runs, so its first file is written: the one it was created
+-- from is no longer needed (migration 0016).
+delete from notebook_seeds where notebook_id = %(id)s;
 
 -- name: reconciler_auto_stop
 -- The reconciler's own decision to stop (idle/detached timeout): desired

@@ -27,6 +27,10 @@ MARIMO_PORT = 2718
 TOKEN_KEY = "token"
 DATA_DIR = "/data"
 TOKEN_DIR = "/var/run/secrets/notebooks"
+# A notebook created from a file: that file, in the session's Secret beside
+# the token, mounted for the seeding init container only.
+SEED_KEY = "seed.py"
+SEED_DIR = "/var/run/notebooks-seed"
 
 
 def _base(notebook_id: str) -> str:

@@ -18,16 +18,22 @@ from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE  # the same as l
 Obj = dict[str, Any]
 
 
-# Seeds the PVC with the template unless the notebook already has a file;
-# whole or not at all: written beside it and renamed, as the local runtime
-# does (a seed cut short by a full volume or a kill left a truncated file,
-# which every later seed kept, as it exists).
+# Seeds the PVC with the template, or the file the notebook was created from
+# (a second argument), unless the notebook already has a file; whole or not
+# at all: written beside it and renamed, as the local runtime does (a seed
+# cut short by a full volume or a kill left a truncated file, which every
+# later seed kept, as it exists).
 _SEED = (
     "import os, sys\n"
     "p = sys.argv[1]\n"
     "if not os.path.exists(p):\n"
-    "    with open(p + '.new', 'w') as f:\n"
-    "        f.write(os.environ['NOTEBOOK_TEMPLATE'])\n"
+    "    if len(sys.argv) > 2:\n"
+    "        with open(sys.argv[2], encoding='utf-8') as s:\n"
+    "            text = s.read()\n"
+    "    else:\n"
+    "        text = os.environ['NOTEBOOK_TEMPLATE']\n"
+    "    with open(p + '.new', 'w', encoding='utf-8') as f:\n"
+    "        f.write(text)\n"
     "        f.flush()\n"
     "        os.fsync(f.fileno())\n"
     "    os.replace(p + '.new', p)\n"
@@ -121,8 +127,14 @@ def token_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
         "metadata": _meta(name, n.session_labels(spec.notebook_id, spec.session_id, "token"), ks),
         "type": "Opaque",
         "immutable": True,
-        "data": {n.TOKEN_KEY: token},
+        "data": {n.TOKEN_KEY: token, **_seed_data(spec)},
     }
+
+
+def _seed_data(spec: SessionSpec) -> dict[str, str]:
+    if spec.seed is None:
+        return {}
+    return {n.SEED_KEY: base64.b64encode(spec.seed.encode()).decode()}
 
 
 def pvc(notebook_id: str, ks: KubernetesSettings) -> Obj:
@@ -231,6 +243,19 @@ def sail_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, labels, ks), "spec": pod}
 
 
+def _secret_volume(name: str, spec: SessionSpec, key: str) -> Obj:
+    """One key of the session's Secret as a volume: Marimo's container sees
+    its token, never the file the notebook was seeded from, and back."""
+    return {
+        "name": name,
+        "secret": {
+            "secretName": n.token_secret_name(spec.notebook_id, spec.session_id),
+            "defaultMode": 0o440,
+            "items": [{"key": key, "path": key}],
+        },
+    }
+
+
 def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     nid, sid = spec.notebook_id, spec.session_id
     image = spec.workload.marimo.image or ks.marimo_image
@@ -244,19 +269,26 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     tmp_vol, tmp_mount = _tmp_volume(ks)
     data_mount = {"name": "data", "mountPath": n.DATA_DIR}
     pod = _pod_spec(ks, spec, None)
+    seed_args: list[str] = []
+    seed_mounts: list[Obj] = []
+    seed_volumes: list[Obj] = []
+    if spec.seed is not None:
+        seed_args = [f"{n.SEED_DIR}/{n.SEED_KEY}"]
+        seed_mounts = [{"name": "seed", "mountPath": n.SEED_DIR, "readOnly": True}]
+        seed_volumes = [_secret_volume("seed", spec, n.SEED_KEY)]
     pod["initContainers"] = [
         {
             "name": "seed",
             "image": image,
             "imagePullPolicy": ks.image_pull_policy,
-            "command": ["python", "-c", _SEED, path],
+            "command": ["python", "-c", _SEED, path, *seed_args],
             "env": [{"name": "NOTEBOOK_TEMPLATE", "value": literal(TEMPLATE)}],
             "resources": {
                 "requests": {"cpu": "50m", "memory": "64Mi"},
                 "limits": {"memory": "128Mi"},
             },
             "securityContext": _container_security(ks),
-            "volumeMounts": [data_mount],
+            "volumeMounts": [data_mount, *seed_mounts],
         }
     ]
     pod["containers"] = [
@@ -302,10 +334,8 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     pod["volumes"] = [
         tmp_vol,
         {"name": "data", "persistentVolumeClaim": {"claimName": n.pvc_name(nid)}},
-        {
-            "name": "token",
-            "secret": {"secretName": n.token_secret_name(nid, sid), "defaultMode": 0o440},
-        },
+        _secret_volume("token", spec, n.TOKEN_KEY),
+        *seed_volumes,
     ]
     labels = {**ks.extra_pod_labels, **n.session_labels(nid, sid, n.MARIMO)}
     return {

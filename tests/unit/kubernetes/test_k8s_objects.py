@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 from reconciler.runtime.base import ResourceSpec, SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import names as n
@@ -92,6 +96,72 @@ def test_marimo_pod_serves_under_base_url_with_token_file_and_spark_remote() -> 
     seed = pod["spec"]["initContainers"][0]
     assert "os.path.exists" in seed["command"][2]
     assert "SparkSession.builder.remote" in seed["env"][0]["value"]
+
+
+SEED = 'import marimo\napp = marimo.App()\n# données, "quoted" and $(NOT_EXPANDED)\n'
+
+
+def test_a_notebook_from_a_file_is_seeded_from_the_sessions_secret() -> None:
+    seeded = replace(spec(), seed=SEED)
+    secret = objects.token_secret(seeded, KS)
+    assert base64.b64decode(secret["data"][n.SEED_KEY]).decode() == SEED
+    pod = objects.marimo_pod(seeded, KS)
+    init = pod["spec"]["initContainers"][0]
+    assert init["command"][3:] == ["/data/notebook.py", "/var/run/notebooks-seed/seed.py"]
+    assert {"name": "seed", "mountPath": n.SEED_DIR, "readOnly": True} in init["volumeMounts"]
+    vols = {v["name"]: v["secret"] for v in pod["spec"]["volumes"] if "secret" in v}
+    assert vols["seed"]["items"] == [{"key": "seed.py", "path": "seed.py"}]
+    # Marimo's container sees its token only; the seeding one never the token.
+    assert vols["token"]["items"] == [{"key": "token", "path": "token"}]
+    marimo_mounts = {m["name"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert "seed" not in marimo_mounts and "token" in marimo_mounts
+    assert "token" not in {m["name"] for m in init["volumeMounts"]}
+    # The file travels in the Secret, not in the pod's spec (which a watch repeats).
+    assert "données" not in json.dumps(pod)
+
+
+def test_a_notebook_without_a_file_has_no_seed_in_its_secret_or_pod() -> None:
+    assert set(objects.token_secret(spec(), KS)["data"]) == {"token"}
+    pod = objects.marimo_pod(spec(), KS)
+    assert pod["spec"]["initContainers"][0]["command"][3:] == ["/data/notebook.py"]
+    assert "seed" not in {v["name"] for v in pod["spec"]["volumes"]}
+
+
+def _run_seed(pod: dict, data_dir: Path, seed_dir: Path) -> None:
+    """The init container's script, run for real, with its paths moved here."""
+    init = pod["spec"]["initContainers"][0]
+    args = [
+        a.replace(n.DATA_DIR, str(data_dir)).replace(n.SEED_DIR, str(seed_dir))
+        for a in init["command"][3:]
+    ]
+    env = {e["name"]: e["value"].replace("$$", "$") for e in init["env"]}  # as the kubelet does
+    subprocess.run(
+        [sys.executable, "-c", init["command"][2], *args],
+        # A C locale without coercion: a default encoding of ASCII.
+        env={**env, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"},
+        check=True,
+    )
+
+
+def test_the_seed_script_writes_the_template_or_the_file_once(tmp_path: Path) -> None:
+    data, seeds = tmp_path / "data", tmp_path / "seed"
+    data.mkdir()
+    seeds.mkdir()
+    (seeds / n.SEED_KEY).write_text(SEED, encoding="utf-8")
+    notebook = data / "notebook.py"
+
+    _run_seed(objects.marimo_pod(spec(), KS), data, seeds)
+    assert "SparkSession.builder.remote" in notebook.read_text()
+
+    notebook.unlink()
+    seeded = objects.marimo_pod(replace(spec(), seed=SEED), KS)
+    _run_seed(seeded, data, seeds)  # a C locale: the file is still UTF-8
+    assert notebook.read_text(encoding="utf-8") == SEED
+    assert sorted(p.name for p in data.iterdir()) == ["notebook.py"]  # written whole, renamed
+
+    notebook.write_text("edited by its member\n")
+    _run_seed(seeded, data, seeds)  # a later start: the member's file stays
+    assert notebook.read_text() == "edited by its member\n"
 
 
 def test_token_secret_holds_the_session_token_only() -> None:

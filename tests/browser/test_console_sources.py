@@ -1,0 +1,112 @@
+"""A notebook started from a file in the console (headless Chromium, the
+whole stack; fixtures in conftest.py): a member picks a Jupyter notebook in
+"New notebook", which names it, and the Marimo editor opens on its cells; a
+file the platform cannot read is refused in the dialog, naming why."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from browser_helpers import close_page, sign_in
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+START_SECONDS = 120
+
+
+def jupyter(code: str, output: str = "") -> bytes:
+    cell = {
+        "cell_type": "code",
+        "execution_count": 1,
+        "metadata": {},
+        "outputs": [{"output_type": "stream", "name": "stdout", "text": [output]}],
+        "source": [code],
+    }
+    doc = {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    return json.dumps(doc).encode()
+
+
+def new_notebook_dialog(page: Any) -> Any:
+    page.get_by_role("button", name="New notebook").click()
+    dialog = page.get_by_role("dialog", name="New notebook")
+    expect(dialog.get_by_label("Workload config")).not_to_have_value("")
+    return dialog
+
+
+def notebook_names(stack: Any) -> list[str]:
+    _, listed = stack.call("GET", "/workloads/notebooks")
+    return [n["name"] for n in listed["included"]["notebooks"]]
+
+
+def test_a_jupyter_notebook_brought_in_opens_in_the_editor(browser: Any, stack: Any) -> None:
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        dialog = new_notebook_dialog(page)
+        # Outputs of 2 MiB, over the API's 1 MiB body: the console leaves them out.
+        file = jupyter("answer = 6 * 7", output="x" * (2 * 1024 * 1024))
+        dialog.get_by_label("Start from a file").set_input_files(
+            {"name": "Revenue forecast.ipynb", "mimeType": "application/json", "buffer": file}
+        )
+        expect(dialog.get_by_label("Name")).to_have_value("Revenue forecast")
+        dialog.get_by_role("button", name="Create notebook").click()
+        expect(dialog).to_be_hidden()
+        row = page.locator(
+            "#notebooks-body tr",
+            has=page.get_by_role("link", name="Revenue forecast", exact=True),
+        )
+        nb_id = str(row.get_attribute("data-notebook-id"))
+
+        row.get_by_role("button", name="Start Revenue forecast").click()
+        stack.wait_provisioned(nb_id, START_SECONDS)
+        row.get_by_role("button", name="Open Revenue forecast").click()
+        frame = page.frame_locator("#open-frame")
+        # The editor shows the Jupyter notebook's cell (CodeMirror splits a
+        # line into spans; the content's text is the line).
+        expect(frame.locator(".cm-content", has_text="answer = 6 * 7")).to_have_count(
+            1, timeout=60_000
+        )
+    finally:
+        close_page(page)
+
+
+@pytest.mark.parametrize(
+    ("file", "says"),
+    [
+        (
+            {"name": "report.docx", "mimeType": "application/octet-stream", "buffer": b"PK"},
+            "report.docx is not a notebook file: choose a .py, .ipynb or .md file.",
+        ),
+        (
+            {
+                "name": "broken.ipynb",
+                "mimeType": "application/json",
+                "buffer": b'{"cells": [{"cell_type": "code"}]}',
+            },
+            "Cell 1 of the Jupyter notebook has no source text.",
+        ),
+        (
+            {"name": "huge.py", "mimeType": "text/x-python", "buffer": b"x = 1\n" * (200 * 1024)},
+            "huge.py is too large: a new notebook can bring 1 MiB",
+        ),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_refused_in_the_dialog(
+    browser: Any, stack: Any, file: dict[str, Any], says: str
+) -> None:
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        dialog = new_notebook_dialog(page)
+        dialog.get_by_label("Name").fill("Imported")
+        dialog.get_by_label("Start from a file").set_input_files(file)
+        dialog.get_by_role("button", name="Create notebook").click()
+        expect(dialog.get_by_role("alert")).to_contain_text(says)
+        expect(dialog).to_be_visible()  # the member can choose another file
+        assert "Imported" not in notebook_names(stack)
+    finally:
+        close_page(page)
