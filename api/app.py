@@ -21,6 +21,7 @@ from api.errors import UNIQUE_CONFLICTS, ApiError, problem_response, to_response
 from api.markers import Markers
 from api.openapi import build_document
 from api.routes import BASE, OPS
+from api.sources import converter_ctx
 from common import unrouted
 from common.clock import Clock, SystemClock
 from common.db import UNAVAILABLE, add_options, open_pool
@@ -301,6 +302,7 @@ def create_app(
             await pool.close()
 
     app.cleanup_ctx.append(pool_ctx)
+    app.cleanup_ctx.append(converter_ctx)
     if metrics_port is not None:
         app.cleanup_ctx.append(_metrics_listener(settings.api_metrics_host, metrics_port))
     app.router.add_get("/healthz", healthz)

@@ -132,6 +132,22 @@ def revokes_access(handler: Handler) -> Handler:
     return handler
 
 
+def prepared(
+    prepare: Callable[[web.Request], Awaitable[None]],
+) -> Callable[[Handler], Handler]:
+    """Mark a handler whose body needs slow work that needs no database (a
+    notebook file to convert): `prepare(request)` runs once the caller is
+    known to be someone, and before a pooled connection is taken for the
+    handler's transaction, so the work holds neither a connection nor a
+    lock; it leaves its results on the request."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.prepare = prepare  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
 def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap a handler: authenticate, then run it in one transaction (GET and
     HEAD run without an explicit one: each page is one statement)."""
@@ -143,6 +159,12 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
         if request.method not in ("GET", "HEAD"):
             # Before taking a pooled connection: a slow upload must not hold one.
             await receive_body(request)
+        prepare = getattr(handler, "prepare", None)
+        if prepare is not None:
+            # Only for a caller who is someone: the work is the server's time.
+            async with app[POOL].connection() as conn:
+                await authenticate(conn, token, app[CLOCK].now())
+            await prepare(request)
         now = app[CLOCK].now()
         async with app[POOL].connection() as conn:
             auth: _Authenticated | None = None

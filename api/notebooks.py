@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from api import sources
-from api.context import Ctx
+from api.context import Ctx, prepared
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
 from api.responses import (
     describe,
@@ -308,10 +308,22 @@ async def list_notebooks(ctx: Ctx) -> web.Response:
     return normalized_list(ctx, scope, row)
 
 
+# The converted file of a create's `source`, made before its transaction.
+SEED = web.RequestKey("seed", str)
+
+
+async def convert_source(request: web.Request) -> None:
+    """Bad input first: a body that does not validate, or a file that cannot
+    be read, is the client's to mend, before anything is looked up."""
+    body = await read_body(request, CREATE_SCHEMA)
+    if "source" in body:
+        request[SEED] = await request.app[sources.CONVERTER].convert(body["source"])
+
+
+@prepared(convert_source)
 async def create_notebook(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, CREATE_SCHEMA)
-    # Bad input first: a file that cannot be read is the client's to mend.
-    seed = await sources.converted(body["source"]) if "source" in body else None
+    seed = ctx.request.get(SEED)
     await check_config(ctx, body["workloadConfigId"])
     team_ids = await check_teams(ctx, body.get("teamIds", []))
     notebook_id = new_id()
@@ -505,6 +517,13 @@ def _notebooks(n: int) -> str:
     return f"{n} notebook" if n == 1 else f"{n} notebooks"
 
 
+def tighter(platform: int, own: int) -> int:
+    """The limit that applies of the operator's and the organization's, 0
+    being none: the smaller of those set (pure)."""
+    limits = [limit for limit in (platform, own) if limit]
+    return min(limits) if limits else 0
+
+
 async def check_running_limits(
     ctx: Ctx,
     owner_id: str,
@@ -514,13 +533,15 @@ async def check_running_limits(
     slots: int = 1,
 ) -> None:
     """409 running_limit_reached when `slots` more running notebooks would pass
-    the owner's or the organization's limit (settings; 0 = none). A start
-    counts against the notebook's owner, whoever presses it: the owner is who
-    the notebook's cost is attributed to (docs/api.md, "Running limits"). A
-    hand-over moves slots within the organization (`organization=False`) to
-    `who`, by name."""
-    per_member = ctx.settings.max_running_per_member
-    per_org = ctx.settings.max_running_per_org if organization else 0
+    the owner's or the organization's limit (the tighter of the operator's
+    settings and the organization's own; 0 = none). A start counts against
+    the notebook's owner, whoever presses it: the owner is who the notebook's
+    cost is attributed to (docs/api.md, "Running limits"). A hand-over moves
+    slots within the organization (`organization=False`) to `who`, by name."""
+    own = await ctx.one("api_organization_limits", ctx.mine())
+    assert own is not None  # the caller's organization exists while they do
+    per_member = tighter(ctx.settings.max_running_per_member, own["max_running_per_member"])
+    per_org = tighter(ctx.settings.max_running_per_org, own["max_running"]) if organization else 0
     if not per_member and not per_org:
         return
     # Serialize with other starts for the same slots, organization first, then

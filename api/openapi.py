@@ -15,6 +15,7 @@ TIME: Schema = {"type": "string", "format": "date-time"}
 NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 ID: Schema = {"type": "string", "pattern": ID_SCHEMA["pattern"]}
 NULLABLE_ID: Schema = {"type": ["string", "null"], "pattern": ID_SCHEMA["pattern"]}
+LIMIT: Schema = {"type": "integer", "minimum": 0}  # a running limit; 0: none
 
 
 def ref(name: str) -> Schema:
@@ -144,6 +145,12 @@ COMPONENTS: dict[str, Schema] = {
         "offeredAt": TIME, "expiresAt": TIME,
     }),
     "OfferList": plain_list("Offer"),
+    "Organization": closed({
+        "id": ID, "name": {"type": "string"},
+        "maxRunningPerMember": LIMIT, "maxRunning": LIMIT,
+        "platformMaxRunningPerMember": LIMIT, "platformMaxRunning": LIMIT,
+        "createdAt": TIME, "updatedAt": NULLABLE_TIME, "updatedBy": NULLABLE_ID,
+    }),
     "Me": closed({
         "id": ID, "organizationId": ID, "email": {"type": "string"}, "name": {"type": "string"},
         "organizationAdmin": {"type": "boolean"},

@@ -1,15 +1,25 @@
 """A notebook started from a file its member brings (docs/api.md "Starting
-from a file"): a Marimo notebook or a plain Python script (`py`), a Jupyter
-notebook (`ipynb`) or a Markdown notebook (`md`), turned into the Marimo file
-the editor opens, as `marimo convert` does it, by the Marimo version the
-platform runs (pinned in pyproject.toml). Converted here, at create, so a
-file that cannot be read is a 400 naming why, never a start that fails."""
+from a file"): a Marimo notebook or a Python script (`py`, `# %%` cells
+split by jupytext), a Jupyter notebook (`ipynb`) or a Markdown notebook
+(`md`), turned into the Marimo file the editor opens, as `marimo convert`
+does it, by the Marimo version the platform runs (pinned in pyproject.toml).
+
+Converted at create, so a file that cannot be read is a 400 naming why,
+never a start that fails. The conversion is CPU-bound Python that grows with
+the file (20,000 lines: seconds) and can fail deep in Marimo's parser, so it
+runs in a child process of its own (`Converter`): one file at a time, killed
+and replaced past CONVERT_TIMEOUT_SECONDS; the API's event loop and the
+database connections are never held by it (api/context.py `prepared`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 from typing import Any
+
+from aiohttp import web
 
 from api.errors import BadRequest
 from api.validation import obj
@@ -18,13 +28,14 @@ FORMATS = ("py", "ipynb", "md")
 # What the notebook's file may weigh once converted: far above a hand-written
 # notebook, and within what a Kubernetes Secret carries to the seeding pod.
 MAX_FILE_BYTES = 512 * 1024
+CONVERT_TIMEOUT_SECONDS = 15.0
 FIELD = "source.content"
 
 SOURCE_SCHEMA = obj(
     {
         "format": {"type": "string", "enum": list(FORMATS)},
-        # A whole file: any text (JSON strings already hold no lone surrogate
-        # once checked, and no NUL); its size is judged after conversion.
+        # A whole file: any text (the body's checks already refuse NUL and
+        # lone surrogates); its size is judged after conversion.
         "content": {"type": "string", "minLength": 1},
     },
     required=("format", "content"),
@@ -35,20 +46,20 @@ def _invalid(detail: str) -> BadRequest:
     return BadRequest(detail, code="invalid_source", field=FIELD)
 
 
+# --- in the child process -------------------------------------------------
+
+
 def _from_py(text: str) -> str:
     from marimo._ast.parse import parse_notebook
     from marimo._convert.converters import MarimoConvert
 
-    try:
-        parsed = parse_notebook(text, filepath="notebook.py")
-    except SyntaxError as exc:
-        raise _invalid(f"The Python file has a syntax error on line {exc.lineno}.") from None
+    parsed = parse_notebook(text, filepath="notebook.py")
     if parsed is not None and parsed.valid:
         # Already a Marimo notebook: kept byte for byte (a cell with a syntax
         # error too, which the editor shows for its member to mend).
         return text
-    # A plain script: split into cells; code that does not parse becomes a
-    # cell the editor shows as it was, so nothing the member brought is lost.
+    # A script: cut at its `# %%` markers (VS Code's, Spyder's), else one
+    # cell; code that does not parse is kept as it was, for its member to mend.
     return MarimoConvert.from_non_marimo_python_script(text).to_py()
 
 
@@ -64,10 +75,7 @@ def _from_ipynb(text: str) -> str:
         raise _invalid("The file is not a Jupyter notebook of format 4: it has no list of cells.")
     for number, cell in enumerate(doc["cells"], 1):
         _check_cell(cell, number)
-    try:
-        return MarimoConvert.from_ipynb(text).to_py()
-    except Exception:  # the converter's own errors say nothing a member can act on
-        raise _invalid("The Jupyter notebook cannot be converted.") from None
+    return MarimoConvert.from_ipynb(text).to_py()
 
 
 def _check_cell(cell: object, number: int) -> None:
@@ -86,21 +94,29 @@ def _check_cell(cell: object, number: int) -> None:
 def _from_md(text: str) -> str:
     from marimo._convert.converters import MarimoConvert
 
-    try:
-        return MarimoConvert.from_md(text).to_py()
-    except Exception as exc:
-        raise _invalid(f"The Markdown notebook cannot be converted: {exc}") from None
+    return MarimoConvert.from_md(text).to_py()
 
 
 _CONVERTERS = {"py": _from_py, "ipynb": _from_ipynb, "md": _from_md}
+_NAMES = {"py": "Python file", "ipynb": "Jupyter notebook", "md": "Markdown notebook"}
 
 
 def marimo_file(source: dict[str, Any]) -> str:
-    """The notebook's first file from a validated `source` object (pure)."""
+    """The notebook's first file from a validated `source` object (pure;
+    raises BadRequest naming what is wrong)."""
     # A byte-order mark, as editors on Windows save it, would make the first
     # line unparsable.
     text = source["content"].removeprefix("\ufeff")
-    converted = _CONVERTERS[source["format"]](text)
+    try:
+        converted = _CONVERTERS[source["format"]](text)
+    except BadRequest:
+        raise
+    except Exception:
+        # Marimo's own errors (a RecursionError, or its parser's MemoryError
+        # on deep nesting) say nothing a member can act on.
+        raise _invalid(f"The {_NAMES[source['format']]} cannot be converted.") from None
+    if "\x00" in converted:  # a JSON string may carry one escaped; PostgreSQL's text not
+        raise _invalid("The file holds a NUL character, which a notebook cannot.")
     if len(converted.encode()) > MAX_FILE_BYTES:
         raise BadRequest(
             f"{FIELD} makes a notebook file over {MAX_FILE_BYTES // 1024} KiB.",
@@ -110,6 +126,91 @@ def marimo_file(source: dict[str, Any]) -> str:
     return converted
 
 
-async def converted(source: dict[str, Any]) -> str:
-    """`marimo_file` off the event loop: a large notebook takes a while to parse."""
-    return await asyncio.to_thread(marimo_file, source)
+def serve() -> None:
+    """The child: one JSON request per line on stdin, one answer per line on
+    stdout (`{"file"}` or `{"code", "detail"}`), until stdin closes."""
+    # Marimo warns on stderr about files it reads; nobody reads that here.
+    for line in sys.stdin:
+        try:
+            answer: dict[str, str] = {"file": marimo_file(json.loads(line))}
+        except BadRequest as exc:
+            answer = {"code": exc.code, "detail": exc.detail}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+# --- in the API process ---------------------------------------------------
+
+
+class Converter:
+    """The API process's converter child, started at the first file, one
+    file at a time; a file that takes longer than `timeout`, a child that
+    dies, or a request given up (its client gone) ends the child, and the
+    next file starts another, so no answer is ever read for the wrong file."""
+
+    def __init__(self, timeout: float = CONVERT_TIMEOUT_SECONDS) -> None:
+        self.timeout = timeout
+        self._child: asyncio.subprocess.Process | None = None
+        self._turn = asyncio.Lock()
+
+    async def convert(self, source: dict[str, Any]) -> str:
+        async with self._turn:
+            child = await self._started()
+            assert child.stdin is not None and child.stdout is not None
+            request = json.dumps({"format": source["format"], "content": source["content"]})
+            ended = True
+            try:
+                child.stdin.write(request.encode() + b"\n")
+                await child.stdin.drain()
+                line = await asyncio.wait_for(child.stdout.readline(), self.timeout)
+                ended = not line
+            except TimeoutError:
+                raise _invalid(
+                    f"The file took longer than {self.timeout:g} s to convert: split it, or "
+                    "convert it with `marimo convert` and bring the .py it makes."
+                ) from None
+            except (ConnectionError, ValueError):  # the child died mid-file (a line too long)
+                raise _invalid("The file cannot be converted.") from None
+            finally:
+                if ended:  # timed out, died, or this request given up mid-file
+                    await self.close()
+            if not line:
+                raise _invalid("The file cannot be converted.")
+        answer = json.loads(line)
+        if "file" not in answer:
+            raise BadRequest(answer["detail"], code=answer["code"], field=FIELD)
+        return str(answer["file"])
+
+    async def _started(self) -> asyncio.subprocess.Process:
+        if self._child is None or self._child.returncode is not None:
+            self._child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "api.sources",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                limit=4 * MAX_FILE_BYTES,  # one answer is one line, JSON-escaped
+            )
+        return self._child
+
+    async def close(self) -> None:
+        child, self._child = self._child, None
+        if child is not None and child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            await child.wait()
+
+
+CONVERTER = web.AppKey("converter", Converter)
+
+
+async def converter_ctx(app: web.Application) -> Any:
+    """The app's converter, its child ended with the app."""
+    app[CONVERTER] = Converter()
+    yield
+    await app[CONVERTER].close()
+
+
+if __name__ == "__main__":
+    serve()

@@ -113,7 +113,7 @@ def _resources(raw: Any) -> ResourceSpec:
     )
 
 
-def session_spec(row: dict[str, Any]) -> SessionSpec:
+def session_spec(row: dict[str, Any], seed: str | None = None) -> SessionSpec:
     if not row["session_id"] or not row["session_token"]:
         raise TerminalError("no session to start (session id or token missing)")
     env = row["env"] if isinstance(row["env"], dict) else {}
@@ -129,7 +129,7 @@ def session_spec(row: dict[str, Any]) -> SessionSpec:
             marimo=_resources(row["marimo"]),
         ),
         base_url=f"/notebooks/{row['id']}",
-        seed=row.get("seed"),
+        seed=seed,
     )
 
 
@@ -304,6 +304,13 @@ async def _first_run(deps: Deps, row: dict[str, Any], status: str, p: Plan) -> b
     return before is not None and not before["provisioned"]
 
 
+async def _seed(deps: Deps, notebook_id: str) -> str | None:
+    """The file the notebook was created from, while it has not run yet."""
+    async with deps.pool.connection() as conn:
+        found = await fetchone(conn, "reconciler_notebook_seed", {"id": notebook_id})
+    return None if found is None else str(found["source"])
+
+
 async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation) -> Observation:
     """The plan's effects through the runtime: what is observed after them."""
     for action in p.actions:
@@ -313,7 +320,8 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
             case Action.ARM_DEADLINE:
                 pass  # committed before acting (_arm_deadline)
             case Action.ENSURE_RUNNING:
-                observed = await deps.runtime.ensure_running(session_spec(row))
+                seed = await _seed(deps, row["id"]) if row.get("seeded") else None
+                observed = await deps.runtime.ensure_running(session_spec(row, seed))
             case Action.ENSURE_STOPPED:
                 await deps.runtime.ensure_stopped(row["id"])
                 observed = Observation(session_id=None)
@@ -475,7 +483,7 @@ async def _write(
                     "record_unchanged": False,
                 },
             )
-        if row.get("seed") is not None and p.status in PROVISIONED:
+        if row.get("seeded") and p.status in PROVISIONED:
             # Marimo is up on the notebook's file, so that file exists now.
             await conn.execute(query("reconciler_drop_seed"), {"id": row["id"]})
         if Action.DELETE in p.actions:

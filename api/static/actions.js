@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { $, announce, focusHeading, h, markBusy, setBusy, showError } from "./dom.js";
-import { nameOf, sourceOf, tooLarge } from "./sources.js";
+import { nameOf, sourceOf, tooLarge, tooLargeError } from "./sources.js";
 import {
   PROVISIONED,
   STARTABLE,
@@ -297,10 +297,15 @@ export async function openCreate(trigger, onCreated) {
   // Until the lists below have loaded, Enter must not submit the form the
   // browser's way (a GET of the page, which would reload the console).
   form.onsubmit = (ev) => ev.preventDefault();
-  // A file chosen before a name names the notebook after it.
+  // A file chosen before a name is typed names the notebook after it; so
+  // does another file chosen instead, while the name is still the first's.
+  let named = "";
   form.source.onchange = () => {
     const file = form.source.files[0];
-    if (file && !form.name.value.trim()) form.name.value = nameOf(file);
+    const current = form.name.value.trim();
+    if (current && current !== named) return; // the member's own name
+    named = file ? nameOf(file) : "";
+    form.name.value = named;
   };
   wireDialog(dialog, trigger);
   dialog.showModal();
@@ -338,9 +343,7 @@ export async function openCreate(trigger, onCreated) {
       const file = form.source.files[0];
       if (file) {
         body.source = await sourceOf(file);
-        if (tooLarge(body)) {
-          throw { detail: `${file.name} is too large: a new notebook can bring 1 MiB (a Jupyter notebook's outputs are left out).` };
-        }
+        if (tooLarge(body)) throw tooLargeError(file);
       }
       const created = await api.createNotebook(body);
       dialog.close();

@@ -214,6 +214,10 @@ export const api = {
   openNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/open`),
   pingNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/ping`),
   notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),
+  // The caller's organization and the running limits that apply; its own
+  // limits set by org admins.
+  organization: () => request("GET", "/organization"),
+  setOrganizationLimits: (body) => request("PATCH", "/organization", body),
   // The organization's usage (org admins) in [from, to); `to` omitted: now.
   usage: ({ from, to } = {}) => {
     const query = new URLSearchParams();

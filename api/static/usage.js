@@ -5,9 +5,12 @@
 
 import { api } from "./api.js";
 import { $, h, showAdminNav, showError } from "./dom.js";
+import { loadLimits } from "./limits.js";
 import { absorb, memberLabel, state } from "./store.js";
 
-const view = { visit: 0 };
+// `visit`: the report asked for last (a new window drops an older answer);
+// `stay`: this visit to the page (the limits are read once per visit).
+const view = { visit: 0, stay: 0 };
 
 // The window as the API takes it: [from, to), to omitted = now, from
 // omitted = the start of this month (UTC, by the server's clock: a browser
@@ -125,6 +128,7 @@ async function load() {
 // Not (or no longer) an org admin: said, and the top bar no longer offers it.
 function refuse() {
   $("#usage-report").hidden = true;
+  $("#limits-panel").hidden = true;
   showAdminNav(false);
   showError($("#usage-error"), { detail: "Only organization admins see the organization's usage." });
 }
@@ -134,6 +138,7 @@ export const usageView = {
   enter() {
     showError($("#usage-error"), null);
     $("#usage-report").hidden = true;
+    $("#limits-panel").hidden = true;
     if (!state.me?.organizationAdmin) {
       view.visit += 1;
       refuse();
@@ -141,8 +146,11 @@ export const usageView = {
     }
     $("#usage-window").onchange = load;
     load();
+    const stay = ++view.stay;
+    loadLimits(() => stay === view.stay);
   },
   leave() {
     view.visit += 1; // an answer on its way is dropped
+    view.stay += 1;
   },
 };

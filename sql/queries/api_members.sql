@@ -216,3 +216,23 @@ with visible as (
         'createdBy', r.created_by, 'madeWith', r.made_by, 'lastUsedAt', r.last_used_at,
         'expiresAt', r.expires_at
     ) order by r.rn) from rows r), '[]')::text as items;
+
+-- name: api_organization
+-- The caller's organization, its own running limits and the operator's (the
+-- settings, passed in: 0 is none).
+select json_build_object(
+    'id', o.id, 'name', o.name,
+    'maxRunningPerMember', o.max_running_per_member, 'maxRunning', o.max_running,
+    'platformMaxRunningPerMember', %(platform_per_member)s::int,
+    'platformMaxRunning', %(platform_per_org)s::int,
+    'createdAt', o.created_at, 'updatedAt', o.updated_at, 'updatedBy', o.updated_by
+)::text as body
+  from organizations o where o.id = %(org_id)s;
+
+-- name: api_update_organization_limits
+-- Only the limits passed as non-null change.
+update organizations
+   set max_running_per_member = coalesce(%(max_running_per_member)s, max_running_per_member),
+       max_running = coalesce(%(max_running)s, max_running),
+       updated_at = %(now)s, updated_by = %(member_id)s
+ where id = %(org_id)s;

@@ -389,3 +389,8 @@ select id, name from workload_configs where id = %(id)s and organization_id = %(
 
 -- name: api_config_name
 select name from workload_configs where id = %(id)s;
+
+-- name: api_organization_limits
+-- The organization's own running limits, read by each start (0: none). A
+-- change applies to the starts that begin after it commits.
+select max_running_per_member, max_running from organizations where id = %(org_id)s;

@@ -10,7 +10,7 @@ select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.g
        c.mode, c.workers, c.env, c.sail, c.marimo,
        (select max(p.last_seen_at) from notebook_presence p where p.notebook_id = n.id)
            as last_seen_at,
-       (select s.source from notebook_seeds s where s.notebook_id = n.id) as seed
+       exists (select 1 from notebook_seeds s where s.notebook_id = n.id) as seeded
   from notebooks n
   join workload_configs c on c.id = n.workload_config_id
  where n.id = %(id)s;
@@ -70,6 +70,11 @@ update notebooks
         or (%(clear_session)s and (session_id is not null or session_token is not null))
         or (%(disarm_deadline)s
             and (start_deadline_at is not null or start_deadline_session_id is not null)));
+
+-- name: reconciler_notebook_seed
+-- The file a notebook was created from (up to 512 KiB), read only by a pass
+-- that creates its session, not by every pass while it starts.
+select source from notebook_seeds where notebook_id = %(id)s;
 
 -- name: reconciler_drop_seed
 -- The notebook runs, so its first file is written: the one it was created

@@ -47,9 +47,17 @@ def test_a_jupyter_notebook_brought_in_opens_in_the_editor(browser: Any, stack: 
     try:
         sign_in(page, stack.api_url, stack.token)
         dialog = new_notebook_dialog(page)
+        chooser = dialog.get_by_label("Start from a file")
+        # A name the member typed is theirs; one a file gave follows the file.
+        dialog.get_by_label("Name").fill("Mine")
+        chooser.set_input_files({"name": "a.py", "mimeType": "text/x-python", "buffer": b"x=1"})
+        expect(dialog.get_by_label("Name")).to_have_value("Mine")
+        dialog.get_by_label("Name").fill("")
+        chooser.set_input_files({"name": "First.py", "mimeType": "text/x-python", "buffer": b"x"})
+        expect(dialog.get_by_label("Name")).to_have_value("First")
         # Outputs of 2 MiB, over the API's 1 MiB body: the console leaves them out.
         file = jupyter("answer = 6 * 7", output="x" * (2 * 1024 * 1024))
-        dialog.get_by_label("Start from a file").set_input_files(
+        chooser.set_input_files(
             {"name": "Revenue forecast.ipynb", "mimeType": "application/json", "buffer": file}
         )
         expect(dialog.get_by_label("Name")).to_have_value("Revenue forecast")

@@ -130,6 +130,7 @@ def test_the_usage_is_the_org_admins_alone(browser: Any, stack: Any) -> None:
         page.evaluate("location.hash = '#/usage'")
         expect(page.locator("#usage-error")).to_have_text(refusal)
         expect(page.locator("#usage-report")).to_be_hidden()
+        expect(page.locator("#limits-panel")).to_be_hidden()
     finally:
         close_page(page)
     page = browser.new_page(viewport=LAPTOP)
@@ -139,10 +140,52 @@ def test_the_usage_is_the_org_admins_alone(browser: Any, stack: Any) -> None:
         expect(page.locator("#usage-summary")).to_contain_text("across 0 notebooks")
         code, body = stack.call("PATCH", f"/members/{cy['id']}", {"organizationAdmin": False})
         assert code == 200, body
+        expect(page.locator("#limits-panel")).to_be_visible()
         page.get_by_label("Window").select_option("last-month")
         expect(page.locator("#usage-error")).to_have_text(refusal)
         expect(page.locator("#usage-report")).to_be_hidden()
+        expect(page.locator("#limits-panel")).to_be_hidden()
         expect(page.get_by_role("link", name="Usage", exact=True)).to_have_count(0)
         expect(page.get_by_role("link", name="Activity", exact=True)).to_have_count(0)
+    finally:
+        close_page(page)
+
+
+def test_an_org_admin_sets_the_running_limits(browser: Any, stack: Any) -> None:
+    """The limits sit under the usage: what may run at once, beside what ran.
+    (That starts keep to them is tests/integration/api/test_api_organization.py.)"""
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate("location.hash = '#/usage'")
+        panel = page.get_by_role("region", name="Running limits")
+        per_member = panel.get_by_label("Per member")
+        in_org = panel.get_by_label("In the organization")
+        expect(per_member).to_have_value("0")
+        expect(in_org).to_have_value("0")
+        expect(panel).to_contain_text("The platform sets no limit.")
+
+        per_member.fill("-1")
+        panel.get_by_role("button", name="Save limits").click()
+        expect(panel.get_by_role("alert")).to_have_text(
+            "Enter a whole number from 0 to 10000 (0: no limit)."
+        )
+        expect(per_member).to_be_focused()
+        assert stack.call("GET", "/organization")[1]["maxRunningPerMember"] == 0
+
+        per_member.fill("2")
+        in_org.fill("25")
+        panel.get_by_role("button", name="Save limits").click()
+        expect(panel.get_by_role("alert")).to_be_hidden()
+        expect(page.locator("#announcer")).to_have_text("Running limits saved")
+        org = stack.call("GET", "/organization")[1]
+        assert (org["maxRunningPerMember"], org["maxRunning"]) == (2, 25)
+
+        # Read again on the next visit, as another admin may have changed them.
+        stack.call("PATCH", "/organization", {"maxRunning": 30})
+        page.evaluate("location.hash = '#/notebooks'")
+        page.evaluate("location.hash = '#/usage'")
+        expect(in_org).to_have_value("30")
+        expect(per_member).to_have_value("2")
     finally:
         close_page(page)

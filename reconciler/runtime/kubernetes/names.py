@@ -27,8 +27,9 @@ MARIMO_PORT = 2718
 TOKEN_KEY = "token"
 DATA_DIR = "/data"
 TOKEN_DIR = "/var/run/secrets/notebooks"
-# A notebook created from a file: that file, in the session's Secret beside
-# the token, mounted for the seeding init container only.
+# A notebook created from a file: that file, in a Secret of the session's
+# own (the token's, which the reconciler reads on each pass, stays small),
+# mounted for the seeding init container only.
 SEED_KEY = "seed.py"
 SEED_DIR = "/var/run/notebooks-seed"
 
@@ -51,6 +52,10 @@ def worker_pod_prefix(notebook_id: str, session_id: str) -> str:
 
 def token_secret_name(notebook_id: str, session_id: str) -> str:
     return f"{_session(notebook_id, session_id)}-token"
+
+
+def seed_secret_name(notebook_id: str, session_id: str) -> str:
+    return f"{_session(notebook_id, session_id)}-seed"
 
 
 def service_name(notebook_id: str, component: str) -> str:

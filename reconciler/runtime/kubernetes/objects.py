@@ -19,21 +19,21 @@ Obj = dict[str, Any]
 
 
 # Seeds the PVC with the template, or the file the notebook was created from
-# (a second argument), unless the notebook already has a file; whole or not
-# at all: written beside it and renamed, as the local runtime does (a seed
-# cut short by a full volume or a kill left a truncated file, which every
-# later seed kept, as it exists).
+# (a second argument, copied byte for byte), unless the notebook already has
+# a file; whole or not at all: written beside it and renamed, as the local
+# runtime does (a seed cut short by a full volume or a kill left a truncated
+# file, which every later seed kept, as it exists).
 _SEED = (
     "import os, sys\n"
     "p = sys.argv[1]\n"
     "if not os.path.exists(p):\n"
     "    if len(sys.argv) > 2:\n"
-    "        with open(sys.argv[2], encoding='utf-8') as s:\n"
-    "            text = s.read()\n"
+    "        with open(sys.argv[2], 'rb') as s:\n"
+    "            data = s.read()\n"
     "    else:\n"
-    "        text = os.environ['NOTEBOOK_TEMPLATE']\n"
-    "    with open(p + '.new', 'w', encoding='utf-8') as f:\n"
-    "        f.write(text)\n"
+    "        data = os.environ['NOTEBOOK_TEMPLATE'].encode('utf-8')\n"
+    "    with open(p + '.new', 'wb') as f:\n"
+    "        f.write(data)\n"
     "        f.flush()\n"
     "        os.fsync(f.fileno())\n"
     "    os.replace(p + '.new', p)\n"
@@ -127,14 +127,22 @@ def token_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
         "metadata": _meta(name, n.session_labels(spec.notebook_id, spec.session_id, "token"), ks),
         "type": "Opaque",
         "immutable": True,
-        "data": {n.TOKEN_KEY: token, **_seed_data(spec)},
+        "data": {n.TOKEN_KEY: token},
     }
 
 
-def _seed_data(spec: SessionSpec) -> dict[str, str]:
-    if spec.seed is None:
-        return {}
-    return {n.SEED_KEY: base64.b64encode(spec.seed.encode()).decode()}
+def seed_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
+    """The file a notebook was created from, for its first start's seeding."""
+    assert spec.seed is not None
+    name = n.seed_secret_name(spec.notebook_id, spec.session_id)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(name, n.session_labels(spec.notebook_id, spec.session_id, "seed"), ks),
+        "type": "Opaque",
+        "immutable": True,
+        "data": {n.SEED_KEY: base64.b64encode(spec.seed.encode()).decode()},
+    }
 
 
 def pvc(notebook_id: str, ks: KubernetesSettings) -> Obj:
@@ -243,13 +251,11 @@ def sail_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, labels, ks), "spec": pod}
 
 
-def _secret_volume(name: str, spec: SessionSpec, key: str) -> Obj:
-    """One key of the session's Secret as a volume: Marimo's container sees
-    its token, never the file the notebook was seeded from, and back."""
+def _secret_volume(name: str, secret: str, key: str) -> Obj:
     return {
         "name": name,
         "secret": {
-            "secretName": n.token_secret_name(spec.notebook_id, spec.session_id),
+            "secretName": secret,
             "defaultMode": 0o440,
             "items": [{"key": key, "path": key}],
         },
@@ -275,7 +281,7 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     if spec.seed is not None:
         seed_args = [f"{n.SEED_DIR}/{n.SEED_KEY}"]
         seed_mounts = [{"name": "seed", "mountPath": n.SEED_DIR, "readOnly": True}]
-        seed_volumes = [_secret_volume("seed", spec, n.SEED_KEY)]
+        seed_volumes = [_secret_volume("seed", n.seed_secret_name(nid, sid), n.SEED_KEY)]
     pod["initContainers"] = [
         {
             "name": "seed",
@@ -334,7 +340,7 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     pod["volumes"] = [
         tmp_vol,
         {"name": "data", "persistentVolumeClaim": {"claimName": n.pvc_name(nid)}},
-        _secret_volume("token", spec, n.TOKEN_KEY),
+        _secret_volume("token", n.token_secret_name(nid, sid), n.TOKEN_KEY),
         *seed_volumes,
     ]
     labels = {**ks.extra_pod_labels, **n.session_labels(nid, sid, n.MARIMO)}
@@ -514,6 +520,8 @@ def session_objects(spec: SessionSpec, ks: KubernetesSettings) -> list[Obj]:
     runs as exists before the pod)."""
     nid = spec.notebook_id
     objs: list[Obj] = [token_secret(spec, ks), pvc(nid, ks)]
+    if spec.seed is not None:
+        objs.append(seed_secret(spec, ks))
     objs += network_policies(nid, ks)
     if cluster_mode(spec):
         objs += driver_rbac(spec, ks) + driver_egress(nid, ks)

@@ -5,6 +5,7 @@ for the first start; a file that cannot be read refused with nothing written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of, refused
 from marimo._ast.parse import parse_notebook
 
-from api.sources import MAX_FILE_BYTES
+from api.sources import CONVERTER, MAX_FILE_BYTES
 
 NB = "/api/v1/workloads/notebooks"
 
@@ -85,13 +86,29 @@ async def test_a_marimo_notebook_is_kept_byte_for_byte(
     assert seed == MARIMO_FILE
 
 
-async def test_a_plain_python_script_becomes_a_marimo_notebook(
+def cells_of(text: str) -> list[str]:
+    parsed = parse_notebook(text, filepath="notebook.py")
+    assert parsed is not None and parsed.valid
+    return [cell.code for cell in parsed.cells]
+
+
+async def test_a_plain_python_script_becomes_a_marimo_notebook_of_one_cell(
     client: TestClient, world: World, factory: Factory
 ) -> None:
     script = "import math\n\nradius = 2\nprint(math.pi * radius ** 2)\n"
     seed = await created_seed(client, world, factory, {"format": "py", "content": script})
-    assert a_marimo_notebook(seed)
-    assert "radius = 2" in seed and "print(math.pi * radius ** 2)" in seed
+    assert cells_of(seed) == ["import math\n\nradius = 2\nprint(math.pi * radius ** 2)"]
+
+
+async def test_a_script_with_cell_markers_is_cut_at_them(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """VS Code's and Spyder's `# %%` cells (through jupytext)."""
+    script = "# %%\nimport math\n\n# %% [markdown]\n# Area\n\n# %%\narea = math.pi * 4\n"
+    seed = await created_seed(client, world, factory, {"format": "py", "content": script})
+    cells = cells_of(seed)
+    assert "import math" in cells and "area = math.pi * 4" in cells
+    assert any("mo.md" in c and "Area" in c for c in cells)
 
 
 async def test_a_script_that_does_not_parse_is_kept_for_its_member_to_mend(
@@ -183,6 +200,29 @@ async def test_without_a_source_the_first_start_uses_the_template(
             "source.content",
             "cannot be converted",
         ),
+        # Marimo's parser gives up on deep nesting: said, not a 500.
+        (
+            {"format": "py", "content": "x = " + "+".join(["a"] * 200_000)},
+            "invalid_source",
+            "source.content",
+            "The Python file cannot be converted.",
+        ),
+        (
+            {"format": "py", "content": "x = " + "-" * 100_000 + "1"},
+            "invalid_source",
+            "source.content",
+            "The Python file cannot be converted.",
+        ),
+        # A NUL escaped in the JSON would reach the file; PostgreSQL stores none.
+        (
+            {
+                "format": "ipynb",
+                "content": '{"cells": [{"cell_type": "code", "source": "x = \'\\u0000\'"}]}',
+            },
+            "invalid_source",
+            "source.content",
+            "NUL character",
+        ),
         ({"format": "docx", "content": "x"}, "invalid_value", "source.format", None),
         ({"format": "py"}, "missing_field", "source.content", None),
         ({"content": "x = 1"}, "missing_field", "source.format", None),
@@ -230,16 +270,6 @@ async def test_a_file_over_the_limit_once_converted_is_refused(
     assert factory.value("select count(*) from notebook_seeds") == 0
 
 
-async def test_a_refused_reference_writes_no_source_either(
-    client: TestClient, world: World, factory: Factory
-) -> None:
-    resp = await create(
-        client, world, {"format": "py", "content": MARIMO_FILE}, teamIds=["NOSUCHTEAM"]
-    )
-    await refused(resp, 400, "unknown_reference", "teamIds[0]")
-    assert factory.value("select count(*) from notebook_seeds") == 0
-
-
 async def test_the_source_goes_with_its_notebook(
     client: TestClient, world: World, factory: Factory
 ) -> None:
@@ -248,3 +278,24 @@ async def test_the_source_goes_with_its_notebook(
     # The reconciler removes a deleted notebook's row; its source goes with it.
     factory.conn.execute("delete from notebooks where id = %s", (nid,))
     assert seed_of(factory, nid) is None
+
+
+async def test_a_file_too_slow_to_convert_is_refused_and_the_next_one_converts(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """The conversion runs in a child process, given up (and the child
+    replaced) past its time; the API answers meanwhile."""
+    converter = client.server.app[CONVERTER]
+    converter.timeout = 0.5
+    slow = "x = 1\n" * 20_000  # seconds of Marimo's work
+    pending = asyncio.ensure_future(create(client, world, {"format": "py", "content": slow}))
+    # The event loop is free while it converts: another request is answered.
+    while not pending.done():
+        resp = await client.get("/api/v1/me", headers=world.owner.auth)
+        assert resp.status == 200
+        await asyncio.sleep(0.05)
+    problem = await refused(await pending, 400, "invalid_source", "source.content")
+    assert "took longer than 0.5 s to convert" in problem["detail"]
+    converter.timeout = 15
+    seed = await created_seed(client, world, factory, {"format": "py", "content": MARIMO_FILE})
+    assert seed == MARIMO_FILE

@@ -319,6 +319,20 @@ async def test_new_session_replaces_pods_and_token_of_the_old_one(kube: Kube) ->
     assert kube.emulator.names("secrets") == ["nb-nb1-s2-token"]
 
 
+async def test_a_notebook_from_a_file_gets_a_seed_secret_its_stop_removes(kube: Kube) -> None:
+    rt = kube.runtime()
+    await rt.ensure_running(replace(spec(sid="S1"), seed="import marimo\n"))
+    emu = kube.emulator
+    assert emu.names("secrets") == ["nb-nb1-s1-seed", "nb-nb1-s1-token"]
+    pod = emu.get("pods", NAMESPACE, "nb-nb1-s1-marimo")
+    assert "nb-nb1-s1-seed" in json.dumps(pod["spec"]["volumes"])
+    # A new session (the seed dropped once the notebook ran) has none.
+    await rt.ensure_running(spec(sid="S2"))
+    assert emu.names("secrets") == ["nb-nb1-s2-token"]
+    await rt.ensure_stopped("NB1")
+    assert emu.names("secrets") == []
+
+
 async def test_stop_keeps_storage_and_delete_removes_it(kube: Kube) -> None:
     rt = kube.runtime()
     other = spec(nid="OTHER")

@@ -98,18 +98,27 @@ def test_marimo_pod_serves_under_base_url_with_token_file_and_spark_remote() -> 
     assert "SparkSession.builder.remote" in seed["env"][0]["value"]
 
 
-SEED = 'import marimo\napp = marimo.App()\n# données, "quoted" and $(NOT_EXPANDED)\n'
+SEED = 'import marimo\r\napp = marimo.App()\n# données, "quoted" and $(NOT_EXPANDED)\n'
 
 
-def test_a_notebook_from_a_file_is_seeded_from_the_sessions_secret() -> None:
+def test_a_notebook_from_a_file_is_seeded_from_a_secret_of_its_session() -> None:
     seeded = replace(spec(), seed=SEED)
-    secret = objects.token_secret(seeded, KS)
-    assert base64.b64decode(secret["data"][n.SEED_KEY]).decode() == SEED
+    objs = objects.session_objects(seeded, KS)
+    secrets = {o["metadata"]["name"]: o for o in by_kind(objs, "Secret")}
+    # The token's Secret stays small: the reconciler reads it on each pass.
+    assert set(secrets["nb-nb1-sess1-token"]["data"]) == {"token"}
+    seed = secrets["nb-nb1-sess1-seed"]
+    assert base64.b64decode(seed["data"][n.SEED_KEY]).decode() == SEED
+    assert seed["immutable"] is True
+    assert seed["metadata"]["labels"][n.SESSION] == "SESS1"  # removed with its session
+    kinds = [o["kind"] for o in objs]
+    assert kinds.index("Secret", 1) < kinds.index("Pod")  # made before the pod mounting it
     pod = objects.marimo_pod(seeded, KS)
     init = pod["spec"]["initContainers"][0]
     assert init["command"][3:] == ["/data/notebook.py", "/var/run/notebooks-seed/seed.py"]
     assert {"name": "seed", "mountPath": n.SEED_DIR, "readOnly": True} in init["volumeMounts"]
     vols = {v["name"]: v["secret"] for v in pod["spec"]["volumes"] if "secret" in v}
+    assert vols["seed"]["secretName"] == "nb-nb1-sess1-seed"
     assert vols["seed"]["items"] == [{"key": "seed.py", "path": "seed.py"}]
     # Marimo's container sees its token only; the seeding one never the token.
     assert vols["token"]["items"] == [{"key": "token", "path": "token"}]
@@ -120,8 +129,8 @@ def test_a_notebook_from_a_file_is_seeded_from_the_sessions_secret() -> None:
     assert "données" not in json.dumps(pod)
 
 
-def test_a_notebook_without_a_file_has_no_seed_in_its_secret_or_pod() -> None:
-    assert set(objects.token_secret(spec(), KS)["data"]) == {"token"}
+def test_a_notebook_without_a_file_has_no_seed_secret_or_volume() -> None:
+    assert len(by_kind(objects.session_objects(spec(), KS), "Secret")) == 1
     pod = objects.marimo_pod(spec(), KS)
     assert pod["spec"]["initContainers"][0]["command"][3:] == ["/data/notebook.py"]
     assert "seed" not in {v["name"] for v in pod["spec"]["volumes"]}
@@ -147,7 +156,7 @@ def test_the_seed_script_writes_the_template_or_the_file_once(tmp_path: Path) ->
     data, seeds = tmp_path / "data", tmp_path / "seed"
     data.mkdir()
     seeds.mkdir()
-    (seeds / n.SEED_KEY).write_text(SEED, encoding="utf-8")
+    (seeds / n.SEED_KEY).write_bytes(SEED.encode())
     notebook = data / "notebook.py"
 
     _run_seed(objects.marimo_pod(spec(), KS), data, seeds)
@@ -156,7 +165,7 @@ def test_the_seed_script_writes_the_template_or_the_file_once(tmp_path: Path) ->
     notebook.unlink()
     seeded = objects.marimo_pod(replace(spec(), seed=SEED), KS)
     _run_seed(seeded, data, seeds)  # a C locale: the file is still UTF-8
-    assert notebook.read_text(encoding="utf-8") == SEED
+    assert notebook.read_bytes() == SEED.encode()  # byte for byte, its CRLF too
     assert sorted(p.name for p in data.iterdir()) == ["notebook.py"]  # written whole, renamed
 
     notebook.write_text("edited by its member\n")

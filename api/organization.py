@@ -1,0 +1,43 @@
+"""The caller's organization and its own running limits (docs/api.md
+"Running limits"): every member reads what applies to them; its org admins
+set the limits, within the operator's. A team's lead caps its own spend
+rather than asking the platform's operator, who sets one limit for all."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.context import Ctx
+from api.responses import raw_json
+from api.teams import require_org_admin
+from api.validation import obj, read_body
+
+MAX_LIMIT = 10000  # as the columns' check (migration 0017)
+LIMIT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}
+UPDATE_SCHEMA = obj({"maxRunningPerMember": LIMIT_SCHEMA, "maxRunning": LIMIT_SCHEMA})
+
+
+async def get_organization(ctx: Ctx) -> web.Response:
+    row = await ctx.one(
+        "api_organization",
+        ctx.mine(
+            platform_per_member=ctx.settings.max_running_per_member,
+            platform_per_org=ctx.settings.max_running_per_org,
+        ),
+    )
+    assert row is not None  # the caller's organization exists while they do
+    return raw_json(row["body"])
+
+
+async def update_organization(ctx: Ctx) -> web.Response:
+    require_org_admin(ctx)
+    body = await read_body(ctx.request, UPDATE_SCHEMA)
+    if body:
+        await ctx.run(
+            "api_update_organization_limits",
+            ctx.mine(
+                max_running_per_member=body.get("maxRunningPerMember"),
+                max_running=body.get("maxRunning"),
+            ),
+        )
+    return await get_organization(ctx)
