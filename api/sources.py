@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from typing import Any
 
@@ -190,7 +191,10 @@ class Converter:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
-                limit=4 * MAX_FILE_BYTES,  # one answer is one line, JSON-escaped
+                # It reads members' files: none of the API's secrets (the
+                # database's URL, the signing keys) in its environment.
+                env={k: v for k, v in os.environ.items() if k in _CHILD_ENV},
+                limit=_ANSWER_LIMIT,
             )
         return self._child
 
@@ -201,6 +205,12 @@ class Converter:
                 child.kill()
             await child.wait()
 
+
+# What the child needs of the API's environment to find Python and its packages.
+_CHILD_ENV = frozenset({"PATH", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "LANG", "LC_ALL", "TMPDIR"})
+# One answer is one line: a file of MAX_FILE_BYTES, JSON-escaped: at most six
+# characters for each of its bytes (a control character is `\\u0001`).
+_ANSWER_LIMIT = 6 * MAX_FILE_BYTES + 4096
 
 CONVERTER = web.AppKey("converter", Converter)
 

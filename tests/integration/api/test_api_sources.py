@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
+import psutil
 import pytest
 from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of, refused
@@ -299,3 +301,16 @@ async def test_a_file_too_slow_to_convert_is_refused_and_the_next_one_converts(
     converter.timeout = 15
     seed = await created_seed(client, world, factory, {"format": "py", "content": MARIMO_FILE})
     assert seed == MARIMO_FILE
+
+
+async def test_the_converter_child_gets_none_of_the_apis_secrets(
+    client: TestClient, world: World, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTEBOOKS_SECRET_KEY", "not-for-the-child")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://secret@db/x")
+    await created_seed(client, world, factory, {"format": "py", "content": MARIMO_FILE})
+    child = client.server.app[CONVERTER]._child
+    assert child is not None
+    env = psutil.Process(child.pid).environ()
+    assert "NOTEBOOKS_SECRET_KEY" not in env and "DATABASE_URL" not in env
+    assert env["PATH"] == os.environ["PATH"]
