@@ -119,6 +119,16 @@ class ClientGone(ApiError):
     title = "Client closed request"
 
 
+class Unavailable(ApiError):
+    """A part of ours is busy or restarting: nothing the client did, worth
+    retrying (with Retry-After)."""
+
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+    retry_after = "5"
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
@@ -148,4 +158,6 @@ def to_response(err: ApiError) -> web.Response:
         # A 401 must name the scheme to use (RFC 9110 15.5.2), and why a token failed (RFC 6750).
         why = ', error="invalid_token"' if err.code == "invalid_token" else ""
         response.headers["WWW-Authenticate"] = f'Bearer realm="notebooks"{why}'
+    if isinstance(err, Unavailable):
+        response.headers["Retry-After"] = err.retry_after
     return response

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.errors import BadRequest
+from api.errors import BadRequest, Unavailable
 from api.validation import obj
 
 FORMATS = ("py", "ipynb", "md")
@@ -30,6 +30,9 @@ FORMATS = ("py", "ipynb", "md")
 # notebook, and within what a Kubernetes Secret carries to the seeding pod.
 MAX_FILE_BYTES = 512 * 1024
 CONVERT_TIMEOUT_SECONDS = 15.0
+QUEUE_SECONDS = 30.0  # a file's wait for its turn
+START_SECONDS = 30.0  # the child's start, Marimo's import included
+READY = "ready\n"
 FIELD = "source.content"
 
 SOURCE_SCHEMA = obj(
@@ -128,8 +131,14 @@ def marimo_file(source: dict[str, Any]) -> str:
 
 
 def serve() -> None:
-    """The child: one JSON request per line on stdin, one answer per line on
-    stdout (`{"file"}` or `{"code", "detail"}`), until stdin closes."""
+    """The child: `ready` once Marimo is imported, then one JSON request per
+    line on stdin, one answer per line on stdout (`{"file"}` or `{"code",
+    "detail"}`), until stdin closes."""
+    from marimo._ast.parse import parse_notebook  # noqa: F401  (the import is the start-up)
+    from marimo._convert.converters import MarimoConvert  # noqa: F401
+
+    sys.stdout.write(READY)
+    sys.stdout.flush()
     # Marimo warns on stderr about files it reads; nobody reads that here.
     for line in sys.stdin:
         try:
@@ -146,8 +155,10 @@ def serve() -> None:
 class Converter:
     """The API process's converter child, started at the first file, one
     file at a time; a file that takes longer than `timeout`, a child that
-    dies, or a request given up (its client gone) ends the child, and the
-    next file starts another, so no answer is ever read for the wrong file."""
+    dies, or a request given up ends the child, and the next file starts
+    another, so no answer is ever read for the wrong file. A file waits at
+    most QUEUE_SECONDS for its turn (503, retry), so one member's files
+    cannot hold others' requests without end."""
 
     def __init__(self, timeout: float = CONVERT_TIMEOUT_SECONDS) -> None:
         self.timeout = timeout
@@ -155,55 +166,96 @@ class Converter:
         self._turn = asyncio.Lock()
 
     async def convert(self, source: dict[str, Any]) -> str:
-        async with self._turn:
-            child = await self._started()
-            assert child.stdin is not None and child.stdout is not None
-            request = json.dumps({"format": source["format"], "content": source["content"]})
-            ended = True
-            try:
-                child.stdin.write(request.encode() + b"\n")
-                await child.stdin.drain()
-                line = await asyncio.wait_for(child.stdout.readline(), self.timeout)
-                ended = not line
-            except TimeoutError:
-                raise _invalid(
-                    f"The file took longer than {self.timeout:g} s to convert: split it, or "
-                    "convert it with `marimo convert` and bring the .py it makes."
-                ) from None
-            except (ConnectionError, ValueError):  # the child died mid-file (a line too long)
-                raise _invalid("The file cannot be converted.") from None
-            finally:
-                if ended:  # timed out, died, or this request given up mid-file
-                    await self.close()
-            if not line:
-                raise _invalid("The file cannot be converted.")
+        try:
+            await asyncio.wait_for(self._turn.acquire(), QUEUE_SECONDS)
+        except TimeoutError:
+            raise Unavailable(
+                "Other notebook files are being converted; retry.", code="converter_busy"
+            ) from None
+        try:
+            line = await self._converted(source)
+        finally:
+            self._turn.release()
         answer = json.loads(line)
         if "file" not in answer:
             raise BadRequest(answer["detail"], code=answer["code"], field=FIELD)
         return str(answer["file"])
 
-    async def _started(self) -> asyncio.subprocess.Process:
-        if self._child is None or self._child.returncode is not None:
-            self._child = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "api.sources",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                # It reads members' files: none of the API's secrets (the
-                # database's URL, the signing keys) in its environment.
-                env={k: v for k, v in os.environ.items() if k in _CHILD_ENV},
-                limit=_ANSWER_LIMIT,
+    async def _converted(self, source: dict[str, Any]) -> bytes:
+        """The child's whole answer line for `source`."""
+        child = await self._started()
+        assert child.stdin is not None and child.stdout is not None
+        request = json.dumps({"format": source["format"], "content": source["content"]})
+        whole = False
+        try:
+            child.stdin.write(request.encode() + b"\n")
+            await child.stdin.drain()
+            line = await asyncio.wait_for(child.stdout.readline(), self.timeout)
+            whole = line.endswith(b"\n")
+        except TimeoutError:
+            raise _invalid(
+                f"The file took longer than {self.timeout:g} s to convert: split it, or "
+                "convert it with `marimo convert` and bring the .py it makes."
+            ) from None
+        except (ConnectionError, ValueError):
+            whole = False  # the child died mid-file, or its answer was past the limit
+        finally:
+            if not whole:  # timed out, died, or this request given up mid-file
+                await self.close()
+        if not whole:
+            # Killed (memory, a signal, the server stopping): not the file's
+            # fault for all we know.
+            raise Unavailable(
+                "The notebook file converter stopped; retry.", code="converter_unavailable"
             )
-        return self._child
+        return line
+
+    async def _started(self) -> asyncio.subprocess.Process:
+        if self._child is not None and self._child.returncode is None:
+            return self._child
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-P",  # not the working directory's `api` package, whatever it holds
+            "-m",
+            "api.sources",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            # It reads members' files: none of the API's secrets (the
+            # database's URL, the signing keys) in its environment.
+            env={k: v for k, v in os.environ.items() if k in _CHILD_ENV},
+            limit=_ANSWER_LIMIT,
+        )
+        # Its start (Python, Marimo's import: about a second) is not the file's
+        # time; it is ours once it said so (a start given up leaves nothing).
+        assert child.stdout is not None
+        started = b""
+        try:
+            started = await asyncio.wait_for(child.stdout.readline(), START_SECONDS)
+        except (TimeoutError, ValueError):
+            pass
+        finally:
+            if started != READY.encode():
+                await _ended(child)
+        if started != READY.encode():
+            raise Unavailable(
+                "The notebook file converter did not start; retry.",
+                code="converter_unavailable",
+            )
+        self._child = child
+        return child
 
     async def close(self) -> None:
         child, self._child = self._child, None
-        if child is not None and child.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-            await child.wait()
+        if child is not None:
+            await _ended(child)
+
+
+async def _ended(child: asyncio.subprocess.Process) -> None:
+    if child.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+    await child.wait()
 
 
 # What the child needs of the API's environment to find Python and its packages.

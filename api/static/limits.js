@@ -13,8 +13,13 @@ function platformHint(limit) {
   return limit ? `The platform allows at most ${limit}; a higher number here changes nothing.` : "The platform sets no limit.";
 }
 
+// The limits as last read: Save sends only what the admin changed from
+// them, so it never puts back a limit another admin changed meanwhile.
+let shown = null;
+
 function show(org) {
   const form = $("#limits-form");
+  shown = org;
   form.perMember.value = String(org.maxRunningPerMember);
   form.org.value = String(org.maxRunning);
   $("#limit-member-platform").textContent = platformHint(org.platformMaxRunningPerMember);
@@ -41,10 +46,13 @@ async function save(ev) {
     bad.focus();
     return;
   }
+  const changed = {};
+  if (perMember !== shown.maxRunningPerMember) changed.maxRunningPerMember = perMember;
+  if (org !== shown.maxRunning) changed.maxRunning = org;
   const submit = $("#limits-submit");
   setBusy(submit, true);
   try {
-    show(await api.setOrganizationLimits({ maxRunningPerMember: perMember, maxRunning: org }));
+    show(await api.setOrganizationLimits(changed));
     showError(error, null);
     announce("Running limits saved");
   } catch (err) {
@@ -54,18 +62,24 @@ async function save(ev) {
   }
 }
 
-// Shown to org admins once read; a failure says so in the panel.
+// Shown to org admins once read; a failure says so in the panel, with no
+// form (what it would show is not what is set).
 export async function loadLimits(isCurrent) {
-  const panel = $("#limits-panel");
-  $("#limits-form").onsubmit = save;
+  const form = $("#limits-form");
+  form.onsubmit = save;
   showError($("#limits-error"), null);
+  let org = null;
   try {
-    const org = await api.organization();
-    if (!isCurrent()) return;
-    show(org);
+    org = await api.organization();
   } catch (err) {
     if (!isCurrent()) return;
-    showError($("#limits-error"), err, "Could not read the limits");
+    showError($("#limits-read-error"), err, "Could not read the limits");
   }
-  panel.hidden = false;
+  if (!isCurrent()) return; // left, or no longer an org admin
+  if (org) {
+    showError($("#limits-read-error"), null);
+    show(org);
+  }
+  form.hidden = !org;
+  $("#limits-panel").hidden = false;
 }

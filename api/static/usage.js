@@ -129,6 +129,7 @@ async function load() {
 function refuse() {
   $("#usage-report").hidden = true;
   $("#limits-panel").hidden = true;
+  view.stay += 1; // the limits' answer on its way is dropped too
   showAdminNav(false);
   showError($("#usage-error"), { detail: "Only organization admins see the organization's usage." });
 }

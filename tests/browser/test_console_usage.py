@@ -181,11 +181,18 @@ def test_an_org_admin_sets_the_running_limits(browser: Any, stack: Any) -> None:
         org = stack.call("GET", "/organization")[1]
         assert (org["maxRunningPerMember"], org["maxRunning"]) == (2, 25)
 
-        # Read again on the next visit, as another admin may have changed them.
+        # Another admin changes one meanwhile: a Save of the other keeps theirs.
         stack.call("PATCH", "/organization", {"maxRunning": 30})
+        per_member.fill("3")
+        panel.get_by_role("button", name="Save limits").click()
+        expect(in_org).to_have_value("30")  # the answer shows what is set now
+        org = stack.call("GET", "/organization")[1]
+        assert (org["maxRunningPerMember"], org["maxRunning"]) == (3, 30)
+        # Read again on the next visit.
+        stack.call("PATCH", "/organization", {"maxRunning": 40})
         page.evaluate("location.hash = '#/notebooks'")
         page.evaluate("location.hash = '#/usage'")
-        expect(in_org).to_have_value("30")
-        expect(per_member).to_have_value("2")
+        expect(in_org).to_have_value("40")
+        expect(per_member).to_have_value("3")
     finally:
         close_page(page)

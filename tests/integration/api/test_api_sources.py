@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of, refused
 from marimo._ast.parse import parse_notebook
 
+from api import sources
 from api.sources import CONVERTER, MAX_FILE_BYTES
 
 NB = "/api/v1/workloads/notebooks"
@@ -282,25 +283,65 @@ async def test_the_source_goes_with_its_notebook(
     assert seed_of(factory, nid) is None
 
 
+SLOW = {"format": "py", "content": "x = 1\n" * 20_000}  # seconds of Marimo's work
+
+
 async def test_a_file_too_slow_to_convert_is_refused_and_the_next_one_converts(
     client: TestClient, world: World, factory: Factory
 ) -> None:
     """The conversion runs in a child process, given up (and the child
     replaced) past its time; the API answers meanwhile."""
+    await created_seed(client, world, factory, {"format": "py", "content": MARIMO_FILE})
     converter = client.server.app[CONVERTER]
-    converter.timeout = 0.5
-    slow = "x = 1\n" * 20_000  # seconds of Marimo's work
-    pending = asyncio.ensure_future(create(client, world, {"format": "py", "content": slow}))
-    # The event loop is free while it converts: another request is answered.
+    converter.timeout = 0.5  # the child is up: this is the file's own time
+    pending = asyncio.ensure_future(create(client, world, SLOW))
+    answered_meanwhile = 0
     while not pending.done():
         resp = await client.get("/api/v1/me", headers=world.owner.auth)
         assert resp.status == 200
+        answered_meanwhile += not pending.done()
         await asyncio.sleep(0.05)
+    assert answered_meanwhile > 0  # the event loop was not held by the conversion
     problem = await refused(await pending, 400, "invalid_source", "source.content")
     assert "took longer than 0.5 s to convert" in problem["detail"]
     converter.timeout = 15
     seed = await created_seed(client, world, factory, {"format": "py", "content": MARIMO_FILE})
     assert seed == MARIMO_FILE
+
+
+async def until_converting(client: TestClient) -> Any:
+    """The converter's child, once it has a file in hand."""
+    converter = client.server.app[CONVERTER]
+    while True:
+        if converter._turn.locked() and converter._child is not None:
+            return converter._child
+        await asyncio.sleep(0.01)
+
+
+async def test_a_converter_killed_mid_file_is_a_503_to_retry_and_is_replaced(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    pending = asyncio.ensure_future(create(client, world, SLOW))
+    child = await until_converting(client)
+    child.kill()  # the OOM killer, a signal, the server stopping
+    resp = await pending
+    problem = await refused(resp, 503, "converter_unavailable")
+    assert resp.headers["Retry-After"] == "5"
+    assert factory.value("select count(*) from notebook_seeds") == 0
+    seed = await created_seed(client, world, factory, {"format": "py", "content": MARIMO_FILE})
+    assert seed == MARIMO_FILE and problem["detail"].endswith("retry.")
+
+
+async def test_a_file_waits_its_turn_for_so_long_then_is_a_503_to_retry(
+    client: TestClient, world: World, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "QUEUE_SECONDS", 0.2)
+    first = asyncio.ensure_future(create(client, world, SLOW))
+    await until_converting(client)
+    await refused(
+        await create(client, world, {"format": "py", "content": "x = 1"}), 503, "converter_busy"
+    )
+    assert (await first).status == 201
 
 
 async def test_the_converter_child_gets_none_of_the_apis_secrets(
