@@ -97,11 +97,19 @@ def window(ctx: Ctx) -> tuple[datetime, datetime]:
 
 async def org_usage(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
+    return await usage(ctx, owner=None)
+
+
+async def my_usage(ctx: Ctx) -> web.Response:
+    """Any member's own: how long the notebooks they own held servers (what
+    their organization's report says of them, no more)."""
+    return await usage(ctx, owner=ctx.me.member_id)
+
+
+async def usage(ctx: Ctx, owner: str | None) -> web.Response:
     start, until = window(ctx)
-    row = await ctx.one(
-        "api_org_usage",
-        ctx.mine(**{"from": start, "until": until, "top": TOP_NOTEBOOKS, "held": HELD}),
-    )
+    params = {"from": start, "until": until, "top": TOP_NOTEBOOKS, "held": HELD, "owner": owner}
+    row = await ctx.one("api_usage", ctx.mine(**params))
     assert row is not None  # an aggregate always returns one row
     # The lists come as JSON text built by PostgreSQL: spliced in after the
     # scalars, not parsed and written again.

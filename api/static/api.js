@@ -183,6 +183,14 @@ async function all(path) {
   return { items, included };
 }
 
+function withWindow(path, { from, to } = {}) {
+  const query = new URLSearchParams();
+  if (from) query.set("from", from);
+  if (to) query.set("to", to);
+  const qs = query.toString();
+  return qs ? `${path}?${qs}` : path;
+}
+
 export const api = {
   me: (tokenOverride) => request("GET", "/me", undefined, { tokenOverride }),
   createToken: (memberId, body, tokenOverride) =>
@@ -218,14 +226,10 @@ export const api = {
   // limits set by org admins.
   organization: () => request("GET", "/organization"),
   setOrganizationLimits: (body) => request("PATCH", "/organization", body),
-  // The organization's usage (org admins) in [from, to); `to` omitted: now.
-  usage: ({ from, to } = {}) => {
-    const query = new URLSearchParams();
-    if (from) query.set("from", from);
-    if (to) query.set("to", to);
-    const qs = query.toString();
-    return request("GET", qs ? `/usage?${qs}` : "/usage");
-  },
+  // The organization's usage (org admins), or the caller's own notebooks',
+  // in [from, to); `to` omitted: now.
+  usage: (window) => request("GET", withWindow("/usage", window)),
+  myUsage: (window) => request("GET", withWindow("/me/usage", window)),
   // The organization's activity (org admins), newest first; `actor`: one
   // member's id, or "reconciler"; `notebook`: one notebook's, deleted or not.
   activity: ({ limit, marker, actor, notebook } = {}) => {

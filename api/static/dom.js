@@ -139,5 +139,5 @@ export const isBusy = (button) => button.getAttribute("aria-busy") === "true";
 // The top bar's org admins' pages (the API refuses anyone else): shown on
 // sign-in and each navigation as `GET /me` says, dropped at a refusal.
 export function showAdminNav(shown) {
-  for (const id of ["nav-activity", "nav-usage"]) document.getElementById(id).hidden = !shown;
+  document.getElementById("nav-activity").hidden = !shown; // Usage is everyone's (their own)
 }

@@ -10,7 +10,7 @@ import { absorb, memberLabel, state } from "./store.js";
 
 // `visit`: the report asked for last (a new window drops an older answer);
 // `stay`: this visit to the page (the limits are read once per visit).
-const view = { visit: 0, stay: 0 };
+const view = { visit: 0, stay: 0, org: false };
 
 // The window as the API takes it: [from, to), to omitted = now, from
 // omitted = the start of this month (UTC, by the server's clock: a browser
@@ -43,7 +43,8 @@ const day = (iso) => new Date(iso).toLocaleDateString(undefined, DAY);
 function ownerCell(memberId) {
   // Deleted for good before tombstones kept whose they were (docs/api.md, Usage).
   if (!memberId) return h("td", { "data-label": "Owner", text: "Not recorded (deleted notebooks)" });
-  // What they did, beside what they used.
+  // What they did, beside what they used (the activity is the admins').
+  if (!view.org) return h("td", { "data-label": "Owner", text: memberLabel(memberId) });
   return h("td", { "data-label": "Owner" }, h("a", { href: `#/activity/${encodeURIComponent(memberId)}`, text: memberLabel(memberId) }));
 }
 
@@ -102,13 +103,24 @@ function offerCsv(report) {
   link.download = `usage-${report.from.slice(0, 10)}-to-${last}.csv`;
 }
 
+// Whose usage the page shows: the organization's (org admins) or the
+// member's own notebooks' (GET /me/usage, everyone else).
+function setScope(org) {
+  view.org = org;
+  $("#usage-title").textContent = org ? "Usage" : "Your usage";
+  $("#usage-hint").textContent = org
+    ? "How long each member's notebooks held servers (starting, running, idle, detached or stopping), from their history: a notebook counts for its owner now."
+    : "How long the notebooks you own held servers (starting, running, idle, detached or stopping), from their history: a notebook handed to you counts for you.";
+}
+
 async function load() {
   const visit = ++view.visit;
   const { from, to } = windowOf($("#usage-window").value);
+  const span = { from: from?.toISOString(), to: to?.toISOString() };
   const region = $("#usage-report");
   region.setAttribute("aria-busy", "true");
   try {
-    const report = await api.usage({ from: from?.toISOString(), to: to?.toISOString() });
+    const report = await (view.org ? api.usage(span) : api.myUsage(span));
     if (visit !== view.visit) return; // left, or another window chosen
     absorb(report.included);
     showError($("#usage-error"), null);
@@ -118,20 +130,23 @@ async function load() {
   } catch (err) {
     if (visit !== view.visit) return;
     region.hidden = true;
-    if (err.status === 403) refuse(); // no longer an org admin
+    if (err.status === 403 && view.org) demoted();
     else showError($("#usage-error"), err, "Could not load the usage");
   } finally {
     if (visit === view.visit) region.removeAttribute("aria-busy");
   }
 }
 
-// Not (or no longer) an org admin: said, and the top bar no longer offers it.
-function refuse() {
-  $("#usage-report").hidden = true;
+// No longer an org admin: said, the admins' links and the limits go, and
+// the page goes on with the member's own usage.
+function demoted() {
   $("#limits-panel").hidden = true;
   view.stay += 1; // the limits' answer on its way is dropped too
   showAdminNav(false);
-  showError($("#usage-error"), { detail: "Only organization admins see the organization's usage." });
+  setScope(false);
+  load().then(() => {
+    showError($("#usage-error"), { detail: "Only organization admins see the organization's usage; this is yours." });
+  });
 }
 
 export const usageView = {
@@ -140,15 +155,11 @@ export const usageView = {
     showError($("#usage-error"), null);
     $("#usage-report").hidden = true;
     $("#limits-panel").hidden = true;
-    if (!state.me?.organizationAdmin) {
-      view.visit += 1;
-      refuse();
-      return;
-    }
+    setScope(Boolean(state.me?.organizationAdmin));
     $("#usage-window").onchange = load;
     load();
     const stay = ++view.stay;
-    loadLimits(() => stay === view.stay);
+    if (view.org) loadLimits(() => stay === view.stay);
   },
   leave() {
     view.visit += 1; // an answer on its way is dropped

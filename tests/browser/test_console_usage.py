@@ -114,39 +114,54 @@ def test_the_usage_csv_is_safe_to_open_in_a_spreadsheet(
         close_page(page)
 
 
-def test_the_usage_is_the_org_admins_alone(browser: Any, stack: Any) -> None:
-    """A member is not offered it; an org admin who loses the right is
-    refused by the API at the next read, and the top bar drops it."""
+def test_a_member_sees_their_own_usage_and_a_demoted_admin_goes_back_to_theirs(
+    browser: Any, stack: Any, settings: Any
+) -> None:
+    """The organization's usage is its org admins'; everyone else's Usage
+    page shows their own notebooks (GET /me/usage). An org admin who loses
+    the right is refused at the next read and shown their own."""
+    now = datetime.now(UTC)
     _, token = member_with_token(stack, "bo@example.com", "Bo")
+    bos = create_notebook_via_api(stack, "Bo's notebook", token=token)
+    ran(settings, stack, bos, now - timedelta(minutes=50), now - timedelta(minutes=20))
+    admins = create_notebook_via_api(stack, "Admin's notebook")
+    ran(settings, stack, admins, now - timedelta(minutes=40), now - timedelta(minutes=10))
     cy, cy_token = member_with_token(stack, "cy@example.com", "Cy")
     code, body = stack.call("PATCH", f"/members/{cy['id']}", {"organizationAdmin": True})
     assert code == 200, body
-    refusal = "Only organization admins see the organization's usage."
+    refusal = "Only organization admins see the organization's usage; this is yours."
     page = browser.new_page(viewport=LAPTOP)
     try:
         sign_in(page, stack.api_url, token)
-        expect(page.get_by_role("link", name="People")).to_be_visible()
-        expect(page.get_by_role("link", name="Usage", exact=True)).to_have_count(0)
-        page.evaluate("location.hash = '#/usage'")
-        expect(page.locator("#usage-error")).to_have_text(refusal)
-        expect(page.locator("#usage-report")).to_be_hidden()
+        expect(page.get_by_role("link", name="Activity", exact=True)).to_have_count(0)
+        page.get_by_role("link", name="Usage", exact=True).click()
+        expect(page.get_by_role("heading", name="Your usage")).to_be_visible()
+        page.get_by_label("Window").select_option("last-7-days")
+        expect(page.locator("#usage-summary")).to_contain_text("0.5 h across 1 notebook")
+        expect(page.locator("#usage-notebooks")).to_contain_text("Bo's notebook")
+        expect(page.locator("#usage-notebooks")).not_to_contain_text("Admin's notebook")
         expect(page.locator("#limits-panel")).to_be_hidden()
+        # Their own name, not a link to the admins' activity.
+        expect(page.locator("#usage-members").get_by_role("link")).to_have_count(0)
     finally:
         close_page(page)
     page = browser.new_page(viewport=LAPTOP)
     try:
         sign_in(page, stack.api_url, cy_token)
         page.get_by_role("link", name="Usage", exact=True).click()
-        expect(page.locator("#usage-summary")).to_contain_text("across 0 notebooks")
+        expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
+        page.get_by_label("Window").select_option("last-7-days")
+        expect(page.locator("#usage-summary")).to_contain_text("1.0 h across 2 notebooks")
+        expect(page.locator("#limits-panel")).to_be_visible()
         code, body = stack.call("PATCH", f"/members/{cy['id']}", {"organizationAdmin": False})
         assert code == 200, body
-        expect(page.locator("#limits-panel")).to_be_visible()
-        page.get_by_label("Window").select_option("last-month")
+        page.get_by_label("Window").select_option("last-30-days")
         expect(page.locator("#usage-error")).to_have_text(refusal)
-        expect(page.locator("#usage-report")).to_be_hidden()
+        expect(page.get_by_role("heading", name="Your usage")).to_be_visible()
+        expect(page.locator("#usage-summary")).to_contain_text("across 0 notebooks")
         expect(page.locator("#limits-panel")).to_be_hidden()
-        expect(page.get_by_role("link", name="Usage", exact=True)).to_have_count(0)
         expect(page.get_by_role("link", name="Activity", exact=True)).to_have_count(0)
+        expect(page.get_by_role("link", name="Usage", exact=True)).to_be_visible()
     finally:
         close_page(page)
 

@@ -228,8 +228,8 @@ def test_usage_reads_the_windows_events_and_one_event_per_changed_notebook(
     status as the window opens is its status now when unchanged since, else
     one probe of notebook_events_notebook_time; nothing reads the whole
     history."""
-    params = {"org_id": ORG, "from": begins, "until": ends, "top": 100, "held": HELD}
-    plan = explain(scale_conn, "api_org_usage", params, generic=generic)
+    params = {"org_id": ORG, "from": begins, "until": ends, "top": 100, "held": HELD, "owner": None}
+    plan = explain(scale_conn, "api_usage", params, generic=generic)
     read = scans(plan["Plan"], "notebook_events")
     assert read and not [n for n in read if n["Node Type"] == "Seq Scan"], read
     assert "notebook_events_org_time" in index_names(plan["Plan"])
@@ -251,6 +251,41 @@ def test_usage_reads_the_windows_events_and_one_event_per_changed_notebook(
     assert rows <= window[0] + 2 * changed[0] + 1000
     # Not assert_no_jit: 29,000 probes cost past jit_above_cost, and the
     # services' connections run without JIT (the test below).
+
+
+@PLANS
+def test_a_members_usage_reads_their_notebooks_events_not_the_organizations(
+    scale_conn, generic: bool
+) -> None:
+    """GET /me/usage: the member's notebooks, then each one's window of
+    events off notebook_events_notebook_time; the organization's window is
+    not read (its branch is cut by a one-time filter on `owner`)."""
+    begins, ends = datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC)
+    params = {
+        "org_id": ORG,
+        "from": begins,
+        "until": ends,
+        "top": 100,
+        "held": HELD,
+        "owner": MEMBER,
+    }
+    plan = explain(scale_conn, "api_usage", params, generic=generic)
+    read = scans(plan["Plan"], "notebook_events")
+    assert read and not [n for n in read if n["Node Type"] == "Seq Scan"], read
+    # The organization's window is planned (generic) but never run.
+    assert "notebook_events_org_time" not in index_names(plan["Plan"])
+    assert "notebook_events_notebook_time" in index_names(plan["Plan"])
+    owned = scale_conn.execute(
+        "select count(*) from notebooks where member_id = %s", (MEMBER,)
+    ).fetchone()
+    theirs = scale_conn.execute(
+        "select count(*) from notebook_events e join notebooks n on n.id = e.notebook_id"
+        " where n.member_id = %s",
+        (MEMBER,),
+    ).fetchone()
+    assert owned is not None and theirs is not None and owned[0] > 0
+    rows = sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in read)
+    assert rows <= theirs[0] + 2 * owned[0] + 10, (rows, theirs, owned)
 
 
 def test_config_in_use_and_its_foreign_key_use_the_index(scale_conn, scale_url: str) -> None:

@@ -240,3 +240,68 @@ async def test_a_notebook_unchanged_since_before_the_window_counts_as_it_is(
     assert seconds_of(body) == {world.notebook: 1000}
     body = await usage(client, world.admin, f"?from={at(0)}")
     assert seconds_of(body) == {world.notebook: 5000, stopped_early: 500}
+
+
+MY_USAGE = "/api/v1/me/usage"
+
+
+async def my_usage(client: TestClient, who: Member, query_string: str = "") -> dict:
+    resp = await client.get(f"{MY_USAGE}{query_string}", headers=who.auth)
+    assert resp.status == 200, await resp.text()
+    return await body_of(resp)
+
+
+async def test_a_member_reads_their_own_notebooks_usage_as_the_report_says_it(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """GET /me/usage: any member; only the notebooks they own now (a deleted
+    one they owned when it went too), exactly as the organization's report
+    says of them; a window as there."""
+    mine_running = factory.notebook(world.outsider, world.config)
+    mine_deleted = factory.notebook(world.outsider, world.config)
+    factory.event(mine_running, world.org, "running", at=instant(0))
+    factory.event(mine_deleted, world.org, "running", at=instant(0))
+    factory.event(world.notebook, world.org, "running", at=instant(0))  # the owner's
+    factory.clock.advance(1000)
+    resp = await client.delete(f"{NB}/{mine_deleted}", headers=world.outsider.auth)
+    assert resp.status == 204
+    factory.conn.execute(
+        query("reconciler_delete_notebook"),
+        {"id": mine_deleted, "reason": DELETED, "now": factory.clock.now()},
+    )
+    factory.clock.advance(500)
+
+    mine = await my_usage(client, world.outsider)
+    assert seconds_of(mine) == {mine_running: 1500, mine_deleted: 1000}
+    assert mine["byMember"] == [{"memberId": world.outsider.id, "seconds": 2500, "notebooks": 2}]
+    assert [m["id"] for m in mine["included"]["members"]] == [world.outsider.id]
+    report = await usage(client, world.admin)
+    theirs = next(m for m in report["byMember"] if m["memberId"] == world.outsider.id)
+    assert theirs == mine["byMember"][0]
+    # A window, as the report takes it; one with nothing of theirs.
+    assert seconds_of(await my_usage(client, world.outsider, f"?from={at(100)}&to={at(200)}")) == {
+        mine_running: 100,
+        mine_deleted: 100,
+    }
+    none = await my_usage(client, world.viewer)
+    assert (none["seconds"], none["byMember"], none["byNotebook"]) == (0, [], [])
+    await refused(
+        await client.get(f"{MY_USAGE}?from=yesterday", headers=world.viewer.auth),
+        400,
+        "validation_failed",
+        "from",
+    )
+    assert (await client.get(MY_USAGE)).status == 401
+
+
+async def test_a_notebook_handed_on_counts_for_its_new_owner_in_theirs(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    factory.event(world.notebook, world.org, "running", at=instant(0))
+    factory.clock.advance(300)
+    resp = await client.patch(
+        f"{NB}/{world.notebook}", json={"memberId": world.outsider.id}, headers=world.admin.auth
+    )
+    assert resp.status == 200, await resp.text()
+    assert seconds_of(await my_usage(client, world.outsider)) == {world.notebook: 300}
+    assert seconds_of(await my_usage(client, world.owner)) == {}
