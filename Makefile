@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench-api bench-start bench-proxy clean
+.PHONY: run test lint bench-api bench-start bench-proxy bench-sources clean
 
 $(STAMP): pyproject.toml
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -35,6 +35,9 @@ bench-start: $(STAMP)
 
 bench-proxy: $(STAMP)
 	$(PY) bench/proxy.py
+
+bench-sources: $(STAMP)
+	$(PY) bench/sources.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -326,6 +326,13 @@ async def run(args: argparse.Namespace) -> None:
                     f"{base}/api/v1/usage?from=2025-06-05T00:00:00Z&to=2025-06-06T00:00:00Z",
                     headers,
                 ),
+                # A member's own (GET /me/usage) over the whole month of the
+                # history: their 10 notebooks' events, read notebook by notebook.
+                (
+                    "my usage, a month",
+                    f"{base}/api/v1/me/usage?from=2025-06-01T00:00:00Z&to=2025-07-01T00:00:00Z",
+                    member,
+                ),
             ]
         rows = []
         pg_root = psutil.Process(server.get_pid())

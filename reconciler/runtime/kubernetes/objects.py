@@ -118,31 +118,31 @@ def cluster_mode(spec: SessionSpec) -> bool:
     return spec.workload.mode == "cluster"
 
 
-def token_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
-    name = n.token_secret_name(spec.notebook_id, spec.session_id)
-    token = base64.b64encode(spec.session_token.encode()).decode()
+def _session_secret(
+    spec: SessionSpec, ks: KubernetesSettings, what: str, name: str, key: str, value: str
+) -> Obj:
+    """One value of a session's own, as an immutable Secret labelled `what`."""
+    nid, sid = spec.notebook_id, spec.session_id
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(name, n.session_labels(spec.notebook_id, spec.session_id, "token"), ks),
+        "metadata": _meta(name, n.session_labels(nid, sid, what), ks),
         "type": "Opaque",
         "immutable": True,
-        "data": {n.TOKEN_KEY: token},
+        "data": {key: base64.b64encode(value.encode()).decode()},
     }
+
+
+def token_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
+    name = n.token_secret_name(spec.notebook_id, spec.session_id)
+    return _session_secret(spec, ks, "token", name, n.TOKEN_KEY, spec.session_token)
 
 
 def seed_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     """The file a notebook was created from, for its first start's seeding."""
     assert spec.seed is not None
     name = n.seed_secret_name(spec.notebook_id, spec.session_id)
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(name, n.session_labels(spec.notebook_id, spec.session_id, "seed"), ks),
-        "type": "Opaque",
-        "immutable": True,
-        "data": {n.SEED_KEY: base64.b64encode(spec.seed.encode()).decode()},
-    }
+    return _session_secret(spec, ks, "seed", name, n.SEED_KEY, spec.seed)
 
 
 def pvc(notebook_id: str, ks: KubernetesSettings) -> Obj:
