@@ -107,9 +107,15 @@ async def my_usage(ctx: Ctx) -> web.Response:
 
 
 async def usage(ctx: Ctx, owner: str | None) -> web.Response:
+    """The organization's (`owner` None) or one member's notebooks': two
+    statements sharing their answer (api_usage.sql), each planned for its
+    own indexes."""
     start, until = window(ctx)
-    params = {"from": start, "until": until, "top": TOP_NOTEBOOKS, "held": HELD, "owner": owner}
-    row = await ctx.one("api_usage", ctx.mine(**params))
+    params = {"from": start, "until": until, "top": TOP_NOTEBOOKS, "held": HELD}
+    if owner is None:
+        row = await ctx.one("api_org_usage", ctx.mine(**params))
+    else:
+        row = await ctx.one("api_member_usage", ctx.mine(**params, owner=owner))
     assert row is not None  # an aggregate always returns one row
     # The lists come as JSON text built by PostgreSQL: spliced in after the
     # scalars, not parsed and written again.

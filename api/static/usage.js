@@ -1,7 +1,8 @@
-// The organization's usage, for its org admins (#/usage): how long each
-// member's notebooks held servers in a month or the last days, and which
-// notebooks held them longest (GET /usage, docs/console.md "Usage"). Read on
-// each visit and each change of window; it does not poll (a report).
+// Usage (#/usage): how long notebooks held servers in a month or the last
+// days, and which held them longest. The organization's, for its org admins
+// (GET /usage), with its running limits under it; every other member's own
+// notebooks' (GET /me/usage). docs/console.md "Usage". Read on each visit and
+// each change of window; it does not poll (a report).
 
 import { api } from "./api.js";
 import { $, h, showAdminNav, showError } from "./dom.js";
@@ -113,7 +114,8 @@ function setScope(org) {
     : "How long the notebooks you own held servers (starting, running, idle, detached or stopping), from their history: a notebook handed to you counts for you.";
 }
 
-async function load() {
+// `note`: said above the report once it is shown (and only then).
+async function load(note = null) {
   const visit = ++view.visit;
   const { from, to } = windowOf($("#usage-window").value);
   const span = { from: from?.toISOString(), to: to?.toISOString() };
@@ -123,7 +125,7 @@ async function load() {
     const report = await (view.org ? api.usage(span) : api.myUsage(span));
     if (visit !== view.visit) return; // left, or another window chosen
     absorb(report.included);
-    showError($("#usage-error"), null);
+    showError($("#usage-error"), note && { detail: note });
     render(report);
     offerCsv(report);
     region.hidden = false;
@@ -144,9 +146,7 @@ function demoted() {
   view.stay += 1; // the limits' answer on its way is dropped too
   showAdminNav(false);
   setScope(false);
-  load().then(() => {
-    showError($("#usage-error"), { detail: "Only organization admins see the organization's usage; this is yours." });
-  });
+  load("Only organization admins see the organization's usage; this is yours.");
 }
 
 export const usageView = {

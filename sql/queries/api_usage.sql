@@ -16,26 +16,18 @@
 -- from its first event in the window to its last. Attributed to the
 -- notebook's owner now, or when it went. A status as the window opens that
 -- holds no servers is left out (it counts nothing, and ends nothing).
+--
+-- GET /me/usage (api_member_usage) is the same for one member's notebooks:
+-- theirs now (a row marked deleted but not yet removed too, through
+-- notebooks_member, migration 0018) and those deleted for good while theirs
+-- (deleted_notebooks_member); their events come off
+-- notebook_events_notebook_time notebook by notebook, never the
+-- organization's window. Both end with the fragment usage_answer.
 
--- name: api_org_usage
-with inside as materialized (
-    select e.id, e.notebook_id, e.to_status, e.created_at
-      from notebook_events e
-     where e.organization_id = %(org_id)s
-       and e.created_at >= %(from)s and e.created_at < %(until)s
-), probed as materialized (
-    select n.id from notebooks n
-     where n.organization_id = %(org_id)s and n.created_at < %(until)s
-       and n.status_changed_at >= %(from)s
-    union
-    select d.id from deleted_notebooks d
-     where d.organization_id = %(org_id)s and d.gone_at >= %(from)s
-       and d.created_at < %(until)s
-), timeline as (
-    select n.id as notebook_id, n.status, %(from)s::timestamptz as at, 0::bigint as seq
-      from notebooks n
-     where n.organization_id = %(org_id)s and n.status_changed_at < %(from)s
-       and n.status = any(%(held)s::text[])
+-- fragment: usage_answer
+-- The timeline's other branches, then the spans, sums and the answer, over
+-- the CTEs `inside` (the window's events), `probed` (notebooks whose status
+-- as the window opens is looked up) and the timeline's first branch.
     union all
     select p.id, b.to_status, %(from)s::timestamptz, 0::bigint
       from probed p
@@ -91,4 +83,49 @@ select
 -- include: included_member
     order by m.id) from members m
      where m.organization_id = %(org_id)s
-       and m.id in (select o.member_id from owners o)), '[]')::text as members;
+       and m.id in (select o.member_id from owners o)), '[]')::text as members
+
+-- name: api_org_usage
+with inside as materialized (
+    select e.id, e.notebook_id, e.to_status, e.created_at
+      from notebook_events e
+     where e.organization_id = %(org_id)s
+       and e.created_at >= %(from)s and e.created_at < %(until)s
+), probed as materialized (
+    select n.id from notebooks n
+     where n.organization_id = %(org_id)s and n.created_at < %(until)s
+       and n.status_changed_at >= %(from)s
+    union
+    select d.id from deleted_notebooks d
+     where d.organization_id = %(org_id)s and d.gone_at >= %(from)s
+       and d.created_at < %(until)s
+), timeline as (
+    select n.id as notebook_id, n.status, %(from)s::timestamptz as at, 0::bigint as seq
+      from notebooks n
+     where n.organization_id = %(org_id)s and n.status_changed_at < %(from)s
+       and n.status = any(%(held)s::text[])
+-- include: usage_answer
+
+-- name: api_member_usage
+with mine as materialized (
+    select n.id, n.status, n.status_changed_at from notebooks n
+     where n.member_id = %(owner)s and n.organization_id = %(org_id)s
+       and n.created_at < %(until)s
+), gone as materialized (
+    select d.id from deleted_notebooks d
+     where d.member_id = %(owner)s and d.organization_id = %(org_id)s
+       and d.gone_at >= %(from)s and d.created_at < %(until)s
+), inside as materialized (
+    select e.id, e.notebook_id, e.to_status, e.created_at
+      from (select m.id from mine m union all select g.id from gone g) x
+      join notebook_events e on e.notebook_id = x.id
+     where e.created_at >= %(from)s and e.created_at < %(until)s
+), probed as materialized (
+    select m.id from mine m where m.status_changed_at >= %(from)s
+    union
+    select g.id from gone g
+), timeline as (
+    select m.id as notebook_id, m.status, %(from)s::timestamptz as at, 0::bigint as seq
+      from mine m
+     where m.status_changed_at < %(from)s and m.status = any(%(held)s::text[])
+-- include: usage_answer

@@ -229,7 +229,7 @@ def test_usage_reads_the_windows_events_and_one_event_per_changed_notebook(
     one probe of notebook_events_notebook_time; nothing reads the whole
     history."""
     params = {"org_id": ORG, "from": begins, "until": ends, "top": 100, "held": HELD, "owner": None}
-    plan = explain(scale_conn, "api_usage", params, generic=generic)
+    plan = explain(scale_conn, "api_org_usage", params, generic=generic)
     read = scans(plan["Plan"], "notebook_events")
     assert read and not [n for n in read if n["Node Type"] == "Seq Scan"], read
     assert "notebook_events_org_time" in index_names(plan["Plan"])
@@ -257,9 +257,9 @@ def test_usage_reads_the_windows_events_and_one_event_per_changed_notebook(
 def test_a_members_usage_reads_their_notebooks_events_not_the_organizations(
     scale_conn, generic: bool
 ) -> None:
-    """GET /me/usage: the member's notebooks, then each one's window of
-    events off notebook_events_notebook_time; the organization's window is
-    not read (its branch is cut by a one-time filter on `owner`)."""
+    """GET /me/usage: the member's notebooks and tombstones by owner, then
+    each one's window of events off notebook_events_notebook_time; nothing
+    of the organization's is read."""
     begins, ends = datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC)
     params = {
         "org_id": ORG,
@@ -269,12 +269,17 @@ def test_a_members_usage_reads_their_notebooks_events_not_the_organizations(
         "held": HELD,
         "owner": MEMBER,
     }
-    plan = explain(scale_conn, "api_usage", params, generic=generic)
+    plan = explain(scale_conn, "api_member_usage", params, generic=generic)
     read = scans(plan["Plan"], "notebook_events")
     assert read and not [n for n in read if n["Node Type"] == "Seq Scan"], read
-    # The organization's window is planned (generic) but never run.
     assert "notebook_events_org_time" not in index_names(plan["Plan"])
     assert "notebook_events_notebook_time" in index_names(plan["Plan"])
+    # Their notebooks and tombstones by owner, never the organization's.
+    # (The seed deletes none for good: its tombstones' table is empty.)
+    assert "notebooks_member" in index_names(plan["Plan"])
+    found = scans(plan["Plan"], "notebooks")
+    assert not [n for n in found if n["Node Type"] == "Seq Scan"], found
+    assert sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in found) <= 1000, found
     owned = scale_conn.execute(
         "select count(*) from notebooks where member_id = %s", (MEMBER,)
     ).fetchone()

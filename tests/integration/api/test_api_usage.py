@@ -305,3 +305,23 @@ async def test_a_notebook_handed_on_counts_for_its_new_owner_in_theirs(
     assert resp.status == 200, await resp.text()
     assert seconds_of(await my_usage(client, world.outsider)) == {world.notebook: 300}
     assert seconds_of(await my_usage(client, world.owner)) == {}
+
+
+async def test_a_notebook_being_deleted_counts_alike_in_both(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Running since before the window, then deleted (stopping, stopped) while
+    its row waits for the workers to remove it: the member's own usage says
+    what the organization's does, in the window and past it."""
+    factory.event(world.notebook, world.org, "running", at=instant(-3600))
+    factory.clock.advance(600)
+    assert (await client.delete(f"{NB}/{world.notebook}", headers=world.owner.auth)).status == 204
+    factory.clock.advance(30)
+    factory.reconciler_sets(world.notebook, "stopped", "Sail and Marimo stopped")
+    factory.clock.advance(1000)  # the row is still there, marked deleted
+    for window in ("", f"?from={at(0)}&to={at(300)}"):
+        report = await usage(client, world.admin, window)
+        mine = await my_usage(client, world.owner, window)
+        assert mine["byNotebook"] == report["byNotebook"] != [], window
+        assert mine["byMember"] == report["byMember"], window
+    assert seconds_of(await my_usage(client, world.owner)) == {world.notebook: 3600 + 630}
