@@ -308,21 +308,23 @@ async def list_notebooks(ctx: Ctx) -> web.Response:
     return normalized_list(ctx, scope, row)
 
 
-# The converted file of a create's `source`, made before its transaction.
+# A create's body, validated, and the file its `source` converts to: made
+# before its transaction.
+CREATE_BODY = web.RequestKey("create_body", dict)
 SEED = web.RequestKey("seed", str)
 
 
 async def convert_source(request: web.Request) -> None:
     """Bad input first: a body that does not validate, or a file that cannot
     be read, is the client's to mend, before anything is looked up."""
-    body = await read_body(request, CREATE_SCHEMA)
+    body = request[CREATE_BODY] = await read_body(request, CREATE_SCHEMA)
     if "source" in body:
         request[SEED] = await request.app[sources.CONVERTER].convert(body["source"])
 
 
 @prepared(convert_source)
 async def create_notebook(ctx: Ctx) -> web.Response:
-    body = await read_body(ctx.request, CREATE_SCHEMA)
+    body = ctx.request[CREATE_BODY]
     seed = ctx.request.get(SEED)
     await check_config(ctx, body["workloadConfigId"])
     team_ids = await check_teams(ctx, body.get("teamIds", []))
