@@ -26,8 +26,8 @@ def at(seconds: float) -> str:
     return instant(seconds).isoformat().replace("+00:00", "Z")
 
 
-async def usage(client: TestClient, who: Member, query_string: str = "") -> dict:
-    resp = await client.get(f"{USAGE}{query_string}", headers=who.auth)
+async def usage(client: TestClient, who: Member, query_string: str = "", path: str = USAGE) -> dict:
+    resp = await client.get(f"{path}{query_string}", headers=who.auth)
     assert resp.status == 200, await resp.text()
     return await body_of(resp)
 
@@ -246,9 +246,7 @@ MY_USAGE = "/api/v1/me/usage"
 
 
 async def my_usage(client: TestClient, who: Member, query_string: str = "") -> dict:
-    resp = await client.get(f"{MY_USAGE}{query_string}", headers=who.auth)
-    assert resp.status == 200, await resp.text()
-    return await body_of(resp)
+    return await usage(client, who, query_string, path=MY_USAGE)
 
 
 async def test_a_member_reads_their_own_notebooks_usage_as_the_report_says_it(
