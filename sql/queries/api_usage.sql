@@ -18,9 +18,9 @@
 -- holds no servers is left out (it counts nothing, and ends nothing).
 --
 -- GET /me/usage (api_member_usage) is the same for one member's notebooks:
--- theirs now (a row marked deleted but not yet removed too, through
--- notebooks_member, migration 0018) and those deleted for good while theirs
--- (deleted_notebooks_member); their events come off
+-- theirs now (live ones off notebooks_member_order, a row marked deleted but
+-- not yet removed off notebooks_member_deleting, migration 0018) and those
+-- deleted for good while theirs (deleted_notebooks_member); their events come off
 -- notebook_events_notebook_time notebook by notebook, never the
 -- organization's window. Both end with the fragment usage_answer.
 
@@ -110,7 +110,11 @@ with inside as materialized (
 with mine as materialized (
     select n.id, n.status, n.status_changed_at from notebooks n
      where n.member_id = %(owner)s and n.organization_id = %(org_id)s
-       and n.created_at < %(until)s
+       and n.created_at < %(until)s and n.deleted_at is null
+    union all
+    select n.id, n.status, n.status_changed_at from notebooks n
+     where n.member_id = %(owner)s and n.organization_id = %(org_id)s
+       and n.created_at < %(until)s and n.deleted_at is not null
 ), gone as materialized (
     select d.id from deleted_notebooks d
      where d.member_id = %(owner)s and d.organization_id = %(org_id)s

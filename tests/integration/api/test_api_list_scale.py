@@ -276,7 +276,7 @@ def test_a_members_usage_reads_their_notebooks_events_not_the_organizations(
     assert "notebook_events_notebook_time" in index_names(plan["Plan"])
     # Their notebooks and tombstones by owner, never the organization's.
     # (The seed deletes none for good: its tombstones' table is empty.)
-    assert "notebooks_member" in index_names(plan["Plan"])
+    assert "notebooks_member_order" in index_names(plan["Plan"])
     found = scans(plan["Plan"], "notebooks")
     assert not [n for n in found if n["Node Type"] == "Seq Scan"], found
     assert sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in found) <= 1000, found
