@@ -156,7 +156,7 @@ export const usageView = {
     $("#usage-report").hidden = true;
     $("#limits-panel").hidden = true;
     setScope(Boolean(state.me?.organizationAdmin));
-    $("#usage-window").onchange = load;
+    $("#usage-window").onchange = () => load();
     load();
     const stay = ++view.stay;
     if (view.org) loadLimits(() => stay === view.stay);
