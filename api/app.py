@@ -17,7 +17,7 @@ from aiohttp import web
 
 from api import metrics
 from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
-from api.errors import UNIQUE_CONFLICTS, ApiError, problem_response, to_response
+from api.errors import UNIQUE_CONFLICTS, ApiError, Unavailable, problem_response, to_response
 from api.markers import Markers
 from api.openapi import build_document
 from api.routes import BASE, OPS
@@ -138,8 +138,7 @@ async def canonical_request(
         else:
             error_code, detail, retry_after = retry
             log.warning(error_code, error=str(exc))
-            response = problem_response(503, error_code, "Service unavailable", detail)
-            response.headers["Retry-After"] = retry_after
+            response = to_response(Unavailable(detail, code=error_code, retry_after=retry_after))
     elapsed = time.perf_counter() - started
     route = _route_of(request)
     metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()

@@ -126,7 +126,10 @@ class Unavailable(ApiError):
     status = 503
     code = "service_unavailable"
     title = "Service unavailable"
-    retry_after = "5"
+
+    def __init__(self, detail: str, *, code: str, retry_after: str = "5") -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
 
 
 class UnsupportedMediaType(ApiError):

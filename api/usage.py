@@ -97,25 +97,22 @@ def window(ctx: Ctx) -> tuple[datetime, datetime]:
 
 async def org_usage(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
-    return await usage(ctx, owner=None)
+    return await usage(ctx, "api_org_usage")
 
 
 async def my_usage(ctx: Ctx) -> web.Response:
     """Any member's own: how long the notebooks they own held servers (what
     their organization's report says of them, no more)."""
-    return await usage(ctx, owner=ctx.me.member_id)
+    return await usage(ctx, "api_member_usage", owner=ctx.me.member_id)
 
 
-async def usage(ctx: Ctx, owner: str | None) -> web.Response:
-    """The organization's (`owner` None) or one member's notebooks': two
-    statements sharing their answer (api_usage.sql), each planned for its
-    own indexes."""
+async def usage(ctx: Ctx, statement: str, **scope: str) -> web.Response:
+    """The answer of one of the two statements (api_usage.sql: the
+    organization's, one member's), which share it, each planned for its own
+    indexes."""
     start, until = window(ctx)
-    params = {"from": start, "until": until, "top": TOP_NOTEBOOKS, "held": HELD}
-    if owner is None:
-        row = await ctx.one("api_org_usage", ctx.mine(**params))
-    else:
-        row = await ctx.one("api_member_usage", ctx.mine(**params, owner=owner))
+    params = {"from": start, "until": until, "top": TOP_NOTEBOOKS, "held": HELD, **scope}
+    row = await ctx.one(statement, ctx.mine(**params))
     assert row is not None  # an aggregate always returns one row
     # The lists come as JSON text built by PostgreSQL: spliced in after the
     # scalars, not parsed and written again.
