@@ -15,6 +15,7 @@ from aiohttp import web
 from api import sources
 from api.context import Ctx, prepared
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
+from api.org_limits import TIMEOUTS, organization_limits, timeouts_within_caps
 from api.responses import (
     describe,
     etag_listed,
@@ -328,6 +329,7 @@ async def create_notebook(ctx: Ctx) -> web.Response:
     seed = ctx.request.get(SEED)
     await check_config(ctx, body["workloadConfigId"])
     team_ids = await check_teams(ctx, body.get("teamIds", []))
+    timeouts = timeouts_within_caps(body, await organization_limits(ctx))
     notebook_id = new_id()
     await ctx.run(
         "api_insert_notebook",
@@ -336,8 +338,8 @@ async def create_notebook(ctx: Ctx) -> web.Response:
             workload_config_id=body["workloadConfigId"],
             name=body["name"],
             description=body.get("description", ""),
-            idle_timeout_seconds=body.get("idleTimeoutSeconds", 3600),
-            detached_timeout_seconds=body.get("detachedTimeoutSeconds", 14400),
+            idle_timeout_seconds=timeouts["idleTimeoutSeconds"],
+            detached_timeout_seconds=timeouts["detachedTimeoutSeconds"],
         ),
     )
     if seed is not None:
@@ -388,6 +390,8 @@ async def update_notebook(ctx: Ctx) -> web.Response:
         configs[config_id] = await check_config(ctx, config_id)
         old = await ctx.one("api_config_name", {"id": row["workload_config_id"]})
         configs[row["workload_config_id"]] = old["name"] if old else row["workload_config_id"]
+    if any(t.field in body for t in TIMEOUTS):
+        timeouts_within_caps(body, await organization_limits(ctx), row)
     owner_id = await hand_on(ctx, notebook_id, row, body.get("memberId"))
     await ctx.run(
         "api_update_notebook",
@@ -540,8 +544,7 @@ async def check_running_limits(
     the notebook's owner, whoever presses it: the owner is who the notebook's
     cost is attributed to (docs/api.md, "Running limits"). A hand-over moves
     slots within the organization (`organization=False`) to `who`, by name."""
-    own = await ctx.one("api_organization_limits", ctx.mine())
-    assert own is not None  # the caller's organization exists while they do
+    own = await organization_limits(ctx)
     per_member = tighter(ctx.settings.max_running_per_member, own["max_running_per_member"])
     per_org = tighter(ctx.settings.max_running_per_org, own["max_running"]) if organization else 0
     if not per_member and not per_org:

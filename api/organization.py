@@ -1,7 +1,8 @@
-"""The caller's organization and its own running limits (docs/api.md
-"Running limits"): every member reads what applies to them; its org admins
-set the limits, within the operator's. A team's lead caps its own spend
-rather than asking the platform's operator, who sets one limit for all."""
+"""The caller's organization, its own running limits and its timeout caps
+(docs/api.md "Running limits", "Timeout caps"): every member reads what
+applies to them; its org admins set them, the running limits within the
+operator's. A team's lead caps its own spend rather than asking the
+platform's operator, who sets one limit for all."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from aiohttp import web
 from api.context import Ctx
 from api.responses import raw_json
 from api.teams import require_org_admin
-from api.validation import obj, read_body
+from api.validation import TIMEOUT_SCHEMA, obj, read_body
 
 MAX_LIMIT = 10000  # as the columns' check (migration 0017)
 LIMIT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}
-UPDATE_SCHEMA = obj({"maxRunningPerMember": LIMIT_SCHEMA, "maxRunning": LIMIT_SCHEMA})
+UPDATE_SCHEMA = obj(
+    {
+        "maxRunningPerMember": LIMIT_SCHEMA,
+        "maxRunning": LIMIT_SCHEMA,
+        # A cap has a timeout's own range (migration 0019); 0 is none.
+        "maxIdleTimeoutSeconds": TIMEOUT_SCHEMA,
+        "maxDetachedTimeoutSeconds": TIMEOUT_SCHEMA,
+    }
+)
 
 
 async def get_organization(ctx: Ctx) -> web.Response:
@@ -38,6 +47,8 @@ async def update_organization(ctx: Ctx) -> web.Response:
             ctx.mine(
                 max_running_per_member=body.get("maxRunningPerMember"),
                 max_running=body.get("maxRunning"),
+                max_idle_timeout_seconds=body.get("maxIdleTimeoutSeconds"),
+                max_detached_timeout_seconds=body.get("maxDetachedTimeoutSeconds"),
             ),
         )
     return await get_organization(ctx)

@@ -11,3 +11,11 @@ def duration(seconds: int) -> str:
     if seconds and seconds % 60 == 0:
         return f"{seconds // 60} min"
     return f"{seconds} s"
+
+
+def capped(timeout: int, cap: int) -> int:
+    """The timeout that applies: a notebook's own under its organization's
+    cap. 0 is never for a timeout and no cap for a cap."""
+    if cap == 0:
+        return timeout
+    return cap if timeout == 0 else min(timeout, cap)

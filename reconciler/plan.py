@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import assert_never
 
-from common.durations import duration
+from common.durations import capped, duration
 from common.statuses import (
     PROVISIONED,
     SAVE_WINDOW_CLOCK_TOLERANCE_SECONDS,
@@ -81,6 +81,9 @@ class NotebookState:
     executing: bool
     idle_timeout_seconds: int
     detached_timeout_seconds: int
+    # The organization's caps on them (0: none, migration 0019): the tighter applies.
+    idle_timeout_cap: int = 0
+    detached_timeout_cap: int = 0
     presence_window_seconds: int = 150
     # A start counts as presence for one window: whoever started it is opening it.
     start_requested_at: datetime | None = None
@@ -530,10 +533,11 @@ def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> P
         # Unknown (the runtime could not ask the kernel) counts as executing
         # for stopping: the idle timeout never stops a kernel that may be
         # running a job; the detached timeout bounds it as it bounds real work.
-        timeout = nb.detached_timeout_seconds
+        timeout = capped(nb.detached_timeout_seconds, nb.detached_timeout_cap)
         if timeout and now - last_active >= timedelta(seconds=timeout):
             what = "detached" if executing else "inactive (whether a cell runs is unknown)"
-            return _auto_stop(f"{what} for {duration(timeout)}", "detached", executing)
+            what = f"{what} for {_limit(timeout, nb.detached_timeout_seconds)}"
+            return _auto_stop(what, "detached", executing)
     if executing:
         return Plan(
             (),
@@ -555,10 +559,18 @@ def _plan_presence(nb: NotebookState, observed: Observation, now: datetime) -> P
             touch_last_active=True,
             outcome="idle",
         )
-    timeout = nb.idle_timeout_seconds
+    timeout = capped(nb.idle_timeout_seconds, nb.idle_timeout_cap)
     if timeout and now - last_active >= timedelta(seconds=timeout):
-        return _auto_stop(f"idle for {duration(timeout)}", "idle", False)
+        return _auto_stop(f"idle for {_limit(timeout, nb.idle_timeout_seconds)}", "idle", False)
     return Plan((), Status.IDLE, "", reason=absent, outcome=_moved(nb, "idle"))
+
+
+def _limit(timeout: int, own: int) -> str:
+    """The timeout that stopped it, saying so when it was the organization's
+    cap rather than the notebook's own: its owner set something else."""
+    if timeout == own:
+        return duration(timeout)
+    return f"{duration(timeout)} (the organization's limit)"
 
 
 def _moved(nb: NotebookState, to: str) -> str:

@@ -96,6 +96,8 @@ def _state(row: dict[str, Any], deps: Deps) -> NotebookState:
         executing=row["executing"],
         idle_timeout_seconds=row["idle_timeout_seconds"],
         detached_timeout_seconds=row["detached_timeout_seconds"],
+        idle_timeout_cap=row["idle_timeout_cap"],
+        detached_timeout_cap=row["detached_timeout_cap"],
         presence_window_seconds=deps.presence_window_seconds,
         start_deadline_seconds=deps.start_deadline_seconds,
         start_requested_at=row["start_requested_at"],
@@ -430,6 +432,8 @@ async def _auto_stop(conn: AsyncConnection[Any], row: dict[str, Any]) -> bool:
             "last_active_at": row["last_active_at"],
             "idle_timeout_seconds": row["idle_timeout_seconds"],
             "detached_timeout_seconds": row["detached_timeout_seconds"],
+            "idle_timeout_cap": row["idle_timeout_cap"],
+            "detached_timeout_cap": row["detached_timeout_cap"],
         },
     )
     return stopped is not None

@@ -2,6 +2,7 @@
 // and the detail view, and the dialogs behind them.
 
 import { api } from "./api.js";
+import { capped, caps, capsHint, refreshCaps } from "./caps.js";
 import { $, announce, focusHeading, h, markBusy, setBusy, showError } from "./dom.js";
 import { nameOf, sourceOf, tooLarge, tooLargeError } from "./sources.js";
 import {
@@ -253,17 +254,29 @@ const edited = (input, shown) =>
 const TIMEOUT_MINUTES = { min: 5, max: 10080 };
 const TIMEOUT_LABELS = { idle: "Idle timeout", detached: "Detached timeout" };
 
-// The first timeout field (of `inputs`) out of range, with what to say; null when all fit.
+// The first timeout field (of `inputs`) out of range, or past the
+// organization's cap (caps.js; "never" too), with what to say; null when all fit.
 function badTimeout(inputs) {
   for (const input of inputs) {
     const value = Number(input.value);
+    const label = TIMEOUT_LABELS[input.name];
     const fits = Number.isFinite(value) && (value === 0 || (value >= TIMEOUT_MINUTES.min && value <= TIMEOUT_MINUTES.max));
     if (!fits) {
-      const label = TIMEOUT_LABELS[input.name];
       return { input, detail: `${label} must be 0 (never) or ${TIMEOUT_MINUTES.min} to ${TIMEOUT_MINUTES.max} minutes.` };
+    }
+    const cap = caps[input.name] / 60;
+    if (cap && (value === 0 || value > cap)) {
+      return { input, detail: `${label} must be ${TIMEOUT_MINUTES.min} to ${cap} minutes: your organization's limit.` };
     }
   }
   return null;
+}
+
+// The caps under a dialog's timeout fields, once read.
+function showCaps(hint) {
+  const text = capsHint();
+  hint.textContent = text;
+  hint.hidden = !text;
 }
 
 function refusedTimeout(inputs, error) {
@@ -310,6 +323,13 @@ export async function openCreate(trigger, onCreated) {
   wireDialog(dialog, trigger);
   dialog.showModal();
   try {
+    // A new notebook's timeouts start at the API's defaults, capped as the
+    // API caps them.
+    await refreshCaps({ force: true });
+    showCaps($("#nb-caps"));
+    const [idle, detached] = [form.idle, form.detached];
+    if (idle.value === idle.defaultValue) idle.value = minutes(capped(3600, caps.idle));
+    if (detached.value === detached.defaultValue) detached.value = minutes(capped(14400, caps.detached));
     const count = await fillConfigSelect($("#nb-config"));
     if (count === 0) {
       showError(error, { detail: "There is no workload config yet: create one under Workload configs first." });
@@ -371,6 +391,8 @@ async function openEdit(nb, ctx, trigger) {
   const select = $("#edit-config");
   select.replaceChildren(h("option", { value: nb.workloadConfigId, text: configName(nb.workloadConfigId) }));
   select.disabled = !STARTABLE.has(nb.status);
+  $("#edit-caps").hidden = true;
+  refreshCaps({ force: true }).then(() => showCaps($("#edit-caps")));
   wireDialog(dialog, trigger);
   dialog.showModal();
   form.name.select();

@@ -1,11 +1,14 @@
-// The organization's own running limits, on the Usage page for its org
-// admins (GET/PATCH /organization, docs/console.md "Running limits"): what
-// runs at once, beside what ran.
+// The organization's own limits, on the Usage page for its org admins
+// (GET/PATCH /organization, docs/console.md "Limits"): what runs at once,
+// and how long a notebook may be left open, beside what ran.
 
 import { api } from "./api.js";
+import { absorbOrganization } from "./caps.js";
 import { $, announce, setBusy, showError } from "./dom.js";
 
 const MAX_LIMIT = 10000;
+// A cap's range, in the form's unit (minutes): 0 (none), or a timeout's own.
+const CAP_MINUTES = { min: 5, max: 10080 };
 
 // What the operator allows, under a field: the ceiling an organization's own
 // limit cannot lift.
@@ -22,6 +25,9 @@ function show(org) {
   shown = org;
   form.perMember.value = String(org.maxRunningPerMember);
   form.org.value = String(org.maxRunning);
+  form.idleCap.value = String(org.maxIdleTimeoutSeconds / 60);
+  form.detachedCap.value = String(org.maxDetachedTimeoutSeconds / 60);
+  absorbOrganization(org);
   $("#limit-member-platform").textContent = platformHint(org.platformMaxRunningPerMember);
   $("#limit-org-platform").textContent = platformHint(org.platformMaxRunning);
 }
@@ -34,27 +40,46 @@ function limitOf(input) {
   return n <= MAX_LIMIT ? n : null;
 }
 
+// A cap in seconds from its minutes (0, or CAP_MINUTES), else null.
+function capOf(input) {
+  const text = input.value.trim();
+  if (!/^[0-9]+$/.test(text)) return null;
+  const n = Number(text);
+  return n === 0 || (n >= CAP_MINUTES.min && n <= CAP_MINUTES.max) ? n * 60 : null;
+}
+
 async function save(ev) {
   ev.preventDefault();
   const form = $("#limits-form");
   const error = $("#limits-error");
   const perMember = limitOf(form.perMember);
   const org = limitOf(form.org);
+  const idleCap = capOf(form.idleCap);
+  const detachedCap = capOf(form.detachedCap);
   const bad = perMember === null ? form.perMember : org === null ? form.org : null;
   if (bad) {
     showError(error, { detail: `Enter a whole number from 0 to ${MAX_LIMIT} (0: no limit).` });
     bad.focus();
     return;
   }
+  const badCap = idleCap === null ? form.idleCap : detachedCap === null ? form.detachedCap : null;
+  if (badCap) {
+    const { min, max } = CAP_MINUTES;
+    showError(error, { detail: `Enter 0 (no limit) or ${min} to ${max} minutes.` });
+    badCap.focus();
+    return;
+  }
   const changed = {};
   if (perMember !== shown.maxRunningPerMember) changed.maxRunningPerMember = perMember;
   if (org !== shown.maxRunning) changed.maxRunning = org;
+  if (idleCap !== shown.maxIdleTimeoutSeconds) changed.maxIdleTimeoutSeconds = idleCap;
+  if (detachedCap !== shown.maxDetachedTimeoutSeconds) changed.maxDetachedTimeoutSeconds = detachedCap;
   const submit = $("#limits-submit");
   setBusy(submit, true);
   try {
     show(await api.setOrganizationLimits(changed));
     showError(error, null);
-    announce("Running limits saved");
+    announce("Limits saved");
   } catch (err) {
     showError(error, err, "Could not save the limits");
   } finally {

@@ -2,6 +2,7 @@
 
 import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
+import { capped, caps, refreshCaps, timeoutText } from "./caps.js";
 import { eventEntry, noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
 import {
@@ -17,7 +18,6 @@ import {
   announce,
   focusHeading,
   formatTime,
-  formatTimeout,
   h,
   isBusy,
   keepError,
@@ -131,10 +131,13 @@ export function briefReason(text) {
 // detached (a cell runs with nobody there), or idle with its kernel's
 // activity unknown (the status says so), its detached timeout after. Null
 // when no timeout applies.
+// The organization's caps apply as the reconciler applies them (caps.js).
 export function autoStopAt(nb) {
+  const idle = capped(nb.idleTimeoutSeconds, caps.idle);
+  const detached = capped(nb.detachedTimeoutSeconds, caps.detached);
   let timeout = 0;
-  if (nb.status === "idle") timeout = nb.statusMessage ? nb.detachedTimeoutSeconds : nb.idleTimeoutSeconds;
-  if (nb.status === "detached") timeout = nb.detachedTimeoutSeconds;
+  if (nb.status === "idle") timeout = nb.statusMessage ? detached : idle;
+  if (nb.status === "detached") timeout = detached;
   if (!timeout || !nb.lastActiveAt) return null;
   return new Date(Date.parse(nb.lastActiveAt) + timeout * 1000).toISOString();
 }
@@ -540,7 +543,8 @@ async function refreshDetail() {
   const { id, visit } = detail;
   let nb;
   try {
-    nb = await loadNotebook(id);
+    // The caps, read again at most every 30 s, say which timeout applies.
+    [nb] = await Promise.all([loadNotebook(id), refreshCaps()]);
   } catch (err) {
     if (visit !== detail.visit) return false; // left meanwhile
     if (notFound(err)) {
@@ -604,8 +608,8 @@ async function refreshDetail() {
     ...fact("Workload config", configName(nb.workloadConfigId)),
     ...fact("Teams", teamsText(nb.teamIds)),
     ...fact("Last active", formatTime(nb.lastActiveAt)),
-    ...fact("Idle timeout", formatTimeout(nb.idleTimeoutSeconds)),
-    ...fact("Detached timeout", formatTimeout(nb.detachedTimeoutSeconds)),
+    ...fact("Idle timeout", timeoutText(nb.idleTimeoutSeconds, caps.idle)),
+    ...fact("Detached timeout", timeoutText(nb.detachedTimeoutSeconds, caps.detached)),
     ...(stopsAt ? fact("Stops by itself", formatTime(stopsAt), " unless someone opens it") : []),
     ...fact("Session", nb.sessionId || "—"),
     ...fact("Created", formatTime(nb.createdAt), ` by ${memberLabel(nb.createdBy)}`),

@@ -219,10 +219,12 @@ with visible as (
 
 -- name: api_organization
 -- The caller's organization, its own running limits and the operator's (the
--- settings, passed in: 0 is none).
+-- settings, passed in: 0 is none), and its timeout caps (0: none).
 select json_build_object(
     'id', o.id, 'name', o.name,
     'maxRunningPerMember', o.max_running_per_member, 'maxRunning', o.max_running,
+    'maxIdleTimeoutSeconds', o.max_idle_timeout_seconds,
+    'maxDetachedTimeoutSeconds', o.max_detached_timeout_seconds,
     'platformMaxRunningPerMember', %(platform_per_member)s::int,
     'platformMaxRunning', %(platform_per_org)s::int,
     'createdAt', o.created_at, 'updatedAt', o.updated_at, 'updatedBy', o.updated_by
@@ -234,5 +236,9 @@ select json_build_object(
 update organizations
    set max_running_per_member = coalesce(%(max_running_per_member)s, max_running_per_member),
        max_running = coalesce(%(max_running)s, max_running),
+       max_idle_timeout_seconds = coalesce(%(max_idle_timeout_seconds)s,
+                                           max_idle_timeout_seconds),
+       max_detached_timeout_seconds = coalesce(%(max_detached_timeout_seconds)s,
+                                               max_detached_timeout_seconds),
        updated_at = %(now)s, updated_by = %(member_id)s
  where id = %(org_id)s;

@@ -391,6 +391,9 @@ select id, name from workload_configs where id = %(id)s and organization_id = %(
 select name from workload_configs where id = %(id)s;
 
 -- name: api_organization_limits
--- The organization's own running limits, read by each start (0: none). A
--- change applies to the starts that begin after it commits.
-select max_running_per_member, max_running from organizations where id = %(org_id)s;
+-- The organization's own running limits, read by each start, and its
+-- timeout caps, read by each create and timeout edit (0: none). A change
+-- applies to the requests that begin after it commits.
+select max_running_per_member, max_running, max_idle_timeout_seconds,
+       max_detached_timeout_seconds
+  from organizations where id = %(org_id)s;

@@ -10,9 +10,12 @@ select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.g
        c.mode, c.workers, c.env, c.sail, c.marimo,
        (select max(p.last_seen_at) from notebook_presence p where p.notebook_id = n.id)
            as last_seen_at,
-       exists (select 1 from notebook_seeds s where s.notebook_id = n.id) as seeded
+       exists (select 1 from notebook_seeds s where s.notebook_id = n.id) as seeded,
+       o.max_idle_timeout_seconds as idle_timeout_cap,
+       o.max_detached_timeout_seconds as detached_timeout_cap
   from notebooks n
   join workload_configs c on c.id = n.workload_config_id
+  join organizations o on o.id = n.organization_id
  where n.id = %(id)s;
 
 -- name: reconciler_lock_generation
@@ -84,15 +87,20 @@ delete from notebook_seeds where notebook_id = %(id)s;
 -- name: reconciler_auto_stop
 -- The reconciler's own decision to stop (idle/detached timeout): desired
 -- state moves, so generation moves; only if nobody changed it meanwhile: no
--- ping, and no new timeout (a member who just turned it off keeps it running).
+-- ping, and no new timeout (a member who just turned it off keeps it running)
+-- nor cap (an org admin who just raised it, migration 0019).
 -- Not `updated_at`: that (with `updated_by`) is a member's last change; the
 -- platform's is in the event the stop records.
-update notebooks
+update notebooks n
    set desired_state = 'stopped', generation = generation + 1
  where id = %(id)s and generation = %(generation)s and desired_state = 'running'
    and last_active_at is not distinct from %(last_active_at)s
    and idle_timeout_seconds = %(idle_timeout_seconds)s
    and detached_timeout_seconds = %(detached_timeout_seconds)s
+   and exists (select 1 from organizations o
+                where o.id = n.organization_id
+                  and o.max_idle_timeout_seconds = %(idle_timeout_cap)s
+                  and o.max_detached_timeout_seconds = %(detached_timeout_cap)s)
 returning generation;
 
 -- name: reconciler_delete_notebook

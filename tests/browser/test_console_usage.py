@@ -174,7 +174,7 @@ def test_an_org_admin_sets_the_running_limits(browser: Any, stack: Any) -> None:
     try:
         sign_in(page, stack.api_url, stack.token)
         page.evaluate("location.hash = '#/usage'")
-        panel = page.get_by_role("region", name="Running limits")
+        panel = page.get_by_role("region", name="Limits")
         per_member = panel.get_by_label("Per member")
         in_org = panel.get_by_label("In the organization")
         expect(per_member).to_have_value("0")
@@ -193,7 +193,7 @@ def test_an_org_admin_sets_the_running_limits(browser: Any, stack: Any) -> None:
         in_org.fill("25")
         panel.get_by_role("button", name="Save limits").click()
         expect(panel.get_by_role("alert")).to_be_hidden()
-        expect(page.locator("#announcer")).to_have_text("Running limits saved")
+        expect(page.locator("#announcer")).to_have_text("Limits saved")
         org = stack.call("GET", "/organization")[1]
         assert (org["maxRunningPerMember"], org["maxRunning"]) == (2, 25)
 
@@ -210,5 +210,72 @@ def test_an_org_admin_sets_the_running_limits(browser: Any, stack: Any) -> None:
         page.evaluate("location.hash = '#/usage'")
         expect(in_org).to_have_value("40")
         expect(per_member).to_have_value("3")
+    finally:
+        close_page(page)
+
+
+def test_an_org_admin_caps_the_timeouts_and_members_see_the_cap_apply(
+    browser: Any, stack: Any
+) -> None:
+    """A notebook left open costs: the admin caps how long, under the usage;
+    a notebook set to "never" before shows the cap as what applies, and the
+    New notebook dialog starts within it and says so. (That the API refuses
+    past it is tests/integration/api/test_api_timeout_caps.py; that the
+    reconciler stops at it, tests/integration/reconciler/test_reconciler_presence.py.)"""
+    nb_id = create_notebook_via_api(stack, "Left open")
+    code, body = stack.call("PATCH", f"/workloads/notebooks/{nb_id}", {"idleTimeoutSeconds": 0})
+    assert code == 200, body
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate("location.hash = '#/usage'")
+        panel = page.get_by_role("region", name="Limits")
+        idle_cap = panel.get_by_label("Longest idle timeout (minutes)")
+        expect(idle_cap).to_have_value("0")
+        idle_cap.fill("3")
+        panel.get_by_role("button", name="Save limits").click()
+        expect(panel.get_by_role("alert")).to_have_text("Enter 0 (no limit) or 5 to 10080 minutes.")
+        expect(idle_cap).to_be_focused()
+        idle_cap.fill("30")
+        panel.get_by_role("button", name="Save limits").click()
+        expect(page.locator("#announcer")).to_have_text("Limits saved")
+        org = stack.call("GET", "/organization")[1]
+        assert (org["maxIdleTimeoutSeconds"], org["maxDetachedTimeoutSeconds"]) == (1800, 0)
+
+        page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+        idle = page.locator("#nb-facts dt:has-text('Idle timeout') + dd")
+        expect(idle).to_have_text("30 min, your organization's limit (its own: never)")
+        detached = page.locator("#nb-facts dt:has-text('Detached timeout') + dd")
+        expect(detached).to_have_text("4 h")
+        # Its own "never" is kept through an edit that leaves it alone.
+        page.locator("#nb-actions").get_by_role("button", name="Edit", exact=True).click()
+        edit = page.get_by_role("dialog", name="Edit notebook")
+        expect(edit.locator("#edit-caps")).to_contain_text("idle at most 30 min")
+        edit.get_by_label("Name").fill("Left open, renamed")
+        edit.get_by_role("button", name="Save").click()
+        expect(edit).to_be_hidden()
+        expect(page.locator("#nb-title")).to_have_text("Left open, renamed")
+        expect(idle).to_have_text("30 min, your organization's limit (its own: never)")
+
+        page.evaluate("location.hash = '#/notebooks'")
+        page.get_by_role("button", name="New notebook").click()
+        dialog = page.get_by_role("dialog", name="New notebook")
+        expect(dialog.locator("#nb-caps")).to_have_text(
+            "Your organization's limits: idle at most 30 min (0, never, is not allowed there)."
+        )
+        expect(dialog.get_by_label("Idle timeout (minutes)")).to_have_value("30")
+        expect(dialog.get_by_label("Detached timeout (minutes)")).to_have_value("240")
+        dialog.get_by_label("Name").fill("Within the cap")
+        dialog.get_by_label("Idle timeout (minutes)").fill("0")
+        dialog.get_by_role("button", name="Create notebook").click()
+        expect(dialog.get_by_role("alert")).to_have_text(
+            "Idle timeout must be 5 to 30 minutes: your organization's limit."
+        )
+        dialog.get_by_label("Idle timeout (minutes)").fill("20")
+        dialog.get_by_role("button", name="Create notebook").click()
+        expect(dialog).to_be_hidden()
+        _, listed = stack.call("GET", "/workloads/notebooks")
+        made = next(n for n in listed["included"]["notebooks"] if n["name"] == "Within the cap")
+        assert made["idleTimeoutSeconds"] == 1200
     finally:
         close_page(page)

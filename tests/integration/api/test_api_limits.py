@@ -181,6 +181,8 @@ async def test_a_stop_a_delete_or_an_auto_stop_frees_the_slot(
                     "last_active_at": last_active,
                     "idle_timeout_seconds": idle,
                     "detached_timeout_seconds": detached,
+                    "idle_timeout_cap": 0,  # the organization sets none here
+                    "detached_timeout_cap": 0,
                 },
             )
             factory.conn.execute(

@@ -52,6 +52,8 @@ async def test_every_member_reads_the_limits_and_only_org_admins_set_them(
         "name": f"org {world.org}",
         "maxRunningPerMember": 0,
         "maxRunning": 0,
+        "maxIdleTimeoutSeconds": 0,
+        "maxDetachedTimeoutSeconds": 0,
         "platformMaxRunningPerMember": 0,
         "platformMaxRunning": 0,
         "createdAt": body["createdAt"],

@@ -171,6 +171,63 @@ async def test_detached_timer_auto_stops_unattended_work(rows, rsettings: Settin
         await deps.pool.close()
 
 
+async def test_the_organizations_cap_stops_a_notebook_set_to_never(rows, rsettings: Settings):
+    """An org admin's cap (migration 0019) bounds a notebook whose member
+    chose "never" before it was set: read with the notebook on every pass."""
+    clock = FakeClock()
+    nid, _runtime, deps = await _setup(rows, rsettings, clock, idle_timeout_seconds=0)
+    try:
+        await reconcile_once(deps, nid)
+        clock.advance(1800)
+        await reconcile_once(deps, nid)
+        assert (await rows.get(nid))["status"] == "idle"  # no cap yet: never
+        await rows.conn.execute(
+            "update organizations set max_idle_timeout_seconds = 1800 where id = %s", (rows.org,)
+        )
+        assert (await reconcile_once(deps, nid)).outcome == "auto_stop"
+        row = await rows.get(nid)
+        assert (row["status"], row["desired_state"]) == ("stopping", "stopped")
+        assert row["status_message"] == "idle for 30 min (the organization's limit)"
+        assert row["idle_timeout_seconds"] == 0  # the member's own is kept
+    finally:
+        await deps.pool.close()
+
+
+async def test_a_cap_raised_during_a_pass_is_not_overridden_by_the_old_one(
+    rows, rsettings: Settings
+):
+    """The auto-stop holds only if the cap it read is still the cap, as it
+    holds only if the notebook's own timeouts are (an admin who just raised
+    it keeps the notebooks it would have stopped running)."""
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock)
+    await rows.conn.execute(
+        "update organizations set max_idle_timeout_seconds = 600 where id = %s", (rows.org,)
+    )
+    try:
+        await reconcile_once(deps, nid)
+        clock.advance(600)
+
+        class RaiseDuringObserve(HealthyRuntime):
+            async def observe(self, notebook_id: str) -> Observation:
+                await rows.conn.execute(
+                    "update organizations set max_idle_timeout_seconds = 0 where id = %s",
+                    (rows.org,),
+                )
+                return await super().observe(notebook_id)
+
+        racing = RaiseDuringObserve()
+        racing.session = runtime.session
+        deps = Deps(pool=deps.pool, runtime=racing, clock=clock)
+        assert (await reconcile_once(deps, nid)).outcome == "conflict"
+        assert racing.stopped == []
+        await reconcile_once(deps, nid)  # the next pass reads the raised cap
+        row = await rows.get(nid)
+        assert (row["status"], row["desired_state"]) == ("idle", "running")
+    finally:
+        await deps.pool.close()
+
+
 async def test_sweep_enqueues_unsettled_and_provisioned_notebooks_only(
     rows, db, rsettings: Settings
 ):

@@ -296,6 +296,51 @@ def test_idle_timeout_zero_never_auto_stops() -> None:
     assert (p.status, p.actions) == (Status.IDLE, ())
 
 
+def test_the_organizations_cap_stops_an_idle_notebook_its_own_timeout_would_keep() -> None:
+    """A cap set after the member chose "never" (or longer) still bounds it
+    (migration 0019), and the history says whose limit it was."""
+    at_cap = NOW - timedelta(seconds=1800)
+    for own in (0, 3600):
+        state = nb(
+            R,
+            Status.IDLE,
+            last_seen_at=at_cap,
+            last_active_at=at_cap,
+            idle_timeout_seconds=own,
+            idle_timeout_cap=1800,
+        )
+        p = plan(state, OBS["ready"], NOW)
+        assert p.actions == (Action.AUTO_STOP, Action.ENSURE_STOPPED), own
+        assert p.status_message == "idle for 30 min (the organization's limit)"
+        early = replace(state, last_active_at=at_cap + timedelta(seconds=1))
+        assert plan(early, OBS["ready"], NOW).actions == ()
+
+
+def test_a_cap_above_the_notebooks_own_timeout_changes_nothing() -> None:
+    stale = NOW - timedelta(seconds=3600)
+    state = nb(R, Status.IDLE, last_seen_at=stale, last_active_at=stale, idle_timeout_cap=7200)
+    p = plan(state, OBS["ready"], NOW)
+    assert p.status_message == "idle for 1 h" and p.auto_stop_reason == "idle"
+
+
+def test_the_detached_cap_bounds_a_running_cell_nobody_watches() -> None:
+    old = NOW - timedelta(seconds=3600)
+    state = nb(
+        R,
+        Status.DETACHED,
+        last_seen_at=old,
+        last_active_at=old,
+        detached_timeout_seconds=0,
+        detached_timeout_cap=3600,
+    )
+    p = plan(state, OBS["executing"], NOW)
+    assert p.status is Status.STOPPING and p.auto_stop_reason == "detached"
+    assert p.status_message == "detached for 1 h (the organization's limit)"
+    # the idle cap does not reach a detached notebook
+    state = replace(state, detached_timeout_cap=0, idle_timeout_cap=300)
+    assert plan(state, OBS["executing"], NOW).status is Status.DETACHED
+
+
 def test_executing_without_presence_is_detached_and_ending_work_restarts_idle_timer() -> None:
     gone = NOW - timedelta(seconds=500)
     p = plan(nb(R, Status.IDLE, last_seen_at=gone, last_active_at=gone), OBS["executing"], NOW)

@@ -1,0 +1,54 @@
+// The organization's caps on its notebooks' timeouts (GET /organization,
+// docs/console.md "Timeout caps"): what the create and edit dialogs allow,
+// and the timeout that applies on a notebook's page. The API refuses a
+// timeout past a cap and the reconciler applies the cap to one set before
+// it; the console only says so ahead.
+
+import { api } from "./api.js";
+import { formatTimeout } from "./dom.js";
+
+// In seconds, 0 being no cap; as last read.
+export const caps = { idle: 0, detached: 0 };
+let readAt = 0;
+const MAX_AGE_MS = 30_000;
+
+// The timeout that applies: a notebook's own under the cap (0 is never for
+// a timeout, no cap for a cap), as common/durations.py `capped`.
+export function capped(seconds, cap) {
+  if (!cap) return seconds;
+  return seconds === 0 ? cap : Math.min(seconds, cap);
+}
+
+export function absorbOrganization(org) {
+  caps.idle = org.maxIdleTimeoutSeconds || 0;
+  caps.detached = org.maxDetachedTimeoutSeconds || 0;
+  readAt = Date.now();
+}
+
+// Read again once older than MAX_AGE_MS, or now with `force`; a failure
+// keeps what was read (the API still decides).
+export async function refreshCaps({ force = false } = {}) {
+  if (!force && Date.now() - readAt < MAX_AGE_MS) return;
+  try {
+    absorbOrganization(await api.organization());
+  } catch {
+    // kept as they were; the next read tries again
+  }
+}
+
+// A notebook's timeout as it applies, naming the cap when that, not the
+// notebook's own, is what stops it.
+export function timeoutText(seconds, cap) {
+  const applies = capped(seconds, cap);
+  if (applies === seconds) return formatTimeout(seconds);
+  return `${formatTimeout(applies)}, your organization's limit (its own: ${formatTimeout(seconds)})`;
+}
+
+// What the dialogs say of the caps under their timeout fields; "" when none.
+export function capsHint() {
+  const parts = [];
+  if (caps.idle) parts.push(`idle at most ${formatTimeout(caps.idle)}`);
+  if (caps.detached) parts.push(`detached at most ${formatTimeout(caps.detached)}`);
+  if (!parts.length) return "";
+  return `Your organization's limits: ${parts.join(", ")} (0, never, is not allowed there).`;
+}
