@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from api.routes import BASE, OPS, Op
-from api.validation import ID_SCHEMA, TIMEOUT_SCHEMA, Schema
+from api.validation import ID_SCHEMA, TIMEOUT_CAP_SCHEMA, Schema
 from common.statuses import Status
 
 STATUSES = [s.value for s in Status]
@@ -148,7 +148,8 @@ COMPONENTS: dict[str, Schema] = {
     "Organization": closed({
         "id": ID, "name": {"type": "string"},
         "maxRunningPerMember": LIMIT, "maxRunning": LIMIT,
-        "maxIdleTimeoutSeconds": TIMEOUT_SCHEMA, "maxDetachedTimeoutSeconds": TIMEOUT_SCHEMA,
+        "maxIdleTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
+        "maxDetachedTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
         "platformMaxRunningPerMember": LIMIT, "platformMaxRunning": LIMIT,
         "createdAt": TIME, "updatedAt": NULLABLE_TIME, "updatedBy": NULLABLE_ID,
     }),

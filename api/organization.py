@@ -11,7 +11,7 @@ from aiohttp import web
 from api.context import Ctx
 from api.responses import raw_json
 from api.teams import require_org_admin
-from api.validation import TIMEOUT_SCHEMA, obj, read_body
+from api.validation import TIMEOUT_CAP_SCHEMA, obj, read_body
 
 MAX_LIMIT = 10000  # as the columns' check (migration 0017)
 LIMIT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}
@@ -19,9 +19,9 @@ UPDATE_SCHEMA = obj(
     {
         "maxRunningPerMember": LIMIT_SCHEMA,
         "maxRunning": LIMIT_SCHEMA,
-        # A cap has a timeout's own range (migration 0019); 0 is none.
-        "maxIdleTimeoutSeconds": TIMEOUT_SCHEMA,
-        "maxDetachedTimeoutSeconds": TIMEOUT_SCHEMA,
+        # A cap has a timeout's own range (migration 0019), in whole minutes; 0 is none.
+        "maxIdleTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
+        "maxDetachedTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
     }
 )
 

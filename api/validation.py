@@ -26,6 +26,13 @@ TIMEOUT_SCHEMA: Schema = {
     "anyOf": [{"const": 0}, {"minimum": 300, "maximum": 604800}],
     "description": "0 (never) or 300..604800 seconds",
 }
+# An organization's cap on a timeout: whole minutes, as the console sets
+# and shows it (a cap of 450 s would be a default no minute field can hold).
+TIMEOUT_CAP_SCHEMA: Schema = {
+    "type": "integer",
+    "anyOf": [{"const": 0}, {"minimum": 300, "maximum": 604800, "multipleOf": 60}],
+    "description": "0 (no cap) or 300..604800 seconds in whole minutes",
+}
 
 
 def name_schema(max_length: int = 128) -> Schema:
@@ -95,6 +102,12 @@ def check(value: object, schema: Schema, field: str) -> None:
         if "maximum" in schema and value > schema["maximum"]:
             raise BadRequest(
                 f"{field} must be at most {schema['maximum']}.", code="out_of_range", field=field
+            )
+        if "multipleOf" in schema and value % schema["multipleOf"]:
+            raise BadRequest(
+                f"{field} must be a multiple of {schema['multipleOf']}.",
+                code="out_of_range",
+                field=field,
             )
     elif isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:

@@ -322,14 +322,19 @@ export async function openCreate(trigger, onCreated) {
   };
   wireDialog(dialog, trigger);
   dialog.showModal();
+  // A timeout goes in only when the member changed it from what the form
+  // showed: else the API's default applies, under the caps as they are when
+  // it lands (a read of them that failed, or a cap lowered meanwhile, must
+  // not turn a value nobody chose into a refusal).
+  const shown = { idle: form.idle.value, detached: form.detached.value };
   try {
     // A new notebook's timeouts start at the API's defaults, capped as the
     // API caps them.
     await refreshCaps({ force: true });
     showCaps($("#nb-caps"));
     const [idle, detached] = [form.idle, form.detached];
-    if (idle.value === idle.defaultValue) idle.value = minutes(capped(3600, caps.idle));
-    if (detached.value === detached.defaultValue) detached.value = minutes(capped(14400, caps.detached));
+    if (idle.value === shown.idle) idle.value = shown.idle = minutes(capped(3600, caps.idle));
+    if (detached.value === shown.detached) detached.value = shown.detached = minutes(capped(14400, caps.detached));
     const count = await fillConfigSelect($("#nb-config"));
     if (count === 0) {
       showError(error, { detail: "There is no workload config yet: create one under Workload configs first." });
@@ -351,12 +356,12 @@ export async function openCreate(trigger, onCreated) {
       name: form.name.value.trim(),
       description: form.description.value,
       workloadConfigId: form.workloadConfigId.value,
-      idleTimeoutSeconds: seconds(form.idle),
-      detachedTimeoutSeconds: seconds(form.detached),
     };
+    const changed = [form.idle, form.detached].filter((i) => edited(i, shown[i.name]));
+    for (const input of changed) body[`${input.name}TimeoutSeconds`] = seconds(input);
     const teamIds = [...form.querySelectorAll("input[name=teamIds]:checked")].map((c) => c.value);
     if (teamIds.length) body.teamIds = teamIds;
-    if (refusedTimeout([form.idle, form.detached].filter((i) => i.value !== ""), error)) return;
+    if (refusedTimeout(changed, error)) return;
     const submit = $("#create-submit");
     setBusy(submit, true);
     try {

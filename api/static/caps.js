@@ -1,5 +1,5 @@
 // The organization's caps on its notebooks' timeouts (GET /organization,
-// docs/console.md "Timeout caps"): what the create and edit dialogs allow,
+// docs/console.md "Limits"): what the create and edit dialogs allow,
 // and the timeout that applies on a notebook's page. The API refuses a
 // timeout past a cap and the reconciler applies the cap to one set before
 // it; the console only says so ahead.

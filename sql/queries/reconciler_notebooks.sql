@@ -88,7 +88,9 @@ delete from notebook_seeds where notebook_id = %(id)s;
 -- The reconciler's own decision to stop (idle/detached timeout): desired
 -- state moves, so generation moves; only if nobody changed it meanwhile: no
 -- ping, and no new timeout (a member who just turned it off keeps it running)
--- nor cap (an org admin who just raised it, migration 0019).
+-- nor cap (an org admin who just raised it, migration 0019): the
+-- organization's row is share-locked, so a raise committing meanwhile is
+-- waited for and seen (read committed re-reads a row it waited on).
 -- Not `updated_at`: that (with `updated_by`) is a member's last change; the
 -- platform's is in the event the stop records.
 update notebooks n
@@ -100,7 +102,8 @@ update notebooks n
    and exists (select 1 from organizations o
                 where o.id = n.organization_id
                   and o.max_idle_timeout_seconds = %(idle_timeout_cap)s
-                  and o.max_detached_timeout_seconds = %(detached_timeout_cap)s)
+                  and o.max_detached_timeout_seconds = %(detached_timeout_cap)s
+                  for share)
 returning generation;
 
 -- name: reconciler_delete_notebook

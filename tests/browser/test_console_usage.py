@@ -4,6 +4,8 @@ notebooks held servers, and which ran longest; others are not offered it."""
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -277,5 +279,56 @@ def test_an_org_admin_caps_the_timeouts_and_members_see_the_cap_apply(
         _, listed = stack.call("GET", "/workloads/notebooks")
         made = next(n for n in listed["included"]["notebooks"] if n["name"] == "Within the cap")
         assert made["idleTimeoutSeconds"] == 1200
+    finally:
+        close_page(page)
+
+
+def test_a_notebook_left_open_says_it_stops_at_the_cap(browser: Any, stack: Any) -> None:
+    """Its "Stops by itself" counts with the timeout that applies: the cap,
+    not its own "never" (docs/reconciler.md)."""
+    nb_id = create_notebook_via_api(stack, "Forgotten")
+    assert stack.call("PATCH", f"/workloads/notebooks/{nb_id}", {"idleTimeoutSeconds": 0})[0] == 200
+    assert stack.call("PATCH", "/organization", {"maxIdleTimeoutSeconds": 1800})[0] == 200
+    page = browser.new_page(viewport=LAPTOP)
+    last_active = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+
+    def idle(route: Any) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        for item in body["included"]["notebooks"]:
+            item.update(status="idle", statusMessage="", lastActiveAt=last_active)
+        route.fulfill(response=answer, json=body)
+
+    try:
+        page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$"), idle)
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
+        when = page.locator("#nb-facts dt:has-text('Stops by itself') + dd")
+        expect(when).to_have_text(re.compile(r"^in 29 minutes \(.+ UTC\) unless someone opens it$"))
+    finally:
+        close_page(page)
+
+
+def test_a_timeout_nobody_chose_is_never_refused(browser: Any, stack: Any) -> None:
+    """New notebook sends only timeouts the member changed: with the caps
+    unreadable (so its fields show the uncapped defaults), the API's own
+    capped default applies rather than a refusal of a value nobody typed."""
+    assert stack.call("PATCH", "/organization", {"maxIdleTimeoutSeconds": 1800})[0] == 200
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        page.route(
+            re.compile(r"/api/v1/organization$"),
+            lambda route: route.fulfill(status=503, json={"code": "database_unavailable"}),
+        )
+        sign_in(page, stack.api_url, stack.token)
+        page.get_by_role("button", name="New notebook").click()
+        dialog = page.get_by_role("dialog", name="New notebook")
+        expect(dialog.get_by_label("Idle timeout (minutes)")).to_have_value("60")
+        dialog.get_by_label("Name").fill("Defaults")
+        dialog.get_by_role("button", name="Create notebook").click()
+        expect(dialog).to_be_hidden()
+        _, listed = stack.call("GET", "/workloads/notebooks")
+        made = next(n for n in listed["included"]["notebooks"] if n["name"] == "Defaults")
+        assert (made["idleTimeoutSeconds"], made["detachedTimeoutSeconds"]) == (1800, 14400)
     finally:
         close_page(page)

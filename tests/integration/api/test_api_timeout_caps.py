@@ -65,6 +65,8 @@ async def test_org_admins_set_the_caps_and_every_member_reads_them(
     ("body", "code", "field"),
     [
         ({"maxIdleTimeoutSeconds": 299}, "out_of_range", "maxIdleTimeoutSeconds"),
+        # whole minutes, as the console shows a cap
+        ({"maxIdleTimeoutSeconds": 450}, "out_of_range", "maxIdleTimeoutSeconds"),
         ({"maxIdleTimeoutSeconds": 604801}, "out_of_range", "maxIdleTimeoutSeconds"),
         ({"maxDetachedTimeoutSeconds": -1}, "out_of_range", "maxDetachedTimeoutSeconds"),
         ({"maxDetachedTimeoutSeconds": "3600"}, "wrong_type", "maxDetachedTimeoutSeconds"),
@@ -157,6 +159,7 @@ async def test_an_edit_may_not_lengthen_past_the_cap_but_keeps_what_was_set_befo
     )
     assert row == "(renamed,0)"
 
+    # The cap itself is allowed.
     resp = await client.patch(url, json={"idleTimeoutSeconds": 1800}, headers=world.owner.auth)
     assert notebook_of(await body_of(resp))["idleTimeoutSeconds"] == 1800
     # The detached timeout has no cap here: "never" is still allowed.
