@@ -12,7 +12,7 @@ from api.context import Ctx
 from api.errors import BadRequest, Conflict, NotFound, config_name_taken
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
-from api.validation import name_schema, obj, path_id, read_body, text_schema
+from api.validation import check, name_schema, obj, path_id, read_body, text_schema
 from common.ids import new_id
 from common.images import IMAGE_PATTERN, image_allowed
 from common.platform_env import platform_env_key
@@ -38,11 +38,20 @@ _MEMORY_UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 # variable must stay far below Linux's 128 KiB, and on Kubernetes the whole
 # env also travels inside the worker pod template of cluster mode.
 ENV_MAX_BYTES = 32 * 1024
+ENV_VALUE_SCHEMA = text_schema(4096)
 ENV_SCHEMA = {
     "type": "object",
     "maxProperties": 64,
     "propertyNames": {"type": "string", "maxLength": 128, "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
-    "additionalProperties": text_schema(4096),
+    "additionalProperties": ENV_VALUE_SCHEMA,
+}
+# An edit of the secret environment names only what changes: a value sets
+# one, null removes one (RFC 7396, as a merge patch), since the values
+# cannot be read back to send the rest again. Values checked in
+# `secret_env_after`.
+SECRET_ENV_EDIT_SCHEMA = {
+    **ENV_SCHEMA,
+    "additionalProperties": {"description": "a string, or null to remove the variable"},
 }
 FIELDS: dict[str, Any] = {
     "name": name_schema(128),
@@ -53,8 +62,8 @@ FIELDS: dict[str, Any] = {
     "workers": {"type": "integer", "minimum": 1, "maximum": 64},
     "env": ENV_SCHEMA,
 }
-CREATE_SCHEMA = obj(FIELDS, required=("name",))
-UPDATE_SCHEMA = obj(FIELDS)
+CREATE_SCHEMA = obj({**FIELDS, "secretEnv": ENV_SCHEMA}, required=("name",))
+UPDATE_SCHEMA = obj({**FIELDS, "secretEnv": SECRET_ENV_EDIT_SCHEMA})
 
 
 def millicores(cpu: str) -> int:
@@ -71,6 +80,45 @@ _QUANTITIES = {
     "cpu": (millicores, CPU_MILLICORES, "1m to 256 (cores)"),
     "memory": (memory_bytes, MEMORY_BYTES, "64Mi to 1Ti"),
 }
+
+
+def secret_env_after(before: dict[str, str], edit: dict[str, Any]) -> dict[str, str]:
+    """The secret environment once `edit` (a create's map, or an edit's merge
+    patch: null removes) is applied to `before` (pure)."""
+    after = dict(before)
+    for name, value in edit.items():
+        if value is None:
+            after.pop(name, None)
+            continue
+        check(value, ENV_VALUE_SCHEMA, f"secretEnv.{name}")
+        after[name] = value
+    return after
+
+
+def check_environment(env: dict[str, str], secret_env: dict[str, str]) -> None:
+    """The whole environment a config gives (both maps, as they will be):
+    no name the platform sets, none in both, and within ENV_MAX_BYTES."""
+    for field, names in (("env", env), ("secretEnv", secret_env)):
+        for name in names:
+            if platform_env_key(name):
+                raise BadRequest(
+                    f"{field}.{name} is set by the platform (where Sail is, its mode and cluster).",
+                    code="reserved_name",
+                    field=f"{field}.{name}",
+                )
+    for name in sorted(env.keys() & secret_env.keys()):
+        raise BadRequest(
+            f"{name} is in both env and secretEnv: a variable is one or the other.",
+            code="invalid_value",
+            field=f"secretEnv.{name}",
+        )
+    both = list(env.items()) + list(secret_env.items())
+    if sum(len(k.encode()) + len(v.encode()) + 2 for k, v in both) > ENV_MAX_BYTES:
+        raise BadRequest(
+            f"env and secretEnv are larger than {ENV_MAX_BYTES // 1024} KiB in all.",
+            code="out_of_range",
+            field="secretEnv" if secret_env else "env",
+        )
 
 
 def check_config(body: dict[str, Any], allowed_images: tuple[str, ...]) -> None:
@@ -91,20 +139,6 @@ def check_config(body: dict[str, Any], allowed_images: tuple[str, ...]) -> None:
                     code="out_of_range",
                     field=f"{component}.{key}",
                 )
-    env = body.get("env", {})
-    for name in env:
-        if platform_env_key(name):
-            raise BadRequest(
-                f"env.{name} is set by the platform (where Sail is, its mode and cluster).",
-                code="reserved_name",
-                field=f"env.{name}",
-            )
-    if sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items()) > ENV_MAX_BYTES:
-        raise BadRequest(
-            f"env is larger than {ENV_MAX_BYTES // 1024} KiB in all.",
-            code="out_of_range",
-            field="env",
-        )
 
 
 def in_use_detail(live: int) -> str:
@@ -154,6 +188,8 @@ async def create_config(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)  # first: a refusal's detail (allowed images) is the admins'
     body = await read_body(ctx.request, CREATE_SCHEMA)
     check_config(body, ctx.settings.allowed_images)
+    secret_env = secret_env_after({}, body.get("secretEnv", {}))
+    check_environment(body.get("env", {}), secret_env)
     config_id = new_id()
     inserted = await ctx.one(
         "api_insert_config",
@@ -166,6 +202,7 @@ async def create_config(ctx: Ctx) -> web.Response:
             marimo=Jsonb(body.get("marimo", {})),
             workers=body.get("workers", 1),
             env=Jsonb(body.get("env", {})),
+            secret_env=Jsonb(secret_env),
         ),
     )
     if inserted is None:
@@ -178,8 +215,13 @@ async def update_config(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
     body = await read_body(ctx.request, UPDATE_SCHEMA)
     check_config(body, ctx.settings.allowed_images)
-    if await ctx.one("api_lock_config", ctx.mine(config_id=config_id)) is None:
+    current = await ctx.one("api_lock_config", ctx.mine(config_id=config_id))
+    if current is None:
         raise NotFound("No such workload config.", field="config")
+    # Checked whole, as the edit leaves it: an env may now name a secret
+    # variable, or the two outgrow the limit together.
+    secret_env = secret_env_after(current["secret_env"], body.get("secretEnv", {}))
+    check_environment(body.get("env", current["env"]), secret_env)
     if "name" in body:
         taken = await ctx.one(
             "api_config_name_taken", ctx.mine(config_id=config_id, name=body["name"])
@@ -197,6 +239,7 @@ async def update_config(ctx: Ctx) -> web.Response:
             marimo=_json(body.get("marimo")),
             workers=body.get("workers"),
             env=_json(body.get("env")),
+            secret_env=Jsonb(secret_env) if "secretEnv" in body else None,
         ),
     )
     return await _one(ctx, config_id)

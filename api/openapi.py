@@ -175,6 +175,8 @@ COMPONENTS: dict[str, Schema] = {
         "mode": {"type": "string", "enum": ["standalone", "cluster"]},
         "sail": RESOURCES, "marimo": RESOURCES, "workers": {"type": "integer"},
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        # names only: a secret variable's value is never answered
+        "secretEnvNames": {"type": "array", "items": {"type": "string"}},
         "createdAt": TIME, "createdBy": NULLABLE_ID, "updatedAt": TIME,
         "updatedBy": NULLABLE_ID,
     }),

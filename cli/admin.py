@@ -352,7 +352,7 @@ def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
     # The API's own rules for a workload config (image, cpu and memory formats,
     # env limits): one definition of what a valid config is. Imported here so
     # the rest of the command line never depends on the api package.
-    from api.configs import CREATE_SCHEMA, check_config
+    from api.configs import CREATE_SCHEMA, check_config, check_environment
     from api.errors import BadRequest
     from api.validation import check
 
@@ -360,6 +360,7 @@ def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
     try:
         check(body, CREATE_SCHEMA, "")
         check_config(body, allowed)
+        check_environment(body["env"], {})
     except BadRequest as e:
         raise CliError(e.detail) from None
     org = _organization(conn, args, env)

@@ -119,6 +119,7 @@ def session_spec(row: dict[str, Any], seed: str | None = None) -> SessionSpec:
     if not row["session_id"] or not row["session_token"]:
         raise TerminalError("no session to start (session id or token missing)")
     env = row["env"] if isinstance(row["env"], dict) else {}
+    secret_env = row["secret_env"] if isinstance(row["secret_env"], dict) else {}
     return SessionSpec(
         notebook_id=row["id"],
         session_id=row["session_id"],
@@ -127,6 +128,7 @@ def session_spec(row: dict[str, Any], seed: str | None = None) -> SessionSpec:
             mode=row["mode"],
             workers=row["workers"],
             env={str(k): str(v) for k, v in env.items()},
+            secret_env={str(k): str(v) for k, v in secret_env.items()},
             sail=_resources(row["sail"]),
             marimo=_resources(row["marimo"]),
         ),

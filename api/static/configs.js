@@ -41,7 +41,8 @@ function rowActions(c) {
 }
 
 function row(c, admin) {
-  const env = Object.keys(c.env || {}).sort();
+  // A secret variable by its name only: the API never answers its value.
+  const env = [...Object.keys(c.env || {}).sort(), ...(c.secretEnvNames || []).map((name) => `${name} (secret)`)];
   return h(
     "tr",
     { dataset: { configId: c.id } },
@@ -82,14 +83,14 @@ async function refresh() {
 // mistake, reported before anything is sent. The value is kept as written,
 // spaces at either end included (trimmed, a value with a trailing space
 // lost it whenever another line was edited).
-export function parseEnv(text) {
+export function parseEnv(text, label = "Environment") {
   const env = {};
   for (const [i, raw] of text.split("\n").entries()) {
     const line = raw.replace(/\r$/, "");
     if (!line.trim()) continue;
     const eq = line.indexOf("=");
     const name = eq > 0 ? line.slice(0, eq).trim() : "";
-    if (!name) throw new Error(`Environment line ${i + 1} is not NAME=value`);
+    if (!name) throw new Error(`${label} line ${i + 1} is not NAME=value`);
     env[name] = line.slice(eq + 1);
   }
   return env;
@@ -110,10 +111,39 @@ function bodyFrom(form, edit) {
     }
     if (Object.keys(spec).length || edit) body[part] = spec;
   }
+  const secretEnv = secretEnvFrom(form);
+  if (Object.keys(secretEnv).length) body.secretEnv = secretEnv;
   if (edit && form.env.value === envShown) return body;
   const env = parseEnv(form.env.value);
   if (Object.keys(env).length || edit) body.env = env;
   return body;
+}
+
+// The secret environment's change (docs/api.md "Secret environment"): each
+// line sets or replaces one variable, each name ticked for removal goes
+// (null); the rest stay as they are, unseen (their values are never read back).
+function secretEnvFrom(form) {
+  const change = parseEnv(form.secretEnv.value, "Secret environment");
+  for (const box of form.querySelectorAll("input[name=secretRemove]:checked")) {
+    if (!(box.value in change)) change[box.value] = null;
+  }
+  return change;
+}
+
+// The config's secret variables, by name, each with a box to remove it.
+function showSecretNames(config) {
+  const names = config?.secretEnvNames || [];
+  $("#cfg-secret-names").replaceChildren(
+    ...names.map((name) =>
+      h(
+        "label",
+        { class: "check" },
+        h("input", { type: "checkbox", name: "secretRemove", value: name }),
+        ` Remove ${name}`,
+      ),
+    ),
+  );
+  $("#cfg-secret-current").hidden = names.length === 0;
 }
 
 // The form as it is for `config` (null: a new one).
@@ -131,6 +161,7 @@ function showForm(config) {
   envInput.readOnly = multiline;
   $("#cfg-env-locked").hidden = !multiline;
   envShown = "";
+  showSecretNames(config);
   if (!config) return;
   form.name.value = config.name;
   form.mode.value = config.mode || "standalone";

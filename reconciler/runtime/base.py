@@ -60,6 +60,9 @@ class WorkloadSpec:
     mode: str = "standalone"  # standalone | cluster
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    # Passed as `env` is, and never shown (migration 0020); on Kubernetes
+    # through the session's own Secret, not the pod spec.
+    secret_env: dict[str, str] = field(default_factory=dict)
     sail: ResourceSpec = ResourceSpec()
     marimo: ResourceSpec = ResourceSpec()
     node_selector: dict[str, str] = field(default_factory=dict)

@@ -479,6 +479,7 @@ class LocalRuntime:
     def _env(self, spec: SessionSpec) -> dict[str, str]:
         env = {k: v for k in _ENV_ALLOW if (v := os.environ.get(k)) is not None}
         env.update(user_env(spec.workload.env))
+        env.update(user_env(spec.workload.secret_env))
         return env
 
     @staticmethod

@@ -64,7 +64,15 @@ SPAWNING = ".spawning"  # a warm Sail being spawned, not yet recorded (`{wid}.sp
 
 def shape(workload: WorkloadSpec) -> str:
     """What a local Sail process depends on, as a short digest."""
-    return shape_digest({"mode": workload.mode, "workers": workload.workers, "env": workload.env})
+    return shape_digest(
+        {
+            "mode": workload.mode,
+            "workers": workload.workers,
+            "env": workload.env,
+            # its values reach the Sail too (a digest: nothing of them is shown)
+            "secret_env": workload.secret_env,
+        }
+    )
 
 
 def take(entry: Path, dest: Path) -> bool:

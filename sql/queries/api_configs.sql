@@ -6,24 +6,22 @@ with visible as (
      where c.organization_id = %(org_id)s
        and (%(config_id)s::text is null or c.id = %(config_id)s::text)
 -- include: keyset_page
-    coalesce((select json_agg(json_build_object(
-        'id', r.id, 'organizationId', r.organization_id, 'name', r.name,
-        'description', r.description, 'mode', r.mode, 'sail', r.sail, 'marimo', r.marimo,
-        'workers', r.workers, 'env', r.env,
-        'createdAt', r.created_at, 'createdBy', r.created_by,
-        'updatedAt', r.updated_at, 'updatedBy', r.updated_by
-    ) order by r.rn) from rows r), '[]')::text as items;
+    coalesce((select json_agg(
+-- include: config_object
+    order by c.rn) from rows c), '[]')::text as items;
 
 -- name: api_insert_config
 insert into workload_configs (id, organization_id, name, description, mode, sail, marimo,
-                              workers, env, created_at, created_by, updated_at, updated_by)
+                              workers, env, secret_env, created_at, created_by, updated_at,
+                              updated_by)
 values (%(id)s, %(org_id)s, %(name)s, %(description)s, %(mode)s, %(sail)s, %(marimo)s,
-        %(workers)s, %(env)s, %(now)s, %(member_id)s, %(now)s, %(member_id)s)
+        %(workers)s, %(env)s, %(secret_env)s, %(now)s, %(member_id)s, %(now)s, %(member_id)s)
 on conflict (organization_id, lower(name)) do nothing
 returning id;
 
 -- name: api_lock_config
-select id from workload_configs
+-- Its environment too: an edit's is checked whole, as the edit leaves it.
+select id, env, secret_env from workload_configs
  where id = %(config_id)s and organization_id = %(org_id)s
    for update;
 
@@ -41,6 +39,7 @@ update workload_configs
        marimo = coalesce(%(marimo)s, marimo),
        workers = coalesce(%(workers)s, workers),
        env = coalesce(%(env)s, env),
+       secret_env = coalesce(%(secret_env)s, secret_env),
        updated_at = %(now)s,
        updated_by = %(member_id)s
  where id = %(config_id)s;

@@ -73,13 +73,9 @@ select
         'createdAt', t.created_at, 'createdBy', t.created_by
     ) order by t.id) from teams t
      where t.id in (select unnest(r.team_ids) from rows r)), '[]')::text as teams,
-    coalesce((select json_agg(json_build_object(
-        'id', c.id, 'organizationId', c.organization_id, 'name', c.name,
-        'description', c.description, 'mode', c.mode, 'sail', c.sail, 'marimo', c.marimo,
-        'workers', c.workers, 'env', c.env,
-        'createdAt', c.created_at, 'createdBy', c.created_by,
-        'updatedAt', c.updated_at, 'updatedBy', c.updated_by
-    ) order by c.id) from workload_configs c
+    coalesce((select json_agg(
+-- include: config_object
+    order by c.id) from workload_configs c
      where c.id in (select r.workload_config_id from rows r)), '[]')::text as configs,
     coalesce((select json_agg(
 -- include: included_member

@@ -15,6 +15,19 @@ json_build_object(
     'updatedAt', r.updated_at, 'updatedBy', r.updated_by
 )
 
+-- fragment: config_object
+-- A workload config as the API shows it, over a workload_configs row `c`:
+-- its secret variables by name only, their values never leave (0020).
+json_build_object(
+    'id', c.id, 'organizationId', c.organization_id, 'name', c.name,
+    'description', c.description, 'mode', c.mode, 'sail', c.sail, 'marimo', c.marimo,
+    'workers', c.workers, 'env', c.env,
+    'secretEnvNames', coalesce((select json_agg(k order by k)
+                                  from jsonb_object_keys(c.secret_env) k), '[]'),
+    'createdAt', c.created_at, 'createdBy', c.created_by,
+    'updatedAt', c.updated_at, 'updatedBy', c.updated_by
+)
+
 -- fragment: included_member
 -- A member as an answer's `included` names them, over a members row `m`
 -- (disabled ones too, said so: a history names who acted, whoever they were).

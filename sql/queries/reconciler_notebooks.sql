@@ -7,7 +7,7 @@ select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.g
        n.start_deadline_session_id,
        n.last_active_at, n.executing, n.idle_timeout_seconds, n.detached_timeout_seconds,
        n.runtime_state, n.deleted_at, n.status_changed_at,
-       c.mode, c.workers, c.env, c.sail, c.marimo,
+       c.mode, c.workers, c.env, c.secret_env, c.sail, c.marimo,
        (select max(p.last_seen_at) from notebook_presence p where p.notebook_id = n.id)
            as last_seen_at,
        exists (select 1 from notebook_seeds s where s.notebook_id = n.id) as seeded,

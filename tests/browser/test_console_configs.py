@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 from browser_helpers import close_page, create_notebook_via_api, sign_in
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -150,5 +152,48 @@ def test_an_admin_edits_and_deletes_configs_and_a_member_only_reads_them(
         assert note.inner_text() == (
             "Only organization admins can create, edit or delete workload configs."
         )
+    finally:
+        close_page(page)
+
+
+def test_an_admin_sets_secret_variables_the_console_never_shows_again(
+    browser: Any, stack: Any, settings: Any
+) -> None:
+    """Passwords go in the secret environment: written from the form, then
+    named in the list and the edit form, never shown (the API does not
+    answer them); a line replaces one, a ticked box removes one."""
+    page = browser.new_page(viewport=LAPTOP)
+    secret = "hunter2-never-shown"
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.get_by_role("link", name="Workload configs").click()
+        page.locator("#cfg-name").fill("warehouse")
+        page.locator("#cfg-env").fill("TZ=UTC")
+        page.get_by_label("Secret environment").fill(f"DB_PASSWORD={secret}\nAPI_KEY=k1")
+        page.get_by_role("button", name="Create workload config").click()
+        row = config_row(page, "warehouse")
+        expect(row).to_contain_text("TZ, API_KEY (secret), DB_PASSWORD (secret)")
+        assert page.get_by_label("Secret environment").input_value() == ""  # the form reset
+        assert secret not in page.content()
+        assert config_named(stack, "warehouse")["secretEnvNames"] == ["API_KEY", "DB_PASSWORD"]
+
+        row.get_by_role("button", name="Edit warehouse").click()
+        assert page.get_by_label("Secret environment").input_value() == ""
+        assert secret not in page.content()
+        page.get_by_label("Remove API_KEY").check()
+        page.get_by_label("Secret environment").fill("DB_PASSWORD=rotated\nBAD LINE")
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.locator("#config-form-error")).to_have_text(
+            "Secret environment line 2 is not NAME=value"
+        )
+        page.get_by_label("Secret environment").fill("DB_PASSWORD=rotated")
+        page.get_by_role("button", name="Save changes").click()
+        expect(row).to_contain_text("TZ, DB_PASSWORD (secret)")
+        expect(row).not_to_contain_text("API_KEY")
+        with psycopg.connect(settings.database_url) as conn:
+            stored = conn.execute(
+                "select secret_env from workload_configs where name = 'warehouse'"
+            ).fetchone()
+        assert stored is not None and stored[0] == {"DB_PASSWORD": "rotated"}
     finally:
         close_page(page)

@@ -58,6 +58,11 @@ def seed_secret_name(notebook_id: str, session_id: str) -> str:
     return f"{_session(notebook_id, session_id)}-seed"
 
 
+def env_secret_name(notebook_id: str, session_id: str) -> str:
+    """A session's secret environment (its workload config's `secretEnv`)."""
+    return f"{_session(notebook_id, session_id)}-env"
+
+
 def service_name(notebook_id: str, component: str) -> str:
     return f"{_base(notebook_id)}-{component}"
 

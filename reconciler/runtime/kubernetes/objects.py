@@ -119,9 +119,9 @@ def cluster_mode(spec: SessionSpec) -> bool:
 
 
 def _session_secret(
-    spec: SessionSpec, ks: KubernetesSettings, what: str, name: str, key: str, value: str
+    spec: SessionSpec, ks: KubernetesSettings, what: str, name: str, data: dict[str, str]
 ) -> Obj:
-    """One value of a session's own, as an immutable Secret labelled `what`."""
+    """Values of a session's own, as an immutable Secret labelled `what`."""
     nid, sid = spec.notebook_id, spec.session_id
     return {
         "apiVersion": "v1",
@@ -129,20 +129,42 @@ def _session_secret(
         "metadata": _meta(name, n.session_labels(nid, sid, what), ks),
         "type": "Opaque",
         "immutable": True,
-        "data": {key: base64.b64encode(value.encode()).decode()},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
 
 
 def token_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     name = n.token_secret_name(spec.notebook_id, spec.session_id)
-    return _session_secret(spec, ks, "token", name, n.TOKEN_KEY, spec.session_token)
+    return _session_secret(spec, ks, "token", name, {n.TOKEN_KEY: spec.session_token})
 
 
 def seed_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     """The file a notebook was created from, for its first start's seeding."""
     assert spec.seed is not None
     name = n.seed_secret_name(spec.notebook_id, spec.session_id)
-    return _session_secret(spec, ks, "seed", name, n.SEED_KEY, spec.seed)
+    return _session_secret(spec, ks, "seed", name, {n.SEED_KEY: spec.seed})
+
+
+def secret_env(spec: SessionSpec) -> dict[str, str]:
+    """The workload's secret environment, without the platform's keys."""
+    return user_env(spec.workload.secret_env)
+
+
+def env_secret(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
+    """The secret environment, one key per variable: the containers take it
+    with `envFrom`, so no value is in a pod's spec (readable by whoever may
+    list pods) and `$(NAME)` in one is not expanded."""
+    name = n.env_secret_name(spec.notebook_id, spec.session_id)
+    return _session_secret(spec, ks, "env", name, secret_env(spec))
+
+
+def _env_from(spec: SessionSpec) -> Obj:
+    """A container's `envFrom` for the secret environment (none without one);
+    its own `env` wins over it, so the platform's keys stay the platform's."""
+    if not secret_env(spec):
+        return {}
+    name = n.env_secret_name(spec.notebook_id, spec.session_id)
+    return {"envFrom": [{"secretRef": {"name": name}}]}
 
 
 def pvc(notebook_id: str, ks: KubernetesSettings) -> Obj:
@@ -183,6 +205,7 @@ def _worker_template(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             "resources": _resources(spec.workload.sail, ks),
             "securityContext": _container_security(ks),
             "env": _env(spec.workload.env, {"HOME": "/tmp"}),
+            **_env_from(spec),
             "volumeMounts": [tmp_mount],
         }
     ]
@@ -234,6 +257,7 @@ def sail_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             "command": ["sail", "spark", "server", "--ip", "0.0.0.0", "--port", str(n.SAIL_PORT)],
             "ports": [{"name": "spark-connect", "containerPort": n.SAIL_PORT}],
             "env": _env(spec.workload.env, ours) + env_refs,
+            **_env_from(spec),
             "resources": _resources(spec.workload.sail, ks),
             "securityContext": _container_security(ks),
             # Sail implements grpc.health.v1, so the kubelet's gRPC probe works.
@@ -321,6 +345,7 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
             ],
             "ports": [{"name": "http", "containerPort": n.MARIMO_PORT}],
             "env": _env(spec.workload.env, ours),
+            **_env_from(spec),
             "resources": _resources(spec.workload.marimo, ks),
             "securityContext": _container_security(ks),
             # /health answers without the token (measured).
@@ -522,6 +547,8 @@ def session_objects(spec: SessionSpec, ks: KubernetesSettings) -> list[Obj]:
     objs: list[Obj] = [token_secret(spec, ks), pvc(nid, ks)]
     if spec.seed is not None:
         objs.append(seed_secret(spec, ks))
+    if secret_env(spec):
+        objs.append(env_secret(spec, ks))
     objs += network_policies(nid, ks)
     if cluster_mode(spec):
         objs += driver_rbac(spec, ks) + driver_egress(nid, ks)

@@ -7,7 +7,8 @@ standalone Sail pod's spec depends on (image, resources, env, node selector),
 so a claimed pod is exactly the pod the start would have created. Claiming is
 a label patch guarded by the pod's resourceVersion: two workers racing for
 one warm pod cannot both win (the loser gets 409 and tries the next one, or
-creates its own). Cluster mode is not pooled (the driver's env names its pod).
+creates its own). Cluster mode is not pooled (the driver's env names its pod),
+nor a workload with a secret environment (its session's Secret holds it).
 
 Warm pods carry no notebook label, so the per-notebook NetworkPolicies (and
 the namespace's default deny) keep every client away until claimed.
@@ -55,7 +56,9 @@ WARM_MAX_AGE_SECONDS = 3600
 
 
 def poolable(workload: WorkloadSpec) -> bool:
-    return workload.mode != "cluster"
+    # A secret environment reaches a Sail through its session's Secret,
+    # which does not exist before the session: such a Sail starts cold.
+    return workload.mode != "cluster" and not workload.secret_env
 
 
 def shape(workload: WorkloadSpec, ks: KubernetesSettings) -> str:

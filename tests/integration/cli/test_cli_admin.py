@@ -184,6 +184,8 @@ def test_workload_configs_with_env(admin: Admin, org: str) -> None:
         (("config", "create", "--name", "c", "--mode", "huge"), "mode 'huge' must be one of"),
         (("config", "create", "--name", "c", "--env", "1BAD=x"), "expected KEY=VALUE"),
         (("config", "create", "--name", "c", "--env", "NOEQUALS"), "expected KEY=VALUE"),
+        # the API's env rules, as for a config made through it
+        (("config", "create", "--name", "c", "--env", "SAIL_MODE=local"), "set by the platform"),
         (("member", "list", "--org", "NOSUCHORG"), "organization NOSUCHORG does not exist"),
         (("config", "create", "--name", "c", "--sail-cpu", "lots"), "sail.cpu"),
         (("config", "create", "--name", "c", "--marimo-memory", "2 GB"), "marimo.memory"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from kube_emulator import eventually
@@ -73,6 +74,27 @@ async def test_warm_pods_serve_only_their_own_shape(kube: Kube) -> None:
     await rt.ensure_running(spec("NB3", mode="cluster", image="sail:a"))
     assert "nb-nb3-s1-sail" in kube.pods()  # cluster mode is never pooled
     assert rt.pool.claims == 0
+
+
+async def test_a_workload_with_secret_env_is_never_pooled(kube: Kube) -> None:
+    """Its Sail takes the variables from its session's Secret, which a warm
+    pod made before the session could not name: it starts its own, with
+    them, and makes no warm pods for others to claim."""
+    rt = kube.runtime(warm_pool_size=1)
+    await rt.ensure_running(spec("NB1"))
+    await warm_ready(kube, 1)
+    base = spec("NB2")
+    secret = SessionSpec(
+        "NB2", "S1", "tok", replace(base.workload, secret_env={"DB_PASSWORD": "p"}), base.base_url
+    )
+    await rt.ensure_running(secret)
+    assert "nb-nb2-s1-sail" in kube.pods() and rt.pool.claims == 0
+    assert len(warm(kube)) == 1  # the plain shape's, untouched; none of this shape
+    pod = kube.emulator.get("pods", "notebooks-test", "nb-nb2-s1-sail")
+    assert pod["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "nb-nb2-s1-env"}}]
+    assert "nb-nb2-s1-env" in kube.emulator.names("secrets")
+    await rt.ensure_stopped("NB2")
+    assert "nb-nb2-s1-env" not in kube.emulator.names("secrets")
 
 
 async def test_two_workers_racing_for_one_warm_pod_claim_it_once(kube: Kube) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from marimo._ast.parse import parse_notebook
-from reconciler_helpers import processes_for
+from reconciler_helpers import kinds, processes_for
 
 from api.app import create_app
 from common.ids import new_id
@@ -74,15 +75,33 @@ async def api_of(rows: Any, db: Any, rsettings: Settings) -> AsyncIterator[Api]:
         yield Api(client, auth, (await resp.json())["id"])
 
 
+# `$(HOME)` would be expanded by a kubelet in a pod spec's env; `$$` halved.
+SECRET = "pa$$(HOME)word"
+
+
 async def test_start_and_stop_through_the_api(rows, db, worker, rsettings: Settings):
     await worker(sweep_interval_seconds=300)  # jobs alone must carry every transition
     async with api_of(rows, db, rsettings) as api:
+        # The config's secret environment reaches Sail and Marimo (and so the
+        # kernel) as its env does, byte for byte.
+        resp = await api.client.patch(
+            f"/api/v1/workloads/configs/{api.config_id}",
+            json={"env": {"TZ": "UTC"}, "secretEnv": {"WAREHOUSE_PASSWORD": SECRET}},
+            headers=api.auth,
+        )
+        assert resp.status == 200, await resp.text()
         nid = await api.create()
         await api.act(nid, "start")
         nb = await api.wait(nid, "running", "failed")
         assert nb["status"] == "running", nb["statusMessage"]
         assert nb["sessionId"]
         assert "sessionToken" not in nb and "runtimeState" not in nb
+        leaders = [p for p in processes_for(rsettings.data_dir, nid) if p.pid == os.getpgid(p.pid)]
+        assert sorted(kinds(leaders)) == ["marimo", "sail"]
+        for proc in leaders:
+            environ = proc.environ()
+            assert environ["WAREHOUSE_PASSWORD"] == SECRET, proc.cmdline()
+            assert environ["TZ"] == "UTC"
 
         await api.act(nid, "stop")
         nb = await api.wait(nid, "stopped")

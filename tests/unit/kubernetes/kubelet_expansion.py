@@ -46,14 +46,22 @@ def expand(value: str, defined: dict[str, str]) -> str:
 
 
 def process_env(
-    container: dict[str, Any], field_values: dict[str, str] | None = None
+    container: dict[str, Any],
+    field_values: dict[str, str] | None = None,
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, str]:
-    """The environment the container's process starts with: the env list in
-    order, each value expanded against the variables defined before it
-    (`enableServiceLinks: false`, so no service variables); `valueFrom`
-    field references read from `field_values` (e.g. status.podIP)."""
+    """The environment the container's process starts with: first each
+    `envFrom` Secret's keys (from `secrets`, by name), taken as they are;
+    then the env list in order, over those, each value expanded against the
+    variables defined before it (`enableServiceLinks: false`, so no service
+    variables); `valueFrom` field references read from `field_values` (e.g.
+    status.podIP). Without `secrets`, `envFrom` is left out (what the
+    caller reads does not come from one); with them, a Secret named and not
+    given fails, as the pod would."""
     fields = field_values or {}
     env: dict[str, str] = {}
+    for source in container.get("envFrom") or [] if secrets is not None else []:
+        env.update(secrets[source["secretRef"]["name"]])
     for var in container.get("env") or []:
         if "value" in var:
             env[var["name"]] = expand(var["value"], env)

@@ -120,13 +120,13 @@ def _map(values: dict[celtypes.StringType, Any]) -> celtypes.MapType:
     return celtypes.MapType(dict(values))
 
 
-def driver_of(notebook_id: str) -> tuple[str, Obj]:
+def driver_of(notebook_id: str, secret_env: dict[str, str] | None = None) -> tuple[str, Obj]:
     """A cluster-mode notebook's Sail driver pod and the username its token has."""
     spec = SessionSpec(
         notebook_id,
         "S1",
         "tok",
-        WorkloadSpec(mode="cluster", workers=2, env={"TZ": "UTC"}),
+        WorkloadSpec(mode="cluster", workers=2, env={"TZ": "UTC"}, secret_env=secret_env or {}),
         f"/notebooks/{notebook_id}",
     )
     driver = objects.sail_pod(spec, KS)
@@ -193,6 +193,19 @@ def test_the_drivers_own_worker_pod_is_allowed_and_valid() -> None:
     relabelled = copy.deepcopy(WORKER)
     relabelled["metadata"]["labels"][n.SESSION] = "S2"
     assert admit("UPDATE", USER, relabelled, old=WORKER).allowed
+
+
+def test_a_worker_takes_its_own_notebooks_secret_environment() -> None:
+    """The worker template names the session's secret-environment Secret
+    (docs/api.md "Secret environment"): admitted for its own notebook only."""
+    user, driver = driver_of("NB7X", {"DB_PASSWORD": "p"})
+    worker = sail_worker_pod(driver)
+    env_from = worker["spec"]["containers"][0]["envFrom"]
+    assert env_from == [{"secretRef": {"name": "nb-nb7x-s1-env"}}]
+    verdict = admit("CREATE", user, worker)
+    assert verdict.applies and verdict.allowed, verdict.failures
+    # the same pod from another notebook's driver is refused
+    assert not admit("CREATE", OTHER_USER, worker).allowed
 
 
 def _with(pod: Obj, change: Any) -> Obj:
@@ -303,6 +316,22 @@ DENIED_CREATES: dict[str, tuple[str, Any]] = {
         _env_from({"name": "T", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}),
     ),
     "envFrom a Secret": (ENV, _container("envFrom", [{"secretRef": {"name": "nb-other1-data"}}])),
+    "envFrom another notebook's secret environment": (
+        ENV,
+        _container("envFrom", [{"secretRef": {"name": "nb-other1-s1-env"}}]),
+    ),
+    "envFrom its own token Secret": (
+        ENV,
+        _container("envFrom", [{"secretRef": {"name": "nb-nb7x-s1-token"}}]),
+    ),
+    "envFrom a name that only starts like its own": (
+        ENV,
+        _container("envFrom", [{"secretRef": {"name": "nb-nb7x-s1-env-x"}}]),
+    ),
+    "envFrom a ConfigMap": (
+        ENV,
+        _container("envFrom", [{"configMapRef": {"name": "nb-nb7x-s1-env"}}]),
+    ),
     "an init container reading a Secret": (
         ENV,
         _spec(

@@ -6,21 +6,23 @@ the driver hands to Sail)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import resource
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubelet_expansion import expand, process_env
-from sail_worker import driver_env, sail_worker_pod
+from sail_worker import DRIVER_IP, driver_env, sail_worker_pod
 
 from common import platform_env
 from reconciler.runtime.base import ResourceSpec, SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import objects
-from reconciler.runtime.kubernetes.pool import warm_pod
+from reconciler.runtime.kubernetes.pool import poolable, warm_pod
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 
 KS = KubernetesSettings(namespace="nbs", sail_image="reg/sail:1", marimo_image="reg/kernel:1")
@@ -154,6 +156,49 @@ def test_env_values_reach_every_process_exactly_as_configured(mode: str) -> None
     for name, env in processes.items():
         got = {k: env.get(k) for k in TRICKY}
         assert got == TRICKY, name
+
+
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
+def test_secret_env_reaches_every_process_through_the_sessions_secret_only(mode: str) -> None:
+    """A config's `secretEnv` travels in the session's own Secret, taken with
+    `envFrom` (never expanded, whatever `$` it holds) by Sail, Marimo and, in
+    cluster mode, the workers Sail makes from the template; no value is in
+    any pod's spec, and the platform's keys stay the platform's."""
+    base = spec(mode, {"TZ": "UTC"})
+    s = replace(base, workload=replace(base.workload, secret_env={**TRICKY, **HOSTILE}))
+    objs = objects.session_objects(s, KS)
+    secret = next(o for o in objs if o["metadata"]["name"] == "nb-nb1-s1-env")
+    stored = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert stored == TRICKY  # the platform's keys dropped, as from env
+    sail = objects.sail_pod(s, KS)
+    pods = [sail, objects.marimo_pod(s, KS)]
+    secrets = {"nb-nb1-s1-env": stored}
+    processes = {
+        "sail": process_env(container(sail), {"status.podIP": DRIVER_IP}, secrets),
+        "marimo": process_env(container(pods[1]), secrets=secrets),
+    }
+    if mode == "cluster":
+        worker = worker_container(sail)
+        processes["worker"] = process_env(worker, {"status.podIP": "10.9.9.9"}, secrets)
+        pods.append({"spec": {"containers": [worker]}})
+    for name, env in processes.items():
+        assert {k: env.get(k) for k in TRICKY} == TRICKY, name
+        assert env["TZ"] == "UTC", name
+        for key, value in HOSTILE.items():
+            assert env.get(key) != value, (name, key)
+    text = json.dumps(pods)
+    for value in TRICKY.values():
+        assert json.dumps(value)[1:-1] not in text and value not in text
+    # Not pooled: a warm Sail cannot name a Secret of a session to come.
+    assert not poolable(s.workload)
+    assert poolable(base.workload) is (mode == "standalone")
+
+
+def test_without_secret_env_there_is_no_secret_and_no_env_from() -> None:
+    s = spec("standalone", {"TZ": "UTC"})
+    assert not [o for o in objects.session_objects(s, KS) if o["metadata"]["name"].endswith("-env")]
+    for pod in (objects.sail_pod(s, KS), objects.marimo_pod(s, KS)):
+        assert "envFrom" not in container(pod)
 
 
 def test_the_notebook_template_reaches_the_seed_container_unchanged() -> None:

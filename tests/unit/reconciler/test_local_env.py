@@ -45,3 +45,22 @@ def test_the_platform_sail_settings_win_over_the_config(
         assert sail["SAIL_MODE"] == "local-cluster"
         assert sail["SAIL_CLUSTER__WORKER_INITIAL_COUNT"] == "2"
         assert sail["SAIL_CLUSTER__WORKER_MAX_COUNT"] == "2"
+
+
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
+def test_the_secret_env_arrives_as_env_does_and_claims_no_platform_key(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", "/home/stack")
+    rt = LocalRuntime(tmp_path)
+    workload = WorkloadSpec(
+        mode=mode, env={"TZ": "UTC"}, secret_env={**HOSTILE, "DB_PASSWORD": "pa$$word"}
+    )
+    s = SessionSpec("NB1", "S1", "tok", workload, "/b")
+    env = rt._env(s)
+    sail = rt._sail_env(s, env)
+    assert env["DB_PASSWORD"] == sail["DB_PASSWORD"] == "pa$$word"
+    assert env["TZ"] == "UTC"
+    for key, value in HOSTILE.items():
+        assert sail.get(key) != value, key
+        assert env.get(key) != value, key
