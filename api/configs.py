@@ -38,10 +38,11 @@ _MEMORY_UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 # variable must stay far below Linux's 128 KiB, and on Kubernetes the whole
 # env also travels inside the worker pod template of cluster mode.
 ENV_MAX_BYTES = 32 * 1024
+ENV_MAX_NAMES = 64
 ENV_VALUE_SCHEMA = text_schema(4096)
 ENV_SCHEMA = {
     "type": "object",
-    "maxProperties": 64,
+    "maxProperties": ENV_MAX_NAMES,
     "propertyNames": {"type": "string", "maxLength": 128, "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
     "additionalProperties": ENV_VALUE_SCHEMA,
 }
@@ -95,17 +96,32 @@ def secret_env_after(before: dict[str, str], edit: dict[str, Any]) -> dict[str, 
     return after
 
 
-def check_environment(env: dict[str, str], secret_env: dict[str, str]) -> None:
-    """The whole environment a config gives (both maps, as they will be):
-    no name the platform sets, none in both, and within ENV_MAX_BYTES."""
-    for field, names in (("env", env), ("secretEnv", secret_env)):
-        for name in names:
-            if platform_env_key(name):
-                raise BadRequest(
-                    f"{field}.{name} is set by the platform (where Sail is, its mode and cluster).",
-                    code="reserved_name",
-                    field=f"{field}.{name}",
-                )
+def check_environment(
+    body: dict[str, Any], env: dict[str, str], secret_env: dict[str, str]
+) -> None:
+    """A config's environment as a create or an edit (`body`) leaves it
+    (`env`, `secret_env`): no name the platform sets among those the body
+    sets (a row from before that rule keeps its own: the runtimes drop them,
+    and an edit of its description must not fail on them); and, when the
+    body touches either map, none in both, at most ENV_MAX_NAMES secret
+    ones (merge patches add up) and ENV_MAX_BYTES in all."""
+    sets = [("env", name) for name in body.get("env", {})]
+    sets += [("secretEnv", k) for k, v in body.get("secretEnv", {}).items() if v is not None]
+    for field, name in sets:
+        if platform_env_key(name):
+            raise BadRequest(
+                f"{field}.{name} is set by the platform (where Sail is, its mode and cluster).",
+                code="reserved_name",
+                field=f"{field}.{name}",
+            )
+    if "env" not in body and "secretEnv" not in body:
+        return
+    if len(secret_env) > ENV_MAX_NAMES:
+        raise BadRequest(
+            f"secretEnv would hold more than {ENV_MAX_NAMES} variables.",
+            code="out_of_range",
+            field="secretEnv",
+        )
     for name in sorted(env.keys() & secret_env.keys()):
         raise BadRequest(
             f"{name} is in both env and secretEnv: a variable is one or the other.",
@@ -189,7 +205,7 @@ async def create_config(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, CREATE_SCHEMA)
     check_config(body, ctx.settings.allowed_images)
     secret_env = secret_env_after({}, body.get("secretEnv", {}))
-    check_environment(body.get("env", {}), secret_env)
+    check_environment(body, body.get("env", {}), secret_env)
     config_id = new_id()
     inserted = await ctx.one(
         "api_insert_config",
@@ -221,7 +237,7 @@ async def update_config(ctx: Ctx) -> web.Response:
     # Checked whole, as the edit leaves it: an env may now name a secret
     # variable, or the two outgrow the limit together.
     secret_env = secret_env_after(current["secret_env"], body.get("secretEnv", {}))
-    check_environment(body.get("env", current["env"]), secret_env)
+    check_environment(body, body.get("env", current["env"]), secret_env)
     if "name" in body:
         taken = await ctx.one(
             "api_config_name_taken", ctx.mine(config_id=config_id, name=body["name"])

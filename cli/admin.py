@@ -360,7 +360,7 @@ def config_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> 
     try:
         check(body, CREATE_SCHEMA, "")
         check_config(body, allowed)
-        check_environment(body["env"], {})
+        check_environment(body, body["env"], {})
     except BadRequest as e:
         raise CliError(e.detail) from None
     org = _organization(conn, args, env)

@@ -248,6 +248,7 @@ async def _carry_out(
     deps: Deps, row: dict[str, Any], p: Plan, observed: Observation, now: datetime
 ) -> Result:
     """Write (first, if `record_first`), act, write what is observed after."""
+    p = _without_secrets(p, row)
     generation, status = row["generation"], row["status"]
     if p.record_first:
         auto_stop = Action.AUTO_STOP in p.actions
@@ -333,6 +334,35 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
                 await deps.runtime.delete(row["id"])
                 observed = Observation(session_id=None)
     return observed
+
+
+# A secret variable's value shorter than this is not blanked out of a status
+# message: it would blank common words, and is no secret worth the name.
+SECRET_MIN_CHARS = 4
+
+
+def _without_secrets(p: Plan, row: dict[str, Any]) -> Plan:
+    """`p` with the workload config's secret values blanked out of what it
+    records (members read status messages and the history, kept after the
+    values are rotated): a process that died printing its connection string
+    in its last log lines, an error quoting one (docs/api.md "Secret
+    environment")."""
+    values = row.get("secret_env") if isinstance(row.get("secret_env"), dict) else {}
+    secrets = sorted(
+        (v for v in values.values() if isinstance(v, str) and len(v) >= SECRET_MIN_CHARS),
+        key=len,
+        reverse=True,  # a value inside another is blanked as part of the longer one
+    )
+    if not secrets:
+        return p
+
+    def blank(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    reason = None if p.reason is None else blank(p.reason)
+    return replace(p, status_message=blank(p.status_message), reason=reason)
 
 
 def _error_text(exc: BaseException, token: str | None) -> str:
@@ -464,6 +494,7 @@ async def _write(
 ) -> bool:
     """THE place that writes status (with its event) and observed fields;
     with `auto_stop`, the auto-stop's desired state in the same transaction."""
+    p = _without_secrets(p, row)  # also for the repairs' and the unobserved's records
     now = deps.clock.now()
     moves = (p.status.value, p.status_message) != (row["status"], row["status_message"])
     async with deps.pool.connection() as conn, conn.transaction():

@@ -125,7 +125,10 @@ function bodyFrom(form, edit) {
 function secretEnvFrom(form) {
   const change = parseEnv(form.secretEnv.value, "Secret environment");
   for (const box of form.querySelectorAll("input[name=secretRemove]:checked")) {
-    if (!(box.value in change)) change[box.value] = null;
+    if (box.value in change) {
+      throw new Error(`${box.value} is both set and ticked for removal: untick it, or leave its line out.`);
+    }
+    change[box.value] = null;
   }
   return change;
 }

@@ -62,7 +62,7 @@ class WorkloadSpec:
     env: dict[str, str] = field(default_factory=dict)
     # Passed as `env` is, and never shown (migration 0020); on Kubernetes
     # through the session's own Secret, not the pod spec.
-    secret_env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     sail: ResourceSpec = ResourceSpec()
     marimo: ResourceSpec = ResourceSpec()
     node_selector: dict[str, str] = field(default_factory=dict)
@@ -79,7 +79,9 @@ class SessionSpec:
 
     notebook_id: str
     session_id: str
-    session_token: str  # Marimo's token; only the proxy learns it
+    # Marimo's token; only the proxy learns it (never in a repr: a log or a
+    # test's failure prints one)
+    session_token: str = field(repr=False)
     workload: WorkloadSpec
     base_url: str  # "/notebooks/{id}/" without the trailing slash for Marimo's --base-url
     # The notebook's first file when it has none yet (it was created from a

@@ -51,6 +51,7 @@ from reconciler.runtime.local_pool import (
     WORK,
     LocalPool,
     flock,
+    poolable,
     remove_tree,
     remove_warm_files,
     shape,
@@ -332,7 +333,8 @@ class LocalRuntime:
             home = private_dir(run_dir / "home")
             env = {**self._env(spec), "HOME": str(home)}
             need_sail = sail is None or not procs.is_alive(sail)
-            if need_sail and self.pool and (marimo is None or not procs.is_alive(marimo)):
+            pooled = self.pool is not None and poolable(spec.workload)
+            if need_sail and pooled and (marimo is None or not procs.is_alive(marimo)):
                 # No live Marimo depends on Sail's port, so a warm one will do.
                 claimed = await self._claim(spec, state)
                 if claimed is not None:
@@ -381,7 +383,7 @@ class LocalRuntime:
                     log=run_dir / "marimo.log",
                     port=port,
                 )
-            if self.pool:
+            if pooled:
                 # The pool's Sails serve any notebook: the worker's env, not this session's HOME.
                 self._schedule_refill(spec, self._sail_env(spec, self._env(spec)), marimo)
         return await self.observe(nid)

@@ -64,15 +64,15 @@ SPAWNING = ".spawning"  # a warm Sail being spawned, not yet recorded (`{wid}.sp
 
 def shape(workload: WorkloadSpec) -> str:
     """What a local Sail process depends on, as a short digest."""
-    return shape_digest(
-        {
-            "mode": workload.mode,
-            "workers": workload.workers,
-            "env": workload.env,
-            # its values reach the Sail too (a digest: nothing of them is shown)
-            "secret_env": workload.secret_env,
-        }
-    )
+    return shape_digest({"mode": workload.mode, "workers": workload.workers, "env": workload.env})
+
+
+def poolable(workload: WorkloadSpec) -> bool:
+    """A workload with a secret environment is not pooled: a warm Sail would
+    hold its values before any session asked for them, and its shape (a
+    directory's name, logged) would be a digest of them, as on Kubernetes
+    (kubernetes/pool.py `poolable`)."""
+    return not workload.secret_env
 
 
 def take(entry: Path, dest: Path) -> bool:
@@ -216,6 +216,8 @@ class LocalPool:
         records it in its state, then removes that file), its working
         directory `run_dir/sail-work`, its log `run_dir/sail.log`. None if
         there is none to be had."""
+        if not poolable(workload):
+            return None
         await self._attach()
         live = self.members(workload)
         ready = await asyncio.gather(*(probes.sail_healthy(p.port, 0.5) for _, p in live))
@@ -250,7 +252,7 @@ class LocalPool:
         removed, not counted) and wait for the new ones to answer; returns
         how many were added. Runs in the background of a start, or in
         `warm_up`, so waiting holds nobody up."""
-        if self.size <= 0:
+        if self.size <= 0 or not poolable(workload):
             return 0
         await self._attach()
         directory = private_dir(self.shape_dir(workload))

@@ -187,6 +187,12 @@ def test_an_admin_sets_secret_variables_the_console_never_shows_again(
             "Secret environment line 2 is not NAME=value"
         )
         page.get_by_label("Secret environment").fill("DB_PASSWORD=rotated")
+        page.get_by_label("Remove DB_PASSWORD").check()
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.locator("#config-form-error")).to_have_text(
+            "DB_PASSWORD is both set and ticked for removal: untick it, or leave its line out."
+        )
+        page.get_by_label("Remove DB_PASSWORD").uncheck()
         page.get_by_role("button", name="Save changes").click()
         expect(row).to_contain_text("TZ, DB_PASSWORD (secret)")
         expect(row).not_to_contain_text("API_KEY")

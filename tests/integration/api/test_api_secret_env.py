@@ -3,7 +3,7 @@ environment"): org admins write it, nobody reads a value back (every
 answer names the variables only), an edit sets or removes one variable
 at a time, and the whole environment keeps the env rules. That the values
 reach Sail and Marimo is tests/integration/reconciler/test_reconciler_through_api.py;
-on Kubernetes, tests/unit/kubernetes/test_k8s_objects.py."""
+on Kubernetes, tests/unit/kubernetes/test_k8s_env.py."""
 
 from __future__ import annotations
 
@@ -150,3 +150,36 @@ async def test_only_org_admins_write_it(client: TestClient, world: World, factor
     )
     await refused(resp, 403, "forbidden")
     assert stored(factory, world.config) == {}
+
+
+async def test_an_older_config_with_a_platform_name_can_still_be_edited(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """A row from before the reserved-name rule (the runtimes drop the name)
+    is not refused for what the edit does not set."""
+    factory.value(
+        'update workload_configs set env = \'{"HOME": "/root", "TZ": "UTC"}\''
+        " where id = %s returning id",
+        world.config,
+    )
+    url = f"{CONFIGS}/{world.config}"
+    for body in ({"description": "kept"}, {"secretEnv": {"DB_PASSWORD": "p"}}):
+        resp = await client.patch(url, json=body, headers=world.admin.auth)
+        assert resp.status == 200, await resp.text()
+    # what an edit sets is checked still
+    resp = await client.patch(url, json={"env": {"HOME": "/x"}}, headers=world.admin.auth)
+    await refused(resp, 400, "reserved_name", "env.HOME")
+
+
+async def test_merge_patches_cannot_add_up_past_64_secret_variables(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    config = await body_of(await create(client, world, secretEnv={f"A{i}": "v" for i in range(60)}))
+    url = f"{CONFIGS}/{config['id']}"
+    resp = await client.patch(
+        url, json={"secretEnv": {f"B{i}": "v" for i in range(4)}}, headers=world.admin.auth
+    )
+    assert resp.status == 200, await resp.text()
+    resp = await client.patch(url, json={"secretEnv": {"ONE_MORE": "v"}}, headers=world.admin.auth)
+    await refused(resp, 400, "out_of_range", "secretEnv")
+    assert len(stored(factory, config["id"])) == 64

@@ -141,6 +141,31 @@ async def test_a_shape_pool_is_not_used_by_another_shape(rsettings: Settings):
     assert processes_under(rsettings.data_dir) == []
 
 
+async def test_a_workload_with_secret_env_is_never_pooled(rsettings: Settings):
+    """Its shape is the plain one's (a digest of its values would name a
+    directory): it neither claims a warm Sail, which another config's
+    notebooks share, nor leaves one holding its values."""
+    plain = WorkloadSpec(env={"TEAM": "s"})
+    secret = WorkloadSpec(env={"TEAM": "s"}, secret_env={"DB_PASSWORD": "hunter2"})
+    rt = LocalRuntime(rsettings.data_dir, stop_grace_seconds=5, warm_pool_size=1)
+    try:
+        await rt.warm_up(plain)
+        [warm] = await warm_pids(rt, plain)
+        assert await rt.warm_up(secret) == 0
+        spec = spec_for(secret)
+        obs = await rt.ensure_running(spec)
+        await rt.refilled()
+        assert obs.runtime_state["sail_warm"] is False and obs.runtime_state["sail_pid"] != warm
+        sail = psutil.Process(int(obs.runtime_state["sail_pid"]))
+        assert sail.environ()["DB_PASSWORD"] == "hunter2"
+        assert await warm_pids(rt, plain, ready=False) == [warm]  # untouched, and no other
+        assert "DB_PASSWORD" not in psutil.Process(warm).environ()
+        await rt.ensure_stopped(spec.notebook_id)
+    finally:
+        await rt.close()
+    assert processes_under(rsettings.data_dir) == []
+
+
 async def test_two_workers_racing_for_one_warm_sail_only_one_wins(rsettings: Settings):
     workload = WorkloadSpec(env={"TEAM": "race"})
     # Two runtimes on one data directory, as two workers on one host.

@@ -5,6 +5,8 @@ pass, its status writes, events and the sweep that enqueues it."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -224,6 +226,39 @@ async def test_a_cap_raised_during_a_pass_is_not_overridden_by_the_old_one(
         await reconcile_once(deps, nid)  # the next pass reads the raised cap
         row = await rows.get(nid)
         assert (row["status"], row["desired_state"]) == ("idle", "running")
+    finally:
+        await deps.pool.close()
+
+
+async def test_a_secret_value_in_a_failure_is_blanked_out_of_the_status_and_history(
+    rows, rsettings: Settings
+):
+    """Members read status messages and the history, kept after a password
+    is rotated: a Marimo that died printing its workload config's secret
+    value (its connection string, say) is recorded without it."""
+    secret = "postgres://app:hunter2-rotated@db/warehouse"
+    config = await rows.config()
+    await rows.conn.execute(
+        "update workload_configs set secret_env = %s where id = %s",
+        (json.dumps({"WAREHOUSE_URL": secret, "SHORT": "abc"}), config),
+    )
+    clock = FakeClock()
+    nid, runtime, deps = await _setup(rows, rsettings, clock, workload_config_id=config)
+
+    class DiesSayingIt(HealthyRuntime):
+        async def observe(self, notebook_id: str) -> Observation:
+            died = Component(Phase.FAILED, f"Marimo exited with code 1: cannot reach {secret} abc")
+            seen = await super().observe(notebook_id)
+            return replace(seen, marimo=died)
+
+    dying = DiesSayingIt()
+    dying.session = runtime.session
+    try:
+        await reconcile_once(Deps(pool=deps.pool, runtime=dying, clock=clock), nid)
+        row = await rows.get(nid)
+        assert row["status"] == "failed"
+        assert row["status_message"] == "Marimo exited with code 1: cannot reach *** abc"
+        assert all(secret not in (e["reason"] or "") for e in await rows.events(nid))
     finally:
         await deps.pool.close()
 
