@@ -8,8 +8,10 @@ from typing import Any
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
+from api.config_teams import TEAM_IDS_FIELD, set_config_teams, team_ids_of
 from api.context import Ctx
 from api.errors import BadRequest, Conflict, NotFound, config_name_taken
+from api.notebooks import check_teams
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
 from api.validation import check, name_schema, obj, path_id, read_body, text_schema
@@ -63,8 +65,10 @@ FIELDS: dict[str, Any] = {
     "workers": {"type": "integer", "minimum": 1, "maximum": 64},
     "env": ENV_SCHEMA,
 }
-CREATE_SCHEMA = obj({**FIELDS, "secretEnv": ENV_SCHEMA}, required=("name",))
-UPDATE_SCHEMA = obj({**FIELDS, "secretEnv": SECRET_ENV_EDIT_SCHEMA})
+CREATE_SCHEMA = obj(
+    {**FIELDS, "secretEnv": ENV_SCHEMA, "teamIds": TEAM_IDS_FIELD}, required=("name",)
+)
+UPDATE_SCHEMA = obj({**FIELDS, "secretEnv": SECRET_ENV_EDIT_SCHEMA, "teamIds": TEAM_IDS_FIELD})
 
 
 def millicores(cpu: str) -> int:
@@ -206,6 +210,7 @@ async def create_config(ctx: Ctx) -> web.Response:
     check_config(body, ctx.settings.allowed_images)
     secret_env = secret_env_after({}, body.get("secretEnv", {}))
     check_environment(body, body.get("env", {}), secret_env)
+    team_ids = await _team_ids(ctx, body)
     config_id = new_id()
     inserted = await ctx.one(
         "api_insert_config",
@@ -223,7 +228,18 @@ async def create_config(ctx: Ctx) -> web.Response:
     )
     if inserted is None:
         raise config_name_taken()
+    if "teamIds" in body:
+        await set_config_teams(ctx, config_id, team_ids)
     return await _one(ctx, config_id, 201)
+
+
+async def _team_ids(ctx: Ctx, body: dict[str, Any]) -> list[str] | None:
+    """Who may use it, as the body says (teams of the organization's), or
+    None: everyone, or the body does not say."""
+    if "teamIds" not in body:
+        return None
+    team_ids = team_ids_of(body)
+    return None if team_ids is None else await check_teams(ctx, team_ids)
 
 
 async def update_config(ctx: Ctx) -> web.Response:
@@ -238,6 +254,7 @@ async def update_config(ctx: Ctx) -> web.Response:
     # variable, or the two outgrow the limit together.
     secret_env = secret_env_after(current["secret_env"], body.get("secretEnv", {}))
     check_environment(body, body.get("env", current["env"]), secret_env)
+    team_ids = await _team_ids(ctx, body)
     if "name" in body:
         taken = await ctx.one(
             "api_config_name_taken", ctx.mine(config_id=config_id, name=body["name"])
@@ -258,6 +275,8 @@ async def update_config(ctx: Ctx) -> web.Response:
             secret_env=Jsonb(secret_env) if "secretEnv" in body else None,
         ),
     )
+    if "teamIds" in body:
+        await set_config_teams(ctx, config_id, team_ids)
     return await _one(ctx, config_id)
 
 

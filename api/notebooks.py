@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from api import sources
+from api.config_teams import TEAM_IDS_SCHEMA, check_config_usable
 from api.context import Ctx, prepared
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
 from api.org_limits import TIMEOUTS, organization_limits, timeouts_within_caps
@@ -40,7 +41,6 @@ from common.ids import is_valid_id, new_id
 from common.jobs import enqueue_reconcile
 from common.statuses import CONFIG_CHANGEABLE, STARTABLE, STOP_REQUESTED, STOPPABLE, Status
 
-TEAM_IDS_SCHEMA = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
 FIELDS: dict[str, Any] = {
     "name": name_schema(128),
     "description": text_schema(2000),
@@ -328,6 +328,7 @@ async def create_notebook(ctx: Ctx) -> web.Response:
     body = ctx.request[CREATE_BODY]
     seed = ctx.request.get(SEED)
     await check_config(ctx, body["workloadConfigId"])
+    await check_config_usable(ctx, body["workloadConfigId"], ctx.me.member_id)
     team_ids = await check_teams(ctx, body.get("teamIds", []))
     timeouts = timeouts_within_caps(body, await organization_limits(ctx))
     notebook_id = new_id()
@@ -388,6 +389,7 @@ async def update_notebook(ctx: Ctx) -> web.Response:
                 code="notebook_not_stopped",
             )
         configs[config_id] = await check_config(ctx, config_id)
+        await check_config_usable(ctx, config_id, row["member_id"])
         old = await ctx.one("api_config_name", {"id": row["workload_config_id"]})
         configs[row["workload_config_id"]] = old["name"] if old else row["workload_config_id"]
     if any(t.field in body for t in TIMEOUTS):
@@ -582,6 +584,7 @@ async def start_notebook(ctx: Ctx) -> web.Response:
             f"A {row['status']} notebook cannot be started; start works from stopped or failed.",
             code="notebook_not_startable",
         )
+    await check_config_usable(ctx, row["workload_config_id"], row["member_id"])
     await check_running_limits(ctx, row["member_id"])
     await ctx.run(
         "api_request_start",

@@ -177,6 +177,8 @@ COMPONENTS: dict[str, Schema] = {
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
         # names only: a secret variable's value is never answered
         "secretEnvNames": {"type": "array", "items": {"type": "string"}},
+        # who may use it: those teams' members (and org admins); null, everyone
+        "teamIds": {"type": ["array", "null"], "items": ID},
         "createdAt": TIME, "createdBy": NULLABLE_ID, "updatedAt": TIME,
         "updatedBy": NULLABLE_ID,
     }),

@@ -287,8 +287,20 @@ function refusedTimeout(inputs, error) {
   return true;
 }
 
-export async function fillConfigSelect(select, selected) {
-  const { items } = await api.listConfigs();
+// Whether the signed-in member may have a notebook on `c` (docs/api.md "Who
+// may use a config"): the API decides; this keeps a config that could only be
+// refused out of New notebook's list.
+function mayUse(c) {
+  const me = state.me;
+  if (c.teamIds == null || me?.organizationAdmin) return true;
+  return (me?.teams || []).some(({ teamId }) => c.teamIds.includes(teamId));
+}
+
+export async function fillConfigSelect(select, selected, { mine = false } = {}) {
+  const listed = (await api.listConfigs()).items;
+  // Another member's notebook (an edit) may be moved to a config its owner
+  // may use and the editor may not: the API says which.
+  const items = mine ? listed.filter(mayUse) : listed;
   // A new notebook gets the config named "default" (what `make run` creates)
   // when there is one, rather than whichever config is newest.
   if (!selected) selected = (items.find((c) => c.name === "default") || items[0])?.id;
@@ -298,7 +310,7 @@ export async function fillConfigSelect(select, selected) {
       return h("option", { value: c.id, selected: c.id === selected, text: c.name });
     }),
   );
-  return items.length;
+  return { shown: items.length, all: listed.length };
 }
 
 export async function openCreate(trigger, onCreated) {
@@ -335,9 +347,11 @@ export async function openCreate(trigger, onCreated) {
     const [idle, detached] = [form.idle, form.detached];
     if (idle.value === shown.idle) idle.value = shown.idle = minutes(capped(3600, caps.idle));
     if (detached.value === shown.detached) detached.value = shown.detached = minutes(capped(14400, caps.detached));
-    const count = await fillConfigSelect($("#nb-config"));
-    if (count === 0) {
+    const configs = await fillConfigSelect($("#nb-config"), null, { mine: true });
+    if (configs.all === 0) {
       showError(error, { detail: "There is no workload config yet: create one under Workload configs first." });
+    } else if (configs.shown === 0) {
+      showError(error, { detail: "No workload config is open to you: each is kept for teams you are not in. Ask an org admin." });
     }
     const { items: teams } = await api.listTeams();
     teams.forEach((t) => state.teams.set(t.id, t));

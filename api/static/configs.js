@@ -5,7 +5,7 @@
 import { confirmThen } from "./actions.js";
 import { api } from "./api.js";
 import { $, announce, h, setBusy, showError } from "./dom.js";
-import { state } from "./store.js";
+import { state, teamName } from "./store.js";
 
 // The config the form edits (null: the form makes a new one), and its
 // environment as the form showed it: sent again only if changed, so values
@@ -56,20 +56,29 @@ function row(c, admin) {
     h("td", { "data-label": "Sail", text: resources(c.sail) }),
     h("td", { "data-label": "Marimo", text: resources(c.marimo) }),
     h("td", { "data-label": "Environment", text: env.length ? env.join(", ") : "—" }),
+    h("td", { "data-label": "Who may use it", text: whoMayUse(c) }),
     admin ? rowActions(c) : null,
   );
+}
+
+// docs/api.md "Who may use a config": null is everyone.
+function whoMayUse(c) {
+  if (c.teamIds == null) return "everyone";
+  if (!c.teamIds.length) return "org admins";
+  return c.teamIds.map(teamName).join(", ");
 }
 
 async function refresh() {
   const errorEl = $("#configs-error");
   const admin = !!state.me?.organizationAdmin;
   try {
-    const { items } = await api.listConfigs();
+    // The teams name who may use each; without them, their ids do.
+    const [{ items }] = await Promise.all([api.listConfigs(), loadTeams().catch(() => null)]);
     items.forEach((c) => state.configs.set(c.id, c));
     $("#configs-body").replaceChildren(
       ...(items.length
         ? items.map((c) => row(c, admin))
-        : [h("tr", {}, h("td", { colspan: admin ? "6" : "5", class: "muted", text: "No workload configs yet." }))]),
+        : [h("tr", {}, h("td", { colspan: admin ? "7" : "6", class: "muted", text: "No workload configs yet." }))]),
     );
     showError(errorEl, null);
     return items;
@@ -113,6 +122,9 @@ function bodyFrom(form, edit) {
   }
   const secretEnv = secretEnvFrom(form);
   if (Object.keys(secretEnv).length) body.secretEnv = secretEnv;
+  const teamIds = [...form.querySelectorAll("input[name=configTeam]:checked")].map((box) => box.value);
+  if (form.restricted.checked) body.teamIds = teamIds;
+  else if (edit) body.teamIds = null;
   if (edit && form.env.value === envShown) return body;
   const env = parseEnv(form.env.value);
   if (Object.keys(env).length || edit) body.env = env;
@@ -131,6 +143,32 @@ function secretEnvFrom(form) {
     change[box.value] = null;
   }
   return change;
+}
+
+// The organization's teams to keep a config for, those it is kept for ticked.
+async function showTeams(config) {
+  const form = $("#config-form");
+  form.restricted.checked = config?.teamIds != null;
+  const chosen = new Set(config?.teamIds || []);
+  $("#cfg-team-choices").replaceChildren();
+  try {
+    const teams = await loadTeams();
+    if (editing !== config) return; // another config's form by now
+    $("#cfg-team-choices").replaceChildren(
+      ...teams.map((t) =>
+        h("label", { class: "check" }, h("input", { type: "checkbox", name: "configTeam", value: t.id, checked: chosen.has(t.id) }), ` ${t.name}`),
+      ),
+    );
+  } catch (err) {
+    showError($("#config-form-error"), err, "Could not load the teams");
+  }
+}
+
+// The organization's teams, kept by id for the names in the list.
+async function loadTeams() {
+  const { items } = await api.listTeams();
+  items.forEach((t) => state.teams.set(t.id, t));
+  return items;
 }
 
 // The config's secret variables, by name, each with a box to remove it.
@@ -165,6 +203,7 @@ function showForm(config) {
   $("#cfg-env-locked").hidden = !multiline;
   envShown = "";
   showSecretNames(config);
+  showTeams(config);
   if (!config) return;
   form.name.value = config.name;
   form.mode.value = config.mode || "standalone";

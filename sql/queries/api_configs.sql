@@ -52,3 +52,33 @@ select count(*) filter (where deleted_at is null) as live,
 
 -- name: api_delete_config
 delete from workload_configs where id = %(config_id)s;
+
+-- name: api_clear_config_teams
+-- Who may use it (migration 0021), set again: `restricted` unless `team_ids`
+-- is null (everyone); a list (empty too: org admins only) restricts it to
+-- those teams' members, added by api_add_config_teams.
+with flag as (
+    update workload_configs set restricted = %(team_ids)s::text[] is not null
+     where id = %(config_id)s
+)
+delete from workload_config_teams where config_id = %(config_id)s;
+
+-- name: api_add_config_teams
+insert into workload_config_teams (config_id, team_id)
+select %(config_id)s, t from unnest(%(team_ids)s::text[]) t;
+
+-- name: api_config_usable
+-- Whether `owner_id` may have a notebook on the config (docs/api.md "Who may
+-- use a config"): it is not restricted, the owner is an org admin, or one of
+-- its teams' members (any role); with its name and its teams' for a refusal.
+select c.name,
+       not c.restricted
+       or (select m.organization_admin from members m where m.id = %(owner_id)s)
+       or exists (select 1 from workload_config_teams ct
+                    join team_memberships tm on tm.team_id = ct.team_id
+                   where ct.config_id = c.id and tm.member_id = %(owner_id)s) as usable,
+       coalesce((select string_agg(t.name, ', ' order by t.name)
+                   from workload_config_teams ct join teams t on t.id = ct.team_id
+                  where ct.config_id = c.id), '') as teams
+  from workload_configs c
+ where c.id = %(config_id)s;

@@ -24,6 +24,9 @@ json_build_object(
     'workers', c.workers, 'env', c.env,
     'secretEnvNames', coalesce((select json_agg(k order by k)
                                   from jsonb_object_keys(c.secret_env) k), '[]'),
+    'teamIds', case when c.restricted then coalesce(
+        (select json_agg(ct.team_id order by ct.team_id)
+           from workload_config_teams ct where ct.config_id = c.id), '[]') end,
     'createdAt', c.created_at, 'createdBy', c.created_by,
     'updatedAt', c.updated_at, 'updatedBy', c.updated_by
 )

@@ -15,7 +15,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from browser_helpers import close_page, create_notebook_via_api, sign_in
+from browser_helpers import (
+    close_page,
+    create_notebook_via_api,
+    member_with_token,
+    sign_in,
+    team_with,
+)
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -203,3 +209,46 @@ def test_an_admin_sets_secret_variables_the_console_never_shows_again(
         assert stored is not None and stored[0] == {"DB_PASSWORD": "rotated"}
     finally:
         close_page(page)
+
+
+def test_an_admin_keeps_a_config_for_a_team_and_others_are_not_offered_it(
+    browser: Any, stack: Any
+) -> None:
+    """A config that costs is kept for the team it is for: set in the form,
+    named in the list, and left out of New notebook for a member outside."""
+    ann, ann_token = member_with_token(stack, "ann@example.com", "Ann")
+    bo, bo_token = member_with_token(stack, "bo@example.com", "Bo")
+    team_with(stack, "ml", ann["id"], "viewer")
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.get_by_role("link", name="Workload configs").click()
+        page.locator("#cfg-name").fill("gpu")
+        page.get_by_label("Only members of these teams (and org admins)").check()
+        page.locator("#cfg-team-choices").get_by_label("ml").check()
+        page.get_by_role("button", name="Create workload config").click()
+        row = config_row(page, "gpu")
+        expect(row.locator("td[data-label='Who may use it']")).to_have_text("ml")
+        expect(config_row(page, "default").locator("td[data-label='Who may use it']")).to_have_text(
+            "everyone"
+        )
+        gpu = config_named(stack, "gpu")
+        assert gpu["teamIds"] == [next(t["id"] for t in stack.call("GET", "/teams")[1]["items"])]
+        # Opened again, the form shows it kept for ml; unticking opens it to everyone.
+        row.get_by_role("button", name="Edit gpu").click()
+        restricted = page.get_by_label("Only members of these teams (and org admins)")
+        expect(restricted).to_be_checked()
+        expect(page.locator("#cfg-team-choices").get_by_label("ml")).to_be_checked()
+        page.get_by_role("button", name="Cancel", exact=True).click()
+    finally:
+        close_page(page)
+    for token, offered in ((ann_token, True), (bo_token, False)):
+        page = browser.new_page(viewport=LAPTOP)
+        try:
+            sign_in(page, stack.api_url, token)
+            page.get_by_role("button", name="New notebook").click()
+            options = page.locator("#nb-config option")
+            expect(options.filter(has_text="default")).to_have_count(1)
+            expect(options.filter(has_text="gpu")).to_have_count(1 if offered else 0)
+        finally:
+            close_page(page)

@@ -1,0 +1,48 @@
+"""Who may use a workload config (docs/api.md "Who may use a config"): an
+org admin keeps an expensive one (GPUs, big memory) for the teams it is
+for. A config with `teamIds` serves those teams' members (any role) and org
+admins; `null`, everyone. Checked where a notebook comes to run on a config
+for its owner, whose cost it is: a create, a change of config, a start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.context import Ctx
+from api.errors import Forbidden
+from api.validation import ID_SCHEMA, check
+
+TEAM_IDS_SCHEMA = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
+# In a config's body: null (everyone) is a value here, which the schema
+# subset cannot say; `team_ids_of` checks it.
+TEAM_IDS_FIELD = {"description": "team ids whose members may use it, or null: everyone"}
+
+
+def team_ids_of(body: dict[str, Any]) -> list[str] | None:
+    """The body's `teamIds`, checked (null: everyone)."""
+    value = body["teamIds"]
+    if value is not None:
+        check(value, TEAM_IDS_SCHEMA, "teamIds")
+    return value  # type: ignore[no-any-return]
+
+
+async def set_config_teams(ctx: Ctx, config_id: str, team_ids: list[str] | None) -> None:
+    """`team_ids` of the organization's (checked by the caller), or None."""
+    params = {"config_id": config_id, "team_ids": team_ids}
+    await ctx.run("api_clear_config_teams", params)
+    if team_ids:
+        await ctx.run("api_add_config_teams", params)
+
+
+async def check_config_usable(ctx: Ctx, config_id: str, owner_id: str) -> None:
+    """403 config_not_allowed unless the notebook's owner may use the config."""
+    row = await ctx.one("api_config_usable", {"config_id": config_id, "owner_id": owner_id})
+    if row is None or row["usable"]:
+        return  # none: the caller's own checks say it is not the organization's
+    whom = "You are" if owner_id == ctx.me.member_id else "This notebook's owner is"
+    teams = f" ({row['teams']})" if row["teams"] else ""
+    raise Forbidden(
+        f"The workload config “{row['name']}” is only for members of its teams{teams}"
+        f" and org admins. {whom} not one; an org admin can add them, or pick another config.",
+        code="config_not_allowed",
+    )
