@@ -122,9 +122,8 @@ function bodyFrom(form, edit) {
   }
   const secretEnv = secretEnvFrom(form);
   if (Object.keys(secretEnv).length) body.secretEnv = secretEnv;
-  const teamIds = [...form.querySelectorAll("input[name=configTeam]:checked")].map((box) => box.value);
-  if (form.restricted.checked) body.teamIds = teamIds;
-  else if (edit) body.teamIds = null;
+  const teamIds = teamIdsFrom(form, edit ? editing.teamIds : null);
+  if (teamIds !== undefined) body.teamIds = teamIds;
   if (edit && form.env.value === envShown) return body;
   const env = parseEnv(form.env.value);
   if (Object.keys(env).length || edit) body.env = env;
@@ -145,15 +144,32 @@ function secretEnvFrom(form) {
   return change;
 }
 
+// Who may use it, to send: undefined when the form leaves it as it was
+// (`before`: the config's teamIds), so a Save of anything else never changes
+// it, nor narrows it to org admins when the teams could not be listed.
+function teamIdsFrom(form, before) {
+  if (!form.restricted.checked) return before == null ? undefined : null;
+  const ticked = [...form.querySelectorAll("input[name=configTeam]:checked")].map((box) => box.value);
+  if (before == null) return ticked; // newly kept: for the teams ticked, or org admins only
+  if (!teamsListed) return undefined; // its teams are not shown: kept as they are
+  const same = ticked.length === before.length && ticked.every((id) => before.includes(id));
+  return same ? undefined : ticked;
+}
+
+// Whether the form lists the teams (a read of them can fail).
+let teamsListed = false;
+
 // The organization's teams to keep a config for, those it is kept for ticked.
 async function showTeams(config) {
   const form = $("#config-form");
   form.restricted.checked = config?.teamIds != null;
   const chosen = new Set(config?.teamIds || []);
+  teamsListed = false;
   $("#cfg-team-choices").replaceChildren();
   try {
     const teams = await loadTeams();
     if (editing !== config) return; // another config's form by now
+    teamsListed = true;
     $("#cfg-team-choices").replaceChildren(
       ...teams.map((t) =>
         h("label", { class: "check" }, h("input", { type: "checkbox", name: "configTeam", value: t.id, checked: chosen.has(t.id) }), ` ${t.name}`),

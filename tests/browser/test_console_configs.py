@@ -11,6 +11,7 @@ without curl; a member who is not an admin only reads them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -240,6 +241,18 @@ def test_an_admin_keeps_a_config_for_a_team_and_others_are_not_offered_it(
         expect(restricted).to_be_checked()
         expect(page.locator("#cfg-team-choices").get_by_label("ml")).to_be_checked()
         page.get_by_role("button", name="Cancel", exact=True).click()
+        # A Save of something else, with the teams unreadable, keeps it for ml
+        # (it once sent the empty list the form then showed: org admins only).
+        page.route(
+            re.compile(r"/api/v1/teams(\?.*)?$"),
+            lambda route: route.fulfill(status=503, json={"code": "database_unavailable"}),
+        )
+        row.get_by_role("button", name="Edit gpu").click()
+        expect(page.locator("#config-form-error")).to_contain_text("Could not load the teams")
+        page.locator("#cfg-description").fill("A100s")
+        page.get_by_role("button", name="Save changes").click()
+        expect(row).to_contain_text("A100s")
+        assert config_named(stack, "gpu")["teamIds"] == gpu["teamIds"]
     finally:
         close_page(page)
     for token, offered in ((ann_token, True), (bo_token, False)):
