@@ -6,24 +6,13 @@ for its owner, whose cost it is: a create, a change of config, a start."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from api.context import Ctx
 from api.errors import Forbidden
-from api.validation import ID_SCHEMA, check
+from api.validation import ID_SCHEMA
 
 TEAM_IDS_SCHEMA = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
-# In a config's body: null (everyone) is a value here, which the schema
-# subset cannot say; `team_ids_of` checks it.
-TEAM_IDS_FIELD = {"description": "team ids whose members may use it, or null: everyone"}
-
-
-def team_ids_of(body: dict[str, Any]) -> list[str] | None:
-    """The body's `teamIds`, checked (null: everyone)."""
-    value = body["teamIds"]
-    if value is not None:
-        check(value, TEAM_IDS_SCHEMA, "teamIds")
-    return value  # type: ignore[no-any-return]
+# In a config's body: the teams whose members may use it, or null: everyone.
+TEAM_IDS_FIELD = {**TEAM_IDS_SCHEMA, "type": ["array", "null"]}
 
 
 async def set_config_teams(ctx: Ctx, config_id: str, team_ids: list[str] | None) -> None:
@@ -40,9 +29,11 @@ async def check_config_usable(ctx: Ctx, config_id: str, owner_id: str) -> None:
     if row is None or row["usable"]:
         return  # none: the caller's own checks say it is not the organization's
     whom = "You are" if owner_id == ctx.me.member_id else "This notebook's owner is"
-    teams = f" ({row['teams']})" if row["teams"] else ""
+    teams = (
+        f"members of its teams ({row['teams']}) and org admins" if row["teams"] else "org admins"
+    )
     raise Forbidden(
-        f"The workload config “{row['name']}” is only for members of its teams{teams}"
-        f" and org admins. {whom} not one; an org admin can add them, or pick another config.",
+        f"The workload config “{row['name']}” is only for {teams}. {whom} not one;"
+        " an org admin can change that, or pick another config.",
         code="config_not_allowed",
     )

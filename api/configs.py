@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
-from api.config_teams import TEAM_IDS_FIELD, set_config_teams, team_ids_of
+from api.config_teams import TEAM_IDS_FIELD, set_config_teams
 from api.context import Ctx
 from api.errors import BadRequest, Conflict, NotFound, config_name_taken
 from api.notebooks import check_teams
@@ -238,7 +238,7 @@ async def _team_ids(ctx: Ctx, body: dict[str, Any]) -> list[str] | None:
     None: everyone, or the body does not say."""
     if "teamIds" not in body:
         return None
-    team_ids = team_ids_of(body)
+    team_ids = body["teamIds"]
     return None if team_ids is None else await check_teams(ctx, team_ids)
 
 

@@ -389,12 +389,15 @@ async def update_notebook(ctx: Ctx) -> web.Response:
                 code="notebook_not_stopped",
             )
         configs[config_id] = await check_config(ctx, config_id)
-        await check_config_usable(ctx, config_id, row["member_id"])
         old = await ctx.one("api_config_name", {"id": row["workload_config_id"]})
         configs[row["workload_config_id"]] = old["name"] if old else row["workload_config_id"]
     if any(t.field in body for t in TIMEOUTS):
         timeouts_within_caps(body, await organization_limits(ctx), row)
     owner_id = await hand_on(ctx, notebook_id, row, body.get("memberId"))
+    if configs:
+        # For its owner as this edit leaves it (a hand-over in the same
+        # request): a refusal rolls the hand-over back with the rest.
+        await check_config_usable(ctx, config_id, owner_id or row["member_id"])
     await ctx.run(
         "api_update_notebook",
         ctx.mine(

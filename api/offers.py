@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from api.config_teams import check_config_usable
 from api.context import Ctx
 from api.errors import BadRequest, Forbidden, NotFound
 from api.members import EMAIL_SCHEMA
@@ -170,6 +171,8 @@ async def accept_offer(ctx: Ctx) -> web.Response:
     )
     assert me is not None  # the caller's token was live: the endpoint checked it
     if holds_slot(row):
+        # Running on, now at their cost: on a config they may use only.
+        await check_config_usable(ctx, row["workload_config_id"], ctx.me.member_id)
         await check_running_limits(ctx, ctx.me.member_id, organization=False, who="You")
     await ctx.run("api_delete_offers", {"ids": [notebook_id]})
     await record_change(ctx, notebook_id, row, f"{handed_on(me)}, who accepted the offer")

@@ -60,7 +60,11 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _type_ok(value: object, type_name: str) -> bool:
+def _type_ok(value: object, type_name: str | list[str]) -> bool:
+    if isinstance(type_name, list):  # ["array", "null"]: any of them
+        return any(_type_ok(value, one) for one in type_name)
+    if type_name == "null":
+        return value is None
     if type_name in ("integer", "number") and isinstance(value, bool):
         return False
     if type_name == "integer" and isinstance(value, float):
@@ -71,8 +75,9 @@ def _type_ok(value: object, type_name: str) -> bool:
 def check(value: object, schema: Schema, field: str) -> None:
     """Validate `value` against the supported subset of JSON Schema."""
     if "type" in schema and not _type_ok(value, schema["type"]):
+        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         raise BadRequest(
-            f"{field} must be of type {schema['type']}.", code="wrong_type", field=field
+            f"{field} must be of type {' or '.join(kinds)}.", code="wrong_type", field=field
         )
     if "anyOf" in schema:
         for option in schema["anyOf"]:

@@ -172,7 +172,22 @@ async function showTeams(config) {
     teamsListed = true;
     $("#cfg-team-choices").replaceChildren(
       ...teams.map((t) =>
-        h("label", { class: "check" }, h("input", { type: "checkbox", name: "configTeam", value: t.id, checked: chosen.has(t.id) }), ` ${t.name}`),
+        h(
+          "label",
+          { class: "check" },
+          h("input", {
+            type: "checkbox",
+            name: "configTeam",
+            value: t.id,
+            checked: chosen.has(t.id),
+            // A team ticked keeps the config for it: without the first box
+            // it would stay open to everyone, unsaid.
+            onchange: (ev) => {
+              if (ev.target.checked) form.restricted.checked = true;
+            },
+          }),
+          ` ${t.name}`,
+        ),
       ),
     );
   } catch (err) {

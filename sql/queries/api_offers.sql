@@ -6,7 +6,7 @@
 -- name: api_lock_offered_notebook
 -- The notebook, locked, whoever asks (the recipient of an offer may not see
 -- it otherwise); the caller's right is judged on the offer read after it.
-select n.id, n.member_id, n.status, n.status_message, n.desired_state
+select n.id, n.member_id, n.status, n.status_message, n.desired_state, n.workload_config_id
   from notebooks n
  where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null
    for update;

@@ -225,8 +225,9 @@ def test_an_admin_keeps_a_config_for_a_team_and_others_are_not_offered_it(
         sign_in(page, stack.api_url, stack.token)
         page.get_by_role("link", name="Workload configs").click()
         page.locator("#cfg-name").fill("gpu")
-        page.get_by_label("Only members of these teams (and org admins)").check()
+        # Ticking a team keeps it for the team: the first box follows.
         page.locator("#cfg-team-choices").get_by_label("ml").check()
+        expect(page.get_by_label("Only members of these teams (and org admins)")).to_be_checked()
         page.get_by_role("button", name="Create workload config").click()
         row = config_row(page, "gpu")
         expect(row.locator("td[data-label='Who may use it']")).to_have_text("ml")

@@ -52,7 +52,7 @@ async def test_a_config_kept_for_a_team_serves_its_members_and_org_admins(
     )
     assert problem["detail"] == (
         "The workload config “gpu” is only for members of its teams (data) and org admins."
-        " You are not one; an org admin can add them, or pick another config."
+        " You are not one; an org admin can change that, or pick another config."
     )
     assert factory.value("select count(*) from notebooks") == before
 
@@ -85,9 +85,55 @@ async def test_a_start_or_a_change_of_config_for_an_owner_outside_is_refused(
     resp = await client.patch(
         f"{NB}/{stopped}", json={"workloadConfigId": kept["id"]}, headers=world.owner.auth
     )
-    await refused(resp, 403, "config_not_allowed")
+    problem = await refused(resp, 403, "config_not_allowed")
+    assert problem["detail"].startswith("The workload config “kept” is only for org admins.")
     row = factory.value("select workload_config_id from notebooks where id = %s", stopped)
     assert row == world.config
+
+
+async def test_a_change_of_config_with_a_hand_over_is_judged_for_the_new_owner(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """One edit that hands a notebook on and moves it to a config: the owner
+    it leaves is the one who must be allowed, and a refusal undoes both."""
+    ml = factory.team(world.org, "ml")
+    gpu = await body_of(
+        await client.post(CONFIGS, json={"name": "gpu", "teamIds": [ml]}, headers=world.admin.auth)
+    )
+    insider = factory.member(world.org)
+    factory.join(ml, insider, "viewer")
+    nb = factory.notebook(world.owner, world.config)  # its owner: in no team
+    url = f"{NB}/{nb}"
+    both = {"workloadConfigId": gpu["id"]}
+    resp = await client.patch(
+        url, json={**both, "memberId": world.outsider.id}, headers=world.admin.auth
+    )
+    await refused(resp, 403, "config_not_allowed")
+    row = factory.value(
+        "select row(member_id, workload_config_id)::text from notebooks where id = %s", nb
+    )
+    assert row == f"({world.owner.id},{world.config})"  # the hand-over undone too
+    resp = await client.patch(url, json={**both, "memberId": insider.id}, headers=world.admin.auth)
+    assert resp.status == 200, await resp.text()
+
+
+async def test_an_offer_of_a_running_notebook_on_a_kept_config_stays_within_its_teams(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Accepting takes its running session, at the accepter's cost: on a
+    config they may not use, refused, and it stays the owner's."""
+    ml = factory.team(world.org, "ml")
+    factory.join(ml, world.owner, "viewer")
+    await restrict(client, world, world.config, [ml])
+    running = factory.notebook(world.owner, world.config, status="running")
+    resp = await client.put(
+        f"{NB}/{running}/offer", json={"memberId": world.outsider.id}, headers=world.owner.auth
+    )
+    assert resp.status in (200, 201), await resp.text()
+    resp = await client.post(f"{NB}/{running}/offer/accept", headers=world.outsider.auth)
+    await refused(resp, 403, "config_not_allowed")
+    owner = factory.value("select member_id from notebooks where id = %s", running)
+    assert owner == world.owner.id
 
 
 async def test_null_is_everyone_an_empty_list_org_admins_and_a_deleted_team_narrows(
