@@ -2,7 +2,8 @@
 org admin keeps an expensive one (GPUs, big memory) for the teams it is
 for. A config with `teamIds` serves those teams' members (any role) and org
 admins; `null`, everyone. Checked where a notebook comes to run on a config
-for its owner, whose cost it is: a create, a change of config, a start."""
+for its owner, whose cost it is: a create, a change of config, a start, the
+accept of an offer of a running notebook."""
 
 from __future__ import annotations
 
