@@ -130,11 +130,17 @@ SUPPORTS_CHECK_SECONDS = 60.0
 
 
 def supports(
-    notebook_id: str, session_id: str, cluster: bool, driver_egress: bool
+    notebook_id: str,
+    session_id: str,
+    cluster: bool,
+    driver_egress: bool,
+    secret_env: bool = False,
 ) -> dict[str, list[tuple[str, str]]]:
     """What each component needs besides its pod, as (kind, name): what
     `objects.session_objects` creates before the pods (the PVC is left out:
-    Kubernetes keeps one in use until its pod is gone)."""
+    Kubernetes keeps one in use until its pod is gone). `secret_env`: its
+    pods take the session's secret environment (a container restarting
+    without it would fail to start)."""
     marimo = [
         ("Service", n.service_name(notebook_id, n.MARIMO)),
         ("NetworkPolicy", n.policy_name(notebook_id, n.MARIMO)),
@@ -149,6 +155,10 @@ def supports(
         sail += [("ServiceAccount", rbac), ("Role", rbac), ("RoleBinding", rbac)]
         if driver_egress:  # objects.driver_egress: made when the API server's CIDRs are set
             sail.append(("NetworkPolicy", n.policy_name(notebook_id, "sail-driver")))
+    if secret_env:
+        env = ("Secret", n.env_secret_name(notebook_id, session_id))
+        sail.append(env)
+        marimo.append(env)
     return {n.SAIL: sail, n.MARIMO: marimo}
 
 
@@ -195,6 +205,22 @@ def _alive(obs: Observation) -> bool:
         c.phase in (Phase.READY, Phase.STARTING) and not c.terminating
         for c in (obs.sail, obs.marimo)
     )
+
+
+def _takes_secret_env(pods: list[Obj], notebook_id: str, session_id: str) -> bool:
+    """Whether the session's pods take its secret environment (`envFrom`):
+    the workload is not known here, its pods say it."""
+    name = n.env_secret_name(notebook_id, session_id)
+    for pod in pods:
+        if (pod["metadata"].get("labels") or {}).get(n.SESSION) != session_id:
+            continue
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            if any(
+                (f.get("secretRef") or {}).get("name") == name
+                for f in container.get("envFrom") or []
+            ):
+                return True
+    return False
 
 
 def _driver_account(pods: list[Obj], session_id: str) -> str | None:
@@ -274,7 +300,8 @@ class KubernetesRuntime:
         obs = observation_of(notebook_id, pods, self.settings.namespace)
         if obs.session_id and _alive(obs) and self._supports_due(notebook_id):
             cluster = _driver_account(pods, obs.session_id) == n.rbac_name(notebook_id)
-            missing = await self._missing_supports(notebook_id, obs.session_id, cluster)
+            secret_env = _takes_secret_env(pods, notebook_id, obs.session_id)
+            missing = await self._missing_supports(notebook_id, obs.session_id, cluster, secret_env)
             if any(missing.values()):
                 log.warning("k8s_objects_missing", notebook_id=notebook_id, missing=missing)
                 obs = without_supports(obs, missing)
@@ -289,12 +316,12 @@ class KubernetesRuntime:
         return seen is None or self.clock.monotonic() - seen >= SUPPORTS_CHECK_SECONDS
 
     async def _missing_supports(
-        self, notebook_id: str, session_id: str, cluster: bool
+        self, notebook_id: str, session_id: str, cluster: bool, secret_env: bool
     ) -> dict[str, list[str]]:
         """Per component, its supporting objects that are not there (or are
         being deleted): one list per kind, by the notebook's labels."""
         egress = cluster and bool(self.settings.api_server_cidrs)
-        needed = supports(notebook_id, session_id, cluster, egress)
+        needed = supports(notebook_id, session_id, cluster, egress, secret_env)
         kinds = sorted({kind for needs in needed.values() for kind, _ in needs})
         selector = n.selector(n.notebook_labels(notebook_id))
         lists = await asyncio.gather(*(self.api.list(kind, selector) for kind in kinds))

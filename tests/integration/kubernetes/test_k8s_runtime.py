@@ -676,3 +676,29 @@ async def test_pods_whose_objects_were_deleted_are_not_nothing_left(kube: Kube) 
     assert obs.sail.phase is obs.marimo.phase is Phase.ABSENT
     assert "its Service nb-nb1-marimo" in obs.marimo.detail
     assert not obs.nothing_left
+
+
+async def test_a_secret_environment_deleted_by_hand_is_made_again(kube: Kube) -> None:
+    """Its pods run on without it, but a container that restarts (or a new
+    cluster-mode worker) cannot start: the Secret is looked for with the
+    session's other objects, and a start makes it again."""
+    rt = kube.runtime()
+    base = spec()
+    secret = replace(base, workload=replace(base.workload, secret_env={"DB_PASSWORD": "p4ss"}))
+    await rt.ensure_running(secret)
+    assert "nb-nb1-s1-env" in kube.emulator.names("secrets")
+    for pod in ("nb-nb1-s1-sail", "nb-nb1-s1-marimo"):
+        kube.kubelet.apply(NAMESPACE, pod, kubelet.RUN)
+    kube.emulator.remove("", "secrets", NAMESPACE, "nb-nb1-s1-env")
+    kube.clock.advance(SUPPORTS_CHECK_SECONDS)
+    obs = await rt.observe("NB1")
+    assert obs.sail.phase is obs.marimo.phase is Phase.ABSENT
+    assert "its Secret nb-nb1-s1-env deleted" in obs.marimo.detail
+    await rt.ensure_running(secret)
+    assert "nb-nb1-s1-env" in kube.emulator.names("secrets")
+    # A session without one is not asked for it.
+    await rt.ensure_running(spec(sid="S2"))
+    for pod in ("nb-nb1-s2-sail", "nb-nb1-s2-marimo"):
+        kube.kubelet.apply(NAMESPACE, pod, kubelet.RUN)
+    kube.clock.advance(SUPPORTS_CHECK_SECONDS)
+    assert (await rt.observe("NB1")).marimo.phase is Phase.READY
