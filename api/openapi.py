@@ -152,6 +152,7 @@ COMPONENTS: dict[str, Schema] = {
         "maxDetachedTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
         "platformMaxRunningPerMember": LIMIT, "platformMaxRunning": LIMIT,
         "createdAt": TIME, "updatedAt": NULLABLE_TIME, "updatedBy": NULLABLE_ID,
+        "updatedByName": {"type": ["string", "null"]},
     }),
     "Me": closed({
         "id": ID, "organizationId": ID, "email": {"type": "string"}, "name": {"type": "string"},

@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { absorbOrganization } from "./caps.js";
-import { $, announce, setBusy, showError } from "./dom.js";
+import { $, announce, formatTime, setBusy, showError } from "./dom.js";
 
 const MAX_LIMIT = 10000;
 // A cap's range, in the form's unit (minutes): 0 (none), or a timeout's own.
@@ -28,6 +28,12 @@ function show(org) {
   form.idleCap.value = String(org.maxIdleTimeoutSeconds / 60);
   form.detachedCap.value = String(org.maxDetachedTimeoutSeconds / 60);
   absorbOrganization(org);
+  // Who last changed them: what a member whose notebook a cap stopped asks.
+  const changed = $("#limits-changed");
+  changed.hidden = !org.updatedAt;
+  if (org.updatedAt) {
+    changed.replaceChildren("Last changed ", formatTime(org.updatedAt), ` by ${org.updatedByName || "a former member"}.`);
+  }
   $("#limit-member-platform").textContent = platformHint(org.platformMaxRunningPerMember);
   $("#limit-org-platform").textContent = platformHint(org.platformMaxRunning);
 }

@@ -198,6 +198,10 @@ def test_an_org_admin_sets_the_running_limits(browser: Any, stack: Any) -> None:
         expect(page.locator("#announcer")).to_have_text("Limits saved")
         org = stack.call("GET", "/organization")[1]
         assert (org["maxRunningPerMember"], org["maxRunning"]) == (2, 25)
+        # Who changed them last, for a member who asks who stopped their notebook.
+        expect(panel.locator("#limits-changed")).to_have_text(
+            re.compile(rf"^Last changed .+ by {re.escape(org['updatedByName'])}\.$")
+        )
 
         # Another admin changes one meanwhile: a Save of the other keeps theirs.
         stack.call("PATCH", "/organization", {"maxRunning": 30})

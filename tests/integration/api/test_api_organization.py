@@ -44,7 +44,7 @@ def test_the_tighter_limit_applies(platform: int, own: int, applies: int) -> Non
 
 
 async def test_every_member_reads_the_limits_and_only_org_admins_set_them(
-    client: TestClient, world: World, clock: FakeClock
+    client: TestClient, world: World, clock: FakeClock, factory: Factory
 ) -> None:
     body = await organization(client, world.viewer)
     assert body == {
@@ -59,6 +59,7 @@ async def test_every_member_reads_the_limits_and_only_org_admins_set_them(
         "createdAt": body["createdAt"],
         "updatedAt": None,
         "updatedBy": None,
+        "updatedByName": None,
     }
     for who in (world.owner, world.team_admin):
         await refused(await set_limits(client, who, maxRunning=1), 403, "forbidden")
@@ -70,6 +71,8 @@ async def test_every_member_reads_the_limits_and_only_org_admins_set_them(
     assert (body["maxRunningPerMember"], body["maxRunning"]) == (2, 10)
     assert body["updatedBy"] == world.admin.id
     assert body["updatedAt"] == clock.now().isoformat()
+    admin_name = factory.value("select name from members where id = %s", world.admin.id)
+    assert body["updatedByName"] == admin_name  # who to ask, by name
     # One limit at a time: the other stays.
     resp = await set_limits(client, world.admin, maxRunning=0)
     body = await body_of(resp)
