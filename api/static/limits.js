@@ -32,7 +32,7 @@ function show(org) {
   const changed = $("#limits-changed");
   changed.hidden = !org.updatedAt;
   if (org.updatedAt) {
-    changed.replaceChildren("Last changed ", formatTime(org.updatedAt), ` by ${org.updatedByName || "a former member"}.`);
+    changed.replaceChildren("Last changed ", formatTime(org.updatedAt), ` by ${org.updatedByName}.`);
   }
   $("#limit-member-platform").textContent = platformHint(org.platformMaxRunningPerMember);
   $("#limit-org-platform").textContent = platformHint(org.platformMaxRunning);
@@ -112,5 +112,6 @@ export async function loadLimits(isCurrent) {
     show(org);
   }
   form.hidden = !org;
+  if (!org) $("#limits-changed").hidden = true; // not a read from an earlier visit
   $("#limits-panel").hidden = false;
 }
