@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from api.context import Ctx
 from api.errors import Forbidden
-from api.validation import ID_SCHEMA
+from api.validation import TEAM_IDS_SCHEMA
 
-TEAM_IDS_SCHEMA = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
 # In a config's body: the teams whose members may use it, or null: everyone.
 TEAM_IDS_FIELD = {**TEAM_IDS_SCHEMA, "type": ["array", "null"]}
 

@@ -10,7 +10,6 @@ from api.context import Ctx
 from api.errors import Forbidden, NotFound
 from api.notebooks import (
     ADMINISTER,
-    TEAM_IDS_SCHEMA,
     check_teams,
     list_scope,
     locked,
@@ -20,7 +19,7 @@ from api.notebooks import (
     visible,
 )
 from api.responses import no_content, normalized_list, page_params, plain_list
-from api.validation import obj, path_id, query_search, read_body
+from api.validation import TEAM_IDS_SCHEMA, obj, path_id, query_search, read_body
 
 LINK_SCHEMA = obj({"teamIds": TEAM_IDS_SCHEMA}, required=("teamIds",))
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from api import sources
-from api.config_teams import TEAM_IDS_SCHEMA, check_config_usable
+from api.config_teams import check_config_usable
 from api.context import Ctx, prepared
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
 from api.org_limits import TIMEOUTS, organization_limits, timeouts_within_caps
@@ -27,6 +27,7 @@ from api.responses import (
 )
 from api.validation import (
     ID_SCHEMA,
+    TEAM_IDS_SCHEMA,
     TIMEOUT_SCHEMA,
     name_schema,
     obj,
@@ -269,13 +270,6 @@ def _timeout(seconds: int) -> str:
     return "never" if seconds == 0 else duration(seconds)
 
 
-# What an edit changed, as its history says it: (body field, column, words).
-_EDITED_TIMEOUTS = (
-    ("idleTimeoutSeconds", "idle_timeout_seconds", "idle timeout"),
-    ("detachedTimeoutSeconds", "detached_timeout_seconds", "detached timeout"),
-)
-
-
 def edit_summary(
     before: dict[str, Any], body: dict[str, Any], configs: dict[str, str]
 ) -> str | None:
@@ -288,9 +282,9 @@ def edit_summary(
         parts.append(f"renamed from “{before['name']}”")
     if "description" in body and body["description"] != before["description"]:
         parts.append("description edited")
-    for field, column, words in _EDITED_TIMEOUTS:
-        if field in body and body[field] != before[column]:
-            parts.append(f"{words} {_timeout(before[column])} → {_timeout(body[field])}")
+    for t in TIMEOUTS:
+        if t.field in body and body[t.field] != before[t.column]:
+            parts.append(f"{t.words} {_timeout(before[t.column])} → {_timeout(body[t.field])}")
     old_config, new_config = before["workload_config_id"], body.get("workloadConfigId")
     if new_config is not None and new_config != old_config:
         parts.append(f"workload config {configs[old_config]} → {configs[new_config]}")

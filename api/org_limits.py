@@ -21,7 +21,7 @@ class Timeout:
     field: str  # in a notebook's body
     column: str  # in notebooks
     cap_column: str  # in organizations
-    words: str  # with its article, as a refusal says it
+    words: str  # as a member says it ("idle timeout"), in its history too
     default: int  # what a new notebook gets when none is given
 
 
@@ -30,14 +30,14 @@ TIMEOUTS = (
         "idleTimeoutSeconds",
         "idle_timeout_seconds",
         "max_idle_timeout_seconds",
-        "an idle timeout",
+        "idle timeout",
         3600,
     ),
     Timeout(
         "detachedTimeoutSeconds",
         "detached_timeout_seconds",
         "max_detached_timeout_seconds",
-        "a detached timeout",
+        "detached timeout",
         14400,
     ),
 )
@@ -69,8 +69,9 @@ def timeouts_within_caps(
         timeout = body[t.field]
         changed = before is None or before[t.column] != timeout
         if changed and capped(timeout, cap) != timeout:
+            article = "an" if t.words[0] in "aeiou" else "a"
             raise BadRequest(
-                f"Your organization allows {t.words} of at most {duration(cap)}: "
+                f"Your organization allows {article} {t.words} of at most {duration(cap)}: "
                 f"set 5 min to {duration(cap)}.",
                 code="timeout_not_allowed",
                 field=t.field,

@@ -21,6 +21,8 @@ Schema = dict[str, Any]
 # common/text.py says (stored in NFC, see read_body).
 TEXT_PATTERN = r"^[^\u0000]*$"
 ID_SCHEMA: Schema = {"type": "string", "pattern": ID_PATTERN.pattern}
+# Teams named in a body: a notebook's shares, who may use a config.
+TEAM_IDS_SCHEMA: Schema = {"type": "array", "items": ID_SCHEMA, "maxItems": 100}
 TIMEOUT_SCHEMA: Schema = {
     "type": "integer",
     "anyOf": [{"const": 0}, {"minimum": 300, "maximum": 604800}],

@@ -195,11 +195,21 @@ async function showTeams(config) {
   }
 }
 
-// The organization's teams, kept by id for the names in the list.
-async function loadTeams() {
-  const { items } = await api.listTeams();
-  items.forEach((t) => state.teams.set(t.id, t));
-  return items;
+// The organization's teams, kept by id for the names in the list. The list
+// and the form both ask as the page opens (and after a Save): one read
+// serves the asks made while it is on its way.
+let teamsRead = null;
+function loadTeams() {
+  teamsRead ??= api
+    .listTeams()
+    .then(({ items }) => {
+      items.forEach((t) => state.teams.set(t.id, t));
+      return items;
+    })
+    .finally(() => {
+      teamsRead = null;
+    });
+  return teamsRead;
 }
 
 // The config's secret variables, by name, each with a box to remove it.

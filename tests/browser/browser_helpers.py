@@ -119,21 +119,27 @@ def close_page(page: Any) -> None:
     page.close()
 
 
-def route_as_running(page: Any, nb_id: str) -> None:
-    """The notebook's describe answered as if it ran (no Sail or Marimo
-    needed); an error (a 404 once it is deleted) goes through as it is."""
+def route_notebook_as(page: Any, nb_id: str, **fields: Any) -> None:
+    """The notebook's describe answered with `fields` over what the API says
+    (a status no Sail or Marimo is needed for); an error (a 404 once it is
+    deleted) goes through as it is."""
 
-    def running(route: Any) -> None:
+    def changed(route: Any) -> None:
         answer = route.fetch()
         if answer.status != 200:
             route.fulfill(response=answer)
             return
         body = answer.json()
         for item in body["included"]["notebooks"]:
-            item.update(status="running", sessionId="SESSION1")
+            item.update(fields)
         route.fulfill(response=answer, json=body)
 
-    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$"), running)
+    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$"), changed)
+
+
+def route_as_running(page: Any, nb_id: str) -> None:
+    """The notebook's describe answered as if it ran."""
+    route_notebook_as(page, nb_id, status="running", sessionId="SESSION1")
 
 
 def open_answer(frame_url: str) -> dict[str, str]:

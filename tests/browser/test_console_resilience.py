@@ -30,6 +30,7 @@ from browser_helpers import (
     flush_requests,
     open_answer,
     route_as_running,
+    route_notebook_as,
     settle,
     sign_in,
 )
@@ -639,14 +640,7 @@ def test_an_unattended_notebook_says_when_it_stops_by_itself(
     page = browser.new_page(viewport=LAPTOP)
     last_active = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
 
-    def unattended(route: Any) -> None:
-        answer = route.fetch()
-        body = answer.json()
-        for item in body["included"]["notebooks"]:
-            item.update(status=status, statusMessage=message, lastActiveAt=last_active)
-        route.fulfill(response=answer, json=body)
-
-    page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$"), unattended)
+    route_notebook_as(page, nb_id, status=status, statusMessage=message, lastActiveAt=last_active)
     sign_in(page, stack.api_url, stack.token)
     page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
     facts = page.locator("#nb-facts")

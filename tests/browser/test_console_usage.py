@@ -12,7 +12,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from browser_helpers import close_page, create_notebook_via_api, member_with_token, sign_in
+from browser_helpers import (
+    close_page,
+    create_notebook_via_api,
+    member_with_token,
+    route_notebook_as,
+    sign_in,
+)
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -295,16 +301,8 @@ def test_a_notebook_left_open_says_it_stops_at_the_cap(browser: Any, stack: Any)
     assert stack.call("PATCH", "/organization", {"maxIdleTimeoutSeconds": 1800})[0] == 200
     page = browser.new_page(viewport=LAPTOP)
     last_active = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
-
-    def idle(route: Any) -> None:
-        answer = route.fetch()
-        body = answer.json()
-        for item in body["included"]["notebooks"]:
-            item.update(status="idle", statusMessage="", lastActiveAt=last_active)
-        route.fulfill(response=answer, json=body)
-
     try:
-        page.route(re.compile(rf"/api/v1/workloads/notebooks/{nb_id}$"), idle)
+        route_notebook_as(page, nb_id, status="idle", statusMessage="", lastActiveAt=last_active)
         sign_in(page, stack.api_url, stack.token)
         page.evaluate(f"location.hash = '#/notebooks/{nb_id}'")
         when = page.locator("#nb-facts dt:has-text('Stops by itself') + dd")
