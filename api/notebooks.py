@@ -16,6 +16,7 @@ from api import sources
 from api.config_teams import check_config_usable
 from api.context import Ctx, prepared
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
+from api.notebook_files import copied_file
 from api.org_limits import TIMEOUTS, organization_limits, timeouts_within_caps
 from api.responses import (
     describe,
@@ -50,7 +51,8 @@ FIELDS: dict[str, Any] = {
     "detachedTimeoutSeconds": TIMEOUT_SCHEMA,
 }
 CREATE_SCHEMA = obj(
-    {**FIELDS, "teamIds": TEAM_IDS_SCHEMA, "source": sources.SOURCE_SCHEMA},
+    # `copyOf`: another notebook's file, as last copied (docs/api.md "A notebook's file").
+    {**FIELDS, "teamIds": TEAM_IDS_SCHEMA, "source": sources.SOURCE_SCHEMA, "copyOf": ID_SCHEMA},
     required=("name", "workloadConfigId"),
 )
 # `memberId` hands the notebook on (org admins): someone leaving keeps
@@ -313,6 +315,12 @@ async def convert_source(request: web.Request) -> None:
     """Bad input first: a body that does not validate, or a file that cannot
     be read, is the client's to mend, before anything is looked up."""
     body = request[CREATE_BODY] = await read_body(request, CREATE_SCHEMA)
+    if "source" in body and "copyOf" in body:
+        raise BadRequest(
+            "A notebook starts from a file (source) or from another notebook's (copyOf), not both.",
+            code="invalid_value",
+            field="copyOf",
+        )
     if "source" in body:
         request[SEED] = await request.app[sources.CONVERTER].convert(body["source"])
 
@@ -321,6 +329,8 @@ async def convert_source(request: web.Request) -> None:
 async def create_notebook(ctx: Ctx) -> web.Response:
     body = ctx.request[CREATE_BODY]
     seed = ctx.request.get(SEED)
+    if "copyOf" in body:
+        seed = await copied_file(ctx, body["copyOf"])
     await check_config(ctx, body["workloadConfigId"])
     await check_config_usable(ctx, body["workloadConfigId"], ctx.me.member_id)
     team_ids = await check_teams(ctx, body.get("teamIds", []))

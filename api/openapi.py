@@ -230,6 +230,12 @@ def _operation(op: Op) -> dict[str, Any]:
     success: dict[str, Any] = {"description": op.summary}
     if op.response:
         success["content"] = {"application/json": {"schema": ref(op.response)}}
+    if op.media:
+        success["content"] = {op.media: {"schema": {"type": "string"}}}
+        success["headers"] = {
+            name: {"schema": {"type": "string"}}
+            for name in ("ETag", "Last-Modified", "Content-Disposition")
+        }
     if op.response == "NotebookDescribe":
         success["headers"] = {"ETag": {"schema": {"type": "string"}}}
     responses[str(op.status)] = success

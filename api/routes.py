@@ -14,6 +14,7 @@ from api import (
     configs,
     history,
     members,
+    notebook_files,
     notebook_teams,
     notebooks,
     offers,
@@ -106,6 +107,8 @@ class Op:
     errors: tuple[int, ...] = ()  # beyond 400/401 (and 404 when the path has ids)
     tag: str = "notebooks"
     etag: bool = False  # the handler judges If-Match itself
+    # The success body's media type when it is not JSON (a string, then).
+    media: str | None = None
     # Query parameters of its own beyond a page's: name -> OpenAPI parameter.
     query: tuple[tuple[str, dict[str, Any]], ...] = ()
 
@@ -149,6 +152,9 @@ OPS: list[Op] = [
     Op("POST", NB + "/{id}/ping", sessions.ping_notebook,
        "Record that the caller has the notebook open", 204, None, body=EMPTY,
        errors=(409, 415)),
+    Op("GET", NB + "/{id}/file", notebook_files.get_notebook_file,
+       "Download the notebook's file, as last copied (while it runs, and as it stops)", 200,
+       None, errors=(304,), media=notebook_files.MEDIA_TYPE),
     Op("GET", NB + "/{id}/events", history.list_notebook_events,
        "List a notebook's status changes, newest first", 200, "NotebookEventList",
        paginated=True),

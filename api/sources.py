@@ -24,11 +24,10 @@ from aiohttp import web
 
 from api.errors import BadRequest, Unavailable
 from api.validation import obj
+from common import notebook_file
 
 FORMATS = ("py", "ipynb", "md")
-# What the notebook's file may weigh once converted: far above a hand-written
-# notebook, and within what a Kubernetes Secret carries to the seeding pod.
-MAX_FILE_BYTES = 512 * 1024
+MAX_FILE_BYTES = notebook_file.MAX_BYTES  # once converted
 CONVERT_TIMEOUT_SECONDS = 15.0
 QUEUE_SECONDS = 30.0  # a file's wait for its turn
 START_SECONDS = 30.0  # the child's start, Marimo's import included

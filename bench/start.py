@@ -128,6 +128,11 @@ class Switch:
     async def ensure_stopped(self, notebook_id: str) -> None:
         await self.current.ensure_stopped(notebook_id)
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return await self.current.read_file(notebook_id, observed, max_bytes)
+
     async def delete(self, notebook_id: str) -> None:
         await self.current.delete(notebook_id)
 

@@ -203,6 +203,8 @@ class Settings:
     log_level: str = "info"
     presence_window_seconds: int = 150
     start_deadline_seconds: int = 120
+    # A running notebook's file is copied to the database this often.
+    file_copy_seconds: int = 600
     sweep_interval_seconds: int = 10
     stop_grace_seconds: int = 10
     worker_concurrency: int = 16
@@ -283,6 +285,7 @@ class Settings:
             start_deadline_seconds=int_setting(
                 env, "NOTEBOOKS_START_DEADLINE_SECONDS", 120, minimum=1
             ),
+            file_copy_seconds=int_setting(env, "NOTEBOOKS_FILE_COPY_SECONDS", 600, minimum=60),
             sweep_interval_seconds=int_setting(
                 env, "NOTEBOOKS_SWEEP_INTERVAL_SECONDS", 10, minimum=1
             ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from common import notebook_file
 from common.statuses import Status
 
 OUTCOMES = (
@@ -74,6 +75,13 @@ FOREIGN_SKIPPED = Counter(
 PURGED = Counter(
     "notebooks_rows_purged_total", "Rows the sweep's housekeeping deleted, by table.", ["table"]
 )
+FILE_COPIES = Counter(
+    "notebooks_file_copies_total",
+    "Copies of notebooks' files the reconciler tried to keep (as they stop, and every"
+    " NOTEBOOKS_FILE_COPY_SECONDS while they run), by outcome: kept, unreadable (no file,"
+    " or no ready Marimo to serve it), too_large (over 512 KiB), not_text, failed.",
+    ["outcome"],
+)
 
 for _o in OUTCOMES:
     RECONCILES.labels(_o)
@@ -83,3 +91,5 @@ for _s in Status:
     BY_STATUS.labels(_s.value)
 for _t in PURGED_TABLES:
     PURGED.labels(_t)
+for _f in notebook_file.OUTCOMES:
+    FILE_COPIES.labels(_f)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from common import notebook_file
 from common.clock import Clock
 from common.ids import is_valid_id
 from common.statuses import PROVISIONED, RECONCILER_ACTOR, Desired, Status
@@ -69,6 +70,13 @@ class Deps:
     clock: Clock
     presence_window_seconds: int = 150
     start_deadline_seconds: int = 120
+    # A running notebook's file is copied to the database this often (and
+    # as it stops): docs/api.md "A notebook's file".
+    file_copy_seconds: int = 600
+    # When this worker last tried to copy each running notebook's file, kept
+    # or not: one that cannot be kept (too large, no Marimo to serve it) is
+    # tried again after `file_copy_seconds`, not at every pass.
+    copies_tried: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -286,6 +294,9 @@ async def _carry_out(
     first_run = await _first_run(deps, row, status, p)
     if not await _write(deps, row, p, observed):
         return Result("conflict", 0, generation, p.actions)
+    tried_at = deps.copies_tried.get(row["id"])
+    if copy_due(row, p, observed, now, deps.file_copy_seconds, tried_at):
+        await _keep_file(deps, row, observed)
     if first_run:
         # The API's clock stamped the request: a worker's behind it must not
         # observe a negative start.
@@ -309,11 +320,80 @@ async def _first_run(deps: Deps, row: dict[str, Any], status: str, p: Plan) -> b
     return before is not None and not before["provisioned"]
 
 
-async def _seed(deps: Deps, notebook_id: str) -> str | None:
-    """The file the notebook was created from, while it has not run yet."""
+async def _seed(deps: Deps, row: dict[str, Any]) -> str | None:
+    """What the start writes if the notebook has no file: the file it was
+    created from, while it has not run yet; else the copy kept of it (its
+    storage was lost). The runtime writes it only where there is no file."""
+    if not row.get("seeded") and row.get("file_kept_at") is None:
+        return None  # neither: the template
     async with deps.pool.connection() as conn:
-        found = await fetchone(conn, "reconciler_notebook_seed", {"id": notebook_id})
-    return None if found is None else str(found["source"])
+        found = await fetchone(conn, "reconciler_notebook_seed", {"id": row["id"]})
+    return None if found is None or found["source"] is None else str(found["source"])
+
+
+def copy_due(
+    row: dict[str, Any],
+    p: Plan,
+    observed: Observation,
+    now: datetime,
+    every: int,
+    tried_at: datetime | None = None,
+) -> bool:
+    """Is a running notebook's file due to be copied: none kept yet, or the
+    last copy (or try, `tried_at`) is `every` seconds old? Only from its
+    session's ready Marimo."""
+    if p.status not in PROVISIONED or observed.marimo.phase is not Phase.READY:
+        return False
+    if observed.session_id is None or observed.session_id != row["session_id"]:
+        return False
+    last = max((t for t in (row.get("file_kept_at"), tried_at) if t is not None), default=None)
+    return last is None or now - last >= timedelta(seconds=every)
+
+
+# Past this many notebooks in `Deps.copies_tried`, the tries older than the
+# copy interval (which decide nothing any more) are forgotten: notebooks that
+# another worker stopped would otherwise stay in it for good.
+COPIES_TRIED_MAX = 1000
+
+
+def _tried(deps: Deps, notebook_id: str) -> None:
+    now = deps.clock.now()
+    tried = deps.copies_tried
+    tried[notebook_id] = now
+    if len(tried) > COPIES_TRIED_MAX:
+        horizon = now - timedelta(seconds=deps.file_copy_seconds)
+        for old in [nid for nid, at in tried.items() if at < horizon]:
+            del tried[old]
+
+
+async def _keep_file(deps: Deps, row: dict[str, Any], observed: Observation) -> str:
+    """A copy of the notebook's file as `observed`'s session saved it, in
+    the database: what a member downloads, and what a start writes if the
+    storage is lost. Best effort: when none can be taken, the older copy
+    stays. Returns the outcome."""
+    nid = row["id"]
+    _tried(deps, nid)
+    try:
+        data = await deps.runtime.read_file(nid, observed, notebook_file.MAX_BYTES)
+        text, outcome = notebook_file.keepable(data)
+        if text is not None:
+            async with deps.pool.connection() as conn, conn.transaction():
+                await conn.execute(
+                    query("reconciler_keep_file"),
+                    {
+                        "id": nid,
+                        "content": text,
+                        "now": deps.clock.now(),
+                        "session_id": observed.session_id,
+                    },
+                )
+    except Exception as exc:
+        log.warning("file_copy_failed", notebook_id=nid, error=repr(exc))
+        outcome = notebook_file.FAILED
+    if outcome in (notebook_file.TOO_LARGE, notebook_file.NOT_TEXT):
+        log.warning("file_not_kept", notebook_id=nid, reason=outcome)
+    metrics.FILE_COPIES.labels(outcome).inc()
+    return outcome
 
 
 async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation) -> Observation:
@@ -325,12 +405,17 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
             case Action.ARM_DEADLINE:
                 pass  # committed before acting (_arm_deadline)
             case Action.ENSURE_RUNNING:
-                seed = await _seed(deps, row["id"]) if row.get("seeded") else None
+                seed = await _seed(deps, row)
                 observed = await deps.runtime.ensure_running(session_spec(row, seed))
             case Action.ENSURE_STOPPED:
+                if observed.session_id:
+                    # Before the teardown: on Kubernetes only its Marimo reads the file.
+                    await _keep_file(deps, row, observed)
+                deps.copies_tried.pop(row["id"], None)
                 await deps.runtime.ensure_stopped(row["id"])
                 observed = Observation(session_id=None)
             case Action.DELETE:
+                deps.copies_tried.pop(row["id"], None)
                 await deps.runtime.delete(row["id"])
                 observed = Observation(session_id=None)
     return observed

@@ -218,6 +218,7 @@ async def run_worker(
         clock=clock,
         presence_window_seconds=settings.presence_window_seconds,
         start_deadline_seconds=settings.start_deadline_seconds,
+        file_copy_seconds=settings.file_copy_seconds,
     )
 
     @contextlib.asynccontextmanager

@@ -101,6 +101,13 @@ export function actionButtons(nb, ctx, { compact = false } = {}) {
     });
   }
   if (manage) add("Edit", "secondary", (ev) => openEdit(nb, ctx, ev.currentTarget));
+  // Whoever sees a notebook may start one of their own from it (a team's
+  // template); on its page only, then that new notebook's page.
+  if (!compact) {
+    add("Make a copy", "secondary", (ev) =>
+      openCreate(ev.currentTarget, (created) => (location.hash = `#/notebooks/${created.item.notebookId}`), { copyOf: nb }),
+    );
+  }
   if (canAdminister(nb)) add("Delete", "danger-outline", (ev) => confirmDelete(nb, ctx, ev.currentTarget));
   return buttons;
 }
@@ -303,7 +310,7 @@ export async function fillConfigSelect(select, selected, { mine = false } = {}) 
   const items = mine ? listed.filter(mayUse) : listed;
   // A new notebook gets the config named "default" (what `make run` creates)
   // when there is one, rather than whichever config is newest.
-  if (!selected) selected = (items.find((c) => c.name === "default") || items[0])?.id;
+  if (!items.some((c) => c.id === selected)) selected = (items.find((c) => c.name === "default") || items[0])?.id;
   select.replaceChildren(
     ...items.map((c) => {
       state.configs.set(c.id, c);
@@ -313,12 +320,25 @@ export async function fillConfigSelect(select, selected, { mine = false } = {}) 
   return { shown: items.length, all: listed.length };
 }
 
-export async function openCreate(trigger, onCreated) {
+// New notebook; with `copyOf` (a notebook the member can see), one that
+// starts from the copy of that notebook's file the platform keeps (docs/api.md
+// "A notebook's file"), named, described and configured as it is, shared
+// with nobody: the copy is the member's own.
+export async function openCreate(trigger, onCreated, { copyOf = null } = {}) {
   const dialog = $("#create-dialog");
   const form = $("#create-form");
   const error = $("#create-error");
   form.reset();
   showError(error, null);
+  $("#create-title").textContent = copyOf ? "Make a copy" : "New notebook";
+  $("#nb-source-field").hidden = Boolean(copyOf);
+  const copyNote = $("#nb-copy-of");
+  copyNote.hidden = !copyOf;
+  copyNote.textContent = copyOf ? `Starts from the copy of ${copyOf.name}'s file kept when it last ran or stopped.` : "";
+  if (copyOf) {
+    form.name.value = `${copyOf.name} (copy)`.slice(0, 128);
+    form.description.value = copyOf.description || "";
+  }
   // Until the lists below have loaded, Enter must not submit the form the
   // browser's way (a GET of the page, which would reload the console).
   form.onsubmit = (ev) => ev.preventDefault();
@@ -347,7 +367,7 @@ export async function openCreate(trigger, onCreated) {
     const [idle, detached] = [form.idle, form.detached];
     if (idle.value === shown.idle) idle.value = shown.idle = minutes(capped(3600, caps.idle));
     if (detached.value === shown.detached) detached.value = shown.detached = minutes(capped(14400, caps.detached));
-    const configs = await fillConfigSelect($("#nb-config"), null, { mine: true });
+    const configs = await fillConfigSelect($("#nb-config"), copyOf?.workloadConfigId, { mine: true });
     if (configs.all === 0) {
       showError(error, { detail: "There is no workload config yet: create one under Workload configs first." });
     } else if (configs.shown === 0) {
@@ -379,7 +399,8 @@ export async function openCreate(trigger, onCreated) {
     const submit = $("#create-submit");
     setBusy(submit, true);
     try {
-      const file = form.source.files[0];
+      const file = copyOf ? null : form.source.files[0];
+      if (copyOf) body.copyOf = copyOf.id;
       if (file) {
         body.source = await sourceOf(file);
         if (tooLarge(body)) throw tooLargeError(file);

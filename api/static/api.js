@@ -110,8 +110,9 @@ function retryAfterMs(value) {
 const READ_TIMEOUT_MS = 15_000;
 const WRITE_TIMEOUT_MS = 60_000;
 
-export async function request(method, path, body, { tokenOverride } = {}) {
-  const headers = { Accept: "application/json, application/problem+json" };
+// `raw`: a success is not JSON but a file, answered as `{ blob, headers }`.
+export async function request(method, path, body, { tokenOverride, raw = false } = {}) {
+  const headers = { Accept: raw ? "*/*" : "application/json, application/problem+json" };
   const bearer = tokenOverride ?? token.get();
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
   const init = { method, headers };
@@ -128,7 +129,9 @@ export async function request(method, path, body, { tokenOverride } = {}) {
   const timer = setTimeout(() => abort.abort(), limit);
   init.signal = abort.signal;
   try {
-    return await answerOf(await fetch(BASE + path, init), tokenOverride);
+    const response = await fetch(BASE + path, init);
+    if (raw && response.ok) return { blob: await response.blob(), headers: response.headers };
+    return await answerOf(response, tokenOverride);
   } catch (err) {
     if (err instanceof ApiError) throw err;
     if (abort.signal.aborted) {
@@ -221,6 +224,8 @@ export const api = {
   stopNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/stop`),
   openNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/open`),
   pingNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/ping`),
+  // The copy of its file the platform keeps (download.js).
+  notebookFile: (id) => request("GET", `/workloads/notebooks/${enc(id)}/file`, undefined, { raw: true }),
   notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),
   // The caller's organization and the running limits that apply; its own
   // limits set by org admins.

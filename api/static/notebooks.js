@@ -3,6 +3,7 @@
 import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
 import { capped, caps, refreshCaps, timeoutText } from "./caps.js";
+import { fileFact } from "./download.js";
 import { eventEntry, noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
 import {
@@ -612,6 +613,7 @@ async function refreshDetail() {
     ...fact("Detached timeout", timeoutText(nb.detachedTimeoutSeconds, caps.detached)),
     ...(stopsAt ? fact("Stops by itself", formatTime(stopsAt), " unless someone opens it") : []),
     ...fact("Session", nb.sessionId || "—"),
+    ...fact("File", ...fileFact(nb, errorEl)),
     ...fact("Created", formatTime(nb.createdAt), ` by ${memberLabel(nb.createdBy)}`),
     ...fact("Updated", formatTime(nb.updatedAt), ` by ${memberLabel(nb.updatedBy)}`),
     ...fact("ID", h("code", { text: nb.id })),

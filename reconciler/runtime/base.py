@@ -124,6 +124,15 @@ class Runtime(Protocol):
         """Tear down Sail and Marimo (graceful, then forced); keep the notebook file."""
         ...
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        """The notebook's file as it is saved now: at most `max_bytes` + 1
+        bytes (more than `max_bytes`: too large to keep whole), or None when
+        it cannot be read now (there is none yet; on Kubernetes, no ready
+        Marimo in `observed` to serve it). A read, no effects."""
+        ...
+
     async def delete(self, notebook_id: str) -> None:
         """Stop and remove everything, the notebook's storage included."""
         ...

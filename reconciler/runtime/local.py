@@ -548,6 +548,21 @@ class LocalRuntime:
             (run_dir / name).unlink(missing_ok=True)
         await remove_tree(run_dir / WORK)  # a claimed warm Sail's scratch
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        """From the disk, whatever runs: the file is there between sessions too."""
+        path = self.notebook_dir(notebook_id) / NOTEBOOK_FILE
+
+        def read() -> bytes | None:
+            try:
+                with path.open("rb") as f:
+                    return f.read(max_bytes + 1)
+            except FileNotFoundError:
+                return None
+
+        return await asyncio.to_thread(read)
+
     async def delete(self, notebook_id: str) -> None:
         async with self._lock(notebook_id):
             await self._stop_locked(notebook_id)

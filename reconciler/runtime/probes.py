@@ -102,3 +102,39 @@ async def marimo_activity_at(
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError, TypeError, AttributeError):
         return None
     return None if unknown else False
+
+
+async def marimo_file_at(
+    http: aiohttp.ClientSession,
+    root: str,
+    base_url: str,
+    token: str,
+    path: str,
+    max_bytes: int,
+    timeout: float = 5.0,
+) -> bytes | None:
+    """The file at `path` as Marimo serves it (`GET {base}/api/files/download`,
+    the editor's own download, with the token): at most `max_bytes` + 1
+    bytes. Any failure is None: the caller keeps what it had. A stop waits
+    for it (it reads before the teardown): hence a short `timeout`."""
+    url = f"{root.rstrip('/')}{base_url}/api/files/download"
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        async with http.get(
+            url,
+            params={"path": path},
+            headers=auth,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as resp:
+            if resp.status != 200:
+                return None
+            data = bytearray()
+            while len(data) <= max_bytes:
+                chunk = await resp.content.read(max_bytes + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return bytes(data)
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        return None

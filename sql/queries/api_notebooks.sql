@@ -393,3 +393,16 @@ select name from workload_configs where id = %(id)s;
 select max_running_per_member, max_running, max_idle_timeout_seconds,
        max_detached_timeout_seconds
   from organizations where id = %(org_id)s;
+
+-- name: api_notebook_file
+-- The notebook's file as kept (migration 0022), or before its first run the
+-- one it was created from (0016), if the caller may see the notebook; one
+-- row with nulls when neither is there.
+select n.name, coalesce(f.content, s.source) as content,
+       case when f.notebook_id is not null then f.kept_at else n.created_at end as kept_at
+  from notebooks n
+  left join notebook_files f on f.notebook_id = n.id
+  left join notebook_seeds s on s.notebook_id = n.id
+ where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null
+-- include: caller_sees_notebook
+;

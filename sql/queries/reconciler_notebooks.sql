@@ -11,6 +11,7 @@ select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.g
        (select max(p.last_seen_at) from notebook_presence p where p.notebook_id = n.id)
            as last_seen_at,
        exists (select 1 from notebook_seeds s where s.notebook_id = n.id) as seeded,
+       (select f.kept_at from notebook_files f where f.notebook_id = n.id) as file_kept_at,
        o.max_idle_timeout_seconds as idle_timeout_cap,
        o.max_detached_timeout_seconds as detached_timeout_cap
   from notebooks n
@@ -75,9 +76,24 @@ update notebooks
             and (start_deadline_at is not null or start_deadline_session_id is not null)));
 
 -- name: reconciler_notebook_seed
--- The file a notebook was created from (up to 512 KiB), read only by a pass
--- that creates its session, not by every pass while it starts.
-select source from notebook_seeds where notebook_id = %(id)s;
+-- What a start writes if the notebook has no file (up to 512 KiB): the file
+-- it was created from, before its first run; else the copy kept of it, when
+-- its storage was lost (migration 0022). Read only by a pass that creates
+-- what is missing of a session (ENSURE_RUNNING), and only when the row says
+-- there is either (`seeded`, `file_kept_at`).
+select coalesce((select source from notebook_seeds where notebook_id = %(id)s),
+                (select content from notebook_files where notebook_id = %(id)s)) as source;
+
+-- name: reconciler_keep_file
+-- The notebook's file as the runtime read it just now, if it changed (an
+-- unchanged copy is not written again: up to 512 KiB, every few minutes per
+-- running notebook). Only while the notebook's row stands (a delete's pass
+-- reads nothing; a copy racing it inserts nothing).
+insert into notebook_files (notebook_id, content, kept_at, session_id)
+select id, %(content)s, %(now)s, %(session_id)s from notebooks where id = %(id)s
+on conflict (notebook_id) do update
+   set content = excluded.content, kept_at = excluded.kept_at, session_id = excluded.session_id
+ where notebook_files.content is distinct from excluded.content;
 
 -- name: reconciler_drop_seed
 -- The notebook runs, so its first file is written: the one it was created

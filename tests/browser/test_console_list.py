@@ -277,7 +277,8 @@ def test_sign_out_leaves_nothing_behind_and_a_viewer_sees_only_its_actions(
     row.get_by_role("link", name="Secret plans").click()
     page.get_by_role("heading", name="Secret plans").wait_for()
     page.locator("#nb-teams").get_by_text("readers").wait_for()
-    assert page.locator("#nb-actions button").all_inner_texts() == ["Open"]
+    # (and make a notebook of their own from it)
+    assert page.locator("#nb-actions button").all_inner_texts() == ["Open", "Make a copy"]
     assert page.get_by_role("button", name="Remove team readers").count() == 0
     assert not page.get_by_label("Add a team").is_visible()
     assert page.locator("#teams-readonly").is_visible()

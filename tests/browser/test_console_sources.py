@@ -6,6 +6,7 @@ file the platform cannot read is refused in the dialog, naming why."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,5 +117,74 @@ def test_a_file_that_cannot_be_read_is_refused_in_the_dialog(
         expect(dialog.get_by_role("alert")).to_contain_text(says)
         expect(dialog).to_be_visible()  # the member can choose another file
         assert "Imported" not in notebook_names(stack)
+    finally:
+        close_page(page)
+
+
+def test_a_notebooks_file_is_downloaded_from_its_page(browser: Any, stack: Any) -> None:
+    """The notebook's page downloads the copy of its file the platform keeps
+    (here, before its first run, the file it was created from), named after
+    the notebook; with no copy yet it says so rather than failing silently."""
+    code = "import marimo\n\napp = marimo.App()\n\n\n@app.cell\ndef _():\n    total = 6 * 7\n"
+    _, configs = stack.call("GET", "/workloads/configs")
+    config = next(c["id"] for c in configs["items"] if c["name"] == "default")
+    status, created = stack.call(
+        "POST",
+        "/workloads/notebooks",
+        {
+            "name": "Revenue (Q3)",
+            "workloadConfigId": config,
+            "source": {"format": "py", "content": code},
+        },
+    )
+    assert status == 201, created
+    brought = created["item"]["notebookId"]
+    status, created = stack.call(
+        "POST", "/workloads/notebooks", {"name": "Blank", "workloadConfigId": config}
+    )
+    blank = created["item"]["notebookId"]
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate(f"location.hash = '#/notebooks/{brought}'")
+        button = page.get_by_role("button", name="Download .py")
+        with page.expect_download() as got:
+            button.click()
+        download = got.value
+        assert download.suggested_filename == "Revenue (Q3).py"
+        assert Path(download.path()).read_text(encoding="utf-8") == code
+        expect(page.locator("#nb-facts")).to_contain_text("Downloaded Revenue (Q3).py: the copy of")
+        expect(button).to_be_focused()
+
+        # A notebook of one's own from it: named, described and configured
+        # as it is, starting from its file; then that notebook's page.
+        page.locator("#nb-actions").get_by_role("button", name="Make a copy").click()
+        dialog = page.get_by_role("dialog", name="Make a copy")
+        expect(dialog.get_by_label("Name")).to_have_value("Revenue (Q3) (copy)")
+        expect(dialog).to_contain_text("Starts from the copy of Revenue (Q3)'s file")
+        expect(dialog.get_by_label("Start from a file")).to_be_hidden()
+        dialog.get_by_role("button", name="Create notebook").click()
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_role("heading", name="Revenue (Q3) (copy)")).to_be_visible()
+        copy = page.url.rsplit("/", 1)[1]
+        assert copy != brought
+        with page.expect_download() as got:
+            page.get_by_role("button", name="Download .py").click()
+        assert Path(got.value.path()).read_text(encoding="utf-8") == code
+        # New notebook, opened next, is itself again.
+        page.evaluate("location.hash = '#/notebooks'")
+        page.get_by_role("button", name="New notebook").click()
+        fresh = page.get_by_role("dialog", name="New notebook")
+        expect(fresh.get_by_label("Name")).to_have_value("")
+        expect(fresh.get_by_label("Start from a file")).to_be_visible()
+        fresh.get_by_role("button", name="Cancel").click()
+
+        page.evaluate(f"location.hash = '#/notebooks/{blank}'")
+        expect(page.get_by_role("heading", name="Blank")).to_be_visible()
+        page.get_by_role("button", name="Download .py").click()
+        expect(page.locator("#nb-error")).to_have_text(
+            "Could not download the file: No copy of this notebook's file is kept yet: one is"
+            " taken while it runs and as it stops."
+        )
     finally:
         close_page(page)

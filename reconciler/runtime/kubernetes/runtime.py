@@ -36,7 +36,7 @@ from reconciler.runtime.kubernetes.pool import WarmPool, poolable
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 from reconciler.runtime.kubernetes.status import component_of
 from reconciler.runtime.kubernetes.watch import PodWatcher
-from reconciler.runtime.probes import marimo_activity_at
+from reconciler.runtime.probes import marimo_activity_at, marimo_file_at
 
 log = structlog.get_logger(__name__)
 
@@ -336,23 +336,50 @@ class KubernetesRuntime:
             for component, needs in needed.items()
         }
 
-    async def _executing(self, notebook_id: str, session_id: str) -> bool | None:
-        """None when Marimo could not be asked: unknown never starts the idle timer."""
+    async def _token(self, notebook_id: str, session_id: str) -> str:
+        """Marimo's token, from the session's Secret; "" when it cannot be read."""
         try:
             secret = await self.api.get("Secret", n.token_secret_name(notebook_id, session_id))
         except ApiException as exc:  # a refused read is no reason to fail the whole look
             log.warning("k8s_token_unreadable", notebook_id=notebook_id, status=exc.status)
-            return None
+            return ""
         try:
-            token = base64.b64decode((secret or {}).get("data", {}).get(n.TOKEN_KEY, "")).decode()
+            return base64.b64decode((secret or {}).get("data", {}).get(n.TOKEN_KEY, "")).decode()
         except (binascii.Error, UnicodeDecodeError):
-            token = ""
-        if not token:
-            return None
+            return ""
+
+    def _client_http(self) -> aiohttp.ClientSession:
         if self._http is None:
             self._http = aiohttp.ClientSession()
+        return self._http
+
+    async def _executing(self, notebook_id: str, session_id: str) -> bool | None:
+        """None when Marimo could not be asked: unknown never starts the idle timer."""
+        token = await self._token(notebook_id, session_id)
+        if not token:
+            return None
         return await marimo_activity_at(
-            self._http, self._marimo_root(notebook_id), f"/notebooks/{notebook_id}", token
+            self._client_http(), self._marimo_root(notebook_id), f"/notebooks/{notebook_id}", token
+        )
+
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        """Through the notebook's Marimo, the one pod that mounts its volume
+        (the editor's own download, with the session's token): only while
+        it is ready, so a copy is taken before a teardown, not after."""
+        if observed.marimo.phase is not Phase.READY or not observed.session_id:
+            return None
+        token = await self._token(notebook_id, observed.session_id)
+        if not token:
+            return None
+        return await marimo_file_at(
+            self._client_http(),
+            self._marimo_root(notebook_id),
+            f"/notebooks/{notebook_id}",
+            token,
+            objects.NOTEBOOK_PATH,
+            max_bytes,
         )
 
     async def ensure_running(self, spec: SessionSpec) -> Observation:

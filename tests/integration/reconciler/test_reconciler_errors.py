@@ -33,6 +33,11 @@ class BrokenRuntime:
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         raise self.error
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return None  # no file here
+
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.stopped += 1
 

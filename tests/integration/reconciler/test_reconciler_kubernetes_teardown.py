@@ -47,6 +47,11 @@ class DiesMidTeardown:
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         return await self.rt.ensure_running(spec)
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return await self.rt.read_file(notebook_id, observed, max_bytes)
+
     async def ensure_stopped(self, notebook_id: str) -> None:
         if not self.dying:
             return await self.rt.ensure_stopped(notebook_id)

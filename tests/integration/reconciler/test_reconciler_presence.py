@@ -52,6 +52,11 @@ class HealthyRuntime:
         self.up = True
         return await self.observe(spec.notebook_id)
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return None  # no file here
+
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.up = False
         self.stopped.append(notebook_id)

@@ -37,6 +37,11 @@ class ReadyAtOnce:
         self.sessions[spec.notebook_id] = spec.session_id
         return await self.observe(spec.notebook_id)
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return None  # no file here
+
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.sessions.pop(notebook_id, None)
 

@@ -35,6 +35,11 @@ class TeardownFailsOnce:
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         raise AssertionError("nothing is started in these tests")
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return None  # no file here
+
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.teardowns += 1
         if self.teardowns == 1:

@@ -67,6 +67,11 @@ class MarimoDiesAndCannotRestart:
             self.marimo = Component(Phase.STARTING)
         return Observation(spec.session_id, sail=Component(Phase.READY), marimo=self.marimo)
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return None  # no file here
+
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.stopped += 1
         self.session = None
@@ -368,6 +373,11 @@ class StartRefusedTeardownFailsOnce:
 
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         raise TerminalError("pods are forbidden: exceeded quota: notebooks")
+
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return None  # no file here
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.teardowns += 1

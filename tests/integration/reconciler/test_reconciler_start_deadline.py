@@ -42,6 +42,11 @@ class StartsWhenAsked:
         starting = Component(Phase.STARTING)
         return Observation(spec.session_id, sail=starting, marimo=starting)
 
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return None  # no file here
+
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.stopped += 1
         self.session = None
