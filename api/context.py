@@ -13,7 +13,7 @@ import psycopg
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from api.errors import Unauthorized, invalid_token
+from api.errors import Forbidden, Unauthorized, invalid_token
 from api.markers import Markers
 from api.validation import receive_body
 from common.clock import Clock
@@ -38,6 +38,7 @@ class Principal:
     organization_admin: bool
     token_id: str
     token_expires_at: datetime | None = None  # the calling token's end, if it has one
+    read_only: bool = False  # the calling token reads only (migration 0023)
 
 
 @dataclass
@@ -117,8 +118,20 @@ async def authenticate(
         row["organization_admin"],
         row["token_id"],
         row["expires_at"],
+        row["read_only"],
     )
     return _Authenticated(me, last is None or now - last >= TOKEN_TOUCH_INTERVAL)
+
+
+def may_write(me: Principal) -> None:
+    """403 for a read-only token: every route but GET and HEAD changes
+    something (`open` makes an edit session; `ping` moves a status)."""
+    if me.read_only:
+        raise Forbidden(
+            "This token is read-only: it may read, not change, start or open anything."
+            " Use a token made without readOnly for that.",
+            code="read_only_token",
+        )
 
 
 def revokes_access(handler: Handler) -> Handler:
@@ -163,7 +176,7 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
         if prepare is not None:
             # Only for a caller who is someone: the work is the server's time.
             async with app[POOL].connection() as conn:
-                await authenticate(conn, token, app[CLOCK].now())
+                may_write((await authenticate(conn, token, app[CLOCK].now())).me)
             await prepare(request)
         now = app[CLOCK].now()
         async with app[POOL].connection() as conn:
@@ -179,6 +192,7 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
                     return await handler(context(auth.me))
                 async with conn.transaction():
                     auth = await authenticate(conn, token, now, lock=lock)
+                    may_write(auth.me)
                     return await handler(context(auth.me))
             finally:
                 # After the transaction, in autocommit: inside it, the touch

@@ -44,7 +44,13 @@ TOKEN_LIFETIME_SCHEMA: dict[str, Any] = {
     "makes it",
 }
 TOKEN_SCHEMA = obj(
-    {"name": name_schema(128), "expiresInSeconds": TOKEN_LIFETIME_SCHEMA}, required=("name",)
+    {
+        "name": name_schema(128),
+        "expiresInSeconds": TOKEN_LIFETIME_SCHEMA,
+        # It may read, never change, start or open (api/context.py `may_write`).
+        "readOnly": {"type": "boolean"},
+    },
+    required=("name",),
 )
 
 
@@ -234,6 +240,7 @@ async def create_token(ctx: Ctx) -> web.Response:
             "expires_at": expires_at,
             "made_by": made_by,
             "caller_id": ctx.me.member_id,
+            "read_only": body.get("readOnly", False),
         },
     )
     if row is None:  # its maker was revoked meanwhile (a concurrent sign-out)

@@ -66,7 +66,7 @@ async def copied_file(ctx: Ctx, notebook_id: str) -> str:
         )
     if row["content"] is None:
         raise Conflict(
-            f"Nothing to copy: {NOT_KEPT} Start that notebook once, or bring its file (source).",
+            f"Nothing to copy yet: {NOT_KEPT} Once it has run, it can be copied.",
             code="file_not_kept",
             field="copyOf",
         )

@@ -163,10 +163,11 @@ COMPONENTS: dict[str, Schema] = {
     "NewToken": closed({"id": ID, "name": {"type": "string"}, "token": {"type": "string"},
                         "prefix": {"type": "string"}, "createdAt": TIME,
                         "createdBy": NULLABLE_ID, "madeWith": NULLABLE_ID,
-                        "expiresAt": NULLABLE_TIME}),
+                        "expiresAt": NULLABLE_TIME, "readOnly": {"type": "boolean"}}),
     "Token": closed({"id": ID, "name": {"type": "string"}, "prefix": {"type": "string"},
                      "createdAt": TIME, "createdBy": NULLABLE_ID, "madeWith": NULLABLE_ID,
-                     "lastUsedAt": NULLABLE_TIME, "expiresAt": NULLABLE_TIME}),
+                     "lastUsedAt": NULLABLE_TIME, "expiresAt": NULLABLE_TIME,
+                     "readOnly": {"type": "boolean"}}),
     "TokenList": plain_list("Token"),
     "TeamMembershipList": plain_list("TeamMembership", closed(
         {"members": {"type": "array", "items": ref("MemberSummary")}})),

@@ -5,7 +5,8 @@ configs from a shell, straight to the database (no API needed).
     notebooks admin team create --name data
     notebooks admin membership set TEAM MEMBER --role editor
     notebooks admin membership remove TEAM MEMBER
-    notebooks admin token create MEMBER [--name laptop] [--expires-in SECONDS]  # shown once
+    notebooks admin token create MEMBER [--name laptop] [--expires-in SECONDS] [--read-only]
+        # the secret is shown once
     notebooks admin config create --name big --mode cluster --workers 4 --env K=V ...
         [--sail-image I --sail-cpu 2 --sail-memory 4Gi --marimo-cpu 500m ...]
     notebooks admin token revoke TOKEN / member disable MEMBER / member enable MEMBER
@@ -306,7 +307,7 @@ def token_create(conn: Conn, args: argparse.Namespace, env: dict[str, str]) -> A
         raise CliError(
             f"--expires-in must be {MIN_LIFETIME_SECONDS}..{MAX_LIFETIME_SECONDS} seconds"
         )
-    secret, row = mint_token(conn, member_id, name, expires_in)
+    secret, row = mint_token(conn, member_id, name, expires_in, read_only=args.read_only)
     return {**row, "token": secret}  # shown this once; only its hash is stored
 
 
@@ -431,6 +432,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--name", default="cli")
     p.add_argument(
         "--expires-in", type=int, metavar="SECONDS", help="the token stops working after this"
+    )
+    p.add_argument(
+        "--read-only", action="store_true", help="it may read, never change, start or open"
     )
     verb(token, "list", token_list, "list tokens (never the secrets)").add_argument("--member")
     verb(token, "revoke", token_revoke, "revoke a token").add_argument("token")

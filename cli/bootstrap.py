@@ -70,11 +70,16 @@ def _token_owner(conn: psycopg.Connection, token: str) -> dict[str, str] | None:
 
 
 def mint_token(
-    conn: psycopg.Connection[Any], member_id: str, name: str, expires_in: int | None = None
+    conn: psycopg.Connection[Any],
+    member_id: str,
+    name: str,
+    expires_in: int | None = None,
+    *,
+    read_only: bool = False,
 ) -> tuple[str, Any]:
     """A new API token for the member: its secret (only the hash is stored, so
     this is the one chance to show it) and the stored row. `expires_in`:
-    seconds it works for (None: until revoked)."""
+    seconds it works for (None: until revoked); `read_only`: it reads only."""
     token = tokens.new_token()
     row = conn.execute(
         query("admin_create_token"),
@@ -85,6 +90,7 @@ def mint_token(
             "prefix": tokens.token_prefix(token),
             "secret_hash": tokens.hash_token(token),
             "expires_in": expires_in,
+            "read_only": read_only,
         },
     ).fetchone()
     return token, row

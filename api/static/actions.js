@@ -303,8 +303,9 @@ function mayUse(c) {
   return (me?.teams || []).some(({ teamId }) => c.teamIds.includes(teamId));
 }
 
-export async function fillConfigSelect(select, selected, { mine = false } = {}) {
+export async function fillConfigSelect(select, selected, { mine = false, current = () => true } = {}) {
   const listed = (await api.listConfigs()).items;
+  if (!current()) return { shown: 0, all: 0 }; // its dialog was opened again meanwhile
   // Another member's notebook (an edit) may be moved to a config its owner
   // may use and the editor may not: the API says which.
   const items = mine ? listed.filter(mayUse) : listed;
@@ -324,7 +325,14 @@ export async function fillConfigSelect(select, selected, { mine = false } = {}) 
 // starts from the copy of that notebook's file the platform keeps (docs/api.md
 // "A notebook's file"), named, described and configured as it is, shared
 // with nobody: the copy is the member's own.
+let createOpenings = 0; // the latest opening of the dialog: an earlier one's late loads are dropped
+
 export async function openCreate(trigger, onCreated, { copyOf = null } = {}) {
+  const opening = ++createOpenings;
+  // Opened again while this opening's lists load (Escape, then New notebook
+  // or another notebook's Make a copy): this one's late answers must not
+  // fill, or submit, that one's form.
+  const stale = () => opening !== createOpenings;
   const dialog = $("#create-dialog");
   const form = $("#create-form");
   const error = $("#create-error");
@@ -334,9 +342,9 @@ export async function openCreate(trigger, onCreated, { copyOf = null } = {}) {
   $("#nb-source-field").hidden = Boolean(copyOf);
   const copyNote = $("#nb-copy-of");
   copyNote.hidden = !copyOf;
-  copyNote.textContent = copyOf ? `Starts from the copy of ${copyOf.name}'s file kept when it last ran or stopped.` : "";
+  copyNote.textContent = copyOf ? `Starts from the copy of ${copyOf.name}'s file the platform keeps.` : "";
   if (copyOf) {
-    form.name.value = `${copyOf.name} (copy)`.slice(0, 128);
+    form.name.value = `${[...copyOf.name].slice(0, 121).join("")} (copy)`; // within the 128 a name may have
     form.description.value = copyOf.description || "";
   }
   // Until the lists below have loaded, Enter must not submit the form the
@@ -363,17 +371,20 @@ export async function openCreate(trigger, onCreated, { copyOf = null } = {}) {
     // A new notebook's timeouts start at the API's defaults, capped as the
     // API caps them.
     await refreshCaps({ force: true });
+    if (stale()) return;
     showCaps($("#nb-caps"));
     const [idle, detached] = [form.idle, form.detached];
     if (idle.value === shown.idle) idle.value = shown.idle = minutes(capped(3600, caps.idle));
     if (detached.value === shown.detached) detached.value = shown.detached = minutes(capped(14400, caps.detached));
-    const configs = await fillConfigSelect($("#nb-config"), copyOf?.workloadConfigId, { mine: true });
+    const configs = await fillConfigSelect($("#nb-config"), copyOf?.workloadConfigId, { mine: true, current: () => !stale() });
+    if (stale()) return;
     if (configs.all === 0) {
       showError(error, { detail: "There is no workload config yet: create one under Workload configs first." });
     } else if (configs.shown === 0) {
       showError(error, { detail: "No workload config is open to you: each is kept for teams you are not in. Ask an org admin." });
     }
     const { items: teams } = await api.listTeams();
+    if (stale()) return;
     teams.forEach((t) => state.teams.set(t.id, t));
     $("#nb-team-choices").replaceChildren(
       ...teams.map((t) =>
@@ -382,6 +393,7 @@ export async function openCreate(trigger, onCreated, { copyOf = null } = {}) {
     );
     $("#nb-teams-field").hidden = teams.length === 0;
   } catch (err) {
+    if (stale()) return;
     showError(error, err);
   }
   form.onsubmit = async (ev) => {

@@ -237,7 +237,9 @@ function wireSignin() {
       if (!location.hash || location.hash === "#/") history.replaceState(null, "", "#/notebooks");
       route();
     } catch (err) {
-      showError(errorEl, err);
+      // The sign-in makes a token of its own, which a read-only one may not.
+      const readOnly = err.code === "read_only_token";
+      showError(errorEl, readOnly ? { detail: "That token is read-only, for scripts: sign in with one that may act." } : err);
       input.select();
     } finally {
       submit.disabled = false;

@@ -44,6 +44,10 @@ async function download(nb, button, errorEl) {
   showError(errorEl, null);
   try {
     const { blob, headers } = await api.notebookFile(nb.id);
+    if (!(headers.get("Content-Type") || "").startsWith("text/x-python")) {
+      // A page from something in front of the API (a proxy's, a portal's), not the file.
+      throw new Error("the answer is not the notebook's file");
+    }
     const name = fileName(headers.get("Content-Disposition"));
     const url = URL.createObjectURL(blob);
     const link = h("a", { href: url, download: name, hidden: true });
@@ -51,8 +55,9 @@ async function download(nb, button, errorEl) {
     link.click();
     link.remove();
     setTimeout(() => URL.revokeObjectURL(url), 60_000); // the browser has it by then
-    const copied = new Date(headers.get("Last-Modified"));
-    const message = `Downloaded ${name}: the copy of ${copied.toLocaleString()}.`;
+    const copied = new Date(headers.get("Last-Modified") || NaN);
+    const when = Number.isNaN(copied.getTime()) ? "" : `: the copy of ${copied.toLocaleString()}`;
+    const message = `Downloaded ${name}${when}.`;
     said.set(nb.id, message);
     announce(message);
   } catch (err) {

@@ -183,9 +183,10 @@ function fillCeilingHints() {
   fillExpiry($("#member-token-expiry"));
 }
 
-function tokenBody(nameInput, expirySelect) {
+function tokenBody(nameInput, expirySelect, readOnlyBox) {
   const body = { name: nameInput.value.trim() };
   if (expirySelect.value) body.expiresInSeconds = Number(expirySelect.value);
+  if (readOnlyBox.checked) body.readOnly = true; // docs/api.md "Read-only tokens"
   return body;
 }
 
@@ -221,6 +222,7 @@ function tokenRow(t, makers) {
       "td",
       { "data-label": "Name" },
       h("strong", { text: t.name }),
+      readOnlyBadge(t),
       session ? h("span", { class: "badge session", text: "this console session" }) : null,
       maker ? h("span", { class: "badge session", text: "this console signed in with it" }) : null,
     ),
@@ -228,6 +230,8 @@ function tokenRow(t, makers) {
     revokeCell(label, `revoke:${t.id}`, (ev) => revokeToken(t, session, maker, ev.currentTarget)),
   );
 }
+
+const readOnlyBadge = (t) => (t.readOnly ? h("span", { class: "badge", text: "read-only" }) : null);
 
 // What a token's row says wherever tokens are listed (yours, a member's).
 function tokenFacts(t, maker) {
@@ -310,7 +314,7 @@ async function createOwnToken(ev) {
   const name = $("#token-name");
   const visit = people.visit;
   const created = await attempt(submit, errorEl, "Could not create the token", () =>
-    api.createToken(state.me.id, tokenBody(name, $("#token-expiry"))),
+    api.createToken(state.me.id, tokenBody(name, $("#token-expiry"), $("#token-read-only"))),
   );
   if (created === REFUSED) {
     name.focus();
@@ -1123,7 +1127,7 @@ function memberTokenRow(m, t) {
   return h(
     "tr",
     { dataset: { tokenId: t.id } },
-    h("td", { "data-label": "Name" }, h("strong", { text: t.name })),
+    h("td", { "data-label": "Name" }, h("strong", { text: t.name }), readOnlyBadge(t)),
     ...tokenFacts(t, maker),
     revokeCell(`${t.name} (${t.prefix}…)`, `member-revoke:${t.id}`, (ev) => revokeMembersToken(m, t, ev.currentTarget)),
   );
@@ -1162,7 +1166,10 @@ function openMemberToken(m, trigger) {
     ev.preventDefault();
     const visit = people.visit;
     const created = await attempt(submit, error, null, () =>
-      api.createToken(m.id, tokenBody($("#member-token-name"), $("#member-token-expiry"))),
+      api.createToken(
+        m.id,
+        tokenBody($("#member-token-name"), $("#member-token-expiry"), $("#member-token-read-only")),
+      ),
     );
     if (created === REFUSED || !isCurrent(visit)) return; // (left the page: no secret shown)
     finish();

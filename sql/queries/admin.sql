@@ -34,14 +34,15 @@ order by o.created_at, o.id, m.created_at, m.id
 limit 1;
 
 -- name: admin_create_token
-insert into api_tokens (id, member_id, name, prefix, secret_hash, expires_at)
+insert into api_tokens (id, member_id, name, prefix, secret_hash, expires_at, read_only)
 values (%(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s,
-        now() + make_interval(secs => %(expires_in)s))
-returning id, member_id, name, prefix, created_at, last_used_at, revoked_at, expires_at;
+        now() + make_interval(secs => %(expires_in)s), %(read_only)s)
+returning id, member_id, name, prefix, created_at, last_used_at, revoked_at, expires_at,
+          read_only;
 
 -- name: admin_list_tokens
 select t.id, t.member_id, t.name, t.prefix, t.created_at, t.created_by, t.last_used_at,
-       t.revoked_at, t.revoked_by, t.expires_at
+       t.revoked_at, t.revoked_by, t.expires_at, t.read_only
 from api_tokens t join members m on m.id = t.member_id
 where m.organization_id = %(organization_id)s
   and (%(member_id)s::text is null or t.member_id = %(member_id)s)

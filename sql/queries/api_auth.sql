@@ -3,8 +3,8 @@
 
 -- name: api_authenticate
 -- A write adds `for key share of t, m` (api/context.py).
-select t.id as token_id, t.last_used_at, t.expires_at, m.id as member_id, m.organization_id,
-       m.organization_admin
+select t.id as token_id, t.last_used_at, t.expires_at, t.read_only, m.id as member_id,
+       m.organization_id, m.organization_admin
   from api_tokens t
   join members m on m.id = t.member_id
  where t.secret_hash = %(secret_hash)s

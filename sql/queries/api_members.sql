@@ -152,13 +152,14 @@ with maker as (
        for share
 )
 insert into api_tokens (id, member_id, name, prefix, secret_hash, created_at, expires_at, made_by,
-                        created_by)
+                        created_by, read_only)
 select %(id)s, %(member_id)s, %(name)s, %(prefix)s, %(secret_hash)s, %(now)s, %(expires_at)s,
-       %(made_by)s, %(caller_id)s
+       %(made_by)s, %(caller_id)s, %(read_only)s
  where %(made_by)s::text is null or exists (select 1 from maker)
 returning json_build_object('id', id, 'name', name, 'prefix', prefix,
                             'createdAt', created_at, 'createdBy', created_by,
-                            'madeWith', made_by, 'expiresAt', expires_at)::text as body;
+                            'madeWith', made_by, 'expiresAt', expires_at,
+                            'readOnly', read_only)::text as body;
 
 -- name: api_lock_token
 -- First, in a statement of its own: a token being made with this one (its
@@ -214,7 +215,7 @@ with visible as (
     coalesce((select json_agg(json_build_object(
         'id', r.id, 'name', r.name, 'prefix', r.prefix, 'createdAt', r.created_at,
         'createdBy', r.created_by, 'madeWith', r.made_by, 'lastUsedAt', r.last_used_at,
-        'expiresAt', r.expires_at
+        'expiresAt', r.expires_at, 'readOnly', r.read_only
     ) order by r.rn) from rows r), '[]')::text as items;
 
 -- name: api_organization

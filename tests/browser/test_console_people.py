@@ -467,6 +467,48 @@ def test_revoking_the_expiring_token_a_console_signed_in_with_says_it_signs_out(
     close_page(page)
 
 
+def test_a_read_only_token_is_made_for_a_script_and_never_signs_in(
+    browser: Any, stack: Any
+) -> None:
+    """People's token form makes a read-only token (docs/api.md "Read-only
+    tokens"), listed as such; the API lets it read and nothing more, and the
+    console will not sign in with it, saying why."""
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        open_people(page)
+        token_form = page.locator("#token-form")
+        token_form.get_by_label("Token name").fill("backup script")
+        token_form.get_by_label("Read only").check()
+        token_form.get_by_role("button", name="Create token").click()
+        box = page.locator("#token-secret .secret-box")
+        box.wait_for()
+        script = box.get_by_label("Token secret").input_value()
+        box.get_by_role("button", name="Done").click()
+        expect(token_form.get_by_label("Read only")).not_to_be_checked()  # the next one: not
+        row = page.locator("#tokens-body tr", has_text="backup script")
+        expect(row).to_contain_text("read-only")
+        session = page.locator("#tokens-body tr", has_text="this console")
+        assert "read-only" not in session.inner_text()
+        assert stack.call("GET", "/workloads/notebooks", token=script)[0] == 200
+        code, problem = stack.call("POST", "/teams", {"name": "scripted"}, token=script)
+        assert (code, problem["code"]) == (403, "read_only_token")
+
+        other = browser.new_page(viewport=LAPTOP)
+        try:
+            other.goto(stack.api_url + "/")
+            other.get_by_label("API token").fill(script)
+            other.get_by_label("API token").press("Enter")
+            expect(other.locator("#signin-error")).to_have_text(
+                "That token is read-only, for scripts: sign in with one that may act."
+            )
+            expect(other.get_by_role("heading", name="Sign in")).to_be_visible()
+        finally:
+            close_page(other)
+    finally:
+        close_page(page)
+
+
 def test_teams_are_listed_by_name_your_own_first(browser: Any, stack: Any, wait: Any) -> None:
     """Sixty teams newest first was a list to search by memory (the admin
     audit): People lists yours first, each part by name, however capitalised;

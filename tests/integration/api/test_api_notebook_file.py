@@ -175,7 +175,7 @@ async def test_a_copy_of_what_cannot_be_copied_is_refused_and_writes_nothing(
     problem = await refused(
         await client.post(NB, json=body, headers=world.owner.auth), 409, "file_not_kept", "copyOf"
     )
-    assert problem["detail"].startswith("Nothing to copy: No copy of this notebook's file")
+    assert problem["detail"].startswith("Nothing to copy yet: No copy of this notebook's file")
     keep(factory, world.notebook, CODE)
     # A notebook the caller cannot see, in this organization or another, is
     # none: its existence is not told.

@@ -637,6 +637,7 @@ async def test_a_token_made_while_its_maker_is_revoked_is_revoked_with_it(
                     "expires_at": None,
                     "made_by": console["id"],
                     "caller_id": world.editor.id,
+                    "read_only": False,
                 },
             )
             url = f"{V1}/members/{world.editor.id}/tokens/{console['id']}"

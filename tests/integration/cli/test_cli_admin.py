@@ -118,6 +118,17 @@ def test_a_token_may_be_given_a_life(admin: Admin, org: str, database_url_for_te
         assert "--expires-in must be" in admin.fails("token", "create", member, "--expires-in", bad)
 
 
+def test_a_token_may_be_read_only(admin: Admin, org: str) -> None:
+    """For a script (docs/api.md "Read-only tokens"): the API refuses it
+    anything but reads (tests/integration/api/test_api_read_only_tokens.py)."""
+    member = admin.ok("member", "create", "--email", "d@acme.test", "--name", "D")["id"]
+    script = admin.ok("token", "create", member, "--name", "backup", "--read-only")
+    laptop = admin.ok("token", "create", member, "--name", "laptop")
+    assert (script["readOnly"], laptop["readOnly"]) == (True, False)
+    listed = {t["name"]: t["readOnly"] for t in admin.ok("token", "list", "--member", member)}
+    assert listed == {"backup": True, "laptop": False}
+
+
 def test_plain_output_shows_nested_values_as_json(admin: Admin, org: str) -> None:
     """Without --json, one row prints as `key: value`, nested values as JSON
     (as the table of a list does), never as Python's repr."""
