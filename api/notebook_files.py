@@ -13,9 +13,11 @@ from urllib.parse import quote
 from aiohttp import web
 
 from api.context import Ctx
-from api.errors import BadRequest, Conflict, NotFound
-from api.responses import etag_listed
+from api.errors import BadRequest, Forbidden, NotFound
+from api.notebooks import ADMINISTER, MANAGE, NOT_KEPT, locked, record_change
+from api.responses import etag_listed, no_content, raw_json
 from api.validation import path_id
+from common import notebook_file
 
 MEDIA_TYPE = "text/x-python"
 # A download's file name is the notebook's, cut to what every browser and
@@ -44,39 +46,66 @@ def disposition(name: str) -> str:
     return f"attachment; filename=\"{download_name(name)}\"; filename*=UTF-8''{full}"
 
 
-NOT_KEPT = (
-    "No copy of this notebook's file is kept yet: one is taken while it runs and as it stops."
-)
+VERSION_PARAMETER: dict[str, object] = {
+    "required": False,
+    "description": "An earlier version of the file (a `version` from its versions' list);"
+    " absent, the newest.",
+    "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+}
+_VERSION = re.compile(r"[1-9][0-9]{0,17}")
 
 
-async def _kept(ctx: Ctx, notebook_id: str) -> dict[str, object] | None:
-    """The notebook's name, kept file and its time, if the caller may see it."""
+def version_asked(ctx: Ctx) -> int | None:
+    raw = ctx.request.query.get("version")
+    if raw is None:
+        return None
+    if not _VERSION.fullmatch(raw):
+        raise BadRequest(
+            "version is a version's number, from the file's versions.",
+            code="invalid_value",
+            field="version",
+        )
+    return int(raw)
+
+
+async def _kept(ctx: Ctx, notebook_id: str, version: int | None = None) -> dict[str, object] | None:
+    """The notebook's name, kept file (its newest, or `version`) and its time,
+    if the caller may see it."""
     return await ctx.one(
-        "api_notebook_file", ctx.mine(id=notebook_id, see_all=ctx.me.organization_admin)
+        "api_notebook_file",
+        ctx.mine(id=notebook_id, see_all=ctx.me.organization_admin, version=version),
     )
 
 
-async def copied_file(ctx: Ctx, notebook_id: str) -> str:
-    """A new notebook's first file, from the copy kept of another (`copyOf`
-    on create): one the caller may see, as it was last copied."""
-    row = await _kept(ctx, notebook_id)
-    if row is None:
-        raise BadRequest(
-            "copyOf names no notebook you can see.", code="unknown_reference", field="copyOf"
+async def may_read_versions(ctx: Ctx, notebook_id: str) -> None:
+    """404 unless the caller sees the notebook; 403 for a team viewer, who
+    reads the newest version only (as in the editor): an earlier one may hold
+    what its owner took out, a key pasted and then removed."""
+    row = await ctx.one(
+        "api_notebook_role", ctx.mine(id=notebook_id, org_admin=ctx.me.organization_admin)
+    )
+    if row is None or row["access"] is None:
+        raise NotFound("No such notebook.", field="id")
+    if row["access"] not in MANAGE:
+        raise Forbidden(
+            "A team viewer reads the newest version of a notebook's file only: earlier ones may"
+            " hold what its owner took out."
         )
-    if row["content"] is None:
-        raise Conflict(
-            f"Nothing to copy yet: {NOT_KEPT} Once it has run, it can be copied.",
-            code="file_not_kept",
-            field="copyOf",
-        )
-    return str(row["content"])
 
 
 async def get_notebook_file(ctx: Ctx) -> web.StreamResponse:
-    row = await _kept(ctx, path_id(ctx.request, "id"))
+    notebook_id, version = path_id(ctx.request, "id"), version_asked(ctx)
+    if version is not None:
+        await may_read_versions(ctx, notebook_id)
+    row = await _kept(ctx, notebook_id, version)
     if row is None:
         raise NotFound("No such notebook.", field="id")
+    if row["content"] is None and version is not None:
+        raise NotFound(
+            f"No such version of this notebook's file: the newest {notebook_file.VERSIONS}"
+            " are kept.",
+            field="version",
+        )
     if row["content"] is None:
         raise NotFound(NOT_KEPT, code="file_not_kept")
     content, kept_at = str(row["content"]), row["kept_at"]
@@ -91,3 +120,31 @@ async def get_notebook_file(ctx: Ctx) -> web.StreamResponse:
     if if_none_match is not None and etag_listed(if_none_match, etag, weak=True):
         return web.Response(status=304, headers={"ETag": etag})
     return web.Response(text=content, content_type=MEDIA_TYPE, charset="utf-8", headers=headers)
+
+
+async def list_file_versions(ctx: Ctx) -> web.Response:
+    """The versions kept of the notebook's file, newest first: a cell deleted
+    and then saved over is in an earlier one."""
+    notebook_id = path_id(ctx.request, "id")
+    await may_read_versions(ctx, notebook_id)
+    row = await ctx.one("api_notebook_file_versions", {"id": notebook_id})
+    assert row is not None  # an aggregate: one row
+    return raw_json(f'{{"total":{row["total"]},"items":{row["items"]}}}')
+
+
+async def forget_file_versions(ctx: Ctx) -> web.Response:
+    """Its owner, a team admin or an org admin drops every version but the
+    newest (something secret was in the file), saying so in its history."""
+    notebook_id = path_id(ctx.request, "id")
+    row = await locked(ctx, notebook_id, ADMINISTER)
+    gone = await ctx.one("api_forget_file_versions", {"id": notebook_id})
+    assert gone is not None
+    if gone["forgotten"]:
+        n = gone["forgotten"]
+        await record_change(
+            ctx,
+            notebook_id,
+            row,
+            f"Forgot {n} earlier version{'s' if n != 1 else ''} of its file",
+        )
+    return no_content()

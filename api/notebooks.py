@@ -16,7 +16,6 @@ from api import sources
 from api.config_teams import check_config_usable
 from api.context import Ctx, prepared
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, PreconditionFailed
-from api.notebook_files import copied_file
 from api.org_limits import TIMEOUTS, organization_limits, timeouts_within_caps
 from api.responses import (
     describe,
@@ -352,6 +351,32 @@ async def create_notebook(ctx: Ctx) -> web.Response:
     if team_ids:
         await ctx.run("api_link_teams", ctx.mine(notebook_id=notebook_id, team_ids=team_ids))
     return await describe_notebook(ctx, notebook_id, 201)
+
+
+NOT_KEPT = (
+    "No copy of this notebook's file is kept yet: one is taken while it runs and as it stops."
+)
+
+
+async def copied_file(ctx: Ctx, notebook_id: str) -> str:
+    """A new notebook's first file, from the copy kept of another (`copyOf`
+    on create, docs/api.md "A notebook's file"): one the caller may see, its
+    newest version (before its first run, the file it was brought as)."""
+    row = await ctx.one(
+        "api_notebook_file",
+        ctx.mine(id=notebook_id, see_all=ctx.me.organization_admin, version=None),
+    )
+    if row is None:
+        raise BadRequest(
+            "copyOf names no notebook you can see.", code="unknown_reference", field="copyOf"
+        )
+    if row["content"] is None:
+        raise Conflict(
+            f"Nothing to copy yet: {NOT_KEPT} Once it has run, it can be copied.",
+            code="file_not_kept",
+            field="copyOf",
+        )
+    return str(row["content"])
 
 
 async def get_notebook(ctx: Ctx) -> web.Response:

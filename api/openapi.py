@@ -169,6 +169,10 @@ COMPONENTS: dict[str, Schema] = {
                      "lastUsedAt": NULLABLE_TIME, "expiresAt": NULLABLE_TIME,
                      "readOnly": {"type": "boolean"}}),
     "TokenList": plain_list("Token"),
+    "NotebookFileVersion": closed({"version": {"type": "string"}, "keptAt": TIME,
+                                   "sessionId": {"type": "string"},
+                                   "bytes": {"type": "integer", "minimum": 0}}),
+    "NotebookFileVersionList": plain_list("NotebookFileVersion"),
     "TeamMembershipList": plain_list("TeamMembership", closed(
         {"members": {"type": "array", "items": ref("MemberSummary")}})),
     "WorkloadConfig": closed({
@@ -247,7 +251,7 @@ def _operation(op: Op) -> dict[str, Any]:
     # that does not hold (412).
     codes = {400, 401, 503, *op.errors}
     if op.method != "GET":
-        codes |= {409, 412}
+        codes |= {403, 409, 412}  # 403: a read-only token (read_only_token), at least
     if op.body is not None:
         codes.add(413)
     if op.method == "DELETE":  # no body is taken; one sent is still read and judged

@@ -8,6 +8,10 @@ from __future__ import annotations
 # notebook, and within what a Kubernetes Secret carries to the seeding pod.
 MAX_BYTES = 512 * 1024
 
+# The versions kept of a notebook's file: a new one each time a copy finds
+# the file changed, the oldest dropped past this many (migration 0022).
+VERSIONS = 20
+
 # Why a copy was or was not kept (a metric's labels).
 KEPT = "kept"
 UNREADABLE = "unreadable"  # none yet, or nothing served it (Kubernetes: no ready Marimo)

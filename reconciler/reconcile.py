@@ -385,6 +385,7 @@ async def _keep_file(deps: Deps, row: dict[str, Any], observed: Observation) -> 
                         "content": text,
                         "now": deps.clock.now(),
                         "session_id": observed.session_id,
+                        "keep": notebook_file.VERSIONS,
                     },
                 )
     except Exception as exc:

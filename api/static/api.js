@@ -225,7 +225,10 @@ export const api = {
   openNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/open`),
   pingNotebook: (id) => request("POST", `/workloads/notebooks/${enc(id)}/ping`),
   // The copy of its file the platform keeps (download.js).
-  notebookFile: (id) => request("GET", `/workloads/notebooks/${enc(id)}/file`, undefined, { raw: true }),
+  notebookFile: (id, version) =>
+    request("GET", `/workloads/notebooks/${enc(id)}/file${version ? `?version=${enc(version)}` : ""}`, undefined, { raw: true }),
+  notebookFileVersions: (id) => request("GET", `/workloads/notebooks/${enc(id)}/file/versions`),
+  forgetFileVersions: (id) => request("DELETE", `/workloads/notebooks/${enc(id)}/file/versions`),
   notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),
   // The caller's organization and the running limits that apply; its own
   // limits set by org admins.

@@ -1,12 +1,16 @@
-// A notebook's file, downloaded from the copy the platform keeps of it
+// A notebook's file, downloaded from the copies the platform keeps of it
 // (docs/api.md "A notebook's file"): a stopped notebook's code, without
-// starting it. While it runs, the editor's own menu has what is on screen.
+// starting it, and its earlier versions (a cell deleted, then saved over).
+// While it runs, the editor's own menu has what is on screen.
 
+import { confirmThen } from "./actions.js";
 import { api } from "./api.js";
-import { announce, h, isBusy, markBusy, showError } from "./dom.js";
+import { $, announce, exactTime, formatTime, h, isBusy, markBusy, showError } from "./dom.js";
+import { canAdminister, canManage } from "./store.js";
 
 const said = new Map(); // notebook id -> what its last download said
-const inFlight = new Set();
+const inFlight = new Set(); // "<notebook id>:<version or newest>"
+let versionsOf = null; // the notebook whose versions are shown
 
 // The file name the API gives (`filename*`, RFC 8187, else `filename`).
 export function fileName(disposition) {
@@ -22,7 +26,7 @@ export function fileName(disposition) {
   return plain ? plain[1] : "notebook.py";
 }
 
-// The "File" fact of a notebook's page: its Download button and what the
+// The "File" fact of a notebook's page: Download, Versions, and what the
 // last download said. Redrawn by each poll, so the state lives here.
 export function fileFact(nb, errorEl) {
   const button = h("button", {
@@ -30,25 +34,112 @@ export function fileFact(nb, errorEl) {
     class: "secondary",
     dataset: { focusKey: `${nb.id}:Download` },
     text: "Download .py",
-    onclick: (ev) => download(nb, ev.currentTarget, errorEl),
+    onclick: (ev) => download(nb, null, ev.currentTarget, errorEl),
   });
-  if (inFlight.has(nb.id)) markBusy(button, true);
+  if (inFlight.has(`${nb.id}:newest`)) markBusy(button, true);
+  const shown = versionsOf === nb.id;
+  // Earlier versions may hold what the owner took out: not a team viewer's.
+  const versions = canManage(nb) && h("button", {
+    type: "button",
+    class: "secondary",
+    dataset: { focusKey: `${nb.id}:Versions` },
+    "aria-expanded": shown ? "true" : "false",
+    "aria-controls": "nb-versions",
+    text: "Earlier versions",
+    onclick: () => (versionsOf === nb.id ? hideVersions() : showVersions(nb)),
+  });
   const note = said.get(nb.id) || "the copy kept while it runs (every few minutes) and as it stops";
-  return [button, " ", h("span", { class: "muted", dataset: { fileNote: nb.id }, text: note })];
+  return [button, " ", versions || null, " ", h("span", { class: "muted", dataset: { fileNote: nb.id }, text: note })];
 }
 
-async function download(nb, button, errorEl) {
-  if (isBusy(button) || inFlight.has(nb.id)) return;
-  inFlight.add(nb.id);
+// Out of sight when the page shows another notebook, or none.
+export function hideVersions() {
+  versionsOf = null;
+  $("#nb-versions").hidden = true;
+  $("#nb-versions-list").replaceChildren();
+  showError($("#versions-error"), null);
+  for (const b of document.querySelectorAll("[data-focus-key$=':Versions']")) b.setAttribute("aria-expanded", "false");
+}
+
+async function showVersions(nb) {
+  versionsOf = nb.id;
+  for (const b of document.querySelectorAll("[data-focus-key$=':Versions']")) b.setAttribute("aria-expanded", "true");
+  const section = $("#nb-versions");
+  const list = $("#nb-versions-list");
+  const errorEl = $("#versions-error");
+  const forget = $("#versions-forget");
+  forget.hidden = !canAdminister(nb);
+  forget.onclick = (ev) => confirmForget(nb, ev.currentTarget);
+  section.hidden = false;
+  list.replaceChildren(h("li", { class: "muted", text: "Loading…" }));
+  showError(errorEl, null);
+  try {
+    const { items } = await api.notebookFileVersions(nb.id);
+    if (versionsOf !== nb.id) return; // hidden, or another notebook, meanwhile
+    list.replaceChildren(
+      ...(items.length
+        ? items.map((v, i) => versionRow(nb, v, i === 0, errorEl))
+        : [h("li", { class: "muted", text: "None yet: one is kept once it has run." })]),
+    );
+  } catch (err) {
+    if (versionsOf !== nb.id) return;
+    list.replaceChildren();
+    showError(errorEl, err, "Could not list the versions");
+  }
+}
+
+function confirmForget(nb, trigger) {
+  confirmThen({
+    trigger,
+    title: "Forget the earlier versions?",
+    text: `Every version of ${nb.name}'s file but the newest goes for good (its history says so): for something secret that was in it. The notebook and its newest file stay.`,
+    action: "Forget earlier versions",
+    context: "Could not forget them",
+    run: () => api.forgetFileVersions(nb.id),
+    after: async () => {
+      announce(`Earlier versions of ${nb.name}'s file forgotten`);
+      if (versionsOf === nb.id) await showVersions(nb);
+    },
+  });
+}
+
+function versionRow(nb, v, newest, errorEl) {
+  const kb = v.bytes < 1024 ? `${v.bytes} bytes` : `${(v.bytes / 1024).toFixed(1)} KiB`;
+  const label = newest ? "the newest" : "";
+  return h(
+    "li",
+    { dataset: { version: v.version } },
+    formatTime(v.keptAt),
+    ` · ${kb}${label ? ` · ${label}` : ""} `,
+    h("button", {
+      type: "button",
+      class: "secondary",
+      dataset: { focusKey: `${nb.id}:version:${v.version}` },
+      text: "Download",
+      "aria-label": `Download the version of ${exactTime(v.keptAt)}`,
+      onclick: (ev) => download(nb, v.version, ev.currentTarget, errorEl),
+    }),
+  );
+}
+
+// An earlier version's file is named for it: `Name (version 41).py`.
+function versionName(name, version) {
+  return version ? name.replace(/(\.py)?$/, ` (version ${version})$1`) : name;
+}
+
+async function download(nb, version, button, errorEl) {
+  const key = `${nb.id}:${version || "newest"}`;
+  if (isBusy(button) || inFlight.has(key)) return;
+  inFlight.add(key);
   markBusy(button, true);
   showError(errorEl, null);
   try {
-    const { blob, headers } = await api.notebookFile(nb.id);
+    const { blob, headers } = await api.notebookFile(nb.id, version);
     if (!(headers.get("Content-Type") || "").startsWith("text/x-python")) {
       // A page from something in front of the API (a proxy's, a portal's), not the file.
       throw new Error("the answer is not the notebook's file");
     }
-    const name = fileName(headers.get("Content-Disposition"));
+    const name = versionName(fileName(headers.get("Content-Disposition")), version);
     const url = URL.createObjectURL(blob);
     const link = h("a", { href: url, download: name, hidden: true });
     document.body.append(link);
@@ -63,9 +154,10 @@ async function download(nb, button, errorEl) {
   } catch (err) {
     showError(errorEl, err, "Could not download the file");
   } finally {
-    inFlight.delete(nb.id);
-    // The button and its note, as a poll may have redrawn them meanwhile.
-    for (const b of document.querySelectorAll(`[data-focus-key="${CSS.escape(`${nb.id}:Download`)}"]`)) {
+    inFlight.delete(key);
+    // The button and the note, as a poll may have redrawn them meanwhile.
+    const focusKey = version ? `${nb.id}:version:${version}` : `${nb.id}:Download`;
+    for (const b of document.querySelectorAll(`[data-focus-key="${CSS.escape(focusKey)}"]`)) {
       markBusy(b, false);
     }
     for (const note of document.querySelectorAll(`[data-file-note="${CSS.escape(nb.id)}"]`)) {

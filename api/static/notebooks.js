@@ -3,7 +3,7 @@
 import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, openCreate, preserveFocus } from "./actions.js";
 import { api, notFound, refused } from "./api.js";
 import { capped, caps, refreshCaps, timeoutText } from "./caps.js";
-import { fileFact } from "./download.js";
+import { fileFact, hideVersions } from "./download.js";
 import { eventEntry, noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
 import {
@@ -869,6 +869,7 @@ export const detailView = {
     for (const sel of ["#nb-status", "#nb-actions", "#nb-facts", "#nb-teams", "#nb-history"]) $(sel).replaceChildren();
     for (const sel of ["#nb-message", "#nb-description"]) $(sel).textContent = "";
     hideNotebookOffer();
+    hideVersions();
     $("#add-team-form").hidden = true;
     $("#teams-readonly").hidden = true;
     const addSubmit = $("#add-team-form button[type=submit]");

@@ -395,14 +395,53 @@ select max_running_per_member, max_running, max_idle_timeout_seconds,
   from organizations where id = %(org_id)s;
 
 -- name: api_notebook_file
--- The notebook's file as kept (migration 0022), or before its first run the
--- one it was created from (0016), if the caller may see the notebook; one
--- row with nulls when neither is there.
-select n.name, coalesce(f.content, s.source) as content,
-       case when f.notebook_id is not null then f.kept_at else n.created_at end as kept_at
+-- The notebook's file as kept (migration 0022): its newest version, or the
+-- one asked for (`version`); else, for the newest, before its first run the
+-- file it was created from (0016). If the caller may see the notebook; one
+-- row with nulls when there is none.
+select n.name, coalesce(f.content, s.source) as content, f.id as version,
+       case when f.id is not null then f.kept_at else n.created_at end as kept_at
   from notebooks n
-  left join notebook_files f on f.notebook_id = n.id
-  left join notebook_seeds s on s.notebook_id = n.id
+  left join lateral (
+      select x.id, x.content, x.kept_at from notebook_files x
+       where x.notebook_id = n.id and (%(version)s::bigint is null or x.id = %(version)s)
+       order by x.id desc limit 1) f on true
+  left join notebook_seeds s on s.notebook_id = n.id and %(version)s::bigint is null
  where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null
 -- include: caller_sees_notebook
 ;
+
+-- name: api_notebook_file_versions
+-- The versions kept of a notebook's file, newest first (at most
+-- common/notebook_file.py VERSIONS); the caller's access checked before.
+select count(*) as total, coalesce(json_agg(json_build_object(
+           'version', f.id::text, 'keptAt', f.kept_at, 'sessionId', f.session_id,
+           'bytes', octet_length(f.content)
+       ) order by f.id desc), '[]')::text as items
+  from notebook_files f
+ where f.notebook_id = %(id)s;
+
+-- name: api_notebook_role
+-- What the member may do to the notebook, as api_notebook_access says, for
+-- reads: without its lock. No row: it may not see it.
+select case when n.member_id = %(member_id)s then 'owner'
+            when %(org_admin)s then 'org_admin'
+            else (select
+-- include: best_team_role
+                    from notebook_teams nt
+                    join team_memberships tm on tm.team_id = nt.team_id
+                   where nt.notebook_id = n.id and tm.member_id = %(member_id)s)
+       end as access
+  from notebooks n
+ where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null;
+
+-- name: api_forget_file_versions
+-- All but the newest version of the notebook's file (a key pasted, then
+-- taken out, stays in the earlier ones): how many went.
+with gone as (
+    delete from notebook_files
+     where notebook_id = %(id)s
+       and id < (select max(id) from notebook_files where notebook_id = %(id)s)
+    returning id
+)
+select count(*) as forgotten from gone;

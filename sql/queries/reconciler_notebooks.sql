@@ -11,7 +11,8 @@ select n.id, n.organization_id, n.desired_state, n.status, n.status_message, n.g
        (select max(p.last_seen_at) from notebook_presence p where p.notebook_id = n.id)
            as last_seen_at,
        exists (select 1 from notebook_seeds s where s.notebook_id = n.id) as seeded,
-       (select f.kept_at from notebook_files f where f.notebook_id = n.id) as file_kept_at,
+       (select f.kept_at from notebook_files f where f.notebook_id = n.id
+         order by f.id desc limit 1) as file_kept_at,
        o.max_idle_timeout_seconds as idle_timeout_cap,
        o.max_detached_timeout_seconds as detached_timeout_cap
   from notebooks n
@@ -82,18 +83,28 @@ update notebooks
 -- what is missing of a session (ENSURE_RUNNING), and only when the row says
 -- there is either (`seeded`, `file_kept_at`).
 select coalesce((select source from notebook_seeds where notebook_id = %(id)s),
-                (select content from notebook_files where notebook_id = %(id)s)) as source;
+                (select content from notebook_files where notebook_id = %(id)s
+                  order by id desc limit 1)) as source;
 
 -- name: reconciler_keep_file
--- The notebook's file as the runtime read it just now, if it changed (an
--- unchanged copy is not written again: up to 512 KiB, every few minutes per
--- running notebook). Only while the notebook's row stands (a delete's pass
--- reads nothing; a copy racing it inserts nothing).
-insert into notebook_files (notebook_id, content, kept_at, session_id)
-select id, %(content)s, %(now)s, %(session_id)s from notebooks where id = %(id)s
-on conflict (notebook_id) do update
-   set content = excluded.content, kept_at = excluded.kept_at, session_id = excluded.session_id
- where notebook_files.content is distinct from excluded.content;
+-- The notebook's file as the runtime read it just now: a new version if it
+-- changed (an unchanged one is not written again: up to 512 KiB, every few
+-- minutes per running notebook), and then only the newest `keep` kept.
+-- Only while the notebook's row stands (a delete's pass reads nothing; a
+-- copy racing it inserts nothing). The delete runs on the statement's
+-- snapshot, without the new row: it keeps `keep` - 1 of the older ones.
+with newest as (
+    select content from notebook_files where notebook_id = %(id)s order by id desc limit 1
+), added as (
+    insert into notebook_files (notebook_id, content, kept_at, session_id)
+    select n.id, %(content)s, %(now)s, %(session_id)s from notebooks n
+     where n.id = %(id)s and not exists (select 1 from newest where content = %(content)s)
+    returning id
+)
+delete from notebook_files
+ where notebook_id = %(id)s and exists (select 1 from added)
+   and id not in (select id from notebook_files where notebook_id = %(id)s
+                   order by id desc limit %(keep)s - 1);
 
 -- name: reconciler_drop_seed
 -- The notebook runs, so its first file is written: the one it was created

@@ -6,9 +6,11 @@ file the platform cannot read is refused in the dialog, naming why."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from browser_helpers import close_page, sign_in
 from playwright.sync_api import expect
@@ -121,7 +123,9 @@ def test_a_file_that_cannot_be_read_is_refused_in_the_dialog(
         close_page(page)
 
 
-def test_a_notebooks_file_is_downloaded_from_its_page(browser: Any, stack: Any) -> None:
+def test_a_notebooks_file_is_downloaded_from_its_page(
+    browser: Any, stack: Any, settings: Any
+) -> None:
     """The notebook's page downloads the copy of its file the platform keeps
     (here, before its first run, the file it was created from), named after
     the notebook; with no copy yet it says so rather than failing silently."""
@@ -186,5 +190,44 @@ def test_a_notebooks_file_is_downloaded_from_its_page(browser: Any, stack: Any) 
             "Could not download the file: No copy of this notebook's file is kept yet: one is"
             " taken while it runs and as it stops."
         )
+        versions = page.get_by_role("button", name="Earlier versions", exact=True)
+        versions.click()
+        expect(versions).to_have_attribute("aria-expanded", "true")
+        expect(page.locator("#nb-versions-list")).to_have_text(
+            "None yet: one is kept once it has run."
+        )
+        versions.click()
+        expect(page.locator("#nb-versions")).to_be_hidden()
+
+        # Two versions, as the workers keep them: the earlier one, downloaded.
+        with psycopg.connect(settings.database_url) as conn:
+            older, newer = (
+                conn.execute(
+                    "insert into notebook_files (notebook_id, content, kept_at, session_id)"
+                    " values (%s, %s, now() - make_interval(mins => %s), 'S1') returning id",
+                    (blank, text, minutes),
+                ).fetchone()[0]
+                for text, minutes in ((code, 30), ("# emptied by mistake\n", 10))
+            )
+        versions.click()
+        rows = page.locator("#nb-versions-list li")
+        expect(rows).to_have_count(2)
+        expect(rows.first).to_contain_text("the newest")
+        with page.expect_download() as got:
+            rows.nth(1).get_by_role("button", name=re.compile("^Download the version of")).click()
+        assert got.value.suggested_filename == f"Blank (version {older}).py"
+        assert Path(got.value.path()).read_text(encoding="utf-8") == code
+        assert newer > older
+        # Something secret was in it: all but the newest go, on a question.
+        page.get_by_role("button", name="Forget earlier versions").click()
+        question = page.get_by_role("alertdialog", name="Forget the earlier versions?")
+        question.get_by_role("button", name="Forget earlier versions").click()
+        expect(question).to_be_hidden()
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("the newest")
+        # Another notebook's page starts with them out of sight.
+        page.evaluate(f"location.hash = '#/notebooks/{brought}'")
+        expect(page.get_by_role("heading", name="Revenue (Q3)", exact=True)).to_be_visible()
+        expect(page.locator("#nb-versions")).to_be_hidden()
     finally:
         close_page(page)

@@ -17,15 +17,15 @@ NB = V1 + "/workloads/notebooks"
 CODE = 'import marimo\n\napp = marimo.App()\n\n\n@app.cell\ndef _():\n    x = "é ✓"\n    return\n'
 
 
-def keep(factory: Factory, notebook: str, content: str, minutes_ago: int = 5) -> None:
-    """What the reconciler writes (reconciler_keep_file)."""
-    factory.conn.execute(
+def keep(factory: Factory, notebook: str, content: str, minutes_ago: int = 5) -> str:
+    """A new version, as the reconciler writes it (reconciler_keep_file); its number."""
+    row = factory.conn.execute(
         "insert into notebook_files (notebook_id, content, kept_at, session_id)"
-        " values (%s, %s, %s, 'S1')"
-        " on conflict (notebook_id) do update set content = excluded.content,"
-        " kept_at = excluded.kept_at",
+        " values (%s, %s, %s, 'S1') returning id",
         (notebook, content, factory.clock.now() - timedelta(minutes=minutes_ago)),
-    )
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 async def test_whoever_sees_the_notebook_downloads_its_kept_file(
@@ -129,6 +129,119 @@ async def test_before_its_first_run_a_notebook_brought_as_a_file_gives_that_file
     keep(factory, notebook, CODE + "# mended\n", minutes_ago=0)
     got = await client.get(f"{NB}/{notebook}/file", headers=world.owner.auth)
     assert await got.text() == CODE + "# mended\n"
+
+
+async def test_earlier_versions_are_listed_and_downloaded(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """A cell deleted and then saved over is in an earlier version."""
+    first = keep(factory, world.notebook, CODE, minutes_ago=30)
+    second = keep(factory, world.notebook, CODE + "# more\n", minutes_ago=20)
+    newest = keep(factory, world.notebook, "# all but gone\n", minutes_ago=10)
+    url = f"{NB}/{world.notebook}/file"
+    for who in (world.owner, world.admin, world.team_admin, world.editor):
+        listed = await body_of(await client.get(url + "/versions", headers=who.auth))
+        assert listed == {
+            "total": 3,
+            "items": [
+                {
+                    "version": newest,
+                    "keptAt": "2026-11-01T11:50:00+00:00",
+                    "sessionId": "S1",
+                    "bytes": 15,
+                },
+                {
+                    "version": second,
+                    "keptAt": "2026-11-01T11:40:00+00:00",
+                    "sessionId": "S1",
+                    "bytes": len((CODE + "# more\n").encode()),
+                },
+                {
+                    "version": first,
+                    "keptAt": "2026-11-01T11:30:00+00:00",
+                    "sessionId": "S1",
+                    "bytes": len(CODE.encode()),
+                },
+            ],
+        }
+    got = await client.get(f"{url}?version={first}", headers=world.editor.auth)
+    assert got.status == 200 and await got.text() == CODE
+    assert got.headers["Last-Modified"] == "Sun, 01 Nov 2026 11:30:00 GMT"
+    assert await (await client.get(url, headers=world.owner.auth)).text() == "# all but gone\n"
+
+    # A version of another notebook is none of this one's.
+    other = factory.notebook(world.owner, world.config)
+    foreign = keep(factory, other, "# other\n")
+    await refused(
+        await client.get(f"{url}?version={foreign}", headers=world.owner.auth),
+        404,
+        "not_found",
+        "version",
+    )
+    for bad in ("0", "abc", "-1", "1" * 19, ""):
+        await refused(
+            await client.get(f"{url}?version={bad}", headers=world.owner.auth),
+            400,
+            "invalid_value",
+            "version",
+        )
+    for who in (world.outsider, world.stranger):
+        await refused(await client.get(url + "/versions", headers=who.auth), 404, "not_found", "id")
+    none = await body_of(await client.get(f"{NB}/{other}/file/versions", headers=world.owner.auth))
+    assert none["total"] == 1
+    fresh = factory.notebook(world.owner, world.config)
+    empty = await body_of(await client.get(f"{NB}/{fresh}/file/versions", headers=world.owner.auth))
+    assert empty == {"total": 0, "items": []}
+
+
+async def test_a_team_viewer_reads_the_newest_version_only(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """An earlier version may hold what the owner took out (a key pasted,
+    then removed): a viewer reads what the editor shows, the newest."""
+    first = keep(factory, world.notebook, CODE + "KEY = 'sk-live-123'\n", minutes_ago=30)
+    keep(factory, world.notebook, CODE, minutes_ago=10)
+    url = f"{NB}/{world.notebook}/file"
+    got = await client.get(url, headers=world.viewer.auth)
+    assert got.status == 200 and await got.text() == CODE
+    for path in (f"{url}?version={first}", url + "/versions"):
+        problem = await refused(await client.get(path, headers=world.viewer.auth), 403, "forbidden")
+        assert problem["detail"].startswith("A team viewer reads the newest version")
+    for who in (world.outsider, world.stranger):
+        await refused(
+            await client.get(f"{url}?version={first}", headers=who.auth), 404, "not_found", "id"
+        )
+
+
+async def test_earlier_versions_are_forgotten_by_whoever_administers_it(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    for minutes in (30, 20):
+        keep(factory, world.notebook, f"{CODE}# {minutes}\n", minutes_ago=minutes)
+    newest = keep(factory, world.notebook, CODE, minutes_ago=10)
+    url = f"{NB}/{world.notebook}/file/versions"
+    for who in (world.viewer, world.editor):  # they change no more than its code
+        await refused(await client.delete(url, headers=who.auth), 403, "forbidden")
+    for who in (world.outsider, world.stranger):
+        await refused(await client.delete(url, headers=who.auth), 404, "not_found", "id")
+    assert factory.value("select count(*) from notebook_files") == 3
+    resp = await client.delete(url, headers=world.team_admin.auth)
+    assert resp.status == 204, await resp.text()
+    listed = await body_of(await client.get(url, headers=world.owner.auth))
+    assert [v["version"] for v in listed["items"]] == [newest]
+    history = await body_of(
+        await client.get(f"{NB}/{world.notebook}/events", headers=world.owner.auth)
+    )
+    assert history["items"][0]["reason"] == "Forgot 2 earlier versions of its file"
+    assert history["items"][0]["actor"] == world.team_admin.id
+    # Nothing more to forget: no answer but 204, and nothing in the history.
+    assert (await client.delete(url, headers=world.owner.auth)).status == 204
+    again = await body_of(
+        await client.get(f"{NB}/{world.notebook}/events", headers=world.owner.auth)
+    )
+    assert again["total"] == history["total"]
+    got = await client.get(f"{NB}/{world.notebook}/file", headers=world.owner.auth)
+    assert await got.text() == CODE
 
 
 async def test_the_openapi_document_describes_the_download(client: TestClient) -> None:

@@ -36,7 +36,10 @@ CODE = "import marimo\n\napp = marimo.App()\n\n\n@app.cell\ndef _():\n    return
 
 
 async def kept(db: Any, nid: str) -> dict[str, Any] | None:
-    cur = await db.execute("select * from notebook_files where notebook_id = %s", (nid,))
+    """The newest version kept."""
+    cur = await db.execute(
+        "select * from notebook_files where notebook_id = %s order by id desc limit 1", (nid,)
+    )
     return await cur.fetchone()
 
 
@@ -149,6 +152,41 @@ async def test_a_file_that_cannot_be_kept_leaves_the_older_copy(
     assert await _keep_file(deps, row, Observation(session_id="S1")) == notebook_file.KEPT
     copy = await kept(db, nid)
     assert copy is not None and len(copy["content"]) == notebook_file.MAX_BYTES
+
+
+async def test_a_version_is_kept_when_the_file_changed_and_the_newest_twenty_stay(
+    rows: Any, db: Any, pool: Any
+) -> None:
+    nid = await rows.notebook()
+    clock = FakeClock(datetime(2026, 11, 1, 12, tzinfo=UTC))
+    serves = Serves(CODE.encode())
+    deps = Deps(pool=pool, runtime=serves, clock=clock)  # type: ignore[arg-type]
+    row, observed = {"id": nid, "session_id": "S1"}, Observation(session_id="S1")
+
+    async def versions() -> list[tuple[str, datetime]]:
+        cur = await db.execute(
+            "select content, kept_at from notebook_files where notebook_id = %s order by id",
+            (nid,),
+        )
+        return [(r["content"], r["kept_at"]) for r in await cur.fetchall()]
+
+    await _keep_file(deps, row, observed)
+    clock.advance(600)
+    await _keep_file(deps, row, observed)  # unchanged: no new version, its time stays
+    assert await versions() == [(CODE, datetime(2026, 11, 1, 12, tzinfo=UTC))]
+    for i in range(notebook_file.VERSIONS + 5):
+        serves.data = f"{CODE}# edit {i}\n".encode()
+        clock.advance(600)
+        await _keep_file(deps, row, observed)
+    kept_now = await versions()
+    assert len(kept_now) == notebook_file.VERSIONS  # the oldest went
+    assert [c for c, _ in kept_now] == [
+        f"{CODE}# edit {i}\n" for i in range(5, notebook_file.VERSIONS + 5)
+    ]
+    # Another notebook's versions are its own.
+    other = await rows.notebook()
+    await _keep_file(deps, {"id": other, "session_id": "S1"}, observed)
+    assert len(await versions()) == notebook_file.VERSIONS
 
 
 @pytest.fixture
