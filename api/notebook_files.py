@@ -14,7 +14,7 @@ from aiohttp import web
 
 from api.context import Ctx
 from api.errors import BadRequest, Forbidden, NotFound
-from api.notebooks import ADMINISTER, MANAGE, NOT_KEPT, locked, record_change
+from api.notebooks import ADMINISTER, MANAGE, kept_file, locked, record_change
 from api.responses import etag_listed, no_content, raw_json
 from api.validation import path_id
 from common import notebook_file
@@ -46,13 +46,16 @@ def disposition(name: str) -> str:
     return f"attachment; filename=\"{download_name(name)}\"; filename*=UTF-8''{full}"
 
 
+NOT_KEPT = (
+    "No copy of this notebook's file is kept yet: one is taken while it runs and as it stops."
+)
+_VERSION = re.compile(r"[1-9][0-9]{0,17}")  # a bigint's digits
 VERSION_PARAMETER: dict[str, object] = {
     "required": False,
     "description": "An earlier version of the file (a `version` from its versions' list);"
     " absent, the newest.",
-    "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+    "schema": {"type": "string", "pattern": f"^{_VERSION.pattern}$"},
 }
-_VERSION = re.compile(r"[1-9][0-9]{0,17}")
 
 
 def version_asked(ctx: Ctx) -> int | None:
@@ -68,16 +71,7 @@ def version_asked(ctx: Ctx) -> int | None:
     return int(raw)
 
 
-async def _kept(ctx: Ctx, notebook_id: str, version: int | None = None) -> dict[str, object] | None:
-    """The notebook's name, kept file (its newest, or `version`) and its time,
-    if the caller may see it."""
-    return await ctx.one(
-        "api_notebook_file",
-        ctx.mine(id=notebook_id, see_all=ctx.me.organization_admin, version=version),
-    )
-
-
-async def may_read_versions(ctx: Ctx, notebook_id: str) -> None:
+async def check_versions_access(ctx: Ctx, notebook_id: str) -> None:
     """404 unless the caller sees the notebook; 403 for a team viewer, who
     reads the newest version only (as in the editor): an earlier one may hold
     what its owner took out, a key pasted and then removed."""
@@ -96,8 +90,8 @@ async def may_read_versions(ctx: Ctx, notebook_id: str) -> None:
 async def get_notebook_file(ctx: Ctx) -> web.StreamResponse:
     notebook_id, version = path_id(ctx.request, "id"), version_asked(ctx)
     if version is not None:
-        await may_read_versions(ctx, notebook_id)
-    row = await _kept(ctx, notebook_id, version)
+        await check_versions_access(ctx, notebook_id)
+    row = await kept_file(ctx, notebook_id, version)
     if row is None:
         raise NotFound("No such notebook.", field="id")
     if row["content"] is None and version is not None:
@@ -126,7 +120,7 @@ async def list_file_versions(ctx: Ctx) -> web.Response:
     """The versions kept of the notebook's file, newest first: a cell deleted
     and then saved over is in an earlier one."""
     notebook_id = path_id(ctx.request, "id")
-    await may_read_versions(ctx, notebook_id)
+    await check_versions_access(ctx, notebook_id)
     row = await ctx.one("api_notebook_file_versions", {"id": notebook_id})
     assert row is not None  # an aggregate: one row
     return raw_json(f'{{"total":{row["total"]},"items":{row["items"]}}}')

@@ -353,26 +353,29 @@ async def create_notebook(ctx: Ctx) -> web.Response:
     return await describe_notebook(ctx, notebook_id, 201)
 
 
-NOT_KEPT = (
-    "No copy of this notebook's file is kept yet: one is taken while it runs and as it stops."
-)
+async def kept_file(
+    ctx: Ctx, notebook_id: str, version: int | None = None
+) -> dict[str, Any] | None:
+    """The notebook's name and kept file (its newest version, or `version`;
+    before its first run, the file it was brought as) with its time, if the
+    caller may see it (docs/api.md "A notebook's file"). Content None: none."""
+    return await ctx.one(
+        "api_notebook_file",
+        ctx.mine(id=notebook_id, see_all=ctx.me.organization_admin, version=version),
+    )
 
 
 async def copied_file(ctx: Ctx, notebook_id: str) -> str:
     """A new notebook's first file, from the copy kept of another (`copyOf`
-    on create, docs/api.md "A notebook's file"): one the caller may see, its
-    newest version (before its first run, the file it was brought as)."""
-    row = await ctx.one(
-        "api_notebook_file",
-        ctx.mine(id=notebook_id, see_all=ctx.me.organization_admin, version=None),
-    )
+    on create): one the caller may see, its newest version."""
+    row = await kept_file(ctx, notebook_id)
     if row is None:
         raise BadRequest(
             "copyOf names no notebook you can see.", code="unknown_reference", field="copyOf"
         )
     if row["content"] is None:
         raise Conflict(
-            f"Nothing to copy yet: {NOT_KEPT} Once it has run, it can be copied.",
+            "That notebook has no copy of its file to start from yet: one is kept once it has run.",
             code="file_not_kept",
             field="copyOf",
         )

@@ -356,7 +356,7 @@ def copy_due(
 COPIES_TRIED_MAX = 1000
 
 
-def _tried(deps: Deps, notebook_id: str) -> None:
+def _note_copy_try(deps: Deps, notebook_id: str) -> None:
     now = deps.clock.now()
     tried = deps.copies_tried
     tried[notebook_id] = now
@@ -372,7 +372,7 @@ async def _keep_file(deps: Deps, row: dict[str, Any], observed: Observation) -> 
     storage is lost. Best effort: when none can be taken, the older copy
     stays. Returns the outcome."""
     nid = row["id"]
-    _tried(deps, nid)
+    _note_copy_try(deps, nid)
     try:
         data = await deps.runtime.read_file(nid, observed, notebook_file.MAX_BYTES)
         text, outcome = notebook_file.keepable(data)

@@ -239,7 +239,7 @@ function wireSignin() {
     } catch (err) {
       // The sign-in makes a token of its own, which a read-only one may not.
       const readOnly = err.code === "read_only_token";
-      showError(errorEl, readOnly ? { detail: "That token is read-only, for scripts: sign in with one that may act." } : err);
+      showError(errorEl, readOnly ? { detail: "That token is read-only, for scripts: sign in with a token that is not read-only." } : err);
       input.select();
     } finally {
       submit.disabled = false;

@@ -92,7 +92,7 @@ function confirmForget(nb, trigger) {
   confirmThen({
     trigger,
     title: "Forget the earlier versions?",
-    text: `Every version of ${nb.name}'s file but the newest goes for good (its history says so): for something secret that was in it. The notebook and its newest file stay.`,
+    text: `Every version of ${nb.name}'s file but the newest goes for good. Use this when an earlier version held a secret. The notebook and its newest file stay; its history records that they were forgotten.`,
     action: "Forget earlier versions",
     context: "Could not forget them",
     run: () => api.forgetFileVersions(nb.id),
@@ -117,17 +117,22 @@ function versionRow(nb, v, newest, errorEl) {
       dataset: { focusKey: `${nb.id}:version:${v.version}` },
       text: "Download",
       "aria-label": `Download the version of ${exactTime(v.keptAt)}`,
-      onclick: (ev) => download(nb, v.version, ev.currentTarget, errorEl),
+      onclick: (ev) => download(nb, v, ev.currentTarget, errorEl),
     }),
   );
 }
 
-// An earlier version's file is named for it: `Name (version 41).py`.
-function versionName(name, version) {
-  return version ? name.replace(/(\.py)?$/, ` (version ${version})$1`) : name;
+// An earlier version's file is named for when it was kept, as the list
+// shows it: `Name 2026-11-28 1005.py` (UTC).
+function versionName(name, keptAt) {
+  if (!keptAt) return name;
+  const stamp = keptAt.slice(0, 16).replace("T", " ").replace(":", "");
+  return name.replace(/(\.py)?$/, ` ${stamp}$1`);
 }
 
-async function download(nb, version, button, errorEl) {
+// `v`: an earlier version from the list; null: the newest.
+async function download(nb, v, button, errorEl) {
+  const version = v?.version;
   const key = `${nb.id}:${version || "newest"}`;
   if (isBusy(button) || inFlight.has(key)) return;
   inFlight.add(key);
@@ -139,7 +144,7 @@ async function download(nb, version, button, errorEl) {
       // A page from something in front of the API (a proxy's, a portal's), not the file.
       throw new Error("the answer is not the notebook's file");
     }
-    const name = versionName(fileName(headers.get("Content-Disposition")), version);
+    const name = versionName(fileName(headers.get("Content-Disposition")), v?.keptAt);
     const url = URL.createObjectURL(blob);
     const link = h("a", { href: url, download: name, hidden: true });
     document.body.append(link);

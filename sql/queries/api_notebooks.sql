@@ -194,12 +194,9 @@ with visible as (
        case max(case tm.role when 'admin' then 3 when 'editor' then 2 else 1 end)
          when 3 then 'admin' when 2 then 'editor' when 1 then 'viewer' end
 
--- name: api_notebook_access
--- The notebook with what `member_id` may do to it ('owner', 'org_admin',
--- 'admin', 'editor', 'viewer'; null = may not see it), locked for the
--- request's transaction so concurrent start/stop serialize.
-select n.status, n.status_message, n.desired_state, n.session_id, n.workload_config_id,
-       n.member_id, n.name, n.description, n.idle_timeout_seconds, n.detached_timeout_seconds,
+-- fragment: caller_access
+-- What `member_id` may do to notebook `n` ('owner', 'org_admin', 'admin',
+-- 'editor', 'viewer'; null = may not see it), as `access`.
        case when n.member_id = %(member_id)s then 'owner'
             when %(org_admin)s then 'org_admin'
             else (select
@@ -208,6 +205,13 @@ select n.status, n.status_message, n.desired_state, n.session_id, n.workload_con
                     join team_memberships tm on tm.team_id = nt.team_id
                    where nt.notebook_id = n.id and tm.member_id = %(member_id)s)
        end as access
+
+-- name: api_notebook_access
+-- The notebook with what `member_id` may do to it (caller_access), locked
+-- for the request's transaction so concurrent start/stop serialize.
+select n.status, n.status_message, n.desired_state, n.session_id, n.workload_config_id,
+       n.member_id, n.name, n.description, n.idle_timeout_seconds, n.detached_timeout_seconds,
+-- include: caller_access
   from notebooks n
  where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null
    for update of n;
@@ -399,7 +403,7 @@ select max_running_per_member, max_running, max_idle_timeout_seconds,
 -- one asked for (`version`); else, for the newest, before its first run the
 -- file it was created from (0016). If the caller may see the notebook; one
 -- row with nulls when there is none.
-select n.name, coalesce(f.content, s.source) as content, f.id as version,
+select n.name, coalesce(f.content, s.source) as content,
        case when f.id is not null then f.kept_at else n.created_at end as kept_at
   from notebooks n
   left join lateral (
@@ -424,14 +428,8 @@ select count(*) as total, coalesce(json_agg(json_build_object(
 -- name: api_notebook_role
 -- What the member may do to the notebook, as api_notebook_access says, for
 -- reads: without its lock. No row: it may not see it.
-select case when n.member_id = %(member_id)s then 'owner'
-            when %(org_admin)s then 'org_admin'
-            else (select
--- include: best_team_role
-                    from notebook_teams nt
-                    join team_memberships tm on tm.team_id = nt.team_id
-                   where nt.notebook_id = n.id and tm.member_id = %(member_id)s)
-       end as access
+select
+-- include: caller_access
   from notebooks n
  where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null;
 

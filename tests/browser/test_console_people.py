@@ -500,7 +500,7 @@ def test_a_read_only_token_is_made_for_a_script_and_never_signs_in(
             other.get_by_label("API token").fill(script)
             other.get_by_label("API token").press("Enter")
             expect(other.locator("#signin-error")).to_have_text(
-                "That token is read-only, for scripts: sign in with one that may act."
+                "That token is read-only, for scripts: sign in with a token that is not read-only."
             )
             expect(other.get_by_role("heading", name="Sign in")).to_be_visible()
         finally:

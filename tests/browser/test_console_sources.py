@@ -137,6 +137,7 @@ def test_a_notebooks_file_is_downloaded_from_its_page(
         "/workloads/notebooks",
         {
             "name": "Revenue (Q3)",
+            "description": "The quarter's numbers",
             "workloadConfigId": config,
             "source": {"format": "py", "content": code},
         },
@@ -165,6 +166,8 @@ def test_a_notebooks_file_is_downloaded_from_its_page(
         page.locator("#nb-actions").get_by_role("button", name="Make a copy").click()
         dialog = page.get_by_role("dialog", name="Make a copy")
         expect(dialog.get_by_label("Name")).to_have_value("Revenue (Q3) (copy)")
+        expect(dialog.get_by_label("Description")).to_have_value("The quarter's numbers")
+        expect(dialog.get_by_label("Workload config")).to_have_value(config)
         expect(dialog).to_contain_text("Starts from the copy of Revenue (Q3)'s file")
         expect(dialog.get_by_label("Start from a file")).to_be_hidden()
         dialog.get_by_role("button", name="Create notebook").click()
@@ -215,7 +218,10 @@ def test_a_notebooks_file_is_downloaded_from_its_page(
         expect(rows.first).to_contain_text("the newest")
         with page.expect_download() as got:
             rows.nth(1).get_by_role("button", name=re.compile("^Download the version of")).click()
-        assert got.value.suggested_filename == f"Blank (version {older}).py"
+        _, listed = stack.call("GET", f"/workloads/notebooks/{blank}/file/versions")
+        kept_at = next(v["keptAt"] for v in listed["items"] if v["version"] == str(older))
+        stamp = kept_at[:16].replace("T", " ").replace(":", "")  # UTC, as the list's time
+        assert got.value.suggested_filename == f"Blank {stamp}.py"
         assert Path(got.value.path()).read_text(encoding="utf-8") == code
         assert newer > older
         # Something secret was in it: all but the newest go, on a question.

@@ -348,7 +348,7 @@ class KubernetesRuntime:
         except (binascii.Error, UnicodeDecodeError):
             return ""
 
-    def _client_http(self) -> aiohttp.ClientSession:
+    def _http_session(self) -> aiohttp.ClientSession:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         return self._http
@@ -359,7 +359,7 @@ class KubernetesRuntime:
         if not token:
             return None
         return await marimo_activity_at(
-            self._client_http(), self._marimo_root(notebook_id), f"/notebooks/{notebook_id}", token
+            self._http_session(), self._marimo_root(notebook_id), f"/notebooks/{notebook_id}", token
         )
 
     async def read_file(
@@ -374,7 +374,7 @@ class KubernetesRuntime:
         if not token:
             return None
         return await marimo_file_at(
-            self._client_http(),
+            self._http_session(),
             self._marimo_root(notebook_id),
             f"/notebooks/{notebook_id}",
             token,

@@ -250,7 +250,14 @@ async def test_the_openapi_document_describes_the_download(client: TestClient) -
     ok = op["responses"]["200"]
     assert ok["content"] == {"text/x-python": {"schema": {"type": "string"}}}
     assert set(ok["headers"]) == {"ETag", "Last-Modified", "Content-Disposition"}
-    assert {"304", "404"} <= set(op["responses"])
+    assert {"304", "403", "404"} <= set(op["responses"])
+    version = next(p for p in op["parameters"] if p["name"] == "version")
+    assert (version["name"], version["in"], version["required"]) == ("version", "query", False)
+    # Every write may meet a read-only token's 403.
+    for path, ops in doc["paths"].items():
+        for method, write in ops.items():
+            if method in ("post", "put", "patch", "delete"):
+                assert "403" in write["responses"], (method, path)
 
 
 async def test_a_notebook_starts_as_a_copy_of_one_the_member_can_see(
@@ -288,7 +295,9 @@ async def test_a_copy_of_what_cannot_be_copied_is_refused_and_writes_nothing(
     problem = await refused(
         await client.post(NB, json=body, headers=world.owner.auth), 409, "file_not_kept", "copyOf"
     )
-    assert problem["detail"].startswith("Nothing to copy yet: No copy of this notebook's file")
+    assert problem["detail"] == (
+        "That notebook has no copy of its file to start from yet: one is kept once it has run."
+    )
     keep(factory, world.notebook, CODE)
     # A notebook the caller cannot see, in this organization or another, is
     # none: its existence is not told.

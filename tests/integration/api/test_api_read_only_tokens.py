@@ -40,6 +40,7 @@ async def test_a_read_only_token_reads_what_its_member_may(
         f"/workloads/notebooks/{world.notebook}/events",
         f"/workloads/notebooks/{world.notebook}/teams",
         f"/workloads/notebooks/{world.notebook}/file",
+        f"/workloads/notebooks/{world.notebook}/file/versions",
         "/me/usage",
         "/teams",
         f"/members/{world.owner.id}/tokens",

@@ -15,6 +15,7 @@ import psutil
 
 from common.settings import Settings
 from reconciler.reconcile import reconcile_once
+from reconciler.runtime.base import Observation
 
 
 def processes_under(root: Path | str) -> list[psutil.Process]:
@@ -90,3 +91,13 @@ async def worker_process(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
+
+
+class NoFile:
+    """For a test's stand-in runtime: no notebook file to read (the copy a
+    stop or a running notebook's pass takes finds none, and keeps nothing)."""
+
+    async def read_file(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> bytes | None:
+        return None

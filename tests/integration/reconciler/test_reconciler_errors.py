@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import structlog.testing
 from pgqueuer.errors import RetryRequested
+from reconciler_helpers import NoFile
 
 from common.clock import FakeClock
 from common.jobs import enqueue_reconcile
@@ -20,7 +21,7 @@ from reconciler.runtime.base import Observation, SessionSpec, TerminalError
 from reconciler.worker import MAX_BACKOFF_SECONDS, backoff, handle_reconcile
 
 
-class BrokenRuntime:
+class BrokenRuntime(NoFile):
     """Nothing runs; starting raises `error`."""
 
     def __init__(self, error: Exception) -> None:
@@ -32,11 +33,6 @@ class BrokenRuntime:
 
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         raise self.error
-
-    async def read_file(
-        self, notebook_id: str, observed: Observation, max_bytes: int
-    ) -> bytes | None:
-        return None  # no file here
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.stopped += 1

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
+from reconciler_helpers import NoFile
 
 from common.clock import FakeClock
 from common.db import open_pool
@@ -26,7 +27,7 @@ def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-class HealthyRuntime:
+class HealthyRuntime(NoFile):
     """Sail and Marimo always ready; tests flip `executing` and watch stops."""
 
     def __init__(self) -> None:
@@ -51,11 +52,6 @@ class HealthyRuntime:
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         self.up = True
         return await self.observe(spec.notebook_id)
-
-    async def read_file(
-        self, notebook_id: str, observed: Observation, max_bytes: int
-    ) -> bytes | None:
-        return None  # no file here
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.up = False

@@ -14,6 +14,8 @@ import asyncio
 import json
 from typing import Any
 
+from reconciler_helpers import NoFile
+
 from common.settings import Settings
 from reconciler.runtime.base import Component, Observation, Phase, SessionSpec
 from reconciler.worker import run_worker
@@ -21,7 +23,7 @@ from reconciler.worker import run_worker
 READY = Component(Phase.READY)
 
 
-class ReadyAtOnce:
+class ReadyAtOnce(NoFile):
     """Sail and Marimo ready as soon as they are asked for."""
 
     def __init__(self) -> None:
@@ -36,11 +38,6 @@ class ReadyAtOnce:
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         self.sessions[spec.notebook_id] = spec.session_id
         return await self.observe(spec.notebook_id)
-
-    async def read_file(
-        self, notebook_id: str, observed: Observation, max_bytes: int
-    ) -> bytes | None:
-        return None  # no file here
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.sessions.pop(notebook_id, None)

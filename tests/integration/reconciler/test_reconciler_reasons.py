@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from reconciler_helpers import NoFile
 
 from common.clock import FakeClock
 from reconciler.reconcile import Deps, reconcile_once
@@ -20,7 +21,7 @@ READY = Component(Phase.READY)
 SAIL_DIED = Component(Phase.FAILED, "Sail exited with code 2: unknown SAIL_MODE")
 
 
-class TeardownFailsOnce:
+class TeardownFailsOnce(NoFile):
     """Shows `shown` until torn down; the first teardown fails (a transient
     error, as if the worker died in the middle of it)."""
 
@@ -34,11 +35,6 @@ class TeardownFailsOnce:
 
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         raise AssertionError("nothing is started in these tests")
-
-    async def read_file(
-        self, notebook_id: str, observed: Observation, max_bytes: int
-    ) -> bytes | None:
-        return None  # no file here
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.teardowns += 1

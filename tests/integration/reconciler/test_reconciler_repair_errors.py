@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from reconciler_helpers import processes_for
+from reconciler_helpers import NoFile, processes_for
 
 from common.clock import FakeClock
 from common.db import open_pool
@@ -35,7 +35,7 @@ DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
 RETRYING = "restarting Marimo failed, retrying: OSError: [Errno 28] No space left on device"
 
 
-class MarimoDiesAndCannotRestart:
+class MarimoDiesAndCannotRestart(NoFile):
     """Sail and Marimo start and get ready; `kill()` makes Marimo a dead
     process (not terminal: a restart may help); while `refusing`, every
     `ensure_running` raises it (a runtime whose API or disk keeps refusing)."""
@@ -66,11 +66,6 @@ class MarimoDiesAndCannotRestart:
         if self.marimo.phase is not Phase.READY:
             self.marimo = Component(Phase.STARTING)
         return Observation(spec.session_id, sail=Component(Phase.READY), marimo=self.marimo)
-
-    async def read_file(
-        self, notebook_id: str, observed: Observation, max_bytes: int
-    ) -> bytes | None:
-        return None  # no file here
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.stopped += 1
@@ -360,7 +355,7 @@ async def test_a_real_marimo_that_cannot_be_respawned_fails_and_is_torn_down(
         await pool.close()
 
 
-class StartRefusedTeardownFailsOnce:
+class StartRefusedTeardownFailsOnce(NoFile):
     """A start the backend refuses (TerminalError) with nothing observed
     afterwards (pods refused, yet a Secret and Services made), whose first
     teardown raises (the API server briefly unavailable)."""
@@ -373,11 +368,6 @@ class StartRefusedTeardownFailsOnce:
 
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         raise TerminalError("pods are forbidden: exceeded quota: notebooks")
-
-    async def read_file(
-        self, notebook_id: str, observed: Observation, max_bytes: int
-    ) -> bytes | None:
-        return None  # no file here
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.teardowns += 1

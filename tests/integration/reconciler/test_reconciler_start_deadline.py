@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from reconciler_helpers import NoFile
 
 from common.clock import FakeClock
 from reconciler.plan import Action
@@ -17,7 +18,7 @@ from reconciler.runtime.base import Component, Observation, Phase, SessionSpec
 DEADLINE = 120  # NOTEBOOKS_START_DEADLINE_SECONDS' default, the API's and the workers'
 
 
-class StartsWhenAsked:
+class StartsWhenAsked(NoFile):
     """Nothing runs until `ensure_running`; then Sail and Marimo are starting,
     and ready at the next look (or never, with `ready=False`). `error`: every
     start raises it (a runtime whose API keeps failing)."""
@@ -41,11 +42,6 @@ class StartsWhenAsked:
         self.session = spec.session_id
         starting = Component(Phase.STARTING)
         return Observation(spec.session_id, sail=starting, marimo=starting)
-
-    async def read_file(
-        self, notebook_id: str, observed: Observation, max_bytes: int
-    ) -> bytes | None:
-        return None  # no file here
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         self.stopped += 1

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common import notebook_file
+from common.clock import FakeClock
 from common.statuses import Status
 from reconciler.plan import Plan
-from reconciler.reconcile import copy_due
+from reconciler.reconcile import COPIES_TRIED_MAX, Deps, _note_copy_try, copy_due
 from reconciler.runtime.base import Component, Observation, Phase
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -72,3 +73,17 @@ def test_what_is_read_is_kept_only_whole_as_text() -> None:
     assert notebook_file.keepable(None) == (None, notebook_file.UNREADABLE)
     assert notebook_file.keepable(b"\xff\xfe") == (None, notebook_file.NOT_TEXT)
     assert notebook_file.keepable(b"a\x00b") == (None, notebook_file.NOT_TEXT)
+
+
+def test_the_tries_a_worker_remembers_stay_bounded() -> None:
+    """Notebooks another worker stopped leave their tries here: past the
+    bound, those older than the interval (which decide nothing) go."""
+    clock = FakeClock(NOW)
+    deps = Deps(pool=None, runtime=None, clock=clock, file_copy_seconds=EVERY)  # type: ignore[arg-type]
+    for i in range(COPIES_TRIED_MAX):
+        _note_copy_try(deps, f"OLD{i}")
+    clock.advance(EVERY)
+    _note_copy_try(deps, "RECENT")
+    clock.advance(1)
+    _note_copy_try(deps, "NEW")  # one past the bound: the old ones go
+    assert set(deps.copies_tried) == {"RECENT", "NEW"}
