@@ -49,7 +49,7 @@ export function fileFact(nb, errorEl) {
     onclick: () => (versionsOf === nb.id ? hideVersions() : showVersions(nb)),
   });
   const note = said.get(nb.id) || "the copy kept while it runs (every few minutes) and as it stops";
-  return [button, " ", versions || null, " ", h("span", { class: "muted", dataset: { fileNote: nb.id }, text: note })];
+  return [button, " ", versions, " ", h("span", { class: "muted", dataset: { fileNote: nb.id }, text: note })];
 }
 
 // Out of sight when the page shows another notebook, or none.

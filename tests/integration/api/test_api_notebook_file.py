@@ -88,23 +88,14 @@ async def test_no_copy_yet_is_said_plainly(
     other = factory.notebook(world.owner, world.config)
     keep(factory, other, CODE)
     factory.conn.execute("update notebooks set deleted_at = now() where id = %s", (other,))
-    await refused(
-        await client.get(f"{NB}/{other}/file", headers=world.owner.auth), 404, "not_found", "id"
-    )
-    await refused(
-        await client.get(f"{NB}/NOSUCHNOTEBK/file", headers=world.owner.auth),
-        404,
-        "not_found",
-        "id",
-    )
-    await refused(
-        await client.get(f"{NB}/nope/file", headers=world.owner.auth), 400, "invalid_id", "id"
-    )
-    await refused(
-        await client.get(f"{NB}/{world.notebook}/file?raw=1", headers=world.owner.auth),
-        400,
-        "unknown_parameter",
-    )
+    for path, status, code, field in (
+        (f"{other}/file", 404, "not_found", "id"),
+        ("NOSUCHNOTEBK/file", 404, "not_found", "id"),
+        ("nope/file", 400, "invalid_id", "id"),
+        (f"{world.notebook}/file?raw=1", 400, "unknown_parameter", None),
+    ):
+        resp = await client.get(f"{NB}/{path}", headers=world.owner.auth)
+        await refused(resp, status, code, field)
 
 
 async def test_before_its_first_run_a_notebook_brought_as_a_file_gives_that_file(
