@@ -13,11 +13,12 @@ from urllib.parse import quote
 from aiohttp import web
 
 from api.context import Ctx
-from api.errors import BadRequest, Forbidden, NotFound
+from api.errors import BadRequest, Conflict, Forbidden, NotFound
 from api.notebooks import ADMINISTER, MANAGE, kept_file, locked, record_change
 from api.responses import etag_listed, no_content, raw_json
-from api.validation import path_id
+from api.validation import obj, path_id, read_body
 from common import notebook_file
+from common.statuses import CONFIG_CHANGEABLE
 
 MEDIA_TYPE = "text/x-python"
 # A download's file name is the notebook's, cut to what every browser and
@@ -124,6 +125,62 @@ async def list_file_versions(ctx: Ctx) -> web.Response:
     row = await ctx.one("api_notebook_file_versions", {"id": notebook_id})
     assert row is not None  # an aggregate: one row
     return raw_json(f'{{"total":{row["total"]},"items":{row["items"]}}}')
+
+
+RESTORE_SCHEMA = obj(
+    {
+        "version": {
+            "type": "string",
+            "pattern": f"^{_VERSION.pattern}$",
+            "description": "The version to restore, from the file's versions.",
+        }
+    },
+    required=("version",),
+)
+
+
+def kept_time(kept_at: datetime) -> str:
+    """A version's time as the history says it (the console shows it so)."""
+    return kept_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def restore_file_version(ctx: Ctx) -> web.Response:
+    """An earlier version made the notebook's file again (docs/api.md
+    "Restoring a version"): its newest version now, which its next start
+    writes over the file in its storage. Only while it is stopped or failed:
+    a running editor would save over it, and its stop's copy would come after."""
+    notebook_id = path_id(ctx.request, "id")
+    row = await locked(ctx, notebook_id, MANAGE)
+    body = await read_body(ctx.request, RESTORE_SCHEMA)
+    if row["status"] not in CONFIG_CHANGEABLE:
+        raise Conflict(
+            f"A {row['status']} notebook's file cannot be restored: stop it first (a version is"
+            " restored while the notebook is stopped or failed, and written at its next start).",
+            code="notebook_not_stopped",
+        )
+    found = await ctx.one(
+        "api_restore_file_version",
+        {
+            "id": notebook_id,
+            "version": int(body["version"]),
+            "now": ctx.now,
+            "keep": notebook_file.VERSIONS,
+        },
+    )
+    if found is None:
+        raise NotFound(
+            f"No such version of this notebook's file: the newest {notebook_file.VERSIONS}"
+            " are kept.",
+            field="version",
+        )
+    await record_change(
+        ctx,
+        notebook_id,
+        row,
+        f"Restored the version of its file kept at {kept_time(found['kept_at'])},"
+        " for its next start",
+    )
+    return await list_file_versions(ctx)
 
 
 async def forget_file_versions(ctx: Ctx) -> web.Response:

@@ -171,7 +171,9 @@ COMPONENTS: dict[str, Schema] = {
     "TokenList": plain_list("Token"),
     "NotebookFileVersion": closed({"version": {"type": "string"}, "keptAt": TIME,
                                    "sessionId": {"type": "string"},
-                                   "bytes": {"type": "integer", "minimum": 0}}),
+                                   "bytes": {"type": "integer", "minimum": 0},
+                                   # a restore: when the version it came from was kept
+                                   "restoredFrom": NULLABLE_TIME}),
     "NotebookFileVersionList": plain_list("NotebookFileVersion"),
     "TeamMembershipList": plain_list("TeamMembership", closed(
         {"members": {"type": "array", "items": ref("MemberSummary")}})),

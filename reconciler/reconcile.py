@@ -123,7 +123,9 @@ def _resources(raw: Any) -> ResourceSpec:
     )
 
 
-def session_spec(row: dict[str, Any], seed: str | None = None) -> SessionSpec:
+def session_spec(
+    row: dict[str, Any], seed: str | None = None, seed_replaces: str | None = None
+) -> SessionSpec:
     if not row["session_id"] or not row["session_token"]:
         raise TerminalError("no session to start (session id or token missing)")
     env = row["env"] if isinstance(row["env"], dict) else {}
@@ -142,6 +144,7 @@ def session_spec(row: dict[str, Any], seed: str | None = None) -> SessionSpec:
         ),
         base_url=f"/notebooks/{row['id']}",
         seed=seed,
+        seed_replaces=seed_replaces,
     )
 
 
@@ -320,15 +323,18 @@ async def _first_run(deps: Deps, row: dict[str, Any], status: str, p: Plan) -> b
     return before is not None and not before["provisioned"]
 
 
-async def _seed(deps: Deps, row: dict[str, Any]) -> str | None:
+async def _seed(deps: Deps, row: dict[str, Any]) -> tuple[str | None, str | None]:
     """What the start writes if the notebook has no file: the file it was
     created from, while it has not run yet; else the copy kept of it (its
-    storage was lost). The runtime writes it only where there is no file."""
+    storage was lost). The runtime writes it only where there is no file,
+    but for a restore's (the second value, what it replaces; SessionSpec)."""
     if not row.get("seeded") and row.get("file_kept_at") is None:
-        return None  # neither: the template
+        return None, None  # neither: the template
     async with deps.pool.connection() as conn:
         found = await fetchone(conn, "reconciler_notebook_seed", {"id": row["id"]})
-    return None if found is None or found["source"] is None else str(found["source"])
+    if found is None or found["source"] is None:
+        return None, None
+    return str(found["source"]), found["replaces"]
 
 
 def copy_due(
@@ -406,8 +412,9 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
             case Action.ARM_DEADLINE:
                 pass  # committed before acting (_arm_deadline)
             case Action.ENSURE_RUNNING:
-                seed = await _seed(deps, row)
-                observed = await deps.runtime.ensure_running(session_spec(row, seed))
+                observed = await deps.runtime.ensure_running(
+                    session_spec(row, *await _seed(deps, row))
+                )
             case Action.ENSURE_STOPPED:
                 if observed.session_id:
                     # Before the teardown: on Kubernetes only its Marimo reads the file.
@@ -607,7 +614,8 @@ async def _write(
                 },
             )
         if row.get("seeded") and p.status in PROVISIONED:
-            # Marimo is up on the notebook's file, so that file exists now.
+            # Marimo is up on the notebook's file, so that file exists now
+            # (and a restore's is written: none is taken while it runs).
             await conn.execute(query("reconciler_drop_seed"), {"id": row["id"]})
         if Action.DELETE in p.actions:
             await conn.execute(

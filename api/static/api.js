@@ -229,6 +229,8 @@ export const api = {
     request("GET", `/workloads/notebooks/${enc(id)}/file${version ? `?version=${enc(version)}` : ""}`, undefined, { raw: true }),
   notebookFileVersions: (id) => request("GET", `/workloads/notebooks/${enc(id)}/file/versions`),
   forgetFileVersions: (id) => request("DELETE", `/workloads/notebooks/${enc(id)}/file/versions`),
+  restoreFileVersion: (id, version) =>
+    request("POST", `/workloads/notebooks/${enc(id)}/file/restore`, { version }),
   notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),
   // The caller's organization and the running limits that apply; its own
   // limits set by org admins.

@@ -1,6 +1,7 @@
 // A notebook's file, downloaded from the copies the platform keeps of it
 // (docs/api.md "A notebook's file"): a stopped notebook's code, without
-// starting it, and its earlier versions (a cell deleted, then saved over).
+// starting it, and its earlier versions (a cell deleted, then saved over),
+// each of which can be restored for its next start.
 // While it runs, the editor's own menu has what is on screen.
 
 import { confirmThen } from "./actions.js";
@@ -105,7 +106,17 @@ function confirmForget(nb, trigger) {
 
 function versionRow(nb, v, newest, errorEl) {
   const kb = v.bytes < 1024 ? `${v.bytes} bytes` : `${(v.bytes / 1024).toFixed(1)} KiB`;
-  const label = newest ? "the newest" : "";
+  const labels = [newest && "the newest", v.restoredFrom && `restored from the version of ${exactTime(v.restoredFrom)}`];
+  const label = labels.filter(Boolean).join(" · ");
+  // The newest is the file already: nothing to restore.
+  const restore = !newest && h("button", {
+    type: "button",
+    class: "secondary",
+    dataset: { focusKey: `${nb.id}:restore:${v.version}` },
+    text: "Restore",
+    "aria-label": `Restore the version of ${exactTime(v.keptAt)}`,
+    onclick: (ev) => confirmRestore(nb, v, ev.currentTarget),
+  });
   return h(
     "li",
     { dataset: { version: v.version } },
@@ -119,7 +130,26 @@ function versionRow(nb, v, newest, errorEl) {
       "aria-label": `Download the version of ${exactTime(v.keptAt)}`,
       onclick: (ev) => download(nb, v, ev.currentTarget, errorEl),
     }),
+    restore && " ",
+    restore,
   );
+}
+
+// Written at the notebook's next start, over its file; refused (409, said
+// in the dialog) unless the notebook is stopped or failed.
+function confirmRestore(nb, v, trigger) {
+  confirmThen({
+    trigger,
+    title: "Restore this version?",
+    text: `${nb.name} opens with its file as it was at ${exactTime(v.keptAt)} when it next starts. Its newest file stays, as an earlier version. The notebook must be stopped.`,
+    action: "Restore",
+    context: "Could not restore it",
+    run: () => api.restoreFileVersion(nb.id, v.version),
+    after: async () => {
+      announce(`The version of ${exactTime(v.keptAt)} is restored: ${nb.name} opens with it at its next start`);
+      if (versionsOf === nb.id) await showVersions(nb);
+    },
+  });
 }
 
 // An earlier version's file is named for when it was kept, as the list

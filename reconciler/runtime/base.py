@@ -85,8 +85,14 @@ class SessionSpec:
     workload: WorkloadSpec
     base_url: str  # "/notebooks/{id}/" without the trailing slash for Marimo's --base-url
     # The notebook's first file when it has none yet (it was created from a
-    # file its member brought); None: the platform's template.
+    # file its member brought, or its storage was lost); None: the platform's
+    # template.
     seed: str | None = None
+    # A restore (docs/api.md "Restoring a version"): `seed` goes over the
+    # file there too, once per session; a file whose SHA-256 (hex) is none
+    # of these (space-separated) holds edits no kept copy has and is kept
+    # beside it (reconciler/runtime/seeding.py).
+    seed_replaces: str | None = None
 
 
 @dataclass(frozen=True)

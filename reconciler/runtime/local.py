@@ -36,7 +36,7 @@ from common.clock import Clock, SystemClock
 from common.ids import is_valid_id
 from common.platform_env import user_env
 from common.private_files import private_dir, write_private_json
-from reconciler.runtime import probes, procs
+from reconciler.runtime import probes, procs, seeding
 from reconciler.runtime.base import (
     ABSENT,
     Component,
@@ -311,14 +311,8 @@ class LocalRuntime:
             # readable by other users of the host.
             private_dir(run_dir)
             private_dir(nb_dir)
-            notebook = nb_dir / NOTEBOOK_FILE
-            if not notebook.exists():
-                # Whole or not at all: a write cut short (disk full, a kill)
-                # must not leave a truncated notebook that is never rewritten.
-                partial = nb_dir / f".{NOTEBOOK_FILE}.new"
-                partial.write_text(spec.seed or TEMPLATE, encoding="utf-8")
-                partial.chmod(0o600)
-                os.replace(partial, notebook)
+            # Where there is none (a restore's, below, only with Marimo down).
+            self._seed(spec, replacing=False)
             token_file = run_dir / "token"
             fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -366,6 +360,9 @@ class LocalRuntime:
                     port=port,
                 )
             if marimo is None or not procs.is_alive(marimo):
+                # Not under a live editor: a restore's seed goes over the file
+                # as Marimo (re)starts, which before it runs is a retry's.
+                self._seed(spec, replacing=True)
                 clash = self._count_clash(state, "marimo", marimo)
                 if marimo is not None and not clash and procs.port_is_free(marimo.port):
                     port = marimo.port
@@ -387,6 +384,21 @@ class LocalRuntime:
                 # The pool's Sails serve any notebook: the worker's env, not this session's HOME.
                 self._schedule_refill(spec, self._sail_env(spec, self._env(spec)), marimo)
         return await self.observe(nid)
+
+    def _seed(self, spec: SessionSpec, *, replacing: bool) -> None:
+        """The notebook's file where there is none (`replacing` False), or a
+        restore's over it (True); reconciler/runtime/seeding.py."""
+        replaces = spec.seed_replaces if replacing else None
+        if replacing and replaces is None:
+            return
+        nb_dir = self.notebook_dir(spec.notebook_id)
+        seeding.seed(
+            str(nb_dir / NOTEBOOK_FILE),
+            (spec.seed or TEMPLATE).encode("utf-8"),
+            replaces,
+            spec.session_id,
+            mode=0o600,  # the notebook's code is its owner's, not the host's users'
+        )
 
     @staticmethod
     def _count_clash(state: dict[str, object], key: str, dead: procs.Proc | None) -> bool:

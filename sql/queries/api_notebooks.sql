@@ -420,7 +420,7 @@ select n.name, coalesce(f.content, s.source) as content,
 -- common/notebook_file.py VERSIONS); the caller's access checked before.
 select count(*) as total, coalesce(json_agg(json_build_object(
            'version', f.id::text, 'keptAt', f.kept_at, 'sessionId', f.session_id,
-           'bytes', octet_length(f.content)
+           'bytes', octet_length(f.content), 'restoredFrom', f.restored_from
        ) order by f.id desc), '[]')::text as items
   from notebook_files f
  where f.notebook_id = %(id)s;
@@ -432,6 +432,42 @@ select
 -- include: caller_access
   from notebooks n
  where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null;
+
+-- name: api_restore_file_version
+-- An earlier version of the notebook's file made its newest again, and its
+-- next start's seed, over the file in its storage (migration 0024): a new
+-- version unless it is the newest already (then only the seed), pruned as a
+-- copy is (reconciler_keep_file). `replaces` is the SHA-256 of the newest as
+-- found: a file in the storage that is not it is kept beside. A second
+-- restore before a start adds the first's version to `replaces` (a start
+-- that failed may have written it). The notebook is locked and stopped or
+-- failed (the caller checks). No row: no such version of this notebook's file.
+with source as (
+    select content, kept_at, session_id from notebook_files
+     where notebook_id = %(id)s and id = %(version)s
+), newest as (
+    select content from notebook_files where notebook_id = %(id)s order by id desc limit 1
+), added as (
+    insert into notebook_files (notebook_id, content, kept_at, session_id, restored_from)
+    select %(id)s, s.content, %(now)s, s.session_id, s.kept_at from source s
+     where not exists (select 1 from newest where content = s.content)
+    returning id
+), pruned as (
+    delete from notebook_files
+     where notebook_id = %(id)s and exists (select 1 from added)
+       and id not in (select id from notebook_files where notebook_id = %(id)s
+                       order by id desc limit %(keep)s - 1)
+), seeded as (
+    insert into notebook_seeds (notebook_id, source, replaces)
+    select %(id)s, s.content,
+           (select encode(sha256(convert_to(content, 'UTF8')), 'hex') from newest)
+      from source s
+    on conflict (notebook_id) do update
+       set source = excluded.source,
+           replaces = concat_ws(' ', notebook_seeds.replaces,
+                                encode(sha256(convert_to(notebook_seeds.source, 'UTF8')), 'hex'))
+)
+select kept_at from source;
 
 -- name: api_forget_file_versions
 -- All but the newest version of the notebook's file (a key pasted, then

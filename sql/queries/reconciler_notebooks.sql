@@ -78,27 +78,35 @@ update notebooks
 
 -- name: reconciler_notebook_seed
 -- What a start writes if the notebook has no file (up to 512 KiB): the file
--- it was created from, before its first run; else the copy kept of it, when
--- its storage was lost (migration 0022). Read only by a pass that creates
--- what is missing of a session (ENSURE_RUNNING), and only when the row says
--- there is either (`seeded`, `file_kept_at`).
-select coalesce((select source from notebook_seeds where notebook_id = %(id)s),
-                (select content from notebook_files where notebook_id = %(id)s
-                  order by id desc limit 1)) as source;
+-- it was created from, before its first run, or a version being restored,
+-- which goes over the file (`replaces`, migration 0024); else the copy kept
+-- of it, when its storage was lost (migration 0022). Read only by a pass
+-- that creates what is missing of a session (ENSURE_RUNNING), and only when
+-- the row says there is either (`seeded`, `file_kept_at`).
+select coalesce(s.source, (select content from notebook_files where notebook_id = %(id)s
+                            order by id desc limit 1)) as source,
+       s.replaces
+  from (select 1) one
+  left join notebook_seeds s on s.notebook_id = %(id)s;
 
 -- name: reconciler_keep_file
 -- The notebook's file as the runtime read it just now: a new version if it
 -- changed (an unchanged one is not written again: up to 512 KiB, every few
 -- minutes per running notebook), and then only the newest `keep` kept.
 -- Only while the notebook's row stands (a delete's pass reads nothing; a
--- copy racing it inserts nothing). The delete runs on the statement's
--- snapshot, without the new row: it keeps `keep` - 1 of the older ones.
+-- copy racing it inserts nothing), and no restore waits for its start (a
+-- failed start's teardown copy after it: the restored version stays the
+-- newest, and that start keeps the file beside; migration 0024). The
+-- delete runs on the statement's snapshot, without the new row: it keeps
+-- `keep` - 1 of the older ones.
 with newest as (
     select content from notebook_files where notebook_id = %(id)s order by id desc limit 1
 ), added as (
     insert into notebook_files (notebook_id, content, kept_at, session_id)
     select n.id, %(content)s, %(now)s, %(session_id)s from notebooks n
      where n.id = %(id)s and not exists (select 1 from newest where content = %(content)s)
+       and not exists (select 1 from notebook_seeds s
+                        where s.notebook_id = n.id and s.replaces is not null)
     returning id
 )
 delete from notebook_files
@@ -108,7 +116,7 @@ delete from notebook_files
 
 -- name: reconciler_drop_seed
 -- The notebook runs, so its first file is written: the one it was created
--- from is no longer needed (migration 0016).
+-- from (migration 0016), or a version restored (0024), is no longer needed.
 delete from notebook_seeds where notebook_id = %(id)s;
 
 -- name: reconciler_auto_stop

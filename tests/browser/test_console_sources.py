@@ -224,6 +224,25 @@ def test_a_notebooks_file_is_downloaded_from_its_page(
         assert got.value.suggested_filename == f"Blank {stamp}.py"
         assert Path(got.value.path()).read_text(encoding="utf-8") == code
         assert newer > older
+        # The newest is the file already; the earlier one is restored, on a
+        # question, for the next start: the newest again, saying whence.
+        expect(rows.first.get_by_role("button", name=re.compile("^Restore"))).to_have_count(0)
+        rows.nth(1).get_by_role("button", name=re.compile("^Restore the version of")).click()
+        restore = page.get_by_role("alertdialog", name="Restore this version?")
+        expect(restore).to_contain_text("when it next starts")
+        restore.get_by_role("button", name="Restore", exact=True).click()
+        expect(restore).to_be_hidden()
+        expect(rows).to_have_count(3)
+        expect(rows.first).to_contain_text("the newest · restored from the version of")
+        with page.expect_download() as got:
+            page.get_by_role("button", name="Download .py").click()
+        assert Path(got.value.path()).read_text(encoding="utf-8") == code
+        with psycopg.connect(settings.database_url) as conn:
+            seeded = conn.execute(
+                "select source, replaces is not null from notebook_seeds where notebook_id = %s",
+                (blank,),
+            ).fetchone()
+        assert seeded == (code, True)  # what its next start writes over its file
         # Something secret was in it: all but the newest go, on a question.
         page.get_by_role("button", name="Forget earlier versions").click()
         question = page.get_by_role("alertdialog", name="Forget the earlier versions?")

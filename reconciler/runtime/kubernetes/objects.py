@@ -1,15 +1,17 @@
 """Pure builders of a notebook's Kubernetes objects, from one `SessionSpec`
 and the runtime's `KubernetesSettings`. Plain JSON-shaped dicts: what the API
 server receives, what tests assert on, what the schema validator checks.
-No I/O here."""
+No I/O here but reading the seeding program's source once, at import."""
 
 from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 from common.platform_env import user_env
+from reconciler.runtime import seeding
 from reconciler.runtime.base import ResourceSpec, SessionSpec
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
@@ -18,26 +20,9 @@ from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE  # the same as l
 Obj = dict[str, Any]
 
 
-# Seeds the PVC with the template, or the file the notebook was created from
-# (a second argument, copied byte for byte), unless the notebook already has
-# a file; whole or not at all: written beside it and renamed, as the local
-# runtime does (a seed cut short by a full volume or a kill left a truncated
-# file, which every later seed kept, as it exists).
-_SEED = (
-    "import os, sys\n"
-    "p = sys.argv[1]\n"
-    "if not os.path.exists(p):\n"
-    "    if len(sys.argv) > 2:\n"
-    "        with open(sys.argv[2], 'rb') as s:\n"
-    "            data = s.read()\n"
-    "    else:\n"
-    "        data = os.environ['NOTEBOOK_TEMPLATE'].encode('utf-8')\n"
-    "    with open(p + '.new', 'wb') as f:\n"
-    "        f.write(data)\n"
-    "        f.flush()\n"
-    "        os.fsync(f.fileno())\n"
-    "    os.replace(p + '.new', p)\n"
-)
+# Seeds the PVC (reconciler/runtime/seeding.py, whose source is the init
+# container's program: the same logic as the local runtime's).
+_SEED = Path(seeding.__file__).read_text(encoding="utf-8")
 
 
 # Where Marimo opens the notebook in its pod (also the proxy's pin for a
@@ -304,6 +289,8 @@ def marimo_pod(spec: SessionSpec, ks: KubernetesSettings) -> Obj:
     seed_volumes: list[Obj] = []
     if spec.seed is not None:
         seed_args = [f"{n.SEED_DIR}/{n.SEED_KEY}"]
+        if spec.seed_replaces is not None:  # a restore: over the file there
+            seed_args += [spec.seed_replaces, sid]
         seed_mounts = [{"name": "seed", "mountPath": n.SEED_DIR, "readOnly": True}]
         seed_volumes = [_secret_volume("seed", n.seed_secret_name(nid, sid), n.SEED_KEY)]
     pod["initContainers"] = [

@@ -140,18 +140,21 @@ async def test_earlier_versions_are_listed_and_downloaded(
                     "keptAt": "2026-11-01T11:50:00+00:00",
                     "sessionId": "S1",
                     "bytes": 15,
+                    "restoredFrom": None,
                 },
                 {
                     "version": second,
                     "keptAt": "2026-11-01T11:40:00+00:00",
                     "sessionId": "S1",
                     "bytes": len((CODE + "# more\n").encode()),
+                    "restoredFrom": None,
                 },
                 {
                     "version": first,
                     "keptAt": "2026-11-01T11:30:00+00:00",
                     "sessionId": "S1",
                     "bytes": len(CODE.encode()),
+                    "restoredFrom": None,
                 },
             ],
         }

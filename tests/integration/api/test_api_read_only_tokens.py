@@ -78,6 +78,8 @@ async def test_a_read_only_token_changes_starts_and_opens_nothing(
         ("POST", nb + "/teams", {"teamIds": [world.team]}),
         ("DELETE", f"{nb}/teams/{world.team}", None),
         ("PUT", nb + "/offer", {"memberId": world.editor.id}),
+        ("POST", nb + "/file/restore", {"version": "1"}),
+        ("DELETE", nb + "/file/versions", None),
         ("DELETE", nb, None),
         ("POST", f"{V1}/members/{world.owner.id}/tokens", {"name": "more", "readOnly": False}),
         ("POST", V1 + "/teams", {"name": "mine"}),

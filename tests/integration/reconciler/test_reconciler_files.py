@@ -31,6 +31,7 @@ from reconciler.runtime.base import Observation
 from reconciler.runtime.kubernetes import names as n
 from reconciler.runtime.kubernetes.objects import NOTEBOOK_PATH
 from reconciler.runtime.probes import marimo_file_at
+from sql import query
 
 CODE = "import marimo\n\napp = marimo.App()\n\n\n@app.cell\ndef _():\n    return\n"
 
@@ -100,6 +101,68 @@ async def test_the_file_is_kept_while_it_runs_and_as_it_stops_and_written_back_w
     await rows.start(nid)
     await rows.wait_running(nid)
     assert path.read_text() == template + "# just before the stop\n"
+    await rows.stop(nid)
+    await rows.wait_status(nid, "stopped")
+
+
+async def restore(db: Any, nid: str, version: int) -> None:
+    """What `POST …/file/restore` writes (the API's own statement; its
+    checks: tests/integration/api/test_api_file_restore.py)."""
+    found = await db.execute(
+        query("api_restore_file_version"),
+        {"id": nid, "version": version, "now": datetime.now(UTC), "keep": notebook_file.VERSIONS},
+    )
+    assert await found.fetchone() is not None
+
+
+@pytest.mark.slow
+async def test_a_restored_version_is_written_by_the_next_start_and_nothing_is_lost(
+    rows: Any, db: Any, worker: Any, rsettings: Settings
+) -> None:
+    nid = await rows.notebook()
+    await worker(sweep_interval_seconds=300, file_copy_seconds=3600)
+    await rows.start(nid)
+    await rows.wait_running(nid)
+    path = rsettings.data_dir / "notebooks" / nid / "notebook.py"
+    template = path.read_text()
+    path.write_text(template + "# a cell, later deleted\n")
+    await rows.stop(nid)
+    await rows.wait_status(nid, "stopped")
+    with_cell = await kept(db, nid)
+    assert with_cell is not None
+    path.write_text(template)  # deleted, and saved over
+    await rows.start(nid)
+    await rows.wait_running(nid)
+    await rows.stop(nid)
+    await rows.wait_status(nid, "stopped")
+    assert (await kept(db, nid))["content"] == template  # type: ignore[index]
+
+    # The storage holds the newest copy: the version goes over it, and
+    # nothing is kept beside (the replaced file is a version already).
+    await restore(db, nid, with_cell["id"])
+    await rows.start(nid)
+    row = await rows.wait_running(nid)
+    assert path.read_text() == template + "# a cell, later deleted\n"
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.startswith(".")) == [
+        "notebook.py"
+    ]
+    seeds = await db.execute("select count(*) from notebook_seeds where notebook_id = %s", (nid,))
+    assert (await seeds.fetchone())["count"] == 0  # written: a repair never writes it again
+    await rows.stop(nid)
+    await rows.wait_status(nid, "stopped")
+
+    # Edits no copy holds (its stop's copy failed), then a restore: they are
+    # kept beside the notebook, never overwritten.
+    path.write_text(template + "# edits no copy has\n")
+    versions = await db.execute(
+        "select id from notebook_files where notebook_id = %s and content = %s", (nid, template)
+    )
+    await restore(db, nid, (await versions.fetchone())["id"])
+    await rows.start(nid)
+    row = await rows.wait_running(nid)
+    assert path.read_text() == template
+    aside = path.parent / f"notebook-before-restore-{row['session_id']}.py"
+    assert aside.read_text() == template + "# edits no copy has\n"
     await rows.stop(nid)
     await rows.wait_status(nid, "stopped")
 
@@ -187,6 +250,36 @@ async def test_a_version_is_kept_when_the_file_changed_and_the_newest_twenty_sta
     other = await rows.notebook()
     await _keep_file(deps, {"id": other, "session_id": "S1"}, observed)
     assert len(await versions()) == notebook_file.VERSIONS
+
+
+async def test_a_copy_while_a_restore_waits_for_its_start_writes_nothing(
+    rows: Any, db: Any, pool: Any
+) -> None:
+    """A failed start's teardown copies the file after `failed` is recorded,
+    so after a restore the API accepted meanwhile: the restored version stays
+    the newest (what the member was told), and the start keeps that file
+    beside the notebook (it is not the copy the restore replaces)."""
+    nid = await rows.notebook()
+    for content in (CODE, CODE + "# later\n"):
+        await db.execute(
+            "insert into notebook_files (notebook_id, content, kept_at, session_id)"
+            " values (%s, %s, now(), 'S0')",
+            (nid, content),
+        )
+    first = await db.execute(
+        "select id from notebook_files where notebook_id = %s order by id limit 1", (nid,)
+    )
+    await restore(db, nid, (await first.fetchone())["id"])
+    failed_session = Serves(b"# the failed session's file\n")
+    deps = Deps(pool=pool, runtime=failed_session, clock=FakeClock())  # type: ignore[arg-type]
+    row, observed = {"id": nid, "session_id": "S1"}, Observation(session_id="S1")
+    await _keep_file(deps, row, observed)
+    newest = await kept(db, nid)
+    assert newest is not None and newest["content"] == CODE and newest["restored_from"] is not None
+    # Written by its start (the seed dropped as it runs): copies are kept again.
+    await db.execute("delete from notebook_seeds where notebook_id = %s", (nid,))
+    await _keep_file(deps, row, observed)
+    assert (await kept(db, nid))["content"] == "# the failed session's file\n"  # type: ignore[index]
 
 
 @pytest.fixture

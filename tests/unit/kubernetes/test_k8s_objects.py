@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -171,6 +172,45 @@ def test_the_seed_script_writes_the_template_or_the_file_once(tmp_path: Path) ->
     notebook.write_text("edited by its member\n")
     _run_seed(seeded, data, seeds)  # a later start: the member's file stays
     assert notebook.read_text() == "edited by its member\n"
+
+
+def test_a_restore_is_seeded_over_the_file_keeping_aside_what_no_copy_has(
+    tmp_path: Path,
+) -> None:
+    """A restored version (docs/api.md "Restoring a version") goes over the
+    notebook's file, once per session; a file that is not the copy it
+    replaces (edits whose copy failed) is kept beside it, never lost. The
+    program's own cases: tests/unit/reconciler/test_seeding.py."""
+    data, seeds = tmp_path / "data", tmp_path / "seed"
+    data.mkdir()
+    seeds.mkdir()
+    (seeds / n.SEED_KEY).write_bytes(SEED.encode())
+    notebook, aside = data / "notebook.py", data / "notebook-before-restore-SESS1.py"
+    newest = "the newest copy\n"
+    restoring = replace(
+        spec(), seed=SEED, seed_replaces=hashlib.sha256(newest.encode()).hexdigest()
+    )
+    pod = objects.marimo_pod(restoring, KS)
+    assert pod["spec"]["initContainers"][0]["command"][3:] == [
+        "/data/notebook.py",
+        "/var/run/notebooks-seed/seed.py",
+        restoring.seed_replaces,
+        "SESS1",
+    ]
+    # Its program is one the kubelet passes as written: no $(…) to expand.
+    assert "$" not in pod["spec"]["initContainers"][0]["command"][2]
+
+    notebook.write_text("edits no copy has\n")
+    _run_seed(pod, data, seeds)
+    assert notebook.read_bytes() == SEED.encode()
+    assert aside.read_text() == "edits no copy has\n"
+    # The pod's sandbox made again (a node's restart) runs its init container
+    # again, over what the member has edited since: nothing moves.
+    notebook.write_text("edited since\n")
+    _run_seed(pod, data, seeds)
+    assert notebook.read_text() == "edited since\n"
+    assert aside.read_text() == "edits no copy has\n"
+    assert sorted(p.name for p in data.iterdir()) == [".restored-SESS1", aside.name, "notebook.py"]
 
 
 def test_token_secret_holds_the_session_token_only() -> None:
