@@ -103,13 +103,17 @@ async def get_notebook_file(ctx: Ctx) -> web.StreamResponse:
         )
     if row["content"] is None:
         raise NotFound(NOT_KEPT, code="file_not_kept")
-    content, kept_at = str(row["content"]), row["kept_at"]
-    assert isinstance(kept_at, datetime)
+    return file_response(ctx, str(row["content"]), row["kept_at"], str(row["name"]))
+
+
+def file_response(ctx: Ctx, content: str, kept_at: datetime, name: str) -> web.Response:
+    """A notebook's file as a download: named for the notebook, its time,
+    an ETag of its content (304 to a matching If-None-Match)."""
     etag = f'"{hashlib.sha256(content.encode()).hexdigest()[:32]}"'
     headers = {
         "ETag": etag,
         "Last-Modified": format_datetime(kept_at.astimezone(UTC), usegmt=True),
-        "Content-Disposition": disposition(str(row["name"])),
+        "Content-Disposition": disposition(name),
     }
     if_none_match = ctx.request.headers.get("If-None-Match")
     if if_none_match is not None and etag_listed(if_none_match, etag, weak=True):

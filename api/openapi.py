@@ -127,6 +127,14 @@ COMPONENTS: dict[str, Schema] = {
     "Team": closed({"id": ID, "organizationId": ID, "name": {"type": "string"},
                     "createdAt": TIME, "createdBy": NULLABLE_ID}),
     "TeamList": plain_list("Team"),
+    "DeletedNotebook": closed({
+        "notebookId": ID, "name": {"type": "string"}, "description": {"type": "string"},
+        "memberId": ID, "deletedBy": NULLABLE_ID, "deletedAt": TIME, "keptUntil": TIME,
+        "fileKeptAt": TIME, "bytes": {"type": "integer", "minimum": 0},
+        "workloadConfigId": ID, "teamIds": {"type": "array", "items": ID},
+    }),
+    "DeletedNotebookList": plain_list("DeletedNotebook", closed(
+        {"members": {"type": "array", "items": ref("MemberSummary")}})),
     "TeamMembership": closed({"teamId": ID, "memberId": ID,
                               "role": {"type": "string", "enum": ["admin", "editor", "viewer"]}}),
     "MemberSummary": closed({"id": ID, "organizationId": ID, "email": {"type": "string"},

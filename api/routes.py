@@ -21,6 +21,7 @@ from api import (
     organization,
     sessions,
     teams,
+    trash,
     usage,
 )
 from api.context import Ctx, Handler
@@ -128,6 +129,7 @@ class Op:
 # A table, one operation per entry: kept as written, not reformatted.
 # fmt: off
 NB = "/workloads/notebooks"
+TRASH = "/workloads/deleted-notebooks"  # docs/api.md "Recently deleted"
 OPS: list[Op] = [
     Op("GET", NB, notebooks.list_notebooks, "List the notebooks the caller can see", 200,
        "NotebookList", paginated=True,
@@ -166,6 +168,17 @@ OPS: list[Op] = [
     Op("DELETE", NB + "/{id}/file/versions", notebook_files.forget_file_versions,
        "Forget every version of the notebook's file but the newest", 204, None,
        errors=(403,)),
+    Op("GET", TRASH, trash.list_trash,
+       "List the recently deleted notebooks the caller owned or deleted (an org admin: the"
+       " organization's), newest first", 200, "DeletedNotebookList", paginated=True),
+    Op("GET", TRASH + "/{id}/file", trash.trashed_file,
+       "Download a recently deleted notebook's file", 200, None, errors=(304,),
+       media=notebook_files.MEDIA_TYPE),
+    Op("POST", TRASH + "/{id}/restore", trash.bring_back,
+       "Bring a recently deleted notebook back, as a new notebook", 201, "NotebookDescribe",
+       body=trash.BRING_BACK_SCHEMA, errors=(403, 409, 415)),
+    Op("DELETE", TRASH + "/{id}", trash.forget_trashed,
+       "Forget a recently deleted notebook now", 204, None, errors=(403,)),
     Op("GET", NB + "/{id}/events", history.list_notebook_events,
        "List a notebook's status changes, newest first", 200, "NotebookEventList",
        paginated=True),

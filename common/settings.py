@@ -205,6 +205,8 @@ class Settings:
     start_deadline_seconds: int = 120
     # A running notebook's file is copied to the database this often.
     file_copy_seconds: int = 600
+    # A deleted notebook can be brought back this long (0: not at all).
+    trash_days: int = 30
     sweep_interval_seconds: int = 10
     stop_grace_seconds: int = 10
     worker_concurrency: int = 16
@@ -286,6 +288,7 @@ class Settings:
                 env, "NOTEBOOKS_START_DEADLINE_SECONDS", 120, minimum=1
             ),
             file_copy_seconds=int_setting(env, "NOTEBOOKS_FILE_COPY_SECONDS", 600, minimum=60),
+            trash_days=int_setting(env, "NOTEBOOKS_TRASH_DAYS", 30, minimum=0),
             sweep_interval_seconds=int_setting(
                 env, "NOTEBOOKS_SWEEP_INTERVAL_SECONDS", 10, minimum=1
             ),

@@ -61,6 +61,7 @@ PURGED_TABLES = (
     "notebook_presence",
     "pgqueuer_log",
     "pgqueuer_statistics",
+    "notebook_trash",
 )
 EXECUTING_UNKNOWN = Counter(
     "notebooks_executing_unknown_total",

@@ -73,6 +73,9 @@ class Deps:
     # A running notebook's file is copied to the database this often (and
     # as it stops): docs/api.md "A notebook's file".
     file_copy_seconds: int = 600
+    # How long a deleted notebook can be brought back (docs/api.md "Recently
+    # deleted"); 0: it is not kept.
+    trash_days: int = 30
     # When this worker last tried to copy each running notebook's file, kept
     # or not: one that cannot be kept (too large, no Marimo to serve it) is
     # tried again after `file_copy_seconds`, not at every pass.
@@ -423,6 +426,9 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
                 await deps.runtime.ensure_stopped(row["id"])
                 observed = Observation(session_id=None)
             case Action.DELETE:
+                if observed.session_id:
+                    # Its last edits, for what brings it back (notebook_trash).
+                    await _keep_file(deps, row, observed)
                 deps.copies_tried.pop(row["id"], None)
                 await deps.runtime.delete(row["id"])
                 observed = Observation(session_id=None)
@@ -620,7 +626,7 @@ async def _write(
         if Action.DELETE in p.actions:
             await conn.execute(
                 query("reconciler_delete_notebook"),
-                {"id": row["id"], "reason": DELETED, "now": now},
+                {"id": row["id"], "reason": DELETED, "now": now, "trash_days": deps.trash_days},
             )
             return True
         await conn.execute(

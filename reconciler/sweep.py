@@ -76,6 +76,7 @@ PURGES = {
     "notebook_presence": timedelta(days=1),  # far past any presence window
     "pgqueuer_log": timedelta(days=1),  # already folded into pgqueuer_statistics
     "pgqueuer_statistics": timedelta(days=7),
+    "notebook_trash": timedelta(0),  # past its own `kept_until` (NOTEBOOKS_TRASH_DAYS)
 }
 
 

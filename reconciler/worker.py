@@ -219,6 +219,7 @@ async def run_worker(
         presence_window_seconds=settings.presence_window_seconds,
         start_deadline_seconds=settings.start_deadline_seconds,
         file_copy_seconds=settings.file_copy_seconds,
+        trash_days=settings.trash_days,
     )
 
     @contextlib.asynccontextmanager

@@ -229,6 +229,12 @@ export const api = {
     request("GET", `/workloads/notebooks/${enc(id)}/file${version ? `?version=${enc(version)}` : ""}`, undefined, { raw: true }),
   notebookFileVersions: (id) => request("GET", `/workloads/notebooks/${enc(id)}/file/versions`),
   forgetFileVersions: (id) => request("DELETE", `/workloads/notebooks/${enc(id)}/file/versions`),
+  // Recently deleted (docs/api.md): listed, downloaded, brought back, forgotten.
+  deletedNotebooks: () => all("/workloads/deleted-notebooks"),
+  deletedNotebookFile: (id) =>
+    request("GET", `/workloads/deleted-notebooks/${enc(id)}/file`, undefined, { raw: true }),
+  bringBack: (id, body) => request("POST", `/workloads/deleted-notebooks/${enc(id)}/restore`, body),
+  forgetDeleted: (id) => request("DELETE", `/workloads/deleted-notebooks/${enc(id)}`),
   restoreFileVersion: (id, version) =>
     request("POST", `/workloads/notebooks/${enc(id)}/file/restore`, { version }),
   notebookTeams: (id) => all(`/workloads/notebooks/${enc(id)}/teams`),

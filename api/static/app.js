@@ -8,6 +8,7 @@
 //   #/activity[/{member}]  (org admins) every notebook's history, or what
 //                          one member (or "reconciler") did
 //   #/activity/notebook/{id}  (org admins) a deleted notebook's history
+//   #/deleted              recently deleted notebooks, to bring back
 //   #/usage                (org admins) how long notebooks ran, by owner
 // Everything goes through the public REST API (api.js); no build step.
 
@@ -19,6 +20,7 @@ import { detailView, listView } from "./notebooks.js";
 import { openView } from "./open.js";
 import { peopleView, setSignOut } from "./people.js";
 import { state } from "./store.js";
+import { trashView } from "./trash.js";
 import { usageView } from "./usage.js";
 
 const signinView = { el: () => $("#view-signin"), enter() {}, leave() {} };
@@ -54,6 +56,7 @@ function resolve(hash) {
   }
   if (parts[0] === "activity") return [activityView, { actor: parts[1] || null }, "activity"];
   if (parts[0] === "usage") return [usageView, {}, "usage"];
+  if (parts[0] === "deleted") return [trashView, {}, "notebooks"];
   if (parts[0] === "notebooks" && parts[1] && parts[2] === "open") {
     return [openView, { id: parts[1] }, "notebooks"];
   }
@@ -72,6 +75,7 @@ const TITLES = new Map([
   [peopleView, "People"],
   [activityView, "Activity"],
   [usageView, "Usage"],
+  [trashView, "Recently deleted"],
   [detailView, "Notebook"],
   [openView, "Notebook"],
 ]);

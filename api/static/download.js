@@ -160,6 +160,23 @@ function versionName(name, keptAt) {
   return name.replace(/(\.py)?$/, ` ${stamp}$1`);
 }
 
+// A notebook's file the API answered (`{ blob, headers }`), saved by the
+// browser under the name the API gives (`rename` may change it); its name.
+export function saveFile({ blob, headers }, rename = (name) => name) {
+  if (!(headers.get("Content-Type") || "").startsWith("text/x-python")) {
+    // A page from something in front of the API (a proxy's, a portal's), not the file.
+    throw new Error("the answer is not the notebook's file");
+  }
+  const name = rename(fileName(headers.get("Content-Disposition")));
+  const url = URL.createObjectURL(blob);
+  const link = h("a", { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000); // the browser has it by then
+  return name;
+}
+
 // `v`: an earlier version from the list; null: the newest.
 async function download(nb, v, button, errorEl) {
   const version = v?.version;
@@ -169,18 +186,9 @@ async function download(nb, v, button, errorEl) {
   markBusy(button, true);
   showError(errorEl, null);
   try {
-    const { blob, headers } = await api.notebookFile(nb.id, version);
-    if (!(headers.get("Content-Type") || "").startsWith("text/x-python")) {
-      // A page from something in front of the API (a proxy's, a portal's), not the file.
-      throw new Error("the answer is not the notebook's file");
-    }
-    const name = versionName(fileName(headers.get("Content-Disposition")), v?.keptAt);
-    const url = URL.createObjectURL(blob);
-    const link = h("a", { href: url, download: name, hidden: true });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000); // the browser has it by then
+    const answer = await api.notebookFile(nb.id, version);
+    const name = saveFile(answer, (named) => versionName(named, v?.keptAt));
+    const { headers } = answer;
     const copied = new Date(headers.get("Last-Modified") || NaN);
     const when = Number.isNaN(copied.getTime()) ? "" : `: the copy of ${copied.toLocaleString()}`;
     const message = `Downloaded ${name}${when}.`;

@@ -47,3 +47,10 @@ delete from pgqueuer_statistics where id in (
      where id < coalesce((select min(id) from pgqueuer_statistics
                            where created >= %(before)s), 9223372036854775807)
      order by id limit %(limit)s for update skip locked);
+
+-- name: reconciler_purge_notebook_trash
+-- Deleted notebooks past the days they were kept to be brought back
+-- (`kept_until`, set by reconciler_delete_notebook; migration 0025).
+delete from notebook_trash where notebook_id in (
+    select notebook_id from notebook_trash where kept_until < %(before)s
+     order by kept_until limit %(limit)s for update skip locked);

@@ -148,10 +148,14 @@ returning generation;
 -- was asked, and its usage (api_usage.sql) stops there: `stopped`, nothing
 -- of it runs. Stamped no earlier than its last event (status.sql).
 -- And a tombstone (deleted_notebooks: whose it was, when it went) for past
--- windows' usage.
+-- windows' usage; and, for `trash_days` (0: none), what brings it back
+-- (notebook_trash, migration 0025): its newest file (or the one it was
+-- brought as) and settings, read on the statement's snapshot, before the
+-- delete's cascade. None for a notebook that never had a file of its own.
 with gone as (
     delete from notebooks where id = %(id)s and desired_state = 'deleted'
-    returning id, organization_id, member_id, name, status, created_at
+    returning id, organization_id, member_id, name, status, created_at, deleted_by,
+              description, workload_config_id, idle_timeout_seconds, detached_timeout_seconds
 ), stamped as (
     select g.*, greatest(%(now)s::timestamptz,
                          (select max(e.created_at) from notebook_events e
@@ -160,6 +164,26 @@ with gone as (
 ), tombstone as (
     insert into deleted_notebooks (id, organization_id, member_id, name, created_at, gone_at)
     select s.id, s.organization_id, s.member_id, s.name, s.created_at, s.at from stamped s
+), trashed as (
+    insert into notebook_trash (notebook_id, organization_id, member_id, deleted_by, name,
+                                description, workload_config_id, idle_timeout_seconds,
+                                detached_timeout_seconds, team_ids, content, file_kept_at,
+                                deleted_at, kept_until)
+    select s.id, s.organization_id, s.member_id, s.deleted_by, s.name, s.description,
+           s.workload_config_id, s.idle_timeout_seconds, s.detached_timeout_seconds,
+           array(select t.team_id from notebook_teams t where t.notebook_id = s.id
+                  order by t.team_id),
+           f.content, f.kept_at, s.at, s.at + make_interval(days => %(trash_days)s)
+      from stamped s
+     cross join lateral (
+           select c.content, c.kept_at from (
+               (select x.content, x.kept_at, 0 as pick from notebook_files x
+                 where x.notebook_id = s.id order by x.id desc limit 1)
+               union all
+               select b.source, s.created_at, 1 from notebook_seeds b
+                where b.notebook_id = s.id) c
+            order by c.pick limit 1) f
+     where %(trash_days)s > 0
 )
 insert into notebook_events (notebook_id, organization_id, notebook_name, from_status, to_status,
                              reason, actor, created_at)

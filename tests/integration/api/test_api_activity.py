@@ -92,7 +92,7 @@ async def test_a_deleted_notebooks_history_stays_in_the_activity_by_the_name_it_
     # The delete finished: the reconciler removed the row (its own statement).
     factory.conn.execute(
         query("reconciler_delete_notebook"),
-        {"id": world.notebook, "reason": DELETED, "now": factory.clock.now()},
+        {"id": world.notebook, "reason": DELETED, "now": factory.clock.now(), "trash_days": 30},
     )
     assert (await client.get(url, headers=world.admin.auth)).status == 404
 

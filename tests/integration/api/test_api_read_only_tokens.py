@@ -44,6 +44,7 @@ async def test_a_read_only_token_reads_what_its_member_may(
         "/me/usage",
         "/teams",
         f"/members/{world.owner.id}/tokens",
+        "/workloads/deleted-notebooks",
     ):
         resp = await client.get(V1 + path, headers=auth)
         assert resp.status == 200, (path, await resp.text())
@@ -79,6 +80,8 @@ async def test_a_read_only_token_changes_starts_and_opens_nothing(
         ("DELETE", f"{nb}/teams/{world.team}", None),
         ("PUT", nb + "/offer", {"memberId": world.editor.id}),
         ("POST", nb + "/file/restore", {"version": "1"}),
+        ("POST", f"{V1}/workloads/deleted-notebooks/{world.notebook}/restore", None),
+        ("DELETE", f"{V1}/workloads/deleted-notebooks/{world.notebook}", None),
         ("DELETE", nb + "/file/versions", None),
         ("DELETE", nb, None),
         ("POST", f"{V1}/members/{world.owner.id}/tokens", {"name": "more", "readOnly": False}),

@@ -116,7 +116,7 @@ async def test_a_notebook_deleted_for_good_counts_until_it_was_gone(
     factory.clock.advance(60)
     factory.conn.execute(
         query("reconciler_delete_notebook"),
-        {"id": world.notebook, "reason": DELETED, "now": factory.clock.now()},
+        {"id": world.notebook, "reason": DELETED, "now": factory.clock.now(), "trash_days": 30},
     )
     factory.clock.advance(5000)
 
@@ -145,7 +145,7 @@ async def test_a_past_window_keeps_a_notebook_deleted_after_it(
     assert (await client.delete(url, headers=world.owner.auth)).status == 204
     factory.conn.execute(
         query("reconciler_delete_notebook"),
-        {"id": world.notebook, "reason": DELETED, "now": factory.clock.now()},
+        {"id": world.notebook, "reason": DELETED, "now": factory.clock.now(), "trash_days": 30},
     )
     factory.clock.advance(100)
     for begins, ends in ((1000, 2000), (19_000, 19_500)):
@@ -265,7 +265,7 @@ async def test_a_member_reads_their_own_notebooks_usage_as_the_report_says_it(
     assert resp.status == 204
     factory.conn.execute(
         query("reconciler_delete_notebook"),
-        {"id": mine_deleted, "reason": DELETED, "now": factory.clock.now()},
+        {"id": mine_deleted, "reason": DELETED, "now": factory.clock.now(), "trash_days": 30},
     )
     factory.clock.advance(500)
 

@@ -12,7 +12,7 @@ import base64
 import contextlib
 import shutil
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -165,6 +165,32 @@ async def test_a_restored_version_is_written_by_the_next_start_and_nothing_is_lo
     assert aside.read_text() == template + "# edits no copy has\n"
     await rows.stop(nid)
     await rows.wait_status(nid, "stopped")
+
+
+@pytest.mark.slow
+async def test_a_running_notebook_deleted_keeps_its_last_edits_to_bring_it_back(
+    rows: Any, db: Any, worker: Any, rsettings: Settings
+) -> None:
+    """Its file is copied before its servers and storage go, whatever the
+    copy's age, for Recently deleted (docs/api.md); NOTEBOOKS_TRASH_DAYS
+    sets how long it stays."""
+    nid = await rows.notebook()
+    await worker(sweep_interval_seconds=300, file_copy_seconds=3600, trash_days=7)
+    await rows.start(nid)
+    await rows.wait_running(nid)
+    path = rsettings.data_dir / "notebooks" / nid / "notebook.py"
+    path.write_text(path.read_text() + "# the last edit\n")
+    await rows.delete(nid)
+    assert await rows.wait_for(nid, lambda r: r is None) is None
+    assert not path.exists()  # its storage went
+    cur = await db.execute(
+        "select content, kept_until - deleted_at as kept from notebook_trash"
+        " where notebook_id = %s",
+        (nid,),
+    )
+    trashed = await cur.fetchone()
+    assert trashed["content"].endswith("# the last edit\n")
+    assert trashed["kept"] == timedelta(days=7)
 
 
 class Serves:

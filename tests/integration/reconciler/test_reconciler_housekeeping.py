@@ -87,6 +87,16 @@ async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(ro
             " values (1, 0, 'successful', 'reconcile', %s)",
             (created,),
         )
+    trashed = {}
+    for name, until in (("past", now - timedelta(seconds=1)), ("kept", now + timedelta(days=2))):
+        trashed[name] = await rows.notebook()
+        await db.execute(
+            "insert into notebook_trash (notebook_id, organization_id, member_id, name,"
+            " description, workload_config_id, idle_timeout_seconds, detached_timeout_seconds,"
+            " team_ids, content, file_kept_at, deleted_at, kept_until)"
+            " values (%s, %s, %s, 'nb', '', 'C', 3600, 14400, '{}', 'x = 1', %s, %s, %s)",
+            (trashed[name], rows.org, member, now, now, until),
+        )
     before = {t: _purged(t) for t in metrics.PURGED_TABLES}
 
     # Bounded: one row per transaction, one transaction per table.
@@ -96,6 +106,7 @@ async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(ro
         "notebook_presence": 1,
         "pgqueuer_log": 1,
         "pgqueuer_statistics": 1,
+        "notebook_trash": 1,  # past its own `kept_until`: no grace beyond it
     }
     assert gone_token in await _ids(db, "select id from api_tokens")  # the older one went first
     assert (await purge_once(pool, now))["api_tokens"] == 1  # type: ignore[index]
@@ -108,6 +119,7 @@ async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(ro
     assert await _ids(db, "select job_id as id from pgqueuer_log") == {2, 3}
     left = await _ids(db, "select created as id from pgqueuer_statistics")
     assert left == {now - DAY}
+    assert await _ids(db, "select notebook_id as id from notebook_trash") == {trashed["kept"]}
     counted = {t: _purged(t) - before[t] for t in metrics.PURGED_TABLES}
     assert counted == {
         "api_tokens": 2,
@@ -115,6 +127,7 @@ async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(ro
         "notebook_presence": 1,
         "pgqueuer_log": 1,
         "pgqueuer_statistics": 2,
+        "notebook_trash": 1,
     }
 
     # A month later the token that was within its grace goes too.

@@ -1,0 +1,243 @@
+"""Recently deleted notebooks (`/workloads/deleted-notebooks`, migration
+0025, docs/api.md "Recently deleted"): what the workers keep of a notebook
+as they remove it (reconciler_delete_notebook, run here as the reconciler
+runs it), listed to whoever owned or deleted it and to org admins,
+downloaded, brought back as a new notebook, or forgotten at once; gone for
+every reader after its days. (The reconciler's side, from real processes:
+tests/integration/reconciler/test_reconciler_files.py.)"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from api_factories import Factory, World, body_of, refused
+from test_api_notebook_file import CODE, NB, V1, keep
+
+from reconciler.reconcile import DELETED
+from sql import query
+
+TRASH = V1 + "/workloads/deleted-notebooks"
+
+
+async def delete_for_good(
+    client: TestClient, factory: Factory, notebook: str, who: Any, trash_days: int = 30
+) -> None:
+    """A member's delete, then the reconciler's removal of its row."""
+    resp = await client.delete(f"{NB}/{notebook}", headers=who.auth)
+    assert resp.status == 204, await resp.text()
+    factory.clock.advance(60)
+    factory.conn.execute(
+        query("reconciler_delete_notebook"),
+        {"id": notebook, "reason": DELETED, "now": factory.clock.now(), "trash_days": trash_days},
+    )
+
+
+async def test_a_deleted_notebook_is_listed_with_what_brings_it_back(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    factory.conn.execute(
+        "update notebooks set name = 'Revenue', description = 'Q3', idle_timeout_seconds = 900"
+        " where id = %s",
+        (world.notebook,),
+    )
+    keep(factory, world.notebook, "# older\n", minutes_ago=30)
+    keep(factory, world.notebook, CODE, minutes_ago=10)
+    await delete_for_good(client, factory, world.notebook, world.team_admin)
+    # Its owner, who deleted it (a team admin) and org admins see it.
+    for who in (world.owner, world.team_admin, world.admin):
+        listed = await body_of(await client.get(TRASH, headers=who.auth))
+        assert listed["total"] == 1, who
+        item = listed["items"][0]
+        assert item == {
+            "notebookId": world.notebook,
+            "name": "Revenue",
+            "description": "Q3",
+            "memberId": world.owner.id,
+            "deletedBy": world.team_admin.id,
+            "deletedAt": "2026-11-01T12:01:00+00:00",
+            "keptUntil": "2026-12-01T12:01:00+00:00",
+            "fileKeptAt": "2026-11-01T11:50:00+00:00",
+            "bytes": len(CODE.encode()),
+            "workloadConfigId": world.config,
+            "teamIds": [world.team],
+        }
+        named = {m["id"] for m in listed["included"]["members"]}
+        assert named == {world.owner.id, world.team_admin.id}
+    # Nobody else: not its team's other members, not another organization.
+    for who in (world.editor, world.viewer, world.outsider, world.stranger):
+        listed = await body_of(await client.get(TRASH, headers=who.auth))
+        assert listed == {"total": 0, "items": [], "included": {"members": []}}, who
+        await refused(
+            await client.get(f"{TRASH}/{world.notebook}/file", headers=who.auth),
+            404,
+            "not_found",
+            "id",
+        )
+    got = await client.get(f"{TRASH}/{world.notebook}/file", headers=world.owner.auth)
+    assert got.status == 200 and await got.text() == CODE  # its newest version
+    assert got.headers["Content-Disposition"].startswith('attachment; filename="Revenue.py"')
+    assert got.headers["Cache-Control"] == "no-store"
+    again = await client.get(
+        f"{TRASH}/{world.notebook}/file",
+        headers={**world.owner.auth, "If-None-Match": got.headers["ETag"]},
+    )
+    assert again.status == 304
+
+
+async def test_a_deleted_notebook_is_brought_back_as_it_was(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    factory.conn.execute(
+        "update notebooks set name = 'Revenue', description = 'Q3', idle_timeout_seconds = 900"
+        " where id = %s",
+        (world.notebook,),
+    )
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.owner)
+    resp = await client.post(f"{TRASH}/{world.notebook}/restore", headers=world.admin.auth)
+    assert resp.status == 201, await resp.text()
+    body = await body_of(resp)
+    back = body["item"]["notebookId"]
+    assert back != world.notebook  # a new notebook: the old one's usage stays its own
+    assert body["item"]["teamIds"] == [world.team]
+    nb = next(n for n in body["included"]["notebooks"] if n["id"] == back)
+    assert (nb["name"], nb["description"], nb["idleTimeoutSeconds"]) == ("Revenue", "Q3", 900)
+    assert (nb["memberId"], nb["createdBy"], nb["status"]) == (
+        world.owner.id,  # its owner's again, brought back by an org admin
+        world.admin.id,
+        "stopped",
+    )
+    # Its file is its first start's, and downloaded as any notebook's.
+    got = await client.get(f"{NB}/{back}/file", headers=world.owner.auth)
+    assert await got.text() == CODE
+    history = await body_of(await client.get(f"{NB}/{back}/events", headers=world.owner.auth))
+    assert history["items"][0]["reason"] == (
+        "Brought back from Recently deleted (deleted 2026-11-01 12:01 UTC)"
+    )
+    # Out of the trash: once.
+    assert (await body_of(await client.get(TRASH, headers=world.owner.auth)))["total"] == 0
+    await refused(
+        await client.post(f"{TRASH}/{world.notebook}/restore", headers=world.owner.auth),
+        404,
+        "not_found",
+        "id",
+    )
+
+
+async def test_a_leavers_notebook_comes_back_to_who_brings_it_back(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.owner)
+    factory.conn.execute("update members set disabled_at = now() where id = %s", (world.owner.id,))
+    # Not its team's admin (who neither owned nor deleted it): an org admin.
+    url = f"{TRASH}/{world.notebook}/restore"
+    await refused(await client.post(url, headers=world.team_admin.auth), 404, "not_found", "id")
+    resp = await client.post(url, headers=world.admin.auth)
+    assert resp.status == 201, await resp.text()
+    body = await body_of(resp)
+    nb = body["included"]["notebooks"][0]
+    assert nb["memberId"] == world.admin.id
+
+
+async def test_a_deleted_config_or_team_is_not_brought_back(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.owner)
+    factory.conn.execute("delete from teams where id = %s", (world.team,))
+    factory.conn.execute("delete from workload_configs where id = %s", (world.config,))
+    url = f"{TRASH}/{world.notebook}/restore"
+    await refused(
+        await client.post(url, headers=world.owner.auth), 409, "config_gone", "workloadConfigId"
+    )
+    other = factory.config(world.org)
+    for body, status, code in (
+        ({"workloadConfigId": "NOSUCHCONFIG"}, 400, "unknown_reference"),
+        ({"workloadConfigId": "bad id"}, 400, "invalid_id"),
+        ({"name": "x"}, 400, "unknown_field"),
+    ):
+        await refused(await client.post(url, json=body, headers=world.owner.auth), status, code)
+    assert factory.value("select count(*) from notebook_trash") == 1  # nothing written
+    resp = await client.post(url, json={"workloadConfigId": other}, headers=world.owner.auth)
+    assert resp.status == 201, await resp.text()
+    body = await body_of(resp)
+    assert body["item"]["teamIds"] == [] and body["item"]["workloadConfigId"] == other
+
+
+async def test_a_config_the_owner_may_not_use_is_refused(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Its cost is its owner's: a config closed to them since (org admins
+    only) is refused, as at a create, and nothing is written."""
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.owner)
+    factory.conn.execute(
+        "update workload_configs set restricted = true where id = %s", (world.config,)
+    )
+    problem = await refused(
+        await client.post(f"{TRASH}/{world.notebook}/restore", headers=world.admin.auth),
+        403,
+        "config_not_allowed",
+    )
+    assert "This notebook's owner is not one" in problem["detail"]
+    assert factory.value("select count(*) from notebook_trash") == 1
+    assert factory.value("select count(*) from notebooks") == 0
+
+
+async def test_forgotten_at_once_or_after_its_days(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.owner)
+    other = factory.notebook(world.owner, world.config)
+    keep(factory, other, CODE)
+    await delete_for_good(client, factory, other, world.owner, trash_days=1)
+    assert (await body_of(await client.get(TRASH, headers=world.owner.auth)))["total"] == 2
+    # Its file held a key: gone now, for whoever may see it.
+    await refused(
+        await client.delete(f"{TRASH}/{world.notebook}", headers=world.outsider.auth),
+        404,
+        "not_found",
+        "id",
+    )
+    resp = await client.delete(f"{TRASH}/{world.notebook}", headers=world.owner.auth)
+    assert resp.status == 204, await resp.text()
+    # After its days, gone for every reader before the housekeeping runs.
+    factory.clock.advance(int(timedelta(days=1, seconds=1).total_seconds()))
+    assert (await body_of(await client.get(TRASH, headers=world.owner.auth)))["total"] == 0
+    await refused(
+        await client.get(f"{TRASH}/{other}/file", headers=world.owner.auth), 404, "not_found"
+    )
+    assert factory.value("select count(*) from notebook_trash") == 1  # the housekeeping's
+
+
+async def test_nothing_is_kept_without_days_or_a_file(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.owner, trash_days=0)
+    never_ran = factory.notebook(world.owner, world.config)
+    await delete_for_good(client, factory, never_ran, world.owner)
+    assert factory.value("select count(*) from notebook_trash") == 0
+    assert factory.value("select count(*) from deleted_notebooks") == 2  # tombstones stay
+
+
+async def test_a_notebook_brought_as_a_file_and_never_run_is_kept_too(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    resp = await client.post(
+        NB,
+        json={
+            "name": "brought",
+            "workloadConfigId": world.config,
+            "source": {"format": "py", "content": CODE},
+        },
+        headers=world.owner.auth,
+    )
+    notebook = (await body_of(resp))["item"]["notebookId"]
+    await delete_for_good(client, factory, notebook, world.owner)
+    got = await client.get(f"{TRASH}/{notebook}/file", headers=world.owner.auth)
+    assert got.status == 200 and await got.text() == CODE
