@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -70,9 +70,20 @@ async def member_page(ctx: Ctx, *, disabled: bool = False, **params: Any) -> dic
 
 
 async def me(ctx: Ctx) -> web.Response:
+    """The caller, and the token it called with: a script learns whether
+    its token is read-only and when it ends before it meets a 403 or 401."""
     row = await ctx.one("api_me", {"member_id": ctx.me.member_id})
     assert row is not None
-    return raw_json(row["body"])
+    ends = ctx.me.token_expires_at
+    token = json.dumps(
+        {
+            "id": ctx.me.token_id,
+            "readOnly": ctx.me.read_only,
+            "expiresAt": None if ends is None else ends.astimezone(UTC).isoformat(),
+        }
+    )
+    body = str(row["body"])
+    return raw_json(f'{body[:-1]},"token":{token}}}')
 
 
 # `?q=`: members whose name or email holds it, however capitalised (an admin

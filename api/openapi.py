@@ -167,6 +167,8 @@ COMPONENTS: dict[str, Schema] = {
         "organizationAdmin": {"type": "boolean"},
         "teams": {"type": "array", "items": closed({
             "teamId": ID, "role": {"type": "string", "enum": ["admin", "editor", "viewer"]}})},
+        # the token of this call: a script learns what it may do, and until when
+        "token": closed({"id": ID, "readOnly": {"type": "boolean"}, "expiresAt": NULLABLE_TIME}),
     }),
     "NewToken": closed({"id": ID, "name": {"type": "string"}, "token": {"type": "string"},
                         "prefix": {"type": "string"}, "createdAt": TIME,

@@ -51,6 +51,9 @@ async def test_a_read_only_token_reads_what_its_member_may(
     listed = await body_of(
         await client.get(f"{V1}/members/{world.owner.id}/tokens", headers=world.owner.auth)
     )
+    me = await body_of(await client.get(V1 + "/me", headers=auth))
+    script = next(t for t in listed["items"] if t["name"] == "backup script")
+    assert me["token"] == {"id": script["id"], "readOnly": True, "expiresAt": script["expiresAt"]}
     flags = {t["name"]: t["readOnly"] for t in listed["items"]}
     assert flags == {"test": False, "backup script": True}  # older tokens: not read-only
     # No more than its member: an org admin's pages stay closed.

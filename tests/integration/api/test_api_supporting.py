@@ -24,6 +24,9 @@ async def test_me_shows_member_and_teams(client: TestClient, world: World) -> No
     assert body["id"] == world.editor.id and body["organizationId"] == world.org
     assert body["organizationAdmin"] is False
     assert body["teams"] == [{"teamId": world.team, "role": "editor"}]
+    # The token of the call: what a script may do with it, and until when.
+    assert body["token"]["readOnly"] is False
+    assert set(body["token"]) == {"id", "readOnly", "expiresAt"}
 
 
 async def test_members_are_managed_by_org_admins(client: TestClient, world: World) -> None:
