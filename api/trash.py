@@ -12,11 +12,13 @@ from aiohttp import web
 
 from api.config_teams import check_config_usable
 from api.context import Ctx
-from api.errors import Conflict, NotFound
+from api.errors import BadRequest, Conflict, NotFound
 from api.notebook_files import file_response, kept_time
 from api.notebooks import check_config, describe_notebook, set_status
+from api.org_limits import TIMEOUTS, organization_limits
 from api.responses import no_content, page_params, plain_list
 from api.validation import ID_SCHEMA, obj, path_id, read_body
+from common.durations import capped
 from common.ids import new_id
 
 BRING_BACK_SCHEMA = obj({"workloadConfigId": ID_SCHEMA})
@@ -28,7 +30,7 @@ def _scope(ctx: Ctx) -> dict[str, Any]:
 
 
 async def list_trash(ctx: Ctx) -> web.Response:
-    scope = f"trash:{ctx.me.organization_id}:{ctx.me.member_id}"
+    scope = f"trash:{ctx.me.organization_id}:{ctx.me.member_id}"  # a marker is one reader's
     row = await ctx.one("api_trash_page", {**_scope(ctx), **page_params(ctx, scope)})
     assert row is not None  # an aggregate: one row
     return plain_list(ctx, scope, row, included=f'{{"members":{row["members"]}}}')
@@ -36,7 +38,8 @@ async def list_trash(ctx: Ctx) -> web.Response:
 
 async def _item(ctx: Ctx) -> dict[str, Any]:
     """The trash row of the path's notebook, locked; 404 unless the caller
-    may see it (they owned or deleted it, or are an org admin)."""
+    may see it (who could delete it: its owner then, an org admin, an admin
+    of a team it was shared with)."""
     row = await ctx.one("api_trash_item", {**_scope(ctx), "id": path_id(ctx.request, "id")})
     if row is None:
         raise NotFound(NO_SUCH, field="id")
@@ -55,22 +58,23 @@ async def bring_back(ctx: Ctx) -> web.Response:
     if they have left), stopped, with its file as its first start's."""
     row = await _item(ctx)
     body = await read_body(ctx.request, BRING_BACK_SCHEMA)
-    config_id = body.get("workloadConfigId")
-    if config_id is not None:
-        await check_config(ctx, config_id)
-    elif not row["config_exists"]:
+    config_id = body.get("workloadConfigId") or str(row["workload_config_id"])
+    try:
+        await check_config(ctx, config_id)  # key-share-locked: not deleted meanwhile
+    except BadRequest:
+        if "workloadConfigId" in body:
+            raise
         raise Conflict(
             "Its workload config has been deleted since: choose another (workloadConfigId).",
             code="config_gone",
             field="workloadConfigId",
-        )
-    else:
-        config_id = str(row["workload_config_id"])
+        ) from None
     owner = await ctx.one(
         "api_new_owner", ctx.mine(owner_id=row["member_id"], old_owner_id=row["member_id"])
     )
     owner_id = ctx.me.member_id if owner is None else str(owner["id"])
     await check_config_usable(ctx, config_id, owner_id)
+    caps = await organization_limits(ctx)
     notebook_id = new_id()
     await ctx.run(
         "api_bring_back",
@@ -79,6 +83,8 @@ async def bring_back(ctx: Ctx) -> web.Response:
             new_id=notebook_id,
             owner_id=owner_id,
             workload_config_id=config_id,
+            # As a create's: under the caps its organization has now.
+            **{t.column: capped(row[t.column], caps[t.cap_column]) for t in TIMEOUTS},
         ),
     )
     await set_status(

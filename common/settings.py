@@ -21,7 +21,9 @@ class SettingsError(ValueError):
     pass
 
 
-def int_setting(env: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+def int_setting(
+    env: dict[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
     """An integer setting of at least `minimum` (every one has a floor: a zero
     interval spins, a zero pool cannot serve, a negative grace kills at once)."""
     raw = env.get(name)
@@ -33,6 +35,8 @@ def int_setting(env: dict[str, str], name: str, default: int, *, minimum: int) -
         value = None
     if value is None or value < minimum:
         raise SettingsError(f"{name} must be an integer of at least {minimum}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be an integer of at most {maximum}, got {raw!r}")
     return value
 
 
@@ -288,7 +292,7 @@ class Settings:
                 env, "NOTEBOOKS_START_DEADLINE_SECONDS", 120, minimum=1
             ),
             file_copy_seconds=int_setting(env, "NOTEBOOKS_FILE_COPY_SECONDS", 600, minimum=60),
-            trash_days=int_setting(env, "NOTEBOOKS_TRASH_DAYS", 30, minimum=0),
+            trash_days=int_setting(env, "NOTEBOOKS_TRASH_DAYS", 30, minimum=0, maximum=3650),
             sweep_interval_seconds=int_setting(
                 env, "NOTEBOOKS_SWEEP_INTERVAL_SECONDS", 10, minimum=1
             ),

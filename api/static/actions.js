@@ -512,7 +512,7 @@ function confirmDelete(nb, ctx, trigger) {
   $("#delete-text").textContent =
     "The notebook and its file are removed for everyone it is shared with. " +
     (PROVISIONED.has(nb.status) || nb.status === "starting" ? "It is running and will be stopped first. " : "") +
-    "It can be brought back from Recently deleted for a while (its owner, whoever deletes it, and organization admins).";
+    "Its file and settings are usually kept a while under Recently deleted, from where it can be brought back.";
   wireDialog(dialog, trigger);
   dialog.showModal();
   $("#delete-form").onsubmit = async (ev) => {

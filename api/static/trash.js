@@ -1,11 +1,12 @@
-// Recently deleted (#/deleted): the notebooks the member owned or deleted
-// (an org admin: the organization's), kept a while after their delete to be
+// Recently deleted (#/deleted): the notebooks the member could have deleted
+// (their own, their teams' as a team admin; an org admin: the
+// organization's), kept a while after their delete to be
 // brought back, downloaded or forgotten at once (docs/api.md "Recently
 // deleted", docs/console.md). Read on each visit; it does not poll.
 
 import { confirmThen } from "./actions.js";
 import { api } from "./api.js";
-import { $, announce, exactTime, formatTime, h, isBusy, markBusy, showError } from "./dom.js";
+import { $, announce, exactTime, focusHeading, formatTime, h, isBusy, markBusy, showError } from "./dom.js";
 import { saveFile } from "./download.js";
 import { absorb, memberLabel } from "./store.js";
 
@@ -52,8 +53,9 @@ function row(item) {
   );
 }
 
-// A new notebook, its owner's again, stopped; its page next. A config
-// deleted since (409 config_gone) is chosen in the row.
+// A new notebook, its owner's again, stopped; its page next. Its config
+// deleted since (409 config_gone), or not its owner's to use (403
+// config_not_allowed): another is chosen in the row.
 async function bringBack(item, trigger, body = undefined) {
   if (isBusy(trigger)) return;
   markBusy(trigger, true);
@@ -63,19 +65,40 @@ async function bringBack(item, trigger, body = undefined) {
     announce(`${item.name} is back`);
     location.hash = `#/notebooks/${encodeURIComponent(created.item.notebookId)}`;
   } catch (err) {
-    if (err.code === "config_gone") await chooseConfig(item, trigger);
+    const why = { config_gone: "Its workload config was deleted since", config_not_allowed: err.detail }[err.code];
+    if (why) await chooseConfig(item, trigger, why);
     else showError($("#deleted-error"), err, `Could not bring ${item.name} back`);
   } finally {
     markBusy(trigger, false);
   }
 }
 
-async function chooseConfig(item, trigger) {
-  const { items } = await api.listConfigs();
-  const select = h("select", { "aria-label": `Workload config for ${item.name}` }, ...items.map((c) => h("option", { value: c.id, text: c.name })));
-  const go = h("button", { type: "button", class: "primary", text: "Bring back with this config", onclick: (ev) => bringBack(item, ev.currentTarget, { workloadConfigId: select.value }) });
+async function chooseConfig(item, trigger, why) {
+  let configs;
+  try {
+    ({ items: configs } = await api.listConfigs());
+  } catch (err) {
+    showError($("#deleted-error"), err, "Could not list the workload configs");
+    return;
+  }
   const cell = trigger.closest("td");
-  cell.replaceChildren(h("span", { class: "hint", text: "Its workload config was deleted since: choose another. " }), select, " ", go);
+  cell.querySelector(".choose-config")?.remove(); // one chooser per row
+  if (configs.length === 0) {
+    showError($("#deleted-error"), { detail: `${why}, and there is no workload config to choose.` });
+    return;
+  }
+  const select = h("select", { "aria-label": `Workload config for ${item.name}` }, ...configs.map((c) => h("option", { value: c.id, text: c.name })));
+  const chooser = h(
+    "div",
+    { class: "choose-config" },
+    h("span", { class: "hint", text: `${why}: choose another. ` }),
+    select,
+    " ",
+    h("button", { type: "button", class: "primary", text: "Bring back with this config", onclick: (ev) => bringBack(item, ev.currentTarget, { workloadConfigId: select.value }) }),
+    " ",
+    h("button", { type: "button", class: "secondary", text: "Cancel", onclick: () => { chooser.remove(); trigger.focus(); } }),
+  );
+  cell.append(chooser);
   select.focus();
 }
 
@@ -104,6 +127,7 @@ function forget(item, trigger) {
     after: async () => {
       announce(`${item.name} is deleted for good`);
       await load();
+      focusHeading($("#view-deleted")); // its row, and the button, are gone
     },
   });
 }

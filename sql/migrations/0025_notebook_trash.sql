@@ -3,8 +3,8 @@
 -- for NOTEBOOKS_TRASH_DAYS (30) after it went. Written by the statement that
 -- removes its row (reconciler_delete_notebook), from the newest copy of its
 -- file (migration 0022) or the file it was brought as (0016); purged by the
--- workers' housekeeping once `kept_until` passes, or at once by its owner or
--- an org admin. A table of its own: up to 512 KiB of text each, out of the
+-- workers' housekeeping once `kept_until` passes, or at once by whoever could
+-- delete it (its owner then, an org admin, an admin of one of its teams). A table of its own: up to 512 KiB of text each, out of the
 -- tombstones (deleted_notebooks, 0015) that usage reads, which stay forever.
 -- No foreign keys, as the tombstones: the member, config and teams named may
 -- be gone by the time it is brought back.

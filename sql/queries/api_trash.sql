@@ -1,26 +1,33 @@
 -- Recently deleted notebooks (api/trash.py, docs/api.md "Recently deleted",
 -- migration 0025): what reconciler_delete_notebook kept of each, until its
--- `kept_until`. A member sees those they owned or deleted; an org admin
--- the organization's. Rows past `kept_until` are gone for every reader,
--- whether or not the workers' housekeeping has removed them yet.
+-- `kept_until`. Whoever could delete it sees it: its owner then, an org
+-- admin, an admin now of a team it was shared with (a team admin removed
+-- from the team since no longer reads its file, nor forgets it). Rows past
+-- `kept_until` are gone for every reader, whether or not the workers'
+-- housekeeping has removed them yet.
 
 -- fragment: trash_visible
 -- The trash rows the caller may see, as `r`.
   from notebook_trash r
  where r.organization_id = %(org_id)s and r.kept_until > %(now)s
-   and (%(org_admin)s or r.member_id = %(member_id)s or r.deleted_by = %(member_id)s)
+   and (%(org_admin)s or r.member_id = %(member_id)s
+        or exists (select 1 from team_memberships tm
+                    where tm.member_id = %(member_id)s and tm.role = 'admin'
+                      and tm.team_id = any(r.team_ids)))
 
 -- name: api_trash_page
 -- A page of them, the newest deletion first (the keyset's `created_at`).
 with visible as (
-    select r.notebook_id as id, r.deleted_at as created_at, r.*
+    select r.notebook_id as id, r.deleted_at as created_at, r.notebook_id, r.name,
+           r.description, r.member_id, r.deleted_by, r.deleted_at, r.kept_until,
+           r.file_kept_at, octet_length(r.content) as bytes, r.workload_config_id, r.team_ids
 -- include: trash_visible
 -- include: keyset_page
     coalesce((select json_agg(json_build_object(
         'notebookId', r.notebook_id, 'name', r.name, 'description', r.description,
         'memberId', r.member_id, 'deletedBy', r.deleted_by, 'deletedAt', r.deleted_at,
         'keptUntil', r.kept_until, 'fileKeptAt', r.file_kept_at,
-        'bytes', octet_length(r.content), 'workloadConfigId', r.workload_config_id,
+        'bytes', r.bytes, 'workloadConfigId', r.workload_config_id,
         'teamIds', to_json(r.team_ids)
     ) order by r.rn) from rows r), '[]')::text as items,
     coalesce((select json_agg(
@@ -34,9 +41,7 @@ with visible as (
 -- One the caller may see, locked for a bring-back or a forget (two at once:
 -- one wins, the other finds none).
 select r.notebook_id, r.name, r.member_id, r.workload_config_id, r.deleted_at,
-       exists (select 1 from workload_configs c
-                where c.id = r.workload_config_id and c.organization_id = r.organization_id)
-           as config_exists
+       r.idle_timeout_seconds, r.detached_timeout_seconds
 -- include: trash_visible
    and r.notebook_id = %(id)s
    for update of r;
@@ -49,8 +54,9 @@ select r.name, r.content, r.file_kept_at
 
 -- name: api_bring_back
 -- A new notebook of `owner_id`'s from the trash row `id` (taken out of the
--- trash): its name, description, timeouts and file (its first start's seed,
--- as a file brought in), shared again with its teams that still exist.
+-- trash): its name, description and file (its first start's seed, as a
+-- file brought in), its timeouts as its organization's caps allow now
+-- (the caller's), shared again with its teams that still exist.
 with t as (
     delete from notebook_trash where notebook_id = %(id)s returning *
 ), nb as (
@@ -58,7 +64,7 @@ with t as (
                            description, idle_timeout_seconds, detached_timeout_seconds,
                            created_at, created_by, updated_at, updated_by, status_changed_at)
     select %(new_id)s, t.organization_id, %(owner_id)s, %(workload_config_id)s, t.name,
-           t.description, t.idle_timeout_seconds, t.detached_timeout_seconds,
+           t.description, %(idle_timeout_seconds)s, %(detached_timeout_seconds)s,
            %(now)s, %(member_id)s, %(now)s, %(member_id)s, %(now)s
       from t
 ), seeded as (

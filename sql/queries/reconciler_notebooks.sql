@@ -173,7 +173,7 @@ with gone as (
            s.workload_config_id, s.idle_timeout_seconds, s.detached_timeout_seconds,
            array(select t.team_id from notebook_teams t where t.notebook_id = s.id
                   order by t.team_id),
-           f.content, f.kept_at, s.at, s.at + make_interval(days => %(trash_days)s)
+           f.content, f.kept_at, s.at, s.at + make_interval(days => %(trash_days)s::int)
       from stamped s
      cross join lateral (
            select c.content, c.kept_at from (

@@ -104,6 +104,7 @@ REFUSED = [
     ("NOTEBOOKS_START_DEADLINE_SECONDS", "0", "an integer of at least 1"),
     ("NOTEBOOKS_FILE_COPY_SECONDS", "59", "an integer of at least 60"),
     ("NOTEBOOKS_TRASH_DAYS", "-1", "an integer of at least 0"),
+    ("NOTEBOOKS_TRASH_DAYS", "3651", "an integer of at most 3650"),
     ("NOTEBOOKS_WORKER_CONCURRENCY", "0", "an integer of at least 1"),
     ("NOTEBOOKS_DB_POOL_WAIT_SECONDS", "0", "an integer of at least 1"),
     # the API's pool keeps 2 connections: a maximum of 1 fails at start

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of, refused
 from test_api_notebook_file import CODE, NB, V1, keep
+from test_api_read_only_tokens import read_only_token
 
 from reconciler.reconcile import DELETED
 from sql import query
@@ -45,7 +46,7 @@ async def test_a_deleted_notebook_is_listed_with_what_brings_it_back(
     keep(factory, world.notebook, "# older\n", minutes_ago=30)
     keep(factory, world.notebook, CODE, minutes_ago=10)
     await delete_for_good(client, factory, world.notebook, world.team_admin)
-    # Its owner, who deleted it (a team admin) and org admins see it.
+    # Whoever could delete it: its owner, its team's admin (who did), org admins.
     for who in (world.owner, world.team_admin, world.admin):
         listed = await body_of(await client.get(TRASH, headers=who.auth))
         assert listed["total"] == 1, who
@@ -132,14 +133,35 @@ async def test_a_leavers_notebook_comes_back_to_who_brings_it_back(
     keep(factory, world.notebook, CODE)
     await delete_for_good(client, factory, world.notebook, world.owner)
     factory.conn.execute("update members set disabled_at = now() where id = %s", (world.owner.id,))
-    # Not its team's admin (who neither owned nor deleted it): an org admin.
+    # Its team's admin brings it back, theirs now (as a hand-over would make it).
     url = f"{TRASH}/{world.notebook}/restore"
-    await refused(await client.post(url, headers=world.team_admin.auth), 404, "not_found", "id")
-    resp = await client.post(url, headers=world.admin.auth)
+    resp = await client.post(url, headers=world.team_admin.auth)
     assert resp.status == 201, await resp.text()
     body = await body_of(resp)
     nb = body["included"]["notebooks"][0]
-    assert nb["memberId"] == world.admin.id
+    assert nb["memberId"] == world.team_admin.id
+
+
+async def test_a_team_admin_removed_since_no_longer_sees_it(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """Its file may hold what the team's members alone were to read, and a
+    forget would take its owner's way back."""
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.team_admin)
+    factory.conn.execute(
+        "delete from team_memberships where member_id = %s", (world.team_admin.id,)
+    )
+    listed = await body_of(await client.get(TRASH, headers=world.team_admin.auth))
+    assert listed["total"] == 0
+    for method, path in (
+        ("GET", f"{TRASH}/{world.notebook}/file"),
+        ("POST", f"{TRASH}/{world.notebook}/restore"),
+        ("DELETE", f"{TRASH}/{world.notebook}"),
+    ):
+        resp = await client.request(method, path, headers=world.team_admin.auth)
+        await refused(resp, 404, "not_found", "id")
+    assert (await body_of(await client.get(TRASH, headers=world.owner.auth)))["total"] == 1
 
 
 async def test_a_deleted_config_or_team_is_not_brought_back(
@@ -177,14 +199,65 @@ async def test_a_config_the_owner_may_not_use_is_refused(
     factory.conn.execute(
         "update workload_configs set restricted = true where id = %s", (world.config,)
     )
+    url = f"{TRASH}/{world.notebook}/restore"
     problem = await refused(
-        await client.post(f"{TRASH}/{world.notebook}/restore", headers=world.admin.auth),
-        403,
-        "config_not_allowed",
+        await client.post(url, headers=world.admin.auth), 403, "config_not_allowed"
     )
     assert "This notebook's owner is not one" in problem["detail"]
+    # Nor named in the body.
+    named = await client.post(
+        url, json={"workloadConfigId": world.config}, headers=world.admin.auth
+    )
+    await refused(named, 403, "config_not_allowed")
     assert factory.value("select count(*) from notebook_trash") == 1
     assert factory.value("select count(*) from notebooks") == 0
+
+
+async def test_its_timeouts_come_back_under_the_caps_of_now(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    factory.conn.execute(
+        "update notebooks set idle_timeout_seconds = 0, detached_timeout_seconds = 7200"
+        " where id = %s",
+        (world.notebook,),
+    )
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.owner)
+    factory.conn.execute(
+        "update organizations set max_idle_timeout_seconds = 1800 where id = %s", (world.org,)
+    )
+    resp = await client.post(f"{TRASH}/{world.notebook}/restore", headers=world.owner.auth)
+    nb = (await body_of(resp))["included"]["notebooks"][0]
+    # "never" is past the cap set since; the detached one is within none.
+    assert (nb["idleTimeoutSeconds"], nb["detachedTimeoutSeconds"]) == (1800, 7200)
+
+
+async def test_pages_of_recently_deleted(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    gone = []
+    for _ in range(3):
+        notebook = factory.notebook(world.owner, world.config)
+        keep(factory, notebook, CODE)
+        await delete_for_good(client, factory, notebook, world.owner)
+        gone.append(notebook)
+    seen, marker = [], None
+    while True:
+        url = f"{TRASH}?limit=2" + (f"&marker={marker}" if marker else "")
+        page = await body_of(await client.get(url, headers=world.owner.auth))
+        assert page["total"] == 3
+        seen += [i["notebookId"] for i in page["items"]]
+        marker = page.get("marker")
+        if marker is None:
+            break
+    assert seen == gone[::-1]  # the newest deletion first
+    # A marker is its reader's: another member's list refuses it.
+    first = await body_of(await client.get(f"{TRASH}?limit=1", headers=world.owner.auth))
+    await refused(
+        await client.get(f"{TRASH}?marker={first['marker']}", headers=world.admin.auth),
+        400,
+        "invalid_marker",
+    )
 
 
 async def test_forgotten_at_once_or_after_its_days(
@@ -241,3 +314,21 @@ async def test_a_notebook_brought_as_a_file_and_never_run_is_kept_too(
     await delete_for_good(client, factory, notebook, world.owner)
     got = await client.get(f"{TRASH}/{notebook}/file", headers=world.owner.auth)
     assert got.status == 200 and await got.text() == CODE
+
+
+async def test_a_read_only_token_lists_and_downloads_only(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.owner)
+    auth = await read_only_token(client, world)
+    assert (await body_of(await client.get(TRASH, headers=auth)))["total"] == 1
+    got = await client.get(f"{TRASH}/{world.notebook}/file", headers=auth)
+    assert got.status == 200 and await got.text() == CODE
+    for method, path in (
+        ("POST", f"{TRASH}/{world.notebook}/restore"),
+        ("DELETE", f"{TRASH}/{world.notebook}"),
+    ):
+        resp = await client.request(method, path, headers=auth)
+        await refused(resp, 403, "read_only_token")
+    assert factory.value("select count(*) from notebook_trash") == 1
