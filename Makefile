@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench-api bench-start bench-proxy bench-sources clean
+.PHONY: run test lint bench-api bench-start bench-proxy bench-sources bench-usage clean
 
 $(STAMP): pyproject.toml
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -38,6 +38,9 @@ bench-proxy: $(STAMP)
 
 bench-sources: $(STAMP)
 	$(PY) bench/sources.py
+
+bench-usage: $(STAMP)
+	$(PY) bench/usage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

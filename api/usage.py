@@ -17,6 +17,7 @@ from api.context import Ctx
 from api.errors import BadRequest
 from api.responses import raw_json
 from api.teams import require_org_admin
+from common import usage_days
 from common.statuses import HOLDS_SERVERS
 
 MAX_WINDOW = timedelta(days=366)
@@ -96,21 +97,47 @@ def window(ctx: Ctx) -> tuple[datetime, datetime]:
 
 
 async def org_usage(ctx: Ctx) -> web.Response:
+    """Its whole settled days from their roll-up (rolled up now if a day is
+    not yet), its partial edges from the history: a month costs what two
+    days do (common/usage_days.py)."""
     require_org_admin(ctx)
-    return await usage(ctx, "api_org_usage")
+    start, until = window(ctx)
+    span = usage_days.rolled_span(start, until, ctx.now, await usage_days.floor(ctx.conn))
+    if span is None:
+        return await usage(ctx, "api_org_usage", start, until)
+    first, end = span
+    org = ctx.me.organization_id
+    missing = await usage_days.missing_days(ctx.conn, org, first, end)
+    if len(missing) > usage_days.IN_REPORT_DAYS:  # the housekeeping's, not this request's
+        return await usage(ctx, "api_org_usage", start, until)
+    for day in missing:
+        await usage_days.roll_up(ctx.conn, org, day, ctx.now)
+    edges = await usage_days.edges(ctx.conn, org, start, until, span)
+    return await usage(
+        ctx,
+        "api_org_usage_rolled",
+        start,
+        until,
+        first_day=first,
+        end_day=end,
+        edge_ids=list(edges),
+        edge_seconds=list(edges.values()),
+    )
 
 
 async def my_usage(ctx: Ctx) -> web.Response:
     """Any member's own: how long the notebooks they own held servers (what
     their organization's report says of them, no more)."""
-    return await usage(ctx, "api_member_usage", owner=ctx.me.member_id)
-
-
-async def usage(ctx: Ctx, statement: str, **scope: str) -> web.Response:
-    """The answer of one of the two statements (api_usage.sql: the
-    organization's, one member's), which share it, each planned for its own
-    indexes."""
     start, until = window(ctx)
+    return await usage(ctx, "api_member_usage", start, until, owner=ctx.me.member_id)
+
+
+async def usage(
+    ctx: Ctx, statement: str, start: datetime, until: datetime, **scope: Any
+) -> web.Response:
+    """The answer of one of the statements (api_usage.sql: the
+    organization's, read from the history or with its roll-up, one
+    member's), which share it, each planned for its own indexes."""
     params = {"from": start, "until": until, "top": TOP_NOTEBOOKS, "held": HELD, **scope}
     row = await ctx.one(statement, ctx.mine(**params))
     assert row is not None  # an aggregate always returns one row

@@ -43,6 +43,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,6 +53,7 @@ from typing import Any
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from common import usage_days
 from common.clock import Clock, SystemClock
 from common.jobs import enqueue_reconcile
 from common.statuses import Status
@@ -163,11 +167,13 @@ async def purge_once(
     *,
     limit: int = PURGE_BATCH,
     batches: int = PURGE_BATCHES,
+    roll_up: Callable[[], Awaitable[int]] | None = None,
 ) -> dict[str, int] | None:
     """Delete rows that can never be used again (`PURGES`), `limit` rows per
     transaction, at most `batches` transactions per table (the rest waits for
-    the next purge); returns the rows deleted per table, or None if another
-    worker is purging."""
+    the next purge), then `roll_up` (the usage's days), under the same lock:
+    one worker at a time does either. Returns the rows deleted per table, or
+    None if another worker is purging."""
     purged: dict[str, int] = {}
     # One connection holds a session lock across every batch, so that one
     # purge runs at a time and is never cut short by another's batches.
@@ -189,11 +195,48 @@ async def purge_once(
                     metrics.PURGED.labels(table).inc(deleted)
                     if deleted < limit:
                         break
+            if roll_up is not None:
+                await roll_up()
         finally:
             await conn.execute(query("reconciler_purge_unlock"), {"key": PURGE_LOCK_KEY})
     if any(purged.values()):
         log.info("sweep_purged", **purged)
     return purged
+
+
+ROLL_UP_BATCH = 200  # organization-days per housekeeping turn at most
+ROLL_UP_BUDGET = 5.0  # seconds per turn: a large organization's day costs about one
+
+
+async def roll_up_usage(
+    pool: AsyncConnectionPool,
+    now: datetime,
+    *,
+    limit: int = ROLL_UP_BATCH,
+    budget: float = ROLL_UP_BUDGET,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> int:
+    """Roll up recent settled days of the organizations' usage not rolled
+    up yet (common/usage_days.py), the newest first, before a report asks:
+    a report then reads the history for its partial edges only. Bounded by
+    `limit` days and `budget` seconds (the monotonic clock) a turn. How many."""
+    end = (now - usage_days.SETTLE).date()
+    first = end - timedelta(days=usage_days.RECENT_DAYS)
+    began, done = monotonic(), 0
+    async with pool.connection() as conn:
+        first = max(first, await usage_days.floor(conn) or first)
+        due = await fetchall(
+            conn, "usage_days_due", {"first_day": first, "end_day": end, "limit": limit}
+        )
+        for row in due:
+            async with conn.transaction():
+                await usage_days.roll_up(conn, row["organization_id"], row["day"], now)
+            done += 1
+            if monotonic() - began > budget:
+                break  # the rest at the next turn
+    if done:
+        log.info("usage_rolled_up", days=done)
+    return done
 
 
 def clear_gauges() -> None:
@@ -243,7 +286,13 @@ async def sweep_loop(
             ticks = clock.monotonic()
             if purged_at is None or ticks - purged_at >= PURGE_EVERY.total_seconds():
                 purged_at = ticks
-                await purge_once(pool, clock.now())
+                await purge_once(
+                    pool,
+                    clock.now(),
+                    roll_up=functools.partial(
+                        roll_up_usage, pool, clock.now(), monotonic=clock.monotonic
+                    ),
+                )
         except Exception:  # the next round tries again; a sweep must never kill the worker
             log.exception("sweep failed")
         with contextlib.suppress(TimeoutError):

@@ -24,10 +24,11 @@
 -- notebook_events_notebook_time notebook by notebook, never the
 -- organization's window. Both end with the fragment usage_answer.
 
--- fragment: usage_answer
--- The timeline's other branches, then the spans, sums and the answer, over
--- the CTEs `inside` (the window's events), `probed` (notebooks whose status
--- as the window opens is looked up) and the timeline's first branch.
+-- fragment: usage_used
+-- The timeline's other branches, then the spans and each notebook's sum
+-- (`used`), over the CTEs `inside` (the window's events), `probed`
+-- (notebooks whose status as the window opens is looked up) and the
+-- timeline's first branch.
     union all
     select p.id, b.to_status, %(from)s::timestamptz, 0::bigint
       from probed p
@@ -52,6 +53,9 @@
       from spans sp
      where sp.status = any(%(held)s::text[])
      group by sp.notebook_id
+
+-- fragment: usage_answer
+-- The answer from `used` (notebook_id, seconds): names, owners, sums.
 ), named as (
     select u.notebook_id, u.seconds, coalesce(n.member_id, d.member_id) as member_id,
            n.id is null or n.deleted_at is not null as deleted,
@@ -86,6 +90,11 @@ select
        and m.id in (select o.member_id from owners o)), '[]')::text as members
 
 -- name: api_org_usage
+-- include: org_usage_used
+-- include: usage_answer
+
+-- fragment: org_usage_used
+-- The organization's window, to each notebook's seconds (`used`).
 with inside as materialized (
     select e.id, e.notebook_id, e.to_status, e.created_at
       from notebook_events e
@@ -104,7 +113,82 @@ with inside as materialized (
       from notebooks n
      where n.organization_id = %(org_id)s and n.status_changed_at < %(from)s
        and n.status = any(%(held)s::text[])
+-- include: usage_used
+
+-- name: usage_window_by_notebook
+-- Each notebook's seconds in one of the organization's windows, as
+-- api_org_usage reads them: a day to roll up, or a window's edge.
+-- include: org_usage_used
+)
+select u.notebook_id, u.seconds from used u;
+
+-- name: api_org_usage_rolled
+-- The answer of api_org_usage for a window whose whole days [first_day,
+-- end_day) are rolled up (usage_days, migration 0026): their sums, plus
+-- its edges' seconds by notebook (`edge_ids`, `edge_seconds`, from
+-- usage_window_by_notebook).
+with used as (
+    select x.notebook_id, sum(x.seconds)::float8 as seconds
+      from (select d.notebook_id, d.seconds from usage_days d
+             where d.organization_id = %(org_id)s
+               and d.day >= %(first_day)s and d.day < %(end_day)s
+            union all
+            select e.id, e.seconds
+              from unnest(%(edge_ids)s::text[], %(edge_seconds)s::float8[]) as e(id, seconds)) x
+     group by x.notebook_id
 -- include: usage_answer
+
+-- name: usage_days_missing
+-- The days of [first_day, end_day) not rolled up yet for the organization
+-- (date arithmetic: no time zone in it); a day before it existed has no
+-- usage, and is never rolled up.
+select %(first_day)s::date + g as day
+  from generate_series(0, %(end_day)s::date - %(first_day)s::date - 1) g
+ where %(first_day)s::date + g >= (select (o.created_at at time zone 'UTC')::date
+                                    from organizations o where o.id = %(org_id)s)
+   and not exists (select 1 from usage_days_settled s
+                    where s.organization_id = %(org_id)s and s.day = %(first_day)s::date + g)
+ order by 1;
+
+-- name: usage_days_floor
+-- The first day that may be rolled up: the one after deletions began to
+-- leave tombstones (migration 0015). A notebook deleted before then counts
+-- from its first event in a window to its last, so a window cut at a
+-- midnight would lose its time across it: such days are read from the
+-- history whole. A database made since: no such notebook, no floor.
+select (m.applied_at at time zone 'UTC')::date + 1 as day
+  from schema_migrations m
+ where m.version = 15
+   and exists (select 1 from schema_migrations f where f.version = 1
+                and f.applied_at < m.applied_at - interval '1 minute');
+
+-- name: usage_day_keep
+-- One day's seconds by notebook, kept once (two writers at once: the first).
+with kept as (
+    insert into usage_days_settled (organization_id, day, rolled_at)
+    values (%(org_id)s, %(day)s, %(now)s)
+    on conflict do nothing
+    returning day
+)
+insert into usage_days (organization_id, day, notebook_id, seconds)
+select %(org_id)s, %(day)s, e.id, e.seconds
+  from unnest(%(ids)s::text[], %(seconds)s::float8[]) as e(id, seconds)
+ where exists (select 1 from kept)
+on conflict do nothing;
+
+-- name: usage_days_due
+-- The housekeeping's: recent settled days of every organization not
+-- rolled up yet (since it existed), the newest first, a bounded batch.
+select o.id as organization_id, d.day
+  from organizations o
+ cross join lateral (
+       select %(first_day)s::date + g as day
+         from generate_series(0, %(end_day)s::date - %(first_day)s::date - 1) g) d
+ where d.day >= (o.created_at at time zone 'UTC')::date
+   and not exists (select 1 from usage_days_settled s
+                    where s.organization_id = o.id and s.day = d.day)
+ order by d.day desc, o.id
+ limit %(limit)s;
 
 -- name: api_member_usage
 with mine as materialized (
@@ -132,4 +216,5 @@ with mine as materialized (
     select m.id as notebook_id, m.status, %(from)s::timestamptz as at, 0::bigint as seq
       from mine m
      where m.status_changed_at < %(from)s and m.status = any(%(held)s::text[])
+-- include: usage_used
 -- include: usage_answer

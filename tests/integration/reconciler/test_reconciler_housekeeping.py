@@ -11,15 +11,16 @@ import contextlib
 import functools
 import secrets
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from prometheus_client import REGISTRY
 
+from common import usage_days
 from common.clock import FakeClock
 from common.ids import new_id
 from reconciler import metrics
-from reconciler.sweep import purge_once, sweep_loop
+from reconciler.sweep import purge_once, roll_up_usage, sweep_loop
 
 DAY = timedelta(days=1)
 
@@ -249,3 +250,43 @@ async def test_one_purge_at_a_time_holding_its_lock_across_batches(
     assert not await _ids(db, f"select id from api_tokens where id in ('{first}', '{second}')")
     monkeypatch.undo()
     assert await purge_once(pool, clock.now(), limit=1) is not None  # released
+
+
+async def test_recent_days_of_usage_are_rolled_up_before_a_report_asks(rows, pool, db):
+    """The housekeeping rolls up each organization's settled days (since it
+    existed, RECENT_DAYS back), the newest first, a bounded batch a turn:
+    a month's report then reads its partial edges only from the history."""
+    now = datetime(2026, 11, 10, 0, 30, tzinfo=UTC)  # Nov 9 ended 30 min ago: not settled
+    await db.execute(
+        "update organizations set created_at = %s where id = %s", (now - 5 * DAY, rows.org)
+    )
+    nid = await rows.notebook()
+    await db.execute(
+        "insert into notebook_events (notebook_id, organization_id, to_status, reason, actor,"
+        " created_at) values (%s, %s, 'running', '', 'reconciler', %s),"
+        " (%s, %s, 'stopped', '', 'reconciler', %s)",
+        (nid, rows.org, now - 3 * DAY, nid, rows.org, now - 3 * DAY + timedelta(hours=2)),
+    )
+    await db.execute(
+        "update notebooks set status = 'stopped', status_changed_at = %s where id = %s",
+        (now - 3 * DAY + timedelta(hours=2), nid),
+    )
+    assert await roll_up_usage(pool, now, limit=2) == 2
+    days = await _ids(db, "select day as id from usage_days_settled")
+    assert days == {date(2026, 11, 9) - timedelta(days=1), date(2026, 11, 9) - timedelta(days=2)}
+    await roll_up_usage(pool, now + usage_days.SETTLE)  # Nov 9 settled now; the rest
+    days = await _ids(db, "select day as id from usage_days_settled")
+    # Since the organization existed (Nov 5), not the 40 days before.
+    assert days == {date(2026, 11, d) for d in range(5, 10)}
+    kept = await db.execute("select day, seconds from usage_days where notebook_id = %s", (nid,))
+    assert [(r["day"], r["seconds"]) for r in await kept.fetchall()] == [
+        (date(2026, 11, 7), 7200.0)
+    ]
+    assert await roll_up_usage(pool, now + usage_days.SETTLE) == 0  # nothing left
+    # A turn stops past its time budget (a day of a large organization takes
+    # about a second), after one day at least: the rest at the next turn.
+    await db.execute("delete from usage_days_settled")
+    await db.execute("delete from usage_days")
+    ticks = iter(range(100))
+    turn = await roll_up_usage(pool, now, budget=1.5, monotonic=lambda: float(next(ticks)))
+    assert turn == 2
