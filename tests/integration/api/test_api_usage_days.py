@@ -206,3 +206,33 @@ async def test_a_notebook_handed_on_after_its_days_are_rolled_up_counts_for_its_
     assert owners[notebooks[1]] == world.admin.id
     expected = from_history(factory, world, instant(-0.5 * DAY), instant(2.5 * DAY))
     assert {k: body[k] for k in expected} == expected
+
+
+async def test_no_day_before_deletions_left_tombstones_is_rolled_up(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    """On a database that ran before migration 0015, a notebook deleted
+    then has no tombstone and counts from its first event in a window to its
+    last: such days are read from the history whole, never cut at midnight."""
+    history_of_four_days(factory, world)
+    factory.clock.advance(3.5 * DAY)
+    applied = factory.conn.execute(
+        "select version, applied_at from schema_migrations where version in (1, 15)"
+    ).fetchall()
+    try:
+        for version, when in ((1, -30 * DAY), (15, 0.5 * DAY)):  # 0015 on Nov 2, 00:00
+            factory.conn.execute(
+                "update schema_migrations set applied_at = %s where version = %s",
+                (instant(when), version),
+            )
+        window = f"?from={at(-0.5 * DAY)}&to={at(2.5 * DAY)}"  # Nov 1 to Nov 3
+        body = await usage(client, world.admin, window)
+        days = factory.conn.execute("select day from usage_days_settled").fetchall()
+        assert [d[0] for d in days] == [date(2026, 11, 3)]
+        expected = from_history(factory, world, instant(-0.5 * DAY), instant(2.5 * DAY))
+        assert {k: body[k] for k in expected} == expected
+    finally:
+        for version, when in applied:
+            factory.conn.execute(
+                "update schema_migrations set applied_at = %s where version = %s", (when, version)
+            )
