@@ -143,9 +143,9 @@ RESTORE_SCHEMA = obj(
 )
 
 
-def kept_time(kept_at: datetime) -> str:
-    """A version's time as the history says it (the console shows it so)."""
-    return kept_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def history_time(at: datetime) -> str:
+    """A time as a history's reason says it: UTC, to the minute."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 async def restore_file_version(ctx: Ctx) -> web.Response:
@@ -181,7 +181,7 @@ async def restore_file_version(ctx: Ctx) -> web.Response:
         ctx,
         notebook_id,
         row,
-        f"Restored the version of its file kept at {kept_time(found['kept_at'])},"
+        f"Restored the version of its file kept at {history_time(found['kept_at'])},"
         " for its next start",
     )
     return await list_file_versions(ctx)

@@ -169,8 +169,9 @@ OPS: list[Op] = [
        "Forget every version of the notebook's file but the newest", 204, None,
        errors=(403,)),
     Op("GET", TRASH, trash.list_trash,
-       "List the recently deleted notebooks the caller owned or deleted (an org admin: the"
-       " organization's), newest first", 200, "DeletedNotebookList", paginated=True),
+       "List the recently deleted notebooks the caller could have deleted (their own, those of"
+       " a team they are an admin of; an org admin: the organization's), newest first", 200,
+       "DeletedNotebookList", paginated=True),
     Op("GET", TRASH + "/{id}/file", trash.trashed_file,
        "Download a recently deleted notebook's file", 200, None, errors=(304,),
        media=notebook_files.MEDIA_TYPE),

@@ -13,7 +13,7 @@ from aiohttp import web
 from api.config_teams import check_config_usable
 from api.context import Ctx
 from api.errors import BadRequest, Conflict, NotFound
-from api.notebook_files import file_response, kept_time
+from api.notebook_files import file_response, history_time
 from api.notebooks import check_config, describe_notebook, set_status
 from api.org_limits import TIMEOUTS, organization_limits
 from api.responses import no_content, page_params, plain_list
@@ -92,7 +92,8 @@ async def bring_back(ctx: Ctx) -> web.Response:
         notebook_id,
         "stopped",
         "",
-        reason=f"Brought back from Recently deleted (deleted {kept_time(row['deleted_at'])})",
+        reason=f"Brought back from Recently deleted: {row['notebook_id']}, deleted"
+        f" {history_time(row['deleted_at'])}",
         record_unchanged=True,
     )
     return await describe_notebook(ctx, notebook_id, 201)

@@ -18,11 +18,10 @@ from api.errors import BadRequest
 from api.responses import raw_json
 from api.teams import require_org_admin
 from common import usage_days
-from common.statuses import HOLDS_SERVERS
 
 MAX_WINDOW = timedelta(days=366)
 TOP_NOTEBOOKS = 100
-HELD = sorted(HOLDS_SERVERS)  # the statuses counted, as the statement takes them
+HELD = usage_days.HELD  # the statuses counted, as the statements take them
 
 TIME_PARAMETER: dict[str, Any] = {
     "required": False,
@@ -97,12 +96,14 @@ def window(ctx: Ctx) -> tuple[datetime, datetime]:
 
 
 async def org_usage(ctx: Ctx) -> web.Response:
-    """Its whole settled days from their roll-up (rolled up now if a day is
-    not yet), its partial edges from the history: a month costs what two
-    days do (common/usage_days.py)."""
+    """Its whole settled days from their roll-up (a day or two not rolled up
+    yet, rolled up now), its partial edges from the history
+    (common/usage_days.py); else the history alone."""
     require_org_admin(ctx)
     start, until = window(ctx)
-    span = usage_days.rolled_span(start, until, ctx.now, await usage_days.floor(ctx.conn))
+    span = usage_days.rolled_span(
+        start, until, ctx.now, await usage_days.first_rollable_day(ctx.conn)
+    )
     if span is None:
         return await usage(ctx, "api_org_usage", start, until)
     first, end = span

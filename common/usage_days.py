@@ -1,9 +1,9 @@
 """The organization's usage by whole UTC day (migration 0026, docs/api.md
 "Usage"): a settled day is read from the history once, kept in
-`usage_days`, and read from there by every later report, so a window's cost
-is its two partial edges, not its whole history. Used by the API (a day a
-window asks for that is not rolled up yet) and the workers' housekeeping
-(recent days, before anyone asks)."""
+`usage_days`, and read from there by every later report, so a window reads
+from the history its partial edges only, and sums one row per notebook per
+whole day it ran. Used by the workers' housekeeping (recent days, before
+anyone asks) and the API (a report finding at most IN_REPORT_DAYS missing)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def rolled_span(
     return (first, end) if first < end else None
 
 
-async def floor(conn: AsyncConnection[Any]) -> date | None:
+async def first_rollable_day(conn: AsyncConnection[Any]) -> date | None:
     """The first day that may be rolled up (`usage_days_floor`)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("usage_days_floor"))

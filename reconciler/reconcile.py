@@ -426,7 +426,7 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
                 await deps.runtime.ensure_stopped(row["id"])
                 observed = Observation(session_id=None)
             case Action.DELETE:
-                if observed.session_id:
+                if observed.session_id and deps.trash_days:
                     # Its last edits, for what brings it back (notebook_trash).
                     await _keep_file(deps, row, observed)
                 deps.copies_tried.pop(row["id"], None)

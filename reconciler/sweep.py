@@ -196,7 +196,10 @@ async def purge_once(
                     if deleted < limit:
                         break
             if roll_up is not None:
-                await roll_up()
+                try:
+                    await roll_up()
+                except Exception:  # the purge's figures are logged all the same
+                    log.exception("usage_roll_up_failed")
         finally:
             await conn.execute(query("reconciler_purge_unlock"), {"key": PURGE_LOCK_KEY})
     if any(purged.values()):
@@ -224,7 +227,7 @@ async def roll_up_usage(
     first = end - timedelta(days=usage_days.RECENT_DAYS)
     began, done = monotonic(), 0
     async with pool.connection() as conn:
-        first = max(first, await usage_days.floor(conn) or first)
+        first = max(first, await usage_days.first_rollable_day(conn) or first)
         due = await fetchall(
             conn, "usage_days_due", {"first_day": first, "end_day": end, "limit": limit}
         )

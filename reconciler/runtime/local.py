@@ -392,13 +392,15 @@ class LocalRuntime:
         if replacing and replaces is None:
             return
         nb_dir = self.notebook_dir(spec.notebook_id)
-        seeding.seed(
+        did = seeding.seed(
             str(nb_dir / NOTEBOOK_FILE),
             (spec.seed or TEMPLATE).encode("utf-8"),
             replaces,
             spec.session_id,
             mode=0o600,  # the notebook's code is its owner's, not the host's users'
         )
+        if did.startswith("restored"):
+            log.info("notebook_file_restored", notebook_id=spec.notebook_id, did=did)
 
     @staticmethod
     def _count_clash(state: dict[str, object], key: str, dead: procs.Proc | None) -> bool:

@@ -89,6 +89,7 @@ def seed(
             if found not in replaces.split():
                 aside = _free(os.path.join(os.path.dirname(path), aside_name(session_id)))
                 os.replace(path, aside)
+                did = "restored, the file there kept beside as " + os.path.basename(aside)
             _write(path, data, mode)
     else:
         _write(path, data, mode)

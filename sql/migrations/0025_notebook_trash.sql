@@ -4,7 +4,8 @@
 -- removes its row (reconciler_delete_notebook), from the newest copy of its
 -- file (migration 0022) or the file it was brought as (0016); purged by the
 -- workers' housekeeping once `kept_until` passes, or at once by whoever could
--- delete it (its owner then, an org admin, an admin of one of its teams). A table of its own: up to 512 KiB of text each, out of the
+-- delete it (its owner then, an org admin, an admin now of one of its
+-- teams). A table of its own: up to 512 KiB of text each, out of the
 -- tombstones (deleted_notebooks, 0015) that usage reads, which stay forever.
 -- No foreign keys, as the tombstones: the member, config and teams named may
 -- be gone by the time it is brought back.

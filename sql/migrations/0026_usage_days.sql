@@ -2,10 +2,9 @@
 -- notebook held servers in each whole UTC day, once that day is settled (an
 -- hour past its end: events a lagging clock stamped late are in by then).
 -- A window's whole days are read from here, only its partial edges from the
--- history, so a month costs what two days do (a month of a million events
--- took seconds, read from the history alone). Written by the workers'
--- housekeeping for recent days, and by the API for any day a window asks for
--- that is not here yet; the history stays the truth (kept forever), and a
+-- history (a month of a million events took seconds, read from the history
+-- alone). Written by the workers' housekeeping, and by a report that finds
+-- a day or two missing; the history stays the truth (kept forever), and a
 -- day here is what it said once settled. Seconds by notebook, not owner:
 -- a notebook counts for its owner at the time of the report, as before.
 -- New tables; no lock on any other.

@@ -22,7 +22,8 @@
 -- not yet removed off notebooks_member_deleting, migration 0018) and those
 -- deleted for good while theirs (deleted_notebooks_member); their events come off
 -- notebook_events_notebook_time notebook by notebook, never the
--- organization's window. Both end with the fragment usage_answer.
+-- organization's window. Both end with the fragment usage_answer, as does
+-- api_org_usage_rolled (whole days from usage_days, migration 0026).
 
 -- fragment: usage_used
 -- The timeline's other branches, then the spans and each notebook's sum

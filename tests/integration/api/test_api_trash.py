@@ -1,7 +1,8 @@
 """Recently deleted notebooks (`/workloads/deleted-notebooks`, migration
 0025, docs/api.md "Recently deleted"): what the workers keep of a notebook
 as they remove it (reconciler_delete_notebook, run here as the reconciler
-runs it), listed to whoever owned or deleted it and to org admins,
+runs it), listed to whoever could delete it (its owner, org admins, admins
+now of its teams),
 downloaded, brought back as a new notebook, or forgotten at once; gone for
 every reader after its days. (The reconciler's side, from real processes:
 tests/integration/reconciler/test_reconciler_files.py.)"""
@@ -115,7 +116,7 @@ async def test_a_deleted_notebook_is_brought_back_as_it_was(
     assert await got.text() == CODE
     history = await body_of(await client.get(f"{NB}/{back}/events", headers=world.owner.auth))
     assert history["items"][0]["reason"] == (
-        "Brought back from Recently deleted (deleted 2026-11-01 12:01 UTC)"
+        f"Brought back from Recently deleted: {world.notebook}, deleted 2026-11-01 12:01 UTC"
     )
     # Out of the trash: once.
     assert (await body_of(await client.get(TRASH, headers=world.owner.auth)))["total"] == 0

@@ -179,7 +179,9 @@ async def test_a_running_notebook_deleted_keeps_its_last_edits_to_bring_it_back(
     await rows.start(nid)
     await rows.wait_running(nid)
     path = rsettings.data_dir / "notebooks" / nid / "notebook.py"
-    path.write_text(path.read_text() + "# the last edit\n")
+    template = path.read_text()
+    await until_kept(db, nid, template)  # the first copy is taken: the next in an hour
+    path.write_text(template + "# the last edit\n")
     await rows.delete(nid)
     assert await rows.wait_for(nid, lambda r: r is None) is None
     assert not path.exists()  # its storage went

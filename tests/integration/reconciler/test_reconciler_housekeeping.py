@@ -182,6 +182,17 @@ async def test_the_sweep_loop_purges_at_most_once_a_minute(rows, pool, db):
         clock.advance(60)
         await until(lambda: gone(second))
 
+        # A turn also rolls up the organizations' settled days of usage.
+        async def rolled_up() -> bool:
+            return bool(await _ids(db, "select day as id from usage_days_settled"))
+
+        await db.execute(
+            "update organizations set created_at = %s where id = %s",
+            (clock.now() - 3 * DAY, rows.org),
+        )
+        clock.advance(60)
+        await until(rolled_up)
+
 
 class WallSteppedBack(FakeClock):
     """Its wall clock can be stepped back (NTP, an operator) on its own."""

@@ -39,7 +39,9 @@ def test_a_restore_replaces_a_kept_copy_and_keeps_anything_else_beside(tmp_path:
     # The next session's restore, over edits no copy has (a failed stop's
     # copy): kept beside, and an earlier session's marker goes.
     path.write_bytes(b"edits no copy has\n")
-    assert seeding.seed(str(path), b"older\n", sha(RESTORED), "S2") == "restored"
+    assert seeding.seed(str(path), b"older\n", sha(RESTORED), "S2") == (
+        "restored, the file there kept beside as notebook-before-restore-S2.py"
+    )
     assert files(tmp_path) == {
         ".restored-S2": b"",
         "notebook-before-restore-S2.py": b"edits no copy has\n",
