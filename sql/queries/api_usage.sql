@@ -141,13 +141,11 @@ with used as (
 
 -- name: usage_days_missing
 -- The days of [first_day, end_day) not rolled up yet for the organization
--- (date arithmetic: no time zone in it); a day before it existed has no
--- usage, and is never rolled up.
+-- (date arithmetic: no time zone in it). Days before it existed too: its
+-- history is what it is (an event stamped by a clock behind the database's).
 select %(first_day)s::date + g as day
   from generate_series(0, %(end_day)s::date - %(first_day)s::date - 1) g
- where %(first_day)s::date + g >= (select (o.created_at at time zone 'UTC')::date
-                                    from organizations o where o.id = %(org_id)s)
-   and not exists (select 1 from usage_days_settled s
+ where not exists (select 1 from usage_days_settled s
                     where s.organization_id = %(org_id)s and s.day = %(first_day)s::date + g)
  order by 1;
 
@@ -179,13 +177,15 @@ on conflict do nothing;
 
 -- name: usage_days_due
 -- The housekeeping's: recent settled days of every organization not
--- rolled up yet (since it existed), the newest first, a bounded batch.
+-- rolled up yet, from the day before it existed (a clock behind the
+-- database's may stamp its first events there), the newest first, a
+-- bounded batch. A report reaching further back reads the history alone.
 select o.id as organization_id, d.day
   from organizations o
  cross join lateral (
        select %(first_day)s::date + g as day
          from generate_series(0, %(end_day)s::date - %(first_day)s::date - 1) g) d
- where d.day >= (o.created_at at time zone 'UTC')::date
+ where d.day >= (o.created_at at time zone 'UTC')::date - 1
    and not exists (select 1 from usage_days_settled s
                     where s.organization_id = o.id and s.day = d.day)
  order by d.day desc, o.id

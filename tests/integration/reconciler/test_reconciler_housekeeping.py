@@ -287,8 +287,8 @@ async def test_recent_days_of_usage_are_rolled_up_before_a_report_asks(rows, poo
     assert days == {date(2026, 11, 9) - timedelta(days=1), date(2026, 11, 9) - timedelta(days=2)}
     await roll_up_usage(pool, now + usage_days.SETTLE)  # Nov 9 settled now; the rest
     days = await _ids(db, "select day as id from usage_days_settled")
-    # Since the organization existed (Nov 5), not the 40 days before.
-    assert days == {date(2026, 11, d) for d in range(5, 10)}
+    # From the day before the organization existed (Nov 5), not the year before.
+    assert days == {date(2026, 11, d) for d in range(4, 10)}
     kept = await db.execute("select day, seconds from usage_days where notebook_id = %s", (nid,))
     assert [(r["day"], r["seconds"]) for r in await kept.fetchall()] == [
         (date(2026, 11, 7), 7200.0)
