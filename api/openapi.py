@@ -159,6 +159,8 @@ COMPONENTS: dict[str, Schema] = {
         "maxIdleTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
         "maxDetachedTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
         "platformMaxRunningPerMember": LIMIT, "platformMaxRunning": LIMIT,
+        # how long a deleted notebook can be brought back (NOTEBOOKS_TRASH_DAYS; 0: not at all)
+        "trashDays": {"type": "integer", "minimum": 0},
         "createdAt": TIME, "updatedAt": NULLABLE_TIME, "updatedBy": NULLABLE_ID,
         "updatedByName": {"type": ["string", "null"]},
     }),

@@ -32,6 +32,7 @@ async def get_organization(ctx: Ctx) -> web.Response:
         ctx.mine(
             platform_per_member=ctx.settings.max_running_per_member,
             platform_per_org=ctx.settings.max_running_per_org,
+            trash_days=ctx.settings.trash_days,
         ),
     )
     assert row is not None  # the caller's organization exists while they do

@@ -504,17 +504,34 @@ export function confirmStop(nb, trigger, stop) {
   };
 }
 
+// What a delete does, with how long it can be undone (the platform's
+// NOTEBOOKS_TRASH_DAYS, as GET /organization says; until read, vaguely).
+function deleteText(nb) {
+  const days = caps.trashDays;
+  const undo =
+    days === 0
+      ? "This cannot be undone."
+      : days
+        ? `Its file and settings stay ${days === 1 ? "1 day" : `${days} days`} under Recently deleted, from where it can be brought back.`
+        : "Its file and settings are usually kept a while under Recently deleted, from where it can be brought back.";
+  return (
+    "The notebook and its file are removed for everyone it is shared with. " +
+    (PROVISIONED.has(nb.status) || nb.status === "starting" ? "It is running and will be stopped first. " : "") +
+    undo
+  );
+}
+
 function confirmDelete(nb, ctx, trigger) {
   const dialog = $("#delete-dialog");
   const error = $("#delete-error");
   showError(error, null);
   $("#delete-title").textContent = `Delete “${nb.name}”?`;
-  $("#delete-text").textContent =
-    "The notebook and its file are removed for everyone it is shared with. " +
-    (PROVISIONED.has(nb.status) || nb.status === "starting" ? "It is running and will be stopped first. " : "") +
-    "Its file and settings are usually kept a while under Recently deleted, from where it can be brought back.";
+  $("#delete-text").textContent = deleteText(nb);
   wireDialog(dialog, trigger);
   dialog.showModal();
+  refreshCaps().then(() => {
+    if (dialog.open && $("#delete-title").textContent === `Delete “${nb.name}”?`) $("#delete-text").textContent = deleteText(nb);
+  });
   $("#delete-form").onsubmit = async (ev) => {
     ev.preventDefault();
     const submit = $("#delete-submit");

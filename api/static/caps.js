@@ -7,8 +7,9 @@
 import { api } from "./api.js";
 import { formatTimeout } from "./dom.js";
 
-// In seconds, 0 being no cap; as last read.
-export const caps = { idle: 0, detached: 0 };
+// In seconds, 0 being no cap; as last read. `trashDays`: how long a deleted
+// notebook can be brought back (0: not at all; null: not read yet).
+export const caps = { idle: 0, detached: 0, trashDays: null };
 let readAt = 0;
 const MAX_AGE_MS = 30_000;
 
@@ -22,6 +23,7 @@ export function capped(seconds, cap) {
 export function absorbOrganization(org) {
   caps.idle = org.maxIdleTimeoutSeconds || 0;
   caps.detached = org.maxDetachedTimeoutSeconds || 0;
+  caps.trashDays = org.trashDays ?? null;
   readAt = Date.now();
 }
 

@@ -228,6 +228,7 @@ select json_build_object(
     'maxDetachedTimeoutSeconds', o.max_detached_timeout_seconds,
     'platformMaxRunningPerMember', %(platform_per_member)s::int,
     'platformMaxRunning', %(platform_per_org)s::int,
+    'trashDays', %(trash_days)s::int,
     'createdAt', o.created_at, 'updatedAt', o.updated_at, 'updatedBy', o.updated_by,
     -- who last changed a limit, by name: a member whose notebook a cap
     -- stopped asks an admin who (null: never changed)

@@ -45,7 +45,7 @@ def test_a_deleted_notebook_is_brought_back_from_recently_deleted(browser: Any, 
         page.evaluate(f"location.hash = '#/notebooks/{mistake}'")
         page.locator("#nb-actions").get_by_role("button", name="Delete").click()
         dialog = page.get_by_role("alertdialog", name="Delete “Revenue (Q3)”?")
-        expect(dialog).to_contain_text("kept a while under Recently deleted")
+        expect(dialog).to_contain_text("stay 30 days under Recently deleted")
         dialog.get_by_role("button", name="Delete").click()
         expect(page.get_by_role("heading", name="Notebooks", exact=True)).to_be_visible()
         assert stack.call("DELETE", f"/workloads/notebooks/{secret}")[0] == 204

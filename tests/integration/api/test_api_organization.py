@@ -56,6 +56,7 @@ async def test_every_member_reads_the_limits_and_only_org_admins_set_them(
         "maxDetachedTimeoutSeconds": 0,
         "platformMaxRunningPerMember": 0,
         "platformMaxRunning": 0,
+        "trashDays": 30,  # NOTEBOOKS_TRASH_DAYS: how long a delete can be undone
         "createdAt": body["createdAt"],
         "updatedAt": None,
         "updatedBy": None,
@@ -129,10 +130,11 @@ async def test_the_organizations_limits_hold_starts_where_the_operator_sets_none
 async def test_the_operators_limit_stays_the_ceiling(
     settings: Settings, clock: FakeClock, world: World, factory: Factory
 ) -> None:
-    limits = dataclasses.replace(settings, max_running_per_member=1)
+    limits = dataclasses.replace(settings, max_running_per_member=1, trash_days=0)
     async with TestClient(TestServer(create_app(limits, clock=clock))) as client:
         body = await organization(client, world.owner)
         assert body["platformMaxRunningPerMember"] == 1
+        assert body["trashDays"] == 0  # the console says a delete cannot be undone
         # An organization cannot loosen the operator's limit by setting a higher one.
         await set_limits(client, world.admin, maxRunningPerMember=5)
         factory.notebook(world.owner, world.config, status="idle")
