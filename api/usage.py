@@ -113,17 +113,8 @@ async def org_usage(ctx: Ctx) -> web.Response:
         return await usage(ctx, "api_org_usage", start, until)
     for day in missing:
         await usage_days.roll_up(ctx.conn, org, day, ctx.now)
-    edges = await usage_days.edges(ctx.conn, org, start, until, span)
-    return await usage(
-        ctx,
-        "api_org_usage_rolled",
-        start,
-        until,
-        first_day=first,
-        end_day=end,
-        edge_ids=list(edges),
-        edge_seconds=list(edges.values()),
-    )
+    rolled = await usage_days.rolled_params(ctx.conn, org, start, until, span)
+    return await usage(ctx, "api_org_usage_rolled", start, until, **rolled)
 
 
 async def my_usage(ctx: Ctx) -> web.Response:

@@ -89,19 +89,8 @@ async def from_history(
 async def rolled(conn: psycopg.AsyncConnection[Any], start: datetime, until: datetime) -> float:
     span = usage_days.rolled_span(start, until, NOW)
     assert span is not None
-    first, end = span
-    edges = await usage_days.edges(conn, "ORG", start, until, span)
-    cur = await conn.execute(
-        query("api_org_usage_rolled"),
-        params(
-            start,
-            until,
-            first_day=first,
-            end_day=end,
-            edge_ids=list(edges),
-            edge_seconds=list(edges.values()),
-        ),
-    )
+    rolled = await usage_days.rolled_params(conn, "ORG", start, until, span)
+    cur = await conn.execute(query("api_org_usage_rolled"), params(start, until, **rolled))
     row = await cur.fetchone()
     assert row is not None
     return float(row["seconds"])

@@ -65,22 +65,28 @@ async def window_by_notebook(
         return {str(r["notebook_id"]): float(r["seconds"]) for r in await cur.fetchall()}
 
 
-async def edges(
+async def rolled_params(
     conn: AsyncConnection[Any],
     org_id: str,
     start: datetime,
     until: datetime,
     span: tuple[date, date],
-) -> dict[str, float]:
-    """Each notebook's seconds in the window's partial days, before and
-    after its whole days `span` (`rolled_span`), read from the history."""
+) -> dict[str, Any]:
+    """What api_org_usage_rolled takes beyond the window: its whole days
+    `span` (`rolled_span`, rolled up), and each notebook's seconds in its
+    partial days before and after them, read from the history."""
     first, end = span
     used: dict[str, float] = {}
     for a, b in ((start, midnight(first)), (midnight(end), until)):
         if a < b:
             for notebook_id, seconds in (await window_by_notebook(conn, org_id, a, b)).items():
                 used[notebook_id] = used.get(notebook_id, 0.0) + seconds
-    return used
+    return {
+        "first_day": first,
+        "end_day": end,
+        "edge_ids": list(used),
+        "edge_seconds": list(used.values()),
+    }
 
 
 async def roll_up(conn: AsyncConnection[Any], org_id: str, day: date, now: datetime) -> None:
