@@ -126,6 +126,11 @@ async def list_file_versions(ctx: Ctx) -> web.Response:
     and then saved over is in an earlier one."""
     notebook_id = path_id(ctx.request, "id")
     await check_versions_access(ctx, notebook_id)
+    return await versions_answer(ctx, notebook_id)
+
+
+async def versions_answer(ctx: Ctx, notebook_id: str) -> web.Response:
+    """The versions' list, for a caller already found to read it."""
     row = await ctx.one("api_notebook_file_versions", {"id": notebook_id})
     assert row is not None  # an aggregate: one row
     return raw_json(f'{{"total":{row["total"]},"items":{row["items"]}}}')
@@ -184,7 +189,7 @@ async def restore_file_version(ctx: Ctx) -> web.Response:
         f"Restored the version of its file kept at {history_time(found['kept_at'])},"
         " for its next start",
     )
-    return await list_file_versions(ctx)
+    return await versions_answer(ctx, notebook_id)  # its role was judged on the locked row
 
 
 async def forget_file_versions(ctx: Ctx) -> web.Response:

@@ -36,6 +36,12 @@ async def delete_for_good(
     )
 
 
+async def trash_the_notebook(client: TestClient, factory: Factory, world: World) -> None:
+    """World's notebook, with a copy of its file kept, deleted by its owner."""
+    keep(factory, world.notebook, CODE)
+    await delete_for_good(client, factory, world.notebook, world.owner)
+
+
 async def test_a_deleted_notebook_is_listed_with_what_brings_it_back(
     client: TestClient, world: World, factory: Factory
 ) -> None:
@@ -96,8 +102,7 @@ async def test_a_deleted_notebook_is_brought_back_as_it_was(
         " where id = %s",
         (world.notebook,),
     )
-    keep(factory, world.notebook, CODE)
-    await delete_for_good(client, factory, world.notebook, world.owner)
+    await trash_the_notebook(client, factory, world)
     resp = await client.post(f"{TRASH}/{world.notebook}/restore", headers=world.admin.auth)
     assert resp.status == 201, await resp.text()
     body = await body_of(resp)
@@ -131,8 +136,7 @@ async def test_a_deleted_notebook_is_brought_back_as_it_was(
 async def test_a_leavers_notebook_comes_back_to_who_brings_it_back(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    keep(factory, world.notebook, CODE)
-    await delete_for_good(client, factory, world.notebook, world.owner)
+    await trash_the_notebook(client, factory, world)
     factory.conn.execute("update members set disabled_at = now() where id = %s", (world.owner.id,))
     # Its team's admin brings it back, theirs now (as a hand-over would make it).
     url = f"{TRASH}/{world.notebook}/restore"
@@ -168,8 +172,7 @@ async def test_a_team_admin_removed_since_no_longer_sees_it(
 async def test_a_deleted_config_or_team_is_not_brought_back(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    keep(factory, world.notebook, CODE)
-    await delete_for_good(client, factory, world.notebook, world.owner)
+    await trash_the_notebook(client, factory, world)
     factory.conn.execute("delete from teams where id = %s", (world.team,))
     factory.conn.execute("delete from workload_configs where id = %s", (world.config,))
     url = f"{TRASH}/{world.notebook}/restore"
@@ -195,8 +198,7 @@ async def test_a_config_the_owner_may_not_use_is_refused(
 ) -> None:
     """Its cost is its owner's: a config closed to them since (org admins
     only) is refused, as at a create, and nothing is written."""
-    keep(factory, world.notebook, CODE)
-    await delete_for_good(client, factory, world.notebook, world.owner)
+    await trash_the_notebook(client, factory, world)
     factory.conn.execute(
         "update workload_configs set restricted = true where id = %s", (world.config,)
     )
@@ -222,8 +224,7 @@ async def test_its_timeouts_come_back_under_the_caps_of_now(
         " where id = %s",
         (world.notebook,),
     )
-    keep(factory, world.notebook, CODE)
-    await delete_for_good(client, factory, world.notebook, world.owner)
+    await trash_the_notebook(client, factory, world)
     factory.conn.execute(
         "update organizations set max_idle_timeout_seconds = 1800 where id = %s", (world.org,)
     )
@@ -264,8 +265,7 @@ async def test_pages_of_recently_deleted(
 async def test_forgotten_at_once_or_after_its_days(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    keep(factory, world.notebook, CODE)
-    await delete_for_good(client, factory, world.notebook, world.owner)
+    await trash_the_notebook(client, factory, world)
     other = factory.notebook(world.owner, world.config)
     keep(factory, other, CODE)
     await delete_for_good(client, factory, other, world.owner, trash_days=1)
@@ -320,8 +320,7 @@ async def test_a_notebook_brought_as_a_file_and_never_run_is_kept_too(
 async def test_a_read_only_token_lists_and_downloads_only(
     client: TestClient, world: World, factory: Factory
 ) -> None:
-    keep(factory, world.notebook, CODE)
-    await delete_for_good(client, factory, world.notebook, world.owner)
+    await trash_the_notebook(client, factory, world)
     auth = await read_only_token(client, world)
     assert (await body_of(await client.get(TRASH, headers=auth)))["total"] == 1
     got = await client.get(f"{TRASH}/{world.notebook}/file", headers=auth)
