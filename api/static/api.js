@@ -246,6 +246,9 @@ export const api = {
   // in [from, to); `to` omitted: now.
   usage: (window) => request("GET", withWindow("/usage", window)),
   myUsage: (window) => request("GET", withWindow("/me/usage", window)),
+  // Every notebook's line of either, as CSV (`{ blob, headers }`).
+  usageExport: (window) => request("GET", withWindow("/usage/export", window), undefined, { raw: true }),
+  myUsageExport: (window) => request("GET", withWindow("/me/usage/export", window), undefined, { raw: true }),
   // The organization's activity (org admins), newest first; `actor`: one
   // member's id, or "reconciler"; `notebook`: one notebook's, deleted or not.
   activity: ({ limit, marker, actor, notebook } = {}) => {

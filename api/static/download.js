@@ -160,12 +160,13 @@ function versionName(name, keptAt) {
   return name.replace(/(\.py)?$/, ` ${stamp}$1`);
 }
 
-// A notebook's file the API answered (`{ blob, headers }`), saved by the
-// browser under the name the API gives (`rename` may change it); its name.
-export function saveFile({ blob, headers }, rename = (name) => name) {
-  if (!(headers.get("Content-Type") || "").startsWith("text/x-python")) {
+// A file the API answered (`{ blob, headers }`), a notebook's unless `type`
+// says otherwise, saved by the browser under the name the API gives
+// (`rename` may change it); its name.
+export function saveFile({ blob, headers }, rename = (name) => name, type = "text/x-python") {
+  if (!(headers.get("Content-Type") || "").startsWith(type)) {
     // A page from something in front of the API (a proxy's, a portal's), not the file.
-    throw new Error("the answer is not the notebook's file");
+    throw new Error(type === "text/x-python" ? "the answer is not the notebook's file" : "the answer is not the file asked for");
   }
   const name = rename(fileName(headers.get("Content-Disposition")));
   const url = URL.createObjectURL(blob);

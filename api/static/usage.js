@@ -5,13 +5,15 @@
 // each change of window; it does not poll (a report).
 
 import { api } from "./api.js";
-import { $, h, showAdminNav, showError } from "./dom.js";
+import { saveFile } from "./download.js";
+import { $, h, isBusy, markBusy, showAdminNav, showError } from "./dom.js";
 import { loadLimits } from "./limits.js";
 import { absorb, memberLabel, state } from "./store.js";
 
 // `visit`: the report asked for last (a new window drops an older answer);
-// `stay`: this visit to the page (the limits are read once per visit).
-const view = { visit: 0, stay: 0, org: false };
+// `stay`: this visit to the page (the limits are read once per visit);
+// `shown`: the window of the report on the page, as it answered it.
+const view = { visit: 0, stay: 0, org: false, shown: null };
 
 // The window as the API takes it: [from, to), to omitted = now, from
 // omitted = the start of this month (UTC, by the server's clock: a browser
@@ -104,6 +106,27 @@ function offerCsv(report) {
   link.download = `usage-${report.from.slice(0, 10)}-to-${last}.csv`;
 }
 
+// "Every notebook as CSV": the report on the page, every notebook's line
+// (the page lists the 100 that ran longest), from the API (GET /usage/export).
+async function exportCsv(button) {
+  const span = view.shown;
+  if (!span || isBusy(button)) return;
+  const visit = view.visit;
+  markBusy(button, true);
+  showError($("#usage-error"), null);
+  try {
+    const answer = await (view.org ? api.usageExport(span) : api.myUsageExport(span));
+    if (visit !== view.visit) return; // left, or another window chosen
+    $("#usage-export-note").textContent = `Downloaded ${saveFile(answer, undefined, "text/csv")}.`;
+  } catch (err) {
+    if (visit !== view.visit) return;
+    if (err.status === 403 && view.org) demoted();
+    else showError($("#usage-error"), err, "Could not export the usage");
+  } finally {
+    markBusy(button, false);
+  }
+}
+
 // Whose usage the page shows: the organization's (org admins) or the
 // member's own notebooks' (GET /me/usage, everyone else).
 function setScope(org) {
@@ -128,6 +151,8 @@ async function load(note = null) {
     showError($("#usage-error"), note && { detail: note });
     render(report);
     offerCsv(report);
+    view.shown = { from: report.from, to: report.to };
+    $("#usage-export-note").textContent = "";
     region.hidden = false;
   } catch (err) {
     if (visit !== view.visit) return;
@@ -157,6 +182,7 @@ export const usageView = {
     $("#limits-panel").hidden = true;
     setScope(Boolean(state.me?.organizationAdmin));
     $("#usage-window").onchange = () => load();
+    $("#usage-export").onclick = (ev) => exportCsv(ev.currentTarget);
     load();
     const stay = ++view.stay;
     if (view.org) loadLimits(() => stay === view.stay);

@@ -4,6 +4,7 @@ notebooks held servers, and which ran longest; others are not offered it."""
 
 from __future__ import annotations
 
+import csv
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -85,6 +86,17 @@ def test_an_org_admin_sees_who_ran_what_and_for_how_long(
             "owner_id,owner_name,owner_email,notebooks,seconds,hours",
             f"{ann['id']},Ann Analyst,ann@example.com,1,3600,1.00",
         ]
+        # Every notebook's line, from the API, for the window shown.
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Every notebook as CSV").click()
+        name = download.value.suggested_filename
+        assert re.fullmatch(r"usage-\d{4}-\d{2}-\d{2}-to-\d{4}-\d{2}-\d{2}\.csv", name), name
+        expect(page.locator("#usage-export-note")).to_have_text(f"Downloaded {name}.")
+        with open(download.value.path(), newline="") as exported:
+            rows = list(csv.DictReader(exported))
+        assert [
+            (r["notebook_id"], r["notebook_name"], r["owner_name"], r["seconds"]) for r in rows
+        ] == [(churn, "Churn", "Ann Analyst", "3600")]
 
         page.get_by_label("Window").select_option("last-month")
         expect(page.locator("#usage-summary")).to_contain_text("1.5 h across 1 notebook")
@@ -152,6 +164,13 @@ def test_a_member_sees_their_own_usage_and_a_demoted_admin_goes_back_to_theirs(
         expect(page.locator("#limits-panel")).to_be_hidden()
         # Their own name, not a link to the admins' activity.
         expect(page.locator("#usage-members").get_by_role("link")).to_have_count(0)
+        # Their own notebooks' lines, none of the admin's.
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Every notebook as CSV").click()
+        assert download.value.suggested_filename.startswith("my-usage-")
+        with open(download.value.path(), newline="") as exported:
+            rows = list(csv.DictReader(exported))
+        assert [(r["notebook_name"], r["seconds"]) for r in rows] == [("Bo's notebook", "1800")]
     finally:
         close_page(page)
     page = browser.new_page(viewport=LAPTOP)
