@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -196,12 +197,18 @@ CSV_COLUMNS = (
 )
 
 
+# What starts a formula, the full-width forms included (a spreadsheet may
+# fold them), after what an importer may trim (white space, control codes).
+FORMULA_STARTS = frozenset("=+-@\uff1d\ufe66\uff0b\ufe62\uff0d\ufe63\uff20")
+
+
 def spreadsheet_cell(text: str) -> str:
-    """A text a spreadsheet shows as text: one starting with = + - @ (or a
-    tab or carriage return before them) would be taken for a formula, a
+    """A text a spreadsheet shows as text: one starting with = + - @ (after
+    any white space or control codes) would be taken for a formula, a
     notebook's name running as `=HYPERLINK(...)` on its admin's machine
     (OWASP "CSV injection"): a ' in front keeps it a string."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    lead = next((ch for ch in text if not (ch.isspace() or unicodedata.category(ch)[0] == "C")), "")
+    return f"'{text}" if lead in FORMULA_STARTS or text[:1] in ("\t", "\r") else text
 
 
 def usage_csv(start: datetime, until: datetime, row: dict[str, Any]) -> str:

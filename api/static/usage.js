@@ -76,10 +76,13 @@ function render(report) {
 }
 
 // A spreadsheet's cell: quoted when it holds a comma, a quote or a line
-// break; a leading = + - @ (a formula, in a spreadsheet) defused with a '.
+// break; a leading = + - @ (a formula, in a spreadsheet; full-width forms
+// and white space or control codes before it included) defused with a ',
+// as the API's export does (api/usage.py `spreadsheet_cell`).
+const FORMULA = /^[\s\p{C}]*[=+\-@\uff1d\ufe66\uff0b\ufe62\uff0d\ufe63\uff20]|^[\t\r]/u;
 function cell(value) {
   let text = String(value ?? "");
-  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  if (FORMULA.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
@@ -108,16 +111,19 @@ function offerCsv(report) {
 
 // "Every notebook as CSV": the report on the page, every notebook's line
 // (the page lists the 100 that ran longest), from the API (GET /usage/export).
+// Saved even if another window was chosen meanwhile (its name says its
+// window); said, or its error shown, only while the page shows that report.
 async function exportCsv(button) {
   const span = view.shown;
   if (!span || isBusy(button)) return;
   const visit = view.visit;
+  const note = $("#usage-export-note");
   markBusy(button, true);
-  showError($("#usage-error"), null);
+  note.textContent = "";
   try {
     const answer = await (view.org ? api.usageExport(span) : api.myUsageExport(span));
-    if (visit !== view.visit) return; // left, or another window chosen
-    $("#usage-export-note").textContent = `Downloaded ${saveFile(answer, undefined, "text/csv")}.`;
+    const name = saveFile(answer, undefined, "text/csv");
+    if (visit === view.visit) note.textContent = `Downloaded ${name}.`;
   } catch (err) {
     if (visit !== view.visit) return;
     if (err.status === 403 && view.org) demoted();
@@ -140,6 +146,8 @@ function setScope(org) {
 // `note`: said above the report once it is shown (and only then).
 async function load(note = null) {
   const visit = ++view.visit;
+  view.shown = null; // no export of the report on the page while another is read
+  $("#usage-export-note").textContent = "";
   const { from, to } = windowOf($("#usage-window").value);
   const span = { from: from?.toISOString(), to: to?.toISOString() };
   const region = $("#usage-report");
@@ -152,7 +160,6 @@ async function load(note = null) {
     render(report);
     offerCsv(report);
     view.shown = { from: report.from, to: report.to };
-    $("#usage-export-note").textContent = "";
     region.hidden = false;
   } catch (err) {
     if (visit !== view.visit) return;

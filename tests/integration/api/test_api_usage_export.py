@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from aiohttp.test_utils import TestClient
 from api_factories import Factory, Member, World, refused
 from test_api_usage import at, instant, usage
 from test_api_usage_days import DAY, history_of_four_days, roll_up_all_but_the_last
 
+from api import usage as usage_module
 from api.usage import CSV_COLUMNS, TOP_NOTEBOOKS
 from common.settings import Settings
 
@@ -77,7 +79,11 @@ async def test_a_name_a_spreadsheet_would_run_is_kept_text(
         "+1 forecast": "'+1 forecast",
         '-2, "quoted"\nand broken': '\'-2, "quoted"\nand broken',
         "@SUM(A1)": "'@SUM(A1)",
+        " \u00a0=1+1": "' \u00a0=1+1",  # trimmed by an importer, then a formula
+        "\uff1dcmd": "'\uff1dcmd",  # a full-width =
+        "\tx": "'\tx",
         "plain, with a comma": "plain, with a comma",
+        "a=b-c": "a=b-c",  # not at the start: text already
     }
     ids = {}
     for i, name in enumerate(names):
@@ -86,26 +92,39 @@ async def test_a_name_a_spreadsheet_would_run_is_kept_text(
         factory.event(nb, world.org, "running", at=instant(0))
         factory.event(nb, world.org, "stopped", at=instant(100 + i))
         ids[nb] = names[name]
-    factory.conn.execute("update members set name = '=cmd|calc' where id = %s", (world.owner.id,))
+    factory.conn.execute(
+        "update members set name = '=cmd|calc', email = '+1@example.com' where id = %s",
+        (world.owner.id,),
+    )
     factory.clock.advance(1000)
 
     _, rows = await export(client, world.admin)
     assert {row["notebook_id"]: row["notebook_name"] for row in rows} == ids
-    assert {row["owner_name"] for row in rows} == {"'=cmd|calc"}
+    assert {(row["owner_name"], row["owner_email"]) for row in rows} == {
+        ("'=cmd|calc", "'+1@example.com")
+    }
 
 
 async def test_a_window_deleted_notebooks_and_the_roll_up_as_the_report_counts_them(
-    client: TestClient, world: World, factory: Factory, settings: Settings
+    client: TestClient,
+    world: World,
+    factory: Factory,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Whole days from the roll-up, edges from the history, a notebook
-    deleted for good: the export's lines are the report's, line for line."""
+    """Whole days from the roll-up (the export rolls up the day left itself),
+    edges from the history, a notebook deleted for good: the export's lines
+    are the report's, line for line, past the report's own list."""
     history_of_four_days(factory, world)
     factory.clock.advance(3.5 * DAY)
     await roll_up_all_but_the_last(settings, world, factory)
     window = f"?from={at(-1.25 * DAY)}&to={at(2.6 * DAY)}"
 
-    report = await usage(client, world.admin, window)
     resp, rows = await export(client, world.admin, window)
+    report = await usage(client, world.admin, window)
+    monkeypatch.setattr(usage_module, "TOP_NOTEBOOKS", 1)
+    assert len((await usage(client, world.admin, window))["byNotebook"]) == 1
+    assert (await export(client, world.admin, window))[1] == rows
     assert resp.headers["Content-Disposition"] == (
         'attachment; filename="usage-2026-10-31-to-2026-11-04.csv"'
     )
@@ -125,20 +144,29 @@ async def test_a_window_deleted_notebooks_and_the_roll_up_as_the_report_counts_t
 
 
 async def test_a_member_exports_their_own_and_only_admins_the_organizations(
-    client: TestClient, world: World, factory: Factory
+    client: TestClient, world: World, factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mine = factory.notebook(world.outsider, world.config)
-    for nb in (mine, world.notebook):
+    also_mine = factory.notebook(world.outsider, world.config)
+    for nb in (mine, also_mine, world.notebook):
         factory.event(nb, world.org, "running", at=instant(0))
+    factory.event(also_mine, world.org, "stopped", at=instant(60))
     factory.clock.advance(7200)
+    monkeypatch.setattr(usage_module, "TOP_NOTEBOOKS", 1)  # the JSON's list: one
 
     resp, rows = await export(client, world.outsider, path=MY_EXPORT)
     assert resp.headers["Content-Disposition"] == (
         'attachment; filename="my-usage-2026-11-01-to-2026-11-01.csv"'
     )
     assert [(row["notebook_id"], row["seconds"], row["hours"]) for row in rows] == [
-        (mine, "7200", "2.00")
+        (mine, "7200", "2.00"),
+        (also_mine, "60", "0.02"),
     ]
+    # A window ending at a midnight is named for its last day.
+    resp, _ = await export(client, world.outsider, "?to=2026-11-01T00:00:00Z", MY_EXPORT)
+    assert resp.headers["Content-Disposition"] == (
+        'attachment; filename="my-usage-2026-10-01-to-2026-10-31.csv"'
+    )
     _, nothing = await export(client, world.viewer, path=MY_EXPORT)
     assert nothing == []  # the header alone
     for who in (world.owner, world.team_admin):
