@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench-api bench-start bench-proxy bench-sources bench-usage clean
+.PHONY: run test lint bench-api bench-start bench-proxy bench-sources bench-usage bench-usage-turn clean
 
 $(STAMP): pyproject.toml
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -41,6 +41,9 @@ bench-sources: $(STAMP)
 
 bench-usage: $(STAMP)
 	$(PY) bench/usage.py
+
+bench-usage-turn: $(STAMP)
+	$(PY) bench/usage_turn.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -222,7 +222,9 @@ async def roll_up_usage(
     """Roll up recent settled days of the organizations' usage not rolled
     up yet (common/usage_days.py), the newest first, before a report asks:
     a report then reads the history for its partial edges only. Bounded by
-    `limit` days and `budget` seconds (the monotonic clock) a turn. How many."""
+    `limit` days and `budget` seconds (the monotonic clock) a turn; each
+    organization's search starts past the days it is rolled up through
+    (migration 0027). How many."""
     end = (now - usage_days.SETTLE).date()
     first = end - timedelta(days=usage_days.RECENT_DAYS)
     began, done = monotonic(), 0
@@ -237,6 +239,9 @@ async def roll_up_usage(
             done += 1
             if monotonic() - began > budget:
                 break  # the rest at the next turn
+        # The next turn's search starts past the days now rolled up without
+        # a gap (a report's own roll-ups included).
+        await conn.execute(query("usage_days_advance"), {"first_day": first, "end_day": end})
     if done:
         log.info("usage_rolled_up", days=done)
     return done

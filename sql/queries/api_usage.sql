@@ -178,18 +178,52 @@ on conflict do nothing;
 -- name: usage_days_due
 -- The housekeeping's: recent settled days of every organization not
 -- rolled up yet, from the day before it existed (a clock behind the
--- database's may stamp its first events there), the newest first, a
+-- database's may stamp its first events there) and after the day it is
+-- rolled up through without a gap (usage_days_rolled_through, migration
+-- 0027: one probe a day since, not a year of them), the newest first, a
 -- bounded batch. A report reaching further back reads the history alone.
+-- (The probes inside the lateral, bounded below by the search's first day:
+-- the planner, guessing a thousand days per organization, merges them with
+-- the organization's rolled-up days, which outside the lateral was the whole
+-- usage_days_settled sorted, and unbounded a year of each organization's.)
 select o.id as organization_id, d.day
   from organizations o
+  left join usage_days_rolled_through r on r.organization_id = o.id
  cross join lateral (
-       select %(first_day)s::date + g as day
-         from generate_series(0, %(end_day)s::date - %(first_day)s::date - 1) g) d
- where d.day >= (o.created_at at time zone 'UTC')::date - 1
-   and not exists (select 1 from usage_days_settled s
-                    where s.organization_id = o.id and s.day = d.day)
+       select lo.day + g as day
+         from (select greatest(%(first_day)s::date,
+                               (o.created_at at time zone 'UTC')::date - 1,
+                               r.through + 1) as day) lo
+        cross join generate_series(0, %(end_day)s::date - lo.day - 1) g
+        where not exists (select 1 from usage_days_settled s
+                           where s.organization_id = o.id and s.day >= lo.day
+                             and s.day = lo.day + g)) d
  order by d.day desc, o.id
  limit %(limit)s;
+
+-- name: usage_days_advance
+-- Moves each organization's watermark to the day before its first day not
+-- rolled up yet (the first from where it was, the housekeeping's first
+-- day, or the day before the organization existed, whichever is last), or
+-- to the last settled day if none is missing; never back. Organizations
+-- already through the last settled day are not looked at.
+insert into usage_days_rolled_through (organization_id, through)
+select lo.organization_id,
+       coalesce((select lo.day + g
+                   from generate_series(0, %(end_day)s::date - lo.day - 1) g
+                  where not exists (select 1 from usage_days_settled s
+                                     where s.organization_id = lo.organization_id
+                                       and s.day = lo.day + g)
+                  order by g limit 1),
+                %(end_day)s::date) - 1
+  from (select o.id as organization_id,
+               greatest(%(first_day)s::date, (o.created_at at time zone 'UTC')::date - 1,
+                        r.through + 1) as day
+          from organizations o
+          left join usage_days_rolled_through r on r.organization_id = o.id
+         where r.through is null or r.through < %(end_day)s::date - 1) lo
+on conflict (organization_id) do update
+   set through = greatest(usage_days_rolled_through.through, excluded.through);
 
 -- name: api_member_usage
 with mine as materialized (

@@ -40,6 +40,14 @@ async def _token(db: Any, member: str, *, expires_at: Any = None, revoked_at: An
     return tid
 
 
+async def rolled_through(db: Any, org: str) -> date | None:
+    cur = await db.execute(
+        "select through from usage_days_rolled_through where organization_id = %s", (org,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else row["through"]
+
+
 async def _ids(db: Any, sql: str) -> set[Any]:
     cur = await db.execute(sql)
     return {r["id"] for r in await cur.fetchall()}
@@ -162,6 +170,10 @@ async def _gone(db: Any, tid: str) -> bool:
 
 async def test_the_sweep_loop_purges_at_most_once_a_minute(rows, pool, db):
     clock = FakeClock()
+    await db.execute(  # days of usage to roll up (its first turn's, or a later one's)
+        "update organizations set created_at = %s where id = %s",
+        (clock.now() - 3 * DAY, rows.org),
+    )
     expired = clock.now() - 31 * DAY
     first = await _token(db, rows.member, expires_at=expired)
     until, gone = _until, functools.partial(_gone, db)
@@ -186,11 +198,6 @@ async def test_the_sweep_loop_purges_at_most_once_a_minute(rows, pool, db):
         async def rolled_up() -> bool:
             return bool(await _ids(db, "select day as id from usage_days_settled"))
 
-        await db.execute(
-            "update organizations set created_at = %s where id = %s",
-            (clock.now() - 3 * DAY, rows.org),
-        )
-        clock.advance(60)
         await until(rolled_up)
 
 
@@ -285,6 +292,8 @@ async def test_recent_days_of_usage_are_rolled_up_before_a_report_asks(rows, poo
     assert await roll_up_usage(pool, now, limit=2) == 2
     days = await _ids(db, "select day as id from usage_days_settled")
     assert days == {date(2026, 11, 9) - timedelta(days=1), date(2026, 11, 9) - timedelta(days=2)}
+    # Rolled up newest first: through the day before its first (Nov 4) only.
+    assert await rolled_through(db, rows.org) == date(2026, 11, 3)
     await roll_up_usage(pool, now + usage_days.SETTLE)  # Nov 9 settled now; the rest
     days = await _ids(db, "select day as id from usage_days_settled")
     # From the day before the organization existed (Nov 5), not the year before.
@@ -294,10 +303,45 @@ async def test_recent_days_of_usage_are_rolled_up_before_a_report_asks(rows, poo
         (date(2026, 11, 7), 7200.0)
     ]
     assert await roll_up_usage(pool, now + usage_days.SETTLE) == 0  # nothing left
+    assert await rolled_through(db, rows.org) == date(2026, 11, 9)
     # A turn stops past its time budget (a day of a large organization takes
     # about a second), after one day at least: the rest at the next turn.
     await db.execute("delete from usage_days_settled")
     await db.execute("delete from usage_days")
+    await db.execute("delete from usage_days_rolled_through")
     ticks = iter(range(100))
     turn = await roll_up_usage(pool, now, budget=1.5, monotonic=lambda: float(next(ticks)))
     assert turn == 2
+
+
+async def test_the_search_for_days_to_roll_up_starts_past_the_watermark(rows, pool, db):
+    """Each organization's days are looked for after the day it is rolled
+    up through without a gap (migration 0027): a turn costs a day's new
+    days, not a year of probes per organization. Days a report rolled up
+    itself, in a gap's middle, count once the gap is filled."""
+    now = datetime(2026, 11, 10, 1, 30, tzinfo=UTC)  # Nov 9 settled
+    await db.execute(
+        "update organizations set created_at = %s where id = %s", (now - 5 * DAY, rows.org)
+    )
+    async with pool.connection() as conn:  # a report's own roll-up of Nov 8
+        await usage_days.roll_up(conn, rows.org, date(2026, 11, 8), now)
+    assert await roll_up_usage(pool, now, limit=1) == 1  # Nov 9, newest first
+    assert await rolled_through(db, rows.org) == date(2026, 11, 3)  # Nov 4..7 missing
+    assert await roll_up_usage(pool, now) == 4
+    assert await rolled_through(db, rows.org) == date(2026, 11, 9)  # Nov 8 and 9 counted
+
+    # Past the watermark only: a day before it is taken as rolled up (never
+    # removed in use: here by hand, to show the search does not look there).
+    await db.execute(
+        "delete from usage_days_settled where organization_id = %s and day = %s",
+        (rows.org, date(2026, 11, 6)),
+    )
+    assert await roll_up_usage(pool, now + DAY) == 1  # Nov 10, the new day
+    assert await _ids(db, "select day as id from usage_days_settled") == {
+        date(2026, 11, d) for d in (4, 5, 7, 8, 9, 10)
+    }
+    assert await rolled_through(db, rows.org) == date(2026, 11, 10)
+    # Never back: a watermark ahead (a clock that ran ahead) stays.
+    await db.execute("update usage_days_rolled_through set through = %s", (date(2026, 11, 20),))
+    assert await roll_up_usage(pool, now + DAY) == 0
+    assert await rolled_through(db, rows.org) == date(2026, 11, 20)
