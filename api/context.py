@@ -134,6 +134,18 @@ def may_write(me: Principal) -> None:
         )
 
 
+def ends_itself(request: web.Request, me: Principal) -> bool:
+    """The request revokes the calling token itself (RFC 7009's revocation
+    of one's own token): allowed to a read-only token, which only loses
+    what it could read (a script done with its token, or finding it leaked)."""
+    info = request.match_info  # DELETE /members/{member}/tokens/{token}, its own
+    return (
+        request.method == "DELETE"
+        and info.get("token") == me.token_id
+        and info.get("member") == me.member_id
+    )
+
+
 def revokes_access(handler: Handler) -> Handler:
     """Mark a handler that disables a member or revokes a token. It locks the
     rows itself (`for update`, in id order) and checks its caller there, so
@@ -192,7 +204,8 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
                     return await handler(context(auth.me))
                 async with conn.transaction():
                     auth = await authenticate(conn, token, now, lock=lock)
-                    may_write(auth.me)
+                    if not ends_itself(request, auth.me):
+                        may_write(auth.me)
                     return await handler(context(auth.me))
             finally:
                 # After the transaction, in autocommit: inside it, the touch

@@ -94,13 +94,24 @@ async def test_a_read_only_token_changes_starts_and_opens_nothing(
         resp = await client.request(method, path, json=body, headers=auth)
         problem = await refused(resp, 403, "read_only_token")
         assert problem["detail"].startswith("This token is read-only"), (method, path)
-    # Not even itself: its member revokes it.
+    # Nor another of its member's tokens, nor one of a colleague's.
     listed = await body_of(
         await client.get(f"{V1}/members/{world.owner.id}/tokens", headers=world.owner.auth)
     )
     mine = next(t["id"] for t in listed["items"] if t["readOnly"])
+    other = next(t["id"] for t in listed["items"] if not t["readOnly"])
     await refused(
-        await client.delete(f"{V1}/members/{world.owner.id}/tokens/{mine}", headers=auth),
+        await client.delete(f"{V1}/members/{world.owner.id}/tokens/{other}", headers=auth),
+        403,
+        "read_only_token",
+    )
+    theirs = await body_of(
+        await client.get(f"{V1}/members/{world.editor.id}/tokens", headers=world.editor.auth)
+    )
+    await refused(
+        await client.delete(
+            f"{V1}/members/{world.editor.id}/tokens/{theirs['items'][0]['id']}", headers=auth
+        ),
         403,
         "read_only_token",
     )
@@ -110,11 +121,14 @@ async def test_a_read_only_token_changes_starts_and_opens_nothing(
         factory.value("select count(*) from api_tokens"),
     )
     assert after == before
-    resp = await client.delete(
-        f"{V1}/members/{world.owner.id}/tokens/{mine}", headers=world.owner.auth
-    )
-    assert resp.status == 204
+    assert factory.value("select count(*) from api_tokens where revoked_at is not null") == 0
+    # Itself, yes: a script done with its token, or finding it leaked, ends it.
+    resp = await client.delete(f"{V1}/members/{world.owner.id}/tokens/{mine}", headers=auth)
+    assert resp.status == 204, await resp.text()
     await refused(await client.get(V1 + "/me", headers=auth), 401, "invalid_token")
+    assert (await client.get(V1 + "/me", headers=world.owner.auth)).status == 200
+    revoked_by = factory.value("select revoked_by from api_tokens where id = %s", mine)
+    assert revoked_by == world.owner.id
 
 
 async def test_read_only_is_a_boolean(client: TestClient, world: World) -> None:
