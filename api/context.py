@@ -134,13 +134,20 @@ def may_write(me: Principal) -> None:
         )
 
 
-def ends_itself(request: web.Request, me: Principal) -> bool:
+def may_end_itself(handler: Handler) -> Handler:
+    """Mark the handler that revokes a token (DELETE /members/{member}/tokens/
+    {token}): a read-only token may call it on itself (`ends_itself`)."""
+    handler.may_end_itself = True  # type: ignore[attr-defined]
+    return handler
+
+
+def ends_itself(handler: Handler, request: web.Request, me: Principal) -> bool:
     """The request revokes the calling token itself (RFC 7009's revocation
     of one's own token): allowed to a read-only token, which only loses
     what it could read (a script done with its token, or finding it leaked)."""
-    info = request.match_info  # DELETE /members/{member}/tokens/{token}, its own
+    info = request.match_info
     return (
-        request.method == "DELETE"
+        getattr(handler, "may_end_itself", False)
         and info.get("token") == me.token_id
         and info.get("member") == me.member_id
     )
@@ -204,7 +211,7 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
                     return await handler(context(auth.me))
                 async with conn.transaction():
                     auth = await authenticate(conn, token, now, lock=lock)
-                    if not ends_itself(request, auth.me):
+                    if not ends_itself(handler, request, auth.me):
                         may_write(auth.me)
                     return await handler(context(auth.me))
             finally:

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.context import Ctx, revokes_access
+from api.context import Ctx, may_end_itself, revokes_access
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, invalid_token, member_exists
 from api.responses import no_content, page_params, plain_list, raw_json
 from api.teams import require_org_admin
@@ -272,6 +272,7 @@ async def list_tokens(ctx: Ctx) -> web.Response:
 
 
 @revokes_access
+@may_end_itself
 async def revoke_token(ctx: Ctx) -> web.Response:
     member_id = await _token_owner(ctx)
     token_id = path_id(ctx.request, "token")

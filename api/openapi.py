@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from api.routes import BASE, OPS, Op
-from api.validation import ID_SCHEMA, TIMEOUT_CAP_SCHEMA, Schema
+from api.validation import DEFAULT_TIMEOUT_SCHEMA, ID_SCHEMA, TIMEOUT_CAP_SCHEMA, Schema
 from common.statuses import Status
 
 STATUSES = [s.value for s in Status]
@@ -127,6 +127,28 @@ COMPONENTS: dict[str, Schema] = {
     "Team": closed({"id": ID, "organizationId": ID, "name": {"type": "string"},
                     "createdAt": TIME, "createdBy": NULLABLE_ID}),
     "TeamList": plain_list("Team"),
+    "Webhook": closed({
+        "id": ID, "url": {"type": "string"}, "description": {"type": "string"},
+        "statuses": {"type": "array", "items": {"type": "string", "enum": STATUSES}},
+        "createdAt": TIME, "createdBy": ID,
+    }),
+    "WebhookCreated": closed({
+        "id": ID, "url": {"type": "string"}, "description": {"type": "string"},
+        "statuses": {"type": "array", "items": {"type": "string", "enum": STATUSES}},
+        "createdAt": TIME, "createdBy": ID,
+        # answered by the create only: it signs every delivery
+        "secret": {"type": "string", "pattern": "^whsec_"},
+    }),
+    "WebhookList": plain_list("Webhook"),
+    "WebhookDeliveryList": closed({"items": {"type": "array", "items": closed({
+        "id": {"type": "string"}, "eventId": {"type": "string"},
+        "notebookId": NULLABLE_ID, "notebookName": {"type": ["string", "null"]},
+        "toStatus": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "attempts": {"type": "integer", "minimum": 0}, "lastAttemptAt": NULLABLE_TIME,
+        "nextAttemptAt": NULLABLE_TIME, "responseStatus": {"type": ["integer", "null"]},
+        "lastError": {"type": ["string", "null"]}, "createdAt": TIME,
+        "deliveredAt": NULLABLE_TIME})}}),
     "DeletedNotebook": closed({
         "notebookId": ID, "name": {"type": "string"}, "description": {"type": "string"},
         "memberId": ID, "deletedBy": NULLABLE_ID, "deletedAt": TIME, "keptUntil": TIME,
@@ -158,6 +180,9 @@ COMPONENTS: dict[str, Schema] = {
         "maxRunningPerMember": LIMIT, "maxRunning": LIMIT,
         "maxIdleTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
         "maxDetachedTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
+        # a new notebook's timeouts, under the caps (null: the platform's, 1 h and 4 h)
+        "defaultIdleTimeoutSeconds": DEFAULT_TIMEOUT_SCHEMA,
+        "defaultDetachedTimeoutSeconds": DEFAULT_TIMEOUT_SCHEMA,
         "platformMaxRunningPerMember": LIMIT, "platformMaxRunning": LIMIT,
         # how long a deleted notebook can be brought back (NOTEBOOKS_TRASH_DAYS; 0: not at all)
         "trashDays": {"type": "integer", "minimum": 0},

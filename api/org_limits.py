@@ -21,8 +21,9 @@ class Timeout:
     field: str  # in a notebook's body
     column: str  # in notebooks
     cap_column: str  # in organizations
+    default_column: str  # in organizations: its own default, null for `default`
     words: str  # as a member says it ("idle timeout"), in its history too
-    default: int  # what a new notebook gets when none is given
+    default: int  # the platform's default for a new notebook (the organization's first)
 
 
 TIMEOUTS = (
@@ -30,6 +31,7 @@ TIMEOUTS = (
         "idleTimeoutSeconds",
         "idle_timeout_seconds",
         "max_idle_timeout_seconds",
+        "default_idle_timeout_seconds",
         "idle timeout",
         3600,
     ),
@@ -37,6 +39,7 @@ TIMEOUTS = (
         "detachedTimeoutSeconds",
         "detached_timeout_seconds",
         "max_detached_timeout_seconds",
+        "default_detached_timeout_seconds",
         "detached timeout",
         14400,
     ),
@@ -58,13 +61,15 @@ def timeouts_within_caps(
     (never, or longer). Only a timeout that changes is checked (`before`, the
     notebook's row, for an edit): a notebook set before the cap keeps its own,
     which the reconciler caps (`capped`), and saving it unchanged is no error.
-    A create without one gets the default, capped (pure)."""
+    A create without one gets the organization's default, else the
+    platform's, capped (pure)."""
     chosen: dict[str, int] = {}
     for t in TIMEOUTS:
         cap = caps[t.cap_column]
         if t.field not in body:
             if before is None:
-                chosen[t.field] = capped(t.default, cap)
+                own = caps.get(t.default_column)
+                chosen[t.field] = capped(t.default if own is None else own, cap)
             continue
         timeout = body[t.field]
         changed = before is None or before[t.column] != timeout

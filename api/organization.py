@@ -11,7 +11,7 @@ from aiohttp import web
 from api.context import Ctx
 from api.responses import raw_json
 from api.teams import require_org_admin
-from api.validation import TIMEOUT_CAP_SCHEMA, obj, read_body
+from api.validation import DEFAULT_TIMEOUT_SCHEMA, TIMEOUT_CAP_SCHEMA, obj, read_body
 
 MAX_LIMIT = 10000  # as the columns' check (migration 0017)
 LIMIT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}
@@ -22,6 +22,10 @@ UPDATE_SCHEMA = obj(
         # A cap has a timeout's own range (migration 0019), in whole minutes; 0 is none.
         "maxIdleTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
         "maxDetachedTimeoutSeconds": TIMEOUT_CAP_SCHEMA,
+        # What a notebook created without a timeout gets, under the caps;
+        # null: the platform's (migration 0028).
+        "defaultIdleTimeoutSeconds": DEFAULT_TIMEOUT_SCHEMA,
+        "defaultDetachedTimeoutSeconds": DEFAULT_TIMEOUT_SCHEMA,
     }
 )
 
@@ -50,6 +54,10 @@ async def update_organization(ctx: Ctx) -> web.Response:
                 max_running=body.get("maxRunning"),
                 max_idle_timeout_seconds=body.get("maxIdleTimeoutSeconds"),
                 max_detached_timeout_seconds=body.get("maxDetachedTimeoutSeconds"),
+                set_default_idle="defaultIdleTimeoutSeconds" in body,
+                default_idle=body.get("defaultIdleTimeoutSeconds"),
+                set_default_detached="defaultDetachedTimeoutSeconds" in body,
+                default_detached=body.get("defaultDetachedTimeoutSeconds"),
             ),
         )
     return await get_organization(ctx)

@@ -23,6 +23,7 @@ from api import (
     teams,
     trash,
     usage,
+    webhooks,
 )
 from api.context import Ctx, Handler
 from api.errors import BadRequest, PreconditionFailed, echoed
@@ -217,6 +218,18 @@ OPS: list[Op] = [
        "Every notebook's usage in a window, one CSV line each (org admins)", 200, None,
        errors=(403,), media=usage.CSV_MEDIA_TYPE,
        query=(("from", usage.FROM_PARAMETER), ("to", usage.TO_PARAMETER))),
+    Op("POST", "/webhooks", webhooks.create_webhook,
+       "Add a webhook: the URL is told of the organization's notebooks' status changes (org"
+       " admins); its signing secret is answered once", 201, "WebhookCreated",
+       body=webhooks.CREATE_SCHEMA, body_required=True, errors=(403, 409, 415), tag="members"),
+    Op("GET", "/webhooks", webhooks.list_webhooks, "List the organization's webhooks (org admins)",
+       200, "WebhookList", errors=(403,), tag="members"),
+    Op("DELETE", "/webhooks/{id}", webhooks.delete_webhook,
+       "Delete a webhook, and its deliveries (org admins)", 204, None, errors=(403,),
+       tag="members"),
+    Op("GET", "/webhooks/{id}/deliveries", webhooks.list_deliveries,
+       "A webhook's newest deliveries (50), how each went (org admins)", 200,
+       "WebhookDeliveryList", errors=(403,), tag="members"),
     Op("GET", "/organization", organization.get_organization,
        "The caller's organization, the running limits and timeout caps that apply", 200,
        "Organization",

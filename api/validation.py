@@ -35,6 +35,17 @@ TIMEOUT_CAP_SCHEMA: Schema = {
     "anyOf": [{"const": 0}, {"minimum": 300, "maximum": 604800, "multipleOf": 60}],
     "description": "0 (no cap) or 300..604800 seconds in whole minutes",
 }
+# An organization's default for a new notebook's timeout: as a cap's range
+# (whole minutes, 0 being never), or null, the platform's.
+DEFAULT_TIMEOUT_SCHEMA: Schema = {
+    "type": ["integer", "null"],
+    "anyOf": [
+        {"const": 0},
+        {"type": "integer", "minimum": 300, "maximum": 604800, "multipleOf": 60},
+        {"type": "null"},
+    ],
+    "description": "null (the platform's), 0 (never) or 300..604800 seconds in whole minutes",
+}
 
 
 def name_schema(max_length: int = 128) -> Schema:

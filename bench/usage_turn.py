@@ -15,9 +15,10 @@ median of --rounds:
   before any watermark is set (right after the upgrade), and with them;
 - `a new day`: the search the minute a new day settles (one day due per
   organization);
-- `advance`: the watermarks' update after a turn, every organization through
-  (once, the first: every organization's year probed, as it once is after the
-  upgrade), then when they are.
+- `advance`: the watermarks' update after a turn: the first (every
+  organization's year probed, as once after the upgrade), with every
+  organization through, the minute a new day settles (probed, nothing moved),
+  and once that day is rolled up (every watermark moved, once).
 
 Usage: python bench/usage_turn.py [--orgs 1000] [--rounds 5]
 """
@@ -127,6 +128,16 @@ async def run(args: argparse.Namespace) -> None:
             after_none = await timed(lambda: due(conn, END), args.rounds)
             after_new = await timed(lambda: due(conn, tomorrow), args.rounds)
             advance_through = await timed(lambda: advance(END), args.rounds)
+            # The minute the new day settles: each organization probed past
+            # its watermark, nothing moved; then once it is rolled up, every
+            # watermark moved (one round: it moves once).
+            advance_due = await timed(lambda: advance(tomorrow), args.rounds)
+            await conn.execute(
+                "insert into usage_days_settled (organization_id, day, rolled_at)"
+                " select id, %s, %s from organizations",
+                (END, NOW),
+            )
+            advance_moved = await timed(lambda: advance(tomorrow), 1)
         assert old_none[1] == before_none[1] == after_none[1] == []
         assert sorted(old_new[1]) == sorted(before_new[1]) == sorted(after_new[1])
         assert len(after_new[1]) == args.orgs
@@ -146,7 +157,9 @@ async def run(args: argparse.Namespace) -> None:
             print(f"{name:<28} {o:>10.4f} {b:>15.4f} {a:>12.4f} {a / o:>16.3f}x")
         print(
             f"advance: first (every organization's year probed) {first_advance[0]:.3f} s;"
-            f" then, every organization through, {advance_through[0]:.4f} s"
+            f" every organization through {advance_through[0]:.4f} s; a new day settled,"
+            f" not rolled up {advance_due[0]:.4f} s; rolled up, every watermark moved"
+            f" {advance_moved[0]:.4f} s"
         )
     finally:
         server.cleanup()

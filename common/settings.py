@@ -241,6 +241,9 @@ class Settings:
     proxy_max_websockets_per_member: int = 64
     # Images a workload config may name (common/images.py; empty: any).
     allowed_images: tuple[str, ...] = ()
+    # Webhooks to http URLs and non-public addresses (a local install, tests);
+    # off, https to public addresses only (common/webhooks.py).
+    webhooks_allow_insecure: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -320,4 +323,5 @@ class Settings:
                 env, "NOTEBOOKS_PROXY_MAX_WEBSOCKETS_PER_MEMBER", 64, minimum=0
             ),
             allowed_images=allowed_images(env),
+            webhooks_allow_insecure=_bool(env, "NOTEBOOKS_WEBHOOKS_ALLOW_INSECURE", False),
         )

@@ -62,6 +62,7 @@ PURGED_TABLES = (
     "pgqueuer_log",
     "pgqueuer_statistics",
     "notebook_trash",
+    "webhook_deliveries",
 )
 EXECUTING_UNKNOWN = Counter(
     "notebooks_executing_unknown_total",
@@ -83,6 +84,13 @@ FILE_COPIES = Counter(
     " or no ready Marimo to serve it), too_large (over 512 KiB), not_text, failed.",
     ["outcome"],
 )
+WEBHOOK_OUTCOMES = ("delivered", "retry", "failed")
+WEBHOOK_DELIVERIES = Counter(
+    "notebooks_webhook_deliveries_total",
+    "Webhook delivery attempts, by outcome: delivered (a 2xx), retry (not delivered, tried"
+    " again later), failed (not delivered, given up after a day).",
+    ["outcome"],
+)
 
 for _o in OUTCOMES:
     RECONCILES.labels(_o)
@@ -94,3 +102,5 @@ for _t in PURGED_TABLES:
     PURGED.labels(_t)
 for _f in notebook_file.OUTCOMES:
     FILE_COPIES.labels(_f)
+for _w in WEBHOOK_OUTCOMES:
+    WEBHOOK_DELIVERIES.labels(_w)

@@ -81,6 +81,7 @@ PURGES = {
     "pgqueuer_log": timedelta(days=1),  # already folded into pgqueuer_statistics
     "pgqueuer_statistics": timedelta(days=7),
     "notebook_trash": timedelta(0),  # past its own `kept_until` (NOTEBOOKS_TRASH_DAYS)
+    "webhook_deliveries": timedelta(days=30),  # sent, or given up after a day, long ago
 }
 
 
@@ -233,15 +234,18 @@ async def roll_up_usage(
         due = await fetchall(
             conn, "usage_days_due", {"first_day": first, "end_day": end, "limit": limit}
         )
-        for row in due:
-            async with conn.transaction():
-                await usage_days.roll_up(conn, row["organization_id"], row["day"], now)
-            done += 1
-            if monotonic() - began > budget:
-                break  # the rest at the next turn
-        # The next turn's search starts past the days now rolled up without
-        # a gap (a report's own roll-ups included).
-        await conn.execute(query("usage_days_advance"), {"first_day": first, "end_day": end})
+        try:
+            for row in due:
+                async with conn.transaction():
+                    await usage_days.roll_up(conn, row["organization_id"], row["day"], now)
+                done += 1
+                if monotonic() - began > budget:
+                    break  # the rest at the next turn
+        finally:
+            # The next turn's search starts past the days now rolled up
+            # without a gap (a report's own roll-ups included), even when a
+            # day failed: the other organizations' watermarks move on.
+            await conn.execute(query("usage_days_advance"), {"first_day": first, "end_day": end})
     if done:
         log.info("usage_rolled_up", days=done)
     return done

@@ -42,6 +42,7 @@ from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Runtime
 from reconciler.runtime.factory import make_runtime
 from reconciler.sweep import sweep_loop
+from reconciler.webhooks import webhook_loop
 from sql import query
 
 log = structlog.get_logger("worker")
@@ -254,9 +255,9 @@ async def run_worker(
     # worker watches every pod, so the worker holding a job sees the change too.
     announced: dict[str, float] = {}
     loop = asyncio.get_running_loop()
-    tasks = [
-        asyncio.create_task(sweep_loop(pool, settings.sweep_interval_seconds, stop, rt, deps.clock))
-    ]
+    sweeps = sweep_loop(pool, settings.sweep_interval_seconds, stop, rt, deps.clock)
+    deliveries = webhook_loop(pool, stop, deps.clock, settings.webhooks_allow_insecure)
+    tasks = [asyncio.create_task(sweeps), asyncio.create_task(deliveries)]
     run_watch = getattr(rt, "run_watch", None)
     if run_watch is not None:
 

@@ -2,7 +2,7 @@
 // and the detail view, and the dialogs behind them.
 
 import { api } from "./api.js";
-import { capped, caps, capsHint, refreshCaps } from "./caps.js";
+import { caps, capsHint, newTimeout, refreshCaps } from "./caps.js";
 import { $, announce, focusHeading, h, markBusy, setBusy, showError } from "./dom.js";
 import { nameOf, sourceOf, tooLarge, tooLargeError } from "./sources.js";
 import {
@@ -368,14 +368,17 @@ export async function openCreate(trigger, onCreated, { copyOf = null } = {}) {
   // not turn a value nobody chose into a refusal).
   const shown = { idle: form.idle.value, detached: form.detached.value };
   try {
-    // A new notebook's timeouts start at the API's defaults, capped as the
-    // API caps them.
-    await refreshCaps({ force: true });
+    // A new notebook's timeouts start at the API's defaults (the
+    // organization's, else the platform's), capped as the API caps them.
+    const read = await refreshCaps({ force: true });
     if (stale()) return;
     showCaps($("#nb-caps"));
-    const [idle, detached] = [form.idle, form.detached];
-    if (idle.value === shown.idle) idle.value = shown.idle = minutes(capped(3600, caps.idle));
-    if (detached.value === shown.detached) detached.value = shown.detached = minutes(capped(14400, caps.detached));
+    // Unread, the organization's defaults are unknown: the fields say so,
+    // empty, and send nothing unless filled in (the API applies them).
+    for (const [input, kind] of [[form.idle, "idle"], [form.detached, "detached"]]) {
+      input.placeholder = read ? "" : "organization's default";
+      if (input.value === shown[kind]) input.value = shown[kind] = read ? minutes(newTimeout(kind)) : "";
+    }
     const configs = await fillConfigSelect($("#nb-config"), copyOf?.workloadConfigId, { mine: true, current: () => !stale() });
     if (stale()) return;
     if (configs.all === 0) {

@@ -7,9 +7,14 @@
 import { api } from "./api.js";
 import { formatTimeout } from "./dom.js";
 
-// In seconds, 0 being no cap; as last read. `trashDays`: how long a deleted
-// notebook can be brought back (0: not at all; null: not read yet).
-export const caps = { idle: 0, detached: 0, trashDays: null };
+// In seconds, 0 being no cap; as last read. `defaultIdle`/`defaultDetached`:
+// the organization's own default for a new notebook's timeout (null: the
+// platform's). `trashDays`: how long a deleted notebook can be brought back
+// (0: not at all; null: not read yet).
+export const caps = { idle: 0, detached: 0, defaultIdle: null, defaultDetached: null, trashDays: null };
+// What a notebook created without a timeout gets when its organization sets
+// none (api/org_limits.py TIMEOUTS).
+export const PLATFORM_DEFAULTS = { idle: 3600, detached: 14400 };
 let readAt = 0;
 const MAX_AGE_MS = 30_000;
 
@@ -23,19 +28,31 @@ export function capped(seconds, cap) {
 export function absorbOrganization(org) {
   caps.idle = org.maxIdleTimeoutSeconds || 0;
   caps.detached = org.maxDetachedTimeoutSeconds || 0;
+  caps.defaultIdle = org.defaultIdleTimeoutSeconds ?? null;
+  caps.defaultDetached = org.defaultDetachedTimeoutSeconds ?? null;
   caps.trashDays = org.trashDays ?? null;
   readAt = Date.now();
 }
 
 // Read again once older than MAX_AGE_MS, or now with `force`; a failure
-// keeps what was read (the API still decides).
+// keeps what was read (the API still decides). Whether what is kept is a
+// fresh read.
 export async function refreshCaps({ force = false } = {}) {
-  if (!force && Date.now() - readAt < MAX_AGE_MS) return;
+  if (!force && Date.now() - readAt < MAX_AGE_MS) return true;
   try {
     absorbOrganization(await api.organization());
+    return true;
   } catch {
-    // kept as they were; the next read tries again
+    return false; // kept as they were; the next read tries again
   }
+}
+
+// The timeout a new notebook gets without one (`kind`: "idle" or
+// "detached"): its organization's default, else the platform's, capped, as
+// the API gives it.
+export function newTimeout(kind) {
+  const own = kind === "idle" ? caps.defaultIdle : caps.defaultDetached;
+  return capped(own ?? PLATFORM_DEFAULTS[kind], caps[kind]);
 }
 
 // A notebook's timeout as it applies, naming the cap when that, not the

@@ -27,6 +27,9 @@ function show(org) {
   form.org.value = String(org.maxRunning);
   form.idleCap.value = String(org.maxIdleTimeoutSeconds / 60);
   form.detachedCap.value = String(org.maxDetachedTimeoutSeconds / 60);
+  // Empty: the platform's (the placeholder says it).
+  form.idleDefault.value = org.defaultIdleTimeoutSeconds === null ? "" : String(org.defaultIdleTimeoutSeconds / 60);
+  form.detachedDefault.value = org.defaultDetachedTimeoutSeconds === null ? "" : String(org.defaultDetachedTimeoutSeconds / 60);
   absorbOrganization(org);
   // Who last changed them: what a member whose notebook a cap stopped asks.
   const changed = $("#limits-changed");
@@ -54,6 +57,15 @@ function capOf(input) {
   return n === 0 || (n >= CAP_MINUTES.min && n <= CAP_MINUTES.max) ? n * 60 : null;
 }
 
+// A default in seconds from its minutes: null when empty (the platform's),
+// else as a cap (0 being never); undefined when out of range.
+function defaultOf(input) {
+  // Not a number to the browser ("-", "1e"): it says "", which is not "empty".
+  if (input.validity.badInput) return undefined;
+  if (input.value.trim() === "") return null;
+  return capOf(input) ?? undefined;
+}
+
 async function save(ev) {
   ev.preventDefault();
   const form = $("#limits-form");
@@ -75,11 +87,22 @@ async function save(ev) {
     badCap.focus();
     return;
   }
+  const idleDefault = defaultOf(form.idleDefault);
+  const detachedDefault = defaultOf(form.detachedDefault);
+  const badDefault = idleDefault === undefined ? form.idleDefault : detachedDefault === undefined ? form.detachedDefault : null;
+  if (badDefault) {
+    const { min, max } = CAP_MINUTES;
+    showError(error, { detail: `Enter 0 (never), ${min} to ${max} minutes, or nothing for the platform's.` });
+    badDefault.focus();
+    return;
+  }
   const changed = {};
   if (perMember !== shown.maxRunningPerMember) changed.maxRunningPerMember = perMember;
   if (org !== shown.maxRunning) changed.maxRunning = org;
   if (idleCap !== shown.maxIdleTimeoutSeconds) changed.maxIdleTimeoutSeconds = idleCap;
   if (detachedCap !== shown.maxDetachedTimeoutSeconds) changed.maxDetachedTimeoutSeconds = detachedCap;
+  if (idleDefault !== shown.defaultIdleTimeoutSeconds) changed.defaultIdleTimeoutSeconds = idleDefault;
+  if (detachedDefault !== shown.defaultDetachedTimeoutSeconds) changed.defaultDetachedTimeoutSeconds = detachedDefault;
   const submit = $("#limits-submit");
   setBusy(submit, true);
   try {

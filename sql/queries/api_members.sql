@@ -226,6 +226,8 @@ select json_build_object(
     'maxRunningPerMember', o.max_running_per_member, 'maxRunning', o.max_running,
     'maxIdleTimeoutSeconds', o.max_idle_timeout_seconds,
     'maxDetachedTimeoutSeconds', o.max_detached_timeout_seconds,
+    'defaultIdleTimeoutSeconds', o.default_idle_timeout_seconds,
+    'defaultDetachedTimeoutSeconds', o.default_detached_timeout_seconds,
     'platformMaxRunningPerMember', %(platform_per_member)s::int,
     'platformMaxRunning', %(platform_per_org)s::int,
     'trashDays', %(trash_days)s::int,
@@ -237,7 +239,8 @@ select json_build_object(
   from organizations o where o.id = %(org_id)s;
 
 -- name: api_update_organization_limits
--- Only the limits passed as non-null change.
+-- Only the limits passed as non-null change; a default timeout changes
+-- when its `set_` flag says it was sent (null: back to the platform's).
 update organizations
    set max_running_per_member = coalesce(%(max_running_per_member)s, max_running_per_member),
        max_running = coalesce(%(max_running)s, max_running),
@@ -245,5 +248,11 @@ update organizations
                                            max_idle_timeout_seconds),
        max_detached_timeout_seconds = coalesce(%(max_detached_timeout_seconds)s,
                                                max_detached_timeout_seconds),
+       default_idle_timeout_seconds = case when %(set_default_idle)s
+                                           then %(default_idle)s::int
+                                           else default_idle_timeout_seconds end,
+       default_detached_timeout_seconds = case when %(set_default_detached)s
+                                               then %(default_detached)s::int
+                                               else default_detached_timeout_seconds end,
        updated_at = %(now)s, updated_by = %(member_id)s
  where id = %(org_id)s;

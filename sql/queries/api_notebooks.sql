@@ -392,10 +392,12 @@ select name from workload_configs where id = %(id)s;
 
 -- name: api_organization_limits
 -- The organization's own running limits, read by each start, and its
--- timeout caps, read by each create and timeout edit (0: none). A change
--- applies to the requests that begin after it commits.
+-- timeout caps, read by each create and timeout edit (0: none), and its
+-- defaults for a new notebook's timeouts (null: the platform's, migration
+-- 0028). A change applies to the requests that begin after it commits.
 select max_running_per_member, max_running, max_idle_timeout_seconds,
-       max_detached_timeout_seconds
+       max_detached_timeout_seconds, default_idle_timeout_seconds,
+       default_detached_timeout_seconds
   from organizations where id = %(org_id)s;
 
 -- name: api_notebook_file

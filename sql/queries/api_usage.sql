@@ -205,8 +205,9 @@ select o.id as organization_id, d.day
 -- Moves each organization's watermark to the day before its first day not
 -- rolled up yet (the first from where it was, the housekeeping's first
 -- day, or the day before the organization existed, whichever is last), or
--- to the last settled day if none is missing; never back. Organizations
--- already through the last settled day are not looked at.
+-- to the last settled day if none is missing; never back, and no write
+-- when it does not move. Organizations already through the last settled
+-- day are not looked at.
 insert into usage_days_rolled_through (organization_id, through)
 select lo.organization_id,
        coalesce((select lo.day + g
@@ -223,7 +224,8 @@ select lo.organization_id,
           left join usage_days_rolled_through r on r.organization_id = o.id
          where r.through is null or r.through < %(end_day)s::date - 1) lo
 on conflict (organization_id) do update
-   set through = greatest(usage_days_rolled_through.through, excluded.through);
+   set through = excluded.through
+ where excluded.through > usage_days_rolled_through.through;
 
 -- name: api_member_usage
 with mine as materialized (

@@ -333,8 +333,8 @@ def test_a_notebook_left_open_says_it_stops_at_the_cap(browser: Any, stack: Any)
 
 
 def test_a_timeout_nobody_chose_is_never_refused(browser: Any, stack: Any) -> None:
-    """New notebook sends only timeouts the member changed: with the caps
-    unreadable (so its fields show the uncapped defaults), the API's own
+    """New notebook sends only timeouts the member changed: with the caps and
+    defaults unreadable (so its fields show none, empty), the API's own
     capped default applies rather than a refusal of a value nobody typed."""
     assert stack.call("PATCH", "/organization", {"maxIdleTimeoutSeconds": 1800})[0] == 200
     page = browser.new_page(viewport=LAPTOP)
@@ -346,12 +346,71 @@ def test_a_timeout_nobody_chose_is_never_refused(browser: Any, stack: Any) -> No
         sign_in(page, stack.api_url, stack.token)
         page.get_by_role("button", name="New notebook").click()
         dialog = page.get_by_role("dialog", name="New notebook")
-        expect(dialog.get_by_label("Idle timeout (minutes)")).to_have_value("60")
+        idle = dialog.get_by_label("Idle timeout (minutes)")
+        expect(idle).to_have_attribute("placeholder", "organization's default")
+        expect(idle).to_have_value("")
         dialog.get_by_label("Name").fill("Defaults")
         dialog.get_by_role("button", name="Create notebook").click()
         expect(dialog).to_be_hidden()
         _, listed = stack.call("GET", "/workloads/notebooks")
         made = next(n for n in listed["included"]["notebooks"] if n["name"] == "Defaults")
         assert (made["idleTimeoutSeconds"], made["detachedTimeoutSeconds"]) == (1800, 14400)
+    finally:
+        close_page(page)
+
+
+def test_an_org_admin_sets_new_notebooks_default_timeouts(browser: Any, stack: Any) -> None:
+    """Under the limits: what a new notebook starts with (docs/console.md
+    "Limits"); New notebook starts there, under the caps; emptied, the
+    platform's again."""
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate("location.hash = '#/usage'")
+        panel = page.get_by_role("region", name="Limits")
+        idle_default = panel.get_by_label("New notebooks' idle timeout (minutes)")
+        detached_default = panel.get_by_label("New notebooks' detached timeout (minutes)")
+        expect(idle_default).to_have_value("")  # the platform's, as the placeholder says
+        expect(idle_default).to_have_attribute("placeholder", "60")
+        idle_default.fill("7.5")
+        panel.get_by_role("button", name="Save limits").click()
+        expect(panel.get_by_role("alert")).to_have_text(
+            "Enter 0 (never), 5 to 10080 minutes, or nothing for the platform's."
+        )
+        expect(idle_default).to_be_focused()
+        idle_default.fill("15")
+        detached_default.fill("0")
+        panel.get_by_role("button", name="Save limits").click()
+        expect(page.locator("#announcer")).to_have_text("Limits saved")
+        org = stack.call("GET", "/organization")[1]
+        assert (org["defaultIdleTimeoutSeconds"], org["defaultDetachedTimeoutSeconds"]) == (900, 0)
+        assert org["maxIdleTimeoutSeconds"] == 0  # only what changed was sent
+
+        # "Never" by default, under a detached cap of 2 h: 2 h.
+        assert stack.call("PATCH", "/organization", {"maxDetachedTimeoutSeconds": 7200})[0] == 200
+        page.evaluate("location.hash = '#/notebooks'")
+        page.get_by_role("button", name="New notebook").click()
+        dialog = page.get_by_role("dialog", name="New notebook")
+        expect(dialog.get_by_label("Idle timeout (minutes)")).to_have_value("15")
+        expect(dialog.get_by_label("Detached timeout (minutes)")).to_have_value("120")
+        dialog.get_by_label("Name").fill("Starts with the defaults")
+        dialog.get_by_role("button", name="Create notebook").click()
+        expect(dialog).to_be_hidden()
+        _, listed = stack.call("GET", "/workloads/notebooks")
+        made = next(
+            n for n in listed["included"]["notebooks"] if n["name"] == "Starts with the defaults"
+        )
+        assert (made["idleTimeoutSeconds"], made["detachedTimeoutSeconds"]) == (900, 7200)
+
+        page.evaluate("location.hash = '#/usage'")
+        expect(idle_default).to_have_value("15")
+        idle_default.fill("")
+        with page.expect_response(
+            lambda r: r.request.method == "PATCH" and r.url.endswith("/organization")
+        ) as saved:
+            panel.get_by_role("button", name="Save limits").click()
+        assert saved.value.status == 200
+        org = stack.call("GET", "/organization")[1]
+        assert (org["defaultIdleTimeoutSeconds"], org["defaultDetachedTimeoutSeconds"]) == (None, 0)
     finally:
         close_page(page)

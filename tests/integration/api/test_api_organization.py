@@ -54,6 +54,8 @@ async def test_every_member_reads_the_limits_and_only_org_admins_set_them(
         "maxRunning": 0,
         "maxIdleTimeoutSeconds": 0,
         "maxDetachedTimeoutSeconds": 0,
+        "defaultIdleTimeoutSeconds": None,  # the platform's (docs/api.md "Timeout caps")
+        "defaultDetachedTimeoutSeconds": None,
         "platformMaxRunningPerMember": 0,
         "platformMaxRunning": 0,
         "trashDays": 30,  # NOTEBOOKS_TRASH_DAYS: how long a delete can be undone

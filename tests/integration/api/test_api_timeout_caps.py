@@ -165,3 +165,85 @@ async def test_an_edit_may_not_lengthen_past_the_cap_but_keeps_what_was_set_befo
     # The detached timeout has no cap here: "never" is still allowed.
     resp = await client.patch(url, json={"detachedTimeoutSeconds": 0}, headers=world.owner.auth)
     assert resp.status == 200, await resp.text()
+
+
+async def test_org_admins_set_their_new_notebooks_default_timeouts(
+    client: TestClient, world: World
+) -> None:
+    """`defaultIdleTimeoutSeconds` / `defaultDetachedTimeoutSeconds`
+    (migration 0028): what a notebook created without a timeout gets, under
+    the caps; null goes back to the platform's (1 h, 4 h); a timeout sent
+    with the create is the member's own, as before."""
+    body = await body_of(await client.get(V1 + "/organization", headers=world.viewer.auth))
+    assert (body["defaultIdleTimeoutSeconds"], body["defaultDetachedTimeoutSeconds"]) == (
+        None,
+        None,
+    )
+    await refused(
+        await set_caps(client, world.owner, defaultIdleTimeoutSeconds=900), 403, "forbidden"
+    )
+    resp = await set_caps(client, world.admin, defaultIdleTimeoutSeconds=900)
+    assert resp.status == 200, await resp.text()
+    body = await body_of(resp)
+    assert (body["defaultIdleTimeoutSeconds"], body["defaultDetachedTimeoutSeconds"]) == (
+        900,
+        None,
+    )
+    item = notebook_of(await body_of(await create(client, world)))
+    assert (item["idleTimeoutSeconds"], item["detachedTimeoutSeconds"]) == (900, 14400)
+    item = notebook_of(await body_of(await create(client, world, idleTimeoutSeconds=7200)))
+    assert item["idleTimeoutSeconds"] == 7200  # the member's own choice, within no cap
+
+    # "Never" as a default, under a cap: the cap.
+    await set_caps(client, world.admin, defaultDetachedTimeoutSeconds=0)
+    await set_caps(client, world.admin, maxDetachedTimeoutSeconds=28800)
+    item = notebook_of(await body_of(await create(client, world)))
+    assert (item["idleTimeoutSeconds"], item["detachedTimeoutSeconds"]) == (900, 28800)
+    # A cap set after a longer default: the default capped.
+    await set_caps(client, world.admin, maxIdleTimeoutSeconds=600)
+    item = notebook_of(await body_of(await create(client, world)))
+    assert item["idleTimeoutSeconds"] == 600
+    # Changing a limit leaves the defaults; null, the platform's again.
+    body = await body_of(await set_caps(client, world.admin, maxRunning=5))
+    assert (body["defaultIdleTimeoutSeconds"], body["defaultDetachedTimeoutSeconds"]) == (900, 0)
+    body = await body_of(
+        await client.patch(
+            V1 + "/organization",
+            json={"defaultIdleTimeoutSeconds": None, "defaultDetachedTimeoutSeconds": None},
+            headers=world.admin.auth,
+        )
+    )
+    assert (body["defaultIdleTimeoutSeconds"], body["defaultDetachedTimeoutSeconds"]) == (
+        None,
+        None,
+    )
+    item = notebook_of(await body_of(await create(client, world)))
+    assert (item["idleTimeoutSeconds"], item["detachedTimeoutSeconds"]) == (600, 14400)
+    other = await body_of(await client.get(V1 + "/organization", headers=world.stranger.auth))
+    assert other["defaultIdleTimeoutSeconds"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"defaultIdleTimeoutSeconds": 299}, "out_of_range", "defaultIdleTimeoutSeconds"),
+        ({"defaultIdleTimeoutSeconds": 450}, "out_of_range", "defaultIdleTimeoutSeconds"),
+        (
+            {"defaultDetachedTimeoutSeconds": 604860},
+            "out_of_range",
+            "defaultDetachedTimeoutSeconds",
+        ),
+        ({"defaultDetachedTimeoutSeconds": "3600"}, "wrong_type", "defaultDetachedTimeoutSeconds"),
+        ({"defaultIdleTimeoutSeconds": True}, "wrong_type", "defaultIdleTimeoutSeconds"),
+    ],
+)
+async def test_bad_defaults_are_refused_and_nothing_changes(
+    client: TestClient, world: World, body: dict[str, Any], code: str, field: str
+) -> None:
+    await refused(await set_caps(client, world.admin, **body), 400, code, field)
+    after = await body_of(await client.get(V1 + "/organization", headers=world.admin.auth))
+    assert (after["defaultIdleTimeoutSeconds"], after["defaultDetachedTimeoutSeconds"]) == (
+        None,
+        None,
+    )
+    assert after["updatedAt"] is None

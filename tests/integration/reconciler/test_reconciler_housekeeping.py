@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from common import usage_days
@@ -106,6 +107,19 @@ async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(ro
             " values (%s, %s, %s, 'nb', '', 'C', 3600, 14400, '{}', 'x = 1', %s, %s, %s)",
             (trashed[name], rows.org, member, now, now, until),
         )
+    hook = new_id()
+    await db.execute(
+        "insert into webhooks (id, organization_id, url, statuses, secret, created_at,"
+        " created_by) values (%s, %s, 'https://hooks.example.com/', '{}', 'whsec_eA==', %s,"
+        " %s)",
+        (hook, rows.org, now, member),
+    )
+    for created in (now - 31 * DAY, now - 29 * DAY):  # sent or given up long ago; recent
+        await db.execute(
+            "insert into webhook_deliveries (webhook_id, event_id, status, next_attempt_at,"
+            " created_at) values (%s, 1, 'delivered', %s, %s)",
+            (hook, created, created),
+        )
     before = {t: _purged(t) for t in metrics.PURGED_TABLES}
 
     # Bounded: one row per transaction, one transaction per table.
@@ -116,6 +130,7 @@ async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(ro
         "pgqueuer_log": 1,
         "pgqueuer_statistics": 1,
         "notebook_trash": 1,  # past its own `kept_until`: no grace beyond it
+        "webhook_deliveries": 1,
     }
     assert gone_token in await _ids(db, "select id from api_tokens")  # the older one went first
     assert (await purge_once(pool, now))["api_tokens"] == 1  # type: ignore[index]
@@ -129,6 +144,10 @@ async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(ro
     left = await _ids(db, "select created as id from pgqueuer_statistics")
     assert left == {now - DAY}
     assert await _ids(db, "select notebook_id as id from notebook_trash") == {trashed["kept"]}
+    left = await _ids(
+        db, f"select created_at as id from webhook_deliveries where webhook_id = '{hook}'"
+    )
+    assert left == {now - 29 * DAY}
     counted = {t: _purged(t) - before[t] for t in metrics.PURGED_TABLES}
     assert counted == {
         "api_tokens": 2,
@@ -137,6 +156,7 @@ async def test_rows_that_can_never_be_used_again_are_purged_after_their_grace(ro
         "pgqueuer_log": 1,
         "pgqueuer_statistics": 2,
         "notebook_trash": 1,
+        "webhook_deliveries": 1,
     }
 
     # A month later the token that was within its grace goes too.
@@ -341,7 +361,27 @@ async def test_the_search_for_days_to_roll_up_starts_past_the_watermark(rows, po
         date(2026, 11, d) for d in (4, 5, 7, 8, 9, 10)
     }
     assert await rolled_through(db, rows.org) == date(2026, 11, 10)
-    # Never back: a watermark ahead (a clock that ran ahead) stays.
+    # Never back: a watermark ahead (a clock that ran ahead) stays (the
+    # search and the statement's conflict clause each leave it).
     await db.execute("update usage_days_rolled_through set through = %s", (date(2026, 11, 20),))
     assert await roll_up_usage(pool, now + DAY) == 0
     assert await rolled_through(db, rows.org) == date(2026, 11, 20)
+
+
+async def test_a_failing_roll_up_still_moves_the_watermarks(rows, pool, db, monkeypatch):
+    """A day that fails to roll up (logged by the purge's turn) does not hold
+    every organization's search back: the watermarks still move."""
+    now = datetime(2026, 11, 10, 1, 30, tzinfo=UTC)  # Nov 9 settled
+    await db.execute(
+        "update organizations set created_at = %s where id = %s", (now - 5 * DAY, rows.org)
+    )
+    async with pool.connection() as conn:  # all but the newest, as reports would
+        await usage_days.roll_up_missing(conn, rows.org, date(2026, 11, 4), date(2026, 11, 9), now)
+
+    async def broken(*_: Any) -> None:
+        raise RuntimeError("a day that cannot be read")
+
+    monkeypatch.setattr(usage_days, "roll_up", broken)
+    with pytest.raises(RuntimeError):
+        await roll_up_usage(pool, now)
+    assert await rolled_through(db, rows.org) == date(2026, 11, 8)

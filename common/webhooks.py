@@ -1,0 +1,71 @@
+"""What the API and the workers agree on about webhooks (docs/api.md
+"Webhooks"): the secret's form, which URLs may be named, and which
+addresses a delivery may reach. Pure."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import secrets
+from urllib.parse import urlsplit
+
+# Standard Webhooks' form (standardwebhooks.com): `whsec_` and the key's
+# bytes in base64, so its libraries verify our signatures as they are.
+SECRET_PREFIX = "whsec_"
+MAX_URL = 2048
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def address_allowed(address: str, allow_insecure: bool) -> bool:
+    """A delivery reaches public addresses only, unless the operator allows
+    any (a local install, tests): a webhook's URL is an org admin's input,
+    and the workers sit beside the database, the cluster's API and the
+    cloud's metadata service (SSRF)."""
+    if allow_insecure:
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # a scoped IPv6 address
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_global and not ip.is_multicast
+
+
+def url_problem(url: str, allow_insecure: bool) -> str | None:
+    """Why `url` cannot be a webhook's, or None: https (http too when the
+    operator allows insecure webhooks), a host, no credentials in it, and,
+    when its host is an address, a public one (a name is checked as it is
+    resolved, at each delivery)."""
+    if len(url) > MAX_URL:
+        return f"is longer than {MAX_URL} characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "is not a URL"
+    schemes = ("https", "http") if allow_insecure else ("https",)
+    if parts.scheme not in schemes:
+        return "must be an https URL" if not allow_insecure else "must be an http(s) URL"
+    host = parts.hostname
+    if not host:
+        return "has no host"
+    if parts.username is not None or parts.password is not None:
+        return "may not hold credentials (the signature says who sent it)"
+    if parts.fragment:
+        return "may not have a fragment"
+    if port == 0:
+        return "has port 0"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name
+    if not address_allowed(host, allow_insecure):
+        return "names an address that is not public"
+    return None

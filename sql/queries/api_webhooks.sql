@@ -1,0 +1,59 @@
+-- Webhooks (api/webhooks.py, docs/api.md "Webhooks"): an organization's,
+-- set by its org admins. A webhook's secret is answered by its create only.
+
+-- fragment: webhook_object
+json_build_object(
+    'id', w.id, 'url', w.url, 'description', w.description, 'statuses', w.statuses,
+    'createdAt', w.created_at, 'createdBy', w.created_by
+)
+
+-- name: api_webhook_insert
+-- At most `max_webhooks` an organization: the organization's row locked
+-- against another create counting at once (a start's share lock waits the
+-- moment this takes).
+with org as (
+    select o.id from organizations o where o.id = %(org_id)s for no key update
+), inserted as (
+    insert into webhooks (id, organization_id, url, description, statuses, secret,
+                          created_at, created_by)
+    select %(id)s, org.id, %(url)s, %(description)s, %(statuses)s, %(secret)s, %(now)s,
+           %(member_id)s
+      from org
+     where (select count(*) from webhooks w where w.organization_id = org.id) < %(max_webhooks)s
+    returning *
+)
+select (
+-- include: webhook_object
+)::text as body
+  from inserted w;
+
+-- name: api_webhook_list
+select count(*) as total,
+       coalesce(json_agg(
+-- include: webhook_object
+       order by w.created_at, w.id), '[]')::text as items
+  from webhooks w
+ where w.organization_id = %(org_id)s;
+
+-- name: api_webhook_delete
+delete from webhooks where id = %(id)s and organization_id = %(org_id)s returning id;
+
+-- name: api_webhook_deliveries
+-- The webhook's newest deliveries, what each event was and how its sending
+-- went; null when there is no such webhook.
+select (select count(*) from webhooks w
+         where w.id = %(id)s and w.organization_id = %(org_id)s) as found,
+       coalesce((select json_agg(json_build_object(
+           'id', d.id::text, 'eventId', d.event_id::text, 'notebookId', e.notebook_id,
+           'notebookName', e.notebook_name, 'toStatus', e.to_status, 'status', d.status,
+           'attempts', d.attempts, 'lastAttemptAt', d.last_attempt_at,
+           'nextAttemptAt', case when d.status = 'pending' then d.next_attempt_at end,
+           'responseStatus', d.response_status, 'lastError', d.last_error,
+           'createdAt', d.created_at, 'deliveredAt', d.delivered_at
+       ) order by d.id desc)
+          from (select * from webhook_deliveries
+                 where webhook_id = %(id)s
+                   and exists (select 1 from webhooks w
+                                where w.id = %(id)s and w.organization_id = %(org_id)s)
+                 order by id desc limit %(limit)s) d
+          left join notebook_events e on e.id = d.event_id), '[]')::text as items;

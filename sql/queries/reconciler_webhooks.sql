@@ -1,0 +1,60 @@
+-- Webhook deliveries (reconciler/webhooks.py, docs/api.md "Webhooks"):
+-- claimed by one worker for a lease (a worker killed while sending leaves
+-- it to another once the lease ends: at least once), sent, then recorded.
+
+-- name: webhook_deliveries_claim
+-- Due deliveries, oldest first, each with its webhook and its event as the
+-- payload's data (the notebook's owner now, or when it was deleted).
+with due as (
+    select d.id from webhook_deliveries d
+     where d.status = 'pending' and d.next_attempt_at <= %(now)s
+       and (d.locked_until is null or d.locked_until <= %(now)s)
+     order by d.next_attempt_at, d.id
+     limit %(limit)s
+       for update skip locked
+), claimed as (
+    update webhook_deliveries d
+       set locked_until = %(now)s + make_interval(secs => %(lease)s),
+           attempts = d.attempts + 1, last_attempt_at = %(now)s
+      from due
+     where d.id = due.id
+    returning d.id, d.webhook_id, d.event_id, d.attempts, d.created_at
+)
+select c.id, c.attempts, c.created_at, w.url, w.secret,
+       json_build_object(
+           'id', e.id::text, 'organizationId', e.organization_id,
+           'notebookId', e.notebook_id, 'notebookName', e.notebook_name,
+           'ownerId', coalesce(n.member_id, t.member_id),
+           'fromStatus', e.from_status, 'toStatus', e.to_status,
+           'reason', e.reason, 'actor', e.actor, 'createdAt', e.created_at
+       )::text as data
+  from claimed c
+  join webhooks w on w.id = c.webhook_id
+  join notebook_events e on e.id = c.event_id
+  left join notebooks n on n.id = e.notebook_id
+  left join deleted_notebooks t on t.id = e.notebook_id
+ order by c.id;
+
+-- name: webhook_delivery_sent
+-- The receiver answered 2xx.
+update webhook_deliveries
+   set status = 'delivered', delivered_at = %(now)s, response_status = %(response_status)s,
+       last_error = null, locked_until = null
+ where id = %(id)s;
+
+-- name: webhook_delivery_missed
+-- Not delivered: tried again at `next_attempt_at`, or given up (null).
+update webhook_deliveries
+   set status = case when %(next_attempt_at)s::timestamptz is null then 'failed'
+                     else 'pending' end,
+       next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, next_attempt_at),
+       response_status = %(response_status)s, last_error = %(error)s, locked_until = null
+ where id = %(id)s;
+
+-- name: reconciler_purge_webhook_deliveries
+-- Deliveries past their grace, however they went (the events stay).
+delete from webhook_deliveries
+ where id in (select id from webhook_deliveries
+               where created_at < %(before)s
+               order by created_at
+               limit %(limit)s);

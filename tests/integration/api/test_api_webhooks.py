@@ -1,0 +1,196 @@
+"""Webhooks through the API (docs/api.md "Webhooks"): an organization's
+admins add, list and delete them and read their deliveries; the secret is
+answered once; a URL the workers must not reach is refused. (That the
+workers send them: tests/integration/reconciler/test_reconciler_webhooks.py.)"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aiohttp.test_utils import TestClient, TestServer
+from api_factories import Factory, World, body_of, refused
+
+from api.app import create_app
+from api.webhooks import MAX_WEBHOOKS
+from common.clock import FakeClock
+from common.settings import Settings
+
+V1 = "/api/v1"
+HOOKS = V1 + "/webhooks"
+URL = "https://hooks.example.com/notebooks"
+
+
+async def test_an_org_admin_adds_a_webhook_and_reads_its_secret_once(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    resp = await client.post(
+        HOOKS,
+        json={
+            "url": URL,
+            "description": "#data-alerts",
+            "statuses": ["stopped", "failed", "failed"],
+        },
+        headers=world.admin.auth,
+    )
+    assert resp.status == 201, await resp.text()
+    made = await body_of(resp)
+    assert made["secret"].startswith("whsec_")
+    assert made == {
+        "id": made["id"],
+        "url": URL,
+        "description": "#data-alerts",
+        "statuses": ["failed", "stopped"],
+        "createdAt": factory.clock.now().isoformat(),
+        "createdBy": world.admin.id,
+        "secret": made["secret"],
+    }
+    listed = await body_of(await client.get(HOOKS, headers=world.admin.auth))
+    assert listed["total"] == 1
+    assert listed["items"] == [{k: v for k, v in made.items() if k != "secret"}]
+    assert made["secret"] not in await (await client.get(HOOKS, headers=world.admin.auth)).text()
+    # Another organization's admin sees none of it.
+    theirs = await body_of(await client.get(HOOKS, headers=world.stranger.auth))
+    assert theirs == {"total": 0, "items": []}
+    await refused(
+        await client.get(f"{HOOKS}/{made['id']}/deliveries", headers=world.stranger.auth),
+        404,
+        "not_found",
+        "id",
+    )
+    await refused(
+        await client.delete(f"{HOOKS}/{made['id']}", headers=world.stranger.auth),
+        404,
+        "not_found",
+        "id",
+    )
+
+
+async def test_only_org_admins_manage_webhooks(client: TestClient, world: World) -> None:
+    made = await body_of(await client.post(HOOKS, json={"url": URL}, headers=world.admin.auth))
+    for who in (world.owner, world.team_admin, world.viewer):
+        await refused(
+            await client.post(HOOKS, json={"url": URL}, headers=who.auth), 403, "forbidden"
+        )
+        await refused(await client.get(HOOKS, headers=who.auth), 403, "forbidden")
+        await refused(
+            await client.get(f"{HOOKS}/{made['id']}/deliveries", headers=who.auth),
+            403,
+            "forbidden",
+        )
+        await refused(
+            await client.delete(f"{HOOKS}/{made['id']}", headers=who.auth), 403, "forbidden"
+        )
+    assert (await client.get(HOOKS)).status == 401
+    # An org admin's read-only token reads them, and adds none.
+    resp = await client.post(
+        f"{V1}/members/{world.admin.id}/tokens",
+        json={"name": "monitor", "readOnly": True},
+        headers=world.admin.auth,
+    )
+    reader = {"Authorization": f"Bearer {(await body_of(resp))['token']}"}
+    assert (await client.get(HOOKS, headers=reader)).status == 200
+    await refused(
+        await client.post(HOOKS, json={"url": URL}, headers=reader), 403, "read_only_token"
+    )
+
+
+async def test_a_url_the_workers_must_not_reach_is_refused(
+    client: TestClient, world: World
+) -> None:
+    for url, why in (
+        ("http://hooks.example.com/", "must be an https URL"),
+        ("https://127.0.0.1:8080/", "names an address that is not public"),
+        ("https://169.254.169.254/latest/meta-data/", "names an address that is not public"),
+        ("https://user:secret@hooks.example.com/", "may not hold credentials"),
+        ("not a url", "must be an https URL"),
+    ):
+        problem = await refused(
+            await client.post(HOOKS, json={"url": url}, headers=world.admin.auth),
+            400,
+            "invalid_value",
+            "url",
+        )
+        assert problem["detail"].startswith(f"The webhook's URL {why}"), problem
+    for body, code, field in (
+        ({}, "missing_field", "url"),
+        ({"url": URL, "statuses": ["crashed"]}, "invalid_value", "statuses[0]"),
+        ({"url": URL, "statuses": "failed"}, "wrong_type", "statuses"),
+        ({"url": URL, "secret": "mine"}, "unknown_field", "secret"),
+        ({"url": ""}, "invalid_length", "url"),
+    ):
+        await refused(
+            await client.post(HOOKS, json=body, headers=world.admin.auth), 400, code, field
+        )
+    assert (await body_of(await client.get(HOOKS, headers=world.admin.auth)))["total"] == 0
+
+
+async def test_an_operator_may_allow_insecure_webhooks(
+    settings: Settings, clock: FakeClock, world: World
+) -> None:
+    app = create_app(dataclasses.replace(settings, webhooks_allow_insecure=True), clock=clock)
+    async with TestClient(TestServer(app)) as insecure:
+        resp = await insecure.post(
+            HOOKS, json={"url": "http://127.0.0.1:9000/hook"}, headers=world.admin.auth
+        )
+        assert resp.status == 201, await resp.text()
+
+
+async def test_an_organization_has_at_most_ten_webhooks(client: TestClient, world: World) -> None:
+    for i in range(MAX_WEBHOOKS):
+        resp = await client.post(HOOKS, json={"url": f"{URL}/{i}"}, headers=world.admin.auth)
+        assert resp.status == 201
+    await refused(
+        await client.post(HOOKS, json={"url": URL}, headers=world.admin.auth),
+        409,
+        "webhook_limit_reached",
+    )
+    other = await client.post(HOOKS, json={"url": URL}, headers=world.stranger.auth)
+    assert other.status == 201  # another organization's count
+
+
+async def test_deliveries_say_how_each_went_and_go_with_their_webhook(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    made = await body_of(
+        await client.post(
+            HOOKS, json={"url": URL, "statuses": ["starting"]}, headers=world.admin.auth
+        )
+    )
+    nb = f"{V1}/workloads/notebooks/{world.notebook}"
+    assert (await client.post(f"{nb}/start", headers=world.owner.auth)).status == 202
+    factory.clock.advance(5)
+    factory.reconciler_sets(world.notebook, "running", "ready")  # not asked for
+
+    listed = await body_of(
+        await client.get(f"{HOOKS}/{made['id']}/deliveries", headers=world.admin.auth)
+    )
+    [item] = listed["items"]
+    assert item == {
+        "id": item["id"],
+        "eventId": item["eventId"],
+        "notebookId": world.notebook,
+        "notebookName": f"nb {world.notebook}",
+        "toStatus": "starting",
+        "status": "pending",
+        "attempts": 0,
+        "lastAttemptAt": None,
+        "nextAttemptAt": item["createdAt"],
+        "responseStatus": None,
+        "lastError": None,
+        "createdAt": item["createdAt"],
+        "deliveredAt": None,
+    }
+    assert (await client.delete(f"{HOOKS}/{made['id']}", headers=world.admin.auth)).status == 204
+    assert factory.value("select count(*) from webhook_deliveries") == 0
+    await refused(
+        await client.get(f"{HOOKS}/{made['id']}/deliveries", headers=world.admin.auth),
+        404,
+        "not_found",
+        "id",
+    )
+    await refused(
+        await client.delete(f"{HOOKS}/{made['id']}", headers=world.admin.auth),
+        404,
+        "not_found",
+        "id",
+    )

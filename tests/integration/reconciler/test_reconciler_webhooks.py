@@ -1,0 +1,211 @@
+"""Webhook deliveries (migration 0029, reconciler/webhooks.py, docs/api.md
+"Webhooks"): a status change writes one delivery per webhook that asked for
+it, in the same statement; the workers send it to a real receiver on this
+machine, signed as Standard Webhooks verify, and try again when it fails,
+for a day; a URL at a non-public address is never reached."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from common.clock import FakeClock
+from common.ids import new_id
+from reconciler import webhooks
+from reconciler.webhooks import client_session, deliver_due
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def verified(secret: str, headers: Any, body: bytes) -> bool:
+    """Standard Webhooks' verification, written from its specification (not
+    from our signing code): HMAC-SHA256 of `id.timestamp.body` with the
+    secret's base64-decoded key, one of the space-separated `v1,` values."""
+    key = base64.b64decode(secret.split("_", 1)[1])
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return any(
+        sig.startswith("v1,") and hmac.compare_digest(sig[3:], expected)
+        for sig in headers["webhook-signature"].split()
+    )
+
+
+class Receiver:
+    """An HTTP server on loopback answering `status` (a list: one per call,
+    the last repeated), keeping what it was sent."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((dict(request.headers), await request.read()))
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        if status == 302:
+            return web.Response(status=302, headers={"Location": "http://127.0.0.1:9/"})
+        return web.Response(status=status)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver([204])
+    app = web.Application()
+    app.router.add_post("/hook", r.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    r.url = f"http://127.0.0.1:{port}/hook"
+    yield r
+    await runner.cleanup()
+
+
+async def webhook(db: Any, org: str, url: str, statuses: tuple[str, ...] = ()) -> str:
+    wid = new_id()
+    await db.execute(
+        "insert into webhooks (id, organization_id, url, statuses, secret, created_at,"
+        " created_by) values (%s, %s, %s, %s, %s, now(), 'M')",
+        (wid, org, url, list(statuses), SECRET),
+    )
+    return wid
+
+
+async def deliveries(db: Any, wid: str) -> list[dict[str, Any]]:
+    cur = await db.execute(
+        "select * from webhook_deliveries where webhook_id = %s order by id", (wid,)
+    )
+    return await cur.fetchall()
+
+
+async def send_due(pool: Any, clock: FakeClock, *, allow_insecure: bool = True) -> int:
+    async with client_session(allow_insecure) as session:
+        return await deliver_due(pool, session, clock.now, allow_insecure)
+
+
+async def test_a_status_change_reaches_the_webhook_signed(rows, pool, db, receiver) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    wid = await webhook(db, rows.org, receiver.url)
+    failed_only = await webhook(db, rows.org, receiver.url, ("failed",))
+    elsewhere = await webhook(db, new_id(), receiver.url)  # another organization's
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())  # stopped -> starting
+    await db.execute(  # an edit's history entry leaves the status: told of nothing
+        "insert into notebook_events (notebook_id, organization_id, from_status, to_status,"
+        " reason, actor) values (%s, %s, 'starting', 'starting', 'Renamed', %s)",
+        (nid, rows.org, rows.member),
+    )
+    assert len(await deliveries(db, wid)) == 1
+    assert await deliveries(db, failed_only) == [] and await deliveries(db, elsewhere) == []
+
+    assert await send_due(pool, clock) == 1
+    [(headers, body)] = receiver.received
+    assert verified(SECRET, headers, body)
+    assert headers["Content-Type"] == "application/json"
+    [sent] = await deliveries(db, wid)
+    assert headers["webhook-id"] == f"delivery_{sent['id']}"
+    assert int(headers["webhook-timestamp"]) == int(clock.now().timestamp())
+    payload = json.loads(body)
+    assert payload["type"] == "notebook.status_changed"
+    data = payload["data"]
+    assert (data["notebookId"], data["organizationId"], data["ownerId"]) == (
+        nid,
+        rows.org,
+        rows.member,
+    )
+    assert (data["fromStatus"], data["toStatus"], data["actor"]) == (
+        "stopped",
+        "starting",
+        rows.member,
+    )
+    assert (sent["status"], sent["attempts"], sent["response_status"]) == ("delivered", 1, 204)
+    assert await send_due(pool, clock) == 0  # sent once
+
+
+async def test_a_delivery_not_taken_is_tried_again_then_given_up(rows, pool, db, receiver):
+    """A 500, then the receiver gone: waits of 10 s, then 30 s, …; a day
+    after the status change the delivery is given up."""
+    clock = FakeClock(datetime.now(UTC))
+    receiver.statuses = [500, 302, 204]
+    wid = await webhook(db, rows.org, receiver.url)
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+
+    assert await send_due(pool, clock) == 1
+    [d] = await deliveries(db, wid)
+    assert (d["status"], d["attempts"], d["response_status"]) == ("pending", 1, 500)
+    assert d["last_error"] == "The receiver answered 500 Internal Server Error"
+    assert d["next_attempt_at"] == clock.now() + timedelta(seconds=10)
+    assert await send_due(pool, clock) == 0  # not due yet
+    clock.advance(10)
+    assert await send_due(pool, clock) == 1  # a redirect is not followed: not delivered
+    [d] = await deliveries(db, wid)
+    assert (d["attempts"], d["response_status"]) == (2, 302)
+    assert d["next_attempt_at"] == clock.now() + timedelta(seconds=30)
+    clock.advance(30)
+    assert await send_due(pool, clock) == 1
+    [d] = await deliveries(db, wid)
+    assert (d["status"], d["attempts"], d["last_error"]) == ("delivered", 3, None)
+    assert len(receiver.received) == 3
+    assert len({h["webhook-id"] for h, _ in receiver.received}) == 1  # one message, retried
+
+    # A receiver that never answers 2xx: given up after a day.
+    receiver.statuses = [503]
+    other = await rows.notebook()
+    await rows.start(other, now=clock.now())
+    began = clock.now()
+    attempts = 0
+    while True:
+        assert await send_due(pool, clock) == 1
+        attempts += 1
+        [_, d] = await deliveries(db, wid)
+        if d["status"] == "failed":
+            break
+        clock.advance((d["next_attempt_at"] - clock.now()).total_seconds())
+    assert clock.now() - began <= timedelta(days=1)
+    assert d["attempts"] == attempts > 20  # an hour apart at most, for a day
+    assert webhooks.retry_at(attempts, began, clock.now()) is None
+
+
+async def test_a_claimed_delivery_is_another_workers_once_its_lease_ends(rows, pool, db, receiver):
+    clock = FakeClock(datetime.now(UTC))
+    wid = await webhook(db, rows.org, receiver.url)
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+    await db.execute(  # a worker claimed it and was killed before it recorded anything
+        "update webhook_deliveries set locked_until = %s, attempts = 1 where webhook_id = %s",
+        (clock.now() + timedelta(seconds=webhooks.LEASE_SECONDS), wid),
+    )
+    assert await send_due(pool, clock) == 0
+    clock.advance(webhooks.LEASE_SECONDS)
+    assert await send_due(pool, clock) == 1
+    [d] = await deliveries(db, wid)
+    assert (d["status"], d["attempts"]) == ("delivered", 2)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:{port}/hook", "http://localhost:{port}/hook", "http://[::1]:{port}/hook"],
+)
+async def test_a_non_public_address_is_never_reached(rows, pool, db, receiver, url) -> None:
+    """Unless the operator allows insecure webhooks: an address in the URL,
+    or a name as it resolves now (a webhook made when it resolved elsewhere)."""
+    clock = FakeClock(datetime.now(UTC))
+    port = receiver.url.split(":")[2].split("/")[0]
+    wid = await webhook(db, rows.org, url.format(port=port).replace("http:", "https:"))
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+    assert await send_due(pool, clock, allow_insecure=False) == 1
+    [d] = await deliveries(db, wid)
+    assert d["status"] == "pending" and d["response_status"] is None
+    assert "not public" in d["last_error"] or "no public address" in d["last_error"], d
+    assert receiver.received == []
