@@ -44,6 +44,7 @@ async def create_webhook(ctx: Ctx) -> web.Response:
     if problem is not None:
         raise BadRequest(f"The webhook's URL {problem}.", code="invalid_value", field="url")
     secret = webhooks.new_secret()
+    await ctx.one("api_webhook_lock_org", ctx.mine())
     row = await ctx.one(
         "api_webhook_insert",
         ctx.mine(

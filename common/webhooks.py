@@ -23,6 +23,13 @@ def secret_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
+# IPv6's global unicast, less the ranges that carry an IPv4 address a
+# gateway may take it to (6to4, Teredo): NAT64's 64:ff9b::/96 and the
+# IPv4-compatible and -translated forms are outside 2000::/3 already.
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+_CARRYING_V4 = (ipaddress.ip_network("2002::/16"), ipaddress.ip_network("2001::/32"))
+
+
 def address_allowed(address: str, allow_insecure: bool) -> bool:
     """A delivery reaches public addresses only, unless the operator allows
     any (a local install, tests): a webhook's URL is an org admin's input,
@@ -34,8 +41,12 @@ def address_allowed(address: str, allow_insecure: bool) -> bool:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # a scoped IPv6 address
     except ValueError:
         return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped.is_global and not ip.ipv4_mapped.is_multicast
+        if ip not in _GLOBAL_UNICAST_V6 or any(ip in net for net in _CARRYING_V4):
+            return False
+    return ip.is_global and not ip.is_multicast
 
 
 def url_problem(url: str, allow_insecure: bool) -> str | None:
@@ -56,6 +67,10 @@ def url_problem(url: str, allow_insecure: bool) -> str | None:
     host = parts.hostname
     if not host:
         return "has no host"
+    try:
+        host.encode("idna")  # as the client will, or it raises at each delivery
+    except UnicodeError:
+        return "has a host name that is not valid"
     if parts.username is not None or parts.password is not None:
         return "may not hold credentials (the signature says who sent it)"
     if parts.fragment:

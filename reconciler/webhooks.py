@@ -106,10 +106,10 @@ async def send(
     if problem is not None:  # an address in the URL is never resolved: checked here
         return None, f"The URL {problem}."
     message_id = f"delivery_{delivery['id']}"
-    timestamp = int(now.timestamp())
-    body = (
-        f'{{"type":"{EVENT_TYPE}","timestamp":"{now.isoformat()}","data":{delivery["data"]}}}'
-    ).encode()
+    timestamp = int(now.timestamp())  # the attempt's: a receiver refuses stale ones
+    # The payload's `timestamp` is the event's (Standard Webhooks), its data the history's.
+    occurred = delivery["event_at"].isoformat()
+    body = f'{{"type":"{EVENT_TYPE}","timestamp":"{occurred}","data":{delivery["data"]}}}'.encode()
     headers = {
         "Content-Type": "application/json",
         "webhook-id": message_id,
@@ -127,6 +127,9 @@ async def send(
         return None, f"The receiver did not answer within {TIMEOUT_SECONDS:g} s."
     except (aiohttp.ClientError, OSError) as exc:
         return None, f"Could not reach the receiver: {exc}"[:MAX_ERROR]
+    except Exception as exc:  # anything else is this delivery's, never its batch's
+        log.exception("webhook_send_failed", delivery_id=delivery["id"])
+        return None, f"Could not send it: {type(exc).__name__}: {exc}"[:MAX_ERROR]
 
 
 async def deliver_due(
@@ -149,10 +152,11 @@ async def deliver_due(
     outcomes = await asyncio.gather(*(send(session, d, sent_at, allow_insecure) for d in due))
     async with pool.connection() as conn:
         for delivery, (status, error) in zip(due, outcomes, strict=True):
+            lease = {"id": delivery["id"], "lease_until": delivery["locked_until"]}
             if error is None:
                 await conn.execute(
                     query("webhook_delivery_sent"),
-                    {"id": delivery["id"], "now": now(), "response_status": status},
+                    {**lease, "now": now(), "response_status": status},
                 )
                 metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
                 continue
@@ -160,7 +164,7 @@ async def deliver_due(
             await conn.execute(
                 query("webhook_delivery_missed"),
                 {
-                    "id": delivery["id"],
+                    **lease,
                     "next_attempt_at": again,
                     "response_status": status,
                     "error": error[:MAX_ERROR],
@@ -171,7 +175,7 @@ async def deliver_due(
                 "webhook_not_delivered",
                 delivery_id=delivery["id"],
                 attempts=delivery["attempts"],
-                error=error,
+                error=error[:MAX_ERROR],
                 gave_up=again is None,
             )
     return len(due)

@@ -36,7 +36,7 @@ from common.logging import configure_logging
 from common.metrics import observe_pool, serve_metrics
 from common.settings import Settings
 from common.signals import stop_on_signals
-from reconciler import metrics
+from reconciler import metrics, webhooks
 from reconciler.db import fetchone
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Runtime
@@ -54,6 +54,8 @@ JOB_SLICE_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 60.0
 # After the queue's connection failed, this long before connecting again.
 QUEUE_RESTART_SECONDS = 2.0
+# How long a stopping worker lets a batch of webhooks on its way finish.
+WEBHOOK_SHUTDOWN_SECONDS = webhooks.TIMEOUT_SECONDS + 2
 # The job's consecutive failed passes, in its pgqueuer headers.
 ERRORS_HEADER = "reconcile_errors"
 
@@ -257,7 +259,8 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     sweeps = sweep_loop(pool, settings.sweep_interval_seconds, stop, rt, deps.clock)
     deliveries = webhook_loop(pool, stop, deps.clock, settings.webhooks_allow_insecure)
-    tasks = [asyncio.create_task(sweeps), asyncio.create_task(deliveries)]
+    delivering = asyncio.create_task(deliveries)
+    tasks = [asyncio.create_task(sweeps), delivering]
     run_watch = getattr(rt, "run_watch", None)
     if run_watch is not None:
 
@@ -293,6 +296,10 @@ async def run_worker(
         )
     finally:
         stop.set()
+        # A batch of webhooks on its way finishes and is recorded (its
+        # receivers answer within their timeout): cancelled, it would be
+        # sent again once its lease ends, at every deploy.
+        await asyncio.wait({delivering}, timeout=WEBHOOK_SHUTDOWN_SECONDS)
         for task in [*tasks, *rechecks]:
             task.cancel()
         await asyncio.gather(*tasks, *rechecks, return_exceptions=True)

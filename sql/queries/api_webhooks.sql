@@ -7,19 +7,23 @@ json_build_object(
     'createdAt', w.created_at, 'createdBy', w.created_by
 )
 
+-- name: api_webhook_lock_org
+-- Before a create counts the organization's webhooks: the organization's row,
+-- so that two creates count one after the other (a statement of its own: a
+-- statement that waited for the lock would count with the snapshot it took
+-- before the wait). Starts under a running limit take the same lock, each
+-- for a moment (api_lock_org_for_start).
+select o.id from organizations o where o.id = %(org_id)s for no key update;
+
 -- name: api_webhook_insert
--- At most `max_webhooks` an organization: the organization's row locked
--- against another create counting at once (a start's share lock waits the
--- moment this takes).
-with org as (
-    select o.id from organizations o where o.id = %(org_id)s for no key update
-), inserted as (
+-- At most `max_webhooks` an organization (its row locked, above).
+with inserted as (
     insert into webhooks (id, organization_id, url, description, statuses, secret,
                           created_at, created_by)
-    select %(id)s, org.id, %(url)s, %(description)s, %(statuses)s, %(secret)s, %(now)s,
+    select %(id)s, %(org_id)s, %(url)s, %(description)s, %(statuses)s, %(secret)s, %(now)s,
            %(member_id)s
-      from org
-     where (select count(*) from webhooks w where w.organization_id = org.id) < %(max_webhooks)s
+     where (select count(*) from webhooks w
+             where w.organization_id = %(org_id)s) < %(max_webhooks)s
     returning *
 )
 select (

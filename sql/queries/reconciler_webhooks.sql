@@ -18,9 +18,10 @@ with due as (
            attempts = d.attempts + 1, last_attempt_at = %(now)s
       from due
      where d.id = due.id
-    returning d.id, d.webhook_id, d.event_id, d.attempts, d.created_at
+    returning d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, d.locked_until
 )
-select c.id, c.attempts, c.created_at, w.url, w.secret,
+select c.id, c.attempts, c.created_at, c.locked_until, w.url, w.secret,
+       e.created_at as event_at,
        json_build_object(
            'id', e.id::text, 'organizationId', e.organization_id,
            'notebookId', e.notebook_id, 'notebookName', e.notebook_name,
@@ -36,20 +37,23 @@ select c.id, c.attempts, c.created_at, w.url, w.secret,
  order by c.id;
 
 -- name: webhook_delivery_sent
--- The receiver answered 2xx.
+-- The receiver answered 2xx. Only under this claim's lease (`locked_until`
+-- as claimed): a worker whose lease ran out while it sent leaves the
+-- delivery to the one that claimed it since.
 update webhook_deliveries
    set status = 'delivered', delivered_at = %(now)s, response_status = %(response_status)s,
        last_error = null, locked_until = null
- where id = %(id)s;
+ where id = %(id)s and status = 'pending' and locked_until = %(lease_until)s;
 
 -- name: webhook_delivery_missed
--- Not delivered: tried again at `next_attempt_at`, or given up (null).
+-- Not delivered: tried again at `next_attempt_at`, or given up (null);
+-- under this claim's lease, as above.
 update webhook_deliveries
    set status = case when %(next_attempt_at)s::timestamptz is null then 'failed'
                      else 'pending' end,
        next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, next_attempt_at),
        response_status = %(response_status)s, last_error = %(error)s, locked_until = null
- where id = %(id)s;
+ where id = %(id)s and status = 'pending' and locked_until = %(lease_until)s;
 
 -- name: reconciler_purge_webhook_deliveries
 -- Deliveries past their grace, however they went (the events stay).

@@ -85,3 +85,31 @@ def test_insecure_webhooks_take_http_and_any_address() -> None:
     assert not webhooks.address_allowed("fe80::1%eth0", allow_insecure=False)
     assert not webhooks.address_allowed("224.0.0.1", allow_insecure=False)
     assert webhooks.address_allowed("2606:4700:4700::1111", allow_insecure=False)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a00:8",  # NAT64: 10.0.0.8 where the network translates
+        "2002:a9fe:a9fe::1",  # 6to4: 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "::ffff:0:a9fe:a9fe",  # IPv4-translated
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "fec0::1",  # site-local
+        "fd00::1",
+        "::ffff:10.0.0.8",
+    ],
+)
+def test_an_ipv6_address_carrying_a_private_one_is_not_public(address: str) -> None:
+    assert not webhooks.address_allowed(address, allow_insecure=False)
+    assert webhooks.url_problem(f"https://[{address}]/", allow_insecure=False) == (
+        "names an address that is not public"
+    )
+
+
+def test_a_host_name_the_client_cannot_encode_is_refused() -> None:
+    """It would raise at each delivery, not as a failed attempt."""
+    for url in ("https://a..example.com/", "https://" + "a" * 70 + ".example.com/"):
+        assert webhooks.url_problem(url, allow_insecure=False) == (
+            "has a host name that is not valid"
+        )

@@ -5,10 +5,11 @@ workers send them: tests/integration/reconciler/test_reconciler_webhooks.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from aiohttp.test_utils import TestClient, TestServer
-from api_factories import Factory, World, body_of, refused
+from api_factories import Factory, World, body_of, held, refused, until_waiting_on_locks
 
 from api.app import create_app
 from api.webhooks import MAX_WEBHOOKS
@@ -146,6 +147,29 @@ async def test_an_organization_has_at_most_ten_webhooks(client: TestClient, worl
     )
     other = await client.post(HOOKS, json={"url": URL}, headers=world.stranger.auth)
     assert other.status == 201  # another organization's count
+
+
+async def test_two_creates_at_the_limit_count_one_after_the_other(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    """Nine made, two more at once: one is made, the other refused (each
+    counts after the other's insert, not with a snapshot from before it)."""
+    for i in range(MAX_WEBHOOKS - 1):
+        assert (
+            await client.post(HOOKS, json={"url": f"{URL}/{i}"}, headers=world.admin.auth)
+        ).status == 201
+    lock = "select 1 from organizations where id = %s for no key update"
+    async with held(settings, lock, world.org):
+        racing = asyncio.gather(
+            client.post(HOOKS, json={"url": f"{URL}/a"}, headers=world.admin.auth),
+            client.post(HOOKS, json={"url": f"{URL}/b"}, headers=world.admin.auth),
+        )
+        await until_waiting_on_locks(factory, 2, racing, "the creates did not wait")
+    responses = await racing
+    assert sorted(r.status for r in responses) == [201, 409]
+    assert factory.value("select count(*) from webhooks where organization_id = %s", world.org) == (
+        MAX_WEBHOOKS
+    )
 
 
 async def test_deliveries_say_how_each_went_and_go_with_their_webhook(
