@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench-api bench-start bench-proxy bench-sources bench-usage bench-usage-turn clean
+.PHONY: run test lint bench-api bench-start bench-proxy bench-sources bench-usage bench-usage-turn bench-webhooks clean
 
 $(STAMP): pyproject.toml
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -44,6 +44,9 @@ bench-usage: $(STAMP)
 
 bench-usage-turn: $(STAMP)
 	$(PY) bench/usage_turn.py
+
+bench-webhooks: $(STAMP)
+	$(PY) bench/webhook_trigger.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
