@@ -249,6 +249,12 @@ export const api = {
   // Every notebook's line of either, as CSV (`{ blob, headers }`).
   usageExport: (window) => request("GET", withWindow("/usage/export", window), undefined, { raw: true }),
   myUsageExport: (window) => request("GET", withWindow("/me/usage/export", window), undefined, { raw: true }),
+  // The organization's webhooks (org admins): listed, added (its secret
+  // answered once), deleted, and their newest deliveries.
+  webhooks: () => request("GET", "/webhooks"),
+  createWebhook: (body) => request("POST", "/webhooks", body),
+  deleteWebhook: (id) => request("DELETE", `/webhooks/${enc(id)}`),
+  webhookDeliveries: (id) => request("GET", `/webhooks/${enc(id)}/deliveries`),
   // The organization's activity (org admins), newest first; `actor`: one
   // member's id, or "reconciler"; `notebook`: one notebook's, deleted or not.
   activity: ({ limit, marker, actor, notebook } = {}) => {

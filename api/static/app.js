@@ -10,6 +10,7 @@
 //   #/activity/notebook/{id}  (org admins) a deleted notebook's history
 //   #/deleted              recently deleted notebooks, to bring back
 //   #/usage                (org admins) how long notebooks ran, by owner
+//   #/webhooks             (org admins) URLs told of status changes
 // Everything goes through the public REST API (api.js); no build step.
 
 import { activityView } from "./activity.js";
@@ -22,6 +23,7 @@ import { peopleView, setSignOut } from "./people.js";
 import { state } from "./store.js";
 import { trashView } from "./trash.js";
 import { usageView } from "./usage.js";
+import { webhooksView } from "./webhooks.js";
 
 const signinView = { el: () => $("#view-signin"), enter() {}, leave() {} };
 // A token is kept but who it belongs to could not be read (not a 401).
@@ -56,6 +58,7 @@ function resolve(hash) {
   }
   if (parts[0] === "activity") return [activityView, { actor: parts[1] || null }, "activity"];
   if (parts[0] === "usage") return [usageView, {}, "usage"];
+  if (parts[0] === "webhooks") return [webhooksView, {}, "webhooks"];
   if (parts[0] === "deleted") return [trashView, {}, "notebooks"];
   if (parts[0] === "notebooks" && parts[1] && parts[2] === "open") {
     return [openView, { id: parts[1] }, "notebooks"];
@@ -75,6 +78,7 @@ const TITLES = new Map([
   [peopleView, "People"],
   [activityView, "Activity"],
   [usageView, "Usage"],
+  [webhooksView, "Webhooks"],
   [trashView, "Recently deleted"],
   [detailView, "Notebook"],
   [openView, "Notebook"],

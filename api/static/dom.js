@@ -140,4 +140,5 @@ export const isBusy = (button) => button.getAttribute("aria-busy") === "true";
 // sign-in and each navigation as `GET /me` says, dropped at a refusal.
 export function showAdminNav(shown) {
   document.getElementById("nav-activity").hidden = !shown; // Usage is everyone's (their own)
+  document.getElementById("nav-webhooks").hidden = !shown;
 }

@@ -235,6 +235,16 @@ def stack_own_origins(settings: Any, tmp_path: Path) -> Iterator[Stack]:
         yield st
 
 
+@pytest.fixture
+def stack_webhooks(settings: Any, tmp_path: Path) -> Iterator[Stack]:
+    """The stack with insecure webhooks allowed (NOTEBOOKS_WEBHOOKS_ALLOW_INSECURE):
+    its worker delivers to a receiver on this machine, over http."""
+    with running_stack(
+        settings, tmp_path, lambda _api, _proxy: {"NOTEBOOKS_WEBHOOKS_ALLOW_INSECURE": "true"}
+    ) as st:
+        yield st
+
+
 @contextlib.contextmanager
 def running_stack(
     settings: Any,

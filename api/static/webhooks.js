@@ -1,0 +1,201 @@
+// Webhooks (#/webhooks, org admins): the URLs told of the organization's
+// notebooks' status changes, added (the signing secret shown once),
+// deleted, and each one's newest deliveries (docs/api.md "Webhooks",
+// docs/console.md). Read on each visit; it does not poll.
+
+import { confirmThen } from "./actions.js";
+import { api } from "./api.js";
+import { $, announce, exactTime, focusHeading, formatTime, h, isBusy, markBusy, setBusy, showError } from "./dom.js";
+
+const STATUSES = ["starting", "running", "idle", "detached", "stopping", "stopped", "failed"];
+// `visit`: this visit to the page (answers for an earlier one are dropped);
+// `shown`: the webhook whose deliveries are shown.
+const view = { visit: 0, shown: null };
+
+async function load() {
+  const visit = view.visit;
+  const region = $("#view-webhooks");
+  region.setAttribute("aria-busy", "true");
+  try {
+    const { items } = await api.webhooks();
+    if (visit !== view.visit) return;
+    $("#webhooks-empty").hidden = items.length > 0;
+    $("#webhooks-table").hidden = items.length === 0;
+    $("#webhooks-body").replaceChildren(...items.map(row));
+  } catch (err) {
+    if (visit === view.visit) showError($("#webhooks-error"), err, "Could not list the webhooks");
+  } finally {
+    if (visit === view.visit) region.removeAttribute("aria-busy");
+  }
+}
+
+const told = (hook) => (hook.statuses.length ? hook.statuses.join(", ") : "every status change");
+
+function row(hook) {
+  const label = hook.description ? `${hook.url} (${hook.description})` : hook.url;
+  return h(
+    "tr",
+    { dataset: { webhook: hook.id } },
+    h("td", { "data-label": "URL" }, h("code", { text: hook.url }), hook.description ? h("div", { class: "muted", text: hook.description }) : ""),
+    h("td", { "data-label": "Tells of", text: told(hook) }),
+    h("td", { "data-label": "Added", title: exactTime(hook.createdAt) }, formatTime(hook.createdAt)),
+    h(
+      "td",
+      { class: "actions" },
+      h("button", { type: "button", class: "secondary", text: "Deliveries", "aria-label": `Deliveries of ${label}`, onclick: (ev) => showDeliveries(hook, ev.currentTarget) }),
+      " ",
+      h("button", { type: "button", class: "danger-outline", text: "Delete", "aria-label": `Delete ${label}`, onclick: (ev) => remove(hook, ev.currentTarget) }),
+    ),
+  );
+}
+
+// A delivery as the admin reads it: how it went, and why not.
+function deliveryRow(d) {
+  const how = { delivered: `Delivered ${d.deliveredAt ? formatTime(d.deliveredAt) : ""}`.trim(), failed: "Given up", pending: d.attempts ? `Tried again ${formatTime(d.nextAttemptAt)}` : "Waiting to be sent" }[d.status];
+  const answer = d.lastError || (d.responseStatus ? `${d.responseStatus}` : "—");
+  return h(
+    "tr",
+    { dataset: { delivery: d.id } },
+    h("td", { "data-label": "Status change", title: exactTime(d.createdAt) }, `${d.toStatus || "?"}, `, formatTime(d.createdAt)),
+    h("td", { "data-label": "Notebook", text: d.notebookName || d.notebookId || "—" }),
+    h("td", { "data-label": "Delivery", text: how }),
+    h("td", { "data-label": "Attempts", class: "num", text: String(d.attempts) }),
+    h("td", { "data-label": "Last answer", text: answer }),
+  );
+}
+
+async function showDeliveries(hook, button) {
+  if (isBusy(button)) return;
+  const visit = view.visit;
+  markBusy(button, true);
+  showError($("#webhooks-error"), null);
+  try {
+    const { items } = await api.webhookDeliveries(hook.id);
+    if (visit !== view.visit) return;
+    view.shown = hook.id;
+    const panel = $("#deliveries-panel");
+    $("#deliveries-title").textContent = `Deliveries to ${hook.url}`;
+    $("#deliveries-empty").hidden = items.length > 0;
+    $("#deliveries-table").hidden = items.length === 0;
+    $("#deliveries-body").replaceChildren(...items.map(deliveryRow));
+    panel.hidden = false;
+    focusHeading(panel);
+  } catch (err) {
+    if (visit === view.visit) showError($("#webhooks-error"), err, "Could not read the deliveries");
+  } finally {
+    markBusy(button, false);
+  }
+}
+
+function remove(hook, trigger) {
+  confirmThen({
+    trigger,
+    title: "Delete this webhook?",
+    text: `${hook.url} is told of nothing from now on; deliveries not sent yet are dropped, and their list goes with it.`,
+    action: "Delete",
+    context: "Could not delete it",
+    run: () => api.deleteWebhook(hook.id),
+    after: async () => {
+      announce("Webhook deleted");
+      if (view.shown === hook.id) {
+        view.shown = null;
+        $("#deliveries-panel").hidden = true;
+      }
+      await load();
+      focusHeading($("#view-webhooks")); // its row, and the button, are gone
+    },
+  });
+}
+
+// The secret, once: it signs every delivery, and the API never answers it again.
+function showSecret(made) {
+  const id = `webhook-secret-${made.id}`;
+  const input = h("input", { id, class: "secret-value", readonly: true, value: made.secret, autocomplete: "off", spellcheck: "false", "aria-describedby": `${id}-warning` });
+  const status = h("span", { class: "hint", role: "status" });
+  const box = h(
+    "div",
+    { class: "secret-box" },
+    h("h3", { text: `Webhook to ${made.url}` }),
+    h("p", { id: `${id}-warning`, class: "secret-warning", text: "Copy its signing secret now: it will not be shown again. The receiver checks each delivery's webhook-signature with it (Standard Webhooks)." }),
+    h("label", { for: id, text: "Signing secret" }),
+    h(
+      "div",
+      { class: "secret-row" },
+      input,
+      h("button", {
+        type: "button",
+        class: "secondary",
+        text: "Copy secret",
+        onclick: async () => {
+          input.select();
+          try {
+            await navigator.clipboard.writeText(made.secret);
+            status.textContent = "Copied.";
+          } catch {
+            status.textContent = "Could not copy: the secret is selected, press Ctrl+C (⌘C) to copy it.";
+          }
+        },
+      }),
+    ),
+    status,
+    h("div", { class: "dialog-actions" }, h("button", { type: "button", text: "Done", onclick: () => { $("#webhook-secret").replaceChildren(); $("#webhook-url").focus(); } })),
+  );
+  $("#webhook-secret").replaceChildren(box);
+  input.focus();
+  input.select();
+}
+
+async function add(ev) {
+  ev.preventDefault();
+  const form = $("#webhook-form");
+  const error = $("#webhook-form-error");
+  const submit = $("#webhook-submit");
+  if (submit.disabled) return;
+  const url = form.url.value.trim();
+  if (!url) {
+    showError(error, { detail: "Enter the URL to send to." });
+    form.url.focus();
+    return;
+  }
+  const body = { url, statuses: [...form.querySelectorAll("input[name=statuses]:checked")].map((c) => c.value) };
+  if (form.description.value.trim()) body.description = form.description.value.trim();
+  const visit = view.visit;
+  showError(error, null);
+  setBusy(submit, true);
+  try {
+    const made = await api.createWebhook(body);
+    if (visit !== view.visit) return; // left: the secret is not put in a page no one sees
+    form.reset();
+    await load();
+    showSecret(made);
+  } catch (err) {
+    if (visit !== view.visit) return;
+    showError(error, err, "Could not add the webhook");
+    if (err.status === 400) form.url.focus();
+  } finally {
+    setBusy(submit, false);
+  }
+}
+
+export const webhooksView = {
+  el: () => $("#view-webhooks"),
+  enter() {
+    view.visit += 1;
+    view.shown = null;
+    showError($("#webhooks-error"), null);
+    showError($("#webhook-form-error"), null);
+    $("#webhook-secret").replaceChildren();
+    $("#deliveries-panel").hidden = true;
+    $("#webhooks-table").hidden = true;
+    $("#webhooks-empty").hidden = true;
+    $("#webhook-statuses").replaceChildren(
+      ...STATUSES.map((s) => h("label", { class: "check" }, h("input", { type: "checkbox", name: "statuses", value: s }), ` ${s}`)),
+    );
+    $("#webhook-form").onsubmit = add;
+    load();
+  },
+  leave() {
+    view.visit += 1; // answers on their way are dropped
+    $("#webhook-secret").replaceChildren();
+  },
+};
