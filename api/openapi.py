@@ -140,8 +140,11 @@ COMPONENTS: dict[str, Schema] = {
         "secret": {"type": "string", "pattern": "^whsec_"},
     }),
     "WebhookList": plain_list("Webhook"),
+    "WebhookTestDelivery": closed({"id": {"type": "string"}}),
     "WebhookDeliveryList": closed({"items": {"type": "array", "items": closed({
-        "id": {"type": "string"}, "eventId": {"type": "string"},
+        "id": {"type": "string"},
+        "type": {"type": "string", "enum": ["notebook.status_changed", "webhook.test"]},
+        "eventId": {"type": ["string", "null"]},
         "notebookId": NULLABLE_ID, "notebookName": {"type": ["string", "null"]},
         "toStatus": {"type": ["string", "null"]},
         "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},

@@ -80,6 +80,17 @@ async def delete_webhook(ctx: Ctx) -> web.Response:
     return no_content()
 
 
+async def test_webhook(ctx: Ctx) -> web.Response:
+    """A delivery of type `webhook.test`, sent as any other within seconds:
+    what an admin setting up a receiver checks it with."""
+    require_org_admin(ctx)
+    await read_body(ctx.request, obj({}))  # none, or {}
+    row = await ctx.one("api_webhook_test", ctx.mine(id=path_id(ctx.request, "id")))
+    if row is None:
+        raise NotFound("No such webhook.", field="id")
+    return raw_json(f'{{"id":"{row["id"]}"}}', status=202)
+
+
 async def list_deliveries(ctx: Ctx) -> web.Response:
     """The webhook's newest deliveries, how each went: what an admin reads
     when the receiver says nothing came."""

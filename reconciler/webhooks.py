@@ -34,6 +34,7 @@ from sql import query
 log = structlog.get_logger("webhooks")
 
 EVENT_TYPE = "notebook.status_changed"
+TEST_TYPE = "webhook.test"  # a delivery an org admin asked for, to try the receiver
 BATCH = 20  # deliveries claimed and sent at once by one worker
 TIMEOUT_SECONDS = 10.0  # a receiver answers within this, or the attempt failed
 LEASE_SECONDS = 60  # a claimed delivery is another worker's again after this
@@ -109,7 +110,8 @@ async def send(
     timestamp = int(now.timestamp())  # the attempt's: a receiver refuses stale ones
     # The payload's `timestamp` is the event's (Standard Webhooks), its data the history's.
     occurred = delivery["event_at"].isoformat()
-    body = f'{{"type":"{EVENT_TYPE}","timestamp":"{occurred}","data":{delivery["data"]}}}'.encode()
+    kind = TEST_TYPE if delivery["test"] else EVENT_TYPE
+    body = f'{{"type":"{kind}","timestamp":"{occurred}","data":{delivery["data"]}}}'.encode()
     headers = {
         "Content-Type": "application/json",
         "webhook-id": message_id,

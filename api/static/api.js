@@ -255,6 +255,7 @@ export const api = {
   createWebhook: (body) => request("POST", "/webhooks", body),
   deleteWebhook: (id) => request("DELETE", `/webhooks/${enc(id)}`),
   webhookDeliveries: (id) => request("GET", `/webhooks/${enc(id)}/deliveries`),
+  testWebhook: (id) => request("POST", `/webhooks/${enc(id)}/test`),
   // The organization's activity (org admins), newest first; `actor`: one
   // member's id, or "reconciler"; `notebook`: one notebook's, deleted or not.
   activity: ({ limit, marker, actor, notebook } = {}) => {

@@ -42,6 +42,8 @@ function row(hook) {
     h(
       "td",
       { class: "actions" },
+      h("button", { type: "button", class: "secondary", text: "Send test", "aria-label": `Send a test to ${label}`, onclick: (ev) => sendTest(hook, ev.currentTarget) }),
+      " ",
       h("button", { type: "button", class: "secondary", text: "Deliveries", "aria-label": `Deliveries of ${label}`, onclick: (ev) => showDeliveries(hook, ev.currentTarget) }),
       " ",
       h("button", { type: "button", class: "danger-outline", text: "Delete", "aria-label": `Delete ${label}`, onclick: (ev) => remove(hook, ev.currentTarget) }),
@@ -56,7 +58,7 @@ function deliveryRow(d) {
   return h(
     "tr",
     { dataset: { delivery: d.id } },
-    h("td", { "data-label": "Status change", title: exactTime(d.createdAt) }, `${d.toStatus || "?"}, `, formatTime(d.createdAt)),
+    h("td", { "data-label": "Status change", title: exactTime(d.createdAt) }, d.type === "webhook.test" ? "a test, " : `${d.toStatus || "?"}, `, formatTime(d.createdAt)),
     h("td", { "data-label": "Notebook", text: d.notebookName || d.notebookId || "—" }),
     h("td", { "data-label": "Delivery", text: how }),
     h("td", { "data-label": "Attempts", class: "num", text: String(d.attempts) }),
@@ -82,6 +84,21 @@ async function showDeliveries(hook, button) {
     focusHeading(panel);
   } catch (err) {
     if (visit === view.visit) showError($("#webhooks-error"), err, "Could not read the deliveries");
+  } finally {
+    markBusy(button, false);
+  }
+}
+
+// A delivery of type webhook.test, sent within seconds like any other.
+async function sendTest(hook, button) {
+  if (isBusy(button)) return;
+  markBusy(button, true);
+  showError($("#webhooks-error"), null);
+  try {
+    await api.testWebhook(hook.id);
+    announce(`Test sent to ${hook.url}: it shows under its deliveries within seconds`);
+  } catch (err) {
+    showError($("#webhooks-error"), err, "Could not send a test");
   } finally {
     markBusy(button, false);
   }

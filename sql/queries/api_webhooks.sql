@@ -42,13 +42,24 @@ select count(*) as total,
 -- name: api_webhook_delete
 delete from webhooks where id = %(id)s and organization_id = %(org_id)s returning id;
 
+-- name: api_webhook_test
+-- A test delivery (no event), due now; none when there is no such webhook.
+insert into webhook_deliveries (webhook_id, event_id, next_attempt_at, created_at)
+select w.id, null, %(now)s, %(now)s
+  from webhooks w
+ where w.id = %(id)s and w.organization_id = %(org_id)s
+returning id::text as id;
+
 -- name: api_webhook_deliveries
 -- The webhook's newest deliveries, what each event was and how its sending
 -- went; null when there is no such webhook.
 select (select count(*) from webhooks w
          where w.id = %(id)s and w.organization_id = %(org_id)s) as found,
        coalesce((select json_agg(json_build_object(
-           'id', d.id::text, 'eventId', d.event_id::text, 'notebookId', e.notebook_id,
+           'id', d.id::text,
+           'type', case when d.event_id is null then 'webhook.test'
+                        else 'notebook.status_changed' end,
+           'eventId', d.event_id::text, 'notebookId', e.notebook_id,
            'notebookName', e.notebook_name, 'toStatus', e.to_status, 'status', d.status,
            'attempts', d.attempts, 'lastAttemptAt', d.last_attempt_at,
            'nextAttemptAt', case when d.status = 'pending' then d.next_attempt_at end,

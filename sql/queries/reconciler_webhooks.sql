@@ -4,7 +4,8 @@
 
 -- name: webhook_deliveries_claim
 -- Due deliveries, oldest first, each with its webhook and its event as the
--- payload's data (the notebook's owner now, or when it was deleted).
+-- payload's data (the notebook's owner now, or when it was deleted); a
+-- test (no event) says which webhook, and when it was asked for.
 with due as (
     select d.id from webhook_deliveries d
      where d.status = 'pending' and d.next_attempt_at <= %(now)s
@@ -21,17 +22,19 @@ with due as (
     returning d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, d.locked_until
 )
 select c.id, c.attempts, c.created_at, c.locked_until, w.url, w.secret,
-       e.created_at as event_at,
-       json_build_object(
+       c.event_id is null as test, coalesce(e.created_at, c.created_at) as event_at,
+       case when c.event_id is null then json_build_object(
+           'webhookId', w.id, 'organizationId', w.organization_id, 'requestedAt', c.created_at
+       ) else json_build_object(
            'id', e.id::text, 'organizationId', e.organization_id,
            'notebookId', e.notebook_id, 'notebookName', e.notebook_name,
            'ownerId', coalesce(n.member_id, t.member_id),
            'fromStatus', e.from_status, 'toStatus', e.to_status,
            'reason', e.reason, 'actor', e.actor, 'createdAt', e.created_at
-       )::text as data
+       ) end::text as data
   from claimed c
   join webhooks w on w.id = c.webhook_id
-  join notebook_events e on e.id = c.event_id
+  left join notebook_events e on e.id = c.event_id
   left join notebooks n on n.id = e.notebook_id
   left join deleted_notebooks t on t.id = e.notebook_id
  order by c.id;

@@ -116,8 +116,21 @@ def test_an_org_admin_adds_a_webhook_that_tells_of_a_failed_start(
         assert verified(secret, headers, body)
         assert b'"toStatus" : "failed"' in body or b'"toStatus": "failed"' in body, body
 
+        # A test, to try the receiver: sent as any delivery, listed beside it.
+        row.first.get_by_role("button", name=f"Send a test to {url} (#data-alerts)").click()
+        expect(page.locator("#announcer")).to_contain_text(f"Test sent to {url}")
+        while len(got.posts) < 2:
+            assert time.monotonic() < deadline + 30, "the worker sent no test"
+            time.sleep(0.1)
+        test_headers, test_body = got.posts[1]
+        assert verified(secret, test_headers, test_body)
+        assert b'"type":"webhook.test"' in test_body, test_body
+
         row.first.get_by_role("button", name=f"Deliveries of {url} (#data-alerts)").click()
         deliveries = page.locator("#deliveries-body tr")
+        expect(deliveries).to_have_count(2)
+        expect(deliveries.first).to_contain_text("a test")
+        deliveries = page.locator("#deliveries-body tr:not(:first-child)")
         expect(deliveries).to_have_count(1)
         expect(deliveries.first).to_contain_text("Nightly load")
         expect(deliveries.first).to_contain_text("failed")

@@ -191,6 +191,7 @@ async def test_deliveries_say_how_each_went_and_go_with_their_webhook(
     [item] = listed["items"]
     assert item == {
         "id": item["id"],
+        "type": "notebook.status_changed",
         "eventId": item["eventId"],
         "notebookId": world.notebook,
         "notebookName": f"nb {world.notebook}",
@@ -217,4 +218,26 @@ async def test_deliveries_say_how_each_went_and_go_with_their_webhook(
         404,
         "not_found",
         "id",
+    )
+
+
+async def test_an_org_admin_sends_a_webhook_a_test(client: TestClient, world: World) -> None:
+    made = await body_of(await client.post(HOOKS, json={"url": URL}, headers=world.admin.auth))
+    test = f"{HOOKS}/{made['id']}/test"
+    resp = await client.post(test, headers=world.admin.auth)
+    assert resp.status == 202, await resp.text()
+    sent = await body_of(resp)
+    listed = await body_of(
+        await client.get(f"{HOOKS}/{made['id']}/deliveries", headers=world.admin.auth)
+    )
+    [item] = listed["items"]
+    assert (item["id"], item["type"], item["status"]) == (sent["id"], "webhook.test", "pending")
+    assert (item["eventId"], item["notebookId"], item["toStatus"]) == (None, None, None)
+    await refused(await client.post(test, headers=world.owner.auth), 403, "forbidden")
+    await refused(await client.post(test, headers=world.stranger.auth), 404, "not_found", "id")
+    await refused(
+        await client.post(test, json={"now": True}, headers=world.admin.auth),
+        400,
+        "unknown_field",
+        "now",
     )

@@ -307,3 +307,26 @@ async def test_the_workers_loop_sends_until_it_is_stopped(rows, pool, db, receiv
     finally:
         stop.set()
         await asyncio.wait_for(loop, 5)
+
+
+async def test_a_test_delivery_says_which_webhook(rows, pool, db, receiver) -> None:
+    """`POST /webhooks/{id}/test`'s delivery: no event; its type and data
+    name the webhook, signed like any other."""
+    clock = FakeClock(datetime.now(UTC))
+    wid = await webhook(db, rows.org, receiver.url)
+    await db.execute(
+        "insert into webhook_deliveries (webhook_id, event_id, next_attempt_at, created_at)"
+        " values (%s, null, %s, %s)",
+        (wid, clock.now(), clock.now()),
+    )
+    assert await send_due(pool, clock) == 1
+    [(headers, body)] = receiver.received
+    assert verified(SECRET, headers, body)
+    payload = json.loads(body)
+    assert payload["type"] == "webhook.test"
+    assert payload["data"] == {
+        "webhookId": wid,
+        "organizationId": rows.org,
+        "requestedAt": payload["data"]["requestedAt"],
+    }
+    assert [d["status"] for d in await deliveries(db, wid)] == ["delivered"]
