@@ -125,7 +125,8 @@ async def authenticate(
 
 def may_write(me: Principal) -> None:
     """403 for a read-only token: every route but GET and HEAD changes
-    something (`open` makes an edit session; `ping` moves a status)."""
+    something (`open` makes an edit session; `ping` moves a status); the
+    caller lets one revoke itself (`ends_itself`)."""
     if me.read_only:
         raise Forbidden(
             "This token is read-only: it may read, not change, start or open anything."

@@ -64,6 +64,12 @@ def activity_list() -> Schema:
 
 # Schemas written compactly, a few fields to a line: kept as written.
 # fmt: off
+WEBHOOK: dict[str, Schema] = {
+    "id": ID, "url": {"type": "string"}, "description": {"type": "string"},
+    "statuses": {"type": "array", "items": {"type": "string", "enum": STATUSES}},
+    "createdAt": TIME, "createdBy": ID,
+}
+
 INCLUDED = closed({
     "notebooks": {"type": "array", "items": ref("Notebook")},
     "teams": {"type": "array", "items": ref("Team")},
@@ -127,18 +133,9 @@ COMPONENTS: dict[str, Schema] = {
     "Team": closed({"id": ID, "organizationId": ID, "name": {"type": "string"},
                     "createdAt": TIME, "createdBy": NULLABLE_ID}),
     "TeamList": plain_list("Team"),
-    "Webhook": closed({
-        "id": ID, "url": {"type": "string"}, "description": {"type": "string"},
-        "statuses": {"type": "array", "items": {"type": "string", "enum": STATUSES}},
-        "createdAt": TIME, "createdBy": ID,
-    }),
-    "WebhookCreated": closed({
-        "id": ID, "url": {"type": "string"}, "description": {"type": "string"},
-        "statuses": {"type": "array", "items": {"type": "string", "enum": STATUSES}},
-        "createdAt": TIME, "createdBy": ID,
-        # answered by the create only: it signs every delivery
-        "secret": {"type": "string", "pattern": "^whsec_"},
-    }),
+    "Webhook": closed(WEBHOOK),
+    # answered by the create only: the secret signs every delivery
+    "WebhookCreated": closed({**WEBHOOK, "secret": {"type": "string", "pattern": "^whsec_"}}),
     "WebhookList": plain_list("Webhook"),
     "WebhookTestDelivery": closed({"id": {"type": "string"}}),
     "WebhookDeliveryList": closed({"items": {"type": "array", "items": closed({
@@ -186,6 +183,9 @@ COMPONENTS: dict[str, Schema] = {
         # a new notebook's timeouts, under the caps (null: the platform's, 1 h and 4 h)
         "defaultIdleTimeoutSeconds": DEFAULT_TIMEOUT_SCHEMA,
         "defaultDetachedTimeoutSeconds": DEFAULT_TIMEOUT_SCHEMA,
+        # what applies where the organization sets none (api/org_limits.py)
+        "platformDefaultIdleTimeoutSeconds": {"type": "integer", "minimum": 0},
+        "platformDefaultDetachedTimeoutSeconds": {"type": "integer", "minimum": 0},
         "platformMaxRunningPerMember": LIMIT, "platformMaxRunning": LIMIT,
         # how long a deleted notebook can be brought back (NOTEBOOKS_TRASH_DAYS; 0: not at all)
         "trashDays": {"type": "integer", "minimum": 0},

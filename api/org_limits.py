@@ -68,7 +68,7 @@ def timeouts_within_caps(
         cap = caps[t.cap_column]
         if t.field not in body:
             if before is None:
-                own = caps.get(t.default_column)
+                own = caps[t.default_column]
                 chosen[t.field] = capped(t.default if own is None else own, cap)
             continue
         timeout = body[t.field]

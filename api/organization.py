@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.context import Ctx
+from api.org_limits import TIMEOUTS
 from api.responses import raw_json
 from api.teams import require_org_admin
 from api.validation import DEFAULT_TIMEOUT_SCHEMA, TIMEOUT_CAP_SCHEMA, obj, read_body
@@ -37,6 +38,8 @@ async def get_organization(ctx: Ctx) -> web.Response:
             platform_per_member=ctx.settings.max_running_per_member,
             platform_per_org=ctx.settings.max_running_per_org,
             trash_days=ctx.settings.trash_days,
+            platform_default_idle=TIMEOUTS[0].default,
+            platform_default_detached=TIMEOUTS[1].default,
         ),
     )
     assert row is not None  # the caller's organization exists while they do
@@ -54,10 +57,11 @@ async def update_organization(ctx: Ctx) -> web.Response:
                 max_running=body.get("maxRunning"),
                 max_idle_timeout_seconds=body.get("maxIdleTimeoutSeconds"),
                 max_detached_timeout_seconds=body.get("maxDetachedTimeoutSeconds"),
-                set_default_idle="defaultIdleTimeoutSeconds" in body,
-                default_idle=body.get("defaultIdleTimeoutSeconds"),
-                set_default_detached="defaultDetachedTimeoutSeconds" in body,
-                default_detached=body.get("defaultDetachedTimeoutSeconds"),
+                # Sent as null is a change too (back to the platform's).
+                set_default_idle_timeout_seconds="defaultIdleTimeoutSeconds" in body,
+                default_idle_timeout_seconds=body.get("defaultIdleTimeoutSeconds"),
+                set_default_detached_timeout_seconds="defaultDetachedTimeoutSeconds" in body,
+                default_detached_timeout_seconds=body.get("defaultDetachedTimeoutSeconds"),
             ),
         )
     return await get_organization(ctx)

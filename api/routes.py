@@ -234,11 +234,13 @@ OPS: list[Op] = [
        "A webhook's newest deliveries (50), how each went (org admins)", 200,
        "WebhookDeliveryList", errors=(403,), tag="members"),
     Op("GET", "/organization", organization.get_organization,
-       "The caller's organization, the running limits and timeout caps that apply", 200,
+       "The caller's organization, the running limits, timeout caps and default timeouts that"
+       " apply", 200,
        "Organization",
        tag="members"),
     Op("PATCH", "/organization", organization.update_organization,
-       "Set the organization's own running limits and timeout caps (org admins)", 200,
+       "Set the organization's own running limits, timeout caps and default timeouts (org"
+       " admins)", 200,
        "Organization",
        body=organization.UPDATE_SCHEMA, errors=(403, 415), tag="members"),
     Op("GET", "/me", members.me, "The calling member", 200, "Me", tag="members"),

@@ -39,11 +39,7 @@ TIMEOUT_CAP_SCHEMA: Schema = {
 # (whole minutes, 0 being never), or null, the platform's.
 DEFAULT_TIMEOUT_SCHEMA: Schema = {
     "type": ["integer", "null"],
-    "anyOf": [
-        {"const": 0},
-        {"type": "integer", "minimum": 300, "maximum": 604800, "multipleOf": 60},
-        {"type": "null"},
-    ],
+    "anyOf": [*TIMEOUT_CAP_SCHEMA["anyOf"], {"type": "null"}],
     "description": "null (the platform's), 0 (never) or 300..604800 seconds in whole minutes",
 }
 

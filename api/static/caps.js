@@ -11,10 +11,9 @@ import { formatTimeout } from "./dom.js";
 // the organization's own default for a new notebook's timeout (null: the
 // platform's). `trashDays`: how long a deleted notebook can be brought back
 // (0: not at all; null: not read yet).
-export const caps = { idle: 0, detached: 0, defaultIdle: null, defaultDetached: null, trashDays: null };
-// What a notebook created without a timeout gets when its organization sets
-// none (api/org_limits.py TIMEOUTS).
-export const PLATFORM_DEFAULTS = { idle: 3600, detached: 14400 };
+// `platform`: what a new notebook gets where the organization sets none
+// (GET /organization says it; these until it is read).
+export const caps = { idle: 0, detached: 0, defaultIdle: null, defaultDetached: null, trashDays: null, platform: { idle: 3600, detached: 14400 } };
 let readAt = 0;
 const MAX_AGE_MS = 30_000;
 
@@ -30,6 +29,7 @@ export function absorbOrganization(org) {
   caps.detached = org.maxDetachedTimeoutSeconds || 0;
   caps.defaultIdle = org.defaultIdleTimeoutSeconds ?? null;
   caps.defaultDetached = org.defaultDetachedTimeoutSeconds ?? null;
+  caps.platform = { idle: org.platformDefaultIdleTimeoutSeconds, detached: org.platformDefaultDetachedTimeoutSeconds };
   caps.trashDays = org.trashDays ?? null;
   readAt = Date.now();
 }
@@ -52,7 +52,7 @@ export async function refreshCaps({ force = false } = {}) {
 // the API gives it.
 export function newTimeout(kind) {
   const own = kind === "idle" ? caps.defaultIdle : caps.defaultDetached;
-  return capped(own ?? PLATFORM_DEFAULTS[kind], caps[kind]);
+  return capped(own ?? caps.platform[kind], caps[kind]);
 }
 
 // A notebook's timeout as it applies, naming the cap when that, not the

@@ -142,3 +142,40 @@ export function showAdminNav(shown) {
   document.getElementById("nav-activity").hidden = !shown; // Usage is everyone's (their own)
   document.getElementById("nav-webhooks").hidden = !shown;
 }
+
+// A secret shown once (a token's, a webhook's signing secret): its warning,
+// the value selected in a read-only field, Copy and Done. `onDone` runs
+// when Done is pressed; the caller puts the box in the page and focuses
+// its field (`secretBox(...).querySelector("input")`).
+export function secretBox({ id, title, warning, label, value, copyLabel, onDone, dataset = {} }) {
+  const input = h("input", {
+    id,
+    class: "secret-value",
+    readonly: true,
+    value,
+    autocomplete: "off",
+    spellcheck: "false",
+    "aria-describedby": `${id}-warning`,
+  });
+  const status = h("span", { class: "hint", role: "status" });
+  const noun = label.toLowerCase().split(" ").pop();
+  const copy = async () => {
+    input.select();
+    try {
+      await navigator.clipboard.writeText(value);
+      status.textContent = "Copied.";
+    } catch {
+      status.textContent = `Could not copy: the ${noun} is selected, press Ctrl+C (⌘C) to copy it.`;
+    }
+  };
+  return h(
+    "div",
+    { class: "secret-box", dataset },
+    h("h3", { text: title }),
+    h("p", { id: `${id}-warning`, class: "secret-warning", text: warning }),
+    h("label", { for: id, text: label }),
+    h("div", { class: "secret-row" }, input, h("button", { type: "button", class: "secondary", text: copyLabel, onclick: copy })),
+    status,
+    h("div", { class: "dialog-actions" }, h("button", { type: "button", text: "Done", onclick: onDone })),
+  );
+}

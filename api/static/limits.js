@@ -28,6 +28,8 @@ function show(org) {
   form.idleCap.value = String(org.maxIdleTimeoutSeconds / 60);
   form.detachedCap.value = String(org.maxDetachedTimeoutSeconds / 60);
   // Empty: the platform's (the placeholder says it).
+  form.idleDefault.placeholder = String(org.platformDefaultIdleTimeoutSeconds / 60);
+  form.detachedDefault.placeholder = String(org.platformDefaultDetachedTimeoutSeconds / 60);
   form.idleDefault.value = org.defaultIdleTimeoutSeconds === null ? "" : String(org.defaultIdleTimeoutSeconds / 60);
   form.detachedDefault.value = org.defaultDetachedTimeoutSeconds === null ? "" : String(org.defaultDetachedTimeoutSeconds / 60);
   absorbOrganization(org);

@@ -10,7 +10,7 @@ import { REFUSED, attempt, confirmThen, openDialog, preserveFocus } from "./acti
 import { api, token } from "./api.js";
 import { memberSearch } from "./member_search.js";
 import { showNotebooksOf } from "./notebooks.js";
-import { $, announce, exactTime, formatTime, h, isBusy, markBusy, refreshTimes, setBusy, setText, showError } from "./dom.js";
+import { $, announce, exactTime, formatTime, h, isBusy, markBusy, refreshTimes, secretBox, setBusy, setText, showError } from "./dom.js";
 import { absorb, state } from "./store.js";
 
 const ROLES = ["admin", "editor", "viewer"];
@@ -99,51 +99,21 @@ function emptyRow(columns, text) {
 
 // ---- a new token's secret, shown once --------------------------------------
 
-function secretBox(created, whose, onDone) {
-  const id = `secret-${created.id}`;
-  const input = h("input", {
-    id,
-    class: "secret-value",
-    readonly: true,
+function tokenSecretBox(created, whose, onDone) {
+  return secretBox({
+    id: `secret-${created.id}`,
+    title: `New token “${created.name}”${whose ? ` for ${whose}` : ""}`,
+    warning: `Copy it now: it will not be shown again. Only its prefix ${created.prefix}… is kept, so a lost token cannot be recovered, only revoked. ${expiryText(created.expiresAt)}`,
+    label: "Token secret",
     value: created.token,
-    autocomplete: "off",
-    spellcheck: "false",
-    "aria-describedby": `${id}-warning`,
+    copyLabel: "Copy token",
+    onDone,
+    dataset: { tokenId: created.id },
   });
-  const status = h("span", { class: "hint", role: "status" });
-  const copy = async () => {
-    input.select();
-    try {
-      await navigator.clipboard.writeText(created.token);
-      status.textContent = "Copied.";
-    } catch {
-      status.textContent = "Could not copy: the token is selected, press Ctrl+C (⌘C) to copy it.";
-    }
-  };
-  const title = `New token “${created.name}”${whose ? ` for ${whose}` : ""}`;
-  return h(
-    "div",
-    { class: "secret-box", dataset: { tokenId: created.id } },
-    h("h3", { text: title }),
-    h("p", {
-      id: `${id}-warning`,
-      class: "secret-warning",
-      text: `Copy it now: it will not be shown again. Only its prefix ${created.prefix}… is kept, so a lost token cannot be recovered, only revoked. ${expiryText(created.expiresAt)}`,
-    }),
-    h("label", { for: id, text: "Token secret" }),
-    h(
-      "div",
-      { class: "secret-row" },
-      input,
-      h("button", { type: "button", class: "secondary", text: "Copy token", onclick: copy }),
-    ),
-    status,
-    h("div", { class: "dialog-actions" }, h("button", { type: "button", text: "Done", onclick: onDone })),
-  );
 }
 
 function showSecret(container, created, whose, returnFocus) {
-  const box = secretBox(created, whose, () => {
+  const box = tokenSecretBox(created, whose, () => {
     container.replaceChildren();
     const target = returnFocus();
     if (target) target.focus();

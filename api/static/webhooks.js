@@ -5,7 +5,7 @@
 
 import { confirmThen } from "./actions.js";
 import { api } from "./api.js";
-import { $, announce, exactTime, focusHeading, formatTime, h, isBusy, markBusy, setBusy, showError } from "./dom.js";
+import { $, announce, exactTime, focusHeading, formatTime, h, isBusy, markBusy, secretBox, setBusy, showError } from "./dom.js";
 
 const STATUSES = ["starting", "running", "idle", "detached", "stopping", "stopped", "failed"];
 // `visit`: this visit to the page (answers for an earlier one are dropped);
@@ -126,38 +126,20 @@ function remove(hook, trigger) {
 
 // The secret, once: it signs every delivery, and the API never answers it again.
 function showSecret(made) {
-  const id = `webhook-secret-${made.id}`;
-  const input = h("input", { id, class: "secret-value", readonly: true, value: made.secret, autocomplete: "off", spellcheck: "false", "aria-describedby": `${id}-warning` });
-  const status = h("span", { class: "hint", role: "status" });
-  const box = h(
-    "div",
-    { class: "secret-box" },
-    h("h3", { text: `Webhook to ${made.url}` }),
-    h("p", { id: `${id}-warning`, class: "secret-warning", text: "Copy its signing secret now: it will not be shown again. The receiver checks each delivery's webhook-signature with it (Standard Webhooks)." }),
-    h("label", { for: id, text: "Signing secret" }),
-    h(
-      "div",
-      { class: "secret-row" },
-      input,
-      h("button", {
-        type: "button",
-        class: "secondary",
-        text: "Copy secret",
-        onclick: async () => {
-          input.select();
-          try {
-            await navigator.clipboard.writeText(made.secret);
-            status.textContent = "Copied.";
-          } catch {
-            status.textContent = "Could not copy: the secret is selected, press Ctrl+C (⌘C) to copy it.";
-          }
-        },
-      }),
-    ),
-    status,
-    h("div", { class: "dialog-actions" }, h("button", { type: "button", text: "Done", onclick: () => { $("#webhook-secret").replaceChildren(); $("#webhook-url").focus(); } })),
-  );
+  const box = secretBox({
+    id: `webhook-secret-${made.id}`,
+    title: `Webhook to ${made.url}`,
+    warning: "Copy its signing secret now: it will not be shown again. The receiver checks each delivery's webhook-signature with it (Standard Webhooks).",
+    label: "Signing secret",
+    value: made.secret,
+    copyLabel: "Copy secret",
+    onDone: () => {
+      $("#webhook-secret").replaceChildren();
+      $("#webhook-url").focus();
+    },
+  });
   $("#webhook-secret").replaceChildren(box);
+  const input = box.querySelector("input");
   input.focus();
   input.select();
 }

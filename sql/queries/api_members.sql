@@ -228,6 +228,8 @@ select json_build_object(
     'maxDetachedTimeoutSeconds', o.max_detached_timeout_seconds,
     'defaultIdleTimeoutSeconds', o.default_idle_timeout_seconds,
     'defaultDetachedTimeoutSeconds', o.default_detached_timeout_seconds,
+    'platformDefaultIdleTimeoutSeconds', %(platform_default_idle)s::int,
+    'platformDefaultDetachedTimeoutSeconds', %(platform_default_detached)s::int,
     'platformMaxRunningPerMember', %(platform_per_member)s::int,
     'platformMaxRunning', %(platform_per_org)s::int,
     'trashDays', %(trash_days)s::int,
@@ -248,11 +250,11 @@ update organizations
                                            max_idle_timeout_seconds),
        max_detached_timeout_seconds = coalesce(%(max_detached_timeout_seconds)s,
                                                max_detached_timeout_seconds),
-       default_idle_timeout_seconds = case when %(set_default_idle)s
-                                           then %(default_idle)s::int
+       default_idle_timeout_seconds = case when %(set_default_idle_timeout_seconds)s
+                                           then %(default_idle_timeout_seconds)s::int
                                            else default_idle_timeout_seconds end,
-       default_detached_timeout_seconds = case when %(set_default_detached)s
-                                               then %(default_detached)s::int
+       default_detached_timeout_seconds = case when %(set_default_detached_timeout_seconds)s
+                                               then %(default_detached_timeout_seconds)s::int
                                                else default_detached_timeout_seconds end,
        updated_at = %(now)s, updated_by = %(member_id)s
  where id = %(org_id)s;

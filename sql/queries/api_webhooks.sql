@@ -43,12 +43,29 @@ select count(*) as total,
 delete from webhooks where id = %(id)s and organization_id = %(org_id)s returning id;
 
 -- name: api_webhook_test
--- A test delivery (no event), due now; none when there is no such webhook.
-insert into webhook_deliveries (webhook_id, event_id, next_attempt_at, created_at)
-select w.id, null, %(now)s, %(now)s
-  from webhooks w
- where w.id = %(id)s and w.organization_id = %(org_id)s
-returning id::text as id;
+-- A test delivery (no event), due now: one at a time per webhook, so a
+-- test asked for while one waits makes that one due now (not being sent)
+-- rather than another (a loop of tests sends no stream of POSTs); no row
+-- when there is no such webhook.
+with hook as (
+    select w.id from webhooks w where w.id = %(id)s and w.organization_id = %(org_id)s
+), waiting as (
+    update webhook_deliveries d
+       set next_attempt_at = least(d.next_attempt_at, %(now)s)
+      from hook
+     where d.webhook_id = hook.id and d.event_id is null and d.status = 'pending'
+    returning d.id
+), inserted as (
+    insert into webhook_deliveries (webhook_id, event_id, next_attempt_at, created_at)
+    select hook.id, null, %(now)s, %(now)s
+      from hook
+     where not exists (select 1 from webhook_deliveries d
+                        where d.webhook_id = hook.id and d.event_id is null
+                          and d.status = 'pending')
+    returning id
+)
+select coalesce((select max(id) from inserted), (select max(id) from waiting))::text as id
+  from hook;
 
 -- name: api_webhook_deliveries
 -- The webhook's newest deliveries, what each event was and how its sending

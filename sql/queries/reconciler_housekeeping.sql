@@ -54,3 +54,10 @@ delete from pgqueuer_statistics where id in (
 delete from notebook_trash where notebook_id in (
     select notebook_id from notebook_trash where kept_until < %(before)s
      order by kept_until limit %(limit)s for update skip locked);
+
+-- name: reconciler_purge_webhook_deliveries
+-- Webhook deliveries past their grace, however they went (a day at most
+-- after their status change; the history's events stay; migration 0029).
+delete from webhook_deliveries where id in (
+    select id from webhook_deliveries where created_at < %(before)s
+     order by created_at limit %(limit)s for update skip locked);

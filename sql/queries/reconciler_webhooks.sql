@@ -57,11 +57,3 @@ update webhook_deliveries
        next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, next_attempt_at),
        response_status = %(response_status)s, last_error = %(error)s, locked_until = null
  where id = %(id)s and status = 'pending' and locked_until = %(lease_until)s;
-
--- name: reconciler_purge_webhook_deliveries
--- Deliveries past their grace, however they went (the events stay).
-delete from webhook_deliveries
- where id in (select id from webhook_deliveries
-               where created_at < %(before)s
-               order by created_at
-               limit %(limit)s);

@@ -56,6 +56,8 @@ async def test_every_member_reads_the_limits_and_only_org_admins_set_them(
         "maxDetachedTimeoutSeconds": 0,
         "defaultIdleTimeoutSeconds": None,  # the platform's (docs/api.md "Timeout caps")
         "defaultDetachedTimeoutSeconds": None,
+        "platformDefaultIdleTimeoutSeconds": 3600,
+        "platformDefaultDetachedTimeoutSeconds": 14400,
         "platformMaxRunningPerMember": 0,
         "platformMaxRunning": 0,
         "trashDays": 30,  # NOTEBOOKS_TRASH_DAYS: how long a delete can be undone

@@ -221,7 +221,9 @@ async def test_deliveries_say_how_each_went_and_go_with_their_webhook(
     )
 
 
-async def test_an_org_admin_sends_a_webhook_a_test(client: TestClient, world: World) -> None:
+async def test_an_org_admin_sends_a_webhook_a_test(
+    client: TestClient, world: World, factory: Factory
+) -> None:
     made = await body_of(await client.post(HOOKS, json={"url": URL}, headers=world.admin.auth))
     test = f"{HOOKS}/{made['id']}/test"
     resp = await client.post(test, headers=world.admin.auth)
@@ -233,6 +235,20 @@ async def test_an_org_admin_sends_a_webhook_a_test(client: TestClient, world: Wo
     [item] = listed["items"]
     assert (item["id"], item["type"], item["status"]) == (sent["id"], "webhook.test", "pending")
     assert (item["eventId"], item["notebookId"], item["toStatus"]) == (None, None, None)
+    # One at a time: asked again while it waits (its receiver down, tried
+    # again in an hour), the same one, made due now; once sent, a new one.
+    factory.conn.execute(
+        "update webhook_deliveries set attempts = 5, next_attempt_at = now() + interval '1 hour'"
+    )
+    again = await body_of(await client.post(test, headers=world.admin.auth))
+    assert again == sent
+    assert factory.value(
+        "select next_attempt_at <= %s from webhook_deliveries", factory.clock.now()
+    )
+    factory.conn.execute("update webhook_deliveries set status = 'delivered'")
+    third = await body_of(await client.post(test, headers=world.admin.auth))
+    assert third != sent
+    assert factory.value("select count(*) from webhook_deliveries") == 2
     await refused(await client.post(test, headers=world.owner.auth), 403, "forbidden")
     await refused(await client.post(test, headers=world.stranger.auth), 404, "not_found", "id")
     await refused(
