@@ -68,6 +68,8 @@ WEBHOOK: dict[str, Schema] = {
     "id": ID, "url": {"type": "string"}, "description": {"type": "string"},
     "statuses": {"type": "array", "items": {"type": "string", "enum": STATUSES}},
     "createdAt": TIME, "createdBy": ID,
+    # while the secret before the last rotation still signs beside the new one
+    "previousSecretUntil": NULLABLE_TIME,
 }
 
 INCLUDED = closed({

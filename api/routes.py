@@ -227,6 +227,10 @@ OPS: list[Op] = [
     Op("DELETE", "/webhooks/{id}", webhooks.delete_webhook,
        "Delete a webhook, and its deliveries (org admins)", 204, None, errors=(403,),
        tag="members"),
+    Op("POST", "/webhooks/{id}/secret", webhooks.rotate_secret,
+       "Give a webhook a new signing secret, answered once; the old one signs beside it for a"
+       " day (org admins)", 200, "WebhookCreated", body=EMPTY, errors=(403, 415),
+       tag="members"),
     Op("POST", "/webhooks/{id}/test", webhooks.test_webhook,
        "Send a webhook a test delivery (type webhook.test), as any other (org admins)", 202,
        "WebhookTestDelivery", body=EMPTY, errors=(403, 415), tag="members"),

@@ -80,6 +80,25 @@ async def delete_webhook(ctx: Ctx) -> web.Response:
     return no_content()
 
 
+async def rotate_secret(ctx: Ctx) -> web.Response:
+    """A new signing secret, answered once; the one it replaces signs beside
+    it for a day, so the receiver changes over without refusing one."""
+    require_org_admin(ctx)
+    await read_body(ctx.request, obj({}))
+    secret = webhooks.new_secret()
+    row = await ctx.one(
+        "api_webhook_rotate",
+        ctx.mine(
+            id=path_id(ctx.request, "id"),
+            secret=secret,
+            previous_until=ctx.now + webhooks.ROTATION_OVERLAP,
+        ),
+    )
+    if row is None:
+        raise NotFound("No such webhook.", field="id")
+    return raw_json(f'{row["body"][:-1]},"secret":"{secret}"}}')
+
+
 async def test_webhook(ctx: Ctx) -> web.Response:
     """A delivery of type `webhook.test`, sent as any other within seconds:
     what an admin setting up a receiver checks it with."""

@@ -7,12 +7,14 @@ from __future__ import annotations
 import base64
 import ipaddress
 import secrets
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 # Standard Webhooks' form (standardwebhooks.com): `whsec_` and the key's
 # bytes in base64, so its libraries verify our signatures as they are.
 SECRET_PREFIX = "whsec_"
 MAX_URL = 2048
+ROTATION_OVERLAP = timedelta(days=1)  # a replaced secret signs beside the new one
 
 
 def new_secret() -> str:

@@ -116,7 +116,13 @@ async def send(
         "Content-Type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(delivery["secret"], message_id, timestamp, body),
+        # The secret before a rotation signs beside the new one for a day:
+        # Standard Webhooks' receivers accept any of the signatures.
+        "webhook-signature": " ".join(
+            sign(secret, message_id, timestamp, body)
+            for secret in (delivery["secret"], delivery["previous_secret"])
+            if secret
+        ),
     }
     try:
         async with session.post(

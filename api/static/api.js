@@ -256,6 +256,7 @@ export const api = {
   deleteWebhook: (id) => request("DELETE", `/webhooks/${enc(id)}`),
   webhookDeliveries: (id) => request("GET", `/webhooks/${enc(id)}/deliveries`),
   testWebhook: (id) => request("POST", `/webhooks/${enc(id)}/test`),
+  rotateWebhookSecret: (id) => request("POST", `/webhooks/${enc(id)}/secret`),
   // The organization's activity (org admins), newest first; `actor`: one
   // member's id, or "reconciler"; `notebook`: one notebook's, deleted or not.
   activity: ({ limit, marker, actor, notebook } = {}) => {

@@ -38,13 +38,22 @@ function row(hook) {
     { dataset: { webhook: hook.id } },
     h("td", { "data-label": "URL" }, h("code", { text: hook.url }), hook.description ? h("div", { class: "muted", text: hook.description }) : ""),
     h("td", { "data-label": "Tells of", text: told(hook) }),
-    h("td", { "data-label": "Added", title: exactTime(hook.createdAt) }, formatTime(hook.createdAt)),
+    h(
+      "td",
+      { "data-label": "Added", title: exactTime(hook.createdAt) },
+      formatTime(hook.createdAt),
+      hook.previousSecretUntil && Date.parse(hook.previousSecretUntil) > Date.now()
+        ? h("div", { class: "muted", text: `Its old secret signs too until ${exactTime(hook.previousSecretUntil)}` })
+        : "",
+    ),
     h(
       "td",
       { class: "actions" },
       h("button", { type: "button", class: "secondary", text: "Send test", "aria-label": `Send a test to ${label}`, onclick: (ev) => sendTest(hook, ev.currentTarget) }),
       " ",
       h("button", { type: "button", class: "secondary", text: "Deliveries", "aria-label": `Deliveries of ${label}`, onclick: (ev) => showDeliveries(hook, ev.currentTarget) }),
+      " ",
+      h("button", { type: "button", class: "secondary", text: "New secret", "aria-label": `New secret for ${label}`, onclick: (ev) => rotate(hook, ev.currentTarget) }),
       " ",
       h("button", { type: "button", class: "danger-outline", text: "Delete", "aria-label": `Delete ${label}`, onclick: (ev) => remove(hook, ev.currentTarget) }),
     ),
@@ -102,6 +111,27 @@ async function sendTest(hook, button) {
   } finally {
     markBusy(button, false);
   }
+}
+
+// A new signing secret, shown once; the old one signs beside it for a day.
+function rotate(hook, trigger) {
+  const visit = view.visit;
+  let made = null;
+  confirmThen({
+    trigger,
+    title: "Give this webhook a new secret?",
+    text: `Deliveries to ${hook.url} are signed with the new secret from now on, and with the old one beside it for a day, so its receiver can change over without refusing one. The new secret is shown once.`,
+    action: "New secret",
+    context: "Could not give it a new secret",
+    run: async () => {
+      made = await api.rotateWebhookSecret(hook.id);
+    },
+    after: async () => {
+      if (visit !== view.visit) return; // left: the secret is not put in a page no one sees
+      await load();
+      showSecret(made);
+    },
+  });
 }
 
 function remove(hook, trigger) {

@@ -17,6 +17,10 @@ create table webhooks (
     description      text not null default '',
     statuses         text[] not null,          -- the statuses told of; empty: every one
     secret           text not null,            -- whsec_…: signs each delivery; answered once
+    -- The secret before the last rotation, still signing beside it until
+    -- `previous_until`, so a receiver can change over without losing one.
+    previous_secret  text,
+    previous_until   timestamptz,
     created_at       timestamptz not null,
     created_by       text not null
 );

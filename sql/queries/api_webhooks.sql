@@ -4,7 +4,8 @@
 -- fragment: webhook_object
 json_build_object(
     'id', w.id, 'url', w.url, 'description', w.description, 'statuses', w.statuses,
-    'createdAt', w.created_at, 'createdBy', w.created_by
+    'createdAt', w.created_at, 'createdBy', w.created_by,
+    'previousSecretUntil', w.previous_until
 )
 
 -- name: api_webhook_lock_org
@@ -38,6 +39,15 @@ select count(*) as total,
        order by w.created_at, w.id), '[]')::text as items
   from webhooks w
  where w.organization_id = %(org_id)s;
+
+-- name: api_webhook_rotate
+-- A new secret; the one it replaces signs beside it until `previous_until`.
+update webhooks w
+   set previous_secret = w.secret, previous_until = %(previous_until)s, secret = %(secret)s
+ where w.id = %(id)s and w.organization_id = %(org_id)s
+returning (
+-- include: webhook_object
+)::text as body;
 
 -- name: api_webhook_delete
 delete from webhooks where id = %(id)s and organization_id = %(org_id)s returning id;

@@ -22,6 +22,7 @@ with due as (
     returning d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, d.locked_until
 )
 select c.id, c.attempts, c.created_at, c.locked_until, w.url, w.secret,
+       case when w.previous_until > %(now)s then w.previous_secret end as previous_secret,
        c.event_id is null as test, coalesce(e.created_at, c.created_at) as event_at,
        case when c.event_id is null then json_build_object(
            'webhookId', w.id, 'organizationId', w.organization_id, 'requestedAt', c.created_at

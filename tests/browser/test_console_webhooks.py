@@ -137,6 +137,16 @@ def test_an_org_admin_adds_a_webhook_that_tells_of_a_failed_start(
         expect(deliveries.first).to_contain_text("Delivered")
         expect(deliveries.first.locator("td").nth(4)).to_have_text("204")
 
+        # A new secret, on a question: shown once; the old one signs a day more.
+        row.first.get_by_role("button", name=f"New secret for {url} (#data-alerts)").click()
+        page.get_by_role("alertdialog", name="Give this webhook a new secret?").get_by_role(
+            "button", name="New secret"
+        ).click()
+        expect(secret_field).to_be_focused()
+        assert secret_field.input_value() not in (secret, "")
+        expect(row.first).to_contain_text("Its old secret signs too until")
+        page.get_by_role("button", name="Done").click()
+
         row.first.get_by_role("button", name=f"Delete {url} (#data-alerts)").click()
         dialog = page.get_by_role("alertdialog", name="Delete this webhook?")
         dialog.get_by_role("button", name="Delete").click()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 
 from aiohttp.test_utils import TestClient, TestServer
 from api_factories import Factory, World, body_of, held, refused, until_waiting_on_locks
@@ -43,6 +44,7 @@ async def test_an_org_admin_adds_a_webhook_and_reads_its_secret_once(
         "statuses": ["failed", "stopped"],
         "createdAt": factory.clock.now().isoformat(),
         "createdBy": world.admin.id,
+        "previousSecretUntil": None,
         "secret": made["secret"],
     }
     listed = await body_of(await client.get(HOOKS, headers=world.admin.auth))
@@ -257,3 +259,22 @@ async def test_an_org_admin_sends_a_webhook_a_test(
         "unknown_field",
         "now",
     )
+
+
+async def test_a_new_secret_is_answered_once_and_the_old_one_signs_a_day_more(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    made = await body_of(await client.post(HOOKS, json={"url": URL}, headers=world.admin.auth))
+    rotate = f"{HOOKS}/{made['id']}/secret"
+    resp = await client.post(rotate, headers=world.admin.auth)
+    assert resp.status == 200, await resp.text()
+    rotated = await body_of(resp)
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != made["secret"]
+    day_later = (factory.clock.now() + timedelta(days=1)).isoformat()
+    assert rotated["previousSecretUntil"] == day_later
+    [listed] = (await body_of(await client.get(HOOKS, headers=world.admin.auth)))["items"]
+    assert listed["previousSecretUntil"] == day_later and "secret" not in listed
+    kept = factory.value("select previous_secret from webhooks where id = %s", made["id"])
+    assert kept == made["secret"]
+    await refused(await client.post(rotate, headers=world.owner.auth), 403, "forbidden")
+    await refused(await client.post(rotate, headers=world.stranger.auth), 404, "not_found", "id")

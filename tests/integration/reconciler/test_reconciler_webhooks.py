@@ -330,3 +330,30 @@ async def test_a_test_delivery_says_which_webhook(rows, pool, db, receiver) -> N
         "requestedAt": payload["data"]["requestedAt"],
     }
     assert [d["status"] for d in await deliveries(db, wid)] == ["delivered"]
+
+
+async def test_a_rotated_secret_signs_beside_the_new_one_for_a_day(rows, pool, db, receiver):
+    """Two signatures while the old secret still signs: a receiver holding
+    either verifies; after its day, the new one's alone."""
+    clock = FakeClock(datetime.now(UTC))
+    old = SECRET
+    new = "whsec_" + base64.b64encode(b"n" * 24).decode()
+    wid = await webhook(db, rows.org, receiver.url)
+    await db.execute(
+        "update webhooks set previous_secret = secret, previous_until = %s, secret = %s"
+        " where id = %s",
+        (clock.now() + timedelta(days=1), new, wid),
+    )
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+    assert await send_due(pool, clock) == 1
+    headers, body = receiver.received[0]
+    assert len(headers["webhook-signature"].split()) == 2
+    assert verified(old, headers, body) and verified(new, headers, body)
+
+    clock.advance(86_400)
+    await rows.stop(nid, now=clock.now())
+    assert await send_due(pool, clock) == 1
+    headers, body = receiver.received[1]
+    assert len(headers["webhook-signature"].split()) == 1
+    assert verified(new, headers, body) and not verified(old, headers, body)
