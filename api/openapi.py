@@ -136,7 +136,7 @@ COMPONENTS: dict[str, Schema] = {
                     "createdAt": TIME, "createdBy": NULLABLE_ID}),
     "TeamList": plain_list("Team"),
     "Webhook": closed(WEBHOOK),
-    # answered by the create only: the secret signs every delivery
+    # answered by a create or a new secret only: the secret signs every delivery
     "WebhookCreated": closed({**WEBHOOK, "secret": {"type": "string", "pattern": "^whsec_"}}),
     "WebhookList": plain_list("Webhook"),
     "WebhookTestDelivery": closed({"id": {"type": "string"}}),

@@ -29,7 +29,8 @@ export function absorbOrganization(org) {
   caps.detached = org.maxDetachedTimeoutSeconds || 0;
   caps.defaultIdle = org.defaultIdleTimeoutSeconds ?? null;
   caps.defaultDetached = org.defaultDetachedTimeoutSeconds ?? null;
-  caps.platform = { idle: org.platformDefaultIdleTimeoutSeconds, detached: org.platformDefaultDetachedTimeoutSeconds };
+  // (An API from before this release says neither: the defaults it applies.)
+  caps.platform = { idle: org.platformDefaultIdleTimeoutSeconds ?? 3600, detached: org.platformDefaultDetachedTimeoutSeconds ?? 14400 };
   caps.trashDays = org.trashDays ?? null;
   readAt = Date.now();
 }

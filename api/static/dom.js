@@ -145,9 +145,10 @@ export function showAdminNav(shown) {
 
 // A secret shown once (a token's, a webhook's signing secret): its warning,
 // the value selected in a read-only field, Copy and Done. `onDone` runs
-// when Done is pressed; the caller puts the box in the page and focuses
+// when Done is pressed; `noun` names it in a failed copy's hint ("the token
+// is selected"); the caller puts the box in the page and focuses
 // its field (`secretBox(...).querySelector("input")`).
-export function secretBox({ id, title, warning, label, value, copyLabel, onDone, dataset = {} }) {
+export function secretBox({ id, title, warning, label, noun, value, copyLabel, onDone, dataset = {} }) {
   const input = h("input", {
     id,
     class: "secret-value",
@@ -158,7 +159,6 @@ export function secretBox({ id, title, warning, label, value, copyLabel, onDone,
     "aria-describedby": `${id}-warning`,
   });
   const status = h("span", { class: "hint", role: "status" });
-  const noun = label.toLowerCase().split(" ").pop();
   const copy = async () => {
     input.select();
     try {

@@ -3,7 +3,7 @@
 // and how long a notebook may be left open, beside what ran.
 
 import { api } from "./api.js";
-import { absorbOrganization } from "./caps.js";
+import { absorbOrganization, caps } from "./caps.js";
 import { $, announce, formatTime, setBusy, showError } from "./dom.js";
 
 const MAX_LIMIT = 10000;
@@ -27,12 +27,12 @@ function show(org) {
   form.org.value = String(org.maxRunning);
   form.idleCap.value = String(org.maxIdleTimeoutSeconds / 60);
   form.detachedCap.value = String(org.maxDetachedTimeoutSeconds / 60);
-  // Empty: the platform's (the placeholder says it).
-  form.idleDefault.placeholder = String(org.platformDefaultIdleTimeoutSeconds / 60);
-  form.detachedDefault.placeholder = String(org.platformDefaultDetachedTimeoutSeconds / 60);
-  form.idleDefault.value = org.defaultIdleTimeoutSeconds === null ? "" : String(org.defaultIdleTimeoutSeconds / 60);
-  form.detachedDefault.value = org.defaultDetachedTimeoutSeconds === null ? "" : String(org.defaultDetachedTimeoutSeconds / 60);
   absorbOrganization(org);
+  // Empty: the platform's (the placeholder says it).
+  form.idleDefault.placeholder = String(caps.platform.idle / 60);
+  form.detachedDefault.placeholder = String(caps.platform.detached / 60);
+  form.idleDefault.value = org.defaultIdleTimeoutSeconds == null ? "" : String(org.defaultIdleTimeoutSeconds / 60);
+  form.detachedDefault.value = org.defaultDetachedTimeoutSeconds == null ? "" : String(org.defaultDetachedTimeoutSeconds / 60);
   // Who last changed them: what a member whose notebook a cap stopped asks.
   const changed = $("#limits-changed");
   changed.hidden = !org.updatedAt;

@@ -105,6 +105,7 @@ function tokenSecretBox(created, whose, onDone) {
     title: `New token “${created.name}”${whose ? ` for ${whose}` : ""}`,
     warning: `Copy it now: it will not be shown again. Only its prefix ${created.prefix}… is kept, so a lost token cannot be recovered, only revoked. ${expiryText(created.expiresAt)}`,
     label: "Token secret",
+    noun: "token",
     value: created.token,
     copyLabel: "Copy token",
     onDone,

@@ -51,9 +51,9 @@ function row(hook) {
       { class: "actions" },
       h("button", { type: "button", class: "secondary", text: "Send test", "aria-label": `Send a test to ${label}`, onclick: (ev) => sendTest(hook, ev.currentTarget) }),
       " ",
-      h("button", { type: "button", class: "secondary", text: "Deliveries", "aria-label": `Deliveries of ${label}`, onclick: (ev) => showDeliveries(hook, ev.currentTarget) }),
+      h("button", { type: "button", class: "secondary", text: "Deliveries", "aria-label": `Deliveries of ${label}`, dataset: { action: "deliveries" }, onclick: (ev) => showDeliveries(hook, ev.currentTarget) }),
       " ",
-      h("button", { type: "button", class: "secondary", text: "New secret", "aria-label": `New secret for ${label}`, onclick: (ev) => rotate(hook, ev.currentTarget) }),
+      h("button", { type: "button", class: "secondary", text: "New secret", "aria-label": `New secret for ${label}`, dataset: { action: "rotate" }, onclick: (ev) => rotate(hook, ev.currentTarget) }),
       " ",
       h("button", { type: "button", class: "danger-outline", text: "Delete", "aria-label": `Delete ${label}`, onclick: (ev) => remove(hook, ev.currentTarget) }),
     ),
@@ -75,7 +75,7 @@ function deliveryRow(d) {
   );
 }
 
-async function showDeliveries(hook, button) {
+async function showDeliveries(hook, button, { focus = true } = {}) {
   if (isBusy(button)) return;
   const visit = view.visit;
   markBusy(button, true);
@@ -90,7 +90,11 @@ async function showDeliveries(hook, button) {
     $("#deliveries-table").hidden = items.length === 0;
     $("#deliveries-body").replaceChildren(...items.map(deliveryRow));
     panel.hidden = false;
-    focusHeading(panel);
+    if (focus) {
+      const heading = $("#deliveries-title");
+      heading.setAttribute("tabindex", "-1");
+      heading.focus();
+    }
   } catch (err) {
     if (visit === view.visit) showError($("#webhooks-error"), err, "Could not read the deliveries");
   } finally {
@@ -106,6 +110,8 @@ async function sendTest(hook, button) {
   try {
     await api.testWebhook(hook.id);
     announce(`Test sent to ${hook.url}: it shows under its deliveries within seconds`);
+    const shownButton = view.shown === hook.id && document.querySelector(`[data-webhook="${CSS.escape(hook.id)}"] [data-action="deliveries"]`);
+    if (shownButton) await showDeliveries(hook, shownButton, { focus: false }); // the test listed
   } catch (err) {
     showError($("#webhooks-error"), err, "Could not send a test");
   } finally {
@@ -117,10 +123,11 @@ async function sendTest(hook, button) {
 function rotate(hook, trigger) {
   const visit = view.visit;
   let made = null;
+  const overlapping = hook.previousSecretUntil && Date.parse(hook.previousSecretUntil) > Date.now();
   confirmThen({
     trigger,
     title: "Give this webhook a new secret?",
-    text: `Deliveries to ${hook.url} are signed with the new secret from now on, and with the old one beside it for a day, so its receiver can change over without refusing one. The new secret is shown once.`,
+    text: `Deliveries to ${hook.url} are signed with the new secret from now on, and with the current one beside it for a day, so its receiver can change over without refusing one. The new secret is shown once.${overlapping ? " The secret before the current one stops signing now." : ""}`,
     action: "New secret",
     context: "Could not give it a new secret",
     run: async () => {
@@ -129,7 +136,7 @@ function rotate(hook, trigger) {
     after: async () => {
       if (visit !== view.visit) return; // left: the secret is not put in a page no one sees
       await load();
-      showSecret(made);
+      showSecret(made, "rotate");
     },
   });
 }
@@ -154,18 +161,21 @@ function remove(hook, trigger) {
   });
 }
 
-// The secret, once: it signs every delivery, and the API never answers it again.
-function showSecret(made) {
+// The secret, once: it signs every delivery, and the API never answers it
+// again. Done gives focus to `returnTo` (else the form's URL field).
+function showSecret(made, returnTo = null) {
   const box = secretBox({
     id: `webhook-secret-${made.id}`,
     title: `Webhook to ${made.url}`,
     warning: "Copy its signing secret now: it will not be shown again. The receiver checks each delivery's webhook-signature with it (Standard Webhooks).",
     label: "Signing secret",
+    noun: "secret",
     value: made.secret,
     copyLabel: "Copy secret",
     onDone: () => {
       $("#webhook-secret").replaceChildren();
-      $("#webhook-url").focus();
+      const target = returnTo ? document.querySelector(`[data-webhook="${CSS.escape(made.id)}"] [data-action="${returnTo}"]`) : null;
+      (target || $("#webhook-url")).focus();
     },
   });
   $("#webhook-secret").replaceChildren(box);

@@ -52,11 +52,20 @@ returning (
 -- name: api_webhook_delete
 delete from webhooks where id = %(id)s and organization_id = %(org_id)s returning id;
 
+-- name: api_webhook_lock
+-- The webhook's row, before a test is looked for and made (a statement of
+-- its own: two tests asked for at once then look one after the other).
+select w.id from webhooks w
+ where w.id = %(id)s and w.organization_id = %(org_id)s
+   for no key update;
+
 -- name: api_webhook_test
 -- A test delivery (no event), due now: one at a time per webhook, so a
--- test asked for while one waits makes that one due now (not being sent)
--- rather than another (a loop of tests sends no stream of POSTs); no row
--- when there is no such webhook.
+-- test asked for while one waits makes that one due now rather than
+-- another (a loop of tests sends no stream of POSTs); one a worker is
+-- sending now is answered as it is. After api_webhook_lock; no row when
+-- there is no such webhook, and a null id when the waiting test was sent
+-- in the moment between (the caller asks again).
 with hook as (
     select w.id from webhooks w where w.id = %(id)s and w.organization_id = %(org_id)s
 ), waiting as (

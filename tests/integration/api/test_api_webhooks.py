@@ -278,3 +278,19 @@ async def test_a_new_secret_is_answered_once_and_the_old_one_signs_a_day_more(
     assert kept == made["secret"]
     await refused(await client.post(rotate, headers=world.owner.auth), 403, "forbidden")
     await refused(await client.post(rotate, headers=world.stranger.auth), 404, "not_found", "id")
+
+
+async def test_two_tests_asked_at_once_make_one(
+    client: TestClient, world: World, factory: Factory, settings: Settings
+) -> None:
+    made = await body_of(await client.post(HOOKS, json={"url": URL}, headers=world.admin.auth))
+    test = f"{HOOKS}/{made['id']}/test"
+    async with held(settings, "select 1 from webhooks where id = %s for update", made["id"]):
+        racing = asyncio.gather(
+            client.post(test, headers=world.admin.auth),
+            client.post(test, headers=world.admin.auth),
+        )
+        await until_waiting_on_locks(factory, 2, racing, "the tests did not wait")
+    first, second = [await body_of(r) for r in await racing]
+    assert first == second
+    assert factory.value("select count(*) from webhook_deliveries") == 1
