@@ -224,6 +224,10 @@ OPS: list[Op] = [
        body=webhooks.CREATE_SCHEMA, body_required=True, errors=(403, 409, 415), tag="members"),
     Op("GET", "/webhooks", webhooks.list_webhooks, "List the organization's webhooks (org admins)",
        200, "WebhookList", errors=(403,), tag="members"),
+    Op("PATCH", "/webhooks/{id}", webhooks.update_webhook,
+       "Change a webhook's URL, description or statuses, keeping its secret and deliveries (org"
+       " admins)", 200, "Webhook", body=webhooks.UPDATE_SCHEMA, body_required=True,
+       errors=(403, 415), tag="members"),
     Op("DELETE", "/webhooks/{id}", webhooks.delete_webhook,
        "Delete a webhook, and its deliveries (org admins)", 204, None, errors=(403,),
        tag="members"),

@@ -65,6 +65,34 @@ async def create_webhook(ctx: Ctx) -> web.Response:
     return raw_json(f'{row["body"][:-1]},"secret":"{secret}"}}', status=201)
 
 
+UPDATE_SCHEMA = obj(dict(CREATE_SCHEMA["properties"]))  # the create's fields, none required
+
+
+async def update_webhook(ctx: Ctx) -> web.Response:
+    """Its URL, description or statuses, keeping its secret and deliveries
+    (a receiver moved, a status more to tell of)."""
+    require_org_admin(ctx)
+    body = await read_body(ctx.request, UPDATE_SCHEMA)
+    url = body.get("url")
+    if url is not None:
+        problem = webhooks.url_problem(url, ctx.settings.webhooks_allow_insecure)
+        if problem is not None:
+            raise BadRequest(f"The webhook's URL {problem}.", code="invalid_value", field="url")
+    statuses = body.get("statuses")
+    row = await ctx.one(
+        "api_webhook_update",
+        ctx.mine(
+            id=path_id(ctx.request, "id"),
+            url=url,
+            description=body.get("description"),
+            statuses=None if statuses is None else sorted(set(statuses)),
+        ),
+    )
+    if row is None:
+        raise NotFound("No such webhook.", field="id")
+    return raw_json(row["body"])
+
+
 async def list_webhooks(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
     row = await ctx.one("api_webhook_list", ctx.mine())

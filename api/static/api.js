@@ -254,6 +254,7 @@ export const api = {
   webhooks: () => request("GET", "/webhooks"),
   createWebhook: (body) => request("POST", "/webhooks", body),
   deleteWebhook: (id) => request("DELETE", `/webhooks/${enc(id)}`),
+  updateWebhook: (id, body) => request("PATCH", `/webhooks/${enc(id)}`, body),
   webhookDeliveries: (id) => request("GET", `/webhooks/${enc(id)}/deliveries`),
   testWebhook: (id) => request("POST", `/webhooks/${enc(id)}/test`),
   rotateWebhookSecret: (id) => request("POST", `/webhooks/${enc(id)}/secret`),

@@ -9,8 +9,9 @@ import { $, announce, exactTime, focusHeading, formatTime, h, isBusy, markBusy, 
 
 const STATUSES = ["starting", "running", "idle", "detached", "stopping", "stopped", "failed"];
 // `visit`: this visit to the page (answers for an earlier one are dropped);
-// `shown`: the webhook whose deliveries are shown.
-const view = { visit: 0, shown: null };
+// `shown`: the webhook whose deliveries are shown; `editing`: the webhook
+// the form edits (null: the form adds one).
+const view = { visit: 0, shown: null, editing: null };
 
 async function load() {
   const visit = view.visit;
@@ -49,6 +50,8 @@ function row(hook) {
     h(
       "td",
       { class: "actions" },
+      h("button", { type: "button", class: "secondary", text: "Edit", "aria-label": `Edit ${label}`, dataset: { action: "edit" }, onclick: () => edit(hook) }),
+      " ",
       h("button", { type: "button", class: "secondary", text: "Send test", "aria-label": `Send a test to ${label}`, onclick: (ev) => sendTest(hook, ev.currentTarget) }),
       " ",
       h("button", { type: "button", class: "secondary", text: "Deliveries", "aria-label": `Deliveries of ${label}`, dataset: { action: "deliveries" }, onclick: (ev) => showDeliveries(hook, ev.currentTarget) }),
@@ -184,6 +187,24 @@ function showSecret(made, returnTo = null) {
   input.select();
 }
 
+// The form edits `hook` (its URL, description, statuses; its secret stays),
+// or adds one again (null).
+function edit(hook) {
+  const form = $("#webhook-form");
+  view.editing = hook;
+  form.reset();
+  showError($("#webhook-form-error"), null);
+  $("#new-webhook-title").textContent = hook ? "Edit webhook" : "Add a webhook";
+  $("#webhook-submit").textContent = hook ? "Save webhook" : "Add webhook";
+  $("#webhook-cancel").hidden = !hook;
+  if (hook) {
+    form.url.value = hook.url;
+    form.description.value = hook.description;
+    for (const box of form.querySelectorAll("input[name=statuses]")) box.checked = hook.statuses.includes(box.value);
+    form.url.focus();
+  }
+}
+
 async function add(ev) {
   ev.preventDefault();
   const form = $("#webhook-form");
@@ -197,11 +218,21 @@ async function add(ev) {
     return;
   }
   const body = { url, statuses: [...form.querySelectorAll("input[name=statuses]:checked")].map((c) => c.value) };
-  if (form.description.value.trim()) body.description = form.description.value.trim();
+  const editing = view.editing;
+  if (form.description.value.trim() || editing) body.description = form.description.value.trim();
   const visit = view.visit;
   showError(error, null);
   setBusy(submit, true);
   try {
+    if (editing) {
+      await api.updateWebhook(editing.id, body);
+      if (visit !== view.visit) return;
+      edit(null);
+      await load();
+      announce("Webhook saved");
+      document.querySelector(`[data-webhook="${CSS.escape(editing.id)}"] [data-action="edit"]`)?.focus();
+      return;
+    }
     const made = await api.createWebhook(body);
     if (visit !== view.visit) return; // left: the secret is not put in a page no one sees
     form.reset();
@@ -209,7 +240,7 @@ async function add(ev) {
     showSecret(made);
   } catch (err) {
     if (visit !== view.visit) return;
-    showError(error, err, "Could not add the webhook");
+    showError(error, err, editing ? "Could not save the webhook" : "Could not add the webhook");
     if (err.status === 400) form.url.focus();
   } finally {
     setBusy(submit, false);
@@ -231,6 +262,12 @@ export const webhooksView = {
       ...STATUSES.map((s) => h("label", { class: "check" }, h("input", { type: "checkbox", name: "statuses", value: s }), ` ${s}`)),
     );
     $("#webhook-form").onsubmit = add;
+    $("#webhook-cancel").onclick = () => {
+      const was = view.editing;
+      edit(null);
+      if (was) document.querySelector(`[data-webhook="${CSS.escape(was.id)}"] [data-action="edit"]`)?.focus();
+    };
+    edit(null);
     load();
   },
   leave() {

@@ -40,6 +40,18 @@ select count(*) as total,
   from webhooks w
  where w.organization_id = %(org_id)s;
 
+-- name: api_webhook_update
+-- What the edit sends (null: as it is); deliveries not sent yet go to the
+-- URL as it is when they are sent; the statuses apply to changes from now.
+update webhooks w
+   set url = coalesce(%(url)s, w.url),
+       description = coalesce(%(description)s, w.description),
+       statuses = coalesce(%(statuses)s, w.statuses)
+ where w.id = %(id)s and w.organization_id = %(org_id)s
+returning (
+-- include: webhook_object
+)::text as body;
+
 -- name: api_webhook_rotate
 -- A new secret; the one it replaces signs beside it until `previous_until`.
 update webhooks w

@@ -147,6 +147,21 @@ def test_an_org_admin_adds_a_webhook_that_tells_of_a_failed_start(
         expect(row.first).to_contain_text("Its old secret signs too until")
         page.get_by_role("button", name="Done").click()
 
+        # An edit keeps the secret: the form says so by not showing one.
+        row.first.get_by_role("button", name=f"Edit {url} (#data-alerts)").click()
+        expect(page.get_by_role("heading", name="Edit webhook")).to_be_visible()
+        expect(form.get_by_label("URL")).to_have_value(url)
+        expect(form.get_by_label("URL")).to_be_focused()
+        form.get_by_label("failed").uncheck()
+        form.get_by_label("stopped").check()
+        form.get_by_role("button", name="Save webhook").click()
+        expect(page.locator("#announcer")).to_have_text("Webhook saved")
+        expect(row.first.locator("td").nth(1)).to_have_text("stopped")
+        expect(page.get_by_role("heading", name="Add a webhook")).to_be_visible()
+        expect(page.get_by_label("Signing secret")).to_have_count(0)
+        [hook] = stack.call("GET", "/webhooks")[1]["items"]
+        assert hook["statuses"] == ["stopped"]
+
         row.first.get_by_role("button", name=f"Delete {url} (#data-alerts)").click()
         dialog = page.get_by_role("alertdialog", name="Delete this webhook?")
         dialog.get_by_role("button", name="Delete").click()

@@ -294,3 +294,54 @@ async def test_two_tests_asked_at_once_make_one(
     first, second = [await body_of(r) for r in await racing]
     assert first == second
     assert factory.value("select count(*) from webhook_deliveries") == 1
+
+
+async def test_an_edit_keeps_the_secret_and_the_deliveries(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    made = await body_of(
+        await client.post(
+            HOOKS, json={"url": URL, "statuses": ["failed"]}, headers=world.admin.auth
+        )
+    )
+    hook = f"{HOOKS}/{made['id']}"
+    assert (await client.post(f"{hook}/test", headers=world.admin.auth)).status == 202
+    resp = await client.patch(
+        hook,
+        json={"url": f"{URL}/v2", "statuses": ["stopped", "failed"], "description": "moved"},
+        headers=world.admin.auth,
+    )
+    assert resp.status == 200, await resp.text()
+    edited = await body_of(resp)
+    assert (edited["url"], edited["statuses"], edited["description"]) == (
+        f"{URL}/v2",
+        ["failed", "stopped"],
+        "moved",
+    )
+    assert "secret" not in edited
+    assert factory.value("select secret from webhooks where id = %s", made["id"]) == made["secret"]
+    assert factory.value("select count(*) from webhook_deliveries") == 1  # kept
+    # What is not sent stays; {} changes nothing.
+    same = await body_of(await client.patch(hook, json={}, headers=world.admin.auth))
+    assert same == edited
+    for body, status, code, field in (
+        ({"url": "http://hooks.example.com/"}, 400, "invalid_value", "url"),
+        ({"statuses": ["gone"]}, 400, "invalid_value", "statuses[0]"),
+        ({"secret": "x"}, 400, "unknown_field", "secret"),
+    ):
+        await refused(
+            await client.patch(hook, json=body, headers=world.admin.auth), status, code, field
+        )
+    await refused(
+        await client.patch(hook, json={"description": "x"}, headers=world.owner.auth),
+        403,
+        "forbidden",
+    )
+    await refused(
+        await client.patch(hook, json={"description": "x"}, headers=world.stranger.auth),
+        404,
+        "not_found",
+        "id",
+    )
+    listed = await body_of(await client.get(HOOKS, headers=world.admin.auth))
+    assert listed["items"] == [edited]
