@@ -108,10 +108,12 @@ async def send(
         return None, f"The URL {problem}."
     message_id = f"delivery_{delivery['id']}"
     timestamp = int(now.timestamp())  # the attempt's: a receiver refuses stale ones
-    # The payload's `timestamp` is the event's (Standard Webhooks), its data the history's.
-    occurred = delivery["event_at"].isoformat()
+    # The payload's `timestamp` is the event's (Standard Webhooks), its data
+    # the history's; both JSON text from PostgreSQL.
     kind = TEST_TYPE if delivery["test"] else EVENT_TYPE
-    body = f'{{"type":"{kind}","timestamp":"{occurred}","data":{delivery["data"]}}}'.encode()
+    body = (
+        f'{{"type":"{kind}","timestamp":{delivery["occurred"]},"data":{delivery["data"]}}}'
+    ).encode()
     headers = {
         "Content-Type": "application/json",
         "webhook-id": message_id,

@@ -23,7 +23,9 @@ with due as (
 )
 select c.id, c.attempts, c.created_at, c.locked_until, w.url, w.secret,
        case when w.previous_until > %(now)s then w.previous_secret end as previous_secret,
-       c.event_id is null as test, coalesce(e.created_at, c.created_at) as event_at,
+       c.event_id is null as test,
+       -- the payload's timestamp, as JSON writes the event's `createdAt` (digits and all)
+       to_json(coalesce(e.created_at, c.created_at))::text as occurred,
        case when c.event_id is null then json_build_object(
            'webhookId', w.id, 'organizationId', w.organization_id, 'requestedAt', c.created_at
        ) else json_build_object(
