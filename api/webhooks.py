@@ -36,13 +36,18 @@ CREATE_SCHEMA = obj(
 )
 
 
-async def create_webhook(ctx: Ctx) -> web.Response:
-    require_org_admin(ctx)
-    body = await read_body(ctx.request, CREATE_SCHEMA)
-    url = body["url"]
+def checked_url(ctx: Ctx, url: str) -> str:
+    """`url`, or 400 saying why the workers may not send to it."""
     problem = webhooks.url_problem(url, ctx.settings.webhooks_allow_insecure)
     if problem is not None:
         raise BadRequest(f"The webhook's URL {problem}.", code="invalid_value", field="url")
+    return url
+
+
+async def create_webhook(ctx: Ctx) -> web.Response:
+    require_org_admin(ctx)
+    body = await read_body(ctx.request, CREATE_SCHEMA)
+    url = checked_url(ctx, body["url"])
     secret = webhooks.new_secret()
     await ctx.one("api_webhook_lock_org", ctx.mine())
     row = await ctx.one(
@@ -75,9 +80,7 @@ async def update_webhook(ctx: Ctx) -> web.Response:
     body = await read_body(ctx.request, UPDATE_SCHEMA)
     url = body.get("url")
     if url is not None:
-        problem = webhooks.url_problem(url, ctx.settings.webhooks_allow_insecure)
-        if problem is not None:
-            raise BadRequest(f"The webhook's URL {problem}.", code="invalid_value", field="url")
+        checked_url(ctx, url)
     statuses = body.get("statuses")
     row = await ctx.one(
         "api_webhook_update",

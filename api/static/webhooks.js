@@ -30,6 +30,9 @@ async function load() {
   }
 }
 
+// A row's button (`data-action`), to give focus back to after its row was drawn again.
+const rowButton = (id, action) => document.querySelector(`[data-webhook="${CSS.escape(id)}"] [data-action="${action}"]`);
+
 const told = (hook) => (hook.statuses.length ? hook.statuses.join(", ") : "every status change");
 
 function row(hook) {
@@ -113,7 +116,7 @@ async function sendTest(hook, button) {
   try {
     await api.testWebhook(hook.id);
     announce(`Test sent to ${hook.url}: it shows under its deliveries within seconds`);
-    const shownButton = view.shown === hook.id && document.querySelector(`[data-webhook="${CSS.escape(hook.id)}"] [data-action="deliveries"]`);
+    const shownButton = view.shown === hook.id && rowButton(hook.id, "deliveries");
     if (shownButton) await showDeliveries(hook, shownButton, { focus: false }); // the test listed
   } catch (err) {
     showError($("#webhooks-error"), err, "Could not send a test");
@@ -177,7 +180,7 @@ function showSecret(made, returnTo = null) {
     copyLabel: "Copy secret",
     onDone: () => {
       $("#webhook-secret").replaceChildren();
-      const target = returnTo ? document.querySelector(`[data-webhook="${CSS.escape(made.id)}"] [data-action="${returnTo}"]`) : null;
+      const target = returnTo ? rowButton(made.id, returnTo) : null;
       (target || $("#webhook-url")).focus();
     },
   });
@@ -230,7 +233,7 @@ async function add(ev) {
       edit(null);
       await load();
       announce("Webhook saved");
-      document.querySelector(`[data-webhook="${CSS.escape(editing.id)}"] [data-action="edit"]`)?.focus();
+      rowButton(editing.id, "edit")?.focus();
       return;
     }
     const made = await api.createWebhook(body);
@@ -265,7 +268,7 @@ export const webhooksView = {
     $("#webhook-cancel").onclick = () => {
       const was = view.editing;
       edit(null);
-      if (was) document.querySelector(`[data-webhook="${CSS.escape(was.id)}"] [data-action="edit"]`)?.focus();
+      if (was) rowButton(was.id, "edit")?.focus();
     };
     edit(null);
     load();

@@ -361,8 +361,10 @@ async def test_the_search_for_days_to_roll_up_starts_past_the_watermark(rows, po
         date(2026, 11, d) for d in (4, 5, 7, 8, 9, 10)
     }
     assert await rolled_through(db, rows.org) == date(2026, 11, 10)
-    # Never back: a watermark ahead (a clock that ran ahead) stays (the
-    # search and the statement's conflict clause each leave it).
+    # Never back: a watermark ahead (a clock that ran ahead) stays. (What
+    # this shows is usage_days_advance passing over an organization already
+    # through; its conflict clause's `where` is a second guard this cannot
+    # reach, for a race between two turns.)
     await db.execute("update usage_days_rolled_through set through = %s", (date(2026, 11, 20),))
     assert await roll_up_usage(pool, now + DAY) == 0
     assert await rolled_through(db, rows.org) == date(2026, 11, 20)
