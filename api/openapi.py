@@ -217,6 +217,16 @@ COMPONENTS: dict[str, Schema] = {
                                    # a restore: when the version it came from was kept
                                    "restoredFrom": NULLABLE_TIME}),
     "NotebookFileVersionList": plain_list("NotebookFileVersion"),
+    "NotebookLogs": closed({
+        "notebookId": ID, "status": {"type": "string", "enum": STATUSES},
+        # when a worker last read them (null: never yet), from which session
+        "capturedAt": NULLABLE_TIME, "sessionId": NULLABLE_ID,
+        # the last ask, and whether a worker has yet to answer it
+        "requestedAt": NULLABLE_TIME, "waiting": {"type": "boolean"},
+        "sail": ref("ComponentLog"), "marimo": ref("ComponentLog")}),
+    # the last 64 KiB of its output (null: none read), or why none was read
+    "ComponentLog": closed({"text": {"type": ["string", "null"]},
+                            "problem": {"type": ["string", "null"]}}),
     "TeamMembershipList": plain_list("TeamMembership", closed(
         {"members": {"type": "array", "items": ref("MemberSummary")}})),
     "WorkloadConfig": closed({

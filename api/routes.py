@@ -15,6 +15,7 @@ from api import (
     history,
     members,
     notebook_files,
+    notebook_logs,
     notebook_teams,
     notebooks,
     offers,
@@ -169,6 +170,12 @@ OPS: list[Op] = [
     Op("DELETE", NB + "/{id}/file/versions", notebook_files.forget_file_versions,
        "Forget every version of the notebook's file but the newest", 204, None,
        errors=(403,)),
+    Op("GET", NB + "/{id}/logs", notebook_logs.get_notebook_logs,
+       "Read the output of the notebook's Sail and Marimo, as last read (as it stopped, or"
+       " when asked)", 200, "NotebookLogs", errors=(403,)),
+    Op("POST", NB + "/{id}/logs", notebook_logs.ask_notebook_logs,
+       "Ask a worker to read the running notebook's logs now", 202, "NotebookLogs",
+       body=EMPTY, errors=(403, 409, 415)),
     Op("GET", TRASH, trash.list_trash,
        "List the recently deleted notebooks the caller could have deleted (their own, those of"
        " a team they are an admin of; an org admin: the organization's), newest first", 200,

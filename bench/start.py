@@ -44,7 +44,7 @@ from common.logging import configure_logging
 from common.settings import Settings
 from common.tokens import hash_token, new_token, token_prefix
 from reconciler.runtime import probes, procs
-from reconciler.runtime.base import Observation, SessionSpec, WorkloadSpec
+from reconciler.runtime.base import LogTail, Observation, SessionSpec, WorkloadSpec
 from reconciler.runtime.local import LocalRuntime
 from reconciler.runtime.template import NOTEBOOK_FILE, TEMPLATE
 from sql.migrate import migrate
@@ -132,6 +132,11 @@ class Switch:
         self, notebook_id: str, observed: Observation, max_bytes: int
     ) -> bytes | None:
         return await self.current.read_file(notebook_id, observed, max_bytes)
+
+    async def read_logs(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> dict[str, LogTail]:
+        return await self.current.read_logs(notebook_id, observed, max_bytes)
 
     async def delete(self, notebook_id: str) -> None:
         await self.current.delete(notebook_id)

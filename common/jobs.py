@@ -14,6 +14,10 @@ from pgqueuer import Queries
 
 RECONCILE = "reconcile"
 SWEEP = "sweep"
+# A member asked for a notebook's logs (docs/api.md "A notebook's logs"): a
+# worker reads them. No dedupe key: the API enqueues one per ask at most
+# every few seconds, and each job answers every ask made before it reads.
+CAPTURE_LOGS = "capture_logs"
 
 
 def reconcile_dedupe_key(notebook_id: str) -> str:
@@ -53,3 +57,9 @@ async def enqueue_reconcile(
             " where dedupe_key = any(%s) and status = 'queued' and execute_after > now()",
             (keys,),
         )
+
+
+async def enqueue_log_capture(conn: psycopg.AsyncConnection, notebook_id: str) -> None:
+    """Enqueue a read of the notebook's logs on `conn` (in the ask's transaction)."""
+    queries = Queries.from_psycopg_connection(conn)
+    await queries.enqueue([CAPTURE_LOGS], [notebook_id.encode()], [0])

@@ -77,6 +77,14 @@ FOREIGN_SKIPPED = Counter(
 PURGED = Counter(
     "notebooks_rows_purged_total", "Rows the sweep's housekeeping deleted, by table.", ["table"]
 )
+LOG_READ_OUTCOMES = ("read", "partial", "unread", "failed")
+LOG_READS = Counter(
+    "notebooks_log_reads_total",
+    "Reads of notebooks' Sail and Marimo output kept for members (as they stop, and when a"
+    " member asks), by outcome: read (both), partial (one), unread (neither: no pod, no"
+    " output yet), failed (the runtime raised or did not answer).",
+    ["outcome"],
+)
 FILE_COPIES = Counter(
     "notebooks_file_copies_total",
     "Copies of notebooks' files the reconciler tried to keep (as they stop, and every"
@@ -102,5 +110,7 @@ for _t in PURGED_TABLES:
     PURGED.labels(_t)
 for _f in notebook_file.OUTCOMES:
     FILE_COPIES.labels(_f)
+for _l in LOG_READ_OUTCOMES:
+    LOG_READS.labels(_l)
 for _w in WEBHOOK_OUTCOMES:
     WEBHOOK_DELIVERIES.labels(_w)

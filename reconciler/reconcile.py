@@ -26,11 +26,11 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from common import notebook_file
+from common import notebook_file, notebook_logs
 from common.clock import Clock
 from common.ids import is_valid_id
 from common.statuses import PROVISIONED, RECONCILER_ACTOR, Desired, Status
-from reconciler import metrics
+from reconciler import logs, metrics
 from reconciler.db import fetchone
 from reconciler.plan import (
     Action,
@@ -420,8 +420,10 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
                 )
             case Action.ENSURE_STOPPED:
                 if observed.session_id:
-                    # Before the teardown: on Kubernetes only its Marimo reads the file.
+                    # Before the teardown: on Kubernetes only its Marimo reads
+                    # the file, and the pods' logs go with them.
                     await _keep_file(deps, row, observed)
+                    await logs.keep(deps, row, observed)
                 deps.copies_tried.pop(row["id"], None)
                 await deps.runtime.ensure_stopped(row["id"])
                 observed = Observation(session_id=None)
@@ -436,8 +438,8 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
 
 
 # A secret variable's value shorter than this is not blanked out of a status
-# message: it would blank common words, and is no secret worth the name.
-SECRET_MIN_CHARS = 4
+# message, as out of a log: it would blank common words.
+SECRET_MIN_CHARS = notebook_logs.SECRET_MIN_CHARS
 
 
 def _without_secrets(p: Plan, row: dict[str, Any]) -> Plan:

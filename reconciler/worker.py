@@ -31,12 +31,12 @@ from pgqueuer.models import Job
 
 from common.clock import Clock, SystemClock
 from common.db import open_pool
-from common.jobs import RECONCILE, enqueue_reconcile
+from common.jobs import CAPTURE_LOGS, RECONCILE, enqueue_reconcile
 from common.logging import configure_logging
 from common.metrics import observe_pool, serve_metrics
 from common.settings import Settings
 from common.signals import stop_on_signals
-from reconciler import metrics, webhooks
+from reconciler import logs, metrics, webhooks
 from reconciler.db import fetchone
 from reconciler.reconcile import Deps, reconcile_once
 from reconciler.runtime.base import Runtime
@@ -246,6 +246,10 @@ async def run_worker(
             )
             rechecks.add(task)
             task.add_done_callback(rechecks.discard)
+
+        @pgq.entrypoint(CAPTURE_LOGS)
+        async def capture_logs(job: Job) -> None:
+            await logs.answer_ask(deps, _notebook_id(job))
 
         try:
             yield pgq

@@ -229,6 +229,9 @@ export const api = {
     request("GET", `/workloads/notebooks/${enc(id)}/file${version ? `?version=${enc(version)}` : ""}`, undefined, { raw: true }),
   notebookFileVersions: (id) => request("GET", `/workloads/notebooks/${enc(id)}/file/versions`),
   forgetFileVersions: (id) => request("DELETE", `/workloads/notebooks/${enc(id)}/file/versions`),
+  // Its Sail's and Marimo's output as last read, and an ask to read it now.
+  notebookLogs: (id) => request("GET", `/workloads/notebooks/${enc(id)}/logs`),
+  readNotebookLogs: (id) => request("POST", `/workloads/notebooks/${enc(id)}/logs`),
   // Recently deleted (docs/api.md): listed, downloaded, brought back, forgotten.
   deletedNotebooks: () => all("/workloads/deleted-notebooks"),
   deletedNotebookFile: (id) =>

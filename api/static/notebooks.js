@@ -4,6 +4,7 @@ import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, o
 import { api, notFound, refused } from "./api.js";
 import { capped, caps, refreshCaps, timeoutText } from "./caps.js";
 import { fileFact, hideVersions } from "./download.js";
+import { hideLogs, logsFact } from "./logs.js";
 import { eventEntry, noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
 import {
@@ -33,6 +34,7 @@ import {
   TRANSITIONAL,
   absorb,
   canAdminister,
+  canManage,
   configName,
   memberLabel,
   state,
@@ -614,6 +616,7 @@ async function refreshDetail() {
     ...(stopsAt ? fact("Stops by itself", formatTime(stopsAt), " unless someone opens it") : []),
     ...fact("Session", nb.sessionId || "—"),
     ...fact("File", ...fileFact(nb, errorEl)),
+    ...(canManage(nb) ? fact("Logs", ...logsFact(nb)) : []),
     ...fact("Created", formatTime(nb.createdAt), ` by ${memberLabel(nb.createdBy)}`),
     ...fact("Updated", formatTime(nb.updatedAt), ` by ${memberLabel(nb.updatedBy)}`),
     ...fact("ID", h("code", { text: nb.id })),
@@ -870,6 +873,7 @@ export const detailView = {
     for (const sel of ["#nb-message", "#nb-description"]) $(sel).textContent = "";
     hideNotebookOffer();
     hideVersions();
+    hideLogs();
     $("#add-team-form").hidden = true;
     $("#teams-readonly").hidden = true;
     const addSubmit = $("#add-team-form button[type=submit]");

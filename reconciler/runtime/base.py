@@ -118,6 +118,14 @@ class Observation:
         return absent and not self.untracked
 
 
+@dataclass(frozen=True)
+class LogTail:
+    """The last part of one component's output, or why none was read."""
+
+    data: bytes | None
+    problem: str = ""
+
+
 class Runtime(Protocol):
     async def observe(self, notebook_id: str) -> Observation: ...
 
@@ -137,6 +145,14 @@ class Runtime(Protocol):
         bytes (more than `max_bytes`: too large to keep whole), or None when
         it cannot be read now (there is none yet; on Kubernetes, no ready
         Marimo in `observed` to serve it). A read, no effects."""
+        ...
+
+    async def read_logs(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> dict[str, LogTail]:
+        """The last `max_bytes` (or more) of the output of `observed`'s
+        session's Sail and Marimo, by component (`sail`, `marimo`), each with
+        the reason when it cannot be read (no pod yet). A read, no effects."""
         ...
 
     async def delete(self, notebook_id: str) -> None:

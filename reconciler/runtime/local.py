@@ -40,6 +40,7 @@ from reconciler.runtime import probes, procs, seeding
 from reconciler.runtime.base import (
     ABSENT,
     Component,
+    LogTail,
     Observation,
     Phase,
     SessionSpec,
@@ -576,6 +577,23 @@ class LocalRuntime:
                 return None
 
         return await asyncio.to_thread(read)
+
+    async def read_logs(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> dict[str, LogTail]:
+        """From the files the processes write: this session's output (a
+        warm Sail's begins in the pool). They stay after a stop."""
+        state = self._read_state(notebook_id) or {}
+
+        def read(name: str) -> LogTail:
+            proc = procs.Proc.from_json(state.get(name))
+            path = Path(proc.log) if proc else self.run_dir(notebook_id) / f"{name}.log"
+            data = procs.last_bytes(path, proc.log_offset if proc else 0, max_bytes)
+            return LogTail(data) if data is not None else LogTail(None, "It has written nothing.")
+
+        names = ("sail", "marimo")
+        found = await asyncio.to_thread(lambda: [read(name) for name in names])
+        return dict(zip(names, found, strict=True))
 
     async def delete(self, notebook_id: str) -> None:
         async with self._lock(notebook_id):

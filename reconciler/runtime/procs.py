@@ -375,6 +375,21 @@ def tail(path: str | Path, start: int = 0, lines: int = 8, max_bytes: int = 16_3
     return "\n".join(kept[-lines:])
 
 
+def last_bytes(path: str | Path, start: int, max_bytes: int) -> bytes | None:
+    """What was written to `path` from byte `start` on, its last `max_bytes`
+    (and one more, to tell a cut); None when there is no such file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            end = f.tell()
+            # A log rotated under an older record: the whole new file.
+            start = start if start <= end else 0
+            f.seek(max(start, end - max_bytes - 1))
+            return f.read(max_bytes + 1)
+    except FileNotFoundError:
+        return None
+
+
 _SECRET_PARAM = re.compile(r"(access_token|token)=[^\s&\"']+", re.IGNORECASE)
 
 

@@ -481,3 +481,33 @@ with gone as (
     returning id
 )
 select count(*) as forgotten from gone;
+
+-- name: api_notebook_logs
+-- A notebook's logs as a worker last read them (docs/api.md "A notebook's
+-- logs"), and what the caller may do to it (caller_access; no row: it may
+-- not see it). `body` is the answer. `waiting`: an ask not answered yet.
+select
+-- include: caller_access
+     , json_build_object(
+           'notebookId', n.id, 'status', n.status,
+           'capturedAt', l.captured_at, 'sessionId', l.session_id,
+           'requestedAt', l.requested_at,
+           'waiting', coalesce(l.requested_at > coalesce(l.answered_at, '-infinity'), false),
+           'sail', json_build_object('text', l.sail, 'problem', l.sail_problem),
+           'marimo', json_build_object('text', l.marimo, 'problem', l.marimo_problem)
+       )::text as body
+  from notebooks n
+  left join notebook_logs l on l.notebook_id = n.id
+ where n.id = %(id)s and n.organization_id = %(org_id)s and n.deleted_at is null;
+
+-- name: api_ask_notebook_logs
+-- A member asks for the logs to be read now: the ask's time, and a row
+-- (the caller enqueues a job), unless an ask made within `ask_seconds`
+-- still waits (no row: that one's job answers this one too).
+insert into notebook_logs (notebook_id, requested_at) values (%(id)s, %(now)s)
+on conflict (notebook_id) do update set requested_at = excluded.requested_at
+ where notebook_logs.requested_at is null
+    or notebook_logs.answered_at >= notebook_logs.requested_at
+    or notebook_logs.requested_at
+       <= excluded.requested_at - make_interval(secs => %(ask_seconds)s)
+returning notebook_id;

@@ -115,6 +115,9 @@ class KubeEmulator(kmock.KubernetesScaffold):
     admission: Callable[[str, Obj], tuple[int, str, str] | None] | None = attrs.field(
         default=None, init=False
     )
+    # A container's output, as `GET …/pods/{name}/log` answers it: (namespace,
+    # pod, container, previous) → text; "" when a test wrote none.
+    pod_logs: dict[tuple[str, str, str, bool], str] = attrs.field(factory=dict, init=False)
     _rv: int = attrs.field(default=0, init=False)
     _last_stamp: datetime.datetime | None = attrs.field(default=None, init=False)
     _watches: set[_Watch] = attrs.field(factory=set, init=False)  # type: ignore[var-annotated]
@@ -199,6 +202,8 @@ class KubeEmulator(kmock.KubernetesScaffold):
     # ------------------------------------------------------------- serving
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         res = request.resource
+        if res is not None and res.plural == "pods" and request.subresource == "log":
+            return self._pod_log(request)
         if res is None or request.action is None or request.subresource:
             return await super()._handle(request)
         group, plural = res.group or "", res.plural or ""
@@ -241,6 +246,42 @@ class KubeEmulator(kmock.KubernetesScaffold):
                 return aiohttp.web.json_response(self._terminate(key))
             return aiohttp.web.json_response(self.remove(*key))
         raise ApiError(405, "MethodNotAllowed", action)
+
+    def _pod_log(self, request: kmock.Request) -> aiohttp.web.Response:
+        """A container's log as the API server serves it from its kubelet:
+        400 while it has not started (or, `previous`, never ended), the
+        text cut by `tailLines` and then `limitBytes`."""
+        self.calls.append(Call("fetch", "pods/log", dict(request.params)))
+        ns, name = request.namespace or "", request.name or ""
+        pod = self.objects.get(("", "pods", ns, name))
+        if pod is None:
+            raise ApiError(404, "NotFound", f'pods "{name}" not found')
+        params = request.params
+        container = params.get("container") or pod["spec"]["containers"][0]["name"]
+        previous = params.get("previous") == "true"
+        statuses = {c["name"]: c for c in (pod.get("status") or {}).get("containerStatuses", [])}
+        status = statuses.get(container, {})
+        waiting = (status.get("state") or {}).get("waiting")
+        if status.get("state") is None or (waiting and not previous):
+            reason = (waiting or {}).get("reason", "ContainerCreating")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{name}" is waiting to start: {reason}',
+            )
+        if previous and not (status.get("lastState") or {}).get("terminated"):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'previous terminated container "{container}" in pod "{name}" not found',
+            )
+        text = self.pod_logs.get((ns, name, container, previous), "")
+        if "tailLines" in params:
+            text = "".join(text.splitlines(keepends=True)[-int(params["tailLines"]) :])
+        data = text.encode()
+        if "limitBytes" in params:
+            data = data[: int(params["limitBytes"])]
+        return aiohttp.web.Response(body=data, content_type="text/plain")
 
     def _error_event(self) -> Obj:
         return {

@@ -65,12 +65,17 @@ def permanent(exc: ApiException) -> bool:
     return 400 <= status < 500 and status not in RETRYABLE_4XX
 
 
+def server_message(exc: ApiException) -> str:
+    """The API server's own words: its Status `message`, else the reason."""
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (ValueError, TypeError, KeyError):
+        return str(exc.reason or "")
+
+
 def refusal(exc: ApiException, obj: Obj) -> TerminalError:
     """The API server's own words (its Status `message`), naming the object."""
-    try:
-        message = str(json.loads(exc.body or "")["message"])
-    except (ValueError, TypeError, KeyError):
-        message = str(exc.reason or "")
+    message = server_message(exc)
     what = f"{obj['kind']} {obj['metadata'].get('name', '')}".strip()
     return TerminalError(f"Kubernetes refused to create {what} ({exc.status}): {message}")
 
@@ -212,6 +217,25 @@ class KubeApi:
                 return False
             raise
         return True
+
+    async def pod_log(
+        self, name: str, container: str, *, previous: bool, tail_lines: int, limit_bytes: int
+    ) -> bytes:
+        """A container's output (`previous`: of its last run that ended,
+        a crash loop's); from `tail_lines` lines back, at most `limit_bytes`
+        of them (the API server counts from the first it sends)."""
+        resp = await asyncio.to_thread(
+            self.core.read_namespaced_pod_log,
+            name,
+            self.namespace,
+            container=container,
+            previous=previous,
+            tail_lines=tail_lines,
+            limit_bytes=limit_bytes,
+            _request_timeout=self.timeout,
+            _preload_content=False,
+        )
+        return bytes(resp.data)
 
     async def delete_matching(self, kind: str, label_selector: str) -> int:
         return await self.delete_each(kind, await self.list(kind, label_selector))

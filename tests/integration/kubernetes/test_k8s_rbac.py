@@ -1,6 +1,6 @@
 """The worker's Role in ops/ grants exactly what the runtime calls: every
 request the runtime sends to the API server (recorded by the emulator while it
-starts, pools, observes, replaces, stops, deletes and watches) is allowed, and
+starts, pools, observes, reads logs, replaces, stops, deletes and watches) is allowed, and
 nothing is allowed that it never sends, except what it must hold to grant a
 cluster-mode Sail driver (RBAC forbids granting more than one holds)."""
 
@@ -14,7 +14,7 @@ import yaml
 from kube_emulator import eventually
 from kube_emulator.cluster import Kube
 
-from reconciler.runtime.base import Phase, SessionSpec, WorkloadSpec
+from reconciler.runtime.base import Observation, Phase, SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import objects
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 
@@ -71,6 +71,7 @@ async def exercise(kube: Kube) -> set[Grant]:
     await rt.ensure_running(start("NB2", "S1"))  # claims from it
     await rt.ensure_running(start("NB3", "S1", mode="cluster"))  # driver RBAC
     await eventually(lambda: ready("NB1"))
+    await rt.read_logs("NB1", Observation(session_id="S1"), 1000)  # pods/log
     await rt.ensure_running(start("NB1", "S2"))  # replaces the old session
     for nid in ("NB1", "NB2", "NB3"):
         await rt.ensure_stopped(nid)

@@ -15,7 +15,7 @@ import psutil
 
 from common.settings import Settings
 from reconciler.reconcile import reconcile_once
-from reconciler.runtime.base import Observation
+from reconciler.runtime.base import LogTail, Observation
 
 
 def processes_under(root: Path | str) -> list[psutil.Process]:
@@ -94,10 +94,16 @@ async def worker_process(
 
 
 class NoFile:
-    """For a test's stand-in runtime: no notebook file to read (the copy a
-    stop or a running notebook's pass takes finds none, and keeps nothing)."""
+    """For a test's stand-in runtime: no notebook file and no output to read
+    (the copy a stop or a running notebook's pass takes finds none, and keeps
+    nothing; a stop's read of the logs finds them empty)."""
 
     async def read_file(
         self, notebook_id: str, observed: Observation, max_bytes: int
     ) -> bytes | None:
         return None
+
+    async def read_logs(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> dict[str, LogTail]:
+        return {"sail": LogTail(b""), "marimo": LogTail(b"")}

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from common.clock import FakeClock
 from common.ids import new_id
 from reconciler.reconcile import Deps, reconcile_once
-from reconciler.runtime.base import Observation, SessionSpec, WorkloadSpec
+from reconciler.runtime.base import LogTail, Observation, SessionSpec, WorkloadSpec
 from reconciler.runtime.kubernetes import KubernetesRuntime
 from reconciler.runtime.kubernetes import names as n
 
@@ -51,6 +51,11 @@ class DiesMidTeardown:
         self, notebook_id: str, observed: Observation, max_bytes: int
     ) -> bytes | None:
         return await self.rt.read_file(notebook_id, observed, max_bytes)
+
+    async def read_logs(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> dict[str, LogTail]:
+        return await self.rt.read_logs(notebook_id, observed, max_bytes)
 
     async def ensure_stopped(self, notebook_id: str) -> None:
         if not self.dying:

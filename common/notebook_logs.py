@@ -1,0 +1,55 @@
+"""A notebook's logs as kept and shown (docs/api.md "A notebook's logs"):
+the last part of each component's output, made fit to keep and to show.
+Pure: the runtime reads the bytes, the reconciler writes the text."""
+
+from __future__ import annotations
+
+import re
+
+COMPONENTS = ("sail", "marimo")
+# Of each component's output, the last this many bytes: the lines before a
+# failure, a few minutes of a busy Sail. Kept in one row per notebook.
+MAX_BYTES = 64 * 1024
+# A member's ask is answered once a worker reads them; asks closer together
+# than this enqueue no second read (a button pressed again, a script's loop).
+ASK_SECONDS = 5
+# A read waits this long for a runtime: a stop waits for it (before its
+# teardown) and must not hang on an API server that does not answer.
+READ_TIMEOUT_SECONDS = 10.0
+
+# Terminal colours and cursor moves (CSI and OSC sequences): noise on a page.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+# What a text column cannot hold, and control codes a page shows as boxes:
+# all but tab, newline and carriage return.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def readable(data: bytes, max_bytes: int = MAX_BYTES) -> str:
+    """The last `max_bytes` of `data` as text: starting at a whole line when
+    cut, undecodable bytes replaced, terminal escapes and control codes
+    removed, carriage returns as newlines (a progress bar's redraws)."""
+    if len(data) > max_bytes:
+        at_a_line = data[-max_bytes - 1] == ord("\n")
+        data = data[-max_bytes:]
+        newline = data.find(b"\n")
+        if not at_a_line and 0 <= newline < len(data) - 1:
+            data = data[newline + 1 :]  # the rest of a line cut
+    text = data.decode("utf-8", errors="replace")
+    text = _ESCAPES.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROLS.sub("", text)
+
+
+# A secret's value shorter than this is not blanked (it would blank common
+# words, and is no secret worth the name); status messages keep the same rule.
+SECRET_MIN_CHARS = 4
+_TOKEN_PARAM = re.compile(r"(access_token|token)=[^\s&\"']+", re.IGNORECASE)
+
+
+def redacted(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with each secret (the session's Marimo token, the workload
+    config's secret values) and any `token=` in a URL shown as `***`; the
+    longest first, so a value inside another goes as part of it."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= SECRET_MIN_CHARS:
+            text = text.replace(secret, "***")
+    return _TOKEN_PARAM.sub(r"\1=***", text)
