@@ -41,17 +41,17 @@ def columns(tails: dict[str, LogTail], secrets: tuple[str, ...]) -> dict[str, st
     out: dict[str, str | None] = {}
     for name in notebook_logs.COMPONENTS:
         tail = tails.get(name, LogTail(None, "Not read."))
-        text = None if tail.data is None else notebook_logs.readable(tail.data)
-        out[name] = None if text is None else notebook_logs.redacted(text, secrets)
-        problem = notebook_logs.redacted(tail.problem, secrets) if tail.problem else None
-        out[f"{name}_problem"] = problem
+        out[name] = None if tail.data is None else notebook_logs.readable(tail.data, secrets)
+        problem = tail.problem and notebook_logs.problem_text(tail.problem, secrets)
+        out[f"{name}_problem"] = problem or None
     return out
 
 
 async def keep(
     deps: Deps, row: dict[str, Any], observed: Observation, *, live_only: bool = False
 ) -> str:
-    """Read `observed`'s session's logs and write them; the outcome.
+    """Read `observed`'s session's logs and write them; the outcome. Never
+    raises: a stop goes on to its teardown whatever happens here.
     `live_only`: written only while that session still runs (an ask's read
     racing a stop never replaces what the stop's read kept)."""
     nid = row["id"]
@@ -60,30 +60,36 @@ async def keep(
             deps.runtime.read_logs(nid, observed, notebook_logs.MAX_BYTES),
             notebook_logs.READ_TIMEOUT_SECONDS,
         )
-    except Exception as exc:  # a timeout, an API server away: the older read stays
+        async with deps.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                query("reconciler_keep_logs"),
+                {
+                    "id": nid,
+                    "now": deps.clock.now(),
+                    "session_id": observed.session_id,
+                    "live_only": live_only,
+                    "live": list(STOPPABLE),
+                    **columns(tails, secrets_of(row)),
+                },
+            )
+    except Exception as exc:  # a timeout, an API server or the database away
         log.warning("logs_read_failed", notebook_id=nid, error=repr(exc))
         metrics.LOG_READS.labels("failed").inc()
         return "failed"
     outcome = outcome_of(tails)
-    async with deps.pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            query("reconciler_keep_logs"),
-            {
-                "id": nid,
-                "now": deps.clock.now(),
-                "session_id": observed.session_id,
-                "live_only": live_only,
-                "live": list(STOPPABLE),
-                **columns(tails, secrets_of(row)),
-            },
-        )
     metrics.LOG_READS.labels(outcome).inc()
     return outcome
 
 
 async def answer_ask(deps: Deps, notebook_id: str) -> None:
     """A member's ask (POST …/logs): read them if the notebook runs, and
-    mark the ask answered either way (its page stops waiting)."""
+    mark the ask answered either way (its page stops waiting). A few at a
+    time per worker (`Deps.log_asks`)."""
+    async with deps.log_asks:
+        await _answer(deps, notebook_id)
+
+
+async def _answer(deps: Deps, notebook_id: str) -> None:
     async with deps.pool.connection() as conn:
         ask = await fetchone(conn, "reconciler_logs_asked", {"id": notebook_id})
         row = await fetchone(conn, "reconciler_get_notebook", {"id": notebook_id})

@@ -15,6 +15,7 @@ goes back to the worker's back-off.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -80,6 +81,11 @@ class Deps:
     # or not: one that cannot be kept (too large, no Marimo to serve it) is
     # tried again after `file_copy_seconds`, not at every pass.
     copies_tried: dict[str, datetime] = field(default_factory=dict)
+    # Members' asks for logs read this many notebooks at once (the rest wait
+    # their turn): on Kubernetes each read holds one of the default
+    # executor's few threads, which every API call of the worker shares, up
+    # to its request timeout. A stop's read is not among them.
+    log_asks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
 
 @dataclass(frozen=True)
@@ -421,9 +427,11 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
             case Action.ENSURE_STOPPED:
                 if observed.session_id:
                     # Before the teardown: on Kubernetes only its Marimo reads
-                    # the file, and the pods' logs go with them.
+                    # the file, and the pods' logs go with them (read once:
+                    # not again while they terminate, looked at every 0.5 s).
                     await _keep_file(deps, row, observed)
-                    await logs.keep(deps, row, observed)
+                    if not (observed.sail.terminating or observed.marimo.terminating):
+                        await logs.keep(deps, row, observed)
                 deps.copies_tried.pop(row["id"], None)
                 await deps.runtime.ensure_stopped(row["id"])
                 observed = Observation(session_id=None)

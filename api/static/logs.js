@@ -5,12 +5,14 @@
 // viewer's: they can hold what the code printed.
 
 import { api } from "./api.js";
-import { $, announce, exactTime, h, isBusy, markBusy, showError } from "./dom.js";
+import { $, announce, exactTime, h, isBusy, markBusy, setText, showError } from "./dom.js";
 import { STOPPABLE } from "./store.js";
 
 const POLL_MS = 1000;
 const WAIT_MS = 30_000; // a worker answers in seconds; past this, say none did
+const TEARDOWN_MS = 3000; // a failed start's teardown reads its logs within it
 let logsOf = null; // the notebook whose logs are shown
+let statusShown = null; // its status when they were last read
 let reading = 0; // bumped by each show, hide and ask: older answers are dropped
 
 // The "Logs" fact of a notebook's page (for who may manage it).
@@ -27,10 +29,27 @@ export function logsFact(nb) {
   })];
 }
 
+// Each poll of the notebook's page: a notebook that stopped or failed is
+// read by its teardown, so the panel reads that (a failed start's status
+// comes just before its teardown: read again a moment later); Read them now
+// only while it runs.
+export function logsSeeStatus(nb) {
+  if (logsOf !== nb.id || statusShown === null || statusShown === nb.status) return;
+  const ended = STOPPABLE.has(statusShown) && !STOPPABLE.has(nb.status);
+  statusShown = nb.status;
+  $("#logs-read").hidden = !STOPPABLE.has(nb.status);
+  if (!ended) return;
+  const mine = reading;
+  load(nb, mine);
+  setTimeout(() => mine === reading && load(nb, mine), TEARDOWN_MS);
+}
+
 // Out of sight when the page shows another notebook, or none.
 export function hideLogs() {
   logsOf = null;
-  reading += 1;
+  statusShown = null;
+  reading += 1; // a read or an ask on its way is dropped
+  markBusy($("#logs-read"), false);
   $("#nb-logs").hidden = true;
   for (const sel of ["#logs-sail", "#logs-marimo"]) $(sel).replaceChildren();
   $("#logs-when").textContent = "";
@@ -52,14 +71,19 @@ async function showLogs(nb) {
   $("#nb-logs").hidden = false;
   $("#logs-when").textContent = "Loading…";
   $("#logs-read").hidden = true;
+  markBusy($("#logs-read"), false);
   $("#logs-read").onclick = (ev) => readNow(nb, ev.currentTarget);
   showError($("#logs-error"), null);
+  await load(nb, mine);
+}
+
+async function load(nb, mine) {
   try {
     const answer = await api.notebookLogs(nb.id);
     if (mine === reading) render(answer);
   } catch (err) {
     if (mine !== reading) return;
-    $("#logs-when").textContent = "";
+    if ($("#logs-when").textContent === "Loading…") $("#logs-when").textContent = "";
     showError($("#logs-error"), err, "Could not read the logs");
   }
 }
@@ -72,6 +96,7 @@ async function readNow(nb, button) {
   showError($("#logs-error"), null);
   try {
     let answer = await api.readNotebookLogs(nb.id);
+    if (mine !== reading) return; // hidden, or another notebook's shown, meanwhile
     render(answer);
     const until = Date.now() + WAIT_MS;
     while (answer.waiting && Date.now() < until) {
@@ -89,15 +114,16 @@ async function readNow(nb, button) {
   } catch (err) {
     if (mine === reading) showError($("#logs-error"), err, "Could not read the logs now");
   } finally {
-    markBusy(button, false);
+    if (mine === reading) markBusy(button, false); // else a newer show or ask owns it
   }
 }
 
 function render(answer) {
+  statusShown = answer.status;
   const when = answer.capturedAt
     ? `Read ${exactTime(answer.capturedAt)}, from session ${answer.sessionId}.`
     : "None read yet: they are read as the notebook stops, and when you ask while it runs.";
-  $("#logs-when").textContent = answer.waiting ? `${when} Reading them again…` : when;
+  setText($("#logs-when"), answer.waiting ? `${when} Reading them again…` : when);
   $("#logs-read").hidden = !STOPPABLE.has(answer.status);
   output($("#logs-sail"), answer.sail, answer.capturedAt);
   output($("#logs-marimo"), answer.marimo, answer.capturedAt);
@@ -105,6 +131,8 @@ function render(answer) {
 
 function output(pre, { text, problem }, read) {
   const none = read ? `Nothing read${problem ? `: ${problem}` : "."}` : "—";
-  pre.replaceChildren(text ? text : h("span", { class: "muted", text: text === "" ? "It printed nothing." : none }));
+  const shown = text || (text === "" ? "It printed nothing." : none);
+  if (pre.textContent === shown) return; // the same read: where the reader scrolled stays
+  pre.replaceChildren(text ? text : h("span", { class: "muted", text: shown }));
   pre.scrollTop = pre.scrollHeight; // the newest lines, where a failure says why
 }

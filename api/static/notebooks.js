@@ -4,7 +4,7 @@ import { REFUSED, actionButtons, attempt, confirmThen, joinItem, loadNotebook, o
 import { api, notFound, refused } from "./api.js";
 import { capped, caps, refreshCaps, timeoutText } from "./caps.js";
 import { fileFact, hideVersions } from "./download.js";
-import { hideLogs, logsFact } from "./logs.js";
+import { hideLogs, logsFact, logsSeeStatus } from "./logs.js";
 import { eventEntry, noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
 import {
@@ -604,6 +604,7 @@ async function refreshDetail() {
     detail.teamsKey = teamsKey;
     refreshTeams();
   }
+  logsSeeStatus(nb);
   const stopsAt = autoStopAt(nb);
   const facts = $("#nb-facts");
   preserveFocus(facts, () => facts.replaceChildren(
@@ -885,6 +886,7 @@ export const detailView = {
   leave() {
     detail.visit += 1; // answers still on their way are dropped
     detail.poller?.stop();
+    hideLogs(); // and an ask's wait for a worker's read
   },
   refresh() {
     detail.poller?.now();

@@ -581,14 +581,15 @@ class LocalRuntime:
     async def read_logs(
         self, notebook_id: str, observed: Observation, max_bytes: int
     ) -> dict[str, LogTail]:
-        """From the files the processes write: this session's output (a
-        warm Sail's begins in the pool). They stay after a stop."""
+        """From the files the processes write: this session's output, from
+        where its process's began (a warm Sail's in the pool's file)."""
         state = self._read_state(notebook_id) or {}
 
         def read(name: str) -> LogTail:
             proc = procs.Proc.from_json(state.get(name))
-            path = Path(proc.log) if proc else self.run_dir(notebook_id) / f"{name}.log"
-            data = procs.last_bytes(path, proc.log_offset if proc else 0, max_bytes)
+            if proc is None:  # never spawned (its Sail failed first): its file is older runs'
+                return LogTail(None, "It has not started.")
+            data = procs.last_bytes(proc.log, proc.log_offset, max_bytes)
             return LogTail(data) if data is not None else LogTail(None, "It has written nothing.")
 
         names = ("sail", "marimo")

@@ -503,9 +503,13 @@ select
 -- name: api_ask_notebook_logs
 -- A member asks for the logs to be read now: the ask's time, and a row
 -- (the caller enqueues a job), unless an ask made within `ask_seconds`
--- still waits (no row: that one's job answers this one too).
+-- still waits (no row: that one's job answers this one too). Never at or
+-- before the last answered ask (an API host's clock behind another's would
+-- make it look answered at once).
 insert into notebook_logs (notebook_id, requested_at) values (%(id)s, %(now)s)
-on conflict (notebook_id) do update set requested_at = excluded.requested_at
+on conflict (notebook_id) do update
+   set requested_at = greatest(excluded.requested_at,
+                               notebook_logs.answered_at + interval '1 millisecond')
  where notebook_logs.requested_at is null
     or notebook_logs.answered_at >= notebook_logs.requested_at
     or notebook_logs.requested_at

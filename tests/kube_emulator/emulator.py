@@ -116,7 +116,8 @@ class KubeEmulator(kmock.KubernetesScaffold):
         default=None, init=False
     )
     # A container's output, as `GET …/pods/{name}/log` answers it: (namespace,
-    # pod, container, previous) → text; "" when a test wrote none.
+    # pod, container, of its last run that ended) → text; "" when a test
+    # wrote none.
     pod_logs: dict[tuple[str, str, str, bool], str] = attrs.field(factory=dict, init=False)
     _rv: int = attrs.field(default=0, init=False)
     _last_stamp: datetime.datetime | None = attrs.field(default=None, init=False)
@@ -248,34 +249,46 @@ class KubeEmulator(kmock.KubernetesScaffold):
         raise ApiError(405, "MethodNotAllowed", action)
 
     def _pod_log(self, request: kmock.Request) -> aiohttp.web.Response:
-        """A container's log as the API server serves it from its kubelet:
-        400 while it has not started (or, `previous`, never ended), the
-        text cut by `tailLines` and then `limitBytes`."""
+        """A container's log as the API server serves it from the pod's
+        kubelet, by its rules (kubelet `validateContainerLogStatus`): the
+        previous run's if asked, else the running or ended run's, else the
+        last run's (a container waiting to start again), else 400 (waiting
+        to start); the text cut by `tailLines`, then `limitBytes`."""
         self.calls.append(Call("fetch", "pods/log", dict(request.params)))
+        if self.fail_next.get("pods/log"):
+            self.fail_next["pods/log"] -= 1
+            raise ApiError(self.fail_code, "Forbidden", self.fail_message)
         ns, name = request.namespace or "", request.name or ""
         pod = self.objects.get(("", "pods", ns, name))
         if pod is None:
             raise ApiError(404, "NotFound", f'pods "{name}" not found')
         params = request.params
         container = params.get("container") or pod["spec"]["containers"][0]["name"]
+        status_of = {
+            c["name"]: c
+            for key in ("initContainerStatuses", "containerStatuses")
+            for c in (pod.get("status") or {}).get(key) or []
+        }
+        status = status_of.get(container, {})
+        state, last = status.get("state") or {}, status.get("lastState") or {}
         previous = params.get("previous") == "true"
-        statuses = {c["name"]: c for c in (pod.get("status") or {}).get("containerStatuses", [])}
-        status = statuses.get(container, {})
-        waiting = (status.get("state") or {}).get("waiting")
-        if status.get("state") is None or (waiting and not previous):
-            reason = (waiting or {}).get("reason", "ContainerCreating")
-            raise ApiError(
-                400,
-                "BadRequest",
-                f'container "{container}" in pod "{name}" is waiting to start: {reason}',
-            )
-        if previous and not (status.get("lastState") or {}).get("terminated"):
+        if previous and "terminated" not in last:
             raise ApiError(
                 400,
                 "BadRequest",
                 f'previous terminated container "{container}" in pod "{name}" not found',
             )
-        text = self.pod_logs.get((ns, name, container, previous), "")
+        ran = "running" in state or "terminated" in state  # (`running: {}` is a state)
+        if not previous and not (ran or "terminated" in last):
+            reason = (state.get("waiting") or {}).get("reason", "ContainerCreating")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{name}" is waiting to start: {reason}',
+            )
+        # The last run's, for a container waiting to start again.
+        last_run = previous or not ran
+        text = self.pod_logs.get((ns, name, container, last_run), "")
         if "tailLines" in params:
             text = "".join(text.splitlines(keepends=True)[-int(params["tailLines"]) :])
         data = text.encode()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from common.notebook_logs import readable, redacted
+from pathlib import Path
+
+from common.notebook_logs import PROBLEM_CHARS, problem_text, readable, redacted
+from reconciler.runtime.procs import last_bytes
 
 
 def test_a_long_output_keeps_its_end_from_a_whole_line() -> None:
@@ -27,3 +30,32 @@ def test_secrets_and_url_tokens_are_blanked() -> None:
     assert redacted(text, ("longsecret", "longsecret-2", "abc", "")) == (
         "connect postgres://u:***@db?token=***&x=1 with ***"
     )
+
+
+def test_a_secret_cut_at_the_start_of_a_long_line_is_blanked_too() -> None:
+    # One line longer than what is kept: the kept part may begin inside a secret.
+    line = b"x" * 100 + b"connection-password-9 ok\n"
+    assert readable(line, ("connection-password-9",), max_bytes=16) == "*** ok\n"
+    assert readable(line, (), max_bytes=16) == "n-password-9 ok\n"
+
+
+def test_bidirectional_overrides_and_c1_codes_are_removed() -> None:
+    assert readable("a\u202eb\u2066c\x85d\n".encode()) == "abcd\n"
+
+
+def test_a_problem_is_one_short_line_without_secrets() -> None:
+    said = problem_text(
+        "line one\nline two \x1b[1mtok-longvalue\x1b[0m " + "y" * 400, ("tok-longvalue",)
+    )
+    assert said.startswith("line one line two *** yyy")
+    assert len(said) == PROBLEM_CHARS and said.endswith("…")
+
+
+def test_a_log_rotated_under_its_record_is_read_whole(tmp_path: Path) -> None:
+    log = tmp_path / "marimo.log"
+    log.write_bytes(b"a new run\n")
+    # The record says its output begins at byte 500 of a file since rotated.
+    assert last_bytes(log, 500, 1000) == b"a new run\n"
+    assert last_bytes(log, 2, 1000) == b"new run\n"
+    assert last_bytes(log, 0, 4) == b" run\n"  # max_bytes + 1: the caller tells a cut
+    assert last_bytes(tmp_path / "none.log", 0, 10) is None

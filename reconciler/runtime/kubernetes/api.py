@@ -80,6 +80,9 @@ def refusal(exc: ApiException, obj: Obj) -> TerminalError:
     return TerminalError(f"Kubernetes refused to create {what} ({exc.status}): {message}")
 
 
+# A pod log's read, at most (the API server asks the pod's kubelet).
+LOG_REQUEST_TIMEOUT_SECONDS = 5.0
+
 # One attempt per call: a failure is raised to the caller, whose back-off
 # (the reconcile pass's, the watch's) decides when to try again.
 NO_RETRIES = Retry(total=0, redirect=0)
@@ -232,7 +235,9 @@ class KubeApi:
             previous=previous,
             tail_lines=tail_lines,
             limit_bytes=limit_bytes,
-            _request_timeout=self.timeout,
+            # Short: a stop waits for it, and its thread runs on after a
+            # caller gives up (common/notebook_logs.py READ_TIMEOUT_SECONDS).
+            _request_timeout=min(self.timeout, LOG_REQUEST_TIMEOUT_SECONDS),
             _preload_content=False,
         )
         return bytes(resp.data)

@@ -31,8 +31,8 @@ from reconciler.runtime.base import (
     TerminalError,
 )
 from reconciler.runtime.kubernetes import names as n
-from reconciler.runtime.kubernetes import objects
-from reconciler.runtime.kubernetes.api import KubeApi, Obj, default_api_client, server_message
+from reconciler.runtime.kubernetes import objects, pod_logs
+from reconciler.runtime.kubernetes.api import KubeApi, Obj, default_api_client
 from reconciler.runtime.kubernetes.pool import WarmPool, poolable
 from reconciler.runtime.kubernetes.settings import KubernetesSettings
 from reconciler.runtime.kubernetes.status import component_of
@@ -128,11 +128,6 @@ def observation_of(notebook_id: str, pods: list[Obj], namespace: str) -> Observa
 # of the proxy's reach. A minute between looks keeps the API server's load
 # per notebook small.
 SUPPORTS_CHECK_SECONDS = 60.0
-# A pod's log is read from the first of these many lines back whose read
-# stays under this many times the bytes kept (the caller keeps the end:
-# common/notebook_logs.py); lines that long are rare, so one read mostly.
-LOG_TAIL_LINES = (1000, 100, 10)
-LOG_LIMIT_FACTOR = 16
 
 
 def supports(
@@ -391,52 +386,10 @@ class KubernetesRuntime:
     async def read_logs(
         self, notebook_id: str, observed: Observation, max_bytes: int
     ) -> dict[str, LogTail]:
-        """From the API server (the pods' logs, `pods/log`): of `observed`'s
-        session's pods, before a teardown deletes them with their logs. A
-        container waiting to start again (a crash loop) answers with the
-        output of its run that ended."""
+        """Of `observed`'s session's pods, through the API server
+        (pod_logs.py), before a teardown deletes them with their logs."""
         pods = await self._pods(notebook_id)
-        out: dict[str, LogTail] = {}
-        for component in _SESSION_COMPONENTS:
-            mine = [
-                p
-                for p in pods
-                if (labels := p["metadata"].get("labels") or {}).get(n.SESSION)
-                == observed.session_id
-                and labels.get(n.COMPONENT) == component
-            ]
-            if not observed.session_id or not mine:
-                out[component] = LogTail(None, "It has no pod.")
-                continue
-            out[component] = await self._pod_log(mine[0]["metadata"]["name"], component, max_bytes)
-        return out
-
-    async def _pod_log(self, pod: str, container: str, max_bytes: int) -> LogTail:
-        problems: list[str] = []
-        for previous in (False, True):
-            try:
-                return LogTail(await self._pod_tail(pod, container, previous, max_bytes))
-            except ApiException as exc:
-                # 400: its container is not running (waiting to start, or to
-                # start again); the server's message says which.
-                problems.append(server_message(exc))
-                if exc.status != 400:
-                    break
-        return LogTail(None, problems[0])  # why the running one could not be read
-
-    async def _pod_tail(self, pod: str, container: str, previous: bool, max_bytes: int) -> bytes:
-        """The end of a container's log. The API server cuts at `limitBytes`
-        from the first line it sends, which would drop the newest lines: a
-        read that reaches the limit is asked again from fewer lines back."""
-        limit = LOG_LIMIT_FACTOR * max_bytes
-        data = b""
-        for lines in LOG_TAIL_LINES:
-            data = await self.api.pod_log(
-                pod, container, previous=previous, tail_lines=lines, limit_bytes=limit
-            )
-            if len(data) < limit:
-                break
-        return data
+        return await pod_logs.read(self.api, pods, observed.session_id, max_bytes)
 
     async def ensure_running(self, spec: SessionSpec) -> Observation:
         nid = spec.notebook_id

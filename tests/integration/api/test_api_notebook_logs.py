@@ -188,3 +188,17 @@ async def test_the_logs_go_with_the_notebook(
     )
     factory.conn.execute("delete from notebooks where id = %s", (world.notebook,))
     assert factory.value("select count(*) from notebook_logs") == 0
+
+
+async def test_an_ask_from_a_host_whose_clock_is_behind_still_waits(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    running(factory, world.notebook)
+    url = f"{NB}/{world.notebook}/logs"
+    assert (await client.post(url, headers=world.owner.auth)).status == 202
+    read_by_a_worker(factory, world.notebook)  # answered: the ask of 12:00:00
+    factory.clock.advance(-10)  # another API host, ten seconds behind
+    later = await body_of(await client.post(url, headers=world.owner.auth))
+    assert later["waiting"] is True
+    assert later["requestedAt"] == "2026-11-01T12:00:00.001+00:00"
+    assert log_jobs(factory, world.notebook) == 2

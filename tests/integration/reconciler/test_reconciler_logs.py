@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from reconciler_helpers import NoFile
 
 from common import notebook_logs
 from common.clock import FakeClock
 from common.jobs import enqueue_log_capture
 from common.settings import Settings
 from reconciler import logs
-from reconciler.reconcile import Deps
-from reconciler.runtime.base import LogTail, Observation
+from reconciler.reconcile import Deps, reconcile_once
+from reconciler.runtime.base import Component, LogTail, Observation, Phase
 from sql import query
 
 SECRET = "hunter2-s3cret"
@@ -82,8 +83,9 @@ async def test_a_failed_start_keeps_the_output_that_says_why_without_its_secrets
     await rows.start(nid)
     row = await rows.wait_status(nid, "failed", "running", timeout=60)
     assert row["status"] == "failed"
-    got = await kept(db, nid)
-    assert got is not None, "a failed start's teardown reads its logs"
+    # Read by its teardown, just after the status is written (so that the
+    # reason outlives a teardown that fails).
+    got = await until(db, nid, lambda r: r["sail"] is not None)
     assert got["session_id"] == row["session_id"]
     assert got["sail"] is not None and "BATCH_SIZE" in got["sail"], got["sail"]
     assert SECRET not in got["sail"] and '"***"' in got["sail"]
@@ -215,3 +217,92 @@ async def test_secrets_and_tokens_are_blanked_out_of_what_is_kept(
     assert got is not None
     assert got["sail"] == "connecting with ***! abc\n"  # too short a value is no secret
     assert got["marimo_problem"] == "failed: *** and ***"
+
+
+class Stops(NoFile):
+    """Shows `shown` until torn down; counts its log reads, which answer
+    `found` (or raise it)."""
+
+    def __init__(self, shown: Observation, found: Any) -> None:
+        self.shown, self.found = shown, found
+        self.up, self.reads, self.teardowns = True, 0, 0
+
+    async def observe(self, notebook_id: str) -> Observation:
+        return self.shown if self.up else Observation(session_id=None)
+
+    async def ensure_running(self, spec: Any) -> Observation:
+        raise AssertionError("nothing is started here")
+
+    async def ensure_stopped(self, notebook_id: str) -> None:
+        self.teardowns += 1
+        self.up = False
+
+    async def read_logs(
+        self, notebook_id: str, observed: Observation, max_bytes: int
+    ) -> dict[str, LogTail]:
+        self.reads += 1
+        if isinstance(self.found, Exception):
+            raise self.found
+        return dict(self.found)
+
+
+READY = Component(Phase.READY)
+TERMINATING = Component(Phase.STARTING, "terminating", terminating=True)
+
+
+async def test_a_stop_reads_once_and_tears_down_whatever_the_read(rows: Any, pool: Any) -> None:
+    clock = FakeClock()
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+    session = (await rows.get(nid))["session_id"]
+    runtime = Stops(Observation(session, sail=READY, marimo=READY), ConnectionResetError("gone"))
+    deps = Deps(pool=pool, runtime=runtime, clock=clock)
+    assert (await reconcile_once(deps, nid)).outcome == "ready"
+    await rows.stop(nid, now=clock.now())
+    failed = reads("failed")
+    await reconcile_once(deps, nid)
+    assert (runtime.reads, runtime.teardowns) == (1, 1)  # the read raised: torn down anyway
+    assert reads("failed") == failed + 1
+    # Looked at again while its pods terminate (a teardown's later passes):
+    # torn down again, not read again (they are read before the first).
+    again = Stops(Observation(session, sail=TERMINATING, marimo=READY), {})
+    deps = Deps(pool=pool, runtime=again, clock=clock)
+    await reconcile_once(deps, nid)
+    assert (again.reads, again.teardowns) == (0, 1)
+
+
+async def test_a_later_read_of_the_same_session_keeps_what_an_earlier_one_found(
+    rows: Any, db: Any, pool: Any
+) -> None:
+    row = await running(rows, db)
+    first = {"sail": LogTail(b"sail's last words\n"), "marimo": LogTail(b"bye\n")}
+    deps = Deps(pool=pool, runtime=Reads(first), clock=FakeClock())  # type: ignore[arg-type]
+    await logs.keep(deps, row, Observation(session_id="S1"))
+    less = {"sail": LogTail(None, "It has no pod."), "marimo": LogTail(b"bye, again\n")}
+    deps = Deps(pool=pool, runtime=Reads(less), clock=FakeClock())  # type: ignore[arg-type]
+    await logs.keep(deps, row, Observation(session_id="S1"))
+    got = await kept(db, row["id"])
+    assert got is not None
+    assert (got["sail"], got["sail_problem"]) == ("sail's last words\n", None)
+    assert got["marimo"] == "bye, again\n"
+    # Another session's read is what it is: nothing of the one before.
+    await logs.keep(deps, row, Observation(session_id="S2"))
+    got = await kept(db, row["id"])
+    assert got is not None
+    assert (got["sail"], got["sail_problem"], got["session_id"]) == (None, "It has no pod.", "S2")
+
+
+async def test_a_write_that_fails_is_a_failed_read_not_an_error(
+    rows: Any, db: Any, pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    row = await running(rows, db)
+    found = {"sail": LogTail(b"x\n"), "marimo": LogTail(b"y\n")}
+    deps = Deps(pool=pool, runtime=Reads(found), clock=FakeClock())  # type: ignore[arg-type]
+    monkeypatch.setattr(logs, "query", lambda name: "select 1/0")
+    assert await logs.keep(deps, row, Observation(session_id="S1")) == "failed"
+    assert await kept(db, row["id"]) is None
+
+
+async def test_an_ask_for_a_notebook_gone_is_dropped(pool: Any) -> None:
+    deps = Deps(pool=pool, runtime=Reads("hang"), clock=FakeClock())  # type: ignore[arg-type]
+    await logs.answer_ask(deps, "NOSUCHNOTEBOOK")  # neither reads nor raises
