@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from api import metrics
+from api.audit import recorder
 from api.context import CLOCK, MARKERS, MEMBER_ID, POOL, SETTINGS, endpoint
 from api.errors import UNIQUE_CONFLICTS, ApiError, Unavailable, problem_response, to_response
 from api.markers import Markers
@@ -311,7 +312,8 @@ def create_app(
         if op.method == "GET":  # every GET answers HEAD too (RFC 9110 9.3.2)
             app.router.add_get(BASE + op.path, endpoint(op.checked_handler))
         else:
-            app.router.add_route(op.method, BASE + op.path, endpoint(op.checked_handler))
+            record = recorder(op.audit) if op.audit else None
+            app.router.add_route(op.method, BASE + op.path, endpoint(op.checked_handler, record))
     policy = app[CONSOLE_POLICY] = console_policy(
         settings.proxy_public_url, settings.proxy_notebook_url
     )

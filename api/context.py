@@ -181,9 +181,13 @@ def prepared(
     return mark
 
 
-def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def endpoint(
+    handler: Handler,
+    record: Callable[[Ctx, web.StreamResponse], Awaitable[None]] | None = None,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap a handler: authenticate, then run it in one transaction (GET and
-    HEAD run without an explicit one: each page is one statement)."""
+    HEAD run without an explicit one: each page is one statement). `record`:
+    what a write's success writes beside it, in its transaction (api/audit.py)."""
     lock = not getattr(handler, "revokes_access", False)
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -214,7 +218,11 @@ def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRe
                     auth = await authenticate(conn, token, now, lock=lock)
                     if not ends_itself(handler, request, auth.me):
                         may_write(auth.me)
-                    return await handler(context(auth.me))
+                    ctx = context(auth.me)
+                    response = await handler(ctx)
+                    if record is not None and response.status < 300:
+                        await record(ctx, response)
+                    return response
             finally:
                 # After the transaction, in autocommit: inside it, the touch
                 # would hold the token row until the write commits, and

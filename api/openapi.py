@@ -11,6 +11,8 @@ from api.validation import DEFAULT_TIMEOUT_SCHEMA, ID_SCHEMA, TIMEOUT_CAP_SCHEMA
 from common.statuses import Status
 
 STATUSES = [s.value for s in Status]
+AUDIT_ACTIONS = sorted({op.audit.action for op in OPS if op.audit})
+AUDIT_TARGETS = sorted({op.audit.target_type for op in OPS if op.audit})
 TIME: Schema = {"type": "string", "format": "date-time"}
 NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 ID: Schema = {"type": "string", "pattern": ID_SCHEMA["pattern"]}
@@ -121,6 +123,20 @@ COMPONENTS: dict[str, Schema] = {
     "NotebookEventList": plain_list("NotebookEvent", closed(
         {"members": {"type": "array", "items": ref("MemberSummary")}})),
     "ActivityList": activity_list(),
+    "AuditEntry": closed({
+        "id": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+        "action": {"type": "string", "enum": AUDIT_ACTIONS},
+        "targetType": {"type": "string", "enum": AUDIT_TARGETS}, "targetId": ID,
+        # a team's or workload config's name now, or (deleted) the last one recorded
+        "targetName": {"type": ["string", "null"]},
+        # a membership's team, named so
+        "teamName": {"type": ["string", "null"]},
+        # the path's other ids, the fields sent, and names, roles, flags and limits as sent
+        "detail": {"type": "object"},
+        "actor": ID, "tokenId": ID, "createdAt": TIME,
+    }),
+    "AuditList": plain_list("AuditEntry", closed(
+        {"members": {"type": "array", "items": ref("MemberSummary")}})),
     "Usage": closed({
         "from": TIME, "to": TIME, "seconds": {"type": "integer", "minimum": 0},
         "notebooks": {"type": "integer", "minimum": 0},

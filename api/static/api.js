@@ -270,6 +270,12 @@ export const api = {
     if (notebook) query.set("notebook", notebook); // a deleted one's whole history
     return request("GET", `/events?${query}`);
   },
+  audit: ({ limit, marker, actor } = {}) => {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (marker) query.set("marker", marker);
+    if (actor) query.set("actor", actor);
+    return request("GET", `/audit?${query}`);
+  },
   notebookEvents: (id, limit, marker) =>
     request("GET", `/workloads/notebooks/${enc(id)}/events?limit=${limit}${marker ? `&marker=${enc(marker)}` : ""}`),
   addNotebookTeams: (id, teamIds) =>

@@ -11,9 +11,12 @@
 //   #/deleted              recently deleted notebooks, to bring back
 //   #/usage                (org admins) how long notebooks ran, by owner
 //   #/webhooks             (org admins) URLs told of status changes
+//   #/audit[/{member}]     (org admins) who changed members, tokens, teams,
+//                          configs, limits, webhooks
 // Everything goes through the public REST API (api.js); no build step.
 
 import { activityView } from "./activity.js";
+import { auditView } from "./audit.js";
 import { ApiError, api, onUnauthorized, token } from "./api.js";
 import { configsView } from "./configs.js";
 import { $, focusHeading, setBusy, showAdminNav, showError } from "./dom.js";
@@ -57,6 +60,7 @@ function resolve(hash) {
     return [activityView, { notebook: parts[2] }, "activity"];
   }
   if (parts[0] === "activity") return [activityView, { actor: parts[1] || null }, "activity"];
+  if (parts[0] === "audit") return [auditView, { actor: parts[1] || null }, "audit"];
   if (parts[0] === "usage") return [usageView, {}, "usage"];
   if (parts[0] === "webhooks") return [webhooksView, {}, "webhooks"];
   if (parts[0] === "deleted") return [trashView, {}, "notebooks"];
@@ -77,6 +81,7 @@ const TITLES = new Map([
   [configsView, "Workload configs"],
   [peopleView, "People"],
   [activityView, "Activity"],
+  [auditView, "Audit"],
   [usageView, "Usage"],
   [webhooksView, "Webhooks"],
   [trashView, "Recently deleted"],

@@ -141,6 +141,7 @@ export const isBusy = (button) => button.getAttribute("aria-busy") === "true";
 export function showAdminNav(shown) {
   document.getElementById("nav-activity").hidden = !shown; // Usage is everyone's (their own)
   document.getElementById("nav-webhooks").hidden = !shown;
+  document.getElementById("nav-audit").hidden = !shown;
 }
 
 // A secret shown once (a token's, a webhook's signing secret): its warning,

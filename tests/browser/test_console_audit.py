@@ -1,0 +1,70 @@
+"""The organization's audit in the console (headless Chromium, the whole
+stack; fixtures in conftest.py): an org admin reads who changed members,
+tokens, teams, configs, limits and webhooks, in words, and what one member
+changed; a member who is not an org admin is not offered it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from browser_helpers import close_page, member_with_token, sign_in, team_with
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAPTOP = {"width": 1280, "height": 800}
+
+
+def test_an_org_admin_reads_who_changed_what(browser: Any, stack: Any) -> None:
+    ann, token = member_with_token(stack, "ann@example.com", "Ann Analyst")
+    team = team_with(stack, "analysts", ann["id"], "editor")
+    code, _ = stack.call("PATCH", "/organization", {"maxRunning": 7})
+    assert code == 200
+    code, config = stack.call(
+        "POST", "/workloads/configs", {"name": "prod", "secretEnv": {"DB_PASSWORD": "s3cr3t!"}}
+    )
+    assert code == 201, config
+    assert stack.call("DELETE", f"/members/{ann['id']}")[0] == 204
+    _, me = stack.call("GET", "/me")
+    assert team
+
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.get_by_role("link", name="Audit", exact=True).click()
+        expect(page.get_by_role("heading", name="Audit", exact=True)).to_be_focused()
+        entries = page.locator("#audit-list li")
+        expect(entries.filter(has_text="disabled Ann Analyst")).to_have_count(1)
+        for said in (
+            "added Ann Analyst",
+            "made a token “browser” for Ann Analyst",
+            "created the team “analysts”",
+            "made Ann Analyst (disabled) editor of analysts",
+            "set running in all: 7",
+            "created the workload config “prod”",
+        ):
+            expect(entries.filter(has_text=said)).to_have_count(1)
+        assert "s3cr3t!" not in page.locator("#audit-list").inner_text()
+
+        # What the admin changed, alone (every entry here is theirs: "you").
+        entries.first.get_by_role("link", name="you", exact=True).click()
+        expect(page.get_by_role("heading", name="Audit: what you changed")).to_be_visible()
+        assert page.evaluate("location.hash") == f"#/audit/{me['id']}"
+        expect(entries.filter(has_text="disabled Ann Analyst")).to_have_count(1)
+        page.get_by_role("link", name="Show everyone's").click()
+        expect(page.get_by_role("heading", name="Audit", exact=True)).to_be_visible()
+    finally:
+        close_page(page)
+
+    # A member who is not an org admin is not offered it.
+    bo, bo_token = member_with_token(stack, "bo@example.com", "Bo")
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, bo_token)
+        expect(page.get_by_role("link", name="Usage", exact=True)).to_be_visible()
+        assert page.get_by_role("link", name="Audit", exact=True).count() == 0
+        page.evaluate("location.hash = '#/audit'")
+        expect(page.locator("#audit-error")).to_contain_text("Only organization admins")
+    finally:
+        close_page(page)
