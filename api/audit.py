@@ -16,10 +16,10 @@ from aiohttp import web
 
 from api.context import Ctx
 from api.errors import BadRequest
-from api.history import event_keyset
+from api.history import TOTAL_CAP, event_keyset
 from api.responses import plain_list
 from api.teams import require_org_admin
-from api.validation import ID_SCHEMA
+from api.validation import ID_SCHEMA, VALIDATED_BODY
 from common.ids import is_valid_id
 
 # What the caller sent that an entry may keep as written: names, roles,
@@ -40,6 +40,7 @@ KEPT_VALUES = frozenset(
         "defaultDetachedTimeoutSeconds",
         "statuses",
         "teamIds",
+        "enabled",
     }
 )
 
@@ -53,6 +54,10 @@ class Audited:
     action: str
     target_type: str
     id_from: str | None
+    # Only when done to another member's (path `member`): a member's own
+    # tokens (each console sign-in makes one, its sign-out revokes it) are
+    # theirs to keep, listed with who made each and with which token.
+    others_only: bool = False
 
 
 Recorder = Callable[[Ctx, web.StreamResponse], Awaitable[None]]
@@ -60,6 +65,8 @@ Recorder = Callable[[Ctx, web.StreamResponse], Awaitable[None]]
 
 def recorder(audited: Audited) -> Recorder:
     async def record(ctx: Ctx, response: web.StreamResponse) -> None:
+        if audited.others_only and ctx.request.match_info.get("member") == ctx.me.member_id:
+            return
         await ctx.one(
             "api_record_audit",
             {
@@ -69,7 +76,7 @@ def recorder(audited: Audited) -> Recorder:
                 "action": audited.action,
                 "target_type": audited.target_type,
                 "target_id": target_id(ctx, audited, response),
-                "detail": json.dumps(detail(ctx, audited, await ctx.request.read())),
+                "detail": json.dumps(detail(ctx, audited)),
                 "request_id": structlog.contextvars.get_contextvars().get("request_id"),
                 "now": ctx.now,
             },
@@ -88,20 +95,22 @@ def target_id(ctx: Ctx, audited: Audited, response: web.StreamResponse) -> str:
     return str(json.loads(body)["id"])
 
 
-def detail(ctx: Ctx, audited: Audited, raw: bytes) -> dict[str, Any]:
+def detail(ctx: Ctx, audited: Audited) -> dict[str, Any]:
     """The path's other ids (a token's member, a membership's team), the
-    fields sent (`raw`, the body the handler validated), and the values of
-    those kept as written."""
+    fields sent, the values of those kept as written (as the handler
+    validated and applied them), and what the handler added."""
     out: dict[str, Any] = {
         name: value for name, value in ctx.request.match_info.items() if name != audited.id_from
     }
-    sent = json.loads(raw) if raw.strip() else {}
-    if isinstance(sent, dict) and sent:
+    sent = ctx.request.get(VALIDATED_BODY) or {}
+    if sent:
         out["fields"] = sorted(sent)
         out |= {k: v for k, v in sent.items() if k in KEPT_VALUES}
         if isinstance(sent.get("secretEnv"), dict):  # which variables, never their values
-            out["secretEnvNames"] = sorted(sent["secretEnv"])
-    return out
+            env = sent["secretEnv"]
+            out["secretEnvNames"] = sorted(k for k, v in env.items() if v is not None)
+            out["secretEnvRemoved"] = sorted(k for k, v in env.items() if v is None)
+    return out | ctx.audit_detail
 
 
 ACTOR_PARAMETER: dict[str, Any] = {
@@ -119,6 +128,10 @@ async def list_audit(ctx: Ctx) -> web.Response:
         raise BadRequest("actor is not a member id.", code="invalid_id", field="actor")
     scope = f"audit:{ctx.me.member_id}:{actor or ''}"
     statement = "api_audit_by_actor" if actor else "api_audit"
-    row = await ctx.one(statement, ctx.mine(actor=actor, **event_keyset(ctx, scope)))
+    keyset = event_keyset(ctx, scope)
+    row = await ctx.one(statement, ctx.mine(actor=actor, count_up_to=TOTAL_CAP + 1, **keyset))
     assert row is not None  # an aggregate: one row
-    return plain_list(ctx, scope, row, included=f'{{"members":{row["members"]}}}')
+    capped = row["total"] > TOTAL_CAP
+    if capped:
+        row = {**row, "total": TOTAL_CAP}
+    return plain_list(ctx, scope, row, included=f'{{"members":{row["members"]}}}', capped=capped)

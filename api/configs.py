@@ -281,8 +281,10 @@ async def update_config(ctx: Ctx) -> web.Response:
 async def delete_config(ctx: Ctx) -> web.Response:
     config_id = path_id(ctx.request, "config")
     require_org_admin(ctx)
-    if await ctx.one("api_lock_config", ctx.mine(config_id=config_id)) is None:
+    config = await ctx.one("api_lock_config", ctx.mine(config_id=config_id))
+    if config is None:
         raise NotFound("No such workload config.", field="config")
+    ctx.audit_detail["name"] = config["name"]
     in_use = await ctx.one("api_config_in_use", {"config_id": config_id})
     assert in_use is not None
     if in_use["live"] or in_use["deleting"]:

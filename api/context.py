@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,9 @@ class Ctx:
     now: datetime
     settings: Settings
     markers: Markers
+    # What a handler adds to its audit entry (api/audit.py): a deleted
+    # team's name, how many notebooks a hand-over moved.
+    audit_detail: dict[str, Any] = field(default_factory=dict)
 
     async def one(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
         cur = await self.conn.execute(query(name), params)  # type: ignore[arg-type]

@@ -541,6 +541,7 @@ async def hand_on_all(ctx: Ctx) -> web.Response:
     ids = [row["id"] for row in rows]
     await ctx.run("api_delete_offers", {"ids": ids})
     await ctx.run("api_hand_on_notebooks", ctx.mine(new_owner_id=owner_id, ids=ids))
+    ctx.audit_detail["handedOn"] = len(ids)
     return web.json_response({"handedOn": len(ids)})
 
 

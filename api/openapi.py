@@ -47,19 +47,22 @@ def plain_list(item: str, included: Schema | None = None) -> Schema:
 def activity_list() -> Schema:
     """The history's shape, with the page's notebooks, and `totalCapped`:
     `total` counts up to 10,000 (api/history.py)."""
-    schema = plain_list(
+    return capped_list(
         "NotebookEvent",
-        closed(
-            {
-                "members": {"type": "array", "items": ref("MemberSummary")},
-                "notebooks": {"type": "array", "items": ref("Notebook")},
-            }
-        ),
+        {
+            "members": {"type": "array", "items": ref("MemberSummary")},
+            "notebooks": {"type": "array", "items": ref("Notebook")},
+        },
     )
+
+
+def capped_list(item: str, included: dict[str, Schema]) -> Schema:
+    """A list whose `total` counts up to 10,000, then says `totalCapped`."""
+    schema = plain_list(item, closed(included))
     schema["properties"]["totalCapped"] = {
         "type": "boolean",
         "const": True,
-        "description": "Present when there are more events than `total` (10,000) says.",
+        "description": "Present when there are more entries than `total` (10,000) says.",
     }
     return schema
 
@@ -135,8 +138,8 @@ COMPONENTS: dict[str, Schema] = {
         "detail": {"type": "object"},
         "actor": ID, "tokenId": ID, "createdAt": TIME,
     }),
-    "AuditList": plain_list("AuditEntry", closed(
-        {"members": {"type": "array", "items": ref("MemberSummary")}})),
+    "AuditList": capped_list(
+        "AuditEntry", {"members": {"type": "array", "items": ref("MemberSummary")}}),
     "Usage": closed({
         "from": TIME, "to": TIME, "seconds": {"type": "integer", "minimum": 0},
         "notebooks": {"type": "integer", "minimum": 0},

@@ -57,6 +57,7 @@ async def delete_team(ctx: Ctx) -> web.Response:
         raise NotFound("No such team.", field="team")
     await ctx.all("api_lock_team_notebooks", {"team_id": team_id})
     await ctx.run("api_record_team_deletion", ctx.mine(team_id=team_id, name=team["name"]))
+    ctx.audit_detail["name"] = team["name"]
     await ctx.run("api_delete_team", ctx.mine(team_id=team_id))
     return no_content()
 

@@ -15,6 +15,9 @@ from api.errors import BadRequest, ClientGone, UnsupportedMediaType, echoed
 from common.ids import ID_PATTERN, is_valid_id
 from common.text import NAME_PATTERN, normal_name
 
+# The body a handler read and validated (`read_body`), as it applies it.
+VALIDATED_BODY = web.RequestKey("validated_body", dict)
+
 Schema = dict[str, Any]
 
 # Text fields refuse NUL (PostgreSQL cannot store it); names are as
@@ -272,6 +275,7 @@ async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
         if isinstance(item, str) and props.get(key, {}).get("pattern") == NAME_PATTERN:
             value[key] = normal_name(item)
     check(value, schema, "")
+    request[VALIDATED_BODY] = value  # as applied: what an audit entry records
     return value
 
 

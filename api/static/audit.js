@@ -11,55 +11,78 @@ import { noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { Poller, absorb, memberLabel, state } from "./store.js";
 
 const SHOWN = 50;
-const view = { visit: 0, actor: null, poller: null, history: noHistory(), reads: 0 };
+const view = { visit: 0, actor: null, poller: null, history: noHistory(), capped: false, reads: 0 };
 const route = (actor) => (actor ? `#/audit/${encodeURIComponent(actor)}` : "#/audit");
 
 const quoted = (name) => (name ? `“${name}”` : "");
-const yes = (flag) => (flag ? "yes" : "no");
+// A member's name as the object of a sentence ("you" is the reader).
+const whom = (id) => memberLabel(id);
+const whose = (id) => (state.me && id === state.me.id ? "your" : `${memberLabel(id)}'s`);
+// The limits and defaults an organization's admins set (docs/api.md
+// "Running limits", "Timeout caps"): 0 is none (no limit, no cap, never).
 const LIMITS = {
-  maxRunningPerMember: "running per member",
-  maxRunning: "running in all",
-  maxIdleTimeoutSeconds: "idle timeout cap",
-  maxDetachedTimeoutSeconds: "detached timeout cap",
-  defaultIdleTimeoutSeconds: "default idle timeout",
-  defaultDetachedTimeoutSeconds: "default detached timeout",
+  maxRunningPerMember: ["running per member", (v) => (v === 0 ? "no limit of its own" : String(v))],
+  maxRunning: ["running in all", (v) => (v === 0 ? "no limit of its own" : String(v))],
+  maxIdleTimeoutSeconds: ["idle timeout cap", (v) => (v === 0 ? "no cap" : minutes(v))],
+  maxDetachedTimeoutSeconds: ["detached timeout cap", (v) => (v === 0 ? "no cap" : minutes(v))],
+  defaultIdleTimeoutSeconds: ["new notebooks' idle timeout", (v) => (v === null ? "the platform's" : v === 0 ? "never" : minutes(v))],
+  defaultDetachedTimeoutSeconds: ["new notebooks' detached timeout", (v) => (v === null ? "the platform's" : v === 0 ? "never" : minutes(v))],
 };
-const shownLimit = (v) => (v === null ? "the platform's" : v === -1 ? "no limit" : String(v));
+const minutes = (seconds) => `${Math.round(seconds / 60)} min`;
+
+function limitsSet(detail) {
+  const set = Object.entries(LIMITS).filter(([k]) => k in detail).map(([k, [label, say]]) => `${label}: ${say(detail[k])}`);
+  return set.length ? `set ${set.join(", ")}` : "saved the organization's limits unchanged";
+}
+
+function memberUpdated(e) {
+  const parts = [];
+  if ("name" in e.detail) parts.push(`renamed ${whom(e.targetId)} ${quoted(e.detail.name)}`);
+  if ("organizationAdmin" in e.detail) {
+    parts.push(e.detail.organizationAdmin
+      ? `made ${whom(e.targetId)} an organization admin`
+      : `took organization admin from ${whom(e.targetId)}`);
+  }
+  return parts.join(" and ") || `saved ${whom(e.targetId)} unchanged`;
+}
 
 // What an entry says was done, after who did it ("Ann disabled Bo").
 const SAID = {
-  "member.added": (e) => `added ${memberLabel(e.targetId)}`,
-  "member.updated": (e) =>
-    "organizationAdmin" in e.detail
-      ? `${e.detail.organizationAdmin ? "made" : "unmade"} ${memberLabel(e.targetId)} an organization admin`
-      : `renamed ${memberLabel(e.targetId)} ${quoted(e.detail.name)}`,
-  "member.disabled": (e) => `disabled ${memberLabel(e.targetId)}`,
-  "member.enabled": (e) => `enabled ${memberLabel(e.targetId)} again`,
-  "member.notebooks_handed_on": (e) => `handed ${memberLabel(e.targetId)}'s notebooks on to ${memberLabel(e.detail.memberId)}`,
+  "member.added": (e) => `added ${whom(e.targetId)}`,
+  "member.updated": memberUpdated,
+  "member.disabled": (e) => `disabled ${whom(e.targetId)}`,
+  "member.enabled": (e) => `enabled ${whom(e.targetId)} again`,
+  "member.notebooks_handed_on": (e) =>
+    `handed ${whose(e.targetId)} notebooks (${e.detail.handedOn ?? "?"}) on to ${whom(e.detail.memberId)}`,
   "token.created": (e) =>
-    `made ${e.detail.readOnly ? "a read-only" : "a"} token ${quoted(e.detail.name)} for ${memberLabel(e.detail.member)}`,
-  "token.revoked": (e) => `revoked a token of ${memberLabel(e.detail.member)}`,
+    `made ${e.detail.readOnly ? "a read-only" : "a"} token ${quoted(e.detail.name)} for ${whom(e.detail.member)}`,
+  "token.revoked": (e) => `revoked one of ${whose(e.detail.member)} tokens`,
   "team.created": (e) => `created the team ${quoted(e.detail.name)}`,
-  "team.renamed": (e) => `renamed a team ${quoted(e.detail.name)}`,
+  "team.renamed": (e) => `renamed a team to ${quoted(e.detail.name)}`,
   "team.deleted": (e) => `deleted the team ${quoted(e.targetName) || e.targetId}`,
-  "team.member_set": (e) => `made ${memberLabel(e.targetId)} ${e.detail.role} of ${e.teamName || e.detail.team}`,
-  "team.member_removed": (e) => `removed ${memberLabel(e.targetId)} from ${e.teamName || e.detail.team}`,
+  "team.member_set": (e) => `made ${whom(e.targetId)} ${e.detail.role} of ${e.teamName || e.detail.team}`,
+  "team.member_removed": (e) => `removed ${whom(e.targetId)} from ${e.teamName || e.detail.team}`,
   "workload_config.created": (e) => `created the workload config ${quoted(e.detail.name)}`,
   "workload_config.updated": (e) => `changed the workload config ${quoted(e.targetName) || e.targetId}: ${changed(e.detail)}`,
   "workload_config.deleted": (e) => `deleted the workload config ${quoted(e.targetName) || e.targetId}`,
-  "organization.updated": (e) =>
-    `set ${Object.keys(LIMITS).filter((k) => k in e.detail).map((k) => `${LIMITS[k]}: ${shownLimit(e.detail[k])}`).join(", ")}`,
+  "organization.updated": (e) => limitsSet(e.detail),
   "webhook.created": () => "added a webhook",
-  "webhook.updated": (e) => `changed a webhook: ${changed(e.detail)}`,
+  "webhook.updated": (e) =>
+    "enabled" in e.detail && e.detail.fields.length === 1
+      ? `${e.detail.enabled ? "enabled" : "disabled"} a webhook`
+      : `changed a webhook: ${changed(e.detail)}`,
   "webhook.deleted": () => "deleted a webhook",
   "webhook.secret_renewed": () => "gave a webhook a new secret",
 };
 
 // The fields an edit sent; a secret environment by its variables' names.
 function changed(detail) {
-  const fields = (detail.fields || []).map((f) =>
-    f === "secretEnv" ? `secret variables ${(detail.secretEnvNames || []).join(", ")}` : f,
-  );
+  const fields = (detail.fields || []).flatMap((f) => {
+    if (f !== "secretEnv") return [f];
+    const set = detail.secretEnvNames || [];
+    const removed = detail.secretEnvRemoved || [];
+    return [set.length && `secret variables set: ${set.join(", ")}`, removed.length && `secret variables removed: ${removed.join(", ")}`].filter(Boolean);
+  });
   return fields.join(", ") || "nothing";
 }
 
@@ -77,6 +100,7 @@ function render() {
     empty: view.actor ? "Nothing done yet." : "Nothing yet: no member, team, config, limit or webhook has been changed.",
     more: $("#audit-more"),
     older: $("#audit-older"),
+    capped: view.capped, // past 10,000 the API stops counting (totalCapped)
   });
 }
 
@@ -92,7 +116,7 @@ async function refresh() {
   try {
     page = await api.audit({ limit: SHOWN, actor });
   } catch (err) {
-    if (visit !== view.visit) return false;
+    if (visit !== view.visit || read !== view.reads) return false;
     if (err.status === 403) return refuse(); // no longer an org admin
     showError($("#audit-error"), err, "Could not load the audit");
     return false;
@@ -101,6 +125,7 @@ async function refresh() {
   showError($("#audit-error"), null);
   absorb(page.included);
   view.history = takeLatest(view.history, page);
+  view.capped = !!page.totalCapped;
   showFilter();
   render();
   return false;

@@ -19,6 +19,8 @@ create table audit_events (
     request_id       text,                  -- the request's X-Request-Id, to find its log line
     created_at       timestamptz not null
 );
--- The organization's entries newest first, and one member's acts.
+-- The organization's entries newest first, one member's acts, and the
+-- last name recorded for a team or config (a deleted one's, on a page).
 create index audit_events_org on audit_events (organization_id, id);
 create index audit_events_actor on audit_events (organization_id, actor, id);
+create index audit_events_target on audit_events (organization_id, target_type, target_id, id);

@@ -69,7 +69,8 @@ with keys as (
      limit %(fetch)s
 ),
 -- include: audit_page_answer
-    (select count(*) from audit_events a where a.organization_id = %(org_id)s) as total;
+    (select count(*) from (select 1 from audit_events a where a.organization_id = %(org_id)s
+                            limit %(count_up_to)s) c) as total;
 
 -- name: api_audit_by_actor
 -- One member's acts, off audit_events_actor (organization_id, actor, id).
@@ -82,5 +83,6 @@ with keys as (
      limit %(fetch)s
 ),
 -- include: audit_page_answer
-    (select count(*) from audit_events a
-      where a.organization_id = %(org_id)s and a.actor = %(actor)s) as total;
+    (select count(*) from (select 1 from audit_events a
+                            where a.organization_id = %(org_id)s and a.actor = %(actor)s
+                            limit %(count_up_to)s) c) as total;

@@ -21,7 +21,7 @@ returning id;
 
 -- name: api_lock_config
 -- Its environment too: an edit's is checked whole, as the edit leaves it.
-select id, env, secret_env from workload_configs
+select id, name, env, secret_env from workload_configs
  where id = %(config_id)s and organization_id = %(org_id)s
    for update;
 

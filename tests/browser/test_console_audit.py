@@ -25,6 +25,10 @@ def test_an_org_admin_reads_who_changed_what(browser: Any, stack: Any) -> None:
         "POST", "/workloads/configs", {"name": "prod", "secretEnv": {"DB_PASSWORD": "s3cr3t!"}}
     )
     assert code == 201, config
+    # Ann, an admin for a while, makes a team of her own.
+    assert stack.call("PATCH", f"/members/{ann['id']}", {"organizationAdmin": True})[0] == 200
+    code, _ = stack.call("POST", "/teams", {"name": "ann's team"}, token=token)
+    assert code == 201
     assert stack.call("DELETE", f"/members/{ann['id']}")[0] == 204
     _, me = stack.call("GET", "/me")
     assert team
@@ -41,6 +45,7 @@ def test_an_org_admin_reads_who_changed_what(browser: Any, stack: Any) -> None:
             "made a token “browser” for Ann Analyst",
             "created the team “analysts”",
             "made Ann Analyst (disabled) editor of analysts",
+            "made Ann Analyst (disabled) an organization admin",
             "set running in all: 7",
             "created the workload config “prod”",
         ):
@@ -52,7 +57,13 @@ def test_an_org_admin_reads_who_changed_what(browser: Any, stack: Any) -> None:
         expect(page.get_by_role("heading", name="Audit: what you changed")).to_be_visible()
         assert page.evaluate("location.hash") == f"#/audit/{me['id']}"
         expect(entries.filter(has_text="disabled Ann Analyst")).to_have_count(1)
+        expect(entries.filter(has_text="created the team “ann's team”")).to_have_count(0)
         page.get_by_role("link", name="Show everyone's").click()
+        ann_made = entries.filter(has_text="created the team “ann's team”")
+        expect(ann_made).to_have_count(1)
+        expect(ann_made.get_by_role("link", name="Ann Analyst (disabled)")).to_be_visible()
+        # The console's own sign-in token is not administration.
+        expect(entries.filter(has_text="console sign-in")).to_have_count(0)
         expect(page.get_by_role("heading", name="Audit", exact=True)).to_be_visible()
     finally:
         close_page(page)

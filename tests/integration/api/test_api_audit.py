@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of, refused
 
 from common.tokens import hash_token
+from sql import queries
 
 V1 = "/api/v1"
 SECRET = "hunter2-very-secret"
@@ -39,6 +40,8 @@ async def test_each_change_is_recorded_with_who_what_and_on_what(
     )
     bo = member["id"]
     await call(client, admin, "PATCH", f"/members/{bo}", {"organizationAdmin": True})
+    # A name as stored (NFC), not as sent.
+    await call(client, admin, "PATCH", f"/members/{bo}", {"name": "Bo\u0301"})
     token = await call(client, admin, "POST", f"/members/{bo}/tokens", {"name": "ci"})
     await call(client, admin, "DELETE", f"/members/{bo}/tokens/{token['id']}")
     team = (await call(client, admin, "POST", "/teams", {"name": "analysts"}))["id"]
@@ -58,16 +61,25 @@ async def test_each_change_is_recorded_with_who_what_and_on_what(
     await call(client, admin, "DELETE", f"/workloads/configs/{config['id']}")
     await call(client, admin, "PATCH", "/organization", {"maxRunning": 5})
     hook = await call(client, admin, "POST", "/webhooks", {"url": "https://hooks.example.com/x"})
+    await call(client, admin, "PATCH", f"/webhooks/{hook['id']}", {"description": "pager"})
     await call(client, admin, "POST", f"/webhooks/{hook['id']}/secret")
     await call(client, admin, "DELETE", f"/webhooks/{hook['id']}")
+    await call(client, admin, "POST", f"/members/{bo}/handover", {"memberId": world.owner.id})
     await call(client, admin, "DELETE", f"/members/{bo}")
     await call(client, admin, "POST", f"/members/{bo}/enable")
     await call(client, admin, "DELETE", f"/teams/{team}")
+    # A member's own tokens are theirs (a console sign-in makes one, its
+    # sign-out revokes it): not administration.
+    own = await call(
+        client, world.owner, "POST", f"/members/{world.owner.id}/tokens", {"name": "x"}
+    )
+    await call(client, world.owner, "DELETE", f"/members/{world.owner.id}/tokens/{own['id']}")
 
     got = await audit(client, admin)
     entries = list(reversed(got["items"]))  # oldest first, as made
     assert [(e["action"], e["targetType"], e["targetId"]) for e in entries] == [
         ("member.added", "member", bo),
+        ("member.updated", "member", bo),
         ("member.updated", "member", bo),
         ("token.created", "token", token["id"]),
         ("token.revoked", "token", token["id"]),
@@ -80,8 +92,10 @@ async def test_each_change_is_recorded_with_who_what_and_on_what(
         ("workload_config.deleted", "workload_config", config["id"]),
         ("organization.updated", "organization", world.org),
         ("webhook.created", "webhook", hook["id"]),
+        ("webhook.updated", "webhook", hook["id"]),
         ("webhook.secret_renewed", "webhook", hook["id"]),
         ("webhook.deleted", "webhook", hook["id"]),
+        ("member.notebooks_handed_on", "member", bo),
         ("member.disabled", "member", bo),
         ("member.enabled", "member", bo),
         ("team.deleted", "team", team),
@@ -90,9 +104,17 @@ async def test_each_change_is_recorded_with_who_what_and_on_what(
     assert {e["actor"] for e in entries} == {admin.id}
     assert {e["createdAt"] for e in entries} == {"2026-11-01T12:00:00+00:00"}
     details = {e["action"]: e["detail"] for e in entries}
+    assert entries[2]["detail"] == {"fields": ["name"], "name": "B\u00f3"}
+    assert details["member.notebooks_handed_on"] == {
+        "fields": ["memberId"],
+        "memberId": world.owner.id,
+        "handedOn": 0,
+    }
+    assert details["webhook.updated"] == {"fields": ["description"]}
+    assert details["team.deleted"] == {"name": "analytics"}  # the handler's: it is gone
     # Names, roles, flags, limits and ids as sent; the path's other ids.
     assert details["member.added"] == {"fields": ["email", "name"], "name": "Bo"}
-    assert details["member.updated"] == {"fields": ["organizationAdmin"], "organizationAdmin": True}
+    assert entries[1]["detail"] == {"fields": ["organizationAdmin"], "organizationAdmin": True}
     assert details["token.created"] == {"member": bo, "fields": ["name"], "name": "ci"}
     assert details["team.member_set"] == {"team": team, "fields": ["role"], "role": "editor"}
     assert details["team.member_removed"] == {"team": team}
@@ -102,8 +124,10 @@ async def test_each_change_is_recorded_with_who_what_and_on_what(
         "fields": ["env", "name", "secretEnv"],
         "name": "prod",
         "secretEnvNames": ["DB_PASSWORD"],
+        "secretEnvRemoved": [],
     }
     assert details["workload_config.updated"]["secretEnvNames"] == ["KEY"]
+    assert details["workload_config.updated"]["secretEnvRemoved"] == []
     assert details["webhook.created"] == {"fields": ["url"]}
     stored = json.dumps(factory.value("select json_agg(detail) from audit_events"))
     for secret in (SECRET, "hooks.example.com", "bo@example.com", "UTC"):
@@ -116,7 +140,7 @@ async def test_each_change_is_recorded_with_who_what_and_on_what(
     assert names["workload_config.deleted"] == ("prod", None)
     assert names["member.added"] == (None, None)
     # The members it names, by name (the actor, and those acted on).
-    assert {m["id"] for m in got["included"]["members"]} == {admin.id, bo}
+    assert {m["id"] for m in got["included"]["members"]} == {admin.id, bo, world.owner.id}
     # The token each act was made with, and the request's id for its log line.
     row = factory.conn.execute(
         "select t.secret_hash, a.request_id from audit_events a join api_tokens t"
@@ -161,8 +185,40 @@ async def test_org_admins_read_it_by_member_and_page_by_page(
     second = await audit(client, world.admin, f"?limit=2&marker={first['marker']}")
     assert [e["detail"]["name"] for e in second["items"]] == ["t1", "t0"]
     assert "marker" not in second
+    # A live team is named as it is now; a disabled member is said so.
+    await call(
+        client,
+        world.admin,
+        "PATCH",
+        f"/teams/{everything['items'][1]['targetId']}",
+        {"name": "renamed"},
+    )
+    await call(client, world.admin, "DELETE", f"/members/{world.editor.id}")
+    latest = await audit(client, world.owner)
+    t2 = everything["items"][1]["targetId"]
+    created = [e for e in latest["items"] if e["action"] == "team.created"]
+    assert [e["targetName"] for e in created if e["targetId"] == t2] == ["renamed"]
+    disabled = {m["id"]: m["disabled"] for m in latest["included"]["members"]}
+    assert disabled[world.editor.id] is True
+    # An admin's read-only token reads it; a marker is for its own filter.
+    made = await call(
+        client,
+        world.admin,
+        "POST",
+        f"/members/{world.admin.id}/tokens",
+        {"name": "auditor", "readOnly": True},
+    )
+    auditor = type(world.admin)(world.admin.id, world.admin.org, made["token"])
+    assert (await audit(client, auditor))["total"] == 6  # its own token is not an entry
+    await refused(
+        await client.get(
+            f"{V1}/audit?actor={world.owner.id}&marker={first['marker']}", headers=world.admin.auth
+        ),
+        400,
+        "invalid_marker",
+    )
     # Only org admins; a malformed member id is said so.
-    await refused(await client.get(f"{V1}/audit", headers=world.editor.auth), 403, "forbidden")
+    await refused(await client.get(f"{V1}/audit", headers=world.viewer.auth), 403, "forbidden")
     await refused(
         await client.get(f"{V1}/audit?actor=nope", headers=world.admin.auth),
         400,
@@ -174,3 +230,12 @@ async def test_org_admins_read_it_by_member_and_page_by_page(
         400,
         "unknown_parameter",
     )
+
+
+async def test_no_change_commits_without_its_entry(
+    client: TestClient, world: World, factory: Factory, monkeypatch: Any
+) -> None:
+    monkeypatch.setitem(queries(), "api_record_audit", "select 1/0")
+    resp = await client.post(f"{V1}/teams", json={"name": "ghost"}, headers=world.admin.auth)
+    assert resp.status == 500
+    assert factory.value("select count(*) from teams where name = 'ghost'") == 0
