@@ -75,6 +75,10 @@ WEBHOOK: dict[str, Schema] = {
     "createdAt": TIME, "createdBy": ID,
     # while the secret before the last rotation still signs beside the new one
     "previousSecretUntil": NULLABLE_TIME,
+    # a disabled webhook is told of nothing: by an admin, or by the workers
+    # once no delivery succeeded for days (`disabledReason` says which)
+    "enabled": {"type": "boolean"}, "disabledAt": NULLABLE_TIME,
+    "disabledReason": {"type": ["string", "null"]},
 }
 
 INCLUDED = closed({

@@ -70,12 +70,23 @@ async def create_webhook(ctx: Ctx) -> web.Response:
     return raw_json(f'{row["body"][:-1]},"secret":"{secret}"}}', status=201)
 
 
-UPDATE_SCHEMA = obj(dict(CREATE_SCHEMA["properties"]))  # the create's fields, none required
+# The create's fields, none required, and whether it is told of anything.
+UPDATE_SCHEMA = obj(
+    {
+        **CREATE_SCHEMA["properties"],
+        "enabled": {
+            "type": "boolean",
+            "description": "false: told of nothing until enabled again (a receiver down for"
+            " maintenance); true: enabled again (the workers disable one none of whose"
+            " deliveries succeeded for days).",
+        },
+    }
+)
 
 
 async def update_webhook(ctx: Ctx) -> web.Response:
     """Its URL, description or statuses, keeping its secret and deliveries
-    (a receiver moved, a status more to tell of)."""
+    (a receiver moved, a status more to tell of); or whether it is enabled."""
     require_org_admin(ctx)
     body = await read_body(ctx.request, UPDATE_SCHEMA)
     url = body.get("url")
@@ -89,6 +100,7 @@ async def update_webhook(ctx: Ctx) -> web.Response:
             url=url,
             description=body.get("description"),
             statuses=None if statuses is None else sorted(set(statuses)),
+            enabled=body.get("enabled"),
         ),
     )
     if row is None:
@@ -136,8 +148,14 @@ async def test_webhook(ctx: Ctx) -> web.Response:
     require_org_admin(ctx)
     await read_body(ctx.request, obj({}))  # none, or {}
     params = ctx.mine(id=path_id(ctx.request, "id"))
-    if await ctx.one("api_webhook_lock", params) is None:
+    hook = await ctx.one("api_webhook_lock", params)
+    if hook is None:
         raise NotFound("No such webhook.", field="id")
+    if hook["disabled"]:
+        raise Conflict(
+            "This webhook is disabled: a test would not be sent. Enable it first.",
+            code="webhook_disabled",
+        )
     row = await ctx.one("api_webhook_test", params)
     if row is not None and row["id"] is None:  # the waiting one was sent meanwhile: a new one
         row = await ctx.one("api_webhook_test", params)

@@ -93,6 +93,10 @@ FILE_COPIES = Counter(
     ["outcome"],
 )
 WEBHOOK_OUTCOMES = ("delivered", "retry", "failed")
+WEBHOOKS_DISABLED = Counter(
+    "notebooks_webhooks_disabled_total",
+    "Webhooks the workers disabled: none of their deliveries succeeded for days.",
+)
 WEBHOOK_DELIVERIES = Counter(
     "notebooks_webhook_deliveries_total",
     "Webhook delivery attempts, by outcome: delivered (a 2xx), retry (not delivered, tried"

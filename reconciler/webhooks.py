@@ -23,12 +23,13 @@ import aiohttp
 import structlog
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from common import webhooks
 from common.clock import Clock
 from reconciler import metrics
-from reconciler.db import fetchall
+from reconciler.db import fetchall, fetchone
 from sql import query
 
 log = structlog.get_logger("webhooks")
@@ -36,6 +37,9 @@ log = structlog.get_logger("webhooks")
 EVENT_TYPE = "notebook.status_changed"
 TEST_TYPE = "webhook.test"  # a delivery an org admin asked for, to try the receiver
 BATCH = 20  # deliveries claimed and sent at once by one worker
+# A webhook none of whose deliveries succeeded for this long is disabled
+# (checked as one is given up, after its day of retries).
+DISABLE_AFTER_DAYS = 3
 TIMEOUT_SECONDS = 10.0  # a receiver answers within this, or the attempt failed
 LEASE_SECONDS = 60  # a claimed delivery is another worker's again after this
 FIRST_WAIT = timedelta(seconds=10)  # then 30 s, 90 s, … up to LONGEST_WAIT
@@ -181,6 +185,8 @@ async def deliver_due(
                 },
             )
             metrics.WEBHOOK_DELIVERIES.labels("retry" if again else "failed").inc()
+            if again is None:
+                await disable_if_failing(conn, delivery["webhook_id"], now(), error)
             log.info(
                 "webhook_not_delivered",
                 delivery_id=delivery["id"],
@@ -189,6 +195,25 @@ async def deliver_due(
                 gave_up=again is None,
             )
     return len(due)
+
+
+async def disable_if_failing(
+    conn: AsyncConnection[Any], webhook_id: str, now: datetime, error: str
+) -> None:
+    """After a delivery given up: a webhook none of whose deliveries has
+    succeeded for DISABLE_AFTER_DAYS is disabled, saying why."""
+    reason = (
+        f"Disabled by the platform: no delivery has succeeded for {DISABLE_AFTER_DAYS} days"
+        f" (the last: {error[:MAX_ERROR]}). Enable it again once its receiver answers."
+    )
+    found = await fetchone(
+        conn,
+        "webhook_disable_failing",
+        {"webhook_id": webhook_id, "now": now, "days": DISABLE_AFTER_DAYS, "reason": reason},
+    )
+    if found is not None:
+        metrics.WEBHOOKS_DISABLED.inc()
+        log.warning("webhook_disabled", webhook_id=webhook_id, reason=reason)
 
 
 async def webhook_loop(

@@ -41,7 +41,12 @@ function row(hook) {
     "tr",
     { dataset: { webhook: hook.id } },
     h("td", { "data-label": "URL" }, h("code", { text: hook.url }), hook.description ? h("div", { class: "muted", text: hook.description }) : ""),
-    h("td", { "data-label": "Tells of", text: told(hook) }),
+    h(
+      "td",
+      { "data-label": "Tells of" },
+      hook.enabled ? told(hook) : h("strong", { text: "Nothing: disabled" }),
+      hook.enabled ? "" : h("div", { class: "muted", dataset: { disabledReason: hook.id }, text: `${hook.disabledReason || ""} Since ${exactTime(hook.disabledAt)}.`.trim() }),
+    ),
     h(
       "td",
       { "data-label": "Added", title: exactTime(hook.createdAt) },
@@ -55,7 +60,10 @@ function row(hook) {
       { class: "actions" },
       h("button", { type: "button", class: "secondary", text: "Edit", "aria-label": `Edit ${label}`, dataset: { action: "edit" }, onclick: () => edit(hook) }),
       " ",
-      h("button", { type: "button", class: "secondary", text: "Send test", "aria-label": `Send a test to ${label}`, onclick: (ev) => sendTest(hook, ev.currentTarget) }),
+      h("button", { type: "button", class: "secondary", text: hook.enabled ? "Disable" : "Enable", "aria-label": `${hook.enabled ? "Disable" : "Enable"} ${label}`, dataset: { action: "switch" }, onclick: (ev) => switchOver(hook, ev.currentTarget) }),
+      " ",
+      hook.enabled ? h("button", { type: "button", class: "secondary", text: "Send test", "aria-label": `Send a test to ${label}`, onclick: (ev) => sendTest(hook, ev.currentTarget) }) : "",
+      hook.enabled ? " " : "",
       " ",
       h("button", { type: "button", class: "secondary", text: "Deliveries", "aria-label": `Deliveries of ${label}`, dataset: { action: "deliveries" }, onclick: (ev) => showDeliveries(hook, ev.currentTarget) }),
       " ",
@@ -103,6 +111,27 @@ async function showDeliveries(hook, button, { focus = true } = {}) {
     }
   } catch (err) {
     if (visit === view.visit) showError($("#webhooks-error"), err, "Could not read the deliveries");
+  } finally {
+    markBusy(button, false);
+  }
+}
+
+// Disabled: told of nothing until enabled again (a receiver down for
+// maintenance); enabled again: told of changes from now on. The workers
+// disable one none of whose deliveries succeeded for days, saying why.
+async function switchOver(hook, button) {
+  if (isBusy(button)) return;
+  const visit = view.visit;
+  markBusy(button, true);
+  showError($("#webhooks-error"), null);
+  try {
+    const done = await api.updateWebhook(hook.id, { enabled: !hook.enabled });
+    if (visit !== view.visit) return;
+    announce(done.enabled ? `${hook.url} enabled: told of status changes again` : `${hook.url} disabled: told of nothing`);
+    await load();
+    rowButton(hook.id, "switch")?.focus();
+  } catch (err) {
+    if (visit === view.visit) showError($("#webhooks-error"), err, "Could not change it");
   } finally {
     markBusy(button, false);
   }

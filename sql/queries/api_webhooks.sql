@@ -5,7 +5,9 @@
 json_build_object(
     'id', w.id, 'url', w.url, 'description', w.description, 'statuses', w.statuses,
     'createdAt', w.created_at, 'createdBy', w.created_by,
-    'previousSecretUntil', w.previous_until
+    'previousSecretUntil', w.previous_until,
+    'enabled', w.disabled_at is null, 'disabledAt', w.disabled_at,
+    'disabledReason', w.disabled_reason
 )
 
 -- name: api_webhook_lock_org
@@ -43,10 +45,20 @@ select count(*) as total,
 -- name: api_webhook_update
 -- What the edit sends (null: as it is); deliveries not sent yet go to the
 -- URL as it is when they are sent; the statuses apply to changes from now.
+-- `enabled` false disables it (one disabled already keeps its reason and
+-- time), true enables it again (its days of failures count from now).
 update webhooks w
    set url = coalesce(%(url)s, w.url),
        description = coalesce(%(description)s, w.description),
-       statuses = coalesce(%(statuses)s, w.statuses)
+       statuses = coalesce(%(statuses)s, w.statuses),
+       disabled_at = case %(enabled)s::boolean when true then null
+                     when false then coalesce(w.disabled_at, %(now)s) else w.disabled_at end,
+       disabled_reason = case %(enabled)s::boolean when true then null
+                         when false then coalesce(w.disabled_reason, 'Disabled by '
+                             || (select m.name from members m where m.id = %(member_id)s) || '.')
+                         else w.disabled_reason end,
+       enabled_at = case when %(enabled)s::boolean and w.disabled_at is not null then %(now)s
+                         else w.enabled_at end
  where w.id = %(id)s and w.organization_id = %(org_id)s
 returning (
 -- include: webhook_object
@@ -67,7 +79,7 @@ delete from webhooks where id = %(id)s and organization_id = %(org_id)s returnin
 -- name: api_webhook_lock
 -- The webhook's row, before a test is looked for and made (a statement of
 -- its own: two tests asked for at once then look one after the other).
-select w.id from webhooks w
+select w.id, w.disabled_at is not null as disabled from webhooks w
  where w.id = %(id)s and w.organization_id = %(org_id)s
    for no key update;
 

@@ -5,11 +5,14 @@
 -- name: webhook_deliveries_claim
 -- Due deliveries, oldest first, each with its webhook and its event as the
 -- payload's data (the notebook's owner now, or when it was deleted); a
--- test (no event) says which webhook, and when it was asked for.
+-- test (no event) says which webhook, and when it was asked for. None of a
+-- disabled webhook (they wait for it to be enabled again).
 with due as (
     select d.id from webhook_deliveries d
      where d.status = 'pending' and d.next_attempt_at <= %(now)s
        and (d.locked_until is null or d.locked_until <= %(now)s)
+       and not exists (select 1 from webhooks w
+                        where w.id = d.webhook_id and w.disabled_at is not null)
      order by d.next_attempt_at, d.id
      limit %(limit)s
        for update skip locked
@@ -21,7 +24,7 @@ with due as (
      where d.id = due.id
     returning d.id, d.webhook_id, d.event_id, d.attempts, d.created_at, d.locked_until
 )
-select c.id, c.attempts, c.created_at, c.locked_until, w.url, w.secret,
+select c.id, c.webhook_id, c.attempts, c.created_at, c.locked_until, w.url, w.secret,
        case when w.previous_until > %(now)s then w.previous_secret end as previous_secret,
        c.event_id is null as test,
        -- the payload's timestamp, as JSON writes the event's `createdAt` (digits and all)
@@ -60,3 +63,16 @@ update webhook_deliveries
        next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, next_attempt_at),
        response_status = %(response_status)s, last_error = %(error)s, locked_until = null
  where id = %(id)s and status = 'pending' and locked_until = %(lease_until)s;
+
+-- name: webhook_disable_failing
+-- A delivery given up: its webhook is disabled when none of its deliveries
+-- has succeeded for `days` since it was created or last enabled again (a
+-- URL gone for good); its admins read `reason`. No row: it stays enabled.
+update webhooks w
+   set disabled_at = %(now)s, disabled_reason = %(reason)s
+ where w.id = %(webhook_id)s and w.disabled_at is null
+   and coalesce(w.enabled_at, w.created_at) <= %(now)s - make_interval(days => %(days)s)
+   and not exists (select 1 from webhook_deliveries d
+                    where d.webhook_id = w.id and d.status = 'delivered'
+                      and d.delivered_at > %(now)s - make_interval(days => %(days)s))
+returning w.id;

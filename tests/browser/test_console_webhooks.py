@@ -183,3 +183,31 @@ def test_a_member_is_not_offered_webhooks(browser: Any, stack: Any) -> None:
         expect(page.locator("#webhooks-error")).to_contain_text("Only organization admins")
     finally:
         close_page(page)
+
+
+def test_an_admin_disables_a_webhook_and_enables_it_again(browser: Any, stack: Any) -> None:
+    url = "https://hooks.example.com/pager"
+    code, made = stack.call("POST", "/webhooks", {"url": url})
+    assert code == 201, made
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.evaluate("location.hash = '#/webhooks'")
+        row = page.locator(f"[data-webhook='{made['id']}']")
+        expect(row).to_contain_text("every status change")
+        row.get_by_role("button", name=f"Disable {url}").click()
+        expect(row).to_contain_text("Nothing: disabled")
+        expect(row.locator("[data-disabled-reason]")).to_contain_text("Disabled by ")
+        # No test for a disabled webhook; focus stays on its switch.
+        expect(row.get_by_role("button", name=f"Send a test to {url}")).to_have_count(0)
+        enable = row.get_by_role("button", name=f"Enable {url}")
+        expect(enable).to_be_focused()
+        _, listed = stack.call("GET", "/webhooks")
+        assert listed["items"][0]["enabled"] is False
+        enable.click()
+        expect(row).to_contain_text("every status change")
+        expect(row.get_by_role("button", name=f"Send a test to {url}")).to_be_visible()
+        _, listed = stack.call("GET", "/webhooks")
+        assert listed["items"][0]["enabled"] is True
+    finally:
+        close_page(page)

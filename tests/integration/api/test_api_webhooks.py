@@ -45,6 +45,9 @@ async def test_an_org_admin_adds_a_webhook_and_reads_its_secret_once(
         "createdAt": factory.clock.now().isoformat(),
         "createdBy": world.admin.id,
         "previousSecretUntil": None,
+        "enabled": True,
+        "disabledAt": None,
+        "disabledReason": None,
         "secret": made["secret"],
     }
     listed = await body_of(await client.get(HOOKS, headers=world.admin.auth))
@@ -345,3 +348,44 @@ async def test_an_edit_keeps_the_secret_and_the_deliveries(
     )
     listed = await body_of(await client.get(HOOKS, headers=world.admin.auth))
     assert listed["items"] == [edited]
+
+
+async def test_an_admin_disables_a_webhook_and_enables_it_again(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    made = await body_of(await client.post(HOOKS, json={"url": URL}, headers=world.admin.auth))
+    url = f"{HOOKS}/{made['id']}"
+    resp = await client.patch(url, json={"enabled": False}, headers=world.admin.auth)
+    assert resp.status == 200, await resp.text()
+    off = await body_of(resp)
+    name = factory.value("select name from members where id = %s", world.admin.id)
+    assert (off["enabled"], off["disabledAt"], off["disabledReason"]) == (
+        False,
+        factory.clock.now().isoformat(),
+        f"Disabled by {name}.",
+    )
+    # Told of nothing: a status change makes no delivery, and no test is sent.
+    factory.reconciler_sets(world.notebook, "starting", "Start requested")
+    assert factory.value("select count(*) from webhook_deliveries") == 0
+    problem = await refused(
+        await client.post(f"{url}/test", headers=world.admin.auth), 409, "webhook_disabled"
+    )
+    assert "Enable it first" in problem["detail"]
+    # Disabled again: as it was (its reason and time kept).
+    factory.clock.advance(60)
+    again = await body_of(
+        await client.patch(url, json={"enabled": False}, headers=world.admin.auth)
+    )
+    assert again["disabledAt"] == off["disabledAt"]
+    # Enabled again: told of changes from now on, its days of failures counted anew.
+    on = await body_of(await client.patch(url, json={"enabled": True}, headers=world.admin.auth))
+    assert (on["enabled"], on["disabledAt"], on["disabledReason"]) == (True, None, None)
+    assert factory.value("select enabled_at from webhooks") == factory.clock.now()
+    factory.reconciler_sets(world.notebook, "running", "Ready")
+    assert factory.value("select count(*) from webhook_deliveries") == 1
+    await refused(
+        await client.patch(url, json={"enabled": "no"}, headers=world.admin.auth),
+        400,
+        "wrong_type",
+        "enabled",
+    )

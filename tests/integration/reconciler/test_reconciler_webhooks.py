@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from common.clock import FakeClock
 from common.ids import new_id
@@ -359,3 +360,99 @@ async def test_a_rotated_secret_signs_beside_the_new_one_for_a_day(rows, pool, d
     headers, body = receiver.received[1]
     assert len(headers["webhook-signature"].split()) == 1
     assert verified(new, headers, body) and not verified(old, headers, body)
+
+
+async def give_up(pool: Any, db: Any, clock: FakeClock, wid: str) -> dict[str, Any]:
+    """Send the webhook's newest delivery until it is given up (a day)."""
+    while True:
+        assert await send_due(pool, clock) == 1
+        d = (await deliveries(db, wid))[-1]
+        if d["status"] == "failed":
+            return d
+        clock.advance((d["next_attempt_at"] - clock.now()).total_seconds())
+
+
+async def hook_row(db: Any, wid: str) -> dict[str, Any]:
+    cur = await db.execute("select * from webhooks where id = %s", (wid,))
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+def disabled_count() -> float:
+    return REGISTRY.get_sample_value("notebooks_webhooks_disabled_total") or 0.0
+
+
+async def test_a_webhook_failing_for_days_is_disabled_and_told_of_nothing(
+    rows, pool, db, receiver
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    receiver.statuses = [503]
+    wid = await webhook(db, rows.org, receiver.url)
+    # One whose receiver answered two days ago stays enabled through a miss.
+    recent = await webhook(db, rows.org, receiver.url)
+    for hook in (wid, recent):
+        await db.execute(
+            "update webhooks set created_at = %s where id = %s",
+            (clock.now() - timedelta(days=3), hook),
+        )
+    await db.execute(
+        "insert into webhook_deliveries (webhook_id, status, next_attempt_at, created_at,"
+        " delivered_at) values (%s, 'delivered', %s, %s, %s)",
+        (recent, clock.now(), clock.now(), clock.now() - timedelta(days=2)),
+    )
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+    before = disabled_count()
+    while True:  # both deliveries retried together until given up, a day on
+        sent = await send_due(pool, clock)
+        assert sent in (1, 2)
+        pending = [
+            d for h in (wid, recent) for d in await deliveries(db, h) if d["status"] == "pending"
+        ]
+        if not pending:
+            break
+        clock.advance((min(d["next_attempt_at"] for d in pending) - clock.now()).total_seconds())
+    gone = await hook_row(db, wid)
+    assert gone["disabled_at"] == clock.now()
+    assert gone["disabled_reason"] == (
+        "Disabled by the platform: no delivery has succeeded for 3 days (the last: The"
+        " receiver answered 503 Service Unavailable). Enable it again once its receiver answers."
+    )
+    assert (await hook_row(db, recent))["disabled_at"] is None
+    assert disabled_count() == before + 1
+
+    # Told of nothing while disabled: no delivery is made for it.
+    other = await rows.notebook()
+    await rows.start(other, now=clock.now())
+    assert len(await deliveries(db, wid)) == 1
+    # A delivery waiting when it was disabled waits for it to be enabled again.
+    await db.execute(
+        "insert into webhook_deliveries (webhook_id, next_attempt_at, created_at)"
+        " values (%s, %s, %s)",
+        (wid, clock.now(), clock.now()),
+    )
+    receiver.statuses = [204]
+    await send_due(pool, clock)  # the other webhook's new delivery
+    assert await send_due(pool, clock) == 0
+    await db.execute(
+        "update webhooks set disabled_at = null, disabled_reason = null, enabled_at = %s"
+        " where id = %s",
+        (clock.now(), wid),
+    )
+    assert await send_due(pool, clock) == 1
+    assert (await deliveries(db, wid))[-1]["status"] == "delivered"
+
+
+async def test_one_enabled_again_has_its_days_counted_anew(rows, pool, db, receiver) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    receiver.statuses = [503]
+    wid = await webhook(db, rows.org, receiver.url)
+    await db.execute(
+        "update webhooks set created_at = %s, enabled_at = %s where id = %s",
+        (clock.now() - timedelta(days=30), clock.now() - timedelta(hours=1), wid),
+    )
+    nid = await rows.notebook()
+    await rows.start(nid, now=clock.now())
+    await give_up(pool, db, clock, wid)  # a day of misses, not three since enabled
+    assert (await hook_row(db, wid))["disabled_at"] is None
