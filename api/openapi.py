@@ -172,6 +172,8 @@ COMPONENTS: dict[str, Schema] = {
         "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
         "attempts": {"type": "integer", "minimum": 0}, "lastAttemptAt": NULLABLE_TIME,
         "nextAttemptAt": NULLABLE_TIME, "responseStatus": {"type": ["integer", "null"]},
+        # waiting for its webhook to be enabled again
+        "held": {"type": "boolean"},
         "lastError": {"type": ["string", "null"]}, "createdAt": TIME,
         "deliveredAt": NULLABLE_TIME})}}),
     "DeletedNotebook": closed({

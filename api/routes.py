@@ -242,9 +242,9 @@ OPS: list[Op] = [
     Op("GET", "/webhooks", webhooks.list_webhooks, "List the organization's webhooks (org admins)",
        200, "WebhookList", errors=(403,), tag="members"),
     Op("PATCH", "/webhooks/{id}", webhooks.update_webhook,
-       "Change a webhook's URL, description or statuses, keeping its secret and deliveries (org"
-       " admins)", 200, "Webhook", body=webhooks.UPDATE_SCHEMA, body_required=True,
-       errors=(403, 415), tag="members",
+       "Change a webhook's URL, description or statuses, keeping its secret and deliveries, or"
+       " disable or enable it (org admins)", 200, "Webhook", body=webhooks.UPDATE_SCHEMA,
+       body_required=True, errors=(403, 415), tag="members",
        audit=Audited("webhook.updated", "webhook", "id")),
     Op("DELETE", "/webhooks/{id}", webhooks.delete_webhook,
        "Delete a webhook, and its deliveries (org admins)", 204, None, errors=(403,),
@@ -257,7 +257,7 @@ OPS: list[Op] = [
        audit=Audited("webhook.secret_renewed", "webhook", "id")),
     Op("POST", "/webhooks/{id}/test", webhooks.test_webhook,
        "Send a webhook a test delivery (type webhook.test), as any other (org admins)", 202,
-       "WebhookTestDelivery", body=EMPTY, errors=(403, 415), tag="members"),
+       "WebhookTestDelivery", body=EMPTY, errors=(403, 409, 415), tag="members"),
     Op("GET", "/webhooks/{id}/deliveries", webhooks.list_deliveries,
        "A webhook's newest deliveries (50), how each went (org admins)", 200,
        "WebhookDeliveryList", errors=(403,), tag="members"),

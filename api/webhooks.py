@@ -101,6 +101,7 @@ async def update_webhook(ctx: Ctx) -> web.Response:
             description=body.get("description"),
             statuses=None if statuses is None else sorted(set(statuses)),
             enabled=body.get("enabled"),
+            give_up_before=ctx.now - webhooks.GIVE_UP_AFTER,
         ),
     )
     if row is None:

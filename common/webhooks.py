@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 SECRET_PREFIX = "whsec_"
 MAX_URL = 2048
 ROTATION_OVERLAP = timedelta(days=1)  # a replaced secret signs beside the new one
+# A delivery is tried for this long after its status change, then given up
+# (the workers' waits; a webhook enabled again gives up those held longer).
+GIVE_UP_AFTER = timedelta(days=1)
 
 
 def new_secret() -> str:

@@ -44,7 +44,7 @@ TIMEOUT_SECONDS = 10.0  # a receiver answers within this, or the attempt failed
 LEASE_SECONDS = 60  # a claimed delivery is another worker's again after this
 FIRST_WAIT = timedelta(seconds=10)  # then 30 s, 90 s, … up to LONGEST_WAIT
 LONGEST_WAIT = timedelta(hours=1)
-GIVE_UP_AFTER = timedelta(days=1)  # from the status change
+GIVE_UP_AFTER = webhooks.GIVE_UP_AFTER  # from the status change
 MAX_ERROR = 300  # characters of an error kept for the deliveries' list
 
 

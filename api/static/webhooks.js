@@ -63,7 +63,6 @@ function row(hook) {
       h("button", { type: "button", class: "secondary", text: hook.enabled ? "Disable" : "Enable", "aria-label": `${hook.enabled ? "Disable" : "Enable"} ${label}`, dataset: { action: "switch" }, onclick: (ev) => switchOver(hook, ev.currentTarget) }),
       " ",
       hook.enabled ? h("button", { type: "button", class: "secondary", text: "Send test", "aria-label": `Send a test to ${label}`, onclick: (ev) => sendTest(hook, ev.currentTarget) }) : "",
-      hook.enabled ? " " : "",
       " ",
       h("button", { type: "button", class: "secondary", text: "Deliveries", "aria-label": `Deliveries of ${label}`, dataset: { action: "deliveries" }, onclick: (ev) => showDeliveries(hook, ev.currentTarget) }),
       " ",
@@ -76,7 +75,8 @@ function row(hook) {
 
 // A delivery as the admin reads it: how it went, and why not.
 function deliveryRow(d) {
-  const how = { delivered: `Delivered ${d.deliveredAt ? formatTime(d.deliveredAt) : ""}`.trim(), failed: "Given up", pending: d.attempts ? `Tried again ${formatTime(d.nextAttemptAt)}` : "Waiting to be sent" }[d.status];
+  const pending = d.held ? "Held while the webhook is disabled" : d.attempts ? `Tried again ${formatTime(d.nextAttemptAt)}` : "Waiting to be sent";
+  const how = { delivered: `Delivered ${d.deliveredAt ? formatTime(d.deliveredAt) : ""}`.trim(), failed: "Given up", pending }[d.status];
   const answer = d.lastError || (d.responseStatus ? `${d.responseStatus}` : "—");
   return h(
     "tr",
@@ -128,7 +128,7 @@ async function switchOver(hook, button) {
     const done = await api.updateWebhook(hook.id, { enabled: !hook.enabled });
     if (visit !== view.visit) return;
     announce(done.enabled ? `${hook.url} enabled: told of status changes again` : `${hook.url} disabled: told of nothing`);
-    await load();
+    document.querySelector(`[data-webhook="${CSS.escape(hook.id)}"]`)?.replaceWith(row(done)); // as the API has it now
     rowButton(hook.id, "switch")?.focus();
   } catch (err) {
     if (visit === view.visit) showError($("#webhooks-error"), err, "Could not change it");

@@ -3,8 +3,11 @@
 -- succeeded for days (a URL gone for good is not retried forever, and its
 -- admins see why). A disabled webhook is told of nothing: no delivery is
 -- made for it, and those waiting are not sent until it is enabled again.
--- Adding nullable columns without defaults only changes the catalogue.
-set local lock_timeout = '10s';
+-- Adding nullable columns without defaults only changes the catalogue, but
+-- takes `webhooks` whole for that moment: every status change reads it (the
+-- trigger), so the wait for it is short (2 s, then the upgrade says which
+-- lock it waited for; run it again at a quieter moment).
+set local lock_timeout = '2s';
 
 alter table webhooks
     add column disabled_at      timestamptz,

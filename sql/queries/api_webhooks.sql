@@ -46,23 +46,48 @@ select count(*) as total,
 -- What the edit sends (null: as it is); deliveries not sent yet go to the
 -- URL as it is when they are sent; the statuses apply to changes from now.
 -- `enabled` false disables it (one disabled already keeps its reason and
--- time), true enables it again (its days of failures count from now).
-update webhooks w
-   set url = coalesce(%(url)s, w.url),
-       description = coalesce(%(description)s, w.description),
-       statuses = coalesce(%(statuses)s, w.statuses),
-       disabled_at = case %(enabled)s::boolean when true then null
-                     when false then coalesce(w.disabled_at, %(now)s) else w.disabled_at end,
-       disabled_reason = case %(enabled)s::boolean when true then null
-                         when false then coalesce(w.disabled_reason, 'Disabled by '
-                             || (select m.name from members m where m.id = %(member_id)s) || '.')
-                         else w.disabled_reason end,
-       enabled_at = case when %(enabled)s::boolean and w.disabled_at is not null then %(now)s
-                         else w.enabled_at end
- where w.id = %(id)s and w.organization_id = %(org_id)s
-returning (
+-- time) and holds its waiting deliveries; true enables it again: its days
+-- of failures count from now, and of those held, the ones past their day
+-- are given up, the rest are due now.
+with before as (
+    select w.id, w.disabled_at from webhooks w
+     where w.id = %(id)s and w.organization_id = %(org_id)s
+), changed as (
+    update webhooks w
+       set url = coalesce(%(url)s, w.url),
+           description = coalesce(%(description)s, w.description),
+           statuses = coalesce(%(statuses)s, w.statuses),
+           disabled_at = case %(enabled)s::boolean when true then null
+                         when false then coalesce(w.disabled_at, %(now)s) else w.disabled_at end,
+           disabled_reason = case %(enabled)s::boolean when true then null
+                             when false then coalesce(w.disabled_reason, 'Disabled by '
+                                 || (select m.name from members m where m.id = %(member_id)s)
+                                 || '.')
+                             else w.disabled_reason end,
+           enabled_at = case when %(enabled)s::boolean and w.disabled_at is not null
+                             then %(now)s else w.enabled_at end
+      from before b
+     where w.id = b.id
+    returning w.*
+), held as (
+    update webhook_deliveries d set next_attempt_at = 'infinity'
+      from before b
+     where not %(enabled)s::boolean and b.disabled_at is null
+       and d.webhook_id = b.id and d.status = 'pending'
+), released as (
+    update webhook_deliveries d
+       set status = case when d.created_at < %(give_up_before)s then 'failed' else 'pending' end,
+           last_error = case when d.created_at < %(give_up_before)s
+                             then 'Given up while the webhook was disabled' else d.last_error end,
+           next_attempt_at = %(now)s
+      from before b
+     where %(enabled)s::boolean and b.disabled_at is not null
+       and d.webhook_id = b.id and d.status = 'pending'
+)
+select (
 -- include: webhook_object
-)::text as body;
+)::text as body
+  from changed w;
 
 -- name: api_webhook_rotate
 -- A new secret; the one it replaces signs beside it until `previous_until`.
@@ -122,7 +147,9 @@ select (select count(*) from webhooks w
            'eventId', d.event_id::text, 'notebookId', e.notebook_id,
            'notebookName', e.notebook_name, 'toStatus', e.to_status, 'status', d.status,
            'attempts', d.attempts, 'lastAttemptAt', d.last_attempt_at,
-           'nextAttemptAt', case when d.status = 'pending' then d.next_attempt_at end,
+           'nextAttemptAt', case when d.status = 'pending' and d.next_attempt_at <> 'infinity'
+                                 then d.next_attempt_at end,
+           'held', d.status = 'pending' and d.next_attempt_at = 'infinity',
            'responseStatus', d.response_status, 'lastError', d.last_error,
            'createdAt', d.created_at, 'deliveredAt', d.delivered_at
        ) order by d.id desc)

@@ -65,14 +65,28 @@ update webhook_deliveries
  where id = %(id)s and status = 'pending' and locked_until = %(lease_until)s;
 
 -- name: webhook_disable_failing
--- A delivery given up: its webhook is disabled when none of its deliveries
--- has succeeded for `days` since it was created or last enabled again (a
--- URL gone for good); its admins read `reason`. No row: it stays enabled.
-update webhooks w
-   set disabled_at = %(now)s, disabled_reason = %(reason)s
- where w.id = %(webhook_id)s and w.disabled_at is null
-   and coalesce(w.enabled_at, w.created_at) <= %(now)s - make_interval(days => %(days)s)
-   and not exists (select 1 from webhook_deliveries d
-                    where d.webhook_id = w.id and d.status = 'delivered'
-                      and d.delivered_at > %(now)s - make_interval(days => %(days)s))
-returning w.id;
+-- A delivery given up: its webhook is disabled when its deliveries have
+-- failed for `days`: one given up was made that long ago (since it was
+-- created or last enabled), and none has succeeded since (a URL gone for
+-- good; a quiet webhook's one day of misses is not that). Its waiting
+-- deliveries are held (as an admin's disabling holds them). No row: it
+-- stays enabled.
+with disabled as (
+    update webhooks w
+       set disabled_at = %(now)s, disabled_reason = %(reason)s
+     where w.id = %(webhook_id)s and w.disabled_at is null
+       and exists (
+           select 1 from webhook_deliveries f
+            where f.webhook_id = w.id and f.status = 'failed'
+              and f.created_at >= coalesce(w.enabled_at, w.created_at)
+              and f.created_at <= %(now)s - make_interval(days => %(days)s)
+              and not exists (select 1 from webhook_deliveries d
+                               where d.webhook_id = w.id and d.status = 'delivered'
+                                 and d.delivered_at > f.created_at))
+    returning w.id
+), held as (
+    update webhook_deliveries d set next_attempt_at = 'infinity'
+      from disabled x
+     where d.webhook_id = x.id and d.status = 'pending'
+)
+select id from disabled;

@@ -205,6 +205,7 @@ async def test_deliveries_say_how_each_went_and_go_with_their_webhook(
         "attempts": 0,
         "lastAttemptAt": None,
         "nextAttemptAt": item["createdAt"],
+        "held": False,
         "responseStatus": None,
         "lastError": None,
         "createdAt": item["createdAt"],
@@ -389,3 +390,41 @@ async def test_an_admin_disables_a_webhook_and_enables_it_again(
         "wrong_type",
         "enabled",
     )
+
+
+async def test_disabling_holds_what_waits_and_enabling_sends_or_gives_it_up(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    made = await body_of(await client.post(HOOKS, json={"url": URL}, headers=world.admin.auth))
+    url = f"{HOOKS}/{made['id']}"
+    # Enabling one never disabled changes nothing.
+    await client.patch(url, json={"enabled": True}, headers=world.admin.auth)
+    assert factory.value("select enabled_at from webhooks") is None
+    now = factory.clock.now()
+    for age in (timedelta(days=2), timedelta(hours=1)):
+        factory.conn.execute(
+            "insert into webhook_deliveries (webhook_id, next_attempt_at, created_at)"
+            " values (%s, %s, %s)",
+            (made["id"], now - age + timedelta(seconds=10), now - age),
+        )
+    await client.patch(url, json={"enabled": False}, headers=world.admin.auth)
+    waiting = factory.conn.execute(
+        "select status, next_attempt_at::text from webhook_deliveries order by id"
+    ).fetchall()
+    assert waiting == [("pending", "infinity"), ("pending", "infinity")]
+    # An admin's disabling of one the platform disabled keeps the platform's reason.
+    factory.conn.execute("update webhooks set disabled_reason = 'Disabled by the platform: …'")
+    resp = await client.patch(url, json={"enabled": False}, headers=world.admin.auth)
+    assert (await body_of(resp))["disabledReason"] == "Disabled by the platform: …"
+    listed = await body_of(await client.get(f"{url}/deliveries", headers=world.admin.auth))
+    assert {(d["held"], d["nextAttemptAt"]) for d in listed["items"]} == {(True, None)}
+
+    factory.clock.advance(60)
+    await client.patch(url, json={"enabled": True}, headers=world.admin.auth)
+    released = factory.conn.execute(
+        "select status, last_error, next_attempt_at from webhook_deliveries order by id"
+    ).fetchall()
+    assert released == [
+        ("failed", "Given up while the webhook was disabled", factory.clock.now()),
+        ("pending", None, factory.clock.now()),
+    ]

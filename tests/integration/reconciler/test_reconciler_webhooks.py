@@ -388,60 +388,66 @@ async def test_a_webhook_failing_for_days_is_disabled_and_told_of_nothing(
 ) -> None:
     clock = FakeClock(datetime.now(UTC))
     receiver.statuses = [503]
-    wid = await webhook(db, rows.org, receiver.url)
-    # One whose receiver answered two days ago stays enabled through a miss.
-    recent = await webhook(db, rows.org, receiver.url)
-    for hook in (wid, recent):
+    # Failing for three days: a delivery made then was given up, none since
+    # succeeded. Another whose receiver answered since, and a quiet one (its
+    # last success five days ago, nothing to tell of since), each miss today
+    # and stay enabled.
+    failing = await webhook(db, rows.org, receiver.url)
+    answered = await webhook(db, rows.org, receiver.url)
+    quiet = await webhook(db, rows.org, receiver.url)
+    days = lambda n: clock.now() - timedelta(days=n)  # noqa: E731
+    await db.execute("update webhooks set created_at = %s", (days(10),))
+    for hook, status, created, delivered in (
+        (failing, "failed", days(3), None),
+        (answered, "failed", days(3), None),
+        (answered, "delivered", days(2), days(2)),
+        (quiet, "delivered", days(5), days(5)),
+    ):
         await db.execute(
-            "update webhooks set created_at = %s where id = %s",
-            (clock.now() - timedelta(days=3), hook),
+            "insert into webhook_deliveries (webhook_id, status, next_attempt_at, created_at,"
+            " delivered_at) values (%s, %s, %s, %s, %s)",
+            (hook, status, created, created, delivered),
         )
-    await db.execute(
-        "insert into webhook_deliveries (webhook_id, status, next_attempt_at, created_at,"
-        " delivered_at) values (%s, 'delivered', %s, %s, %s)",
-        (recent, clock.now(), clock.now(), clock.now() - timedelta(days=2)),
-    )
     nid = await rows.notebook()
     await rows.start(nid, now=clock.now())
     before = disabled_count()
-    while True:  # both deliveries retried together until given up, a day on
-        sent = await send_due(pool, clock)
-        assert sent in (1, 2)
+    while True:  # the three deliveries retried together until given up, a day on
+        assert await send_due(pool, clock) == 3
         pending = [
-            d for h in (wid, recent) for d in await deliveries(db, h) if d["status"] == "pending"
+            d
+            for h in (failing, answered, quiet)
+            for d in await deliveries(db, h)
+            if d["status"] == "pending"
         ]
         if not pending:
             break
         clock.advance((min(d["next_attempt_at"] for d in pending) - clock.now()).total_seconds())
-    gone = await hook_row(db, wid)
+    gone = await hook_row(db, failing)
     assert gone["disabled_at"] == clock.now()
     assert gone["disabled_reason"] == (
         "Disabled by the platform: no delivery has succeeded for 3 days (the last: The"
         " receiver answered 503 Service Unavailable). Enable it again once its receiver answers."
     )
-    assert (await hook_row(db, recent))["disabled_at"] is None
+    assert (await hook_row(db, answered))["disabled_at"] is None
+    assert (await hook_row(db, quiet))["disabled_at"] is None
     assert disabled_count() == before + 1
 
     # Told of nothing while disabled: no delivery is made for it.
     other = await rows.notebook()
     await rows.start(other, now=clock.now())
-    assert len(await deliveries(db, wid)) == 1
-    # A delivery waiting when it was disabled waits for it to be enabled again.
+    assert len(await deliveries(db, failing)) == 2
+    # A delivery of it waiting (one claimed as it was disabled, recorded
+    # since) is not sent while it is disabled, nor given up.
     await db.execute(
         "insert into webhook_deliveries (webhook_id, next_attempt_at, created_at)"
         " values (%s, %s, %s)",
-        (wid, clock.now(), clock.now()),
+        (failing, clock.now(), clock.now()),
     )
     receiver.statuses = [204]
-    await send_due(pool, clock)  # the other webhook's new delivery
+    assert await send_due(pool, clock) == 2  # the other two webhooks' new deliveries
     assert await send_due(pool, clock) == 0
-    await db.execute(
-        "update webhooks set disabled_at = null, disabled_reason = null, enabled_at = %s"
-        " where id = %s",
-        (clock.now(), wid),
-    )
-    assert await send_due(pool, clock) == 1
-    assert (await deliveries(db, wid))[-1]["status"] == "delivered"
+    held = (await deliveries(db, failing))[-1]
+    assert (held["status"], held["attempts"]) == ("pending", 0)
 
 
 async def test_one_enabled_again_has_its_days_counted_anew(rows, pool, db, receiver) -> None:
