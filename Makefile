@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench-api bench-start bench-proxy bench-sources bench-usage bench-usage-turn bench-webhooks clean
+.PHONY: run test lint bench-api bench-start bench-proxy bench-sources bench-usage bench-usage-turn bench-webhooks bench-code-search clean
 
 $(STAMP): pyproject.toml
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -47,6 +47,9 @@ bench-usage-turn: $(STAMP)
 
 bench-webhooks: $(STAMP)
 	$(PY) bench/webhook_trigger.py
+
+bench-code-search: $(STAMP)
+	$(PY) bench/code_search.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -130,6 +130,15 @@ COMPONENTS: dict[str, Schema] = {
     "NotebookEventList": plain_list("NotebookEvent", closed(
         {"members": {"type": "array", "items": ref("MemberSummary")}})),
     "ActivityList": activity_list(),
+    "CodeMatch": closed({
+        "notebookId": ID, "name": {"type": "string"}, "keptAt": TIME,
+        # its first matching line: number (from 1) and text (200 characters at most)
+        "line": {"type": "integer", "minimum": 1}, "text": {"type": "string"},
+        "lines": {"type": "integer", "minimum": 1},  # how many lines match
+    }),
+    "CodeSearch": closed({"q": {"type": "string"},
+                          "items": {"type": "array", "items": ref("CodeMatch")},
+                          "more": {"type": "boolean"}}),
     "AuditEntry": closed({
         "id": {"type": "string", "pattern": "^[0-9]{1,20}$"},
         "action": {"type": "string", "enum": AUDIT_ACTIONS},

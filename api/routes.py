@@ -12,6 +12,7 @@ from aiohttp import web
 
 from api import (
     audit,
+    code_search,
     configs,
     history,
     members,
@@ -180,6 +181,9 @@ OPS: list[Op] = [
     Op("POST", NB + "/{id}/logs", notebook_logs.ask_notebook_logs,
        "Ask a worker to read the running notebook's logs now", 202, "NotebookLogs",
        body=EMPTY, errors=(403, 409, 415)),
+    Op("GET", "/workloads/code-search", code_search.search_code,
+       "Find text in the code of the notebooks the caller may see (their kept files), most"
+       " recently kept first", 200, "CodeSearch", query=(("q", code_search.Q_PARAMETER),)),
     Op("GET", TRASH, trash.list_trash,
        "List the recently deleted notebooks the caller could have deleted (their own, those of"
        " a team they are an admin of; an org admin: the organization's), newest first", 200,

@@ -13,10 +13,12 @@
 //   #/webhooks             (org admins) URLs told of status changes
 //   #/audit[/{member}]     (org admins) who changed members, tokens, teams,
 //                          configs, limits, webhooks
+//   #/code[?q=…]           text in the code of the notebooks one may see
 // Everything goes through the public REST API (api.js); no build step.
 
 import { activityView } from "./activity.js";
 import { auditView } from "./audit.js";
+import { codeView } from "./code.js";
 import { ApiError, api, onUnauthorized, token } from "./api.js";
 import { configsView } from "./configs.js";
 import { $, focusHeading, setBusy, showAdminNav, showError } from "./dom.js";
@@ -53,7 +55,10 @@ function decoded(segment) {
 const isRoute = (hash) => hash === "" || hash === "#" || hash.startsWith("#/");
 
 function resolve(hash) {
-  const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decoded);
+  const raw = hash.replace(/^#\/?/, "");
+  const cut = raw.indexOf("?"); // a route's own parameters (#/code?q=…)
+  const query = new URLSearchParams(cut < 0 ? "" : raw.slice(cut + 1));
+  const parts = (cut < 0 ? raw : raw.slice(0, cut)).split("/").filter(Boolean).map(decoded);
   if (parts[0] === "configs") return [configsView, {}, "configs"];
   if (parts[0] === "people") return [peopleView, {}, "people"];
   if (parts[0] === "activity" && parts[1] === "notebook" && parts[2]) {
@@ -61,6 +66,7 @@ function resolve(hash) {
   }
   if (parts[0] === "activity") return [activityView, { actor: parts[1] || null }, "activity"];
   if (parts[0] === "audit") return [auditView, { actor: parts[1] || null }, "audit"];
+  if (parts[0] === "code") return [codeView, { q: query.get("q") || "" }, "notebooks"];
   if (parts[0] === "usage") return [usageView, {}, "usage"];
   if (parts[0] === "webhooks") return [webhooksView, {}, "webhooks"];
   if (parts[0] === "deleted") return [trashView, {}, "notebooks"];
@@ -82,6 +88,7 @@ const TITLES = new Map([
   [peopleView, "People"],
   [activityView, "Activity"],
   [auditView, "Audit"],
+  [codeView, "Search notebooks' code"],
   [usageView, "Usage"],
   [webhooksView, "Webhooks"],
   [trashView, "Recently deleted"],

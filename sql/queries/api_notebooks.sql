@@ -515,3 +515,43 @@ on conflict (notebook_id) do update
     or notebook_logs.requested_at
        <= excluded.requested_at - make_interval(secs => %(ask_seconds)s)
 returning notebook_id;
+
+-- name: api_code_search
+-- The notebooks the caller may see whose newest kept file holds `q`
+-- (both lowercased by PostgreSQL alike: a literal, case-insensitive search),
+-- most recently kept first, `limit` + 1 of them (one more: there are more):
+-- each with its first matching line (number and text, cut) and how many
+-- lines match. Reads each visible notebook's newest version once
+-- (notebook_files_newest), lowered once, nothing of the older ones; one
+-- that never ran, the file it was brought as (notebook_seeds), as its
+-- download gives it, kept at its creation.
+with found as (
+    select n.id, n.name, f.content, f.lowered, f.kept_at, strpos(f.lowered, lower(%(q)s)) as at
+      from notebooks n
+     cross join lateral (
+           select k.content, lower(k.content) as lowered, k.kept_at
+             from ((select v.content, v.kept_at, 0 as pref from notebook_files v
+                     where v.notebook_id = n.id order by v.id desc limit 1)
+                   union all
+                   select s.source, n.created_at, 1 from notebook_seeds s
+                    where s.notebook_id = n.id) k
+            order by k.pref limit 1) f
+     where n.organization_id = %(org_id)s and n.deleted_at is null
+-- include: caller_sees_notebook
+       and strpos(f.lowered, lower(%(q)s)) > 0
+     order by f.kept_at desc, n.id
+     limit %(limit)s + 1
+), placed as (
+    select x.*, substr(x.content, 1, x.at - 1) as before from found x
+)
+select coalesce(json_agg(json_build_object(
+           'notebookId', p.id, 'name', p.name, 'keptAt', p.kept_at,
+           'line', length(p.before) - length(replace(p.before, E'\n', '')) + 1,
+           'text', left(split_part(substr(p.content,
+                       length(p.before) - coalesce(nullif(strpos(reverse(p.before), E'\n'), 0),
+                                                   length(p.before) + 1) + 2),
+                       E'\n', 1), %(line_chars)s),
+           'lines', (select count(*) from regexp_split_to_table(p.lowered, E'\n') l
+                      where strpos(l, lower(%(q)s)) > 0)
+       ) order by p.kept_at desc, p.id), '[]')::text as items
+  from placed p;
