@@ -1,7 +1,12 @@
 """Search the code of the notebooks a member may see (docs/api.md "Searching
 notebooks' code"): the copy of each notebook's file the platform keeps in
 PostgreSQL, so a stopped notebook's code is found without starting it, and
-a team finds which notebook reads a table before it changes it."""
+a team finds which notebook reads a table before it changes it.
+
+A search reads every text it searches: it is bounded in bytes (the most
+recently kept first, `partial` past the budget), in time (its statements'
+own timeout) and in how many run at once in a process, so that members
+searching cannot take the connections every other request needs."""
 
 from __future__ import annotations
 
@@ -11,17 +16,22 @@ from typing import Any
 from aiohttp import web
 
 from api.context import Ctx
-from api.errors import BadRequest
+from api.errors import BadRequest, Unavailable
 from api.responses import raw_json
 
 SHOWN = 50  # notebooks an answer lists
 LINE_CHARS = 200  # of a matching line, shown
+BEFORE_MATCH = 60  # of those, at most this many before the match
 MIN_CHARS, MAX_CHARS = 2, 200
+MAX_BYTES = 64 * 1024 * 1024  # of code a search reads, the most recently kept first
+AT_ONCE = 2  # searches running at once in one API process; more: 503, a moment later
+STATEMENT_TIMEOUT = "5s"
+_running = 0
 
 Q_PARAMETER: dict[str, Any] = {
     "required": True,
-    "description": f"The text to find ({MIN_CHARS} to {MAX_CHARS} characters), as written,"
-    " whatever its case: not a pattern.",
+    "description": f"The text to find ({MIN_CHARS} to {MAX_CHARS} characters, at least"
+    f" {MIN_CHARS} not spaces), as written, whatever its case: not a pattern.",
     "schema": {"type": "string", "minLength": MIN_CHARS, "maxLength": MAX_CHARS},
 }
 
@@ -30,28 +40,72 @@ def wanted(ctx: Ctx) -> str:
     raw = ctx.request.query.get("q", "")
     if not (len(raw.strip()) >= MIN_CHARS and len(raw) <= MAX_CHARS):
         raise BadRequest(
-            f"q is the text to find: {MIN_CHARS} to {MAX_CHARS} characters.",
+            f"q is the text to find: {MIN_CHARS} to {MAX_CHARS} characters, at least"
+            f" {MIN_CHARS} of them not spaces.",
             code="invalid_value",
             field="q",
         )
-    if "\n" in raw or "\x00" in raw:
+    if "\n" in raw or "\r" in raw or "\x00" in raw:
         raise BadRequest("q is one line of text.", code="invalid_value", field="q")
     return raw
 
 
+def within_budget(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """The most recently kept texts up to MAX_BYTES (the first always), and
+    whether any were left out."""
+    chosen, total = [], 0
+    for c in candidates:
+        if chosen and total + c["bytes"] > MAX_BYTES:
+            return chosen, True
+        chosen.append(c)
+        total += c["bytes"]
+    return chosen, False
+
+
 async def search_code(ctx: Ctx) -> web.Response:
+    global _running
     q = wanted(ctx)
-    row = await ctx.one(
-        "api_code_search",
-        ctx.mine(
-            q=q,
-            see_all=ctx.me.organization_admin,
-            limit=SHOWN,
-            line_chars=LINE_CHARS,
-        ),
-    )
+    if _running >= AT_ONCE:
+        raise Unavailable(
+            "Other searches of notebooks' code are running: search again in a moment.",
+            code="search_busy",
+            retry_after="1",
+        )
+    _running += 1
+    try:
+        async with ctx.conn.transaction():
+            await ctx.conn.execute(f"set local statement_timeout = '{STATEMENT_TIMEOUT}'")
+            candidates = await ctx.all(
+                "api_code_search_candidates", ctx.mine(see_all=ctx.me.organization_admin)
+            )
+            chosen, partial = within_budget(candidates)
+            files = [(i, c) for i, c in enumerate(chosen) if c["version"] is not None]
+            seeds = [(i, c) for i, c in enumerate(chosen) if c["version"] is None]
+            row = await ctx.one(
+                "api_code_search",
+                {
+                    "q": q,
+                    "versions": [c["version"] for _, c in files],
+                    "version_ordinals": [i for i, _ in files],
+                    "seeds": [c["id"] for _, c in seeds],
+                    "seed_ordinals": [i for i, _ in seeds],
+                    "limit": SHOWN,
+                    "before": BEFORE_MATCH,
+                    "line_chars": LINE_CHARS,
+                },
+            )
+    finally:
+        _running -= 1
     assert row is not None  # an aggregate: one row
+    kept_at = {c["id"]: c["kept_at_json"] for c in chosen}  # as PostgreSQL writes times
     items = json.loads(row["items"])
-    more = len(items) > SHOWN
-    body = {"q": q, "items": items[:SHOWN], "more": more}
+    for item in items:
+        item["keptAt"] = kept_at[item["notebookId"]]
+    body = {
+        "q": q,
+        "items": items[:SHOWN],
+        "more": len(items) > SHOWN,
+        "partial": partial,
+        "searched": len(chosen),
+    }
     return raw_json(json.dumps(body, ensure_ascii=False))

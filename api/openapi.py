@@ -132,13 +132,17 @@ COMPONENTS: dict[str, Schema] = {
     "ActivityList": activity_list(),
     "CodeMatch": closed({
         "notebookId": ID, "name": {"type": "string"}, "keptAt": TIME,
-        # its first matching line: number (from 1) and text (200 characters at most)
+        # its first matching line: number (from 1) and text (200 characters at most,
+        # from a little before the match)
         "line": {"type": "integer", "minimum": 1}, "text": {"type": "string"},
         "lines": {"type": "integer", "minimum": 1},  # how many lines match
     }),
     "CodeSearch": closed({"q": {"type": "string"},
                           "items": {"type": "array", "items": ref("CodeMatch")},
-                          "more": {"type": "boolean"}}),
+                          "more": {"type": "boolean"},
+                          # past 64 MiB of code, the most recently kept were searched
+                          "partial": {"type": "boolean"},
+                          "searched": {"type": "integer", "minimum": 0}}),
     "AuditEntry": closed({
         "id": {"type": "string", "pattern": "^[0-9]{1,20}$"},
         "action": {"type": "string", "enum": AUDIT_ACTIONS},

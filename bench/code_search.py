@@ -1,5 +1,6 @@
-"""What a search of notebooks' code costs (`GET /workloads/code-search`,
-api_code_search): the statement for an org admin (every notebook of the
+"""What a search of notebooks' code costs (`GET /workloads/code-search`: its
+two statements, api_code_search_candidates then api_code_search, as the
+handler runs them): for an org admin (every notebook of the
 organization searched) and for a member who sees a tenth of them, a text
 one notebook holds and one every notebook holds (50 listed, each line
 counted), against the floor of reading each notebook's newest file once
@@ -19,14 +20,22 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
+# `python bench/code_search.py` puts bench/ first on sys.path, where
+# bench/api.py would shadow the API package.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
-from common.embedded_db import database_url, start_embedded
-from sql import query
-from sql.migrate import migrate
+import psycopg  # noqa: E402
+from psycopg.rows import dict_row  # noqa: E402
+
+from api.code_search import BEFORE_MATCH, LINE_CHARS, SHOWN, within_budget  # noqa: E402
+from common.embedded_db import database_url, start_embedded  # noqa: E402
+from sql import query  # noqa: E402
+from sql.migrate import migrate  # noqa: E402
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 FLOOR = """
@@ -93,9 +102,9 @@ def seed(conn: psycopg.Connection, notebooks: int, kib: int) -> None:
     conn.execute("vacuum analyze")
 
 
-def timed(conn: psycopg.Connection, sql: str, params: dict | None) -> float:
+def timed(run: Callable[[], None]) -> float:
     began = time.perf_counter()
-    conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+    run()
     return time.perf_counter() - began
 
 
@@ -110,41 +119,51 @@ def main() -> None:
     try:
         dsn = database_url(server)
         asyncio.run(migrate(dsn))
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
             seed(conn, args.notebooks, args.kib)
 
-            def search(member: str, q: str) -> dict:
-                return {
-                    "org_id": "ORG",
-                    "member_id": member,
-                    "now": NOW,
-                    "q": q,
-                    "see_all": member == "ADMIN",
-                    "limit": 50,
-                    "line_chars": 200,
-                }
+            def search(member: str, q: str) -> Callable[[], None]:
+                """The handler's two statements (api/code_search.py), timed together."""
 
-            cases = {
-                "floor": (FLOOR, None),
-                "admin, one notebook holds it": (
-                    query("api_code_search"),
-                    search("ADMIN", "legacy.ledger_v1"),
-                ),
-                "admin, every notebook holds it": (
-                    query("api_code_search"),
-                    search("ADMIN", "groupby('kind')"),
-                ),
-                "member (a tenth), one holds it": (
-                    query("api_code_search"),
-                    search("MEMBER", "legacy.ledger_v1"),
-                ),
+                def run() -> None:
+                    mine = {"org_id": "ORG", "member_id": member, "now": NOW}
+                    candidates = conn.execute(
+                        query("api_code_search_candidates"),
+                        {**mine, "see_all": member == "ADMIN"},
+                    ).fetchall()
+                    chosen, _ = within_budget(candidates)
+                    files = [(i, c) for i, c in enumerate(chosen) if c["version"] is not None]
+                    conn.execute(
+                        query("api_code_search"),
+                        {
+                            "q": q,
+                            "versions": [c["version"] for _, c in files],
+                            "version_ordinals": [i for i, _ in files],
+                            "seeds": [],
+                            "seed_ordinals": [],
+                            "limit": SHOWN,
+                            "before": BEFORE_MATCH,
+                            "line_chars": LINE_CHARS,
+                        },
+                    ).fetchall()
+
+                return run
+
+            def floor() -> None:
+                conn.execute(FLOOR).fetchall()
+
+            cases: dict[str, Callable[[], None]] = {
+                "floor": floor,
+                "admin, one notebook holds it": search("ADMIN", "legacy.ledger_v1"),
+                "admin, every notebook holds it": search("ADMIN", "groupby('kind')"),
+                "member (a tenth), one holds it": search("MEMBER", "legacy.ledger_v1"),
             }
-            for sql, params in cases.values():
-                timed(conn, sql, params)  # warm: plans, buffers
+            for run in cases.values():
+                timed(run)  # warm: plans, buffers
             runs: dict[str, list[float]] = {name: [] for name in cases}
             for _ in range(args.rounds):
-                for name, (sql, params) in cases.items():
-                    runs[name].append(timed(conn, sql, params))
+                for name, run in cases.items():
+                    runs[name].append(timed(run))
         base = statistics.median(runs["floor"])
         print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
         print(

@@ -19,32 +19,42 @@ function item(hit) {
   );
 }
 
+// What the answer says, in one sentence.
+function sentence(found, q) {
+  const n = found.items.length;
+  const how = n === 0
+    ? `No notebook's code holds “${q}”.`
+    : found.more
+      ? `The ${n} most recently kept of more notebooks that hold “${q}”.`
+      : `${n} notebook${n > 1 ? "s hold" : " holds"} “${q}”.`;
+  return found.partial
+    ? `${how} Only the ${found.searched} most recently kept were searched (64 MiB of code): a longer text narrows it.`
+    : how;
+}
+
 async function run(q) {
-  const visit = view.visit;
+  const visit = ++view.visit; // a search asked again drops the one on its way
   const list = $("#code-results");
   const said = $("#code-said");
+  const region = $("#view-code");
   showError($("#code-error"), null);
+  list.replaceChildren();
+  said.textContent = "";
   if (!q) {
-    list.replaceChildren();
-    said.textContent = "";
+    region.removeAttribute("aria-busy");
     return;
   }
-  $("#view-code").setAttribute("aria-busy", "true");
+  region.setAttribute("aria-busy", "true");
   try {
     const found = await api.codeSearch(q);
     if (visit !== view.visit) return;
     list.replaceChildren(...found.items.map(item));
-    const n = found.items.length;
-    said.textContent = n === 0
-      ? `No notebook's code holds “${q}”.`
-      : found.more
-        ? `The ${n} most recently kept of more notebooks that hold “${q}”.`
-        : `${n} notebook${n > 1 ? "s hold" : " holds"} “${q}”.`;
+    said.textContent = sentence(found, q);
     announce(said.textContent);
   } catch (err) {
     if (visit === view.visit) showError($("#code-error"), err, "Could not search");
   } finally {
-    if (visit === view.visit) $("#view-code").removeAttribute("aria-busy");
+    if (visit === view.visit) region.removeAttribute("aria-busy");
   }
 }
 
@@ -59,12 +69,12 @@ function submit(ev) {
 export const codeView = {
   el: () => $("#view-code"),
   enter({ q = "" }) {
-    view.visit += 1;
     $("#code-form").onsubmit = submit;
     $("#code-q").value = q;
     run(q);
   },
   leave() {
     view.visit += 1; // an answer on its way is dropped
+    $("#view-code").removeAttribute("aria-busy");
   },
 };

@@ -516,42 +516,61 @@ on conflict (notebook_id) do update
        <= excluded.requested_at - make_interval(secs => %(ask_seconds)s)
 returning notebook_id;
 
--- name: api_code_search
--- The notebooks the caller may see whose newest kept file holds `q`
--- (both lowercased by PostgreSQL alike: a literal, case-insensitive search),
--- most recently kept first, `limit` + 1 of them (one more: there are more):
--- each with its first matching line (number and text, cut) and how many
--- lines match. Reads each visible notebook's newest version once
--- (notebook_files_newest), lowered once, nothing of the older ones; one
--- that never ran, the file it was brought as (notebook_seeds), as its
--- download gives it, kept at its creation.
-with found as (
-    select n.id, n.name, f.content, f.lowered, f.kept_at, strpos(f.lowered, lower(%(q)s)) as at
-      from notebooks n
-     cross join lateral (
-           select k.content, lower(k.content) as lowered, k.kept_at
-             from ((select v.content, v.kept_at, 0 as pref from notebook_files v
-                     where v.notebook_id = n.id order by v.id desc limit 1)
-                   union all
-                   select s.source, n.created_at, 1 from notebook_seeds s
-                    where s.notebook_id = n.id) k
-            order by k.pref limit 1) f
-     where n.organization_id = %(org_id)s and n.deleted_at is null
+-- name: api_code_search_candidates
+-- What a code search may read: the notebooks the caller may see, each with
+-- its newest kept version (or, never run, the file it was brought as) and
+-- its size (octet_length reads a stored value's header, not its text), most
+-- recently kept first. The caller keeps as many as its budget of bytes.
+select n.id, f.version, coalesce(f.kept_at, n.created_at) as kept_at,
+       to_json(coalesce(f.kept_at, n.created_at)) #>> '{}' as kept_at_json,
+       coalesce(f.bytes, s.bytes) as bytes
+  from notebooks n
+  left join lateral (select v.id as version, v.kept_at, octet_length(v.content) as bytes
+                       from notebook_files v where v.notebook_id = n.id
+                      order by v.id desc limit 1) f on true
+  left join lateral (select octet_length(x.source) as bytes from notebook_seeds x
+                      where x.notebook_id = n.id and f.version is null) s on true
+ where n.organization_id = %(org_id)s and n.deleted_at is null
 -- include: caller_sees_notebook
-       and strpos(f.lowered, lower(%(q)s)) > 0
-     order by f.kept_at desc, n.id
+   and (f.version is not null or s.bytes is not null)
+ order by 3 desc, n.id;
+
+-- name: api_code_search
+-- The texts chosen (`versions` of notebook_files, `seeds` by notebook id, in
+-- the order `ordinals` give, most recently kept first) that hold `q` (both
+-- lowercased by PostgreSQL alike: a literal, case-insensitive search), the
+-- first `limit` + 1 of them: each with its first matching line (its number,
+-- and the line from a little before the match, cut, without a CR) and how
+-- many lines match. Each text is lowered once to find it, its lines only
+-- for the few listed.
+with texts as (
+    select w.ordinal, v.notebook_id as id, v.content
+      from unnest(%(versions)s::bigint[], %(version_ordinals)s::int[]) w(version, ordinal)
+      join notebook_files v on v.id = w.version
+    union all
+    select w.ordinal, x.notebook_id, x.source
+      from unnest(%(seeds)s::text[], %(seed_ordinals)s::int[]) w(id, ordinal)
+      join notebook_seeds x on x.notebook_id = w.id
+), found as (
+    select t.* from texts t
+     where strpos(lower(t.content), lower(%(q)s)) > 0
+     order by t.ordinal
      limit %(limit)s + 1
-), placed as (
-    select x.*, substr(x.content, 1, x.at - 1) as before from found x
+), lines as (
+    select f.id, f.ordinal, rtrim(l.line, E'\r') as line, l.n
+      from found f
+     cross join lateral unnest(string_to_array(f.content, E'\n')) with ordinality l(line, n)
+     where strpos(lower(l.line), lower(%(q)s)) > 0
 )
 select coalesce(json_agg(json_build_object(
-           'notebookId', p.id, 'name', p.name, 'keptAt', p.kept_at,
-           'line', length(p.before) - length(replace(p.before, E'\n', '')) + 1,
-           'text', left(split_part(substr(p.content,
-                       length(p.before) - coalesce(nullif(strpos(reverse(p.before), E'\n'), 0),
-                                                   length(p.before) + 1) + 2),
-                       E'\n', 1), %(line_chars)s),
-           'lines', (select count(*) from regexp_split_to_table(p.lowered, E'\n') l
-                      where strpos(l, lower(%(q)s)) > 0)
-       ) order by p.kept_at desc, p.id), '[]')::text as items
-  from placed p;
+           'notebookId', f.id, 'name', n.name,
+           'line', first.n,
+           'text', substr(first.line,
+                          greatest(1, strpos(lower(first.line), lower(%(q)s)) - %(before)s),
+                          %(line_chars)s),
+           'lines', (select count(*) from lines c where c.id = f.id)
+       ) order by f.ordinal), '[]')::text as items
+  from found f
+  join notebooks n on n.id = f.id
+ cross join lateral (select l.line, l.n from lines l where l.id = f.id
+                      order by l.n limit 1) first;

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from aiohttp.test_utils import TestClient
 from api_factories import Factory, World, body_of, refused
+
+from api import code_search
 
 V1 = "/api/v1"
 SEARCH = V1 + "/workloads/code-search"
@@ -57,6 +60,8 @@ async def test_whoever_sees_a_notebook_finds_text_in_its_code(
     assert found == {
         "q": "sales.orders_2026",
         "more": False,
+        "partial": False,
+        "searched": 1,
         "items": [
             {
                 "notebookId": world.notebook,
@@ -100,7 +105,7 @@ async def test_many_matches_say_there_are_more_and_bad_asks_are_refused(
     nb = factory.notebook(world.owner, world.config)
     keep(factory, nb, long_line)
     [hit] = (await search(client, world.owner, "needle2"))["items"]
-    assert hit["text"] == "y" * 200 and hit["line"] == 1
+    assert hit["text"] == "y" * 60 + "needle2" and hit["line"] == 1  # from a little before
     for params, code in (
         ({}, "invalid_value"),
         ({"q": "x"}, "invalid_value"),
@@ -130,3 +135,32 @@ async def test_a_notebook_brought_as_a_file_is_found_before_its_first_run(
     notebook = (await body_of(resp))["item"]["notebookId"]
     [hit] = (await search(client, world.owner, "groupBy"))["items"]
     assert (hit["notebookId"], hit["keptAt"]) == (notebook, "2026-11-01T12:00:00+00:00")
+
+
+async def test_lines_are_found_as_written_whatever_their_ends(
+    client: TestClient, world: World, factory: Factory
+) -> None:
+    keep(factory, world.notebook, "needle first\r\nx = 1\r\nneedle, needle again\r\n")
+    [hit] = (await search(client, world.owner, "NEEDLE"))["items"]
+    # At the very start, a CRLF file's line without its CR; two on one line: one line.
+    assert (hit["line"], hit["text"], hit["lines"]) == (1, "needle first", 2)
+    # A share removed: no longer found by that team's members.
+    factory.conn.execute("delete from notebook_teams where notebook_id = %s", (world.notebook,))
+    assert (await search(client, world.viewer, "needle"))["items"] == []
+
+
+async def test_a_search_is_bounded_in_bytes_and_in_searches_at_once(
+    client: TestClient, world: World, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(3):
+        nb = factory.notebook(world.owner, world.config)
+        keep(factory, nb, "needle\n" + "x" * 1000, minutes_ago=i)
+    monkeypatch.setattr(code_search, "MAX_BYTES", 2500)
+    found = await search(client, world.owner, "needle")
+    # The two most recently kept (2,014 bytes); the third would pass the budget.
+    assert (found["partial"], found["searched"], len(found["items"])) == (True, 2, 2)
+    monkeypatch.setattr(code_search, "_running", code_search.AT_ONCE)
+    resp = await client.get(SEARCH, params={"q": "needle"}, headers=world.owner.auth)
+    problem = await refused(resp, 503, "search_busy")
+    assert resp.headers["Retry-After"] == "1"
+    assert "in a moment" in problem["detail"]
