@@ -41,6 +41,7 @@ KEPT_VALUES = frozenset(
         "statuses",
         "teamIds",
         "enabled",
+        "reason",
     }
 )
 

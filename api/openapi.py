@@ -207,6 +207,7 @@ COMPONENTS: dict[str, Schema] = {
                       "createdAt": TIME, "disabledAt": NULLABLE_TIME}),
     "MemberList": plain_list("Member"),
     "HandedOn": closed({"handedOn": {"type": "integer", "minimum": 0}}),
+    "StoppedAll": closed({"stopped": {"type": "integer", "minimum": 0}}),
     "OfferParty": closed({"id": ID, "name": {"type": "string"}, "email": {"type": "string"}}),
     "Offer": closed({
         "notebookId": ID, "notebookName": {"type": "string"},

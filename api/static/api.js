@@ -276,6 +276,7 @@ export const api = {
     if (actor) query.set("actor", actor);
     return request("GET", `/audit?${query}`);
   },
+  stopAllNotebooks: (body) => request("POST", "/organization/stop-notebooks", body),
   codeSearch: (q) => request("GET", `/workloads/code-search?q=${enc(q)}`),
   notebookEvents: (id, limit, marker) =>
     request("GET", `/workloads/notebooks/${enc(id)}/events?limit=${limit}${marker ? `&marker=${enc(marker)}` : ""}`),

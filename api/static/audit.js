@@ -66,6 +66,8 @@ const SAID = {
   "workload_config.updated": (e) => `changed the workload config ${quoted(e.targetName) || e.targetId}: ${changed(e.detail)}`,
   "workload_config.deleted": (e) => `deleted the workload config ${quoted(e.targetName) || e.targetId}`,
   "organization.updated": (e) => limitsSet(e.detail),
+  "organization.notebooks_stopped": (e) =>
+    `stopped all of ${e.detail.memberId ? whose(e.detail.memberId) : "the organization's"} running notebooks (${e.detail.stopped ?? "?"})${e.detail.reason ? `: ${e.detail.reason}` : ""}`,
   "webhook.created": () => "added a webhook",
   "webhook.updated": (e) =>
     "enabled" in e.detail && e.detail.fields.length === 1

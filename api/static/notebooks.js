@@ -7,6 +7,7 @@ import { fileFact, hideVersions } from "./download.js";
 import { hideLogs, logsFact, logsSeeStatus } from "./logs.js";
 import { eventEntry, noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { canHandOn, openHandOver, openHandOverAll } from "./handover.js";
+import { showStopAll } from "./stop_all.js";
 import {
   clearOffersError,
   hideNotebookOffer,
@@ -334,7 +335,17 @@ function fillOwnerFilter() {
     ...(other ? [h("option", { value: other, text: memberLabel(other) })] : []),
   );
   select.value = list.ownerId;
+  showOwnerActions();
+}
+
+// What org admins do to everything the Owner filter names: hand it on, stop it.
+function showOwnerActions() {
   showHandAll();
+  showStopAll(list.ownerId, list.teamId, (count) => {
+    showNotice(count ? `${count} notebook${count === 1 ? "" : "s"} stopping.` : "Nothing was running.");
+    list.poller.now();
+    $("#stop-all").focus();
+  });
 }
 
 // "Hand all on…" beside the Owner filter when it names another member (org
@@ -429,7 +440,7 @@ export const listView = {
         if (list.ownerId && list.ownerId !== state.me?.id) {
           list.ownerId = ""; // it is the member's own
           $("#list-owner").value = "";
-          showHandAll();
+          showOwnerActions();
         }
         if (list.status && list.status !== "stopped") {
           list.status = ""; // a new notebook is stopped: show it
@@ -484,7 +495,7 @@ export const listView = {
       showNotice(null);
       list.teamId = ev.currentTarget.value;
       if (list.teamId) list.ownerId = $("#list-owner").value = "";
-      showHandAll();
+      showOwnerActions();
       resetPaging();
       list.poller.now();
     };
@@ -492,7 +503,7 @@ export const listView = {
     $("#list-owner").onchange = (ev) => {
       showNotice(null);
       list.ownerId = ev.currentTarget.value;
-      showHandAll();
+      showOwnerActions();
       if (list.ownerId) list.teamId = $("#list-team").value = "";
       resetPaging();
       list.poller.now();

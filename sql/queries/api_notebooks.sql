@@ -574,3 +574,28 @@ select coalesce(json_agg(json_build_object(
   join notebooks n on n.id = f.id
  cross join lateral (select l.line, l.n from lines l where l.id = f.id
                       order by l.n limit 1) first;
+
+-- name: api_org_member_name
+-- A member of the org, active or disabled, by name.
+select id, name from members where id = %(id)s and organization_id = %(org_id)s;
+
+-- name: api_lock_stoppable_notebooks
+-- The notebooks a stop of everything stops: the organization's (one
+-- member's, given `owner_id`) that are starting, running, idle or detached,
+-- locked in id order; a row whose status changed while it waited for its
+-- lock is judged again as it is then.
+select n.id from notebooks n
+ where n.organization_id = %(org_id)s and n.deleted_at is null
+   and n.status = any(%(stoppable)s::text[])
+   and (%(owner_id)s::text is null or n.member_id = %(owner_id)s)
+ order by n.id
+   for update of n;
+
+-- name: api_request_stops
+-- api_request_stop for many notebooks (locked by the caller) at once.
+update notebooks
+   set desired_state = 'stopped',
+       generation = generation + 1,
+       updated_at = %(now)s,
+       updated_by = %(member_id)s
+ where id = any(%(ids)s::text[]);

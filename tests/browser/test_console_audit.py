@@ -8,12 +8,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from browser_helpers import close_page, member_with_token, sign_in, team_with
+from browser_helpers import (
+    close_page,
+    create_notebook_via_api,
+    member_with_token,
+    sign_in,
+    team_with,
+)
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LAPTOP = {"width": 1280, "height": 800}
+START_SECONDS = 120  # worker pickup + Sail + Marimo on a busy 2-core machine
 
 
 def test_an_org_admin_reads_who_changed_what(browser: Any, stack: Any) -> None:
@@ -79,3 +86,29 @@ def test_an_org_admin_reads_who_changed_what(browser: Any, stack: Any) -> None:
         expect(page.locator("#audit-error")).to_contain_text("Only organization admins")
     finally:
         close_page(page)
+
+
+def test_an_org_admin_stops_everything_running_from_the_list(browser: Any, stack: Any) -> None:
+    running = create_notebook_via_api(stack, "Nightly")
+    idle = create_notebook_via_api(stack, "Left alone")  # stopped: not counted
+    assert stack.call("POST", f"/workloads/notebooks/{running}/start")[0] == 202
+    stack.wait_provisioned(running, START_SECONDS)
+    page = browser.new_page(viewport=LAPTOP)
+    button = "Stop all of the organization's running notebooks"
+    try:
+        sign_in(page, stack.api_url, stack.token)
+        page.get_by_role("button", name=button).click()
+        dialog = page.get_by_role("alertdialog")
+        expect(dialog).to_contain_text("what was typed last is saved first")
+        dialog.get_by_role("button", name="Stop them all").click()
+        expect(page.locator("#notebooks-notice")).to_have_text("1 notebook stopping.")
+        expect(page.get_by_role("button", name=button)).to_be_focused()
+        row = page.locator("#notebooks-body tr").filter(has_text="Nightly")
+        expect(row.locator(".status-stopped")).to_be_visible(timeout=60_000)
+    finally:
+        close_page(page)
+    _, got = stack.call("GET", f"/workloads/notebooks/{idle}")
+    assert got["included"]["notebooks"][0]["status"] == "stopped"
+    _, audit = stack.call("GET", "/audit")
+    assert audit["items"][0]["action"] == "organization.notebooks_stopped"
+    assert audit["items"][0]["detail"] == {"stopped": 1}
