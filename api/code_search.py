@@ -24,9 +24,17 @@ LINE_CHARS = 200  # of a matching line, shown
 BEFORE_MATCH = 60  # of those, at most this many before the match
 MIN_CHARS, MAX_CHARS = 2, 200
 MAX_BYTES = 64 * 1024 * 1024  # of code a search reads, the most recently kept first
-AT_ONCE = 2  # searches running at once in one API process; more: 503, a moment later
-STATEMENT_TIMEOUT = "5s"
+# Searches running at once in one API process take at most a quarter of its
+# pool's connections (at least one); more: 503, a moment later. Each
+# statement runs 5 s at most, or the operator's shorter timeout.
+POOL_SHARE = 4
+STATEMENT_SECONDS = 5
 _running = 0
+
+
+def at_once(pool_max: int) -> int:
+    return max(1, pool_max // POOL_SHARE)
+
 
 Q_PARAMETER: dict[str, Any] = {
     "required": True,
@@ -42,11 +50,11 @@ def wanted(ctx: Ctx) -> str:
         raise BadRequest(
             f"q is the text to find: {MIN_CHARS} to {MAX_CHARS} characters, at least"
             f" {MIN_CHARS} of them not spaces.",
-            code="invalid_value",
+            code="validation_failed",
             field="q",
         )
     if "\n" in raw or "\r" in raw or "\x00" in raw:
-        raise BadRequest("q is one line of text.", code="invalid_value", field="q")
+        raise BadRequest("q is one line of text.", code="validation_failed", field="q")
     return raw
 
 
@@ -65,7 +73,7 @@ def within_budget(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
 async def search_code(ctx: Ctx) -> web.Response:
     global _running
     q = wanted(ctx)
-    if _running >= AT_ONCE:
+    if _running >= at_once(ctx.settings.db_pool_max):
         raise Unavailable(
             "Other searches of notebooks' code are running: search again in a moment.",
             code="search_busy",
@@ -74,7 +82,8 @@ async def search_code(ctx: Ctx) -> web.Response:
     _running += 1
     try:
         async with ctx.conn.transaction():
-            await ctx.conn.execute(f"set local statement_timeout = '{STATEMENT_TIMEOUT}'")
+            seconds = min(STATEMENT_SECONDS, ctx.settings.db_statement_timeout_seconds)
+            await ctx.conn.execute(f"set local statement_timeout = '{int(seconds)}s'")
             candidates = await ctx.all(
                 "api_code_search_candidates", ctx.mine(see_all=ctx.me.organization_admin)
             )

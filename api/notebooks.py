@@ -646,7 +646,7 @@ async def stop_notebook(ctx: Ctx) -> web.Response:
             "starting, running, idle or detached.",
             code="notebook_not_stoppable",
         )
-    await ctx.run("api_request_stop", ctx.mine(id=notebook_id))
+    await ctx.run("api_request_stop", ctx.mine(ids=[notebook_id]))
     await set_status(ctx, notebook_id, "stopping", STOP_REQUESTED)
     await enqueue(ctx, notebook_id)
     return await describe_notebook(ctx, notebook_id, 202)

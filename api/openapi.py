@@ -151,7 +151,7 @@ COMPONENTS: dict[str, Schema] = {
         "targetName": {"type": ["string", "null"]},
         # a membership's team, named so
         "teamName": {"type": ["string", "null"]},
-        # the path's other ids, the fields sent, and names, roles, flags and limits as sent
+        # the path's other ids, the fields sent, and names, roles, flags and limits as applied
         "detail": {"type": "object"},
         "actor": ID, "tokenId": ID, "createdAt": TIME,
     }),
@@ -294,7 +294,7 @@ ERROR_TEXT = {
     412: "If-Match does not match the ETag (or the route has none)",
     413: "Body over 1 MiB",
     415: "Body is not application/json",
-    503: "Database unavailable, timed out or in conflict (`Retry-After`)",
+    503: "Database unavailable, timed out or in conflict, or (code search) busy (`Retry-After`)",
 }
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from api.context import Ctx
 from api.errors import BadRequest, Forbidden
-from api.notebooks import set_status
+from api.notebooks import member_label, set_status
 from api.responses import json_response
 from api.validation import ID_SCHEMA, obj, read_body, text_schema
 from common.jobs import enqueue_reconcile
@@ -34,14 +34,14 @@ async def stop_all(ctx: Ctx) -> web.Response:
     owner_id = body.get("memberId")
     whose = "the organization's"
     if owner_id is not None:
-        owner = await ctx.one("api_org_member_name", ctx.mine(id=owner_id))
+        owner = await ctx.one("api_org_member", ctx.mine(id=owner_id))
         if owner is None:
             raise BadRequest(
                 "memberId is not a member of this organization.",
                 code="unknown_reference",
                 field="memberId",
             )
-        whose = f"{owner['name']}'s"
+        whose = f"{member_label(owner['name'], owner['email'])}'s"
     # Locked in id order: two of these, or one and a member's own stop,
     # wait for each other in one order; the status is judged once locked.
     rows = await ctx.all(
@@ -53,7 +53,7 @@ async def stop_all(ctx: Ctx) -> web.Response:
         f": {body['reason'].strip()}" if body.get("reason", "").strip() else ""
     )
     if ids:
-        await ctx.run("api_request_stops", ctx.mine(ids=ids))
+        await ctx.run("api_request_stop", ctx.mine(ids=ids))
         for notebook_id in ids:
             await set_status(ctx, notebook_id, "stopping", STOP_REQUESTED, reason=why)
         await enqueue_reconcile(ctx.conn, ids, asked=True)

@@ -60,6 +60,12 @@ SECRET_MIN_CHARS = 4
 _TOKEN_PARAM = re.compile(r"(access_token|token)=[^\s&\"']+", re.IGNORECASE)
 
 
+def secret_values(secret_env: object) -> tuple[str, ...]:
+    """A workload config's secret variables' values (its `secret_env`)."""
+    values = secret_env.values() if isinstance(secret_env, dict) else ()
+    return tuple(v for v in values if isinstance(v, str))
+
+
 def redacted(text: str, secrets: tuple[str, ...], *, cut: bool = False) -> str:
     """`text` with each secret (the session's Marimo token, the workload
     config's secret values) and any `token=` in a URL shown as `***`; the

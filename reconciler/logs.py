@@ -26,9 +26,10 @@ log = structlog.get_logger("reconciler")
 def secrets_of(row: dict[str, Any]) -> tuple[str, ...]:
     """What no member reads in a log: the session's Marimo token, the
     workload config's secret values."""
-    values = row.get("secret_env") if isinstance(row.get("secret_env"), dict) else {}
-    found = [v for v in values.values() if isinstance(v, str)]
-    return (*found, str(row.get("session_token") or ""))
+    return (
+        *notebook_logs.secret_values(row.get("secret_env")),
+        str(row.get("session_token") or ""),
+    )
 
 
 def outcome_of(tails: dict[str, LogTail]) -> str:

@@ -445,30 +445,19 @@ async def _apply(deps: Deps, row: dict[str, Any], p: Plan, observed: Observation
     return observed
 
 
-# A secret variable's value shorter than this is not blanked out of a status
-# message, as out of a log: it would blank common words.
-SECRET_MIN_CHARS = notebook_logs.SECRET_MIN_CHARS
-
-
 def _without_secrets(p: Plan, row: dict[str, Any]) -> Plan:
     """`p` with the workload config's secret values blanked out of what it
     records (members read status messages and the history, kept after the
     values are rotated): a process that died printing its connection string
     in its last log lines, an error quoting one (docs/api.md "Secret
     environment")."""
-    values = row.get("secret_env") if isinstance(row.get("secret_env"), dict) else {}
-    secrets = sorted(
-        (v for v in values.values() if isinstance(v, str) and len(v) >= SECRET_MIN_CHARS),
-        key=len,
-        reverse=True,  # a value inside another is blanked as part of the longer one
-    )
+    secrets = notebook_logs.secret_values(row.get("secret_env"))
     if not secrets:
         return p
 
     def blank(text: str) -> str:
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        return text
+        # As out of a log: the longest first, none shorter than 4 characters.
+        return notebook_logs.redacted(text, secrets)
 
     reason = None if p.reason is None else blank(p.reason)
     return replace(p, status_message=blank(p.status_message), reason=reason)

@@ -6,7 +6,7 @@
 // older" pages by the API's marker (events.js).
 
 import { api } from "./api.js";
-import { $, formatTime, h, showAdminNav, showError } from "./dom.js";
+import { $, formatTime, formatTimeout, h, showAdminNav, showError } from "./dom.js";
 import { noHistory, olderShown, showHistory, takeLatest } from "./events.js";
 import { Poller, absorb, memberLabel, state } from "./store.js";
 
@@ -23,12 +23,11 @@ const whose = (id) => (state.me && id === state.me.id ? "your" : `${memberLabel(
 const LIMITS = {
   maxRunningPerMember: ["running per member", (v) => (v === 0 ? "no limit of its own" : String(v))],
   maxRunning: ["running in all", (v) => (v === 0 ? "no limit of its own" : String(v))],
-  maxIdleTimeoutSeconds: ["idle timeout cap", (v) => (v === 0 ? "no cap" : minutes(v))],
-  maxDetachedTimeoutSeconds: ["detached timeout cap", (v) => (v === 0 ? "no cap" : minutes(v))],
-  defaultIdleTimeoutSeconds: ["new notebooks' idle timeout", (v) => (v === null ? "the platform's" : v === 0 ? "never" : minutes(v))],
-  defaultDetachedTimeoutSeconds: ["new notebooks' detached timeout", (v) => (v === null ? "the platform's" : v === 0 ? "never" : minutes(v))],
+  maxIdleTimeoutSeconds: ["idle timeout cap", (v) => (v === 0 ? "no cap" : formatTimeout(v))],
+  maxDetachedTimeoutSeconds: ["detached timeout cap", (v) => (v === 0 ? "no cap" : formatTimeout(v))],
+  defaultIdleTimeoutSeconds: ["new notebooks' idle timeout", (v) => (v === null ? "the platform's" : v === 0 ? "never" : formatTimeout(v))],
+  defaultDetachedTimeoutSeconds: ["new notebooks' detached timeout", (v) => (v === null ? "the platform's" : v === 0 ? "never" : formatTimeout(v))],
 };
-const minutes = (seconds) => `${Math.round(seconds / 60)} min`;
 
 function limitsSet(detail) {
   const set = Object.entries(LIMITS).filter(([k]) => k in detail).map(([k, [label, say]]) => `${label}: ${say(detail[k])}`);

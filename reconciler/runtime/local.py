@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from common import notebook_logs
 from common.clock import Clock, SystemClock
 from common.ids import is_valid_id
 from common.platform_env import user_env
@@ -592,7 +593,7 @@ class LocalRuntime:
             data = procs.last_bytes(proc.log, proc.log_offset, max_bytes)
             return LogTail(data) if data is not None else LogTail(None, "It has written nothing.")
 
-        names = ("sail", "marimo")
+        names = notebook_logs.COMPONENTS
         found = await asyncio.to_thread(lambda: [read(name) for name in names])
         return dict(zip(names, found, strict=True))
 

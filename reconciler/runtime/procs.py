@@ -27,6 +27,8 @@ from pathlib import Path
 
 import psutil
 
+from common import notebook_logs
+
 # Popen handles of the processes this worker spawned, so it can reap them and
 # learn their exit codes, with the start time each was spawned at. Adopted
 # processes (spawned by a dead worker) are not our children: their exit code
@@ -390,15 +392,9 @@ def last_bytes(path: str | Path, start: int, max_bytes: int) -> bytes | None:
         return None
 
 
-_SECRET_PARAM = re.compile(r"(access_token|token)=[^\s&\"']+", re.IGNORECASE)
-
-
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     """Status messages are shown to members: never a token (Marimo logs its URL with one)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _SECRET_PARAM.sub(r"\1=***", text)
+    return notebook_logs.redacted(text, secrets)
 
 
 def death_reason(name: str, proc: Proc, secrets: tuple[str, ...] = ()) -> str:

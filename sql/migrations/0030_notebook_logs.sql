@@ -4,12 +4,11 @@
 -- their logs go with it) and when a member asks (POST …/logs, answered by a
 -- worker: the API reaches no runtime). One row a notebook, the newest read
 -- only: the last 64 KiB of each component's output. Gone with the notebook's
--- row. A new table; its foreign key takes a brief lock on `notebooks` (share
--- row exclusive: writes to it wait for the create, not reads).
-set local lock_timeout = '10s';
-
+-- row: the statement that deletes it deletes them (reconciler_delete_notebook).
+-- No foreign key: its creation would lock `notebooks` against writes for as
+-- long as the upgrade's transaction lasts (pending migrations run in one).
 create table notebook_logs (
-    notebook_id   text primary key references notebooks (id) on delete cascade,
+    notebook_id   text primary key,
     -- When a member last asked for them to be read, and which of those asks
     -- a worker has answered (the ask's own time, not the worker's clock: a
     -- worker's clock behind the API's never leaves an ask unanswered).

@@ -269,8 +269,9 @@ select m.id, m.name, m.email,
    for key share of m;
 
 -- name: api_org_member
--- A member of the org, active or disabled (whose notebooks are handed on).
-select id from members where id = %(id)s and organization_id = %(org_id)s;
+-- A member of the org, active or disabled (whose notebooks are handed on,
+-- or stopped: api/stop_all.py), by name and email.
+select id, name, email from members where id = %(id)s and organization_id = %(org_id)s;
 
 -- name: api_lock_owned_notebooks
 -- Every notebook a member owns, locked in id order (as one notebook's
@@ -340,12 +341,13 @@ select count(*) filter (where member_id = %(owner_id)s) as member_running,
    and status in ('starting', 'running', 'idle', 'detached');
 
 -- name: api_request_stop
+-- Each of `ids` (locked by the caller): a member's stop, or all at once.
 update notebooks
    set desired_state = 'stopped',
        generation = generation + 1,
        updated_at = %(now)s,
        updated_by = %(member_id)s
- where id = %(id)s;
+ where id = any(%(ids)s::text[]);
 
 -- name: api_request_delete
 update notebooks
@@ -575,10 +577,6 @@ select coalesce(json_agg(json_build_object(
  cross join lateral (select l.line, l.n from lines l where l.id = f.id
                       order by l.n limit 1) first;
 
--- name: api_org_member_name
--- A member of the org, active or disabled, by name.
-select id, name from members where id = %(id)s and organization_id = %(org_id)s;
-
 -- name: api_lock_stoppable_notebooks
 -- The notebooks a stop of everything stops: the organization's (one
 -- member's, given `owner_id`) that are starting, running, idle or detached,
@@ -590,12 +588,3 @@ select n.id from notebooks n
    and (%(owner_id)s::text is null or n.member_id = %(owner_id)s)
  order by n.id
    for update of n;
-
--- name: api_request_stops
--- api_request_stop for many notebooks (locked by the caller) at once.
-update notebooks
-   set desired_state = 'stopped',
-       generation = generation + 1,
-       updated_at = %(now)s,
-       updated_by = %(member_id)s
- where id = any(%(ids)s::text[]);

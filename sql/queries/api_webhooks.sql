@@ -50,8 +50,11 @@ select count(*) as total,
 -- of failures count from now, and of those held, the ones past their day
 -- are given up, the rest are due now.
 with before as (
+    -- locked: a worker disabling it meanwhile is seen or waits, so what is
+    -- held is released exactly when it was disabled
     select w.id, w.disabled_at from webhooks w
      where w.id = %(id)s and w.organization_id = %(org_id)s
+       for no key update
 ), changed as (
     update webhooks w
        set url = coalesce(%(url)s, w.url),

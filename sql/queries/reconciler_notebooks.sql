@@ -152,10 +152,13 @@ returning generation;
 -- (notebook_trash, migration 0025): its newest file (or the one it was
 -- brought as) and settings, read on the statement's snapshot, before the
 -- delete's cascade. None for a notebook that never had a file of its own.
+-- Its logs go too (notebook_logs: no foreign key, migration 0030).
 with gone as (
     delete from notebooks where id = %(id)s and desired_state = 'deleted'
     returning id, organization_id, member_id, name, status, created_at, deleted_by,
               description, workload_config_id, idle_timeout_seconds, detached_timeout_seconds
+), logs_gone as (
+    delete from notebook_logs l using gone g where l.notebook_id = g.id
 ), stamped as (
     select g.*, greatest(%(now)s::timestamptz,
                          (select max(e.created_at) from notebook_events e

@@ -78,11 +78,11 @@ with disabled as (
        and exists (
            select 1 from webhook_deliveries f
             where f.webhook_id = w.id and f.status = 'failed'
-              and f.created_at >= coalesce(w.enabled_at, w.created_at)
-              and f.created_at <= %(now)s - make_interval(days => %(days)s)
-              and not exists (select 1 from webhook_deliveries d
-                               where d.webhook_id = w.id and d.status = 'delivered'
-                                 and d.delivered_at > f.created_at))
+              and f.created_at >= greatest(
+                      coalesce(w.enabled_at, w.created_at),
+                      (select max(d.delivered_at) from webhook_deliveries d
+                        where d.webhook_id = w.id and d.status = 'delivered'))
+              and f.created_at <= %(now)s - make_interval(days => %(days)s))
     returning w.id
 ), held as (
     update webhook_deliveries d set next_attempt_at = 'infinity'

@@ -107,11 +107,11 @@ async def test_many_matches_say_there_are_more_and_bad_asks_are_refused(
     [hit] = (await search(client, world.owner, "needle2"))["items"]
     assert hit["text"] == "y" * 60 + "needle2" and hit["line"] == 1  # from a little before
     for params, code in (
-        ({}, "invalid_value"),
-        ({"q": "x"}, "invalid_value"),
-        ({"q": "  "}, "invalid_value"),
-        ({"q": "a" * 201}, "invalid_value"),
-        ({"q": "two\nlines"}, "invalid_value"),
+        ({}, "validation_failed"),
+        ({"q": "x"}, "validation_failed"),
+        ({"q": "  "}, "validation_failed"),
+        ({"q": "a" * 201}, "validation_failed"),
+        ({"q": "two\nlines"}, "validation_failed"),
         ({"q": "ok", "limit": "5"}, "unknown_parameter"),
     ):
         resp = await client.get(SEARCH, params=params, headers=world.owner.auth)
@@ -159,7 +159,7 @@ async def test_a_search_is_bounded_in_bytes_and_in_searches_at_once(
     found = await search(client, world.owner, "needle")
     # The two most recently kept (2,014 bytes); the third would pass the budget.
     assert (found["partial"], found["searched"], len(found["items"])) == (True, 2, 2)
-    monkeypatch.setattr(code_search, "_running", code_search.AT_ONCE)
+    monkeypatch.setattr(code_search, "_running", code_search.at_once(10))  # the test pool's
     resp = await client.get(SEARCH, params={"q": "needle"}, headers=world.owner.auth)
     problem = await refused(resp, 503, "search_busy")
     assert resp.headers["Retry-After"] == "1"

@@ -68,7 +68,9 @@ async def test_one_members_notebooks_and_who_may(
     assert await body_of(resp) == {"stopped": 1}
     assert state(factory, mine) == ("stopping", "stopped")
     assert state(factory, other) == ("running", "running")
-    name = factory.value("select name from members where id = %s", world.owner.id)
+    name = factory.value(
+        "select name || ' (' || email || ')' from members where id = %s", world.owner.id
+    )
     reason = factory.value(
         "select reason from notebook_events where notebook_id = %s order by id desc limit 1", mine
     )

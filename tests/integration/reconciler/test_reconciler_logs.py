@@ -237,6 +237,9 @@ class Stops(NoFile):
         self.teardowns += 1
         self.up = False
 
+    async def delete(self, notebook_id: str) -> None:
+        await self.ensure_stopped(notebook_id)
+
     async def read_logs(
         self, notebook_id: str, observed: Observation, max_bytes: int
     ) -> dict[str, LogTail]:
@@ -306,3 +309,17 @@ async def test_a_write_that_fails_is_a_failed_read_not_an_error(
 async def test_an_ask_for_a_notebook_gone_is_dropped(pool: Any) -> None:
     deps = Deps(pool=pool, runtime=Reads("hang"), clock=FakeClock())  # type: ignore[arg-type]
     await logs.answer_ask(deps, "NOSUCHNOTEBOOK")  # neither reads nor raises
+
+
+async def test_the_logs_go_with_the_notebooks_row(rows: Any, db: Any, pool: Any) -> None:
+    clock = FakeClock()
+    nid = await rows.notebook()
+    await db.execute(
+        "insert into notebook_logs (notebook_id, captured_at, sail) values (%s, now(), 'x')",
+        (nid,),
+    )
+    await rows.delete(nid)
+    deps = Deps(pool=pool, runtime=Stops(Observation(None), {}), clock=clock)
+    while await rows.get(nid) is not None:
+        await reconcile_once(deps, nid)
+    assert await kept(db, nid) is None
