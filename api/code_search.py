@@ -106,7 +106,7 @@ async def search_code(ctx: Ctx) -> web.Response:
     finally:
         _running -= 1
     assert row is not None  # an aggregate: one row
-    kept_at = {c["id"]: c["kept_at_json"] for c in chosen}  # as PostgreSQL writes times
+    kept_at = {c["id"]: c["kept_at"] for c in chosen}  # as PostgreSQL writes times
     items = json.loads(row["items"])
     for item in items:
         item["keptAt"] = kept_at[item["notebookId"]]

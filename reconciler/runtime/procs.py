@@ -392,15 +392,11 @@ def last_bytes(path: str | Path, start: int, max_bytes: int) -> bytes | None:
         return None
 
 
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Status messages are shown to members: never a token (Marimo logs its URL with one)."""
-    return notebook_logs.redacted(text, secrets)
-
-
 def death_reason(name: str, proc: Proc, secrets: tuple[str, ...] = ()) -> str:
     code = exit_code(proc)
     how = f"exited with code {code}" if code is not None else "exited"
-    last = redact(tail(proc.log, proc.log_offset), secrets)
+    # Shown to members: never a token (Marimo logs its URL with one).
+    last = notebook_logs.redacted(tail(proc.log, proc.log_offset), secrets)
     return f"{name} {how}" + (f": {last}" if last else "")
 
 

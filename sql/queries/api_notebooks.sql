@@ -523,8 +523,8 @@ returning notebook_id;
 -- its newest kept version (or, never run, the file it was brought as) and
 -- its size (octet_length reads a stored value's header, not its text), most
 -- recently kept first. The caller keeps as many as its budget of bytes.
-select n.id, f.version, coalesce(f.kept_at, n.created_at) as kept_at,
-       to_json(coalesce(f.kept_at, n.created_at)) #>> '{}' as kept_at_json,
+select n.id, f.version,
+       to_json(coalesce(f.kept_at, n.created_at)) #>> '{}' as kept_at,  -- as JSON writes it
        coalesce(f.bytes, s.bytes) as bytes
   from notebooks n
   left join lateral (select v.id as version, v.kept_at, octet_length(v.content) as bytes
@@ -535,7 +535,7 @@ select n.id, f.version, coalesce(f.kept_at, n.created_at) as kept_at,
  where n.organization_id = %(org_id)s and n.deleted_at is null
 -- include: caller_sees_notebook
    and (f.version is not null or s.bytes is not null)
- order by 3 desc, n.id;
+ order by coalesce(f.kept_at, n.created_at) desc, n.id;
 
 -- name: api_code_search
 -- The texts chosen (`versions` of notebook_files, `seeds` by notebook id, in
