@@ -33,6 +33,7 @@ import psycopg  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
 from api.code_search import BEFORE_MATCH, LINE_CHARS, SHOWN, within_budget  # noqa: E402
+from common.db import session_options  # noqa: E402
 from common.embedded_db import database_url, start_embedded  # noqa: E402
 from sql import query  # noqa: E402
 from sql.migrate import migrate  # noqa: E402
@@ -119,7 +120,10 @@ def main() -> None:
     try:
         dsn = database_url(server)
         asyncio.run(migrate(dsn))
-        with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        # As the API's connections are (no JIT: common/db.py session_options).
+        with psycopg.connect(
+            dsn, autocommit=True, row_factory=dict_row, options=session_options()
+        ) as conn:
             seed(conn, args.notebooks, args.kib)
 
             def search(member: str, q: str) -> Callable[[], None]:

@@ -544,8 +544,10 @@ select n.id, f.version,
 -- first `limit` + 1 of them: each with its first matching line (its number,
 -- and the line from a little before the match, cut, without a CR) and how
 -- many lines match. Each text is lowered once to find it, its lines only
--- for the few listed.
-with texts as (
+-- for the few listed. `texts` is materialized: else the planner may push
+-- the search into a scan of every version's text (a small organization's
+-- table looks cheap to scan), lowering all of them.
+with texts as materialized (
     select w.ordinal, v.notebook_id as id, v.content
       from unnest(%(versions)s::bigint[], %(version_ordinals)s::int[]) w(version, ordinal)
       join notebook_files v on v.id = w.version
